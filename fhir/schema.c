@@ -1,0 +1,146 @@
+/*
+ * fhir/schema.c — lookups over the generated FHIR R4 tables (see schema.h).
+ * All functions are pure reads of static data.
+ */
+#include "fhir/schema.h"
+
+#include <string.h>
+
+/* strcmp between a NUL-terminated name and a counted key. */
+static int name_cmp(const char *name, const char *key, size_t len)
+{
+    int c = strncmp(name, key, len);
+    if (c)
+        return c;
+    return name[len] ? 1 : 0;
+}
+
+const fs_type *fs_type_by_name(const fs_schema *s, const char *name, size_t len)
+{
+    uint32_t lo = 0, hi = s->type_count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        int c = name_cmp(s->types[mid].name, name, len);
+        if (c == 0)
+            return &s->types[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+const fs_element *fs_children(const fs_schema *s, const fs_element *e, unsigned *n)
+{
+    if (!(e->flags & FS_EL_INLINE) && e->child_first == FS_NONE && e->type_count == 1) {
+        /* A data-type element: its children are those of the type's root. */
+        const fs_element *root = &s->elements[fs_element_type(s, e, 0)->root];
+        if (root != e)
+            return fs_children(s, root, n);
+    }
+    if (e->child_first == FS_NONE) {
+        *n = 0;
+        return NULL;
+    }
+    *n = e->child_count;
+    return &s->elements[e->child_first];
+}
+
+/*
+ * A choice key is stem + type name with its first letter upper-cased:
+ * "valueQuantity", "valueDateTime", "deceasedBoolean".
+ */
+static const fs_type *choice_suffix_type(const fs_schema *s, const fs_element *e, const char *suffix, size_t len)
+{
+    if (len == 0 || suffix[0] < 'A' || suffix[0] > 'Z')
+        return NULL;
+    for (unsigned i = 0; i < e->type_count; i++) {
+        const fs_type *t = fs_element_type(s, e, i);
+        const char *name = t->name;
+        if (strlen(name) != len)
+            continue;
+        char first = (char)(name[0] >= 'a' && name[0] <= 'z' ? name[0] - 32 : name[0]);
+        if (first == suffix[0] && !strncmp(name + 1, suffix + 1, len - 1))
+            return t;
+    }
+    return NULL;
+}
+
+const fs_element *fs_child(const fs_schema *s, const fs_element *parent, const char *key, size_t len,
+                           const fs_type **choice_type)
+{
+    unsigned n;
+    const fs_element *kids = fs_children(s, parent, &n);
+    return fs_lookup(s, kids, n, key, len, choice_type);
+}
+
+const fs_element *fs_lookup(const fs_schema *s, const fs_element *kids, unsigned n, const char *key, size_t len,
+                            const fs_type **choice_type)
+{
+    *choice_type = NULL;
+    /* Exact name first (binary search: children are sorted by name). */
+    unsigned lo = 0, hi = n;
+    while (lo < hi) {
+        unsigned mid = lo + (hi - lo) / 2;
+        int c = name_cmp(kids[mid].name, key, len);
+        if (c == 0)
+            return (kids[mid].flags & FS_EL_CHOICE) ? NULL : &kids[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    /* A choice stem is a strict prefix of the key: it sorts just before where the key would be. */
+    for (unsigned i = lo; i-- > 0;) {
+        size_t stem = strlen(kids[i].name);
+        if (stem >= len || strncmp(kids[i].name, key, stem)) {
+            if (kids[i].name[0] != key[0])
+                break;
+            continue;
+        }
+        if (!(kids[i].flags & FS_EL_CHOICE))
+            continue;
+        const fs_type *t = choice_suffix_type(s, &kids[i], key + stem, len - stem);
+        if (t) {
+            *choice_type = t;
+            return &kids[i];
+        }
+    }
+    return NULL;
+}
+
+const fs_valueset *fs_valueset_by_url(const fs_schema *s, const char *url)
+{
+    size_t len = strcspn(url, "|");
+    uint32_t lo = 0, hi = s->valueset_count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        int c = name_cmp(s->valuesets[mid].url, url, len);
+        if (c == 0)
+            return &s->valuesets[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+bool fs_valueset_contains(const fs_schema *s, const fs_valueset *vs, const char *system, size_t system_len,
+                          const char *code, size_t code_len)
+{
+    const fs_code *codes = &s->codes[vs->code_first];
+    uint32_t lo = 0, hi = vs->code_count;
+    while (lo < hi) { /* first entry with this code */
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (name_cmp(codes[mid].code, code, code_len) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (uint32_t i = lo; i < vs->code_count && name_cmp(codes[i].code, code, code_len) == 0; i++)
+        if (!system || name_cmp(codes[i].system, system, system_len) == 0)
+            return true;
+    return false;
+}

@@ -1,0 +1,122 @@
+/*
+ * fhir/schema.h — the FHIR R4 type system as compact, immutable tables
+ * (prefix fs_).
+ *
+ * fhir/schemagen/schemagen.c reads the official StructureDefinitions,
+ * ValueSets and CodeSystems of hl7.fhir.r4.examples@4.0.1 at build time and
+ * writes these tables as C source (build/generated/fhir_schema_r4.c), so the
+ * validator starts with no loading at all. Everything here is static const
+ * data: shared between threads without locks, never freed.
+ *
+ * Shape: every type (primitive, complex, resource) has a root element; an
+ * element's children sit contiguously in `elements`, sorted by JSON name, so
+ * a property is found by binary search. A child element either has inline
+ * children of its own (BackboneElement, or a contentReference resolved at
+ * generation time) or takes its children from its single type's root.
+ * A choice element ("value[x]") is stored once, under its stem ("value"),
+ * with all allowed types; fs_child() resolves "valueQuantity" to it.
+ */
+#ifndef FHIR_SCHEMA_H
+#define FHIR_SCHEMA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fhir/primitive.h"
+
+#define FS_UNBOUNDED UINT32_MAX
+#define FS_NONE (-1)
+
+typedef enum fs_kind { FS_PRIMITIVE, FS_COMPLEX, FS_RESOURCE } fs_kind;
+
+typedef enum fs_strength { FS_BIND_NONE, FS_BIND_EXAMPLE, FS_BIND_PREFERRED, FS_BIND_EXTENSIBLE, FS_BIND_REQUIRED } fs_strength;
+
+enum {
+    FS_EL_CHOICE = 1 << 0,   /* name is a choice stem: JSON key = name + TypeName */
+    FS_EL_NO_EXT = 1 << 1,   /* XML attribute in the spec (Element.id, Extension.url): no "_name" companion */
+    FS_EL_INLINE = 1 << 2,   /* children are inline (backbone / contentReference), not the type's */
+    FS_EL_MODIFIER = 1 << 3, /* isModifier */
+    FS_EL_SUMMARY = 1 << 4   /* isSummary */
+};
+
+typedef struct fs_element {
+    const char *name;     /* JSON property name; the stem for a choice element */
+    const char *path;     /* e.g. "CarePlan.activity.detail.status" (choice: "Observation.value[x]") */
+    uint32_t min, max;    /* max == FS_UNBOUNDED for '*' */
+    uint16_t type_first;  /* allowed types: schema->type_refs[type_first .. +type_count) */
+    uint16_t type_count;
+    int32_t child_first;  /* children: elements[child_first .. +child_count), sorted by name; FS_NONE if none */
+    uint16_t child_count;
+    uint8_t flags;        /* FS_EL_* */
+    uint8_t binding_strength; /* fs_strength */
+    int32_t valueset;     /* index into schema->valuesets for an expandable binding, else FS_NONE */
+} fs_element;
+
+typedef struct fs_type {
+    const char *name;     /* "Patient", "CodeableConcept", "dateTime" */
+    fs_kind kind;
+    bool is_abstract;     /* Resource, DomainResource, Element, BackboneElement, ... */
+    fprim_kind prim;      /* FPRIM_NONE unless kind == FS_PRIMITIVE */
+    int32_t base;         /* type index of the base type, FS_NONE at the top */
+    int32_t root;         /* element index of the root element */
+} fs_type;
+
+typedef struct fs_code {
+    const char *system;
+    const char *code;
+} fs_code;
+
+typedef struct fs_valueset {
+    const char *url;      /* canonical without |version */
+    uint32_t code_first;  /* codes[code_first .. +code_count), sorted by code then system */
+    uint32_t code_count;
+} fs_valueset;
+
+typedef struct fs_schema {
+    const char *fhir_version;
+    const fs_type *types;  /* sorted by name */
+    uint32_t type_count;
+    const fs_element *elements;
+    uint32_t element_count;
+    const uint16_t *type_refs;
+    uint32_t type_ref_count;
+    const fs_valueset *valuesets; /* sorted by url */
+    uint32_t valueset_count;
+    const fs_code *codes;
+    uint32_t code_count;
+} fs_schema;
+
+/* The generated FHIR R4 (4.0.1) schema. */
+const fs_schema *fs_r4(void);
+
+/* Type by name (exact, case-sensitive), or NULL. */
+const fs_type *fs_type_by_name(const fs_schema *s, const char *name, size_t len);
+/* Type of an element's i-th allowed type. */
+static inline const fs_type *fs_element_type(const fs_schema *s, const fs_element *e, unsigned i)
+{
+    return &s->types[s->type_refs[e->type_first + i]];
+}
+
+/* The children of an element (inline, or those of its single type); count set in *n. */
+const fs_element *fs_children(const fs_schema *s, const fs_element *e, unsigned *n);
+
+/*
+ * The child of `parent` that JSON property key[0..len) names. For a choice
+ * element the type the suffix selects is returned in *choice_type (else NULL).
+ * Returns NULL for an unknown property (including a wrong choice suffix).
+ */
+const fs_element *fs_child(const fs_schema *s, const fs_element *parent, const char *key, size_t len,
+                           const fs_type **choice_type);
+
+/* The same lookup in a block of sibling elements (as fs_children returns them). */
+const fs_element *fs_lookup(const fs_schema *s, const fs_element *kids, unsigned n, const char *key, size_t len,
+                            const fs_type **choice_type);
+
+/* Value set by canonical URL (a "|version" suffix is ignored), or NULL. */
+const fs_valueset *fs_valueset_by_url(const fs_schema *s, const char *url);
+/* Membership: system may be NULL (a bare `code` element: any system matches). */
+bool fs_valueset_contains(const fs_schema *s, const fs_valueset *vs, const char *system, size_t system_len,
+                          const char *code, size_t code_len);
+
+#endif

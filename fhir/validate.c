@@ -1,0 +1,845 @@
+/*
+ * fhir/validate.c — the structural validator (see validate.h).
+ *
+ * One recursive walk over the parsed JSON tree, guided by the schema:
+ *
+ *   validate_resource      resourceType, then the resource's members;
+ *                          Bundles get a frame that collects fullUrls and
+ *                          references so they can be resolved at the end
+ *   validate_members       one JSON object against an element's children:
+ *                          unknown keys, duplicates, choice variants,
+ *                          missing required children, `_name` companions
+ *   validate_property      array versus single value, cardinality
+ *   validate_value         one value against one type: primitive format,
+ *                          complex type (recursion), bindings, references
+ *
+ * The FHIRPath location of the value being checked is kept in ctx.path and
+ * grows and shrinks with the walk, so reporting costs nothing until an issue
+ * is actually found. Recursion depth is bounded by the JSON depth limit.
+ */
+#include "fhir/validate.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NO_NODE UINT32_MAX
+#define PATH_CAPACITY 1024
+
+/* A reference seen inside a transaction or document Bundle, resolved at the end. */
+typedef struct bundle_ref {
+    uint32_t node;  /* the reference string */
+    uint32_t entry; /* index of the entry it sits in */
+    char *path;     /* FHIRPath of the reference, for the issue */
+} bundle_ref;
+
+typedef struct full_url {
+    const char *text;
+    uint32_t len;
+    uint32_t entry;
+    uint32_t node;
+} full_url;
+
+typedef struct bundle_frame {
+    bool resolve_refs;   /* transaction or document */
+    bool is_document;    /* also relative references must resolve (a warning when not) */
+    bool is_history;     /* the same fullUrl may appear in several versions */
+    uint32_t entry_array;
+    uint32_t current_entry;
+    full_url *urls;      /* sorted by text once the entries are walked */
+    uint32_t url_count;
+    uint32_t *entry_url; /* per entry index: node of its fullUrl, or NO_NODE */
+    uint32_t entry_count;
+    bundle_ref *refs;
+    size_t ref_count, ref_capacity;
+    struct bundle_frame *outer;
+} bundle_frame;
+
+typedef struct ctx {
+    const fs_schema *s;
+    fj_doc *doc;
+    oo_list *out;
+    char path[PATH_CAPACITY];
+    size_t path_len;
+    uint32_t container;        /* the resource whose `contained` list '#id' references search */
+    bundle_frame *bundle;      /* innermost Bundle being walked, or NULL */
+    const fs_element *bundle_entry; /* the Bundle.entry element, to know which entry we are in */
+    const fs_type *t_reference, *t_coding, *t_codeable_concept, *t_bundle;
+} ctx;
+
+/* ---- locations and reporting ------------------------------------------- */
+
+/* Append to the path; returns the previous length for path_pop. Overlong paths end in "...". */
+static size_t path_push(ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static size_t path_push(ctx *c, const char *fmt, ...)
+{
+    size_t old = c->path_len;
+    if (old + 4 >= PATH_CAPACITY)
+        return old;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(c->path + old, PATH_CAPACITY - old, fmt, ap);
+    va_end(ap);
+    if (n < 0 || old + (size_t)n >= PATH_CAPACITY - 4) {
+        memcpy(c->path + PATH_CAPACITY - 4, "...", 4);
+        c->path_len = PATH_CAPACITY - 1;
+    } else {
+        c->path_len = old + (size_t)n;
+    }
+    return old;
+}
+
+static void path_pop(ctx *c, size_t old)
+{
+    c->path_len = old;
+    c->path[old] = '\0';
+}
+
+/* ".name", or "name" at the start of a path. */
+static size_t path_push_name(ctx *c, const char *name, size_t len)
+{
+    return path_push(c, "%s%.*s", c->path_len ? "." : "", (int)len, name);
+}
+
+static void report(ctx *c, uint32_t node, oo_severity sev, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void report(ctx *c, uint32_t node, oo_severity sev, const char *code, const char *fmt, ...)
+{
+    unsigned line = 0, column = 0;
+    if (node != NO_NODE)
+        fj_line_col(c->doc, c->doc->nodes[node].pos, &line, &column);
+    va_list ap;
+    va_start(ap, fmt);
+    oo_vadd(c->out, sev, code, c->path_len ? c->path : "$this", line, column, fmt, ap);
+    va_end(ap);
+}
+
+static const fj_node *N(const ctx *c, uint32_t i) { return &c->doc->nodes[i]; }
+static const char *S(const ctx *c, uint32_t i) { return fj_str(c->doc, i); }
+
+static bool str_is(const ctx *c, uint32_t node, const char *s)
+{
+    return node != NO_NODE && N(c, node)->type == FJ_STRING && fj_str_eq(c->doc, node, s);
+}
+
+static bool has_prefix(const char *s, size_t len, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return len >= n && !memcmp(s, prefix, n);
+}
+
+/* ---- forward declarations ------------------------------------------------ */
+
+static void validate_resource(ctx *c, uint32_t node, bool contained);
+static void validate_value(ctx *c, const fs_element *el, const fs_type *t, uint32_t v);
+static void validate_members(ctx *c, uint32_t obj, const fs_element *kids, unsigned n, const char *owner,
+                             bool resource_root);
+
+/* Children that apply to a value of type t held in element el. */
+static const fs_element *children_for(const ctx *c, const fs_element *el, const fs_type *t, unsigned *n)
+{
+    if (el && (el->flags & FS_EL_INLINE))
+        return fs_children(c->s, el, n);
+    return fs_children(c->s, &c->s->elements[t->root], n);
+}
+
+/* ---- bindings ---------------------------------------------------------------- */
+
+static const char *valueset_url(const ctx *c, const fs_element *el) { return c->s->valuesets[el->valueset].url; }
+
+static bool coding_in_valueset(ctx *c, uint32_t coding, const fs_valueset *vs)
+{
+    uint32_t code = fj_get(c->doc, coding, "code");
+    uint32_t system = fj_get(c->doc, coding, "system");
+    if (code == NO_NODE || N(c, code)->type != FJ_STRING)
+        return false;
+    bool has_system = system != NO_NODE && N(c, system)->type == FJ_STRING;
+    return fs_valueset_contains(c->s, vs, has_system ? S(c, system) : NULL, has_system ? N(c, system)->len : 0,
+                                S(c, code), N(c, code)->len);
+}
+
+/* A Coding or CodeableConcept under a required binding the package could expand. */
+static void check_coded_binding(ctx *c, const fs_element *el, const fs_type *t, uint32_t v)
+{
+    const fs_valueset *vs = &c->s->valuesets[el->valueset];
+    if (t == c->t_coding) {
+        if (fj_get(c->doc, v, "code") != NO_NODE && !coding_in_valueset(c, v, vs))
+            report(c, v, OO_ERROR, OO_CODE_INVALID, "the coding is not in the required value set %s",
+                   valueset_url(c, el));
+        return;
+    }
+    uint32_t codings = fj_get(c->doc, v, "coding");
+    if (codings == NO_NODE || N(c, codings)->type != FJ_ARRAY || !N(c, codings)->len)
+        return; /* text only: nothing to check against */
+    for (uint32_t i = fj_first_child(codings), k = 0; k < N(c, codings)->len; k++, i = fj_next(c->doc, i))
+        if (N(c, i)->type == FJ_OBJECT && coding_in_valueset(c, i, vs))
+            return;
+    report(c, v, OO_ERROR, OO_CODE_INVALID, "none of the codings is in the required value set %s",
+           valueset_url(c, el));
+}
+
+/* ---- references ------------------------------------------------------------ */
+
+static bool is_absolute_uri(const char *s, size_t len)
+{
+    size_t i = 0;
+    if (!len || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z')))
+        return false;
+    for (i = 1; i < len && s[i] != ':'; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '+' ||
+              ch == '-' || ch == '.'))
+            return false;
+    }
+    return i < len;
+}
+
+/* Does the container resource have a contained resource with this id? */
+static bool contained_id_exists(ctx *c, const char *id, size_t len)
+{
+    if (c->container == NO_NODE)
+        return false;
+    uint32_t list = fj_get(c->doc, c->container, "contained");
+    if (list == NO_NODE || N(c, list)->type != FJ_ARRAY)
+        return false;
+    for (uint32_t i = fj_first_child(list), k = 0; k < N(c, list)->len; k++, i = fj_next(c->doc, i)) {
+        uint32_t rid = N(c, i)->type == FJ_OBJECT ? fj_get(c->doc, i, "id") : NO_NODE;
+        if (rid != NO_NODE && N(c, rid)->type == FJ_STRING && N(c, rid)->len == len && !memcmp(S(c, rid), id, len))
+            return true;
+    }
+    return false;
+}
+
+/* "Type/id" or "Type/id/_history/vid": returns NULL when fine, else what is wrong. */
+static const char *check_relative_reference(ctx *c, const char *s, size_t len)
+{
+    const char *slash = memchr(s, '/', len);
+    if (!slash)
+        return "expected 'Type/id', '#id', 'urn:uuid:...' or an absolute URL";
+    const fs_type *t = fs_type_by_name(c->s, s, (size_t)(slash - s));
+    if (!t || t->kind != FS_RESOURCE || t->is_abstract)
+        return "the reference does not start with a known resource type";
+    const char *id = slash + 1;
+    size_t rest = len - (size_t)(id - s);
+    const char *id_end = memchr(id, '/', rest);
+    size_t id_len = id_end ? (size_t)(id_end - id) : rest;
+    if (fprim_check(FPRIM_ID, id, id_len) || id_len == 0)
+        return "the id part is not a valid id ([A-Za-z0-9-.]{1,64})";
+    if (id_end) {
+        const char *hist = id_end + 1;
+        size_t hist_len = len - (size_t)(hist - s);
+        if (!has_prefix(hist, hist_len, "_history/") ||
+            fprim_check(FPRIM_ID, hist + 9, hist_len - 9) || hist_len == 9)
+            return "after Type/id only '/_history/versionId' may follow";
+    }
+    return NULL;
+}
+
+static void record_bundle_ref(ctx *c, uint32_t node)
+{
+    bundle_frame *b = c->bundle;
+    if (b->ref_count == b->ref_capacity) {
+        size_t cap = b->ref_capacity ? b->ref_capacity * 2 : 64;
+        bundle_ref *refs = realloc(b->refs, cap * sizeof *refs);
+        if (!refs)
+            return; /* out of memory: this reference goes unresolved-unchecked */
+        b->refs = refs;
+        b->ref_capacity = cap;
+    }
+    char *path = strdup(c->path);
+    if (!path)
+        return;
+    b->refs[b->ref_count++] = (bundle_ref){node, b->current_entry, path};
+}
+
+static void check_reference(ctx *c, uint32_t obj)
+{
+    uint32_t r = fj_get(c->doc, obj, "reference");
+    if (r == NO_NODE || N(c, r)->type != FJ_STRING || N(c, r)->len == 0)
+        return; /* type and emptiness were reported by the member walk */
+    const char *s = S(c, r);
+    size_t len = N(c, r)->len;
+    size_t old = path_push(c, ".reference");
+    const char *problem = NULL;
+    if (memchr(s, ' ', len) || memchr(s, '\t', len) || memchr(s, '\n', len)) {
+        problem = "a reference contains no whitespace";
+    } else if (s[0] == '#') {
+        if (len > 1 && !contained_id_exists(c, s + 1, len - 1)) {
+            report(c, r, OO_ERROR, OO_NOT_FOUND, "no contained resource has the id '%.*s'", (int)len - 1, s + 1);
+        }
+        path_pop(c, old);
+        return;
+    } else if (has_prefix(s, len, "urn:uuid:")) {
+        problem = fprim_check(FPRIM_UUID, s, len);
+    } else if (has_prefix(s, len, "urn:oid:")) {
+        problem = fprim_check(FPRIM_OID, s, len);
+    } else if (!is_absolute_uri(s, len)) {
+        problem = check_relative_reference(c, s, len);
+    }
+    if (problem)
+        report(c, r, OO_ERROR, OO_VALUE, "invalid reference '%.*s': %s", (int)(len > 200 ? 200 : len), s, problem);
+    else if (c->bundle && c->bundle->resolve_refs)
+        record_bundle_ref(c, r);
+    path_pop(c, old);
+}
+
+/* ---- primitives -------------------------------------------------------------- */
+
+/* "an object", "a string": the JSON type of a node with its article, for messages. */
+static const char *json_kind(const fj_node *n)
+{
+    static const char *const names[] = {"null", "a boolean", "a boolean", "a number", "a string", "an array",
+                                        "an object"};
+    return names[n->type];
+}
+
+static void validate_primitive(ctx *c, const fs_element *el, const fs_type *t, uint32_t v)
+{
+    const fj_node *n = N(c, v);
+    if (n->type == FJ_OBJECT || n->type == FJ_ARRAY) {
+        report(c, v, OO_ERROR, OO_STRUCTURE, "expected a primitive value (%s), found %s", t->name, json_kind(n));
+        return;
+    }
+    fprim_json want = fprim_json_type(t->prim);
+    bool type_ok = (want == FPRIM_JSON_STRING && n->type == FJ_STRING) ||
+                   (want == FPRIM_JSON_NUMBER && n->type == FJ_NUMBER) ||
+                   (want == FPRIM_JSON_BOOLEAN && (n->type == FJ_TRUE || n->type == FJ_FALSE));
+    if (!type_ok) {
+        static const char *const json_names[] = {"a string", "a number", "a boolean"};
+        report(c, v, OO_ERROR, OO_VALUE, "a %s is written as %s in JSON, found %s", t->name, json_names[want],
+               json_kind(n));
+        return;
+    }
+    if (want == FPRIM_JSON_BOOLEAN)
+        return;
+    if (n->type == FJ_STRING && n->len == 0) {
+        report(c, v, OO_ERROR, OO_STRUCTURE, "empty string: leave the property out instead");
+        return;
+    }
+    const char *problem = fprim_check(t->prim, S(c, v), n->len);
+    if (problem) {
+        report(c, v, OO_ERROR, OO_VALUE, "invalid %s '%.*s': %s", t->name, (int)(n->len > 100 ? 100 : n->len),
+               S(c, v), problem);
+        return;
+    }
+    if (el && el->valueset != FS_NONE && el->binding_strength == FS_BIND_REQUIRED &&
+        !fs_valueset_contains(c->s, &c->s->valuesets[el->valueset], NULL, 0, S(c, v), n->len))
+        report(c, v, OO_ERROR, OO_CODE_INVALID, "'%.*s' is not in the required value set %s",
+               (int)(n->len > 100 ? 100 : n->len), S(c, v), valueset_url(c, el));
+}
+
+/* ---- complex values ------------------------------------------------------------ */
+
+static void validate_value(ctx *c, const fs_element *el, const fs_type *t, uint32_t v)
+{
+    const fj_node *n = N(c, v);
+    if (n->type == FJ_NULL) {
+        report(c, v, OO_ERROR, OO_STRUCTURE, "null is not allowed: leave the property out instead");
+        return;
+    }
+    if (t->kind == FS_PRIMITIVE) {
+        validate_primitive(c, el, t, v);
+        return;
+    }
+    if (n->type != FJ_OBJECT) {
+        report(c, v, OO_ERROR, OO_STRUCTURE, "expected an object (%s), found %s", t->name, json_kind(n));
+        return;
+    }
+    if (t->kind == FS_RESOURCE) {
+        validate_resource(c, v, el && !strcmp(el->name, "contained"));
+        return;
+    }
+    unsigned count;
+    const fs_element *kids = children_for(c, el, t, &count);
+    validate_members(c, v, kids, count, t->name, false);
+    if (el && el->valueset != FS_NONE && el->binding_strength == FS_BIND_REQUIRED &&
+        (t == c->t_coding || t == c->t_codeable_concept))
+        check_coded_binding(c, el, t, v);
+    if (t == c->t_reference)
+        check_reference(c, v);
+}
+
+/* The type a value of element el has: the choice the key selected, or its only type. */
+static const fs_type *value_type(const ctx *c, const fs_element *el, const fs_type *choice)
+{
+    return choice ? choice : fs_element_type(c->s, el, 0);
+}
+
+static size_t push_element(ctx *c, const fs_element *el, const fs_type *choice)
+{
+    if (choice)
+        return path_push(c, "%s%s.ofType(%s)", c->path_len ? "." : "", el->name, choice->name);
+    return path_push_name(c, el->name, strlen(el->name));
+}
+
+/* One property's value: single versus array, cardinality, then each value. */
+static void validate_property(ctx *c, const fs_element *el, const fs_type *choice, uint32_t v)
+{
+    const fs_type *t = value_type(c, el, choice);
+    size_t old = push_element(c, el, choice);
+    const fj_node *n = N(c, v);
+    if (el->max == 1) {
+        if (n->type == FJ_ARRAY)
+            report(c, v, OO_ERROR, OO_STRUCTURE, "%s holds one value, found an array", el->path);
+        else
+            validate_value(c, el, t, v);
+    } else if (n->type != FJ_ARRAY) {
+        report(c, v, OO_ERROR, OO_STRUCTURE, "%s repeats: its value must be an array, found %s", el->path,
+               json_kind(n));
+    } else if (n->len == 0) {
+        report(c, v, OO_ERROR, OO_STRUCTURE, "empty array: leave the property out instead");
+    } else {
+        if (n->len > el->max)
+            report(c, v, OO_ERROR, OO_STRUCTURE, "%s allows at most %u values, found %u", el->path, el->max, n->len);
+        bool is_entry = el == c->bundle_entry && c->bundle;
+        uint32_t item = fj_first_child(v);
+        for (uint32_t k = 0; k < n->len; k++, item = fj_next(c->doc, item)) {
+            if (N(c, item)->type == FJ_NULL && t->kind == FS_PRIMITIVE)
+                continue; /* a placeholder for a `_name` companion: checked by validate_companion */
+            if (is_entry)
+                c->bundle->current_entry = k;
+            size_t before = path_push(c, "[%u]", k);
+            validate_value(c, el, t, item);
+            path_pop(c, before);
+        }
+    }
+    path_pop(c, old);
+}
+
+/*
+ * A primitive's `_name` companion (id and extensions of the primitive).
+ * For repeating elements both arrays align index by index, with null where
+ * one side has nothing; both null at one index is meaningless.
+ */
+static void validate_companion(ctx *c, const fs_element *el, const fs_type *t, uint32_t value, uint32_t ext)
+{
+    size_t old = push_element(c, el, (el->flags & FS_EL_CHOICE) ? t : NULL);
+    unsigned count;
+    const fs_element *kids = fs_children(c->s, &c->s->elements[t->root], &count);
+    if (ext == NO_NODE) { /* only nulls in the value array need a companion */
+        const fj_node *vn = N(c, value);
+        if (vn->type == FJ_ARRAY) {
+            uint32_t item = fj_first_child(value);
+            for (uint32_t k = 0; k < vn->len; k++, item = fj_next(c->doc, item))
+                if (N(c, item)->type == FJ_NULL) {
+                    size_t before = path_push(c, "[%u]", k);
+                    report(c, item, OO_ERROR, OO_STRUCTURE, "null without a matching '_%s' entry", el->name);
+                    path_pop(c, before);
+                }
+        }
+        path_pop(c, old);
+        return;
+    }
+    const fj_node *en = N(c, ext);
+    if (el->max == 1) {
+        if (en->type != FJ_OBJECT)
+            report(c, ext, OO_ERROR, OO_STRUCTURE, "'_%s' must be an object, found %s", el->name, json_kind(en));
+        else
+            validate_members(c, ext, kids, count, t->name, false);
+        path_pop(c, old);
+        return;
+    }
+    if (en->type != FJ_ARRAY) {
+        report(c, ext, OO_ERROR, OO_STRUCTURE, "'_%s' must be an array aligned with '%s', found %s", el->name,
+               el->name, json_kind(en));
+        path_pop(c, old);
+        return;
+    }
+    bool has_values = value != NO_NODE && N(c, value)->type == FJ_ARRAY;
+    if (has_values && N(c, value)->len != en->len) {
+        report(c, ext, OO_ERROR, OO_STRUCTURE, "'_%s' has %u entries but '%s' has %u: the arrays must align",
+               el->name, en->len, el->name, N(c, value)->len);
+        path_pop(c, old);
+        return;
+    }
+    uint32_t item = fj_first_child(ext);
+    uint32_t vitem = has_values ? fj_first_child(value) : NO_NODE;
+    for (uint32_t k = 0; k < en->len; k++) {
+        bool value_null = !has_values || N(c, vitem)->type == FJ_NULL;
+        size_t before = path_push(c, "[%u]", k);
+        if (N(c, item)->type == FJ_NULL) {
+            if (value_null)
+                report(c, item, OO_ERROR, OO_STRUCTURE, "both '%s' and '_%s' are null at index %u", el->name,
+                       el->name, k);
+        } else if (N(c, item)->type != FJ_OBJECT) {
+            report(c, item, OO_ERROR, OO_STRUCTURE, "'_%s' entries must be objects or null, found %s", el->name,
+                   json_kind(N(c, item)));
+        } else {
+            validate_members(c, item, kids, count, t->name, false);
+        }
+        path_pop(c, before);
+        item = fj_next(c->doc, item);
+        if (has_values)
+            vitem = fj_next(c->doc, vitem);
+    }
+    path_pop(c, old);
+}
+
+/* Message for a key that names no child: say which choice it nearly matched. */
+static void report_unknown(ctx *c, uint32_t key, const fs_element *kids, unsigned n, const char *owner)
+{
+    const char *k = S(c, key);
+    size_t len = N(c, key)->len;
+    for (unsigned i = 0; i < n; i++) {
+        size_t stem = strlen(kids[i].name);
+        if ((kids[i].flags & FS_EL_CHOICE) && len > stem && !memcmp(kids[i].name, k, stem)) {
+            report(c, key, OO_ERROR, OO_STRUCTURE, "'%.*s': %s does not allow the type '%.*s'", (int)len, k,
+                   kids[i].path, (int)(len - stem), k + stem);
+            return;
+        }
+    }
+    report(c, key, OO_ERROR, OO_STRUCTURE, "unknown property '%.*s' in %s", (int)(len > 100 ? 100 : len), k, owner);
+}
+
+typedef struct member_state {
+    uint32_t value[FV_MAX_CHILDREN];     /* value node per child, NO_NODE if absent */
+    uint32_t companion[FV_MAX_CHILDREN]; /* `_name` node per child */
+    const fs_type *choice[FV_MAX_CHILDREN];
+} member_state;
+
+/* The `_name` companion key: find its primitive element, or report it unknown. */
+static void note_companion(ctx *c, uint32_t key, uint32_t val, const fs_element *kids, unsigned n,
+                           const char *owner, member_state *st)
+{
+    const fs_type *choice;
+    const fs_element *el = fs_lookup(c->s, kids, n, S(c, key) + 1, N(c, key)->len - 1, &choice);
+    const fs_type *t = el ? value_type(c, el, choice) : NULL;
+    if (!el || t->kind != FS_PRIMITIVE || (el->flags & FS_EL_NO_EXT)) {
+        size_t old = path_push_name(c, S(c, key), N(c, key)->len);
+        if (el)
+            report(c, key, OO_ERROR, OO_STRUCTURE, "'%.*s': only primitive elements have a '_' companion",
+                   (int)N(c, key)->len, S(c, key));
+        else
+            report_unknown(c, key, kids, n, owner);
+        path_pop(c, old);
+        return;
+    }
+    unsigned idx = (unsigned)(el - kids);
+    if (st->choice[idx] && st->choice[idx] != choice) {
+        size_t old = path_push_name(c, el->name, strlen(el->name));
+        report(c, key, OO_ERROR, OO_STRUCTURE, "'%.*s' does not match the %s value given", (int)N(c, key)->len,
+               S(c, key), st->choice[idx]->name);
+        path_pop(c, old);
+        return;
+    }
+    st->companion[idx] = val;
+    st->choice[idx] = choice;
+}
+
+static void validate_members(ctx *c, uint32_t obj, const fs_element *kids, unsigned n, const char *owner,
+                             bool resource_root)
+{
+    const fj_node *on = N(c, obj);
+    if (on->len == 0) {
+        report(c, obj, OO_ERROR, OO_STRUCTURE, "empty object: leave the property out instead");
+        return;
+    }
+    if (n > FV_MAX_CHILDREN) {
+        report(c, obj, OO_FATAL, OO_EXCEPTION, "internal limit: %s has more than %d children", owner,
+               FV_MAX_CHILDREN);
+        return;
+    }
+    member_state st;
+    for (unsigned i = 0; i < n; i++) {
+        st.value[i] = st.companion[i] = NO_NODE;
+        st.choice[i] = NULL;
+    }
+    uint32_t key = fj_first_child(obj);
+    for (uint32_t m = 0; m < on->len; m++, key = fj_next(c->doc, fj_next(c->doc, key))) {
+        uint32_t val = key + 1; /* a key is a single string node: its value follows */
+        const char *k = S(c, key);
+        size_t len = N(c, key)->len;
+        if (N(c, key)->flags & FJ_FLAG_DUPLICATE_KEY) {
+            size_t old = path_push_name(c, k, len);
+            report(c, key, OO_ERROR, OO_STRUCTURE, "duplicate property '%.*s'", (int)len, k);
+            path_pop(c, old);
+            continue;
+        }
+        if (resource_root && len == 12 && !memcmp(k, "resourceType", 12))
+            continue;
+        if (len > 1 && k[0] == '_') {
+            note_companion(c, key, val, kids, n, owner, &st);
+            continue;
+        }
+        const fs_type *choice;
+        const fs_element *el = fs_lookup(c->s, kids, n, k, len, &choice);
+        if (!el) {
+            size_t old = path_push_name(c, k, len);
+            report_unknown(c, key, kids, n, owner);
+            path_pop(c, old);
+            continue;
+        }
+        unsigned idx = (unsigned)(el - kids);
+        if (st.value[idx] != NO_NODE) { /* exact duplicates were flagged above: this is a second choice variant */
+            size_t old = path_push_name(c, el->name, strlen(el->name));
+            report(c, key, OO_ERROR, OO_STRUCTURE, "only one of %s may be present, found '%.*s' as well", el->path,
+                   (int)len, k);
+            path_pop(c, old);
+            continue;
+        }
+        if (st.choice[idx] && st.choice[idx] != choice) { /* its `_` companion came first with another type */
+            size_t old = path_push_name(c, el->name, strlen(el->name));
+            report(c, key, OO_ERROR, OO_STRUCTURE, "'%.*s' does not match the '_' companion given for %s",
+                   (int)len, k, st.choice[idx]->name);
+            path_pop(c, old);
+            continue;
+        }
+        st.value[idx] = val;
+        st.choice[idx] = choice;
+        validate_property(c, el, choice, val);
+    }
+    for (unsigned i = 0; i < n; i++) {
+        const fs_element *el = &kids[i];
+        if (st.value[i] == NO_NODE && st.companion[i] == NO_NODE) {
+            if (el->min > 0) {
+                size_t old = path_push_name(c, el->name, strlen(el->name));
+                report(c, obj, OO_ERROR, OO_REQUIRED, "missing required element %s (min %u)", el->path, el->min);
+                path_pop(c, old);
+            }
+            continue;
+        }
+        const fs_type *t = value_type(c, el, st.choice[i]);
+        if (t->kind != FS_PRIMITIVE)
+            continue;
+        bool value_has_nulls = st.value[i] != NO_NODE && N(c, st.value[i])->type == FJ_ARRAY;
+        if (st.companion[i] != NO_NODE || value_has_nulls) {
+            if (st.companion[i] != NO_NODE && st.value[i] != NO_NODE && el->max == 1 &&
+                N(c, st.value[i])->type == FJ_ARRAY)
+                continue; /* already reported as an array for a single value */
+            validate_companion(c, el, t, st.value[i], st.companion[i]);
+        }
+    }
+}
+
+/* ---- resources and Bundles ------------------------------------------------------ */
+
+static int full_url_cmp(const void *a, const void *b)
+{
+    const full_url *x = a, *y = b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->text, y->text, n);
+    if (c)
+        return c;
+    return (x->len > y->len) - (x->len < y->len);
+}
+
+static const full_url *find_full_url(const bundle_frame *b, const char *s, size_t len)
+{
+    full_url key = {s, (uint32_t)len, 0, 0};
+    return bsearch(&key, b->urls, b->url_count, sizeof key, full_url_cmp);
+}
+
+/* Collect the entries' fullUrls before the walk (references need them). */
+static void bundle_begin(ctx *c, uint32_t bundle_node, bundle_frame *b)
+{
+    memset(b, 0, sizeof *b);
+    uint32_t type = fj_get(c->doc, bundle_node, "type");
+    b->is_document = str_is(c, type, "document");
+    b->is_history = str_is(c, type, "history");
+    b->resolve_refs = b->is_document || str_is(c, type, "transaction");
+    b->entry_array = fj_get(c->doc, bundle_node, "entry");
+    b->outer = c->bundle;
+    c->bundle = b;
+    if (b->entry_array == NO_NODE || N(c, b->entry_array)->type != FJ_ARRAY)
+        return;
+    uint32_t count = N(c, b->entry_array)->len;
+    b->urls = calloc(count ? count : 1, sizeof *b->urls);
+    b->entry_url = calloc(count ? count : 1, sizeof *b->entry_url);
+    if (!b->urls || !b->entry_url)
+        return;
+    b->entry_count = count;
+    uint32_t entry = fj_first_child(b->entry_array);
+    for (uint32_t k = 0; k < count; k++, entry = fj_next(c->doc, entry)) {
+        uint32_t u = N(c, entry)->type == FJ_OBJECT ? fj_get(c->doc, entry, "fullUrl") : NO_NODE;
+        b->entry_url[k] = (u != NO_NODE && N(c, u)->type == FJ_STRING) ? u : NO_NODE;
+        if (b->entry_url[k] != NO_NODE)
+            b->urls[b->url_count++] = (full_url){S(c, u), N(c, u)->len, k, u};
+    }
+    qsort(b->urls, b->url_count, sizeof *b->urls, full_url_cmp);
+}
+
+static uint32_t entry_version_id(ctx *c, uint32_t entry_index)
+{
+    uint32_t entry = fj_first_child(c->bundle->entry_array);
+    for (uint32_t k = 0; k < entry_index; k++)
+        entry = fj_next(c->doc, entry);
+    uint32_t res = fj_get(c->doc, entry, "resource");
+    uint32_t meta = (res != NO_NODE && N(c, res)->type == FJ_OBJECT) ? fj_get(c->doc, res, "meta") : NO_NODE;
+    return (meta != NO_NODE && N(c, meta)->type == FJ_OBJECT) ? fj_get(c->doc, meta, "versionId") : NO_NODE;
+}
+
+static bool same_string(ctx *c, uint32_t a, uint32_t b)
+{
+    if (a == NO_NODE || b == NO_NODE)
+        return a == b;
+    return N(c, a)->len == N(c, b)->len && !memcmp(S(c, a), S(c, b), N(c, a)->len);
+}
+
+/* Entry fullUrls: urn:uuid form, uniqueness (bdl-7: unless versions differ). */
+static void check_full_urls(ctx *c, bundle_frame *b, size_t base_len)
+{
+    for (uint32_t i = 0; i < b->url_count; i++) {
+        const full_url *u = &b->urls[i];
+        const char *problem = NULL;
+        if (has_prefix(u->text, u->len, "urn:uuid:"))
+            problem = fprim_check(FPRIM_UUID, u->text, u->len);
+        else if (!is_absolute_uri(u->text, u->len))
+            problem = "a fullUrl is an absolute URL or a urn:uuid:/urn:oid: URI";
+        bool duplicate = i > 0 && !full_url_cmp(&b->urls[i - 1], u) && !b->is_history &&
+                         same_string(c, entry_version_id(c, b->urls[i - 1].entry), entry_version_id(c, u->entry));
+        if (!problem && !duplicate)
+            continue;
+        size_t old = path_push(c, ".entry[%u].fullUrl", u->entry);
+        if (problem)
+            report(c, u->node, OO_ERROR, OO_VALUE, "invalid fullUrl '%.*s': %s", (int)u->len, u->text, problem);
+        if (duplicate)
+            report(c, u->node, OO_ERROR, OO_STRUCTURE, "fullUrl '%.*s' also names entry %u", (int)u->len, u->text,
+                   b->urls[i - 1].entry);
+        path_pop(c, old);
+    }
+}
+
+/* Does reference r, made in entry `entry`, name another entry of the Bundle? */
+static bool reference_resolves(ctx *c, const bundle_frame *b, const char *r, size_t len, uint32_t entry)
+{
+    if (find_full_url(b, r, len))
+        return true;
+    if (is_absolute_uri(r, len))
+        return false;
+    /* Relative "Type/id": resolve against the base of the referring entry's fullUrl. */
+    uint32_t u = entry < b->entry_count ? b->entry_url[entry] : NO_NODE;
+    if (u != NO_NODE) {
+        const char *base = S(c, u);
+        size_t base_len = N(c, u)->len;
+        for (int slashes = 0; base_len > 0 && slashes < 2; base_len--)
+            if (base[base_len - 1] == '/' && ++slashes == 2)
+                break;
+        if (base_len > 0 && is_absolute_uri(base, base_len)) {
+            char buf[2048];
+            int n = snprintf(buf, sizeof buf, "%.*s%.*s", (int)base_len, base, (int)len, r);
+            if (n > 0 && (size_t)n < sizeof buf && find_full_url(b, buf, (size_t)n))
+                return true;
+        }
+    }
+    return false;
+}
+
+static void bundle_end(ctx *c, bundle_frame *b, size_t base_len)
+{
+    check_full_urls(c, b, base_len);
+    for (size_t i = 0; i < b->ref_count; i++) {
+        bundle_ref *ref = &b->refs[i];
+        const char *r = S(c, ref->node);
+        size_t len = N(c, ref->node)->len;
+        if (!reference_resolves(c, b, r, len, ref->entry)) {
+            bool must = has_prefix(r, len, "urn:uuid:") || has_prefix(r, len, "urn:oid:");
+            if (must || b->is_document) {
+                size_t old = c->path_len;
+                char saved[PATH_CAPACITY];
+                memcpy(saved, c->path, old + 1);
+                snprintf(c->path, PATH_CAPACITY, "%s", ref->path);
+                c->path_len = strlen(c->path);
+                report(c, ref->node, must ? OO_ERROR : OO_WARNING, OO_NOT_FOUND,
+                       "reference '%.*s' does not resolve to any entry's fullUrl in this %s Bundle",
+                       (int)(len > 200 ? 200 : len), r, b->is_document ? "document" : "transaction");
+                memcpy(c->path, saved, old + 1);
+                c->path_len = old;
+            }
+        }
+        free(ref->path);
+    }
+    free(b->refs);
+    free(b->urls);
+    free(b->entry_url);
+    c->bundle = b->outer;
+}
+
+static void validate_resource(ctx *c, uint32_t node, bool contained)
+{
+    if (N(c, node)->type != FJ_OBJECT) {
+        report(c, node, OO_ERROR, OO_STRUCTURE, "a resource is a JSON object, found %s", json_kind(N(c, node)));
+        return;
+    }
+    uint32_t rt = fj_get(c->doc, node, "resourceType");
+    if (rt == NO_NODE) {
+        report(c, node, OO_ERROR, OO_STRUCTURE, "missing resourceType");
+        return;
+    }
+    const fs_type *t = N(c, rt)->type == FJ_STRING ? fs_type_by_name(c->s, S(c, rt), N(c, rt)->len) : NULL;
+    if (!t || t->kind != FS_RESOURCE || t->is_abstract) {
+        size_t old = path_push_name(c, "resourceType", 12);
+        if (N(c, rt)->type != FJ_STRING)
+            report(c, rt, OO_ERROR, OO_STRUCTURE, "resourceType must be a string, found %s", json_kind(N(c, rt)));
+        else if (t && t->kind == FS_RESOURCE)
+            report(c, rt, OO_ERROR, OO_STRUCTURE, "resourceType '%s' is abstract: name a concrete resource type",
+                   t->name);
+        else
+            report(c, rt, OO_ERROR, OO_STRUCTURE, "unknown resourceType '%.*s'", (int)(N(c, rt)->len > 64 ? 64 : N(c, rt)->len),
+                   S(c, rt));
+        path_pop(c, old);
+        return;
+    }
+    size_t old = c->path_len ? c->path_len : path_push(c, "%s", t->name);
+    uint32_t outer_container = c->container;
+    if (!contained)
+        c->container = node;
+    bundle_frame frame;
+    bool is_bundle = t == c->t_bundle;
+    if (is_bundle)
+        bundle_begin(c, node, &frame);
+    unsigned count;
+    const fs_element *kids = fs_children(c->s, &c->s->elements[t->root], &count);
+    validate_members(c, node, kids, count, t->name, true);
+    if (is_bundle)
+        bundle_end(c, &frame, old);
+    c->container = outer_container;
+    path_pop(c, old);
+}
+
+/* ---- entry points ------------------------------------------------------------------ */
+
+static void ctx_init(ctx *c, const fv_options *opts, fj_doc *doc, oo_list *out)
+{
+    memset(c, 0, sizeof *c);
+    c->s = (opts && opts->schema) ? opts->schema : fs_r4();
+    c->doc = doc;
+    c->out = out;
+    c->container = NO_NODE;
+    c->t_reference = fs_type_by_name(c->s, "Reference", 9);
+    c->t_coding = fs_type_by_name(c->s, "Coding", 6);
+    c->t_codeable_concept = fs_type_by_name(c->s, "CodeableConcept", 15);
+    c->t_bundle = fs_type_by_name(c->s, "Bundle", 6);
+    const fs_type *choice;
+    c->bundle_entry = fs_child(c->s, &c->s->elements[c->t_bundle->root], "entry", 5, &choice);
+}
+
+size_t fv_validate_doc(fj_doc *doc, const fv_options *opts, oo_list *out)
+{
+    size_t before = out->errors;
+    ctx c;
+    ctx_init(&c, opts, doc, out);
+    validate_resource(&c, 0, false);
+    return out->errors - before;
+}
+
+size_t fv_validate_buffer(char *buf, size_t len, const fv_options *opts, oo_list *out)
+{
+    fj_limits limits = fj_default_limits();
+    if (opts && opts->limits.max_bytes)
+        limits.max_bytes = opts->limits.max_bytes;
+    if (opts && opts->limits.max_depth)
+        limits.max_depth = opts->limits.max_depth;
+    fj_doc doc;
+    fj_error err;
+    size_t before = out->errors;
+    if (!fj_parse(buf, len, &limits, &doc, &err)) {
+        oo_add(out, OO_FATAL, strstr(err.message, "limit") ? OO_TOO_LONG : OO_STRUCTURE, NULL, err.line,
+               err.column, "invalid JSON: %s", err.message);
+        fj_doc_free(&doc);
+        return out->errors - before;
+    }
+    fv_validate_doc(&doc, opts, out);
+    fj_doc_free(&doc);
+    return out->errors - before;
+}

@@ -1,0 +1,46 @@
+/*
+ * fhir/validate.h — structural validation of FHIR R4 JSON resources (prefix fv_).
+ *
+ * Checks, for every resource type in the schema: JSON well-formedness
+ * (via fhir/json.h: syntax, UTF-8, duplicate keys, limits), empty values,
+ * resourceType, unknown properties and choice suffixes, cardinality, array
+ * versus single value, primitive JSON types and lexical formats, primitive
+ * extensions (`_name`), required bindings the package can expand, reference
+ * syntax, contained resources, Bundle entries (recursively) and, in
+ * transaction and document Bundles, that references between entries resolve.
+ *
+ * Problems are appended to an oo_list with a FHIRPath `expression`
+ * (e.g. "CarePlan.activity[0].detail.status") and the source line/column.
+ * Nothing is allocated that outlives a call except what the oo_list owns.
+ * Thread-safe: the schema is immutable and all state lives on the call.
+ */
+#ifndef FHIR_VALIDATE_H
+#define FHIR_VALIDATE_H
+
+#include <stddef.h>
+
+#include "fhir/json.h"
+#include "fhir/outcome.h"
+#include "fhir/schema.h"
+
+/* The most children any element has in R4 is 54; the walk keeps per-object state for this many. */
+#define FV_MAX_CHILDREN 128
+
+typedef struct fv_options {
+    const fs_schema *schema; /* NULL = fs_r4() */
+    fj_limits limits;        /* zero fields = fj defaults */
+    size_t max_issues;       /* per validation; 0 = OO_DEFAULT_MAX_ISSUES */
+} fv_options;
+
+/*
+ * Parse and validate buf[0..len) as one FHIR resource. buf is modified in
+ * place (JSON string unescaping). opts may be NULL. Issues are appended to
+ * *out (initialise it with oo_list_init). Returns the number of errors
+ * (fatal + error) this call added.
+ */
+size_t fv_validate_buffer(char *buf, size_t len, const fv_options *opts, oo_list *out);
+
+/* Validate a parsed document whose root is a resource. Returns errors added. */
+size_t fv_validate_doc(fj_doc *doc, const fv_options *opts, oo_list *out);
+
+#endif

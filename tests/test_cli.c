@@ -1,0 +1,144 @@
+/*
+ * tests/test_cli.c — the fhirgw binary as a user runs it: `help`,
+ * `validate` in text and ndjson form, directory walking, exit statuses
+ * (0 clean, 1 errors, 2 usage or I/O).
+ */
+#include <criterion/criterion.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char tmpdir[256];
+
+static void write_file(const char *name, const char *content)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(content, f);
+    fclose(f);
+}
+
+static void setup(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/fhirgw-cli-XXXXXX");
+    cr_assert_not_null(mkdtemp(tmpdir));
+    char sub[512];
+    snprintf(sub, sizeof sub, "%s/sub", tmpdir);
+    mkdir(sub, 0700);
+    write_file("good.json", "{\"resourceType\":\"Patient\",\"gender\":\"female\"}");
+    write_file("sub/bad.json", "{\"resourceType\":\"Patient\",\"gender\":\"mal\"}");
+    write_file("sub/broken.json", "{\"resourceType\":\"Patient\",\n\"gender\":}");
+    write_file("sub/notes.txt", "not JSON, not walked");
+}
+
+static void teardown(void)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    cr_expect_eq(system(cmd), 0);
+}
+
+/* Run `fhirgw ARGS` in tmpdir; returns the exit status, output in *out (malloc'd). */
+static int run(const char *args, char **out)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s 2>&1", tmpdir, FHIRGW_BIN, args);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    size_t n;
+    while ((n = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += n;
+        if (cap - len < 1024)
+            buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = '\0';
+    int status = pclose(p);
+    *out = buf;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TestSuite(cli, .init = setup, .fini = teardown);
+
+Test(cli, help_lists_commands)
+{
+    char *out;
+    cr_expect_eq(run("help", &out), 0);
+    cr_expect_not_null(strstr(out, "validate"), "%s", out);
+    free(out);
+    cr_expect_eq(run("frobnicate", &out), 2);
+    free(out);
+}
+
+Test(cli, clean_file_exits_zero)
+{
+    char *out;
+    cr_expect_eq(run("validate good.json", &out), 0);
+    cr_expect_not_null(strstr(out, "good.json: OK"), "%s", out);
+    free(out);
+}
+
+Test(cli, errors_exit_one_with_locations)
+{
+    char *out;
+    cr_expect_eq(run("validate sub/bad.json", &out), 1);
+    cr_expect_not_null(strstr(out, "Patient.gender"), "%s", out);
+    cr_expect_not_null(strstr(out, "code-invalid"), "%s", out);
+    free(out);
+    cr_expect_eq(run("validate sub/broken.json", &out), 1);
+    cr_expect_not_null(strstr(out, "line 2, col 10"), "%s", out);
+    free(out);
+}
+
+Test(cli, usage_and_io_problems_exit_two)
+{
+    char *out;
+    cr_expect_eq(run("validate", &out), 2);
+    free(out);
+    cr_expect_eq(run("validate --format xml good.json", &out), 2);
+    free(out);
+    cr_expect_eq(run("validate --bogus good.json", &out), 2);
+    free(out);
+    cr_expect_eq(run("validate missing.json", &out), 2);
+    cr_expect_not_null(strstr(out, "missing.json"), "%s", out);
+    free(out);
+}
+
+Test(cli, ndjson_walks_directories)
+{
+    char *out;
+    cr_expect_eq(run("validate --format ndjson .", &out), 1);
+    int lines = 0, with_errors = 0;
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+        json_object *o = json_tokener_parse(line);
+        cr_assert_not_null(o, "not JSON: %s", line);
+        json_object *file, *errors, *warnings, *outcome;
+        cr_assert(json_object_object_get_ex(o, "file", &file));
+        cr_assert(json_object_object_get_ex(o, "errors", &errors));
+        cr_assert(json_object_object_get_ex(o, "warnings", &warnings));
+        cr_assert(json_object_object_get_ex(o, "outcome", &outcome));
+        cr_expect_str_eq(json_object_get_string(json_object_object_get(outcome, "resourceType")), "OperationOutcome");
+        with_errors += json_object_get_int(errors) > 0;
+        lines++;
+        json_object_put(o);
+    }
+    cr_expect_eq(lines, 3, "good.json, sub/bad.json, sub/broken.json; notes.txt is not walked");
+    cr_expect_eq(with_errors, 2);
+    free(out);
+}
+
+Test(cli, quiet_prints_only_problems)
+{
+    char *out;
+    cr_expect_eq(run("validate --quiet .", &out), 1);
+    cr_expect_null(strstr(out, "good.json"), "%s", out);
+    cr_expect_not_null(strstr(out, "bad.json"), "%s", out);
+    free(out);
+}

@@ -1,0 +1,297 @@
+/*
+ * tests/test_validate.c — the validator and schema on small in-memory
+ * resources: what must pass, what must fail and where, the OperationOutcome
+ * shape, limits, and the generated schema's invariants.
+ * (The file-based negative corpus is tests/test_negative.c.)
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fhir/validate.h"
+
+/* Validate a C string (copied: the parser decodes in place). */
+static oo_list run_validation(const char *json)
+{
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    char *copy = strdup(json);
+    fv_validate_buffer(copy, strlen(copy), NULL, &issues);
+    free(copy);
+    return issues;
+}
+
+/* Is there an issue with this severity, code and expression? */
+static bool has_issue(const oo_list *l, oo_severity sev, const char *code, const char *expression)
+{
+    for (size_t i = 0; i < l->count; i++) {
+        const oo_issue *is = &l->items[i];
+        if (is->severity == sev && !strcmp(is->code, code) &&
+            ((!expression && !is->expression) || (expression && is->expression && !strcmp(expression, is->expression))))
+            return true;
+    }
+    return false;
+}
+
+static void dump(const oo_list *l)
+{
+    for (size_t i = 0; i < l->count; i++)
+        cr_log_info("  %s %s %s: %s", oo_severity_name(l->items[i].severity), l->items[i].code,
+                    l->items[i].expression ? l->items[i].expression : "-", l->items[i].message);
+}
+
+#define EXPECT_CLEAN(json)                                                                                       \
+    do {                                                                                                         \
+        oo_list l_ = run_validation(json);                                                                       \
+        if (l_.errors)                                                                                           \
+            dump(&l_);                                                                                           \
+        cr_expect_eq(l_.errors, 0, "expected no errors for %s", json);                                          \
+        oo_list_free(&l_);                                                                                       \
+    } while (0)
+
+#define EXPECT_ONE(json, sev, code, expr)                                                                        \
+    do {                                                                                                         \
+        oo_list l_ = run_validation(json);                                                                       \
+        bool found_ = has_issue(&l_, sev, code, expr);                                                           \
+        if (!found_ || l_.errors != 1)                                                                           \
+            dump(&l_);                                                                                           \
+        cr_expect(found_, "expected %s at %s for %s", code, expr ? expr : "(none)", json);                      \
+        cr_expect_eq(l_.errors, 1, "expected exactly one error for %s", json);                                  \
+        oo_list_free(&l_);                                                                                       \
+    } while (0)
+
+/* ---- schema ---- */
+
+Test(schema, types_and_children)
+{
+    const fs_schema *s = fs_r4();
+    cr_assert_str_eq(s->fhir_version, "4.0.1");
+    cr_expect_gt(s->type_count, 200);
+    const fs_type *cp = fs_type_by_name(s, "CarePlan", 8);
+    cr_assert_not_null(cp);
+    cr_expect_eq(cp->kind, FS_RESOURCE);
+    cr_expect_null(fs_type_by_name(s, "Careplan", 8));
+    const fs_type *dr = fs_type_by_name(s, "DomainResource", 14);
+    cr_assert_not_null(dr);
+    cr_expect(dr->is_abstract);
+    const fs_type *dt = fs_type_by_name(s, "dateTime", 8);
+    cr_assert_not_null(dt);
+    cr_expect_eq(dt->prim, FPRIM_DATETIME);
+
+    const fs_type *choice;
+    const fs_element *status = fs_child(s, &s->elements[cp->root], "status", 6, &choice);
+    cr_assert_not_null(status);
+    cr_expect_str_eq(status->path, "CarePlan.status");
+    cr_expect_eq(status->min, 1);
+    cr_expect_eq(status->binding_strength, FS_BIND_REQUIRED);
+    cr_expect_neq(status->valueset, FS_NONE);
+    cr_expect_null(choice);
+
+    const fs_type *obs = fs_type_by_name(s, "Observation", 11);
+    const fs_element *value = fs_child(s, &s->elements[obs->root], "valueQuantity", 13, &choice);
+    cr_assert_not_null(value);
+    cr_assert_not_null(choice);
+    cr_expect_str_eq(choice->name, "Quantity");
+    value = fs_child(s, &s->elements[obs->root], "valueDateTime", 13, &choice);
+    cr_assert_not_null(value);
+    cr_expect_str_eq(choice->name, "dateTime");
+    cr_expect_null(fs_child(s, &s->elements[obs->root], "valueMoney", 10, &choice));
+    cr_expect_null(fs_child(s, &s->elements[obs->root], "value", 5, &choice), "a bare choice stem is no property");
+    cr_expect_null(fs_child(s, &s->elements[obs->root], "valuedateTime", 13, &choice));
+}
+
+Test(schema, content_reference_children)
+{
+    const fs_schema *s = fs_r4();
+    const fs_type *q = fs_type_by_name(s, "Questionnaire", 13);
+    const fs_type *choice;
+    const fs_element *item = fs_child(s, &s->elements[q->root], "item", 4, &choice);
+    cr_assert_not_null(item);
+    const fs_element *nested = fs_child(s, item, "item", 4, &choice);
+    cr_assert_not_null(nested, "Questionnaire.item.item takes its children from #Questionnaire.item");
+    cr_expect_not_null(fs_child(s, nested, "linkId", 6, &choice));
+}
+
+Test(schema, every_element_fits_the_walk)
+{
+    const fs_schema *s = fs_r4();
+    for (uint32_t i = 0; i < s->element_count; i++) {
+        const fs_element *e = &s->elements[i];
+        cr_assert_leq(e->child_count, FV_MAX_CHILDREN, "%s has too many children", e->path);
+        cr_assert(e->type_count > 0, "%s has no type", e->path);
+    }
+}
+
+Test(schema, valuesets)
+{
+    const fs_schema *s = fs_r4();
+    const fs_valueset *g = fs_valueset_by_url(s, "http://hl7.org/fhir/ValueSet/administrative-gender|4.0.1");
+    cr_assert_not_null(g);
+    cr_expect(fs_valueset_contains(s, g, NULL, 0, "female", 6));
+    cr_expect(fs_valueset_contains(s, g, "http://hl7.org/fhir/administrative-gender", 41, "unknown", 7));
+    cr_expect_not(fs_valueset_contains(s, g, "http://example.org", 18, "unknown", 7));
+    cr_expect_not(fs_valueset_contains(s, g, NULL, 0, "fem", 3));
+    cr_expect_null(fs_valueset_by_url(s, "http://hl7.org/fhir/ValueSet/no-such-set"));
+}
+
+/* ---- valid resources ---- */
+
+Test(valid, minimal_resources)
+{
+    EXPECT_CLEAN("{\"resourceType\":\"Patient\"}");
+    EXPECT_CLEAN("{\"resourceType\":\"CarePlan\",\"status\":\"active\",\"intent\":\"plan\","
+                 "\"subject\":{\"reference\":\"Patient/p1\"}}");
+    EXPECT_CLEAN("{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
+                 "\"valueQuantity\":{\"value\":1.50,\"unit\":\"kg\"},\"effectiveDateTime\":\"2024-02-29T10:00:00+01:00\"}");
+}
+
+Test(valid, primitive_extensions_aligned)
+{
+    EXPECT_CLEAN("{\"resourceType\":\"Patient\",\"name\":[{\"given\":[\"a\",null],"
+                 "\"_given\":[null,{\"extension\":[{\"url\":\"http://x.org/e\",\"valueString\":\"y\"}]}]}],"
+                 "\"_birthDate\":{\"id\":\"b1\"}}");
+}
+
+Test(valid, contained_and_references)
+{
+    EXPECT_CLEAN("{\"resourceType\":\"CarePlan\",\"status\":\"active\",\"intent\":\"plan\","
+                 "\"contained\":[{\"resourceType\":\"Patient\",\"id\":\"p\"}],"
+                 "\"subject\":{\"reference\":\"#p\"},\"author\":{\"reference\":\"http://example.org/fhir/Practitioner/1\"},"
+                 "\"careTeam\":[{\"reference\":\"CareTeam/ct-1/_history/2\"},{\"reference\":\"urn:uuid:"
+                 "b7e3b8a2-3c1f-4a0e-9d1c-2f7a9c3e4b5d\"}]}");
+}
+
+Test(valid, transaction_references_resolve)
+{
+    EXPECT_CLEAN("{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":["
+                 "{\"fullUrl\":\"urn:uuid:11111111-1111-4111-8111-111111111111\",\"resource\":{\"resourceType\":\"Patient\"},"
+                 "\"request\":{\"method\":\"POST\",\"url\":\"Patient\"}},"
+                 "{\"fullUrl\":\"urn:uuid:22222222-2222-4222-8222-222222222222\",\"resource\":{\"resourceType\":\"CarePlan\","
+                 "\"status\":\"active\",\"intent\":\"plan\",\"subject\":{\"reference\":\"urn:uuid:11111111-1111-4111-8111-111111111111\"}},"
+                 "\"request\":{\"method\":\"POST\",\"url\":\"CarePlan\"}}]}");
+}
+
+/* ---- invalid resources, one defect each ---- */
+
+Test(invalid, missing_required_in_backbone)
+{
+    /* The location example of the issue: a detail without its required status. */
+    EXPECT_ONE("{\"resourceType\":\"CarePlan\",\"status\":\"active\",\"intent\":\"plan\","
+               "\"subject\":{\"reference\":\"Patient/p1\"},\"activity\":[{\"detail\":{\"kind\":\"Task\"}}]}",
+               OO_ERROR, OO_REQUIRED, "CarePlan.activity[0].detail.status");
+}
+
+Test(invalid, choice_locations)
+{
+    EXPECT_ONE("{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
+               "\"valueQuantity\":{\"value\":\"1\"}}",
+               OO_ERROR, OO_VALUE, "Observation.value.ofType(Quantity).value");
+    EXPECT_ONE("{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},\"valueQuanty\":{}}",
+               OO_ERROR, OO_STRUCTURE, "Observation.valueQuanty");
+    EXPECT_ONE("{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
+               "\"valueString\":\"a\",\"valueBoolean\":true}",
+               OO_ERROR, OO_STRUCTURE, "Observation.value");
+}
+
+Test(invalid, bundle_entries_and_resolution)
+{
+    EXPECT_ONE("{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":["
+               "{\"resource\":{\"resourceType\":\"Patient\"}},{\"resource\":{\"resourceType\":\"Patient\",\"foo\":1}}]}",
+               OO_ERROR, OO_STRUCTURE, "Bundle.entry[1].resource.foo");
+    EXPECT_ONE("{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":["
+               "{\"fullUrl\":\"urn:uuid:22222222-2222-4222-8222-222222222222\",\"resource\":{\"resourceType\":\"CarePlan\","
+               "\"status\":\"active\",\"intent\":\"plan\",\"subject\":{\"reference\":\"urn:uuid:11111111-1111-4111-8111-111111111111\"}},"
+               "\"request\":{\"method\":\"POST\",\"url\":\"CarePlan\"}}]}",
+               OO_ERROR, OO_NOT_FOUND, "Bundle.entry[0].resource.subject.reference");
+    /* A Bundle inside a Bundle keeps its own fullUrl scope. */
+    EXPECT_ONE("{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[{\"resource\":"
+               "{\"resourceType\":\"Bundle\",\"type\":\"document\",\"entry\":[{\"fullUrl\":\"urn:uuid:not-a-uuid\","
+               "\"resource\":{\"resourceType\":\"Patient\"}}]}}]}",
+               OO_ERROR, OO_VALUE, "Bundle.entry[0].resource.entry[0].fullUrl");
+}
+
+Test(invalid, resource_type_problems)
+{
+    EXPECT_ONE("{\"id\":\"x\"}", OO_ERROR, OO_STRUCTURE, "$this");
+    EXPECT_ONE("{\"resourceType\":\"Patientt\"}", OO_ERROR, OO_STRUCTURE, "resourceType");
+    EXPECT_ONE("{\"resourceType\":\"DomainResource\"}", OO_ERROR, OO_STRUCTURE, "resourceType");
+    EXPECT_ONE("{\"resourceType\":\"HumanName\"}", OO_ERROR, OO_STRUCTURE, "resourceType");
+    EXPECT_ONE("[1,2]", OO_ERROR, OO_STRUCTURE, "$this");
+}
+
+Test(invalid, json_syntax_has_line_and_column)
+{
+    oo_list l = run_validation("{\n  \"resourceType\": \"Patient\",\n  \"active\": tru\n}");
+    cr_assert_eq(l.count, 1);
+    cr_expect_eq(l.items[0].severity, OO_FATAL);
+    cr_expect_str_eq(l.items[0].code, OO_STRUCTURE);
+    cr_expect_null(l.items[0].expression);
+    cr_expect_eq(l.items[0].line, 3);
+    oo_list_free(&l);
+}
+
+Test(invalid, depth_limit)
+{
+    char buf[4096];
+    size_t n = (size_t)snprintf(buf, sizeof buf, "{\"resourceType\":\"Patient\",\"extension\":");
+    for (int i = 0; i < 300; i++)
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "[");
+    buf[n] = '\0';
+    oo_list l = run_validation(buf);
+    cr_assert_eq(l.count, 1);
+    cr_expect_eq(l.items[0].severity, OO_FATAL);
+    cr_expect_str_eq(l.items[0].code, OO_TOO_LONG);
+    oo_list_free(&l);
+}
+
+/* ---- OperationOutcome ---- */
+
+Test(outcome, shape_and_limit)
+{
+    oo_list l;
+    oo_list_init(&l, 2);
+    oo_add(&l, OO_ERROR, OO_REQUIRED, "CarePlan.status", 3, 7, "missing %s", "status");
+    oo_add(&l, OO_WARNING, OO_NOT_FOUND, NULL, 0, 0, "w");
+    oo_add(&l, OO_ERROR, OO_VALUE, "X", 0, 0, "dropped");
+    cr_expect_eq(l.errors, 2);
+    cr_expect_eq(l.warnings, 1);
+    cr_expect_eq(l.count, 2);
+    cr_expect_eq(l.dropped, 1);
+    json_object *oo = oo_to_json(&l);
+    cr_expect_str_eq(json_object_get_string(json_object_object_get(oo, "resourceType")), "OperationOutcome");
+    json_object *issues = json_object_object_get(oo, "issue");
+    cr_assert_eq(json_object_array_length(issues), 3, "two issues plus the 'not listed' note");
+    json_object *first = json_object_array_get_idx(issues, 0);
+    cr_expect_str_eq(json_object_get_string(json_object_object_get(first, "severity")), "error");
+    cr_expect_str_eq(json_object_get_string(json_object_object_get(first, "code")), "required");
+    cr_expect_str_eq(json_object_get_string(json_object_object_get(first, "diagnostics")), "missing status");
+    cr_expect_str_eq(json_object_get_string(json_object_array_get_idx(json_object_object_get(first, "expression"), 0)),
+                     "CarePlan.status");
+    cr_expect_str_eq(json_object_get_string(json_object_array_get_idx(json_object_object_get(first, "location"), 0)),
+                     "Line 3, Col 7");
+    json_object_put(oo);
+    oo_list_free(&l);
+
+    oo_list empty;
+    oo_list_init(&empty, 0);
+    oo = oo_to_json(&empty);
+    issues = json_object_object_get(oo, "issue");
+    cr_assert_eq(json_object_array_length(issues), 1, "an OperationOutcome has at least one issue");
+    cr_expect_str_eq(json_object_get_string(json_object_object_get(json_object_array_get_idx(issues, 0), "severity")),
+                     "information");
+    json_object_put(oo);
+    oo_list_free(&empty);
+}
+
+/* The OperationOutcome the validator produces validates itself. */
+Test(outcome, validates_as_fhir)
+{
+    oo_list l = run_validation("{\"resourceType\":\"Patient\",\"gender\":\"mal\",\"foo\":1}");
+    cr_assert_eq(l.errors, 2);
+    json_object *oo = oo_to_json(&l);
+    const char *text = json_object_to_json_string_ext(oo, JSON_C_TO_STRING_PLAIN);
+    EXPECT_CLEAN(text);
+    json_object_put(oo);
+    oo_list_free(&l);
+}
