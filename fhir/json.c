@@ -12,8 +12,9 @@
  *    bumped each time a member is followed by ',' or the closing bracket.
  *
  *  - Nodes go into one array that grows by 1.5x; the first allocation is
- *    guessed from the input size (pretty-printed FHIR has ~1 node per 16-20
- *    bytes), so a typical parse reallocates rarely or never.
+ *    guessed from the input size (len/16; FHIR resources measure 18-55 bytes
+ *    per node), so a typical parse never reallocates; untouched pages of the
+ *    over-estimate cost address space only.
  *
  *  - Strings: most FHIR strings contain no escapes, so a fast scan (SSE2
  *    when available: 16 bytes per step) looks for the bytes that need
@@ -209,8 +210,7 @@ static void locate_error(parser *ps)
 {
     size_t anchor = ps->err_anchor, offset = ps->err->offset;
     line_scan ls = {NULL, 1, bom_length(ps->text, ps->len)};
-    if (ps->text)
-        scan_lines(ps->text, anchor, ps->nodes, ps->count, &ls);
+    scan_lines(ps->text, anchor, ps->nodes, ps->count, &ls);
     set_line_col(offset, ls.last, ls.lines, &ps->err->line, &ps->err->column);
 }
 
@@ -677,6 +677,7 @@ static bool open_container(parser *ps, unsigned char *p)
 {
     if (ps->depth == ps->max_depth) {
         fail_at(ps, p, "nesting deeper than %u levels", ps->max_depth);
+        ps->err->limit = true;
         return false;
     }
     if (!push(ps, *p == '{' ? FJ_OBJECT : FJ_ARRAY, 0, 0, p))
@@ -813,6 +814,7 @@ static bool refuse_size(fj_error *err, const char *fmt, size_t limit)
     char size[32];
     format_size(limit, size, sizeof size);
     snprintf(err->message, sizeof err->message, fmt, size);
+    err->limit = true;
     err->offset = 0;
     err->line = 1;
     err->column = 1;
@@ -826,8 +828,11 @@ bool fj_parse(char *text, size_t len, const fj_limits *limits, fj_doc *doc, fj_e
         err = &scratch_err;
     memset(doc, 0, sizeof *doc);
     memset(err, 0, sizeof *err);
-    if (!text)
+    static char no_text[1];
+    if (!text) { /* treat as empty; keeps pointer arithmetic off NULL */
+        text = no_text;
         len = 0;
+    }
     fj_limits lim = effective_limits(limits);
     if (len > lim.max_bytes)
         return refuse_size(err, "document larger than the %s limit", lim.max_bytes);

@@ -55,6 +55,7 @@ typedef struct fj_node {
     uint32_t pos;  /* byte offset of the value's first character in the source */
 } fj_node;
 
+/* A field left 0 means its default. */
 typedef struct fj_limits {
     size_t max_bytes;   /* documents larger than this are refused; default FJ_DEFAULT_MAX_BYTES */
     unsigned max_depth; /* nesting of arrays/objects; default FJ_DEFAULT_MAX_DEPTH */
@@ -74,6 +75,7 @@ typedef struct fj_doc {
 } fj_doc;
 
 typedef struct fj_error {
+    bool limit;        /* a size or depth limit was exceeded (not a syntax error) */
     size_t offset;     /* byte offset where the problem was found */
     unsigned line;     /* 1-based */
     unsigned column;   /* 1-based, in bytes */
@@ -110,7 +112,11 @@ static inline const char *fj_str(const fj_doc *d, uint32_t i)
 bool fj_str_eq(const fj_doc *d, uint32_t i, const char *s);
 /* Index of the value of member `key` in object node obj, or UINT32_MAX when absent. */
 uint32_t fj_get(const fj_doc *d, uint32_t obj, const char *key);
-/* 1-based line and column of byte offset `offset` (builds the line index once). */
+/*
+ * 1-based line and column of byte offset `offset`. Builds the line index on
+ * first use, so two threads must not call it on the same doc at once.
+ * Columns count bytes, starting after a UTF-8 BOM.
+ */
 void fj_line_col(fj_doc *d, size_t offset, unsigned *line, unsigned *column);
 /* Human name of a type, e.g. "object". */
 const char *fj_type_name(fj_type t);

@@ -834,7 +834,7 @@ size_t fv_validate_buffer(char *buf, size_t len, const fv_options *opts, oo_list
     fj_error err;
     size_t before = out->errors;
     if (!fj_parse(buf, len, &limits, &doc, &err)) {
-        oo_add(out, OO_FATAL, strstr(err.message, "limit") ? OO_TOO_LONG : OO_STRUCTURE, NULL, err.line,
+        oo_add(out, OO_FATAL, err.limit ? OO_TOO_LONG : OO_STRUCTURE, NULL, err.line,
                err.column, "invalid JSON: %s", err.message);
         fj_doc_free(&doc);
         return out->errors - before;
