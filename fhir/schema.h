@@ -51,7 +51,18 @@ typedef struct fs_element {
     uint8_t flags;        /* FS_EL_* */
     uint8_t binding_strength; /* fs_strength */
     int32_t valueset;     /* index into schema->valuesets for an expandable binding, else FS_NONE */
+    uint16_t constraint_first; /* invariants: schema->constraint_refs[constraint_first .. +constraint_count) */
+    uint16_t constraint_count;
 } fs_element;
+
+/* An invariant (StructureDefinition element.constraint), shared by every element that lists it. */
+typedef struct fs_constraint {
+    const char *key;        /* "dom-3", "ele-1", "cpl-3" */
+    bool is_error;          /* severity "error"; otherwise "warning" */
+    const char *human;      /* the spec's description */
+    const char *expression; /* FHIRPath */
+    const char *source;     /* the type whose definition introduced it, e.g. "DomainResource" */
+} fs_constraint;
 
 typedef struct fs_type {
     const char *name;     /* "Patient", "CodeableConcept", "dateTime" */
@@ -85,6 +96,10 @@ typedef struct fs_schema {
     uint32_t valueset_count;
     const fs_code *codes;
     uint32_t code_count;
+    const fs_constraint *constraints; /* unique (key, expression, severity) */
+    uint32_t constraint_count;
+    const uint16_t *constraint_refs;
+    uint32_t constraint_ref_count;
 } fs_schema;
 
 /* The generated FHIR R4 (4.0.1) schema. */

@@ -506,7 +506,8 @@ static void note_companion(ctx *c, uint32_t key, uint32_t val, const fs_element 
     const fs_element *el = fs_lookup(c->s, kids, n, S(c, key) + 1, N(c, key)->len - 1, &choice);
     const fs_type *t = el ? value_type(c, el, choice) : NULL;
     if (!el || t->kind != FS_PRIMITIVE || (el->flags & FS_EL_NO_EXT)) {
-        size_t old = path_push_name(c, S(c, key), N(c, key)->len);
+        /* a known element is named as itself (a companion addresses its primitive); an unknown key as written */
+        size_t old = el ? push_element(c, el, choice) : path_push_name(c, S(c, key), N(c, key)->len);
         if (el)
             report(c, key, OO_ERROR, OO_STRUCTURE, "'%.*s': only primitive elements have a '_' companion",
                    (int)N(c, key)->len, S(c, key));

@@ -295,3 +295,32 @@ Test(outcome, validates_as_fhir)
     json_object_put(oo);
     oo_list_free(&l);
 }
+
+/* Invariants are carried into the schema, shared between elements. */
+static bool element_has_constraint(const fs_schema *s, const fs_element *e, const char *key)
+{
+    for (unsigned i = 0; i < e->constraint_count; i++)
+        if (!strcmp(s->constraints[s->constraint_refs[e->constraint_first + i]].key, key))
+            return true;
+    return false;
+}
+
+Test(schema, invariants)
+{
+    const fs_schema *s = fs_r4();
+    cr_expect_gt(s->constraint_count, 200);
+    const fs_type *cp = fs_type_by_name(s, "CarePlan", 8);
+    const fs_element *root = &s->elements[cp->root];
+    cr_expect(element_has_constraint(s, root, "dom-3"));
+    cr_expect(element_has_constraint(s, root, "dom-6"));
+    const fs_type *period = fs_type_by_name(s, "Period", 6);
+    cr_expect(element_has_constraint(s, &s->elements[period->root], "per-1"));
+    const fs_type *choice;
+    const fs_element *status = fs_child(s, root, "status", 6, &choice);
+    cr_expect(element_has_constraint(s, status, "ele-1"));
+    cr_expect_not(element_has_constraint(s, status, "dom-3"));
+    for (uint32_t i = 0; i < s->constraint_count; i++) {
+        cr_expect_not_null(s->constraints[i].expression);
+        cr_expect_gt(strlen(s->constraints[i].expression), 0, "%s has no expression", s->constraints[i].key);
+    }
+}

@@ -116,8 +116,43 @@ typedef struct gnode {
     char *content_ref;  /* "#Path" */
     vec children;       /* gnode* */
     struct gnode *ref_target;
+    vec constraints;    /* gconstraint*, shared */
     long index;         /* position in the emitted element table */
 } gnode;
+
+typedef struct gconstraint {
+    char *key, *human, *expression, *source;
+    bool is_error;
+    long index;
+} gconstraint;
+
+static vec g_constraints; /* unique gconstraint* in first-seen order */
+
+/* The shared constraint for (key, expression, severity), created on first sight. */
+static gconstraint *intern_constraint(json_object *c)
+{
+    const char *key = jstr(c, "key"), *expr = jstr(c, "expression"), *sev = jstr(c, "severity");
+    if (!key || !expr)
+        return NULL; /* xpath-only constraints: nothing the validator can evaluate */
+    bool is_error = sev && !strcmp(sev, "error");
+    for (size_t i = 0; i < g_constraints.n; i++) {
+        gconstraint *g = g_constraints.items[i];
+        if (!strcmp(g->key, key) && !strcmp(g->expression, expr) && g->is_error == is_error)
+            return g;
+    }
+    gconstraint *g = calloc(1, sizeof *g);
+    if (!g)
+        die("out of memory");
+    g->key = xstrdup(key);
+    g->expression = xstrdup(expr);
+    g->human = xstrdup(jstr(c, "human"));
+    const char *source = jstr(c, "source");
+    g->source = xstrdup(source && strrchr(source, '/') ? strrchr(source, '/') + 1 : (source ? source : ""));
+    g->is_error = is_error;
+    g->index = (long)g_constraints.n;
+    vec_push(&g_constraints, g);
+    return g;
+}
 
 typedef struct gtype {
     char *name;
@@ -239,6 +274,13 @@ static gnode *node_from_element(json_object *el, const char *type_kind, bool is_
     const char *cref = jstr(el, "contentReference");
     if (cref)
         n->content_ref = xstrdup(cref);
+
+    json_object *constraints = jget(el, "constraint");
+    for (size_t i = 0; constraints && i < json_object_array_length(constraints); i++) {
+        gconstraint *g = intern_constraint(json_object_array_get_idx(constraints, i));
+        if (g)
+            vec_push(&n->constraints, g);
+    }
 
     json_object *binding = jget(el, "binding");
     n->strength = strength_of(jstr(binding, "strength"));
@@ -579,6 +621,35 @@ static void write_output(const char *out_path)
         fprintf(out, "%s%ld", i == 0 ? "\n    " : i % 24 ? "," : ",\n    ", (long)(intptr_t)refs.items[i]);
     fputs("\n};\n\n", out);
 
+    /* constraint refs, element by element */
+    vec crefs = {0};
+    uint16_t *cfirst = xrealloc(NULL, g_emitted.n * sizeof *cfirst);
+    for (size_t i = 0; i < g_emitted.n; i++) {
+        gnode *n = g_emitted.items[i];
+        cfirst[i] = (uint16_t)crefs.n;
+        for (size_t k = 0; k < n->constraints.n; k++)
+            vec_push(&crefs, (void *)(intptr_t)((gconstraint *)n->constraints.items[k])->index);
+    }
+    if (crefs.n > UINT16_MAX)
+        die("too many constraint references for uint16 indices");
+    fputs("static const uint16_t constraint_refs[] = {", out);
+    for (size_t i = 0; i < crefs.n; i++)
+        fprintf(out, "%s%ld", i == 0 ? "\n    " : i % 24 ? "," : ",\n    ", (long)(intptr_t)crefs.items[i]);
+    fputs("\n};\n\nstatic const fs_constraint constraints[] = {\n", out);
+    for (size_t i = 0; i < g_constraints.n; i++) {
+        gconstraint *g = g_constraints.items[i];
+        fputs("    {", out);
+        put_cstring(out, g->key);
+        fprintf(out, ",%s,", g->is_error ? "true" : "false");
+        put_cstring(out, g->human);
+        fputc(',', out);
+        put_cstring(out, g->expression);
+        fputc(',', out);
+        put_cstring(out, g->source);
+        fputs("},\n", out);
+    }
+    fputs("};\n\n", out);
+
     fputs("static const fs_element elements[] = {\n", out);
     for (size_t i = 0; i < g_emitted.n; i++) {
         gnode *n = g_emitted.items[i];
@@ -589,8 +660,8 @@ static void write_output(const char *out_path)
         put_cstring(out, n->name);
         fputc(',', out);
         put_cstring(out, n->path);
-        fprintf(out, ",%uu,%uu,%u,%zu,%ld,%zu,%u,%d,%ld},\n", n->min, n->max, first[i], n->type_names.n,
-                child_first, kids->children.n, n->flags, n->strength, vs);
+        fprintf(out, ",%uu,%uu,%u,%zu,%ld,%zu,%u,%d,%ld,%u,%zu},\n", n->min, n->max, first[i], n->type_names.n,
+                child_first, kids->children.n, n->flags, n->strength, vs, cfirst[i], n->constraints.n);
     }
     fputs("};\n\n", out);
 
@@ -636,9 +707,10 @@ static void write_output(const char *out_path)
     fputs("};\n\n", out);
     fprintf(out,
             "static const fs_schema schema = {\n"
-            "    \"4.0.1\", types, %zu, elements, %zu, type_refs, %zu, valuesets, %zu, codes, %zu};\n\n"
+            "    \"4.0.1\", types, %zu, elements, %zu, type_refs, %zu, valuesets, %zu, codes, %zu,\n"
+            "    constraints, %zu, constraint_refs, %zu};\n\n"
             "const fs_schema *fs_r4(void) { return &schema; }\n",
-            g_types.n, g_emitted.n, refs.n, used.n, code_total);
+            g_types.n, g_emitted.n, refs.n, used.n, code_total, g_constraints.n, crefs.n);
     if (fclose(out))
         die("cannot write %s", out_path);
 }
@@ -720,7 +792,7 @@ int main(int argc, char **argv)
     size_t expanded = 0;
     for (size_t i = 0; i < g_valuesets.n; i++)
         expanded += ((gvalueset *)g_valuesets.items[i])->n > 0;
-    fprintf(stderr, "fhir-schemagen: %zu types, %zu elements, %zu of %zu required value sets expanded\n", g_types.n,
-            g_emitted.n, expanded, g_valuesets.n);
+    fprintf(stderr, "fhir-schemagen: %zu types, %zu elements, %zu of %zu required value sets expanded, %zu invariants\n",
+            g_types.n, g_emitted.n, expanded, g_valuesets.n, g_constraints.n);
     return 0;
 }
