@@ -896,8 +896,8 @@ static uint32_t rnd(void)
 }
 
 static const char *fuzz_seeds[] = {
-    "{\"resourceType\": \"Patient\", \"id\": \"ex\\u00e9\", \"name\": [{\"given\": [\"A\\\"b\", \"\\uD83D\\uDE00\"]}],"
-    " \"birthDate\": \"1970-01-01\", \"n\": -12.5e+3, \"b\": [true, false, null, {}, []]}",
+    ("{\"resourceType\": \"Patient\", \"id\": \"ex\\u00e9\", \"name\": [{\"given\": [\"A\\\"b\", \"\\uD83D\\uDE00\"]}],"
+     " \"birthDate\": \"1970-01-01\", \"n\": -12.5e+3, \"b\": [true, false, null, {}, []]}"),
     "[0, -0, 1.5, 1e5, \"\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\", {\"a\": {\"a\": {\"a\": [[[]]]}}}]",
     "\xEF\xBB\xBF{\n  \"k\": \"v\\n\\t\\\\\",\n  \"k\": 1\n}\n",
     "\"0123456789abcdef0123456789abcdef\\u0041\\/0123456789abcdef\"",
