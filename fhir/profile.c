@@ -1,0 +1,1142 @@
+/*
+ * fhir/profile.c — run-time profiles, extensions and terminology (see profile.h).
+ *
+ * Loading turns each StructureDefinition's differential into a tree keyed by
+ * element id segments ("Patient.identifier:bsn.system" -> Patient >
+ * identifier:bsn > system): a sliced element and its slices are siblings
+ * with the same name. Validation walks that tree over the instance:
+ *
+ *   apply_children  for each constrained child: select the instance values,
+ *                   check cardinality, check each value, recurse; for a
+ *                   sliced element, sort its values into slices by the
+ *                   discriminators and check each slice the same way
+ *   check_value     fixed / pattern, type restriction, targetProfile,
+ *                   required binding, invariants (through the hook)
+ *
+ * Extensions anywhere in a resource whose URL the registry defines are then
+ * checked against their definition (check_extensions), once per resource.
+ */
+#include "fhir/profile.h"
+
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NO_NODE UINT32_MAX
+#define PATH_CAPACITY 1024
+
+/* ---- loaded definitions -------------------------------------------------- */
+
+typedef struct pf_discriminator {
+    char *type; /* "value", "pattern" (others are reported unsupported at load) */
+    char *path; /* "system", "url", "coding.system", "$this" */
+} pf_discriminator;
+
+typedef struct pf_constraint {
+    char *key, *human, *expression;
+    bool is_error;
+} pf_constraint;
+
+typedef struct pf_elem {
+    char *name;  /* id segment name: "identifier", "value[x]", "valueQuantity" */
+    char *slice; /* slice name, NULL for the element itself */
+    char *id;
+    bool has_min, has_max;
+    uint32_t min, max;
+    char **types; /* allowed type codes, when the profile restricts them */
+    size_t type_count;
+    char **type_profiles; /* type.profile: for Extension, the extension's URL */
+    size_t type_profile_count;
+    char **target_profiles; /* Reference targetProfile URLs */
+    size_t target_count;
+    json_object *fixed, *pattern; /* owned references */
+    char *binding_valueset;       /* required bindings only */
+    pf_discriminator *discriminators;
+    size_t discriminator_count;
+    bool closed;
+    pf_constraint *constraints;
+    size_t constraint_count;
+    struct pf_elem **children;
+    size_t child_count, child_capacity;
+} pf_elem;
+
+struct pf_profile {
+    char *url;
+    char *type;     /* the constrained core type */
+    char *base_url; /* baseDefinition */
+    const pf_profile *base; /* resolved base profile, NULL when the base is core */
+    bool is_extension;
+    pf_elem *root;
+};
+
+typedef struct pf_code {
+    char *system, *code;
+} pf_code;
+
+typedef struct pf_valueset {
+    char *url;
+    json_object *definition; /* owned */
+    pf_code *codes;
+    size_t code_count;
+    bool expanded;
+} pf_valueset;
+
+typedef struct pf_codesystem {
+    char *url;
+    json_object *definition; /* owned */
+} pf_codesystem;
+
+struct pf_registry {
+    const fs_schema *schema;
+    pf_profile **profiles;
+    size_t profile_count, profile_capacity;
+    pf_valueset **valuesets;
+    size_t valueset_count, valueset_capacity;
+    pf_codesystem **codesystems;
+    size_t codesystem_count, codesystem_capacity;
+    pf_constraint_hook hook;
+};
+
+/* Grow an array of pointers by one slot. */
+#define PUSH(arr, count, cap, item)                                                                              \
+    do {                                                                                                         \
+        if ((count) == (cap)) {                                                                                  \
+            size_t c_ = (cap) ? (cap) * 2 : 8;                                                                   \
+            void *p_ = realloc((arr), c_ * sizeof *(arr));                                                       \
+            if (!p_)                                                                                             \
+                abort(); /* out of memory while loading configuration: nothing sensible to continue with */      \
+            (arr) = p_;                                                                                          \
+            (cap) = c_;                                                                                          \
+        }                                                                                                        \
+        (arr)[(count)++] = (item);                                                                               \
+    } while (0)
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+static const char *jstr(json_object *o, const char *key)
+{
+    json_object *v;
+    if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+        return NULL;
+    return json_object_get_string(v);
+}
+
+static json_object *jget(json_object *o, const char *key)
+{
+    json_object *v;
+    return (o && json_object_object_get_ex(o, key, &v)) ? v : NULL;
+}
+
+static size_t jlen(json_object *a) { return a && json_object_is_type(a, json_type_array) ? json_object_array_length(a) : 0; }
+
+/* Canonical URL without "|version". */
+static char *canonical(const char *url)
+{
+    char *c = strdup(url);
+    if (c)
+        c[strcspn(c, "|")] = '\0';
+    return c;
+}
+
+/* ---- registry ------------------------------------------------------------- */
+
+pf_registry *pf_registry_new(const fs_schema *schema)
+{
+    pf_registry *r = calloc(1, sizeof *r);
+    if (r)
+        r->schema = schema ? schema : fs_r4();
+    return r;
+}
+
+static void free_elem(pf_elem *e)
+{
+    if (!e)
+        return;
+    for (size_t i = 0; i < e->child_count; i++)
+        free_elem(e->children[i]);
+    free(e->children);
+    for (size_t i = 0; i < e->type_count; i++)
+        free(e->types[i]);
+    free(e->types);
+    for (size_t i = 0; i < e->type_profile_count; i++)
+        free(e->type_profiles[i]);
+    free(e->type_profiles);
+    for (size_t i = 0; i < e->target_count; i++)
+        free(e->target_profiles[i]);
+    free(e->target_profiles);
+    for (size_t i = 0; i < e->discriminator_count; i++) {
+        free(e->discriminators[i].type);
+        free(e->discriminators[i].path);
+    }
+    free(e->discriminators);
+    for (size_t i = 0; i < e->constraint_count; i++) {
+        free(e->constraints[i].key);
+        free(e->constraints[i].human);
+        free(e->constraints[i].expression);
+    }
+    free(e->constraints);
+    json_object_put(e->fixed);
+    json_object_put(e->pattern);
+    free(e->binding_valueset);
+    free(e->name);
+    free(e->slice);
+    free(e->id);
+    free(e);
+}
+
+void pf_registry_free(pf_registry *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->profile_count; i++) {
+        pf_profile *p = r->profiles[i];
+        free_elem(p->root);
+        free(p->url);
+        free(p->type);
+        free(p->base_url);
+        free(p);
+    }
+    free(r->profiles);
+    for (size_t i = 0; i < r->valueset_count; i++) {
+        pf_valueset *v = r->valuesets[i];
+        for (size_t k = 0; k < v->code_count; k++) {
+            free(v->codes[k].system);
+            free(v->codes[k].code);
+        }
+        free(v->codes);
+        json_object_put(v->definition);
+        free(v->url);
+        free(v);
+    }
+    free(r->valuesets);
+    for (size_t i = 0; i < r->codesystem_count; i++) {
+        json_object_put(r->codesystems[i]->definition);
+        free(r->codesystems[i]->url);
+        free(r->codesystems[i]);
+    }
+    free(r->codesystems);
+    free(r);
+}
+
+void pf_set_constraint_hook(pf_registry *r, pf_constraint_hook hook) { r->hook = hook; }
+size_t pf_registry_count(const pf_registry *r) { return r->profile_count; }
+const char *pf_profile_url(const pf_profile *p) { return p->url; }
+const char *pf_profile_type(const pf_profile *p) { return p->type; }
+
+const pf_profile *pf_find(const pf_registry *r, const char *url)
+{
+    size_t len = strcspn(url, "|");
+    for (size_t i = 0; i < r->profile_count; i++)
+        if (strlen(r->profiles[i]->url) == len && !strncmp(r->profiles[i]->url, url, len))
+            return r->profiles[i];
+    return NULL;
+}
+
+static pf_valueset *find_valueset(const pf_registry *r, const char *url)
+{
+    size_t len = strcspn(url, "|");
+    for (size_t i = 0; i < r->valueset_count; i++)
+        if (strlen(r->valuesets[i]->url) == len && !strncmp(r->valuesets[i]->url, url, len))
+            return r->valuesets[i];
+    return NULL;
+}
+
+static json_object *find_codesystem(const pf_registry *r, const char *url)
+{
+    for (size_t i = 0; i < r->codesystem_count; i++)
+        if (!strcmp(r->codesystems[i]->url, url))
+            return r->codesystems[i]->definition;
+    return NULL;
+}
+
+/* ---- loading a StructureDefinition ----------------------------------------- */
+
+/* The child of parent with this (name, slice), created when missing. */
+static pf_elem *elem_child(pf_elem *parent, const char *name, size_t name_len, const char *slice, size_t slice_len)
+{
+    for (size_t i = 0; i < parent->child_count; i++) {
+        pf_elem *c = parent->children[i];
+        bool same_slice = slice ? (c->slice && strlen(c->slice) == slice_len && !strncmp(c->slice, slice, slice_len))
+                                : c->slice == NULL;
+        if (strlen(c->name) == name_len && !strncmp(c->name, name, name_len) && same_slice)
+            return c;
+    }
+    pf_elem *c = calloc(1, sizeof *c);
+    if (!c)
+        abort();
+    c->name = strndup(name, name_len);
+    c->slice = slice ? strndup(slice, slice_len) : NULL;
+    PUSH(parent->children, parent->child_count, parent->child_capacity, c);
+    return c;
+}
+
+/* Walk (creating) the tree along an element id: "Patient.identifier:bsn.system". */
+static pf_elem *elem_for_id(pf_elem *root, const char *id)
+{
+    const char *dot = strchr(id, '.');
+    if (!dot)
+        return root;
+    pf_elem *e = root;
+    const char *seg = dot + 1;
+    while (*seg) {
+        size_t len = strcspn(seg, ".");
+        const char *colon = memchr(seg, ':', len);
+        size_t name_len = colon ? (size_t)(colon - seg) : len;
+        const char *slice = colon ? colon + 1 : NULL;
+        size_t slice_len = colon ? len - name_len - 1 : 0;
+        /* re-slices ("a:b/c") are kept as their own slice name */
+        e = elem_child(e, seg, name_len, slice, slice_len);
+        seg += len;
+        if (*seg == '.')
+            seg++;
+    }
+    return e;
+}
+
+/* The value of the first property named prefix + "<Type>" (fixedUri, patternCodeableConcept). */
+static json_object *prefixed_value(json_object *el, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    json_object_object_foreach(el, key, val)
+    {
+        if (!strncmp(key, prefix, n) && key[n] >= 'A' && key[n] <= 'Z')
+            return json_object_get(val);
+    }
+    return NULL;
+}
+
+static void load_types(pf_elem *e, json_object *types)
+{
+    for (size_t i = 0; i < jlen(types); i++) {
+        json_object *t = json_object_array_get_idx(types, i);
+        const char *code = jstr(t, "code");
+        if (!code)
+            continue;
+        e->types = realloc(e->types, (e->type_count + 1) * sizeof *e->types);
+        e->types[e->type_count++] = strdup(code);
+        json_object *profiles = jget(t, "profile");
+        for (size_t k = 0; k < jlen(profiles); k++) {
+            e->type_profiles = realloc(e->type_profiles, (e->type_profile_count + 1) * sizeof *e->type_profiles);
+            e->type_profiles[e->type_profile_count++] = canonical(json_object_get_string(json_object_array_get_idx(profiles, k)));
+        }
+        json_object *targets = jget(t, "targetProfile");
+        for (size_t k = 0; k < jlen(targets); k++) {
+            e->target_profiles = realloc(e->target_profiles, (e->target_count + 1) * sizeof *e->target_profiles);
+            e->target_profiles[e->target_count++] = canonical(json_object_get_string(json_object_array_get_idx(targets, k)));
+        }
+    }
+}
+
+static bool load_slicing(pf_elem *e, json_object *slicing, const char *origin, oo_list *issues)
+{
+    json_object *discs = jget(slicing, "discriminator");
+    const char *rules = jstr(slicing, "rules");
+    e->closed = rules && !strcmp(rules, "closed");
+    for (size_t i = 0; i < jlen(discs); i++) {
+        json_object *d = json_object_array_get_idx(discs, i);
+        const char *type = jstr(d, "type"), *path = jstr(d, "path");
+        if (!type || !path)
+            continue;
+        if (strcmp(type, "value") && strcmp(type, "pattern")) {
+            oo_add(issues, OO_ERROR, OO_NOT_SUPPORTED, e->id, 0, 0,
+                   "%s: slicing discriminator type '%s' is not supported (value and pattern are)", origin, type);
+            return false;
+        }
+        e->discriminators = realloc(e->discriminators, (e->discriminator_count + 1) * sizeof *e->discriminators);
+        e->discriminators[e->discriminator_count++] = (pf_discriminator){strdup(type), strdup(path)};
+    }
+    return true;
+}
+
+static void load_constraints(pf_elem *e, json_object *constraints)
+{
+    for (size_t i = 0; i < jlen(constraints); i++) {
+        json_object *c = json_object_array_get_idx(constraints, i);
+        const char *key = jstr(c, "key"), *expr = jstr(c, "expression");
+        if (!key || !expr)
+            continue;
+        const char *sev = jstr(c, "severity");
+        e->constraints = realloc(e->constraints, (e->constraint_count + 1) * sizeof *e->constraints);
+        e->constraints[e->constraint_count++] =
+            (pf_constraint){strdup(key), dup_or_null(jstr(c, "human")), strdup(expr), !sev || !strcmp(sev, "error")};
+    }
+}
+
+static bool load_element(pf_elem *root, json_object *el, const char *origin, oo_list *issues)
+{
+    const char *id = jstr(el, "id");
+    if (!id)
+        id = jstr(el, "path");
+    if (!id) {
+        oo_add(issues, OO_ERROR, OO_STRUCTURE, NULL, 0, 0, "%s: a differential element has neither id nor path", origin);
+        return false;
+    }
+    pf_elem *e = elem_for_id(root, id);
+    free(e->id);
+    e->id = strdup(id);
+    json_object *min = jget(el, "min");
+    if (min) {
+        e->has_min = true;
+        e->min = (uint32_t)json_object_get_int(min);
+    }
+    const char *max = jstr(el, "max");
+    if (max) {
+        e->has_max = true;
+        e->max = !strcmp(max, "*") ? UINT32_MAX : (uint32_t)strtoul(max, NULL, 10);
+    }
+    load_types(e, jget(el, "type"));
+    e->fixed = prefixed_value(el, "fixed");
+    e->pattern = prefixed_value(el, "pattern");
+    json_object *binding = jget(el, "binding");
+    const char *strength = jstr(binding, "strength");
+    if (strength && !strcmp(strength, "required") && jstr(binding, "valueSet"))
+        e->binding_valueset = canonical(jstr(binding, "valueSet"));
+    load_constraints(e, jget(el, "constraint"));
+    json_object *slicing = jget(el, "slicing");
+    return !slicing || load_slicing(e, slicing, origin, issues);
+}
+
+static bool add_structure_definition(pf_registry *r, json_object *sd, const char *origin, oo_list *issues)
+{
+    const char *url = jstr(sd, "url"), *type = jstr(sd, "type"), *derivation = jstr(sd, "derivation");
+    const char *base = jstr(sd, "baseDefinition");
+    if (!url || !type || !base || !derivation || strcmp(derivation, "constraint")) {
+        oo_add(issues, OO_ERROR, OO_NOT_SUPPORTED, NULL, 0, 0,
+               "%s: only profiles (derivation 'constraint' with url, type and baseDefinition) can be loaded", origin);
+        return false;
+    }
+    if (pf_find(r, url)) {
+        oo_add(issues, OO_ERROR, OO_STRUCTURE, NULL, 0, 0, "%s: a profile with url %s is already loaded", origin, url);
+        return false;
+    }
+    if (!fs_type_by_name(r->schema, type, strlen(type))) {
+        oo_add(issues, OO_ERROR, OO_NOT_SUPPORTED, NULL, 0, 0, "%s: unknown type '%s'", origin, type);
+        return false;
+    }
+    json_object *elements = jget(jget(sd, "differential"), "element");
+    if (!jlen(elements)) {
+        oo_add(issues, OO_ERROR, OO_STRUCTURE, NULL, 0, 0, "%s: the profile has no differential", origin);
+        return false;
+    }
+    pf_profile *p = calloc(1, sizeof *p);
+    if (!p)
+        abort();
+    p->url = canonical(url);
+    p->type = strdup(type);
+    p->base_url = canonical(base);
+    p->is_extension = !strcmp(type, "Extension");
+    p->root = calloc(1, sizeof *p->root);
+    p->root->name = strdup(type);
+    p->root->id = strdup(type);
+    bool ok = true;
+    for (size_t i = 0; i < jlen(elements); i++)
+        ok = load_element(p->root, json_object_array_get_idx(elements, i), origin, issues) && ok;
+    PUSH(r->profiles, r->profile_count, r->profile_capacity, p);
+    return ok;
+}
+
+bool pf_registry_add(pf_registry *r, const char *json, size_t len, const char *origin, oo_list *issues)
+{
+    json_tokener *tok = json_tokener_new();
+    json_object *o = json_tokener_parse_ex(tok, json, (int)len);
+    json_tokener_free(tok);
+    const char *rt = jstr(o, "resourceType");
+    if (!o || !rt) {
+        oo_add(issues, OO_ERROR, OO_STRUCTURE, NULL, 0, 0, "%s: not a FHIR resource", origin);
+        json_object_put(o);
+        return false;
+    }
+    bool ok = true;
+    if (!strcmp(rt, "StructureDefinition")) {
+        ok = add_structure_definition(r, o, origin, issues);
+        json_object_put(o);
+    } else if (!strcmp(rt, "ValueSet") && jstr(o, "url")) {
+        pf_valueset *v = calloc(1, sizeof *v);
+        v->url = canonical(jstr(o, "url"));
+        v->definition = o;
+        PUSH(r->valuesets, r->valueset_count, r->valueset_capacity, v);
+    } else if (!strcmp(rt, "CodeSystem") && jstr(o, "url")) {
+        pf_codesystem *c = calloc(1, sizeof *c);
+        c->url = canonical(jstr(o, "url"));
+        c->definition = o;
+        PUSH(r->codesystems, r->codesystem_count, r->codesystem_capacity, c);
+    } else {
+        json_object_put(o); /* other conformance resources are not used */
+    }
+    return ok;
+}
+
+/* ---- finishing: bases and expansions ------------------------------------------- */
+
+static void add_code(pf_valueset *v, const char *system, const char *code)
+{
+    v->codes = realloc(v->codes, (v->code_count + 1) * sizeof *v->codes);
+    v->codes[v->code_count++] = (pf_code){strdup(system), strdup(code)};
+}
+
+static void add_concepts(pf_valueset *v, const char *system, json_object *concepts)
+{
+    for (size_t i = 0; i < jlen(concepts); i++) {
+        json_object *c = json_object_array_get_idx(concepts, i);
+        if (jstr(c, "code"))
+            add_code(v, system, jstr(c, "code"));
+        add_concepts(v, system, jget(c, "concept"));
+    }
+}
+
+/* Expand from compose.include: listed concepts, or a whole CodeSystem of the registry. */
+static bool expand(pf_registry *r, pf_valueset *v, oo_list *issues)
+{
+    json_object *includes = jget(jget(v->definition, "compose"), "include");
+    for (size_t i = 0; i < jlen(includes); i++) {
+        json_object *inc = json_object_array_get_idx(includes, i);
+        const char *system = jstr(inc, "system");
+        if (!system || jget(inc, "filter")) {
+            oo_add(issues, OO_WARNING, OO_NOT_SUPPORTED, NULL, 0, 0,
+                   "value set %s: includes without a system or with filters are not expanded", v->url);
+            return false;
+        }
+        if (jget(inc, "concept")) {
+            add_concepts(v, system, jget(inc, "concept"));
+            continue;
+        }
+        json_object *cs = find_codesystem(r, system);
+        if (!cs) {
+            oo_add(issues, OO_WARNING, OO_NOT_FOUND, NULL, 0, 0,
+                   "value set %s: code system %s is not loaded; the value set is not expanded", v->url, system);
+            return false;
+        }
+        add_concepts(v, system, jget(cs, "concept"));
+    }
+    v->expanded = true;
+    return true;
+}
+
+bool pf_registry_finish(pf_registry *r, oo_list *issues)
+{
+    bool ok = true;
+    for (size_t i = 0; i < r->valueset_count; i++)
+        if (!r->valuesets[i]->expanded)
+            expand(r, r->valuesets[i], issues);
+    for (size_t i = 0; i < r->profile_count; i++) {
+        pf_profile *p = r->profiles[i];
+        const fs_type *core = fs_type_by_name(r->schema, strrchr(p->base_url, '/') + 1,
+                                              strlen(strrchr(p->base_url, '/') + 1));
+        bool core_base = !strncmp(p->base_url, "http://hl7.org/fhir/StructureDefinition/", 40) && core;
+        if (core_base)
+            continue;
+        p->base = pf_find(r, p->base_url);
+        if (!p->base || p->base == p) {
+            oo_add(issues, OO_ERROR, OO_NOT_FOUND, NULL, 0, 0, "profile %s: base %s is neither core nor loaded",
+                   p->url, p->base_url);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+/* ---- validation ------------------------------------------------------------------- */
+
+typedef struct vctx {
+    const pf_registry *r;
+    fj_doc *doc;
+    oo_list *out;
+    uint32_t resource;
+    const char *profile_url;
+    char path[PATH_CAPACITY];
+    size_t path_len;
+    int depth; /* guards against profiles whose extensions refer to each other */
+} vctx;
+
+static const fj_node *N(const vctx *c, uint32_t i) { return &c->doc->nodes[i]; }
+static const char *S(const vctx *c, uint32_t i) { return fj_str(c->doc, i); }
+
+static size_t path_push(vctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static size_t path_push(vctx *c, const char *fmt, ...)
+{
+    size_t old = c->path_len;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(c->path + old, PATH_CAPACITY - old, fmt, ap);
+    va_end(ap);
+    c->path_len = (n < 0 || old + (size_t)n >= PATH_CAPACITY) ? PATH_CAPACITY - 1 : old + (size_t)n;
+    return old;
+}
+
+static void path_pop(vctx *c, size_t old)
+{
+    c->path_len = old;
+    c->path[old] = '\0';
+}
+
+static void report(vctx *c, uint32_t node, oo_severity sev, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void report(vctx *c, uint32_t node, oo_severity sev, const char *code, const char *fmt, ...)
+{
+    unsigned line = 0, column = 0;
+    if (node != NO_NODE)
+        fj_line_col(c->doc, c->doc->nodes[node].pos, &line, &column);
+    char message[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    oo_add(c->out, sev, code, c->path, line, column, "%s (profile %s)", message, c->profile_url);
+}
+
+/* ---- comparing instance values with fixed[x] / pattern[x] ---- */
+
+static bool matches_json(const vctx *c, uint32_t node, json_object *want, bool exact);
+
+static bool matches_object(const vctx *c, uint32_t node, json_object *want, bool exact)
+{
+    if (N(c, node)->type != FJ_OBJECT)
+        return false;
+    size_t want_count = 0;
+    json_object_object_foreach(want, key, val)
+    {
+        want_count++;
+        uint32_t got = fj_get(c->doc, node, key);
+        if (got == NO_NODE || !matches_json(c, got, val, exact))
+            return false;
+    }
+    return !exact || want_count == N(c, node)->len;
+}
+
+/* A pattern array matches when every wanted item is matched by some instance item. */
+static bool matches_array(const vctx *c, uint32_t node, json_object *want, bool exact)
+{
+    if (N(c, node)->type != FJ_ARRAY)
+        return false;
+    size_t want_len = json_object_array_length(want);
+    if (exact && want_len != N(c, node)->len)
+        return false;
+    for (size_t w = 0; w < want_len; w++) {
+        json_object *wi = json_object_array_get_idx(want, w);
+        bool found = false;
+        uint32_t item = fj_first_child(node);
+        for (uint32_t k = 0; k < N(c, node)->len && !found; k++, item = fj_next(c->doc, item))
+            found = (!exact || k == w) && matches_json(c, item, wi, exact);
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+static bool matches_json(const vctx *c, uint32_t node, json_object *want, bool exact)
+{
+    const fj_node *n = N(c, node);
+    switch (json_object_get_type(want)) {
+    case json_type_object:
+        return matches_object(c, node, want, exact);
+    case json_type_array:
+        return matches_array(c, node, want, exact);
+    case json_type_string: {
+        const char *w = json_object_get_string(want);
+        return n->type == FJ_STRING && n->len == strlen(w) && !memcmp(S(c, node), w, n->len);
+    }
+    case json_type_boolean:
+        return (n->type == FJ_TRUE && json_object_get_boolean(want)) ||
+               (n->type == FJ_FALSE && !json_object_get_boolean(want));
+    case json_type_int:
+    case json_type_double: {
+        if (n->type != FJ_NUMBER)
+            return false;
+        char text[64];
+        snprintf(text, sizeof text, "%.*s", (int)(n->len < 63 ? n->len : 63), S(c, node));
+        return strtod(text, NULL) == json_object_get_double(want);
+    }
+    default:
+        return n->type == FJ_NULL;
+    }
+}
+
+/* ---- selecting instance values ---- */
+
+typedef struct selection {
+    uint32_t items[256];   /* value nodes (array elements flattened) */
+    uint32_t index[256];   /* position in the JSON array, or UINT32_MAX for a single value */
+    const char *key[256];  /* the JSON key they came from */
+    uint32_t key_len[256];
+    uint32_t count;
+    bool truncated;
+} selection;
+
+static bool choice_key_matches(const char *stem, size_t stem_len, const char *key, size_t len)
+{
+    return len > stem_len && !memcmp(key, stem, stem_len) && key[stem_len] >= 'A' && key[stem_len] <= 'Z';
+}
+
+/* The values of obj whose key is `name` (a "[x]" name selects every choice variant). */
+static void select_values(const vctx *c, uint32_t obj, const char *name, selection *sel)
+{
+    sel->count = 0;
+    sel->truncated = false;
+    if (N(c, obj)->type != FJ_OBJECT)
+        return;
+    size_t name_len = strlen(name);
+    bool choice = name_len > 3 && !strcmp(name + name_len - 3, "[x]");
+    size_t stem_len = choice ? name_len - 3 : name_len;
+    uint32_t key = fj_first_child(obj);
+    for (uint32_t m = 0; m < N(c, obj)->len; m++, key = fj_next(c->doc, key + 1)) {
+        const char *k = S(c, key);
+        size_t len = N(c, key)->len;
+        bool hit = choice ? choice_key_matches(name, stem_len, k, len) : (len == name_len && !memcmp(k, name, len));
+        if (!hit)
+            continue;
+        uint32_t val = key + 1;
+        if (N(c, val)->type == FJ_ARRAY) {
+            uint32_t item = fj_first_child(val);
+            for (uint32_t i = 0; i < N(c, val)->len; i++, item = fj_next(c->doc, item)) {
+                if (sel->count == 256) {
+                    sel->truncated = true;
+                    return;
+                }
+                sel->items[sel->count] = item;
+                sel->index[sel->count] = i;
+                sel->key[sel->count] = k;
+                sel->key_len[sel->count++] = (uint32_t)len;
+            }
+        } else if (sel->count < 256) {
+            sel->items[sel->count] = val;
+            sel->index[sel->count] = UINT32_MAX;
+            sel->key[sel->count] = k;
+            sel->key_len[sel->count++] = (uint32_t)len;
+        }
+    }
+}
+
+static size_t push_item(vctx *c, const selection *sel, uint32_t i)
+{
+    size_t old = path_push(c, ".%.*s", (int)sel->key_len[i], sel->key[i]);
+    if (sel->index[i] != UINT32_MAX)
+        path_push(c, "[%u]", sel->index[i]);
+    return old;
+}
+
+/* ---- per-value checks ---- */
+
+static bool code_in_registry_valueset(const pf_valueset *v, const char *system, size_t system_len, const char *code,
+                                      size_t code_len)
+{
+    for (size_t i = 0; i < v->code_count; i++)
+        if (strlen(v->codes[i].code) == code_len && !memcmp(v->codes[i].code, code, code_len) &&
+            (!system || (strlen(v->codes[i].system) == system_len && !memcmp(v->codes[i].system, system, system_len))))
+            return true;
+    return false;
+}
+
+/* 1 in, 0 not in, -1 when the value set is not available. */
+static int code_in_valueset(const vctx *c, const char *url, const char *system, size_t system_len, const char *code,
+                            size_t code_len)
+{
+    const pf_valueset *v = find_valueset(c->r, url);
+    if (v && v->expanded)
+        return code_in_registry_valueset(v, system, system_len, code, code_len);
+    const fs_valueset *core = fs_valueset_by_url(c->r->schema, url);
+    if (core)
+        return fs_valueset_contains(c->r->schema, core, system, system_len, code, code_len);
+    return -1;
+}
+
+static int coding_in_valueset(const vctx *c, const char *url, uint32_t coding)
+{
+    uint32_t code = fj_get(c->doc, coding, "code"), system = fj_get(c->doc, coding, "system");
+    if (code == NO_NODE || N(c, code)->type != FJ_STRING)
+        return 0;
+    bool has_system = system != NO_NODE && N(c, system)->type == FJ_STRING;
+    return code_in_valueset(c, url, has_system ? S(c, system) : NULL, has_system ? N(c, system)->len : 0,
+                            S(c, code), N(c, code)->len);
+}
+
+static void check_binding(vctx *c, const pf_elem *e, uint32_t v)
+{
+    const char *url = e->binding_valueset;
+    int in = -1;
+    const fj_node *n = N(c, v);
+    if (n->type == FJ_STRING) {
+        in = code_in_valueset(c, url, NULL, 0, S(c, v), n->len);
+    } else if (n->type == FJ_OBJECT && fj_get(c->doc, v, "coding") != NO_NODE) {
+        uint32_t codings = fj_get(c->doc, v, "coding");
+        in = 0;
+        if (N(c, codings)->type == FJ_ARRAY) {
+            uint32_t item = fj_first_child(codings);
+            for (uint32_t k = 0; k < N(c, codings)->len && in != 1; k++, item = fj_next(c->doc, item))
+                in = coding_in_valueset(c, url, item);
+        }
+    } else if (n->type == FJ_OBJECT && fj_get(c->doc, v, "code") != NO_NODE) {
+        in = coding_in_valueset(c, url, v);
+    } else {
+        return;
+    }
+    if (in == 0)
+        report(c, v, OO_ERROR, OO_CODE_INVALID, "the code is not in the required value set %s", url);
+    else if (in < 0)
+        report(c, v, OO_WARNING, OO_NOT_FOUND, "value set %s is not available: binding not checked", url);
+}
+
+/* The resource type a profile URL stands for: a core type, or a loaded profile's type. */
+static const char *target_type(const vctx *c, const char *url)
+{
+    const pf_profile *p = pf_find(c->r, url);
+    if (p)
+        return p->type;
+    const char *slash = strrchr(url, '/');
+    return slash ? slash + 1 : url;
+}
+
+static void check_target(vctx *c, const pf_elem *e, uint32_t v)
+{
+    uint32_t ref = N(c, v)->type == FJ_OBJECT ? fj_get(c->doc, v, "reference") : NO_NODE;
+    if (ref == NO_NODE || N(c, ref)->type != FJ_STRING || S(c, ref)[0] == '#')
+        return; /* contained or logical references carry no type to check here */
+    const char *s = S(c, ref);
+    size_t len = N(c, ref)->len;
+    /* the type is the segment before the id: ".../Type/id" or "Type/id/_history/v" */
+    const char *end = s + len;
+    const char *hist = NULL;
+    for (const char *p = s; p + 10 <= end; p++)
+        if (!memcmp(p, "/_history/", 10))
+            hist = p;
+    if (hist)
+        end = hist;
+    const char *id_slash = end;
+    while (id_slash > s && id_slash[-1] != '/')
+        id_slash--;
+    if (id_slash == s)
+        return; /* urn:uuid: and the like: resolved elsewhere */
+    const char *type_start = id_slash - 1;
+    while (type_start > s && type_start[-1] != '/')
+        type_start--;
+    size_t type_len = (size_t)(id_slash - 1 - type_start);
+    for (size_t i = 0; i < e->target_count; i++) {
+        const char *want = target_type(c, e->target_profiles[i]);
+        if (strlen(want) == type_len && !memcmp(want, type_start, type_len))
+            return;
+        if (!strcmp(want, "Resource"))
+            return;
+    }
+    size_t old = path_push(c, ".reference");
+    report(c, ref, OO_ERROR, OO_STRUCTURE, "a reference to %.*s is not allowed here (allowed: %s%s)", (int)type_len,
+           type_start, target_type(c, e->target_profiles[0]), e->target_count > 1 ? ", ..." : "");
+    path_pop(c, old);
+}
+
+/* For a choice element restricted by the profile: is the type the key names allowed? */
+static void check_choice_type(vctx *c, const pf_elem *e, const char *key, size_t key_len, uint32_t v)
+{
+    size_t stem = strlen(e->name) - 3;
+    const char *suffix = key + stem;
+    size_t suffix_len = key_len - stem;
+    for (size_t i = 0; i < e->type_count; i++) {
+        const char *t = e->types[i];
+        if (strlen(t) == suffix_len && (t[0] & ~0x20) == suffix[0] && !memcmp(t + 1, suffix + 1, suffix_len - 1))
+            return;
+    }
+    report(c, v, OO_ERROR, OO_STRUCTURE, "type %.*s is not allowed for %s by the profile", (int)suffix_len, suffix,
+           e->id);
+}
+
+static void check_constraints(vctx *c, const pf_elem *e, uint32_t v)
+{
+    for (size_t i = 0; i < e->constraint_count; i++) {
+        const pf_constraint *k = &e->constraints[i];
+        if (!c->r->hook) {
+            report(c, v, OO_INFORMATION, OO_INFORMATIONAL, "invariant %s not evaluated: no FHIRPath engine linked",
+                   k->key);
+            continue;
+        }
+        char err[256] = "";
+        int holds = c->r->hook(k->expression, c->doc, c->resource, v, NULL, err, sizeof err);
+        if (holds == 0)
+            report(c, v, k->is_error ? OO_ERROR : OO_WARNING, OO_INVARIANT, "%s: %s", k->key,
+                   k->human ? k->human : k->expression);
+        else if (holds < 0)
+            report(c, v, OO_ERROR, OO_PROCESSING, "invariant %s could not be evaluated: %s", k->key, err);
+    }
+}
+
+static void apply_children(vctx *c, const pf_elem *e, uint32_t obj);
+
+static void check_value(vctx *c, const pf_elem *e, const selection *sel, uint32_t i)
+{
+    uint32_t v = sel->items[i];
+    size_t name_len = strlen(e->name);
+    if (e->type_count && name_len > 3 && !strcmp(e->name + name_len - 3, "[x]"))
+        check_choice_type(c, e, sel->key[i], sel->key_len[i], v);
+    if (e->fixed && !matches_json(c, v, e->fixed, true))
+        report(c, v, OO_ERROR, OO_VALUE, "the value must be exactly %s",
+               json_object_to_json_string_ext(e->fixed, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    if (e->pattern && !matches_json(c, v, e->pattern, false))
+        report(c, v, OO_ERROR, OO_VALUE, "the value must match the pattern %s",
+               json_object_to_json_string_ext(e->pattern, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    if (e->binding_valueset)
+        check_binding(c, e, v);
+    if (e->target_count)
+        check_target(c, e, v);
+    check_constraints(c, e, v);
+    if (N(c, v)->type == FJ_OBJECT)
+        apply_children(c, e, v);
+}
+
+/* ---- slicing ---- */
+
+/* The element a discriminator path names below a slice ("system", "coding.system"). */
+static const pf_elem *descend(const pf_elem *e, const char *path)
+{
+    while (e && *path) {
+        size_t len = strcspn(path, ".");
+        const pf_elem *next = NULL;
+        for (size_t i = 0; i < e->child_count && !next; i++)
+            if (!e->children[i]->slice && strlen(e->children[i]->name) == len &&
+                !strncmp(e->children[i]->name, path, len))
+                next = e->children[i];
+        e = next;
+        path += len;
+        if (*path == '.')
+            path++;
+    }
+    return e;
+}
+
+/* Does any value at `path` below node match `want`? Arrays on the way match if any item does. */
+static bool value_at_path_matches(const vctx *c, uint32_t node, const char *path, json_object *want, bool exact)
+{
+    if (!*path || !strcmp(path, "$this"))
+        return matches_json(c, node, want, exact);
+    if (N(c, node)->type == FJ_ARRAY) {
+        uint32_t item = fj_first_child(node);
+        for (uint32_t k = 0; k < N(c, node)->len; k++, item = fj_next(c->doc, item))
+            if (value_at_path_matches(c, item, path, want, exact))
+                return true;
+        return false;
+    }
+    if (N(c, node)->type != FJ_OBJECT)
+        return false;
+    size_t len = strcspn(path, ".");
+    char key[128];
+    snprintf(key, sizeof key, "%.*s", (int)(len < 127 ? len : 127), path);
+    uint32_t child = fj_get(c->doc, node, key);
+    const char *rest = path + len + (path[len] == '.');
+    return child != NO_NODE && value_at_path_matches(c, child, rest, want, exact);
+}
+
+/* Does value v belong to slice s of the sliced element e? */
+static bool in_slice(const vctx *c, const pf_elem *sliced, const pf_elem *s, uint32_t v)
+{
+    for (size_t d = 0; d < sliced->discriminator_count; d++) {
+        const pf_discriminator *disc = &sliced->discriminators[d];
+        bool exact = !strcmp(disc->type, "value");
+        if (!strcmp(disc->path, "url") && s->type_profile_count) {
+            /* extension slices are discriminated by the URL of their definition */
+            uint32_t url = fj_get(c->doc, v, "url");
+            if (url == NO_NODE || !fj_str_eq(c->doc, url, s->type_profiles[0]))
+                return false;
+            continue;
+        }
+        const pf_elem *target = descend(s, strcmp(disc->path, "$this") ? disc->path : "");
+        json_object *want = target ? (target->fixed ? target->fixed : target->pattern) : NULL;
+        if (!want)
+            return false; /* a slice that does not fix the discriminator matches nothing */
+        if (!value_at_path_matches(c, v, disc->path, want, exact && target->fixed != NULL))
+            return false;
+    }
+    return true;
+}
+
+static void check_cardinality(vctx *c, uint32_t obj, const pf_elem *e, uint32_t count, const char *what)
+{
+    if (e->has_min && count < e->min) {
+        size_t old = path_push(c, ".%s", e->name);
+        report(c, obj, OO_ERROR, OO_REQUIRED, "%s requires at least %u value%s, found %u", what, e->min,
+               e->min == 1 ? "" : "s", count);
+        path_pop(c, old);
+    }
+    if (e->has_max && count > e->max) {
+        size_t old = path_push(c, ".%s", e->name);
+        report(c, obj, OO_ERROR, OO_STRUCTURE, "%s allows at most %u value%s, found %u", what, e->max,
+               e->max == 1 ? "" : "s", count);
+        path_pop(c, old);
+    }
+}
+
+static void apply_slices(vctx *c, const pf_elem *parent, const pf_elem *sliced, uint32_t obj, const selection *sel)
+{
+    bool matched[256] = {false};
+    for (size_t i = 0; i < parent->child_count; i++) {
+        const pf_elem *s = parent->children[i];
+        if (!s->slice || strcmp(s->name, sliced->name))
+            continue;
+        uint32_t count = 0;
+        for (uint32_t k = 0; k < sel->count; k++) {
+            if (matched[k] || !in_slice(c, sliced, s, sel->items[k]))
+                continue;
+            matched[k] = true;
+            count++;
+            size_t old = push_item(c, sel, k);
+            check_value(c, s, sel, k);
+            path_pop(c, old);
+        }
+        char what[200];
+        snprintf(what, sizeof what, "slice '%s' of %s", s->slice, sliced->id ? sliced->id : sliced->name);
+        check_cardinality(c, obj, s, count, what);
+    }
+    if (!sliced->closed)
+        return;
+    for (uint32_t k = 0; k < sel->count; k++)
+        if (!matched[k]) {
+            size_t old = push_item(c, sel, k);
+            report(c, sel->items[k], OO_ERROR, OO_STRUCTURE, "the value matches no slice of %s, and its slicing is closed",
+                   sliced->id);
+            path_pop(c, old);
+        }
+}
+
+static void apply_children(vctx *c, const pf_elem *e, uint32_t obj)
+{
+    for (size_t i = 0; i < e->child_count; i++) {
+        const pf_elem *child = e->children[i];
+        if (child->slice)
+            continue; /* handled with the sliced element */
+        selection sel;
+        select_values(c, obj, child->name, &sel);
+        check_cardinality(c, obj, child, sel.count, child->id ? child->id : child->name);
+        for (uint32_t k = 0; k < sel.count; k++) {
+            size_t old = push_item(c, &sel, k);
+            check_value(c, child, &sel, k);
+            path_pop(c, old);
+        }
+        if (child->discriminator_count)
+            apply_slices(c, e, child, obj, &sel);
+    }
+}
+
+static void apply_profile(vctx *c, const pf_profile *p, uint32_t node)
+{
+    if (c->depth > 8)
+        return;
+    c->depth++;
+    if (p->base)
+        apply_profile(c, p->base, node);
+    const char *saved = c->profile_url;
+    c->profile_url = p->url;
+    check_constraints(c, p->root, node);
+    apply_children(c, p->root, node);
+    c->profile_url = saved;
+    c->depth--;
+}
+
+/* Every extension below node whose URL the registry defines, checked against its definition. */
+static void check_extensions(vctx *c, uint32_t node)
+{
+    const fj_node *n = N(c, node);
+    if (n->type == FJ_ARRAY) {
+        uint32_t item = fj_first_child(node);
+        for (uint32_t k = 0; k < n->len; k++, item = fj_next(c->doc, item)) {
+            size_t old = path_push(c, "[%u]", k);
+            check_extensions(c, item);
+            path_pop(c, old);
+        }
+        return;
+    }
+    if (n->type != FJ_OBJECT)
+        return;
+    uint32_t key = fj_first_child(node);
+    for (uint32_t m = 0; m < n->len; m++, key = fj_next(c->doc, key + 1)) {
+        uint32_t val = key + 1;
+        if (N(c, val)->type != FJ_OBJECT && N(c, val)->type != FJ_ARRAY)
+            continue;
+        const char *k = S(c, key);
+        size_t len = N(c, key)->len;
+        bool is_ext = (len == 9 && !memcmp(k, "extension", 9)) || (len == 17 && !memcmp(k, "modifierExtension", 17));
+        size_t old = path_push(c, ".%.*s", (int)(k[0] == '_' ? len - 1 : len), k[0] == '_' ? k + 1 : k);
+        if (is_ext && N(c, val)->type == FJ_ARRAY) {
+            uint32_t item = fj_first_child(val);
+            for (uint32_t i = 0; i < N(c, val)->len; i++, item = fj_next(c->doc, item)) {
+                uint32_t url = N(c, item)->type == FJ_OBJECT ? fj_get(c->doc, item, "url") : NO_NODE;
+                if (url == NO_NODE || N(c, url)->type != FJ_STRING)
+                    continue;
+                char url_text[512];
+                snprintf(url_text, sizeof url_text, "%.*s", (int)(N(c, url)->len < 511 ? N(c, url)->len : 511),
+                         S(c, url));
+                const pf_profile *def = pf_find(c->r, url_text);
+                size_t before = path_push(c, "[%u]", i);
+                if (def && def->is_extension)
+                    apply_profile(c, def, item);
+                path_pop(c, before);
+            }
+        }
+        if (!(len == 9 && !memcmp(k, "contained", 9))) /* contained resources are checked on their own */
+            check_extensions(c, val);
+        path_pop(c, old);
+    }
+}
+
+static void ctx_init(vctx *c, const pf_registry *r, fj_doc *doc, uint32_t resource, const char *base_path,
+                     oo_list *out)
+{
+    memset(c, 0, sizeof *c);
+    c->r = r;
+    c->doc = doc;
+    c->out = out;
+    c->resource = resource;
+    if (base_path && *base_path) {
+        path_push(c, "%s", base_path);
+    } else {
+        uint32_t rt = fj_get(doc, resource, "resourceType");
+        if (rt != NO_NODE && doc->nodes[rt].type == FJ_STRING)
+            path_push(c, "%.*s", (int)doc->nodes[rt].len, fj_str(doc, rt));
+    }
+}
+
+size_t pf_validate(const pf_registry *r, const pf_profile *p, fj_doc *doc, uint32_t resource, const char *base_path,
+                   oo_list *out)
+{
+    size_t before = out->errors;
+    vctx c;
+    ctx_init(&c, r, doc, resource, base_path, out);
+    c.profile_url = p->url;
+    uint32_t rt = fj_get(doc, resource, "resourceType");
+    if (!p->is_extension && (rt == NO_NODE || !fj_str_eq(doc, rt, p->type))) {
+        report(&c, resource, OO_ERROR, OO_STRUCTURE, "the profile constrains %s, not this resource", p->type);
+        return out->errors - before;
+    }
+    apply_profile(&c, p, resource);
+    if (!p->is_extension)
+        check_extensions(&c, resource);
+    return out->errors - before;
+}
+
+size_t pf_validate_declared(const pf_registry *r, fj_doc *doc, uint32_t resource, const char *base_path,
+                            oo_list *out)
+{
+    size_t before = out->errors;
+    vctx c;
+    ctx_init(&c, r, doc, resource, base_path, out);
+    uint32_t meta = fj_get(doc, resource, "meta");
+    uint32_t profiles = meta != NO_NODE && doc->nodes[meta].type == FJ_OBJECT ? fj_get(doc, meta, "profile") : NO_NODE;
+    if (profiles != NO_NODE && doc->nodes[profiles].type == FJ_ARRAY) {
+        uint32_t item = fj_first_child(profiles);
+        for (uint32_t k = 0; k < doc->nodes[profiles].len; k++, item = fj_next(doc, item)) {
+            if (doc->nodes[item].type != FJ_STRING)
+                continue;
+            char url[512];
+            snprintf(url, sizeof url, "%.*s", (int)(doc->nodes[item].len < 511 ? doc->nodes[item].len : 511),
+                     fj_str(doc, item));
+            const pf_profile *p = pf_find(r, url);
+            if (p) {
+                c.profile_url = p->url;
+                apply_profile(&c, p, resource);
+            } else {
+                size_t old = path_push(&c, ".meta.profile[%u]", k);
+                oo_add(out, OO_WARNING, OO_NOT_FOUND, c.path, 0, 0, "profile %s is not known: not checked", url);
+                path_pop(&c, old);
+            }
+        }
+    }
+    c.profile_url = "(extension definitions)";
+    check_extensions(&c, resource);
+    return out->errors - before;
+}

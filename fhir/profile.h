@@ -1,0 +1,93 @@
+/*
+ * fhir/profile.h — profiles, extension definitions and terminology loaded at
+ * run time from conformance resources (prefix pf_).
+ *
+ * A registry holds the project's own StructureDefinitions (derivation
+ * "constraint": profiles on resources and data types, and extension
+ * definitions), ValueSets and CodeSystems, added as JSON buffers (the caller
+ * reads the files: fhir/ does no I/O). A new profile is data, not code.
+ *
+ * What a profile adds on top of the core validation (fhir/validate.h):
+ *   - tightened cardinality (min/max) of elements, and of slices;
+ *   - fixed[x] (exact) and pattern[x] (contains) values;
+ *   - type restrictions of choice elements, and targetProfile of References;
+ *   - slicing with discriminators of type value and pattern (e.g.
+ *     identifier.system, coding.system, extension url), open or closed;
+ *   - extensions by URL checked against their own definition (simple
+ *     value[x] extensions and complex ones with nested extensions);
+ *   - required bindings to the registry's value sets (or core ones);
+ *   - the profile's own invariants (FHIRPath) — evaluated once the FHIRPath
+ *     engine is linked in (see pf_constraint_hook).
+ * The differential of each profile is applied over its base; the base is a
+ * core type or another profile in the registry (applied too).
+ *
+ * Memory: the registry owns everything loaded into it; free it with
+ * pf_registry_free. After loading, it is immutable and may be shared by
+ * threads. Issues are appended to the caller's oo_list.
+ */
+#ifndef FHIR_PROFILE_H
+#define FHIR_PROFILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "fhir/json.h"
+#include "fhir/outcome.h"
+#include "fhir/schema.h"
+
+typedef struct pf_registry pf_registry;
+typedef struct pf_profile pf_profile;
+
+pf_registry *pf_registry_new(const fs_schema *schema);
+void pf_registry_free(pf_registry *r);
+
+/*
+ * Add one conformance resource (StructureDefinition, ValueSet, CodeSystem;
+ * other resource types are ignored) from a JSON buffer. `origin` names it in
+ * messages (a file name). Returns false and appends issues when it cannot be
+ * used (malformed, unsupported derivation, duplicate URL).
+ */
+bool pf_registry_add(pf_registry *r, const char *json, size_t len, const char *origin, oo_list *issues);
+
+/*
+ * Resolve what was added: base profiles, value set expansions. Call once
+ * after the last pf_registry_add; returns false and appends issues for
+ * dangling bases or unexpandable value sets.
+ */
+bool pf_registry_finish(pf_registry *r, oo_list *issues);
+
+/* A profile or extension definition by canonical URL ("|version" ignored), or NULL. */
+const pf_profile *pf_find(const pf_registry *r, const char *url);
+const char *pf_profile_url(const pf_profile *p);
+/* The core type the profile constrains ("Patient", "Extension"). */
+const char *pf_profile_type(const pf_profile *p);
+size_t pf_registry_count(const pf_registry *r);
+
+/*
+ * Validate the resource at doc node `resource` against profile p. The
+ * resource is assumed to have passed (or been reported by) the core
+ * validation. `base_path` is the FHIRPath prefix of the resource ("" at the
+ * root: the resource type is used). Returns the number of errors added.
+ */
+size_t pf_validate(const pf_registry *r, const pf_profile *p, fj_doc *doc, uint32_t resource, const char *base_path,
+                   oo_list *out);
+
+/*
+ * Validate a resource against every profile its meta.profile names, and
+ * every extension anywhere in it whose URL the registry defines. Profiles
+ * that the registry does not know give a warning. Returns errors added.
+ */
+size_t pf_validate_declared(const pf_registry *r, fj_doc *doc, uint32_t resource, const char *base_path,
+                            oo_list *out);
+
+/*
+ * Invariants of profiles are FHIRPath. The engine registers this hook;
+ * without one, profile invariants are reported as not evaluated (information).
+ * The hook returns 1 when the constraint holds at `node`, 0 when it does not,
+ * -1 on an evaluation error (message in err).
+ */
+typedef int (*pf_constraint_hook)(const char *expression, fj_doc *doc, uint32_t resource, uint32_t node,
+                                  const fs_type *type, char *err, size_t errlen);
+void pf_set_constraint_hook(pf_registry *r, pf_constraint_hook hook);
+
+#endif
