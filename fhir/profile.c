@@ -514,6 +514,66 @@ static bool expand(pf_registry *r, pf_valueset *v, oo_list *issues)
     return true;
 }
 
+static pf_elem *find_child(const pf_elem *e, const char *name, const char *slice)
+{
+    for (size_t i = 0; i < e->child_count; i++) {
+        pf_elem *c = e->children[i];
+        if (!strcmp(c->name, name) && (slice ? c->slice && !strcmp(c->slice, slice) : !c->slice))
+            return c;
+    }
+    return NULL;
+}
+
+/*
+ * A derived profile may constrain slices its base defined ("identifier:bsn"
+ * 1..1) without repeating the slicing: take the discriminators from the
+ * base's element with the same id, creating the sliced element if needed.
+ */
+static void inherit_slicing(pf_elem *e, const pf_elem *base)
+{
+    for (size_t i = 0; i < e->child_count; i++) {
+        pf_elem *c = e->children[i];
+        if (c->slice && !find_child(e, c->name, NULL)) {
+            pf_elem *sliced = elem_child(e, c->name, strlen(c->name), NULL, 0);
+            (void)sliced; /* filled in by the loop below, which also visits it */
+        }
+    }
+    for (size_t i = 0; i < e->child_count; i++) {
+        pf_elem *c = e->children[i];
+        const pf_elem *b = find_child(base, c->name, c->slice);
+        if (!b)
+            continue;
+        if (!c->slice && !c->discriminator_count && b->discriminator_count) {
+            c->discriminators = calloc(b->discriminator_count, sizeof *c->discriminators);
+            for (size_t d = 0; d < b->discriminator_count; d++)
+                c->discriminators[d] = (pf_discriminator){strdup(b->discriminators[d].type),
+                                                          strdup(b->discriminators[d].path)};
+            c->discriminator_count = b->discriminator_count;
+            c->closed = b->closed;
+            if (!c->id)
+                c->id = dup_or_null(b->id);
+        }
+        /* the fixed discriminator values of a slice live in the base too */
+        if (c->slice)
+            for (size_t k = 0; k < b->child_count; k++) {
+                const pf_elem *bk = b->children[k];
+                if ((bk->fixed || bk->pattern) && !find_child(c, bk->name, bk->slice)) {
+                    pf_elem *copy = elem_child(c, bk->name, strlen(bk->name), NULL, 0);
+                    copy->fixed = bk->fixed ? json_object_get(bk->fixed) : NULL;
+                    copy->pattern = bk->pattern ? json_object_get(bk->pattern) : NULL;
+                    copy->id = dup_or_null(bk->id);
+                }
+            }
+        if (!c->type_profile_count && b->type_profile_count) {
+            c->type_profiles = calloc(b->type_profile_count, sizeof *c->type_profiles);
+            for (size_t k = 0; k < b->type_profile_count; k++)
+                c->type_profiles[k] = strdup(b->type_profiles[k]);
+            c->type_profile_count = b->type_profile_count;
+        }
+        inherit_slicing(c, b);
+    }
+}
+
 bool pf_registry_finish(pf_registry *r, oo_list *issues)
 {
     bool ok = true;
@@ -531,9 +591,15 @@ bool pf_registry_finish(pf_registry *r, oo_list *issues)
         if (!p->base || p->base == p) {
             oo_add(issues, OO_ERROR, OO_NOT_FOUND, NULL, 0, 0, "profile %s: base %s is neither core nor loaded",
                    p->url, p->base_url);
+            p->base = NULL;
             ok = false;
         }
     }
+    /* inherit slicing along base chains: one round per level of derivation (chains deeper than 4 are not expected) */
+    for (int round = 0; round < 4; round++)
+        for (size_t i = 0; i < r->profile_count; i++)
+            if (r->profiles[i]->base)
+                inherit_slicing(r->profiles[i]->root, r->profiles[i]->base->root);
     return ok;
 }
 
@@ -708,8 +774,28 @@ static void select_values(const vctx *c, uint32_t obj, const char *name, selecti
     }
 }
 
-static size_t push_item(vctx *c, const selection *sel, uint32_t i)
+/* The core type a choice key's suffix names ("DateTime" -> dateTime, "Quantity" -> Quantity). */
+static const fs_type *suffix_type(const vctx *c, const char *suffix, size_t len)
 {
+    const fs_type *t = fs_type_by_name(c->r->schema, suffix, len);
+    if (t || len == 0 || len > 63)
+        return t;
+    char lower[64];
+    memcpy(lower, suffix, len);
+    lower[0] = (char)(lower[0] | 0x20);
+    return fs_type_by_name(c->r->schema, lower, len);
+}
+
+/* Path of a selected value: ".name[i]", or ".stem.ofType(type)" for a choice ("[x]") element. */
+static size_t push_item(vctx *c, const pf_elem *e, const selection *sel, uint32_t i)
+{
+    size_t name_len = strlen(e->name);
+    if (name_len > 3 && !strcmp(e->name + name_len - 3, "[x]")) {
+        size_t stem = name_len - 3;
+        const fs_type *t = suffix_type(c, sel->key[i] + stem, sel->key_len[i] - stem);
+        if (t)
+            return path_push(c, ".%.*s.ofType(%s)", (int)stem, e->name, t->name);
+    }
     size_t old = path_push(c, ".%.*s", (int)sel->key_len[i], sel->key[i]);
     if (sel->index[i] != UINT32_MAX)
         path_push(c, "[%u]", sel->index[i]);
@@ -835,8 +921,9 @@ static void check_choice_type(vctx *c, const pf_elem *e, const char *key, size_t
         if (strlen(t) == suffix_len && (t[0] & ~0x20) == suffix[0] && !memcmp(t + 1, suffix + 1, suffix_len - 1))
             return;
     }
-    report(c, v, OO_ERROR, OO_STRUCTURE, "type %.*s is not allowed for %s by the profile", (int)suffix_len, suffix,
-           e->id);
+    const fs_type *t = suffix_type(c, suffix, suffix_len);
+    report(c, v, OO_ERROR, OO_STRUCTURE, "the profile does not allow the type %.*s for %s", (int)suffix_len,
+           t ? t->name : suffix, e->id);
 }
 
 static void check_constraints(vctx *c, const pf_elem *e, uint32_t v)
@@ -975,7 +1062,7 @@ static void apply_slices(vctx *c, const pf_elem *parent, const pf_elem *sliced, 
                 continue;
             matched[k] = true;
             count++;
-            size_t old = push_item(c, sel, k);
+            size_t old = push_item(c, s, sel, k);
             check_value(c, s, sel, k);
             path_pop(c, old);
         }
@@ -987,7 +1074,7 @@ static void apply_slices(vctx *c, const pf_elem *parent, const pf_elem *sliced, 
         return;
     for (uint32_t k = 0; k < sel->count; k++)
         if (!matched[k]) {
-            size_t old = push_item(c, sel, k);
+            size_t old = push_item(c, sliced, sel, k);
             report(c, sel->items[k], OO_ERROR, OO_STRUCTURE, "the value matches no slice of %s, and its slicing is closed",
                    sliced->id);
             path_pop(c, old);
@@ -1004,7 +1091,7 @@ static void apply_children(vctx *c, const pf_elem *e, uint32_t obj)
         select_values(c, obj, child->name, &sel);
         check_cardinality(c, obj, child, sel.count, child->id ? child->id : child->name);
         for (uint32_t k = 0; k < sel.count; k++) {
-            size_t old = push_item(c, &sel, k);
+            size_t old = push_item(c, child, &sel, k);
             check_value(c, child, &sel, k);
             path_pop(c, old);
         }
@@ -1043,6 +1130,9 @@ static void check_extensions(vctx *c, uint32_t node)
     }
     if (n->type != FJ_OBJECT)
         return;
+    /* nested resources (contained, Bundle entries) are checked when the validator reaches them */
+    if (node != c->resource && fj_get(c->doc, node, "resourceType") != NO_NODE)
+        return;
     uint32_t key = fj_first_child(node);
     for (uint32_t m = 0; m < n->len; m++, key = fj_next(c->doc, key + 1)) {
         uint32_t val = key + 1;
@@ -1068,8 +1158,7 @@ static void check_extensions(vctx *c, uint32_t node)
                 path_pop(c, before);
             }
         }
-        if (!(len == 9 && !memcmp(k, "contained", 9))) /* contained resources are checked on their own */
-            check_extensions(c, val);
+        check_extensions(c, val);
         path_pop(c, old);
     }
 }
@@ -1104,8 +1193,6 @@ size_t pf_validate(const pf_registry *r, const pf_profile *p, fj_doc *doc, uint3
         return out->errors - before;
     }
     apply_profile(&c, p, resource);
-    if (!p->is_extension)
-        check_extensions(&c, resource);
     return out->errors - before;
 }
 

@@ -64,10 +64,12 @@ const char *pf_profile_type(const pf_profile *p);
 size_t pf_registry_count(const pf_registry *r);
 
 /*
- * Validate the resource at doc node `resource` against profile p. The
- * resource is assumed to have passed (or been reported by) the core
- * validation. `base_path` is the FHIRPath prefix of the resource ("" at the
- * root: the resource type is used). Returns the number of errors added.
+ * Validate the resource at doc node `resource` against profile p (and its
+ * base profiles). The resource is assumed to have passed (or been reported
+ * by) the core validation. Extensions are checked against their own
+ * definitions by pf_validate_declared, not here. `base_path` is the FHIRPath
+ * prefix of the resource ("" at the root: the resource type is used).
+ * Returns the number of errors added.
  */
 size_t pf_validate(const pf_registry *r, const pf_profile *p, fj_doc *doc, uint32_t resource, const char *base_path,
                    oo_list *out);

@@ -66,6 +66,7 @@ typedef struct ctx {
     bundle_frame *bundle;      /* innermost Bundle being walked, or NULL */
     const fs_element *bundle_entry; /* the Bundle.entry element, to know which entry we are in */
     const fs_type *t_reference, *t_coding, *t_codeable_concept, *t_bundle;
+    const pf_registry *profiles;
 } ctx;
 
 /* ---- locations and reporting ------------------------------------------- */
@@ -792,6 +793,8 @@ static void validate_resource(ctx *c, uint32_t node, bool contained)
     unsigned count;
     const fs_element *kids = fs_children(c->s, &c->s->elements[t->root], &count);
     validate_members(c, node, kids, count, t->name, true);
+    if (c->profiles)
+        pf_validate_declared(c->profiles, c->doc, node, c->path, c->out);
     if (is_bundle)
         bundle_end(c, &frame, old);
     c->container = outer_container;
@@ -811,6 +814,7 @@ static void ctx_init(ctx *c, const fv_options *opts, fj_doc *doc, oo_list *out)
     c->t_coding = fs_type_by_name(c->s, "Coding", 6);
     c->t_codeable_concept = fs_type_by_name(c->s, "CodeableConcept", 15);
     c->t_bundle = fs_type_by_name(c->s, "Bundle", 6);
+    c->profiles = opts ? opts->profiles : NULL;
     const fs_type *choice;
     c->bundle_entry = fs_child(c->s, &c->s->elements[c->t_bundle->root], "entry", 5, &choice);
 }
@@ -821,6 +825,8 @@ size_t fv_validate_doc(fj_doc *doc, const fv_options *opts, oo_list *out)
     ctx c;
     ctx_init(&c, opts, doc, out);
     validate_resource(&c, 0, false);
+    if (opts && opts->profiles && opts->profile)
+        pf_validate(opts->profiles, opts->profile, doc, 0, "", out);
     return out->errors - before;
 }
 

@@ -21,6 +21,7 @@
 
 #include "fhir/json.h"
 #include "fhir/outcome.h"
+#include "fhir/profile.h"
 #include "fhir/schema.h"
 
 /* The most children any element has in R4 is 54; the walk keeps per-object state for this many. */
@@ -30,6 +31,8 @@ typedef struct fv_options {
     const fs_schema *schema; /* NULL = fs_r4() */
     fj_limits limits;        /* zero fields = fj defaults */
     size_t max_issues;       /* per validation; 0 = OO_DEFAULT_MAX_ISSUES */
+    const pf_registry *profiles; /* when set: meta.profile of every resource, and known extensions, are checked */
+    const pf_profile *profile;   /* when set: the root resource must also conform to this profile */
 } fv_options;
 
 /*

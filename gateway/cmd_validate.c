@@ -1,26 +1,31 @@
 /*
  * gateway/cmd_validate.c — `fhirgw validate`: validate FHIR R4 JSON files.
  *
- *   fhirgw validate [--format text|ndjson] [--quiet] PATH...
+ *   fhirgw validate [--format text|ndjson] [--quiet] [--conformance DIR]... [--profile URL] PATH...
  *
  * PATHs are files or directories; directories are walked recursively in
  * name order and every *.json below them is validated. Text output lists
  * each file's issues (and "OK" for clean files unless --quiet); ndjson
  * prints one line per file: {"file","errors","warnings","outcome"}.
  * On a terminal a progress line shows how far a long run is.
+ * --conformance loads profiles, extensions and terminology from a folder:
+ * then every resource's meta.profile is checked, and --profile URL names a
+ * profile every file must conform to.
  * Exit status: 0 no errors, 1 errors found, 2 usage or I/O problem.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "fhir/validate.h"
 #include "gateway/cli.h"
+#include "gateway/conformance.h"
+#include "gateway/files.h"
+
+#define MAX_CONFORMANCE_DIRS 16
 
 typedef enum { FORMAT_TEXT, FORMAT_NDJSON } out_format;
 
@@ -28,8 +33,8 @@ typedef struct run {
     out_format format;
     bool quiet;
     bool progress;      /* stderr is a terminal */
-    char **files;       /* collected paths, owned */
-    size_t file_count, file_capacity;
+    file_list files;
+    fv_options options;
     size_t files_with_errors, errors, warnings;
     bool io_failed;
     struct timespec last_progress;
@@ -37,121 +42,14 @@ typedef struct run {
 
 static void usage(FILE *to)
 {
-    fprintf(to, "usage: fhirgw validate [--format text|ndjson] [--quiet] PATH...\n"
-                "  --format text    issues as lines (default)\n"
-                "  --format ndjson  one JSON line per file: {\"file\",\"errors\",\"warnings\",\"outcome\"}\n"
-                "  --quiet          print only files with issues, no progress or summary\n"
+    fprintf(to, "usage: fhirgw validate [--format text|ndjson] [--quiet] [--conformance DIR]... [--profile URL] PATH...\n"
+                "  --format text      issues as lines (default)\n"
+                "  --format ndjson    one JSON line per file: {\"file\",\"errors\",\"warnings\",\"outcome\"}\n"
+                "  --quiet            print only files with issues, no progress or summary\n"
+                "  --conformance DIR  load profiles, extensions, value sets and code systems (*.json) from DIR;\n"
+                "                     then meta.profile and known extensions are checked\n"
+                "  --profile URL      every file must also conform to this profile (from --conformance)\n"
                 "exit status: 0 no errors, 1 errors found, 2 usage or I/O problem\n");
-}
-
-static bool add_file(run *r, const char *path)
-{
-    if (r->file_count == r->file_capacity) {
-        size_t cap = r->file_capacity ? r->file_capacity * 2 : 256;
-        char **files = realloc(r->files, cap * sizeof *files);
-        if (!files)
-            return false;
-        r->files = files;
-        r->file_capacity = cap;
-    }
-    r->files[r->file_count] = strdup(path);
-    return r->files[r->file_count++] != NULL;
-}
-
-static int name_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-static bool ends_with_json(const char *name)
-{
-    size_t n = strlen(name);
-    return n > 5 && !strcmp(name + n - 5, ".json");
-}
-
-/* Collect *.json below dir, in name order (reproducible runs). */
-static bool collect_dir(run *r, const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) {
-        fprintf(stderr, "fhirgw validate: cannot open %s: %s\n", dir, strerror(errno));
-        return false;
-    }
-    char **names = NULL;
-    size_t count = 0, cap = 0;
-    struct dirent *ent;
-    while ((ent = readdir(d))) {
-        if (ent->d_name[0] == '.')
-            continue;
-        if (count == cap) {
-            cap = cap ? cap * 2 : 64;
-            char **grown = realloc(names, cap * sizeof *names);
-            if (!grown)
-                break;
-            names = grown;
-        }
-        names[count++] = strdup(ent->d_name);
-    }
-    closedir(d);
-    qsort(names, count, sizeof *names, name_cmp);
-    bool ok = true;
-    for (size_t i = 0; i < count; i++) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        struct stat st;
-        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-            ok = collect_dir(r, path) && ok;
-        else if (ends_with_json(names[i]))
-            ok = add_file(r, path) && ok;
-        free(names[i]);
-    }
-    free(names);
-    return ok;
-}
-
-static bool collect(run *r, const char *path)
-{
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        fprintf(stderr, "fhirgw validate: %s: %s\n", path, strerror(errno));
-        return false;
-    }
-    if (S_ISDIR(st.st_mode))
-        return collect_dir(r, path);
-    return add_file(r, path);
-}
-
-/* Whole file into a malloc'd buffer; NULL with errno on failure. */
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t size = 0, cap = 0;
-    for (;;) {
-        if (cap - size < 65536) {
-            cap = cap ? cap * 2 : 131072;
-            char *grown = realloc(buf, cap);
-            if (!grown) {
-                free(buf);
-                fclose(f);
-                errno = ENOMEM;
-                return NULL;
-            }
-            buf = grown;
-        }
-        size_t n = fread(buf + size, 1, cap - size, f);
-        size += n;
-        if (n == 0)
-            break;
-    }
-    int failed = ferror(f);
-    fclose(f);
-    if (failed) {
-        free(buf);
-        errno = EIO;
-        return NULL;
-    }
-    *len = size;
-    return buf;
 }
 
 static void print_text(const char *file, const oo_list *issues, bool quiet)
@@ -192,10 +90,10 @@ static void show_progress(run *r, size_t done, const char *file)
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     long ms = (now.tv_sec - r->last_progress.tv_sec) * 1000 + (now.tv_nsec - r->last_progress.tv_nsec) / 1000000;
-    if (ms < 100 && done + 1 < r->file_count)
+    if (ms < 100 && done + 1 < r->files.count)
         return;
     r->last_progress = now;
-    fprintf(stderr, "\r\033[K[%zu/%zu] %.60s", done + 1, r->file_count, file);
+    fprintf(stderr, "\r\033[K[%zu/%zu] %.60s", done + 1, r->files.count, file);
     fflush(stderr);
 }
 
@@ -204,12 +102,12 @@ static void validate_one(run *r, const char *file)
     oo_list issues;
     oo_list_init(&issues, 0);
     size_t len = 0;
-    char *buf = read_file(file, &len);
+    char *buf = files_read(file, &len);
     if (!buf) {
         oo_add(&issues, OO_FATAL, OO_EXCEPTION, NULL, 0, 0, "cannot read the file: %s", strerror(errno));
         r->io_failed = true;
     } else {
-        fv_validate_buffer(buf, len, NULL, &issues);
+        fv_validate_buffer(buf, len, &r->options, &issues);
         free(buf);
     }
     if (r->progress)
@@ -224,10 +122,41 @@ static void validate_one(run *r, const char *file)
     oo_list_free(&issues);
 }
 
+/* Load the conformance folders; false (after printing why) when they cannot be used. */
+static bool load_profiles(run *r, const char *const *dirs, size_t dir_count, const char *profile_url)
+{
+    if (!dir_count) {
+        if (profile_url)
+            fprintf(stderr, "fhirgw validate: --profile needs --conformance DIR to load the profile from\n");
+        return profile_url == NULL;
+    }
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    pf_registry *reg = conf_load(dirs, dir_count, &issues);
+    for (size_t i = 0; i < issues.count; i++)
+        fprintf(stderr, "fhirgw validate: %s: %s\n", oo_severity_name(issues.items[i].severity),
+                issues.items[i].message);
+    bool ok = reg && issues.errors == 0;
+    oo_list_free(&issues);
+    r->options.profiles = reg;
+    if (ok && profile_url) {
+        r->options.profile = pf_find(reg, profile_url);
+        if (!r->options.profile) {
+            fprintf(stderr, "fhirgw validate: profile %s is not in the conformance folders\n", profile_url);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
 int cmd_validate(int argc, char **argv)
 {
     run r = {0};
-    int first_path = 0;
+    const char *conformance[MAX_CONFORMANCE_DIRS];
+    size_t conformance_count = 0;
+    const char *profile_url = NULL;
+    int path_count = 0;
+    bool usage_error = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--format") && i + 1 < argc) {
             const char *f = argv[++i];
@@ -237,9 +166,13 @@ int cmd_validate(int argc, char **argv)
                 r.format = FORMAT_NDJSON;
             else {
                 fprintf(stderr, "fhirgw validate: unknown format '%s'\n", f);
-                usage(stderr);
-                return 2;
+                usage_error = true;
             }
+        } else if (!strcmp(argv[i], "--conformance") && i + 1 < argc) {
+            if (conformance_count < MAX_CONFORMANCE_DIRS)
+                conformance[conformance_count++] = argv[++i];
+        } else if (!strcmp(argv[i], "--profile") && i + 1 < argc) {
+            profile_url = argv[++i];
         } else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
             r.quiet = true;
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -247,34 +180,35 @@ int cmd_validate(int argc, char **argv)
             return 0;
         } else if (argv[i][0] == '-' && argv[i][1]) {
             fprintf(stderr, "fhirgw validate: unknown option '%s'\n", argv[i]);
-            usage(stderr);
-            return 2;
+            usage_error = true;
         } else {
-            first_path = first_path ? first_path : i;
-            if (!collect(&r, argv[i]))
+            path_count++;
+            if (!files_collect(&r.files, argv[i], "fhirgw validate"))
                 r.io_failed = true;
         }
     }
-    if (!first_path) {
+    if (usage_error || !path_count) {
         usage(stderr);
+        files_list_free(&r.files);
         return 2;
     }
-    r.progress = !r.quiet && r.file_count > 1 && isatty(STDERR_FILENO);
-    for (size_t i = 0; i < r.file_count; i++) {
+    int status = 2;
+    if (load_profiles(&r, conformance, conformance_count, profile_url)) {
+        r.progress = !r.quiet && r.files.count > 1 && isatty(STDERR_FILENO);
+        for (size_t i = 0; i < r.files.count; i++) {
+            if (r.progress)
+                show_progress(&r, i, r.files.paths[i]);
+            validate_one(&r, r.files.paths[i]);
+            fflush(stdout);
+        }
         if (r.progress)
-            show_progress(&r, i, r.files[i]);
-        validate_one(&r, r.files[i]);
-        fflush(stdout);
+            fputs("\r\033[K", stderr);
+        if (!r.quiet && r.format == FORMAT_TEXT)
+            fprintf(stderr, "%zu file%s validated: %zu with errors (%zu errors, %zu warnings)\n", r.files.count,
+                    r.files.count == 1 ? "" : "s", r.files_with_errors, r.errors, r.warnings);
+        status = r.io_failed ? 2 : r.errors ? 1 : 0;
     }
-    if (r.progress)
-        fputs("\r\033[K", stderr);
-    if (!r.quiet && r.format == FORMAT_TEXT)
-        fprintf(stderr, "%zu file%s validated: %zu with errors (%zu errors, %zu warnings)\n", r.file_count,
-                r.file_count == 1 ? "" : "s", r.files_with_errors, r.errors, r.warnings);
-    for (size_t i = 0; i < r.file_count; i++)
-        free(r.files[i]);
-    free(r.files);
-    if (r.io_failed)
-        return 2;
-    return r.errors ? 1 : 0;
+    pf_registry_free((pf_registry *)r.options.profiles);
+    files_list_free(&r.files);
+    return status;
 }

@@ -18,7 +18,7 @@ static int cmd_help(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
 
 static const command commands[] = {
-    {"validate", "validate [--format text|ndjson] [--quiet] PATH...",
+    {"validate", "validate [--format text|ndjson] [--quiet] [--conformance DIR] [--profile URL] PATH...",
      "validate FHIR R4 JSON files (directories are walked recursively)", cmd_validate},
     {"version", "version", "print the version and the FHIR version", cmd_version},
     {"help", "help", "list the commands", cmd_help},

@@ -142,3 +142,27 @@ Test(cli, quiet_prints_only_problems)
     cr_expect_not_null(strstr(out, "bad.json"), "%s", out);
     free(out);
 }
+
+Test(cli, profiles_from_a_conformance_folder)
+{
+    char *out;
+    write_file("org.json", "{\"resourceType\":\"Organization\",\"name\":\"X\",\"identifier\":[{\"system\":"
+                           "\"http://fhir.nl/fhir/NamingSystem/agb-z\",\"value\":\"1\"}]}");
+    const char *profile = "http://example.org/fhirgw/test/StructureDefinition/nl-organization";
+    char args[1024];
+    snprintf(args, sizeof args, "validate --conformance '%s/profiles' --profile %s org.json", TESTS_DIR, profile);
+    cr_expect_eq(run(args, &out), 1);
+    cr_expect_not_null(strstr(out, "slice 'ura'"), "%s", out);
+    free(out);
+    snprintf(args, sizeof args, "validate --conformance '%s/profiles' good.json", TESTS_DIR);
+    cr_expect_eq(run(args, &out), 0, "no profile named: the core rules only");
+    free(out);
+    snprintf(args, sizeof args, "validate --profile %s org.json", profile);
+    cr_expect_eq(run(args, &out), 2, "a profile without a folder to load it from");
+    free(out);
+    snprintf(args, sizeof args, "validate --conformance '%s/profiles' --profile http://example.org/none org.json",
+             TESTS_DIR);
+    cr_expect_eq(run(args, &out), 2, "an unknown profile");
+    cr_expect_not_null(strstr(out, "not in the conformance folders"), "%s", out);
+    free(out);
+}

@@ -1,0 +1,272 @@
+/*
+ * tests/test_profile.c — profiles, extension definitions and terminology
+ * loaded at run time from tests/profiles/: what conforms, what does not and
+ * where the validator says so, and how bad conformance resources are refused.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fhir/profile.h"
+#include "fhir/validate.h"
+
+#define PROFILES_DIR TESTS_DIR "/profiles"
+#define T "http://example.org/fhirgw/test/StructureDefinition/"
+
+static pf_registry *registry;
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)size + 1);
+    *len = fread(buf, 1, (size_t)size, f);
+    buf[*len] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static void load_registry(void)
+{
+    registry = pf_registry_new(NULL);
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    DIR *d = opendir(PROFILES_DIR);
+    cr_assert_not_null(d);
+    struct dirent *ent;
+    while ((ent = readdir(d))) {
+        if (!strstr(ent->d_name, ".json"))
+            continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", PROFILES_DIR, ent->d_name);
+        size_t len;
+        char *json = slurp(path, &len);
+        cr_assert(pf_registry_add(registry, json, len, ent->d_name, &issues), "%s refused", ent->d_name);
+        free(json);
+    }
+    closedir(d);
+    cr_assert(pf_registry_finish(registry, &issues));
+    cr_assert_eq(issues.count, 0, "loading the test profiles reported %zu issues: %s", issues.count,
+                 issues.count ? issues.items[0].message : "");
+    oo_list_free(&issues);
+}
+
+static void free_registry(void) { pf_registry_free(registry); }
+
+TestSuite(profile, .init = load_registry, .fini = free_registry);
+
+/* Validate json with the registry, and the explicit profile when given. */
+static oo_list run_profile(const char *json, const char *profile_url)
+{
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    fv_options opts = {0};
+    opts.profiles = registry;
+    if (profile_url) {
+        opts.profile = pf_find(registry, profile_url);
+        cr_assert_not_null(opts.profile, "profile %s not loaded", profile_url);
+    }
+    char *copy = strdup(json);
+    fv_validate_buffer(copy, strlen(copy), &opts, &issues);
+    free(copy);
+    return issues;
+}
+
+static bool has_issue(const oo_list *l, oo_severity sev, const char *code, const char *expression)
+{
+    for (size_t i = 0; i < l->count; i++)
+        if (l->items[i].severity == sev && !strcmp(l->items[i].code, code) && l->items[i].expression &&
+            !strcmp(l->items[i].expression, expression))
+            return true;
+    return false;
+}
+
+static void dump(const oo_list *l)
+{
+    for (size_t i = 0; i < l->count; i++)
+        cr_log_info("  %s %s %s: %s", oo_severity_name(l->items[i].severity), l->items[i].code,
+                    l->items[i].expression ? l->items[i].expression : "-", l->items[i].message);
+}
+
+#define EXPECT_CONFORMS(json, profile)                                                                           \
+    do {                                                                                                         \
+        oo_list l_ = run_profile(json, profile);                                                                 \
+        if (l_.errors)                                                                                           \
+            dump(&l_);                                                                                           \
+        cr_expect_eq(l_.errors, 0, "expected no errors for %s", json);                                          \
+        oo_list_free(&l_);                                                                                       \
+    } while (0)
+
+#define EXPECT_ONE(json, profile, sev, code, expr)                                                               \
+    do {                                                                                                         \
+        oo_list l_ = run_profile(json, profile);                                                                 \
+        bool found_ = has_issue(&l_, sev, code, expr);                                                           \
+        if (!found_ || l_.errors != 1)                                                                           \
+            dump(&l_);                                                                                           \
+        cr_expect(found_, "expected %s at %s", code, expr);                                                     \
+        cr_expect_eq(l_.errors, 1, "expected exactly one error");                                               \
+        oo_list_free(&l_);                                                                                       \
+    } while (0)
+
+/* ---- the Dutch identifier slices ---- */
+
+#define BSN "{\"system\":\"http://fhir.nl/fhir/NamingSystem/bsn\",\"value\":\"999911120\"}"
+#define PATIENT_HEAD "{\"resourceType\":\"Patient\",\"meta\":{\"profile\":[\"" T "nl-patient\"]},"
+
+Test(profile, patient_conforms)
+{
+    cr_assert_eq(pf_registry_count(registry), 8);
+    EXPECT_CONFORMS(PATIENT_HEAD "\"identifier\":[" BSN "],\"gender\":\"female\",\"birthDate\":\"1940-02-01\","
+                                 "\"generalPractitioner\":[{\"reference\":\"Practitioner/p1\"}]}",
+                    NULL);
+    /* open slicing: an identifier of another system is fine */
+    EXPECT_CONFORMS(PATIENT_HEAD "\"identifier\":[{\"system\":\"http://example.org/mrn\",\"value\":\"1\"}],"
+                                 "\"gender\":\"male\",\"birthDate\":\"1940\"}",
+                    NULL);
+}
+
+Test(profile, patient_defects)
+{
+    EXPECT_ONE(PATIENT_HEAD "\"identifier\":[" BSN "," BSN "],\"gender\":\"female\",\"birthDate\":\"1940\"}", NULL,
+               OO_ERROR, OO_STRUCTURE, "Patient.identifier");
+    EXPECT_ONE(PATIENT_HEAD "\"identifier\":[" BSN "],\"gender\":\"unknown\",\"birthDate\":\"1940\"}", NULL, OO_ERROR,
+               OO_CODE_INVALID, "Patient.gender");
+    EXPECT_ONE(PATIENT_HEAD "\"identifier\":[" BSN "],\"gender\":\"male\"}", NULL, OO_ERROR, OO_REQUIRED,
+               "Patient.birthDate");
+    EXPECT_ONE(PATIENT_HEAD "\"gender\":\"male\",\"birthDate\":\"1940\"}", NULL, OO_ERROR, OO_REQUIRED,
+               "Patient.identifier");
+    EXPECT_ONE(PATIENT_HEAD "\"identifier\":[" BSN "],\"gender\":\"male\",\"birthDate\":\"1940\","
+                            "\"deceasedDateTime\":\"2020\"}",
+               NULL, OO_ERROR, OO_STRUCTURE, "Patient.deceased.ofType(dateTime)");
+    EXPECT_ONE(PATIENT_HEAD "\"identifier\":[" BSN "],\"gender\":\"male\",\"birthDate\":\"1940\","
+                            "\"generalPractitioner\":[{\"reference\":\"Organization/o1\"}]}",
+               NULL, OO_ERROR, OO_STRUCTURE, "Patient.generalPractitioner[0].reference");
+    /* the BSN slice requires a value */
+    EXPECT_ONE(PATIENT_HEAD "\"identifier\":[{\"system\":\"http://fhir.nl/fhir/NamingSystem/bsn\"}],"
+                            "\"gender\":\"male\",\"birthDate\":\"1940\"}",
+               NULL, OO_ERROR, OO_REQUIRED, "Patient.identifier[0].value");
+}
+
+Test(profile, profile_on_profile_inherits_slicing)
+{
+    const char *no_bsn = "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"http://example.org/mrn\","
+                         "\"value\":\"1\"}],\"gender\":\"male\",\"birthDate\":\"1940\"}";
+    EXPECT_CONFORMS(no_bsn, T "nl-patient");
+    EXPECT_ONE(no_bsn, T "nl-patient-bsn", OO_ERROR, OO_REQUIRED, "Patient.identifier");
+}
+
+#define ORG(identifiers)                                                                                         \
+    "{\"resourceType\":\"Organization\",\"identifier\":[" identifiers "],\"name\":\"ELV A\","                     \
+    "\"type\":[{\"coding\":[{\"system\":\"http://example.org/fhirgw/test/CodeSystem/care-kind\",\"code\":\"elv\"}]}]}"
+#define URA "{\"system\":\"http://fhir.nl/fhir/NamingSystem/ura\",\"value\":\"90000001\"}"
+#define AGB "{\"system\":\"http://fhir.nl/fhir/NamingSystem/agb-z\",\"value\":\"12345678\"}"
+
+Test(profile, organization_closed_slicing)
+{
+    EXPECT_CONFORMS(ORG(URA "," AGB), T "nl-organization");
+    EXPECT_ONE(ORG(AGB), T "nl-organization", OO_ERROR, OO_REQUIRED, "Organization.identifier");
+    EXPECT_ONE(ORG(URA ",{\"system\":\"http://example.org/x\",\"value\":\"1\"}"), T "nl-organization", OO_ERROR,
+               OO_STRUCTURE, "Organization.identifier[1]");
+    EXPECT_ONE("{\"resourceType\":\"Organization\",\"identifier\":[" URA "],\"name\":\"X\",\"type\":[{\"coding\":"
+               "[{\"system\":\"http://example.org/fhirgw/test/CodeSystem/care-kind\",\"code\":\"pharmacy\"}]}]}",
+               T "nl-organization", OO_ERROR, OO_CODE_INVALID, "Organization.type[0]");
+    /* the explicit profile applies to the right resource type only */
+    EXPECT_ONE("{\"resourceType\":\"Patient\"}", T "nl-organization", OO_ERROR, OO_STRUCTURE, "Patient");
+}
+
+Test(profile, practitioner_pattern_discriminator)
+{
+    const char *big = "{\"resourceType\":\"Practitioner\",\"identifier\":[{\"system\":"
+                      "\"http://fhir.nl/fhir/NamingSystem/big\",\"value\":\"12345678901\"}]}";
+    const char *uzi_only = "{\"resourceType\":\"Practitioner\",\"identifier\":[{\"system\":"
+                           "\"http://fhir.nl/fhir/NamingSystem/uzi-nr-pers\",\"value\":\"123\"}]}";
+    EXPECT_CONFORMS(big, T "nl-practitioner");
+    EXPECT_ONE(uzi_only, T "nl-practitioner", OO_ERROR, OO_REQUIRED, "Practitioner.identifier");
+}
+
+/* ---- extensions ---- */
+
+#define LEAD(practitioner_ref, code)                                                                             \
+    "{\"url\":\"" T "gzsp-lead-practitioner\",\"extension\":[{\"url\":\"practitioner\",\"valueReference\":"      \
+    "{\"reference\":\"" practitioner_ref "\"}},{\"url\":\"qualification\",\"valueCoding\":{\"system\":"          \
+    "\"http://fhir.nl/fhir/NamingSystem/uzi-rolcode\",\"code\":\"" code "\"}}]}"
+#define DAYPARTS "{\"url\":\"" T "gzsp-dayparts\",\"valuePositiveInt\":4}"
+#define CAREPLAN(extensions, intent)                                                                             \
+    "{\"resourceType\":\"CarePlan\",\"status\":\"active\",\"intent\":\"" intent "\","                            \
+    "\"subject\":{\"reference\":\"Patient/p1\"},\"category\":[{\"coding\":[{\"system\":\"http://snomed.info/sct\"," \
+    "\"code\":\"736271009\",\"display\":\"Outpatient care plan\"}]}],\"extension\":[" extensions "]}"
+
+Test(profile, careplan_with_extensions)
+{
+    EXPECT_CONFORMS(CAREPLAN(DAYPARTS "," LEAD("Practitioner/so1", "01.047"), "plan"), T "gzsp-careplan");
+    EXPECT_ONE(CAREPLAN(DAYPARTS "," LEAD("Practitioner/so1", "01.047"), "proposal"), T "gzsp-careplan", OO_ERROR,
+               OO_VALUE, "CarePlan.intent");
+    EXPECT_ONE(CAREPLAN(LEAD("Practitioner/so1", "01.047"), "plan"), T "gzsp-careplan", OO_ERROR, OO_REQUIRED,
+               "CarePlan.extension");
+    /* the complex extension is checked against its own definition, once */
+    EXPECT_ONE(CAREPLAN(DAYPARTS "," LEAD("Patient/p1", "01.047"), "plan"), T "gzsp-careplan", OO_ERROR,
+               OO_STRUCTURE, "CarePlan.extension[1].extension[0].value.ofType(Reference).reference");
+    EXPECT_ONE(CAREPLAN(DAYPARTS "," LEAD("Practitioner/so1", "30.000"), "plan"), T "gzsp-careplan", OO_ERROR,
+               OO_CODE_INVALID, "CarePlan.extension[1].extension[1].value.ofType(Coding)");
+    /* a simple extension with the wrong value type */
+    EXPECT_ONE(CAREPLAN("{\"url\":\"" T "gzsp-dayparts\",\"valueString\":\"4\"}," LEAD("Practitioner/so1", "01.047"),
+                        "plan"),
+               T "gzsp-careplan", OO_ERROR, OO_STRUCTURE, "CarePlan.extension[0].value.ofType(string)");
+}
+
+Test(profile, extensions_checked_without_a_profile)
+{
+    /* Known extension definitions apply wherever the extension appears, even with no profile named. */
+    EXPECT_ONE("{\"resourceType\":\"Patient\",\"extension\":[{\"url\":\"" T "nl-nationality\",\"valueString\":\"NL\"}]}",
+               NULL, OO_ERROR, OO_STRUCTURE, "Patient.extension[0].value.ofType(string)");
+    EXPECT_CONFORMS("{\"resourceType\":\"Patient\",\"extension\":[{\"url\":\"" T "nl-nationality\","
+                    "\"valueCodeableConcept\":{\"text\":\"Dutch\"}}]}",
+                    NULL);
+    /* and inside Bundle entries, reported once with the entry's path */
+    EXPECT_ONE("{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[{\"resource\":{\"resourceType\":"
+               "\"Patient\",\"extension\":[{\"url\":\"" T "nl-nationality\",\"valueString\":\"NL\"}]}}]}",
+               NULL, OO_ERROR, OO_STRUCTURE, "Bundle.entry[0].resource.extension[0].value.ofType(string)");
+}
+
+Test(profile, unknown_declared_profile_is_a_warning)
+{
+    oo_list l = run_profile("{\"resourceType\":\"Patient\",\"meta\":{\"profile\":[\"http://example.org/nope\"]}}", NULL);
+    cr_expect_eq(l.errors, 0);
+    cr_expect(has_issue(&l, OO_WARNING, OO_NOT_FOUND, "Patient.meta.profile[0]"));
+    oo_list_free(&l);
+}
+
+/* ---- refusing bad conformance resources ---- */
+
+Test(registry, refuses_what_it_cannot_use)
+{
+    pf_registry *r = pf_registry_new(NULL);
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    const char *not_json = "{";
+    cr_expect_not(pf_registry_add(r, not_json, strlen(not_json), "a.json", &issues));
+    const char *specialization = "{\"resourceType\":\"StructureDefinition\",\"url\":\"http://x/sd\",\"type\":\"Patient\","
+                                 "\"baseDefinition\":\"http://hl7.org/fhir/StructureDefinition/DomainResource\","
+                                 "\"derivation\":\"specialization\",\"differential\":{\"element\":[{\"id\":\"Patient\"}]}}";
+    cr_expect_not(pf_registry_add(r, specialization, strlen(specialization), "b.json", &issues));
+    const char *exists = "{\"resourceType\":\"StructureDefinition\",\"url\":\"http://x/p\",\"type\":\"Patient\","
+                         "\"baseDefinition\":\"http://hl7.org/fhir/StructureDefinition/Patient\",\"derivation\":\"constraint\","
+                         "\"differential\":{\"element\":[{\"id\":\"Patient.identifier\",\"path\":\"Patient.identifier\","
+                         "\"slicing\":{\"discriminator\":[{\"type\":\"exists\",\"path\":\"value\"}],\"rules\":\"open\"}}]}}";
+    cr_expect_not(pf_registry_add(r, exists, strlen(exists), "c.json", &issues), "exists discriminators are unsupported");
+    const char *ok = "{\"resourceType\":\"StructureDefinition\",\"url\":\"http://x/q\",\"type\":\"Patient\","
+                     "\"baseDefinition\":\"http://x/missing-base\",\"derivation\":\"constraint\","
+                     "\"differential\":{\"element\":[{\"id\":\"Patient.gender\",\"path\":\"Patient.gender\",\"min\":1}]}}";
+    cr_expect(pf_registry_add(r, ok, strlen(ok), "d.json", &issues));
+    cr_expect_not(pf_registry_add(r, ok, strlen(ok), "e.json", &issues), "duplicate url");
+    cr_expect_not(pf_registry_finish(r, &issues), "the base of http://x/q is not loaded");
+    cr_expect_geq(issues.errors, 5);
+    oo_list_free(&issues);
+    pf_registry_free(r);
+}
