@@ -144,3 +144,46 @@ bool fs_valueset_contains(const fs_schema *s, const fs_valueset *vs, const char 
             return true;
     return false;
 }
+
+static int search_cmp(const fs_search_param *p, const char *resource, const char *code)
+{
+    int c = strcmp(p->resource, resource);
+    return c ? c : (code ? strcmp(p->code, code) : 0);
+}
+
+/* First row with p->resource >= resource (and code >= code when given). */
+static uint32_t search_lower_bound(const fs_schema *s, const char *resource, const char *code)
+{
+    uint32_t lo = 0, hi = s->search_param_count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(s->search_params[mid].resource, resource);
+        if (!c && code)
+            c = strcmp(s->search_params[mid].code, code);
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+const fs_search_param *fs_search_param_find(const fs_schema *s, const char *resource, const char *code)
+{
+    const char *bases[2] = {resource, "Resource"};
+    for (int b = 0; b < 2; b++) {
+        uint32_t i = search_lower_bound(s, bases[b], code);
+        if (i < s->search_param_count && search_cmp(&s->search_params[i], bases[b], code) == 0)
+            return &s->search_params[i];
+    }
+    return NULL;
+}
+
+const fs_search_param *fs_search_params_of(const fs_schema *s, const char *resource, unsigned *n)
+{
+    uint32_t first = search_lower_bound(s, resource, NULL), last = first;
+    while (last < s->search_param_count && !strcmp(s->search_params[last].resource, resource))
+        last++;
+    *n = last - first;
+    return *n ? &s->search_params[first] : NULL;
+}

@@ -84,6 +84,27 @@ typedef struct fs_valueset {
     uint32_t code_count;
 } fs_valueset;
 
+typedef enum fs_search_kind {
+    FS_SEARCH_NUMBER,
+    FS_SEARCH_DATE,
+    FS_SEARCH_STRING,
+    FS_SEARCH_TOKEN,
+    FS_SEARCH_REFERENCE,
+    FS_SEARCH_COMPOSITE,
+    FS_SEARCH_QUANTITY,
+    FS_SEARCH_URI,
+    FS_SEARCH_SPECIAL
+} fs_search_kind;
+
+/* A search parameter of the core spec, one row per base resource type ("Resource" for _id etc.). */
+typedef struct fs_search_param {
+    const char *resource;   /* base type: "CarePlan", or "Resource" for the ones every type has */
+    const char *code;       /* the name in a query: "status", "_lastUpdated" */
+    fs_search_kind kind;
+    const char *expression; /* FHIRPath, reduced to the union parts that apply to `resource` */
+    const char *url;        /* canonical of the SearchParameter */
+} fs_search_param;
+
 typedef struct fs_schema {
     const char *fhir_version;
     const fs_type *types;  /* sorted by name */
@@ -100,6 +121,8 @@ typedef struct fs_schema {
     uint32_t constraint_count;
     const uint16_t *constraint_refs;
     uint32_t constraint_ref_count;
+    const fs_search_param *search_params; /* sorted by (resource, code) */
+    uint32_t search_param_count;
 } fs_schema;
 
 /* The generated FHIR R4 (4.0.1) schema. */
@@ -127,6 +150,11 @@ const fs_element *fs_child(const fs_schema *s, const fs_element *parent, const c
 /* The same lookup in a block of sibling elements (as fs_children returns them). */
 const fs_element *fs_lookup(const fs_schema *s, const fs_element *kids, unsigned n, const char *key, size_t len,
                             const fs_type **choice_type);
+
+/* The search parameter `code` of resource type `resource` (or of every resource), or NULL. */
+const fs_search_param *fs_search_param_find(const fs_schema *s, const char *resource, const char *code);
+/* All search parameters of a resource type: *n rows starting at the returned one (those of "Resource" not included). */
+const fs_search_param *fs_search_params_of(const fs_schema *s, const char *resource, unsigned *n);
 
 /* Value set by canonical URL (a "|version" suffix is ignored), or NULL. */
 const fs_valueset *fs_valueset_by_url(const fs_schema *s, const char *url);

@@ -324,3 +324,29 @@ Test(schema, invariants)
         cr_expect_gt(strlen(s->constraints[i].expression), 0, "%s has no expression", s->constraints[i].key);
     }
 }
+
+/* Search parameters of the core spec, reduced per base type. */
+Test(schema, search_parameters)
+{
+    const fs_schema *s = fs_r4();
+    const fs_search_param *status = fs_search_param_find(s, "CarePlan", "status");
+    cr_assert_not_null(status);
+    cr_expect_eq(status->kind, FS_SEARCH_TOKEN);
+    cr_expect_str_eq(status->expression, "CarePlan.status");
+    const fs_search_param *patient = fs_search_param_find(s, "CarePlan", "patient");
+    cr_assert_not_null(patient);
+    cr_expect_eq(patient->kind, FS_SEARCH_REFERENCE);
+    cr_expect_str_eq(patient->expression, "CarePlan.subject.where(resolve() is Patient)",
+                     "only the CarePlan part of the shared clinical-patient expression");
+    const fs_search_param *updated = fs_search_param_find(s, "Task", "_lastUpdated");
+    cr_assert_not_null(updated, "parameters of Resource apply to every type");
+    cr_expect_eq(updated->kind, FS_SEARCH_DATE);
+    cr_expect_not_null(fs_search_param_find(s, "Task", "owner"));
+    cr_expect_null(fs_search_param_find(s, "Task", "no-such-parameter"));
+    unsigned n;
+    const fs_search_param *all = fs_search_params_of(s, "Encounter", &n);
+    cr_assert_not_null(all);
+    cr_expect_gt(n, 20);
+    for (unsigned i = 0; i < n; i++)
+        cr_expect_str_eq(all[i].resource, "Encounter");
+}

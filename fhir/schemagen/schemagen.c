@@ -128,6 +128,15 @@ typedef struct gconstraint {
 
 static vec g_constraints; /* unique gconstraint* in first-seen order */
 
+typedef struct gsearch {
+    char *resource, *code, *kind, *expression, *url;
+} gsearch;
+
+static vec g_search; /* gsearch*, one per (base type, code) */
+
+static void write_search_params(FILE *out);
+static size_t unique_search_count(void);
+
 /* The shared constraint for (key, expression, severity), created on first sight. */
 static gconstraint *intern_constraint(json_object *c)
 {
@@ -705,14 +714,133 @@ static void write_output(const char *out_path)
         offset += vs->n;
     }
     fputs("};\n\n", out);
+    write_search_params(out);
     fprintf(out,
             "static const fs_schema schema = {\n"
             "    \"4.0.1\", types, %zu, elements, %zu, type_refs, %zu, valuesets, %zu, codes, %zu,\n"
-            "    constraints, %zu, constraint_refs, %zu};\n\n"
+            "    constraints, %zu, constraint_refs, %zu, search_params, %zu};\n\n"
             "const fs_schema *fs_r4(void) { return &schema; }\n",
-            g_types.n, g_emitted.n, refs.n, used.n, code_total, g_constraints.n, crefs.n);
+            g_types.n, g_emitted.n, refs.n, used.n, code_total, g_constraints.n, crefs.n, unique_search_count());
     if (fclose(out))
         die("cannot write %s", out_path);
+}
+
+/* ---- search parameters ----------------------------------------------------- */
+
+/*
+ * The union parts of a multi-base expression that apply to one base:
+ * "AllergyIntolerance.patient | CarePlan.subject.where(...)" for CarePlan
+ * keeps "CarePlan.subject.where(...)". Splits on top-level '|' only.
+ */
+static char *expression_for(const char *expression, const char *base)
+{
+    size_t cap = strlen(expression) + 1, len = 0;
+    char *out = xrealloc(NULL, cap);
+    out[0] = '\0';
+    const char *part = expression;
+    int depth = 0;
+    for (const char *p = expression;; p++) {
+        if (*p == '(')
+            depth++;
+        else if (*p == ')')
+            depth--;
+        if (*p && !(*p == '|' && depth == 0))
+            continue;
+        const char *a = part, *b = p;
+        while (a < b && (*a == ' ' || *a == '('))
+            a++;
+        size_t blen = strlen(base);
+        if ((size_t)(b - a) > blen && !strncmp(a, base, blen) && (a[blen] == '.' || a[blen] == ' ')) {
+            const char *start = part;
+            while (start < b && *start == ' ')
+                start++;
+            const char *end = b;
+            while (end > start && end[-1] == ' ')
+                end--;
+            len += (size_t)snprintf(out + len, cap - len, "%s%.*s", len ? " | " : "", (int)(end - start), start);
+        }
+        if (!*p)
+            break;
+        part = p + 1;
+    }
+    if (!len) { /* no part names the base explicitly (e.g. "Resource.id"): keep it whole */
+        free(out);
+        return xstrdup(expression);
+    }
+    return out;
+}
+
+static void add_search_parameter(json_object *sp)
+{
+    const char *code = jstr(sp, "code"), *kind = jstr(sp, "type"), *expr = jstr(sp, "expression");
+    const char *url = jstr(sp, "url");
+    json_object *bases = jget(sp, "base");
+    if (!code || !kind || !expr || !url || strncmp(url, "http://hl7.org/fhir/SearchParameter/", 36))
+        return; /* extension search parameters and those without an expression are not core */
+    for (size_t i = 0; i < json_object_array_length(bases); i++) {
+        const char *base = json_object_get_string(json_object_array_get_idx(bases, i));
+        if (type_index(base) < 0)
+            continue;
+        gsearch *g = calloc(1, sizeof *g);
+        if (!g)
+            die("out of memory");
+        g->resource = xstrdup(base);
+        g->code = xstrdup(code);
+        g->kind = xstrdup(kind);
+        g->expression = expression_for(expr, base);
+        g->url = xstrdup(url);
+        vec_push(&g_search, g);
+    }
+}
+
+static int search_cmp(const void *a, const void *b)
+{
+    const gsearch *x = *(gsearch *const *)a, *y = *(gsearch *const *)b;
+    int c = strcmp(x->resource, y->resource);
+    return c ? c : strcmp(x->code, y->code);
+}
+
+/* Sort order with a tie-break on the URL, so that which duplicate comes first is reproducible. */
+static int search_sort_cmp(const void *a, const void *b)
+{
+    int c = search_cmp(a, b);
+    return c ? c : strcmp((*(gsearch *const *)a)->url, (*(gsearch *const *)b)->url);
+}
+
+static void write_search_params(FILE *out)
+{
+    static const char *const kinds[][2] = {
+        {"number", "FS_SEARCH_NUMBER"}, {"date", "FS_SEARCH_DATE"},           {"string", "FS_SEARCH_STRING"},
+        {"token", "FS_SEARCH_TOKEN"},   {"reference", "FS_SEARCH_REFERENCE"}, {"composite", "FS_SEARCH_COMPOSITE"},
+        {"quantity", "FS_SEARCH_QUANTITY"}, {"uri", "FS_SEARCH_URI"},         {"special", "FS_SEARCH_SPECIAL"}};
+    fputs("static const fs_search_param search_params[] = {\n", out);
+    for (size_t i = 0; i < g_search.n; i++) {
+        gsearch *g = g_search.items[i];
+        if (i > 0 && !search_cmp(&g_search.items[i - 1], &g_search.items[i]))
+            continue; /* the same (base, code) defined twice: keep the first */
+        const char *kind = "FS_SEARCH_SPECIAL";
+        for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++)
+            if (!strcmp(g->kind, kinds[k][0]))
+                kind = kinds[k][1];
+        fputs("    {", out);
+        put_cstring(out, g->resource);
+        fputc(',', out);
+        put_cstring(out, g->code);
+        fprintf(out, ",%s,", kind);
+        put_cstring(out, g->expression);
+        fputc(',', out);
+        put_cstring(out, g->url);
+        fputs("},\n", out);
+    }
+    fputs("};\n\n", out);
+}
+
+static size_t unique_search_count(void)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < g_search.n; i++)
+        n += !(i > 0 && !search_cmp(&g_search.items[i - 1], &g_search.items[i]));
+    return n;
 }
 
 /* ---- main ------------------------------------------------------------------ */
@@ -774,6 +902,13 @@ int main(int argc, char **argv)
         }
     }
     sort(g_types.items, g_types.n, sizeof(void *), type_name_cmp);
+    /* search parameters need the sorted types (to skip bases that are not types) */
+    for (size_t i = 0; i < files.n; i++) {
+        const char *f = files.items[i];
+        if (has_prefix(f, "SearchParameter-"))
+            add_search_parameter(load_json(dir, f));
+    }
+    sort(g_search.items, g_search.n, sizeof(void *), search_sort_cmp);
     for (size_t i = 0; i < g_types.n; i++) {
         gtype *t = g_types.items[i];
         t->root_index = (long)g_emitted.n;
@@ -792,7 +927,9 @@ int main(int argc, char **argv)
     size_t expanded = 0;
     for (size_t i = 0; i < g_valuesets.n; i++)
         expanded += ((gvalueset *)g_valuesets.items[i])->n > 0;
-    fprintf(stderr, "fhir-schemagen: %zu types, %zu elements, %zu of %zu required value sets expanded, %zu invariants\n",
-            g_types.n, g_emitted.n, expanded, g_valuesets.n, g_constraints.n);
+    fprintf(stderr,
+            "fhir-schemagen: %zu types, %zu elements, %zu of %zu required value sets expanded, %zu invariants, "
+            "%zu search parameters\n",
+            g_types.n, g_emitted.n, expanded, g_valuesets.n, g_constraints.n, unique_search_count());
     return 0;
 }
