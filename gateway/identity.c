@@ -410,13 +410,17 @@ static bool parse_header(table_loader *ld, char *line)
     return true;
 }
 
+/* One role token, or several joined by commas ("elv,grz": a provider of both kinds of care). */
 static bool is_role_token(const char *s)
 {
-    if (!*s)
+    if (!*s || *s == ',')
         return false;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || is_digit(*s) || *s == '-' || *s == '_'))
+    for (; *s; s++) {
+        if (*s == ',' && (s[1] == ',' || s[1] == '\0'))
             return false;
+        if (!((*s >= 'a' && *s <= 'z') || is_digit(*s) || *s == '-' || *s == '_' || *s == ','))
+            return false;
+    }
     return true;
 }
 
@@ -444,7 +448,7 @@ static bool parse_entry(table_loader *ld, char **fields, id_entry *e)
         return load_error(ld, "URA is not 8 digits: '%.20s'", ura);
     memcpy(e->ura, ura, ID_URA_LEN + 1);
     if (!is_role_token(role) || !copy_bounded(e->role, sizeof e->role, role, strlen(role)))
-        return load_error(ld, "role must be a lowercase token ([a-z0-9_-], at most %zu bytes)",
+        return load_error(ld, "role must be lowercase tokens ([a-z0-9_-], comma separated, at most %zu bytes)",
                           sizeof e->role - 1);
     return true;
 }

@@ -111,7 +111,7 @@ bool id_normalise_fingerprint(const char *text, char out[ID_FINGERPRINT_LEN + 1]
  *
  * Each row: fingerprint as id_normalise_fingerprint accepts it; name non-empty
  * and without control characters; ura 8 digits; role a lowercase token
- * ([a-z0-9_-]+). A fingerprint may appear once. A line, its end included,
+ * ([a-z0-9_-]+), or several joined by commas ("elv,grz"). A fingerprint may appear once. A line, its end included,
  * is at most 4095 bytes.
  */
 typedef struct id_entry {
