@@ -1,0 +1,66 @@
+/*
+ * tests/test_capability.c — the generated CapabilityStatement is valid FHIR
+ * and lists what the server implements.
+ */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fhir/validate.h"
+#include "gateway/capability.h"
+
+static bool no_composite(fs_search_kind k) { return k != FS_SEARCH_COMPOSITE && k != FS_SEARCH_SPECIAL; }
+
+static json_object *find_resource(json_object *cs, const char *type)
+{
+    json_object *rest = json_object_array_get_idx(json_object_object_get(cs, "rest"), 0);
+    json_object *resources = json_object_object_get(rest, "resource");
+    for (size_t i = 0; i < json_object_array_length(resources); i++) {
+        json_object *r = json_object_array_get_idx(resources, i);
+        if (!strcmp(json_object_get_string(json_object_object_get(r, "type")), type))
+            return r;
+    }
+    return NULL;
+}
+
+static bool has_search_param(json_object *res, const char *name)
+{
+    json_object *params = json_object_object_get(res, "searchParam");
+    for (size_t i = 0; i < json_object_array_length(params); i++)
+        if (!strcmp(json_object_get_string(json_object_object_get(json_object_array_get_idx(params, i), "name")), name))
+            return true;
+    return false;
+}
+
+Test(capability, valid_and_complete)
+{
+    const char *urls[] = {"http://example.org/p"}, *types[] = {"CarePlan"};
+    cap_info info = {"0.1.0", "https://127.0.0.1:8443", "2026-11-23T10:00:00Z", no_composite, urls, types, 1};
+    json_object *cs = cap_build(fs_r4(), &info);
+    const char *text = json_object_to_json_string_ext(cs, JSON_C_TO_STRING_PLAIN);
+    char *copy = strdup(text);
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    size_t errors = fv_validate_buffer(copy, strlen(copy), NULL, &issues);
+    for (size_t i = 0; i < issues.count && errors; i++)
+        cr_log_error("%s: %s", issues.items[i].expression, issues.items[i].message);
+    cr_expect_eq(errors, 0, "the CapabilityStatement must itself be valid FHIR");
+    oo_list_free(&issues);
+    free(copy);
+
+    const char *required[] = {"Organization", "Patient", "Practitioner", "PractitionerRole", "CareTeam", "Goal",
+                              "Coverage",     "CarePlan", "Encounter",   "Task",             "Bundle",   "Endpoint"};
+    for (size_t i = 0; i < sizeof required / sizeof *required; i++)
+        cr_expect_not_null(find_resource(cs, required[i]), "%s missing", required[i]);
+    json_object *cp = find_resource(cs, "CarePlan");
+    cr_assert_not_null(cp);
+    cr_expect(has_search_param(cp, "status"));
+    cr_expect(has_search_param(cp, "_id"));
+    cr_expect(has_search_param(cp, "_lastUpdated"));
+    cr_expect(has_search_param(cp, "patient"));
+    cr_expect_not_null(json_object_object_get(cp, "supportedProfile"));
+    json_object *obs = find_resource(cs, "Observation");
+    cr_expect_not(has_search_param(obs, "code-value-quantity"), "composite parameters are not offered");
+    cr_expect_null(find_resource(cs, "DomainResource"));
+    json_object_put(cs);
+}
