@@ -1,0 +1,422 @@
+/*
+ * gateway/indexer.c — search index rows (see indexer.h).
+ *
+ * ix_new compiles one expression per (resource type, parameter) once;
+ * ix_extract evaluates the ones of a type and turns each result item into
+ * rows by the item's FHIR type (the value_rows dispatch below).
+ */
+#include "gateway/indexer.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/search.h"
+
+typedef struct ix_param {
+    const fs_search_param *def;
+    fp_expr *expr;
+} ix_param;
+
+struct ix_indexer {
+    const fs_schema *schema;
+    ix_param *params; /* in schema order: grouped by resource type */
+    size_t count;
+};
+
+static bool default_supported(fs_search_kind k) { return k != FS_SEARCH_COMPOSITE && k != FS_SEARCH_SPECIAL; }
+
+char *ix_rewrite_resolve(const char *expression)
+{
+    static const char needle[] = "resolve() is ";
+    size_t cap = strlen(expression) * 3 + 64, len = 0;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    const char *p = expression;
+    for (;;) {
+        const char *hit = strstr(p, needle);
+        if (!hit) {
+            len += (size_t)snprintf(out + len, cap - len, "%s", p);
+            break;
+        }
+        const char *type = hit + sizeof needle - 1;
+        size_t tlen = strspn(type, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
+        len += (size_t)snprintf(out + len, cap - len, "%.*s(reference.startsWith('%.*s/') or reference.contains('/%.*s/'))",
+                                (int)(hit - p), p, (int)tlen, type, (int)tlen, type);
+        p = type + tlen;
+    }
+    return out;
+}
+
+ix_indexer *ix_new(const fs_schema *s, bool (*supported)(fs_search_kind), char *err, size_t errlen)
+{
+    if (!supported)
+        supported = default_supported;
+    ix_indexer *ix = calloc(1, sizeof *ix);
+    if (!ix)
+        return NULL;
+    ix->schema = s;
+    ix->params = calloc(s->search_param_count, sizeof *ix->params);
+    for (uint32_t i = 0; i < s->search_param_count; i++) {
+        const fs_search_param *p = &s->search_params[i];
+        if (!supported(p->kind))
+            continue;
+        char *source = ix_rewrite_resolve(p->expression);
+        fp_error e;
+        fp_expr *expr = source ? fp_compile(source, s, &e) : NULL;
+        free(source);
+        if (!expr) {
+            /* a parameter whose expression the engine cannot compile is left out, not fatal */
+            if (err && !*err)
+                snprintf(err, errlen, "%s.%s not indexed: %s", p->resource, p->code, e.message);
+            continue;
+        }
+        ix->params[ix->count++] = (ix_param){p, expr};
+    }
+    return ix;
+}
+
+void ix_free(ix_indexer *ix)
+{
+    if (!ix)
+        return;
+    for (size_t i = 0; i < ix->count; i++)
+        fp_expr_free(ix->params[i].expr);
+    free(ix->params);
+    free(ix);
+}
+
+void ix_rows_free(ix_rows *r)
+{
+    for (size_t i = 0; i < r->count; i++) {
+        ix_row *row = &r->rows[i];
+        free(row->text);
+        free(row->exact);
+        free(row->system);
+        free(row->code);
+        free(row->ref_type);
+        free(row->ref_id);
+    }
+    free(r->rows);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- string normalization ---- */
+
+/* Base letter of a Latin-1 Supplement character U+00C0..U+00FF, or 0. */
+static char latin1_base(unsigned cp)
+{
+    static const char map[] = "aaaaaaaceeeeiiiidnooooo/ouuuuyts" /* C0..DF */
+                              "aaaaaaaceeeeiiiidnooooo/ouuuuyty"; /* E0..FF */
+    if (cp < 0xC0 || cp > 0xFF)
+        return 0;
+    char c = map[cp - 0xC0];
+    return c == '/' ? 0 : c;
+}
+
+char *ix_normalize(const char *s, size_t len)
+{
+    char *out = malloc(len + 1);
+    if (!out)
+        return NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == 0xC3 && i + 1 < len) { /* two-byte UTF-8 for U+00C0..U+00FF */
+            char base = latin1_base(0xC0 + ((unsigned char)s[i + 1] & 0x3F));
+            if (base) {
+                out[n++] = base;
+                i++;
+                continue;
+            }
+        }
+        out[n++] = (char)(c < 0x80 ? tolower(c) : c);
+    }
+    out[n] = '\0';
+    return out;
+}
+
+/* ---- rows ---- */
+
+typedef struct ectx {
+    const fs_schema *s;
+    const fj_doc *doc;
+    const fs_search_param *def;
+    ix_rows *out;
+} ectx;
+
+static ix_row *new_row(ectx *c, ix_kind kind)
+{
+    ix_rows *r = c->out;
+    if (r->count == r->capacity) {
+        size_t cap = r->capacity ? r->capacity * 2 : 32;
+        ix_row *rows = realloc(r->rows, cap * sizeof *rows);
+        if (!rows)
+            return NULL;
+        r->rows = rows;
+        r->capacity = cap;
+    }
+    ix_row *row = &r->rows[r->count++];
+    memset(row, 0, sizeof *row);
+    row->param = c->def->code;
+    row->kind = kind;
+    return row;
+}
+
+/* A string member of an object node, NULL when absent. */
+static const char *member(const fj_doc *d, uint32_t obj, const char *key, size_t *len)
+{
+    uint32_t v = d->nodes[obj].type == FJ_OBJECT ? fj_get(d, obj, key) : UINT32_MAX;
+    if (v == UINT32_MAX || (d->nodes[v].type != FJ_STRING && d->nodes[v].type != FJ_NUMBER))
+        return NULL;
+    *len = d->nodes[v].len;
+    return fj_str(d, v);
+}
+
+static char *dup_member(const fj_doc *d, uint32_t obj, const char *key)
+{
+    size_t len;
+    const char *s = member(d, obj, key, &len);
+    return s ? strndup(s, len) : NULL;
+}
+
+static void string_row(ectx *c, const char *s, size_t len)
+{
+    ix_row *row = new_row(c, IX_STRING);
+    if (!row)
+        return;
+    row->text = ix_normalize(s, len);
+    row->exact = strndup(s, len);
+}
+
+/* Every string (or array of strings) member of obj named in `keys`, as string rows. */
+static void string_members(ectx *c, uint32_t obj, const char *const *keys)
+{
+    const fj_doc *d = c->doc;
+    for (; *keys; keys++) {
+        uint32_t v = fj_get(d, obj, *keys);
+        if (v == UINT32_MAX)
+            continue;
+        if (d->nodes[v].type == FJ_STRING) {
+            string_row(c, fj_str(d, v), d->nodes[v].len);
+        } else if (d->nodes[v].type == FJ_ARRAY) {
+            uint32_t item = v + 1;
+            for (uint32_t i = 0; i < d->nodes[v].len; i++, item = fj_next(d, item))
+                if (d->nodes[item].type == FJ_STRING)
+                    string_row(c, fj_str(d, item), d->nodes[item].len);
+        }
+    }
+}
+
+static void token_row(ectx *c, char *system, char *code)
+{
+    ix_row *row = new_row(c, IX_TOKEN);
+    if (!row) {
+        free(system);
+        free(code);
+        return;
+    }
+    row->system = system;
+    row->code = code;
+}
+
+static void coding_rows(ectx *c, uint32_t obj, const char *code_key)
+{
+    char *code = dup_member(c->doc, obj, code_key);
+    if (code)
+        token_row(c, dup_member(c->doc, obj, "system"), code);
+}
+
+static void date_row(ectx *c, int64_t lo, int64_t hi)
+{
+    ix_row *row = new_row(c, IX_DATE);
+    if (row) {
+        row->lo_ms = lo;
+        row->hi_ms = hi;
+    }
+}
+
+static void date_text_row(ectx *c, const char *s, size_t len)
+{
+    int64_t lo, hi;
+    if (sq_date_range(s, len, &lo, &hi))
+        date_row(c, lo, hi);
+}
+
+static void period_row(ectx *c, uint32_t obj)
+{
+    size_t sl, el;
+    const char *start = member(c->doc, obj, "start", &sl), *end = member(c->doc, obj, "end", &el);
+    int64_t lo = INT64_MIN, hi = INT64_MAX, ignore;
+    if (start && !sq_date_range(start, sl, &lo, &ignore))
+        return;
+    if (end && !sq_date_range(end, el, &ignore, &hi))
+        return;
+    if (start || end)
+        date_row(c, lo, hi);
+}
+
+static void reference_row(ectx *c, const char *ref, size_t len)
+{
+    ix_row *row = new_row(c, IX_REFERENCE);
+    if (!row)
+        return;
+    row->text = strndup(ref, len);
+    const char *end = ref + len;
+    const char *hist = NULL;
+    for (const char *p = ref; p + 10 <= end; p++)
+        if (!memcmp(p, "/_history/", 10))
+            hist = p;
+    if (hist)
+        end = hist;
+    const char *slash = end;
+    while (slash > ref && slash[-1] != '/')
+        slash--;
+    if (slash == ref || ref[0] == '#')
+        return; /* urn:uuid:, #contained: no type/id parts */
+    const char *type = slash - 1;
+    while (type > ref && type[-1] != '/')
+        type--;
+    if (type < slash - 1 && isupper((unsigned char)type[0])) {
+        row->ref_type = strndup(type, (size_t)(slash - 1 - type));
+        row->ref_id = strndup(slash, (size_t)(end - slash));
+    }
+}
+
+static void number_row(ectx *c, ix_kind kind, const char *text, size_t len, uint32_t obj)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.*s", (int)(len < 63 ? len : 63), text);
+    ix_row *row = new_row(c, kind);
+    if (!row)
+        return;
+    row->number = strtod(buf, NULL);
+    if (kind == IX_QUANTITY && obj != UINT32_MAX) {
+        row->system = dup_member(c->doc, obj, "system");
+        row->code = dup_member(c->doc, obj, "code");
+        if (!row->code)
+            row->code = dup_member(c->doc, obj, "unit");
+    }
+}
+
+static bool type_is(const fs_type *t, const char *name) { return t && !strcmp(t->name, name); }
+
+static const char *const human_name_parts[] = {"family", "given", "prefix", "suffix", "text", NULL};
+static const char *const address_parts[] = {"line", "city", "district", "state", "postalCode", "country", "text", NULL};
+
+/* Rows for one node value, by its FHIR type and the parameter's kind. */
+static void node_rows(ectx *c, const fp_item *it)
+{
+    const fj_doc *d = it->u.node.doc;
+    uint32_t n = it->u.node.index;
+    const fs_type *t = it->u.node.type;
+    if (n == FP_NO_NODE)
+        return;
+    const fj_node *node = &d->nodes[n];
+    fs_search_kind kind = c->def->kind;
+    if (node->type == FJ_STRING || node->type == FJ_NUMBER || node->type == FJ_TRUE || node->type == FJ_FALSE) {
+        const char *s = node->type == FJ_TRUE ? "true" : node->type == FJ_FALSE ? "false" : fj_str(d, n);
+        size_t len = node->type == FJ_TRUE ? 4 : node->type == FJ_FALSE ? 5 : node->len;
+        switch (kind) {
+        case FS_SEARCH_STRING: string_row(c, s, len); break;
+        case FS_SEARCH_TOKEN: token_row(c, NULL, strndup(s, len)); break;
+        case FS_SEARCH_DATE: date_text_row(c, s, len); break;
+        case FS_SEARCH_REFERENCE: reference_row(c, s, len); break;
+        case FS_SEARCH_NUMBER: number_row(c, IX_NUMBER, s, len, UINT32_MAX); break;
+        case FS_SEARCH_URI: {
+            ix_row *row = new_row(c, IX_URI);
+            if (row)
+                row->text = strndup(s, len);
+            break;
+        }
+        default: break;
+        }
+        return;
+    }
+    if (node->type != FJ_OBJECT)
+        return;
+    if (type_is(t, "HumanName"))
+        string_members(c, n, human_name_parts);
+    else if (type_is(t, "Address"))
+        string_members(c, n, address_parts);
+    else if (type_is(t, "Coding"))
+        coding_rows(c, n, "code");
+    else if (type_is(t, "Identifier") || type_is(t, "ContactPoint"))
+        coding_rows(c, n, "value");
+    else if (type_is(t, "CodeableConcept")) {
+        uint32_t codings = fj_get(d, n, "coding");
+        if (codings != UINT32_MAX && d->nodes[codings].type == FJ_ARRAY) {
+            uint32_t item = codings + 1;
+            for (uint32_t i = 0; i < d->nodes[codings].len; i++, item = fj_next(d, item))
+                coding_rows(c, item, "code");
+        }
+    } else if (type_is(t, "Reference")) {
+        size_t len;
+        const char *ref = member(d, n, "reference", &len);
+        if (ref)
+            reference_row(c, ref, len);
+    } else if (type_is(t, "Period")) {
+        period_row(c, n);
+    } else if (type_is(t, "Timing")) {
+        uint32_t events = fj_get(d, n, "event");
+        if (events != UINT32_MAX && d->nodes[events].type == FJ_ARRAY) {
+            uint32_t item = events + 1;
+            for (uint32_t i = 0; i < d->nodes[events].len; i++, item = fj_next(d, item))
+                if (d->nodes[item].type == FJ_STRING)
+                    date_text_row(c, fj_str(d, item), d->nodes[item].len);
+        }
+    } else if (kind == FS_SEARCH_QUANTITY || kind == FS_SEARCH_NUMBER) {
+        size_t len;
+        const char *value = member(d, n, "value", &len);
+        if (value)
+            number_row(c, kind == FS_SEARCH_QUANTITY ? IX_QUANTITY : IX_NUMBER, value, len, n);
+    }
+}
+
+/* Rows for a System value a function produced (strings, booleans, numbers, dates). */
+static void system_rows(ectx *c, const fp_item *it)
+{
+    char buf[128];
+    size_t len = fp_item_text(it, buf, sizeof buf);
+    if (len >= sizeof buf)
+        return;
+    switch (c->def->kind) {
+    case FS_SEARCH_STRING: string_row(c, buf, len); break;
+    case FS_SEARCH_TOKEN: token_row(c, NULL, strndup(buf, len)); break;
+    case FS_SEARCH_DATE: date_text_row(c, buf, len); break;
+    case FS_SEARCH_REFERENCE: reference_row(c, buf, len); break;
+    default: break;
+    }
+}
+
+bool ix_extract(const ix_indexer *ix, fp_arena *arena, const fj_doc *doc, uint32_t node, const char *type,
+                ix_rows *out, char *err, size_t errlen)
+{
+    fp_env env;
+    fp_env_init(&env, doc);
+    env.schema = ix->schema;
+    env.resource = node;
+    const fs_type *t = fs_type_by_name(ix->schema, type, strlen(type));
+    for (size_t i = 0; i < ix->count; i++) {
+        const fs_search_param *def = ix->params[i].def;
+        if (strcmp(def->resource, type) && strcmp(def->resource, "Resource"))
+            continue;
+        fp_collection result;
+        fp_error e;
+        if (!fp_evaluate_node(ix->params[i].expr, &env, node, t, NULL, arena, &result, &e)) {
+            snprintf(err, errlen, "search parameter %s: %s", def->code, e.message);
+            return false;
+        }
+        ectx c = {ix->schema, doc, def, out};
+        for (size_t k = 0; k < result.count; k++) {
+            if (result.items[k].kind == FP_NODE)
+                node_rows(&c, &result.items[k]);
+            else
+                system_rows(&c, &result.items[k]);
+        }
+        fp_arena_reset(arena);
+    }
+    return true;
+}
