@@ -93,7 +93,6 @@ void ix_rows_free(ix_rows *r)
     for (size_t i = 0; i < r->count; i++) {
         ix_row *row = &r->rows[i];
         free(row->text);
-        free(row->exact);
         free(row->system);
         free(row->code);
         free(row->ref_type);
@@ -101,41 +100,6 @@ void ix_rows_free(ix_rows *r)
     }
     free(r->rows);
     memset(r, 0, sizeof *r);
-}
-
-/* ---- string normalization ---- */
-
-/* Base letter of a Latin-1 Supplement character U+00C0..U+00FF, or 0. */
-static char latin1_base(unsigned cp)
-{
-    static const char map[] = "aaaaaaaceeeeiiiidnooooo/ouuuuyts" /* C0..DF */
-                              "aaaaaaaceeeeiiiidnooooo/ouuuuyty"; /* E0..FF */
-    if (cp < 0xC0 || cp > 0xFF)
-        return 0;
-    char c = map[cp - 0xC0];
-    return c == '/' ? 0 : c;
-}
-
-char *ix_normalize(const char *s, size_t len)
-{
-    char *out = malloc(len + 1);
-    if (!out)
-        return NULL;
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == 0xC3 && i + 1 < len) { /* two-byte UTF-8 for U+00C0..U+00FF */
-            char base = latin1_base(0xC0 + ((unsigned char)s[i + 1] & 0x3F));
-            if (base) {
-                out[n++] = base;
-                i++;
-                continue;
-            }
-        }
-        out[n++] = (char)(c < 0x80 ? tolower(c) : c);
-    }
-    out[n] = '\0';
-    return out;
 }
 
 /* ---- rows ---- */
@@ -187,8 +151,7 @@ static void string_row(ectx *c, const char *s, size_t len)
     ix_row *row = new_row(c, IX_STRING);
     if (!row)
         return;
-    row->text = ix_normalize(s, len);
-    row->exact = strndup(s, len);
+    row->text = strndup(s, len);
 }
 
 /* Every string (or array of strings) member of obj named in `keys`, as string rows. */

@@ -6,7 +6,7 @@
  * resource: _id, _lastUpdated, _tag, ...) whose kind the store can answer,
  * the expression is evaluated and each value it yields becomes rows:
  *
- *   string     HumanName/Address parts or a string   -> normalized + exact text
+ *   string     HumanName/Address parts or a string   -> the text
  *   token      Coding, CodeableConcept, Identifier,   -> system + code
  *              ContactPoint, code/boolean/string
  *   reference  Reference, canonical, uri              -> target type + id, or URL
@@ -39,8 +39,7 @@ typedef enum ix_kind { IX_STRING, IX_TOKEN, IX_REFERENCE, IX_DATE, IX_NUMBER, IX
 typedef struct ix_row {
     const char *param; /* the parameter's code (static, from the schema) */
     ix_kind kind;
-    char *text;        /* string: normalized (lower case, no accents); uri: the URI; reference: as written */
-    char *exact;       /* string: as written */
+    char *text;        /* string: as written (the store normalises for search); uri: the URI; reference: as written */
     char *system;      /* token, quantity: NULL when none */
     char *code;        /* token, quantity: NULL when none */
     char *ref_type;    /* reference: target type, NULL for URLs it cannot tell */
@@ -67,8 +66,5 @@ void ix_rows_free(ix_rows *rows);
 
 /* "X.where(resolve() is T)" -> a test on the reference text (malloc'd; the caller frees). */
 char *ix_rewrite_resolve(const char *expression);
-
-/* Lower case, accents removed (Latin-1 letters), for case- and accent-insensitive string search (malloc'd). */
-char *ix_normalize(const char *s, size_t len);
 
 #endif
