@@ -967,3 +967,47 @@ Test(json, fuzz_random_bytes)
         fuzz_one(buf, n);
     }
 }
+
+/* ---- writing back (fhir/json_write.h) ---- */
+#include "fhir/json_write.h"
+
+static bool skip_meta(void *ctx, const fj_doc *doc, uint32_t obj, uint32_t key)
+{
+    (void)ctx;
+    return obj == 0 && fj_str_eq(doc, key, "meta");
+}
+
+static const char *rewrite_urn(void *ctx, const fj_doc *doc, uint32_t node, size_t *len)
+{
+    (void)ctx;
+    if (!fj_str_eq(doc, node, "urn:uuid:1"))
+        return NULL;
+    *len = 11;
+    return "Patient/new";
+}
+
+Test(json_write, round_trip_escapes_and_hooks)
+{
+    char src[] = "{ \"resourceType\" : \"Patient\", \"meta\": {\"versionId\": \"3\"},\n"
+                 "  \"name\": [ {\"text\": \"a \\\"q\\\" \\\\ \\n \\u0001 \\u00e9\"} ], \"x\": [1.50, -0, true, false, null],"
+                 "  \"ref\": {\"reference\": \"urn:uuid:1\"}, \"empty\": {} }";
+    fj_doc doc;
+    fj_error err;
+    cr_assert(fj_parse(src, strlen(src), NULL, &doc, &err), "%s", err.message);
+    fj_buf out = {0};
+    fj_write_hooks hooks = {skip_meta, rewrite_urn, NULL};
+    fj_write(&doc, 0, &hooks, &out);
+    size_t len;
+    char *json = fj_buf_take(&out, &len);
+    cr_assert_not_null(json);
+    cr_expect_str_eq(json, "{\"resourceType\":\"Patient\",\"name\":[{\"text\":\"a \\\"q\\\" \\\\ \\n \\u0001 \xc3\xa9\"}],"
+                           "\"x\":[1.50,-0,true,false,null],\"ref\":{\"reference\":\"Patient/new\"},\"empty\":{}}");
+    cr_expect_eq(len, strlen(json));
+    /* what is written parses again to the same tree */
+    fj_doc again;
+    cr_assert(fj_parse(json, len, NULL, &again, &err), "%s", err.message);
+    cr_expect_eq(again.count, doc.count - 4, "the meta key, its object, and versionId with its value left out");
+    fj_doc_free(&again);
+    free(json);
+    fj_doc_free(&doc);
+}
