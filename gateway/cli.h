@@ -8,4 +8,13 @@
 /* fhirgw validate [--format text|ndjson] [--quiet] PATH... (exit 0 clean, 1 errors, 2 usage/I/O) */
 int cmd_validate(int argc, char **argv);
 
+/* fhirgw fhirpath [--now DATETIME] EXPRESSION [FILE|-] (exit 0 evaluated, 1 expression error, 2 usage/I/O) */
+int cmd_fhirpath(int argc, char **argv);
+
+/* fhirgw serve --config FILE | --dev DIR [--port N] (exit 0 after a graceful stop) */
+int cmd_serve(int argc, char **argv);
+
+/* fhirgw config [FILE]: every setting with its documentation (and FILE's values) */
+int cmd_config(int argc, char **argv);
+
 #endif

@@ -20,6 +20,11 @@ static int cmd_version(int argc, char **argv);
 static const command commands[] = {
     {"validate", "validate [--format text|ndjson] [--quiet] [--conformance DIR] [--profile URL] PATH...",
      "validate FHIR R4 JSON files (directories are walked recursively)", cmd_validate},
+    {"fhirpath", "fhirpath [--now DATETIME] EXPRESSION [FILE|-]",
+     "evaluate a FHIRPath expression, print the result as a JSON array", cmd_fhirpath},
+    {"serve", "serve --config FILE | --dev DIR [--port N]",
+     "run the gateway: FHIR R4 REST over mutual TLS (--dev: test PKI and store in DIR)", cmd_serve},
+    {"config", "config [FILE]", "print every setting with its documentation (and FILE's values)", cmd_config},
     {"version", "version", "print the version and the FHIR version", cmd_version},
     {"help", "help", "list the commands", cmd_help},
 };
@@ -30,7 +35,7 @@ static int cmd_help(int argc, char **argv)
     (void)argv;
     printf("fhirgw — FHIR R4 gateway for Dutch post-acute care\n\nusage: fhirgw COMMAND [ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-        printf("  %-52s %s\n", commands[i].usage, commands[i].summary);
+        printf("  %s\n      %s\n", commands[i].usage, commands[i].summary);
     printf("\n'fhirgw COMMAND --help' shows a command's options.\n");
     return 0;
 }

@@ -373,6 +373,7 @@ static bool result_param(const fs_schema *s, sq_query *q, const char *name, cons
         long n = strtol(value, NULL, 10);
         q->offset = n < 0 ? 0 : n > 1000000 ? 1000000 : (int)n;
     } else if (!strcmp(name, "_sort")) {
+        q->has_sort = true;
         q->sort_descending = value[0] == '-';
         const char *key = value + q->sort_descending;
         q->sort = strcmp(key, "_lastUpdated") ? fs_search_param_find(s, q->type->name, key) : NULL;

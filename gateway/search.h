@@ -68,6 +68,7 @@ typedef struct sq_query {
     size_t param_count;
     int count;                  /* page size (clamped to the configured maximum) */
     int offset;                 /* from the _getpagesoffset the server's own next links carry */
+    bool has_sort;               /* _sort was given (else: newest first) */
     bool sort_descending;
     const fs_search_param *sort; /* NULL = by _lastUpdated */
     bool summary_count;          /* _summary=count: the total only */

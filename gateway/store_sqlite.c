@@ -1,0 +1,1463 @@
+/*
+ * gateway/store_sqlite.c — the SQLite backend of the store (see store.h and
+ * store_backend.h for the contract).
+ *
+ * Tables (schema version 1):
+ *   resource          one row per (type, id): current version, deleted flag,
+ *                     owner, and current_seq pointing at the current version
+ *   resource_version  every version, seq = the global change sequence that
+ *                     orders history; a deletion has json NULL
+ *   access_tag        (tag, rid): organisations a resource is addressed to
+ *   index_string, index_token, index_reference, index_date, index_number,
+ *   index_uri         search rows of the current version, one table per
+ *                     value kind so that each gets its own SQL index; quantity
+ *                     rows share index_number with a system and unit code
+ *
+ * Connections: one writer, used by the commit thread only, and readers, one
+ * per thread at a time, all in WAL mode so that readers never wait for the
+ * writer. Every connection caches its prepared statements: the fixed ones in
+ * an array by name, the search and history ones (whose text depends on the
+ * query's shape) in a small LRU cache keyed by their SQL text.
+ *
+ * Durability: journal_mode=WAL with synchronous=FULL syncs the WAL on every
+ * COMMIT, so a commit that returned SQLITE_OK survives a crash or power loss.
+ */
+#include "gateway/store_backend.h"
+
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SCHEMA_VERSION 1
+#define DYNAMIC_CACHE_SIZE 32
+#define DEFAULT_PAGE_SIZE 50
+
+/* ---- Schema -------------------------------------------------------------------------- */
+
+/* MIGRATIONS[i] takes the schema from version i to i + 1; append, never edit. */
+static const char *const MIGRATIONS[] = {
+    "CREATE TABLE resource ("
+    "  rid INTEGER PRIMARY KEY,"
+    "  type TEXT NOT NULL,"
+    "  id TEXT NOT NULL,"
+    "  version INTEGER NOT NULL,"
+    "  last_updated INTEGER NOT NULL,"
+    "  deleted INTEGER NOT NULL,"
+    "  owner TEXT NOT NULL,"
+    "  current_seq INTEGER NOT NULL,"
+    "  UNIQUE (type, id));"
+    "CREATE INDEX resource_by_time ON resource (type, last_updated);"
+    "CREATE TABLE resource_version ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  rid INTEGER NOT NULL,"
+    "  type TEXT NOT NULL,"
+    "  id TEXT NOT NULL,"
+    "  version INTEGER NOT NULL,"
+    "  last_updated INTEGER NOT NULL,"
+    "  method INTEGER NOT NULL,"
+    "  json TEXT,"
+    "  UNIQUE (rid, version));"
+    "CREATE INDEX version_by_type ON resource_version (type, seq);"
+    "CREATE TABLE access_tag (tag TEXT NOT NULL, rid INTEGER NOT NULL, PRIMARY KEY (tag, rid)) WITHOUT ROWID;"
+    "CREATE INDEX access_tag_by_resource ON access_tag (rid);"
+    "CREATE TABLE index_string (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL,"
+    "  normalized TEXT NOT NULL, exact TEXT NOT NULL);"
+    "CREATE INDEX index_string_value ON index_string (type, param, normalized);"
+    "CREATE INDEX index_string_rid ON index_string (rid);"
+    "CREATE TABLE index_token (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL,"
+    "  system TEXT, code TEXT);"
+    "CREATE INDEX index_token_value ON index_token (type, param, code);"
+    "CREATE INDEX index_token_rid ON index_token (rid);"
+    "CREATE TABLE index_reference (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL,"
+    "  target_type TEXT, target_id TEXT, url TEXT);"
+    "CREATE INDEX index_reference_value ON index_reference (type, param, target_id);"
+    "CREATE INDEX index_reference_url ON index_reference (type, param, url);"
+    "CREATE INDEX index_reference_rid ON index_reference (rid);"
+    "CREATE TABLE index_date (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL,"
+    "  low INTEGER NOT NULL, high INTEGER NOT NULL);"
+    "CREATE INDEX index_date_value ON index_date (type, param, low);"
+    "CREATE INDEX index_date_rid ON index_date (rid);"
+    "CREATE TABLE index_number (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL,"
+    "  value REAL NOT NULL, system TEXT, code TEXT);"
+    "CREATE INDEX index_number_value ON index_number (type, param, value);"
+    "CREATE INDEX index_number_rid ON index_number (rid);"
+    "CREATE TABLE index_uri (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL, uri TEXT NOT NULL);"
+    "CREATE INDEX index_uri_value ON index_uri (type, param, uri);"
+    "CREATE INDEX index_uri_rid ON index_uri (rid);",
+};
+#define MIGRATION_COUNT (sizeof MIGRATIONS / sizeof *MIGRATIONS)
+_Static_assert(MIGRATION_COUNT == SCHEMA_VERSION, "one migration per schema version");
+
+/* The index table of each value kind (quantities share the number table). */
+static const char *const INDEX_TABLE[] = {
+    [ST_KIND_STRING] = "index_string", [ST_KIND_TOKEN] = "index_token", [ST_KIND_REFERENCE] = "index_reference",
+    [ST_KIND_DATE] = "index_date",     [ST_KIND_NUMBER] = "index_number", [ST_KIND_QUANTITY] = "index_number",
+    [ST_KIND_URI] = "index_uri",
+};
+
+/* ---- Connections and their statement caches ------------------------------------------ */
+
+typedef enum fixed_stmt {
+    BEGIN_BATCH,
+    COMMIT_BATCH,
+    ROLLBACK_BATCH,
+    SAVEPOINT,
+    RELEASE,
+    ROLLBACK_TO,
+    BEGIN_READ,
+    END_READ,
+    FIND_RESOURCE,
+    INSERT_RESOURCE,
+    UPDATE_RESOURCE,
+    INSERT_VERSION,
+    DELETE_TAGS,
+    INSERT_TAG,
+    INSERT_STRING,
+    INSERT_TOKEN,
+    INSERT_REFERENCE,
+    INSERT_DATE,
+    INSERT_NUMBER,
+    INSERT_URI,
+    DELETE_STRING,
+    DELETE_TOKEN,
+    DELETE_REFERENCE,
+    DELETE_DATE,
+    DELETE_NUMBER,
+    DELETE_URI,
+    READ_CURRENT,
+    READ_VERSION,
+    LAST_SEQ,
+    FIXED_STMT_COUNT
+} fixed_stmt;
+
+#define SELECT_TAGS "(SELECT group_concat(t.tag, char(31)) FROM access_tag t WHERE t.rid = r.rid)"
+
+static const char *const FIXED_SQL[FIXED_STMT_COUNT] = {
+    [BEGIN_BATCH] = "BEGIN IMMEDIATE",
+    [COMMIT_BATCH] = "COMMIT",
+    [ROLLBACK_BATCH] = "ROLLBACK",
+    [SAVEPOINT] = "SAVEPOINT txn",
+    [RELEASE] = "RELEASE txn",
+    [ROLLBACK_TO] = "ROLLBACK TO txn",
+    [BEGIN_READ] = "BEGIN",
+    [END_READ] = "COMMIT",
+    [FIND_RESOURCE] = "SELECT rid, version, deleted, last_updated FROM resource WHERE type = ?1 AND id = ?2",
+    [INSERT_RESOURCE] = "INSERT INTO resource (type, id, version, last_updated, deleted, owner, current_seq)"
+                        " VALUES (?1, ?2, 0, 0, 0, ?3, 0)",
+    [UPDATE_RESOURCE] = "UPDATE resource SET version = ?2, last_updated = ?3, deleted = ?4, current_seq = ?5"
+                        " WHERE rid = ?1",
+    [INSERT_VERSION] = "INSERT INTO resource_version (rid, type, id, version, last_updated, method, json)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [DELETE_TAGS] = "DELETE FROM access_tag WHERE rid = ?1",
+    [INSERT_TAG] = "INSERT OR IGNORE INTO access_tag (tag, rid) VALUES (?2, ?1)",
+    [INSERT_STRING] = "INSERT INTO index_string VALUES (?1, ?2, ?3, ?4, ?5)",
+    [INSERT_TOKEN] = "INSERT INTO index_token VALUES (?1, ?2, ?3, ?4, ?5)",
+    [INSERT_REFERENCE] = "INSERT INTO index_reference VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [INSERT_DATE] = "INSERT INTO index_date VALUES (?1, ?2, ?3, ?4, ?5)",
+    [INSERT_NUMBER] = "INSERT INTO index_number VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [INSERT_URI] = "INSERT INTO index_uri VALUES (?1, ?2, ?3, ?4)",
+    [DELETE_STRING] = "DELETE FROM index_string WHERE rid = ?1",
+    [DELETE_TOKEN] = "DELETE FROM index_token WHERE rid = ?1",
+    [DELETE_REFERENCE] = "DELETE FROM index_reference WHERE rid = ?1",
+    [DELETE_DATE] = "DELETE FROM index_date WHERE rid = ?1",
+    [DELETE_NUMBER] = "DELETE FROM index_number WHERE rid = ?1",
+    [DELETE_URI] = "DELETE FROM index_uri WHERE rid = ?1",
+    [READ_CURRENT] = "SELECT r.type, r.id, v.version, v.last_updated, v.method, v.json, r.owner, " SELECT_TAGS
+                     " FROM resource r JOIN resource_version v ON v.seq = r.current_seq"
+                     " WHERE r.type = ?1 AND r.id = ?2",
+    [READ_VERSION] = "SELECT r.type, r.id, v.version, v.last_updated, v.method, v.json, r.owner, " SELECT_TAGS
+                     " FROM resource r JOIN resource_version v ON v.rid = r.rid AND v.version = ?3"
+                     " WHERE r.type = ?1 AND r.id = ?2",
+    [LAST_SEQ] = "SELECT coalesce(max(seq), 0) FROM resource_version",
+};
+
+typedef struct cached_stmt {
+    char *sql;
+    sqlite3_stmt *stmt;
+    uint64_t last_used;
+} cached_stmt;
+
+typedef struct conn {
+    sqlite3 *db;
+    sqlite3_stmt *fixed[FIXED_STMT_COUNT];
+    cached_stmt dynamic[DYNAMIC_CACHE_SIZE];
+    uint64_t tick;
+} conn;
+
+static st_status status_of(int rc)
+{
+    switch (rc & 0xFF) {
+    case SQLITE_OK:
+    case SQLITE_ROW:
+    case SQLITE_DONE:
+        return ST_OK;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return ST_BUSY;
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+    case SQLITE_READONLY:
+    case SQLITE_CANTOPEN:
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+    case SQLITE_PROTOCOL:
+        return ST_IO;
+    case SQLITE_CONSTRAINT:
+        return ST_CONFLICT;
+    default:
+        return ST_INTERNAL;
+    }
+}
+
+/* A fixed statement, prepared on first use, reset and ready to bind. NULL on failure. */
+static sqlite3_stmt *fixed(conn *c, fixed_stmt which)
+{
+    if (!c->fixed[which] &&
+        sqlite3_prepare_v3(c->db, FIXED_SQL[which], -1, SQLITE_PREPARE_PERSISTENT, &c->fixed[which], NULL) != SQLITE_OK)
+        return NULL;
+    return c->fixed[which];
+}
+
+/* A statement for generated SQL, from the cache or prepared (evicting the least recently used). */
+static sqlite3_stmt *dynamic(conn *c, const char *sql)
+{
+    cached_stmt *victim = &c->dynamic[0];
+    c->tick++;
+    for (size_t i = 0; i < DYNAMIC_CACHE_SIZE; i++) {
+        cached_stmt *e = &c->dynamic[i];
+        if (e->sql && strcmp(e->sql, sql) == 0) {
+            e->last_used = c->tick;
+            return e->stmt;
+        }
+        if (e->last_used < victim->last_used)
+            victim = e;
+    }
+    sqlite3_stmt *stmt = NULL;
+    char *copy = strdup(sql);
+    if (!copy || sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, NULL) != SQLITE_OK) {
+        free(copy);
+        return NULL;
+    }
+    sqlite3_finalize(victim->stmt);
+    free(victim->sql);
+    *victim = (cached_stmt){copy, stmt, c->tick};
+    return stmt;
+}
+
+/* Runs a statement without results (after binding); resets it. */
+static int run(sqlite3_stmt *stmt)
+{
+    if (!stmt)
+        return SQLITE_ERROR;
+    int rc = sqlite3_step(stmt);
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+static void finish(sqlite3_stmt *stmt)
+{
+    if (stmt) {
+        sqlite3_reset(stmt);
+        sqlite3_clear_bindings(stmt);
+    }
+}
+
+static void bind_text_or_null(sqlite3_stmt *stmt, int i, const char *text)
+{
+    if (text && *text)
+        sqlite3_bind_text(stmt, i, text, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(stmt, i);
+}
+
+static void conn_close(conn *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < FIXED_STMT_COUNT; i++)
+        sqlite3_finalize(c->fixed[i]);
+    for (size_t i = 0; i < DYNAMIC_CACHE_SIZE; i++) {
+        sqlite3_finalize(c->dynamic[i].stmt);
+        free(c->dynamic[i].sql);
+    }
+    sqlite3_close(c->db);
+    free(c);
+}
+
+static int exec_pragma(conn *c, const char *format, ...) __attribute__((format(printf, 2, 3)));
+static int exec_pragma(conn *c, const char *format, ...)
+{
+    char sql[128];
+    va_list ap;
+    va_start(ap, format);
+    vsnprintf(sql, sizeof sql, format, ap);
+    va_end(ap);
+    return sqlite3_exec(c->db, sql, NULL, NULL, NULL);
+}
+
+static conn *conn_open(const st_config *config, bool writer, st_error *err)
+{
+    conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        st__error(err, "out of memory");
+        return NULL;
+    }
+    /* each connection is used by one thread at a time: no per-connection mutex needed */
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (writer ? SQLITE_OPEN_CREATE : 0);
+    int rc = sqlite3_open_v2(config->path, &c->db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        st__error(err, "%s: %s", config->path, c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+        conn_close(c);
+        return NULL;
+    }
+    sqlite3_extended_result_codes(c->db, 1);
+    sqlite3_busy_timeout(c->db, (int)config->busy_timeout_ms);
+    rc = exec_pragma(c, "PRAGMA synchronous=%s", config->synchronous_normal ? "NORMAL" : "FULL");
+    if (rc == SQLITE_OK)
+        rc = exec_pragma(c, "PRAGMA cache_size=-16384"); /* 16 MB */
+    if (rc == SQLITE_OK && !writer)
+        rc = exec_pragma(c, "PRAGMA query_only=1");
+    if (rc != SQLITE_OK) {
+        st__error(err, "%s: %s", config->path, sqlite3_errmsg(c->db));
+        conn_close(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* ---- Opening: WAL and the schema ------------------------------------------------------ */
+
+static int schema_version(conn *c, int *version)
+{
+    sqlite3_stmt *stmt;
+    int rc = sqlite3_exec(c->db, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)", NULL, NULL,
+                          NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = sqlite3_prepare_v2(c->db, "SELECT coalesce(max(version), 0) FROM schema_version", -1, &stmt, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = sqlite3_step(stmt);
+    *version = rc == SQLITE_ROW ? sqlite3_column_int(stmt, 0) : 0;
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+/* Each step in its own transaction, so a crash mid-way leaves a consistent older version. */
+static bool migrate(conn *c, st_error *err)
+{
+    int version = 0;
+    if (schema_version(c, &version) != SQLITE_OK) {
+        st__error(err, "reading the schema version: %s", sqlite3_errmsg(c->db));
+        return false;
+    }
+    if (version > SCHEMA_VERSION) {
+        st__error(err, "the database has schema version %d; this program knows up to %d", version, SCHEMA_VERSION);
+        return false;
+    }
+    for (int v = version; v < SCHEMA_VERSION; v++) {
+        char record[96];
+        snprintf(record, sizeof record, "INSERT INTO schema_version VALUES (%d)", v + 1);
+        if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_exec(c->db, MIGRATIONS[v], NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_exec(c->db, record, NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+            st__error(err, "schema migration to version %d: %s", v + 1, sqlite3_errmsg(c->db));
+            sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+            return false;
+        }
+    }
+    return true;
+}
+
+static void *open_writer(const st_config *config, st_error *err)
+{
+    conn *c = conn_open(config, true, err);
+    if (!c)
+        return NULL;
+    sqlite3_stmt *stmt = NULL;
+    bool wal = sqlite3_prepare_v2(c->db, "PRAGMA journal_mode=WAL", -1, &stmt, NULL) == SQLITE_OK &&
+               sqlite3_step(stmt) == SQLITE_ROW &&
+               sqlite3_stricmp((const char *)sqlite3_column_text(stmt, 0), "wal") == 0;
+    sqlite3_finalize(stmt);
+    if (!wal) {
+        st__error(err, "%s: cannot switch to WAL mode: %s", config->path, sqlite3_errmsg(c->db));
+        conn_close(c);
+        return NULL;
+    }
+    if (!migrate(c, err)) {
+        conn_close(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void close_writer(void *writer)
+{
+    conn_close(writer);
+}
+
+static void *open_reader(const st_config *config, st_error *err)
+{
+    return conn_open(config, false, err);
+}
+
+static void close_reader(void *reader)
+{
+    conn_close(reader);
+}
+
+/* ---- Batches and savepoints --------------------------------------------------------------- */
+
+static st_status run_fixed(conn *c, fixed_stmt which, st_error *err)
+{
+    int rc = run(fixed(c, which));
+    if (rc != SQLITE_OK) {
+        st__error(err, "%s: %s", FIXED_SQL[which], sqlite3_errmsg(c->db));
+        return status_of(rc) == ST_OK ? ST_INTERNAL : status_of(rc);
+    }
+    return ST_OK;
+}
+
+static st_status begin_batch(void *writer, st_error *err)
+{
+    return run_fixed(writer, BEGIN_BATCH, err);
+}
+
+static st_status commit_batch(void *writer, st_error *err)
+{
+    return run_fixed(writer, COMMIT_BATCH, err);
+}
+
+static void rollback_batch(void *writer)
+{
+    conn *c = writer;
+    if (!sqlite3_get_autocommit(c->db)) /* a failed COMMIT may already have rolled back */
+        run_fixed(c, ROLLBACK_BATCH, NULL);
+}
+
+static st_status begin_txn(void *writer, st_error *err)
+{
+    return run_fixed(writer, SAVEPOINT, err);
+}
+
+static void end_txn(void *writer, bool keep)
+{
+    if (!keep)
+        run_fixed(writer, ROLLBACK_TO, NULL);
+    run_fixed(writer, RELEASE, NULL);
+}
+
+/* ---- Generated SQL: a growing text and its bound values ----------------------------------- */
+
+typedef struct bound {
+    enum { BIND_TEXT, BIND_INT, BIND_REAL } kind;
+    const char *text;
+    int64_t integer;
+    double real;
+} bound;
+
+typedef struct sql_builder {
+    char *text;
+    size_t len, cap;
+    bound *binds;
+    size_t bind_count, bind_cap;
+    char **owned; /* texts allocated for binds (normalised strings), freed with the builder */
+    size_t owned_count, owned_cap;
+    bool oom;
+} sql_builder;
+
+static void sb_free(sql_builder *b)
+{
+    free(b->text);
+    free(b->binds);
+    for (size_t i = 0; i < b->owned_count; i++)
+        free(b->owned[i]);
+    free(b->owned);
+    memset(b, 0, sizeof *b);
+}
+
+static bool grow(void **items, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return true;
+    size_t grown = *cap ? *cap * 2 : 16;
+    while (grown < need)
+        grown *= 2;
+    void *p = realloc(*items, grown * size);
+    if (!p)
+        return false;
+    *items = p;
+    *cap = grown;
+    return true;
+}
+
+static void sb_add(sql_builder *b, const char *text)
+{
+    size_t n = strlen(text);
+    if (b->oom || !grow((void **)&b->text, &b->cap, b->len + n + 1, 1)) {
+        b->oom = true;
+        return;
+    }
+    memcpy(b->text + b->len, text, n + 1);
+    b->len += n;
+}
+
+static bound *sb_bind(sql_builder *b)
+{
+    if (b->oom || !grow((void **)&b->binds, &b->bind_cap, b->bind_count + 1, sizeof(bound))) {
+        b->oom = true;
+        return NULL;
+    }
+    sb_add(b, "?");
+    return &b->binds[b->bind_count++];
+}
+
+static void sb_text(sql_builder *b, const char *text)
+{
+    bound *v = sb_bind(b);
+    if (v)
+        *v = (bound){.kind = BIND_TEXT, .text = text};
+}
+
+static void sb_int(sql_builder *b, int64_t value)
+{
+    bound *v = sb_bind(b);
+    if (v)
+        *v = (bound){.kind = BIND_INT, .integer = value};
+}
+
+static void sb_real(sql_builder *b, double value)
+{
+    bound *v = sb_bind(b);
+    if (v)
+        *v = (bound){.kind = BIND_REAL, .real = value};
+}
+
+/* Keeps text alive until the builder is freed. */
+static const char *sb_own(sql_builder *b, char *text)
+{
+    if (!text || b->oom || !grow((void **)&b->owned, &b->owned_cap, b->owned_count + 1, sizeof(char *))) {
+        free(text);
+        b->oom = true;
+        return "";
+    }
+    b->owned[b->owned_count++] = text;
+    return text;
+}
+
+static void bind_all(sqlite3_stmt *stmt, const sql_builder *b, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        const bound *v = &b->binds[i];
+        int at = (int)i + 1;
+        if (v->kind == BIND_TEXT)
+            sqlite3_bind_text(stmt, at, v->text, -1, SQLITE_STATIC);
+        else if (v->kind == BIND_INT)
+            sqlite3_bind_int64(stmt, at, v->integer);
+        else
+            sqlite3_bind_double(stmt, at, v->real);
+    }
+}
+
+/* ---- Search conditions ---------------------------------------------------------------------- */
+
+/*
+ * FHIR's date prefixes over ranges: the row [low, high] against the query
+ * range [ql, qh] (both inclusive). For _lastUpdated low and high are the
+ * same column.
+ */
+static void date_expr(sql_builder *b, st_prefix prefix, const char *low, const char *high, int64_t ql, int64_t qh)
+{
+    char col[160];
+    switch (prefix) {
+    case ST_NE:
+        sb_add(b, "NOT ");
+        /* fall through */
+    case ST_EQ:
+        snprintf(col, sizeof col, "(%s >= ", low), sb_add(b, col), sb_int(b, ql);
+        snprintf(col, sizeof col, " AND %s <= ", high), sb_add(b, col), sb_int(b, qh), sb_add(b, ")");
+        return;
+    case ST_GT: /* the range above the value overlaps the row */
+        snprintf(col, sizeof col, "%s > ", high), sb_add(b, col), sb_int(b, qh);
+        return;
+    case ST_LT:
+        snprintf(col, sizeof col, "%s < ", low), sb_add(b, col), sb_int(b, ql);
+        return;
+    case ST_GE: /* gt, or the value contains the row */
+        sb_add(b, "(");
+        date_expr(b, ST_GT, low, high, ql, qh), sb_add(b, " OR "), date_expr(b, ST_EQ, low, high, ql, qh);
+        sb_add(b, ")");
+        return;
+    case ST_LE:
+        sb_add(b, "(");
+        date_expr(b, ST_LT, low, high, ql, qh), sb_add(b, " OR "), date_expr(b, ST_EQ, low, high, ql, qh);
+        sb_add(b, ")");
+        return;
+    case ST_SA: /* starts after the value ends */
+        snprintf(col, sizeof col, "%s > ", low), sb_add(b, col), sb_int(b, qh);
+        return;
+    case ST_EB: /* ends before the value starts */
+        snprintf(col, sizeof col, "%s < ", high), sb_add(b, col), sb_int(b, ql);
+        return;
+    case ST_AP: /* overlaps */
+        snprintf(col, sizeof col, "(%s <= ", low), sb_add(b, col), sb_int(b, qh);
+        snprintf(col, sizeof col, " AND %s >= ", high), sb_add(b, col), sb_int(b, ql), sb_add(b, ")");
+        return;
+    }
+}
+
+static void number_expr(sql_builder *b, st_prefix prefix, double value, double low, double high)
+{
+    if (low == 0 && high == 0)
+        low = high = value;
+    static const char *const op[] = {[ST_GT] = "x.value > ", [ST_LT] = "x.value < ", [ST_GE] = "x.value >= ",
+                                     [ST_LE] = "x.value <= ", [ST_SA] = "x.value > ", [ST_EB] = "x.value < "};
+    double margin = (value < 0 ? -value : value) / 10; /* ap: within 10%, as the spec suggests */
+    switch (prefix) {
+    case ST_NE:
+        sb_add(b, "NOT ");
+        /* fall through */
+    case ST_EQ:
+        sb_add(b, "(x.value >= "), sb_real(b, low), sb_add(b, " AND x.value <= "), sb_real(b, high), sb_add(b, ")");
+        return;
+    case ST_AP:
+        sb_add(b, "(x.value >= "), sb_real(b, value - margin), sb_add(b, " AND x.value <= ");
+        sb_real(b, value + margin), sb_add(b, ")");
+        return;
+    default:
+        sb_add(b, op[prefix]), sb_real(b, value);
+        return;
+    }
+}
+
+/* The smallest text greater than every text starting with prefix: its last byte plus one. */
+static char *prefix_upper_bound(const char *prefix)
+{
+    char *upper = strdup(prefix);
+    size_t n = upper ? strlen(upper) : 0;
+    if (n)
+        upper[n - 1] = (char)((unsigned char)upper[n - 1] + 1); /* UTF-8 never has 0xFF bytes */
+    return upper;
+}
+
+static st_status string_expr(sql_builder *b, st_modifier modifier, const char *text)
+{
+    if (modifier == ST_MOD_EXACT) {
+        sb_add(b, "x.exact = "), sb_text(b, text);
+        return ST_OK;
+    }
+    const char *norm = sb_own(b, st_normalize(text));
+    if (modifier == ST_MOD_CONTAINS) {
+        sb_add(b, "instr(x.normalized, "), sb_text(b, norm), sb_add(b, ") > 0");
+        return ST_OK;
+    }
+    if (!*norm) {
+        sb_add(b, "1");
+        return ST_OK;
+    }
+    /* a prefix as a range, so that the index on normalized serves it */
+    sb_add(b, "(x.normalized >= "), sb_text(b, norm), sb_add(b, " AND x.normalized < ");
+    sb_text(b, sb_own(b, prefix_upper_bound(norm))), sb_add(b, ")");
+    return ST_OK;
+}
+
+static void token_expr(sql_builder *b, const char *system, const char *code)
+{
+    sb_add(b, "(1");
+    if (system && !*system)
+        sb_add(b, " AND x.system IS NULL");
+    else if (system)
+        sb_add(b, " AND x.system = "), sb_text(b, system);
+    if (code)
+        sb_add(b, " AND x.code = "), sb_text(b, code);
+    sb_add(b, ")");
+}
+
+static st_status reference_expr(sql_builder *b, const st_value *v)
+{
+    if (v->v.reference.url) {
+        sb_add(b, "x.url = "), sb_text(b, v->v.reference.url);
+        return ST_OK;
+    }
+    if (!v->v.reference.id)
+        return ST_INVALID;
+    sb_add(b, "(x.target_id = "), sb_text(b, v->v.reference.id);
+    if (v->v.reference.type)
+        sb_add(b, " AND x.target_type = "), sb_text(b, v->v.reference.type);
+    sb_add(b, ")");
+    return ST_OK;
+}
+
+static st_status quantity_expr(sql_builder *b, const st_value *v)
+{
+    sb_add(b, "(");
+    number_expr(b, v->prefix, v->v.number.value, v->v.number.low, v->v.number.high);
+    if (v->v.number.system)
+        sb_add(b, " AND x.system = "), sb_text(b, v->v.number.system);
+    if (v->v.number.code)
+        sb_add(b, " AND x.code = "), sb_text(b, v->v.number.code);
+    sb_add(b, ")");
+    return ST_OK;
+}
+
+static st_status value_expr(sql_builder *b, const st_condition *c, const st_value *v)
+{
+    switch (c->kind) {
+    case ST_KIND_STRING:
+        return v->v.string.text ? string_expr(b, c->modifier, v->v.string.text) : ST_INVALID;
+    case ST_KIND_TOKEN:
+        token_expr(b, v->v.token.system, v->v.token.code);
+        return ST_OK;
+    case ST_KIND_REFERENCE:
+        return reference_expr(b, v);
+    case ST_KIND_DATE:
+        date_expr(b, v->prefix, "x.low", "x.high", v->v.date.low_ms, v->v.date.high_ms);
+        return ST_OK;
+    case ST_KIND_NUMBER:
+        number_expr(b, v->prefix, v->v.number.value, v->v.number.low, v->v.number.high);
+        return ST_OK;
+    case ST_KIND_QUANTITY:
+        return quantity_expr(b, v);
+    case ST_KIND_URI:
+        if (!v->v.uri.uri)
+            return ST_INVALID;
+        sb_add(b, "x.uri = "), sb_text(b, v->v.uri.uri);
+        return ST_OK;
+    }
+    return ST_INVALID;
+}
+
+static bool modifier_fits(const st_condition *c)
+{
+    switch (c->modifier) {
+    case ST_MOD_NONE:
+    case ST_MOD_MISSING:
+        return true;
+    case ST_MOD_EXACT:
+    case ST_MOD_CONTAINS:
+        return c->kind == ST_KIND_STRING;
+    case ST_MOD_NOT:
+        return c->kind == ST_KIND_TOKEN;
+    }
+    return false;
+}
+
+/* "(v1 OR v2 ...)" over the condition's values. */
+static st_status values_expr(sql_builder *b, const st_condition *c)
+{
+    if (c->value_count == 0 || !c->values)
+        return ST_INVALID;
+    sb_add(b, "(");
+    for (size_t i = 0; i < c->value_count; i++) {
+        if (i)
+            sb_add(b, " OR ");
+        st_status s = value_expr(b, c, &c->values[i]);
+        if (s != ST_OK)
+            return s;
+    }
+    sb_add(b, ")");
+    return ST_OK;
+}
+
+/* _id and _lastUpdated live in the resource table itself. */
+static st_status builtin_condition(sql_builder *b, const st_condition *c, bool is_id)
+{
+    if (c->modifier == ST_MOD_MISSING) {
+        sb_add(b, c->missing ? "0" : "1"); /* every resource has both */
+        return ST_OK;
+    }
+    if (c->value_count == 0 || !c->values)
+        return ST_INVALID;
+    if (is_id && c->modifier != ST_MOD_NONE && c->modifier != ST_MOD_NOT)
+        return ST_INVALID;
+    if (!is_id && c->modifier != ST_MOD_NONE)
+        return ST_INVALID;
+    sb_add(b, is_id && c->modifier == ST_MOD_NOT ? "NOT (" : "(");
+    for (size_t i = 0; i < c->value_count; i++) {
+        const st_value *v = &c->values[i];
+        if (i)
+            sb_add(b, " OR ");
+        if (is_id) {
+            if (!v->v.token.code)
+                return ST_INVALID;
+            sb_add(b, "r.id = "), sb_text(b, v->v.token.code);
+        } else {
+            date_expr(b, v->prefix, "r.last_updated", "r.last_updated", v->v.date.low_ms, v->v.date.high_ms);
+        }
+    }
+    sb_add(b, ")");
+    return ST_OK;
+}
+
+/*
+ * A condition as "r.rid [NOT] IN (SELECT x.rid FROM index_<kind> x WHERE
+ * ...)": SQLite then drives a selective condition from the index instead of
+ * probing every resource of the type.
+ */
+static st_status condition_expr(sql_builder *b, const st_query *q, const st_condition *c)
+{
+    if (!c->param || (unsigned)c->kind > ST_KIND_URI || !modifier_fits(c))
+        return ST_INVALID;
+    if (strcmp(c->param, "_id") == 0)
+        return builtin_condition(b, c, true);
+    if (strcmp(c->param, "_lastUpdated") == 0)
+        return builtin_condition(b, c, false);
+
+    bool negated = c->modifier == ST_MOD_NOT || (c->modifier == ST_MOD_MISSING && c->missing);
+    sb_add(b, negated ? "r.rid NOT IN (SELECT x.rid FROM " : "r.rid IN (SELECT x.rid FROM ");
+    sb_add(b, INDEX_TABLE[c->kind]);
+    sb_add(b, " x WHERE ");
+    if (q->type)
+        sb_add(b, "x.type = "), sb_text(b, q->type), sb_add(b, " AND ");
+    sb_add(b, "x.param = "), sb_text(b, c->param);
+    if (c->modifier != ST_MOD_MISSING) {
+        sb_add(b, " AND ");
+        st_status s = values_expr(b, c);
+        if (s != ST_OK)
+            return s;
+    }
+    sb_add(b, ")");
+    return ST_OK;
+}
+
+static void visibility_expr(sql_builder *b, const char *const *orgs, size_t count)
+{
+    sb_add(b, " AND (r.owner IN (");
+    for (size_t i = 0; i < count; i++)
+        sb_add(b, i ? ", " : ""), sb_text(b, orgs[i]);
+    sb_add(b, ") OR r.rid IN (SELECT a.rid FROM access_tag a WHERE a.tag IN (");
+    for (size_t i = 0; i < count; i++)
+        sb_add(b, i ? ", " : ""), sb_text(b, orgs[i]);
+    sb_add(b, ")))");
+}
+
+/* The WHERE clause of a search over "resource r" (without the word WHERE). */
+static st_status where_clause(sql_builder *b, const st_query *q)
+{
+    sb_add(b, "r.deleted = 0");
+    if (q->type)
+        sb_add(b, " AND r.type = "), sb_text(b, q->type);
+    for (size_t i = 0; i < q->condition_count; i++) {
+        sb_add(b, " AND ");
+        st_status s = condition_expr(b, q, &q->conditions[i]);
+        if (s != ST_OK)
+            return s;
+    }
+    if (q->visible_to_count)
+        visibility_expr(b, q->visible_to, q->visible_to_count);
+    return b->oom ? ST_INTERNAL : ST_OK;
+}
+
+static const char *sort_column(st_kind kind, bool descending)
+{
+    switch (kind) {
+    case ST_KIND_STRING:
+        return "normalized";
+    case ST_KIND_TOKEN:
+        return "code";
+    case ST_KIND_REFERENCE:
+        return "coalesce(target_id, url)";
+    case ST_KIND_DATE:
+        return descending ? "high" : "low";
+    case ST_KIND_NUMBER:
+    case ST_KIND_QUANTITY:
+        return "value";
+    case ST_KIND_URI:
+        return "uri";
+    }
+    return NULL;
+}
+
+static st_status order_clause(sql_builder *b, const st_query *q)
+{
+    sb_add(b, " ORDER BY ");
+    if (q->sort_count == 0) {
+        sb_add(b, "r.last_updated DESC, r.rid DESC");
+        return ST_OK;
+    }
+    for (size_t i = 0; i < q->sort_count; i++) {
+        const st_sort *s = &q->sort[i];
+        const char *dir = s->descending ? " DESC" : " ASC";
+        if (!s->param)
+            return ST_INVALID;
+        if (strcmp(s->param, "_lastUpdated") == 0) {
+            sb_add(b, "r.last_updated"), sb_add(b, dir);
+        } else if (strcmp(s->param, "_id") == 0) {
+            sb_add(b, "r.id"), sb_add(b, dir);
+        } else {
+            const char *column = (unsigned)s->kind <= ST_KIND_URI ? sort_column(s->kind, s->descending) : NULL;
+            if (!column)
+                return ST_INVALID;
+            /* a resource sorts by its lowest value ascending, its highest descending; none last */
+            sb_add(b, s->descending ? "(SELECT max(" : "(SELECT min("), sb_add(b, column), sb_add(b, ") FROM ");
+            sb_add(b, INDEX_TABLE[s->kind]), sb_add(b, " WHERE rid = r.rid AND param = "), sb_text(b, s->param);
+            sb_add(b, ")"), sb_add(b, dir), sb_add(b, " NULLS LAST");
+        }
+        sb_add(b, ", ");
+    }
+    sb_add(b, "r.rid"); /* ties: creation order, so that pages do not overlap */
+    return ST_OK;
+}
+
+/* ---- Reading rows into results -------------------------------------------------------------- */
+
+/* Columns: type, id, version, last_updated, method, json, owner, tags. */
+static bool fill_from_row(sqlite3_stmt *stmt, st_resource *out)
+{
+    const char *json = (const char *)sqlite3_column_text(stmt, 5);
+    size_t json_len = (size_t)sqlite3_column_bytes(stmt, 5);
+    return st__resource_fill(out, (const char *)sqlite3_column_text(stmt, 0),
+                             (const char *)sqlite3_column_text(stmt, 1), sqlite3_column_int64(stmt, 2),
+                             sqlite3_column_int64(stmt, 3), (st_method)sqlite3_column_int(stmt, 4), json, json_len,
+                             (const char *)sqlite3_column_text(stmt, 6), (const char *)sqlite3_column_text(stmt, 7));
+}
+
+static st_status step_error(conn *c, int rc, st_error *err)
+{
+    st__error(err, "%s", sqlite3_errmsg(c->db));
+    st_status s = status_of(rc);
+    return s == ST_OK ? ST_INTERNAL : s;
+}
+
+/* Steps through a page query, appending every row to out. */
+static st_status collect(conn *c, sqlite3_stmt *stmt, st_list *out, st_error *err)
+{
+    size_t capacity = 0;
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        st_resource *slot = st__list_push(out, &capacity);
+        if (!slot || !fill_from_row(stmt, slot)) {
+            if (slot)
+                out->count--;
+            st__error(err, "out of memory");
+            return ST_INTERNAL;
+        }
+    }
+    return rc == SQLITE_DONE ? ST_OK : step_error(c, rc, err);
+}
+
+static st_status count_rows(conn *c, sqlite3_stmt *stmt, int64_t *total, st_error *err)
+{
+    int rc = sqlite3_step(stmt);
+    if (rc != SQLITE_ROW)
+        return step_error(c, rc, err);
+    *total = sqlite3_column_int64(stmt, 0);
+    return ST_OK;
+}
+
+static st_status read_resource(void *reader, const char *type, const char *id, int64_t version, st_resource *out,
+                               st_error *err)
+{
+    conn *c = reader;
+    sqlite3_stmt *stmt = fixed(c, version ? READ_VERSION : READ_CURRENT);
+    if (!stmt)
+        return step_error(c, sqlite3_errcode(c->db), err);
+    sqlite3_bind_text(stmt, 1, type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, id, -1, SQLITE_STATIC);
+    if (version)
+        sqlite3_bind_int64(stmt, 3, version);
+    int rc = sqlite3_step(stmt);
+    st_status status;
+    if (rc == SQLITE_DONE)
+        status = ST_NOT_FOUND;
+    else if (rc != SQLITE_ROW)
+        status = step_error(c, rc, err);
+    else if (!fill_from_row(stmt, out))
+        status = ST_INTERNAL, st__error(err, "out of memory");
+    else
+        status = out->deleted ? ST_GONE : ST_OK;
+    finish(stmt);
+    return status;
+}
+
+/* ---- Search and history ---------------------------------------------------------------------- */
+
+#define PAGE_COLUMNS "SELECT r.type, r.id, r.version, r.last_updated, v.method, v.json, r.owner, " SELECT_TAGS " "
+
+static size_t page_size(size_t count)
+{
+    return count ? count : DEFAULT_PAGE_SIZE;
+}
+
+/* Runs a prepared dynamic statement with the first bind_count binds of b. */
+static sqlite3_stmt *prepare_built(conn *c, sql_builder *b, size_t bind_count, st_error *err)
+{
+    sqlite3_stmt *stmt = dynamic(c, b->text);
+    if (!stmt) {
+        st__error(err, "preparing a query: %s", sqlite3_errmsg(c->db));
+        return NULL;
+    }
+    bind_all(stmt, b, bind_count);
+    return stmt;
+}
+
+static st_status search_total(conn *c, const st_query *q, int64_t *total, st_error *err)
+{
+    sql_builder b = {0};
+    sb_add(&b, "SELECT count(*) FROM resource r WHERE ");
+    st_status s = where_clause(&b, q);
+    sqlite3_stmt *stmt = s == ST_OK ? prepare_built(c, &b, b.bind_count, err) : NULL;
+    if (s == ST_OK && !stmt)
+        s = ST_INTERNAL;
+    if (stmt)
+        s = count_rows(c, stmt, total, err);
+    finish(stmt);
+    sb_free(&b);
+    return s;
+}
+
+static st_status search_page(conn *c, const st_query *q, st_list *out, st_error *err)
+{
+    sql_builder b = {0};
+    sb_add(&b, PAGE_COLUMNS "FROM resource r JOIN resource_version v ON v.seq = r.current_seq WHERE ");
+    st_status s = where_clause(&b, q);
+    if (s == ST_OK)
+        s = order_clause(&b, q);
+    if (s == ST_OK) {
+        sb_add(&b, " LIMIT "), sb_int(&b, (int64_t)page_size(q->count));
+        sb_add(&b, " OFFSET "), sb_int(&b, (int64_t)q->offset);
+    }
+    if (s == ST_OK && b.oom)
+        s = ST_INTERNAL;
+    sqlite3_stmt *stmt = s == ST_OK ? prepare_built(c, &b, b.bind_count, err) : NULL;
+    if (s == ST_OK && !stmt)
+        s = ST_INTERNAL;
+    if (stmt)
+        s = collect(c, stmt, out, err);
+    finish(stmt);
+    sb_free(&b);
+    return s;
+}
+
+/* count and page in one read transaction, so that the total matches the page */
+static st_status search(void *reader, const st_query *q, st_list *out, st_error *err)
+{
+    conn *c = reader;
+    st_status s = run_fixed(c, BEGIN_READ, err);
+    if (s != ST_OK)
+        return s;
+    if (q->want_total)
+        s = search_total(c, q, &out->total, err);
+    if (s == ST_OK && (q->count || !q->want_total))
+        s = search_page(c, q, out, err);
+    if (s == ST_INVALID)
+        st__error(err, "unsupported search (modifier, kind or value)");
+    run_fixed(c, END_READ, NULL);
+    return s;
+}
+
+static st_status find_rid(conn *c, const char *type, const char *id, int64_t *rid, st_error *err)
+{
+    sqlite3_stmt *stmt = fixed(c, FIND_RESOURCE);
+    if (!stmt)
+        return step_error(c, sqlite3_errcode(c->db), err);
+    sqlite3_bind_text(stmt, 1, type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(stmt);
+    st_status s = rc == SQLITE_ROW ? ST_OK : rc == SQLITE_DONE ? ST_NOT_FOUND : step_error(c, rc, err);
+    if (rc == SQLITE_ROW)
+        *rid = sqlite3_column_int64(stmt, 0);
+    finish(stmt);
+    return s;
+}
+
+static void history_where(sql_builder *b, const st_history_query *q, int64_t rid, int64_t upto)
+{
+    sb_add(b, " WHERE v.seq <= "), sb_int(b, upto);
+    if (rid)
+        sb_add(b, " AND v.rid = "), sb_int(b, rid);
+    else if (q->type)
+        sb_add(b, " AND v.type = "), sb_text(b, q->type);
+    if (q->since_ms != INT64_MIN)
+        sb_add(b, " AND v.last_updated >= "), sb_int(b, q->since_ms);
+    if (q->visible_to_count)
+        visibility_expr(b, q->visible_to, q->visible_to_count);
+}
+
+static st_status history_run(conn *c, const st_history_query *q, int64_t rid, st_list *out, st_error *err)
+{
+    sql_builder count_sql = {0}, page_sql = {0};
+    sb_add(&count_sql, "SELECT count(*) FROM resource_version v JOIN resource r ON r.rid = v.rid");
+    history_where(&count_sql, q, rid, out->snapshot);
+    sb_add(&page_sql, "SELECT v.type, v.id, v.version, v.last_updated, v.method, v.json, r.owner, " SELECT_TAGS
+                      " FROM resource_version v JOIN resource r ON r.rid = v.rid");
+    history_where(&page_sql, q, rid, out->snapshot);
+    sb_add(&page_sql, " ORDER BY v.seq DESC LIMIT "), sb_int(&page_sql, (int64_t)page_size(q->count));
+    sb_add(&page_sql, " OFFSET "), sb_int(&page_sql, (int64_t)q->offset);
+
+    st_status s = count_sql.oom || page_sql.oom ? ST_INTERNAL : ST_OK;
+    sqlite3_stmt *stmt = s == ST_OK ? prepare_built(c, &count_sql, count_sql.bind_count, err) : NULL;
+    s = stmt ? count_rows(c, stmt, &out->total, err) : ST_INTERNAL;
+    finish(stmt);
+    if (s == ST_OK) {
+        stmt = prepare_built(c, &page_sql, page_sql.bind_count, err);
+        s = stmt ? collect(c, stmt, out, err) : ST_INTERNAL;
+        finish(stmt);
+    }
+    sb_free(&count_sql);
+    sb_free(&page_sql);
+    return s;
+}
+
+static st_status history(void *reader, const st_history_query *q, st_list *out, st_error *err)
+{
+    conn *c = reader;
+    st_status s = run_fixed(c, BEGIN_READ, err);
+    if (s != ST_OK)
+        return s;
+    int64_t rid = 0;
+    if (q->id)
+        s = find_rid(c, q->type, q->id, &rid, err);
+    out->snapshot = q->upto;
+    if (s == ST_OK && !q->upto) {
+        sqlite3_stmt *stmt = fixed(c, LAST_SEQ);
+        s = stmt ? count_rows(c, stmt, &out->snapshot, err) : ST_INTERNAL;
+        finish(stmt);
+    }
+    if (s == ST_OK)
+        s = history_run(c, q, rid, out, err);
+    run_fixed(c, END_READ, NULL);
+    return s;
+}
+
+/* ---- Writing --------------------------------------------------------------------------------- */
+
+typedef struct current {
+    bool found;
+    int64_t rid, version, last_updated;
+    bool deleted;
+} current;
+
+static int find_current(conn *c, const char *type, const char *id, current *cur)
+{
+    memset(cur, 0, sizeof *cur);
+    sqlite3_stmt *stmt = fixed(c, FIND_RESOURCE);
+    if (!stmt)
+        return sqlite3_errcode(c->db);
+    sqlite3_bind_text(stmt, 1, type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        cur->found = true;
+        cur->rid = sqlite3_column_int64(stmt, 0);
+        cur->version = sqlite3_column_int64(stmt, 1);
+        cur->deleted = sqlite3_column_int(stmt, 2) != 0;
+        cur->last_updated = sqlite3_column_int64(stmt, 3);
+    }
+    finish(stmt);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static int insert_index_row(conn *c, int64_t rid, const char *type, const st_index_row *row)
+{
+    static const fixed_stmt insert_of[] = {
+        [ST_KIND_STRING] = INSERT_STRING, [ST_KIND_TOKEN] = INSERT_TOKEN, [ST_KIND_REFERENCE] = INSERT_REFERENCE,
+        [ST_KIND_DATE] = INSERT_DATE,     [ST_KIND_NUMBER] = INSERT_NUMBER, [ST_KIND_QUANTITY] = INSERT_NUMBER,
+        [ST_KIND_URI] = INSERT_URI,
+    };
+    if (!row->param || (unsigned)row->kind > ST_KIND_URI)
+        return SQLITE_MISUSE;
+    sqlite3_stmt *stmt = fixed(c, insert_of[row->kind]);
+    if (!stmt)
+        return sqlite3_errcode(c->db);
+    char *normalized = NULL;
+    sqlite3_bind_int64(stmt, 1, rid);
+    sqlite3_bind_text(stmt, 2, type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 3, row->param, -1, SQLITE_STATIC);
+    switch (row->kind) {
+    case ST_KIND_STRING:
+        normalized = st_normalize(row->v.string.text ? row->v.string.text : "");
+        if (!normalized)
+            return finish(stmt), SQLITE_NOMEM;
+        sqlite3_bind_text(stmt, 4, normalized, -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 5, row->v.string.text ? row->v.string.text : "", -1, SQLITE_STATIC);
+        break;
+    case ST_KIND_TOKEN:
+        bind_text_or_null(stmt, 4, row->v.token.system);
+        bind_text_or_null(stmt, 5, row->v.token.code);
+        break;
+    case ST_KIND_REFERENCE:
+        bind_text_or_null(stmt, 4, row->v.reference.type);
+        bind_text_or_null(stmt, 5, row->v.reference.id);
+        bind_text_or_null(stmt, 6, row->v.reference.url);
+        break;
+    case ST_KIND_DATE:
+        sqlite3_bind_int64(stmt, 4, row->v.date.low_ms);
+        sqlite3_bind_int64(stmt, 5, row->v.date.high_ms);
+        break;
+    case ST_KIND_NUMBER:
+    case ST_KIND_QUANTITY:
+        sqlite3_bind_double(stmt, 4, row->v.number.value);
+        bind_text_or_null(stmt, 5, row->v.number.system);
+        bind_text_or_null(stmt, 6, row->v.number.code);
+        break;
+    case ST_KIND_URI:
+        sqlite3_bind_text(stmt, 4, row->v.uri.uri ? row->v.uri.uri : "", -1, SQLITE_STATIC);
+        break;
+    }
+    int rc = run(stmt);
+    free(normalized);
+    return rc;
+}
+
+static int delete_index_rows(conn *c, int64_t rid)
+{
+    for (fixed_stmt d = DELETE_STRING; d <= DELETE_URI; d++) {
+        sqlite3_stmt *stmt = fixed(c, d);
+        if (!stmt)
+            return sqlite3_errcode(c->db);
+        sqlite3_bind_int64(stmt, 1, rid);
+        int rc = run(stmt);
+        if (rc != SQLITE_OK)
+            return rc;
+    }
+    return SQLITE_OK;
+}
+
+static int bind_rid_run(conn *c, fixed_stmt which, int64_t rid, const char *text)
+{
+    sqlite3_stmt *stmt = fixed(c, which);
+    if (!stmt)
+        return sqlite3_errcode(c->db);
+    sqlite3_bind_int64(stmt, 1, rid);
+    if (text)
+        sqlite3_bind_text(stmt, 2, text, -1, SQLITE_STATIC);
+    return run(stmt);
+}
+
+/* The search rows and access tags of a new current version replace the old ones. */
+static int write_index(conn *c, const st_op *op, int64_t rid, bool had_rows)
+{
+    int rc = had_rows ? delete_index_rows(c, rid) : SQLITE_OK;
+    for (size_t i = 0; rc == SQLITE_OK && i < op->row_count; i++)
+        rc = insert_index_row(c, rid, op->type, &op->rows[i]);
+    if (rc == SQLITE_OK && had_rows)
+        rc = bind_rid_run(c, DELETE_TAGS, rid, NULL);
+    for (size_t i = 0; rc == SQLITE_OK && i < op->access_tag_count; i++)
+        rc = bind_rid_run(c, INSERT_TAG, rid, op->access_tags[i]);
+    return rc;
+}
+
+static int insert_resource(conn *c, const st_op *op, int64_t *rid)
+{
+    sqlite3_stmt *stmt = fixed(c, INSERT_RESOURCE);
+    if (!stmt)
+        return sqlite3_errcode(c->db);
+    sqlite3_bind_text(stmt, 1, op->type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, op->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 3, op->owner ? op->owner : "", -1, SQLITE_STATIC);
+    int rc = run(stmt);
+    *rid = sqlite3_last_insert_rowid(c->db);
+    return rc;
+}
+
+static int insert_version(conn *c, const st_op *op, int64_t rid, int64_t version, int64_t stamp, st_method method,
+                          const char *json, size_t json_len, int64_t *seq)
+{
+    sqlite3_stmt *stmt = fixed(c, INSERT_VERSION);
+    if (!stmt)
+        return sqlite3_errcode(c->db);
+    sqlite3_bind_int64(stmt, 1, rid);
+    sqlite3_bind_text(stmt, 2, op->type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 3, op->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 4, version);
+    sqlite3_bind_int64(stmt, 5, stamp);
+    sqlite3_bind_int(stmt, 6, (int)method);
+    if (json)
+        sqlite3_bind_text(stmt, 7, json, (int)json_len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(stmt, 7);
+    int rc = run(stmt);
+    *seq = sqlite3_last_insert_rowid(c->db);
+    return rc;
+}
+
+static int update_resource(conn *c, int64_t rid, int64_t version, int64_t stamp, bool deleted, int64_t seq)
+{
+    sqlite3_stmt *stmt = fixed(c, UPDATE_RESOURCE);
+    if (!stmt)
+        return sqlite3_errcode(c->db);
+    sqlite3_bind_int64(stmt, 1, rid);
+    sqlite3_bind_int64(stmt, 2, version);
+    sqlite3_bind_int64(stmt, 3, stamp);
+    sqlite3_bind_int(stmt, 4, deleted);
+    sqlite3_bind_int64(stmt, 5, seq);
+    return run(stmt);
+}
+
+static void sqlite_failure(conn *c, int rc, st_op_result *res)
+{
+    st_status s = status_of(rc);
+    st__result_message(res, s == ST_OK || s == ST_CONFLICT ? ST_INTERNAL : s, "%s", sqlite3_errmsg(c->db));
+}
+
+/*
+ * Writes the next version of op's resource (cur: what is there now), with
+ * its index rows and tags, or a deletion.
+ */
+static void write_version(conn *c, st_write_ctx *ctx, const st_op *op, const current *cur, st_method method,
+                          st_op_result *res)
+{
+    int64_t version = cur->found ? cur->version + 1 : 1;
+    int64_t stamp = st__stamp(ctx);
+    char last_updated[ST_INSTANT_LEN];
+    st_format_instant(stamp, last_updated);
+
+    bool deleting = method == ST_METHOD_DELETE;
+    size_t json_len = 0;
+    char *json = deleting ? NULL : st__render(op, version, last_updated, &json_len, res);
+    if (!deleting && !json)
+        return;
+
+    int64_t rid = cur->rid, seq = 0;
+    int rc = cur->found ? SQLITE_OK : insert_resource(c, op, &rid);
+    if (rc == SQLITE_OK)
+        rc = insert_version(c, op, rid, version, stamp, method, json, json_len, &seq);
+    if (rc == SQLITE_OK)
+        rc = update_resource(c, rid, version, stamp, deleting, seq);
+    if (rc == SQLITE_OK)
+        rc = deleting ? delete_index_rows(c, rid) : write_index(c, op, rid, cur->found);
+    free(json);
+    if (rc != SQLITE_OK) {
+        sqlite_failure(c, rc, res);
+        return;
+    }
+    res->status = ST_OK;
+    res->version = version;
+    res->last_updated_ms = stamp;
+    memcpy(res->last_updated, last_updated, sizeof last_updated);
+}
+
+static void report_current(st_op_result *res, st_status status, const current *cur)
+{
+    res->status = status;
+    res->version = cur->version;
+    res->last_updated_ms = cur->last_updated;
+    st_format_instant(cur->last_updated, res->last_updated);
+}
+
+/* If-None-Exist, on the writer's view (earlier operations of this batch included). */
+static void conditional_create(conn *c, st_write_ctx *ctx, const st_op *op, st_op_result *res)
+{
+    st_query q = *op->if_none_exist;
+    q.count = 2, q.offset = 0, q.want_total = false, q.sort = NULL, q.sort_count = 0;
+    sql_builder b = {0};
+    sb_add(&b, "SELECT r.id, r.version, r.last_updated FROM resource r WHERE ");
+    st_status s = where_clause(&b, &q);
+    sb_add(&b, " LIMIT 2");
+    if (s != ST_OK || b.oom) {
+        sb_free(&b);
+        st__result_message(res, s == ST_OK ? ST_INTERNAL : s, "unsupported If-None-Exist query");
+        return;
+    }
+    st_error err = {{0}};
+    sqlite3_stmt *stmt = prepare_built(c, &b, b.bind_count, &err);
+    int matches = 0, rc = SQLITE_OK;
+    while (stmt && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (matches++ == 0) {
+            snprintf(res->id, sizeof res->id, "%s", (const char *)sqlite3_column_text(stmt, 0));
+            current found = {.version = sqlite3_column_int64(stmt, 1), .last_updated = sqlite3_column_int64(stmt, 2)};
+            report_current(res, ST_EXISTS, &found);
+        }
+    }
+    finish(stmt);
+    sb_free(&b);
+    if (!stmt || rc != SQLITE_DONE) {
+        memset(res, 0, sizeof *res);
+        sqlite_failure(c, stmt ? rc : sqlite3_errcode(c->db), res);
+    } else if (matches > 1) {
+        st__result_message(res, ST_MULTIPLE_MATCHES, "If-None-Exist matches more than one resource");
+    } else if (matches == 0) {
+        snprintf(res->id, sizeof res->id, "%s", op->id);
+        current none = {0};
+        int frc = find_current(c, op->type, op->id, &none);
+        if (frc != SQLITE_OK)
+            sqlite_failure(c, frc, res);
+        else if (none.found)
+            st__result_message(res, ST_CONFLICT, "%s/%s exists already", op->type, op->id);
+        else
+            write_version(c, ctx, op, &none, ST_METHOD_CREATE, res);
+    }
+}
+
+static void apply_update(conn *c, st_write_ctx *ctx, const st_op *op, const current *cur, st_op_result *res)
+{
+    bool absent = !cur->found || cur->deleted;
+    if (op->expected_version && (absent || op->expected_version != cur->version)) {
+        report_current(res, ST_VERSION_CONFLICT, cur);
+        return;
+    }
+    if (absent && !op->create_if_missing) {
+        report_current(res, cur->found ? ST_GONE : ST_NOT_FOUND, cur);
+        return;
+    }
+    write_version(c, ctx, op, cur, ST_METHOD_UPDATE, res);
+    res->created = res->status == ST_OK && absent;
+}
+
+static void apply_delete(conn *c, st_write_ctx *ctx, const st_op *op, const current *cur, st_op_result *res)
+{
+    if (!cur->found) {
+        res->status = ST_NOT_FOUND;
+    } else if (op->expected_version && op->expected_version != cur->version) {
+        report_current(res, ST_VERSION_CONFLICT, cur);
+    } else if (cur->deleted) {
+        report_current(res, ST_OK, cur); /* deleting twice changes nothing */
+        res->unchanged = true;
+    } else {
+        write_version(c, ctx, op, cur, ST_METHOD_DELETE, res);
+    }
+}
+
+static void apply(void *writer, st_write_ctx *ctx, const st_op *op, st_op_result *res)
+{
+    conn *c = writer;
+    memset(res, 0, sizeof *res);
+    snprintf(res->id, sizeof res->id, "%s", op->id);
+    if (op->kind == ST_OP_CREATE && op->if_none_exist) {
+        conditional_create(c, ctx, op, res);
+        return;
+    }
+    current cur;
+    int rc = find_current(c, op->type, op->id, &cur);
+    if (rc != SQLITE_OK) {
+        sqlite_failure(c, rc, res);
+        return;
+    }
+    switch (op->kind) {
+    case ST_OP_CREATE:
+        if (cur.found)
+            st__result_message(res, ST_CONFLICT, "%s/%s exists already", op->type, op->id);
+        else
+            write_version(c, ctx, op, &cur, ST_METHOD_CREATE, res);
+        return;
+    case ST_OP_UPDATE:
+        apply_update(c, ctx, op, &cur, res);
+        return;
+    case ST_OP_DELETE:
+        apply_delete(c, ctx, op, &cur, res);
+        return;
+    }
+    st__result_message(res, ST_INVALID, "unknown operation");
+}
+
+const st_backend st_sqlite_backend = {
+    .name = "sqlite",
+    .open_writer = open_writer,
+    .close_writer = close_writer,
+    .open_reader = open_reader,
+    .close_reader = close_reader,
+    .begin_batch = begin_batch,
+    .commit_batch = commit_batch,
+    .rollback_batch = rollback_batch,
+    .begin_txn = begin_txn,
+    .end_txn = end_txn,
+    .apply = apply,
+    .read = read_resource,
+    .history = history,
+    .search = search,
+};

@@ -1,0 +1,1020 @@
+/*
+ * tests/test_store.c — the store (gateway/store.h) on SQLite: versions,
+ * If-Match, delete and history, search on every value kind, paging,
+ * conditional create under concurrency, group commit, per-transaction
+ * rollback inside a shared batch, durability across reopen and across a
+ * killed process.
+ *
+ * Every test gets a fresh mkdtemp directory, removed afterwards. The clock is
+ * pinned (tests set `now`), except where real concurrency is measured.
+ */
+#include "gateway/store.h"
+
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define T0 1714557600000LL /* 2024-05-01T10:00:00.000Z */
+
+static char dir[64];
+static char db_path[128];
+static st_store *S;
+static _Atomic int64_t now = T0;
+static _Atomic unsigned commits_seen, largest_batch, failed_in_batches;
+
+static int64_t pinned_clock(void *arg)
+{
+    (void)arg;
+    return atomic_load(&now);
+}
+
+static void count_commits(void *arg, const st_commit_stats *stats)
+{
+    (void)arg;
+    if (stats->ok)
+        atomic_fetch_add(&commits_seen, 1);
+    if (stats->transactions > atomic_load(&largest_batch))
+        atomic_store(&largest_batch, (unsigned)stats->transactions);
+    atomic_fetch_add(&failed_in_batches, (unsigned)stats->failed);
+}
+
+static st_store *open_store(bool real_clock)
+{
+    st_config config = {
+        .path = db_path,
+        .clock = real_clock ? NULL : pinned_clock,
+        .on_commit = count_commits,
+    };
+    st_error err = {{0}};
+    st_store *store = st_open(&config, &err);
+    cr_assert_not_null(store, "st_open: %s", err.message);
+    return store;
+}
+
+static void setup(void)
+{
+    strcpy(dir, "/tmp/test_store.XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(db_path, sizeof db_path, "%s/fhir.db", dir);
+    S = open_store(false);
+}
+
+static void remove_dir(void)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    char path[400];
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+    closedir(d);
+    rmdir(dir);
+}
+
+static void teardown(void)
+{
+    st_close(S);
+    S = NULL;
+    remove_dir();
+}
+
+TestSuite(store, .init = setup, .fini = teardown);
+
+/* ---- Helpers ---------------------------------------------------------------------------- */
+
+static st_op_result submit1(st_op op)
+{
+    st_op_result r;
+    memset(&r, 0, sizeof r);
+    st_submit_wait(S, &op, 1, &r);
+    return r;
+}
+
+static st_op create_op(const char *type, const char *id, const char *json)
+{
+    return (st_op){.kind = ST_OP_CREATE, .type = type, .id = id, .owner = "11111111", .json = json};
+}
+
+static st_op_result create(const char *type, const char *id, const char *json)
+{
+    return submit1(create_op(type, id, json));
+}
+
+static st_op_result update(const char *type, const char *id, const char *json, int64_t expected)
+{
+    return submit1((st_op){.kind = ST_OP_UPDATE, .type = type, .id = id, .json = json, .expected_version = expected});
+}
+
+static st_op_result delete(const char *type, const char *id, int64_t expected)
+{
+    return submit1((st_op){.kind = ST_OP_DELETE, .type = type, .id = id, .expected_version = expected});
+}
+
+static st_status read_json(const char *type, const char *id, char *out, size_t len, int64_t *version)
+{
+    st_resource r;
+    st_status s = st_read(S, type, id, &r, NULL);
+    if (out)
+        snprintf(out, len, "%s", r.json ? r.json : "");
+    if (version)
+        *version = r.version;
+    st_resource_free(&r);
+    return s;
+}
+
+/* ---- Versions ------------------------------------------------------------------------------- */
+
+Test(store, create_read_update_vread)
+{
+    st_op_result r = create("Patient", "p1", "{\"resourceType\":\"Patient\",\"id\":\"p1\",\"active\":true}");
+    cr_assert_eq(r.status, ST_OK, "%s %s", st_status_name(r.status), r.message);
+    cr_expect_eq(r.version, 1);
+    cr_expect_str_eq(r.last_updated, "2024-05-01T10:00:00.000Z");
+
+    char json[512];
+    int64_t version;
+    cr_assert_eq(read_json("Patient", "p1", json, sizeof json, &version), ST_OK);
+    cr_expect_str_eq(json, "{\"meta\":{\"versionId\":\"1\",\"lastUpdated\":\"2024-05-01T10:00:00.000Z\"},"
+                           "\"resourceType\":\"Patient\",\"id\":\"p1\",\"active\":true}");
+    cr_expect_eq(version, 1);
+
+    atomic_store(&now, T0 + 1500);
+    r = update("Patient", "p1", "{\"resourceType\":\"Patient\",\"id\":\"p1\",\"active\":false}", 0);
+    cr_assert_eq(r.status, ST_OK);
+    cr_expect_eq(r.version, 2);
+    cr_expect_not(r.created);
+    cr_expect_str_eq(r.last_updated, "2024-05-01T10:00:01.500Z");
+
+    st_resource v;
+    cr_assert_eq(st_vread(S, "Patient", "p1", 1, &v, NULL), ST_OK);
+    cr_expect(strstr(v.json, "\"active\":true"));
+    cr_expect_eq(v.last_updated_ms, T0);
+    cr_expect_str_eq(v.owner, "11111111");
+    cr_expect_eq(v.method, ST_METHOD_CREATE);
+    st_resource_free(&v);
+    cr_expect_eq(st_vread(S, "Patient", "p1", 3, &v, NULL), ST_NOT_FOUND);
+    cr_expect_eq(st_read(S, "Patient", "nope", &v, NULL), ST_NOT_FOUND);
+
+    /* create with an existing id; update of a missing one, with and without update-as-create */
+    cr_expect_eq(create("Patient", "p1", "{}").status, ST_CONFLICT);
+    cr_expect_eq(update("Patient", "p2", "{}", 0).status, ST_NOT_FOUND);
+    r = submit1((st_op){.kind = ST_OP_UPDATE, .type = "Patient", .id = "p2", .json = "{}", .create_if_missing = true});
+    cr_expect_eq(r.status, ST_OK);
+    cr_expect(r.created);
+    cr_expect_eq(r.version, 1);
+}
+
+Test(store, lastUpdated_never_goes_backwards)
+{
+    create("Patient", "a", "{}");
+    atomic_store(&now, T0 - 60000); /* the wall clock stepped back */
+    st_op_result r = update("Patient", "a", "{}", 0);
+    cr_expect_eq(r.last_updated_ms, T0);
+}
+
+Test(store, meta_splice_positions)
+{
+    struct {
+        const char *json;
+        size_t at;
+        const char *extra;
+        const char *want;
+    } cases[] = {
+        {"{}", 0, NULL, "{\"meta\":{\"versionId\":\"1\",\"lastUpdated\":\"2024-05-01T10:00:00.000Z\"}}"},
+        {"{\"resourceType\":\"Basic\",\"id\":\"x\",\"code\":{}}", 33, NULL,
+         "{\"resourceType\":\"Basic\",\"id\":\"x\",\"meta\":{\"versionId\":\"1\",\"lastUpdated\":"
+         "\"2024-05-01T10:00:00.000Z\"},\"code\":{}}"},
+        {"{\"resourceType\":\"Basic\",\"id\":\"x\" }", 32, "\"profile\":[\"http://x/p\"]",
+         "{\"resourceType\":\"Basic\",\"id\":\"x\",\"meta\":{\"versionId\":\"1\",\"lastUpdated\":"
+         "\"2024-05-01T10:00:00.000Z\",\"profile\":[\"http://x/p\"]} }"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "b%zu", i);
+        st_op op = create_op("Basic", id, cases[i].json);
+        op.meta_at = cases[i].at;
+        op.meta_extra = cases[i].extra;
+        cr_assert_eq(submit1(op).status, ST_OK);
+        char json[512];
+        read_json("Basic", id, json, sizeof json, NULL);
+        cr_expect_str_eq(json, cases[i].want, "case %zu", i);
+    }
+}
+
+static char *render_fixed(void *arg, int64_t version, const char *last_updated, size_t *len)
+{
+    char *out = malloc(128);
+    *len = (size_t)snprintf(out, 128, "{\"%s\":%lld,\"at\":\"%s\"}", (const char *)arg, (long long)version,
+                            last_updated);
+    return out;
+}
+
+Test(store, render_callback)
+{
+    st_op op = create_op("Basic", "r", NULL);
+    op.render = render_fixed;
+    op.render_arg = "v";
+    cr_assert_eq(submit1(op).status, ST_OK);
+    char json[128];
+    read_json("Basic", "r", json, sizeof json, NULL);
+    cr_expect_str_eq(json, "{\"v\":1,\"at\":\"2024-05-01T10:00:00.000Z\"}");
+}
+
+Test(store, if_match)
+{
+    create("Patient", "p", "{}");
+    update("Patient", "p", "{}", 1);
+    st_op_result r = update("Patient", "p", "{}", 1);
+    cr_expect_eq(r.status, ST_VERSION_CONFLICT);
+    cr_expect_eq(r.version, 2, "reports the current version");
+    cr_expect_eq(update("Patient", "p", "{}", 2).status, ST_OK);
+    cr_expect_eq(delete("Patient", "p", 2).status, ST_VERSION_CONFLICT);
+    cr_expect_eq(delete("Patient", "p", 3).status, ST_OK);
+    cr_expect_eq(update("Patient", "missing", "{}", 1).status, ST_VERSION_CONFLICT);
+}
+
+/* ---- Delete and history ------------------------------------------------------------------- */
+
+Test(store, delete_then_gone_history_keeps_versions)
+{
+    create("Patient", "p", "{\"v\":1}");
+    atomic_store(&now, T0 + 1000);
+    update("Patient", "p", "{\"v\":2}", 0);
+    atomic_store(&now, T0 + 2000);
+    st_op_result r = delete("Patient", "p", 0);
+    cr_assert_eq(r.status, ST_OK);
+    cr_expect_eq(r.version, 3);
+
+    st_resource v;
+    cr_expect_eq(st_read(S, "Patient", "p", &v, NULL), ST_GONE);
+    cr_expect_eq(v.version, 3);
+    cr_expect(v.deleted);
+    cr_expect_null(v.json);
+    cr_expect_eq(v.last_updated_ms, T0 + 2000);
+    st_resource_free(&v);
+    cr_expect_eq(st_vread(S, "Patient", "p", 3, &v, NULL), ST_GONE);
+    st_resource_free(&v);
+    cr_expect_eq(st_vread(S, "Patient", "p", 2, &v, NULL), ST_OK);
+    st_resource_free(&v);
+
+    st_list h;
+    st_history_query q = {.type = "Patient", .id = "p", .since_ms = INT64_MIN};
+    cr_assert_eq(st_history(S, &q, &h, NULL), ST_OK);
+    cr_assert_eq(h.count, 3);
+    cr_expect_eq(h.total, 3);
+    cr_expect_eq(h.items[0].method, ST_METHOD_DELETE);
+    cr_expect_eq(h.items[1].method, ST_METHOD_UPDATE);
+    cr_expect_eq(h.items[2].method, ST_METHOD_CREATE);
+    cr_expect_str_eq(h.items[2].json, "{\"meta\":{\"versionId\":\"1\",\"lastUpdated\":\"2024-05-01T10:00:00.000Z\"},"
+                                      "\"v\":1}");
+    st_list_free(&h);
+
+    /* deleting again changes nothing; deleting what never was is not found */
+    r = delete("Patient", "p", 0);
+    cr_expect_eq(r.status, ST_OK);
+    cr_expect(r.unchanged);
+    cr_expect_eq(r.version, 3);
+    cr_expect_eq(delete("Patient", "never", 0).status, ST_NOT_FOUND);
+    cr_expect_eq(update("Patient", "p", "{}", 0).status, ST_GONE);
+
+    /* update-as-create brings it back as version 4 */
+    r = submit1((st_op){.kind = ST_OP_UPDATE, .type = "Patient", .id = "p", .json = "{}", .create_if_missing = true});
+    cr_expect_eq(r.status, ST_OK);
+    cr_expect_eq(r.version, 4);
+    cr_expect(r.created);
+    cr_expect_eq(read_json("Patient", "p", NULL, 0, NULL), ST_OK);
+}
+
+Test(store, deleted_resources_are_not_found_by_search)
+{
+    st_index_row row = st_row_token("identifier", "urn:x", "1");
+    st_op op = create_op("Patient", "p", "{}");
+    op.rows = &row, op.row_count = 1;
+    submit1(op);
+    st_value v = {.v.token = {"urn:x", "1"}};
+    st_condition c = {.param = "identifier", .kind = ST_KIND_TOKEN, .values = &v, .value_count = 1};
+    st_query q = {.type = "Patient", .conditions = &c, .condition_count = 1, .count = 10, .want_total = true};
+    st_list l;
+    cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
+    cr_expect_eq(l.total, 1);
+    st_list_free(&l);
+    delete("Patient", "p", 0);
+    cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
+    cr_expect_eq(l.total, 0);
+    cr_expect_eq(l.count, 0);
+    st_list_free(&l);
+}
+
+Test(store, history_levels_paging_since_snapshot)
+{
+    /* 6 Patients and 4 Observations, one second apart; then 2 updates */
+    char id[16];
+    for (int i = 0; i < 10; i++) {
+        atomic_store(&now, T0 + i * 1000);
+        snprintf(id, sizeof id, "r%d", i);
+        create(i < 6 ? "Patient" : "Observation", id, "{}");
+    }
+    atomic_store(&now, T0 + 20000);
+    update("Patient", "r0", "{}", 0);
+    update("Observation", "r9", "{}", 0);
+
+    st_list l;
+    st_history_query q = {.since_ms = INT64_MIN, .count = 5};
+    cr_assert_eq(st_history(S, &q, &l, NULL), ST_OK);
+    cr_expect_eq(l.total, 12);
+    cr_assert_eq(l.count, 5);
+    cr_expect_str_eq(l.items[0].id, "r9");
+    cr_expect_eq(l.items[0].version, 2);
+    cr_expect_str_eq(l.items[1].id, "r0");
+    int64_t snapshot = l.snapshot;
+    st_list_free(&l);
+
+    /* type level, paged */
+    q = (st_history_query){.type = "Patient", .since_ms = INT64_MIN, .count = 4};
+    cr_assert_eq(st_history(S, &q, &l, NULL), ST_OK);
+    cr_expect_eq(l.total, 7);
+    cr_expect_eq(l.count, 4);
+    st_list_free(&l);
+    q.offset = 4;
+    cr_assert_eq(st_history(S, &q, &l, NULL), ST_OK);
+    cr_expect_eq(l.count, 3);
+    cr_expect_str_eq(l.items[2].id, "r0");
+    cr_expect_eq(l.items[2].version, 1);
+    st_list_free(&l);
+
+    /* _since: at or after the instant */
+    q = (st_history_query){.type = "Observation", .since_ms = T0 + 8000, .count = 10};
+    cr_assert_eq(st_history(S, &q, &l, NULL), ST_OK);
+    cr_expect_eq(l.total, 3); /* r8, r9 v1, r9 v2 */
+    st_list_free(&l);
+
+    /* a later page read at the first page's snapshot does not shift when new versions arrive */
+    create("Patient", "late", "{}");
+    q = (st_history_query){.since_ms = INT64_MIN, .count = 5, .offset = 5, .upto = snapshot};
+    cr_assert_eq(st_history(S, &q, &l, NULL), ST_OK);
+    cr_expect_eq(l.total, 12);
+    cr_expect_str_eq(l.items[0].id, "r7");
+    st_list_free(&l);
+
+    q = (st_history_query){.type = "Patient", .id = "none", .since_ms = INT64_MIN};
+    cr_expect_eq(st_history(S, &q, &l, NULL), ST_NOT_FOUND);
+}
+
+/* ---- Search ------------------------------------------------------------------------------ */
+
+typedef struct fixture_resource {
+    const char *id;
+    const char *owner;
+    const char *tag;
+    st_index_row rows[8];
+    size_t row_count;
+} fixture_resource;
+
+/* epoch ms of a UTC date */
+static int64_t day(int y, int m, int d)
+{
+    struct tm tm = {.tm_year = y - 1900, .tm_mon = m - 1, .tm_mday = d};
+    return (int64_t)timegm(&tm) * 1000;
+}
+
+static void load_search_fixture(void)
+{
+    fixture_resource rs[] = {
+        {"a", "11111111", NULL, {
+             st_row_string("name", "Ĳsbrand Müller"),
+             st_row_token("identifier", "urn:bsn", "123"),
+             st_row_reference("general-practitioner", "Practitioner", "gp1", NULL),
+             st_row_date("birthdate", day(1980, 3, 1), day(1980, 3, 2) - 1),
+             st_row_number("weight", 80.5),
+             st_row_quantity("dose", 5, "http://unitsofmeasure.org", "mg"),
+             st_row_uri("profile", "http://example.org/p1"),
+         }, 7},
+        {"b", "22222222", "11111111", {
+             st_row_string("name", "Jan de Vries"),
+             st_row_token("identifier", "urn:bsn", "456"),
+             st_row_token("gender", NULL, "male"),
+             st_row_reference("general-practitioner", NULL, NULL, "https://other.example/Practitioner/9"),
+             st_row_date("birthdate", day(1990, 1, 1), day(1991, 1, 1) - 1),
+             st_row_number("weight", 100),
+             st_row_quantity("dose", 500, "http://unitsofmeasure.org", "ug"),
+         }, 7},
+        {"c", "22222222", NULL, {
+             st_row_string("name", "Muller"),
+             st_row_token("identifier", "urn:other", "123"),
+             st_row_token("gender", "http://hl7.org/fhir/administrative-gender", "female"),
+             st_row_reference("general-practitioner", "Practitioner", "gp2", NULL),
+             st_row_date("birthdate", day(2000, 6, 15), day(2000, 6, 16) - 1),
+         }, 5},
+    };
+    for (size_t i = 0; i < sizeof rs / sizeof *rs; i++) {
+        atomic_store(&now, T0 + (int64_t)i * 1000);
+        st_op op = create_op("Patient", rs[i].id, "{}");
+        op.owner = rs[i].owner;
+        op.rows = rs[i].rows, op.row_count = rs[i].row_count;
+        op.access_tags = &rs[i].tag, op.access_tag_count = rs[i].tag ? 1 : 0;
+        cr_assert_eq(submit1(op).status, ST_OK);
+    }
+    /* another type with a same-named parameter must not leak into Patient searches */
+    st_index_row other = st_row_string("name", "Muller Practice");
+    st_op op = create_op("Organization", "o", "{}");
+    op.rows = &other, op.row_count = 1;
+    submit1(op);
+}
+
+/* The ids a query finds, in order, joined by commas; and the total. */
+static const char *found(const st_query *q, int64_t *total)
+{
+    static char ids[256];
+    st_list l;
+    st_error err = {{0}};
+    st_status s = st_search(S, q, &l, &err);
+    if (s != ST_OK) {
+        snprintf(ids, sizeof ids, "!%s", st_status_name(s));
+        return ids;
+    }
+    ids[0] = '\0';
+    for (size_t i = 0; i < l.count; i++)
+        snprintf(ids + strlen(ids), sizeof ids - strlen(ids), "%s%s", i ? "," : "", l.items[i].id);
+    if (total)
+        *total = l.total;
+    st_list_free(&l);
+    return ids;
+}
+
+/* One condition with one value over Patients, results sorted by id. */
+static const char *find1(const char *param, st_kind kind, st_modifier modifier, st_value value)
+{
+    st_condition c = {.param = param, .kind = kind, .modifier = modifier, .values = &value, .value_count = 1};
+    st_sort by_id = {.param = "_id"};
+    st_query q = {.type = "Patient", .conditions = &c, .condition_count = 1, .sort = &by_id, .sort_count = 1,
+                  .count = 50};
+    return found(&q, NULL);
+}
+
+#define STR(t) ((st_value){.v.string = {t}})
+#define TOK(s, c) ((st_value){.v.token = {s, c}})
+#define DATE(p, lo, hi) ((st_value){.prefix = p, .v.date = {lo, hi}})
+#define NUM(p, x) ((st_value){.prefix = p, .v.number = {x, 0, 0, NULL, NULL}})
+
+Test(store, search_strings)
+{
+    load_search_fixture();
+    cr_expect_str_eq(find1("name", ST_KIND_STRING, ST_MOD_NONE, STR("mul")), "c");
+    cr_expect_str_eq(find1("name", ST_KIND_STRING, ST_MOD_NONE, STR("ijs")), "a");
+    cr_expect_str_eq(find1("name", ST_KIND_STRING, ST_MOD_NONE, STR("JAN")), "b");
+    cr_expect_str_eq(find1("name", ST_KIND_STRING, ST_MOD_CONTAINS, STR("MÜLL")), "a,c");
+    cr_expect_str_eq(find1("name", ST_KIND_STRING, ST_MOD_CONTAINS, STR("vri")), "b");
+    cr_expect_str_eq(find1("name", ST_KIND_STRING, ST_MOD_EXACT, STR("Muller")), "c");
+    cr_expect_str_eq(find1("name", ST_KIND_STRING, ST_MOD_EXACT, STR("muller")), "");
+    cr_expect_str_eq(find1("name", ST_KIND_STRING, ST_MOD_NOT, STR("x")), "!invalid");
+}
+
+Test(store, search_tokens)
+{
+    load_search_fixture();
+    cr_expect_str_eq(find1("identifier", ST_KIND_TOKEN, 0, TOK(NULL, "123")), "a,c");
+    cr_expect_str_eq(find1("identifier", ST_KIND_TOKEN, 0, TOK("urn:bsn", "123")), "a");
+    cr_expect_str_eq(find1("identifier", ST_KIND_TOKEN, 0, TOK("urn:bsn", NULL)), "a,b");
+    cr_expect_str_eq(find1("gender", ST_KIND_TOKEN, 0, TOK("", "male")), "b");
+    cr_expect_str_eq(find1("gender", ST_KIND_TOKEN, 0, TOK("", "female")), "");
+    cr_expect_str_eq(find1("gender", ST_KIND_TOKEN, ST_MOD_NOT, TOK(NULL, "male")), "a,c");
+    cr_expect_str_eq(find1("_id", ST_KIND_TOKEN, 0, TOK(NULL, "b")), "b");
+    cr_expect_str_eq(find1("_id", ST_KIND_TOKEN, ST_MOD_NOT, TOK(NULL, "b")), "a,c");
+
+    st_condition missing = {.param = "gender", .kind = ST_KIND_TOKEN, .modifier = ST_MOD_MISSING, .missing = true};
+    st_query q = {.type = "Patient", .conditions = &missing, .condition_count = 1, .count = 10};
+    cr_expect_str_eq(found(&q, NULL), "a");
+    missing.missing = false;
+    st_sort by_id = {.param = "_id", .descending = true};
+    q.sort = &by_id, q.sort_count = 1;
+    cr_expect_str_eq(found(&q, NULL), "c,b");
+
+    /* OR within a condition, AND across conditions */
+    st_value either[] = {TOK(NULL, "456"), TOK("urn:other", "123")};
+    st_value female = TOK(NULL, "female");
+    st_condition both[] = {
+        {.param = "identifier", .kind = ST_KIND_TOKEN, .values = either, .value_count = 2},
+        {.param = "gender", .kind = ST_KIND_TOKEN, .values = &female, .value_count = 1},
+    };
+    q = (st_query){.type = "Patient", .conditions = both, .condition_count = 1, .sort = &by_id, .sort_count = 1,
+                   .count = 10};
+    cr_expect_str_eq(found(&q, NULL), "c,b");
+    q.condition_count = 2;
+    cr_expect_str_eq(found(&q, NULL), "c");
+}
+
+Test(store, search_references_and_uris)
+{
+    load_search_fixture();
+    st_value gp1 = {.v.reference = {"Practitioner", "gp1", NULL}};
+    st_value any_gp2 = {.v.reference = {NULL, "gp2", NULL}};
+    st_value wrong_type = {.v.reference = {"Organization", "gp2", NULL}};
+    st_value url = {.v.reference = {NULL, NULL, "https://other.example/Practitioner/9"}};
+    cr_expect_str_eq(find1("general-practitioner", ST_KIND_REFERENCE, 0, gp1), "a");
+    cr_expect_str_eq(find1("general-practitioner", ST_KIND_REFERENCE, 0, any_gp2), "c");
+    cr_expect_str_eq(find1("general-practitioner", ST_KIND_REFERENCE, 0, wrong_type), "");
+    cr_expect_str_eq(find1("general-practitioner", ST_KIND_REFERENCE, 0, url), "b");
+    st_value uri = {.v.uri = {"http://example.org/p1"}};
+    cr_expect_str_eq(find1("profile", ST_KIND_URI, 0, uri), "a");
+}
+
+Test(store, search_dates_with_prefixes)
+{
+    load_search_fixture();
+    int64_t y1990 = day(1990, 1, 1), y1990_end = day(1991, 1, 1) - 1;
+    int64_t mar80 = day(1980, 3, 1), mar80_end = day(1980, 4, 1) - 1;
+    /* b's birthdate is all of 1990; a's is 1980-03-01; c's 2000-06-15 */
+    cr_expect_str_eq(find1("birthdate", ST_KIND_DATE, 0, DATE(ST_EQ, mar80, mar80_end)), "a");
+    cr_expect_str_eq(find1("birthdate", ST_KIND_DATE, 0, DATE(ST_EQ, y1990, y1990_end)), "b");
+    cr_expect_str_eq(find1("birthdate", ST_KIND_DATE, 0, DATE(ST_EQ, day(1990, 5, 1), day(1990, 6, 1) - 1)), "",
+                     "a month does not contain the whole year");
+    cr_expect_str_eq(find1("birthdate", ST_KIND_DATE, 0, DATE(ST_NE, y1990, y1990_end)), "a,c");
+    cr_expect_str_eq(find1("birthdate", ST_KIND_DATE, 0, DATE(ST_GT, y1990, y1990_end)), "c");
+    cr_expect_str_eq(find1("birthdate", ST_KIND_DATE, 0, DATE(ST_GE, y1990, y1990_end)), "b,c");
+    cr_expect_str_eq(find1("birthdate", ST_KIND_DATE, 0, DATE(ST_LT, y1990, y1990_end)), "a");
+    cr_expect_str_eq(find1("birthdate", ST_KIND_DATE, 0, DATE(ST_LE, y1990, y1990_end)), "a,b");
+    cr_expect_str_eq(find1("birthdate", ST_KIND_DATE, 0, DATE(ST_GT, day(1990, 6, 1), day(1990, 6, 2) - 1)), "b,c",
+                     "a year reaching past the value counts as greater");
+    cr_expect_str_eq(find1("birthdate", ST_KIND_DATE, 0, DATE(ST_SA, day(1990, 6, 1), day(1990, 6, 2) - 1)), "c",
+                     "but it does not start after it");
+    cr_expect_str_eq(find1("birthdate", ST_KIND_DATE, 0, DATE(ST_EB, day(1990, 6, 1), day(1990, 6, 2) - 1)), "a");
+    cr_expect_str_eq(find1("birthdate", ST_KIND_DATE, 0, DATE(ST_AP, day(1990, 6, 1), day(1990, 6, 2) - 1)), "b");
+
+    /* _lastUpdated: a at T0, b at T0+1s, c at T0+2s */
+    cr_expect_str_eq(find1("_lastUpdated", ST_KIND_DATE, 0, DATE(ST_GE, T0 + 1000, T0 + 1000)), "b,c");
+    cr_expect_str_eq(find1("_lastUpdated", ST_KIND_DATE, 0, DATE(ST_LT, T0 + 1000, T0 + 1999)), "a");
+    cr_expect_str_eq(find1("_lastUpdated", ST_KIND_DATE, 0, DATE(ST_EQ, T0 + 1000, T0 + 1999)), "b");
+}
+
+Test(store, search_numbers_and_quantities)
+{
+    load_search_fixture();
+    cr_expect_str_eq(find1("weight", ST_KIND_NUMBER, 0, NUM(ST_EQ, 100)), "b");
+    cr_expect_str_eq(find1("weight", ST_KIND_NUMBER, 0,
+                           (st_value){.prefix = ST_EQ, .v.number = {80, 79.5, 80.5, NULL, NULL}}),
+                     "a", "80 means [79.5, 80.5]");
+    cr_expect_str_eq(find1("weight", ST_KIND_NUMBER, 0, NUM(ST_NE, 100)), "a");
+    cr_expect_str_eq(find1("weight", ST_KIND_NUMBER, 0, NUM(ST_GT, 80.5)), "b");
+    cr_expect_str_eq(find1("weight", ST_KIND_NUMBER, 0, NUM(ST_GE, 80.5)), "a,b");
+    cr_expect_str_eq(find1("weight", ST_KIND_NUMBER, 0, NUM(ST_LT, 100)), "a");
+    cr_expect_str_eq(find1("weight", ST_KIND_NUMBER, 0, NUM(ST_LE, 100)), "a,b");
+    cr_expect_str_eq(find1("weight", ST_KIND_NUMBER, 0, NUM(ST_AP, 95)), "b", "within 10%% of 95");
+    st_value mg = {.prefix = ST_GT, .v.number = {1, 0, 0, "http://unitsofmeasure.org", "mg"}};
+    cr_expect_str_eq(find1("dose", ST_KIND_QUANTITY, 0, mg), "a");
+    st_value any_unit = {.prefix = ST_GT, .v.number = {1, 0, 0, NULL, NULL}};
+    cr_expect_str_eq(find1("dose", ST_KIND_QUANTITY, 0, any_unit), "a,b");
+    st_value ug = {.prefix = ST_EQ, .v.number = {500, 0, 0, NULL, "ug"}};
+    cr_expect_str_eq(find1("dose", ST_KIND_QUANTITY, 0, ug), "b");
+}
+
+Test(store, search_sorting_and_type_isolation)
+{
+    load_search_fixture();
+    st_sort by_name = {.param = "name", .kind = ST_KIND_STRING};
+    st_query q = {.type = "Patient", .sort = &by_name, .sort_count = 1, .count = 10};
+    cr_expect_str_eq(found(&q, NULL), "a,b,c"); /* ijsbrand, jan, muller */
+    by_name.descending = true;
+    cr_expect_str_eq(found(&q, NULL), "c,b,a");
+    st_sort by_birth = {.param = "birthdate", .kind = ST_KIND_DATE, .descending = true};
+    q.sort = &by_birth;
+    cr_expect_str_eq(found(&q, NULL), "c,b,a");
+    st_sort by_weight = {.param = "weight", .kind = ST_KIND_NUMBER};
+    q.sort = &by_weight;
+    cr_expect_str_eq(found(&q, NULL), "a,b,c", "no weight sorts last");
+    q.sort = NULL, q.sort_count = 0;
+    cr_expect_str_eq(found(&q, NULL), "c,b,a", "default: newest first");
+
+    st_value muller = STR("muller");
+    st_condition c = {.param = "name", .kind = ST_KIND_STRING, .values = &muller, .value_count = 1};
+    q = (st_query){.type = NULL, .conditions = &c, .condition_count = 1, .count = 10};
+    cr_expect_str_eq(found(&q, NULL), "o,c", "all types");
+}
+
+Test(store, search_visibility_by_owner_and_access_tags)
+{
+    load_search_fixture();
+    st_sort by_id = {.param = "_id"};
+    const char *org1[] = {"11111111"};
+    const char *org2[] = {"22222222"};
+    const char *stranger[] = {"99999999"};
+    st_query q = {.type = "Patient", .sort = &by_id, .sort_count = 1, .count = 10, .visible_to_count = 1};
+    q.visible_to = org1;
+    cr_expect_str_eq(found(&q, NULL), "a,b", "owns a, b is addressed to it");
+    q.visible_to = org2;
+    cr_expect_str_eq(found(&q, NULL), "b,c");
+    q.visible_to = stranger;
+    cr_expect_str_eq(found(&q, NULL), "");
+
+    st_history_query h = {.since_ms = INT64_MIN, .visible_to = org1, .visible_to_count = 1, .count = 10};
+    st_list l;
+    cr_assert_eq(st_history(S, &h, &l, NULL), ST_OK);
+    cr_expect_eq(l.total, 3, "a, b and o (owned by 11111111)");
+    st_list_free(&l);
+
+    st_resource r;
+    cr_assert_eq(st_read(S, "Patient", "b", &r, NULL), ST_OK);
+    cr_expect_str_eq(r.owner, "22222222");
+    cr_assert_eq(r.access_tag_count, 1);
+    cr_expect_str_eq(r.access_tags[0], "11111111");
+    cr_expect_null(r.access_tags[1]);
+    st_resource_free(&r);
+}
+
+Test(store, search_paging_and_totals)
+{
+    char id[16];
+    for (int i = 0; i < 25; i++) {
+        snprintf(id, sizeof id, "p%02d", i);
+        st_index_row row = st_row_token("active", NULL, i % 5 ? "true" : "false");
+        st_op op = create_op("Patient", id, "{}");
+        op.rows = &row, op.row_count = 1;
+        atomic_store(&now, T0 + i);
+        cr_assert_eq(submit1(op).status, ST_OK);
+    }
+    st_value t = TOK(NULL, "true");
+    st_condition active = {.param = "active", .kind = ST_KIND_TOKEN, .values = &t, .value_count = 1};
+    st_sort by_id = {.param = "_id"};
+    st_query q = {.type = "Patient", .sort = &by_id, .sort_count = 1, .count = 10, .want_total = true};
+    char seen[3][256];
+    for (int page = 0; page < 3; page++) {
+        int64_t total = -1;
+        q.offset = (size_t)page * 10;
+        snprintf(seen[page], sizeof seen[page], "%s", found(&q, &total));
+        cr_expect_eq(total, 25);
+    }
+    cr_expect(strncmp(seen[0], "p00,p01", 7) == 0);
+    cr_expect(strncmp(seen[1], "p10,", 4) == 0);
+    cr_expect_str_eq(seen[2], "p20,p21,p22,p23,p24");
+
+    q.conditions = &active, q.condition_count = 1, q.offset = 15;
+    int64_t total = -1;
+    cr_expect_str_eq(found(&q, &total), "p19,p21,p22,p23,p24");
+    cr_expect_eq(total, 20);
+
+    q.count = 0; /* _summary=count */
+    st_list l;
+    cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
+    cr_expect_eq(l.count, 0);
+    cr_expect_eq(l.total, 20);
+    st_list_free(&l);
+}
+
+/* ---- Conditional create ------------------------------------------------------------------- */
+
+static st_op conditional(const char *id, const st_index_row *row, const st_query *if_none)
+{
+    st_op op = create_op("Patient", id, "{}");
+    op.rows = row, op.row_count = 1;
+    op.if_none_exist = if_none;
+    return op;
+}
+
+typedef struct racer {
+    int n;
+    st_op_result result;
+} racer;
+
+static st_index_row race_row;
+static st_value race_value;
+static st_condition race_condition;
+static st_query race_query;
+
+static void *race(void *arg)
+{
+    racer *r = arg;
+    char id[16];
+    snprintf(id, sizeof id, "race-%d", r->n);
+    st_op op = conditional(id, &race_row, &race_query);
+    st_submit_wait(S, &op, 1, &r->result);
+    return NULL;
+}
+
+Test(store, conditional_create_32_concurrent)
+{
+    race_row = st_row_token("identifier", "urn:bsn", "999");
+    race_value = TOK("urn:bsn", "999");
+    race_condition = (st_condition){.param = "identifier", .kind = ST_KIND_TOKEN, .values = &race_value,
+                                    .value_count = 1};
+    race_query = (st_query){.type = "Patient", .conditions = &race_condition, .condition_count = 1};
+
+    enum { N = 32 };
+    racer racers[N];
+    pthread_t threads[N];
+    for (int i = 0; i < N; i++) {
+        racers[i] = (racer){.n = i};
+        pthread_create(&threads[i], NULL, race, &racers[i]);
+    }
+    for (int i = 0; i < N; i++)
+        pthread_join(threads[i], NULL);
+
+    int created = 0, exists = 0;
+    const char *winner = NULL;
+    for (int i = 0; i < N; i++) {
+        if (racers[i].result.status == ST_OK) {
+            created++;
+            winner = racers[i].result.id;
+        } else if (racers[i].result.status == ST_EXISTS) {
+            exists++;
+        }
+    }
+    cr_assert_eq(created, 1);
+    cr_assert_eq(exists, N - 1);
+    for (int i = 0; i < N; i++)
+        if (racers[i].result.status == ST_EXISTS) {
+            cr_expect_str_eq(racers[i].result.id, winner, "every loser is told the winner");
+            cr_expect_eq(racers[i].result.version, 1);
+        }
+    st_query all = race_query;
+    all.want_total = true;
+    int64_t total = -1;
+    found(&all, &total);
+    cr_expect_eq(total, 1);
+}
+
+Test(store, conditional_create_multiple_matches)
+{
+    st_index_row row = st_row_token("family", NULL, "jansen");
+    create("Patient", "x", "{}");
+    st_value v = TOK(NULL, "jansen");
+    st_condition c = {.param = "family", .kind = ST_KIND_TOKEN, .values = &v, .value_count = 1};
+    st_query q = {.type = "Patient", .conditions = &c, .condition_count = 1};
+    st_op plain1 = create_op("Patient", "j1", "{}"), plain2 = create_op("Patient", "j2", "{}");
+    plain1.rows = plain2.rows = &row, plain1.row_count = plain2.row_count = 1;
+    submit1(plain1);
+    submit1(plain2);
+    st_op_result r = submit1(conditional("j3", &row, &q));
+    cr_expect_eq(r.status, ST_MULTIPLE_MATCHES);
+    /* nothing matches: created; an id that exists: conflict, not a second resource */
+    v = TOK(NULL, "nobody");
+    cr_expect_eq(submit1(conditional("j4", &row, &q)).status, ST_OK);
+    v = TOK(NULL, "nobody-else");
+    cr_expect_eq(submit1(conditional("x", &row, &q)).status, ST_CONFLICT);
+}
+
+/* ---- Transactions and group commit --------------------------------------------------------- */
+
+typedef struct async_done {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int remaining;
+    st_txn_result results[4];
+    st_op_result ops[4][4];
+} async_done;
+
+static async_done done_state;
+
+static void record_done(void *arg, const st_txn_result *r)
+{
+    int slot = (int)(intptr_t)arg;
+    pthread_mutex_lock(&done_state.lock);
+    done_state.results[slot] = *r;
+    memcpy(done_state.ops[slot], r->ops, r->op_count * sizeof *r->ops);
+    done_state.results[slot].ops = done_state.ops[slot];
+    done_state.remaining--;
+    pthread_cond_signal(&done_state.cond);
+    pthread_mutex_unlock(&done_state.lock);
+}
+
+/* Runs on the commit thread: holds it so that what is submitted meanwhile forms one batch. */
+static char *slow_render(void *arg, int64_t version, const char *last_updated, size_t *len)
+{
+    (void)arg, (void)version, (void)last_updated;
+    usleep(100000);
+    *len = 2;
+    return strdup("{}");
+}
+
+Test(store, failing_operation_rolls_back_only_its_transaction)
+{
+    pthread_mutex_init(&done_state.lock, NULL);
+    pthread_cond_init(&done_state.cond, NULL);
+    done_state.remaining = 4;
+
+    st_op blocker = create_op("Basic", "blocker", NULL);
+    blocker.render = slow_render;
+    st_op t1[] = {create_op("Patient", "a", "{}"), create_op("Patient", "b", "{}")};
+    st_op t2[] = {create_op("Patient", "c", "{}"),
+                  {.kind = ST_OP_UPDATE, .type = "Patient", .id = "missing", .json = "{}"},
+                  create_op("Patient", "d", "{}")};
+    st_op t3[] = {create_op("Patient", "e", "{}")};
+    cr_assert_eq(st_submit(S, &blocker, 1, record_done, (void *)0), ST_OK);
+    usleep(20000); /* the commit thread is now inside the blocker's render */
+    cr_assert_eq(st_submit(S, t1, 2, record_done, (void *)1), ST_OK);
+    cr_assert_eq(st_submit(S, t2, 3, record_done, (void *)2), ST_OK);
+    cr_assert_eq(st_submit(S, t3, 1, record_done, (void *)3), ST_OK);
+    pthread_mutex_lock(&done_state.lock);
+    while (done_state.remaining > 0)
+        pthread_cond_wait(&done_state.cond, &done_state.lock);
+    pthread_mutex_unlock(&done_state.lock);
+
+    cr_expect_eq(atomic_load(&largest_batch), 3, "t1, t2 and t3 shared one commit");
+    cr_expect_eq(atomic_load(&failed_in_batches), 1);
+    cr_expect_eq(done_state.results[1].status, ST_OK);
+    cr_expect_eq(done_state.results[3].status, ST_OK);
+    cr_expect_eq(done_state.results[2].status, ST_NOT_FOUND);
+    cr_expect_eq(done_state.results[2].failed_op, 1);
+    cr_expect_eq(done_state.ops[2][0].status, ST_ABORTED);
+    cr_expect_eq(done_state.ops[2][2].status, ST_ABORTED);
+    cr_expect_eq(read_json("Patient", "a", NULL, 0, NULL), ST_OK);
+    cr_expect_eq(read_json("Patient", "b", NULL, 0, NULL), ST_OK);
+    cr_expect_eq(read_json("Patient", "e", NULL, 0, NULL), ST_OK);
+    cr_expect_eq(read_json("Patient", "c", NULL, 0, NULL), ST_NOT_FOUND, "rolled back with its transaction");
+    cr_expect_eq(read_json("Patient", "d", NULL, 0, NULL), ST_NOT_FOUND);
+    /* a transaction may touch one resource twice: each operation sees the ones before it */
+    st_op twice[] = {create_op("Patient", "f", "{}"),
+                     {.kind = ST_OP_UPDATE, .type = "Patient", .id = "f", .json = "{}", .expected_version = 1}};
+    st_op_result r[2];
+    cr_expect_eq(st_submit_wait(S, twice, 2, r), ST_OK);
+    cr_expect_eq(r[1].version, 2);
+    pthread_cond_destroy(&done_state.cond);
+    pthread_mutex_destroy(&done_state.lock);
+}
+
+enum { WRITERS = 32, WRITES_EACH = 16 };
+
+static void *write_many(void *arg)
+{
+    int n = (int)(intptr_t)arg;
+    for (int i = 0; i < WRITES_EACH; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "w%d-%d", n, i);
+        st_index_row row = st_row_string("name", id);
+        st_op op = create_op("Patient", id, "{\"resourceType\":\"Patient\"}");
+        op.rows = &row, op.row_count = 1;
+        st_op_result r;
+        if (st_submit_wait(S, &op, 1, &r) != ST_OK)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+Test(store, group_commit_batches_concurrent_writers)
+{
+    st_close(S);
+    S = open_store(true);
+    atomic_store(&commits_seen, 0);
+    pthread_t threads[WRITERS];
+    for (int i = 0; i < WRITERS; i++)
+        pthread_create(&threads[i], NULL, write_many, (void *)(intptr_t)i);
+    int failures = 0;
+    for (int i = 0; i < WRITERS; i++) {
+        void *rv;
+        pthread_join(threads[i], &rv);
+        failures += rv != NULL;
+    }
+    cr_assert_eq(failures, 0);
+    st_counters c;
+    st_counters_get(S, &c);
+    unsigned writes = WRITERS * WRITES_EACH;
+    cr_expect_eq(c.transactions, writes);
+    cr_expect_eq(c.commits, atomic_load(&commits_seen), "the hook and the counters agree");
+    cr_expect_lt(c.commits, writes / 4, "%llu commits for %u writes", (unsigned long long)c.commits, writes);
+    cr_log_info("group commit: %llu commits for %u writes, largest batch %llu", (unsigned long long)c.commits, writes,
+                (unsigned long long)c.max_batch_seen);
+}
+
+/* ---- Durability -------------------------------------------------------------------------- */
+
+Test(store, durable_across_close_and_reopen)
+{
+    create("Patient", "p", "{\"a\":1}");
+    update("Patient", "p", "{\"a\":2}", 0);
+    create("Patient", "q", "{}");
+    delete("Patient", "q", 0);
+    st_close(S);
+    S = open_store(false);
+    int64_t version;
+    char json[256];
+    cr_expect_eq(read_json("Patient", "p", json, sizeof json, &version), ST_OK);
+    cr_expect_eq(version, 2);
+    cr_expect(strstr(json, "\"a\":2"));
+    cr_expect_eq(read_json("Patient", "q", NULL, 0, NULL), ST_GONE);
+    cr_expect_eq(update("Patient", "p", "{}", 2).version, 3, "versions continue");
+
+    /* the schema is recorded, and a newer one than we know is refused */
+    st_close(S);
+    S = NULL;
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, "INSERT INTO schema_version VALUES (99)", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    st_config config = {.path = db_path};
+    st_error err = {{0}};
+    cr_expect_null(st_open(&config, &err));
+    cr_expect(strstr(err.message, "99"), "%s", err.message);
+}
+
+/*
+ * A child process writes from four threads and reports every acknowledged
+ * (callback ST_OK) id through a pipe; the parent kills it with SIGKILL
+ * mid-stream, reopens the database and finds every acknowledged write.
+ */
+static void *crash_writer(void *arg)
+{
+    int fd = (int)(intptr_t)arg >> 8, n = (int)(intptr_t)arg & 0xFF;
+    for (int i = 0;; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "k%d-%d", n, i);
+        st_op op = create_op("Patient", id, "{\"resourceType\":\"Patient\"}");
+        st_op_result r;
+        if (st_submit_wait(S, &op, 1, &r) == ST_OK) {
+            char line[40];
+            int len = snprintf(line, sizeof line, "%s\n", id);
+            if (write(fd, line, (size_t)len) != len)
+                return NULL;
+        }
+    }
+    return NULL;
+}
+
+static void crash_child(int fd)
+{
+    st_config config = {.path = db_path};
+    st_error err;
+    S = st_open(&config, &err);
+    if (!S)
+        _exit(2);
+    pthread_t threads[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&threads[i], NULL, crash_writer, (void *)(intptr_t)((fd << 8) | i));
+    pthread_join(threads[0], NULL);
+    _exit(0);
+}
+
+Test(store, acknowledged_writes_survive_sigkill)
+{
+    st_close(S);
+    S = NULL;
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        close(fds[0]);
+        crash_child(fds[1]);
+    }
+    close(fds[1]);
+    FILE *acks = fdopen(fds[0], "r");
+    enum { WANT = 300 };
+    static char ids[WANT][32];
+    int n = 0;
+    while (n < WANT && fgets(ids[n], sizeof ids[n], acks)) {
+        ids[n][strcspn(ids[n], "\n")] = '\0';
+        n++;
+    }
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    fclose(acks);
+    cr_assert_eq(n, WANT, "the child acknowledged %d writes", n);
+    cr_expect(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+    S = open_store(false);
+    int missing = 0;
+    for (int i = 0; i < n; i++)
+        if (read_json("Patient", ids[i], NULL, 0, NULL) != ST_OK)
+            missing++;
+    cr_expect_eq(missing, 0, "%d of %d acknowledged writes lost", missing, n);
+}
+
+/* ---- Helpers -------------------------------------------------------------------------------- */
+
+Test(store, normalize_and_format)
+{
+    char *n = st_normalize("Ĳsbrand MÜLLER-Lüdenscheidt, Ærø Straße, e\xcc\x81te, Øster, Łódź, 東京");
+    cr_expect_str_eq(n, "ijsbrand muller-ludenscheidt, aero strasse, ete, oster, lodz, 東京");
+    free(n);
+    char instant[ST_INSTANT_LEN], http[30];
+    st_format_instant(T0 + 7, instant);
+    cr_expect_str_eq(instant, "2024-05-01T10:00:00.007Z");
+    st_format_instant(-1, instant);
+    cr_expect_str_eq(instant, "1969-12-31T23:59:59.999Z");
+    st_format_http_date(T0, http);
+    cr_expect_str_eq(http, "Wed, 01 May 2024 10:00:00 GMT");
+    cr_expect_str_eq(st_status_name(ST_VERSION_CONFLICT), "version-conflict");
+}
+
+Test(store, invalid_requests_are_refused_up_front)
+{
+    st_op no_id = {.kind = ST_OP_CREATE, .type = "Patient", .json = "{}"};
+    cr_expect_eq(st_submit_wait(S, &no_id, 1, NULL), ST_INVALID);
+    st_query other_type = {.type = "Observation"};
+    st_op wrong = create_op("Patient", "x", "{}");
+    wrong.if_none_exist = &other_type;
+    cr_expect_eq(st_submit_wait(S, &wrong, 1, NULL), ST_INVALID);
+    st_op not_json = create_op("Patient", "y", "no object");
+    cr_expect_eq(submit1(not_json).status, ST_INVALID);
+}
