@@ -354,6 +354,10 @@ int cmd_serve(int argc, char **argv)
         serve_usage(stderr);
         return 2;
     }
+    if (c.error_log[0] && strcmp(c.error_log, "-") && !freopen(c.error_log, "a", stderr)) {
+        fprintf(stdout, "fhirgw serve: cannot open the error log %s\n", c.error_log);
+        return 1;
+    }
     services s = {0};
     s.access_fd = -1;
     int status = 1;
