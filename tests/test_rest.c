@@ -45,7 +45,8 @@ static void run_pki(void)
 
 static void start_server(double rate)
 {
-    char path[512], err[512];
+    static char path[512]; /* the store keeps the path it was opened with */
+    char err[512];
     snprintf(path, sizeof path, "%s/organisations.tsv", dir);
     orgs = id_table_load(path, err, sizeof err);
     cr_assert_not_null(orgs, "%s", err);
