@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# tests/fhirkit/run.sh FHIRGW_BIN WORK_DIR — start `fhirgw serve --dev` on a free port with a
+# fresh test PKI in WORK_DIR, install fhir-kit-client there (npm, pinned by package-lock.json),
+# run smoke.mjs against it, stop the server gracefully. Exit status: the smoke test's.
+set -euo pipefail
+bin=$1 work=$2
+here=$(cd "$(dirname "$0")" && pwd)
+rm -rf "$work" && mkdir -p "$work"
+cp "$here/package.json" "$here/package-lock.json" "$here/smoke.mjs" "$work/"
+(cd "$work" && npm ci --silent --no-audit --no-fund >/dev/null 2>&1) || { echo "npm ci failed"; exit 1; }
+port=$(( 20000 + RANDOM % 20000 ))
+"$bin" serve --dev "$work/dev" --port "$port" >"$work/access.log" 2>"$work/server.log" &
+pid=$!
+trap 'kill -TERM $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  grep -q 'serving' "$work/server.log" 2>/dev/null && break
+  sleep 0.1
+done
+node "$work/smoke.mjs" "https://127.0.0.1:$port" "$work/dev"

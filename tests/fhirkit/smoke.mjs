@@ -1,0 +1,116 @@
+// tests/fhirkit/smoke.mjs — fhirgw driven by fhir-kit-client, an independent FHIR client
+// library, over mutual TLS with a client certificate of the test PKI.
+//
+//   node smoke.mjs BASE_URL PKI_DIR
+//
+// Prints one line per check and a closing "N passed, N failed"; exits 1 on any failure.
+import { readFileSync } from 'node:fs';
+import assert from 'node:assert/strict';
+import { Agent, setGlobalDispatcher } from 'undici';
+import { Client } from 'fhir-kit-client';
+
+const [baseUrl, pki] = process.argv.slice(2);
+// fhir-kit-client uses the global fetch; its connections present hospital-a's certificate.
+setGlobalDispatcher(new Agent({
+  connect: {
+    ca: readFileSync(`${pki}/ca.pem`),
+    cert: readFileSync(`${pki}/clients/hospital-a.crt`),
+    key: readFileSync(`${pki}/clients/hospital-a.key`),
+  },
+}));
+const client = new Client({ baseUrl });
+
+let passed = 0, failed = 0;
+async function check(name, fn) {
+  try {
+    await fn();
+    passed++;
+    console.log(`ok   ${name}`);
+  } catch (e) {
+    failed++;
+    console.log(`FAIL ${name}: ${e.message}`);
+  }
+}
+
+let patientId;
+await check('capabilityStatement', async () => {
+  const cs = await client.capabilityStatement();
+  assert.equal(cs.resourceType, 'CapabilityStatement');
+  assert.equal(cs.fhirVersion, '4.0.1');
+  assert.ok(cs.rest[0].resource.some((r) => r.type === 'CarePlan'));
+});
+await check('create', async () => {
+  const p = await client.create({
+    resourceType: 'Patient',
+    body: { resourceType: 'Patient', name: [{ family: 'de Vries', given: ['Anna'] }], gender: 'female' },
+  });
+  assert.equal(p.meta.versionId, '1');
+  patientId = p.id;
+});
+await check('read', async () => {
+  const p = await client.read({ resourceType: 'Patient', id: patientId });
+  assert.equal(p.name[0].family, 'de Vries');
+});
+await check('update', async () => {
+  const p = await client.update({
+    resourceType: 'Patient', id: patientId,
+    body: { resourceType: 'Patient', id: patientId, name: [{ family: 'de Vries' }], gender: 'other' },
+  });
+  assert.equal(p.meta.versionId, '2');
+});
+await check('vread', async () => {
+  const p = await client.vread({ resourceType: 'Patient', id: patientId, version: '1' });
+  assert.equal(p.gender, 'female');
+});
+await check('search with paging', async () => {
+  for (let i = 0; i < 3; i++)
+    await client.create({ resourceType: 'Patient', body: { resourceType: 'Patient', name: [{ family: 'Pagina' }] } });
+  const page1 = await client.search({ resourceType: 'Patient', searchParams: { family: 'pagina', _count: 2 } });
+  assert.equal(page1.type, 'searchset');
+  assert.equal(page1.total, 3);
+  assert.equal(page1.entry.length, 2);
+  const page2 = await client.nextPage({ bundle: page1 });
+  assert.equal(page2.entry.length, 1);
+});
+await check('history', async () => {
+  const h = await client.resourceHistory({ resourceType: 'Patient', id: patientId });
+  assert.equal(h.type, 'history');
+  assert.equal(h.total, 2);
+});
+await check('transaction', async () => {
+  const t = await client.transaction({
+    body: {
+      resourceType: 'Bundle', type: 'transaction',
+      entry: [
+        { fullUrl: 'urn:uuid:6c3e8b7e-1d4f-4a5b-9c2d-0e1f2a3b4c5d', resource: { resourceType: 'Patient' },
+          request: { method: 'POST', url: 'Patient' } },
+        { resource: { resourceType: 'CarePlan', status: 'active', intent: 'plan',
+                      subject: { reference: 'urn:uuid:6c3e8b7e-1d4f-4a5b-9c2d-0e1f2a3b4c5d' } },
+          request: { method: 'POST', url: 'CarePlan' } },
+      ],
+    },
+  });
+  assert.equal(t.type, 'transaction-response');
+  assert.match(t.entry[1].resource.subject.reference, /^Patient\//);
+});
+await check('validation errors are OperationOutcomes', async () => {
+  try {
+    await client.create({ resourceType: 'Patient', body: { resourceType: 'Patient', gender: 'mal' } });
+    assert.fail('an invalid Patient was accepted');
+  } catch (e) {
+    assert.equal(e.response.status, 422);
+    assert.equal(e.response.data.resourceType, 'OperationOutcome');
+    assert.equal(e.response.data.issue[0].expression[0], 'Patient.gender');
+  }
+});
+await check('delete', async () => {
+  await client.delete({ resourceType: 'Patient', id: patientId });
+  try {
+    await client.read({ resourceType: 'Patient', id: patientId });
+    assert.fail('a deleted Patient was read');
+  } catch (e) {
+    assert.equal(e.response.status, 410);
+  }
+});
+console.log(`fhir-kit-client: ${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
