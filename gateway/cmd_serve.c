@@ -217,8 +217,41 @@ static void serve_usage(FILE *to)
 
 static bool ready(void *arg) { return arg != NULL; }
 
+/* Store commits into the metrics: commit latency and batch size (how well group commit shares syncs). */
+typedef struct store_metrics {
+    mx_metric *commit_seconds;
+    mx_metric *batch_transactions;
+    mx_metric *failed_commits;
+} store_metrics;
+
+static void on_commit(void *arg, const st_commit_stats *stats)
+{
+    store_metrics *m = arg;
+    mx_observe(m->commit_seconds, (double)stats->commit_us / 1e6);
+    mx_observe(m->batch_transactions, (double)stats->transactions);
+    if (!stats->ok)
+        mx_inc(m->failed_commits);
+}
+
+static void register_store_metrics(mx_registry *reg, store_metrics *m)
+{
+    static const double batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+    m->commit_seconds = mx_series(mx_histogram(reg, "fhirgw_store_commit_seconds",
+                                               "Store commit latency, BEGIN to synced COMMIT.", NULL,
+                                               MX_LATENCY_BUCKETS, MX_LATENCY_BUCKET_COUNT),
+                                  NULL);
+    m->batch_transactions = mx_series(mx_histogram(reg, "fhirgw_store_commit_transactions",
+                                                   "Transactions sharing one commit (group commit).", NULL,
+                                                   batch_bounds, sizeof batch_bounds / sizeof *batch_bounds),
+                                      NULL);
+    m->failed_commits = mx_series(mx_counter(reg, "fhirgw_store_commit_failures_total", "Commits that failed.", NULL),
+                                  NULL);
+}
+
 /* Everything the server needs, opened in order and closed in reverse. */
 typedef struct services {
+    mx_registry *metrics;
+    store_metrics store_mx;
     id_table *orgs;
     pf_registry *profiles;
     st_store *store;
@@ -234,6 +267,7 @@ static void close_services(services *s)
     st_close(s->store);
     pf_registry_free(s->profiles);
     id_table_free(s->orgs);
+    mx_registry_free(s->metrics);
     if (s->access_fd > STDERR_FILENO)
         close(s->access_fd);
 }
@@ -256,8 +290,12 @@ static bool open_services(const gw_config *c, services *s, bool dev)
                       issues.items[i].message);
         oo_list_free(&issues);
     }
+    s->metrics = mx_registry_new();
+    register_store_metrics(s->metrics, &s->store_mx);
     st_config sc = {0};
     sc.path = c->store_path;
+    sc.on_commit = on_commit;
+    sc.on_commit_arg = &s->store_mx;
     sc.max_batch = (unsigned)c->store_batch_max;
     sc.batch_wait_us = (unsigned)c->store_batch_wait_us;
     st_error serr;
@@ -305,6 +343,7 @@ static bool open_services(const gw_config *c, services *s, bool dev)
     cfg.drain_timeout_ms = (unsigned)c->drain_timeout_ms;
     cfg.handler = rest_handle;
     cfg.handler_arg = s->app;
+    cfg.metrics = s->metrics;
     cfg.ready = ready;
     cfg.ready_arg = s->store;
     s->access_fd = open_log(c->access_log);
