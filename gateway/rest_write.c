@@ -211,6 +211,33 @@ static void add_tag(rest_write *w, const char *ura, size_t len)
     w->tag_count++;
 }
 
+/* Calls found(ctx, ura) for each URA identifier of an Organization's JSON. */
+static void each_ura(const char *json, size_t len, void (*found)(void *ctx, const char *ura, size_t len), void *ctx)
+{
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return;
+    memcpy(copy, json, len + 1);
+    fj_doc doc;
+    fj_error e;
+    if (fj_parse(copy, len, NULL, &doc, &e)) {
+        uint32_t ids = fj_get(&doc, 0, "identifier");
+        if (ids != UINT32_MAX && doc.nodes[ids].type == FJ_ARRAY) {
+            uint32_t it = ids + 1;
+            for (uint32_t i = 0; i < doc.nodes[ids].len; i++, it = fj_next(&doc, it)) {
+                uint32_t sys = fj_get(&doc, it, "system"), val = fj_get(&doc, it, "value");
+                if (sys != UINT32_MAX && val != UINT32_MAX && fj_str_eq(&doc, sys, URA_SYSTEM) &&
+                    doc.nodes[val].type == FJ_STRING)
+                    found(ctx, fj_str(&doc, val), doc.nodes[val].len);
+            }
+        }
+    }
+    fj_doc_free(&doc);
+    free(copy);
+}
+
+static void add_tag_cb(void *ctx, const char *ura, size_t len) { add_tag(ctx, ura, len); }
+
 /* The URA of a stored Organization (its identifier with the URA system). */
 static void tag_from_organization(rq *q, rest_write *w, const char *id)
 {
@@ -218,24 +245,24 @@ static void tag_from_organization(rq *q, rest_write *w, const char *id)
     st_error err;
     if (st_read(q->app->opt.store, "Organization", id, &r, &err) != ST_OK)
         return;
-    char *copy = malloc(r.json_len + 1);
-    memcpy(copy, r.json, r.json_len + 1);
-    fj_doc doc;
-    fj_error e;
-    if (fj_parse(copy, r.json_len, NULL, &doc, &e)) {
-        uint32_t ids = fj_get(&doc, 0, "identifier");
-        if (ids != UINT32_MAX && doc.nodes[ids].type == FJ_ARRAY) {
-            uint32_t it = ids + 1;
-            for (uint32_t i = 0; i < doc.nodes[ids].len; i++, it = fj_next(&doc, it)) {
-                uint32_t sys = fj_get(&doc, it, "system"), val = fj_get(&doc, it, "value");
-                if (sys != UINT32_MAX && val != UINT32_MAX && fj_str_eq(&doc, sys, URA_SYSTEM))
-                    add_tag(w, fj_str(&doc, val), doc.nodes[val].len);
-            }
-        }
-    }
-    fj_doc_free(&doc);
-    free(copy);
+    each_ura(r.json, r.json_len, add_tag_cb, w);
     st_resource_free(&r);
+}
+
+typedef struct registered_check {
+    const id_table *table;
+    bool registered;
+} registered_check;
+
+static void check_registered(void *ctx, const char *ura, size_t len)
+{
+    registered_check *c = ctx;
+    char text[9];
+    if (len != 8)
+        return;
+    memcpy(text, ura, 8);
+    text[8] = '\0';
+    c->registered |= id_lookup_ura(c->table, text) != NULL;
 }
 
 /* One addressing Reference: "Organization/<id>" of a stored Organization, or a logical URA identifier. */
@@ -547,11 +574,32 @@ bool rest_update(rq *q)
     return prepare_and_submit(q, ST_OP_UPDATE);
 }
 
+/* The directory entry of a registered organisation: others address Tasks to it, so it stays (409). */
+static bool is_registered_organisation(rq *q)
+{
+    if (strcmp(q->route.type->name, "Organization"))
+        return false;
+    st_resource r;
+    st_error err;
+    if (st_read(q->app->opt.store, "Organization", q->route.id, &r, &err) != ST_OK)
+        return false;
+    registered_check c = {q->app->opt.organisations, false};
+    each_ura(r.json, r.json_len, check_registered, &c);
+    st_resource_free(&r);
+    return c.registered;
+}
+
 bool rest_delete(rq *q)
 {
     bool exists;
     if (!may_change(q, AZ_DELETE, &exists))
         return false;
+    if (exists && is_registered_organisation(q)) {
+        rq_respond_outcome(q, 409, OO_ERROR, "conflict", NULL,
+                           "Organization/%s is the directory entry of a registered organisation; it cannot be deleted",
+                           q->route.id);
+        return false;
+    }
     if (!exists) {
         rq_respond_outcome(q, 404, OO_ERROR, OO_NOT_FOUND, NULL, "%s/%s is not known", q->route.type->name,
                            q->route.id);

@@ -478,6 +478,12 @@ Test(rest, task_addressed_to_the_receiver)
     r = request("elv-a", "DELETE", path, NULL, NULL);
     expect_outcome(&r, 403, "forbidden");
     response_free(&r);
+    /* the directory entry of a registered organisation cannot be deleted while others address it */
+    char org_path[160];
+    snprintf(org_path, sizeof org_path, "/Organization/%s", org_id);
+    r = request("elv-a", "DELETE", org_path, NULL, NULL);
+    expect_outcome(&r, 409, "conflict");
+    response_free(&r);
 }
 
 /* ---- search and paging ---- */
