@@ -19,10 +19,13 @@
  */
 #include "fhir/validate.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "fhir/fhirpath.h"
 
 #define NO_NODE UINT32_MAX
 #define PATH_CAPACITY 1024
@@ -65,8 +68,11 @@ typedef struct ctx {
     uint32_t container;        /* the resource whose `contained` list '#id' references search */
     bundle_frame *bundle;      /* innermost Bundle being walked, or NULL */
     const fs_element *bundle_entry; /* the Bundle.entry element, to know which entry we are in */
-    const fs_type *t_reference, *t_coding, *t_codeable_concept, *t_bundle;
+    const fs_type *t_reference, *t_coding, *t_codeable_concept, *t_bundle, *t_extension;
     const pf_registry *profiles;
+    bool invariants;           /* evaluate the core invariants (FHIRPath) */
+    fp_arena *arena;           /* for invariant evaluation, made on first use */
+    uint32_t resource;         /* the resource being walked: %resource */
 } ctx;
 
 /* ---- locations and reporting ------------------------------------------- */
@@ -330,6 +336,108 @@ static void validate_primitive(ctx *c, const fs_element *el, const fs_type *t, u
                (int)(n->len > 100 ? 100 : n->len), S(c, v), valueset_url(c, el));
 }
 
+/* ---- invariants ------------------------------------------------------------------ */
+
+/*
+ * The core invariants, compiled once per process (the schema is static, so
+ * the compiled table is too) and shared by all threads.
+ *
+ * Two are enforced by the walk itself instead of FHIRPath, because they
+ * apply to every element and the walk already knows the answer:
+ *   ele-1  "All FHIR elements must have a @value or children": empty objects,
+ *          empty strings and bare `null`s are refused structurally, and an
+ *          object with nothing but an id is refused below;
+ *   ext-1  "Must have either extensions or value[x], not both": checked on
+ *          every Extension object without evaluating anything.
+ */
+static fp_expr **compiled;       /* one per schema constraint, NULL when it does not compile */
+static const fs_schema *compiled_for;
+static pthread_once_t compile_once = PTHREAD_ONCE_INIT;
+
+static void compile_invariants(void)
+{
+    const fs_schema *s = fs_r4();
+    compiled = calloc(s->constraint_count, sizeof *compiled);
+    if (!compiled)
+        return;
+    for (uint32_t i = 0; i < s->constraint_count; i++) {
+        const fs_constraint *k = &s->constraints[i];
+        if (!strcmp(k->key, "ele-1") || !strcmp(k->key, "ext-1"))
+            continue;
+        fp_error err;
+        compiled[i] = fp_compile(k->expression, s, &err);
+    }
+    compiled_for = s;
+}
+
+static void check_one_invariant(ctx *c, uint32_t index, uint32_t node, const fs_type *t, const fs_element *el)
+{
+    const fs_constraint *k = &c->s->constraints[index];
+    const fp_expr *e = compiled[index];
+    if (!e)
+        return;
+    if (!c->arena && !(c->arena = fp_arena_new()))
+        return;
+    fp_env env;
+    fp_env_init(&env, c->doc);
+    env.schema = c->s;
+    env.resource = c->resource;
+    env.root_resource = c->container;
+    fp_collection out;
+    fp_error err;
+    if (!fp_evaluate_node(e, &env, node, t, el, c->arena, &out, &err)) {
+        report(c, node, OO_WARNING, OO_PROCESSING, "invariant %s could not be evaluated: %s", k->key, err.message);
+    } else {
+        fp_truth truth = fp_truth_of(&out);
+        if (truth == FP_FALSE)
+            report(c, node, k->is_error ? OO_ERROR : OO_WARNING, OO_INVARIANT, "%s: %s", k->key, k->human);
+        else if (truth == FP_NOT_BOOLEAN)
+            report(c, node, OO_WARNING, OO_PROCESSING, "invariant %s did not give a boolean", k->key);
+    }
+    fp_arena_reset(c->arena);
+}
+
+static bool listed(const fs_schema *s, const fs_element *e, uint32_t index)
+{
+    for (unsigned i = 0; e && i < e->constraint_count; i++)
+        if (s->constraint_refs[e->constraint_first + i] == index)
+            return true;
+    return false;
+}
+
+/* The invariants of the element and of its type's root, each once. */
+static void check_invariants(ctx *c, const fs_element *el, const fs_type *t, uint32_t node)
+{
+    if (!c->invariants || !compiled)
+        return;
+    const fs_element *root = &c->s->elements[t->root];
+    if (el && el != root)
+        for (unsigned i = 0; i < el->constraint_count; i++)
+            check_one_invariant(c, c->s->constraint_refs[el->constraint_first + i], node, t, el);
+    for (unsigned i = 0; i < root->constraint_count; i++) {
+        uint32_t index = c->s->constraint_refs[root->constraint_first + i];
+        if (el == root || !listed(c->s, el, index))
+            check_one_invariant(c, index, node, t, el);
+    }
+}
+
+/* ext-1, natively: an Extension has a value[x] or nested extensions, never both, never neither. */
+static void check_extension_shape(ctx *c, uint32_t obj)
+{
+    bool has_value = false, has_extensions = false;
+    uint32_t key = fj_first_child(obj);
+    for (uint32_t m = 0; m < N(c, obj)->len; m++, key = fj_next(c->doc, fj_next(c->doc, key))) {
+        const char *k = S(c, key);
+        size_t len = N(c, key)->len;
+        if ((len > 5 && !memcmp(k, "value", 5)) || (len > 6 && !memcmp(k, "_value", 6)))
+            has_value = true; /* a primitive value may consist of its extensions only (_valueString) */
+        else if (fj_str_eq(c->doc, key, "extension"))
+            has_extensions = true;
+    }
+    if (has_value == has_extensions)
+        report(c, obj, OO_ERROR, OO_INVARIANT, "ext-1: Must have either extensions or value[x], not both");
+}
+
 /* ---- complex values ------------------------------------------------------------ */
 
 static void validate_value(ctx *c, const fs_element *el, const fs_type *t, uint32_t v)
@@ -359,6 +467,10 @@ static void validate_value(ctx *c, const fs_element *el, const fs_type *t, uint3
         check_coded_binding(c, el, t, v);
     if (t == c->t_reference)
         check_reference(c, v);
+    if (t == c->t_extension)
+        check_extension_shape(c, v);
+    if (N(c, v)->len)
+        check_invariants(c, el, t, v);
 }
 
 /* The type a value of element el has: the choice the key selected, or its only type. */
@@ -537,6 +649,8 @@ static void validate_members(ctx *c, uint32_t obj, const fs_element *kids, unsig
         report(c, obj, OO_ERROR, OO_STRUCTURE, "empty object: leave the property out instead");
         return;
     }
+    if (on->len == 1 && !resource_root && fj_str_eq(c->doc, fj_first_child(obj), "id"))
+        report(c, obj, OO_ERROR, OO_INVARIANT, "ele-1: All FHIR elements must have a @value or children");
     if (n > FV_MAX_CHILDREN) {
         report(c, obj, OO_FATAL, OO_EXCEPTION, "internal limit: %s has more than %d children", owner,
                FV_MAX_CHILDREN);
@@ -783,9 +897,10 @@ static void validate_resource(ctx *c, uint32_t node, bool contained)
         return;
     }
     size_t old = c->path_len ? c->path_len : path_push(c, "%s", t->name);
-    uint32_t outer_container = c->container;
+    uint32_t outer_container = c->container, outer_resource = c->resource;
     if (!contained)
         c->container = node;
+    c->resource = node;
     bundle_frame frame;
     bool is_bundle = t == c->t_bundle;
     if (is_bundle)
@@ -793,11 +908,13 @@ static void validate_resource(ctx *c, uint32_t node, bool contained)
     unsigned count;
     const fs_element *kids = fs_children(c->s, &c->s->elements[t->root], &count);
     validate_members(c, node, kids, count, t->name, true);
+    check_invariants(c, &c->s->elements[t->root], t, node);
     if (c->profiles)
         pf_validate_declared(c->profiles, c->doc, node, c->path, c->out);
     if (is_bundle)
         bundle_end(c, &frame, old);
     c->container = outer_container;
+    c->resource = outer_resource;
     path_pop(c, old);
 }
 
@@ -810,11 +927,16 @@ static void ctx_init(ctx *c, const fv_options *opts, fj_doc *doc, oo_list *out)
     c->doc = doc;
     c->out = out;
     c->container = NO_NODE;
+    c->resource = NO_NODE;
     c->t_reference = fs_type_by_name(c->s, "Reference", 9);
     c->t_coding = fs_type_by_name(c->s, "Coding", 6);
     c->t_codeable_concept = fs_type_by_name(c->s, "CodeableConcept", 15);
     c->t_bundle = fs_type_by_name(c->s, "Bundle", 6);
+    c->t_extension = fs_type_by_name(c->s, "Extension", 9);
     c->profiles = opts ? opts->profiles : NULL;
+    c->invariants = !(opts && opts->skip_invariants) && c->s == fs_r4();
+    if (c->invariants)
+        pthread_once(&compile_once, compile_invariants);
     const fs_type *choice;
     c->bundle_entry = fs_child(c->s, &c->s->elements[c->t_bundle->root], "entry", 5, &choice);
 }
@@ -827,6 +949,7 @@ size_t fv_validate_doc(fj_doc *doc, const fv_options *opts, oo_list *out)
     validate_resource(&c, 0, false);
     if (opts && opts->profiles && opts->profile)
         pf_validate(opts->profiles, opts->profile, doc, 0, "", out);
+    fp_arena_free(c.arena);
     return out->errors - before;
 }
 

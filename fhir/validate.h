@@ -7,7 +7,9 @@
  * versus single value, primitive JSON types and lexical formats, primitive
  * extensions (`_name`), required bindings the package can expand, reference
  * syntax, contained resources, Bundle entries (recursively) and, in
- * transaction and document Bundles, that references between entries resolve.
+ * transaction and document Bundles, that references between entries resolve;
+ * then every invariant (constraint) of the core StructureDefinitions at the
+ * severity it defines, evaluated with FHIRPath (ele-1 and ext-1 natively).
  *
  * Problems are appended to an oo_list with a FHIRPath `expression`
  * (e.g. "CarePlan.activity[0].detail.status") and the source line/column.
@@ -33,6 +35,7 @@ typedef struct fv_options {
     size_t max_issues;       /* per validation; 0 = OO_DEFAULT_MAX_ISSUES */
     const pf_registry *profiles; /* when set: meta.profile of every resource, and known extensions, are checked */
     const pf_profile *profile;   /* when set: the root resource must also conform to this profile */
+    bool skip_invariants;        /* leave out the core invariants (FHIRPath), e.g. to measure their cost */
 } fv_options;
 
 /*
