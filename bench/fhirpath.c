@@ -190,7 +190,7 @@ static void one_pass(const corpus *c, const fp_expr *e, context on, fp_arena *a,
         for (size_t i = 0; i < c->count; i++) {
             fp_env env;
             fp_env_init(&env, &c->docs[i].doc);
-            env.lenient_as = true; /* as the validator will evaluate the core invariants */
+            env.lenient = true; /* as the validator will evaluate the core invariants */
             fp_arena_reset(a);
             bool ok = fp_evaluate_node(e, &env, 0, NULL, NULL, a, &out, &err);
             r->evals++;
@@ -204,7 +204,7 @@ static void one_pass(const corpus *c, const fp_expr *e, context on, fp_arena *a,
     for (size_t i = 0; i < n; i++) {
         fp_env env;
         fp_env_init(&env, items[i].u.node.doc);
-        env.lenient_as = true;
+        env.lenient = true;
         fp_arena_reset(a);
         fp_collection in = {(fp_item *)&items[i], 1};
         bool ok = fp_evaluate(e, &env, &in, a, &out, &err);

@@ -198,12 +198,15 @@ typedef struct fp_env {
     void *trace_ctx;
     unsigned max_depth;        /* nesting of function calls and repeat(); 0 = FP_DEFAULT_MAX_DEPTH */
     /*
-     * FHIRPath says `as` on several items is an error, but R4's own
-     * invariants apply it to collections (dom-3:
-     * %resource.descendants().as(canonical)). Set this when evaluating them:
-     * `as` then filters a collection as ofType() does.
+     * Compatibility with R4's own invariants, which the strict FHIRPath
+     * reading (and its test suite) rejects. When set:
+     * - `as` on several items filters them as ofType() does, instead of
+     *   failing (dom-3: %resource.descendants().as(canonical));
+     * - a System type name also matches the FHIR primitives that convert to
+     *   it (que-7: answer is Boolean, where answer is a FHIR boolean).
+     * The validator sets this when it checks the core constraints.
      */
-    bool lenient_as;
+    bool lenient;
 } fp_env;
 
 #define FP_DEFAULT_MAX_DEPTH 200u

@@ -76,11 +76,15 @@ bool fp_type_is_a(const fs_schema *s, const fs_type *t, const fs_type *base)
     return false;
 }
 
-bool fp_item_is(const fs_schema *s, const fp_item *it, const fp_typespec *ts)
+bool fp_item_is(const fs_schema *s, bool lenient, const fp_item *it, const fp_typespec *ts)
 {
-    if (it->kind == FP_NODE)
-        return ts->fhir && fp_type_is_a(s, it->u.node.type, ts->fhir);
-    return ts->system == it->kind;
+    if (it->kind != FP_NODE)
+        return ts->system == it->kind;
+    if (ts->fhir && fp_type_is_a(s, it->u.node.type, ts->fhir))
+        return true;
+    fp_item v;
+    return lenient && ts->system >= 0 && it->u.node.type && it->u.node.type->kind == FS_PRIMITIVE &&
+           fp_to_system(s, it, &v) && v.kind == ts->system;
 }
 
 const char *fp_item_type_name(const fp_item *it)
@@ -941,17 +945,17 @@ static bool eval_type_op(fp_ctx *c, const fp_ast *n, const fp_scope *s, fp_colle
         fpc_empty(out);
         return true;
     }
-    if (in.count > 1 && n->kind == A_AS && c->env->lenient_as) {
+    if (in.count > 1 && n->kind == A_AS && c->env->lenient) {
         size_t cap = 0;
         fpc_empty(out);
         for (size_t i = 0; i < in.count; i++)
-            if (fp_item_is(c->schema, &in.items[i], &n->type))
+            if (fp_item_is(c->schema, c->env->lenient, &in.items[i], &n->type))
                 fpc_push(c, out, &cap, &in.items[i]);
         return true;
     }
     if (in.count > 1)
         return fp_fail(c, n, "'%s' expects a single item, got %zu", n->kind == A_IS ? "is" : "as", in.count);
-    bool is = fp_item_is(c->schema, &in.items[0], &n->type);
+    bool is = fp_item_is(c->schema, c->env->lenient, &in.items[0], &n->type);
     if (n->kind == A_IS)
         return boolean_result(c, n, is, out);
     if (is)

@@ -417,7 +417,7 @@ static bool fn_of_type(fp_ctx *c, const fp_ast *n, const fp_collection *in, fp_c
     size_t cap = 0;
     fpc_empty(out);
     for (size_t i = 0; i < in->count; i++)
-        if (fp_item_is(c->schema, &in->items[i], &n->type))
+        if (fp_item_is(c->schema, c->env->lenient, &in->items[i], &n->type))
             fpc_push(c, out, &cap, &in->items[i]);
     return true;
 }
@@ -1344,11 +1344,11 @@ static bool fn_is_as(fp_ctx *c, const fp_ast *n, const fp_collection *in, fp_col
 {
     if (in->count == 0)
         return empty_result(out);
-    if (in->count > 1 && n->op == F_AS && c->env->lenient_as)
+    if (in->count > 1 && n->op == F_AS && c->env->lenient)
         return fn_of_type(c, n, in, out);
     if (in->count > 1)
         return fp_fail(c, n, "%s() expects a single item, got %zu", n->name, in->count);
-    bool is = fp_item_is(c->schema, &in->items[0], &n->type);
+    bool is = fp_item_is(c->schema, c->env->lenient, &in->items[0], &n->type);
     if (n->op == F_IS)
         return bool_result(c, n, is, out);
     if (!is)

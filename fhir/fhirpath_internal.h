@@ -165,8 +165,8 @@ void fp_members(fp_ctx *c, const fp_item *it, const char *name, size_t len, fp_c
 /* The node item for doc node index, with type from resourceType when type is NULL or abstract. */
 fp_item fp_node_item(const fs_schema *s, const fj_doc *d, uint32_t index, uint32_t ext, const fs_type *type,
                      const fs_element *element);
-/* Type test: does item have (a subtype of) type ts. */
-bool fp_item_is(const fs_schema *s, const fp_item *it, const fp_typespec *ts);
+/* Type test: does item have (a subtype of) type ts. lenient: see fp_env.lenient. */
+bool fp_item_is(const fs_schema *s, bool lenient, const fp_item *it, const fp_typespec *ts);
 /* FHIR type name of a node item ("Patient", "string"), or NULL. */
 const char *fp_item_type_name(const fp_item *it);
 /* is_a over the schema's base chain. */

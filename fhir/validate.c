@@ -141,7 +141,7 @@ static bool has_prefix(const char *s, size_t len, const char *prefix)
 static void validate_resource(ctx *c, uint32_t node, bool contained);
 static void validate_value(ctx *c, const fs_element *el, const fs_type *t, uint32_t v);
 static void validate_members(ctx *c, uint32_t obj, const fs_element *kids, unsigned n, const char *owner,
-                             bool resource_root);
+                             bool resource_root, bool companion);
 
 /* Children that apply to a value of type t held in element el. */
 static const fs_element *children_for(const ctx *c, const fs_element *el, const fs_type *t, unsigned *n)
@@ -348,9 +348,23 @@ static void validate_primitive(ctx *c, const fs_element *el, const fs_type *t, u
  *          empty strings and bare `null`s are refused structurally, and an
  *          object with nothing but an id is refused below;
  *   ext-1  "Must have either extensions or value[x], not both": checked on
- *          every Extension object without evaluating anything.
+ *          every Extension object without evaluating anything;
+ *   ref-1  "SHALL have a contained resource if a local reference is
+ *          provided": check_reference, located at the .reference itself;
+ *   bdl-7  "FullUrl must be unique in a bundle": check_full_urls, located at
+ *          the entry's fullUrl.
  */
 static fp_expr **compiled;       /* one per schema constraint, NULL when it does not compile */
+
+/* Invariants the walk enforces itself, with sharper locations (see above). */
+static bool natively_enforced(const char *key)
+{
+    static const char *const keys[] = {"ele-1", "ext-1", "ref-1", "bdl-7"};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+        if (!strcmp(keys[i], key))
+            return true;
+    return false;
+}
 static const fs_schema *compiled_for;
 static pthread_once_t compile_once = PTHREAD_ONCE_INIT;
 
@@ -362,7 +376,7 @@ static void compile_invariants(void)
         return;
     for (uint32_t i = 0; i < s->constraint_count; i++) {
         const fs_constraint *k = &s->constraints[i];
-        if (!strcmp(k->key, "ele-1") || !strcmp(k->key, "ext-1"))
+        if (natively_enforced(k->key))
             continue;
         fp_error err;
         compiled[i] = fp_compile(k->expression, s, &err);
@@ -381,6 +395,7 @@ static void check_one_invariant(ctx *c, uint32_t index, uint32_t node, const fs_
     fp_env env;
     fp_env_init(&env, c->doc);
     env.schema = c->s;
+    env.lenient = true; /* R4's own invariants need it: dom-3 applies as() to collections, que-7 says 'is Boolean' */
     env.resource = c->resource;
     env.root_resource = c->container;
     fp_collection out;
@@ -461,7 +476,7 @@ static void validate_value(ctx *c, const fs_element *el, const fs_type *t, uint3
     }
     unsigned count;
     const fs_element *kids = children_for(c, el, t, &count);
-    validate_members(c, v, kids, count, t->name, false);
+    validate_members(c, v, kids, count, t->name, false, false);
     if (el && el->valueset != FS_NONE && el->binding_strength == FS_BIND_REQUIRED &&
         (t == c->t_coding || t == c->t_codeable_concept))
         check_coded_binding(c, el, t, v);
@@ -520,6 +535,16 @@ static void validate_property(ctx *c, const fs_element *el, const fs_type *choic
     path_pop(c, old);
 }
 
+/* One `_name` object: its members, and ele-1 for a primitive that has no value and nothing but an id. */
+static void validate_companion_object(ctx *c, uint32_t obj, uint32_t value, const fs_element *kids, unsigned count,
+                                      const fs_type *t)
+{
+    validate_members(c, obj, kids, count, t->name, false, true);
+    bool has_value = value != NO_NODE && N(c, value)->type != FJ_NULL;
+    if (!has_value && N(c, obj)->len == 1 && fj_str_eq(c->doc, fj_first_child(obj), "id"))
+        report(c, obj, OO_ERROR, OO_INVARIANT, "ele-1: All FHIR elements must have a @value or children");
+}
+
 /*
  * A primitive's `_name` companion (id and extensions of the primitive).
  * For repeating elements both arrays align index by index, with null where
@@ -549,7 +574,7 @@ static void validate_companion(ctx *c, const fs_element *el, const fs_type *t, u
         if (en->type != FJ_OBJECT)
             report(c, ext, OO_ERROR, OO_STRUCTURE, "'_%s' must be an object, found %s", el->name, json_kind(en));
         else
-            validate_members(c, ext, kids, count, t->name, false);
+            validate_companion_object(c, ext, value, kids, count, t);
         path_pop(c, old);
         return;
     }
@@ -579,7 +604,7 @@ static void validate_companion(ctx *c, const fs_element *el, const fs_type *t, u
             report(c, item, OO_ERROR, OO_STRUCTURE, "'_%s' entries must be objects or null, found %s", el->name,
                    json_kind(N(c, item)));
         } else {
-            validate_members(c, item, kids, count, t->name, false);
+            validate_companion_object(c, item, value_null ? NO_NODE : vitem, kids, count, t);
         }
         path_pop(c, before);
         item = fj_next(c->doc, item);
@@ -641,15 +666,16 @@ static void note_companion(ctx *c, uint32_t key, uint32_t val, const fs_element 
     st->choice[idx] = choice;
 }
 
+/* companion: obj is a primitive's `_name` object, whose value (if any) is elsewhere (ele-1 is checked by the caller). */
 static void validate_members(ctx *c, uint32_t obj, const fs_element *kids, unsigned n, const char *owner,
-                             bool resource_root)
+                             bool resource_root, bool companion)
 {
     const fj_node *on = N(c, obj);
     if (on->len == 0) {
         report(c, obj, OO_ERROR, OO_STRUCTURE, "empty object: leave the property out instead");
         return;
     }
-    if (on->len == 1 && !resource_root && fj_str_eq(c->doc, fj_first_child(obj), "id"))
+    if (on->len == 1 && !resource_root && !companion && fj_str_eq(c->doc, fj_first_child(obj), "id"))
         report(c, obj, OO_ERROR, OO_INVARIANT, "ele-1: All FHIR elements must have a @value or children");
     if (n > FV_MAX_CHILDREN) {
         report(c, obj, OO_FATAL, OO_EXCEPTION, "internal limit: %s has more than %d children", owner,
@@ -907,7 +933,7 @@ static void validate_resource(ctx *c, uint32_t node, bool contained)
         bundle_begin(c, node, &frame);
     unsigned count;
     const fs_element *kids = fs_children(c->s, &c->s->elements[t->root], &count);
-    validate_members(c, node, kids, count, t->name, true);
+    validate_members(c, node, kids, count, t->name, true, false);
     check_invariants(c, &c->s->elements[t->root], t, node);
     if (c->profiles)
         pf_validate_declared(c->profiles, c->doc, node, c->path, c->out);

@@ -79,14 +79,16 @@ static bool find_pki_script(char *out, size_t size)
     if (!slash)
         return false;
     *slash = '\0';
-    snprintf(out, size, "%s/../certs/make-test-pki", exe);
-    return file_exists(out);
+    int written = snprintf(out, size, "%s/../certs/make-test-pki", exe);
+    return written > 0 && (size_t)written < size && file_exists(out);
 }
 
 static bool make_dev_pki(const char *dir)
 {
     char marker[PATH_MAX];
-    snprintf(marker, sizeof marker, "%s/organisations.tsv", dir);
+    int n = snprintf(marker, sizeof marker, "%s/organisations.tsv", dir);
+    if (n < 0 || (size_t)n >= sizeof marker)
+        return false;
     if (file_exists(marker))
         return true;
     char script[PATH_MAX];
@@ -110,8 +112,9 @@ static void dev_config(gw_config *c, const char *dir, unsigned port)
     char buf[CFG_PATH_MAX];
 #define SET(key, ...)                                                                                            \
     do {                                                                                                         \
-        snprintf(buf, sizeof buf, __VA_ARGS__);                                                                  \
-        cfg_set(c, key, buf, err, sizeof err);                                                                   \
+        int n_ = snprintf(buf, sizeof buf, __VA_ARGS__);                                                         \
+        if (n_ > 0 && (size_t)n_ < sizeof buf)                                                                   \
+            cfg_set(c, key, buf, err, sizeof err);                                                               \
     } while (0)
     SET("listen", "127.0.0.1:%u", port);
     SET("base_url", "https://127.0.0.1:%u", port);

@@ -513,38 +513,36 @@ static bool is_failure(st_status status)
     return status != ST_OK && status != ST_EXISTS;
 }
 
-/* Runs one submitted transaction inside its savepoint; false when it was rolled back. */
-static bool run_txn(st_store *s, st_write_ctx *ctx, txn *t)
+typedef enum txn_outcome { TXN_KEPT, TXN_ROLLED_BACK, TXN_BATCH_LOST } txn_outcome;
+
+static void mark_aborted_except(txn *t, size_t failed)
 {
-    st_error err = {{0}};
-    st_status begun = s->backend->begin_txn(s->writer, &err);
-    size_t failed = t->op_count;
-    for (size_t i = 0; i < t->op_count; i++) {
-        st_op_result *res = &t->results[i];
-        if (begun != ST_OK) {
-            st__result_message(res, begun, "%s", err.message);
-            failed = i;
-            break;
-        }
-        s->backend->apply(s->writer, ctx, &t->ops[i], res);
-        if (is_failure(res->status)) {
-            failed = i;
-            break;
-        }
-    }
-    if (failed == t->op_count) {
-        s->backend->end_txn(s->writer, true);
-        return true;
-    }
-    if (begun == ST_OK)
-        s->backend->end_txn(s->writer, false);
     for (size_t i = 0; i < t->op_count; i++)
         if (i != failed) {
-            st_op_result *res = &t->results[i];
-            memset(res, 0, sizeof *res);
-            res->status = ST_ABORTED;
+            memset(&t->results[i], 0, sizeof t->results[i]);
+            t->results[i].status = ST_ABORTED;
         }
-    return false;
+}
+
+/* Runs one submitted transaction inside its savepoint. */
+static txn_outcome run_txn(st_store *s, st_write_ctx *ctx, txn *t, st_error *err)
+{
+    st_status begun = s->backend->begin_txn(s->writer, err);
+    if (begun != ST_OK)
+        return TXN_BATCH_LOST;
+    size_t failed = t->op_count;
+    for (size_t i = 0; i < t->op_count && failed == t->op_count; i++) {
+        s->backend->apply(s->writer, ctx, &t->ops[i], &t->results[i]);
+        if (is_failure(t->results[i].status))
+            failed = i;
+    }
+    bool keep = failed == t->op_count;
+    if (s->backend->end_txn(s->writer, keep, err) != ST_OK)
+        return TXN_BATCH_LOST;
+    if (keep)
+        return TXN_KEPT;
+    mark_aborted_except(t, failed);
+    return TXN_ROLLED_BACK;
 }
 
 /* The whole batch failed (BEGIN or COMMIT): every operation gets the reason. */
@@ -599,20 +597,20 @@ static void run_batch(st_store *s, txn *batch)
     stats.queue_wait_us = start - batch->queued_at_us;
     st_error err = {{0}};
 
+    for (txn *t = batch; t; t = t->next)
+        stats.transactions++;
     st_status status = s->backend->begin_batch(s->writer, &err);
-    if (status == ST_OK) {
-        for (txn *t = batch; t; t = t->next) {
-            stats.transactions++;
-            if (run_txn(s, &ctx, t))
-                stats.operations += t->op_count;
-            else
-                stats.failed++;
-        }
-        status = s->backend->commit_batch(s->writer, &err);
-    } else {
-        for (txn *t = batch; t; t = t->next)
-            stats.transactions++;
+    for (txn *t = batch; t && status == ST_OK; t = t->next) {
+        txn_outcome outcome = run_txn(s, &ctx, t, &err);
+        if (outcome == TXN_BATCH_LOST)
+            status = ST_IO;
+        else if (outcome == TXN_KEPT)
+            stats.operations += t->op_count;
+        else
+            stats.failed++;
     }
+    if (status == ST_OK)
+        status = s->backend->commit_batch(s->writer, &err);
     if (status != ST_OK) {
         s->backend->rollback_batch(s->writer);
         fail_batch(batch, status, err.message);
@@ -621,6 +619,7 @@ static void run_batch(st_store *s, txn *batch)
     stats.commit_us = monotonic_us() - start;
     count_commit(s, &stats);
     report_and_free(batch); /* only now: a callback means committed and synced */
+    s->backend->maintain(s->writer);
 }
 
 static void deadline_after(struct timespec *ts, unsigned us)

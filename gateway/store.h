@@ -186,8 +186,9 @@ typedef enum st_modifier {
  * the range its precision implies (2024-05 = [May 1st 00:00, May 31st
  * 23:59:59.999]) and rows are ranges too (a dateTime is a point, a Period
  * its start and end). Numbers compare value against the row's value, except
- * eq/ne, which use [low, high] (the precision range; equal to value for an
- * exact match).
+ * eq/ne, which use [low, high]: the range the value's precision implies
+ * (100 = [99.5, 100.5]); low = high = 0 means exactly value. ap is within
+ * 10% of value.
  */
 typedef struct st_value {
     st_prefix prefix;  /* dates, numbers, quantities, _lastUpdated; ST_EQ elsewhere */
@@ -232,7 +233,7 @@ typedef struct st_query {
     size_t visible_to_count;
     const st_sort *sort;               /* none: _lastUpdated descending */
     size_t sort_count;
-    size_t count;                      /* page size; 0 with want_total: the total only */
+    size_t count;                      /* page size; 0: the total only with want_total, else 50 */
     size_t offset;
     bool want_total;
 } st_query;

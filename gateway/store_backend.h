@@ -66,8 +66,12 @@ typedef struct st_backend {
     st_status (*commit_batch)(void *writer, st_error *err);
     void (*rollback_batch)(void *writer);
     st_status (*begin_txn)(void *writer, st_error *err);
-    void (*end_txn)(void *writer, bool keep);
+    /* Releases (keep) or rolls back the savepoint. Not ST_OK: the batch transaction itself is gone
+     * (SQLite rolls back everything on some I/O errors), and the whole batch must fail. */
+    st_status (*end_txn)(void *writer, bool keep, st_error *err);
     void (*apply)(void *writer, st_write_ctx *ctx, const st_op *op, st_op_result *res);
+    /* After a batch's callbacks have run: housekeeping that must not delay acknowledgements. */
+    void (*maintain)(void *writer);
 
     /* version 0: the current one */
     st_status (*read)(void *reader, const char *type, const char *id, int64_t version, st_resource *out,

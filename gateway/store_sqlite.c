@@ -33,6 +33,8 @@
 #define SCHEMA_VERSION 1
 #define DYNAMIC_CACHE_SIZE 32
 #define DEFAULT_PAGE_SIZE 50
+#define CHECKPOINT_PAGES 1000          /* SQLite's own default threshold */
+#define WAL_SIZE_LIMIT (64 << 20)      /* truncate a WAL left larger than this after a checkpoint */
 
 /* ---- Schema -------------------------------------------------------------------------- */
 
@@ -61,31 +63,31 @@ static const char *const MIGRATIONS[] = {
     "  UNIQUE (rid, version));"
     "CREATE INDEX version_by_type ON resource_version (type, seq);"
     "CREATE TABLE access_tag (tag TEXT NOT NULL, rid INTEGER NOT NULL, PRIMARY KEY (tag, rid)) WITHOUT ROWID;"
-    "CREATE INDEX access_tag_by_resource ON access_tag (rid);"
+    "CREATE INDEX access_tag_by_resource ON access_tag (rid, tag);"
     "CREATE TABLE index_string (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL,"
     "  normalized TEXT NOT NULL, exact TEXT NOT NULL);"
     "CREATE INDEX index_string_value ON index_string (type, param, normalized);"
-    "CREATE INDEX index_string_rid ON index_string (rid);"
+    "CREATE INDEX index_string_rid ON index_string (rid, param);"
     "CREATE TABLE index_token (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL,"
     "  system TEXT, code TEXT);"
     "CREATE INDEX index_token_value ON index_token (type, param, code);"
-    "CREATE INDEX index_token_rid ON index_token (rid);"
+    "CREATE INDEX index_token_rid ON index_token (rid, param);"
     "CREATE TABLE index_reference (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL,"
     "  target_type TEXT, target_id TEXT, url TEXT);"
     "CREATE INDEX index_reference_value ON index_reference (type, param, target_id);"
     "CREATE INDEX index_reference_url ON index_reference (type, param, url);"
-    "CREATE INDEX index_reference_rid ON index_reference (rid);"
+    "CREATE INDEX index_reference_rid ON index_reference (rid, param);"
     "CREATE TABLE index_date (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL,"
     "  low INTEGER NOT NULL, high INTEGER NOT NULL);"
     "CREATE INDEX index_date_value ON index_date (type, param, low);"
-    "CREATE INDEX index_date_rid ON index_date (rid);"
+    "CREATE INDEX index_date_rid ON index_date (rid, param);"
     "CREATE TABLE index_number (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL,"
     "  value REAL NOT NULL, system TEXT, code TEXT);"
     "CREATE INDEX index_number_value ON index_number (type, param, value);"
-    "CREATE INDEX index_number_rid ON index_number (rid);"
+    "CREATE INDEX index_number_rid ON index_number (rid, param);"
     "CREATE TABLE index_uri (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL, uri TEXT NOT NULL);"
     "CREATE INDEX index_uri_value ON index_uri (type, param, uri);"
-    "CREATE INDEX index_uri_rid ON index_uri (rid);",
+    "CREATE INDEX index_uri_rid ON index_uri (rid, param);",
 };
 #define MIGRATION_COUNT (sizeof MIGRATIONS / sizeof *MIGRATIONS)
 _Static_assert(MIGRATION_COUNT == SCHEMA_VERSION, "one migration per schema version");
@@ -184,6 +186,7 @@ typedef struct conn {
     sqlite3_stmt *fixed[FIXED_STMT_COUNT];
     cached_stmt dynamic[DYNAMIC_CACHE_SIZE];
     uint64_t tick;
+    int wal_pages; /* writer: pages in the WAL after the last commit */
 } conn;
 
 static st_status status_of(int rc)
@@ -373,6 +376,34 @@ static bool migrate(conn *c, st_error *err)
     return true;
 }
 
+static int note_wal_size(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    (void)db, (void)name;
+    ((conn *)arg)->wal_pages = pages;
+    return SQLITE_OK;
+}
+
+/*
+ * Checkpoints are ours, not SQLite's: its automatic checkpoint runs inside
+ * COMMIT, before the batch's callbacks; ours runs after them (maintain), so
+ * it delays the next batch a little but no acknowledgement.
+ */
+static bool take_over_checkpoints(conn *c)
+{
+    sqlite3_wal_hook(c->db, note_wal_size, c);
+    return exec_pragma(c, "PRAGMA journal_size_limit=%d", WAL_SIZE_LIMIT) == SQLITE_OK;
+}
+
+static void maintain(void *writer)
+{
+    conn *c = writer;
+    if (c->wal_pages < CHECKPOINT_PAGES)
+        return;
+    /* PASSIVE: copies what no reader still needs and never waits for readers */
+    sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    c->wal_pages = 0;
+}
+
 static void *open_writer(const st_config *config, st_error *err)
 {
     conn *c = conn_open(config, true, err);
@@ -389,6 +420,12 @@ static void *open_writer(const st_config *config, st_error *err)
         return NULL;
     }
     if (!migrate(c, err)) {
+        conn_close(c);
+        return NULL;
+    }
+    /* registering the hook also switches SQLite's automatic checkpoint off */
+    if (!take_over_checkpoints(c)) {
+        st__error(err, "%s: %s", config->path, sqlite3_errmsg(c->db));
         conn_close(c);
         return NULL;
     }
@@ -444,11 +481,23 @@ static st_status begin_txn(void *writer, st_error *err)
     return run_fixed(writer, SAVEPOINT, err);
 }
 
-static void end_txn(void *writer, bool keep)
+static st_status end_txn(void *writer, bool keep, st_error *err)
 {
+    conn *c = writer;
     if (!keep)
-        run_fixed(writer, ROLLBACK_TO, NULL);
-    run_fixed(writer, RELEASE, NULL);
+        run_fixed(c, ROLLBACK_TO, NULL);
+    run_fixed(c, RELEASE, NULL);
+    /*
+     * After some errors (disk full, I/O) SQLite rolls back the whole
+     * transaction by itself. Then earlier transactions of this batch are
+     * gone too, and later ones would run outside it: say so, so that the
+     * batch fails as a whole rather than acknowledging lost writes.
+     */
+    if (sqlite3_get_autocommit(c->db)) {
+        st__error(err, "the batch transaction was rolled back: %s", sqlite3_errmsg(c->db));
+        return ST_IO;
+    }
+    return ST_OK;
 }
 
 /* ---- Generated SQL: a growing text and its bound values ----------------------------------- */
@@ -794,11 +843,52 @@ static st_status builtin_condition(sql_builder *b, const st_condition *c, bool i
 }
 
 /*
- * A condition as "r.rid [NOT] IN (SELECT x.rid FROM index_<kind> x WHERE
- * ...)": SQLite then drives a selective condition from the index instead of
- * probing every resource of the type.
+ * How well a condition can drive the query: 0 for equality lookups, 1 for
+ * string prefixes, 2 for ranges, -1 for what never drives (negations,
+ * :missing, :contains, the built-ins in the resource table itself).
  */
-static st_status condition_expr(sql_builder *b, const st_query *q, const st_condition *c)
+static int drive_rank(const st_condition *c)
+{
+    if (!c->param || c->param[0] == '_' || c->modifier == ST_MOD_NOT || c->modifier == ST_MOD_MISSING ||
+        c->modifier == ST_MOD_CONTAINS)
+        return -1;
+    for (size_t i = 0; i < c->value_count; i++)
+        if (c->values && c->values[i].prefix == ST_NE)
+            return -1;
+    switch (c->kind) {
+    case ST_KIND_TOKEN:
+    case ST_KIND_REFERENCE:
+    case ST_KIND_URI:
+        return 0;
+    case ST_KIND_STRING:
+        return c->modifier == ST_MOD_EXACT ? 0 : 1;
+    default:
+        return 2;
+    }
+}
+
+/* The index of the condition that drives the query, or -1 when none should. */
+static long driving_condition(const st_query *q)
+{
+    long best = -1;
+    int best_rank = 3;
+    for (size_t i = 0; i < q->condition_count; i++) {
+        int rank = drive_rank(&q->conditions[i]);
+        if (rank >= 0 && rank < best_rank)
+            best = (long)i, best_rank = rank;
+    }
+    return best;
+}
+
+/*
+ * A condition over index rows. The driving one becomes "r.rid IN (SELECT
+ * x.rid FROM index_<kind> x WHERE ...)", which SQLite runs first, from the
+ * value index, visiting only the resources it yields. Every other one
+ * becomes a correlated "[NOT] EXISTS (... WHERE x.rid = r.rid ...)": a probe
+ * of the (rid, param) index per candidate. (As IN lists they would each be
+ * materialised in full, which for "gender=male" is half the table.)
+ */
+static st_status condition_expr(sql_builder *b, const st_query *q, const st_condition *c, bool drives)
 {
     if (!c->param || (unsigned)c->kind > ST_KIND_URI || !modifier_fits(c))
         return ST_INVALID;
@@ -808,10 +898,13 @@ static st_status condition_expr(sql_builder *b, const st_query *q, const st_cond
         return builtin_condition(b, c, false);
 
     bool negated = c->modifier == ST_MOD_NOT || (c->modifier == ST_MOD_MISSING && c->missing);
-    sb_add(b, negated ? "r.rid NOT IN (SELECT x.rid FROM " : "r.rid IN (SELECT x.rid FROM ");
+    if (drives)
+        sb_add(b, "r.rid IN (SELECT x.rid FROM ");
+    else
+        sb_add(b, negated ? "NOT EXISTS (SELECT 1 FROM " : "EXISTS (SELECT 1 FROM ");
     sb_add(b, INDEX_TABLE[c->kind]);
-    sb_add(b, " x WHERE ");
-    if (q->type)
+    sb_add(b, drives ? " x WHERE " : " x WHERE x.rid = r.rid AND ");
+    if (drives && q->type)
         sb_add(b, "x.type = "), sb_text(b, q->type), sb_add(b, " AND ");
     sb_add(b, "x.param = "), sb_text(b, c->param);
     if (c->modifier != ST_MOD_MISSING) {
@@ -829,7 +922,7 @@ static void visibility_expr(sql_builder *b, const char *const *orgs, size_t coun
     sb_add(b, " AND (r.owner IN (");
     for (size_t i = 0; i < count; i++)
         sb_add(b, i ? ", " : ""), sb_text(b, orgs[i]);
-    sb_add(b, ") OR r.rid IN (SELECT a.rid FROM access_tag a WHERE a.tag IN (");
+    sb_add(b, ") OR EXISTS (SELECT 1 FROM access_tag a WHERE a.rid = r.rid AND a.tag IN (");
     for (size_t i = 0; i < count; i++)
         sb_add(b, i ? ", " : ""), sb_text(b, orgs[i]);
     sb_add(b, ")))");
@@ -838,12 +931,14 @@ static void visibility_expr(sql_builder *b, const char *const *orgs, size_t coun
 /* The WHERE clause of a search over "resource r" (without the word WHERE). */
 static st_status where_clause(sql_builder *b, const st_query *q)
 {
+    long driver = driving_condition(q);
     sb_add(b, "r.deleted = 0");
+    /* with a driving condition, "+" keeps the planner (which has no statistics) off the type index */
     if (q->type)
-        sb_add(b, " AND r.type = "), sb_text(b, q->type);
+        sb_add(b, driver >= 0 ? " AND +r.type = " : " AND r.type = "), sb_text(b, q->type);
     for (size_t i = 0; i < q->condition_count; i++) {
         sb_add(b, " AND ");
-        st_status s = condition_expr(b, q, &q->conditions[i]);
+        st_status s = condition_expr(b, q, &q->conditions[i], (long)i == driver);
         if (s != ST_OK)
             return s;
     }
@@ -1457,6 +1552,7 @@ const st_backend st_sqlite_backend = {
     .begin_txn = begin_txn,
     .end_txn = end_txn,
     .apply = apply,
+    .maintain = maintain,
     .read = read_resource,
     .history = history,
     .search = search,

@@ -31,7 +31,8 @@ static void setup(void)
     char sub[512];
     snprintf(sub, sizeof sub, "%s/sub", tmpdir);
     mkdir(sub, 0700);
-    write_file("good.json", "{\"resourceType\":\"Patient\",\"gender\":\"female\"}");
+    write_file("good.json", "{\"resourceType\":\"Patient\",\"text\":{\"status\":\"generated\",\"div\":"
+                            "\"<div xmlns=\\\"http://www.w3.org/1999/xhtml\\\">A patient</div>\"},\"gender\":\"female\"}");
     write_file("sub/bad.json", "{\"resourceType\":\"Patient\",\"gender\":\"mal\"}");
     write_file("sub/broken.json", "{\"resourceType\":\"Patient\",\n\"gender\":}");
     write_file("sub/notes.txt", "not JSON, not walked");

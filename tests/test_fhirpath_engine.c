@@ -362,3 +362,26 @@ Test(fhirpath_cli, prints_json_and_exit_statuses)
     cr_expect_eq(run_cli("", &out), 2);
     free(out);
 }
+
+Test(fhirpath_fhir, lenient_mode_for_core_invariants)
+{
+    doc_holder h = parse("{\"resourceType\":\"Questionnaire\",\"status\":\"draft\",\"url\":\"http://x.org/q\","
+                         "\"item\":[{\"linkId\":\"1\",\"type\":\"boolean\",\"enableWhen\":[{\"question\":\"0\","
+                         "\"operator\":\"exists\",\"answerBoolean\":true}]}]}");
+    fp_env env;
+    fp_env_init(&env, &h.doc);
+    fp_error err;
+    /* strict FHIRPath: as() on several items is an error, a FHIR boolean is not a System.Boolean */
+    cr_expect_null(eval_env("descendants().as(uri)", &env, &err));
+    char *got = eval_env("item.enableWhen.all(operator = 'exists' implies (answer is Boolean))", &env, &err);
+    cr_expect_str_eq(got, "[false]");
+    free(got);
+    env.lenient = true; /* as the core invariants (dom-3, que-7) are written */
+    got = eval_env("descendants().as(uri)", &env, &err);
+    cr_expect_str_eq(got, "[\"http://x.org/q\"]");
+    free(got);
+    got = eval_env("item.enableWhen.all(operator = 'exists' implies (answer is Boolean))", &env, &err);
+    cr_expect_str_eq(got, "[true]");
+    free(got);
+    release(&h);
+}

@@ -150,7 +150,7 @@ Test(valid, primitive_extensions_aligned)
 {
     EXPECT_CLEAN("{\"resourceType\":\"Patient\",\"name\":[{\"given\":[\"a\",null],"
                  "\"_given\":[null,{\"extension\":[{\"url\":\"http://x.org/e\",\"valueString\":\"y\"}]}]}],"
-                 "\"_birthDate\":{\"id\":\"b1\"}}");
+                 "\"birthDate\":\"1970\",\"_birthDate\":{\"id\":\"b1\"}}");
 }
 
 Test(valid, contained_and_references)
@@ -206,7 +206,7 @@ Test(invalid, bundle_entries_and_resolution)
                OO_ERROR, OO_NOT_FOUND, "Bundle.entry[0].resource.subject.reference");
     /* A Bundle inside a Bundle keeps its own fullUrl scope. */
     EXPECT_ONE("{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[{\"resource\":"
-               "{\"resourceType\":\"Bundle\",\"type\":\"document\",\"entry\":[{\"fullUrl\":\"urn:uuid:not-a-uuid\","
+               "{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[{\"fullUrl\":\"urn:uuid:not-a-uuid\","
                "\"resource\":{\"resourceType\":\"Patient\"}}]}}]}",
                OO_ERROR, OO_VALUE, "Bundle.entry[0].resource.entry[0].fullUrl");
 }

@@ -1,0 +1,299 @@
+/*
+ * bench/store.c — how many durable writes and reads per second the store
+ * (gateway/store.h, SQLite backend) sustains, and how well group commit
+ * batches.
+ *
+ *   bench-store [DIR [SECONDS]]
+ *
+ * DIR is where the database goes (default: a fresh directory under /tmp,
+ * removed afterwards); use the disk the server will use, since the sync is
+ * what is measured. SECONDS per phase, default 3.
+ *
+ * Writes are creates of a ~1 KB Patient with 8 index rows and an access tag,
+ * durable (synchronous=FULL): each one counts only after its completion
+ * callback. Phases: 1, 8 and 64 threads each waiting for its own write
+ * (st_submit_wait), and one thread keeping 256 writes in flight through
+ * callbacks, the way an event-loop server submits. Each line gives
+ * writes/s, commits per write (group commit: lower is better, 1.0 = one
+ * sync per write) and the mean commit time. Reads are st_read of random
+ * existing resources from 1, 2 and 8 threads, and a token search.
+ *
+ * The issue's target for the whole server: 5,000 durable writes/s on 2 cores.
+ */
+#include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gateway/store.h"
+
+#define IN_FLIGHT 256
+
+static st_store *store;
+static int seconds = 3;
+static _Atomic bool stop;
+static _Atomic uint64_t ids_issued, writes_done;
+
+static const char BODY[] =
+    "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"http://fhir.nl/fhir/NamingSystem/bsn\","
+    "\"value\":\"999911120\"}],\"active\":true,\"name\":[{\"use\":\"official\",\"family\":\"Jansen\","
+    "\"given\":[\"Pieter\",\"Jan\"],\"prefix\":[\"dhr.\"]}],\"telecom\":[{\"system\":\"phone\","
+    "\"value\":\"+31 20 555 0100\",\"use\":\"home\"},{\"system\":\"email\",\"value\":\"p.jansen@example.nl\"}],"
+    "\"gender\":\"male\",\"birthDate\":\"1957-03-14\",\"address\":[{\"use\":\"home\",\"line\":[\"Kerkstraat 12\"],"
+    "\"city\":\"Utrecht\",\"postalCode\":\"3511 AB\",\"country\":\"NL\"}],\"generalPractitioner\":[{\"reference\":"
+    "\"Practitioner/gp-0042\",\"display\":\"Huisartsenpraktijk De Linde\"}],\"managingOrganization\":{"
+    "\"reference\":\"Organization/org-17\"},\"communication\":[{\"language\":{\"coding\":[{\"system\":"
+    "\"urn:ietf:bcp:47\",\"code\":\"nl\",\"display\":\"Dutch\"}]},\"preferred\":true}],\"extension\":[{\"url\":"
+    "\"http://example.org/fhir/StructureDefinition/remark\",\"valueString\":\"a realistic amount of padding so "
+    "that the document is about one kilobyte, which is what a typical Patient or Task weighs on the wire here\"}]}";
+
+static const st_index_row ROWS[] = {
+    {.param = "identifier", .kind = ST_KIND_TOKEN, .v.token = {"http://fhir.nl/fhir/NamingSystem/bsn", "999911120"}},
+    {.param = "family", .kind = ST_KIND_STRING, .v.string = {"Jansen"}},
+    {.param = "given", .kind = ST_KIND_STRING, .v.string = {"Pieter"}},
+    {.param = "given", .kind = ST_KIND_STRING, .v.string = {"Jan"}},
+    {.param = "gender", .kind = ST_KIND_TOKEN, .v.token = {"http://hl7.org/fhir/administrative-gender", "male"}},
+    {.param = "birthdate", .kind = ST_KIND_DATE, .v.date = {-403315200000LL, -403228800001LL}},
+    {.param = "general-practitioner", .kind = ST_KIND_REFERENCE, .v.reference = {"Practitioner", "gp-0042", NULL}},
+    {.param = "organization", .kind = ST_KIND_REFERENCE, .v.reference = {"Organization", "org-17", NULL}},
+};
+static const char *const TAGS[] = {"90000380"};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+#define ROW_COUNT (sizeof ROWS / sizeof *ROWS)
+
+/* A write with a fresh id, which is also its identifier; id and rows must live until it completes. */
+static st_op make_write(char id[32], st_index_row rows[ROW_COUNT])
+{
+    snprintf(id, 32, "p%llu", (unsigned long long)atomic_fetch_add(&ids_issued, 1));
+    memcpy(rows, ROWS, sizeof ROWS);
+    rows[0].v.token.code = id;
+    return (st_op){.kind = ST_OP_CREATE, .type = "Patient", .id = id, .owner = "90000380", .json = BODY,
+                   .json_len = sizeof BODY - 1, .meta_at = 26, .rows = rows, .row_count = ROW_COUNT,
+                   .access_tags = TAGS, .access_tag_count = 1};
+}
+
+static void *sync_writer(void *arg)
+{
+    (void)arg;
+    char id[32];
+    st_index_row rows[ROW_COUNT];
+    while (!atomic_load(&stop)) {
+        st_op op = make_write(id, rows);
+        st_op_result r;
+        if (st_submit_wait(store, &op, 1, &r) != ST_OK) {
+            fprintf(stderr, "write failed: %s %s\n", st_status_name(r.status), r.message);
+            exit(1);
+        }
+        atomic_fetch_add(&writes_done, 1);
+    }
+    return NULL;
+}
+
+/* ---- one thread, IN_FLIGHT writes outstanding through callbacks ---- */
+
+typedef struct slot {
+    char id[32];
+    st_index_row rows[ROW_COUNT];
+    st_op op;
+} slot;
+
+static pthread_mutex_t window_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t window_freed = PTHREAD_COND_INITIALIZER;
+static slot *free_slots[IN_FLIGHT];
+static int free_count;
+
+static void async_done(void *arg, const st_txn_result *r)
+{
+    if (r->status != ST_OK) {
+        fprintf(stderr, "write failed: %s\n", st_status_name(r->status));
+        exit(1);
+    }
+    atomic_fetch_add(&writes_done, 1);
+    pthread_mutex_lock(&window_lock);
+    free_slots[free_count++] = arg;
+    pthread_cond_signal(&window_freed);
+    pthread_mutex_unlock(&window_lock);
+}
+
+static void *async_writer(void *arg)
+{
+    (void)arg;
+    static slot slots[IN_FLIGHT];
+    free_count = 0;
+    for (int i = 0; i < IN_FLIGHT; i++)
+        free_slots[free_count++] = &slots[i];
+    while (!atomic_load(&stop)) {
+        pthread_mutex_lock(&window_lock);
+        while (free_count == 0)
+            pthread_cond_wait(&window_freed, &window_lock);
+        slot *s = free_slots[--free_count];
+        pthread_mutex_unlock(&window_lock);
+        s->op = make_write(s->id, s->rows);
+        if (st_submit(store, &s->op, 1, async_done, s) != ST_OK) {
+            fprintf(stderr, "submit refused\n");
+            exit(1);
+        }
+    }
+    pthread_mutex_lock(&window_lock); /* drain: every slot back */
+    while (free_count < IN_FLIGHT)
+        pthread_cond_wait(&window_freed, &window_lock);
+    pthread_mutex_unlock(&window_lock);
+    return NULL;
+}
+
+static void write_phase(const char *label, int threads, void *(*body)(void *))
+{
+    st_counters before, after;
+    st_counters_get(store, &before);
+    atomic_store(&writes_done, 0);
+    atomic_store(&stop, false);
+    pthread_t tids[64];
+    double t0 = now_s();
+    for (int i = 0; i < threads; i++)
+        pthread_create(&tids[i], NULL, body, NULL);
+    sleep((unsigned)seconds);
+    atomic_store(&stop, true);
+    for (int i = 0; i < threads; i++)
+        pthread_join(tids[i], NULL);
+    double elapsed = now_s() - t0;
+    st_counters_get(store, &after);
+    uint64_t writes = atomic_load(&writes_done), commits = after.commits - before.commits;
+    printf("  %-28s %9.0f writes/s  %6.3f commits/write  %7.2f ms/commit  (%llu writes)\n", label,
+           (double)writes / elapsed, writes ? (double)commits / (double)writes : 0,
+           commits ? (double)(after.commit_us_total - before.commit_us_total) / (double)commits / 1000 : 0,
+           (unsigned long long)writes);
+}
+
+/* ---- reads ---- */
+
+static _Atomic uint64_t reads_done;
+
+static void *reader(void *arg)
+{
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    uint64_t n = atomic_load(&ids_issued), local = 0;
+    char id[32];
+    while (!atomic_load(&stop)) {
+        snprintf(id, sizeof id, "p%llu", (unsigned long long)(rand_r(&seed) % n));
+        st_resource r;
+        st_status s = st_read(store, "Patient", id, &r, NULL);
+        if (s == ST_OK)
+            local++;
+        st_resource_free(&r);
+    }
+    atomic_fetch_add(&reads_done, local);
+    return NULL;
+}
+
+/* identifier=<one of them>&gender=male, with the total: an index lookup, not a scan */
+static void *searcher(void *arg)
+{
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    uint64_t n = atomic_load(&ids_issued), local = 0;
+    char id[32];
+    st_value v[2] = {{.v.token = {"http://fhir.nl/fhir/NamingSystem/bsn", id}}, {.v.token = {NULL, "male"}}};
+    st_condition c[2] = {{.param = "identifier", .kind = ST_KIND_TOKEN, .values = &v[0], .value_count = 1},
+                         {.param = "gender", .kind = ST_KIND_TOKEN, .values = &v[1], .value_count = 1}};
+    st_query q = {.type = "Patient", .conditions = c, .condition_count = 2, .count = 10, .want_total = true};
+    while (!atomic_load(&stop)) {
+        snprintf(id, sizeof id, "p%llu", (unsigned long long)(rand_r(&seed) % n));
+        st_list l;
+        if (st_search(store, &q, &l, NULL) == ST_OK && l.count == 1)
+            local++;
+        st_list_free(&l);
+    }
+    atomic_fetch_add(&reads_done, local);
+    return NULL;
+}
+
+static void read_phase(const char *label, int threads, void *(*body)(void *))
+{
+    atomic_store(&reads_done, 0);
+    atomic_store(&stop, false);
+    pthread_t tids[64];
+    double t0 = now_s();
+    for (int i = 0; i < threads; i++)
+        pthread_create(&tids[i], NULL, body, (void *)(uintptr_t)(i + 1));
+    sleep((unsigned)seconds);
+    atomic_store(&stop, true);
+    for (int i = 0; i < threads; i++)
+        pthread_join(tids[i], NULL);
+    printf("  %-28s %9.0f /s\n", label, (double)atomic_load(&reads_done) / (now_s() - t0));
+}
+
+static void remove_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[512];
+    while (d && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+    if (d)
+        closedir(d);
+    rmdir(dir);
+}
+
+int main(int argc, char **argv)
+{
+    char dir[256] = "/tmp/bench-store.XXXXXX";
+    bool own_dir = argc < 2;
+    if (own_dir ? !mkdtemp(dir) : snprintf(dir, sizeof dir, "%s", argv[1]) >= (int)sizeof dir) {
+        perror("directory");
+        return 1;
+    }
+    if (argc > 2)
+        seconds = atoi(argv[2]) > 0 ? atoi(argv[2]) : 3;
+    char path[300];
+    snprintf(path, sizeof path, "%s/bench-store.db", dir);
+
+    st_config config = {.path = path};
+    st_error err;
+    store = st_open(&config, &err);
+    if (!store) {
+        fprintf(stderr, "st_open: %s\n", err.message);
+        return 1;
+    }
+    printf("bench-store: %s, %d s per phase, %zu-byte Patients with %zu index rows, synchronous=FULL\n", path,
+           seconds, sizeof BODY - 1, sizeof ROWS / sizeof *ROWS);
+    printf("durable writes\n");
+    write_phase("1 thread, waits each", 1, sync_writer);
+    write_phase("8 threads, wait each", 8, sync_writer);
+    write_phase("64 threads, wait each", 64, sync_writer);
+    write_phase("1 thread, 256 in flight", 1, async_writer);
+    printf("reads (%llu resources)\n", (unsigned long long)atomic_load(&ids_issued));
+    read_phase("read, 1 thread", 1, reader);
+    read_phase("read, 2 threads", 2, reader);
+    read_phase("read, 8 threads", 8, reader);
+    read_phase("search, 1 thread", 1, searcher);
+    read_phase("search, 2 threads", 2, searcher);
+
+    st_counters c;
+    st_counters_get(store, &c);
+    printf("totals: %llu commits, %llu transactions, largest batch %llu, slowest commit %.2f ms\n",
+           (unsigned long long)c.commits, (unsigned long long)c.transactions, (unsigned long long)c.max_batch_seen,
+           (double)c.commit_us_max / 1000);
+    st_close(store);
+    if (own_dir)
+        remove_tree(dir);
+    else {
+        unlink(path);
+        char side[320];
+        snprintf(side, sizeof side, "%s-wal", path), unlink(side);
+        snprintf(side, sizeof side, "%s-shm", path), unlink(side);
+    }
+    return 0;
+}
