@@ -11,7 +11,7 @@
  *                   sliced element, sort its values into slices by the
  *                   discriminators and check each slice the same way
  *   check_value     fixed / pattern, type restriction, targetProfile,
- *                   required binding, invariants (through the hook)
+ *                   required binding, invariants (FHIRPath)
  *
  * Extensions anywhere in a resource whose URL the registry defines are then
  * checked against their definition (check_extensions), once per resource.
@@ -19,6 +19,8 @@
 #include "fhir/profile.h"
 
 #include <json-c/json.h>
+
+#include "fhir/fhirpath.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,7 +98,7 @@ struct pf_registry {
     size_t valueset_count, valueset_capacity;
     pf_codesystem **codesystems;
     size_t codesystem_count, codesystem_capacity;
-    pf_constraint_hook hook;
+    fp_cache *expressions; /* the profiles' invariants, compiled on first use (thread-safe) */
 };
 
 /* Grow an array of pointers by one slot. */
@@ -145,8 +147,10 @@ static char *canonical(const char *url)
 pf_registry *pf_registry_new(const fs_schema *schema)
 {
     pf_registry *r = calloc(1, sizeof *r);
-    if (r)
+    if (r) {
         r->schema = schema ? schema : fs_r4();
+        r->expressions = fp_cache_new(r->schema);
+    }
     return r;
 }
 
@@ -217,10 +221,10 @@ void pf_registry_free(pf_registry *r)
         free(r->codesystems[i]);
     }
     free(r->codesystems);
+    fp_cache_free(r->expressions);
     free(r);
 }
 
-void pf_set_constraint_hook(pf_registry *r, pf_constraint_hook hook) { r->hook = hook; }
 size_t pf_registry_count(const pf_registry *r) { return r->profile_count; }
 const char *pf_profile_url(const pf_profile *p) { return p->url; }
 const char *pf_profile_type(const pf_profile *p) { return p->type; }
@@ -614,6 +618,7 @@ typedef struct vctx {
     char path[PATH_CAPACITY];
     size_t path_len;
     int depth; /* guards against profiles whose extensions refer to each other */
+    fp_arena *arena; /* for invariants, made on first use */
 } vctx;
 
 static const fj_node *N(const vctx *c, uint32_t i) { return &c->doc->nodes[i]; }
@@ -930,18 +935,27 @@ static void check_constraints(vctx *c, const pf_elem *e, uint32_t v)
 {
     for (size_t i = 0; i < e->constraint_count; i++) {
         const pf_constraint *k = &e->constraints[i];
-        if (!c->r->hook) {
-            report(c, v, OO_INFORMATION, OO_INFORMATIONAL, "invariant %s not evaluated: no FHIRPath engine linked",
-                   k->key);
+        fp_error err;
+        const fp_expr *expr = fp_cache_get(c->r->expressions, k->expression, &err);
+        if (!expr) {
+            report(c, v, OO_ERROR, OO_PROCESSING, "invariant %s does not compile: %s", k->key, err.message);
             continue;
         }
-        char err[256] = "";
-        int holds = c->r->hook(k->expression, c->doc, c->resource, v, NULL, err, sizeof err);
-        if (holds == 0)
+        if (!c->arena && !(c->arena = fp_arena_new()))
+            return;
+        fp_env env;
+        fp_env_init(&env, c->doc);
+        env.schema = c->r->schema;
+        env.lenient = true;
+        env.resource = c->resource;
+        fp_collection out;
+        if (!fp_evaluate_node(expr, &env, v, NULL, NULL, c->arena, &out, &err)) {
+            report(c, v, OO_ERROR, OO_PROCESSING, "invariant %s could not be evaluated: %s", k->key, err.message);
+        } else if (fp_truth_of(&out) == FP_FALSE) {
             report(c, v, k->is_error ? OO_ERROR : OO_WARNING, OO_INVARIANT, "%s: %s", k->key,
                    k->human ? k->human : k->expression);
-        else if (holds < 0)
-            report(c, v, OO_ERROR, OO_PROCESSING, "invariant %s could not be evaluated: %s", k->key, err);
+        }
+        fp_arena_reset(c->arena);
     }
 }
 
@@ -1193,6 +1207,7 @@ size_t pf_validate(const pf_registry *r, const pf_profile *p, fj_doc *doc, uint3
         return out->errors - before;
     }
     apply_profile(&c, p, resource);
+    fp_arena_free(c.arena);
     return out->errors - before;
 }
 
@@ -1225,5 +1240,6 @@ size_t pf_validate_declared(const pf_registry *r, fj_doc *doc, uint32_t resource
     }
     c.profile_url = "(extension definitions)";
     check_extensions(&c, resource);
+    fp_arena_free(c.arena);
     return out->errors - before;
 }

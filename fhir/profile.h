@@ -16,8 +16,8 @@
  *   - extensions by URL checked against their own definition (simple
  *     value[x] extensions and complex ones with nested extensions);
  *   - required bindings to the registry's value sets (or core ones);
- *   - the profile's own invariants (FHIRPath) — evaluated once the FHIRPath
- *     engine is linked in (see pf_constraint_hook).
+ *   - the profile's own invariants, evaluated with FHIRPath (fhir/fhirpath.h);
+ *     each expression is compiled once, on first use, into the registry.
  * The differential of each profile is applied over its base; the base is a
  * core type or another profile in the registry (applied too).
  *
@@ -81,15 +81,5 @@ size_t pf_validate(const pf_registry *r, const pf_profile *p, fj_doc *doc, uint3
  */
 size_t pf_validate_declared(const pf_registry *r, fj_doc *doc, uint32_t resource, const char *base_path,
                             oo_list *out);
-
-/*
- * Invariants of profiles are FHIRPath. The engine registers this hook;
- * without one, profile invariants are reported as not evaluated (information).
- * The hook returns 1 when the constraint holds at `node`, 0 when it does not,
- * -1 on an evaluation error (message in err).
- */
-typedef int (*pf_constraint_hook)(const char *expression, fj_doc *doc, uint32_t resource, uint32_t node,
-                                  const fs_type *type, char *err, size_t errlen);
-void pf_set_constraint_hook(pf_registry *r, pf_constraint_hook hook);
 
 #endif

@@ -147,6 +147,10 @@ Test(profile, patient_defects)
     EXPECT_ONE(PATIENT_HEAD "\"identifier\":[" BSN "],\"gender\":\"male\",\"birthDate\":\"1940\","
                             "\"generalPractitioner\":[{\"reference\":\"Organization/o1\"}]}",
                NULL, OO_ERROR, OO_STRUCTURE, "Patient.generalPractitioner[0].reference");
+    /* the profile's own invariant (FHIRPath): a BSN has nine digits */
+    EXPECT_ONE(PATIENT_HEAD "\"identifier\":[{\"system\":\"http://fhir.nl/fhir/NamingSystem/bsn\",\"value\":\"12\"}],"
+                            "\"gender\":\"male\",\"birthDate\":\"1940\"}",
+               NULL, OO_ERROR, OO_INVARIANT, "Patient.identifier[0].value");
     /* the BSN slice requires a value */
     EXPECT_ONE(PATIENT_HEAD "\"identifier\":[{\"system\":\"http://fhir.nl/fhir/NamingSystem/bsn\"}],"
                             "\"gender\":\"male\",\"birthDate\":\"1940\"}",
