@@ -10,7 +10,11 @@
  * reset between evaluations, as the validator will do; the table shows the
  * evaluations per second, the nanoseconds per evaluation, how many results
  * were non-empty (a sanity check that the expressions find something) and
- * the arena's size at the end. Prints only; not a test.
+ * the arena's size at the end.
+ *
+ * Then the cost of the core invariants: every JSON file of the package
+ * validated with and without them, best of three, in the same run
+ * (target: invariants add at most 50%). Prints only; not a test.
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -19,6 +23,7 @@
 #include <time.h>
 
 #include "fhir/fhirpath.h"
+#include "fhir/validate.h"
 
 #define MIN_SECONDS 0.25 /* each expression runs at least this long */
 
@@ -214,6 +219,110 @@ static void one_pass(const corpus *c, const fp_expr *e, context on, fp_arena *a,
     }
 }
 
+/* Every *.json of the package, as raw text (validation parses itself). */
+typedef struct raw_file {
+    char *text;
+    size_t len;
+} raw_file;
+
+/* The conformance resources of the package, as opposed to the instance examples. */
+static bool is_conformance_file(const char *name)
+{
+    static const char *const prefixes[] = {"StructureDefinition-", "ValueSet-", "CodeSystem-", "SearchParameter-",
+                                           "ConceptMap-", "OperationDefinition-", "CapabilityStatement-",
+                                           "ImplementationGuide-", "CompartmentDefinition-", "NamingSystem-",
+                                           "StructureMap-", "ig-r4", "Bundle-dataelements", "Bundle-resources",
+                                           "Bundle-types", "Bundle-valuesets", "Bundle-conceptmaps",
+                                           "Bundle-searchParams", "Bundle-extensions", "Bundle-profiles-",
+                                           "Bundle-v2-", "Bundle-v3-", "Bundle-valueset-expansions"};
+    for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++)
+        if (!strncmp(name, prefixes[i], strlen(prefixes[i])))
+            return true;
+    return false;
+}
+
+static size_t load_raw(const char *dir, bool examples_only, raw_file **out, size_t *bytes)
+{
+    DIR *d = opendir(dir);
+    size_t n = 0, cap = 0;
+    *out = NULL;
+    *bytes = 0;
+    struct dirent *ent;
+    while (d && (ent = readdir(d))) {
+        size_t len = strlen(ent->d_name);
+        if (len < 6 || strcmp(ent->d_name + len - 5, ".json") || !strcmp(ent->d_name, "package.json"))
+            continue;
+        if (examples_only && is_conformance_file(ent->d_name))
+            continue;
+        char path[5200];
+        snprintf(path, sizeof path, "%.4000s/%.1000s", dir, ent->d_name);
+        FILE *f = fopen(path, "rb");
+        if (!f)
+            continue;
+        fseek(f, 0, SEEK_END);
+        long size = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        if (n == cap)
+            *out = realloc(*out, (cap = cap ? cap * 2 : 1024) * sizeof **out);
+        (*out)[n].text = malloc((size_t)size + 1);
+        (*out)[n].len = fread((*out)[n].text, 1, (size_t)size, f);
+        *bytes += (*out)[n].len;
+        n++;
+        fclose(f);
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* Best of three passes of validating every file; scratch buffers restored outside the timing. */
+static double time_validation(const raw_file *files, size_t n, bool invariants, size_t *warnings)
+{
+    double best = 1e30;
+    for (int round = 0; round < 3; round++) {
+        double total = 0;
+        *warnings = 0;
+        for (size_t i = 0; i < n; i++) {
+            char *copy = malloc(files[i].len + 1);
+            memcpy(copy, files[i].text, files[i].len);
+            fv_options opts = {0};
+            opts.skip_invariants = !invariants;
+            oo_list issues;
+            oo_list_init(&issues, 1);
+            double t0 = now_seconds();
+            fv_validate_buffer(copy, files[i].len, &opts, &issues);
+            total += now_seconds() - t0;
+            *warnings += issues.warnings;
+            oo_list_free(&issues);
+            free(copy);
+        }
+        if (total < best)
+            best = total;
+    }
+    return best;
+}
+
+static void invariant_cost(const char *dir, bool examples_only)
+{
+    raw_file *files;
+    size_t bytes;
+    size_t n = load_raw(dir, examples_only, &files, &bytes);
+    size_t w_without, w_with;
+    double without = time_validation(files, n, false, &w_without);
+    double with = time_validation(files, n, true, &w_with);
+    printf("\nvalidating %s (%zu files, %.1f MB):\n",
+           examples_only ? "the instance examples of the package" : "every file of the package, conformance resources included",
+           n, (double)bytes / 1e6);
+    printf("  without invariants %8.3f s  %7.1f MB/s\n", without, (double)bytes / 1e6 / without);
+    printf("  with invariants    %8.3f s  %7.1f MB/s  (%zu invariant warnings such as dom-6)\n", with,
+           (double)bytes / 1e6 / with, w_with - w_without);
+    printf("  invariants add %.0f%% to validation time (target <= 50%%: %s)\n", (with / without - 1) * 100,
+           with / without <= 1.5 ? "met" : "MISSED");
+    for (size_t i = 0; i < n; i++)
+        free(files[i].text);
+    free(files);
+}
+
 int main(int argc, char **argv)
 {
     char dir[4096];
@@ -260,6 +369,8 @@ int main(int argc, char **argv)
     printf("\nall: %.0f evaluations/s on average; arena %zu KB after the run\n", (double)total_evals / total_seconds,
            fp_arena_capacity(a) / 1024);
     fp_arena_free(a);
+    invariant_cost(dir, true);
+    invariant_cost(dir, false);
     for (size_t i = 0; i < c.count; i++) {
         fj_doc_free(&c.docs[i].doc);
         free(c.docs[i].text);

@@ -71,7 +71,7 @@ typedef struct ctx {
     const fs_type *t_reference, *t_coding, *t_codeable_concept, *t_bundle, *t_extension;
     const pf_registry *profiles;
     bool invariants;           /* evaluate the core invariants (FHIRPath) */
-    fp_arena *arena;           /* for invariant evaluation, made on first use */
+    fp_arena *arena;           /* for invariant evaluation: the thread's, taken on first use */
     uint32_t resource;         /* the resource being walked: %resource */
 } ctx;
 
@@ -352,14 +352,23 @@ static void validate_primitive(ctx *c, const fs_element *el, const fs_type *t, u
  *   ref-1  "SHALL have a contained resource if a local reference is
  *          provided": check_reference, located at the .reference itself;
  *   bdl-7  "FullUrl must be unique in a bundle": check_full_urls, located at
- *          the entry's fullUrl.
+ *          the entry's fullUrl;
+ *   dom-3  "If the resource is contained in another resource, it SHALL be
+ *          referred to from elsewhere in the resource or SHALL refer to the
+ *          containing resource": check_contained_referenced scans the
+ *          container's strings once for "#id" instead of evaluating
+ *          descendants() four times per resource (any string value "#id"
+ *          counts, where the FHIRPath counts Reference, canonical, uri, url);
+ *   dom-6  "A resource should have narrative" (a warning): text.div present,
+ *          read directly in validate_resource.
  */
 static fp_expr **compiled;       /* one per schema constraint, NULL when it does not compile */
+static char (*guards)[32];       /* per constraint: a member whose absence makes it hold ("" = none) */
 
 /* Invariants the walk enforces itself, with sharper locations (see above). */
 static bool natively_enforced(const char *key)
 {
-    static const char *const keys[] = {"ele-1", "ext-1", "ref-1", "bdl-7"};
+    static const char *const keys[] = {"ele-1", "ext-1", "ref-1", "bdl-7", "dom-3", "dom-6"};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         if (!strcmp(keys[i], key))
             return true;
@@ -368,29 +377,140 @@ static bool natively_enforced(const char *key)
 static const fs_schema *compiled_for;
 static pthread_once_t compile_once = PTHREAD_ONCE_INIT;
 
+/*
+ * A guard: many invariants hold trivially when one member is absent, and
+ * say so in their first words:
+ *   "code.empty() or system.exists()"            holds without `code`
+ *   "value.exists() implies ..."                 holds without `value`
+ *   "contained.where(...).empty()"               holds without `contained` (dom-2..5)
+ * When the element has no such member (nor its `_` companion), evaluation is
+ * skipped: the result would be true. This is read off the expression text,
+ * so it stays right when the definitions change; anything else is evaluated.
+ */
+static void guard_of(const char *expr, char out[32])
+{
+    out[0] = '\0';
+    size_t len = strspn(expr, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789");
+    if (!len || len >= 32 || expr[len] != '.')
+        return;
+    const char *rest = expr + len;
+    bool empty_or = !strncmp(rest, ".empty() or ", 12);
+    bool exists_implies = !strncmp(rest, ".exists() implies ", 18);
+    /* "m.<path without top-level or/and/implies>.empty()": one navigation from m, tested for emptiness */
+    bool path_empty = false;
+    size_t total = strlen(expr);
+    if (total > 8 && !strcmp(expr + total - 8, ".empty()")) {
+        int depth = 0;
+        path_empty = true;
+        for (const char *p = rest; p < expr + total - 8 && path_empty; p++) {
+            depth += *p == '(' ? 1 : *p == ')' ? -1 : 0;
+            if (depth == 0 && *p == ' ')
+                path_empty = false; /* a top-level operator: not a single path */
+        }
+    }
+    if (empty_or || exists_implies || path_empty) {
+        memcpy(out, expr, len);
+        out[len] = '\0';
+    }
+}
+
+/* One FHIRPath arena per thread, kept across validations: its blocks are reused, not refaulted. */
+static pthread_key_t arena_key;
+
+static void free_thread_arena(void *a) { fp_arena_free(a); }
+
+static fp_arena *thread_arena(void)
+{
+    fp_arena *a = pthread_getspecific(arena_key);
+    if (!a && (a = fp_arena_new()))
+        pthread_setspecific(arena_key, a);
+    return a;
+}
+
+/* Is there a string "#<id>" (or, with id NULL, "#") anywhere in the subtree of node? */
+static bool has_local_reference(const ctx *c, uint32_t node, const char *id, size_t len)
+{
+    uint32_t end = fj_next(c->doc, node);
+    for (uint32_t i = node; i < end; i++) {
+        const fj_node *n = N(c, i);
+        if (n->type != FJ_STRING || n->len != len + 1 || S(c, i)[0] != '#')
+            continue;
+        if (!id || !memcmp(S(c, i) + 1, id, len))
+            return true;
+    }
+    return false;
+}
+
+/* dom-3: every contained resource is referred to ("#id") or refers to its container ("#"). */
+static void check_contained_referenced(ctx *c, uint32_t resource)
+{
+    uint32_t list = fj_get(c->doc, resource, "contained");
+    if (list == NO_NODE || N(c, list)->type != FJ_ARRAY)
+        return;
+    uint32_t item = fj_first_child(list);
+    for (uint32_t k = 0; k < N(c, list)->len; k++, item = fj_next(c->doc, item)) {
+        uint32_t id = N(c, item)->type == FJ_OBJECT ? fj_get(c->doc, item, "id") : NO_NODE;
+        bool referred = id != NO_NODE && N(c, id)->type == FJ_STRING;
+        if (referred) {
+            /* "#id" in the container outside this contained resource, or anywhere inside others */
+            uint32_t before_end = item, after = fj_next(c->doc, item);
+            referred = false;
+            for (uint32_t i = resource; i < before_end && !referred; i++)
+                referred = N(c, i)->type == FJ_STRING && N(c, i)->len == N(c, id)->len + 1 && S(c, i)[0] == '#' &&
+                           !memcmp(S(c, i) + 1, S(c, id), N(c, id)->len);
+            for (uint32_t i = after; i < fj_next(c->doc, resource) && !referred; i++)
+                referred = N(c, i)->type == FJ_STRING && N(c, i)->len == N(c, id)->len + 1 && S(c, i)[0] == '#' &&
+                           !memcmp(S(c, i) + 1, S(c, id), N(c, id)->len);
+        }
+        if (!referred && !has_local_reference(c, item, NULL, 0)) {
+            size_t old = path_push(c, ".contained[%u]", k);
+            report(c, item, OO_ERROR, OO_INVARIANT,
+                   "dom-3: If the resource is contained in another resource, it SHALL be referred to from elsewhere "
+                   "in the resource or SHALL refer to the containing resource");
+            path_pop(c, old);
+        }
+    }
+}
+
+static bool guard_holds(const ctx *c, uint32_t index, uint32_t node)
+{
+    const char *member = guards[index];
+    if (!member[0] || N(c, node)->type != FJ_OBJECT)
+        return false;
+    char companion[34];
+    snprintf(companion, sizeof companion, "_%s", member);
+    return fj_get(c->doc, node, member) == NO_NODE && fj_get(c->doc, node, companion) == NO_NODE;
+}
+
 static void compile_invariants(void)
 {
     const fs_schema *s = fs_r4();
+    pthread_key_create(&arena_key, free_thread_arena);
     compiled = calloc(s->constraint_count, sizeof *compiled);
-    if (!compiled)
+    guards = calloc(s->constraint_count, sizeof *guards);
+    if (!compiled || !guards) {
+        free(compiled);
+        compiled = NULL;
         return;
+    }
     for (uint32_t i = 0; i < s->constraint_count; i++) {
         const fs_constraint *k = &s->constraints[i];
         if (natively_enforced(k->key))
             continue;
         fp_error err;
         compiled[i] = fp_compile(k->expression, s, &err);
+        guard_of(k->expression, guards[i]);
     }
     compiled_for = s;
 }
 
 static void check_one_invariant(ctx *c, uint32_t index, uint32_t node, const fs_type *t, const fs_element *el)
 {
-    const fs_constraint *k = &c->s->constraints[index];
     const fp_expr *e = compiled[index];
-    if (!e)
+    if (!e || guard_holds(c, index, node))
         return;
-    if (!c->arena && !(c->arena = fp_arena_new()))
+    const fs_constraint *k = &c->s->constraints[index];
+    if (!c->arena && !(c->arena = thread_arena()))
         return;
     fp_env env;
     fp_env_init(&env, c->doc);
@@ -427,11 +547,14 @@ static void check_invariants(ctx *c, const fs_element *el, const fs_type *t, uin
         return;
     const fs_element *root = &c->s->elements[t->root];
     if (el && el != root)
-        for (unsigned i = 0; i < el->constraint_count; i++)
-            check_one_invariant(c, c->s->constraint_refs[el->constraint_first + i], node, t, el);
+        for (unsigned i = 0; i < el->constraint_count; i++) {
+            uint32_t index = c->s->constraint_refs[el->constraint_first + i];
+            if (compiled[index])
+                check_one_invariant(c, index, node, t, el);
+        }
     for (unsigned i = 0; i < root->constraint_count; i++) {
         uint32_t index = c->s->constraint_refs[root->constraint_first + i];
-        if (el == root || !listed(c->s, el, index))
+        if (compiled[index] && (el == root || !listed(c->s, el, index)))
             check_one_invariant(c, index, node, t, el);
     }
 }
@@ -935,6 +1058,13 @@ static void validate_resource(ctx *c, uint32_t node, bool contained)
     const fs_element *kids = fs_children(c->s, &c->s->elements[t->root], &count);
     validate_members(c, node, kids, count, t->name, true, false);
     check_invariants(c, &c->s->elements[t->root], t, node);
+    if (c->invariants && !contained)
+        check_contained_referenced(c, node);
+    if (c->invariants && t->base != FS_NONE && !strcmp(c->s->types[t->base].name, "DomainResource")) {
+        uint32_t text = fj_get(c->doc, node, "text");
+        if (text == NO_NODE || N(c, text)->type != FJ_OBJECT || fj_get(c->doc, text, "div") == NO_NODE)
+            report(c, node, OO_WARNING, OO_INVARIANT, "dom-6: A resource should have narrative for robust management");
+    }
     if (c->profiles)
         pf_validate_declared(c->profiles, c->doc, node, c->path, c->out);
     if (is_bundle)
@@ -975,7 +1105,8 @@ size_t fv_validate_doc(fj_doc *doc, const fv_options *opts, oo_list *out)
     validate_resource(&c, 0, false);
     if (opts && opts->profiles && opts->profile)
         pf_validate(opts->profiles, opts->profile, doc, 0, "", out);
-    fp_arena_free(c.arena);
+    if (c.arena)
+        fp_arena_reset(c.arena); /* the thread keeps it for the next document */
     return out->errors - before;
 }
 
