@@ -8,12 +8,17 @@ here=$(cd "$(dirname "$0")" && pwd)
 rm -rf "$work" && mkdir -p "$work"
 cp "$here/package.json" "$here/package-lock.json" "$here/smoke.mjs" "$work/"
 (cd "$work" && npm ci --silent --no-audit --no-fund >/dev/null 2>&1) || { echo "npm ci failed"; exit 1; }
-port=$(( 20000 + RANDOM % 20000 ))
+# below the kernel's ephemeral range (32768+), where other tests' port-0 listeners land
+port=$(( 10000 + RANDOM % 20000 ))
 "$bin" serve --dev "$work/dev" --port "$port" >"$work/access.log" 2>"$work/server.log" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
+for _ in $(seq 1 300); do
   grep -q 'serving' "$work/server.log" 2>/dev/null && break
+  kill -0 $pid 2>/dev/null || break
   sleep 0.1
 done
-node "$work/smoke.mjs" "https://127.0.0.1:$port" "$work/dev"
+if ! grep -q 'serving' "$work/server.log"; then
+  echo "the server did not start:"; cat "$work/server.log"; exit 1
+fi
+node "$work/smoke.mjs" "https://127.0.0.1:$port" "$work/dev" || { echo "server log:"; tail -20 "$work/server.log"; exit 1; }
