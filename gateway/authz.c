@@ -85,11 +85,12 @@ az_decision az_check_resource(const az_caller *caller, const char *type, az_acti
         return d;
     bool owns = owner && !strcmp(owner, caller->ura);
     bool addressed = tagged(caller->ura, tags, tag_count);
-    /* administrative resources (Organization, Endpoint, ...) form the shared directory */
-    if (az_category_of(type) == AZ_ADMINISTRATIVE && !is_write(action))
-        return AZ_ALLOW;
     if (owns)
         return AZ_ALLOW;
+    /* administrative resources (Organization, Endpoint, ...) form the shared directory: everyone reads
+     * them, and since their existence is no secret, someone else's is refused openly (403) */
+    if (az_category_of(type) == AZ_ADMINISTRATIVE)
+        return is_write(action) ? AZ_FORBIDDEN : AZ_ALLOW;
     if (!addressed)
         return AZ_HIDDEN;
     if (!is_write(action))

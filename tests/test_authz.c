@@ -69,7 +69,7 @@ Test(authz, owner_receiver_and_others)
     cr_expect_eq(az_check_resource(&other_elv, "CarePlan", AZ_READ, "90000101", NULL, 0), AZ_HIDDEN);
     /* the organisation directory is shared for reading, written by its owner only */
     cr_expect_eq(az_check_resource(&other_elv, "Organization", AZ_READ, "90000101", NULL, 0), AZ_ALLOW);
-    cr_expect_eq(az_check_resource(&other_elv, "Organization", AZ_UPDATE, "90000101", NULL, 0), AZ_HIDDEN);
+    cr_expect_eq(az_check_resource(&other_elv, "Organization", AZ_UPDATE, "90000101", NULL, 0), AZ_FORBIDDEN);
 }
 
 Test(authz, addressing_paths)

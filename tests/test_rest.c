@@ -438,6 +438,109 @@ Test(rest, identity_and_authorisation_matrix)
     response_free(&r);
 }
 
+/*
+ * Every role against every interaction, on a clinical resource (a Patient of
+ * hospital-a), a directory resource (elv-a's Organization) and a financial
+ * one (the insurer's Coverage). Expected statuses by caller; the owner's
+ * delete comes last.
+ */
+typedef struct matrix_row {
+    const char *who;
+    long read, vread, search, history, type_history, update, create, validate;
+} matrix_row;
+
+static void run_matrix(const char *type, const char *id, const char *body_fmt, const matrix_row *rows, size_t n)
+{
+    char path[200], vpath[240], hpath[240], tpath[120], search[120], validate[160], body[1200];
+    snprintf(path, sizeof path, "/%s/%s", type, id);
+    snprintf(vpath, sizeof vpath, "%s/_history/1", path);
+    snprintf(hpath, sizeof hpath, "%s/_history", path);
+    snprintf(tpath, sizeof tpath, "/%s/_history", type);
+    snprintf(search, sizeof search, "/%s", type);
+    snprintf(validate, sizeof validate, "/%s/$validate", type);
+    for (size_t i = 0; i < n; i++) {
+        const matrix_row *m = &rows[i];
+        struct {
+            const char *method, *p;
+            long want;
+            bool body;
+        } calls[] = {
+            {"GET", path, m->read, false},          {"GET", vpath, m->vread, false},
+            {"GET", search, m->search, false},      {"GET", hpath, m->history, false},
+            {"GET", tpath, m->type_history, false}, {"PUT", path, m->update, true},
+            {"POST", search, m->create, true},      {"POST", validate, m->validate, true},
+        };
+        for (size_t k = 0; k < sizeof calls / sizeof *calls; k++) {
+            snprintf(body, sizeof body, body_fmt, calls[k].method[1] == 'U' ? id : "x");
+            response r = request(m->who, calls[k].method, calls[k].p, calls[k].body ? body : NULL, NULL);
+            cr_expect_eq(r.status, calls[k].want, "%s %s %s: expected %ld, got %ld %s", m->who, calls[k].method,
+                         calls[k].p, calls[k].want, r.status, r.body ? r.body : "");
+            if (r.status >= 400)
+                expect_outcome(&r, r.status, NULL);
+            response_free(&r);
+        }
+    }
+}
+
+Test(rest, authorisation_matrix_every_role_every_interaction)
+{
+    char patient[80], org[80], coverage[80];
+    snprintf(patient, sizeof patient, "%s", create("hospital-a", "Patient", PATIENT));
+    snprintf(org, sizeof org, "%s",
+             create("elv-a", "Organization",
+                    "{\"resourceType\":\"Organization\",\"name\":\"ELV A\",\"identifier\":[{\"system\":"
+                    "\"http://fhir.nl/fhir/NamingSystem/ura\",\"value\":\"90000301\"}]}"));
+    const char *coverage_fmt = "{\"resourceType\":\"Coverage\",\"id\":\"%s\",\"status\":\"active\","
+                               "\"beneficiary\":{\"reference\":\"Patient/p\"},\"payor\":[{\"display\":\"Verzekeraar\"}]}";
+    char cov_body[400];
+    snprintf(cov_body, sizeof cov_body, coverage_fmt, "x");
+    snprintf(coverage, sizeof coverage, "%s", create("insurer", "Coverage", cov_body));
+
+    const char *patient_fmt = "{\"resourceType\":\"Patient\",\"id\":\"%s\",\"gender\":\"male\"}";
+    matrix_row clinical[] = {
+        {"hospital-a", 200, 200, 200, 200, 200, 200, 201, 200},
+        {"hospital-b", 404, 404, 200, 404, 200, 404, 201, 200},
+        {"gp", 404, 404, 200, 404, 200, 404, 201, 200},
+        {"elv-a", 404, 404, 200, 404, 200, 404, 201, 200},
+        {"insurer", 403, 403, 403, 403, 403, 403, 403, 403},
+    };
+    run_matrix("Patient", patient, patient_fmt, clinical, sizeof clinical / sizeof *clinical);
+
+    const char *org_fmt = "{\"resourceType\":\"Organization\",\"id\":\"%s\",\"name\":\"ELV A\"}";
+    matrix_row directory[] = {
+        {"elv-a", 200, 200, 200, 200, 200, 200, 201, 200},
+        {"hospital-a", 200, 200, 200, 200, 200, 403, 201, 200},
+        {"gp", 200, 200, 200, 200, 200, 403, 201, 200},
+        {"insurer", 200, 200, 200, 200, 200, 403, 403, 200},
+    };
+    run_matrix("Organization", org, org_fmt, directory, sizeof directory / sizeof *directory);
+
+    matrix_row financial[] = {
+        {"insurer", 200, 200, 200, 200, 200, 200, 201, 200},
+        {"hospital-a", 404, 404, 200, 404, 200, 404, 201, 200},
+    };
+    run_matrix("Coverage", coverage, coverage_fmt, financial, sizeof financial / sizeof *financial);
+
+    /* delete, last: the owner may, others do not see it, the insurer may not touch clinical data */
+    char path[160];
+    snprintf(path, sizeof path, "/Patient/%s", patient);
+    response r = request("insurer", "DELETE", path, NULL, NULL);
+    expect_outcome(&r, 403, "forbidden");
+    response_free(&r);
+    r = request("gp", "DELETE", path, NULL, NULL);
+    expect_outcome(&r, 404, "not-found");
+    response_free(&r);
+    r = request("hospital-a", "DELETE", path, NULL, NULL);
+    cr_expect_eq(r.status, 200);
+    response_free(&r);
+    r = request("hospital-a", "GET", "/metadata", NULL, NULL);
+    cr_expect_eq(r.status, 200);
+    response_free(&r);
+    r = request("insurer", "GET", "/metadata", NULL, NULL);
+    cr_expect_eq(r.status, 200, "the CapabilityStatement is for everyone");
+    response_free(&r);
+}
+
 Test(rest, task_addressed_to_the_receiver)
 {
     /* the receiving ELV provider's Organization (what the gateway registers for it) */
