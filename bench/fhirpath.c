@@ -24,6 +24,7 @@
 
 #include "fhir/fhirpath.h"
 #include "fhir/validate.h"
+#include "gateway/files.h"
 
 #define MIN_SECONDS 0.25 /* each expression runs at least this long */
 
@@ -79,21 +80,6 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)size + 1);
-    if (buf)
-        *len = fread(buf, 1, (size_t)size, f);
-    fclose(f);
-    return buf;
-}
-
 /* Conformance resources are definitions, not data: the rules never run on them. */
 static bool is_instance(const fj_doc *d)
 {
@@ -127,7 +113,7 @@ static void load(corpus *c, const char *dir)
         if ((size_t)snprintf(path, sizeof path, "%.4000s/%.1000s", dir, ent->d_name) >= sizeof path)
             continue;
         size_t len = 0;
-        char *text = slurp(path, &len);
+        char *text = files_read(path, &len);
         if (!text)
             continue;
         example ex = {text, {0}};

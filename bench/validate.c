@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "fhir/validate.h"
+#include "gateway/files.h"
 
 #define ROUNDS 3
 
@@ -46,21 +47,6 @@ static double now_seconds(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)size + 1);
-    *len = fread(buf, 1, (size_t)size, f);
-    buf[*len] = '\0';
-    fclose(f);
-    return buf;
 }
 
 static int name_cmp(const void *a, const void *b) { return strcmp(((const blob *)a)->name, ((const blob *)b)->name); }
@@ -84,7 +70,7 @@ static void load_package(const char *dir, corpus *c)
             c->items = realloc(c->items, c->cap * sizeof *c->items);
         }
         blob *b = &c->items[c->count];
-        b->data = slurp(path, &b->len);
+        b->data = files_read(path, &b->len);
         b->name = strdup(ent->d_name);
         if (b->data) {
             c->bytes += b->len;
@@ -279,7 +265,7 @@ static int peak_mode(const char *what, const char *file)
 {
     long base = rss_kb();
     size_t len;
-    char *buf = slurp(file, &len);
+    char *buf = files_read(file, &len);
     if (!buf)
         return 2;
     json_tokener *tok = json_tokener_new_ex(JSON_TOKENER_DEFAULT_DEPTH * 4);

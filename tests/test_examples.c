@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "fhir/validate.h"
+#include "gateway/files.h"
 
 #define MAX_EXCLUDED 64
 
@@ -42,20 +43,6 @@ static bool is_excluded(const char *name)
     return false;
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)size + 1);
-    *len = fread(buf, 1, (size_t)size, f);
-    fclose(f);
-    return buf;
-}
-
 Test(examples, official_package_validates)
 {
     load_exclusions();
@@ -70,7 +57,7 @@ Test(examples, official_package_validates)
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", FHIR_PACKAGE_DIR, ent->d_name);
         size_t len;
-        char *buf = slurp(path, &len);
+        char *buf = files_read(path, &len);
         cr_assert_not_null(buf, "cannot read %s", path);
         oo_list issues;
         oo_list_init(&issues, 5);

@@ -20,6 +20,7 @@
 
 #include "fhir/fhirpath.h"
 #include "fhir/json.h"
+#include "gateway/files.h"
 
 #define SUITE_DIR TESTS_DIR "/fhirpath"
 
@@ -34,33 +35,12 @@ typedef struct known_list {
     size_t count;
 } known_list;
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) {
-        buf[n] = '\0';
-        *len = (size_t)n;
-    }
-    return buf;
-}
-
 /* known-failures.tsv: "key<TAB>reason" lines; '#' starts a comment. Keys may contain \n \r \t escapes. */
 static known_list load_known(void)
 {
     known_list list = {0};
     size_t len;
-    char *text = slurp(SUITE_DIR "/known-failures.tsv", &len);
+    char *text = files_read(SUITE_DIR "/known-failures.tsv", &len);
     if (!text)
         return list;
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
@@ -150,7 +130,7 @@ static const fj_doc *input_doc(const char *name)
     char path[512];
     snprintf(path, sizeof path, SUITE_DIR "/resources/%s", name);
     size_t len;
-    char *text = slurp(path, &len);
+    char *text = files_read(path, &len);
     if (!text)
         return NULL;
     doc_cache *d = &docs[doc_count];

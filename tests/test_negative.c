@@ -12,22 +12,9 @@
 #include <string.h>
 
 #include "fhir/validate.h"
+#include "gateway/files.h"
 
 #define NEGATIVE_DIR TESTS_DIR "/negative"
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)size + 1);
-    *len = fread(buf, 1, (size_t)size, f);
-    fclose(f);
-    return buf;
-}
 
 static const char *field(json_object *o, const char *key)
 {
@@ -63,7 +50,7 @@ static bool check_entry(json_object *entry)
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", NEGATIVE_DIR, file);
     size_t len;
-    char *buf = slurp(path, &len);
+    char *buf = files_read(path, &len);
     if (!buf) {
         cr_log_error("%s: cannot read", file);
         return false;

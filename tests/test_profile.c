@@ -11,26 +11,12 @@
 
 #include "fhir/profile.h"
 #include "fhir/validate.h"
+#include "gateway/files.h"
 
 #define PROFILES_DIR TESTS_DIR "/profiles"
 #define T "http://example.org/fhirgw/test/StructureDefinition/"
 
 static pf_registry *registry;
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)size + 1);
-    *len = fread(buf, 1, (size_t)size, f);
-    buf[*len] = '\0';
-    fclose(f);
-    return buf;
-}
 
 static void load_registry(void)
 {
@@ -46,7 +32,7 @@ static void load_registry(void)
         char path[1024];
         snprintf(path, sizeof path, "%s/%s", PROFILES_DIR, ent->d_name);
         size_t len;
-        char *json = slurp(path, &len);
+        char *json = files_read(path, &len);
         cr_assert(pf_registry_add(registry, json, len, ent->d_name, &issues), "%s refused", ent->d_name);
         free(json);
     }
