@@ -500,7 +500,7 @@ static void render_histogram(text *t, mx_metric *m)
     }
     text_printf(t, "%s_sum", f->name);
     render_labels(t, m, NULL);
-    text_printf(t, " %.15g\n", sum_total(m));
+    text_printf(t, " %.10g\n", sum_total(m));
     text_printf(t, "%s_count", f->name);
     render_labels(t, m, NULL);
     /* the +Inf bucket and the count are read separately and may differ by an

@@ -139,7 +139,7 @@ struct worker {
     struct event *notify_event, *drain_timer, *accept_retry;
     int notify[2];
     pthread_t thread;
-    bool started, draining;
+    bool initialised, started, draining;
     conn *conns;
     size_t conn_count;
     srv_request *live;
@@ -521,13 +521,16 @@ static void free_body(const void *data, size_t len, void *arg)
     free((void *)data);
 }
 
-/* Write the status line and headers; false on out of memory. */
-static bool write_head(conn *c, const srv_request *req, bool body_allowed)
+/*
+ * Status line and headers, followed by the body when it is small: one buffer
+ * becomes one TLS record and one write(2), where head and body apart would
+ * cost two of each (bufferevent_openssl writes each buffer chain on its own).
+ * Large bodies are added by reference, without a copy.
+ */
+#define COALESCE_MAX (16u * 1024 - 1024) /* body bytes that share the head's record */
+
+static size_t format_head(char *head, size_t cap, conn *c, const srv_request *req, bool body_allowed)
 {
-    size_t cap = 256 + strlen(req->id) + req->resp_headers_len;
-    char *head = malloc(cap);
-    if (!head)
-        return false;
     int n = snprintf(head, cap, "HTTP/1.1 %d %s\r\nDate: %s\r\n", req->status, srv_status_reason(req->status),
                      http_date(c->w));
     if (body_allowed)
@@ -541,9 +544,33 @@ static bool write_head(conn *c, const srv_request *req, bool body_allowed)
         memcpy(head + n, req->resp_headers, req->resp_headers_len);
     n += (int)req->resp_headers_len;
     memcpy(head + n, "\r\n", 2);
-    int rc = bufferevent_write(c->bev, head, (size_t)n + 2);
-    free(head);
-    return rc == 0;
+    return (size_t)n + 2;
+}
+
+/* Queue head and body on the output buffer; false on out of memory. */
+static bool write_answer(conn *c, srv_request *req, bool body_allowed, bool send_body)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    bool coalesce = send_body && req->resp_len <= COALESCE_MAX;
+    size_t cap = 256 + strlen(req->id) + req->resp_headers_len + (coalesce ? req->resp_len : 0);
+    char *buf = malloc(cap);
+    if (!buf)
+        return false;
+    size_t n = format_head(buf, cap, c, req, body_allowed);
+    if (coalesce) {
+        memcpy(buf + n, req->resp_body, req->resp_len);
+        n += req->resp_len;
+    }
+    if (evbuffer_add_reference(out, buf, n, free_body, NULL) != 0) {
+        free(buf);
+        return false;
+    }
+    if (!send_body || coalesce)
+        return true;
+    if (evbuffer_add_reference(out, req->resp_body, req->resp_len, free_body, NULL) != 0)
+        return false;
+    req->resp_body = NULL; /* the output buffer frees it once sent */
+    return true;
 }
 
 /* Queue the answer on the connection, account for it, and free the request. */
@@ -554,12 +581,7 @@ static void finish(conn *c, srv_request *req)
         c->close_after = true;
     bool body_allowed = status_has_body(req->status);
     bool send_body = body_allowed && !req->head_only && req->resp_len > 0;
-    bool ok = write_head(c, req, body_allowed);
-    if (ok && send_body) {
-        ok = evbuffer_add_reference(bufferevent_get_output(c->bev), req->resp_body, req->resp_len, free_body, NULL) == 0;
-        if (ok)
-            req->resp_body = NULL; /* the output buffer frees it once sent */
-    }
+    bool ok = write_answer(c, req, body_allowed, send_body);
     size_t sent = send_body ? req->resp_len : 0;
     mx_add(w->srv->mx.body_bytes, sent);
     count_request(w->srv, req);
@@ -965,8 +987,19 @@ static void on_read(struct bufferevent *bev, void *arg)
     process_input(arg);
 }
 
+/*
+ * After an error answer to a request we did not read to the end: say we are
+ * done (close_notify, then FIN) but keep reading and discarding for a
+ * moment. Closing at once with unread input makes the kernel send a reset,
+ * which can destroy the answer before the client has read it.
+ */
 static void enter_linger(conn *c)
 {
+    if (c->ssl) {
+        SSL_shutdown(c->ssl); /* the output buffer is empty: nothing to overtake */
+        ERR_clear_error();
+    }
+    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
     c->state = C_LINGER;
     bufferevent_enable(c->bev, EV_READ);
     arm_timer(c, LINGER_MS);
@@ -1329,6 +1362,7 @@ static bool worker_init(srv_server *s, worker *w, unsigned index, char *err, siz
     w->index = index;
     w->notify[0] = w->notify[1] = -1;
     pthread_mutex_init(&w->lock, NULL);
+    w->initialised = true; /* from here worker_free can undo whatever follows */
     struct event_config *ec = event_config_new();
     if (ec)
         event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK); /* one thread per base, by design */
@@ -1350,6 +1384,8 @@ static bool worker_init(srv_server *s, worker *w, unsigned index, char *err, siz
 
 static void worker_free(worker *w)
 {
+    if (!w->initialised)
+        return;
     drain_done_queue(w); /* answers given after the loop ended */
     while (w->conns)
         conn_close(w->conns);
@@ -1448,14 +1484,14 @@ void srv_stop(srv_server *s)
     if (!s)
         return;
     atomic_store(&s->stopping, true);
-    for (unsigned i = 0; i < s->worker_count; i++)
-        if (s->workers[i].notify[1] >= 0)
+    for (unsigned i = 0; s->workers && i < s->worker_count; i++)
+        if (s->workers[i].initialised && s->workers[i].notify[1] >= 0)
             poke(&s->workers[i]);
 }
 
 void srv_wait(srv_server *s)
 {
-    for (unsigned i = 0; i < s->worker_count; i++) {
+    for (unsigned i = 0; s->workers && i < s->worker_count; i++) {
         worker *w = &s->workers[i];
         if (w->started)
             pthread_join(w->thread, NULL);

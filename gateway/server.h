@@ -145,7 +145,9 @@ void srv_config_defaults(srv_config *cfg);
 srv_server *srv_new(const srv_config *cfg, char *err, size_t errlen);
 
 /* Start the worker threads. False (err filled) if a thread could not start;
- * the server is then stopped and only srv_wait/srv_free remain valid. */
+ * the server is then stopped and only srv_wait/srv_free remain valid.
+ * Sets SIGPIPE to SIG_IGN for the process (OpenSSL writes with write(2), and
+ * a client's reset must not kill the gateway). */
 bool srv_start(srv_server *srv, char *err, size_t errlen);
 
 /* Begin a graceful stop: stop accepting, close idle connections, let

@@ -328,8 +328,17 @@ bool http_request_id_ok(const char *id)
 void http_random_id(char out[33])
 {
     static const char digits[] = "0123456789abcdef";
+    /* RAND_bytes takes locks and runs the DRBG: draw for 32 ids at a time. */
+    static _Thread_local unsigned char pool[512];
+    static _Thread_local size_t pool_left;
     unsigned char bytes[16];
-    if (RAND_bytes(bytes, sizeof bytes) != 1) {
+    if (pool_left < sizeof bytes && RAND_bytes(pool, sizeof pool) == 1)
+        pool_left = sizeof pool;
+    if (pool_left >= sizeof bytes) {
+        memcpy(bytes, pool + sizeof pool - pool_left, sizeof bytes);
+        memset(pool + sizeof pool - pool_left, 0, sizeof bytes); /* an id is never handed out twice */
+        pool_left -= sizeof bytes;
+    } else {
         /* The DRBG failed: an id must still be unique enough for log
          * correlation, so fall back to time and address entropy. */
         unsigned long long mix = (unsigned long long)(uintptr_t)out ^ (unsigned long long)clock();

@@ -1,11 +1,915 @@
-/* tests/test_server.c — placeholder while the suite is written. */
+/*
+ * tests/test_server.c — the HTTPS front (gateway/server.c) end to end: the
+ * real server on loopback with ephemeral ports, a test PKI made by
+ * certs/make-test-pki, libcurl and raw OpenSSL clients.
+ *
+ * The PKI is made once per run in a mkdtemp directory by a report hook in the
+ * runner process and handed to the test workers in the environment, as in
+ * test_identity.c. Each test starts its own server (2 workers, short
+ * timeouts) with a small handler:
+ *
+ *   /echo            JSON with method, path, query, body length, peer CN
+ *   /async?ms=N      answered after N ms from another thread
+ *   anything else    404 OperationOutcome
+ *
+ * Timeouts are 1 s so that the slow-client test stays short.
+ */
+#define _GNU_SOURCE /* strcasestr */
 #include <criterion/criterion.h>
+#include <criterion/hooks.h>
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "gateway/server.h"
 
-Test(server, defaults)
+#define MAKE_TEST_PKI TESTS_DIR "/../certs/make-test-pki"
+#define PKI_ENV "FHIRGW_TEST_SERVER_PKI"
+#define REQUEST_TIMEOUT_MS 1000
+#define MAX_BODY (64 * 1024)
+#define MAX_HEADER_BYTES (8 * 1024)
+
+/* ---- The shared PKI ---------------------------------------------------------- */
+
+static char pki_dir[64];
+
+ReportHook(PRE_ALL)(struct criterion_test_set *set)
 {
+    (void)set;
+    strcpy(pki_dir, "/tmp/fhirgw-srv-pki-XXXXXX");
+    if (!mkdtemp(pki_dir)) {
+        pki_dir[0] = '\0';
+        return;
+    }
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "'%s' '%s' >/dev/null", MAKE_TEST_PKI, pki_dir);
+    if (system(cmd) == 0)
+        setenv(PKI_ENV, pki_dir, 1);
+}
+
+ReportHook(POST_ALL)(struct criterion_global_stats *stats)
+{
+    (void)stats;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", pki_dir);
+    if (pki_dir[0] && system(cmd) != 0)
+        fprintf(stderr, "test_server: could not remove %s\n", pki_dir);
+}
+
+static void pki_path(char *out, size_t len, const char *rel)
+{
+    const char *dir = getenv(PKI_ENV);
+    cr_assert_not_null(dir, "certs/make-test-pki failed in the runner");
+    snprintf(out, len, "%s/%s", dir, rel);
+}
+
+/* ---- The test handler ----------------------------------------------------------- */
+
+#define MAX_ASYNC 16
+
+static pthread_t async_threads[MAX_ASYNC];
+static atomic_uint async_count;
+static atomic_bool not_ready;
+
+typedef struct async_job {
+    srv_request *req;
+    unsigned delay_ms;
+} async_job;
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static void *answer_later(void *arg)
+{
+    async_job *job = arg;
+    sleep_ms(job->delay_ms);
+    char *body = strdup("{\"async\":true}");
+    srv_set_header(job->req, "Content-Type", "application/json");
+    srv_respond(job->req, 200, body, strlen(body));
+    free(job);
+    return NULL;
+}
+
+static void handle_echo(srv_request *req)
+{
+    size_t body_len;
+    srv_req_body(req, &body_len);
+    char cn[256] = "";
+    X509 *peer = srv_req_peer_cert(req);
+    if (peer)
+        X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof cn);
+    const char *test_header = srv_req_header(req, "x-TEST");
+    char *body = malloc(1024);
+    int n = snprintf(body, 1024,
+                     "{\"method\":\"%s\",\"path\":\"%s\",\"query\":\"%s\",\"body\":%zu,\"cn\":\"%s\","
+                     "\"x_test\":\"%s\",\"worker\":%u,\"tls\":\"%s\"}",
+                     srv_req_method(req), srv_req_path(req), srv_req_query(req), body_len, cn,
+                     test_header ? test_header : "", srv_req_worker(req), srv_req_tls_version(req));
+    srv_set_route(req, "echo");
+    srv_set_caller(req, "Test Org", "90000201");
+    srv_set_header(req, "Content-Type", "application/json");
+    srv_respond(req, 200, body, (size_t)n);
+}
+
+static void handle_async(srv_request *req)
+{
+    async_job *job = malloc(sizeof *job);
+    job->req = req;
+    job->delay_ms = (unsigned)atoi(srv_req_query(req) + 3); /* "ms=N" */
+    srv_set_route(req, "async");
+    unsigned slot = atomic_fetch_add(&async_count, 1);
+    cr_assert_lt(slot, MAX_ASYNC);
+    pthread_create(&async_threads[slot], NULL, answer_later, job);
+    /* req now belongs to the thread: not a byte more here */
+}
+
+static void test_handler(srv_request *req, void *arg)
+{
+    (void)arg;
+    const char *path = srv_req_path(req);
+    if (strcmp(path, "/echo") == 0 || strncmp(path, "/echo/", 6) == 0)
+        handle_echo(req);
+    else if (strcmp(path, "/async") == 0)
+        handle_async(req);
+    else
+        srv_respond_outcome(req, 404, "not-found", "no such test resource");
+}
+
+static bool test_ready(void *arg)
+{
+    (void)arg;
+    return !atomic_load(&not_ready);
+}
+
+/* ---- Server fixture ---------------------------------------------------------------- */
+
+static srv_server *srv;
+static unsigned port, ops_port;
+static char log_path[64];
+static int log_fd = -1;
+
+static void start_server_with(void (*adjust)(srv_config *))
+{
+    char cert[512], key[512], ca[512], crl[512], err[512];
+    pki_path(cert, sizeof cert, "server.crt");
+    pki_path(key, sizeof key, "server.key");
+    pki_path(ca, sizeof ca, "ca-bundle.pem");
+    pki_path(crl, sizeof crl, "crl.pem");
+    strcpy(log_path, "/tmp/fhirgw-srv-log-XXXXXX");
+    log_fd = mkstemp(log_path);
+    cr_assert_geq(log_fd, 0);
     srv_config cfg;
     srv_config_defaults(&cfg);
-    cr_assert_eq(cfg.port, SRV_DEFAULT_PORT);
+    cfg.port = 0;
+    cfg.ops_port = 0;
+    cfg.workers = 2;
+    cfg.cert_file = cert, cfg.key_file = key, cfg.ca_file = ca, cfg.crl_file = crl;
+    cfg.max_body_bytes = MAX_BODY;
+    cfg.max_header_bytes = MAX_HEADER_BYTES;
+    cfg.request_timeout_ms = REQUEST_TIMEOUT_MS;
+    cfg.idle_timeout_ms = 5000;
+    cfg.drain_timeout_ms = 3000;
+    cfg.handler = test_handler;
+    cfg.ready = test_ready;
+    cfg.access_log_fd = log_fd;
+    if (adjust)
+        adjust(&cfg);
+    srv = srv_new(&cfg, err, sizeof err);
+    cr_assert_not_null(srv, "srv_new: %s", err);
+    cr_assert(srv_start(srv, err, sizeof err), "srv_start: %s", err);
+    port = srv_port(srv);
+    ops_port = srv_ops_port(srv);
+}
+
+static void setup(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    start_server_with(NULL);
+}
+
+static void stop_server(void)
+{
+    if (!srv)
+        return;
+    srv_stop(srv);
+    srv_wait(srv);
+    /* every thread that may call srv_respond must be done before srv_free */
+    for (unsigned i = 0; i < atomic_load(&async_count); i++)
+        pthread_join(async_threads[i], NULL);
+    atomic_store(&async_count, 0);
+    srv_free(srv);
+    srv = NULL;
+}
+
+static void teardown(void)
+{
+    stop_server();
+    if (log_fd >= 0) {
+        close(log_fd);
+        unlink(log_path);
+        log_fd = -1;
+    }
+    curl_global_cleanup();
+}
+
+TestSuite(server, .init = setup, .fini = teardown, .timeout = 20);
+
+/* ---- libcurl client ----------------------------------------------------------------- */
+
+typedef struct answer {
+    CURLcode rc;
+    long status;
+    char *body;
+    size_t body_len;
+    char headers[8192];
+    size_t headers_len;
+    long connects;   /* new connections this transfer opened */
+} answer;
+
+static size_t collect_body(char *data, size_t size, size_t n, void *arg)
+{
+    answer *a = arg;
+    char *grown = realloc(a->body, a->body_len + size * n + 1);
+    if (!grown)
+        return 0;
+    a->body = grown;
+    memcpy(a->body + a->body_len, data, size * n);
+    a->body_len += size * n;
+    a->body[a->body_len] = '\0';
+    return size * n;
+}
+
+static size_t collect_header(char *data, size_t size, size_t n, void *arg)
+{
+    answer *a = arg;
+    size_t room = sizeof a->headers - a->headers_len - 1;
+    size_t take = size * n < room ? size * n : room;
+    memcpy(a->headers + a->headers_len, data, take);
+    a->headers_len += take;
+    a->headers[a->headers_len] = '\0';
+    return size * n;
+}
+
+/* An easy handle for the FHIR port with a client certificate (NULL = none). */
+static CURL *client(const char *cert_name)
+{
+    CURL *h = curl_easy_init();
+    char ca[512], cert[512], key[512], rel[128];
+    pki_path(ca, sizeof ca, "ca-bundle.pem");
+    curl_easy_setopt(h, CURLOPT_CAINFO, ca);
+    if (cert_name) {
+        snprintf(rel, sizeof rel, "clients/%s.crt", cert_name);
+        pki_path(cert, sizeof cert, rel);
+        snprintf(rel, sizeof rel, "clients/%s.key", cert_name);
+        pki_path(key, sizeof key, rel);
+        curl_easy_setopt(h, CURLOPT_SSLCERT, cert);
+        curl_easy_setopt(h, CURLOPT_SSLKEY, key);
+    }
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
+    return h;
+}
+
+static void perform(CURL *h, const char *url, answer *a)
+{
+    free(a->body);
+    memset(a, 0, sizeof *a);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, a);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, collect_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, a);
+    a->rc = curl_easy_perform(h);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &a->status);
+    curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &a->connects);
+}
+
+static void fhir_url(char *out, size_t len, const char *path)
+{
+    snprintf(out, len, "https://localhost:%u%s", port, path);
+}
+
+static void ops_url(char *out, size_t len, const char *path)
+{
+    snprintf(out, len, "http://127.0.0.1:%u%s", ops_port, path);
+}
+
+/* GET a path on the FHIR port as `cert_name`. */
+static void get(const char *cert_name, const char *path, answer *a)
+{
+    char url[512];
+    fhir_url(url, sizeof url, path);
+    CURL *h = client(cert_name);
+    perform(h, url, a);
+    curl_easy_cleanup(h);
+}
+
+static void get_ops(const char *path, answer *a)
+{
+    char url[512];
+    ops_url(url, sizeof url, path);
+    CURL *h = curl_easy_init();
+    perform(h, url, a);
+    curl_easy_cleanup(h);
+}
+
+static void assert_outcome(const answer *a, long status)
+{
+    cr_assert_eq(a->rc, CURLE_OK, "curl: %s", curl_easy_strerror(a->rc));
+    cr_assert_eq(a->status, status, "status %ld, expected %ld: %s", a->status, status, a->body ? a->body : "");
+    cr_assert(strcasestr(a->headers, "Content-Type: application/fhir+json") != NULL, "headers: %s", a->headers);
+    cr_assert_not_null(a->body);
+    cr_assert(strstr(a->body, "\"resourceType\":\"OperationOutcome\"") != NULL, "body: %s", a->body);
+    cr_assert(strcasestr(a->headers, "X-Request-ID: ") != NULL);
+}
+
+/* The server counts asynchronously from the client's view: poll the metrics. */
+static bool metrics_contain(const char *needle)
+{
+    for (int i = 0; i < 100; i++) {
+        size_t len;
+        char *text = mx_render(srv_metrics(srv), &len);
+        bool found = text && strstr(text, needle);
+        free(text);
+        if (found)
+            return true;
+        sleep_ms(10);
+    }
+    return false;
+}
+
+/* ---- Raw TLS client (for what curl will not do) ------------------------------------------ */
+
+static int tcp_connect(unsigned to_port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)to_port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    return fd;
+}
+
+typedef struct raw_tls {
+    SSL_CTX *ctx;
+    SSL *ssl;
+    int fd;
+} raw_tls;
+
+/* Connect with a client certificate; max_version 0 = any. True if the handshake completed. */
+static bool raw_connect(raw_tls *t, const char *cert_name, int max_version)
+{
+    char cert[512], key[512], rel[128];
+    t->ctx = SSL_CTX_new(TLS_client_method());
+    if (max_version) {
+        SSL_CTX_set_min_proto_version(t->ctx, 0);
+        SSL_CTX_set_max_proto_version(t->ctx, max_version);
+        SSL_CTX_set_cipher_list(t->ctx, "DEFAULT:@SECLEVEL=0"); /* let the client offer old versions */
+    }
+    snprintf(rel, sizeof rel, "clients/%s.crt", cert_name);
+    pki_path(cert, sizeof cert, rel);
+    snprintf(rel, sizeof rel, "clients/%s.key", cert_name);
+    pki_path(key, sizeof key, rel);
+    SSL_CTX_use_certificate_chain_file(t->ctx, cert);
+    SSL_CTX_use_PrivateKey_file(t->ctx, key, SSL_FILETYPE_PEM);
+    t->fd = tcp_connect(port);
+    t->ssl = SSL_new(t->ctx);
+    SSL_set_fd(t->ssl, t->fd);
+    bool ok = SSL_connect(t->ssl) == 1;
+    ERR_clear_error();
+    return ok;
+}
+
+static void raw_close(raw_tls *t)
+{
+    SSL_free(t->ssl);
+    SSL_CTX_free(t->ctx);
+    close(t->fd);
+}
+
+/* Read until the peer closes or `ms` pass; returns bytes read into buf. */
+static size_t raw_read_all(raw_tls *t, char *buf, size_t cap, unsigned ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    setsockopt(t->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    size_t len = 0;
+    int n;
+    while (len + 1 < cap && (n = SSL_read(t->ssl, buf + len, (int)(cap - len - 1))) > 0)
+        len += (size_t)n;
+    buf[len] = '\0';
+    ERR_clear_error();
+    return len;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- Mutual TLS ------------------------------------------------------------------------------ */
+
+Test(server, valid_client_is_served)
+{
+    answer a = {0};
+    get("hospital-a", "/echo/Patient%201?_count=5&x=%20", &a);
+    cr_assert_eq(a.rc, CURLE_OK, "curl: %s", curl_easy_strerror(a.rc));
+    cr_assert_eq(a.status, 200);
+    cr_assert(strstr(a.body, "\"method\":\"GET\""), "%s", a.body);
+    cr_assert(strstr(a.body, "\"path\":\"/echo/Patient 1\""), "path is percent-decoded: %s", a.body);
+    cr_assert(strstr(a.body, "\"query\":\"_count=5&x=%20\""), "query is raw: %s", a.body);
+    cr_assert(strstr(a.body, "\"cn\":\"hospital-a.fhirgw.test\""), "peer certificate: %s", a.body);
+    cr_assert(strstr(a.body, "\"tls\":\"TLSv1.3\""), "%s", a.body);
+    cr_assert(strcasestr(a.headers, "Content-Type: application/json"));
+    cr_assert(strcasestr(a.headers, "Date: "));
+    free(a.body);
+    cr_assert(metrics_contain("fhirgw_tls_handshakes_total 1\n"));
+}
+
+static void expect_refused(const char *cert_name, const char *reason)
+{
+    answer a = {0};
+    get(cert_name, "/echo", &a);
+    cr_assert_neq(a.rc, CURLE_OK, "%s must be refused, got HTTP %ld", cert_name ? cert_name : "no certificate",
+                  a.status);
+    free(a.body);
+    char needle[128];
+    snprintf(needle, sizeof needle, "fhirgw_tls_handshake_failures_total{reason=\"%s\"} 1", reason);
+    cr_assert(metrics_contain(needle), "metrics should count %s", needle);
+}
+
+Test(server, no_certificate_is_refused)
+{
+    expect_refused(NULL, "no_certificate");
+}
+
+Test(server, expired_certificate_is_refused)
+{
+    expect_refused("expired", "certificate_expired");
+}
+
+Test(server, revoked_certificate_is_refused)
+{
+    expect_refused("revoked", "certificate_revoked");
+}
+
+Test(server, foreign_ca_is_refused)
+{
+    expect_refused("foreign", "certificate_untrusted");
+}
+
+Test(server, tls_1_1_is_refused)
+{
+    raw_tls t;
+    cr_assert_not(raw_connect(&t, "gp", TLS1_1_VERSION), "a TLS 1.1 handshake must fail");
+    raw_close(&t);
+    cr_assert(metrics_contain("fhirgw_tls_handshake_failures_total{reason=\"protocol\"} 1"));
+}
+
+Test(server, tls_1_2_is_accepted)
+{
+    raw_tls t;
+    cr_assert(raw_connect(&t, "gp", TLS1_2_VERSION));
+    cr_assert_str_eq(SSL_get_version(t.ssl), "TLSv1.2");
+    const char *cipher = SSL_get_cipher_name(t.ssl);
+    cr_assert(strstr(cipher, "ECDHE") && (strstr(cipher, "GCM") || strstr(cipher, "CHACHA20")), "%s", cipher);
+    raw_close(&t);
+}
+
+/* ---- HTTP ------------------------------------------------------------------------------------- */
+
+Test(server, keep_alive_reuses_the_connection)
+{
+    char url[256];
+    fhir_url(url, sizeof url, "/echo");
+    CURL *h = client("gp");
+    answer a = {0};
+    perform(h, url, &a);
+    cr_assert_eq(a.status, 200);
+    cr_assert_eq(a.connects, 1);
+    for (int i = 0; i < 3; i++) {
+        perform(h, url, &a);
+        cr_assert_eq(a.status, 200);
+        cr_assert_eq(a.connects, 0, "request %d should reuse the connection", i + 2);
+    }
+    free(a.body);
+    curl_easy_cleanup(h);
+    cr_assert(metrics_contain("fhirgw_tls_handshakes_total 1\n"));
+    cr_assert(metrics_contain("fhirgw_http_requests_total{route=\"echo\",status=\"200\"} 4"));
+}
+
+Test(server, request_id_is_echoed_or_generated)
+{
+    CURL *h = client("gp");
+    char url[256];
+    fhir_url(url, sizeof url, "/echo");
+    struct curl_slist *hdrs = curl_slist_append(NULL, "X-Request-ID: trace-42.a_b:c");
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    answer a = {0};
+    perform(h, url, &a);
+    cr_assert(strstr(a.headers, "X-Request-ID: trace-42.a_b:c\r\n"), "%s", a.headers);
+    curl_slist_free_all(hdrs);
+
+    hdrs = curl_slist_append(NULL, "X-Request-ID: not sane <script>");
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    perform(h, url, &a);
+    const char *id = strstr(a.headers, "X-Request-ID: ");
+    cr_assert_not_null(id);
+    id += strlen("X-Request-ID: ");
+    cr_assert_eq(strspn(id, "0123456789abcdef"), 32, "a generated id is 32 hex digits: %s", a.headers);
+    curl_slist_free_all(hdrs);
+    free(a.body);
+    curl_easy_cleanup(h);
+}
+
+Test(server, post_body_plain_and_chunked)
+{
+    CURL *h = client("gp");
+    char url[256];
+    fhir_url(url, sizeof url, "/echo");
+    char *payload = malloc(40000);
+    memset(payload, 'x', 40000);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, 40000L);
+    answer a = {0};
+    perform(h, url, &a);
+    cr_assert_eq(a.status, 200);
+    cr_assert(strstr(a.body, "\"body\":40000"), "%s", a.body);
+
+    struct curl_slist *hdrs = curl_slist_append(NULL, "Transfer-Encoding: chunked");
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    perform(h, url, &a);
+    cr_assert_eq(a.status, 200);
+    cr_assert(strstr(a.body, "\"body\":40000"), "chunked: %s", a.body);
+    curl_slist_free_all(hdrs);
+    free(a.body);
+    free(payload);
+    curl_easy_cleanup(h);
+}
+
+Test(server, body_over_the_limit_is_413)
+{
+    CURL *h = client("gp");
+    char url[256];
+    fhir_url(url, sizeof url, "/echo");
+    size_t size = MAX_BODY + 1;
+    char *payload = malloc(size);
+    memset(payload, 'x', size);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)size);
+    answer a = {0};
+    perform(h, url, &a);
+    assert_outcome(&a, 413);
+    cr_assert(strcasestr(a.headers, "Connection: close"));
+
+    /* chunked: the limit holds on the decoded size too */
+    struct curl_slist *hdrs = curl_slist_append(NULL, "Transfer-Encoding: chunked");
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    perform(h, url, &a);
+    assert_outcome(&a, 413);
+    curl_slist_free_all(hdrs);
+    free(a.body);
+    free(payload);
+    curl_easy_cleanup(h);
+}
+
+Test(server, oversized_headers_are_431)
+{
+    CURL *h = client("gp");
+    char url[256];
+    fhir_url(url, sizeof url, "/echo");
+    char *big = malloc(MAX_HEADER_BYTES + 100);
+    strcpy(big, "X-Big: ");
+    memset(big + 7, 'a', MAX_HEADER_BYTES);
+    big[MAX_HEADER_BYTES + 7] = '\0';
+    struct curl_slist *hdrs = curl_slist_append(NULL, big);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    answer a = {0};
+    perform(h, url, &a);
+    assert_outcome(&a, 431);
+    curl_slist_free_all(hdrs);
+    free(big);
+    free(a.body);
+    curl_easy_cleanup(h);
+}
+
+Test(server, malformed_request_is_400)
+{
+    raw_tls t;
+    cr_assert(raw_connect(&t, "gp", 0));
+    const char *bad = "GET /echo HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n";
+    SSL_write(t.ssl, bad, (int)strlen(bad));
+    char buf[4096];
+    raw_read_all(&t, buf, sizeof buf, 2000);
+    cr_assert(strncmp(buf, "HTTP/1.1 400 ", 13) == 0, "%s", buf);
+    cr_assert(strstr(buf, "OperationOutcome"), "%s", buf);
+    raw_close(&t);
+}
+
+Test(server, unknown_path_answered_by_the_handler)
+{
+    answer a = {0};
+    get("gp", "/nothing-here", &a);
+    assert_outcome(&a, 404);
+    free(a.body);
+}
+
+Test(server, slow_client_is_cut_off)
+{
+    raw_tls t;
+    cr_assert(raw_connect(&t, "gp", 0));
+    const char *partial = "GET /echo HTTP/1.1\r\nHost: localhost\r\nX-Slow: ";
+    SSL_write(t.ssl, partial, (int)strlen(partial));
+    double start = now_s();
+    char buf[4096];
+    raw_read_all(&t, buf, sizeof buf, 4000);
+    double waited = now_s() - start;
+    cr_assert(waited < REQUEST_TIMEOUT_MS / 1000.0 + 1.0, "cut off after %.2f s", waited);
+    cr_assert(waited > REQUEST_TIMEOUT_MS / 1000.0 - 0.2, "not before the timeout: %.2f s", waited);
+    cr_assert(strncmp(buf, "HTTP/1.1 408 ", 13) == 0, "%s", buf);
+    cr_assert(strstr(buf, "OperationOutcome"), "%s", buf);
+    raw_close(&t);
+}
+
+Test(server, trickling_bytes_does_not_extend_the_deadline)
+{
+    raw_tls t;
+    cr_assert(raw_connect(&t, "gp", 0));
+    const char *line = "GET /echo HTTP/1.1\r\n";
+    SSL_write(t.ssl, line, (int)strlen(line));
+    double start = now_s();
+    /* one header byte every 200 ms: each is progress, none is enough */
+    for (int i = 0; i < 12 && SSL_write(t.ssl, "X", 1) == 1; i++)
+        sleep_ms(200);
+    char buf[4096];
+    raw_read_all(&t, buf, sizeof buf, 4000);
+    double waited = now_s() - start;
+    cr_assert(waited < REQUEST_TIMEOUT_MS / 1000.0 + 1.5, "cut off after %.2f s", waited);
+    raw_close(&t);
+}
+
+/* ---- Answers from other threads ------------------------------------------------------------------ */
+
+Test(server, async_answer_from_another_thread)
+{
+    answer a = {0};
+    get("gp", "/async?ms=100", &a);
+    cr_assert_eq(a.rc, CURLE_OK);
+    cr_assert_eq(a.status, 200);
+    cr_assert_str_eq(a.body, "{\"async\":true}");
+    free(a.body);
+}
+
+Test(server, client_gone_before_async_answer)
+{
+    CURL *h = client("gp");
+    char url[256];
+    fhir_url(url, sizeof url, "/async?ms=400");
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 100L);
+    answer a = {0};
+    perform(h, url, &a);
+    cr_assert_eq(a.rc, CURLE_OPERATION_TIMEDOUT);
+    curl_easy_cleanup(h);
+    /* the answer arrives for a connection that is gone: dropped, counted, no crash */
+    cr_assert(metrics_contain("fhirgw_http_answers_dropped_total 1"));
+    get("gp", "/echo", &a);
+    cr_assert_eq(a.status, 200, "still serving");
+    free(a.body);
+}
+
+typedef struct pending_get {
+    answer a;
+    const char *path;
+} pending_get;
+
+static void *get_in_thread(void *arg)
+{
+    pending_get *p = arg;
+    get("gp", p->path, &p->a);
+    return NULL;
+}
+
+Test(server, graceful_stop_completes_in_flight_requests)
+{
+    pending_get p = {.path = "/async?ms=300"};
+    pthread_t th;
+    pthread_create(&th, NULL, get_in_thread, &p);
+    /* wait until the request is in the handler's hands */
+    cr_assert(metrics_contain("fhirgw_tls_handshakes_total 1"));
+    sleep_ms(100);
+    double start = now_s();
+    srv_stop(srv);
+    srv_wait(srv);
+    double took = now_s() - start;
+    pthread_join(th, NULL);
+    cr_assert_eq(p.a.rc, CURLE_OK, "curl: %s", curl_easy_strerror(p.a.rc));
+    cr_assert_eq(p.a.status, 200);
+    cr_assert(strcasestr(p.a.headers, "Connection: close"));
+    cr_assert(took < 2.0, "drain took %.2f s", took);
+    free(p.a.body);
+    /* nothing listens any more */
+    answer a = {0};
+    get("gp", "/echo", &a);
+    cr_assert_eq(a.rc, CURLE_COULDNT_CONNECT);
+    free(a.body);
+}
+
+/* ---- Connection limit ----------------------------------------------------------------------------- */
+
+static void one_connection(srv_config *cfg)
+{
+    cfg->max_connections = 1;
+}
+
+Test(server, over_the_connection_limit_is_503)
+{
+    stop_server();
+    close(log_fd);
+    unlink(log_path);
+    start_server_with(one_connection);
+    raw_tls first;
+    cr_assert(raw_connect(&first, "gp", 0));
+    answer a = {0};
+    get("gp", "/echo", &a);
+    assert_outcome(&a, 503);
+    cr_assert(strcasestr(a.headers, "Retry-After: 1"));
+    free(a.body);
+    raw_close(&first);
+    cr_assert(metrics_contain("fhirgw_connections_rejected_total 1"));
+}
+
+/* ---- Ops port --------------------------------------------------------------------------------------- */
+
+Test(server, ops_endpoints)
+{
+    answer a = {0};
+    get_ops("/healthz", &a);
+    cr_assert_eq(a.status, 200);
+    cr_assert_str_eq(a.body, "ok\n");
+
+    get_ops("/readyz", &a);
+    cr_assert_eq(a.status, 200);
+    atomic_store(&not_ready, true);
+    get_ops("/readyz", &a);
+    assert_outcome(&a, 503);
+    atomic_store(&not_ready, false);
+
+    get_ops("/nope", &a);
+    assert_outcome(&a, 404);
+
+    answer e = {0};
+    get("gp", "/echo", &e);
+    free(e.body);
+    get_ops("/metrics", &a);
+    cr_assert_eq(a.status, 200);
+    cr_assert(strcasestr(a.headers, "Content-Type: text/plain; version=0.0.4"));
+    cr_assert(strstr(a.body, "# HELP fhirgw_http_requests_total "));
+    cr_assert(strstr(a.body, "# TYPE fhirgw_http_requests_total counter\n"));
+    cr_assert(strstr(a.body, "fhirgw_http_requests_total{route=\"echo\",status=\"200\"} 1\n"), "%s", a.body);
+    cr_assert(strstr(a.body, "# TYPE fhirgw_http_request_duration_seconds histogram\n"));
+    cr_assert(strstr(a.body, "fhirgw_http_request_duration_seconds_bucket{route=\"echo\",le=\"+Inf\"} 1\n"));
+    cr_assert(strstr(a.body, "fhirgw_http_request_duration_seconds_count{route=\"echo\"} 1\n"));
+    cr_assert(strstr(a.body, "# TYPE fhirgw_connections_open gauge\n"));
+    free(a.body);
+}
+
+/* ---- Access log ------------------------------------------------------------------------------------- */
+
+Test(server, access_log_has_no_query_or_body)
+{
+    CURL *h = client("gp");
+    char url[256];
+    fhir_url(url, sizeof url, "/echo/x?name=Jansen&birthdate=1950-01-01");
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, "{\"secret\":\"BSN 999999999\"}");
+    struct curl_slist *hdrs = curl_slist_append(NULL, "X-Request-ID: log-test-1");
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    answer a = {0};
+    perform(h, url, &a);
+    cr_assert_eq(a.status, 200);
+    free(a.body);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(h);
+    stop_server(); /* every line written */
+
+    char log[8192] = "";
+    FILE *f = fopen(log_path, "r");
+    size_t n = fread(log, 1, sizeof log - 1, f);
+    log[n] = '\0';
+    fclose(f);
+    cr_assert(strstr(log, "\"request_id\":\"log-test-1\""), "%s", log);
+    cr_assert(strstr(log, "\"method\":\"POST\",\"path\":\"/echo/x\",\"status\":200"), "%s", log);
+    cr_assert(strstr(log, "\"org\":\"Test Org\",\"ura\":\"90000201\""), "%s", log);
+    cr_assert(strstr(log, "\"tls\":\"TLSv1.3\""), "%s", log);
+    cr_assert_null(strstr(log, "Jansen"), "no query string in the log");
+    cr_assert_null(strstr(log, "999999999"), "no body in the log");
+    cr_assert_eq(log[n - 1], '\n');
+}
+
+/* ---- Pipelining and HEAD ------------------------------------------------------------------------------ */
+
+Test(server, pipelined_requests_and_head)
+{
+    raw_tls t;
+    cr_assert(raw_connect(&t, "gp", 0));
+    const char *two = "HEAD /echo HTTP/1.1\r\nHost: x\r\n\r\n"
+                      "GET /echo/second HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    SSL_write(t.ssl, two, (int)strlen(two));
+    char buf[8192];
+    raw_read_all(&t, buf, sizeof buf, 3000);
+    cr_assert(strncmp(buf, "HTTP/1.1 200 ", 13) == 0, "%s", buf);
+    /* HEAD: Content-Length of the body that GET would send, but no body */
+    const char *second = strstr(buf + 1, "HTTP/1.1 200 ");
+    cr_assert_not_null(second, "two answers expected: %s", buf);
+    cr_assert_eq(strncmp(second - 4, "\r\n\r\n", 4), 0, "the HEAD answer carries no body: %s", buf);
+    cr_assert(strstr(second, "\"path\":\"/echo/second\""), "%s", second);
+    cr_assert(strstr(second, "Connection: close\r\n"), "%s", second);
+    raw_close(&t);
+}
+
+/* ---- Metrics module -------------------------------------------------------------------------------------- */
+
+Test(metrics, families_series_and_exposition)
+{
+    mx_registry *reg = mx_registry_new();
+    mx_family *c = mx_counter(reg, "t_total", "A counter with \\ and\nnewline.", "a,b");
+    cr_assert_not_null(c);
+    cr_assert_eq(mx_counter(reg, "t_total", "again", "a,b"), c, "same shape: the same family");
+    cr_assert_null(mx_gauge(reg, "t_total", "clash", NULL), "same name, other type");
+    cr_assert_null(mx_counter(reg, "bad name", "", NULL));
+    cr_assert_null(mx_counter(reg, "t2", "", "le,__x"));
+    mx_metric *s = mx_series(c, (const char *[]){"x\"y", "2"});
+    mx_inc(s);
+    mx_add(s, 41);
+    cr_assert_eq(mx_value(s), 42);
+    cr_assert_eq(mx_series(c, (const char *[]){"x\"y", "2"}), s);
+    mx_family *g = mx_gauge(reg, "t_gauge", "G.", NULL);
+    mx_gauge_add(mx_series(g, NULL), 5);
+    mx_gauge_add(mx_series(g, NULL), -7);
+    static const double bounds[] = {0.1, 1};
+    mx_family *h = mx_histogram(reg, "t_seconds", "H.", NULL, bounds, 2);
+    mx_observe(mx_series(h, NULL), 0.05);
+    mx_observe(mx_series(h, NULL), 0.5);
+    mx_observe(mx_series(h, NULL), 5);
+    char *text = mx_render(reg, NULL);
+    cr_assert(strstr(text, "# HELP t_total A counter with \\\\ and\\nnewline.\n# TYPE t_total counter\n"), "%s", text);
+    cr_assert(strstr(text, "t_total{a=\"x\\\"y\",b=\"2\"} 42\n"), "%s", text);
+    cr_assert(strstr(text, "t_gauge -2\n"), "%s", text);
+    cr_assert(strstr(text, "t_seconds_bucket{le=\"0.1\"} 1\nt_seconds_bucket{le=\"1\"} 2\n"
+                           "t_seconds_bucket{le=\"+Inf\"} 3\nt_seconds_sum 5.55\nt_seconds_count 3\n"),
+              "%s", text);
+    free(text);
+    /* label values past the series limit share one overflow series */
+    char v[16];
+    for (int i = 0; i < MX_MAX_SERIES + 10; i++) {
+        snprintf(v, sizeof v, "%d", i);
+        mx_inc(mx_series(c, (const char *[]){v, v}));
+    }
+    text = mx_render(reg, NULL);
+    cr_assert(strstr(text, "t_total{a=\"overflow\",b=\"overflow\"} 11\n"), "%s", text);
+    free(text);
+    mx_registry_free(reg);
+}
+
+/* ---- Start-up errors ---------------------------------------------------------------------------------- */
+
+Test(server, port_in_use_and_bad_files_are_reported)
+{
+    char err[512] = "", cert[512], key[512], ca[512];
+    srv_config cfg;
+    srv_config_defaults(&cfg);
+    cfg.handler = test_handler;
+    cfg.port = 0;
+    cfg.ops_port = 0;
+    cfg.cert_file = "/nonexistent/server.crt";
+    cfg.key_file = "/nonexistent/server.key";
+    cr_assert_null(srv_new(&cfg, err, sizeof err));
+    cr_assert(strstr(err, "/nonexistent/server.crt"), "%s", err);
+
+    /* the port the fixture's server holds: refused, never silently shared (SO_REUSEPORT) */
+    pki_path(cert, sizeof cert, "server.crt");
+    pki_path(key, sizeof key, "server.key");
+    pki_path(ca, sizeof ca, "ca-bundle.pem");
+    cfg.cert_file = cert, cfg.key_file = key, cfg.ca_file = ca;
+    cfg.port = port;
+    cr_assert_null(srv_new(&cfg, err, sizeof err));
+    cr_assert(strstr(err, "cannot listen"), "%s", err);
+
+    answer a = {0};
+    get("gp", "/echo", &a);
+    cr_assert_eq(a.status, 200, "the running server is untouched");
+    free(a.body);
 }
