@@ -354,6 +354,45 @@ static void system_rows(ectx *c, const fp_item *it)
     }
 }
 
+/* [first, end) of the parameters of one resource type (binary search: they are sorted by type). */
+static void param_range(const ix_indexer *ix, const char *type, size_t out[2])
+{
+    size_t lo = 0, hi = ix->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(ix->params[mid].def->resource, type) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t end = lo;
+    while (end < ix->count && !strcmp(ix->params[end].def->resource, type))
+        end++;
+    out[0] = lo;
+    out[1] = end;
+}
+
+/* Rows of one parameter; false with err filled when its expression fails. */
+static bool extract_param(const ix_indexer *ix, const ix_param *p, const fp_env *env, fp_arena *arena, uint32_t node,
+                          const fs_type *t, ix_rows *out, char *err, size_t errlen)
+{
+    fp_collection result;
+    fp_error e;
+    if (!fp_evaluate_node(p->expr, env, node, t, NULL, arena, &result, &e)) {
+        snprintf(err, errlen, "search parameter %s: %s", p->def->code, e.message);
+        return false;
+    }
+    ectx c = {ix->schema, env->doc, p->def, out};
+    for (size_t k = 0; k < result.count; k++) {
+        if (result.items[k].kind == FP_NODE)
+            node_rows(&c, &result.items[k]);
+        else
+            system_rows(&c, &result.items[k]);
+    }
+    fp_arena_reset(arena);
+    return true;
+}
+
 bool ix_extract(const ix_indexer *ix, fp_arena *arena, const fj_doc *doc, uint32_t node, const char *type,
                 ix_rows *out, char *err, size_t errlen)
 {
@@ -362,24 +401,14 @@ bool ix_extract(const ix_indexer *ix, fp_arena *arena, const fj_doc *doc, uint32
     env.schema = ix->schema;
     env.resource = node;
     const fs_type *t = fs_type_by_name(ix->schema, type, strlen(type));
-    for (size_t i = 0; i < ix->count; i++) {
-        const fs_search_param *def = ix->params[i].def;
-        if (strcmp(def->resource, type) && strcmp(def->resource, "Resource"))
-            continue;
-        fp_collection result;
-        fp_error e;
-        if (!fp_evaluate_node(ix->params[i].expr, &env, node, t, NULL, arena, &result, &e)) {
-            snprintf(err, errlen, "search parameter %s: %s", def->code, e.message);
-            return false;
-        }
-        ectx c = {ix->schema, doc, def, out};
-        for (size_t k = 0; k < result.count; k++) {
-            if (result.items[k].kind == FP_NODE)
-                node_rows(&c, &result.items[k]);
-            else
-                system_rows(&c, &result.items[k]);
-        }
-        fp_arena_reset(arena);
+    /* the parameters are in schema order, grouped by resource type: the type's own, then Resource's */
+    const char *groups[2] = {type, "Resource"};
+    for (int g = 0; g < 2; g++) {
+        size_t range[2];
+        param_range(ix, groups[g], range);
+        for (size_t i = range[0]; i < range[1]; i++)
+            if (!extract_param(ix, &ix->params[i], &env, arena, node, t, out, err, errlen))
+                return false;
     }
     return true;
 }
