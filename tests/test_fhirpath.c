@@ -233,10 +233,14 @@ Test(fhirpath_conformance, r4_suite)
     known_list known_failures = load_known();
     fp_arena *arena = fp_arena_new();
     size_t total = json_object_array_length(tests), run = 0, passed = 0, disabled = 0, known_failed = 0;
+    size_t disabled_passing = 0;
     for (size_t i = 0; i < total; i++) {
         json_object *t = json_object_array_get_idx(tests, i), *jd, *je, *jdesc;
         if (json_object_object_get_ex(t, "disable", &jd) && json_object_get_boolean(jd)) {
+            /* the suite's keepers left these out; run them anyway, for the record only */
+            char ignored[700];
             disabled++;
+            disabled_passing += run_case(t, arena, ignored, sizeof ignored);
             continue;
         }
         json_object_object_get_ex(t, "expression", &je);
@@ -260,10 +264,11 @@ Test(fhirpath_conformance, r4_suite)
     for (size_t i = 0; i < known_failures.count; i++)
         cr_expect(known_failures.items[i].used, "known-failures.tsv names a case that is not in the suite: %s",
                   known_failures.items[i].key);
-    fprintf(stderr, "fhirpath conformance: %zu passed / %zu run (%zu disabled, %zu known failures)\n", passed, run,
-            disabled, known_failed);
-    printf("fhirpath conformance: %zu passed / %zu run (%zu disabled, %zu known failures)\n", passed, run, disabled,
-           known_failed);
+    fprintf(stderr,
+            "fhirpath conformance: %zu passed / %zu run (%zu disabled, of which %zu pass anyway; %zu known failures)\n",
+            passed, run, disabled, disabled_passing, known_failed);
+    printf("fhirpath conformance: %zu passed / %zu run (%zu disabled, of which %zu pass anyway; %zu known failures)\n",
+           passed, run, disabled, disabled_passing, known_failed);
     for (size_t i = 0; i < known_failures.count; i++) {
         free(known_failures.items[i].key);
         free(known_failures.items[i].reason);
