@@ -194,6 +194,22 @@ const char *rest_code_of(st_status s)
     }
 }
 
+/*
+ * Every refusal on authorisation grounds gets a line in the error log (stderr,
+ * JSON): who, what kind of interaction on which type, and the status given.
+ * No ids, no query strings: nothing that identifies a patient.
+ */
+static void log_denial(rq *q, int status, const char *why)
+{
+    char ts[ST_INSTANT_LEN];
+    st_format_instant(rest_now_ms(q->app), ts);
+    fprintf(stderr,
+            "{\"ts\":\"%s\",\"level\":\"warning\",\"event\":\"denied\",\"status\":%d,\"request_id\":\"%s\","
+            "\"ura\":\"%s\",\"interaction\":\"%s\",\"type\":\"%s\",\"reason\":\"%s\"}\n",
+            ts, status, srv_req_id(q->req), q->caller.ura, rt_name(q->route.interaction),
+            q->route.type ? q->route.type->name : "", why);
+}
+
 /* ---- identity and limits ---- */
 
 /* Who is calling; false (after answering 401) when no registered organisation is behind the certificate. */
@@ -203,6 +219,7 @@ static bool identify(rq *q)
     id_resolve(srv_req_peer_cert(q->req), q->app->opt.organisations, &who);
     const id_entry *entry = who.ura[0] ? id_lookup_ura(q->app->opt.organisations, who.ura) : NULL;
     if (!entry) {
+        log_denial(q, 401, "no registered organisation");
         rq_respond_outcome(q, 401, OO_ERROR, "login", NULL,
                            "the client certificate is valid but names no registered organisation%s%s",
                            who.ura[0] ? " (URA " : "", who.ura[0] ? who.ura : "");
@@ -253,6 +270,7 @@ bool rest_may(rq *q, const st_resource *r, az_action action)
         az_check_resource(&q->caller, r->type, action, r->owner, (const char *const *)r->access_tags, r->access_tag_count);
     if (d == AZ_ALLOW)
         return true;
+    log_denial(q, d == AZ_HIDDEN ? 404 : 403, d == AZ_HIDDEN ? "not owner or addressee" : "not allowed to change");
     if (d == AZ_HIDDEN)
         rq_respond_outcome(q, 404, OO_ERROR, OO_NOT_FOUND, NULL, "%s/%s is not known", r->type, r->id);
     else
@@ -372,6 +390,7 @@ void rest_handle(srv_request *req, void *arg)
     if (q->route.type) {
         az_decision d = az_check_type(&q->caller, q->route.type->name, action_of(q->route.interaction));
         if (d != AZ_ALLOW) {
+            log_denial(q, 403, "no access to this type");
             rq_respond_outcome(q, 403, OO_ERROR, "forbidden", NULL, "this organisation has no access to %s resources",
                                q->route.type->name);
             rq_finish(q);

@@ -541,6 +541,39 @@ Test(rest, authorisation_matrix_every_role_every_interaction)
     response_free(&r);
 }
 
+Test(rest, denials_are_logged_without_patient_data)
+{
+    char id[80], path[160], log[300];
+    snprintf(id, sizeof id, "%s", create("hospital-a", "Patient", PATIENT));
+    snprintf(path, sizeof path, "/Patient/%s?name=Jansen", id);
+    snprintf(log, sizeof log, "%s/errors.log", dir);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    FILE *f = fopen(log, "w");
+    dup2(fileno(f), STDERR_FILENO);
+    response r = request("gp", "GET", path, NULL, NULL);
+    cr_expect_eq(r.status, 404);
+    response_free(&r);
+    r = request("insurer", "GET", "/CarePlan", NULL, NULL);
+    cr_expect_eq(r.status, 403);
+    response_free(&r);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    fclose(f);
+    size_t len;
+    FILE *in = fopen(log, "r");
+    char text[4096] = "";
+    len = fread(text, 1, sizeof text - 1, in);
+    text[len] = '\0';
+    fclose(in);
+    cr_expect_not_null(strstr(text, "\"event\":\"denied\",\"status\":404"), "%s", text);
+    cr_expect_not_null(strstr(text, "\"ura\":\"90000201\""), "%s", text);
+    cr_expect_not_null(strstr(text, "\"status\":403"), "%s", text);
+    cr_expect_null(strstr(text, id), "no resource ids in the log: %s", text);
+    cr_expect_null(strstr(text, "Jansen"), "no query strings or content in the log: %s", text);
+}
+
 Test(rest, task_addressed_to_the_receiver)
 {
     /* the receiving ELV provider's Organization (what the gateway registers for it) */
