@@ -14,9 +14,16 @@
 
 #include "gateway/search.h"
 
+#define IX_MAX_GUARDS 8
+
 typedef struct ix_param {
     const fs_search_param *def;
     fp_expr *expr;
+    /* The top-level members the expression starts from ("CarePlan.subject | CarePlan.encounter" ->
+     * subject, encounter). When the resource has none of them the parameter has no value and is
+     * not evaluated. guard_count 0: the expression has another shape, always evaluate. */
+    char guards[IX_MAX_GUARDS][48];
+    unsigned guard_count;
 } ix_param;
 
 struct ix_indexer {
@@ -50,6 +57,59 @@ char *ix_rewrite_resolve(const char *expression)
     return out;
 }
 
+/* Fill p's guards from its expression; none when a union part does not start with "<Type>.<member>". */
+static void find_guards(ix_param *p, const char *expression)
+{
+    const char *type = p->def->resource;
+    size_t tlen = strlen(type);
+    p->guard_count = 0;
+    const char *part = expression;
+    for (;;) {
+        while (*part == ' ' || *part == '(')
+            part++;
+        static const char name_chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+        bool starts_with_type = !strncmp(part, type, tlen) && part[tlen] == '.';
+        size_t mlen = starts_with_type ? strspn(part + tlen + 1, name_chars) : 0;
+        if (!mlen || mlen >= sizeof p->guards[0] || p->guard_count == IX_MAX_GUARDS) {
+            p->guard_count = 0;
+            return;
+        }
+        memcpy(p->guards[p->guard_count], part + tlen + 1, mlen);
+        p->guards[p->guard_count++][mlen] = '\0';
+        /* the next top-level union part */
+        int depth = 0;
+        const char *q = part;
+        for (; *q && !(*q == '|' && depth == 0); q++)
+            depth += *q == '(' ? 1 : *q == ')' ? -1 : 0;
+        if (!*q)
+            return;
+        part = q + 1;
+    }
+}
+
+/* Does the resource have any member the parameter starts from (or is it unguarded)? */
+static bool may_have_value(const ix_param *p, const fj_doc *doc, uint32_t node)
+{
+    if (!p->guard_count)
+        return true;
+    for (unsigned i = 0; i < p->guard_count; i++) {
+        if (fj_get(doc, node, p->guards[i]) != UINT32_MAX)
+            return true;
+        /* a choice element is written with its type: "value[x]" -> valueQuantity, or a primitive's _member */
+        char companion[50];
+        snprintf(companion, sizeof companion, "_%s", p->guards[i]);
+        if (fj_get(doc, node, companion) != UINT32_MAX)
+            return true;
+        size_t len = strlen(p->guards[i]);
+        uint32_t key = node + 1;
+        for (uint32_t m = 0; m < doc->nodes[node].len; m++, key = fj_next(doc, key + 1))
+            if (doc->nodes[key].len > len && !memcmp(fj_str(doc, key), p->guards[i], len) &&
+                fj_str(doc, key)[len] >= 'A' && fj_str(doc, key)[len] <= 'Z')
+                return true;
+    }
+    return false;
+}
+
 ix_indexer *ix_new(const fs_schema *s, bool (*supported)(fs_search_kind), char *err, size_t errlen)
 {
     if (!supported)
@@ -73,7 +133,10 @@ ix_indexer *ix_new(const fs_schema *s, bool (*supported)(fs_search_kind), char *
                 snprintf(err, errlen, "%s.%s not indexed: %s", p->resource, p->code, e.message);
             continue;
         }
-        ix->params[ix->count++] = (ix_param){p, expr};
+        ix_param *ip = &ix->params[ix->count++];
+        ip->def = p;
+        ip->expr = expr;
+        find_guards(ip, p->expression);
     }
     return ix;
 }
@@ -407,7 +470,8 @@ bool ix_extract(const ix_indexer *ix, fp_arena *arena, const fj_doc *doc, uint32
         size_t range[2];
         param_range(ix, groups[g], range);
         for (size_t i = range[0]; i < range[1]; i++)
-            if (!extract_param(ix, &ix->params[i], &env, arena, node, t, out, err, errlen))
+            if (may_have_value(&ix->params[i], doc, node) &&
+                !extract_param(ix, &ix->params[i], &env, arena, node, t, out, err, errlen))
                 return false;
     }
     return true;
