@@ -272,9 +272,11 @@ static void check_reference(ctx *c, uint32_t obj)
     if (memchr(s, ' ', len) || memchr(s, '\t', len) || memchr(s, '\n', len)) {
         problem = "a reference contains no whitespace";
     } else if (s[0] == '#') {
-        if (len > 1 && !contained_id_exists(c, s + 1, len - 1)) {
-            report(c, r, OO_ERROR, OO_NOT_FOUND, "no contained resource has the id '%.*s'", (int)len - 1, s + 1);
-        }
+        if (len > 1 && !contained_id_exists(c, s + 1, len - 1))
+            report(c, r, OO_ERROR, OO_INVARIANT,
+                   "ref-1: SHALL have a contained resource if a local reference is provided (no contained resource "
+                   "has the id '%.*s')",
+                   (int)len - 1, s + 1);
         path_pop(c, old);
         return;
     } else if (has_prefix(s, len, "urn:uuid:")) {
@@ -477,9 +479,20 @@ static bool guard_holds(const ctx *c, uint32_t index, uint32_t node)
     const char *member = guards[index];
     if (!member[0] || N(c, node)->type != FJ_OBJECT)
         return false;
-    char companion[34];
-    snprintf(companion, sizeof companion, "_%s", member);
-    return fj_get(c->doc, node, member) == NO_NODE && fj_get(c->doc, node, companion) == NO_NODE;
+    /* the member as written: itself, its `_` companion, or a choice variant (value -> valueQuantity) */
+    size_t len = strlen(member);
+    uint32_t key = fj_first_child(node);
+    for (uint32_t m = 0; m < N(c, node)->len; m++, key = fj_next(c->doc, fj_next(c->doc, key))) {
+        const char *k = S(c, key);
+        size_t klen = N(c, key)->len;
+        if (k[0] == '_') {
+            k++;
+            klen--;
+        }
+        if (klen >= len && !memcmp(k, member, len) && (klen == len || (k[len] >= 'A' && k[len] <= 'Z')))
+            return false;
+    }
+    return true;
 }
 
 static void compile_invariants(void)
@@ -959,8 +972,10 @@ static void check_full_urls(ctx *c, bundle_frame *b, size_t base_len)
         if (problem)
             report(c, u->node, OO_ERROR, OO_VALUE, "invalid fullUrl '%.*s': %s", (int)u->len, u->text, problem);
         if (duplicate)
-            report(c, u->node, OO_ERROR, OO_STRUCTURE, "fullUrl '%.*s' also names entry %u", (int)u->len, u->text,
-                   b->urls[i - 1].entry);
+            report(c, u->node, OO_ERROR, OO_INVARIANT,
+                   "bdl-7: FullUrl must be unique in a bundle, or else entries with the same fullUrl must have "
+                   "different meta.versionId (fullUrl '%.*s' also names entry %u)",
+                   (int)u->len, u->text, b->urls[i - 1].entry);
         path_pop(c, old);
     }
 }
