@@ -24,6 +24,7 @@
  */
 #include "gateway/store_backend.h"
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -181,12 +182,15 @@ typedef struct cached_stmt {
     uint64_t last_used;
 } cached_stmt;
 
+struct checkpointer;
+
 typedef struct conn {
     sqlite3 *db;
     sqlite3_stmt *fixed[FIXED_STMT_COUNT];
     cached_stmt dynamic[DYNAMIC_CACHE_SIZE];
     uint64_t tick;
     int wal_pages; /* writer: pages in the WAL after the last commit */
+    struct checkpointer *checkpointer; /* writer: the thread that checkpoints the WAL */
 } conn;
 
 static st_status status_of(int rc)
@@ -385,9 +389,76 @@ static int note_wal_size(void *arg, sqlite3 *db, const char *name, int pages)
 
 /*
  * Checkpoints are ours, not SQLite's: its automatic checkpoint runs inside
- * COMMIT, before the batch's callbacks; ours runs after them (maintain), so
- * it delays the next batch a little but no acknowledgement.
+ * COMMIT, so one commit in every few hundred would carry the cost of copying
+ * the WAL into the database and syncing it. Instead a checkpointer thread
+ * with a connection of its own does it: the commit thread only notes that the
+ * WAL has grown (maintain) and wakes it. A PASSIVE checkpoint never waits for
+ * readers or the writer, so commits go on while it copies.
  */
+typedef struct checkpointer {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    bool wanted, stop;
+    conn *conn;
+} checkpointer;
+
+static void *checkpoint_loop(void *arg)
+{
+    checkpointer *k = arg;
+    pthread_mutex_lock(&k->lock);
+    for (;;) {
+        while (!k->wanted && !k->stop)
+            pthread_cond_wait(&k->wake, &k->lock);
+        if (k->stop)
+            break;
+        k->wanted = false;
+        pthread_mutex_unlock(&k->lock);
+        sqlite3_wal_checkpoint_v2(k->conn->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        pthread_mutex_lock(&k->lock);
+    }
+    pthread_mutex_unlock(&k->lock);
+    return NULL;
+}
+
+/* Start the checkpointer; without one (it could not start) the writer checkpoints itself. */
+static void start_checkpointer(conn *writer, const st_config *config)
+{
+    st_error ignored;
+    checkpointer *k = calloc(1, sizeof *k);
+    if (!k || !(k->conn = conn_open(config, true, &ignored))) {
+        free(k);
+        return;
+    }
+    pthread_mutex_init(&k->lock, NULL);
+    pthread_cond_init(&k->wake, NULL);
+    if (pthread_create(&k->thread, NULL, checkpoint_loop, k) != 0) {
+        conn_close(k->conn);
+        pthread_mutex_destroy(&k->lock);
+        pthread_cond_destroy(&k->wake);
+        free(k);
+        return;
+    }
+    writer->checkpointer = k;
+}
+
+static void stop_checkpointer(conn *writer)
+{
+    checkpointer *k = writer->checkpointer;
+    if (!k)
+        return;
+    pthread_mutex_lock(&k->lock);
+    k->stop = true;
+    pthread_cond_signal(&k->wake);
+    pthread_mutex_unlock(&k->lock);
+    pthread_join(k->thread, NULL);
+    conn_close(k->conn);
+    pthread_mutex_destroy(&k->lock);
+    pthread_cond_destroy(&k->wake);
+    free(k);
+    writer->checkpointer = NULL;
+}
+
 static bool take_over_checkpoints(conn *c)
 {
     sqlite3_wal_hook(c->db, note_wal_size, c);
@@ -399,9 +470,17 @@ static void maintain(void *writer)
     conn *c = writer;
     if (c->wal_pages < CHECKPOINT_PAGES)
         return;
-    /* PASSIVE: copies what no reader still needs and never waits for readers */
-    sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     c->wal_pages = 0;
+    checkpointer *k = c->checkpointer;
+    if (!k) {
+        /* PASSIVE: copies what no reader still needs and never waits for readers */
+        sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        return;
+    }
+    pthread_mutex_lock(&k->lock);
+    k->wanted = true;
+    pthread_cond_signal(&k->wake);
+    pthread_mutex_unlock(&k->lock);
 }
 
 static void *open_writer(const st_config *config, st_error *err)
@@ -429,11 +508,13 @@ static void *open_writer(const st_config *config, st_error *err)
         conn_close(c);
         return NULL;
     }
+    start_checkpointer(c, config);
     return c;
 }
 
 static void close_writer(void *writer)
 {
+    stop_checkpointer(writer);
     conn_close(writer);
 }
 
