@@ -32,6 +32,45 @@ int64_t rest_now_ms(const rest_app *app) { return app->opt.clock_ms(app->opt.clo
 
 static void free_arena(void *a) { fp_arena_free(a); }
 
+/*
+ * Who a certificate is, remembered per worker thread: a keep-alive
+ * connection sends the same certificate with every request, and decoding its
+ * subjectAltName each time costs more than the rest of a read. The cache
+ * holds a reference to the certificate and compares by X509_cmp (the
+ * certificate's own digest), so a new connection never inherits an old
+ * identity by pointer reuse.
+ */
+typedef struct caller_cache {
+    X509 *cert;
+    id_identity who;
+} caller_cache;
+
+static void free_caller_cache(void *p)
+{
+    caller_cache *cc = p;
+    X509_free(cc->cert);
+    free(cc);
+}
+
+static void resolve_caller(rest_app *app, X509 *cert, id_identity *who)
+{
+    caller_cache *cc = pthread_getspecific(app->caller_key);
+    if (cc && cert && cc->cert && X509_cmp(cc->cert, cert) == 0) {
+        *who = cc->who;
+        return;
+    }
+    id_resolve(cert, app->opt.organisations, who);
+    if (!cert)
+        return;
+    if (!cc && (cc = calloc(1, sizeof *cc)))
+        pthread_setspecific(app->caller_key, cc);
+    if (cc && X509_up_ref(cert)) {
+        X509_free(cc->cert);
+        cc->cert = cert;
+        cc->who = *who;
+    }
+}
+
 fp_arena *rest_arena(rest_app *app)
 {
     fp_arena *a = pthread_getspecific(app->arena_key);
@@ -71,6 +110,7 @@ rest_app *rest_app_new(const rest_options *opts, char *err, size_t errlen)
     if (app->opt.page_size_max <= 0)
         app->opt.page_size_max = 500;
     pthread_key_create(&app->arena_key, free_arena);
+    pthread_key_create(&app->caller_key, free_caller_cache);
     char ix_err[256] = "";
     app->indexer = ix_new(app->schema, rest_search_kind_supported, ix_err, sizeof ix_err);
     app->limiter = rl_new(opts->rate_per_second, opts->rate_burst);
@@ -92,6 +132,12 @@ void rest_app_free(rest_app *app)
         pthread_setspecific(app->arena_key, NULL);
     }
     pthread_key_delete(app->arena_key);
+    caller_cache *cc = pthread_getspecific(app->caller_key);
+    if (cc) {
+        free_caller_cache(cc);
+        pthread_setspecific(app->caller_key, NULL);
+    }
+    pthread_key_delete(app->caller_key);
     ix_free(app->indexer);
     rl_free(app->limiter);
     free(app->capability);
@@ -216,7 +262,7 @@ static void log_denial(rq *q, int status, const char *why)
 static bool identify(rq *q)
 {
     id_identity who;
-    id_resolve(srv_req_peer_cert(q->req), q->app->opt.organisations, &who);
+    resolve_caller(q->app, srv_req_peer_cert(q->req), &who);
     const id_entry *entry = who.ura[0] ? id_lookup_ura(q->app->opt.organisations, who.ura) : NULL;
     if (!entry) {
         log_denial(q, 401, "no registered organisation");

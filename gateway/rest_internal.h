@@ -29,6 +29,7 @@ struct rest_app {
     char *capability;        /* the CapabilityStatement JSON, built once */
     size_t capability_len;
     pthread_key_t arena_key; /* a FHIRPath arena per worker thread */
+    pthread_key_t caller_key; /* per worker thread: the last certificate seen and who it was */
 };
 
 /* A search as the store takes it, with the arrays it points to. */
