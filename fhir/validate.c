@@ -376,7 +376,6 @@ static bool natively_enforced(const char *key)
             return true;
     return false;
 }
-static const fs_schema *compiled_for;
 static pthread_once_t compile_once = PTHREAD_ONCE_INIT;
 
 /*
@@ -514,7 +513,6 @@ static void compile_invariants(void)
         compiled[i] = fp_compile(k->expression, s, &err);
         guard_of(k->expression, guards[i]);
     }
-    compiled_for = s;
 }
 
 static void check_one_invariant(ctx *c, uint32_t index, uint32_t node, const fs_type *t, const fs_element *el)

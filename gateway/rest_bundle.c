@@ -190,8 +190,6 @@ static const char *method_status(st_method m) { return m == ST_METHOD_CREATE ? "
 
 static void history_entry(fj_buf *b, rq *q, const st_resource *r, bool first)
 {
-    char date[30];
-    st_format_http_date(r->last_updated_ms, date);
     fj_buf_printf(b, "%s{\"fullUrl\":\"%s/%s/%s\"", first ? "" : ",", q->app->opt.base_url, r->type, r->id);
     if (!r->deleted) {
         fj_buf_puts(b, ",\"resource\":");
@@ -201,7 +199,6 @@ static void history_entry(fj_buf *b, rq *q, const st_resource *r, bool first)
                   r->method == ST_METHOD_CREATE ? "" : "/", r->method == ST_METHOD_CREATE ? "" : r->id);
     fj_buf_printf(b, "\"response\":{\"status\":\"%s\",\"etag\":\"W/\\\"%lld\\\"\",\"lastModified\":\"%s\"}}",
                   method_status(r->method), (long long)r->version, r->last_updated);
-    (void)date;
 }
 
 void rest_history(rq *q)
