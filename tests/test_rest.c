@@ -574,6 +574,52 @@ Test(rest, denials_are_logged_without_patient_data)
     cr_expect_null(strstr(text, "Jansen"), "no query strings or content in the log: %s", text);
 }
 
+/* Bad input never crashes or corrupts: mutated bodies get 4xx (or 2xx when still valid), and the server stays well. */
+Test(rest, mutated_bodies_never_crash_the_server)
+{
+    const char *seeds[] = {
+        "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Jansen\",\"given\":[\"A\"]}],\"birthDate\":\"1940-02-01\"}",
+        "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":[{\"fullUrl\":\"urn:uuid:11111111-1111-4111-8111-"
+        "111111111111\",\"resource\":{\"resourceType\":\"Patient\"},\"request\":{\"method\":\"POST\",\"url\":\"Patient\"}},"
+        "{\"resource\":{\"resourceType\":\"CarePlan\",\"status\":\"active\",\"intent\":\"plan\",\"subject\":{\"reference\":"
+        "\"urn:uuid:11111111-1111-4111-8111-111111111111\"}},\"request\":{\"method\":\"POST\",\"url\":\"CarePlan\"}}]}",
+    };
+    const char *paths[] = {"/Patient", "/"};
+    unsigned seed = 12345;
+    const char alphabet[] = "{}[]\",:\\0123456789abcdefghijklmnopqrstuvwxyz-_ \x01\xc3\xff";
+    int counts[6] = {0};
+    for (int round = 0; round < 120; round++) {
+        int which = round % 2;
+        size_t len = strlen(seeds[which]);
+        char *body = malloc(len + 1);
+        memcpy(body, seeds[which], len + 1);
+        int edits = 1 + (int)((seed = seed * 1103515245u + 12345u) >> 16) % 4;
+        for (int e = 0; e < edits; e++) {
+            seed = seed * 1103515245u + 12345u;
+            size_t at = (seed >> 8) % len;
+            seed = seed * 1103515245u + 12345u;
+            if ((seed >> 20) % 5 == 0)
+                body[at] = '\0', len = at ? at : 1; /* truncate */
+            else
+                body[at] = alphabet[(seed >> 12) % (sizeof alphabet - 1)];
+        }
+        response r = request("hospital-a", "POST", paths[which], body, NULL);
+        cr_expect(r.curl == CURLE_OK, "round %d: the connection failed (%d)", round, r.curl);
+        cr_expect((r.status >= 200 && r.status < 300) || (r.status >= 400 && r.status < 500),
+                  "round %d: status %ld for %s", round, r.status, body);
+        if (r.status >= 400)
+            expect_outcome(&r, r.status, NULL);
+        counts[r.status / 100]++;
+        response_free(&r);
+        free(body);
+    }
+    cr_log_info("mutated bodies: %d answered 2xx, %d answered 4xx", counts[2], counts[4]);
+    cr_expect_gt(counts[4], 60, "most mutations are refused");
+    response r = request("hospital-a", "GET", "/metadata", NULL, NULL);
+    cr_expect_eq(r.status, 200, "still serving");
+    response_free(&r);
+}
+
 Test(rest, task_addressed_to_the_receiver)
 {
     /* the receiving ELV provider's Organization (what the gateway registers for it) */
