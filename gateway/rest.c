@@ -360,12 +360,12 @@ static void read_resource(rq *q)
     st_resource_free(&r);
 }
 
+/* The CapabilityStatement is built once and lent to the server for every answer (it is large). */
 static void capabilities(rq *q)
 {
-    char *body = malloc(q->app->capability_len + 1);
-    if (body)
-        memcpy(body, q->app->capability, q->app->capability_len + 1);
-    rq_respond_json(q, 200, body, body ? q->app->capability_len : 0);
+    srv_set_header(q->req, "Content-Type", CONTENT_TYPE);
+    srv_respond_static(q->req, 200, q->app->capability, q->app->capability_len);
+    q->req = NULL;
 }
 
 /* ---- dispatch ---- */

@@ -107,6 +107,7 @@ struct srv_request {
     int status;
     char *resp_body;
     size_t resp_len;
+    bool resp_borrowed;           /* resp_body belongs to the caller (srv_respond_static): never freed here */
     char *resp_headers;           /* "Name: value\r\n" ... */
     size_t resp_headers_len, resp_headers_cap;
     char route[ROUTE_MAX];
@@ -448,6 +449,15 @@ static srv_request *request_new(conn *c)
     return req;
 }
 
+/* Drop the response body, unless the caller lent it. */
+static void release_body(srv_request *req)
+{
+    if (!req->resp_borrowed)
+        free(req->resp_body);
+    req->resp_body = NULL;
+    req->resp_borrowed = false;
+}
+
 static void request_free(srv_request *req)
 {
     if (!req)
@@ -456,7 +466,7 @@ static void request_free(srv_request *req)
     free(req->headers);
     free(req->path);
     free(req->body);
-    free(req->resp_body);
+    release_body(req);
     free(req->resp_headers);
     X509_free(req->peer);
     free(req);
@@ -567,9 +577,10 @@ static bool write_answer(conn *c, srv_request *req, bool body_allowed, bool send
     }
     if (!send_body || coalesce)
         return true;
-    if (evbuffer_add_reference(out, req->resp_body, req->resp_len, free_body, NULL) != 0)
+    if (evbuffer_add_reference(out, req->resp_body, req->resp_len, req->resp_borrowed ? NULL : free_body, NULL) != 0)
         return false;
-    req->resp_body = NULL; /* the output buffer frees it once sent */
+    req->resp_body = NULL; /* the output buffer frees it once sent (a lent body stays the caller's) */
+    req->resp_borrowed = false;
     return true;
 }
 
@@ -607,7 +618,7 @@ static void fail_request(conn *c, int status, const char *issue_type, const char
     if (!req->route[0])
         srv_set_route(req, "invalid");
     req->status = status;
-    free(req->resp_body);
+    release_body(req);
     req->resp_body = http_outcome_body(issue_type, message, &req->resp_len);
     if (!req->resp_body)
         req->resp_len = 0;
@@ -1640,11 +1651,13 @@ void srv_set_caller(srv_request *req, const char *organisation, const char *ura)
     snprintf(req->ura, sizeof req->ura, "%s", ura ? ura : "");
 }
 
-void srv_respond(srv_request *req, int status, char *body, size_t len)
+/* Answer with body (owned, or lent when borrowed) from any thread. */
+static void respond(srv_request *req, int status, char *body, size_t len, bool borrowed)
 {
-    free(req->resp_body);
+    release_body(req);
     req->status = status >= 100 && status <= 999 ? status : 500;
     req->resp_body = body;
+    req->resp_borrowed = borrowed && body;
     req->resp_len = body ? len : 0;
     worker *w = req->w;
     if (current_worker == w) {
@@ -1662,6 +1675,13 @@ void srv_respond(srv_request *req, int status, char *body, size_t len)
     pthread_mutex_unlock(&w->lock);
     if (was_empty)
         poke(w);
+}
+
+void srv_respond(srv_request *req, int status, char *body, size_t len) { respond(req, status, body, len, false); }
+
+void srv_respond_static(srv_request *req, int status, const char *body, size_t len)
+{
+    respond(req, status, (char *)body, len, true);
 }
 
 void srv_respond_outcome(srv_request *req, int status, const char *issue_type, const char *message)

@@ -202,6 +202,11 @@ void srv_set_caller(srv_request *req, const char *organisation, const char *ura)
  * the body is counted in Content-Length but not sent. Any thread. */
 void srv_respond(srv_request *req, int status, char *body, size_t len);
 
+/* The same with a body the server does not own and never frees: it must stay
+ * valid and unchanged until the server is freed (a prebuilt answer such as the
+ * CapabilityStatement, sent without copying it per request). Any thread. */
+void srv_respond_static(srv_request *req, int status, const char *body, size_t len);
+
 /* Answer with an OperationOutcome holding one issue (issue_type is an OO_*
  * code from fhir/outcome.h, e.g. "not-found"). Any thread. */
 void srv_respond_outcome(srv_request *req, int status, const char *issue_type, const char *message);
