@@ -21,6 +21,7 @@
 #include <json-c/json.h>
 
 #include "fhir/fhirpath.h"
+#include "fhir/reference.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -883,25 +884,11 @@ static void check_target(vctx *c, const pf_elem *e, uint32_t v)
     uint32_t ref = N(c, v)->type == FJ_OBJECT ? fj_get(c->doc, v, "reference") : NO_NODE;
     if (ref == NO_NODE || N(c, ref)->type != FJ_STRING || S(c, ref)[0] == '#')
         return; /* contained or logical references carry no type to check here */
-    const char *s = S(c, ref);
-    size_t len = N(c, ref)->len;
-    /* the type is the segment before the id: ".../Type/id" or "Type/id/_history/v" */
-    const char *end = s + len;
-    const char *hist = NULL;
-    for (const char *p = s; p + 10 <= end; p++)
-        if (!memcmp(p, "/_history/", 10))
-            hist = p;
-    if (hist)
-        end = hist;
-    const char *id_slash = end;
-    while (id_slash > s && id_slash[-1] != '/')
-        id_slash--;
-    if (id_slash == s)
+    fr_parts parts;
+    if (!fr_parse(S(c, ref), N(c, ref)->len, &parts))
         return; /* urn:uuid: and the like: resolved elsewhere */
-    const char *type_start = id_slash - 1;
-    while (type_start > s && type_start[-1] != '/')
-        type_start--;
-    size_t type_len = (size_t)(id_slash - 1 - type_start);
+    const char *type_start = parts.type;
+    size_t type_len = parts.type_len;
     for (size_t i = 0; i < e->target_count; i++) {
         const char *want = target_type(c, e->target_profiles[i]);
         if (strlen(want) == type_len && !memcmp(want, type_start, type_len))

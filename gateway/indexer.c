@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fhir/reference.h"
 #include "gateway/search.h"
 
 #define IX_MAX_GUARDS 8
@@ -290,24 +291,10 @@ static void reference_row(ectx *c, const char *ref, size_t len)
     if (!row)
         return;
     row->text = strndup(ref, len);
-    const char *end = ref + len;
-    const char *hist = NULL;
-    for (const char *p = ref; p + 10 <= end; p++)
-        if (!memcmp(p, "/_history/", 10))
-            hist = p;
-    if (hist)
-        end = hist;
-    const char *slash = end;
-    while (slash > ref && slash[-1] != '/')
-        slash--;
-    if (slash == ref || ref[0] == '#')
-        return; /* urn:uuid:, #contained: no type/id parts */
-    const char *type = slash - 1;
-    while (type > ref && type[-1] != '/')
-        type--;
-    if (type < slash - 1 && isupper((unsigned char)type[0])) {
-        row->ref_type = strndup(type, (size_t)(slash - 1 - type));
-        row->ref_id = strndup(slash, (size_t)(end - slash));
+    fr_parts parts;
+    if (fr_parse(ref, len, &parts)) { /* urn:uuid:, #contained: no type/id parts */
+        row->ref_type = strndup(parts.type, parts.type_len);
+        row->ref_id = strndup(parts.id, parts.id_len);
     }
 }
 

@@ -9,6 +9,8 @@
  */
 #include "gateway/search.h"
 
+#include "fhir/reference.h"
+
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
@@ -241,17 +243,13 @@ static bool parse_number(const char *v, sq_value *out)
 
 static void parse_reference(const char *v, sq_value *out)
 {
-    const char *slash = strrchr(v, '/');
-    if (!slash) {
-        out->ref_id = strdup(v);
+    fr_parts parts;
+    if (!fr_parse(v, strlen(v), &parts)) {
+        out->ref_id = strdup(v); /* a bare id (any type) */
         return;
     }
-    /* ".../Type/id" or "Type/id": the last two segments */
-    const char *type_start = slash;
-    while (type_start > v && type_start[-1] != '/')
-        type_start--;
-    out->ref_type = strndup(type_start, (size_t)(slash - type_start));
-    out->ref_id = strdup(slash + 1);
+    out->ref_type = strndup(parts.type, parts.type_len);
+    out->ref_id = strndup(parts.id, parts.id_len);
 }
 
 static bool parse_value(const fs_search_param *def, sq_modifier mod, const char *raw, size_t len, sq_value *out,

@@ -350,3 +350,39 @@ Test(schema, search_parameters)
     for (unsigned i = 0; i < n; i++)
         cr_expect_str_eq(all[i].resource, "Encounter");
 }
+
+/* Literal references split into type, id and version. */
+#include "fhir/reference.h"
+
+Test(reference, parts)
+{
+    struct {
+        const char *text, *type, *id, *version;
+    } cases[] = {
+        {"Patient/123", "Patient", "123", NULL},
+        {"Patient/123/_history/2", "Patient", "123", "2"},
+        {"https://example.org/fhir/Patient/p.1", "Patient", "p.1", NULL},
+        {"https://example.org/fhir/Practitioner/gp1/_history/3", "Practitioner", "gp1", "3"},
+        {"#p1", NULL, NULL, NULL},
+        {"urn:uuid:11111111-1111-4111-8111-111111111111", NULL, NULL, NULL},
+        {"123", NULL, NULL, NULL},
+        {"Patient/", NULL, NULL, NULL},
+        {"patient/123", NULL, NULL, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        fr_parts p;
+        bool ok = fr_parse(cases[i].text, strlen(cases[i].text), &p);
+        cr_expect_eq(ok, cases[i].type != NULL, "%s", cases[i].text);
+        if (!ok || !cases[i].type)
+            continue;
+        cr_expect(p.type_len == strlen(cases[i].type) && !memcmp(p.type, cases[i].type, p.type_len), "%s",
+                  cases[i].text);
+        cr_expect(p.id_len == strlen(cases[i].id) && !memcmp(p.id, cases[i].id, p.id_len), "%s", cases[i].text);
+        if (cases[i].version)
+            cr_expect(p.version && p.version_len == strlen(cases[i].version) &&
+                          !memcmp(p.version, cases[i].version, p.version_len),
+                      "%s", cases[i].text);
+        else
+            cr_expect_null(p.version, "%s", cases[i].text);
+    }
+}
