@@ -309,7 +309,12 @@ static SSL_CTX *make_tls_context(const srv_config *cfg, char *err, size_t errlen
                                  SSL_OP_IGNORE_UNEXPECTED_EOF);
     /* Idle connections give their 2 x 17 KB record buffers back. */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-    /* Resumed sessions must belong to this service (required with client verification). */
+    /* No session resumption: a resumed session skips certificate verification, so a
+     * certificate revoked since would keep working until the session expired. Every new
+     * connection is verified against the CRL; keep-alive makes the full handshakes rare. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_num_tickets(ctx, 0);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     static const unsigned char sid_context[] = "fhirgw";
     SSL_CTX_set_session_id_context(ctx, sid_context, sizeof sid_context - 1);
     if (SSL_CTX_set_cipher_list(ctx, SRV_TLS12_CIPHERS) != 1) {

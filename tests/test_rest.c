@@ -620,6 +620,26 @@ Test(rest, mutated_bodies_never_crash_the_server)
     response_free(&r);
 }
 
+/* No TLS session is resumed: every connection's certificate is verified again (revocation takes effect).
+ * TLS 1.2 session ids are what s_client -reconnect resumes reliably; tickets are off as well. */
+Test(rest, tls_sessions_are_not_resumed)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "openssl s_client -connect 127.0.0.1:%u -tls1_2 -reconnect -cert '%s/pki/clients/hospital-a.crt' "
+             "-key '%s/pki/clients/hospital-a.key' -CAfile '%s/pki/ca.pem' </dev/null 2>/dev/null | "
+             "grep -E '^(New|Reused),' | sort | uniq -c",
+             port, dir, dir, dir);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    char out[512] = "";
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    pclose(p);
+    cr_expect_not_null(strstr(out, "New,"), "the handshakes happened: %s", out);
+    cr_expect_null(strstr(out, "Reused,"), "no session may be resumed: %s", out);
+}
+
 Test(rest, task_addressed_to_the_receiver)
 {
     /* the receiving ELV provider's Organization (what the gateway registers for it) */
