@@ -14,6 +14,7 @@
  * See identity.h for the contract and the format of the table file.
  */
 #include "gateway/identity.h"
+#include "gateway/hex.h"
 
 #include <errno.h>
 #include <openssl/err.h>
@@ -38,17 +39,6 @@ static bool all_digits(const char *s, size_t n)
         if (!is_digit(s[i]))
             return false;
     return true;
-}
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 static void set_error(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -316,7 +306,7 @@ bool id_normalise_fingerprint(const char *text, char out[ID_FINGERPRINT_LEN + 1]
     for (const char *p = text; *p; p++) {
         if (*p == ':')
             continue;
-        int v = hex_value(*p);
+        int v = hex_digit_value(*p);
         if (v < 0 || n == ID_FINGERPRINT_LEN)
             return false;
         out[n++] = "0123456789abcdef"[v];

@@ -8,6 +8,7 @@
  * parameter's kind.
  */
 #include "gateway/search.h"
+#include "gateway/hex.h"
 
 #include "fhir/reference.h"
 
@@ -19,17 +20,6 @@
 
 /* ---- small helpers ---- */
 
-static int hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 char *sq_url_decode(const char *src, size_t len)
 {
     char *out = malloc(len + 1);
@@ -38,7 +28,7 @@ char *sq_url_decode(const char *src, size_t len)
     size_t n = 0;
     for (size_t i = 0; i < len; i++) {
         if (src[i] == '%') {
-            int hi = i + 2 < len ? hex(src[i + 1]) : -1, lo = i + 2 < len ? hex(src[i + 2]) : -1;
+            int hi = i + 2 < len ? hex_digit_value(src[i + 1]) : -1, lo = i + 2 < len ? hex_digit_value(src[i + 2]) : -1;
             if (hi < 0 || lo < 0) {
                 free(out);
                 return NULL;

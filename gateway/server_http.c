@@ -8,6 +8,7 @@
  * the request-target must be origin-form. See server_internal.h.
  */
 #include "gateway/server_internal.h"
+#include "gateway/hex.h"
 
 #include <openssl/rand.h>
 #include <time.h>
@@ -26,17 +27,6 @@ static bool is_tchar(unsigned char c)
     if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
         return true;
     return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 bool http_is_token(const char *s)
@@ -238,8 +228,8 @@ int http_decode_path(const char *path, size_t len, char *out, const char **why)
         unsigned char c = (unsigned char)path[i];
         if (c == '%') {
             bool complete = i + 2 < len; /* both hex digits lie inside the path */
-            int hi = complete ? hex_value((unsigned char)path[i + 1]) : -1;
-            int lo = complete ? hex_value((unsigned char)path[i + 2]) : -1;
+            int hi = complete ? hex_digit_value((unsigned char)path[i + 1]) : -1;
+            int lo = complete ? hex_digit_value((unsigned char)path[i + 2]) : -1;
             if (hi < 0 || lo < 0) {
                 *why = "malformed percent-encoding in path";
                 return 400;
@@ -292,9 +282,9 @@ bool http_parse_chunk_size(const char *line, uint64_t *out)
     uint64_t n = 0;
     const char *p = line;
     int digit;
-    if (hex_value((unsigned char)*p) < 0)
+    if (hex_digit_value((unsigned char)*p) < 0)
         return false;
-    while ((digit = hex_value((unsigned char)*p)) >= 0) {
+    while ((digit = hex_digit_value((unsigned char)*p)) >= 0) {
         if (n > (UINT64_MAX >> 4))
             return false;
         n = n * 16 + (uint64_t)digit;
