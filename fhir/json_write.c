@@ -83,8 +83,12 @@ char *fj_buf_take(fj_buf *b, size_t *len)
         fj_buf_free(b);
         return NULL;
     }
-    if (!b->data)
-        reserve(b, 0);
+    /* an empty buffer still hands over a valid empty string: reserve() alone leaves the new block unwritten */
+    if (!b->data) {
+        if (!reserve(b, 0))
+            return NULL;
+        b->data[0] = '\0';
+    }
     char *data = b->data;
     if (len)
         *len = b->len;

@@ -111,9 +111,24 @@ bool rest_write_if_none_exist(rq *q, rest_write *w, const char *query, oo_list *
 /* A fresh logical id (a UUID, lower case). */
 void rest_new_id(char out[ST_ID_MAX + 1]);
 
-/* ---- bundles (rest_bundle.c) ---- */
+/* ---- writing Bundles (rest_bundle.c) ---- */
+/* {"resourceType":"Bundle","id":..,"meta":..,"type":type[,"total":total] (total < 0: none); no closing brace. */
+void rest_bundle_head(fj_buf *b, rq *q, const char *type, int64_t total);
+/* One link object {"relation":..,"url":base/path?query[&_getpagesoffset=offset][&extra]}. */
+void rest_bundle_link(fj_buf *b, rq *q, const char *relation, const char *path, const char *query, long offset,
+                      const char *extra);
+/* Before each entry: opens ,"entry":[ at the first, a comma after; *written counts them. */
+void rest_bundle_entry_open(fj_buf *b, size_t *written);
+/* Closes the entry list when one was opened (FHIR JSON has no empty arrays). */
+void rest_bundle_entries_close(fj_buf *b, size_t written);
+/* Answers 200 with the Bundle in b (taken), or 503 when building it ran out of memory. */
+void rest_bundle_respond(rq *q, fj_buf *b);
+
+/* ---- search and history (rest_search.c) ---- */
 void rest_search(rq *q);
 void rest_history(rq *q);
+
+/* ---- batch and transaction (rest_batch.c) ---- */
 bool rest_batch(rq *q);
 
 #endif

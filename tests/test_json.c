@@ -1011,3 +1011,20 @@ Test(json_write, round_trip_escapes_and_hooks)
     free(json);
     fj_doc_free(&doc);
 }
+
+/* An empty buffer hands over "" (a terminated string), never an unwritten block (issue 7, defect 1). */
+Test(json_write, take_of_an_empty_buffer_is_an_empty_string)
+{
+    for (int i = 0; i < 16; i++) {
+        fj_buf out = {0};
+        size_t len = 99;
+        char *s = fj_buf_take(&out, &len);
+        cr_assert_not_null(s);
+        cr_expect_eq(len, 0);
+        cr_expect_eq(s[0], '\0');
+        cr_expect_eq(strlen(s), 0);
+        memset(s, 'x', 255); /* the next block malloc hands out may be this one, dirty */
+        s[255] = '\0';
+        free(s);
+    }
+}

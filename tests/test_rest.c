@@ -22,241 +22,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "gateway/rest.h"
+#include "tests/rest_harness.h"
 
-static char dir[256];
-static st_store *store;
-static id_table *orgs;
-static rest_app *app;
-static srv_server *srv;
-static unsigned port;
-
-/* ---- fixture ---- */
-
-static void run_pki(void)
-{
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "'%s/../certs/make-test-pki' '%s/pki' >/dev/null 2>&1", TESTS_DIR, dir);
-    cr_assert_eq(system(cmd), 0, "make-test-pki failed");
-    /* gzsp's certificate stays valid, but the gateway does not know it: 401 */
-    snprintf(cmd, sizeof cmd, "grep -v '^gzsp' '%s/pki/organisations.tsv' > '%s/organisations.tsv'", dir, dir);
-    cr_assert_eq(system(cmd), 0);
-}
-
-static void start_server(double rate)
-{
-    static char path[512]; /* the store keeps the path it was opened with */
-    char err[512];
-    snprintf(path, sizeof path, "%s/organisations.tsv", dir);
-    orgs = id_table_load(path, err, sizeof err);
-    cr_assert_not_null(orgs, "%s", err);
-    snprintf(path, sizeof path, "%s/store.db", dir);
-    st_config sc = {0};
-    sc.path = path;
-    st_error serr;
-    store = st_open(&sc, &serr);
-    cr_assert_not_null(store, "%s", serr.message);
-    rest_options ro = {0};
-    ro.store = store;
-    ro.organisations = orgs;
-    ro.base_url = "https://127.0.0.1";
-    ro.page_size_default = 10;
-    ro.page_size_max = 50;
-    ro.rate_per_second = rate;
-    ro.rate_burst = rate;
-    app = rest_app_new(&ro, err, sizeof err);
-    cr_assert_not_null(app, "%s", err);
-    srv_config cfg;
-    srv_config_defaults(&cfg);
-    char cert[512], key[512], ca[512], crl[512];
-    snprintf(cert, sizeof cert, "%s/pki/server.crt", dir);
-    snprintf(key, sizeof key, "%s/pki/server.key", dir);
-    snprintf(ca, sizeof ca, "%s/pki/ca-bundle.pem", dir);
-    snprintf(crl, sizeof crl, "%s/pki/crl.pem", dir);
-    cfg.port = 0;
-    cfg.ops_port = 0;
-    cfg.workers = 2;
-    cfg.cert_file = cert;
-    cfg.key_file = key;
-    cfg.ca_file = ca;
-    cfg.crl_file = crl;
-    cfg.max_body_bytes = 256 * 1024;
-    cfg.handler = rest_handle;
-    cfg.handler_arg = app;
-    srv = srv_new(&cfg, err, sizeof err);
-    cr_assert_not_null(srv, "%s", err);
-    cr_assert(srv_start(srv, err, sizeof err), "%s", err);
-    port = srv_port(srv);
-}
-
-static void stop_server(void)
-{
-    srv_stop(srv);
-    srv_wait(srv);
-    srv_free(srv);
-    rest_app_free(app);
-    st_close(store);
-    id_table_free(orgs);
-    srv = NULL;
-}
-
-static void setup(void)
-{
-    snprintf(dir, sizeof dir, "/tmp/fhirgw-rest-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
-    run_pki();
-    start_server(0);
-}
-
-static void teardown(void)
-{
-    if (srv)
-        stop_server();
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_expect_eq(system(cmd), 0);
-}
-
-/* ---- client ---- */
-
-typedef struct response {
-    long status;
-    char *body;
-    size_t len;
-    char headers[4096];
-    size_t hlen;
-    CURLcode curl;
-} response;
-
-static size_t on_body(char *data, size_t size, size_t n, void *arg)
-{
-    response *r = arg;
-    r->body = realloc(r->body, r->len + size * n + 1);
-    memcpy(r->body + r->len, data, size * n);
-    r->len += size * n;
-    r->body[r->len] = '\0';
-    return size * n;
-}
-
-static size_t on_header(char *data, size_t size, size_t n, void *arg)
-{
-    response *r = arg;
-    size_t len = size * n;
-    if (r->hlen + len < sizeof r->headers) {
-        memcpy(r->headers + r->hlen, data, len);
-        r->hlen += len;
-        r->headers[r->hlen] = '\0';
-    }
-    return len;
-}
-
-/* A request as organisation `who` (a client name of the test PKI). extra: "Header: value" lines, NULL-ended. */
-static response request(const char *who, const char *method, const char *path, const char *body,
-                        const char *const *extra)
-{
-    response r = {0};
-    CURL *c = curl_easy_init();
-    char url[1024], cert[512], key[512], ca[512];
-    snprintf(url, sizeof url, "https://127.0.0.1:%u%s", port, path);
-    snprintf(cert, sizeof cert, "%s/pki/clients/%s.crt", dir, who);
-    snprintf(key, sizeof key, "%s/pki/clients/%s.key", dir, who);
-    snprintf(ca, sizeof ca, "%s/pki/ca.pem", dir);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_SSLCERT, cert);
-    curl_easy_setopt(c, CURLOPT_SSLKEY, key);
-    curl_easy_setopt(c, CURLOPT_CAINFO, ca);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
-    struct curl_slist *h = NULL;
-    bool has_type = false;
-    for (const char *const *e = extra; e && *e; e++) {
-        h = curl_slist_append(h, *e);
-        has_type |= !strncasecmp(*e, "Content-Type:", 13);
-    }
-    if (body) {
-        if (!has_type)
-            h = curl_slist_append(h, "Content-Type: application/fhir+json");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    }
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    r.curl = curl_easy_perform(c);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    return r;
-}
-
-static void response_free(response *r) { free(r->body); }
-
-static json_object *json_of(const response *r)
-{
-    json_object *o = r->body ? json_tokener_parse(r->body) : NULL;
-    cr_assert_not_null(o, "not JSON (status %ld): %s", r->status, r->body ? r->body : "(no body)");
-    return o;
-}
-
-static const char *jstr(json_object *o, const char *path)
-{
-    /* "a.b.0.c": members and array indexes */
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *seg = strtok(buf, "."); seg && o; seg = strtok(NULL, "."))
-        o = (*seg >= '0' && *seg <= '9') ? json_object_array_get_idx(o, (size_t)atoi(seg))
-                                         : json_object_object_get(o, seg);
-    return o ? json_object_get_string(o) : NULL;
-}
-
-/* The response is an OperationOutcome whose first issue has this code. */
-static void expect_outcome(const response *r, long status, const char *code)
-{
-    cr_expect_eq(r->status, status, "expected %ld, got %ld: %s", status, r->status, r->body ? r->body : "");
-    json_object *o = json_of(r);
-    cr_expect_str_eq(jstr(o, "resourceType"), "OperationOutcome");
-    if (code)
-        cr_expect_str_eq(jstr(o, "issue.0.code"), code, "%s", r->body);
-    json_object_put(o);
-    cr_expect_not_null(strstr(r->headers, "application/fhir+json"), "%s", r->headers);
-}
-
-static const char *header(const response *r, const char *name, char *out, size_t size)
-{
-    const char *p = r->headers;
-    size_t n = strlen(name);
-    while ((p = strcasestr(p, name))) {
-        if ((p == r->headers || p[-1] == '\n') && p[n] == ':') {
-            p += n + 1;
-            while (*p == ' ')
-                p++;
-            size_t len = strcspn(p, "\r\n");
-            snprintf(out, size, "%.*s", (int)len, p);
-            return out;
-        }
-        p += n;
-    }
-    return NULL;
-}
-
-/* Create a resource as `who`; returns its id (static buffer). */
-static const char *create(const char *who, const char *type, const char *json)
-{
-    static char id[80];
-    char path[128];
-    snprintf(path, sizeof path, "/%s", type);
-    response r = request(who, "POST", path, json, NULL);
-    cr_assert_eq(r.status, 201, "create %s: %ld %s", type, r.status, r.body);
-    json_object *o = json_of(&r);
-    snprintf(id, sizeof id, "%s", jstr(o, "id"));
-    json_object_put(o);
-    response_free(&r);
-    return id;
-}
-
-TestSuite(rest, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(rest, .init = rh_setup, .fini = rh_teardown, .timeout = 120);
 
 #define PATIENT "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Jansen\"}],\"gender\":\"female\"}"
 
@@ -264,101 +32,101 @@ TestSuite(rest, .init = setup, .fini = teardown, .timeout = 120);
 
 Test(rest, crud_versions_and_statuses)
 {
-    response r = request("hospital-a", "GET", "/metadata", NULL, NULL);
+    rh_response r = rh_request("hospital-a", "GET", "/metadata", NULL, NULL);
     cr_expect_eq(r.status, 200);
-    json_object *o = json_of(&r);
-    cr_expect_str_eq(jstr(o, "resourceType"), "CapabilityStatement");
+    json_object *o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "resourceType"), "CapabilityStatement");
     json_object_put(o);
-    response_free(&r);
+    rh_response_free(&r);
 
-    const char *created = create("hospital-a", "Patient", PATIENT);
+    const char *created = rh_create("hospital-a", "Patient", PATIENT);
     char id[80], path[160], etag[64];
     snprintf(id, sizeof id, "%s", created);
     snprintf(path, sizeof path, "/Patient/%s", id);
 
-    r = request("hospital-a", "GET", path, NULL, NULL);
+    r = rh_request("hospital-a", "GET", path, NULL, NULL);
     cr_expect_eq(r.status, 200);
-    cr_expect_str_eq(header(&r, "ETag", etag, sizeof etag), "W/\"1\"");
-    response_free(&r);
+    cr_expect_str_eq(rh_header(&r, "ETag", etag, sizeof etag), "W/\"1\"");
+    rh_response_free(&r);
 
     /* update with the right and the wrong If-Match */
     char body[512];
     snprintf(body, sizeof body,
              "{\"resourceType\":\"Patient\",\"id\":\"%s\",\"name\":[{\"family\":\"Jansen\"}],\"gender\":\"other\"}", id);
     const char *match1[] = {"If-Match: W/\"1\"", NULL};
-    r = request("hospital-a", "PUT", path, body, match1);
+    r = rh_request("hospital-a", "PUT", path, body, match1);
     cr_expect_eq(r.status, 200, "%s", r.body);
-    cr_expect_str_eq(header(&r, "ETag", etag, sizeof etag), "W/\"2\"");
-    response_free(&r);
-    r = request("hospital-a", "PUT", path, body, match1);
-    expect_outcome(&r, 412, "conflict");
-    response_free(&r);
+    cr_expect_str_eq(rh_header(&r, "ETag", etag, sizeof etag), "W/\"2\"");
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "PUT", path, body, match1);
+    rh_expect_outcome(&r, 412, "conflict");
+    rh_response_free(&r);
 
     /* vread of version 1 still has the old gender */
     char vpath[200];
     snprintf(vpath, sizeof vpath, "%s/_history/1", path);
-    r = request("hospital-a", "GET", vpath, NULL, NULL);
+    r = rh_request("hospital-a", "GET", vpath, NULL, NULL);
     cr_expect_eq(r.status, 200);
     cr_expect_not_null(strstr(r.body, "\"female\""));
-    response_free(&r);
+    rh_response_free(&r);
 
     /* delete, then 410 on read, history keeps three versions */
-    r = request("hospital-a", "DELETE", path, NULL, NULL);
-    expect_outcome(&r, 200, "informational");
-    response_free(&r);
-    r = request("hospital-a", "GET", path, NULL, NULL);
-    expect_outcome(&r, 410, "deleted");
-    response_free(&r);
+    r = rh_request("hospital-a", "DELETE", path, NULL, NULL);
+    rh_expect_outcome(&r, 200, "informational");
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "GET", path, NULL, NULL);
+    rh_expect_outcome(&r, 410, "deleted");
+    rh_response_free(&r);
     snprintf(vpath, sizeof vpath, "%s/_history", path);
-    r = request("hospital-a", "GET", vpath, NULL, NULL);
+    r = rh_request("hospital-a", "GET", vpath, NULL, NULL);
     cr_expect_eq(r.status, 200);
-    o = json_of(&r);
-    cr_expect_str_eq(jstr(o, "type"), "history");
-    cr_expect_str_eq(jstr(o, "total"), "3");
-    cr_expect_str_eq(jstr(o, "entry.0.request.method"), "DELETE");
+    o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "type"), "history");
+    cr_expect_str_eq(rh_str(o, "total"), "3");
+    cr_expect_str_eq(rh_str(o, "entry.0.request.method"), "DELETE");
     json_object_put(o);
-    response_free(&r);
+    rh_response_free(&r);
 }
 
 Test(rest, client_errors)
 {
     const char *xml[] = {"Accept: application/fhir+xml", NULL};
-    response r = request("hospital-a", "GET", "/metadata", NULL, xml);
-    expect_outcome(&r, 406, "not-supported");
-    response_free(&r);
-    r = request("hospital-a", "GET", "/Patient?_format=xml", NULL, NULL);
-    expect_outcome(&r, 406, "not-supported");
-    response_free(&r);
+    rh_response r = rh_request("hospital-a", "GET", "/metadata", NULL, xml);
+    rh_expect_outcome(&r, 406, "not-supported");
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "GET", "/Patient?_format=xml", NULL, NULL);
+    rh_expect_outcome(&r, 406, "not-supported");
+    rh_response_free(&r);
 
-    r = request("hospital-a", "POST", "/Patient", "{\"resourceType\":\"Patient\",", NULL);
-    expect_outcome(&r, 400, "structure");
-    response_free(&r);
-    r = request("hospital-a", "POST", "/Patient", "{\"resourceType\":\"Patient\",\"gender\":\"mal\"}", NULL);
-    expect_outcome(&r, 422, "code-invalid");
-    json_object *o = json_of(&r);
-    cr_expect_str_eq(jstr(o, "issue.0.expression.0"), "Patient.gender");
+    r = rh_request("hospital-a", "POST", "/Patient", "{\"resourceType\":\"Patient\",", NULL);
+    rh_expect_outcome(&r, 400, "structure");
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "POST", "/Patient", "{\"resourceType\":\"Patient\",\"gender\":\"mal\"}", NULL);
+    rh_expect_outcome(&r, 422, "code-invalid");
+    json_object *o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "issue.0.expression.0"), "Patient.gender");
     json_object_put(o);
-    response_free(&r);
-    r = request("hospital-a", "POST", "/Patient", "{\"resourceType\":\"Practitioner\"}", NULL);
-    expect_outcome(&r, 400, "structure");
-    response_free(&r);
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "POST", "/Patient", "{\"resourceType\":\"Practitioner\"}", NULL);
+    rh_expect_outcome(&r, 400, "structure");
+    rh_response_free(&r);
     const char *text[] = {"Content-Type: text/plain", NULL};
-    r = request("hospital-a", "POST", "/Patient", PATIENT, text);
-    expect_outcome(&r, 415, "not-supported");
-    response_free(&r);
+    r = rh_request("hospital-a", "POST", "/Patient", PATIENT, text);
+    rh_expect_outcome(&r, 415, "not-supported");
+    rh_response_free(&r);
 
-    r = request("hospital-a", "GET", "/Patient/does-not-exist", NULL, NULL);
-    expect_outcome(&r, 404, "not-found");
-    response_free(&r);
-    r = request("hospital-a", "GET", "/Patientt/1", NULL, NULL);
-    expect_outcome(&r, 404, "not-found");
-    response_free(&r);
-    r = request("hospital-a", "PATCH", "/Patient/1", "{}", NULL);
-    expect_outcome(&r, 405, "not-supported");
-    response_free(&r);
-    r = request("hospital-a", "GET", "/Patient/bad_id!", NULL, NULL);
-    expect_outcome(&r, 400, NULL);
-    response_free(&r);
+    r = rh_request("hospital-a", "GET", "/Patient/does-not-exist", NULL, NULL);
+    rh_expect_outcome(&r, 404, "not-found");
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "GET", "/Patientt/1", NULL, NULL);
+    rh_expect_outcome(&r, 404, "not-found");
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "PATCH", "/Patient/1", "{}", NULL);
+    rh_expect_outcome(&r, 405, "not-supported");
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "GET", "/Patient/bad_id!", NULL, NULL);
+    rh_expect_outcome(&r, 400, NULL);
+    rh_response_free(&r);
 
     /* the body limit of the server */
     size_t big = 300 * 1024;
@@ -366,17 +134,17 @@ Test(rest, client_errors)
     int n = sprintf(huge, "{\"resourceType\":\"Patient\",\"name\":[{\"text\":\"");
     memset(huge + n, 'a', big);
     strcpy(huge + n + big, "\"}]}");
-    r = request("hospital-a", "POST", "/Patient", huge, NULL);
-    expect_outcome(&r, 413, NULL);
-    response_free(&r);
+    r = rh_request("hospital-a", "POST", "/Patient", huge, NULL);
+    rh_expect_outcome(&r, 413, NULL);
+    rh_response_free(&r);
     free(huge);
 
     /* X-Request-ID is echoed */
     const char *rid[] = {"X-Request-ID: test-request-42", NULL};
-    r = request("hospital-a", "GET", "/metadata", NULL, rid);
+    r = rh_request("hospital-a", "GET", "/metadata", NULL, rid);
     char value[80];
-    cr_expect_str_eq(header(&r, "X-Request-ID", value, sizeof value), "test-request-42");
-    response_free(&r);
+    cr_expect_str_eq(rh_header(&r, "X-Request-ID", value, sizeof value), "test-request-42");
+    rh_response_free(&r);
 }
 
 /* ---- identity and authorisation ---- */
@@ -386,20 +154,20 @@ Test(rest, identity_and_authorisation_matrix)
     /* certificates the TLS layer refuses: no HTTP at all */
     const char *refused[] = {"expired", "revoked", "foreign"};
     for (size_t i = 0; i < 3; i++) {
-        response r = request(refused[i], "GET", "/metadata", NULL, NULL);
+        rh_response r = rh_request(refused[i], "GET", "/metadata", NULL, NULL);
         cr_expect_neq(r.curl, CURLE_OK, "%s must be refused in the handshake", refused[i]);
-        response_free(&r);
+        rh_response_free(&r);
     }
-    response r = request("no-such-client", "GET", "/metadata", NULL, NULL);
+    rh_response r = rh_request("no-such-client", "GET", "/metadata", NULL, NULL);
     cr_expect_neq(r.curl, CURLE_OK, "no client certificate, no handshake");
-    response_free(&r);
+    rh_response_free(&r);
     /* a valid certificate of an organisation the gateway does not know */
-    r = request("gzsp", "GET", "/metadata", NULL, NULL);
-    expect_outcome(&r, 401, "login");
-    response_free(&r);
+    r = rh_request("gzsp", "GET", "/metadata", NULL, NULL);
+    rh_expect_outcome(&r, 401, "login");
+    rh_response_free(&r);
 
     char id[80], path[160];
-    snprintf(id, sizeof id, "%s", create("hospital-a", "Patient", PATIENT));
+    snprintf(id, sizeof id, "%s", rh_create("hospital-a", "Patient", PATIENT));
     snprintf(path, sizeof path, "/Patient/%s", id);
     /* the owner reads; other care providers do not learn it exists; the insurer gets no clinical data */
     struct {
@@ -407,35 +175,35 @@ Test(rest, identity_and_authorisation_matrix)
         long read, search_total;
     } matrix[] = {{"hospital-a", 200, 1}, {"hospital-b", 404, 0}, {"gp", 404, 0}, {"elv-a", 404, 0}, {"elv-b", 404, 0}};
     for (size_t i = 0; i < sizeof matrix / sizeof *matrix; i++) {
-        r = request(matrix[i].who, "GET", path, NULL, NULL);
+        r = rh_request(matrix[i].who, "GET", path, NULL, NULL);
         cr_expect_eq(r.status, matrix[i].read, "%s read: %ld", matrix[i].who, r.status);
-        response_free(&r);
-        r = request(matrix[i].who, "GET", "/Patient", NULL, NULL);
-        json_object *o = json_of(&r);
-        cr_expect_eq(atoi(jstr(o, "total")), matrix[i].search_total, "%s search", matrix[i].who);
+        rh_response_free(&r);
+        r = rh_request(matrix[i].who, "GET", "/Patient", NULL, NULL);
+        json_object *o = rh_json(&r);
+        cr_expect_eq(atoi(rh_str(o, "total")), matrix[i].search_total, "%s search", matrix[i].who);
         json_object_put(o);
-        response_free(&r);
-        r = request(matrix[i].who, "DELETE", path, NULL, NULL);
+        rh_response_free(&r);
+        r = rh_request(matrix[i].who, "DELETE", path, NULL, NULL);
         if (matrix[i].read == 404)
-            expect_outcome(&r, 404, "not-found");
-        response_free(&r);
+            rh_expect_outcome(&r, 404, "not-found");
+        rh_response_free(&r);
     }
     const char *insurer_paths[] = {"/Patient", "/CarePlan", "/Encounter", "/Task", "/Bundle", "/Goal", "/CareTeam"};
     for (size_t i = 0; i < sizeof insurer_paths / sizeof *insurer_paths; i++) {
-        r = request("insurer", "GET", insurer_paths[i], NULL, NULL);
-        expect_outcome(&r, 403, "forbidden");
-        response_free(&r);
+        r = rh_request("insurer", "GET", insurer_paths[i], NULL, NULL);
+        rh_expect_outcome(&r, 403, "forbidden");
+        rh_response_free(&r);
     }
-    r = request("insurer", "GET", path, NULL, NULL);
-    expect_outcome(&r, 403, "forbidden");
-    response_free(&r);
-    r = request("insurer", "POST", "/Patient", PATIENT, NULL);
-    expect_outcome(&r, 403, "forbidden");
-    response_free(&r);
+    r = rh_request("insurer", "GET", path, NULL, NULL);
+    rh_expect_outcome(&r, 403, "forbidden");
+    rh_response_free(&r);
+    r = rh_request("insurer", "POST", "/Patient", PATIENT, NULL);
+    rh_expect_outcome(&r, 403, "forbidden");
+    rh_response_free(&r);
     /* the organisation directory is shared */
-    r = request("insurer", "GET", "/Organization", NULL, NULL);
+    r = rh_request("insurer", "GET", "/Organization", NULL, NULL);
     cr_expect_eq(r.status, 200);
-    response_free(&r);
+    rh_response_free(&r);
 }
 
 /*
@@ -472,12 +240,12 @@ static void run_matrix(const char *type, const char *id, const char *body_fmt, c
         };
         for (size_t k = 0; k < sizeof calls / sizeof *calls; k++) {
             snprintf(body, sizeof body, body_fmt, calls[k].method[1] == 'U' ? id : "x");
-            response r = request(m->who, calls[k].method, calls[k].p, calls[k].body ? body : NULL, NULL);
+            rh_response r = rh_request(m->who, calls[k].method, calls[k].p, calls[k].body ? body : NULL, NULL);
             cr_expect_eq(r.status, calls[k].want, "%s %s %s: expected %ld, got %ld %s", m->who, calls[k].method,
                          calls[k].p, calls[k].want, r.status, r.body ? r.body : "");
             if (r.status >= 400)
-                expect_outcome(&r, r.status, NULL);
-            response_free(&r);
+                rh_expect_outcome(&r, r.status, NULL);
+            rh_response_free(&r);
         }
     }
 }
@@ -485,16 +253,16 @@ static void run_matrix(const char *type, const char *id, const char *body_fmt, c
 Test(rest, authorisation_matrix_every_role_every_interaction)
 {
     char patient[80], org[80], coverage[80];
-    snprintf(patient, sizeof patient, "%s", create("hospital-a", "Patient", PATIENT));
+    snprintf(patient, sizeof patient, "%s", rh_create("hospital-a", "Patient", PATIENT));
     snprintf(org, sizeof org, "%s",
-             create("elv-a", "Organization",
+             rh_create("elv-a", "Organization",
                     "{\"resourceType\":\"Organization\",\"name\":\"ELV A\",\"identifier\":[{\"system\":"
                     "\"http://fhir.nl/fhir/NamingSystem/ura\",\"value\":\"90000301\"}]}"));
     const char *coverage_fmt = "{\"resourceType\":\"Coverage\",\"id\":\"%s\",\"status\":\"active\","
                                "\"beneficiary\":{\"reference\":\"Patient/p\"},\"payor\":[{\"display\":\"Verzekeraar\"}]}";
     char cov_body[400];
     snprintf(cov_body, sizeof cov_body, coverage_fmt, "x");
-    snprintf(coverage, sizeof coverage, "%s", create("insurer", "Coverage", cov_body));
+    snprintf(coverage, sizeof coverage, "%s", rh_create("insurer", "Coverage", cov_body));
 
     const char *patient_fmt = "{\"resourceType\":\"Patient\",\"id\":\"%s\",\"gender\":\"male\"}";
     matrix_row clinical[] = {
@@ -524,39 +292,39 @@ Test(rest, authorisation_matrix_every_role_every_interaction)
     /* delete, last: the owner may, others do not see it, the insurer may not touch clinical data */
     char path[160];
     snprintf(path, sizeof path, "/Patient/%s", patient);
-    response r = request("insurer", "DELETE", path, NULL, NULL);
-    expect_outcome(&r, 403, "forbidden");
-    response_free(&r);
-    r = request("gp", "DELETE", path, NULL, NULL);
-    expect_outcome(&r, 404, "not-found");
-    response_free(&r);
-    r = request("hospital-a", "DELETE", path, NULL, NULL);
+    rh_response r = rh_request("insurer", "DELETE", path, NULL, NULL);
+    rh_expect_outcome(&r, 403, "forbidden");
+    rh_response_free(&r);
+    r = rh_request("gp", "DELETE", path, NULL, NULL);
+    rh_expect_outcome(&r, 404, "not-found");
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "DELETE", path, NULL, NULL);
     cr_expect_eq(r.status, 200);
-    response_free(&r);
-    r = request("hospital-a", "GET", "/metadata", NULL, NULL);
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "GET", "/metadata", NULL, NULL);
     cr_expect_eq(r.status, 200);
-    response_free(&r);
-    r = request("insurer", "GET", "/metadata", NULL, NULL);
+    rh_response_free(&r);
+    r = rh_request("insurer", "GET", "/metadata", NULL, NULL);
     cr_expect_eq(r.status, 200, "the CapabilityStatement is for everyone");
-    response_free(&r);
+    rh_response_free(&r);
 }
 
 Test(rest, denials_are_logged_without_patient_data)
 {
     char id[80], path[160], log[300];
-    snprintf(id, sizeof id, "%s", create("hospital-a", "Patient", PATIENT));
+    snprintf(id, sizeof id, "%s", rh_create("hospital-a", "Patient", PATIENT));
     snprintf(path, sizeof path, "/Patient/%s?name=Jansen", id);
-    snprintf(log, sizeof log, "%s/errors.log", dir);
+    snprintf(log, sizeof log, "%s/errors.log", rh.dir);
     fflush(stderr);
     int saved = dup(STDERR_FILENO);
     FILE *f = fopen(log, "w");
     dup2(fileno(f), STDERR_FILENO);
-    response r = request("gp", "GET", path, NULL, NULL);
+    rh_response r = rh_request("gp", "GET", path, NULL, NULL);
     cr_expect_eq(r.status, 404);
-    response_free(&r);
-    r = request("insurer", "GET", "/CarePlan", NULL, NULL);
+    rh_response_free(&r);
+    r = rh_request("insurer", "GET", "/CarePlan", NULL, NULL);
     cr_expect_eq(r.status, 403);
-    response_free(&r);
+    rh_response_free(&r);
     fflush(stderr);
     dup2(saved, STDERR_FILENO);
     close(saved);
@@ -603,21 +371,21 @@ Test(rest, mutated_bodies_never_crash_the_server)
             else
                 body[at] = alphabet[(seed >> 12) % (sizeof alphabet - 1)];
         }
-        response r = request("hospital-a", "POST", paths[which], body, NULL);
+        rh_response r = rh_request("hospital-a", "POST", paths[which], body, NULL);
         cr_expect(r.curl == CURLE_OK, "round %d: the connection failed (%d)", round, r.curl);
         cr_expect((r.status >= 200 && r.status < 300) || (r.status >= 400 && r.status < 500),
                   "round %d: status %ld for %s", round, r.status, body);
         if (r.status >= 400)
-            expect_outcome(&r, r.status, NULL);
+            rh_expect_outcome(&r, r.status, NULL);
         counts[r.status / 100]++;
-        response_free(&r);
+        rh_response_free(&r);
         free(body);
     }
     cr_log_info("mutated bodies: %d answered 2xx, %d answered 4xx", counts[2], counts[4]);
     cr_expect_gt(counts[4], 60, "most mutations are refused");
-    response r = request("hospital-a", "GET", "/metadata", NULL, NULL);
+    rh_response r = rh_request("hospital-a", "GET", "/metadata", NULL, NULL);
     cr_expect_eq(r.status, 200, "still serving");
-    response_free(&r);
+    rh_response_free(&r);
 }
 
 /* No TLS session is resumed: every connection's certificate is verified again (revocation takes effect).
@@ -629,7 +397,7 @@ Test(rest, tls_sessions_are_not_resumed)
              "openssl s_client -connect 127.0.0.1:%u -tls1_2 -reconnect -cert '%s/pki/clients/hospital-a.crt' "
              "-key '%s/pki/clients/hospital-a.key' -CAfile '%s/pki/ca.pem' </dev/null 2>/dev/null | "
              "grep -E '^(New|Reused),' | sort | uniq -c",
-             port, dir, dir, dir);
+             rh.port, rh.dir, rh.dir, rh.dir);
     FILE *p = popen(cmd, "r");
     cr_assert_not_null(p);
     char out[512] = "";
@@ -647,7 +415,7 @@ Test(rest, task_addressed_to_the_receiver)
     snprintf(org, sizeof org, "{\"resourceType\":\"Organization\",\"identifier\":[{\"system\":"
                               "\"http://fhir.nl/fhir/NamingSystem/ura\",\"value\":\"90000301\"}],\"name\":\"ELV A\"}");
     char org_id[80];
-    snprintf(org_id, sizeof org_id, "%s", create("elv-a", "Organization", org));
+    snprintf(org_id, sizeof org_id, "%s", rh_create("elv-a", "Organization", org));
     char task[800];
     snprintf(task, sizeof task,
              "{\"resourceType\":\"Task\",\"status\":\"requested\",\"intent\":\"order\",\"code\":{\"coding\":[{"
@@ -655,37 +423,37 @@ Test(rest, task_addressed_to_the_receiver)
              "\"Organization/%s\"}}",
              org_id);
     char id[80], path[160];
-    snprintf(id, sizeof id, "%s", create("hospital-a", "Task", task));
+    snprintf(id, sizeof id, "%s", rh_create("hospital-a", "Task", task));
     snprintf(path, sizeof path, "/Task/%s", id);
-    response r = request("elv-a", "GET", path, NULL, NULL);
+    rh_response r = rh_request("elv-a", "GET", path, NULL, NULL);
     cr_expect_eq(r.status, 200, "the addressed receiver reads the Task: %s", r.body);
-    response_free(&r);
-    r = request("elv-b", "GET", path, NULL, NULL);
-    expect_outcome(&r, 404, "not-found");
-    response_free(&r);
-    r = request("elv-a", "GET", "/Task?status=requested", NULL, NULL);
-    json_object *o = json_of(&r);
-    cr_expect_str_eq(jstr(o, "total"), "1");
+    rh_response_free(&r);
+    r = rh_request("elv-b", "GET", path, NULL, NULL);
+    rh_expect_outcome(&r, 404, "not-found");
+    rh_response_free(&r);
+    r = rh_request("elv-a", "GET", "/Task?status=requested", NULL, NULL);
+    json_object *o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "total"), "1");
     json_object_put(o);
-    response_free(&r);
+    rh_response_free(&r);
     /* the receiver accepts it (updates status) but may not delete it */
     char accepted[900];
     snprintf(accepted, sizeof accepted,
              "{\"resourceType\":\"Task\",\"id\":\"%s\",\"status\":\"accepted\",\"intent\":\"order\",\"owner\":"
              "{\"reference\":\"Organization/%s\"}}",
              id, org_id);
-    r = request("elv-a", "PUT", path, accepted, NULL);
+    r = rh_request("elv-a", "PUT", path, accepted, NULL);
     cr_expect_eq(r.status, 200, "%s", r.body);
-    response_free(&r);
-    r = request("elv-a", "DELETE", path, NULL, NULL);
-    expect_outcome(&r, 403, "forbidden");
-    response_free(&r);
+    rh_response_free(&r);
+    r = rh_request("elv-a", "DELETE", path, NULL, NULL);
+    rh_expect_outcome(&r, 403, "forbidden");
+    rh_response_free(&r);
     /* the directory entry of a registered organisation cannot be deleted while others address it */
     char org_path[160];
     snprintf(org_path, sizeof org_path, "/Organization/%s", org_id);
-    r = request("elv-a", "DELETE", org_path, NULL, NULL);
-    expect_outcome(&r, 409, "conflict");
-    response_free(&r);
+    r = rh_request("elv-a", "DELETE", org_path, NULL, NULL);
+    rh_expect_outcome(&r, 409, "conflict");
+    rh_response_free(&r);
 }
 
 /* ---- search and paging ---- */
@@ -698,52 +466,52 @@ Test(rest, search_paging_and_prefer)
                  "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"http://x.org/mrn\",\"value\":\"%d\"}],"
                  "\"name\":[{\"family\":\"Müller\"}],\"birthDate\":\"19%02d-01-01\"}",
                  i, 40 + i);
-        create("hospital-a", "Patient", body);
+        rh_create("hospital-a", "Patient", body);
     }
-    response r = request("hospital-a", "GET", "/Patient?family=muller&_count=5", NULL, NULL);
+    rh_response r = rh_request("hospital-a", "GET", "/Patient?family=muller&_count=5", NULL, NULL);
     cr_expect_eq(r.status, 200);
-    json_object *o = json_of(&r);
-    cr_expect_str_eq(jstr(o, "type"), "searchset");
-    cr_expect_str_eq(jstr(o, "total"), "12");
+    json_object *o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "type"), "searchset");
+    cr_expect_str_eq(rh_str(o, "total"), "12");
     cr_expect_eq(json_object_array_length(json_object_object_get(o, "entry")), 5);
-    const char *next = jstr(o, "link.1.url");
+    const char *next = rh_str(o, "link.1.url");
     cr_assert_not_null(next);
-    cr_expect_str_eq(jstr(o, "link.1.relation"), "next");
+    cr_expect_str_eq(rh_str(o, "link.1.relation"), "next");
     char next_path[512];
     snprintf(next_path, sizeof next_path, "%s", strstr(next, "/Patient"));
     json_object_put(o);
-    response_free(&r);
-    r = request("hospital-a", "GET", next_path, NULL, NULL);
-    o = json_of(&r);
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "GET", next_path, NULL, NULL);
+    o = rh_json(&r);
     cr_expect_eq(json_object_array_length(json_object_object_get(o, "entry")), 5);
     json_object_put(o);
-    response_free(&r);
+    rh_response_free(&r);
 
-    r = request("hospital-a", "GET", "/Patient?identifier=http://x.org/mrn|7", NULL, NULL);
-    o = json_of(&r);
-    cr_expect_str_eq(jstr(o, "total"), "1");
+    r = rh_request("hospital-a", "GET", "/Patient?identifier=http://x.org/mrn|7", NULL, NULL);
+    o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "total"), "1");
     json_object_put(o);
-    response_free(&r);
-    r = request("hospital-a", "GET", "/Patient?birthdate=ge1950-01-01", NULL, NULL);
-    o = json_of(&r);
-    cr_expect_str_eq(jstr(o, "total"), "2", "1950 and 1951");
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "GET", "/Patient?birthdate=ge1950-01-01", NULL, NULL);
+    o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "total"), "2", "1950 and 1951");
     json_object_put(o);
-    response_free(&r);
-    r = request("hospital-a", "GET", "/Patient?birthdate=2024-13", NULL, NULL);
-    expect_outcome(&r, 400, "invalid");
-    response_free(&r);
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "GET", "/Patient?birthdate=2024-13", NULL, NULL);
+    rh_expect_outcome(&r, 400, "invalid");
+    rh_response_free(&r);
 
     const char *minimal[] = {"Prefer: return=minimal", NULL};
-    r = request("hospital-a", "POST", "/Patient", PATIENT, minimal);
+    r = rh_request("hospital-a", "POST", "/Patient", PATIENT, minimal);
     cr_expect_eq(r.status, 201);
     cr_expect_eq(r.len, 0, "return=minimal: no body");
     char loc[300];
-    cr_expect_not_null(header(&r, "Location", loc, sizeof loc));
-    response_free(&r);
+    cr_expect_not_null(rh_header(&r, "Location", loc, sizeof loc));
+    rh_response_free(&r);
     const char *outcome[] = {"Prefer: return=OperationOutcome", NULL};
-    r = request("hospital-a", "POST", "/Patient", PATIENT, outcome);
-    expect_outcome(&r, 201, "informational");
-    response_free(&r);
+    r = rh_request("hospital-a", "POST", "/Patient", PATIENT, outcome);
+    rh_expect_outcome(&r, 201, "informational");
+    rh_response_free(&r);
 }
 
 /* ---- Bundles ---- */
@@ -758,52 +526,52 @@ Test(rest, transaction_rewrites_urns_and_names_failing_entries)
                       "{\"resourceType\":\"CarePlan\",\"status\":\"active\",\"intent\":\"plan\","
                       "\"subject\":{\"reference\":\"urn:uuid:11111111-1111-4111-8111-111111111111\"}},"
                       "\"request\":{\"method\":\"POST\",\"url\":\"CarePlan\"}}]}";
-    response r = request("hospital-a", "POST", "/", txn, NULL);
+    rh_response r = rh_request("hospital-a", "POST", "/", txn, NULL);
     cr_expect_eq(r.status, 200, "%s", r.body);
-    json_object *o = json_of(&r);
-    cr_expect_str_eq(jstr(o, "type"), "transaction-response");
-    cr_expect_str_eq(jstr(o, "entry.0.response.status"), "201 Created");
-    const char *patient_id = jstr(o, "entry.0.resource.id");
+    json_object *o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "type"), "transaction-response");
+    cr_expect_str_eq(rh_str(o, "entry.0.response.status"), "201 Created");
+    const char *patient_id = rh_str(o, "entry.0.resource.id");
     cr_assert_not_null(patient_id);
     char want[120];
     snprintf(want, sizeof want, "Patient/%s", patient_id);
-    cr_expect_str_eq(jstr(o, "entry.1.resource.subject.reference"), want, "the urn:uuid: reference is rewritten");
+    cr_expect_str_eq(rh_str(o, "entry.1.resource.subject.reference"), want, "the urn:uuid: reference is rewritten");
     char search[200];
     snprintf(search, sizeof search, "/CarePlan?subject=%s", want);
     json_object_put(o);
-    response_free(&r);
-    r = request("hospital-a", "GET", search, NULL, NULL);
-    o = json_of(&r);
-    cr_expect_str_eq(jstr(o, "total"), "1", "the search rows use the rewritten reference");
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "GET", search, NULL, NULL);
+    o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "total"), "1", "the search rows use the rewritten reference");
     json_object_put(o);
-    response_free(&r);
+    rh_response_free(&r);
 
     /* one bad entry: nothing is written, the entry is named */
     const char *bad = "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":["
                       "{\"resource\":{\"resourceType\":\"Patient\"},\"request\":{\"method\":\"POST\",\"url\":\"Patient\"}},"
                       "{\"request\":{\"method\":\"DELETE\",\"url\":\"Patient/nope\"}}]}";
-    r = request("hospital-a", "POST", "/", bad, NULL);
+    r = rh_request("hospital-a", "POST", "/", bad, NULL);
     cr_expect_geq(r.status, 400);
-    o = json_of(&r);
-    cr_expect_str_eq(jstr(o, "resourceType"), "OperationOutcome");
-    cr_expect_str_eq(jstr(o, "issue.0.expression.0"), "Bundle.entry[1]", "%s", r.body);
+    o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "resourceType"), "OperationOutcome");
+    cr_expect_str_eq(rh_str(o, "issue.0.expression.0"), "Bundle.entry[1]", "%s", r.body);
     json_object_put(o);
-    response_free(&r);
-    r = request("hospital-a", "GET", "/Patient", NULL, NULL);
-    o = json_of(&r);
-    cr_expect_str_eq(jstr(o, "total"), "1", "the failed transaction wrote nothing");
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "GET", "/Patient", NULL, NULL);
+    o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "total"), "1", "the failed transaction wrote nothing");
     json_object_put(o);
-    response_free(&r);
+    rh_response_free(&r);
 
     /* an invalid resource inside: 422 with the entry's path */
     const char *invalid = "{\"resourceType\":\"Bundle\",\"type\":\"batch\",\"entry\":[{\"resource\":{\"resourceType\":"
                           "\"Patient\",\"gender\":\"mal\"},\"request\":{\"method\":\"POST\",\"url\":\"Patient\"}}]}";
-    r = request("hospital-a", "POST", "/", invalid, NULL);
-    expect_outcome(&r, 422, "code-invalid");
-    o = json_of(&r);
-    cr_expect_str_eq(jstr(o, "issue.0.expression.0"), "Bundle.entry[0].resource.gender");
+    r = rh_request("hospital-a", "POST", "/", invalid, NULL);
+    rh_expect_outcome(&r, 422, "code-invalid");
+    o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "issue.0.expression.0"), "Bundle.entry[0].resource.gender");
     json_object_put(o);
-    response_free(&r);
+    rh_response_free(&r);
 }
 
 Test(rest, batch_entries_succeed_or_fail_on_their_own)
@@ -813,27 +581,27 @@ Test(rest, batch_entries_succeed_or_fail_on_their_own)
                         "{\"request\":{\"method\":\"GET\",\"url\":\"Patient/nope\"}},"
                         "{\"resource\":{\"resourceType\":\"Goal\",\"lifecycleStatus\":\"active\",\"description\":{\"text\":"
                         "\"walk\"},\"subject\":{\"reference\":\"Patient/p\"}},\"request\":{\"method\":\"POST\",\"url\":\"Goal\"}}]}";
-    response r = request("hospital-a", "POST", "/", batch, NULL);
+    rh_response r = rh_request("hospital-a", "POST", "/", batch, NULL);
     cr_expect_eq(r.status, 200, "%s", r.body);
-    json_object *o = json_of(&r);
-    cr_expect_str_eq(jstr(o, "type"), "batch-response");
-    cr_expect_str_eq(jstr(o, "entry.0.response.status"), "201 Created");
-    cr_expect_str_eq(jstr(o, "entry.1.response.status"), "404 Not Found");
-    cr_expect_str_eq(jstr(o, "entry.1.response.outcome.issue.0.expression.0"), "Bundle.entry[1]");
-    cr_expect_str_eq(jstr(o, "entry.2.response.status"), "201 Created");
+    json_object *o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "type"), "batch-response");
+    cr_expect_str_eq(rh_str(o, "entry.0.response.status"), "201 Created");
+    cr_expect_str_eq(rh_str(o, "entry.1.response.status"), "404 Not Found");
+    cr_expect_str_eq(rh_str(o, "entry.1.response.outcome.issue.0.expression.0"), "Bundle.entry[1]");
+    cr_expect_str_eq(rh_str(o, "entry.2.response.status"), "201 Created");
     json_object_put(o);
-    response_free(&r);
+    rh_response_free(&r);
 }
 
 Test(rest, validate_operation)
 {
-    response r = request("hospital-a", "POST", "/Patient/$validate", "{\"resourceType\":\"Patient\",\"gender\":\"mal\"}", NULL);
-    expect_outcome(&r, 200, "code-invalid");
-    response_free(&r);
-    r = request("hospital-a", "POST", "/Patient/$validate", PATIENT, NULL);
-    expect_outcome(&r, 200, NULL);
+    rh_response r = rh_request("hospital-a", "POST", "/Patient/$validate", "{\"resourceType\":\"Patient\",\"gender\":\"mal\"}", NULL);
+    rh_expect_outcome(&r, 200, "code-invalid");
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "POST", "/Patient/$validate", PATIENT, NULL);
+    rh_expect_outcome(&r, 200, NULL);
     cr_expect_null(strstr(r.body, "\"error\""), "a valid Patient: warnings at most (dom-6): %s", r.body);
-    response_free(&r);
+    rh_response_free(&r);
 }
 
 /* ---- concurrency and durability ---- */
@@ -847,17 +615,17 @@ static void *conditional_create(void *arg)
 {
     racer *me = arg;
     const char *cond[] = {"If-None-Exist: identifier=http://x.org/mrn|race-1", NULL};
-    response r = request("hospital-a", "POST", "/Patient",
+    rh_response r = rh_request("hospital-a", "POST", "/Patient",
                          "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"http://x.org/mrn\",\"value\":"
                          "\"race-1\"}]}",
                          cond);
     me->status = (int)r.status;
     char loc[300];
-    if (header(&r, "Location", loc, sizeof loc)) {
+    if (rh_header(&r, "Location", loc, sizeof loc)) {
         const char *p = strstr(loc, "/Patient/");
         snprintf(me->id, sizeof me->id, "%.*s", (int)strcspn(p + 9, "/"), p + 9);
     }
-    response_free(&r);
+    rh_response_free(&r);
     return NULL;
 }
 
@@ -877,44 +645,91 @@ Test(rest, conditional_create_under_32_concurrent_clients)
     }
     cr_expect_eq(created, 1);
     cr_expect_eq(existing, 31);
-    response r = request("hospital-a", "GET", "/Patient?identifier=http://x.org/mrn|race-1", NULL, NULL);
-    json_object *o = json_of(&r);
-    cr_expect_str_eq(jstr(o, "total"), "1");
+    rh_response r = rh_request("hospital-a", "GET", "/Patient?identifier=http://x.org/mrn|race-1", NULL, NULL);
+    json_object *o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "total"), "1");
     json_object_put(o);
-    response_free(&r);
+    rh_response_free(&r);
 }
 
 Test(rest, durable_across_restart)
 {
     char id[80], path[160];
-    snprintf(id, sizeof id, "%s", create("hospital-a", "Patient", PATIENT));
+    snprintf(id, sizeof id, "%s", rh_create("hospital-a", "Patient", PATIENT));
     snprintf(path, sizeof path, "/Patient/%s", id);
-    stop_server();
-    start_server(0);
-    response r = request("hospital-a", "GET", path, NULL, NULL);
+    rh_stop_server();
+    rh_start_server();
+    rh_response r = rh_request("hospital-a", "GET", path, NULL, NULL);
     cr_expect_eq(r.status, 200, "acknowledged before the restart, there after it");
-    response_free(&r);
+    rh_response_free(&r);
 }
 
 Test(rest, rate_limit_answers_429)
 {
-    stop_server();
-    start_server(3); /* 3 requests per second, burst 3 */
+    rh_stop_server();
+    rh.opt.rate = 3;
+    rh_start_server(); /* 3 requests per second, burst 3 */
     int limited = 0;
     char retry[16] = "";
     for (int i = 0; i < 8; i++) {
-        response r = request("hospital-b", "GET", "/metadata", NULL, NULL);
+        rh_response r = rh_request("hospital-b", "GET", "/metadata", NULL, NULL);
         if (r.status == 429) {
             limited++;
-            header(&r, "Retry-After", retry, sizeof retry);
-            expect_outcome(&r, 429, "throttled");
+            rh_header(&r, "Retry-After", retry, sizeof retry);
+            rh_expect_outcome(&r, 429, "throttled");
         }
-        response_free(&r);
+        rh_response_free(&r);
     }
     cr_expect_geq(limited, 4);
     cr_expect_geq(atoi(retry), 1);
     /* another organisation is not affected */
-    response r = request("hospital-a", "GET", "/metadata", NULL, NULL);
+    rh_response r = rh_request("hospital-a", "GET", "/metadata", NULL, NULL);
     cr_expect_eq(r.status, 200);
-    response_free(&r);
+    rh_response_free(&r);
+}
+
+/* ---- what every client does (issue 7) ---- */
+
+/* Read, change a field, PUT back what was read (meta included): the stored resource stays valid JSON. */
+Test(rest, read_modify_write_keeps_the_resource_intact)
+{
+    char id[80], path[160];
+    snprintf(id, sizeof id, "%s", rh_create("hospital-a", "Patient", PATIENT));
+    snprintf(path, sizeof path, "/Patient/%s", id);
+    for (int round = 0; round < 3; round++) {
+        rh_response r = rh_request("hospital-a", "GET", path, NULL, NULL);
+        cr_assert_eq(r.status, 200);
+        json_object *o = rh_json(&r);
+        json_object_object_add(o, "gender", json_object_new_string(round % 2 ? "female" : "male"));
+        rh_response_free(&r);
+        r = rh_request("hospital-a", "PUT", path, json_object_to_json_string(o), NULL);
+        cr_expect_eq(r.status, 200, "%s", r.body);
+        rh_response_free(&r);
+        json_object_put(o);
+        r = rh_request("hospital-a", "GET", path, NULL, NULL);
+        o = rh_json(&r);
+        char version[8];
+        snprintf(version, sizeof version, "%d", round + 2);
+        cr_expect_str_eq(rh_str(o, "meta.versionId"), version);
+        cr_expect_eq(json_object_object_length(json_object_object_get(o, "meta")), 2, "%s", r.body);
+        json_object_put(o);
+        rh_response_free(&r);
+    }
+    /* a create whose meta holds only versionId: the server's own meta replaces it */
+    rh_response r = rh_request("hospital-a", "POST", "/Patient", "{\"resourceType\":\"Patient\",\"meta\":{\"versionId\":\"7\"}}",
+                               NULL);
+    cr_expect_eq(r.status, 201, "%s", r.body);
+    json_object *o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "meta.versionId"), "1");
+    json_object_put(o);
+    rh_response_free(&r);
+    /* search and history Bundles that contain them stay valid (the harness validates every body) */
+    r = rh_request("hospital-a", "GET", "/Patient", NULL, NULL);
+    cr_expect_eq(r.status, 200);
+    rh_response_free(&r);
+    snprintf(path, sizeof path, "/Patient/%s/_history", id);
+    r = rh_request("hospital-a", "GET", path, NULL, NULL);
+    cr_expect_eq(r.status, 200);
+    rh_response_free(&r);
+    cr_expect_eq(rh_invalid_bodies(), 0);
 }

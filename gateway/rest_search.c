@@ -1,0 +1,214 @@
+/*
+ * gateway/rest_search.c — search and history: the interactions that answer
+ * with a searchset or history Bundle (see rest.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/rest_internal.h"
+
+/* ---- search ---- */
+
+static bool strict_handling(rq *q)
+{
+    const char *prefer = srv_req_header(q->req, "Prefer");
+    return prefer && strstr(prefer, "handling=strict");
+}
+
+/* The search parameters: the query string, plus a form-encoded body for POST _search. */
+static char *search_parameters(rq *q)
+{
+    const char *query = srv_req_query(q->req);
+    size_t blen = 0;
+    const unsigned char *body = strcmp(srv_req_method(q->req), "POST") ? NULL : srv_req_body(q->req, &blen);
+    fj_buf all = {0};
+    fj_buf_puts(&all, query);
+    if (body && blen) {
+        if (*query)
+            fj_buf_append(&all, "&", 1);
+        fj_buf_append(&all, (const char *)body, blen);
+    }
+    return fj_buf_take(&all, NULL);
+}
+
+void rest_search(rq *q)
+{
+    const fs_type *type = q->route.type;
+    sq_limits lim = {q->app->opt.page_size_default, q->app->opt.page_size_max, 16, 32};
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    sq_query sq;
+    char *params = search_parameters(q);
+    if (!sq_parse(q->app->schema, type, params ? params : "", strict_handling(q), &lim, rest_search_kind_supported,
+                  &sq, &issues)) {
+        rq_respond_issues(q, 400, &issues);
+        oo_list_free(&issues);
+        free(params);
+        return;
+    }
+    rest_stq stq;
+    st_list list = {0};
+    st_error err;
+    st_status s = rest_to_st_query(&sq, &q->caller, &stq) ? st_search(q->app->opt.store, &stq.q, &list, &err)
+                                                           : ST_INTERNAL;
+    if (s != ST_OK) {
+        rq_respond_outcome(q, rest_status_of(s), OO_ERROR, rest_code_of(s), NULL, "search failed: %s",
+                           s == ST_INTERNAL ? "internal error" : err.message);
+    } else {
+        fj_buf b = {0};
+        rest_bundle_head(&b, q, "searchset", list.total);
+        fj_buf_puts(&b, ",\"link\":[");
+        rest_bundle_link(&b, q, "self", type->name, params, sq.offset, NULL);
+        if (!sq.summary_count && (int64_t)sq.offset + sq.count < list.total) {
+            fj_buf_puts(&b, ",");
+            rest_bundle_link(&b, q, "next", type->name, params, sq.offset + sq.count, NULL);
+        }
+        fj_buf_puts(&b, "]");
+        size_t written = 0;
+        for (size_t i = 0; i < list.count; i++) {
+            const st_resource *r = &list.items[i];
+            rest_bundle_entry_open(&b, &written);
+            fj_buf_printf(&b, "{\"fullUrl\":\"%s/%s/%s\",\"resource\":", q->app->opt.base_url, r->type, r->id);
+            fj_buf_append(&b, r->json, r->json_len);
+            fj_buf_puts(&b, ",\"search\":{\"mode\":\"match\"}}");
+        }
+        if (sq.ignored) {
+            rest_bundle_entry_open(&b, &written);
+            fj_buf_puts(&b, "{\"resource\":{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"severity\":"
+                            "\"warning\",\"code\":\"not-supported\",\"diagnostics\":");
+            char msg[600];
+            snprintf(msg, sizeof msg, "search parameters not applied: %s", sq.ignored);
+            fj_buf_string(&b, msg, strlen(msg));
+            fj_buf_puts(&b, "}]},\"search\":{\"mode\":\"outcome\"}}");
+        }
+        rest_bundle_entries_close(&b, written);
+        fj_buf_puts(&b, "}");
+        rest_bundle_respond(q, &b);
+    }
+    st_list_free(&list);
+    rest_stq_free(&stq);
+    sq_free(&sq);
+    oo_list_free(&issues);
+    free(params);
+}
+
+/* ---- history ---- */
+
+/* A query parameter's decoded value (malloc'd) or NULL. */
+static char *query_param(const char *query, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = query; p && *p;) {
+        size_t len = strcspn(p, "&");
+        if (len > n && !strncmp(p, name, n) && p[n] == '=')
+            return sq_url_decode(p + n + 1, len - n - 1);
+        p += len + (p[len] == '&');
+    }
+    return NULL;
+}
+
+static long long_param(const char *query, const char *name, long fallback, long max)
+{
+    char *v = query_param(query, name);
+    long n = v ? strtol(v, NULL, 10) : fallback;
+    free(v);
+    return n < 0 ? 0 : n > max ? max : n;
+}
+
+static const char *method_name(st_method m) { return m == ST_METHOD_CREATE ? "POST" : m == ST_METHOD_DELETE ? "DELETE" : "PUT"; }
+static const char *method_status(st_method m) { return m == ST_METHOD_CREATE ? "201 Created" : m == ST_METHOD_DELETE ? "204 No Content" : "200 OK"; }
+
+static void history_entry(fj_buf *b, rq *q, const st_resource *r)
+{
+    fj_buf_printf(b, "{\"fullUrl\":\"%s/%s/%s\"", q->app->opt.base_url, r->type, r->id);
+    if (!r->deleted) {
+        fj_buf_puts(b, ",\"resource\":");
+        fj_buf_append(b, r->json, r->json_len);
+    }
+    fj_buf_printf(b, ",\"request\":{\"method\":\"%s\",\"url\":\"%s%s%s\"},", method_name(r->method), r->type,
+                  r->method == ST_METHOD_CREATE ? "" : "/", r->method == ST_METHOD_CREATE ? "" : r->id);
+    fj_buf_printf(b, "\"response\":{\"status\":\"%s\",\"etag\":\"W/\\\"%lld\\\"\",\"lastModified\":\"%s\"}}",
+                  method_status(r->method), (long long)r->version, r->last_updated);
+}
+
+void rest_history(rq *q)
+{
+    const char *query = srv_req_query(q->req);
+    const fs_type *type = q->route.type;
+    bool care_provider = q->caller.roles & AZ_CARE_ROLES;
+    if (!type && !care_provider) {
+        rq_respond_outcome(q, 403, OO_ERROR, "forbidden", NULL, "insurers read history per resource type");
+        return;
+    }
+    if (q->route.interaction == RT_HISTORY_INSTANCE) {
+        st_resource r;
+        st_error err;
+        st_status s = st_read(q->app->opt.store, type->name, q->route.id, &r, &err);
+        if (s == ST_NOT_FOUND) {
+            rq_respond_outcome(q, 404, OO_ERROR, OO_NOT_FOUND, NULL, "%s/%s is not known", type->name, q->route.id);
+            return;
+        }
+        bool allowed = (s == ST_OK || s == ST_GONE) && rest_may(q, &r, AZ_HISTORY);
+        if (s == ST_OK || s == ST_GONE)
+            st_resource_free(&r);
+        if (!allowed) {
+            if (s != ST_OK && s != ST_GONE)
+                rq_respond_outcome(q, rest_status_of(s), OO_ERROR, rest_code_of(s), NULL, "the store failed");
+            return;
+        }
+    }
+    st_history_query h = {0};
+    h.type = type ? type->name : NULL;
+    h.id = q->route.interaction == RT_HISTORY_INSTANCE ? q->route.id : NULL;
+    h.since_ms = INT64_MIN;
+    char *since = query_param(query, "_since");
+    int64_t lo, hi;
+    if (since && !sq_date_range(since, strlen(since), &lo, &hi)) {
+        rq_respond_outcome(q, 400, OO_ERROR, "invalid", "_since", "_since must be an instant");
+        free(since);
+        return;
+    }
+    if (since)
+        h.since_ms = lo;
+    free(since);
+    h.count = (size_t)long_param(query, "_count", q->app->opt.page_size_default, q->app->opt.page_size_max);
+    h.offset = (size_t)long_param(query, "_getpagesoffset", 0, 1000000);
+    h.upto = long_param(query, "_snapshot", 0, INT32_MAX);
+    const char *visible[1] = {q->caller.ura};
+    if (!h.id && (!type || az_category_of(type->name) != AZ_ADMINISTRATIVE)) {
+        h.visible_to = visible;
+        h.visible_to_count = 1;
+    }
+    st_list list = {0};
+    st_error err;
+    st_status s = st_history(q->app->opt.store, &h, &list, &err);
+    if (s != ST_OK) {
+        rq_respond_outcome(q, rest_status_of(s), OO_ERROR, rest_code_of(s), NULL, "history failed: %s", err.message);
+        return;
+    }
+    char path[200];
+    snprintf(path, sizeof path, "%s%s%s%s_history", type ? type->name : "", type ? "/" : "", h.id ? h.id : "",
+             h.id ? "/" : "");
+    fj_buf b = {0};
+    rest_bundle_head(&b, q, "history", list.total);
+    fj_buf_puts(&b, ",\"link\":[");
+    rest_bundle_link(&b, q, "self", path, query, (long)h.offset, NULL);
+    if ((int64_t)(h.offset + list.count) < list.total) {
+        char snap[48];
+        snprintf(snap, sizeof snap, "_snapshot=%lld", (long long)list.snapshot);
+        fj_buf_puts(&b, ",");
+        rest_bundle_link(&b, q, "next", path, query, (long)(h.offset + h.count), snap);
+    }
+    fj_buf_puts(&b, "]");
+    size_t written = 0;
+    for (size_t i = 0; i < list.count; i++) {
+        rest_bundle_entry_open(&b, &written);
+        history_entry(&b, q, &list.items[i]);
+    }
+    rest_bundle_entries_close(&b, written);
+    fj_buf_puts(&b, "}");
+    st_list_free(&list);
+    rest_bundle_respond(q, &b);
+}
+

@@ -1,0 +1,294 @@
+/*
+ * tests/rest_harness.c — see rest_harness.h.
+ */
+#define _GNU_SOURCE /* strcasestr */
+#include "tests/rest_harness.h"
+
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "fhir/validate.h"
+
+rh_fixture rh;
+
+static atomic_size_t invalid_bodies;
+static pthread_mutex_t first_invalid_lock = PTHREAD_MUTEX_INITIALIZER;
+static char first_invalid[1024];
+
+/* ---- fixture ---- */
+
+static void run_pki(void)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s/../certs/make-test-pki' '%s/pki' >/dev/null 2>&1", TESTS_DIR, rh.dir);
+    cr_assert_eq(system(cmd), 0, "make-test-pki failed");
+    if (rh.opt.keep_gzsp)
+        snprintf(cmd, sizeof cmd, "cp '%s/pki/organisations.tsv' '%s/organisations.tsv'", rh.dir, rh.dir);
+    else /* gzsp's certificate stays valid, but the gateway does not know it: 401 */
+        snprintf(cmd, sizeof cmd, "grep -v '^gzsp' '%s/pki/organisations.tsv' > '%s/organisations.tsv'", rh.dir,
+                 rh.dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+void rh_start_server(void)
+{
+    static char path[512]; /* the store keeps the path it was opened with */
+    char err[512];
+    snprintf(path, sizeof path, "%s/organisations.tsv", rh.dir);
+    rh.orgs = id_table_load(path, err, sizeof err);
+    cr_assert_not_null(rh.orgs, "%s", err);
+    snprintf(path, sizeof path, "%s/store.db", rh.dir);
+    st_config sc = {0};
+    sc.path = path;
+    st_error serr;
+    rh.store = st_open(&sc, &serr);
+    cr_assert_not_null(rh.store, "%s", serr.message);
+    rest_options ro = {0};
+    ro.store = rh.store;
+    ro.organisations = rh.orgs;
+    ro.base_url = "https://127.0.0.1";
+    ro.page_size_default = 10;
+    ro.page_size_max = 50;
+    ro.rate_per_second = rh.opt.rate;
+    ro.rate_burst = rh.opt.rate;
+    rh.app = rest_app_new(&ro, err, sizeof err);
+    cr_assert_not_null(rh.app, "%s", err);
+    srv_config cfg;
+    srv_config_defaults(&cfg);
+    char cert[512], key[512], ca[512], crl[512];
+    snprintf(cert, sizeof cert, "%s/pki/server.crt", rh.dir);
+    snprintf(key, sizeof key, "%s/pki/server.key", rh.dir);
+    snprintf(ca, sizeof ca, "%s/pki/ca-bundle.pem", rh.dir);
+    snprintf(crl, sizeof crl, "%s/pki/crl.pem", rh.dir);
+    cfg.port = 0;
+    cfg.ops_port = 0;
+    cfg.workers = 2;
+    cfg.cert_file = cert;
+    cfg.key_file = key;
+    cfg.ca_file = ca;
+    cfg.crl_file = crl;
+    cfg.max_body_bytes = 256 * 1024;
+    cfg.handler = rest_handle;
+    cfg.handler_arg = rh.app;
+    rh.srv = srv_new(&cfg, err, sizeof err);
+    cr_assert_not_null(rh.srv, "%s", err);
+    cr_assert(srv_start(rh.srv, err, sizeof err), "%s", err);
+    rh.port = srv_port(rh.srv);
+}
+
+void rh_stop_server(void)
+{
+    srv_stop(rh.srv);
+    srv_wait(rh.srv);
+    srv_free(rh.srv);
+    rest_app_free(rh.app);
+    st_close(rh.store);
+    id_table_free(rh.orgs);
+    rh.srv = NULL;
+}
+
+void rh_setup_with(const rh_options *opt)
+{
+    memset(&rh, 0, sizeof rh);
+    if (opt)
+        rh.opt = *opt;
+    snprintf(rh.dir, sizeof rh.dir, "/tmp/fhirgw-rest-XXXXXX");
+    cr_assert_not_null(mkdtemp(rh.dir));
+    run_pki();
+    rh_start_server();
+}
+
+void rh_setup(void) { rh_setup_with(NULL); }
+
+void rh_teardown(void)
+{
+    if (rh.srv)
+        rh_stop_server();
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", rh.dir);
+    cr_expect_eq(system(cmd), 0);
+    cr_expect_eq(atomic_load(&invalid_bodies), 0, "the server sent %zu invalid bodies; the first: %s",
+                 atomic_load(&invalid_bodies), first_invalid);
+}
+
+/* ---- validating what the server sends ---- */
+
+size_t rh_validate_text(const char *text, size_t len, char *msg, size_t msglen)
+{
+    char *copy = malloc(len + 1); /* the parser decodes in place */
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    fv_options opts = {0};
+    size_t errors = fv_validate_buffer(copy, len, &opts, &issues);
+    if (msg && msglen) {
+        msg[0] = '\0';
+        for (size_t i = 0; i < issues.count; i++)
+            if (issues.items[i].severity <= OO_ERROR) {
+                snprintf(msg, msglen, "%s: %s", issues.items[i].expression ? issues.items[i].expression : "",
+                         issues.items[i].message);
+                break;
+            }
+    }
+    oo_list_free(&issues);
+    free(copy);
+    return errors;
+}
+
+size_t rh_invalid_bodies(void) { return atomic_load(&invalid_bodies); }
+
+static void check_body(const rh_response *r, const char *method, const char *path)
+{
+    if (!r->body || !r->len || !strcasestr(r->headers, "application/fhir+json"))
+        return;
+    char msg[600];
+    if (!rh_validate_text(r->body, r->len, msg, sizeof msg))
+        return;
+    atomic_fetch_add(&invalid_bodies, 1);
+    pthread_mutex_lock(&first_invalid_lock);
+    if (!first_invalid[0])
+        snprintf(first_invalid, sizeof first_invalid, "%s %s -> %ld: %s in %.300s", method, path, r->status, msg,
+                 r->body);
+    pthread_mutex_unlock(&first_invalid_lock);
+    /* Criterion's assertions are thread-safe: this fails the test from a client thread too */
+    cr_expect(false, "the server sent an invalid body: %s %s -> %ld: %s in %.300s", method, path, r->status, msg,
+              r->body);
+}
+
+/* ---- client ---- */
+
+static size_t on_body(char *data, size_t size, size_t n, void *arg)
+{
+    rh_response *r = arg;
+    r->body = realloc(r->body, r->len + size * n + 1);
+    memcpy(r->body + r->len, data, size * n);
+    r->len += size * n;
+    r->body[r->len] = '\0';
+    return size * n;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *arg)
+{
+    rh_response *r = arg;
+    size_t len = size * n;
+    if (r->hlen + len < sizeof r->headers) {
+        memcpy(r->headers + r->hlen, data, len);
+        r->hlen += len;
+        r->headers[r->hlen] = '\0';
+    }
+    return len;
+}
+
+rh_response rh_request(const char *who, const char *method, const char *path, const char *body,
+                       const char *const *extra)
+{
+    rh_response r = {0};
+    CURL *c = curl_easy_init();
+    char url[4096], cert[512], key[512], ca[512];
+    snprintf(url, sizeof url, "https://127.0.0.1:%u%s", rh.port, path);
+    snprintf(cert, sizeof cert, "%s/pki/clients/%s.crt", rh.dir, who);
+    snprintf(key, sizeof key, "%s/pki/clients/%s.key", rh.dir, who);
+    snprintf(ca, sizeof ca, "%s/pki/ca.pem", rh.dir);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_SSLCERT, cert);
+    curl_easy_setopt(c, CURLOPT_SSLKEY, key);
+    curl_easy_setopt(c, CURLOPT_CAINFO, ca);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    struct curl_slist *h = NULL;
+    bool has_type = false;
+    for (const char *const *e = extra; e && *e; e++) {
+        h = curl_slist_append(h, *e);
+        has_type |= !strncasecmp(*e, "Content-Type:", 13);
+    }
+    if (body) {
+        if (!has_type)
+            h = curl_slist_append(h, "Content-Type: application/fhir+json");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    r.curl = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    check_body(&r, method, path);
+    return r;
+}
+
+void rh_response_free(rh_response *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
+
+json_object *rh_json(const rh_response *r)
+{
+    json_object *o = r->body ? json_tokener_parse(r->body) : NULL;
+    cr_assert_not_null(o, "not JSON (status %ld): %s", r->status, r->body ? r->body : "(no body)");
+    return o;
+}
+
+const char *rh_str(json_object *o, const char *path)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", path);
+    char *save = NULL;
+    for (char *seg = strtok_r(buf, ".", &save); seg && o; seg = strtok_r(NULL, ".", &save))
+        o = (*seg >= '0' && *seg <= '9') ? json_object_array_get_idx(o, (size_t)atoi(seg))
+                                         : json_object_object_get(o, seg);
+    return o ? json_object_get_string(o) : NULL;
+}
+
+void rh_expect_outcome(const rh_response *r, long status, const char *code)
+{
+    cr_expect_eq(r->status, status, "expected %ld, got %ld: %s", status, r->status, r->body ? r->body : "");
+    json_object *o = rh_json(r);
+    cr_expect_str_eq(rh_str(o, "resourceType"), "OperationOutcome");
+    if (code)
+        cr_expect_str_eq(rh_str(o, "issue.0.code"), code, "%s", r->body);
+    json_object_put(o);
+    cr_expect_not_null(strcasestr(r->headers, "application/fhir+json"), "%s", r->headers);
+}
+
+const char *rh_header(const rh_response *r, const char *name, char *out, size_t size)
+{
+    const char *p = r->headers;
+    size_t n = strlen(name);
+    while ((p = strcasestr(p, name))) {
+        if ((p == r->headers || p[-1] == '\n') && p[n] == ':') {
+            p += n + 1;
+            while (*p == ' ')
+                p++;
+            size_t len = strcspn(p, "\r\n");
+            snprintf(out, size, "%.*s", (int)len, p);
+            return out;
+        }
+        p += n;
+    }
+    return NULL;
+}
+
+const char *rh_create(const char *who, const char *type, const char *json)
+{
+    static char id[80];
+    char path[128];
+    snprintf(path, sizeof path, "/%s", type);
+    rh_response r = rh_request(who, "POST", path, json, NULL);
+    cr_assert_eq(r.status, 201, "create %s: %ld %s", type, r.status, r.body);
+    json_object *o = rh_json(&r);
+    snprintf(id, sizeof id, "%s", rh_str(o, "id"));
+    json_object_put(o);
+    rh_response_free(&r);
+    return id;
+}

@@ -1,0 +1,82 @@
+/*
+ * tests/rest_harness.h — the REST integration tests' shared fixture and
+ * client: the real server on loopback over mutual TLS, a test PKI made in a
+ * temporary directory, the SQLite store, and libcurl as the client with each
+ * organisation's certificate.
+ *
+ * Every body the server sends through rh_request() is parsed and validated
+ * with the project's own validator (fv_validate_buffer): an invalid
+ * response fails the test wherever it occurs, also on client threads (the
+ * count is checked again at teardown). A response that is not FHIR JSON
+ * (the ops port, a 304) is not validated.
+ *
+ * Memory: an rh_response owns its body (rh_response_free). Helpers that
+ * return json_object give the caller a reference (json_object_put).
+ */
+#ifndef TESTS_REST_HARNESS_H
+#define TESTS_REST_HARNESS_H
+
+#include <curl/curl.h>
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "gateway/rest.h"
+
+typedef struct rh_options {
+    double rate;              /* requests per second per organisation; 0 = no limit */
+    bool keep_gzsp;           /* register the gzsp organisation too (default: its certificate gets 401) */
+} rh_options;
+
+/* The running fixture (one per test process: Criterion runs each test in its own). */
+typedef struct rh_fixture {
+    char dir[256];
+    st_store *store;
+    id_table *orgs;
+    rest_app *app;
+    srv_server *srv;
+    unsigned port;
+    rh_options opt;
+} rh_fixture;
+
+extern rh_fixture rh;
+
+/* Make a PKI in a temporary directory and start the server (asserts on failure). */
+void rh_setup_with(const rh_options *opt);
+void rh_setup(void);            /* rh_setup_with defaults */
+void rh_teardown(void);         /* stops the server, asserts no invalid body was seen, removes the directory */
+void rh_start_server(void);
+void rh_stop_server(void);
+
+typedef struct rh_response {
+    long status;
+    char *body;
+    size_t len;
+    char headers[8192];
+    size_t hlen;
+    CURLcode curl;
+} rh_response;
+
+/* A request as organisation `who` (a client name of the test PKI). extra: "Header: value" lines, NULL-ended.
+ * A body is sent as application/fhir+json unless extra names a Content-Type. */
+rh_response rh_request(const char *who, const char *method, const char *path, const char *body,
+                       const char *const *extra);
+void rh_response_free(rh_response *r);
+
+/* The body as JSON (asserts it is). */
+json_object *rh_json(const rh_response *r);
+/* "a.b.0.c": members and array indexes; NULL when absent. */
+const char *rh_str(json_object *o, const char *path);
+/* The response is an OperationOutcome with this status whose first issue has this code (NULL: any). */
+void rh_expect_outcome(const rh_response *r, long status, const char *code);
+/* A response header's value into out; NULL when absent. */
+const char *rh_header(const rh_response *r, const char *name, char *out, size_t size);
+/* Create a resource as `who` (asserts 201); returns its id (static buffer, overwritten by the next call). */
+const char *rh_create(const char *who, const char *type, const char *json);
+
+/* Validate a FHIR JSON text with the project's validator; returns the number of errors (first message in msg). */
+size_t rh_validate_text(const char *text, size_t len, char *msg, size_t msglen);
+/* Invalid bodies seen so far (on any thread). */
+size_t rh_invalid_bodies(void);
+
+#endif
