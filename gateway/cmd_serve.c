@@ -106,7 +106,7 @@ static bool make_dev_pki(const char *dir)
     return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
-static void dev_config(gw_config *c, const char *dir, unsigned port)
+static void dev_config(gw_config *c, const char *dir, unsigned port, unsigned ops_port)
 {
     char err[256];
     char buf[CFG_PATH_MAX];
@@ -118,7 +118,7 @@ static void dev_config(gw_config *c, const char *dir, unsigned port)
     } while (0)
     SET("listen", "127.0.0.1:%u", port);
     SET("base_url", "https://127.0.0.1:%u", port);
-    SET("ops_listen", "127.0.0.1:%u", port == 8443 ? 9090 : port + 1);
+    SET("ops_listen", "127.0.0.1:%u", ops_port);
     SET("tls_cert", "%s/server.crt", dir);
     SET("tls_key", "%s/server.key", dir);
     SET("tls_client_ca", "%s/ca-bundle.pem", dir);
@@ -212,10 +212,11 @@ static int open_log(const char *path)
 static void serve_usage(FILE *to)
 {
     fprintf(to, "usage: fhirgw serve --config FILE\n"
-                "       fhirgw serve --dev DIR [--port N]\n"
+                "       fhirgw serve --dev DIR [--port N] [--ops-port M]\n"
                 "  --config FILE  settings (see 'fhirgw config' for every setting and its default)\n"
                 "  --dev DIR      development: a test PKI and the store in DIR, organisations registered,\n"
-                "                 https://127.0.0.1:8443 (or --port N)\n");
+                "                 FHIR on https://127.0.0.1:8443 (or --port N), /healthz /readyz /metrics on\n"
+                "                 http://127.0.0.1:9090 (or --ops-port M; with only --port N given: N+1)\n");
 }
 
 static bool ready(void *arg) { return arg != NULL; }
@@ -364,7 +365,7 @@ int cmd_serve(int argc, char **argv)
     gw_config c;
     cfg_defaults(&c);
     const char *config = NULL, *dev = NULL;
-    unsigned port = 8443;
+    unsigned port = 8443, ops_port = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--config") && i + 1 < argc)
             config = argv[++i];
@@ -372,6 +373,8 @@ int cmd_serve(int argc, char **argv)
             dev = argv[++i];
         else if (!strcmp(argv[i], "--port") && i + 1 < argc)
             port = (unsigned)atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--ops-port") && i + 1 < argc)
+            ops_port = (unsigned)atoi(argv[++i]);
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             serve_usage(stdout);
             return 0;
@@ -391,7 +394,10 @@ int cmd_serve(int argc, char **argv)
             log_event("error", "could not make a test PKI in %s", dev);
             return 1;
         }
-        dev_config(&c, dev, port);
+        /* two dev instances side by side: the second's --port N moves its ops port to N+1 unless given */
+        if (!ops_port)
+            ops_port = port == 8443 ? 9090 : port + 1;
+        dev_config(&c, dev, port, ops_port);
     } else if (!config) {
         serve_usage(stderr);
         return 2;
@@ -415,8 +421,8 @@ int cmd_serve(int argc, char **argv)
             if (dev)
                 fprintf(stderr,
                         "\nTry:\n  curl --cacert %s/ca.pem --cert %s/clients/hospital-a.crt --key "
-                        "%s/clients/hospital-a.key %s/metadata\n\n",
-                        dev, dev, dev, c.base_url);
+                        "%s/clients/hospital-a.key %s/metadata\n  curl http://%s/metrics\n\n",
+                        dev, dev, dev, c.base_url, c.ops_listen);
             srv_wait(s.srv);
             log_event("info", "fhirgw stopped");
             status = 0;

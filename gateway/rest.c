@@ -325,6 +325,24 @@ bool rest_may(rq *q, const st_resource *r, az_action action)
     return false;
 }
 
+/*
+ * A conditional read (If-None-Match, else If-Modified-Since) the client's
+ * copy satisfies: 304 without a body. HTTP dates have whole seconds, so the
+ * comparison is in seconds too.
+ */
+bool rest_not_modified(const char *if_none_match, const char *if_modified_since, const st_resource *r)
+{
+    if (if_none_match)
+        return rt_etag_list_matches(if_none_match, r->version);
+    int64_t since;
+    return if_modified_since && rt_http_date(if_modified_since, &since) && r->last_updated_ms / 1000 <= since / 1000;
+}
+
+static bool not_modified(rq *q, const st_resource *r)
+{
+    return rest_not_modified(srv_req_header(q->req, "If-None-Match"), srv_req_header(q->req, "If-Modified-Since"), r);
+}
+
 static void read_resource(rq *q)
 {
     const char *type = q->route.type->name;
@@ -350,6 +368,9 @@ static void read_resource(rq *q)
         rq_set_version_headers(q, type, q->route.id, r.version, r.last_updated_ms, false);
         rq_respond_outcome(q, 410, OO_ERROR, "deleted", NULL, "%s/%s was deleted (version %lld)", type, q->route.id,
                            (long long)r.version);
+    } else if (not_modified(q, &r)) {
+        rq_set_version_headers(q, type, q->route.id, r.version, r.last_updated_ms, false);
+        rq_respond_json(q, 304, NULL, 0);
     } else {
         rq_set_version_headers(q, type, q->route.id, r.version, r.last_updated_ms, false);
         char *body = malloc(r.json_len + 1);
@@ -377,6 +398,10 @@ static bool negotiate(rq *q)
     const char *f = strstr(query, "_format=");
     if (f && (f == query || f[-1] == '&'))
         format = sq_url_decode(f + 8, strcspn(f + 8, "&"));
+    /* "_format=application/fhir+json" sent unencoded decodes '+' to a space; no media type has one */
+    for (char *c = format; c && *c; c++)
+        if (*c == ' ')
+            *c = '+';
     rt_format fmt = rt_negotiate(format, srv_req_header(q->req, "Accept"));
     free(format);
     if (fmt == RT_FORMAT_JSON)
@@ -411,9 +436,15 @@ static bool dispatch(rq *q)
         return false;
     default: break;
     }
-    rq_respond_outcome(q, q->route.error_status ? q->route.error_status : 404, OO_ERROR,
-                       q->route.error_status == 405 ? OO_NOT_SUPPORTED : OO_NOT_FOUND, NULL, "%s %s: %s",
-                       srv_req_method(q->req), srv_req_path(q->req), q->route.error ? q->route.error : "not found");
+    int status = q->route.error_status ? q->route.error_status : 404;
+    if (status == 405 && q->route.allow)
+        srv_set_header(q->req, "Allow", q->route.allow);
+    /* the path is the client's: echo a bounded part of it (an id of 10,000 characters is not repeated) */
+    const char *path = srv_req_path(q->req);
+    rq_respond_outcome(q, status, OO_ERROR,
+                       status == 405 ? OO_NOT_SUPPORTED : status == 400 ? "invalid" : OO_NOT_FOUND, NULL,
+                       "%s %.100s%s: %s", srv_req_method(q->req), path, strlen(path) > 100 ? "..." : "",
+                       q->route.error ? q->route.error : "not found");
     return false;
 }
 

@@ -60,6 +60,7 @@ typedef struct rest_write {
     char tag_text[REST_MAX_TAGS][9];
     const char *tags[REST_MAX_TAGS];
     size_t tag_count;
+    bool conditional_update; /* a conditional update that found nothing and creates (If-None-Exist semantics) */
     sq_query if_none_sq;     /* conditional create */
     rest_stq if_none;
     bool has_if_none;
@@ -88,6 +89,8 @@ void rq_finish(rq *q);   /* frees the context (after srv_respond) */
 int rest_status_of(st_status s);
 const char *rest_code_of(st_status s);
 fp_arena *rest_arena(rest_app *app);
+/* Does the client's copy (If-None-Match, else If-Modified-Since; either may be NULL) still match r? (304) */
+bool rest_not_modified(const char *if_none_match, const char *if_modified_since, const st_resource *r);
 int64_t rest_now_ms(const rest_app *app);
 
 /* ---- writes (rest_write.c) ---- */
@@ -108,6 +111,11 @@ bool rest_to_st_query(const sq_query *sq, const az_caller *caller, rest_stq *out
 void rest_stq_free(rest_stq *s);
 /* Conditional create: the If-None-Exist query of w (type w->type); false with issues when it is malformed. */
 bool rest_write_if_none_exist(rq *q, rest_write *w, const char *query, oo_list *issues);
+/* If-Match -> the version to expect (W/"0" becomes REST_NO_VERSION, which no version matches); false: malformed. */
+#define REST_NO_VERSION INT64_MAX
+bool rest_if_match(const char *etag, int64_t *version);
+/* The caller-visible resources of `type` matching `query` (at most 2); false after answering 400/5xx. */
+bool rest_conditional_match(rq *q, const fs_type *type, const char *query, st_list *found);
 /* A fresh logical id (a UUID, lower case). */
 void rest_new_id(char out[ST_ID_MAX + 1]);
 

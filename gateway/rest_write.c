@@ -373,6 +373,15 @@ bool rest_write_if_none_exist(rq *q, rest_write *w, const char *query, oo_list *
     return true;
 }
 
+bool rest_if_match(const char *etag, int64_t *version)
+{
+    if (!rt_etag_version(etag, version))
+        return false;
+    if (*version == 0)
+        *version = REST_NO_VERSION; /* well-formed, but no version 0 exists: never matches */
+    return true;
+}
+
 /* ---- answers from the commit thread ---- */
 
 static void answer_with_resource(rq *q, int status, rest_write *w, const char *prefix_message)
@@ -436,7 +445,12 @@ static void write_done(void *arg, const st_txn_result *result)
     rq *q = arg;
     rest_write *w = &q->write;
     const st_op_result *r = &result->ops[0];
-    if (r->status == ST_EXISTS) {
+    if (r->status == ST_EXISTS && w->conditional_update) {
+        rq_respond_outcome(q, 412, OO_ERROR, "conflict", NULL,
+                           "a concurrent write created a %s the conditional update matches (%s): nothing was written; "
+                           "send it again to update that one",
+                           w->type, r->id);
+    } else if (r->status == ST_EXISTS) {
         answer_existing(q, r);
     } else if (r->status != ST_OK) {
         answer_failure(q, r);
@@ -499,13 +513,19 @@ static bool parse_body(rq *q)
     return status == 0;
 }
 
-static bool prepare_and_submit(rq *q, st_op_kind kind)
+/*
+ * Prepare q->write and submit it. `if_none_exist`: a create only when that
+ * query still matches nothing at commit time. `pinned`: the version a
+ * conditional interaction matched (0: none), which must still be current.
+ */
+static bool prepare_and_submit_with(rq *q, st_op_kind kind, const char *if_none_exist, int64_t pinned)
 {
     oo_list issues;
     oo_list_init(&issues, 0);
     bool ok = rest_write_prepare(q, &q->write, kind, &issues);
+    q->write.op.expected_version = pinned;
     if (ok && kind == ST_OP_CREATE) {
-        const char *cond = srv_req_header(q->req, "If-None-Exist");
+        const char *cond = if_none_exist;
         if (cond && !rest_write_if_none_exist(q, &q->write, cond, &issues)) {
             rq_respond_issues(q, 400, &issues);
             oo_list_free(&issues);
@@ -520,14 +540,33 @@ static bool prepare_and_submit(rq *q, st_op_kind kind)
     oo_list_free(&issues);
     const char *if_match = srv_req_header(q->req, "If-Match");
     if (if_match && kind != ST_OP_CREATE) {
-        char v[65];
-        if (!rt_etag_version(if_match, v)) {
+        int64_t version;
+        if (!rest_if_match(if_match, &version)) {
             rq_respond_outcome(q, 400, OO_ERROR, "invalid", NULL, "If-Match must be an ETag such as W/\"3\"");
             return false;
         }
-        q->write.op.expected_version = strtoll(v, NULL, 10);
+        /* a conditional update/delete already pinned the matched version: both must agree */
+        if (q->write.op.expected_version && q->write.op.expected_version != version)
+            version = REST_NO_VERSION;
+        q->write.op.expected_version = version;
     }
     return submit(q);
+}
+
+static bool prepare_and_submit(rq *q, st_op_kind kind)
+{
+    return prepare_and_submit_with(q, kind, kind == ST_OP_CREATE ? srv_req_header(q->req, "If-None-Exist") : NULL, 0);
+}
+
+static bool prepare_and_submit_pinned(rq *q, st_op_kind kind, int64_t version)
+{
+    return prepare_and_submit_with(q, kind, NULL, version);
+}
+
+static bool prepare_and_submit_conditional_create(rq *q, const char *query)
+{
+    q->write.conditional_update = true;
+    return prepare_and_submit_with(q, ST_OP_CREATE, query, 0);
 }
 
 bool rest_create(rq *q)
@@ -556,10 +595,9 @@ static bool may_change(rq *q, az_action action, bool *exists)
     return ok;
 }
 
-bool rest_update(rq *q)
+/* An update of the resource the URL names (update as create when it does not exist). */
+static bool update_by_id(rq *q)
 {
-    if (!parse_body(q))
-        return false;
     rest_write *w = &q->write;
     uint32_t id = fj_get(w->docp, w->root, "id");
     if (id == UINT32_MAX || !fj_str_eq(w->docp, id, q->route.id)) {
@@ -572,6 +610,123 @@ bool rest_update(rq *q)
         return false;
     snprintf(w->id, sizeof w->id, "%s", q->route.id);
     return prepare_and_submit(q, ST_OP_UPDATE);
+}
+
+/* ---- conditional update and delete: the query names the resource ---- */
+
+/*
+ * The caller-visible resources of `type` matching `query` (at most two are
+ * fetched: none, one or "several" is all a conditional interaction needs).
+ * False after answering 400 when the query is malformed or empty.
+ */
+bool rest_conditional_match(rq *q, const fs_type *type, const char *query, st_list *found)
+{
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    memset(found, 0, sizeof *found);
+    if (!query || !*query) {
+        rq_respond_outcome(q, 400, OO_ERROR, "invalid", NULL,
+                           "a conditional %s needs search parameters that name the resource (%s?identifier=...)",
+                           q->route.interaction == RT_DELETE ? "delete" : "update", type->name);
+        oo_list_free(&issues);
+        return false;
+    }
+    sq_limits lim = {2, 2, 16, 32};
+    sq_query sq;
+    rest_stq stq;
+    bool ok = sq_parse(q->app->schema, type, query, true, &lim, rest_search_kind_supported, &sq, &issues);
+    if (!ok) {
+        rq_respond_issues(q, 400, &issues);
+        oo_list_free(&issues);
+        return false;
+    }
+    st_error err;
+    st_status s = rest_to_st_query(&sq, &q->caller, &stq) ? st_search(q->app->opt.store, &stq.q, found, &err)
+                                                           : ST_INTERNAL;
+    if (s != ST_OK) {
+        rq_respond_outcome(q, rest_status_of(s), OO_ERROR, rest_code_of(s), NULL, "the conditional search failed: %s",
+                           s == ST_INTERNAL ? "internal error" : err.message);
+        ok = false;
+    }
+    rest_stq_free(&stq);
+    sq_free(&sq);
+    oo_list_free(&issues);
+    return ok;
+}
+
+/* More than one match: 412, as the spec says for conditional update and delete. */
+static void answer_several(rq *q, const char *what)
+{
+    rq_respond_outcome(q, 412, OO_ERROR, "multiple-matches", NULL,
+                       "the conditional %s matches more than one %s: nothing was changed; narrow the search", what,
+                       q->route.type->name);
+}
+
+static bool conditional_update(rq *q)
+{
+    rest_write *w = &q->write;
+    st_list found;
+    if (!rest_conditional_match(q, q->route.type, srv_req_query(q->req), &found))
+        return false;
+    uint32_t id = fj_get(w->docp, w->root, "id");
+    bool has_id = id != UINT32_MAX;
+    bool handed = false;
+    if (found.count > 1) {
+        answer_several(q, "update");
+    } else if (found.count == 1 && has_id && !fj_str_eq(w->docp, id, found.items[0].id)) {
+        rq_respond_outcome(q, 400, OO_ERROR, "invalid", "id",
+                           "the resource's id is not the id of the resource the conditional update matched");
+    } else if (found.count == 1) {
+        /* pinned to the version found: changed since the search gives 412, never a lost update */
+        if (rest_may(q, &found.items[0], AZ_UPDATE)) {
+            snprintf(w->id, sizeof w->id, "%s", found.items[0].id);
+            handed = prepare_and_submit_pinned(q, ST_OP_UPDATE, found.items[0].version);
+        }
+    } else if (has_id) {
+        /* nothing matches, an id given: an update (as create) of that id, as the spec says */
+        size_t len = w->docp->nodes[id].len;
+        if (w->docp->nodes[id].type == FJ_STRING && rt_valid_id(fj_str(w->docp, id), len)) {
+            memcpy(q->route.id, fj_str(w->docp, id), len);
+            q->route.id[len] = '\0';
+            handed = update_by_id(q);
+        } else {
+            rq_respond_outcome(q, 400, OO_ERROR, "invalid", "id", "the resource's id is not a valid id");
+        }
+    } else {
+        /* nothing matches: create, unless a concurrent write created a match meanwhile (checked at commit) */
+        rest_new_id(w->id);
+        handed = prepare_and_submit_conditional_create(q, srv_req_query(q->req));
+    }
+    st_list_free(&found);
+    return handed;
+}
+
+static bool conditional_delete(rq *q)
+{
+    st_list found;
+    if (!rest_conditional_match(q, q->route.type, srv_req_query(q->req), &found))
+        return false;
+    bool handed = false;
+    if (found.count > 1) {
+        answer_several(q, "delete");
+    } else if (found.count == 0) {
+        rq_respond_outcome(q, 200, OO_INFORMATION, OO_INFORMATIONAL, NULL,
+                           "nothing matches the conditional delete: nothing was deleted");
+    } else if (rest_may(q, &found.items[0], AZ_DELETE)) {
+        rest_write *w = &q->write;
+        w->type = q->route.type->name;
+        snprintf(w->id, sizeof w->id, "%s", found.items[0].id);
+        handed = prepare_and_submit_pinned(q, ST_OP_DELETE, found.items[0].version);
+    }
+    st_list_free(&found);
+    return handed;
+}
+
+bool rest_update(rq *q)
+{
+    if (!parse_body(q))
+        return false;
+    return q->route.id[0] ? update_by_id(q) : conditional_update(q);
 }
 
 /* The directory entry of a registered organisation: others address Tasks to it, so it stays (409). */
@@ -591,6 +746,8 @@ static bool is_registered_organisation(rq *q)
 
 bool rest_delete(rq *q)
 {
+    if (!q->route.id[0])
+        return conditional_delete(q);
     bool exists;
     if (!may_change(q, AZ_DELETE, &exists))
         return false;
@@ -640,9 +797,37 @@ static uint32_t validate_target(const fj_doc *d, const char **profile, size_t *p
     return target;
 }
 
+#define CORE_PROFILE_BASE "http://hl7.org/fhir/StructureDefinition/"
+
+/*
+ * The profile $validate checks against: one the registry loaded, or a core
+ * resource profile, which is the base validation itself (the resource must
+ * then be of that type). A "|version" suffix is ignored.
+ */
+static void choose_profile(rq *q, const char *url, fv_options *opts, oo_list *issues)
+{
+    opts->profile = opts->profiles ? pf_find(opts->profiles, url) : NULL;
+    if (opts->profile)
+        return;
+    size_t base = strlen(CORE_PROFILE_BASE);
+    if (!strncmp(url, CORE_PROFILE_BASE, base)) {
+        size_t len = strcspn(url + base, "|");
+        const fs_type *t = fs_type_by_name(q->app->schema, url + base, len);
+        if (t == q->route.type)
+            return;
+        if (t) {
+            oo_add(issues, OO_ERROR, OO_STRUCTURE, NULL, 0, 0, "profile %s is for %s resources, not %s", url, t->name,
+                   q->route.type->name);
+            return;
+        }
+    }
+    oo_add(issues, OO_ERROR, OO_NOT_SUPPORTED, NULL, 0, 0, "profile %s is not known", url);
+}
+
 void rest_validate_op(rq *q)
 {
     if (strcmp(srv_req_method(q->req), "POST")) {
+        srv_set_header(q->req, "Allow", "POST");
         rq_respond_outcome(q, 405, OO_ERROR, OO_NOT_SUPPORTED, NULL, "$validate takes POST");
         return;
     }
@@ -678,11 +863,8 @@ void rest_validate_op(rq *q)
             } else if (profile) {
                 snprintf(url, sizeof url, "%.*s", (int)profile_len, profile);
             }
-            if (url[0]) {
-                opts.profile = opts.profiles ? pf_find(opts.profiles, url) : NULL;
-                if (!opts.profile)
-                    oo_add(&issues, OO_ERROR, OO_NOT_SUPPORTED, NULL, 0, 0, "profile %s is not known", url);
-            }
+            if (url[0])
+                choose_profile(q, url, &opts, &issues);
             if (target == 0) {
                 fv_validate_doc(&doc, &opts, &issues);
             } else {

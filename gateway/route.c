@@ -1,11 +1,13 @@
 /*
  * gateway/route.c — FHIR RESTful URLs and headers (see route.h).
  */
+#define _GNU_SOURCE /* timegm, strptime */
 #include "gateway/route.h"
 
 #include <ctype.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define MAX_SEGMENTS 6
 
@@ -65,6 +67,13 @@ static void fail(rt_route *r, int status, const char *why)
     r->error = why;
 }
 
+/* 405: the methods the path does accept, for the Allow header */
+static void not_allowed(rt_route *r, const char *allow, const char *why)
+{
+    fail(r, 405, why);
+    r->allow = allow;
+}
+
 static bool copy_id(char dst[65], const char *src, size_t len)
 {
     if (!rt_valid_id(src, len))
@@ -81,17 +90,17 @@ static void system_level(rt_route *r, const char *method, const char *seg[], siz
         if (post)
             r->interaction = RT_BATCH;
         else
-            fail(r, 405, "the base URL accepts POST of a batch or transaction Bundle");
+            not_allowed(r, "POST", "the base URL accepts POST of a batch or transaction Bundle");
     } else if (seg_is(seg[0], len[0], "metadata")) {
         if (get)
             r->interaction = RT_CAPABILITIES;
         else
-            fail(r, 405, "metadata accepts GET");
+            not_allowed(r, "GET", "metadata accepts GET");
     } else if (seg_is(seg[0], len[0], "_history")) {
         if (get)
             r->interaction = RT_HISTORY_SYSTEM;
         else
-            fail(r, 405, "_history accepts GET");
+            not_allowed(r, "GET", "_history accepts GET");
     } else {
         fail(r, 404, "unknown resource type");
     }
@@ -114,22 +123,27 @@ static void type_level(rt_route *r, const char *method, const char *seg[], size_
             r->interaction = RT_SEARCH;
         else if (post)
             r->interaction = RT_CREATE;
+        else if (!strcmp(method, "PUT"))
+            r->interaction = RT_UPDATE; /* conditional: the query names the resource */
+        else if (!strcmp(method, "DELETE"))
+            r->interaction = RT_DELETE; /* conditional */
         else
-            fail(r, 405, "a resource type accepts GET (search) and POST (create)");
+            not_allowed(r, "GET, POST, PUT, DELETE",
+                        "a resource type accepts GET (search), POST (create), PUT and DELETE (conditional)");
     } else if (seg_is(seg[1], len[1], "_search")) {
         if (post || get)
             r->interaction = RT_SEARCH;
         else
-            fail(r, 405, "_search accepts POST and GET");
+            not_allowed(r, "GET, POST", "_search accepts POST and GET");
     } else if (seg_is(seg[1], len[1], "_history")) {
         if (get)
             r->interaction = RT_HISTORY_TYPE;
         else
-            fail(r, 405, "_history accepts GET");
+            not_allowed(r, "GET", "_history accepts GET");
     } else if (seg[1][0] == '$') {
         set_operation(r, seg[1], len[1]);
     } else {
-        fail(r, 400, "not a valid resource id");
+        fail(r, 400, "not a valid resource id ([A-Za-z0-9-.]{1,64})");
     }
 }
 
@@ -149,10 +163,10 @@ static void instance_level(rt_route *r, const char *method, const char *seg[], s
         else if (!strcmp(method, "DELETE"))
             r->interaction = RT_DELETE;
         else
-            fail(r, 405, "a resource accepts GET, PUT and DELETE");
+            not_allowed(r, "GET, HEAD, PUT, DELETE", "a resource accepts GET, PUT and DELETE");
     } else if (seg_is(seg[2], len[2], "_history")) {
         if (!get)
-            fail(r, 405, "_history accepts GET");
+            not_allowed(r, "GET", "_history accepts GET");
         else if (n == 3)
             r->interaction = RT_HISTORY_INSTANCE;
         else if (n == 4 && copy_id(r->version, seg[3], len[3]))
@@ -253,7 +267,7 @@ rt_return rt_prefer_return(const char *prefer)
     return RT_RETURN_REPRESENTATION;
 }
 
-bool rt_etag_version(const char *etag, char out[65])
+bool rt_etag_version(const char *etag, int64_t *version)
 {
     if (!etag)
         return false;
@@ -264,13 +278,51 @@ bool rt_etag_version(const char *etag, char out[65])
     size_t len = strlen(etag);
     while (len && etag[len - 1] == ' ')
         len--;
-    if (len >= 2 && etag[0] == '"' && etag[len - 1] == '"') {
-        etag++;
-        len -= 2;
-    }
-    if (!rt_valid_id(etag, len))
+    /* an entity tag is quoted (RFC 9110 8.8.3); ours carry the version number, nothing else */
+    if (len < 3 || etag[0] != '"' || etag[len - 1] != '"' || len - 2 > 18)
         return false;
-    memcpy(out, etag, len);
-    out[len] = '\0';
+    int64_t v = 0;
+    for (size_t i = 1; i < len - 1; i++) {
+        if (etag[i] < '0' || etag[i] > '9')
+            return false;
+        v = v * 10 + (etag[i] - '0');
+    }
+    *version = v;
+    return true;
+}
+
+bool rt_etag_list_matches(const char *list, int64_t version)
+{
+    if (!list)
+        return false;
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t len = strcspn(p, ",");
+        if (!len)
+            break;
+        char one[48];
+        if (len < sizeof one) {
+            memcpy(one, p, len);
+            one[len] = '\0';
+            int64_t v;
+            if (!strcmp(one, "*") || (rt_etag_version(one, &v) && v == version))
+                return true;
+        }
+        p += len;
+    }
+    return false;
+}
+
+bool rt_http_date(const char *text, int64_t *epoch_ms)
+{
+    if (!text)
+        return false;
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *end = strptime(text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    if (!end || *end)
+        return false;
+    *epoch_ms = (int64_t)timegm(&tm) * 1000;
     return true;
 }

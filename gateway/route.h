@@ -8,6 +8,8 @@
  *   GET    /Patient/123/_history/2         -> RT_VREAD
  *   PUT    /Patient/123                    -> RT_UPDATE
  *   DELETE /Patient/123                    -> RT_DELETE
+ *   PUT    /Patient?identifier=..          -> RT_UPDATE with id "" (conditional update)
+ *   DELETE /Patient?identifier=..          -> RT_DELETE with id "" (conditional delete)
  *   POST   /Patient                        -> RT_CREATE
  *   GET    /Patient?name=x, POST /Patient/_search -> RT_SEARCH
  *   GET    /Patient/123/_history, /Patient/_history, /_history -> RT_HISTORY_*
@@ -50,6 +52,7 @@ typedef struct rt_route {
     char operation[64];  /* "validate" for $validate */
     int error_status;    /* with RT_UNKNOWN: 400, 404 or 405 */
     const char *error;   /* with RT_UNKNOWN: why (static) */
+    const char *allow;   /* with 405: the methods the path accepts, for the Allow header (static) */
 } rt_route;
 
 /* The interaction a method + path (no query string) names. */
@@ -77,10 +80,18 @@ typedef enum rt_return { RT_RETURN_REPRESENTATION, RT_RETURN_MINIMAL, RT_RETURN_
 rt_return rt_prefer_return(const char *prefer);
 
 /*
- * An ETag as sent in If-Match: W/"3" or "3" -> "3". Returns false for a
- * malformed one. out must hold 65 bytes.
+ * The version an ETag names, as sent in If-Match / If-None-Match: W/"3" or
+ * "3" -> 3. Only a quoted run of digits is one of ours; anything else
+ * (W/"abc", W/"1abc", W/"-1", 7 without quotes) is malformed: false (400).
+ * "0" is well-formed but names no version (a mismatch: 412).
  */
-bool rt_etag_version(const char *etag, char out[65]);
+bool rt_etag_version(const char *etag, int64_t *version);
+
+/* Does an If-None-Match list ("*", or ETags separated by commas) name this version? */
+bool rt_etag_list_matches(const char *list, int64_t version);
+
+/* An HTTP date ("Wed, 01 May 2024 12:34:56 GMT", If-Modified-Since) as epoch milliseconds; false if malformed. */
+bool rt_http_date(const char *text, int64_t *epoch_ms);
 
 /* A logical id: [A-Za-z0-9\-\.]{1,64}. */
 bool rt_valid_id(const char *id, size_t len);

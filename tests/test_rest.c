@@ -733,3 +733,173 @@ Test(rest, read_modify_write_keeps_the_resource_intact)
     rh_response_free(&r);
     cr_expect_eq(rh_invalid_bodies(), 0);
 }
+
+/* If-Match: only a well-formed ETag of the current version applies the update (defect 9). */
+Test(rest, if_match_is_enforced_for_every_value)
+{
+    char id[80], path[160], body[512];
+    snprintf(id, sizeof id, "%s", rh_create("hospital-a", "Patient", PATIENT));
+    snprintf(path, sizeof path, "/Patient/%s", id);
+    snprintf(body, sizeof body, "{\"resourceType\":\"Patient\",\"id\":\"%s\",\"gender\":\"other\"}", id);
+    struct {
+        const char *header;
+        long status;
+    } cases[] = {
+        {"If-Match: W/\"abc\"", 400}, {"If-Match: W/\"1abc\"", 400}, {"If-Match: W/\"-1\"", 400},
+        {"If-Match: 1", 400},         {"If-Match: W/\"0\"", 412},    {"If-Match: W/\"2\"", 412},
+        {"If-Match: \"1\"", 200},     {"If-Match: W/\"1\"", 412},    {"If-Match: W/\"2\"", 200},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const char *h[] = {cases[i].header, NULL};
+        rh_response r = rh_request("hospital-a", "PUT", path, body, h);
+        cr_expect_eq(r.status, cases[i].status, "%s: %ld %s", cases[i].header, r.status, r.body);
+        rh_response_free(&r);
+    }
+    /* a malformed If-Match on delete is refused too; the resource stays */
+    const char *bad[] = {"If-Match: W/\"x\"", NULL};
+    rh_response r = rh_request("hospital-a", "DELETE", path, NULL, bad);
+    rh_expect_outcome(&r, 400, "invalid");
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "GET", path, NULL, NULL);
+    cr_expect_eq(r.status, 200);
+    rh_response_free(&r);
+}
+
+/* If-None-Match and If-Modified-Since answer 304 when the client's copy is current. */
+Test(rest, conditional_read_answers_304)
+{
+    char id[80], path[160], etag[64], modified[64];
+    snprintf(id, sizeof id, "%s", rh_create("hospital-a", "Patient", PATIENT));
+    snprintf(path, sizeof path, "/Patient/%s", id);
+    rh_response r = rh_request("hospital-a", "GET", path, NULL, NULL);
+    cr_assert_not_null(rh_header(&r, "ETag", etag, sizeof etag));
+    cr_assert_not_null(rh_header(&r, "Last-Modified", modified, sizeof modified));
+    rh_response_free(&r);
+    char h1[128], h2[128];
+    snprintf(h1, sizeof h1, "If-None-Match: %s", etag);
+    snprintf(h2, sizeof h2, "If-Modified-Since: %s", modified);
+    const char *same[] = {h1, NULL}, *since[] = {h2, NULL};
+    const char *other[] = {"If-None-Match: W/\"7\", W/\"8\"", NULL};
+    const char *old[] = {"If-Modified-Since: Mon, 01 Jan 2001 00:00:00 GMT", NULL};
+    r = rh_request("hospital-a", "GET", path, NULL, same);
+    cr_expect_eq(r.status, 304);
+    cr_expect_eq(r.len, 0);
+    cr_expect_not_null(rh_header(&r, "ETag", etag, sizeof etag));
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "GET", path, NULL, since);
+    cr_expect_eq(r.status, 304);
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "GET", path, NULL, other);
+    cr_expect_eq(r.status, 200);
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "GET", path, NULL, old);
+    cr_expect_eq(r.status, 200);
+    rh_response_free(&r);
+    /* someone who may not see it learns nothing from a conditional read */
+    r = rh_request("hospital-b", "GET", path, NULL, same);
+    cr_expect_eq(r.status, 404);
+    rh_response_free(&r);
+}
+
+#define MRN_PATIENT(value, gender)                                                                                \
+    "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"http://x.org/mrn\",\"value\":\"" value "\"}],"  \
+    "\"gender\":\"" gender "\"}"
+
+Test(rest, conditional_update_and_delete)
+{
+    const char *path = "/Patient?identifier=http://x.org/mrn|c-1";
+    rh_response r = rh_request("hospital-a", "PUT", path, MRN_PATIENT("c-1", "male"), NULL);
+    cr_expect_eq(r.status, 201, "no match: created: %s", r.body);
+    json_object *o = rh_json(&r);
+    char id[80];
+    snprintf(id, sizeof id, "%s", rh_str(o, "id"));
+    json_object_put(o);
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "PUT", path, MRN_PATIENT("c-1", "female"), NULL);
+    cr_expect_eq(r.status, 200, "one match: updated: %s", r.body);
+    o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "id"), id);
+    cr_expect_str_eq(rh_str(o, "meta.versionId"), "2");
+    json_object_put(o);
+    rh_response_free(&r);
+    /* an id in the body that is not the match's */
+    r = rh_request("hospital-a", "PUT", path,
+                   "{\"resourceType\":\"Patient\",\"id\":\"other\",\"identifier\":[{\"system\":\"http://x.org/mrn\","
+                   "\"value\":\"c-1\"}]}",
+                   NULL);
+    rh_expect_outcome(&r, 400, "invalid");
+    rh_response_free(&r);
+    /* another organisation's conditional update does not see hospital-a's Patient: it creates its own */
+    r = rh_request("hospital-b", "PUT", path, MRN_PATIENT("c-1", "other"), NULL);
+    cr_expect_eq(r.status, 201, "%s", r.body);
+    rh_response_free(&r);
+    /* two matches: 412 */
+    rh_create("hospital-a", "Patient", MRN_PATIENT("c-1", "unknown"));
+    r = rh_request("hospital-a", "PUT", path, MRN_PATIENT("c-1", "male"), NULL);
+    rh_expect_outcome(&r, 412, "multiple-matches");
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "DELETE", path, NULL, NULL);
+    rh_expect_outcome(&r, 412, "multiple-matches");
+    rh_response_free(&r);
+    /* no parameters: refused, never "everything" */
+    r = rh_request("hospital-a", "DELETE", "/Patient", NULL, NULL);
+    rh_expect_outcome(&r, 400, "invalid");
+    rh_response_free(&r);
+    /* a conditional delete of exactly one */
+    char one[200];
+    snprintf(one, sizeof one, "/Patient?_id=%s", id);
+    r = rh_request("hospital-a", "DELETE", one, NULL, NULL);
+    cr_expect_eq(r.status, 200, "%s", r.body);
+    rh_response_free(&r);
+    char read[160];
+    snprintf(read, sizeof read, "/Patient/%s", id);
+    r = rh_request("hospital-a", "GET", read, NULL, NULL);
+    cr_expect_eq(r.status, 410);
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "DELETE", "/Patient?identifier=http://x.org/mrn|nobody", NULL, NULL);
+    rh_expect_outcome(&r, 200, "informational");
+    rh_response_free(&r);
+}
+
+Test(rest, smaller_client_expectations)
+{
+    /* 405 says what is allowed */
+    rh_response r = rh_request("hospital-a", "PUT", "/metadata", "{}", NULL);
+    rh_expect_outcome(&r, 405, "not-supported");
+    char allow[64];
+    cr_expect_str_eq(rh_header(&r, "Allow", allow, sizeof allow), "GET");
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "GET", "/Patient/$validate", NULL, NULL);
+    rh_expect_outcome(&r, 405, "not-supported");
+    cr_expect_str_eq(rh_header(&r, "Allow", allow, sizeof allow), "POST");
+    rh_response_free(&r);
+    /* an invalid id is invalid, not "not found"; a huge one is not echoed whole */
+    r = rh_request("hospital-a", "GET", "/Patient/bad_id!", NULL, NULL);
+    rh_expect_outcome(&r, 400, "invalid");
+    rh_response_free(&r);
+    char huge[2100] = "/Patient/";
+    memset(huge + 9, 'a', 2000);
+    huge[2009] = '\0';
+    r = rh_request("hospital-a", "GET", huge, NULL, NULL);
+    rh_expect_outcome(&r, 400, "invalid");
+    cr_expect_lt(r.len, 600, "the id is not echoed whole: %zu bytes", r.len);
+    rh_response_free(&r);
+    /* _format with an unencoded '+' */
+    r = rh_request("hospital-a", "GET", "/Patient?_format=application/fhir+json", NULL, NULL);
+    cr_expect_eq(r.status, 200, "%s", r.body);
+    rh_response_free(&r);
+    /* $validate knows the core profiles */
+    r = rh_request("hospital-a", "POST", "/Patient/$validate?profile=http://hl7.org/fhir/StructureDefinition/Patient",
+                   PATIENT, NULL);
+    cr_expect_eq(r.status, 200);
+    json_object *o = rh_json(&r);
+    cr_expect_str_neq((char *)rh_str(o, "issue.0.severity"), "error", "%s", r.body);
+    json_object_put(o);
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "POST",
+                   "/Patient/$validate?profile=http://hl7.org/fhir/StructureDefinition/Observation", PATIENT, NULL);
+    o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "issue.0.severity"), "error", "%s", r.body);
+    json_object_put(o);
+    rh_response_free(&r);
+}

@@ -30,6 +30,8 @@ Test(route, interactions)
         {"GET", "/CarePlan/cp-1/_history/3", RT_VREAD, "CarePlan", "cp-1", "3", ""},
         {"PUT", "/Task/t.1", RT_UPDATE, "Task", "t.1", "", ""},
         {"DELETE", "/Task/t1", RT_DELETE, "Task", "t1", "", ""},
+        {"PUT", "/Task", RT_UPDATE, "Task", "", "", ""},       /* conditional update */
+        {"DELETE", "/Task", RT_DELETE, "Task", "", "", ""},    /* conditional delete */
         {"POST", "/Encounter", RT_CREATE, "Encounter", "", "", ""},
         {"GET", "/Encounter", RT_SEARCH, "Encounter", "", "", ""},
         {"POST", "/Encounter/_search", RT_SEARCH, "Encounter", "", "", ""},
@@ -67,7 +69,7 @@ Test(route, errors_carry_their_status)
         {"GET", "/CarePlan/bad_id!", 400},
         {"GET", "/CarePlan/" "01234567890123456789012345678901234567890123456789012345678901234", 400}, /* 65 chars */
         {"PATCH", "/CarePlan/1", 405},
-        {"DELETE", "/CarePlan", 405},
+        {"PATCH", "/CarePlan", 405},
         {"PUT", "/metadata", 405},
         {"GET", "/", 405},
         {"GET", "/CarePlan/1/foo", 404},
@@ -79,6 +81,8 @@ Test(route, errors_carry_their_status)
         cr_expect_eq(r.interaction, RT_UNKNOWN, "%s %s", cases[i].method, cases[i].path);
         cr_expect_eq(r.error_status, cases[i].status, "%s %s: got %d", cases[i].method, cases[i].path,
                      r.error_status);
+        if (cases[i].status == 405)
+            cr_expect(r.allow && *r.allow, "%s %s: a 405 says what is allowed", cases[i].method, cases[i].path);
         cr_expect_not_null(r.error);
     }
 }
@@ -107,15 +111,19 @@ Test(route, prefer_and_etags)
     cr_expect_eq(rt_prefer_return("return=minimal"), RT_RETURN_MINIMAL);
     cr_expect_eq(rt_prefer_return("handling=strict, return=OperationOutcome"), RT_RETURN_OUTCOME);
     cr_expect_eq(rt_prefer_return("return=representation"), RT_RETURN_REPRESENTATION);
-    char v[65];
-    cr_expect(rt_etag_version("W/\"3\"", v));
-    cr_expect_str_eq(v, "3");
-    cr_expect(rt_etag_version("\"12\"", v));
-    cr_expect_str_eq(v, "12");
-    cr_expect(rt_etag_version("7", v));
-    cr_expect_not(rt_etag_version("W/\"\"", v));
-    cr_expect_not(rt_etag_version("W/\"a b\"", v));
-    cr_expect_not(rt_etag_version(NULL, v));
+    int64_t v = -1;
+    cr_expect(rt_etag_version("W/\"3\"", &v));
+    cr_expect_eq(v, 3);
+    cr_expect(rt_etag_version("\"12\"", &v));
+    cr_expect_eq(v, 12);
+    cr_expect(rt_etag_version("W/\"0\"", &v), "well-formed; matches no version");
+    cr_expect_eq(v, 0);
+    /* issue 7 defect 9: anything but a quoted version number is malformed */
+    const char *bad[] = {"7", "W/\"\"", "W/\"a b\"", "W/\"abc\"", "W/\"1abc\"", "W/\"-1\"", "W/\"1",
+                         "W/\"99999999999999999999\"", "*", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        cr_expect_not(rt_etag_version(bad[i], &v), "%s", bad[i]);
+    cr_expect_not(rt_etag_version(NULL, &v));
 }
 
 Test(config, defaults_load_and_errors)
