@@ -48,6 +48,7 @@ typedef struct bundle_frame {
     bool resolve_refs;   /* transaction or document */
     bool is_document;    /* also relative references must resolve (a warning when not) */
     bool is_history;     /* the same fullUrl may appear in several versions */
+    bool conditional_refs; /* transaction or batch: "Patient?identifier=..." names a resource (R4 http 3.1.0.11.2) */
     uint32_t entry_array;
     uint32_t current_entry;
     full_url *urls;      /* sorted by text once the entries are walked */
@@ -243,6 +244,16 @@ static const char *check_relative_reference(ctx *c, const char *s, size_t len)
     return NULL;
 }
 
+/* "Type?search": a conditional reference, as transaction and batch entries may hold. */
+static bool is_conditional_reference(ctx *c, const char *s, size_t len)
+{
+    const char *q = memchr(s, '?', len);
+    if (!q || q == s || q + 1 == s + len || memchr(s, '/', (size_t)(q - s)))
+        return false;
+    const fs_type *t = fs_type_by_name(c->s, s, (size_t)(q - s));
+    return t && t->kind == FS_RESOURCE && !t->is_abstract;
+}
+
 static void record_bundle_ref(ctx *c, uint32_t node)
 {
     bundle_frame *b = c->bundle;
@@ -283,6 +294,9 @@ static void check_reference(ctx *c, uint32_t obj)
         problem = fprim_check(FPRIM_UUID, s, len);
     } else if (has_prefix(s, len, "urn:oid:")) {
         problem = fprim_check(FPRIM_OID, s, len);
+    } else if (c->bundle && c->bundle->conditional_refs && is_conditional_reference(c, s, len)) {
+        path_pop(c, old); /* the server resolves it to its one match; nothing to resolve inside the Bundle */
+        return;
     } else if (!is_absolute_uri(s, len)) {
         problem = check_relative_reference(c, s, len);
     }
@@ -914,6 +928,7 @@ static void bundle_begin(ctx *c, uint32_t bundle_node, bundle_frame *b)
     b->is_document = str_is(c, type, "document");
     b->is_history = str_is(c, type, "history");
     b->resolve_refs = b->is_document || str_is(c, type, "transaction");
+    b->conditional_refs = str_is(c, type, "transaction") || str_is(c, type, "batch");
     b->entry_array = fj_get(c->doc, bundle_node, "entry");
     b->outer = c->bundle;
     c->bundle = b;

@@ -114,7 +114,9 @@ bool rest_write_if_none_exist(rq *q, rest_write *w, const char *query, oo_list *
 /* If-Match -> the version to expect (W/"0" becomes REST_NO_VERSION, which no version matches); false: malformed. */
 #define REST_NO_VERSION INT64_MAX
 bool rest_if_match(const char *etag, int64_t *version);
-/* The caller-visible resources of `type` matching `query` (at most 2); false after answering 400/5xx. */
+/* The caller-visible resources of `type` matching `query` (at most 2); 0, or the HTTP status with issues. */
+int rest_conditional_search(rq *q, const fs_type *type, const char *query, st_list *found, oo_list *issues);
+/* The same, answering the request on failure (false). */
 bool rest_conditional_match(rq *q, const fs_type *type, const char *query, st_list *found);
 /* A fresh logical id (a UUID, lower case). */
 void rest_new_id(char out[ST_ID_MAX + 1]);

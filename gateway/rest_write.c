@@ -617,41 +617,48 @@ static bool update_by_id(rq *q)
 /*
  * The caller-visible resources of `type` matching `query` (at most two are
  * fetched: none, one or "several" is all a conditional interaction needs).
- * False after answering 400 when the query is malformed or empty.
+ * Returns 0, or the HTTP status (400, 5xx) with issues saying why.
  */
-bool rest_conditional_match(rq *q, const fs_type *type, const char *query, st_list *found)
+int rest_conditional_search(rq *q, const fs_type *type, const char *query, st_list *found, oo_list *issues)
 {
-    oo_list issues;
-    oo_list_init(&issues, 0);
     memset(found, 0, sizeof *found);
     if (!query || !*query) {
-        rq_respond_outcome(q, 400, OO_ERROR, "invalid", NULL,
-                           "a conditional %s needs search parameters that name the resource (%s?identifier=...)",
-                           q->route.interaction == RT_DELETE ? "delete" : "update", type->name);
-        oo_list_free(&issues);
-        return false;
+        oo_add(issues, OO_ERROR, "invalid", NULL, 0, 0,
+               "a conditional interaction needs search parameters that name the resource (%s?identifier=...)",
+               type->name);
+        return 400;
     }
     sq_limits lim = {2, 2, 16, 32};
     sq_query sq;
     rest_stq stq;
-    bool ok = sq_parse(q->app->schema, type, query, true, &lim, rest_search_kind_supported, &sq, &issues);
-    if (!ok) {
-        rq_respond_issues(q, 400, &issues);
-        oo_list_free(&issues);
-        return false;
+    if (!sq_parse(q->app->schema, type, query, true, &lim, rest_search_kind_supported, &sq, issues))
+        return 400;
+    if (!sq.param_count) { /* "_count=1" alone would match everything */
+        sq_free(&sq);
+        oo_add(issues, OO_ERROR, "invalid", NULL, 0, 0, "a conditional interaction needs search parameters, not only %s",
+               query);
+        return 400;
     }
     st_error err;
     st_status s = rest_to_st_query(&sq, &q->caller, &stq) ? st_search(q->app->opt.store, &stq.q, found, &err)
                                                            : ST_INTERNAL;
-    if (s != ST_OK) {
-        rq_respond_outcome(q, rest_status_of(s), OO_ERROR, rest_code_of(s), NULL, "the conditional search failed: %s",
-                           s == ST_INTERNAL ? "internal error" : err.message);
-        ok = false;
-    }
+    if (s != ST_OK)
+        oo_add(issues, OO_ERROR, rest_code_of(s), NULL, 0, 0, "the conditional search failed: %s",
+               s == ST_INTERNAL ? "internal error" : err.message);
     rest_stq_free(&stq);
     sq_free(&sq);
+    return s == ST_OK ? 0 : rest_status_of(s);
+}
+
+bool rest_conditional_match(rq *q, const fs_type *type, const char *query, st_list *found)
+{
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    int status = rest_conditional_search(q, type, query, found, &issues);
+    if (status)
+        rq_respond_issues(q, status, &issues);
     oo_list_free(&issues);
-    return ok;
+    return status == 0;
 }
 
 /* More than one match: 412, as the spec says for conditional update and delete. */

@@ -533,6 +533,8 @@ static txn_outcome run_txn(st_store *s, st_write_ctx *ctx, txn *t, st_error *err
     size_t failed = t->op_count;
     for (size_t i = 0; i < t->op_count && failed == t->op_count; i++) {
         s->backend->apply(s->writer, ctx, &t->ops[i], &t->results[i]);
+        if (t->ops[i].on_applied)
+            t->ops[i].on_applied(t->ops[i].on_applied_arg, &t->results[i]);
         if (is_failure(t->results[i].status))
             failed = i;
     }

@@ -313,6 +313,8 @@ typedef enum st_op_kind {
  */
 typedef char *(*st_render_fn)(void *arg, int64_t version, const char *last_updated, size_t *len);
 
+struct st_op_result;
+
 typedef struct st_op {
     st_op_kind kind;
     const char *type;
@@ -344,6 +346,16 @@ typedef struct st_op {
     size_t row_count;
     const char *const *access_tags; /* create/update: organisations it is addressed to (replaces the old set) */
     size_t access_tag_count;
+
+    /*
+     * Optional: called on the commit thread right after this operation was
+     * applied (result filled, ST_EXISTS included) and before the next
+     * operation of the same transaction runs. A transaction uses it to point
+     * the references of its later operations (rendered and indexed after
+     * this) at the resource a conditional create matched. Keep it tiny.
+     */
+    void (*on_applied)(void *arg, const struct st_op_result *result);
+    void *on_applied_arg;
 } st_op;
 
 typedef struct st_op_result {

@@ -25,6 +25,7 @@
 
 typedef struct rh_options {
     double rate;              /* requests per second per organisation; 0 = no limit */
+    double burst;             /* the bucket's size; 0 = rate */
     bool keep_gzsp;           /* register the gzsp organisation too (default: its certificate gets 401) */
 } rh_options;
 

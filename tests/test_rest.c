@@ -563,9 +563,10 @@ Test(rest, transaction_rewrites_urns_and_names_failing_entries)
     json_object_put(o);
     rh_response_free(&r);
 
-    /* an invalid resource inside: 422 with the entry's path */
-    const char *invalid = "{\"resourceType\":\"Bundle\",\"type\":\"batch\",\"entry\":[{\"resource\":{\"resourceType\":"
-                          "\"Patient\",\"gender\":\"mal\"},\"request\":{\"method\":\"POST\",\"url\":\"Patient\"}}]}";
+    /* an invalid resource inside a transaction: 422 with the entry's path */
+    const char *invalid = "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":[{\"resource\":{"
+                          "\"resourceType\":\"Patient\",\"gender\":\"mal\"},\"request\":{\"method\":\"POST\",\"url\":"
+                          "\"Patient\"}}]}";
     r = rh_request("hospital-a", "POST", "/", invalid, NULL);
     rh_expect_outcome(&r, 422, "code-invalid");
     o = rh_json(&r);
@@ -580,7 +581,9 @@ Test(rest, batch_entries_succeed_or_fail_on_their_own)
                         "{\"resource\":{\"resourceType\":\"Patient\"},\"request\":{\"method\":\"POST\",\"url\":\"Patient\"}},"
                         "{\"request\":{\"method\":\"GET\",\"url\":\"Patient/nope\"}},"
                         "{\"resource\":{\"resourceType\":\"Goal\",\"lifecycleStatus\":\"active\",\"description\":{\"text\":"
-                        "\"walk\"},\"subject\":{\"reference\":\"Patient/p\"}},\"request\":{\"method\":\"POST\",\"url\":\"Goal\"}}]}";
+                        "\"walk\"},\"subject\":{\"reference\":\"Patient/p\"}},\"request\":{\"method\":\"POST\",\"url\":\"Goal\"}},"
+                        "{\"resource\":{\"resourceType\":\"Patient\",\"gender\":\"mal\"},\"request\":{\"method\":\"POST\","
+                        "\"url\":\"Patient\"}}]}";
     rh_response r = rh_request("hospital-a", "POST", "/", batch, NULL);
     cr_expect_eq(r.status, 200, "%s", r.body);
     json_object *o = rh_json(&r);
@@ -589,6 +592,9 @@ Test(rest, batch_entries_succeed_or_fail_on_their_own)
     cr_expect_str_eq(rh_str(o, "entry.1.response.status"), "404 Not Found");
     cr_expect_str_eq(rh_str(o, "entry.1.response.outcome.issue.0.expression.0"), "Bundle.entry[1]");
     cr_expect_str_eq(rh_str(o, "entry.2.response.status"), "201 Created");
+    /* an invalid entry fails alone (issue 7, defect 10), with its location */
+    cr_expect_str_eq(rh_str(o, "entry.3.response.status"), "422 Unprocessable Content");
+    cr_expect_str_eq(rh_str(o, "entry.3.response.outcome.issue.0.expression.0"), "Bundle.entry[3].resource.gender");
     json_object_put(o);
     rh_response_free(&r);
 }
@@ -667,12 +673,14 @@ Test(rest, durable_across_restart)
 Test(rest, rate_limit_answers_429)
 {
     rh_stop_server();
-    rh.opt.rate = 3;
-    rh_start_server(); /* 3 requests per second, burst 3 */
+    /* a burst of 3, then one request per 5 s: slow sanitizer builds cannot refill the bucket in between */
+    rh.opt.rate = 0.2;
+    rh.opt.burst = 3;
+    rh_start_server();
     int limited = 0;
     char retry[16] = "";
     for (int i = 0; i < 8; i++) {
-        rh_response r = rh_request("hospital-b", "GET", "/metadata", NULL, NULL);
+        rh_response r = rh_request("hospital-b", "GET", "/Patient?_count=1", NULL, NULL);
         if (r.status == 429) {
             limited++;
             rh_header(&r, "Retry-After", retry, sizeof retry);
@@ -900,6 +908,171 @@ Test(rest, smaller_client_expectations)
                    "/Patient/$validate?profile=http://hl7.org/fhir/StructureDefinition/Observation", PATIENT, NULL);
     o = rh_json(&r);
     cr_expect_str_eq(rh_str(o, "issue.0.severity"), "error", "%s", r.body);
+    json_object_put(o);
+    rh_response_free(&r);
+}
+
+/* ---- transactions as hospitals send them (issue 7, defects 2-4) ---- */
+
+/* A discharge transfer: Patient (conditional on its BSN), Encounter and Task referring to it by urn:uuid. */
+static const char *const TRANSFER =
+    "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":["
+    "{\"fullUrl\":\"urn:uuid:6f1c2f1e-0000-4000-8000-000000000001\",\"resource\":{\"resourceType\":\"Patient\","
+    "\"identifier\":[{\"system\":\"http://fhir.nl/fhir/NamingSystem/bsn\",\"value\":\"999911120\"},"
+    "{\"system\":\"urn:ietf:rfc:3986\",\"value\":\"urn:uuid:6f1c2f1e-0000-4000-8000-000000000001\"}]},"
+    "\"request\":{\"method\":\"POST\",\"url\":\"Patient\",\"ifNoneExist\":"
+    "\"identifier=http://fhir.nl/fhir/NamingSystem/bsn|999911120\"}},"
+    "{\"fullUrl\":\"urn:uuid:6f1c2f1e-0000-4000-8000-000000000002\",\"resource\":{\"resourceType\":\"Encounter\","
+    "\"status\":\"finished\",\"class\":{\"system\":\"http://terminology.hl7.org/CodeSystem/v3-ActCode\",\"code\":"
+    "\"IMP\"},\"subject\":{\"reference\":\"urn:uuid:6f1c2f1e-0000-4000-8000-000000000001\"}},"
+    "\"request\":{\"method\":\"POST\",\"url\":\"Encounter\"}}]}";
+
+static void reference_of(const char *who, const char *location_or_path, const char *member, char *out, size_t size)
+{
+    char path[300];
+    const char *p = strstr(location_or_path, "/Encounter/");
+    snprintf(path, sizeof path, "%.*s", (int)(strstr(p, "/_history") ? strstr(p, "/_history") - p : (long)strlen(p)),
+             p);
+    rh_response r = rh_request(who, "GET", path, NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s: %s", path, r.body);
+    json_object *o = rh_json(&r);
+    snprintf(out, size, "%s", rh_str(o, member) ? rh_str(o, member) : "");
+    json_object_put(o);
+    rh_response_free(&r);
+}
+
+Test(rest, resent_transaction_points_at_the_matched_patient)
+{
+    char patient[80] = "", subject[2][200];
+    for (int round = 0; round < 2; round++) {
+        rh_response r = rh_request("hospital-a", "POST", "/", TRANSFER, NULL);
+        cr_assert_eq(r.status, 200, "%s", r.body);
+        json_object *o = rh_json(&r);
+        cr_expect_str_eq(rh_str(o, "entry.0.response.status"), round ? "200 OK" : "201 Created");
+        const char *loc = rh_str(o, "entry.0.response.location");
+        const char *p = strstr(loc, "/Patient/");
+        if (!round)
+            snprintf(patient, sizeof patient, "Patient/%.*s", (int)strcspn(p + 9, "/"), p + 9);
+        reference_of("hospital-a", rh_str(o, "entry.1.response.location"), "subject.reference", subject[round],
+                     sizeof subject[round]);
+        json_object_put(o);
+        rh_response_free(&r);
+    }
+    cr_expect_str_eq(subject[0], patient);
+    cr_expect_str_eq(subject[1], patient, "the re-sent Encounter refers to the Patient that matched, not a fresh id");
+    /* exactly one Patient, and its identifier that equals the fullUrl is data, not a reference: untouched */
+    rh_response r = rh_request("hospital-a", "GET", "/Patient?identifier=http://fhir.nl/fhir/NamingSystem/bsn|999911120",
+                               NULL, NULL);
+    json_object *o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "total"), "1");
+    cr_expect_str_eq(rh_str(o, "entry.0.resource.identifier.1.value"), "urn:uuid:6f1c2f1e-0000-4000-8000-000000000001");
+    json_object_put(o);
+    rh_response_free(&r);
+    /* the rewritten subject is searchable */
+    char search[200];
+    snprintf(search, sizeof search, "/Encounter?subject=%s", patient);
+    r = rh_request("hospital-a", "GET", search, NULL, NULL);
+    o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "total"), "2");
+    json_object_put(o);
+    rh_response_free(&r);
+}
+
+Test(rest, transaction_conditions_on_entries)
+{
+    char id[80], body[1200];
+    snprintf(id, sizeof id, "%s", rh_create("hospital-a", "Patient", PATIENT));
+    /* a stale ifMatch: the whole transaction fails with 412, nothing written */
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":["
+             "{\"resource\":{\"resourceType\":\"Patient\",\"id\":\"%s\",\"gender\":\"male\"},"
+             "\"request\":{\"method\":\"PUT\",\"url\":\"Patient/%s\",\"ifMatch\":\"W/\\\"5\\\"\"}},"
+             "{\"resource\":{\"resourceType\":\"Patient\",\"gender\":\"male\"},\"request\":{\"method\":\"POST\",\"url\":"
+             "\"Patient\"}}]}",
+             id, id);
+    rh_response r = rh_request("hospital-a", "POST", "/", body, NULL);
+    rh_expect_outcome(&r, 412, "conflict");
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "GET", "/Patient", NULL, NULL);
+    json_object *o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "total"), "1", "nothing of the failed transaction was written");
+    json_object_put(o);
+    rh_response_free(&r);
+    /* the same resource twice: 400 */
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":["
+             "{\"resource\":{\"resourceType\":\"Patient\",\"id\":\"%s\",\"gender\":\"male\"},"
+             "\"request\":{\"method\":\"PUT\",\"url\":\"Patient/%s\"}},"
+             "{\"request\":{\"method\":\"DELETE\",\"url\":\"Patient/%s\"}}]}",
+             id, id, id);
+    r = rh_request("hospital-a", "POST", "/", body, NULL);
+    rh_expect_outcome(&r, 400, "invalid");
+    rh_response_free(&r);
+    /* a batch: ifMatch per entry, vread of version 1, ifNoneMatch answered 304 */
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"Bundle\",\"type\":\"batch\",\"entry\":["
+             "{\"resource\":{\"resourceType\":\"Patient\",\"id\":\"%s\",\"gender\":\"male\"},"
+             "\"request\":{\"method\":\"PUT\",\"url\":\"Patient/%s\",\"ifMatch\":\"W/\\\"1\\\"\"}},"
+             "{\"resource\":{\"resourceType\":\"Patient\",\"id\":\"%s\",\"gender\":\"other\"},"
+             "\"request\":{\"method\":\"PUT\",\"url\":\"Patient/%s\",\"ifMatch\":\"W/\\\"abc\\\"\"}}]}",
+             id, id, id, id);
+    r = rh_request("hospital-a", "POST", "/", body, NULL);
+    cr_expect_eq(r.status, 200, "%s", r.body);
+    o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "entry.0.response.status"), "200 OK", "%s", r.body);
+    cr_expect_str_eq(rh_str(o, "entry.1.response.status"), "400 Bad Request");
+    json_object_put(o);
+    rh_response_free(&r);
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"Bundle\",\"type\":\"batch\",\"entry\":["
+             "{\"request\":{\"method\":\"GET\",\"url\":\"Patient/%s/_history/1\"}},"
+             "{\"request\":{\"method\":\"GET\",\"url\":\"Patient/%s\",\"ifNoneMatch\":\"W/\\\"2\\\"\"}},"
+             "{\"request\":{\"method\":\"GET\",\"url\":\"Patient/%s\",\"ifNoneMatch\":\"W/\\\"1\\\"\"}}]}",
+             id, id, id);
+    r = rh_request("hospital-a", "POST", "/", body, NULL);
+    o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "entry.0.resource.meta.versionId"), "1", "vread reads the version asked for");
+    cr_expect_str_eq(rh_str(o, "entry.0.resource.gender"), "female");
+    cr_expect_str_eq(rh_str(o, "entry.1.response.status"), "304 Not Modified");
+    cr_expect_null(rh_str(o, "entry.1.resource"));
+    cr_expect_str_eq(rh_str(o, "entry.2.response.status"), "200 OK");
+    cr_expect_str_eq(rh_str(o, "entry.2.resource.gender"), "male");
+    json_object_put(o);
+    rh_response_free(&r);
+}
+
+Test(rest, conditional_references_and_updates_in_a_transaction)
+{
+    rh_create("hospital-a", "Patient", MRN_PATIENT("t-1", "female"));
+    const char *tx = "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":["
+                     "{\"resource\":{\"resourceType\":\"Encounter\",\"status\":\"planned\",\"class\":{\"system\":"
+                     "\"http://terminology.hl7.org/CodeSystem/v3-ActCode\",\"code\":\"IMP\"},\"subject\":{\"reference\":"
+                     "\"Patient?identifier=http://x.org/mrn|t-1\"}},\"request\":{\"method\":\"POST\",\"url\":\"Encounter\"}},"
+                     "{\"resource\":{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"http://x.org/mrn\",\"value\":"
+                     "\"t-2\"}]},\"request\":{\"method\":\"PUT\",\"url\":\"Patient?identifier=http://x.org/mrn|t-2\"}}]}";
+    rh_response r = rh_request("hospital-a", "POST", "/", tx, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_object *o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "entry.1.response.status"), "201 Created", "a conditional PUT with no match creates");
+    char subject[200];
+    reference_of("hospital-a", rh_str(o, "entry.0.response.location"), "subject.reference", subject, sizeof subject);
+    json_object_put(o);
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "GET", "/Patient?identifier=http://x.org/mrn|t-1", NULL, NULL);
+    o = rh_json(&r);
+    char want[200];
+    snprintf(want, sizeof want, "Patient/%s", rh_str(o, "entry.0.resource.id"));
+    json_object_put(o);
+    rh_response_free(&r);
+    cr_expect_str_eq(subject, want, "the conditional reference is resolved to its one match");
+    /* a conditional reference that matches nothing (or only what the caller may not see) fails the transaction */
+    r = rh_request("hospital-b", "POST", "/", tx, NULL);
+    rh_expect_outcome(&r, 412, NULL);
+    rh_response_free(&r);
+    /* the conditional PUT again: now it updates the one it created */
+    r = rh_request("hospital-a", "POST", "/", tx, NULL);
+    o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "entry.1.response.status"), "200 OK", "%s", r.body);
     json_object_put(o);
     rh_response_free(&r);
 }

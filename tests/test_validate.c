@@ -386,3 +386,75 @@ Test(reference, parts)
             cr_expect_null(p.version, "%s", cases[i].text);
     }
 }
+
+/* ---- the typed walk (fhir/walk.h) ---- */
+
+#include "fhir/walk.h"
+
+typedef struct seen {
+    char what[16][80];
+    int n;
+} seen;
+
+static void note_uri_like(void *ctx, const fj_doc *doc, uint32_t node, const fs_element *el, const fs_type *type)
+{
+    seen *s = ctx;
+    const char *kind = fw_is_literal_reference(el) ? "ref" : !strcmp(type->name, "uri") ? "uri"
+                       : !strcmp(type->name, "xhtml")                                 ? "xhtml"
+                                                                                      : NULL;
+    if (kind && s->n < 16)
+        snprintf(s->what[s->n++], 80, "%s %s=%.*s", kind, el->path, (int)doc->nodes[node].len, fj_str(doc, node));
+}
+
+Test(walk, primitives_come_with_their_element_and_type)
+{
+    char text[] = "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":[{\"fullUrl\":\"urn:uuid:p\","
+                  "\"resource\":{\"resourceType\":\"Patient\",\"text\":{\"status\":\"generated\",\"div\":\"<div "
+                  "xmlns=\\\"http://www.w3.org/1999/xhtml\\\">x</div>\"},"
+                  "\"contained\":[{\"resourceType\":\"Organization\",\"id\":\"o\",\"partOf\":{\"reference\":"
+                  "\"urn:uuid:c\"}}],"
+                  "\"extension\":[{\"url\":\"http://x.org/e\",\"valueReference\":{\"reference\":\"urn:uuid:e\"}}],"
+                  "\"identifier\":[{\"system\":\"urn:ietf:rfc:3986\",\"value\":\"urn:uuid:p\"}],"
+                  "\"managingOrganization\":{\"reference\":\"urn:uuid:m\"},\"_gender\":{\"id\":\"g\"}},"
+                  "\"request\":{\"method\":\"POST\",\"url\":\"Patient\"}}]}";
+    fj_doc doc;
+    fj_error err;
+    cr_assert(fj_parse(text, strlen(text), NULL, &doc, &err), "%s", err.message);
+    seen s = {0};
+    cr_assert(fw_walk_resource(fs_r4(), &doc, 0, note_uri_like, &s));
+    const char *want[] = {
+        "uri Bundle.entry.fullUrl=urn:uuid:p",
+        "xhtml Narrative.div=<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>",
+        "ref Reference.reference=urn:uuid:c",
+        "uri Extension.url=http://x.org/e",
+        "ref Reference.reference=urn:uuid:e",
+        "uri Identifier.system=urn:ietf:rfc:3986",
+        "ref Reference.reference=urn:uuid:m",
+        "uri Bundle.entry.request.url=Patient",
+    };
+    cr_assert_eq(s.n, (int)(sizeof want / sizeof *want), "visited %d", s.n);
+    for (int i = 0; i < s.n; i++)
+        cr_expect_str_eq(s.what[i], want[i]);
+    fj_doc_free(&doc);
+}
+
+/* Conditional references ("Patient?identifier=...") are legal in transaction and batch entries only. */
+Test(walk, conditional_references_only_in_transactions_and_batches)
+{
+    const char *types[] = {"transaction", "batch", "collection"};
+    for (int i = 0; i < 3; i++) {
+        char text[600];
+        snprintf(text, sizeof text,
+                 "{\"resourceType\":\"Bundle\",\"type\":\"%s\",\"entry\":[{\"fullUrl\":\"urn:uuid:%s\",\"resource\":{"
+                 "\"resourceType\":\"Encounter\",\"status\":\"planned\",\"class\":{\"code\":\"IMP\"},\"subject\":{"
+                 "\"reference\":\"Patient?identifier=http://x.org/mrn|1\"}}%s}]}",
+                 types[i], "6f1c2f1e-0000-4000-8000-000000000009",
+                 i < 2 ? ",\"request\":{\"method\":\"POST\",\"url\":\"Encounter\"}" : "");
+        oo_list issues;
+        oo_list_init(&issues, 0);
+        size_t errors = fv_validate_buffer(text, strlen(text), NULL, &issues);
+        cr_expect_eq(errors, i < 2 ? 0u : 1u, "%s: %zu errors, first: %s", types[i], errors,
+                     issues.count ? issues.items[0].message : "");
+        oo_list_free(&issues);
+    }
+}
