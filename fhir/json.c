@@ -898,6 +898,49 @@ uint32_t fj_get(const fj_doc *d, uint32_t obj, const char *key)
     return UINT32_MAX;
 }
 
+/* Member `key` (len bytes) of object obj, or UINT32_MAX. */
+static uint32_t get_n(const fj_doc *d, uint32_t obj, const char *key, size_t len)
+{
+    uint32_t k = obj + 1;
+    for (uint32_t m = 0; m < d->nodes[obj].len; m++, k = fj_next(d, k + 1))
+        if (d->nodes[k].len == len && !memcmp(fj_str(d, k), key, len))
+            return k + 1;
+    return UINT32_MAX;
+}
+
+static bool text_equal(const fj_doc *a, uint32_t na, const fj_doc *b, uint32_t nb)
+{
+    const char *sa = a->nodes[na].type == FJ_STRING ? fj_str(a, na) : a->text + a->nodes[na].pos;
+    const char *sb = b->nodes[nb].type == FJ_STRING ? fj_str(b, nb) : b->text + b->nodes[nb].pos;
+    return a->nodes[na].len == b->nodes[nb].len && !memcmp(sa, sb, a->nodes[na].len);
+}
+
+bool fj_equal(const fj_doc *a, uint32_t na, const fj_doc *b, uint32_t nb)
+{
+    const fj_node *x = &a->nodes[na], *y = &b->nodes[nb];
+    if (x->type != y->type || (x->type >= FJ_NUMBER && x->len != y->len))
+        return false;
+    switch (x->type) {
+    case FJ_NUMBER:
+    case FJ_STRING: return text_equal(a, na, b, nb);
+    case FJ_ARRAY:
+        for (uint32_t i = 0, ia = na + 1, ib = nb + 1; i < x->len; i++, ia = fj_next(a, ia), ib = fj_next(b, ib))
+            if (!fj_equal(a, ia, b, ib))
+                return false;
+        return true;
+    case FJ_OBJECT: {
+        uint32_t k = na + 1;
+        for (uint32_t m = 0; m < x->len; m++, k = fj_next(a, k + 1)) {
+            uint32_t other = get_n(b, nb, fj_str(a, k), a->nodes[k].len);
+            if (other == UINT32_MAX || !fj_equal(a, k + 1, b, other))
+                return false;
+        }
+        return true;
+    }
+    default: return true; /* null, true, false: the type says it all */
+    }
+}
+
 const char *fj_type_name(fj_type t)
 {
     switch (t) {

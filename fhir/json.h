@@ -110,6 +110,12 @@ static inline const char *fj_str(const fj_doc *d, uint32_t i)
 }
 /* True when string node i equals the NUL-terminated s. */
 bool fj_str_eq(const fj_doc *d, uint32_t i, const char *s);
+/*
+ * Do two values mean the same JSON? Objects compare by members in any order
+ * (keys are unique in valid FHIR), arrays in order, numbers by their text
+ * (FHIR decimals keep their precision: 1.0 is not 1.00).
+ */
+bool fj_equal(const fj_doc *a, uint32_t na, const fj_doc *b, uint32_t nb);
 /* Index of the value of member `key` in object node obj, or UINT32_MAX when absent. */
 uint32_t fj_get(const fj_doc *d, uint32_t obj, const char *key);
 /*

@@ -240,21 +240,6 @@ const char *rest_code_of(st_status s)
     }
 }
 
-/*
- * Every refusal on authorisation grounds gets a line in the error log (stderr,
- * JSON): who, what kind of interaction on which type, and the status given.
- * No ids, no query strings: nothing that identifies a patient.
- */
-static void log_denial(rq *q, int status, const char *why)
-{
-    char ts[ST_INSTANT_LEN];
-    st_format_instant(rest_now_ms(q->app), ts);
-    fprintf(stderr,
-            "{\"ts\":\"%s\",\"level\":\"warning\",\"event\":\"denied\",\"status\":%d,\"request_id\":\"%s\","
-            "\"ura\":\"%s\",\"interaction\":\"%s\",\"type\":\"%s\",\"reason\":\"%s\"}\n",
-            ts, status, srv_req_id(q->req), q->caller.ura, rt_name(q->route.interaction),
-            q->route.type ? q->route.type->name : "", why);
-}
 
 /* ---- identity and limits ---- */
 
@@ -265,7 +250,7 @@ static bool identify(rq *q)
     resolve_caller(q->app, srv_req_peer_cert(q->req), &who);
     const id_entry *entry = who.ura[0] ? id_lookup_ura(q->app->opt.organisations, who.ura) : NULL;
     if (!entry) {
-        log_denial(q, 401, "no registered organisation");
+        rest_record_decision(q, AZ_READ, NULL, AZ_FORBIDDEN, 401, "no registered organisation", NULL);
         rq_respond_outcome(q, 401, OO_ERROR, "login", NULL,
                            "the client certificate is valid but names no registered organisation%s%s",
                            who.ura[0] ? " (URA " : "", who.ura[0] ? who.ura : "");
@@ -309,21 +294,6 @@ static az_action action_of(rt_interaction i)
     }
 }
 
-/* Answer 404/403 when the caller may not see or touch r; true when it may. */
-bool rest_may(rq *q, const st_resource *r, az_action action)
-{
-    az_decision d =
-        az_check_resource(&q->caller, r->type, action, r->owner, (const char *const *)r->access_tags, r->access_tag_count);
-    if (d == AZ_ALLOW)
-        return true;
-    log_denial(q, d == AZ_HIDDEN ? 404 : 403, d == AZ_HIDDEN ? "not owner or addressee" : "not allowed to change");
-    if (d == AZ_HIDDEN)
-        rq_respond_outcome(q, 404, OO_ERROR, OO_NOT_FOUND, NULL, "%s/%s is not known", r->type, r->id);
-    else
-        rq_respond_outcome(q, 403, OO_ERROR, "forbidden", NULL, "this organisation may not %s %s/%s",
-                           action == AZ_DELETE ? "delete" : "change", r->type, r->id);
-    return false;
-}
 
 /*
  * A conditional read (If-None-Match, else If-Modified-Since) the client's
@@ -353,8 +323,7 @@ static void read_resource(rq *q)
                       : st_read(q->app->opt.store, type, q->route.id, &r, &err);
     if (s != ST_OK && s != ST_GONE) {
         if (s == ST_NOT_FOUND)
-            rq_respond_outcome(q, 404, OO_ERROR, OO_NOT_FOUND, NULL, "%s/%s%s%s is not known", type, q->route.id,
-                               q->route.version[0] ? "/_history/" : "", q->route.version);
+            rest_answer_not_known(q, type, q->route.id, q->route.version);
         else
             rq_respond_outcome(q, rest_status_of(s), OO_ERROR, rest_code_of(s), NULL, "the store failed: %s",
                                err.message);
@@ -465,9 +434,8 @@ void rest_handle(srv_request *req, void *arg)
         return;
     }
     if (q->route.type) {
-        az_decision d = az_check_type(&q->caller, q->route.type->name, action_of(q->route.interaction));
+        az_decision d = rest_decide(q, action_of(q->route.interaction), q->route.type->name, NULL, NULL);
         if (d != AZ_ALLOW) {
-            log_denial(q, 403, "no access to this type");
             rq_respond_outcome(q, 403, OO_ERROR, "forbidden", NULL, "this organisation has no access to %s resources",
                                q->route.type->name);
             rq_finish(q);

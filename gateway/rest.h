@@ -46,6 +46,7 @@ typedef struct rest_options {
     int page_size_max;
     double rate_per_second;       /* per organisation; 0 = no limit */
     double rate_burst;
+    bool log_allowed;             /* record allowed access decisions too (refusals always are) */
     /* clock for rate limits and Bundle timestamps (ms since the epoch); NULL = real time */
     int64_t (*clock_ms)(void *arg);
     void *clock_arg;

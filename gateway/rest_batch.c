@@ -394,11 +394,19 @@ static char *request_member(const batch *b, const bentry *e, const char *name)
     return strndup(fj_str(&b->doc, v), b->doc.nodes[v].len);
 }
 
-/* Authorisation of one entry against the stored resource (PUT/DELETE/GET); true when allowed. */
+/*
+ * Authorisation of one entry against the stored resource (PUT/DELETE/GET),
+ * through the one enforcement point; the version decided on is kept in
+ * found (found_status ST_OK or ST_GONE). True when allowed; else the entry
+ * is failed with the same 404 for "missing" and "not yours".
+ */
 static bool entry_allowed(batch *b, bentry *e, az_action action, st_resource *found, st_status *found_status)
 {
     rq *q = b->q;
-    if (az_check_type(&q->caller, e->type->name, action) != AZ_ALLOW) {
+    char where[48];
+    snprintf(where, sizeof where, "Bundle.entry[%d]", e->index);
+    *found_status = ST_NOT_FOUND;
+    if (rest_decide(q, action, e->type->name, NULL, where) != AZ_ALLOW) {
         entry_fail(e, 403, "forbidden", "this organisation has no access to %s resources", e->type->name);
         return false;
     }
@@ -406,13 +414,18 @@ static bool entry_allowed(batch *b, bentry *e, az_action action, st_resource *fo
         return true;
     st_error err;
     *found_status = st_read(q->app->opt.store, e->type->name, e->id, found, &err);
-    if (*found_status != ST_OK && *found_status != ST_GONE)
-        return true; /* not there: create-on-update, or a 404 for read/delete later */
-    az_decision d = az_check_resource(&q->caller, found->type, action, found->owner,
-                                      (const char *const *)found->access_tags, found->access_tag_count);
+    if (*found_status == ST_NOT_FOUND && action == AZ_READ)
+        return true; /* answered 404 by the read itself */
+    if (*found_status != ST_OK && *found_status != ST_GONE) {
+        rest_record_decision(q, action, e->type->name, AZ_HIDDEN, 404, "no such resource", where);
+        entry_fail(e, 404, OO_NOT_FOUND, "%s is not known", e->url);
+        *found_status = ST_NOT_FOUND;
+        return false;
+    }
+    az_decision d = rest_decide(q, action, found->type, found, where);
     if (d != AZ_ALLOW) {
-        entry_fail(e, d == AZ_HIDDEN ? 404 : 403, d == AZ_HIDDEN ? OO_NOT_FOUND : "forbidden", "%s is not available",
-                   e->url);
+        entry_fail(e, d == AZ_HIDDEN ? 404 : 403, d == AZ_HIDDEN ? OO_NOT_FOUND : "forbidden",
+                   d == AZ_HIDDEN ? "%s is not known" : "this organisation may not change %s", e->url);
         st_resource_free(found);
         *found_status = ST_NOT_FOUND;
         return false;
@@ -486,8 +499,12 @@ static bool prepare_entry(batch *b, bentry *e)
     az_action action = kind == ST_OP_CREATE ? AZ_CREATE : kind == ST_OP_UPDATE ? AZ_UPDATE : AZ_DELETE;
     if (!read_if_match(b, e) || !entry_allowed(b, e, action, &found, &found_status))
         return false;
-    if (found_status == ST_OK || found_status == ST_GONE)
-        st_resource_free(&found);
+    if (found_status == ST_OK || found_status == ST_GONE) {
+        w->current = found; /* the write is pinned to the version decided on */
+        w->has_current = true;
+        if (!e->pinned)
+            e->pinned = found.version;
+    }
     w->type = e->type->name;
     w->docp = &b->doc;
     w->hooks = &b->hooks;
@@ -509,7 +526,8 @@ static bool prepare_entry(batch *b, bentry *e)
     }
     oo_list issues;
     oo_list_init(&issues, 0);
-    bool ok = rest_write_prepare(q, w, kind, &issues);
+    int status = rest_write_prepare(q, w, kind, w->has_current ? &w->current : NULL, &issues);
+    bool ok = status == 0;
     w->op.expected_version = e->pinned;
     if (ok && kind == ST_OP_CREATE) {
         char *cond = e->conditional_create && e->route.interaction == RT_UPDATE ? strdup(e->query)
@@ -520,8 +538,13 @@ static bool prepare_entry(batch *b, bentry *e)
         }
         free(cond);
     }
-    if (!ok)
-        entry_fail(e, 400, "invalid", "%s", issues.count ? issues.items[0].message : "the entry cannot be written");
+    if (!ok) {
+        status = status ? status : 400;
+        if (issues.count)
+            entry_fail_issues(e, status, &issues);
+        else
+            entry_fail(e, status, "invalid", "%s", "the entry cannot be written");
+    }
     oo_list_free(&issues);
     /* search rows must name the rewritten targets too (they point into the name, so a match moves them along) */
     for (size_t i = 0; ok && i < w->row_count; i++) {

@@ -60,6 +60,9 @@ typedef struct rest_write {
     char tag_text[REST_MAX_TAGS][9];
     const char *tags[REST_MAX_TAGS];
     size_t tag_count;
+    bool tags_overflow;      /* addressed to more organisations than REST_MAX_TAGS: refused */
+    st_resource current;     /* update/delete: the version the access decision was made on */
+    bool has_current;
     bool conditional_update; /* a conditional update that found nothing and creates (If-None-Exist semantics) */
     sq_query if_none_sq;     /* conditional create */
     rest_stq if_none;
@@ -93,11 +96,27 @@ fp_arena *rest_arena(rest_app *app);
 bool rest_not_modified(const char *if_none_match, const char *if_modified_since, const st_resource *r);
 int64_t rest_now_ms(const rest_app *app);
 
+/* ---- the enforcement point (rest_access.c) ---- */
+/* Decide (and record) whether the caller may do `action` on type (r NULL) or on stored resource r.
+ * where: "Bundle.entry[3]" inside a Bundle, else NULL. Does not answer. */
+az_decision rest_decide(rq *q, az_action action, const char *type, const st_resource *r, const char *where);
+/* Record a decision made elsewhere (401 before any type is known). */
+void rest_record_decision(rq *q, az_action action, const char *type, az_decision d, int status, const char *why,
+                          const char *where);
+/* rest_decide on r, answering 404 (hidden, the same text as a missing resource) or 403; true when allowed. */
+/* 404 "Type/id[/_history/v] is not known": one text for missing, missing version and not yours. */
+void rest_answer_not_known(rq *q, const char *type, const char *id, const char *version);
+/* Is r a registered organisation's own directory entry (its Organization with its URA)? Never deleted. */
+bool rest_is_directory_entry(rq *q, const st_resource *r);
+/* What a write may contain and change, and whom it addresses (fills w's tags); 0 or the HTTP status with issues. */
+int rest_access_check_write(rq *q, rest_write *w, st_op_kind kind, const st_resource *current, oo_list *issues);
+
 /* ---- writes (rest_write.c) ---- */
 /* Parse, validate against the schema and profiles; on failure fills issues and returns the HTTP status (400/422). */
 int rest_write_parse(rq *q, rest_write *w, const char *body, size_t len, const char *expect_type, oo_list *issues);
-/* Fill w->op (rows, tags, render) for a create/update/delete of w->type/w->id. */
-bool rest_write_prepare(rq *q, rest_write *w, st_op_kind kind, oo_list *issues);
+/* Fill w->op (rows, tags, render) for a create/update/delete of w->type/w->id, after the access checks of the write
+ * against `current` (the stored version it replaces; NULL for a create). 0, or the HTTP status with issues. */
+int rest_write_prepare(rq *q, rest_write *w, st_op_kind kind, const st_resource *current, oo_list *issues);
 void rest_write_free(rest_write *w);
 char *rest_render(void *arg, int64_t version, const char *last_updated, size_t *len);
 /* The write interactions return true when q was handed to the store (the commit callback answers and frees it). */

@@ -15,7 +15,6 @@
 
 #include "gateway/rest_internal.h"
 
-#define URA_SYSTEM "http://fhir.nl/fhir/NamingSystem/ura"
 
 void rest_new_id(char out[ST_ID_MAX + 1])
 {
@@ -37,6 +36,8 @@ void rest_write_free(rest_write *w)
         sq_free(&w->if_none_sq);
         rest_stq_free(&w->if_none);
     }
+    if (w->has_current)
+        st_resource_free(&w->current);
     memset(w, 0, sizeof *w);
 }
 
@@ -198,135 +199,7 @@ static bool convert_rows(rest_write *w)
     return true;
 }
 
-static void add_tag(rest_write *w, const char *ura, size_t len)
-{
-    if (len != 8 || w->tag_count == REST_MAX_TAGS)
-        return;
-    for (size_t i = 0; i < w->tag_count; i++)
-        if (!strncmp(w->tag_text[i], ura, 8))
-            return;
-    memcpy(w->tag_text[w->tag_count], ura, 8);
-    w->tag_text[w->tag_count][8] = '\0';
-    w->tags[w->tag_count] = w->tag_text[w->tag_count];
-    w->tag_count++;
-}
-
-/* Calls found(ctx, ura) for each URA identifier of an Organization's JSON. */
-static void each_ura(const char *json, size_t len, void (*found)(void *ctx, const char *ura, size_t len), void *ctx)
-{
-    char *copy = malloc(len + 1);
-    if (!copy)
-        return;
-    memcpy(copy, json, len + 1);
-    fj_doc doc;
-    fj_error e;
-    if (fj_parse(copy, len, NULL, &doc, &e)) {
-        uint32_t ids = fj_get(&doc, 0, "identifier");
-        if (ids != UINT32_MAX && doc.nodes[ids].type == FJ_ARRAY) {
-            uint32_t it = ids + 1;
-            for (uint32_t i = 0; i < doc.nodes[ids].len; i++, it = fj_next(&doc, it)) {
-                uint32_t sys = fj_get(&doc, it, "system"), val = fj_get(&doc, it, "value");
-                if (sys != UINT32_MAX && val != UINT32_MAX && fj_str_eq(&doc, sys, URA_SYSTEM) &&
-                    doc.nodes[val].type == FJ_STRING)
-                    found(ctx, fj_str(&doc, val), doc.nodes[val].len);
-            }
-        }
-    }
-    fj_doc_free(&doc);
-    free(copy);
-}
-
-static void add_tag_cb(void *ctx, const char *ura, size_t len) { add_tag(ctx, ura, len); }
-
-/* The URA of a stored Organization (its identifier with the URA system). */
-static void tag_from_organization(rq *q, rest_write *w, const char *id)
-{
-    st_resource r;
-    st_error err;
-    if (st_read(q->app->opt.store, "Organization", id, &r, &err) != ST_OK)
-        return;
-    each_ura(r.json, r.json_len, add_tag_cb, w);
-    st_resource_free(&r);
-}
-
-typedef struct registered_check {
-    const id_table *table;
-    bool registered;
-} registered_check;
-
-static void check_registered(void *ctx, const char *ura, size_t len)
-{
-    registered_check *c = ctx;
-    char text[9];
-    if (len != 8)
-        return;
-    memcpy(text, ura, 8);
-    text[8] = '\0';
-    c->registered |= id_lookup_ura(c->table, text) != NULL;
-}
-
-/* One addressing Reference: "Organization/<id>" of a stored Organization, or a logical URA identifier. */
-static void tag_from_reference(rq *q, rest_write *w, const fj_doc *d, uint32_t ref)
-{
-    uint32_t r = fj_get(d, ref, "reference");
-    if (r != UINT32_MAX && d->nodes[r].type == FJ_STRING) {
-        const char *s = fj_str(d, r);
-        size_t len = d->nodes[r].len;
-        if (len > 13 && !memcmp(s, "Organization/", 13) && len - 13 <= ST_ID_MAX) {
-            char id[ST_ID_MAX + 1];
-            memcpy(id, s + 13, len - 13);
-            id[len - 13] = '\0';
-            tag_from_organization(q, w, id);
-        }
-    }
-    uint32_t ident = fj_get(d, ref, "identifier");
-    if (ident != UINT32_MAX && d->nodes[ident].type == FJ_OBJECT) {
-        uint32_t sys = fj_get(d, ident, "system"), val = fj_get(d, ident, "value");
-        if (sys != UINT32_MAX && val != UINT32_MAX && fj_str_eq(d, sys, URA_SYSTEM) && d->nodes[val].type == FJ_STRING)
-            add_tag(w, fj_str(d, val), d->nodes[val].len);
-    }
-}
-
-/* Access tags: the organisations the resource is addressed to (authz.c says by which elements). */
-static void compute_tags(rq *q, rest_write *w)
-{
-    const char *const *paths = az_addressing_paths(w->type);
-    const fj_doc *d = w->docp;
-    for (; *paths; paths++) {
-        /* "Task.restriction.recipient": walk the members, arrays included */
-        uint32_t frontier[64];
-        size_t n = 1, next_n;
-        frontier[0] = w->root;
-        const char *seg = strchr(*paths, '.') + 1;
-        while (seg && *seg && n) {
-            size_t len = strcspn(seg, ".");
-            char key[64];
-            snprintf(key, sizeof key, "%.*s", (int)len, seg);
-            uint32_t next[64];
-            next_n = 0;
-            for (size_t i = 0; i < n; i++) {
-                uint32_t v = d->nodes[frontier[i]].type == FJ_OBJECT ? fj_get(d, frontier[i], key) : UINT32_MAX;
-                if (v == UINT32_MAX)
-                    continue;
-                if (d->nodes[v].type == FJ_ARRAY) {
-                    uint32_t it = v + 1;
-                    for (uint32_t k = 0; k < d->nodes[v].len && next_n < 64; k++, it = fj_next(d, it))
-                        next[next_n++] = it;
-                } else if (next_n < 64) {
-                    next[next_n++] = v;
-                }
-            }
-            memcpy(frontier, next, next_n * sizeof *next);
-            n = next_n;
-            seg = seg[len] ? seg + len + 1 : NULL;
-        }
-        for (size_t i = 0; i < n; i++)
-            if (d->nodes[frontier[i]].type == FJ_OBJECT)
-                tag_from_reference(q, w, d, frontier[i]);
-    }
-}
-
-bool rest_write_prepare(rq *q, rest_write *w, st_op_kind kind, oo_list *issues)
+int rest_write_prepare(rq *q, rest_write *w, st_op_kind kind, const st_resource *current, oo_list *issues)
 {
     st_op *op = &w->op;
     memset(op, 0, sizeof *op);
@@ -334,27 +207,28 @@ bool rest_write_prepare(rq *q, rest_write *w, st_op_kind kind, oo_list *issues)
     op->type = w->type;
     op->id = w->id;
     op->owner = q->caller.ura;
-    if (kind == ST_OP_DELETE)
-        return true;
+    int status = rest_access_check_write(q, w, kind, current, issues);
+    if (status || kind == ST_OP_DELETE)
+        return status;
     take_meta_extra(w);
     char err[256] = "";
     if (!ix_extract(q->app->indexer, rest_arena(q->app), w->docp, w->root, w->type, &w->ix, err, sizeof err)) {
         oo_add(issues, OO_ERROR, OO_PROCESSING, NULL, 0, 0, "cannot index the resource: %s", err);
-        return false;
+        return 422;
     }
     if (!convert_rows(w)) {
         oo_add(issues, OO_FATAL, OO_EXCEPTION, NULL, 0, 0, "out of memory");
-        return false;
+        return 503;
     }
-    compute_tags(q, w);
     op->render = rest_render;
     op->render_arg = w;
     op->rows = w->rows;
     op->row_count = w->row_count;
     op->access_tags = w->tags;
     op->access_tag_count = w->tag_count;
-    op->create_if_missing = kind == ST_OP_UPDATE;
-    return true;
+    /* PUT creates nothing new (ids cannot be squatted), but brings back what its owner deleted */
+    op->create_if_missing = kind == ST_OP_UPDATE && current && current->deleted;
+    return 0;
 }
 
 /* ---- conditional create ---- */
@@ -423,8 +297,14 @@ static void answer_failure(rq *q, const st_op_result *r)
     const rest_write *w = &q->write;
     switch (r->status) {
     case ST_VERSION_CONFLICT:
-        rq_respond_outcome(q, 412, OO_ERROR, "conflict", NULL, "%s/%s is at version %lld, not the one If-Match names",
-                           w->type, w->id, (long long)r->version);
+        if (srv_req_header(q->req, "If-Match"))
+            rq_respond_outcome(q, 412, OO_ERROR, "conflict", NULL,
+                               "%s/%s is at version %lld, not the one If-Match names", w->type, w->id,
+                               (long long)r->version);
+        else /* the version the access decision was made on is no longer current */
+            rq_respond_outcome(q, 409, OO_ERROR, "conflict", NULL,
+                               "%s/%s changed while this request was being checked (now version %lld); send it again",
+                               w->type, w->id, (long long)r->version);
         break;
     case ST_MULTIPLE_MATCHES:
         rq_respond_outcome(q, 412, OO_ERROR, "multiple-matches", NULL, "If-None-Exist matches more than one %s",
@@ -522,18 +402,13 @@ static bool prepare_and_submit_with(rq *q, st_op_kind kind, const char *if_none_
 {
     oo_list issues;
     oo_list_init(&issues, 0);
-    bool ok = rest_write_prepare(q, &q->write, kind, &issues);
-    q->write.op.expected_version = pinned;
-    if (ok && kind == ST_OP_CREATE) {
-        const char *cond = if_none_exist;
-        if (cond && !rest_write_if_none_exist(q, &q->write, cond, &issues)) {
-            rq_respond_issues(q, 400, &issues);
-            oo_list_free(&issues);
-            return false;
-        }
-    }
-    if (!ok) {
-        rq_respond_issues(q, 500, &issues);
+    rest_write *w = &q->write;
+    int status = rest_write_prepare(q, w, kind, w->has_current ? &w->current : NULL, &issues);
+    w->op.expected_version = pinned;
+    if (!status && kind == ST_OP_CREATE && if_none_exist && !rest_write_if_none_exist(q, w, if_none_exist, &issues))
+        status = 400;
+    if (status) {
+        rq_respond_issues(q, status, &issues);
         oo_list_free(&issues);
         return false;
     }
@@ -578,21 +453,28 @@ bool rest_create(rq *q)
 }
 
 /* The current version of the route's resource, checked for `action`; false after answering. */
-static bool may_change(rq *q, az_action action, bool *exists)
+/*
+ * The current version of the route's resource, checked for `action`, kept
+ * in q->write.current (the write is pinned to it); false after answering.
+ * A resource that does not exist is answered as one that is not the
+ * caller's: 404 with the same text, and nothing is created by PUT.
+ */
+static bool may_change(rq *q, az_action action)
 {
-    st_resource r;
+    rest_write *w = &q->write;
     st_error err;
-    st_status s = st_read(q->app->opt.store, q->route.type->name, q->route.id, &r, &err);
-    *exists = s == ST_OK || s == ST_GONE;
-    if (s == ST_NOT_FOUND)
-        return true;
-    if (!*exists) {
+    st_status s = st_read(q->app->opt.store, q->route.type->name, q->route.id, &w->current, &err);
+    if (s == ST_NOT_FOUND) {
+        rest_record_decision(q, action, q->route.type->name, AZ_HIDDEN, 404, "no such resource", NULL);
+        rest_answer_not_known(q, q->route.type->name, q->route.id, NULL);
+        return false;
+    }
+    if (s != ST_OK && s != ST_GONE) {
         rq_respond_outcome(q, rest_status_of(s), OO_ERROR, rest_code_of(s), NULL, "the store failed: %s", err.message);
         return false;
     }
-    bool ok = rest_may(q, &r, action);
-    st_resource_free(&r);
-    return ok;
+    w->has_current = true;
+    return rest_may(q, &w->current, action);
 }
 
 /* An update of the resource the URL names (update as create when it does not exist). */
@@ -605,11 +487,10 @@ static bool update_by_id(rq *q)
                            q->route.id);
         return false;
     }
-    bool exists;
-    if (!may_change(q, AZ_UPDATE, &exists))
+    if (!may_change(q, AZ_UPDATE))
         return false;
     snprintf(w->id, sizeof w->id, "%s", q->route.id);
-    return prepare_and_submit(q, ST_OP_UPDATE);
+    return prepare_and_submit_pinned(q, ST_OP_UPDATE, w->current.version);
 }
 
 /* ---- conditional update and delete: the query names the resource ---- */
@@ -669,6 +550,16 @@ static void answer_several(rq *q, const char *what)
                        q->route.type->name);
 }
 
+/* Submit the write to the one resource a conditional search found, pinned to the version found. */
+static bool conditional_submit(rq *q, st_op_kind kind, st_list *found)
+{
+    rest_write *w = &q->write;
+    w->current = found->items[0]; /* taken over: the list no longer frees it */
+    w->has_current = true;
+    found->count = 0;
+    return prepare_and_submit_pinned(q, kind, w->current.version);
+}
+
 static bool conditional_update(rq *q)
 {
     rest_write *w = &q->write;
@@ -687,7 +578,7 @@ static bool conditional_update(rq *q)
         /* pinned to the version found: changed since the search gives 412, never a lost update */
         if (rest_may(q, &found.items[0], AZ_UPDATE)) {
             snprintf(w->id, sizeof w->id, "%s", found.items[0].id);
-            handed = prepare_and_submit_pinned(q, ST_OP_UPDATE, found.items[0].version);
+            handed = conditional_submit(q, ST_OP_UPDATE, &found);
         }
     } else if (has_id) {
         /* nothing matches, an id given: an update (as create) of that id, as the spec says */
@@ -723,7 +614,7 @@ static bool conditional_delete(rq *q)
         rest_write *w = &q->write;
         w->type = q->route.type->name;
         snprintf(w->id, sizeof w->id, "%s", found.items[0].id);
-        handed = prepare_and_submit_pinned(q, ST_OP_DELETE, found.items[0].version);
+        handed = conditional_submit(q, ST_OP_DELETE, &found);
     }
     st_list_free(&found);
     return handed;
@@ -737,42 +628,17 @@ bool rest_update(rq *q)
 }
 
 /* The directory entry of a registered organisation: others address Tasks to it, so it stays (409). */
-static bool is_registered_organisation(rq *q)
-{
-    if (strcmp(q->route.type->name, "Organization"))
-        return false;
-    st_resource r;
-    st_error err;
-    if (st_read(q->app->opt.store, "Organization", q->route.id, &r, &err) != ST_OK)
-        return false;
-    registered_check c = {q->app->opt.organisations, false};
-    each_ura(r.json, r.json_len, check_registered, &c);
-    st_resource_free(&r);
-    return c.registered;
-}
 
 bool rest_delete(rq *q)
 {
     if (!q->route.id[0])
         return conditional_delete(q);
-    bool exists;
-    if (!may_change(q, AZ_DELETE, &exists))
+    if (!may_change(q, AZ_DELETE))
         return false;
-    if (exists && is_registered_organisation(q)) {
-        rq_respond_outcome(q, 409, OO_ERROR, "conflict", NULL,
-                           "Organization/%s is the directory entry of a registered organisation; it cannot be deleted",
-                           q->route.id);
-        return false;
-    }
-    if (!exists) {
-        rq_respond_outcome(q, 404, OO_ERROR, OO_NOT_FOUND, NULL, "%s/%s is not known", q->route.type->name,
-                           q->route.id);
-        return false;
-    }
     rest_write *w = &q->write;
     w->type = q->route.type->name;
     snprintf(w->id, sizeof w->id, "%s", q->route.id);
-    return prepare_and_submit(q, ST_OP_DELETE);
+    return prepare_and_submit_pinned(q, ST_OP_DELETE, w->current.version);
 }
 
 /* ---- $validate ---- */

@@ -1563,7 +1563,8 @@ static void conditional_create(conn *c, st_write_ctx *ctx, const st_op *op, st_o
 static void apply_update(conn *c, st_write_ctx *ctx, const st_op *op, const current *cur, st_op_result *res)
 {
     bool absent = !cur->found || cur->deleted;
-    if (op->expected_version && (absent || op->expected_version != cur->version)) {
+    /* a deleted resource has a version too (the deletion's): an update pinned to it may bring it back */
+    if (op->expected_version && (!cur->found || op->expected_version != cur->version)) {
         report_current(res, ST_VERSION_CONFLICT, cur);
         return;
     }

@@ -335,7 +335,7 @@ Test(rest, denials_are_logged_without_patient_data)
     len = fread(text, 1, sizeof text - 1, in);
     text[len] = '\0';
     fclose(in);
-    cr_expect_not_null(strstr(text, "\"event\":\"denied\",\"status\":404"), "%s", text);
+    cr_expect_not_null(strstr(text, "\"event\":\"denied\",\"decision\":\"hidden\",\"status\":404"), "%s", text);
     cr_expect_not_null(strstr(text, "\"ura\":\"90000201\""), "%s", text);
     cr_expect_not_null(strstr(text, "\"status\":403"), "%s", text);
     cr_expect_null(strstr(text, id), "no resource ids in the log: %s", text);
@@ -439,7 +439,8 @@ Test(rest, task_addressed_to_the_receiver)
     /* the receiver accepts it (updates status) but may not delete it */
     char accepted[900];
     snprintf(accepted, sizeof accepted,
-             "{\"resourceType\":\"Task\",\"id\":\"%s\",\"status\":\"accepted\",\"intent\":\"order\",\"owner\":"
+             "{\"resourceType\":\"Task\",\"id\":\"%s\",\"status\":\"accepted\",\"intent\":\"order\",\"code\":{"
+             "\"coding\":[{\"system\":\"http://snomed.info/sct\",\"code\":\"308292007\"}]},\"owner\":"
              "{\"reference\":\"Organization/%s\"}}",
              id, org_id);
     r = rh_request("elv-a", "PUT", path, accepted, NULL);

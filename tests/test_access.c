@@ -1,0 +1,308 @@
+/*
+ * tests/test_access.c — access control under races and tricks (issue 8):
+ * the real server over mutual TLS, several organisations at once.
+ *
+ * Each test reproduces one way an organisation could read or change what is
+ * not its own: racing creates, rewriting the directory, a receiver
+ * rewriting a Task, probing for ids, addressing a Task to no one; and a
+ * concurrency test in which organisations race on the same Tasks and every
+ * stored version is checked to come from one allowed to write it.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/rest_harness.h"
+
+TestSuite(access, .init = rh_setup, .fini = rh_teardown, .timeout = 240);
+
+#define URA_SYSTEM "http://fhir.nl/fhir/NamingSystem/ura"
+#define URA_HOSPITAL_A "90000101"
+#define URA_HOSPITAL_B "90000102"
+#define URA_ELV_A "90000301"
+#define URA_ELV_B "90000302"
+
+/* An organisation publishes its own directory entry (an Organization with its URA); returns its id. */
+static void directory_entry(const char *who, const char *ura, char *id, size_t size)
+{
+    char body[300];
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"Organization\",\"name\":\"%s\",\"identifier\":[{\"system\":\"" URA_SYSTEM
+             "\",\"value\":\"%s\"}]}",
+             who, ura);
+    snprintf(id, size, "%s", rh_create(who, "Organization", body));
+}
+
+static void task_body(char *out, size_t size, const char *id, const char *status, const char *owner_ref,
+                      const char *description)
+{
+    snprintf(out, size,
+             "{\"resourceType\":\"Task\",%s%s%s\"status\":\"%s\",\"intent\":\"order\",\"description\":\"%s\","
+             "\"code\":{\"coding\":[{\"system\":\"http://snomed.info/sct\",\"code\":\"308292007\"}]},"
+             "\"owner\":{\"reference\":\"%s\"}}",
+             id ? "\"id\":\"" : "", id ? id : "", id ? "\"," : "", status, description, owner_ref);
+}
+
+static long status_of(const char *who, const char *method, const char *path, const char *body)
+{
+    rh_response r = rh_request(who, method, path, body, NULL);
+    long s = r.status;
+    rh_response_free(&r);
+    return s;
+}
+
+/* The diagnostics of an OperationOutcome answer with the ids blanked, to compare two answers. */
+static void diagnostics(const char *who, const char *method, const char *path, const char *body, const char *id,
+                        char *out, size_t size, long *status)
+{
+    rh_response r = rh_request(who, method, path, body, NULL);
+    *status = r.status;
+    json_object *o = rh_json(&r);
+    const char *d = rh_str(o, "issue.0.diagnostics");
+    snprintf(out, size, "%s", d ? d : "");
+    char *at;
+    while (id && *id && (at = strstr(out, id)))
+        memset(at, '#', strlen(id));
+    json_object_put(o);
+    rh_response_free(&r);
+}
+
+/* Defects 1 and 6: PUT creates nothing, so a new id cannot be raced for, squatted, or probed. */
+Test(access, put_never_creates_so_ids_cannot_be_raced_squatted_or_probed)
+{
+    char mine[80], body[400], path[160];
+    snprintf(mine, sizeof mine, "%s", rh_create("hospital-a", "Patient", "{\"resourceType\":\"Patient\"}"));
+    /* someone else's id and an id that does not exist answer alike */
+    char a[300], b[300];
+    long sa, sb;
+    snprintf(path, sizeof path, "/Patient/%s", mine);
+    snprintf(body, sizeof body, "{\"resourceType\":\"Patient\",\"id\":\"%s\"}", mine);
+    diagnostics("hospital-b", "PUT", path, body, mine, a, sizeof a, &sa);
+    const char *fresh = "f0f0f0f0-aaaa-4bbb-8ccc-123456789abc";
+    snprintf(path, sizeof path, "/Patient/%s", fresh);
+    snprintf(body, sizeof body, "{\"resourceType\":\"Patient\",\"id\":\"%s\"}", fresh);
+    diagnostics("hospital-b", "PUT", path, body, fresh, b, sizeof b, &sb);
+    cr_expect_eq(sa, 404);
+    cr_expect_eq(sb, 404);
+    cr_expect_str_eq(a, b, "PUT reveals nothing about an id's existence");
+    /* vread: a missing version of one's own resource and a version of someone else's read alike */
+    snprintf(path, sizeof path, "/Patient/%s/_history/9", mine);
+    diagnostics("hospital-a", "GET", path, NULL, mine, a, sizeof a, &sa);
+    snprintf(path, sizeof path, "/Patient/%s/_history/1", mine);
+    diagnostics("hospital-b", "GET", path, NULL, mine, b, sizeof b, &sb);
+    cr_expect_eq(sa, 404);
+    cr_expect_eq(sb, 404);
+    b[strlen(b) - 1 - strlen(" is not known")] = '9'; /* the version number differs, nothing else */
+    cr_expect_str_eq(a, b);
+    /* two organisations PUT the same new id at once: neither creates it */
+    const char *race = "race-1234567";
+    snprintf(path, sizeof path, "/Patient/%s", race);
+    for (int i = 0; i < 2; i++) {
+        snprintf(body, sizeof body, "{\"resourceType\":\"Patient\",\"id\":\"%s\",\"name\":[{\"family\":\"%s\"}]}", race,
+                 i ? "hospital-b" : "hospital-a");
+        cr_expect_eq(status_of(i ? "hospital-b" : "hospital-a", "PUT", path, body), 404);
+    }
+    cr_expect_eq(status_of("hospital-a", "GET", path, NULL), 404);
+}
+
+/* Defect 2: the identifiers access rests on come from the gateway's registry and its own records. */
+Test(access, the_directory_cannot_redirect_or_share_handovers)
+{
+    char elv_a[80], body[900], path[160];
+    directory_entry("elv-a", URA_ELV_A, elv_a, sizeof elv_a);
+    /* elv-a may not put another registered organisation's URA on its entry */
+    snprintf(path, sizeof path, "/Organization/%s", elv_a);
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"Organization\",\"id\":\"%s\",\"name\":\"ELV A\",\"identifier\":[{\"system\":\"" URA_SYSTEM
+             "\",\"value\":\"" URA_HOSPITAL_B "\"}]}",
+             elv_a);
+    rh_response r = rh_request("elv-a", "PUT", path, body, NULL);
+    rh_expect_outcome(&r, 403, "forbidden");
+    json_object *o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "issue.0.expression.0"), "Organization.identifier[0].value");
+    json_object_put(o);
+    rh_response_free(&r);
+    /* nor may hospital-b publish an Organization carrying other organisations' URAs */
+    r = rh_request("hospital-b", "POST", "/Organization",
+                   "{\"resourceType\":\"Organization\",\"name\":\"Everyone\",\"identifier\":[{\"system\":\"" URA_SYSTEM
+                   "\",\"value\":\"" URA_ELV_A "\"},{\"system\":\"" URA_SYSTEM "\",\"value\":\"" URA_ELV_B "\"}]}",
+                   NULL);
+    rh_expect_outcome(&r, 403, "forbidden");
+    rh_response_free(&r);
+    /* an Organization hospital-b publishes addresses hospital-b, whatever it says */
+    char fake[80], ref[120];
+    snprintf(fake, sizeof fake, "%s", rh_create("hospital-b", "Organization",
+                                                 "{\"resourceType\":\"Organization\",\"name\":\"ELV A (really)\"}"));
+    snprintf(ref, sizeof ref, "Organization/%s", fake);
+    task_body(body, sizeof body, NULL, "requested", ref, "transfer");
+    char task[80];
+    snprintf(task, sizeof task, "%s", rh_create("hospital-a", "Task", body));
+    snprintf(path, sizeof path, "/Task/%s", task);
+    cr_expect_eq(status_of("elv-a", "GET", path, NULL), 404);
+    cr_expect_eq(status_of("hospital-b", "GET", path, NULL), 200);
+    /* a batch cannot delete a registered organisation's directory entry either */
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"Bundle\",\"type\":\"batch\",\"entry\":[{\"request\":{\"method\":\"DELETE\",\"url\":"
+             "\"Organization/%s\"}}]}",
+             elv_a);
+    r = rh_request("elv-a", "POST", "/", body, NULL);
+    o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "entry.0.response.status"), "409 Conflict", "%s", r.body);
+    json_object_put(o);
+    rh_response_free(&r);
+    snprintf(path, sizeof path, "/Organization/%s", elv_a);
+    cr_expect_eq(status_of("elv-a", "GET", path, NULL), 200);
+}
+
+/* Defect 3: the receiver changes the workflow's members of a Task, nothing else. */
+Test(access, the_receiver_changes_only_the_workflow)
+{
+    char elv_a[80], elv_b[80], ref[120], body[900], path[160], task[80];
+    directory_entry("elv-a", URA_ELV_A, elv_a, sizeof elv_a);
+    directory_entry("elv-b", URA_ELV_B, elv_b, sizeof elv_b);
+    snprintf(ref, sizeof ref, "Organization/%s", elv_a);
+    task_body(body, sizeof body, NULL, "requested", ref, "transfer of mevrouw J.");
+    snprintf(task, sizeof task, "%s", rh_create("hospital-a", "Task", body));
+    snprintf(path, sizeof path, "/Task/%s", task);
+    /* forwarding to elv-b, or changing the description: refused, and elv-b never sees it */
+    char other[120];
+    snprintf(other, sizeof other, "Organization/%s", elv_b);
+    task_body(body, sizeof body, task, "requested", other, "transfer of mevrouw J.");
+    rh_response r = rh_request("elv-a", "PUT", path, body, NULL);
+    rh_expect_outcome(&r, 403, "forbidden");
+    json_object *o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "issue.0.expression.0"), "Task.owner");
+    json_object_put(o);
+    rh_response_free(&r);
+    cr_expect_eq(status_of("elv-b", "GET", path, NULL), 404);
+    task_body(body, sizeof body, task, "accepted", ref, "something else");
+    cr_expect_eq(status_of("elv-a", "PUT", path, body), 403);
+    /* the status alone: accepted */
+    task_body(body, sizeof body, task, "accepted", ref, "transfer of mevrouw J.");
+    cr_expect_eq(status_of("elv-a", "PUT", path, body), 200);
+    /* the sender may re-address its own Task */
+    task_body(body, sizeof body, task, "accepted", other, "transfer of mevrouw J.");
+    cr_expect_eq(status_of("hospital-a", "PUT", path, body), 200);
+    cr_expect_eq(status_of("elv-b", "GET", path, NULL), 200);
+    cr_expect_eq(status_of("elv-a", "GET", path, NULL), 404);
+}
+
+/* Defect 5: a Task is addressed to someone, or refused; absolute references to this server count. */
+Test(access, tasks_are_delivered_or_refused)
+{
+    char elv_a[80], ref[200], body[900], path[160], task[80];
+    directory_entry("elv-a", URA_ELV_A, elv_a, sizeof elv_a);
+    snprintf(ref, sizeof ref, "https://127.0.0.1/Organization/%s", elv_a); /* the harness's base URL */
+    task_body(body, sizeof body, NULL, "requested", ref, "transfer");
+    snprintf(task, sizeof task, "%s", rh_create("hospital-a", "Task", body));
+    snprintf(path, sizeof path, "/Task/%s", task);
+    cr_expect_eq(status_of("elv-a", "GET", path, NULL), 200, "an absolute reference to our own base addresses");
+    /* addressed to nothing the gateway knows: refused, never stored unseen */
+    task_body(body, sizeof body, NULL, "requested", "Organization/nobody", "transfer");
+    rh_response r = rh_request("hospital-a", "POST", "/Task", body, NULL);
+    rh_expect_outcome(&r, 422, "processing");
+    json_object *o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "issue.0.expression.0"), "Task.owner");
+    json_object_put(o);
+    rh_response_free(&r);
+    task_body(body, sizeof body, NULL, "requested", "https://elsewhere.example/fhir/Organization/x", "transfer");
+    cr_expect_eq(status_of("hospital-a", "POST", "/Task", body), 422);
+    /* by URA identifier: a registered URA addresses */
+    r = rh_request("hospital-a", "POST", "/Task",
+                   "{\"resourceType\":\"Task\",\"status\":\"requested\",\"intent\":\"order\",\"owner\":{\"identifier\":"
+                   "{\"system\":\"" URA_SYSTEM "\",\"value\":\"" URA_ELV_B "\"}}}",
+                   NULL);
+    cr_expect_eq(r.status, 201, "%s", r.body);
+    o = rh_json(&r);
+    snprintf(path, sizeof path, "/Task/%s", rh_str(o, "id"));
+    json_object_put(o);
+    rh_response_free(&r);
+    cr_expect_eq(status_of("elv-b", "GET", path, NULL), 200);
+    /* a transaction that creates the receiving Organization: the Task is the sender's own (it owns that entry) */
+    r = rh_request("hospital-a", "POST", "/",
+                   "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":["
+                   "{\"fullUrl\":\"urn:uuid:6f1c2f1e-0000-4000-8000-0000000000aa\",\"resource\":{\"resourceType\":"
+                   "\"Organization\",\"name\":\"ward 3\"},\"request\":{\"method\":\"POST\",\"url\":\"Organization\"}},"
+                   "{\"resource\":{\"resourceType\":\"Task\",\"status\":\"requested\",\"intent\":\"order\",\"owner\":{"
+                   "\"reference\":\"urn:uuid:6f1c2f1e-0000-4000-8000-0000000000aa\"}},\"request\":{\"method\":\"POST\","
+                   "\"url\":\"Task\"}}]}",
+                   NULL);
+    cr_expect_eq(r.status, 200, "%s", r.body);
+    rh_response_free(&r);
+}
+
+/*
+ * Organisations race on the same Tasks: the sender updates them, the
+ * receiver accepts, two others try to overwrite. After every round, every
+ * version of every Task came from an organisation allowed to write it.
+ */
+typedef struct racer {
+    const char *who;
+    const char *description; /* what this organisation writes into the Task */
+    const char *status;
+    char (*tasks)[80];
+    int task_count;
+    const char *owner_ref;
+    int ok, refused;
+} racer;
+
+static void *race(void *arg)
+{
+    racer *me = arg;
+    for (int i = 0; i < me->task_count; i++) {
+        char path[160], body[900];
+        snprintf(path, sizeof path, "/Task/%s", me->tasks[i]);
+        task_body(body, sizeof body, me->tasks[i], me->status, me->owner_ref, me->description);
+        long s = status_of(me->who, "PUT", path, body);
+        if (s == 200)
+            me->ok++;
+        else
+            me->refused++;
+    }
+    return NULL;
+}
+
+Test(access, concurrent_writers_never_write_what_they_may_not)
+{
+    char elv_a[80], ref[120], body[900];
+    directory_entry("elv-a", URA_ELV_A, elv_a, sizeof elv_a);
+    snprintf(ref, sizeof ref, "Organization/%s", elv_a);
+    enum { TASKS = 6 };
+    char tasks[TASKS][80];
+    for (int i = 0; i < TASKS; i++) {
+        task_body(body, sizeof body, NULL, "requested", ref, "from hospital-a");
+        snprintf(tasks[i], sizeof tasks[i], "%s", rh_create("hospital-a", "Task", body));
+    }
+    for (int round = 0; round < 3; round++) {
+        racer racers[] = {
+            {"hospital-a", "from hospital-a", "requested", tasks, TASKS, ref, 0, 0},
+            {"elv-a", "from hospital-a", "accepted", tasks, TASKS, ref, 0, 0},
+            {"hospital-b", "from hospital-b", "requested", tasks, TASKS, ref, 0, 0},
+            {"elv-b", "from elv-b", "accepted", tasks, TASKS, ref, 0, 0},
+        };
+        enum { N = sizeof racers / sizeof *racers };
+        pthread_t t[N];
+        for (int i = 0; i < N; i++)
+            pthread_create(&t[i], NULL, race, &racers[i]);
+        for (int i = 0; i < N; i++)
+            pthread_join(t[i], NULL);
+        cr_expect_eq(racers[2].ok, 0, "hospital-b wrote a Task it does not own");
+        cr_expect_eq(racers[3].ok, 0, "elv-b wrote a Task not addressed to it");
+        for (int i = 0; i < TASKS; i++) {
+            char path[200];
+            snprintf(path, sizeof path, "/Task/%s/_history?_count=50", tasks[i]);
+            rh_response r = rh_request("hospital-a", "GET", path, NULL, NULL);
+            json_object *o = rh_json(&r);
+            json_object *entries = json_object_object_get(o, "entry");
+            for (size_t k = 0; k < json_object_array_length(entries); k++) {
+                json_object *e = json_object_array_get_idx(entries, k);
+                cr_expect_str_eq(rh_str(e, "resource.description"), "from hospital-a");
+                cr_expect_str_eq(rh_str(e, "resource.owner.reference"), ref);
+            }
+            json_object_put(o);
+            rh_response_free(&r);
+        }
+    }
+}
