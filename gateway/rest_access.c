@@ -245,6 +245,75 @@ static int compute_tags(rq *q, rest_write *w, oo_list *issues)
     return 0;
 }
 
+/* ---- grants: a Task lets its receiver read what it refers to ---- */
+
+/* Task statuses in which the receiver may still open what the Task refers to (eOverdracht: until it ends). */
+static const char *const granting_statuses[] = {"requested", "received", "accepted", "ready", "in-progress", "on-hold"};
+
+static bool task_grants(const fj_doc *d, uint32_t task)
+{
+    uint32_t st = fj_get(d, task, "status");
+    for (size_t i = 0; st != UINT32_MAX && i < sizeof granting_statuses / sizeof *granting_statuses; i++)
+        if (fj_str_eq(d, st, granting_statuses[i]))
+            return true;
+    return false;
+}
+
+/*
+ * One reference a Task grants: a resource of the Task's owner (the sender:
+ * nobody grants what is not theirs), not itself a Task (grants are for
+ * reading, and a Task's addressee may change Tasks), or one created by the
+ * same transaction.
+ */
+static void grant_reference(rq *q, rest_write *w, const fj_doc *d, uint32_t ref, const char *task_owner)
+{
+    uint32_t r = fj_get(d, ref, "reference");
+    if (r == UINT32_MAX || d->nodes[r].type != FJ_STRING || w->grant_count == REST_MAX_GRANTS)
+        return;
+    size_t len = d->nodes[r].len;
+    const char *named = w->hooks && w->hooks->replace_string ? w->hooks->replace_string(w->hooks->ctx, d, r, &len)
+                                                             : NULL;
+    const char *s = strip_own_base(q, named ? named : fj_str(d, r), &len);
+    fr_parts parts;
+    if (!fr_parse(s, len, &parts) || parts.type != s || parts.id_len > ST_ID_MAX)
+        return;
+    const fs_type *t = fs_type_by_name(q->app->schema, parts.type, parts.type_len);
+    if (!t || t->kind != FS_RESOURCE || !strcmp(t->name, "Task"))
+        return;
+    /* a name of this transaction: point into it, so a conditional create that matches moves the grant along */
+    char *id = named ? (char *)parts.id : w->grant_ids[w->grant_count];
+    if (!named) {
+        memcpy(id, parts.id, parts.id_len);
+        id[parts.id_len] = '\0';
+    }
+    st_resource target;
+    st_error err;
+    bool theirs = named && !strcmp(task_owner, q->caller.ura);
+    if (!theirs && st_read(q->app->opt.store, t->name, id, &target, &err) == ST_OK) {
+        theirs = !strcmp(target.owner, task_owner);
+        st_resource_free(&target);
+    }
+    if (theirs)
+        w->grants[w->grant_count++] = (st_grant){t->name, id};
+}
+
+static void compute_grants(rq *q, rest_write *w, const st_resource *current)
+{
+    const fj_doc *d = w->docp;
+    w->grant_count = 0;
+    if (strcmp(w->type, "Task") || !task_grants(d, w->root))
+        return;
+    const char *task_owner = current ? current->owner : q->caller.ura;
+    static const char *const paths[] = {"Task.for", "Task.focus", "Task.encounter", "Task.input.valueReference"};
+    for (size_t p = 0; p < sizeof paths / sizeof *paths; p++) {
+        uint32_t found[64];
+        size_t n = reach(d, w->root, paths[p], found, 64);
+        for (size_t i = 0; i < n; i++)
+            if (d->nodes[found[i]].type == FJ_OBJECT)
+                grant_reference(q, w, d, found[i], task_owner);
+    }
+}
+
 /* ---- what a write may contain and change ---- */
 
 /* An Organization may carry the URA of a registered organisation only when that organisation writes it. */
@@ -376,5 +445,7 @@ int rest_access_check_write(rq *q, rest_write *w, st_op_kind kind, const st_reso
         status = check_receiver_change(q, w, current, issues);
     if (!status)
         status = compute_tags(q, w, issues);
+    if (!status)
+        compute_grants(q, w, current);
     return status;
 }

@@ -20,6 +20,7 @@
 #include "gateway/search.h"
 
 #define REST_MAX_TAGS 8
+#define REST_MAX_GRANTS 16       /* resources one Task may grant its receiver (for, focus, encounter, inputs) */
 
 struct rest_app {
     rest_options opt;
@@ -61,6 +62,9 @@ typedef struct rest_write {
     const char *tags[REST_MAX_TAGS];
     size_t tag_count;
     bool tags_overflow;      /* addressed to more organisations than REST_MAX_TAGS: refused */
+    st_grant grants[REST_MAX_GRANTS]; /* a Task: what it lets its receiver read */
+    char grant_ids[REST_MAX_GRANTS][ST_ID_MAX + 1];
+    size_t grant_count;
     st_resource current;     /* update/delete: the version the access decision was made on */
     bool has_current;
     bool conditional_update; /* a conditional update that found nothing and creates (If-None-Exist semantics) */

@@ -141,23 +141,6 @@ void rest_history(rq *q)
         rq_respond_outcome(q, 403, OO_ERROR, "forbidden", NULL, "insurers read history per resource type");
         return;
     }
-    if (q->route.interaction == RT_HISTORY_INSTANCE) {
-        st_resource r;
-        st_error err;
-        st_status s = st_read(q->app->opt.store, type->name, q->route.id, &r, &err);
-        if (s == ST_NOT_FOUND) {
-            rq_respond_outcome(q, 404, OO_ERROR, OO_NOT_FOUND, NULL, "%s/%s is not known", type->name, q->route.id);
-            return;
-        }
-        bool allowed = (s == ST_OK || s == ST_GONE) && rest_may(q, &r, AZ_HISTORY);
-        if (s == ST_OK || s == ST_GONE)
-            st_resource_free(&r);
-        if (!allowed) {
-            if (s != ST_OK && s != ST_GONE)
-                rq_respond_outcome(q, rest_status_of(s), OO_ERROR, rest_code_of(s), NULL, "the store failed");
-            return;
-        }
-    }
     st_history_query h = {0};
     h.type = type ? type->name : NULL;
     h.id = q->route.interaction == RT_HISTORY_INSTANCE ? q->route.id : NULL;
@@ -175,14 +158,22 @@ void rest_history(rq *q)
     h.count = (size_t)long_param(query, "_count", q->app->opt.page_size_default, q->app->opt.page_size_max);
     h.offset = (size_t)long_param(query, "_getpagesoffset", 0, 1000000);
     h.upto = long_param(query, "_snapshot", 0, INT32_MAX);
+    /* each version is shown to whom that version was addressed (the store filters by the version's tags) */
     const char *visible[1] = {q->caller.ura};
-    if (!h.id && (!type || az_category_of(type->name) != AZ_ADMINISTRATIVE)) {
+    if (!type || az_category_of(type->name) != AZ_ADMINISTRATIVE) {
         h.visible_to = visible;
         h.visible_to_count = 1;
     }
     st_list list = {0};
     st_error err;
     st_status s = st_history(q->app->opt.store, &h, &list, &err);
+    if (h.id && (s == ST_NOT_FOUND || (s == ST_OK && list.total == 0))) {
+        /* unknown, or no version of it was ever this organisation's to see: the same answer */
+        rest_record_decision(q, AZ_HISTORY, type->name, AZ_HIDDEN, 404, "no version visible", NULL);
+        st_list_free(&list);
+        rest_answer_not_known(q, type->name, h.id, NULL);
+        return;
+    }
     if (s != ST_OK) {
         rq_respond_outcome(q, rest_status_of(s), OO_ERROR, rest_code_of(s), NULL, "history failed: %s", err.message);
         return;

@@ -226,6 +226,8 @@ int rest_write_prepare(rq *q, rest_write *w, st_op_kind kind, const st_resource 
     op->row_count = w->row_count;
     op->access_tags = w->tags;
     op->access_tag_count = w->tag_count;
+    op->grants = w->grants;
+    op->grant_count = w->grant_count;
     /* PUT creates nothing new (ids cannot be squatted), but brings back what its owner deleted */
     op->create_if_missing = kind == ST_OP_UPDATE && current && current->deleted;
     return 0;

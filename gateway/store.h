@@ -6,6 +6,10 @@
  *     JSON bytes served on read; a delete is a version without a body;
  *   - per resource: its owner (the organisation that created it) and its
  *     access tags (the organisations it is addressed to), for authorisation;
+ *     per version, the tags of that version (history and vread show a
+ *     version to whom it was addressed); and grants: a Task lets its
+ *     addressees read the resources it refers to (st_op.grants), which
+ *     count as access tags of those resources' current versions;
  *   - search index rows of the current version, computed by the caller from
  *     the SearchParameter expressions (the store knows no FHIRPath);
  *   - history: one global change sequence over all versions.
@@ -315,6 +319,11 @@ typedef char *(*st_render_fn)(void *arg, int64_t version, const char *last_updat
 
 struct st_op_result;
 
+/* A resource an operation grants read access to (see st_op.grants). */
+typedef struct st_grant {
+    const char *type, *id;
+} st_grant;
+
 typedef struct st_op {
     st_op_kind kind;
     const char *type;
@@ -346,6 +355,15 @@ typedef struct st_op {
     size_t row_count;
     const char *const *access_tags; /* create/update: organisations it is addressed to (replaces the old set) */
     size_t access_tag_count;
+
+    /*
+     * Grants (create/update of a Task): the current versions of these
+     * resources become readable by this version's access tags, replacing
+     * what the previous version granted (a deletion revokes them all).
+     * A target that does not exist (or is deleted) is skipped.
+     */
+    const struct st_grant *grants;
+    size_t grant_count;
 
     /*
      * Optional: called on the commit thread right after this operation was

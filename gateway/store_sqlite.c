@@ -31,7 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define DYNAMIC_CACHE_SIZE 32
 #define DEFAULT_PAGE_SIZE 50
 #define CHECKPOINT_PAGES 1000          /* SQLite's own default threshold */
@@ -89,6 +89,15 @@ static const char *const MIGRATIONS[] = {
     "CREATE TABLE index_uri (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL, uri TEXT NOT NULL);"
     "CREATE INDEX index_uri_value ON index_uri (type, param, uri);"
     "CREATE INDEX index_uri_rid ON index_uri (rid, param);",
+    /* 2: access per version (history and vread show a version to whom that version was addressed), and grants:
+     * a Task lets its addressees read what it refers to, while its status allows */
+    "ALTER TABLE resource_version ADD COLUMN tags TEXT;"
+    "UPDATE resource_version SET tags = (SELECT group_concat(t.tag, char(31)) FROM access_tag t"
+    "  WHERE t.rid = resource_version.rid);"
+    "CREATE TABLE access_grant (tag TEXT NOT NULL, rid INTEGER NOT NULL, grantor INTEGER NOT NULL,"
+    "  PRIMARY KEY (tag, rid, grantor)) WITHOUT ROWID;"
+    "CREATE INDEX access_grant_by_resource ON access_grant (rid, tag);"
+    "CREATE INDEX access_grant_by_grantor ON access_grant (grantor);",
 };
 #define MIGRATION_COUNT (sizeof MIGRATIONS / sizeof *MIGRATIONS)
 _Static_assert(MIGRATION_COUNT == SCHEMA_VERSION, "one migration per schema version");
@@ -131,11 +140,16 @@ typedef enum fixed_stmt {
     DELETE_URI,
     READ_CURRENT,
     READ_VERSION,
+    DELETE_GRANTS,
+    INSERT_GRANT,
     LAST_SEQ,
     FIXED_STMT_COUNT
 } fixed_stmt;
 
-#define SELECT_TAGS "(SELECT group_concat(t.tag, char(31)) FROM access_tag t WHERE t.rid = r.rid)"
+/* The organisations that may read the current version: its addressees and those a Task grants it to. */
+#define SELECT_TAGS                                                                                              \
+    "(SELECT group_concat(tag, char(31)) FROM (SELECT t.tag FROM access_tag t WHERE t.rid = r.rid"              \
+    " UNION SELECT g.tag FROM access_grant g WHERE g.rid = r.rid))"
 
 static const char *const FIXED_SQL[FIXED_STMT_COUNT] = {
     [BEGIN_BATCH] = "BEGIN IMMEDIATE",
@@ -151,8 +165,10 @@ static const char *const FIXED_SQL[FIXED_STMT_COUNT] = {
                         " VALUES (?1, ?2, 0, 0, 0, ?3, 0)",
     [UPDATE_RESOURCE] = "UPDATE resource SET version = ?2, last_updated = ?3, deleted = ?4, current_seq = ?5"
                         " WHERE rid = ?1",
-    [INSERT_VERSION] = "INSERT INTO resource_version (rid, type, id, version, last_updated, method, json)"
-                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    /* tags NULL (a deletion): the version is addressed as the one it deletes */
+    [INSERT_VERSION] = "INSERT INTO resource_version (rid, type, id, version, last_updated, method, json, tags)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, coalesce(?8, (SELECT group_concat(t.tag, char(31))"
+                       " FROM access_tag t WHERE t.rid = ?1)))",
     [DELETE_TAGS] = "DELETE FROM access_tag WHERE rid = ?1",
     [INSERT_TAG] = "INSERT OR IGNORE INTO access_tag (tag, rid) VALUES (?2, ?1)",
     [INSERT_STRING] = "INSERT INTO index_string VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -170,7 +186,11 @@ static const char *const FIXED_SQL[FIXED_STMT_COUNT] = {
     [READ_CURRENT] = "SELECT r.type, r.id, v.version, v.last_updated, v.method, v.json, r.owner, " SELECT_TAGS
                      " FROM resource r JOIN resource_version v ON v.seq = r.current_seq"
                      " WHERE r.type = ?1 AND r.id = ?2",
-    [READ_VERSION] = "SELECT r.type, r.id, v.version, v.last_updated, v.method, v.json, r.owner, " SELECT_TAGS
+    [DELETE_GRANTS] = "DELETE FROM access_grant WHERE grantor = ?1",
+    [INSERT_GRANT] = "INSERT OR IGNORE INTO access_grant (tag, rid, grantor)"
+                     " SELECT ?3, rid, ?1 FROM resource WHERE type = ?2 AND id = ?4 AND deleted = 0",
+    /* a version is read by whom that version was addressed to (not the current addressees) */
+    [READ_VERSION] = "SELECT r.type, r.id, v.version, v.last_updated, v.method, v.json, r.owner, v.tags"
                      " FROM resource r JOIN resource_version v ON v.rid = r.rid AND v.version = ?3"
                      " WHERE r.type = ?1 AND r.id = ?2",
     [LAST_SEQ] = "SELECT coalesce(max(seq), 0) FROM resource_version",
@@ -1006,7 +1026,25 @@ static void visibility_expr(sql_builder *b, const char *const *orgs, size_t coun
     sb_add(b, ") OR EXISTS (SELECT 1 FROM access_tag a WHERE a.rid = r.rid AND a.tag IN (");
     for (size_t i = 0; i < count; i++)
         sb_add(b, i ? ", " : ""), sb_text(b, orgs[i]);
+    sb_add(b, ")) OR EXISTS (SELECT 1 FROM access_grant g WHERE g.rid = r.rid AND g.tag IN (");
+    for (size_t i = 0; i < count; i++)
+        sb_add(b, i ? ", " : ""), sb_text(b, orgs[i]);
     sb_add(b, ")))");
+}
+
+/* History: each version is visible to its owner and to whom that version was addressed. */
+static void version_visibility_expr(sql_builder *b, const char *const *orgs, size_t count)
+{
+    sb_add(b, " AND (r.owner IN (");
+    for (size_t i = 0; i < count; i++)
+        sb_add(b, i ? ", " : ""), sb_text(b, orgs[i]);
+    sb_add(b, ")");
+    for (size_t i = 0; i < count; i++) {
+        sb_add(b, " OR instr(char(31) || coalesce(v.tags, '') || char(31), char(31) || ");
+        sb_text(b, orgs[i]);
+        sb_add(b, " || char(31)) > 0");
+    }
+    sb_add(b, ")");
 }
 
 /* The WHERE clause of a search over "resource r" (without the word WHERE). */
@@ -1251,7 +1289,7 @@ static void history_where(sql_builder *b, const st_history_query *q, int64_t rid
     if (q->since_ms != INT64_MIN)
         sb_add(b, " AND v.last_updated >= "), sb_int(b, q->since_ms);
     if (q->visible_to_count)
-        visibility_expr(b, q->visible_to, q->visible_to_count);
+        version_visibility_expr(b, q->visible_to, q->visible_to_count);
 }
 
 static st_status history_run(conn *c, const st_history_query *q, int64_t rid, st_list *out, st_error *err)
@@ -1259,7 +1297,7 @@ static st_status history_run(conn *c, const st_history_query *q, int64_t rid, st
     sql_builder count_sql = {0}, page_sql = {0};
     sb_add(&count_sql, "SELECT count(*) FROM resource_version v JOIN resource r ON r.rid = v.rid");
     history_where(&count_sql, q, rid, out->snapshot);
-    sb_add(&page_sql, "SELECT v.type, v.id, v.version, v.last_updated, v.method, v.json, r.owner, " SELECT_TAGS
+    sb_add(&page_sql, "SELECT v.type, v.id, v.version, v.last_updated, v.method, v.json, r.owner, v.tags"
                       " FROM resource_version v JOIN resource r ON r.rid = v.rid");
     history_where(&page_sql, q, rid, out->snapshot);
     sb_add(&page_sql, " ORDER BY v.seq DESC LIMIT "), sb_int(&page_sql, (int64_t)page_size(q->count));
@@ -1431,6 +1469,26 @@ static int insert_resource(conn *c, const st_op *op, int64_t *rid)
     return rc;
 }
 
+/* A version's access tags as stored: separated by char(31); "" when it is addressed to no one. */
+static char *join_tags(const st_op *op)
+{
+    size_t len = 1;
+    for (size_t i = 0; i < op->access_tag_count; i++)
+        len += strlen(op->access_tags[i]) + 1;
+    char *out = malloc(len), *p = out;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < op->access_tag_count; i++) {
+        if (i)
+            *p++ = 31;
+        size_t n = strlen(op->access_tags[i]);
+        memcpy(p, op->access_tags[i], n);
+        p += n;
+    }
+    *p = '\0';
+    return out;
+}
+
 static int insert_version(conn *c, const st_op *op, int64_t rid, int64_t version, int64_t stamp, st_method method,
                           const char *json, size_t json_len, int64_t *seq)
 {
@@ -1447,8 +1505,32 @@ static int insert_version(conn *c, const st_op *op, int64_t rid, int64_t version
         sqlite3_bind_text(stmt, 7, json, (int)json_len, SQLITE_STATIC);
     else
         sqlite3_bind_null(stmt, 7);
-    int rc = run(stmt);
+    char *tags = json ? join_tags(op) : NULL;
+    if (tags)
+        sqlite3_bind_text(stmt, 8, tags, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(stmt, 8);
+    int rc = json && !tags ? SQLITE_NOMEM : run(stmt);
+    free(tags);
     *seq = sqlite3_last_insert_rowid(c->db);
+    return rc;
+}
+
+/* The grants of a Task's version replace the previous version's (none for a deletion). */
+static int write_grants(conn *c, const st_op *op, int64_t rid, bool deleting)
+{
+    int rc = bind_rid_run(c, DELETE_GRANTS, rid, NULL);
+    sqlite3_stmt *stmt = NULL;
+    for (size_t g = 0; rc == SQLITE_OK && !deleting && g < op->grant_count; g++)
+        for (size_t t = 0; rc == SQLITE_OK && t < op->access_tag_count; t++) {
+            if (!(stmt = fixed(c, INSERT_GRANT)))
+                return sqlite3_errcode(c->db);
+            sqlite3_bind_int64(stmt, 1, rid);
+            sqlite3_bind_text(stmt, 2, op->grants[g].type, -1, SQLITE_STATIC);
+            sqlite3_bind_text(stmt, 3, op->access_tags[t], -1, SQLITE_STATIC);
+            sqlite3_bind_text(stmt, 4, op->grants[g].id, -1, SQLITE_STATIC);
+            rc = run(stmt);
+        }
     return rc;
 }
 
@@ -1497,6 +1579,8 @@ static void write_version(conn *c, st_write_ctx *ctx, const st_op *op, const cur
         rc = update_resource(c, rid, version, stamp, deleting, seq);
     if (rc == SQLITE_OK)
         rc = deleting ? delete_index_rows(c, rid) : write_index(c, op, rid, cur->found);
+    if (rc == SQLITE_OK && (op->grant_count || (cur->found && !strcmp(op->type, "Task"))))
+        rc = write_grants(c, op, rid, deleting);
     free(json);
     if (rc != SQLITE_OK) {
         sqlite_failure(c, rc, res);

@@ -306,3 +306,103 @@ Test(access, concurrent_writers_never_write_what_they_may_not)
         }
     }
 }
+
+/* The total of a search or history Bundle as `who` sees it. */
+static int total_of(const char *who, const char *path)
+{
+    rh_response r = rh_request(who, "GET", path, NULL, NULL);
+    if (r.status != 200) {
+        long s = r.status;
+        rh_response_free(&r);
+        return -(int)s;
+    }
+    json_object *o = rh_json(&r);
+    int total = rh_str(o, "total") ? atoi(rh_str(o, "total")) : -1;
+    json_object_put(o);
+    rh_response_free(&r);
+    return total;
+}
+
+/* Defect 4: each version is shown to whom that version was addressed, also after re-addressing. */
+Test(access, history_follows_each_version)
+{
+    char elv_a[80], elv_b[80], ref_a[120], ref_b[120], body[900], path[200], task[80];
+    directory_entry("elv-a", URA_ELV_A, elv_a, sizeof elv_a);
+    directory_entry("elv-b", URA_ELV_B, elv_b, sizeof elv_b);
+    snprintf(ref_a, sizeof ref_a, "Organization/%s", elv_a);
+    snprintf(ref_b, sizeof ref_b, "Organization/%s", elv_b);
+    task_body(body, sizeof body, NULL, "requested", ref_a, "transfer");
+    snprintf(task, sizeof task, "%s", rh_create("hospital-a", "Task", body));
+    snprintf(path, sizeof path, "/Task/%s", task);
+    task_body(body, sizeof body, task, "accepted", ref_a, "transfer");
+    cr_assert_eq(status_of("elv-a", "PUT", path, body), 200);                       /* v2, elv-a accepts */
+    task_body(body, sizeof body, task, "requested", ref_b, "transfer");
+    cr_assert_eq(status_of("hospital-a", "PUT", path, body), 200);                  /* v3, to elv-b */
+    snprintf(path, sizeof path, "/Task/%s/_history", task);
+    cr_expect_eq(total_of("hospital-a", path), 3);
+    cr_expect_eq(total_of("elv-a", path), 2, "the old addressee keeps the versions that were sent to it");
+    cr_expect_eq(total_of("elv-b", path), 1, "the new addressee sees only what was sent to it");
+    cr_expect_eq(total_of("gp", path), -404);
+    snprintf(path, sizeof path, "/Task/%s/_history/1", task);
+    cr_expect_eq(status_of("elv-a", "GET", path, NULL), 200);
+    cr_expect_eq(status_of("elv-b", "GET", path, NULL), 404);
+    snprintf(path, sizeof path, "/Task/%s/_history/3", task);
+    cr_expect_eq(status_of("elv-a", "GET", path, NULL), 404);
+    cr_expect_eq(status_of("elv-b", "GET", path, NULL), 200);
+    cr_expect_eq(total_of("elv-a", "/Task/_history"), 2);
+    cr_expect_eq(total_of("elv-b", "/_history"), 1 + 1, "its own directory entry and the version sent to it");
+}
+
+/* Defect 7: a Task lets its receiver open what it refers to, while its status allows. */
+Test(access, a_task_grants_its_receiver_what_it_refers_to)
+{
+    char elv_a[80], ref[120], patient[80], encounter[80], doc[80], body[1400], path[160], task[80];
+    directory_entry("elv-a", URA_ELV_A, elv_a, sizeof elv_a);
+    snprintf(ref, sizeof ref, "Organization/%s", elv_a);
+    snprintf(patient, sizeof patient, "%s",
+             rh_create("hospital-a", "Patient", "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Jansen\"}]}"));
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"Encounter\",\"status\":\"finished\",\"class\":{\"code\":\"IMP\"},\"subject\":{"
+             "\"reference\":\"Patient/%s\"}}",
+             patient);
+    snprintf(encounter, sizeof encounter, "%s", rh_create("hospital-a", "Encounter", body));
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"DocumentReference\",\"status\":\"current\",\"subject\":{\"reference\":\"Patient/%s\"},"
+             "\"content\":[{\"attachment\":{\"contentType\":\"text/plain\",\"data\":\"b3ZlcmRyYWNodA==\"}}]}",
+             patient);
+    snprintf(doc, sizeof doc, "%s", rh_create("hospital-a", "DocumentReference", body));
+    /* someone else's Patient in the same Task is not granted: hospital-a cannot share what is not its own */
+    char foreign[80];
+    snprintf(foreign, sizeof foreign, "%s", rh_create("hospital-b", "Patient", "{\"resourceType\":\"Patient\"}"));
+    const char *task_fmt =
+        "{\"resourceType\":\"Task\",%s\"status\":\"%s\",\"intent\":\"order\",\"for\":{\"reference\":\"Patient/%s\"},"
+        "\"encounter\":{\"reference\":\"Encounter/%s\"},\"owner\":{\"reference\":\"%s\"},\"input\":[{\"type\":{"
+        "\"text\":\"overdracht\"},\"valueReference\":{\"reference\":\"DocumentReference/%s\"}},{\"type\":{\"text\":"
+        "\"other\"},\"valueReference\":{\"reference\":\"Patient/%s\"}}]}";
+    snprintf(body, sizeof body, task_fmt, "", "requested", patient, encounter, ref, doc, foreign);
+    snprintf(task, sizeof task, "%s", rh_create("hospital-a", "Task", body));
+    char p_path[160], e_path[160], d_path[160], f_path[160];
+    snprintf(p_path, sizeof p_path, "/Patient/%s", patient);
+    snprintf(e_path, sizeof e_path, "/Encounter/%s", encounter);
+    snprintf(d_path, sizeof d_path, "/DocumentReference/%s", doc);
+    snprintf(f_path, sizeof f_path, "/Patient/%s", foreign);
+    cr_expect_eq(status_of("elv-a", "GET", p_path, NULL), 200);
+    cr_expect_eq(status_of("elv-a", "GET", e_path, NULL), 200);
+    cr_expect_eq(status_of("elv-a", "GET", d_path, NULL), 200);
+    cr_expect_eq(status_of("elv-a", "GET", f_path, NULL), 404);
+    cr_expect_eq(status_of("elv-b", "GET", p_path, NULL), 404);
+    cr_expect_eq(total_of("elv-a", "/Patient"), 1, "search finds the granted Patient");
+    /* reading is all a grant gives */
+    snprintf(body, sizeof body, "{\"resourceType\":\"Patient\",\"id\":\"%s\",\"gender\":\"male\"}", patient);
+    cr_expect_eq(status_of("elv-a", "PUT", p_path, body), 403);
+    /* when the Task ends, so does the grant */
+    char id_member[120];
+    snprintf(id_member, sizeof id_member, "\"id\":\"%s\",", task);
+    snprintf(body, sizeof body, task_fmt, id_member, "completed", patient, encounter, ref, doc, foreign);
+    snprintf(path, sizeof path, "/Task/%s", task);
+    cr_expect_eq(status_of("elv-a", "PUT", path, body), 200);
+    cr_expect_eq(status_of("elv-a", "GET", p_path, NULL), 404);
+    cr_expect_eq(status_of("elv-a", "GET", d_path, NULL), 404);
+    cr_expect_eq(total_of("elv-a", "/Patient"), 0);
+    cr_expect_eq(status_of("elv-a", "GET", path, NULL), 200, "the Task itself stays the receiver's to read");
+}
