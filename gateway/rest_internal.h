@@ -110,6 +110,11 @@ void rest_stq_free(rest_stq *s);
 bool rest_write_if_none_exist(rq *q, rest_write *w, const char *query, oo_list *issues);
 /* A fresh logical id (a UUID, lower case). */
 void rest_new_id(char out[ST_ID_MAX + 1]);
+/* Submit q->write (prepared; op adjusted by the caller); the commit callback answers like an update. False after answering 503. */
+bool rest_write_submit(rq *q);
+
+/* ---- patch (rest_patch.c) ---- */
+bool rest_patch(rq *q);
 
 /* ---- writing Bundles (rest_bundle.c) ---- */
 /* {"resourceType":"Bundle","id":..,"meta":..,"type":type[,"total":total] (total < 0: none); no closing brace. */

@@ -26,7 +26,7 @@ const char *rt_name(rt_interaction i)
     static const char *const names[] = {"unknown",       "capabilities",     "read",           "vread",
                                         "update",        "delete",           "create",         "search-type",
                                         "history-instance", "history-type",  "history-system", "batch",
-                                        "operation"};
+                                        "operation",     "patch"};
     return names[i];
 }
 
@@ -114,8 +114,10 @@ static void type_level(rt_route *r, const char *method, const char *seg[], size_
             r->interaction = RT_SEARCH;
         else if (post)
             r->interaction = RT_CREATE;
+        else if (!strcmp(method, "PATCH"))
+            r->interaction = RT_PATCH; /* conditional patch: the query names the resource */
         else
-            fail(r, 405, "a resource type accepts GET (search) and POST (create)");
+            fail(r, 405, "a resource type accepts GET (search), POST (create) and PATCH (conditional patch)");
     } else if (seg_is(seg[1], len[1], "_search")) {
         if (post || get)
             r->interaction = RT_SEARCH;
@@ -148,8 +150,10 @@ static void instance_level(rt_route *r, const char *method, const char *seg[], s
             r->interaction = RT_UPDATE;
         else if (!strcmp(method, "DELETE"))
             r->interaction = RT_DELETE;
+        else if (!strcmp(method, "PATCH"))
+            r->interaction = RT_PATCH;
         else
-            fail(r, 405, "a resource accepts GET, PUT and DELETE");
+            fail(r, 405, "a resource accepts GET, PUT, PATCH and DELETE");
     } else if (seg_is(seg[2], len[2], "_history")) {
         if (!get)
             fail(r, 405, "_history accepts GET");

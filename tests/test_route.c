@@ -30,6 +30,8 @@ Test(route, interactions)
         {"GET", "/CarePlan/cp-1/_history/3", RT_VREAD, "CarePlan", "cp-1", "3", ""},
         {"PUT", "/Task/t.1", RT_UPDATE, "Task", "t.1", "", ""},
         {"DELETE", "/Task/t1", RT_DELETE, "Task", "t1", "", ""},
+        {"PATCH", "/Task/t1", RT_PATCH, "Task", "t1", "", ""},
+        {"PATCH", "/Task", RT_PATCH, "Task", "", "", ""},
         {"POST", "/Encounter", RT_CREATE, "Encounter", "", "", ""},
         {"GET", "/Encounter", RT_SEARCH, "Encounter", "", "", ""},
         {"POST", "/Encounter/_search", RT_SEARCH, "Encounter", "", "", ""},
@@ -66,7 +68,7 @@ Test(route, errors_carry_their_status)
         {"GET", "/HumanName", 404},           /* a data type, not a resource */
         {"GET", "/CarePlan/bad_id!", 400},
         {"GET", "/CarePlan/" "01234567890123456789012345678901234567890123456789012345678901234", 400}, /* 65 chars */
-        {"PATCH", "/CarePlan/1", 405},
+        {"POST", "/CarePlan/1", 405},
         {"DELETE", "/CarePlan", 405},
         {"PUT", "/metadata", 405},
         {"GET", "/", 405},
