@@ -234,6 +234,7 @@ Test(rest_patch, concurrent_patches_lose_no_update)
                              want);
         cr_expect(found, "the change of client %d (answered 200) is in the stored Task", i);
     }
+    cr_log_info("%d of %d concurrent patches applied, the others refused", ok, N);
     cr_expect_geq(ok, 1);
     cr_expect_eq(json_object_array_length(notes), (size_t)(1 + ok), "every note is an accepted patch's");
     char version[16];
