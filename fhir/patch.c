@@ -45,6 +45,7 @@ typedef struct work {
     char *scratch; /* the copy `doc` was parsed from (fj_parse decodes in place) */
     fj_doc doc;
     bool parsed;
+    size_t max_len; /* the original length + FPATCH_MAX_GROWTH */
 } work;
 
 static void work_unload(work *w)
@@ -87,6 +88,10 @@ static bool work_take(work *w, fj_buf *b, fpatch_error *err)
     char *text = fj_buf_take(b, &len);
     if (!text)
         return fail(err, false, "out of memory");
+    if (w->max_len && len > w->max_len) {
+        free(text);
+        return fail(err, false, "the patched document would grow by more than %zu bytes", FPATCH_MAX_GROWTH);
+    }
     free(w->text);
     w->text = text;
     w->len = len;
@@ -98,7 +103,9 @@ static bool work_init(work *w, const fj_doc *resource, fpatch_error *err)
     memset(w, 0, sizeof *w);
     fj_buf b = {0};
     fj_write(resource, 0, NULL, &b);
-    return work_take(w, &b, err) && work_load(w, err);
+    bool ok = work_take(w, &b, err);
+    w->max_len = w->len + FPATCH_MAX_GROWTH;
+    return ok && work_load(w, err);
 }
 
 /* ---- edits and the writer ---- */
@@ -661,6 +668,10 @@ char *fpatch_json_patch(const fj_doc *resource, const fj_doc *patch, size_t *len
         fail(err, true, "a JSON Patch is an array of operations");
         return NULL;
     }
+    if (patch->nodes[0].len > FPATCH_MAX_OPERATIONS) {
+        fail(err, true, "a patch has at most %u operations", FPATCH_MAX_OPERATIONS);
+        return NULL;
+    }
     work w;
     if (!work_init(&w, resource, err)) {
         work_free(&w);
@@ -1151,6 +1162,10 @@ char *fpatch_fhirpath(const fj_doc *resource, const fj_doc *patch, const fs_sche
     uint32_t params = fj_get(patch, 0, "parameter");
     if (params == NONE || patch->nodes[params].type != FJ_ARRAY) {
         fail(err, true, "a FHIRPath Patch needs at least one operation parameter");
+        return NULL;
+    }
+    if (patch->nodes[params].len > FPATCH_MAX_OPERATIONS) {
+        fail(err, true, "a patch has at most %u operations", FPATCH_MAX_OPERATIONS);
         return NULL;
     }
     fhp_ctx c = {schema ? schema : fs_r4(), arena, patch, {0}};

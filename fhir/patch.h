@@ -40,6 +40,16 @@
 #include "fhir/json.h"
 #include "fhir/schema.h"
 
+/*
+ * Limits, so that a small request cannot make the server copy gigabytes
+ * (each JSON Patch copy may double the document): a patch has at most
+ * FPATCH_MAX_OPERATIONS operations, and no step may make the document more
+ * than FPATCH_MAX_GROWTH bytes larger than the resource was. Both are far
+ * beyond what a client changing a Task or a CarePlan sends.
+ */
+#define FPATCH_MAX_OPERATIONS 1000u
+#define FPATCH_MAX_GROWTH ((size_t)1024 * 1024)
+
 /* Why a patch was not applied. */
 typedef struct fpatch_error {
     /*

@@ -220,6 +220,26 @@ Test(json_patch, malformed_documents)
     JP("{\"foo\":1}", "[]", "{\"foo\":1}");
 }
 
+Test(json_patch, limits)
+{
+    /* every copy of the root doubles the document: stopped at FPATCH_MAX_GROWTH, not at memory's end */
+    char patch[4096] = "[";
+    for (int i = 0; i < 40; i++)
+        sprintf(patch + strlen(patch), "%s{\"op\":\"copy\",\"from\":\"\",\"path\":\"/c%d\"}", i ? "," : "", i);
+    strcat(patch, "]");
+    /* 64 bytes doubled 14 times is 1 MiB */
+    JP_FAIL("{\"a\":\"01234567890123456789012345678901234567890123456\"}", patch, 14, false, "grow by more than");
+    /* too many operations */
+    size_t n = FPATCH_MAX_OPERATIONS + 1, size = n * 40 + 8;
+    char *many = malloc(size);
+    strcpy(many, "[");
+    for (size_t i = 0; i < n; i++)
+        strcat(many, i ? ",{\"op\":\"test\",\"path\":\"\",\"value\":{}}" : "{\"op\":\"test\",\"path\":\"\",\"value\":{}}");
+    strcat(many, "]");
+    JP_FAIL("{}", many, -1, true, "at most");
+    free(many);
+}
+
 /* ---- FHIRPath Patch ---- */
 
 #define FP(r, p, want) expect_result(r, p, true, want)
