@@ -386,3 +386,67 @@ Test(fhirpath_patch, malformed_documents)
     FP_FAIL(TASK, PARAMS("{\"name\":\"other\",\"part\":[" TYPE("delete") PATH("Task.status") "]}"), 0, true,
             "\"operation\"");
 }
+
+Test(fhirpath_patch, paths_with_functions_and_nested_lists)
+{
+    FP(PATIENT, PARAMS(OP(TYPE("delete") PATH("Patient.identifier.where(value = 'b')"))),
+       "{\"resourceType\":\"Patient\",\"identifier\":[{\"value\":\"a\"},{\"value\":\"c\"}],\"gender\":\"female\","
+       "\"birthDate\":\"1970-01-01\",\"_birthDate\":{\"id\":\"bd\"}}");
+    FP("{\"resourceType\":\"Patient\",\"name\":[{\"given\":[\"A\",\"B\"]}]}",
+       PARAMS(OP(TYPE("replace") PATH("Patient.name.given[1]") VALUE("\"valueString\":\"C\"")) "," OP(
+           TYPE("insert") PATH("Patient.name.given") INDEX("index", 0) VALUE("\"valueString\":\"Z\""))),
+       "{\"resourceType\":\"Patient\",\"name\":[{\"given\":[\"Z\",\"A\",\"C\"]}]}");
+    /* an extension: its value[x] keeps the type of the part */
+    FP("{\"resourceType\":\"Patient\"}",
+       PARAMS(OP(TYPE("add") PATH("Patient") NAME("extension")
+                     ",{\"name\":\"value\",\"part\":[{\"name\":\"url\",\"valueUri\":\"http://x.org/e\"},"
+                     "{\"name\":\"value\",\"valueBoolean\":true}]}")),
+       "{\"resourceType\":\"Patient\",\"extension\":[{\"url\":\"http://x.org/e\",\"valueBoolean\":true}]}");
+}
+
+/* Every one-byte mutation of valid patches that still parses: applied or refused, never a crash or a leak. */
+static void mutate_all(const char *resource, const char *patch, bool fhirpath)
+{
+    const char subst[] = "\"/~01-9{}[],:a. ";
+    size_t len = strlen(patch), applied = 0, refused = 0;
+    char *m = strdup(patch);
+    for (size_t i = 0; i < len; i++) {
+        for (const char *c = subst; *c; c++) {
+            strcpy(m, patch);
+            m[i] = *c;
+            char *copy = strdup(m);
+            fj_doc d;
+            fj_error e;
+            bool json = fj_parse(copy, len, NULL, &d, &e);
+            fj_doc_free(&d);
+            free(copy);
+            if (!json)
+                continue;
+            char *out = apply(resource, m, fhirpath);
+            out ? applied++ : refused++;
+            if (!out)
+                cr_expect(last_err.message[0], "a refusal says why: %s", m);
+            free(out);
+        }
+    }
+    free(m);
+    cr_expect_gt(applied, 0);
+    cr_expect_gt(refused, 0);
+}
+
+Test(json_patch, mutated_patches_never_crash)
+{
+    mutate_all("{\"a\":[1,{\"b~/\":2}],\"c\":\"d\"}",
+               "[{\"op\":\"move\",\"from\":\"/a/1/b~0~1\",\"path\":\"/a/-\"},{\"op\":\"copy\",\"from\":\"/c\","
+               "\"path\":\"/a/0\"},{\"op\":\"test\",\"path\":\"/a/0\",\"value\":\"d\"}]",
+               false);
+}
+
+Test(fhirpath_patch, mutated_patches_never_crash)
+{
+    mutate_all(PATIENT,
+               PARAMS(OP(TYPE("move") PATH("Patient.identifier") INDEX("source", 0) INDEX("destination", 2)) "," OP(
+                   TYPE("insert") PATH("Patient.identifier") INDEX("index", 1)
+                       ",{\"name\":\"value\",\"part\":[{\"name\":\"value\",\"valueString\":\"x\"}]}")),
+               true);
+}
