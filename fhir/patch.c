@@ -1005,7 +1005,7 @@ static bool fhp_add_to(fhp_ctx *c, const fp_item *target, const char *name, size
 
 static bool fhp_add(fhp_ctx *c, const fhp_op *op, fpatch_error *err)
 {
-    fp_item target;
+    fp_item target = {0};
     const fj_doc *p = c->patch;
     return fhp_single(c, op->path, &target, err) &&
            fhp_add_to(c, &target, fj_str(p, op->name), p->nodes[op->name].len, op->value, false, err);
@@ -1028,7 +1028,7 @@ static bool fhp_insert_new(fhp_ctx *c, const fhp_op *op, fpatch_error *err)
     char *head = strndup(op->path, (size_t)(dot - op->path));
     if (!head)
         return fail(err, false, "out of memory");
-    fp_item target;
+    fp_item target = {0};
     bool ok = fhp_single(c, head, &target, err) && fhp_add_to(c, &target, name, len, op->value, true, err);
     free(head);
     return ok;
@@ -1079,7 +1079,7 @@ static bool fhp_delete(fhp_ctx *c, const fhp_op *op, fpatch_error *err)
 
 static bool fhp_replace(fhp_ctx *c, const fhp_op *op, fpatch_error *err)
 {
-    fp_item it;
+    fp_item it = {0};
     if (!fhp_single(c, op->path, &it, err))
         return false;
     if (it.u.node.index == 0)

@@ -90,6 +90,7 @@ static bool resolve_conditional(rq *q)
     if (rest_to_st_query(&sq, &q->caller, &stq)) {
         stq.q.count = 2; /* one is the answer; a second one is enough to refuse */
         stq.q.offset = 0;
+        stq.q.want_total = false;
         s = st_search(q->app->opt.store, &stq.q, &found, &err);
     } else {
         snprintf(err.message, sizeof err.message, "out of memory");
