@@ -254,6 +254,13 @@ Test(rest_patch, refusals)
     rh_response r = rh_request("elv-b", "PATCH", path, body, JSON_PATCH);
     rh_expect_outcome(&r, 404, "not-found");
     rh_response_free(&r);
+    r = rh_request("gp", "PATCH", path, body, JSON_PATCH);
+    rh_expect_outcome(&r, 404, "not-found");
+    rh_response_free(&r);
+    /* insurers get no clinical resources at all */
+    r = rh_request("insurer", "PATCH", path, body, JSON_PATCH);
+    rh_expect_outcome(&r, 403, "forbidden");
+    rh_response_free(&r);
     r = rh_request("elv-a", "PATCH", "/Task/no-such-task", body, JSON_PATCH);
     rh_expect_outcome(&r, 404, "not-found");
     rh_response_free(&r);
