@@ -17,9 +17,11 @@
  *
  * Both are all-or-nothing: the operations apply in order to a working copy,
  * and the result is returned only when every one succeeded. The result is
- * compact JSON; empty arrays and objects left by removals are dropped
- * (FHIR JSON has none: an element without content is absent). Nothing
- * checks the result against FHIR: the caller validates it like any write.
+ * compact JSON in which empty arrays and objects (other than the root) are
+ * dropped, e.g. a list whose last element was removed: FHIR JSON has none,
+ * an element without content is absent. Between operations they stay, as
+ * RFC 6902 has them. Nothing checks the result against FHIR: the caller
+ * validates it like any write.
  *
  * Why text in between: the parsed tree (fj_doc) is immutable and flat, so
  * each operation writes the document anew with its change, and the next
