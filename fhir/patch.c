@@ -952,6 +952,39 @@ static bool list_of(fhp_ctx *c, const fp_collection *items, uint32_t *array, fpa
     return true;
 }
 
+/*
+ * The `_name` array that carries the ids and extensions of primitive list
+ * `array` (member `name` of an object), element by element: it must stay
+ * aligned when the list changes. NONE when there is none.
+ */
+static uint32_t companion_of(const fj_doc *d, uint32_t array)
+{
+    uint32_t obj = parent_of(d, array);
+    if (obj == NONE || d->nodes[obj].type != FJ_OBJECT)
+        return NONE;
+    uint32_t k = obj + 1;
+    for (uint32_t m = 0; m < d->nodes[obj].len && k + 1 != array; m++)
+        k = fj_next(d, k + 1);
+    char name[128];
+    if (k + 1 != array || d->nodes[k].len + 1 >= sizeof name)
+        return NONE;
+    name[0] = '_';
+    memcpy(name + 1, fj_str(d, k), d->nodes[k].len);
+    uint32_t c = member(d, obj, name, d->nodes[k].len + 1);
+    return c != NONE && d->nodes[c].type == FJ_ARRAY && d->nodes[c].len == d->nodes[array].len ? c : NONE;
+}
+
+/* The position of element node in array. */
+static uint32_t position_in(const fj_doc *d, uint32_t array, uint32_t node)
+{
+    uint32_t c = array + 1, i = 0;
+    while (c != node) {
+        c = fj_next(d, c);
+        i++;
+    }
+    return i;
+}
+
 /* add: `name` with the value, appended when the element is a list, else set when absent. */
 static bool fhp_add_to(fhp_ctx *c, const fp_item *target, const char *name, size_t name_len, uint32_t value_part,
                        bool must_be_list, fpatch_error *err)
@@ -1053,6 +1086,9 @@ static bool fhp_insert(fhp_ctx *c, const fhp_op *op, fpatch_error *err)
     bool ok = write_value(c, op->value, items.items[0].u.node.element, &value, &suffix, &suffix_len, err);
     edits es = {.n = 1, .e = {{.kind = ED_INSERT, .node = array, .index = op->index, .value = value.data,
                                .value_len = value.len}}};
+    uint32_t comp = companion_of(&c->w.doc, array);
+    if (comp != NONE) /* the new primitive has no id or extensions */
+        es.e[es.n++] = (edit){.kind = ED_INSERT, .node = comp, .index = op->index, .value = "null", .value_len = 4};
     ok = ok && work_apply(&c->w, &es, err);
     fj_buf_free(&value);
     return ok;
@@ -1070,9 +1106,15 @@ static bool fhp_delete(fhp_ctx *c, const fhp_op *op, fpatch_error *err)
     const fp_item *it = &items.items[0];
     if (it->u.node.index == 0)
         return fail(err, false, "the resource itself cannot be deleted");
+    const fj_doc *d = &c->w.doc;
     edits es = {.n = 1, .e = {{.kind = ED_REMOVE, .node = it->u.node.index}}};
-    /* a primitive's `_name` companion (id, extensions) goes with it, unless it is aligned with a list */
-    if (it->u.node.ext != FP_NO_NODE && c->w.doc.nodes[parent_of(&c->w.doc, it->u.node.index)].type == FJ_OBJECT)
+    /* a primitive's `_name` companion (id, extensions) goes with it; in a list, the aligned element */
+    uint32_t parent = parent_of(d, it->u.node.index);
+    uint32_t comp = d->nodes[parent].type == FJ_ARRAY ? companion_of(d, parent) : NONE;
+    if (comp != NONE)
+        es.e[es.n++] =
+            (edit){.kind = ED_REMOVE, .node = element_at(d, comp, position_in(d, parent, it->u.node.index))};
+    else if (it->u.node.ext != FP_NO_NODE && d->nodes[parent].type == FJ_OBJECT)
         es.e[es.n++] = (edit){.kind = ED_REMOVE, .node = it->u.node.ext};
     return work_apply(&c->w, &es, err);
 }
@@ -1134,8 +1176,19 @@ static bool fhp_move(fhp_ctx *c, const fhp_op *op, fpatch_error *err)
     edits es = {.n = 2,
                 .e = {{.kind = ED_REMOVE, .node = moved},
                       {.kind = ED_INSERT, .node = array, .index = at, .value = value, .value_len = vlen}}};
-    bool ok = work_apply(&c->w, &es, err);
+    /* the ids and extensions of a primitive list move along */
+    uint32_t comp = companion_of(&c->w.doc, array);
+    size_t clen = 0;
+    char *ctext = NULL;
+    if (comp != NONE) {
+        uint32_t cmoved = element_at(&c->w.doc, comp, op->source);
+        ctext = node_text(&c->w.doc, cmoved, &clen);
+        es.e[es.n++] = (edit){.kind = ED_REMOVE, .node = cmoved};
+        es.e[es.n++] = (edit){.kind = ED_INSERT, .node = comp, .index = at, .value = ctext, .value_len = clen};
+    }
+    bool ok = (comp == NONE || ctext) ? work_apply(&c->w, &es, err) : fail(err, false, "out of memory");
     free(value);
+    free(ctext);
     return ok;
 }
 

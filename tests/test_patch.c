@@ -450,3 +450,16 @@ Test(fhirpath_patch, mutated_patches_never_crash)
                        ",{\"name\":\"value\",\"part\":[{\"name\":\"value\",\"valueString\":\"x\"}]}")),
                true);
 }
+
+Test(fhirpath_patch, primitive_lists_keep_their_extensions_aligned)
+{
+#define NAMES "{\"resourceType\":\"Patient\",\"name\":[{\"given\":[\"A\",\"B\",\"C\"],\"_given\":[null,{\"id\":\"b\"},null]}]}"
+    FP(NAMES, PARAMS(OP(TYPE("delete") PATH("Patient.name.given[0]"))),
+       "{\"resourceType\":\"Patient\",\"name\":[{\"given\":[\"B\",\"C\"],\"_given\":[{\"id\":\"b\"},null]}]}");
+    FP(NAMES, PARAMS(OP(TYPE("insert") PATH("Patient.name.given") INDEX("index", 1) VALUE("\"valueString\":\"X\""))),
+       "{\"resourceType\":\"Patient\",\"name\":[{\"given\":[\"A\",\"X\",\"B\",\"C\"],"
+       "\"_given\":[null,null,{\"id\":\"b\"},null]}]}");
+    FP(NAMES, PARAMS(OP(TYPE("move") PATH("Patient.name.given") INDEX("source", 1) INDEX("destination", 2))),
+       "{\"resourceType\":\"Patient\",\"name\":[{\"given\":[\"A\",\"C\",\"B\"],\"_given\":[null,null,{\"id\":\"b\"}]}]}");
+#undef NAMES
+}
