@@ -238,6 +238,9 @@ static bool submit_patched(rq *q, const char *json, size_t len, int64_t version)
             status = 500;
     }
     if (status) {
+        /* positions are in the patched text, which the client never saw: the FHIRPath location says where */
+        for (size_t i = 0; i < issues.count; i++)
+            issues.items[i].line = issues.items[i].column = 0;
         rq_respond_issues(q, status, &issues);
         oo_list_free(&issues);
         return false;

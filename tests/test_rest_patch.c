@@ -113,6 +113,10 @@ Test(rest_patch, an_invalid_result_is_refused_and_nothing_stored)
     rh_response r =
         rh_request("elv-a", "PATCH", path, "[{\"op\":\"replace\",\"path\":\"/status\",\"value\":\"bogus\"}]", JSON_PATCH);
     rh_expect_outcome(&r, 422, "code-invalid");
+    json_object *o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "issue.0.expression.0"), "Task.status");
+    cr_expect_null(rh_str(o, "issue.0.location.0"), "no line and column of a text the client never saw");
+    json_object_put(o);
     rh_response_free(&r);
     /* a required element removed */
     r = rh_request("elv-a", "PATCH", path, "[{\"op\":\"remove\",\"path\":\"/intent\"}]", JSON_PATCH);
