@@ -5,8 +5,10 @@
 
 #include <string.h>
 
-static const char *const type_interactions[] = {"read",   "vread",           "update",       "delete",
+static const char *const type_interactions[] = {"read",   "vread",           "update",       "patch",      "delete",
                                                 "create", "history-instance", "history-type", "search-type"};
+/* JSON Patch and FHIRPath Patch (gateway/rest_patch.c) */
+static const char *const patch_formats[] = {"application/json-patch+json", "application/fhir+json"};
 static const char *const system_interactions[] = {"transaction", "batch", "history-system"};
 
 static const char *search_kind_name(fs_search_kind k)
@@ -109,6 +111,10 @@ json_object *cap_build(const fs_schema *s, const cap_info *info)
     json_object_array_add(formats, str("application/fhir+json"));
     json_object_array_add(formats, str("json"));
     json_object_object_add(cs, "format", formats);
+    json_object *patch = json_object_new_array();
+    for (size_t i = 0; i < sizeof patch_formats / sizeof *patch_formats; i++)
+        json_object_array_add(patch, str(patch_formats[i]));
+    json_object_object_add(cs, "patchFormat", patch);
 
     json_object *rest = json_object_new_object();
     json_object_object_add(rest, "mode", str("server"));

@@ -290,6 +290,7 @@ static az_action action_of(rt_interaction i)
     case RT_CREATE: return AZ_CREATE;
     case RT_UPDATE: return AZ_UPDATE;
     case RT_DELETE: return AZ_DELETE;
+    case RT_PATCH: return AZ_UPDATE;
     default: return AZ_VALIDATE;
     }
 }
@@ -390,6 +391,7 @@ static bool dispatch(rq *q)
     case RT_CREATE: return rest_create(q);
     case RT_UPDATE: return rest_update(q);
     case RT_DELETE: return rest_delete(q);
+    case RT_PATCH: return rest_patch(q);
     case RT_SEARCH: rest_search(q); return false;
     case RT_HISTORY_INSTANCE:
     case RT_HISTORY_TYPE:

@@ -143,6 +143,11 @@ int rest_conditional_search(rq *q, const fs_type *type, const char *query, st_li
 bool rest_conditional_match(rq *q, const fs_type *type, const char *query, st_list *found);
 /* A fresh logical id (a UUID, lower case). */
 void rest_new_id(char out[ST_ID_MAX + 1]);
+/* Submit q->write (prepared; op adjusted by the caller); the commit callback answers like an update. False after answering 503. */
+bool rest_write_submit(rq *q);
+
+/* ---- patch (rest_patch.c) ---- */
+bool rest_patch(rq *q);
 
 /* ---- writing Bundles (rest_bundle.c) ---- */
 /* {"resourceType":"Bundle","id":..,"meta":..,"type":type[,"total":total] (total < 0: none); no closing brace. */

@@ -876,3 +876,7 @@ void rest_stq_free(rest_stq *s)
     free(s->values);
     memset(s, 0, sizeof *s);
 }
+
+/* ---- for rest_patch.c ---- */
+
+bool rest_write_submit(rq *q) { return submit(q); }

@@ -28,7 +28,7 @@ const char *rt_name(rt_interaction i)
     static const char *const names[] = {"unknown",       "capabilities",     "read",           "vread",
                                         "update",        "delete",           "create",         "search-type",
                                         "history-instance", "history-type",  "history-system", "batch",
-                                        "operation"};
+                                        "operation",     "patch"};
     return names[i];
 }
 
@@ -127,9 +127,11 @@ static void type_level(rt_route *r, const char *method, const char *seg[], size_
             r->interaction = RT_UPDATE; /* conditional: the query names the resource */
         else if (!strcmp(method, "DELETE"))
             r->interaction = RT_DELETE; /* conditional */
+        else if (!strcmp(method, "PATCH"))
+            r->interaction = RT_PATCH; /* conditional patch */
         else
-            not_allowed(r, "GET, POST, PUT, DELETE",
-                        "a resource type accepts GET (search), POST (create), PUT and DELETE (conditional)");
+            not_allowed(r, "GET, POST, PUT, PATCH, DELETE",
+                        "a resource type accepts GET (search), POST (create), PUT, PATCH and DELETE (conditional)");
     } else if (seg_is(seg[1], len[1], "_search")) {
         if (post || get)
             r->interaction = RT_SEARCH;
@@ -162,8 +164,10 @@ static void instance_level(rt_route *r, const char *method, const char *seg[], s
             r->interaction = RT_UPDATE;
         else if (!strcmp(method, "DELETE"))
             r->interaction = RT_DELETE;
+        else if (!strcmp(method, "PATCH"))
+            r->interaction = RT_PATCH;
         else
-            not_allowed(r, "GET, HEAD, PUT, DELETE", "a resource accepts GET, PUT and DELETE");
+            not_allowed(r, "GET, HEAD, PUT, PATCH, DELETE", "a resource accepts GET, PUT, PATCH and DELETE");
     } else if (seg_is(seg[2], len[2], "_history")) {
         if (!get)
             not_allowed(r, "GET", "_history accepts GET");

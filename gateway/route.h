@@ -10,6 +10,7 @@
  *   DELETE /Patient/123                    -> RT_DELETE
  *   PUT    /Patient?identifier=..          -> RT_UPDATE with id "" (conditional update)
  *   DELETE /Patient?identifier=..          -> RT_DELETE with id "" (conditional delete)
+ *   PATCH  /Patient/123, PATCH /Patient?identifier=x (conditional) -> RT_PATCH
  *   POST   /Patient                        -> RT_CREATE
  *   GET    /Patient?name=x, POST /Patient/_search -> RT_SEARCH
  *   GET    /Patient/123/_history, /Patient/_history, /_history -> RT_HISTORY_*
@@ -41,7 +42,8 @@ typedef enum rt_interaction {
     RT_HISTORY_TYPE,
     RT_HISTORY_SYSTEM,
     RT_BATCH,
-    RT_OPERATION
+    RT_OPERATION,
+    RT_PATCH
 } rt_interaction;
 
 typedef struct rt_route {

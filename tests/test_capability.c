@@ -62,5 +62,16 @@ Test(capability, valid_and_complete)
     json_object *obs = find_resource(cs, "Observation");
     cr_expect_not(has_search_param(obs, "code-value-quantity"), "composite parameters are not offered");
     cr_expect_null(find_resource(cs, "DomainResource"));
+    /* the patch interaction, in both formats */
+    json_object *task = find_resource(cs, "Task"), *codes = json_object_object_get(task, "interaction");
+    bool patch = false;
+    for (size_t i = 0; i < json_object_array_length(codes); i++)
+        patch |= !strcmp(json_object_get_string(json_object_object_get(json_object_array_get_idx(codes, i), "code")),
+                         "patch");
+    cr_expect(patch, "Task lists the patch interaction");
+    json_object *formats = json_object_object_get(cs, "patchFormat");
+    cr_assert_eq(json_object_array_length(formats), 2);
+    cr_expect_str_eq(json_object_get_string(json_object_array_get_idx(formats, 0)), "application/json-patch+json");
+    cr_expect_str_eq(json_object_get_string(json_object_array_get_idx(formats, 1)), "application/fhir+json");
     json_object_put(cs);
 }

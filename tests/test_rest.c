@@ -121,7 +121,7 @@ Test(rest, client_errors)
     r = rh_request("hospital-a", "GET", "/Patientt/1", NULL, NULL);
     rh_expect_outcome(&r, 404, "not-found");
     rh_response_free(&r);
-    r = rh_request("hospital-a", "PATCH", "/Patient/1", "{}", NULL);
+    r = rh_request("hospital-a", "POST", "/Patient/1", "{}", NULL);
     rh_expect_outcome(&r, 405, "not-supported");
     rh_response_free(&r);
     r = rh_request("hospital-a", "GET", "/Patient/bad_id!", NULL, NULL);

@@ -32,6 +32,8 @@ Test(route, interactions)
         {"DELETE", "/Task/t1", RT_DELETE, "Task", "t1", "", ""},
         {"PUT", "/Task", RT_UPDATE, "Task", "", "", ""},       /* conditional update */
         {"DELETE", "/Task", RT_DELETE, "Task", "", "", ""},    /* conditional delete */
+        {"PATCH", "/Task/t1", RT_PATCH, "Task", "t1", "", ""},
+        {"PATCH", "/Task", RT_PATCH, "Task", "", "", ""},
         {"POST", "/Encounter", RT_CREATE, "Encounter", "", "", ""},
         {"GET", "/Encounter", RT_SEARCH, "Encounter", "", "", ""},
         {"POST", "/Encounter/_search", RT_SEARCH, "Encounter", "", "", ""},
@@ -68,8 +70,8 @@ Test(route, errors_carry_their_status)
         {"GET", "/HumanName", 404},           /* a data type, not a resource */
         {"GET", "/CarePlan/bad_id!", 400},
         {"GET", "/CarePlan/" "01234567890123456789012345678901234567890123456789012345678901234", 400}, /* 65 chars */
-        {"PATCH", "/CarePlan/1", 405},
-        {"PATCH", "/CarePlan", 405},
+        {"POST", "/CarePlan/1", 405},
+        {"OPTIONS", "/CarePlan", 405},
         {"PUT", "/metadata", 405},
         {"GET", "/", 405},
         {"GET", "/CarePlan/1/foo", 404},

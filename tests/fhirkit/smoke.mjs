@@ -77,6 +77,23 @@ await check('history', async () => {
   assert.equal(h.type, 'history');
   assert.equal(h.total, 2);
 });
+await check('patch (JSON Patch)', async () => {
+  const p = await client.patch({
+    resourceType: 'Patient', id: patientId,
+    jsonPatch: [{ op: 'test', path: '/gender', value: 'other' }, { op: 'replace', path: '/gender', value: 'female' }],
+  });
+  assert.equal(p.gender, 'female');
+  assert.equal(p.meta.versionId, '3');
+  try {
+    await client.patch({
+      resourceType: 'Patient', id: patientId, jsonPatch: [{ op: 'test', path: '/gender', value: 'other' }],
+    });
+    assert.fail('a failing test operation was applied');
+  } catch (e) {
+    assert.equal(e.response.status, 422);
+    assert.equal(e.response.data.resourceType, 'OperationOutcome');
+  }
+});
 await check('transaction', async () => {
   const t = await client.transaction({
     body: {
