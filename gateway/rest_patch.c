@@ -209,6 +209,9 @@ static bool submit_patched(rq *q, const char *json, size_t len, int64_t version)
     oo_list_init(&issues, 0);
     int status = rest_write_parse(q, w, json, len, q->route.type->name, &issues);
     if (!status) {
+        /* valid: the warnings of validation are not what a refusal below is about */
+        oo_list_free(&issues);
+        oo_list_init(&issues, 0);
         snprintf(w->id, sizeof w->id, "%s", q->route.id);
         status = rest_write_prepare(q, w, ST_OP_UPDATE, &w->current, &issues);
     }

@@ -179,6 +179,17 @@ Test(access, the_receiver_changes_only_the_workflow)
     cr_expect_eq(status_of("elv-b", "GET", path, NULL), 404);
     task_body(body, sizeof body, task, "accepted", ref, "something else");
     cr_expect_eq(status_of("elv-a", "PUT", path, body), 403);
+    /* PATCH likewise: the owner is the sender's, the status the receiver's */
+    const char *json_patch[] = {"Content-Type: application/json-patch+json", NULL};
+    char patch[300];
+    snprintf(patch, sizeof patch, "[{\"op\":\"replace\",\"path\":\"/owner/reference\",\"value\":\"%s\"}]", other);
+    r = rh_request("elv-a", "PATCH", path, patch, json_patch);
+    rh_expect_outcome(&r, 403, "forbidden");
+    rh_response_free(&r);
+    r = rh_request("elv-a", "PATCH", path, "[{\"op\":\"replace\",\"path\":\"/status\",\"value\":\"received\"}]",
+                   json_patch);
+    cr_expect_eq(r.status, 200, "%s", r.body);
+    rh_response_free(&r);
     /* the status alone: accepted */
     task_body(body, sizeof body, task, "accepted", ref, "transfer of mevrouw J.");
     cr_expect_eq(status_of("elv-a", "PUT", path, body), 200);
