@@ -69,11 +69,12 @@ static json_object *resource_entry(const fs_schema *s, const char *type, const c
                            code_list("code", type_interactions, sizeof type_interactions / sizeof *type_interactions));
     json_object_object_add(res, "versioning", str("versioned-update"));
     json_object_object_add(res, "readHistory", json_object_new_boolean(1));
-    json_object_object_add(res, "updateCreate", json_object_new_boolean(1));
+    /* PUT never creates: ids cannot be raced for or squatted (docs/access.md); conditional update does */
+    json_object_object_add(res, "updateCreate", json_object_new_boolean(0));
     json_object_object_add(res, "conditionalCreate", json_object_new_boolean(1));
-    json_object_object_add(res, "conditionalRead", str("not-supported"));
-    json_object_object_add(res, "conditionalUpdate", json_object_new_boolean(0));
-    json_object_object_add(res, "conditionalDelete", str("not-supported"));
+    json_object_object_add(res, "conditionalRead", str("full-support")); /* If-None-Match and If-Modified-Since */
+    json_object_object_add(res, "conditionalUpdate", json_object_new_boolean(1));
+    json_object_object_add(res, "conditionalDelete", str("single")); /* several matches: 412 */
     add_search_params(res, s, type, info);
     json_object *ops = json_object_new_array();
     json_object *validate = json_object_new_object();
@@ -122,7 +123,9 @@ json_object *cap_build(const fs_schema *s, const cap_info *info)
     json_object_object_add(security, "description",
                            str("Mutual TLS: the client certificate identifies the calling organisation (URA in the "
                                "UZI server certificate). Organisations read what they own or what is addressed to "
-                               "them; insurers get no clinical resources."));
+                               "them (each version to whom it was addressed), and what an active Task addressed to "
+                               "them refers to; they change what they own, and a Task's receiver its workflow "
+                               "status; insurers get no clinical resources."));
     json_object_object_add(rest, "security", security);
     json_object *resources = json_object_new_array();
     for (uint32_t i = 0; i < s->type_count; i++) {

@@ -417,3 +417,119 @@ Test(access, a_task_grants_its_receiver_what_it_refers_to)
     cr_expect_eq(total_of("elv-a", "/Patient"), 0);
     cr_expect_eq(status_of("elv-a", "GET", path, NULL), 200, "the Task itself stays the receiver's to read");
 }
+
+/*
+ * The whole matrix: organisation x interaction x kind of resource (own,
+ * addressed, someone else's, re-addressed, directory, granted), with the
+ * exact status for each. Rows run in order; writes are made so that every
+ * row sees the state the rows before it left.
+ */
+typedef enum target { T1, T1_V1, T1_HISTORY, T2, T2_V1, T2_V2, T2_HISTORY, ORG, PATIENT, TASKS } target;
+
+typedef enum body_kind { NO_BODY, T1_ACCEPTED, T1_REWORDED, ORG_RENAMED, PATIENT_CHANGED } body_kind;
+
+typedef struct matrix_step {
+    const char *who;
+    const char *method;
+    target what;
+    body_kind body;
+    long want;
+} matrix_step;
+
+Test(access, matrix_of_organisations_interactions_and_kinds_of_resource)
+{
+    char elv_a[80], elv_b[80], ref_a[120], ref_b[120], body[1200], t1[80], t2[80], patient[80];
+    directory_entry("elv-a", URA_ELV_A, elv_a, sizeof elv_a);
+    directory_entry("elv-b", URA_ELV_B, elv_b, sizeof elv_b);
+    snprintf(ref_a, sizeof ref_a, "Organization/%s", elv_a);
+    snprintf(ref_b, sizeof ref_b, "Organization/%s", elv_b);
+    snprintf(patient, sizeof patient, "%s", rh_create("hospital-a", "Patient", "{\"resourceType\":\"Patient\"}"));
+    const char *t1_fmt = "{\"resourceType\":\"Task\",%s\"status\":\"%s\",\"intent\":\"order\",\"description\":\"%s\","
+                         "\"for\":{\"reference\":\"Patient/%s\"},\"owner\":{\"reference\":\"%s\"}}";
+    snprintf(body, sizeof body, t1_fmt, "", "requested", "transfer", patient, ref_a);
+    snprintf(t1, sizeof t1, "%s", rh_create("hospital-a", "Task", body));
+    task_body(body, sizeof body, NULL, "requested", ref_a, "second");
+    snprintf(t2, sizeof t2, "%s", rh_create("hospital-a", "Task", body));
+    char t2_path[160];
+    snprintf(t2_path, sizeof t2_path, "/Task/%s", t2);
+    task_body(body, sizeof body, t2, "requested", ref_b, "second");
+    cr_assert_eq(status_of("hospital-a", "PUT", t2_path, body), 200); /* T2 re-addressed: v1 elv-a, v2 elv-b */
+
+    static const matrix_step steps[] = {
+        /* T1: hospital-a's, addressed to elv-a, granting the Patient */
+        {"hospital-a", "GET", T1, NO_BODY, 200},      {"elv-a", "GET", T1, NO_BODY, 200},
+        {"elv-b", "GET", T1, NO_BODY, 404},           {"hospital-b", "GET", T1, NO_BODY, 404},
+        {"gp", "GET", T1, NO_BODY, 404},              {"insurer", "GET", T1, NO_BODY, 403},
+        {"elv-a", "GET", T1_V1, NO_BODY, 200},        {"hospital-b", "GET", T1_V1, NO_BODY, 404},
+        {"elv-a", "GET", T1_HISTORY, NO_BODY, 200},   {"hospital-b", "GET", T1_HISTORY, NO_BODY, 404},
+        {"insurer", "GET", T1_HISTORY, NO_BODY, 403}, {"hospital-b", "PUT", T1, T1_ACCEPTED, 404},
+        {"elv-b", "PUT", T1, T1_ACCEPTED, 404},       {"elv-a", "PUT", T1, T1_REWORDED, 403},
+        {"elv-a", "PUT", T1, T1_ACCEPTED, 200},       {"hospital-a", "PUT", T1, T1_REWORDED, 200},
+        {"elv-a", "DELETE", T1, NO_BODY, 403},        {"hospital-b", "DELETE", T1, NO_BODY, 404},
+        {"insurer", "DELETE", T1, NO_BODY, 403},
+        /* the Patient: hospital-a's, granted to elv-a by T1 */
+        {"elv-a", "GET", PATIENT, NO_BODY, 200},      {"elv-b", "GET", PATIENT, NO_BODY, 404},
+        {"elv-a", "PUT", PATIENT, PATIENT_CHANGED, 403}, {"hospital-b", "PUT", PATIENT, PATIENT_CHANGED, 404},
+        {"hospital-a", "PUT", PATIENT, PATIENT_CHANGED, 200}, {"elv-a", "DELETE", PATIENT, NO_BODY, 403},
+        /* T2, re-addressed from elv-a to elv-b */
+        {"elv-a", "GET", T2, NO_BODY, 404},           {"elv-b", "GET", T2, NO_BODY, 200},
+        {"elv-a", "GET", T2_V1, NO_BODY, 200},        {"elv-a", "GET", T2_V2, NO_BODY, 404},
+        {"elv-b", "GET", T2_V1, NO_BODY, 404},        {"elv-b", "GET", T2_V2, NO_BODY, 200},
+        {"elv-a", "GET", T2_HISTORY, NO_BODY, 200},   {"elv-b", "GET", T2_HISTORY, NO_BODY, 200},
+        {"gp", "GET", T2_HISTORY, NO_BODY, 404},
+        /* the directory: elv-a's own entry */
+        {"hospital-b", "GET", ORG, NO_BODY, 200},     {"insurer", "GET", ORG, NO_BODY, 200},
+        {"hospital-a", "PUT", ORG, ORG_RENAMED, 403}, {"insurer", "PUT", ORG, ORG_RENAMED, 403},
+        {"elv-a", "PUT", ORG, ORG_RENAMED, 200},      {"hospital-a", "DELETE", ORG, NO_BODY, 403},
+        {"elv-a", "DELETE", ORG, NO_BODY, 409},       {"elv-a", "GET", ORG, NO_BODY, 200},
+        /* searches see exactly what reads see */
+        {"elv-a", "GET", TASKS, NO_BODY, 200},
+        /* finally the owner deletes T1 */
+        {"hospital-a", "DELETE", T1, NO_BODY, 200},   {"elv-a", "GET", T1, NO_BODY, 410},
+        {"hospital-b", "GET", T1, NO_BODY, 404},
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) {
+        const matrix_step *m = &steps[i];
+        char path[200];
+        switch (m->what) {
+        case T1: snprintf(path, sizeof path, "/Task/%s", t1); break;
+        case T1_V1: snprintf(path, sizeof path, "/Task/%s/_history/1", t1); break;
+        case T1_HISTORY: snprintf(path, sizeof path, "/Task/%s/_history", t1); break;
+        case T2: snprintf(path, sizeof path, "/Task/%s", t2); break;
+        case T2_V1: snprintf(path, sizeof path, "/Task/%s/_history/1", t2); break;
+        case T2_V2: snprintf(path, sizeof path, "/Task/%s/_history/2", t2); break;
+        case T2_HISTORY: snprintf(path, sizeof path, "/Task/%s/_history", t2); break;
+        case ORG: snprintf(path, sizeof path, "/Organization/%s", elv_a); break;
+        case PATIENT: snprintf(path, sizeof path, "/Patient/%s", patient); break;
+        case TASKS: snprintf(path, sizeof path, "/Task?_count=50"); break;
+        }
+        char id_member[120];
+        switch (m->body) {
+        case T1_ACCEPTED:
+        case T1_REWORDED:
+            snprintf(id_member, sizeof id_member, "\"id\":\"%s\",", t1);
+            snprintf(body, sizeof body, t1_fmt, id_member, "accepted",
+                     m->body == T1_REWORDED ? "transfer, reworded" : "transfer", patient, ref_a);
+            break;
+        case ORG_RENAMED:
+            snprintf(body, sizeof body,
+                     "{\"resourceType\":\"Organization\",\"id\":\"%s\",\"name\":\"ELV A renamed\",\"identifier\":[{"
+                     "\"system\":\"" URA_SYSTEM "\",\"value\":\"" URA_ELV_A "\"}]}",
+                     elv_a);
+            break;
+        case PATIENT_CHANGED:
+            snprintf(body, sizeof body, "{\"resourceType\":\"Patient\",\"id\":\"%s\",\"gender\":\"female\"}", patient);
+            break;
+        default: break;
+        }
+        rh_response r = rh_request(m->who, m->method, path, m->body == NO_BODY ? NULL : body, NULL);
+        cr_expect_eq(r.status, m->want, "step %zu: %s %s %s: expected %ld, got %ld %s", i, m->who, m->method, path,
+                     m->want, r.status, r.body ? r.body : "");
+        if (m->what == TASKS && r.status == 200) {
+            json_object *o = rh_json(&r);
+            cr_expect_str_eq(rh_str(o, "total"), "1", "elv-a finds T1 only (T2 went to elv-b): %s", r.body);
+            json_object_put(o);
+        }
+        rh_response_free(&r);
+    }
+}

@@ -73,5 +73,11 @@ Test(capability, valid_and_complete)
     cr_assert_eq(json_object_array_length(formats), 2);
     cr_expect_str_eq(json_object_get_string(json_object_array_get_idx(formats, 0)), "application/json-patch+json");
     cr_expect_str_eq(json_object_get_string(json_object_array_get_idx(formats, 1)), "application/fhir+json");
+    /* conditional interactions as implemented (tests/test_rest.c exercises each); PUT never creates */
+    cr_expect_not(json_object_get_boolean(json_object_object_get(task, "updateCreate")));
+    cr_expect(json_object_get_boolean(json_object_object_get(task, "conditionalUpdate")));
+    cr_expect(json_object_get_boolean(json_object_object_get(task, "conditionalCreate")));
+    cr_expect_str_eq(json_object_get_string(json_object_object_get(task, "conditionalRead")), "full-support");
+    cr_expect_str_eq(json_object_get_string(json_object_object_get(task, "conditionalDelete")), "single");
     json_object_put(cs);
 }
