@@ -110,6 +110,47 @@ await check('transaction', async () => {
   assert.equal(t.type, 'transaction-response');
   assert.match(t.entry[1].resource.subject.reference, /^Patient\//);
 });
+await check('update after read (read-modify-write keeps the resource intact)', async () => {
+  const p = await client.read({ resourceType: 'Patient', id: patientId });
+  p.birthDate = '1950-02-03';
+  const u = await client.update({ resourceType: 'Patient', id: patientId, body: p });
+  assert.equal(u.birthDate, '1950-02-03');
+  assert.deepEqual(Object.keys(u.meta).sort(), ['lastUpdated', 'versionId']);
+  const again = await client.read({ resourceType: 'Patient', id: patientId });
+  assert.equal(again.meta.versionId, u.meta.versionId);
+  assert.equal(again.name[0].family, 'de Vries');
+});
+await check('a re-sent transaction refers to the Patient its ifNoneExist matched', async () => {
+  const bsn = 'http://fhir.nl/fhir/NamingSystem/bsn|999911131';
+  const body = {
+    resourceType: 'Bundle', type: 'transaction',
+    entry: [
+      { fullUrl: 'urn:uuid:7d4f9c8f-2e5a-4b6c-8d3e-1f2a3b4c5d6e',
+        resource: { resourceType: 'Patient', identifier: [{ system: 'http://fhir.nl/fhir/NamingSystem/bsn', value: '999911131' }] },
+        request: { method: 'POST', url: 'Patient', ifNoneExist: `identifier=${bsn}` } },
+      { resource: { resourceType: 'CarePlan', status: 'active', intent: 'plan',
+                    subject: { reference: 'urn:uuid:7d4f9c8f-2e5a-4b6c-8d3e-1f2a3b4c5d6e' } },
+        request: { method: 'POST', url: 'CarePlan' } },
+    ],
+  };
+  const first = await client.transaction({ body });
+  const second = await client.transaction({ body });
+  assert.match(first.entry[0].response.status, /^201/);
+  assert.match(second.entry[0].response.status, /^200/);
+  assert.equal(second.entry[1].resource.subject.reference, first.entry[1].resource.subject.reference);
+  const found = await client.search({ resourceType: 'Patient', searchParams: { identifier: bsn } });
+  assert.equal(found.total, 1);
+});
+await check('conditional update', async () => {
+  const mrn = 'http://x.org/mrn|fk-1';
+  const body = { resourceType: 'Patient', identifier: [{ system: 'http://x.org/mrn', value: 'fk-1' }], gender: 'male' };
+  const created = await client.update({ resourceType: 'Patient', searchParams: { identifier: mrn }, body });
+  assert.equal(created.meta.versionId, '1');
+  const updated = await client.update({ resourceType: 'Patient', searchParams: { identifier: mrn },
+                                        body: { ...body, gender: 'female' } });
+  assert.equal(updated.id, created.id);
+  assert.equal(updated.meta.versionId, '2');
+});
 await check('validation errors are OperationOutcomes', async () => {
   try {
     await client.create({ resourceType: 'Patient', body: { resourceType: 'Patient', gender: 'mal' } });
