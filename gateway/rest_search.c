@@ -60,7 +60,8 @@ void rest_search(rq *q)
         rest_bundle_head(&b, q, "searchset", list.total);
         fj_buf_puts(&b, ",\"link\":[");
         rest_bundle_link(&b, q, "self", type->name, params, sq.offset, NULL);
-        if (!sq.summary_count && (int64_t)sq.offset + sq.count < list.total) {
+        /* _count=0 asks for the total only: a next link would be this page again */
+        if (!sq.summary_count && sq.count > 0 && (int64_t)sq.offset + sq.count < list.total) {
             fj_buf_puts(&b, ",");
             rest_bundle_link(&b, q, "next", type->name, params, sq.offset + sq.count, NULL);
         }
@@ -194,7 +195,7 @@ void rest_history(rq *q)
     rest_bundle_head(&b, q, "history", list.total);
     fj_buf_puts(&b, ",\"link\":[");
     rest_bundle_link(&b, q, "self", path, query, (long)h.offset, NULL);
-    if ((int64_t)(h.offset + list.count) < list.total) {
+    if (h.count > 0 && (int64_t)(h.offset + list.count) < list.total) {
         char snap[48];
         snprintf(snap, sizeof snap, "_snapshot=%lld", (long long)list.snapshot);
         fj_buf_puts(&b, ",");

@@ -285,7 +285,7 @@ typedef struct st_history_query {
     int64_t upto;            /* 0: now; else a st_list.snapshot of an earlier page, so pages do not shift */
     const char *const *visible_to; /* as in st_query, on the resource's current owner and tags */
     size_t visible_to_count;
-    size_t count;
+    size_t count;            /* page size; 0: the total only */
     size_t offset;
 } st_history_query;
 

@@ -1262,14 +1262,14 @@ static st_status history_run(conn *c, const st_history_query *q, int64_t rid, st
     sb_add(&page_sql, "SELECT v.type, v.id, v.version, v.last_updated, v.method, v.json, r.owner, " SELECT_TAGS
                       " FROM resource_version v JOIN resource r ON r.rid = v.rid");
     history_where(&page_sql, q, rid, out->snapshot);
-    sb_add(&page_sql, " ORDER BY v.seq DESC LIMIT "), sb_int(&page_sql, (int64_t)page_size(q->count));
+    sb_add(&page_sql, " ORDER BY v.seq DESC LIMIT "), sb_int(&page_sql, (int64_t)q->count);
     sb_add(&page_sql, " OFFSET "), sb_int(&page_sql, (int64_t)q->offset);
 
     st_status s = count_sql.oom || page_sql.oom ? ST_INTERNAL : ST_OK;
     sqlite3_stmt *stmt = s == ST_OK ? prepare_built(c, &count_sql, count_sql.bind_count, err) : NULL;
     s = stmt ? count_rows(c, stmt, &out->total, err) : ST_INTERNAL;
     finish(stmt);
-    if (s == ST_OK) {
+    if (s == ST_OK && q->count) { /* count 0: the total only */
         stmt = prepare_built(c, &page_sql, page_sql.bind_count, err);
         s = stmt ? collect(c, stmt, out, err) : ST_INTERNAL;
         finish(stmt);

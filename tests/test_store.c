@@ -271,7 +271,7 @@ Test(store, delete_then_gone_history_keeps_versions)
     st_resource_free(&v);
 
     st_list h;
-    st_history_query q = {.type = "Patient", .id = "p", .since_ms = INT64_MIN};
+    st_history_query q = {.type = "Patient", .id = "p", .since_ms = INT64_MIN, .count = 10};
     cr_assert_eq(st_history(S, &q, &h, NULL), ST_OK);
     cr_assert_eq(h.count, 3);
     cr_expect_eq(h.total, 3);
@@ -1021,4 +1021,16 @@ Test(store, invalid_requests_are_refused_up_front)
     cr_expect_eq(st_submit_wait(S, &wrong, 1, NULL), ST_INVALID);
     st_op not_json = create_op("Patient", "y", "no object");
     cr_expect_eq(submit1(not_json).status, ST_INVALID);
+}
+
+Test(store, history_count_zero_is_the_total_only)
+{
+    create("Patient", "a", "{}");
+    create("Patient", "b", "{}");
+    st_list l;
+    st_history_query q = {.type = "Patient", .since_ms = INT64_MIN, .count = 0};
+    cr_assert_eq(st_history(S, &q, &l, NULL), ST_OK);
+    cr_expect_eq(l.total, 2);
+    cr_expect_eq(l.count, 0, "count 0 is the total only, as in search");
+    st_list_free(&l);
 }
