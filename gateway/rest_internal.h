@@ -103,8 +103,9 @@ bool rest_update(rq *q);
 bool rest_delete(rq *q);
 void rest_validate_op(rq *q);
 bool rest_may(rq *q, const st_resource *r, az_action action);
-/* sq_query -> the store's query; visible only to the caller unless the type is a shared directory. */
-bool rest_to_st_query(const sq_query *sq, const az_caller *caller, rest_stq *out);
+/* sq_query -> the store's query; visible only to the caller unless the type is a shared directory.
+ * References under base_url are taken as relative ones. */
+bool rest_to_st_query(const sq_query *sq, const az_caller *caller, const char *base_url, rest_stq *out);
 void rest_stq_free(rest_stq *s);
 /* Conditional create: the If-None-Exist query of w (type w->type); false with issues when it is malformed. */
 bool rest_write_if_none_exist(rq *q, rest_write *w, const char *query, oo_list *issues);

@@ -50,7 +50,7 @@ void rest_search(rq *q)
     rest_stq stq;
     st_list list = {0};
     st_error err;
-    st_status s = rest_to_st_query(&sq, &q->caller, &stq) ? st_search(q->app->opt.store, &stq.q, &list, &err)
+    st_status s = rest_to_st_query(&sq, &q->caller, q->app->opt.base_url, &stq) ? st_search(q->app->opt.store, &stq.q, &list, &err)
                                                            : ST_INTERNAL;
     if (s != ST_OK) {
         rq_respond_outcome(q, rest_status_of(s), OO_ERROR, rest_code_of(s), NULL, "search failed: %s",

@@ -164,8 +164,23 @@ static st_kind st_kind_of(ix_kind k)
     }
 }
 
+/*
+ * Is ref an absolute URL? Those name a resource by URL only, except URLs
+ * under our own base (base_url in rest_options), which are the relative
+ * reference written out in full: "https://<base>/Patient/1" is "Patient/1".
+ */
+static bool foreign_url(const char *base, const char *ref)
+{
+    if (!ref || !strstr(ref, "://"))
+        return false;
+    size_t n = base ? strlen(base) : 0;
+    while (n && base[n - 1] == '/')
+        n--;
+    return !(n && !strncmp(ref, base, n) && ref[n] == '/');
+}
+
 /* The indexer's rows as the store's; _id and _lastUpdated are the store's own. */
-static bool convert_rows(rest_write *w)
+static bool convert_rows(rest_write *w, const char *base_url)
 {
     w->rows = calloc(w->ix.count ? w->ix.count : 1, sizeof *w->rows);
     if (!w->rows)
@@ -181,9 +196,12 @@ static bool convert_rows(rest_write *w)
         case IX_STRING: o->v.string.text = r->text; break;
         case IX_TOKEN: o->v.token.system = r->system, o->v.token.code = r->code; break;
         case IX_REFERENCE:
-            o->v.reference.type = r->ref_type;
-            o->v.reference.id = r->ref_id;
-            o->v.reference.url = r->ref_type ? NULL : r->text;
+            if (r->ref_type && !foreign_url(base_url, r->text)) {
+                o->v.reference.type = r->ref_type;
+                o->v.reference.id = r->ref_id;
+            } else { /* another server's resource, urn:uuid:, ... */
+                o->v.reference.url = r->text;
+            }
             break;
         case IX_DATE: o->v.date.low_ms = r->lo_ms, o->v.date.high_ms = r->hi_ms; break;
         case IX_NUMBER:
@@ -342,7 +360,7 @@ bool rest_write_prepare(rq *q, rest_write *w, st_op_kind kind, oo_list *issues)
         oo_add(issues, OO_ERROR, OO_PROCESSING, NULL, 0, 0, "cannot index the resource: %s", err);
         return false;
     }
-    if (!convert_rows(w)) {
+    if (!convert_rows(w, q->app->opt.base_url)) {
         oo_add(issues, OO_FATAL, OO_EXCEPTION, NULL, 0, 0, "out of memory");
         return false;
     }
@@ -367,7 +385,7 @@ bool rest_write_if_none_exist(rq *q, rest_write *w, const char *query, oo_list *
     if (!sq_parse(q->app->schema, t, qs, true, &lim, rest_search_kind_supported, &w->if_none_sq, issues))
         return false;
     w->has_if_none = true;
-    if (!rest_to_st_query(&w->if_none_sq, &q->caller, &w->if_none))
+    if (!rest_to_st_query(&w->if_none_sq, &q->caller, q->app->opt.base_url, &w->if_none))
         return false;
     w->op.if_none_exist = &w->if_none.q;
     return true;
@@ -731,7 +749,7 @@ static st_kind search_st_kind(fs_search_kind k)
     }
 }
 
-static void convert_value(const sq_param *p, const sq_value *v, st_value *o)
+static void convert_value(const sq_param *p, const sq_value *v, const char *base_url, st_value *o)
 {
     memset(o, 0, sizeof *o);
     o->prefix = st_prefix_of(v->prefix);
@@ -741,22 +759,18 @@ static void convert_value(const sq_param *p, const sq_value *v, st_value *o)
         o->v.date.high_ms = v->hi_ms;
         break;
     case FS_SEARCH_NUMBER:
-    case FS_SEARCH_QUANTITY: {
-        double half = 0.5;
-        for (int i = 0; i < v->scale; i++)
-            half /= 10;
+    case FS_SEARCH_QUANTITY:
         o->v.number.value = v->number;
-        o->v.number.low = v->number - half;
-        o->v.number.high = v->number + half;
+        sq_number_range(v, &o->v.number.low, &o->v.number.high);
+        o->v.number.system = v->unit_system;
         o->v.number.code = v->unit;
         break;
-    }
     case FS_SEARCH_TOKEN:
         o->v.token.system = v->system;
         o->v.token.code = v->code;
         break;
     case FS_SEARCH_REFERENCE:
-        if (v->text && strstr(v->text, "://")) {
+        if (foreign_url(base_url, v->text) || (v->text && !v->ref_type && strchr(v->text, ':'))) { /* urn:uuid: */
             o->v.reference.url = v->text;
         } else {
             o->v.reference.type = p->modifier == SQ_MOD_TYPE ? p->target_type : v->ref_type;
@@ -768,7 +782,7 @@ static void convert_value(const sq_param *p, const sq_value *v, st_value *o)
     }
 }
 
-bool rest_to_st_query(const sq_query *sq, const az_caller *caller, rest_stq *out)
+bool rest_to_st_query(const sq_query *sq, const az_caller *caller, const char *base_url, rest_stq *out)
 {
     memset(out, 0, sizeof *out);
     size_t values = 0;
@@ -791,7 +805,7 @@ bool rest_to_st_query(const sq_query *sq, const az_caller *caller, rest_stq *out
             continue;
         }
         for (size_t k = 0; k < p->value_count; k++)
-            convert_value(p, &p->values[k], &out->values[at++]);
+            convert_value(p, &p->values[k], base_url, &out->values[at++]);
         c->value_count = p->value_count;
     }
     out->q.type = sq->type->name;

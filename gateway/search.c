@@ -223,12 +223,34 @@ static bool parse_number(const char *v, sq_value *out)
         return false;
     const char *dot = strchr(v, '.');
     out->scale = dot ? (int)strspn(dot + 1, "0123456789") : 0;
-    if (*end == '|') { /* quantity: number|system|code */
-        const char *unit = strrchr(end, '|');
-        out->unit = strdup(unit + 1);
+    if (*end == '|') { /* quantity: number|system|code; an empty system or code means any */
+        const char *system = end + 1, *bar = strchr(system, '|');
+        const char *code = bar ? bar + 1 : system; /* number|code: lenient, a code alone */
+        if (bar && bar > system)
+            out->unit_system = strndup(system, (size_t)(bar - system));
+        if (*code)
+            out->unit = strdup(code);
         return true;
     }
     return *end == '\0';
+}
+
+/* value + delta rounded to `digits` decimals, as the decimal text would read. */
+static double rounded(double value, int digits)
+{
+    char text[64];
+    snprintf(text, sizeof text, "%.*f", digits, value);
+    return strtod(text, NULL);
+}
+
+void sq_number_range(const sq_value *v, double *lo, double *hi)
+{
+    double half = 0.5;
+    for (int i = 0; i < v->scale; i++)
+        half /= 10;
+    int digits = v->scale + 1 > 17 ? 17 : v->scale + 1;
+    *lo = rounded(v->number - half, digits);
+    *hi = rounded(v->number + half, digits);
 }
 
 static void parse_reference(const char *v, sq_value *out)
@@ -296,6 +318,7 @@ static void free_value(sq_value *v)
     free(v->system);
     free(v->code);
     free(v->unit);
+    free(v->unit_system);
     free(v->ref_type);
     free(v->ref_id);
 }

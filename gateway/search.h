@@ -48,6 +48,7 @@ typedef struct sq_value {
     double number;
     int scale;         /* digits after the decimal point, for eq's implicit range */
     char *unit;        /* quantity: unit code, NULL when none */
+    char *unit_system; /* quantity: the units' system (number|system|code), NULL when none or empty */
     /* reference */
     char *ref_type;    /* NULL when the value is a bare id or a URL */
     char *ref_id;
@@ -92,6 +93,13 @@ typedef struct sq_limits {
 bool sq_parse(const fs_schema *s, const fs_type *type, const char *query, bool strict, const sq_limits *limits,
               bool (*supported)(fs_search_kind), sq_query *out, oo_list *issues);
 void sq_free(sq_query *q);
+
+/*
+ * The implicit range [lo, hi) of a number or quantity value: its precision
+ * (5.4 = [5.35, 5.45), 100 = [99.5, 100.5)). The bounds are the decimals
+ * themselves, rounded from text, so that an indexed 5.35 equals lo.
+ */
+void sq_number_range(const sq_value *v, double *lo, double *hi);
 
 /* The date range [lo, hi] in epoch ms of a FHIR date, dateTime or instant ("2024", "2024-02-29T10:00:00+01:00"). */
 bool sq_date_range(const char *text, size_t len, int64_t *lo_ms, int64_t *hi_ms);

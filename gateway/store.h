@@ -186,9 +186,10 @@ typedef enum st_modifier {
  * the range its precision implies (2024-05 = [May 1st 00:00, May 31st
  * 23:59:59.999]) and rows are ranges too (a dateTime is a point, a Period
  * its start and end). Numbers compare value against the row's value, except
- * eq/ne, which use [low, high]: the range the value's precision implies
- * (100 = [99.5, 100.5]); low = high = 0 means exactly value. ap is within
- * 10% of value.
+ * eq/ne, which use [low, high): the range the value's precision implies
+ * (100 = [99.5, 100.5), half-open as FHIR says); low = high = 0 means
+ * exactly value. ap is within 10% of value. Quantities also match the
+ * row's system and code when given.
  */
 typedef struct st_value {
     st_prefix prefix;  /* dates, numbers, quantities, _lastUpdated; ST_EQ elsewhere */

@@ -751,8 +751,11 @@ static void number_expr(sql_builder *b, st_prefix prefix, double value, double l
     case ST_NE:
         sb_add(b, "NOT ");
         /* fall through */
-    case ST_EQ:
-        sb_add(b, "(x.value >= "), sb_real(b, low), sb_add(b, " AND x.value <= "), sb_real(b, high), sb_add(b, ")");
+    case ST_EQ: /* [low, high): 5.4 covers 5.35 but not 5.45 */
+        if (low == high)
+            sb_add(b, "(x.value = "), sb_real(b, value), sb_add(b, ")");
+        else
+            sb_add(b, "(x.value >= "), sb_real(b, low), sb_add(b, " AND x.value < "), sb_real(b, high), sb_add(b, ")");
         return;
     case ST_AP:
         sb_add(b, "(x.value >= "), sb_real(b, value - margin), sb_add(b, " AND x.value <= ");

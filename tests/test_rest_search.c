@@ -98,3 +98,73 @@ Test(rest_search, count_zero_is_the_total_only_without_next_link)
     cr_expect_null(link_of(o, "next"));
     json_object_put(o);
 }
+
+/* ---- 4. number and quantity ranges ---- */
+
+static void observation_quantity(const char *value, const char *system, const char *code)
+{
+    char body[600];
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"dose\"},"
+             "\"valueQuantity\":{\"value\":%s,\"system\":\"%s\",\"code\":\"%s\"}}",
+             value, system, code);
+    rh_create("hospital-a", "Observation", body);
+}
+
+Test(rest_search, quantity_units_and_half_open_ranges)
+{
+    observation_quantity("5.35", "http://unitsofmeasure.org", "mg");
+    observation_quantity("5.45", "http://unitsofmeasure.org", "mg");
+    observation_quantity("5.4", "http://example.org/units", "mg");
+    json_object *o = get_bundle("hospital-a", "/Observation?value-quantity=5.4%7Chttp://unitsofmeasure.org%7Cmg");
+    cr_expect_eq(total_of(o), 1, "5.4 is [5.35, 5.45) and the unit system counts");
+    cr_expect_str_eq(rh_str(o, "entry.0.resource.valueQuantity.value"), "5.35");
+    json_object_put(o);
+    o = get_bundle("hospital-a", "/Observation?value-quantity=5.4%7C%7Cmg");
+    cr_expect_eq(total_of(o), 2, "no system: any system with that code");
+    json_object_put(o);
+    o = get_bundle("hospital-a", "/Observation?value-quantity=5.45%7Chttp://unitsofmeasure.org%7Cmg");
+    cr_expect_eq(total_of(o), 1);
+    json_object_put(o);
+
+    const char *fmt = "{\"resourceType\":\"RiskAssessment\",\"status\":\"final\",\"subject\":{\"reference\":"
+                      "\"Patient/p\"},\"prediction\":[{\"probabilityDecimal\":%s}]}";
+    char body[300];
+    snprintf(body, sizeof body, fmt, "0.35");
+    rh_create("hospital-a", "RiskAssessment", body);
+    snprintf(body, sizeof body, fmt, "0.45");
+    rh_create("hospital-a", "RiskAssessment", body);
+    o = get_bundle("hospital-a", "/RiskAssessment?probability=0.4");
+    cr_expect_eq(total_of(o), 1, "number: 0.4 is [0.35, 0.45)");
+    json_object_put(o);
+}
+
+/* ---- 5. references to our own base ---- */
+
+Test(rest_search, absolute_references_to_our_own_base_are_relative)
+{
+    const char *pid = rh_create("hospital-a", "Patient", "{\"resourceType\":\"Patient\"}");
+    char p[80], body[400], path[300];
+    snprintf(p, sizeof p, "%s", pid);
+    const char *fmt = "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
+                      "\"subject\":{\"reference\":\"%s%s\"}}";
+    snprintf(body, sizeof body, fmt, "https://127.0.0.1/Patient/", p);
+    rh_create("hospital-a", "Observation", body);
+    snprintf(body, sizeof body, fmt, "Patient/", p);
+    rh_create("hospital-a", "Observation", body);
+    snprintf(body, sizeof body, fmt, "https://other.example.org/fhir/Patient/", p);
+    rh_create("hospital-a", "Observation", body);
+
+    snprintf(path, sizeof path, "/Observation?subject=Patient/%s", p);
+    json_object *o = get_bundle("hospital-a", path);
+    cr_expect_eq(total_of(o), 2, "our base counts as relative; another server's Patient is not ours");
+    json_object_put(o);
+    snprintf(path, sizeof path, "/Observation?subject=https://127.0.0.1/Patient/%s", p);
+    o = get_bundle("hospital-a", path);
+    cr_expect_eq(total_of(o), 2);
+    json_object_put(o);
+    snprintf(path, sizeof path, "/Observation?subject=https://other.example.org/fhir/Patient/%s", p);
+    o = get_bundle("hospital-a", path);
+    cr_expect_eq(total_of(o), 1, "another server's reference matches by its URL");
+    json_object_put(o);
+}

@@ -124,3 +124,25 @@ Test(search, bad_values)
     sq_free(&q);
     oo_list_free(&issues);
 }
+
+Test(search, quantity_system_and_number_ranges)
+{
+    sq_query q;
+    oo_list issues;
+    cr_assert(parse("Observation", "value-quantity=5.4|http://unitsofmeasure.org|mg,3||kg,ge7", false, &q, &issues));
+    sq_value *v = q.params[0].values;
+    cr_expect_str_eq(v[0].unit_system, "http://unitsofmeasure.org");
+    cr_expect_str_eq(v[0].unit, "mg");
+    double lo, hi;
+    sq_number_range(&v[0], &lo, &hi);
+    cr_expect_eq(lo, 5.35, "the bounds are the decimals themselves, not 5.4 - 0.05");
+    cr_expect_eq(hi, 5.45);
+    cr_expect_null(v[1].unit_system, "an empty system: any");
+    cr_expect_str_eq(v[1].unit, "kg");
+    sq_number_range(&v[1], &lo, &hi);
+    cr_expect_eq(lo, 2.5);
+    cr_expect_eq(hi, 3.5);
+    cr_expect_null(v[2].unit);
+    sq_free(&q);
+    oo_list_free(&issues);
+}

@@ -564,8 +564,14 @@ Test(store, search_numbers_and_quantities)
     load_search_fixture();
     cr_expect_str_eq(find1("weight", ST_KIND_NUMBER, 0, NUM(ST_EQ, 100)), "b");
     cr_expect_str_eq(find1("weight", ST_KIND_NUMBER, 0,
+                           (st_value){.prefix = ST_EQ, .v.number = {81, 80.5, 81.5, NULL, NULL}}),
+                     "a", "81 means [80.5, 81.5)");
+    cr_expect_str_eq(find1("weight", ST_KIND_NUMBER, 0,
                            (st_value){.prefix = ST_EQ, .v.number = {80, 79.5, 80.5, NULL, NULL}}),
-                     "a", "80 means [79.5, 80.5]");
+                     "", "80 means [79.5, 80.5): the upper bound is not in it");
+    cr_expect_str_eq(find1("weight", ST_KIND_NUMBER, 0,
+                           (st_value){.prefix = ST_NE, .v.number = {80, 79.5, 80.5, NULL, NULL}}),
+                     "a,b");
     cr_expect_str_eq(find1("weight", ST_KIND_NUMBER, 0, NUM(ST_NE, 100)), "a");
     cr_expect_str_eq(find1("weight", ST_KIND_NUMBER, 0, NUM(ST_GT, 80.5)), "b");
     cr_expect_str_eq(find1("weight", ST_KIND_NUMBER, 0, NUM(ST_GE, 80.5)), "a,b");
