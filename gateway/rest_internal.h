@@ -37,9 +37,16 @@ typedef struct rest_stq {
     st_query q;
     st_condition *conditions;
     st_value *values;
+    st_link *links;
     const char *visible[1];
+    st_visibility linked;     /* what chains and includes may reach: as a direct read */
+    const char *shared[16];   /* the directory types */
+    const char *readable[16]; /* insurers: the only types they read */
     st_sort sort;
 } rest_stq;
+
+/* The caller's visibility for linked resources (chains, _has, includes), as a direct read would allow. */
+void rest_linked_visibility(const az_caller *caller, rest_stq *out);
 
 /* One write: the parsed resource and everything its st_op points to (kept until the commit callback). */
 typedef struct rest_write {

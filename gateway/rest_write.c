@@ -782,20 +782,49 @@ static void convert_value(const sq_param *p, const sq_value *v, const char *base
     }
 }
 
+void rest_linked_visibility(const az_caller *caller, rest_stq *out)
+{
+    out->visible[0] = caller->ura;
+    out->linked.orgs = out->visible;
+    out->linked.org_count = 1;
+    size_t n = az_types_of(AZ_ADMINISTRATIVE, out->shared, sizeof out->shared / sizeof *out->shared);
+    out->linked.shared_types = out->shared;
+    out->linked.shared_type_count = n;
+    if (!(caller->roles & AZ_CARE_ROLES)) { /* insurers read no clinical type, so reach none either */
+        memcpy(out->readable, out->shared, n * sizeof *out->shared);
+        n += az_types_of(AZ_FINANCIAL, out->readable + n, sizeof out->readable / sizeof *out->readable - n);
+        out->linked.types = out->readable;
+        out->linked.type_count = n;
+    }
+}
+
+static void convert_chain(const sq_param *p, st_link *links, st_condition *c)
+{
+    for (size_t k = 0; k < p->chain_len; k++)
+        links[k] = (st_link){p->chain[k].ref->code, p->chain[k].type, p->chain[k].reverse};
+    c->chain = links;
+    c->chain_len = p->chain_len;
+}
+
 bool rest_to_st_query(const sq_query *sq, const az_caller *caller, const char *base_url, rest_stq *out)
 {
     memset(out, 0, sizeof *out);
-    size_t values = 0;
+    size_t values = 0, links = 0;
     for (size_t i = 0; i < sq->param_count; i++)
-        values += sq->params[i].value_count;
+        values += sq->params[i].value_count, links += sq->params[i].chain_len;
     out->conditions = calloc(sq->param_count ? sq->param_count : 1, sizeof *out->conditions);
     out->values = calloc(values ? values : 1, sizeof *out->values);
-    if (!out->conditions || !out->values)
+    out->links = calloc(links ? links : 1, sizeof *out->links);
+    if (!out->conditions || !out->values || !out->links)
         return false;
-    size_t at = 0;
+    rest_linked_visibility(caller, out);
+    out->q.linked = &out->linked;
+    size_t at = 0, link_at = 0;
     for (size_t i = 0; i < sq->param_count; i++) {
         const sq_param *p = &sq->params[i];
         st_condition *c = &out->conditions[i];
+        convert_chain(p, &out->links[link_at], c);
+        link_at += p->chain_len;
         c->param = p->def->code;
         c->kind = search_st_kind(p->def->kind);
         c->modifier = st_modifier_of(p->modifier);
@@ -812,7 +841,6 @@ bool rest_to_st_query(const sq_query *sq, const az_caller *caller, const char *b
     out->q.conditions = out->conditions;
     out->q.condition_count = sq->param_count;
     if (az_category_of(sq->type->name) != AZ_ADMINISTRATIVE) {
-        out->visible[0] = caller->ura;
         out->q.visible_to = out->visible;
         out->q.visible_to_count = 1;
     }
@@ -831,5 +859,6 @@ void rest_stq_free(rest_stq *s)
 {
     free(s->conditions);
     free(s->values);
+    free(s->links);
     memset(s, 0, sizeof *s);
 }

@@ -404,8 +404,127 @@ static bool result_param(const fs_schema *s, sq_query *q, const char *name, cons
     return true;
 }
 
-static bool add_param(sq_query *q, const fs_search_param *def, const char *mod, const char *value, bool strict,
-                      bool (*supported)(fs_search_kind), const sq_limits *lim, const char *name, oo_list *issues)
+/* ---- chains ---- */
+
+/*
+ * The parameter `code` of `type`, or with type NULL (after a link without a
+ * type) of any type that has one: then every such parameter must be of the
+ * same kind, since the value is read by that kind.
+ */
+static const fs_search_param *find_param(const fs_schema *s, const char *type, const char *code, const char **why)
+{
+    if (type)
+        return fs_search_param_find(s, type, code);
+    const fs_search_param *found = NULL;
+    for (uint32_t i = 0; i < s->search_param_count; i++) {
+        const fs_search_param *p = &s->search_params[i];
+        if (strcmp(p->code, code))
+            continue;
+        if (found && found->kind != p->kind) {
+            *why = "means different things on the types the chain reaches; name the type (subject:Patient.name)";
+            return NULL;
+        }
+        found = found ? found : p;
+    }
+    return found;
+}
+
+static const char *resource_type_name(const fs_schema *s, const char *name)
+{
+    const fs_type *t = fs_type_by_name(s, name, strlen(name));
+    return t && t->kind == FS_RESOURCE && !t->is_abstract ? t->name : NULL;
+}
+
+static bool add_link(sq_param *p, bool reverse, const fs_search_param *ref, const char *type, const char **why)
+{
+    if (!ref || ref->kind != FS_SEARCH_REFERENCE) {
+        *why = "a chain follows reference parameters only";
+        return false;
+    }
+    if (p->chain_len == SQ_MAX_CHAIN) {
+        *why = "the chain is too long";
+        return false;
+    }
+    p->chain[p->chain_len++] = (sq_link){reverse, ref, type};
+    return true;
+}
+
+/* "_has:Type:ref:" at the start of *rest: a reverse link; advances *rest and *type past it. */
+static bool reverse_link(const fs_schema *s, char **rest, const char **type, sq_param *p, const char **why)
+{
+    char *t = *rest + 5, *c1 = strchr(t, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    if (!c2) {
+        *why = "_has takes _has:Type:reference:parameter";
+        return false;
+    }
+    *c1 = *c2 = '\0';
+    const char *source = resource_type_name(s, t);
+    if (!source) {
+        *why = "_has names an unknown resource type";
+        return false;
+    }
+    if (!add_link(p, true, fs_search_param_find(s, source, c1 + 1), source, why))
+        return false;
+    *type = source;
+    *rest = c2 + 1;
+    return true;
+}
+
+/* "ref[:Type]." at the start of *rest (dot at `dot`): a forward link. */
+static bool forward_link(const fs_schema *s, char **rest, char *dot, const char **type, sq_param *p,
+                         const char **why)
+{
+    *dot = '\0';
+    char *colon = strchr(*rest, ':');
+    if (colon)
+        *colon++ = '\0';
+    const char *target = colon ? resource_type_name(s, colon) : NULL;
+    if (colon && !target) {
+        *why = "the chain names an unknown resource type";
+        return false;
+    }
+    const fs_search_param *ref = find_param(s, *type, *rest, why);
+    if (!ref && !*why)
+        *why = "the chain names an unknown reference parameter";
+    if (!ref || !add_link(p, false, ref, target, why))
+        return false;
+    *type = target;
+    *rest = dot + 1;
+    return true;
+}
+
+/*
+ * Splits a parameter name into its chain links (into p) and the final
+ * parameter, whose definition is returned; *mod is its modifier (NULL when
+ * none). `name` is modified (cut at the separators).
+ */
+static const fs_search_param *parse_chain(const fs_schema *s, const char *type, char *name, sq_param *p, char **mod,
+                                          const char **why)
+{
+    char *rest = name;
+    for (;;) {
+        char *dot = strchr(rest, '.');
+        bool ok = !strncmp(rest, "_has:", 5) ? reverse_link(s, &rest, &type, p, why)
+                  : dot                      ? forward_link(s, &rest, dot, &type, p, why)
+                                             : true;
+        if (!ok)
+            return NULL;
+        if (!dot && strncmp(rest, "_has:", 5))
+            break;
+    }
+    char *colon = strchr(rest, ':');
+    if (colon)
+        *colon++ = '\0';
+    *mod = colon;
+    const fs_search_param *def = find_param(s, type, rest, why);
+    if (!def && !*why && p->chain_len)
+        *why = "the chain ends in an unknown search parameter";
+    return def;
+}
+
+static bool add_param(sq_query *q, const sq_param *chain, const fs_search_param *def, const char *mod,
+                      const char *value, bool strict, bool (*supported)(fs_search_kind), const sq_limits *lim,
+                      const char *name, oo_list *issues)
 {
     if (supported && !supported(def->kind)) {
         if (strict) {
@@ -421,6 +540,8 @@ static bool add_param(sq_query *q, const fs_search_param *def, const char *mod, 
     }
     sq_param *p = &q->params[q->param_count];
     memset(p, 0, sizeof *p);
+    if (chain)
+        memcpy(p->chain, chain->chain, sizeof p->chain), p->chain_len = chain->chain_len;
     p->def = def;
     const char *why = NULL;
     if (!parse_modifier(def, mod, p, &why)) {
@@ -464,18 +585,22 @@ bool sq_parse(const fs_schema *s, const fs_type *type, const char *query, bool s
             oo_add(issues, OO_ERROR, "invalid", NULL, 0, 0, "malformed percent-encoding in the query");
             ok = false;
         } else if (*name && !result_param(s, out, name, value, lim, &ok, issues)) {
-            char *colon = strchr(name, ':');
-            if (colon)
-                *colon++ = '\0';
-            const fs_search_param *def = fs_search_param_find(s, type->name, name);
-            if (def) {
-                ok = add_param(out, def, colon, value, strict, supported, lim, name, issues);
+            sq_param chain = {0};
+            char *colon = NULL, *whole = strdup(name);
+            const char *why = NULL;
+            const fs_search_param *def = parse_chain(s, type->name, name, &chain, &colon, &why);
+            if (why) { /* a chain that cannot mean anything is an error also when lenient */
+                issue(issues, "invalid", whole ? whole : name, "%s: %s", why);
+                ok = false;
+            } else if (def) {
+                ok = add_param(out, &chain, def, colon, value, strict, supported, lim, whole ? whole : name, issues);
             } else if (strict) {
-                issue(issues, "not-supported", name, "unknown search parameter %s%s", "");
+                issue(issues, "not-supported", whole ? whole : name, "unknown search parameter %s%s", "");
                 ok = false;
             } else {
-                note_ignored(out, name);
+                note_ignored(out, whole ? whole : name);
             }
+            free(whole);
         }
         free(name);
         free(value);

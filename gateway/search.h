@@ -8,9 +8,16 @@
  * system|code, a date as the range of instants it covers, a number, a
  * reference's type and id), checked against the parameter definitions of
  * the schema. Result parameters (_count, _sort, _summary=count, _total) are
- * taken apart too; others (_include, _elements, ...) are not supported and
- * are either ignored and reported (lenient, the default) or refused
+ * taken apart too; others (_elements, ...) are not supported and are
+ * either ignored and reported (lenient, the default) or refused
  * (Prefer: handling=strict).
+ *
+ * Chains: "subject.name=x", "subject:Patient.name=x" and
+ * "subject:Patient.organization.name=x" follow reference parameters
+ * forward; "_has:Observation:patient:code=x" follows them backwards (the
+ * resources some Observation's `patient` points at); both nest, up to
+ * SQ_MAX_CHAIN links. A link without a type reaches any type that has the
+ * next parameter (all of them must agree on its kind).
  *
  * Dates without a timezone are read as UTC. Memory: the query owns what it
  * holds; free it with sq_free.
@@ -55,7 +62,18 @@ typedef struct sq_value {
     bool missing;      /* :missing=true */
 } sq_value;
 
+#define SQ_MAX_CHAIN 3
+
+/* One link of a chain: from the resources at hand to the ones the condition is about. */
+typedef struct sq_link {
+    bool reverse;                /* _has: resources of `type` whose `ref` points at the one at hand */
+    const fs_search_param *ref;  /* the reference parameter followed */
+    const char *type;            /* forward: the target type (":Patient"), NULL any; reverse: the referring type */
+} sq_link;
+
 typedef struct sq_param {
+    sq_link chain[SQ_MAX_CHAIN]; /* followed first, in order; `def` is a parameter of the last link's type */
+    size_t chain_len;
     const fs_search_param *def; /* the parameter definition (_id and _lastUpdated included) */
     sq_modifier modifier;
     char target_type[64];       /* with SQ_MOD_TYPE */

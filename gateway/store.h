@@ -204,12 +204,43 @@ typedef struct st_value {
 } st_value;
 
 /*
+ * A link of a chain: from a resource to the ones its reference parameter
+ * `param` points at (forward: "subject:Patient.name"), or to the resources
+ * of `type` whose `param` points at it (reverse: "_has:Observation:patient").
+ * Only current, non-deleted resources are reached, and only those the
+ * query's `linked` visibility allows.
+ */
+typedef struct st_link {
+    const char *param;  /* a reference parameter */
+    const char *type;   /* forward: the target type (NULL: any); reverse: the referring type (required) */
+    bool reverse;
+} st_link;
+
+/*
+ * Who may see a resource reached through a chain, _has or an include: one
+ * owned by or addressed to (access tag) one of `orgs`, or of a type in
+ * `shared_types` (the directory everyone reads); with type_count > 0 only
+ * resources of `types` at all (what the caller may read by type).
+ */
+typedef struct st_visibility {
+    const char *const *orgs;
+    size_t org_count;
+    const char *const *shared_types;
+    size_t shared_type_count;
+    const char *const *types;
+    size_t type_count;
+} st_visibility;
+
+/*
  * A condition: the resource has a row of `param` matching any of the values
  * (OR), modifiers aside. Conditions of a query are ANDed. Two parameters
  * every type has are built in: "_id" (kind ST_KIND_TOKEN, code = the id)
- * and "_lastUpdated" (kind ST_KIND_DATE).
+ * and "_lastUpdated" (kind ST_KIND_DATE). With a chain, the condition holds
+ * when some resource reached through all its links has such a row.
  */
 typedef struct st_condition {
+    const st_link *chain;       /* followed in order; chain_len 0: the resource itself */
+    size_t chain_len;
     const char *param;
     st_kind kind;
     st_modifier modifier;
@@ -232,6 +263,7 @@ typedef struct st_query {
      * these organisations or carrying one of them as an access tag. */
     const char *const *visible_to;
     size_t visible_to_count;
+    const st_visibility *linked;       /* resources reached by chains and _has; NULL: no restriction */
     const st_sort *sort;               /* none: _lastUpdated descending */
     size_t sort_count;
     size_t count;                      /* page size; 0: the total only with want_total, else 50 */

@@ -896,9 +896,12 @@ static st_status values_expr(sql_builder *b, const st_condition *c)
     return ST_OK;
 }
 
-/* _id and _lastUpdated live in the resource table itself. */
-static st_status builtin_condition(sql_builder *b, const st_condition *c, bool is_id)
+/* _id and _lastUpdated live in the resource table itself (alias `res`). */
+static st_status builtin_condition(sql_builder *b, const st_condition *c, bool is_id, const char *res)
 {
+    char id_col[16], time_col[24];
+    snprintf(id_col, sizeof id_col, "%s.id = ", res);
+    snprintf(time_col, sizeof time_col, "%s.last_updated", res);
     if (c->modifier == ST_MOD_MISSING) {
         sb_add(b, c->missing ? "0" : "1"); /* every resource has both */
         return ST_OK;
@@ -917,9 +920,9 @@ static st_status builtin_condition(sql_builder *b, const st_condition *c, bool i
         if (is_id) {
             if (!v->v.token.code)
                 return ST_INVALID;
-            sb_add(b, "r.id = "), sb_text(b, v->v.token.code);
+            sb_add(b, id_col), sb_text(b, v->v.token.code);
         } else {
-            date_expr(b, v->prefix, "r.last_updated", "r.last_updated", v->v.date.low_ms, v->v.date.high_ms);
+            date_expr(b, v->prefix, time_col, time_col, v->v.date.low_ms, v->v.date.high_ms);
         }
     }
     sb_add(b, ")");
@@ -934,7 +937,7 @@ static st_status builtin_condition(sql_builder *b, const st_condition *c, bool i
 static int drive_rank(const st_condition *c)
 {
     if (!c->param || c->param[0] == '_' || c->modifier == ST_MOD_NOT || c->modifier == ST_MOD_MISSING ||
-        c->modifier == ST_MOD_CONTAINS)
+        c->modifier == ST_MOD_CONTAINS || c->chain_len)
         return -1;
     for (size_t i = 0; i < c->value_count; i++)
         if (c->values && c->values[i].prefix == ST_NE)
@@ -972,14 +975,14 @@ static long driving_condition(const st_query *q)
  * of the (rid, param) index per candidate. (As IN lists they would each be
  * materialised in full, which for "gender=male" is half the table.)
  */
-static st_status condition_expr(sql_builder *b, const st_query *q, const st_condition *c, bool drives)
+static st_status row_condition(sql_builder *b, const st_query *q, const st_condition *c, bool drives, const char *res)
 {
     if (!c->param || (unsigned)c->kind > ST_KIND_URI || !modifier_fits(c))
         return ST_INVALID;
     if (strcmp(c->param, "_id") == 0)
-        return builtin_condition(b, c, true);
+        return builtin_condition(b, c, true, res);
     if (strcmp(c->param, "_lastUpdated") == 0)
-        return builtin_condition(b, c, false);
+        return builtin_condition(b, c, false, res);
 
     bool negated = c->modifier == ST_MOD_NOT || (c->modifier == ST_MOD_MISSING && c->missing);
     if (drives)
@@ -987,7 +990,13 @@ static st_status condition_expr(sql_builder *b, const st_query *q, const st_cond
     else
         sb_add(b, negated ? "NOT EXISTS (SELECT 1 FROM " : "EXISTS (SELECT 1 FROM ");
     sb_add(b, INDEX_TABLE[c->kind]);
-    sb_add(b, drives ? " x WHERE " : " x WHERE x.rid = r.rid AND ");
+    if (drives) {
+        sb_add(b, " x WHERE ");
+    } else {
+        char join[48];
+        snprintf(join, sizeof join, " x WHERE x.rid = %s.rid AND ", res);
+        sb_add(b, join);
+    }
     if (drives && q->type)
         sb_add(b, "x.type = "), sb_text(b, q->type), sb_add(b, " AND ");
     sb_add(b, "x.param = "), sb_text(b, c->param);
@@ -1001,15 +1010,91 @@ static st_status condition_expr(sql_builder *b, const st_query *q, const st_cond
     return ST_OK;
 }
 
-static void visibility_expr(sql_builder *b, const char *const *orgs, size_t count)
+static void text_list(sql_builder *b, const char *const *texts, size_t count)
 {
-    sb_add(b, " AND (r.owner IN (");
+    sb_add(b, "(");
     for (size_t i = 0; i < count; i++)
-        sb_add(b, i ? ", " : ""), sb_text(b, orgs[i]);
-    sb_add(b, ") OR EXISTS (SELECT 1 FROM access_tag a WHERE a.rid = r.rid AND a.tag IN (");
-    for (size_t i = 0; i < count; i++)
-        sb_add(b, i ? ", " : ""), sb_text(b, orgs[i]);
-    sb_add(b, ")))");
+        sb_add(b, i ? ", " : ""), sb_text(b, texts[i]);
+    sb_add(b, ")");
+}
+
+/* " AND (<res> is owned by or addressed to one of orgs)" */
+static void visibility_expr(sql_builder *b, const char *const *orgs, size_t count, const char *res)
+{
+    char text[80];
+    snprintf(text, sizeof text, " AND (%s.owner IN ", res);
+    sb_add(b, text), text_list(b, orgs, count);
+    snprintf(text, sizeof text, " OR EXISTS (SELECT 1 FROM access_tag a WHERE a.rid = %s.rid AND a.tag IN ", res);
+    sb_add(b, text), text_list(b, orgs, count), sb_add(b, "))");
+}
+
+/* " AND (<res> may be seen by whom v describes)"; nothing when v is NULL. */
+static void linked_visibility(sql_builder *b, const st_visibility *v, const char *res)
+{
+    if (!v)
+        return;
+    char text[48];
+    if (v->type_count) {
+        snprintf(text, sizeof text, " AND %s.type IN ", res);
+        sb_add(b, text), text_list(b, v->types, v->type_count);
+    }
+    if (v->shared_type_count) {
+        snprintf(text, sizeof text, " AND (%s.type IN ", res);
+        sb_add(b, text), text_list(b, v->shared_types, v->shared_type_count);
+        if (v->org_count)
+            sb_add(b, " OR 1"), visibility_expr(b, v->orgs, v->org_count, res);
+        sb_add(b, ")");
+    } else if (v->org_count) {
+        visibility_expr(b, v->orgs, v->org_count, res);
+    } else {
+        sb_add(b, " AND 0");
+    }
+}
+
+/*
+ * A chained condition from the resource `res`: one EXISTS per link, each
+ * joining index_reference to the resources it reaches (alias c1, c2, ...),
+ * which must be current and visible, down to the condition on the last.
+ */
+static st_status chain_condition(sql_builder *b, const st_query *q, const st_condition *c, size_t depth,
+                                 const char *res)
+{
+    if (depth == c->chain_len)
+        return row_condition(b, q, c, false, res);
+    const st_link *l = &c->chain[depth];
+    if (!l->param || (l->reverse && !l->type))
+        return ST_INVALID;
+    char at[8], text[200];
+    snprintf(at, sizeof at, "c%zu", depth + 1);
+    if (!l->reverse) /* the resources res points at */
+        snprintf(text, sizeof text,
+                 "EXISTS (SELECT 1 FROM index_reference l%zu JOIN resource %s ON %s.type = l%zu.target_type"
+                 " AND %s.id = l%zu.target_id WHERE l%zu.rid = %s.rid AND l%zu.param = ",
+                 depth + 1, at, at, depth + 1, at, depth + 1, depth + 1, res, depth + 1);
+    else /* the resources of l->type pointing at res */
+        snprintf(text, sizeof text,
+                 "EXISTS (SELECT 1 FROM index_reference l%zu JOIN resource %s ON %s.rid = l%zu.rid"
+                 " WHERE l%zu.target_type = %s.type AND l%zu.target_id = %s.id AND l%zu.param = ",
+                 depth + 1, at, at, depth + 1, depth + 1, res, depth + 1, res, depth + 1);
+    sb_add(b, text), sb_text(b, l->param);
+    if (l->type) {
+        snprintf(text, sizeof text, " AND l%zu.%s = ", depth + 1, l->reverse ? "type" : "target_type");
+        sb_add(b, text), sb_text(b, l->type);
+    }
+    snprintf(text, sizeof text, " AND %s.deleted = 0", at);
+    sb_add(b, text);
+    linked_visibility(b, q->linked, at);
+    sb_add(b, " AND ");
+    st_status s = chain_condition(b, q, c, depth + 1, at);
+    sb_add(b, ")");
+    return s;
+}
+
+static st_status condition_expr(sql_builder *b, const st_query *q, const st_condition *c, bool drives)
+{
+    if (c->chain_len > 0)
+        return c->chain ? chain_condition(b, q, c, 0, "r") : ST_INVALID;
+    return row_condition(b, q, c, drives, "r");
 }
 
 /* The WHERE clause of a search over "resource r" (without the word WHERE). */
@@ -1027,7 +1112,7 @@ static st_status where_clause(sql_builder *b, const st_query *q)
             return s;
     }
     if (q->visible_to_count)
-        visibility_expr(b, q->visible_to, q->visible_to_count);
+        visibility_expr(b, q->visible_to, q->visible_to_count, "r");
     return b->oom ? ST_INTERNAL : ST_OK;
 }
 
@@ -1254,7 +1339,7 @@ static void history_where(sql_builder *b, const st_history_query *q, int64_t rid
     if (q->since_ms != INT64_MIN)
         sb_add(b, " AND v.last_updated >= "), sb_int(b, q->since_ms);
     if (q->visible_to_count)
-        visibility_expr(b, q->visible_to, q->visible_to_count);
+        visibility_expr(b, q->visible_to, q->visible_to_count, "r");
 }
 
 static st_status history_run(conn *c, const st_history_query *q, int64_t rid, st_list *out, st_error *err)

@@ -61,7 +61,7 @@ __attribute__((unused)) static size_t entries_with_mode(json_object *bundle, con
 }
 
 /* Is there an entry of this mode whose resource is type/id? */
-__attribute__((unused)) static bool has_entry(json_object *bundle, const char *mode, const char *type, const char *id)
+static bool has_entry(json_object *bundle, const char *mode, const char *type, const char *id)
 {
     json_object *entries = json_object_object_get(bundle, "entry");
     for (size_t i = 0; entries && i < json_object_array_length(entries); i++) {
@@ -167,4 +167,88 @@ Test(rest_search, absolute_references_to_our_own_base_are_relative)
     o = get_bundle("hospital-a", path);
     cr_expect_eq(total_of(o), 1, "another server's reference matches by its URL");
     json_object_put(o);
+}
+
+/* ---- 2. chains and _has ---- */
+
+static char org_id[80], pa[80], pb[80];
+
+/* A directory Organization; Patient pa (hospital-a) and pb (hospital-b), both "Chainy"; Observations of
+ * hospital-a about each (pb is hospital-b's: hospital-a may not see it). */
+static void chain_fixture(void)
+{
+    snprintf(org_id, sizeof org_id, "%s",
+             rh_create("hospital-a", "Organization", "{\"resourceType\":\"Organization\",\"name\":\"Zorghuis\"}"));
+    char body[500];
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Chainy\"}],"
+             "\"managingOrganization\":{\"reference\":\"Organization/%s\"}}",
+             org_id);
+    snprintf(pa, sizeof pa, "%s", rh_create("hospital-a", "Patient", body));
+    snprintf(pb, sizeof pb, "%s",
+             rh_create("hospital-b", "Patient", "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Chainy\"}]}"));
+    const char *fmt = "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"coding\":[{\"system\":"
+                      "\"http://loinc.org\",\"code\":\"1234-5\"}]},\"subject\":{\"reference\":\"Patient/%s\"}}";
+    snprintf(body, sizeof body, fmt, pa);
+    rh_create("hospital-a", "Observation", body);
+    snprintf(body, sizeof body, fmt, pb);
+    rh_create("hospital-a", "Observation", body);
+}
+
+Test(rest_search, chains_follow_references_the_caller_may_read)
+{
+    chain_fixture();
+    const char *strict[] = {"Prefer: handling=strict", NULL};
+    const char *paths[] = {"/Observation?subject:Patient.name=chainy", "/Observation?subject.name=chainy",
+                           "/Observation?patient.family=chainy", "/Observation?subject:Patient.organization.name=zorg"};
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
+        json_object *o = get_bundle("hospital-a", paths[i]);
+        cr_expect_eq(total_of(o), 1, "%s: only through the Patient hospital-a may read", paths[i]);
+        json_object_put(o);
+        rh_response r = rh_request("hospital-a", "GET", paths[i], NULL, strict);
+        cr_expect_eq(r.status, 200, "%s under handling=strict", paths[i]);
+        o = rh_json(&r);
+        cr_expect_eq(total_of(o), 1, "%s under handling=strict", paths[i]);
+        json_object_put(o);
+        rh_response_free(&r);
+    }
+    json_object *o = get_bundle("hospital-a", "/Observation?subject:Patient.name=nobody");
+    cr_expect_eq(total_of(o), 0);
+    json_object_put(o);
+    rh_response r = rh_request("hospital-a", "GET", "/Observation?subject:Patient.nosuch=x", NULL, NULL);
+    rh_expect_outcome(&r, 400, "invalid");
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "GET", "/Observation?subject:Nonsense.name=x", NULL, NULL);
+    rh_expect_outcome(&r, 400, "invalid");
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "GET", "/Observation?code.name=x", NULL, NULL);
+    rh_expect_outcome(&r, 400, "invalid");
+    rh_response_free(&r);
+}
+
+Test(rest_search, has_follows_references_backwards_the_caller_may_read)
+{
+    chain_fixture();
+    json_object *o = get_bundle("hospital-a", "/Patient?_has:Observation:patient:code=1234-5");
+    cr_expect_eq(total_of(o), 1);
+    cr_expect(has_entry(o, "match", "Patient", pa));
+    json_object_put(o);
+    /* hospital-b's Patient is pointed at only by hospital-a's Observation, which hospital-b may not read */
+    o = get_bundle("hospital-b", "/Patient?_has:Observation:patient:code=1234-5");
+    cr_expect_eq(total_of(o), 0, "_has must not match through a resource the caller cannot see");
+    json_object_put(o);
+    o = get_bundle("hospital-b", "/Patient?name=chainy");
+    cr_expect_eq(total_of(o), 1);
+    json_object_put(o);
+    /* nested: the Organization of a Patient some Observation is about */
+    o = get_bundle("hospital-a", "/Organization?_has:Patient:organization:_has:Observation:patient:code=1234-5");
+    cr_expect_eq(total_of(o), 1);
+    cr_expect(has_entry(o, "match", "Organization", org_id));
+    json_object_put(o);
+    o = get_bundle("hospital-b", "/Organization?_has:Patient:organization:_has:Observation:patient:code=1234-5");
+    cr_expect_eq(total_of(o), 0, "the Patient is hospital-a's");
+    json_object_put(o);
+    rh_response r = rh_request("hospital-a", "GET", "/Patient?_has:Observation:code=1", NULL, NULL);
+    rh_expect_outcome(&r, 400, "invalid");
+    rh_response_free(&r);
 }

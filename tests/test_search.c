@@ -146,3 +146,41 @@ Test(search, quantity_system_and_number_ranges)
     sq_free(&q);
     oo_list_free(&issues);
 }
+
+Test(search, chains_and_has)
+{
+    sq_query q;
+    oo_list issues;
+    cr_assert(parse("Observation",
+                    "subject:Patient.organization.name:exact=Zorg&subject.name=x&_has:Provenance:target:agent=y", true,
+                    &q, &issues));
+    cr_assert_eq(q.param_count, 3);
+    sq_param *p = &q.params[0];
+    cr_assert_eq(p->chain_len, 2);
+    cr_expect_str_eq(p->chain[0].ref->code, "subject");
+    cr_expect_str_eq(p->chain[0].type, "Patient");
+    cr_expect_not(p->chain[0].reverse);
+    cr_expect_str_eq(p->chain[1].ref->code, "organization");
+    cr_expect_null(p->chain[1].type);
+    cr_expect_str_eq(p->def->code, "name");
+    cr_expect_eq(p->modifier, SQ_MOD_EXACT);
+    cr_expect_str_eq(p->values[0].text, "Zorg");
+    cr_expect_null(q.params[1].chain[0].type, "no type: any type with a name parameter");
+    cr_expect_eq(q.params[1].def->kind, FS_SEARCH_STRING);
+    p = &q.params[2];
+    cr_assert_eq(p->chain_len, 1);
+    cr_expect(p->chain[0].reverse);
+    cr_expect_str_eq(p->chain[0].type, "Provenance");
+    cr_expect_str_eq(p->chain[0].ref->code, "target");
+    cr_expect_str_eq(p->def->code, "agent");
+    sq_free(&q);
+    oo_list_free(&issues);
+
+    const char *bad[] = {"subject:Patient.nosuch=1", "code.name=1", "_has:Nope:x:y=1", "_has:Observation:code=1",
+                         "a.b.c.d.e=1", "subject:Patient.organization.partof.partof.name=1"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cr_expect_not(parse("Observation", bad[i], false, &q, &issues), "%s", bad[i]);
+        cr_expect_gt(issues.count, 0, "%s", bad[i]);
+        oo_list_free(&issues);
+    }
+}

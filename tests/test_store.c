@@ -1040,3 +1040,43 @@ Test(store, history_count_zero_is_the_total_only)
     cr_expect_eq(l.count, 0, "count 0 is the total only, as in search");
     st_list_free(&l);
 }
+
+Test(store, chains_reach_only_visible_resources_of_readable_types)
+{
+    load_search_fixture();
+    /* a Coverage of insurer 33333333 whose beneficiary is Patient a (owned by 11111111, tagged to no one) */
+    st_index_row rows[] = {st_row_reference("beneficiary", "Patient", "a", NULL)};
+    st_op op = create_op("Coverage", "cov", "{}");
+    op.owner = "33333333", op.rows = rows, op.row_count = 1;
+    cr_assert_eq(submit1(op).status, ST_OK);
+
+    st_link to_patient = {.param = "beneficiary", .type = "Patient"};
+    st_value ijs = STR("ijsbrand");
+    st_condition c = {.chain = &to_patient, .chain_len = 1, .param = "name", .kind = ST_KIND_STRING,
+                      .values = &ijs, .value_count = 1};
+    st_query q = {.type = "Coverage", .conditions = &c, .condition_count = 1, .count = 10};
+    cr_expect_str_eq(found(&q, NULL), "cov", "no restriction: the chain reaches Patient a");
+
+    const char *insurer[] = {"33333333"}, *owner[] = {"11111111"}, *shared[] = {"Organization"};
+    const char *readable[] = {"Organization", "Coverage"};
+    st_visibility v = {.orgs = insurer, .org_count = 1, .shared_types = shared, .shared_type_count = 1};
+    q.linked = &v;
+    cr_expect_str_eq(found(&q, NULL), "", "Patient a is neither the insurer's nor addressed to it");
+    v.orgs = owner;
+    cr_expect_str_eq(found(&q, NULL), "cov", "a is 11111111's");
+    v.types = readable, v.type_count = 2;
+    cr_expect_str_eq(found(&q, NULL), "", "a type outside `types` is never reached, owned or not");
+
+    /* reverse: the Patients some Coverage points at */
+    st_link from_coverage = {.param = "beneficiary", .type = "Coverage", .reverse = true};
+    st_value any = {.v.token = {NULL, "cov"}};
+    st_condition h = {.chain = &from_coverage, .chain_len = 1, .param = "_id", .kind = ST_KIND_TOKEN,
+                      .values = &any, .value_count = 1};
+    st_query p = {.type = "Patient", .conditions = &h, .condition_count = 1, .count = 10};
+    cr_expect_str_eq(found(&p, NULL), "a");
+    v = (st_visibility){.orgs = owner, .org_count = 1};
+    p.linked = &v;
+    cr_expect_str_eq(found(&p, NULL), "", "the Coverage is 33333333's");
+    v.orgs = insurer;
+    cr_expect_str_eq(found(&p, NULL), "a");
+}
