@@ -255,6 +255,21 @@ typedef struct st_sort {
     bool descending;
 } st_sort;
 
+/*
+ * Keyset paging (with the default order, or a single _lastUpdated sort):
+ * the page after (or before) the resource with this sort key. Pages of one
+ * search pass back the st_list.snapshot of its first page as
+ * st_query.snapshot, so that they see the resources as they were then:
+ * resources created later are left out and updated ones keep their place
+ * (their key is their lastUpdated as of the snapshot). A resource deleted
+ * or no longer matching since drops out without shifting the others.
+ */
+typedef struct st_cursor {
+    int64_t key_ms;   /* the lastUpdated (as of the snapshot) of the resource paged from */
+    const char *id;   /* its id: ties are ordered by id, in the same direction */
+    bool before;      /* the page before it (a previous link), else the page after it (next) */
+} st_cursor;
+
 typedef struct st_query {
     const char *type;                  /* NULL: all types */
     const st_condition *conditions;
@@ -269,6 +284,8 @@ typedef struct st_query {
     size_t count;                      /* page size; 0: the total only with want_total, else 50 */
     size_t offset;
     bool want_total;
+    int64_t snapshot;                  /* 0: now; else an earlier page's st_list.snapshot (see st_cursor) */
+    const st_cursor *cursor;           /* keyset paging; NULL: the first page (after offset) */
 } st_query;
 
 /* ---- Results -------------------------------------------------------------------- */
@@ -298,7 +315,13 @@ typedef struct st_list {
     st_resource *items;
     size_t count;
     int64_t total;          /* with want_total (search) or always (history); -1 when not counted */
-    int64_t snapshot;       /* history: the change sequence the page was read at (pass back as upto) */
+    int64_t snapshot;       /* the change sequence the page was read at (history: pass back as upto,
+                             * search: as st_query.snapshot) */
+    /* search in the keyset order: whether another page follows in the direction read (after the
+     * last item, or before the first with a `before` cursor), and the sort keys of the first and
+     * last items (their lastUpdated as of the snapshot) for the next cursors */
+    bool more;
+    int64_t first_key_ms, last_key_ms;
 } st_list;
 
 void st_list_free(st_list *list);

@@ -1097,6 +1097,50 @@ static st_status condition_expr(sql_builder *b, const st_query *q, const st_cond
     return row_condition(b, q, c, drives, "r");
 }
 
+/* ---- Keyset paging ---- */
+
+/* Is the query in the keyset order (lastUpdated, then id)? *descending: its direction. */
+static bool keyset_order(const st_query *q, bool *descending)
+{
+    *descending = true;
+    if (q->sort_count == 0)
+        return true;
+    if (q->sort_count == 1 && q->sort && q->sort[0].param && !strcmp(q->sort[0].param, "_lastUpdated")) {
+        *descending = q->sort[0].descending;
+        return true;
+    }
+    return false;
+}
+
+/* r's sort key: its lastUpdated as of the snapshot (NULL when it did not exist then), or now. */
+static void key_expr(sql_builder *b, const st_query *q)
+{
+    if (!q->snapshot) {
+        sb_add(b, "r.last_updated");
+        return;
+    }
+    /* the version current at the snapshot: versions grow with seq, so the (rid, version) index serves */
+    sb_add(b, "(SELECT k.last_updated FROM resource_version k WHERE k.rid = r.rid AND k.seq <= ");
+    sb_int(b, q->snapshot), sb_add(b, " ORDER BY k.version DESC LIMIT 1)");
+}
+
+/* The order pages are read in: the display order, reversed for a `before` cursor. */
+static bool reading_descending(const st_query *q)
+{
+    bool descending;
+    keyset_order(q, &descending);
+    return q->cursor && q->cursor->before ? !descending : descending;
+}
+
+/* " AND <key, id> beyond the cursor in the reading order" */
+static void cursor_expr(sql_builder *b, const st_query *q)
+{
+    const char *op = reading_descending(q) ? " < " : " > ";
+    sb_add(b, " AND ("), key_expr(b, q), sb_add(b, op), sb_int(b, q->cursor->key_ms);
+    sb_add(b, " OR ("), key_expr(b, q), sb_add(b, " = "), sb_int(b, q->cursor->key_ms);
+    sb_add(b, " AND r.id"), sb_add(b, op), sb_text(b, q->cursor->id ? q->cursor->id : ""), sb_add(b, "))");
+}
+
 /* The WHERE clause of a search over "resource r" (without the word WHERE). */
 static st_status where_clause(sql_builder *b, const st_query *q)
 {
@@ -1113,6 +1157,8 @@ static st_status where_clause(sql_builder *b, const st_query *q)
     }
     if (q->visible_to_count)
         visibility_expr(b, q->visible_to, q->visible_to_count, "r");
+    if (q->snapshot) /* only what existed at the snapshot */
+        sb_add(b, " AND "), key_expr(b, q), sb_add(b, " IS NOT NULL");
     return b->oom ? ST_INTERNAL : ST_OK;
 }
 
@@ -1138,11 +1184,13 @@ static const char *sort_column(st_kind kind, bool descending)
 
 static st_status order_clause(sql_builder *b, const st_query *q)
 {
-    sb_add(b, " ORDER BY ");
-    if (q->sort_count == 0) {
-        sb_add(b, "r.last_updated DESC, r.rid DESC");
+    bool descending;
+    if (keyset_order(q, &descending)) {
+        const char *dir = reading_descending(q) ? " DESC" : " ASC";
+        sb_add(b, " ORDER BY "), key_expr(b, q), sb_add(b, dir), sb_add(b, ", r.id"), sb_add(b, dir);
         return ST_OK;
     }
+    sb_add(b, " ORDER BY ");
     for (size_t i = 0; i < q->sort_count; i++) {
         const st_sort *s = &q->sort[i];
         const char *dir = s->descending ? " DESC" : " ASC";
@@ -1274,15 +1322,62 @@ static st_status search_total(conn *c, const st_query *q, int64_t *total, st_err
     return s;
 }
 
+/* Like collect, also keeping each row's sort key (column 8) in *keys (malloc'd, out->count of them). */
+static st_status collect_keyed(conn *c, sqlite3_stmt *stmt, st_list *out, int64_t **keys, st_error *err)
+{
+    size_t capacity = 0, key_cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        st_resource *slot = st__list_push(out, &capacity);
+        if (slot && !fill_from_row(stmt, slot))
+            slot = NULL, out->count--;
+        if (!slot || !grow((void **)keys, &key_cap, out->count, sizeof **keys)) {
+            st__error(err, "out of memory");
+            return ST_INTERNAL;
+        }
+        (*keys)[out->count - 1] = sqlite3_column_int64(stmt, 8);
+    }
+    return rc == SQLITE_DONE ? ST_OK : step_error(c, rc, err);
+}
+
+/*
+ * A keyset page was read with one row too many (to know whether another
+ * follows) and, for a `before` cursor, in reverse: trim and turn it into
+ * display order, and note the first and last keys.
+ */
+static void finish_keyset_page(const st_query *q, st_list *out, const int64_t *keys)
+{
+    size_t want = page_size(q->count);
+    out->more = out->count > want;
+    while (out->count > want)
+        st_resource_free(&out->items[--out->count]);
+    bool reversed = q->cursor && q->cursor->before;
+    for (size_t i = 0; reversed && i < out->count / 2; i++) {
+        st_resource t = out->items[i];
+        out->items[i] = out->items[out->count - 1 - i];
+        out->items[out->count - 1 - i] = t;
+    }
+    if (out->count) {
+        out->first_key_ms = keys[reversed ? out->count - 1 : 0];
+        out->last_key_ms = keys[reversed ? 0 : out->count - 1];
+    }
+}
+
 static st_status search_page(conn *c, const st_query *q, st_list *out, st_error *err)
 {
+    bool descending, keyset = keyset_order(q, &descending);
+    if (q->cursor && !keyset)
+        return ST_INVALID;
     sql_builder b = {0};
-    sb_add(&b, PAGE_COLUMNS "FROM resource r JOIN resource_version v ON v.seq = r.current_seq WHERE ");
+    sb_add(&b, PAGE_COLUMNS ", "), key_expr(&b, q);
+    sb_add(&b, " FROM resource r JOIN resource_version v ON v.seq = r.current_seq WHERE ");
     st_status s = where_clause(&b, q);
+    if (s == ST_OK && q->cursor)
+        cursor_expr(&b, q);
     if (s == ST_OK)
         s = order_clause(&b, q);
     if (s == ST_OK) {
-        sb_add(&b, " LIMIT "), sb_int(&b, (int64_t)page_size(q->count));
+        sb_add(&b, " LIMIT "), sb_int(&b, (int64_t)page_size(q->count) + keyset);
         sb_add(&b, " OFFSET "), sb_int(&b, (int64_t)q->offset);
     }
     if (s == ST_OK && b.oom)
@@ -1290,8 +1385,12 @@ static st_status search_page(conn *c, const st_query *q, st_list *out, st_error 
     sqlite3_stmt *stmt = s == ST_OK ? prepare_built(c, &b, b.bind_count, err) : NULL;
     if (s == ST_OK && !stmt)
         s = ST_INTERNAL;
+    int64_t *keys = NULL;
     if (stmt)
-        s = collect(c, stmt, out, err);
+        s = collect_keyed(c, stmt, out, &keys, err);
+    if (s == ST_OK && keyset)
+        finish_keyset_page(q, out, keys);
+    free(keys);
     finish(stmt);
     sb_free(&b);
     return s;
@@ -1304,7 +1403,13 @@ static st_status search(void *reader, const st_query *q, st_list *out, st_error 
     st_status s = run_fixed(c, BEGIN_READ, err);
     if (s != ST_OK)
         return s;
-    if (q->want_total)
+    out->snapshot = q->snapshot;
+    if (!q->snapshot) { /* the change sequence this page reads at, for the next pages */
+        sqlite3_stmt *stmt = fixed(c, LAST_SEQ);
+        s = stmt ? count_rows(c, stmt, &out->snapshot, err) : ST_INTERNAL;
+        finish(stmt);
+    }
+    if (s == ST_OK && q->want_total)
         s = search_total(c, q, &out->total, err);
     if (s == ST_OK && (q->count || !q->want_total))
         s = search_page(c, q, out, err);

@@ -1080,3 +1080,72 @@ Test(store, chains_reach_only_visible_resources_of_readable_types)
     v.orgs = insurer;
     cr_expect_str_eq(found(&p, NULL), "a");
 }
+
+/* The ids of a list, joined by commas. */
+static const char *ids_of(const st_list *l)
+{
+    static char ids[256];
+    ids[0] = '\0';
+    for (size_t i = 0; i < l->count; i++)
+        snprintf(ids + strlen(ids), sizeof ids - strlen(ids), "%s%s", i ? "," : "", l->items[i].id);
+    return ids;
+}
+
+Test(store, keyset_pages_do_not_shift_when_data_changes)
+{
+    char id[16];
+    for (int i = 0; i < 10; i++) {
+        atomic_store(&now, T0 + i * 1000);
+        snprintf(id, sizeof id, "p%d", i);
+        create("Patient", id, "{}");
+    }
+    st_query q = {.type = "Patient", .count = 3, .want_total = true};
+    st_list l;
+    cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
+    cr_expect_str_eq(ids_of(&l), "p9,p8,p7", "newest first");
+    cr_expect(l.more);
+    cr_expect_eq(l.total, 10);
+    cr_expect_eq(l.last_key_ms, T0 + 7000);
+    int64_t snapshot = l.snapshot;
+    cr_expect_gt(snapshot, 0);
+    st_list_free(&l);
+
+    /* meanwhile: p5 is updated (now the newest), p10 created, p3 deleted */
+    atomic_store(&now, T0 + 20000);
+    update("Patient", "p5", "{}", 0);
+    create("Patient", "p10", "{}");
+    delete("Patient", "p3", 0);
+
+    st_cursor after = {.key_ms = T0 + 7000, .id = "p7"};
+    q.snapshot = snapshot, q.cursor = &after;
+    cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
+    cr_expect_str_eq(ids_of(&l), "p6,p5,p4", "p5 keeps its place; p10 is not in this search");
+    cr_expect(l.more);
+    cr_expect_eq(l.total, 9, "as of the snapshot, less the deleted p3");
+    cr_expect_eq(l.first_key_ms, T0 + 6000);
+    cr_expect_eq(l.last_key_ms, T0 + 4000, "p4's key");
+    st_list_free(&l);
+
+    st_cursor last = {.key_ms = T0 + 4000, .id = "p4"};
+    q.cursor = &last;
+    cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
+    cr_expect_str_eq(ids_of(&l), "p2,p1,p0", "p3 is gone without shifting the others");
+    cr_expect_not(l.more);
+    st_list_free(&l);
+
+    st_cursor before = {.key_ms = T0 + 6000, .id = "p6", .before = true};
+    q.cursor = &before;
+    cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
+    cr_expect_str_eq(ids_of(&l), "p9,p8,p7", "the previous page, in display order");
+    cr_expect_not(l.more, "nothing before the first page");
+    st_list_free(&l);
+
+    /* ascending by _lastUpdated pages the other way */
+    st_sort oldest = {.param = "_lastUpdated"};
+    st_cursor from = {.key_ms = T0 + 1000, .id = "p1"};
+    q = (st_query){.type = "Patient", .count = 2, .sort = &oldest, .sort_count = 1, .snapshot = snapshot,
+                   .cursor = &from};
+    cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
+    cr_expect_str_eq(ids_of(&l), "p2,p4");
+    st_list_free(&l);
+}
