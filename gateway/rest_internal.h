@@ -43,6 +43,7 @@ typedef struct rest_stq {
     const char *shared[16];   /* the directory types */
     const char *readable[16]; /* insurers: the only types they read */
     st_sort sort;
+    st_cursor cursor;
 } rest_stq;
 
 /* The caller's visibility for linked resources (chains, _has, includes), as a direct read would allow. */

@@ -32,6 +32,54 @@ static char *search_parameters(rq *q)
     return fj_buf_take(&all, NULL);
 }
 
+/* One link with _snapshot and, when cursor is not NULL, _cursor=<cursor>.<key>.<id>. */
+static void paging_link(fj_buf *b, rq *q, const char *relation, const char *params, long offset, int64_t snapshot,
+                        const char *cursor, int64_t key, const char *id)
+{
+    char extra[160];
+    int n = snprintf(extra, sizeof extra, "_snapshot=%lld", (long long)snapshot);
+    if (cursor)
+        snprintf(extra + n, sizeof extra - (size_t)n, "&_cursor=%s.%lld.%s", cursor, (long long)key, id);
+    fj_buf_puts(b, ",");
+    rest_bundle_link(b, q, relation, q->route.type->name, params, offset, extra);
+}
+
+/*
+ * self, next, previous, first. Later pages read at the first page's
+ * snapshot (_snapshot), so writes in between do not shift them; in the
+ * default order (lastUpdated) they page by a cursor over the sort key and
+ * id of the page's last (next) or first (previous) entry, with an explicit
+ * _sort by offset. _count=0 asks for the total only: no next link, which
+ * would be this page again.
+ */
+static void search_links(fj_buf *b, rq *q, const sq_query *sq, const char *params, const st_list *list)
+{
+    char self_extra[160] = "";
+    int n = sq->snapshot ? snprintf(self_extra, sizeof self_extra, "_snapshot=%lld", (long long)sq->snapshot) : 0;
+    if (sq->has_cursor)
+        snprintf(self_extra + n, sizeof self_extra - (size_t)n, "%s_cursor=%c.%lld.%s", n ? "&" : "",
+                 sq->cursor_before ? 'b' : 'a', (long long)sq->cursor_ms, sq->cursor_id);
+    fj_buf_puts(b, ",\"link\":[");
+    rest_bundle_link(b, q, "self", q->route.type->name, params, sq->offset, *self_extra ? self_extra : NULL);
+    bool pages = !sq->summary_count && sq->count > 0;
+    int64_t snap = list->snapshot;
+    if (pages && !sq->sort && list->count) { /* keyset */
+        const st_resource *first = &list->items[0], *last = &list->items[list->count - 1];
+        if (sq->cursor_before || list->more)
+            paging_link(b, q, "next", params, 0, snap, "a", list->last_key_ms, last->id);
+        if (sq->has_cursor && (!sq->cursor_before || list->more))
+            paging_link(b, q, "previous", params, 0, snap, "b", list->first_key_ms, first->id);
+    } else if (pages && sq->sort) {
+        if ((int64_t)sq->offset + sq->count < list->total)
+            paging_link(b, q, "next", params, sq->offset + sq->count, snap, NULL, 0, NULL);
+        if (sq->offset > 0)
+            paging_link(b, q, "previous", params, sq->offset > sq->count ? sq->offset - sq->count : 0, snap, NULL, 0,
+                        NULL);
+    }
+    paging_link(b, q, "first", params, 0, snap, NULL, 0, NULL);
+    fj_buf_puts(b, "]");
+}
+
 void rest_search(rq *q)
 {
     const fs_type *type = q->route.type;
@@ -58,14 +106,7 @@ void rest_search(rq *q)
     } else {
         fj_buf b = {0};
         rest_bundle_head(&b, q, "searchset", list.total);
-        fj_buf_puts(&b, ",\"link\":[");
-        rest_bundle_link(&b, q, "self", type->name, params, sq.offset, NULL);
-        /* _count=0 asks for the total only: a next link would be this page again */
-        if (!sq.summary_count && sq.count > 0 && (int64_t)sq.offset + sq.count < list.total) {
-            fj_buf_puts(&b, ",");
-            rest_bundle_link(&b, q, "next", type->name, params, sq.offset + sq.count, NULL);
-        }
-        fj_buf_puts(&b, "]");
+        search_links(&b, q, &sq, params, &list);
         size_t written = 0;
         for (size_t i = 0; i < list.count; i++) {
             const st_resource *r = &list.items[i];

@@ -852,6 +852,11 @@ bool rest_to_st_query(const sq_query *sq, const az_caller *caller, const char *b
     out->q.count = sq->summary_count ? 0 : (size_t)sq->count;
     out->q.offset = (size_t)sq->offset;
     out->q.want_total = true;
+    out->q.snapshot = sq->snapshot;
+    if (sq->has_cursor) {
+        out->cursor = (st_cursor){sq->cursor_ms, sq->cursor_id, sq->cursor_before};
+        out->q.cursor = &out->cursor;
+    }
     return true;
 }
 

@@ -368,6 +368,26 @@ static void issue(oo_list *issues, const char *code, const char *name, const cha
     oo_add(issues, OO_ERROR, code, expr, 0, 0, fmt, name, detail);
 }
 
+/* "a.<ms>.<id>" or "b.<ms>.<id>", as the server's own paging links write it. */
+static bool parse_cursor(const char *value, sq_query *q)
+{
+    if ((value[0] != 'a' && value[0] != 'b') || value[1] != '.')
+        return false;
+    char *end;
+    long long ms = strtoll(value + 2, &end, 10);
+    if (end == value + 2 || *end != '.')
+        return false;
+    const char *id = end + 1;
+    size_t n = strlen(id);
+    if (!n || n >= sizeof q->cursor_id || strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-") != n)
+        return false;
+    q->has_cursor = true;
+    q->cursor_before = value[0] == 'b';
+    q->cursor_ms = ms;
+    memcpy(q->cursor_id, id, n + 1);
+    return true;
+}
+
 /* A result parameter (_count, _sort, ...): true when it was one. */
 static bool result_param(const fs_schema *s, sq_query *q, const char *name, const char *value, const sq_limits *lim,
                          bool *ok, oo_list *issues)
@@ -380,6 +400,19 @@ static bool result_param(const fs_schema *s, sq_query *q, const char *name, cons
             *ok = false;
         }
         q->count = n > lim->max_count ? lim->max_count : (int)n;
+    } else if (!strcmp(name, "_snapshot")) {
+        char *end;
+        long long n = strtoll(value, &end, 10);
+        if (*end || n <= 0) {
+            issue(issues, "invalid", name, "%s: not a page of this server%s", "");
+            *ok = false;
+        }
+        q->snapshot = n;
+    } else if (!strcmp(name, "_cursor")) {
+        if (!parse_cursor(value, q)) {
+            issue(issues, "invalid", name, "%s: not a page of this server%s", "");
+            *ok = false;
+        }
     } else if (!strcmp(name, "_getpagesoffset")) {
         long n = strtol(value, NULL, 10);
         q->offset = n < 0 ? 0 : n > 1000000 ? 1000000 : (int)n;
