@@ -20,6 +20,7 @@
 #include "gateway/search.h"
 
 #define REST_MAX_TAGS 8
+#define REST_MAX_INCLUDED 100 /* included resources per searchset page at most (_include, _revinclude) */
 
 struct rest_app {
     rest_options opt;
@@ -44,6 +45,7 @@ typedef struct rest_stq {
     const char *readable[16]; /* insurers: the only types they read */
     st_sort sort;
     st_cursor cursor;
+    st_include includes[SQ_MAX_INCLUDES];
 } rest_stq;
 
 /* The caller's visibility for linked resources (chains, _has, includes), as a direct read would allow. */

@@ -80,6 +80,25 @@ static void search_links(fj_buf *b, rq *q, const sq_query *sq, const char *param
     fj_buf_puts(b, "]");
 }
 
+static void search_entry(fj_buf *b, rq *q, const st_resource *r, const char *mode, size_t *written)
+{
+    rest_bundle_entry_open(b, written);
+    fj_buf_printf(b, "{\"fullUrl\":\"%s/%s/%s\",\"resource\":", q->app->opt.base_url, r->type, r->id);
+    fj_buf_append(b, r->json, r->json_len);
+    fj_buf_printf(b, ",\"search\":{\"mode\":\"%s\"}}", mode);
+}
+
+/* A warning OperationOutcome entry (search.mode outcome). */
+static void outcome_entry(fj_buf *b, const char *code, const char *message, size_t *written)
+{
+    rest_bundle_entry_open(b, written);
+    fj_buf_printf(b, "{\"resource\":{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"severity\":"
+                     "\"warning\",\"code\":\"%s\",\"diagnostics\":",
+                  code);
+    fj_buf_string(b, message, strlen(message));
+    fj_buf_puts(b, "}]},\"search\":{\"mode\":\"outcome\"}}");
+}
+
 void rest_search(rq *q)
 {
     const fs_type *type = q->route.type;
@@ -108,21 +127,24 @@ void rest_search(rq *q)
         rest_bundle_head(&b, q, "searchset", list.total);
         search_links(&b, q, &sq, params, &list);
         size_t written = 0;
-        for (size_t i = 0; i < list.count; i++) {
-            const st_resource *r = &list.items[i];
-            rest_bundle_entry_open(&b, &written);
-            fj_buf_printf(&b, "{\"fullUrl\":\"%s/%s/%s\",\"resource\":", q->app->opt.base_url, r->type, r->id);
-            fj_buf_append(&b, r->json, r->json_len);
-            fj_buf_puts(&b, ",\"search\":{\"mode\":\"match\"}}");
+        for (size_t i = 0; i < list.count; i++)
+            search_entry(&b, q, &list.items[i], "match", &written);
+        for (size_t i = 0; i < list.included_count; i++) {
+            const st_resource *r = &list.included[i];
+            /* the store already left out what the caller may not see; this is the direct read's own check */
+            if (az_check_resource(&q->caller, r->type, AZ_READ, r->owner, r->access_tags, r->access_tag_count) ==
+                AZ_ALLOW)
+                search_entry(&b, q, r, "include", &written);
         }
         if (sq.ignored) {
-            rest_bundle_entry_open(&b, &written);
-            fj_buf_puts(&b, "{\"resource\":{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"severity\":"
-                            "\"warning\",\"code\":\"not-supported\",\"diagnostics\":");
             char msg[600];
             snprintf(msg, sizeof msg, "search parameters not applied: %s", sq.ignored);
-            fj_buf_string(&b, msg, strlen(msg));
-            fj_buf_puts(&b, "}]},\"search\":{\"mode\":\"outcome\"}}");
+            outcome_entry(&b, "not-supported", msg, &written);
+        }
+        if (list.included_truncated) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "more than %d resources to include; the rest were left out", REST_MAX_INCLUDED);
+            outcome_entry(&b, "too-costly", msg, &written);
         }
         rest_bundle_entries_close(&b, written);
         fj_buf_puts(&b, "}");

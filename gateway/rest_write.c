@@ -853,6 +853,14 @@ bool rest_to_st_query(const sq_query *sq, const az_caller *caller, const char *b
     out->q.offset = (size_t)sq->offset;
     out->q.want_total = true;
     out->q.snapshot = sq->snapshot;
+    for (size_t i = 0; i < sq->include_count; i++) {
+        const sq_include *in = &sq->includes[i];
+        out->includes[i] = (st_include){in->source_type, in->ref ? in->ref->code : NULL, in->target_type,
+                                        in->reverse, in->iterate};
+    }
+    out->q.includes = out->includes;
+    out->q.include_count = sq->include_count;
+    out->q.max_included = REST_MAX_INCLUDED;
     if (sq->has_cursor) {
         out->cursor = (st_cursor){sq->cursor_ms, sq->cursor_id, sq->cursor_before};
         out->q.cursor = &out->cursor;

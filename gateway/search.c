@@ -388,6 +388,44 @@ static bool parse_cursor(const char *value, sq_query *q)
     return true;
 }
 
+static const char *resource_type_name(const fs_schema *s, const char *name)
+{
+    const fs_type *t = fs_type_by_name(s, name, strlen(name));
+    return t && t->kind == FS_RESOURCE && !t->is_abstract ? t->name : NULL;
+}
+
+/* _include / _revinclude[:iterate]=Type:param[:Target], or _include=*: true when `name` is one. */
+static bool include_param(const fs_schema *s, sq_query *q, const char *name, const char *value, bool *ok,
+                          oo_list *issues)
+{
+    bool reverse = !strncmp(name, "_revinclude", 11);
+    if (!reverse && strncmp(name, "_include", 8))
+        return false;
+    const char *mod = name + (reverse ? 11 : 8);
+    if (*mod && strcmp(mod, ":iterate") && strcmp(mod, ":recurse"))
+        return false; /* not ours: reported as unknown */
+    if (q->include_count == SQ_MAX_INCLUDES) {
+        issue(issues, "too-costly", name, "%s: too many includes%s", "");
+        *ok = false;
+        return true;
+    }
+    sq_include inc = {.reverse = reverse, .iterate = *mod != '\0'};
+    if (strcmp(value, "*") || reverse) {
+        char type[65] = "", param[65] = "", target[65] = "";
+        int parts = sscanf(value, "%64[^:]:%64[^:]:%64s", type, param, target);
+        inc.source_type = parts >= 2 ? resource_type_name(s, type) : NULL;
+        inc.ref = inc.source_type ? fs_search_param_find(s, inc.source_type, param) : NULL;
+        inc.target_type = parts == 3 ? resource_type_name(s, target) : NULL;
+        if (!inc.ref || inc.ref->kind != FS_SEARCH_REFERENCE || (parts == 3 && !inc.target_type)) {
+            issue(issues, "invalid", name, "%s: takes Type:parameter[:TargetType] with a reference parameter%s", "");
+            *ok = false;
+            return true;
+        }
+    }
+    q->includes[q->include_count++] = inc;
+    return true;
+}
+
 /* A result parameter (_count, _sort, ...): true when it was one. */
 static bool result_param(const fs_schema *s, sq_query *q, const char *name, const char *value, const sq_limits *lim,
                          bool *ok, oo_list *issues)
@@ -460,12 +498,6 @@ static const fs_search_param *find_param(const fs_schema *s, const char *type, c
         found = found ? found : p;
     }
     return found;
-}
-
-static const char *resource_type_name(const fs_schema *s, const char *name)
-{
-    const fs_type *t = fs_type_by_name(s, name, strlen(name));
-    return t && t->kind == FS_RESOURCE && !t->is_abstract ? t->name : NULL;
 }
 
 static bool add_link(sq_param *p, bool reverse, const fs_search_param *ref, const char *type, const char **why)
@@ -617,7 +649,8 @@ bool sq_parse(const fs_schema *s, const fs_type *type, const char *query, bool s
         if (!name || !value) {
             oo_add(issues, OO_ERROR, "invalid", NULL, 0, 0, "malformed percent-encoding in the query");
             ok = false;
-        } else if (*name && !result_param(s, out, name, value, lim, &ok, issues)) {
+        } else if (*name && !include_param(s, out, name, value, &ok, issues) &&
+                   !result_param(s, out, name, value, lim, &ok, issues)) {
             sq_param chain = {0};
             char *colon = NULL, *whole = strdup(name);
             const char *why = NULL;

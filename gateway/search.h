@@ -12,6 +12,10 @@
  * either ignored and reported (lenient, the default) or refused
  * (Prefer: handling=strict).
  *
+ * Includes: _include=CarePlan:subject[:Patient], _include=*,
+ * _revinclude=Observation:subject, each also with :iterate (applied to the
+ * included resources again); at most SQ_MAX_INCLUDES of them.
+ *
  * Chains: "subject.name=x", "subject:Patient.name=x" and
  * "subject:Patient.organization.name=x" follow reference parameters
  * forward; "_has:Observation:patient:code=x" follows them backwards (the
@@ -81,8 +85,20 @@ typedef struct sq_param {
     size_t value_count;
 } sq_param;
 
+#define SQ_MAX_INCLUDES 8
+
+typedef struct sq_include {
+    bool reverse;                /* _revinclude: the resources of source_type pointing at the matches */
+    bool iterate;                /* :iterate, also from included resources */
+    const char *source_type;     /* the type whose parameter is followed; NULL with _include=* */
+    const fs_search_param *ref;  /* the reference parameter; NULL: every one (_include=*) */
+    const char *target_type;     /* the optional third part (":Patient"), NULL: any */
+} sq_include;
+
 typedef struct sq_query {
     const fs_type *type;
+    sq_include includes[SQ_MAX_INCLUDES];
+    size_t include_count;
     sq_param *params;           /* AND-ed */
     size_t param_count;
     int count;                  /* page size (clamped to the configured maximum) */

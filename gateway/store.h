@@ -270,6 +270,22 @@ typedef struct st_cursor {
     bool before;      /* the page before it (a previous link), else the page after it (next) */
 } st_cursor;
 
+/*
+ * _include: the resources the page's matches point at through `param` of
+ * `type` (NULL param: every reference parameter; NULL type: any);
+ * _revinclude (reverse): the resources of `type` pointing at the matches
+ * through `param` (both required). target_type narrows the target (NULL:
+ * any). With iterate the include applies again to what was included, until
+ * nothing new comes or the limit is reached. Included resources are
+ * current, visible as st_query.linked says, and never a match or twice.
+ */
+typedef struct st_include {
+    const char *type;
+    const char *param;
+    const char *target_type;
+    bool reverse, iterate;
+} st_include;
+
 typedef struct st_query {
     const char *type;                  /* NULL: all types */
     const st_condition *conditions;
@@ -286,6 +302,9 @@ typedef struct st_query {
     bool want_total;
     int64_t snapshot;                  /* 0: now; else an earlier page's st_list.snapshot (see st_cursor) */
     const st_cursor *cursor;           /* keyset paging; NULL: the first page (after offset) */
+    const st_include *includes;        /* applied to the page's matches */
+    size_t include_count;
+    size_t max_included;               /* included resources at most (the rest: included_truncated); 0: 100 */
 } st_query;
 
 /* ---- Results -------------------------------------------------------------------- */
@@ -322,6 +341,10 @@ typedef struct st_list {
      * last items (their lastUpdated as of the snapshot) for the next cursors */
     bool more;
     int64_t first_key_ms, last_key_ms;
+    /* search with includes: the included resources (freed with the list) */
+    st_resource *included;
+    size_t included_count;
+    bool included_truncated;   /* more would have been included than max_included */
 } st_list;
 
 void st_list_free(st_list *list);

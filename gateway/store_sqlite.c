@@ -1322,20 +1322,43 @@ static st_status search_total(conn *c, const st_query *q, int64_t *total, st_err
     return s;
 }
 
-/* Like collect, also keeping each row's sort key (column 8) in *keys (malloc'd, out->count of them). */
-static st_status collect_keyed(conn *c, sqlite3_stmt *stmt, st_list *out, int64_t **keys, st_error *err)
+/* The sort key (column 8) and rid (column 9) of each row collected, in step with the list. */
+typedef struct row_keys {
+    int64_t *keys, *rids;
+    size_t count, cap;
+} row_keys;
+
+static void row_keys_free(row_keys *k)
 {
-    size_t capacity = 0, key_cap = 0;
+    free(k->keys);
+    free(k->rids);
+    memset(k, 0, sizeof *k);
+}
+
+static bool row_keys_push(row_keys *k, int64_t key, int64_t rid)
+{
+    size_t cap = k->cap;
+    if (!grow((void **)&k->keys, &cap, k->count + 1, sizeof *k->keys) ||
+        !grow((void **)&k->rids, &k->cap, k->count + 1, sizeof *k->rids))
+        return false;
+    k->keys[k->count] = key;
+    k->rids[k->count++] = rid;
+    return true;
+}
+
+/* Like collect, keeping each row's key and rid in *keys; *capacity is out's (kept across calls). */
+static st_status collect_keyed(conn *c, sqlite3_stmt *stmt, st_list *out, size_t *capacity, row_keys *keys,
+                               st_error *err)
+{
     int rc;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        st_resource *slot = st__list_push(out, &capacity);
+        st_resource *slot = st__list_push(out, capacity);
         if (slot && !fill_from_row(stmt, slot))
             slot = NULL, out->count--;
-        if (!slot || !grow((void **)keys, &key_cap, out->count, sizeof **keys)) {
+        if (!slot || !row_keys_push(keys, sqlite3_column_int64(stmt, 8), sqlite3_column_int64(stmt, 9))) {
             st__error(err, "out of memory");
             return ST_INTERNAL;
         }
-        (*keys)[out->count - 1] = sqlite3_column_int64(stmt, 8);
     }
     return rc == SQLITE_DONE ? ST_OK : step_error(c, rc, err);
 }
@@ -1345,12 +1368,14 @@ static st_status collect_keyed(conn *c, sqlite3_stmt *stmt, st_list *out, int64_
  * follows) and, for a `before` cursor, in reverse: trim and turn it into
  * display order, and note the first and last keys.
  */
-static void finish_keyset_page(const st_query *q, st_list *out, const int64_t *keys)
+static void finish_keyset_page(const st_query *q, st_list *out, row_keys *k)
 {
     size_t want = page_size(q->count);
     out->more = out->count > want;
     while (out->count > want)
         st_resource_free(&out->items[--out->count]);
+    k->count = out->count;
+    const int64_t *keys = k->keys;
     bool reversed = q->cursor && q->cursor->before;
     for (size_t i = 0; reversed && i < out->count / 2; i++) {
         st_resource t = out->items[i];
@@ -1363,14 +1388,15 @@ static void finish_keyset_page(const st_query *q, st_list *out, const int64_t *k
     }
 }
 
-static st_status search_page(conn *c, const st_query *q, st_list *out, st_error *err)
+/* The page; the rids of its matches in *rows (for includes). */
+static st_status search_page(conn *c, const st_query *q, st_list *out, row_keys *rows, st_error *err)
 {
     bool descending, keyset = keyset_order(q, &descending);
     if (q->cursor && !keyset)
         return ST_INVALID;
     sql_builder b = {0};
     sb_add(&b, PAGE_COLUMNS ", "), key_expr(&b, q);
-    sb_add(&b, " FROM resource r JOIN resource_version v ON v.seq = r.current_seq WHERE ");
+    sb_add(&b, ", r.rid FROM resource r JOIN resource_version v ON v.seq = r.current_seq WHERE ");
     st_status s = where_clause(&b, q);
     if (s == ST_OK && q->cursor)
         cursor_expr(&b, q);
@@ -1385,14 +1411,90 @@ static st_status search_page(conn *c, const st_query *q, st_list *out, st_error 
     sqlite3_stmt *stmt = s == ST_OK ? prepare_built(c, &b, b.bind_count, err) : NULL;
     if (s == ST_OK && !stmt)
         s = ST_INTERNAL;
-    int64_t *keys = NULL;
+    size_t capacity = 0;
     if (stmt)
-        s = collect_keyed(c, stmt, out, &keys, err);
+        s = collect_keyed(c, stmt, out, &capacity, rows, err);
     if (s == ST_OK && keyset)
-        finish_keyset_page(q, out, keys);
-    free(keys);
+        finish_keyset_page(q, out, rows);
     finish(stmt);
     sb_free(&b);
+    return s;
+}
+
+/* ---- Includes ---- */
+
+#define DEFAULT_MAX_INCLUDED 100
+#define INCLUDE_ROUNDS 4 /* :iterate applies this often at most */
+
+static void rid_list(sql_builder *b, const int64_t *rids, size_t n)
+{
+    sb_add(b, "(");
+    for (size_t i = 0; i < n; i++)
+        sb_add(b, i ? ", " : ""), sb_int(b, rids[i]);
+    sb_add(b, ")");
+}
+
+/*
+ * One include over the resources `from` (rids): appends the resources it
+ * reaches that are not in `seen` to out->included (their rids to seen),
+ * at most `room` of them (one more is read to know whether there were).
+ */
+static st_status include_once(conn *c, const st_query *q, const st_include *inc, const int64_t *from, size_t nfrom,
+                              row_keys *seen, size_t room, st_list *inc_list, size_t *capacity, bool *truncated,
+                              st_error *err)
+{
+    if (inc->reverse && (!inc->type || !inc->param))
+        return ST_INVALID;
+    sql_builder b = {0};
+    sb_add(&b, PAGE_COLUMNS ", 0, r.rid FROM resource r JOIN resource_version v ON v.seq = r.current_seq"
+               " WHERE r.deleted = 0");
+    linked_visibility(&b, q->linked, "r");
+    sb_add(&b, inc->reverse ? " AND r.rid IN (SELECT l.rid" : " AND r.rid IN (SELECT t.rid");
+    sb_add(&b, " FROM index_reference l JOIN resource t ON t.type = l.target_type AND t.id = l.target_id WHERE ");
+    sb_add(&b, inc->reverse ? "t.rid IN " : "l.rid IN "), rid_list(&b, from, nfrom);
+    if (inc->type)
+        sb_add(&b, " AND l.type = "), sb_text(&b, inc->type);
+    if (inc->param)
+        sb_add(&b, " AND l.param = "), sb_text(&b, inc->param);
+    if (inc->target_type)
+        sb_add(&b, " AND l.target_type = "), sb_text(&b, inc->target_type);
+    sb_add(&b, ") AND r.rid NOT IN "), rid_list(&b, seen->rids, seen->count);
+    sb_add(&b, " ORDER BY r.rid LIMIT "), sb_int(&b, (int64_t)room + 1);
+    st_status s = b.oom ? ST_INTERNAL : ST_OK;
+    sqlite3_stmt *stmt = s == ST_OK ? prepare_built(c, &b, b.bind_count, err) : NULL;
+    if (s == ST_OK && !stmt)
+        s = ST_INTERNAL;
+    size_t before = inc_list->count;
+    if (stmt)
+        s = collect_keyed(c, stmt, inc_list, capacity, seen, err);
+    if (s == ST_OK && inc_list->count - before > room) {
+        *truncated = true;
+        st_resource_free(&inc_list->items[--inc_list->count]);
+        seen->count--;
+    }
+    finish(stmt);
+    sb_free(&b);
+    return s;
+}
+
+/* The includes of the page whose match rids are in `rows`, round by round (:iterate), into out->included. */
+static st_status search_includes(conn *c, const st_query *q, st_list *out, row_keys *rows, st_error *err)
+{
+    size_t max = q->max_included ? q->max_included : DEFAULT_MAX_INCLUDED, capacity = 0;
+    st_list inc = {0};
+    st_status s = ST_OK;
+    size_t frontier = 0, end = rows->count; /* rows->rids[frontier..end): what the round starts from */
+    for (int round = 0; s == ST_OK && round < INCLUDE_ROUNDS && frontier < end; round++) {
+        for (size_t i = 0; s == ST_OK && i < q->include_count && !out->included_truncated; i++) {
+            const st_include *in = &q->includes[i];
+            if (round == 0 || in->iterate)
+                s = include_once(c, q, in, rows->rids + frontier, end - frontier, rows, max - inc.count, &inc,
+                                 &capacity, &out->included_truncated, err);
+        }
+        frontier = end, end = rows->count;
+    }
+    out->included = inc.items;
+    out->included_count = inc.count;
     return s;
 }
 
@@ -1411,8 +1513,12 @@ static st_status search(void *reader, const st_query *q, st_list *out, st_error 
     }
     if (s == ST_OK && q->want_total)
         s = search_total(c, q, &out->total, err);
+    row_keys rows = {0};
     if (s == ST_OK && (q->count || !q->want_total))
-        s = search_page(c, q, out, err);
+        s = search_page(c, q, out, &rows, err);
+    if (s == ST_OK && q->include_count && out->count)
+        s = search_includes(c, q, out, &rows, err);
+    row_keys_free(&rows);
     if (s == ST_INVALID)
         st__error(err, "unsupported search (modifier, kind or value)");
     run_fixed(c, END_READ, NULL);

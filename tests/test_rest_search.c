@@ -49,7 +49,7 @@ static const char *link_of(json_object *bundle, const char *relation)
 }
 
 /* Entries with this search.mode ("match", "include", "outcome"). */
-__attribute__((unused)) static size_t entries_with_mode(json_object *bundle, const char *mode)
+static size_t entries_with_mode(json_object *bundle, const char *mode)
 {
     json_object *entries = json_object_object_get(bundle, "entry");
     size_t n = 0;
@@ -371,4 +371,92 @@ Test(rest_search, paging_is_stable_while_others_write)
     cr_expect_null(link_of(back, "previous"));
     json_object_put(back);
     json_object_put(page);
+}
+
+/* ---- 6. _include and _revinclude ---- */
+
+static const char *careplan_about(const char *who, const char *patient)
+{
+    char body[300];
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"CarePlan\",\"status\":\"active\",\"intent\":\"plan\",\"subject\":{\"reference\":"
+             "\"Patient/%s\"}}",
+             patient);
+    return rh_create(who, "CarePlan", body);
+}
+
+Test(rest_search, include_and_revinclude_leave_out_what_the_caller_may_not_read)
+{
+    chain_fixture();
+    char cp[80], cp2[80];
+    snprintf(cp, sizeof cp, "%s", careplan_about("hospital-a", pa));
+    snprintf(cp2, sizeof cp2, "%s", careplan_about("hospital-a", pb));
+
+    json_object *o = get_bundle("hospital-a", "/CarePlan?_include=CarePlan:subject");
+    cr_expect_eq(total_of(o), 2, "included resources do not count in the total");
+    cr_expect_eq(entries_with_mode(o, "match"), 2);
+    cr_expect_eq(entries_with_mode(o, "include"), 1, "hospital-b's Patient is never included");
+    cr_expect(has_entry(o, "include", "Patient", pa));
+    cr_expect_not(has_entry(o, "include", "Patient", pb));
+    json_object_put(o);
+
+    o = get_bundle("hospital-a", "/CarePlan?_include=CarePlan:subject:Practitioner");
+    cr_expect_eq(entries_with_mode(o, "include"), 0, "the target type narrows");
+    json_object_put(o);
+
+    o = get_bundle("hospital-a", "/Patient?_revinclude=Observation:subject");
+    cr_expect_eq(entries_with_mode(o, "match"), 1);
+    cr_expect_eq(entries_with_mode(o, "include"), 1, "the Observation about pa");
+    json_object_put(o);
+    o = get_bundle("hospital-b", "/Patient?_revinclude=Observation:subject&_revinclude=CarePlan:subject");
+    cr_expect(has_entry(o, "match", "Patient", pb));
+    cr_expect_eq(entries_with_mode(o, "include"), 0, "hospital-a's Observation and CarePlan about pb stay hidden");
+    json_object_put(o);
+
+    /* :iterate follows from the included Patient to its Organization; * follows every reference */
+    char path[300];
+    snprintf(path, sizeof path, "/CarePlan?_id=%s&_include=CarePlan:subject&_include:iterate=Patient:organization", cp);
+    o = get_bundle("hospital-a", path);
+    cr_expect(has_entry(o, "include", "Patient", pa));
+    cr_expect(has_entry(o, "include", "Organization", org_id));
+    json_object_put(o);
+    snprintf(path, sizeof path, "/CarePlan?_id=%s&_include=CarePlan:subject&_include=Patient:organization", cp);
+    o = get_bundle("hospital-a", path);
+    cr_expect_not(has_entry(o, "include", "Organization", org_id), "without :iterate only from the matches");
+    json_object_put(o);
+    snprintf(path, sizeof path, "/Observation?subject=Patient/%s&_include=*", pa);
+    o = get_bundle("hospital-a", path);
+    cr_expect_eq(entries_with_mode(o, "include"), 1, "subject and patient point at pa: included once");
+    json_object_put(o);
+
+    rh_response r = rh_request("hospital-a", "GET", "/CarePlan?_include=CarePlan:status", NULL, NULL);
+    rh_expect_outcome(&r, 400, "invalid");
+    rh_response_free(&r);
+}
+
+Test(rest_search, included_resources_are_bounded)
+{
+    const char *pid = rh_create("hospital-a", "Patient", "{\"resourceType\":\"Patient\"}");
+    char p[80];
+    snprintf(p, sizeof p, "%s", pid);
+    size_t cap = 110 * 300;
+    char *bundle = malloc(cap);
+    size_t len = (size_t)snprintf(bundle, cap, "{\"resourceType\":\"Bundle\",\"type\":\"batch\",\"entry\":[");
+    for (int i = 0; i < 101; i++)
+        len += (size_t)snprintf(bundle + len, cap - len,
+                                "%s{\"resource\":{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":"
+                                "{\"text\":\"x\"},\"subject\":{\"reference\":\"Patient/%s\"}},\"request\":{\"method\":"
+                                "\"POST\",\"url\":\"Observation\"}}",
+                                i ? "," : "", p);
+    snprintf(bundle + len, cap - len, "]}");
+    rh_response r = rh_request("hospital-a", "POST", "/", bundle, NULL);
+    cr_assert_eq(r.status, 200);
+    rh_response_free(&r);
+    free(bundle);
+    char path[200];
+    snprintf(path, sizeof path, "/Patient?_id=%s&_revinclude=Observation:subject", p);
+    json_object *o = get_bundle("hospital-a", path);
+    cr_expect_eq(entries_with_mode(o, "include"), 100, "at most 100 included resources per page");
+    cr_expect_eq(entries_with_mode(o, "outcome"), 1, "and a warning that the rest were left out");
+    json_object_put(o);
 }
