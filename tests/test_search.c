@@ -97,9 +97,13 @@ Test(search, lenient_and_strict)
 {
     sq_query q;
     oo_list issues;
-    cr_assert(parse("Task", "owner=Organization/o1&foo=bar&_include=Task:owner", false, &q, &issues));
+    cr_assert(parse("Task", "owner=Organization/o1&foo=bar&_elements=id&_include=Task:owner", false, &q, &issues));
     cr_expect_eq(q.param_count, 1);
-    cr_expect_str_eq(q.ignored, "foo, _include");
+    cr_expect_str_eq(q.ignored, "foo, _elements");
+    cr_assert_eq(q.include_count, 1, "_include is applied now");
+    cr_expect_str_eq(q.includes[0].source_type, "Task");
+    cr_expect_str_eq(q.includes[0].ref->code, "owner");
+    cr_expect_not(q.includes[0].reverse);
     sq_free(&q);
     oo_list_free(&issues);
     cr_expect_not(parse("Task", "owner=Organization/o1&foo=bar", true, &q, &issues));
@@ -181,6 +185,29 @@ Test(search, chains_and_has)
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         cr_expect_not(parse("Observation", bad[i], false, &q, &issues), "%s", bad[i]);
         cr_expect_gt(issues.count, 0, "%s", bad[i]);
+        oo_list_free(&issues);
+    }
+}
+
+Test(search, includes)
+{
+    sq_query q;
+    oo_list issues;
+    cr_assert(parse("Patient",
+                    "_revinclude=Observation:subject:Patient&_revinclude:iterate=Provenance:target&_include=*", true,
+                    &q, &issues));
+    cr_assert_eq(q.include_count, 3);
+    cr_expect(q.includes[0].reverse);
+    cr_expect_str_eq(q.includes[0].source_type, "Observation");
+    cr_expect_str_eq(q.includes[0].target_type, "Patient");
+    cr_expect(q.includes[1].iterate);
+    cr_expect_null(q.includes[2].ref, "* : every reference parameter");
+    cr_expect_null(q.includes[2].source_type);
+    sq_free(&q);
+    oo_list_free(&issues);
+    const char *bad[] = {"_include=Patient:name", "_include=Nope:x", "_revinclude=*", "_include=Patient:link:Nope"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cr_expect_not(parse("Patient", bad[i], false, &q, &issues), "%s", bad[i]);
         oo_list_free(&issues);
     }
 }
