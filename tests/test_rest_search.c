@@ -460,3 +460,31 @@ Test(rest_search, included_resources_are_bounded)
     cr_expect_eq(entries_with_mode(o, "outcome"), 1, "and a warning that the rest were left out");
     json_object_put(o);
 }
+
+/* ---- 7. the CapabilityStatement says so ---- */
+
+Test(rest_search, capability_statement_states_includes_chains_and_has)
+{
+    json_object *cs = get_bundle("hospital-a", "/metadata");
+    json_object *resources = json_object_object_get(json_object_array_get_idx(json_object_object_get(cs, "rest"), 0),
+                                                    "resource");
+    json_object *careplan = NULL, *patient = NULL;
+    for (size_t i = 0; i < json_object_array_length(resources); i++) {
+        json_object *r = json_object_array_get_idx(resources, i);
+        if (!strcmp(rh_str(r, "type"), "CarePlan"))
+            careplan = r;
+        if (!strcmp(rh_str(r, "type"), "Patient"))
+            patient = r;
+    }
+    cr_assert_not_null(careplan);
+    cr_assert_not_null(patient);
+    const char *text = json_object_to_json_string(careplan);
+    cr_expect_not_null(strstr(text, "\"searchInclude\""));
+    cr_expect_not_null(strstr(text, "\"CarePlan:subject\""));
+    cr_expect_not_null(strstr(text, "\"_has\""));
+    cr_expect_not_null(strstr(text, "Chained"));
+    text = json_object_to_json_string(patient);
+    cr_expect_not_null(strstr(text, "\"searchRevInclude\""));
+    cr_expect_not_null(strstr(text, "\"Observation:patient\""));
+    json_object_put(cs);
+}
