@@ -32,14 +32,14 @@ static char *search_parameters(rq *q)
     return fj_buf_take(&all, NULL);
 }
 
-/* One link with _snapshot and, when cursor is not NULL, _cursor=<cursor>.<key>.<id>. */
+/* One link with _snapshot and, when cursor is not NULL, _cursor=<cursor>.<key>.<rid>. */
 static void paging_link(fj_buf *b, rq *q, const char *relation, const char *params, long offset, int64_t snapshot,
-                        const char *cursor, int64_t key, const char *id)
+                        const char *cursor, int64_t key, int64_t rid)
 {
     char extra[160];
     int n = snprintf(extra, sizeof extra, "_snapshot=%lld", (long long)snapshot);
     if (cursor)
-        snprintf(extra + n, sizeof extra - (size_t)n, "&_cursor=%s.%lld.%s", cursor, (long long)key, id);
+        snprintf(extra + n, sizeof extra - (size_t)n, "&_cursor=%s.%lld.%lld", cursor, (long long)key, (long long)rid);
     fj_buf_puts(b, ",");
     rest_bundle_link(b, q, relation, q->route.type->name, params, offset, extra);
 }
@@ -57,26 +57,25 @@ static void search_links(fj_buf *b, rq *q, const sq_query *sq, const char *param
     char self_extra[160] = "";
     int n = sq->snapshot ? snprintf(self_extra, sizeof self_extra, "_snapshot=%lld", (long long)sq->snapshot) : 0;
     if (sq->has_cursor)
-        snprintf(self_extra + n, sizeof self_extra - (size_t)n, "%s_cursor=%c.%lld.%s", n ? "&" : "",
-                 sq->cursor_before ? 'b' : 'a', (long long)sq->cursor_ms, sq->cursor_id);
+        snprintf(self_extra + n, sizeof self_extra - (size_t)n, "%s_cursor=%c.%lld.%lld", n ? "&" : "",
+                 sq->cursor_before ? 'b' : 'a', (long long)sq->cursor_ms, (long long)sq->cursor_rid);
     fj_buf_puts(b, ",\"link\":[");
     rest_bundle_link(b, q, "self", q->route.type->name, params, sq->offset, *self_extra ? self_extra : NULL);
     bool pages = !sq->summary_count && sq->count > 0;
     int64_t snap = list->snapshot;
     if (pages && !sq->sort && list->count) { /* keyset */
-        const st_resource *first = &list->items[0], *last = &list->items[list->count - 1];
         if (sq->cursor_before || list->more)
-            paging_link(b, q, "next", params, 0, snap, "a", list->last_key_ms, last->id);
+            paging_link(b, q, "next", params, 0, snap, "a", list->last_key_ms, list->last_rid);
         if (sq->has_cursor && (!sq->cursor_before || list->more))
-            paging_link(b, q, "previous", params, 0, snap, "b", list->first_key_ms, first->id);
+            paging_link(b, q, "previous", params, 0, snap, "b", list->first_key_ms, list->first_rid);
     } else if (pages && sq->sort) {
         if ((int64_t)sq->offset + sq->count < list->total)
-            paging_link(b, q, "next", params, sq->offset + sq->count, snap, NULL, 0, NULL);
+            paging_link(b, q, "next", params, sq->offset + sq->count, snap, NULL, 0, 0);
         if (sq->offset > 0)
             paging_link(b, q, "previous", params, sq->offset > sq->count ? sq->offset - sq->count : 0, snap, NULL, 0,
-                        NULL);
+                        0);
     }
-    paging_link(b, q, "first", params, 0, snap, NULL, 0, NULL);
+    paging_link(b, q, "first", params, 0, snap, NULL, 0, 0);
     fj_buf_puts(b, "]");
 }
 

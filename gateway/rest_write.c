@@ -862,7 +862,7 @@ bool rest_to_st_query(const sq_query *sq, const az_caller *caller, const char *b
     out->q.include_count = sq->include_count;
     out->q.max_included = REST_MAX_INCLUDED;
     if (sq->has_cursor) {
-        out->cursor = (st_cursor){sq->cursor_ms, sq->cursor_id, sq->cursor_before};
+        out->cursor = (st_cursor){sq->cursor_ms, sq->cursor_rid, sq->cursor_before};
         out->q.cursor = &out->cursor;
     }
     return true;

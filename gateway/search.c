@@ -368,23 +368,22 @@ static void issue(oo_list *issues, const char *code, const char *name, const cha
     oo_add(issues, OO_ERROR, code, expr, 0, 0, fmt, name, detail);
 }
 
-/* "a.<ms>.<id>" or "b.<ms>.<id>", as the server's own paging links write it. */
+/* "a.<ms>.<n>" or "b.<ms>.<n>", as the server's own paging links write it. */
 static bool parse_cursor(const char *value, sq_query *q)
 {
     if ((value[0] != 'a' && value[0] != 'b') || value[1] != '.')
         return false;
-    char *end;
+    char *end, *rest;
     long long ms = strtoll(value + 2, &end, 10);
     if (end == value + 2 || *end != '.')
         return false;
-    const char *id = end + 1;
-    size_t n = strlen(id);
-    if (!n || n >= sizeof q->cursor_id || strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-") != n)
+    long long rid = strtoll(end + 1, &rest, 10);
+    if (rest == end + 1 || *rest || rid <= 0)
         return false;
     q->has_cursor = true;
     q->cursor_before = value[0] == 'b';
     q->cursor_ms = ms;
-    memcpy(q->cursor_id, id, n + 1);
+    q->cursor_rid = rid;
     return true;
 }
 

@@ -104,11 +104,10 @@ typedef struct sq_query {
     int count;                  /* page size (clamped to the configured maximum) */
     int offset;                 /* from _getpagesoffset (the server's links with an explicit _sort) */
     /* paging links of the server's own: _snapshot=<change sequence of the first page>, and with the
-     * default order _cursor=a.<ms>.<id> (the page after that key) or b.<ms>.<id> (the page before) */
+     * default order _cursor=a.<ms>.<n> (the page after that key) or b.<ms>.<n> (the page before) */
     int64_t snapshot;           /* 0 when none */
     bool has_cursor, cursor_before;
-    int64_t cursor_ms;
-    char cursor_id[65];
+    int64_t cursor_ms, cursor_rid;
     bool has_sort;               /* _sort was given (else: newest first) */
     bool sort_descending;
     const fs_search_param *sort; /* NULL = by _lastUpdated */

@@ -266,7 +266,8 @@ typedef struct st_sort {
  */
 typedef struct st_cursor {
     int64_t key_ms;   /* the lastUpdated (as of the snapshot) of the resource paged from */
-    const char *id;   /* its id: ties are ordered by id, in the same direction */
+    int64_t rid;      /* its row (st_list.first_rid/last_rid): ties are ordered by creation, in the same
+                       * direction, which the (type, lastUpdated) index gives without sorting */
     bool before;      /* the page before it (a previous link), else the page after it (next) */
 } st_cursor;
 
@@ -341,6 +342,7 @@ typedef struct st_list {
      * last items (their lastUpdated as of the snapshot) for the next cursors */
     bool more;
     int64_t first_key_ms, last_key_ms;
+    int64_t first_rid, last_rid;
     /* search with includes: the included resources (freed with the list) */
     st_resource *included;
     size_t included_count;

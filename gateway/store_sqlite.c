@@ -1138,7 +1138,7 @@ static void cursor_expr(sql_builder *b, const st_query *q)
     const char *op = reading_descending(q) ? " < " : " > ";
     sb_add(b, " AND ("), key_expr(b, q), sb_add(b, op), sb_int(b, q->cursor->key_ms);
     sb_add(b, " OR ("), key_expr(b, q), sb_add(b, " = "), sb_int(b, q->cursor->key_ms);
-    sb_add(b, " AND r.id"), sb_add(b, op), sb_text(b, q->cursor->id ? q->cursor->id : ""), sb_add(b, "))");
+    sb_add(b, " AND r.rid"), sb_add(b, op), sb_int(b, q->cursor->rid), sb_add(b, "))");
 }
 
 /* The WHERE clause of a search over "resource r" (without the word WHERE). */
@@ -1187,7 +1187,7 @@ static st_status order_clause(sql_builder *b, const st_query *q)
     bool descending;
     if (keyset_order(q, &descending)) {
         const char *dir = reading_descending(q) ? " DESC" : " ASC";
-        sb_add(b, " ORDER BY "), key_expr(b, q), sb_add(b, dir), sb_add(b, ", r.id"), sb_add(b, dir);
+        sb_add(b, " ORDER BY "), key_expr(b, q), sb_add(b, dir), sb_add(b, ", r.rid"), sb_add(b, dir);
         return ST_OK;
     }
     sb_add(b, " ORDER BY ");
@@ -1383,8 +1383,9 @@ static void finish_keyset_page(const st_query *q, st_list *out, row_keys *k)
         out->items[out->count - 1 - i] = t;
     }
     if (out->count) {
-        out->first_key_ms = keys[reversed ? out->count - 1 : 0];
-        out->last_key_ms = keys[reversed ? 0 : out->count - 1];
+        size_t first = reversed ? out->count - 1 : 0, last = reversed ? 0 : out->count - 1;
+        out->first_key_ms = keys[first], out->last_key_ms = keys[last];
+        out->first_rid = k->rids[first], out->last_rid = k->rids[last];
     }
 }
 

@@ -1106,7 +1106,8 @@ Test(store, keyset_pages_do_not_shift_when_data_changes)
     cr_expect(l.more);
     cr_expect_eq(l.total, 10);
     cr_expect_eq(l.last_key_ms, T0 + 7000);
-    int64_t snapshot = l.snapshot;
+    int64_t snapshot = l.snapshot, p7 = l.last_rid;
+    cr_expect_gt(p7, 0);
     cr_expect_gt(snapshot, 0);
     st_list_free(&l);
 
@@ -1116,7 +1117,7 @@ Test(store, keyset_pages_do_not_shift_when_data_changes)
     create("Patient", "p10", "{}");
     delete("Patient", "p3", 0);
 
-    st_cursor after = {.key_ms = T0 + 7000, .id = "p7"};
+    st_cursor after = {.key_ms = T0 + 7000, .rid = p7};
     q.snapshot = snapshot, q.cursor = &after;
     cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
     cr_expect_str_eq(ids_of(&l), "p6,p5,p4", "p5 keeps its place; p10 is not in this search");
@@ -1124,16 +1125,17 @@ Test(store, keyset_pages_do_not_shift_when_data_changes)
     cr_expect_eq(l.total, 9, "as of the snapshot, less the deleted p3");
     cr_expect_eq(l.first_key_ms, T0 + 6000);
     cr_expect_eq(l.last_key_ms, T0 + 4000, "p4's key");
+    int64_t p6 = l.first_rid, p4 = l.last_rid;
     st_list_free(&l);
 
-    st_cursor last = {.key_ms = T0 + 4000, .id = "p4"};
+    st_cursor last = {.key_ms = T0 + 4000, .rid = p4};
     q.cursor = &last;
     cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
     cr_expect_str_eq(ids_of(&l), "p2,p1,p0", "p3 is gone without shifting the others");
     cr_expect_not(l.more);
     st_list_free(&l);
 
-    st_cursor before = {.key_ms = T0 + 6000, .id = "p6", .before = true};
+    st_cursor before = {.key_ms = T0 + 6000, .rid = p6, .before = true};
     q.cursor = &before;
     cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
     cr_expect_str_eq(ids_of(&l), "p9,p8,p7", "the previous page, in display order");
@@ -1142,7 +1144,7 @@ Test(store, keyset_pages_do_not_shift_when_data_changes)
 
     /* ascending by _lastUpdated pages the other way */
     st_sort oldest = {.param = "_lastUpdated"};
-    st_cursor from = {.key_ms = T0 + 1000, .id = "p1"};
+    st_cursor from = {.key_ms = T0 + 1000, .rid = p7 - 6}; /* p1: rows are numbered in creation order */
     q = (st_query){.type = "Patient", .count = 2, .sort = &oldest, .sort_count = 1, .snapshot = snapshot,
                    .cursor = &from};
     cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
