@@ -164,19 +164,23 @@ static st_kind st_kind_of(ix_kind k)
     }
 }
 
-/*
- * Is ref an absolute URL? Those name a resource by URL only, except URLs
- * under our own base (base_url in rest_options), which are the relative
- * reference written out in full: "https://<base>/Patient/1" is "Patient/1".
- */
-static bool foreign_url(const char *base, const char *ref)
+/* The length of "<base>/" when ref starts with our own base URL (base_url in rest_options), else 0. */
+static size_t own_base_length(const char *base, const char *ref)
 {
-    if (!ref || !strstr(ref, "://"))
-        return false;
     size_t n = base ? strlen(base) : 0;
     while (n && base[n - 1] == '/')
         n--;
-    return !(n && !strncmp(ref, base, n) && ref[n] == '/');
+    return n && ref && !strncmp(ref, base, n) && ref[n] == '/' ? n + 1 : 0;
+}
+
+/*
+ * Is ref an absolute URL? Those name a resource by URL only, except URLs
+ * under our own base, which are the relative reference written out in
+ * full: "https://<base>/Patient/1" is "Patient/1".
+ */
+static bool foreign_url(const char *base, const char *ref)
+{
+    return ref && strstr(ref, "://") && !own_base_length(base, ref);
 }
 
 /* The indexer's rows as the store's; _id and _lastUpdated are the store's own. */
@@ -289,7 +293,8 @@ static void tag_from_reference(rq *q, rest_write *w, const fj_doc *d, uint32_t r
     uint32_t r = fj_get(d, ref, "reference");
     if (r != UINT32_MAX && d->nodes[r].type == FJ_STRING) {
         const char *s = fj_str(d, r);
-        size_t len = d->nodes[r].len;
+        size_t len = d->nodes[r].len, base = own_base_length(q->app->opt.base_url, s);
+        s += base, len -= base; /* https://<our base>/Organization/1 is Organization/1 */
         if (len > 13 && !memcmp(s, "Organization/", 13) && len - 13 <= ST_ID_MAX) {
             char id[ST_ID_MAX + 1];
             memcpy(id, s + 13, len - 13);

@@ -167,6 +167,25 @@ Test(rest_search, absolute_references_to_our_own_base_are_relative)
     o = get_bundle("hospital-a", path);
     cr_expect_eq(total_of(o), 1, "another server's reference matches by its URL");
     json_object_put(o);
+
+    /* a Task addressed to elv-a's Organization by its absolute URL reaches elv-a as well */
+    char org[80], task[600];
+    snprintf(org, sizeof org, "%s",
+             rh_create("elv-a", "Organization",
+                       "{\"resourceType\":\"Organization\",\"identifier\":[{\"system\":"
+                       "\"http://fhir.nl/fhir/NamingSystem/ura\",\"value\":\"90000301\"}],\"name\":\"ELV A\"}"));
+    snprintf(task, sizeof task,
+             "{\"resourceType\":\"Task\",\"status\":\"requested\",\"intent\":\"order\",\"owner\":{\"reference\":"
+             "\"https://127.0.0.1/Organization/%s\"}}",
+             org);
+    rh_create("hospital-a", "Task", task);
+    o = get_bundle("elv-a", "/Task?status=requested");
+    cr_expect_eq(total_of(o), 1, "the receiver's access tag comes from our own absolute URL too");
+    json_object_put(o);
+    snprintf(path, sizeof path, "/Task?owner=Organization/%s", org);
+    o = get_bundle("elv-a", path);
+    cr_expect_eq(total_of(o), 1);
+    json_object_put(o);
 }
 
 /* ---- 2. chains and _has ---- */
