@@ -277,7 +277,7 @@ typedef struct st_cursor {
  * _revinclude (reverse): the resources of `type` pointing at the matches
  * through `param` (both required). target_type narrows the target (NULL:
  * any). With iterate the include applies again to what was included, until
- * nothing new comes or the limit is reached. Included resources are
+ * nothing new comes, the limit is reached or after 4 rounds. Included resources are
  * current, visible as st_query.linked says, and never a match or twice.
  */
 typedef struct st_include {

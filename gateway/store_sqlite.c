@@ -1119,9 +1119,12 @@ static void key_expr(sql_builder *b, const st_query *q)
         sb_add(b, "r.last_updated");
         return;
     }
-    /* the version current at the snapshot: versions grow with seq, so the (rid, version) index serves */
-    sb_add(b, "(SELECT k.last_updated FROM resource_version k WHERE k.rid = r.rid AND k.seq <= ");
-    sb_int(b, q->snapshot), sb_add(b, " ORDER BY k.version DESC LIMIT 1)");
+    /* unchanged since the snapshot: its own; else the version current then (versions grow with seq,
+     * so the (rid, version) index serves) */
+    sb_add(b, "(CASE WHEN r.current_seq <= "), sb_int(b, q->snapshot);
+    sb_add(b, " THEN r.last_updated ELSE (SELECT k.last_updated FROM resource_version k WHERE k.rid = r.rid"
+              " AND k.seq <= ");
+    sb_int(b, q->snapshot), sb_add(b, " ORDER BY k.version DESC LIMIT 1) END)");
 }
 
 /* The order pages are read in: the display order, reversed for a `before` cursor. */
