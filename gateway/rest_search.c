@@ -48,8 +48,8 @@ static void paging_link(fj_buf *b, rq *q, const char *relation, const char *para
  * self, next, previous, first. Later pages read at the first page's
  * snapshot (_snapshot), so writes in between do not shift them; in the
  * default order (lastUpdated) they page by a cursor over the sort key and
- * id of the page's last (next) or first (previous) entry, with an explicit
- * _sort by offset. _count=0 asks for the total only: no next link, which
+ * row of the page's last (next) or first (previous) entry, with an
+ * explicit _sort by offset. _count=0 asks for the total only: no next link, which
  * would be this page again.
  */
 static void search_links(fj_buf *b, rq *q, const sq_query *sq, const char *params, const st_list *list)
@@ -116,8 +116,9 @@ void rest_search(rq *q)
     rest_stq stq;
     st_list list = {0};
     st_error err;
-    st_status s = rest_to_st_query(&sq, &q->caller, q->app->opt.base_url, &stq) ? st_search(q->app->opt.store, &stq.q, &list, &err)
-                                                           : ST_INTERNAL;
+    st_status s = rest_to_st_query(&sq, &q->caller, q->app->opt.base_url, &stq)
+                      ? st_search(q->app->opt.store, &stq.q, &list, &err)
+                      : ST_INTERNAL;
     if (s != ST_OK) {
         rq_respond_outcome(q, rest_status_of(s), OO_ERROR, rest_code_of(s), NULL, "search failed: %s",
                            s == ST_INTERNAL ? "internal error" : err.message);

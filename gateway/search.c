@@ -235,10 +235,10 @@ static bool parse_number(const char *v, sq_value *out)
     return *end == '\0';
 }
 
-/* value + delta rounded to `digits` decimals, as the decimal text would read. */
+/* value rounded to `digits` decimals, as the decimal text would read (DBL_MAX has 309 digits). */
 static double rounded(double value, int digits)
 {
-    char text[64];
+    char text[400];
     snprintf(text, sizeof text, "%.*f", digits, value);
     return strtod(text, NULL);
 }
