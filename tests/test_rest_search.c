@@ -507,3 +507,35 @@ Test(rest_search, capability_statement_states_includes_chains_and_has)
     cr_expect_not_null(strstr(text, "\"Observation:patient\""));
     json_object_put(cs);
 }
+
+Test(rest_search, insurers_chain_through_no_clinical_resource)
+{
+    /* the insurer's Organization (in the directory), and its Coverage */
+    char org[80], cov[80], body[700];
+    snprintf(org, sizeof org, "%s",
+             rh_create("hospital-a", "Organization",
+                       "{\"resourceType\":\"Organization\",\"identifier\":[{\"system\":"
+                       "\"http://fhir.nl/fhir/NamingSystem/ura\",\"value\":\"90000501\"}],\"name\":\"Verzekeraar\"}"));
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"Coverage\",\"status\":\"active\",\"beneficiary\":{\"reference\":\"Patient/x\"},"
+             "\"payor\":[{\"reference\":\"Organization/%s\"}]}",
+             org);
+    snprintf(cov, sizeof cov, "%s", rh_create("insurer", "Coverage", body));
+    /* a hospital's Task about the Coverage, addressed to the insurer: tagged with its URA, yet clinical */
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"Task\",\"status\":\"requested\",\"intent\":\"order\",\"focus\":{\"reference\":"
+             "\"Coverage/%s\"},\"owner\":{\"reference\":\"Organization/%s\"}}",
+             cov, org);
+    rh_create("hospital-a", "Task", body);
+
+    json_object *o = get_bundle("insurer", "/Coverage?payor.name=verzekeraar");
+    cr_expect_eq(total_of(o), 1, "through the directory");
+    json_object_put(o);
+    o = get_bundle("insurer", "/Coverage?_has:Task:focus:status=requested");
+    cr_expect_eq(total_of(o), 0, "insurers read no Task, so they cannot match through one either");
+    json_object_put(o);
+    o = get_bundle("insurer", "/Coverage?_revinclude=Task:focus&_include=Coverage:payor");
+    cr_expect_eq(entries_with_mode(o, "include"), 1, "the payor Organization, never the Task");
+    cr_expect(has_entry(o, "include", "Organization", org));
+    json_object_put(o);
+}
