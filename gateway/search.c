@@ -548,7 +548,7 @@ static bool forward_link(const fs_schema *s, char **rest, char *dot, const char 
         return false;
     }
     const fs_search_param *ref = find_param(s, *type, *rest, why);
-    if (!ref && !*why)
+    if (!ref && !*why && p->chain_len) /* unknown from the start: an unknown parameter like any other */
         *why = "the chain names an unknown reference parameter";
     if (!ref || !add_link(p, false, ref, target, why))
         return false;

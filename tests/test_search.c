@@ -180,8 +180,17 @@ Test(search, chains_and_has)
     sq_free(&q);
     oo_list_free(&issues);
 
+    /* an unknown first name is an unknown parameter: ignored when lenient, refused when strict */
+    cr_assert(parse("Observation", "nosuch.name=1", false, &q, &issues));
+    cr_expect_str_eq(q.ignored, "nosuch.name");
+    sq_free(&q);
+    oo_list_free(&issues);
+    cr_expect_not(parse("Observation", "nosuch.name=1", true, &q, &issues));
+    oo_list_free(&issues);
+
     const char *bad[] = {"subject:Patient.nosuch=1", "code.name=1", "_has:Nope:x:y=1", "_has:Observation:code=1",
-                         "a.b.c.d.e=1", "subject:Patient.organization.partof.partof.name=1"};
+                         "subject.a.b.c.d=1", "subject:Patient.organization.partof.partof.name=1",
+                         "subject:Nope.name=1"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         cr_expect_not(parse("Observation", bad[i], false, &q, &issues), "%s", bad[i]);
         cr_expect_gt(issues.count, 0, "%s", bad[i]);
