@@ -1151,3 +1151,59 @@ Test(store, keyset_pages_do_not_shift_when_data_changes)
     cr_expect_str_eq(ids_of(&l), "p2,p4");
     st_list_free(&l);
 }
+
+Test(store, includes_follow_references_round_by_round)
+{
+    load_search_fixture();
+    st_index_row gp_rows[] = {st_row_reference("organization", "Organization", "o", NULL)};
+    st_op op = create_op("Practitioner", "gp1", "{}");
+    op.rows = gp_rows, op.row_count = 1;
+    cr_assert_eq(submit1(op).status, ST_OK);
+
+    st_value a = TOK(NULL, "a");
+    st_condition id_a = {.param = "_id", .kind = ST_KIND_TOKEN, .values = &a, .value_count = 1};
+    st_include incs[] = {{.type = "Patient", .param = "general-practitioner"},
+                         {.type = "Practitioner", .param = "organization", .iterate = true}};
+    st_query q = {.type = "Patient", .conditions = &id_a, .condition_count = 1, .count = 10, .includes = incs,
+                  .include_count = 2};
+    st_list l;
+    cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
+    cr_assert_eq(l.count, 1);
+    cr_assert_eq(l.included_count, 2, "gp1, then (iterate) its Organization");
+    cr_expect_str_eq(l.included[0].id, "gp1");
+    cr_expect_str_eq(l.included[1].id, "o");
+    cr_expect_not(l.included_truncated);
+    st_list_free(&l);
+
+    incs[1].iterate = false;
+    cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
+    cr_expect_eq(l.included_count, 1, "without iterate only from the matches");
+    st_list_free(&l);
+
+    incs[1].iterate = true;
+    q.max_included = 1;
+    cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
+    cr_expect_eq(l.included_count, 1);
+    cr_expect(l.included_truncated);
+    st_list_free(&l);
+
+    /* reverse: the Patients pointing at gp1; a match is never included again */
+    st_value gp1 = TOK(NULL, "gp1");
+    st_condition id_gp1 = {.param = "_id", .kind = ST_KIND_TOKEN, .values = &gp1, .value_count = 1};
+    st_include rev[] = {{.type = "Patient", .param = "general-practitioner", .reverse = true, .iterate = true},
+                        {.type = "Patient", .param = "general-practitioner", .iterate = true}};
+    q = (st_query){.type = "Practitioner", .conditions = &id_gp1, .condition_count = 1, .count = 10, .includes = rev,
+                   .include_count = 2};
+    cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
+    cr_assert_eq(l.included_count, 1);
+    cr_expect_str_eq(l.included[0].id, "a");
+    st_list_free(&l);
+
+    /* visibility: a stranger is shown no included resource */
+    const char *stranger[] = {"99999999"};
+    st_visibility v = {.orgs = stranger, .org_count = 1};
+    q.linked = &v;
+    cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
+    cr_expect_eq(l.included_count, 0);
+    st_list_free(&l);
+}
