@@ -51,6 +51,15 @@ az_category az_category_of(const char *type)
     return AZ_CLINICAL;
 }
 
+size_t az_types_of(az_category cat, const char **out, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof categories / sizeof *categories; i++)
+        if (categories[i].category == cat && cat != AZ_CLINICAL && n < max)
+            out[n++] = categories[i].type;
+    return n;
+}
+
 static bool is_write(az_action a) { return a == AZ_CREATE || a == AZ_UPDATE || a == AZ_DELETE; }
 
 az_decision az_check_type(const az_caller *caller, const char *type, az_action action)

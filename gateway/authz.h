@@ -54,6 +54,9 @@ unsigned az_parse_roles(const char *text);
 /* Which kind of information a resource type carries. */
 az_category az_category_of(const char *type);
 
+/* The types of category `cat` (clinical: none, being every other type) into out[0..max); returns how many. */
+size_t az_types_of(az_category cat, const char **out, size_t max);
+
 /* May the caller use this interaction on this type at all? (type-level check, before any lookup) */
 az_decision az_check_type(const az_caller *caller, const char *type, az_action action);
 

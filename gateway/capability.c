@@ -3,13 +3,25 @@
  */
 #include "gateway/capability.h"
 
+#include <ctype.h>
+#include <stdio.h>
 #include <string.h>
+
+#include "gateway/search.h"
 
 static const char *const type_interactions[] = {"read",   "vread",           "update",       "patch",      "delete",
                                                 "create", "history-instance", "history-type", "search-type"};
 /* JSON Patch and FHIRPath Patch (gateway/rest_patch.c) */
 static const char *const patch_formats[] = {"application/json-patch+json", "application/fhir+json"};
 static const char *const system_interactions[] = {"transaction", "batch", "history-system"};
+
+/* Said once per reference parameter, so kept short (the statement is served whole on every /metadata). */
+#define CHAIN_DOC "Chained: name.param, name:Type.param, " SQ_MAX_CHAIN_TEXT " links at most"
+#define HAS_DOC                                                                                                       \
+    "Reverse chaining: _has:Type:reference:param=value, nestable; chains and _has only reach resources the "      \
+    "caller may read"
+#define SQ_MAX_CHAIN_TEXT "3"
+_Static_assert(SQ_MAX_CHAIN == 3, "CHAIN_DOC names the chain limit");
 
 static const char *search_kind_name(fs_search_kind k)
 {
@@ -45,10 +57,71 @@ static void add_search_params(json_object *res, const fs_schema *s, const char *
             json_object_object_add(o, "name", str(p[i].code));
             json_object_object_add(o, "definition", str(p[i].url));
             json_object_object_add(o, "type", str(search_kind_name(p[i].kind)));
+            if (p[i].kind == FS_SEARCH_REFERENCE) /* R4 has no element for chaining: say it here */
+                json_object_object_add(o, "documentation", str(CHAIN_DOC));
             json_object_array_add(params, o);
         }
     }
+    json_object *has = json_object_new_object();
+    json_object_object_add(has, "name", str("_has"));
+    json_object_object_add(has, "type", str("special"));
+    json_object_object_add(has, "documentation", str(HAS_DOC));
+    json_object_array_add(params, has);
     json_object_object_add(res, "searchParam", params);
+}
+
+/* "Type:param" into a new string. */
+static json_object *pair(const char *type, const char *param)
+{
+    char text[160];
+    snprintf(text, sizeof text, "%s:%s", type, param);
+    return str(text);
+}
+
+/* _include: "*" and every reference parameter of the type. */
+static void add_search_include(json_object *res, const fs_schema *s, const char *type)
+{
+    json_object *includes = json_object_new_array();
+    json_object_array_add(includes, str("*"));
+    unsigned n;
+    const fs_search_param *p = fs_search_params_of(s, type, &n);
+    for (unsigned i = 0; i < n; i++)
+        if (p[i].kind == FS_SEARCH_REFERENCE)
+            json_object_array_add(includes, pair(type, p[i].code));
+    json_object_object_add(res, "searchInclude", includes);
+}
+
+/*
+ * Does reference parameter p point at `type`, as far as the definitions
+ * say? Its name is the type's ("patient" -> Patient) or its expression
+ * narrows to it ("resolve() is Patient"). Generic ones (subject) can point
+ * at this type too and work with _revinclude, but are not listed.
+ */
+static bool points_at(const fs_search_param *p, const char *type)
+{
+    size_t n = strlen(type);
+    bool named = strlen(p->code) == n;
+    for (size_t i = 0; named && i < n; i++)
+        named = p->code[i] == tolower((unsigned char)type[i]);
+    char narrowed[96];
+    snprintf(narrowed, sizeof narrowed, "resolve() is %s)", type);
+    return named || (p->expression && strstr(p->expression, narrowed));
+}
+
+/* _revinclude: the reference parameters of every type that point at this one. */
+static void add_search_rev_include(json_object *res, const fs_schema *s, const char *type)
+{
+    json_object *revs = NULL;
+    for (uint32_t i = 0; i < s->search_param_count; i++) {
+        const fs_search_param *p = &s->search_params[i];
+        if (p->kind != FS_SEARCH_REFERENCE || !strcmp(p->resource, "Resource") || !points_at(p, type))
+            continue;
+        if (!revs)
+            revs = json_object_new_array();
+        json_object_array_add(revs, pair(p->resource, p->code));
+    }
+    if (revs)
+        json_object_object_add(res, "searchRevInclude", revs);
 }
 
 static json_object *resource_entry(const fs_schema *s, const char *type, const cap_info *info)
@@ -75,6 +148,8 @@ static json_object *resource_entry(const fs_schema *s, const char *type, const c
     json_object_object_add(res, "conditionalRead", str("full-support")); /* If-None-Match and If-Modified-Since */
     json_object_object_add(res, "conditionalUpdate", json_object_new_boolean(1));
     json_object_object_add(res, "conditionalDelete", str("single")); /* several matches: 412 */
+    add_search_include(res, s, type);
+    add_search_rev_include(res, s, type);
     add_search_params(res, s, type, info);
     json_object *ops = json_object_new_array();
     json_object *validate = json_object_new_object();

@@ -41,7 +41,8 @@ typedef struct rest_options {
     st_store *store;              /* required */
     const id_table *organisations; /* registered organisations (name, URA, roles); required */
     const pf_registry *profiles;  /* NULL = no profiles */
-    const char *base_url;         /* "https://127.0.0.1:8443" (no trailing slash) */
+    const char *base_url;         /* "https://127.0.0.1:8443" (no trailing slash); references under it are
+                                   * indexed, searched and tagged as the relative ones they name */
     int page_size_default;
     int page_size_max;
     double rate_per_second;       /* per organisation; 0 = no limit */

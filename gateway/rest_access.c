@@ -126,12 +126,11 @@ static bool registered(rq *q, const char *ura) { return id_lookup_ura(q->app->op
 /* "https://our.base/Organization/x" -> "Organization/x"; other absolute URLs are someone else's. */
 static const char *strip_own_base(rq *q, const char *s, size_t *len)
 {
-    size_t blen = strlen(q->app->opt.base_url);
-    if (*len > blen + 1 && !strncmp(s, q->app->opt.base_url, blen) && s[blen] == '/') {
-        *len -= blen + 1;
-        return s + blen + 1;
-    }
-    return s;
+    char head[512];
+    snprintf(head, sizeof head, "%.*s", (int)(*len < sizeof head - 1 ? *len : sizeof head - 1), s);
+    size_t skip = rest_own_base_length(q->app->opt.base_url, head);
+    *len -= skip;
+    return s + skip;
 }
 
 /*

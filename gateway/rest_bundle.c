@@ -32,7 +32,7 @@ static void query_without_paging(fj_buf *b, const char *query)
     bool first = true;
     while (*p) {
         size_t len = strcspn(p, "&");
-        if (len && strncmp(p, "_getpagesoffset=", 16) && strncmp(p, "_snapshot=", 10)) {
+        if (len && strncmp(p, "_getpagesoffset=", 16) && strncmp(p, "_snapshot=", 10) && strncmp(p, "_cursor=", 8)) {
             if (!first)
                 fj_buf_append(b, "&", 1);
             /* a link is a URL: keep the client's encoding, but never a quote that would break the JSON */

@@ -21,6 +21,7 @@
 
 #define REST_MAX_TAGS 8
 #define REST_MAX_GRANTS 16       /* resources one Task may grant its receiver (for, focus, encounter, inputs) */
+#define REST_MAX_INCLUDED 100 /* included resources per searchset page at most (_include, _revinclude) */
 
 struct rest_app {
     rest_options opt;
@@ -38,9 +39,18 @@ typedef struct rest_stq {
     st_query q;
     st_condition *conditions;
     st_value *values;
+    st_link *links;
     const char *visible[1];
+    st_visibility linked;     /* what chains and includes may reach: as a direct read */
+    const char *shared[16];   /* the directory types */
+    const char *readable[16]; /* insurers: the only types they read */
     st_sort sort;
+    st_cursor cursor;
+    st_include includes[SQ_MAX_INCLUDES];
 } rest_stq;
+
+/* The caller's visibility for linked resources (chains, _has, includes), as a direct read would allow. */
+void rest_linked_visibility(const az_caller *caller, rest_stq *out);
 
 /* One write: the parsed resource and everything its st_op points to (kept until the commit callback). */
 typedef struct rest_write {
@@ -108,6 +118,7 @@ az_decision rest_decide(rq *q, az_action action, const char *type, const st_reso
 void rest_record_decision(rq *q, az_action action, const char *type, az_decision d, int status, const char *why,
                           const char *where);
 /* rest_decide on r, answering 404 (hidden, the same text as a missing resource) or 403; true when allowed. */
+bool rest_may(rq *q, const st_resource *r, az_action action);
 /* 404 "Type/id[/_history/v] is not known": one text for missing, missing version and not yours. */
 void rest_answer_not_known(rq *q, const char *type, const char *id, const char *version);
 /* Is r a registered organisation's own directory entry (its Organization with its URA)? Never deleted. */
@@ -128,10 +139,12 @@ bool rest_create(rq *q);
 bool rest_update(rq *q);
 bool rest_delete(rq *q);
 void rest_validate_op(rq *q);
-bool rest_may(rq *q, const st_resource *r, az_action action);
-/* sq_query -> the store's query; visible only to the caller unless the type is a shared directory. */
-bool rest_to_st_query(const sq_query *sq, const az_caller *caller, rest_stq *out);
+/* sq_query -> the store's query; visible only to the caller unless the type is a shared directory.
+ * References under base_url are taken as relative ones. */
+bool rest_to_st_query(const sq_query *sq, const az_caller *caller, const char *base_url, rest_stq *out);
 void rest_stq_free(rest_stq *s);
+/* The length of "<base>/" when ref starts with our own base URL (base_url in rest_options), else 0. */
+size_t rest_own_base_length(const char *base, const char *ref);
 /* Conditional create: the If-None-Exist query of w (type w->type); false with issues when it is malformed. */
 bool rest_write_if_none_exist(rq *q, rest_write *w, const char *query, oo_list *issues);
 /* If-Match -> the version to expect (W/"0" becomes REST_NO_VERSION, which no version matches); false: malformed. */

@@ -32,6 +32,72 @@ static char *search_parameters(rq *q)
     return fj_buf_take(&all, NULL);
 }
 
+/* One link with _snapshot and, when cursor is not NULL, _cursor=<cursor>.<key>.<rid>. */
+static void paging_link(fj_buf *b, rq *q, const char *relation, const char *params, long offset, int64_t snapshot,
+                        const char *cursor, int64_t key, int64_t rid)
+{
+    char extra[160];
+    int n = snprintf(extra, sizeof extra, "_snapshot=%lld", (long long)snapshot);
+    if (cursor)
+        snprintf(extra + n, sizeof extra - (size_t)n, "&_cursor=%s.%lld.%lld", cursor, (long long)key, (long long)rid);
+    fj_buf_puts(b, ",");
+    rest_bundle_link(b, q, relation, q->route.type->name, params, offset, extra);
+}
+
+/*
+ * self, next, previous, first. Later pages read at the first page's
+ * snapshot (_snapshot), so writes in between do not shift them; in the
+ * default order (lastUpdated) they page by a cursor over the sort key and
+ * row of the page's last (next) or first (previous) entry, with an
+ * explicit _sort by offset. _count=0 asks for the total only: no next link, which
+ * would be this page again.
+ */
+static void search_links(fj_buf *b, rq *q, const sq_query *sq, const char *params, const st_list *list)
+{
+    char self_extra[160] = "";
+    int n = sq->snapshot ? snprintf(self_extra, sizeof self_extra, "_snapshot=%lld", (long long)sq->snapshot) : 0;
+    if (sq->has_cursor)
+        snprintf(self_extra + n, sizeof self_extra - (size_t)n, "%s_cursor=%c.%lld.%lld", n ? "&" : "",
+                 sq->cursor_before ? 'b' : 'a', (long long)sq->cursor_ms, (long long)sq->cursor_rid);
+    fj_buf_puts(b, ",\"link\":[");
+    rest_bundle_link(b, q, "self", q->route.type->name, params, sq->offset, *self_extra ? self_extra : NULL);
+    bool pages = !sq->summary_count && sq->count > 0;
+    int64_t snap = list->snapshot;
+    if (pages && !sq->sort && list->count) { /* keyset */
+        if (sq->cursor_before || list->more)
+            paging_link(b, q, "next", params, 0, snap, "a", list->last_key_ms, list->last_rid);
+        if (sq->has_cursor && (!sq->cursor_before || list->more))
+            paging_link(b, q, "previous", params, 0, snap, "b", list->first_key_ms, list->first_rid);
+    } else if (pages && sq->sort) {
+        if ((int64_t)sq->offset + sq->count < list->total)
+            paging_link(b, q, "next", params, sq->offset + sq->count, snap, NULL, 0, 0);
+        if (sq->offset > 0)
+            paging_link(b, q, "previous", params, sq->offset > sq->count ? sq->offset - sq->count : 0, snap, NULL, 0,
+                        0);
+    }
+    paging_link(b, q, "first", params, 0, snap, NULL, 0, 0);
+    fj_buf_puts(b, "]");
+}
+
+static void search_entry(fj_buf *b, rq *q, const st_resource *r, const char *mode, size_t *written)
+{
+    rest_bundle_entry_open(b, written);
+    fj_buf_printf(b, "{\"fullUrl\":\"%s/%s/%s\",\"resource\":", q->app->opt.base_url, r->type, r->id);
+    fj_buf_append(b, r->json, r->json_len);
+    fj_buf_printf(b, ",\"search\":{\"mode\":\"%s\"}}", mode);
+}
+
+/* A warning OperationOutcome entry (search.mode outcome). */
+static void outcome_entry(fj_buf *b, const char *code, const char *message, size_t *written)
+{
+    rest_bundle_entry_open(b, written);
+    fj_buf_printf(b, "{\"resource\":{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"severity\":"
+                     "\"warning\",\"code\":\"%s\",\"diagnostics\":",
+                  code);
+    fj_buf_string(b, message, strlen(message));
+    fj_buf_puts(b, "}]},\"search\":{\"mode\":\"outcome\"}}");
+}
+
 void rest_search(rq *q)
 {
     const fs_type *type = q->route.type;
@@ -50,37 +116,35 @@ void rest_search(rq *q)
     rest_stq stq;
     st_list list = {0};
     st_error err;
-    st_status s = rest_to_st_query(&sq, &q->caller, &stq) ? st_search(q->app->opt.store, &stq.q, &list, &err)
-                                                           : ST_INTERNAL;
+    st_status s = rest_to_st_query(&sq, &q->caller, q->app->opt.base_url, &stq)
+                      ? st_search(q->app->opt.store, &stq.q, &list, &err)
+                      : ST_INTERNAL;
     if (s != ST_OK) {
         rq_respond_outcome(q, rest_status_of(s), OO_ERROR, rest_code_of(s), NULL, "search failed: %s",
                            s == ST_INTERNAL ? "internal error" : err.message);
     } else {
         fj_buf b = {0};
         rest_bundle_head(&b, q, "searchset", list.total);
-        fj_buf_puts(&b, ",\"link\":[");
-        rest_bundle_link(&b, q, "self", type->name, params, sq.offset, NULL);
-        if (!sq.summary_count && (int64_t)sq.offset + sq.count < list.total) {
-            fj_buf_puts(&b, ",");
-            rest_bundle_link(&b, q, "next", type->name, params, sq.offset + sq.count, NULL);
-        }
-        fj_buf_puts(&b, "]");
+        search_links(&b, q, &sq, params, &list);
         size_t written = 0;
-        for (size_t i = 0; i < list.count; i++) {
-            const st_resource *r = &list.items[i];
-            rest_bundle_entry_open(&b, &written);
-            fj_buf_printf(&b, "{\"fullUrl\":\"%s/%s/%s\",\"resource\":", q->app->opt.base_url, r->type, r->id);
-            fj_buf_append(&b, r->json, r->json_len);
-            fj_buf_puts(&b, ",\"search\":{\"mode\":\"match\"}}");
+        for (size_t i = 0; i < list.count; i++)
+            search_entry(&b, q, &list.items[i], "match", &written);
+        for (size_t i = 0; i < list.included_count; i++) {
+            const st_resource *r = &list.included[i];
+            /* the store already left out what the caller may not see; this is the direct read's own check */
+            if (az_check_resource(&q->caller, r->type, AZ_READ, r->owner, r->access_tags, r->access_tag_count) ==
+                AZ_ALLOW)
+                search_entry(&b, q, r, "include", &written);
         }
         if (sq.ignored) {
-            rest_bundle_entry_open(&b, &written);
-            fj_buf_puts(&b, "{\"resource\":{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"severity\":"
-                            "\"warning\",\"code\":\"not-supported\",\"diagnostics\":");
             char msg[600];
             snprintf(msg, sizeof msg, "search parameters not applied: %s", sq.ignored);
-            fj_buf_string(&b, msg, strlen(msg));
-            fj_buf_puts(&b, "}]},\"search\":{\"mode\":\"outcome\"}}");
+            outcome_entry(&b, "not-supported", msg, &written);
+        }
+        if (list.included_truncated) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "more than %d resources to include; the rest were left out", REST_MAX_INCLUDED);
+            outcome_entry(&b, "too-costly", msg, &written);
         }
         rest_bundle_entries_close(&b, written);
         fj_buf_puts(&b, "}");
@@ -185,7 +249,7 @@ void rest_history(rq *q)
     rest_bundle_head(&b, q, "history", list.total);
     fj_buf_puts(&b, ",\"link\":[");
     rest_bundle_link(&b, q, "self", path, query, (long)h.offset, NULL);
-    if ((int64_t)(h.offset + list.count) < list.total) {
+    if (h.count > 0 && (int64_t)(h.offset + list.count) < list.total) {
         char snap[48];
         snprintf(snap, sizeof snap, "_snapshot=%lld", (long long)list.snapshot);
         fj_buf_puts(&b, ",");

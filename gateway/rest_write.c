@@ -165,8 +165,26 @@ static st_kind st_kind_of(ix_kind k)
     }
 }
 
+size_t rest_own_base_length(const char *base, const char *ref)
+{
+    size_t n = base ? strlen(base) : 0;
+    while (n && base[n - 1] == '/')
+        n--;
+    return n && ref && !strncmp(ref, base, n) && ref[n] == '/' ? n + 1 : 0;
+}
+
+/*
+ * Is ref an absolute URL? Those name a resource by URL only, except URLs
+ * under our own base, which are the relative reference written out in
+ * full: "https://<base>/Patient/1" is "Patient/1".
+ */
+static bool foreign_url(const char *base, const char *ref)
+{
+    return ref && strstr(ref, "://") && !rest_own_base_length(base, ref);
+}
+
 /* The indexer's rows as the store's; _id and _lastUpdated are the store's own. */
-static bool convert_rows(rest_write *w)
+static bool convert_rows(rest_write *w, const char *base_url)
 {
     w->rows = calloc(w->ix.count ? w->ix.count : 1, sizeof *w->rows);
     if (!w->rows)
@@ -182,9 +200,12 @@ static bool convert_rows(rest_write *w)
         case IX_STRING: o->v.string.text = r->text; break;
         case IX_TOKEN: o->v.token.system = r->system, o->v.token.code = r->code; break;
         case IX_REFERENCE:
-            o->v.reference.type = r->ref_type;
-            o->v.reference.id = r->ref_id;
-            o->v.reference.url = r->ref_type ? NULL : r->text;
+            if (r->ref_type && !foreign_url(base_url, r->text)) {
+                o->v.reference.type = r->ref_type;
+                o->v.reference.id = r->ref_id;
+            } else { /* another server's resource, urn:uuid:, ... */
+                o->v.reference.url = r->text;
+            }
             break;
         case IX_DATE: o->v.date.low_ms = r->lo_ms, o->v.date.high_ms = r->hi_ms; break;
         case IX_NUMBER:
@@ -216,7 +237,7 @@ int rest_write_prepare(rq *q, rest_write *w, st_op_kind kind, const st_resource 
         oo_add(issues, OO_ERROR, OO_PROCESSING, NULL, 0, 0, "cannot index the resource: %s", err);
         return 422;
     }
-    if (!convert_rows(w)) {
+    if (!convert_rows(w, q->app->opt.base_url)) {
         oo_add(issues, OO_FATAL, OO_EXCEPTION, NULL, 0, 0, "out of memory");
         return 503;
     }
@@ -243,7 +264,7 @@ bool rest_write_if_none_exist(rq *q, rest_write *w, const char *query, oo_list *
     if (!sq_parse(q->app->schema, t, qs, true, &lim, rest_search_kind_supported, &w->if_none_sq, issues))
         return false;
     w->has_if_none = true;
-    if (!rest_to_st_query(&w->if_none_sq, &q->caller, &w->if_none))
+    if (!rest_to_st_query(&w->if_none_sq, &q->caller, q->app->opt.base_url, &w->if_none))
         return false;
     w->op.if_none_exist = &w->if_none.q;
     return true;
@@ -523,7 +544,7 @@ int rest_conditional_search(rq *q, const fs_type *type, const char *query, st_li
         return 400;
     }
     st_error err;
-    st_status s = rest_to_st_query(&sq, &q->caller, &stq) ? st_search(q->app->opt.store, &stq.q, found, &err)
+    st_status s = rest_to_st_query(&sq, &q->caller, q->app->opt.base_url, &stq) ? st_search(q->app->opt.store, &stq.q, found, &err)
                                                            : ST_INTERNAL;
     if (s != ST_OK)
         oo_add(issues, OO_ERROR, rest_code_of(s), NULL, 0, 0, "the conditional search failed: %s",
@@ -788,7 +809,7 @@ static st_kind search_st_kind(fs_search_kind k)
     }
 }
 
-static void convert_value(const sq_param *p, const sq_value *v, st_value *o)
+static void convert_value(const sq_param *p, const sq_value *v, const char *base_url, st_value *o)
 {
     memset(o, 0, sizeof *o);
     o->prefix = st_prefix_of(v->prefix);
@@ -798,22 +819,18 @@ static void convert_value(const sq_param *p, const sq_value *v, st_value *o)
         o->v.date.high_ms = v->hi_ms;
         break;
     case FS_SEARCH_NUMBER:
-    case FS_SEARCH_QUANTITY: {
-        double half = 0.5;
-        for (int i = 0; i < v->scale; i++)
-            half /= 10;
+    case FS_SEARCH_QUANTITY:
         o->v.number.value = v->number;
-        o->v.number.low = v->number - half;
-        o->v.number.high = v->number + half;
+        sq_number_range(v, &o->v.number.low, &o->v.number.high);
+        o->v.number.system = v->unit_system;
         o->v.number.code = v->unit;
         break;
-    }
     case FS_SEARCH_TOKEN:
         o->v.token.system = v->system;
         o->v.token.code = v->code;
         break;
     case FS_SEARCH_REFERENCE:
-        if (v->text && strstr(v->text, "://")) {
+        if (foreign_url(base_url, v->text) || (v->text && !v->ref_type && strchr(v->text, ':'))) { /* urn:uuid: */
             o->v.reference.url = v->text;
         } else {
             o->v.reference.type = p->modifier == SQ_MOD_TYPE ? p->target_type : v->ref_type;
@@ -825,20 +842,49 @@ static void convert_value(const sq_param *p, const sq_value *v, st_value *o)
     }
 }
 
-bool rest_to_st_query(const sq_query *sq, const az_caller *caller, rest_stq *out)
+void rest_linked_visibility(const az_caller *caller, rest_stq *out)
+{
+    out->visible[0] = caller->ura;
+    out->linked.orgs = out->visible;
+    out->linked.org_count = 1;
+    size_t n = az_types_of(AZ_ADMINISTRATIVE, out->shared, sizeof out->shared / sizeof *out->shared);
+    out->linked.shared_types = out->shared;
+    out->linked.shared_type_count = n;
+    if (!(caller->roles & AZ_CARE_ROLES)) { /* insurers read no clinical type, so reach none either */
+        memcpy(out->readable, out->shared, n * sizeof *out->shared);
+        n += az_types_of(AZ_FINANCIAL, out->readable + n, sizeof out->readable / sizeof *out->readable - n);
+        out->linked.types = out->readable;
+        out->linked.type_count = n;
+    }
+}
+
+static void convert_chain(const sq_param *p, st_link *links, st_condition *c)
+{
+    for (size_t k = 0; k < p->chain_len; k++)
+        links[k] = (st_link){p->chain[k].ref->code, p->chain[k].type, p->chain[k].reverse};
+    c->chain = links;
+    c->chain_len = p->chain_len;
+}
+
+bool rest_to_st_query(const sq_query *sq, const az_caller *caller, const char *base_url, rest_stq *out)
 {
     memset(out, 0, sizeof *out);
-    size_t values = 0;
+    size_t values = 0, links = 0;
     for (size_t i = 0; i < sq->param_count; i++)
-        values += sq->params[i].value_count;
+        values += sq->params[i].value_count, links += sq->params[i].chain_len;
     out->conditions = calloc(sq->param_count ? sq->param_count : 1, sizeof *out->conditions);
     out->values = calloc(values ? values : 1, sizeof *out->values);
-    if (!out->conditions || !out->values)
+    out->links = calloc(links ? links : 1, sizeof *out->links);
+    if (!out->conditions || !out->values || !out->links)
         return false;
-    size_t at = 0;
+    rest_linked_visibility(caller, out);
+    out->q.linked = &out->linked;
+    size_t at = 0, link_at = 0;
     for (size_t i = 0; i < sq->param_count; i++) {
         const sq_param *p = &sq->params[i];
         st_condition *c = &out->conditions[i];
+        convert_chain(p, &out->links[link_at], c);
+        link_at += p->chain_len;
         c->param = p->def->code;
         c->kind = search_st_kind(p->def->kind);
         c->modifier = st_modifier_of(p->modifier);
@@ -848,14 +894,13 @@ bool rest_to_st_query(const sq_query *sq, const az_caller *caller, rest_stq *out
             continue;
         }
         for (size_t k = 0; k < p->value_count; k++)
-            convert_value(p, &p->values[k], &out->values[at++]);
+            convert_value(p, &p->values[k], base_url, &out->values[at++]);
         c->value_count = p->value_count;
     }
     out->q.type = sq->type->name;
     out->q.conditions = out->conditions;
     out->q.condition_count = sq->param_count;
     if (az_category_of(sq->type->name) != AZ_ADMINISTRATIVE) {
-        out->visible[0] = caller->ura;
         out->q.visible_to = out->visible;
         out->q.visible_to_count = 1;
     }
@@ -867,6 +912,19 @@ bool rest_to_st_query(const sq_query *sq, const az_caller *caller, rest_stq *out
     out->q.count = sq->summary_count ? 0 : (size_t)sq->count;
     out->q.offset = (size_t)sq->offset;
     out->q.want_total = true;
+    out->q.snapshot = sq->snapshot;
+    for (size_t i = 0; i < sq->include_count; i++) {
+        const sq_include *in = &sq->includes[i];
+        out->includes[i] = (st_include){in->source_type, in->ref ? in->ref->code : NULL, in->target_type,
+                                        in->reverse, in->iterate};
+    }
+    out->q.includes = out->includes;
+    out->q.include_count = sq->include_count;
+    out->q.max_included = REST_MAX_INCLUDED;
+    if (sq->has_cursor) {
+        out->cursor = (st_cursor){sq->cursor_ms, sq->cursor_rid, sq->cursor_before};
+        out->q.cursor = &out->cursor;
+    }
     return true;
 }
 
@@ -874,6 +932,7 @@ void rest_stq_free(rest_stq *s)
 {
     free(s->conditions);
     free(s->values);
+    free(s->links);
     memset(s, 0, sizeof *s);
 }
 

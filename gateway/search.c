@@ -223,12 +223,34 @@ static bool parse_number(const char *v, sq_value *out)
         return false;
     const char *dot = strchr(v, '.');
     out->scale = dot ? (int)strspn(dot + 1, "0123456789") : 0;
-    if (*end == '|') { /* quantity: number|system|code */
-        const char *unit = strrchr(end, '|');
-        out->unit = strdup(unit + 1);
+    if (*end == '|') { /* quantity: number|system|code; an empty system or code means any */
+        const char *system = end + 1, *bar = strchr(system, '|');
+        const char *code = bar ? bar + 1 : system; /* number|code: lenient, a code alone */
+        if (bar && bar > system)
+            out->unit_system = strndup(system, (size_t)(bar - system));
+        if (*code)
+            out->unit = strdup(code);
         return true;
     }
     return *end == '\0';
+}
+
+/* value rounded to `digits` decimals, as the decimal text would read (DBL_MAX has 309 digits). */
+static double rounded(double value, int digits)
+{
+    char text[400];
+    snprintf(text, sizeof text, "%.*f", digits, value);
+    return strtod(text, NULL);
+}
+
+void sq_number_range(const sq_value *v, double *lo, double *hi)
+{
+    double half = 0.5;
+    for (int i = 0; i < v->scale; i++)
+        half /= 10;
+    int digits = v->scale + 1 > 17 ? 17 : v->scale + 1;
+    *lo = rounded(v->number - half, digits);
+    *hi = rounded(v->number + half, digits);
 }
 
 static void parse_reference(const char *v, sq_value *out)
@@ -296,6 +318,7 @@ static void free_value(sq_value *v)
     free(v->system);
     free(v->code);
     free(v->unit);
+    free(v->unit_system);
     free(v->ref_type);
     free(v->ref_id);
 }
@@ -345,6 +368,63 @@ static void issue(oo_list *issues, const char *code, const char *name, const cha
     oo_add(issues, OO_ERROR, code, expr, 0, 0, fmt, name, detail);
 }
 
+/* "a.<ms>.<n>" or "b.<ms>.<n>", as the server's own paging links write it. */
+static bool parse_cursor(const char *value, sq_query *q)
+{
+    if ((value[0] != 'a' && value[0] != 'b') || value[1] != '.')
+        return false;
+    char *end, *rest;
+    long long ms = strtoll(value + 2, &end, 10);
+    if (end == value + 2 || *end != '.')
+        return false;
+    long long rid = strtoll(end + 1, &rest, 10);
+    if (rest == end + 1 || *rest || rid <= 0)
+        return false;
+    q->has_cursor = true;
+    q->cursor_before = value[0] == 'b';
+    q->cursor_ms = ms;
+    q->cursor_rid = rid;
+    return true;
+}
+
+static const char *resource_type_name(const fs_schema *s, const char *name)
+{
+    const fs_type *t = fs_type_by_name(s, name, strlen(name));
+    return t && t->kind == FS_RESOURCE && !t->is_abstract ? t->name : NULL;
+}
+
+/* _include / _revinclude[:iterate]=Type:param[:Target], or _include=*: true when `name` is one. */
+static bool include_param(const fs_schema *s, sq_query *q, const char *name, const char *value, bool *ok,
+                          oo_list *issues)
+{
+    bool reverse = !strncmp(name, "_revinclude", 11);
+    if (!reverse && strncmp(name, "_include", 8))
+        return false;
+    const char *mod = name + (reverse ? 11 : 8);
+    if (*mod && strcmp(mod, ":iterate") && strcmp(mod, ":recurse"))
+        return false; /* not ours: reported as unknown */
+    if (q->include_count == SQ_MAX_INCLUDES) {
+        issue(issues, "too-costly", name, "%s: too many includes%s", "");
+        *ok = false;
+        return true;
+    }
+    sq_include inc = {.reverse = reverse, .iterate = *mod != '\0'};
+    if (strcmp(value, "*") || reverse) {
+        char type[65] = "", param[65] = "", target[65] = "";
+        int parts = sscanf(value, "%64[^:]:%64[^:]:%64s", type, param, target);
+        inc.source_type = parts >= 2 ? resource_type_name(s, type) : NULL;
+        inc.ref = inc.source_type ? fs_search_param_find(s, inc.source_type, param) : NULL;
+        inc.target_type = parts == 3 ? resource_type_name(s, target) : NULL;
+        if (!inc.ref || inc.ref->kind != FS_SEARCH_REFERENCE || (parts == 3 && !inc.target_type)) {
+            issue(issues, "invalid", name, "%s: takes Type:parameter[:TargetType] with a reference parameter%s", "");
+            *ok = false;
+            return true;
+        }
+    }
+    q->includes[q->include_count++] = inc;
+    return true;
+}
+
 /* A result parameter (_count, _sort, ...): true when it was one. */
 static bool result_param(const fs_schema *s, sq_query *q, const char *name, const char *value, const sq_limits *lim,
                          bool *ok, oo_list *issues)
@@ -357,6 +437,19 @@ static bool result_param(const fs_schema *s, sq_query *q, const char *name, cons
             *ok = false;
         }
         q->count = n > lim->max_count ? lim->max_count : (int)n;
+    } else if (!strcmp(name, "_snapshot")) {
+        char *end;
+        long long n = strtoll(value, &end, 10);
+        if (*end || n <= 0) {
+            issue(issues, "invalid", name, "%s: not a page of this server%s", "");
+            *ok = false;
+        }
+        q->snapshot = n;
+    } else if (!strcmp(name, "_cursor")) {
+        if (!parse_cursor(value, q)) {
+            issue(issues, "invalid", name, "%s: not a page of this server%s", "");
+            *ok = false;
+        }
     } else if (!strcmp(name, "_getpagesoffset")) {
         long n = strtol(value, NULL, 10);
         q->offset = n < 0 ? 0 : n > 1000000 ? 1000000 : (int)n;
@@ -381,8 +474,121 @@ static bool result_param(const fs_schema *s, sq_query *q, const char *name, cons
     return true;
 }
 
-static bool add_param(sq_query *q, const fs_search_param *def, const char *mod, const char *value, bool strict,
-                      bool (*supported)(fs_search_kind), const sq_limits *lim, const char *name, oo_list *issues)
+/* ---- chains ---- */
+
+/*
+ * The parameter `code` of `type`, or with type NULL (after a link without a
+ * type) of any type that has one: then every such parameter must be of the
+ * same kind, since the value is read by that kind.
+ */
+static const fs_search_param *find_param(const fs_schema *s, const char *type, const char *code, const char **why)
+{
+    if (type)
+        return fs_search_param_find(s, type, code);
+    const fs_search_param *found = NULL;
+    for (uint32_t i = 0; i < s->search_param_count; i++) {
+        const fs_search_param *p = &s->search_params[i];
+        if (strcmp(p->code, code))
+            continue;
+        if (found && found->kind != p->kind) {
+            *why = "means different things on the types the chain reaches; name the type (subject:Patient.name)";
+            return NULL;
+        }
+        found = found ? found : p;
+    }
+    return found;
+}
+
+static bool add_link(sq_param *p, bool reverse, const fs_search_param *ref, const char *type, const char **why)
+{
+    if (!ref || ref->kind != FS_SEARCH_REFERENCE) {
+        *why = "a chain follows reference parameters only";
+        return false;
+    }
+    if (p->chain_len == SQ_MAX_CHAIN) {
+        *why = "the chain is too long";
+        return false;
+    }
+    p->chain[p->chain_len++] = (sq_link){reverse, ref, type};
+    return true;
+}
+
+/* "_has:Type:ref:" at the start of *rest: a reverse link; advances *rest and *type past it. */
+static bool reverse_link(const fs_schema *s, char **rest, const char **type, sq_param *p, const char **why)
+{
+    char *t = *rest + 5, *c1 = strchr(t, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    if (!c2) {
+        *why = "_has takes _has:Type:reference:parameter";
+        return false;
+    }
+    *c1 = *c2 = '\0';
+    const char *source = resource_type_name(s, t);
+    if (!source) {
+        *why = "_has names an unknown resource type";
+        return false;
+    }
+    if (!add_link(p, true, fs_search_param_find(s, source, c1 + 1), source, why))
+        return false;
+    *type = source;
+    *rest = c2 + 1;
+    return true;
+}
+
+/* "ref[:Type]." at the start of *rest (dot at `dot`): a forward link. */
+static bool forward_link(const fs_schema *s, char **rest, char *dot, const char **type, sq_param *p,
+                         const char **why)
+{
+    *dot = '\0';
+    char *colon = strchr(*rest, ':');
+    if (colon)
+        *colon++ = '\0';
+    const char *target = colon ? resource_type_name(s, colon) : NULL;
+    if (colon && !target) {
+        *why = "the chain names an unknown resource type";
+        return false;
+    }
+    const fs_search_param *ref = find_param(s, *type, *rest, why);
+    if (!ref && !*why && p->chain_len) /* unknown from the start: an unknown parameter like any other */
+        *why = "the chain names an unknown reference parameter";
+    if (!ref || !add_link(p, false, ref, target, why))
+        return false;
+    *type = target;
+    *rest = dot + 1;
+    return true;
+}
+
+/*
+ * Splits a parameter name into its chain links (into p) and the final
+ * parameter, whose definition is returned; *mod is its modifier (NULL when
+ * none). `name` is modified (cut at the separators).
+ */
+static const fs_search_param *parse_chain(const fs_schema *s, const char *type, char *name, sq_param *p, char **mod,
+                                          const char **why)
+{
+    char *rest = name;
+    for (;;) {
+        char *dot = strchr(rest, '.');
+        bool ok = !strncmp(rest, "_has:", 5) ? reverse_link(s, &rest, &type, p, why)
+                  : dot                      ? forward_link(s, &rest, dot, &type, p, why)
+                                             : true;
+        if (!ok)
+            return NULL;
+        if (!dot && strncmp(rest, "_has:", 5))
+            break;
+    }
+    char *colon = strchr(rest, ':');
+    if (colon)
+        *colon++ = '\0';
+    *mod = colon;
+    const fs_search_param *def = find_param(s, type, rest, why);
+    if (!def && !*why && p->chain_len)
+        *why = "the chain ends in an unknown search parameter";
+    return def;
+}
+
+static bool add_param(sq_query *q, const sq_param *chain, const fs_search_param *def, const char *mod,
+                      const char *value, bool strict, bool (*supported)(fs_search_kind), const sq_limits *lim,
+                      const char *name, oo_list *issues)
 {
     if (supported && !supported(def->kind)) {
         if (strict) {
@@ -398,6 +604,8 @@ static bool add_param(sq_query *q, const fs_search_param *def, const char *mod, 
     }
     sq_param *p = &q->params[q->param_count];
     memset(p, 0, sizeof *p);
+    if (chain)
+        memcpy(p->chain, chain->chain, sizeof p->chain), p->chain_len = chain->chain_len;
     p->def = def;
     const char *why = NULL;
     if (!parse_modifier(def, mod, p, &why)) {
@@ -440,19 +648,24 @@ bool sq_parse(const fs_schema *s, const fs_type *type, const char *query, bool s
         if (!name || !value) {
             oo_add(issues, OO_ERROR, "invalid", NULL, 0, 0, "malformed percent-encoding in the query");
             ok = false;
-        } else if (*name && !result_param(s, out, name, value, lim, &ok, issues)) {
-            char *colon = strchr(name, ':');
-            if (colon)
-                *colon++ = '\0';
-            const fs_search_param *def = fs_search_param_find(s, type->name, name);
-            if (def) {
-                ok = add_param(out, def, colon, value, strict, supported, lim, name, issues);
+        } else if (*name && !include_param(s, out, name, value, &ok, issues) &&
+                   !result_param(s, out, name, value, lim, &ok, issues)) {
+            sq_param chain = {0};
+            char *colon = NULL, *whole = strdup(name);
+            const char *why = NULL;
+            const fs_search_param *def = parse_chain(s, type->name, name, &chain, &colon, &why);
+            if (why) { /* a chain that cannot mean anything is an error also when lenient */
+                issue(issues, "invalid", whole ? whole : name, "%s: %s", why);
+                ok = false;
+            } else if (def) {
+                ok = add_param(out, &chain, def, colon, value, strict, supported, lim, whole ? whole : name, issues);
             } else if (strict) {
-                issue(issues, "not-supported", name, "unknown search parameter %s%s", "");
+                issue(issues, "not-supported", whole ? whole : name, "unknown search parameter %s%s", "");
                 ok = false;
             } else {
-                note_ignored(out, name);
+                note_ignored(out, whole ? whole : name);
             }
+            free(whole);
         }
         free(name);
         free(value);

@@ -400,6 +400,9 @@ void st_list_free(st_list *list)
     for (size_t i = 0; i < list->count; i++)
         st_resource_free(&list->items[i]);
     free(list->items);
+    for (size_t i = 0; i < list->included_count; i++)
+        st_resource_free(&list->included[i]);
+    free(list->included);
     memset(list, 0, sizeof *list);
 }
 

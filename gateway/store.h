@@ -190,9 +190,10 @@ typedef enum st_modifier {
  * the range its precision implies (2024-05 = [May 1st 00:00, May 31st
  * 23:59:59.999]) and rows are ranges too (a dateTime is a point, a Period
  * its start and end). Numbers compare value against the row's value, except
- * eq/ne, which use [low, high]: the range the value's precision implies
- * (100 = [99.5, 100.5]); low = high = 0 means exactly value. ap is within
- * 10% of value.
+ * eq/ne, which use [low, high): the range the value's precision implies
+ * (100 = [99.5, 100.5), half-open as FHIR says); low = high = 0 means
+ * exactly value. ap is within 10% of value. Quantities also match the
+ * row's system and code when given.
  */
 typedef struct st_value {
     st_prefix prefix;  /* dates, numbers, quantities, _lastUpdated; ST_EQ elsewhere */
@@ -207,12 +208,43 @@ typedef struct st_value {
 } st_value;
 
 /*
+ * A link of a chain: from a resource to the ones its reference parameter
+ * `param` points at (forward: "subject:Patient.name"), or to the resources
+ * of `type` whose `param` points at it (reverse: "_has:Observation:patient").
+ * Only current, non-deleted resources are reached, and only those the
+ * query's `linked` visibility allows.
+ */
+typedef struct st_link {
+    const char *param;  /* a reference parameter */
+    const char *type;   /* forward: the target type (NULL: any); reverse: the referring type (required) */
+    bool reverse;
+} st_link;
+
+/*
+ * Who may see a resource reached through a chain, _has or an include: one
+ * owned by or addressed to (access tag) one of `orgs`, or of a type in
+ * `shared_types` (the directory everyone reads); with type_count > 0 only
+ * resources of `types` at all (what the caller may read by type).
+ */
+typedef struct st_visibility {
+    const char *const *orgs;
+    size_t org_count;
+    const char *const *shared_types;
+    size_t shared_type_count;
+    const char *const *types;
+    size_t type_count;
+} st_visibility;
+
+/*
  * A condition: the resource has a row of `param` matching any of the values
  * (OR), modifiers aside. Conditions of a query are ANDed. Two parameters
  * every type has are built in: "_id" (kind ST_KIND_TOKEN, code = the id)
- * and "_lastUpdated" (kind ST_KIND_DATE).
+ * and "_lastUpdated" (kind ST_KIND_DATE). With a chain, the condition holds
+ * when some resource reached through all its links has such a row.
  */
 typedef struct st_condition {
+    const st_link *chain;       /* followed in order; chain_len 0: the resource itself */
+    size_t chain_len;
     const char *param;
     st_kind kind;
     st_modifier modifier;
@@ -227,6 +259,38 @@ typedef struct st_sort {
     bool descending;
 } st_sort;
 
+/*
+ * Keyset paging (with the default order, or a single _lastUpdated sort):
+ * the page after (or before) the resource with this sort key. Pages of one
+ * search pass back the st_list.snapshot of its first page as
+ * st_query.snapshot, so that they see the resources as they were then:
+ * resources created later are left out and updated ones keep their place
+ * (their key is their lastUpdated as of the snapshot). A resource deleted
+ * or no longer matching since drops out without shifting the others.
+ */
+typedef struct st_cursor {
+    int64_t key_ms;   /* the lastUpdated (as of the snapshot) of the resource paged from */
+    int64_t rid;      /* its row (st_list.first_rid/last_rid): ties are ordered by creation, in the same
+                       * direction, which the (type, lastUpdated) index gives without sorting */
+    bool before;      /* the page before it (a previous link), else the page after it (next) */
+} st_cursor;
+
+/*
+ * _include: the resources the page's matches point at through `param` of
+ * `type` (NULL param: every reference parameter; NULL type: any);
+ * _revinclude (reverse): the resources of `type` pointing at the matches
+ * through `param` (both required). target_type narrows the target (NULL:
+ * any). With iterate the include applies again to what was included, until
+ * nothing new comes, the limit is reached or after 4 rounds. Included resources are
+ * current, visible as st_query.linked says, and never a match or twice.
+ */
+typedef struct st_include {
+    const char *type;
+    const char *param;
+    const char *target_type;
+    bool reverse, iterate;
+} st_include;
+
 typedef struct st_query {
     const char *type;                  /* NULL: all types */
     const st_condition *conditions;
@@ -235,11 +299,17 @@ typedef struct st_query {
      * these organisations or carrying one of them as an access tag. */
     const char *const *visible_to;
     size_t visible_to_count;
+    const st_visibility *linked;       /* resources reached by chains and _has; NULL: no restriction */
     const st_sort *sort;               /* none: _lastUpdated descending */
     size_t sort_count;
     size_t count;                      /* page size; 0: the total only with want_total, else 50 */
     size_t offset;
     bool want_total;
+    int64_t snapshot;                  /* 0: now; else an earlier page's st_list.snapshot (see st_cursor) */
+    const st_cursor *cursor;           /* keyset paging; NULL: the first page (after offset) */
+    const st_include *includes;        /* applied to the page's matches */
+    size_t include_count;
+    size_t max_included;               /* included resources at most (the rest: included_truncated); 0: 100 */
 } st_query;
 
 /* ---- Results -------------------------------------------------------------------- */
@@ -269,7 +339,18 @@ typedef struct st_list {
     st_resource *items;
     size_t count;
     int64_t total;          /* with want_total (search) or always (history); -1 when not counted */
-    int64_t snapshot;       /* history: the change sequence the page was read at (pass back as upto) */
+    int64_t snapshot;       /* the change sequence the page was read at (history: pass back as upto,
+                             * search: as st_query.snapshot) */
+    /* search in the keyset order: whether another page follows in the direction read (after the
+     * last item, or before the first with a `before` cursor), and the sort keys of the first and
+     * last items (their lastUpdated as of the snapshot) for the next cursors */
+    bool more;
+    int64_t first_key_ms, last_key_ms;
+    int64_t first_rid, last_rid;
+    /* search with includes: the included resources (freed with the list) */
+    st_resource *included;
+    size_t included_count;
+    bool included_truncated;   /* more would have been included than max_included */
 } st_list;
 
 void st_list_free(st_list *list);
@@ -289,7 +370,7 @@ typedef struct st_history_query {
     int64_t upto;            /* 0: now; else a st_list.snapshot of an earlier page, so pages do not shift */
     const char *const *visible_to; /* as in st_query, on the resource's current owner and tags */
     size_t visible_to_count;
-    size_t count;
+    size_t count;            /* page size; 0: the total only */
     size_t offset;
 } st_history_query;
 

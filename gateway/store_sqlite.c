@@ -771,8 +771,11 @@ static void number_expr(sql_builder *b, st_prefix prefix, double value, double l
     case ST_NE:
         sb_add(b, "NOT ");
         /* fall through */
-    case ST_EQ:
-        sb_add(b, "(x.value >= "), sb_real(b, low), sb_add(b, " AND x.value <= "), sb_real(b, high), sb_add(b, ")");
+    case ST_EQ: /* [low, high): 5.4 covers 5.35 but not 5.45 */
+        if (low == high)
+            sb_add(b, "(x.value = "), sb_real(b, value), sb_add(b, ")");
+        else
+            sb_add(b, "(x.value >= "), sb_real(b, low), sb_add(b, " AND x.value < "), sb_real(b, high), sb_add(b, ")");
         return;
     case ST_AP:
         sb_add(b, "(x.value >= "), sb_real(b, value - margin), sb_add(b, " AND x.value <= ");
@@ -913,9 +916,12 @@ static st_status values_expr(sql_builder *b, const st_condition *c)
     return ST_OK;
 }
 
-/* _id and _lastUpdated live in the resource table itself. */
-static st_status builtin_condition(sql_builder *b, const st_condition *c, bool is_id)
+/* _id and _lastUpdated live in the resource table itself (alias `res`). */
+static st_status builtin_condition(sql_builder *b, const st_condition *c, bool is_id, const char *res)
 {
+    char id_col[16], time_col[24];
+    snprintf(id_col, sizeof id_col, "%s.id = ", res);
+    snprintf(time_col, sizeof time_col, "%s.last_updated", res);
     if (c->modifier == ST_MOD_MISSING) {
         sb_add(b, c->missing ? "0" : "1"); /* every resource has both */
         return ST_OK;
@@ -934,9 +940,9 @@ static st_status builtin_condition(sql_builder *b, const st_condition *c, bool i
         if (is_id) {
             if (!v->v.token.code)
                 return ST_INVALID;
-            sb_add(b, "r.id = "), sb_text(b, v->v.token.code);
+            sb_add(b, id_col), sb_text(b, v->v.token.code);
         } else {
-            date_expr(b, v->prefix, "r.last_updated", "r.last_updated", v->v.date.low_ms, v->v.date.high_ms);
+            date_expr(b, v->prefix, time_col, time_col, v->v.date.low_ms, v->v.date.high_ms);
         }
     }
     sb_add(b, ")");
@@ -951,7 +957,7 @@ static st_status builtin_condition(sql_builder *b, const st_condition *c, bool i
 static int drive_rank(const st_condition *c)
 {
     if (!c->param || c->param[0] == '_' || c->modifier == ST_MOD_NOT || c->modifier == ST_MOD_MISSING ||
-        c->modifier == ST_MOD_CONTAINS)
+        c->modifier == ST_MOD_CONTAINS || c->chain_len)
         return -1;
     for (size_t i = 0; i < c->value_count; i++)
         if (c->values && c->values[i].prefix == ST_NE)
@@ -989,14 +995,14 @@ static long driving_condition(const st_query *q)
  * of the (rid, param) index per candidate. (As IN lists they would each be
  * materialised in full, which for "gender=male" is half the table.)
  */
-static st_status condition_expr(sql_builder *b, const st_query *q, const st_condition *c, bool drives)
+static st_status row_condition(sql_builder *b, const st_query *q, const st_condition *c, bool drives, const char *res)
 {
     if (!c->param || (unsigned)c->kind > ST_KIND_URI || !modifier_fits(c))
         return ST_INVALID;
     if (strcmp(c->param, "_id") == 0)
-        return builtin_condition(b, c, true);
+        return builtin_condition(b, c, true, res);
     if (strcmp(c->param, "_lastUpdated") == 0)
-        return builtin_condition(b, c, false);
+        return builtin_condition(b, c, false, res);
 
     bool negated = c->modifier == ST_MOD_NOT || (c->modifier == ST_MOD_MISSING && c->missing);
     if (drives)
@@ -1004,7 +1010,13 @@ static st_status condition_expr(sql_builder *b, const st_query *q, const st_cond
     else
         sb_add(b, negated ? "NOT EXISTS (SELECT 1 FROM " : "EXISTS (SELECT 1 FROM ");
     sb_add(b, INDEX_TABLE[c->kind]);
-    sb_add(b, drives ? " x WHERE " : " x WHERE x.rid = r.rid AND ");
+    if (drives) {
+        sb_add(b, " x WHERE ");
+    } else {
+        char join[48];
+        snprintf(join, sizeof join, " x WHERE x.rid = %s.rid AND ", res);
+        sb_add(b, join);
+    }
     if (drives && q->type)
         sb_add(b, "x.type = "), sb_text(b, q->type), sb_add(b, " AND ");
     sb_add(b, "x.param = "), sb_text(b, c->param);
@@ -1018,27 +1030,147 @@ static st_status condition_expr(sql_builder *b, const st_query *q, const st_cond
     return ST_OK;
 }
 
-static void visibility_expr(sql_builder *b, const char *const *orgs, size_t count)
+static void text_list(sql_builder *b, const char *const *texts, size_t count)
 {
-    sb_add(b, " AND (r.owner IN (");
+    sb_add(b, "(");
     for (size_t i = 0; i < count; i++)
-        sb_add(b, i ? ", " : ""), sb_text(b, orgs[i]);
-    sb_add(b, ") OR EXISTS (SELECT 1 FROM access_tag a WHERE a.rid = r.rid AND a.tag IN (");
-    for (size_t i = 0; i < count; i++)
-        sb_add(b, i ? ", " : ""), sb_text(b, orgs[i]);
-    sb_add(b, ")) OR EXISTS (SELECT 1 FROM access_grant g WHERE g.rid = r.rid AND g.tag IN (");
-    for (size_t i = 0; i < count; i++)
-        sb_add(b, i ? ", " : ""), sb_text(b, orgs[i]);
-    sb_add(b, ")))");
+        sb_add(b, i ? ", " : ""), sb_text(b, texts[i]);
+    sb_add(b, ")");
+}
+
+/* " AND (<res> is owned by or addressed to one of orgs)" */
+static void visibility_expr(sql_builder *b, const char *const *orgs, size_t count, const char *res)
+{
+    char text[80];
+    snprintf(text, sizeof text, " AND (%s.owner IN ", res);
+    sb_add(b, text), text_list(b, orgs, count);
+    snprintf(text, sizeof text, " OR EXISTS (SELECT 1 FROM access_tag a WHERE a.rid = %s.rid AND a.tag IN ", res);
+    sb_add(b, text), text_list(b, orgs, count), sb_add(b, ")");
+    /* what an active Task addressed to them lets them read */
+    snprintf(text, sizeof text, " OR EXISTS (SELECT 1 FROM access_grant g WHERE g.rid = %s.rid AND g.tag IN ", res);
+    sb_add(b, text), text_list(b, orgs, count), sb_add(b, "))");
+}
+
+/* " AND (<res> may be seen by whom v describes)"; nothing when v is NULL. */
+static void linked_visibility(sql_builder *b, const st_visibility *v, const char *res)
+{
+    if (!v)
+        return;
+    char text[48];
+    if (v->type_count) {
+        snprintf(text, sizeof text, " AND %s.type IN ", res);
+        sb_add(b, text), text_list(b, v->types, v->type_count);
+    }
+    if (v->shared_type_count) {
+        snprintf(text, sizeof text, " AND (%s.type IN ", res);
+        sb_add(b, text), text_list(b, v->shared_types, v->shared_type_count);
+        if (v->org_count)
+            sb_add(b, " OR 1"), visibility_expr(b, v->orgs, v->org_count, res);
+        sb_add(b, ")");
+    } else if (v->org_count) {
+        visibility_expr(b, v->orgs, v->org_count, res);
+    } else {
+        sb_add(b, " AND 0");
+    }
+}
+
+/*
+ * A chained condition from the resource `res`: one EXISTS per link, each
+ * joining index_reference to the resources it reaches (alias c1, c2, ...),
+ * which must be current and visible, down to the condition on the last.
+ */
+static st_status chain_condition(sql_builder *b, const st_query *q, const st_condition *c, size_t depth,
+                                 const char *res)
+{
+    if (depth == c->chain_len)
+        return row_condition(b, q, c, false, res);
+    const st_link *l = &c->chain[depth];
+    if (!l->param || (l->reverse && !l->type))
+        return ST_INVALID;
+    char at[8], text[200];
+    snprintf(at, sizeof at, "c%zu", depth + 1);
+    if (!l->reverse) /* the resources res points at */
+        snprintf(text, sizeof text,
+                 "EXISTS (SELECT 1 FROM index_reference l%zu JOIN resource %s ON %s.type = l%zu.target_type"
+                 " AND %s.id = l%zu.target_id WHERE l%zu.rid = %s.rid AND l%zu.param = ",
+                 depth + 1, at, at, depth + 1, at, depth + 1, depth + 1, res, depth + 1);
+    else /* the resources of l->type pointing at res */
+        snprintf(text, sizeof text,
+                 "EXISTS (SELECT 1 FROM index_reference l%zu JOIN resource %s ON %s.rid = l%zu.rid"
+                 " WHERE l%zu.target_type = %s.type AND l%zu.target_id = %s.id AND l%zu.param = ",
+                 depth + 1, at, at, depth + 1, depth + 1, res, depth + 1, res, depth + 1);
+    sb_add(b, text), sb_text(b, l->param);
+    if (l->type) {
+        snprintf(text, sizeof text, " AND l%zu.%s = ", depth + 1, l->reverse ? "type" : "target_type");
+        sb_add(b, text), sb_text(b, l->type);
+    }
+    snprintf(text, sizeof text, " AND %s.deleted = 0", at);
+    sb_add(b, text);
+    linked_visibility(b, q->linked, at);
+    sb_add(b, " AND ");
+    st_status s = chain_condition(b, q, c, depth + 1, at);
+    sb_add(b, ")");
+    return s;
+}
+
+static st_status condition_expr(sql_builder *b, const st_query *q, const st_condition *c, bool drives)
+{
+    if (c->chain_len > 0)
+        return c->chain ? chain_condition(b, q, c, 0, "r") : ST_INVALID;
+    return row_condition(b, q, c, drives, "r");
+}
+
+/* ---- Keyset paging ---- */
+
+/* Is the query in the keyset order (lastUpdated, then id)? *descending: its direction. */
+static bool keyset_order(const st_query *q, bool *descending)
+{
+    *descending = true;
+    if (q->sort_count == 0)
+        return true;
+    if (q->sort_count == 1 && q->sort && q->sort[0].param && !strcmp(q->sort[0].param, "_lastUpdated")) {
+        *descending = q->sort[0].descending;
+        return true;
+    }
+    return false;
+}
+
+/* r's sort key: its lastUpdated as of the snapshot (NULL when it did not exist then), or now. */
+static void key_expr(sql_builder *b, const st_query *q)
+{
+    if (!q->snapshot) {
+        sb_add(b, "r.last_updated");
+        return;
+    }
+    /* unchanged since the snapshot: its own; else the version current then (versions grow with seq,
+     * so the (rid, version) index serves) */
+    sb_add(b, "(CASE WHEN r.current_seq <= "), sb_int(b, q->snapshot);
+    sb_add(b, " THEN r.last_updated ELSE (SELECT k.last_updated FROM resource_version k WHERE k.rid = r.rid"
+              " AND k.seq <= ");
+    sb_int(b, q->snapshot), sb_add(b, " ORDER BY k.version DESC LIMIT 1) END)");
+}
+
+/* The order pages are read in: the display order, reversed for a `before` cursor. */
+static bool reading_descending(const st_query *q)
+{
+    bool descending;
+    keyset_order(q, &descending);
+    return q->cursor && q->cursor->before ? !descending : descending;
+}
+
+/* " AND <key, id> beyond the cursor in the reading order" */
+static void cursor_expr(sql_builder *b, const st_query *q)
+{
+    const char *op = reading_descending(q) ? " < " : " > ";
+    sb_add(b, " AND ("), key_expr(b, q), sb_add(b, op), sb_int(b, q->cursor->key_ms);
+    sb_add(b, " OR ("), key_expr(b, q), sb_add(b, " = "), sb_int(b, q->cursor->key_ms);
+    sb_add(b, " AND r.rid"), sb_add(b, op), sb_int(b, q->cursor->rid), sb_add(b, "))");
 }
 
 /* History: each version is visible to its owner and to whom that version was addressed. */
 static void version_visibility_expr(sql_builder *b, const char *const *orgs, size_t count)
 {
-    sb_add(b, " AND (r.owner IN (");
-    for (size_t i = 0; i < count; i++)
-        sb_add(b, i ? ", " : ""), sb_text(b, orgs[i]);
-    sb_add(b, ")");
+    sb_add(b, " AND (r.owner IN "), text_list(b, orgs, count);
     for (size_t i = 0; i < count; i++) {
         sb_add(b, " OR instr(char(31) || coalesce(v.tags, '') || char(31), char(31) || ");
         sb_text(b, orgs[i]);
@@ -1062,7 +1194,9 @@ static st_status where_clause(sql_builder *b, const st_query *q)
             return s;
     }
     if (q->visible_to_count)
-        visibility_expr(b, q->visible_to, q->visible_to_count);
+        visibility_expr(b, q->visible_to, q->visible_to_count, "r");
+    if (q->snapshot) /* only what existed at the snapshot */
+        sb_add(b, " AND "), key_expr(b, q), sb_add(b, " IS NOT NULL");
     return b->oom ? ST_INTERNAL : ST_OK;
 }
 
@@ -1088,11 +1222,13 @@ static const char *sort_column(st_kind kind, bool descending)
 
 static st_status order_clause(sql_builder *b, const st_query *q)
 {
-    sb_add(b, " ORDER BY ");
-    if (q->sort_count == 0) {
-        sb_add(b, "r.last_updated DESC, r.rid DESC");
+    bool descending;
+    if (keyset_order(q, &descending)) {
+        const char *dir = reading_descending(q) ? " DESC" : " ASC";
+        sb_add(b, " ORDER BY "), key_expr(b, q), sb_add(b, dir), sb_add(b, ", r.rid"), sb_add(b, dir);
         return ST_OK;
     }
+    sb_add(b, " ORDER BY ");
     for (size_t i = 0; i < q->sort_count; i++) {
         const st_sort *s = &q->sort[i];
         const char *dir = s->descending ? " DESC" : " ASC";
@@ -1224,15 +1360,89 @@ static st_status search_total(conn *c, const st_query *q, int64_t *total, st_err
     return s;
 }
 
-static st_status search_page(conn *c, const st_query *q, st_list *out, st_error *err)
+/* The sort key (column 8) and rid (column 9) of each row collected, in step with the list. */
+typedef struct row_keys {
+    int64_t *keys, *rids;
+    size_t count, cap;
+} row_keys;
+
+static void row_keys_free(row_keys *k)
 {
+    free(k->keys);
+    free(k->rids);
+    memset(k, 0, sizeof *k);
+}
+
+static bool row_keys_push(row_keys *k, int64_t key, int64_t rid)
+{
+    size_t cap = k->cap;
+    if (!grow((void **)&k->keys, &cap, k->count + 1, sizeof *k->keys) ||
+        !grow((void **)&k->rids, &k->cap, k->count + 1, sizeof *k->rids))
+        return false;
+    k->keys[k->count] = key;
+    k->rids[k->count++] = rid;
+    return true;
+}
+
+/* Like collect, keeping each row's key and rid in *keys; *capacity is out's (kept across calls). */
+static st_status collect_keyed(conn *c, sqlite3_stmt *stmt, st_list *out, size_t *capacity, row_keys *keys,
+                               st_error *err)
+{
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        st_resource *slot = st__list_push(out, capacity);
+        if (slot && !fill_from_row(stmt, slot))
+            slot = NULL, out->count--;
+        if (!slot || !row_keys_push(keys, sqlite3_column_int64(stmt, 8), sqlite3_column_int64(stmt, 9))) {
+            st__error(err, "out of memory");
+            return ST_INTERNAL;
+        }
+    }
+    return rc == SQLITE_DONE ? ST_OK : step_error(c, rc, err);
+}
+
+/*
+ * A keyset page was read with one row too many (to know whether another
+ * follows) and, for a `before` cursor, in reverse: trim and turn it into
+ * display order, and note the first and last keys.
+ */
+static void finish_keyset_page(const st_query *q, st_list *out, row_keys *k)
+{
+    size_t want = page_size(q->count);
+    out->more = out->count > want;
+    while (out->count > want)
+        st_resource_free(&out->items[--out->count]);
+    k->count = out->count;
+    const int64_t *keys = k->keys;
+    bool reversed = q->cursor && q->cursor->before;
+    for (size_t i = 0; reversed && i < out->count / 2; i++) {
+        st_resource t = out->items[i];
+        out->items[i] = out->items[out->count - 1 - i];
+        out->items[out->count - 1 - i] = t;
+    }
+    if (out->count) {
+        size_t first = reversed ? out->count - 1 : 0, last = reversed ? 0 : out->count - 1;
+        out->first_key_ms = keys[first], out->last_key_ms = keys[last];
+        out->first_rid = k->rids[first], out->last_rid = k->rids[last];
+    }
+}
+
+/* The page; the rids of its matches in *rows (for includes). */
+static st_status search_page(conn *c, const st_query *q, st_list *out, row_keys *rows, st_error *err)
+{
+    bool descending, keyset = keyset_order(q, &descending);
+    if (q->cursor && !keyset)
+        return ST_INVALID;
     sql_builder b = {0};
-    sb_add(&b, PAGE_COLUMNS "FROM resource r JOIN resource_version v ON v.seq = r.current_seq WHERE ");
+    sb_add(&b, PAGE_COLUMNS ", "), key_expr(&b, q);
+    sb_add(&b, ", r.rid FROM resource r JOIN resource_version v ON v.seq = r.current_seq WHERE ");
     st_status s = where_clause(&b, q);
+    if (s == ST_OK && q->cursor)
+        cursor_expr(&b, q);
     if (s == ST_OK)
         s = order_clause(&b, q);
     if (s == ST_OK) {
-        sb_add(&b, " LIMIT "), sb_int(&b, (int64_t)page_size(q->count));
+        sb_add(&b, " LIMIT "), sb_int(&b, (int64_t)page_size(q->count) + keyset);
         sb_add(&b, " OFFSET "), sb_int(&b, (int64_t)q->offset);
     }
     if (s == ST_OK && b.oom)
@@ -1240,10 +1450,90 @@ static st_status search_page(conn *c, const st_query *q, st_list *out, st_error 
     sqlite3_stmt *stmt = s == ST_OK ? prepare_built(c, &b, b.bind_count, err) : NULL;
     if (s == ST_OK && !stmt)
         s = ST_INTERNAL;
+    size_t capacity = 0;
     if (stmt)
-        s = collect(c, stmt, out, err);
+        s = collect_keyed(c, stmt, out, &capacity, rows, err);
+    if (s == ST_OK && keyset)
+        finish_keyset_page(q, out, rows);
     finish(stmt);
     sb_free(&b);
+    return s;
+}
+
+/* ---- Includes ---- */
+
+#define DEFAULT_MAX_INCLUDED 100
+#define INCLUDE_ROUNDS 4 /* :iterate applies this often at most */
+
+static void rid_list(sql_builder *b, const int64_t *rids, size_t n)
+{
+    sb_add(b, "(");
+    for (size_t i = 0; i < n; i++)
+        sb_add(b, i ? ", " : ""), sb_int(b, rids[i]);
+    sb_add(b, ")");
+}
+
+/*
+ * One include over the resources `from` (rids): appends the resources it
+ * reaches that are not in `seen` to out->included (their rids to seen),
+ * at most `room` of them (one more is read to know whether there were).
+ */
+static st_status include_once(conn *c, const st_query *q, const st_include *inc, const int64_t *from, size_t nfrom,
+                              row_keys *seen, size_t room, st_list *inc_list, size_t *capacity, bool *truncated,
+                              st_error *err)
+{
+    if (inc->reverse && (!inc->type || !inc->param))
+        return ST_INVALID;
+    sql_builder b = {0};
+    sb_add(&b, PAGE_COLUMNS ", 0, r.rid FROM resource r JOIN resource_version v ON v.seq = r.current_seq"
+               " WHERE r.deleted = 0");
+    linked_visibility(&b, q->linked, "r");
+    sb_add(&b, inc->reverse ? " AND r.rid IN (SELECT l.rid" : " AND r.rid IN (SELECT t.rid");
+    sb_add(&b, " FROM index_reference l JOIN resource t ON t.type = l.target_type AND t.id = l.target_id WHERE ");
+    sb_add(&b, inc->reverse ? "t.rid IN " : "l.rid IN "), rid_list(&b, from, nfrom);
+    if (inc->type)
+        sb_add(&b, " AND l.type = "), sb_text(&b, inc->type);
+    if (inc->param)
+        sb_add(&b, " AND l.param = "), sb_text(&b, inc->param);
+    if (inc->target_type)
+        sb_add(&b, " AND l.target_type = "), sb_text(&b, inc->target_type);
+    sb_add(&b, ") AND r.rid NOT IN "), rid_list(&b, seen->rids, seen->count);
+    sb_add(&b, " ORDER BY r.rid LIMIT "), sb_int(&b, (int64_t)room + 1);
+    st_status s = b.oom ? ST_INTERNAL : ST_OK;
+    sqlite3_stmt *stmt = s == ST_OK ? prepare_built(c, &b, b.bind_count, err) : NULL;
+    if (s == ST_OK && !stmt)
+        s = ST_INTERNAL;
+    size_t before = inc_list->count;
+    if (stmt)
+        s = collect_keyed(c, stmt, inc_list, capacity, seen, err);
+    if (s == ST_OK && inc_list->count - before > room) {
+        *truncated = true;
+        st_resource_free(&inc_list->items[--inc_list->count]);
+        seen->count--;
+    }
+    finish(stmt);
+    sb_free(&b);
+    return s;
+}
+
+/* The includes of the page whose match rids are in `rows`, round by round (:iterate), into out->included. */
+static st_status search_includes(conn *c, const st_query *q, st_list *out, row_keys *rows, st_error *err)
+{
+    size_t max = q->max_included ? q->max_included : DEFAULT_MAX_INCLUDED, capacity = 0;
+    st_list inc = {0};
+    st_status s = ST_OK;
+    size_t frontier = 0, end = rows->count; /* rows->rids[frontier..end): what the round starts from */
+    for (int round = 0; s == ST_OK && round < INCLUDE_ROUNDS && frontier < end; round++) {
+        for (size_t i = 0; s == ST_OK && i < q->include_count && !out->included_truncated; i++) {
+            const st_include *in = &q->includes[i];
+            if (round == 0 || in->iterate)
+                s = include_once(c, q, in, rows->rids + frontier, end - frontier, rows, max - inc.count, &inc,
+                                 &capacity, &out->included_truncated, err);
+        }
+        frontier = end, end = rows->count;
+    }
+    out->included = inc.items;
+    out->included_count = inc.count;
     return s;
 }
 
@@ -1254,10 +1544,20 @@ static st_status search(void *reader, const st_query *q, st_list *out, st_error 
     st_status s = run_fixed(c, BEGIN_READ, err);
     if (s != ST_OK)
         return s;
-    if (q->want_total)
+    out->snapshot = q->snapshot;
+    if (!q->snapshot) { /* the change sequence this page reads at, for the next pages */
+        sqlite3_stmt *stmt = fixed(c, LAST_SEQ);
+        s = stmt ? count_rows(c, stmt, &out->snapshot, err) : ST_INTERNAL;
+        finish(stmt);
+    }
+    if (s == ST_OK && q->want_total)
         s = search_total(c, q, &out->total, err);
+    row_keys rows = {0};
     if (s == ST_OK && (q->count || !q->want_total))
-        s = search_page(c, q, out, err);
+        s = search_page(c, q, out, &rows, err);
+    if (s == ST_OK && q->include_count && out->count)
+        s = search_includes(c, q, out, &rows, err);
+    row_keys_free(&rows);
     if (s == ST_INVALID)
         st__error(err, "unsupported search (modifier, kind or value)");
     run_fixed(c, END_READ, NULL);
@@ -1300,14 +1600,14 @@ static st_status history_run(conn *c, const st_history_query *q, int64_t rid, st
     sb_add(&page_sql, "SELECT v.type, v.id, v.version, v.last_updated, v.method, v.json, r.owner, v.tags"
                       " FROM resource_version v JOIN resource r ON r.rid = v.rid");
     history_where(&page_sql, q, rid, out->snapshot);
-    sb_add(&page_sql, " ORDER BY v.seq DESC LIMIT "), sb_int(&page_sql, (int64_t)page_size(q->count));
+    sb_add(&page_sql, " ORDER BY v.seq DESC LIMIT "), sb_int(&page_sql, (int64_t)q->count);
     sb_add(&page_sql, " OFFSET "), sb_int(&page_sql, (int64_t)q->offset);
 
     st_status s = count_sql.oom || page_sql.oom ? ST_INTERNAL : ST_OK;
     sqlite3_stmt *stmt = s == ST_OK ? prepare_built(c, &count_sql, count_sql.bind_count, err) : NULL;
     s = stmt ? count_rows(c, stmt, &out->total, err) : ST_INTERNAL;
     finish(stmt);
-    if (s == ST_OK) {
+    if (s == ST_OK && q->count) { /* count 0: the total only */
         stmt = prepare_built(c, &page_sql, page_sql.bind_count, err);
         s = stmt ? collect(c, stmt, out, err) : ST_INTERNAL;
         finish(stmt);

@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "fhir/validate.h"
+#include "gateway/directory.h"
 
 rh_fixture rh;
 
@@ -90,6 +91,13 @@ void rh_stop_server(void)
     st_close(rh.store);
     id_table_free(rh.orgs);
     rh.srv = NULL;
+}
+
+void rh_publish_directory(void)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/organisations.tsv", rh.dir);
+    cr_assert(dir_publish_registered(rh.store, path), "the directory entries could not be published");
 }
 
 void rh_setup_with(const rh_options *opt)

@@ -72,6 +72,8 @@ const char *rh_str(json_object *o, const char *path);
 void rh_expect_outcome(const rh_response *r, long status, const char *code);
 /* A response header's value into out; NULL when absent. */
 const char *rh_header(const rh_response *r, const char *name, char *out, size_t size);
+/* Publish every registered organisation's own directory entry (Organization/ura-<URA>), as serve does. */
+void rh_publish_directory(void);
 /* Create a resource as `who` (asserts 201); returns its id (static buffer, overwritten by the next call). */
 const char *rh_create(const char *who, const char *type, const char *json);
 

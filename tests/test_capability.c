@@ -32,6 +32,26 @@ static bool has_search_param(json_object *res, const char *name)
     return false;
 }
 
+static bool has_string(json_object *res, const char *key, const char *value)
+{
+    json_object *list = json_object_object_get(res, key);
+    for (size_t i = 0; list && i < json_object_array_length(list); i++)
+        if (!strcmp(json_object_get_string(json_object_array_get_idx(list, i)), value))
+            return true;
+    return false;
+}
+
+static const char *param_documentation(json_object *res, const char *name)
+{
+    json_object *params = json_object_object_get(res, "searchParam");
+    for (size_t i = 0; i < json_object_array_length(params); i++) {
+        json_object *p = json_object_array_get_idx(params, i);
+        if (!strcmp(json_object_get_string(json_object_object_get(p, "name")), name))
+            return json_object_get_string(json_object_object_get(p, "documentation"));
+    }
+    return NULL;
+}
+
 Test(capability, valid_and_complete)
 {
     const char *urls[] = {"http://example.org/p"}, *types[] = {"CarePlan"};
@@ -79,5 +99,17 @@ Test(capability, valid_and_complete)
     cr_expect(json_object_get_boolean(json_object_object_get(task, "conditionalCreate")));
     cr_expect_str_eq(json_object_get_string(json_object_object_get(task, "conditionalRead")), "full-support");
     cr_expect_str_eq(json_object_get_string(json_object_object_get(task, "conditionalDelete")), "single");
+
+    /* search: includes, reverse includes, chaining and _has, as implemented */
+    cr_expect(has_string(cp, "searchInclude", "CarePlan:subject"));
+    cr_expect(has_string(cp, "searchInclude", "*"));
+    cr_expect_not(has_string(cp, "searchInclude", "CarePlan:status"), "status is no reference");
+    json_object *patient = find_resource(cs, "Patient");
+    cr_expect(has_string(patient, "searchRevInclude", "Observation:patient"));
+    cr_expect(has_string(patient, "searchRevInclude", "CarePlan:patient"));
+    cr_expect_not(has_string(patient, "searchRevInclude", "Observation:encounter"));
+    cr_expect(has_search_param(patient, "_has"));
+    cr_expect_not_null(strstr(param_documentation(cp, "subject"), "name:Type.param"), "chaining is documented");
+    cr_expect_null(param_documentation(cp, "status"), "only reference parameters chain");
     json_object_put(cs);
 }

@@ -97,9 +97,13 @@ Test(search, lenient_and_strict)
 {
     sq_query q;
     oo_list issues;
-    cr_assert(parse("Task", "owner=Organization/o1&foo=bar&_include=Task:owner", false, &q, &issues));
+    cr_assert(parse("Task", "owner=Organization/o1&foo=bar&_elements=id&_include=Task:owner", false, &q, &issues));
     cr_expect_eq(q.param_count, 1);
-    cr_expect_str_eq(q.ignored, "foo, _include");
+    cr_expect_str_eq(q.ignored, "foo, _elements");
+    cr_assert_eq(q.include_count, 1, "_include is applied now");
+    cr_expect_str_eq(q.includes[0].source_type, "Task");
+    cr_expect_str_eq(q.includes[0].ref->code, "owner");
+    cr_expect_not(q.includes[0].reverse);
     sq_free(&q);
     oo_list_free(&issues);
     cr_expect_not(parse("Task", "owner=Organization/o1&foo=bar", true, &q, &issues));
@@ -123,4 +127,96 @@ Test(search, bad_values)
     cr_expect_eq(q.count, 500, "clamped to the maximum");
     sq_free(&q);
     oo_list_free(&issues);
+}
+
+Test(search, quantity_system_and_number_ranges)
+{
+    sq_query q;
+    oo_list issues;
+    cr_assert(parse("Observation", "value-quantity=5.4|http://unitsofmeasure.org|mg,3||kg,ge7", false, &q, &issues));
+    sq_value *v = q.params[0].values;
+    cr_expect_str_eq(v[0].unit_system, "http://unitsofmeasure.org");
+    cr_expect_str_eq(v[0].unit, "mg");
+    double lo, hi;
+    sq_number_range(&v[0], &lo, &hi);
+    cr_expect_eq(lo, 5.35, "the bounds are the decimals themselves, not 5.4 - 0.05");
+    cr_expect_eq(hi, 5.45);
+    cr_expect_null(v[1].unit_system, "an empty system: any");
+    cr_expect_str_eq(v[1].unit, "kg");
+    sq_number_range(&v[1], &lo, &hi);
+    cr_expect_eq(lo, 2.5);
+    cr_expect_eq(hi, 3.5);
+    cr_expect_null(v[2].unit);
+    sq_free(&q);
+    oo_list_free(&issues);
+}
+
+Test(search, chains_and_has)
+{
+    sq_query q;
+    oo_list issues;
+    cr_assert(parse("Observation",
+                    "subject:Patient.organization.name:exact=Zorg&subject.name=x&_has:Provenance:target:agent=y", true,
+                    &q, &issues));
+    cr_assert_eq(q.param_count, 3);
+    sq_param *p = &q.params[0];
+    cr_assert_eq(p->chain_len, 2);
+    cr_expect_str_eq(p->chain[0].ref->code, "subject");
+    cr_expect_str_eq(p->chain[0].type, "Patient");
+    cr_expect_not(p->chain[0].reverse);
+    cr_expect_str_eq(p->chain[1].ref->code, "organization");
+    cr_expect_null(p->chain[1].type);
+    cr_expect_str_eq(p->def->code, "name");
+    cr_expect_eq(p->modifier, SQ_MOD_EXACT);
+    cr_expect_str_eq(p->values[0].text, "Zorg");
+    cr_expect_null(q.params[1].chain[0].type, "no type: any type with a name parameter");
+    cr_expect_eq(q.params[1].def->kind, FS_SEARCH_STRING);
+    p = &q.params[2];
+    cr_assert_eq(p->chain_len, 1);
+    cr_expect(p->chain[0].reverse);
+    cr_expect_str_eq(p->chain[0].type, "Provenance");
+    cr_expect_str_eq(p->chain[0].ref->code, "target");
+    cr_expect_str_eq(p->def->code, "agent");
+    sq_free(&q);
+    oo_list_free(&issues);
+
+    /* an unknown first name is an unknown parameter: ignored when lenient, refused when strict */
+    cr_assert(parse("Observation", "nosuch.name=1", false, &q, &issues));
+    cr_expect_str_eq(q.ignored, "nosuch.name");
+    sq_free(&q);
+    oo_list_free(&issues);
+    cr_expect_not(parse("Observation", "nosuch.name=1", true, &q, &issues));
+    oo_list_free(&issues);
+
+    const char *bad[] = {"subject:Patient.nosuch=1", "code.name=1", "_has:Nope:x:y=1", "_has:Observation:code=1",
+                         "subject.a.b.c.d=1", "subject:Patient.organization.partof.partof.name=1",
+                         "subject:Nope.name=1"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cr_expect_not(parse("Observation", bad[i], false, &q, &issues), "%s", bad[i]);
+        cr_expect_gt(issues.count, 0, "%s", bad[i]);
+        oo_list_free(&issues);
+    }
+}
+
+Test(search, includes)
+{
+    sq_query q;
+    oo_list issues;
+    cr_assert(parse("Patient",
+                    "_revinclude=Observation:subject:Patient&_revinclude:iterate=Provenance:target&_include=*", true,
+                    &q, &issues));
+    cr_assert_eq(q.include_count, 3);
+    cr_expect(q.includes[0].reverse);
+    cr_expect_str_eq(q.includes[0].source_type, "Observation");
+    cr_expect_str_eq(q.includes[0].target_type, "Patient");
+    cr_expect(q.includes[1].iterate);
+    cr_expect_null(q.includes[2].ref, "* : every reference parameter");
+    cr_expect_null(q.includes[2].source_type);
+    sq_free(&q);
+    oo_list_free(&issues);
+    const char *bad[] = {"_include=Patient:name", "_include=Nope:x", "_revinclude=*", "_include=Patient:link:Nope"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cr_expect_not(parse("Patient", bad[i], false, &q, &issues), "%s", bad[i]);
+        oo_list_free(&issues);
+    }
 }

@@ -271,7 +271,7 @@ Test(store, delete_then_gone_history_keeps_versions)
     st_resource_free(&v);
 
     st_list h;
-    st_history_query q = {.type = "Patient", .id = "p", .since_ms = INT64_MIN};
+    st_history_query q = {.type = "Patient", .id = "p", .since_ms = INT64_MIN, .count = 10};
     cr_assert_eq(st_history(S, &q, &h, NULL), ST_OK);
     cr_assert_eq(h.count, 3);
     cr_expect_eq(h.total, 3);
@@ -564,8 +564,14 @@ Test(store, search_numbers_and_quantities)
     load_search_fixture();
     cr_expect_str_eq(find1("weight", ST_KIND_NUMBER, 0, NUM(ST_EQ, 100)), "b");
     cr_expect_str_eq(find1("weight", ST_KIND_NUMBER, 0,
+                           (st_value){.prefix = ST_EQ, .v.number = {81, 80.5, 81.5, NULL, NULL}}),
+                     "a", "81 means [80.5, 81.5)");
+    cr_expect_str_eq(find1("weight", ST_KIND_NUMBER, 0,
                            (st_value){.prefix = ST_EQ, .v.number = {80, 79.5, 80.5, NULL, NULL}}),
-                     "a", "80 means [79.5, 80.5]");
+                     "", "80 means [79.5, 80.5): the upper bound is not in it");
+    cr_expect_str_eq(find1("weight", ST_KIND_NUMBER, 0,
+                           (st_value){.prefix = ST_NE, .v.number = {80, 79.5, 80.5, NULL, NULL}}),
+                     "a,b");
     cr_expect_str_eq(find1("weight", ST_KIND_NUMBER, 0, NUM(ST_NE, 100)), "a");
     cr_expect_str_eq(find1("weight", ST_KIND_NUMBER, 0, NUM(ST_GT, 80.5)), "b");
     cr_expect_str_eq(find1("weight", ST_KIND_NUMBER, 0, NUM(ST_GE, 80.5)), "a,b");
@@ -1021,4 +1027,183 @@ Test(store, invalid_requests_are_refused_up_front)
     cr_expect_eq(st_submit_wait(S, &wrong, 1, NULL), ST_INVALID);
     st_op not_json = create_op("Patient", "y", "no object");
     cr_expect_eq(submit1(not_json).status, ST_INVALID);
+}
+
+Test(store, history_count_zero_is_the_total_only)
+{
+    create("Patient", "a", "{}");
+    create("Patient", "b", "{}");
+    st_list l;
+    st_history_query q = {.type = "Patient", .since_ms = INT64_MIN, .count = 0};
+    cr_assert_eq(st_history(S, &q, &l, NULL), ST_OK);
+    cr_expect_eq(l.total, 2);
+    cr_expect_eq(l.count, 0, "count 0 is the total only, as in search");
+    st_list_free(&l);
+}
+
+Test(store, chains_reach_only_visible_resources_of_readable_types)
+{
+    load_search_fixture();
+    /* a Coverage of insurer 33333333 whose beneficiary is Patient a (owned by 11111111, tagged to no one) */
+    st_index_row rows[] = {st_row_reference("beneficiary", "Patient", "a", NULL)};
+    st_op op = create_op("Coverage", "cov", "{}");
+    op.owner = "33333333", op.rows = rows, op.row_count = 1;
+    cr_assert_eq(submit1(op).status, ST_OK);
+
+    st_link to_patient = {.param = "beneficiary", .type = "Patient"};
+    st_value ijs = STR("ijsbrand");
+    st_condition c = {.chain = &to_patient, .chain_len = 1, .param = "name", .kind = ST_KIND_STRING,
+                      .values = &ijs, .value_count = 1};
+    st_query q = {.type = "Coverage", .conditions = &c, .condition_count = 1, .count = 10};
+    cr_expect_str_eq(found(&q, NULL), "cov", "no restriction: the chain reaches Patient a");
+
+    const char *insurer[] = {"33333333"}, *owner[] = {"11111111"}, *shared[] = {"Organization"};
+    const char *readable[] = {"Organization", "Coverage"};
+    st_visibility v = {.orgs = insurer, .org_count = 1, .shared_types = shared, .shared_type_count = 1};
+    q.linked = &v;
+    cr_expect_str_eq(found(&q, NULL), "", "Patient a is neither the insurer's nor addressed to it");
+    v.orgs = owner;
+    cr_expect_str_eq(found(&q, NULL), "cov", "a is 11111111's");
+    v.types = readable, v.type_count = 2;
+    cr_expect_str_eq(found(&q, NULL), "", "a type outside `types` is never reached, owned or not");
+
+    /* reverse: the Patients some Coverage points at */
+    st_link from_coverage = {.param = "beneficiary", .type = "Coverage", .reverse = true};
+    st_value any = {.v.token = {NULL, "cov"}};
+    st_condition h = {.chain = &from_coverage, .chain_len = 1, .param = "_id", .kind = ST_KIND_TOKEN,
+                      .values = &any, .value_count = 1};
+    st_query p = {.type = "Patient", .conditions = &h, .condition_count = 1, .count = 10};
+    cr_expect_str_eq(found(&p, NULL), "a");
+    v = (st_visibility){.orgs = owner, .org_count = 1};
+    p.linked = &v;
+    cr_expect_str_eq(found(&p, NULL), "", "the Coverage is 33333333's");
+    v.orgs = insurer;
+    cr_expect_str_eq(found(&p, NULL), "a");
+}
+
+/* The ids of a list, joined by commas. */
+static const char *ids_of(const st_list *l)
+{
+    static char ids[256];
+    ids[0] = '\0';
+    for (size_t i = 0; i < l->count; i++)
+        snprintf(ids + strlen(ids), sizeof ids - strlen(ids), "%s%s", i ? "," : "", l->items[i].id);
+    return ids;
+}
+
+Test(store, keyset_pages_do_not_shift_when_data_changes)
+{
+    char id[16];
+    for (int i = 0; i < 10; i++) {
+        atomic_store(&now, T0 + i * 1000);
+        snprintf(id, sizeof id, "p%d", i);
+        create("Patient", id, "{}");
+    }
+    st_query q = {.type = "Patient", .count = 3, .want_total = true};
+    st_list l;
+    cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
+    cr_expect_str_eq(ids_of(&l), "p9,p8,p7", "newest first");
+    cr_expect(l.more);
+    cr_expect_eq(l.total, 10);
+    cr_expect_eq(l.last_key_ms, T0 + 7000);
+    int64_t snapshot = l.snapshot, p7 = l.last_rid;
+    cr_expect_gt(p7, 0);
+    cr_expect_gt(snapshot, 0);
+    st_list_free(&l);
+
+    /* meanwhile: p5 is updated (now the newest), p10 created, p3 deleted */
+    atomic_store(&now, T0 + 20000);
+    update("Patient", "p5", "{}", 0);
+    create("Patient", "p10", "{}");
+    delete("Patient", "p3", 0);
+
+    st_cursor after = {.key_ms = T0 + 7000, .rid = p7};
+    q.snapshot = snapshot, q.cursor = &after;
+    cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
+    cr_expect_str_eq(ids_of(&l), "p6,p5,p4", "p5 keeps its place; p10 is not in this search");
+    cr_expect(l.more);
+    cr_expect_eq(l.total, 9, "as of the snapshot, less the deleted p3");
+    cr_expect_eq(l.first_key_ms, T0 + 6000);
+    cr_expect_eq(l.last_key_ms, T0 + 4000, "p4's key");
+    int64_t p6 = l.first_rid, p4 = l.last_rid;
+    st_list_free(&l);
+
+    st_cursor last = {.key_ms = T0 + 4000, .rid = p4};
+    q.cursor = &last;
+    cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
+    cr_expect_str_eq(ids_of(&l), "p2,p1,p0", "p3 is gone without shifting the others");
+    cr_expect_not(l.more);
+    st_list_free(&l);
+
+    st_cursor before = {.key_ms = T0 + 6000, .rid = p6, .before = true};
+    q.cursor = &before;
+    cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
+    cr_expect_str_eq(ids_of(&l), "p9,p8,p7", "the previous page, in display order");
+    cr_expect_not(l.more, "nothing before the first page");
+    st_list_free(&l);
+
+    /* ascending by _lastUpdated pages the other way */
+    st_sort oldest = {.param = "_lastUpdated"};
+    st_cursor from = {.key_ms = T0 + 1000, .rid = p7 - 6}; /* p1: rows are numbered in creation order */
+    q = (st_query){.type = "Patient", .count = 2, .sort = &oldest, .sort_count = 1, .snapshot = snapshot,
+                   .cursor = &from};
+    cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
+    cr_expect_str_eq(ids_of(&l), "p2,p4");
+    st_list_free(&l);
+}
+
+Test(store, includes_follow_references_round_by_round)
+{
+    load_search_fixture();
+    st_index_row gp_rows[] = {st_row_reference("organization", "Organization", "o", NULL)};
+    st_op op = create_op("Practitioner", "gp1", "{}");
+    op.rows = gp_rows, op.row_count = 1;
+    cr_assert_eq(submit1(op).status, ST_OK);
+
+    st_value a = TOK(NULL, "a");
+    st_condition id_a = {.param = "_id", .kind = ST_KIND_TOKEN, .values = &a, .value_count = 1};
+    st_include incs[] = {{.type = "Patient", .param = "general-practitioner"},
+                         {.type = "Practitioner", .param = "organization", .iterate = true}};
+    st_query q = {.type = "Patient", .conditions = &id_a, .condition_count = 1, .count = 10, .includes = incs,
+                  .include_count = 2};
+    st_list l;
+    cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
+    cr_assert_eq(l.count, 1);
+    cr_assert_eq(l.included_count, 2, "gp1, then (iterate) its Organization");
+    cr_expect_str_eq(l.included[0].id, "gp1");
+    cr_expect_str_eq(l.included[1].id, "o");
+    cr_expect_not(l.included_truncated);
+    st_list_free(&l);
+
+    incs[1].iterate = false;
+    cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
+    cr_expect_eq(l.included_count, 1, "without iterate only from the matches");
+    st_list_free(&l);
+
+    incs[1].iterate = true;
+    q.max_included = 1;
+    cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
+    cr_expect_eq(l.included_count, 1);
+    cr_expect(l.included_truncated);
+    st_list_free(&l);
+
+    /* reverse: the Patients pointing at gp1; a match is never included again */
+    st_value gp1 = TOK(NULL, "gp1");
+    st_condition id_gp1 = {.param = "_id", .kind = ST_KIND_TOKEN, .values = &gp1, .value_count = 1};
+    st_include rev[] = {{.type = "Patient", .param = "general-practitioner", .reverse = true, .iterate = true},
+                        {.type = "Patient", .param = "general-practitioner", .iterate = true}};
+    q = (st_query){.type = "Practitioner", .conditions = &id_gp1, .condition_count = 1, .count = 10, .includes = rev,
+                   .include_count = 2};
+    cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
+    cr_assert_eq(l.included_count, 1);
+    cr_expect_str_eq(l.included[0].id, "a");
+    st_list_free(&l);
+
+    /* visibility: a stranger is shown no included resource */
+    const char *stranger[] = {"99999999"};
+    st_visibility v = {.orgs = stranger, .org_count = 1};
+    q.linked = &v;
+    cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
+    cr_expect_eq(l.included_count, 0);
+    st_list_free(&l);
 }
