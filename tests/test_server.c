@@ -21,6 +21,7 @@
 #include <criterion/hooks.h>
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
@@ -1188,6 +1189,111 @@ Test(server, memory_budget_answers_503, .timeout = 60)
     for (int i = 0; i < UPLOADS; i++)
         raw_close(&t[i]);
     cr_assert(metrics_contain("fhirgw_http_inflight_bytes 0\n"), "every byte given back");
+}
+
+/* ---- SIGTERM to `fhirgw serve` ---------------------------------------------------------------------- */
+
+/* `fhirgw serve --dev` on one worker with the test PKI; returns its pid. */
+static pid_t start_fhirgw(char *dir, size_t dir_len, unsigned *fhir_port)
+{
+    snprintf(dir, dir_len, "/tmp/fhirgw-srv-bin-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    char cmd[1024], cfg[512], log[512], dev[512], port_arg[16];
+    snprintf(dev, sizeof dev, "%s/dev", dir);
+    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", getenv(PKI_ENV), dev);
+    cr_assert_eq(system(cmd), 0);
+    snprintf(cfg, sizeof cfg, "%s/fhirgw.conf", dir);
+    FILE *f = fopen(cfg, "w");
+    fputs("workers 1\ndrain_timeout_ms 20s\nrate_limit_per_second 0\naccess_log\n", f);
+    fclose(f);
+    snprintf(log, sizeof log, "%s/server.log", dir);
+    srand((unsigned)getpid());
+    *fhir_port = 10000 + (unsigned)rand() % 20000; /* below the ephemeral range, as tests/fhirkit/run.sh */
+    snprintf(port_arg, sizeof port_arg, "%u", *fhir_port);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fd, STDERR_FILENO);
+        dup2(fd, STDOUT_FILENO);
+        execl(FHIRGW_BIN, "fhirgw", "serve", "--config", cfg, "--dev", dev, "--port", port_arg, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 600; i++) { /* up to 60 s under the sanitizers */
+        char text[4096] = "";
+        FILE *l = fopen(log, "r");
+        size_t n = l ? fread(text, 1, sizeof text - 1, l) : 0;
+        text[n] = '\0';
+        if (l)
+            fclose(l);
+        if (strstr(text, "serving"))
+            return pid;
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            cr_assert_fail("fhirgw serve exited: %s", text);
+        sleep_ms(100);
+    }
+    kill(pid, SIGKILL);
+    cr_assert_fail("fhirgw serve did not start");
+    return -1;
+}
+
+/* A collection Bundle whose $validate keeps the only worker busy for a while. */
+static char *busy_bundle(size_t entries, size_t *len)
+{
+    static const char entry[] = "{\"resource\":{\"resourceType\":\"Patient\",\"active\":true,\"gender\":\"female\","
+                                "\"birthDate\":\"1950-01-01\"}}";
+    char *b = malloc(64 + entries * sizeof entry);
+    size_t n = (size_t)sprintf(b, "{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[");
+    for (size_t i = 0; i < entries; i++)
+        n += (size_t)sprintf(b + n, "%s%s", i ? "," : "", entry);
+    n += (size_t)sprintf(b + n, "]}");
+    *len = n;
+    return b;
+}
+
+#define BIN_CONNS 5
+
+Test(serve, sigterm_answers_every_request_already_received, .timeout = 120)
+{
+    char dir[64];
+    pid_t pid = start_fhirgw(dir, sizeof dir, &port);
+    raw_tls t[BIN_CONNS];
+    size_t cap = 1024 * 1024;
+    char *buf = malloc(cap);
+    for (int i = 0; i < BIN_CONNS; i++) {
+        cr_assert(raw_connect(&t[i], "hospital-a", 0));
+        raw_send(&t[i], "GET /Patient/none HTTP/1.1\r\nHost: x\r\n\r\n");
+        raw_read_answer(&t[i], buf, cap, 10000);
+        cr_assert(strncmp(buf, "HTTP/1.1 404 ", 13) == 0, "%s", buf);
+    }
+    size_t len;
+    char *bundle = busy_bundle(10000, &len);
+    char head[256];
+    snprintf(head, sizeof head,
+             "POST /Bundle/$validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\n"
+             "Content-Length: %zu\r\n\r\n", len);
+    raw_send(&t[0], head);
+    cr_assert_eq(SSL_write(t[0].ssl, bundle, (int)len), (int)len);
+    free(bundle);
+    sleep_ms(200); /* the worker validates */
+    for (int i = 1; i < BIN_CONNS; i++)
+        raw_send(&t[i], "GET /Patient?_count=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    sleep_ms(100); /* received, waiting for the busy worker */
+    cr_assert_eq(kill(pid, SIGTERM), 0);
+    for (int i = 0; i < BIN_CONNS; i++) {
+        raw_read_all(&t[i], buf, cap, 20000);
+        cr_assert(strncmp(buf, "HTTP/1.1 200 ", 13) == 0, "request %d arrived before SIGTERM: '%.300s'", i, buf);
+        raw_close(&t[i]);
+    }
+    free(buf);
+    cr_assert_not(port_accepts(port), "no new connections after SIGTERM");
+    int status = -1;
+    for (int i = 0; i < 200 && waitpid(pid, &status, WNOHANG) != pid; i++)
+        sleep_ms(100);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "fhirgw serve stopped cleanly (status %d)", status);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
 }
 
 /* ---- Connection limit ----------------------------------------------------------------------------- */
