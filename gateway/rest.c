@@ -411,9 +411,11 @@ static bool dispatch(rq *q)
         return false;
     default: break;
     }
+    char method[RT_ECHO_SIZE], path[RT_ECHO_SIZE]; /* a 10,000-character id is not echoed whole */
     rq_respond_outcome(q, q->route.error_status ? q->route.error_status : 404, OO_ERROR,
                        q->route.error_status == 405 ? OO_NOT_SUPPORTED : OO_NOT_FOUND, NULL, "%s %s: %s",
-                       srv_req_method(q->req), srv_req_path(q->req), q->route.error ? q->route.error : "not found");
+                       rt_echo(srv_req_method(q->req), method), rt_echo(srv_req_path(q->req), path),
+                       q->route.error ? q->route.error : "not found");
     return false;
 }
 

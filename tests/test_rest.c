@@ -90,6 +90,7 @@ Test(rest, crud_versions_and_statuses)
 
 Test(rest, client_errors)
 {
+    int n;
     const char *xml[] = {"Accept: application/fhir+xml", NULL};
     rh_response r = rh_request("hospital-a", "GET", "/metadata", NULL, xml);
     rh_expect_outcome(&r, 406, "not-supported");
@@ -128,10 +129,36 @@ Test(rest, client_errors)
     rh_expect_outcome(&r, 400, NULL);
     rh_response_free(&r);
 
+    /* a 10,000-character id is not echoed whole */
+    char *long_path = malloc(10000 + 16);
+    strcpy(long_path, "/Patient/");
+    memset(long_path + 9, 'a', 10000);
+    long_path[10009] = '\0';
+    r = rh_request("hospital-a", "GET", long_path, NULL, NULL);
+    rh_expect_outcome(&r, 400, NULL);
+    cr_expect_lt(r.len, 400, "the error quotes at most 64 bytes of the path: %zu bytes", r.len);
+    cr_expect(strstr(r.body, "\u2026"), "%s", r.body);
+    rh_response_free(&r);
+    free(long_path);
+
+    /* JSON nested deeper than the parser's limit is malformed (400), not too large (413) */
+    char *deep = malloc(2 * 200 + 64);
+    n = sprintf(deep, "{\"resourceType\":\"Patient\",\"x\":");
+    for (int i = 0; i < 200; i++)
+        deep[n++] = '[';
+    for (int i = 0; i < 200; i++)
+        deep[n++] = ']';
+    strcpy(deep + n, "}");
+    r = rh_request("hospital-a", "POST", "/Patient", deep, NULL);
+    rh_expect_outcome(&r, 400, NULL);
+    cr_expect(strstr(r.body, "nesting deeper than"), "%s", r.body);
+    rh_response_free(&r);
+    free(deep);
+
     /* the body limit of the server */
     size_t big = 300 * 1024;
     char *huge = malloc(big + 64);
-    int n = sprintf(huge, "{\"resourceType\":\"Patient\",\"name\":[{\"text\":\"");
+    n = sprintf(huge, "{\"resourceType\":\"Patient\",\"name\":[{\"text\":\"");
     memset(huge + n, 'a', big);
     strcpy(huge + n + big, "\"}]}");
     r = rh_request("hospital-a", "POST", "/Patient", huge, NULL);
