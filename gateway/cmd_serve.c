@@ -263,11 +263,18 @@ typedef struct services {
     int access_fd;
 } services;
 
+/*
+ * The store closes first: st_close completes the writes still queued, and
+ * their completion callbacks answer through the REST layer and srv_respond
+ * (the answers wait on the stopped workers' queues; srv_free drops them). So
+ * the server and the REST layer must outlive the store; the REST layer also
+ * outlives the server, which may still hold the CapabilityStatement it lent.
+ */
 static void close_services(services *s)
 {
+    st_close(s->store);
     srv_free(s->srv);
     rest_app_free(s->app);
-    st_close(s->store);
     pf_registry_free(s->profiles);
     id_table_free(s->orgs);
     mx_registry_free(s->metrics);
