@@ -766,14 +766,16 @@ Test(server, client_gone_before_async_answer)
 {
     CURL *h = client("gp");
     char url[256];
-    fhir_url(url, sizeof url, "/async?ms=400");
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 100L);
+    /* room for a TLS handshake on a loaded machine before the client gives up */
+    fhir_url(url, sizeof url, "/async?ms=1200");
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 600L);
     answer a = {0};
     perform(h, url, &a);
     cr_assert_eq(a.rc, CURLE_OPERATION_TIMEDOUT);
     curl_easy_cleanup(h);
     /* the answer arrives for a connection that is gone: dropped, counted, no crash */
-    cr_assert(metrics_contain("fhirgw_http_answers_dropped_total 1"));
+    cr_assert(metrics_contain("fhirgw_http_answers_dropped_total 1") ||
+              metrics_contain("fhirgw_http_answers_dropped_total 1"));
     get("gp", "/echo", &a);
     cr_assert_eq(a.status, 200, "still serving");
     free(a.body);
@@ -832,14 +834,21 @@ static void restart_with(void (*adjust)(srv_config *))
     start_server_with(adjust);
 }
 
-/* True when a TCP connection to the port is accepted. */
+/* True while TCP connections to the port are still accepted 2 s from now
+ * (each worker closes its listener when it sees the stop, after the handler
+ * it is running returns). */
 static bool port_accepts(unsigned to_port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)to_port)};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    bool ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
-    close(fd);
+    bool ok = true;
+    for (int i = 0; i < 200 && ok; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)to_port)};
+        inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+        ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+        close(fd);
+        if (ok)
+            sleep_ms(10);
+    }
     return ok;
 }
 
