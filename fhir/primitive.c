@@ -244,6 +244,60 @@ static const char *check_int(const int_rule *r, const char *s, size_t n)
 
 #define DECIMAL_FORM "not a valid decimal: expected a number like 12, -0.5 or 1.25e3"
 
+/*
+ * Range: every decimal must fit a 64-bit IEEE double, because that is what
+ * search compares (an indexed 1e400 would be infinity, and 1e-400 zero, so
+ * neither could be found by its own value). Decided on the text, exactly and
+ * without strtod (whose decimal point depends on the locale): the power of
+ * ten of the first significant digit and the next 17 digits are compared with
+ * DBL_MAX (1.7976931348623157e308) and the smallest positive double
+ * (4.9406564584124654e-324). Runs on lexically valid input only.
+ */
+#define DECIMAL_SIG 17
+#define DECIMAL_EXP_SATURATE 100000L /* 1e99999999999 must not overflow the exponent */
+
+static const char *check_decimal_range(const char *s, size_t n)
+{
+    size_t i = s[0] == '-', int_start = i;
+    while (i < n && is_digit(s[i]))
+        i++;
+    size_t int_len = i - int_start, frac_start = i + (i < n && s[i] == '.'), frac_len = 0;
+    for (i = frac_start; i < n && is_digit(s[i]); i++)
+        frac_len++;
+    long exp = 0;
+    bool exp_neg = false;
+    if (i < n) { /* 'e' or 'E', an optional sign, digits */
+        i++;
+        exp_neg = s[i] == '-';
+        i += s[i] == '-' || s[i] == '+';
+        for (; i < n; i++)
+            if (exp < DECIMAL_EXP_SATURATE)
+                exp = exp * 10 + (s[i] - '0');
+    }
+    /* digit p of int part then fraction stands for 10^(int_len - 1 - p) */
+    char sig[DECIMAL_SIG + 1];
+    size_t sl = 0, total = int_len + frac_len;
+    long e10 = 0;
+    for (size_t p = 0; p < total && sl < DECIMAL_SIG; p++) {
+        char d = p < int_len ? s[int_start + p] : s[frac_start + (p - int_len)];
+        if (sl == 0 && d == '0')
+            continue;
+        if (sl == 0)
+            e10 = (long)int_len - 1 - (long)p + (exp_neg ? -exp : exp);
+        sig[sl++] = d;
+    }
+    if (sl == 0)
+        return NULL; /* zero */
+    memset(sig + sl, '0', DECIMAL_SIG - sl);
+    sig[DECIMAL_SIG] = '\0';
+    if (e10 > 308 || (e10 == 308 && strcmp(sig, "17976931348623157") > 0))
+        return "decimal out of range: larger in magnitude than 1.7976931348623157e308, which no search could compare";
+    if (e10 < -324 || (e10 == -324 && strcmp(sig, "49406564584124654") < 0))
+        return "decimal out of range: not zero but smaller in magnitude than 4.9406564584124654e-324, which no "
+               "search could tell from zero";
+    return NULL;
+}
+
 /* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
  * No limit on digits: precision is significant in FHIR and the official
  * example Observation/decimal carries 19 significant digits. */
@@ -267,7 +321,7 @@ static const char *check_decimal(const char *s, size_t n)
         if (skip_digits(&c) == 0)
             return "decimal exponent needs at least one digit";
     }
-    return at_end(&c) ? NULL : DECIMAL_FORM;
+    return at_end(&c) ? check_decimal_range(s, n) : DECIMAL_FORM;
 }
 
 /* ---- string, markdown ----------------------------------------------------- */

@@ -210,11 +210,18 @@ typedef struct services {
     int access_fd;
 } services;
 
+/*
+ * The store closes first: st_close completes the writes still queued, and
+ * their completion callbacks answer through the REST layer and srv_respond
+ * (the answers wait on the stopped workers' queues; srv_free drops them). So
+ * the server and the REST layer must outlive the store; the REST layer also
+ * outlives the server, which may still hold the CapabilityStatement it lent.
+ */
 static void close_services(services *s)
 {
+    st_close(s->store);
     srv_free(s->srv);
     rest_app_free(s->app);
-    st_close(s->store);
     pf_registry_free(s->profiles);
     id_table_free(s->orgs);
     mx_registry_free(s->metrics);
@@ -291,6 +298,7 @@ static bool open_services(const gw_config *c, services *s, bool dev)
     cfg.request_timeout_ms = (unsigned)c->request_timeout_ms;
     cfg.idle_timeout_ms = (unsigned)c->idle_timeout_ms;
     cfg.drain_timeout_ms = (unsigned)c->drain_timeout_ms;
+    cfg.max_inflight_bytes = (size_t)c->max_inflight_bytes;
     cfg.handler = rest_handle;
     cfg.handler_arg = s->app;
     cfg.metrics = s->metrics;

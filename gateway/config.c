@@ -46,7 +46,12 @@ static const setting settings[] = {
     S(max_connections, T_INT, "4096", "open client connections at most; more are refused"),
     S(request_timeout_ms, T_DURATION, "30s", "a request must arrive completely within this time, or the connection is cut"),
     S(idle_timeout_ms, T_DURATION, "60s", "idle keep-alive connections are closed after this time"),
-    S(drain_timeout_ms, T_DURATION, "10s", "on SIGTERM, how long in-flight requests may take to finish"),
+    S(drain_timeout_ms, T_DURATION, "10s",
+      "on SIGTERM, how long in-flight requests may take to finish (every request already received is answered)"),
+    S(max_inflight_bytes, T_SIZE, "256m",
+      "memory budget: request bodies (counted as they arrive) and answers (until sent) held at once, all connections "
+      "together; past it new requests get 503 with Retry-After (the ops port is exempt); keep it well above "
+      "max_body_bytes"),
     S(rate_limit_per_second, T_INT, "200", "requests per second per organisation (token bucket); 0 = no limit"),
     S(rate_limit_burst, T_INT, "400", "bucket size: requests an organisation may send at once"),
     S(access_log, T_STRING, "-", "JSON-lines access log file, '-' for stdout, empty for none (never patient data)"),

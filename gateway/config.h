@@ -53,6 +53,7 @@ typedef struct gw_config {
     int64_t request_timeout_ms;
     int64_t idle_timeout_ms;
     int64_t drain_timeout_ms;
+    int64_t max_inflight_bytes;    /* request + answer bytes held in memory, all connections */
     int64_t rate_limit_per_second; /* per organisation; 0 = off */
     int64_t rate_limit_burst;
     /* logs */

@@ -410,11 +410,10 @@ static bool dispatch(rq *q)
     int status = q->route.error_status ? q->route.error_status : 404;
     if (status == 405 && q->route.allow)
         srv_set_header(q->req, "Allow", q->route.allow);
-    /* the path is the client's: echo a bounded part of it (an id of 10,000 characters is not repeated) */
-    const char *path = srv_req_path(q->req);
+    char method[RT_ECHO_SIZE], path[RT_ECHO_SIZE]; /* a 10,000-character id is not echoed whole */
     rq_respond_outcome(q, status, OO_ERROR,
-                       status == 405 ? OO_NOT_SUPPORTED : status == 400 ? "invalid" : OO_NOT_FOUND, NULL,
-                       "%s %.100s%s: %s", srv_req_method(q->req), path, strlen(path) > 100 ? "..." : "",
+                       status == 405 ? OO_NOT_SUPPORTED : status == 400 ? "invalid" : OO_NOT_FOUND, NULL, "%s %s: %s",
+                       rt_echo(srv_req_method(q->req), method), rt_echo(srv_req_path(q->req), path),
                        q->route.error ? q->route.error : "not found");
     return false;
 }

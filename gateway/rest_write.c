@@ -57,7 +57,7 @@ int rest_write_parse(rq *q, rest_write *w, const char *body, size_t len, const c
         oo_add(issues, OO_FATAL, err.limit ? OO_TOO_LONG : OO_STRUCTURE, NULL, err.line, err.column,
                "invalid JSON: %s", err.message);
         fj_doc_free(&w->doc);
-        return err.limit ? 413 : 400;
+        return err.limit && len > fj_default_limits().max_bytes ? 413 : 400; /* too deep is malformed, not large */
     }
     w->has_doc = true;
     w->docp = &w->doc;

@@ -55,6 +55,21 @@ static size_t split(const char *path, const char *seg[MAX_SEGMENTS], size_t len[
     return n;
 }
 
+const char *rt_echo(const char *s, char out[RT_ECHO_SIZE])
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n <= RT_ECHO_MAX) {
+        memcpy(out, s ? s : "", n + 1);
+        return out;
+    }
+    n = RT_ECHO_MAX;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+        n--; /* s[n] continues a character: cut before the character */
+    memcpy(out, s, n);
+    memcpy(out + n, "\u2026", sizeof "\u2026");
+    return out;
+}
+
 static bool seg_is(const char *seg, size_t len, const char *word)
 {
     return strlen(word) == len && !memcmp(seg, word, len);

@@ -98,4 +98,14 @@ bool rt_http_date(const char *text, int64_t *epoch_ms);
 /* A logical id: [A-Za-z0-9\-\.]{1,64}. */
 bool rt_valid_id(const char *id, size_t len);
 
+/*
+ * What an error message may quote of a request (a path, an id, a parameter):
+ * at most RT_ECHO_MAX bytes, cut at a UTF-8 character boundary and followed
+ * by "…" when cut, so a 10,000-character id is not sent back whole (nor
+ * logged whole). Writes into out (RT_ECHO_SIZE bytes) and returns it.
+ */
+#define RT_ECHO_MAX 64
+#define RT_ECHO_SIZE (RT_ECHO_MAX + sizeof "\u2026")
+const char *rt_echo(const char *s, char out[RT_ECHO_SIZE]);
+
 #endif

@@ -18,14 +18,22 @@
  * Connection states
  *
  *   HANDSHAKE -> IDLE -> HEAD -> BODY -> HANDLER -> WRITING -> IDLE ...
- *                                  \       \                  \-> close
- *                                   `-------`-> (error answer) WRITING -> LINGER -> close
+ *                                  \       \     \            \-> close
+ *                                   \       \     `-> STREAMING -> WRITING (srv_respond_stream)
+ *                                    `-------`-> (error answer) WRITING -> LINGER -> close
  *
  *   One timer per connection: request_timeout in HANDSHAKE, HEAD and BODY
  *   (armed at accept and at the first byte of a request, never pushed back,
  *   so a slow client cannot keep it alive by trickling bytes), idle_timeout
  *   in IDLE, a short linger after error answers. WRITING is bounded by the
  *   bufferevent's write timeout. HANDLER has no timer: the handler's time.
+ *   STREAMING is bounded by the write timeout too: the producer is only asked
+ *   for more when the client has read what was queued.
+ *
+ * Memory budget
+ *   srv_server.inflight counts request body capacity (grown as bytes arrive)
+ *   and answer bytes queued on output buffers (given back by the buffers'
+ *   cleanup callbacks once the kernel has them); see server.h.
  *
  * Request lifetime
  *   A request belongs to its connection while it is being read, to the
@@ -58,6 +66,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -70,12 +79,13 @@
 #define LINGER_MS 1000u             /* reading and discarding after an error answer */
 #define CHUNK_LINE_MAX 1024u        /* a chunk-size line, extensions included */
 #define PAUSE_INPUT_BYTES (64u * 1024) /* pipelined input buffered while busy */
+#define BODY_INITIAL (16u * 1024)   /* first body buffer; doubled as bytes arrive */
 #define ACCEPT_RETRY_MS 100u        /* pause after accept fails (EMFILE) */
 #define ROUTE_MAX 32
 #define ORG_MAX 128
 #define LOG_LINE_MAX 4096
 
-typedef enum conn_state { C_HANDSHAKE, C_IDLE, C_HEAD, C_BODY, C_HANDLER, C_WRITING, C_LINGER } conn_state;
+typedef enum conn_state { C_HANDSHAKE, C_IDLE, C_HEAD, C_BODY, C_HANDLER, C_STREAMING, C_WRITING, C_LINGER } conn_state;
 typedef enum chunk_state { CH_SIZE, CH_DATA, CH_DATA_END, CH_TRAILER } chunk_state;
 /* STEP_AGAIN: progress was made, keep going (the chunked decoder's inner steps). */
 typedef enum step { STEP_MORE, STEP_DONE, STEP_FAILED, STEP_AGAIN } step;
@@ -96,7 +106,7 @@ struct srv_request {
     char *path;
     const char *query;
     unsigned char *body;
-    size_t body_len, body_cap;
+    size_t body_len, body_cap;    /* body_cap bytes are counted in the memory budget */
     X509 *peer;
     char id[SRV_REQUEST_ID_MAX + 1];
     struct timespec received;     /* realtime, head complete */
@@ -109,6 +119,11 @@ struct srv_request {
     size_t resp_len;
     bool resp_borrowed;           /* resp_body belongs to the caller (srv_respond_static): never freed here */
     char *resp_headers;           /* "Name: value\r\n" ... */
+    srv_producer produce;         /* a streamed answer; NULL once released */
+    srv_release release;
+    void *stream_arg;
+    bool stream_chunked;          /* chunked coding (HTTP/1.1) or close-delimited (HTTP/1.0) */
+    size_t streamed;              /* body bytes produced so far */
     size_t resp_headers_len, resp_headers_cap;
     char route[ROUTE_MAX];
     char org[ORG_MAX];
@@ -158,12 +173,19 @@ struct srv_server {
     unsigned port, ops_port;
     atomic_uint connections;      /* open connections on the FHIR port */
     atomic_bool stopping;
+    atomic_size_t inflight;       /* the memory budget's counter (bytes) */
     mx_registry *metrics;
     bool owns_metrics;
     struct {
         mx_family *requests, *duration, *handshake_failures;
-        mx_metric *handshakes, *connections, *rejected, *dropped, *body_bytes;
+        mx_metric *handshakes, *connections, *rejected, *dropped, *body_bytes, *inflight, *budget_refusals;
     } mx;
+};
+
+/* What a producer writes into: the connection whose answer it makes. */
+struct srv_stream {
+    conn *c;
+    bool wrote;
 };
 
 static _Thread_local worker *current_worker;
@@ -171,6 +193,8 @@ static _Thread_local worker *current_worker;
 static void process_input(conn *c);
 static void conn_close(conn *c);
 static void finish(conn *c, srv_request *req);
+static void stream_pump(conn *c);
+static void answer_sent(conn *c);
 
 /* ---- Small helpers ----------------------------------------------------------- */
 
@@ -233,6 +257,7 @@ void srv_config_defaults(srv_config *cfg)
     cfg->idle_timeout_ms = SRV_DEFAULT_IDLE_TIMEOUT_MS;
     cfg->write_timeout_ms = SRV_DEFAULT_WRITE_TIMEOUT_MS;
     cfg->drain_timeout_ms = SRV_DEFAULT_DRAIN_TIMEOUT_MS;
+    cfg->max_inflight_bytes = SRV_DEFAULT_MAX_INFLIGHT_BYTES;
     cfg->access_log_fd = -1;
 }
 
@@ -250,6 +275,7 @@ static void resolve_limits(srv_config *c)
     DEFAULT_IF_ZERO(idle_timeout_ms, SRV_DEFAULT_IDLE_TIMEOUT_MS);
     DEFAULT_IF_ZERO(write_timeout_ms, SRV_DEFAULT_WRITE_TIMEOUT_MS);
     DEFAULT_IF_ZERO(drain_timeout_ms, SRV_DEFAULT_DRAIN_TIMEOUT_MS);
+    DEFAULT_IF_ZERO(max_inflight_bytes, SRV_DEFAULT_MAX_INFLIGHT_BYTES);
 #undef DEFAULT_IF_ZERO
     if (!c->workers) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -394,8 +420,69 @@ static bool register_metrics(srv_server *s)
     s->mx.body_bytes = mx_series(mx_counter(r, "fhirgw_http_response_body_bytes_total",
                                             "Response body bytes queued for sending.", NULL),
                                  NULL);
+    s->mx.inflight = mx_series(mx_gauge(r, "fhirgw_http_inflight_bytes",
+                                        "Request and answer bytes held in memory (the budget is max_inflight_bytes).",
+                                        NULL),
+                               NULL);
+    s->mx.budget_refusals = mx_series(mx_counter(r, "fhirgw_http_budget_refusals_total",
+                                                 "Requests answered 503 because the memory budget was spent.", NULL),
+                                      NULL);
     return s->mx.requests && s->mx.duration && s->mx.handshake_failures && s->mx.handshakes && s->mx.connections &&
-           s->mx.rejected && s->mx.dropped && s->mx.body_bytes;
+           s->mx.rejected && s->mx.dropped && s->mx.body_bytes && s->mx.inflight && s->mx.budget_refusals;
+}
+
+/* ---- Memory budget ----------------------------------------------------------------- */
+
+/* Take n bytes of the budget for bytes not yet in memory; false (and nothing
+ * taken) when that would pass it. Concurrent takers may see each other's
+ * passing reservations and refuse a little early: harmless. */
+static bool budget_take(srv_server *s, size_t n)
+{
+    size_t before = atomic_fetch_add(&s->inflight, n);
+    if (before + n > s->cfg.max_inflight_bytes) {
+        atomic_fetch_sub(&s->inflight, n);
+        return false;
+    }
+    mx_gauge_add(s->mx.inflight, (int64_t)n);
+    return true;
+}
+
+/* Count bytes that are in memory already (an answer): never refused. */
+static void budget_force(srv_server *s, size_t n)
+{
+    atomic_fetch_add(&s->inflight, n);
+    mx_gauge_add(s->mx.inflight, (int64_t)n);
+}
+
+static void budget_give(srv_server *s, size_t n)
+{
+    atomic_fetch_sub(&s->inflight, n);
+    mx_gauge_add(s->mx.inflight, -(int64_t)n);
+}
+
+static bool budget_spent(srv_server *s)
+{
+    return atomic_load(&s->inflight) >= s->cfg.max_inflight_bytes;
+}
+
+/* evbuffer cleanup of an answer buffer: free it and give its bytes back. */
+static void release_answer_bytes(const void *data, size_t len, void *arg)
+{
+    free((void *)data);
+    budget_give(arg, len);
+}
+
+/* Queue a malloc'd buffer on the output, counted until sent; takes ownership
+ * (freed on failure too). */
+static bool queue_owned(conn *c, char *buf, size_t n)
+{
+    srv_server *s = c->w->srv;
+    budget_force(s, n);
+    if (evbuffer_add_reference(bufferevent_get_output(c->bev), buf, n, release_answer_bytes, s) != 0) {
+        release_answer_bytes(buf, n, s);
+        return false;
+    }
+    return true;
 }
 
 static void count_request(srv_server *s, const srv_request *req)
@@ -463,14 +550,27 @@ static void release_body(srv_request *req)
     req->resp_borrowed = false;
 }
 
+/* A streamed answer's producer is done with: call its release once. */
+static void stream_release(srv_request *req)
+{
+    if (!req->produce)
+        return;
+    req->produce = NULL;
+    if (req->release)
+        req->release(req->stream_arg);
+}
+
 static void request_free(srv_request *req)
 {
     if (!req)
         return;
+    stream_release(req);
     free(req->head);
     free(req->headers);
     free(req->path);
     free(req->body);
+    if (req->body_cap)
+        budget_give(req->srv, req->body_cap);
     release_body(req);
     free(req->resp_headers);
     X509_free(req->peer);
@@ -531,11 +631,6 @@ static bool status_has_body(int status)
     return !(status < 200 || status == 204 || status == 304);
 }
 
-static void free_body(const void *data, size_t len, void *arg)
-{
-    free((void *)data);
-}
-
 /*
  * Status line and headers, followed by the body when it is small: one buffer
  * becomes one TLS record and one write(2), where head and body apart would
@@ -544,12 +639,18 @@ static void free_body(const void *data, size_t len, void *arg)
  */
 #define COALESCE_MAX (16u * 1024 - 1024) /* body bytes that share the head's record */
 
-static size_t format_head(char *head, size_t cap, conn *c, const srv_request *req, bool body_allowed)
+/* How the end of the body is shown: its length, chunked coding, or none
+ * (no body, or an HTTP/1.0 stream that ends with the connection). */
+typedef enum framing { FRAME_LENGTH, FRAME_CHUNKED, FRAME_NONE } framing;
+
+static size_t format_head(char *head, size_t cap, conn *c, const srv_request *req, framing frame)
 {
     int n = snprintf(head, cap, "HTTP/1.1 %d %s\r\nDate: %s\r\n", req->status, srv_status_reason(req->status),
                      http_date(c->w));
-    if (body_allowed)
+    if (frame == FRAME_LENGTH)
         n += snprintf(head + n, cap - (size_t)n, "Content-Length: %zu\r\n", req->resp_len);
+    else if (frame == FRAME_CHUNKED)
+        n += snprintf(head + n, cap - (size_t)n, "Transfer-Encoding: chunked\r\n");
     n += snprintf(head + n, cap - (size_t)n, "X-Request-ID: %s\r\n", req->id);
     if (c->close_after)
         n += snprintf(head + n, cap - (size_t)n, "Connection: close\r\n");
@@ -562,48 +663,94 @@ static size_t format_head(char *head, size_t cap, conn *c, const srv_request *re
     return (size_t)n + 2;
 }
 
-/* Queue head and body on the output buffer; false on out of memory. */
-static bool write_answer(conn *c, srv_request *req, bool body_allowed, bool send_body)
+/* Queue head and body on the output buffer; false on out of memory. Owned
+ * bytes count in the memory budget until the output buffer lets them go. */
+static bool write_answer(conn *c, srv_request *req, framing frame, bool send_body)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
     bool coalesce = send_body && req->resp_len <= COALESCE_MAX;
     size_t cap = 256 + strlen(req->id) + req->resp_headers_len + (coalesce ? req->resp_len : 0);
     char *buf = malloc(cap);
     if (!buf)
         return false;
-    size_t n = format_head(buf, cap, c, req, body_allowed);
+    size_t n = format_head(buf, cap, c, req, frame);
     if (coalesce) {
         memcpy(buf + n, req->resp_body, req->resp_len);
         n += req->resp_len;
     }
-    if (evbuffer_add_reference(out, buf, n, free_body, NULL) != 0) {
-        free(buf);
+    if (!queue_owned(c, buf, n))
         return false;
-    }
     if (!send_body || coalesce)
         return true;
-    if (evbuffer_add_reference(out, req->resp_body, req->resp_len, req->resp_borrowed ? NULL : free_body, NULL) != 0)
-        return false;
+    char *body = req->resp_body;
     req->resp_body = NULL; /* the output buffer frees it once sent (a lent body stays the caller's) */
-    req->resp_borrowed = false;
-    return true;
+    if (req->resp_borrowed) {
+        req->resp_borrowed = false;
+        return evbuffer_add_reference(bufferevent_get_output(c->bev), body, req->resp_len, NULL, NULL) == 0;
+    }
+    return queue_owned(c, body, req->resp_len);
+}
+
+/* Is there a received byte this connection has not processed yet: in its
+ * input buffer, decrypted inside OpenSSL, or still in the kernel? While
+ * stopping, such a connection holds a request that must be answered. */
+static bool conn_has_input(conn *c)
+{
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        return true;
+    if (c->ssl && SSL_pending(c->ssl) > 0)
+        return true;
+    int pending = 0;
+    return ioctl(bufferevent_getfd(c->bev), FIONREAD, &pending) == 0 && pending > 0;
+}
+
+/* Count and log a finished request, and let go of it. */
+static void retire(conn *c, srv_request *req, size_t sent, bool delivered)
+{
+    mx_add(c->w->srv->mx.body_bytes, sent);
+    count_request(c->w->srv, req);
+    access_log(req, sent, delivered);
+    c->req = NULL;
+    request_free(req);
+}
+
+/* Begin a streamed answer: the head now, the body from the producer as the
+ * output drains (stream_pump). */
+static void start_stream(conn *c, srv_request *req, bool body_allowed)
+{
+    req->stream_chunked = req->parsed.minor_version == 1;
+    if (body_allowed && !req->stream_chunked)
+        c->close_after = true; /* HTTP/1.0 has no chunks: the body ends with the connection */
+    framing frame = !body_allowed ? FRAME_NONE : req->stream_chunked ? FRAME_CHUNKED : FRAME_NONE;
+    event_del(c->timer);
+    req->resp_len = 0;
+    bool ok = write_answer(c, req, frame, false);
+    if (!ok || !body_allowed || req->head_only) {
+        retire(c, req, 0, ok);
+        c->state = C_WRITING;
+        if (!ok)
+            conn_close(c);
+        return;
+    }
+    c->state = C_STREAMING;
+    bufferevent_setwatermark(c->bev, EV_WRITE, SRV_STREAM_LOW_WATER, 0);
+    stream_pump(c);
 }
 
 /* Queue the answer on the connection, account for it, and free the request. */
 static void finish(conn *c, srv_request *req)
 {
     worker *w = c->w;
-    if (!req->keep_alive || w->draining || c->over_limit)
+    /* while stopping, a connection stays open only for requests it has already received */
+    if (!req->keep_alive || c->over_limit || (w->draining && !conn_has_input(c)))
         c->close_after = true;
     bool body_allowed = status_has_body(req->status);
+    if (req->produce) {
+        start_stream(c, req, body_allowed);
+        return;
+    }
     bool send_body = body_allowed && !req->head_only && req->resp_len > 0;
-    bool ok = write_answer(c, req, body_allowed, send_body);
-    size_t sent = send_body ? req->resp_len : 0;
-    mx_add(w->srv->mx.body_bytes, sent);
-    count_request(w->srv, req);
-    access_log(req, sent, ok);
-    c->req = NULL;
-    request_free(req);
+    bool ok = write_answer(c, req, body_allowed ? FRAME_LENGTH : FRAME_NONE, send_body);
+    retire(c, req, send_body ? req->resp_len : 0, ok);
     c->state = C_WRITING;
     event_del(c->timer);
     if (!ok)
@@ -795,37 +942,71 @@ static step frame_body(conn *c)
     }
     if (!c->chunked && c->body_remaining == 0)
         return STEP_DONE;
-    size_t initial = c->chunked ? 1 : (size_t)c->body_remaining + 1;
-    if (!(req->body = malloc(initial))) {
-        fail_request(c, 500, OO_EXCEPTION, "out of memory", true);
-        return STEP_FAILED;
-    }
-    req->body_cap = initial;
+    /* No buffer yet: it grows as bytes arrive (reserve_body), so a declared
+     * length costs nothing until the bytes are really sent. */
     if (req->parsed.minor_version == 1 && http_has_token(header(req, "Expect"), "100-continue"))
         bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     return STEP_MORE;
 }
 
-static void take_body_bytes(conn *c, struct evbuffer *in)
+/* The memory budget is spent: answer 503 (Retry-After comes with it). */
+static void refuse_over_budget(conn *c)
+{
+    mx_inc(c->w->srv->mx.budget_refusals);
+    fail_request(c, 503, OO_EXCEPTION,
+                 "the server holds as many request and answer bytes as its memory budget allows; retry later", true);
+}
+
+/*
+ * Room for `more` body bytes and the terminating NUL. The buffer doubles
+ * (from BODY_INITIAL) up to the body's known final size, and every byte of
+ * growth is taken from the memory budget first. False when answered (503
+ * over the budget, 500 out of memory).
+ */
+static bool reserve_body(conn *c, size_t more)
+{
+    srv_server *s = c->w->srv;
+    srv_request *req = c->req;
+    size_t needed = req->body_len + more + 1;
+    if (needed <= req->body_cap)
+        return true;
+    size_t ceiling = c->chunked ? s->cfg.max_body_bytes + 1 : req->body_len + (size_t)c->body_remaining + 1;
+    size_t cap = req->body_cap ? req->body_cap * 2 : BODY_INITIAL;
+    if (cap < needed)
+        cap = needed;
+    if (cap > ceiling && ceiling >= needed)
+        cap = ceiling;
+    size_t growth = cap - req->body_cap;
+    if (c->ops)
+        budget_force(s, growth); /* health checks are never refused */
+    else if (!budget_take(s, growth)) {
+        refuse_over_budget(c);
+        return false;
+    }
+    unsigned char *grown = realloc(req->body, cap);
+    if (!grown) {
+        budget_give(s, growth);
+        fail_request(c, 500, OO_EXCEPTION, "out of memory", true);
+        return false;
+    }
+    req->body = grown;
+    req->body_cap = cap;
+    return true;
+}
+
+/* Move what has arrived of the body (or chunk) into the request; false when answered. */
+static bool take_body_bytes(conn *c, struct evbuffer *in)
 {
     srv_request *req = c->req;
     size_t avail = evbuffer_get_length(in);
     size_t take = avail < c->body_remaining ? avail : (size_t)c->body_remaining;
+    if (take == 0)
+        return true;
+    if (!reserve_body(c, take))
+        return false;
     evbuffer_remove(in, req->body + req->body_len, take);
     req->body_len += take;
     c->body_remaining -= take;
-}
-
-static bool grow_body(srv_request *req, size_t needed)
-{
-    if (needed <= req->body_cap)
-        return true;
-    size_t cap = req->body_cap * 2 > needed ? req->body_cap * 2 : needed;
-    unsigned char *grown = realloc(req->body, cap);
-    if (!grown)
-        return false;
-    req->body = grown;
-    req->body_cap = cap;
     return true;
 }
 
@@ -852,11 +1033,7 @@ static step chunk_size_line(conn *c, struct evbuffer *in)
         fail_request(c, 413, OO_TOO_LONG, "request body exceeds the size limit", true);
         return STEP_FAILED;
     }
-    if (!grow_body(c->req, c->req->body_len + (size_t)size + 1)) {
-        fail_request(c, 500, OO_EXCEPTION, "out of memory", true);
-        return STEP_FAILED;
-    }
-    c->body_remaining = size;
+    c->body_remaining = size; /* room is made as the chunk's bytes arrive */
     c->chunk = size ? CH_DATA : CH_TRAILER;
     return STEP_DONE;
 }
@@ -888,7 +1065,8 @@ static step read_chunked(conn *c, struct evbuffer *in)
                 return s;
             break;
         case CH_DATA:
-            take_body_bytes(c, in);
+            if (!take_body_bytes(c, in))
+                return STEP_FAILED;
             if (c->body_remaining)
                 return STEP_MORE;
             c->chunk = CH_DATA_END;
@@ -920,11 +1098,13 @@ static step read_body(conn *c)
     if (c->chunked) {
         s = read_chunked(c, in);
     } else {
-        take_body_bytes(c, in);
-        s = c->body_remaining ? STEP_MORE : STEP_DONE;
+        s = !take_body_bytes(c, in) ? STEP_FAILED : c->body_remaining ? STEP_MORE : STEP_DONE;
     }
-    if (s == STEP_DONE)
+    if (s == STEP_DONE) {
+        if (!reserve_body(c, 0)) /* an empty chunked body has no buffer yet */
+            return STEP_FAILED;
         c->req->body[c->req->body_len] = '\0';
+    }
     return s;
 }
 
@@ -959,6 +1139,10 @@ static void read_request(conn *c)
         if ((s = take_head(c)) != STEP_DONE || (s = parse_head(c)) != STEP_DONE ||
             (s = describe_request(c)) != STEP_DONE)
             return;
+        if (!c->ops && budget_spent(c->w->srv)) {
+            refuse_over_budget(c);
+            return;
+        }
         if ((s = frame_body(c)) == STEP_FAILED)
             return;
         c->state = C_BODY;
@@ -983,6 +1167,7 @@ static void process_input(conn *c)
         read_request(c);
         return;
     case C_HANDLER:
+    case C_STREAMING:
     case C_WRITING:
         /* Pipelined requests wait; past a bound, stop reading (backpressure). */
         if (evbuffer_get_length(in) > PAUSE_INPUT_BYTES)
@@ -1022,12 +1207,30 @@ static void enter_linger(conn *c)
     process_input(c);
 }
 
-/* The answer has left the output buffer. */
+/*
+ * The output buffer drained to its low-water mark. A plain-socket
+ * bufferevent with deferred callbacks also reports "drained" when the socket
+ * became writable while the buffer was still empty: that report is queued,
+ * and it runs after the read callback that queued an answer in the same loop
+ * turn. Closing then would drop the answer unsent (the ops port's
+ * `Connection: close` and HTTP/1.0 health checks), so only an empty buffer
+ * counts as "the answer has left".
+ */
 static void on_write(struct bufferevent *bev, void *arg)
 {
     conn *c = arg;
-    if (c->state != C_WRITING)
-        return; /* e.g. a 100 Continue went out */
+    if (c->state == C_STREAMING) {
+        stream_pump(c);
+        return;
+    }
+    if (c->state != C_WRITING || evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+        return; /* e.g. a 100 Continue went out, or a stale report */
+    answer_sent(c);
+}
+
+/* The answer has left the output buffer: close, or read the next request. */
+static void answer_sent(conn *c)
+{
     if (c->close_after) {
         if (c->linger)
             enter_linger(c);
@@ -1035,7 +1238,7 @@ static void on_write(struct bufferevent *bev, void *arg)
             conn_close(c);
         return;
     }
-    if (c->w->draining) {
+    if (c->w->draining && !conn_has_input(c)) {
         conn_close(c);
         return;
     }
@@ -1086,6 +1289,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         conn_close(c);
         return;
     case C_HANDLER:
+    case C_STREAMING:
     case C_WRITING:
         return;
     }
@@ -1329,7 +1533,9 @@ static void begin_drain(worker *w)
     close_listeners(w);
     for (conn *c = w->conns, *next; c; c = next) {
         next = c->next;
-        if (c->state == C_IDLE || c->state == C_HANDSHAKE || c->state == C_LINGER)
+        /* "idle" with received bytes: its worker was busy when they came; serve them */
+        bool idle = c->state == C_IDLE && !conn_has_input(c);
+        if (idle || c->state == C_HANDSHAKE || c->state == C_LINGER)
             conn_close(c);
     }
     struct timeval tv = ms_to_timeval(w->srv->cfg.drain_timeout_ms);
@@ -1656,14 +1862,9 @@ void srv_set_caller(srv_request *req, const char *organisation, const char *ura)
     snprintf(req->ura, sizeof req->ura, "%s", ura ? ura : "");
 }
 
-/* Answer with body (owned, or lent when borrowed) from any thread. */
-static void respond(srv_request *req, int status, char *body, size_t len, bool borrowed)
+/* The handler is done with req: complete it here on its worker, or queue it there. */
+static void hand_back(srv_request *req)
 {
-    release_body(req);
-    req->status = status >= 100 && status <= 999 ? status : 500;
-    req->resp_body = body;
-    req->resp_borrowed = borrowed && body;
-    req->resp_len = body ? len : 0;
     worker *w = req->w;
     if (current_worker == w) {
         complete_request(req);
@@ -1682,7 +1883,93 @@ static void respond(srv_request *req, int status, char *body, size_t len, bool b
         poke(w);
 }
 
+/* Answer with body (owned, or lent when borrowed) from any thread. */
+static void respond(srv_request *req, int status, char *body, size_t len, bool borrowed)
+{
+    release_body(req);
+    req->status = status >= 100 && status <= 999 ? status : 500;
+    req->resp_body = body;
+    req->resp_borrowed = borrowed && body;
+    req->resp_len = body ? len : 0;
+    hand_back(req);
+}
+
 void srv_respond(srv_request *req, int status, char *body, size_t len) { respond(req, status, body, len, false); }
+
+void srv_respond_stream(srv_request *req, int status, srv_producer produce, srv_release release, void *arg)
+{
+    if (!produce) {
+        if (release)
+            release(arg);
+        srv_respond(req, status, NULL, 0);
+        return;
+    }
+    release_body(req);
+    req->status = status >= 100 && status <= 999 ? status : 500;
+    req->resp_len = 0;
+    req->produce = produce;
+    req->release = release;
+    req->stream_arg = arg;
+    hand_back(req);
+}
+
+bool srv_stream_write(srv_stream *out, const void *data, size_t len)
+{
+    if (len == 0)
+        return true;
+    srv_request *req = out->c->req;
+    char frame[24];
+    size_t head = req->stream_chunked ? (size_t)snprintf(frame, sizeof frame, "%zx\r\n", len) : 0;
+    size_t tail = req->stream_chunked ? 2 : 0;
+    char *buf = malloc(head + len + tail);
+    if (!buf)
+        return false;
+    memcpy(buf, frame, head);
+    memcpy(buf + head, data, len);
+    memcpy(buf + head + len, "\r\n", tail);
+    if (!queue_owned(out->c, buf, head + len + tail))
+        return false;
+    req->streamed += len;
+    out->wrote = true;
+    return true;
+}
+
+/* The producer has finished (ok) or given up: end the body, account, release. */
+static void stream_end(conn *c, bool ok)
+{
+    srv_request *req = c->req;
+    stream_release(req);
+    if (ok && req->stream_chunked) {
+        char *last = strdup("0\r\n\r\n");
+        ok = last && queue_owned(c, last, 5);
+    }
+    retire(c, req, req->streamed, ok);
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+    if (!ok) {
+        conn_close(c); /* no last chunk: the client sees the answer was cut short */
+        return;
+    }
+    c->state = C_WRITING;
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        answer_sent(c); /* nothing left to write, so no write callback will come */
+}
+
+/* Ask the producer for more until SRV_STREAM_HIGH_WATER is queued; on the
+ * worker thread, from start_stream and whenever the output drains below
+ * SRV_STREAM_LOW_WATER. */
+static void stream_pump(conn *c)
+{
+    srv_request *req = c->req;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    while (evbuffer_get_length(out) < SRV_STREAM_HIGH_WATER) {
+        srv_stream stream = {.c = c};
+        srv_stream_status st = req->produce(&stream, req->stream_arg);
+        if (st == SRV_STREAM_MORE && stream.wrote)
+            continue;
+        stream_end(c, st == SRV_STREAM_DONE);
+        return;
+    }
+}
 
 void srv_respond_static(srv_request *req, int status, const char *body, size_t len)
 {

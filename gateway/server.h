@@ -50,7 +50,34 @@
  * Limits (all in srv_config, defaults in SRV_DEFAULT_*): header block bytes,
  * header count, body bytes, total connections, request time (headers+body
  * must arrive within it; also bounds the TLS handshake), keep-alive idle time,
- * write time (a client that does not read its answer), drain time on stop.
+ * write time (a client that does not read its answer), drain time on stop,
+ * and the memory budget below.
+ *
+ * Memory budget (max_inflight_bytes)
+ *   One counter for the whole server of the bytes it holds for requests and
+ *   answers: request bodies as they are buffered (a body grows as its bytes
+ *   arrive, never to its declared Content-Length up front, so a client that
+ *   declares 16 MiB and sends nothing costs a few KiB), and answer bodies from
+ *   srv_respond/srv_respond_stream until the kernel has taken them (bodies
+ *   lent with srv_respond_static are shared and not counted). A request that
+ *   arrives while the counter is at the budget, or whose body would take it
+ *   past the budget, is answered 503 with Retry-After and an OperationOutcome
+ *   and its connection closed. Answers are never refused: a handler's body is
+ *   already in memory when it reaches the server; it counts, and new requests
+ *   wait. The ops port is exempt (health checks must answer under pressure).
+ *   /metrics: fhirgw_http_inflight_bytes (gauge) and
+ *   fhirgw_http_budget_refusals_total. A body larger than the budget can
+ *   never be accepted: keep max_body_bytes well below it.
+ *
+ * Stopping (srv_stop)
+ *   Listeners close at once (new connections are refused by the kernel).
+ *   Every request whose bytes reached the server before the stop is read and
+ *   answered, also when its connection looked idle because its worker was busy
+ *   in another handler, and so are pipelined requests already received; slow
+ *   handlers may take up to drain_timeout_ms. Idle connections with nothing
+ *   received are closed. Answers given while stopping carry
+ *   `Connection: close` unless more received requests follow on the same
+ *   connection.
  *
  * Access log: one JSON line per request, written with a single write(2) to
  * access_log_fd (O_APPEND keeps lines whole across workers):
@@ -83,6 +110,9 @@
 #define SRV_DEFAULT_IDLE_TIMEOUT_MS 75000u               /* keep-alive between requests */
 #define SRV_DEFAULT_WRITE_TIMEOUT_MS 30000u              /* no progress writing an answer */
 #define SRV_DEFAULT_DRAIN_TIMEOUT_MS 10000u              /* srv_stop: in-flight requests may finish */
+#define SRV_DEFAULT_MAX_INFLIGHT_BYTES (256u * 1024 * 1024) /* request + response bytes held, all workers */
+#define SRV_STREAM_LOW_WATER (64u * 1024)                /* a stream's producer is asked for more below this */
+#define SRV_STREAM_HIGH_WATER (256u * 1024)              /* ... and no more once this much is queued */
 #define SRV_MAX_WORKERS 256u
 #define SRV_REQUEST_ID_MAX 64                            /* longest X-Request-ID echoed */
 
@@ -129,6 +159,7 @@ typedef struct srv_config {
     unsigned idle_timeout_ms;
     unsigned write_timeout_ms;
     unsigned drain_timeout_ms;
+    size_t max_inflight_bytes;     /* the memory budget (see "Memory budget") */
 
     srv_handler handler;           /* required */
     void *handler_arg;
@@ -206,6 +237,74 @@ void srv_respond(srv_request *req, int status, char *body, size_t len);
  * valid and unchanged until the server is freed (a prebuilt answer such as the
  * CapabilityStatement, sent without copying it per request). Any thread. */
 void srv_respond_static(srv_request *req, int status, const char *body, size_t len);
+
+/* ---- Streaming answers ----------------------------------------------------------- *
+ *
+ * For answers too large to build in one piece (a search page of thousands of
+ * resources, an export): the handler gives a producer instead of a body, and
+ * the server asks it for the next piece whenever the connection's output has
+ * drained below SRV_STREAM_LOW_WATER, until SRV_STREAM_HIGH_WATER is queued.
+ * Between pieces the worker serves its other connections, and at most about
+ * SRV_STREAM_HIGH_WATER bytes of the answer are in memory at any time (a slow
+ * reader slows the producer down instead of growing a buffer). The body goes
+ * out with chunked transfer coding (HTTP/1.1), or close-delimited to an
+ * HTTP/1.0 client; HEAD, 204 and 304 get the head only.
+ *
+ *     typedef struct page { st_cursor *cur; int state; } page;   // the handler's own
+ *
+ *     static srv_stream_status produce(srv_stream *out, void *arg)
+ *     {
+ *         page *p = arg;
+ *         if (p->state == 0) { srv_stream_write(out, "{\"resourceType\":\"Bundle\",...,\"entry\":[", n); p->state = 1; }
+ *         // one resource (or a few) per call keeps each call short
+ *         if (next_row(p->cur, &json, &len)) { srv_stream_write(out, json, len); return SRV_STREAM_MORE; }
+ *         srv_stream_write(out, "]}", 2);
+ *         return SRV_STREAM_DONE;
+ *     }
+ *     static void release(void *arg) { page *p = arg; st_cursor_close(p->cur); free(p); }
+ *
+ *     // in the handler, after the query has been planned and authorised:
+ *     srv_set_header(req, "Content-Type", "application/fhir+json");
+ *     srv_respond_stream(req, 200, produce, release, p);
+ *
+ * A search (gateway/rest_search.c) would run its query as today but, instead
+ * of rendering the whole Bundle into one buffer, keep the statement (or the
+ * list of matching ids of the page) in such a `page`, write the Bundle's
+ * opening (id, type, total, links) on the first call and then one entry per
+ * call from the stored JSON, and finish with the closing brackets. Everything
+ * that can fail before the first byte (parameters, authorisation, the count)
+ * must be decided before srv_respond_stream: once the head is sent the status
+ * cannot change, and a failure later can only cut the body short.
+ *
+ * Contract
+ *   - srv_respond_stream answers the request like srv_respond (exactly once,
+ *     from any thread; the request must not be touched afterwards).
+ *   - produce and release run on the worker thread that owns the connection,
+ *     which is the thread that ran the handler: per-thread resources (a read
+ *     connection to the store) may be used in them.
+ *   - produce appends with srv_stream_write (copied; any size, but keep one
+ *     call to about SRV_STREAM_LOW_WATER so other connections are not kept
+ *     waiting) and returns SRV_STREAM_MORE (call me again), SRV_STREAM_DONE
+ *     (the body is complete) or SRV_STREAM_ERROR (give up: the connection is
+ *     closed without the final chunk, so the client sees a truncated answer,
+ *     never a complete-looking wrong one). SRV_STREAM_MORE without having
+ *     written anything counts as SRV_STREAM_ERROR (nothing would ever wake the
+ *     producer again).
+ *   - release(arg) is called exactly once after the last produce call, also
+ *     when produce is never called (client gone, HEAD, 204/304, the server
+ *     stopping or freed). arg must stay valid until then. release may be NULL.
+ *   - The bytes written count against the memory budget until sent.
+ */
+typedef struct srv_stream srv_stream;
+typedef enum srv_stream_status { SRV_STREAM_MORE, SRV_STREAM_DONE, SRV_STREAM_ERROR } srv_stream_status;
+typedef srv_stream_status (*srv_producer)(srv_stream *out, void *arg);
+typedef void (*srv_release)(void *arg);
+
+void srv_respond_stream(srv_request *req, int status, srv_producer produce, srv_release release, void *arg);
+
+/* Append body bytes (copied) from inside a producer. False on out of memory:
+ * the producer should then return SRV_STREAM_ERROR. */
+bool srv_stream_write(srv_stream *out, const void *data, size_t len);
 
 /* Answer with an OperationOutcome holding one issue (issue_type is an OO_*
  * code from fhir/outcome.h, e.g. "not-found"). Any thread. */

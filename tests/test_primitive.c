@@ -220,6 +220,10 @@ Test(primitive_decimal, valid)
         OK("1.0"), OK("1.00"), OK("1E-22"), OK("1000000000000000000"),
         OK("1.000000000000000000E-245"), OK("-1.000000000000000000E+245"),
         OK("0.92"), OK("44.3"), OK("1400.0"),
+        /* the ends of the double range, and zero with any exponent */
+        OK("1.7976931348623157e308"), OK("-1.7976931348623157E+308"), OK("179.76931348623157e306"),
+        OK("4.9406564584124654e-324"), OK("-0.049406564584124654e-322"), OK("0e-99999"), OK("0.000e400"),
+        OK("1e308"), OK("2.2250738585072014e-308"),
     };
     CHECK_VALID(FPRIM_DECIMAL, t);
 }
@@ -245,6 +249,15 @@ Test(primitive_decimal, invalid)
         BAD("1 ", "not a valid decimal"),
         BAD("-", "not a valid decimal"),
         BAD("0x1p3", "not a valid decimal"),
+        /* outside the double range: search could not compare them */
+        BAD("1e400", "larger in magnitude than 1.7976931348623157e308"),
+        BAD("-1e400", "larger in magnitude"),
+        BAD("1.7976931348623158e308", "larger in magnitude"),
+        BAD("1000e306", "larger in magnitude"),
+        BAD("1e99999999999999999999", "larger in magnitude"),
+        BAD("1e-400", "smaller in magnitude than 4.9406564584124654e-324"),
+        BAD("-0.0001e-321", "smaller in magnitude"),
+        BAD("4.9406564584124653e-324", "smaller in magnitude"),
     };
     CHECK_INVALID(FPRIM_DECIMAL, t);
 }

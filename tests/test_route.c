@@ -128,6 +128,23 @@ Test(route, prefer_and_etags)
     cr_expect_not(rt_etag_version(NULL, &v));
 }
 
+Test(route, echo_is_capped)
+{
+    char out[RT_ECHO_SIZE], long_id[10001];
+    cr_expect_str_eq(rt_echo("/Patient/1", out), "/Patient/1");
+    cr_expect_str_eq(rt_echo(NULL, out), "");
+    memset(long_id, 'a', 10000);
+    long_id[10000] = '\0';
+    rt_echo(long_id, out);
+    cr_expect_eq(strlen(out), RT_ECHO_MAX + strlen("\u2026"));
+    cr_expect_str_eq(out + RT_ECHO_MAX, "\u2026");
+    /* never half a character: a 2-byte 'é' across the cut is dropped whole */
+    memset(long_id, 'a', 63);
+    memcpy(long_id + 63, "\xc3\xa9zzz", 6);
+    rt_echo(long_id, out);
+    cr_expect_str_eq(out + 63, "\u2026", "%s", out);
+}
+
 Test(config, defaults_load_and_errors)
 {
     gw_config c;
@@ -135,6 +152,7 @@ Test(config, defaults_load_and_errors)
     cr_expect_str_eq(c.listen, "127.0.0.1:8443");
     cr_expect_eq(c.max_body_bytes, 16 * 1024 * 1024);
     cr_expect_eq(c.request_timeout_ms, 30000);
+    cr_expect_eq(c.max_inflight_bytes, 256 * 1024 * 1024);
 
     char path[] = "/tmp/fhirgw-config-XXXXXX";
     int fd = mkstemp(path);
