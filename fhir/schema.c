@@ -110,6 +110,41 @@ const fs_element *fs_lookup(const fs_schema *s, const fs_element *kids, unsigned
     return NULL;
 }
 
+const uint16_t *fs_reference_targets(const fs_schema *s, const fs_element *e, unsigned *n)
+{
+    *n = e->target_count;
+    return e->target_count ? &s->target_refs[e->target_first] : NULL;
+}
+
+/* Is the type at index `type` among an element's targets? The runs are short (at most a dozen): a linear scan. */
+static bool targets_list(const fs_schema *s, const fs_element *e, int32_t type)
+{
+    unsigned n;
+    const uint16_t *targets = fs_reference_targets(s, e, &n);
+    for (unsigned i = 0; i < n; i++)
+        if (targets[i] == type)
+            return true;
+    return false;
+}
+
+bool fs_reference_allows_any(const fs_schema *s, const fs_element *e)
+{
+    const fs_type *resource = fs_type_by_name(s, "Resource", 8);
+    return resource && targets_list(s, e, (int32_t)(resource - s->types));
+}
+
+bool fs_reference_target_allowed(const fs_schema *s, const fs_element *e, const char *type_name, size_t len)
+{
+    const fs_type *t = fs_type_by_name(s, type_name, len);
+    if (!t || t->kind != FS_RESOURCE || t->is_abstract)
+        return false;
+    /* A listed base type admits its descendants: Resource (any), and DomainResource should a list name it. */
+    for (int32_t i = (int32_t)(t - s->types); i != FS_NONE; i = s->types[i].base)
+        if (targets_list(s, e, i))
+            return true;
+    return false;
+}
+
 const fs_valueset *fs_valueset_by_url(const fs_schema *s, const char *url)
 {
     size_t len = strcspn(url, "|");

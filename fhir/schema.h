@@ -15,6 +15,14 @@
  * generation time) or takes its children from its single type's root.
  * A choice element ("value[x]") is stored once, under its stem ("value"),
  * with all allowed types; fs_child() resolves "valueQuantity" to it.
+ *
+ * Reference targets: an element with the type Reference also lists the
+ * resource types it may point to (its targetProfile in the spec), as type
+ * indices in `target_refs`. "Any resource" (Reference(Any), i.e. no
+ * targetProfile or the profile Resource) is stored as the one type Resource,
+ * the abstract root every resource type derives from; so a Reference element
+ * always has at least one target, and an element without the type Reference
+ * has none.
  */
 #ifndef FHIR_SCHEMA_H
 #define FHIR_SCHEMA_H
@@ -53,6 +61,8 @@ typedef struct fs_element {
     int32_t valueset;     /* index into schema->valuesets for an expandable binding, else FS_NONE */
     uint16_t constraint_first; /* invariants: schema->constraint_refs[constraint_first .. +constraint_count) */
     uint16_t constraint_count;
+    uint16_t target_first; /* Reference targets: schema->target_refs[target_first .. +target_count) */
+    uint16_t target_count; /* 0 unless a type is Reference; {Resource} = any (see fs_reference_targets) */
 } fs_element;
 
 /* An invariant (StructureDefinition element.constraint), shared by every element that lists it. */
@@ -123,6 +133,8 @@ typedef struct fs_schema {
     uint32_t constraint_ref_count;
     const fs_search_param *search_params; /* sorted by (resource, code) */
     uint32_t search_param_count;
+    const uint16_t *target_refs; /* type indices, sorted within each element's run; runs are shared */
+    uint32_t target_ref_count;
 } fs_schema;
 
 /* The generated FHIR R4 (4.0.1) schema. */
@@ -150,6 +162,28 @@ const fs_element *fs_child(const fs_schema *s, const fs_element *parent, const c
 /* The same lookup in a block of sibling elements (as fs_children returns them). */
 const fs_element *fs_lookup(const fs_schema *s, const fs_element *kids, unsigned n, const char *key, size_t len,
                             const fs_type **choice_type);
+
+/*
+ * The resource types a Reference element (or a choice element with the type
+ * Reference, e.g. Extension.value[x]) may point to: *n indices into
+ * s->types, sorted by name, pointing into the static tables (never freed).
+ * "Any" is the single index of the abstract type Resource. An element
+ * without the type Reference gives NULL and *n == 0. For messages:
+ * s->types[targets[i]].name spells "Reference(Patient | Group)".
+ */
+const uint16_t *fs_reference_targets(const fs_schema *s, const fs_element *e, unsigned *n);
+
+/* Does a Reference element accept any resource type (Reference(Any))? False when it is not a Reference element. */
+bool fs_reference_allows_any(const fs_schema *s, const fs_element *e);
+
+/*
+ * May element `e` refer to a resource of type type_name[0..len) (e.g. the
+ * type of a literal reference "Patient/1")? True when the name is a
+ * concrete resource type and `e` lists it, or lists a type it derives from
+ * (Resource: any). False for an unknown, abstract or non-resource type name
+ * even when `e` allows any, and for an element that is not a Reference.
+ */
+bool fs_reference_target_allowed(const fs_schema *s, const fs_element *e, const char *type_name, size_t len);
 
 /* The search parameter `code` of resource type `resource` (or of every resource), or NULL. */
 const fs_search_param *fs_search_param_find(const fs_schema *s, const char *resource, const char *code);

@@ -458,3 +458,243 @@ Test(walk, conditional_references_only_in_transactions_and_batches)
         oo_list_free(&issues);
     }
 }
+
+/* ---- Reference targets (fhir/schema.h fs_reference_*) ---- */
+
+#include "fhir/reference.h"
+
+/* The element reached from a type's root by dot-separated JSON keys ("input.valueReference"), or NULL. */
+static const fs_element *element_at(const char *type, const char *keys)
+{
+    const fs_schema *s = fs_r4();
+    const fs_type *t = fs_type_by_name(s, type, strlen(type));
+    if (!t)
+        return NULL;
+    const fs_element *e = &s->elements[t->root];
+    while (e && *keys) {
+        size_t len = strcspn(keys, ".");
+        const fs_type *choice;
+        e = fs_child(s, e, keys, len, &choice);
+        keys += len + (keys[len] == '.');
+    }
+    return e;
+}
+
+static bool allowed(const fs_element *e, const char *type)
+{
+    return fs_reference_target_allowed(fs_r4(), e, type, strlen(type));
+}
+
+/* The targets as the spec writes them: "Group | Patient" (sorted by name). */
+static void target_names(const fs_element *e, char *buf, size_t size)
+{
+    const fs_schema *s = fs_r4();
+    unsigned n;
+    const uint16_t *targets = fs_reference_targets(s, e, &n);
+    size_t len = 0;
+    buf[0] = '\0';
+    for (unsigned i = 0; i < n && len < size; i++)
+        len += (size_t)snprintf(buf + len, size - len, "%s%s", i ? " | " : "", s->types[targets[i]].name);
+}
+
+Test(schema_targets, careplan_subject_is_patient_or_group)
+{
+    const fs_element *e = element_at("CarePlan", "subject");
+    cr_assert_not_null(e);
+    char names[256];
+    target_names(e, names, sizeof names);
+    cr_expect_str_eq(names, "Group | Patient");
+    cr_expect(allowed(e, "Patient"));
+    cr_expect(allowed(e, "Group"));
+    cr_expect_not(allowed(e, "Practitioner"));
+    cr_expect_not(fs_reference_allows_any(fs_r4(), e));
+    /* the length bounds the name: "Patient/1" given with len 7 is Patient */
+    cr_expect(fs_reference_target_allowed(fs_r4(), e, "Patient/1", 7));
+    cr_expect_not(fs_reference_target_allowed(fs_r4(), e, "Patient/1", 6));
+}
+
+Test(schema_targets, encounter_subject_and_task_owner)
+{
+    const fs_element *subject = element_at("Encounter", "subject");
+    cr_assert_not_null(subject);
+    cr_expect(allowed(subject, "Patient") && allowed(subject, "Group"));
+    cr_expect_not(allowed(subject, "Practitioner"));
+
+    const fs_element *owner = element_at("Task", "owner");
+    cr_assert_not_null(owner);
+    char names[512];
+    target_names(owner, names, sizeof names);
+    cr_expect_str_eq(names, "CareTeam | Device | HealthcareService | Organization | Patient | Practitioner | "
+                            "PractitionerRole | RelatedPerson");
+    const char *yes[] = {"Practitioner", "PractitionerRole", "Organization", "CareTeam",
+                         "HealthcareService", "Patient", "Device", "RelatedPerson"};
+    for (size_t i = 0; i < sizeof yes / sizeof *yes; i++)
+        cr_expect(allowed(owner, yes[i]), "%s", yes[i]);
+    cr_expect_not(allowed(owner, "Group"));
+    cr_expect_not(allowed(owner, "Location"));
+}
+
+/* Reference(Any): no targetProfile (Extension.value[x], Task.input.value[x]) or the profile Resource (Provenance.target). */
+Test(schema_targets, any_is_the_type_resource)
+{
+    const char *any[][2] = {{"Extension", "valueReference"}, {"Task", "input.valueReference"},
+                            {"Task", "output.valueReference"}, {"Provenance", "target"}};
+    for (size_t i = 0; i < sizeof any / sizeof *any; i++) {
+        const fs_element *e = element_at(any[i][0], any[i][1]);
+        cr_assert_not_null(e, "%s.%s", any[i][0], any[i][1]);
+        cr_expect(fs_reference_allows_any(fs_r4(), e), "%s", e->path);
+        char names[64];
+        target_names(e, names, sizeof names);
+        cr_expect_str_eq(names, "Resource", "%s", e->path);
+        cr_expect(allowed(e, "Patient") && allowed(e, "Practitioner") && allowed(e, "Bundle"), "%s", e->path);
+        /* "any" means any concrete resource type, not any name */
+        cr_expect_not(allowed(e, "Resource"), "%s", e->path);
+        cr_expect_not(allowed(e, "DomainResource"), "%s", e->path);
+        cr_expect_not(allowed(e, "HumanName"), "%s", e->path);
+        cr_expect_not(allowed(e, "Patients"), "%s", e->path);
+    }
+    /* a choice element is one element: valueString resolves to the same one, its targets those of the Reference */
+    cr_expect_eq(element_at("Extension", "valueString"), element_at("Extension", "valueReference"));
+}
+
+Test(schema_targets, data_types_and_non_references)
+{
+    const fs_element *assigner = element_at("Identifier", "assigner");
+    cr_assert_not_null(assigner);
+    cr_expect(allowed(assigner, "Organization"));
+    cr_expect_not(allowed(assigner, "Patient"));
+    /* Media.device lists Device twice in the spec: stored once */
+    char names[128];
+    target_names(element_at("Media", "device"), names, sizeof names);
+    cr_expect_str_eq(names, "Device | DeviceMetric");
+    /* not Reference elements: no targets, nothing allowed, not "any" */
+    const char *none[][2] = {{"Patient", "name"}, {"Bundle", "entry.resource"}, {"Reference", "reference"},
+                             {"CarePlan", "instantiatesCanonical"}};
+    for (size_t i = 0; i < sizeof none / sizeof *none; i++) {
+        const fs_element *e = element_at(none[i][0], none[i][1]);
+        cr_assert_not_null(e, "%s.%s", none[i][0], none[i][1]);
+        unsigned n = 99;
+        cr_expect_null(fs_reference_targets(fs_r4(), e, &n), "%s", e->path);
+        cr_expect_eq(n, 0u, "%s", e->path);
+        cr_expect_not(allowed(e, "Patient"), "%s", e->path);
+        cr_expect_not(fs_reference_allows_any(fs_r4(), e), "%s", e->path);
+    }
+}
+
+/* Every element with the type Reference has targets, sorted resource types; no other element has any. */
+Test(schema_targets, table_invariants)
+{
+    const fs_schema *s = fs_r4();
+    const fs_type *reference = fs_type_by_name(s, "Reference", 9);
+    cr_assert_not_null(reference);
+    unsigned with_targets = 0;
+    for (uint32_t i = 0; i < s->element_count; i++) {
+        const fs_element *e = &s->elements[i];
+        bool is_reference = false;
+        for (unsigned k = 0; k < e->type_count; k++)
+            is_reference |= fs_element_type(s, e, k) == reference;
+        unsigned n;
+        const uint16_t *targets = fs_reference_targets(s, e, &n);
+        cr_expect_eq(n > 0, is_reference && e != &s->elements[reference->root], "%s", e->path);
+        cr_assert_leq(e->target_first + n, s->target_ref_count, "%s", e->path);
+        for (unsigned k = 0; k < n; k++) {
+            cr_assert_lt(targets[k], s->type_count, "%s", e->path);
+            cr_expect_eq(s->types[targets[k]].kind, FS_RESOURCE, "%s", e->path);
+            if (k)
+                cr_expect_lt(targets[k - 1], targets[k], "%s: sorted and unique", e->path);
+        }
+        with_targets += n > 0;
+    }
+    cr_expect_gt(with_targets, 700u, "%u Reference elements", with_targets);
+}
+
+typedef struct refs_seen {
+    char what[16][96];
+    int n;
+} refs_seen;
+
+/* "element=reference verdict": ok / refused by the element's targets, "-" when the reference names no type. */
+static void note_reference(void *ctx, const fj_doc *doc, uint32_t node, const fs_element *el)
+{
+    refs_seen *r = ctx;
+    uint32_t ref = fj_get(doc, node, "reference");
+    const char *text = ref == UINT32_MAX ? "" : fj_str(doc, ref);
+    size_t len = ref == UINT32_MAX ? 0 : doc->nodes[ref].len;
+    fr_parts parts;
+    const char *verdict = !fr_parse(text, len, &parts) ? "-"
+                          : fs_reference_target_allowed(fs_r4(), el, parts.type, parts.type_len) ? "ok"
+                                                                                                 : "refused";
+    if (r->n < 16)
+        snprintf(r->what[r->n++], 96, "%s=%.*s %s", el->path, (int)len, text, verdict);
+}
+
+Test(walk, references_come_with_the_referencing_element)
+{
+    char text[] =
+        "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":["
+        "{\"fullUrl\":\"urn:uuid:c\",\"resource\":{\"resourceType\":\"CarePlan\",\"status\":\"active\","
+        "\"intent\":\"plan\","
+        "\"contained\":[{\"resourceType\":\"Organization\",\"id\":\"o\",\"partOf\":{\"reference\":\"Organization/p\"}}],"
+        "\"extension\":[{\"url\":\"http://x.org/e\",\"valueReference\":{\"reference\":\"#o\"}}],"
+        "\"subject\":{\"reference\":\"Patient/1\",\"identifier\":{\"value\":\"1\",\"assigner\":{\"reference\":"
+        "\"Patient/9\"}}},"
+        "\"activity\":[{\"detail\":{\"status\":\"scheduled\",\"performer\":[{\"reference\":\"Practitioner/1\"},"
+        "{\"display\":\"someone\"}]}}]},"
+        "\"request\":{\"method\":\"POST\",\"url\":\"CarePlan\"}},"
+        "{\"resource\":{\"resourceType\":\"Encounter\",\"status\":\"planned\",\"class\":{\"code\":\"IMP\"},"
+        "\"subject\":{\"reference\":\"Practitioner/2\"},\"_status\":{\"extension\":[{\"url\":\"http://x.org/s\","
+        "\"valueReference\":{\"reference\":\"Device/1\"}}]}},"
+        "\"request\":{\"method\":\"POST\",\"url\":\"Encounter\"}}]}";
+    fj_doc doc;
+    fj_error err;
+    cr_assert(fj_parse(text, strlen(text), NULL, &doc, &err), "%s", err.message);
+    refs_seen r = {0};
+    cr_assert(fw_walk_references(fs_r4(), &doc, 0, note_reference, &r));
+    const char *want[] = {
+        "Organization.partOf=Organization/p ok",        /* contained: the contained resource's element */
+        "Extension.value[x]=#o -",                      /* choice valueReference */
+        "CarePlan.subject=Patient/1 ok",                /* Bundle entry resource */
+        "Identifier.assigner=Patient/9 refused",        /* a Reference inside a Reference, after it */
+        "CarePlan.activity.detail.performer=Practitioner/1 ok", /* nested backbone, array */
+        "CarePlan.activity.detail.performer= -",        /* a Reference without a literal reference */
+        "Encounter.subject=Practitioner/2 refused",     /* second entry */
+        "Extension.value[x]=Device/1 ok",               /* in a primitive's extension (`_status`) */
+    };
+    cr_assert_eq(r.n, (int)(sizeof want / sizeof *want), "visited %d", r.n);
+    for (int i = 0; i < r.n; i++)
+        cr_expect_str_eq(r.what[i], want[i]);
+    fj_doc_free(&doc);
+}
+
+Test(walk, references_of_an_unknown_type_are_not_walked)
+{
+    char text[] = "{\"resourceType\":\"Patientx\",\"managingOrganization\":{\"reference\":\"Organization/1\"}}";
+    fj_doc doc;
+    fj_error err;
+    cr_assert(fj_parse(text, strlen(text), NULL, &doc, &err), "%s", err.message);
+    refs_seen r = {0};
+    cr_expect_not(fw_walk_references(fs_r4(), &doc, 0, note_reference, &r));
+    cr_expect_eq(r.n, 0);
+    fj_doc_free(&doc);
+}
+
+/* Extensions of primitives may hold References too: `_given` beside a repeating primitive, `_valueString` of a choice. */
+Test(walk, references_in_primitive_extensions)
+{
+    char text[] = "{\"resourceType\":\"Patient\",\"name\":[{\"given\":[\"a\",\"b\"],\"_given\":[null,{\"extension\":[{"
+                  "\"url\":\"http://x.org/g\",\"valueReference\":{\"reference\":\"Patient/2\"}}]}]}],"
+                  "\"extension\":[{\"url\":\"http://x.org/e\",\"valueString\":\"s\",\"_valueString\":{\"extension\":[{"
+                  "\"url\":\"http://x.org/f\",\"valueReference\":{\"reference\":\"Group/3\"}}]}}],"
+                  "\"_gender\":\"not an object\",\"_unknown\":{\"extension\":[{\"url\":\"http://x.org/u\","
+                  "\"valueReference\":{\"reference\":\"Patient/4\"}}]}}";
+    fj_doc doc;
+    fj_error err;
+    cr_assert(fj_parse(text, strlen(text), NULL, &doc, &err), "%s", err.message);
+    refs_seen r = {0};
+    cr_assert(fw_walk_references(fs_r4(), &doc, 0, note_reference, &r));
+    const char *want[] = {"Extension.value[x]=Patient/2 ok", "Extension.value[x]=Group/3 ok"};
+    cr_assert_eq(r.n, 2, "visited %d", r.n);
+    for (int i = 0; i < r.n; i++)
+        cr_expect_str_eq(r.what[i], want[i]);
+    fj_doc_free(&doc);
+}

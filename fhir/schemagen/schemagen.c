@@ -110,6 +110,7 @@ typedef struct gnode {
     char *path;
     uint32_t min, max;
     vec type_names; /* char* */
+    vec target_names; /* char*: resource types a Reference may point to; {"Resource"} = any */
     unsigned flags;
     int strength;
     char *valueset_url; /* required bindings only */
@@ -237,6 +238,35 @@ static uint32_t parse_max(const char *max)
     return (uint32_t)strtoul(max, NULL, 10);
 }
 
+#define CORE_SD "http://hl7.org/fhir/StructureDefinition/"
+
+/*
+ * The resource types one Reference type entry allows (its targetProfile).
+ * Only core profiles occur in the base definitions; each names a type
+ * (checked when the tables are written). No targetProfile, or one naming
+ * Resource, allows any type: that is recorded as the single name
+ * "Resource", so every Reference element has at least one target.
+ */
+static void add_reference_targets(gnode *n, json_object *type)
+{
+    json_object *profiles = jget(type, "targetProfile");
+    size_t count = profiles ? json_object_array_length(profiles) : 0;
+    for (size_t i = 0; i < count; i++) {
+        const char *url = json_object_get_string(json_object_array_get_idx(profiles, i));
+        if (!url || strncmp(url, CORE_SD, strlen(CORE_SD)))
+            die("%s: targetProfile %s is not a core type", n->path, url ? url : "(null)");
+        if (!strcmp(url + strlen(CORE_SD), "Resource")) {
+            count = 0;
+            break;
+        }
+        vec_push(&n->target_names, xstrdup(url + strlen(CORE_SD)));
+    }
+    if (!count) {
+        n->target_names.n = 0;
+        vec_push(&n->target_names, xstrdup("Resource"));
+    }
+}
+
 static gnode *node_from_element(json_object *el, const char *type_kind, bool is_root)
 {
     gnode *n = calloc(1, sizeof *n);
@@ -279,6 +309,8 @@ static gnode *node_from_element(json_object *el, const char *type_kind, bool is_
         else if (is_system)
             n->flags |= EL_NO_EXT;
         vec_push(&n->type_names, xstrdup(code));
+        if (!strcmp(code, "Reference"))
+            add_reference_targets(n, json_object_array_get_idx(types, i));
     }
     const char *cref = jstr(el, "contentReference");
     if (cref)
@@ -354,6 +386,8 @@ static gtype *type_from_sd(json_object *sd)
         n->ref_target = target;
         for (size_t k = 0; k < target->type_names.n; k++)
             vec_push(&n->type_names, target->type_names.items[k]);
+        for (size_t k = 0; k < target->target_names.n; k++)
+            vec_push(&n->target_names, target->target_names.items[k]);
         n->flags |= EL_INLINE;
     }
     for (size_t i = 0; i < all.n; i++) {
@@ -601,6 +635,76 @@ static void prim_enum(char *buf, size_t size, const gtype *t)
     buf[k] = '\0';
 }
 
+static int long_cmp(const void *a, const void *b)
+{
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x > y) - (x < y);
+}
+
+/* Where the run want[0..n) first occurs in refs, or refs->n when it does not. */
+static size_t find_run(const vec *refs, const long *want, size_t n)
+{
+    for (size_t at = 0; at + n <= refs->n; at++) {
+        size_t k = 0;
+        while (k < n && (long)(intptr_t)refs->items[at + k] == want[k])
+            k++;
+        if (k == n)
+            return at;
+    }
+    return refs->n;
+}
+
+/*
+ * Place one element's Reference targets in the shared array `refs` as type
+ * indices, sorted and unique (Media.device lists Device twice). Most lists
+ * recur (Reference(Patient | Group), the single "Resource" of any), so a
+ * run already present is reused instead of appended: that keeps the table a
+ * fraction of the per-element total, and depends only on element order, so
+ * the output stays reproducible. Returns the run's start; *count its length.
+ */
+static size_t place_targets(vec *refs, const gnode *n, size_t *count)
+{
+    long *want = xrealloc(NULL, n->target_names.n * sizeof *want);
+    size_t len = 0;
+    for (size_t k = 0; k < n->target_names.n; k++) {
+        long ti = type_index(n->target_names.items[k]);
+        if (ti < 0 || strcmp(((gtype *)g_types.items[ti])->kind, "resource"))
+            die("%s: Reference target %s is not a resource type", n->path, (char *)n->target_names.items[k]);
+        want[len++] = ti;
+    }
+    sort(want, len, sizeof *want, long_cmp);
+    size_t unique = 0;
+    for (size_t k = 0; k < len; k++)
+        if (!unique || want[unique - 1] != want[k])
+            want[unique++] = want[k];
+    size_t at = find_run(refs, want, unique);
+    if (at == refs->n)
+        for (size_t k = 0; k < unique; k++)
+            vec_push(refs, (void *)(intptr_t)want[k]);
+    free(want);
+    *count = unique;
+    return unique ? at : 0;
+}
+
+/* The Reference targets of every emitted element; first[i], count[i] locate element i's run. */
+static vec write_target_refs(FILE *out, uint16_t *first, uint16_t *count)
+{
+    vec refs = {0};
+    for (size_t i = 0; i < g_emitted.n; i++) {
+        size_t n;
+        size_t at = place_targets(&refs, g_emitted.items[i], &n);
+        if (at + n > UINT16_MAX)
+            die("too many Reference targets for uint16 indices");
+        first[i] = (uint16_t)at;
+        count[i] = (uint16_t)n;
+    }
+    fputs("static const uint16_t target_refs[] = {", out);
+    for (size_t i = 0; i < refs.n; i++)
+        fprintf(out, "%s%ld", i == 0 ? "\n    " : i % 24 ? "," : ",\n    ", (long)(intptr_t)refs.items[i]);
+    fputs("\n};\n\n", out);
+    return refs;
+}
+
 static void write_output(const char *out_path)
 {
     FILE *out = fopen(out_path, "w");
@@ -644,7 +748,13 @@ static void write_output(const char *out_path)
     fputs("static const uint16_t constraint_refs[] = {", out);
     for (size_t i = 0; i < crefs.n; i++)
         fprintf(out, "%s%ld", i == 0 ? "\n    " : i % 24 ? "," : ",\n    ", (long)(intptr_t)crefs.items[i]);
-    fputs("\n};\n\nstatic const fs_constraint constraints[] = {\n", out);
+    fputs("\n};\n\n", out);
+
+    uint16_t *tfirst = xrealloc(NULL, g_emitted.n * sizeof *tfirst);
+    uint16_t *tcount = xrealloc(NULL, g_emitted.n * sizeof *tcount);
+    vec trefs = write_target_refs(out, tfirst, tcount);
+
+    fputs("static const fs_constraint constraints[] = {\n", out);
     for (size_t i = 0; i < g_constraints.n; i++) {
         gconstraint *g = g_constraints.items[i];
         fputs("    {", out);
@@ -669,8 +779,9 @@ static void write_output(const char *out_path)
         put_cstring(out, n->name);
         fputc(',', out);
         put_cstring(out, n->path);
-        fprintf(out, ",%uu,%uu,%u,%zu,%ld,%zu,%u,%d,%ld,%u,%zu},\n", n->min, n->max, first[i], n->type_names.n,
-                child_first, kids->children.n, n->flags, n->strength, vs, cfirst[i], n->constraints.n);
+        fprintf(out, ",%uu,%uu,%u,%zu,%ld,%zu,%u,%d,%ld,%u,%zu,%u,%u},\n", n->min, n->max, first[i],
+                n->type_names.n, child_first, kids->children.n, n->flags, n->strength, vs, cfirst[i],
+                n->constraints.n, tfirst[i], tcount[i]);
     }
     fputs("};\n\n", out);
 
@@ -718,9 +829,10 @@ static void write_output(const char *out_path)
     fprintf(out,
             "static const fs_schema schema = {\n"
             "    \"4.0.1\", types, %zu, elements, %zu, type_refs, %zu, valuesets, %zu, codes, %zu,\n"
-            "    constraints, %zu, constraint_refs, %zu, search_params, %zu};\n\n"
+            "    constraints, %zu, constraint_refs, %zu, search_params, %zu, target_refs, %zu};\n\n"
             "const fs_schema *fs_r4(void) { return &schema; }\n",
-            g_types.n, g_emitted.n, refs.n, used.n, code_total, g_constraints.n, crefs.n, unique_search_count());
+            g_types.n, g_emitted.n, refs.n, used.n, code_total, g_constraints.n, crefs.n, unique_search_count(),
+            trefs.n);
     if (fclose(out))
         die("cannot write %s", out_path);
 }
