@@ -148,6 +148,13 @@ static json_object *resource_entry(const fs_schema *s, const char *type, const c
     json_object_object_add(res, "conditionalRead", str("full-support")); /* If-None-Match and If-Modified-Since */
     json_object_object_add(res, "conditionalUpdate", json_object_new_boolean(1));
     json_object_object_add(res, "conditionalDelete", str("single")); /* several matches: 412 */
+    /* literal and logical references are stored; with integrity on, literal ones here must resolve */
+    json_object *policy = json_object_new_array();
+    json_object_array_add(policy, str("literal"));
+    json_object_array_add(policy, str("logical"));
+    if (info->references_enforced)
+        json_object_array_add(policy, str("enforced"));
+    json_object_object_add(res, "referencePolicy", policy);
     add_search_include(res, s, type);
     add_search_rev_include(res, s, type);
     add_search_params(res, s, type, info);

@@ -25,6 +25,7 @@ typedef struct cap_info {
     const char *const *profile_urls;
     const char *const *profile_types;
     size_t profile_count;
+    bool references_enforced;     /* referential integrity on write (referencePolicy "enforced") */
 } cap_info;
 
 json_object *cap_build(const fs_schema *s, const cap_info *info);

@@ -272,6 +272,8 @@ static bool open_services(const gw_config *c, services *s, bool dev)
     ro.page_size_max = (int)c->page_size_max;
     ro.rate_per_second = (double)c->rate_limit_per_second;
     ro.rate_burst = (double)c->rate_limit_burst;
+    ro.allow_dangling_references = c->referential_integrity == 0;
+    ro.log_allowed = c->log_allowed_access != 0;
     s->app = rest_app_new(&ro, err, sizeof err);
     if (!s->app) {
         log_event("error", "%s", err);

@@ -54,6 +54,11 @@ static const setting settings[] = {
       "max_body_bytes"),
     S(rate_limit_per_second, T_INT, "200", "requests per second per organisation (token bucket); 0 = no limit"),
     S(rate_limit_burst, T_INT, "400", "bucket size: requests an organisation may send at once"),
+    S(referential_integrity, T_INT, "1",
+      "1: a write whose references name a resource on this server that does not exist, that the writer may not "
+      "read, or of a type the element does not allow, is refused (422); 0: such references are stored"),
+    S(log_allowed_access, T_INT, "0",
+      "1: every allowed access decision is logged as well (refusals always are), one JSON line each"),
     S(access_log, T_STRING, "-", "JSON-lines access log file, '-' for stdout, empty for none (never patient data)"),
     S(error_log, T_STRING, "-", "JSON-lines error log file, '-' for stderr"),
 };

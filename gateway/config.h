@@ -56,6 +56,8 @@ typedef struct gw_config {
     int64_t max_inflight_bytes;    /* request + answer bytes held in memory, all connections */
     int64_t rate_limit_per_second; /* per organisation; 0 = off */
     int64_t rate_limit_burst;
+    int64_t referential_integrity; /* 1: refuse writes whose references do not resolve here (422) */
+    int64_t log_allowed_access;    /* 1: log allowed access decisions too, not only refusals */
     /* logs */
     char access_log[CFG_PATH_MAX]; /* file, "-" for stdout, "" for none */
     char error_log[CFG_PATH_MAX];  /* file, "-" for stderr */

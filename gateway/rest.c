@@ -85,7 +85,8 @@ static bool build_capability(rest_app *app)
 {
     char start[ST_INSTANT_LEN];
     st_format_instant(rest_now_ms(app), start);
-    cap_info info = {"0.1.0", app->opt.base_url, start, rest_search_kind_supported, NULL, NULL, 0};
+    cap_info info = {"0.1.0", app->opt.base_url, start, rest_search_kind_supported, NULL, NULL, 0,
+                     !app->opt.allow_dangling_references};
     json_object *cs = cap_build(app->schema, &info);
     const char *text = json_object_to_json_string_ext(cs, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     app->capability_len = strlen(text);

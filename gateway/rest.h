@@ -48,6 +48,9 @@ typedef struct rest_options {
     double rate_per_second;       /* per organisation; 0 = no limit */
     double rate_burst;
     bool log_allowed;             /* record allowed access decisions too (refusals always are) */
+    /* referential integrity is on unless this is set: a write whose references name a resource on this server
+     * that does not exist, that the writer may not read, or of a type the element does not allow, is 422 */
+    bool allow_dangling_references;
     /* clock for rate limits and Bundle timestamps (ms since the epoch); NULL = real time */
     int64_t (*clock_ms)(void *arg);
     void *clock_arg;

@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "fhir/reference.h"
+#include "fhir/walk.h"
 #include "gateway/rest_internal.h"
 
 #define URA_SYSTEM "http://fhir.nl/fhir/NamingSystem/ura"
@@ -313,6 +314,95 @@ static void compute_grants(rq *q, rest_write *w, const st_resource *current)
     }
 }
 
+/* ---- referential integrity: what a write refers to exists, may be seen, and fits ---- */
+
+typedef struct ref_check {
+    rq *q;
+    rest_write *w;
+    oo_list *issues;
+    int status;
+} ref_check;
+
+/* "CarePlan.subject" may refer to "Reference(Patient | Group)": the list for a message. */
+static void allowed_targets(const fs_schema *s, const fs_element *el, char *out, size_t size)
+{
+    unsigned n;
+    const uint16_t *t = fs_reference_targets(s, el, &n);
+    size_t at = 0;
+    out[0] = '\0';
+    for (unsigned i = 0; i < n && at < size; i++)
+        at += (size_t)snprintf(out + at, size - at, "%s%s", i ? " | " : "", s->types[t[i]].name);
+}
+
+static void refuse_reference(ref_check *c, const fs_element *el, const char *fmt, const char *what, const char *more)
+{
+    char where[160];
+    snprintf(where, sizeof where, "%s.reference", el->path);
+    oo_add(c->issues, OO_ERROR, OO_PROCESSING, where, 0, 0, fmt, what, more);
+    c->status = 422;
+}
+
+/*
+ * One Reference of the resource being written. Checked: a literal reference
+ * to a resource on this server (relative, or under our base) must name a
+ * type the element allows and a resource the writer can see. The same text
+ * answers "does not exist" and "not yours", so existence does not leak.
+ * Contained ("#id"), other servers' URLs, urn: names and logical
+ * references (identifier only) are not resolvable here and pass; names of
+ * the same transaction are checked for type only (they exist after it).
+ */
+static void check_reference(void *ctx, const fj_doc *d, uint32_t ref, const fs_element *el)
+{
+    ref_check *c = ctx;
+    uint32_t r = fj_get(d, ref, "reference");
+    if (c->status || r == UINT32_MAX || d->nodes[r].type != FJ_STRING || !d->nodes[r].len)
+        return;
+    rq *q = c->q;
+    size_t len = d->nodes[r].len;
+    const char *named = c->w->hooks && c->w->hooks->replace_string
+                            ? c->w->hooks->replace_string(c->w->hooks->ctx, d, r, &len)
+                            : NULL;
+    const char *s = named ? named : fj_str(d, r);
+    if (s[0] == '#' || !strncmp(s, "urn:", 4))
+        return;
+    s = strip_own_base(q, s, &len);
+    fr_parts parts;
+    if (memchr(s, ':', len) || !fr_parse(s, len, &parts) || parts.type != s || parts.id_len > ST_ID_MAX)
+        return; /* someone else's server, or not a literal reference at all (the validator says so) */
+    char text[ST_TYPE_MAX + ST_ID_MAX + 2], type[ST_TYPE_MAX + 1], id[ST_ID_MAX + 1];
+    snprintf(type, sizeof type, "%.*s", (int)parts.type_len, parts.type);
+    snprintf(id, sizeof id, "%.*s", (int)parts.id_len, parts.id);
+    snprintf(text, sizeof text, "%s/%s", type, id);
+    if (!fs_reference_target_allowed(q->app->schema, el, parts.type, parts.type_len)) {
+        char allowed[400];
+        allowed_targets(q->app->schema, el, allowed, sizeof allowed);
+        refuse_reference(c, el, "%s is not a resource this element may refer to (Reference(%s))", text, allowed);
+        return;
+    }
+    if (named)
+        return;
+    st_resource target;
+    st_error err;
+    st_status found = st_read(q->app->opt.store, type, id, &target, &err);
+    bool visible = found == ST_OK && az_check_resource(&q->caller, target.type, AZ_READ, target.owner,
+                                                       (const char *const *)target.access_tags,
+                                                       target.access_tag_count) == AZ_ALLOW;
+    if (found == ST_OK || found == ST_GONE)
+        st_resource_free(&target);
+    if (!visible) /* missing, deleted or not the writer's to see: one answer */
+        refuse_reference(c, el, "%s is not known%s", text,
+                         ": refer only to resources that exist and that this organisation may read");
+}
+
+static int check_references(rq *q, rest_write *w, oo_list *issues)
+{
+    if (q->app->opt.allow_dangling_references)
+        return 0;
+    ref_check c = {q, w, issues, 0};
+    fw_walk_references(q->app->schema, w->docp, w->root, check_reference, &c);
+    return c.status;
+}
+
 /* ---- what a write may contain and change ---- */
 
 /* An Organization may carry the URA of a registered organisation only when that organisation writes it. */
@@ -444,6 +534,8 @@ int rest_access_check_write(rq *q, rest_write *w, st_op_kind kind, const st_reso
         status = check_receiver_change(q, w, current, issues);
     if (!status)
         status = compute_tags(q, w, issues);
+    if (!status)
+        status = check_references(q, w, issues);
     if (!status)
         compute_grants(q, w, current);
     return status;

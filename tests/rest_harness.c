@@ -57,6 +57,7 @@ void rh_start_server(void)
     ro.page_size_max = 50;
     ro.rate_per_second = rh.opt.rate;
     ro.rate_burst = rh.opt.burst > 0 ? rh.opt.burst : rh.opt.rate;
+    ro.allow_dangling_references = rh.opt.allow_dangling;
     rh.app = rest_app_new(&ro, err, sizeof err);
     cr_assert_not_null(rh.app, "%s", err);
     srv_config cfg;

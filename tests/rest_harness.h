@@ -27,6 +27,7 @@ typedef struct rh_options {
     double rate;              /* requests per second per organisation; 0 = no limit */
     double burst;             /* the bucket's size; 0 = rate */
     bool keep_gzsp;           /* register the gzsp organisation too (default: its certificate gets 401) */
+    bool allow_dangling;      /* referential integrity off, to build data no client could write today */
 } rh_options;
 
 /* The running fixture (one per test process: Criterion runs each test in its own). */

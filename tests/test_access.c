@@ -391,6 +391,10 @@ Test(access, a_task_grants_its_receiver_what_it_refers_to)
         "\"text\":\"overdracht\"},\"valueReference\":{\"reference\":\"DocumentReference/%s\"}},{\"type\":{\"text\":"
         "\"other\"},\"valueReference\":{\"reference\":\"Patient/%s\"}}]}";
     snprintf(body, sizeof body, task_fmt, "", "requested", patient, encounter, ref, doc, foreign);
+    rh_response refused = rh_request("hospital-a", "POST", "/Task", body, NULL);
+    rh_expect_outcome(&refused, 422, "processing"); /* it may not even refer to what it cannot read */
+    rh_response_free(&refused);
+    snprintf(body, sizeof body, task_fmt, "", "requested", patient, encounter, ref, doc, patient);
     snprintf(task, sizeof task, "%s", rh_create("hospital-a", "Task", body));
     char p_path[160], e_path[160], d_path[160], f_path[160];
     snprintf(p_path, sizeof p_path, "/Patient/%s", patient);
@@ -409,7 +413,7 @@ Test(access, a_task_grants_its_receiver_what_it_refers_to)
     /* when the Task ends, so does the grant */
     char id_member[120];
     snprintf(id_member, sizeof id_member, "\"id\":\"%s\",", task);
-    snprintf(body, sizeof body, task_fmt, id_member, "completed", patient, encounter, ref, doc, foreign);
+    snprintf(body, sizeof body, task_fmt, id_member, "completed", patient, encounter, ref, doc, patient);
     snprintf(path, sizeof path, "/Task/%s", task);
     cr_expect_eq(status_of("elv-a", "PUT", path, body), 200);
     cr_expect_eq(status_of("elv-a", "GET", p_path, NULL), 404);

@@ -55,7 +55,7 @@ static const char *param_documentation(json_object *res, const char *name)
 Test(capability, valid_and_complete)
 {
     const char *urls[] = {"http://example.org/p"}, *types[] = {"CarePlan"};
-    cap_info info = {"0.1.0", "https://127.0.0.1:8443", "2026-11-23T10:00:00Z", no_composite, urls, types, 1};
+    cap_info info = {"0.1.0", "https://127.0.0.1:8443", "2026-11-23T10:00:00Z", no_composite, urls, types, 1, false};
     json_object *cs = cap_build(fs_r4(), &info);
     const char *text = json_object_to_json_string_ext(cs, JSON_C_TO_STRING_PLAIN);
     char *copy = strdup(text);
@@ -99,6 +99,8 @@ Test(capability, valid_and_complete)
     cr_expect(json_object_get_boolean(json_object_object_get(task, "conditionalCreate")));
     cr_expect_str_eq(json_object_get_string(json_object_object_get(task, "conditionalRead")), "full-support");
     cr_expect_str_eq(json_object_get_string(json_object_object_get(task, "conditionalDelete")), "single");
+    json_object *policy = json_object_object_get(task, "referencePolicy");
+    cr_expect_eq(json_object_array_length(policy), 2, "enforced only when the gateway enforces it");
 
     /* search: includes, reverse includes, chaining and _has, as implemented */
     cr_expect(has_string(cp, "searchInclude", "CarePlan:subject"));

@@ -285,8 +285,10 @@ Test(rest, authorisation_matrix_every_role_every_interaction)
              rh_create("elv-a", "Organization",
                     "{\"resourceType\":\"Organization\",\"name\":\"ELV A\",\"identifier\":[{\"system\":"
                     "\"http://fhir.nl/fhir/NamingSystem/ura\",\"value\":\"90000301\"}]}"));
+    /* the insurer reads no Patient: its Coverage names the beneficiary by BSN (referential integrity) */
     const char *coverage_fmt = "{\"resourceType\":\"Coverage\",\"id\":\"%s\",\"status\":\"active\","
-                               "\"beneficiary\":{\"reference\":\"Patient/p\"},\"payor\":[{\"display\":\"Verzekeraar\"}]}";
+                               "\"beneficiary\":{\"identifier\":{\"system\":\"http://fhir.nl/fhir/NamingSystem/bsn\","
+                               "\"value\":\"999911120\"}},\"payor\":[{\"display\":\"Verzekeraar\"}]}";
     char cov_body[400];
     snprintf(cov_body, sizeof cov_body, coverage_fmt, "x");
     snprintf(coverage, sizeof coverage, "%s", rh_create("insurer", "Coverage", cov_body));
@@ -619,7 +621,9 @@ Test(rest, batch_entries_succeed_or_fail_on_their_own)
     cr_expect_str_eq(rh_str(o, "entry.0.response.status"), "201 Created");
     cr_expect_str_eq(rh_str(o, "entry.1.response.status"), "404 Not Found");
     cr_expect_str_eq(rh_str(o, "entry.1.response.outcome.issue.0.expression.0"), "Bundle.entry[1]");
-    cr_expect_str_eq(rh_str(o, "entry.2.response.status"), "201 Created");
+    /* a reference to a Patient that does not exist fails its entry alone (referential integrity) */
+    cr_expect_str_eq(rh_str(o, "entry.2.response.status"), "422 Unprocessable Content");
+    cr_expect_str_eq(rh_str(o, "entry.2.response.outcome.issue.0.expression.0"), "Goal.subject.reference");
     /* an invalid entry fails alone (issue 7, defect 10), with its location */
     cr_expect_str_eq(rh_str(o, "entry.3.response.status"), "422 Unprocessable Content");
     cr_expect_str_eq(rh_str(o, "entry.3.response.outcome.issue.0.expression.0"), "Bundle.entry[3].resource.gender");
@@ -1120,6 +1124,66 @@ Test(rest, conditional_references_and_updates_in_a_transaction)
     r = rh_request("hospital-a", "POST", "/", tx, NULL);
     o = rh_json(&r);
     cr_expect_str_eq(rh_str(o, "entry.1.response.status"), "200 OK", "%s", r.body);
+    json_object_put(o);
+    rh_response_free(&r);
+}
+
+/* References must resolve here: to a resource that exists, that the writer may read, of an allowed type. */
+Test(rest, referential_integrity_on_write)
+{
+    char mine[80], theirs[80], body[600];
+    snprintf(mine, sizeof mine, "%s", rh_create("hospital-a", "Patient", PATIENT));
+    snprintf(theirs, sizeof theirs, "%s", rh_create("hospital-b", "Patient", PATIENT));
+    const char *fmt = "{\"resourceType\":\"CarePlan\",\"status\":\"active\",\"intent\":\"plan\",\"subject\":%s}";
+    struct {
+        const char *subject;
+        long status;
+    } cases[] = {
+        {"{\"reference\":\"Patient/%s\"}", 201},                          /* mine */
+        {"{\"reference\":\"https://127.0.0.1/Patient/%s\"}", 201},        /* mine, against our own base */
+        {"{\"reference\":\"Patient/%s\"}", 422},                          /* hospital-b's: not known to hospital-a */
+        {"{\"reference\":\"Patient/does-not-exist\"}", 422},              /* does not exist */
+        {"{\"reference\":\"Practitioner/%s\"}", 422},                     /* a type CarePlan.subject does not take */
+        {"{\"reference\":\"https://elsewhere.example/fhir/Patient/1\"}", 201}, /* another server's */
+        {"{\"identifier\":{\"system\":\"http://fhir.nl/fhir/NamingSystem/bsn\",\"value\":\"999911120\"}}", 201},
+    };
+    char first_unknown[300] = "";
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char subject[300];
+        snprintf(subject, sizeof subject, cases[i].subject, i == 2 ? theirs : mine);
+        snprintf(body, sizeof body, fmt, subject);
+        rh_response r = rh_request("hospital-a", "POST", "/CarePlan", body, NULL);
+        cr_expect_eq(r.status, cases[i].status, "case %zu: %ld %s", i, r.status, r.body);
+        if (r.status == 422) {
+            json_object *o = rh_json(&r);
+            cr_expect_str_eq(rh_str(o, "issue.0.expression.0"), "CarePlan.subject.reference");
+            const char *d = rh_str(o, "issue.0.diagnostics");
+            if (i == 4)
+                cr_expect_not_null(strstr(d, "Reference(Group | Patient)"), "%s", d);
+            /* someone else's and a missing Patient read alike, ids aside */
+            const char *after_id = strstr(d, " is not known");
+            if (after_id && !first_unknown[0])
+                snprintf(first_unknown, sizeof first_unknown, "%s", after_id);
+            else if (after_id)
+                cr_expect_str_eq(after_id, first_unknown);
+            json_object_put(o);
+        }
+        rh_response_free(&r);
+    }
+    cr_expect_str_not_empty(first_unknown);
+    /* in a transaction, a reference to an entry of the wrong type is refused too */
+    rh_response r = rh_request("hospital-a", "POST", "/",
+                               "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":["
+                               "{\"fullUrl\":\"urn:uuid:6f1c2f1e-0000-4000-8000-0000000000bb\",\"resource\":{"
+                               "\"resourceType\":\"Practitioner\"},\"request\":{\"method\":\"POST\",\"url\":"
+                               "\"Practitioner\"}},"
+                               "{\"resource\":{\"resourceType\":\"CarePlan\",\"status\":\"active\",\"intent\":\"plan\","
+                               "\"subject\":{\"reference\":\"urn:uuid:6f1c2f1e-0000-4000-8000-0000000000bb\"}},"
+                               "\"request\":{\"method\":\"POST\",\"url\":\"CarePlan\"}}]}",
+                               NULL);
+    rh_expect_outcome(&r, 422, NULL);
+    json_object *o = rh_json(&r);
+    cr_expect_not_null(strstr(rh_str(o, "issue.0.diagnostics"), "may refer to"), "%s", r.body);
     json_object_put(o);
     rh_response_free(&r);
 }

@@ -17,7 +17,20 @@
 
 #include "tests/rest_harness.h"
 
-TestSuite(rest_search, .init = rh_setup, .fini = rh_teardown, .timeout = 180);
+/*
+ * Referential integrity off: these tests build data no client could write
+ * today (an Observation of hospital-b pointing at hospital-a's Patient, as
+ * data from before, or a grant that ended, leaves behind) to prove that
+ * chains, _has and includes never reach through what the caller may not read.
+ */
+static void setup_with_dangling_references(void)
+{
+    rh_options opt = {0};
+    opt.allow_dangling = true;
+    rh_setup_with(&opt);
+}
+
+TestSuite(rest_search, .init = setup_with_dangling_references, .fini = rh_teardown, .timeout = 180);
 
 /* GET path as who, expecting 200; returns the Bundle (caller puts it). */
 static json_object *get_bundle(const char *who, const char *path)
