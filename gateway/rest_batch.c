@@ -256,20 +256,10 @@ static bool is_conditional_reference(const fj_doc *doc, uint32_t node)
     return q > 0 && q < len && s[q] == '?' && s[0] >= 'A' && s[0] <= 'Z';
 }
 
-static void mark_reference_like(void *ctx, const fj_doc *doc, uint32_t node, const fs_element *el, const fs_type *t)
+static void mark_literal_reference(walk_ctx *w, const fj_doc *doc, uint32_t node)
 {
-    walk_ctx *w = ctx;
-    if (doc->nodes[node].type != FJ_STRING)
-        return;
-    if (!strcmp(t->name, "xhtml")) {
-        w->b->rewritable[node] = NARRATIVE;
-        return;
-    }
-    bool literal = fw_is_literal_reference(el);
-    if (!literal && !is_uri_like(t))
-        return;
     w->b->rewritable[node] = REFERENCE_LIKE;
-    if (literal && is_conditional_reference(doc, node)) {
+    if (is_conditional_reference(doc, node)) {
         if (w->conditional_count == w->conditional_cap) {
             size_t cap = w->conditional_cap ? w->conditional_cap * 2 : 8;
             uint32_t *grown = realloc(w->conditional, cap * sizeof *grown);
@@ -280,6 +270,28 @@ static void mark_reference_like(void *ctx, const fj_doc *doc, uint32_t node, con
         }
         w->conditional[w->conditional_count++] = node;
     }
+}
+
+/* uri-like primitives and narrative (their links); literal references come from the reference walk */
+static void mark_uri_like(void *ctx, const fj_doc *doc, uint32_t node, const fs_element *el, const fs_type *t)
+{
+    walk_ctx *w = ctx;
+    (void)el;
+    if (doc->nodes[node].type != FJ_STRING)
+        return;
+    if (!strcmp(t->name, "xhtml"))
+        w->b->rewritable[node] = NARRATIVE;
+    else if (is_uri_like(t))
+        w->b->rewritable[node] = REFERENCE_LIKE;
+}
+
+/* Every Reference's literal reference, also those in the extensions of primitives (which the other walk skips). */
+static void mark_reference(void *ctx, const fj_doc *doc, uint32_t ref, const fs_element *el)
+{
+    (void)el;
+    uint32_t r = fj_get(doc, ref, "reference");
+    if (r != UINT32_MAX && doc->nodes[r].type == FJ_STRING)
+        mark_literal_reference(ctx, doc, r);
 }
 
 /* Resolve a conditional reference to its one match; false with the entry failed (412/400). */
@@ -328,7 +340,8 @@ static bool find_references(batch *b, bentry **failed)
         if (res == UINT32_MAX || !e->is_write)
             continue;
         walk_ctx w = {b, NULL, 0, 0};
-        fw_walk_resource(b->q->app->schema, &b->doc, res, mark_reference_like, &w);
+        fw_walk_resource(b->q->app->schema, &b->doc, res, mark_uri_like, &w);
+        fw_walk_references(b->q->app->schema, &b->doc, res, mark_reference, &w);
         bool ok = true;
         for (size_t k = 0; k < w.conditional_count && ok; k++)
             ok = resolve_conditional_reference(b, e, w.conditional[k]);

@@ -1187,3 +1187,26 @@ Test(rest, referential_integrity_on_write)
     json_object_put(o);
     rh_response_free(&r);
 }
+
+/* References inside the extensions of primitives are rewritten too. */
+Test(rest, transaction_rewrites_references_in_primitive_extensions)
+{
+    rh_response r = rh_request(
+        "hospital-a", "POST", "/",
+        "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":["
+        "{\"fullUrl\":\"urn:uuid:6f1c2f1e-0000-4000-8000-0000000000cc\",\"resource\":{\"resourceType\":\"Practitioner\"},"
+        "\"request\":{\"method\":\"POST\",\"url\":\"Practitioner\"}},"
+        "{\"resource\":{\"resourceType\":\"Patient\",\"gender\":\"female\",\"_gender\":{\"extension\":[{\"url\":"
+        "\"http://x.org/recorded-by\",\"valueReference\":{\"reference\":\"urn:uuid:6f1c2f1e-0000-4000-8000-0000000000cc\"}}]}},"
+        "\"request\":{\"method\":\"POST\",\"url\":\"Patient\"}}]}",
+        NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_object *o = rh_json(&r);
+    const char *practitioner = rh_str(o, "entry.0.response.location");
+    const char *ref = rh_str(o, "entry.1.resource._gender.extension.0.valueReference.reference");
+    cr_assert_not_null(ref, "%s", r.body);
+    cr_expect_eq(strncmp(ref, "Practitioner/", 13), 0, "%s", ref);
+    cr_expect_not_null(strstr(practitioner, ref + 13), "%s in %s", ref, practitioner);
+    json_object_put(o);
+    rh_response_free(&r);
+}
