@@ -71,6 +71,8 @@ await check('search with paging', async () => {
   assert.equal(page1.entry.length, 2);
   const page2 = await client.nextPage({ bundle: page1 });
   assert.equal(page2.entry.length, 1);
+  const back = await client.prevPage({ bundle: page2 });
+  assert.deepEqual(back.entry.map((e) => e.resource.id), page1.entry.map((e) => e.resource.id));
 });
 await check('history', async () => {
   const h = await client.resourceHistory({ resourceType: 'Patient', id: patientId });
