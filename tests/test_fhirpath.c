@@ -264,6 +264,8 @@ Test(fhirpath_conformance, r4_suite)
     for (size_t i = 0; i < known_failures.count; i++)
         cr_expect(known_failures.items[i].used, "known-failures.tsv names a case that is not in the suite: %s",
                   known_failures.items[i].key);
+    /* an empty or truncated suite must fail, not pass with nothing run */
+    cr_expect_geq(run, 899, "the R4 suite has 899 enabled cases; only %zu ran", run);
     fprintf(stderr,
             "fhirpath conformance: %zu passed / %zu run (%zu disabled, of which %zu pass anyway; %zu known failures)\n",
             passed, run, disabled, disabled_passing, known_failed);
