@@ -1414,6 +1414,8 @@ static void finish_keyset_page(const st_query *q, st_list *out, row_keys *k)
         st_resource_free(&out->items[--out->count]);
     k->count = out->count;
     const int64_t *keys = k->keys;
+    for (size_t i = 0; i < out->count; i++) /* before reversing: the items carry their keys along */
+        out->items[i].key_ms = keys[i], out->items[i].rid = k->rids[i];
     bool reversed = q->cursor && q->cursor->before;
     for (size_t i = 0; reversed && i < out->count / 2; i++) {
         st_resource t = out->items[i];
