@@ -44,8 +44,9 @@ static char *search_parameters(rq *q)
  * informational OperationOutcome entry (search.mode outcome, as for ignored
  * parameters, which clients already skip), a history Bundle cannot (bdl-2:
  * no search element outside searchsets) and is just shorter. Either way the
- * next link continues right after the last entry written. So a huge page neither blocks its worker nor
- * sits in memory whole: at most a chunk plus the server's stream window.
+ * next link continues right after the last entry written. So a huge page
+ * neither blocks its worker nor sits in memory whole: at most a chunk plus
+ * the server's stream window.
  */
 
 #define PAGE_CHUNK_BYTES ((size_t)1024 * 1024) /* resource bytes read from the store at once, roughly */
@@ -116,8 +117,9 @@ static size_t chunk_rows(const page *p)
     return rows < p->remaining ? rows : p->remaining;
 }
 
-/* Read the next chunk into p->chunk (the one before is freed). The first read (p->next == 0 and nothing
- * written) runs in the handler, so its failure still gets a status; later ones fail the stream. */
+/* Read the next chunk into p->chunk (the one before is freed). The first read (first: it also notes the total
+ * and the snapshot the later ones read at) runs in the handler, so its failure still gets a status; a later
+ * one that fails can only cut the stream. */
 static st_status page_read(page *p, bool first, st_error *err)
 {
     size_t rows = chunk_rows(p);
@@ -231,7 +233,8 @@ static void history_links(fj_buf *b, const page *p)
     fj_buf_puts(b, "]");
 }
 
-/* The next match into p->out, unless it would take the page past page_max_bytes; false on a failed read. */
+/* The next match into p->out, unless it would take the page past page_max_bytes (then the page ends);
+ * false when a chunk could not be read or the entry not rendered. */
 static bool page_match(page *p)
 {
     if (p->next == p->chunk.count) {
@@ -248,6 +251,8 @@ static bool page_match(page *p)
         history_entry(&p->entry, p->q, r);
     else
         search_entry(&p->entry, p->q, r, "match");
+    if (p->entry.failed)
+        return false; /* out of memory: cut the answer rather than send a wrong one */
     if (p->matches && p->bytes + p->out.len + p->entry.len > p->q->app->opt.page_max_bytes) {
         p->cut = true;
         p->step = PAGE_INCLUDES;
