@@ -16,12 +16,18 @@
 #              64 KiB and stall for HOLD seconds
 #   filled     the same, but each sends FILL bytes before stalling
 #   answers    ANSWERS clients at once GET a search page of PAGE_RESOURCES
-#              Binary resources of RESOURCE_BYTES each (created beforehand)
+#              Binary resources of RESOURCE_BYTES each (created beforehand);
+#              meanwhile a probe sends small searches one after another and
+#              reports the slowest (how long a huge page keeps others waiting)
 # For each phase it prints the server's peak RSS and what the clients saw.
 #
 # Settings (environment): UPLOADS=64 DECLARE=16m FILL=12m HOLD=4 ANSWERS=4
 # PAGE_RESOURCES=400 RESOURCE_BYTES=262144 WORKERS=2 PORT=18540 (uses PORT
-# and PORT+1). Only processes this script started are stopped, by their id.
+# and PORT+1); PHASES="idle stalled filled answers" (a subset runs only
+# those); PAGE_MAX_BYTES (the server's page_max_bytes, e.g. 1g to measure
+# uncut pages; unset: the server's default, and the only choice for servers
+# older than that setting). Only processes this script started are stopped,
+# by their id.
 set -euo pipefail
 exec </dev/null
 
@@ -37,6 +43,8 @@ PAGE_RESOURCES=${PAGE_RESOURCES:-400}
 RESOURCE_BYTES=${RESOURCE_BYTES:-262144}
 WORKERS=${WORKERS:-2}
 PORT=${PORT:-18540}
+PHASES=${PHASES:-idle stalled filled answers}
+PAGE_MAX_BYTES=${PAGE_MAX_BYTES:-}
 
 die() { echo "bench/pressure.sh: $*" >&2; exit 1; }
 
@@ -57,6 +65,8 @@ trap cleanup EXIT
 DEV=$TMP/dev
 CERT=(--cert "$DEV/clients/hospital-a.crt" --key "$DEV/clients/hospital-a.key" --ca "$DEV/ca-bundle.pem")
 printf 'workers %s\nrate_limit_per_second 0\naccess_log\n' "$WORKERS" >"$TMP/fhirgw.conf"
+[ -z "$PAGE_MAX_BYTES" ] || printf 'page_max_bytes %s\n' "$PAGE_MAX_BYTES" >>"$TMP/fhirgw.conf"
+phase_on() { case " $PHASES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 start_server() {
   "$FHIRGW" serve --config "$TMP/fhirgw.conf" --dev "$DEV" --port "$PORT" >/dev/null 2>"$TMP/server.log" &
@@ -90,11 +100,14 @@ pressure() { "$BUILD/bench-pressure" --port "$PORT" "${CERT[@]}" "$@"; }
 
 # ---- phases --------------------------------------------------------------------------
 
-start_server
-curl_gw -o /dev/null "https://127.0.0.1:$PORT/metadata"
-printf '%-8s peak RSS %5s MiB\n' idle "$(stop_server)"
+if phase_on idle; then
+  start_server
+  curl_gw -o /dev/null "https://127.0.0.1:$PORT/metadata"
+  printf '%-8s peak RSS %5s MiB\n' idle "$(stop_server)"
+fi
 
 for phase in stalled filled; do
+  phase_on "$phase" || continue
   send=64k
   [ "$phase" = filled ] && send=$FILL
   start_server
@@ -102,6 +115,8 @@ for phase in stalled filled; do
   printf '%-8s peak RSS %5s MiB  (%s uploads declaring %s, %s sent each: %s)\n' "$phase" "$(stop_server)" \
     "$UPLOADS" "$DECLARE" "$send" "$seen"
 done
+
+phase_on answers || exit 0
 
 # Binary resources for the big search page, created once (not measured).
 start_server
@@ -114,7 +129,18 @@ done | sort | uniq -c | sed 's/^/  created: /' >&2
 stop_server >/dev/null
 
 start_server
-seen=$(pressure answers --connections "$ANSWERS" --path "/Binary?_count=$PAGE_RESOURCES" --timeout 120 |
-  sed 's/answer [0-9]*: //' | tr '\n' ' ')
-printf '%-8s peak RSS %5s MiB  (%s clients at once, a page of %s x %s bytes: %s)\n' answers "$(stop_server)" \
-  "$ANSWERS" "$PAGE_RESOURCES" "$RESOURCE_BYTES" "$seen"
+pressure answers --connections "$ANSWERS" --path "/Binary?_count=$PAGE_RESOURCES" --timeout 120 \
+  >"$TMP/answers.txt" &
+PRESSURE_PID=$!
+# The probe: small searches, one after another, while the huge pages are produced and read
+# (at most 600, so the loop ends even if the answers never do).
+sleep 0.2
+for ((i = 0; i < 600; i++)); do
+  kill -0 "$PRESSURE_PID" 2>/dev/null || break
+  curl_gw -o /dev/null -w '%{time_total}\n' "https://127.0.0.1:$PORT/Patient?_count=1" || echo 60
+done >"$TMP/probe.txt"
+wait "$PRESSURE_PID" || true
+seen=$(sed 's/answer [0-9]*: //' "$TMP/answers.txt" | tr '\n' ' ')
+probe=$(sort -g "$TMP/probe.txt" | awk '{v[NR] = $1} END {if (NR) printf "%d small searches meanwhile, median %.3f s, max %.3f s", NR, v[int((NR + 1) / 2)], v[NR]; else printf "no small search ran meanwhile"}')
+printf '%-8s peak RSS %5s MiB  (%s clients at once, a page of %s x %s bytes: %s; %s)\n' answers "$(stop_server)" \
+  "$ANSWERS" "$PAGE_RESOURCES" "$RESOURCE_BYTES" "$seen" "$probe"

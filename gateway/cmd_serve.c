@@ -270,6 +270,7 @@ static bool open_services(const gw_config *c, services *s, bool dev)
     ro.base_url = c->base_url;
     ro.page_size_default = (int)c->page_size_default;
     ro.page_size_max = (int)c->page_size_max;
+    ro.page_max_bytes = (size_t)c->page_max_bytes;
     ro.rate_per_second = (double)c->rate_limit_per_second;
     ro.rate_burst = (double)c->rate_limit_burst;
     ro.allow_dangling_references = c->referential_integrity == 0;

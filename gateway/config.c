@@ -41,6 +41,9 @@ static const setting settings[] = {
     S(conformance, T_STRING, "", "folder of profiles, extension definitions, value sets and code systems; empty = none"),
     S(page_size_default, T_INT, "50", "search results per page when the client gives no _count"),
     S(page_size_max, T_INT, "500", "largest _count honoured"),
+    S(page_max_bytes, T_SIZE, "16m",
+      "bytes of resources per search or history page at most: a page stops before the entry that would pass it "
+      "(it always has one) and its next link continues from there"),
     S(max_body_bytes, T_SIZE, "16m", "largest request body; larger ones get 413"),
     S(max_header_bytes, T_SIZE, "16k", "largest request header block; larger ones get 431"),
     S(max_connections, T_INT, "4096", "open client connections at most; more are refused"),

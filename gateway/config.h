@@ -46,6 +46,7 @@ typedef struct gw_config {
     char conformance[CFG_PATH_MAX]; /* folder of profiles, extensions and terminology; empty = none */
     int64_t page_size_default;
     int64_t page_size_max;
+    int64_t page_max_bytes;
     /* limits */
     int64_t max_body_bytes;
     int64_t max_header_bytes;

@@ -110,6 +110,8 @@ rest_app *rest_app_new(const rest_options *opts, char *err, size_t errlen)
         app->opt.page_size_default = 50;
     if (app->opt.page_size_max <= 0)
         app->opt.page_size_max = 500;
+    if (!app->opt.page_max_bytes)
+        app->opt.page_max_bytes = REST_DEFAULT_PAGE_MAX_BYTES;
     pthread_key_create(&app->arena_key, free_arena);
     pthread_key_create(&app->caller_key, free_caller_cache);
     char ix_err[256] = "";
@@ -159,6 +161,14 @@ void rq_respond_json(rq *q, int status, char *body, size_t len)
         srv_set_header(q->req, "Content-Type", CONTENT_TYPE);
     srv_respond(q->req, status, body, len);
     q->req = NULL;
+}
+
+void rq_respond_stream(rq *q, srv_producer produce, srv_release release, void *arg)
+{
+    srv_request *req = q->req;
+    q->req = NULL; /* before answering: release (which may free q) can run inside srv_respond_stream */
+    srv_set_header(req, "Content-Type", CONTENT_TYPE);
+    srv_respond_stream(req, 200, produce, release, arg);
 }
 
 static char *outcome_text(const oo_list *issues, size_t *len)
@@ -382,7 +392,8 @@ static bool negotiate(rq *q)
     return false;
 }
 
-/* Returns true when the request was handed to the store: q then belongs to the commit callback. */
+/* Returns true when q was handed on: to the store (the commit callback frees it) or to a streamed
+ * answer (its release frees it). */
 static bool dispatch(rq *q)
 {
     switch (q->route.interaction) {
@@ -393,10 +404,10 @@ static bool dispatch(rq *q)
     case RT_UPDATE: return rest_update(q);
     case RT_DELETE: return rest_delete(q);
     case RT_PATCH: return rest_patch(q);
-    case RT_SEARCH: rest_search(q); return false;
+    case RT_SEARCH: return rest_search(q);
     case RT_HISTORY_INSTANCE:
     case RT_HISTORY_TYPE:
-    case RT_HISTORY_SYSTEM: rest_history(q); return false;
+    case RT_HISTORY_SYSTEM: return rest_history(q);
     case RT_BATCH: return rest_batch(q);
     case RT_OPERATION:
         if (!strcmp(q->route.operation, "validate")) {
@@ -444,7 +455,8 @@ void rest_handle(srv_request *req, void *arg)
             return;
         }
     }
-    /* a write handed to the store is answered and freed by its commit callback, maybe already now */
+    /* a write handed to the store is answered and freed by its commit callback, maybe already now;
+     * a streamed page frees q when the stream is released */
     if (!dispatch(q))
         rq_finish(q);
 }

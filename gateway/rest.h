@@ -36,6 +36,9 @@
 
 typedef struct rest_app rest_app;
 
+/* Searchset and history pages stop adding entries before this many bytes (config page_max_bytes). */
+#define REST_DEFAULT_PAGE_MAX_BYTES ((size_t)16 * 1024 * 1024)
+
 typedef struct rest_options {
     const fs_schema *schema;      /* NULL = fs_r4() */
     st_store *store;              /* required */
@@ -45,6 +48,8 @@ typedef struct rest_options {
                                    * indexed, searched and tagged as the relative ones they name */
     int page_size_default;
     int page_size_max;
+    size_t page_max_bytes;        /* searchset/history page bytes at most (one entry always fits);
+                                   * 0 = REST_DEFAULT_PAGE_MAX_BYTES */
     double rate_per_second;       /* per organisation; 0 = no limit */
     double rate_burst;
     bool log_allowed;             /* record allowed access decisions too (refusals always are) */

@@ -85,3 +85,25 @@ void rest_bundle_entries_close(fj_buf *b, size_t written)
     if (written)
         fj_buf_puts(b, "]");
 }
+
+bool rest_bundle_flush(srv_stream *out, fj_buf *b)
+{
+    if (b->failed)
+        return false;
+    bool ok = !b->len || srv_stream_write(out, b->data, b->len);
+    b->len = 0; /* the capacity stays: the next piece reuses it */
+    if (b->data)
+        b->data[0] = '\0';
+    return ok;
+}
+
+void rest_bundle_outcome_entry(fj_buf *b, const char *severity, const char *code, const char *message,
+                               size_t *written)
+{
+    rest_bundle_entry_open(b, written);
+    fj_buf_printf(b, "{\"resource\":{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"severity\":"
+                     "\"%s\",\"code\":\"%s\",\"diagnostics\":",
+                  severity, code);
+    fj_buf_string(b, message, strlen(message));
+    fj_buf_puts(b, "}]},\"search\":{\"mode\":\"outcome\"}}");
+}

@@ -97,6 +97,9 @@ typedef struct rq {
 
 /* ---- answering (rest.c) ---- */
 void rq_respond_json(rq *q, int status, char *body, size_t len); /* takes body (malloc'd) */
+/* 200 with a body streamed by produce (see srv_respond_stream). q->req is gone afterwards, and q too when release
+ * frees it (release may run before this returns): do not touch q after the call. */
+void rq_respond_stream(rq *q, srv_producer produce, srv_release release, void *arg);
 void rq_respond_outcome(rq *q, int status, oo_severity sev, const char *code, const char *expression,
                         const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 void rq_respond_issues(rq *q, int status, const oo_list *issues);
@@ -174,10 +177,17 @@ void rest_bundle_entry_open(fj_buf *b, size_t *written);
 void rest_bundle_entries_close(fj_buf *b, size_t written);
 /* Answers 200 with the Bundle in b (taken), or 503 when building it ran out of memory. */
 void rest_bundle_respond(rq *q, fj_buf *b);
+/* Streamed Bundles: hand b's bytes to out and empty b (kept for reuse); false when b failed or out refused. */
+bool rest_bundle_flush(srv_stream *out, fj_buf *b);
+/* A search.mode outcome entry (entry_open included): an OperationOutcome with one issue. */
+void rest_bundle_outcome_entry(fj_buf *b, const char *severity, const char *code, const char *message,
+                               size_t *written);
 
 /* ---- search and history (rest_search.c) ---- */
-void rest_search(rq *q);
-void rest_history(rq *q);
+/* Both answer with a streamed Bundle (true: q then belongs to the stream, which frees it) or an
+ * error at once (false: the caller frees q). Pages are bounded by _count and by page_max_bytes. */
+bool rest_search(rq *q);
+bool rest_history(rq *q);
 
 /* ---- batch and transaction (rest_batch.c) ---- */
 bool rest_batch(rq *q);

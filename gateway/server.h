@@ -267,14 +267,15 @@ void srv_respond_static(srv_request *req, int status, const char *body, size_t l
  *     srv_set_header(req, "Content-Type", "application/fhir+json");
  *     srv_respond_stream(req, 200, produce, release, p);
  *
- * A search (gateway/rest_search.c) would run its query as today but, instead
- * of rendering the whole Bundle into one buffer, keep the statement (or the
- * list of matching ids of the page) in such a `page`, write the Bundle's
- * opening (id, type, total, links) on the first call and then one entry per
- * call from the stored JSON, and finish with the closing brackets. Everything
- * that can fail before the first byte (parameters, authorisation, the count)
- * must be decided before srv_respond_stream: once the head is sent the status
- * cannot change, and a failure later can only cut the body short.
+ * Search and history (gateway/rest_search.c) work this way: the handler
+ * parses, authorises and reads the page's first chunk of rows (so a failing
+ * query still gets its status), the producer writes the Bundle's opening (id,
+ * type, total), then entries from the stored JSON, reading the next chunk
+ * from the store as one runs out, and finishes with the links and the
+ * closing brackets. Everything that can fail before the first byte
+ * (parameters, authorisation, the count) must be decided before
+ * srv_respond_stream: once the head is sent the status cannot change, and a
+ * failure later can only cut the body short.
  *
  * Contract
  *   - srv_respond_stream answers the request like srv_respond (exactly once,

@@ -330,6 +330,9 @@ typedef struct st_resource {
     const char *owner;           /* "" when none */
     const char *const *access_tags; /* the resource's current tags */
     size_t access_tag_count;
+    /* st_search in the keyset order: this match's st_cursor key and row, so that a page may be
+     * continued after any of its items (not only the last); 0 otherwise */
+    int64_t key_ms, rid;
     void *block_;                /* the allocation; do not touch */
 } st_resource;
 

@@ -1414,6 +1414,8 @@ static void finish_keyset_page(const st_query *q, st_list *out, row_keys *k)
         st_resource_free(&out->items[--out->count]);
     k->count = out->count;
     const int64_t *keys = k->keys;
+    for (size_t i = 0; i < out->count; i++) /* before reversing: the items carry their keys along */
+        out->items[i].key_ms = keys[i], out->items[i].rid = k->rids[i];
     bool reversed = q->cursor && q->cursor->before;
     for (size_t i = 0; reversed && i < out->count / 2; i++) {
         st_resource t = out->items[i];
@@ -1433,9 +1435,12 @@ static st_status search_page(conn *c, const st_query *q, st_list *out, row_keys 
     bool descending, keyset = keyset_order(q, &descending);
     if (q->cursor && !keyset)
         return ST_INVALID;
+    /* The page's rows are chosen and ordered first by (rid, key) alone, and only they are joined to their
+     * JSON: a sort over a computed key (the snapshot's) would otherwise carry every candidate's JSON
+     * through the sorter, and a page read in chunks would pay for that once per chunk. */
     sql_builder b = {0};
-    sb_add(&b, PAGE_COLUMNS ", "), key_expr(&b, q);
-    sb_add(&b, ", r.rid FROM resource r JOIN resource_version v ON v.seq = r.current_seq WHERE ");
+    sb_add(&b, PAGE_COLUMNS ", p.k, p.rid FROM (SELECT r.rid AS rid, "), key_expr(&b, q);
+    sb_add(&b, " AS k FROM resource r WHERE ");
     st_status s = where_clause(&b, q);
     if (s == ST_OK && q->cursor)
         cursor_expr(&b, q);
@@ -1444,6 +1449,13 @@ static st_status search_page(conn *c, const st_query *q, st_list *out, row_keys 
     if (s == ST_OK) {
         sb_add(&b, " LIMIT "), sb_int(&b, (int64_t)page_size(q->count) + keyset);
         sb_add(&b, " OFFSET "), sb_int(&b, (int64_t)q->offset);
+        sb_add(&b, ") p JOIN resource r ON r.rid = p.rid JOIN resource_version v ON v.seq = r.current_seq");
+        if (keyset) {
+            const char *dir = reading_descending(q) ? " DESC" : " ASC";
+            sb_add(&b, " ORDER BY p.k"), sb_add(&b, dir), sb_add(&b, ", p.rid"), sb_add(&b, dir);
+        } else {
+            s = order_clause(&b, q); /* the same expressions over the page's rows only */
+        }
     }
     if (s == ST_OK && b.oom)
         s = ST_INTERNAL;

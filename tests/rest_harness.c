@@ -55,6 +55,7 @@ void rh_start_server(void)
     ro.base_url = "https://127.0.0.1";
     ro.page_size_default = 10;
     ro.page_size_max = 50;
+    ro.page_max_bytes = rh.opt.page_max_bytes;
     ro.rate_per_second = rh.opt.rate;
     ro.rate_burst = rh.opt.burst > 0 ? rh.opt.burst : rh.opt.rate;
     ro.allow_dangling_references = rh.opt.allow_dangling;
@@ -69,7 +70,7 @@ void rh_start_server(void)
     snprintf(crl, sizeof crl, "%s/pki/crl.pem", rh.dir);
     cfg.port = 0;
     cfg.ops_port = 0;
-    cfg.workers = 2;
+    cfg.workers = rh.opt.workers ? rh.opt.workers : 2;
     cfg.cert_file = cert;
     cfg.key_file = key;
     cfg.ca_file = ca;
@@ -172,9 +173,19 @@ static void check_body(const rh_response *r, const char *method, const char *pat
 
 /* ---- client ---- */
 
+/* Where curl's body pieces go: the response, after the optional pacing callback. */
+typedef struct body_sink {
+    rh_response *r;
+    rh_pace_fn pace;
+    void *pace_arg;
+} body_sink;
+
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
 {
-    rh_response *r = arg;
+    body_sink *sink = arg;
+    rh_response *r = sink->r;
+    if (sink->pace)
+        sink->pace(r->len + size * n, sink->pace_arg);
     r->body = realloc(r->body, r->len + size * n + 1);
     memcpy(r->body + r->len, data, size * n);
     r->len += size * n;
@@ -194,10 +205,11 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
     return len;
 }
 
-rh_response rh_request(const char *who, const char *method, const char *path, const char *body,
-                       const char *const *extra)
+static rh_response perform(const char *who, const char *method, const char *path, const char *body,
+                           const char *const *extra, rh_pace_fn pace, void *pace_arg)
 {
     rh_response r = {0};
+    body_sink sink = {&r, pace, pace_arg};
     CURL *c = curl_easy_init();
     char url[4096], cert[512], key[512], ca[512];
     snprintf(url, sizeof url, "https://127.0.0.1:%u%s", rh.port, path);
@@ -210,7 +222,7 @@ rh_response rh_request(const char *who, const char *method, const char *path, co
     curl_easy_setopt(c, CURLOPT_SSLKEY, key);
     curl_easy_setopt(c, CURLOPT_CAINFO, ca);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
@@ -233,6 +245,17 @@ rh_response rh_request(const char *who, const char *method, const char *path, co
     curl_easy_cleanup(c);
     check_body(&r, method, path);
     return r;
+}
+
+rh_response rh_request(const char *who, const char *method, const char *path, const char *body,
+                       const char *const *extra)
+{
+    return perform(who, method, path, body, extra, NULL, NULL);
+}
+
+rh_response rh_get_paced(const char *who, const char *path, rh_pace_fn pace, void *arg)
+{
+    return perform(who, "GET", path, NULL, NULL, pace, arg);
 }
 
 void rh_response_free(rh_response *r)

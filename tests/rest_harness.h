@@ -28,6 +28,8 @@ typedef struct rh_options {
     double burst;             /* the bucket's size; 0 = rate */
     bool keep_gzsp;           /* register the gzsp organisation too (default: its certificate gets 401) */
     bool allow_dangling;      /* referential integrity off, to build data no client could write today */
+    size_t page_max_bytes;    /* searchset/history page bytes at most; 0 = the gateway's default */
+    unsigned workers;         /* server worker threads; 0 = 2 */
 } rh_options;
 
 /* The running fixture (one per test process: Criterion runs each test in its own). */
@@ -64,6 +66,11 @@ typedef struct rh_response {
 rh_response rh_request(const char *who, const char *method, const char *path, const char *body,
                        const char *const *extra);
 void rh_response_free(rh_response *r);
+/* Called with the body bytes received so far, each time a piece arrives, before it is kept; it may block,
+ * to play a client that reads slowly (the curl timeout of 30 s still applies). */
+typedef void (*rh_pace_fn)(size_t received, void *arg);
+/* rh_request("GET") whose body pieces pass through pace first. */
+rh_response rh_get_paced(const char *who, const char *path, rh_pace_fn pace, void *arg);
 
 /* The body as JSON (asserts it is). */
 json_object *rh_json(const rh_response *r);

@@ -6,14 +6,19 @@
  * Covers _count=0 (search and history), chained parameters and _has under
  * the caller's authorisation, stable paging while others write, quantity and
  * number ranges, references to the server's own base, _include and
- * _revinclude, and what the CapabilityStatement says about them.
+ * _revinclude, and what the CapabilityStatement says about them; pages cut
+ * by their byte limit (page_max_bytes) and walked whole, and a huge page
+ * streamed while its worker serves others.
  */
 #include <criterion/criterion.h>
 #include <json-c/json.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tests/rest_harness.h"
 
@@ -548,4 +553,241 @@ Test(rest_search, insurers_chain_through_no_clinical_resource)
     cr_expect_eq(entries_with_mode(o, "include"), 1, "the payor Organization, never the Task");
     cr_expect(has_entry(o, "include", "Organization", org));
     json_object_put(o);
+}
+
+/* ---- 9. pages bounded in bytes, streamed ---- */
+
+/* A page byte limit of a few resources' worth, so pages are cut long before _count. */
+#define SMALL_PAGE_BYTES (6u * 1024)
+
+static void setup_small_pages(void)
+{
+    rh_options o = {.page_max_bytes = SMALL_PAGE_BYTES};
+    rh_setup_with(&o);
+}
+
+TestSuite(rest_pages, .init = setup_small_pages, .fini = rh_teardown, .timeout = 180);
+
+/* A Patient of about 1 KiB, findable by family "Bulk". */
+static const char *bulky_patient(void)
+{
+    static char body[1400];
+    char pad[1001];
+    memset(pad, 'x', sizeof pad - 1);
+    pad[sizeof pad - 1] = '\0';
+    snprintf(body, sizeof body, "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Bulk\",\"text\":\"%s\"}]}",
+             pad);
+    return rh_create("hospital-a", "Patient", body);
+}
+
+/* Does the Bundle say (an informational outcome entry) that the page was cut by its byte limit? */
+static bool says_cut(json_object *bundle)
+{
+    json_object *entries = json_object_object_get(bundle, "entry");
+    for (size_t i = 0; entries && i < json_object_array_length(entries); i++) {
+        json_object *e = json_object_array_get_idx(entries, i);
+        const char *m = rh_str(e, "search.mode"), *code = rh_str(e, "resource.issue.0.code");
+        if (m && !strcmp(m, "outcome") && code && !strcmp(code, "informational"))
+            return true;
+    }
+    return false;
+}
+
+/* Follow next links from path, collecting the match ids; every page is cut and says so, except maybe the last.
+ * While paging, one Patient not seen yet is updated per page (it must keep its place: the snapshot). */
+static size_t walk_pages(const char *path, char ids[][80], size_t max, int expect_total, char created[][80],
+                         size_t created_n)
+{
+    size_t n = 0;
+    char next_path[800];
+    snprintf(next_path, sizeof next_path, "%s", path);
+    for (int pages = 0; pages < 100 && next_path[0]; pages++) {
+        json_object *page = get_bundle("hospital-a", next_path);
+        cr_expect_eq(total_of(page), expect_total, "the total as of the first page");
+        size_t before = n;
+        collect_ids(page, ids, &n, max);
+        cr_expect_gt(n, before, "every page has at least one match");
+        cr_expect_leq(n - before, SMALL_PAGE_BYTES / 1000, "a page stays within its byte limit");
+        const char *next = link_of(page, "next");
+        if (next)
+            cr_expect(says_cut(page), "a page cut short says so: %s", next_path);
+        snprintf(next_path, sizeof next_path, "%s", next ? path_of(next) : "");
+        json_object_put(page);
+        for (size_t i = 0; i < created_n; i++)
+            if (!contains(ids, n, created[i])) {
+                char with_id[1500], target[120];
+                snprintf(target, sizeof target, "/Patient/%s", created[i]);
+                snprintf(with_id, sizeof with_id,
+                         "{\"resourceType\":\"Patient\",\"id\":\"%s\",\"name\":[{\"family\":\"Bulk\"}]}", created[i]);
+                rh_response r = rh_request("hospital-a", "PUT", target, with_id, NULL);
+                cr_expect_eq(r.status, 200);
+                rh_response_free(&r);
+                break;
+            }
+    }
+    return n;
+}
+
+static void expect_each_once(char ids[][80], size_t n, char created[][80], size_t created_n)
+{
+    cr_expect_eq(n, created_n, "every page together: each match once");
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = i + 1; k < n; k++)
+            cr_expect_str_neq(ids[i], ids[k], "a duplicate across pages");
+    for (size_t i = 0; i < created_n; i++)
+        cr_expect(contains(ids, n, created[i]), "missed %s", created[i]);
+}
+
+Test(rest_pages, pages_cut_by_bytes_continue_after_the_last_entry)
+{
+    enum { N = 30 };
+    static char created[N][80], ids[200][80];
+    for (int i = 0; i < N; i++)
+        snprintf(created[i], sizeof created[i], "%s", bulky_patient());
+
+    /* default order: keyset cursors from the last entry written */
+    size_t n = walk_pages("/Patient?family=bulk&_count=50", ids, 200, N, created, N);
+    expect_each_once(ids, n, created, N);
+
+    /* an explicit _sort pages by offset: the next offset is the entries written, not _count */
+    n = walk_pages("/Patient?family=bulk&_count=50&_sort=_id", ids, 200, N, created, N);
+    expect_each_once(ids, n, created, N);
+
+    /* a single resource larger than the limit still makes a page of one */
+    json_object *one = get_bundle("hospital-a", "/Patient?family=bulk&_count=1");
+    cr_expect_eq(entries_with_mode(one, "match"), 1);
+    json_object_put(one);
+}
+
+Test(rest_pages, history_pages_cut_by_bytes_list_every_version_once)
+{
+    enum { N = 12 };
+    for (int i = 0; i < N; i++)
+        bulky_patient();
+    static char seen[100][120];
+    size_t n = 0;
+    char path[800] = "/Patient/_history?_count=50";
+    int pages_read = 0;
+    for (int pages = 0; pages < 50 && path[0]; pages++) {
+        json_object *page = get_bundle("hospital-a", path);
+        cr_expect_eq(total_of(page), N);
+        json_object *entries = json_object_object_get(page, "entry");
+        size_t versions = 0;
+        for (size_t i = 0; entries && i < json_object_array_length(entries); i++) {
+            json_object *e = json_object_array_get_idx(entries, i);
+            const char *id = rh_str(e, "resource.id"), *etag = rh_str(e, "response.etag");
+            if (!id || !etag)
+                continue; /* the outcome entry */
+            cr_assert_lt(n, 100);
+            snprintf(seen[n++], sizeof seen[0], "%s %s", id, etag);
+            versions++;
+        }
+        cr_expect_geq(versions, 1);
+        cr_expect_leq(versions, SMALL_PAGE_BYTES / 1000, "a page stays within its byte limit");
+        const char *next = link_of(page, "next");
+        cr_expect_not(says_cut(page), "a history Bundle has no search entries (bdl-2)");
+        snprintf(path, sizeof path, "%s", next ? path_of(next) : "");
+        json_object_put(page);
+        pages_read++;
+    }
+    cr_expect_gt(pages_read, 1, "12 KiB of versions do not fit one 6 KiB page");
+    cr_expect_eq(n, N);
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = i + 1; k < n; k++)
+            cr_expect_str_neq(seen[i], seen[k], "a version listed twice");
+}
+
+/* ---- 10. a huge page is streamed: its worker keeps serving others ---- */
+
+static void setup_one_worker(void)
+{
+    rh_options o = {.workers = 1};
+    rh_setup_with(&o);
+}
+
+TestSuite(rest_stream, .init = setup_one_worker, .fini = rh_teardown, .timeout = 240);
+
+/* The big client: stops reading after its first bytes until `resume` (bounded), like a slow reader. */
+typedef struct slow_reader {
+    atomic_bool started, resume;
+    rh_response r;
+} slow_reader;
+
+static void pause_reading(size_t received, void *arg)
+{
+    (void)received;
+    slow_reader *s = arg;
+    atomic_store(&s->started, true);
+    for (int i = 0; i < 2000 && !atomic_load(&s->resume); i++)
+        usleep(10000);
+}
+
+static void *read_big_page(void *arg)
+{
+    slow_reader *s = arg;
+    s->r = rh_get_paced("hospital-a", "/Binary?_count=50", pause_reading, s);
+    return NULL;
+}
+
+/* The server's fhirgw_http_inflight_bytes: answer bytes it holds that the kernel has not taken yet. */
+static size_t inflight_bytes(void)
+{
+    size_t len;
+    char *text = mx_render(srv_metrics(rh.srv), &len);
+    const char *p = text ? strstr(text, "\nfhirgw_http_inflight_bytes ") : NULL;
+    size_t v = p ? (size_t)strtoull(p + strlen("\nfhirgw_http_inflight_bytes "), NULL, 10) : SIZE_MAX;
+    free(text);
+    return v;
+}
+
+/*
+ * One worker; a client asks for a 12 MiB page and stops reading. The same
+ * worker answers other searches meanwhile, and holds only a small part of the
+ * big page (a page built whole would hold what the kernel has not taken:
+ * most of it). No timing thresholds: the reader waits for the test.
+ */
+Test(rest_stream, big_page_streams_while_the_worker_serves_others)
+{
+    enum { N = 50, DATA = 240 * 1024 };
+    char *body = malloc(DATA + 200);
+    int len = snprintf(body, DATA + 200, "{\"resourceType\":\"Binary\",\"contentType\":\"application/octet-stream\","
+                                         "\"data\":\"");
+    memset(body + len, 'A', DATA);
+    snprintf(body + len + DATA, 200, "\"}");
+    static char created[N][80];
+    for (int i = 0; i < N; i++)
+        snprintf(created[i], sizeof created[i], "%s", rh_create("hospital-a", "Binary", body));
+    free(body);
+    rh_create("hospital-a", "Patient", "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Small\"}]}");
+
+    static slow_reader big;
+    pthread_t t;
+    pthread_create(&t, NULL, read_big_page, &big);
+    for (int i = 0; i < 3000 && !atomic_load(&big.started); i++)
+        usleep(10000);
+    cr_assert(atomic_load(&big.started), "the big page never started");
+
+    for (int i = 0; i < 10; i++) {
+        json_object *small = get_bundle("gp", "/Patient?family=small");
+        cr_expect_eq(total_of(small), 0, "gp does not see hospital-a's Patient");
+        json_object_put(small);
+        json_object *mine = get_bundle("hospital-a", "/Patient?family=small");
+        cr_expect_eq(total_of(mine), 1);
+        json_object_put(mine);
+        size_t held = inflight_bytes();
+        cr_expect_lt(held, (size_t)2 * 1024 * 1024, "the big page is held whole, not streamed: %zu bytes", held);
+    }
+    atomic_store(&big.resume, true);
+    pthread_join(t, NULL);
+
+    cr_assert_eq(big.r.status, 200, "%ld", big.r.status);
+    json_object *page = rh_json(&big.r); /* the harness validated the whole body already */
+    cr_expect_eq(total_of(page), N);
+    static char ids[N + 10][80];
+    size_t n = 0;
+    collect_ids(page, ids, &n, N + 10);
+    expect_each_once(ids, n, created, N);
+    cr_expect_null(link_of(page, "next"));
+    json_object_put(page);
+    rh_response_free(&big.r);
 }
