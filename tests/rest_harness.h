@@ -6,9 +6,11 @@
  *
  * Every body the server sends through rh_request() is parsed and validated
  * with the project's own validator (fv_validate_buffer): an invalid
- * response fails the test wherever it occurs, also on client threads (the
- * count is checked again at teardown). A response that is not FHIR JSON
- * (the ops port, a 304) is not validated.
+ * response fails the test wherever it occurs: at once on the test's own
+ * thread; what client threads saw, at the test thread's next request and at
+ * teardown, or when the test calls rh_expect_valid_bodies() after joining
+ * its threads (Criterion's messaging is not safe to use from other threads).
+ * A response that is not FHIR JSON (the ops port, a 304) is not validated.
  *
  * Memory: an rh_response owns its body (rh_response_free). Helpers that
  * return json_object give the caller a reference (json_object_put).
@@ -87,6 +89,8 @@ const char *rh_create(const char *who, const char *type, const char *json);
 
 /* Validate a FHIR JSON text with the project's validator; returns the number of errors (first message in msg). */
 size_t rh_validate_text(const char *text, size_t len, char *msg, size_t msglen);
+/* Fail the test (on its own thread) if any thread received an invalid body not reported yet. */
+void rh_expect_valid_bodies(void);
 /* Invalid bodies seen so far (on any thread). */
 size_t rh_invalid_bodies(void);
 

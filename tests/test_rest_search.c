@@ -779,6 +779,7 @@ Test(rest_stream, big_page_streams_while_the_worker_serves_others)
     }
     atomic_store(&big.resume, true);
     pthread_join(t, NULL);
+    rh_expect_valid_bodies();
 
     cr_assert_eq(big.r.status, 200, "%ld", big.r.status);
     json_object *page = rh_json(&big.r); /* the harness validated the whole body already */
