@@ -910,29 +910,42 @@ static uint32_t get_n(const fj_doc *d, uint32_t obj, const char *key, size_t len
 
 static bool text_equal(const fj_doc *a, uint32_t na, const fj_doc *b, uint32_t nb)
 {
-    const char *sa = a->nodes[na].type == FJ_STRING ? fj_str(a, na) : a->text + a->nodes[na].pos;
-    const char *sb = b->nodes[nb].type == FJ_STRING ? fj_str(b, nb) : b->text + b->nodes[nb].pos;
-    return a->nodes[na].len == b->nodes[nb].len && !memcmp(sa, sb, a->nodes[na].len);
+    return a->nodes[na].len == b->nodes[nb].len && !memcmp(fj_str(a, na), fj_str(b, nb), a->nodes[na].len);
 }
 
-bool fj_equal(const fj_doc *a, uint32_t na, const fj_doc *b, uint32_t nb)
+static bool numbers_equal(const fj_doc *a, uint32_t na, const fj_doc *b, uint32_t nb, fj_numbers numbers)
+{
+    if (text_equal(a, na, b, nb))
+        return true;
+    char x[64], y[64];
+    size_t xl = a->nodes[na].len, yl = b->nodes[nb].len;
+    if (numbers == FJ_NUMBERS_BY_TEXT || xl >= sizeof x || yl >= sizeof y)
+        return false;
+    memcpy(x, fj_str(a, na), xl);
+    x[xl] = '\0';
+    memcpy(y, fj_str(b, nb), yl);
+    y[yl] = '\0';
+    return strtold(x, NULL) == strtold(y, NULL);
+}
+
+bool fj_equal(const fj_doc *a, uint32_t na, const fj_doc *b, uint32_t nb, fj_numbers numbers)
 {
     const fj_node *x = &a->nodes[na], *y = &b->nodes[nb];
-    if (x->type != y->type || (x->type >= FJ_NUMBER && x->len != y->len))
+    if (x->type != y->type || ((x->type == FJ_ARRAY || x->type == FJ_OBJECT) && x->len != y->len))
         return false;
     switch (x->type) {
-    case FJ_NUMBER:
+    case FJ_NUMBER: return numbers_equal(a, na, b, nb, numbers);
     case FJ_STRING: return text_equal(a, na, b, nb);
     case FJ_ARRAY:
         for (uint32_t i = 0, ia = na + 1, ib = nb + 1; i < x->len; i++, ia = fj_next(a, ia), ib = fj_next(b, ib))
-            if (!fj_equal(a, ia, b, ib))
+            if (!fj_equal(a, ia, b, ib, numbers))
                 return false;
         return true;
     case FJ_OBJECT: {
         uint32_t k = na + 1;
         for (uint32_t m = 0; m < x->len; m++, k = fj_next(a, k + 1)) {
             uint32_t other = get_n(b, nb, fj_str(a, k), a->nodes[k].len);
-            if (other == UINT32_MAX || !fj_equal(a, k + 1, b, other))
+            if (other == UINT32_MAX || !fj_equal(a, k + 1, b, other, numbers))
                 return false;
         }
         return true;

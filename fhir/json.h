@@ -110,12 +110,18 @@ static inline const char *fj_str(const fj_doc *d, uint32_t i)
 }
 /* True when string node i equals the NUL-terminated s. */
 bool fj_str_eq(const fj_doc *d, uint32_t i, const char *s);
+/* How fj_equal compares numbers. */
+typedef enum fj_numbers {
+    FJ_NUMBERS_BY_TEXT,  /* FHIR decimals keep their precision: 1.0 is not 1.00 */
+    FJ_NUMBERS_BY_VALUE  /* JSON's view (RFC 6902 "test"): 1.0 is 1.00 and 1 */
+} fj_numbers;
+
 /*
  * Do two values mean the same JSON? Objects compare by members in any order
- * (keys are unique in valid FHIR), arrays in order, numbers by their text
- * (FHIR decimals keep their precision: 1.0 is not 1.00).
+ * (keys are unique in valid FHIR), arrays in order, strings by their decoded
+ * bytes, numbers as `numbers` says.
  */
-bool fj_equal(const fj_doc *a, uint32_t na, const fj_doc *b, uint32_t nb);
+bool fj_equal(const fj_doc *a, uint32_t na, const fj_doc *b, uint32_t nb, fj_numbers numbers);
 /* Index of the value of member `key` in object node obj, or UINT32_MAX when absent. */
 uint32_t fj_get(const fj_doc *d, uint32_t obj, const char *key);
 /*

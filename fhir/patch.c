@@ -328,53 +328,6 @@ static char *node_text(const fj_doc *d, uint32_t node, size_t *len)
     return fj_buf_take(&b, len);
 }
 
-static bool numbers_equal(const char *a, size_t alen, const char *b, size_t blen)
-{
-    if (alen == blen && !memcmp(a, b, alen))
-        return true;
-    char x[64], y[64];
-    if (alen >= sizeof x || blen >= sizeof y)
-        return false;
-    memcpy(x, a, alen);
-    x[alen] = '\0';
-    memcpy(y, b, blen);
-    y[blen] = '\0';
-    return strtold(x, NULL) == strtold(y, NULL);
-}
-
-/* RFC 6902 4.6: equal types and values; objects regardless of member order; numbers by value. */
-static bool json_equal(const fj_doc *da, uint32_t a, const fj_doc *db, uint32_t b)
-{
-    const fj_node *na = &da->nodes[a], *nb = &db->nodes[b];
-    if (na->type != nb->type)
-        return false;
-    switch (na->type) {
-    case FJ_STRING: return na->len == nb->len && !memcmp(fj_str(da, a), fj_str(db, b), na->len);
-    case FJ_NUMBER: return numbers_equal(fj_str(da, a), na->len, fj_str(db, b), nb->len);
-    case FJ_ARRAY: {
-        if (na->len != nb->len)
-            return false;
-        uint32_t x = a + 1, y = b + 1;
-        for (uint32_t i = 0; i < na->len; i++, x = fj_next(da, x), y = fj_next(db, y))
-            if (!json_equal(da, x, db, y))
-                return false;
-        return true;
-    }
-    case FJ_OBJECT: {
-        if (na->len != nb->len)
-            return false;
-        uint32_t k = a + 1;
-        for (uint32_t i = 0; i < na->len; i++, k = fj_next(da, k + 1)) {
-            uint32_t other = member(db, b, fj_str(da, k), da->nodes[k].len);
-            if (other == NONE || !json_equal(da, k + 1, db, other))
-                return false;
-        }
-        return true;
-    }
-    default: return true; /* null, true, false: the type says it all */
-    }
-}
-
 /* ---- JSON Pointer (RFC 6901) ---- */
 
 typedef struct pointer {
@@ -634,7 +587,7 @@ static bool jp_test(work *w, const jp_op *op, const fj_doc *patch, fpatch_error 
     pointer p;
     bool ok = jp_existing(w, op->path, op->path_len, &p, err);
     pointer_free(&p);
-    if (ok && !json_equal(&w->doc, p.node, patch, op->value)) {
+    if (ok && !fj_equal(&w->doc, p.node, patch, op->value, FJ_NUMBERS_BY_VALUE) /* RFC 6902 4.6 */) {
         size_t len;
         char *have = node_text(&w->doc, p.node, &len);
         ok = fail(err, false, "test failed: the value is %.120s", have ? have : "(out of memory)");

@@ -458,7 +458,7 @@ static const char *first_change(const fj_doc *old, uint32_t oi, const fj_doc *ne
             char name[64];
             snprintf(name, sizeof name, "%.*s", (int)(len < 63 ? len : 63), key);
             uint32_t other = fj_get(b, bi, name);
-            if (other == UINT32_MAX || !fj_equal(a, k + 1, b, other)) {
+            if (other == UINT32_MAX || !fj_equal(a, k + 1, b, other, FJ_NUMBERS_BY_TEXT)) {
                 snprintf(buf, size, "Task.%s", name);
                 return buf;
             }
