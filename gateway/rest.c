@@ -312,17 +312,18 @@ static az_action action_of(rt_interaction i)
  * copy satisfies: 304 without a body. HTTP dates have whole seconds, so the
  * comparison is in seconds too.
  */
-bool rest_not_modified(const char *if_none_match, const char *if_modified_since, const st_resource *r)
+bool rest_not_modified(const char *if_none_match, const int64_t *since_ms, const st_resource *r)
 {
     if (if_none_match)
         return rt_etag_list_matches(if_none_match, r->version);
-    int64_t since;
-    return if_modified_since && rt_http_date(if_modified_since, &since) && r->last_updated_ms / 1000 <= since / 1000;
+    return since_ms && r->last_updated_ms / 1000 <= *since_ms / 1000;
 }
 
 static bool not_modified(rq *q, const st_resource *r)
 {
-    return rest_not_modified(srv_req_header(q->req, "If-None-Match"), srv_req_header(q->req, "If-Modified-Since"), r);
+    int64_t since;
+    bool has_since = rt_http_date(srv_req_header(q->req, "If-Modified-Since"), &since);
+    return rest_not_modified(srv_req_header(q->req, "If-None-Match"), has_since ? &since : NULL, r);
 }
 
 static void read_resource(rq *q)

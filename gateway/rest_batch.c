@@ -624,11 +624,10 @@ static void read_entry(batch *b, bentry *e)
     }
     char *if_none_match = request_member(b, e, "ifNoneMatch");
     char *if_modified_since = request_member(b, e, "ifModifiedSince");
-    int64_t since_ms;
-    bool since_ok = if_modified_since && sq_date_range(if_modified_since, strlen(if_modified_since), &since_ms,
-                                                       &(int64_t){0});
-    bool unchanged = if_none_match ? rt_etag_list_matches(if_none_match, r.version)
-                                   : since_ok && r.last_updated_ms / 1000 <= since_ms / 1000;
+    int64_t since_ms, until_ms;
+    bool since_ok = if_modified_since &&
+                    sq_date_range(if_modified_since, strlen(if_modified_since), &since_ms, &until_ms);
+    bool unchanged = rest_not_modified(if_none_match, since_ok ? &since_ms : NULL, &r);
     free(if_none_match);
     free(if_modified_since);
     e->status = unchanged ? 304 : 200;

@@ -109,8 +109,9 @@ void rq_finish(rq *q);   /* frees the context (after srv_respond) */
 int rest_status_of(st_status s);
 const char *rest_code_of(st_status s);
 fp_arena *rest_arena(rest_app *app);
-/* Does the client's copy (If-None-Match, else If-Modified-Since; either may be NULL) still match r? (304) */
-bool rest_not_modified(const char *if_none_match, const char *if_modified_since, const st_resource *r);
+/* Does the client's copy still match r (304)? If-None-Match's ETag list, else the If-Modified-Since instant
+ * (epoch ms; HTTP headers and Bundle entries spell it differently); either may be NULL. Whole seconds. */
+bool rest_not_modified(const char *if_none_match, const int64_t *since_ms, const st_resource *r);
 int64_t rest_now_ms(const rest_app *app);
 
 /* ---- the enforcement point (rest_access.c) ---- */
