@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "gateway/server.h"
+#include "gateway/http/server.h"
 
 static srv_server *running;
 static char *fixed_body;

@@ -24,7 +24,7 @@
 
 #include "fhir/fhirpath.h"
 #include "fhir/validate.h"
-#include "gateway/files.h"
+#include "gateway/util/files.h"
 
 #define MIN_SECONDS 0.25 /* each expression runs at least this long */
 

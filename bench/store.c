@@ -1,6 +1,6 @@
 /*
  * bench/store.c — how many durable writes and reads per second the store
- * (gateway/store.h, SQLite backend) sustains, and how well group commit
+ * (gateway/store/store.h, SQLite backend) sustains, and how well group commit
  * batches.
  *
  *   bench-store [DIR [SECONDS]]
@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "gateway/store.h"
+#include "gateway/store/store.h"
 
 #define IN_FLIGHT 256
 

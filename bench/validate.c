@@ -27,7 +27,7 @@
 #include <unistd.h>
 
 #include "fhir/validate.h"
-#include "gateway/files.h"
+#include "gateway/util/files.h"
 
 #define ROUNDS 3
 

@@ -13,7 +13,7 @@
 #include <strings.h>
 
 #include "fhir/validate.h"
-#include "gateway/directory.h"
+#include "gateway/rest/directory.h"
 
 rh_fixture rh;
 

@@ -23,7 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "gateway/rest.h"
+#include "gateway/rest/rest.h"
 
 typedef struct rh_options {
     double rate;              /* requests per second per organisation; 0 = no limit */

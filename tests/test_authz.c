@@ -5,7 +5,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "gateway/authz.h"
+#include "gateway/auth/authz.h"
 
 static az_caller caller(const char *ura, const char *roles)
 {

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "fhir/validate.h"
-#include "gateway/capability.h"
+#include "gateway/rest/capability.h"
 
 static bool no_composite(fs_search_kind k) { return k != FS_SEARCH_COMPOSITE && k != FS_SEARCH_SPECIAL; }
 

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "fhir/validate.h"
-#include "gateway/files.h"
+#include "gateway/util/files.h"
 
 #define MAX_EXCLUDED 64
 

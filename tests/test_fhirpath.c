@@ -20,7 +20,7 @@
 
 #include "fhir/fhirpath.h"
 #include "fhir/json.h"
-#include "gateway/files.h"
+#include "gateway/util/files.h"
 
 #define SUITE_DIR TESTS_DIR "/fhirpath"
 

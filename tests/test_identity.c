@@ -1,5 +1,5 @@
 /*
- * tests/test_identity.c — caller identity (gateway/identity.c) against a real
+ * tests/test_identity.c — caller identity (gateway/auth/identity.c) against a real
  * test PKI made by certs/make-test-pki.
  *
  * The PKI is made once per run, in a fresh mkdtemp directory, by a report hook
@@ -12,7 +12,7 @@
  * openssl CLI), verification outcomes from what each certificate was made to
  * be, malformed otherNames from certificates built here with the OpenSSL API.
  */
-#include "gateway/identity.h"
+#include "gateway/auth/identity.h"
 
 #include <criterion/criterion.h>
 #include <criterion/hooks.h>

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/indexer.h"
-#include "gateway/search.h"
+#include "gateway/search/indexer.h"
+#include "gateway/search/search.h"
 
 static ix_indexer *ix;
 static fp_arena *arena;

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "fhir/validate.h"
-#include "gateway/files.h"
+#include "gateway/util/files.h"
 
 #define NEGATIVE_DIR TESTS_DIR "/negative"
 

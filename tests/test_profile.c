@@ -11,7 +11,7 @@
 
 #include "fhir/profile.h"
 #include "fhir/validate.h"
-#include "gateway/files.h"
+#include "gateway/util/files.h"
 
 #define PROFILES_DIR TESTS_DIR "/profiles"
 #define T "http://example.org/fhirgw/test/StructureDefinition/"

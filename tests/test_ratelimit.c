@@ -3,7 +3,7 @@
  */
 #include <criterion/criterion.h>
 
-#include "gateway/ratelimit.h"
+#include "gateway/auth/ratelimit.h"
 
 Test(ratelimit, burst_then_rate)
 {

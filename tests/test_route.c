@@ -7,8 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "gateway/config.h"
-#include "gateway/route.h"
+#include "gateway/util/config.h"
+#include "gateway/rest/route.h"
 
 static rt_route route(const char *method, const char *path)
 {

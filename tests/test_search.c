@@ -4,7 +4,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "gateway/search.h"
+#include "gateway/search/search.h"
 
 static const sq_limits limits = {50, 500, 16, 32};
 

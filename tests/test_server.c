@@ -1,5 +1,5 @@
 /*
- * tests/test_server.c — the HTTPS front (gateway/server.c) end to end: the
+ * tests/test_server.c — the HTTPS front (gateway/http/server.c) end to end: the
  * real server on loopback with ephemeral ports, a test PKI made by
  * certs/make-test-pki, libcurl and raw OpenSSL clients.
  *
@@ -39,7 +39,7 @@
 #include <malloc.h>
 #endif
 
-#include "gateway/server.h"
+#include "gateway/http/server.h"
 
 #define MAKE_TEST_PKI TESTS_DIR "/../certs/make-test-pki"
 #define PKI_ENV "FHIRGW_TEST_SERVER_PKI"

@@ -1,5 +1,5 @@
 /*
- * tests/test_store.c — the store (gateway/store.h) on SQLite: versions,
+ * tests/test_store.c — the store (gateway/store/store.h) on SQLite: versions,
  * If-Match, delete and history, search on every value kind, paging,
  * conditional create under concurrency, group commit, per-transaction
  * rollback inside a shared batch, durability across reopen and across a
@@ -8,7 +8,7 @@
  * Every test gets a fresh mkdtemp directory, removed afterwards. The clock is
  * pinned (tests set `now`), except where real concurrency is measured.
  */
-#include "gateway/store.h"
+#include "gateway/store/store.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>

@@ -1,0 +1,20 @@
+/*
+ * gateway/cli/cli.h — the fhirgw subcommands. main.c dispatches on argv[1];
+ * each command gets the remaining arguments and returns the exit status.
+ */
+#ifndef GATEWAY_CLI_H
+#define GATEWAY_CLI_H
+
+/* fhirgw validate [--format text|ndjson] [--quiet] PATH... (exit 0 clean, 1 errors, 2 usage/I/O) */
+int cmd_validate(int argc, char **argv);
+
+/* fhirgw fhirpath [--now DATETIME] EXPRESSION [FILE|-] (exit 0 evaluated, 1 expression error, 2 usage/I/O) */
+int cmd_fhirpath(int argc, char **argv);
+
+/* fhirgw serve --config FILE | --dev DIR [--port N] (exit 0 after a graceful stop) */
+int cmd_serve(int argc, char **argv);
+
+/* fhirgw config [FILE]: every setting with its documentation (and FILE's values) */
+int cmd_config(int argc, char **argv);
+
+#endif

@@ -1,0 +1,64 @@
+/*
+ * gateway/cli/main.c — the fhirgw binary: a table of subcommands.
+ * Each subcommand lives in its own cmd_*.c and returns its exit status.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "gateway/cli/cli.h"
+
+typedef struct command {
+    const char *name;
+    const char *usage;
+    const char *summary;
+    int (*run)(int argc, char **argv);
+} command;
+
+static int cmd_help(int argc, char **argv);
+static int cmd_version(int argc, char **argv);
+
+static const command commands[] = {
+    {"validate", "validate [--format text|ndjson] [--quiet] [--conformance DIR] [--profile URL] PATH...",
+     "validate FHIR R4 JSON files (directories are walked recursively)", cmd_validate},
+    {"fhirpath", "fhirpath [--now DATETIME] EXPRESSION [FILE|-]",
+     "evaluate a FHIRPath expression, print the result as a JSON array", cmd_fhirpath},
+    {"serve", "serve --config FILE | --dev DIR [--port N]",
+     "run the gateway: FHIR R4 REST over mutual TLS (--dev: test PKI and store in DIR)", cmd_serve},
+    {"config", "config [FILE]", "print every setting with its documentation (and FILE's values)", cmd_config},
+    {"version", "version", "print the version and the FHIR version", cmd_version},
+    {"help", "help", "list the commands", cmd_help},
+};
+
+static int cmd_help(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    printf("fhirgw — FHIR R4 gateway for Dutch post-acute care\n\nusage: fhirgw COMMAND [ARGS]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        printf("  %s\n      %s\n", commands[i].usage, commands[i].summary);
+    printf("\n'fhirgw COMMAND --help' shows a command's options.\n");
+    return 0;
+}
+
+static int cmd_version(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    printf("fhirgw 0.1.0 (FHIR R4 4.0.1, definitions from hl7.fhir.r4.examples@4.0.1)\n");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        cmd_help(0, NULL);
+        return 2;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].run(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
+        return cmd_help(0, NULL);
+    fprintf(stderr, "fhirgw: unknown command '%s' (try 'fhirgw help')\n", argv[1]);
+    return 2;
+}

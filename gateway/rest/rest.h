@@ -1,0 +1,73 @@
+/*
+ * gateway/rest/rest.h — the FHIR R4 RESTful API on top of the server, the store,
+ * the validator and the indexer (prefix rest_).
+ *
+ * rest_handle is the server's handler. For each request it:
+ *   1. identifies the calling organisation from its certificate (401 when
+ *      no registered organisation is behind it) and applies its rate limit
+ *      (429 with Retry-After);
+ *   2. routes the URL (400/404/405) and negotiates the format (406);
+ *   3. checks authorisation by type (403), then dispatches:
+ *      read, vread, create, update, delete, history, search, batch and
+ *      transaction Bundles, $validate, and /metadata;
+ *   4. answers with FHIR JSON, ETag, Last-Modified, Location, and an
+ *      OperationOutcome on every error.
+ * Reads are answered on the worker thread; writes are validated and indexed
+ * there, then submitted to the store, and answered from the store's commit
+ * thread once the commit is durable (srv_respond is thread-safe).
+ *
+ * Memory: rest_app_new takes references to the store, profiles and
+ * organisation table (they must outlive the app) and owns what it builds
+ * (indexer, limiter, capability statement). Per-request state lives in a
+ * heap context freed after the answer.
+ */
+#ifndef GATEWAY_REST_H
+#define GATEWAY_REST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "fhir/profile.h"
+#include "fhir/schema.h"
+#include "gateway/util/config.h"
+#include "gateway/auth/identity.h"
+#include "gateway/http/server.h"
+#include "gateway/store/store.h"
+
+typedef struct rest_app rest_app;
+
+/* Searchset and history pages stop adding entries before this many bytes (config page_max_bytes). */
+#define REST_DEFAULT_PAGE_MAX_BYTES ((size_t)16 * 1024 * 1024)
+
+typedef struct rest_options {
+    const fs_schema *schema;      /* NULL = fs_r4() */
+    st_store *store;              /* required */
+    const id_table *organisations; /* registered organisations (name, URA, roles); required */
+    const pf_registry *profiles;  /* NULL = no profiles */
+    const char *base_url;         /* "https://127.0.0.1:8443" (no trailing slash); references under it are
+                                   * indexed, searched and tagged as the relative ones they name */
+    int page_size_default;
+    int page_size_max;
+    size_t page_max_bytes;        /* searchset/history page bytes at most (one entry always fits);
+                                   * 0 = REST_DEFAULT_PAGE_MAX_BYTES */
+    double rate_per_second;       /* per organisation; 0 = no limit */
+    double rate_burst;
+    bool log_allowed;             /* record allowed access decisions too (refusals always are) */
+    /* referential integrity is on unless this is set: a write whose references name a resource on this server
+     * that does not exist, that the writer may not read, or of a type the element does not allow, is 422 */
+    bool allow_dangling_references;
+    /* clock for rate limits and Bundle timestamps (ms since the epoch); NULL = real time */
+    int64_t (*clock_ms)(void *arg);
+    void *clock_arg;
+} rest_options;
+
+rest_app *rest_app_new(const rest_options *opts, char *err, size_t errlen);
+void rest_app_free(rest_app *app);
+
+/* The srv_handler: arg is the rest_app. */
+void rest_handle(srv_request *req, void *arg);
+
+/* Which search parameter kinds the store answers (for the CapabilityStatement and the parser). */
+bool rest_search_kind_supported(fs_search_kind kind);
+
+#endif

@@ -1,0 +1,542 @@
+/*
+ * gateway/rest/rest_access.c — the one place where the REST layer decides who
+ * may do what, and records it (see docs/access.md for the model).
+ *
+ * Every access decision goes through rest_decide: plain interactions, each
+ * entry of a batch or transaction, each version of a history and a vread,
+ * conditional interactions. It takes the final facts (the stored resource's
+ * owner and access tags, read on the worker), asks the pure rules in
+ * authz.c, and writes one JSON line per decision: always for refusals,
+ * and for allowances too when rest_options.log_allowed is set. The handover
+ * issue turns this line into the NEN 7513 audit entry.
+ *
+ * Writes: the decision is made on a version of the resource, and the write
+ * is pinned to that version (st_op.expected_version), so the commit, where
+ * writes are serialised, applies it only if nothing changed in between: a
+ * concurrent change gives 409 instead of a write decided on stale facts.
+ * No resource is created by PUT (update as create), so ids cannot be
+ * squatted and a PUT answers the same 404 for "does not exist" and "not
+ * yours": nothing leaks through status codes or messages.
+ *
+ * Addressing: the organisations a resource is addressed to (its access
+ * tags: a Task's owner, a Communication's recipient, ...) are taken from the
+ * gateway's own facts, never from what a caller wrote: a reference to
+ * Organization/<id> addresses the organisation that owns that directory
+ * entry in the store (and is registered); a logical reference by URA
+ * identifier addresses that URA if it is registered.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fhir/reference.h"
+#include "fhir/walk.h"
+#include "gateway/rest/rest_internal.h"
+
+#define URA_SYSTEM "http://fhir.nl/fhir/NamingSystem/ura"
+
+/* ---- recording ---- */
+
+static const char *action_name(az_action a)
+{
+    static const char *const names[] = {"read", "search", "history", "create", "update", "delete", "validate"};
+    return names[a];
+}
+
+static const char *decision_name(az_decision d)
+{
+    return d == AZ_ALLOW ? "allowed" : d == AZ_HIDDEN ? "hidden" : "forbidden";
+}
+
+/*
+ * One JSON line per decision on stderr (the error log): who, which action on
+ * which type, where in a Bundle, the decision and why. No ids, no query
+ * strings: nothing that identifies a patient.
+ */
+void rest_record_decision(rq *q, az_action action, const char *type, az_decision d, int status, const char *why,
+                          const char *where)
+{
+    if (d == AZ_ALLOW && !q->app->opt.log_allowed)
+        return;
+    char ts[ST_INSTANT_LEN];
+    st_format_instant(rest_now_ms(q->app), ts);
+    fprintf(stderr,
+            "{\"ts\":\"%s\",\"level\":\"%s\",\"event\":\"%s\",\"decision\":\"%s\",\"status\":%d,\"request_id\":\"%s\","
+            "\"ura\":\"%s\",\"interaction\":\"%s\",\"action\":\"%s\",\"type\":\"%s\",\"where\":\"%s\","
+            "\"reason\":\"%s\"}\n",
+            ts, d == AZ_ALLOW ? "info" : "warning", d == AZ_ALLOW ? "allowed" : "denied", decision_name(d), status,
+            srv_req_id(q->req), q->caller.ura, rt_name(q->route.interaction), action_name(action), type ? type : "",
+            where ? where : "", why);
+}
+
+/* ---- decisions ---- */
+
+az_decision rest_decide(rq *q, az_action action, const char *type, const st_resource *r, const char *where)
+{
+    az_decision d = r ? az_check_resource(&q->caller, type, action, r->owner, (const char *const *)r->access_tags,
+                                          r->access_tag_count)
+                      : az_check_type(&q->caller, type, action);
+    const char *why = d == AZ_ALLOW    ? (r ? "owner or addressee" : "type allowed")
+                      : d == AZ_HIDDEN ? "not owner or addressee"
+                      : r              ? "not allowed to change"
+                                       : "no access to this type";
+    rest_record_decision(q, action, type, d, d == AZ_ALLOW ? 200 : d == AZ_HIDDEN ? 404 : 403, why, where);
+    return d;
+}
+
+void rest_answer_not_known(rq *q, const char *type, const char *id, const char *version)
+{
+    /* one text for "does not exist", "no such version" and "not yours", so nothing leaks */
+    rq_respond_outcome(q, 404, OO_ERROR, OO_NOT_FOUND, NULL, "%s/%s%s%s is not known", type, id,
+                       version && *version ? "/_history/" : "", version ? version : "");
+}
+
+bool rest_may(rq *q, const st_resource *r, az_action action)
+{
+    az_decision d = rest_decide(q, action, r->type, r, NULL);
+    if (d == AZ_ALLOW)
+        return true;
+    if (d == AZ_HIDDEN)
+        rest_answer_not_known(q, r->type, r->id, q->route.version);
+    else
+        rq_respond_outcome(q, 403, OO_ERROR, "forbidden", NULL, "this organisation may not %s %s/%s",
+                           action == AZ_DELETE ? "delete" : "change", r->type, r->id);
+    return false;
+}
+
+/* ---- addressing: access tags from the gateway's own facts ---- */
+
+static void add_tag(rest_write *w, const char *ura)
+{
+    if (strlen(ura) != 8)
+        return;
+    for (size_t i = 0; i < w->tag_count; i++)
+        if (!strcmp(w->tag_text[i], ura))
+            return;
+    if (w->tag_count == REST_MAX_TAGS) {
+        w->tags_overflow = true;
+        return;
+    }
+    memcpy(w->tag_text[w->tag_count], ura, 9);
+    w->tags[w->tag_count] = w->tag_text[w->tag_count];
+    w->tag_count++;
+}
+
+static bool registered(rq *q, const char *ura) { return id_lookup_ura(q->app->opt.organisations, ura) != NULL; }
+
+/* "https://our.base/Organization/x" -> "Organization/x"; other absolute URLs are someone else's. */
+static const char *strip_own_base(rq *q, const char *s, size_t *len)
+{
+    char head[512];
+    snprintf(head, sizeof head, "%.*s", (int)(*len < sizeof head - 1 ? *len : sizeof head - 1), s);
+    size_t skip = rest_own_base_length(q->app->opt.base_url, head);
+    *len -= skip;
+    return s + skip;
+}
+
+/*
+ * One addressing Reference: Organization/<id> (relative, against our own
+ * base, or a urn:uuid: of a transaction entry) addresses the registered
+ * organisation that owns that entry; an identifier with the URA system
+ * addresses that URA when it is registered. Returns how many it added.
+ */
+static size_t tag_from_reference(rq *q, rest_write *w, const fj_doc *d, uint32_t ref)
+{
+    size_t before = w->tag_count;
+    uint32_t r = fj_get(d, ref, "reference");
+    if (r != UINT32_MAX && d->nodes[r].type == FJ_STRING) {
+        size_t len = d->nodes[r].len;
+        const char *s = fj_str(d, r);
+        const char *named = w->hooks && w->hooks->replace_string ? w->hooks->replace_string(w->hooks->ctx, d, r, &len)
+                                                                 : NULL;
+        s = strip_own_base(q, named ? named : s, &len);
+        fr_parts parts;
+        if (fr_parse(s, len, &parts) && parts.type_len == 12 && !memcmp(parts.type, "Organization", 12) &&
+            parts.type == s && parts.id_len <= ST_ID_MAX) {
+            char id[ST_ID_MAX + 1];
+            memcpy(id, parts.id, parts.id_len);
+            id[parts.id_len] = '\0';
+            st_resource org;
+            st_error err;
+            if (st_read(q->app->opt.store, "Organization", id, &org, &err) == ST_OK) {
+                if (registered(q, org.owner))
+                    add_tag(w, org.owner);
+                st_resource_free(&org);
+            } else if (named) {
+                add_tag(w, q->caller.ura); /* created by this transaction: owned by the writer */
+            }
+        }
+    }
+    uint32_t ident = fj_get(d, ref, "identifier");
+    if (ident != UINT32_MAX && d->nodes[ident].type == FJ_OBJECT) {
+        uint32_t sys = fj_get(d, ident, "system"), val = fj_get(d, ident, "value");
+        if (sys != UINT32_MAX && val != UINT32_MAX && fj_str_eq(d, sys, URA_SYSTEM) && d->nodes[val].type == FJ_STRING &&
+            d->nodes[val].len == 8) {
+            char ura[9];
+            memcpy(ura, fj_str(d, val), 8);
+            ura[8] = '\0';
+            if (registered(q, ura))
+                add_tag(w, ura);
+        }
+    }
+    return w->tag_count - before;
+}
+
+/* The objects a path like "Task.restriction.recipient" reaches in the resource (arrays included). */
+static size_t reach(const fj_doc *d, uint32_t root, const char *path, uint32_t *out, size_t max)
+{
+    size_t n = 1;
+    out[0] = root;
+    const char *seg = strchr(path, '.') + 1;
+    while (seg && *seg && n) {
+        size_t len = strcspn(seg, ".");
+        uint32_t next[64];
+        size_t next_n = 0;
+        for (size_t i = 0; i < n; i++) {
+            uint32_t obj = out[i], k = obj + 1, v = UINT32_MAX;
+            for (uint32_t m = 0; d->nodes[obj].type == FJ_OBJECT && m < d->nodes[obj].len; m++, k = fj_next(d, k + 1))
+                if (d->nodes[k].len == len && !memcmp(fj_str(d, k), seg, len))
+                    v = k + 1;
+            if (v == UINT32_MAX)
+                continue;
+            if (d->nodes[v].type == FJ_ARRAY) {
+                uint32_t it = v + 1;
+                for (uint32_t j = 0; j < d->nodes[v].len && next_n < max && next_n < 64; j++, it = fj_next(d, it))
+                    next[next_n++] = it;
+            } else if (next_n < max && next_n < 64) {
+                next[next_n++] = v;
+            }
+        }
+        memcpy(out, next, next_n * sizeof *next);
+        n = next_n;
+        seg = seg[len] ? seg + len + 1 : NULL;
+    }
+    return n;
+}
+
+/*
+ * The access tags of a write (authz.c says which elements address whom).
+ * A Task whose owner addresses no registered organisation is refused: it
+ * would be stored where no receiver can ever see it.
+ */
+static int compute_tags(rq *q, rest_write *w, oo_list *issues)
+{
+    const char *const *paths = az_addressing_paths(w->type);
+    const fj_doc *d = w->docp;
+    for (; *paths; paths++) {
+        uint32_t found[64];
+        size_t n = reach(d, w->root, *paths, found, 64), added = 0;
+        for (size_t i = 0; i < n; i++)
+            if (d->nodes[found[i]].type == FJ_OBJECT)
+                added += tag_from_reference(q, w, d, found[i]);
+        if (n && !added && !strcmp(*paths, "Task.owner")) {
+            oo_add(issues, OO_ERROR, OO_PROCESSING, "Task.owner", 0, 0,
+                   "Task.owner names no registered organisation: refer to its directory entry (Organization/<id>) "
+                   "or to its URA (identifier system %s)",
+                   URA_SYSTEM);
+            return 422;
+        }
+    }
+    if (w->tags_overflow) {
+        oo_add(issues, OO_ERROR, OO_TOO_LONG, NULL, 0, 0, "a resource may be addressed to at most %d organisations",
+               REST_MAX_TAGS);
+        return 422;
+    }
+    return 0;
+}
+
+/* ---- grants: a Task lets its receiver read what it refers to ---- */
+
+/* Task statuses in which the receiver may still open what the Task refers to (eOverdracht: until it ends). */
+static const char *const granting_statuses[] = {"requested", "received", "accepted", "ready", "in-progress", "on-hold"};
+
+static bool task_grants(const fj_doc *d, uint32_t task)
+{
+    uint32_t st = fj_get(d, task, "status");
+    for (size_t i = 0; st != UINT32_MAX && i < sizeof granting_statuses / sizeof *granting_statuses; i++)
+        if (fj_str_eq(d, st, granting_statuses[i]))
+            return true;
+    return false;
+}
+
+/*
+ * One reference a Task grants: a resource of the Task's owner (the sender:
+ * nobody grants what is not theirs), not itself a Task (grants are for
+ * reading, and a Task's addressee may change Tasks), or one created by the
+ * same transaction.
+ */
+static void grant_reference(rq *q, rest_write *w, const fj_doc *d, uint32_t ref, const char *task_owner)
+{
+    uint32_t r = fj_get(d, ref, "reference");
+    if (r == UINT32_MAX || d->nodes[r].type != FJ_STRING || w->grant_count == REST_MAX_GRANTS)
+        return;
+    size_t len = d->nodes[r].len;
+    const char *named = w->hooks && w->hooks->replace_string ? w->hooks->replace_string(w->hooks->ctx, d, r, &len)
+                                                             : NULL;
+    const char *s = strip_own_base(q, named ? named : fj_str(d, r), &len);
+    fr_parts parts;
+    if (!fr_parse(s, len, &parts) || parts.type != s || parts.id_len > ST_ID_MAX)
+        return;
+    const fs_type *t = fs_type_by_name(q->app->schema, parts.type, parts.type_len);
+    if (!t || t->kind != FS_RESOURCE || !strcmp(t->name, "Task"))
+        return;
+    /* a name of this transaction: point into it, so a conditional create that matches moves the grant along */
+    char *id = named ? (char *)parts.id : w->grant_ids[w->grant_count];
+    if (!named) {
+        memcpy(id, parts.id, parts.id_len);
+        id[parts.id_len] = '\0';
+    }
+    st_resource target;
+    st_error err;
+    bool theirs = named && !strcmp(task_owner, q->caller.ura);
+    if (!theirs && st_read(q->app->opt.store, t->name, id, &target, &err) == ST_OK) {
+        theirs = !strcmp(target.owner, task_owner);
+        st_resource_free(&target);
+    }
+    if (theirs)
+        w->grants[w->grant_count++] = (st_grant){t->name, id};
+}
+
+static void compute_grants(rq *q, rest_write *w, const st_resource *current)
+{
+    const fj_doc *d = w->docp;
+    w->grant_count = 0;
+    if (strcmp(w->type, "Task") || !task_grants(d, w->root))
+        return;
+    const char *task_owner = current ? current->owner : q->caller.ura;
+    static const char *const paths[] = {"Task.for", "Task.focus", "Task.encounter", "Task.input.valueReference"};
+    for (size_t p = 0; p < sizeof paths / sizeof *paths; p++) {
+        uint32_t found[64];
+        size_t n = reach(d, w->root, paths[p], found, 64);
+        for (size_t i = 0; i < n; i++)
+            if (d->nodes[found[i]].type == FJ_OBJECT)
+                grant_reference(q, w, d, found[i], task_owner);
+    }
+}
+
+/* ---- referential integrity: what a write refers to exists, may be seen, and fits ---- */
+
+typedef struct ref_check {
+    rq *q;
+    rest_write *w;
+    oo_list *issues;
+    int status;
+} ref_check;
+
+/* "CarePlan.subject" may refer to "Reference(Patient | Group)": the list for a message. */
+static void allowed_targets(const fs_schema *s, const fs_element *el, char *out, size_t size)
+{
+    unsigned n;
+    const uint16_t *t = fs_reference_targets(s, el, &n);
+    size_t at = 0;
+    out[0] = '\0';
+    for (unsigned i = 0; i < n && at < size; i++)
+        at += (size_t)snprintf(out + at, size - at, "%s%s", i ? " | " : "", s->types[t[i]].name);
+}
+
+static void refuse_reference(ref_check *c, const fs_element *el, const char *fmt, const char *what, const char *more)
+{
+    char where[160];
+    snprintf(where, sizeof where, "%s.reference", el->path);
+    oo_add(c->issues, OO_ERROR, OO_PROCESSING, where, 0, 0, fmt, what, more);
+    c->status = 422;
+}
+
+/*
+ * One Reference of the resource being written. Checked: a literal reference
+ * to a resource on this server (relative, or under our base) must name a
+ * type the element allows and a resource the writer can see. The same text
+ * answers "does not exist" and "not yours", so existence does not leak.
+ * Contained ("#id"), other servers' URLs, urn: names and logical
+ * references (identifier only) are not resolvable here and pass; names of
+ * the same transaction are checked for type only (they exist after it).
+ */
+static void check_reference(void *ctx, const fj_doc *d, uint32_t ref, const fs_element *el)
+{
+    ref_check *c = ctx;
+    uint32_t r = fj_get(d, ref, "reference");
+    if (c->status || r == UINT32_MAX || d->nodes[r].type != FJ_STRING || !d->nodes[r].len)
+        return;
+    rq *q = c->q;
+    size_t len = d->nodes[r].len;
+    const char *named = c->w->hooks && c->w->hooks->replace_string
+                            ? c->w->hooks->replace_string(c->w->hooks->ctx, d, r, &len)
+                            : NULL;
+    const char *s = named ? named : fj_str(d, r);
+    if (s[0] == '#' || !strncmp(s, "urn:", 4))
+        return;
+    s = strip_own_base(q, s, &len);
+    fr_parts parts;
+    if (memchr(s, ':', len) || !fr_parse(s, len, &parts) || parts.type != s || parts.id_len > ST_ID_MAX)
+        return; /* someone else's server, or not a literal reference at all (the validator says so) */
+    char text[ST_TYPE_MAX + ST_ID_MAX + 2], type[ST_TYPE_MAX + 1], id[ST_ID_MAX + 1];
+    snprintf(type, sizeof type, "%.*s", (int)parts.type_len, parts.type);
+    snprintf(id, sizeof id, "%.*s", (int)parts.id_len, parts.id);
+    snprintf(text, sizeof text, "%s/%s", type, id);
+    if (!fs_reference_target_allowed(q->app->schema, el, parts.type, parts.type_len)) {
+        char allowed[400];
+        allowed_targets(q->app->schema, el, allowed, sizeof allowed);
+        refuse_reference(c, el, "%s is not a resource this element may refer to (Reference(%s))", text, allowed);
+        return;
+    }
+    if (named)
+        return;
+    st_resource target;
+    st_error err;
+    st_status found = st_read(q->app->opt.store, type, id, &target, &err);
+    bool visible = found == ST_OK && az_check_resource(&q->caller, target.type, AZ_READ, target.owner,
+                                                       (const char *const *)target.access_tags,
+                                                       target.access_tag_count) == AZ_ALLOW;
+    if (found == ST_OK || found == ST_GONE)
+        st_resource_free(&target);
+    if (!visible) /* missing, deleted or not the writer's to see: one answer */
+        refuse_reference(c, el, "%s is not known%s", text,
+                         ": refer only to resources that exist and that this organisation may read");
+}
+
+static int check_references(rq *q, rest_write *w, oo_list *issues)
+{
+    if (q->app->opt.allow_dangling_references)
+        return 0;
+    ref_check c = {q, w, issues, 0};
+    fw_walk_references(q->app->schema, w->docp, w->root, check_reference, &c);
+    return c.status;
+}
+
+/* ---- what a write may contain and change ---- */
+
+/* An Organization may carry the URA of a registered organisation only when that organisation writes it. */
+static int check_organization_uras(rq *q, rest_write *w, oo_list *issues)
+{
+    const fj_doc *d = w->docp;
+    uint32_t ids = fj_get(d, w->root, "identifier");
+    if (strcmp(w->type, "Organization") || ids == UINT32_MAX || d->nodes[ids].type != FJ_ARRAY)
+        return 0;
+    uint32_t it = ids + 1;
+    for (uint32_t i = 0; i < d->nodes[ids].len; i++, it = fj_next(d, it)) {
+        uint32_t sys = fj_get(d, it, "system"), val = fj_get(d, it, "value");
+        if (sys == UINT32_MAX || val == UINT32_MAX || !fj_str_eq(d, sys, URA_SYSTEM) || d->nodes[val].len != 8)
+            continue;
+        char ura[9];
+        memcpy(ura, fj_str(d, val), 8);
+        ura[8] = '\0';
+        if (strcmp(ura, q->caller.ura) && registered(q, ura)) {
+            char where[64];
+            snprintf(where, sizeof where, "Organization.identifier[%u].value", i);
+            oo_add(issues, OO_ERROR, "forbidden", where, 0, 0,
+                   "URA %s belongs to another registered organisation; only it publishes Organizations with its URA",
+                   ura);
+            return 403;
+        }
+    }
+    return 0;
+}
+
+/* Members of a Task its receiver may change (the notified-pull workflow); everything else is the sender's. */
+static const char *const receiver_may_change[] = {"id",     "meta", "status", "businessStatus", "statusReason",
+                                                  "output", "note", "lastModified"};
+
+static bool receiver_member(const char *key, size_t len)
+{
+    for (size_t i = 0; i < sizeof receiver_may_change / sizeof *receiver_may_change; i++)
+        if (strlen(receiver_may_change[i]) == len && !memcmp(receiver_may_change[i], key, len))
+            return true;
+    return false;
+}
+
+/* The first member other than the receiver's that differs between old (object oi) and new (ni), or NULL. */
+static const char *first_change(const fj_doc *old, uint32_t oi, const fj_doc *new, uint32_t ni, char *buf, size_t size)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        const fj_doc *a = pass ? old : new, *b = pass ? new : old;
+        uint32_t ai = pass ? oi : ni, bi = pass ? ni : oi, k = ai + 1;
+        for (uint32_t m = 0; m < a->nodes[ai].len; m++, k = fj_next(a, k + 1)) {
+            const char *key = fj_str(a, k);
+            size_t len = a->nodes[k].len;
+            if (receiver_member(key, len))
+                continue;
+            char name[64];
+            snprintf(name, sizeof name, "%.*s", (int)(len < 63 ? len : 63), key);
+            uint32_t other = fj_get(b, bi, name);
+            if (other == UINT32_MAX || !fj_equal(a, k + 1, b, other, FJ_NUMBERS_BY_TEXT)) {
+                snprintf(buf, size, "Task.%s", name);
+                return buf;
+            }
+        }
+    }
+    return NULL;
+}
+
+/* The receiver of a Task (not its owner) changes only the workflow's members. */
+static int check_receiver_change(rq *q, rest_write *w, const st_resource *current, oo_list *issues)
+{
+    if (strcmp(w->type, "Task") || !current || current->deleted || !strcmp(current->owner, q->caller.ura))
+        return 0;
+    char *copy = strndup(current->json, current->json_len);
+    fj_doc old;
+    fj_error err;
+    int status = 0;
+    if (!copy || !fj_parse(copy, current->json_len, NULL, &old, &err)) {
+        oo_add(issues, OO_FATAL, OO_EXCEPTION, NULL, 0, 0, "the stored Task cannot be read back");
+        status = 500;
+    } else {
+        char where[80];
+        const char *changed = first_change(&old, 0, w->docp, w->root, where, sizeof where);
+        if (changed) {
+            oo_add(issues, OO_ERROR, "forbidden", changed, 0, 0,
+                   "the receiver of a Task may change only status, businessStatus, statusReason, output, note and "
+                   "lastModified; %s is the sender's",
+                   changed);
+            status = 403;
+        }
+    }
+    fj_doc_free(&old);
+    free(copy);
+    return status;
+}
+
+bool rest_is_directory_entry(rq *q, const st_resource *r)
+{
+    if (strcmp(r->type, "Organization") || r->deleted || !r->json || !registered(q, r->owner))
+        return false;
+    /* the Organization that carries its (registered) owner's own URA */
+    char *copy = strndup(r->json, r->json_len);
+    fj_doc d;
+    fj_error err;
+    bool entry = false;
+    if (copy && fj_parse(copy, r->json_len, NULL, &d, &err)) {
+        uint32_t ids = fj_get(&d, 0, "identifier");
+        uint32_t it = ids != UINT32_MAX && d.nodes[ids].type == FJ_ARRAY ? ids + 1 : UINT32_MAX;
+        for (uint32_t i = 0; it != UINT32_MAX && i < d.nodes[ids].len && !entry; i++, it = fj_next(&d, it)) {
+            uint32_t sys = fj_get(&d, it, "system"), val = fj_get(&d, it, "value");
+            entry = sys != UINT32_MAX && val != UINT32_MAX && fj_str_eq(&d, sys, URA_SYSTEM) &&
+                    fj_str_eq(&d, val, r->owner);
+        }
+    }
+    fj_doc_free(&d);
+    free(copy);
+    return entry;
+}
+
+int rest_access_check_write(rq *q, rest_write *w, st_op_kind kind, const st_resource *current, oo_list *issues)
+{
+    if (kind == ST_OP_DELETE) {
+        if (current && rest_is_directory_entry(q, current)) {
+            oo_add(issues, OO_ERROR, "conflict", NULL, 0, 0,
+                   "Organization/%s is the directory entry of a registered organisation; it cannot be deleted",
+                   current->id);
+            return 409;
+        }
+        return 0;
+    }
+    int status = check_organization_uras(q, w, issues);
+    if (!status)
+        status = check_receiver_change(q, w, current, issues);
+    if (!status)
+        status = compute_tags(q, w, issues);
+    if (!status)
+        status = check_references(q, w, issues);
+    if (!status)
+        compute_grants(q, w, current);
+    return status;
+}

@@ -1,0 +1,941 @@
+/*
+ * gateway/rest/rest_write.c — create, update, delete and $validate (see rest.h).
+ *
+ * A write is parsed and validated on the worker thread, its search index
+ * rows and access tags computed there, then submitted to the store. The
+ * store calls rest_render on its commit thread with the version and
+ * lastUpdated it assigned; the JSON written there is what every later read
+ * serves. The commit callback answers the client: only then is the write
+ * durable.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uuid/uuid.h>
+
+#include "gateway/rest/rest_internal.h"
+
+
+void rest_new_id(char out[ST_ID_MAX + 1])
+{
+    uuid_t u;
+    uuid_generate_random(u);
+    uuid_unparse_lower(u, out);
+}
+
+void rest_write_free(rest_write *w)
+{
+    free(w->body);
+    if (w->has_doc)
+        fj_doc_free(&w->doc);
+    free(w->meta_extra);
+    free(w->stored);
+    ix_rows_free(&w->ix);
+    free(w->rows);
+    if (w->has_if_none) {
+        sq_free(&w->if_none_sq);
+        rest_stq_free(&w->if_none);
+    }
+    if (w->has_current)
+        st_resource_free(&w->current);
+    memset(w, 0, sizeof *w);
+}
+
+/* ---- parsing and validation ---- */
+
+int rest_write_parse(rq *q, rest_write *w, const char *body, size_t len, const char *expect_type, oo_list *issues)
+{
+    w->body = malloc(len + 1);
+    if (!w->body) {
+        oo_add(issues, OO_FATAL, OO_EXCEPTION, NULL, 0, 0, "out of memory");
+        return 503;
+    }
+    memcpy(w->body, body, len);
+    w->body[len] = '\0';
+    fj_error err;
+    if (!fj_parse(w->body, len, NULL, &w->doc, &err)) {
+        oo_add(issues, OO_FATAL, err.limit ? OO_TOO_LONG : OO_STRUCTURE, NULL, err.line, err.column,
+               "invalid JSON: %s", err.message);
+        fj_doc_free(&w->doc);
+        return err.limit && len > fj_default_limits().max_bytes ? 413 : 400; /* too deep is malformed, not large */
+    }
+    w->has_doc = true;
+    w->docp = &w->doc;
+    w->root = 0;
+    uint32_t rt = w->doc.nodes[0].type == FJ_OBJECT ? fj_get(&w->doc, 0, "resourceType") : UINT32_MAX;
+    if (expect_type && (rt == UINT32_MAX || !fj_str_eq(&w->doc, rt, expect_type))) {
+        oo_add(issues, OO_ERROR, OO_STRUCTURE, "resourceType", 0, 0, "the body must be a %s resource", expect_type);
+        return 400;
+    }
+    fv_options opts = {0};
+    opts.profiles = q->app->opt.profiles;
+    if (fv_validate_doc(&w->doc, &opts, issues))
+        return 422;
+    w->type = expect_type;
+    return 0;
+}
+
+/* ---- rendering the stored JSON ---- */
+
+typedef struct render_hooks {
+    fj_write_hooks hooks;
+    const rest_write *w;
+} render_hooks;
+
+/* At the resource root: resourceType, id and meta are written by rest_render itself. */
+static bool skip_root_members(void *ctx, const fj_doc *doc, uint32_t obj, uint32_t key)
+{
+    const render_hooks *h = ctx;
+    if (obj == h->w->root && (fj_str_eq(doc, key, "resourceType") || fj_str_eq(doc, key, "id") ||
+                              fj_str_eq(doc, key, "meta")))
+        return true;
+    const fj_write_hooks *extra = h->w->hooks;
+    return extra && extra->skip_member && extra->skip_member(extra->ctx, doc, obj, key);
+}
+
+static const char *replace_strings(void *ctx, const fj_doc *doc, uint32_t node, size_t *len)
+{
+    const render_hooks *h = ctx;
+    const fj_write_hooks *extra = h->w->hooks;
+    return extra && extra->replace_string ? extra->replace_string(extra->ctx, doc, node, len) : NULL;
+}
+
+char *rest_render(void *arg, int64_t version, const char *last_updated, size_t *len)
+{
+    rest_write *w = arg;
+    render_hooks h = {{skip_root_members, replace_strings, NULL}, w};
+    h.hooks.ctx = &h;
+    fj_buf out = {0};
+    fj_buf_puts(&out, "{\"resourceType\":");
+    fj_buf_string(&out, w->type, strlen(w->type));
+    fj_buf_puts(&out, ",\"id\":");
+    fj_buf_string(&out, w->id, strlen(w->id));
+    fj_buf_printf(&out, ",\"meta\":{\"versionId\":\"%lld\",\"lastUpdated\":\"%s\"%s%s}", (long long)version,
+                  last_updated, w->meta_extra && *w->meta_extra ? "," : "", w->meta_extra ? w->meta_extra : "");
+    const fj_doc *doc = w->docp;
+    if (doc && doc->nodes[w->root].type == FJ_OBJECT) {
+        fj_buf members = {0};
+        if (fj_write_members(doc, w->root, &h.hooks, &members))
+            fj_buf_puts(&out, ",");
+        fj_buf_append(&out, members.data ? members.data : "", members.len);
+        fj_buf_free(&members);
+    }
+    fj_buf_puts(&out, "}");
+    char *json = fj_buf_take(&out, len);
+    /* the answer repeats what was stored: keep a copy (the store frees `json`) */
+    free(w->stored);
+    w->stored = json ? malloc(*len + 1) : NULL;
+    if (w->stored) {
+        memcpy(w->stored, json, *len + 1);
+        w->stored_len = *len;
+    }
+    return json;
+}
+
+/* ---- index rows and access tags ---- */
+
+static bool skip_version_meta(void *ctx, const fj_doc *doc, uint32_t obj, uint32_t key)
+{
+    (void)ctx;
+    (void)obj;
+    return fj_str_eq(doc, key, "versionId") || fj_str_eq(doc, key, "lastUpdated");
+}
+
+static void take_meta_extra(rest_write *w)
+{
+    uint32_t meta = fj_get(w->docp, w->root, "meta");
+    if (meta == UINT32_MAX || w->docp->nodes[meta].type != FJ_OBJECT)
+        return;
+    fj_write_hooks hooks = {skip_version_meta, NULL, NULL};
+    fj_buf out = {0};
+    fj_write_members(w->docp, meta, &hooks, &out);
+    w->meta_extra = fj_buf_take(&out, NULL);
+}
+
+static st_kind st_kind_of(ix_kind k)
+{
+    switch (k) {
+    case IX_STRING: return ST_KIND_STRING;
+    case IX_TOKEN: return ST_KIND_TOKEN;
+    case IX_REFERENCE: return ST_KIND_REFERENCE;
+    case IX_DATE: return ST_KIND_DATE;
+    case IX_NUMBER: return ST_KIND_NUMBER;
+    case IX_QUANTITY: return ST_KIND_QUANTITY;
+    default: return ST_KIND_URI;
+    }
+}
+
+size_t rest_own_base_length(const char *base, const char *ref)
+{
+    size_t n = base ? strlen(base) : 0;
+    while (n && base[n - 1] == '/')
+        n--;
+    return n && ref && !strncmp(ref, base, n) && ref[n] == '/' ? n + 1 : 0;
+}
+
+/*
+ * Is ref an absolute URL? Those name a resource by URL only, except URLs
+ * under our own base, which are the relative reference written out in
+ * full: "https://<base>/Patient/1" is "Patient/1".
+ */
+static bool foreign_url(const char *base, const char *ref)
+{
+    return ref && strstr(ref, "://") && !rest_own_base_length(base, ref);
+}
+
+/* The indexer's rows as the store's; _id and _lastUpdated are the store's own. */
+static bool convert_rows(rest_write *w, const char *base_url)
+{
+    w->rows = calloc(w->ix.count ? w->ix.count : 1, sizeof *w->rows);
+    if (!w->rows)
+        return false;
+    for (size_t i = 0; i < w->ix.count; i++) {
+        const ix_row *r = &w->ix.rows[i];
+        if (!strcmp(r->param, "_id") || !strcmp(r->param, "_lastUpdated"))
+            continue;
+        st_index_row *o = &w->rows[w->row_count++];
+        o->param = r->param;
+        o->kind = st_kind_of(r->kind);
+        switch (r->kind) {
+        case IX_STRING: o->v.string.text = r->text; break;
+        case IX_TOKEN: o->v.token.system = r->system, o->v.token.code = r->code; break;
+        case IX_REFERENCE:
+            if (r->ref_type && !foreign_url(base_url, r->text)) {
+                o->v.reference.type = r->ref_type;
+                o->v.reference.id = r->ref_id;
+            } else { /* another server's resource, urn:uuid:, ... */
+                o->v.reference.url = r->text;
+            }
+            break;
+        case IX_DATE: o->v.date.low_ms = r->lo_ms, o->v.date.high_ms = r->hi_ms; break;
+        case IX_NUMBER:
+        case IX_QUANTITY:
+            o->v.number.value = r->number;
+            o->v.number.system = r->system;
+            o->v.number.code = r->code;
+            break;
+        default: o->v.uri.uri = r->text; break;
+        }
+    }
+    return true;
+}
+
+int rest_write_prepare(rq *q, rest_write *w, st_op_kind kind, const st_resource *current, oo_list *issues)
+{
+    st_op *op = &w->op;
+    memset(op, 0, sizeof *op);
+    op->kind = kind;
+    op->type = w->type;
+    op->id = w->id;
+    op->owner = q->caller.ura;
+    int status = rest_access_check_write(q, w, kind, current, issues);
+    if (status || kind == ST_OP_DELETE)
+        return status;
+    take_meta_extra(w);
+    char err[256] = "";
+    if (!ix_extract(q->app->indexer, rest_arena(q->app), w->docp, w->root, w->type, &w->ix, err, sizeof err)) {
+        oo_add(issues, OO_ERROR, OO_PROCESSING, NULL, 0, 0, "cannot index the resource: %s", err);
+        return 422;
+    }
+    if (!convert_rows(w, q->app->opt.base_url)) {
+        oo_add(issues, OO_FATAL, OO_EXCEPTION, NULL, 0, 0, "out of memory");
+        return 503;
+    }
+    op->render = rest_render;
+    op->render_arg = w;
+    op->rows = w->rows;
+    op->row_count = w->row_count;
+    op->access_tags = w->tags;
+    op->access_tag_count = w->tag_count;
+    op->grants = w->grants;
+    op->grant_count = w->grant_count;
+    /* PUT creates nothing new (ids cannot be squatted), but brings back what its owner deleted */
+    op->create_if_missing = kind == ST_OP_UPDATE && current && current->deleted;
+    return 0;
+}
+
+/* ---- conditional create ---- */
+
+bool rest_write_if_none_exist(rq *q, rest_write *w, const char *query, oo_list *issues)
+{
+    const fs_type *t = fs_type_by_name(q->app->schema, w->type, strlen(w->type));
+    sq_limits lim = {q->app->opt.page_size_default, q->app->opt.page_size_max, 16, 32};
+    const char *qs = strchr(query, '?') ? strchr(query, '?') + 1 : query;
+    if (!sq_parse(q->app->schema, t, qs, true, &lim, rest_search_kind_supported, &w->if_none_sq, issues))
+        return false;
+    w->has_if_none = true;
+    if (!rest_to_st_query(&w->if_none_sq, &q->caller, q->app->opt.base_url, &w->if_none))
+        return false;
+    w->op.if_none_exist = &w->if_none.q;
+    return true;
+}
+
+bool rest_if_match(const char *etag, int64_t *version)
+{
+    if (!rt_etag_version(etag, version))
+        return false;
+    if (*version == 0)
+        *version = REST_NO_VERSION; /* well-formed, but no version 0 exists: never matches */
+    return true;
+}
+
+/* ---- answers from the commit thread ---- */
+
+static void answer_with_resource(rq *q, int status, rest_write *w, const char *prefix_message)
+{
+    if (q->prefer == RT_RETURN_MINIMAL) {
+        rq_respond_json(q, status, NULL, 0);
+    } else if (q->prefer == RT_RETURN_OUTCOME) {
+        rq_respond_outcome(q, status, OO_INFORMATION, OO_INFORMATIONAL, NULL, "%s %s/%s", prefix_message, w->type,
+                           w->id);
+    } else {
+        char *body = w->stored;
+        size_t len = w->stored_len;
+        w->stored = NULL;
+        rq_respond_json(q, status, body, body ? len : 0);
+    }
+}
+
+/* An existing resource as the answer to a conditional create that matched it. */
+static void answer_existing(rq *q, const st_op_result *r)
+{
+    rest_write *w = &q->write;
+    rq_set_version_headers(q, w->type, r->id, r->version, r->last_updated_ms, true);
+    st_resource res;
+    st_error err;
+    if (q->prefer == RT_RETURN_REPRESENTATION && st_read(q->app->opt.store, w->type, r->id, &res, &err) == ST_OK) {
+        char *body = malloc(res.json_len + 1);
+        if (body)
+            memcpy(body, res.json, res.json_len + 1);
+        rq_respond_json(q, 200, body, body ? res.json_len : 0);
+        st_resource_free(&res);
+        return;
+    }
+    rq_respond_outcome(q, 200, OO_INFORMATION, OO_INFORMATIONAL, NULL,
+                       "If-None-Exist matched %s/%s: nothing was created", w->type, r->id);
+}
+
+static void answer_failure(rq *q, const st_op_result *r)
+{
+    const rest_write *w = &q->write;
+    switch (r->status) {
+    case ST_VERSION_CONFLICT:
+        if (srv_req_header(q->req, "If-Match"))
+            rq_respond_outcome(q, 412, OO_ERROR, "conflict", NULL,
+                               "%s/%s is at version %lld, not the one If-Match names", w->type, w->id,
+                               (long long)r->version);
+        else /* the version the access decision was made on is no longer current */
+            rq_respond_outcome(q, 409, OO_ERROR, "conflict", NULL,
+                               "%s/%s changed while this request was being checked (now version %lld); send it again",
+                               w->type, w->id, (long long)r->version);
+        break;
+    case ST_MULTIPLE_MATCHES:
+        rq_respond_outcome(q, 412, OO_ERROR, "multiple-matches", NULL, "If-None-Exist matches more than one %s",
+                           w->type);
+        break;
+    case ST_NOT_FOUND:
+        rq_respond_outcome(q, 404, OO_ERROR, OO_NOT_FOUND, NULL, "%s/%s is not known", w->type, w->id);
+        break;
+    default:
+        rq_respond_outcome(q, rest_status_of(r->status), OO_ERROR, rest_code_of(r->status), NULL, "%s: %s",
+                           st_status_name(r->status), r->message[0] ? r->message : "the write failed");
+        break;
+    }
+}
+
+static void write_done(void *arg, const st_txn_result *result)
+{
+    rq *q = arg;
+    rest_write *w = &q->write;
+    const st_op_result *r = &result->ops[0];
+    if (r->status == ST_EXISTS && w->conditional_update) {
+        rq_respond_outcome(q, 412, OO_ERROR, "conflict", NULL,
+                           "a concurrent write created a %s the conditional update matches (%s): nothing was written; "
+                           "send it again to update that one",
+                           w->type, r->id);
+    } else if (r->status == ST_EXISTS) {
+        answer_existing(q, r);
+    } else if (r->status != ST_OK) {
+        answer_failure(q, r);
+    } else if (w->op.kind == ST_OP_DELETE) {
+        rq_set_version_headers(q, w->type, w->id, r->version, r->last_updated_ms, false);
+        rq_respond_outcome(q, 200, OO_INFORMATION, OO_INFORMATIONAL, NULL, "%s/%s %s", w->type, w->id,
+                           r->unchanged ? "was already deleted" : "deleted");
+    } else {
+        bool created = w->op.kind == ST_OP_CREATE || r->created;
+        rq_set_version_headers(q, w->type, w->id, r->version, r->last_updated_ms, true);
+        answer_with_resource(q, created ? 201 : 200, w, created ? "created" : "updated");
+    }
+    rq_finish(q);
+}
+
+/* Submit q->write; false (after answering) when the store would not take it. */
+static bool submit(rq *q)
+{
+    st_status s = st_submit(q->app->opt.store, &q->write.op, 1, write_done, q);
+    if (s == ST_OK)
+        return true;
+    if (s == ST_BUSY)
+        srv_set_header(q->req, "Retry-After", "1");
+    rq_respond_outcome(q, 503, OO_ERROR, "transient", NULL, "the store cannot take the write now (%s)",
+                       st_status_name(s));
+    return false;
+}
+
+/* ---- the interactions ---- */
+
+/* Content-Type and a body present; false after answering 415/400. */
+static bool body_ok(rq *q, const unsigned char **body, size_t *len)
+{
+    if (!rt_content_type_ok(srv_req_header(q->req, "Content-Type"))) {
+        rq_respond_outcome(q, 415, OO_ERROR, OO_NOT_SUPPORTED, NULL,
+                           "send the resource as application/fhir+json (Content-Type)");
+        return false;
+    }
+    *body = srv_req_body(q->req, len);
+    if (!*body || !*len) {
+        rq_respond_outcome(q, 400, OO_ERROR, "required", NULL, "the request has no body");
+        return false;
+    }
+    return true;
+}
+
+/* Parse and validate the body as a resource of the route's type; false after answering. */
+static bool parse_body(rq *q)
+{
+    const unsigned char *body;
+    size_t len;
+    if (!body_ok(q, &body, &len))
+        return false;
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    int status = rest_write_parse(q, &q->write, (const char *)body, len, q->route.type->name, &issues);
+    if (status)
+        rq_respond_issues(q, status, &issues);
+    oo_list_free(&issues);
+    return status == 0;
+}
+
+/*
+ * Prepare q->write and submit it. `if_none_exist`: a create only when that
+ * query still matches nothing at commit time. `pinned`: the version a
+ * conditional interaction matched (0: none), which must still be current.
+ */
+static bool prepare_and_submit_with(rq *q, st_op_kind kind, const char *if_none_exist, int64_t pinned)
+{
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    rest_write *w = &q->write;
+    int status = rest_write_prepare(q, w, kind, w->has_current ? &w->current : NULL, &issues);
+    w->op.expected_version = pinned;
+    if (!status && kind == ST_OP_CREATE && if_none_exist && !rest_write_if_none_exist(q, w, if_none_exist, &issues))
+        status = 400;
+    if (status) {
+        rq_respond_issues(q, status, &issues);
+        oo_list_free(&issues);
+        return false;
+    }
+    oo_list_free(&issues);
+    const char *if_match = srv_req_header(q->req, "If-Match");
+    if (if_match && kind != ST_OP_CREATE) {
+        int64_t version;
+        if (!rest_if_match(if_match, &version)) {
+            rq_respond_outcome(q, 400, OO_ERROR, "invalid", NULL, "If-Match must be an ETag such as W/\"3\"");
+            return false;
+        }
+        /* a conditional update/delete already pinned the matched version: both must agree */
+        if (q->write.op.expected_version && q->write.op.expected_version != version)
+            version = REST_NO_VERSION;
+        q->write.op.expected_version = version;
+    }
+    return submit(q);
+}
+
+static bool prepare_and_submit(rq *q, st_op_kind kind)
+{
+    return prepare_and_submit_with(q, kind, kind == ST_OP_CREATE ? srv_req_header(q->req, "If-None-Exist") : NULL, 0);
+}
+
+static bool prepare_and_submit_pinned(rq *q, st_op_kind kind, int64_t version)
+{
+    return prepare_and_submit_with(q, kind, NULL, version);
+}
+
+static bool prepare_and_submit_conditional_create(rq *q, const char *query)
+{
+    q->write.conditional_update = true;
+    return prepare_and_submit_with(q, ST_OP_CREATE, query, 0);
+}
+
+bool rest_create(rq *q)
+{
+    if (!parse_body(q))
+        return false;
+    rest_new_id(q->write.id);
+    return prepare_and_submit(q, ST_OP_CREATE);
+}
+
+/* The current version of the route's resource, checked for `action`; false after answering. */
+/*
+ * The current version of the route's resource, checked for `action`, kept
+ * in q->write.current (the write is pinned to it); false after answering.
+ * A resource that does not exist is answered as one that is not the
+ * caller's: 404 with the same text, and nothing is created by PUT.
+ */
+static bool may_change(rq *q, az_action action)
+{
+    rest_write *w = &q->write;
+    st_error err;
+    st_status s = st_read(q->app->opt.store, q->route.type->name, q->route.id, &w->current, &err);
+    if (s == ST_NOT_FOUND) {
+        rest_record_decision(q, action, q->route.type->name, AZ_HIDDEN, 404, "no such resource", NULL);
+        rest_answer_not_known(q, q->route.type->name, q->route.id, NULL);
+        return false;
+    }
+    if (s != ST_OK && s != ST_GONE) {
+        rq_respond_outcome(q, rest_status_of(s), OO_ERROR, rest_code_of(s), NULL, "the store failed: %s", err.message);
+        return false;
+    }
+    w->has_current = true;
+    return rest_may(q, &w->current, action);
+}
+
+/* An update of the resource the URL names (update as create when it does not exist). */
+static bool update_by_id(rq *q)
+{
+    rest_write *w = &q->write;
+    uint32_t id = fj_get(w->docp, w->root, "id");
+    if (id == UINT32_MAX || !fj_str_eq(w->docp, id, q->route.id)) {
+        rq_respond_outcome(q, 400, OO_ERROR, "invalid", "id", "the resource's id must be the id in the URL (%s)",
+                           q->route.id);
+        return false;
+    }
+    if (!may_change(q, AZ_UPDATE))
+        return false;
+    snprintf(w->id, sizeof w->id, "%s", q->route.id);
+    return prepare_and_submit_pinned(q, ST_OP_UPDATE, w->current.version);
+}
+
+/* ---- conditional update and delete: the query names the resource ---- */
+
+/*
+ * The caller-visible resources of `type` matching `query` (at most two are
+ * fetched: none, one or "several" is all a conditional interaction needs).
+ * Returns 0, or the HTTP status (400, 5xx) with issues saying why.
+ */
+int rest_conditional_search(rq *q, const fs_type *type, const char *query, st_list *found, oo_list *issues)
+{
+    memset(found, 0, sizeof *found);
+    if (!query || !*query) {
+        oo_add(issues, OO_ERROR, "invalid", NULL, 0, 0,
+               "a conditional interaction needs search parameters that name the resource (%s?identifier=...)",
+               type->name);
+        return 400;
+    }
+    sq_limits lim = {2, 2, 16, 32};
+    sq_query sq;
+    rest_stq stq;
+    if (!sq_parse(q->app->schema, type, query, true, &lim, rest_search_kind_supported, &sq, issues))
+        return 400;
+    if (!sq.param_count) { /* "_count=1" alone would match everything */
+        sq_free(&sq);
+        oo_add(issues, OO_ERROR, "invalid", NULL, 0, 0, "a conditional interaction needs search parameters, not only %s",
+               query);
+        return 400;
+    }
+    st_error err;
+    st_status s = rest_to_st_query(&sq, &q->caller, q->app->opt.base_url, &stq) ? st_search(q->app->opt.store, &stq.q, found, &err)
+                                                           : ST_INTERNAL;
+    if (s != ST_OK)
+        oo_add(issues, OO_ERROR, rest_code_of(s), NULL, 0, 0, "the conditional search failed: %s",
+               s == ST_INTERNAL ? "internal error" : err.message);
+    rest_stq_free(&stq);
+    sq_free(&sq);
+    return s == ST_OK ? 0 : rest_status_of(s);
+}
+
+bool rest_conditional_match(rq *q, const fs_type *type, const char *query, st_list *found)
+{
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    int status = rest_conditional_search(q, type, query, found, &issues);
+    if (status)
+        rq_respond_issues(q, status, &issues);
+    oo_list_free(&issues);
+    return status == 0;
+}
+
+/* More than one match: 412, as the spec says for conditional update and delete. */
+static void answer_several(rq *q, const char *what)
+{
+    rq_respond_outcome(q, 412, OO_ERROR, "multiple-matches", NULL,
+                       "the conditional %s matches more than one %s: nothing was changed; narrow the search", what,
+                       q->route.type->name);
+}
+
+/* Submit the write to the one resource a conditional search found, pinned to the version found. */
+static bool conditional_submit(rq *q, st_op_kind kind, st_list *found)
+{
+    rest_write *w = &q->write;
+    w->current = found->items[0]; /* taken over: the list no longer frees it */
+    w->has_current = true;
+    found->count = 0;
+    return prepare_and_submit_pinned(q, kind, w->current.version);
+}
+
+static bool conditional_update(rq *q)
+{
+    rest_write *w = &q->write;
+    st_list found;
+    if (!rest_conditional_match(q, q->route.type, srv_req_query(q->req), &found))
+        return false;
+    uint32_t id = fj_get(w->docp, w->root, "id");
+    bool has_id = id != UINT32_MAX;
+    bool handed = false;
+    if (found.count > 1) {
+        answer_several(q, "update");
+    } else if (found.count == 1 && has_id && !fj_str_eq(w->docp, id, found.items[0].id)) {
+        rq_respond_outcome(q, 400, OO_ERROR, "invalid", "id",
+                           "the resource's id is not the id of the resource the conditional update matched");
+    } else if (found.count == 1) {
+        /* pinned to the version found: changed since the search gives 412, never a lost update */
+        if (rest_may(q, &found.items[0], AZ_UPDATE)) {
+            snprintf(w->id, sizeof w->id, "%s", found.items[0].id);
+            handed = conditional_submit(q, ST_OP_UPDATE, &found);
+        }
+    } else if (has_id) {
+        /* nothing matches, an id given: an update (as create) of that id, as the spec says */
+        size_t len = w->docp->nodes[id].len;
+        if (w->docp->nodes[id].type == FJ_STRING && rt_valid_id(fj_str(w->docp, id), len)) {
+            memcpy(q->route.id, fj_str(w->docp, id), len);
+            q->route.id[len] = '\0';
+            handed = update_by_id(q);
+        } else {
+            rq_respond_outcome(q, 400, OO_ERROR, "invalid", "id", "the resource's id is not a valid id");
+        }
+    } else {
+        /* nothing matches: create, unless a concurrent write created a match meanwhile (checked at commit) */
+        rest_new_id(w->id);
+        handed = prepare_and_submit_conditional_create(q, srv_req_query(q->req));
+    }
+    st_list_free(&found);
+    return handed;
+}
+
+static bool conditional_delete(rq *q)
+{
+    st_list found;
+    if (!rest_conditional_match(q, q->route.type, srv_req_query(q->req), &found))
+        return false;
+    bool handed = false;
+    if (found.count > 1) {
+        answer_several(q, "delete");
+    } else if (found.count == 0) {
+        rq_respond_outcome(q, 200, OO_INFORMATION, OO_INFORMATIONAL, NULL,
+                           "nothing matches the conditional delete: nothing was deleted");
+    } else if (rest_may(q, &found.items[0], AZ_DELETE)) {
+        rest_write *w = &q->write;
+        w->type = q->route.type->name;
+        snprintf(w->id, sizeof w->id, "%s", found.items[0].id);
+        handed = conditional_submit(q, ST_OP_DELETE, &found);
+    }
+    st_list_free(&found);
+    return handed;
+}
+
+bool rest_update(rq *q)
+{
+    if (!parse_body(q))
+        return false;
+    return q->route.id[0] ? update_by_id(q) : conditional_update(q);
+}
+
+/* The directory entry of a registered organisation: others address Tasks to it, so it stays (409). */
+
+bool rest_delete(rq *q)
+{
+    if (!q->route.id[0])
+        return conditional_delete(q);
+    if (!may_change(q, AZ_DELETE))
+        return false;
+    rest_write *w = &q->write;
+    w->type = q->route.type->name;
+    snprintf(w->id, sizeof w->id, "%s", q->route.id);
+    return prepare_and_submit_pinned(q, ST_OP_DELETE, w->current.version);
+}
+
+/* ---- $validate ---- */
+
+/* The resource to validate: the body, or the `resource` parameter of a Parameters body. */
+static uint32_t validate_target(const fj_doc *d, const char **profile, size_t *profile_len)
+{
+    uint32_t rt = fj_get(d, 0, "resourceType");
+    if (rt == UINT32_MAX || !fj_str_eq(d, rt, "Parameters"))
+        return 0;
+    uint32_t params = fj_get(d, 0, "parameter"), target = UINT32_MAX;
+    if (params == UINT32_MAX || d->nodes[params].type != FJ_ARRAY)
+        return UINT32_MAX;
+    uint32_t p = params + 1;
+    for (uint32_t i = 0; i < d->nodes[params].len; i++, p = fj_next(d, p)) {
+        uint32_t name = fj_get(d, p, "name");
+        if (name != UINT32_MAX && fj_str_eq(d, name, "resource"))
+            target = fj_get(d, p, "resource");
+        if (name != UINT32_MAX && fj_str_eq(d, name, "profile")) {
+            uint32_t v = fj_get(d, p, "valueUri");
+            if (v == UINT32_MAX)
+                v = fj_get(d, p, "valueCanonical");
+            if (v != UINT32_MAX && d->nodes[v].type == FJ_STRING) {
+                *profile = fj_str(d, v);
+                *profile_len = d->nodes[v].len;
+            }
+        }
+    }
+    return target;
+}
+
+#define CORE_PROFILE_BASE "http://hl7.org/fhir/StructureDefinition/"
+
+/*
+ * The profile $validate checks against: one the registry loaded, or a core
+ * resource profile, which is the base validation itself (the resource must
+ * then be of that type). A "|version" suffix is ignored.
+ */
+static void choose_profile(rq *q, const char *url, fv_options *opts, oo_list *issues)
+{
+    opts->profile = opts->profiles ? pf_find(opts->profiles, url) : NULL;
+    if (opts->profile)
+        return;
+    size_t base = strlen(CORE_PROFILE_BASE);
+    if (!strncmp(url, CORE_PROFILE_BASE, base)) {
+        size_t len = strcspn(url + base, "|");
+        const fs_type *t = fs_type_by_name(q->app->schema, url + base, len);
+        if (t == q->route.type)
+            return;
+        if (t) {
+            oo_add(issues, OO_ERROR, OO_STRUCTURE, NULL, 0, 0, "profile %s is for %s resources, not %s", url, t->name,
+                   q->route.type->name);
+            return;
+        }
+    }
+    oo_add(issues, OO_ERROR, OO_NOT_SUPPORTED, NULL, 0, 0, "profile %s is not known", url);
+}
+
+void rest_validate_op(rq *q)
+{
+    if (strcmp(srv_req_method(q->req), "POST")) {
+        srv_set_header(q->req, "Allow", "POST");
+        rq_respond_outcome(q, 405, OO_ERROR, OO_NOT_SUPPORTED, NULL, "$validate takes POST");
+        return;
+    }
+    const unsigned char *body;
+    size_t len;
+    if (!body_ok(q, &body, &len))
+        return;
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    char *copy = malloc(len + 1);
+    memcpy(copy, body, len + 1);
+    fj_doc doc;
+    fj_error err;
+    if (!fj_parse(copy, len, NULL, &doc, &err)) {
+        oo_add(&issues, OO_FATAL, OO_STRUCTURE, NULL, err.line, err.column, "invalid JSON: %s", err.message);
+    } else {
+        const char *profile = NULL;
+        size_t profile_len = 0;
+        uint32_t target = validate_target(&doc, &profile, &profile_len);
+        uint32_t rt = target != UINT32_MAX ? fj_get(&doc, target, "resourceType") : UINT32_MAX;
+        if (rt == UINT32_MAX || !fj_str_eq(&doc, rt, q->route.type->name)) {
+            oo_add(&issues, OO_ERROR, OO_STRUCTURE, NULL, 0, 0, "$validate on %s needs a %s resource",
+                   q->route.type->name, q->route.type->name);
+        } else {
+            fv_options opts = {0};
+            opts.profiles = q->app->opt.profiles;
+            char url[512] = "";
+            const char *qp = strstr(srv_req_query(q->req), "profile=");
+            if (qp) {
+                char *decoded = sq_url_decode(qp + 8, strcspn(qp + 8, "&"));
+                snprintf(url, sizeof url, "%s", decoded ? decoded : "");
+                free(decoded);
+            } else if (profile) {
+                snprintf(url, sizeof url, "%.*s", (int)profile_len, profile);
+            }
+            if (url[0])
+                choose_profile(q, url, &opts, &issues);
+            if (target == 0) {
+                fv_validate_doc(&doc, &opts, &issues);
+            } else {
+                /* a resource inside Parameters: validate its own text */
+                fj_buf out = {0};
+                fj_write(&doc, target, NULL, &out);
+                size_t rlen;
+                char *resource = fj_buf_take(&out, &rlen);
+                if (resource)
+                    fv_validate_buffer(resource, rlen, &opts, &issues);
+                free(resource);
+            }
+        }
+    }
+    fj_doc_free(&doc);
+    free(copy);
+    rq_respond_issues(q, 200, &issues);
+    oo_list_free(&issues);
+}
+
+/* ---- search query conversion (shared with rest_bundle.c) ---- */
+
+static st_prefix st_prefix_of(sq_prefix p) { return (st_prefix)p; }
+
+static st_modifier st_modifier_of(sq_modifier m)
+{
+    switch (m) {
+    case SQ_MOD_EXACT: return ST_MOD_EXACT;
+    case SQ_MOD_CONTAINS: return ST_MOD_CONTAINS;
+    case SQ_MOD_MISSING: return ST_MOD_MISSING;
+    case SQ_MOD_NOT: return ST_MOD_NOT;
+    default: return ST_MOD_NONE;
+    }
+}
+
+static st_kind search_st_kind(fs_search_kind k)
+{
+    switch (k) {
+    case FS_SEARCH_NUMBER: return ST_KIND_NUMBER;
+    case FS_SEARCH_DATE: return ST_KIND_DATE;
+    case FS_SEARCH_STRING: return ST_KIND_STRING;
+    case FS_SEARCH_TOKEN: return ST_KIND_TOKEN;
+    case FS_SEARCH_REFERENCE: return ST_KIND_REFERENCE;
+    case FS_SEARCH_QUANTITY: return ST_KIND_QUANTITY;
+    default: return ST_KIND_URI;
+    }
+}
+
+static void convert_value(const sq_param *p, const sq_value *v, const char *base_url, st_value *o)
+{
+    memset(o, 0, sizeof *o);
+    o->prefix = st_prefix_of(v->prefix);
+    switch (p->def->kind) {
+    case FS_SEARCH_DATE:
+        o->v.date.low_ms = v->lo_ms;
+        o->v.date.high_ms = v->hi_ms;
+        break;
+    case FS_SEARCH_NUMBER:
+    case FS_SEARCH_QUANTITY:
+        o->v.number.value = v->number;
+        sq_number_range(v, &o->v.number.low, &o->v.number.high);
+        o->v.number.system = v->unit_system;
+        o->v.number.code = v->unit;
+        break;
+    case FS_SEARCH_TOKEN:
+        o->v.token.system = v->system;
+        o->v.token.code = v->code;
+        break;
+    case FS_SEARCH_REFERENCE:
+        if (foreign_url(base_url, v->text) || (v->text && !v->ref_type && strchr(v->text, ':'))) { /* urn:uuid: */
+            o->v.reference.url = v->text;
+        } else {
+            o->v.reference.type = p->modifier == SQ_MOD_TYPE ? p->target_type : v->ref_type;
+            o->v.reference.id = v->ref_id;
+        }
+        break;
+    case FS_SEARCH_STRING: o->v.string.text = v->text; break;
+    default: o->v.uri.uri = v->text; break;
+    }
+}
+
+void rest_linked_visibility(const az_caller *caller, rest_stq *out)
+{
+    out->visible[0] = caller->ura;
+    out->linked.orgs = out->visible;
+    out->linked.org_count = 1;
+    size_t n = az_types_of(AZ_ADMINISTRATIVE, out->shared, sizeof out->shared / sizeof *out->shared);
+    out->linked.shared_types = out->shared;
+    out->linked.shared_type_count = n;
+    if (!(caller->roles & AZ_CARE_ROLES)) { /* insurers read no clinical type, so reach none either */
+        memcpy(out->readable, out->shared, n * sizeof *out->shared);
+        n += az_types_of(AZ_FINANCIAL, out->readable + n, sizeof out->readable / sizeof *out->readable - n);
+        out->linked.types = out->readable;
+        out->linked.type_count = n;
+    }
+}
+
+static void convert_chain(const sq_param *p, st_link *links, st_condition *c)
+{
+    for (size_t k = 0; k < p->chain_len; k++)
+        links[k] = (st_link){p->chain[k].ref->code, p->chain[k].type, p->chain[k].reverse};
+    c->chain = links;
+    c->chain_len = p->chain_len;
+}
+
+bool rest_to_st_query(const sq_query *sq, const az_caller *caller, const char *base_url, rest_stq *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t values = 0, links = 0;
+    for (size_t i = 0; i < sq->param_count; i++)
+        values += sq->params[i].value_count, links += sq->params[i].chain_len;
+    out->conditions = calloc(sq->param_count ? sq->param_count : 1, sizeof *out->conditions);
+    out->values = calloc(values ? values : 1, sizeof *out->values);
+    out->links = calloc(links ? links : 1, sizeof *out->links);
+    if (!out->conditions || !out->values || !out->links)
+        return false;
+    rest_linked_visibility(caller, out);
+    out->q.linked = &out->linked;
+    size_t at = 0, link_at = 0;
+    for (size_t i = 0; i < sq->param_count; i++) {
+        const sq_param *p = &sq->params[i];
+        st_condition *c = &out->conditions[i];
+        convert_chain(p, &out->links[link_at], c);
+        link_at += p->chain_len;
+        c->param = p->def->code;
+        c->kind = search_st_kind(p->def->kind);
+        c->modifier = st_modifier_of(p->modifier);
+        c->values = &out->values[at];
+        if (p->modifier == SQ_MOD_MISSING) {
+            c->missing = p->value_count && p->values[0].missing;
+            continue;
+        }
+        for (size_t k = 0; k < p->value_count; k++)
+            convert_value(p, &p->values[k], base_url, &out->values[at++]);
+        c->value_count = p->value_count;
+    }
+    out->q.type = sq->type->name;
+    out->q.conditions = out->conditions;
+    out->q.condition_count = sq->param_count;
+    if (az_category_of(sq->type->name) != AZ_ADMINISTRATIVE) {
+        out->q.visible_to = out->visible;
+        out->q.visible_to_count = 1;
+    }
+    out->sort.param = sq->sort ? sq->sort->code : "_lastUpdated";
+    out->sort.kind = sq->sort ? search_st_kind(sq->sort->kind) : ST_KIND_DATE;
+    out->sort.descending = sq->has_sort ? sq->sort_descending : true; /* newest first unless asked otherwise */
+    out->q.sort = &out->sort;
+    out->q.sort_count = 1;
+    out->q.count = sq->summary_count ? 0 : (size_t)sq->count;
+    out->q.offset = (size_t)sq->offset;
+    out->q.want_total = true;
+    out->q.snapshot = sq->snapshot;
+    for (size_t i = 0; i < sq->include_count; i++) {
+        const sq_include *in = &sq->includes[i];
+        out->includes[i] = (st_include){in->source_type, in->ref ? in->ref->code : NULL, in->target_type,
+                                        in->reverse, in->iterate};
+    }
+    out->q.includes = out->includes;
+    out->q.include_count = sq->include_count;
+    out->q.max_included = REST_MAX_INCLUDED;
+    if (sq->has_cursor) {
+        out->cursor = (st_cursor){sq->cursor_ms, sq->cursor_rid, sq->cursor_before};
+        out->q.cursor = &out->cursor;
+    }
+    return true;
+}
+
+void rest_stq_free(rest_stq *s)
+{
+    free(s->conditions);
+    free(s->values);
+    free(s->links);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---- for rest_patch.c ---- */
+
+bool rest_write_submit(rq *q) { return submit(q); }

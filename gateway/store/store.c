@@ -1,0 +1,876 @@
+/*
+ * gateway/store.c — the backend-independent half of the store (see store.h):
+ * the write queue and the commit thread that batches it (group commit), the
+ * pool of read connections, timestamps and the meta splice, result memory,
+ * counters, and the text helpers (instants, normalisation).
+ *
+ * Group commit. Submitters append to a queue and wake the commit thread.
+ * The thread takes what is queued and commits it as one transaction with one
+ * sync. While it syncs, new submissions pile up and form the next batch by
+ * themselves; on top of that, when the previous batch had several
+ * transactions (so writers are concurrent), the thread waits up to
+ * batch_wait_us for the queue to grow to about that size again before it
+ * starts, which evens out batches without delaying a lone writer at all.
+ */
+#include "gateway/store/store_backend.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define DEFAULT_BUSY_TIMEOUT_MS 5000
+#define DEFAULT_MAX_BATCH 256
+#define DEFAULT_BATCH_WAIT_US 200
+#define DEFAULT_MAX_QUEUE 65536
+#define DEFAULT_MAX_READERS 64
+
+/* A submitted transaction, with room for its results. */
+typedef struct txn {
+    struct txn *next;
+    const st_op *ops;
+    size_t op_count;
+    st_done_fn done;
+    void *arg;
+    uint64_t queued_at_us;
+    st_op_result results[]; /* op_count */
+} txn;
+
+struct st_write_ctx {
+    st_store *store;
+};
+
+struct st_store {
+    st_config config;
+    const st_backend *backend;
+    void *writer;
+
+    /* the queue, guarded by queue_lock */
+    pthread_mutex_t queue_lock;
+    pthread_cond_t queue_grew;
+    txn *head, *tail;
+    size_t queued;
+    bool stopping;
+    pthread_t commit_thread;
+    int64_t last_stamp_ms; /* commit thread only */
+
+    /* read connections, guarded by pool_lock */
+    pthread_mutex_t pool_lock;
+    pthread_cond_t pool_returned;
+    void **idle_readers;
+    size_t idle_count, open_readers;
+
+    /* counters, written by the commit thread */
+    _Atomic uint64_t commits, transactions, failed_transactions, operations;
+    _Atomic uint64_t commit_us_total, commit_us_max, max_batch_seen;
+};
+
+/* ---- Small things ------------------------------------------------------------------ */
+
+static uint64_t monotonic_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static int64_t real_clock_ms(void *arg)
+{
+    (void)arg;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *st_status_name(st_status status)
+{
+    static const char *const names[] = {
+        [ST_OK] = "ok",
+        [ST_EXISTS] = "exists",
+        [ST_NOT_FOUND] = "not-found",
+        [ST_GONE] = "gone",
+        [ST_VERSION_CONFLICT] = "version-conflict",
+        [ST_CONFLICT] = "conflict",
+        [ST_MULTIPLE_MATCHES] = "multiple-matches",
+        [ST_ABORTED] = "aborted",
+        [ST_INVALID] = "invalid",
+        [ST_BUSY] = "busy",
+        [ST_CLOSED] = "closed",
+        [ST_IO] = "io",
+        [ST_INTERNAL] = "internal",
+    };
+    return (unsigned)status < sizeof names / sizeof *names && names[status] ? names[status] : "?";
+}
+
+void st__error(st_error *err, const char *format, ...)
+{
+    if (!err)
+        return;
+    va_list ap;
+    va_start(ap, format);
+    vsnprintf(err->message, sizeof err->message, format, ap);
+    va_end(ap);
+}
+
+void st__result_message(st_op_result *res, st_status status, const char *format, ...)
+{
+    res->status = status;
+    va_list ap;
+    va_start(ap, format);
+    vsnprintf(res->message, sizeof res->message, format, ap);
+    va_end(ap);
+}
+
+/* ---- Instants ------------------------------------------------------------------------ */
+
+/* Splits epoch ms into broken-down UTC time and milliseconds (floor, also before 1970). */
+static void utc_parts(int64_t epoch_ms, struct tm *tm, int *ms)
+{
+    int64_t seconds = epoch_ms / 1000, rest = epoch_ms % 1000;
+    if (rest < 0) {
+        rest += 1000;
+        seconds--;
+    }
+    time_t t = (time_t)seconds;
+    gmtime_r(&t, tm);
+    *ms = (int)rest;
+}
+
+void st_format_instant(int64_t epoch_ms, char out[ST_INSTANT_LEN])
+{
+    struct tm tm;
+    int ms;
+    utc_parts(epoch_ms, &tm, &ms);
+    /* a roomy buffer, so that no year (however odd) can truncate mid-field */
+    char text[96];
+    int year = tm.tm_year + 1900;
+    if (year < 0)
+        year = 0;
+    if (year > 9999)
+        year = 9999;
+    snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", year, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec, ms);
+    memcpy(out, text, ST_INSTANT_LEN - 1);
+    out[ST_INSTANT_LEN - 1] = '\0';
+}
+
+void st_format_http_date(int64_t epoch_ms, char out[30])
+{
+    static const char days[][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char months[][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    struct tm tm;
+    int ms;
+    utc_parts(epoch_ms, &tm, &ms);
+    char text[96];
+    int year = tm.tm_year + 1900 < 0 ? 0 : tm.tm_year + 1900 > 9999 ? 9999 : tm.tm_year + 1900;
+    snprintf(text, sizeof text, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7], tm.tm_mday,
+             months[tm.tm_mon % 12], year, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    memcpy(out, text, 29);
+    out[29] = '\0';
+}
+
+/* ---- String normalisation ------------------------------------------------------------- */
+
+/* Latin-1 Supplement and Latin Extended-A letters folded to lower-case ASCII. */
+static const struct {
+    uint16_t first, last;
+    const char *base;
+} LATIN_FOLD[] = {
+    {0xC0, 0xC5, "a"},   {0xC6, 0xC6, "ae"},  {0xC7, 0xC7, "c"},   {0xC8, 0xCB, "e"},   {0xCC, 0xCF, "i"},
+    {0xD0, 0xD0, "d"},   {0xD1, 0xD1, "n"},   {0xD2, 0xD6, "o"},   {0xD8, 0xD8, "o"},   {0xD9, 0xDC, "u"},
+    {0xDD, 0xDD, "y"},   {0xDE, 0xDE, "th"},  {0xDF, 0xDF, "ss"},  {0xE0, 0xE5, "a"},   {0xE6, 0xE6, "ae"},
+    {0xE7, 0xE7, "c"},   {0xE8, 0xEB, "e"},   {0xEC, 0xEF, "i"},   {0xF0, 0xF0, "d"},   {0xF1, 0xF1, "n"},
+    {0xF2, 0xF6, "o"},   {0xF8, 0xF8, "o"},   {0xF9, 0xFC, "u"},   {0xFD, 0xFD, "y"},   {0xFE, 0xFE, "th"},
+    {0xFF, 0xFF, "y"},   {0x100, 0x105, "a"}, {0x106, 0x10D, "c"}, {0x10E, 0x111, "d"}, {0x112, 0x11B, "e"},
+    {0x11C, 0x123, "g"}, {0x124, 0x127, "h"}, {0x128, 0x131, "i"}, {0x132, 0x133, "ij"}, {0x134, 0x135, "j"},
+    {0x136, 0x138, "k"}, {0x139, 0x142, "l"}, {0x143, 0x14B, "n"}, {0x14C, 0x151, "o"}, {0x152, 0x153, "oe"},
+    {0x154, 0x159, "r"}, {0x15A, 0x161, "s"}, {0x162, 0x167, "t"}, {0x168, 0x173, "u"}, {0x174, 0x175, "w"},
+    {0x176, 0x178, "y"}, {0x179, 0x17E, "z"}, {0x17F, 0x17F, "s"},
+};
+
+static const char *latin_base(unsigned cp)
+{
+    for (size_t i = 0; i < sizeof LATIN_FOLD / sizeof *LATIN_FOLD; i++)
+        if (cp >= LATIN_FOLD[i].first && cp <= LATIN_FOLD[i].last)
+            return LATIN_FOLD[i].base;
+    return NULL;
+}
+
+/*
+ * Every folding maps a two-byte UTF-8 sequence to at most two ASCII bytes
+ * and drops the combining marks, so the result never outgrows the input.
+ */
+char *st_normalize(const char *text)
+{
+    size_t n = strlen(text);
+    char *out = malloc(n + 1), *o = out;
+    if (!out)
+        return NULL;
+    const unsigned char *p = (const unsigned char *)text;
+    while (*p) {
+        if (*p < 0x80) {
+            *o++ = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+            p++;
+            continue;
+        }
+        if ((*p & 0xE0) == 0xC0 && (p[1] & 0xC0) == 0x80) {
+            unsigned cp = ((unsigned)(*p & 0x1F) << 6) | (p[1] & 0x3F);
+            const char *base = latin_base(cp);
+            if (base) {
+                for (; *base; base++)
+                    *o++ = *base;
+                p += 2;
+                continue;
+            }
+            if (cp >= 0x300 && cp <= 0x36F) { /* combining diacritical marks */
+                p += 2;
+                continue;
+            }
+        }
+        *o++ = (char)*p++;
+    }
+    *o = '\0';
+    return out;
+}
+
+/* ---- The meta splice ---------------------------------------------------------------- */
+
+static bool is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+char *st__render(const st_op *op, int64_t version, const char *last_updated, size_t *len, st_op_result *res)
+{
+    if (op->render) {
+        char *bytes = op->render(op->render_arg, version, last_updated, len);
+        if (!bytes)
+            st__result_message(res, ST_INTERNAL, "the render callback failed");
+        return bytes;
+    }
+    const char *json = op->json;
+    size_t n = op->json_len ? op->json_len : (json ? strlen(json) : 0);
+    size_t at = op->meta_at;
+    if (!json || !n) {
+        st__result_message(res, ST_INVALID, "no resource body");
+        return NULL;
+    }
+    if (at == 0) {
+        const char *brace = memchr(json, '{', n);
+        if (!brace) {
+            st__result_message(res, ST_INVALID, "the body is not a JSON object");
+            return NULL;
+        }
+        at = (size_t)(brace - json) + 1;
+    }
+    if (at > n) {
+        st__result_message(res, ST_INVALID, "meta_at beyond the body");
+        return NULL;
+    }
+    /* commas: before unless a member may start here, after unless the object or a comma follows */
+    size_t b = at, a = at;
+    while (b > 0 && is_space(json[b - 1]))
+        b--;
+    while (a < n && is_space(json[a]))
+        a++;
+    bool lead = !(b > 0 && (json[b - 1] == '{' || json[b - 1] == ','));
+    bool trail = a < n && json[a] != '}' && json[a] != ',';
+    const char *extra = op->meta_extra && *op->meta_extra ? op->meta_extra : NULL;
+
+    char meta[160];
+    int m = snprintf(meta, sizeof meta, "%s\"meta\":{\"versionId\":\"%lld\",\"lastUpdated\":\"%s\"", lead ? "," : "",
+                     (long long)version, last_updated);
+    size_t extra_len = extra ? strlen(extra) : 0;
+    size_t total = n + (size_t)m + (extra ? extra_len + 1 : 0) + 1 + (trail ? 1 : 0);
+    char *out = malloc(total + 1);
+    if (!out) {
+        st__result_message(res, ST_INTERNAL, "out of memory");
+        return NULL;
+    }
+    char *o = out;
+    memcpy(o, json, at), o += at;
+    memcpy(o, meta, (size_t)m), o += m;
+    if (extra) {
+        *o++ = ',';
+        memcpy(o, extra, extra_len), o += extra_len;
+    }
+    *o++ = '}';
+    if (trail)
+        *o++ = ',';
+    memcpy(o, json + at, n - at), o += n - at;
+    *o = '\0';
+    *len = (size_t)(o - out);
+    return out;
+}
+
+int64_t st__stamp(st_write_ctx *ctx)
+{
+    st_store *s = ctx->store;
+    int64_t now = s->config.clock(s->config.clock_arg);
+    if (now < s->last_stamp_ms)
+        now = s->last_stamp_ms;
+    s->last_stamp_ms = now;
+    return now;
+}
+
+/* ---- Result memory ------------------------------------------------------------------ */
+
+bool st__resource_fill(st_resource *out, const char *type, const char *id, int64_t version,
+                       int64_t last_updated_ms, st_method method, const char *json, size_t json_len,
+                       const char *owner, const char *tags)
+{
+    memset(out, 0, sizeof *out);
+    owner = owner ? owner : "";
+    size_t tag_count = 0, tags_len = tags ? strlen(tags) : 0;
+    if (tags_len) {
+        tag_count = 1;
+        for (const char *t = tags; *t; t++)
+            tag_count += *t == ST__TAG_SEPARATOR;
+    }
+    size_t type_len = strlen(type), id_len = strlen(id), owner_len = strlen(owner);
+    size_t size = (tag_count + 1) * sizeof(char *) + type_len + 1 + id_len + 1 + owner_len + 1 +
+                  (json ? json_len + 1 : 0) + tags_len + 1;
+    char *block = malloc(size);
+    if (!block)
+        return false;
+    const char **tag_ptrs = (const char **)(void *)block;
+    char *p = block + (tag_count + 1) * sizeof(char *);
+#define COPY_FIELD(dst, src, len) (memcpy(p, src, len), p[len] = '\0', dst = p, p += (len) + 1)
+    COPY_FIELD(out->type, type, type_len);
+    COPY_FIELD(out->id, id, id_len);
+    COPY_FIELD(out->owner, owner, owner_len);
+    if (json)
+        COPY_FIELD(out->json, json, json_len);
+#undef COPY_FIELD
+    if (tags_len) {
+        memcpy(p, tags, tags_len + 1);
+        size_t k = 0;
+        tag_ptrs[k++] = p;
+        for (; *p; p++)
+            if (*p == ST__TAG_SEPARATOR) {
+                *p = '\0';
+                tag_ptrs[k++] = p + 1;
+            }
+    }
+    tag_ptrs[tag_count] = NULL;
+    out->access_tags = tag_ptrs;
+    out->access_tag_count = tag_count;
+    out->json_len = json ? json_len : 0;
+    out->version = version;
+    out->last_updated_ms = last_updated_ms;
+    st_format_instant(last_updated_ms, out->last_updated);
+    out->method = method;
+    out->deleted = method == ST_METHOD_DELETE;
+    out->block_ = block;
+    return true;
+}
+
+void st_resource_free(st_resource *r)
+{
+    if (!r)
+        return;
+    free(r->block_);
+    memset(r, 0, sizeof *r);
+}
+
+st_resource *st__list_push(st_list *list, size_t *capacity)
+{
+    if (list->count == *capacity) {
+        size_t grown = *capacity ? *capacity * 2 : 16;
+        st_resource *items = realloc(list->items, grown * sizeof *items);
+        if (!items)
+            return NULL;
+        list->items = items;
+        *capacity = grown;
+    }
+    st_resource *slot = &list->items[list->count++];
+    memset(slot, 0, sizeof *slot);
+    return slot;
+}
+
+void st_list_free(st_list *list)
+{
+    if (!list)
+        return;
+    for (size_t i = 0; i < list->count; i++)
+        st_resource_free(&list->items[i]);
+    free(list->items);
+    for (size_t i = 0; i < list->included_count; i++)
+        st_resource_free(&list->included[i]);
+    free(list->included);
+    memset(list, 0, sizeof *list);
+}
+
+/* ---- Read connections --------------------------------------------------------------- */
+
+static void *reader_acquire(st_store *s, st_error *err)
+{
+    pthread_mutex_lock(&s->pool_lock);
+    while (s->idle_count == 0 && s->open_readers >= s->config.max_readers)
+        pthread_cond_wait(&s->pool_returned, &s->pool_lock);
+    if (s->idle_count > 0) {
+        void *reader = s->idle_readers[--s->idle_count];
+        pthread_mutex_unlock(&s->pool_lock);
+        return reader;
+    }
+    s->open_readers++;
+    pthread_mutex_unlock(&s->pool_lock);
+
+    /* opening takes a while: not under the lock */
+    void *reader = s->backend->open_reader(&s->config, err);
+    if (!reader) {
+        pthread_mutex_lock(&s->pool_lock);
+        s->open_readers--;
+        pthread_cond_signal(&s->pool_returned);
+        pthread_mutex_unlock(&s->pool_lock);
+    }
+    return reader;
+}
+
+static void reader_release(st_store *s, void *reader)
+{
+    pthread_mutex_lock(&s->pool_lock);
+    s->idle_readers[s->idle_count++] = reader;
+    pthread_cond_signal(&s->pool_returned);
+    pthread_mutex_unlock(&s->pool_lock);
+}
+
+static bool valid_name(const char *text, size_t max)
+{
+    return text && *text && strlen(text) <= max;
+}
+
+static st_status read_version(st_store *s, const char *type, const char *id, int64_t version, st_resource *out,
+                              st_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!valid_name(type, ST_TYPE_MAX) || !valid_name(id, ST_ID_MAX) || version < 0) {
+        st__error(err, "invalid type, id or version");
+        return ST_INVALID;
+    }
+    void *reader = reader_acquire(s, err);
+    if (!reader)
+        return ST_IO;
+    st_status status = s->backend->read(reader, type, id, version, out, err);
+    reader_release(s, reader);
+    return status;
+}
+
+st_status st_read(st_store *s, const char *type, const char *id, st_resource *out, st_error *err)
+{
+    return read_version(s, type, id, 0, out, err);
+}
+
+st_status st_vread(st_store *s, const char *type, const char *id, int64_t version, st_resource *out, st_error *err)
+{
+    if (version <= 0) {
+        memset(out, 0, sizeof *out);
+        return ST_NOT_FOUND;
+    }
+    return read_version(s, type, id, version, out, err);
+}
+
+st_status st_history(st_store *s, const st_history_query *query, st_list *out, st_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->total = -1;
+    if (query->id && !query->type) {
+        st__error(err, "instance history needs a type");
+        return ST_INVALID;
+    }
+    void *reader = reader_acquire(s, err);
+    if (!reader)
+        return ST_IO;
+    st_status status = s->backend->history(reader, query, out, err);
+    reader_release(s, reader);
+    if (status != ST_OK)
+        st_list_free(out);
+    return status;
+}
+
+st_status st_search(st_store *s, const st_query *query, st_list *out, st_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->total = -1;
+    void *reader = reader_acquire(s, err);
+    if (!reader)
+        return ST_IO;
+    st_status status = s->backend->search(reader, query, out, err);
+    reader_release(s, reader);
+    if (status != ST_OK) {
+        st_list_free(out);
+        out->total = -1;
+    }
+    return status;
+}
+
+/* ---- The commit thread ------------------------------------------------------------- */
+
+static bool is_failure(st_status status)
+{
+    return status != ST_OK && status != ST_EXISTS;
+}
+
+typedef enum txn_outcome { TXN_KEPT, TXN_ROLLED_BACK, TXN_BATCH_LOST } txn_outcome;
+
+static void mark_aborted_except(txn *t, size_t failed)
+{
+    for (size_t i = 0; i < t->op_count; i++)
+        if (i != failed) {
+            memset(&t->results[i], 0, sizeof t->results[i]);
+            t->results[i].status = ST_ABORTED;
+        }
+}
+
+/* Runs one submitted transaction inside its savepoint. */
+static txn_outcome run_txn(st_store *s, st_write_ctx *ctx, txn *t, st_error *err)
+{
+    st_status begun = s->backend->begin_txn(s->writer, err);
+    if (begun != ST_OK)
+        return TXN_BATCH_LOST;
+    size_t failed = t->op_count;
+    for (size_t i = 0; i < t->op_count && failed == t->op_count; i++) {
+        s->backend->apply(s->writer, ctx, &t->ops[i], &t->results[i]);
+        if (t->ops[i].on_applied)
+            t->ops[i].on_applied(t->ops[i].on_applied_arg, &t->results[i]);
+        if (is_failure(t->results[i].status))
+            failed = i;
+    }
+    bool keep = failed == t->op_count;
+    if (s->backend->end_txn(s->writer, keep, err) != ST_OK)
+        return TXN_BATCH_LOST;
+    if (keep)
+        return TXN_KEPT;
+    mark_aborted_except(t, failed);
+    return TXN_ROLLED_BACK;
+}
+
+/* The whole batch failed (BEGIN or COMMIT): every operation gets the reason. */
+static void fail_batch(txn *batch, st_status status, const char *message)
+{
+    for (txn *t = batch; t; t = t->next)
+        for (size_t i = 0; i < t->op_count; i++) {
+            memset(&t->results[i], 0, sizeof t->results[i]);
+            st__result_message(&t->results[i], status, "%s", message);
+        }
+}
+
+static void report_and_free(txn *batch)
+{
+    while (batch) {
+        txn *next = batch->next;
+        st_txn_result r = {.status = ST_OK, .ops = batch->results, .op_count = batch->op_count};
+        for (size_t i = 0; i < batch->op_count; i++)
+            if (is_failure(batch->results[i].status) && batch->results[i].status != ST_ABORTED) {
+                r.status = batch->results[i].status;
+                r.failed_op = i;
+                break;
+            }
+        batch->done(batch->arg, &r);
+        free(batch);
+        batch = next;
+    }
+}
+
+static void count_commit(st_store *s, const st_commit_stats *c)
+{
+    if (c->ok) {
+        atomic_fetch_add(&s->commits, 1);
+        atomic_fetch_add(&s->transactions, c->transactions - c->failed);
+        atomic_fetch_add(&s->operations, c->operations);
+    }
+    atomic_fetch_add(&s->failed_transactions, c->ok ? c->failed : c->transactions);
+    atomic_fetch_add(&s->commit_us_total, c->commit_us);
+    if (c->commit_us > atomic_load(&s->commit_us_max))
+        atomic_store(&s->commit_us_max, c->commit_us);
+    if (c->transactions > atomic_load(&s->max_batch_seen))
+        atomic_store(&s->max_batch_seen, c->transactions);
+    if (s->config.on_commit)
+        s->config.on_commit(s->config.on_commit_arg, c);
+}
+
+static void run_batch(st_store *s, txn *batch)
+{
+    st_write_ctx ctx = {s};
+    st_commit_stats stats = {.ok = true};
+    uint64_t start = monotonic_us();
+    stats.queue_wait_us = start - batch->queued_at_us;
+    st_error err = {{0}};
+
+    for (txn *t = batch; t; t = t->next)
+        stats.transactions++;
+    st_status status = s->backend->begin_batch(s->writer, &err);
+    for (txn *t = batch; t && status == ST_OK; t = t->next) {
+        txn_outcome outcome = run_txn(s, &ctx, t, &err);
+        if (outcome == TXN_BATCH_LOST)
+            status = ST_IO;
+        else if (outcome == TXN_KEPT)
+            stats.operations += t->op_count;
+        else
+            stats.failed++;
+    }
+    if (status == ST_OK)
+        status = s->backend->commit_batch(s->writer, &err);
+    if (status != ST_OK) {
+        s->backend->rollback_batch(s->writer);
+        fail_batch(batch, status, err.message);
+        stats.ok = false;
+    }
+    stats.commit_us = monotonic_us() - start;
+    count_commit(s, &stats);
+    report_and_free(batch); /* only now: a callback means committed and synced */
+    s->backend->maintain(s->writer);
+}
+
+static void deadline_after(struct timespec *ts, unsigned us)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_nsec += (long)(us % 1000000u) * 1000;
+    ts->tv_sec += us / 1000000u + ts->tv_nsec / 1000000000;
+    ts->tv_nsec %= 1000000000;
+}
+
+/* Takes the next batch off the queue, waiting for work; NULL when stopping with nothing left. */
+static txn *take_batch(st_store *s, size_t previous_size)
+{
+    pthread_mutex_lock(&s->queue_lock);
+    while (!s->head && !s->stopping)
+        pthread_cond_wait(&s->queue_grew, &s->queue_lock);
+    size_t expected = previous_size < s->config.max_batch ? previous_size : s->config.max_batch;
+    if (s->head && s->config.batch_wait_us > 0 && expected > 1 && s->queued < expected && !s->stopping) {
+        struct timespec deadline;
+        deadline_after(&deadline, (unsigned)s->config.batch_wait_us);
+        while (s->queued < expected && !s->stopping)
+            if (pthread_cond_timedwait(&s->queue_grew, &s->queue_lock, &deadline) == ETIMEDOUT)
+                break;
+    }
+    txn *batch = s->head, *last = NULL;
+    size_t n = 0;
+    for (txn *t = s->head; t && n < s->config.max_batch; t = t->next, n++)
+        last = t;
+    if (last) {
+        s->head = last->next;
+        if (!s->head)
+            s->tail = NULL;
+        last->next = NULL;
+        s->queued -= n;
+    }
+    pthread_mutex_unlock(&s->queue_lock);
+    return batch;
+}
+
+static size_t batch_size(const txn *batch)
+{
+    size_t n = 0;
+    for (; batch; batch = batch->next)
+        n++;
+    return n;
+}
+
+static void *commit_thread_main(void *arg)
+{
+    st_store *s = arg;
+    size_t previous = 0;
+    for (;;) {
+        txn *batch = take_batch(s, previous);
+        if (!batch)
+            break;
+        previous = batch_size(batch);
+        run_batch(s, batch);
+    }
+    return NULL;
+}
+
+/* ---- Submitting -------------------------------------------------------------------- */
+
+static bool valid_op(const st_op *op)
+{
+    if (op->kind < ST_OP_CREATE || op->kind > ST_OP_DELETE)
+        return false;
+    if (!valid_name(op->type, ST_TYPE_MAX) || !valid_name(op->id, ST_ID_MAX))
+        return false;
+    if (op->if_none_exist && (op->kind != ST_OP_CREATE || !op->if_none_exist->type ||
+                              strcmp(op->if_none_exist->type, op->type) != 0))
+        return false;
+    return op->expected_version >= 0 && (op->row_count == 0 || op->rows) &&
+           (op->access_tag_count == 0 || op->access_tags);
+}
+
+st_status st_submit(st_store *s, const st_op *ops, size_t op_count, st_done_fn done, void *arg)
+{
+    if (!ops || op_count == 0 || !done)
+        return ST_INVALID;
+    for (size_t i = 0; i < op_count; i++)
+        if (!valid_op(&ops[i]))
+            return ST_INVALID;
+    txn *t = calloc(1, sizeof *t + op_count * sizeof(st_op_result));
+    if (!t)
+        return ST_INTERNAL;
+    t->ops = ops;
+    t->op_count = op_count;
+    t->done = done;
+    t->arg = arg;
+    t->queued_at_us = monotonic_us();
+
+    pthread_mutex_lock(&s->queue_lock);
+    st_status status = s->stopping ? ST_CLOSED : s->queued >= s->config.max_queue ? ST_BUSY : ST_OK;
+    if (status == ST_OK) {
+        if (s->tail)
+            s->tail->next = t;
+        else
+            s->head = t;
+        s->tail = t;
+        s->queued++;
+        pthread_cond_signal(&s->queue_grew);
+    }
+    pthread_mutex_unlock(&s->queue_lock);
+    if (status != ST_OK)
+        free(t);
+    return status;
+}
+
+typedef struct waiter {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool finished;
+    st_status status;
+    st_op_result *results;
+} waiter;
+
+static void wake_waiter(void *arg, const st_txn_result *r)
+{
+    waiter *w = arg;
+    pthread_mutex_lock(&w->lock);
+    if (w->results)
+        memcpy(w->results, r->ops, r->op_count * sizeof *r->ops);
+    w->status = r->status;
+    w->finished = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+st_status st_submit_wait(st_store *s, const st_op *ops, size_t op_count, st_op_result *results)
+{
+    waiter w = {.results = results};
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_cond_init(&w.cond, NULL);
+    st_status status = st_submit(s, ops, op_count, wake_waiter, &w);
+    if (status == ST_OK) {
+        pthread_mutex_lock(&w.lock);
+        while (!w.finished)
+            pthread_cond_wait(&w.cond, &w.lock);
+        status = w.status;
+        pthread_mutex_unlock(&w.lock);
+    }
+    pthread_cond_destroy(&w.cond);
+    pthread_mutex_destroy(&w.lock);
+    return status;
+}
+
+/* ---- Opening and closing ------------------------------------------------------------- */
+
+static void apply_defaults(st_config *c)
+{
+    if (!c->busy_timeout_ms)
+        c->busy_timeout_ms = DEFAULT_BUSY_TIMEOUT_MS;
+    if (!c->max_batch)
+        c->max_batch = DEFAULT_MAX_BATCH;
+    if (!c->max_queue)
+        c->max_queue = DEFAULT_MAX_QUEUE;
+    if (!c->max_readers)
+        c->max_readers = DEFAULT_MAX_READERS;
+    if (!c->clock)
+        c->clock = real_clock_ms;
+    if (c->batch_wait_us == 0)
+        c->batch_wait_us = DEFAULT_BATCH_WAIT_US;
+    else if (c->batch_wait_us < 0)
+        c->batch_wait_us = 0;
+}
+
+static bool init_sync(st_store *s)
+{
+    pthread_condattr_t attr;
+    if (pthread_condattr_init(&attr) != 0)
+        return false;
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* the batch window must not jump with the wall clock */
+    bool ok = pthread_mutex_init(&s->queue_lock, NULL) == 0 && pthread_cond_init(&s->queue_grew, &attr) == 0 &&
+              pthread_mutex_init(&s->pool_lock, NULL) == 0 && pthread_cond_init(&s->pool_returned, NULL) == 0;
+    pthread_condattr_destroy(&attr);
+    return ok;
+}
+
+st_store *st_open(const st_config *config, st_error *err)
+{
+    if (!config || !config->path || !*config->path) {
+        st__error(err, "no database path");
+        return NULL;
+    }
+    st_store *s = calloc(1, sizeof *s);
+    if (!s) {
+        st__error(err, "out of memory");
+        return NULL;
+    }
+    s->config = *config;
+    apply_defaults(&s->config);
+    s->backend = &st_sqlite_backend;
+    s->idle_readers = calloc(s->config.max_readers, sizeof *s->idle_readers);
+    if (!s->idle_readers || !init_sync(s)) {
+        st__error(err, "out of memory");
+        free(s->idle_readers);
+        free(s);
+        return NULL;
+    }
+    s->writer = s->backend->open_writer(&s->config, err);
+    if (!s->writer)
+        goto fail;
+    if (pthread_create(&s->commit_thread, NULL, commit_thread_main, s) != 0) {
+        st__error(err, "cannot start the commit thread");
+        s->backend->close_writer(s->writer);
+        goto fail;
+    }
+    return s;
+fail:
+    pthread_cond_destroy(&s->queue_grew);
+    pthread_cond_destroy(&s->pool_returned);
+    pthread_mutex_destroy(&s->queue_lock);
+    pthread_mutex_destroy(&s->pool_lock);
+    free(s->idle_readers);
+    free(s);
+    return NULL;
+}
+
+void st_close(st_store *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->queue_lock);
+    s->stopping = true; /* the thread still drains what is queued */
+    pthread_cond_signal(&s->queue_grew);
+    pthread_mutex_unlock(&s->queue_lock);
+    pthread_join(s->commit_thread, NULL);
+    s->backend->close_writer(s->writer);
+    for (size_t i = 0; i < s->idle_count; i++)
+        s->backend->close_reader(s->idle_readers[i]);
+    pthread_cond_destroy(&s->queue_grew);
+    pthread_cond_destroy(&s->pool_returned);
+    pthread_mutex_destroy(&s->queue_lock);
+    pthread_mutex_destroy(&s->pool_lock);
+    free(s->idle_readers);
+    free(s);
+}
+
+void st_counters_get(st_store *s, st_counters *out)
+{
+    out->commits = atomic_load(&s->commits);
+    out->transactions = atomic_load(&s->transactions);
+    out->failed_transactions = atomic_load(&s->failed_transactions);
+    out->operations = atomic_load(&s->operations);
+    out->commit_us_total = atomic_load(&s->commit_us_total);
+    out->commit_us_max = atomic_load(&s->commit_us_max);
+    out->max_batch_seen = atomic_load(&s->max_batch_seen);
+}

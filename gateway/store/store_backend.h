@@ -1,0 +1,85 @@
+/*
+ * gateway/store/store_backend.h — what a storage backend implements, and the
+ * helpers store.c offers it. Internal to the store: only store.c and the
+ * backend files (store_sqlite.c, later store_pg.c) include this.
+ *
+ * store.c owns everything backend-independent: the queue, the commit thread
+ * and its batching, the read-connection pool, timestamps, the meta splice,
+ * result memory, counters. A backend owns its connections and SQL:
+ *
+ *   - one writer handle, used only by the commit thread: begin_batch, then
+ *     per submitted transaction begin_txn / apply... / end_txn (a savepoint
+ *     kept or rolled back), then commit_batch (durable when it returns OK)
+ *     or rollback_batch;
+ *   - reader handles, each used by one thread at a time (store.c pools
+ *     them), for read/history/search. A reader sees committed data only.
+ *
+ * apply() must evaluate if_none_exist, If-Match and existence on the
+ * writer's own (uncommitted) view, so that operations earlier in the batch
+ * count; it fills the st_op_result and returns nothing else. A result
+ * status other than ST_OK/ST_EXISTS rolls back the submitted transaction.
+ */
+#ifndef GATEWAY_STORE_BACKEND_H
+#define GATEWAY_STORE_BACKEND_H
+
+#include "gateway/store/store.h"
+
+/* Handed to apply(): where versions get their time and their bytes. */
+typedef struct st_write_ctx st_write_ctx;
+
+/* The lastUpdated of the next version: the config's clock, never going backwards. */
+int64_t st__stamp(st_write_ctx *ctx);
+
+/*
+ * The final JSON of a version of op (splice or render callback); malloc'd,
+ * *len bytes plus a NUL. NULL with res->status/message set on failure.
+ */
+char *st__render(const st_op *op, int64_t version, const char *last_updated, size_t *len, st_op_result *res);
+
+/*
+ * Fills out with one version, copying everything into one block. tags are
+ * joined by ST__TAG_SEPARATOR (NULL or "" for none); json may be NULL.
+ * Returns false when out of memory.
+ */
+#define ST__TAG_SEPARATOR '\x1f'
+bool st__resource_fill(st_resource *out, const char *type, const char *id, int64_t version,
+                       int64_t last_updated_ms, st_method method, const char *json, size_t json_len,
+                       const char *owner, const char *tags);
+
+/* Appends a slot to list->items (zeroed); NULL when out of memory. */
+st_resource *st__list_push(st_list *list, size_t *capacity);
+
+/* printf into err (NULL is fine). */
+void st__error(st_error *err, const char *format, ...) __attribute__((format(printf, 2, 3)));
+void st__result_message(st_op_result *res, st_status status, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+
+typedef struct st_backend {
+    const char *name;
+    /* The writer: opens, creates or migrates the schema. */
+    void *(*open_writer)(const st_config *config, st_error *err);
+    void (*close_writer)(void *writer);
+    void *(*open_reader)(const st_config *config, st_error *err);
+    void (*close_reader)(void *reader);
+
+    st_status (*begin_batch)(void *writer, st_error *err);
+    st_status (*commit_batch)(void *writer, st_error *err);
+    void (*rollback_batch)(void *writer);
+    st_status (*begin_txn)(void *writer, st_error *err);
+    /* Releases (keep) or rolls back the savepoint. Not ST_OK: the batch transaction itself is gone
+     * (SQLite rolls back everything on some I/O errors), and the whole batch must fail. */
+    st_status (*end_txn)(void *writer, bool keep, st_error *err);
+    void (*apply)(void *writer, st_write_ctx *ctx, const st_op *op, st_op_result *res);
+    /* After a batch's callbacks have run: housekeeping that must not delay acknowledgements. */
+    void (*maintain)(void *writer);
+
+    /* version 0: the current one */
+    st_status (*read)(void *reader, const char *type, const char *id, int64_t version, st_resource *out,
+                      st_error *err);
+    st_status (*history)(void *reader, const st_history_query *query, st_list *out, st_error *err);
+    st_status (*search)(void *reader, const st_query *query, st_list *out, st_error *err);
+} st_backend;
+
+extern const st_backend st_sqlite_backend;
+
+#endif

@@ -1,0 +1,28 @@
+/*
+ * gateway/util/files.h — reading files and walking folders for the CLI and the
+ * loaders (prefix files_). Paths are collected in name order, so runs are
+ * reproducible.
+ *
+ * Memory: files_read returns a malloc'd buffer (caller frees); a file_list
+ * owns its paths (files_list_free).
+ */
+#ifndef GATEWAY_FILES_H
+#define GATEWAY_FILES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct file_list {
+    char **paths;
+    size_t count, capacity;
+} file_list;
+
+/* Add `path`: a file as is, a directory as every *.json below it (recursively, in name order).
+ * Returns false (with errno set and a message on stderr prefixed by `who`) when path cannot be read. */
+bool files_collect(file_list *list, const char *path, const char *who);
+void files_list_free(file_list *list);
+
+/* The whole file in a malloc'd buffer (NUL-terminated; *len excludes the NUL); NULL with errno on failure. */
+char *files_read(const char *path, size_t *len);
+
+#endif
