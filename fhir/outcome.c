@@ -4,6 +4,8 @@
 #define _GNU_SOURCE /* vasprintf */
 #include "fhir/outcome.h"
 
+#include "fhir/array.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,15 +45,9 @@ void oo_vadd(oo_list *l, oo_severity sev, const char *code, const char *expressi
         l->dropped++;
         return;
     }
-    if (l->count == l->capacity) {
-        size_t cap = l->capacity ? l->capacity * 2 : 8;
-        oo_issue *items = realloc(l->items, cap * sizeof *items);
-        if (!items) {
-            l->dropped++; /* out of memory: the counts above stay right */
-            return;
-        }
-        l->items = items;
-        l->capacity = cap;
+    if (!fa_reserve(&l->items, &l->capacity, l->count + 1, sizeof *l->items)) {
+        l->dropped++; /* out of memory: the counts above stay right */
+        return;
     }
     char *message = NULL;
     if (vasprintf(&message, fmt, ap) < 0)
