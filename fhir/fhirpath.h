@@ -48,6 +48,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fhir/datetime.h"
 #include "fhir/json.h"
 #include "fhir/schema.h"
 
@@ -68,25 +69,19 @@ typedef enum fp_kind {
     FP_TYPEINFO  /* the result of type(): namespace and name */
 } fp_kind;
 
-/* The last component a date/time value has (a Time starts at FP_PREC_HOUR). */
+/* The last component a date/time value has (a Time starts at FP_PREC_HOUR): fhir/datetime.h's precisions. */
 typedef enum fp_precision {
-    FP_PREC_YEAR = 1,
-    FP_PREC_MONTH,
-    FP_PREC_DAY,
-    FP_PREC_HOUR,
-    FP_PREC_MINUTE,
-    FP_PREC_SECOND,
-    FP_PREC_MS
+    FP_PREC_YEAR = FDT_YEAR,
+    FP_PREC_MONTH = FDT_MONTH,
+    FP_PREC_DAY = FDT_DAY,
+    FP_PREC_HOUR = FDT_HOUR,
+    FP_PREC_MINUTE = FDT_MINUTE,
+    FP_PREC_SECOND = FDT_SECOND,
+    FP_PREC_MS = FDT_MS
 } fp_precision;
 
-typedef struct fp_datetime {
-    int16_t year;
-    uint8_t month, day, hour, minute, second;
-    uint8_t precision; /* fp_precision */
-    uint16_t ms;
-    bool has_tz;
-    int16_t tz_minutes; /* offset from UTC, e.g. +10:00 = 600 */
-} fp_datetime;
+/* System.Date, DateTime and Time values are fhir/datetime.h values (a Time has no year, month or day). */
+typedef fdt_value fp_datetime;
 
 typedef struct fp_item {
     uint8_t kind;     /* fp_kind */

@@ -205,7 +205,6 @@ bool fp_parse_number(const char *s, size_t len, long double *v, int *scale, bool
 /* Dates and times. */
 size_t fp_scan_temporal(const char *s, size_t len, bool time_only, fp_datetime *dt, bool *saw_t);
 size_t fp_format_temporal(fp_kind kind, const fp_datetime *dt, char *buf, size_t cap);
-int fp_days_in_month(int year, int month);
 /* Add a calendar/time quantity to a date or dateTime (kind); false when the unit cannot be added. */
 bool fp_add_duration(fp_kind kind, fp_datetime *dt, long double amount, const char *unit, size_t unit_len,
                      bool calendar);
