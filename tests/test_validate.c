@@ -36,9 +36,11 @@ static bool has_issue(const oo_list *l, oo_severity sev, const char *code, const
 
 static void dump(const oo_list *l)
 {
-    for (size_t i = 0; i < l->count; i++)
-        cr_log_info("  %s %s %s: %s", oo_severity_name(l->items[i].severity), l->items[i].code,
-                    l->items[i].expression ? l->items[i].expression : "-", l->items[i].message);
+    for (size_t i = 0; i < l->count; i++) {
+        char line[2048];
+        oo_issue_format(&l->items[i], line, sizeof line);
+        cr_log_info("  %s", line);
+    }
 }
 
 #define EXPECT_CLEAN(json)                                                                                       \
@@ -293,6 +295,33 @@ Test(outcome, validates_as_fhir)
     const char *text = json_object_to_json_string_ext(oo, JSON_C_TO_STRING_PLAIN);
     EXPECT_CLEAN(text);
     json_object_put(oo);
+    oo_list_free(&l);
+}
+
+/* The one-line text of an issue: padded severity and code, location, position, message. */
+Test(outcome, issue_text)
+{
+    oo_list l;
+    oo_list_init(&l, 0);
+    oo_add(&l, OO_ERROR, OO_VALUE, "Patient.birthDate", 3, 17, "invalid date '%s'", "2023-02-29");
+    oo_add(&l, OO_FATAL, OO_STRUCTURE, NULL, 1, 9, "invalid JSON");
+    oo_add(&l, OO_WARNING, OO_INVARIANT, "Patient", 0, 0, "dom-6");
+    oo_add(&l, OO_INFORMATION, OO_INFORMATIONAL, NULL, 0, 0, "fine");
+    static const char *const want[] = {
+        "error   value        Patient.birthDate (line 3, col 17): invalid date '2023-02-29'",
+        "fatal   structure    (line 1, col 9): invalid JSON",
+        "warning invariant    Patient: dom-6",
+        "information informational : fine",
+    };
+    for (size_t i = 0; i < l.count; i++) {
+        char line[200];
+        size_t n = oo_issue_format(&l.items[i], line, sizeof line);
+        cr_expect_str_eq(line, want[i]);
+        cr_expect_eq(n, strlen(want[i]));
+    }
+    char small[10];
+    cr_expect_eq(oo_issue_format(&l.items[0], small, sizeof small), strlen(want[0]), "the length it needs");
+    cr_expect_str_eq(small, "error   v");
     oo_list_free(&l);
 }
 
