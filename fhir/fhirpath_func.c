@@ -810,19 +810,9 @@ static void ab_add(fp_ctx *c, abuf *b, const char *s, size_t n)
 {
     if (b->oom)
         return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 64;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = fpa_alloc(c->arena, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        if (b->len)
-            memcpy(p, b->p, b->len);
-        b->p = p;
-        b->cap = cap;
+    if (!fpa_reserve(c->arena, &b->p, &b->cap, b->len, b->len + n + 1, 1, 64)) {
+        b->oom = true;
+        return;
     }
     memcpy(b->p + b->len, s, n);
     b->len += n;

@@ -23,6 +23,14 @@ void *fpa_alloc(fp_arena *a, size_t size);
 /* True once an allocation failed; evaluation reports "out of memory". */
 bool fpa_failed(const fp_arena *a);
 char *fpa_strndup(fp_arena *a, const char *s, size_t len);
+/*
+ * fhir/array.h's fa_reserve for arrays in the arena (collections, strings
+ * being built): room for `needed` elements, doubling from `first`; the
+ * `used` elements are copied to the new block and the old one is left to the
+ * arena. False when out of memory (fpa_failed then says so).
+ */
+bool fpa_reserve(fp_arena *a, void *items_ptr, size_t *capacity, size_t used, size_t needed, size_t element_size,
+                 size_t first);
 
 /* ---- AST ----------------------------------------------------------------- */
 
@@ -81,7 +89,7 @@ struct fp_expr {
     fp_arena *mem;          /* the AST and its strings */
     const fp_ast *root;
     regex_t **regexes;      /* owned, freed with the expression */
-    size_t regex_count;
+    size_t regex_count, regex_capacity;
 };
 
 /* ---- functions (fhirpath_func.c) ----------------------------------------- */

@@ -17,6 +17,8 @@
  */
 #include "fhir/fhirpath_internal.h"
 
+#include "fhir/array.h"
+
 #include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -456,15 +458,12 @@ static bool attach_regex(parser *p, fp_ast *call)
     const fp_ast *pat = call->args[0];
     if (pat->kind != A_LITERAL || pat->literal.kind != FP_STRING)
         return true; /* computed at run time */
+    fp_expr *e = p->expr;
     regex_t *re = malloc(sizeof *re);
-    regex_t **list = realloc(p->expr->regexes, (p->expr->regex_count + 1) * sizeof *list);
-    if (!re || !list) {
+    if (!re || !fa_reserve(&e->regexes, &e->regex_capacity, e->regex_count + 1, sizeof *e->regexes)) {
         free(re);
-        if (list)
-            p->expr->regexes = list;
         return syntax_error(p, pat->pos, "out of memory");
     }
-    p->expr->regexes = list;
     int rc = fp_regex_compile(re, pat->literal.u.string, pat->literal.len, call->op == F_MATCHESFULL);
     if (rc != 0) {
         char msg[120];
@@ -472,7 +471,7 @@ static bool attach_regex(parser *p, fp_ast *call)
         free(re);
         return syntax_error(p, pat->pos, "invalid regular expression: %s", msg);
     }
-    list[p->expr->regex_count++] = re;
+    e->regexes[e->regex_count++] = re;
     call->regex = re;
     return true;
 }

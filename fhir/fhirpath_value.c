@@ -11,6 +11,8 @@
  */
 #include "fhir/fhirpath_internal.h"
 
+#include "fhir/array.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -106,6 +108,32 @@ void *fpa_alloc(fp_arena *a, size_t size)
     a->current = nb;
     a->capacity += want;
     return nb->data;
+}
+
+bool fpa_reserve(fp_arena *a, void *items_ptr, size_t *capacity, size_t used, size_t needed, size_t element_size,
+                 size_t first)
+{
+    if (needed <= *capacity)
+        return true;
+    size_t cap = *capacity ? *capacity : first;
+    while (cap < needed) {
+        if (cap > SIZE_MAX / 2)
+            return false;
+        cap *= 2;
+    }
+    if (element_size && cap > SIZE_MAX / element_size)
+        return false;
+    void *grown = fpa_alloc(a, cap * element_size);
+    if (!grown)
+        return false;
+    /* the owner's pointer is read and written as bytes: items_ptr may be any T ** */
+    void *items;
+    memcpy(&items, items_ptr, sizeof items);
+    if (used)
+        memcpy(grown, items, used * element_size);
+    memcpy(items_ptr, &grown, sizeof grown);
+    *capacity = cap;
+    return true;
 }
 
 char *fpa_strndup(fp_arena *a, const char *s, size_t len)
@@ -1316,17 +1344,11 @@ static void sb_add(sbuf *b, const char *s, size_t n)
 {
     if (b->oom)
         return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (b->len + n + 1 > cap)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
+    /* a JSON result is rarely tiny: start at 256 bytes rather than fa_reserve's first 8 */
+    size_t need = b->len + n + 1;
+    if (!fa_reserve(&b->p, &b->cap, need < 256 ? 256 : need, 1)) {
+        b->oom = true;
+        return;
     }
     memcpy(b->p + b->len, s, n);
     b->len += n;

@@ -20,6 +20,7 @@
 
 #include <json-c/json.h>
 
+#include "fhir/array.h"
 #include "fhir/fhirpath.h"
 #include "fhir/reference.h"
 #include "fhir/report.h"
@@ -49,18 +50,18 @@ typedef struct pf_elem {
     bool has_min, has_max;
     uint32_t min, max;
     char **types; /* allowed type codes, when the profile restricts them */
-    size_t type_count;
+    size_t type_count, type_capacity;
     char **type_profiles; /* type.profile: for Extension, the extension's URL */
-    size_t type_profile_count;
+    size_t type_profile_count, type_profile_capacity;
     char **target_profiles; /* Reference targetProfile URLs */
-    size_t target_count;
+    size_t target_count, target_capacity;
     json_object *fixed, *pattern; /* owned references */
     char *binding_valueset;       /* required bindings only */
     pf_discriminator *discriminators;
-    size_t discriminator_count;
+    size_t discriminator_count, discriminator_capacity;
     bool closed;
     pf_constraint *constraints;
-    size_t constraint_count;
+    size_t constraint_count, constraint_capacity;
     struct pf_elem **children;
     size_t child_count, child_capacity;
 } pf_elem;
@@ -82,7 +83,7 @@ typedef struct pf_valueset {
     char *url;
     json_object *definition; /* owned */
     pf_code *codes;
-    size_t code_count;
+    size_t code_count, code_capacity;
     bool expanded;
 } pf_valueset;
 
@@ -102,17 +103,11 @@ struct pf_registry {
     fp_cache *expressions; /* the profiles' invariants, compiled on first use (thread-safe) */
 };
 
-/* Grow an array of pointers by one slot. */
+/* Append item to a growable array (fhir/array.h). */
 #define PUSH(arr, count, cap, item)                                                                              \
     do {                                                                                                         \
-        if ((count) == (cap)) {                                                                                  \
-            size_t c_ = (cap) ? (cap) * 2 : 8;                                                                   \
-            void *p_ = realloc((arr), c_ * sizeof *(arr));                                                       \
-            if (!p_)                                                                                             \
-                abort(); /* out of memory while loading configuration: nothing sensible to continue with */      \
-            (arr) = p_;                                                                                          \
-            (cap) = c_;                                                                                          \
-        }                                                                                                        \
+        if (!fa_reserve(&(arr), &(cap), (count) + 1, sizeof *(arr)))                                             \
+            abort(); /* out of memory while loading configuration: nothing sensible to continue with */          \
         (arr)[(count)++] = (item);                                                                               \
     } while (0)
 
@@ -319,17 +314,16 @@ static void load_types(pf_elem *e, json_object *types)
         const char *code = jstr(t, "code");
         if (!code)
             continue;
-        e->types = realloc(e->types, (e->type_count + 1) * sizeof *e->types);
-        e->types[e->type_count++] = strdup(code);
+        PUSH(e->types, e->type_count, e->type_capacity, strdup(code));
         json_object *profiles = jget(t, "profile");
         for (size_t k = 0; k < jlen(profiles); k++) {
-            e->type_profiles = realloc(e->type_profiles, (e->type_profile_count + 1) * sizeof *e->type_profiles);
-            e->type_profiles[e->type_profile_count++] = canonical(json_object_get_string(json_object_array_get_idx(profiles, k)));
+            PUSH(e->type_profiles, e->type_profile_count, e->type_profile_capacity,
+                 canonical(json_object_get_string(json_object_array_get_idx(profiles, k))));
         }
         json_object *targets = jget(t, "targetProfile");
         for (size_t k = 0; k < jlen(targets); k++) {
-            e->target_profiles = realloc(e->target_profiles, (e->target_count + 1) * sizeof *e->target_profiles);
-            e->target_profiles[e->target_count++] = canonical(json_object_get_string(json_object_array_get_idx(targets, k)));
+            PUSH(e->target_profiles, e->target_count, e->target_capacity,
+                 canonical(json_object_get_string(json_object_array_get_idx(targets, k))));
         }
     }
 }
@@ -349,8 +343,8 @@ static bool load_slicing(pf_elem *e, json_object *slicing, const char *origin, o
                    "%s: slicing discriminator type '%s' is not supported (value and pattern are)", origin, type);
             return false;
         }
-        e->discriminators = realloc(e->discriminators, (e->discriminator_count + 1) * sizeof *e->discriminators);
-        e->discriminators[e->discriminator_count++] = (pf_discriminator){strdup(type), strdup(path)};
+        PUSH(e->discriminators, e->discriminator_count, e->discriminator_capacity,
+             ((pf_discriminator){strdup(type), strdup(path)}));
     }
     return true;
 }
@@ -363,9 +357,8 @@ static void load_constraints(pf_elem *e, json_object *constraints)
         if (!key || !expr)
             continue;
         const char *sev = jstr(c, "severity");
-        e->constraints = realloc(e->constraints, (e->constraint_count + 1) * sizeof *e->constraints);
-        e->constraints[e->constraint_count++] =
-            (pf_constraint){strdup(key), dup_or_null(jstr(c, "human")), strdup(expr), !sev || !strcmp(sev, "error")};
+        PUSH(e->constraints, e->constraint_count, e->constraint_capacity,
+             ((pf_constraint){strdup(key), dup_or_null(jstr(c, "human")), strdup(expr), !sev || !strcmp(sev, "error")}));
     }
 }
 
@@ -477,8 +470,7 @@ bool pf_registry_add(pf_registry *r, const char *json, size_t len, const char *o
 
 static void add_code(pf_valueset *v, const char *system, const char *code)
 {
-    v->codes = realloc(v->codes, (v->code_count + 1) * sizeof *v->codes);
-    v->codes[v->code_count++] = (pf_code){strdup(system), strdup(code)};
+    PUSH(v->codes, v->code_count, v->code_capacity, ((pf_code){strdup(system), strdup(code)}));
 }
 
 static void add_concepts(pf_valueset *v, const char *system, json_object *concepts)
@@ -553,7 +545,7 @@ static void inherit_slicing(pf_elem *e, const pf_elem *base)
             for (size_t d = 0; d < b->discriminator_count; d++)
                 c->discriminators[d] = (pf_discriminator){strdup(b->discriminators[d].type),
                                                           strdup(b->discriminators[d].path)};
-            c->discriminator_count = b->discriminator_count;
+            c->discriminator_count = c->discriminator_capacity = b->discriminator_count;
             c->closed = b->closed;
             if (!c->id)
                 c->id = dup_or_null(b->id);
@@ -573,7 +565,7 @@ static void inherit_slicing(pf_elem *e, const pf_elem *base)
             c->type_profiles = calloc(b->type_profile_count, sizeof *c->type_profiles);
             for (size_t k = 0; k < b->type_profile_count; k++)
                 c->type_profiles[k] = strdup(b->type_profiles[k]);
-            c->type_profile_count = b->type_profile_count;
+            c->type_profile_count = c->type_profile_capacity = b->type_profile_count;
         }
         inherit_slicing(c, b);
     }

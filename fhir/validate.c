@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fhir/array.h"
 #include "fhir/fhirpath.h"
 #include "fhir/report.h"
 
@@ -209,14 +210,8 @@ static bool is_conditional_reference(ctx *c, const char *s, size_t len)
 static void record_bundle_ref(ctx *c, uint32_t node)
 {
     bundle_frame *b = c->bundle;
-    if (b->ref_count == b->ref_capacity) {
-        size_t cap = b->ref_capacity ? b->ref_capacity * 2 : 64;
-        bundle_ref *refs = realloc(b->refs, cap * sizeof *refs);
-        if (!refs)
-            return; /* out of memory: this reference goes unresolved-unchecked */
-        b->refs = refs;
-        b->ref_capacity = cap;
-    }
+    if (!fa_reserve(&b->refs, &b->ref_capacity, b->ref_count + 1, sizeof *b->refs))
+        return; /* out of memory: this reference goes unresolved-unchecked */
     char *path = strdup(rp_path(&c->rep));
     if (!path)
         return;
