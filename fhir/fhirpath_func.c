@@ -13,6 +13,8 @@
  */
 #include "fhir/fhirpath_internal.h"
 
+#include "fhir/reference.h"
+
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
@@ -1649,29 +1651,15 @@ static bool span_eq(const char *a, size_t alen, const char *b, size_t blen)
     return alen == blen && !memcmp(a, b, alen);
 }
 
-/* A resource node matching "Type/id" (the last two segments of ref, a _history suffix dropped). */
+/* A resource node that ref's Type/id names (relative or absolute, a _history suffix ignored). */
 static bool resource_matches(const fj_doc *d, uint32_t res, const char *ref, size_t len)
 {
-    if (res == FP_NO_NODE || d->nodes[res].type != FJ_OBJECT)
+    fr_parts parts;
+    if (res == FP_NO_NODE || d->nodes[res].type != FJ_OBJECT || !fr_parse(ref, len, &parts))
         return false;
-    const char *hist = find_bytes(ref, len, "/_history/", 10);
-    if (hist)
-        len = (size_t)(hist - ref);
-    const char *slash = NULL;
-    for (size_t i = len; i-- > 0;)
-        if (ref[i] == '/') {
-            slash = ref + i;
-            break;
-        }
-    if (!slash)
-        return false;
-    const char *type = slash;
-    while (type > ref && type[-1] != '/')
-        type--;
     size_t tlen, idlen;
     const char *rt = member_string(d, res, "resourceType", &tlen), *id = member_string(d, res, "id", &idlen);
-    return rt && id && span_eq(rt, tlen, type, (size_t)(slash - type)) &&
-           span_eq(id, idlen, slash + 1, len - (size_t)(slash + 1 - ref));
+    return rt && id && span_eq(rt, tlen, parts.type, parts.type_len) && span_eq(id, idlen, parts.id, parts.id_len);
 }
 
 /* Resolve a reference: "#id" among %resource's contained, else in the Bundle around it. */

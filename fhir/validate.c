@@ -28,6 +28,7 @@
 
 #include "fhir/array.h"
 #include "fhir/fhirpath.h"
+#include "fhir/reference.h"
 #include "fhir/report.h"
 
 #define NO_NODE UINT32_MAX
@@ -172,6 +173,9 @@ static bool contained_id_exists(ctx *c, const char *id, size_t len)
     return false;
 }
 
+#define BAD_ID "the id part is not a valid id ([A-Za-z0-9-.]{1,64})"
+#define BAD_TAIL "after Type/id only '/_history/versionId' may follow"
+
 /* "Type/id" or "Type/id/_history/vid": returns NULL when fine, else what is wrong. */
 static const char *check_relative_reference(ctx *c, const char *s, size_t len)
 {
@@ -181,19 +185,17 @@ static const char *check_relative_reference(ctx *c, const char *s, size_t len)
     const fs_type *t = fs_type_by_name(c->s, s, (size_t)(slash - s));
     if (!t || t->kind != FS_RESOURCE || t->is_abstract)
         return "the reference does not start with a known resource type";
-    const char *id = slash + 1;
-    size_t rest = len - (size_t)(id - s);
-    const char *id_end = memchr(id, '/', rest);
-    size_t id_len = id_end ? (size_t)(id_end - id) : rest;
-    if (fprim_check(FPRIM_ID, id, id_len) || id_len == 0)
-        return "the id part is not a valid id ([A-Za-z0-9-.]{1,64})";
-    if (id_end) {
-        const char *hist = id_end + 1;
-        size_t hist_len = len - (size_t)(hist - s);
-        if (!has_prefix(hist, hist_len, "_history/") ||
-            fprim_check(FPRIM_ID, hist + 9, hist_len - 9) || hist_len == 9)
-            return "after Type/id only '/_history/versionId' may follow";
+    fr_parts p;
+    if (!fr_parse(s, len, &p) || p.type != s) {
+        /* not Type/id(/_history/v) from the start: blame the id if it is bad, else what follows it */
+        const char *id = slash + 1, *id_end = memchr(id, '/', len - (size_t)(id - s));
+        size_t id_len = id_end ? (size_t)(id_end - id) : len - (size_t)(id - s);
+        return id_len == 0 || fprim_check(FPRIM_ID, id, id_len) ? BAD_ID : BAD_TAIL;
     }
+    if (fprim_check(FPRIM_ID, p.id, p.id_len))
+        return BAD_ID;
+    if (p.version && (p.version_len == 0 || fprim_check(FPRIM_ID, p.version, p.version_len)))
+        return BAD_TAIL;
     return NULL;
 }
 
@@ -957,14 +959,12 @@ static bool reference_resolves(ctx *c, const bundle_frame *b, const char *r, siz
         return true;
     if (is_absolute_uri(r, len))
         return false;
-    /* Relative "Type/id": resolve against the base of the referring entry's fullUrl. */
+    /* Relative "Type/id": resolve against the base of the referring entry's fullUrl (what precedes its Type/id). */
     uint32_t u = entry < b->entry_count ? b->entry_url[entry] : NO_NODE;
-    if (u != NO_NODE) {
+    fr_parts full;
+    if (u != NO_NODE && fr_parse(S(c, u), N(c, u)->len, &full)) {
         const char *base = S(c, u);
-        size_t base_len = N(c, u)->len;
-        for (int slashes = 0; base_len > 0 && slashes < 2; base_len--)
-            if (base[base_len - 1] == '/' && ++slashes == 2)
-                break;
+        size_t base_len = (size_t)(full.type - base);
         if (base_len > 0 && is_absolute_uri(base, base_len)) {
             char buf[2048];
             int n = snprintf(buf, sizeof buf, "%.*s%.*s", (int)base_len, base, (int)len, r);

@@ -174,6 +174,61 @@ Test(valid, transaction_references_resolve)
                  "\"request\":{\"method\":\"POST\",\"url\":\"CarePlan\"}}]}");
 }
 
+/* A relative reference in a document Bundle resolves against the base of its entry's fullUrl. */
+Test(valid, document_references_resolve_against_the_full_url_base)
+{
+    oo_list l = run_validation(
+        "{\"resourceType\":\"Bundle\",\"type\":\"document\",\"entry\":["
+        "{\"fullUrl\":\"http://example.org/fhir/Composition/c1\",\"resource\":{\"resourceType\":\"Composition\","
+        "\"id\":\"c1\",\"status\":\"final\",\"type\":{\"text\":\"x\"},\"date\":\"2024-05-01\",\"title\":\"t\","
+        "\"author\":[{\"reference\":\"Practitioner/p1\"}],\"subject\":{\"reference\":\"Patient/missing\"}}},"
+        "{\"fullUrl\":\"http://example.org/fhir/Practitioner/p1\",\"resource\":{\"resourceType\":\"Practitioner\","
+        "\"id\":\"p1\"}}]}");
+    cr_expect(!has_issue(&l, OO_WARNING, OO_NOT_FOUND, "Bundle.entry[0].resource.author[0].reference"),
+              "Practitioner/p1 is http://example.org/fhir/Practitioner/p1");
+    cr_expect(has_issue(&l, OO_WARNING, OO_NOT_FOUND, "Bundle.entry[0].resource.subject.reference"));
+    oo_list_free(&l);
+}
+
+/* Literal references: each malformed kind with the reason it gets. */
+Test(invalid, relative_reference_messages)
+{
+    static const struct {
+        const char *ref, *why;
+    } cases[] = {
+        {"Patient", "expected 'Type/id'"},
+        {"Patientt/1", "known resource type"},
+        {"Patient/", "the id part is not a valid id"},
+        {"Patient//1", "the id part is not a valid id"},
+        {"Patient/a_b", "the id part is not a valid id"},
+        {"Patient/_history/2", "the id part is not a valid id"},
+        {"Patient/1/2", "only '/_history/versionId' may follow"},
+        {"Patient/1/Observation/2", "only '/_history/versionId' may follow"},
+        {"Patient/1/_history/", "only '/_history/versionId' may follow"},
+        {"Patient/1/_history/2/x", "only '/_history/versionId' may follow"},
+        {"Patient/1/_history/a_b", "only '/_history/versionId' may follow"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char json[300];
+        snprintf(json, sizeof json,
+                 "{\"resourceType\":\"CarePlan\",\"status\":\"active\",\"intent\":\"plan\","
+                 "\"subject\":{\"reference\":\"%s\"}}",
+                 cases[i].ref);
+        oo_list l = run_validation(json);
+        cr_expect_eq(l.errors, 1, "%s", cases[i].ref);
+        bool found = false;
+        for (size_t k = 0; k < l.count; k++)
+            found |= l.items[k].expression && !strcmp(l.items[k].expression, "CarePlan.subject.reference") &&
+                     strstr(l.items[k].message, cases[i].why) != NULL;
+        if (!found)
+            dump(&l);
+        cr_expect(found, "%s: expected \"%s\"", cases[i].ref, cases[i].why);
+        oo_list_free(&l);
+    }
+    EXPECT_CLEAN("{\"resourceType\":\"CarePlan\",\"status\":\"active\",\"intent\":\"plan\","
+                 "\"subject\":{\"reference\":\"Patient/p-1.x/_history/7\"}}");
+}
+
 /* ---- invalid resources, one defect each ---- */
 
 Test(invalid, missing_required_in_backbone)
