@@ -1944,6 +1944,7 @@ bool fp_call(fp_ctx *c, const fp_ast *n, const fp_collection *in, const fp_scope
     case F_SUBSUMES:
     case F_SUBSUMEDBY: return empty_result(out); /* needs a terminology server: unknown */
     case F_HTMLCHECKS: return bool_result(c, n, true, out);
+    case F_HOST: return fp_call_host(c, n, in, s, out);
     default: return fp_fail(c, n, "internal error: function %s not implemented", n->name);
     }
 }

@@ -67,6 +67,8 @@ size_t fp_arena_capacity(const fp_arena *a)
     return a->capacity;
 }
 
+void *fp_arena_alloc(fp_arena *a, size_t size) { return fpa_alloc(a, size); }
+
 bool fpa_failed(const fp_arena *a)
 {
     return a->failed;
@@ -923,6 +925,11 @@ static bool string_temporal(const char *s, size_t len, fp_kind kind, fp_item *ou
     out->kind = (uint8_t)(kind == FP_DATE ? FP_DATE : kind);
     out->u.dt = dt;
     return true;
+}
+
+bool fp_system_value(const fs_schema *schema, const fp_item *in, fp_item *out)
+{
+    return fp_to_system(schema ? schema : fs_r4(), in, out);
 }
 
 bool fp_to_system(const fs_schema *s, const fp_item *in, fp_item *out)
