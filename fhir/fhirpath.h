@@ -35,6 +35,10 @@
  * - fp_cache owns the expressions it compiled; lookups lock a mutex, so one
  *   cache may serve several threads.
  *
+ * Host functions: a program adds its own functions (the mapping engine's
+ * translate(), a keyed pseudonym, a rule pack's checks) to an fp_functions
+ * registry and compiles with it (fp_compile_with); see "host functions" below.
+ *
  * Errors are values: compile and evaluation return false and fill an
  * fp_error with a message and the 0-based character position in the
  * expression (syntax problems, unknown functions and types, wrong argument
@@ -48,6 +52,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fhir/datetime.h"
 #include "fhir/json.h"
 #include "fhir/schema.h"
 
@@ -68,25 +73,19 @@ typedef enum fp_kind {
     FP_TYPEINFO  /* the result of type(): namespace and name */
 } fp_kind;
 
-/* The last component a date/time value has (a Time starts at FP_PREC_HOUR). */
+/* The last component a date/time value has (a Time starts at FP_PREC_HOUR): fhir/datetime.h's precisions. */
 typedef enum fp_precision {
-    FP_PREC_YEAR = 1,
-    FP_PREC_MONTH,
-    FP_PREC_DAY,
-    FP_PREC_HOUR,
-    FP_PREC_MINUTE,
-    FP_PREC_SECOND,
-    FP_PREC_MS
+    FP_PREC_YEAR = FDT_YEAR,
+    FP_PREC_MONTH = FDT_MONTH,
+    FP_PREC_DAY = FDT_DAY,
+    FP_PREC_HOUR = FDT_HOUR,
+    FP_PREC_MINUTE = FDT_MINUTE,
+    FP_PREC_SECOND = FDT_SECOND,
+    FP_PREC_MS = FDT_MS
 } fp_precision;
 
-typedef struct fp_datetime {
-    int16_t year;
-    uint8_t month, day, hour, minute, second;
-    uint8_t precision; /* fp_precision */
-    uint16_t ms;
-    bool has_tz;
-    int16_t tz_minutes; /* offset from UTC, e.g. +10:00 = 600 */
-} fp_datetime;
+/* System.Date, DateTime and Time values are fhir/datetime.h values (a Time has no year, month or day). */
+typedef fdt_value fp_datetime;
 
 typedef struct fp_item {
     uint8_t kind;     /* fp_kind */
@@ -154,6 +153,16 @@ typedef struct fp_expr fp_expr;
  */
 fp_expr *fp_compile(const char *source, const fs_schema *schema, fp_error *err);
 void fp_expr_free(fp_expr *e);
+
+typedef struct fp_functions fp_functions; /* host functions: see below */
+
+typedef struct fp_compile_options {
+    const fs_schema *schema;       /* NULL = fs_r4() */
+    const fp_functions *functions; /* host functions the expression may call; NULL = the built-ins only */
+} fp_compile_options;
+
+/* fp_compile with options (opts NULL = defaults). The registry must outlive the expression. */
+fp_expr *fp_compile_with(const char *source, const fp_compile_options *opts, fp_error *err);
 const char *fp_expr_source(const fp_expr *e);
 
 /* ---- evaluation memory --------------------------------------------------- */
@@ -166,6 +175,8 @@ void fp_arena_reset(fp_arena *a);
 void fp_arena_free(fp_arena *a);
 /* Bytes the arena holds from the heap (for benchmarks and limits). */
 size_t fp_arena_capacity(const fp_arena *a);
+/* size bytes, aligned for any item, until the next reset (host functions build results here); NULL when out of memory. */
+void *fp_arena_alloc(fp_arena *a, size_t size);
 
 /* ---- environment --------------------------------------------------------- */
 
@@ -234,6 +245,67 @@ typedef enum fp_truth { FP_FALSE, FP_TRUE, FP_EMPTY, FP_NOT_BOOLEAN } fp_truth;
 /* Empty -> FP_EMPTY; one Boolean (System or FHIR boolean) -> its value; else FP_NOT_BOOLEAN. */
 fp_truth fp_truth_of(const fp_collection *c);
 
+/* The System value of an item (a FHIR code node -> String, a date node -> Date, a Quantity object ->
+ * Quantity; System items as they are). False when it has none (an object, a primitive with only
+ * extensions). schema NULL = fs_r4(). */
+bool fp_system_value(const fs_schema *schema, const fp_item *in, fp_item *out);
+
+/* ---- host functions ------------------------------------------------------ */
+
+/*
+ * Functions a host adds to the language without touching the built-in library:
+ *
+ *   fp_functions *fns = fp_functions_new();
+ *   fp_functions_add(fns, "translate", 1, 1, translate, &maps, &err);   // setup, one thread
+ *   fp_compile_options o = {.functions = fns};
+ *   fp_expr *e = fp_compile_with("gender.translate('v2-sex')", &o, &err);
+ *   ... evaluate as usual, from any thread ...
+ *   fp_expr_free(e); fp_functions_free(fns);
+ *
+ * A host function is resolved at compile time like a built-in: an unknown
+ * name or a wrong argument count fails fp_compile_with. It cannot shadow a
+ * built-in (or another host function): fp_functions_add refuses the name.
+ *
+ * When called, every argument is evaluated once, in the scope the call is
+ * written in (no lambdas), and the callback gets the input collection and
+ * the arguments' collections. It returns true with *out set (items and any
+ * new strings in call->arena, via fp_arena_alloc; or in memory that outlives
+ * the result), or false with a message in err->message: evaluation then
+ * fails with "name(): message" at the call's position.
+ *
+ * Threads and memory: add every function before the first compile; after
+ * that the registry is only read, so one registry may serve any number of
+ * expressions and threads (callbacks that are evaluated from several threads
+ * must be thread-safe themselves). The registry owns copies of the names;
+ * it must outlive every expression compiled with it. user_arg is the
+ * caller's and is passed back untouched.
+ */
+#define FP_MAX_ARGS 8u /* arguments any function call may have */
+
+typedef struct fp_host_call {
+    const char *name;            /* as registered */
+    const fp_collection *input;  /* the collection the function is invoked on */
+    const fp_collection *args;   /* argc evaluated arguments */
+    size_t argc;
+    const fp_env *env;           /* the evaluation's environment (doc, %resource, variables) */
+    const fs_schema *schema;     /* for fp_system_value */
+    fp_arena *arena;             /* where results go */
+} fp_host_call;
+
+typedef bool (*fp_host_fn)(void *user_arg, const fp_host_call *call, fp_collection *out, fp_error *err);
+
+fp_functions *fp_functions_new(void);
+/*
+ * Register name (a FHIRPath identifier) taking min_args..max_args arguments
+ * (at most FP_MAX_ARGS). False with err filled when the name is not an
+ * identifier, is a built-in or already registered, the counts are wrong, or
+ * memory runs out; the registry is then unchanged.
+ */
+bool fp_functions_add(fp_functions *fns, const char *name, unsigned min_args, unsigned max_args, fp_host_fn fn,
+                      void *user_arg, fp_error *err);
+size_t fp_functions_count(const fp_functions *fns);
+void fp_functions_free(fp_functions *fns);
+
 /* ---- output -------------------------------------------------------------- */
 
 /*
@@ -253,6 +325,8 @@ typedef struct fp_cache fp_cache;
 
 /* schema NULL = fs_r4(). */
 fp_cache *fp_cache_new(const fs_schema *schema);
+/* A cache that compiles with these options (their registry must outlive the cache); opts NULL = defaults. */
+fp_cache *fp_cache_new_with(const fp_compile_options *opts);
 /*
  * The compiled form of source, compiling it on first use. The expression
  * belongs to the cache (valid until fp_cache_free). A source that does not

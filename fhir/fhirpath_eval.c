@@ -25,16 +25,9 @@
 
 void fpc_push(fp_ctx *c, fp_collection *coll, size_t *cap, const fp_item *it)
 {
-    if (coll->count == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 4;
-        fp_item *items = fpa_alloc(c->arena, ncap * sizeof *items);
-        if (!items)
-            return; /* reported as "out of memory" when the evaluation ends */
-        if (coll->count)
-            memcpy(items, coll->items, coll->count * sizeof *items);
-        coll->items = items;
-        *cap = ncap;
-    }
+    if (coll->count == *cap &&
+        !fpa_reserve(c->arena, &coll->items, cap, coll->count, coll->count + 1, sizeof *coll->items, 4))
+        return; /* reported as "out of memory" when the evaluation ends */
     coll->items[coll->count++] = *it;
 }
 

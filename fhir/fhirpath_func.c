@@ -13,6 +13,8 @@
  */
 #include "fhir/fhirpath_internal.h"
 
+#include "fhir/reference.h"
+
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
@@ -810,19 +812,9 @@ static void ab_add(fp_ctx *c, abuf *b, const char *s, size_t n)
 {
     if (b->oom)
         return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 64;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = fpa_alloc(c->arena, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        if (b->len)
-            memcpy(p, b->p, b->len);
-        b->p = p;
-        b->cap = cap;
+    if (!fpa_reserve(c->arena, &b->p, &b->cap, b->len, b->len + n + 1, 1, 64)) {
+        b->oom = true;
+        return;
     }
     memcpy(b->p + b->len, s, n);
     b->len += n;
@@ -1659,29 +1651,15 @@ static bool span_eq(const char *a, size_t alen, const char *b, size_t blen)
     return alen == blen && !memcmp(a, b, alen);
 }
 
-/* A resource node matching "Type/id" (the last two segments of ref, a _history suffix dropped). */
+/* A resource node that ref's Type/id names (relative or absolute, a _history suffix ignored). */
 static bool resource_matches(const fj_doc *d, uint32_t res, const char *ref, size_t len)
 {
-    if (res == FP_NO_NODE || d->nodes[res].type != FJ_OBJECT)
+    fr_parts parts;
+    if (res == FP_NO_NODE || d->nodes[res].type != FJ_OBJECT || !fr_parse(ref, len, &parts))
         return false;
-    const char *hist = find_bytes(ref, len, "/_history/", 10);
-    if (hist)
-        len = (size_t)(hist - ref);
-    const char *slash = NULL;
-    for (size_t i = len; i-- > 0;)
-        if (ref[i] == '/') {
-            slash = ref + i;
-            break;
-        }
-    if (!slash)
-        return false;
-    const char *type = slash;
-    while (type > ref && type[-1] != '/')
-        type--;
     size_t tlen, idlen;
     const char *rt = member_string(d, res, "resourceType", &tlen), *id = member_string(d, res, "id", &idlen);
-    return rt && id && span_eq(rt, tlen, type, (size_t)(slash - type)) &&
-           span_eq(id, idlen, slash + 1, len - (size_t)(slash + 1 - ref));
+    return rt && id && span_eq(rt, tlen, parts.type, parts.type_len) && span_eq(id, idlen, parts.id, parts.id_len);
 }
 
 /* Resolve a reference: "#id" among %resource's contained, else in the Bundle around it. */
@@ -1966,6 +1944,7 @@ bool fp_call(fp_ctx *c, const fp_ast *n, const fp_collection *in, const fp_scope
     case F_SUBSUMES:
     case F_SUBSUMEDBY: return empty_result(out); /* needs a terminology server: unknown */
     case F_HTMLCHECKS: return bool_result(c, n, true, out);
+    case F_HOST: return fp_call_host(c, n, in, s, out);
     default: return fp_fail(c, n, "internal error: function %s not implemented", n->name);
     }
 }

@@ -7,6 +7,7 @@
  *   fhirpath_parse.c   lexer, parser, compile-time checks, the expression cache
  *   fhirpath_eval.c    the tree walk: navigation, operators, types, entry points
  *   fhirpath_func.c    the function library
+ *   fhirpath_host.c    functions the host registers (fp_functions), and calling them
  */
 #ifndef FHIR_FHIRPATH_INTERNAL_H
 #define FHIR_FHIRPATH_INTERNAL_H
@@ -23,6 +24,14 @@ void *fpa_alloc(fp_arena *a, size_t size);
 /* True once an allocation failed; evaluation reports "out of memory". */
 bool fpa_failed(const fp_arena *a);
 char *fpa_strndup(fp_arena *a, const char *s, size_t len);
+/*
+ * fhir/array.h's fa_reserve for arrays in the arena (collections, strings
+ * being built): room for `needed` elements, doubling from `first`; the
+ * `used` elements are copied to the new block and the old one is left to the
+ * arena. False when out of memory (fpa_failed then says so).
+ */
+bool fpa_reserve(fp_arena *a, void *items_ptr, size_t *capacity, size_t used, size_t needed, size_t element_size,
+                 size_t first);
 
 /* ---- AST ----------------------------------------------------------------- */
 
@@ -58,6 +67,8 @@ typedef struct fp_typespec {
     int system;          /* fp_kind of the System type, or -1 */
 } fp_typespec;
 
+typedef struct fp_host_function fp_host_function;
+
 typedef struct fp_ast fp_ast;
 struct fp_ast {
     uint8_t kind;           /* fp_ast_kind */
@@ -73,6 +84,7 @@ struct fp_ast {
     fp_typespec type;       /* A_IS, A_AS, and ofType/is/as calls */
     fp_item literal;        /* A_LITERAL */
     const regex_t *regex;   /* matches()/replaceMatches() with a literal pattern, compiled once */
+    const fp_host_function *host; /* A_CALL of a host function (op F_HOST): in the caller's registry */
 };
 
 struct fp_expr {
@@ -81,7 +93,7 @@ struct fp_expr {
     fp_arena *mem;          /* the AST and its strings */
     const fp_ast *root;
     regex_t **regexes;      /* owned, freed with the expression */
-    size_t regex_count;
+    size_t regex_count, regex_capacity;
 };
 
 /* ---- functions (fhirpath_func.c) ----------------------------------------- */
@@ -99,6 +111,7 @@ typedef enum fp_fn {
     F_TIMEOFDAY, F_TODAY, F_NOT, F_IS, F_AS, F_TYPE, F_SORT, F_AGGREGATE, F_LOWBOUNDARY, F_HIGHBOUNDARY,
     F_PRECISION, F_COMPARABLE, F_EXTENSION, F_HASVALUE, F_GETVALUE, F_RESOLVE, F_CONFORMSTO, F_MEMBEROF,
     F_SUBSUMES, F_SUBSUMEDBY, F_HTMLCHECKS,
+    F_HOST, /* a function of the host's registry (fp_ast.host) */
     F_COUNT_
 } fp_fn;
 
@@ -118,6 +131,19 @@ int fp_regex_compile(regex_t *re, const char *pattern, size_t len, bool full);
 
 /* The function named name[0..len), or NULL. */
 const fp_function *fp_function_find(const char *name, size_t len);
+
+/* ---- host functions (fhirpath_host.c) ------------------------------------- */
+
+struct fp_host_function {
+    char *name; /* owned copy */
+    size_t name_len;
+    unsigned min_args, max_args;
+    fp_host_fn fn;
+    void *user_arg;
+};
+
+/* The host function named name[0..len) in fns (which may be NULL), or NULL. */
+const fp_host_function *fp_host_find(const fp_functions *fns, const char *name, size_t len);
 
 /* ---- evaluation ---------------------------------------------------------- */
 
@@ -145,6 +171,8 @@ bool fp_eval(fp_ctx *c, const fp_ast *n, const fp_scope *s, fp_collection *out);
 /* Record an error at n's position; always returns false. */
 bool fp_fail(fp_ctx *c, const fp_ast *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 bool fp_call(fp_ctx *c, const fp_ast *n, const fp_collection *input, const fp_scope *s, fp_collection *out);
+/* Evaluate a call of a host function: its arguments in scope s, then the callback. */
+bool fp_call_host(fp_ctx *c, const fp_ast *n, const fp_collection *in, const fp_scope *s, fp_collection *out);
 
 /* Collections built in the arena. */
 void fpc_push(fp_ctx *c, fp_collection *coll, size_t *cap, const fp_item *it);
@@ -205,7 +233,6 @@ bool fp_parse_number(const char *s, size_t len, long double *v, int *scale, bool
 /* Dates and times. */
 size_t fp_scan_temporal(const char *s, size_t len, bool time_only, fp_datetime *dt, bool *saw_t);
 size_t fp_format_temporal(fp_kind kind, const fp_datetime *dt, char *buf, size_t cap);
-int fp_days_in_month(int year, int month);
 /* Add a calendar/time quantity to a date or dateTime (kind); false when the unit cannot be added. */
 bool fp_add_duration(fp_kind kind, fp_datetime *dt, long double amount, const char *unit, size_t unit_len,
                      bool calendar);

@@ -17,6 +17,8 @@
  */
 #include "fhir/fhirpath_internal.h"
 
+#include "fhir/array.h"
+
 #include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -50,6 +52,7 @@ typedef struct parser {
     token tok;      /* current token */
     fp_expr *expr;
     const fs_schema *schema;
+    const fp_functions *functions; /* the host's, or NULL */
     fp_error *err;
     bool failed;
     int depth;
@@ -456,15 +459,12 @@ static bool attach_regex(parser *p, fp_ast *call)
     const fp_ast *pat = call->args[0];
     if (pat->kind != A_LITERAL || pat->literal.kind != FP_STRING)
         return true; /* computed at run time */
+    fp_expr *e = p->expr;
     regex_t *re = malloc(sizeof *re);
-    regex_t **list = realloc(p->expr->regexes, (p->expr->regex_count + 1) * sizeof *list);
-    if (!re || !list) {
+    if (!re || !fa_reserve(&e->regexes, &e->regex_capacity, e->regex_count + 1, sizeof *e->regexes)) {
         free(re);
-        if (list)
-            p->expr->regexes = list;
         return syntax_error(p, pat->pos, "out of memory");
     }
-    p->expr->regexes = list;
     int rc = fp_regex_compile(re, pat->literal.u.string, pat->literal.len, call->op == F_MATCHESFULL);
     if (rc != 0) {
         char msg[120];
@@ -472,7 +472,7 @@ static bool attach_regex(parser *p, fp_ast *call)
         free(re);
         return syntax_error(p, pat->pos, "invalid regular expression: %s", msg);
     }
-    list[p->expr->regex_count++] = re;
+    e->regexes[e->regex_count++] = re;
     call->regex = re;
     return true;
 }
@@ -512,27 +512,31 @@ static fp_ast *parse_function(parser *p, fp_ast *target, const token *name_tok)
     const char *name = ident_text(p, name_tok, &len);
     if (!name)
         return NULL;
+    /* built-ins first: a host function can never shadow one (fp_functions_add refuses the name anyway) */
     const fp_function *f = fp_function_find(name, len);
-    if (!f) {
+    const fp_host_function *host = f ? NULL : fp_host_find(p->functions, name, len);
+    if (!f && !host) {
         syntax_error(p, name_tok->pos, "unknown function '%s'", name);
         return NULL;
     }
+    unsigned min_args = f ? f->min_args : host->min_args, max_args = f ? f->max_args : host->max_args;
     fp_ast *n = new_node(p, A_CALL, name_tok->pos);
     if (!n || !next_token(p)) /* '(' */
         return NULL;
     n->target = target;
-    n->op = f->id;
+    n->op = f ? f->id : F_HOST;
+    n->host = host;
     n->name = name;
     n->name_len = len;
-    fp_ast *args[8];
+    fp_ast *args[FP_MAX_ARGS];
     unsigned argc = 0;
     if (!tok_is(p, ")")) {
         for (;;) {
-            if (argc == 8) {
+            if (argc == FP_MAX_ARGS) {
                 syntax_error(p, p->tok.pos, "too many arguments");
                 return NULL;
             }
-            if (f->flags & FN_TYPE_ARG) {
+            if (f && (f->flags & FN_TYPE_ARG)) {
                 fp_ast *t = new_node(p, A_EMPTY, p->tok.pos);
                 if (!t || !parse_type_spec(p, &n->type))
                     return NULL;
@@ -551,13 +555,12 @@ static fp_ast *parse_function(parser *p, fp_ast *target, const token *name_tok)
     }
     if (!expect(p, ")", "to close the argument list"))
         return NULL;
-    if (argc < f->min_args || argc > f->max_args) {
-        if (f->min_args == f->max_args)
-            syntax_error(p, name_tok->pos, "%s() takes %u argument%s, not %u", name, f->min_args,
-                         f->min_args == 1 ? "" : "s", argc);
+    if (argc < min_args || argc > max_args) {
+        if (min_args == max_args)
+            syntax_error(p, name_tok->pos, "%s() takes %u argument%s, not %u", name, min_args,
+                         min_args == 1 ? "" : "s", argc);
         else
-            syntax_error(p, name_tok->pos, "%s() takes %u to %u arguments, not %u", name, f->min_args, f->max_args,
-                         argc);
+            syntax_error(p, name_tok->pos, "%s() takes %u to %u arguments, not %u", name, min_args, max_args, argc);
         return NULL;
     }
     n->argc = (uint16_t)argc;
@@ -570,7 +573,7 @@ static fp_ast *parse_function(parser *p, fp_ast *target, const token *name_tok)
         memcpy(list, args, argc * sizeof *list);
         n->args = list;
     }
-    if ((f->id == F_MATCHES || f->id == F_MATCHESFULL || f->id == F_REPLACEMATCHES) && !attach_regex(p, n))
+    if ((n->op == F_MATCHES || n->op == F_MATCHESFULL || n->op == F_REPLACEMATCHES) && !attach_regex(p, n))
         return NULL;
     return n;
 }
@@ -854,6 +857,13 @@ const char *fp_expr_source(const fp_expr *e)
 
 fp_expr *fp_compile(const char *source, const fs_schema *schema, fp_error *err)
 {
+    fp_compile_options opts = {.schema = schema};
+    return fp_compile_with(source, &opts, err);
+}
+
+fp_expr *fp_compile_with(const char *source, const fp_compile_options *opts, fp_error *err)
+{
+    const fs_schema *schema = opts ? opts->schema : NULL;
     fp_error scratch;
     if (!err)
         err = &scratch;
@@ -866,7 +876,12 @@ fp_expr *fp_compile(const char *source, const fs_schema *schema, fp_error *err)
         return NULL;
     }
     e->schema = schema ? schema : fs_r4();
-    parser p = {.src = e->source, .len = strlen(source), .expr = e, .schema = e->schema, .err = err};
+    parser p = {.src = e->source,
+                .len = strlen(source),
+                .expr = e,
+                .schema = e->schema,
+                .functions = opts ? opts->functions : NULL,
+                .err = err};
     fp_ast *root = NULL;
     if (next_token(&p)) {
         root = parse_expr(&p, 1);
@@ -894,7 +909,7 @@ typedef struct cache_entry {
 } cache_entry;
 
 struct fp_cache {
-    const fs_schema *schema;
+    fp_compile_options opts; /* schema always set */
     pthread_mutex_t lock;
     cache_entry *slots;
     size_t cap, count; /* cap is a power of two, at most half full */
@@ -910,10 +925,19 @@ static uint64_t hash_string(const char *s)
 
 fp_cache *fp_cache_new(const fs_schema *schema)
 {
+    fp_compile_options opts = {.schema = schema};
+    return fp_cache_new_with(&opts);
+}
+
+fp_cache *fp_cache_new_with(const fp_compile_options *opts)
+{
     fp_cache *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
-    c->schema = schema ? schema : fs_r4();
+    if (opts)
+        c->opts = *opts;
+    if (!c->opts.schema)
+        c->opts.schema = fs_r4();
     c->cap = 64;
     c->slots = calloc(c->cap, sizeof *c->slots);
     if (!c->slots) {
@@ -966,7 +990,7 @@ const fp_expr *fp_cache_get(fp_cache *c, const char *source, fp_error *err)
             }
             return NULL;
         }
-        e->expr = fp_compile(source, c->schema, &e->err);
+        e->expr = fp_compile_with(source, &c->opts, &e->err);
         e->source = copy;
         e->hash = h;
         c->count++;

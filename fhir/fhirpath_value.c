@@ -11,6 +11,8 @@
  */
 #include "fhir/fhirpath_internal.h"
 
+#include "fhir/array.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -65,6 +67,8 @@ size_t fp_arena_capacity(const fp_arena *a)
     return a->capacity;
 }
 
+void *fp_arena_alloc(fp_arena *a, size_t size) { return fpa_alloc(a, size); }
+
 bool fpa_failed(const fp_arena *a)
 {
     return a->failed;
@@ -106,6 +110,32 @@ void *fpa_alloc(fp_arena *a, size_t size)
     a->current = nb;
     a->capacity += want;
     return nb->data;
+}
+
+bool fpa_reserve(fp_arena *a, void *items_ptr, size_t *capacity, size_t used, size_t needed, size_t element_size,
+                 size_t first)
+{
+    if (needed <= *capacity)
+        return true;
+    size_t cap = *capacity ? *capacity : first;
+    while (cap < needed) {
+        if (cap > SIZE_MAX / 2)
+            return false;
+        cap *= 2;
+    }
+    if (element_size && cap > SIZE_MAX / element_size)
+        return false;
+    void *grown = fpa_alloc(a, cap * element_size);
+    if (!grown)
+        return false;
+    /* the owner's pointer is read and written as bytes: items_ptr may be any T ** */
+    void *items;
+    memcpy(&items, items_ptr, sizeof items);
+    if (used)
+        memcpy(grown, items, used * element_size);
+    memcpy(items_ptr, &grown, sizeof grown);
+    *capacity = cap;
+    return true;
 }
 
 char *fpa_strndup(fp_arena *a, const char *s, size_t len)
@@ -239,14 +269,6 @@ static int two_digits(const char *s, size_t len, size_t at)
     return (s[at] - '0') * 10 + (s[at + 1] - '0');
 }
 
-int fp_days_in_month(int year, int month)
-{
-    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (month == 2 && ((year % 4 == 0 && year % 100 != 0) || year % 400 == 0))
-        return 29;
-    return days[(month - 1) % 12];
-}
-
 /* Time of day part: hh[:mm[:ss[.fff]]]; returns bytes used, 0 if none. */
 static size_t scan_time_part(const char *s, size_t len, size_t i, fp_datetime *dt)
 {
@@ -318,7 +340,7 @@ size_t fp_scan_temporal(const char *s, size_t len, bool time_only, fp_datetime *
             i += 3;
             if (i < len && s[i] == '-') {
                 int d = two_digits(s, len, i + 1);
-                if (d >= 1 && d <= fp_days_in_month(dt->year, m)) {
+                if (d >= 1 && d <= fdt_days_in_month(dt->year, m)) {
                     dt->day = (uint8_t)d;
                     dt->precision = FP_PREC_DAY;
                     i += 3;
@@ -387,59 +409,11 @@ size_t fp_format_temporal(fp_kind kind, const fp_datetime *dt, char *buf, size_t
     return (size_t)n;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (era arithmetic on 400-year cycles). */
-static int64_t days_from_civil(int y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int *y, int *m, int *d)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *y = (int)(yoe + era * 400 + (*m <= 2));
-}
-
-static int64_t to_epoch_ms(const fp_datetime *dt)
-{
-    int64_t days = days_from_civil(dt->year, dt->month, dt->day);
-    return ((days * 24 + dt->hour) * 60 + dt->minute) * 60000LL + dt->second * 1000LL + dt->ms;
-}
-
-static void from_epoch_ms(int64_t t, fp_datetime *dt)
-{
-    int64_t days = t >= 0 ? t / 86400000 : -((-t + 86399999) / 86400000);
-    int64_t rest = t - days * 86400000;
-    int y, m, d;
-    civil_from_days(days, &y, &m, &d);
-    dt->year = (int16_t)y;
-    dt->month = (uint8_t)m;
-    dt->day = (uint8_t)d;
-    dt->hour = (uint8_t)(rest / 3600000);
-    dt->minute = (uint8_t)(rest / 60000 % 60);
-    dt->second = (uint8_t)(rest / 1000 % 60);
-    dt->ms = (uint16_t)(rest % 1000);
-}
-
 void fp_clock_now(fp_datetime *dt)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    memset(dt, 0, sizeof *dt);
-    from_epoch_ms((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, dt);
-    dt->precision = FP_PREC_MS;
-    dt->has_tz = true;
+    fdt_from_epoch_ms((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, dt);
 }
 
 typedef enum dur_unit { DU_YEAR, DU_MONTH, DU_WEEK, DU_DAY, DU_HOUR, DU_MINUTE, DU_SECOND, DU_MS, DU_NONE } dur_unit;
@@ -462,7 +436,7 @@ static void add_months(fp_datetime *dt, int64_t months)
     int64_t total = (int64_t)dt->year * 12 + (dt->month - 1) + months;
     dt->year = (int16_t)(total / 12);
     dt->month = (uint8_t)(total % 12 + 1);
-    int dim = fp_days_in_month(dt->year, dt->month);
+    int dim = fdt_days_in_month(dt->year, dt->month);
     if (dt->day > dim)
         dt->day = (uint8_t)dim;
 }
@@ -491,13 +465,13 @@ bool fp_add_duration(fp_kind kind, fp_datetime *dt, long double amount, const ch
             add_months(dt, dt->precision == FP_PREC_YEAR ? days / 365 * 12 : days / 30);
         } else if (dt->precision == FP_PREC_DAY) {
             fp_datetime t = *dt;
-            from_epoch_ms(to_epoch_ms(&t) + d / 86400000 * 86400000, &t);
+            fdt_from_epoch_ms(fdt_civil_ms(&t) + d / 86400000 * 86400000, &t);
             dt->year = t.year;
             dt->month = t.month;
             dt->day = t.day;
         } else {
             fp_datetime t = *dt;
-            from_epoch_ms(to_epoch_ms(dt) + d, &t);
+            fdt_from_epoch_ms(fdt_civil_ms(dt) + d, &t);
             t.precision = dt->precision;
             t.has_tz = dt->has_tz;
             t.tz_minutes = dt->tz_minutes;
@@ -528,7 +502,7 @@ bool fp_boundary_temporal(fp_kind kind, const fp_datetime *in, int digits, bool 
     if (p < FP_PREC_MONTH)
         out->month = high ? 12 : 1;
     if (p < FP_PREC_DAY)
-        out->day = high ? (uint8_t)fp_days_in_month(out->year, out->month) : 1;
+        out->day = high ? (uint8_t)fdt_days_in_month(out->year, out->month) : 1;
     if (p < FP_PREC_HOUR)
         out->hour = high ? 23 : 0;
     if (p < FP_PREC_MINUTE)
@@ -953,6 +927,11 @@ static bool string_temporal(const char *s, size_t len, fp_kind kind, fp_item *ou
     return true;
 }
 
+bool fp_system_value(const fs_schema *schema, const fp_item *in, fp_item *out)
+{
+    return fp_to_system(schema ? schema : fs_r4(), in, out);
+}
+
 bool fp_to_system(const fs_schema *s, const fp_item *in, fp_item *out)
 {
     if (in->kind != FP_NODE) {
@@ -1038,7 +1017,7 @@ static void to_utc(fp_datetime *dt, int default_tz)
     if (tz == 0)
         return;
     fp_datetime t = *dt;
-    from_epoch_ms(to_epoch_ms(dt) - (int64_t)tz * 60000, &t);
+    fdt_from_epoch_ms(fdt_civil_ms(dt) - (int64_t)tz * 60000, &t);
     t.precision = dt->precision;
     t.has_tz = true;
     t.tz_minutes = 0;
@@ -1372,17 +1351,11 @@ static void sb_add(sbuf *b, const char *s, size_t n)
 {
     if (b->oom)
         return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (b->len + n + 1 > cap)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
+    /* a JSON result is rarely tiny: start at 256 bytes rather than fa_reserve's first 8 */
+    size_t need = b->len + n + 1;
+    if (!fa_reserve(&b->p, &b->cap, need < 256 ? 256 : need, 1)) {
+        b->oom = true;
+        return;
     }
     memcpy(b->p + b->len, s, n);
     b->len += n;

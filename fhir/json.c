@@ -44,6 +44,8 @@
  */
 #include "fhir/json.h"
 
+#include "fhir/array.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -262,6 +264,9 @@ void fj_line_col(fj_doc *d, size_t offset, unsigned *line, unsigned *column)
  * Nodes
  * ------------------------------------------------------------------------ */
 
+/* Not fa_reserve: the node array is the document's memory, so it grows by
+ * 1.5x (not 2x) to stay within the validator's memory budget, and its count
+ * is a uint32_t (node indexes are 32-bit). */
 static bool grow_nodes(parser *ps)
 {
     uint64_t want = (uint64_t)ps->cap + ps->cap / 2 + 64;
@@ -647,15 +652,10 @@ static uint32_t *sort_keys(const parser *ps, uint32_t *a, uint32_t *tmp, size_t 
 static bool check_keys_sorted(parser *ps, uint32_t obj, const unsigned char *at)
 {
     uint32_t n = ps->nodes[obj].len;
-    if ((size_t)n * 2 > ps->scratch_cap) {
-        size_t cap = (size_t)n * 4;
-        uint32_t *s = realloc(ps->scratch, cap * sizeof *s);
-        if (!s) {
-            fail_oom(ps, at);
-            return false;
-        }
-        ps->scratch = s;
-        ps->scratch_cap = cap;
+    /* the keys and the merge sort's second half */
+    if (!fa_reserve(&ps->scratch, &ps->scratch_cap, (size_t)n * 2, sizeof *ps->scratch)) {
+        fail_oom(ps, at);
+        return false;
     }
     uint32_t *keys = ps->scratch, k = obj + 1;
     for (uint32_t i = 0; i < n; i++, k += 1 + ps->nodes[k + 1].size)

@@ -3,6 +3,8 @@
  */
 #include "fhir/json_write.h"
 
+#include "fhir/array.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,18 +14,12 @@ static bool reserve(fj_buf *b, size_t more)
 {
     if (b->failed)
         return false;
-    if (b->len + more + 1 <= b->cap)
-        return true;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + more + 1)
-        cap *= 2;
-    char *data = realloc(b->data, cap);
-    if (!data) {
+    /* a resource is rarely tiny: start at 256 bytes rather than fa_reserve's first 8 */
+    size_t need = b->len + more + 1;
+    if (need < b->len || !fa_reserve(&b->data, &b->cap, need < 256 ? 256 : need, 1)) {
         b->failed = true;
         return false;
     }
-    b->data = data;
-    b->cap = cap;
     return true;
 }
 

@@ -70,6 +70,17 @@ void oo_add(oo_list *l, oo_severity sev, const char *code, const char *expressio
     va_end(ap);
 }
 
+size_t oo_issue_format(const oo_issue *is, char *buf, size_t cap)
+{
+    char position[64] = "";
+    if (is->line)
+        snprintf(position, sizeof position, "%s(line %u, col %u)", is->expression ? " " : "", is->line,
+                 is->column);
+    int n = snprintf(buf, cap, "%-7s %-12s %s%s: %s", oo_severity_name(is->severity), is->code,
+                     is->expression ? is->expression : "", position, is->message ? is->message : "");
+    return n < 0 ? 0 : (size_t)n;
+}
+
 static json_object *issue_json(const char *severity, const char *code, const char *message, const char *expression,
                                unsigned line, unsigned column)
 {

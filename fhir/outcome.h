@@ -63,6 +63,20 @@ void oo_vadd(oo_list *l, oo_severity sev, const char *code, const char *expressi
 
 const char *oo_severity_name(oo_severity s);
 
+/*
+ * The one-line text form of an issue, as `fhirgw validate` prints it and the
+ * tests log it: severity and code padded to columns, the FHIRPath location
+ * and the source position when known, then the message:
+ *
+ *   error   value        Patient.birthDate (line 3, col 17): invalid date '2023-02-29': ...
+ *   fatal   structure    (line 1, col 9): invalid JSON: ...
+ *
+ * snprintf-style: writes at most cap bytes into buf (NUL-terminated when cap
+ * > 0) and returns the length of the whole line, so a caller whose buffer was
+ * too small can allocate that plus one and call again.
+ */
+size_t oo_issue_format(const oo_issue *is, char *buf, size_t cap);
+
 /* The list as an OperationOutcome. An empty list yields one "informational" issue (FHIR requires 1..*). */
 json_object *oo_to_json(const oo_list *l);
 

@@ -16,10 +16,9 @@
  *    50 MB Bundle runs every value through here).
  *
  *  - Messages are static strings that say what is wrong and what form was
- *    expected. Date/time scanners report range problems precisely
- *    ("month must be 01 to 12"); a value whose shape is simply wrong gets
- *    the message of the kind being checked (a date and a dateTime share the
- *    date scanner but expect different forms), via the BAD_FORM sentinel.
+ *    expected. The date, dateTime, instant and time scanners are those of
+ *    fhir/datetime.c (search and FHIRPath read dates with them too), which
+ *    report range problems precisely ("month must be 01 to 12").
  *
  *  - "\s" in the FHIR regexes is the Java/XML Schema class: space, TAB, LF,
  *    VT, FF, CR (ASCII only).
@@ -29,6 +28,8 @@
  *    reported for all kinds (except boolean, which is never checked here).
  */
 #include "fhir/primitive.h"
+
+#include "fhir/datetime.h"
 
 #include <string.h>
 
@@ -144,23 +145,6 @@ static bool eat(cursor *c, char ch)
     if (at_end(c) || c->s[c->i] != ch)
         return false;
     c->i++;
-    return true;
-}
-
-/* Exactly `count` digits into *out; false (cursor unchanged) otherwise. */
-static bool read_fixed_digits(cursor *c, int count, int *out)
-{
-    if (c->n - c->i < (size_t)count)
-        return false;
-    int v = 0;
-    for (int k = 0; k < count; k++) {
-        char ch = c->s[c->i + (size_t)k];
-        if (!is_digit(ch))
-            return false;
-        v = v * 10 + (ch - '0');
-    }
-    c->i += (size_t)count;
-    *out = v;
     return true;
 }
 
@@ -479,161 +463,12 @@ static const char *check_base64(const char *s, size_t n)
 
 /* ---- date, dateTime, instant, time ---------------------------------------- */
 
-/* Returned by the shared scanners when the shape is wrong; the caller turns
- * it into the message of the kind it checks. */
-static const char BAD_FORM[] = "bad form";
-
-#define DATE_FORM "not a valid date: expected YYYY, YYYY-MM or YYYY-MM-DD"
-#define DATETIME_FORM "not a valid dateTime: expected YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss+zz:zz"
-#define INSTANT_FORM "not a valid instant: expected YYYY-MM-DDThh:mm:ss(.sss)Z or YYYY-MM-DDThh:mm:ss(.sss)+zz:zz"
-#define TIME_FORM "not a valid time: expected hh:mm:ss or hh:mm:ss.sss, without timezone"
-
-static const char *form_or(const char *msg, const char *form) { return msg == BAD_FORM ? form : msg; }
-
-static bool is_leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
-
-static int days_in_month(int y, int m)
+/* The scanners and their messages live in fhir/datetime.c, which also gives
+ * search and FHIRPath the parsed value; here only the verdict matters. */
+static const char *check_temporal(fdt_form form, const char *s, size_t n)
 {
-    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    return m == 2 && is_leap(y) ? 29 : days[m - 1];
-}
-
-/* YYYY(-MM(-DD)?)?; *parts gets 1, 2 or 3. The regex excludes year 0000
- * and bounds day to 01..31; we also reject days past the end of the month
- * (the regex cannot, but such a date does not exist). Proleptic Gregorian
- * leap years, as in XML Schema. Stops before anything after the date. */
-static const char *scan_date(cursor *c, int *parts)
-{
-    int y, m, d;
-    if (!read_fixed_digits(c, 4, &y))
-        return BAD_FORM;
-    if (y == 0)
-        return "year must be 0001 to 9999";
-    *parts = 1;
-    if (!eat(c, '-'))
-        return NULL;
-    if (!read_fixed_digits(c, 2, &m))
-        return BAD_FORM;
-    if (m < 1 || m > 12)
-        return "month must be 01 to 12";
-    *parts = 2;
-    if (!eat(c, '-'))
-        return NULL;
-    if (!read_fixed_digits(c, 2, &d))
-        return BAD_FORM;
-    if (d < 1 || d > 31)
-        return "day must be 01 to 31";
-    if (d > days_in_month(y, m))
-        return m == 2 && d == 29 ? "February 29 exists only in leap years" : "day does not exist in that month";
-    *parts = 3;
-    return NULL;
-}
-
-/* ([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?
- * Second 60 is a leap second; the regex allows it at any hh:mm and so do we
- * (whether a leap second really occurred is not a lexical question). */
-static const char *scan_time(cursor *c)
-{
-    int h, m, sec;
-    if (!read_fixed_digits(c, 2, &h))
-        return BAD_FORM;
-    if (h > 23)
-        return "hour must be 00 to 23";
-    if (!eat(c, ':') || !read_fixed_digits(c, 2, &m))
-        return BAD_FORM;
-    if (m > 59)
-        return "minute must be 00 to 59";
-    if (!eat(c, ':') || !read_fixed_digits(c, 2, &sec))
-        return BAD_FORM;
-    if (sec > 60)
-        return "second must be 00 to 60";
-    if (eat(c, '.') && skip_digits(c) == 0)
-        return "a fraction of a second needs at least one digit after the '.'";
-    return NULL;
-}
-
-/* Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00) */
-static const char *scan_zone(cursor *c)
-{
-    if (eat(c, 'Z'))
-        return NULL;
-    if (!eat(c, '+') && !eat(c, '-'))
-        return BAD_FORM;
-    int h, m;
-    if (!read_fixed_digits(c, 2, &h) || !eat(c, ':') || !read_fixed_digits(c, 2, &m))
-        return BAD_FORM;
-    if (m > 59)
-        return "timezone minutes must be 00 to 59";
-    if (h > 14 || (h == 14 && m != 0))
-        return "timezone offset must be between -14:00 and +14:00";
-    return NULL;
-}
-
-/* After a full date, "T" + time + zone; the zone is required (R4: "if hours
- * and minutes are specified, a time zone SHALL be populated"). */
-static const char *scan_time_and_zone(cursor *c)
-{
-    const char *msg = scan_time(c);
-    if (msg)
-        return msg;
-    if (at_end(c))
-        return "a time must have a timezone: Z, +hh:mm or -hh:mm";
-    return scan_zone(c);
-}
-
-static const char *check_date(const char *s, size_t n)
-{
-    cursor c = {s, n, 0};
-    int parts = 0;
-    const char *msg = scan_date(&c, &parts);
-    if (!msg && !at_end(&c))
-        msg = peek(&c) == 'T' ? "a date must not have a time: use dateTime" : BAD_FORM;
-    return form_or(msg, DATE_FORM);
-}
-
-static const char *check_datetime(const char *s, size_t n)
-{
-    cursor c = {s, n, 0};
-    int parts = 0;
-    const char *msg = scan_date(&c, &parts);
-    if (!msg && !at_end(&c)) {
-        if (!eat(&c, 'T'))
-            msg = BAD_FORM;
-        else if (parts < 3)
-            msg = "a time needs a full date: YYYY-MM-DDThh:mm:ss+zz:zz";
-        else
-            msg = scan_time_and_zone(&c);
-        if (!msg && !at_end(&c))
-            msg = BAD_FORM;
-    }
-    return form_or(msg, DATETIME_FORM);
-}
-
-static const char *check_instant(const char *s, size_t n)
-{
-    cursor c = {s, n, 0};
-    int parts = 0;
-    const char *msg = scan_date(&c, &parts);
-    if (!msg && (parts < 3 || at_end(&c)))
-        msg = "an instant needs date, time and timezone: YYYY-MM-DDThh:mm:ss(.sss)+zz:zz";
-    else if (!msg && !eat(&c, 'T'))
-        msg = BAD_FORM;
-    if (!msg)
-        msg = scan_time_and_zone(&c);
-    if (!msg && !at_end(&c))
-        msg = BAD_FORM;
-    return form_or(msg, INSTANT_FORM);
-}
-
-static const char *check_time(const char *s, size_t n)
-{
-    cursor c = {s, n, 0};
-    const char *msg = scan_time(&c);
-    if (!msg && !at_end(&c)) {
-        char ch = peek(&c);
-        msg = (ch == 'Z' || ch == '+' || ch == '-') ? "a time must not have a timezone" : BAD_FORM;
-    }
-    return form_or(msg, TIME_FORM);
+    fdt_value ignored;
+    return fdt_parse(form, s, n, &ignored);
 }
 
 /* ---- xhtml ---------------------------------------------------------------- */
@@ -677,10 +512,10 @@ const char *fprim_check(fprim_kind k, const char *s, size_t len)
     case FPRIM_OID: return check_oid(s, len);
     case FPRIM_UUID: return check_uuid(s, len);
     case FPRIM_BASE64BINARY: return check_base64(s, len);
-    case FPRIM_DATE: return check_date(s, len);
-    case FPRIM_DATETIME: return check_datetime(s, len);
-    case FPRIM_INSTANT: return check_instant(s, len);
-    case FPRIM_TIME: return check_time(s, len);
+    case FPRIM_DATE: return check_temporal(FDT_FORM_DATE, s, len);
+    case FPRIM_DATETIME: return check_temporal(FDT_FORM_DATETIME, s, len);
+    case FPRIM_INSTANT: return check_temporal(FDT_FORM_INSTANT, s, len);
+    case FPRIM_TIME: return check_temporal(FDT_FORM_TIME, s, len);
     case FPRIM_XHTML: return check_xhtml(s, len);
     default: return "unknown primitive type";
     }

@@ -20,15 +20,16 @@
 
 #include <json-c/json.h>
 
+#include "fhir/array.h"
 #include "fhir/fhirpath.h"
 #include "fhir/reference.h"
+#include "fhir/report.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define NO_NODE UINT32_MAX
-#define PATH_CAPACITY 1024
 
 /* ---- loaded definitions -------------------------------------------------- */
 
@@ -49,18 +50,18 @@ typedef struct pf_elem {
     bool has_min, has_max;
     uint32_t min, max;
     char **types; /* allowed type codes, when the profile restricts them */
-    size_t type_count;
+    size_t type_count, type_capacity;
     char **type_profiles; /* type.profile: for Extension, the extension's URL */
-    size_t type_profile_count;
+    size_t type_profile_count, type_profile_capacity;
     char **target_profiles; /* Reference targetProfile URLs */
-    size_t target_count;
+    size_t target_count, target_capacity;
     json_object *fixed, *pattern; /* owned references */
     char *binding_valueset;       /* required bindings only */
     pf_discriminator *discriminators;
-    size_t discriminator_count;
+    size_t discriminator_count, discriminator_capacity;
     bool closed;
     pf_constraint *constraints;
-    size_t constraint_count;
+    size_t constraint_count, constraint_capacity;
     struct pf_elem **children;
     size_t child_count, child_capacity;
 } pf_elem;
@@ -82,7 +83,7 @@ typedef struct pf_valueset {
     char *url;
     json_object *definition; /* owned */
     pf_code *codes;
-    size_t code_count;
+    size_t code_count, code_capacity;
     bool expanded;
 } pf_valueset;
 
@@ -102,17 +103,11 @@ struct pf_registry {
     fp_cache *expressions; /* the profiles' invariants, compiled on first use (thread-safe) */
 };
 
-/* Grow an array of pointers by one slot. */
+/* Append item to a growable array (fhir/array.h). */
 #define PUSH(arr, count, cap, item)                                                                              \
     do {                                                                                                         \
-        if ((count) == (cap)) {                                                                                  \
-            size_t c_ = (cap) ? (cap) * 2 : 8;                                                                   \
-            void *p_ = realloc((arr), c_ * sizeof *(arr));                                                       \
-            if (!p_)                                                                                             \
-                abort(); /* out of memory while loading configuration: nothing sensible to continue with */      \
-            (arr) = p_;                                                                                          \
-            (cap) = c_;                                                                                          \
-        }                                                                                                        \
+        if (!fa_reserve(&(arr), &(cap), (count) + 1, sizeof *(arr)))                                             \
+            abort(); /* out of memory while loading configuration: nothing sensible to continue with */          \
         (arr)[(count)++] = (item);                                                                               \
     } while (0)
 
@@ -319,17 +314,16 @@ static void load_types(pf_elem *e, json_object *types)
         const char *code = jstr(t, "code");
         if (!code)
             continue;
-        e->types = realloc(e->types, (e->type_count + 1) * sizeof *e->types);
-        e->types[e->type_count++] = strdup(code);
+        PUSH(e->types, e->type_count, e->type_capacity, strdup(code));
         json_object *profiles = jget(t, "profile");
         for (size_t k = 0; k < jlen(profiles); k++) {
-            e->type_profiles = realloc(e->type_profiles, (e->type_profile_count + 1) * sizeof *e->type_profiles);
-            e->type_profiles[e->type_profile_count++] = canonical(json_object_get_string(json_object_array_get_idx(profiles, k)));
+            PUSH(e->type_profiles, e->type_profile_count, e->type_profile_capacity,
+                 canonical(json_object_get_string(json_object_array_get_idx(profiles, k))));
         }
         json_object *targets = jget(t, "targetProfile");
         for (size_t k = 0; k < jlen(targets); k++) {
-            e->target_profiles = realloc(e->target_profiles, (e->target_count + 1) * sizeof *e->target_profiles);
-            e->target_profiles[e->target_count++] = canonical(json_object_get_string(json_object_array_get_idx(targets, k)));
+            PUSH(e->target_profiles, e->target_count, e->target_capacity,
+                 canonical(json_object_get_string(json_object_array_get_idx(targets, k))));
         }
     }
 }
@@ -349,8 +343,8 @@ static bool load_slicing(pf_elem *e, json_object *slicing, const char *origin, o
                    "%s: slicing discriminator type '%s' is not supported (value and pattern are)", origin, type);
             return false;
         }
-        e->discriminators = realloc(e->discriminators, (e->discriminator_count + 1) * sizeof *e->discriminators);
-        e->discriminators[e->discriminator_count++] = (pf_discriminator){strdup(type), strdup(path)};
+        PUSH(e->discriminators, e->discriminator_count, e->discriminator_capacity,
+             ((pf_discriminator){strdup(type), strdup(path)}));
     }
     return true;
 }
@@ -363,9 +357,8 @@ static void load_constraints(pf_elem *e, json_object *constraints)
         if (!key || !expr)
             continue;
         const char *sev = jstr(c, "severity");
-        e->constraints = realloc(e->constraints, (e->constraint_count + 1) * sizeof *e->constraints);
-        e->constraints[e->constraint_count++] =
-            (pf_constraint){strdup(key), dup_or_null(jstr(c, "human")), strdup(expr), !sev || !strcmp(sev, "error")};
+        PUSH(e->constraints, e->constraint_count, e->constraint_capacity,
+             ((pf_constraint){strdup(key), dup_or_null(jstr(c, "human")), strdup(expr), !sev || !strcmp(sev, "error")}));
     }
 }
 
@@ -477,8 +470,7 @@ bool pf_registry_add(pf_registry *r, const char *json, size_t len, const char *o
 
 static void add_code(pf_valueset *v, const char *system, const char *code)
 {
-    v->codes = realloc(v->codes, (v->code_count + 1) * sizeof *v->codes);
-    v->codes[v->code_count++] = (pf_code){strdup(system), strdup(code)};
+    PUSH(v->codes, v->code_count, v->code_capacity, ((pf_code){strdup(system), strdup(code)}));
 }
 
 static void add_concepts(pf_valueset *v, const char *system, json_object *concepts)
@@ -553,7 +545,7 @@ static void inherit_slicing(pf_elem *e, const pf_elem *base)
             for (size_t d = 0; d < b->discriminator_count; d++)
                 c->discriminators[d] = (pf_discriminator){strdup(b->discriminators[d].type),
                                                           strdup(b->discriminators[d].path)};
-            c->discriminator_count = b->discriminator_count;
+            c->discriminator_count = c->discriminator_capacity = b->discriminator_count;
             c->closed = b->closed;
             if (!c->id)
                 c->id = dup_or_null(b->id);
@@ -573,7 +565,7 @@ static void inherit_slicing(pf_elem *e, const pf_elem *base)
             c->type_profiles = calloc(b->type_profile_count, sizeof *c->type_profiles);
             for (size_t k = 0; k < b->type_profile_count; k++)
                 c->type_profiles[k] = strdup(b->type_profiles[k]);
-            c->type_profile_count = b->type_profile_count;
+            c->type_profile_count = c->type_profile_capacity = b->type_profile_count;
         }
         inherit_slicing(c, b);
     }
@@ -613,11 +605,9 @@ bool pf_registry_finish(pf_registry *r, oo_list *issues)
 typedef struct vctx {
     const pf_registry *r;
     fj_doc *doc;
-    oo_list *out;
+    rp_reporter rep; /* the FHIRPath location of the walk, and where issues go */
     uint32_t resource;
     const char *profile_url;
-    char path[PATH_CAPACITY];
-    size_t path_len;
     int depth; /* guards against profiles whose extensions refer to each other */
     fp_arena *arena; /* for invariants, made on first use */
 } vctx;
@@ -625,37 +615,17 @@ typedef struct vctx {
 static const fj_node *N(const vctx *c, uint32_t i) { return &c->doc->nodes[i]; }
 static const char *S(const vctx *c, uint32_t i) { return fj_str(c->doc, i); }
 
-static size_t path_push(vctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static size_t path_push(vctx *c, const char *fmt, ...)
-{
-    size_t old = c->path_len;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(c->path + old, PATH_CAPACITY - old, fmt, ap);
-    va_end(ap);
-    c->path_len = (n < 0 || old + (size_t)n >= PATH_CAPACITY) ? PATH_CAPACITY - 1 : old + (size_t)n;
-    return old;
-}
-
-static void path_pop(vctx *c, size_t old)
-{
-    c->path_len = old;
-    c->path[old] = '\0';
-}
-
+/* An issue at the current location; every profile issue says which profile found it. */
 static void report(vctx *c, uint32_t node, oo_severity sev, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 static void report(vctx *c, uint32_t node, oo_severity sev, const char *code, const char *fmt, ...)
 {
-    unsigned line = 0, column = 0;
-    if (node != NO_NODE)
-        fj_line_col(c->doc, c->doc->nodes[node].pos, &line, &column);
     char message[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
-    oo_add(c->out, sev, code, c->path, line, column, "%s (profile %s)", message, c->profile_url);
+    rp_report(&c->rep, node, sev, code, "%s (profile %s)", message, c->profile_url);
 }
 
 /* ---- comparing instance values with fixed[x] / pattern[x] ---- */
@@ -800,11 +770,11 @@ static size_t push_item(vctx *c, const pf_elem *e, const selection *sel, uint32_
         size_t stem = name_len - 3;
         const fs_type *t = suffix_type(c, sel->key[i] + stem, sel->key_len[i] - stem);
         if (t)
-            return path_push(c, ".%.*s.ofType(%s)", (int)stem, e->name, t->name);
+            return rp_push(&c->rep, ".%.*s.ofType(%s)", (int)stem, e->name, t->name);
     }
-    size_t old = path_push(c, ".%.*s", (int)sel->key_len[i], sel->key[i]);
+    size_t old = rp_push(&c->rep, ".%.*s", (int)sel->key_len[i], sel->key[i]);
     if (sel->index[i] != UINT32_MAX)
-        path_push(c, "[%u]", sel->index[i]);
+        rp_push(&c->rep, "[%u]", sel->index[i]);
     return old;
 }
 
@@ -896,10 +866,10 @@ static void check_target(vctx *c, const pf_elem *e, uint32_t v)
         if (!strcmp(want, "Resource"))
             return;
     }
-    size_t old = path_push(c, ".reference");
+    size_t old = rp_push(&c->rep, ".reference");
     report(c, ref, OO_ERROR, OO_STRUCTURE, "a reference to %.*s is not allowed here (allowed: %s%s)", (int)type_len,
            type_start, target_type(c, e->target_profiles[0]), e->target_count > 1 ? ", ..." : "");
-    path_pop(c, old);
+    rp_pop(&c->rep, old);
 }
 
 /* For a choice element restricted by the profile: is the type the key names allowed? */
@@ -1037,16 +1007,16 @@ static bool in_slice(const vctx *c, const pf_elem *sliced, const pf_elem *s, uin
 static void check_cardinality(vctx *c, uint32_t obj, const pf_elem *e, uint32_t count, const char *what)
 {
     if (e->has_min && count < e->min) {
-        size_t old = path_push(c, ".%s", e->name);
+        size_t old = rp_push(&c->rep, ".%s", e->name);
         report(c, obj, OO_ERROR, OO_REQUIRED, "%s requires at least %u value%s, found %u", what, e->min,
                e->min == 1 ? "" : "s", count);
-        path_pop(c, old);
+        rp_pop(&c->rep, old);
     }
     if (e->has_max && count > e->max) {
-        size_t old = path_push(c, ".%s", e->name);
+        size_t old = rp_push(&c->rep, ".%s", e->name);
         report(c, obj, OO_ERROR, OO_STRUCTURE, "%s allows at most %u value%s, found %u", what, e->max,
                e->max == 1 ? "" : "s", count);
-        path_pop(c, old);
+        rp_pop(&c->rep, old);
     }
 }
 
@@ -1065,7 +1035,7 @@ static void apply_slices(vctx *c, const pf_elem *parent, const pf_elem *sliced, 
             count++;
             size_t old = push_item(c, s, sel, k);
             check_value(c, s, sel, k);
-            path_pop(c, old);
+            rp_pop(&c->rep, old);
         }
         char what[200];
         snprintf(what, sizeof what, "slice '%s' of %s", s->slice, sliced->id ? sliced->id : sliced->name);
@@ -1078,7 +1048,7 @@ static void apply_slices(vctx *c, const pf_elem *parent, const pf_elem *sliced, 
             size_t old = push_item(c, sliced, sel, k);
             report(c, sel->items[k], OO_ERROR, OO_STRUCTURE, "the value matches no slice of %s, and its slicing is closed",
                    sliced->id);
-            path_pop(c, old);
+            rp_pop(&c->rep, old);
         }
 }
 
@@ -1094,7 +1064,7 @@ static void apply_children(vctx *c, const pf_elem *e, uint32_t obj)
         for (uint32_t k = 0; k < sel.count; k++) {
             size_t old = push_item(c, child, &sel, k);
             check_value(c, child, &sel, k);
-            path_pop(c, old);
+            rp_pop(&c->rep, old);
         }
         if (child->discriminator_count)
             apply_slices(c, e, child, obj, &sel);
@@ -1123,9 +1093,9 @@ static void check_extensions(vctx *c, uint32_t node)
     if (n->type == FJ_ARRAY) {
         uint32_t item = fj_first_child(node);
         for (uint32_t k = 0; k < n->len; k++, item = fj_next(c->doc, item)) {
-            size_t old = path_push(c, "[%u]", k);
+            size_t old = rp_push(&c->rep, "[%u]", k);
             check_extensions(c, item);
-            path_pop(c, old);
+            rp_pop(&c->rep, old);
         }
         return;
     }
@@ -1142,7 +1112,7 @@ static void check_extensions(vctx *c, uint32_t node)
         const char *k = S(c, key);
         size_t len = N(c, key)->len;
         bool is_ext = (len == 9 && !memcmp(k, "extension", 9)) || (len == 17 && !memcmp(k, "modifierExtension", 17));
-        size_t old = path_push(c, ".%.*s", (int)(k[0] == '_' ? len - 1 : len), k[0] == '_' ? k + 1 : k);
+        size_t old = rp_push(&c->rep, ".%.*s", (int)(k[0] == '_' ? len - 1 : len), k[0] == '_' ? k + 1 : k);
         if (is_ext && N(c, val)->type == FJ_ARRAY) {
             uint32_t item = fj_first_child(val);
             for (uint32_t i = 0; i < N(c, val)->len; i++, item = fj_next(c->doc, item)) {
@@ -1153,14 +1123,14 @@ static void check_extensions(vctx *c, uint32_t node)
                 snprintf(url_text, sizeof url_text, "%.*s", (int)(N(c, url)->len < 511 ? N(c, url)->len : 511),
                          S(c, url));
                 const pf_profile *def = pf_find(c->r, url_text);
-                size_t before = path_push(c, "[%u]", i);
+                size_t before = rp_push(&c->rep, "[%u]", i);
                 if (def && def->is_extension)
                     apply_profile(c, def, item);
-                path_pop(c, before);
+                rp_pop(&c->rep, before);
             }
         }
         check_extensions(c, val);
-        path_pop(c, old);
+        rp_pop(&c->rep, old);
     }
 }
 
@@ -1170,14 +1140,14 @@ static void ctx_init(vctx *c, const pf_registry *r, fj_doc *doc, uint32_t resour
     memset(c, 0, sizeof *c);
     c->r = r;
     c->doc = doc;
-    c->out = out;
+    rp_init(&c->rep, doc, out);
     c->resource = resource;
     if (base_path && *base_path) {
-        path_push(c, "%s", base_path);
+        rp_push(&c->rep, "%s", base_path);
     } else {
         uint32_t rt = fj_get(doc, resource, "resourceType");
         if (rt != NO_NODE && doc->nodes[rt].type == FJ_STRING)
-            path_push(c, "%.*s", (int)doc->nodes[rt].len, fj_str(doc, rt));
+            rp_push(&c->rep, "%.*s", (int)doc->nodes[rt].len, fj_str(doc, rt));
     }
 }
 
@@ -1219,9 +1189,9 @@ size_t pf_validate_declared(const pf_registry *r, fj_doc *doc, uint32_t resource
                 c.profile_url = p->url;
                 apply_profile(&c, p, resource);
             } else {
-                size_t old = path_push(&c, ".meta.profile[%u]", k);
-                oo_add(out, OO_WARNING, OO_NOT_FOUND, c.path, 0, 0, "profile %s is not known: not checked", url);
-                path_pop(&c, old);
+                size_t old = rp_push(&c.rep, ".meta.profile[%u]", k);
+                rp_report(&c.rep, RP_NO_NODE, OO_WARNING, OO_NOT_FOUND, "profile %s is not known: not checked", url);
+                rp_pop(&c.rep, old);
             }
         }
     }

@@ -13,7 +13,8 @@
  *   validate_value         one value against one type: primitive format,
  *                          complex type (recursion), bindings, references
  *
- * The FHIRPath location of the value being checked is kept in ctx.path and
+ * The FHIRPath location of the value being checked is kept in ctx.rep (an
+ * rp_reporter, shared with the profile checker) and
  * grows and shrinks with the walk, so reporting costs nothing until an issue
  * is actually found. Recursion depth is bounded by the JSON depth limit.
  */
@@ -25,10 +26,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fhir/array.h"
 #include "fhir/fhirpath.h"
+#include "fhir/reference.h"
+#include "fhir/report.h"
 
 #define NO_NODE UINT32_MAX
-#define PATH_CAPACITY 1024
 
 /* A reference seen inside a transaction or document Bundle, resolved at the end. */
 typedef struct bundle_ref {
@@ -63,9 +66,7 @@ typedef struct bundle_frame {
 typedef struct ctx {
     const fs_schema *s;
     fj_doc *doc;
-    oo_list *out;
-    char path[PATH_CAPACITY];
-    size_t path_len;
+    rp_reporter rep;           /* the FHIRPath location of the walk, and where issues go */
     uint32_t container;        /* the resource whose `contained` list '#id' references search */
     bundle_frame *bundle;      /* innermost Bundle being walked, or NULL */
     const fs_element *bundle_entry; /* the Bundle.entry element, to know which entry we are in */
@@ -75,53 +76,6 @@ typedef struct ctx {
     fp_arena *arena;           /* for invariant evaluation: the thread's, taken on first use */
     uint32_t resource;         /* the resource being walked: %resource */
 } ctx;
-
-/* ---- locations and reporting ------------------------------------------- */
-
-/* Append to the path; returns the previous length for path_pop. Overlong paths end in "...". */
-static size_t path_push(ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static size_t path_push(ctx *c, const char *fmt, ...)
-{
-    size_t old = c->path_len;
-    if (old + 4 >= PATH_CAPACITY)
-        return old;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(c->path + old, PATH_CAPACITY - old, fmt, ap);
-    va_end(ap);
-    if (n < 0 || old + (size_t)n >= PATH_CAPACITY - 4) {
-        memcpy(c->path + PATH_CAPACITY - 4, "...", 4);
-        c->path_len = PATH_CAPACITY - 1;
-    } else {
-        c->path_len = old + (size_t)n;
-    }
-    return old;
-}
-
-static void path_pop(ctx *c, size_t old)
-{
-    c->path_len = old;
-    c->path[old] = '\0';
-}
-
-/* ".name", or "name" at the start of a path. */
-static size_t path_push_name(ctx *c, const char *name, size_t len)
-{
-    return path_push(c, "%s%.*s", c->path_len ? "." : "", (int)len, name);
-}
-
-static void report(ctx *c, uint32_t node, oo_severity sev, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static void report(ctx *c, uint32_t node, oo_severity sev, const char *code, const char *fmt, ...)
-{
-    unsigned line = 0, column = 0;
-    if (node != NO_NODE)
-        fj_line_col(c->doc, c->doc->nodes[node].pos, &line, &column);
-    va_list ap;
-    va_start(ap, fmt);
-    oo_vadd(c->out, sev, code, c->path_len ? c->path : "$this", line, column, fmt, ap);
-    va_end(ap);
-}
 
 static const fj_node *N(const ctx *c, uint32_t i) { return &c->doc->nodes[i]; }
 static const char *S(const ctx *c, uint32_t i) { return fj_str(c->doc, i); }
@@ -173,8 +127,8 @@ static void check_coded_binding(ctx *c, const fs_element *el, const fs_type *t, 
     const fs_valueset *vs = &c->s->valuesets[el->valueset];
     if (t == c->t_coding) {
         if (fj_get(c->doc, v, "code") != NO_NODE && !coding_in_valueset(c, v, vs))
-            report(c, v, OO_ERROR, OO_CODE_INVALID, "the coding is not in the required value set %s",
-                   valueset_url(c, el));
+            rp_report(&c->rep, v, OO_ERROR, OO_CODE_INVALID, "the coding is not in the required value set %s",
+                      valueset_url(c, el));
         return;
     }
     uint32_t codings = fj_get(c->doc, v, "coding");
@@ -183,8 +137,8 @@ static void check_coded_binding(ctx *c, const fs_element *el, const fs_type *t, 
     for (uint32_t i = fj_first_child(codings), k = 0; k < N(c, codings)->len; k++, i = fj_next(c->doc, i))
         if (N(c, i)->type == FJ_OBJECT && coding_in_valueset(c, i, vs))
             return;
-    report(c, v, OO_ERROR, OO_CODE_INVALID, "none of the codings is in the required value set %s",
-           valueset_url(c, el));
+    rp_report(&c->rep, v, OO_ERROR, OO_CODE_INVALID, "none of the codings is in the required value set %s",
+              valueset_url(c, el));
 }
 
 /* ---- references ------------------------------------------------------------ */
@@ -219,6 +173,9 @@ static bool contained_id_exists(ctx *c, const char *id, size_t len)
     return false;
 }
 
+#define BAD_ID "the id part is not a valid id ([A-Za-z0-9-.]{1,64})"
+#define BAD_TAIL "after Type/id only '/_history/versionId' may follow"
+
 /* "Type/id" or "Type/id/_history/vid": returns NULL when fine, else what is wrong. */
 static const char *check_relative_reference(ctx *c, const char *s, size_t len)
 {
@@ -228,19 +185,17 @@ static const char *check_relative_reference(ctx *c, const char *s, size_t len)
     const fs_type *t = fs_type_by_name(c->s, s, (size_t)(slash - s));
     if (!t || t->kind != FS_RESOURCE || t->is_abstract)
         return "the reference does not start with a known resource type";
-    const char *id = slash + 1;
-    size_t rest = len - (size_t)(id - s);
-    const char *id_end = memchr(id, '/', rest);
-    size_t id_len = id_end ? (size_t)(id_end - id) : rest;
-    if (fprim_check(FPRIM_ID, id, id_len) || id_len == 0)
-        return "the id part is not a valid id ([A-Za-z0-9-.]{1,64})";
-    if (id_end) {
-        const char *hist = id_end + 1;
-        size_t hist_len = len - (size_t)(hist - s);
-        if (!has_prefix(hist, hist_len, "_history/") ||
-            fprim_check(FPRIM_ID, hist + 9, hist_len - 9) || hist_len == 9)
-            return "after Type/id only '/_history/versionId' may follow";
+    fr_parts p;
+    if (!fr_parse(s, len, &p) || p.type != s) {
+        /* not Type/id(/_history/v) from the start: blame the id if it is bad, else what follows it */
+        const char *id = slash + 1, *id_end = memchr(id, '/', len - (size_t)(id - s));
+        size_t id_len = id_end ? (size_t)(id_end - id) : len - (size_t)(id - s);
+        return id_len == 0 || fprim_check(FPRIM_ID, id, id_len) ? BAD_ID : BAD_TAIL;
     }
+    if (fprim_check(FPRIM_ID, p.id, p.id_len))
+        return BAD_ID;
+    if (p.version && (p.version_len == 0 || fprim_check(FPRIM_ID, p.version, p.version_len)))
+        return BAD_TAIL;
     return NULL;
 }
 
@@ -257,15 +212,9 @@ static bool is_conditional_reference(ctx *c, const char *s, size_t len)
 static void record_bundle_ref(ctx *c, uint32_t node)
 {
     bundle_frame *b = c->bundle;
-    if (b->ref_count == b->ref_capacity) {
-        size_t cap = b->ref_capacity ? b->ref_capacity * 2 : 64;
-        bundle_ref *refs = realloc(b->refs, cap * sizeof *refs);
-        if (!refs)
-            return; /* out of memory: this reference goes unresolved-unchecked */
-        b->refs = refs;
-        b->ref_capacity = cap;
-    }
-    char *path = strdup(c->path);
+    if (!fa_reserve(&b->refs, &b->ref_capacity, b->ref_count + 1, sizeof *b->refs))
+        return; /* out of memory: this reference goes unresolved-unchecked */
+    char *path = strdup(rp_path(&c->rep));
     if (!path)
         return;
     b->refs[b->ref_count++] = (bundle_ref){node, b->current_entry, path};
@@ -278,33 +227,35 @@ static void check_reference(ctx *c, uint32_t obj)
         return; /* type and emptiness were reported by the member walk */
     const char *s = S(c, r);
     size_t len = N(c, r)->len;
-    size_t old = path_push(c, ".reference");
+    size_t old = rp_push(&c->rep, ".reference");
     const char *problem = NULL;
     if (memchr(s, ' ', len) || memchr(s, '\t', len) || memchr(s, '\n', len)) {
         problem = "a reference contains no whitespace";
     } else if (s[0] == '#') {
         if (len > 1 && !contained_id_exists(c, s + 1, len - 1))
-            report(c, r, OO_ERROR, OO_INVARIANT,
-                   "ref-1: SHALL have a contained resource if a local reference is provided (no contained resource "
-                   "has the id '%.*s')",
-                   (int)len - 1, s + 1);
-        path_pop(c, old);
+            rp_report(
+                &c->rep, r, OO_ERROR, OO_INVARIANT,
+                "ref-1: SHALL have a contained resource if a local reference is provided (no contained resource "
+                "has the id '%.*s')",
+                (int)len - 1, s + 1);
+        rp_pop(&c->rep, old);
         return;
     } else if (has_prefix(s, len, "urn:uuid:")) {
         problem = fprim_check(FPRIM_UUID, s, len);
     } else if (has_prefix(s, len, "urn:oid:")) {
         problem = fprim_check(FPRIM_OID, s, len);
     } else if (c->bundle && c->bundle->conditional_refs && is_conditional_reference(c, s, len)) {
-        path_pop(c, old); /* the server resolves it to its one match; nothing to resolve inside the Bundle */
+        rp_pop(&c->rep, old); /* the server resolves it to its one match; nothing to resolve inside the Bundle */
         return;
     } else if (!is_absolute_uri(s, len)) {
         problem = check_relative_reference(c, s, len);
     }
     if (problem)
-        report(c, r, OO_ERROR, OO_VALUE, "invalid reference '%.*s': %s", (int)(len > 200 ? 200 : len), s, problem);
+        rp_report(&c->rep, r, OO_ERROR, OO_VALUE, "invalid reference '%.*s': %s", (int)(len > 200 ? 200 : len), s,
+                  problem);
     else if (c->bundle && c->bundle->resolve_refs)
         record_bundle_ref(c, r);
-    path_pop(c, old);
+    rp_pop(&c->rep, old);
 }
 
 /* ---- primitives -------------------------------------------------------------- */
@@ -321,7 +272,8 @@ static void validate_primitive(ctx *c, const fs_element *el, const fs_type *t, u
 {
     const fj_node *n = N(c, v);
     if (n->type == FJ_OBJECT || n->type == FJ_ARRAY) {
-        report(c, v, OO_ERROR, OO_STRUCTURE, "expected a primitive value (%s), found %s", t->name, json_kind(n));
+        rp_report(&c->rep, v, OO_ERROR, OO_STRUCTURE, "expected a primitive value (%s), found %s", t->name,
+                  json_kind(n));
         return;
     }
     fprim_json want = fprim_json_type(t->prim);
@@ -330,26 +282,26 @@ static void validate_primitive(ctx *c, const fs_element *el, const fs_type *t, u
                    (want == FPRIM_JSON_BOOLEAN && (n->type == FJ_TRUE || n->type == FJ_FALSE));
     if (!type_ok) {
         static const char *const json_names[] = {"a string", "a number", "a boolean"};
-        report(c, v, OO_ERROR, OO_VALUE, "a %s is written as %s in JSON, found %s", t->name, json_names[want],
-               json_kind(n));
+        rp_report(&c->rep, v, OO_ERROR, OO_VALUE, "a %s is written as %s in JSON, found %s", t->name,
+                  json_names[want], json_kind(n));
         return;
     }
     if (want == FPRIM_JSON_BOOLEAN)
         return;
     if (n->type == FJ_STRING && n->len == 0) {
-        report(c, v, OO_ERROR, OO_STRUCTURE, "empty string: leave the property out instead");
+        rp_report(&c->rep, v, OO_ERROR, OO_STRUCTURE, "empty string: leave the property out instead");
         return;
     }
     const char *problem = fprim_check(t->prim, S(c, v), n->len);
     if (problem) {
-        report(c, v, OO_ERROR, OO_VALUE, "invalid %s '%.*s': %s", t->name, (int)(n->len > 100 ? 100 : n->len),
-               S(c, v), problem);
+        rp_report(&c->rep, v, OO_ERROR, OO_VALUE, "invalid %s '%.*s': %s", t->name,
+                  (int)(n->len > 100 ? 100 : n->len), S(c, v), problem);
         return;
     }
     if (el && el->valueset != FS_NONE && el->binding_strength == FS_BIND_REQUIRED &&
         !fs_valueset_contains(c->s, &c->s->valuesets[el->valueset], NULL, 0, S(c, v), n->len))
-        report(c, v, OO_ERROR, OO_CODE_INVALID, "'%.*s' is not in the required value set %s",
-               (int)(n->len > 100 ? 100 : n->len), S(c, v), valueset_url(c, el));
+        rp_report(&c->rep, v, OO_ERROR, OO_CODE_INVALID, "'%.*s' is not in the required value set %s",
+                  (int)(n->len > 100 ? 100 : n->len), S(c, v), valueset_url(c, el));
 }
 
 /* ---- invariants ------------------------------------------------------------------ */
@@ -478,11 +430,12 @@ static void check_contained_referenced(ctx *c, uint32_t resource)
                            !memcmp(S(c, i) + 1, S(c, id), N(c, id)->len);
         }
         if (!referred && !has_local_reference(c, item, NULL, 0)) {
-            size_t old = path_push(c, ".contained[%u]", k);
-            report(c, item, OO_ERROR, OO_INVARIANT,
-                   "dom-3: If the resource is contained in another resource, it SHALL be referred to from elsewhere "
-                   "in the resource or SHALL refer to the containing resource");
-            path_pop(c, old);
+            size_t old = rp_push(&c->rep, ".contained[%u]", k);
+            rp_report(
+                &c->rep, item, OO_ERROR, OO_INVARIANT,
+                "dom-3: If the resource is contained in another resource, it SHALL be referred to from elsewhere "
+                "in the resource or SHALL refer to the containing resource");
+            rp_pop(&c->rep, old);
         }
     }
 }
@@ -546,13 +499,14 @@ static void check_one_invariant(ctx *c, uint32_t index, uint32_t node, const fs_
     fp_collection out;
     fp_error err;
     if (!fp_evaluate_node(e, &env, node, t, el, c->arena, &out, &err)) {
-        report(c, node, OO_WARNING, OO_PROCESSING, "invariant %s could not be evaluated: %s", k->key, err.message);
+        rp_report(&c->rep, node, OO_WARNING, OO_PROCESSING, "invariant %s could not be evaluated: %s", k->key,
+                  err.message);
     } else {
         fp_truth truth = fp_truth_of(&out);
         if (truth == FP_FALSE)
-            report(c, node, k->is_error ? OO_ERROR : OO_WARNING, OO_INVARIANT, "%s: %s", k->key, k->human);
+            rp_report(&c->rep, node, k->is_error ? OO_ERROR : OO_WARNING, OO_INVARIANT, "%s: %s", k->key, k->human);
         else if (truth == FP_NOT_BOOLEAN)
-            report(c, node, OO_WARNING, OO_PROCESSING, "invariant %s did not give a boolean", k->key);
+            rp_report(&c->rep, node, OO_WARNING, OO_PROCESSING, "invariant %s did not give a boolean", k->key);
     }
     fp_arena_reset(c->arena);
 }
@@ -598,7 +552,7 @@ static void check_extension_shape(ctx *c, uint32_t obj)
             has_extensions = true;
     }
     if (has_value == has_extensions)
-        report(c, obj, OO_ERROR, OO_INVARIANT, "ext-1: Must have either extensions or value[x], not both");
+        rp_report(&c->rep, obj, OO_ERROR, OO_INVARIANT, "ext-1: Must have either extensions or value[x], not both");
 }
 
 /* ---- complex values ------------------------------------------------------------ */
@@ -607,7 +561,7 @@ static void validate_value(ctx *c, const fs_element *el, const fs_type *t, uint3
 {
     const fj_node *n = N(c, v);
     if (n->type == FJ_NULL) {
-        report(c, v, OO_ERROR, OO_STRUCTURE, "null is not allowed: leave the property out instead");
+        rp_report(&c->rep, v, OO_ERROR, OO_STRUCTURE, "null is not allowed: leave the property out instead");
         return;
     }
     if (t->kind == FS_PRIMITIVE) {
@@ -615,7 +569,7 @@ static void validate_value(ctx *c, const fs_element *el, const fs_type *t, uint3
         return;
     }
     if (n->type != FJ_OBJECT) {
-        report(c, v, OO_ERROR, OO_STRUCTURE, "expected an object (%s), found %s", t->name, json_kind(n));
+        rp_report(&c->rep, v, OO_ERROR, OO_STRUCTURE, "expected an object (%s), found %s", t->name, json_kind(n));
         return;
     }
     if (t->kind == FS_RESOURCE) {
@@ -645,8 +599,8 @@ static const fs_type *value_type(const ctx *c, const fs_element *el, const fs_ty
 static size_t push_element(ctx *c, const fs_element *el, const fs_type *choice)
 {
     if (choice)
-        return path_push(c, "%s%s.ofType(%s)", c->path_len ? "." : "", el->name, choice->name);
-    return path_push_name(c, el->name, strlen(el->name));
+        return rp_push(&c->rep, "%s%s.ofType(%s)", c->rep.len ? "." : "", el->name, choice->name);
+    return rp_push_name(&c->rep, el->name, strlen(el->name));
 }
 
 /* One property's value: single versus array, cardinality, then each value. */
@@ -657,17 +611,18 @@ static void validate_property(ctx *c, const fs_element *el, const fs_type *choic
     const fj_node *n = N(c, v);
     if (el->max == 1) {
         if (n->type == FJ_ARRAY)
-            report(c, v, OO_ERROR, OO_STRUCTURE, "%s holds one value, found an array", el->path);
+            rp_report(&c->rep, v, OO_ERROR, OO_STRUCTURE, "%s holds one value, found an array", el->path);
         else
             validate_value(c, el, t, v);
     } else if (n->type != FJ_ARRAY) {
-        report(c, v, OO_ERROR, OO_STRUCTURE, "%s repeats: its value must be an array, found %s", el->path,
-               json_kind(n));
+        rp_report(&c->rep, v, OO_ERROR, OO_STRUCTURE, "%s repeats: its value must be an array, found %s", el->path,
+                  json_kind(n));
     } else if (n->len == 0) {
-        report(c, v, OO_ERROR, OO_STRUCTURE, "empty array: leave the property out instead");
+        rp_report(&c->rep, v, OO_ERROR, OO_STRUCTURE, "empty array: leave the property out instead");
     } else {
         if (n->len > el->max)
-            report(c, v, OO_ERROR, OO_STRUCTURE, "%s allows at most %u values, found %u", el->path, el->max, n->len);
+            rp_report(&c->rep, v, OO_ERROR, OO_STRUCTURE, "%s allows at most %u values, found %u", el->path, el->max,
+                      n->len);
         bool is_entry = el == c->bundle_entry && c->bundle;
         uint32_t item = fj_first_child(v);
         for (uint32_t k = 0; k < n->len; k++, item = fj_next(c->doc, item)) {
@@ -675,12 +630,12 @@ static void validate_property(ctx *c, const fs_element *el, const fs_type *choic
                 continue; /* a placeholder for a `_name` companion: checked by validate_companion */
             if (is_entry)
                 c->bundle->current_entry = k;
-            size_t before = path_push(c, "[%u]", k);
+            size_t before = rp_push(&c->rep, "[%u]", k);
             validate_value(c, el, t, item);
-            path_pop(c, before);
+            rp_pop(&c->rep, before);
         }
     }
-    path_pop(c, old);
+    rp_pop(&c->rep, old);
 }
 
 /* One `_name` object: its members, and ele-1 for a primitive that has no value and nothing but an id. */
@@ -690,7 +645,7 @@ static void validate_companion_object(ctx *c, uint32_t obj, uint32_t value, cons
     validate_members(c, obj, kids, count, t->name, false, true);
     bool has_value = value != NO_NODE && N(c, value)->type != FJ_NULL;
     if (!has_value && N(c, obj)->len == 1 && fj_str_eq(c->doc, fj_first_child(obj), "id"))
-        report(c, obj, OO_ERROR, OO_INVARIANT, "ele-1: All FHIR elements must have a @value or children");
+        rp_report(&c->rep, obj, OO_ERROR, OO_INVARIANT, "ele-1: All FHIR elements must have a @value or children");
 }
 
 /*
@@ -709,57 +664,58 @@ static void validate_companion(ctx *c, const fs_element *el, const fs_type *t, u
             uint32_t item = fj_first_child(value);
             for (uint32_t k = 0; k < vn->len; k++, item = fj_next(c->doc, item))
                 if (N(c, item)->type == FJ_NULL) {
-                    size_t before = path_push(c, "[%u]", k);
-                    report(c, item, OO_ERROR, OO_STRUCTURE, "null without a matching '_%s' entry", el->name);
-                    path_pop(c, before);
+                    size_t before = rp_push(&c->rep, "[%u]", k);
+                    rp_report(&c->rep, item, OO_ERROR, OO_STRUCTURE, "null without a matching '_%s' entry", el->name);
+                    rp_pop(&c->rep, before);
                 }
         }
-        path_pop(c, old);
+        rp_pop(&c->rep, old);
         return;
     }
     const fj_node *en = N(c, ext);
     if (el->max == 1) {
         if (en->type != FJ_OBJECT)
-            report(c, ext, OO_ERROR, OO_STRUCTURE, "'_%s' must be an object, found %s", el->name, json_kind(en));
+            rp_report(&c->rep, ext, OO_ERROR, OO_STRUCTURE, "'_%s' must be an object, found %s", el->name,
+                      json_kind(en));
         else
             validate_companion_object(c, ext, value, kids, count, t);
-        path_pop(c, old);
+        rp_pop(&c->rep, old);
         return;
     }
     if (en->type != FJ_ARRAY) {
-        report(c, ext, OO_ERROR, OO_STRUCTURE, "'_%s' must be an array aligned with '%s', found %s", el->name,
-               el->name, json_kind(en));
-        path_pop(c, old);
+        rp_report(&c->rep, ext, OO_ERROR, OO_STRUCTURE, "'_%s' must be an array aligned with '%s', found %s",
+                  el->name, el->name, json_kind(en));
+        rp_pop(&c->rep, old);
         return;
     }
     bool has_values = value != NO_NODE && N(c, value)->type == FJ_ARRAY;
     if (has_values && N(c, value)->len != en->len) {
-        report(c, ext, OO_ERROR, OO_STRUCTURE, "'_%s' has %u entries but '%s' has %u: the arrays must align",
-               el->name, en->len, el->name, N(c, value)->len);
-        path_pop(c, old);
+        rp_report(&c->rep, ext, OO_ERROR, OO_STRUCTURE, "'_%s' has %u entries but '%s' has %u: the arrays must align",
+                  el->name, en->len, el->name, N(c, value)->len);
+        rp_pop(&c->rep, old);
         return;
     }
     uint32_t item = fj_first_child(ext);
     uint32_t vitem = has_values ? fj_first_child(value) : NO_NODE;
     for (uint32_t k = 0; k < en->len; k++) {
         bool value_null = !has_values || N(c, vitem)->type == FJ_NULL;
-        size_t before = path_push(c, "[%u]", k);
+        size_t before = rp_push(&c->rep, "[%u]", k);
         if (N(c, item)->type == FJ_NULL) {
             if (value_null)
-                report(c, item, OO_ERROR, OO_STRUCTURE, "both '%s' and '_%s' are null at index %u", el->name,
-                       el->name, k);
+                rp_report(&c->rep, item, OO_ERROR, OO_STRUCTURE, "both '%s' and '_%s' are null at index %u", el->name,
+                          el->name, k);
         } else if (N(c, item)->type != FJ_OBJECT) {
-            report(c, item, OO_ERROR, OO_STRUCTURE, "'_%s' entries must be objects or null, found %s", el->name,
-                   json_kind(N(c, item)));
+            rp_report(&c->rep, item, OO_ERROR, OO_STRUCTURE, "'_%s' entries must be objects or null, found %s",
+                      el->name, json_kind(N(c, item)));
         } else {
             validate_companion_object(c, item, value_null ? NO_NODE : vitem, kids, count, t);
         }
-        path_pop(c, before);
+        rp_pop(&c->rep, before);
         item = fj_next(c->doc, item);
         if (has_values)
             vitem = fj_next(c->doc, vitem);
     }
-    path_pop(c, old);
+    rp_pop(&c->rep, old);
 }
 
 /* Message for a key that names no child: say which choice it nearly matched. */
@@ -770,12 +726,13 @@ static void report_unknown(ctx *c, uint32_t key, const fs_element *kids, unsigne
     for (unsigned i = 0; i < n; i++) {
         size_t stem = strlen(kids[i].name);
         if ((kids[i].flags & FS_EL_CHOICE) && len > stem && !memcmp(kids[i].name, k, stem)) {
-            report(c, key, OO_ERROR, OO_STRUCTURE, "'%.*s': %s does not allow the type '%.*s'", (int)len, k,
-                   kids[i].path, (int)(len - stem), k + stem);
+            rp_report(&c->rep, key, OO_ERROR, OO_STRUCTURE, "'%.*s': %s does not allow the type '%.*s'", (int)len, k,
+                      kids[i].path, (int)(len - stem), k + stem);
             return;
         }
     }
-    report(c, key, OO_ERROR, OO_STRUCTURE, "unknown property '%.*s' in %s", (int)(len > 100 ? 100 : len), k, owner);
+    rp_report(&c->rep, key, OO_ERROR, OO_STRUCTURE, "unknown property '%.*s' in %s", (int)(len > 100 ? 100 : len), k,
+              owner);
 }
 
 typedef struct member_state {
@@ -793,21 +750,21 @@ static void note_companion(ctx *c, uint32_t key, uint32_t val, const fs_element 
     const fs_type *t = el ? value_type(c, el, choice) : NULL;
     if (!el || t->kind != FS_PRIMITIVE || (el->flags & FS_EL_NO_EXT)) {
         /* a known element is named as itself (a companion addresses its primitive); an unknown key as written */
-        size_t old = el ? push_element(c, el, choice) : path_push_name(c, S(c, key), N(c, key)->len);
+        size_t old = el ? push_element(c, el, choice) : rp_push_name(&c->rep, S(c, key), N(c, key)->len);
         if (el)
-            report(c, key, OO_ERROR, OO_STRUCTURE, "'%.*s': only primitive elements have a '_' companion",
-                   (int)N(c, key)->len, S(c, key));
+            rp_report(&c->rep, key, OO_ERROR, OO_STRUCTURE, "'%.*s': only primitive elements have a '_' companion",
+                      (int)N(c, key)->len, S(c, key));
         else
             report_unknown(c, key, kids, n, owner);
-        path_pop(c, old);
+        rp_pop(&c->rep, old);
         return;
     }
     unsigned idx = (unsigned)(el - kids);
     if (st->choice[idx] && st->choice[idx] != choice) {
-        size_t old = path_push_name(c, el->name, strlen(el->name));
-        report(c, key, OO_ERROR, OO_STRUCTURE, "'%.*s' does not match the %s value given", (int)N(c, key)->len,
-               S(c, key), st->choice[idx]->name);
-        path_pop(c, old);
+        size_t old = rp_push_name(&c->rep, el->name, strlen(el->name));
+        rp_report(&c->rep, key, OO_ERROR, OO_STRUCTURE, "'%.*s' does not match the %s value given",
+                  (int)N(c, key)->len, S(c, key), st->choice[idx]->name);
+        rp_pop(&c->rep, old);
         return;
     }
     st->companion[idx] = val;
@@ -820,14 +777,14 @@ static void validate_members(ctx *c, uint32_t obj, const fs_element *kids, unsig
 {
     const fj_node *on = N(c, obj);
     if (on->len == 0) {
-        report(c, obj, OO_ERROR, OO_STRUCTURE, "empty object: leave the property out instead");
+        rp_report(&c->rep, obj, OO_ERROR, OO_STRUCTURE, "empty object: leave the property out instead");
         return;
     }
     if (on->len == 1 && !resource_root && !companion && fj_str_eq(c->doc, fj_first_child(obj), "id"))
-        report(c, obj, OO_ERROR, OO_INVARIANT, "ele-1: All FHIR elements must have a @value or children");
+        rp_report(&c->rep, obj, OO_ERROR, OO_INVARIANT, "ele-1: All FHIR elements must have a @value or children");
     if (n > FV_MAX_CHILDREN) {
-        report(c, obj, OO_FATAL, OO_EXCEPTION, "internal limit: %s has more than %d children", owner,
-               FV_MAX_CHILDREN);
+        rp_report(&c->rep, obj, OO_FATAL, OO_EXCEPTION, "internal limit: %s has more than %d children", owner,
+                  FV_MAX_CHILDREN);
         return;
     }
     member_state st;
@@ -841,9 +798,9 @@ static void validate_members(ctx *c, uint32_t obj, const fs_element *kids, unsig
         const char *k = S(c, key);
         size_t len = N(c, key)->len;
         if (N(c, key)->flags & FJ_FLAG_DUPLICATE_KEY) {
-            size_t old = path_push_name(c, k, len);
-            report(c, key, OO_ERROR, OO_STRUCTURE, "duplicate property '%.*s'", (int)len, k);
-            path_pop(c, old);
+            size_t old = rp_push_name(&c->rep, k, len);
+            rp_report(&c->rep, key, OO_ERROR, OO_STRUCTURE, "duplicate property '%.*s'", (int)len, k);
+            rp_pop(&c->rep, old);
             continue;
         }
         if (resource_root && len == 12 && !memcmp(k, "resourceType", 12))
@@ -855,24 +812,24 @@ static void validate_members(ctx *c, uint32_t obj, const fs_element *kids, unsig
         const fs_type *choice;
         const fs_element *el = fs_lookup(c->s, kids, n, k, len, &choice);
         if (!el) {
-            size_t old = path_push_name(c, k, len);
+            size_t old = rp_push_name(&c->rep, k, len);
             report_unknown(c, key, kids, n, owner);
-            path_pop(c, old);
+            rp_pop(&c->rep, old);
             continue;
         }
         unsigned idx = (unsigned)(el - kids);
         if (st.value[idx] != NO_NODE) { /* exact duplicates were flagged above: this is a second choice variant */
-            size_t old = path_push_name(c, el->name, strlen(el->name));
-            report(c, key, OO_ERROR, OO_STRUCTURE, "only one of %s may be present, found '%.*s' as well", el->path,
-                   (int)len, k);
-            path_pop(c, old);
+            size_t old = rp_push_name(&c->rep, el->name, strlen(el->name));
+            rp_report(&c->rep, key, OO_ERROR, OO_STRUCTURE, "only one of %s may be present, found '%.*s' as well",
+                      el->path, (int)len, k);
+            rp_pop(&c->rep, old);
             continue;
         }
         if (st.choice[idx] && st.choice[idx] != choice) { /* its `_` companion came first with another type */
-            size_t old = path_push_name(c, el->name, strlen(el->name));
-            report(c, key, OO_ERROR, OO_STRUCTURE, "'%.*s' does not match the '_' companion given for %s",
-                   (int)len, k, st.choice[idx]->name);
-            path_pop(c, old);
+            size_t old = rp_push_name(&c->rep, el->name, strlen(el->name));
+            rp_report(&c->rep, key, OO_ERROR, OO_STRUCTURE, "'%.*s' does not match the '_' companion given for %s",
+                      (int)len, k, st.choice[idx]->name);
+            rp_pop(&c->rep, old);
             continue;
         }
         st.value[idx] = val;
@@ -883,9 +840,10 @@ static void validate_members(ctx *c, uint32_t obj, const fs_element *kids, unsig
         const fs_element *el = &kids[i];
         if (st.value[i] == NO_NODE && st.companion[i] == NO_NODE) {
             if (el->min > 0) {
-                size_t old = path_push_name(c, el->name, strlen(el->name));
-                report(c, obj, OO_ERROR, OO_REQUIRED, "missing required element %s (min %u)", el->path, el->min);
-                path_pop(c, old);
+                size_t old = rp_push_name(&c->rep, el->name, strlen(el->name));
+                rp_report(&c->rep, obj, OO_ERROR, OO_REQUIRED, "missing required element %s (min %u)", el->path,
+                          el->min);
+                rp_pop(&c->rep, old);
             }
             continue;
         }
@@ -981,15 +939,16 @@ static void check_full_urls(ctx *c, bundle_frame *b, size_t base_len)
                          same_string(c, entry_version_id(c, b->urls[i - 1].entry), entry_version_id(c, u->entry));
         if (!problem && !duplicate)
             continue;
-        size_t old = path_push(c, ".entry[%u].fullUrl", u->entry);
+        size_t old = rp_push(&c->rep, ".entry[%u].fullUrl", u->entry);
         if (problem)
-            report(c, u->node, OO_ERROR, OO_VALUE, "invalid fullUrl '%.*s': %s", (int)u->len, u->text, problem);
+            rp_report(&c->rep, u->node, OO_ERROR, OO_VALUE, "invalid fullUrl '%.*s': %s", (int)u->len, u->text,
+                      problem);
         if (duplicate)
-            report(c, u->node, OO_ERROR, OO_INVARIANT,
-                   "bdl-7: FullUrl must be unique in a bundle, or else entries with the same fullUrl must have "
-                   "different meta.versionId (fullUrl '%.*s' also names entry %u)",
-                   (int)u->len, u->text, b->urls[i - 1].entry);
-        path_pop(c, old);
+            rp_report(&c->rep, u->node, OO_ERROR, OO_INVARIANT,
+                      "bdl-7: FullUrl must be unique in a bundle, or else entries with the same fullUrl must have "
+                      "different meta.versionId (fullUrl '%.*s' also names entry %u)",
+                      (int)u->len, u->text, b->urls[i - 1].entry);
+        rp_pop(&c->rep, old);
     }
 }
 
@@ -1000,14 +959,12 @@ static bool reference_resolves(ctx *c, const bundle_frame *b, const char *r, siz
         return true;
     if (is_absolute_uri(r, len))
         return false;
-    /* Relative "Type/id": resolve against the base of the referring entry's fullUrl. */
+    /* Relative "Type/id": resolve against the base of the referring entry's fullUrl (what precedes its Type/id). */
     uint32_t u = entry < b->entry_count ? b->entry_url[entry] : NO_NODE;
-    if (u != NO_NODE) {
+    fr_parts full;
+    if (u != NO_NODE && fr_parse(S(c, u), N(c, u)->len, &full)) {
         const char *base = S(c, u);
-        size_t base_len = N(c, u)->len;
-        for (int slashes = 0; base_len > 0 && slashes < 2; base_len--)
-            if (base[base_len - 1] == '/' && ++slashes == 2)
-                break;
+        size_t base_len = (size_t)(full.type - base);
         if (base_len > 0 && is_absolute_uri(base, base_len)) {
             char buf[2048];
             int n = snprintf(buf, sizeof buf, "%.*s%.*s", (int)base_len, base, (int)len, r);
@@ -1028,16 +985,9 @@ static void bundle_end(ctx *c, bundle_frame *b, size_t base_len)
         if (!reference_resolves(c, b, r, len, ref->entry)) {
             bool must = has_prefix(r, len, "urn:uuid:") || has_prefix(r, len, "urn:oid:");
             if (must || b->is_document) {
-                size_t old = c->path_len;
-                char saved[PATH_CAPACITY];
-                memcpy(saved, c->path, old + 1);
-                snprintf(c->path, PATH_CAPACITY, "%s", ref->path);
-                c->path_len = strlen(c->path);
-                report(c, ref->node, must ? OO_ERROR : OO_WARNING, OO_NOT_FOUND,
-                       "reference '%.*s' does not resolve to any entry's fullUrl in this %s Bundle",
-                       (int)(len > 200 ? 200 : len), r, b->is_document ? "document" : "transaction");
-                memcpy(c->path, saved, old + 1);
-                c->path_len = old;
+                rp_report_at(&c->rep, ref->path, ref->node, must ? OO_ERROR : OO_WARNING, OO_NOT_FOUND,
+                             "reference '%.*s' does not resolve to any entry's fullUrl in this %s Bundle",
+                             (int)(len > 200 ? 200 : len), r, b->is_document ? "document" : "transaction");
             }
         }
         free(ref->path);
@@ -1051,29 +1001,31 @@ static void bundle_end(ctx *c, bundle_frame *b, size_t base_len)
 static void validate_resource(ctx *c, uint32_t node, bool contained)
 {
     if (N(c, node)->type != FJ_OBJECT) {
-        report(c, node, OO_ERROR, OO_STRUCTURE, "a resource is a JSON object, found %s", json_kind(N(c, node)));
+        rp_report(&c->rep, node, OO_ERROR, OO_STRUCTURE, "a resource is a JSON object, found %s",
+                  json_kind(N(c, node)));
         return;
     }
     uint32_t rt = fj_get(c->doc, node, "resourceType");
     if (rt == NO_NODE) {
-        report(c, node, OO_ERROR, OO_STRUCTURE, "missing resourceType");
+        rp_report(&c->rep, node, OO_ERROR, OO_STRUCTURE, "missing resourceType");
         return;
     }
     const fs_type *t = N(c, rt)->type == FJ_STRING ? fs_type_by_name(c->s, S(c, rt), N(c, rt)->len) : NULL;
     if (!t || t->kind != FS_RESOURCE || t->is_abstract) {
-        size_t old = path_push_name(c, "resourceType", 12);
+        size_t old = rp_push_name(&c->rep, "resourceType", 12);
         if (N(c, rt)->type != FJ_STRING)
-            report(c, rt, OO_ERROR, OO_STRUCTURE, "resourceType must be a string, found %s", json_kind(N(c, rt)));
+            rp_report(&c->rep, rt, OO_ERROR, OO_STRUCTURE, "resourceType must be a string, found %s",
+                      json_kind(N(c, rt)));
         else if (t && t->kind == FS_RESOURCE)
-            report(c, rt, OO_ERROR, OO_STRUCTURE, "resourceType '%s' is abstract: name a concrete resource type",
-                   t->name);
+            rp_report(&c->rep, rt, OO_ERROR, OO_STRUCTURE,
+                      "resourceType '%s' is abstract: name a concrete resource type", t->name);
         else
-            report(c, rt, OO_ERROR, OO_STRUCTURE, "unknown resourceType '%.*s'", (int)(N(c, rt)->len > 64 ? 64 : N(c, rt)->len),
-                   S(c, rt));
-        path_pop(c, old);
+            rp_report(&c->rep, rt, OO_ERROR, OO_STRUCTURE, "unknown resourceType '%.*s'",
+                      (int)(N(c, rt)->len > 64 ? 64 : N(c, rt)->len), S(c, rt));
+        rp_pop(&c->rep, old);
         return;
     }
-    size_t old = c->path_len ? c->path_len : path_push(c, "%s", t->name);
+    size_t old = c->rep.len ? c->rep.len : rp_push(&c->rep, "%s", t->name);
     uint32_t outer_container = c->container, outer_resource = c->resource;
     if (!contained)
         c->container = node;
@@ -1091,15 +1043,16 @@ static void validate_resource(ctx *c, uint32_t node, bool contained)
     if (c->invariants && t->base != FS_NONE && !strcmp(c->s->types[t->base].name, "DomainResource")) {
         uint32_t text = fj_get(c->doc, node, "text");
         if (text == NO_NODE || N(c, text)->type != FJ_OBJECT || fj_get(c->doc, text, "div") == NO_NODE)
-            report(c, node, OO_WARNING, OO_INVARIANT, "dom-6: A resource should have narrative for robust management");
+            rp_report(&c->rep, node, OO_WARNING, OO_INVARIANT,
+                      "dom-6: A resource should have narrative for robust management");
     }
     if (c->profiles)
-        pf_validate_declared(c->profiles, c->doc, node, c->path, c->out);
+        pf_validate_declared(c->profiles, c->doc, node, rp_path(&c->rep), c->rep.out);
     if (is_bundle)
         bundle_end(c, &frame, old);
     c->container = outer_container;
     c->resource = outer_resource;
-    path_pop(c, old);
+    rp_pop(&c->rep, old);
 }
 
 /* ---- entry points ------------------------------------------------------------------ */
@@ -1109,7 +1062,7 @@ static void ctx_init(ctx *c, const fv_options *opts, fj_doc *doc, oo_list *out)
     memset(c, 0, sizeof *c);
     c->s = (opts && opts->schema) ? opts->schema : fs_r4();
     c->doc = doc;
-    c->out = out;
+    rp_init(&c->rep, doc, out);
     c->container = NO_NODE;
     c->resource = NO_NODE;
     c->t_reference = fs_type_by_name(c->s, "Reference", 9);

@@ -70,9 +70,9 @@ Test(examples, official_package_validates)
             excluded_failing += errors > 0;
         } else if (errors) {
             failed++;
-            const oo_issue *is = &issues.items[0];
-            cr_log_error("%s: %zu errors; first: %s: %s", ent->d_name, errors, is->expression ? is->expression : "",
-                         is->message);
+            char first[2048];
+            oo_issue_format(&issues.items[0], first, sizeof first);
+            cr_log_error("%s: %zu errors; first: %s", ent->d_name, errors, first);
         }
         oo_list_free(&issues);
     }

@@ -4,9 +4,12 @@
  * resolve() in a Bundle and to contained resources, extension(url) on
  * primitives, memberOf against the schema's value sets, ofType on choice
  * elements, a pinned now(), variables, evaluation from an inner node with
- * a known type, the cache, and arena reuse.
+ * a known type, the cache, arena reuse, and functions the host registers
+ * (a translate()-like map, a function that fails, the registration rules,
+ * one registry shared by threads).
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -384,4 +387,252 @@ Test(fhirpath_fhir, lenient_mode_for_core_invariants)
     cr_expect_str_eq(got, "[true]");
     free(got);
     release(&h);
+}
+
+/* ---- host functions ---- */
+
+/* A toy terminology map, as the mapping engine's translate() will have. */
+typedef struct code_map {
+    const char *name;
+    const char *from[4], *to[4];
+} code_map;
+
+static const code_map maps[] = {
+    {"v2-sex", {"male", "female", "other", "unknown"}, {"M", "F", "O", "U"}},
+    {"nl-sex", {"male", "female", NULL, NULL}, {"man", "vrouw", NULL, NULL}},
+};
+
+static const char *map_code(const code_map *m, const char *code, size_t len)
+{
+    for (size_t i = 0; i < 4 && m->from[i]; i++)
+        if (strlen(m->from[i]) == len && !memcmp(m->from[i], code, len))
+            return m->to[i];
+    return NULL;
+}
+
+/* translate(mapName): each input code through the named map; codes the map lacks are left out. */
+static bool toy_translate(void *user_arg, const fp_host_call *call, fp_collection *out, fp_error *err)
+{
+    const code_map *all = user_arg;
+    fp_item name;
+    if (call->args[0].count != 1 || !fp_system_value(call->schema, &call->args[0].items[0], &name) ||
+        name.kind != FP_STRING) {
+        snprintf(err->message, sizeof err->message, "the map name must be one string");
+        return false;
+    }
+    const code_map *m = NULL;
+    for (size_t i = 0; i < sizeof maps / sizeof *maps; i++)
+        if (strlen(all[i].name) == name.len && !memcmp(all[i].name, name.u.string, name.len))
+            m = &all[i];
+    if (!m) {
+        snprintf(err->message, sizeof err->message, "no map named '%.*s'", (int)name.len, name.u.string);
+        return false;
+    }
+    out->items = fp_arena_alloc(call->arena, (call->input->count ? call->input->count : 1) * sizeof *out->items);
+    if (!out->items)
+        return false;
+    out->count = 0;
+    for (size_t i = 0; i < call->input->count; i++) {
+        fp_item code;
+        const char *to = fp_system_value(call->schema, &call->input->items[i], &code) && code.kind == FP_STRING
+                             ? map_code(m, code.u.string, code.len)
+                             : NULL;
+        if (to)
+            out->items[out->count++] = fp_string(to, strlen(to)); /* static text outlives the result */
+    }
+    return true;
+}
+
+/* A function that always fails, as a pseudonym function without its key would. */
+static bool toy_fail(void *user_arg, const fp_host_call *call, fp_collection *out, fp_error *err)
+{
+    snprintf(err->message, sizeof err->message, "%s (%zu argument%s)", (const char *)user_arg, call->argc,
+             call->argc == 1 ? "" : "s");
+    return false;
+}
+
+/* Counts its input, to check what a host function receives. */
+static bool toy_count_args(void *user_arg, const fp_host_call *call, fp_collection *out, fp_error *err)
+{
+    out->items = fp_arena_alloc(call->arena, sizeof *out->items);
+    if (!out->items)
+        return false;
+    int64_t total = (int64_t)call->input->count * 100;
+    for (size_t k = 0; k < call->argc; k++)
+        total += (int64_t)call->args[k].count;
+    out->items[0] = fp_integer(total);
+    out->count = 1;
+    return true;
+}
+
+static fp_functions *toy_registry(void)
+{
+    fp_functions *fns = fp_functions_new();
+    fp_error err;
+    cr_assert(fp_functions_add(fns, "translate", 1, 1, toy_translate, (void *)maps, &err), "%s", err.message);
+    cr_assert(fp_functions_add(fns, "pseudonym", 0, 1, toy_fail, "no pseudonym key configured", &err), "%s",
+              err.message);
+    cr_assert(fp_functions_add(fns, "countArgs", 0, 3, toy_count_args, NULL, &err), "%s", err.message);
+    return fns;
+}
+
+static char *eval_with(const fp_functions *fns, const char *expr, const fj_doc *doc, fp_error *err)
+{
+    fp_compile_options opts = {.functions = fns};
+    fp_expr *e = fp_compile_with(expr, &opts, err);
+    if (!e)
+        return NULL;
+    fp_env env;
+    fp_env_init(&env, doc);
+    fp_arena *a = fp_arena_new();
+    fp_collection out;
+    char *json = NULL;
+    if (fp_evaluate_node(e, &env, doc ? 0 : FP_NO_NODE, NULL, NULL, a, &out, err))
+        json = fp_collection_json(&out);
+    fp_arena_free(a);
+    fp_expr_free(e);
+    return json;
+}
+
+static void expect_host_result(const fp_functions *fns, const char *expr, const fj_doc *doc, const char *want)
+{
+    fp_error err;
+    char *got = eval_with(fns, expr, doc, &err);
+    cr_expect_not_null(got, "%s: error at %d: %s", expr, err.position, err.message);
+    if (got)
+        cr_expect_str_eq(got, want, "%s", expr);
+    free(got);
+}
+
+Test(fhirpath_host, translate_like_function)
+{
+    fp_functions *fns = toy_registry();
+    cr_expect_eq(fp_functions_count(fns), 3);
+    doc_holder h = parse("{\"resourceType\":\"Patient\",\"gender\":\"female\","
+                         "\"contact\":[{\"gender\":\"male\"},{\"gender\":\"other\"}]}");
+    expect_host_result(fns, "gender.translate('v2-sex')", &h.doc, "[\"F\"]");
+    expect_host_result(fns, "contact.gender.translate('nl-sex')", &h.doc, "[\"man\"]");
+    expect_host_result(fns, "(gender | contact.gender).translate('v2-sex').join(',')", &h.doc, "[\"F,M,O\"]");
+    expect_host_result(fns, "translate('v2-sex')", &h.doc, "[]"); /* the Patient itself is no code */
+    expect_host_result(fns, "'unknown'.translate('v2-sex') = 'U'", NULL, "[true]");
+    /* arguments are evaluated in the caller's scope: $this is the outer focus, not each input item */
+    expect_host_result(fns, "contact.gender.countArgs(gender, contact, %resource)", &h.doc, "[204]");
+    expect_host_result(fns, "countArgs()", NULL, "[0]");
+    /* run-time errors of the callback, at the call's position */
+    fp_error err;
+    cr_expect_null(eval_with(fns, "gender.translate('loinc')", &h.doc, &err));
+    cr_expect_eq(err.position, 7);
+    cr_expect_str_eq(err.message, "translate(): no map named 'loinc'");
+    release(&h);
+    fp_functions_free(fns);
+}
+
+Test(fhirpath_host, function_that_errors)
+{
+    fp_functions *fns = toy_registry();
+    fp_error err;
+    cr_expect_null(eval_with(fns, "'x'.pseudonym()", NULL, &err));
+    cr_expect_eq(err.position, 4);
+    cr_expect_str_eq(err.message, "pseudonym(): no pseudonym key configured (0 arguments)");
+    /* the error ends the whole evaluation, also inside other functions and operators */
+    cr_expect_null(eval_with(fns, "('a' | 'b').where($this.pseudonym('k') = 'x').exists()", NULL, &err));
+    cr_expect_not_null(strstr(err.message, "(1 argument)"), "%s", err.message);
+    /* but only when it is evaluated: the left side decides */
+    expect_host_result(fns, "false and 'x'.pseudonym().exists()", NULL, "[false]");
+    fp_functions_free(fns);
+}
+
+Test(fhirpath_host, resolved_at_compile_time)
+{
+    fp_functions *fns = toy_registry();
+    fp_error err;
+    /* without the registry the name is unknown, as any unknown function */
+    cr_expect_null(fp_compile("gender.translate('v2-sex')", NULL, &err));
+    cr_expect_eq(err.position, 7);
+    cr_expect_str_eq(err.message, "unknown function 'translate'");
+    fp_compile_options opts = {.functions = fns};
+    cr_expect_null(fp_compile_with("gender.translat('v2-sex')", &opts, &err));
+    cr_expect_str_eq(err.message, "unknown function 'translat'");
+    cr_expect_null(fp_compile_with("gender.translate()", &opts, &err));
+    cr_expect_str_eq(err.message, "translate() takes 1 argument, not 0");
+    cr_expect_null(fp_compile_with("pseudonym(1, 2)", &opts, &err));
+    cr_expect_str_eq(err.message, "pseudonym() takes 0 to 1 arguments, not 2");
+    /* built-ins are unchanged by a registry */
+    fp_expr *e = fp_compile_with("name.where(use = 'official').exists()", &opts, &err);
+    cr_expect_not_null(e, "%s", err.message);
+    fp_expr_free(e);
+    /* the cache compiles with the registry too */
+    fp_cache *cache = fp_cache_new_with(&opts);
+    cr_expect_not_null(fp_cache_get(cache, "gender.translate('v2-sex')", &err), "%s", err.message);
+    fp_cache_free(cache);
+    fp_functions_free(fns);
+}
+
+Test(fhirpath_host, registration_rules)
+{
+    fp_functions *fns = toy_registry();
+    fp_error err;
+    cr_expect_not(fp_functions_add(fns, "where", 1, 1, toy_translate, NULL, &err), "a built-in cannot be shadowed");
+    cr_expect_str_eq(err.message, "where() is a built-in function: a host function cannot replace it");
+    cr_expect_not(fp_functions_add(fns, "resolve", 0, 0, toy_translate, NULL, &err));
+    cr_expect_not(fp_functions_add(fns, "translate", 1, 2, toy_translate, NULL, &err));
+    cr_expect_str_eq(err.message, "translate() is already registered");
+    cr_expect_not(fp_functions_add(fns, "2fa", 0, 0, toy_translate, NULL, &err));
+    cr_expect_not(fp_functions_add(fns, "my-fn", 0, 0, toy_translate, NULL, &err));
+    cr_expect_not(fp_functions_add(fns, "", 0, 0, toy_translate, NULL, &err));
+    cr_expect_not(fp_functions_add(fns, "many", 2, 1, toy_translate, NULL, &err));
+    cr_expect_not(fp_functions_add(fns, "many", 0, FP_MAX_ARGS + 1, toy_translate, NULL, &err));
+    cr_expect_not(fp_functions_add(fns, "nothing", 0, 0, NULL, NULL, &err));
+    cr_expect_eq(fp_functions_count(fns), 3, "refused names leave the registry unchanged");
+    cr_expect(fp_functions_add(fns, "_private2", 0, FP_MAX_ARGS, toy_count_args, NULL, &err), "%s", err.message);
+    fp_functions_free(fns);
+    fp_functions_free(NULL);
+}
+
+/* One registry and one compiled expression, evaluated by several threads at once. */
+typedef struct host_thread {
+    const fp_expr *e;
+    const fj_doc *doc;
+    int mismatches;
+} host_thread;
+
+static void *host_worker(void *arg)
+{
+    host_thread *t = arg;
+    fp_arena *a = fp_arena_new();
+    fp_env env;
+    fp_env_init(&env, t->doc);
+    for (int i = 0; i < 2000; i++) {
+        fp_collection out;
+        fp_error err;
+        if (!fp_evaluate_node(t->e, &env, 0, NULL, NULL, a, &out, &err) || out.count != 2 ||
+            out.items[0].len != 1 || out.items[0].u.string[0] != 'F' || out.items[1].u.string[0] != 'M')
+            t->mismatches++;
+        fp_arena_reset(a);
+    }
+    fp_arena_free(a);
+    return NULL;
+}
+
+Test(fhirpath_host, shared_by_threads)
+{
+    fp_functions *fns = toy_registry();
+    doc_holder h = parse("{\"resourceType\":\"Patient\",\"gender\":\"female\",\"contact\":[{\"gender\":\"male\"}]}");
+    fp_compile_options opts = {.functions = fns};
+    fp_error err;
+    fp_expr *e = fp_compile_with("(gender | contact.gender).translate('v2-sex')", &opts, &err);
+    cr_assert_not_null(e, "%s", err.message);
+    pthread_t threads[4];
+    host_thread work[4];
+    for (int i = 0; i < 4; i++) {
+        work[i] = (host_thread){e, &h.doc, 0};
+        cr_assert_eq(pthread_create(&threads[i], NULL, host_worker, &work[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(threads[i], NULL);
+        cr_expect_eq(work[i].mismatches, 0, "thread %d", i);
+    }
+    fp_expr_free(e);
+    release(&h);
+    fp_functions_free(fns);
 }

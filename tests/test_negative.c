@@ -78,11 +78,11 @@ static bool check_entry(json_object *entry)
         cr_log_error("%s: expected %zu errors, got %zu", file, expected_errors, issues.errors);
         ok = false;
     }
-    if (!ok)
-        for (size_t i = 0; i < issues.count; i++)
-            cr_log_error("    got %s %s %s (line %u, col %u): %s", oo_severity_name(issues.items[i].severity),
-                         issues.items[i].code, issues.items[i].expression ? issues.items[i].expression : "-",
-                         issues.items[i].line, issues.items[i].column, issues.items[i].message);
+    for (size_t i = 0; !ok && i < issues.count; i++) {
+        char line[2048];
+        oo_issue_format(&issues.items[i], line, sizeof line);
+        cr_log_error("    got %s", line);
+    }
     oo_list_free(&issues);
     return ok;
 }

@@ -75,9 +75,11 @@ static bool has_issue(const oo_list *l, oo_severity sev, const char *code, const
 
 static void dump(const oo_list *l)
 {
-    for (size_t i = 0; i < l->count; i++)
-        cr_log_info("  %s %s %s: %s", oo_severity_name(l->items[i].severity), l->items[i].code,
-                    l->items[i].expression ? l->items[i].expression : "-", l->items[i].message);
+    for (size_t i = 0; i < l->count; i++) {
+        char line[2048];
+        oo_issue_format(&l->items[i], line, sizeof line);
+        cr_log_info("  %s", line);
+    }
 }
 
 #define EXPECT_CONFORMS(json, profile)                                                                           \

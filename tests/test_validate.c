@@ -36,9 +36,11 @@ static bool has_issue(const oo_list *l, oo_severity sev, const char *code, const
 
 static void dump(const oo_list *l)
 {
-    for (size_t i = 0; i < l->count; i++)
-        cr_log_info("  %s %s %s: %s", oo_severity_name(l->items[i].severity), l->items[i].code,
-                    l->items[i].expression ? l->items[i].expression : "-", l->items[i].message);
+    for (size_t i = 0; i < l->count; i++) {
+        char line[2048];
+        oo_issue_format(&l->items[i], line, sizeof line);
+        cr_log_info("  %s", line);
+    }
 }
 
 #define EXPECT_CLEAN(json)                                                                                       \
@@ -172,6 +174,61 @@ Test(valid, transaction_references_resolve)
                  "\"request\":{\"method\":\"POST\",\"url\":\"CarePlan\"}}]}");
 }
 
+/* A relative reference in a document Bundle resolves against the base of its entry's fullUrl. */
+Test(valid, document_references_resolve_against_the_full_url_base)
+{
+    oo_list l = run_validation(
+        "{\"resourceType\":\"Bundle\",\"type\":\"document\",\"entry\":["
+        "{\"fullUrl\":\"http://example.org/fhir/Composition/c1\",\"resource\":{\"resourceType\":\"Composition\","
+        "\"id\":\"c1\",\"status\":\"final\",\"type\":{\"text\":\"x\"},\"date\":\"2024-05-01\",\"title\":\"t\","
+        "\"author\":[{\"reference\":\"Practitioner/p1\"}],\"subject\":{\"reference\":\"Patient/missing\"}}},"
+        "{\"fullUrl\":\"http://example.org/fhir/Practitioner/p1\",\"resource\":{\"resourceType\":\"Practitioner\","
+        "\"id\":\"p1\"}}]}");
+    cr_expect(!has_issue(&l, OO_WARNING, OO_NOT_FOUND, "Bundle.entry[0].resource.author[0].reference"),
+              "Practitioner/p1 is http://example.org/fhir/Practitioner/p1");
+    cr_expect(has_issue(&l, OO_WARNING, OO_NOT_FOUND, "Bundle.entry[0].resource.subject.reference"));
+    oo_list_free(&l);
+}
+
+/* Literal references: each malformed kind with the reason it gets. */
+Test(invalid, relative_reference_messages)
+{
+    static const struct {
+        const char *ref, *why;
+    } cases[] = {
+        {"Patient", "expected 'Type/id'"},
+        {"Patientt/1", "known resource type"},
+        {"Patient/", "the id part is not a valid id"},
+        {"Patient//1", "the id part is not a valid id"},
+        {"Patient/a_b", "the id part is not a valid id"},
+        {"Patient/_history/2", "the id part is not a valid id"},
+        {"Patient/1/2", "only '/_history/versionId' may follow"},
+        {"Patient/1/Observation/2", "only '/_history/versionId' may follow"},
+        {"Patient/1/_history/", "only '/_history/versionId' may follow"},
+        {"Patient/1/_history/2/x", "only '/_history/versionId' may follow"},
+        {"Patient/1/_history/a_b", "only '/_history/versionId' may follow"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char json[300];
+        snprintf(json, sizeof json,
+                 "{\"resourceType\":\"CarePlan\",\"status\":\"active\",\"intent\":\"plan\","
+                 "\"subject\":{\"reference\":\"%s\"}}",
+                 cases[i].ref);
+        oo_list l = run_validation(json);
+        cr_expect_eq(l.errors, 1, "%s", cases[i].ref);
+        bool found = false;
+        for (size_t k = 0; k < l.count; k++)
+            found |= l.items[k].expression && !strcmp(l.items[k].expression, "CarePlan.subject.reference") &&
+                     strstr(l.items[k].message, cases[i].why) != NULL;
+        if (!found)
+            dump(&l);
+        cr_expect(found, "%s: expected \"%s\"", cases[i].ref, cases[i].why);
+        oo_list_free(&l);
+    }
+    EXPECT_CLEAN("{\"resourceType\":\"CarePlan\",\"status\":\"active\",\"intent\":\"plan\","
+                 "\"subject\":{\"reference\":\"Patient/p-1.x/_history/7\"}}");
+}
+
 /* ---- invalid resources, one defect each ---- */
 
 Test(invalid, missing_required_in_backbone)
@@ -293,6 +350,33 @@ Test(outcome, validates_as_fhir)
     const char *text = json_object_to_json_string_ext(oo, JSON_C_TO_STRING_PLAIN);
     EXPECT_CLEAN(text);
     json_object_put(oo);
+    oo_list_free(&l);
+}
+
+/* The one-line text of an issue: padded severity and code, location, position, message. */
+Test(outcome, issue_text)
+{
+    oo_list l;
+    oo_list_init(&l, 0);
+    oo_add(&l, OO_ERROR, OO_VALUE, "Patient.birthDate", 3, 17, "invalid date '%s'", "2023-02-29");
+    oo_add(&l, OO_FATAL, OO_STRUCTURE, NULL, 1, 9, "invalid JSON");
+    oo_add(&l, OO_WARNING, OO_INVARIANT, "Patient", 0, 0, "dom-6");
+    oo_add(&l, OO_INFORMATION, OO_INFORMATIONAL, NULL, 0, 0, "fine");
+    static const char *const want[] = {
+        "error   value        Patient.birthDate (line 3, col 17): invalid date '2023-02-29'",
+        "fatal   structure    (line 1, col 9): invalid JSON",
+        "warning invariant    Patient: dom-6",
+        "information informational : fine",
+    };
+    for (size_t i = 0; i < l.count; i++) {
+        char line[200];
+        size_t n = oo_issue_format(&l.items[i], line, sizeof line);
+        cr_expect_str_eq(line, want[i]);
+        cr_expect_eq(n, strlen(want[i]));
+    }
+    char small[10];
+    cr_expect_eq(oo_issue_format(&l.items[0], small, sizeof small), strlen(want[0]), "the length it needs");
+    cr_expect_str_eq(small, "error   v");
     oo_list_free(&l);
 }
 

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fhir/array.h"
 #include "fhir/fhirpath.h"
 #include "fhir/json.h"
 #include "gateway/cli/cli.h"
@@ -33,21 +34,18 @@ static void usage(FILE *to)
 /* Read all of stdin into a malloc'd, NUL-terminated buffer. */
 static char *read_stdin(size_t *len)
 {
-    size_t cap = 65536, n = 0, got;
-    char *buf = malloc(cap);
-    while (buf && (got = fread(buf + n, 1, cap - n - 1, stdin)) > 0) {
-        n += got;
-        if (cap - n < 2) {
-            char *bigger = realloc(buf, cap *= 2);
-            if (!bigger) {
-                free(buf);
-                return NULL;
-            }
-            buf = bigger;
+    char *buf = NULL;
+    size_t cap = 0, n = 0, got;
+    do {
+        /* room for a 64 KiB read and the NUL */
+        if (!fa_reserve(&buf, &cap, n + 65536 + 1, 1)) {
+            free(buf);
+            return NULL;
         }
-    }
-    if (buf)
-        buf[n] = '\0';
+        got = fread(buf + n, 1, cap - n - 1, stdin);
+        n += got;
+    } while (got > 0);
+    buf[n] = '\0';
     *len = n;
     return buf;
 }

@@ -52,6 +52,18 @@ static void usage(FILE *to)
                 "exit status: 0 no errors, 1 errors found, 2 usage or I/O problem\n");
 }
 
+/* One issue, indented, in the text form fhir/outcome gives it (long messages included). */
+static void print_issue(const oo_issue *is)
+{
+    char line[512];
+    size_t n = oo_issue_format(is, line, sizeof line);
+    char *big = n < sizeof line ? NULL : malloc(n + 1);
+    if (big)
+        oo_issue_format(is, big, n + 1);
+    printf("  %s\n", big ? big : line); /* no memory for a long one: it is cut short */
+    free(big);
+}
+
 static void print_text(const char *file, const oo_list *issues, bool quiet)
 {
     if (!issues->errors && !issues->warnings) {
@@ -61,15 +73,9 @@ static void print_text(const char *file, const oo_list *issues, bool quiet)
     }
     printf("%s: %zu error%s, %zu warning%s\n", file, issues->errors, issues->errors == 1 ? "" : "s",
            issues->warnings, issues->warnings == 1 ? "" : "s");
-    for (size_t i = 0; i < issues->count; i++) {
-        const oo_issue *is = &issues->items[i];
-        if (is->severity == OO_INFORMATION)
-            continue;
-        printf("  %-7s %-12s %s", oo_severity_name(is->severity), is->code, is->expression ? is->expression : "");
-        if (is->line)
-            printf("%s(line %u, col %u)", is->expression ? " " : "", is->line, is->column);
-        printf(": %s\n", is->message ? is->message : "");
-    }
+    for (size_t i = 0; i < issues->count; i++)
+        if (issues->items[i].severity != OO_INFORMATION)
+            print_issue(&issues->items[i]);
     if (issues->dropped)
         printf("  ... %zu more issues not shown\n", issues->dropped);
 }

@@ -4,6 +4,8 @@
 #define _GNU_SOURCE /* timegm, strptime */
 #include "gateway/rest/route.h"
 
+#include "fhir/datetime.h"
+
 #include <ctype.h>
 #include <string.h>
 #include <strings.h>
@@ -335,13 +337,5 @@ bool rt_etag_list_matches(const char *list, int64_t version)
 
 bool rt_http_date(const char *text, int64_t *epoch_ms)
 {
-    if (!text)
-        return false;
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    const char *end = strptime(text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    if (!end || *end)
-        return false;
-    *epoch_ms = (int64_t)timegm(&tm) * 1000;
-    return true;
+    return text && fdt_parse_http_date(text, strlen(text), epoch_ms);
 }

@@ -10,6 +10,7 @@
 #include "gateway/search/search.h"
 #include "gateway/util/hex.h"
 
+#include "fhir/datetime.h"
 #include "fhir/reference.h"
 
 #include <ctype.h>
@@ -47,128 +48,12 @@ char *sq_url_decode(const char *src, size_t len)
     return out;
 }
 
-/* Days since 1970-01-01 of a civil date (proleptic Gregorian). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
-static bool is_leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
-
-static unsigned days_in_month(int y, unsigned m)
-{
-    static const unsigned d[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    return m == 2 && is_leap(y) ? 29 : d[m - 1];
-}
-
-/* Read exactly n digits. */
-static bool digits(const char *s, size_t len, size_t at, size_t n, int *out)
-{
-    if (at + n > len)
-        return false;
-    int v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isdigit((unsigned char)s[at + i]))
-            return false;
-        v = v * 10 + (s[at + i] - '0');
-    }
-    *out = v;
-    return true;
-}
-
-/* Components present, and the epoch ms of the earliest instant they name. */
-typedef struct civil {
-    int year, month, day, hour, minute, second, ms;
-    int precision; /* 1 year .. 7 ms */
-    int tz_minutes;
-} civil;
-
-static bool parse_civil(const char *s, size_t len, civil *c)
-{
-    memset(c, 0, sizeof *c);
-    c->month = c->day = 1;
-    if (!digits(s, len, 0, 4, &c->year))
-        return false;
-    c->precision = 1;
-    size_t at = 4;
-    if (at < len && s[at] == '-') {
-        if (!digits(s, len, at + 1, 2, &c->month) || c->month < 1 || c->month > 12)
-            return false;
-        c->precision = 2, at += 3;
-        if (at < len && s[at] == '-') {
-            if (!digits(s, len, at + 1, 2, &c->day) || c->day < 1 ||
-                (unsigned)c->day > days_in_month(c->year, (unsigned)c->month))
-                return false;
-            c->precision = 3, at += 3;
-        }
-    }
-    if (at < len && s[at] == 'T') {
-        if (c->precision != 3 || !digits(s, len, at + 1, 2, &c->hour) || at + 3 >= len || s[at + 3] != ':' ||
-            !digits(s, len, at + 4, 2, &c->minute) || c->hour > 23 || c->minute > 59)
-            return false;
-        c->precision = 5, at += 6;
-        if (at < len && s[at] == ':') {
-            if (!digits(s, len, at + 1, 2, &c->second) || c->second > 60)
-                return false;
-            c->precision = 6, at += 3;
-            if (at < len && s[at] == '.') {
-                size_t start = ++at, n = 0;
-                int ms = 0;
-                while (at < len && isdigit((unsigned char)s[at])) {
-                    if (n < 3)
-                        ms = ms * 10 + (s[at] - '0');
-                    n++, at++;
-                }
-                if (n == 0 || start == at)
-                    return false;
-                for (size_t k = n; k < 3; k++)
-                    ms *= 10;
-                c->ms = ms;
-                c->precision = 7;
-            }
-        }
-        if (at < len && s[at] == 'Z') {
-            at++;
-        } else if (at < len && (s[at] == '+' || s[at] == '-')) {
-            int th, tm;
-            if (!digits(s, len, at + 1, 2, &th) || at + 3 >= len || s[at + 3] != ':' || !digits(s, len, at + 4, 2, &tm))
-                return false;
-            c->tz_minutes = (s[at] == '-' ? -1 : 1) * (th * 60 + tm);
-            at += 6;
-        }
-    }
-    return at == len;
-}
-
-static int64_t civil_ms(const civil *c)
-{
-    int64_t days = days_from_civil(c->year, (unsigned)c->month, (unsigned)c->day);
-    int64_t secs = days * 86400 + c->hour * 3600 + c->minute * 60 + c->second - (int64_t)c->tz_minutes * 60;
-    return secs * 1000 + c->ms;
-}
-
 bool sq_date_range(const char *text, size_t len, int64_t *lo_ms, int64_t *hi_ms)
 {
-    civil c;
-    if (!parse_civil(text, len, &c))
+    fdt_value v;
+    if (fdt_parse(FDT_FORM_SEARCH, text, len, &v))
         return false;
-    int64_t lo = civil_ms(&c);
-    int64_t span;
-    switch (c.precision) {
-    case 1: span = (int64_t)(is_leap(c.year) ? 366 : 365) * 86400000; break;
-    case 2: span = (int64_t)days_in_month(c.year, (unsigned)c.month) * 86400000; break;
-    case 3: span = 86400000; break;
-    case 5: span = 60000; break;
-    case 6: span = 1000; break;
-    default: span = 1; break;
-    }
-    *lo_ms = lo;
-    *hi_ms = lo + span - 1;
+    fdt_range(&v, lo_ms, hi_ms);
     return true;
 }
 

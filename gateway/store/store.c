@@ -14,6 +14,8 @@
  */
 #include "gateway/store/store_backend.h"
 
+#include "fhir/datetime.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -127,51 +129,17 @@ void st__result_message(st_op_result *res, st_status status, const char *format,
 
 /* ---- Instants ------------------------------------------------------------------------ */
 
-/* Splits epoch ms into broken-down UTC time and milliseconds (floor, also before 1970). */
-static void utc_parts(int64_t epoch_ms, struct tm *tm, int *ms)
-{
-    int64_t seconds = epoch_ms / 1000, rest = epoch_ms % 1000;
-    if (rest < 0) {
-        rest += 1000;
-        seconds--;
-    }
-    time_t t = (time_t)seconds;
-    gmtime_r(&t, tm);
-    *ms = (int)rest;
-}
-
+/* fhir/datetime does the calendar; the store only names the formats it writes. */
 void st_format_instant(int64_t epoch_ms, char out[ST_INSTANT_LEN])
 {
-    struct tm tm;
-    int ms;
-    utc_parts(epoch_ms, &tm, &ms);
-    /* a roomy buffer, so that no year (however odd) can truncate mid-field */
-    char text[96];
-    int year = tm.tm_year + 1900;
-    if (year < 0)
-        year = 0;
-    if (year > 9999)
-        year = 9999;
-    snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", year, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-             tm.tm_min, tm.tm_sec, ms);
-    memcpy(out, text, ST_INSTANT_LEN - 1);
-    out[ST_INSTANT_LEN - 1] = '\0';
+    _Static_assert(ST_INSTANT_LEN == FDT_INSTANT_LEN, "an instant is as long as fhir/datetime writes it");
+    fdt_format_instant(epoch_ms, out);
 }
 
 void st_format_http_date(int64_t epoch_ms, char out[30])
 {
-    static const char days[][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char months[][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    struct tm tm;
-    int ms;
-    utc_parts(epoch_ms, &tm, &ms);
-    char text[96];
-    int year = tm.tm_year + 1900 < 0 ? 0 : tm.tm_year + 1900 > 9999 ? 9999 : tm.tm_year + 1900;
-    snprintf(text, sizeof text, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7], tm.tm_mday,
-             months[tm.tm_mon % 12], year, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    memcpy(out, text, 29);
-    out[29] = '\0';
+    _Static_assert(FDT_HTTP_DATE_LEN == 30, "an HTTP date is as long as fhir/datetime writes it");
+    fdt_format_http_date(epoch_ms, out);
 }
 
 /* ---- String normalisation ------------------------------------------------------------- */
