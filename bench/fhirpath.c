@@ -22,9 +22,19 @@
 #include <string.h>
 #include <time.h>
 
+#include "fhir/array.h"
 #include "fhir/fhirpath.h"
 #include "fhir/validate.h"
 #include "gateway/util/files.h"
+
+/* A benchmark cannot go on without its corpus: stop when memory runs out. */
+static void grow(void *items_ptr, size_t *capacity, size_t needed, size_t element_size)
+{
+    if (!fa_reserve(items_ptr, capacity, needed, element_size)) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+}
 
 #define MIN_SECONDS 0.25 /* each expression runs at least this long */
 
@@ -123,10 +133,7 @@ static void load(corpus *c, const char *dir)
             free(text);
             continue;
         }
-        if (c->count == c->cap) {
-            c->cap = c->cap ? c->cap * 2 : 256;
-            c->docs = realloc(c->docs, c->cap * sizeof *c->docs);
-        }
+        grow(&c->docs, &c->cap, c->count + 1, sizeof *c->docs);
         c->docs[c->count++] = ex;
         c->bytes += len;
     }
@@ -149,16 +156,10 @@ static void collect_nodes(corpus *c)
             continue;
         for (size_t k = 0; k < out.count; k++) {
             const fp_item *it = &out.items[k];
-            if (c->element_count == ecap) {
-                ecap = ecap ? ecap * 2 : 4096;
-                c->elements = realloc(c->elements, ecap * sizeof *c->elements);
-            }
+            grow(&c->elements, &ecap, c->element_count + 1, sizeof *c->elements);
             c->elements[c->element_count++] = *it;
             if (it->u.node.type && !strcmp(it->u.node.type->name, "Period")) {
-                if (c->period_count == pcap) {
-                    pcap = pcap ? pcap * 2 : 256;
-                    c->periods = realloc(c->periods, pcap * sizeof *c->periods);
-                }
+                grow(&c->periods, &pcap, c->period_count + 1, sizeof *c->periods);
                 c->periods[c->period_count++] = *it;
             }
         }

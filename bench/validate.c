@@ -26,8 +26,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fhir/array.h"
 #include "fhir/validate.h"
 #include "gateway/util/files.h"
+
+/* A benchmark cannot go on without its corpus: stop when memory runs out. */
+static void grow(void *items_ptr, size_t *capacity, size_t needed, size_t element_size)
+{
+    if (!fa_reserve(items_ptr, capacity, needed, element_size)) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+}
 
 #define ROUNDS 3
 
@@ -65,10 +75,7 @@ static void load_package(const char *dir, corpus *c)
             continue;
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, ent->d_name);
-        if (c->count == c->cap) {
-            c->cap = c->cap ? c->cap * 2 : 1024;
-            c->items = realloc(c->items, c->cap * sizeof *c->items);
-        }
+        grow(&c->items, &c->cap, c->count + 1, sizeof *c->items);
         blob *b = &c->items[c->count];
         b->data = files_read(path, &b->len);
         b->name = strdup(ent->d_name);
@@ -165,10 +172,7 @@ static bool is_instance_example(const char *name)
 /* Appends text to a growable buffer. */
 static void append(char **buf, size_t *len, size_t *cap, const char *text, size_t n)
 {
-    if (*len + n + 1 > *cap) {
-        *cap = (*cap + n) * 2;
-        *buf = realloc(*buf, *cap);
-    }
+    grow(buf, cap, *len + n + 1, 1);
     memcpy(*buf + *len, text, n);
     *len += n;
 }
@@ -177,10 +181,7 @@ static void append(char **buf, size_t *len, size_t *cap, const char *text, size_
 static void close_chunk(corpus *chunks, char **chunk, size_t *len, size_t *cap, unsigned long *in_chunk)
 {
     append(chunk, len, cap, "]}", 2);
-    if (chunks->count == chunks->cap) {
-        chunks->cap = chunks->cap ? chunks->cap * 2 : 256;
-        chunks->items = realloc(chunks->items, chunks->cap * sizeof *chunks->items);
-    }
+    grow(&chunks->items, &chunks->cap, chunks->count + 1, sizeof *chunks->items);
     chunks->items[chunks->count++] = (blob){*chunk, *len, NULL};
     chunks->bytes += *len;
     *chunk = NULL;
