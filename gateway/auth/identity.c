@@ -321,7 +321,7 @@ bool id_normalise_fingerprint(const char *text, char out[ID_FINGERPRINT_LEN + 1]
 
 /* ---- Fingerprint table ------------------------------------------------------- */
 
-#define TABLE_LINE_MAX 4096
+#define TABLE_LINE_MAX LIM(organisations_line_max)
 
 struct id_table {
     id_entry *entries; /* sorted by fingerprint */
@@ -374,7 +374,7 @@ static int split_tabs(char *line, char **fields, int max)
     }
 }
 
-#define MAX_COLUMNS 32
+#define MAX_COLUMNS LIM(organisations_columns_max)
 
 static bool parse_header(table_loader *ld, char *line)
 {
@@ -510,8 +510,8 @@ static bool read_lines(table_loader *ld, FILE *f)
     bool ok = true;
     while (ok && (len = getline(&line, &cap, f)) >= 0) {
         ld->line++;
-        if (len >= TABLE_LINE_MAX)
-            ok = load_error(ld, "line longer than %d bytes", TABLE_LINE_MAX - 1);
+        if (len > TABLE_LINE_MAX)
+            ok = load_error(ld, "line longer than %d bytes", TABLE_LINE_MAX);
         else
             ok = take_line(ld, line, (size_t)len);
     }

@@ -8,8 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RL_SLOTS 4096 /* open addressing; more organisations than this share the overflow bucket */
-#define RL_KEY_MAX 32
+#include "gateway/util/limits.h"
+
+#define RL_SLOTS LIM(rate_limit_slots) /* open addressing; more organisations than this share the overflow bucket */
+#define RL_KEY_MAX (LIM(rate_limit_key_max) + 1)
 
 typedef struct bucket {
     char key[RL_KEY_MAX];

@@ -117,9 +117,9 @@ static void dev_config(gw_config *c, const char *dir, unsigned port, unsigned op
         if (n_ > 0 && (size_t)n_ < sizeof buf)                                                                   \
             cfg_set(c, key, buf, err, sizeof err);                                                               \
     } while (0)
-    SET("listen", "127.0.0.1:%u", port);
-    SET("base_url", "https://127.0.0.1:%u", port);
-    SET("ops_listen", "127.0.0.1:%u", ops_port);
+    SET("listen", GW_DEFAULT_HOST ":%u", port);
+    SET("base_url", "https://" GW_DEFAULT_HOST ":%u", port);
+    SET("ops_listen", GW_DEFAULT_HOST ":%u", ops_port);
     SET("tls_cert", "%s/server.crt", dir);
     SET("tls_key", "%s/server.key", dir);
     SET("tls_client_ca", "%s/ca-bundle.pem", dir);
@@ -161,8 +161,8 @@ static void serve_usage(FILE *to)
                 "       fhirgw serve --dev DIR [--port N] [--ops-port M]\n"
                 "  --config FILE  settings (see 'fhirgw config' for every setting and its default)\n"
                 "  --dev DIR      development: a test PKI and the store in DIR, organisations registered,\n"
-                "                 FHIR on https://127.0.0.1:8443 (or --port N), /healthz /readyz /metrics on\n"
-                "                 http://127.0.0.1:9090 (or --ops-port M; with only --port N given: N+1)\n");
+                "                 FHIR on https://" GW_DEFAULT_LISTEN " (or --port N), /healthz /readyz /metrics on\n"
+                "                 http://" GW_DEFAULT_OPS_LISTEN " (or --ops-port M; with only --port N given: N+1)\n");
 }
 
 static bool ready(void *arg) { return arg != NULL; }
@@ -254,7 +254,11 @@ static bool open_services(const gw_config *c, services *s, bool dev)
     sc.on_commit = on_commit;
     sc.on_commit_arg = &s->store_mx;
     sc.max_batch = (unsigned)c->store_batch_max;
-    sc.batch_wait_us = (unsigned)c->store_batch_wait_us;
+    /* the config's 0 means "no waiting"; the store's 0 means "its default" */
+    sc.batch_wait_us = c->store_batch_wait_us ? (int)c->store_batch_wait_us : -1;
+    sc.max_queue = (unsigned)c->store_max_queue;
+    sc.max_readers = (unsigned)c->store_max_readers;
+    sc.busy_timeout_ms = (unsigned)c->store_busy_timeout_ms;
     st_error serr;
     s->store = st_open(&sc, &serr);
     if (!s->store) {
@@ -296,10 +300,12 @@ static bool open_services(const gw_config *c, services *s, bool dev)
     cfg.ca_file = c->tls_client_ca;
     cfg.crl_file = c->tls_crl[0] ? c->tls_crl : NULL;
     cfg.max_header_bytes = (size_t)c->max_header_bytes;
+    cfg.max_headers = (size_t)c->max_headers;
     cfg.max_body_bytes = (size_t)c->max_body_bytes;
     cfg.max_connections = (unsigned)c->max_connections;
     cfg.request_timeout_ms = (unsigned)c->request_timeout_ms;
     cfg.idle_timeout_ms = (unsigned)c->idle_timeout_ms;
+    cfg.write_timeout_ms = (unsigned)c->write_timeout_ms;
     cfg.drain_timeout_ms = (unsigned)c->drain_timeout_ms;
     cfg.max_inflight_bytes = (size_t)c->max_inflight_bytes;
     cfg.handler = rest_handle;
@@ -322,7 +328,7 @@ int cmd_serve(int argc, char **argv)
     gw_config c;
     cfg_defaults(&c);
     const char *config = NULL, *dev = NULL;
-    unsigned port = 8443, ops_port = 0;
+    unsigned port = GW_DEFAULT_PORT, ops_port = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--config") && i + 1 < argc)
             config = argv[++i];
@@ -353,7 +359,7 @@ int cmd_serve(int argc, char **argv)
         }
         /* two dev instances side by side: the second's --port N moves its ops port to N+1 unless given */
         if (!ops_port)
-            ops_port = port == 8443 ? 9090 : port + 1;
+            ops_port = port == GW_DEFAULT_PORT ? GW_DEFAULT_OPS_PORT : port + 1;
         dev_config(&c, dev, port, ops_port);
     } else if (!config) {
         serve_usage(stderr);

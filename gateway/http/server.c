@@ -74,15 +74,15 @@
 #include "gateway/auth/identity.h"
 #include "gateway/http/server_internal.h"
 
-#define LISTEN_BACKLOG 1024
-#define OVERLOAD_GRACE 64u          /* connections past max that still get a 503 */
-#define LINGER_MS 1000u             /* reading and discarding after an error answer */
-#define CHUNK_LINE_MAX 1024u        /* a chunk-size line, extensions included */
-#define PAUSE_INPUT_BYTES (64u * 1024) /* pipelined input buffered while busy */
-#define BODY_INITIAL (16u * 1024)   /* first body buffer; doubled as bytes arrive */
-#define ACCEPT_RETRY_MS 100u        /* pause after accept fails (EMFILE) */
-#define ROUTE_MAX 32
-#define ORG_MAX 128
+/* Fixed limits (gateway/util/limits.h says what each bounds). */
+#define LISTEN_BACKLOG LIM(listen_backlog)
+#define OVERLOAD_GRACE LIM(overload_grace)
+#define LINGER_MS LIM(linger_ms)
+#define CHUNK_LINE_MAX LIM(chunk_line_max)
+#define PAUSE_INPUT_BYTES LIM(pause_input_bytes)
+#define BODY_INITIAL LIM(body_initial_bytes)
+#define ACCEPT_RETRY_MS LIM(accept_retry_ms)
+#define ORG_MAX ID_NAME_MAX
 #define LOG_LINE_MAX 4096
 
 typedef enum conn_state { C_HANDSHAKE, C_IDLE, C_HEAD, C_BODY, C_HANDLER, C_STREAMING, C_WRITING, C_LINGER } conn_state;
@@ -125,7 +125,7 @@ struct srv_request {
     bool stream_chunked;          /* chunked coding (HTTP/1.1) or close-delimited (HTTP/1.0) */
     size_t streamed;              /* body bytes produced so far */
     size_t resp_headers_len, resp_headers_cap;
-    char route[ROUTE_MAX];
+    char route[SRV_ROUTE_MAX + 1];
     char org[ORG_MAX];
     char ura[ID_URA_LEN + 1];
 };
@@ -240,43 +240,41 @@ static int64_t elapsed_us(const struct timespec *since)
 
 /* ---- Configuration ------------------------------------------------------------- */
 
+/* Every limit at its default (the limits table's row of the same name) where it is zero. */
+static void default_limits(srv_config *c)
+{
+#define DEFAULT_IF_ZERO(field) \
+    if (!c->field)             \
+    c->field = LIM(field)
+    DEFAULT_IF_ZERO(max_header_bytes);
+    DEFAULT_IF_ZERO(max_headers);
+    DEFAULT_IF_ZERO(max_body_bytes);
+    DEFAULT_IF_ZERO(max_connections);
+    DEFAULT_IF_ZERO(request_timeout_ms);
+    DEFAULT_IF_ZERO(idle_timeout_ms);
+    DEFAULT_IF_ZERO(write_timeout_ms);
+    DEFAULT_IF_ZERO(drain_timeout_ms);
+    DEFAULT_IF_ZERO(max_inflight_bytes);
+#undef DEFAULT_IF_ZERO
+}
+
 void srv_config_defaults(srv_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
-    cfg->address = SRV_DEFAULT_ADDRESS;
-    cfg->port = SRV_DEFAULT_PORT;
+    cfg->address = GW_DEFAULT_HOST;
+    cfg->port = GW_DEFAULT_PORT;
     cfg->require_client_cert = true;
     cfg->ops_enabled = true;
-    cfg->ops_address = SRV_DEFAULT_OPS_ADDRESS;
-    cfg->ops_port = SRV_DEFAULT_OPS_PORT;
-    cfg->max_header_bytes = SRV_DEFAULT_MAX_HEADER_BYTES;
-    cfg->max_headers = SRV_DEFAULT_MAX_HEADERS;
-    cfg->max_body_bytes = SRV_DEFAULT_MAX_BODY_BYTES;
-    cfg->max_connections = SRV_DEFAULT_MAX_CONNECTIONS;
-    cfg->request_timeout_ms = SRV_DEFAULT_REQUEST_TIMEOUT_MS;
-    cfg->idle_timeout_ms = SRV_DEFAULT_IDLE_TIMEOUT_MS;
-    cfg->write_timeout_ms = SRV_DEFAULT_WRITE_TIMEOUT_MS;
-    cfg->drain_timeout_ms = SRV_DEFAULT_DRAIN_TIMEOUT_MS;
-    cfg->max_inflight_bytes = SRV_DEFAULT_MAX_INFLIGHT_BYTES;
+    cfg->ops_address = GW_DEFAULT_HOST;
+    cfg->ops_port = GW_DEFAULT_OPS_PORT;
     cfg->access_log_fd = -1;
+    default_limits(cfg);
 }
 
 /* Zero limits mean "the default"; the worker count defaults to the cores. */
 static void resolve_limits(srv_config *c)
 {
-#define DEFAULT_IF_ZERO(field, value) \
-    if (!c->field)                    \
-    c->field = (value)
-    DEFAULT_IF_ZERO(max_header_bytes, SRV_DEFAULT_MAX_HEADER_BYTES);
-    DEFAULT_IF_ZERO(max_headers, SRV_DEFAULT_MAX_HEADERS);
-    DEFAULT_IF_ZERO(max_body_bytes, SRV_DEFAULT_MAX_BODY_BYTES);
-    DEFAULT_IF_ZERO(max_connections, SRV_DEFAULT_MAX_CONNECTIONS);
-    DEFAULT_IF_ZERO(request_timeout_ms, SRV_DEFAULT_REQUEST_TIMEOUT_MS);
-    DEFAULT_IF_ZERO(idle_timeout_ms, SRV_DEFAULT_IDLE_TIMEOUT_MS);
-    DEFAULT_IF_ZERO(write_timeout_ms, SRV_DEFAULT_WRITE_TIMEOUT_MS);
-    DEFAULT_IF_ZERO(drain_timeout_ms, SRV_DEFAULT_DRAIN_TIMEOUT_MS);
-    DEFAULT_IF_ZERO(max_inflight_bytes, SRV_DEFAULT_MAX_INFLIGHT_BYTES);
-#undef DEFAULT_IF_ZERO
+    default_limits(c);
     if (!c->workers) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         c->workers = cores > 0 ? (unsigned)cores : 1;
@@ -284,9 +282,9 @@ static void resolve_limits(srv_config *c)
     if (c->workers > SRV_MAX_WORKERS)
         c->workers = SRV_MAX_WORKERS;
     if (!c->address)
-        c->address = SRV_DEFAULT_ADDRESS;
+        c->address = GW_DEFAULT_HOST;
     if (!c->ops_address)
-        c->ops_address = SRV_DEFAULT_OPS_ADDRESS;
+        c->ops_address = GW_DEFAULT_HOST;
 }
 
 /* ---- TLS ------------------------------------------------------------------------ */
@@ -315,7 +313,7 @@ static bool load_client_verification(SSL_CTX *ctx, const srv_config *cfg, char *
     if (cfg->require_client_cert)
         mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
     SSL_CTX_set_verify(ctx, mode, NULL);
-    SSL_CTX_set_verify_depth(ctx, 4);
+    SSL_CTX_set_verify_depth(ctx, LIM(tls_verify_depth));
     return true;
 }
 
@@ -637,7 +635,7 @@ static bool status_has_body(int status)
  * cost two of each (bufferevent_openssl writes each buffer chain on its own).
  * Large bodies are added by reference, without a copy.
  */
-#define COALESCE_MAX (16u * 1024 - 1024) /* body bytes that share the head's record */
+#define COALESCE_MAX LIM(coalesce_max_bytes) /* body bytes that share the head's record */
 
 /* How the end of the body is shown: its length, chunked coding, or none
  * (no body, or an HTTP/1.0 stream that ends with the connection). */

@@ -47,7 +47,7 @@
  *   must outlive the server. Response bodies passed to srv_respond must come
  *   from malloc; the server frees them. Header names/values are copied.
  *
- * Limits (all in srv_config, defaults in SRV_DEFAULT_*): header block bytes,
+ * Limits (all in srv_config, defaults in gateway/util/limits.h): header block bytes,
  * header count, body bytes, total connections, request time (headers+body
  * must arrive within it; also bounds the TLS handshake), keep-alive idle time,
  * write time (a client that does not read its answer), drain time on stop,
@@ -97,24 +97,14 @@
 #include <time.h>
 
 #include "gateway/http/metrics.h"
+#include "gateway/util/limits.h"
 
-#define SRV_DEFAULT_ADDRESS "127.0.0.1"
-#define SRV_DEFAULT_PORT 8443
-#define SRV_DEFAULT_OPS_ADDRESS "127.0.0.1"
-#define SRV_DEFAULT_OPS_PORT 9090
-#define SRV_DEFAULT_MAX_HEADER_BYTES (32u * 1024)        /* request line + headers */
-#define SRV_DEFAULT_MAX_HEADERS 100u                     /* header fields per request */
-#define SRV_DEFAULT_MAX_BODY_BYTES (16u * 1024 * 1024)   /* decoded body, chunked or not */
-#define SRV_DEFAULT_MAX_CONNECTIONS 4096u                /* all workers, ops port excluded */
-#define SRV_DEFAULT_REQUEST_TIMEOUT_MS 30000u            /* handshake, or first byte to last body byte */
-#define SRV_DEFAULT_IDLE_TIMEOUT_MS 75000u               /* keep-alive between requests */
-#define SRV_DEFAULT_WRITE_TIMEOUT_MS 30000u              /* no progress writing an answer */
-#define SRV_DEFAULT_DRAIN_TIMEOUT_MS 10000u              /* srv_stop: in-flight requests may finish */
-#define SRV_DEFAULT_MAX_INFLIGHT_BYTES (256u * 1024 * 1024) /* request + response bytes held, all workers */
-#define SRV_STREAM_LOW_WATER (64u * 1024)                /* a stream's producer is asked for more below this */
-#define SRV_STREAM_HIGH_WATER (256u * 1024)              /* ... and no more once this much is queued */
-#define SRV_MAX_WORKERS 256u
-#define SRV_REQUEST_ID_MAX 64                            /* longest X-Request-ID echoed */
+/* The numbers (limits, timeouts, watermarks) are rows of gateway/util/limits.h; these names are theirs. */
+#define SRV_STREAM_LOW_WATER LIM(stream_low_water)   /* a stream's producer is asked for more below this */
+#define SRV_STREAM_HIGH_WATER LIM(stream_high_water) /* ... and no more once this much is queued */
+#define SRV_MAX_WORKERS LIM(max_workers)
+#define SRV_REQUEST_ID_MAX LIM(request_id_max)       /* longest X-Request-ID echoed */
+#define SRV_ROUTE_MAX LIM(route_label_max)           /* longest route label (srv_set_route) */
 
 /* TLS 1.2 suites: forward secrecy and AEAD only. TLS 1.3 uses OpenSSL's
  * default suites (all AEAD). */
@@ -134,8 +124,8 @@ typedef bool (*srv_ready_fn)(void *arg);
 
 typedef struct srv_config {
     /* FHIR port (TLS). */
-    const char *address;           /* numeric IPv4/IPv6; default SRV_DEFAULT_ADDRESS */
-    unsigned port;                 /* 0 = ephemeral (see srv_port); default SRV_DEFAULT_PORT */
+    const char *address;           /* numeric IPv4/IPv6; default GW_DEFAULT_HOST */
+    unsigned port;                 /* 0 = ephemeral (see srv_port); default GW_DEFAULT_PORT */
     unsigned workers;              /* threads, each with its own event loop; 0 = number of cores */
     const char *cert_file;         /* server certificate chain (PEM), required */
     const char *key_file;          /* its private key (PEM), required */
@@ -145,12 +135,12 @@ typedef struct srv_config {
 
     /* Ops port (plain HTTP): /healthz, /readyz, /metrics. */
     bool ops_enabled;              /* default true */
-    const char *ops_address;       /* default SRV_DEFAULT_OPS_ADDRESS */
-    unsigned ops_port;             /* 0 = ephemeral (see srv_ops_port); default SRV_DEFAULT_OPS_PORT */
+    const char *ops_address;       /* default GW_DEFAULT_HOST */
+    unsigned ops_port;             /* 0 = ephemeral (see srv_ops_port); default GW_DEFAULT_OPS_PORT */
     srv_ready_fn ready;            /* NULL = ready while running */
     void *ready_arg;
 
-    /* Limits (0 = the default). */
+    /* Limits (0 = the default: the row of the same name in gateway/util/limits.h). */
     size_t max_header_bytes;
     size_t max_headers;
     size_t max_body_bytes;

@@ -36,8 +36,10 @@
 
 typedef struct rest_app rest_app;
 
-/* Searchset and history pages stop adding entries before this many bytes (config page_max_bytes). */
-#define REST_DEFAULT_PAGE_MAX_BYTES ((size_t)16 * 1024 * 1024)
+/* The defaults of rest_options (rows of gateway/util/limits.h, where each is documented). */
+#define REST_DEFAULT_PAGE_SIZE LIM(page_size_default)
+#define REST_DEFAULT_PAGE_SIZE_MAX LIM(page_size_max)
+#define REST_DEFAULT_PAGE_MAX_BYTES ((size_t)LIM(page_max_bytes))
 
 typedef struct rest_options {
     const fs_schema *schema;      /* NULL = fs_r4() */
@@ -46,8 +48,8 @@ typedef struct rest_options {
     const pf_registry *profiles;  /* NULL = no profiles */
     const char *base_url;         /* "https://127.0.0.1:8443" (no trailing slash); references under it are
                                    * indexed, searched and tagged as the relative ones they name */
-    int page_size_default;
-    int page_size_max;
+    int page_size_default;        /* 0 = REST_DEFAULT_PAGE_SIZE */
+    int page_size_max;            /* 0 = REST_DEFAULT_PAGE_SIZE_MAX */
     size_t page_max_bytes;        /* searchset/history page bytes at most (one entry always fits);
                                    * 0 = REST_DEFAULT_PAGE_MAX_BYTES */
     double rate_per_second;       /* per organisation; 0 = no limit */

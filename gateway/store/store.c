@@ -23,12 +23,6 @@
 #include <string.h>
 #include <time.h>
 
-#define DEFAULT_BUSY_TIMEOUT_MS 5000
-#define DEFAULT_MAX_BATCH 256
-#define DEFAULT_BATCH_WAIT_US 200
-#define DEFAULT_MAX_QUEUE 65536
-#define DEFAULT_MAX_READERS 64
-
 /* A submitted transaction, with room for its results. */
 typedef struct txn {
     struct txn *next;
@@ -777,17 +771,17 @@ st_status st_submit_wait(st_store *s, const st_op *ops, size_t op_count, st_op_r
 static void apply_defaults(st_config *c)
 {
     if (!c->busy_timeout_ms)
-        c->busy_timeout_ms = DEFAULT_BUSY_TIMEOUT_MS;
+        c->busy_timeout_ms = LIM(store_busy_timeout_ms);
     if (!c->max_batch)
-        c->max_batch = DEFAULT_MAX_BATCH;
+        c->max_batch = LIM(store_batch_max);
     if (!c->max_queue)
-        c->max_queue = DEFAULT_MAX_QUEUE;
+        c->max_queue = LIM(store_max_queue);
     if (!c->max_readers)
-        c->max_readers = DEFAULT_MAX_READERS;
+        c->max_readers = LIM(store_max_readers);
     if (!c->clock)
         c->clock = real_clock_ms;
     if (c->batch_wait_us == 0)
-        c->batch_wait_us = DEFAULT_BATCH_WAIT_US;
+        c->batch_wait_us = LIM(store_batch_wait_us);
     else if (c->batch_wait_us < 0)
         c->batch_wait_us = 0;
 }

@@ -32,10 +32,9 @@
 #include <string.h>
 
 #define SCHEMA_VERSION 2
-#define DYNAMIC_CACHE_SIZE 32
-#define DEFAULT_PAGE_SIZE 50
-#define CHECKPOINT_PAGES 1000          /* SQLite's own default threshold */
-#define WAL_SIZE_LIMIT (64 << 20)      /* truncate a WAL left larger than this after a checkpoint */
+#define DYNAMIC_CACHE_SIZE LIM(store_statement_cache)
+#define CHECKPOINT_PAGES LIM(store_checkpoint_pages) /* SQLite's own default threshold */
+#define WAL_SIZE_LIMIT LIM(store_wal_size_limit)     /* truncate a WAL left larger than this after a checkpoint */
 
 /* ---- Schema -------------------------------------------------------------------------- */
 
@@ -344,7 +343,7 @@ static conn *conn_open(const st_config *config, bool writer, st_error *err)
     sqlite3_busy_timeout(c->db, (int)config->busy_timeout_ms);
     rc = exec_pragma(c, "PRAGMA synchronous=%s", config->synchronous_normal ? "NORMAL" : "FULL");
     if (rc == SQLITE_OK)
-        rc = exec_pragma(c, "PRAGMA cache_size=-16384"); /* 16 MB */
+        rc = exec_pragma(c, "PRAGMA cache_size=-%d", LIM(store_cache_bytes) / 1024); /* negative: KiB */
     if (rc == SQLITE_OK && !writer)
         rc = exec_pragma(c, "PRAGMA query_only=1");
     if (rc != SQLITE_OK) {
@@ -1330,7 +1329,7 @@ static st_status read_resource(void *reader, const char *type, const char *id, i
 
 static size_t page_size(size_t count)
 {
-    return count ? count : DEFAULT_PAGE_SIZE;
+    return count ? count : LIM(page_size_default);
 }
 
 /* Runs a prepared dynamic statement with the first bind_count binds of b. */
@@ -1474,8 +1473,7 @@ static st_status search_page(conn *c, const st_query *q, st_list *out, row_keys 
 
 /* ---- Includes ---- */
 
-#define DEFAULT_MAX_INCLUDED 100
-#define INCLUDE_ROUNDS 4 /* :iterate applies this often at most */
+#define INCLUDE_ROUNDS LIM(include_rounds) /* :iterate applies this often at most */
 
 static void rid_list(sql_builder *b, const int64_t *rids, size_t n)
 {
@@ -1531,7 +1529,7 @@ static st_status include_once(conn *c, const st_query *q, const st_include *inc,
 /* The includes of the page whose match rids are in `rows`, round by round (:iterate), into out->included. */
 static st_status search_includes(conn *c, const st_query *q, st_list *out, row_keys *rows, st_error *err)
 {
-    size_t max = q->max_included ? q->max_included : DEFAULT_MAX_INCLUDED, capacity = 0;
+    size_t max = q->max_included ? q->max_included : LIM(included_max), capacity = 0;
     st_list inc = {0};
     st_status s = ST_OK;
     size_t frontier = 0, end = rows->count; /* rows->rids[frontier..end): what the round starts from */
