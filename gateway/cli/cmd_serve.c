@@ -11,10 +11,8 @@
  * finish, every acknowledged write is already on disk.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +24,7 @@
 #include "gateway/cli/cli.h"
 #include "gateway/util/conformance.h"
 #include "gateway/util/config.h"
+#include "gateway/util/log.h"
 #include "gateway/rest/directory.h"
 #include "gateway/rest/rest.h"
 
@@ -38,24 +37,8 @@ static void on_signal(int sig)
         srv_stop(running);
 }
 
-/* One JSON line on stderr: the error log. Never patient data. */
-static void log_event(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void log_event(const char *level, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    char ts[ST_INSTANT_LEN];
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    st_format_instant((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000, ts);
-    fprintf(stderr, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"", ts, level);
-    for (const char *p = msg; *p; p++)
-        fprintf(stderr, *p == '"' || *p == '\\' ? "\\%c" : (unsigned char)*p < 0x20 ? "?" : "%c", *p);
-    fputs("\"}\n", stderr);
-}
+/* The error log: JSON lines on stderr, which the config's error_log may point at a file. Never patient data. */
+static lg_logger errors = {.fd = STDERR_FILENO, .min_level = LG_DEBUG};
 
 static bool file_exists(const char *path)
 {
@@ -94,7 +77,7 @@ static bool make_dev_pki(const char *dir)
         return true;
     char script[PATH_MAX];
     if (!find_pki_script(script, sizeof script)) {
-        log_event("error", "certs/make-test-pki not found (set FHIRGW_PKI_SCRIPT)");
+        lg_msg(&errors, LG_ERROR, "certs/make-test-pki not found (set FHIRGW_PKI_SCRIPT)");
         return false;
     }
     pid_t pid = fork();
@@ -146,13 +129,23 @@ static bool split_listen(const char *text, char *host, size_t size, unsigned *po
 }
 
 
-static int open_log(const char *path)
+/*
+ * The error log file, when one is configured, becomes stderr itself (O_APPEND), so that
+ * everything written there (the logger's lines, the REST layer's, a sanitizer's report) lands in it.
+ */
+static bool point_stderr_at(const char *path, char *err, size_t errlen)
 {
-    if (!path[0])
-        return -1;
-    if (!strcmp(path, "-"))
-        return STDOUT_FILENO;
-    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (!path[0] || !strcmp(path, "-"))
+        return true;
+    lg_logger file;
+    if (!lg_open(&file, path, STDERR_FILENO, err, errlen))
+        return false;
+    fflush(stderr);
+    bool ok = dup2(file.fd, STDERR_FILENO) >= 0;
+    if (!ok)
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    lg_close(&file);
+    return ok;
 }
 
 static void serve_usage(FILE *to)
@@ -207,7 +200,7 @@ typedef struct services {
     st_store *store;
     rest_app *app;
     srv_server *srv;
-    int access_fd;
+    lg_logger access_log;
 } services;
 
 /*
@@ -225,8 +218,7 @@ static void close_services(services *s)
     pf_registry_free(s->profiles);
     id_table_free(s->orgs);
     mx_registry_free(s->metrics);
-    if (s->access_fd > STDERR_FILENO)
-        close(s->access_fd);
+    lg_close(&s->access_log);
 }
 
 static bool open_services(const gw_config *c, services *s, bool dev)
@@ -234,7 +226,7 @@ static bool open_services(const gw_config *c, services *s, bool dev)
     char err[512];
     s->orgs = id_table_load(c->organisations, err, sizeof err);
     if (!s->orgs) {
-        log_event("error", "organisations: %s", err);
+        lg_msg(&errors, LG_ERROR, "organisations: %s", err);
         return false;
     }
     if (c->conformance[0]) {
@@ -243,8 +235,8 @@ static bool open_services(const gw_config *c, services *s, bool dev)
         const char *dirs[1] = {c->conformance};
         s->profiles = conf_load(dirs, 1, &issues);
         for (size_t i = 0; i < issues.count; i++)
-            log_event(issues.items[i].severity <= OO_ERROR ? "error" : "warning", "conformance: %s",
-                      issues.items[i].message);
+            lg_msg(&errors, issues.items[i].severity <= OO_ERROR ? LG_ERROR : LG_WARNING, "conformance: %s",
+                   issues.items[i].message);
         oo_list_free(&issues);
     }
     s->metrics = mx_registry_new();
@@ -262,11 +254,11 @@ static bool open_services(const gw_config *c, services *s, bool dev)
     st_error serr;
     s->store = st_open(&sc, &serr);
     if (!s->store) {
-        log_event("error", "store %s: %s", c->store_path, serr.message);
+        lg_msg(&errors, LG_ERROR, "store %s: %s", c->store_path, serr.message);
         return false;
     }
     if (dev && !dir_publish_registered(s->store, c->organisations))
-        log_event("warning", "not every organisation could be registered");
+        lg_msg(&errors, LG_WARNING, "not every organisation could be registered");
     rest_options ro = {0};
     ro.store = s->store;
     ro.organisations = s->orgs;
@@ -279,9 +271,10 @@ static bool open_services(const gw_config *c, services *s, bool dev)
     ro.rate_burst = (double)c->rate_limit_burst;
     ro.allow_dangling_references = c->referential_integrity == 0;
     ro.log_allowed = c->log_allowed_access != 0;
+    ro.log = &errors;
     s->app = rest_app_new(&ro, err, sizeof err);
     if (!s->app) {
-        log_event("error", "%s", err);
+        lg_msg(&errors, LG_ERROR, "%s", err);
         return false;
     }
     srv_config cfg;
@@ -289,7 +282,7 @@ static bool open_services(const gw_config *c, services *s, bool dev)
     char host[256], ops_host[256];
     if (!split_listen(c->listen, host, sizeof host, &cfg.port) ||
         !split_listen(c->ops_listen, ops_host, sizeof ops_host, &cfg.ops_port)) {
-        log_event("error", "listen and ops_listen are host:port");
+        lg_msg(&errors, LG_ERROR, "listen and ops_listen are host:port");
         return false;
     }
     cfg.address = host;
@@ -313,11 +306,14 @@ static bool open_services(const gw_config *c, services *s, bool dev)
     cfg.metrics = s->metrics;
     cfg.ready = ready;
     cfg.ready_arg = s->store;
-    s->access_fd = open_log(c->access_log);
-    cfg.access_log_fd = s->access_fd;
+    if (!lg_open(&s->access_log, c->access_log, STDOUT_FILENO, err, sizeof err)) {
+        lg_msg(&errors, LG_ERROR, "access log %s", err);
+        return false;
+    }
+    cfg.access_log_fd = s->access_log.fd;
     s->srv = srv_new(&cfg, err, sizeof err);
     if (!s->srv) {
-        log_event("error", "%s", err);
+        lg_msg(&errors, LG_ERROR, "%s", err);
         return false;
     }
     return true;
@@ -348,13 +344,13 @@ int cmd_serve(int argc, char **argv)
     }
     char err[512];
     if (config && !cfg_load(&c, config, err, sizeof err)) {
-        log_event("error", "%s", err);
+        lg_msg(&errors, LG_ERROR, "%s", err);
         return 2;
     }
     if (dev) {
         mkdir(dev, 0700);
         if (!make_dev_pki(dev)) {
-            log_event("error", "could not make a test PKI in %s", dev);
+            lg_msg(&errors, LG_ERROR, "could not make a test PKI in %s", dev);
             return 1;
         }
         /* two dev instances side by side: the second's --port N moves its ops port to N+1 unless given */
@@ -365,12 +361,12 @@ int cmd_serve(int argc, char **argv)
         serve_usage(stderr);
         return 2;
     }
-    if (c.error_log[0] && strcmp(c.error_log, "-") && !freopen(c.error_log, "a", stderr)) {
-        fprintf(stdout, "fhirgw serve: cannot open the error log %s\n", c.error_log);
+    if (!point_stderr_at(c.error_log, err, sizeof err)) {
+        fprintf(stdout, "fhirgw serve: cannot open the error log %s\n", err);
         return 1;
     }
     services s = {0};
-    s.access_fd = -1;
+    lg_init(&s.access_log, -1);
     int status = 1;
     if (open_services(&c, &s, dev != NULL)) {
         running = s.srv;
@@ -380,17 +376,17 @@ int cmd_serve(int argc, char **argv)
         sigaction(SIGINT, &sa, NULL);
         signal(SIGPIPE, SIG_IGN);
         if (srv_start(s.srv, err, sizeof err)) {
-            log_event("info", "fhirgw serving %s (ops on %s)", c.base_url, c.ops_listen);
+            lg_msg(&errors, LG_INFO, "fhirgw serving %s (ops on %s)", c.base_url, c.ops_listen);
             if (dev)
                 fprintf(stderr,
                         "\nTry:\n  curl --cacert %s/ca.pem --cert %s/clients/hospital-a.crt --key "
                         "%s/clients/hospital-a.key %s/metadata\n  curl http://%s/metrics\n\n",
                         dev, dev, dev, c.base_url, c.ops_listen);
             srv_wait(s.srv);
-            log_event("info", "fhirgw stopped");
+            lg_msg(&errors, LG_INFO, "fhirgw stopped");
             status = 0;
         } else {
-            log_event("error", "%s", err);
+            lg_msg(&errors, LG_ERROR, "%s", err);
         }
         running = NULL;
     }

@@ -73,6 +73,7 @@
 #include "fhir/outcome.h"
 #include "gateway/auth/identity.h"
 #include "gateway/http/server_internal.h"
+#include "gateway/util/log.h"
 
 /* Fixed limits (gateway/util/limits.h says what each bounds). */
 #define LISTEN_BACKLOG LIM(listen_backlog)
@@ -83,7 +84,6 @@
 #define BODY_INITIAL LIM(body_initial_bytes)
 #define ACCEPT_RETRY_MS LIM(accept_retry_ms)
 #define ORG_MAX ID_NAME_MAX
-#define LOG_LINE_MAX 4096
 
 typedef enum conn_state { C_HANDSHAKE, C_IDLE, C_HEAD, C_BODY, C_HANDLER, C_STREAMING, C_WRITING, C_LINGER } conn_state;
 typedef enum chunk_state { CH_SIZE, CH_DATA, CH_DATA_END, CH_TRAILER } chunk_state;
@@ -174,6 +174,7 @@ struct srv_server {
     atomic_uint connections;      /* open connections on the FHIR port */
     atomic_bool stopping;
     atomic_size_t inflight;       /* the memory budget's counter (bytes) */
+    lg_logger access_log;         /* on cfg.access_log_fd (borrowed) */
     mx_registry *metrics;
     bool owns_metrics;
     struct {
@@ -496,30 +497,25 @@ static void count_request(srv_server *s, const srv_request *req)
 
 static void access_log(const srv_request *req, size_t bytes, bool delivered)
 {
-    int fd = req->srv->cfg.access_log_fd;
-    if (fd < 0)
+    const lg_logger *log = &req->srv->access_log;
+    if (log->fd < 0)
         return;
-    char ts[40], path[1100], org[2 * ORG_MAX], method[64];
-    struct tm tm;
-    gmtime_r(&req->received.tv_sec, &tm);
-    size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + n, sizeof ts - n, ".%03ldZ", req->received.tv_nsec / 1000000);
-    http_json_escape(path, sizeof path, req->path ? req->path : "");
-    http_json_escape(org, sizeof org, req->org);
-    http_json_escape(method, sizeof method, req->parsed.method ? req->parsed.method : "");
-    char line[LOG_LINE_MAX];
-    int len = snprintf(line, sizeof line,
-                       "{\"ts\":\"%s\",\"request_id\":\"%s\",\"worker\":%u,\"method\":\"%s\",\"path\":\"%s\","
-                       "\"status\":%d,\"bytes\":%zu,\"duration_us\":%lld,\"tls\":\"%s\",\"org\":\"%s\",\"ura\":\"%s\"%s}\n",
-                       ts, req->id, req->w->index, method, path, req->status, bytes,
-                       (long long)elapsed_us(&req->started), req->tls_version ? req->tls_version : "", org, req->ura,
-                       delivered ? "" : ",\"client_gone\":true");
-    if (len > 0) {
-        size_t size = (size_t)len < sizeof line ? (size_t)len : sizeof line - 1;
-        /* one write per line: O_APPEND keeps lines from different workers whole */
-        ssize_t ignored = write(fd, line, size);
-        (void)ignored;
-    }
+    int64_t received_ms = (int64_t)req->received.tv_sec * 1000 + req->received.tv_nsec / 1000000;
+    const lg_field fields[] = {
+        LG_STR("request_id", req->id),
+        LG_UINT("worker", req->w->index),
+        LG_STR("method", req->parsed.method ? req->parsed.method : ""),
+        LG_STR("path", req->path ? req->path : ""),
+        LG_INT("status", req->status),
+        LG_UINT("bytes", bytes),
+        LG_INT("duration_us", elapsed_us(&req->started)),
+        LG_STR("tls", req->tls_version ? req->tls_version : ""),
+        LG_STR("org", req->org),
+        LG_STR("ura", req->ura),
+        LG_BOOL("client_gone", true), /* only when it is so: the last field */
+    };
+    size_t count = sizeof fields / sizeof *fields - (delivered ? 1 : 0);
+    lg_write_at(log, received_ms, LG_INFO, fields, count);
 }
 
 /* ---- Requests ------------------------------------------------------------------------ */
@@ -1652,6 +1648,7 @@ srv_server *srv_new(const srv_config *cfg, char *err, size_t errlen)
     }
     s->cfg = *cfg;
     resolve_limits(&s->cfg);
+    lg_init(&s->access_log, s->cfg.access_log_fd);
     s->metrics = cfg->metrics;
     if (!s->metrics) {
         s->metrics = mx_registry_new();

@@ -79,11 +79,14 @@
  *   `Connection: close` unless more received requests follow on the same
  *   connection.
  *
- * Access log: one JSON line per request, written with a single write(2) to
- * access_log_fd (O_APPEND keeps lines whole across workers):
- *   {"ts":"2025-06-01T12:00:00.123Z","request_id":"…","worker":0,"method":"GET",
- *    "path":"/CarePlan/1","status":200,"bytes":1234,"duration_us":812,
+ * Access log: one JSON line per request, written by the project's logger
+ * (gateway/util/log.h: every field escaped, nothing cut, one write(2) per line,
+ * so O_APPEND keeps lines whole across workers) to access_log_fd:
+ *   {"ts":"2025-06-01T12:00:00.123Z","level":"info","request_id":"…","worker":0,
+ *    "method":"GET","path":"/CarePlan/1","status":200,"bytes":1234,"duration_us":812,
  *    "tls":"TLSv1.3","org":"Ziekenhuis Aa (test)","ura":"90000101"}
+ * ts is when the request head was complete; "client_gone":true is added when
+ * the client left before its answer.
  * Never the query string, never a body, never header values other than the
  * request id: the path of a FHIR read holds a logical id, not patient data.
  */

@@ -75,7 +75,4 @@ void http_random_id(char out[33]);
  * on out of memory). */
 char *http_outcome_body(const char *issue_type, const char *message, size_t *len);
 
-/* JSON string escaping into out (always NUL-terminated, truncated to fit). */
-size_t http_json_escape(char *out, size_t size, const char *s);
-
 #endif

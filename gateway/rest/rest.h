@@ -30,6 +30,7 @@
 #include "fhir/profile.h"
 #include "fhir/schema.h"
 #include "gateway/util/config.h"
+#include "gateway/util/log.h"
 #include "gateway/auth/identity.h"
 #include "gateway/http/server.h"
 #include "gateway/store/store.h"
@@ -55,6 +56,8 @@ typedef struct rest_options {
     double rate_per_second;       /* per organisation; 0 = no limit */
     double rate_burst;
     bool log_allowed;             /* record allowed access decisions too (refusals always are) */
+    const lg_logger *log;         /* where access decisions and other events go, one JSON line each (key/value
+                                   * fields: lg_write); NULL = lg_stderr(). Borrowed: it must outlive the app */
     /* referential integrity is on unless this is set: a write whose references name a resource on this server
      * that does not exist, that the writer may not read, or of a type the element does not allow, is 422 */
     bool allow_dangling_references;
