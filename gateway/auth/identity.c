@@ -27,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fhir/array.h"
+
 /* ---- Small character helpers ------------------------------------------------ */
 
 /* Locale-free on purpose: certificate contents are bytes, not text in the
@@ -450,14 +452,8 @@ static bool add_row(table_loader *ld, char *line)
     if (n != ld->field_count)
         return load_error(ld, "%s%d fields, the header has %d", n > MAX_COLUMNS ? "more than " : "",
                           n > MAX_COLUMNS ? MAX_COLUMNS : n, ld->field_count);
-    if (ld->count == ld->capacity) {
-        size_t cap = ld->capacity ? ld->capacity * 2 : 16;
-        id_entry *grown = realloc(ld->entries, cap * sizeof *grown);
-        if (!grown)
-            return load_error(ld, "out of memory");
-        ld->entries = grown;
-        ld->capacity = cap;
-    }
+    if (!fa_reserve(&ld->entries, &ld->capacity, ld->count + 1, sizeof *ld->entries))
+        return load_error(ld, "out of memory");
     if (!parse_entry(ld, fields, &ld->entries[ld->count]))
         return false;
     ld->count++;

@@ -26,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fhir/array.h"
+
 const double MX_LATENCY_BUCKETS[MX_LATENCY_BUCKET_COUNT] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                                             0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 
@@ -417,17 +419,9 @@ static void text_add(text *t, const char *s, size_t n)
 {
     if (t->failed)
         return;
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap : 4096;
-        while (cap < t->len + n + 1)
-            cap *= 2;
-        char *grown = realloc(t->data, cap);
-        if (!grown) {
-            t->failed = true;
-            return;
-        }
-        t->data = grown;
-        t->cap = cap;
+    if (!fa_reserve(&t->data, &t->cap, t->len + n + 1, 1)) {
+        t->failed = true;
+        return;
     }
     memcpy(t->data + t->len, s, n);
     t->len += n;

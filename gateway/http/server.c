@@ -70,6 +70,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fhir/array.h"
 #include "fhir/outcome.h"
 #include "gateway/auth/identity.h"
 #include "gateway/http/server_internal.h"
@@ -954,7 +955,8 @@ static void refuse_over_budget(conn *c)
 /*
  * Room for `more` body bytes and the terminating NUL. The buffer doubles
  * (from BODY_INITIAL) up to the body's known final size, and every byte of
- * growth is taken from the memory budget first. False when answered (503
+ * growth is taken from the memory budget first (so it is grown here rather
+ * than with fa_reserve: the capacity must be known before the allocation). False when answered (503
  * over the budget, 500 out of memory).
  */
 static bool reserve_body(conn *c, size_t more)
@@ -1831,16 +1833,8 @@ bool srv_set_header(srv_request *req, const char *name, const char *value)
     if (!http_is_token(name) || !http_is_field_value(value) || reserved_header(name))
         return false;
     size_t add = strlen(name) + 2 + strlen(value) + 2;
-    if (req->resp_headers_len + add > req->resp_headers_cap) {
-        size_t cap = req->resp_headers_cap ? req->resp_headers_cap * 2 : 256;
-        while (cap < req->resp_headers_len + add)
-            cap *= 2;
-        char *grown = realloc(req->resp_headers, cap);
-        if (!grown)
-            return false;
-        req->resp_headers = grown;
-        req->resp_headers_cap = cap;
-    }
+    if (!fa_reserve(&req->resp_headers, &req->resp_headers_cap, req->resp_headers_len + add + 1, 1))
+        return false;
     int n = sprintf(req->resp_headers + req->resp_headers_len, "%s: %s\r\n", name, value);
     req->resp_headers_len += (size_t)n;
     return true;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fhir/array.h"
 #include "fhir/reference.h"
 #include "gateway/search/search.h"
 
@@ -178,14 +179,8 @@ typedef struct ectx {
 static ix_row *new_row(ectx *c, ix_kind kind)
 {
     ix_rows *r = c->out;
-    if (r->count == r->capacity) {
-        size_t cap = r->capacity ? r->capacity * 2 : 32;
-        ix_row *rows = realloc(r->rows, cap * sizeof *rows);
-        if (!rows)
-            return NULL;
-        r->rows = rows;
-        r->capacity = cap;
-    }
+    if (!fa_reserve(&r->rows, &r->capacity, r->count + 1, sizeof *r->rows))
+        return NULL;
     ix_row *row = &r->rows[r->count++];
     memset(row, 0, sizeof *row);
     row->param = c->def->code;

@@ -14,6 +14,8 @@
  */
 #include "gateway/store/store_backend.h"
 
+#include "fhir/array.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -374,14 +376,8 @@ void st_resource_free(st_resource *r)
 
 st_resource *st__list_push(st_list *list, size_t *capacity)
 {
-    if (list->count == *capacity) {
-        size_t grown = *capacity ? *capacity * 2 : 16;
-        st_resource *items = realloc(list->items, grown * sizeof *items);
-        if (!items)
-            return NULL;
-        list->items = items;
-        *capacity = grown;
-    }
+    if (!fa_reserve(&list->items, capacity, list->count + 1, sizeof *list->items))
+        return NULL;
     st_resource *slot = &list->items[list->count++];
     memset(slot, 0, sizeof *slot);
     return slot;

@@ -24,6 +24,8 @@
  */
 #include "gateway/store/store_backend.h"
 
+#include "fhir/array.h"
+
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -629,25 +631,10 @@ static void sb_free(sql_builder *b)
     memset(b, 0, sizeof *b);
 }
 
-static bool grow(void **items, size_t *cap, size_t need, size_t size)
-{
-    if (need <= *cap)
-        return true;
-    size_t grown = *cap ? *cap * 2 : 16;
-    while (grown < need)
-        grown *= 2;
-    void *p = realloc(*items, grown * size);
-    if (!p)
-        return false;
-    *items = p;
-    *cap = grown;
-    return true;
-}
-
 static void sb_add(sql_builder *b, const char *text)
 {
     size_t n = strlen(text);
-    if (b->oom || !grow((void **)&b->text, &b->cap, b->len + n + 1, 1)) {
+    if (b->oom || !fa_reserve(&b->text, &b->cap, b->len + n + 1, 1)) {
         b->oom = true;
         return;
     }
@@ -657,7 +644,7 @@ static void sb_add(sql_builder *b, const char *text)
 
 static bound *sb_bind(sql_builder *b)
 {
-    if (b->oom || !grow((void **)&b->binds, &b->bind_cap, b->bind_count + 1, sizeof(bound))) {
+    if (b->oom || !fa_reserve(&b->binds, &b->bind_cap, b->bind_count + 1, sizeof(bound))) {
         b->oom = true;
         return NULL;
     }
@@ -689,7 +676,7 @@ static void sb_real(sql_builder *b, double value)
 /* Keeps text alive until the builder is freed. */
 static const char *sb_own(sql_builder *b, char *text)
 {
-    if (!text || b->oom || !grow((void **)&b->owned, &b->owned_cap, b->owned_count + 1, sizeof(char *))) {
+    if (!text || b->oom || !fa_reserve(&b->owned, &b->owned_cap, b->owned_count + 1, sizeof(char *))) {
         free(text);
         b->oom = true;
         return "";
@@ -1375,8 +1362,8 @@ static void row_keys_free(row_keys *k)
 static bool row_keys_push(row_keys *k, int64_t key, int64_t rid)
 {
     size_t cap = k->cap;
-    if (!grow((void **)&k->keys, &cap, k->count + 1, sizeof *k->keys) ||
-        !grow((void **)&k->rids, &k->cap, k->count + 1, sizeof *k->rids))
+    if (!fa_reserve(&k->keys, &cap, k->count + 1, sizeof *k->keys) ||
+        !fa_reserve(&k->rids, &k->cap, k->count + 1, sizeof *k->rids))
         return false;
     k->keys[k->count] = key;
     k->rids[k->count++] = rid;
