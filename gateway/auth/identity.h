@@ -147,7 +147,8 @@ typedef enum id_source {
 typedef struct id_identity {
     id_source source;
     char ura[ID_URA_LEN + 1];                /* "" when unknown */
-    char name[ID_NAME_MAX];                  /* table name, else the certificate's O; "" when unknown */
+    char name[ID_NAME_MAX];                  /* table name, else the certificate's O (cut at a character
+                                              * boundary to ID_NAME_MAX - 1 bytes); "" when unknown */
     char role[ID_ROLE_MAX];                  /* from the table only; "" when the table has none */
     char fingerprint[ID_FINGERPRINT_LEN + 1]; /* of the certificate; "" without one */
     id_status cert_status;                   /* why the certificate did (not) give a URA, for the log */

@@ -30,6 +30,10 @@
 
 static srv_server *running; /* for the signal handler */
 
+/* Room for any error sentence of the layers below: it may name two configured files (each up to
+ * CFG_PATH_MAX) and a library's reason, and must reach the log whole. */
+#define ERR_MAX (4 * CFG_PATH_MAX)
+
 static void on_signal(int sig)
 {
     (void)sig;
@@ -90,15 +94,22 @@ static bool make_dev_pki(const char *dir)
     return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
-static void dev_config(gw_config *c, const char *dir, unsigned port, unsigned ops_port)
+/* The settings --dev implies; false (logged) when a path in DIR would not fit a setting. */
+static bool dev_config(gw_config *c, const char *dir, unsigned port, unsigned ops_port)
 {
-    char err[256];
+    char err[ERR_MAX];
     char buf[CFG_PATH_MAX];
+    bool ok = true;
 #define SET(key, ...)                                                                                            \
     do {                                                                                                         \
         int n_ = snprintf(buf, sizeof buf, __VA_ARGS__);                                                         \
-        if (n_ > 0 && (size_t)n_ < sizeof buf)                                                                   \
-            cfg_set(c, key, buf, err, sizeof err);                                                               \
+        if (n_ < 0 || (size_t)n_ >= sizeof buf) {                                                                \
+            lg_msg(&errors, LG_ERROR, "--dev %s: %s would be longer than %d bytes", dir, key, CFG_PATH_MAX - 1); \
+            ok = false;                                                                                          \
+        } else if (!cfg_set(c, key, buf, err, sizeof err)) {                                                     \
+            lg_msg(&errors, LG_ERROR, "--dev: %s", err);                                                         \
+            ok = false;                                                                                          \
+        }                                                                                                        \
     } while (0)
     SET("listen", GW_DEFAULT_HOST ":%u", port);
     SET("base_url", "https://" GW_DEFAULT_HOST ":%u", port);
@@ -110,6 +121,7 @@ static void dev_config(gw_config *c, const char *dir, unsigned port, unsigned op
     SET("organisations", "%s/organisations.tsv", dir);
     SET("store_path", "%s/fhirgw.db", dir);
 #undef SET
+    return ok;
 }
 
 /* host:port into its parts; false when malformed. */
@@ -223,7 +235,7 @@ static void close_services(services *s)
 
 static bool open_services(const gw_config *c, services *s, bool dev)
 {
-    char err[512];
+    char err[ERR_MAX];
     s->orgs = id_table_load(c->organisations, err, sizeof err);
     if (!s->orgs) {
         lg_msg(&errors, LG_ERROR, "organisations: %s", err);
@@ -342,7 +354,7 @@ int cmd_serve(int argc, char **argv)
             return 2;
         }
     }
-    char err[512];
+    char err[ERR_MAX];
     if (config && !cfg_load(&c, config, err, sizeof err)) {
         lg_msg(&errors, LG_ERROR, "%s", err);
         return 2;
@@ -356,7 +368,8 @@ int cmd_serve(int argc, char **argv)
         /* two dev instances side by side: the second's --port N moves its ops port to N+1 unless given */
         if (!ops_port)
             ops_port = port == GW_DEFAULT_PORT ? GW_DEFAULT_OPS_PORT : port + 1;
-        dev_config(&c, dev, port, ops_port);
+        if (!dev_config(&c, dev, port, ops_port))
+            return 2;
     } else if (!config) {
         serve_usage(stderr);
         return 2;
@@ -398,7 +411,7 @@ int cmd_config(int argc, char **argv)
 {
     gw_config c;
     cfg_defaults(&c);
-    char err[512];
+    char err[ERR_MAX];
     if (argc > 1 && !cfg_load(&c, argv[1], err, sizeof err)) {
         fprintf(stderr, "fhirgw config: %s\n", err);
         return 2;

@@ -436,13 +436,24 @@ static void text_puts(text *t, const char *s)
 static void text_printf(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void text_printf(text *t, const char *fmt, ...)
 {
-    char buf[128];
-    va_list ap;
+    char first[128], *buf = first;
+    va_list ap, again;
     va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_copy(again, ap);
+    int n = vsnprintf(first, sizeof first, fmt, ap);
     va_end(ap);
-    if (n > 0)
-        text_add(t, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+    if (n >= 0 && (size_t)n >= sizeof first) { /* a long metric name: format it again, whole */
+        buf = malloc((size_t)n + 1);
+        if (buf)
+            vsnprintf(buf, (size_t)n + 1, fmt, again);
+        else
+            t->failed = true;
+    }
+    va_end(again);
+    if (n > 0 && buf)
+        text_add(t, buf, (size_t)n);
+    if (buf != first)
+        free(buf);
 }
 
 /* Escape backslash and newline (HELP), plus the double quote (label values). */

@@ -110,6 +110,7 @@ struct srv_request {
     size_t body_len, body_cap;    /* body_cap bytes are counted in the memory budget */
     X509 *peer;
     char id[SRV_REQUEST_ID_MAX + 1];
+    const char *id_refused;       /* why the client's X-Request-ID was not echoed (static), NULL when it was */
     struct timespec received;     /* realtime, head complete */
     struct timespec started;      /* monotonic, first byte */
     const char *tls_version;
@@ -502,21 +503,23 @@ static void access_log(const srv_request *req, size_t bytes, bool delivered)
     if (log->fd < 0)
         return;
     int64_t received_ms = (int64_t)req->received.tv_sec * 1000 + req->received.tv_nsec / 1000000;
-    const lg_field fields[] = {
-        LG_STR("request_id", req->id),
-        LG_UINT("worker", req->w->index),
-        LG_STR("method", req->parsed.method ? req->parsed.method : ""),
-        LG_STR("path", req->path ? req->path : ""),
-        LG_INT("status", req->status),
-        LG_UINT("bytes", bytes),
-        LG_INT("duration_us", elapsed_us(&req->started)),
-        LG_STR("tls", req->tls_version ? req->tls_version : ""),
-        LG_STR("org", req->org),
-        LG_STR("ura", req->ura),
-        LG_BOOL("client_gone", true), /* only when it is so: the last field */
-    };
-    size_t count = sizeof fields / sizeof *fields - (delivered ? 1 : 0);
-    lg_write_at(log, received_ms, LG_INFO, fields, count);
+    lg_field fields[12];
+    size_t n = 0;
+    fields[n++] = LG_STR("request_id", req->id);
+    if (req->id_refused) /* the client's own id was not echoed: say why, never what it was */
+        fields[n++] = LG_STR("request_id_refused", req->id_refused);
+    fields[n++] = LG_UINT("worker", req->w->index);
+    fields[n++] = LG_STR("method", req->parsed.method ? req->parsed.method : "");
+    fields[n++] = LG_STR("path", req->path ? req->path : "");
+    fields[n++] = LG_INT("status", req->status);
+    fields[n++] = LG_UINT("bytes", bytes);
+    fields[n++] = LG_INT("duration_us", elapsed_us(&req->started));
+    fields[n++] = LG_STR("tls", req->tls_version ? req->tls_version : "");
+    fields[n++] = LG_STR("org", req->org);
+    fields[n++] = LG_STR("ura", req->ura);
+    if (!delivered)
+        fields[n++] = LG_BOOL("client_gone", true);
+    lg_write_at(log, received_ms, LG_INFO, fields, n);
 }
 
 /* ---- Requests ------------------------------------------------------------------------ */
@@ -872,8 +875,9 @@ static step describe_request(conn *c)
 {
     srv_request *req = c->req;
     const char *id = header(req, "X-Request-ID");
-    if (http_request_id_ok(id))
-        snprintf(req->id, sizeof req->id, "%s", id);
+    req->id_refused = http_request_id_refusal(id);
+    if (id && !req->id_refused)
+        memcpy(req->id, id, strlen(id) + 1); /* it fits: the refusal checked its length */
     const char *target = req->parsed.target;
     const char *question = strchr(target, '?');
     size_t path_len = question ? (size_t)(question - target) : strlen(target);
@@ -1840,15 +1844,26 @@ bool srv_set_header(srv_request *req, const char *name, const char *value)
     return true;
 }
 
-void srv_set_route(srv_request *req, const char *route)
+bool srv_set_route(srv_request *req, const char *route)
 {
-    snprintf(req->route, sizeof req->route, "%s", route ? route : "");
+    route = route ? route : "";
+    size_t n = strlen(route);
+    if (n >= sizeof req->route)
+        return false; /* a cut label would count under another label */
+    memcpy(req->route, route, n + 1);
+    return true;
 }
 
-void srv_set_caller(srv_request *req, const char *organisation, const char *ura)
+bool srv_set_caller(srv_request *req, const char *organisation, const char *ura)
 {
-    snprintf(req->org, sizeof req->org, "%s", organisation ? organisation : "");
-    snprintf(req->ura, sizeof req->ura, "%s", ura ? ura : "");
+    organisation = organisation ? organisation : "";
+    ura = ura ? ura : "";
+    size_t org_len = strlen(organisation), ura_len = strlen(ura);
+    if (org_len >= sizeof req->org || ura_len >= sizeof req->ura)
+        return false; /* the log would name someone else, or half of someone */
+    memcpy(req->org, organisation, org_len + 1);
+    memcpy(req->ura, ura, ura_len + 1);
+    return true;
 }
 
 /* The handler is done with req: complete it here on its worker, or queue it there. */

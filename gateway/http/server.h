@@ -202,7 +202,11 @@ size_t srv_req_header_count(const srv_request *req);
 bool srv_req_header_at(const srv_request *req, size_t i, const char **name, const char **value);
 const unsigned char *srv_req_body(const srv_request *req, size_t *len); /* NUL-terminated for convenience */
 X509 *srv_req_peer_cert(const srv_request *req);         /* verified; NULL on the ops port; do not free */
-const char *srv_req_id(const srv_request *req);          /* the echoed X-Request-ID or 32 random hex digits */
+/* The request id: the client's X-Request-ID when it is 1..SRV_REQUEST_ID_MAX of [A-Za-z0-9._:-], else 32
+ * random hex digits. An id that is longer or has other characters is not echoed at all (never cut or cleaned
+ * up into a different id that might match another request's); the access log line says
+ * "request_id_refused":"too-long" or "malformed". */
+const char *srv_req_id(const srv_request *req);
 unsigned srv_req_worker(const srv_request *req);         /* 0 .. workers-1 */
 struct timespec srv_req_received(const srv_request *req); /* CLOCK_REALTIME when the head was complete */
 const char *srv_req_tls_version(const srv_request *req); /* "TLSv1.3", or "" on the ops port */
@@ -214,12 +218,15 @@ const char *srv_req_tls_version(const srv_request *req); /* "TLSv1.3", or "" on 
  * itself: Content-Length, Transfer-Encoding, Connection, Date, X-Request-ID. */
 bool srv_set_header(srv_request *req, const char *name, const char *value);
 
-/* Route label for metrics (copied, at most 31 bytes; "other" when unset). Use
- * a small fixed vocabulary such as the interaction name, never an id. */
-void srv_set_route(srv_request *req, const char *route);
+/* Route label for metrics (copied; "other" when unset). Use a small fixed
+ * vocabulary such as the interaction name, never an id. A label longer than
+ * SRV_ROUTE_MAX bytes is refused (false; the label stays as it was), never cut. */
+bool srv_set_route(srv_request *req, const char *route);
 
-/* Who called, for the access log (copied; either may be NULL). */
-void srv_set_caller(srv_request *req, const char *organisation, const char *ura);
+/* Who called, for the access log (copied; either may be NULL). An organisation
+ * longer than organisation_name_max bytes (gateway/util/limits.h) or a URA longer than 8 is refused
+ * (false; nothing is set), never cut. */
+bool srv_set_caller(srv_request *req, const char *organisation, const char *ura);
 
 /* Send the answer and release the request. body must come from malloc (or be
  * NULL with len 0); the server owns it from now on, also on failure. For HEAD

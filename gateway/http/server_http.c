@@ -300,19 +300,19 @@ bool http_parse_chunk_size(const char *line, uint64_t *out)
 
 /* ---- Request ids ---------------------------------------------------------------- */
 
-bool http_request_id_ok(const char *id)
+const char *http_request_id_refusal(const char *id)
 {
-    size_t n = 0;
     if (!id)
-        return false;
+        return NULL;
+    size_t n = 0;
     for (; id[n]; n++) {
         char c = id[n];
         bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
                   c == '_' || c == ':' || c == '-';
-        if (!ok || n >= SRV_REQUEST_ID_MAX)
-            return false;
+        if (!ok)
+            return "malformed";
     }
-    return n > 0;
+    return n == 0 ? "malformed" : n > SRV_REQUEST_ID_MAX ? "too-long" : NULL;
 }
 
 void http_random_id(char out[33])

@@ -102,13 +102,29 @@ const char *st_status_name(st_status status)
     return (unsigned)status < sizeof names / sizeof *names && names[status] ? names[status] : "?";
 }
 
+/*
+ * A message into its fixed buffer (ST_MESSAGE_MAX). One that does not fit is
+ * cut at a character boundary and ends in "...", so that a reader sees that
+ * something is missing rather than a complete-looking shorter sentence.
+ */
+static void format_message(char *out, size_t size, const char *format, va_list ap)
+{
+    int n = vsnprintf(out, size, format, ap);
+    if (n < 0 || (size_t)n < size)
+        return;
+    size_t end = size - sizeof "...";
+    while (end > 0 && ((unsigned char)out[end] & 0xC0) == 0x80)
+        end--; /* out[end] starts the character dropped first */
+    memcpy(out + end, "...", sizeof "...");
+}
+
 void st__error(st_error *err, const char *format, ...)
 {
     if (!err)
         return;
     va_list ap;
     va_start(ap, format);
-    vsnprintf(err->message, sizeof err->message, format, ap);
+    format_message(err->message, sizeof err->message, format, ap);
     va_end(ap);
 }
 
@@ -117,7 +133,7 @@ void st__result_message(st_op_result *res, st_status status, const char *format,
     res->status = status;
     va_list ap;
     va_start(ap, format);
-    vsnprintf(res->message, sizeof res->message, format, ap);
+    format_message(res->message, sizeof res->message, format, ap);
     va_end(ap);
 }
 

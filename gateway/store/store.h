@@ -61,7 +61,10 @@
  * st_submit_wait() or st_close() from them.
  *
  * Errors are values: st_status, with a message in a caller-provided st_error
- * (or in st_op_result.message) for the IO/INTERNAL kinds.
+ * (or in st_op_result.message) for the IO/INTERNAL kinds. A message is at
+ * most store_message_max bytes (gateway/util/limits.h); a longer one (a long
+ * path, a long reason from the database) is cut at a character boundary and
+ * ends in "...".
  */
 #ifndef GATEWAY_STORE_H
 #define GATEWAY_STORE_H

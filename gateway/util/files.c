@@ -75,7 +75,12 @@ static bool collect_dir(file_list *l, const char *dir, const char *who)
     bool ok = true;
     for (size_t i = 0; i < count; i++) {
         char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, names[i]) >= sizeof path) {
+            fprintf(stderr, "%s: %s/%s: path longer than %zu bytes\n", who, dir, names[i], sizeof path - 1);
+            ok = false; /* cut, it would name another file */
+            free(names[i]);
+            continue;
+        }
         struct stat st;
         if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
             ok = collect_dir(l, path, who) && ok;
