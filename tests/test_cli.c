@@ -1,7 +1,8 @@
 /*
  * tests/test_cli.c — the fhirgw binary as a user runs it: `help`,
  * `validate` in text and ndjson form, directory walking, exit statuses
- * (0 clean, 1 errors, 2 usage or I/O).
+ * (0 clean, 1 errors, 2 usage or I/O), and `config`: every limit of the
+ * limits table printed, the config reader's refusals, deploy/fhirgw.conf.
  */
 #include <criterion/criterion.h>
 #include <json-c/json.h>
@@ -11,6 +12,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "gateway/util/limits.h"
 
 static char tmpdir[256];
 
@@ -165,5 +168,110 @@ Test(cli, profiles_from_a_conformance_folder)
              TESTS_DIR);
     cr_expect_eq(run(args, &out), 2, "an unknown profile");
     cr_expect_not_null(strstr(out, "not in the conformance folders"), "%s", out);
+    free(out);
+}
+
+/* ---- fhirgw config ---------------------------------------------------------------------------------- */
+
+Test(cli, config_prints_every_limit_with_its_sentence)
+{
+    char *out;
+    cr_assert_eq(run("config", &out), 0, "%s", out);
+    for (size_t i = 0; i < LIM_COUNT; i++) {
+        const lim_row *row = &lim_table[i];
+        char line[128];
+        /* settable: a config line; fixed: a comment saying so */
+        if (row->settable)
+            snprintf(line, sizeof line, "\n%s ", row->name);
+        else
+            snprintf(line, sizeof line, "\n#   %s ", row->name);
+        char *at = strstr(out, line);
+        cr_expect_not_null(at, "%s is not printed as %s", row->name, row->settable ? "a setting" : "a comment");
+        if (at && !row->settable)
+            cr_expect_not_null(strstr(at, "(fixed: compiled in, not a setting)"), "%s", row->name);
+        char first[32];
+        snprintf(first, sizeof first, "%.24s", row->doc);
+        cr_expect_not_null(strstr(out, first), "the sentence of %s", row->name);
+    }
+    free(out);
+}
+
+/* Write content as test.conf and run `fhirgw config` on it; the exit status, output in *out. */
+static int config_file(const char *content, char **out)
+{
+    write_file("test.conf", content);
+    return run("config test.conf", out);
+}
+
+Test(cli, config_refuses_what_it_cannot_take_whole)
+{
+    char *out;
+    cr_expect_eq(config_file("request_id_max 10\n", &out), 2);
+    cr_expect_not_null(strstr(out, "test.conf:1: request_id_max is fixed at 64"), "%s", out);
+    free(out);
+    cr_expect_eq(config_file("\nmax_connections 0\n", &out), 2, "below the row's minimum");
+    cr_expect_not_null(strstr(out, "test.conf:2: max_connections: 0 is outside 1..4294967295"), "%s", out);
+    free(out);
+    cr_expect_eq(config_file("request_timeout_ms 5000000000\n", &out), 2, "would not fit the server's field");
+    free(out);
+    cr_expect_eq(config_file("max_body_bytes 16x\n", &out), 2);
+    cr_expect_not_null(strstr(out, "is not a size"), "%s", out);
+    free(out);
+    cr_expect_eq(config_file("referential_integrity 2\n", &out), 2, "a switch is 0 or 1");
+    free(out);
+    cr_expect_eq(config_file("max_bdy_bytes 1m\n", &out), 2);
+    cr_expect_not_null(strstr(out, "unknown setting 'max_bdy_bytes'"), "%s", out);
+    free(out);
+
+    /* a line longer than config_line_max is refused, not split into two */
+    size_t len = (size_t)LIM(config_line_max) + 10;
+    char *line = malloc(len + 32);
+    snprintf(line, len + 32, "# %*s\nworkers 2\n", (int)len, "x");
+    cr_expect_eq(config_file(line, &out), 2);
+    cr_expect_not_null(strstr(out, "test.conf:1: line longer than"), "%s", out);
+    free(out);
+    free(line);
+    /* a value longer than config_value_max likewise */
+    line = malloc(2048);
+    snprintf(line, 2048, "store_path /%0*d\n", LIM(config_value_max) + 1, 0);
+    cr_expect_eq(config_file(line, &out), 2);
+    cr_expect_not_null(strstr(out, "value longer than"), "%s", out);
+    free(out);
+    free(line);
+}
+
+Test(cli, config_reads_units_and_comments)
+{
+    char *out;
+    cr_assert_eq(config_file("# a comment\nstore_path /data/#1/fhirgw.db   # where it lives\n"
+                             "idle_timeout_ms 2m\nstore_batch_wait_us 2ms\nmax_body_bytes 1048576\n",
+                             &out),
+                 0, "%s", out);
+    cr_expect_not_null(strstr(out, "\nstore_path /data/#1/fhirgw.db\n"), "a # inside a value is kept: %s", out);
+    cr_expect_not_null(strstr(out, "\nidle_timeout_ms 120s\n"), "%s", out);
+    cr_expect_not_null(strstr(out, "\nstore_batch_wait_us 2000\n"), "%s", out);
+    cr_expect_not_null(strstr(out, "\nmax_body_bytes 1m\n"), "%s", out);
+    free(out);
+}
+
+/* deploy/fhirgw.conf is `fhirgw config` output: it loads, and printing it again gives it back. */
+Test(cli, deploy_config_is_config_output)
+{
+    char path[512], args[600];
+    snprintf(path, sizeof path, "%s/../deploy/fhirgw.conf", TESTS_DIR);
+    snprintf(args, sizeof args, "config '%s'", path);
+    char *out;
+    cr_assert_eq(run(args, &out), 0, "%s", out);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    char *text = calloc(1, 1 << 20);
+    size_t n = fread(text, 1, (1 << 20) - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    const char *generated = strstr(text, "# fhirgw configuration:");
+    cr_assert_not_null(generated, "the file holds the generated text");
+    cr_expect_str_eq(generated, out, "deploy/fhirgw.conf is stale: regenerate it with `fhirgw config deploy/fhirgw.conf`");
+    cr_expect_not_null(strstr(out, "\nlisten 0.0.0.0:443\n"), "the production tuning is kept");
+    free(text);
     free(out);
 }

@@ -144,8 +144,8 @@ static EVP_PKEY *test_key(void)
     return key;
 }
 
-/* A self-signed certificate with the given subjectAltName (NULL: none). */
-static X509 *cert_with_names(GENERAL_NAMES *names)
+/* A self-signed certificate with the given subjectAltName (NULL: none) and organizationName. */
+static X509 *cert_with_names_and_org(GENERAL_NAMES *names, const char *organisation)
 {
     EVP_PKEY *key = test_key();
     X509 *x = X509_new();
@@ -154,7 +154,7 @@ static X509 *cert_with_names(GENERAL_NAMES *names)
     X509_gmtime_adj(X509_getm_notBefore(x), 0);
     X509_gmtime_adj(X509_getm_notAfter(x), 3600);
     X509_NAME *subject = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(subject, "O", MBSTRING_UTF8, (const unsigned char *)"Testorganisatie", -1, -1, 0);
+    X509_NAME_add_entry_by_txt(subject, "O", MBSTRING_UTF8, (const unsigned char *)organisation, -1, -1, 0);
     X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_UTF8, (const unsigned char *)"built.test", -1, -1, 0);
     X509_set_issuer_name(x, subject);
     X509_set_pubkey(x, key);
@@ -164,6 +164,11 @@ static X509 *cert_with_names(GENERAL_NAMES *names)
     EVP_PKEY_free(key);
     GENERAL_NAMES_free(names);
     return x;
+}
+
+static X509 *cert_with_names(GENERAL_NAMES *names)
+{
+    return cert_with_names_and_org(names, "Testorganisatie");
 }
 
 /* An otherName with any type-id and an ASN.1 string value of any type. */
@@ -776,4 +781,60 @@ Test(table, fingerprint_forms)
     cr_expect_not(id_normalise_fingerprint("zz00000000000000000000000000000000000000000000000000000000000000", out), "not hex");
     cr_expect_not(id_normalise_fingerprint("", out));
     cr_expect_str_eq(out, "");
+}
+
+/* A certificate's O longer than a name may be is cut at a character boundary (documented in identity.h). */
+Test(uzi, long_organisation_names_are_cut_between_characters)
+{
+    char org[129] = ""; /* 64 characters: as long as an O may be (X.520) */
+    for (int i = 0; i < 64; i++)
+        strcat(org, "\xc3\xa9"); /* é: two bytes each, 128 in all */
+    X509 *cert = cert_with_names_and_org(names_of(uzi(VALID_UZI), NULL), org);
+    id_identity who;
+    cr_assert_eq(id_resolve(cert, NULL, &who), ID_SOURCE_CERTIFICATE);
+    size_t n = strlen(who.name);
+    cr_expect_eq(n, (size_t)LIM(organisation_name_max) - 1, "126 bytes: 63 whole characters, not 127 with half of one");
+    cr_expect_eq(n % 2, 0u);
+    cr_expect(!strncmp(who.name, org, n));
+    X509_free(cert);
+}
+
+/* Lines, columns and names past the table's limits stop the load with the line number; nothing is cut. */
+Test(table, limits_of_the_table_are_errors)
+{
+    char dir[] = "/tmp/fhirgw-limits-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    const char *header = "fingerprint\tname\tura\trole\tnote\n";
+    size_t line_max = (size_t)LIM(organisations_line_max);
+    char *text = malloc(2 * line_max + 256);
+    /* a row of exactly organisations_line_max bytes (its newline included) loads; one byte more does not */
+    for (size_t extra = 0; extra < 2; extra++) {
+        size_t row = strlen(FP_A "\tA\t90000001\tgp\t") + 1; /* + the newline */
+        int note = (int)(line_max + extra - row);
+        snprintf(text, 2 * line_max + 256, "%s" FP_A "\tA\t90000001\tgp\t%0*d\n", header, note, 0);
+        const char *err = load_error_for(dir, text);
+        if (extra == 0)
+            cr_expect_null(err, "%s", err);
+        else
+            cr_expect(err && strstr(err, "bad.tsv:2: line longer than 4095 bytes"), "%s", err);
+    }
+    /* more columns than organisations_columns_max */
+    strcpy(text, "fingerprint\tname\tura\trole");
+    for (int i = 0; i < LIM(organisations_columns_max); i++)
+        strcat(text, "\tx");
+    strcat(text, "\n");
+    const char *err = load_error_for(dir, text);
+    cr_expect(err && strstr(err, "bad.tsv:1:") && strstr(err, "more than 32 columns"), "%s", err);
+    /* a name of organisation_name_max bytes loads, one longer is refused (not cut) */
+    for (int extra = 0; extra < 2; extra++) {
+        snprintf(text, 2 * line_max + 256, "%s" FP_A "\t%0*d\t90000001\tgp\tx\n", header,
+                 LIM(organisation_name_max) + extra, 0);
+        err = load_error_for(dir, text);
+        if (extra == 0)
+            cr_expect_null(err, "%s", err);
+        else
+            cr_expect(err && strstr(err, "name must be 1-127 bytes"), "%s", err);
+    }
+    free(text);
+    remove_tree(dir);
 }

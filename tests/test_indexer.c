@@ -3,6 +3,7 @@
  * SearchParameter expressions.
  */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,4 +132,38 @@ Test(indexer, rewrite)
     char *s = ix_rewrite_resolve("CarePlan.subject.where(resolve() is Patient)");
     cr_expect_str_eq(s, "CarePlan.subject.where((reference.startsWith('Patient/') or reference.contains('/Patient/')))");
     free(s);
+}
+
+/* Many short type names: the rewritten text grows past three times the expression, and is still whole. */
+Test(indexer, rewrite_of_many_resolves_is_whole)
+{
+    char expression[512] = "X";
+    for (int i = 0; i < 12; i++)
+        strcat(expression, "|(resolve() is T)");
+    char *s = ix_rewrite_resolve(expression);
+    cr_assert_not_null(s);
+    size_t n = 0;
+    for (const char *p = s; (p = strstr(p, "reference.contains('/T/')")) != NULL; p++)
+        n++;
+    cr_expect_eq(n, 12, "%s", s);
+    cr_expect(strlen(s) > 3 * strlen(expression));
+    cr_expect_str_eq(s + strlen(s) - strlen("reference.contains('/T/')))"), "reference.contains('/T/')))");
+    free(s);
+}
+
+/* A number is indexed whole, however many digits it is written with (not cut to a smaller value). */
+Test(indexer, long_numbers_are_read_whole)
+{
+    char json[512];
+    snprintf(json, sizeof json,
+             "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
+             "\"valueQuantity\":{\"value\":%s,\"system\":\"http://unitsofmeasure.org\",\"code\":\"mg\"}}",
+             "1234567890123456789012345678901234567890123456789012345678901234567890");
+    ix_rows r = extract(json, "Observation");
+    const ix_row *q = find(&r, "value-quantity", 0);
+    cr_assert_not_null(q);
+    cr_expect_eq(q->kind, IX_QUANTITY);
+    cr_expect(q->number > 1.2e69 && q->number < 1.3e69, "%g", q->number);
+    cr_expect_str_eq(q->code, "mg");
+    ix_rows_free(&r);
 }

@@ -624,6 +624,33 @@ Test(server, request_id_is_echoed_or_generated)
     curl_easy_cleanup(h);
 }
 
+/* An X-Request-ID too long (or malformed) to echo is not cut to fit: a fresh id, and the access log says why. */
+Test(server, request_id_too_long_is_replaced_and_logged)
+{
+    CURL *h = client("gp");
+    char url[256], header[128];
+    fhir_url(url, sizeof url, "/echo");
+    snprintf(header, sizeof header, "X-Request-ID: %0*d", SRV_REQUEST_ID_MAX + 1, 7);
+    struct curl_slist *hdrs = curl_slist_append(NULL, header);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    answer a = {0};
+    perform(h, url, &a);
+    cr_assert_eq(a.status, 200);
+    const char *id = strstr(a.headers, "X-Request-ID: ");
+    cr_assert_not_null(id);
+    id += strlen("X-Request-ID: ");
+    cr_expect_eq(strspn(id, "0123456789abcdef"), 32, "a generated id, not the first 64 bytes: %s", a.headers);
+    char log[8192] = "";
+    FILE *f = fopen(log_path, "r");
+    size_t n = fread(log, 1, sizeof log - 1, f);
+    log[n] = '\0';
+    fclose(f);
+    cr_expect_not_null(strstr(log, "\"request_id_refused\":\"too-long\""), "%s", log);
+    curl_slist_free_all(hdrs);
+    free(a.body);
+    curl_easy_cleanup(h);
+}
+
 Test(server, post_body_plain_and_chunked)
 {
     CURL *h = client("gp");

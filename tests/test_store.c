@@ -1207,3 +1207,29 @@ Test(store, includes_follow_references_round_by_round)
     cr_expect_eq(l.included_count, 0);
     st_list_free(&l);
 }
+
+/* A message longer than store_message_max is cut at a character boundary and says so ("..."), never silently. */
+Test(store, long_messages_are_cut_visibly)
+{
+    char path[600];
+    /* a missing folder with a long, multi-byte name: opening fails with the path in the message */
+    int n = snprintf(path, sizeof path, "%s/missing-", dir);
+    for (int i = 0; i < 120; i++)
+        n += snprintf(path + n, sizeof path - (size_t)n, "\xc3\xa9"); /* é */
+    snprintf(path + n, sizeof path - (size_t)n, "/fhir.db");
+    st_config config = {.path = path};
+    st_error err = {{0}};
+    cr_assert_null(st_open(&config, &err));
+    size_t len = strlen(err.message);
+    cr_expect_leq(len, (size_t)LIM(store_message_max));
+    cr_expect_str_eq(err.message + len - 3, "...", "%s", err.message);
+    /* the cut falls between characters: what precedes the dots is whole UTF-8 */
+    cr_expect_neq((unsigned char)err.message[len - 4], 0xc3, "%s", err.message);
+    cr_expect(!strncmp(err.message, dir, strlen(dir)), "it starts with the path: %s", err.message);
+
+    /* a short message is left alone */
+    config.path = "/nonexistent-folder/fhir.db";
+    memset(&err, 0, sizeof err);
+    cr_assert_null(st_open(&config, &err));
+    cr_expect_null(strstr(err.message, "..."), "%s", err.message);
+}

@@ -27,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fhir/array.h"
+
 /* ---- Small character helpers ------------------------------------------------ */
 
 /* Locale-free on purpose: certificate contents are bytes, not text in the
@@ -321,7 +323,7 @@ bool id_normalise_fingerprint(const char *text, char out[ID_FINGERPRINT_LEN + 1]
 
 /* ---- Fingerprint table ------------------------------------------------------- */
 
-#define TABLE_LINE_MAX 4096
+#define TABLE_LINE_MAX LIM(organisations_line_max)
 
 struct id_table {
     id_entry *entries; /* sorted by fingerprint */
@@ -374,7 +376,7 @@ static int split_tabs(char *line, char **fields, int max)
     }
 }
 
-#define MAX_COLUMNS 32
+#define MAX_COLUMNS LIM(organisations_columns_max)
 
 static bool parse_header(table_loader *ld, char *line)
 {
@@ -450,14 +452,8 @@ static bool add_row(table_loader *ld, char *line)
     if (n != ld->field_count)
         return load_error(ld, "%s%d fields, the header has %d", n > MAX_COLUMNS ? "more than " : "",
                           n > MAX_COLUMNS ? MAX_COLUMNS : n, ld->field_count);
-    if (ld->count == ld->capacity) {
-        size_t cap = ld->capacity ? ld->capacity * 2 : 16;
-        id_entry *grown = realloc(ld->entries, cap * sizeof *grown);
-        if (!grown)
-            return load_error(ld, "out of memory");
-        ld->entries = grown;
-        ld->capacity = cap;
-    }
+    if (!fa_reserve(&ld->entries, &ld->capacity, ld->count + 1, sizeof *ld->entries))
+        return load_error(ld, "out of memory");
     if (!parse_entry(ld, fields, &ld->entries[ld->count]))
         return false;
     ld->count++;
@@ -510,8 +506,8 @@ static bool read_lines(table_loader *ld, FILE *f)
     bool ok = true;
     while (ok && (len = getline(&line, &cap, f)) >= 0) {
         ld->line++;
-        if (len >= TABLE_LINE_MAX)
-            ok = load_error(ld, "line longer than %d bytes", TABLE_LINE_MAX - 1);
+        if (len > TABLE_LINE_MAX)
+            ok = load_error(ld, "line longer than %d bytes", TABLE_LINE_MAX);
         else
             ok = take_line(ld, line, (size_t)len);
     }

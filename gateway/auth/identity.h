@@ -40,11 +40,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "gateway/util/limits.h"
+
 #define ID_URA_LEN 8             /* a URA is exactly 8 digits */
 #define ID_FINGERPRINT_LEN 64    /* SHA-256 as lowercase hex, no colons */
-#define ID_UZI_NAME_MAX 128      /* longest otherName value accepted (real ones are ~60) */
-#define ID_NAME_MAX 128          /* organisation name, bytes including the NUL */
-#define ID_ROLE_MAX 32           /* role token, bytes including the NUL */
+#define ID_UZI_NAME_MAX LIM(uzi_name_max)            /* longest otherName value accepted (real ones are ~60) */
+#define ID_NAME_MAX (LIM(organisation_name_max) + 1) /* organisation name, bytes including the NUL */
+#define ID_ROLE_MAX (LIM(role_max) + 1)              /* role token, bytes including the NUL */
 
 typedef enum id_status {
     ID_OK = 0,
@@ -112,7 +114,8 @@ bool id_normalise_fingerprint(const char *text, char out[ID_FINGERPRINT_LEN + 1]
  * Each row: fingerprint as id_normalise_fingerprint accepts it; name non-empty
  * and without control characters; ura 8 digits; role a lowercase token
  * ([a-z0-9_-]+), or several joined by commas ("elv,grz"). A fingerprint may appear once. A line, its end included,
- * is at most 4095 bytes.
+ * is at most organisations_line_max bytes, and a line has at most organisations_columns_max columns
+ * (gateway/util/limits.h); anything longer stops the load with the line number.
  */
 typedef struct id_entry {
     char fingerprint[ID_FINGERPRINT_LEN + 1];
@@ -144,7 +147,8 @@ typedef enum id_source {
 typedef struct id_identity {
     id_source source;
     char ura[ID_URA_LEN + 1];                /* "" when unknown */
-    char name[ID_NAME_MAX];                  /* table name, else the certificate's O; "" when unknown */
+    char name[ID_NAME_MAX];                  /* table name, else the certificate's O (cut at a character
+                                              * boundary to ID_NAME_MAX - 1 bytes); "" when unknown */
     char role[ID_ROLE_MAX];                  /* from the table only; "" when the table has none */
     char fingerprint[ID_FINGERPRINT_LEN + 1]; /* of the certificate; "" without one */
     id_status cert_status;                   /* why the certificate did (not) give a URA, for the log */

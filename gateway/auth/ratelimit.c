@@ -8,8 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RL_SLOTS 4096 /* open addressing; more organisations than this share the overflow bucket */
-#define RL_KEY_MAX 32
+#include "gateway/util/limits.h"
+
+#define RL_SLOTS LIM(rate_limit_slots) /* open addressing; more organisations than this share the overflow bucket */
+#define RL_KEY_MAX (LIM(rate_limit_key_max) + 1)
 
 typedef struct bucket {
     char key[RL_KEY_MAX];
@@ -22,6 +24,7 @@ struct rl_limiter {
     pthread_mutex_t lock;
     bucket slots[RL_SLOTS];
     bucket overflow;
+    bool overflow_used; /* its tokens start at the burst on first use (at whatever time that is) */
 };
 
 rl_limiter *rl_new(double rate, double burst)
@@ -51,19 +54,22 @@ static uint32_t hash(const char *s)
     return h;
 }
 
-/* The bucket for key, claiming a free slot on first use. */
+/* The bucket for key, claiming a free slot on first use. A key too long for a slot shares the overflow
+ * bucket: cut to fit, it would share the bucket of every key with the same beginning. */
 static bucket *find(rl_limiter *l, const char *key, int64_t now_ms)
 {
+    if (strlen(key) >= RL_KEY_MAX)
+        return &l->overflow;
     uint32_t h = hash(key);
     for (uint32_t probe = 0; probe < 64; probe++) {
         bucket *b = &l->slots[(h + probe) % RL_SLOTS];
         if (!b->key[0]) {
-            strncpy(b->key, key, RL_KEY_MAX - 1);
+            strcpy(b->key, key); /* it fits: checked above */
             b->tokens = l->burst;
             b->updated_ms = now_ms;
             return b;
         }
-        if (!strncmp(b->key, key, RL_KEY_MAX - 1))
+        if (!strcmp(b->key, key))
             return b;
     }
     return &l->overflow;
@@ -75,7 +81,8 @@ bool rl_take(rl_limiter *l, const char *key, int64_t now_ms, unsigned *retry_aft
         return true;
     pthread_mutex_lock(&l->lock);
     bucket *b = find(l, key, now_ms);
-    if (b == &l->overflow && !b->updated_ms) {
+    if (b == &l->overflow && !l->overflow_used) {
+        l->overflow_used = true;
         b->tokens = l->burst;
         b->updated_ms = now_ms;
     }

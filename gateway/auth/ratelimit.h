@@ -5,7 +5,10 @@
  * a request takes one token or is refused with the seconds until the next
  * token (for Retry-After). Thread-safe (one mutex; the critical section is
  * a few arithmetic operations). Organisations beyond the table's capacity
- * share one overflow bucket rather than going unlimited.
+ * (rate_limit_slots in gateway/util/limits.h), and keys longer than
+ * rate_limit_key_max bytes, share one overflow bucket rather than going
+ * unlimited (a long key is never cut to fit, which would make it share the
+ * bucket of another key that starts the same).
  */
 #ifndef GATEWAY_RATELIMIT_H
 #define GATEWAY_RATELIMIT_H

@@ -11,10 +11,8 @@
  * finish, every acknowledged write is already on disk.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,10 +24,15 @@
 #include "gateway/cli/cli.h"
 #include "gateway/util/conformance.h"
 #include "gateway/util/config.h"
+#include "gateway/util/log.h"
 #include "gateway/rest/directory.h"
 #include "gateway/rest/rest.h"
 
 static srv_server *running; /* for the signal handler */
+
+/* Room for any error sentence of the layers below: it may name two configured files (each up to
+ * CFG_PATH_MAX) and a library's reason, and must reach the log whole. */
+#define ERR_MAX (4 * CFG_PATH_MAX)
 
 static void on_signal(int sig)
 {
@@ -38,24 +41,8 @@ static void on_signal(int sig)
         srv_stop(running);
 }
 
-/* One JSON line on stderr: the error log. Never patient data. */
-static void log_event(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void log_event(const char *level, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    char ts[ST_INSTANT_LEN];
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    st_format_instant((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000, ts);
-    fprintf(stderr, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"", ts, level);
-    for (const char *p = msg; *p; p++)
-        fprintf(stderr, *p == '"' || *p == '\\' ? "\\%c" : (unsigned char)*p < 0x20 ? "?" : "%c", *p);
-    fputs("\"}\n", stderr);
-}
+/* The error log: JSON lines on stderr, which the config's error_log may point at a file. Never patient data. */
+static lg_logger errors = {.fd = STDERR_FILENO, .min_level = LG_DEBUG};
 
 static bool file_exists(const char *path)
 {
@@ -94,7 +81,7 @@ static bool make_dev_pki(const char *dir)
         return true;
     char script[PATH_MAX];
     if (!find_pki_script(script, sizeof script)) {
-        log_event("error", "certs/make-test-pki not found (set FHIRGW_PKI_SCRIPT)");
+        lg_msg(&errors, LG_ERROR, "certs/make-test-pki not found (set FHIRGW_PKI_SCRIPT)");
         return false;
     }
     pid_t pid = fork();
@@ -107,19 +94,26 @@ static bool make_dev_pki(const char *dir)
     return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
-static void dev_config(gw_config *c, const char *dir, unsigned port, unsigned ops_port)
+/* The settings --dev implies; false (logged) when a path in DIR would not fit a setting. */
+static bool dev_config(gw_config *c, const char *dir, unsigned port, unsigned ops_port)
 {
-    char err[256];
+    char err[ERR_MAX];
     char buf[CFG_PATH_MAX];
+    bool ok = true;
 #define SET(key, ...)                                                                                            \
     do {                                                                                                         \
         int n_ = snprintf(buf, sizeof buf, __VA_ARGS__);                                                         \
-        if (n_ > 0 && (size_t)n_ < sizeof buf)                                                                   \
-            cfg_set(c, key, buf, err, sizeof err);                                                               \
+        if (n_ < 0 || (size_t)n_ >= sizeof buf) {                                                                \
+            lg_msg(&errors, LG_ERROR, "--dev %s: %s would be longer than %d bytes", dir, key, CFG_PATH_MAX - 1); \
+            ok = false;                                                                                          \
+        } else if (!cfg_set(c, key, buf, err, sizeof err)) {                                                     \
+            lg_msg(&errors, LG_ERROR, "--dev: %s", err);                                                         \
+            ok = false;                                                                                          \
+        }                                                                                                        \
     } while (0)
-    SET("listen", "127.0.0.1:%u", port);
-    SET("base_url", "https://127.0.0.1:%u", port);
-    SET("ops_listen", "127.0.0.1:%u", ops_port);
+    SET("listen", GW_DEFAULT_HOST ":%u", port);
+    SET("base_url", "https://" GW_DEFAULT_HOST ":%u", port);
+    SET("ops_listen", GW_DEFAULT_HOST ":%u", ops_port);
     SET("tls_cert", "%s/server.crt", dir);
     SET("tls_key", "%s/server.key", dir);
     SET("tls_client_ca", "%s/ca-bundle.pem", dir);
@@ -127,6 +121,7 @@ static void dev_config(gw_config *c, const char *dir, unsigned port, unsigned op
     SET("organisations", "%s/organisations.tsv", dir);
     SET("store_path", "%s/fhirgw.db", dir);
 #undef SET
+    return ok;
 }
 
 /* host:port into its parts; false when malformed. */
@@ -146,13 +141,23 @@ static bool split_listen(const char *text, char *host, size_t size, unsigned *po
 }
 
 
-static int open_log(const char *path)
+/*
+ * The error log file, when one is configured, becomes stderr itself (O_APPEND), so that
+ * everything written there (the logger's lines, the REST layer's, a sanitizer's report) lands in it.
+ */
+static bool point_stderr_at(const char *path, char *err, size_t errlen)
 {
-    if (!path[0])
-        return -1;
-    if (!strcmp(path, "-"))
-        return STDOUT_FILENO;
-    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (!path[0] || !strcmp(path, "-"))
+        return true;
+    lg_logger file;
+    if (!lg_open(&file, path, STDERR_FILENO, err, errlen))
+        return false;
+    fflush(stderr);
+    bool ok = dup2(file.fd, STDERR_FILENO) >= 0;
+    if (!ok)
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    lg_close(&file);
+    return ok;
 }
 
 static void serve_usage(FILE *to)
@@ -161,8 +166,8 @@ static void serve_usage(FILE *to)
                 "       fhirgw serve --dev DIR [--port N] [--ops-port M]\n"
                 "  --config FILE  settings (see 'fhirgw config' for every setting and its default)\n"
                 "  --dev DIR      development: a test PKI and the store in DIR, organisations registered,\n"
-                "                 FHIR on https://127.0.0.1:8443 (or --port N), /healthz /readyz /metrics on\n"
-                "                 http://127.0.0.1:9090 (or --ops-port M; with only --port N given: N+1)\n");
+                "                 FHIR on https://" GW_DEFAULT_LISTEN " (or --port N), /healthz /readyz /metrics on\n"
+                "                 http://" GW_DEFAULT_OPS_LISTEN " (or --ops-port M; with only --port N given: N+1)\n");
 }
 
 static bool ready(void *arg) { return arg != NULL; }
@@ -207,7 +212,7 @@ typedef struct services {
     st_store *store;
     rest_app *app;
     srv_server *srv;
-    int access_fd;
+    lg_logger access_log;
 } services;
 
 /*
@@ -225,16 +230,15 @@ static void close_services(services *s)
     pf_registry_free(s->profiles);
     id_table_free(s->orgs);
     mx_registry_free(s->metrics);
-    if (s->access_fd > STDERR_FILENO)
-        close(s->access_fd);
+    lg_close(&s->access_log);
 }
 
 static bool open_services(const gw_config *c, services *s, bool dev)
 {
-    char err[512];
+    char err[ERR_MAX];
     s->orgs = id_table_load(c->organisations, err, sizeof err);
     if (!s->orgs) {
-        log_event("error", "organisations: %s", err);
+        lg_msg(&errors, LG_ERROR, "organisations: %s", err);
         return false;
     }
     if (c->conformance[0]) {
@@ -243,8 +247,8 @@ static bool open_services(const gw_config *c, services *s, bool dev)
         const char *dirs[1] = {c->conformance};
         s->profiles = conf_load(dirs, 1, &issues);
         for (size_t i = 0; i < issues.count; i++)
-            log_event(issues.items[i].severity <= OO_ERROR ? "error" : "warning", "conformance: %s",
-                      issues.items[i].message);
+            lg_msg(&errors, issues.items[i].severity <= OO_ERROR ? LG_ERROR : LG_WARNING, "conformance: %s",
+                   issues.items[i].message);
         oo_list_free(&issues);
     }
     s->metrics = mx_registry_new();
@@ -254,15 +258,19 @@ static bool open_services(const gw_config *c, services *s, bool dev)
     sc.on_commit = on_commit;
     sc.on_commit_arg = &s->store_mx;
     sc.max_batch = (unsigned)c->store_batch_max;
-    sc.batch_wait_us = (unsigned)c->store_batch_wait_us;
+    /* the config's 0 means "no waiting"; the store's 0 means "its default" */
+    sc.batch_wait_us = c->store_batch_wait_us ? (int)c->store_batch_wait_us : -1;
+    sc.max_queue = (unsigned)c->store_max_queue;
+    sc.max_readers = (unsigned)c->store_max_readers;
+    sc.busy_timeout_ms = (unsigned)c->store_busy_timeout_ms;
     st_error serr;
     s->store = st_open(&sc, &serr);
     if (!s->store) {
-        log_event("error", "store %s: %s", c->store_path, serr.message);
+        lg_msg(&errors, LG_ERROR, "store %s: %s", c->store_path, serr.message);
         return false;
     }
     if (dev && !dir_publish_registered(s->store, c->organisations))
-        log_event("warning", "not every organisation could be registered");
+        lg_msg(&errors, LG_WARNING, "not every organisation could be registered");
     rest_options ro = {0};
     ro.store = s->store;
     ro.organisations = s->orgs;
@@ -275,9 +283,10 @@ static bool open_services(const gw_config *c, services *s, bool dev)
     ro.rate_burst = (double)c->rate_limit_burst;
     ro.allow_dangling_references = c->referential_integrity == 0;
     ro.log_allowed = c->log_allowed_access != 0;
+    ro.log = &errors;
     s->app = rest_app_new(&ro, err, sizeof err);
     if (!s->app) {
-        log_event("error", "%s", err);
+        lg_msg(&errors, LG_ERROR, "%s", err);
         return false;
     }
     srv_config cfg;
@@ -285,7 +294,7 @@ static bool open_services(const gw_config *c, services *s, bool dev)
     char host[256], ops_host[256];
     if (!split_listen(c->listen, host, sizeof host, &cfg.port) ||
         !split_listen(c->ops_listen, ops_host, sizeof ops_host, &cfg.ops_port)) {
-        log_event("error", "listen and ops_listen are host:port");
+        lg_msg(&errors, LG_ERROR, "listen and ops_listen are host:port");
         return false;
     }
     cfg.address = host;
@@ -296,10 +305,12 @@ static bool open_services(const gw_config *c, services *s, bool dev)
     cfg.ca_file = c->tls_client_ca;
     cfg.crl_file = c->tls_crl[0] ? c->tls_crl : NULL;
     cfg.max_header_bytes = (size_t)c->max_header_bytes;
+    cfg.max_headers = (size_t)c->max_headers;
     cfg.max_body_bytes = (size_t)c->max_body_bytes;
     cfg.max_connections = (unsigned)c->max_connections;
     cfg.request_timeout_ms = (unsigned)c->request_timeout_ms;
     cfg.idle_timeout_ms = (unsigned)c->idle_timeout_ms;
+    cfg.write_timeout_ms = (unsigned)c->write_timeout_ms;
     cfg.drain_timeout_ms = (unsigned)c->drain_timeout_ms;
     cfg.max_inflight_bytes = (size_t)c->max_inflight_bytes;
     cfg.handler = rest_handle;
@@ -307,11 +318,14 @@ static bool open_services(const gw_config *c, services *s, bool dev)
     cfg.metrics = s->metrics;
     cfg.ready = ready;
     cfg.ready_arg = s->store;
-    s->access_fd = open_log(c->access_log);
-    cfg.access_log_fd = s->access_fd;
+    if (!lg_open(&s->access_log, c->access_log, STDOUT_FILENO, err, sizeof err)) {
+        lg_msg(&errors, LG_ERROR, "access log %s", err);
+        return false;
+    }
+    cfg.access_log_fd = s->access_log.fd;
     s->srv = srv_new(&cfg, err, sizeof err);
     if (!s->srv) {
-        log_event("error", "%s", err);
+        lg_msg(&errors, LG_ERROR, "%s", err);
         return false;
     }
     return true;
@@ -322,7 +336,7 @@ int cmd_serve(int argc, char **argv)
     gw_config c;
     cfg_defaults(&c);
     const char *config = NULL, *dev = NULL;
-    unsigned port = 8443, ops_port = 0;
+    unsigned port = GW_DEFAULT_PORT, ops_port = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--config") && i + 1 < argc)
             config = argv[++i];
@@ -340,31 +354,32 @@ int cmd_serve(int argc, char **argv)
             return 2;
         }
     }
-    char err[512];
+    char err[ERR_MAX];
     if (config && !cfg_load(&c, config, err, sizeof err)) {
-        log_event("error", "%s", err);
+        lg_msg(&errors, LG_ERROR, "%s", err);
         return 2;
     }
     if (dev) {
         mkdir(dev, 0700);
         if (!make_dev_pki(dev)) {
-            log_event("error", "could not make a test PKI in %s", dev);
+            lg_msg(&errors, LG_ERROR, "could not make a test PKI in %s", dev);
             return 1;
         }
         /* two dev instances side by side: the second's --port N moves its ops port to N+1 unless given */
         if (!ops_port)
-            ops_port = port == 8443 ? 9090 : port + 1;
-        dev_config(&c, dev, port, ops_port);
+            ops_port = port == GW_DEFAULT_PORT ? GW_DEFAULT_OPS_PORT : port + 1;
+        if (!dev_config(&c, dev, port, ops_port))
+            return 2;
     } else if (!config) {
         serve_usage(stderr);
         return 2;
     }
-    if (c.error_log[0] && strcmp(c.error_log, "-") && !freopen(c.error_log, "a", stderr)) {
-        fprintf(stdout, "fhirgw serve: cannot open the error log %s\n", c.error_log);
+    if (!point_stderr_at(c.error_log, err, sizeof err)) {
+        fprintf(stdout, "fhirgw serve: cannot open the error log %s\n", err);
         return 1;
     }
     services s = {0};
-    s.access_fd = -1;
+    lg_init(&s.access_log, -1);
     int status = 1;
     if (open_services(&c, &s, dev != NULL)) {
         running = s.srv;
@@ -374,17 +389,17 @@ int cmd_serve(int argc, char **argv)
         sigaction(SIGINT, &sa, NULL);
         signal(SIGPIPE, SIG_IGN);
         if (srv_start(s.srv, err, sizeof err)) {
-            log_event("info", "fhirgw serving %s (ops on %s)", c.base_url, c.ops_listen);
+            lg_msg(&errors, LG_INFO, "fhirgw serving %s (ops on %s)", c.base_url, c.ops_listen);
             if (dev)
                 fprintf(stderr,
                         "\nTry:\n  curl --cacert %s/ca.pem --cert %s/clients/hospital-a.crt --key "
                         "%s/clients/hospital-a.key %s/metadata\n  curl http://%s/metrics\n\n",
                         dev, dev, dev, c.base_url, c.ops_listen);
             srv_wait(s.srv);
-            log_event("info", "fhirgw stopped");
+            lg_msg(&errors, LG_INFO, "fhirgw stopped");
             status = 0;
         } else {
-            log_event("error", "%s", err);
+            lg_msg(&errors, LG_ERROR, "%s", err);
         }
         running = NULL;
     }
@@ -396,7 +411,7 @@ int cmd_config(int argc, char **argv)
 {
     gw_config c;
     cfg_defaults(&c);
-    char err[512];
+    char err[ERR_MAX];
     if (argc > 1 && !cfg_load(&c, argv[1], err, sizeof err)) {
         fprintf(stderr, "fhirgw config: %s\n", err);
         return 2;

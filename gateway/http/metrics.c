@@ -26,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fhir/array.h"
+
 const double MX_LATENCY_BUCKETS[MX_LATENCY_BUCKET_COUNT] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                                             0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 
@@ -417,17 +419,9 @@ static void text_add(text *t, const char *s, size_t n)
 {
     if (t->failed)
         return;
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap : 4096;
-        while (cap < t->len + n + 1)
-            cap *= 2;
-        char *grown = realloc(t->data, cap);
-        if (!grown) {
-            t->failed = true;
-            return;
-        }
-        t->data = grown;
-        t->cap = cap;
+    if (!fa_reserve(&t->data, &t->cap, t->len + n + 1, 1)) {
+        t->failed = true;
+        return;
     }
     memcpy(t->data + t->len, s, n);
     t->len += n;
@@ -442,13 +436,24 @@ static void text_puts(text *t, const char *s)
 static void text_printf(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void text_printf(text *t, const char *fmt, ...)
 {
-    char buf[128];
-    va_list ap;
+    char first[128], *buf = first;
+    va_list ap, again;
     va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_copy(again, ap);
+    int n = vsnprintf(first, sizeof first, fmt, ap);
     va_end(ap);
-    if (n > 0)
-        text_add(t, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+    if (n >= 0 && (size_t)n >= sizeof first) { /* a long metric name: format it again, whole */
+        buf = malloc((size_t)n + 1);
+        if (buf)
+            vsnprintf(buf, (size_t)n + 1, fmt, again);
+        else
+            t->failed = true;
+    }
+    va_end(again);
+    if (n > 0 && buf)
+        text_add(t, buf, (size_t)n);
+    if (buf != first)
+        free(buf);
 }
 
 /* Escape backslash and newline (HELP), plus the double quote (label values). */

@@ -41,9 +41,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MX_MAX_LABELS 4        /* label names per family */
-#define MX_MAX_SERIES 1024     /* label combinations per family, then "overflow" */
-#define MX_MAX_BUCKETS 32      /* histogram upper bounds, +Inf excluded */
+#include "gateway/util/limits.h"
+
+#define MX_MAX_LABELS LIM(metrics_labels_max)   /* label names per family */
+#define MX_MAX_SERIES LIM(metrics_series_max)   /* label combinations per family, then "overflow" */
+#define MX_MAX_BUCKETS LIM(metrics_buckets_max) /* histogram upper bounds, +Inf excluded */
 #define MX_SHARDS 8            /* per-thread copies of each series */
 
 /* Prometheus' default latency buckets, in seconds. */

@@ -70,20 +70,21 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fhir/array.h"
 #include "fhir/outcome.h"
 #include "gateway/auth/identity.h"
 #include "gateway/http/server_internal.h"
+#include "gateway/util/log.h"
 
-#define LISTEN_BACKLOG 1024
-#define OVERLOAD_GRACE 64u          /* connections past max that still get a 503 */
-#define LINGER_MS 1000u             /* reading and discarding after an error answer */
-#define CHUNK_LINE_MAX 1024u        /* a chunk-size line, extensions included */
-#define PAUSE_INPUT_BYTES (64u * 1024) /* pipelined input buffered while busy */
-#define BODY_INITIAL (16u * 1024)   /* first body buffer; doubled as bytes arrive */
-#define ACCEPT_RETRY_MS 100u        /* pause after accept fails (EMFILE) */
-#define ROUTE_MAX 32
-#define ORG_MAX 128
-#define LOG_LINE_MAX 4096
+/* Fixed limits (gateway/util/limits.h says what each bounds). */
+#define LISTEN_BACKLOG LIM(listen_backlog)
+#define OVERLOAD_GRACE LIM(overload_grace)
+#define LINGER_MS LIM(linger_ms)
+#define CHUNK_LINE_MAX LIM(chunk_line_max)
+#define PAUSE_INPUT_BYTES LIM(pause_input_bytes)
+#define BODY_INITIAL LIM(body_initial_bytes)
+#define ACCEPT_RETRY_MS LIM(accept_retry_ms)
+#define ORG_MAX ID_NAME_MAX
 
 typedef enum conn_state { C_HANDSHAKE, C_IDLE, C_HEAD, C_BODY, C_HANDLER, C_STREAMING, C_WRITING, C_LINGER } conn_state;
 typedef enum chunk_state { CH_SIZE, CH_DATA, CH_DATA_END, CH_TRAILER } chunk_state;
@@ -109,6 +110,7 @@ struct srv_request {
     size_t body_len, body_cap;    /* body_cap bytes are counted in the memory budget */
     X509 *peer;
     char id[SRV_REQUEST_ID_MAX + 1];
+    const char *id_refused;       /* why the client's X-Request-ID was not echoed (static), NULL when it was */
     struct timespec received;     /* realtime, head complete */
     struct timespec started;      /* monotonic, first byte */
     const char *tls_version;
@@ -125,7 +127,7 @@ struct srv_request {
     bool stream_chunked;          /* chunked coding (HTTP/1.1) or close-delimited (HTTP/1.0) */
     size_t streamed;              /* body bytes produced so far */
     size_t resp_headers_len, resp_headers_cap;
-    char route[ROUTE_MAX];
+    char route[SRV_ROUTE_MAX + 1];
     char org[ORG_MAX];
     char ura[ID_URA_LEN + 1];
 };
@@ -174,6 +176,7 @@ struct srv_server {
     atomic_uint connections;      /* open connections on the FHIR port */
     atomic_bool stopping;
     atomic_size_t inflight;       /* the memory budget's counter (bytes) */
+    lg_logger access_log;         /* on cfg.access_log_fd (borrowed) */
     mx_registry *metrics;
     bool owns_metrics;
     struct {
@@ -240,43 +243,41 @@ static int64_t elapsed_us(const struct timespec *since)
 
 /* ---- Configuration ------------------------------------------------------------- */
 
+/* Every limit at its default (the limits table's row of the same name) where it is zero. */
+static void default_limits(srv_config *c)
+{
+#define DEFAULT_IF_ZERO(field) \
+    if (!c->field)             \
+    c->field = LIM(field)
+    DEFAULT_IF_ZERO(max_header_bytes);
+    DEFAULT_IF_ZERO(max_headers);
+    DEFAULT_IF_ZERO(max_body_bytes);
+    DEFAULT_IF_ZERO(max_connections);
+    DEFAULT_IF_ZERO(request_timeout_ms);
+    DEFAULT_IF_ZERO(idle_timeout_ms);
+    DEFAULT_IF_ZERO(write_timeout_ms);
+    DEFAULT_IF_ZERO(drain_timeout_ms);
+    DEFAULT_IF_ZERO(max_inflight_bytes);
+#undef DEFAULT_IF_ZERO
+}
+
 void srv_config_defaults(srv_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
-    cfg->address = SRV_DEFAULT_ADDRESS;
-    cfg->port = SRV_DEFAULT_PORT;
+    cfg->address = GW_DEFAULT_HOST;
+    cfg->port = GW_DEFAULT_PORT;
     cfg->require_client_cert = true;
     cfg->ops_enabled = true;
-    cfg->ops_address = SRV_DEFAULT_OPS_ADDRESS;
-    cfg->ops_port = SRV_DEFAULT_OPS_PORT;
-    cfg->max_header_bytes = SRV_DEFAULT_MAX_HEADER_BYTES;
-    cfg->max_headers = SRV_DEFAULT_MAX_HEADERS;
-    cfg->max_body_bytes = SRV_DEFAULT_MAX_BODY_BYTES;
-    cfg->max_connections = SRV_DEFAULT_MAX_CONNECTIONS;
-    cfg->request_timeout_ms = SRV_DEFAULT_REQUEST_TIMEOUT_MS;
-    cfg->idle_timeout_ms = SRV_DEFAULT_IDLE_TIMEOUT_MS;
-    cfg->write_timeout_ms = SRV_DEFAULT_WRITE_TIMEOUT_MS;
-    cfg->drain_timeout_ms = SRV_DEFAULT_DRAIN_TIMEOUT_MS;
-    cfg->max_inflight_bytes = SRV_DEFAULT_MAX_INFLIGHT_BYTES;
+    cfg->ops_address = GW_DEFAULT_HOST;
+    cfg->ops_port = GW_DEFAULT_OPS_PORT;
     cfg->access_log_fd = -1;
+    default_limits(cfg);
 }
 
 /* Zero limits mean "the default"; the worker count defaults to the cores. */
 static void resolve_limits(srv_config *c)
 {
-#define DEFAULT_IF_ZERO(field, value) \
-    if (!c->field)                    \
-    c->field = (value)
-    DEFAULT_IF_ZERO(max_header_bytes, SRV_DEFAULT_MAX_HEADER_BYTES);
-    DEFAULT_IF_ZERO(max_headers, SRV_DEFAULT_MAX_HEADERS);
-    DEFAULT_IF_ZERO(max_body_bytes, SRV_DEFAULT_MAX_BODY_BYTES);
-    DEFAULT_IF_ZERO(max_connections, SRV_DEFAULT_MAX_CONNECTIONS);
-    DEFAULT_IF_ZERO(request_timeout_ms, SRV_DEFAULT_REQUEST_TIMEOUT_MS);
-    DEFAULT_IF_ZERO(idle_timeout_ms, SRV_DEFAULT_IDLE_TIMEOUT_MS);
-    DEFAULT_IF_ZERO(write_timeout_ms, SRV_DEFAULT_WRITE_TIMEOUT_MS);
-    DEFAULT_IF_ZERO(drain_timeout_ms, SRV_DEFAULT_DRAIN_TIMEOUT_MS);
-    DEFAULT_IF_ZERO(max_inflight_bytes, SRV_DEFAULT_MAX_INFLIGHT_BYTES);
-#undef DEFAULT_IF_ZERO
+    default_limits(c);
     if (!c->workers) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         c->workers = cores > 0 ? (unsigned)cores : 1;
@@ -284,9 +285,9 @@ static void resolve_limits(srv_config *c)
     if (c->workers > SRV_MAX_WORKERS)
         c->workers = SRV_MAX_WORKERS;
     if (!c->address)
-        c->address = SRV_DEFAULT_ADDRESS;
+        c->address = GW_DEFAULT_HOST;
     if (!c->ops_address)
-        c->ops_address = SRV_DEFAULT_OPS_ADDRESS;
+        c->ops_address = GW_DEFAULT_HOST;
 }
 
 /* ---- TLS ------------------------------------------------------------------------ */
@@ -315,7 +316,7 @@ static bool load_client_verification(SSL_CTX *ctx, const srv_config *cfg, char *
     if (cfg->require_client_cert)
         mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
     SSL_CTX_set_verify(ctx, mode, NULL);
-    SSL_CTX_set_verify_depth(ctx, 4);
+    SSL_CTX_set_verify_depth(ctx, LIM(tls_verify_depth));
     return true;
 }
 
@@ -498,30 +499,27 @@ static void count_request(srv_server *s, const srv_request *req)
 
 static void access_log(const srv_request *req, size_t bytes, bool delivered)
 {
-    int fd = req->srv->cfg.access_log_fd;
-    if (fd < 0)
+    const lg_logger *log = &req->srv->access_log;
+    if (log->fd < 0)
         return;
-    char ts[40], path[1100], org[2 * ORG_MAX], method[64];
-    struct tm tm;
-    gmtime_r(&req->received.tv_sec, &tm);
-    size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + n, sizeof ts - n, ".%03ldZ", req->received.tv_nsec / 1000000);
-    http_json_escape(path, sizeof path, req->path ? req->path : "");
-    http_json_escape(org, sizeof org, req->org);
-    http_json_escape(method, sizeof method, req->parsed.method ? req->parsed.method : "");
-    char line[LOG_LINE_MAX];
-    int len = snprintf(line, sizeof line,
-                       "{\"ts\":\"%s\",\"request_id\":\"%s\",\"worker\":%u,\"method\":\"%s\",\"path\":\"%s\","
-                       "\"status\":%d,\"bytes\":%zu,\"duration_us\":%lld,\"tls\":\"%s\",\"org\":\"%s\",\"ura\":\"%s\"%s}\n",
-                       ts, req->id, req->w->index, method, path, req->status, bytes,
-                       (long long)elapsed_us(&req->started), req->tls_version ? req->tls_version : "", org, req->ura,
-                       delivered ? "" : ",\"client_gone\":true");
-    if (len > 0) {
-        size_t size = (size_t)len < sizeof line ? (size_t)len : sizeof line - 1;
-        /* one write per line: O_APPEND keeps lines from different workers whole */
-        ssize_t ignored = write(fd, line, size);
-        (void)ignored;
-    }
+    int64_t received_ms = (int64_t)req->received.tv_sec * 1000 + req->received.tv_nsec / 1000000;
+    lg_field fields[12];
+    size_t n = 0;
+    fields[n++] = LG_STR("request_id", req->id);
+    if (req->id_refused) /* the client's own id was not echoed: say why, never what it was */
+        fields[n++] = LG_STR("request_id_refused", req->id_refused);
+    fields[n++] = LG_UINT("worker", req->w->index);
+    fields[n++] = LG_STR("method", req->parsed.method ? req->parsed.method : "");
+    fields[n++] = LG_STR("path", req->path ? req->path : "");
+    fields[n++] = LG_INT("status", req->status);
+    fields[n++] = LG_UINT("bytes", bytes);
+    fields[n++] = LG_INT("duration_us", elapsed_us(&req->started));
+    fields[n++] = LG_STR("tls", req->tls_version ? req->tls_version : "");
+    fields[n++] = LG_STR("org", req->org);
+    fields[n++] = LG_STR("ura", req->ura);
+    if (!delivered)
+        fields[n++] = LG_BOOL("client_gone", true);
+    lg_write_at(log, received_ms, LG_INFO, fields, n);
 }
 
 /* ---- Requests ------------------------------------------------------------------------ */
@@ -637,7 +635,7 @@ static bool status_has_body(int status)
  * cost two of each (bufferevent_openssl writes each buffer chain on its own).
  * Large bodies are added by reference, without a copy.
  */
-#define COALESCE_MAX (16u * 1024 - 1024) /* body bytes that share the head's record */
+#define COALESCE_MAX LIM(coalesce_max_bytes) /* body bytes that share the head's record */
 
 /* How the end of the body is shown: its length, chunked coding, or none
  * (no body, or an HTTP/1.0 stream that ends with the connection). */
@@ -877,8 +875,9 @@ static step describe_request(conn *c)
 {
     srv_request *req = c->req;
     const char *id = header(req, "X-Request-ID");
-    if (http_request_id_ok(id))
-        snprintf(req->id, sizeof req->id, "%s", id);
+    req->id_refused = http_request_id_refusal(id);
+    if (id && !req->id_refused)
+        memcpy(req->id, id, strlen(id) + 1); /* it fits: the refusal checked its length */
     const char *target = req->parsed.target;
     const char *question = strchr(target, '?');
     size_t path_len = question ? (size_t)(question - target) : strlen(target);
@@ -960,7 +959,8 @@ static void refuse_over_budget(conn *c)
 /*
  * Room for `more` body bytes and the terminating NUL. The buffer doubles
  * (from BODY_INITIAL) up to the body's known final size, and every byte of
- * growth is taken from the memory budget first. False when answered (503
+ * growth is taken from the memory budget first (so it is grown here rather
+ * than with fa_reserve: the capacity must be known before the allocation). False when answered (503
  * over the budget, 500 out of memory).
  */
 static bool reserve_body(conn *c, size_t more)
@@ -1654,6 +1654,7 @@ srv_server *srv_new(const srv_config *cfg, char *err, size_t errlen)
     }
     s->cfg = *cfg;
     resolve_limits(&s->cfg);
+    lg_init(&s->access_log, s->cfg.access_log_fd);
     s->metrics = cfg->metrics;
     if (!s->metrics) {
         s->metrics = mx_registry_new();
@@ -1836,30 +1837,33 @@ bool srv_set_header(srv_request *req, const char *name, const char *value)
     if (!http_is_token(name) || !http_is_field_value(value) || reserved_header(name))
         return false;
     size_t add = strlen(name) + 2 + strlen(value) + 2;
-    if (req->resp_headers_len + add > req->resp_headers_cap) {
-        size_t cap = req->resp_headers_cap ? req->resp_headers_cap * 2 : 256;
-        while (cap < req->resp_headers_len + add)
-            cap *= 2;
-        char *grown = realloc(req->resp_headers, cap);
-        if (!grown)
-            return false;
-        req->resp_headers = grown;
-        req->resp_headers_cap = cap;
-    }
+    if (!fa_reserve(&req->resp_headers, &req->resp_headers_cap, req->resp_headers_len + add + 1, 1))
+        return false;
     int n = sprintf(req->resp_headers + req->resp_headers_len, "%s: %s\r\n", name, value);
     req->resp_headers_len += (size_t)n;
     return true;
 }
 
-void srv_set_route(srv_request *req, const char *route)
+bool srv_set_route(srv_request *req, const char *route)
 {
-    snprintf(req->route, sizeof req->route, "%s", route ? route : "");
+    route = route ? route : "";
+    size_t n = strlen(route);
+    if (n >= sizeof req->route)
+        return false; /* a cut label would count under another label */
+    memcpy(req->route, route, n + 1);
+    return true;
 }
 
-void srv_set_caller(srv_request *req, const char *organisation, const char *ura)
+bool srv_set_caller(srv_request *req, const char *organisation, const char *ura)
 {
-    snprintf(req->org, sizeof req->org, "%s", organisation ? organisation : "");
-    snprintf(req->ura, sizeof req->ura, "%s", ura ? ura : "");
+    organisation = organisation ? organisation : "";
+    ura = ura ? ura : "";
+    size_t org_len = strlen(organisation), ura_len = strlen(ura);
+    if (org_len >= sizeof req->org || ura_len >= sizeof req->ura)
+        return false; /* the log would name someone else, or half of someone */
+    memcpy(req->org, organisation, org_len + 1);
+    memcpy(req->ura, ura, ura_len + 1);
+    return true;
 }
 
 /* The handler is done with req: complete it here on its worker, or queue it there. */

@@ -47,7 +47,7 @@
  *   must outlive the server. Response bodies passed to srv_respond must come
  *   from malloc; the server frees them. Header names/values are copied.
  *
- * Limits (all in srv_config, defaults in SRV_DEFAULT_*): header block bytes,
+ * Limits (all in srv_config, defaults in gateway/util/limits.h): header block bytes,
  * header count, body bytes, total connections, request time (headers+body
  * must arrive within it; also bounds the TLS handshake), keep-alive idle time,
  * write time (a client that does not read its answer), drain time on stop,
@@ -79,11 +79,14 @@
  *   `Connection: close` unless more received requests follow on the same
  *   connection.
  *
- * Access log: one JSON line per request, written with a single write(2) to
- * access_log_fd (O_APPEND keeps lines whole across workers):
- *   {"ts":"2025-06-01T12:00:00.123Z","request_id":"…","worker":0,"method":"GET",
- *    "path":"/CarePlan/1","status":200,"bytes":1234,"duration_us":812,
+ * Access log: one JSON line per request, written by the project's logger
+ * (gateway/util/log.h: every field escaped, nothing cut, one write(2) per line,
+ * so O_APPEND keeps lines whole across workers) to access_log_fd:
+ *   {"ts":"2025-06-01T12:00:00.123Z","level":"info","request_id":"…","worker":0,
+ *    "method":"GET","path":"/CarePlan/1","status":200,"bytes":1234,"duration_us":812,
  *    "tls":"TLSv1.3","org":"Ziekenhuis Aa (test)","ura":"90000101"}
+ * ts is when the request head was complete; "client_gone":true is added when
+ * the client left before its answer.
  * Never the query string, never a body, never header values other than the
  * request id: the path of a FHIR read holds a logical id, not patient data.
  */
@@ -97,24 +100,14 @@
 #include <time.h>
 
 #include "gateway/http/metrics.h"
+#include "gateway/util/limits.h"
 
-#define SRV_DEFAULT_ADDRESS "127.0.0.1"
-#define SRV_DEFAULT_PORT 8443
-#define SRV_DEFAULT_OPS_ADDRESS "127.0.0.1"
-#define SRV_DEFAULT_OPS_PORT 9090
-#define SRV_DEFAULT_MAX_HEADER_BYTES (32u * 1024)        /* request line + headers */
-#define SRV_DEFAULT_MAX_HEADERS 100u                     /* header fields per request */
-#define SRV_DEFAULT_MAX_BODY_BYTES (16u * 1024 * 1024)   /* decoded body, chunked or not */
-#define SRV_DEFAULT_MAX_CONNECTIONS 4096u                /* all workers, ops port excluded */
-#define SRV_DEFAULT_REQUEST_TIMEOUT_MS 30000u            /* handshake, or first byte to last body byte */
-#define SRV_DEFAULT_IDLE_TIMEOUT_MS 75000u               /* keep-alive between requests */
-#define SRV_DEFAULT_WRITE_TIMEOUT_MS 30000u              /* no progress writing an answer */
-#define SRV_DEFAULT_DRAIN_TIMEOUT_MS 10000u              /* srv_stop: in-flight requests may finish */
-#define SRV_DEFAULT_MAX_INFLIGHT_BYTES (256u * 1024 * 1024) /* request + response bytes held, all workers */
-#define SRV_STREAM_LOW_WATER (64u * 1024)                /* a stream's producer is asked for more below this */
-#define SRV_STREAM_HIGH_WATER (256u * 1024)              /* ... and no more once this much is queued */
-#define SRV_MAX_WORKERS 256u
-#define SRV_REQUEST_ID_MAX 64                            /* longest X-Request-ID echoed */
+/* The numbers (limits, timeouts, watermarks) are rows of gateway/util/limits.h; these names are theirs. */
+#define SRV_STREAM_LOW_WATER LIM(stream_low_water)   /* a stream's producer is asked for more below this */
+#define SRV_STREAM_HIGH_WATER LIM(stream_high_water) /* ... and no more once this much is queued */
+#define SRV_MAX_WORKERS LIM(max_workers)
+#define SRV_REQUEST_ID_MAX LIM(request_id_max)       /* longest X-Request-ID echoed */
+#define SRV_ROUTE_MAX LIM(route_label_max)           /* longest route label (srv_set_route) */
 
 /* TLS 1.2 suites: forward secrecy and AEAD only. TLS 1.3 uses OpenSSL's
  * default suites (all AEAD). */
@@ -134,8 +127,8 @@ typedef bool (*srv_ready_fn)(void *arg);
 
 typedef struct srv_config {
     /* FHIR port (TLS). */
-    const char *address;           /* numeric IPv4/IPv6; default SRV_DEFAULT_ADDRESS */
-    unsigned port;                 /* 0 = ephemeral (see srv_port); default SRV_DEFAULT_PORT */
+    const char *address;           /* numeric IPv4/IPv6; default GW_DEFAULT_HOST */
+    unsigned port;                 /* 0 = ephemeral (see srv_port); default GW_DEFAULT_PORT */
     unsigned workers;              /* threads, each with its own event loop; 0 = number of cores */
     const char *cert_file;         /* server certificate chain (PEM), required */
     const char *key_file;          /* its private key (PEM), required */
@@ -145,12 +138,12 @@ typedef struct srv_config {
 
     /* Ops port (plain HTTP): /healthz, /readyz, /metrics. */
     bool ops_enabled;              /* default true */
-    const char *ops_address;       /* default SRV_DEFAULT_OPS_ADDRESS */
-    unsigned ops_port;             /* 0 = ephemeral (see srv_ops_port); default SRV_DEFAULT_OPS_PORT */
+    const char *ops_address;       /* default GW_DEFAULT_HOST */
+    unsigned ops_port;             /* 0 = ephemeral (see srv_ops_port); default GW_DEFAULT_OPS_PORT */
     srv_ready_fn ready;            /* NULL = ready while running */
     void *ready_arg;
 
-    /* Limits (0 = the default). */
+    /* Limits (0 = the default: the row of the same name in gateway/util/limits.h). */
     size_t max_header_bytes;
     size_t max_headers;
     size_t max_body_bytes;
@@ -209,7 +202,11 @@ size_t srv_req_header_count(const srv_request *req);
 bool srv_req_header_at(const srv_request *req, size_t i, const char **name, const char **value);
 const unsigned char *srv_req_body(const srv_request *req, size_t *len); /* NUL-terminated for convenience */
 X509 *srv_req_peer_cert(const srv_request *req);         /* verified; NULL on the ops port; do not free */
-const char *srv_req_id(const srv_request *req);          /* the echoed X-Request-ID or 32 random hex digits */
+/* The request id: the client's X-Request-ID when it is 1..SRV_REQUEST_ID_MAX of [A-Za-z0-9._:-], else 32
+ * random hex digits. An id that is longer or has other characters is not echoed at all (never cut or cleaned
+ * up into a different id that might match another request's); the access log line says
+ * "request_id_refused":"too-long" or "malformed". */
+const char *srv_req_id(const srv_request *req);
 unsigned srv_req_worker(const srv_request *req);         /* 0 .. workers-1 */
 struct timespec srv_req_received(const srv_request *req); /* CLOCK_REALTIME when the head was complete */
 const char *srv_req_tls_version(const srv_request *req); /* "TLSv1.3", or "" on the ops port */
@@ -221,12 +218,15 @@ const char *srv_req_tls_version(const srv_request *req); /* "TLSv1.3", or "" on 
  * itself: Content-Length, Transfer-Encoding, Connection, Date, X-Request-ID. */
 bool srv_set_header(srv_request *req, const char *name, const char *value);
 
-/* Route label for metrics (copied, at most 31 bytes; "other" when unset). Use
- * a small fixed vocabulary such as the interaction name, never an id. */
-void srv_set_route(srv_request *req, const char *route);
+/* Route label for metrics (copied; "other" when unset). Use a small fixed
+ * vocabulary such as the interaction name, never an id. A label longer than
+ * SRV_ROUTE_MAX bytes is refused (false; the label stays as it was), never cut. */
+bool srv_set_route(srv_request *req, const char *route);
 
-/* Who called, for the access log (copied; either may be NULL). */
-void srv_set_caller(srv_request *req, const char *organisation, const char *ura);
+/* Who called, for the access log (copied; either may be NULL). An organisation
+ * longer than organisation_name_max bytes (gateway/util/limits.h) or a URA longer than 8 is refused
+ * (false; nothing is set), never cut. */
+bool srv_set_caller(srv_request *req, const char *organisation, const char *ura);
 
 /* Send the answer and release the request. body must come from malloc (or be
  * NULL with len 0); the server owns it from now on, also on failure. For HEAD

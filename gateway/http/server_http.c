@@ -300,19 +300,19 @@ bool http_parse_chunk_size(const char *line, uint64_t *out)
 
 /* ---- Request ids ---------------------------------------------------------------- */
 
-bool http_request_id_ok(const char *id)
+const char *http_request_id_refusal(const char *id)
 {
-    size_t n = 0;
     if (!id)
-        return false;
+        return NULL;
+    size_t n = 0;
     for (; id[n]; n++) {
         char c = id[n];
         bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
                   c == '_' || c == ':' || c == '-';
-        if (!ok || n >= SRV_REQUEST_ID_MAX)
-            return false;
+        if (!ok)
+            return "malformed";
     }
-    return n > 0;
+    return n == 0 ? "malformed" : n > SRV_REQUEST_ID_MAX ? "too-long" : NULL;
 }
 
 void http_random_id(char out[33])
@@ -396,31 +396,4 @@ char *http_outcome_body(const char *issue_type, const char *message, size_t *len
     if (body && len)
         *len = strlen(body);
     return body;
-}
-
-size_t http_json_escape(char *out, size_t size, const char *s)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    if (!size)
-        return 0;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        char esc[7];
-        size_t n;
-        if (c == '"' || c == '\\') {
-            esc[0] = '\\', esc[1] = (char)c, n = 2;
-        } else if (c < 0x20 || c == 0x7f) {
-            memcpy(esc, "\\u00", 4);
-            esc[4] = hex[c >> 4], esc[5] = hex[c & 15], n = 6;
-        } else {
-            esc[0] = (char)c, n = 1;
-        }
-        if (o + n >= size)
-            break;
-        memcpy(out + o, esc, n);
-        o += n;
-    }
-    out[o] = '\0';
-    return o;
 }

@@ -65,8 +65,9 @@ bool http_parse_content_length(const char *value, uint64_t *out);
 /* A chunk-size line: hex digits, then optional extensions after ';'. */
 bool http_parse_chunk_size(const char *line, uint64_t *out);
 
-/* An X-Request-ID worth echoing: 1..SRV_REQUEST_ID_MAX of [A-Za-z0-9._:-]. */
-bool http_request_id_ok(const char *id);
+/* Why an X-Request-ID is not echoed: NULL when there is none or it is one to echo (1..SRV_REQUEST_ID_MAX
+ * of [A-Za-z0-9._:-]), else "too-long" or "malformed" (never cut or cleaned up into something else). */
+const char *http_request_id_refusal(const char *id);
 
 /* 128 random bits as 32 lowercase hex digits. */
 void http_random_id(char out[33]);
@@ -74,8 +75,5 @@ void http_random_id(char out[33]);
 /* An OperationOutcome with one error issue, as a malloc'd JSON string (NULL
  * on out of memory). */
 char *http_outcome_body(const char *issue_type, const char *message, size_t *len);
-
-/* JSON string escaping into out (always NUL-terminated, truncated to fit). */
-size_t http_json_escape(char *out, size_t size, const char *s);
 
 #endif

@@ -30,14 +30,17 @@
 #include "fhir/profile.h"
 #include "fhir/schema.h"
 #include "gateway/util/config.h"
+#include "gateway/util/log.h"
 #include "gateway/auth/identity.h"
 #include "gateway/http/server.h"
 #include "gateway/store/store.h"
 
 typedef struct rest_app rest_app;
 
-/* Searchset and history pages stop adding entries before this many bytes (config page_max_bytes). */
-#define REST_DEFAULT_PAGE_MAX_BYTES ((size_t)16 * 1024 * 1024)
+/* The defaults of rest_options (rows of gateway/util/limits.h, where each is documented). */
+#define REST_DEFAULT_PAGE_SIZE LIM(page_size_default)
+#define REST_DEFAULT_PAGE_SIZE_MAX LIM(page_size_max)
+#define REST_DEFAULT_PAGE_MAX_BYTES ((size_t)LIM(page_max_bytes))
 
 typedef struct rest_options {
     const fs_schema *schema;      /* NULL = fs_r4() */
@@ -46,13 +49,15 @@ typedef struct rest_options {
     const pf_registry *profiles;  /* NULL = no profiles */
     const char *base_url;         /* "https://127.0.0.1:8443" (no trailing slash); references under it are
                                    * indexed, searched and tagged as the relative ones they name */
-    int page_size_default;
-    int page_size_max;
+    int page_size_default;        /* 0 = REST_DEFAULT_PAGE_SIZE */
+    int page_size_max;            /* 0 = REST_DEFAULT_PAGE_SIZE_MAX */
     size_t page_max_bytes;        /* searchset/history page bytes at most (one entry always fits);
                                    * 0 = REST_DEFAULT_PAGE_MAX_BYTES */
     double rate_per_second;       /* per organisation; 0 = no limit */
     double rate_burst;
     bool log_allowed;             /* record allowed access decisions too (refusals always are) */
+    const lg_logger *log;         /* where access decisions and other events go, one JSON line each (key/value
+                                   * fields: lg_write); NULL = lg_stderr(). Borrowed: it must outlive the app */
     /* referential integrity is on unless this is set: a write whose references name a resource on this server
      * that does not exist, that the writer may not read, or of a type the element does not allow, is 422 */
     bool allow_dangling_references;

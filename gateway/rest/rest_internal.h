@@ -19,9 +19,9 @@
 #include "gateway/rest/route.h"
 #include "gateway/search/search.h"
 
-#define REST_MAX_TAGS 8
-#define REST_MAX_GRANTS 16       /* resources one Task may grant its receiver (for, focus, encounter, inputs) */
-#define REST_MAX_INCLUDED 100 /* included resources per searchset page at most (_include, _revinclude) */
+#define REST_MAX_TAGS LIM(access_tags_max)
+#define REST_MAX_GRANTS LIM(grants_max)       /* resources one Task may grant its receiver (for, focus, encounter, inputs) */
+#define REST_MAX_INCLUDED LIM(included_max) /* included resources per searchset page at most (_include, _revinclude) */
 
 struct rest_app {
     rest_options opt;

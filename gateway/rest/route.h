@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "fhir/schema.h"
+#include "gateway/util/limits.h"
 
 typedef enum rt_interaction {
     RT_UNKNOWN = 0,
@@ -104,7 +105,7 @@ bool rt_valid_id(const char *id, size_t len);
  * by "…" when cut, so a 10,000-character id is not sent back whole (nor
  * logged whole). Writes into out (RT_ECHO_SIZE bytes) and returns it.
  */
-#define RT_ECHO_MAX 64
+#define RT_ECHO_MAX LIM(echo_max)
 #define RT_ECHO_SIZE (RT_ECHO_MAX + sizeof "\u2026")
 const char *rt_echo(const char *s, char out[RT_ECHO_SIZE]);
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fhir/array.h"
 #include "fhir/reference.h"
 #include "gateway/search/search.h"
 
@@ -35,25 +36,39 @@ struct ix_indexer {
 
 static bool default_supported(fs_search_kind k) { return k != FS_SEARCH_COMPOSITE && k != FS_SEARCH_SPECIAL; }
 
+/* Appends n bytes of s to the growing text out (NUL-terminated); false when out of memory. */
+static bool append(char **out, size_t *len, size_t *cap, const char *s, size_t n)
+{
+    if (!fa_reserve(out, cap, *len + n + 1, 1))
+        return false;
+    memcpy(*out + *len, s, n);
+    *len += n;
+    (*out)[*len] = '\0';
+    return true;
+}
+
 char *ix_rewrite_resolve(const char *expression)
 {
     static const char needle[] = "resolve() is ";
-    size_t cap = strlen(expression) * 3 + 64, len = 0;
-    char *out = malloc(cap);
-    if (!out)
-        return NULL;
+    char *out = NULL;
+    size_t len = 0, cap = 0;
+    bool ok = append(&out, &len, &cap, "", 0);
     const char *p = expression;
-    for (;;) {
-        const char *hit = strstr(p, needle);
-        if (!hit) {
-            len += (size_t)snprintf(out + len, cap - len, "%s", p);
-            break;
-        }
+    for (const char *hit; ok && (hit = strstr(p, needle)) != NULL;) {
         const char *type = hit + sizeof needle - 1;
         size_t tlen = strspn(type, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
-        len += (size_t)snprintf(out + len, cap - len, "%.*s(reference.startsWith('%.*s/') or reference.contains('/%.*s/'))",
-                                (int)(hit - p), p, (int)tlen, type, (int)tlen, type);
+        ok = append(&out, &len, &cap, p, (size_t)(hit - p)) &&
+             append(&out, &len, &cap, "(reference.startsWith('", strlen("(reference.startsWith('")) &&
+             append(&out, &len, &cap, type, tlen) &&
+             append(&out, &len, &cap, "/') or reference.contains('/", strlen("/') or reference.contains('/")) &&
+             append(&out, &len, &cap, type, tlen) && append(&out, &len, &cap, "/'))", strlen("/'))"));
         p = type + tlen;
+    }
+    if (ok)
+        ok = append(&out, &len, &cap, p, strlen(p));
+    if (!ok) {
+        free(out);
+        return NULL;
     }
     return out;
 }
@@ -178,14 +193,8 @@ typedef struct ectx {
 static ix_row *new_row(ectx *c, ix_kind kind)
 {
     ix_rows *r = c->out;
-    if (r->count == r->capacity) {
-        size_t cap = r->capacity ? r->capacity * 2 : 32;
-        ix_row *rows = realloc(r->rows, cap * sizeof *rows);
-        if (!rows)
-            return NULL;
-        r->rows = rows;
-        r->capacity = cap;
-    }
+    if (!fa_reserve(&r->rows, &r->capacity, r->count + 1, sizeof *r->rows))
+        return NULL;
     ix_row *row = &r->rows[r->count++];
     memset(row, 0, sizeof *row);
     row->param = c->def->code;
@@ -300,12 +309,15 @@ static void reference_row(ectx *c, const char *ref, size_t len)
 
 static void number_row(ectx *c, ix_kind kind, const char *text, size_t len, uint32_t obj)
 {
-    char buf[64];
-    snprintf(buf, sizeof buf, "%.*s", (int)(len < 63 ? len : 63), text);
-    ix_row *row = new_row(c, kind);
-    if (!row)
+    /* the whole number, however many digits: a cut one would be indexed as another value */
+    char *digits = strndup(text, len);
+    ix_row *row = digits ? new_row(c, kind) : NULL;
+    if (!row) {
+        free(digits);
         return;
-    row->number = strtod(buf, NULL);
+    }
+    row->number = strtod(digits, NULL);
+    free(digits);
     if (kind == IX_QUANTITY && obj != UINT32_MAX) {
         row->system = dup_member(c->doc, obj, "system");
         row->code = dup_member(c->doc, obj, "code");
@@ -388,13 +400,16 @@ static void node_rows(ectx *c, const fp_item *it)
     }
 }
 
-/* Rows for a System value a function produced (strings, booleans, numbers, dates). */
+/* Rows for a System value a function produced (strings, booleans, numbers, dates), whole however long. */
 static void system_rows(ectx *c, const fp_item *it)
 {
-    char buf[128];
-    size_t len = fp_item_text(it, buf, sizeof buf);
-    if (len >= sizeof buf)
-        return;
+    char first[128], *buf = first;
+    size_t len = fp_item_text(it, first, sizeof first);
+    if (len >= sizeof first) { /* too long for the first try: again with room for all of it */
+        if (!(buf = malloc(len + 1)))
+            return;
+        len = fp_item_text(it, buf, len + 1);
+    }
     switch (c->def->kind) {
     case FS_SEARCH_STRING: string_row(c, buf, len); break;
     case FS_SEARCH_TOKEN: token_row(c, NULL, strndup(buf, len)); break;
@@ -402,6 +417,8 @@ static void system_rows(ectx *c, const fp_item *it)
     case FS_SEARCH_REFERENCE: reference_row(c, buf, len); break;
     default: break;
     }
+    if (buf != first)
+        free(buf);
 }
 
 /* [first, end) of the parameters of one resource type (binary search: they are sorted by type). */

@@ -246,11 +246,10 @@ static void note_ignored(sq_query *q, const char *name)
     sprintf(q->ignored + old, "%s%s", old ? ", " : "", name);
 }
 
+/* The parameter's name is the issue's expression, whole (the message names it whole too). */
 static void issue(oo_list *issues, const char *code, const char *name, const char *fmt, const char *detail)
 {
-    char expr[160];
-    snprintf(expr, sizeof expr, "%s", name);
-    oo_add(issues, OO_ERROR, code, expr, 0, 0, fmt, name, detail);
+    oo_add(issues, OO_ERROR, code, name, 0, 0, fmt, name, detail);
 }
 
 /* "a.<ms>.<n>" or "b.<ms>.<n>", as the server's own paging links write it. */

@@ -35,6 +35,7 @@
 
 #include "fhir/outcome.h"
 #include "fhir/schema.h"
+#include "gateway/util/limits.h"
 
 typedef enum sq_prefix { SQ_EQ, SQ_NE, SQ_GT, SQ_LT, SQ_GE, SQ_LE, SQ_SA, SQ_EB, SQ_AP } sq_prefix;
 
@@ -66,7 +67,7 @@ typedef struct sq_value {
     bool missing;      /* :missing=true */
 } sq_value;
 
-#define SQ_MAX_CHAIN 3
+#define SQ_MAX_CHAIN LIM(search_chain_max)
 
 /* One link of a chain: from the resources at hand to the ones the condition is about. */
 typedef struct sq_link {
@@ -85,7 +86,7 @@ typedef struct sq_param {
     size_t value_count;
 } sq_param;
 
-#define SQ_MAX_INCLUDES 8
+#define SQ_MAX_INCLUDES LIM(search_includes_max)
 
 typedef struct sq_include {
     bool reverse;                /* _revinclude: the resources of source_type pointing at the matches */
@@ -115,11 +116,15 @@ typedef struct sq_query {
     char *ignored;               /* "name, name" of parameters not applied, NULL when none */
 } sq_query;
 
+/* The usual sq_limits.max_params and max_values (rows of gateway/util/limits.h). */
+#define SQ_MAX_PARAMS LIM(search_params_max)
+#define SQ_MAX_VALUES LIM(search_values_max)
+
 typedef struct sq_limits {
-    int default_count;
-    int max_count;
-    size_t max_params;  /* AND-ed parameters at most */
-    size_t max_values;  /* OR-ed values per parameter at most */
+    int default_count;  /* page_size_default */
+    int max_count;      /* page_size_max */
+    size_t max_params;  /* AND-ed parameters at most (SQ_MAX_PARAMS) */
+    size_t max_values;  /* OR-ed values per parameter at most (SQ_MAX_VALUES) */
 } sq_limits;
 
 /*

@@ -14,6 +14,7 @@
  */
 #include "gateway/store/store_backend.h"
 
+#include "fhir/array.h"
 #include "fhir/datetime.h"
 
 #include <errno.h>
@@ -24,12 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#define DEFAULT_BUSY_TIMEOUT_MS 5000
-#define DEFAULT_MAX_BATCH 256
-#define DEFAULT_BATCH_WAIT_US 200
-#define DEFAULT_MAX_QUEUE 65536
-#define DEFAULT_MAX_READERS 64
 
 /* A submitted transaction, with room for its results. */
 typedef struct txn {
@@ -108,13 +103,29 @@ const char *st_status_name(st_status status)
     return (unsigned)status < sizeof names / sizeof *names && names[status] ? names[status] : "?";
 }
 
+/*
+ * A message into its fixed buffer (ST_MESSAGE_MAX). One that does not fit is
+ * cut at a character boundary and ends in "...", so that a reader sees that
+ * something is missing rather than a complete-looking shorter sentence.
+ */
+static void format_message(char *out, size_t size, const char *format, va_list ap)
+{
+    int n = vsnprintf(out, size, format, ap);
+    if (n < 0 || (size_t)n < size)
+        return;
+    size_t end = size - sizeof "...";
+    while (end > 0 && ((unsigned char)out[end] & 0xC0) == 0x80)
+        end--; /* out[end] starts the character dropped first */
+    memcpy(out + end, "...", sizeof "...");
+}
+
 void st__error(st_error *err, const char *format, ...)
 {
     if (!err)
         return;
     va_list ap;
     va_start(ap, format);
-    vsnprintf(err->message, sizeof err->message, format, ap);
+    format_message(err->message, sizeof err->message, format, ap);
     va_end(ap);
 }
 
@@ -123,7 +134,7 @@ void st__result_message(st_op_result *res, st_status status, const char *format,
     res->status = status;
     va_list ap;
     va_start(ap, format);
-    vsnprintf(res->message, sizeof res->message, format, ap);
+    format_message(res->message, sizeof res->message, format, ap);
     va_end(ap);
 }
 
@@ -348,14 +359,8 @@ void st_resource_free(st_resource *r)
 
 st_resource *st__list_push(st_list *list, size_t *capacity)
 {
-    if (list->count == *capacity) {
-        size_t grown = *capacity ? *capacity * 2 : 16;
-        st_resource *items = realloc(list->items, grown * sizeof *items);
-        if (!items)
-            return NULL;
-        list->items = items;
-        *capacity = grown;
-    }
+    if (!fa_reserve(&list->items, capacity, list->count + 1, sizeof *list->items))
+        return NULL;
     st_resource *slot = &list->items[list->count++];
     memset(slot, 0, sizeof *slot);
     return slot;
@@ -745,17 +750,17 @@ st_status st_submit_wait(st_store *s, const st_op *ops, size_t op_count, st_op_r
 static void apply_defaults(st_config *c)
 {
     if (!c->busy_timeout_ms)
-        c->busy_timeout_ms = DEFAULT_BUSY_TIMEOUT_MS;
+        c->busy_timeout_ms = LIM(store_busy_timeout_ms);
     if (!c->max_batch)
-        c->max_batch = DEFAULT_MAX_BATCH;
+        c->max_batch = LIM(store_batch_max);
     if (!c->max_queue)
-        c->max_queue = DEFAULT_MAX_QUEUE;
+        c->max_queue = LIM(store_max_queue);
     if (!c->max_readers)
-        c->max_readers = DEFAULT_MAX_READERS;
+        c->max_readers = LIM(store_max_readers);
     if (!c->clock)
         c->clock = real_clock_ms;
     if (c->batch_wait_us == 0)
-        c->batch_wait_us = DEFAULT_BATCH_WAIT_US;
+        c->batch_wait_us = LIM(store_batch_wait_us);
     else if (c->batch_wait_us < 0)
         c->batch_wait_us = 0;
 }

@@ -61,7 +61,10 @@
  * st_submit_wait() or st_close() from them.
  *
  * Errors are values: st_status, with a message in a caller-provided st_error
- * (or in st_op_result.message) for the IO/INTERNAL kinds.
+ * (or in st_op_result.message) for the IO/INTERNAL kinds. A message is at
+ * most store_message_max bytes (gateway/util/limits.h); a longer one (a long
+ * path, a long reason from the database) is cut at a character boundary and
+ * ends in "...".
  */
 #ifndef GATEWAY_STORE_H
 #define GATEWAY_STORE_H
@@ -70,10 +73,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ST_ID_MAX 64            /* FHIR ids: [A-Za-z0-9.-]{1,64} */
-#define ST_TYPE_MAX 64          /* resource type names are shorter */
-#define ST_INSTANT_LEN 25       /* "2024-05-01T12:34:56.789Z" plus NUL */
-#define ST_MESSAGE_MAX 192      /* error messages, truncated */
+#include "gateway/util/limits.h"
+
+#define ST_ID_MAX LIM(id_max)                    /* FHIR ids: [A-Za-z0-9.-]{1,64} */
+#define ST_TYPE_MAX LIM(type_max)                /* resource type names are shorter */
+#define ST_INSTANT_LEN 25                        /* "2024-05-01T12:34:56.789Z" plus NUL */
+#define ST_MESSAGE_MAX (LIM(store_message_max) + 1) /* error messages with their NUL (see st_error) */
 
 typedef enum st_status {
     ST_OK = 0,
@@ -113,13 +118,14 @@ typedef struct st_commit_stats {
     bool ok;               /* false: the COMMIT itself failed; every transaction failed */
 } st_commit_stats;
 
+/* The numbers default (when 0) to the rows of gateway/util/limits.h named in the comments. */
 typedef struct st_config {
     const char *path;          /* SQLite: the database file (created if missing) */
-    unsigned busy_timeout_ms;  /* another process holding the lock; default 5000 */
-    unsigned max_batch;        /* transactions per commit at most; default 256 */
-    int batch_wait_us;         /* group-commit window when writers are concurrent; 0: default 200, <0: none */
-    unsigned max_queue;        /* queued transactions before st_submit says ST_BUSY; default 65536 */
-    unsigned max_readers;      /* read connections at most (readers beyond wait); default 64 */
+    unsigned busy_timeout_ms;  /* another process holding the lock; store_busy_timeout_ms */
+    unsigned max_batch;        /* transactions per commit at most; store_batch_max */
+    int batch_wait_us;         /* group-commit window when writers are concurrent; 0: store_batch_wait_us, <0: none */
+    unsigned max_queue;        /* queued transactions before st_submit says ST_BUSY; store_max_queue */
+    unsigned max_readers;      /* read connections at most (readers beyond wait); store_max_readers */
     bool synchronous_normal;   /* false (default): synchronous=FULL. true only for throwaway data */
     st_clock_fn clock;         /* default: real time */
     void *clock_arg;
@@ -281,7 +287,7 @@ typedef struct st_cursor {
  * _revinclude (reverse): the resources of `type` pointing at the matches
  * through `param` (both required). target_type narrows the target (NULL:
  * any). With iterate the include applies again to what was included, until
- * nothing new comes, the limit is reached or after 4 rounds. Included resources are
+ * nothing new comes, the limit is reached or after include_rounds rounds. Included resources are
  * current, visible as st_query.linked says, and never a match or twice.
  */
 typedef struct st_include {
@@ -302,14 +308,14 @@ typedef struct st_query {
     const st_visibility *linked;       /* resources reached by chains and _has; NULL: no restriction */
     const st_sort *sort;               /* none: _lastUpdated descending */
     size_t sort_count;
-    size_t count;                      /* page size; 0: the total only with want_total, else 50 */
+    size_t count;                      /* page size; 0: the total only with want_total, else page_size_default */
     size_t offset;
     bool want_total;
     int64_t snapshot;                  /* 0: now; else an earlier page's st_list.snapshot (see st_cursor) */
     const st_cursor *cursor;           /* keyset paging; NULL: the first page (after offset) */
     const st_include *includes;        /* applied to the page's matches */
     size_t include_count;
-    size_t max_included;               /* included resources at most (the rest: included_truncated); 0: 100 */
+    size_t max_included;               /* included resources at most (the rest: included_truncated); 0: included_max */
 } st_query;
 
 /* ---- Results -------------------------------------------------------------------- */

@@ -24,6 +24,8 @@
  */
 #include "gateway/store/store_backend.h"
 
+#include "fhir/array.h"
+
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -32,10 +34,9 @@
 #include <string.h>
 
 #define SCHEMA_VERSION 2
-#define DYNAMIC_CACHE_SIZE 32
-#define DEFAULT_PAGE_SIZE 50
-#define CHECKPOINT_PAGES 1000          /* SQLite's own default threshold */
-#define WAL_SIZE_LIMIT (64 << 20)      /* truncate a WAL left larger than this after a checkpoint */
+#define DYNAMIC_CACHE_SIZE LIM(store_statement_cache)
+#define CHECKPOINT_PAGES LIM(store_checkpoint_pages) /* SQLite's own default threshold */
+#define WAL_SIZE_LIMIT LIM(store_wal_size_limit)     /* truncate a WAL left larger than this after a checkpoint */
 
 /* ---- Schema -------------------------------------------------------------------------- */
 
@@ -344,7 +345,7 @@ static conn *conn_open(const st_config *config, bool writer, st_error *err)
     sqlite3_busy_timeout(c->db, (int)config->busy_timeout_ms);
     rc = exec_pragma(c, "PRAGMA synchronous=%s", config->synchronous_normal ? "NORMAL" : "FULL");
     if (rc == SQLITE_OK)
-        rc = exec_pragma(c, "PRAGMA cache_size=-16384"); /* 16 MB */
+        rc = exec_pragma(c, "PRAGMA cache_size=-%d", LIM(store_cache_bytes) / 1024); /* negative: KiB */
     if (rc == SQLITE_OK && !writer)
         rc = exec_pragma(c, "PRAGMA query_only=1");
     if (rc != SQLITE_OK) {
@@ -630,25 +631,10 @@ static void sb_free(sql_builder *b)
     memset(b, 0, sizeof *b);
 }
 
-static bool grow(void **items, size_t *cap, size_t need, size_t size)
-{
-    if (need <= *cap)
-        return true;
-    size_t grown = *cap ? *cap * 2 : 16;
-    while (grown < need)
-        grown *= 2;
-    void *p = realloc(*items, grown * size);
-    if (!p)
-        return false;
-    *items = p;
-    *cap = grown;
-    return true;
-}
-
 static void sb_add(sql_builder *b, const char *text)
 {
     size_t n = strlen(text);
-    if (b->oom || !grow((void **)&b->text, &b->cap, b->len + n + 1, 1)) {
+    if (b->oom || !fa_reserve(&b->text, &b->cap, b->len + n + 1, 1)) {
         b->oom = true;
         return;
     }
@@ -658,7 +644,7 @@ static void sb_add(sql_builder *b, const char *text)
 
 static bound *sb_bind(sql_builder *b)
 {
-    if (b->oom || !grow((void **)&b->binds, &b->bind_cap, b->bind_count + 1, sizeof(bound))) {
+    if (b->oom || !fa_reserve(&b->binds, &b->bind_cap, b->bind_count + 1, sizeof(bound))) {
         b->oom = true;
         return NULL;
     }
@@ -690,7 +676,7 @@ static void sb_real(sql_builder *b, double value)
 /* Keeps text alive until the builder is freed. */
 static const char *sb_own(sql_builder *b, char *text)
 {
-    if (!text || b->oom || !grow((void **)&b->owned, &b->owned_cap, b->owned_count + 1, sizeof(char *))) {
+    if (!text || b->oom || !fa_reserve(&b->owned, &b->owned_cap, b->owned_count + 1, sizeof(char *))) {
         free(text);
         b->oom = true;
         return "";
@@ -1330,7 +1316,7 @@ static st_status read_resource(void *reader, const char *type, const char *id, i
 
 static size_t page_size(size_t count)
 {
-    return count ? count : DEFAULT_PAGE_SIZE;
+    return count ? count : LIM(page_size_default);
 }
 
 /* Runs a prepared dynamic statement with the first bind_count binds of b. */
@@ -1376,8 +1362,8 @@ static void row_keys_free(row_keys *k)
 static bool row_keys_push(row_keys *k, int64_t key, int64_t rid)
 {
     size_t cap = k->cap;
-    if (!grow((void **)&k->keys, &cap, k->count + 1, sizeof *k->keys) ||
-        !grow((void **)&k->rids, &k->cap, k->count + 1, sizeof *k->rids))
+    if (!fa_reserve(&k->keys, &cap, k->count + 1, sizeof *k->keys) ||
+        !fa_reserve(&k->rids, &k->cap, k->count + 1, sizeof *k->rids))
         return false;
     k->keys[k->count] = key;
     k->rids[k->count++] = rid;
@@ -1474,8 +1460,7 @@ static st_status search_page(conn *c, const st_query *q, st_list *out, row_keys 
 
 /* ---- Includes ---- */
 
-#define DEFAULT_MAX_INCLUDED 100
-#define INCLUDE_ROUNDS 4 /* :iterate applies this often at most */
+#define INCLUDE_ROUNDS LIM(include_rounds) /* :iterate applies this often at most */
 
 static void rid_list(sql_builder *b, const int64_t *rids, size_t n)
 {
@@ -1531,7 +1516,7 @@ static st_status include_once(conn *c, const st_query *q, const st_include *inc,
 /* The includes of the page whose match rids are in `rows`, round by round (:iterate), into out->included. */
 static st_status search_includes(conn *c, const st_query *q, st_list *out, row_keys *rows, st_error *err)
 {
-    size_t max = q->max_included ? q->max_included : DEFAULT_MAX_INCLUDED, capacity = 0;
+    size_t max = q->max_included ? q->max_included : LIM(included_max), capacity = 0;
     st_list inc = {0};
     st_status s = ST_OK;
     size_t frontier = 0, end = rows->count; /* rows->rids[frontier..end): what the round starts from */

@@ -10,16 +10,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fhir/array.h"
+
 static bool add_path(file_list *l, const char *path)
 {
-    if (l->count == l->capacity) {
-        size_t cap = l->capacity ? l->capacity * 2 : 256;
-        char **paths = realloc(l->paths, cap * sizeof *paths);
-        if (!paths)
-            return false;
-        l->paths = paths;
-        l->capacity = cap;
-    }
+    if (!fa_reserve(&l->paths, &l->capacity, l->count + 1, sizeof *l->paths))
+        return false;
     l->paths[l->count] = strdup(path);
     return l->paths[l->count++] != NULL;
 }
@@ -32,8 +28,15 @@ static bool is_json_name(const char *name)
     return n > 5 && !strcmp(name + n - 5, ".json");
 }
 
-/* The entries of a directory (no dot files), sorted. */
-static char **sorted_entries(DIR *d, size_t *count)
+static void free_names(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+/* The entries of a directory (no dot files), sorted. False when out of memory (never a partial list). */
+static bool sorted_entries(DIR *d, char ***out, size_t *count)
 {
     char **names = NULL;
     size_t n = 0, cap = 0;
@@ -41,19 +44,17 @@ static char **sorted_entries(DIR *d, size_t *count)
     while ((ent = readdir(d))) {
         if (ent->d_name[0] == '.')
             continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            char **grown = realloc(names, cap * sizeof *names);
-            if (!grown)
-                break;
-            names = grown;
+        if (!fa_reserve(&names, &cap, n + 1, sizeof *names) || !(names[n] = strdup(ent->d_name))) {
+            free_names(names, n);
+            return false;
         }
-        names[n++] = strdup(ent->d_name);
+        n++;
     }
     if (n > 1)
         qsort(names, n, sizeof *names, name_cmp);
+    *out = names;
     *count = n;
-    return names;
+    return true;
 }
 
 static bool collect_dir(file_list *l, const char *dir, const char *who)
@@ -63,13 +64,23 @@ static bool collect_dir(file_list *l, const char *dir, const char *who)
         fprintf(stderr, "%s: cannot open %s: %s\n", who, dir, strerror(errno));
         return false;
     }
-    size_t count;
-    char **names = sorted_entries(d, &count);
+    size_t count = 0;
+    char **names = NULL;
+    bool listed = sorted_entries(d, &names, &count);
     closedir(d);
+    if (!listed) {
+        fprintf(stderr, "%s: %s: out of memory\n", who, dir);
+        return false;
+    }
     bool ok = true;
     for (size_t i = 0; i < count; i++) {
         char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, names[i]) >= sizeof path) {
+            fprintf(stderr, "%s: %s/%s: path longer than %zu bytes\n", who, dir, names[i], sizeof path - 1);
+            ok = false; /* cut, it would name another file */
+            free(names[i]);
+            continue;
+        }
         struct stat st;
         if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
             ok = collect_dir(l, path, who) && ok;
@@ -109,16 +120,11 @@ char *files_read(const char *path, size_t *len)
     char *buf = NULL;
     size_t size = 0, cap = 0;
     for (;;) {
-        if (cap - size < 65536) {
-            cap = cap ? cap * 2 : 131072;
-            char *grown = realloc(buf, cap);
-            if (!grown) {
-                free(buf);
-                fclose(f);
-                errno = ENOMEM;
-                return NULL;
-            }
-            buf = grown;
+        if (cap - size < 65536 && !fa_reserve(&buf, &cap, size + 65536, 1)) {
+            free(buf);
+            fclose(f);
+            errno = ENOMEM;
+            return NULL;
         }
         size_t n = fread(buf + size, 1, cap - size - 1, f);
         size += n;
