@@ -1210,3 +1210,91 @@ Test(rest, transaction_rewrites_references_in_primitive_extensions)
     json_object_put(o);
     rh_response_free(&r);
 }
+
+/* ---- the module graph of gateway/rest (rest_internal.h) ---- */
+
+/* Each module and the modules it may include; context (rest_internal.h), route and the public rest.h are for all. */
+static const struct module_uses {
+    const char *module;
+    const char *uses[8];
+} module_graph[] = {
+    {"rest", {"capability", "handlers", "rest_access", "answer"}},
+    {"handlers", {0}},
+    {"rest_batch", {"handlers", "rest_write", "rest_query", "rest_bundle", "rest_access", "answer"}},
+    {"rest_patch", {"handlers", "rest_write", "rest_query", "rest_access", "answer"}},
+    {"rest_validate", {"handlers", "rest_write", "answer"}},
+    {"rest_search", {"handlers", "rest_query", "rest_bundle", "rest_access", "answer"}},
+    {"rest_read", {"handlers", "rest_access", "answer"}},
+    {"rest_write", {"handlers", "rest_query", "rest_access", "answer"}},
+    {"rest_bundle", {"answer"}},
+    {"rest_query", {"answer"}},
+    {"rest_access", {"answer"}},
+    {"answer", {0}},
+    {"directory", {0}},
+    {"capability", {0}},
+    {"route", {0}},
+    {"context", {0}},
+};
+
+static const struct module_uses *module_named(const char *name)
+{
+    for (size_t i = 0; i < sizeof module_graph / sizeof *module_graph; i++)
+        if (!strcmp(module_graph[i].module, name))
+            return &module_graph[i];
+    return NULL;
+}
+
+/* "rest_write.c" -> "rest_write"; the context's files -> "context". */
+static void module_of(const char *file, char *out, size_t size)
+{
+    snprintf(out, size, "%.*s", (int)strcspn(file, "."), file);
+    if (!strcmp(out, "rest_internal") || !strcmp(out, "rest_context"))
+        snprintf(out, size, "context");
+}
+
+static bool may_use(const char *module, const char *used)
+{
+    const struct module_uses *m = module_named(module);
+    if (!strcmp(used, module) || !strcmp(used, "context") || !strcmp(used, "route") || !strcmp(used, "rest"))
+        return true;
+    for (size_t i = 0; m && i < 8 && m->uses[i]; i++)
+        if (!strcmp(m->uses[i], used))
+            return true;
+    return false;
+}
+
+/* Depth-first: does the declared graph reach `module` again from itself? */
+static bool reaches(const char *from, const char *target, int depth)
+{
+    const struct module_uses *m = module_named(from);
+    for (size_t i = 0; m && depth < 32 && i < 8 && m->uses[i]; i++)
+        if (!strcmp(m->uses[i], target) || reaches(m->uses[i], target, depth + 1))
+            return true;
+    return false;
+}
+
+Test(rest_modules, includes_follow_the_acyclic_module_graph)
+{
+    for (size_t i = 0; i < sizeof module_graph / sizeof *module_graph; i++)
+        cr_expect_not(reaches(module_graph[i].module, module_graph[i].module, 0), "%s is on a cycle",
+                      module_graph[i].module);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "cd '%s/../gateway/rest' && grep -H '^#include \"gateway/rest/' *.c *.h", TESTS_DIR);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    char line[512];
+    size_t checked = 0;
+    while (fgets(line, sizeof line, p)) {
+        char file[128], header[128], module[128], used[128];
+        if (sscanf(line, "%127[^:]:#include \"gateway/rest/%127[^\"]\"", file, header) != 2)
+            continue;
+        module_of(file, module, sizeof module);
+        module_of(header, used, sizeof used);
+        cr_expect_not_null(module_named(module), "%s: a module the graph does not list", file);
+        cr_expect(may_use(module, used), "%s includes %s: %s may not use %s (rest_internal.h)", file, header, module,
+                  used);
+        checked++;
+    }
+    pclose(p);
+    cr_expect_gt(checked, 20);
+}

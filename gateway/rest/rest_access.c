@@ -31,7 +31,8 @@
 
 #include "fhir/reference.h"
 #include "fhir/walk.h"
-#include "gateway/rest/rest_internal.h"
+#include "gateway/rest/answer.h"
+#include "gateway/rest/rest_access.h"
 
 #define URA_SYSTEM "http://fhir.nl/fhir/NamingSystem/ura"
 
@@ -82,13 +83,6 @@ az_decision rest_decide(rq *q, az_action action, const char *type, const st_reso
                                        : "no access to this type";
     rest_record_decision(q, action, type, d, d == AZ_ALLOW ? 200 : d == AZ_HIDDEN ? 404 : 403, why, where);
     return d;
-}
-
-void rest_answer_not_known(rq *q, const char *type, const char *id, const char *version)
-{
-    /* one text for "does not exist", "no such version" and "not yours", so nothing leaks */
-    rq_respond_outcome(q, 404, OO_ERROR, OO_NOT_FOUND, NULL, "%s/%s%s%s is not known", type, id,
-                       version && *version ? "/_history/" : "", version ? version : "");
 }
 
 bool rest_may(rq *q, const st_resource *r, az_action action)

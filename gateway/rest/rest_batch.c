@@ -1,5 +1,5 @@
 /*
- * gateway/rest/rest_batch.c — batch and transaction Bundles (see rest.h).
+ * gateway/rest/rest_batch.c — batch and transaction Bundles (see handlers.h).
  *
  * A transaction is one store transaction: every write entry becomes an
  * st_op of a single st_submit, so all commit or none does. It is processed
@@ -31,7 +31,12 @@
 
 #include "fhir/reference.h"
 #include "fhir/walk.h"
-#include "gateway/rest/rest_internal.h"
+#include "gateway/rest/answer.h"
+#include "gateway/rest/handlers.h"
+#include "gateway/rest/rest_access.h"
+#include "gateway/rest/rest_bundle.h"
+#include "gateway/rest/rest_query.h"
+#include "gateway/rest/rest_write.h"
 
 /* ---- the state of one Bundle ---- */
 

@@ -1,12 +1,16 @@
 /*
  * gateway/rest/rest_search.c — search and history: the interactions that answer
- * with a searchset or history Bundle (see rest.h).
+ * with a searchset or history Bundle (see handlers.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/rest/rest_internal.h"
+#include "gateway/rest/answer.h"
+#include "gateway/rest/handlers.h"
+#include "gateway/rest/rest_access.h"
+#include "gateway/rest/rest_bundle.h"
+#include "gateway/rest/rest_query.h"
 
 /* ---- search ---- */
 
