@@ -963,6 +963,40 @@ Test(rest, smaller_client_expectations)
     rh_response_free(&r);
 }
 
+/* Every operation the CapabilityStatement lists is dispatched; any other name, at any level, is 404. */
+Test(rest, operations_listed_are_the_operations_dispatched)
+{
+    rh_response r = rh_request("hospital-a", "GET", "/metadata", NULL, NULL);
+    cr_assert_eq(r.status, 200);
+    json_object *cs = rh_json(&r);
+    json_object *rest = json_object_array_get_idx(json_object_object_get(cs, "rest"), 0);
+    cr_expect_null(json_object_object_get(rest, "operation"), "no system-level operation is implemented");
+    json_object *resources = json_object_object_get(rest, "resource");
+    size_t listed = 0;
+    for (size_t i = 0; i < json_object_array_length(resources); i++) {
+        json_object *res = json_object_array_get_idx(resources, i);
+        json_object *ops = json_object_object_get(res, "operation");
+        for (size_t k = 0; ops && k < json_object_array_length(ops); k++, listed++)
+            cr_expect_str_eq(rh_str(json_object_array_get_idx(ops, k), "name"), "validate");
+    }
+    cr_expect_gt(listed, 100, "every resource type lists $validate");
+    json_object_put(cs);
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "POST", "/Patient/$validate", PATIENT, NULL);
+    cr_expect_eq(r.status, 200, "%s", r.body);
+    rh_response_free(&r);
+    /* unknown operations, wherever they are asked for */
+    const char *const unknown[] = {"/Patient/$everything", "/Patient/p1/$everything", "/$gzsp-check", "/Task/$validat"};
+    for (size_t i = 0; i < sizeof unknown / sizeof *unknown; i++) {
+        r = rh_request("hospital-a", "POST", unknown[i], PATIENT, NULL);
+        rh_expect_outcome(&r, 404, "not-supported");
+        json_object *o = rh_json(&r);
+        cr_expect_not_null(strstr(rh_str(o, "issue.0.diagnostics"), "is not supported"), "%s", r.body);
+        json_object_put(o);
+        rh_response_free(&r);
+    }
+}
+
 /* ---- transactions as hospitals send them (issue 7, defects 2-4) ---- */
 
 /* A discharge transfer: Patient (conditional on its BSN), Encounter and Task referring to it by urn:uuid. */
@@ -1218,7 +1252,8 @@ static const struct module_uses {
     const char *module;
     const char *uses[8];
 } module_graph[] = {
-    {"rest", {"capability", "handlers", "rest_access", "answer"}},
+    {"rest", {"operations", "capability", "rest_access", "answer"}},
+    {"operations", {"handlers", "capability", "answer"}},
     {"handlers", {0}},
     {"rest_batch", {"handlers", "rest_write", "rest_query", "rest_bundle", "rest_access", "answer"}},
     {"rest_patch", {"handlers", "rest_write", "rest_query", "rest_access", "answer"}},

@@ -44,6 +44,9 @@ Test(route, interactions)
         {"POST", "", RT_BATCH, NULL, "", "", ""},
         {"POST", "/CarePlan/$validate", RT_OPERATION, "CarePlan", "", "", "validate"},
         {"POST", "/CarePlan/cp-1/$validate", RT_OPERATION, "CarePlan", "cp-1", "", "validate"},
+        /* any name is routed, at every level: the REST layer's table says which exist */
+        {"POST", "/$gzsp-check", RT_OPERATION, NULL, "", "", "gzsp-check"},
+        {"GET", "/Task/t1/$handover", RT_OPERATION, "Task", "t1", "", "handover"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         rt_route r = route(cases[i].method, cases[i].path);

@@ -1,12 +1,12 @@
 /*
- * gateway/rest/handlers.h — the handlers rest.c dispatches to, each
- * implemented by the module named with it.
+ * gateway/rest/handlers.h — the handlers the operations table dispatches to
+ * (operations.c), each implemented by the module named with it.
  *
  * A handler answers the request or hands it on. It returns true when q was
  * handed on: to the store (the commit callback answers and frees q) or to a
  * streamed answer (its release frees q); false when it has answered and the
- * caller frees q with rq_finish. The type-level authorisation has been
- * checked before a handler runs.
+ * caller frees q with rq_finish. The type-level authorisation of the table
+ * row has been checked before a handler runs.
  */
 #ifndef GATEWAY_REST_HANDLERS_H
 #define GATEWAY_REST_HANDLERS_H

@@ -10,7 +10,7 @@
 
 #include "gateway/rest/answer.h"
 #include "gateway/rest/capability.h"
-#include "gateway/rest/handlers.h"
+#include "gateway/rest/operations.h"
 #include "gateway/rest/rest_access.h"
 
 /* ---- the app ---- */
@@ -74,8 +74,13 @@ static bool build_capability(rest_app *app)
     char start[ST_INSTANT_LEN];
     st_format_instant(rest_now_ms(app), start);
     cap_info info = {"0.1.0", app->opt.base_url, start, rest_search_kind_supported, NULL, NULL, 0,
-                     !app->opt.allow_dangling_references};
+                     !app->opt.allow_dangling_references, NULL, 0};
+    cap_row *rows = rest_capability_rows(&info.row_count);
+    if (!rows)
+        return false;
+    info.rows = rows; /* what the operations table dispatches, nothing else */
     json_object *cs = cap_build(app->schema, &info);
+    free(rows);
     const char *text = json_object_to_json_string_ext(cs, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     app->capability_len = strlen(text);
     app->capability = strdup(text);
@@ -172,23 +177,6 @@ static bool within_rate(rq *q)
 
 /* ---- dispatch ---- */
 
-static az_action action_of(rt_interaction i)
-{
-    switch (i) {
-    case RT_READ:
-    case RT_VREAD: return AZ_READ;
-    case RT_SEARCH: return AZ_SEARCH;
-    case RT_HISTORY_INSTANCE:
-    case RT_HISTORY_TYPE:
-    case RT_HISTORY_SYSTEM: return AZ_HISTORY;
-    case RT_CREATE: return AZ_CREATE;
-    case RT_UPDATE: return AZ_UPDATE;
-    case RT_DELETE: return AZ_DELETE;
-    case RT_PATCH: return AZ_UPDATE;
-    default: return AZ_VALIDATE;
-    }
-}
-
 static bool negotiate(rq *q)
 {
     const char *query = srv_req_query(q->req);
@@ -209,39 +197,21 @@ static bool negotiate(rq *q)
     return false;
 }
 
-/* Returns true when q was handed on: to the store (the commit callback frees it) or to a streamed
- * answer (its release frees it). */
-static bool dispatch(rq *q)
+/*
+ * The check by type that comes before the handler (403 for a type the caller
+ * may not use at all). A typed route no row answers (an unknown operation, a
+ * method the path does not take) is checked as the mildest action, validate,
+ * so such a type still answers 403 before 404 or 405; false after answering.
+ */
+static bool type_allowed(rq *q, const rest_op *row)
 {
-    switch (q->route.interaction) {
-    case RT_CAPABILITIES: return rest_capabilities(q);
-    case RT_READ:
-    case RT_VREAD: return rest_read(q);
-    case RT_CREATE: return rest_create(q);
-    case RT_UPDATE: return rest_update(q);
-    case RT_DELETE: return rest_delete(q);
-    case RT_PATCH: return rest_patch(q);
-    case RT_SEARCH: return rest_search(q);
-    case RT_HISTORY_INSTANCE:
-    case RT_HISTORY_TYPE:
-    case RT_HISTORY_SYSTEM: return rest_history(q);
-    case RT_BATCH: return rest_batch(q);
-    case RT_OPERATION:
-        if (!strcmp(q->route.operation, "validate"))
-            return rest_validate_op(q);
-        rq_respond_outcome(q, 404, OO_ERROR, OO_NOT_SUPPORTED, NULL, "operation $%s is not supported",
-                           q->route.operation);
-        return false;
-    default: break;
-    }
-    int status = q->route.error_status ? q->route.error_status : 404;
-    if (status == 405 && q->route.allow)
-        srv_set_header(q->req, "Allow", q->route.allow);
-    char method[RT_ECHO_SIZE], path[RT_ECHO_SIZE]; /* a 10,000-character id is not echoed whole */
-    rq_respond_outcome(q, status, OO_ERROR,
-                       status == 405 ? OO_NOT_SUPPORTED : status == 400 ? "invalid" : OO_NOT_FOUND, NULL, "%s %s: %s",
-                       rt_echo(srv_req_method(q->req), method), rt_echo(srv_req_path(q->req), path),
-                       q->route.error ? q->route.error : "not found");
+    if (!q->route.type || (row && row->access != REST_ACCESS_TYPE))
+        return true;
+    az_decision d = rest_decide(q, row ? row->action : AZ_VALIDATE, q->route.type->name, NULL, NULL);
+    if (d == AZ_ALLOW)
+        return true;
+    rq_respond_outcome(q, 403, OO_ERROR, "forbidden", NULL, "this organisation has no access to %s resources",
+                       q->route.type->name);
     return false;
 }
 
@@ -261,17 +231,13 @@ void rest_handle(srv_request *req, void *arg)
         rq_finish(q);
         return;
     }
-    if (q->route.type) {
-        az_decision d = rest_decide(q, action_of(q->route.interaction), q->route.type->name, NULL, NULL);
-        if (d != AZ_ALLOW) {
-            rq_respond_outcome(q, 403, OO_ERROR, "forbidden", NULL, "this organisation has no access to %s resources",
-                               q->route.type->name);
-            rq_finish(q);
-            return;
-        }
+    const rest_op *row = rest_op_for(&q->route);
+    if (!type_allowed(q, row)) {
+        rq_finish(q);
+        return;
     }
     /* a write handed to the store is answered and freed by its commit callback, maybe already now;
      * a streamed page frees q when the stream is released */
-    if (!dispatch(q))
+    if (!rest_dispatch(q, row))
         rq_finish(q);
 }

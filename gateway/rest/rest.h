@@ -7,9 +7,10 @@
  *      no registered organisation is behind it) and applies its rate limit
  *      (429 with Retry-After);
  *   2. routes the URL (400/404/405) and negotiates the format (406);
- *   3. checks authorisation by type (403), then dispatches:
- *      read, vread, create, update, delete, history, search, batch and
- *      transaction Bundles, $validate, and /metadata;
+ *   3. finds the request's row in the operations table (operations.h),
+ *      checks authorisation by type (403), then dispatches through it:
+ *      read, vread, create, update, delete, patch, history, search, batch
+ *      and transaction Bundles, $validate, and /metadata;
  *   4. answers with FHIR JSON, ETag, Last-Modified, Location, and an
  *      OperationOutcome on every error.
  * Reads are answered on the worker thread; writes are validated and indexed

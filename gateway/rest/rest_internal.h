@@ -8,9 +8,10 @@
  * includes only the headers of the modules below it, and tests/test_rest.c
  * checks the includes against this list.
  *
- *   rest.c          the entry point: identity, rate limit, format, type-level authorisation, dispatch
- *     -> handlers (rest_read, rest_write, rest_patch, rest_search, rest_batch, rest_validate),
- *        capability, rest_access, answer
+ *   rest.c          the entry point: identity, rate limit, format, type-level authorisation
+ *     -> operations, capability, rest_access, answer
+ *   operations      the table of interactions and $operations, and dispatch through it
+ *     -> handlers (rest_read, rest_write, rest_patch, rest_search, rest_batch, rest_validate), answer
  *   rest_batch      batch and transaction Bundles
  *     -> rest_write, rest_query, rest_bundle, rest_access, answer
  *   rest_patch      PATCH -> rest_write, rest_query, rest_access, answer
@@ -26,8 +27,8 @@
  *   rest_context    (this header) -> route
  *   route, capability: pure, no state (route.h, capability.h)
  *
- * handlers.h declares the handlers rest.c dispatches to; each is implemented
- * by the module listed with it there.
+ * handlers.h declares what the operations table names; each handler is
+ * implemented by the module listed with it there.
  */
 #ifndef GATEWAY_REST_INTERNAL_H
 #define GATEWAY_REST_INTERNAL_H

@@ -69,11 +69,6 @@ static void choose_profile(rq *q, const char *url, fv_options *opts, oo_list *is
 
 bool rest_validate_op(rq *q)
 {
-    if (strcmp(srv_req_method(q->req), "POST")) {
-        srv_set_header(q->req, "Allow", "POST");
-        rq_respond_outcome(q, 405, OO_ERROR, OO_NOT_SUPPORTED, NULL, "$validate takes POST");
-        return false;
-    }
     const unsigned char *body;
     size_t len;
     if (!rest_json_body(q, &body, &len))

@@ -98,6 +98,14 @@ static bool copy_id(char dst[65], const char *src, size_t len)
     return true;
 }
 
+static void set_operation(rt_route *r, const char *seg, size_t len)
+{
+    size_t n = len - 1 < sizeof r->operation - 1 ? len - 1 : sizeof r->operation - 1;
+    memcpy(r->operation, seg + 1, n);
+    r->operation[n] = '\0';
+    r->interaction = RT_OPERATION;
+}
+
 static void system_level(rt_route *r, const char *method, const char *seg[], size_t len[], size_t n)
 {
     bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
@@ -116,17 +124,11 @@ static void system_level(rt_route *r, const char *method, const char *seg[], siz
             r->interaction = RT_HISTORY_SYSTEM;
         else
             not_allowed(r, "GET", "_history accepts GET");
+    } else if (n == 1 && seg[0][0] == '$') {
+        set_operation(r, seg[0], len[0]); /* a system-level operation (the operations table says which exist) */
     } else {
         fail(r, 404, "unknown resource type");
     }
-}
-
-static void set_operation(rt_route *r, const char *seg, size_t len)
-{
-    size_t n = len - 1 < sizeof r->operation - 1 ? len - 1 : sizeof r->operation - 1;
-    memcpy(r->operation, seg + 1, n);
-    r->operation[n] = '\0';
-    r->interaction = RT_OPERATION;
 }
 
 /* /Type, /Type/_search, /Type/_history, /Type/$op */
