@@ -997,6 +997,56 @@ Test(rest, operations_listed_are_the_operations_dispatched)
     }
 }
 
+/* Issue 9: nothing the client sent is cut to a buffer: a long Bundle request.url works whole, its location is
+ * whole, and what an error quotes is cut visibly. */
+Test(rest, long_values_are_used_whole_or_refused)
+{
+    char value[701], body[2400];
+    memset(value, '7', 700);
+    value[700] = '\0';
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":[{\"resource\":{\"resourceType\":"
+             "\"Patient\",\"identifier\":[{\"system\":\"http://example.org/mrn\",\"value\":\"%s\"}]},\"request\":{"
+             "\"method\":\"PUT\",\"url\":\"Patient?identifier=http://example.org/mrn|%s\"}}]}",
+             value, value);
+    char location[2][300];
+    for (int round = 0; round < 2; round++) { /* creates, then finds what it created by the same long url */
+        rh_response r = rh_request("hospital-a", "POST", "/", body, NULL);
+        cr_assert_eq(r.status, 200, "%s", r.body);
+        json_object *o = rh_json(&r);
+        cr_expect_str_eq(rh_str(o, "entry.0.response.status"), round ? "200 OK" : "201 Created", "%s", r.body);
+        snprintf(location[round], sizeof location[round], "%s", rh_str(o, "entry.0.response.location"));
+        json_object_put(o);
+        rh_response_free(&r);
+    }
+    cr_expect_eq(strncmp(location[0], "https://127.0.0.1/Patient/", 26), 0, "%s", location[0]);
+    cr_expect_eq(strncmp(location[0], location[1], strlen(location[0]) - 2), 0, "the same Patient");
+    /* an entry that fails quotes at most RT_ECHO_MAX bytes of its url, cut visibly */
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"Bundle\",\"type\":\"batch\",\"entry\":[{\"request\":{\"method\":\"GET\",\"url\":"
+             "\"Patient/%s/$everything\"}}]}",
+             value);
+    rh_response r = rh_request("hospital-a", "POST", "/", body, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_object *o = rh_json(&r);
+    const char *why = rh_str(o, "entry.0.response.outcome.issue.0.diagnostics");
+    cr_assert_not_null(why, "%s", r.body);
+    cr_expect_not_null(strstr(why, "\u2026"), "%s", why);
+    cr_expect_lt(strlen(why), 300, "%s", why);
+    json_object_put(o);
+    rh_response_free(&r);
+    /* history paging parameters that are not numbers are refused, not read as 0 */
+    r = rh_request("hospital-a", "GET", "/Patient/_history?_count=ten", NULL, NULL);
+    rh_expect_outcome(&r, 400, "invalid");
+    o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "issue.0.expression.0"), "_count");
+    json_object_put(o);
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "GET", "/_history?_getpagesoffset=2000000", NULL, NULL);
+    cr_expect_eq(r.status, 200, "an offset past the end is an empty page: %s", r.body);
+    rh_response_free(&r);
+}
+
 /* ---- transactions as hospitals send them (issue 7, defects 2-4) ---- */
 
 /* A discharge transfer: Patient (conditional on its BSN), Encounter and Task referring to it by urn:uuid. */

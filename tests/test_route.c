@@ -62,6 +62,20 @@ Test(route, interactions)
     }
 }
 
+/* Issue 9: an operation name too long to keep is kept cut, visibly, and so matches no operation. */
+Test(route, a_long_operation_name_is_cut_visibly)
+{
+    char path[200] = "/Patient/$";
+    memset(path + 10, 'o', 150);
+    path[160] = '\0';
+    rt_route r = route("POST", path);
+    cr_expect_eq(r.interaction, RT_OPERATION);
+    cr_expect_lt(strlen(r.operation), sizeof r.operation);
+    cr_expect_not_null(strstr(r.operation, "\u2026"), "%s", r.operation);
+    r = route("POST", "/Patient/$validate");
+    cr_expect_str_eq(r.operation, "validate");
+}
+
 Test(route, errors_carry_their_status)
 {
     struct {

@@ -66,17 +66,22 @@ void rq_respond_outcome(rq *q, int status, oo_severity sev, const char *code, co
 void rq_set_version_headers(rq *q, const char *type, const char *id, int64_t version, int64_t last_updated_ms,
                             bool location)
 {
-    char buf[640];
-    snprintf(buf, sizeof buf, "W/\"%lld\"", (long long)version);
-    srv_set_header(q->req, "ETag", buf);
+    char etag[32];
+    snprintf(etag, sizeof etag, "W/\"%lld\"", (long long)version);
+    srv_set_header(q->req, "ETag", etag);
     char date[30];
     st_format_http_date(last_updated_ms, date);
     srv_set_header(q->req, "Last-Modified", date);
-    if (location) {
-        snprintf(buf, sizeof buf, "%s/%s/%s/_history/%lld", q->app->opt.base_url, type, id, (long long)version);
-        srv_set_header(q->req, "Location", buf);
-        srv_set_header(q->req, "Content-Location", buf);
+    if (!location)
+        return;
+    /* built to its length: a long base_url (config) must not cut the URL a client follows */
+    fj_buf url = {0};
+    fj_buf_printf(&url, "%s/%s/%s/_history/%lld", q->app->opt.base_url, type, id, (long long)version);
+    if (url.data && !url.failed) {
+        srv_set_header(q->req, "Location", url.data);
+        srv_set_header(q->req, "Content-Location", url.data);
     }
+    fj_buf_free(&url);
 }
 
 void rest_answer_not_known(rq *q, const char *type, const char *id, const char *version)

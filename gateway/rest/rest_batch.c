@@ -50,8 +50,8 @@ typedef struct ref_name {
 typedef struct bentry {
     int index;             /* in the client's Bundle */
     uint32_t entry;        /* node of the entry */
-    char method[8];
-    char url[512];
+    char method[8];        /* GET, HEAD, POST, PUT, DELETE, PATCH; a longer one is refused, never cut */
+    char *url;             /* request.url, whole (owned) */
     const char *query;     /* after '?' in url, or NULL */
     rt_route route;
     const fs_type *type;
@@ -63,7 +63,7 @@ typedef struct bentry {
     rest_write w;
     /* the answer for this entry */
     int status;
-    char location[640];
+    char *location;        /* base/Type/id/_history/version of a write (owned) */
     char etag[32];
     char last_modified[ST_INSTANT_LEN];
     char *outcome;         /* OperationOutcome JSON for a failed or informational entry */
@@ -96,6 +96,8 @@ static void batch_free(batch *b)
 {
     for (size_t i = 0; i < b->count; i++) {
         rest_write_free(&b->entries[i].w);
+        free(b->entries[i].url);
+        free(b->entries[i].location);
         free(b->entries[i].outcome);
         free(b->entries[i].resource);
     }
@@ -126,15 +128,24 @@ static void entry_fail_issues(bentry *e, int status, const oo_list *issues)
     e->status = status;
 }
 
-static void entry_fail(bentry *e, int status, const char *code, const char *fmt, const char *detail)
+/* The entry failed (or answered informationally, status < 400) with one issue at Bundle.entry[i]
+ * (member: further in, "request.method"). detail is quoted as an error message quotes what the client sent:
+ * at most RT_ECHO_MAX bytes (route.h). */
+static void entry_fail_at(bentry *e, int status, const char *code, const char *member, const char *fmt,
+                          const char *detail)
 {
     oo_list issues;
     oo_list_init(&issues, 0);
-    char expr[64];
-    snprintf(expr, sizeof expr, "Bundle.entry[%d]", e->index);
-    oo_add(&issues, status < 400 ? OO_INFORMATION : OO_ERROR, code, expr, 0, 0, fmt, detail);
+    char expr[96], quoted[RT_ECHO_SIZE];
+    snprintf(expr, sizeof expr, "Bundle.entry[%d]%s%s", e->index, member ? "." : "", member ? member : "");
+    oo_add(&issues, status < 400 ? OO_INFORMATION : OO_ERROR, code, expr, 0, 0, fmt, rt_echo(detail, quoted));
     entry_fail_issues(e, status, &issues);
     oo_list_free(&issues);
+}
+
+static void entry_fail(bentry *e, int status, const char *code, const char *fmt, const char *detail)
+{
+    entry_fail_at(e, status, code, NULL, fmt, detail);
 }
 
 /* ---- names: urn:uuid: fullUrls and conditional references ---- */
@@ -318,8 +329,9 @@ static bool resolve_conditional_reference(batch *b, bentry *e, uint32_t node)
     else if (!status)
         status = 412;
     if (status) {
-        char what[300];
-        snprintf(what, sizeof what, "%.*s", (int)(len < 200 ? len : 200), s);
+        char *text = strndup(s, len), what[RT_ECHO_SIZE];
+        rt_echo(text ? text : "", what); /* quoted as messages quote the request: at most RT_ECHO_MAX bytes */
+        free(text);
         if (!issues.count)
             oo_add(&issues, OO_ERROR, status == 412 ? "multiple-matches" : "invalid", NULL, 0, 0,
                    "the conditional reference %s matches %s", what,
@@ -372,17 +384,28 @@ static bool read_request(batch *b, bentry *e)
         entry_fail(e, 400, "required", "%s", "the entry needs request.method and request.url");
         return false;
     }
-    snprintf(e->method, sizeof e->method, "%.*s", (int)d->nodes[m].len, fj_str(d, m));
-    if (d->nodes[u].len >= sizeof e->url) {
-        entry_fail(e, 400, OO_TOO_LONG, "%s", "request.url is longer than 511 characters");
+    e->url = strndup(fj_str(d, u), d->nodes[u].len);
+    char *path = e->url ? malloc(strlen(e->url) + 2) : NULL;
+    if (!path) {
+        entry_fail(e, 503, "transient", "%s", "out of memory");
         return false;
     }
-    snprintf(e->url, sizeof e->url, "%.*s", (int)d->nodes[u].len, fj_str(d, u));
-    char path[520];
+    if (d->nodes[m].len >= sizeof e->method) {
+        char *method = strndup(fj_str(d, m), d->nodes[m].len);
+        entry_fail_at(e, 400, "invalid", "request.method", "request.method %s is not an HTTP method FHIR uses",
+                      method ? method : "");
+        free(method);
+        free(path);
+        return false;
+    }
+    snprintf(e->method, sizeof e->method, "%.*s", (int)d->nodes[m].len, fj_str(d, m));
     size_t plen = strcspn(e->url, "?");
-    snprintf(path, sizeof path, "/%.*s", (int)plen, e->url);
+    path[0] = '/';
+    memcpy(path + 1, e->url, plen);
+    path[plen + 1] = '\0';
     e->query = e->url[plen] == '?' ? e->url + plen + 1 : NULL;
     rt_parse(b->q->app->schema, e->method, path, &e->route);
+    free(path);
     rt_interaction i = e->route.interaction;
     bool conditional = (i == RT_UPDATE || i == RT_DELETE) && !e->route.id[0];
     bool ok = i == RT_READ || i == RT_VREAD || i == RT_CREATE || i == RT_UPDATE || i == RT_DELETE;
@@ -653,8 +676,11 @@ static void record_write_result(batch *b, bentry *e, const st_op_result *r)
     bool created = e->w.op.kind == ST_OP_CREATE ? r->status == ST_OK : r->created;
     e->status = e->w.op.kind == ST_OP_DELETE ? 204 : created ? 201 : 200;
     const char *id = r->status == ST_EXISTS ? r->id : e->w.id;
-    snprintf(e->location, sizeof e->location, "%s/%s/%s/_history/%lld", q->app->opt.base_url, e->type->name, id,
-             (long long)r->version);
+    fj_buf location = {0};
+    fj_buf_printf(&location, "%s/%s/%s/_history/%lld", q->app->opt.base_url, e->type->name, id,
+                  (long long)r->version);
+    free(e->location);
+    e->location = fj_buf_take(&location, NULL);
     snprintf(e->etag, sizeof e->etag, "W/\\\"%lld\\\"", (long long)r->version);
     snprintf(e->last_modified, sizeof e->last_modified, "%s", r->last_updated);
     if (q->prefer == RT_RETURN_REPRESENTATION && r->status == ST_OK && e->w.stored) {
@@ -679,8 +705,10 @@ static void respond_entries(batch *b)
             fj_buf_puts(&out, ",");
         }
         fj_buf_printf(&out, "\"response\":{\"status\":\"%d %s\"", e->status, srv_status_reason(e->status));
-        if (e->location[0])
-            fj_buf_printf(&out, ",\"location\":\"%s\"", e->location);
+        if (e->location) {
+            fj_buf_puts(&out, ",\"location\":");
+            fj_buf_string(&out, e->location, strlen(e->location));
+        }
         if (e->etag[0])
             fj_buf_printf(&out, ",\"etag\":\"%s\",\"lastModified\":\"%s\"", e->etag, e->last_modified);
         if (e->outcome)
@@ -706,9 +734,10 @@ static void transaction_done(void *arg, const st_txn_result *result)
         const char *why = r->status == ST_VERSION_CONFLICT ? "the version is not the one ifMatch names"
                           : r->message[0]                  ? r->message
                                                            : st_status_name(r->status);
+        char url[RT_ECHO_SIZE];
         rq_respond_outcome(q, rest_status_of(r->status), OO_ERROR, rest_code_of(r->status), expr,
                            "the transaction was rolled back: entry %d (%s %s) failed: %s", failed ? failed->index : -1,
-                           failed ? failed->method : "", failed ? failed->url : "", why);
+                           failed ? failed->method : "", rt_echo(failed ? failed->url : NULL, url), why);
     } else {
         for (size_t op = 0; op < b->op_count; op++)
             record_write_result(b, b->op_entries[op], &result->ops[op]);
@@ -733,8 +762,12 @@ static void transaction_refuse(batch *b, const bentry *e)
     json_object *issue = oo ? json_object_array_get_idx(json_object_object_get(oo, "issue"), 0) : NULL;
     const char *msg = issue ? json_object_get_string(json_object_object_get(issue, "diagnostics")) : "failed";
     const char *code = issue ? json_object_get_string(json_object_object_get(issue, "code")) : "processing";
-    oo_add(&issues, OO_ERROR, code, expr, 0, 0, "the transaction was not applied: entry %d (%s %s): %s", e->index,
-           e->method, e->url, msg);
+    /* where inside the entry, when the entry's own issue says (request.method, resource.gender, ...) */
+    json_object *where = issue ? json_object_object_get(issue, "expression") : NULL;
+    json_object *at = json_object_is_type(where, json_type_array) ? json_object_array_get_idx(where, 0) : NULL;
+    char url[RT_ECHO_SIZE];
+    oo_add(&issues, OO_ERROR, code, at ? json_object_get_string(at) : expr, 0, 0,
+           "the transaction was not applied: entry %d (%s %s): %s", e->index, e->method, rt_echo(e->url, url), msg);
     rq_respond_issues(q, e->status >= 400 ? e->status : 400, &issues);
     json_object_put(oo);
     oo_list_free(&issues);

@@ -59,15 +59,15 @@ void rest_new_id(char out[ST_ID_MAX + 1])
     uuid_unparse_lower(u, out);
 }
 
-size_t rest_own_base_length(const char *base, const char *ref)
+size_t rest_own_base_length(const char *base, const char *ref, size_t len)
 {
     size_t n = base ? strlen(base) : 0;
     while (n && base[n - 1] == '/')
         n--;
-    return n && ref && !strncmp(ref, base, n) && ref[n] == '/' ? n + 1 : 0;
+    return n && ref && len > n && !memcmp(ref, base, n) && ref[n] == '/' ? n + 1 : 0;
 }
 
 bool rest_foreign_url(const char *base, const char *ref)
 {
-    return ref && strstr(ref, "://") && !rest_own_base_length(base, ref);
+    return ref && strstr(ref, "://") && !rest_own_base_length(base, ref, strlen(ref));
 }

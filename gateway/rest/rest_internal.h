@@ -48,9 +48,13 @@
 #include "gateway/rest/route.h"
 #include "gateway/search/search.h"
 
-#define REST_MAX_TAGS 8
-#define REST_MAX_GRANTS 16       /* resources one Task may grant its receiver (for, focus, encounter, inputs) */
-#define REST_MAX_INCLUDED 100 /* included resources per searchset page at most (_include, _revinclude) */
+/* Limits of the REST layer. Each says what happens past it: nothing is cut silently. */
+#define REST_MAX_TAGS 8       /* organisations one resource may be addressed to (access tags); a write naming a
+                               * ninth is refused: 422 too-long at the addressing element (rest_access.c) */
+#define REST_MAX_GRANTS 16    /* resources one Task may grant its receiver (for, focus, encounter, inputs); a
+                               * seventeenth is refused: 422 too-long at the granting element (rest_access.c) */
+#define REST_MAX_INCLUDED 100 /* included resources per searchset page at most (_include, _revinclude); the
+                               * rest are left out and a warning outcome entry says so (rest_search.c) */
 
 struct rest_app {
     rest_options opt;
@@ -132,8 +136,9 @@ fp_arena *rest_arena(rest_app *app);
 int64_t rest_now_ms(const rest_app *app);
 /* A fresh logical id (a UUID, lower case). */
 void rest_new_id(char out[ST_ID_MAX + 1]);
-/* The length of "<base>/" when ref starts with our own base URL (base_url in rest_options), else 0. */
-size_t rest_own_base_length(const char *base, const char *ref);
+/* The length of "<base>/" when ref (len bytes, no NUL needed) starts with our own base URL (base_url in
+ * rest_options), else 0. */
+size_t rest_own_base_length(const char *base, const char *ref, size_t len);
 /*
  * Is ref an absolute URL? Those name a resource by URL only, except URLs
  * under our own base, which are the relative reference written out in

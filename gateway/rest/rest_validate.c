@@ -50,6 +50,8 @@ static uint32_t validate_target(const fj_doc *d, const char **profile, size_t *p
 static void choose_profile(rq *q, const char *url, fv_options *opts, oo_list *issues)
 {
     opts->profile = opts->profiles ? pf_find(opts->profiles, url) : NULL;
+    char shown[RT_ECHO_SIZE]; /* messages quote at most RT_ECHO_MAX bytes of what the client sent */
+    rt_echo(url, shown);
     if (opts->profile)
         return;
     size_t base = strlen(CORE_PROFILE_BASE);
@@ -59,12 +61,12 @@ static void choose_profile(rq *q, const char *url, fv_options *opts, oo_list *is
         if (t == q->route.type)
             return;
         if (t) {
-            oo_add(issues, OO_ERROR, OO_STRUCTURE, NULL, 0, 0, "profile %s is for %s resources, not %s", url, t->name,
+            oo_add(issues, OO_ERROR, OO_STRUCTURE, NULL, 0, 0, "profile %s is for %s resources, not %s", shown, t->name,
                    q->route.type->name);
             return;
         }
     }
-    oo_add(issues, OO_ERROR, OO_NOT_SUPPORTED, NULL, 0, 0, "profile %s is not known", url);
+    oo_add(issues, OO_ERROR, OO_NOT_SUPPORTED, NULL, 0, 0, "profile %s is not known", shown);
 }
 
 bool rest_validate_op(rq *q)
@@ -92,17 +94,13 @@ bool rest_validate_op(rq *q)
         } else {
             fv_options opts = {0};
             opts.profiles = q->app->opt.profiles;
-            char url[512] = "";
             const char *qp = strstr(srv_req_query(q->req), "profile=");
-            if (qp) {
-                char *decoded = sq_url_decode(qp + 8, strcspn(qp + 8, "&"));
-                snprintf(url, sizeof url, "%s", decoded ? decoded : "");
-                free(decoded);
-            } else if (profile) {
-                snprintf(url, sizeof url, "%.*s", (int)profile_len, profile);
-            }
-            if (url[0])
+            char *url = qp        ? sq_url_decode(qp + 8, strcspn(qp + 8, "&"))
+                        : profile ? strndup(profile, profile_len)
+                                  : NULL; /* whole: a long canonical is looked up as sent, never cut */
+            if (url && url[0])
                 choose_profile(q, url, &opts, &issues);
+            free(url);
             if (target == 0) {
                 fv_validate_doc(&doc, &opts, &issues);
             } else {

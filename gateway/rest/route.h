@@ -53,7 +53,8 @@ typedef struct rt_route {
     const fs_type *type; /* resource type, NULL for system-level */
     char id[65];         /* logical id, "" when none */
     char version[65];    /* version id for vread, "" when none */
-    char operation[64];  /* "validate" for $validate (the name without "$") */
+    char operation[64];  /* "validate" for $validate (the name without "$"); a longer name is kept cut and
+                          * marked "…", which no operation matches */
     int error_status;    /* with RT_UNKNOWN: 400, 404 or 405 */
     const char *error;   /* with RT_UNKNOWN: why (static) */
     const char *allow;   /* with 405: the methods the path accepts, for the Allow header (static) */
