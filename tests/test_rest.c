@@ -1295,6 +1295,53 @@ Test(rest, transaction_rewrites_references_in_primitive_extensions)
     rh_response_free(&r);
 }
 
+/*
+ * Issue 9: every answer is built on the worker that owns the connection,
+ * writes included: the store's completion callbacks (commit thread) only
+ * copy their result and post the answer back (srv_post). The REST layer
+ * counts answers built on any other thread; after every kind of write the
+ * count is still 0.
+ */
+Test(rest, writes_are_answered_on_the_worker_thread)
+{
+    char path[160], body[600];
+    const char *id = rh_create("hospital-a", "Patient", PATIENT);
+    snprintf(path, sizeof path, "/Patient/%s", id);
+    snprintf(body, sizeof body, "{\"resourceType\":\"Patient\",\"id\":\"%s\",\"gender\":\"male\"}", id);
+    rh_response r = rh_request("hospital-a", "PUT", path, body, NULL);
+    cr_expect_eq(r.status, 200, "%s", r.body);
+    rh_response_free(&r);
+    const char *json_patch[] = {"Content-Type: application/json-patch+json", NULL};
+    r = rh_request("hospital-a", "PATCH", path, "[{\"op\":\"replace\",\"path\":\"/gender\",\"value\":\"female\"}]",
+                   json_patch);
+    cr_expect_eq(r.status, 200, "%s", r.body);
+    rh_response_free(&r);
+    /* a conditional create that finds the resource reads it for the answer: on the worker now */
+    const char *if_none[] = {"If-None-Exist: identifier=http://example.org/mrn|w1", NULL};
+    const char *mrn = "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"http://example.org/mrn\","
+                      "\"value\":\"w1\"}]}";
+    for (int i = 0; i < 2; i++) {
+        r = rh_request("hospital-a", "POST", "/Patient", mrn, if_none);
+        cr_expect_eq(r.status, i ? 200 : 201, "%s", r.body);
+        rh_response_free(&r);
+    }
+    r = rh_request("hospital-a", "POST", "/", TRANSFER, NULL); /* a transaction with a conditional create */
+    cr_expect_eq(r.status, 200, "%s", r.body);
+    rh_response_free(&r);
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"Bundle\",\"type\":\"batch\",\"entry\":[{\"resource\":%s,\"request\":{\"method\":"
+             "\"POST\",\"url\":\"Patient\"}},{\"request\":{\"method\":\"GET\",\"url\":\"Patient/%s\"}}]}",
+             PATIENT, id);
+    r = rh_request("hospital-a", "POST", "/", body, NULL);
+    cr_expect_eq(r.status, 200, "%s", r.body);
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "DELETE", path, NULL, NULL);
+    cr_expect_eq(r.status, 200, "%s", r.body);
+    rh_response_free(&r);
+    cr_expect_eq(rest_answers_off_worker(rh.app), 0, "answers built off the worker: %zu",
+                 rest_answers_off_worker(rh.app));
+}
+
 /* ---- the module graph of gateway/rest (rest_internal.h) ---- */
 
 /* Each module and the modules it may include; context (rest_internal.h), route and the public rest.h are for all. */

@@ -10,8 +10,16 @@
 
 #define CONTENT_TYPE "application/fhir+json; charset=utf-8"
 
+/* Answers are built on the request's worker (completion callbacks post back there): count any that is not. */
+static void note_thread(rq *q)
+{
+    if (!pthread_equal(pthread_self(), q->worker))
+        atomic_fetch_add(&q->app->answers_off_worker, 1);
+}
+
 void rq_respond_json(rq *q, int status, char *body, size_t len)
 {
+    note_thread(q);
     if (body)
         srv_set_header(q->req, "Content-Type", CONTENT_TYPE);
     srv_respond(q->req, status, body, len);
@@ -20,6 +28,7 @@ void rq_respond_json(rq *q, int status, char *body, size_t len)
 
 void rq_respond_stream(rq *q, srv_producer produce, srv_release release, void *arg)
 {
+    note_thread(q);
     srv_request *req = q->req;
     q->req = NULL; /* before answering: release (which may free q) can run inside srv_respond_stream */
     srv_set_header(req, "Content-Type", CONTENT_TYPE);
@@ -28,6 +37,7 @@ void rq_respond_stream(rq *q, srv_producer produce, srv_release release, void *a
 
 void rq_respond_static(rq *q, const char *body, size_t len)
 {
+    note_thread(q);
     srv_set_header(q->req, "Content-Type", CONTENT_TYPE);
     srv_respond_static(q->req, 200, body, len);
     q->req = NULL;

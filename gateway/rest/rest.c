@@ -118,6 +118,8 @@ rest_app *rest_app_new(const rest_options *opts, char *err, size_t errlen)
     return app;
 }
 
+size_t rest_answers_off_worker(rest_app *app) { return atomic_load(&app->answers_off_worker); }
+
 void rest_app_free(rest_app *app)
 {
     if (!app)
@@ -224,6 +226,7 @@ void rest_handle(srv_request *req, void *arg)
     }
     q->app = arg;
     q->req = req;
+    q->worker = pthread_self();
     rt_parse(q->app->schema, srv_req_method(req), srv_req_path(req), &q->route);
     srv_set_route(req, rt_name(q->route.interaction));
     q->prefer = rt_prefer_return(srv_req_header(req, "Prefer"));

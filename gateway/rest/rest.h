@@ -13,9 +13,11 @@
  *      and transaction Bundles, $validate, and /metadata;
  *   4. answers with FHIR JSON, ETag, Last-Modified, Location, and an
  *      OperationOutcome on every error.
- * Reads are answered on the worker thread; writes are validated and indexed
- * there, then submitted to the store, and answered from the store's commit
- * thread once the commit is durable (srv_respond is thread-safe).
+ * Everything is answered on the worker thread that owns the connection:
+ * reads at once; writes are validated and indexed there, submitted to the
+ * store, and once the commit is durable the store's completion callback
+ * (on its commit thread) copies the result and posts the answer back to the
+ * worker (srv_post), which builds it and may read the store for it.
  *
  * Memory: rest_app_new takes references to the store, profiles and
  * organisation table (they must outlive the app) and owns what it builds
@@ -67,6 +69,10 @@ void rest_app_free(rest_app *app);
 
 /* The srv_handler: arg is the rest_app. */
 void rest_handle(srv_request *req, void *arg);
+
+/* How many answers were built on another thread than the request's worker: 0 unless something answers from
+ * the store's commit thread again (a debugging counter; the tests read it). */
+size_t rest_answers_off_worker(rest_app *app);
 
 /* Which search parameter kinds the store answers (for the CapabilityStatement and the parser). */
 bool rest_search_kind_supported(fs_search_kind kind);

@@ -66,6 +66,8 @@ typedef struct bentry {
     char *location;        /* base/Type/id/_history/version of a write (owned) */
     char etag[32];
     char last_modified[ST_INSTANT_LEN];
+    st_op_result result;   /* batch: the store's result, copied on the commit thread, answered on the worker */
+    bool has_result;
     char *outcome;         /* OperationOutcome JSON for a failed or informational entry */
     char *resource;        /* resource JSON to include */
 } bentry;
@@ -86,6 +88,9 @@ typedef struct batch {
     st_op *ops;            /* transaction: one per write entry, in processing order */
     bentry **op_entries;   /* the entry of each op */
     size_t op_count;
+    st_op_result *results; /* transaction: the store's results (op_count), copied on the commit thread */
+    st_status txn_status;  /* ... its status and failing op */
+    size_t failed_op;
     atomic_int pending;    /* batch: submitted writes not yet committed, plus one for the submitter */
     oo_list validation;    /* what validating the Bundle found (a batch spreads errors over its entries) */
 } batch;
@@ -111,6 +116,7 @@ static void batch_free(batch *b)
     free(b->rewritable);
     free(b->ops);
     free(b->op_entries);
+    free(b->results);
     oo_list_free(&b->validation);
     fj_doc_free(&b->doc);
     free(b->body);
@@ -182,7 +188,13 @@ static ref_name *add_name(batch *b, const char *from, size_t len, const char *ty
     return n;
 }
 
-/* A conditional create matched at commit time: the name now means the resource that matched. */
+/*
+ * A conditional create matched at commit time: the name now means the
+ * resource that matched. The store's on_applied hook, so it runs on the
+ * commit thread, before the later operations of the transaction are
+ * rendered and indexed (they read the name); it only rewrites the id in the
+ * name's own buffer: no store read, no allocation, no answer.
+ */
 static void point_name_at_match(void *arg, const st_op_result *r)
 {
     ref_name *n = arg;
@@ -722,13 +734,14 @@ static void respond_entries(batch *b)
 
 /* ---- transaction ---- */
 
-static void transaction_done(void *arg, const st_txn_result *result)
+/* On the request's worker (posted by transaction_done): the answer, from the results it kept. */
+static void transaction_answer(void *arg)
 {
     batch *b = arg;
     rq *q = b->q;
-    if (result->status != ST_OK) {
-        bentry *failed = result->failed_op < b->op_count ? b->op_entries[result->failed_op] : NULL;
-        const st_op_result *r = &result->ops[result->failed_op];
+    if (b->txn_status != ST_OK) {
+        bentry *failed = b->failed_op < b->op_count ? b->op_entries[b->failed_op] : NULL;
+        const st_op_result *r = &b->results[b->failed_op < b->op_count ? b->failed_op : 0];
         char expr[64];
         snprintf(expr, sizeof expr, "Bundle.entry[%d]", failed ? failed->index : 0);
         const char *why = r->status == ST_VERSION_CONFLICT ? "the version is not the one ifMatch names"
@@ -740,7 +753,7 @@ static void transaction_done(void *arg, const st_txn_result *result)
                            failed ? failed->method : "", rt_echo(failed ? failed->url : NULL, url), why);
     } else {
         for (size_t op = 0; op < b->op_count; op++)
-            record_write_result(b, b->op_entries[op], &result->ops[op]);
+            record_write_result(b, b->op_entries[op], &b->results[op]);
         for (size_t i = 0; i < b->count; i++)
             if (!b->entries[i].is_write && !b->entries[i].status)
                 read_entry(b, &b->entries[i]); /* reads come last and see the transaction's writes */
@@ -748,6 +761,21 @@ static void transaction_done(void *arg, const st_txn_result *result)
     }
     batch_free(b);
     rq_finish(q);
+}
+
+/*
+ * The store's completion callback, on its commit thread: copy the results
+ * (they live during this call only; the array was allocated before the
+ * submit, so nothing here can fail) and hand the answer to the worker,
+ * where the entries are rendered and the GET entries read.
+ */
+static void transaction_done(void *arg, const st_txn_result *result)
+{
+    batch *b = arg;
+    b->txn_status = result->status;
+    b->failed_op = result->failed_op;
+    memcpy(b->results, result->ops, b->op_count * sizeof *b->results);
+    srv_post(b->q->req, transaction_answer, b);
 }
 
 /* Fails the whole transaction for entry e (nothing was written). */
@@ -845,7 +873,8 @@ static bool run_transaction(batch *b)
         respond_entries(b);
         return false;
     }
-    st_status s = st_submit(b->q->app->opt.store, b->ops, b->op_count, transaction_done, b);
+    b->results = calloc(b->op_count, sizeof *b->results);
+    st_status s = b->results ? st_submit(b->q->app->opt.store, b->ops, b->op_count, transaction_done, b) : ST_BUSY;
     if (s == ST_OK)
         return true;
     rq_respond_outcome(b->q, 503, OO_ERROR, "transient", NULL, "the store cannot take the transaction now (%s)",
@@ -860,23 +889,40 @@ typedef struct batch_write {
     bentry *e;
 } batch_write;
 
-static void batch_finish_one(batch *b)
+/* On the request's worker, once every write has committed: the entries' answers and the Bundle. */
+static void batch_answer(void *arg)
 {
-    if (atomic_fetch_sub(&b->pending, 1) != 1)
-        return;
+    batch *b = arg;
     rq *q = b->q;
+    for (size_t i = 0; i < b->count; i++)
+        if (b->entries[i].has_result)
+            record_write_result(b, &b->entries[i], &b->entries[i].result);
     respond_entries(b);
     batch_free(b);
     rq_finish(q);
 }
 
+/* One count done; whoever reaches zero answers: the submitter at once (it is the worker), the commit
+ * thread by posting to the worker. */
+static void batch_finish_one(batch *b, bool on_worker)
+{
+    if (atomic_fetch_sub(&b->pending, 1) != 1)
+        return;
+    if (on_worker)
+        batch_answer(b);
+    else
+        srv_post(b->q->req, batch_answer, b);
+}
+
+/* The store's completion callback for one entry, on its commit thread: keep the result for the worker. */
 static void batch_entry_done(void *arg, const st_txn_result *result)
 {
     batch_write *bw = arg;
     batch *b = bw->b;
-    record_write_result(b, bw->e, &result->ops[0]);
+    bw->e->result = result->ops[0];
+    bw->e->has_result = true;
     free(bw);
-    batch_finish_one(b);
+    batch_finish_one(b, false);
 }
 
 static bool run_batch(batch *b)
@@ -900,6 +946,10 @@ static bool run_batch(batch *b)
         if (!prepare_entry(b, e))
             continue;
         batch_write *bw = malloc(sizeof *bw);
+        if (!bw) {
+            entry_fail(e, 503, "transient", "%s", "out of memory");
+            continue;
+        }
         *bw = (batch_write){b, e};
         atomic_fetch_add(&b->pending, 1);
         if (st_submit(b->q->app->opt.store, &e->w.op, 1, batch_entry_done, bw) != ST_OK) {
@@ -908,7 +958,7 @@ static bool run_batch(batch *b)
             entry_fail(e, 503, "transient", "%s", "the store cannot take the write now");
         }
     }
-    batch_finish_one(b); /* the submitter's own count: whoever reaches zero answers */
+    batch_finish_one(b, true); /* the submitter's own count: whoever reaches zero answers */
     return true;
 }
 

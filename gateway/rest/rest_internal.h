@@ -65,6 +65,7 @@ struct rest_app {
     size_t capability_len;
     pthread_key_t arena_key; /* a FHIRPath arena per worker thread */
     pthread_key_t caller_key; /* per worker thread: the last certificate seen and who it was */
+    atomic_size_t answers_off_worker; /* answers built on another thread than the request's worker (stays 0) */
 };
 
 /* A search as the store takes it, with the arrays it points to. */
@@ -105,6 +106,7 @@ typedef struct rest_write {
     st_grant grants[REST_MAX_GRANTS]; /* a Task: what it lets its receiver read */
     char grant_ids[REST_MAX_GRANTS][ST_ID_MAX + 1];
     size_t grant_count;
+    st_op_result result;     /* the store's result, copied by the commit callback for the worker's answer */
     st_resource current;     /* update/delete: the version the access decision was made on */
     bool has_current;
     bool conditional_update; /* a conditional update that found nothing and creates (If-None-Exist semantics) */
@@ -118,6 +120,7 @@ typedef struct rest_write {
 typedef struct rq {
     rest_app *app;
     srv_request *req;
+    pthread_t worker;        /* the thread that runs the handler and owns the connection: answers are built here */
     az_caller caller;
     char org_name[ID_NAME_MAX];
     rt_route route;

@@ -6,8 +6,9 @@
  * rows and access tags computed there, then submitted to the store. The
  * store calls rest_render on its commit thread with the version and
  * lastUpdated it assigned; the JSON written there is what every later read
- * serves. The commit callback answers the client: only then is the write
- * durable.
+ * serves (rendering it is the one piece of a write that runs there). The
+ * commit callback keeps the result and posts the answer back to the worker
+ * (srv_post), which answers the client: only then is the write durable.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,7 +240,7 @@ bool rest_if_match(const char *etag, int64_t *version)
     return true;
 }
 
-/* ---- answers from the commit thread ---- */
+/* ---- answers, on the worker once the commit is done ---- */
 
 static void answer_with_resource(rq *q, int status, rest_write *w, const char *prefix_message)
 {
@@ -303,11 +304,12 @@ static void answer_failure(rq *q, const st_op_result *r)
     }
 }
 
-static void write_done(void *arg, const st_txn_result *result)
+/* On the request's worker (posted by write_done): the answer, from the result write_done kept. */
+static void write_answer(void *arg)
 {
     rq *q = arg;
     rest_write *w = &q->write;
-    const st_op_result *r = &result->ops[0];
+    const st_op_result *r = &w->result;
     if (r->status == ST_EXISTS && w->conditional_update) {
         rq_respond_outcome(q, 412, OO_ERROR, "conflict", NULL,
                            "a concurrent write created a %s the conditional update matches (%s): nothing was written; "
@@ -327,6 +329,19 @@ static void write_done(void *arg, const st_txn_result *result)
         answer_with_resource(q, created ? 201 : 200, w, created ? "created" : "updated");
     }
     rq_finish(q);
+}
+
+/*
+ * The store's completion callback, on its commit thread: keep the result
+ * (it lives during this call only) and hand the answer to the request's
+ * worker, so no answer is built, and no store read made, on the commit
+ * thread. rest_render has left the stored JSON in w->stored already.
+ */
+static void write_done(void *arg, const st_txn_result *result)
+{
+    rq *q = arg;
+    q->write.result = result->ops[0];
+    srv_post(q->req, write_answer, q);
 }
 
 /* Submit q->write; false (after answering) when the store would not take it. */
