@@ -422,6 +422,96 @@ Test(access, a_task_grants_its_receiver_what_it_refers_to)
     cr_expect_eq(status_of("elv-a", "GET", path, NULL), 200, "the Task itself stays the receiver's to read");
 }
 
+/* {"identifier":{"system":URA,"value":"<ura>"}} for each URA, comma separated, into out. */
+static void ura_references(const char *const *uras, size_t n, char *out, size_t size)
+{
+    size_t at = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++)
+        at += (size_t)snprintf(out + at, size - at, "%s{\"identifier\":{\"system\":\"" URA_SYSTEM "\",\"value\":\"%s\"}}",
+                               i ? "," : "", uras[i]);
+}
+
+/* Issue 9: a ninth addressee is refused with the element and the limit named, never dropped silently. */
+Test(access, a_ninth_addressee_is_refused_not_dropped)
+{
+    /* the nine registered organisations of the test PKI (gzsp is not registered) */
+    static const char *const uras[] = {URA_ELV_A, URA_HOSPITAL_A, URA_HOSPITAL_B, "90000201", URA_ELV_B,
+                                       "90000501", "90000901",    "90000902",     "90000903"};
+    char recipients[2000], body[2600];
+    /* owner + 7 recipients: 8 addressees, the limit, is stored and every one of them reads it */
+    ura_references(uras + 1, 7, recipients, sizeof recipients);
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"Task\",\"status\":\"requested\",\"intent\":\"order\",\"owner\":{\"identifier\":{"
+             "\"system\":\"" URA_SYSTEM "\",\"value\":\"%s\"}},\"restriction\":{\"recipient\":[%s]}}",
+             uras[0], recipients);
+    char path[160];
+    snprintf(path, sizeof path, "/Task/%s", rh_create("hospital-a", "Task", body));
+    cr_expect_eq(status_of("elv-b", "GET", path, NULL), 200, "the eighth addressee reads it");
+    /* owner + 8 recipients: the ninth is refused, at the element that named it */
+    ura_references(uras + 1, 8, recipients, sizeof recipients);
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"Task\",\"status\":\"requested\",\"intent\":\"order\",\"owner\":{\"identifier\":{"
+             "\"system\":\"" URA_SYSTEM "\",\"value\":\"%s\"}},\"restriction\":{\"recipient\":[%s]}}",
+             uras[0], recipients);
+    rh_response r = rh_request("hospital-a", "POST", "/Task", body, NULL);
+    rh_expect_outcome(&r, 422, "too-long");
+    json_object *o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "issue.0.expression.0"), "Task.restriction.recipient");
+    cr_expect_not_null(strstr(rh_str(o, "issue.0.diagnostics"), "more than 8 addressees"), "%s", r.body);
+    json_object_put(o);
+    rh_response_free(&r);
+    /* the same for any addressing element: nine Communication recipients */
+    ura_references(uras, 9, recipients, sizeof recipients);
+    snprintf(body, sizeof body, "{\"resourceType\":\"Communication\",\"status\":\"completed\",\"recipient\":[%s]}",
+             recipients);
+    r = rh_request("hospital-a", "POST", "/Communication", body, NULL);
+    rh_expect_outcome(&r, 422, "too-long");
+    o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "issue.0.expression.0"), "Communication.recipient");
+    json_object_put(o);
+    rh_response_free(&r);
+}
+
+/* Issue 9: a Task that would grant more than 16 resources is refused, not granted in part. */
+Test(access, a_seventeenth_grant_is_refused_not_dropped)
+{
+    char elv_a[80], owner[120], inputs[6000], body[7000], first[80] = "";
+    directory_entry("elv-a", URA_ELV_A, elv_a, sizeof elv_a);
+    snprintf(owner, sizeof owner, "Organization/%s", elv_a);
+    size_t at = 0, sixteen = 0;
+    for (int i = 0; i < 17; i++) {
+        char id[80];
+        snprintf(id, sizeof id, "%s", rh_create("hospital-a", "Patient", "{\"resourceType\":\"Patient\"}"));
+        if (!i)
+            snprintf(first, sizeof first, "%s", id);
+        at += (size_t)snprintf(inputs + at, sizeof inputs - at,
+                               "%s{\"type\":{\"text\":\"bijlage\"},\"valueReference\":{\"reference\":\"Patient/%s\"}}",
+                               i ? "," : "", id);
+        if (i == 15)
+            sixteen = at;
+    }
+    const char *fmt = "{\"resourceType\":\"Task\",\"status\":\"requested\",\"intent\":\"order\",\"for\":{"
+                      "\"reference\":\"Patient/%s\"},\"owner\":{\"reference\":\"%s\"},\"input\":[%s]}";
+    snprintf(body, sizeof body, fmt, first, owner, inputs);
+    rh_response r = rh_request("hospital-a", "POST", "/Task", body, NULL);
+    rh_expect_outcome(&r, 422, "too-long");
+    json_object *o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "issue.0.expression.0"), "Task.input.valueReference");
+    cr_expect_not_null(strstr(rh_str(o, "issue.0.diagnostics"), "more than 16"), "%s", r.body);
+    json_object_put(o);
+    rh_response_free(&r);
+    /* sixteen inputs, the first also named by Task.for: sixteen grants, within the limit */
+    inputs[sixteen] = '\0';
+    snprintf(body, sizeof body, fmt, first, owner, inputs);
+    r = rh_request("hospital-a", "POST", "/Task", body, NULL);
+    cr_expect_eq(r.status, 201, "%s", r.body);
+    rh_response_free(&r);
+    char path[160];
+    snprintf(path, sizeof path, "/Patient/%s", first);
+    cr_expect_eq(status_of("elv-a", "GET", path, NULL), 200, "granted");
+}
+
 /*
  * The whole matrix: organisation x interaction x kind of resource (own,
  * addressed, someone else's, re-addressed, directory, granted), with the

@@ -8,6 +8,7 @@
 
 #include "fhir/validate.h"
 #include "gateway/rest/capability.h"
+#include "gateway/rest/operations.h"
 
 static bool no_composite(fs_search_kind k) { return k != FS_SEARCH_COMPOSITE && k != FS_SEARCH_SPECIAL; }
 
@@ -55,8 +56,13 @@ static const char *param_documentation(json_object *res, const char *name)
 Test(capability, valid_and_complete)
 {
     const char *urls[] = {"http://example.org/p"}, *types[] = {"CarePlan"};
-    cap_info info = {"0.1.0", "https://127.0.0.1:8443", "2026-11-23T10:00:00Z", no_composite, urls, types, 1, false};
+    cap_info info = {"0.1.0", "https://127.0.0.1:8443", "2026-11-23T10:00:00Z", no_composite, urls, types, 1, false,
+                     NULL, 0};
+    cap_row *rows = rest_capability_rows(&info.row_count); /* the REST layer's table, as the server builds it */
+    cr_assert_not_null(rows);
+    info.rows = rows;
     json_object *cs = cap_build(fs_r4(), &info);
+    free(rows);
     const char *text = json_object_to_json_string_ext(cs, JSON_C_TO_STRING_PLAIN);
     char *copy = strdup(text);
     oo_list issues;
@@ -89,6 +95,25 @@ Test(capability, valid_and_complete)
         patch |= !strcmp(json_object_get_string(json_object_object_get(json_object_array_get_idx(codes, i), "code")),
                          "patch");
     cr_expect(patch, "Task lists the patch interaction");
+    /* the interactions and operations are the table's, in its order */
+    const char *codes_want[] = {"read",   "vread",           "update",       "patch",      "delete",
+                                "create", "history-instance", "history-type", "search-type"};
+    cr_assert_eq(json_object_array_length(codes), sizeof codes_want / sizeof *codes_want);
+    for (size_t i = 0; i < sizeof codes_want / sizeof *codes_want; i++)
+        cr_expect_str_eq(json_object_get_string(json_object_object_get(json_object_array_get_idx(codes, i), "code")),
+                         codes_want[i]);
+    json_object *ops = json_object_object_get(task, "operation");
+    cr_assert_eq(json_object_array_length(ops), 1, "only the operations implemented: $validate");
+    cr_expect_str_eq(json_object_get_string(json_object_object_get(json_object_array_get_idx(ops, 0), "name")),
+                     "validate");
+    json_object *rest = json_object_array_get_idx(json_object_object_get(cs, "rest"), 0);
+    json_object *system = json_object_object_get(rest, "interaction");
+    const char *system_want[] = {"transaction", "batch", "history-system"};
+    cr_assert_eq(json_object_array_length(system), 3);
+    for (size_t i = 0; i < 3; i++)
+        cr_expect_str_eq(json_object_get_string(json_object_object_get(json_object_array_get_idx(system, i), "code")),
+                         system_want[i]);
+    cr_expect_null(json_object_object_get(rest, "operation"), "no system-level operation is implemented");
     json_object *formats = json_object_object_get(cs, "patchFormat");
     cr_assert_eq(json_object_array_length(formats), 2);
     cr_expect_str_eq(json_object_get_string(json_object_array_get_idx(formats, 0)), "application/json-patch+json");

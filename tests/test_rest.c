@@ -963,6 +963,90 @@ Test(rest, smaller_client_expectations)
     rh_response_free(&r);
 }
 
+/* Every operation the CapabilityStatement lists is dispatched; any other name, at any level, is 404. */
+Test(rest, operations_listed_are_the_operations_dispatched)
+{
+    rh_response r = rh_request("hospital-a", "GET", "/metadata", NULL, NULL);
+    cr_assert_eq(r.status, 200);
+    json_object *cs = rh_json(&r);
+    json_object *rest = json_object_array_get_idx(json_object_object_get(cs, "rest"), 0);
+    cr_expect_null(json_object_object_get(rest, "operation"), "no system-level operation is implemented");
+    json_object *resources = json_object_object_get(rest, "resource");
+    size_t listed = 0;
+    for (size_t i = 0; i < json_object_array_length(resources); i++) {
+        json_object *res = json_object_array_get_idx(resources, i);
+        json_object *ops = json_object_object_get(res, "operation");
+        for (size_t k = 0; ops && k < json_object_array_length(ops); k++, listed++)
+            cr_expect_str_eq(rh_str(json_object_array_get_idx(ops, k), "name"), "validate");
+    }
+    cr_expect_gt(listed, 100, "every resource type lists $validate");
+    json_object_put(cs);
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "POST", "/Patient/$validate", PATIENT, NULL);
+    cr_expect_eq(r.status, 200, "%s", r.body);
+    rh_response_free(&r);
+    /* unknown operations, wherever they are asked for */
+    const char *const unknown[] = {"/Patient/$everything", "/Patient/p1/$everything", "/$gzsp-check", "/Task/$validat"};
+    for (size_t i = 0; i < sizeof unknown / sizeof *unknown; i++) {
+        r = rh_request("hospital-a", "POST", unknown[i], PATIENT, NULL);
+        rh_expect_outcome(&r, 404, "not-supported");
+        json_object *o = rh_json(&r);
+        cr_expect_not_null(strstr(rh_str(o, "issue.0.diagnostics"), "is not supported"), "%s", r.body);
+        json_object_put(o);
+        rh_response_free(&r);
+    }
+}
+
+/* Issue 9: nothing the client sent is cut to a buffer: a long Bundle request.url works whole, its location is
+ * whole, and what an error quotes is cut visibly. */
+Test(rest, long_values_are_used_whole_or_refused)
+{
+    char value[701], body[2400];
+    memset(value, '7', 700);
+    value[700] = '\0';
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":[{\"resource\":{\"resourceType\":"
+             "\"Patient\",\"identifier\":[{\"system\":\"http://example.org/mrn\",\"value\":\"%s\"}]},\"request\":{"
+             "\"method\":\"PUT\",\"url\":\"Patient?identifier=http://example.org/mrn|%s\"}}]}",
+             value, value);
+    char location[2][300];
+    for (int round = 0; round < 2; round++) { /* creates, then finds what it created by the same long url */
+        rh_response r = rh_request("hospital-a", "POST", "/", body, NULL);
+        cr_assert_eq(r.status, 200, "%s", r.body);
+        json_object *o = rh_json(&r);
+        cr_expect_str_eq(rh_str(o, "entry.0.response.status"), round ? "200 OK" : "201 Created", "%s", r.body);
+        snprintf(location[round], sizeof location[round], "%s", rh_str(o, "entry.0.response.location"));
+        json_object_put(o);
+        rh_response_free(&r);
+    }
+    cr_expect_eq(strncmp(location[0], "https://127.0.0.1/Patient/", 26), 0, "%s", location[0]);
+    cr_expect_eq(strncmp(location[0], location[1], strlen(location[0]) - 2), 0, "the same Patient");
+    /* an entry that fails quotes at most RT_ECHO_MAX bytes of its url, cut visibly */
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"Bundle\",\"type\":\"batch\",\"entry\":[{\"request\":{\"method\":\"GET\",\"url\":"
+             "\"Patient/%s/$everything\"}}]}",
+             value);
+    rh_response r = rh_request("hospital-a", "POST", "/", body, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_object *o = rh_json(&r);
+    const char *why = rh_str(o, "entry.0.response.outcome.issue.0.diagnostics");
+    cr_assert_not_null(why, "%s", r.body);
+    cr_expect_not_null(strstr(why, "\u2026"), "%s", why);
+    cr_expect_lt(strlen(why), 300, "%s", why);
+    json_object_put(o);
+    rh_response_free(&r);
+    /* history paging parameters that are not numbers are refused, not read as 0 */
+    r = rh_request("hospital-a", "GET", "/Patient/_history?_count=ten", NULL, NULL);
+    rh_expect_outcome(&r, 400, "invalid");
+    o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "issue.0.expression.0"), "_count");
+    json_object_put(o);
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "GET", "/_history?_getpagesoffset=2000000", NULL, NULL);
+    cr_expect_eq(r.status, 200, "an offset past the end is an empty page: %s", r.body);
+    rh_response_free(&r);
+}
+
 /* ---- transactions as hospitals send them (issue 7, defects 2-4) ---- */
 
 /* A discharge transfer: Patient (conditional on its BSN), Encounter and Task referring to it by urn:uuid. */
@@ -1209,4 +1293,140 @@ Test(rest, transaction_rewrites_references_in_primitive_extensions)
     cr_expect_not_null(strstr(practitioner, ref + 13), "%s in %s", ref, practitioner);
     json_object_put(o);
     rh_response_free(&r);
+}
+
+/*
+ * Issue 9: every answer is built on the worker that owns the connection,
+ * writes included: the store's completion callbacks (commit thread) only
+ * copy their result and post the answer back (srv_post). The REST layer
+ * counts answers built on any other thread; after every kind of write the
+ * count is still 0.
+ */
+Test(rest, writes_are_answered_on_the_worker_thread)
+{
+    char path[160], body[600];
+    const char *id = rh_create("hospital-a", "Patient", PATIENT);
+    snprintf(path, sizeof path, "/Patient/%s", id);
+    snprintf(body, sizeof body, "{\"resourceType\":\"Patient\",\"id\":\"%s\",\"gender\":\"male\"}", id);
+    rh_response r = rh_request("hospital-a", "PUT", path, body, NULL);
+    cr_expect_eq(r.status, 200, "%s", r.body);
+    rh_response_free(&r);
+    const char *json_patch[] = {"Content-Type: application/json-patch+json", NULL};
+    r = rh_request("hospital-a", "PATCH", path, "[{\"op\":\"replace\",\"path\":\"/gender\",\"value\":\"female\"}]",
+                   json_patch);
+    cr_expect_eq(r.status, 200, "%s", r.body);
+    rh_response_free(&r);
+    /* a conditional create that finds the resource reads it for the answer: on the worker now */
+    const char *if_none[] = {"If-None-Exist: identifier=http://example.org/mrn|w1", NULL};
+    const char *mrn = "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"http://example.org/mrn\","
+                      "\"value\":\"w1\"}]}";
+    for (int i = 0; i < 2; i++) {
+        r = rh_request("hospital-a", "POST", "/Patient", mrn, if_none);
+        cr_expect_eq(r.status, i ? 200 : 201, "%s", r.body);
+        rh_response_free(&r);
+    }
+    r = rh_request("hospital-a", "POST", "/", TRANSFER, NULL); /* a transaction with a conditional create */
+    cr_expect_eq(r.status, 200, "%s", r.body);
+    rh_response_free(&r);
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"Bundle\",\"type\":\"batch\",\"entry\":[{\"resource\":%s,\"request\":{\"method\":"
+             "\"POST\",\"url\":\"Patient\"}},{\"request\":{\"method\":\"GET\",\"url\":\"Patient/%s\"}}]}",
+             PATIENT, id);
+    r = rh_request("hospital-a", "POST", "/", body, NULL);
+    cr_expect_eq(r.status, 200, "%s", r.body);
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "DELETE", path, NULL, NULL);
+    cr_expect_eq(r.status, 200, "%s", r.body);
+    rh_response_free(&r);
+    cr_expect_eq(rest_answers_off_worker(rh.app), 0, "answers built off the worker: %zu",
+                 rest_answers_off_worker(rh.app));
+}
+
+/* ---- the module graph of gateway/rest (rest_internal.h) ---- */
+
+/* Each module and the modules it may include; context (rest_internal.h), route and the public rest.h are for all. */
+static const struct module_uses {
+    const char *module;
+    const char *uses[8];
+} module_graph[] = {
+    {"rest", {"operations", "capability", "rest_access", "answer"}},
+    {"operations", {"handlers", "capability", "answer"}},
+    {"handlers", {0}},
+    {"rest_batch", {"handlers", "rest_write", "rest_query", "rest_bundle", "rest_access", "answer"}},
+    {"rest_patch", {"handlers", "rest_write", "rest_query", "rest_access", "answer"}},
+    {"rest_validate", {"handlers", "rest_write", "answer"}},
+    {"rest_search", {"handlers", "rest_query", "rest_bundle", "rest_access", "answer"}},
+    {"rest_read", {"handlers", "rest_access", "answer"}},
+    {"rest_write", {"handlers", "rest_query", "rest_access", "answer"}},
+    {"rest_bundle", {"answer"}},
+    {"rest_query", {"answer"}},
+    {"rest_access", {"answer"}},
+    {"answer", {0}},
+    {"directory", {0}},
+    {"capability", {0}},
+    {"route", {0}},
+    {"context", {0}},
+};
+
+static const struct module_uses *module_named(const char *name)
+{
+    for (size_t i = 0; i < sizeof module_graph / sizeof *module_graph; i++)
+        if (!strcmp(module_graph[i].module, name))
+            return &module_graph[i];
+    return NULL;
+}
+
+/* "rest_write.c" -> "rest_write"; the context's files -> "context". */
+static void module_of(const char *file, char *out, size_t size)
+{
+    snprintf(out, size, "%.*s", (int)strcspn(file, "."), file);
+    if (!strcmp(out, "rest_internal") || !strcmp(out, "rest_context"))
+        snprintf(out, size, "context");
+}
+
+static bool may_use(const char *module, const char *used)
+{
+    const struct module_uses *m = module_named(module);
+    if (!strcmp(used, module) || !strcmp(used, "context") || !strcmp(used, "route") || !strcmp(used, "rest"))
+        return true;
+    for (size_t i = 0; m && i < 8 && m->uses[i]; i++)
+        if (!strcmp(m->uses[i], used))
+            return true;
+    return false;
+}
+
+/* Depth-first: does the declared graph reach `module` again from itself? */
+static bool reaches(const char *from, const char *target, int depth)
+{
+    const struct module_uses *m = module_named(from);
+    for (size_t i = 0; m && depth < 32 && i < 8 && m->uses[i]; i++)
+        if (!strcmp(m->uses[i], target) || reaches(m->uses[i], target, depth + 1))
+            return true;
+    return false;
+}
+
+Test(rest_modules, includes_follow_the_acyclic_module_graph)
+{
+    for (size_t i = 0; i < sizeof module_graph / sizeof *module_graph; i++)
+        cr_expect_not(reaches(module_graph[i].module, module_graph[i].module, 0), "%s is on a cycle",
+                      module_graph[i].module);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "cd '%s/../gateway/rest' && grep -H '^#include \"gateway/rest/' *.c *.h", TESTS_DIR);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    char line[512];
+    size_t checked = 0;
+    while (fgets(line, sizeof line, p)) {
+        char file[128], header[128], module[128], used[128];
+        if (sscanf(line, "%127[^:]:#include \"gateway/rest/%127[^\"]\"", file, header) != 2)
+            continue;
+        module_of(file, module, sizeof module);
+        module_of(header, used, sizeof used);
+        cr_expect_not_null(module_named(module), "%s: a module the graph does not list", file);
+        cr_expect(may_use(module, used), "%s includes %s: %s may not use %s (rest_internal.h)", file, header, module,
+                  used);
+        checked++;
+    }
+    pclose(p);
+    cr_expect_gt(checked, 20);
 }

@@ -44,6 +44,9 @@ Test(route, interactions)
         {"POST", "", RT_BATCH, NULL, "", "", ""},
         {"POST", "/CarePlan/$validate", RT_OPERATION, "CarePlan", "", "", "validate"},
         {"POST", "/CarePlan/cp-1/$validate", RT_OPERATION, "CarePlan", "cp-1", "", "validate"},
+        /* any name is routed, at every level: the REST layer's table says which exist */
+        {"POST", "/$gzsp-check", RT_OPERATION, NULL, "", "", "gzsp-check"},
+        {"GET", "/Task/t1/$handover", RT_OPERATION, "Task", "t1", "", "handover"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         rt_route r = route(cases[i].method, cases[i].path);
@@ -57,6 +60,20 @@ Test(route, interactions)
         cr_expect_str_eq(r.version, cases[i].version);
         cr_expect_str_eq(r.operation, cases[i].op);
     }
+}
+
+/* Issue 9: an operation name too long to keep is kept cut, visibly, and so matches no operation. */
+Test(route, a_long_operation_name_is_cut_visibly)
+{
+    char path[200] = "/Patient/$";
+    memset(path + 10, 'o', 150);
+    path[160] = '\0';
+    rt_route r = route("POST", path);
+    cr_expect_eq(r.interaction, RT_OPERATION);
+    cr_expect_lt(strlen(r.operation), sizeof r.operation);
+    cr_expect_not_null(strstr(r.operation, "\u2026"), "%s", r.operation);
+    r = route("POST", "/Patient/$validate");
+    cr_expect_str_eq(r.operation, "validate");
 }
 
 Test(route, errors_carry_their_status)

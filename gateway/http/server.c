@@ -10,10 +10,11 @@
  *   the ops listener. No libevent object is ever touched by two threads, so
  *   libevent runs without its own locking.
  *
- *   The only ways into a worker from outside are its notify pipe and its done
- *   queue: srv_respond from a foreign thread appends the request to the queue
- *   (a mutex) and writes one byte to the pipe when the queue was empty;
- *   srv_stop sets a flag and writes one byte (both async-signal-safe).
+ *   The only ways into a worker from outside are its notify pipe and its two
+ *   queues: srv_respond from a foreign thread appends the request to the done
+ *   queue and srv_post a function to the posted queue (one mutex for both),
+ *   writing one byte to the pipe when both were empty; srv_stop sets a flag
+ *   and writes one byte (both async-signal-safe).
  *
  * Connection states
  *
@@ -94,6 +95,13 @@ typedef enum step { STEP_MORE, STEP_DONE, STEP_FAILED, STEP_AGAIN } step;
 typedef struct worker worker;
 typedef struct conn conn;
 
+/* A function srv_post hands to a worker. */
+typedef struct posted {
+    void (*fn)(void *arg);
+    void *arg;
+    struct posted *next;
+} posted;
+
 struct srv_request {
     srv_server *srv;
     worker *w;
@@ -161,8 +169,10 @@ struct worker {
     conn *conns;
     size_t conn_count;
     srv_request *live;
-    pthread_mutex_t lock;         /* done queue */
+    pthread_mutex_t lock;         /* done and posted queues, exited */
     srv_request *done_head, *done_tail;
+    posted *posted_head, *posted_tail;
+    bool exited;                  /* the loop has ended: srv_post runs fn on the caller's thread */
     time_t date_second;
     char date[40];
 };
@@ -1496,18 +1506,36 @@ static bool open_ops_listener(srv_server *s, char *err, size_t errlen)
 
 /* ---- Workers -------------------------------------------------------------------------------------- */
 
-static void drain_done_queue(worker *w)
+static void run_posted(posted *p)
+{
+    while (p) {
+        posted *next = p->next;
+        p->fn(p->arg);
+        free(p);
+        p = next;
+    }
+}
+
+/* Answers given on other threads, then functions posted to this worker. exiting: the last time (later
+ * posts run on their own threads). */
+static void drain_queues(worker *w, bool exiting)
 {
     pthread_mutex_lock(&w->lock);
     srv_request *req = w->done_head;
+    posted *p = w->posted_head;
     w->done_head = w->done_tail = NULL;
+    w->posted_head = w->posted_tail = NULL;
+    w->exited |= exiting;
     pthread_mutex_unlock(&w->lock);
     while (req) {
         srv_request *next = req->queue_next;
         complete_request(req);
         req = next;
     }
+    run_posted(p);
 }
+
+static void drain_done_queue(worker *w) { drain_queues(w, false); }
 
 static void close_listeners(worker *w)
 {
@@ -1560,8 +1588,10 @@ static void *worker_main(void *arg)
     worker *w = arg;
     current_worker = w;
     event_base_dispatch(w->base);
-    /* Answers that arrived during the last loop turn still go out if they can;
-     * their connections are closed by now, so they are dropped and freed. */
+    /* Answers and posts that arrived during the last loop turn still run here;
+     * their connections are closed by now, so answers are dropped and freed.
+     * Answers the posted functions give complete at once (this thread). */
+    drain_queues(w, true);
     drain_done_queue(w);
     current_worker = NULL;
     return NULL;
@@ -1608,7 +1638,8 @@ static void worker_free(worker *w)
 {
     if (!w->initialised)
         return;
-    drain_done_queue(w); /* answers given after the loop ended */
+    drain_queues(w, true); /* posts to a worker that never ran, answers given after the loop ended */
+    drain_done_queue(w);
     while (w->conns)
         conn_close(w->conns);
     while (w->live) {
@@ -1885,6 +1916,30 @@ static void hand_back(srv_request *req)
     pthread_mutex_unlock(&w->lock);
     if (was_empty)
         poke(w);
+}
+
+void srv_post(srv_request *req, void (*fn)(void *arg), void *arg)
+{
+    worker *w = req->w;
+    posted *p = malloc(sizeof *p);
+    pthread_mutex_lock(&w->lock);
+    bool queued = p && !w->exited;
+    bool was_empty = !w->done_head && !w->posted_head;
+    if (queued) {
+        *p = (posted){fn, arg, NULL};
+        if (w->posted_tail)
+            w->posted_tail->next = p;
+        else
+            w->posted_head = p;
+        w->posted_tail = p;
+    }
+    pthread_mutex_unlock(&w->lock);
+    if (!queued) {
+        free(p);
+        fn(arg); /* the worker has stopped (or no memory): here, now, rather than never */
+    } else if (was_empty) {
+        poke(w);
+    }
 }
 
 /* Answer with body (owned, or lent when borrowed) from any thread. */

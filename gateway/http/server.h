@@ -307,6 +307,18 @@ void srv_respond_stream(srv_request *req, int status, srv_producer produce, srv_
  * the producer should then return SRV_STREAM_ERROR. */
 bool srv_stream_write(srv_stream *out, const void *data, size_t len);
 
+/*
+ * Run fn(arg) on the worker thread that owns req's connection, from its event
+ * loop, soon after the call; from any thread. For work that finishes on
+ * another thread (a store commit) but belongs on the worker: building the
+ * answer, reading with the worker's resources. req must still be unanswered
+ * (fn is expected to lead to its srv_respond). Posted functions run in the
+ * order posted. Once the worker has stopped (after srv_stop's drain), or
+ * when no memory is left for the hand-off, fn runs at once on the calling
+ * thread instead: it always runs exactly once.
+ */
+void srv_post(srv_request *req, void (*fn)(void *arg), void *arg);
+
 /* Answer with an OperationOutcome holding one issue (issue_type is an OO_*
  * code from fhir/outcome.h, e.g. "not-found"). Any thread. */
 void srv_respond_outcome(srv_request *req, int status, const char *issue_type, const char *message);

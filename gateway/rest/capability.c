@@ -9,11 +9,8 @@
 
 #include "gateway/search/search.h"
 
-static const char *const type_interactions[] = {"read",   "vread",           "update",       "patch",      "delete",
-                                                "create", "history-instance", "history-type", "search-type"};
 /* JSON Patch and FHIRPath Patch (gateway/rest/rest_patch.c) */
 static const char *const patch_formats[] = {"application/json-patch+json", "application/fhir+json"};
-static const char *const system_interactions[] = {"transaction", "batch", "history-system"};
 
 /* Said once per reference parameter, so kept short (the statement is served whole on every /metadata). */
 #define CHAIN_DOC "Chained: name.param, name:Type.param, " SQ_MAX_CHAIN_TEXT " links at most"
@@ -32,15 +29,42 @@ static const char *search_kind_name(fs_search_kind k)
 
 static json_object *str(const char *s) { return json_object_new_string(s); }
 
-static json_object *code_list(const char *key, const char *const *codes, size_t n)
+static bool row_applies(const cap_row *row, bool system, const char *type)
 {
-    json_object *arr = json_object_new_array();
-    for (size_t i = 0; i < n; i++) {
+    if (row->system != system)
+        return false;
+    if (system || !row->types)
+        return true;
+    for (const char *const *t = row->types; *t; t++)
+        if (!strcmp(*t, type))
+            return true;
+    return false;
+}
+
+/* The interactions (operations false: [{"code":..}]) or the operations ([{"name":..,"definition":..}]) of a
+ * resource type (type) or of the system level (type NULL); NULL when there are none (no empty arrays). */
+static json_object *row_list(const cap_info *info, const char *type, bool operations)
+{
+    json_object *arr = NULL;
+    for (size_t i = 0; i < info->row_count; i++) {
+        const cap_row *row = &info->rows[i];
+        if ((row->definition != NULL) != operations || !row_applies(row, type == NULL, type))
+            continue;
         json_object *o = json_object_new_object();
-        json_object_object_add(o, key, str(codes[i]));
+        json_object_object_add(o, operations ? "name" : "code", str(row->code));
+        if (operations)
+            json_object_object_add(o, "definition", str(row->definition));
+        if (!arr)
+            arr = json_object_new_array();
         json_object_array_add(arr, o);
     }
     return arr;
+}
+
+static void add_list(json_object *obj, const char *key, json_object *list)
+{
+    if (list)
+        json_object_object_add(obj, key, list);
 }
 
 static void add_search_params(json_object *res, const fs_schema *s, const char *type, const cap_info *info)
@@ -138,8 +162,7 @@ static json_object *resource_entry(const fs_schema *s, const char *type, const c
     }
     if (profiles)
         json_object_object_add(res, "supportedProfile", profiles);
-    json_object_object_add(res, "interaction",
-                           code_list("code", type_interactions, sizeof type_interactions / sizeof *type_interactions));
+    add_list(res, "interaction", row_list(info, type, false));
     json_object_object_add(res, "versioning", str("versioned-update"));
     json_object_object_add(res, "readHistory", json_object_new_boolean(1));
     /* PUT never creates: ids cannot be raced for or squatted (docs/access.md); conditional update does */
@@ -158,12 +181,7 @@ static json_object *resource_entry(const fs_schema *s, const char *type, const c
     add_search_include(res, s, type);
     add_search_rev_include(res, s, type);
     add_search_params(res, s, type, info);
-    json_object *ops = json_object_new_array();
-    json_object *validate = json_object_new_object();
-    json_object_object_add(validate, "name", str("validate"));
-    json_object_object_add(validate, "definition", str("http://hl7.org/fhir/OperationDefinition/Resource-validate"));
-    json_object_array_add(ops, validate);
-    json_object_object_add(res, "operation", ops);
+    add_list(res, "operation", row_list(info, type, true));
     return res;
 }
 
@@ -216,9 +234,8 @@ json_object *cap_build(const fs_schema *s, const cap_info *info)
             json_object_array_add(resources, resource_entry(s, t->name, info));
     }
     json_object_object_add(rest, "resource", resources);
-    json_object_object_add(
-        rest, "interaction",
-        code_list("code", system_interactions, sizeof system_interactions / sizeof *system_interactions));
+    add_list(rest, "interaction", row_list(info, NULL, false));
+    add_list(rest, "operation", row_list(info, NULL, true));
     json_object *rest_list = json_object_new_array();
     json_object_array_add(rest_list, rest);
     json_object_object_add(cs, "rest", rest_list);

@@ -7,14 +7,17 @@
  *      no registered organisation is behind it) and applies its rate limit
  *      (429 with Retry-After);
  *   2. routes the URL (400/404/405) and negotiates the format (406);
- *   3. checks authorisation by type (403), then dispatches:
- *      read, vread, create, update, delete, history, search, batch and
- *      transaction Bundles, $validate, and /metadata;
+ *   3. finds the request's row in the operations table (operations.h),
+ *      checks authorisation by type (403), then dispatches through it:
+ *      read, vread, create, update, delete, patch, history, search, batch
+ *      and transaction Bundles, $validate, and /metadata;
  *   4. answers with FHIR JSON, ETag, Last-Modified, Location, and an
  *      OperationOutcome on every error.
- * Reads are answered on the worker thread; writes are validated and indexed
- * there, then submitted to the store, and answered from the store's commit
- * thread once the commit is durable (srv_respond is thread-safe).
+ * Everything is answered on the worker thread that owns the connection:
+ * reads at once; writes are validated and indexed there, submitted to the
+ * store, and once the commit is durable the store's completion callback
+ * (on its commit thread) copies the result and posts the answer back to the
+ * worker (srv_post), which builds it and may read the store for it.
  *
  * Memory: rest_app_new takes references to the store, profiles and
  * organisation table (they must outlive the app) and owns what it builds
@@ -71,6 +74,10 @@ void rest_app_free(rest_app *app);
 
 /* The srv_handler: arg is the rest_app. */
 void rest_handle(srv_request *req, void *arg);
+
+/* How many answers were built on another thread than the request's worker: 0 unless something answers from
+ * the store's commit thread again (a debugging counter; the tests read it). */
+size_t rest_answers_off_worker(rest_app *app);
 
 /* Which search parameter kinds the store answers (for the CapabilityStatement and the parser). */
 bool rest_search_kind_supported(fs_search_kind kind);

@@ -29,9 +29,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fhir/array.h"
 #include "fhir/reference.h"
 #include "fhir/walk.h"
-#include "gateway/rest/rest_internal.h"
+#include "gateway/rest/answer.h"
+#include "gateway/rest/rest_access.h"
 
 #define URA_SYSTEM "http://fhir.nl/fhir/NamingSystem/ura"
 
@@ -84,13 +86,6 @@ az_decision rest_decide(rq *q, az_action action, const char *type, const st_reso
     return d;
 }
 
-void rest_answer_not_known(rq *q, const char *type, const char *id, const char *version)
-{
-    /* one text for "does not exist", "no such version" and "not yours", so nothing leaks */
-    rq_respond_outcome(q, 404, OO_ERROR, OO_NOT_FOUND, NULL, "%s/%s%s%s is not known", type, id,
-                       version && *version ? "/_history/" : "", version ? version : "");
-}
-
 bool rest_may(rq *q, const st_resource *r, az_action action)
 {
     az_decision d = rest_decide(q, action, r->type, r, NULL);
@@ -127,9 +122,7 @@ static bool registered(rq *q, const char *ura) { return id_lookup_ura(q->app->op
 /* "https://our.base/Organization/x" -> "Organization/x"; other absolute URLs are someone else's. */
 static const char *strip_own_base(rq *q, const char *s, size_t *len)
 {
-    char head[512];
-    snprintf(head, sizeof head, "%.*s", (int)(*len < sizeof head - 1 ? *len : sizeof head - 1), s);
-    size_t skip = rest_own_base_length(q->app->opt.base_url, head);
+    size_t skip = rest_own_base_length(q->app->opt.base_url, s, *len);
     *len -= skip;
     return s + skip;
 }
@@ -182,36 +175,81 @@ static size_t tag_from_reference(rq *q, rest_write *w, const fj_doc *d, uint32_t
     return w->tag_count - before;
 }
 
-/* The objects a path like "Task.restriction.recipient" reaches in the resource (arrays included). */
-static size_t reach(const fj_doc *d, uint32_t root, const char *path, uint32_t *out, size_t max)
+/* The value of obj's member named key (len bytes), or UINT32_MAX (also when obj is no object). */
+static uint32_t member(const fj_doc *d, uint32_t obj, const char *key, size_t len)
 {
-    size_t n = 1;
-    out[0] = root;
-    const char *seg = strchr(path, '.') + 1;
-    while (seg && *seg && n) {
-        size_t len = strcspn(seg, ".");
-        uint32_t next[64];
-        size_t next_n = 0;
-        for (size_t i = 0; i < n; i++) {
-            uint32_t obj = out[i], k = obj + 1, v = UINT32_MAX;
-            for (uint32_t m = 0; d->nodes[obj].type == FJ_OBJECT && m < d->nodes[obj].len; m++, k = fj_next(d, k + 1))
-                if (d->nodes[k].len == len && !memcmp(fj_str(d, k), seg, len))
-                    v = k + 1;
-            if (v == UINT32_MAX)
-                continue;
-            if (d->nodes[v].type == FJ_ARRAY) {
-                uint32_t it = v + 1;
-                for (uint32_t j = 0; j < d->nodes[v].len && next_n < max && next_n < 64; j++, it = fj_next(d, it))
-                    next[next_n++] = it;
-            } else if (next_n < max && next_n < 64) {
-                next[next_n++] = v;
-            }
+    uint32_t k = obj + 1, v = UINT32_MAX;
+    for (uint32_t m = 0; d->nodes[obj].type == FJ_OBJECT && m < d->nodes[obj].len; m++, k = fj_next(d, k + 1))
+        if (d->nodes[k].len == len && !memcmp(fj_str(d, k), key, len))
+            v = k + 1;
+    return v;
+}
+
+/* Nodes a path reaches: a growable array (fhir/array.h) its user frees. */
+typedef struct reached {
+    uint32_t *nodes;
+    size_t count, cap;
+} reached;
+
+static bool push(reached *r, uint32_t node)
+{
+    if (!fa_reserve(&r->nodes, &r->cap, r->count + 1, sizeof *r->nodes))
+        return false;
+    r->nodes[r->count++] = node;
+    return true;
+}
+
+/* The members one step `seg` (len bytes) reaches from each node of from (array items each), appended to to. */
+static bool step(const fj_doc *d, const reached *from, const char *seg, size_t len, reached *to)
+{
+    bool ok = true;
+    for (size_t i = 0; ok && i < from->count; i++) {
+        uint32_t v = member(d, from->nodes[i], seg, len);
+        if (v == UINT32_MAX)
+            continue;
+        if (d->nodes[v].type != FJ_ARRAY) {
+            ok = push(to, v);
+            continue;
         }
-        memcpy(out, next, next_n * sizeof *next);
-        n = next_n;
+        uint32_t it = v + 1;
+        for (uint32_t j = 0; ok && j < d->nodes[v].len; j++, it = fj_next(d, it))
+            ok = push(to, it);
+    }
+    return ok;
+}
+
+/*
+ * Every node a path like "Task.restriction.recipient" reaches in the
+ * resource, through arrays; all of them, however many (a resource cannot
+ * hide an addressee or a grant behind a count). False when out of memory
+ * (out is then empty).
+ */
+static bool reach(const fj_doc *d, uint32_t root, const char *path, reached *out)
+{
+    reached cur = {0}, next = {0};
+    bool ok = push(&cur, root);
+    for (const char *seg = strchr(path, '.') + 1; ok && seg && *seg && cur.count;) {
+        size_t len = strcspn(seg, ".");
+        next.count = 0;
+        ok = step(d, &cur, seg, len, &next);
+        reached t = cur;
+        cur = next;
+        next = t;
         seg = seg[len] ? seg + len + 1 : NULL;
     }
-    return n;
+    free(next.nodes);
+    if (!ok) {
+        free(cur.nodes);
+        cur = (reached){0};
+    }
+    *out = cur;
+    return ok;
+}
+
+static int out_of_memory(oo_list *issues)
+{
+    oo_add(issues, OO_FATAL, OO_EXCEPTION, NULL, 0, 0, "out of memory");
+    return 503;
 }
 
 /*
@@ -224,11 +262,21 @@ static int compute_tags(rq *q, rest_write *w, oo_list *issues)
     const char *const *paths = az_addressing_paths(w->type);
     const fj_doc *d = w->docp;
     for (; *paths; paths++) {
-        uint32_t found[64];
-        size_t n = reach(d, w->root, *paths, found, 64), added = 0;
+        reached found;
+        if (!reach(d, w->root, *paths, &found))
+            return out_of_memory(issues);
+        size_t n = found.count, added = 0;
         for (size_t i = 0; i < n; i++)
-            if (d->nodes[found[i]].type == FJ_OBJECT)
-                added += tag_from_reference(q, w, d, found[i]);
+            if (d->nodes[found.nodes[i]].type == FJ_OBJECT)
+                added += tag_from_reference(q, w, d, found.nodes[i]);
+        free(found.nodes);
+        if (w->tags_overflow) { /* said where: the element that named one organisation too many */
+            oo_add(issues, OO_ERROR, OO_TOO_LONG, *paths, 0, 0,
+                   "%s: more than %d addressees; a resource may be addressed to at most %d registered "
+                   "organisations (REST_MAX_TAGS)",
+                   *paths, REST_MAX_TAGS, REST_MAX_TAGS);
+            return 422;
+        }
         if (n && !added && !strcmp(*paths, "Task.owner")) {
             oo_add(issues, OO_ERROR, OO_PROCESSING, "Task.owner", 0, 0,
                    "Task.owner names no registered organisation: refer to its directory entry (Organization/<id>) "
@@ -236,11 +284,6 @@ static int compute_tags(rq *q, rest_write *w, oo_list *issues)
                    URA_SYSTEM);
             return 422;
         }
-    }
-    if (w->tags_overflow) {
-        oo_add(issues, OO_ERROR, OO_TOO_LONG, NULL, 0, 0, "a resource may be addressed to at most %d organisations",
-               REST_MAX_TAGS);
-        return 422;
     }
     return 0;
 }
@@ -259,33 +302,41 @@ static bool task_grants(const fj_doc *d, uint32_t task)
     return false;
 }
 
+static bool granted(const rest_write *w, const char *type, const char *id)
+{
+    for (size_t i = 0; i < w->grant_count; i++)
+        if (!strcmp(w->grants[i].type, type) && !strcmp(w->grants[i].id, id))
+            return true;
+    return false;
+}
+
 /*
  * One reference a Task grants: a resource of the Task's owner (the sender:
  * nobody grants what is not theirs), not itself a Task (grants are for
  * reading, and a Task's addressee may change Tasks), or one created by the
- * same transaction.
+ * same transaction. The same resource named twice (for and focus) is one
+ * grant. 0, or 422 when the Task would grant more than REST_MAX_GRANTS:
+ * refused rather than granting some and silently not the rest.
  */
-static void grant_reference(rq *q, rest_write *w, const fj_doc *d, uint32_t ref, const char *task_owner)
+static int grant_reference(rq *q, rest_write *w, const fj_doc *d, uint32_t ref, const char *task_owner,
+                           const char *path, oo_list *issues)
 {
     uint32_t r = fj_get(d, ref, "reference");
-    if (r == UINT32_MAX || d->nodes[r].type != FJ_STRING || w->grant_count == REST_MAX_GRANTS)
-        return;
+    if (r == UINT32_MAX || d->nodes[r].type != FJ_STRING)
+        return 0;
     size_t len = d->nodes[r].len;
     const char *named = w->hooks && w->hooks->replace_string ? w->hooks->replace_string(w->hooks->ctx, d, r, &len)
                                                              : NULL;
     const char *s = strip_own_base(q, named ? named : fj_str(d, r), &len);
     fr_parts parts;
     if (!fr_parse(s, len, &parts) || parts.type != s || parts.id_len > ST_ID_MAX)
-        return;
+        return 0;
     const fs_type *t = fs_type_by_name(q->app->schema, parts.type, parts.type_len);
     if (!t || t->kind != FS_RESOURCE || !strcmp(t->name, "Task"))
-        return;
-    /* a name of this transaction: point into it, so a conditional create that matches moves the grant along */
-    char *id = named ? (char *)parts.id : w->grant_ids[w->grant_count];
-    if (!named) {
-        memcpy(id, parts.id, parts.id_len);
-        id[parts.id_len] = '\0';
-    }
+        return 0;
+    char id[ST_ID_MAX + 1];
+    memcpy(id, parts.id, parts.id_len);
+    id[parts.id_len] = '\0';
     st_resource target;
     st_error err;
     bool theirs = named && !strcmp(task_owner, q->caller.ura);
@@ -293,25 +344,42 @@ static void grant_reference(rq *q, rest_write *w, const fj_doc *d, uint32_t ref,
         theirs = !strcmp(target.owner, task_owner);
         st_resource_free(&target);
     }
-    if (theirs)
-        w->grants[w->grant_count++] = (st_grant){t->name, id};
+    if (!theirs || granted(w, t->name, id))
+        return 0;
+    if (w->grant_count == REST_MAX_GRANTS) {
+        oo_add(issues, OO_ERROR, OO_TOO_LONG, path, 0, 0,
+               "%s: the Task would let its receiver read more than %d resources (REST_MAX_GRANTS); refer to at most "
+               "%d of the sender's resources from Task.for, focus, encounter and input",
+               path, REST_MAX_GRANTS, REST_MAX_GRANTS);
+        return 422;
+    }
+    /* a name of this transaction: point into it, so a conditional create that matches moves the grant along */
+    const char *kept = named ? parts.id : w->grant_ids[w->grant_count];
+    if (!named)
+        memcpy(w->grant_ids[w->grant_count], id, parts.id_len + 1);
+    w->grants[w->grant_count++] = (st_grant){t->name, kept};
+    return 0;
 }
 
-static void compute_grants(rq *q, rest_write *w, const st_resource *current)
+static int compute_grants(rq *q, rest_write *w, const st_resource *current, oo_list *issues)
 {
     const fj_doc *d = w->docp;
     w->grant_count = 0;
     if (strcmp(w->type, "Task") || !task_grants(d, w->root))
-        return;
+        return 0;
     const char *task_owner = current ? current->owner : q->caller.ura;
     static const char *const paths[] = {"Task.for", "Task.focus", "Task.encounter", "Task.input.valueReference"};
-    for (size_t p = 0; p < sizeof paths / sizeof *paths; p++) {
-        uint32_t found[64];
-        size_t n = reach(d, w->root, paths[p], found, 64);
-        for (size_t i = 0; i < n; i++)
-            if (d->nodes[found[i]].type == FJ_OBJECT)
-                grant_reference(q, w, d, found[i], task_owner);
+    int status = 0;
+    for (size_t p = 0; p < sizeof paths / sizeof *paths && !status; p++) {
+        reached found;
+        if (!reach(d, w->root, paths[p], &found))
+            return out_of_memory(issues);
+        for (size_t i = 0; i < found.count && !status; i++)
+            if (d->nodes[found.nodes[i]].type == FJ_OBJECT)
+                status = grant_reference(q, w, d, found.nodes[i], task_owner, paths[p], issues);
+        free(found.nodes);
     }
+    return status;
 }
 
 /* ---- referential integrity: what a write refers to exists, may be seen, and fits ---- */
@@ -323,22 +391,32 @@ typedef struct ref_check {
     int status;
 } ref_check;
 
-/* "CarePlan.subject" may refer to "Reference(Patient | Group)": the list for a message. */
-static void allowed_targets(const fs_schema *s, const fs_element *el, char *out, size_t size)
+/* "CarePlan.subject" may refer to "Reference(Patient | Group)": the whole list, for a message (malloc'd). */
+static char *allowed_targets(const fs_schema *s, const fs_element *el)
 {
     unsigned n;
     const uint16_t *t = fs_reference_targets(s, el, &n);
-    size_t at = 0;
-    out[0] = '\0';
-    for (unsigned i = 0; i < n && at < size; i++)
-        at += (size_t)snprintf(out + at, size - at, "%s%s", i ? " | " : "", s->types[t[i]].name);
+    fj_buf out = {0};
+    for (unsigned i = 0; i < n; i++)
+        fj_buf_printf(&out, "%s%s", i ? " | " : "", s->types[t[i]].name);
+    return fj_buf_take(&out, NULL);
+}
+
+/* The reference text as messages quote it: "Type/id", at most RT_ECHO_MAX bytes (route.h), cut visibly. */
+static void quote_reference(const fr_parts *parts, char out[RT_ECHO_SIZE])
+{
+    fj_buf text = {0};
+    fj_buf_printf(&text, "%.*s/%.*s", (int)parts->type_len, parts->type, (int)parts->id_len, parts->id);
+    rt_echo(text.data ? text.data : "", out);
+    fj_buf_free(&text);
 }
 
 static void refuse_reference(ref_check *c, const fs_element *el, const char *fmt, const char *what, const char *more)
 {
-    char where[160];
-    snprintf(where, sizeof where, "%s.reference", el->path);
-    oo_add(c->issues, OO_ERROR, OO_PROCESSING, where, 0, 0, fmt, what, more);
+    fj_buf where = {0};
+    fj_buf_printf(&where, "%s.reference", el->path);
+    oo_add(c->issues, OO_ERROR, OO_PROCESSING, where.data ? where.data : el->path, 0, 0, fmt, what, more ? more : "");
+    fj_buf_free(&where);
     c->status = 422;
 }
 
@@ -369,21 +447,23 @@ static void check_reference(void *ctx, const fj_doc *d, uint32_t ref, const fs_e
     fr_parts parts;
     if (memchr(s, ':', len) || !fr_parse(s, len, &parts) || parts.type != s || parts.id_len > ST_ID_MAX)
         return; /* someone else's server, or not a literal reference at all (the validator says so) */
-    char text[ST_TYPE_MAX + ST_ID_MAX + 2], type[ST_TYPE_MAX + 1], id[ST_ID_MAX + 1];
-    snprintf(type, sizeof type, "%.*s", (int)parts.type_len, parts.type);
-    snprintf(id, sizeof id, "%.*s", (int)parts.id_len, parts.id);
-    snprintf(text, sizeof text, "%s/%s", type, id);
+    char text[RT_ECHO_SIZE], id[ST_ID_MAX + 1];
+    quote_reference(&parts, text);
     if (!fs_reference_target_allowed(q->app->schema, el, parts.type, parts.type_len)) {
-        char allowed[400];
-        allowed_targets(q->app->schema, el, allowed, sizeof allowed);
-        refuse_reference(c, el, "%s is not a resource this element may refer to (Reference(%s))", text, allowed);
+        char *allowed = allowed_targets(q->app->schema, el);
+        refuse_reference(c, el, "%s is not a resource this element may refer to (Reference(%s))", text,
+                         allowed ? allowed : "");
+        free(allowed);
         return;
     }
     if (named)
         return;
+    const fs_type *type = fs_type_by_name(q->app->schema, parts.type, parts.type_len);
+    memcpy(id, parts.id, parts.id_len);
+    id[parts.id_len] = '\0';
     st_resource target;
     st_error err;
-    st_status found = st_read(q->app->opt.store, type, id, &target, &err);
+    st_status found = type ? st_read(q->app->opt.store, type->name, id, &target, &err) : ST_NOT_FOUND;
     bool visible = found == ST_OK && az_check_resource(&q->caller, target.type, AZ_READ, target.owner,
                                                        (const char *const *)target.access_tags,
                                                        target.access_tag_count) == AZ_ALLOW;
@@ -455,11 +535,10 @@ static const char *first_change(const fj_doc *old, uint32_t oi, const fj_doc *ne
             size_t len = a->nodes[k].len;
             if (receiver_member(key, len))
                 continue;
-            char name[64];
-            snprintf(name, sizeof name, "%.*s", (int)(len < 63 ? len : 63), key);
-            uint32_t other = fj_get(b, bi, name);
+            uint32_t other = member(b, bi, key, len);
             if (other == UINT32_MAX || !fj_equal(a, k + 1, b, other, FJ_NUMBERS_BY_TEXT)) {
-                snprintf(buf, size, "Task.%s", name);
+                /* a validated Task has only R4's element names, all far shorter than the buffer */
+                snprintf(buf, size, "Task.%.*s", (int)len, key);
                 return buf;
             }
         }
@@ -537,6 +616,6 @@ int rest_access_check_write(rq *q, rest_write *w, st_op_kind kind, const st_reso
     if (!status)
         status = check_references(q, w, issues);
     if (!status)
-        compute_grants(q, w, current);
+        status = compute_grants(q, w, current, issues);
     return status;
 }

@@ -1,5 +1,5 @@
 /*
- * gateway/rest/rest_batch.c — batch and transaction Bundles (see rest.h).
+ * gateway/rest/rest_batch.c — batch and transaction Bundles (see handlers.h).
  *
  * A transaction is one store transaction: every write entry becomes an
  * st_op of a single st_submit, so all commit or none does. It is processed
@@ -31,7 +31,12 @@
 
 #include "fhir/reference.h"
 #include "fhir/walk.h"
-#include "gateway/rest/rest_internal.h"
+#include "gateway/rest/answer.h"
+#include "gateway/rest/handlers.h"
+#include "gateway/rest/rest_access.h"
+#include "gateway/rest/rest_bundle.h"
+#include "gateway/rest/rest_query.h"
+#include "gateway/rest/rest_write.h"
 
 /* ---- the state of one Bundle ---- */
 
@@ -45,8 +50,8 @@ typedef struct ref_name {
 typedef struct bentry {
     int index;             /* in the client's Bundle */
     uint32_t entry;        /* node of the entry */
-    char method[8];
-    char url[512];
+    char method[8];        /* GET, HEAD, POST, PUT, DELETE, PATCH; a longer one is refused, never cut */
+    char *url;             /* request.url, whole (owned) */
     const char *query;     /* after '?' in url, or NULL */
     rt_route route;
     const fs_type *type;
@@ -58,9 +63,11 @@ typedef struct bentry {
     rest_write w;
     /* the answer for this entry */
     int status;
-    char location[640];
+    char *location;        /* base/Type/id/_history/version of a write (owned) */
     char etag[32];
     char last_modified[ST_INSTANT_LEN];
+    st_op_result result;   /* batch: the store's result, copied on the commit thread, answered on the worker */
+    bool has_result;
     char *outcome;         /* OperationOutcome JSON for a failed or informational entry */
     char *resource;        /* resource JSON to include */
 } bentry;
@@ -81,6 +88,9 @@ typedef struct batch {
     st_op *ops;            /* transaction: one per write entry, in processing order */
     bentry **op_entries;   /* the entry of each op */
     size_t op_count;
+    st_op_result *results; /* transaction: the store's results (op_count), copied on the commit thread */
+    st_status txn_status;  /* ... its status and failing op */
+    size_t failed_op;
     atomic_int pending;    /* batch: submitted writes not yet committed, plus one for the submitter */
     oo_list validation;    /* what validating the Bundle found (a batch spreads errors over its entries) */
 } batch;
@@ -91,6 +101,8 @@ static void batch_free(batch *b)
 {
     for (size_t i = 0; i < b->count; i++) {
         rest_write_free(&b->entries[i].w);
+        free(b->entries[i].url);
+        free(b->entries[i].location);
         free(b->entries[i].outcome);
         free(b->entries[i].resource);
     }
@@ -104,6 +116,7 @@ static void batch_free(batch *b)
     free(b->rewritable);
     free(b->ops);
     free(b->op_entries);
+    free(b->results);
     oo_list_free(&b->validation);
     fj_doc_free(&b->doc);
     free(b->body);
@@ -121,15 +134,24 @@ static void entry_fail_issues(bentry *e, int status, const oo_list *issues)
     e->status = status;
 }
 
-static void entry_fail(bentry *e, int status, const char *code, const char *fmt, const char *detail)
+/* The entry failed (or answered informationally, status < 400) with one issue at Bundle.entry[i]
+ * (member: further in, "request.method"). detail is quoted as an error message quotes what the client sent:
+ * at most RT_ECHO_MAX bytes (route.h). */
+static void entry_fail_at(bentry *e, int status, const char *code, const char *member, const char *fmt,
+                          const char *detail)
 {
     oo_list issues;
     oo_list_init(&issues, 0);
-    char expr[64];
-    snprintf(expr, sizeof expr, "Bundle.entry[%d]", e->index);
-    oo_add(&issues, status < 400 ? OO_INFORMATION : OO_ERROR, code, expr, 0, 0, fmt, detail);
+    char expr[96], quoted[RT_ECHO_SIZE];
+    snprintf(expr, sizeof expr, "Bundle.entry[%d]%s%s", e->index, member ? "." : "", member ? member : "");
+    oo_add(&issues, status < 400 ? OO_INFORMATION : OO_ERROR, code, expr, 0, 0, fmt, rt_echo(detail, quoted));
     entry_fail_issues(e, status, &issues);
     oo_list_free(&issues);
+}
+
+static void entry_fail(bentry *e, int status, const char *code, const char *fmt, const char *detail)
+{
+    entry_fail_at(e, status, code, NULL, fmt, detail);
 }
 
 /* ---- names: urn:uuid: fullUrls and conditional references ---- */
@@ -166,7 +188,13 @@ static ref_name *add_name(batch *b, const char *from, size_t len, const char *ty
     return n;
 }
 
-/* A conditional create matched at commit time: the name now means the resource that matched. */
+/*
+ * A conditional create matched at commit time: the name now means the
+ * resource that matched. The store's on_applied hook, so it runs on the
+ * commit thread, before the later operations of the transaction are
+ * rendered and indexed (they read the name); it only rewrites the id in the
+ * name's own buffer: no store read, no allocation, no answer.
+ */
 static void point_name_at_match(void *arg, const st_op_result *r)
 {
     ref_name *n = arg;
@@ -313,8 +341,9 @@ static bool resolve_conditional_reference(batch *b, bentry *e, uint32_t node)
     else if (!status)
         status = 412;
     if (status) {
-        char what[300];
-        snprintf(what, sizeof what, "%.*s", (int)(len < 200 ? len : 200), s);
+        char *text = strndup(s, len), what[RT_ECHO_SIZE];
+        rt_echo(text ? text : "", what); /* quoted as messages quote the request: at most RT_ECHO_MAX bytes */
+        free(text);
         if (!issues.count)
             oo_add(&issues, OO_ERROR, status == 412 ? "multiple-matches" : "invalid", NULL, 0, 0,
                    "the conditional reference %s matches %s", what,
@@ -367,17 +396,28 @@ static bool read_request(batch *b, bentry *e)
         entry_fail(e, 400, "required", "%s", "the entry needs request.method and request.url");
         return false;
     }
-    snprintf(e->method, sizeof e->method, "%.*s", (int)d->nodes[m].len, fj_str(d, m));
-    if (d->nodes[u].len >= sizeof e->url) {
-        entry_fail(e, 400, OO_TOO_LONG, "%s", "request.url is longer than 511 characters");
+    e->url = strndup(fj_str(d, u), d->nodes[u].len);
+    char *path = e->url ? malloc(strlen(e->url) + 2) : NULL;
+    if (!path) {
+        entry_fail(e, 503, "transient", "%s", "out of memory");
         return false;
     }
-    snprintf(e->url, sizeof e->url, "%.*s", (int)d->nodes[u].len, fj_str(d, u));
-    char path[520];
+    if (d->nodes[m].len >= sizeof e->method) {
+        char *method = strndup(fj_str(d, m), d->nodes[m].len);
+        entry_fail_at(e, 400, "invalid", "request.method", "request.method %s is not an HTTP method FHIR uses",
+                      method ? method : "");
+        free(method);
+        free(path);
+        return false;
+    }
+    snprintf(e->method, sizeof e->method, "%.*s", (int)d->nodes[m].len, fj_str(d, m));
     size_t plen = strcspn(e->url, "?");
-    snprintf(path, sizeof path, "/%.*s", (int)plen, e->url);
+    path[0] = '/';
+    memcpy(path + 1, e->url, plen);
+    path[plen + 1] = '\0';
     e->query = e->url[plen] == '?' ? e->url + plen + 1 : NULL;
     rt_parse(b->q->app->schema, e->method, path, &e->route);
+    free(path);
     rt_interaction i = e->route.interaction;
     bool conditional = (i == RT_UPDATE || i == RT_DELETE) && !e->route.id[0];
     bool ok = i == RT_READ || i == RT_VREAD || i == RT_CREATE || i == RT_UPDATE || i == RT_DELETE;
@@ -648,8 +688,11 @@ static void record_write_result(batch *b, bentry *e, const st_op_result *r)
     bool created = e->w.op.kind == ST_OP_CREATE ? r->status == ST_OK : r->created;
     e->status = e->w.op.kind == ST_OP_DELETE ? 204 : created ? 201 : 200;
     const char *id = r->status == ST_EXISTS ? r->id : e->w.id;
-    snprintf(e->location, sizeof e->location, "%s/%s/%s/_history/%lld", q->app->opt.base_url, e->type->name, id,
-             (long long)r->version);
+    fj_buf location = {0};
+    fj_buf_printf(&location, "%s/%s/%s/_history/%lld", q->app->opt.base_url, e->type->name, id,
+                  (long long)r->version);
+    free(e->location);
+    e->location = fj_buf_take(&location, NULL);
     snprintf(e->etag, sizeof e->etag, "W/\\\"%lld\\\"", (long long)r->version);
     snprintf(e->last_modified, sizeof e->last_modified, "%s", r->last_updated);
     if (q->prefer == RT_RETURN_REPRESENTATION && r->status == ST_OK && e->w.stored) {
@@ -674,8 +717,10 @@ static void respond_entries(batch *b)
             fj_buf_puts(&out, ",");
         }
         fj_buf_printf(&out, "\"response\":{\"status\":\"%d %s\"", e->status, srv_status_reason(e->status));
-        if (e->location[0])
-            fj_buf_printf(&out, ",\"location\":\"%s\"", e->location);
+        if (e->location) {
+            fj_buf_puts(&out, ",\"location\":");
+            fj_buf_string(&out, e->location, strlen(e->location));
+        }
         if (e->etag[0])
             fj_buf_printf(&out, ",\"etag\":\"%s\",\"lastModified\":\"%s\"", e->etag, e->last_modified);
         if (e->outcome)
@@ -689,24 +734,26 @@ static void respond_entries(batch *b)
 
 /* ---- transaction ---- */
 
-static void transaction_done(void *arg, const st_txn_result *result)
+/* On the request's worker (posted by transaction_done): the answer, from the results it kept. */
+static void transaction_answer(void *arg)
 {
     batch *b = arg;
     rq *q = b->q;
-    if (result->status != ST_OK) {
-        bentry *failed = result->failed_op < b->op_count ? b->op_entries[result->failed_op] : NULL;
-        const st_op_result *r = &result->ops[result->failed_op];
+    if (b->txn_status != ST_OK) {
+        bentry *failed = b->failed_op < b->op_count ? b->op_entries[b->failed_op] : NULL;
+        const st_op_result *r = &b->results[b->failed_op < b->op_count ? b->failed_op : 0];
         char expr[64];
         snprintf(expr, sizeof expr, "Bundle.entry[%d]", failed ? failed->index : 0);
         const char *why = r->status == ST_VERSION_CONFLICT ? "the version is not the one ifMatch names"
                           : r->message[0]                  ? r->message
                                                            : st_status_name(r->status);
+        char url[RT_ECHO_SIZE];
         rq_respond_outcome(q, rest_status_of(r->status), OO_ERROR, rest_code_of(r->status), expr,
                            "the transaction was rolled back: entry %d (%s %s) failed: %s", failed ? failed->index : -1,
-                           failed ? failed->method : "", failed ? failed->url : "", why);
+                           failed ? failed->method : "", rt_echo(failed ? failed->url : NULL, url), why);
     } else {
         for (size_t op = 0; op < b->op_count; op++)
-            record_write_result(b, b->op_entries[op], &result->ops[op]);
+            record_write_result(b, b->op_entries[op], &b->results[op]);
         for (size_t i = 0; i < b->count; i++)
             if (!b->entries[i].is_write && !b->entries[i].status)
                 read_entry(b, &b->entries[i]); /* reads come last and see the transaction's writes */
@@ -714,6 +761,21 @@ static void transaction_done(void *arg, const st_txn_result *result)
     }
     batch_free(b);
     rq_finish(q);
+}
+
+/*
+ * The store's completion callback, on its commit thread: copy the results
+ * (they live during this call only; the array was allocated before the
+ * submit, so nothing here can fail) and hand the answer to the worker,
+ * where the entries are rendered and the GET entries read.
+ */
+static void transaction_done(void *arg, const st_txn_result *result)
+{
+    batch *b = arg;
+    b->txn_status = result->status;
+    b->failed_op = result->failed_op;
+    memcpy(b->results, result->ops, b->op_count * sizeof *b->results);
+    srv_post(b->q->req, transaction_answer, b);
 }
 
 /* Fails the whole transaction for entry e (nothing was written). */
@@ -728,8 +790,12 @@ static void transaction_refuse(batch *b, const bentry *e)
     json_object *issue = oo ? json_object_array_get_idx(json_object_object_get(oo, "issue"), 0) : NULL;
     const char *msg = issue ? json_object_get_string(json_object_object_get(issue, "diagnostics")) : "failed";
     const char *code = issue ? json_object_get_string(json_object_object_get(issue, "code")) : "processing";
-    oo_add(&issues, OO_ERROR, code, expr, 0, 0, "the transaction was not applied: entry %d (%s %s): %s", e->index,
-           e->method, e->url, msg);
+    /* where inside the entry, when the entry's own issue says (request.method, resource.gender, ...) */
+    json_object *where = issue ? json_object_object_get(issue, "expression") : NULL;
+    json_object *at = json_object_is_type(where, json_type_array) ? json_object_array_get_idx(where, 0) : NULL;
+    char url[RT_ECHO_SIZE];
+    oo_add(&issues, OO_ERROR, code, at ? json_object_get_string(at) : expr, 0, 0,
+           "the transaction was not applied: entry %d (%s %s): %s", e->index, e->method, rt_echo(e->url, url), msg);
     rq_respond_issues(q, e->status >= 400 ? e->status : 400, &issues);
     json_object_put(oo);
     oo_list_free(&issues);
@@ -807,7 +873,8 @@ static bool run_transaction(batch *b)
         respond_entries(b);
         return false;
     }
-    st_status s = st_submit(b->q->app->opt.store, b->ops, b->op_count, transaction_done, b);
+    b->results = calloc(b->op_count, sizeof *b->results);
+    st_status s = b->results ? st_submit(b->q->app->opt.store, b->ops, b->op_count, transaction_done, b) : ST_BUSY;
     if (s == ST_OK)
         return true;
     rq_respond_outcome(b->q, 503, OO_ERROR, "transient", NULL, "the store cannot take the transaction now (%s)",
@@ -822,23 +889,40 @@ typedef struct batch_write {
     bentry *e;
 } batch_write;
 
-static void batch_finish_one(batch *b)
+/* On the request's worker, once every write has committed: the entries' answers and the Bundle. */
+static void batch_answer(void *arg)
 {
-    if (atomic_fetch_sub(&b->pending, 1) != 1)
-        return;
+    batch *b = arg;
     rq *q = b->q;
+    for (size_t i = 0; i < b->count; i++)
+        if (b->entries[i].has_result)
+            record_write_result(b, &b->entries[i], &b->entries[i].result);
     respond_entries(b);
     batch_free(b);
     rq_finish(q);
 }
 
+/* One count done; whoever reaches zero answers: the submitter at once (it is the worker), the commit
+ * thread by posting to the worker. */
+static void batch_finish_one(batch *b, bool on_worker)
+{
+    if (atomic_fetch_sub(&b->pending, 1) != 1)
+        return;
+    if (on_worker)
+        batch_answer(b);
+    else
+        srv_post(b->q->req, batch_answer, b);
+}
+
+/* The store's completion callback for one entry, on its commit thread: keep the result for the worker. */
 static void batch_entry_done(void *arg, const st_txn_result *result)
 {
     batch_write *bw = arg;
     batch *b = bw->b;
-    record_write_result(b, bw->e, &result->ops[0]);
+    bw->e->result = result->ops[0];
+    bw->e->has_result = true;
     free(bw);
-    batch_finish_one(b);
+    batch_finish_one(b, false);
 }
 
 static bool run_batch(batch *b)
@@ -862,6 +946,10 @@ static bool run_batch(batch *b)
         if (!prepare_entry(b, e))
             continue;
         batch_write *bw = malloc(sizeof *bw);
+        if (!bw) {
+            entry_fail(e, 503, "transient", "%s", "out of memory");
+            continue;
+        }
         *bw = (batch_write){b, e};
         atomic_fetch_add(&b->pending, 1);
         if (st_submit(b->q->app->opt.store, &e->w.op, 1, batch_entry_done, bw) != ST_OK) {
@@ -870,7 +958,7 @@ static bool run_batch(batch *b)
             entry_fail(e, 503, "transient", "%s", "the store cannot take the write now");
         }
     }
-    batch_finish_one(b); /* the submitter's own count: whoever reaches zero answers */
+    batch_finish_one(b, true); /* the submitter's own count: whoever reaches zero answers */
     return true;
 }
 

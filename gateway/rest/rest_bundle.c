@@ -1,16 +1,14 @@
 /*
  * gateway/rest/rest_bundle.c — writing the Bundles the REST layer answers with
- * (searchset, history, batch-response, transaction-response): the head,
- * paging links, the entry list and the answer itself (see rest_internal.h).
- *
- * FHIR JSON has no empty arrays: an entry list is opened by its first entry
- * (rest_bundle_entry_open) and closed only when one was written.
+ * (see rest_bundle.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/rest/rest_internal.h"
+#include "gateway/rest/rest_bundle.h"
+
+#include "gateway/rest/answer.h"
 
 /* ---- Bundle text helpers ---- */
 

@@ -19,7 +19,11 @@
 #include <strings.h>
 
 #include "fhir/patch.h"
-#include "gateway/rest/rest_internal.h"
+#include "gateway/rest/answer.h"
+#include "gateway/rest/handlers.h"
+#include "gateway/rest/rest_access.h"
+#include "gateway/rest/rest_query.h"
+#include "gateway/rest/rest_write.h"
 
 typedef enum patch_format { PATCH_NONE, PATCH_JSON, PATCH_FHIRPATH, PATCH_BY_BODY } patch_format;
 

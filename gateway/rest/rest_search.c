@@ -1,12 +1,17 @@
 /*
  * gateway/rest/rest_search.c — search and history: the interactions that answer
- * with a searchset or history Bundle (see rest.h).
+ * with a searchset or history Bundle (see handlers.h).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/rest/rest_internal.h"
+#include "gateway/rest/answer.h"
+#include "gateway/rest/handlers.h"
+#include "gateway/rest/rest_access.h"
+#include "gateway/rest/rest_bundle.h"
+#include "gateway/rest/rest_query.h"
 
 /* ---- search ---- */
 
@@ -68,7 +73,7 @@ typedef struct page {
     st_history_query h;
     const char *visible[1];
     char *query;             /* the request's query string (links repeat it) */
-    char path[200];          /* "Patient/1/_history" */
+    char path[200];          /* "Patient/1/_history": type and id are bounded (ST_TYPE_MAX, ST_ID_MAX), so it fits */
     /* both */
     st_list chunk;           /* the rows being written; included resources with it (one chunk then) */
     size_t next;             /* the next item of chunk to write */
@@ -85,6 +90,7 @@ typedef struct page {
     bool head_written;
     fj_buf out, entry;       /* the piece being produced; one rendered entry */
 } page;
+_Static_assert(sizeof ((page *)0)->path >= ST_TYPE_MAX + ST_ID_MAX + sizeof "//_history", "a history path fits");
 
 /* Frees the page and q (unless p->q was set to NULL after an error answer: the caller frees q then). */
 static void page_free(page *p)
@@ -287,9 +293,13 @@ static void page_includes(page *p)
 static void page_tail(page *p)
 {
     if (!p->history && p->sq.ignored) {
-        char msg[600];
-        snprintf(msg, sizeof msg, "search parameters not applied: %s", p->sq.ignored);
-        rest_bundle_outcome_entry(&p->out, "warning", "not-supported", msg, &p->entries);
+        fj_buf msg = {0}; /* every parameter named, however many */
+        fj_buf_printf(&msg, "search parameters not applied: %s", p->sq.ignored);
+        if (msg.data && !msg.failed)
+            rest_bundle_outcome_entry(&p->out, "warning", "not-supported", msg.data, &p->entries);
+        else
+            p->out.failed = true; /* out of memory: cut the answer rather than hide what was ignored */
+        fj_buf_free(&msg);
     }
     if (p->chunk.included_truncated) {
         char msg[160];
@@ -420,12 +430,44 @@ static char *query_param(const char *query, const char *name)
     return NULL;
 }
 
-static long long_param(const char *query, const char *name, long fallback, long max)
+/* A non-negative whole-number parameter into *out (fallback when absent); false when it is not one. */
+static bool number_param(const char *query, const char *name, int64_t fallback, int64_t *out)
 {
     char *v = query_param(query, name);
-    long n = v ? strtol(v, NULL, 10) : fallback;
+    if (!v) {
+        *out = fallback;
+        return true;
+    }
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    bool ok = *v && !*end && n >= 0 && errno != ERANGE;
     free(v);
-    return n < 0 ? 0 : n > max ? max : n;
+    *out = n;
+    return ok;
+}
+
+/*
+ * _count, _getpagesoffset and _snapshot of a history page; false after
+ * answering 400 for one that is not a non-negative whole number (it used to
+ * be read as 0 or clamped, which served another page than the one asked
+ * for). A _count above page_size_max is served page_size_max at a time, as
+ * FHIR lets a server do: the next link continues.
+ */
+static bool history_paging(rq *q, const char *query, page *p)
+{
+    static const char *const names[] = {"_count", "_getpagesoffset", "_snapshot"};
+    int64_t v[3];
+    for (size_t i = 0; i < 3; i++)
+        if (!number_param(query, names[i], i == 0 ? q->app->opt.page_size_default : 0, &v[i])) {
+            rq_respond_outcome(q, 400, OO_ERROR, "invalid", names[i], "%s must be a non-negative whole number",
+                               names[i]);
+            return false;
+        }
+    p->remaining = (size_t)(v[0] > q->app->opt.page_size_max ? q->app->opt.page_size_max : v[0]);
+    p->start = (size_t)v[1];
+    p->h.upto = v[2];
+    return true;
 }
 
 static const char *method_name(st_method m) { return m == ST_METHOD_CREATE ? "POST" : m == ST_METHOD_DELETE ? "DELETE" : "PUT"; }
@@ -468,9 +510,11 @@ bool rest_history(rq *q)
     h->type = type ? type->name : NULL;
     h->id = q->route.interaction == RT_HISTORY_INSTANCE ? q->route.id : NULL;
     h->since_ms = lo;
-    p->remaining = (size_t)long_param(query, "_count", q->app->opt.page_size_default, q->app->opt.page_size_max);
-    p->start = (size_t)long_param(query, "_getpagesoffset", 0, 1000000);
-    h->upto = long_param(query, "_snapshot", 0, INT32_MAX);
+    if (!history_paging(q, query, p)) {
+        p->q = NULL; /* answered: the caller frees q */
+        page_free(p);
+        return false;
+    }
     /* each version is shown to whom that version was addressed (the store filters by the version's tags) */
     p->visible[0] = q->caller.ura;
     if (!type || az_category_of(type->name) != AZ_ADMINISTRATIVE) {

@@ -1,45 +1,25 @@
 /*
- * gateway/rest/rest_write.c — create, update, delete and $validate (see rest.h).
+ * gateway/rest/rest_write.c — create, update, delete: one write parsed, checked,
+ * indexed and submitted (see rest_write.h).
  *
  * A write is parsed and validated on the worker thread, its search index
  * rows and access tags computed there, then submitted to the store. The
  * store calls rest_render on its commit thread with the version and
  * lastUpdated it assigned; the JSON written there is what every later read
- * serves. The commit callback answers the client: only then is the write
- * durable.
+ * serves (rendering it is the one piece of a write that runs there). The
+ * commit callback keeps the result and posts the answer back to the worker
+ * (srv_post), which answers the client: only then is the write durable.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uuid/uuid.h>
 
-#include "gateway/rest/rest_internal.h"
+#include "gateway/rest/rest_write.h"
 
-
-void rest_new_id(char out[ST_ID_MAX + 1])
-{
-    uuid_t u;
-    uuid_generate_random(u);
-    uuid_unparse_lower(u, out);
-}
-
-void rest_write_free(rest_write *w)
-{
-    free(w->body);
-    if (w->has_doc)
-        fj_doc_free(&w->doc);
-    free(w->meta_extra);
-    free(w->stored);
-    ix_rows_free(&w->ix);
-    free(w->rows);
-    if (w->has_if_none) {
-        sq_free(&w->if_none_sq);
-        rest_stq_free(&w->if_none);
-    }
-    if (w->has_current)
-        st_resource_free(&w->current);
-    memset(w, 0, sizeof *w);
-}
+#include "gateway/rest/answer.h"
+#include "gateway/rest/handlers.h"
+#include "gateway/rest/rest_access.h"
+#include "gateway/rest/rest_query.h"
 
 /* ---- parsing and validation ---- */
 
@@ -164,25 +144,6 @@ static st_kind st_kind_of(ix_kind k)
     default: return ST_KIND_URI;
     }
 }
-
-size_t rest_own_base_length(const char *base, const char *ref)
-{
-    size_t n = base ? strlen(base) : 0;
-    while (n && base[n - 1] == '/')
-        n--;
-    return n && ref && !strncmp(ref, base, n) && ref[n] == '/' ? n + 1 : 0;
-}
-
-/*
- * Is ref an absolute URL? Those name a resource by URL only, except URLs
- * under our own base, which are the relative reference written out in
- * full: "https://<base>/Patient/1" is "Patient/1".
- */
-static bool foreign_url(const char *base, const char *ref)
-{
-    return ref && strstr(ref, "://") && !rest_own_base_length(base, ref);
-}
-
 /* The indexer's rows as the store's; _id and _lastUpdated are the store's own. */
 static bool convert_rows(rest_write *w, const char *base_url)
 {
@@ -200,7 +161,7 @@ static bool convert_rows(rest_write *w, const char *base_url)
         case IX_STRING: o->v.string.text = r->text; break;
         case IX_TOKEN: o->v.token.system = r->system, o->v.token.code = r->code; break;
         case IX_REFERENCE:
-            if (r->ref_type && !foreign_url(base_url, r->text)) {
+            if (r->ref_type && !rest_foreign_url(base_url, r->text)) {
                 o->v.reference.type = r->ref_type;
                 o->v.reference.id = r->ref_id;
             } else { /* another server's resource, urn:uuid:, ... */
@@ -279,7 +240,7 @@ bool rest_if_match(const char *etag, int64_t *version)
     return true;
 }
 
-/* ---- answers from the commit thread ---- */
+/* ---- answers, on the worker once the commit is done ---- */
 
 static void answer_with_resource(rq *q, int status, rest_write *w, const char *prefix_message)
 {
@@ -343,11 +304,12 @@ static void answer_failure(rq *q, const st_op_result *r)
     }
 }
 
-static void write_done(void *arg, const st_txn_result *result)
+/* On the request's worker (posted by write_done): the answer, from the result write_done kept. */
+static void write_answer(void *arg)
 {
     rq *q = arg;
     rest_write *w = &q->write;
-    const st_op_result *r = &result->ops[0];
+    const st_op_result *r = &w->result;
     if (r->status == ST_EXISTS && w->conditional_update) {
         rq_respond_outcome(q, 412, OO_ERROR, "conflict", NULL,
                            "a concurrent write created a %s the conditional update matches (%s): nothing was written; "
@@ -369,6 +331,19 @@ static void write_done(void *arg, const st_txn_result *result)
     rq_finish(q);
 }
 
+/*
+ * The store's completion callback, on its commit thread: keep the result
+ * (it lives during this call only) and hand the answer to the request's
+ * worker, so no answer is built, and no store read made, on the commit
+ * thread. rest_render has left the stored JSON in w->stored already.
+ */
+static void write_done(void *arg, const st_txn_result *result)
+{
+    rq *q = arg;
+    q->write.result = result->ops[0];
+    srv_post(q->req, write_answer, q);
+}
+
 /* Submit q->write; false (after answering) when the store would not take it. */
 static bool submit(rq *q)
 {
@@ -384,8 +359,7 @@ static bool submit(rq *q)
 
 /* ---- the interactions ---- */
 
-/* Content-Type and a body present; false after answering 415/400. */
-static bool body_ok(rq *q, const unsigned char **body, size_t *len)
+bool rest_json_body(rq *q, const unsigned char **body, size_t *len)
 {
     if (!rt_content_type_ok(srv_req_header(q->req, "Content-Type"))) {
         rq_respond_outcome(q, 415, OO_ERROR, OO_NOT_SUPPORTED, NULL,
@@ -405,7 +379,7 @@ static bool parse_body(rq *q)
 {
     const unsigned char *body;
     size_t len;
-    if (!body_ok(q, &body, &len))
+    if (!rest_json_body(q, &body, &len))
         return false;
     oo_list issues;
     oo_list_init(&issues, 0);
@@ -516,55 +490,6 @@ static bool update_by_id(rq *q)
     return prepare_and_submit_pinned(q, ST_OP_UPDATE, w->current.version);
 }
 
-/* ---- conditional update and delete: the query names the resource ---- */
-
-/*
- * The caller-visible resources of `type` matching `query` (at most two are
- * fetched: none, one or "several" is all a conditional interaction needs).
- * Returns 0, or the HTTP status (400, 5xx) with issues saying why.
- */
-int rest_conditional_search(rq *q, const fs_type *type, const char *query, st_list *found, oo_list *issues)
-{
-    memset(found, 0, sizeof *found);
-    if (!query || !*query) {
-        oo_add(issues, OO_ERROR, "invalid", NULL, 0, 0,
-               "a conditional interaction needs search parameters that name the resource (%s?identifier=...)",
-               type->name);
-        return 400;
-    }
-    sq_limits lim = {2, 2, 16, 32};
-    sq_query sq;
-    rest_stq stq;
-    if (!sq_parse(q->app->schema, type, query, true, &lim, rest_search_kind_supported, &sq, issues))
-        return 400;
-    if (!sq.param_count) { /* "_count=1" alone would match everything */
-        sq_free(&sq);
-        oo_add(issues, OO_ERROR, "invalid", NULL, 0, 0, "a conditional interaction needs search parameters, not only %s",
-               query);
-        return 400;
-    }
-    st_error err;
-    st_status s = rest_to_st_query(&sq, &q->caller, q->app->opt.base_url, &stq) ? st_search(q->app->opt.store, &stq.q, found, &err)
-                                                           : ST_INTERNAL;
-    if (s != ST_OK)
-        oo_add(issues, OO_ERROR, rest_code_of(s), NULL, 0, 0, "the conditional search failed: %s",
-               s == ST_INTERNAL ? "internal error" : err.message);
-    rest_stq_free(&stq);
-    sq_free(&sq);
-    return s == ST_OK ? 0 : rest_status_of(s);
-}
-
-bool rest_conditional_match(rq *q, const fs_type *type, const char *query, st_list *found)
-{
-    oo_list issues;
-    oo_list_init(&issues, 0);
-    int status = rest_conditional_search(q, type, query, found, &issues);
-    if (status)
-        rq_respond_issues(q, status, &issues);
-    oo_list_free(&issues);
-    return status == 0;
-}
-
 /* More than one match: 412, as the spec says for conditional update and delete. */
 static void answer_several(rq *q, const char *what)
 {
@@ -663,279 +588,5 @@ bool rest_delete(rq *q)
     snprintf(w->id, sizeof w->id, "%s", q->route.id);
     return prepare_and_submit_pinned(q, ST_OP_DELETE, w->current.version);
 }
-
-/* ---- $validate ---- */
-
-/* The resource to validate: the body, or the `resource` parameter of a Parameters body. */
-static uint32_t validate_target(const fj_doc *d, const char **profile, size_t *profile_len)
-{
-    uint32_t rt = fj_get(d, 0, "resourceType");
-    if (rt == UINT32_MAX || !fj_str_eq(d, rt, "Parameters"))
-        return 0;
-    uint32_t params = fj_get(d, 0, "parameter"), target = UINT32_MAX;
-    if (params == UINT32_MAX || d->nodes[params].type != FJ_ARRAY)
-        return UINT32_MAX;
-    uint32_t p = params + 1;
-    for (uint32_t i = 0; i < d->nodes[params].len; i++, p = fj_next(d, p)) {
-        uint32_t name = fj_get(d, p, "name");
-        if (name != UINT32_MAX && fj_str_eq(d, name, "resource"))
-            target = fj_get(d, p, "resource");
-        if (name != UINT32_MAX && fj_str_eq(d, name, "profile")) {
-            uint32_t v = fj_get(d, p, "valueUri");
-            if (v == UINT32_MAX)
-                v = fj_get(d, p, "valueCanonical");
-            if (v != UINT32_MAX && d->nodes[v].type == FJ_STRING) {
-                *profile = fj_str(d, v);
-                *profile_len = d->nodes[v].len;
-            }
-        }
-    }
-    return target;
-}
-
-#define CORE_PROFILE_BASE "http://hl7.org/fhir/StructureDefinition/"
-
-/*
- * The profile $validate checks against: one the registry loaded, or a core
- * resource profile, which is the base validation itself (the resource must
- * then be of that type). A "|version" suffix is ignored.
- */
-static void choose_profile(rq *q, const char *url, fv_options *opts, oo_list *issues)
-{
-    opts->profile = opts->profiles ? pf_find(opts->profiles, url) : NULL;
-    if (opts->profile)
-        return;
-    size_t base = strlen(CORE_PROFILE_BASE);
-    if (!strncmp(url, CORE_PROFILE_BASE, base)) {
-        size_t len = strcspn(url + base, "|");
-        const fs_type *t = fs_type_by_name(q->app->schema, url + base, len);
-        if (t == q->route.type)
-            return;
-        if (t) {
-            oo_add(issues, OO_ERROR, OO_STRUCTURE, NULL, 0, 0, "profile %s is for %s resources, not %s", url, t->name,
-                   q->route.type->name);
-            return;
-        }
-    }
-    oo_add(issues, OO_ERROR, OO_NOT_SUPPORTED, NULL, 0, 0, "profile %s is not known", url);
-}
-
-void rest_validate_op(rq *q)
-{
-    if (strcmp(srv_req_method(q->req), "POST")) {
-        srv_set_header(q->req, "Allow", "POST");
-        rq_respond_outcome(q, 405, OO_ERROR, OO_NOT_SUPPORTED, NULL, "$validate takes POST");
-        return;
-    }
-    const unsigned char *body;
-    size_t len;
-    if (!body_ok(q, &body, &len))
-        return;
-    oo_list issues;
-    oo_list_init(&issues, 0);
-    char *copy = malloc(len + 1);
-    memcpy(copy, body, len + 1);
-    fj_doc doc;
-    fj_error err;
-    if (!fj_parse(copy, len, NULL, &doc, &err)) {
-        oo_add(&issues, OO_FATAL, OO_STRUCTURE, NULL, err.line, err.column, "invalid JSON: %s", err.message);
-    } else {
-        const char *profile = NULL;
-        size_t profile_len = 0;
-        uint32_t target = validate_target(&doc, &profile, &profile_len);
-        uint32_t rt = target != UINT32_MAX ? fj_get(&doc, target, "resourceType") : UINT32_MAX;
-        if (rt == UINT32_MAX || !fj_str_eq(&doc, rt, q->route.type->name)) {
-            oo_add(&issues, OO_ERROR, OO_STRUCTURE, NULL, 0, 0, "$validate on %s needs a %s resource",
-                   q->route.type->name, q->route.type->name);
-        } else {
-            fv_options opts = {0};
-            opts.profiles = q->app->opt.profiles;
-            char url[512] = "";
-            const char *qp = strstr(srv_req_query(q->req), "profile=");
-            if (qp) {
-                char *decoded = sq_url_decode(qp + 8, strcspn(qp + 8, "&"));
-                snprintf(url, sizeof url, "%s", decoded ? decoded : "");
-                free(decoded);
-            } else if (profile) {
-                snprintf(url, sizeof url, "%.*s", (int)profile_len, profile);
-            }
-            if (url[0])
-                choose_profile(q, url, &opts, &issues);
-            if (target == 0) {
-                fv_validate_doc(&doc, &opts, &issues);
-            } else {
-                /* a resource inside Parameters: validate its own text */
-                fj_buf out = {0};
-                fj_write(&doc, target, NULL, &out);
-                size_t rlen;
-                char *resource = fj_buf_take(&out, &rlen);
-                if (resource)
-                    fv_validate_buffer(resource, rlen, &opts, &issues);
-                free(resource);
-            }
-        }
-    }
-    fj_doc_free(&doc);
-    free(copy);
-    rq_respond_issues(q, 200, &issues);
-    oo_list_free(&issues);
-}
-
-/* ---- search query conversion (shared with rest_bundle.c) ---- */
-
-static st_prefix st_prefix_of(sq_prefix p) { return (st_prefix)p; }
-
-static st_modifier st_modifier_of(sq_modifier m)
-{
-    switch (m) {
-    case SQ_MOD_EXACT: return ST_MOD_EXACT;
-    case SQ_MOD_CONTAINS: return ST_MOD_CONTAINS;
-    case SQ_MOD_MISSING: return ST_MOD_MISSING;
-    case SQ_MOD_NOT: return ST_MOD_NOT;
-    default: return ST_MOD_NONE;
-    }
-}
-
-static st_kind search_st_kind(fs_search_kind k)
-{
-    switch (k) {
-    case FS_SEARCH_NUMBER: return ST_KIND_NUMBER;
-    case FS_SEARCH_DATE: return ST_KIND_DATE;
-    case FS_SEARCH_STRING: return ST_KIND_STRING;
-    case FS_SEARCH_TOKEN: return ST_KIND_TOKEN;
-    case FS_SEARCH_REFERENCE: return ST_KIND_REFERENCE;
-    case FS_SEARCH_QUANTITY: return ST_KIND_QUANTITY;
-    default: return ST_KIND_URI;
-    }
-}
-
-static void convert_value(const sq_param *p, const sq_value *v, const char *base_url, st_value *o)
-{
-    memset(o, 0, sizeof *o);
-    o->prefix = st_prefix_of(v->prefix);
-    switch (p->def->kind) {
-    case FS_SEARCH_DATE:
-        o->v.date.low_ms = v->lo_ms;
-        o->v.date.high_ms = v->hi_ms;
-        break;
-    case FS_SEARCH_NUMBER:
-    case FS_SEARCH_QUANTITY:
-        o->v.number.value = v->number;
-        sq_number_range(v, &o->v.number.low, &o->v.number.high);
-        o->v.number.system = v->unit_system;
-        o->v.number.code = v->unit;
-        break;
-    case FS_SEARCH_TOKEN:
-        o->v.token.system = v->system;
-        o->v.token.code = v->code;
-        break;
-    case FS_SEARCH_REFERENCE:
-        if (foreign_url(base_url, v->text) || (v->text && !v->ref_type && strchr(v->text, ':'))) { /* urn:uuid: */
-            o->v.reference.url = v->text;
-        } else {
-            o->v.reference.type = p->modifier == SQ_MOD_TYPE ? p->target_type : v->ref_type;
-            o->v.reference.id = v->ref_id;
-        }
-        break;
-    case FS_SEARCH_STRING: o->v.string.text = v->text; break;
-    default: o->v.uri.uri = v->text; break;
-    }
-}
-
-void rest_linked_visibility(const az_caller *caller, rest_stq *out)
-{
-    out->visible[0] = caller->ura;
-    out->linked.orgs = out->visible;
-    out->linked.org_count = 1;
-    size_t n = az_types_of(AZ_ADMINISTRATIVE, out->shared, sizeof out->shared / sizeof *out->shared);
-    out->linked.shared_types = out->shared;
-    out->linked.shared_type_count = n;
-    if (!(caller->roles & AZ_CARE_ROLES)) { /* insurers read no clinical type, so reach none either */
-        memcpy(out->readable, out->shared, n * sizeof *out->shared);
-        n += az_types_of(AZ_FINANCIAL, out->readable + n, sizeof out->readable / sizeof *out->readable - n);
-        out->linked.types = out->readable;
-        out->linked.type_count = n;
-    }
-}
-
-static void convert_chain(const sq_param *p, st_link *links, st_condition *c)
-{
-    for (size_t k = 0; k < p->chain_len; k++)
-        links[k] = (st_link){p->chain[k].ref->code, p->chain[k].type, p->chain[k].reverse};
-    c->chain = links;
-    c->chain_len = p->chain_len;
-}
-
-bool rest_to_st_query(const sq_query *sq, const az_caller *caller, const char *base_url, rest_stq *out)
-{
-    memset(out, 0, sizeof *out);
-    size_t values = 0, links = 0;
-    for (size_t i = 0; i < sq->param_count; i++)
-        values += sq->params[i].value_count, links += sq->params[i].chain_len;
-    out->conditions = calloc(sq->param_count ? sq->param_count : 1, sizeof *out->conditions);
-    out->values = calloc(values ? values : 1, sizeof *out->values);
-    out->links = calloc(links ? links : 1, sizeof *out->links);
-    if (!out->conditions || !out->values || !out->links)
-        return false;
-    rest_linked_visibility(caller, out);
-    out->q.linked = &out->linked;
-    size_t at = 0, link_at = 0;
-    for (size_t i = 0; i < sq->param_count; i++) {
-        const sq_param *p = &sq->params[i];
-        st_condition *c = &out->conditions[i];
-        convert_chain(p, &out->links[link_at], c);
-        link_at += p->chain_len;
-        c->param = p->def->code;
-        c->kind = search_st_kind(p->def->kind);
-        c->modifier = st_modifier_of(p->modifier);
-        c->values = &out->values[at];
-        if (p->modifier == SQ_MOD_MISSING) {
-            c->missing = p->value_count && p->values[0].missing;
-            continue;
-        }
-        for (size_t k = 0; k < p->value_count; k++)
-            convert_value(p, &p->values[k], base_url, &out->values[at++]);
-        c->value_count = p->value_count;
-    }
-    out->q.type = sq->type->name;
-    out->q.conditions = out->conditions;
-    out->q.condition_count = sq->param_count;
-    if (az_category_of(sq->type->name) != AZ_ADMINISTRATIVE) {
-        out->q.visible_to = out->visible;
-        out->q.visible_to_count = 1;
-    }
-    out->sort.param = sq->sort ? sq->sort->code : "_lastUpdated";
-    out->sort.kind = sq->sort ? search_st_kind(sq->sort->kind) : ST_KIND_DATE;
-    out->sort.descending = sq->has_sort ? sq->sort_descending : true; /* newest first unless asked otherwise */
-    out->q.sort = &out->sort;
-    out->q.sort_count = 1;
-    out->q.count = sq->summary_count ? 0 : (size_t)sq->count;
-    out->q.offset = (size_t)sq->offset;
-    out->q.want_total = true;
-    out->q.snapshot = sq->snapshot;
-    for (size_t i = 0; i < sq->include_count; i++) {
-        const sq_include *in = &sq->includes[i];
-        out->includes[i] = (st_include){in->source_type, in->ref ? in->ref->code : NULL, in->target_type,
-                                        in->reverse, in->iterate};
-    }
-    out->q.includes = out->includes;
-    out->q.include_count = sq->include_count;
-    out->q.max_included = REST_MAX_INCLUDED;
-    if (sq->has_cursor) {
-        out->cursor = (st_cursor){sq->cursor_ms, sq->cursor_rid, sq->cursor_before};
-        out->q.cursor = &out->cursor;
-    }
-    return true;
-}
-
-void rest_stq_free(rest_stq *s)
-{
-    free(s->conditions);
-    free(s->values);
-    free(s->links);
-    memset(s, 0, sizeof *s);
-}
-
-/* ---- for rest_patch.c ---- */
 
 bool rest_write_submit(rq *q) { return submit(q); }

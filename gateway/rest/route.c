@@ -100,6 +100,27 @@ static bool copy_id(char dst[65], const char *src, size_t len)
     return true;
 }
 
+/*
+ * "$name" -> RT_OPERATION "name". A name too long for rt_route.operation is
+ * kept cut at a character boundary and marked with "…": no operation has
+ * such a name (or an ellipsis), so it is answered as unknown, and the
+ * message shows it was cut.
+ */
+static void set_operation(rt_route *r, const char *seg, size_t len)
+{
+    size_t n = len - 1;
+    const size_t room = sizeof r->operation - sizeof "\u2026";
+    bool cut = n >= sizeof r->operation;
+    if (cut) {
+        n = room;
+        while (n > 0 && ((unsigned char)seg[1 + n] & 0xC0) == 0x80)
+            n--; /* seg[1 + n] continues a character: cut before the character */
+    }
+    memcpy(r->operation, seg + 1, n);
+    memcpy(r->operation + n, cut ? "\u2026" : "", cut ? sizeof "\u2026" : 1);
+    r->interaction = RT_OPERATION;
+}
+
 static void system_level(rt_route *r, const char *method, const char *seg[], size_t len[], size_t n)
 {
     bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
@@ -118,17 +139,11 @@ static void system_level(rt_route *r, const char *method, const char *seg[], siz
             r->interaction = RT_HISTORY_SYSTEM;
         else
             not_allowed(r, "GET", "_history accepts GET");
+    } else if (n == 1 && seg[0][0] == '$') {
+        set_operation(r, seg[0], len[0]); /* a system-level operation (the operations table says which exist) */
     } else {
         fail(r, 404, "unknown resource type");
     }
-}
-
-static void set_operation(rt_route *r, const char *seg, size_t len)
-{
-    size_t n = len - 1 < sizeof r->operation - 1 ? len - 1 : sizeof r->operation - 1;
-    memcpy(r->operation, seg + 1, n);
-    r->operation[n] = '\0';
-    r->interaction = RT_OPERATION;
 }
 
 /* /Type, /Type/_search, /Type/_history, /Type/$op */
@@ -322,6 +337,8 @@ bool rt_etag_list_matches(const char *list, int64_t version)
         size_t len = strcspn(p, ",");
         if (!len)
             break;
+        /* our ETags are W/"<at most 18 digits>" (rt_etag_version): a longer tag is none of ours and matches
+         * nothing, so it is skipped whole, never cut to something that might match */
         char one[48];
         if (len < sizeof one) {
             memcpy(one, p, len);

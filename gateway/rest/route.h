@@ -16,6 +16,8 @@
  *   GET    /Patient/123/_history, /Patient/_history, /_history -> RT_HISTORY_*
  *   POST   /                               -> RT_BATCH (batch or transaction Bundle)
  *   POST   /Patient/$validate, /Patient/123/$validate -> RT_OPERATION
+ *   POST   /$name (system level)           -> RT_OPERATION with type NULL
+ *   (any "$name" is routed; which operations exist is the REST layer's table, operations.h)
  *
  * What is not a FHIR URL gets RT_UNKNOWN with the HTTP status it deserves
  * (404 unknown type, 405 method not allowed on a known path, 400 bad id).
@@ -52,7 +54,8 @@ typedef struct rt_route {
     const fs_type *type; /* resource type, NULL for system-level */
     char id[65];         /* logical id, "" when none */
     char version[65];    /* version id for vread, "" when none */
-    char operation[64];  /* "validate" for $validate */
+    char operation[64];  /* "validate" for $validate (the name without "$"); a longer name is kept cut and
+                          * marked "…", which no operation matches */
     int error_status;    /* with RT_UNKNOWN: 400, 404 or 405 */
     const char *error;   /* with RT_UNKNOWN: why (static) */
     const char *allow;   /* with 405: the methods the path accepts, for the Allow header (static) */

@@ -1,0 +1,33 @@
+/*
+ * gateway/rest/handlers.h — the handlers the operations table dispatches to
+ * (operations.c), each implemented by the module named with it.
+ *
+ * A handler answers the request or hands it on. It returns true when q was
+ * handed on: to the store (the commit callback answers and frees q) or to a
+ * streamed answer (its release frees q); false when it has answered and the
+ * caller frees q with rq_finish. The type-level authorisation of the table
+ * row has been checked before a handler runs.
+ */
+#ifndef GATEWAY_REST_HANDLERS_H
+#define GATEWAY_REST_HANDLERS_H
+
+#include "gateway/rest/rest_internal.h"
+
+/* rest_read.c: GET /metadata, read and vread (with conditional reads: 304). */
+bool rest_capabilities(rq *q);
+bool rest_read(rq *q);
+/* rest_write.c: create (with If-None-Exist), update and delete (also conditional ones). */
+bool rest_create(rq *q);
+bool rest_update(rq *q);
+bool rest_delete(rq *q);
+/* rest_patch.c: JSON Patch and FHIRPath Patch (also conditional). */
+bool rest_patch(rq *q);
+/* rest_search.c: searchset and history Bundles, streamed; pages bounded by _count and page_max_bytes. */
+bool rest_search(rq *q);
+bool rest_history(rq *q);
+/* rest_batch.c: batch and transaction Bundles. */
+bool rest_batch(rq *q);
+/* rest_validate.c: $validate. */
+bool rest_validate_op(rq *q);
+
+#endif

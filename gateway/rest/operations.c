@@ -1,0 +1,155 @@
+/*
+ * gateway/rest/operations.c — the table of interactions and $operations, and
+ * dispatch through it (see operations.h).
+ */
+#include "gateway/rest/operations.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/rest/answer.h"
+#include "gateway/rest/handlers.h"
+
+#define VALIDATE_DEFINITION "http://hl7.org/fhir/OperationDefinition/Resource-validate"
+
+/*
+ * Rows in the order the CapabilityStatement lists their interaction codes
+ * (resource types: read .. search-type; system: transaction, batch,
+ * history-system). Conditional update, patch and delete are type-level URLs
+ * of the instance interactions (the query names the resource).
+ */
+static const rest_op table[] = {
+    {RT_CAPABILITIES, NULL, REST_SYSTEM, "GET", NULL, REST_ACCESS_NONE, AZ_READ, {NULL}, NULL, rest_capabilities},
+    {RT_READ, NULL, REST_INSTANCE, "GET, HEAD", NULL, REST_ACCESS_TYPE, AZ_READ, {"read"}, NULL, rest_read},
+    {RT_VREAD, NULL, REST_INSTANCE, "GET", NULL, REST_ACCESS_TYPE, AZ_READ, {"vread"}, NULL, rest_read},
+    {RT_UPDATE, NULL, REST_INSTANCE | REST_TYPE, "PUT", NULL, REST_ACCESS_TYPE, AZ_UPDATE, {"update"}, NULL,
+     rest_update},
+    {RT_PATCH, NULL, REST_INSTANCE | REST_TYPE, "PATCH", NULL, REST_ACCESS_TYPE, AZ_UPDATE, {"patch"}, NULL,
+     rest_patch},
+    {RT_DELETE, NULL, REST_INSTANCE | REST_TYPE, "DELETE", NULL, REST_ACCESS_TYPE, AZ_DELETE, {"delete"}, NULL,
+     rest_delete},
+    {RT_CREATE, NULL, REST_TYPE, "POST", NULL, REST_ACCESS_TYPE, AZ_CREATE, {"create"}, NULL, rest_create},
+    {RT_HISTORY_INSTANCE, NULL, REST_INSTANCE, "GET", NULL, REST_ACCESS_TYPE, AZ_HISTORY, {"history-instance"}, NULL,
+     rest_history},
+    {RT_HISTORY_TYPE, NULL, REST_TYPE, "GET", NULL, REST_ACCESS_TYPE, AZ_HISTORY, {"history-type"}, NULL,
+     rest_history},
+    {RT_SEARCH, NULL, REST_TYPE, "GET, POST", NULL, REST_ACCESS_TYPE, AZ_SEARCH, {"search-type"}, NULL, rest_search},
+    {RT_BATCH, NULL, REST_SYSTEM, "POST", NULL, REST_ACCESS_HANDLER, AZ_CREATE, {"transaction", "batch"}, NULL,
+     rest_batch},
+    {RT_HISTORY_SYSTEM, NULL, REST_SYSTEM, "GET", NULL, REST_ACCESS_HANDLER, AZ_HISTORY, {"history-system"}, NULL,
+     rest_history},
+    /* $operations: a future one is a row here and a handler in handlers.h */
+    {RT_OPERATION, "$validate", REST_TYPE | REST_INSTANCE, "POST", NULL, REST_ACCESS_TYPE, AZ_VALIDATE, {NULL},
+     VALIDATE_DEFINITION, rest_validate_op},
+};
+
+#define TABLE_SIZE (sizeof table / sizeof *table)
+
+static unsigned level_of(const rt_route *r)
+{
+    return !r->type ? REST_SYSTEM : r->id[0] ? REST_INSTANCE : REST_TYPE;
+}
+
+static bool applies_to_type(const rest_op *row, const fs_type *type)
+{
+    if (!row->types)
+        return true;
+    for (const char *const *t = row->types; type && *t; t++)
+        if (!strcmp(*t, type->name))
+            return true;
+    return false;
+}
+
+const rest_op *rest_op_for(const rt_route *route)
+{
+    for (size_t i = 0; i < TABLE_SIZE; i++) {
+        const rest_op *row = &table[i];
+        if (row->interaction != route->interaction)
+            continue;
+        if (route->interaction != RT_OPERATION)
+            return row; /* the router has placed the interaction already */
+        if (!strcmp(row->name + 1, route->operation) && (row->levels & level_of(route)) &&
+            applies_to_type(row, route->type))
+            return row;
+    }
+    return NULL;
+}
+
+/* Is method one of the row's ("GET, HEAD")? */
+static bool takes(const rest_op *row, const char *method)
+{
+    size_t n = strlen(method);
+    for (const char *m = row->methods; *m; m += strspn(m, ", ")) {
+        size_t len = strcspn(m, ", ");
+        if (len == n && !memcmp(m, method, n))
+            return true;
+        m += len;
+    }
+    return false;
+}
+
+/* What the router could not place: its status (404, 405 with Allow, 400) and why. */
+static void answer_route_error(rq *q)
+{
+    int status = q->route.error_status ? q->route.error_status : 404;
+    if (status == 405 && q->route.allow)
+        srv_set_header(q->req, "Allow", q->route.allow);
+    char method[RT_ECHO_SIZE], path[RT_ECHO_SIZE]; /* a 10,000-character id is not echoed whole */
+    rq_respond_outcome(q, status, OO_ERROR,
+                       status == 405 ? OO_NOT_SUPPORTED : status == 400 ? "invalid" : OO_NOT_FOUND, NULL, "%s %s: %s",
+                       rt_echo(srv_req_method(q->req), method), rt_echo(srv_req_path(q->req), path),
+                       q->route.error ? q->route.error : "not found");
+}
+
+bool rest_dispatch(rq *q, const rest_op *row)
+{
+    if (!row && q->route.interaction == RT_OPERATION) {
+        rq_respond_outcome(q, 404, OO_ERROR, OO_NOT_SUPPORTED, NULL, "operation $%s is not supported",
+                           q->route.operation);
+        return false;
+    }
+    if (!row) {
+        answer_route_error(q);
+        return false;
+    }
+    if (!takes(row, srv_req_method(q->req))) {
+        srv_set_header(q->req, "Allow", row->methods);
+        rq_respond_outcome(q, 405, OO_ERROR, OO_NOT_SUPPORTED, NULL, "%s takes %s",
+                           row->name ? row->name : rt_name(row->interaction), row->methods);
+        return false;
+    }
+    return row->handler(q);
+}
+
+/* ---- the CapabilityStatement's view ---- */
+
+static size_t capability_rows(cap_row *out)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < TABLE_SIZE; i++) {
+        const rest_op *row = &table[i];
+        bool system = row->levels & REST_SYSTEM, typed = row->levels & (REST_TYPE | REST_INSTANCE);
+        for (size_t c = 0; c < sizeof row->codes / sizeof *row->codes && row->codes[c]; c++, n++)
+            if (out)
+                out[n] = (cap_row){row->codes[c], NULL, system && !typed, row->types};
+        if (!row->name)
+            continue;
+        /* an operation at the system level and on types is listed in both places */
+        if (system && out)
+            out[n] = (cap_row){row->name + 1, row->definition, true, NULL};
+        n += system;
+        if (typed && out)
+            out[n] = (cap_row){row->name + 1, row->definition, false, row->types};
+        n += typed;
+    }
+    return n;
+}
+
+cap_row *rest_capability_rows(size_t *count)
+{
+    *count = capability_rows(NULL);
+    cap_row *rows = calloc(*count ? *count : 1, sizeof *rows);
+    if (rows)
+        capability_rows(rows);
+    return rows;
+}

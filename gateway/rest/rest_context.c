@@ -1,0 +1,73 @@
+/*
+ * gateway/rest/rest_context.c — the per-request context's lifetime and the
+ * small helpers every module of gateway/rest uses (see rest_internal.h).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <uuid/uuid.h>
+
+#include "gateway/rest/rest_internal.h"
+
+void rest_stq_free(rest_stq *s)
+{
+    free(s->conditions);
+    free(s->values);
+    free(s->links);
+    memset(s, 0, sizeof *s);
+}
+
+void rest_write_free(rest_write *w)
+{
+    free(w->body);
+    if (w->has_doc)
+        fj_doc_free(&w->doc);
+    free(w->meta_extra);
+    free(w->stored);
+    ix_rows_free(&w->ix);
+    free(w->rows);
+    if (w->has_if_none) {
+        sq_free(&w->if_none_sq);
+        rest_stq_free(&w->if_none);
+    }
+    if (w->has_current)
+        st_resource_free(&w->current);
+    memset(w, 0, sizeof *w);
+}
+
+void rq_finish(rq *q)
+{
+    rest_write_free(&q->write);
+    free(q);
+}
+
+fp_arena *rest_arena(rest_app *app)
+{
+    fp_arena *a = pthread_getspecific(app->arena_key);
+    if (!a) {
+        a = fp_arena_new();
+        pthread_setspecific(app->arena_key, a);
+    }
+    return a;
+}
+
+int64_t rest_now_ms(const rest_app *app) { return app->opt.clock_ms(app->opt.clock_arg); }
+
+void rest_new_id(char out[ST_ID_MAX + 1])
+{
+    uuid_t u;
+    uuid_generate_random(u);
+    uuid_unparse_lower(u, out);
+}
+
+size_t rest_own_base_length(const char *base, const char *ref, size_t len)
+{
+    size_t n = base ? strlen(base) : 0;
+    while (n && base[n - 1] == '/')
+        n--;
+    return n && ref && len > n && !memcmp(ref, base, n) && ref[n] == '/' ? n + 1 : 0;
+}
+
+bool rest_foreign_url(const char *base, const char *ref)
+{
+    return ref && strstr(ref, "://") && !rest_own_base_length(base, ref, strlen(ref));
+}

@@ -1,0 +1,123 @@
+/*
+ * gateway/rest/rest_validate.c — the $validate operation (POST
+ * /Type/$validate, /Type/id/$validate): the body, or the `resource`
+ * parameter of a Parameters body, validated against the schema and a profile
+ * (the `profile` parameter or query parameter); answered 200 with the
+ * issues found, whatever they are.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/rest/answer.h"
+#include "gateway/rest/handlers.h"
+#include "gateway/rest/rest_write.h"
+
+/* The resource to validate: the body, or the `resource` parameter of a Parameters body. */
+static uint32_t validate_target(const fj_doc *d, const char **profile, size_t *profile_len)
+{
+    uint32_t rt = fj_get(d, 0, "resourceType");
+    if (rt == UINT32_MAX || !fj_str_eq(d, rt, "Parameters"))
+        return 0;
+    uint32_t params = fj_get(d, 0, "parameter"), target = UINT32_MAX;
+    if (params == UINT32_MAX || d->nodes[params].type != FJ_ARRAY)
+        return UINT32_MAX;
+    uint32_t p = params + 1;
+    for (uint32_t i = 0; i < d->nodes[params].len; i++, p = fj_next(d, p)) {
+        uint32_t name = fj_get(d, p, "name");
+        if (name != UINT32_MAX && fj_str_eq(d, name, "resource"))
+            target = fj_get(d, p, "resource");
+        if (name != UINT32_MAX && fj_str_eq(d, name, "profile")) {
+            uint32_t v = fj_get(d, p, "valueUri");
+            if (v == UINT32_MAX)
+                v = fj_get(d, p, "valueCanonical");
+            if (v != UINT32_MAX && d->nodes[v].type == FJ_STRING) {
+                *profile = fj_str(d, v);
+                *profile_len = d->nodes[v].len;
+            }
+        }
+    }
+    return target;
+}
+
+#define CORE_PROFILE_BASE "http://hl7.org/fhir/StructureDefinition/"
+
+/*
+ * The profile $validate checks against: one the registry loaded, or a core
+ * resource profile, which is the base validation itself (the resource must
+ * then be of that type). A "|version" suffix is ignored.
+ */
+static void choose_profile(rq *q, const char *url, fv_options *opts, oo_list *issues)
+{
+    opts->profile = opts->profiles ? pf_find(opts->profiles, url) : NULL;
+    char shown[RT_ECHO_SIZE]; /* messages quote at most RT_ECHO_MAX bytes of what the client sent */
+    rt_echo(url, shown);
+    if (opts->profile)
+        return;
+    size_t base = strlen(CORE_PROFILE_BASE);
+    if (!strncmp(url, CORE_PROFILE_BASE, base)) {
+        size_t len = strcspn(url + base, "|");
+        const fs_type *t = fs_type_by_name(q->app->schema, url + base, len);
+        if (t == q->route.type)
+            return;
+        if (t) {
+            oo_add(issues, OO_ERROR, OO_STRUCTURE, NULL, 0, 0, "profile %s is for %s resources, not %s", shown, t->name,
+                   q->route.type->name);
+            return;
+        }
+    }
+    oo_add(issues, OO_ERROR, OO_NOT_SUPPORTED, NULL, 0, 0, "profile %s is not known", shown);
+}
+
+bool rest_validate_op(rq *q)
+{
+    const unsigned char *body;
+    size_t len;
+    if (!rest_json_body(q, &body, &len))
+        return false;
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    char *copy = malloc(len + 1);
+    memcpy(copy, body, len + 1);
+    fj_doc doc;
+    fj_error err;
+    if (!fj_parse(copy, len, NULL, &doc, &err)) {
+        oo_add(&issues, OO_FATAL, OO_STRUCTURE, NULL, err.line, err.column, "invalid JSON: %s", err.message);
+    } else {
+        const char *profile = NULL;
+        size_t profile_len = 0;
+        uint32_t target = validate_target(&doc, &profile, &profile_len);
+        uint32_t rt = target != UINT32_MAX ? fj_get(&doc, target, "resourceType") : UINT32_MAX;
+        if (rt == UINT32_MAX || !fj_str_eq(&doc, rt, q->route.type->name)) {
+            oo_add(&issues, OO_ERROR, OO_STRUCTURE, NULL, 0, 0, "$validate on %s needs a %s resource",
+                   q->route.type->name, q->route.type->name);
+        } else {
+            fv_options opts = {0};
+            opts.profiles = q->app->opt.profiles;
+            const char *qp = strstr(srv_req_query(q->req), "profile=");
+            char *url = qp        ? sq_url_decode(qp + 8, strcspn(qp + 8, "&"))
+                        : profile ? strndup(profile, profile_len)
+                                  : NULL; /* whole: a long canonical is looked up as sent, never cut */
+            if (url && url[0])
+                choose_profile(q, url, &opts, &issues);
+            free(url);
+            if (target == 0) {
+                fv_validate_doc(&doc, &opts, &issues);
+            } else {
+                /* a resource inside Parameters: validate its own text */
+                fj_buf out = {0};
+                fj_write(&doc, target, NULL, &out);
+                size_t rlen;
+                char *resource = fj_buf_take(&out, &rlen);
+                if (resource)
+                    fv_validate_buffer(resource, rlen, &opts, &issues);
+                free(resource);
+            }
+        }
+    }
+    fj_doc_free(&doc);
+    free(copy);
+    rq_respond_issues(q, 200, &issues);
+    oo_list_free(&issues);
+    return false;
+}
