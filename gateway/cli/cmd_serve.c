@@ -261,8 +261,6 @@ static bool open_services(const gw_config *c, services *s, bool dev)
         log_event("error", "store %s: %s", c->store_path, serr.message);
         return false;
     }
-    if (dev && !dir_publish_registered(s->store, c->organisations))
-        log_event("warning", "not every organisation could be registered");
     rest_options ro = {0};
     ro.store = s->store;
     ro.organisations = s->orgs;
@@ -280,6 +278,8 @@ static bool open_services(const gw_config *c, services *s, bool dev)
         log_event("error", "%s", err);
         return false;
     }
+    if (dev && !dir_publish_registered(s->app, c->organisations))
+        log_event("warning", "not every organisation could be registered");
     srv_config cfg;
     srv_config_defaults(&cfg);
     char host[256], ops_host[256];
