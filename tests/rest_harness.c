@@ -101,7 +101,7 @@ void rh_publish_directory(void)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/organisations.tsv", rh.dir);
-    cr_assert(dir_publish_registered(rh.store, path), "the directory entries could not be published");
+    cr_assert(dir_publish_registered(rh.app, path), "the directory entries could not be published");
 }
 
 void rh_setup_with(const rh_options *opt)

@@ -512,6 +512,71 @@ Test(access, a_seventeenth_grant_is_refused_not_dropped)
     cr_expect_eq(status_of("elv-a", "GET", path, NULL), 200, "granted");
 }
 
+/* The total of a search as `who`, and the first match's member (into out) when asked for. */
+static long search_first(const char *who, const char *path, const char *member, char *out, size_t size)
+{
+    rh_response r = rh_request(who, "GET", path, NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s: %s", path, r.body);
+    json_object *o = rh_json(&r);
+    long total = atol(rh_str(o, "total") ? rh_str(o, "total") : "-1");
+    if (member)
+        snprintf(out, size, "%s", rh_str(o, member) ? rh_str(o, member) : "");
+    json_object_put(o);
+    rh_response_free(&r);
+    return total;
+}
+
+/*
+ * Issue 9: the registered organisations' own entries are written like a
+ * client's write (json-c, validation, the indexer, the access checks), so
+ * they are found by any search parameter and stay valid JSON whatever their
+ * names hold.
+ */
+Test(access, directory_entries_are_written_through_the_write_path)
+{
+    static const char *const name = "Zorg \"De Brug\" \\ Noord";
+    char path[512], got[200];
+    rh_stop_server();
+    snprintf(path, sizeof path, "%s/organisations.tsv", rh.dir);
+    FILE *f = fopen(path, "a");
+    cr_assert_not_null(f);
+    fprintf(f, "%s\t90000777\telv\tclients/none.crt\t%s\n", name,
+            "abababababababababababababababababababababababababababababababab");
+    fclose(f);
+    rh_start_server();
+    rh_publish_directory();
+
+    rh_response r = rh_request("hospital-a", "GET", "/Organization/ura-90000777", NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_object *o = rh_json(&r); /* parsed, and validated by the harness */
+    cr_expect_str_eq(rh_str(o, "name"), name, "the name as registered, quotes and backslash included");
+    cr_expect_str_eq(rh_str(o, "meta.versionId"), "1");
+    json_object_put(o);
+    rh_response_free(&r);
+    /* found by the URA, as everyone looks an organisation up */
+    cr_expect_eq(search_first("hospital-a", "/Organization?identifier=" URA_SYSTEM "|90000777", "entry.0.resource.id",
+                              got, sizeof got),
+                 1);
+    cr_expect_str_eq(got, "ura-90000777");
+    cr_expect_eq(search_first("elv-b", "/Organization?identifier=" URA_SYSTEM "|" URA_ELV_A, "entry.0.resource.id",
+                              got, sizeof got),
+                 1);
+    cr_expect_str_eq(got, "ura-" URA_ELV_A);
+    /* and by the parameters the indexer derives, which a hand-made row list left out */
+    cr_expect_eq(search_first("hospital-a", "/Organization?active=true&name=zorg", NULL, NULL, 0), 1);
+    /* it is its registered organisation's entry: nobody else changes or deletes it */
+    r = rh_request("hospital-a", "DELETE", "/Organization/ura-" URA_ELV_A, NULL, NULL);
+    cr_expect_eq(r.status, 403, "%s", r.body);
+    rh_response_free(&r);
+    /* published again (every start in dev mode): left as it is */
+    rh_publish_directory();
+    r = rh_request("hospital-a", "GET", "/Organization/ura-90000777", NULL, NULL);
+    o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "meta.versionId"), "1");
+    json_object_put(o);
+    rh_response_free(&r);
+}
+
 /*
  * The whole matrix: organisation x interaction x kind of resource (own,
  * addressed, someone else's, re-addressed, directory, granted), with the

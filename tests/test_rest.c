@@ -1362,7 +1362,7 @@ static const struct module_uses {
     {"rest_query", {"answer"}},
     {"rest_access", {"answer"}},
     {"answer", {0}},
-    {"directory", {0}},
+    {"directory", {"rest_write"}},
     {"capability", {0}},
     {"route", {0}},
     {"context", {0}},

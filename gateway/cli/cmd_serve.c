@@ -269,8 +269,6 @@ static bool open_services(const gw_config *c, services *s, bool dev)
         lg_msg(&errors, LG_ERROR, "store %s: %s", c->store_path, serr.message);
         return false;
     }
-    if (dev && !dir_publish_registered(s->store, c->organisations))
-        lg_msg(&errors, LG_WARNING, "not every organisation could be registered");
     rest_options ro = {0};
     ro.store = s->store;
     ro.organisations = s->orgs;
@@ -289,6 +287,8 @@ static bool open_services(const gw_config *c, services *s, bool dev)
         lg_msg(&errors, LG_ERROR, "%s", err);
         return false;
     }
+    if (dev && !dir_publish_registered(s->app, c->organisations))
+        lg_msg(&errors, LG_WARNING, "not every organisation could be registered");
     srv_config cfg;
     srv_config_defaults(&cfg);
     char host[256], ops_host[256];

@@ -51,7 +51,7 @@ static const char *decision_name(az_decision d)
 }
 
 /*
- * One JSON line per decision on stderr (the error log): who, which action on
+ * One JSON line per decision in the error log (gateway/util/log.h): who, which action on
  * which type, where in a Bundle, the decision and why. No ids, no query
  * strings: nothing that identifies a patient.
  */
@@ -60,15 +60,13 @@ void rest_record_decision(rq *q, az_action action, const char *type, az_decision
 {
     if (d == AZ_ALLOW && !q->app->opt.log_allowed)
         return;
-    char ts[ST_INSTANT_LEN];
-    st_format_instant(rest_now_ms(q->app), ts);
-    fprintf(stderr,
-            "{\"ts\":\"%s\",\"level\":\"%s\",\"event\":\"%s\",\"decision\":\"%s\",\"status\":%d,\"request_id\":\"%s\","
-            "\"ura\":\"%s\",\"interaction\":\"%s\",\"action\":\"%s\",\"type\":\"%s\",\"where\":\"%s\","
-            "\"reason\":\"%s\"}\n",
-            ts, d == AZ_ALLOW ? "info" : "warning", d == AZ_ALLOW ? "allowed" : "denied", decision_name(d), status,
-            srv_req_id(q->req), q->caller.ura, rt_name(q->route.interaction), action_name(action), type ? type : "",
-            where ? where : "", why);
+    const lg_logger *log = q->app->opt.log ? q->app->opt.log : lg_stderr();
+    lg_write_at(log, rest_now_ms(q->app), d == AZ_ALLOW ? LG_INFO : LG_WARNING,
+                LG_FIELDS(LG_STR("event", d == AZ_ALLOW ? "allowed" : "denied"), LG_STR("decision", decision_name(d)),
+                          LG_INT("status", status), LG_STR("request_id", srv_req_id(q->req)),
+                          LG_STR("ura", q->caller.ura), LG_STR("interaction", rt_name(q->route.interaction)),
+                          LG_STR("action", action_name(action)), LG_STR("type", type ? type : ""),
+                          LG_STR("where", where ? where : ""), LG_STR("reason", why)));
 }
 
 /* ---- decisions ---- */

@@ -23,6 +23,8 @@
  *   rest_bundle     writing Bundles -> answer
  *   rest_query      search parameters -> the store's query; conditional searches -> answer
  *   rest_access     the one enforcement point -> answer
+ *   directory       the registered organisations' own entries, written as they would write them
+ *     -> rest_write
  *   answer          answering a request: JSON, outcomes, version headers, status mapping
  *   rest_context    (this header) -> route
  *   route, capability: pure, no state (route.h, capability.h)
