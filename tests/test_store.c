@@ -9,6 +9,7 @@
  * pinned (tests set `now`), except where real concurrency is measured.
  */
 #include "gateway/store/store.h"
+#include "gateway/store/store_sql.h" /* the shared SQL, internal to the store: tested here with a second dialect */
 
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -1232,4 +1233,89 @@ Test(store, long_messages_are_cut_visibly)
     memset(&err, 0, sizeof err);
     cr_assert_null(st_open(&config, &err));
     cr_expect_null(strstr(err.message, "..."), "%s", err.message);
+}
+
+/* ---- The shared SQL (store_sql.h) in a second dialect ----------------------------------------------- */
+
+/* A PostgreSQL-like dialect: what a second backend would bring. */
+static const sql_dialect PG_LIKE = {
+    .name = "pg-like",
+    .placeholder = '$',
+    .begin_write = "BEGIN",
+    .int_type = "BIGINT",
+    .row_id = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    .real_type = "DOUBLE PRECISION",
+    .without_rowid = "",
+    .insert_ignore = "INSERT INTO",
+    .on_conflict_ignore = " ON CONFLICT DO NOTHING",
+    .string_agg = "string_agg",
+    .unit_separator = "chr(31)",
+    .find_text = "strpos",
+    .byte_order = " COLLATE \"C\"",
+    .no_index = "",
+    .true_literal = "TRUE",
+    .false_literal = "FALSE",
+    .returning = true,
+};
+
+static size_t count_of(const char *text, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = text; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
+}
+
+Test(store_sql, a_second_dialect_gets_its_own_sql_from_the_same_text)
+{
+    char *sql = sql_fixed_text(&PG_LIKE, SQL_INSERT_TAG);
+    cr_expect_str_eq(sql, "INSERT INTO access_tag (tag, rid) VALUES ($2, $1) ON CONFLICT DO NOTHING");
+    free(sql);
+    sql = sql_fixed_text(&PG_LIKE, SQL_INSERT_VERSION);
+    cr_expect_not_null(strstr(sql, "coalesce($8, (SELECT string_agg(t.tag, chr(31)) FROM access_tag t WHERE t.rid = $1))"),
+                       "%s", sql);
+    cr_expect_str_eq(sql + strlen(sql) - strlen(" RETURNING seq"), " RETURNING seq");
+    free(sql);
+    sql = sql_fixed_text(&PG_LIKE, SQL_BEGIN_BATCH);
+    cr_expect_str_eq(sql, "BEGIN");
+    free(sql);
+    for (int step = 1; step <= SQL_SCHEMA_VERSION; step++) {
+        sql = sql_migration(&PG_LIKE, step);
+        cr_assert_not_null(sql);
+        cr_expect_null(strchr(sql, '{'), "every token rendered: %s", sql);
+        cr_expect_null(strstr(sql, "WITHOUT ROWID"));
+        cr_expect_null(strstr(sql, "group_concat"));
+        if (step == 1) {
+            cr_expect_not_null(strstr(sql, "rid BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"), "%s", sql);
+            cr_expect_not_null(strstr(sql, "value DOUBLE PRECISION NOT NULL"), "%s", sql);
+        }
+        free(sql);
+    }
+
+    /* a search: numbered placeholders, one per value; booleans, text search and byte order of the dialect */
+    st_value names[] = {STR("jan"), STR("piet")};
+    st_value part = STR("ans");
+    st_value active = TOK("http://hl7.org/fhir/ValueSet/x", "active");
+    st_condition conds[] = {
+        {.param = "name", .kind = ST_KIND_STRING, .values = names, .value_count = 2},
+        {.param = "family", .kind = ST_KIND_STRING, .modifier = ST_MOD_CONTAINS, .values = &part, .value_count = 1},
+        {.param = "status", .kind = ST_KIND_TOKEN, .values = &active, .value_count = 1},
+        {.param = "birthdate", .kind = ST_KIND_DATE, .modifier = ST_MOD_MISSING, .missing = false},
+    };
+    const char *orgs[] = {"90000101"};
+    st_query q = {.type = "Patient", .conditions = conds, .condition_count = 4, .visible_to = orgs,
+                  .visible_to_count = 1, .count = 10};
+    sql_builder b;
+    sql_builder_init(&b, &PG_LIKE);
+    cr_assert_eq(sql_build_search_page(&b, &q), ST_OK);
+    cr_expect_null(strchr(b.text, '?'), "%s", b.text);
+    char last[16];
+    snprintf(last, sizeof last, "$%zu", b.bind_count);
+    cr_expect_not_null(strstr(b.text, last), "the last value is %s: %s", last, b.text);
+    cr_expect_not_null(strstr(b.text, "strpos(x.normalized, "), "%s", b.text);
+    cr_expect_not_null(strstr(b.text, " COLLATE \"C\""), "%s", b.text);
+    cr_expect_not_null(strstr(b.text, "(TRUE AND x.system = "), "%s", b.text);
+    cr_expect_eq(count_of(b.text, "+r.type"), 0, "no SQLite planner hint: %s", b.text);
+    cr_expect_not_null(strstr(b.text, ") AS u)"), "the tags subquery has its alias: %s", b.text);
+    sql_builder_free(&b);
 }
