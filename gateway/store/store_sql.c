@@ -16,6 +16,7 @@
 
 #include "fhir/array.h"
 #include "gateway/store/store_backend.h"
+#include "gateway/util/personal.h"
 
 /* ---- Rendering templates ---------------------------------------------------------------- */
 
@@ -155,14 +156,69 @@ static const char *const MIGRATIONS[] = {
     "  PRIMARY KEY (tag, rid, grantor)){WITHOUT_ROWID};"
     "CREATE INDEX access_grant_by_resource ON access_grant (rid, tag);"
     "CREATE INDEX access_grant_by_grantor ON access_grant (grantor);",
+    /* 3: index rows holding personal data are marked (gateway/util/personal.h), so that encryption at rest can
+     * cover exactly them; the rows already stored are marked after this text (marks_personal_rows) */
+    "ALTER TABLE index_string ADD COLUMN personal {INT} NOT NULL DEFAULT 0;"
+    "ALTER TABLE index_token ADD COLUMN personal {INT} NOT NULL DEFAULT 0;"
+    "ALTER TABLE index_reference ADD COLUMN personal {INT} NOT NULL DEFAULT 0;"
+    "ALTER TABLE index_date ADD COLUMN personal {INT} NOT NULL DEFAULT 0;"
+    "ALTER TABLE index_number ADD COLUMN personal {INT} NOT NULL DEFAULT 0;"
+    "ALTER TABLE index_uri ADD COLUMN personal {INT} NOT NULL DEFAULT 0;",
 };
 _Static_assert(sizeof MIGRATIONS / sizeof *MIGRATIONS == SQL_SCHEMA_VERSION, "one migration per schema version");
+
+/* The steps after whose text the rows already stored are marked as the personal-data table says. Marking is
+ * idempotent: a step appended when the table grows may mark again. */
+static bool marks_personal_rows(int step)
+{
+    return step == 3;
+}
+
+static bool append_str(char **out, size_t *len, size_t *cap, const char *s)
+{
+    return append(out, len, cap, s, strlen(s));
+}
+
+/* Appends "UPDATE <table> SET personal = 1 WHERE personal = 0 AND ((type = 'Patient' AND param IN ('address',
+ * ...)) OR ...);" for every index table. The names are literals of our own table ([A-Za-z-]), never input. */
+static bool append_personal_marking(char **out, size_t *len, size_t *cap)
+{
+    static const char *const tables[] = {"index_string", "index_token", "index_reference",
+                                         "index_date",   "index_number", "index_uri"};
+    bool ok = true;
+    for (size_t t = 0; ok && t < sizeof tables / sizeof *tables; t++) {
+        ok = append_str(out, len, cap, "UPDATE ") && append_str(out, len, cap, tables[t]) &&
+             append_str(out, len, cap, " SET personal = 1 WHERE personal = 0 AND (");
+        for (size_t i = 0; ok && i < pd_param_count; i++) {
+            const pd_param *p = &pd_params[i];
+            bool first_of_type = i == 0 || strcmp(pd_params[i - 1].type, p->type) != 0;
+            bool last_of_type = i + 1 == pd_param_count || strcmp(pd_params[i + 1].type, p->type) != 0;
+            if (first_of_type)
+                ok = append_str(out, len, cap, i ? " OR (type = '" : "(type = '") &&
+                     append_str(out, len, cap, p->type) && append_str(out, len, cap, "' AND param IN (");
+            ok = ok && append_str(out, len, cap, first_of_type ? "'" : ", '") &&
+                 append_str(out, len, cap, p->param) && append_str(out, len, cap, "'");
+            if (ok && last_of_type)
+                ok = append_str(out, len, cap, "))");
+        }
+        ok = ok && append_str(out, len, cap, ");");
+    }
+    return ok;
+}
 
 char *sql_migration(const sql_dialect *d, int step)
 {
     if (step < 1 || step > SQL_SCHEMA_VERSION)
         return NULL;
-    return sql_render(d, MIGRATIONS[step - 1]);
+    char *out = sql_render(d, MIGRATIONS[step - 1]);
+    if (!out || !marks_personal_rows(step))
+        return out;
+    size_t len = strlen(out), cap = len + 1;
+    if (!append_personal_marking(&out, &len, &cap)) {
+        free(out);
+        return NULL;
+    }
+    return out;
 }
 
 char *sql_schema_version_record(int version)
@@ -206,12 +262,16 @@ static const char *const FIXED[SQL_FIXED_COUNT] = {
                            " FROM access_tag t WHERE t.rid = ?1))){RETURNING_SEQ}",
     [SQL_DELETE_TAGS] = "DELETE FROM access_tag WHERE rid = ?1",
     [SQL_INSERT_TAG] = "{INSERT_IGNORE} access_tag (tag, rid) VALUES (?2, ?1){ON_CONFLICT_IGNORE}",
-    [SQL_INSERT_STRING] = "INSERT INTO index_string VALUES (?1, ?2, ?3, ?4, ?5)",
-    [SQL_INSERT_TOKEN] = "INSERT INTO index_token VALUES (?1, ?2, ?3, ?4, ?5)",
-    [SQL_INSERT_REFERENCE] = "INSERT INTO index_reference VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    [SQL_INSERT_DATE] = "INSERT INTO index_date VALUES (?1, ?2, ?3, ?4, ?5)",
-    [SQL_INSERT_NUMBER] = "INSERT INTO index_number VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    [SQL_INSERT_URI] = "INSERT INTO index_uri VALUES (?1, ?2, ?3, ?4)",
+    [SQL_INSERT_STRING] = "INSERT INTO index_string (rid, type, param, normalized, exact, personal)"
+                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [SQL_INSERT_TOKEN] = "INSERT INTO index_token (rid, type, param, system, code, personal)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [SQL_INSERT_REFERENCE] = "INSERT INTO index_reference (rid, type, param, target_type, target_id, url, personal)"
+                             " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [SQL_INSERT_DATE] = "INSERT INTO index_date (rid, type, param, low, high, personal) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [SQL_INSERT_NUMBER] = "INSERT INTO index_number (rid, type, param, value, system, code, personal)"
+                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [SQL_INSERT_URI] = "INSERT INTO index_uri (rid, type, param, uri, personal) VALUES (?1, ?2, ?3, ?4, ?5)",
     [SQL_DELETE_STRING] = "DELETE FROM index_string WHERE rid = ?1",
     [SQL_DELETE_TOKEN] = "DELETE FROM index_token WHERE rid = ?1",
     [SQL_DELETE_REFERENCE] = "DELETE FROM index_reference WHERE rid = ?1",
@@ -1185,6 +1245,7 @@ bool sql_index_row(const st_index_row *row, int64_t rid, const char *type, sql_f
         values[n++] = sql_text(row->v.uri.uri ? row->v.uri.uri : "");
         break;
     }
+    values[n++] = sql_int(row->personal);
     *count = n;
     return true;
 }

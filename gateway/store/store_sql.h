@@ -25,7 +25,8 @@
  *   index_string, index_token, index_reference, index_date, index_number,
  *   index_uri         search rows of the current version, one table per
  *                     value kind so that each gets its own SQL index; quantity
- *                     rows share index_number with a system and unit code
+ *                     rows share index_number with a system and unit code;
+ *                     personal = 1 marks rows holding personal data
  *
  * What differs between databases is a small dialect (sql_dialect): the
  * placeholder style (?1 or $1), type names, INSERT-or-ignore, string
@@ -85,7 +86,7 @@ char *sql_render(const sql_dialect *d, const char *template_text);
 
 /* ---- The schema ------------------------------------------------------------------------- */
 
-#define SQL_SCHEMA_VERSION 2
+#define SQL_SCHEMA_VERSION 3
 
 /* The steps of the schema: step v (1..SQL_SCHEMA_VERSION) takes a database from version v - 1 to v.
  * Rendered for the dialect, malloc'd; one or more statements separated by ';'. */
@@ -201,11 +202,11 @@ size_t sql_page_size(const st_query *q);
 
 /* ---- Writing ---------------------------------------------------------------------------- */
 
-#define SQL_INDEX_VALUES_MAX 6
+#define SQL_INDEX_VALUES_MAX 7
 
 /*
  * The insert of one index row of resource `rid` of `type`: the statement and
- * its values (rid, type, param, then the kind's own). String rows carry
+ * its values (rid, type, param, the kind's own, then personal). String rows carry
  * their normalised form, made here: *owned is then malloc'd text the caller
  * frees after running the statement (NULL otherwise). False for a row
  * without a parameter or of an unknown kind (ST_INVALID), or out of memory
