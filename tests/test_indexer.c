@@ -9,6 +9,7 @@
 
 #include "gateway/search/indexer.h"
 #include "gateway/search/search.h"
+#include "gateway/util/personal.h"
 
 static ix_indexer *ix;
 static fp_arena *arena;
@@ -166,4 +167,55 @@ Test(indexer, long_numbers_are_read_whole)
     cr_expect(q->number > 1.2e69 && q->number < 1.3e69, "%g", q->number);
     cr_expect_str_eq(q->code, "mg");
     ix_rows_free(&r);
+}
+
+/* Rows of personal-data parameters are marked when made; others are not (gateway/util/personal.h). */
+Test(indexer, personal_data_rows_are_marked)
+{
+    ix_rows r = extract("{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"http://fhir.nl/fhir/NamingSystem/bsn\","
+                        "\"value\":\"999999990\"}],\"name\":[{\"family\":\"Jansen\",\"given\":[\"Anna\"]}],"
+                        "\"gender\":\"female\",\"birthDate\":\"1950-01-01\",\"address\":[{\"city\":\"Utrecht\"}],"
+                        "\"generalPractitioner\":[{\"reference\":\"Practitioner/gp1\"}]}",
+                        "Patient");
+    const char *personal[] = {"identifier", "name", "family", "given", "birthdate", "address", "address-city"};
+    for (size_t i = 0; i < sizeof personal / sizeof *personal; i++) {
+        const ix_row *row = find(&r, personal[i], 0);
+        cr_assert_not_null(row, "%s", personal[i]);
+        for (size_t nth = 0; (row = find(&r, personal[i], nth)) != NULL; nth++)
+            cr_expect(row->personal, "Patient.%s is personal data", personal[i]);
+    }
+    const ix_row *identifier = find(&r, "identifier", 0);
+    cr_expect_str_eq(identifier->code, "999999990");
+    cr_expect_not(find(&r, "gender", 0)->personal, "gender alone identifies no one");
+    cr_expect_not(find(&r, "general-practitioner", 0)->personal);
+    ix_rows_free(&r);
+
+    r = extract("{\"resourceType\":\"CarePlan\",\"status\":\"active\",\"intent\":\"plan\","
+                "\"subject\":{\"reference\":\"Patient/p1\"}}",
+                "CarePlan");
+    const ix_row *status = find(&r, "status", 0);
+    cr_assert_not_null(status);
+    cr_expect_not(status->personal, "a CarePlan's status is no personal data");
+    for (size_t i = 0; i < r.count; i++)
+        cr_expect_not(r.rows[i].personal, "CarePlan.%s", r.rows[i].param);
+    ix_rows_free(&r);
+}
+
+/* The table names parameters that exist (a typo would silently mark nothing) and is sorted for its search. */
+Test(indexer, personal_data_table_names_real_parameters)
+{
+    for (size_t i = 0; i < pd_param_count; i++) {
+        cr_expect_not_null(fs_search_param_find(fs_r4(), pd_params[i].type, pd_params[i].param), "%s.%s",
+                           pd_params[i].type, pd_params[i].param);
+        cr_expect(pd_is_personal(pd_params[i].type, pd_params[i].param), "%s.%s", pd_params[i].type,
+                  pd_params[i].param);
+        if (i) {
+            int c = strcmp(pd_params[i - 1].type, pd_params[i].type);
+            cr_expect(c < 0 || (c == 0 && strcmp(pd_params[i - 1].param, pd_params[i].param) < 0), "%s.%s is out of order",
+                      pd_params[i].type, pd_params[i].param);
+        }
+    }
+    cr_expect_not(pd_is_personal("CarePlan", "status"));
+    cr_expect_not(pd_is_personal("Patient", "gender"));
+    cr_expect_not(pd_is_personal(NULL, "name"));
 }

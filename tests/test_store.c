@@ -9,6 +9,7 @@
  * pinned (tests set `now`), except where real concurrency is measured.
  */
 #include "gateway/store/store.h"
+#include "gateway/store/store_sql.h" /* the shared SQL, internal to the store: tested here with a second dialect */
 
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -1232,4 +1233,220 @@ Test(store, long_messages_are_cut_visibly)
     memset(&err, 0, sizeof err);
     cr_assert_null(st_open(&config, &err));
     cr_expect_null(strstr(err.message, "..."), "%s", err.message);
+}
+
+/* ---- The shared SQL (store_sql.h) in a second dialect ----------------------------------------------- */
+
+/* A PostgreSQL-like dialect: what a second backend would bring. */
+static const sql_dialect PG_LIKE = {
+    .name = "pg-like",
+    .placeholder = '$',
+    .begin_write = "BEGIN",
+    .int_type = "BIGINT",
+    .row_id = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    .real_type = "DOUBLE PRECISION",
+    .without_rowid = "",
+    .insert_ignore = "INSERT INTO",
+    .on_conflict_ignore = " ON CONFLICT DO NOTHING",
+    .string_agg = "string_agg",
+    .unit_separator = "chr(31)",
+    .find_text = "strpos",
+    .byte_order = " COLLATE \"C\"",
+    .no_index = "",
+    .true_literal = "TRUE",
+    .false_literal = "FALSE",
+    .returning = true,
+};
+
+static size_t count_of(const char *text, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = text; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
+}
+
+Test(store_sql, a_second_dialect_gets_its_own_sql_from_the_same_text)
+{
+    char *sql = sql_fixed_text(&PG_LIKE, SQL_INSERT_TAG);
+    cr_expect_str_eq(sql, "INSERT INTO access_tag (tag, rid) VALUES ($2, $1) ON CONFLICT DO NOTHING");
+    free(sql);
+    sql = sql_fixed_text(&PG_LIKE, SQL_INSERT_VERSION);
+    cr_expect_not_null(strstr(sql, "coalesce($8, (SELECT string_agg(t.tag, chr(31)) FROM access_tag t WHERE t.rid = $1))"),
+                       "%s", sql);
+    cr_expect_str_eq(sql + strlen(sql) - strlen(" RETURNING seq"), " RETURNING seq");
+    free(sql);
+    sql = sql_fixed_text(&PG_LIKE, SQL_BEGIN_BATCH);
+    cr_expect_str_eq(sql, "BEGIN");
+    free(sql);
+    for (int step = 1; step <= SQL_SCHEMA_VERSION; step++) {
+        sql = sql_migration(&PG_LIKE, step);
+        cr_assert_not_null(sql);
+        cr_expect_null(strchr(sql, '{'), "every token rendered: %s", sql);
+        cr_expect_null(strstr(sql, "WITHOUT ROWID"));
+        cr_expect_null(strstr(sql, "group_concat"));
+        if (step == 1) {
+            cr_expect_not_null(strstr(sql, "rid BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"), "%s", sql);
+            cr_expect_not_null(strstr(sql, "value DOUBLE PRECISION NOT NULL"), "%s", sql);
+        }
+        free(sql);
+    }
+
+    /* a search: numbered placeholders, one per value; booleans, text search and byte order of the dialect */
+    st_value names[] = {STR("jan"), STR("piet")};
+    st_value part = STR("ans");
+    st_value active = TOK("http://hl7.org/fhir/ValueSet/x", "active");
+    st_condition conds[] = {
+        {.param = "name", .kind = ST_KIND_STRING, .values = names, .value_count = 2},
+        {.param = "family", .kind = ST_KIND_STRING, .modifier = ST_MOD_CONTAINS, .values = &part, .value_count = 1},
+        {.param = "status", .kind = ST_KIND_TOKEN, .values = &active, .value_count = 1},
+        {.param = "birthdate", .kind = ST_KIND_DATE, .modifier = ST_MOD_MISSING, .missing = false},
+    };
+    const char *orgs[] = {"90000101"};
+    st_query q = {.type = "Patient", .conditions = conds, .condition_count = 4, .visible_to = orgs,
+                  .visible_to_count = 1, .count = 10};
+    sql_builder b;
+    sql_builder_init(&b, &PG_LIKE);
+    cr_assert_eq(sql_build_search_page(&b, &q), ST_OK);
+    cr_expect_null(strchr(b.text, '?'), "%s", b.text);
+    char last[16];
+    snprintf(last, sizeof last, "$%zu", b.bind_count);
+    cr_expect_not_null(strstr(b.text, last), "the last value is %s: %s", last, b.text);
+    cr_expect_not_null(strstr(b.text, "strpos(x.normalized, "), "%s", b.text);
+    cr_expect_not_null(strstr(b.text, " COLLATE \"C\""), "%s", b.text);
+    cr_expect_not_null(strstr(b.text, "(TRUE AND x.system = "), "%s", b.text);
+    cr_expect_eq(count_of(b.text, "+r.type"), 0, "no SQLite planner hint: %s", b.text);
+    cr_expect_not_null(strstr(b.text, ") AS u)"), "the tags subquery has its alias: %s", b.text);
+    sql_builder_free(&b);
+}
+
+/* ---- Personal data in index rows -------------------------------------------------------------------- */
+
+/* personal of the rows of (table, param) as stored: "1,1" (in rowid order), "" when none. */
+static void stored_marks(const char *table, const char *param, char *out, size_t size)
+{
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT personal FROM %s WHERE param = ?1 ORDER BY rowid", table);
+    sqlite3_stmt *stmt;
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+    sqlite3_bind_text(stmt, 1, param, -1, SQLITE_STATIC);
+    size_t n = 0;
+    out[0] = '\0';
+    while (sqlite3_step(stmt) == SQLITE_ROW)
+        n += (size_t)snprintf(out + n, size - n, "%s%d", n ? "," : "", sqlite3_column_int(stmt, 0));
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+}
+
+Test(store, personal_marks_of_index_rows_are_recorded)
+{
+    st_index_row patient[] = {st_row_string("family", "Jansen"), st_row_token("identifier", "urn:bsn", "999999990"),
+                              st_row_date("birthdate", 0, 86399999), st_row_token("gender", NULL, "female")};
+    patient[0].personal = patient[1].personal = patient[2].personal = true;
+    st_op op = create_op("Patient", "p1", "{\"resourceType\":\"Patient\"}");
+    op.rows = patient, op.row_count = 4;
+    cr_assert_eq(submit1(op).status, ST_OK);
+    st_index_row careplan[] = {st_row_token("status", NULL, "active")};
+    op = create_op("CarePlan", "c1", "{\"resourceType\":\"CarePlan\"}");
+    op.rows = careplan, op.row_count = 1;
+    cr_assert_eq(submit1(op).status, ST_OK);
+
+    char marks[64];
+    stored_marks("index_string", "family", marks, sizeof marks);
+    cr_expect_str_eq(marks, "1");
+    stored_marks("index_token", "identifier", marks, sizeof marks);
+    cr_expect_str_eq(marks, "1");
+    stored_marks("index_date", "birthdate", marks, sizeof marks);
+    cr_expect_str_eq(marks, "1");
+    stored_marks("index_token", "gender", marks, sizeof marks);
+    cr_expect_str_eq(marks, "0");
+    stored_marks("index_token", "status", marks, sizeof marks);
+    cr_expect_str_eq(marks, "0");
+
+    /* the rows of a new version replace the old ones, marks included; search still finds them */
+    patient[1].personal = false;
+    op = (st_op){.kind = ST_OP_UPDATE, .type = "Patient", .id = "p1", .json = "{\"resourceType\":\"Patient\"}",
+                 .rows = patient, .row_count = 2};
+    cr_assert_eq(submit1(op).status, ST_OK);
+    stored_marks("index_token", "identifier", marks, sizeof marks);
+    cr_expect_str_eq(marks, "0");
+    st_value family = STR("jans");
+    st_condition c = {.param = "family", .kind = ST_KIND_STRING, .values = &family, .value_count = 1};
+    st_query q = {.type = "Patient", .conditions = &c, .condition_count = 1, .count = 10};
+    st_list l;
+    cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
+    cr_expect_eq(l.count, 1);
+    st_list_free(&l);
+}
+
+/* SQLite's dialect as store_sqlite.c has it, to build a store of an older schema version here. */
+static const sql_dialect SQLITE_AS_BUILT = {
+    .name = "sqlite",
+    .placeholder = '?',
+    .begin_write = "BEGIN IMMEDIATE",
+    .int_type = "INTEGER",
+    .row_id = "INTEGER PRIMARY KEY",
+    .real_type = "REAL",
+    .without_rowid = " WITHOUT ROWID",
+    .insert_ignore = "INSERT OR IGNORE INTO",
+    .on_conflict_ignore = "",
+    .string_agg = "group_concat",
+    .unit_separator = "char(31)",
+    .find_text = "instr",
+    .byte_order = "",
+    .no_index = "+",
+    .true_literal = "1",
+    .false_literal = "0",
+    .returning = false,
+};
+
+/* A store of schema version 2 (before the personal marks) opens, and its personal rows are marked then. */
+Test(store, a_version_2_store_is_migrated_and_its_personal_rows_marked)
+{
+    st_close(S);
+    S = NULL;
+    unlink(db_path);
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, SQL_SCHEMA_VERSION_TABLE, NULL, NULL, NULL), SQLITE_OK);
+    for (int step = 1; step <= 2; step++) {
+        char *sql = sql_migration(&SQLITE_AS_BUILT, step), *record = sql_schema_version_record(step);
+        cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+        cr_assert_eq(sqlite3_exec(db, record, NULL, NULL, NULL), SQLITE_OK);
+        free(sql);
+        free(record);
+    }
+    /* rows as version 2 wrote them: no personal column */
+    const char *rows =
+        "INSERT INTO resource VALUES (1, 'Patient', 'p1', 1, 0, 0, '11111111', 1);"
+        "INSERT INTO resource_version VALUES (1, 1, 'Patient', 'p1', 1, 0, 1, '{\"resourceType\":\"Patient\"}', '');"
+        "INSERT INTO resource VALUES (2, 'CarePlan', 'c1', 1, 0, 0, '11111111', 2);"
+        "INSERT INTO resource_version VALUES (2, 2, 'CarePlan', 'c1', 1, 0, 1, '{\"resourceType\":\"CarePlan\"}', '');"
+        "INSERT INTO index_string VALUES (1, 'Patient', 'name', 'jansen', 'Jansen');"
+        "INSERT INTO index_token VALUES (1, 'Patient', 'identifier', 'urn:bsn', '999999990');"
+        "INSERT INTO index_token VALUES (1, 'Patient', 'gender', NULL, 'female');"
+        "INSERT INTO index_date VALUES (1, 'Patient', 'birthdate', 0, 86399999);"
+        "INSERT INTO index_token VALUES (2, 'CarePlan', 'status', NULL, 'active');";
+    cr_assert_eq(sqlite3_exec(db, rows, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+
+    S = open_store(false);
+    char marks[64];
+    stored_marks("index_string", "name", marks, sizeof marks);
+    cr_expect_str_eq(marks, "1");
+    stored_marks("index_token", "identifier", marks, sizeof marks);
+    cr_expect_str_eq(marks, "1");
+    stored_marks("index_date", "birthdate", marks, sizeof marks);
+    cr_expect_str_eq(marks, "1");
+    stored_marks("index_token", "gender", marks, sizeof marks);
+    cr_expect_str_eq(marks, "0");
+    stored_marks("index_token", "status", marks, sizeof marks);
+    cr_expect_str_eq(marks, "0");
+    /* and the store works on as before */
+    int64_t version;
+    cr_expect_eq(read_json("Patient", "p1", NULL, 0, &version), ST_OK);
+    cr_expect_eq(version, 1);
+    cr_expect_eq(update("Patient", "p1", "{\"resourceType\":\"Patient\"}", 1).version, 2);
 }

@@ -15,6 +15,7 @@
 #include "fhir/array.h"
 #include "fhir/reference.h"
 #include "gateway/search/search.h"
+#include "gateway/util/personal.h"
 
 #define IX_MAX_GUARDS 8
 
@@ -26,6 +27,7 @@ typedef struct ix_param {
      * not evaluated. guard_count 0: the expression has another shape, always evaluate. */
     char guards[IX_MAX_GUARDS][48];
     unsigned guard_count;
+    bool personal; /* its rows hold personal data (the table in gateway/util/personal.h) */
 } ix_param;
 
 struct ix_indexer {
@@ -152,6 +154,7 @@ ix_indexer *ix_new(const fs_schema *s, bool (*supported)(fs_search_kind), char *
         ix_param *ip = &ix->params[ix->count++];
         ip->def = p;
         ip->expr = expr;
+        ip->personal = pd_is_personal(p->resource, p->code);
         find_guards(ip, p->expression);
     }
     return ix;
@@ -187,6 +190,7 @@ typedef struct ectx {
     const fs_schema *s;
     const fj_doc *doc;
     const fs_search_param *def;
+    bool personal; /* the parameter's rows are marked personal */
     ix_rows *out;
 } ectx;
 
@@ -199,6 +203,7 @@ static ix_row *new_row(ectx *c, ix_kind kind)
     memset(row, 0, sizeof *row);
     row->param = c->def->code;
     row->kind = kind;
+    row->personal = c->personal;
     return row;
 }
 
@@ -449,7 +454,7 @@ static bool extract_param(const ix_indexer *ix, const ix_param *p, const fp_env 
         snprintf(err, errlen, "search parameter %s: %s", p->def->code, e.message);
         return false;
     }
-    ectx c = {ix->schema, env->doc, p->def, out};
+    ectx c = {ix->schema, env->doc, p->def, p->personal, out};
     for (size_t k = 0; k < result.count; k++) {
         if (result.items[k].kind == FP_NODE)
             node_rows(&c, &result.items[k]);

@@ -19,6 +19,11 @@
  * `X.where(resolve() is T)` cannot resolve outside a Bundle, so it is read
  * as "the reference names a T" (ix_rewrite_resolve), as servers commonly do.
  *
+ * Personal data: every row of a parameter the table in
+ * gateway/util/personal.h lists (Patient.name, Patient.identifier,
+ * Practitioner.telecom, ...) is marked `personal`, decided once per
+ * parameter in ix_new; the store keeps the mark with the row.
+ *
  * Threads: an indexer is immutable after ix_new and serves any number of
  * threads; each thread brings its own fp_arena. Rows own their strings
  * (ix_rows_free).
@@ -46,6 +51,7 @@ typedef struct ix_row {
     char *ref_id;      /* reference: target id */
     int64_t lo_ms, hi_ms; /* date: inclusive range; INT64_MIN/INT64_MAX for open ends */
     double number;     /* number, quantity */
+    bool personal;     /* its value identifies or describes a person (gateway/util/personal.h) */
 } ix_row;
 
 typedef struct ix_rows {

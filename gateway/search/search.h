@@ -81,7 +81,7 @@ typedef struct sq_param {
     size_t chain_len;
     const fs_search_param *def; /* the parameter definition (_id and _lastUpdated included) */
     sq_modifier modifier;
-    char target_type[64];       /* with SQ_MOD_TYPE */
+    char target_type[LIM(type_max) + 1]; /* with SQ_MOD_TYPE */
     sq_value *values;           /* OR-ed */
     size_t value_count;
 } sq_param;

@@ -166,9 +166,16 @@ typedef enum st_kind {
     ST_KIND_URI
 } st_kind;
 
+/*
+ * personal: the row's value identifies or describes a person (a name, a
+ * BSN, an address, a phone number, a birth date: the indexer marks the
+ * parameters gateway/util/personal.h lists). The store records the mark
+ * with the row, so that encryption at rest can cover exactly those rows.
+ */
 typedef struct st_index_row {
     const char *param;  /* the search parameter's code: "name", "subject" */
     st_kind kind;
+    bool personal;
     union {
         struct { const char *text; } string;                  /* the original text */
         struct { const char *system, *code; } token;          /* system may be NULL */

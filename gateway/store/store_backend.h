@@ -5,7 +5,10 @@
  *
  * store.c owns everything backend-independent: the queue, the commit thread
  * and its batching, the read-connection pool, timestamps, the meta splice,
- * result memory, counters. A backend owns its connections and SQL:
+ * result memory, counters. The SQL any SQL backend needs (schema, fixed
+ * statements, search and history built from queries, index row values) is
+ * in store_sql.h, written once and parameterised by a dialect. A backend
+ * owns its connections and runs that SQL:
  *
  *   - one writer handle, used only by the commit thread: begin_batch, then
  *     per submitted transaction begin_txn / apply... / end_txn (a savepoint
