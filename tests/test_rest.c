@@ -14,6 +14,7 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1429,4 +1430,41 @@ Test(rest_modules, includes_follow_the_acyclic_module_graph)
     }
     pclose(p);
     cr_expect_gt(checked, 20);
+}
+
+/* Index rows that describe a person are marked in the store when a client writes (for encryption at rest
+ * later); the rows of a CarePlan's status are not. Read from the database itself: no API shows the mark. */
+static int count_rows(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *stmt;
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+    cr_assert_eq(sqlite3_step(stmt), SQLITE_ROW);
+    int n = sqlite3_column_int(stmt, 0);
+    sqlite3_finalize(stmt);
+    return n;
+}
+
+Test(rest, personal_index_rows_are_marked_through_the_write_path)
+{
+    rh_create("hospital-a", "Patient",
+              "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Jansen\"}],"
+              "\"identifier\":[{\"system\":\"http://fhir.nl/fhir/NamingSystem/bsn\",\"value\":\"999999990\"}]}");
+    rh_create("hospital-a", "CarePlan",
+              "{\"resourceType\":\"CarePlan\",\"status\":\"active\",\"intent\":\"plan\","
+              "\"subject\":{\"display\":\"no reference\"}}");
+    char path[300];
+    snprintf(path, sizeof path, "%s/store.db", rh.dir);
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    cr_expect_gt(count_rows(db, "SELECT count(*) FROM index_string WHERE type='Patient' AND param='family'"), 0);
+    cr_expect_eq(count_rows(db, "SELECT count(*) FROM index_string WHERE type='Patient' AND param='family' "
+                                "AND personal=0"),
+                 0, "a Patient's family name is personal");
+    cr_expect_eq(count_rows(db, "SELECT count(*) FROM index_token WHERE type='Patient' AND param='identifier' "
+                                "AND personal=1"),
+                 1, "a Patient's BSN is personal");
+    cr_expect_eq(count_rows(db, "SELECT count(*) FROM index_token WHERE type='CarePlan' AND param='status' "
+                                "AND personal=0"),
+                 1, "a CarePlan's status is not personal");
+    sqlite3_close(db);
 }

@@ -100,9 +100,9 @@ rest_app *rest_app_new(const rest_options *opts, char *err, size_t errlen)
     if (!app->opt.clock_ms)
         app->opt.clock_ms = real_clock_ms;
     if (app->opt.page_size_default <= 0)
-        app->opt.page_size_default = 50;
+        app->opt.page_size_default = REST_DEFAULT_PAGE_SIZE;
     if (app->opt.page_size_max <= 0)
-        app->opt.page_size_max = 500;
+        app->opt.page_size_max = REST_DEFAULT_PAGE_SIZE_MAX;
     if (!app->opt.page_max_bytes)
         app->opt.page_max_bytes = REST_DEFAULT_PAGE_MAX_BYTES;
     pthread_key_create(&app->arena_key, free_arena);

@@ -173,7 +173,7 @@ int rest_conditional_search(rq *q, const fs_type *type, const char *query, st_li
                type->name);
         return 400;
     }
-    sq_limits lim = {2, 2, 16, 32};
+    sq_limits lim = {2, 2, SQ_MAX_PARAMS, SQ_MAX_VALUES};
     sq_query sq;
     rest_stq stq;
     if (!sq_parse(q->app->schema, type, query, true, &lim, rest_search_kind_supported, &sq, issues))

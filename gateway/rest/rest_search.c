@@ -369,7 +369,7 @@ static bool page_respond(page *p)
 bool rest_search(rq *q)
 {
     const fs_type *type = q->route.type;
-    sq_limits lim = {q->app->opt.page_size_default, q->app->opt.page_size_max, 16, 32};
+    sq_limits lim = {q->app->opt.page_size_default, q->app->opt.page_size_max, SQ_MAX_PARAMS, SQ_MAX_VALUES};
     oo_list issues;
     oo_list_init(&issues, 0);
     page *p = page_new(q, false);

@@ -157,6 +157,7 @@ static bool convert_rows(rest_write *w, const char *base_url)
         st_index_row *o = &w->rows[w->row_count++];
         o->param = r->param;
         o->kind = st_kind_of(r->kind);
+        o->personal = r->personal; /* names, BSNs, addresses: for encryption at rest */
         switch (r->kind) {
         case IX_STRING: o->v.string.text = r->text; break;
         case IX_TOKEN: o->v.token.system = r->system, o->v.token.code = r->code; break;
@@ -220,7 +221,7 @@ int rest_write_prepare(rq *q, rest_write *w, st_op_kind kind, const st_resource 
 bool rest_write_if_none_exist(rq *q, rest_write *w, const char *query, oo_list *issues)
 {
     const fs_type *t = fs_type_by_name(q->app->schema, w->type, strlen(w->type));
-    sq_limits lim = {q->app->opt.page_size_default, q->app->opt.page_size_max, 16, 32};
+    sq_limits lim = {q->app->opt.page_size_default, q->app->opt.page_size_max, SQ_MAX_PARAMS, SQ_MAX_VALUES};
     const char *qs = strchr(query, '?') ? strchr(query, '?') + 1 : query;
     if (!sq_parse(q->app->schema, t, qs, true, &lim, rest_search_kind_supported, &w->if_none_sq, issues))
         return false;
