@@ -25,10 +25,12 @@
  * entry is named by its index in the client's Bundle (Bundle.entry[i]).
  */
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fhir/array.h"
 #include "fhir/reference.h"
 #include "fhir/walk.h"
 #include "gateway/rest/answer.h"
@@ -83,7 +85,7 @@ typedef struct batch {
     size_t name_count, name_cap;
     uint8_t *rewritable;   /* per node: 0 keep, 1 a reference-like string, 2 narrative (links inside) */
     char **replaced;       /* narrative texts with links rewritten (freed with the batch) */
-    size_t replaced_count;
+    size_t replaced_count, replaced_cap;
     fj_write_hooks hooks;
     st_op *ops;            /* transaction: one per write entry, in processing order */
     bentry **op_entries;   /* the entry of each op */
@@ -167,16 +169,13 @@ static ref_name *find_name(const batch *b, const char *s, size_t len)
 static ref_name *add_name(batch *b, const char *from, size_t len, const char *type, const char *id)
 {
     if (b->name_count == b->name_cap) {
-        size_t cap = b->name_cap ? b->name_cap * 2 : 8;
-        ref_name *grown = realloc(b->names, cap * sizeof *grown);
-        if (!grown)
+        /* entries point at their names: remember where they were, to move those pointers along */
+        uintptr_t old = (uintptr_t)b->names;
+        if (!fa_reserve(&b->names, &b->name_cap, b->name_count + 1, sizeof *b->names))
             return NULL;
-        /* entries point at their names: move those pointers along */
         for (size_t i = 0; i < b->count; i++)
             if (b->entries[i].name)
-                b->entries[i].name = grown + (b->entries[i].name - b->names);
-        b->names = grown;
-        b->name_cap = cap;
+                b->entries[i].name = b->names + ((uintptr_t)b->entries[i].name - old) / sizeof *b->names;
     }
     ref_name *n = &b->names[b->name_count];
     n->from = strndup(from, len);
@@ -231,12 +230,10 @@ static const char *rewrite_narrative(batch *b, const char *s, size_t len, size_t
     }
     fj_buf_append(&out, s + from, len - from);
     char *text = fj_buf_take(&out, out_len);
-    char **grown = text ? realloc(b->replaced, (b->replaced_count + 1) * sizeof *grown) : NULL;
-    if (!grown) {
+    if (!text || !fa_reserve(&b->replaced, &b->replaced_cap, b->replaced_count + 1, sizeof *b->replaced)) {
         free(text);
         return NULL;
     }
-    b->replaced = grown;
     b->replaced[b->replaced_count++] = text;
     return text;
 }
@@ -288,14 +285,8 @@ static void mark_literal_reference(walk_ctx *w, const fj_doc *doc, uint32_t node
 {
     w->b->rewritable[node] = REFERENCE_LIKE;
     if (is_conditional_reference(doc, node)) {
-        if (w->conditional_count == w->conditional_cap) {
-            size_t cap = w->conditional_cap ? w->conditional_cap * 2 : 8;
-            uint32_t *grown = realloc(w->conditional, cap * sizeof *grown);
-            if (!grown)
-                return;
-            w->conditional = grown;
-            w->conditional_cap = cap;
-        }
+        if (!fa_reserve(&w->conditional, &w->conditional_cap, w->conditional_count + 1, sizeof *w->conditional))
+            return;
         w->conditional[w->conditional_count++] = node;
     }
 }
