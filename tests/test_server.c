@@ -35,7 +35,15 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#if !defined(__SANITIZE_ADDRESS__)
+/* Under ASan and TSan malloc is the sanitizer's: glibc's counters stay at zero. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZER_HEAP 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SANITIZER_HEAP 1
+#endif
+#endif
+#ifndef SANITIZER_HEAP
 #include <malloc.h>
 #endif
 
@@ -1113,8 +1121,8 @@ Test(server, streamed_answer_client_gone)
 
 /* ---- Memory budget ----------------------------------------------------------------------------------- */
 
-/* Heap bytes in use (ASan's allocator under the sanitizer, glibc's otherwise). */
-#if defined(__SANITIZE_ADDRESS__)
+/* Heap bytes in use (the sanitizer's allocator under ASan or TSan, glibc's otherwise). */
+#ifdef SANITIZER_HEAP
 size_t __sanitizer_get_current_allocated_bytes(void);
 static size_t heap_in_use(void)
 {
