@@ -549,7 +549,7 @@ static bool jp_remove(work *w, const char *ptr, size_t len, fpatch_error *err)
 static bool jp_replace(work *w, const jp_op *op, const fj_doc *patch, fpatch_error *err)
 {
     pointer p;
-    size_t vlen;
+    size_t vlen = 0; /* read into the edit below even when the path failed */
     char *value = NULL;
     bool ok = jp_existing(w, op->path, op->path_len, &p, err);
     if (ok && !(value = node_text(patch, op->value, &vlen)))

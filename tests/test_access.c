@@ -303,7 +303,7 @@ Test(access, concurrent_writers_never_write_what_they_may_not)
         cr_expect_eq(racers[3].ok, 0, "elv-b wrote a Task not addressed to it");
         for (int i = 0; i < TASKS; i++) {
             char path[200];
-            snprintf(path, sizeof path, "/Task/%s/_history?_count=50", tasks[i]);
+            snprintf(path, sizeof path, "/Task/%.79s/_history?_count=50", tasks[i]);
             rh_response r = rh_request("hospital-a", "GET", path, NULL, NULL);
             json_object *o = rh_json(&r);
             json_object *entries = json_object_object_get(o, "entry");

@@ -3,6 +3,7 @@
  * kind of resource and action (the HTTP matrix is tested in test_rest.c).
  */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "gateway/auth/authz.h"
@@ -10,7 +11,7 @@
 static az_caller caller(const char *ura, const char *roles)
 {
     az_caller c = {{0}, az_parse_roles(roles)};
-    strncpy(c.ura, ura, sizeof c.ura - 1);
+    snprintf(c.ura, sizeof c.ura, "%s", ura);
     return c;
 }
 

@@ -26,9 +26,11 @@ static void load_registry(void)
     DIR *d = opendir(PROFILES_DIR);
     cr_assert_not_null(d);
     struct dirent *ent;
+    size_t files = 0;
     while ((ent = readdir(d))) {
         if (!strstr(ent->d_name, ".json"))
             continue;
+        files++;
         char path[1024];
         snprintf(path, sizeof path, "%s/%s", PROFILES_DIR, ent->d_name);
         size_t len;
@@ -37,6 +39,7 @@ static void load_registry(void)
         free(json);
     }
     closedir(d);
+    cr_assert_geq(files, 12, "tests/profiles has 12 fixtures; only %zu were found", files);
     cr_assert(pf_registry_finish(registry, &issues));
     cr_assert_eq(issues.count, 0, "loading the test profiles reported %zu issues: %s", issues.count,
                  issues.count ? issues.items[0].message : "");

@@ -616,9 +616,9 @@ static size_t walk_pages(const char *path, char ids[][80], size_t max, int expec
         for (size_t i = 0; i < created_n; i++)
             if (!contains(ids, n, created[i])) {
                 char with_id[1500], target[120];
-                snprintf(target, sizeof target, "/Patient/%s", created[i]);
+                snprintf(target, sizeof target, "/Patient/%.79s", created[i]);
                 snprintf(with_id, sizeof with_id,
-                         "{\"resourceType\":\"Patient\",\"id\":\"%s\",\"name\":[{\"family\":\"Bulk\"}]}", created[i]);
+                         "{\"resourceType\":\"Patient\",\"id\":\"%.79s\",\"name\":[{\"family\":\"Bulk\"}]}", created[i]);
                 rh_response r = rh_request("hospital-a", "PUT", target, with_id, NULL);
                 cr_expect_eq(r.status, 200);
                 rh_response_free(&r);

@@ -50,7 +50,17 @@ static bool file_exists(const char *path)
     return stat(path, &st) == 0;
 }
 
-/* certs/make-test-pki next to the binary's source tree: <exe>/../certs, or $FHIRGW_PKI_SCRIPT. */
+#ifndef FHIRGW_DATADIR /* both set by cmake/Install.cmake */
+#define FHIRGW_DATADIR "/usr/local/share/fhirgw"
+#define FHIRGW_DATADIR_FROM_BIN "../share/fhirgw"
+#endif
+
+/*
+ * certs/make-test-pki: $FHIRGW_PKI_SCRIPT when set; else the first found of the
+ * installed data folder seen from the binary (<exe>/../share/fhirgw: an installed
+ * tree may move), the configured one (a binary copied elsewhere), and the source
+ * tree of a build folder inside it (build/fhirgw -> certs/).
+ */
 static bool find_pki_script(char *out, size_t size)
 {
     const char *env = getenv("FHIRGW_PKI_SCRIPT");
@@ -60,15 +70,23 @@ static bool find_pki_script(char *out, size_t size)
     }
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0)
-        return false;
-    exe[n] = '\0';
+    exe[n > 0 ? n : 0] = '\0';
     char *slash = strrchr(exe, '/');
-    if (!slash)
-        return false;
-    *slash = '\0';
-    int written = snprintf(out, size, "%s/../certs/make-test-pki", exe);
-    return written > 0 && (size_t)written < size && file_exists(out);
+    if (slash)
+        *slash = '\0';
+    const char *const where[][2] = {
+        {exe, "/" FHIRGW_DATADIR_FROM_BIN "/certs/make-test-pki"},
+        {"", FHIRGW_DATADIR "/certs/make-test-pki"},
+        {exe, "/../certs/make-test-pki"},
+    };
+    for (size_t i = 0; i < sizeof where / sizeof *where; i++) {
+        if (where[i][0] == exe && !slash)
+            continue; /* no binary path to start from */
+        int written = snprintf(out, size, "%s%s", where[i][0], where[i][1]);
+        if (written > 0 && (size_t)written < size && file_exists(out))
+            return true;
+    }
+    return false;
 }
 
 static bool make_dev_pki(const char *dir)

@@ -25,7 +25,7 @@ static const command commands[] = {
     {"serve", "serve --config FILE | --dev DIR [--port N]",
      "run the gateway: FHIR R4 REST over mutual TLS (--dev: test PKI and store in DIR)", cmd_serve},
     {"config", "config [FILE]", "print every setting with its documentation (and FILE's values)", cmd_config},
-    {"version", "version", "print the version and the FHIR version", cmd_version},
+    {"version", "version (or --version)", "print the version and the FHIR version", cmd_version},
     {"help", "help", "list the commands", cmd_help},
 };
 
@@ -59,6 +59,8 @@ int main(int argc, char **argv)
             return commands[i].run(argc - 1, argv + 1);
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
         return cmd_help(0, NULL);
+    if (!strcmp(argv[1], "--version")) /* what packaging checks and scripts try first */
+        return cmd_version(0, NULL);
     fprintf(stderr, "fhirgw: unknown command '%s' (try 'fhirgw help')\n", argv[1]);
     return 2;
 }

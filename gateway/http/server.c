@@ -930,9 +930,10 @@ static step frame_body(conn *c)
             fail_request(c, 400, OO_STRUCTURE, "Transfer-Encoding with Content-Length or in HTTP/1.0", true);
             return STEP_FAILED;
         }
-        if (http_header_count(req->headers, req->parsed.header_count, "Transfer-Encoding") > 1 ||
-            strcasecmp(te, "chunked") != 0) {
-            fail_request(c, 501, OO_NOT_SUPPORTED, "only the chunked transfer coding is supported", true);
+        const char *why;
+        int status = http_transfer_coding(req->headers, req->parsed.header_count, &why);
+        if (status) {
+            fail_request(c, status, status == 501 ? OO_NOT_SUPPORTED : OO_STRUCTURE, why, true);
             return STEP_FAILED;
         }
         c->chunked = true;
@@ -1033,7 +1034,7 @@ static step chunk_size_line(conn *c, struct evbuffer *in)
         return STEP_MORE;
     }
     uint64_t size;
-    bool ok = n <= CHUNK_LINE_MAX && http_parse_chunk_size(line, &size);
+    bool ok = n <= CHUNK_LINE_MAX && strlen(line) == n && http_parse_chunk_size(line, &size); /* no NUL */
     free(line);
     if (!ok) {
         fail_request(c, 400, OO_STRUCTURE, "malformed chunk size", true);
@@ -1060,7 +1061,14 @@ static step chunk_trailer_line(conn *c, struct evbuffer *in)
         }
         return STEP_MORE;
     }
-    free(line); /* trailer fields are read and ignored */
+    /* trailer fields are ignored, once they are known to be fields: a bare LF in one could
+     * end the message early for a lenient parser in front of us */
+    bool ok = n == 0 || http_is_field_line(line, n);
+    free(line);
+    if (!ok) {
+        fail_request(c, 400, OO_STRUCTURE, "malformed trailer field", true);
+        return STEP_FAILED;
+    }
     return n == 0 ? STEP_DONE : STEP_AGAIN;
 }
 

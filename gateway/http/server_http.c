@@ -292,10 +292,54 @@ bool http_parse_chunk_size(const char *line, uint64_t *out)
     }
     while (*p == ' ' || *p == '\t')
         p++;
-    if (*p && *p != ';')
+    /* Extensions are ignored, but a CR or LF inside one would end the line early
+     * for a lenient parser in front of us: no control byte but HTAB in them. */
+    if (*p && (*p != ';' || !http_is_field_value(p)))
         return false;
     *out = n;
     return true;
+}
+
+int http_transfer_coding(const http_header *headers, size_t count, const char **why)
+{
+    /* The codings of every Transfer-Encoding field, in order, are one list;
+     * empty list elements do not count (RFC 9110 5.6.1). */
+    size_t codings = 0;
+    bool last_chunked = false;
+    for (size_t i = 0; i < count; i++) {
+        if (strcasecmp(headers[i].name, "Transfer-Encoding") != 0)
+            continue;
+        for (const char *p = headers[i].value; *p;) {
+            while (*p == ' ' || *p == '\t' || *p == ',')
+                p++;
+            const char *start = p;
+            while (*p && *p != ',')
+                p++;
+            const char *stop = p;
+            while (stop > start && (stop[-1] == ' ' || stop[-1] == '\t'))
+                stop--;
+            if (stop > start) {
+                codings++;
+                last_chunked = stop - start == 7 && strncasecmp(start, "chunked", 7) == 0;
+            }
+        }
+    }
+    if (!last_chunked) {
+        *why = "chunked is not the last transfer coding: the body's length cannot be known";
+        return 400;
+    }
+    if (codings > 1) {
+        *why = "only the chunked transfer coding is supported";
+        return 501;
+    }
+    return 0;
+}
+
+bool http_is_field_line(char *line, size_t len)
+{
+    http_header field;
+    const char *why;
+    return strlen(line) == len && parse_field(line, &field, &why) == 0;
 }
 
 /* ---- Request ids ---------------------------------------------------------------- */

@@ -62,8 +62,21 @@ int http_decode_path(const char *path, size_t len, char *out, const char **why);
 /* Content-Length: digits only, no overflow. False when invalid. */
 bool http_parse_content_length(const char *value, uint64_t *out);
 
-/* A chunk-size line: hex digits, then optional extensions after ';'. */
+/* A chunk-size line: hex digits, then optional extensions after ';' (no
+ * control bytes but HTAB in them). */
 bool http_parse_chunk_size(const char *line, uint64_t *out);
+
+/*
+ * The framing a request's Transfer-Encoding fields (all of them, as one list)
+ * ask for: 0 when it is exactly chunked; 400 when chunked is not the last
+ * coding (the body's end is unknowable: RFC 9112 6.3); 501 when chunked is
+ * last but other codings come before it. A static reason in *why.
+ */
+int http_transfer_coding(const http_header *headers, size_t count, const char **why);
+
+/* Is this line of `len` bytes (trailer fields) a well-formed field line, as
+ * http_parse_head checks them? Writes into line. */
+bool http_is_field_line(char *line, size_t len);
 
 /* Why an X-Request-ID is not echoed: NULL when there is none or it is one to echo (1..SRV_REQUEST_ID_MAX
  * of [A-Za-z0-9._:-]), else "too-long" or "malformed" (never cut or cleaned up into something else). */
