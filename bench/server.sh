@@ -100,8 +100,8 @@ rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 # ---- fixtures -------------------------------------------------------------------
 
-make_body() { # a CarePlan-shaped JSON of exactly BODY_BYTES bytes
-  local head='{"resourceType":"CarePlan","id":"bench","status":"active","intent":"plan","subject":{"reference":"Patient/1"},"note":[{"text":"'
+make_body() { # [SUBJECT] -> a CarePlan-shaped JSON of exactly BODY_BYTES bytes
+  local head='{"resourceType":"CarePlan","id":"bench","status":"active","intent":"plan","subject":{"reference":"'"${1:-Patient/1}"'"},"note":[{"text":"'
   local tail='"}]}'
   local fill=$((BODY_BYTES - ${#head} - ${#tail}))
   [ "$fill" -ge 0 ] || die "BODY_BYTES too small"
@@ -227,7 +227,13 @@ main() {
 
   # The gateway: one CarePlan to read; the two read answers saved for nginx to serve at the same size.
   start_fhirgw
-  printf '%s' '{"resourceType":"CarePlan","status":"active","intent":"plan","subject":{"reference":"Patient/p1"},"period":{"start":"2026-01-01"},"category":[{"coding":[{"system":"http://snomed.info/sct","code":"736271009"}]}],"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">Zorgplan</div>"}}' >"$TMP/careplan.json"
+  # The gateway refuses references that do not resolve (referential integrity): a real Patient first.
+  local patient
+  patient=$(curl_gw -H 'Content-Type: application/fhir+json' --data-binary '{"resourceType":"Patient"}' \
+    "https://127.0.0.1:$GW_PORT/Patient" | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
+  [ -n "$patient" ] || die "could not create the Patient the CarePlans refer to"
+  make_body "Patient/$patient" # same size as before, now with a reference that resolves
+  printf '%s' '{"resourceType":"CarePlan","status":"active","intent":"plan","subject":{"reference":"Patient/'"$patient"'"},"period":{"start":"2026-01-01"},"category":[{"coding":[{"system":"http://snomed.info/sct","code":"736271009"}]}],"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">Zorgplan</div>"}}' >"$TMP/careplan.json"
   local id
   id=$(curl_gw -H 'Content-Type: application/fhir+json' --data-binary @"$TMP/careplan.json" \
     "https://127.0.0.1:$GW_PORT/CarePlan" | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
