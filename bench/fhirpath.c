@@ -46,10 +46,11 @@ static const struct bench_expr {
 } exprs[] = {
     {ON_RESOURCE, "name.exists() or telecom.exists()"},
     {ON_RESOURCE, "contained.contained.empty()"},
-    {ON_RESOURCE, "contained.where((('#'+id in (%resource.descendants().reference | %resource.descendants().as(canonical)"
-                  " | %resource.descendants().as(uri) | %resource.descendants().as(url))) or descendants()"
-                  ".where(reference = '#').exists() or descendants().where(as(canonical) = '#').exists()).not())"
-                  ".trace('unmatched', id).empty()"},
+    {ON_RESOURCE,
+     "contained.where((('#'+id in (%resource.descendants().reference | %resource.descendants().as(canonical)"
+     " | %resource.descendants().as(uri) | %resource.descendants().as(url))) or descendants()"
+     ".where(reference = '#').exists() or descendants().where(as(canonical) = '#').exists()).not())"
+     ".trace('unmatched', id).empty()"},
     {ON_RESOURCE, "contained.meta.versionId.empty() and contained.meta.lastUpdated.empty()"},
     {ON_RESOURCE, "text.`div`.exists()"},
     {ON_RESOURCE, "Bundle.entry.all(fullUrl.exists())"},
@@ -93,10 +94,13 @@ static double now_seconds(void)
 /* Conformance resources are definitions, not data: the rules never run on them. */
 static bool is_instance(const fj_doc *d)
 {
-    static const char *const skip[] = {"SearchParameter", "ValueSet", "CodeSystem", "StructureDefinition",
-                                       "ConceptMap", "OperationDefinition", "CapabilityStatement",
-                                       "ImplementationGuide", "NamingSystem", "CompartmentDefinition",
-                                       "StructureMap", "GraphDefinition", "MessageDefinition", "TerminologyCapabilities"};
+    static const char *const skip[] = {"SearchParameter",     "ValueSet",
+                                       "CodeSystem",          "StructureDefinition",
+                                       "ConceptMap",          "OperationDefinition",
+                                       "CapabilityStatement", "ImplementationGuide",
+                                       "NamingSystem",        "CompartmentDefinition",
+                                       "StructureMap",        "GraphDefinition",
+                                       "MessageDefinition",   "TerminologyCapabilities"};
     uint32_t rt = fj_get(d, 0, "resourceType");
     if (rt == UINT32_MAX)
         return false;
@@ -215,13 +219,29 @@ typedef struct raw_file {
 /* The conformance resources of the package, as opposed to the instance examples. */
 static bool is_conformance_file(const char *name)
 {
-    static const char *const prefixes[] = {"StructureDefinition-", "ValueSet-", "CodeSystem-", "SearchParameter-",
-                                           "ConceptMap-", "OperationDefinition-", "CapabilityStatement-",
-                                           "ImplementationGuide-", "CompartmentDefinition-", "NamingSystem-",
-                                           "StructureMap-", "ig-r4", "Bundle-dataelements", "Bundle-resources",
-                                           "Bundle-types", "Bundle-valuesets", "Bundle-conceptmaps",
-                                           "Bundle-searchParams", "Bundle-extensions", "Bundle-profiles-",
-                                           "Bundle-v2-", "Bundle-v3-", "Bundle-valueset-expansions"};
+    static const char *const prefixes[] = {"StructureDefinition-",
+                                           "ValueSet-",
+                                           "CodeSystem-",
+                                           "SearchParameter-",
+                                           "ConceptMap-",
+                                           "OperationDefinition-",
+                                           "CapabilityStatement-",
+                                           "ImplementationGuide-",
+                                           "CompartmentDefinition-",
+                                           "NamingSystem-",
+                                           "StructureMap-",
+                                           "ig-r4",
+                                           "Bundle-dataelements",
+                                           "Bundle-resources",
+                                           "Bundle-types",
+                                           "Bundle-valuesets",
+                                           "Bundle-conceptmaps",
+                                           "Bundle-searchParams",
+                                           "Bundle-extensions",
+                                           "Bundle-profiles-",
+                                           "Bundle-v2-",
+                                           "Bundle-v3-",
+                                           "Bundle-valueset-expansions"};
     for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++)
         if (!strncmp(name, prefixes[i], strlen(prefixes[i])))
             return true;
@@ -298,7 +318,8 @@ static void invariant_cost(const char *dir, bool examples_only)
     double without = time_validation(files, n, false, &w_without);
     double with = time_validation(files, n, true, &w_with);
     printf("\nvalidating %s (%zu files, %.1f MB):\n",
-           examples_only ? "the instance examples of the package" : "every file of the package, conformance resources included",
+           examples_only ? "the instance examples of the package"
+                         : "every file of the package, conformance resources included",
            n, (double)bytes / 1e6);
     printf("  without invariants %8.3f s  %7.1f MB/s\n", without, (double)bytes / 1e6 / without);
     printf("  with invariants    %8.3f s  %7.1f MB/s  (%zu invariant warnings such as dom-6)\n", with,
@@ -316,7 +337,8 @@ int main(int argc, char **argv)
     if (argc > 1)
         snprintf(dir, sizeof dir, "%s", argv[1]);
     else
-        snprintf(dir, sizeof dir, "%s/.cache/fhirgw/hl7.fhir.r4.examples-4.0.1/package", getenv("HOME") ? getenv("HOME") : ".");
+        snprintf(dir, sizeof dir, "%s/.cache/fhirgw/hl7.fhir.r4.examples-4.0.1/package",
+                 getenv("HOME") ? getenv("HOME") : ".");
     corpus c = {0};
     double t0 = now_seconds();
     load(&c, dir);

@@ -39,7 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_LATENCY_US 2000000u   /* histogram range: 2 s */
+#define MAX_LATENCY_US 2000000u /* histogram range: 2 s */
 #define MAX_CONNECTIONS 20000u
 #define MAX_THREADS 64u
 #define MAX_DURATION_S 600u
@@ -56,7 +56,7 @@ typedef struct client {
     int fd;
     char *buf;
     size_t len, cap;
-    size_t sent;              /* bytes of the request written so far */
+    size_t sent; /* bytes of the request written so far */
     bool writing;
     struct timespec started;
 } client;
@@ -68,7 +68,7 @@ typedef struct thread_ctx {
     size_t request_len;
     client *clients;
     unsigned count;
-    uint32_t *histogram;      /* MAX_LATENCY_US + 1 counters */
+    uint32_t *histogram; /* MAX_LATENCY_US + 1 counters */
     uint64_t requests, errors, non2xx, max_us;
     pthread_t thread;
 } thread_ctx;
@@ -305,8 +305,7 @@ static char *build_request(const options *o, size_t *len)
     }
     size_t cap = 512 + strlen(o->path) + body_len;
     char *req = malloc(cap);
-    int n = snprintf(req, cap,
-                     "%s %s HTTP/1.1\r\nHost: localhost\r\nAccept: application/fhir+json\r\n%s%s%.0zu%s\r\n",
+    int n = snprintf(req, cap, "%s %s HTTP/1.1\r\nHost: localhost\r\nAccept: application/fhir+json\r\n%s%s%.0zu%s\r\n",
                      o->method, o->path, body ? "Content-Type: application/fhir+json\r\n" : "",
                      body ? "Content-Length: " : "", body ? body_len : 0, body ? "\r\n" : "");
     if (body) {
@@ -363,8 +362,8 @@ static void usage(void)
 
 static void parse_args(int argc, char **argv, options *o)
 {
-    *o = (options){.host = "127.0.0.1", .path = "/", .method = "GET", .connections = 64, .threads = 1,
-                   .duration_s = 10};
+    *o =
+        (options){.host = "127.0.0.1", .path = "/", .method = "GET", .connections = 64, .threads = 1, .duration_s = 10};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--tls13-only") == 0) {
@@ -374,26 +373,40 @@ static void parse_args(int argc, char **argv, options *o)
         if (i + 1 >= argc)
             usage();
         const char *v = argv[++i];
-        if (strcmp(a, "--host") == 0) o->host = v;
-        else if (strcmp(a, "--port") == 0) o->port = (unsigned)atoi(v);
-        else if (strcmp(a, "--cert") == 0) o->cert = v;
-        else if (strcmp(a, "--key") == 0) o->key = v;
-        else if (strcmp(a, "--ca") == 0) o->ca = v;
-        else if (strcmp(a, "--connections") == 0) o->connections = (unsigned)atoi(v);
-        else if (strcmp(a, "--threads") == 0) o->threads = (unsigned)atoi(v);
-        else if (strcmp(a, "--duration") == 0) o->duration_s = (unsigned)atoi(v);
-        else if (strcmp(a, "--path") == 0) o->path = v;
-        else if (strcmp(a, "--method") == 0) o->method = v;
-        else if (strcmp(a, "--body") == 0) o->body_file = v;
-        else if (strcmp(a, "--idle") == 0) o->idle = (unsigned)atoi(v);
-        else if (strcmp(a, "--hold") == 0) o->hold_s = (unsigned)atoi(v);
-        else usage();
+        if (strcmp(a, "--host") == 0)
+            o->host = v;
+        else if (strcmp(a, "--port") == 0)
+            o->port = (unsigned)atoi(v);
+        else if (strcmp(a, "--cert") == 0)
+            o->cert = v;
+        else if (strcmp(a, "--key") == 0)
+            o->key = v;
+        else if (strcmp(a, "--ca") == 0)
+            o->ca = v;
+        else if (strcmp(a, "--connections") == 0)
+            o->connections = (unsigned)atoi(v);
+        else if (strcmp(a, "--threads") == 0)
+            o->threads = (unsigned)atoi(v);
+        else if (strcmp(a, "--duration") == 0)
+            o->duration_s = (unsigned)atoi(v);
+        else if (strcmp(a, "--path") == 0)
+            o->path = v;
+        else if (strcmp(a, "--method") == 0)
+            o->method = v;
+        else if (strcmp(a, "--body") == 0)
+            o->body_file = v;
+        else if (strcmp(a, "--idle") == 0)
+            o->idle = (unsigned)atoi(v);
+        else if (strcmp(a, "--hold") == 0)
+            o->hold_s = (unsigned)atoi(v);
+        else
+            usage();
     }
     if (!o->port || !o->cert || !o->key || !o->ca)
         usage();
     /* bounded by design: this tool must stop by itself and stay small */
-    if (o->connections < 1 || o->connections > MAX_CONNECTIONS || o->idle > MAX_CONNECTIONS ||
-        o->threads < 1 || o->threads > MAX_THREADS || o->duration_s > MAX_DURATION_S || o->hold_s > MAX_DURATION_S)
+    if (o->connections < 1 || o->connections > MAX_CONNECTIONS || o->idle > MAX_CONNECTIONS || o->threads < 1 ||
+        o->threads > MAX_THREADS || o->duration_s > MAX_DURATION_S || o->hold_s > MAX_DURATION_S)
         usage();
     if (o->threads > o->connections)
         o->threads = o->connections;

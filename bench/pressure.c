@@ -73,8 +73,8 @@ static size_t parse_size(const char *s)
 
 static options parse_args(int argc, char **argv)
 {
-    options o = {.connections = 0, .hold_s = 5, .timeout_s = 60, .declare = 16u << 20, .send = 64u << 10,
-                 .path = "/metadata"};
+    options o =
+        {.connections = 0, .hold_s = 5, .timeout_s = 60, .declare = 16u << 20, .send = 64u << 10, .path = "/metadata"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "uploads") || !strcmp(a, "answers")) {
@@ -84,17 +84,28 @@ static options parse_args(int argc, char **argv)
         if (!v)
             usage();
         i++;
-        if (!strcmp(a, "--port")) o.port = (unsigned)atoi(v);
-        else if (!strcmp(a, "--cert")) o.cert = v;
-        else if (!strcmp(a, "--key")) o.key = v;
-        else if (!strcmp(a, "--ca")) o.ca = v;
-        else if (!strcmp(a, "--path")) o.path = v;
-        else if (!strcmp(a, "--connections")) o.connections = (unsigned)atoi(v);
-        else if (!strcmp(a, "--hold")) o.hold_s = (unsigned)atoi(v);
-        else if (!strcmp(a, "--timeout")) o.timeout_s = (unsigned)atoi(v);
-        else if (!strcmp(a, "--declare")) o.declare = parse_size(v);
-        else if (!strcmp(a, "--send")) o.send = parse_size(v);
-        else usage();
+        if (!strcmp(a, "--port"))
+            o.port = (unsigned)atoi(v);
+        else if (!strcmp(a, "--cert"))
+            o.cert = v;
+        else if (!strcmp(a, "--key"))
+            o.key = v;
+        else if (!strcmp(a, "--ca"))
+            o.ca = v;
+        else if (!strcmp(a, "--path"))
+            o.path = v;
+        else if (!strcmp(a, "--connections"))
+            o.connections = (unsigned)atoi(v);
+        else if (!strcmp(a, "--hold"))
+            o.hold_s = (unsigned)atoi(v);
+        else if (!strcmp(a, "--timeout"))
+            o.timeout_s = (unsigned)atoi(v);
+        else if (!strcmp(a, "--declare"))
+            o.declare = parse_size(v);
+        else if (!strcmp(a, "--send"))
+            o.send = parse_size(v);
+        else
+            usage();
     }
     if (!o.mode || !o.port || !o.cert || !o.key || !o.ca)
         usage();
@@ -185,8 +196,8 @@ static int uploads(const options *o)
         }
         tls_close(&c[i]);
     }
-    printf("uploads=%u opened=%u answered_early=%u refused_503=%u held=%u\n", o->connections, opened, answered,
-           refused, held);
+    printf("uploads=%u opened=%u answered_early=%u refused_503=%u held=%u\n", o->connections, opened, answered, refused,
+           held);
     free(body);
     free(c);
     return 0;
@@ -271,7 +282,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     ctx = SSL_CTX_new(TLS_client_method());
     if (SSL_CTX_use_certificate_chain_file(ctx, o.cert) != 1 ||
-        SSL_CTX_use_PrivateKey_file(ctx, o.key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_load_verify_locations(ctx, o.ca, NULL) != 1) {
+        SSL_CTX_use_PrivateKey_file(ctx, o.key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_load_verify_locations(ctx, o.ca, NULL) != 1) {
         fprintf(stderr, "bench-pressure: cannot load the client certificate, key or CA\n");
         return 2;
     }

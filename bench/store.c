@@ -78,9 +78,17 @@ static st_op make_write(char id[32], st_index_row rows[ROW_COUNT])
     snprintf(id, 32, "p%llu", (unsigned long long)atomic_fetch_add(&ids_issued, 1));
     memcpy(rows, ROWS, sizeof ROWS);
     rows[0].v.token.code = id;
-    return (st_op){.kind = ST_OP_CREATE, .type = "Patient", .id = id, .owner = "90000380", .json = BODY,
-                   .json_len = sizeof BODY - 1, .meta_at = 26, .rows = rows, .row_count = ROW_COUNT,
-                   .access_tags = TAGS, .access_tag_count = 1};
+    return (st_op){.kind = ST_OP_CREATE,
+                   .type = "Patient",
+                   .id = id,
+                   .owner = "90000380",
+                   .json = BODY,
+                   .json_len = sizeof BODY - 1,
+                   .meta_at = 26,
+                   .rows = rows,
+                   .row_count = ROW_COUNT,
+                   .access_tags = TAGS,
+                   .access_tag_count = 1};
 }
 
 static void *sync_writer(void *arg)
@@ -267,8 +275,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "st_open: %s\n", err.message);
         return 1;
     }
-    printf("bench-store: %s, %d s per phase, %zu-byte Patients with %zu index rows, synchronous=FULL\n", path,
-           seconds, sizeof BODY - 1, sizeof ROWS / sizeof *ROWS);
+    printf("bench-store: %s, %d s per phase, %zu-byte Patients with %zu index rows, synchronous=FULL\n", path, seconds,
+           sizeof BODY - 1, sizeof ROWS / sizeof *ROWS);
     printf("durable writes\n");
     write_phase("1 thread, waits each", 1, sync_writer);
     write_phase("8 threads, wait each", 8, sync_writer);

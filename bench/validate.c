@@ -59,7 +59,10 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int name_cmp(const void *a, const void *b) { return strcmp(((const blob *)a)->name, ((const blob *)b)->name); }
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(((const blob *)a)->name, ((const blob *)b)->name);
+}
 
 static void load_package(const char *dir, corpus *c)
 {
@@ -153,16 +156,28 @@ static void free_scratch(const corpus *c, char **s)
     free(s);
 }
 
-static double mb(size_t bytes) { return (double)bytes / 1e6; }
+static double mb(size_t bytes)
+{
+    return (double)bytes / 1e6;
+}
 
 /* ---- the assembled Bundle ---- */
 
 static bool is_instance_example(const char *name)
 {
-    static const char *const conformance[] = {"StructureDefinition-", "ValueSet-", "CodeSystem-", "SearchParameter-",
-                                              "ConceptMap-", "OperationDefinition-", "CapabilityStatement-",
-                                              "ImplementationGuide-", "CompartmentDefinition-", "NamingSystem-",
-                                              "Bundle-", "ig-r4", "StructureMap-"};
+    static const char *const conformance[] = {"StructureDefinition-",
+                                              "ValueSet-",
+                                              "CodeSystem-",
+                                              "SearchParameter-",
+                                              "ConceptMap-",
+                                              "OperationDefinition-",
+                                              "CapabilityStatement-",
+                                              "ImplementationGuide-",
+                                              "CompartmentDefinition-",
+                                              "NamingSystem-",
+                                              "Bundle-",
+                                              "ig-r4",
+                                              "StructureMap-"};
     for (size_t i = 0; i < sizeof conformance / sizeof *conformance; i++)
         if (!strncmp(name, conformance[i], strlen(conformance[i])))
             return false;
@@ -220,8 +235,8 @@ static char *assemble_bundles(const corpus *c, size_t target, size_t chunk_targe
             if (!valid[i])
                 continue;
             char head[128];
-            int n = snprintf(head, sizeof head, "{\"fullUrl\":\"urn:uuid:00000000-0000-4000-8000-%012lx\",\"resource\":",
-                             serial);
+            int n = snprintf(head, sizeof head,
+                             "{\"fullUrl\":\"urn:uuid:00000000-0000-4000-8000-%012lx\",\"resource\":", serial);
             append(&big, &len, &cap, ",", serial ? 1 : 0);
             append(&big, &len, &cap, head, (size_t)n);
             append(&big, &len, &cap, c->items[i].data, c->items[i].len);
@@ -294,7 +309,10 @@ static double measure_peak(const char *self, const char *what, const char *file,
     return kb < 0 ? -1 : (double)kb * 1024 / (double)input_len;
 }
 
-static const char *verdict(bool ok) { return ok ? "met" : "MISSED"; }
+static const char *verdict(bool ok)
+{
+    return ok ? "met" : "MISSED";
+}
 
 int main(int argc, char **argv)
 {

@@ -27,12 +27,21 @@ typedef struct cursor {
     size_t i;
 } cursor;
 
-static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
 
-static bool at_end(const cursor *c) { return c->i >= c->n; }
+static bool at_end(const cursor *c)
+{
+    return c->i >= c->n;
+}
 
 /* The next byte, or NUL at the end (NUL never matches what we look for). */
-static char peek(const cursor *c) { return at_end(c) ? '\0' : c->s[c->i]; }
+static char peek(const cursor *c)
+{
+    return at_end(c) ? '\0' : c->s[c->i];
+}
 
 static bool eat(cursor *c, char ch)
 {
@@ -61,7 +70,10 @@ static bool read_fixed_digits(cursor *c, int count, int *out)
 
 /* ---- the calendar --------------------------------------------------------- */
 
-bool fdt_is_leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+bool fdt_is_leap(int y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
 
 int fdt_days_in_month(int y, int m)
 {
@@ -109,7 +121,10 @@ int64_t fdt_to_epoch_ms(const fdt_value *v)
 }
 
 /* Floor division, so that instants before 1970 land on the right day. */
-static int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
 
 void fdt_from_epoch_ms(int64_t epoch_ms, fdt_value *out)
 {
@@ -157,7 +172,10 @@ static const char BAD_FORM[] = "bad form";
 #define TIME_FORM "not a valid time: expected hh:mm:ss or hh:mm:ss.sss, without timezone"
 #define SEARCH_FORM "not a valid date: expected YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm(:ss)(+zz:zz)"
 
-static const char *form_or(const char *msg, const char *form) { return msg == BAD_FORM ? form : msg; }
+static const char *form_or(const char *msg, const char *form)
+{
+    return msg == BAD_FORM ? form : msg;
+}
 
 /* YYYY(-MM(-DD)?)?. The regex excludes year 0000 and bounds day to 01..31;
  * we also reject days past the end of the month (the regex cannot, but such
@@ -384,8 +402,8 @@ void fdt_format_http_date(int64_t epoch_ms, char out[FDT_HTTP_DATE_LEN])
     /* 1970-01-01 was a Thursday */
     int64_t wday = (fdt_days_from_civil(v.year, v.month, v.day) % 7 + 7 + 4) % 7;
     char text[64];
-    snprintf(text, sizeof text, "%s, %02d %s %04d %02d:%02d:%02d GMT", k_weekdays[wday], v.day,
-             k_months[v.month - 1], v.year, v.hour, v.minute, v.second);
+    snprintf(text, sizeof text, "%s, %02d %s %04d %02d:%02d:%02d GMT", k_weekdays[wday], v.day, k_months[v.month - 1],
+             v.year, v.hour, v.minute, v.second);
     memcpy(out, text, FDT_HTTP_DATE_LEN - 1);
     out[FDT_HTTP_DATE_LEN - 1] = '\0';
 }
@@ -420,8 +438,12 @@ bool fdt_parse_http_date(const char *s, size_t len, int64_t *epoch_ms)
         return false;
     if (day < 1 || day > fdt_days_in_month(year, month) || h > 23 || m > 59 || sec > 60)
         return false;
-    fdt_value v = {.year = (int16_t)year, .month = (uint8_t)month, .day = (uint8_t)day, .hour = (uint8_t)h,
-                   .minute = (uint8_t)m, .second = (uint8_t)sec};
+    fdt_value v = {.year = (int16_t)year,
+                   .month = (uint8_t)month,
+                   .day = (uint8_t)day,
+                   .hour = (uint8_t)h,
+                   .minute = (uint8_t)m,
+                   .second = (uint8_t)sec};
     *epoch_ms = fdt_civil_ms(&v); /* a leap second (60) reads as the next minute's first */
     return true;
 }

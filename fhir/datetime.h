@@ -28,15 +28,7 @@
 #include <stdint.h>
 
 /* The last component a value has. A time of day starts at FDT_HOUR. */
-typedef enum fdt_precision {
-    FDT_YEAR = 1,
-    FDT_MONTH,
-    FDT_DAY,
-    FDT_HOUR,
-    FDT_MINUTE,
-    FDT_SECOND,
-    FDT_MS
-} fdt_precision;
+typedef enum fdt_precision { FDT_YEAR = 1, FDT_MONTH, FDT_DAY, FDT_HOUR, FDT_MINUTE, FDT_SECOND, FDT_MS } fdt_precision;
 
 /*
  * A date, dateTime, instant or time as written. Components beyond the
@@ -45,9 +37,9 @@ typedef enum fdt_precision {
  * digits. The layout is also FHIRPath's System date/time value (fp_datetime).
  */
 typedef struct fdt_value {
-    int16_t year;       /* 1..9999 */
+    int16_t year; /* 1..9999 */
     uint8_t month, day, hour, minute, second;
-    uint8_t precision;  /* fdt_precision */
+    uint8_t precision; /* fdt_precision */
     uint16_t ms;
     bool has_tz;
     int16_t tz_minutes; /* offset from UTC: +01:00 = 60, -12:00 = -720 */

@@ -95,10 +95,10 @@ typedef struct fp_item {
     union {
         struct {
             const fj_doc *doc;
-            uint32_t index;             /* the value node; FP_NO_NODE for a primitive that has only `_name` */
-            uint32_t ext;               /* the `_name` companion object (id, extension), or FP_NO_NODE */
-            const fs_type *type;        /* FHIR type, NULL when unknown */
-            const fs_element *element;  /* defining element, NULL for a root resource or unknown */
+            uint32_t index;            /* the value node; FP_NO_NODE for a primitive that has only `_name` */
+            uint32_t ext;              /* the `_name` companion object (id, extension), or FP_NO_NODE */
+            const fs_type *type;       /* FHIR type, NULL when unknown */
+            const fs_element *element; /* defining element, NULL for a root resource or unknown */
         } node;
         bool boolean;
         int64_t integer;
@@ -110,7 +110,7 @@ typedef struct fp_item {
             const char *unit; /* len bytes */
         } quantity;
         struct {
-            const char *ns;   /* "System" or "FHIR" */
+            const char *ns; /* "System" or "FHIR" */
             const char *name;
         } typeinfo;
     } u;
@@ -140,7 +140,7 @@ fp_item fp_node(const fs_schema *schema, const fj_doc *doc, uint32_t index, cons
 /* ---- compile ------------------------------------------------------------- */
 
 typedef struct fp_error {
-    int position;      /* 0-based character position in the expression; -1 when none */
+    int position; /* 0-based character position in the expression; -1 when none */
     char message[200];
 } fp_error;
 
@@ -196,18 +196,18 @@ typedef int (*fp_member_of_fn)(void *ctx, const char *valueset_url, const char *
 typedef void (*fp_trace_fn)(void *ctx, const char *name, size_t name_len, const fp_collection *c);
 
 typedef struct fp_env {
-    const fs_schema *schema;   /* NULL = fs_r4() */
-    const fj_doc *doc;         /* the document the input is in (may be NULL: no input) */
-    uint32_t resource;         /* %resource; FP_NO_NODE = none */
-    uint32_t root_resource;    /* %rootResource (a containing Bundle); FP_NO_NODE = %resource */
-    const fp_datetime *now;    /* now()/today()/timeOfDay(); NULL = the clock, UTC */
-    const fp_var *vars;        /* user variables, searched before the built-in ones */
+    const fs_schema *schema; /* NULL = fs_r4() */
+    const fj_doc *doc;       /* the document the input is in (may be NULL: no input) */
+    uint32_t resource;       /* %resource; FP_NO_NODE = none */
+    uint32_t root_resource;  /* %rootResource (a containing Bundle); FP_NO_NODE = %resource */
+    const fp_datetime *now;  /* now()/today()/timeOfDay(); NULL = the clock, UTC */
+    const fp_var *vars;      /* user variables, searched before the built-in ones */
     size_t var_count;
     fp_member_of_fn member_of; /* NULL = the schema's expanded value sets */
     void *member_of_ctx;
-    fp_trace_fn trace;         /* NULL = trace() is silent */
+    fp_trace_fn trace; /* NULL = trace() is silent */
     void *trace_ctx;
-    unsigned max_depth;        /* nesting of function calls and repeat(); 0 = FP_DEFAULT_MAX_DEPTH */
+    unsigned max_depth; /* nesting of function calls and repeat(); 0 = FP_DEFAULT_MAX_DEPTH */
     /*
      * Compatibility with R4's own invariants, which the strict FHIRPath
      * reading (and its test suite) rejects. When set:
@@ -230,8 +230,8 @@ void fp_env_init(fp_env *env, const fj_doc *doc);
  * On success returns true and sets *out (items in the arena). On failure
  * returns false and fills *err (position in the expression).
  */
-bool fp_evaluate(const fp_expr *e, const fp_env *env, const fp_collection *input, fp_arena *arena,
-                 fp_collection *out, fp_error *err);
+bool fp_evaluate(const fp_expr *e, const fp_env *env, const fp_collection *input, fp_arena *arena, fp_collection *out,
+                 fp_error *err);
 
 /*
  * Evaluate with one node of env->doc as the context: node FP_NO_NODE means an
@@ -283,13 +283,13 @@ bool fp_system_value(const fs_schema *schema, const fp_item *in, fp_item *out);
 #define FP_MAX_ARGS 8u /* arguments any function call may have */
 
 typedef struct fp_host_call {
-    const char *name;            /* as registered */
-    const fp_collection *input;  /* the collection the function is invoked on */
-    const fp_collection *args;   /* argc evaluated arguments */
+    const char *name;           /* as registered */
+    const fp_collection *input; /* the collection the function is invoked on */
+    const fp_collection *args;  /* argc evaluated arguments */
     size_t argc;
-    const fp_env *env;           /* the evaluation's environment (doc, %resource, variables) */
-    const fs_schema *schema;     /* for fp_system_value */
-    fp_arena *arena;             /* where results go */
+    const fp_env *env;       /* the evaluation's environment (doc, %resource, variables) */
+    const fs_schema *schema; /* for fp_system_value */
+    fp_arena *arena;         /* where results go */
 } fp_host_call;
 
 typedef bool (*fp_host_fn)(void *user_arg, const fp_host_call *call, fp_collection *out, fp_error *err);

@@ -197,7 +197,7 @@ static bool maybe_primitive(const fj_doc *d, uint32_t v)
 static bool key_matches(fp_ctx *c, const fj_doc *d, uint32_t k, const fs_element *kids, unsigned nkids,
                         const char *name, size_t len, const fs_element **el, const fs_type **type)
 {
-    const char *key = fj_str(d, k) ;
+    const char *key = fj_str(d, k);
     size_t klen = d->nodes[k].len;
     if (name && (klen < len || memcmp(key, name, len)))
         return false;
@@ -299,8 +299,8 @@ int fp_truth3(fp_ctx *c, const fp_ast *n, const fp_collection *coll)
 
 static const char *kind_name(const fp_item *it)
 {
-    static const char *const names[] = {"element", "Boolean", "Integer", "Decimal", "String",
-                                        "Date",    "DateTime", "Time",   "Quantity", "TypeInfo"};
+    static const char *const names[] = {"element", "Boolean",  "Integer", "Decimal",  "String",
+                                        "Date",    "DateTime", "Time",    "Quantity", "TypeInfo"};
     if (it->kind == FP_NODE && it->u.node.type)
         return it->u.node.type->name;
     return names[it->kind];
@@ -526,8 +526,7 @@ static bool eval_membership(fp_ctx *c, const fp_ast *n, const fp_collection *l, 
     return boolean_result(c, n, fp_contains_item(c, coll, &item->items[0]), out);
 }
 
-static bool eval_compare(fp_ctx *c, const fp_ast *n, const fp_collection *l, const fp_collection *r,
-                         fp_collection *out)
+static bool eval_compare(fp_ctx *c, const fp_ast *n, const fp_collection *l, const fp_collection *r, fp_collection *out)
 {
     if (l->count == 0 || r->count == 0) {
         fpc_empty(out);
@@ -636,8 +635,7 @@ static bool quantity_result(fp_ctx *c, const fp_ast *n, long double v, int scale
         fpc_empty(out);
         return true;
     }
-    fp_item it = {.kind = FP_QUANTITY, .scale = (int16_t)(scale > 18 ? 18 : scale), .len = len,
-                  .calendar = calendar};
+    fp_item it = {.kind = FP_QUANTITY, .scale = (int16_t)(scale > 18 ? 18 : scale), .len = len, .calendar = calendar};
     it.u.quantity.value = v;
     it.u.quantity.unit = unit;
     return fpc_single(c, n, &it, out);
@@ -716,8 +714,7 @@ static bool temporal_arith(fp_ctx *c, const fp_ast *n, const fp_item *a, const f
     return fpc_single(c, n, &r, out);
 }
 
-static bool eval_concat(fp_ctx *c, const fp_ast *n, const fp_collection *l, const fp_collection *r,
-                        fp_collection *out)
+static bool eval_concat(fp_ctx *c, const fp_ast *n, const fp_collection *l, const fp_collection *r, fp_collection *out)
 {
     fp_item a = fp_string("", 0), b = fp_string("", 0);
     bool ea, eb;
@@ -738,8 +735,7 @@ static bool eval_concat(fp_ctx *c, const fp_ast *n, const fp_collection *l, cons
     return fpc_single(c, n, &it, out);
 }
 
-static bool eval_arith(fp_ctx *c, const fp_ast *n, const fp_collection *l, const fp_collection *r,
-                       fp_collection *out)
+static bool eval_arith(fp_ctx *c, const fp_ast *n, const fp_collection *l, const fp_collection *r, fp_collection *out)
 {
     static const char *const sym[] = {"*", "/", "div", "mod", "+", "-"};
     fp_item a, b;
@@ -838,7 +834,8 @@ static bool eval_variable(fp_ctx *c, const fp_ast *n, fp_collection *out)
         }
     static const struct {
         const char *name, *value;
-    } constants[] = {{"ucum", "http://unitsofmeasure.org"}, {"sct", "http://snomed.info/sct"},
+    } constants[] = {{"ucum", "http://unitsofmeasure.org"},
+                     {"sct", "http://snomed.info/sct"},
                      {"loinc", "http://loinc.org"}};
     for (size_t i = 0; i < sizeof constants / sizeof *constants; i++)
         if (!strcmp(name, constants[i].name))
@@ -965,12 +962,8 @@ bool fp_eval(fp_ctx *c, const fp_ast *n, const fp_scope *s, fp_collection *out)
         out->items = (fp_item *)&n->literal; /* collections are read-only: share the AST's item */
         out->count = 1;
         return true;
-    case A_EMPTY:
-        fpc_empty(out);
-        return true;
-    case A_THIS:
-        *out = *s->this_;
-        return true;
+    case A_EMPTY: fpc_empty(out); return true;
+    case A_THIS: *out = *s->this_; return true;
     case A_INDEX: {
         if (s->index < 0) {
             fpc_empty(out);
@@ -1021,8 +1014,8 @@ void fp_env_init(fp_env *env, const fj_doc *doc)
     env->root_resource = FP_NO_NODE;
 }
 
-bool fp_evaluate(const fp_expr *e, const fp_env *env, const fp_collection *input, fp_arena *arena,
-                 fp_collection *out, fp_error *err)
+bool fp_evaluate(const fp_expr *e, const fp_env *env, const fp_collection *input, fp_arena *arena, fp_collection *out,
+                 fp_error *err)
 {
     fp_error scratch;
     if (!err)

@@ -169,8 +169,8 @@ static bool string_result(fp_ctx *c, const fp_ast *n, const char *s, size_t len,
 
 static const char *kind_label(const fp_item *it)
 {
-    static const char *const names[] = {"element", "Boolean", "Integer", "Decimal", "String",
-                                        "Date",    "DateTime", "Time",   "Quantity", "TypeInfo"};
+    static const char *const names[] = {"element", "Boolean",  "Integer", "Decimal",  "String",
+                                        "Date",    "DateTime", "Time",    "Quantity", "TypeInfo"};
     if (it->kind == FP_NODE && it->u.node.type)
         return it->u.node.type->name;
     return names[it->kind];
@@ -377,7 +377,8 @@ static bool seen(fp_ctx *c, const fp_collection *coll, const fp_item *it)
     for (size_t i = 0; i < coll->count; i++) {
         const fp_item *x = &coll->items[i];
         if (x->kind == FP_NODE && it->kind == FP_NODE) {
-            if (x->u.node.doc == it->u.node.doc && x->u.node.index == it->u.node.index && x->u.node.ext == it->u.node.ext)
+            if (x->u.node.doc == it->u.node.doc && x->u.node.index == it->u.node.index &&
+                x->u.node.ext == it->u.node.ext)
                 return true;
         } else if (x->kind != FP_NODE && it->kind != FP_NODE && fp_equal_items(c->schema, x, it) == 1) {
             return true;
@@ -740,8 +741,7 @@ static const char *find_bytes(const char *hay, size_t hlen, const char *needle, 
     return NULL;
 }
 
-static bool fn_string_test(fp_ctx *c, const fp_ast *n, const fp_collection *in, const fp_scope *s,
-                           fp_collection *out)
+static bool fn_string_test(fp_ctx *c, const fp_ast *n, const fp_collection *in, const fp_scope *s, fp_collection *out)
 {
     fp_item v, a;
     bool e1, e2;
@@ -1077,8 +1077,7 @@ static bool base64_decode(fp_ctx *c, abuf *b, const char *s, size_t len, const c
     return true;
 }
 
-static bool fn_encode_decode(fp_ctx *c, const fp_ast *n, const fp_collection *in, const fp_scope *s,
-                             fp_collection *out)
+static bool fn_encode_decode(fp_ctx *c, const fp_ast *n, const fp_collection *in, const fp_scope *s, fp_collection *out)
 {
     fp_item v, fmt;
     bool e1, e2;
@@ -1135,9 +1134,19 @@ static bool fn_escape(fp_ctx *c, const fp_ast *n, const fp_collection *in, const
         if (n->op == F_ESCAPE) {
             const char *rep = NULL;
             if (html)
-                rep = ch == '&' ? "&amp;" : ch == '<' ? "&lt;" : ch == '>' ? "&gt;" : ch == '"' ? "&quot;" : ch == '\'' ? "&#39;" : NULL;
+                rep = ch == '&'    ? "&amp;"
+                      : ch == '<'  ? "&lt;"
+                      : ch == '>'  ? "&gt;"
+                      : ch == '"'  ? "&quot;"
+                      : ch == '\'' ? "&#39;"
+                                   : NULL;
             else
-                rep = ch == '"' ? "\\\"" : ch == '\\' ? "\\\\" : ch == '\n' ? "\\n" : ch == '\r' ? "\\r" : ch == '\t' ? "\\t" : NULL;
+                rep = ch == '"'    ? "\\\""
+                      : ch == '\\' ? "\\\\"
+                      : ch == '\n' ? "\\n"
+                      : ch == '\r' ? "\\r"
+                      : ch == '\t' ? "\\t"
+                                   : NULL;
             if (rep)
                 ab_add(c, &b, rep, strlen(rep));
             else
@@ -1168,8 +1177,7 @@ static bool fn_escape(fp_ctx *c, const fp_ast *n, const fp_collection *in, const
 
 /* ---- math ---------------------------------------------------------------- */
 
-static bool number_input(fp_ctx *c, const fp_ast *n, const fp_collection *in, fp_item *v, bool *empty,
-                         bool quantity_ok)
+static bool number_input(fp_ctx *c, const fp_ast *n, const fp_collection *in, fp_item *v, bool *empty, bool quantity_ok)
 {
     if (!single_value(c, n, in, v, empty))
         return false;
@@ -1351,8 +1359,8 @@ static bool fn_is_as(fp_ctx *c, const fp_ast *n, const fp_collection *in, fp_col
 
 static bool fn_type(fp_ctx *c, const fp_ast *n, const fp_collection *in, fp_collection *out)
 {
-    static const char *const system_names[] = {"", "Boolean", "Integer", "Decimal", "String",
-                                               "Date", "DateTime", "Time", "Quantity", "TypeInfo"};
+    static const char *const system_names[] = {"",     "Boolean",  "Integer", "Decimal",  "String",
+                                               "Date", "DateTime", "Time",    "Quantity", "TypeInfo"};
     size_t cap = 0;
     fpc_empty(out);
     for (size_t i = 0; i < in->count; i++) {

@@ -46,7 +46,10 @@ static bool is_identifier(const char *s)
     return true;
 }
 
-fp_functions *fp_functions_new(void) { return calloc(1, sizeof(fp_functions)); }
+fp_functions *fp_functions_new(void)
+{
+    return calloc(1, sizeof(fp_functions));
+}
 
 const fp_host_function *fp_host_find(const fp_functions *fns, const char *name, size_t len)
 {
@@ -87,7 +90,10 @@ bool fp_functions_add(fp_functions *fns, const char *name, unsigned min_args, un
     return true;
 }
 
-size_t fp_functions_count(const fp_functions *fns) { return fns ? fns->count : 0; }
+size_t fp_functions_count(const fp_functions *fns)
+{
+    return fns ? fns->count : 0;
+}
 
 void fp_functions_free(fp_functions *fns)
 {

@@ -36,29 +36,44 @@ bool fpa_reserve(fp_arena *a, void *items_ptr, size_t *capacity, size_t used, si
 /* ---- AST ----------------------------------------------------------------- */
 
 typedef enum fp_ast_kind {
-    A_LITERAL,  /* literal item */
-    A_EMPTY,    /* {} */
-    A_MEMBER,   /* identifier: child elements of the target (or the focus) */
-    A_CALL,     /* function: fn, args */
-    A_THIS,     /* $this */
-    A_INDEX,    /* $index */
-    A_TOTAL,    /* $total */
-    A_VAR,      /* %name */
-    A_INDEXER,  /* target[right] */
-    A_NEGATE,   /* -target (unary plus is dropped by the parser) */
-    A_BINARY,   /* target op right */
-    A_IS,       /* target is type */
-    A_AS        /* target as type */
+    A_LITERAL, /* literal item */
+    A_EMPTY,   /* {} */
+    A_MEMBER,  /* identifier: child elements of the target (or the focus) */
+    A_CALL,    /* function: fn, args */
+    A_THIS,    /* $this */
+    A_INDEX,   /* $index */
+    A_TOTAL,   /* $total */
+    A_VAR,     /* %name */
+    A_INDEXER, /* target[right] */
+    A_NEGATE,  /* -target (unary plus is dropped by the parser) */
+    A_BINARY,  /* target op right */
+    A_IS,      /* target is type */
+    A_AS       /* target as type */
 } fp_ast_kind;
 
 typedef enum fp_binop {
-    OP_MUL, OP_DIV, OP_IDIV, OP_MOD,
-    OP_ADD, OP_SUB, OP_CONCAT,
+    OP_MUL,
+    OP_DIV,
+    OP_IDIV,
+    OP_MOD,
+    OP_ADD,
+    OP_SUB,
+    OP_CONCAT,
     OP_UNION,
-    OP_LT, OP_LE, OP_GT, OP_GE,
-    OP_EQ, OP_NE, OP_EQUIV, OP_NEQUIV,
-    OP_IN, OP_CONTAINS,
-    OP_AND, OP_OR, OP_XOR, OP_IMPLIES
+    OP_LT,
+    OP_LE,
+    OP_GT,
+    OP_GE,
+    OP_EQ,
+    OP_NE,
+    OP_EQUIV,
+    OP_NEQUIV,
+    OP_IN,
+    OP_CONTAINS,
+    OP_AND,
+    OP_OR,
+    OP_XOR,
+    OP_IMPLIES
 } fp_binop;
 
 /* A type named in an expression: a FHIR type, a System type, or (unqualified Quantity) both. */
@@ -71,46 +86,132 @@ typedef struct fp_host_function fp_host_function;
 
 typedef struct fp_ast fp_ast;
 struct fp_ast {
-    uint8_t kind;           /* fp_ast_kind */
-    uint8_t op;             /* A_BINARY: fp_binop; A_CALL: fp_fn */
+    uint8_t kind; /* fp_ast_kind */
+    uint8_t op;   /* A_BINARY: fp_binop; A_CALL: fp_fn */
     uint16_t argc;
-    uint32_t pos;           /* byte offset in the source */
-    const fp_ast *target;   /* invocation target / left operand; NULL = the focus */
-    const fp_ast *right;    /* right operand, indexer */
+    uint32_t pos;         /* byte offset in the source */
+    const fp_ast *target; /* invocation target / left operand; NULL = the focus */
+    const fp_ast *right;  /* right operand, indexer */
     const fp_ast **args;
-    const char *name;       /* member, function or variable name (NUL-terminated copy) */
+    const char *name; /* member, function or variable name (NUL-terminated copy) */
     uint32_t name_len;
-    const fs_type *name_type; /* A_MEMBER whose name is a type ("Patient"): filters by type */
-    fp_typespec type;       /* A_IS, A_AS, and ofType/is/as calls */
-    fp_item literal;        /* A_LITERAL */
-    const regex_t *regex;   /* matches()/replaceMatches() with a literal pattern, compiled once */
+    const fs_type *name_type;     /* A_MEMBER whose name is a type ("Patient"): filters by type */
+    fp_typespec type;             /* A_IS, A_AS, and ofType/is/as calls */
+    fp_item literal;              /* A_LITERAL */
+    const regex_t *regex;         /* matches()/replaceMatches() with a literal pattern, compiled once */
     const fp_host_function *host; /* A_CALL of a host function (op F_HOST): in the caller's registry */
 };
 
 struct fp_expr {
     char *source;
     const fs_schema *schema;
-    fp_arena *mem;          /* the AST and its strings */
+    fp_arena *mem; /* the AST and its strings */
     const fp_ast *root;
-    regex_t **regexes;      /* owned, freed with the expression */
+    regex_t **regexes; /* owned, freed with the expression */
     size_t regex_count, regex_capacity;
 };
 
 /* ---- functions (fhirpath_func.c) ----------------------------------------- */
 
 typedef enum fp_fn {
-    F_EMPTY, F_EXISTS, F_ALL, F_ALLTRUE, F_ANYTRUE, F_ALLFALSE, F_ANYFALSE, F_SUBSETOF, F_SUPERSETOF,
-    F_COUNT, F_DISTINCT, F_ISDISTINCT, F_WHERE, F_SELECT, F_REPEAT, F_OFTYPE, F_SINGLE, F_FIRST, F_LAST,
-    F_TAIL, F_SKIP, F_TAKE, F_INTERSECT, F_EXCLUDE, F_UNION, F_COMBINE, F_IIF, F_TOBOOLEAN,
-    F_CONVERTSTOBOOLEAN, F_TOINTEGER, F_CONVERTSTOINTEGER, F_TODECIMAL, F_CONVERTSTODECIMAL, F_TOSTRING,
-    F_CONVERTSTOSTRING, F_TODATE, F_CONVERTSTODATE, F_TODATETIME, F_CONVERTSTODATETIME, F_TOTIME,
-    F_CONVERTSTOTIME, F_TOQUANTITY, F_CONVERTSTOQUANTITY, F_INDEXOF, F_SUBSTRING, F_STARTSWITH, F_ENDSWITH,
-    F_CONTAINS, F_UPPER, F_LOWER, F_REPLACE, F_MATCHES, F_MATCHESFULL, F_REPLACEMATCHES, F_LENGTH,
-    F_TOCHARS, F_SPLIT, F_JOIN, F_TRIM, F_ENCODE, F_DECODE, F_ESCAPE, F_UNESCAPE, F_ABS, F_CEILING, F_EXP,
-    F_FLOOR, F_LN, F_LOG, F_POWER, F_ROUND, F_SQRT, F_TRUNCATE, F_CHILDREN, F_DESCENDANTS, F_TRACE, F_NOW,
-    F_TIMEOFDAY, F_TODAY, F_NOT, F_IS, F_AS, F_TYPE, F_SORT, F_AGGREGATE, F_LOWBOUNDARY, F_HIGHBOUNDARY,
-    F_PRECISION, F_COMPARABLE, F_EXTENSION, F_HASVALUE, F_GETVALUE, F_RESOLVE, F_CONFORMSTO, F_MEMBEROF,
-    F_SUBSUMES, F_SUBSUMEDBY, F_HTMLCHECKS,
+    F_EMPTY,
+    F_EXISTS,
+    F_ALL,
+    F_ALLTRUE,
+    F_ANYTRUE,
+    F_ALLFALSE,
+    F_ANYFALSE,
+    F_SUBSETOF,
+    F_SUPERSETOF,
+    F_COUNT,
+    F_DISTINCT,
+    F_ISDISTINCT,
+    F_WHERE,
+    F_SELECT,
+    F_REPEAT,
+    F_OFTYPE,
+    F_SINGLE,
+    F_FIRST,
+    F_LAST,
+    F_TAIL,
+    F_SKIP,
+    F_TAKE,
+    F_INTERSECT,
+    F_EXCLUDE,
+    F_UNION,
+    F_COMBINE,
+    F_IIF,
+    F_TOBOOLEAN,
+    F_CONVERTSTOBOOLEAN,
+    F_TOINTEGER,
+    F_CONVERTSTOINTEGER,
+    F_TODECIMAL,
+    F_CONVERTSTODECIMAL,
+    F_TOSTRING,
+    F_CONVERTSTOSTRING,
+    F_TODATE,
+    F_CONVERTSTODATE,
+    F_TODATETIME,
+    F_CONVERTSTODATETIME,
+    F_TOTIME,
+    F_CONVERTSTOTIME,
+    F_TOQUANTITY,
+    F_CONVERTSTOQUANTITY,
+    F_INDEXOF,
+    F_SUBSTRING,
+    F_STARTSWITH,
+    F_ENDSWITH,
+    F_CONTAINS,
+    F_UPPER,
+    F_LOWER,
+    F_REPLACE,
+    F_MATCHES,
+    F_MATCHESFULL,
+    F_REPLACEMATCHES,
+    F_LENGTH,
+    F_TOCHARS,
+    F_SPLIT,
+    F_JOIN,
+    F_TRIM,
+    F_ENCODE,
+    F_DECODE,
+    F_ESCAPE,
+    F_UNESCAPE,
+    F_ABS,
+    F_CEILING,
+    F_EXP,
+    F_FLOOR,
+    F_LN,
+    F_LOG,
+    F_POWER,
+    F_ROUND,
+    F_SQRT,
+    F_TRUNCATE,
+    F_CHILDREN,
+    F_DESCENDANTS,
+    F_TRACE,
+    F_NOW,
+    F_TIMEOFDAY,
+    F_TODAY,
+    F_NOT,
+    F_IS,
+    F_AS,
+    F_TYPE,
+    F_SORT,
+    F_AGGREGATE,
+    F_LOWBOUNDARY,
+    F_HIGHBOUNDARY,
+    F_PRECISION,
+    F_COMPARABLE,
+    F_EXTENSION,
+    F_HASVALUE,
+    F_GETVALUE,
+    F_RESOLVE,
+    F_CONFORMSTO,
+    F_MEMBEROF,
+    F_SUBSUMES,
+    F_SUBSUMEDBY,
+    F_HTMLCHECKS,
     F_HOST, /* a function of the host's registry (fp_ast.host) */
     F_COUNT_
 } fp_fn;
@@ -121,9 +222,9 @@ enum {
 
 typedef struct fp_function {
     const char *name;
-    uint8_t id;     /* fp_fn */
+    uint8_t id; /* fp_fn */
     uint8_t min_args, max_args;
-    uint8_t flags;  /* FN_* */
+    uint8_t flags; /* FN_* */
 } fp_function;
 
 /* Compile a FHIRPath (PCRE-style) pattern as a POSIX ERE; full anchors it. Returns regcomp's code. */
@@ -161,7 +262,7 @@ typedef struct fp_ctx {
     const fp_expr *expr;
     fp_arena *arena;
     fp_error *err;
-    fp_collection context;   /* %context */
+    fp_collection context; /* %context */
     fp_datetime now;
     bool now_known;
     unsigned depth, max_depth;

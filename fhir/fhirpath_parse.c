@@ -35,9 +35,9 @@ typedef enum tok_kind {
     T_DELIMITED, /* `identifier` */
     T_STRING,    /* 'text' */
     T_NUMBER,
-    T_TEMPORAL,  /* @2015-02-04, @T14:30 */
-    T_SPECIAL,   /* $this, $index, $total */
-    T_PUNCT      /* operators and brackets; text holds them */
+    T_TEMPORAL, /* @2015-02-04, @T14:30 */
+    T_SPECIAL,  /* $this, $index, $total */
+    T_PUNCT     /* operators and brackets; text holds them */
 } tok_kind;
 
 typedef struct token {
@@ -48,8 +48,8 @@ typedef struct token {
 typedef struct parser {
     const char *src;
     size_t len;
-    size_t at;      /* lexer position */
-    token tok;      /* current token */
+    size_t at; /* lexer position */
+    token tok; /* current token */
     fp_expr *expr;
     const fs_schema *schema;
     const fp_functions *functions; /* the host's, or NULL */
@@ -121,7 +121,8 @@ static bool scan_quoted(parser *p, char quote)
         p->at++;
     }
     if (p->at >= p->len)
-        return syntax_error(p, (uint32_t)start, quote == '\'' ? "string not closed" : "identifier not closed (missing '`')");
+        return syntax_error(p, (uint32_t)start,
+                            quote == '\'' ? "string not closed" : "identifier not closed (missing '`')");
     p->at++;
     return true;
 }
@@ -299,8 +300,8 @@ static int system_type(const char *name)
     static const struct {
         const char *name;
         fp_kind kind;
-    } types[] = {{"Boolean", FP_BOOLEAN}, {"Integer", FP_INTEGER},   {"Decimal", FP_DECIMAL},
-                 {"String", FP_STRING},   {"Date", FP_DATE},         {"DateTime", FP_DATETIME},
+    } types[] = {{"Boolean", FP_BOOLEAN}, {"Integer", FP_INTEGER},  {"Decimal", FP_DECIMAL},
+                 {"String", FP_STRING},   {"Date", FP_DATE},        {"DateTime", FP_DATETIME},
                  {"Time", FP_TIME},       {"Quantity", FP_QUANTITY}};
     for (size_t i = 0; i < sizeof types / sizeof *types; i++)
         if (!strcmp(types[i].name, name))
@@ -367,8 +368,13 @@ static size_t regex_class(const char *pattern, size_t len, size_t *i, char *out)
         char ch = pattern[j];
         if (ch == '\\' && j + 1 < len) {
             char e = pattern[++j];
-            const char *rep = e == 'd' ? "0-9" : e == 'w' ? "A-Za-z0-9_" : e == 's' ? "[:space:]" :
-                              e == 'n' ? "\n" : e == 't' ? "\t" : e == 'r' ? "\r" : NULL;
+            const char *rep = e == 'd'   ? "0-9"
+                              : e == 'w' ? "A-Za-z0-9_"
+                              : e == 's' ? "[:space:]"
+                              : e == 'n' ? "\n"
+                              : e == 't' ? "\t"
+                              : e == 'r' ? "\r"
+                                         : NULL;
             if (rep) {
                 memcpy(members + m, rep, strlen(rep));
                 m += strlen(rep);
@@ -430,9 +436,16 @@ int fp_regex_compile(regex_t *re, const char *pattern, size_t len, bool full)
         char c = pattern[i];
         if (c == '\\' && i + 1 < len) {
             char e = pattern[++i];
-            const char *rep = e == 'd' ? "[0-9]" : e == 'D' ? "[^0-9]" : e == 'w' ? "[A-Za-z0-9_]" :
-                              e == 'W' ? "[^A-Za-z0-9_]" : e == 's' ? "[[:space:]]" : e == 'S' ? "[^[:space:]]" :
-                              e == 'n' ? "\n" : e == 't' ? "\t" : e == 'r' ? "\r" : NULL;
+            const char *rep = e == 'd'   ? "[0-9]"
+                              : e == 'D' ? "[^0-9]"
+                              : e == 'w' ? "[A-Za-z0-9_]"
+                              : e == 'W' ? "[^A-Za-z0-9_]"
+                              : e == 's' ? "[[:space:]]"
+                              : e == 'S' ? "[^[:space:]]"
+                              : e == 'n' ? "\n"
+                              : e == 't' ? "\t"
+                              : e == 'r' ? "\r"
+                                         : NULL;
             if (rep) {
                 memcpy(buf + o, rep, strlen(rep));
                 o += strlen(rep);
@@ -489,12 +502,29 @@ typedef struct binop_info {
 
 /* Precedence from loosest (implies) to tightest (multiplication); is/as sit between + and |. */
 static const binop_info binops[] = {
-    {"implies", OP_IMPLIES, 1}, {"or", OP_OR, 2},       {"xor", OP_XOR, 2},       {"and", OP_AND, 3},
-    {"in", OP_IN, 4},           {"contains", OP_CONTAINS, 4},                        {"=", OP_EQ, 5},
-    {"~", OP_EQUIV, 5},         {"!=", OP_NE, 5},       {"!~", OP_NEQUIV, 5},     {"<", OP_LT, 6},
-    {">", OP_GT, 6},            {"<=", OP_LE, 6},       {">=", OP_GE, 6},         {"|", OP_UNION, 7},
-    {"is", 0, 8},               {"as", 0, 8},           {"+", OP_ADD, 9},         {"-", OP_SUB, 9},
-    {"&", OP_CONCAT, 9},        {"*", OP_MUL, 10},      {"/", OP_DIV, 10},        {"div", OP_IDIV, 10},
+    {"implies", OP_IMPLIES, 1},
+    {"or", OP_OR, 2},
+    {"xor", OP_XOR, 2},
+    {"and", OP_AND, 3},
+    {"in", OP_IN, 4},
+    {"contains", OP_CONTAINS, 4},
+    {"=", OP_EQ, 5},
+    {"~", OP_EQUIV, 5},
+    {"!=", OP_NE, 5},
+    {"!~", OP_NEQUIV, 5},
+    {"<", OP_LT, 6},
+    {">", OP_GT, 6},
+    {"<=", OP_LE, 6},
+    {">=", OP_GE, 6},
+    {"|", OP_UNION, 7},
+    {"is", 0, 8},
+    {"as", 0, 8},
+    {"+", OP_ADD, 9},
+    {"-", OP_SUB, 9},
+    {"&", OP_CONCAT, 9},
+    {"*", OP_MUL, 10},
+    {"/", OP_DIV, 10},
+    {"div", OP_IDIV, 10},
     {"mod", OP_MOD, 10},
 };
 
@@ -557,8 +587,8 @@ static fp_ast *parse_function(parser *p, fp_ast *target, const token *name_tok)
         return NULL;
     if (argc < min_args || argc > max_args) {
         if (min_args == max_args)
-            syntax_error(p, name_tok->pos, "%s() takes %u argument%s, not %u", name, min_args,
-                         min_args == 1 ? "" : "s", argc);
+            syntax_error(p, name_tok->pos, "%s() takes %u argument%s, not %u", name, min_args, min_args == 1 ? "" : "s",
+                         argc);
         else
             syntax_error(p, name_tok->pos, "%s() takes %u to %u arguments, not %u", name, min_args, max_args, argc);
         return NULL;
@@ -691,10 +721,8 @@ static fp_ast *parse_term(parser *p)
 {
     token t = p->tok;
     switch (t.kind) {
-    case T_NUMBER:
-        return parse_number(p);
-    case T_TEMPORAL:
-        return parse_temporal(p);
+    case T_NUMBER: return parse_number(p);
+    case T_TEMPORAL: return parse_temporal(p);
     case T_STRING: {
         fp_item it = {.kind = FP_STRING};
         it.u.string = decode_quoted(p, &t, &it.len);
@@ -742,13 +770,9 @@ static fp_ast *parse_term(parser *p)
         }
         return parse_invocation(p, NULL);
     case T_DELIMITED:
-    case T_SPECIAL:
-        return parse_invocation(p, NULL);
-    case T_EOF:
-        syntax_error(p, t.pos, "expression expected, found the end");
-        return NULL;
-    default:
-        break;
+    case T_SPECIAL: return parse_invocation(p, NULL);
+    case T_EOF: syntax_error(p, t.pos, "expression expected, found the end"); return NULL;
+    default: break;
     }
     syntax_error(p, t.pos, "unexpected '%.*s'", (int)t.len, p->src + t.pos);
     return NULL;

@@ -67,7 +67,10 @@ size_t fp_arena_capacity(const fp_arena *a)
     return a->capacity;
 }
 
-void *fp_arena_alloc(fp_arena *a, size_t size) { return fpa_alloc(a, size); }
+void *fp_arena_alloc(fp_arena *a, size_t size)
+{
+    return fpa_alloc(a, size);
+}
 
 bool fpa_failed(const fp_arena *a)
 {
@@ -175,7 +178,7 @@ fp_item fp_string(const char *s, size_t len)
 
 long double fp_pow10(int n)
 {
-    static const long double small[] = {1e0L, 1e1L, 1e2L, 1e3L, 1e4L, 1e5L, 1e6L, 1e7L, 1e8L, 1e9L,
+    static const long double small[] = {1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,  1e7L,  1e8L, 1e9L,
                                         1e10L, 1e11L, 1e12L, 1e13L, 1e14L, 1e15L, 1e16L, 1e17L, 1e18L};
     if (n >= 0 && n <= 18)
         return small[n];
@@ -456,7 +459,8 @@ bool fp_add_duration(fp_kind kind, fp_datetime *dt, long double amount, const ch
         add_months(dt, months);
     } else {
         static const int64_t ms_per[] = {0, 0, 604800000LL, 86400000LL, 3600000LL, 60000LL, 1000LL, 1LL};
-        long double delta = du >= DU_SECOND ? roundl(amount * (long double)ms_per[du]) : whole * (long double)ms_per[du];
+        long double delta = du >= DU_SECOND ? roundl(amount * (long double)ms_per[du])
+                                            : whole * (long double)ms_per[du];
         if (fabsl(delta) > 3e14L)
             return false;
         int64_t d = (int64_t)delta;
@@ -528,7 +532,7 @@ typedef struct ucum_atom {
     const char *code;
     long double factor; /* in base units m, g, s, rad, K, C, cd */
     int8_t dim[FP_DIMS];
-    bool metric;        /* takes prefixes */
+    bool metric; /* takes prefixes */
 } ucum_atom;
 
 /* The units clinical data uses; anything else is compared by its text only. */
@@ -590,8 +594,8 @@ static const struct {
     const char *code;
     long double factor;
 } ucum_prefixes[] = {
-    {"da", 1e1L}, {"Y", 1e24L}, {"Z", 1e21L}, {"E", 1e18L}, {"P", 1e15L}, {"T", 1e12L}, {"G", 1e9L},
-    {"M", 1e6L}, {"k", 1e3L}, {"h", 1e2L}, {"d", 1e-1L}, {"c", 1e-2L}, {"m", 1e-3L}, {"u", 1e-6L},
+    {"da", 1e1L}, {"Y", 1e24L},  {"Z", 1e21L},  {"E", 1e18L},  {"P", 1e15L},  {"T", 1e12L},  {"G", 1e9L},
+    {"M", 1e6L},  {"k", 1e3L},   {"h", 1e2L},   {"d", 1e-1L},  {"c", 1e-2L},  {"m", 1e-3L},  {"u", 1e-6L},
     {"n", 1e-9L}, {"p", 1e-12L}, {"f", 1e-15L}, {"a", 1e-18L}, {"z", 1e-21L}, {"y", 1e-24L},
 };
 
@@ -782,8 +786,8 @@ bool fp_unit_parse(const char *unit, size_t len, bool calendar, fp_unit *out)
             const char *name;
             long double factor;
             int dim;
-        } cal[] = {{"year", 12, D_CAL},   {"month", 1, D_CAL}, {"week", 604800, D_S},  {"day", 86400, D_S},
-                   {"hour", 3600, D_S},   {"minute", 60, D_S}, {"second", 1, D_S},     {"millisecond", 1e-3L, D_S}};
+        } cal[] = {{"year", 12, D_CAL}, {"month", 1, D_CAL}, {"week", 604800, D_S}, {"day", 86400, D_S},
+                   {"hour", 3600, D_S}, {"minute", 60, D_S}, {"second", 1, D_S},    {"millisecond", 1e-3L, D_S}};
         for (size_t i = 0; i < sizeof cal / sizeof *cal; i++)
             if (strlen(cal[i].name) == len && !memcmp(cal[i].name, unit, len)) {
                 out->factor = cal[i].factor;
@@ -947,9 +951,7 @@ bool fp_to_system(const fs_schema *s, const fp_item *in, fp_item *out)
     fprim_kind pk = t ? t->prim : FPRIM_NONE;
     switch (n->type) {
     case FJ_TRUE:
-    case FJ_FALSE:
-        *out = fp_boolean(n->type == FJ_TRUE);
-        return true;
+    case FJ_FALSE: *out = fp_boolean(n->type == FJ_TRUE); return true;
     case FJ_NUMBER: {
         bool int_type = pk == FPRIM_INTEGER || pk == FPRIM_UNSIGNEDINT || pk == FPRIM_POSITIVEINT ||
                         (pk == FPRIM_NONE && (n->flags & FJ_FLAG_NUMBER_INTEGRAL));
@@ -981,10 +983,8 @@ bool fp_to_system(const fs_schema *s, const fp_item *in, fp_item *out)
         *out = fp_string(str, n->len);
         return true;
     }
-    case FJ_OBJECT:
-        return t && is_quantity_type(s, t) && node_quantity(d, i, out);
-    default:
-        return false;
+    case FJ_OBJECT: return t && is_quantity_type(s, t) && node_quantity(d, i, out);
+    default: return false;
     }
 }
 
@@ -1035,8 +1035,7 @@ static fp_cmp compare_temporal(const fp_item *a, const fp_item *b, int *sign, in
     if ((a->kind == FP_TIME) != (b->kind == FP_TIME))
         return FP_CMP_TYPE;
     fp_datetime x = a->u.dt, y = b->u.dt;
-    if (a->kind != FP_TIME && x.precision >= FP_PREC_HOUR && y.precision >= FP_PREC_HOUR &&
-        (x.has_tz || y.has_tz)) {
+    if (a->kind != FP_TIME && x.precision >= FP_PREC_HOUR && y.precision >= FP_PREC_HOUR && (x.has_tz || y.has_tz)) {
         to_utc(&x, default_tz);
         to_utc(&y, default_tz);
     }
@@ -1103,8 +1102,7 @@ static bool json_equal(const fj_doc *da, uint32_t a, const fj_doc *db, uint32_t 
     }
     switch (x->type) {
     case FJ_STRING:
-    case FJ_NUMBER:
-        return !memcmp(fj_str(da, a), fj_str(db, b), x->len);
+    case FJ_NUMBER: return !memcmp(fj_str(da, a), fj_str(db, b), x->len);
     case FJ_ARRAY: {
         uint32_t i = a + 1, j = b + 1;
         for (uint32_t k = 0; k < x->len; k++, i = fj_next(da, i), j = fj_next(db, j))
@@ -1128,8 +1126,7 @@ static bool json_equal(const fj_doc *da, uint32_t a, const fj_doc *db, uint32_t 
         }
         return true;
     }
-    default:
-        return true;
+    default: return true;
     }
 }
 
@@ -1169,8 +1166,7 @@ static int system_equal(const fp_item *a, const fp_item *b, bool equivalent, int
     if (a->kind != b->kind)
         return 0;
     switch (a->kind) {
-    case FP_BOOLEAN:
-        return a->u.boolean == b->u.boolean;
+    case FP_BOOLEAN: return a->u.boolean == b->u.boolean;
     case FP_STRING:
         if (!equivalent)
             return a->len == b->len && !memcmp(a->u.string, b->u.string, a->len);
@@ -1179,9 +1175,11 @@ static int system_equal(const fp_item *a, const fp_item *b, bool equivalent, int
             size_t i = 0, j = 0;
             const char *x = a->u.string, *y = b->u.string;
             for (;;) {
-                while (i < a->len && isspace((unsigned char)x[i]) && (i == 0 || i + 1 == a->len || isspace((unsigned char)x[i + 1])))
+                while (i < a->len && isspace((unsigned char)x[i]) &&
+                       (i == 0 || i + 1 == a->len || isspace((unsigned char)x[i + 1])))
                     i++;
-                while (j < b->len && isspace((unsigned char)y[j]) && (j == 0 || j + 1 == b->len || isspace((unsigned char)y[j + 1])))
+                while (j < b->len && isspace((unsigned char)y[j]) &&
+                       (j == 0 || j + 1 == b->len || isspace((unsigned char)y[j + 1])))
                     j++;
                 if (i == a->len || j == b->len)
                     return i == a->len && j == b->len;
@@ -1206,8 +1204,7 @@ static int system_equal(const fp_item *a, const fp_item *b, bool equivalent, int
     }
     case FP_TYPEINFO:
         return !strcmp(a->u.typeinfo.ns, b->u.typeinfo.ns) && !strcmp(a->u.typeinfo.name, b->u.typeinfo.name);
-    default:
-        return 0;
+    default: return 0;
     }
 }
 
@@ -1307,12 +1304,9 @@ static size_t decimal_text(long double v, int scale, char *buf, size_t cap)
 size_t fp_system_text(const fp_item *it, char *buf, size_t cap)
 {
     switch (it->kind) {
-    case FP_BOOLEAN:
-        return (size_t)snprintf(buf, cap, "%s", it->u.boolean ? "true" : "false");
-    case FP_INTEGER:
-        return (size_t)snprintf(buf, cap, "%lld", (long long)it->u.integer);
-    case FP_DECIMAL:
-        return decimal_text(it->u.decimal, it->scale, buf, cap);
+    case FP_BOOLEAN: return (size_t)snprintf(buf, cap, "%s", it->u.boolean ? "true" : "false");
+    case FP_INTEGER: return (size_t)snprintf(buf, cap, "%lld", (long long)it->u.integer);
+    case FP_DECIMAL: return decimal_text(it->u.decimal, it->scale, buf, cap);
     case FP_STRING:
         if (cap) {
             size_t n = it->len < cap - 1 ? it->len : cap - 1;
@@ -1322,8 +1316,7 @@ size_t fp_system_text(const fp_item *it, char *buf, size_t cap)
         return it->len;
     case FP_DATE:
     case FP_DATETIME:
-    case FP_TIME:
-        return fp_format_temporal((fp_kind)it->kind, &it->u.dt, buf, cap);
+    case FP_TIME: return fp_format_temporal((fp_kind)it->kind, &it->u.dt, buf, cap);
     case FP_QUANTITY: {
         char num[96];
         decimal_text(it->u.quantity.value, it->scale, num, sizeof num);
@@ -1331,8 +1324,7 @@ size_t fp_system_text(const fp_item *it, char *buf, size_t cap)
             return (size_t)snprintf(buf, cap, "%s %.*s", num, (int)it->len, it->u.quantity.unit);
         return (size_t)snprintf(buf, cap, "%s '%.*s'", num, (int)it->len, it->u.quantity.unit);
     }
-    case FP_TYPEINFO:
-        return (size_t)snprintf(buf, cap, "%s.%s", it->u.typeinfo.ns, it->u.typeinfo.name);
+    case FP_TYPEINFO: return (size_t)snprintf(buf, cap, "%s.%s", it->u.typeinfo.ns, it->u.typeinfo.name);
     default:
         if (cap)
             buf[0] = '\0';
@@ -1379,9 +1371,7 @@ static void sb_json_string(sbuf *b, const char *s, size_t n)
         case '\n': sb_add(b, "\\n", 2); break;
         case '\r': sb_add(b, "\\r", 2); break;
         case '\t': sb_add(b, "\\t", 2); break;
-        default:
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            sb_add(b, esc, 6);
+        default: snprintf(esc, sizeof esc, "\\u%04x", c); sb_add(b, esc, 6);
         }
     }
     sb_add(b, s + run, n - run);
@@ -1431,12 +1421,8 @@ static void sb_item(sbuf *b, const fp_item *it)
         return;
     case FP_BOOLEAN:
     case FP_INTEGER:
-    case FP_DECIMAL:
-        sb_add(b, tmp, fp_system_text(it, tmp, sizeof tmp));
-        return;
-    case FP_STRING:
-        sb_json_string(b, it->u.string, it->len);
-        return;
+    case FP_DECIMAL: sb_add(b, tmp, fp_system_text(it, tmp, sizeof tmp)); return;
+    case FP_STRING: sb_json_string(b, it->u.string, it->len); return;
     case FP_TYPEINFO: {
         size_t n = (size_t)snprintf(tmp, sizeof tmp, "{\"namespace\":\"%s\",\"name\":\"%s\"}", it->u.typeinfo.ns,
                                     it->u.typeinfo.name);

@@ -176,8 +176,7 @@ static void scan_breaks(const unsigned char *text, size_t from, size_t to, line_
 }
 
 /* Count line breaks in text[ls->last, limit), skipping decoded string bytes. */
-static void scan_lines(const unsigned char *text, size_t limit, const fj_node *nodes, uint32_t count,
-                       line_scan *ls)
+static void scan_lines(const unsigned char *text, size_t limit, const fj_node *nodes, uint32_t count, line_scan *ls)
 {
     size_t seg = ls->last;
     for (uint32_t i = 0; i < count; i++) {
@@ -348,8 +347,7 @@ static inline size_t utf8_sequence(const unsigned char *p, const unsigned char *
     if (c < 0xF5) {
         unsigned lo = c == 0xF0 ? 0x90 : 0x80; /* F0 80..8F would be overlong */
         unsigned hi = c == 0xF4 ? 0x8F : 0xBF; /* F4 90.. would exceed U+10FFFF */
-        return avail >= 4 && p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 && (p[3] & 0xC0) == 0x80 ? 4
-                                                                                                        : 0;
+        return avail >= 4 && p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 && (p[3] & 0xC0) == 0x80 ? 4 : 0;
     }
     return 0;
 }
@@ -589,8 +587,16 @@ static unsigned char *parse_scalar(parser *ps, unsigned char *p, const unsigned 
     case 'f': return parse_literal(ps, p, end, "false", FJ_FALSE);
     case 'n': return parse_literal(ps, p, end, "null", FJ_NULL);
     case '-':
-    case '0': case '1': case '2': case '3': case '4':
-    case '5': case '6': case '7': case '8': case '9': return parse_number(ps, p, end);
+    case '0':
+    case '1':
+    case '2':
+    case '3':
+    case '4':
+    case '5':
+    case '6':
+    case '7':
+    case '8':
+    case '9': return parse_number(ps, p, end);
     default: return fail_value(ps, p);
     }
 }
@@ -749,8 +755,9 @@ static unsigned char *after_value(parser *ps, unsigned char *p, const unsigned c
             p++;
             continue;
         }
-        return fail_expected(ps, p, object ? "expected ',' or '}' after object member"
-                                           : "expected ',' or ']' after array element");
+        return fail_expected(ps, p,
+                             object ? "expected ',' or '}' after object member"
+                                    : "expected ',' or ']' after array element");
     }
 }
 

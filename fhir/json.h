@@ -30,19 +30,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum fj_type {
-    FJ_NULL = 0,
-    FJ_FALSE,
-    FJ_TRUE,
-    FJ_NUMBER,
-    FJ_STRING,
-    FJ_ARRAY,
-    FJ_OBJECT
-} fj_type;
+typedef enum fj_type { FJ_NULL = 0, FJ_FALSE, FJ_TRUE, FJ_NUMBER, FJ_STRING, FJ_ARRAY, FJ_OBJECT } fj_type;
 
 /* Node flags. */
 enum {
-    FJ_FLAG_DUPLICATE_KEY = 1 << 0, /* on a key node: an earlier key of the same object has the same decoded name */
+    FJ_FLAG_DUPLICATE_KEY = 1 << 0,  /* on a key node: an earlier key of the same object has the same decoded name */
     FJ_FLAG_NUMBER_INTEGRAL = 1 << 1 /* on a number: no fraction and no exponent in its text */
 };
 
@@ -65,10 +57,10 @@ typedef struct fj_limits {
 #define FJ_DEFAULT_MAX_DEPTH 128u                        /* FHIR resources nest ~20 deep; Bundles of Bundles more */
 
 typedef struct fj_doc {
-    const char *text;    /* the (now decoded in place) source; owned by the caller */
+    const char *text; /* the (now decoded in place) source; owned by the caller */
     size_t text_len;
-    fj_node *nodes;      /* owned */
-    uint32_t count;      /* nodes used; nodes[0] is the root */
+    fj_node *nodes; /* owned */
+    uint32_t count; /* nodes used; nodes[0] is the root */
     uint32_t capacity;
     uint32_t *line_starts; /* owned; byte offsets of line starts, built on first fj_line_col call */
     uint32_t line_count;
@@ -99,10 +91,19 @@ bool fj_parse(char *text, size_t len, const fj_limits *limits, fj_doc *doc, fj_e
 void fj_doc_free(fj_doc *doc);
 
 /* Access helpers. */
-static inline const fj_node *fj_node_at(const fj_doc *d, uint32_t i) { return &d->nodes[i]; }
-static inline uint32_t fj_next(const fj_doc *d, uint32_t i) { return i + d->nodes[i].size; }
+static inline const fj_node *fj_node_at(const fj_doc *d, uint32_t i)
+{
+    return &d->nodes[i];
+}
+static inline uint32_t fj_next(const fj_doc *d, uint32_t i)
+{
+    return i + d->nodes[i].size;
+}
 /* First child of an array/object node i (only meaningful when len > 0). */
-static inline uint32_t fj_first_child(uint32_t i) { return i + 1; }
+static inline uint32_t fj_first_child(uint32_t i)
+{
+    return i + 1;
+}
 /* Bytes of a string or number node (strings: decoded, not NUL-terminated). */
 static inline const char *fj_str(const fj_doc *d, uint32_t i)
 {
@@ -112,8 +113,8 @@ static inline const char *fj_str(const fj_doc *d, uint32_t i)
 bool fj_str_eq(const fj_doc *d, uint32_t i, const char *s);
 /* How fj_equal compares numbers. */
 typedef enum fj_numbers {
-    FJ_NUMBERS_BY_TEXT,  /* FHIR decimals keep their precision: 1.0 is not 1.00 */
-    FJ_NUMBERS_BY_VALUE  /* JSON's view (RFC 6902 "test"): 1.0 is 1.00 and 1 */
+    FJ_NUMBERS_BY_TEXT, /* FHIR decimals keep their precision: 1.0 is not 1.00 */
+    FJ_NUMBERS_BY_VALUE /* JSON's view (RFC 6902 "test"): 1.0 is 1.00 and 1 */
 } fj_numbers;
 
 /*

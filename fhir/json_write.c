@@ -32,7 +32,10 @@ void fj_buf_append(fj_buf *b, const char *s, size_t len)
     b->data[b->len] = '\0';
 }
 
-void fj_buf_puts(fj_buf *b, const char *s) { fj_buf_append(b, s, strlen(s)); }
+void fj_buf_puts(fj_buf *b, const char *s)
+{
+    fj_buf_append(b, s, strlen(s));
+}
 
 void fj_buf_printf(fj_buf *b, const char *fmt, ...)
 {

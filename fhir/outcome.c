@@ -74,8 +74,7 @@ size_t oo_issue_format(const oo_issue *is, char *buf, size_t cap)
 {
     char position[64] = "";
     if (is->line)
-        snprintf(position, sizeof position, "%s(line %u, col %u)", is->expression ? " " : "", is->line,
-                 is->column);
+        snprintf(position, sizeof position, "%s(line %u, col %u)", is->expression ? " " : "", is->line, is->column);
     int n = snprintf(buf, cap, "%-7s %-12s %s%s: %s", oo_severity_name(is->severity), is->code,
                      is->expression ? is->expression : "", position, is->message ? is->message : "");
     return n < 0 ? 0 : (size_t)n;
@@ -112,8 +111,8 @@ json_object *oo_to_json(const oo_list *l)
     json_object *issues = json_object_new_array();
     for (size_t i = 0; i < l->count; i++) {
         const oo_issue *is = &l->items[i];
-        json_object_array_add(issues, issue_json(oo_severity_name(is->severity), is->code, is->message,
-                                                 is->expression, is->line, is->column));
+        json_object_array_add(issues, issue_json(oo_severity_name(is->severity), is->code, is->message, is->expression,
+                                                 is->line, is->column));
     }
     if (l->dropped) {
         char msg[128];

@@ -36,10 +36,10 @@ typedef enum oo_severity { OO_FATAL, OO_ERROR, OO_WARNING, OO_INFORMATION } oo_s
 
 typedef struct oo_issue {
     oo_severity severity;
-    const char *code;   /* one of the OO_* codes (static) */
-    char *message;      /* owned */
-    char *expression;   /* owned; FHIRPath location, NULL when the problem has none (JSON syntax) */
-    unsigned line;      /* 1-based source position, 0 when unknown */
+    const char *code; /* one of the OO_* codes (static) */
+    char *message;    /* owned */
+    char *expression; /* owned; FHIRPath location, NULL when the problem has none (JSON syntax) */
+    unsigned line;    /* 1-based source position, 0 when unknown */
     unsigned column;
 } oo_issue;
 

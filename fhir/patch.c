@@ -114,11 +114,11 @@ typedef enum ed_kind { ED_REPLACE, ED_REMOVE, ED_INSERT, ED_ADD_MEMBER } ed_kind
 
 typedef struct edit {
     ed_kind kind;
-    uint32_t node;       /* REPLACE, REMOVE: the target; INSERT: the array; ADD_MEMBER: the object */
-    uint32_t index;      /* INSERT: before the element at this position (== length: append) */
-    const char *key;     /* ADD_MEMBER: the member's name; REPLACE: a new member name, or NULL to keep it */
+    uint32_t node;   /* REPLACE, REMOVE: the target; INSERT: the array; ADD_MEMBER: the object */
+    uint32_t index;  /* INSERT: before the element at this position (== length: append) */
+    const char *key; /* ADD_MEMBER: the member's name; REPLACE: a new member name, or NULL to keep it */
     size_t key_len;
-    const char *value;   /* REPLACE, INSERT, ADD_MEMBER: JSON text */
+    const char *value; /* REPLACE, INSERT, ADD_MEMBER: JSON text */
     size_t value_len;
 } edit;
 
@@ -331,10 +331,10 @@ static char *node_text(const fj_doc *d, uint32_t node, size_t *len)
 /* ---- JSON Pointer (RFC 6901) ---- */
 
 typedef struct pointer {
-    uint32_t parent;  /* the container of the last token; NONE when the pointer names the root */
-    uint32_t node;    /* the node named; NONE when absent (only the last token may be) */
-    uint32_t index;   /* parent an array: the position the last token names ("-": the length) */
-    char *key;        /* parent an object: the last token, unescaped (owned) */
+    uint32_t parent; /* the container of the last token; NONE when the pointer names the root */
+    uint32_t node;   /* the node named; NONE when absent (only the last token may be) */
+    uint32_t index;  /* parent an array: the position the last token names ("-": the length) */
+    char *key;       /* parent an object: the last token, unescaped (owned) */
     size_t key_len;
 } pointer;
 
@@ -391,8 +391,7 @@ static bool step(const fj_doc *d, uint32_t cur, const char *t, size_t len, bool 
         else if (!parse_index(t, len, &index))
             return fail(err, false, "'%.*s' is not an array index", (int)len, t);
         if (index > d->nodes[cur].len || (!last && index == d->nodes[cur].len))
-            return fail(err, false, "index %u is out of range (the array has %u elements)", index,
-                        d->nodes[cur].len);
+            return fail(err, false, "index %u is out of range (the array has %u elements)", index, d->nodes[cur].len);
         p->index = index;
         next = index < d->nodes[cur].len ? element_at(d, cur, index) : NONE;
     } else {
@@ -1037,8 +1036,9 @@ static bool fhp_insert(fhp_ctx *c, const fhp_op *op, fpatch_error *err)
     const char *suffix;
     size_t suffix_len;
     bool ok = write_value(c, op->value, items.items[0].u.node.element, &value, &suffix, &suffix_len, err);
-    edits es = {.n = 1, .e = {{.kind = ED_INSERT, .node = array, .index = op->index, .value = value.data,
-                               .value_len = value.len}}};
+    edits es =
+        {.n = 1,
+         .e = {{.kind = ED_INSERT, .node = array, .index = op->index, .value = value.data, .value_len = value.len}}};
     uint32_t comp = companion_of(&c->w.doc, array);
     if (comp != NONE) /* the new primitive has no id or extensions */
         es.e[es.n++] = (edit){.kind = ED_INSERT, .node = comp, .index = op->index, .value = "null", .value_len = 4};
@@ -1065,8 +1065,7 @@ static bool fhp_delete(fhp_ctx *c, const fhp_op *op, fpatch_error *err)
     uint32_t parent = parent_of(d, it->u.node.index);
     uint32_t comp = d->nodes[parent].type == FJ_ARRAY ? companion_of(d, parent) : NONE;
     if (comp != NONE)
-        es.e[es.n++] =
-            (edit){.kind = ED_REMOVE, .node = element_at(d, comp, position_in(d, parent, it->u.node.index))};
+        es.e[es.n++] = (edit){.kind = ED_REMOVE, .node = element_at(d, comp, position_in(d, parent, it->u.node.index))};
     else if (it->u.node.ext != FP_NO_NODE && d->nodes[parent].type == FJ_OBJECT)
         es.e[es.n++] = (edit){.kind = ED_REMOVE, .node = it->u.node.ext};
     return work_apply(&c->w, &es, err);
@@ -1086,8 +1085,8 @@ static bool fhp_replace(fhp_ctx *c, const fhp_op *op, fpatch_error *err)
     /* a choice element takes the new value's type: valueString may become valueQuantity */
     const fs_element *value_el = el && !(el->flags & FS_EL_CHOICE) ? el : NULL;
     bool ok = write_value(c, op->value, value_el, &value, &suffix, &suffix_len, err);
-    edits es = {.n = 1, .e = {{.kind = ED_REPLACE, .node = it.u.node.index, .value = value.data,
-                               .value_len = value.len}}};
+    edits es = {.n = 1,
+                .e = {{.kind = ED_REPLACE, .node = it.u.node.index, .value = value.data, .value_len = value.len}}};
     if (ok && el && (el->flags & FS_EL_CHOICE)) {
         if (!suffix_len)
             ok = fail(err, false, "%s is a choice: give its value as value[x], which names the type", el->path);
@@ -1115,8 +1114,8 @@ static bool fhp_move(fhp_ctx *c, const fhp_op *op, fpatch_error *err)
         return false;
     uint32_t len = c->w.doc.nodes[array].len;
     if (op->source >= len || op->destination >= len)
-        return fail(err, false, "source %u or destination %u is out of range (the list has %u elements)",
-                    op->source, op->destination, len);
+        return fail(err, false, "source %u or destination %u is out of range (the list has %u elements)", op->source,
+                    op->destination, len);
     if (op->source == op->destination)
         return true;
     size_t vlen;

@@ -85,21 +85,21 @@ const char *fprim_name(fprim_kind k)
 fprim_json fprim_json_type(fprim_kind k)
 {
     switch (k) {
-    case FPRIM_BOOLEAN:
-        return FPRIM_JSON_BOOLEAN;
+    case FPRIM_BOOLEAN: return FPRIM_JSON_BOOLEAN;
     case FPRIM_INTEGER:
     case FPRIM_DECIMAL:
     case FPRIM_UNSIGNEDINT:
-    case FPRIM_POSITIVEINT:
-        return FPRIM_JSON_NUMBER;
-    default:
-        return FPRIM_JSON_STRING;
+    case FPRIM_POSITIVEINT: return FPRIM_JSON_NUMBER;
+    default: return FPRIM_JSON_STRING;
     }
 }
 
 /* ---- character classes ---------------------------------------------------- */
 
-static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
 
 /* The regex \s class (Java / XML Schema): ASCII whitespace only. */
 static bool is_space(char c)
@@ -114,7 +114,10 @@ static bool is_bad_control(char c)
     return b < 0x20 && c != '\t' && c != '\n' && c != '\r';
 }
 
-static bool is_lower_hex(char c) { return is_digit(c) || (c >= 'a' && c <= 'f'); }
+static bool is_lower_hex(char c)
+{
+    return is_digit(c) || (c >= 'a' && c <= 'f');
+}
 
 static bool is_base64_char(char c)
 {
@@ -135,10 +138,16 @@ typedef struct cursor {
     size_t i;
 } cursor;
 
-static bool at_end(const cursor *c) { return c->i >= c->n; }
+static bool at_end(const cursor *c)
+{
+    return c->i >= c->n;
+}
 
 /* The next byte, or NUL at the end (NUL never matches what we look for). */
-static char peek(const cursor *c) { return at_end(c) ? '\0' : c->s[c->i]; }
+static char peek(const cursor *c)
+{
+    return at_end(c) ? '\0' : c->s[c->i];
+}
 
 static bool eat(cursor *c, char ch)
 {
@@ -164,15 +173,16 @@ static size_t skip_digits(cursor *c)
 typedef struct int_rule {
     bool sign_ok;
     long long min;
-    const char *form;      /* shape is wrong */
-    const char *sign;      /* a '-' where none is allowed */
-    const char *zeros;     /* leading zeros */
-    const char *whole;     /* fraction or exponent */
-    const char *range;     /* outside min..2147483647 */
+    const char *form;  /* shape is wrong */
+    const char *sign;  /* a '-' where none is allowed */
+    const char *zeros; /* leading zeros */
+    const char *whole; /* fraction or exponent */
+    const char *range; /* outside min..2147483647 */
 } int_rule;
 
 static const int_rule k_integer = {
-    true, -2147483648LL,
+    true,
+    -2147483648LL,
     "not a valid integer: expected digits with an optional leading '-', e.g. -12",
     NULL,
     "integer must not have leading zeros",
@@ -181,7 +191,8 @@ static const int_rule k_integer = {
 };
 
 static const int_rule k_unsigned = {
-    false, 0,
+    false,
+    0,
     "not a valid unsignedInt: expected digits 0 to 2147483647",
     "unsignedInt must not have a sign: expected 0 to 2147483647",
     "unsignedInt must not have leading zeros",
@@ -190,7 +201,8 @@ static const int_rule k_unsigned = {
 };
 
 static const int_rule k_positive = {
-    false, 1,
+    false,
+    1,
     "not a valid positiveInt: expected digits 1 to 2147483647",
     "positiveInt must not have a sign: expected 1 to 2147483647",
     "positiveInt must not have leading zeros",
@@ -356,8 +368,7 @@ static const char *check_id(const char *s, size_t n)
         return "id longer than 64 characters";
     for (size_t i = 0; i < n; i++) {
         char ch = s[i];
-        bool ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || is_digit(ch) || ch == '-' ||
-                  ch == '.';
+        bool ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || is_digit(ch) || ch == '-' || ch == '.';
         if (!ok)
             return "not a valid id: expected 1 to 64 of A-Z, a-z, 0-9, '-' and '.'";
     }

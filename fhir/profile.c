@@ -68,8 +68,8 @@ typedef struct pf_elem {
 
 struct pf_profile {
     char *url;
-    char *type;     /* the constrained core type */
-    char *base_url; /* baseDefinition */
+    char *type;             /* the constrained core type */
+    char *base_url;         /* baseDefinition */
     const pf_profile *base; /* resolved base profile, NULL when the base is core */
     bool is_extension;
     pf_elem *root;
@@ -104,14 +104,17 @@ struct pf_registry {
 };
 
 /* Append item to a growable array (fhir/array.h). */
-#define PUSH(arr, count, cap, item)                                                                              \
-    do {                                                                                                         \
-        if (!fa_reserve(&(arr), &(cap), (count) + 1, sizeof *(arr)))                                             \
-            abort(); /* out of memory while loading configuration: nothing sensible to continue with */          \
-        (arr)[(count)++] = (item);                                                                               \
+#define PUSH(arr, count, cap, item)                                                                     \
+    do {                                                                                                \
+        if (!fa_reserve(&(arr), &(cap), (count) + 1, sizeof *(arr)))                                    \
+            abort(); /* out of memory while loading configuration: nothing sensible to continue with */ \
+        (arr)[(count)++] = (item);                                                                      \
     } while (0)
 
-static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
 
 static const char *jstr(json_object *o, const char *key)
 {
@@ -127,7 +130,10 @@ static json_object *jget(json_object *o, const char *key)
     return (o && json_object_object_get_ex(o, key, &v)) ? v : NULL;
 }
 
-static size_t jlen(json_object *a) { return a && json_object_is_type(a, json_type_array) ? json_object_array_length(a) : 0; }
+static size_t jlen(json_object *a)
+{
+    return a && json_object_is_type(a, json_type_array) ? json_object_array_length(a) : 0;
+}
 
 /* Canonical URL without "|version". */
 static char *canonical(const char *url)
@@ -221,9 +227,18 @@ void pf_registry_free(pf_registry *r)
     free(r);
 }
 
-size_t pf_registry_count(const pf_registry *r) { return r->profile_count; }
-const char *pf_profile_url(const pf_profile *p) { return p->url; }
-const char *pf_profile_type(const pf_profile *p) { return p->type; }
+size_t pf_registry_count(const pf_registry *r)
+{
+    return r->profile_count;
+}
+const char *pf_profile_url(const pf_profile *p)
+{
+    return p->url;
+}
+const char *pf_profile_type(const pf_profile *p)
+{
+    return p->type;
+}
 
 const pf_profile *pf_find(const pf_registry *r, const char *url)
 {
@@ -358,7 +373,8 @@ static void load_constraints(pf_elem *e, json_object *constraints)
             continue;
         const char *sev = jstr(c, "severity");
         PUSH(e->constraints, e->constraint_count, e->constraint_capacity,
-             ((pf_constraint){strdup(key), dup_or_null(jstr(c, "human")), strdup(expr), !sev || !strcmp(sev, "error")}));
+             ((pf_constraint){strdup(key), dup_or_null(jstr(c, "human")), strdup(expr),
+                              !sev || !strcmp(sev, "error")}));
     }
 }
 
@@ -368,7 +384,8 @@ static bool load_element(pf_elem *root, json_object *el, const char *origin, oo_
     if (!id)
         id = jstr(el, "path");
     if (!id) {
-        oo_add(issues, OO_ERROR, OO_STRUCTURE, NULL, 0, 0, "%s: a differential element has neither id nor path", origin);
+        oo_add(issues, OO_ERROR, OO_STRUCTURE, NULL, 0, 0, "%s: a differential element has neither id nor path",
+               origin);
         return false;
     }
     pf_elem *e = elem_for_id(root, id);
@@ -586,8 +603,8 @@ bool pf_registry_finish(pf_registry *r, oo_list *issues)
             continue;
         p->base = pf_find(r, p->base_url);
         if (!p->base || p->base == p) {
-            oo_add(issues, OO_ERROR, OO_NOT_FOUND, NULL, 0, 0, "profile %s: base %s is neither core nor loaded",
-                   p->url, p->base_url);
+            oo_add(issues, OO_ERROR, OO_NOT_FOUND, NULL, 0, 0, "profile %s: base %s is neither core nor loaded", p->url,
+                   p->base_url);
             p->base = NULL;
             ok = false;
         }
@@ -608,12 +625,18 @@ typedef struct vctx {
     rp_reporter rep; /* the FHIRPath location of the walk, and where issues go */
     uint32_t resource;
     const char *profile_url;
-    int depth; /* guards against profiles whose extensions refer to each other */
+    int depth;       /* guards against profiles whose extensions refer to each other */
     fp_arena *arena; /* for invariants, made on first use */
 } vctx;
 
-static const fj_node *N(const vctx *c, uint32_t i) { return &c->doc->nodes[i]; }
-static const char *S(const vctx *c, uint32_t i) { return fj_str(c->doc, i); }
+static const fj_node *N(const vctx *c, uint32_t i)
+{
+    return &c->doc->nodes[i];
+}
+static const char *S(const vctx *c, uint32_t i)
+{
+    return fj_str(c->doc, i);
+}
 
 /* An issue at the current location; every profile issue says which profile found it. */
 static void report(vctx *c, uint32_t node, oo_severity sev, const char *code, const char *fmt, ...)
@@ -671,10 +694,8 @@ static bool matches_json(const vctx *c, uint32_t node, json_object *want, bool e
 {
     const fj_node *n = N(c, node);
     switch (json_object_get_type(want)) {
-    case json_type_object:
-        return matches_object(c, node, want, exact);
-    case json_type_array:
-        return matches_array(c, node, want, exact);
+    case json_type_object: return matches_object(c, node, want, exact);
+    case json_type_array: return matches_array(c, node, want, exact);
     case json_type_string: {
         const char *w = json_object_get_string(want);
         return n->type == FJ_STRING && n->len == strlen(w) && !memcmp(S(c, node), w, n->len);
@@ -690,17 +711,16 @@ static bool matches_json(const vctx *c, uint32_t node, json_object *want, bool e
         snprintf(text, sizeof text, "%.*s", (int)(n->len < 63 ? n->len : 63), S(c, node));
         return strtod(text, NULL) == json_object_get_double(want);
     }
-    default:
-        return n->type == FJ_NULL;
+    default: return n->type == FJ_NULL;
     }
 }
 
 /* ---- selecting instance values ---- */
 
 typedef struct selection {
-    uint32_t items[256];   /* value nodes (array elements flattened) */
-    uint32_t index[256];   /* position in the JSON array, or UINT32_MAX for a single value */
-    const char *key[256];  /* the JSON key they came from */
+    uint32_t items[256];  /* value nodes (array elements flattened) */
+    uint32_t index[256];  /* position in the JSON array, or UINT32_MAX for a single value */
+    const char *key[256]; /* the JSON key they came from */
     uint32_t key_len[256];
     uint32_t count;
     bool truncated;
@@ -809,8 +829,8 @@ static int coding_in_valueset(const vctx *c, const char *url, uint32_t coding)
     if (code == NO_NODE || N(c, code)->type != FJ_STRING)
         return 0;
     bool has_system = system != NO_NODE && N(c, system)->type == FJ_STRING;
-    return code_in_valueset(c, url, has_system ? S(c, system) : NULL, has_system ? N(c, system)->len : 0,
-                            S(c, code), N(c, code)->len);
+    return code_in_valueset(c, url, has_system ? S(c, system) : NULL, has_system ? N(c, system)->len : 0, S(c, code),
+                            N(c, code)->len);
 }
 
 static void check_binding(vctx *c, const pf_elem *e, uint32_t v)
@@ -1046,8 +1066,8 @@ static void apply_slices(vctx *c, const pf_elem *parent, const pf_elem *sliced, 
     for (uint32_t k = 0; k < sel->count; k++)
         if (!matched[k]) {
             size_t old = push_item(c, sliced, sel, k);
-            report(c, sel->items[k], OO_ERROR, OO_STRUCTURE, "the value matches no slice of %s, and its slicing is closed",
-                   sliced->id);
+            report(c, sel->items[k], OO_ERROR, OO_STRUCTURE,
+                   "the value matches no slice of %s, and its slicing is closed", sliced->id);
             rp_pop(&c->rep, old);
         }
 }
@@ -1134,8 +1154,7 @@ static void check_extensions(vctx *c, uint32_t node)
     }
 }
 
-static void ctx_init(vctx *c, const pf_registry *r, fj_doc *doc, uint32_t resource, const char *base_path,
-                     oo_list *out)
+static void ctx_init(vctx *c, const pf_registry *r, fj_doc *doc, uint32_t resource, const char *base_path, oo_list *out)
 {
     memset(c, 0, sizeof *c);
     c->r = r;
@@ -1168,8 +1187,7 @@ size_t pf_validate(const pf_registry *r, const pf_profile *p, fj_doc *doc, uint3
     return out->errors - before;
 }
 
-size_t pf_validate_declared(const pf_registry *r, fj_doc *doc, uint32_t resource, const char *base_path,
-                            oo_list *out)
+size_t pf_validate_declared(const pf_registry *r, fj_doc *doc, uint32_t resource, const char *base_path, oo_list *out)
 {
     size_t before = out->errors;
     vctx c;

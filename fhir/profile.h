@@ -79,7 +79,6 @@ size_t pf_validate(const pf_registry *r, const pf_profile *p, fj_doc *doc, uint3
  * every extension anywhere in it whose URL the registry defines. Profiles
  * that the registry does not know give a warning. Returns errors added.
  */
-size_t pf_validate_declared(const pf_registry *r, fj_doc *doc, uint32_t resource, const char *base_path,
-                            oo_list *out);
+size_t pf_validate_declared(const pf_registry *r, fj_doc *doc, uint32_t resource, const char *base_path, oo_list *out);
 
 #endif

@@ -46,7 +46,10 @@ void rp_pop(rp_reporter *r, size_t mark)
     r->path[mark] = '\0';
 }
 
-const char *rp_path(const rp_reporter *r) { return r->path; }
+const char *rp_path(const rp_reporter *r)
+{
+    return r->path;
+}
 
 static void vreport_at(rp_reporter *r, const char *path, uint32_t node, oo_severity sev, const char *code,
                        const char *fmt, va_list ap)
@@ -70,8 +73,8 @@ void rp_report(rp_reporter *r, uint32_t node, oo_severity sev, const char *code,
     va_end(ap);
 }
 
-void rp_report_at(rp_reporter *r, const char *path, uint32_t node, oo_severity sev, const char *code,
-                  const char *fmt, ...)
+void rp_report_at(rp_reporter *r, const char *path, uint32_t node, oo_severity sev, const char *code, const char *fmt,
+                  ...)
 {
     va_list ap;
     va_start(ap, fmt);

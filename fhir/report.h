@@ -56,7 +56,7 @@ void rp_report(rp_reporter *r, uint32_t node, oo_severity sev, const char *code,
     __attribute__((format(printf, 5, 6)));
 void rp_vreport(rp_reporter *r, uint32_t node, oo_severity sev, const char *code, const char *fmt, va_list ap);
 /* The same at a location recorded earlier (e.g. a reference resolved at the end of a Bundle). */
-void rp_report_at(rp_reporter *r, const char *path, uint32_t node, oo_severity sev, const char *code,
-                  const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+void rp_report_at(rp_reporter *r, const char *path, uint32_t node, oo_severity sev, const char *code, const char *fmt,
+                  ...) __attribute__((format(printf, 6, 7)));
 
 #endif

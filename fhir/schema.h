@@ -38,7 +38,13 @@
 
 typedef enum fs_kind { FS_PRIMITIVE, FS_COMPLEX, FS_RESOURCE } fs_kind;
 
-typedef enum fs_strength { FS_BIND_NONE, FS_BIND_EXAMPLE, FS_BIND_PREFERRED, FS_BIND_EXTENSIBLE, FS_BIND_REQUIRED } fs_strength;
+typedef enum fs_strength {
+    FS_BIND_NONE,
+    FS_BIND_EXAMPLE,
+    FS_BIND_PREFERRED,
+    FS_BIND_EXTENSIBLE,
+    FS_BIND_REQUIRED
+} fs_strength;
 
 enum {
     FS_EL_CHOICE = 1 << 0,   /* name is a choice stem: JSON key = name + TypeName */
@@ -49,16 +55,16 @@ enum {
 };
 
 typedef struct fs_element {
-    const char *name;     /* JSON property name; the stem for a choice element */
-    const char *path;     /* e.g. "CarePlan.activity.detail.status" (choice: "Observation.value[x]") */
-    uint32_t min, max;    /* max == FS_UNBOUNDED for '*' */
-    uint16_t type_first;  /* allowed types: schema->type_refs[type_first .. +type_count) */
+    const char *name;    /* JSON property name; the stem for a choice element */
+    const char *path;    /* e.g. "CarePlan.activity.detail.status" (choice: "Observation.value[x]") */
+    uint32_t min, max;   /* max == FS_UNBOUNDED for '*' */
+    uint16_t type_first; /* allowed types: schema->type_refs[type_first .. +type_count) */
     uint16_t type_count;
-    int32_t child_first;  /* children: elements[child_first .. +child_count), sorted by name; FS_NONE if none */
+    int32_t child_first; /* children: elements[child_first .. +child_count), sorted by name; FS_NONE if none */
     uint16_t child_count;
-    uint8_t flags;        /* FS_EL_* */
-    uint8_t binding_strength; /* fs_strength */
-    int32_t valueset;     /* index into schema->valuesets for an expandable binding, else FS_NONE */
+    uint8_t flags;             /* FS_EL_* */
+    uint8_t binding_strength;  /* fs_strength */
+    int32_t valueset;          /* index into schema->valuesets for an expandable binding, else FS_NONE */
     uint16_t constraint_first; /* invariants: schema->constraint_refs[constraint_first .. +constraint_count) */
     uint16_t constraint_count;
     uint16_t target_first; /* Reference targets: schema->target_refs[target_first .. +target_count) */
@@ -75,12 +81,12 @@ typedef struct fs_constraint {
 } fs_constraint;
 
 typedef struct fs_type {
-    const char *name;     /* "Patient", "CodeableConcept", "dateTime" */
+    const char *name; /* "Patient", "CodeableConcept", "dateTime" */
     fs_kind kind;
-    bool is_abstract;     /* Resource, DomainResource, Element, BackboneElement, ... */
-    fprim_kind prim;      /* FPRIM_NONE unless kind == FS_PRIMITIVE */
-    int32_t base;         /* type index of the base type, FS_NONE at the top */
-    int32_t root;         /* element index of the root element */
+    bool is_abstract; /* Resource, DomainResource, Element, BackboneElement, ... */
+    fprim_kind prim;  /* FPRIM_NONE unless kind == FS_PRIMITIVE */
+    int32_t base;     /* type index of the base type, FS_NONE at the top */
+    int32_t root;     /* element index of the root element */
 } fs_type;
 
 typedef struct fs_code {
@@ -89,8 +95,8 @@ typedef struct fs_code {
 } fs_code;
 
 typedef struct fs_valueset {
-    const char *url;      /* canonical without |version */
-    uint32_t code_first;  /* codes[code_first .. +code_count), sorted by code then system */
+    const char *url;     /* canonical without |version */
+    uint32_t code_first; /* codes[code_first .. +code_count), sorted by code then system */
     uint32_t code_count;
 } fs_valueset;
 
@@ -108,8 +114,8 @@ typedef enum fs_search_kind {
 
 /* A search parameter of the core spec, one row per base resource type ("Resource" for _id etc.). */
 typedef struct fs_search_param {
-    const char *resource;   /* base type: "CarePlan", or "Resource" for the ones every type has */
-    const char *code;       /* the name in a query: "status", "_lastUpdated" */
+    const char *resource; /* base type: "CarePlan", or "Resource" for the ones every type has */
+    const char *code;     /* the name in a query: "status", "_lastUpdated" */
     fs_search_kind kind;
     const char *expression; /* FHIRPath, reduced to the union parts that apply to `resource` */
     const char *url;        /* canonical of the SearchParameter */
@@ -117,7 +123,7 @@ typedef struct fs_search_param {
 
 typedef struct fs_schema {
     const char *fhir_version;
-    const fs_type *types;  /* sorted by name */
+    const fs_type *types; /* sorted by name */
     uint32_t type_count;
     const fs_element *elements;
     uint32_t element_count;

@@ -48,13 +48,13 @@ typedef struct full_url {
 } full_url;
 
 typedef struct bundle_frame {
-    bool resolve_refs;   /* transaction or document */
-    bool is_document;    /* also relative references must resolve (a warning when not) */
-    bool is_history;     /* the same fullUrl may appear in several versions */
+    bool resolve_refs;     /* transaction or document */
+    bool is_document;      /* also relative references must resolve (a warning when not) */
+    bool is_history;       /* the same fullUrl may appear in several versions */
     bool conditional_refs; /* transaction or batch: "Patient?identifier=..." names a resource (R4 http 3.1.0.11.2) */
     uint32_t entry_array;
     uint32_t current_entry;
-    full_url *urls;      /* sorted by text once the entries are walked */
+    full_url *urls; /* sorted by text once the entries are walked */
     uint32_t url_count;
     uint32_t *entry_url; /* per entry index: node of its fullUrl, or NO_NODE */
     uint32_t entry_count;
@@ -66,19 +66,25 @@ typedef struct bundle_frame {
 typedef struct ctx {
     const fs_schema *s;
     fj_doc *doc;
-    rp_reporter rep;           /* the FHIRPath location of the walk, and where issues go */
-    uint32_t container;        /* the resource whose `contained` list '#id' references search */
-    bundle_frame *bundle;      /* innermost Bundle being walked, or NULL */
+    rp_reporter rep;                /* the FHIRPath location of the walk, and where issues go */
+    uint32_t container;             /* the resource whose `contained` list '#id' references search */
+    bundle_frame *bundle;           /* innermost Bundle being walked, or NULL */
     const fs_element *bundle_entry; /* the Bundle.entry element, to know which entry we are in */
     const fs_type *t_reference, *t_coding, *t_codeable_concept, *t_bundle, *t_extension;
     const pf_registry *profiles;
-    bool invariants;           /* evaluate the core invariants (FHIRPath) */
-    fp_arena *arena;           /* for invariant evaluation: the thread's, taken on first use */
-    uint32_t resource;         /* the resource being walked: %resource */
+    bool invariants;   /* evaluate the core invariants (FHIRPath) */
+    fp_arena *arena;   /* for invariant evaluation: the thread's, taken on first use */
+    uint32_t resource; /* the resource being walked: %resource */
 } ctx;
 
-static const fj_node *N(const ctx *c, uint32_t i) { return &c->doc->nodes[i]; }
-static const char *S(const ctx *c, uint32_t i) { return fj_str(c->doc, i); }
+static const fj_node *N(const ctx *c, uint32_t i)
+{
+    return &c->doc->nodes[i];
+}
+static const char *S(const ctx *c, uint32_t i)
+{
+    return fj_str(c->doc, i);
+}
 
 static bool str_is(const ctx *c, uint32_t node, const char *s)
 {
@@ -108,7 +114,10 @@ static const fs_element *children_for(const ctx *c, const fs_element *el, const 
 
 /* ---- bindings ---------------------------------------------------------------- */
 
-static const char *valueset_url(const ctx *c, const fs_element *el) { return c->s->valuesets[el->valueset].url; }
+static const char *valueset_url(const ctx *c, const fs_element *el)
+{
+    return c->s->valuesets[el->valueset].url;
+}
 
 static bool coding_in_valueset(ctx *c, uint32_t coding, const fs_valueset *vs)
 {
@@ -233,11 +242,10 @@ static void check_reference(ctx *c, uint32_t obj)
         problem = "a reference contains no whitespace";
     } else if (s[0] == '#') {
         if (len > 1 && !contained_id_exists(c, s + 1, len - 1))
-            rp_report(
-                &c->rep, r, OO_ERROR, OO_INVARIANT,
-                "ref-1: SHALL have a contained resource if a local reference is provided (no contained resource "
-                "has the id '%.*s')",
-                (int)len - 1, s + 1);
+            rp_report(&c->rep, r, OO_ERROR, OO_INVARIANT,
+                      "ref-1: SHALL have a contained resource if a local reference is provided (no contained resource "
+                      "has the id '%.*s')",
+                      (int)len - 1, s + 1);
         rp_pop(&c->rep, old);
         return;
     } else if (has_prefix(s, len, "urn:uuid:")) {
@@ -263,8 +271,8 @@ static void check_reference(ctx *c, uint32_t obj)
 /* "an object", "a string": the JSON type of a node with its article, for messages. */
 static const char *json_kind(const fj_node *n)
 {
-    static const char *const names[] = {"null", "a boolean", "a boolean", "a number", "a string", "an array",
-                                        "an object"};
+    static const char *const names[] = {"null",     "a boolean", "a boolean", "a number",
+                                        "a string", "an array",  "an object"};
     return names[n->type];
 }
 
@@ -282,8 +290,8 @@ static void validate_primitive(ctx *c, const fs_element *el, const fs_type *t, u
                    (want == FPRIM_JSON_BOOLEAN && (n->type == FJ_TRUE || n->type == FJ_FALSE));
     if (!type_ok) {
         static const char *const json_names[] = {"a string", "a number", "a boolean"};
-        rp_report(&c->rep, v, OO_ERROR, OO_VALUE, "a %s is written as %s in JSON, found %s", t->name,
-                  json_names[want], json_kind(n));
+        rp_report(&c->rep, v, OO_ERROR, OO_VALUE, "a %s is written as %s in JSON, found %s", t->name, json_names[want],
+                  json_kind(n));
         return;
     }
     if (want == FPRIM_JSON_BOOLEAN)
@@ -294,8 +302,8 @@ static void validate_primitive(ctx *c, const fs_element *el, const fs_type *t, u
     }
     const char *problem = fprim_check(t->prim, S(c, v), n->len);
     if (problem) {
-        rp_report(&c->rep, v, OO_ERROR, OO_VALUE, "invalid %s '%.*s': %s", t->name,
-                  (int)(n->len > 100 ? 100 : n->len), S(c, v), problem);
+        rp_report(&c->rep, v, OO_ERROR, OO_VALUE, "invalid %s '%.*s': %s", t->name, (int)(n->len > 100 ? 100 : n->len),
+                  S(c, v), problem);
         return;
     }
     if (el && el->valueset != FS_NONE && el->binding_strength == FS_BIND_REQUIRED &&
@@ -330,8 +338,8 @@ static void validate_primitive(ctx *c, const fs_element *el, const fs_type *t, u
  *   dom-6  "A resource should have narrative" (a warning): text.div present,
  *          read directly in validate_resource.
  */
-static fp_expr **compiled;       /* one per schema constraint, NULL when it does not compile */
-static char (*guards)[32];       /* per constraint: a member whose absence makes it hold ("" = none) */
+static fp_expr **compiled; /* one per schema constraint, NULL when it does not compile */
+static char (*guards)[32]; /* per constraint: a member whose absence makes it hold ("" = none) */
 
 /* Invariants the walk enforces itself, with sharper locations (see above). */
 static bool natively_enforced(const char *key)
@@ -384,7 +392,10 @@ static void guard_of(const char *expr, char out[32])
 /* One FHIRPath arena per thread, kept across validations: its blocks are reused, not refaulted. */
 static pthread_key_t arena_key;
 
-static void free_thread_arena(void *a) { fp_arena_free(a); }
+static void free_thread_arena(void *a)
+{
+    fp_arena_free(a);
+}
 
 static fp_arena *thread_arena(void)
 {
@@ -431,10 +442,9 @@ static void check_contained_referenced(ctx *c, uint32_t resource)
         }
         if (!referred && !has_local_reference(c, item, NULL, 0)) {
             size_t old = rp_push(&c->rep, ".contained[%u]", k);
-            rp_report(
-                &c->rep, item, OO_ERROR, OO_INVARIANT,
-                "dom-3: If the resource is contained in another resource, it SHALL be referred to from elsewhere "
-                "in the resource or SHALL refer to the containing resource");
+            rp_report(&c->rep, item, OO_ERROR, OO_INVARIANT,
+                      "dom-3: If the resource is contained in another resource, it SHALL be referred to from elsewhere "
+                      "in the resource or SHALL refer to the containing resource");
             rp_pop(&c->rep, old);
         }
     }
@@ -683,8 +693,8 @@ static void validate_companion(ctx *c, const fs_element *el, const fs_type *t, u
         return;
     }
     if (en->type != FJ_ARRAY) {
-        rp_report(&c->rep, ext, OO_ERROR, OO_STRUCTURE, "'_%s' must be an array aligned with '%s', found %s",
-                  el->name, el->name, json_kind(en));
+        rp_report(&c->rep, ext, OO_ERROR, OO_STRUCTURE, "'_%s' must be an array aligned with '%s', found %s", el->name,
+                  el->name, json_kind(en));
         rp_pop(&c->rep, old);
         return;
     }
@@ -742,8 +752,8 @@ typedef struct member_state {
 } member_state;
 
 /* The `_name` companion key: find its primitive element, or report it unknown. */
-static void note_companion(ctx *c, uint32_t key, uint32_t val, const fs_element *kids, unsigned n,
-                           const char *owner, member_state *st)
+static void note_companion(ctx *c, uint32_t key, uint32_t val, const fs_element *kids, unsigned n, const char *owner,
+                           member_state *st)
 {
     const fs_type *choice;
     const fs_element *el = fs_lookup(c->s, kids, n, S(c, key) + 1, N(c, key)->len - 1, &choice);
@@ -762,8 +772,8 @@ static void note_companion(ctx *c, uint32_t key, uint32_t val, const fs_element 
     unsigned idx = (unsigned)(el - kids);
     if (st->choice[idx] && st->choice[idx] != choice) {
         size_t old = rp_push_name(&c->rep, el->name, strlen(el->name));
-        rp_report(&c->rep, key, OO_ERROR, OO_STRUCTURE, "'%.*s' does not match the %s value given",
-                  (int)N(c, key)->len, S(c, key), st->choice[idx]->name);
+        rp_report(&c->rep, key, OO_ERROR, OO_STRUCTURE, "'%.*s' does not match the %s value given", (int)N(c, key)->len,
+                  S(c, key), st->choice[idx]->name);
         rp_pop(&c->rep, old);
         return;
     }
@@ -1102,8 +1112,8 @@ size_t fv_validate_buffer(char *buf, size_t len, const fv_options *opts, oo_list
     fj_error err;
     size_t before = out->errors;
     if (!fj_parse(buf, len, &limits, &doc, &err)) {
-        oo_add(out, OO_FATAL, err.limit ? OO_TOO_LONG : OO_STRUCTURE, NULL, err.line,
-               err.column, "invalid JSON: %s", err.message);
+        oo_add(out, OO_FATAL, err.limit ? OO_TOO_LONG : OO_STRUCTURE, NULL, err.line, err.column, "invalid JSON: %s",
+               err.message);
         fj_doc_free(&doc);
         return out->errors - before;
     }

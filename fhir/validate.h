@@ -30,9 +30,9 @@
 #define FV_MAX_CHILDREN 128
 
 typedef struct fv_options {
-    const fs_schema *schema; /* NULL = fs_r4() */
-    fj_limits limits;        /* zero fields = fj defaults */
-    size_t max_issues;       /* per validation; 0 = OO_DEFAULT_MAX_ISSUES */
+    const fs_schema *schema;     /* NULL = fs_r4() */
+    fj_limits limits;            /* zero fields = fj defaults */
+    size_t max_issues;           /* per validation; 0 = OO_DEFAULT_MAX_ISSUES */
     const pf_registry *profiles; /* when set: meta.profile of every resource, and known extensions, are checked */
     const pf_profile *profile;   /* when set: the root resource must also conform to this profile */
     bool skip_invariants;        /* leave out the core invariants (FHIRPath), e.g. to measure their cost */

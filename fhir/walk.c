@@ -15,7 +15,7 @@ typedef struct walker {
     fw_visit_fn visit;         /* may be NULL */
     fw_visit_ref_fn visit_ref; /* may be NULL */
     void *ctx;
-    bool companions;           /* walk primitive extensions ("_status"): they may hold References */
+    bool companions; /* walk primitive extensions ("_status"): they may hold References */
 } walker;
 
 static void walk_object(const walker *w, uint32_t obj, const fs_element *parent);
@@ -125,8 +125,7 @@ bool fw_walk_resource(const fs_schema *s, const fj_doc *doc, uint32_t resource, 
     return walk_resource(&w, resource);
 }
 
-bool fw_walk_references(const fs_schema *s, const fj_doc *doc, uint32_t resource, fw_visit_ref_fn visit_ref,
-                        void *ctx)
+bool fw_walk_references(const fs_schema *s, const fj_doc *doc, uint32_t resource, fw_visit_ref_fn visit_ref, void *ctx)
 {
     walker w = {s, doc, NULL, visit_ref, ctx, true};
     return walk_resource(&w, resource);

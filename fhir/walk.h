@@ -59,8 +59,7 @@ typedef void (*fw_visit_ref_fn)(void *ctx, const fj_doc *doc, uint32_t reference
  * resource's own (Organization.partOf), not the container's. False when the
  * resource's type is unknown (nothing visited).
  */
-bool fw_walk_references(const fs_schema *s, const fj_doc *doc, uint32_t resource, fw_visit_ref_fn visit_ref,
-                        void *ctx);
+bool fw_walk_references(const fs_schema *s, const fj_doc *doc, uint32_t resource, fw_visit_ref_fn visit_ref, void *ctx);
 
 /* Is `element` Reference.reference (the literal reference of a Reference)? */
 bool fw_is_literal_reference(const fs_element *element);

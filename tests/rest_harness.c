@@ -20,8 +20,8 @@ rh_fixture rh;
 static atomic_size_t invalid_bodies;
 static pthread_mutex_t first_invalid_lock = PTHREAD_MUTEX_INITIALIZER;
 static char first_invalid[1024];
-static pthread_t test_thread;      /* the thread that runs the test (set up in rh_setup_with) */
-static size_t invalid_reported;    /* of invalid_bodies, how many a failed expectation already names */
+static pthread_t test_thread;   /* the thread that runs the test (set up in rh_setup_with) */
+static size_t invalid_reported; /* of invalid_bodies, how many a failed expectation already names */
 
 /* ---- fixture ---- */
 
@@ -116,7 +116,10 @@ void rh_setup_with(const rh_options *opt)
     rh_start_server();
 }
 
-void rh_setup(void) { rh_setup_with(NULL); }
+void rh_setup(void)
+{
+    rh_setup_with(NULL);
+}
 
 void rh_teardown(void)
 {
@@ -153,8 +156,10 @@ size_t rh_validate_text(const char *text, size_t len, char *msg, size_t msglen)
     return errors;
 }
 
-size_t rh_invalid_bodies(void) { return atomic_load(&invalid_bodies); }
-
+size_t rh_invalid_bodies(void)
+{
+    return atomic_load(&invalid_bodies);
+}
 
 void rh_expect_valid_bodies(void)
 {

@@ -26,12 +26,12 @@
 #include "gateway/rest/rest.h"
 
 typedef struct rh_options {
-    double rate;              /* requests per second per organisation; 0 = no limit */
-    double burst;             /* the bucket's size; 0 = rate */
-    bool keep_gzsp;           /* register the gzsp organisation too (default: its certificate gets 401) */
-    bool allow_dangling;      /* referential integrity off, to build data no client could write today */
-    size_t page_max_bytes;    /* searchset/history page bytes at most; 0 = the gateway's default */
-    unsigned workers;         /* server worker threads; 0 = 2 */
+    double rate;           /* requests per second per organisation; 0 = no limit */
+    double burst;          /* the bucket's size; 0 = rate */
+    bool keep_gzsp;        /* register the gzsp organisation too (default: its certificate gets 401) */
+    bool allow_dangling;   /* referential integrity off, to build data no client could write today */
+    size_t page_max_bytes; /* searchset/history page bytes at most; 0 = the gateway's default */
+    unsigned workers;      /* server worker threads; 0 = 2 */
 } rh_options;
 
 /* The running fixture (one per test process: Criterion runs each test in its own). */
@@ -49,8 +49,8 @@ extern rh_fixture rh;
 
 /* Make a PKI in a temporary directory and start the server (asserts on failure). */
 void rh_setup_with(const rh_options *opt);
-void rh_setup(void);            /* rh_setup_with defaults */
-void rh_teardown(void);         /* stops the server, asserts no invalid body was seen, removes the directory */
+void rh_setup(void);    /* rh_setup_with defaults */
+void rh_teardown(void); /* stops the server, asserts no invalid body was seen, removes the directory */
 void rh_start_server(void);
 void rh_stop_server(void);
 

@@ -114,10 +114,11 @@ Test(access, the_directory_cannot_redirect_or_share_handovers)
     directory_entry("elv-a", URA_ELV_A, elv_a, sizeof elv_a);
     /* elv-a may not put another registered organisation's URA on its entry */
     snprintf(path, sizeof path, "/Organization/%s", elv_a);
-    snprintf(body, sizeof body,
-             "{\"resourceType\":\"Organization\",\"id\":\"%s\",\"name\":\"ELV A\",\"identifier\":[{\"system\":\"" URA_SYSTEM
-             "\",\"value\":\"" URA_HOSPITAL_B "\"}]}",
-             elv_a);
+    snprintf(
+        body, sizeof body,
+        "{\"resourceType\":\"Organization\",\"id\":\"%s\",\"name\":\"ELV A\",\"identifier\":[{\"system\":\"" URA_SYSTEM
+        "\",\"value\":\"" URA_HOSPITAL_B "\"}]}",
+        elv_a);
     rh_response r = rh_request("elv-a", "PUT", path, body, NULL);
     rh_expect_outcome(&r, 403, "forbidden");
     json_object *o = rh_json(&r);
@@ -133,8 +134,9 @@ Test(access, the_directory_cannot_redirect_or_share_handovers)
     rh_response_free(&r);
     /* an Organization hospital-b publishes addresses hospital-b, whatever it says */
     char fake[80], ref[120];
-    snprintf(fake, sizeof fake, "%s", rh_create("hospital-b", "Organization",
-                                                 "{\"resourceType\":\"Organization\",\"name\":\"ELV A (really)\"}"));
+    snprintf(fake, sizeof fake, "%s",
+             rh_create("hospital-b", "Organization",
+                       "{\"resourceType\":\"Organization\",\"name\":\"ELV A (really)\"}"));
     snprintf(ref, sizeof ref, "Organization/%s", fake);
     task_body(body, sizeof body, NULL, "requested", ref, "transfer");
     char task[80];
@@ -346,9 +348,9 @@ Test(access, history_follows_each_version)
     snprintf(task, sizeof task, "%s", rh_create("hospital-a", "Task", body));
     snprintf(path, sizeof path, "/Task/%s", task);
     task_body(body, sizeof body, task, "accepted", ref_a, "transfer");
-    cr_assert_eq(status_of("elv-a", "PUT", path, body), 200);                       /* v2, elv-a accepts */
+    cr_assert_eq(status_of("elv-a", "PUT", path, body), 200); /* v2, elv-a accepts */
     task_body(body, sizeof body, task, "requested", ref_b, "transfer");
-    cr_assert_eq(status_of("hospital-a", "PUT", path, body), 200);                  /* v3, to elv-b */
+    cr_assert_eq(status_of("hospital-a", "PUT", path, body), 200); /* v3, to elv-b */
     snprintf(path, sizeof path, "/Task/%s/_history", task);
     cr_expect_eq(total_of("hospital-a", path), 3);
     cr_expect_eq(total_of("elv-a", path), 2, "the old addressee keeps the versions that were sent to it");
@@ -377,10 +379,11 @@ Test(access, a_task_grants_its_receiver_what_it_refers_to)
              "\"reference\":\"Patient/%s\"}}",
              patient);
     snprintf(encounter, sizeof encounter, "%s", rh_create("hospital-a", "Encounter", body));
-    snprintf(body, sizeof body,
-             "{\"resourceType\":\"DocumentReference\",\"status\":\"current\",\"subject\":{\"reference\":\"Patient/%s\"},"
-             "\"content\":[{\"attachment\":{\"contentType\":\"text/plain\",\"data\":\"b3ZlcmRyYWNodA==\"}}]}",
-             patient);
+    snprintf(
+        body, sizeof body,
+        "{\"resourceType\":\"DocumentReference\",\"status\":\"current\",\"subject\":{\"reference\":\"Patient/%s\"},"
+        "\"content\":[{\"attachment\":{\"contentType\":\"text/plain\",\"data\":\"b3ZlcmRyYWNodA==\"}}]}",
+        patient);
     snprintf(doc, sizeof doc, "%s", rh_create("hospital-a", "DocumentReference", body));
     /* someone else's Patient in the same Task is not granted: hospital-a cannot share what is not its own */
     char foreign[80];
@@ -428,16 +431,17 @@ static void ura_references(const char *const *uras, size_t n, char *out, size_t 
     size_t at = 0;
     out[0] = '\0';
     for (size_t i = 0; i < n; i++)
-        at += (size_t)snprintf(out + at, size - at, "%s{\"identifier\":{\"system\":\"" URA_SYSTEM "\",\"value\":\"%s\"}}",
-                               i ? "," : "", uras[i]);
+        at += (size_t)snprintf(out + at, size - at,
+                               "%s{\"identifier\":{\"system\":\"" URA_SYSTEM "\",\"value\":\"%s\"}}", i ? "," : "",
+                               uras[i]);
 }
 
 /* Issue 9: a ninth addressee is refused with the element and the limit named, never dropped silently. */
 Test(access, a_ninth_addressee_is_refused_not_dropped)
 {
     /* the nine registered organisations of the test PKI (gzsp is not registered) */
-    static const char *const uras[] = {URA_ELV_A, URA_HOSPITAL_A, URA_HOSPITAL_B, "90000201", URA_ELV_B,
-                                       "90000501", "90000901",    "90000902",     "90000903"};
+    static const char *const uras[] = {URA_ELV_A,  URA_HOSPITAL_A, URA_HOSPITAL_B, "90000201", URA_ELV_B,
+                                       "90000501", "90000901",     "90000902",     "90000903"};
     char recipients[2000], body[2600];
     /* owner + 7 recipients: 8 addressees, the limit, is stored and every one of them reads it */
     ura_references(uras + 1, 7, recipients, sizeof recipients);
@@ -558,8 +562,8 @@ Test(access, directory_entries_are_written_through_the_write_path)
                               got, sizeof got),
                  1);
     cr_expect_str_eq(got, "ura-90000777");
-    cr_expect_eq(search_first("elv-b", "/Organization?identifier=" URA_SYSTEM "|" URA_ELV_A, "entry.0.resource.id",
-                              got, sizeof got),
+    cr_expect_eq(search_first("elv-b", "/Organization?identifier=" URA_SYSTEM "|" URA_ELV_A, "entry.0.resource.id", got,
+                              sizeof got),
                  1);
     cr_expect_str_eq(got, "ura-" URA_ELV_A);
     /* and by the parameters the indexer derives, which a hand-made row list left out */
@@ -616,35 +620,56 @@ Test(access, matrix_of_organisations_interactions_and_kinds_of_resource)
 
     static const matrix_step steps[] = {
         /* T1: hospital-a's, addressed to elv-a, granting the Patient */
-        {"hospital-a", "GET", T1, NO_BODY, 200},      {"elv-a", "GET", T1, NO_BODY, 200},
-        {"elv-b", "GET", T1, NO_BODY, 404},           {"hospital-b", "GET", T1, NO_BODY, 404},
-        {"gp", "GET", T1, NO_BODY, 404},              {"insurer", "GET", T1, NO_BODY, 403},
-        {"elv-a", "GET", T1_V1, NO_BODY, 200},        {"hospital-b", "GET", T1_V1, NO_BODY, 404},
-        {"elv-a", "GET", T1_HISTORY, NO_BODY, 200},   {"hospital-b", "GET", T1_HISTORY, NO_BODY, 404},
-        {"insurer", "GET", T1_HISTORY, NO_BODY, 403}, {"hospital-b", "PUT", T1, T1_ACCEPTED, 404},
-        {"elv-b", "PUT", T1, T1_ACCEPTED, 404},       {"elv-a", "PUT", T1, T1_REWORDED, 403},
-        {"elv-a", "PUT", T1, T1_ACCEPTED, 200},       {"hospital-a", "PUT", T1, T1_REWORDED, 200},
-        {"elv-a", "DELETE", T1, NO_BODY, 403},        {"hospital-b", "DELETE", T1, NO_BODY, 404},
+        {"hospital-a", "GET", T1, NO_BODY, 200},
+        {"elv-a", "GET", T1, NO_BODY, 200},
+        {"elv-b", "GET", T1, NO_BODY, 404},
+        {"hospital-b", "GET", T1, NO_BODY, 404},
+        {"gp", "GET", T1, NO_BODY, 404},
+        {"insurer", "GET", T1, NO_BODY, 403},
+        {"elv-a", "GET", T1_V1, NO_BODY, 200},
+        {"hospital-b", "GET", T1_V1, NO_BODY, 404},
+        {"elv-a", "GET", T1_HISTORY, NO_BODY, 200},
+        {"hospital-b", "GET", T1_HISTORY, NO_BODY, 404},
+        {"insurer", "GET", T1_HISTORY, NO_BODY, 403},
+        {"hospital-b", "PUT", T1, T1_ACCEPTED, 404},
+        {"elv-b", "PUT", T1, T1_ACCEPTED, 404},
+        {"elv-a", "PUT", T1, T1_REWORDED, 403},
+        {"elv-a", "PUT", T1, T1_ACCEPTED, 200},
+        {"hospital-a", "PUT", T1, T1_REWORDED, 200},
+        {"elv-a", "DELETE", T1, NO_BODY, 403},
+        {"hospital-b", "DELETE", T1, NO_BODY, 404},
         {"insurer", "DELETE", T1, NO_BODY, 403},
         /* the Patient: hospital-a's, granted to elv-a by T1 */
-        {"elv-a", "GET", PATIENT, NO_BODY, 200},      {"elv-b", "GET", PATIENT, NO_BODY, 404},
-        {"elv-a", "PUT", PATIENT, PATIENT_CHANGED, 403}, {"hospital-b", "PUT", PATIENT, PATIENT_CHANGED, 404},
-        {"hospital-a", "PUT", PATIENT, PATIENT_CHANGED, 200}, {"elv-a", "DELETE", PATIENT, NO_BODY, 403},
+        {"elv-a", "GET", PATIENT, NO_BODY, 200},
+        {"elv-b", "GET", PATIENT, NO_BODY, 404},
+        {"elv-a", "PUT", PATIENT, PATIENT_CHANGED, 403},
+        {"hospital-b", "PUT", PATIENT, PATIENT_CHANGED, 404},
+        {"hospital-a", "PUT", PATIENT, PATIENT_CHANGED, 200},
+        {"elv-a", "DELETE", PATIENT, NO_BODY, 403},
         /* T2, re-addressed from elv-a to elv-b */
-        {"elv-a", "GET", T2, NO_BODY, 404},           {"elv-b", "GET", T2, NO_BODY, 200},
-        {"elv-a", "GET", T2_V1, NO_BODY, 200},        {"elv-a", "GET", T2_V2, NO_BODY, 404},
-        {"elv-b", "GET", T2_V1, NO_BODY, 404},        {"elv-b", "GET", T2_V2, NO_BODY, 200},
-        {"elv-a", "GET", T2_HISTORY, NO_BODY, 200},   {"elv-b", "GET", T2_HISTORY, NO_BODY, 200},
+        {"elv-a", "GET", T2, NO_BODY, 404},
+        {"elv-b", "GET", T2, NO_BODY, 200},
+        {"elv-a", "GET", T2_V1, NO_BODY, 200},
+        {"elv-a", "GET", T2_V2, NO_BODY, 404},
+        {"elv-b", "GET", T2_V1, NO_BODY, 404},
+        {"elv-b", "GET", T2_V2, NO_BODY, 200},
+        {"elv-a", "GET", T2_HISTORY, NO_BODY, 200},
+        {"elv-b", "GET", T2_HISTORY, NO_BODY, 200},
         {"gp", "GET", T2_HISTORY, NO_BODY, 404},
         /* the directory: elv-a's own entry */
-        {"hospital-b", "GET", ORG, NO_BODY, 200},     {"insurer", "GET", ORG, NO_BODY, 200},
-        {"hospital-a", "PUT", ORG, ORG_RENAMED, 403}, {"insurer", "PUT", ORG, ORG_RENAMED, 403},
-        {"elv-a", "PUT", ORG, ORG_RENAMED, 200},      {"hospital-a", "DELETE", ORG, NO_BODY, 403},
-        {"elv-a", "DELETE", ORG, NO_BODY, 409},       {"elv-a", "GET", ORG, NO_BODY, 200},
+        {"hospital-b", "GET", ORG, NO_BODY, 200},
+        {"insurer", "GET", ORG, NO_BODY, 200},
+        {"hospital-a", "PUT", ORG, ORG_RENAMED, 403},
+        {"insurer", "PUT", ORG, ORG_RENAMED, 403},
+        {"elv-a", "PUT", ORG, ORG_RENAMED, 200},
+        {"hospital-a", "DELETE", ORG, NO_BODY, 403},
+        {"elv-a", "DELETE", ORG, NO_BODY, 409},
+        {"elv-a", "GET", ORG, NO_BODY, 200},
         /* searches see exactly what reads see */
         {"elv-a", "GET", TASKS, NO_BODY, 200},
         /* finally the owner deletes T1 */
-        {"hospital-a", "DELETE", T1, NO_BODY, 200},   {"elv-a", "GET", T1, NO_BODY, 410},
+        {"hospital-a", "DELETE", T1, NO_BODY, 200},
+        {"elv-a", "GET", T1, NO_BODY, 410},
         {"hospital-b", "GET", T1, NO_BODY, 404},
     };
     for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) {

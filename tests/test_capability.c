@@ -10,7 +10,10 @@
 #include "gateway/rest/capability.h"
 #include "gateway/rest/operations.h"
 
-static bool no_composite(fs_search_kind k) { return k != FS_SEARCH_COMPOSITE && k != FS_SEARCH_SPECIAL; }
+static bool no_composite(fs_search_kind k)
+{
+    return k != FS_SEARCH_COMPOSITE && k != FS_SEARCH_SPECIAL;
+}
 
 static json_object *find_resource(json_object *cs, const char *type)
 {
@@ -56,8 +59,8 @@ static const char *param_documentation(json_object *res, const char *name)
 Test(capability, valid_and_complete)
 {
     const char *urls[] = {"http://example.org/p"}, *types[] = {"CarePlan"};
-    cap_info info = {"0.1.0", "https://127.0.0.1:8443", "2026-11-23T10:00:00Z", no_composite, urls, types, 1, false,
-                     NULL, 0};
+    cap_info info =
+        {"0.1.0", "https://127.0.0.1:8443", "2026-11-23T10:00:00Z", no_composite, urls, types, 1, false, NULL, 0};
     cap_row *rows = rest_capability_rows(&info.row_count); /* the REST layer's table, as the server builds it */
     cr_assert_not_null(rows);
     info.rows = rows;
@@ -74,8 +77,9 @@ Test(capability, valid_and_complete)
     oo_list_free(&issues);
     free(copy);
 
-    const char *required[] = {"Organization", "Patient", "Practitioner", "PractitionerRole", "CareTeam", "Goal",
-                              "Coverage",     "CarePlan", "Encounter",   "Task",             "Bundle",   "Endpoint"};
+    const char *required[] = {"Organization", "Patient", "Practitioner", "PractitionerRole",
+                              "CareTeam",     "Goal",    "Coverage",     "CarePlan",
+                              "Encounter",    "Task",    "Bundle",       "Endpoint"};
     for (size_t i = 0; i < sizeof required / sizeof *required; i++)
         cr_expect_not_null(find_resource(cs, required[i]), "%s missing", required[i]);
     json_object *cp = find_resource(cs, "CarePlan");
@@ -96,8 +100,8 @@ Test(capability, valid_and_complete)
                          "patch");
     cr_expect(patch, "Task lists the patch interaction");
     /* the interactions and operations are the table's, in its order */
-    const char *codes_want[] = {"read",   "vread",           "update",       "patch",      "delete",
-                                "create", "history-instance", "history-type", "search-type"};
+    const char *codes_want[] = {"read",         "vread",      "update", "patch", "delete", "create", "history-instance",
+                                "history-type", "search-type"};
     cr_assert_eq(json_object_array_length(codes), sizeof codes_want / sizeof *codes_want);
     for (size_t i = 0; i < sizeof codes_want / sizeof *codes_want; i++)
         cr_expect_str_eq(json_object_get_string(json_object_object_get(json_object_array_get_idx(codes, i), "code")),

@@ -34,8 +34,9 @@ static void setup(void)
     char sub[512];
     snprintf(sub, sizeof sub, "%s/sub", tmpdir);
     mkdir(sub, 0700);
-    write_file("good.json", "{\"resourceType\":\"Patient\",\"text\":{\"status\":\"generated\",\"div\":"
-                            "\"<div xmlns=\\\"http://www.w3.org/1999/xhtml\\\">A patient</div>\"},\"gender\":\"female\"}");
+    write_file("good.json",
+               "{\"resourceType\":\"Patient\",\"text\":{\"status\":\"generated\",\"div\":"
+               "\"<div xmlns=\\\"http://www.w3.org/1999/xhtml\\\">A patient</div>\"},\"gender\":\"female\"}");
     write_file("sub/bad.json", "{\"resourceType\":\"Patient\",\"gender\":\"mal\"}");
     write_file("sub/broken.json", "{\"resourceType\":\"Patient\",\n\"gender\":}");
     write_file("sub/notes.txt", "not JSON, not walked");
@@ -270,7 +271,8 @@ Test(cli, deploy_config_is_config_output)
     text[n] = '\0';
     const char *generated = strstr(text, "# fhirgw configuration:");
     cr_assert_not_null(generated, "the file holds the generated text");
-    cr_expect_str_eq(generated, out, "deploy/fhirgw.conf is stale: regenerate it with `fhirgw config deploy/fhirgw.conf`");
+    cr_expect_str_eq(generated, out,
+                     "deploy/fhirgw.conf is stale: regenerate it with `fhirgw config deploy/fhirgw.conf`");
     cr_expect_not_null(strstr(out, "\nlisten 0.0.0.0:443\n"), "the production tuning is kept");
     free(text);
     free(out);

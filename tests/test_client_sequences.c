@@ -44,12 +44,21 @@ static void problem(client *c, const char *fmt, ...)
     }
 }
 
-static json_object *parse(const rh_response *r) { return r->body ? json_tokener_parse(r->body) : NULL; }
+static json_object *parse(const rh_response *r)
+{
+    return r->body ? json_tokener_parse(r->body) : NULL;
+}
 
-static const char *get(json_object *o, const char *path) { return o ? rh_str(o, path) : NULL; }
+static const char *get(json_object *o, const char *path)
+{
+    return o ? rh_str(o, path) : NULL;
+}
 
 /* The identifier each client's Patient carries. */
-static void mrn(const client *c, char *out, size_t size) { snprintf(out, size, "seq-%s", c->who); }
+static void mrn(const client *c, char *out, size_t size)
+{
+    snprintf(out, size, "seq-%s", c->who);
+}
 
 static void conditional_creates(client *c)
 {

@@ -22,8 +22,8 @@ typedef struct civil_case {
 } civil_case;
 
 static const civil_case civil_cases[] = {
-    {1970, 1, 1, 0},         {1969, 12, 31, -1},     {2000, 3, 1, 11017},     {2024, 2, 29, 19782},
-    {1900, 3, 1, -25508},    {1600, 2, 29, -135081}, {1, 1, 1, -719162},      {9999, 12, 31, 2932896},
+    {1970, 1, 1, 0},      {1969, 12, 31, -1},     {2000, 3, 1, 11017}, {2024, 2, 29, 19782},
+    {1900, 3, 1, -25508}, {1600, 2, 29, -135081}, {1, 1, 1, -719162},  {9999, 12, 31, 2932896},
 };
 
 Test(datetime, days_from_civil_and_back)
@@ -33,8 +33,7 @@ Test(datetime, days_from_civil_and_back)
         cr_expect_eq(fdt_days_from_civil(c->y, c->m, c->d), c->days, "%04d-%02d-%02d", c->y, c->m, c->d);
         int y, m, d;
         fdt_civil_from_days(c->days, &y, &m, &d);
-        cr_expect(y == c->y && m == c->m && d == c->d, "day %lld gave %04d-%02d-%02d", (long long)c->days, y, m,
-                  d);
+        cr_expect(y == c->y && m == c->m && d == c->d, "day %lld gave %04d-%02d-%02d", (long long)c->days, y, m, d);
     }
     /* every day of years 1 to 9999 round-trips, and consecutive dates are consecutive days */
     int64_t expect = fdt_days_from_civil(1, 1, 1);
@@ -50,8 +49,8 @@ Test(datetime, leap_years)
     static const struct {
         int year;
         bool leap;
-    } cases[] = {{2024, true}, {2023, false}, {2000, true}, {1900, false}, {1600, true}, {4, true}, {1, false},
-                 {9996, true}, {9999, false}};
+    } cases[] = {{2024, true}, {2023, false}, {2000, true}, {1900, false}, {1600, true},
+                 {4, true},    {1, false},    {9996, true}, {9999, false}};
     for (size_t i = 0; i < COUNT(cases); i++) {
         cr_expect_eq(fdt_is_leap(cases[i].year), cases[i].leap, "%d", cases[i].year);
         cr_expect_eq(fdt_days_in_month(cases[i].year, 2), cases[i].leap ? 29 : 28, "%d", cases[i].year);
@@ -103,10 +102,10 @@ Test(datetime, parses_forms)
         cr_expect_null(msg, "%s: %s", c->text, msg);
         if (msg)
             continue;
-        cr_expect(v.year == c->y && v.month == c->mo && v.day == c->d, "%s: date %d-%d-%d", c->text, v.year,
-                  v.month, v.day);
-        cr_expect(v.hour == c->h && v.minute == c->mi && v.second == c->s && v.ms == c->ms,
-                  "%s: time %d:%d:%d.%d", c->text, v.hour, v.minute, v.second, v.ms);
+        cr_expect(v.year == c->y && v.month == c->mo && v.day == c->d, "%s: date %d-%d-%d", c->text, v.year, v.month,
+                  v.day);
+        cr_expect(v.hour == c->h && v.minute == c->mi && v.second == c->s && v.ms == c->ms, "%s: time %d:%d:%d.%d",
+                  c->text, v.hour, v.minute, v.second, v.ms);
         cr_expect_eq(v.precision, c->precision, "%s: precision %d", c->text, v.precision);
         cr_expect_eq(v.has_tz, c->has_tz, "%s: has_tz", c->text);
         cr_expect_eq(v.tz_minutes, c->tz, "%s: tz %d", c->text, v.tz_minutes);
@@ -273,15 +272,11 @@ Test(datetime, http_dates)
     cr_expect(fdt_parse_http_date("Mon, 06 Nov 1994 08:49:37 GMT", 29, &ms), "a wrong weekday is tolerated");
     static const char *const refused[] = {
         "Sunday, 06-Nov-94 08:49:37 GMT", /* RFC 850 */
-        "Sun Nov  6 08:49:37 1994",        /* asctime */
-        "Sun, 06 Nov 1994 08:49:37 UTC",
-        "Sun, 6 Nov 1994 08:49:37 GMT",
-        "Sun, 31 Nov 1994 08:49:37 GMT",
-        "Sun, 06 Nox 1994 08:49:37 GMT",
-        "Sux, 06 Nov 1994 08:49:37 GMT",
-        "Sun, 06 Nov 1994 24:49:37 GMT",
-        "Sun, 06 Nov 1994 08:49:37 GMT ",
-        "",
+        "Sun Nov  6 08:49:37 1994",       /* asctime */
+        "Sun, 06 Nov 1994 08:49:37 UTC",  "Sun, 6 Nov 1994 08:49:37 GMT",
+        "Sun, 31 Nov 1994 08:49:37 GMT",  "Sun, 06 Nox 1994 08:49:37 GMT",
+        "Sux, 06 Nov 1994 08:49:37 GMT",  "Sun, 06 Nov 1994 24:49:37 GMT",
+        "Sun, 06 Nov 1994 08:49:37 GMT ", "",
     };
     for (size_t i = 0; i < COUNT(refused); i++)
         cr_expect_not(fdt_parse_http_date(refused[i], strlen(refused[i]), &ms), "\"%s\"", refused[i]);

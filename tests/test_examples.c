@@ -65,8 +65,7 @@ Test(examples, official_package_validates)
         free(buf);
         validated++;
         if (is_excluded(ent->d_name)) {
-            cr_expect_gt(errors, 0, "%s is listed as invalid but validates clean: drop it from the list",
-                         ent->d_name);
+            cr_expect_gt(errors, 0, "%s is listed as invalid but validates clean: drop it from the list", ent->d_name);
             excluded_failing += errors > 0;
         } else if (errors) {
             failed++;

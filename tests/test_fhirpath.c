@@ -82,7 +82,8 @@ static bool item_matches(const fp_item *it, json_object *want, char *why, size_t
     switch (json_object_get_type(want)) {
     case json_type_boolean: {
         bool b = json_object_get_boolean(want);
-        bool ok = (it->kind == FP_BOOLEAN && it->u.boolean == b) || (it->kind == FP_NODE && !strcmp(text, b ? "true" : "false"));
+        bool ok = (it->kind == FP_BOOLEAN && it->u.boolean == b) ||
+                  (it->kind == FP_NODE && !strcmp(text, b ? "true" : "false"));
         if (!ok)
             snprintf(why, why_len, "expected %s, got %s", b ? "true" : "false", text);
         return ok;
@@ -105,9 +106,7 @@ static bool item_matches(const fp_item *it, json_object *want, char *why, size_t
             snprintf(why, why_len, "expected \"%s\", got %s", w, text);
         return ok;
     }
-    default:
-        snprintf(why, why_len, "expected value of unsupported JSON type");
-        return false;
+    default: snprintf(why, why_len, "expected value of unsupported JSON type"); return false;
     }
 }
 

@@ -231,8 +231,14 @@ Test(fhirpath_fhir, conforms_to_core_types)
 
 Test(fhirpath_eval, pinned_now_and_variables)
 {
-    fp_datetime now = {.year = 2024, .month = 2, .day = 29, .hour = 23, .minute = 30, .precision = FP_PREC_MS,
-                       .has_tz = true, .tz_minutes = 60};
+    fp_datetime now = {.year = 2024,
+                       .month = 2,
+                       .day = 29,
+                       .hour = 23,
+                       .minute = 30,
+                       .precision = FP_PREC_MS,
+                       .has_tz = true,
+                       .tz_minutes = 60};
     fp_item names[2] = {fp_string("Jansen", 6), fp_string("de Vries", 8)};
     fp_var vars[] = {{"names", {names, 2}}, {"limit", {&(fp_item){.kind = FP_INTEGER, .u.integer = 1}, 1}}};
     fp_env env;
@@ -605,8 +611,8 @@ static void *host_worker(void *arg)
     for (int i = 0; i < 2000; i++) {
         fp_collection out;
         fp_error err;
-        if (!fp_evaluate_node(t->e, &env, 0, NULL, NULL, a, &out, &err) || out.count != 2 ||
-            out.items[0].len != 1 || out.items[0].u.string[0] != 'F' || out.items[1].u.string[0] != 'M')
+        if (!fp_evaluate_node(t->e, &env, 0, NULL, NULL, a, &out, &err) || out.count != 2 || out.items[0].len != 1 ||
+            out.items[0].u.string[0] != 'F' || out.items[1].u.string[0] != 'M')
             t->mismatches++;
         fp_arena_reset(a);
     }

@@ -221,8 +221,8 @@ static id_status status_for(const char *value)
 
 Test(pki, script_writes_the_whole_pki)
 {
-    const char *files[] = {"ca.pem", "ca.key", "ca-bundle.pem", "crl.pem", "server.crt", "server.key",
-                           "organisations.tsv", "foreign/ca.pem"};
+    const char *files[] = {"ca.pem",     "ca.key",     "ca-bundle.pem",     "crl.pem",
+                           "server.crt", "server.key", "organisations.tsv", "foreign/ca.pem"};
     char path[512];
     struct stat st;
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
@@ -524,8 +524,8 @@ Test(verify, failures_are_about_the_anchor_and_the_crl_only)
 Test(verify, server_certificate_is_not_a_client)
 {
     char err[512];
-    cr_expect_eq(verify("server.crt", "ca-bundle.pem", "crl.pem", err, sizeof err), X509_V_ERR_INVALID_PURPOSE,
-                 "%s", err);
+    cr_expect_eq(verify("server.crt", "ca-bundle.pem", "crl.pem", err, sizeof err), X509_V_ERR_INVALID_PURPOSE, "%s",
+                 err);
 }
 
 Test(verify, unusable_files_are_setup_failures)
@@ -621,10 +621,10 @@ static void openssl_cert_without_uzi_name(const char *dir, char *fingerprint, si
 {
     char cmd[1024];
     fmt(cmd, sizeof cmd,
-             "cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 "
-             "-subj '/O=Oud systeem/CN=legacy.fhirgw.test' -keyout legacy.key -out legacy.crt >/dev/null 2>&1 && "
-             "openssl x509 -in legacy.crt -noout -fingerprint -sha256",
-             dir);
+        "cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 "
+        "-subj '/O=Oud systeem/CN=legacy.fhirgw.test' -keyout legacy.key -out legacy.crt >/dev/null 2>&1 && "
+        "openssl x509 -in legacy.crt -noout -fingerprint -sha256",
+        dir);
     FILE *p = popen(cmd, "r");
     cr_assert_not_null(p);
     char line[256] = "";
@@ -654,10 +654,10 @@ Test(table, certificate_without_uzi_name_resolves_by_fingerprint)
 
     /* Columns in another order, an extra column, a comment, a CRLF line end. */
     fmt(text, sizeof text,
-             "# pinned certificates of callers without a UZI server certificate\n"
-             "role\tura\tnote\tname\tfingerprint\n"
-             "grz\t90000777\tuntil UZI arrives\tRevalidatiecentrum Oud\t%s\r\n",
-             fp);
+        "# pinned certificates of callers without a UZI server certificate\n"
+        "role\tura\tnote\tname\tfingerprint\n"
+        "grz\t90000777\tuntil UZI arrives\tRevalidatiecentrum Oud\t%s\r\n",
+        fp);
     fmt(path, sizeof path, "%s/pinned.tsv", dir);
     write_text(path, text);
     id_table *table = id_table_load(path, err, sizeof err);
@@ -778,7 +778,8 @@ Test(table, fingerprint_forms)
     cr_expect_str_eq(out, FP_A);
     cr_expect_not(id_normalise_fingerprint(FP_A "0", out), "65 digits");
     cr_expect_not(id_normalise_fingerprint(&FP_A[1], out), "63 digits");
-    cr_expect_not(id_normalise_fingerprint("zz00000000000000000000000000000000000000000000000000000000000000", out), "not hex");
+    cr_expect_not(id_normalise_fingerprint("zz00000000000000000000000000000000000000000000000000000000000000", out),
+                  "not hex");
     cr_expect_not(id_normalise_fingerprint("", out));
     cr_expect_str_eq(out, "");
 }

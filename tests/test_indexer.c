@@ -63,13 +63,14 @@ static size_t count(const ix_rows *r, const char *param)
 
 Test(indexer, careplan)
 {
-    ix_rows r = extract("{\"resourceType\":\"CarePlan\",\"id\":\"cp1\",\"meta\":{\"lastUpdated\":\"2024-05-01T10:00:00Z\"},"
-                        "\"status\":\"active\",\"intent\":\"plan\",\"subject\":{\"reference\":\"Patient/p1\"},"
-                        "\"identifier\":[{\"system\":\"http://x.org\",\"value\":\"42\"}],"
-                        "\"period\":{\"start\":\"2024-01-01\"},"
-                        "\"category\":[{\"coding\":[{\"system\":\"http://snomed.info/sct\",\"code\":\"736271009\"},"
-                        "{\"system\":\"http://x.org/c\",\"code\":\"gzsp\"}]}]}",
-                        "CarePlan");
+    ix_rows r =
+        extract("{\"resourceType\":\"CarePlan\",\"id\":\"cp1\",\"meta\":{\"lastUpdated\":\"2024-05-01T10:00:00Z\"},"
+                "\"status\":\"active\",\"intent\":\"plan\",\"subject\":{\"reference\":\"Patient/p1\"},"
+                "\"identifier\":[{\"system\":\"http://x.org\",\"value\":\"42\"}],"
+                "\"period\":{\"start\":\"2024-01-01\"},"
+                "\"category\":[{\"coding\":[{\"system\":\"http://snomed.info/sct\",\"code\":\"736271009\"},"
+                "{\"system\":\"http://x.org/c\",\"code\":\"gzsp\"}]}]}",
+                "CarePlan");
     const ix_row *status = find(&r, "status", 0);
     cr_assert_not_null(status);
     cr_expect_eq(status->kind, IX_TOKEN);
@@ -101,10 +102,11 @@ Test(indexer, careplan)
 
 Test(indexer, patient_strings_and_group_subject)
 {
-    ix_rows r = extract("{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Müller\",\"given\":[\"Ánna\",\"B\"]}],"
-                        "\"birthDate\":\"1940-02\",\"telecom\":[{\"system\":\"phone\",\"value\":\"0612345678\"}],"
-                        "\"generalPractitioner\":[{\"reference\":\"http://other.org/fhir/Practitioner/gp1/_history/3\"}]}",
-                        "Patient");
+    ix_rows r =
+        extract("{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Müller\",\"given\":[\"Ánna\",\"B\"]}],"
+                "\"birthDate\":\"1940-02\",\"telecom\":[{\"system\":\"phone\",\"value\":\"0612345678\"}],"
+                "\"generalPractitioner\":[{\"reference\":\"http://other.org/fhir/Practitioner/gp1/_history/3\"}]}",
+                "Patient");
     const ix_row *family = find(&r, "family", 0);
     cr_assert_not_null(family);
     cr_expect_str_eq(family->text, "Müller");
@@ -131,7 +133,8 @@ Test(indexer, patient_strings_and_group_subject)
 Test(indexer, rewrite)
 {
     char *s = ix_rewrite_resolve("CarePlan.subject.where(resolve() is Patient)");
-    cr_expect_str_eq(s, "CarePlan.subject.where((reference.startsWith('Patient/') or reference.contains('/Patient/')))");
+    cr_expect_str_eq(s,
+                     "CarePlan.subject.where((reference.startsWith('Patient/') or reference.contains('/Patient/')))");
     free(s);
 }
 
@@ -172,11 +175,12 @@ Test(indexer, long_numbers_are_read_whole)
 /* Rows of personal-data parameters are marked when made; others are not (gateway/util/personal.h). */
 Test(indexer, personal_data_rows_are_marked)
 {
-    ix_rows r = extract("{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"http://fhir.nl/fhir/NamingSystem/bsn\","
-                        "\"value\":\"999999990\"}],\"name\":[{\"family\":\"Jansen\",\"given\":[\"Anna\"]}],"
-                        "\"gender\":\"female\",\"birthDate\":\"1950-01-01\",\"address\":[{\"city\":\"Utrecht\"}],"
-                        "\"generalPractitioner\":[{\"reference\":\"Practitioner/gp1\"}]}",
-                        "Patient");
+    ix_rows r =
+        extract("{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"http://fhir.nl/fhir/NamingSystem/bsn\","
+                "\"value\":\"999999990\"}],\"name\":[{\"family\":\"Jansen\",\"given\":[\"Anna\"]}],"
+                "\"gender\":\"female\",\"birthDate\":\"1950-01-01\",\"address\":[{\"city\":\"Utrecht\"}],"
+                "\"generalPractitioner\":[{\"reference\":\"Practitioner/gp1\"}]}",
+                "Patient");
     const char *personal[] = {"identifier", "name", "family", "given", "birthdate", "address", "address-city"};
     for (size_t i = 0; i < sizeof personal / sizeof *personal; i++) {
         const ix_row *row = find(&r, personal[i], 0);
@@ -211,8 +215,8 @@ Test(indexer, personal_data_table_names_real_parameters)
                   pd_params[i].param);
         if (i) {
             int c = strcmp(pd_params[i - 1].type, pd_params[i].type);
-            cr_expect(c < 0 || (c == 0 && strcmp(pd_params[i - 1].param, pd_params[i].param) < 0), "%s.%s is out of order",
-                      pd_params[i].type, pd_params[i].param);
+            cr_expect(c < 0 || (c == 0 && strcmp(pd_params[i - 1].param, pd_params[i].param) < 0),
+                      "%s.%s is out of order", pd_params[i].type, pd_params[i].param);
         }
     }
     cr_expect_not(pd_is_personal("CarePlan", "status"));

@@ -124,8 +124,8 @@ Test(json, scalars)
         fj_type type;
         const char *name;
     } cases[] = {
-        {"null", FJ_NULL, "null"},     {"true", FJ_TRUE, "boolean"},  {"false", FJ_FALSE, "boolean"},
-        {"42", FJ_NUMBER, "number"},   {"\"x\"", FJ_STRING, "string"}, {"[]", FJ_ARRAY, "array"},
+        {"null", FJ_NULL, "null"},   {"true", FJ_TRUE, "boolean"},   {"false", FJ_FALSE, "boolean"},
+        {"42", FJ_NUMBER, "number"}, {"\"x\"", FJ_STRING, "string"}, {"[]", FJ_ARRAY, "array"},
         {"{}", FJ_OBJECT, "object"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -280,8 +280,9 @@ Test(json, escapes_mixed_with_plain_runs_and_utf8)
     /* Long plain runs around escapes exercise the 16-byte scanner on both paths. */
     parsed p = OK("{\"div\": \"<div xmlns=\\\"http://www.w3.org/1999/xhtml\\\">\\n\\t<p>caf\xC3\xA9 \\u2014 "
                   "\xE2\x82\xAC 5</p>\\n</div>\"}");
-    EXPECT_STR(&p, 2, "<div xmlns=\"http://www.w3.org/1999/xhtml\">\n\t<p>caf\xC3\xA9 \xE2\x80\x94 \xE2\x82\xAC "
-                      "5</p>\n</div>");
+    EXPECT_STR(&p, 2,
+               "<div xmlns=\"http://www.w3.org/1999/xhtml\">\n\t<p>caf\xC3\xA9 \xE2\x80\x94 \xE2\x82\xAC "
+               "5</p>\n</div>");
     release(&p);
 }
 
@@ -317,10 +318,17 @@ Test(json, numbers)
     struct {
         const char *text;
         bool integral;
-    } want[] = {{"0", true},       {"-0", true},         {"42", true},
-                {"-7", true},      {"1.5", false},       {"1e5", false},
-                {"1E-2", false},   {"1.50", false},      {"-0.0e+00", false},
-                {"12345678901234567890", true},          {"123456789.000000000001", false}};
+    } want[] = {{"0", true},
+                {"-0", true},
+                {"42", true},
+                {"-7", true},
+                {"1.5", false},
+                {"1e5", false},
+                {"1E-2", false},
+                {"1.50", false},
+                {"-0.0e+00", false},
+                {"12345678901234567890", true},
+                {"123456789.000000000001", false}};
     cr_assert_eq(N(&p, 0)->len, 11);
     for (uint32_t i = 0; i < 11; i++) {
         const fj_node *n = N(&p, i + 1);
@@ -470,22 +478,22 @@ Test(json, errors_surrogates)
 
 Test(json, errors_invalid_utf8)
 {
-    FAILS("\"\xC3\"", 1, 2, "invalid UTF-8 byte 0xC3 in string");               /* truncated by the quote */
-    FAILS("\"ab\xC3", 1, 4, "invalid UTF-8 byte 0xC3 in string");              /* truncated by end of input */
-    FAILS("\"\xE2\x82\"", 1, 2, "invalid UTF-8 byte 0xE2 in string");           /* 3-byte, one missing */
-    FAILS("\"\xF0\x9F\x98\"", 1, 2, "invalid UTF-8 byte 0xF0 in string");       /* 4-byte, one missing */
-    FAILS("\"\xC0\x80\"", 1, 2, "invalid UTF-8 byte 0xC0 in string");           /* overlong NUL */
-    FAILS("\"\xC1\xBF\"", 1, 2, "invalid UTF-8 byte 0xC1 in string");           /* overlong */
-    FAILS("\"\xE0\x80\xAF\"", 1, 2, "invalid UTF-8 byte 0xE0 in string");       /* overlong '/' */
-    FAILS("\"\xF0\x80\x80\xAF\"", 1, 2, "invalid UTF-8 byte 0xF0 in string");   /* overlong */
-    FAILS("\"\xED\xA0\x80\"", 1, 2, "invalid UTF-8 byte 0xED in string");       /* encoded surrogate D800 */
-    FAILS("\"\xED\xBF\xBF\"", 1, 2, "invalid UTF-8 byte 0xED in string");       /* encoded surrogate DFFF */
-    FAILS("\"\xF4\x90\x80\x80\"", 1, 2, "invalid UTF-8 byte 0xF4 in string");   /* U+110000 */
-    FAILS("\"\xF5\x80\x80\x80\"", 1, 2, "invalid UTF-8 byte 0xF5 in string");   /* lead byte beyond U+10FFFF */
+    FAILS("\"\xC3\"", 1, 2, "invalid UTF-8 byte 0xC3 in string");             /* truncated by the quote */
+    FAILS("\"ab\xC3", 1, 4, "invalid UTF-8 byte 0xC3 in string");             /* truncated by end of input */
+    FAILS("\"\xE2\x82\"", 1, 2, "invalid UTF-8 byte 0xE2 in string");         /* 3-byte, one missing */
+    FAILS("\"\xF0\x9F\x98\"", 1, 2, "invalid UTF-8 byte 0xF0 in string");     /* 4-byte, one missing */
+    FAILS("\"\xC0\x80\"", 1, 2, "invalid UTF-8 byte 0xC0 in string");         /* overlong NUL */
+    FAILS("\"\xC1\xBF\"", 1, 2, "invalid UTF-8 byte 0xC1 in string");         /* overlong */
+    FAILS("\"\xE0\x80\xAF\"", 1, 2, "invalid UTF-8 byte 0xE0 in string");     /* overlong '/' */
+    FAILS("\"\xF0\x80\x80\xAF\"", 1, 2, "invalid UTF-8 byte 0xF0 in string"); /* overlong */
+    FAILS("\"\xED\xA0\x80\"", 1, 2, "invalid UTF-8 byte 0xED in string");     /* encoded surrogate D800 */
+    FAILS("\"\xED\xBF\xBF\"", 1, 2, "invalid UTF-8 byte 0xED in string");     /* encoded surrogate DFFF */
+    FAILS("\"\xF4\x90\x80\x80\"", 1, 2, "invalid UTF-8 byte 0xF4 in string"); /* U+110000 */
+    FAILS("\"\xF5\x80\x80\x80\"", 1, 2, "invalid UTF-8 byte 0xF5 in string"); /* lead byte beyond U+10FFFF */
     FAILS("\"\xFF\"", 1, 2, "invalid UTF-8 byte 0xFF in string");
-    FAILS("\"\x80\"", 1, 2, "invalid UTF-8 byte 0x80 in string");               /* lone continuation */
-    FAILS("\"\xC3\xA9\xA9\"", 1, 4, "invalid UTF-8 byte 0xA9 in string");       /* extra continuation */
-    FAILS("\"\xE9t\xE9\"", 1, 2, "invalid UTF-8 byte 0xE9 in string");          /* Latin-1 text */
+    FAILS("\"\x80\"", 1, 2, "invalid UTF-8 byte 0x80 in string");         /* lone continuation */
+    FAILS("\"\xC3\xA9\xA9\"", 1, 4, "invalid UTF-8 byte 0xA9 in string"); /* extra continuation */
+    FAILS("\"\xE9t\xE9\"", 1, 2, "invalid UTF-8 byte 0xE9 in string");    /* Latin-1 text */
     /* Also after an escape, on the decoding path, and in keys. */
     FAILS("\"\\n\xC3(\"", 1, 4, "invalid UTF-8 byte 0xC3 in string");
     FAILS("{\"k\xFE\": 1}", 1, 4, "invalid UTF-8 byte 0xFE in string");
@@ -511,12 +519,12 @@ Test(json, error_positions_multiline)
 Test(json, duplicate_keys)
 {
     parsed p = OK("{\"a\":1,\"b\":2,\"a\":3,\"c\":{\"a\":4,\"c\":5},\"b\":6}");
-    cr_assert_eq(N(&p, 1)->flags, 0);               /* first "a" */
-    cr_assert_eq(N(&p, 3)->flags, 0);               /* first "b" */
-    cr_assert_eq(N(&p, 5)->flags, FJ_FLAG_DUPLICATE_KEY); /* second "a" */
-    cr_assert_eq(N(&p, 7)->flags, 0);               /* "c" */
-    cr_assert_eq(N(&p, 9)->flags, 0);               /* nested "a": another object */
-    cr_assert_eq(N(&p, 11)->flags, 0);              /* nested "c" */
+    cr_assert_eq(N(&p, 1)->flags, 0);                      /* first "a" */
+    cr_assert_eq(N(&p, 3)->flags, 0);                      /* first "b" */
+    cr_assert_eq(N(&p, 5)->flags, FJ_FLAG_DUPLICATE_KEY);  /* second "a" */
+    cr_assert_eq(N(&p, 7)->flags, 0);                      /* "c" */
+    cr_assert_eq(N(&p, 9)->flags, 0);                      /* nested "a": another object */
+    cr_assert_eq(N(&p, 11)->flags, 0);                     /* nested "c" */
     cr_assert_eq(N(&p, 13)->flags, FJ_FLAG_DUPLICATE_KEY); /* second "b" */
     /* fj_get finds the first occurrence. */
     cr_assert_eq(fj_get(&p.doc, 0, "a"), 2);
@@ -530,7 +538,7 @@ Test(json, duplicate_keys_compare_decoded_bytes)
     cr_assert_eq(N(&p, 3)->flags, FJ_FLAG_DUPLICATE_KEY);
     cr_assert_eq(N(&p, 5)->flags, 0);
     cr_assert_eq(N(&p, 7)->flags, FJ_FLAG_DUPLICATE_KEY);
-    cr_assert_eq(N(&p, 9)->flags, 0); /* "ab": prefix is not equal */
+    cr_assert_eq(N(&p, 9)->flags, 0);  /* "ab": prefix is not equal */
     cr_assert_eq(N(&p, 11)->flags, 0); /* "a\0": embedded NUL differs */
     cr_assert_eq(N(&p, 13)->flags, FJ_FLAG_DUPLICATE_KEY);
     release(&p);
@@ -559,8 +567,8 @@ static char *object_with_keys(uint32_t n, const uint32_t *dup_at, const uint32_t
             if (dup_at[d] == i)
                 name = dup_of[d];
         /* Alternate escaped and plain spelling so decoding is part of the comparison. */
-        o += (size_t)snprintf(s + o, cap - o, i % 3 == 0 ? "%s\"\\u006b%u\":%u" : "%s\"k%u\":%u", i ? "," : "",
-                              name, i);
+        o += (size_t)snprintf(s + o, cap - o, i % 3 == 0 ? "%s\"\\u006b%u\":%u" : "%s\"k%u\":%u", i ? "," : "", name,
+                              i);
     }
     s[o++] = '}';
     *len = o;
@@ -741,8 +749,8 @@ Test(json, fj_get_and_str_eq)
     cr_assert_eq(N(&p, mb)->type, FJ_NUMBER);
     cr_assert(!fj_str_eq(&p.doc, mb, "2")); /* numbers are not strings */
     cr_assert_eq(fj_get(&p.doc, 0, "missing"), UINT32_MAX);
-    cr_assert_eq(fj_get(&p.doc, 0, "Patient"), UINT32_MAX); /* values are not keys */
-    cr_assert_eq(fj_get(&p.doc, 0, "nul"), UINT32_MAX);     /* key with embedded NUL */
+    cr_assert_eq(fj_get(&p.doc, 0, "Patient"), UINT32_MAX);   /* values are not keys */
+    cr_assert_eq(fj_get(&p.doc, 0, "nul"), UINT32_MAX);       /* key with embedded NUL */
     cr_assert_eq(fj_get(&p.doc, name, "family"), UINT32_MAX); /* not an object */
     cr_assert_eq(fj_get(&p.doc, rt, "x"), UINT32_MAX);
     cr_assert_eq(fj_get(&p.doc, p.doc.count, "x"), UINT32_MAX); /* out of range */
@@ -755,13 +763,13 @@ Test(json, fj_get_and_str_eq)
 
 Test(json, line_col)
 {
-    const char text[] = "{\n"                         /* line 1 */
-                        "  \"a\": \"x\\ny\\nz\",\n"    /* line 2: escaped newlines */
-                        "  \"b\": [1,\r\n"            /* line 3: CRLF */
-                        "\t2],\n"                     /* line 4 */
-                        "\n"                          /* line 5 */
+    const char text[] = "{\n"                            /* line 1 */
+                        "  \"a\": \"x\\ny\\nz\",\n"      /* line 2: escaped newlines */
+                        "  \"b\": [1,\r\n"               /* line 3: CRLF */
+                        "\t2],\n"                        /* line 4 */
+                        "\n"                             /* line 5 */
                         "  \"\\n\\n\\n\": \"\\u000a\"\n" /* line 6 */
-                        "}";                          /* line 7 */
+                        "}";                             /* line 7 */
     parsed p = OK(text);
     EXPECT_STR(&p, 2, "x\ny\nz");
     struct {
@@ -988,9 +996,10 @@ static const char *rewrite_urn(void *ctx, const fj_doc *doc, uint32_t node, size
 
 Test(json_write, round_trip_escapes_and_hooks)
 {
-    char src[] = "{ \"resourceType\" : \"Patient\", \"meta\": {\"versionId\": \"3\"},\n"
-                 "  \"name\": [ {\"text\": \"a \\\"q\\\" \\\\ \\n \\u0001 \\u00e9\"} ], \"x\": [1.50, -0, true, false, null],"
-                 "  \"ref\": {\"reference\": \"urn:uuid:1\"}, \"empty\": {} }";
+    char src[] =
+        "{ \"resourceType\" : \"Patient\", \"meta\": {\"versionId\": \"3\"},\n"
+        "  \"name\": [ {\"text\": \"a \\\"q\\\" \\\\ \\n \\u0001 \\u00e9\"} ], \"x\": [1.50, -0, true, false, null],"
+        "  \"ref\": {\"reference\": \"urn:uuid:1\"}, \"empty\": {} }";
     fj_doc doc;
     fj_error err;
     cr_assert(fj_parse(src, strlen(src), NULL, &doc, &err), "%s", err.message);
@@ -1000,8 +1009,9 @@ Test(json_write, round_trip_escapes_and_hooks)
     size_t len;
     char *json = fj_buf_take(&out, &len);
     cr_assert_not_null(json);
-    cr_expect_str_eq(json, "{\"resourceType\":\"Patient\",\"name\":[{\"text\":\"a \\\"q\\\" \\\\ \\n \\u0001 \xc3\xa9\"}],"
-                           "\"x\":[1.50,-0,true,false,null],\"ref\":{\"reference\":\"Patient/new\"},\"empty\":{}}");
+    cr_expect_str_eq(json,
+                     "{\"resourceType\":\"Patient\",\"name\":[{\"text\":\"a \\\"q\\\" \\\\ \\n \\u0001 \xc3\xa9\"}],"
+                     "\"x\":[1.50,-0,true,false,null],\"ref\":{\"reference\":\"Patient/new\"},\"empty\":{}}");
     cr_expect_eq(len, strlen(json));
     /* what is written parses again to the same tree */
     fj_doc again;

@@ -60,13 +60,15 @@ Test(log, fields_in_order_after_ts_and_level)
     char err[256];
     cr_assert(lg_open(&log, path, STDOUT_FILENO, err, sizeof err), "%s", err);
     log.clock_ms = pinned_clock;
-    cr_assert(lg_write(&log, LG_WARNING,
-                       LG_FIELDS(LG_STR("event", "denied"), LG_INT("status", -404), LG_UINT("bytes", 18446744073709551615u),
-                                 LG_BOOL("gone", true), LG_STR("where", NULL))));
+    cr_assert(
+        lg_write(&log, LG_WARNING,
+                 LG_FIELDS(LG_STR("event", "denied"), LG_INT("status", -404), LG_UINT("bytes", 18446744073709551615u),
+                           LG_BOOL("gone", true), LG_STR("where", NULL))));
     lg_close(&log);
     char *text = slurp(NULL);
-    cr_expect_str_eq(text, "{\"ts\":\"2024-06-01T12:00:00.123Z\",\"level\":\"warning\",\"event\":\"denied\",\"status\":-404,"
-                           "\"bytes\":18446744073709551615,\"gone\":true,\"where\":null}\n");
+    cr_expect_str_eq(text,
+                     "{\"ts\":\"2024-06-01T12:00:00.123Z\",\"level\":\"warning\",\"event\":\"denied\",\"status\":-404,"
+                     "\"bytes\":18446744073709551615,\"gone\":true,\"where\":null}\n");
     free(text);
 }
 

@@ -67,7 +67,8 @@ static void expect_failure(const char *resource, const char *patch, bool fhirpat
 
 Test(json_patch, a1_add_object_member)
 {
-    JP("{\"foo\":\"bar\"}", "[{\"op\":\"add\",\"path\":\"/baz\",\"value\":\"qux\"}]", "{\"foo\":\"bar\",\"baz\":\"qux\"}");
+    JP("{\"foo\":\"bar\"}", "[{\"op\":\"add\",\"path\":\"/baz\",\"value\":\"qux\"}]",
+       "{\"foo\":\"bar\",\"baz\":\"qux\"}");
 }
 
 Test(json_patch, a2_add_array_element)
@@ -83,7 +84,8 @@ Test(json_patch, a3_remove_object_member)
 
 Test(json_patch, a4_remove_array_element)
 {
-    JP("{\"foo\":[\"bar\",\"qux\",\"baz\"]}", "[{\"op\":\"remove\",\"path\":\"/foo/1\"}]", "{\"foo\":[\"bar\",\"baz\"]}");
+    JP("{\"foo\":[\"bar\",\"qux\",\"baz\"]}", "[{\"op\":\"remove\",\"path\":\"/foo/1\"}]",
+       "{\"foo\":[\"bar\",\"baz\"]}");
 }
 
 Test(json_patch, a5_replace_value)
@@ -234,7 +236,8 @@ Test(json_patch, limits)
     char *many = malloc(size);
     strcpy(many, "[");
     for (size_t i = 0; i < n; i++)
-        strcat(many, i ? ",{\"op\":\"test\",\"path\":\"\",\"value\":{}}" : "{\"op\":\"test\",\"path\":\"\",\"value\":{}}");
+        strcat(many,
+               i ? ",{\"op\":\"test\",\"path\":\"\",\"value\":{}}" : "{\"op\":\"test\",\"path\":\"\",\"value\":{}}");
     strcat(many, "]");
     JP_FAIL("{}", many, -1, true, "at most");
     free(many);
@@ -254,8 +257,8 @@ Test(json_patch, limits)
 #define VALUE(x) ",{\"name\":\"value\"," x "}"
 
 #define TASK "{\"resourceType\":\"Task\",\"id\":\"t1\",\"status\":\"requested\",\"intent\":\"order\"}"
-#define PATIENT                                                                                                      \
-    "{\"resourceType\":\"Patient\",\"identifier\":[{\"value\":\"a\"},{\"value\":\"b\"},{\"value\":\"c\"}],"          \
+#define PATIENT                                                                                             \
+    "{\"resourceType\":\"Patient\",\"identifier\":[{\"value\":\"a\"},{\"value\":\"b\"},{\"value\":\"c\"}]," \
     "\"gender\":\"female\",\"birthDate\":\"1970-01-01\",\"_birthDate\":{\"id\":\"bd\"}}"
 
 Test(fhirpath_patch, replace_a_task_status)
@@ -267,8 +270,7 @@ Test(fhirpath_patch, replace_a_task_status)
 Test(fhirpath_patch, replace_a_choice_takes_the_new_type)
 {
     FP("{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},\"valueString\":\"high\"}",
-       PARAMS(OP(TYPE("replace") PATH("Observation.value")
-                     VALUE("\"valueQuantity\":{\"value\":5,\"unit\":\"mg\"}"))),
+       PARAMS(OP(TYPE("replace") PATH("Observation.value") VALUE("\"valueQuantity\":{\"value\":5,\"unit\":\"mg\"}"))),
        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
        "\"valueQuantity\":{\"value\":5,\"unit\":\"mg\"}}");
 }
@@ -280,15 +282,15 @@ Test(fhirpath_patch, add_sets_or_appends)
        "{\"resourceType\":\"Task\",\"id\":\"t1\",\"status\":\"requested\",\"intent\":\"order\",\"priority\":\"urgent\"}");
     /* to an existing list, a complex value from parts */
     FP("{\"resourceType\":\"Patient\",\"identifier\":[{\"value\":\"a\"}]}",
-       PARAMS(OP(TYPE("add") PATH("Patient") NAME("identifier")
-                     ",{\"name\":\"value\",\"part\":[{\"name\":\"system\",\"valueUri\":\"http://x.org\"},"
-                     "{\"name\":\"value\",\"valueString\":\"b\"}]}")),
+       PARAMS(OP(TYPE("add") PATH("Patient") NAME(
+           "identifier") ",{\"name\":\"value\",\"part\":[{\"name\":\"system\",\"valueUri\":\"http://x.org\"},"
+                         "{\"name\":\"value\",\"valueString\":\"b\"}]}")),
        "{\"resourceType\":\"Patient\",\"identifier\":[{\"value\":\"a\"},{\"system\":\"http://x.org\",\"value\":\"b\"}]}");
     /* a new list; repeated parts form a nested list */
     FP("{\"resourceType\":\"Patient\"}",
-       PARAMS(OP(TYPE("add") PATH("Patient") NAME("name")
-                     ",{\"name\":\"value\",\"part\":[{\"name\":\"family\",\"valueString\":\"Jansen\"},"
-                     "{\"name\":\"given\",\"valueString\":\"Anna\"},{\"name\":\"given\",\"valueString\":\"Maria\"}]}")),
+       PARAMS(OP(TYPE("add") PATH("Patient") NAME(
+           "name") ",{\"name\":\"value\",\"part\":[{\"name\":\"family\",\"valueString\":\"Jansen\"},"
+                   "{\"name\":\"given\",\"valueString\":\"Anna\"},{\"name\":\"given\",\"valueString\":\"Maria\"}]}")),
        "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Jansen\",\"given\":[\"Anna\",\"Maria\"]}]}");
     /* a choice element named by the value's type */
     FP("{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"}}",
@@ -298,16 +300,17 @@ Test(fhirpath_patch, add_sets_or_appends)
 
 Test(fhirpath_patch, insert_at_an_index)
 {
-    FP(PATIENT, PARAMS(OP(TYPE("insert") PATH("Patient.identifier") INDEX("index", 1)
-                              ",{\"name\":\"value\",\"part\":[{\"name\":\"value\",\"valueString\":\"x\"}]}")),
+    FP(PATIENT,
+       PARAMS(OP(TYPE("insert") PATH("Patient.identifier")
+                     INDEX("index", 1) ",{\"name\":\"value\",\"part\":[{\"name\":\"value\",\"valueString\":\"x\"}]}")),
        "{\"resourceType\":\"Patient\",\"identifier\":[{\"value\":\"a\"},{\"value\":\"x\"},{\"value\":\"b\"},"
        "{\"value\":\"c\"}],\"gender\":\"female\",\"birthDate\":\"1970-01-01\",\"_birthDate\":{\"id\":\"bd\"}}");
     /* at the end, and into a list that is not there yet */
     FP("{\"resourceType\":\"Patient\",\"identifier\":[{\"value\":\"a\"}]}",
-       PARAMS(OP(TYPE("insert") PATH("Patient.identifier") INDEX("index", 1)
-                     ",{\"name\":\"value\",\"part\":[{\"name\":\"value\",\"valueString\":\"z\"}]}")
-                  "," OP(TYPE("insert") PATH("Patient.telecom") INDEX("index", 0)
-                             ",{\"name\":\"value\",\"part\":[{\"name\":\"system\",\"valueCode\":\"phone\"}]}")),
+       PARAMS(
+           OP(TYPE("insert") PATH("Patient.identifier") INDEX("index", 1) ",{\"name\":\"value\",\"part\":[{\"name\":\"value\",\"valueString\":\"z\"}]}") "," OP(
+               TYPE("insert") PATH("Patient.telecom")
+                   INDEX("index", 0) ",{\"name\":\"value\",\"part\":[{\"name\":\"system\",\"valueCode\":\"phone\"}]}")),
        "{\"resourceType\":\"Patient\",\"identifier\":[{\"value\":\"a\"},{\"value\":\"z\"}],"
        "\"telecom\":[{\"system\":\"phone\"}]}");
 }
@@ -318,8 +321,7 @@ Test(fhirpath_patch, delete_one_element)
        "{\"resourceType\":\"Patient\",\"identifier\":[{\"value\":\"a\"},{\"value\":\"c\"}],\"gender\":\"female\","
        "\"birthDate\":\"1970-01-01\",\"_birthDate\":{\"id\":\"bd\"}}");
     /* a primitive goes with its _name companion; nothing selected is no change */
-    FP(PATIENT,
-       PARAMS(OP(TYPE("delete") PATH("Patient.birthDate")) "," OP(TYPE("delete") PATH("Patient.telecom"))),
+    FP(PATIENT, PARAMS(OP(TYPE("delete") PATH("Patient.birthDate")) "," OP(TYPE("delete") PATH("Patient.telecom"))),
        "{\"resourceType\":\"Patient\",\"identifier\":[{\"value\":\"a\"},{\"value\":\"b\"},{\"value\":\"c\"}],"
        "\"gender\":\"female\"}");
     /* the last element of a list takes the list along */
@@ -340,11 +342,12 @@ Test(fhirpath_patch, move_within_a_list)
 Test(fhirpath_patch, operations_apply_in_order)
 {
     FP(TASK,
-       PARAMS(OP(TYPE("replace") PATH("Task.status") VALUE("\"valueCode\":\"accepted\"")) "," OP(
-           TYPE("add") PATH("Task") NAME("note")
-               ",{\"name\":\"value\",\"part\":[{\"name\":\"text\",\"valueString\":\"ok\"}]}") "," OP(TYPE("replace")
-                                                                                                       PATH("Task.note.text")
-                                                                                                           VALUE("\"valueMarkdown\":\"fine\""))),
+       PARAMS(OP(TYPE("replace") PATH("Task.status") VALUE("\"valueCode\":\"accepted\"")) "," OP(TYPE("add") PATH("Task") NAME(
+           "note") ",{\"name\":\"value\",\"part\":[{\"name\":\"text\",\"valueString\":\"ok\"}]}") "," OP(TYPE("replace")
+                                                                                                             PATH(
+                                                                                                                 "Task.note.text")
+                                                                                                                 VALUE(
+                                                                                                                     "\"valueMarkdown\":\"fine\""))),
        "{\"resourceType\":\"Task\",\"id\":\"t1\",\"status\":\"accepted\",\"intent\":\"order\",\"note\":[{\"text\":\"fine\"}]}");
 }
 
@@ -355,13 +358,14 @@ Test(fhirpath_patch, failures_name_the_operation)
     FP_FAIL(PATIENT, PARAMS(OP(TYPE("replace") PATH("Patient.active") VALUE("\"valueBoolean\":true"))), 0, false,
             "selects 0 elements");
     FP_FAIL(PATIENT,
-            PARAMS(OP(TYPE("insert") PATH("Patient.identifier") INDEX("index", 4)
-                          ",{\"name\":\"value\",\"part\":[{\"name\":\"value\",\"valueString\":\"x\"}]}")),
+            PARAMS(OP(
+                TYPE("insert") PATH("Patient.identifier")
+                    INDEX("index", 4) ",{\"name\":\"value\",\"part\":[{\"name\":\"value\",\"valueString\":\"x\"}]}")),
             0, false, "out of range");
-    FP_FAIL(PATIENT, PARAMS(OP(TYPE("move") PATH("Patient.identifier") INDEX("source", 3) INDEX("destination", 0))),
-            0, false, "out of range");
-    FP_FAIL(PATIENT, PARAMS(OP(TYPE("add") PATH("Patient") NAME("gender") VALUE("\"valueCode\":\"male\""))), 0,
-            false, "use replace");
+    FP_FAIL(PATIENT, PARAMS(OP(TYPE("move") PATH("Patient.identifier") INDEX("source", 3) INDEX("destination", 0))), 0,
+            false, "out of range");
+    FP_FAIL(PATIENT, PARAMS(OP(TYPE("add") PATH("Patient") NAME("gender") VALUE("\"valueCode\":\"male\""))), 0, false,
+            "use replace");
     FP_FAIL(PATIENT, PARAMS(OP(TYPE("add") PATH("Patient") NAME("colour") VALUE("\"valueCode\":\"red\""))), 0, false,
             "no element 'colour'");
     /* all or nothing, and the index of the failing operation */
@@ -381,8 +385,7 @@ Test(fhirpath_patch, malformed_documents)
     FP_FAIL(TASK, PARAMS(OP(TYPE("replace") PATH("Task.status.(") VALUE("\"valueCode\":\"x\""))), 0, true,
             "not FHIRPath");
     FP_FAIL(TASK, PARAMS(OP(TYPE("add") PATH("Task") VALUE("\"valueCode\":\"x\""))), 0, true, "needs a name");
-    FP_FAIL(TASK, PARAMS(OP(TYPE("insert") PATH("Task.note") VALUE("\"valueCode\":\"x\""))), 0, true,
-            "needs an index");
+    FP_FAIL(TASK, PARAMS(OP(TYPE("insert") PATH("Task.note") VALUE("\"valueCode\":\"x\""))), 0, true, "needs an index");
     FP_FAIL(TASK, PARAMS("{\"name\":\"other\",\"part\":[" TYPE("delete") PATH("Task.status") "]}"), 0, true,
             "\"operation\"");
 }
@@ -398,9 +401,9 @@ Test(fhirpath_patch, paths_with_functions_and_nested_lists)
        "{\"resourceType\":\"Patient\",\"name\":[{\"given\":[\"Z\",\"A\",\"C\"]}]}");
     /* an extension: its value[x] keeps the type of the part */
     FP("{\"resourceType\":\"Patient\"}",
-       PARAMS(OP(TYPE("add") PATH("Patient") NAME("extension")
-                     ",{\"name\":\"value\",\"part\":[{\"name\":\"url\",\"valueUri\":\"http://x.org/e\"},"
-                     "{\"name\":\"value\",\"valueBoolean\":true}]}")),
+       PARAMS(OP(TYPE("add") PATH("Patient") NAME(
+           "extension") ",{\"name\":\"value\",\"part\":[{\"name\":\"url\",\"valueUri\":\"http://x.org/e\"},"
+                        "{\"name\":\"value\",\"valueBoolean\":true}]}")),
        "{\"resourceType\":\"Patient\",\"extension\":[{\"url\":\"http://x.org/e\",\"valueBoolean\":true}]}");
 }
 
@@ -446,14 +449,16 @@ Test(fhirpath_patch, mutated_patches_never_crash)
 {
     mutate_all(PATIENT,
                PARAMS(OP(TYPE("move") PATH("Patient.identifier") INDEX("source", 0) INDEX("destination", 2)) "," OP(
-                   TYPE("insert") PATH("Patient.identifier") INDEX("index", 1)
-                       ",{\"name\":\"value\",\"part\":[{\"name\":\"value\",\"valueString\":\"x\"}]}")),
+                   TYPE("insert") PATH("Patient.identifier")
+                       INDEX("index",
+                             1) ",{\"name\":\"value\",\"part\":[{\"name\":\"value\",\"valueString\":\"x\"}]}")),
                true);
 }
 
 Test(fhirpath_patch, primitive_lists_keep_their_extensions_aligned)
 {
-#define NAMES "{\"resourceType\":\"Patient\",\"name\":[{\"given\":[\"A\",\"B\",\"C\"],\"_given\":[null,{\"id\":\"b\"},null]}]}"
+#define NAMES \
+    "{\"resourceType\":\"Patient\",\"name\":[{\"given\":[\"A\",\"B\",\"C\"],\"_given\":[null,{\"id\":\"b\"},null]}]}"
     FP(NAMES, PARAMS(OP(TYPE("delete") PATH("Patient.name.given[0]"))),
        "{\"resourceType\":\"Patient\",\"name\":[{\"given\":[\"B\",\"C\"],\"_given\":[{\"id\":\"b\"},null]}]}");
     FP(NAMES, PARAMS(OP(TYPE("insert") PATH("Patient.name.given") INDEX("index", 1) VALUE("\"valueString\":\"X\""))),

@@ -46,7 +46,10 @@ static void load_registry(void)
     oo_list_free(&issues);
 }
 
-static void free_registry(void) { pf_registry_free(registry); }
+static void free_registry(void)
+{
+    pf_registry_free(registry);
+}
 
 TestSuite(profile, .init = load_registry, .fini = free_registry);
 
@@ -85,24 +88,24 @@ static void dump(const oo_list *l)
     }
 }
 
-#define EXPECT_CONFORMS(json, profile)                                                                           \
-    do {                                                                                                         \
-        oo_list l_ = run_profile(json, profile);                                                                 \
-        if (l_.errors)                                                                                           \
-            dump(&l_);                                                                                           \
-        cr_expect_eq(l_.errors, 0, "expected no errors for %s", json);                                          \
-        oo_list_free(&l_);                                                                                       \
+#define EXPECT_CONFORMS(json, profile)                                 \
+    do {                                                               \
+        oo_list l_ = run_profile(json, profile);                       \
+        if (l_.errors)                                                 \
+            dump(&l_);                                                 \
+        cr_expect_eq(l_.errors, 0, "expected no errors for %s", json); \
+        oo_list_free(&l_);                                             \
     } while (0)
 
-#define EXPECT_ONE(json, profile, sev, code, expr)                                                               \
-    do {                                                                                                         \
-        oo_list l_ = run_profile(json, profile);                                                                 \
-        bool found_ = has_issue(&l_, sev, code, expr);                                                           \
-        if (!found_ || l_.errors != 1)                                                                           \
-            dump(&l_);                                                                                           \
-        cr_expect(found_, "expected %s at %s", code, expr);                                                     \
-        cr_expect_eq(l_.errors, 1, "expected exactly one error");                                               \
-        oo_list_free(&l_);                                                                                       \
+#define EXPECT_ONE(json, profile, sev, code, expr)                \
+    do {                                                          \
+        oo_list l_ = run_profile(json, profile);                  \
+        bool found_ = has_issue(&l_, sev, code, expr);            \
+        if (!found_ || l_.errors != 1)                            \
+            dump(&l_);                                            \
+        cr_expect(found_, "expected %s at %s", code, expr);       \
+        cr_expect_eq(l_.errors, 1, "expected exactly one error"); \
+        oo_list_free(&l_);                                        \
     } while (0)
 
 /* ---- the Dutch identifier slices ---- */
@@ -156,8 +159,8 @@ Test(profile, profile_on_profile_inherits_slicing)
     EXPECT_ONE(no_bsn, T "nl-patient-bsn", OO_ERROR, OO_REQUIRED, "Patient.identifier");
 }
 
-#define ORG(identifiers)                                                                                         \
-    "{\"resourceType\":\"Organization\",\"identifier\":[" identifiers "],\"name\":\"ELV A\","                     \
+#define ORG(identifiers)                                                                      \
+    "{\"resourceType\":\"Organization\",\"identifier\":[" identifiers "],\"name\":\"ELV A\"," \
     "\"type\":[{\"coding\":[{\"system\":\"http://example.org/fhirgw/test/CodeSystem/care-kind\",\"code\":\"elv\"}]}]}"
 #define URA "{\"system\":\"http://fhir.nl/fhir/NamingSystem/ura\",\"value\":\"90000001\"}"
 #define AGB "{\"system\":\"http://fhir.nl/fhir/NamingSystem/agb-z\",\"value\":\"12345678\"}"
@@ -187,13 +190,13 @@ Test(profile, practitioner_pattern_discriminator)
 
 /* ---- extensions ---- */
 
-#define LEAD(practitioner_ref, code)                                                                             \
-    "{\"url\":\"" T "gzsp-lead-practitioner\",\"extension\":[{\"url\":\"practitioner\",\"valueReference\":"      \
-    "{\"reference\":\"" practitioner_ref "\"}},{\"url\":\"qualification\",\"valueCoding\":{\"system\":"          \
+#define LEAD(practitioner_ref, code)                                                                        \
+    "{\"url\":\"" T "gzsp-lead-practitioner\",\"extension\":[{\"url\":\"practitioner\",\"valueReference\":" \
+    "{\"reference\":\"" practitioner_ref "\"}},{\"url\":\"qualification\",\"valueCoding\":{\"system\":"     \
     "\"http://fhir.nl/fhir/NamingSystem/uzi-rolcode\",\"code\":\"" code "\"}}]}"
 #define DAYPARTS "{\"url\":\"" T "gzsp-dayparts\",\"valuePositiveInt\":4}"
-#define CAREPLAN(extensions, intent)                                                                             \
-    "{\"resourceType\":\"CarePlan\",\"status\":\"active\",\"intent\":\"" intent "\","                            \
+#define CAREPLAN(extensions, intent)                                                                                \
+    "{\"resourceType\":\"CarePlan\",\"status\":\"active\",\"intent\":\"" intent "\","                               \
     "\"subject\":{\"reference\":\"Patient/p1\"},\"category\":[{\"coding\":[{\"system\":\"http://snomed.info/sct\"," \
     "\"code\":\"736271009\",\"display\":\"Outpatient care plan\"}]}],\"extension\":[" extensions "]}"
 
@@ -205,8 +208,8 @@ Test(profile, careplan_with_extensions)
     EXPECT_ONE(CAREPLAN(LEAD("Practitioner/so1", "01.047"), "plan"), T "gzsp-careplan", OO_ERROR, OO_REQUIRED,
                "CarePlan.extension");
     /* the complex extension is checked against its own definition, once */
-    EXPECT_ONE(CAREPLAN(DAYPARTS "," LEAD("Patient/p1", "01.047"), "plan"), T "gzsp-careplan", OO_ERROR,
-               OO_STRUCTURE, "CarePlan.extension[1].extension[0].value.ofType(Reference).reference");
+    EXPECT_ONE(CAREPLAN(DAYPARTS "," LEAD("Patient/p1", "01.047"), "plan"), T "gzsp-careplan", OO_ERROR, OO_STRUCTURE,
+               "CarePlan.extension[1].extension[0].value.ofType(Reference).reference");
     EXPECT_ONE(CAREPLAN(DAYPARTS "," LEAD("Practitioner/so1", "30.000"), "plan"), T "gzsp-careplan", OO_ERROR,
                OO_CODE_INVALID, "CarePlan.extension[1].extension[1].value.ofType(Coding)");
     /* a simple extension with the wrong value type */
@@ -218,7 +221,8 @@ Test(profile, careplan_with_extensions)
 Test(profile, extensions_checked_without_a_profile)
 {
     /* Known extension definitions apply wherever the extension appears, even with no profile named. */
-    EXPECT_ONE("{\"resourceType\":\"Patient\",\"extension\":[{\"url\":\"" T "nl-nationality\",\"valueString\":\"NL\"}]}",
+    EXPECT_ONE("{\"resourceType\":\"Patient\",\"extension\":[{\"url\":\"" T
+               "nl-nationality\",\"valueString\":\"NL\"}]}",
                NULL, OO_ERROR, OO_STRUCTURE, "Patient.extension[0].value.ofType(string)");
     EXPECT_CONFORMS("{\"resourceType\":\"Patient\",\"extension\":[{\"url\":\"" T "nl-nationality\","
                     "\"valueCodeableConcept\":{\"text\":\"Dutch\"}}]}",
@@ -231,7 +235,8 @@ Test(profile, extensions_checked_without_a_profile)
 
 Test(profile, unknown_declared_profile_is_a_warning)
 {
-    oo_list l = run_profile("{\"resourceType\":\"Patient\",\"meta\":{\"profile\":[\"http://example.org/nope\"]}}", NULL);
+    oo_list l = run_profile("{\"resourceType\":\"Patient\",\"meta\":{\"profile\":[\"http://example.org/nope\"]}}",
+                            NULL);
     cr_expect_eq(l.errors, 0);
     cr_expect(has_issue(&l, OO_WARNING, OO_NOT_FOUND, "Patient.meta.profile[0]"));
     oo_list_free(&l);
@@ -246,18 +251,22 @@ Test(registry, refuses_what_it_cannot_use)
     oo_list_init(&issues, 0);
     const char *not_json = "{";
     cr_expect_not(pf_registry_add(r, not_json, strlen(not_json), "a.json", &issues));
-    const char *specialization = "{\"resourceType\":\"StructureDefinition\",\"url\":\"http://x/sd\",\"type\":\"Patient\","
-                                 "\"baseDefinition\":\"http://hl7.org/fhir/StructureDefinition/DomainResource\","
-                                 "\"derivation\":\"specialization\",\"differential\":{\"element\":[{\"id\":\"Patient\"}]}}";
+    const char *specialization =
+        "{\"resourceType\":\"StructureDefinition\",\"url\":\"http://x/sd\",\"type\":\"Patient\","
+        "\"baseDefinition\":\"http://hl7.org/fhir/StructureDefinition/DomainResource\","
+        "\"derivation\":\"specialization\",\"differential\":{\"element\":[{\"id\":\"Patient\"}]}}";
     cr_expect_not(pf_registry_add(r, specialization, strlen(specialization), "b.json", &issues));
-    const char *exists = "{\"resourceType\":\"StructureDefinition\",\"url\":\"http://x/p\",\"type\":\"Patient\","
-                         "\"baseDefinition\":\"http://hl7.org/fhir/StructureDefinition/Patient\",\"derivation\":\"constraint\","
-                         "\"differential\":{\"element\":[{\"id\":\"Patient.identifier\",\"path\":\"Patient.identifier\","
-                         "\"slicing\":{\"discriminator\":[{\"type\":\"exists\",\"path\":\"value\"}],\"rules\":\"open\"}}]}}";
-    cr_expect_not(pf_registry_add(r, exists, strlen(exists), "c.json", &issues), "exists discriminators are unsupported");
-    const char *ok = "{\"resourceType\":\"StructureDefinition\",\"url\":\"http://x/q\",\"type\":\"Patient\","
-                     "\"baseDefinition\":\"http://x/missing-base\",\"derivation\":\"constraint\","
-                     "\"differential\":{\"element\":[{\"id\":\"Patient.gender\",\"path\":\"Patient.gender\",\"min\":1}]}}";
+    const char *exists =
+        "{\"resourceType\":\"StructureDefinition\",\"url\":\"http://x/p\",\"type\":\"Patient\","
+        "\"baseDefinition\":\"http://hl7.org/fhir/StructureDefinition/Patient\",\"derivation\":\"constraint\","
+        "\"differential\":{\"element\":[{\"id\":\"Patient.identifier\",\"path\":\"Patient.identifier\","
+        "\"slicing\":{\"discriminator\":[{\"type\":\"exists\",\"path\":\"value\"}],\"rules\":\"open\"}}]}}";
+    cr_expect_not(pf_registry_add(r, exists, strlen(exists), "c.json", &issues),
+                  "exists discriminators are unsupported");
+    const char *ok =
+        "{\"resourceType\":\"StructureDefinition\",\"url\":\"http://x/q\",\"type\":\"Patient\","
+        "\"baseDefinition\":\"http://x/missing-base\",\"derivation\":\"constraint\","
+        "\"differential\":{\"element\":[{\"id\":\"Patient.gender\",\"path\":\"Patient.gender\",\"min\":1}]}}";
     cr_expect(pf_registry_add(r, ok, strlen(ok), "d.json", &issues));
     cr_expect_not(pf_registry_add(r, ok, strlen(ok), "e.json", &issues), "duplicate url");
     cr_expect_not(pf_registry_finish(r, &issues), "the base of http://x/q is not loaded");

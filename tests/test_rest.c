@@ -53,7 +53,8 @@ Test(rest, crud_versions_and_statuses)
     /* update with the right and the wrong If-Match */
     char body[512];
     snprintf(body, sizeof body,
-             "{\"resourceType\":\"Patient\",\"id\":\"%s\",\"name\":[{\"family\":\"Jansen\"}],\"gender\":\"other\"}", id);
+             "{\"resourceType\":\"Patient\",\"id\":\"%s\",\"name\":[{\"family\":\"Jansen\"}],\"gender\":\"other\"}",
+             id);
     const char *match1[] = {"If-Match: W/\"1\"", NULL};
     r = rh_request("hospital-a", "PUT", path, body, match1);
     cr_expect_eq(r.status, 200, "%s", r.body);
@@ -284,8 +285,8 @@ Test(rest, authorisation_matrix_every_role_every_interaction)
     snprintf(patient, sizeof patient, "%s", rh_create("hospital-a", "Patient", PATIENT));
     snprintf(org, sizeof org, "%s",
              rh_create("elv-a", "Organization",
-                    "{\"resourceType\":\"Organization\",\"name\":\"ELV A\",\"identifier\":[{\"system\":"
-                    "\"http://fhir.nl/fhir/NamingSystem/ura\",\"value\":\"90000301\"}]}"));
+                       "{\"resourceType\":\"Organization\",\"name\":\"ELV A\",\"identifier\":[{\"system\":"
+                       "\"http://fhir.nl/fhir/NamingSystem/ura\",\"value\":\"90000301\"}]}"));
     /* the insurer reads no Patient: its Coverage names the beneficiary by BSN (referential integrity) */
     const char *coverage_fmt = "{\"resourceType\":\"Coverage\",\"id\":\"%s\",\"status\":\"active\","
                                "\"beneficiary\":{\"identifier\":{\"system\":\"http://fhir.nl/fhir/NamingSystem/bsn\","
@@ -296,10 +297,8 @@ Test(rest, authorisation_matrix_every_role_every_interaction)
 
     const char *patient_fmt = "{\"resourceType\":\"Patient\",\"id\":\"%s\",\"gender\":\"male\"}";
     matrix_row clinical[] = {
-        {"hospital-a", 200, 200, 200, 200, 200, 200, 201, 200},
-        {"hospital-b", 404, 404, 200, 404, 200, 404, 201, 200},
-        {"gp", 404, 404, 200, 404, 200, 404, 201, 200},
-        {"elv-a", 404, 404, 200, 404, 200, 404, 201, 200},
+        {"hospital-a", 200, 200, 200, 200, 200, 200, 201, 200}, {"hospital-b", 404, 404, 200, 404, 200, 404, 201, 200},
+        {"gp", 404, 404, 200, 404, 200, 404, 201, 200},         {"elv-a", 404, 404, 200, 404, 200, 404, 201, 200},
         {"insurer", 403, 403, 403, 403, 403, 403, 403, 403},
     };
     run_matrix("Patient", patient, patient_fmt, clinical, sizeof clinical / sizeof *clinical);
@@ -442,8 +441,9 @@ Test(rest, task_addressed_to_the_receiver)
 {
     /* the receiving ELV provider's Organization (what the gateway registers for it) */
     char org[600];
-    snprintf(org, sizeof org, "{\"resourceType\":\"Organization\",\"identifier\":[{\"system\":"
-                              "\"http://fhir.nl/fhir/NamingSystem/ura\",\"value\":\"90000301\"}],\"name\":\"ELV A\"}");
+    snprintf(org, sizeof org,
+             "{\"resourceType\":\"Organization\",\"identifier\":[{\"system\":"
+             "\"http://fhir.nl/fhir/NamingSystem/ura\",\"value\":\"90000301\"}],\"name\":\"ELV A\"}");
     char org_id[80];
     snprintf(org_id, sizeof org_id, "%s", rh_create("elv-a", "Organization", org));
     char task[800];
@@ -578,9 +578,10 @@ Test(rest, transaction_rewrites_urns_and_names_failing_entries)
     rh_response_free(&r);
 
     /* one bad entry: nothing is written, the entry is named */
-    const char *bad = "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":["
-                      "{\"resource\":{\"resourceType\":\"Patient\"},\"request\":{\"method\":\"POST\",\"url\":\"Patient\"}},"
-                      "{\"request\":{\"method\":\"DELETE\",\"url\":\"Patient/nope\"}}]}";
+    const char *bad =
+        "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":["
+        "{\"resource\":{\"resourceType\":\"Patient\"},\"request\":{\"method\":\"POST\",\"url\":\"Patient\"}},"
+        "{\"request\":{\"method\":\"DELETE\",\"url\":\"Patient/nope\"}}]}";
     r = rh_request("hospital-a", "POST", "/", bad, NULL);
     cr_expect_geq(r.status, 400);
     o = rh_json(&r);
@@ -608,13 +609,14 @@ Test(rest, transaction_rewrites_urns_and_names_failing_entries)
 
 Test(rest, batch_entries_succeed_or_fail_on_their_own)
 {
-    const char *batch = "{\"resourceType\":\"Bundle\",\"type\":\"batch\",\"entry\":["
-                        "{\"resource\":{\"resourceType\":\"Patient\"},\"request\":{\"method\":\"POST\",\"url\":\"Patient\"}},"
-                        "{\"request\":{\"method\":\"GET\",\"url\":\"Patient/nope\"}},"
-                        "{\"resource\":{\"resourceType\":\"Goal\",\"lifecycleStatus\":\"active\",\"description\":{\"text\":"
-                        "\"walk\"},\"subject\":{\"reference\":\"Patient/p\"}},\"request\":{\"method\":\"POST\",\"url\":\"Goal\"}},"
-                        "{\"resource\":{\"resourceType\":\"Patient\",\"gender\":\"mal\"},\"request\":{\"method\":\"POST\","
-                        "\"url\":\"Patient\"}}]}";
+    const char *batch =
+        "{\"resourceType\":\"Bundle\",\"type\":\"batch\",\"entry\":["
+        "{\"resource\":{\"resourceType\":\"Patient\"},\"request\":{\"method\":\"POST\",\"url\":\"Patient\"}},"
+        "{\"request\":{\"method\":\"GET\",\"url\":\"Patient/nope\"}},"
+        "{\"resource\":{\"resourceType\":\"Goal\",\"lifecycleStatus\":\"active\",\"description\":{\"text\":"
+        "\"walk\"},\"subject\":{\"reference\":\"Patient/p\"}},\"request\":{\"method\":\"POST\",\"url\":\"Goal\"}},"
+        "{\"resource\":{\"resourceType\":\"Patient\",\"gender\":\"mal\"},\"request\":{\"method\":\"POST\","
+        "\"url\":\"Patient\"}}]}";
     rh_response r = rh_request("hospital-a", "POST", "/", batch, NULL);
     cr_expect_eq(r.status, 200, "%s", r.body);
     json_object *o = rh_json(&r);
@@ -634,7 +636,8 @@ Test(rest, batch_entries_succeed_or_fail_on_their_own)
 
 Test(rest, validate_operation)
 {
-    rh_response r = rh_request("hospital-a", "POST", "/Patient/$validate", "{\"resourceType\":\"Patient\",\"gender\":\"mal\"}", NULL);
+    rh_response r = rh_request("hospital-a", "POST", "/Patient/$validate",
+                               "{\"resourceType\":\"Patient\",\"gender\":\"mal\"}", NULL);
     rh_expect_outcome(&r, 200, "code-invalid");
     rh_response_free(&r);
     r = rh_request("hospital-a", "POST", "/Patient/$validate", PATIENT, NULL);
@@ -654,10 +657,11 @@ static void *conditional_create(void *arg)
 {
     racer *me = arg;
     const char *cond[] = {"If-None-Exist: identifier=http://x.org/mrn|race-1", NULL};
-    rh_response r = rh_request("hospital-a", "POST", "/Patient",
-                         "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"http://x.org/mrn\",\"value\":"
-                         "\"race-1\"}]}",
-                         cond);
+    rh_response r =
+        rh_request("hospital-a", "POST", "/Patient",
+                   "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"http://x.org/mrn\",\"value\":"
+                   "\"race-1\"}]}",
+                   cond);
     me->status = (int)r.status;
     char loc[300];
     if (rh_header(&r, "Location", loc, sizeof loc)) {
@@ -776,8 +780,8 @@ Test(rest, read_modify_write_keeps_the_resource_intact)
         rh_response_free(&r);
     }
     /* a create whose meta holds only versionId: the server's own meta replaces it */
-    rh_response r = rh_request("hospital-a", "POST", "/Patient", "{\"resourceType\":\"Patient\",\"meta\":{\"versionId\":\"7\"}}",
-                               NULL);
+    rh_response r = rh_request("hospital-a", "POST", "/Patient",
+                               "{\"resourceType\":\"Patient\",\"meta\":{\"versionId\":\"7\"}}", NULL);
     cr_expect_eq(r.status, 201, "%s", r.body);
     json_object *o = rh_json(&r);
     cr_expect_str_eq(rh_str(o, "meta.versionId"), "1");
@@ -861,8 +865,8 @@ Test(rest, conditional_read_answers_304)
     rh_response_free(&r);
 }
 
-#define MRN_PATIENT(value, gender)                                                                                \
-    "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"http://x.org/mrn\",\"value\":\"" value "\"}],"  \
+#define MRN_PATIENT(value, gender)                                                                              \
+    "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"http://x.org/mrn\",\"value\":\"" value "\"}]," \
     "\"gender\":\"" gender "\"}"
 
 Test(rest, conditional_update_and_delete)
@@ -1097,8 +1101,8 @@ Test(rest, resent_transaction_points_at_the_matched_patient)
     cr_expect_str_eq(subject[0], patient);
     cr_expect_str_eq(subject[1], patient, "the re-sent Encounter refers to the Patient that matched, not a fresh id");
     /* exactly one Patient, and its identifier that equals the fullUrl is data, not a reference: untouched */
-    rh_response r = rh_request("hospital-a", "GET", "/Patient?identifier=http://fhir.nl/fhir/NamingSystem/bsn|999911120",
-                               NULL, NULL);
+    rh_response r = rh_request("hospital-a", "GET",
+                               "/Patient?identifier=http://fhir.nl/fhir/NamingSystem/bsn|999911120", NULL, NULL);
     json_object *o = rh_json(&r);
     cr_expect_str_eq(rh_str(o, "total"), "1");
     cr_expect_str_eq(rh_str(o, "entry.0.resource.identifier.1.value"), "urn:uuid:6f1c2f1e-0000-4000-8000-000000000001");
@@ -1119,13 +1123,14 @@ Test(rest, transaction_conditions_on_entries)
     char id[80], body[1200];
     snprintf(id, sizeof id, "%s", rh_create("hospital-a", "Patient", PATIENT));
     /* a stale ifMatch: the whole transaction fails with 412, nothing written */
-    snprintf(body, sizeof body,
-             "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":["
-             "{\"resource\":{\"resourceType\":\"Patient\",\"id\":\"%s\",\"gender\":\"male\"},"
-             "\"request\":{\"method\":\"PUT\",\"url\":\"Patient/%s\",\"ifMatch\":\"W/\\\"5\\\"\"}},"
-             "{\"resource\":{\"resourceType\":\"Patient\",\"gender\":\"male\"},\"request\":{\"method\":\"POST\",\"url\":"
-             "\"Patient\"}}]}",
-             id, id);
+    snprintf(
+        body, sizeof body,
+        "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":["
+        "{\"resource\":{\"resourceType\":\"Patient\",\"id\":\"%s\",\"gender\":\"male\"},"
+        "\"request\":{\"method\":\"PUT\",\"url\":\"Patient/%s\",\"ifMatch\":\"W/\\\"5\\\"\"}},"
+        "{\"resource\":{\"resourceType\":\"Patient\",\"gender\":\"male\"},\"request\":{\"method\":\"POST\",\"url\":"
+        "\"Patient\"}}]}",
+        id, id);
     rh_response r = rh_request("hospital-a", "POST", "/", body, NULL);
     rh_expect_outcome(&r, 412, "conflict");
     rh_response_free(&r);
@@ -1180,12 +1185,13 @@ Test(rest, transaction_conditions_on_entries)
 Test(rest, conditional_references_and_updates_in_a_transaction)
 {
     rh_create("hospital-a", "Patient", MRN_PATIENT("t-1", "female"));
-    const char *tx = "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":["
-                     "{\"resource\":{\"resourceType\":\"Encounter\",\"status\":\"planned\",\"class\":{\"system\":"
-                     "\"http://terminology.hl7.org/CodeSystem/v3-ActCode\",\"code\":\"IMP\"},\"subject\":{\"reference\":"
-                     "\"Patient?identifier=http://x.org/mrn|t-1\"}},\"request\":{\"method\":\"POST\",\"url\":\"Encounter\"}},"
-                     "{\"resource\":{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"http://x.org/mrn\",\"value\":"
-                     "\"t-2\"}]},\"request\":{\"method\":\"PUT\",\"url\":\"Patient?identifier=http://x.org/mrn|t-2\"}}]}";
+    const char *tx =
+        "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":["
+        "{\"resource\":{\"resourceType\":\"Encounter\",\"status\":\"planned\",\"class\":{\"system\":"
+        "\"http://terminology.hl7.org/CodeSystem/v3-ActCode\",\"code\":\"IMP\"},\"subject\":{\"reference\":"
+        "\"Patient?identifier=http://x.org/mrn|t-1\"}},\"request\":{\"method\":\"POST\",\"url\":\"Encounter\"}},"
+        "{\"resource\":{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"http://x.org/mrn\",\"value\":"
+        "\"t-2\"}]},\"request\":{\"method\":\"PUT\",\"url\":\"Patient?identifier=http://x.org/mrn|t-2\"}}]}";
     rh_response r = rh_request("hospital-a", "POST", "/", tx, NULL);
     cr_assert_eq(r.status, 200, "%s", r.body);
     json_object *o = rh_json(&r);
@@ -1224,11 +1230,11 @@ Test(rest, referential_integrity_on_write)
         const char *subject;
         long status;
     } cases[] = {
-        {"{\"reference\":\"Patient/%s\"}", 201},                          /* mine */
-        {"{\"reference\":\"https://127.0.0.1/Patient/%s\"}", 201},        /* mine, against our own base */
-        {"{\"reference\":\"Patient/%s\"}", 422},                          /* hospital-b's: not known to hospital-a */
-        {"{\"reference\":\"Patient/does-not-exist\"}", 422},              /* does not exist */
-        {"{\"reference\":\"Practitioner/%s\"}", 422},                     /* a type CarePlan.subject does not take */
+        {"{\"reference\":\"Patient/%s\"}", 201},                   /* mine */
+        {"{\"reference\":\"https://127.0.0.1/Patient/%s\"}", 201}, /* mine, against our own base */
+        {"{\"reference\":\"Patient/%s\"}", 422},                   /* hospital-b's: not known to hospital-a */
+        {"{\"reference\":\"Patient/does-not-exist\"}", 422},       /* does not exist */
+        {"{\"reference\":\"Practitioner/%s\"}", 422},              /* a type CarePlan.subject does not take */
         {"{\"reference\":\"https://elsewhere.example/fhir/Patient/1\"}", 201}, /* another server's */
         {"{\"identifier\":{\"system\":\"http://fhir.nl/fhir/NamingSystem/bsn\",\"value\":\"999911120\"}}", 201},
     };

@@ -19,9 +19,9 @@
 TestSuite(rest_patch, .init = rh_setup, .fini = rh_teardown, .timeout = 120);
 
 /* A Task from hospital-a to elv-a (its owner, by URA): elv-a is the receiver who may update it. */
-#define TASK                                                                                                       \
-    "{\"resourceType\":\"Task\",\"identifier\":[{\"system\":\"http://x.org/task\",\"value\":\"%s\"}],"            \
-    "\"status\":\"requested\",\"intent\":\"order\",\"owner\":{\"identifier\":{\"system\":"                         \
+#define TASK                                                                                           \
+    "{\"resourceType\":\"Task\",\"identifier\":[{\"system\":\"http://x.org/task\",\"value\":\"%s\"}]," \
+    "\"status\":\"requested\",\"intent\":\"order\",\"owner\":{\"identifier\":{\"system\":"             \
     "\"http://fhir.nl/fhir/NamingSystem/ura\",\"value\":\"90000301\"}},\"note\":[{\"text\":\"start\"}]}"
 
 static const char *const JSON_PATCH[] = {"Content-Type: application/json-patch+json", NULL};
@@ -87,15 +87,15 @@ Test(rest_patch, fhirpath_patch_of_a_task_status)
 {
     char path[160];
     make_task("fp-1", path, sizeof path);
-    rh_response r = rh_request(
-        "elv-a", "PATCH", path,
-        "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"operation\",\"part\":["
-        "{\"name\":\"type\",\"valueCode\":\"replace\"},{\"name\":\"path\",\"valueString\":\"Task.status\"},"
-        "{\"name\":\"value\",\"valueCode\":\"accepted\"}]},{\"name\":\"operation\",\"part\":["
-        "{\"name\":\"type\",\"valueCode\":\"add\"},{\"name\":\"path\",\"valueString\":\"Task\"},"
-        "{\"name\":\"name\",\"valueString\":\"businessStatus\"},{\"name\":\"value\",\"part\":["
-        "{\"name\":\"text\",\"valueString\":\"bed reserved\"}]}]}]}",
-        NULL);
+    rh_response r =
+        rh_request("elv-a", "PATCH", path,
+                   "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"operation\",\"part\":["
+                   "{\"name\":\"type\",\"valueCode\":\"replace\"},{\"name\":\"path\",\"valueString\":\"Task.status\"},"
+                   "{\"name\":\"value\",\"valueCode\":\"accepted\"}]},{\"name\":\"operation\",\"part\":["
+                   "{\"name\":\"type\",\"valueCode\":\"add\"},{\"name\":\"path\",\"valueString\":\"Task\"},"
+                   "{\"name\":\"name\",\"valueString\":\"businessStatus\"},{\"name\":\"value\",\"part\":["
+                   "{\"name\":\"text\",\"valueString\":\"bed reserved\"}]}]}]}",
+                   NULL);
     cr_assert_eq(r.status, 200, "%s", r.body);
     json_object *o = rh_json(&r);
     cr_expect_str_eq(rh_str(o, "status"), "accepted");
@@ -110,8 +110,8 @@ Test(rest_patch, an_invalid_result_is_refused_and_nothing_stored)
     char path[160];
     make_task("bad-1", path, sizeof path);
     /* not a Task status code */
-    rh_response r =
-        rh_request("elv-a", "PATCH", path, "[{\"op\":\"replace\",\"path\":\"/status\",\"value\":\"bogus\"}]", JSON_PATCH);
+    rh_response r = rh_request("elv-a", "PATCH", path,
+                               "[{\"op\":\"replace\",\"path\":\"/status\",\"value\":\"bogus\"}]", JSON_PATCH);
     rh_expect_outcome(&r, 422, "code-invalid");
     json_object *o = rh_json(&r);
     cr_expect_str_eq(rh_str(o, "issue.0.expression.0"), "Task.status");
@@ -235,7 +235,8 @@ Test(rest_patch, concurrent_patches_lose_no_update)
         snprintf(want, sizeof want, "client-%d", i);
         bool found = false;
         for (size_t k = 0; k < json_object_array_length(notes); k++)
-            found |= !strcmp(json_object_get_string(json_object_object_get(json_object_array_get_idx(notes, k), "text")),
+            found |= !strcmp(json_object_get_string(
+                                 json_object_object_get(json_object_array_get_idx(notes, k), "text")),
                              want);
         cr_expect(found, "the change of client %d (answered 200) is in the stored Task", i);
     }

@@ -84,7 +84,8 @@ static bool has_entry(json_object *bundle, const char *mode, const char *type, c
     json_object *entries = json_object_object_get(bundle, "entry");
     for (size_t i = 0; entries && i < json_object_array_length(entries); i++) {
         json_object *e = json_object_array_get_idx(entries, i);
-        const char *m = rh_str(e, "search.mode"), *t = rh_str(e, "resource.resourceType"), *d = rh_str(e, "resource.id");
+        const char *m = rh_str(e, "search.mode"), *t = rh_str(e, "resource.resourceType"),
+                   *d = rh_str(e, "resource.id");
         if (m && t && d && !strcmp(m, mode) && !strcmp(t, type) && !strcmp(d, id))
             return true;
     }
@@ -575,8 +576,7 @@ static const char *bulky_patient(void)
     char pad[1001];
     memset(pad, 'x', sizeof pad - 1);
     pad[sizeof pad - 1] = '\0';
-    snprintf(body, sizeof body, "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Bulk\",\"text\":\"%s\"}]}",
-             pad);
+    snprintf(body, sizeof body, "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Bulk\",\"text\":\"%s\"}]}", pad);
     return rh_create("hospital-a", "Patient", body);
 }
 
@@ -618,7 +618,8 @@ static size_t walk_pages(const char *path, char ids[][80], size_t max, int expec
                 char with_id[1500], target[120];
                 snprintf(target, sizeof target, "/Patient/%.79s", created[i]);
                 snprintf(with_id, sizeof with_id,
-                         "{\"resourceType\":\"Patient\",\"id\":\"%.79s\",\"name\":[{\"family\":\"Bulk\"}]}", created[i]);
+                         "{\"resourceType\":\"Patient\",\"id\":\"%.79s\",\"name\":[{\"family\":\"Bulk\"}]}",
+                         created[i]);
                 rh_response r = rh_request("hospital-a", "PUT", target, with_id, NULL);
                 cr_expect_eq(r.status, 200);
                 rh_response_free(&r);
@@ -750,8 +751,9 @@ Test(rest_stream, big_page_streams_while_the_worker_serves_others)
 {
     enum { N = 50, DATA = 240 * 1024 };
     char *body = malloc(DATA + 200);
-    int len = snprintf(body, DATA + 200, "{\"resourceType\":\"Binary\",\"contentType\":\"application/octet-stream\","
-                                         "\"data\":\"");
+    int len = snprintf(body, DATA + 200,
+                       "{\"resourceType\":\"Binary\",\"contentType\":\"application/octet-stream\","
+                       "\"data\":\"");
     memset(body + len, 'A', DATA);
     snprintf(body + len + DATA, 200, "\"}");
     static char created[N][80];

@@ -30,8 +30,8 @@ Test(route, interactions)
         {"GET", "/CarePlan/cp-1/_history/3", RT_VREAD, "CarePlan", "cp-1", "3", ""},
         {"PUT", "/Task/t.1", RT_UPDATE, "Task", "t.1", "", ""},
         {"DELETE", "/Task/t1", RT_DELETE, "Task", "t1", "", ""},
-        {"PUT", "/Task", RT_UPDATE, "Task", "", "", ""},       /* conditional update */
-        {"DELETE", "/Task", RT_DELETE, "Task", "", "", ""},    /* conditional delete */
+        {"PUT", "/Task", RT_UPDATE, "Task", "", "", ""},    /* conditional update */
+        {"DELETE", "/Task", RT_DELETE, "Task", "", "", ""}, /* conditional delete */
         {"PATCH", "/Task/t1", RT_PATCH, "Task", "t1", "", ""},
         {"PATCH", "/Task", RT_PATCH, "Task", "", "", ""},
         {"POST", "/Encounter", RT_CREATE, "Encounter", "", "", ""},
@@ -82,11 +82,14 @@ Test(route, errors_carry_their_status)
         const char *method, *path;
         int status;
     } cases[] = {
-        {"GET", "/Careplan/1", 404},          /* unknown type (case matters) */
-        {"GET", "/DomainResource/1", 404},    /* abstract */
-        {"GET", "/HumanName", 404},           /* a data type, not a resource */
+        {"GET", "/Careplan/1", 404},       /* unknown type (case matters) */
+        {"GET", "/DomainResource/1", 404}, /* abstract */
+        {"GET", "/HumanName", 404},        /* a data type, not a resource */
         {"GET", "/CarePlan/bad_id!", 400},
-        {"GET", "/CarePlan/" "01234567890123456789012345678901234567890123456789012345678901234", 400}, /* 65 chars */
+        {"GET",
+         "/CarePlan/"
+         "01234567890123456789012345678901234567890123456789012345678901234",
+         400}, /* 65 chars */
         {"POST", "/CarePlan/1", 405},
         {"OPTIONS", "/CarePlan", 405},
         {"PUT", "/metadata", 405},
@@ -98,8 +101,7 @@ Test(route, errors_carry_their_status)
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         rt_route r = route(cases[i].method, cases[i].path);
         cr_expect_eq(r.interaction, RT_UNKNOWN, "%s %s", cases[i].method, cases[i].path);
-        cr_expect_eq(r.error_status, cases[i].status, "%s %s: got %d", cases[i].method, cases[i].path,
-                     r.error_status);
+        cr_expect_eq(r.error_status, cases[i].status, "%s %s: got %d", cases[i].method, cases[i].path, r.error_status);
         if (cases[i].status == 405)
             cr_expect(r.allow && *r.allow, "%s %s: a 405 says what is allowed", cases[i].method, cases[i].path);
         cr_expect_not_null(r.error);
@@ -138,8 +140,9 @@ Test(route, prefer_and_etags)
     cr_expect(rt_etag_version("W/\"0\"", &v), "well-formed; matches no version");
     cr_expect_eq(v, 0);
     /* issue 7 defect 9: anything but a quoted version number is malformed */
-    const char *bad[] = {"7", "W/\"\"", "W/\"a b\"", "W/\"abc\"", "W/\"1abc\"", "W/\"-1\"", "W/\"1",
-                         "W/\"99999999999999999999\"", "*", ""};
+    const char *bad[] = {"7",          "W/\"\"",   "W/\"a b\"", "W/\"abc\"",
+                         "W/\"1abc\"", "W/\"-1\"", "W/\"1",     "W/\"99999999999999999999\"",
+                         "*",          ""};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         cr_expect_not(rt_etag_version(bad[i], &v), "%s", bad[i]);
     cr_expect_not(rt_etag_version(NULL, &v));

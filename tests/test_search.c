@@ -8,7 +8,10 @@
 
 static const sq_limits limits = {50, 500, 16, 32};
 
-static bool simple_kinds(fs_search_kind k) { return k != FS_SEARCH_COMPOSITE && k != FS_SEARCH_SPECIAL; }
+static bool simple_kinds(fs_search_kind k)
+{
+    return k != FS_SEARCH_COMPOSITE && k != FS_SEARCH_SPECIAL;
+}
 
 static bool parse(const char *type, const char *query, bool strict, sq_query *q, oo_list *issues)
 {
@@ -57,12 +60,12 @@ Test(search, date_ranges)
 {
     int64_t lo, hi;
     cr_assert(sq_date_range("2024", 4, &lo, &hi));
-    cr_expect_eq(lo, 1704067200000LL);                 /* 2024-01-01T00:00:00Z */
+    cr_expect_eq(lo, 1704067200000LL); /* 2024-01-01T00:00:00Z */
     cr_expect_eq(hi, 1704067200000LL + 366LL * 86400000 - 1);
     cr_assert(sq_date_range("2024-02", 7, &lo, &hi));
     cr_expect_eq(hi - lo + 1, 29LL * 86400000);
     cr_assert(sq_date_range("2024-03-01T10:00:00+01:00", 25, &lo, &hi));
-    cr_expect_eq(lo, 1709283600000LL);                 /* 09:00Z */
+    cr_expect_eq(lo, 1709283600000LL); /* 09:00Z */
     cr_expect_eq(hi, lo + 999);
     cr_assert(sq_date_range("2024-03-01T10:00:00.25Z", 23, &lo, &hi));
     cr_expect_eq(lo % 1000, 250);
@@ -76,8 +79,9 @@ Test(search, modifiers_escapes_and_missing)
 {
     sq_query q;
     oo_list issues;
-    cr_assert(parse("Patient", "name:contains=van%20der&gender:not=male&birthdate:missing=true"
-                               "&family:exact=a\\,b&general-practitioner:Practitioner=p1",
+    cr_assert(parse("Patient",
+                    "name:contains=van%20der&gender:not=male&birthdate:missing=true"
+                    "&family:exact=a\\,b&general-practitioner:Practitioner=p1",
                     false, &q, &issues));
     cr_assert_eq(q.param_count, 5);
     cr_expect_eq(q.params[0].modifier, SQ_MOD_CONTAINS);
@@ -116,8 +120,8 @@ Test(search, bad_values)
 {
     sq_query q;
     oo_list issues;
-    const char *bad[] = {"date=2024-13", "_count=x", "_count=-1", "name=%zz", "date:exact=2024", "status:missing=maybe",
-                         "_sort=nope"};
+    const char *bad[] = {"date=2024-13",         "_count=x",  "_count=-1", "name=%zz", "date:exact=2024",
+                         "status:missing=maybe", "_sort=nope"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         cr_expect_not(parse("CarePlan", bad[i], false, &q, &issues), "%s should be refused", bad[i]);
         cr_expect_geq(issues.errors, 1, "%s", bad[i]);
@@ -188,8 +192,9 @@ Test(search, chains_and_has)
     cr_expect_not(parse("Observation", "nosuch.name=1", true, &q, &issues));
     oo_list_free(&issues);
 
-    const char *bad[] = {"subject:Patient.nosuch=1", "code.name=1", "_has:Nope:x:y=1", "_has:Observation:code=1",
-                         "subject.a.b.c.d=1", "subject:Patient.organization.partof.partof.name=1",
+    const char *bad[] = {"subject:Patient.nosuch=1", "code.name=1",
+                         "_has:Nope:x:y=1",          "_has:Observation:code=1",
+                         "subject.a.b.c.d=1",        "subject:Patient.organization.partof.partof.name=1",
                          "subject:Nope.name=1"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         cr_expect_not(parse("Observation", bad[i], false, &q, &issues), "%s", bad[i]);

@@ -309,7 +309,7 @@ typedef struct answer {
     size_t body_len;
     char headers[8192];
     size_t headers_len;
-    long connects;   /* new connections this transfer opened */
+    long connects; /* new connections this transfer opened */
 } answer;
 
 static size_t collect_body(char *data, size_t size, size_t n, void *arg)
@@ -756,18 +756,26 @@ Test(server, request_framing_table)
     } cases[] = {
         {"plain GET", "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n", 200},
         {"Content-Length body", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", 200},
-        {"chunked body", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 200},
-        {"chunk extension", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2;x=y\r\n{}\r\n0\r\n\r\n", 200},
+        {"chunked body", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+         200},
+        {"chunk extension",
+         "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2;x=y\r\n{}\r\n0\r\n\r\n", 200},
         {"CL and TE together (CL.TE / TE.CL smuggling)",
          "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
-        {"two different Content-Lengths", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400},
-        {"two equal Content-Lengths", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}", 400},
+        {"two different Content-Lengths",
+         "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400},
+        {"two equal Content-Lengths",
+         "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}", 400},
         {"Content-Length with a sign", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: +2\r\n\r\n{}", 400},
         {"Content-Length list", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2, 2\r\n\r\n{}", 400},
-        {"Transfer-Encoding other than chunked", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501},
-        {"Transfer-Encoding twice (chunked twice: not a coding we decode)", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501},
+        {"Transfer-Encoding other than chunked",
+         "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501},
+        {"Transfer-Encoding twice (chunked twice: not a coding we decode)",
+         "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+         501},
         {"Transfer-Encoding in HTTP/1.0", "POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
-        {"a bad chunk size", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", 400},
+        {"a bad chunk size",
+         "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", 400},
         {"obsolete header folding", "GET /echo HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", 400},
         {"space before the colon", "GET /echo HTTP/1.1\r\nHost : x\r\n\r\n", 400},
         {"no Host in HTTP/1.1", "GET /echo HTTP/1.1\r\n\r\n", 400},
@@ -1372,7 +1380,8 @@ Test(serve, sigterm_answers_every_request_already_received)
     char head[256];
     snprintf(head, sizeof head,
              "POST /Bundle/$validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\n"
-             "Content-Length: %zu\r\n\r\n", len);
+             "Content-Length: %zu\r\n\r\n",
+             len);
     raw_send(&t[0], head);
     cr_assert_eq(SSL_write(t[0].ssl, bundle, (int)len), (int)len);
     free(bundle);

@@ -119,7 +119,7 @@ static st_op_result update(const char *type, const char *id, const char *json, i
     return submit1((st_op){.kind = ST_OP_UPDATE, .type = type, .id = id, .json = json, .expected_version = expected});
 }
 
-static st_op_result delete(const char *type, const char *id, int64_t expected)
+static st_op_result delete (const char *type, const char *id, int64_t expected)
 {
     return submit1((st_op){.kind = ST_OP_DELETE, .type = type, .id = id, .expected_version = expected});
 }
@@ -242,8 +242,8 @@ Test(store, if_match)
     cr_expect_eq(r.status, ST_VERSION_CONFLICT);
     cr_expect_eq(r.version, 2, "reports the current version");
     cr_expect_eq(update("Patient", "p", "{}", 2).status, ST_OK);
-    cr_expect_eq(delete("Patient", "p", 2).status, ST_VERSION_CONFLICT);
-    cr_expect_eq(delete("Patient", "p", 3).status, ST_OK);
+    cr_expect_eq(delete ("Patient", "p", 2).status, ST_VERSION_CONFLICT);
+    cr_expect_eq(delete ("Patient", "p", 3).status, ST_OK);
     cr_expect_eq(update("Patient", "missing", "{}", 1).status, ST_VERSION_CONFLICT);
 }
 
@@ -255,7 +255,7 @@ Test(store, delete_then_gone_history_keeps_versions)
     atomic_store(&now, T0 + 1000);
     update("Patient", "p", "{\"v\":2}", 0);
     atomic_store(&now, T0 + 2000);
-    st_op_result r = delete("Patient", "p", 0);
+    st_op_result r = delete ("Patient", "p", 0);
     cr_assert_eq(r.status, ST_OK);
     cr_expect_eq(r.version, 3);
 
@@ -284,11 +284,11 @@ Test(store, delete_then_gone_history_keeps_versions)
     st_list_free(&h);
 
     /* deleting again changes nothing; deleting what never was is not found */
-    r = delete("Patient", "p", 0);
+    r = delete ("Patient", "p", 0);
     cr_expect_eq(r.status, ST_OK);
     cr_expect(r.unchanged);
     cr_expect_eq(r.version, 3);
-    cr_expect_eq(delete("Patient", "never", 0).status, ST_NOT_FOUND);
+    cr_expect_eq(delete ("Patient", "never", 0).status, ST_NOT_FOUND);
     cr_expect_eq(update("Patient", "p", "{}", 0).status, ST_GONE);
 
     /* update-as-create brings it back as version 4 */
@@ -312,7 +312,7 @@ Test(store, deleted_resources_are_not_found_by_search)
     cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
     cr_expect_eq(l.total, 1);
     st_list_free(&l);
-    delete("Patient", "p", 0);
+    delete ("Patient", "p", 0);
     cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
     cr_expect_eq(l.total, 0);
     cr_expect_eq(l.count, 0);
@@ -394,7 +394,10 @@ static int64_t day(int y, int m, int d)
 static void load_search_fixture(void)
 {
     fixture_resource rs[] = {
-        {"a", "11111111", NULL, {
+        {"a",
+         "11111111",
+         NULL,
+         {
              st_row_string("name", "Ĳsbrand Müller"),
              st_row_token("identifier", "urn:bsn", "123"),
              st_row_reference("general-practitioner", "Practitioner", "gp1", NULL),
@@ -402,8 +405,12 @@ static void load_search_fixture(void)
              st_row_number("weight", 80.5),
              st_row_quantity("dose", 5, "http://unitsofmeasure.org", "mg"),
              st_row_uri("profile", "http://example.org/p1"),
-         }, 7},
-        {"b", "22222222", "11111111", {
+         },
+         7},
+        {"b",
+         "22222222",
+         "11111111",
+         {
              st_row_string("name", "Jan de Vries"),
              st_row_token("identifier", "urn:bsn", "456"),
              st_row_token("gender", NULL, "male"),
@@ -411,14 +418,19 @@ static void load_search_fixture(void)
              st_row_date("birthdate", day(1990, 1, 1), day(1991, 1, 1) - 1),
              st_row_number("weight", 100),
              st_row_quantity("dose", 500, "http://unitsofmeasure.org", "ug"),
-         }, 7},
-        {"c", "22222222", NULL, {
+         },
+         7},
+        {"c",
+         "22222222",
+         NULL,
+         {
              st_row_string("name", "Muller"),
              st_row_token("identifier", "urn:other", "123"),
              st_row_token("gender", "http://hl7.org/fhir/administrative-gender", "female"),
              st_row_reference("general-practitioner", "Practitioner", "gp2", NULL),
              st_row_date("birthdate", day(2000, 6, 15), day(2000, 6, 16) - 1),
-         }, 5},
+         },
+         5},
     };
     for (size_t i = 0; i < sizeof rs / sizeof *rs; i++) {
         atomic_store(&now, T0 + (int64_t)i * 1000);
@@ -460,8 +472,8 @@ static const char *find1(const char *param, st_kind kind, st_modifier modifier, 
 {
     st_condition c = {.param = param, .kind = kind, .modifier = modifier, .values = &value, .value_count = 1};
     st_sort by_id = {.param = "_id"};
-    st_query q = {.type = "Patient", .conditions = &c, .condition_count = 1, .sort = &by_id, .sort_count = 1,
-                  .count = 50};
+    st_query q =
+        {.type = "Patient", .conditions = &c, .condition_count = 1, .sort = &by_id, .sort_count = 1, .count = 50};
     return found(&q, NULL);
 }
 
@@ -510,7 +522,11 @@ Test(store, search_tokens)
         {.param = "identifier", .kind = ST_KIND_TOKEN, .values = either, .value_count = 2},
         {.param = "gender", .kind = ST_KIND_TOKEN, .values = &female, .value_count = 1},
     };
-    q = (st_query){.type = "Patient", .conditions = both, .condition_count = 1, .sort = &by_id, .sort_count = 1,
+    q = (st_query){.type = "Patient",
+                   .conditions = both,
+                   .condition_count = 1,
+                   .sort = &by_id,
+                   .sort_count = 1,
                    .count = 10};
     cr_expect_str_eq(found(&q, NULL), "c,b");
     q.condition_count = 2;
@@ -713,8 +729,8 @@ Test(store, conditional_create_32_concurrent)
 {
     race_row = st_row_token("identifier", "urn:bsn", "999");
     race_value = TOK("urn:bsn", "999");
-    race_condition = (st_condition){.param = "identifier", .kind = ST_KIND_TOKEN, .values = &race_value,
-                                    .value_count = 1};
+    race_condition =
+        (st_condition){.param = "identifier", .kind = ST_KIND_TOKEN, .values = &race_value, .value_count = 1};
     race_query = (st_query){.type = "Patient", .conditions = &race_condition, .condition_count = 1};
 
     enum { N = 32 };
@@ -904,7 +920,7 @@ Test(store, durable_across_close_and_reopen)
     create("Patient", "p", "{\"a\":1}");
     update("Patient", "p", "{\"a\":2}", 0);
     create("Patient", "q", "{}");
-    delete("Patient", "q", 0);
+    delete ("Patient", "q", 0);
     st_close(S);
     S = open_store(false);
     int64_t version;
@@ -1053,8 +1069,12 @@ Test(store, chains_reach_only_visible_resources_of_readable_types)
 
     st_link to_patient = {.param = "beneficiary", .type = "Patient"};
     st_value ijs = STR("ijsbrand");
-    st_condition c = {.chain = &to_patient, .chain_len = 1, .param = "name", .kind = ST_KIND_STRING,
-                      .values = &ijs, .value_count = 1};
+    st_condition c = {.chain = &to_patient,
+                      .chain_len = 1,
+                      .param = "name",
+                      .kind = ST_KIND_STRING,
+                      .values = &ijs,
+                      .value_count = 1};
     st_query q = {.type = "Coverage", .conditions = &c, .condition_count = 1, .count = 10};
     cr_expect_str_eq(found(&q, NULL), "cov", "no restriction: the chain reaches Patient a");
 
@@ -1071,8 +1091,12 @@ Test(store, chains_reach_only_visible_resources_of_readable_types)
     /* reverse: the Patients some Coverage points at */
     st_link from_coverage = {.param = "beneficiary", .type = "Coverage", .reverse = true};
     st_value any = {.v.token = {NULL, "cov"}};
-    st_condition h = {.chain = &from_coverage, .chain_len = 1, .param = "_id", .kind = ST_KIND_TOKEN,
-                      .values = &any, .value_count = 1};
+    st_condition h = {.chain = &from_coverage,
+                      .chain_len = 1,
+                      .param = "_id",
+                      .kind = ST_KIND_TOKEN,
+                      .values = &any,
+                      .value_count = 1};
     st_query p = {.type = "Patient", .conditions = &h, .condition_count = 1, .count = 10};
     cr_expect_str_eq(found(&p, NULL), "a");
     v = (st_visibility){.orgs = owner, .org_count = 1};
@@ -1116,7 +1140,7 @@ Test(store, keyset_pages_do_not_shift_when_data_changes)
     atomic_store(&now, T0 + 20000);
     update("Patient", "p5", "{}", 0);
     create("Patient", "p10", "{}");
-    delete("Patient", "p3", 0);
+    delete ("Patient", "p3", 0);
 
     st_cursor after = {.key_ms = T0 + 7000, .rid = p7};
     q.snapshot = snapshot, q.cursor = &after;
@@ -1146,7 +1170,11 @@ Test(store, keyset_pages_do_not_shift_when_data_changes)
     /* ascending by _lastUpdated pages the other way */
     st_sort oldest = {.param = "_lastUpdated"};
     st_cursor from = {.key_ms = T0 + 1000, .rid = p7 - 6}; /* p1: rows are numbered in creation order */
-    q = (st_query){.type = "Patient", .count = 2, .sort = &oldest, .sort_count = 1, .snapshot = snapshot,
+    q = (st_query){.type = "Patient",
+                   .count = 2,
+                   .sort = &oldest,
+                   .sort_count = 1,
+                   .snapshot = snapshot,
                    .cursor = &from};
     cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
     cr_expect_str_eq(ids_of(&l), "p2,p4");
@@ -1165,7 +1193,11 @@ Test(store, includes_follow_references_round_by_round)
     st_condition id_a = {.param = "_id", .kind = ST_KIND_TOKEN, .values = &a, .value_count = 1};
     st_include incs[] = {{.type = "Patient", .param = "general-practitioner"},
                          {.type = "Practitioner", .param = "organization", .iterate = true}};
-    st_query q = {.type = "Patient", .conditions = &id_a, .condition_count = 1, .count = 10, .includes = incs,
+    st_query q = {.type = "Patient",
+                  .conditions = &id_a,
+                  .condition_count = 1,
+                  .count = 10,
+                  .includes = incs,
                   .include_count = 2};
     st_list l;
     cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
@@ -1193,7 +1225,11 @@ Test(store, includes_follow_references_round_by_round)
     st_condition id_gp1 = {.param = "_id", .kind = ST_KIND_TOKEN, .values = &gp1, .value_count = 1};
     st_include rev[] = {{.type = "Patient", .param = "general-practitioner", .reverse = true, .iterate = true},
                         {.type = "Patient", .param = "general-practitioner", .iterate = true}};
-    q = (st_query){.type = "Practitioner", .conditions = &id_gp1, .condition_count = 1, .count = 10, .includes = rev,
+    q = (st_query){.type = "Practitioner",
+                   .conditions = &id_gp1,
+                   .condition_count = 1,
+                   .count = 10,
+                   .includes = rev,
                    .include_count = 2};
     cr_assert_eq(st_search(S, &q, &l, NULL), ST_OK);
     cr_assert_eq(l.included_count, 1);
@@ -1272,7 +1308,8 @@ Test(store_sql, a_second_dialect_gets_its_own_sql_from_the_same_text)
     cr_expect_str_eq(sql, "INSERT INTO access_tag (tag, rid) VALUES ($2, $1) ON CONFLICT DO NOTHING");
     free(sql);
     sql = sql_fixed_text(&PG_LIKE, SQL_INSERT_VERSION);
-    cr_expect_not_null(strstr(sql, "coalesce($8, (SELECT string_agg(t.tag, chr(31)) FROM access_tag t WHERE t.rid = $1))"),
+    cr_expect_not_null(strstr(sql,
+                              "coalesce($8, (SELECT string_agg(t.tag, chr(31)) FROM access_tag t WHERE t.rid = $1))"),
                        "%s", sql);
     cr_expect_str_eq(sql + strlen(sql) - strlen(" RETURNING seq"), " RETURNING seq");
     free(sql);
@@ -1303,8 +1340,12 @@ Test(store_sql, a_second_dialect_gets_its_own_sql_from_the_same_text)
         {.param = "birthdate", .kind = ST_KIND_DATE, .modifier = ST_MOD_MISSING, .missing = false},
     };
     const char *orgs[] = {"90000101"};
-    st_query q = {.type = "Patient", .conditions = conds, .condition_count = 4, .visible_to = orgs,
-                  .visible_to_count = 1, .count = 10};
+    st_query q = {.type = "Patient",
+                  .conditions = conds,
+                  .condition_count = 4,
+                  .visible_to = orgs,
+                  .visible_to_count = 1,
+                  .count = 10};
     sql_builder b;
     sql_builder_init(&b, &PG_LIKE);
     cr_assert_eq(sql_build_search_page(&b, &q), ST_OK);
@@ -1367,8 +1408,12 @@ Test(store, personal_marks_of_index_rows_are_recorded)
 
     /* the rows of a new version replace the old ones, marks included; search still finds them */
     patient[1].personal = false;
-    op = (st_op){.kind = ST_OP_UPDATE, .type = "Patient", .id = "p1", .json = "{\"resourceType\":\"Patient\"}",
-                 .rows = patient, .row_count = 2};
+    op = (st_op){.kind = ST_OP_UPDATE,
+                 .type = "Patient",
+                 .id = "p1",
+                 .json = "{\"resourceType\":\"Patient\"}",
+                 .rows = patient,
+                 .row_count = 2};
     cr_assert_eq(submit1(op).status, ST_OK);
     stored_marks("index_token", "identifier", marks, sizeof marks);
     cr_expect_str_eq(marks, "0");

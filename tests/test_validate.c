@@ -43,24 +43,24 @@ static void dump(const oo_list *l)
     }
 }
 
-#define EXPECT_CLEAN(json)                                                                                       \
-    do {                                                                                                         \
-        oo_list l_ = run_validation(json);                                                                       \
-        if (l_.errors)                                                                                           \
-            dump(&l_);                                                                                           \
-        cr_expect_eq(l_.errors, 0, "expected no errors for %s", json);                                          \
-        oo_list_free(&l_);                                                                                       \
+#define EXPECT_CLEAN(json)                                             \
+    do {                                                               \
+        oo_list l_ = run_validation(json);                             \
+        if (l_.errors)                                                 \
+            dump(&l_);                                                 \
+        cr_expect_eq(l_.errors, 0, "expected no errors for %s", json); \
+        oo_list_free(&l_);                                             \
     } while (0)
 
-#define EXPECT_ONE(json, sev, code, expr)                                                                        \
-    do {                                                                                                         \
-        oo_list l_ = run_validation(json);                                                                       \
-        bool found_ = has_issue(&l_, sev, code, expr);                                                           \
-        if (!found_ || l_.errors != 1)                                                                           \
-            dump(&l_);                                                                                           \
-        cr_expect(found_, "expected %s at %s for %s", code, expr ? expr : "(none)", json);                      \
-        cr_expect_eq(l_.errors, 1, "expected exactly one error for %s", json);                                  \
-        oo_list_free(&l_);                                                                                       \
+#define EXPECT_ONE(json, sev, code, expr)                                                  \
+    do {                                                                                   \
+        oo_list l_ = run_validation(json);                                                 \
+        bool found_ = has_issue(&l_, sev, code, expr);                                     \
+        if (!found_ || l_.errors != 1)                                                     \
+            dump(&l_);                                                                     \
+        cr_expect(found_, "expected %s at %s for %s", code, expr ? expr : "(none)", json); \
+        cr_expect_eq(l_.errors, 1, "expected exactly one error for %s", json);             \
+        oo_list_free(&l_);                                                                 \
     } while (0)
 
 /* ---- schema ---- */
@@ -144,8 +144,9 @@ Test(valid, minimal_resources)
     EXPECT_CLEAN("{\"resourceType\":\"Patient\"}");
     EXPECT_CLEAN("{\"resourceType\":\"CarePlan\",\"status\":\"active\",\"intent\":\"plan\","
                  "\"subject\":{\"reference\":\"Patient/p1\"}}");
-    EXPECT_CLEAN("{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
-                 "\"valueQuantity\":{\"value\":1.50,\"unit\":\"kg\"},\"effectiveDateTime\":\"2024-02-29T10:00:00+01:00\"}");
+    EXPECT_CLEAN(
+        "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},"
+        "\"valueQuantity\":{\"value\":1.50,\"unit\":\"kg\"},\"effectiveDateTime\":\"2024-02-29T10:00:00+01:00\"}");
 }
 
 Test(valid, primitive_extensions_aligned)
@@ -157,21 +158,23 @@ Test(valid, primitive_extensions_aligned)
 
 Test(valid, contained_and_references)
 {
-    EXPECT_CLEAN("{\"resourceType\":\"CarePlan\",\"status\":\"active\",\"intent\":\"plan\","
-                 "\"contained\":[{\"resourceType\":\"Patient\",\"id\":\"p\"}],"
-                 "\"subject\":{\"reference\":\"#p\"},\"author\":{\"reference\":\"http://example.org/fhir/Practitioner/1\"},"
-                 "\"careTeam\":[{\"reference\":\"CareTeam/ct-1/_history/2\"},{\"reference\":\"urn:uuid:"
-                 "b7e3b8a2-3c1f-4a0e-9d1c-2f7a9c3e4b5d\"}]}");
+    EXPECT_CLEAN(
+        "{\"resourceType\":\"CarePlan\",\"status\":\"active\",\"intent\":\"plan\","
+        "\"contained\":[{\"resourceType\":\"Patient\",\"id\":\"p\"}],"
+        "\"subject\":{\"reference\":\"#p\"},\"author\":{\"reference\":\"http://example.org/fhir/Practitioner/1\"},"
+        "\"careTeam\":[{\"reference\":\"CareTeam/ct-1/_history/2\"},{\"reference\":\"urn:uuid:"
+        "b7e3b8a2-3c1f-4a0e-9d1c-2f7a9c3e4b5d\"}]}");
 }
 
 Test(valid, transaction_references_resolve)
 {
-    EXPECT_CLEAN("{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":["
-                 "{\"fullUrl\":\"urn:uuid:11111111-1111-4111-8111-111111111111\",\"resource\":{\"resourceType\":\"Patient\"},"
-                 "\"request\":{\"method\":\"POST\",\"url\":\"Patient\"}},"
-                 "{\"fullUrl\":\"urn:uuid:22222222-2222-4222-8222-222222222222\",\"resource\":{\"resourceType\":\"CarePlan\","
-                 "\"status\":\"active\",\"intent\":\"plan\",\"subject\":{\"reference\":\"urn:uuid:11111111-1111-4111-8111-111111111111\"}},"
-                 "\"request\":{\"method\":\"POST\",\"url\":\"CarePlan\"}}]}");
+    EXPECT_CLEAN(
+        "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":["
+        "{\"fullUrl\":\"urn:uuid:11111111-1111-4111-8111-111111111111\",\"resource\":{\"resourceType\":\"Patient\"},"
+        "\"request\":{\"method\":\"POST\",\"url\":\"Patient\"}},"
+        "{\"fullUrl\":\"urn:uuid:22222222-2222-4222-8222-222222222222\",\"resource\":{\"resourceType\":\"CarePlan\","
+        "\"status\":\"active\",\"intent\":\"plan\",\"subject\":{\"reference\":\"urn:uuid:11111111-1111-4111-8111-111111111111\"}},"
+        "\"request\":{\"method\":\"POST\",\"url\":\"CarePlan\"}}]}");
 }
 
 /* A relative reference in a document Bundle resolves against the base of its entry's fullUrl. */
@@ -253,14 +256,16 @@ Test(invalid, choice_locations)
 
 Test(invalid, bundle_entries_and_resolution)
 {
-    EXPECT_ONE("{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":["
-               "{\"resource\":{\"resourceType\":\"Patient\"}},{\"resource\":{\"resourceType\":\"Patient\",\"foo\":1}}]}",
-               OO_ERROR, OO_STRUCTURE, "Bundle.entry[1].resource.foo");
-    EXPECT_ONE("{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":["
-               "{\"fullUrl\":\"urn:uuid:22222222-2222-4222-8222-222222222222\",\"resource\":{\"resourceType\":\"CarePlan\","
-               "\"status\":\"active\",\"intent\":\"plan\",\"subject\":{\"reference\":\"urn:uuid:11111111-1111-4111-8111-111111111111\"}},"
-               "\"request\":{\"method\":\"POST\",\"url\":\"CarePlan\"}}]}",
-               OO_ERROR, OO_NOT_FOUND, "Bundle.entry[0].resource.subject.reference");
+    EXPECT_ONE(
+        "{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":["
+        "{\"resource\":{\"resourceType\":\"Patient\"}},{\"resource\":{\"resourceType\":\"Patient\",\"foo\":1}}]}",
+        OO_ERROR, OO_STRUCTURE, "Bundle.entry[1].resource.foo");
+    EXPECT_ONE(
+        "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":["
+        "{\"fullUrl\":\"urn:uuid:22222222-2222-4222-8222-222222222222\",\"resource\":{\"resourceType\":\"CarePlan\","
+        "\"status\":\"active\",\"intent\":\"plan\",\"subject\":{\"reference\":\"urn:uuid:11111111-1111-4111-8111-111111111111\"}},"
+        "\"request\":{\"method\":\"POST\",\"url\":\"CarePlan\"}}]}",
+        OO_ERROR, OO_NOT_FOUND, "Bundle.entry[0].resource.subject.reference");
     /* A Bundle inside a Bundle keeps its own fullUrl scope. */
     EXPECT_ONE("{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[{\"resource\":"
                "{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[{\"fullUrl\":\"urn:uuid:not-a-uuid\","
@@ -483,9 +488,10 @@ typedef struct seen {
 static void note_uri_like(void *ctx, const fj_doc *doc, uint32_t node, const fs_element *el, const fs_type *type)
 {
     seen *s = ctx;
-    const char *kind = fw_is_literal_reference(el) ? "ref" : !strcmp(type->name, "uri") ? "uri"
-                       : !strcmp(type->name, "xhtml")                                 ? "xhtml"
-                                                                                      : NULL;
+    const char *kind = fw_is_literal_reference(el)    ? "ref"
+                       : !strcmp(type->name, "uri")   ? "uri"
+                       : !strcmp(type->name, "xhtml") ? "xhtml"
+                                                      : NULL;
     if (kind && s->n < 16)
         snprintf(s->what[s->n++], 80, "%s %s=%.*s", kind, el->path, (int)doc->nodes[node].len, fj_str(doc, node));
 }
@@ -610,8 +616,8 @@ Test(schema_targets, encounter_subject_and_task_owner)
     target_names(owner, names, sizeof names);
     cr_expect_str_eq(names, "CareTeam | Device | HealthcareService | Organization | Patient | Practitioner | "
                             "PractitionerRole | RelatedPerson");
-    const char *yes[] = {"Practitioner", "PractitionerRole", "Organization", "CareTeam",
-                         "HealthcareService", "Patient", "Device", "RelatedPerson"};
+    const char *yes[] = {"Practitioner",      "PractitionerRole", "Organization", "CareTeam",
+                         "HealthcareService", "Patient",          "Device",       "RelatedPerson"};
     for (size_t i = 0; i < sizeof yes / sizeof *yes; i++)
         cr_expect(allowed(owner, yes[i]), "%s", yes[i]);
     cr_expect_not(allowed(owner, "Group"));
@@ -621,8 +627,10 @@ Test(schema_targets, encounter_subject_and_task_owner)
 /* Reference(Any): no targetProfile (Extension.value[x], Task.input.value[x]) or the profile Resource (Provenance.target). */
 Test(schema_targets, any_is_the_type_resource)
 {
-    const char *any[][2] = {{"Extension", "valueReference"}, {"Task", "input.valueReference"},
-                            {"Task", "output.valueReference"}, {"Provenance", "target"}};
+    const char *any[][2] = {{"Extension", "valueReference"},
+                            {"Task", "input.valueReference"},
+                            {"Task", "output.valueReference"},
+                            {"Provenance", "target"}};
     for (size_t i = 0; i < sizeof any / sizeof *any; i++) {
         const fs_element *e = element_at(any[i][0], any[i][1]);
         cr_assert_not_null(e, "%s.%s", any[i][0], any[i][1]);
@@ -652,7 +660,9 @@ Test(schema_targets, data_types_and_non_references)
     target_names(element_at("Media", "device"), names, sizeof names);
     cr_expect_str_eq(names, "Device | DeviceMetric");
     /* not Reference elements: no targets, nothing allowed, not "any" */
-    const char *none[][2] = {{"Patient", "name"}, {"Bundle", "entry.resource"}, {"Reference", "reference"},
+    const char *none[][2] = {{"Patient", "name"},
+                             {"Bundle", "entry.resource"},
+                             {"Reference", "reference"},
                              {"CarePlan", "instantiatesCanonical"}};
     for (size_t i = 0; i < sizeof none / sizeof *none; i++) {
         const fs_element *e = element_at(none[i][0], none[i][1]);
@@ -705,7 +715,7 @@ static void note_reference(void *ctx, const fj_doc *doc, uint32_t node, const fs
     const char *text = ref == UINT32_MAX ? "" : fj_str(doc, ref);
     size_t len = ref == UINT32_MAX ? 0 : doc->nodes[ref].len;
     fr_parts parts;
-    const char *verdict = !fr_parse(text, len, &parts) ? "-"
+    const char *verdict = !fr_parse(text, len, &parts)                                           ? "-"
                           : fs_reference_target_allowed(fs_r4(), el, parts.type, parts.type_len) ? "ok"
                                                                                                  : "refused";
     if (r->n < 16)
@@ -735,14 +745,14 @@ Test(walk, references_come_with_the_referencing_element)
     refs_seen r = {0};
     cr_assert(fw_walk_references(fs_r4(), &doc, 0, note_reference, &r));
     const char *want[] = {
-        "Organization.partOf=Organization/p ok",        /* contained: the contained resource's element */
-        "Extension.value[x]=#o -",                      /* choice valueReference */
-        "CarePlan.subject=Patient/1 ok",                /* Bundle entry resource */
-        "Identifier.assigner=Patient/9 refused",        /* a Reference inside a Reference, after it */
+        "Organization.partOf=Organization/p ok",                /* contained: the contained resource's element */
+        "Extension.value[x]=#o -",                              /* choice valueReference */
+        "CarePlan.subject=Patient/1 ok",                        /* Bundle entry resource */
+        "Identifier.assigner=Patient/9 refused",                /* a Reference inside a Reference, after it */
         "CarePlan.activity.detail.performer=Practitioner/1 ok", /* nested backbone, array */
-        "CarePlan.activity.detail.performer= -",        /* a Reference without a literal reference */
-        "Encounter.subject=Practitioner/2 refused",     /* second entry */
-        "Extension.value[x]=Device/1 ok",               /* in a primitive's extension (`_status`) */
+        "CarePlan.activity.detail.performer= -",                /* a Reference without a literal reference */
+        "Encounter.subject=Practitioner/2 refused",             /* second entry */
+        "Extension.value[x]=Device/1 ok",                       /* in a primitive's extension (`_status`) */
     };
     cr_assert_eq(r.n, (int)(sizeof want / sizeof *want), "visited %d", r.n);
     for (int i = 0; i < r.n; i++)

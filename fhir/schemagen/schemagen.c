@@ -106,10 +106,10 @@ static json_object *load_json(const char *dir, const char *file)
 /* ---- the definitions read from the package --------------------------- */
 
 typedef struct gnode {
-    char *name;  /* JSON name or choice stem */
+    char *name; /* JSON name or choice stem */
     char *path;
     uint32_t min, max;
-    vec type_names; /* char* */
+    vec type_names;   /* char* */
     vec target_names; /* char*: resource types a Reference may point to; {"Resource"} = any */
     unsigned flags;
     int strength;
@@ -117,8 +117,8 @@ typedef struct gnode {
     char *content_ref;  /* "#Path" */
     vec children;       /* gnode* */
     struct gnode *ref_target;
-    vec constraints;    /* gconstraint*, shared */
-    long index;         /* position in the emitted element table */
+    vec constraints; /* gconstraint*, shared */
+    long index;      /* position in the emitted element table */
 } gnode;
 
 typedef struct gconstraint {
@@ -779,9 +779,9 @@ static void write_output(const char *out_path)
         put_cstring(out, n->name);
         fputc(',', out);
         put_cstring(out, n->path);
-        fprintf(out, ",%uu,%uu,%u,%zu,%ld,%zu,%u,%d,%ld,%u,%zu,%u,%u},\n", n->min, n->max, first[i],
-                n->type_names.n, child_first, kids->children.n, n->flags, n->strength, vs, cfirst[i],
-                n->constraints.n, tfirst[i], tcount[i]);
+        fprintf(out, ",%uu,%uu,%u,%zu,%ld,%zu,%u,%d,%ld,%u,%zu,%u,%u},\n", n->min, n->max, first[i], n->type_names.n,
+                child_first, kids->children.n, n->flags, n->strength, vs, cfirst[i], n->constraints.n, tfirst[i],
+                tcount[i]);
     }
     fputs("};\n\n", out);
 
@@ -921,10 +921,11 @@ static int search_sort_cmp(const void *a, const void *b)
 
 static void write_search_params(FILE *out)
 {
-    static const char *const kinds[][2] = {
-        {"number", "FS_SEARCH_NUMBER"}, {"date", "FS_SEARCH_DATE"},           {"string", "FS_SEARCH_STRING"},
-        {"token", "FS_SEARCH_TOKEN"},   {"reference", "FS_SEARCH_REFERENCE"}, {"composite", "FS_SEARCH_COMPOSITE"},
-        {"quantity", "FS_SEARCH_QUANTITY"}, {"uri", "FS_SEARCH_URI"},         {"special", "FS_SEARCH_SPECIAL"}};
+    static const char *const kinds[][2] = {{"number", "FS_SEARCH_NUMBER"},       {"date", "FS_SEARCH_DATE"},
+                                           {"string", "FS_SEARCH_STRING"},       {"token", "FS_SEARCH_TOKEN"},
+                                           {"reference", "FS_SEARCH_REFERENCE"}, {"composite", "FS_SEARCH_COMPOSITE"},
+                                           {"quantity", "FS_SEARCH_QUANTITY"},   {"uri", "FS_SEARCH_URI"},
+                                           {"special", "FS_SEARCH_SPECIAL"}};
     fputs("static const fs_search_param search_params[] = {\n", out);
     for (size_t i = 0; i < g_search.n; i++) {
         gsearch *g = g_search.items[i];
@@ -957,7 +958,10 @@ static size_t unique_search_count(void)
 
 /* ---- main ------------------------------------------------------------------ */
 
-static int str_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
 /* The package's file names, sorted so the output never depends on readdir order. */
 static vec list_files(const char *dir)
@@ -975,7 +979,10 @@ static vec list_files(const char *dir)
     return files;
 }
 
-static bool has_prefix(const char *s, const char *prefix) { return !strncmp(s, prefix, strlen(prefix)); }
+static bool has_prefix(const char *s, const char *prefix)
+{
+    return !strncmp(s, prefix, strlen(prefix));
+}
 
 /* Keep the outputs' value sets in url order (fs_valueset_by_url bsearches). */
 static int vs_url_cmp(const void *a, const void *b)

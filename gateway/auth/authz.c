@@ -37,10 +37,16 @@ static const struct {
     const char *type;
     az_category category;
 } categories[] = {
-    {"Organization", AZ_ADMINISTRATIVE},  {"Endpoint", AZ_ADMINISTRATIVE},          {"Location", AZ_ADMINISTRATIVE},
-    {"HealthcareService", AZ_ADMINISTRATIVE}, {"Practitioner", AZ_ADMINISTRATIVE}, {"PractitionerRole", AZ_ADMINISTRATIVE},
-    {"OrganizationAffiliation", AZ_ADMINISTRATIVE}, {"CapabilityStatement", AZ_ADMINISTRATIVE},
-    {"Coverage", AZ_FINANCIAL},           {"Contract", AZ_FINANCIAL},
+    {"Organization", AZ_ADMINISTRATIVE},
+    {"Endpoint", AZ_ADMINISTRATIVE},
+    {"Location", AZ_ADMINISTRATIVE},
+    {"HealthcareService", AZ_ADMINISTRATIVE},
+    {"Practitioner", AZ_ADMINISTRATIVE},
+    {"PractitionerRole", AZ_ADMINISTRATIVE},
+    {"OrganizationAffiliation", AZ_ADMINISTRATIVE},
+    {"CapabilityStatement", AZ_ADMINISTRATIVE},
+    {"Coverage", AZ_FINANCIAL},
+    {"Contract", AZ_FINANCIAL},
 };
 
 az_category az_category_of(const char *type)
@@ -60,7 +66,10 @@ size_t az_types_of(az_category cat, const char **out, size_t max)
     return n;
 }
 
-static bool is_write(az_action a) { return a == AZ_CREATE || a == AZ_UPDATE || a == AZ_DELETE; }
+static bool is_write(az_action a)
+{
+    return a == AZ_CREATE || a == AZ_UPDATE || a == AZ_DELETE;
+}
 
 az_decision az_check_type(const az_caller *caller, const char *type, az_action action)
 {

@@ -33,7 +33,10 @@
 
 /* Locale-free on purpose: certificate contents are bytes, not text in the
  * process's locale. */
-static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
 
 static bool all_digits(const char *s, size_t n)
 {
@@ -396,8 +399,7 @@ static bool parse_header(table_loader *ld, char *line)
         }
     for (int c = 0; c < COL_REQUIRED; c++)
         if (ld->column_of[c] < 0)
-            return load_error(ld, "header lacks the '%s' column (needs fingerprint, name, ura, role)",
-                              COLUMN_NAMES[c]);
+            return load_error(ld, "header lacks the '%s' column (needs fingerprint, name, ura, role)", COLUMN_NAMES[c]);
     ld->field_count = n;
     return true;
 }
@@ -547,7 +549,10 @@ void id_table_free(id_table *table)
     free(table);
 }
 
-size_t id_table_count(const id_table *table) { return table ? table->count : 0; }
+size_t id_table_count(const id_table *table)
+{
+    return table ? table->count : 0;
+}
 
 const id_entry *id_lookup_fingerprint(const id_table *table, const char *fingerprint)
 {
@@ -697,7 +702,7 @@ static void describe_failure(X509_STORE_CTX *ctx, int code, char *err, size_t er
               X509_STORE_CTX_get_error_depth(ctx), subject);
 }
 
-static int run_verification(X509_STORE *store, X509 *cert, STACK_OF(X509) *chain, char *err, size_t errlen)
+static int run_verification(X509_STORE *store, X509 *cert, STACK_OF(X509) * chain, char *err, size_t errlen)
 {
     X509_STORE_CTX *ctx = X509_STORE_CTX_new();
     if (!ctx || X509_STORE_CTX_init(ctx, store, cert, chain) != 1 ||
@@ -725,7 +730,7 @@ X509_STORE *id_store_load(const char *ca_file, const char *crl_file, char *err, 
     return store;
 }
 
-int id_verify_with_store(X509_STORE *store, X509 *cert, STACK_OF(X509) *chain, char *err, size_t errlen)
+int id_verify_with_store(X509_STORE *store, X509 *cert, STACK_OF(X509) * chain, char *err, size_t errlen)
 {
     set_error(err, errlen, "ok");
     if (!store || !cert) {
@@ -738,7 +743,7 @@ int id_verify_with_store(X509_STORE *store, X509 *cert, STACK_OF(X509) *chain, c
     return code;
 }
 
-int id_verify_chain(X509 *cert, STACK_OF(X509) *chain, const char *ca_file, const char *crl_file, char *err,
+int id_verify_chain(X509 *cert, STACK_OF(X509) * chain, const char *ca_file, const char *crl_file, char *err,
                     size_t errlen)
 {
     if (!cert) {

@@ -42,32 +42,32 @@
 
 #include "gateway/util/limits.h"
 
-#define ID_URA_LEN 8             /* a URA is exactly 8 digits */
-#define ID_FINGERPRINT_LEN 64    /* SHA-256 as lowercase hex, no colons */
+#define ID_URA_LEN 8                                 /* a URA is exactly 8 digits */
+#define ID_FINGERPRINT_LEN 64                        /* SHA-256 as lowercase hex, no colons */
 #define ID_UZI_NAME_MAX LIM(uzi_name_max)            /* longest otherName value accepted (real ones are ~60) */
 #define ID_NAME_MAX (LIM(organisation_name_max) + 1) /* organisation name, bytes including the NUL */
 #define ID_ROLE_MAX (LIM(role_max) + 1)              /* role token, bytes including the NUL */
 
 typedef enum id_status {
     ID_OK = 0,
-    ID_ERR_NO_CERT,          /* no certificate given (the peer sent none) */
-    ID_ERR_NO_SAN,           /* the certificate has no subjectAltName */
-    ID_ERR_BAD_SAN,          /* subjectAltName present but undecodable, or repeated */
-    ID_ERR_NO_UZI_NAME,      /* no otherName of type 2.5.5.5 */
-    ID_ERR_VALUE_TYPE,       /* the otherName value is not an IA5String (or UTF8String) */
-    ID_ERR_EMPTY,            /* the value is empty */
-    ID_ERR_TOO_LONG,         /* longer than ID_UZI_NAME_MAX */
-    ID_ERR_NOT_PRINTABLE,    /* a byte outside printable ASCII (NUL, control, non-ASCII) */
-    ID_ERR_FIELD_COUNT,      /* not exactly 7 dash-separated fields */
-    ID_ERR_BAD_CA_OID,       /* field 1 is not a dotted OID */
-    ID_ERR_BAD_VERSION,      /* field 2 is not 1-4 digits */
-    ID_ERR_BAD_UZI_NUMBER,   /* field 3 is not 1-12 digits */
-    ID_ERR_BAD_CARD_TYPE,    /* field 4 is not one of Z, N, M, S */
-    ID_ERR_NOT_SERVER,       /* a well-formed UZI card name (Z/N/M), not a server certificate (S) */
-    ID_ERR_BAD_URA,          /* field 5 is not exactly 8 digits */
-    ID_ERR_BAD_ROLE,         /* field 6 is not NN.NNN */
-    ID_ERR_BAD_AGB,          /* field 7 is not 1-8 digits */
-    ID_ERR_AMBIGUOUS,        /* several UZI otherNames naming different URAs */
+    ID_ERR_NO_CERT,        /* no certificate given (the peer sent none) */
+    ID_ERR_NO_SAN,         /* the certificate has no subjectAltName */
+    ID_ERR_BAD_SAN,        /* subjectAltName present but undecodable, or repeated */
+    ID_ERR_NO_UZI_NAME,    /* no otherName of type 2.5.5.5 */
+    ID_ERR_VALUE_TYPE,     /* the otherName value is not an IA5String (or UTF8String) */
+    ID_ERR_EMPTY,          /* the value is empty */
+    ID_ERR_TOO_LONG,       /* longer than ID_UZI_NAME_MAX */
+    ID_ERR_NOT_PRINTABLE,  /* a byte outside printable ASCII (NUL, control, non-ASCII) */
+    ID_ERR_FIELD_COUNT,    /* not exactly 7 dash-separated fields */
+    ID_ERR_BAD_CA_OID,     /* field 1 is not a dotted OID */
+    ID_ERR_BAD_VERSION,    /* field 2 is not 1-4 digits */
+    ID_ERR_BAD_UZI_NUMBER, /* field 3 is not 1-12 digits */
+    ID_ERR_BAD_CARD_TYPE,  /* field 4 is not one of Z, N, M, S */
+    ID_ERR_NOT_SERVER,     /* a well-formed UZI card name (Z/N/M), not a server certificate (S) */
+    ID_ERR_BAD_URA,        /* field 5 is not exactly 8 digits */
+    ID_ERR_BAD_ROLE,       /* field 6 is not NN.NNN */
+    ID_ERR_BAD_AGB,        /* field 7 is not 1-8 digits */
+    ID_ERR_AMBIGUOUS,      /* several UZI otherNames naming different URAs */
 } id_status;
 
 /* A static English sentence for a status ("URA is not 8 digits"). */
@@ -75,12 +75,12 @@ const char *id_status_message(id_status status);
 
 /* The seven fields of a UZI otherName value, each NUL-terminated. */
 typedef struct id_uzi_name {
-    char ca_oid[64];             /* OID of the issuing CA, e.g. 2.16.528.1.1007.99.2110 */
+    char ca_oid[64]; /* OID of the issuing CA, e.g. 2.16.528.1.1007.99.2110 */
     char version[5];
     char uzi_number[13];
-    char card_type;              /* Z practitioner, N named employee, M unnamed employee, S server */
+    char card_type; /* Z practitioner, N named employee, M unnamed employee, S server */
     char ura[ID_URA_LEN + 1];
-    char role[7];                /* NN.NNN; 00.000 for server certificates */
+    char role[7]; /* NN.NNN; 00.000 for server certificates */
     char agb[9];
 } id_uzi_name;
 
@@ -139,19 +139,19 @@ const id_entry *id_lookup_ura(const id_table *table, const char *ura);
 /* ---- Resolving a caller ------------------------------------------------------ */
 
 typedef enum id_source {
-    ID_SOURCE_UNKNOWN = 0,     /* neither the certificate nor the table says who this is */
-    ID_SOURCE_CERTIFICATE,     /* URA from the certificate's UZI otherName */
-    ID_SOURCE_TABLE,           /* URA from the fingerprint table */
+    ID_SOURCE_UNKNOWN = 0, /* neither the certificate nor the table says who this is */
+    ID_SOURCE_CERTIFICATE, /* URA from the certificate's UZI otherName */
+    ID_SOURCE_TABLE,       /* URA from the fingerprint table */
 } id_source;
 
 typedef struct id_identity {
     id_source source;
-    char ura[ID_URA_LEN + 1];                /* "" when unknown */
-    char name[ID_NAME_MAX];                  /* table name, else the certificate's O (cut at a character
+    char ura[ID_URA_LEN + 1];                 /* "" when unknown */
+    char name[ID_NAME_MAX];                   /* table name, else the certificate's O (cut at a character
                                               * boundary to ID_NAME_MAX - 1 bytes); "" when unknown */
-    char role[ID_ROLE_MAX];                  /* from the table only; "" when the table has none */
+    char role[ID_ROLE_MAX];                   /* from the table only; "" when the table has none */
     char fingerprint[ID_FINGERPRINT_LEN + 1]; /* of the certificate; "" without one */
-    id_status cert_status;                   /* why the certificate did (not) give a URA, for the log */
+    id_status cert_status;                    /* why the certificate did (not) give a URA, for the log */
 } id_identity;
 
 /* Who is calling: the URA from the certificate, else the table entry for its
@@ -183,7 +183,7 @@ const char *id_source_name(id_source source);
  * This reads both files on every call, which suits tests and one-off checks. A
  * server loads them once with id_store_load and verifies each peer with
  * id_verify_with_store; one store serves any number of threads. */
-int id_verify_chain(X509 *cert, STACK_OF(X509) *chain, const char *ca_file, const char *crl_file, char *err,
+int id_verify_chain(X509 *cert, STACK_OF(X509) * chain, const char *ca_file, const char *crl_file, char *err,
                     size_t errlen);
 
 /* The trust store id_verify_chain builds: anchors, CRLs, flags. NULL with a
@@ -191,6 +191,6 @@ int id_verify_chain(X509 *cert, STACK_OF(X509) *chain, const char *ca_file, cons
 X509_STORE *id_store_load(const char *ca_file, const char *crl_file, char *err, size_t errlen);
 
 /* id_verify_chain against a store from id_store_load (returns the same codes). */
-int id_verify_with_store(X509_STORE *store, X509 *cert, STACK_OF(X509) *chain, char *err, size_t errlen);
+int id_verify_with_store(X509_STORE *store, X509 *cert, STACK_OF(X509) * chain, char *err, size_t errlen);
 
 #endif

@@ -158,7 +158,6 @@ static bool split_listen(const char *text, char *host, size_t size, unsigned *po
     return true;
 }
 
-
 /*
  * The error log file, when one is configured, becomes stderr itself (O_APPEND), so that
  * everything written there (the logger's lines, the REST layer's, a sanitizer's report) lands in it.
@@ -188,7 +187,10 @@ static void serve_usage(FILE *to)
                 "                 http://" GW_DEFAULT_OPS_LISTEN " (or --ops-port M; with only --port N given: N+1)\n");
 }
 
-static bool ready(void *arg) { return arg != NULL; }
+static bool ready(void *arg)
+{
+    return arg != NULL;
+}
 
 /* Store commits into the metrics: commit latency and batch size (how well group commit shares syncs). */
 typedef struct store_metrics {

@@ -32,7 +32,7 @@ typedef enum { FORMAT_TEXT, FORMAT_NDJSON } out_format;
 typedef struct run {
     out_format format;
     bool quiet;
-    bool progress;      /* stderr is a terminal */
+    bool progress; /* stderr is a terminal */
     file_list files;
     fv_options options;
     size_t files_with_errors, errors, warnings;
@@ -42,14 +42,15 @@ typedef struct run {
 
 static void usage(FILE *to)
 {
-    fprintf(to, "usage: fhirgw validate [--format text|ndjson] [--quiet] [--conformance DIR]... [--profile URL] PATH...\n"
-                "  --format text      issues as lines (default)\n"
-                "  --format ndjson    one JSON line per file: {\"file\",\"errors\",\"warnings\",\"outcome\"}\n"
-                "  --quiet            print only files with issues, no progress or summary\n"
-                "  --conformance DIR  load profiles, extensions, value sets and code systems (*.json) from DIR;\n"
-                "                     then meta.profile and known extensions are checked\n"
-                "  --profile URL      every file must also conform to this profile (from --conformance)\n"
-                "exit status: 0 no errors, 1 errors found, 2 usage or I/O problem\n");
+    fprintf(to,
+            "usage: fhirgw validate [--format text|ndjson] [--quiet] [--conformance DIR]... [--profile URL] PATH...\n"
+            "  --format text      issues as lines (default)\n"
+            "  --format ndjson    one JSON line per file: {\"file\",\"errors\",\"warnings\",\"outcome\"}\n"
+            "  --quiet            print only files with issues, no progress or summary\n"
+            "  --conformance DIR  load profiles, extensions, value sets and code systems (*.json) from DIR;\n"
+            "                     then meta.profile and known extensions are checked\n"
+            "  --profile URL      every file must also conform to this profile (from --conformance)\n"
+            "exit status: 0 no errors, 1 errors found, 2 usage or I/O problem\n");
 }
 
 /* One issue, indented, in the text form fhir/outcome gives it (long messages included). */
@@ -71,8 +72,8 @@ static void print_text(const char *file, const oo_list *issues, bool quiet)
             printf("%s: OK\n", file);
         return;
     }
-    printf("%s: %zu error%s, %zu warning%s\n", file, issues->errors, issues->errors == 1 ? "" : "s",
-           issues->warnings, issues->warnings == 1 ? "" : "s");
+    printf("%s: %zu error%s, %zu warning%s\n", file, issues->errors, issues->errors == 1 ? "" : "s", issues->warnings,
+           issues->warnings == 1 ? "" : "s");
     for (size_t i = 0; i < issues->count; i++)
         if (issues->items[i].severity != OO_INFORMATION)
             print_issue(&issues->items[i]);

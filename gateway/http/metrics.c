@@ -38,30 +38,30 @@ const double MX_LATENCY_BUCKETS[MX_LATENCY_BUCKET_COUNT] = {0.0005, 0.001, 0.002
 typedef enum mx_type { MX_COUNTER, MX_GAUGE, MX_HISTOGRAM } mx_type;
 
 struct mx_metric {
-    mx_metric *next;               /* older series; immutable once published */
+    mx_metric *next; /* older series; immutable once published */
     mx_family *family;
-    size_t ordinal;                /* creation order, for stable output */
+    size_t ordinal; /* creation order, for stable output */
     char *values[MX_MAX_LABELS];
-    _Atomic uint64_t *cells;       /* MX_SHARDS * family->shard_cells */
+    _Atomic uint64_t *cells; /* MX_SHARDS * family->shard_cells */
 };
 
 struct mx_family {
-    mx_family *next;               /* registry list, registration order */
+    mx_family *next; /* registry list, registration order */
     mx_type type;
     char *name, *help;
     size_t label_count;
     char *labels[MX_MAX_LABELS];
     size_t bound_count;
     double bounds[MX_MAX_BUCKETS];
-    size_t shard_cells;            /* cells per shard, a multiple of CELLS_PER_LINE */
-    _Atomic(mx_metric *) head;     /* newest series */
-    size_t series_count;           /* under lock */
-    mx_metric *overflow;           /* under lock */
-    pthread_mutex_t lock;          /* creating series */
+    size_t shard_cells;        /* cells per shard, a multiple of CELLS_PER_LINE */
+    _Atomic(mx_metric *) head; /* newest series */
+    size_t series_count;       /* under lock */
+    mx_metric *overflow;       /* under lock */
+    pthread_mutex_t lock;      /* creating series */
 };
 
 struct mx_registry {
-    pthread_mutex_t lock;          /* registering families */
+    pthread_mutex_t lock; /* registering families */
     mx_family *first, *last;
 };
 
@@ -181,8 +181,8 @@ static bool same_shape(const mx_family *a, const mx_family *b)
     return true;
 }
 
-static mx_family *family_new(mx_type type, const char *name, const char *help, const char *labels,
-                             const double *bounds, size_t bound_count)
+static mx_family *family_new(mx_type type, const char *name, const char *help, const char *labels, const double *bounds,
+                             size_t bound_count)
 {
     if (!valid_name(name, true) || bound_count > MX_MAX_BUCKETS || (bound_count && !bounds))
         return NULL;
@@ -244,8 +244,8 @@ mx_family *mx_gauge(mx_registry *reg, const char *name, const char *help, const 
     return register_family(reg, MX_GAUGE, name, help, labels, NULL, 0);
 }
 
-mx_family *mx_histogram(mx_registry *reg, const char *name, const char *help, const char *labels,
-                        const double *bounds, size_t bound_count)
+mx_family *mx_histogram(mx_registry *reg, const char *name, const char *help, const char *labels, const double *bounds,
+                        size_t bound_count)
 {
     return register_family(reg, MX_HISTOGRAM, name, help, labels, bounds, bound_count);
 }

@@ -46,7 +46,7 @@
 #define MX_MAX_LABELS LIM(metrics_labels_max)   /* label names per family */
 #define MX_MAX_SERIES LIM(metrics_series_max)   /* label combinations per family, then "overflow" */
 #define MX_MAX_BUCKETS LIM(metrics_buckets_max) /* histogram upper bounds, +Inf excluded */
-#define MX_SHARDS 8            /* per-thread copies of each series */
+#define MX_SHARDS 8                             /* per-thread copies of each series */
 
 /* Prometheus' default latency buckets, in seconds. */
 extern const double MX_LATENCY_BUCKETS[];
@@ -68,8 +68,8 @@ void mx_registry_free(mx_registry *reg);
  */
 mx_family *mx_counter(mx_registry *reg, const char *name, const char *help, const char *labels);
 mx_family *mx_gauge(mx_registry *reg, const char *name, const char *help, const char *labels);
-mx_family *mx_histogram(mx_registry *reg, const char *name, const char *help, const char *labels,
-                        const double *bounds, size_t bound_count);
+mx_family *mx_histogram(mx_registry *reg, const char *name, const char *help, const char *labels, const double *bounds,
+                        size_t bound_count);
 
 /*
  * The series for one combination of label values (as many as the family has

@@ -105,35 +105,35 @@ typedef struct posted {
 struct srv_request {
     srv_server *srv;
     worker *w;
-    conn *conn;                   /* NULL once the client is gone (worker thread only) */
-    srv_request *prev, *next;     /* worker's live list while a handler holds it */
-    srv_request *queue_next;      /* worker's done queue */
+    conn *conn;               /* NULL once the client is gone (worker thread only) */
+    srv_request *prev, *next; /* worker's live list while a handler holds it */
+    srv_request *queue_next;  /* worker's done queue */
 
-    char *head;                   /* the request head, parsed in place */
+    char *head; /* the request head, parsed in place */
     http_head parsed;
     http_header *headers;
     char *path;
     const char *query;
     unsigned char *body;
-    size_t body_len, body_cap;    /* body_cap bytes are counted in the memory budget */
+    size_t body_len, body_cap; /* body_cap bytes are counted in the memory budget */
     X509 *peer;
     char id[SRV_REQUEST_ID_MAX + 1];
-    const char *id_refused;       /* why the client's X-Request-ID was not echoed (static), NULL when it was */
-    struct timespec received;     /* realtime, head complete */
-    struct timespec started;      /* monotonic, first byte */
+    const char *id_refused;   /* why the client's X-Request-ID was not echoed (static), NULL when it was */
+    struct timespec received; /* realtime, head complete */
+    struct timespec started;  /* monotonic, first byte */
     const char *tls_version;
     bool keep_alive, head_only;
 
     int status;
     char *resp_body;
     size_t resp_len;
-    bool resp_borrowed;           /* resp_body belongs to the caller (srv_respond_static): never freed here */
-    char *resp_headers;           /* "Name: value\r\n" ... */
-    srv_producer produce;         /* a streamed answer; NULL once released */
+    bool resp_borrowed;   /* resp_body belongs to the caller (srv_respond_static): never freed here */
+    char *resp_headers;   /* "Name: value\r\n" ... */
+    srv_producer produce; /* a streamed answer; NULL once released */
     srv_release release;
     void *stream_arg;
-    bool stream_chunked;          /* chunked coding (HTTP/1.1) or close-delimited (HTTP/1.0) */
-    size_t streamed;              /* body bytes produced so far */
+    bool stream_chunked; /* chunked coding (HTTP/1.1) or close-delimited (HTTP/1.0) */
+    size_t streamed;     /* body bytes produced so far */
     size_t resp_headers_len, resp_headers_cap;
     char route[SRV_ROUTE_MAX + 1];
     char org[ORG_MAX];
@@ -143,13 +143,13 @@ struct srv_request {
 struct conn {
     worker *w;
     struct bufferevent *bev;
-    SSL *ssl;                     /* NULL on the ops port; freed with bev */
+    SSL *ssl; /* NULL on the ops port; freed with bev */
     conn *prev, *next;
     conn_state state;
     struct event *timer;
     srv_request *req;
     bool ops, over_limit, close_after, linger;
-    size_t scanned;               /* input bytes already searched for the end of the head */
+    size_t scanned; /* input bytes already searched for the end of the head */
     uint64_t body_remaining;
     bool chunked;
     chunk_state chunk;
@@ -169,24 +169,24 @@ struct worker {
     conn *conns;
     size_t conn_count;
     srv_request *live;
-    pthread_mutex_t lock;         /* done and posted queues, exited */
+    pthread_mutex_t lock; /* done and posted queues, exited */
     srv_request *done_head, *done_tail;
     posted *posted_head, *posted_tail;
-    bool exited;                  /* the loop has ended: srv_post runs fn on the caller's thread */
+    bool exited; /* the loop has ended: srv_post runs fn on the caller's thread */
     time_t date_second;
     char date[40];
 };
 
 struct srv_server {
-    srv_config cfg;               /* limits resolved; file name pointers not kept */
+    srv_config cfg; /* limits resolved; file name pointers not kept */
     SSL_CTX *ssl_ctx;
     worker *workers;
     unsigned worker_count;
     unsigned port, ops_port;
-    atomic_uint connections;      /* open connections on the FHIR port */
+    atomic_uint connections; /* open connections on the FHIR port */
     atomic_bool stopping;
-    atomic_size_t inflight;       /* the memory budget's counter (bytes) */
-    lg_logger access_log;         /* on cfg.access_log_fd (borrowed) */
+    atomic_size_t inflight; /* the memory budget's counter (bytes) */
+    lg_logger access_log;   /* on cfg.access_log_fd (borrowed) */
     mx_registry *metrics;
     bool owns_metrics;
     struct {
@@ -363,8 +363,7 @@ static SSL_CTX *make_tls_context(const srv_config *cfg, char *err, size_t errlen
         goto fail;
     }
     if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert_file) != 1 ||
-        SSL_CTX_use_PrivateKey_file(ctx, cfg->key_file, SSL_FILETYPE_PEM) != 1 ||
-        SSL_CTX_check_private_key(ctx) != 1) {
+        SSL_CTX_use_PrivateKey_file(ctx, cfg->key_file, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
         set_err(err, errlen, "cannot load %s / %s: %s", cfg->cert_file, cfg->key_file,
                 openssl_reason(detail, sizeof detail));
         goto fail;
@@ -421,7 +420,8 @@ static bool register_metrics(srv_server *s)
     s->mx.handshake_failures = mx_counter(r, "fhirgw_tls_handshake_failures_total",
                                           "TLS handshakes that failed, by reason.", "reason");
     s->mx.handshakes = mx_series(mx_counter(r, "fhirgw_tls_handshakes_total", "TLS handshakes completed.", NULL), NULL);
-    s->mx.connections = mx_series(mx_gauge(r, "fhirgw_connections_open", "Open connections on the FHIR port.", NULL), NULL);
+    s->mx.connections = mx_series(mx_gauge(r, "fhirgw_connections_open", "Open connections on the FHIR port.", NULL),
+                                  NULL);
     s->mx.rejected = mx_series(mx_counter(r, "fhirgw_connections_rejected_total",
                                           "Connections refused or answered 503 over the connection limit.", NULL),
                                NULL);
@@ -1181,9 +1181,7 @@ static void process_input(conn *c)
             return;
         /* fall through */
     case C_HEAD:
-    case C_BODY:
-        read_request(c);
-        return;
+    case C_BODY: read_request(c); return;
     case C_HANDLER:
     case C_STREAMING:
     case C_WRITING:
@@ -1191,11 +1189,8 @@ static void process_input(conn *c)
         if (evbuffer_get_length(in) > PAUSE_INPUT_BYTES)
             bufferevent_disable(c->bev, EV_READ);
         return;
-    case C_LINGER:
-        evbuffer_drain(in, evbuffer_get_length(in));
-        return;
-    case C_HANDSHAKE:
-        return;
+    case C_LINGER: evbuffer_drain(in, evbuffer_get_length(in)); return;
+    case C_HANDSHAKE: return;
     }
 }
 
@@ -1303,13 +1298,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         fail_request(c, 408, OO_EXCEPTION, "the request was not received in time", false);
         return;
     case C_IDLE:
-    case C_LINGER:
-        conn_close(c);
-        return;
+    case C_LINGER: conn_close(c); return;
     case C_HANDLER:
     case C_STREAMING:
-    case C_WRITING:
-        return;
+    case C_WRITING: return;
     }
 }
 
@@ -1434,10 +1426,11 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 
 /* ---- Listening sockets ----------------------------------------------------------------------------- */
 
-static int bind_socket(const char *address, unsigned port, bool reuseport, bool listening, unsigned *bound,
-                       char *err, size_t errlen)
+static int bind_socket(const char *address, unsigned port, bool reuseport, bool listening, unsigned *bound, char *err,
+                       size_t errlen)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE};
     struct addrinfo *ai = NULL;
     char service[8];
@@ -1543,7 +1536,10 @@ static void drain_queues(worker *w, bool exiting)
     run_posted(p);
 }
 
-static void drain_done_queue(worker *w) { drain_queues(w, false); }
+static void drain_done_queue(worker *w)
+{
+    drain_queues(w, false);
+}
 
 static void close_listeners(worker *w)
 {
@@ -1863,8 +1859,7 @@ const char *srv_req_tls_version(const srv_request *req)
 
 static bool reserved_header(const char *name)
 {
-    static const char *const reserved[] = {"Content-Length", "Transfer-Encoding", "Connection", "Date",
-                                           "X-Request-ID"};
+    static const char *const reserved[] = {"Content-Length", "Transfer-Encoding", "Connection", "Date", "X-Request-ID"};
     for (size_t i = 0; i < sizeof reserved / sizeof *reserved; i++)
         if (strcasecmp(name, reserved[i]) == 0)
             return true;
@@ -1961,7 +1956,10 @@ static void respond(srv_request *req, int status, char *body, size_t len, bool b
     hand_back(req);
 }
 
-void srv_respond(srv_request *req, int status, char *body, size_t len) { respond(req, status, body, len, false); }
+void srv_respond(srv_request *req, int status, char *body, size_t len)
+{
+    respond(req, status, body, len, false);
+}
 
 void srv_respond_stream(srv_request *req, int status, srv_producer produce, srv_release release, void *arg)
 {

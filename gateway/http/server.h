@@ -106,13 +106,13 @@
 #define SRV_STREAM_LOW_WATER LIM(stream_low_water)   /* a stream's producer is asked for more below this */
 #define SRV_STREAM_HIGH_WATER LIM(stream_high_water) /* ... and no more once this much is queued */
 #define SRV_MAX_WORKERS LIM(max_workers)
-#define SRV_REQUEST_ID_MAX LIM(request_id_max)       /* longest X-Request-ID echoed */
-#define SRV_ROUTE_MAX LIM(route_label_max)           /* longest route label (srv_set_route) */
+#define SRV_REQUEST_ID_MAX LIM(request_id_max) /* longest X-Request-ID echoed */
+#define SRV_ROUTE_MAX LIM(route_label_max)     /* longest route label (srv_set_route) */
 
 /* TLS 1.2 suites: forward secrecy and AEAD only. TLS 1.3 uses OpenSSL's
  * default suites (all AEAD). */
-#define SRV_TLS12_CIPHERS                                                                                    \
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"               \
+#define SRV_TLS12_CIPHERS                                                                      \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:" \
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
 typedef struct srv_server srv_server;
@@ -127,20 +127,20 @@ typedef bool (*srv_ready_fn)(void *arg);
 
 typedef struct srv_config {
     /* FHIR port (TLS). */
-    const char *address;           /* numeric IPv4/IPv6; default GW_DEFAULT_HOST */
-    unsigned port;                 /* 0 = ephemeral (see srv_port); default GW_DEFAULT_PORT */
-    unsigned workers;              /* threads, each with its own event loop; 0 = number of cores */
-    const char *cert_file;         /* server certificate chain (PEM), required */
-    const char *key_file;          /* its private key (PEM), required */
-    const char *ca_file;           /* trust anchors for client certificates (PEM) */
-    const char *crl_file;          /* CRLs (PEM); NULL turns revocation checking OFF */
-    bool require_client_cert;      /* default true: no certificate, no handshake */
+    const char *address;      /* numeric IPv4/IPv6; default GW_DEFAULT_HOST */
+    unsigned port;            /* 0 = ephemeral (see srv_port); default GW_DEFAULT_PORT */
+    unsigned workers;         /* threads, each with its own event loop; 0 = number of cores */
+    const char *cert_file;    /* server certificate chain (PEM), required */
+    const char *key_file;     /* its private key (PEM), required */
+    const char *ca_file;      /* trust anchors for client certificates (PEM) */
+    const char *crl_file;     /* CRLs (PEM); NULL turns revocation checking OFF */
+    bool require_client_cert; /* default true: no certificate, no handshake */
 
     /* Ops port (plain HTTP): /healthz, /readyz, /metrics. */
-    bool ops_enabled;              /* default true */
-    const char *ops_address;       /* default GW_DEFAULT_HOST */
-    unsigned ops_port;             /* 0 = ephemeral (see srv_ops_port); default GW_DEFAULT_OPS_PORT */
-    srv_ready_fn ready;            /* NULL = ready while running */
+    bool ops_enabled;        /* default true */
+    const char *ops_address; /* default GW_DEFAULT_HOST */
+    unsigned ops_port;       /* 0 = ephemeral (see srv_ops_port); default GW_DEFAULT_OPS_PORT */
+    srv_ready_fn ready;      /* NULL = ready while running */
     void *ready_arg;
 
     /* Limits (0 = the default: the row of the same name in gateway/util/limits.h). */
@@ -152,13 +152,13 @@ typedef struct srv_config {
     unsigned idle_timeout_ms;
     unsigned write_timeout_ms;
     unsigned drain_timeout_ms;
-    size_t max_inflight_bytes;     /* the memory budget (see "Memory budget") */
+    size_t max_inflight_bytes; /* the memory budget (see "Memory budget") */
 
-    srv_handler handler;           /* required */
+    srv_handler handler; /* required */
     void *handler_arg;
 
-    int access_log_fd;             /* -1 = no access log (the default) */
-    mx_registry *metrics;          /* NULL = the server makes (and frees) its own */
+    int access_log_fd;    /* -1 = no access log (the default) */
+    mx_registry *metrics; /* NULL = the server makes (and frees) its own */
 } srv_config;
 
 /* Fill in every default (addresses, ports, limits, require_client_cert, ops). */
@@ -194,22 +194,22 @@ mx_registry *srv_metrics(srv_server *srv);
 
 /* ---- The request view (valid until srv_respond; see "Request lifetime") ---- */
 
-const char *srv_req_method(const srv_request *req);      /* "GET", as sent (methods are case-sensitive) */
-const char *srv_req_path(const srv_request *req);        /* percent-decoded, no query; always starts with '/' */
-const char *srv_req_query(const srv_request *req);       /* raw, after '?', not decoded; "" when none */
+const char *srv_req_method(const srv_request *req); /* "GET", as sent (methods are case-sensitive) */
+const char *srv_req_path(const srv_request *req);   /* percent-decoded, no query; always starts with '/' */
+const char *srv_req_query(const srv_request *req);  /* raw, after '?', not decoded; "" when none */
 const char *srv_req_header(const srv_request *req, const char *name); /* case-insensitive; first; NULL if absent */
 size_t srv_req_header_count(const srv_request *req);
 bool srv_req_header_at(const srv_request *req, size_t i, const char **name, const char **value);
 const unsigned char *srv_req_body(const srv_request *req, size_t *len); /* NUL-terminated for convenience */
-X509 *srv_req_peer_cert(const srv_request *req);         /* verified; NULL on the ops port; do not free */
+X509 *srv_req_peer_cert(const srv_request *req); /* verified; NULL on the ops port; do not free */
 /* The request id: the client's X-Request-ID when it is 1..SRV_REQUEST_ID_MAX of [A-Za-z0-9._:-], else 32
  * random hex digits. An id that is longer or has other characters is not echoed at all (never cut or cleaned
  * up into a different id that might match another request's); the access log line says
  * "request_id_refused":"too-long" or "malformed". */
 const char *srv_req_id(const srv_request *req);
-unsigned srv_req_worker(const srv_request *req);         /* 0 .. workers-1 */
+unsigned srv_req_worker(const srv_request *req);          /* 0 .. workers-1 */
 struct timespec srv_req_received(const srv_request *req); /* CLOCK_REALTIME when the head was complete */
-const char *srv_req_tls_version(const srv_request *req); /* "TLSv1.3", or "" on the ops port */
+const char *srv_req_tls_version(const srv_request *req);  /* "TLSv1.3", or "" on the ops port */
 
 /* ---- Answering ----------------------------------------------------------------- */
 

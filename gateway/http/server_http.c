@@ -143,8 +143,7 @@ static int parse_field(char *line, http_header *out, const char **why)
     return 0;
 }
 
-int http_parse_head(char *buf, size_t len, http_head *head, http_header *headers, size_t max_headers,
-                    const char **why)
+int http_parse_head(char *buf, size_t len, http_head *head, http_header *headers, size_t max_headers, const char **why)
 {
     char *cursor = buf, *end = buf + len;
     memset(head, 0, sizeof *head);
@@ -351,8 +350,8 @@ const char *http_request_id_refusal(const char *id)
     size_t n = 0;
     for (; id[n]; n++) {
         char c = id[n];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                  c == '_' || c == ':' || c == '-';
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+                  c == ':' || c == '-';
         if (!ok)
             return "malformed";
     }

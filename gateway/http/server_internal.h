@@ -14,15 +14,15 @@
 #include <stdint.h>
 
 typedef struct http_header {
-    const char *name;   /* as sent (case kept) */
-    const char *value;  /* leading and trailing whitespace removed */
+    const char *name;  /* as sent (case kept) */
+    const char *value; /* leading and trailing whitespace removed */
 } http_header;
 
 typedef struct http_head {
     const char *method;
-    const char *target;     /* raw request-target, origin-form: /path?query */
-    int minor_version;      /* HTTP/1.<minor>: 0 or 1 */
-    http_header *headers;   /* caller-provided array */
+    const char *target;   /* raw request-target, origin-form: /path?query */
+    int minor_version;    /* HTTP/1.<minor>: 0 or 1 */
+    http_header *headers; /* caller-provided array */
     size_t header_count;
 } http_head;
 
@@ -33,8 +33,7 @@ typedef struct http_head {
  * Returns 0, or the HTTP status to answer with (400 malformed, 431 too many
  * fields, 505 unsupported version) and a static reason in *why.
  */
-int http_parse_head(char *buf, size_t len, http_head *head, http_header *headers, size_t max_headers,
-                    const char **why);
+int http_parse_head(char *buf, size_t len, http_head *head, http_header *headers, size_t max_headers, const char **why);
 
 /* First field with this name (ASCII case-insensitive), or NULL. */
 const char *http_header_find(const http_header *headers, size_t count, const char *name);

@@ -60,8 +60,8 @@ void rq_respond_issues(rq *q, int status, const oo_list *issues)
     rq_respond_json(q, status, body, body ? len : 0);
 }
 
-void rq_respond_outcome(rq *q, int status, oo_severity sev, const char *code, const char *expression,
-                        const char *fmt, ...)
+void rq_respond_outcome(rq *q, int status, oo_severity sev, const char *code, const char *expression, const char *fmt,
+                        ...)
 {
     oo_list issues;
     oo_list_init(&issues, 0);

@@ -23,8 +23,8 @@ void rq_respond_json(rq *q, int status, char *body, size_t len); /* takes body (
 void rq_respond_stream(rq *q, srv_producer produce, srv_release release, void *arg);
 /* 200 with a body the server does not copy or free (it must outlive the server): the CapabilityStatement. */
 void rq_respond_static(rq *q, const char *body, size_t len);
-void rq_respond_outcome(rq *q, int status, oo_severity sev, const char *code, const char *expression,
-                        const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+void rq_respond_outcome(rq *q, int status, oo_severity sev, const char *code, const char *expression, const char *fmt,
+                        ...) __attribute__((format(printf, 6, 7)));
 void rq_respond_issues(rq *q, int status, const oo_list *issues);
 /* ETag and Last-Modified; with location also Location and Content-Location (base/type/id/_history/version). */
 void rq_set_version_headers(rq *q, const char *type, const char *id, int64_t version, int64_t last_updated_ms,

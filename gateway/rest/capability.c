@@ -14,20 +14,23 @@ static const char *const patch_formats[] = {"application/json-patch+json", "appl
 
 /* Said once per reference parameter, so kept short (the statement is served whole on every /metadata). */
 #define CHAIN_DOC "Chained: name.param, name:Type.param, " SQ_MAX_CHAIN_TEXT " links at most"
-#define HAS_DOC                                                                                                       \
-    "Reverse chaining: _has:Type:reference:param=value, nestable; chains and _has only reach resources the "      \
+#define HAS_DOC                                                                                              \
+    "Reverse chaining: _has:Type:reference:param=value, nestable; chains and _has only reach resources the " \
     "caller may read"
 #define SQ_MAX_CHAIN_TEXT "3"
 _Static_assert(SQ_MAX_CHAIN == 3, "CHAIN_DOC names the chain limit");
 
 static const char *search_kind_name(fs_search_kind k)
 {
-    static const char *const names[] = {"number", "date",     "string", "token",  "reference",
+    static const char *const names[] = {"number",    "date",     "string", "token",  "reference",
                                         "composite", "quantity", "uri",    "special"};
     return names[k];
 }
 
-static json_object *str(const char *s) { return json_object_new_string(s); }
+static json_object *str(const char *s)
+{
+    return json_object_new_string(s);
+}
 
 static bool row_applies(const cap_row *row, bool system, const char *type)
 {

@@ -18,10 +18,10 @@
 
 /* One interaction or operation as the statement lists it (the REST layer's table gives them: operations.h). */
 typedef struct cap_row {
-    const char *code;           /* an interaction code ("read") or an operation's name without "$" ("validate") */
-    const char *definition;     /* an operation's OperationDefinition; NULL for an interaction */
-    bool system;                /* listed under rest (the system level), else under each resource type */
-    const char *const *types;   /* per type: the types it applies to (NULL-ended); NULL: every type */
+    const char *code;         /* an interaction code ("read") or an operation's name without "$" ("validate") */
+    const char *definition;   /* an operation's OperationDefinition; NULL for an interaction */
+    bool system;              /* listed under rest (the system level), else under each resource type */
+    const char *const *types; /* per type: the types it applies to (NULL-ended); NULL: every type */
 } cap_row;
 
 typedef struct cap_info {
@@ -34,7 +34,7 @@ typedef struct cap_info {
     const char *const *profile_urls;
     const char *const *profile_types;
     size_t profile_count;
-    bool references_enforced;     /* referential integrity on write (referencePolicy "enforced") */
+    bool references_enforced; /* referential integrity on write (referencePolicy "enforced") */
     /* the interactions and operations dispatched, in the order listed */
     const cap_row *rows;
     size_t row_count;

@@ -36,8 +36,7 @@ static char *entry_json(const id_entry *org, const char *id, size_t *len)
 
 static void report(const char *ura, const oo_list *issues, const char *why)
 {
-    fprintf(stderr, "directory entry of URA %s: %s\n", ura,
-            issues && issues->count ? issues->items[0].message : why);
+    fprintf(stderr, "directory entry of URA %s: %s\n", ura, issues && issues->count ? issues->items[0].message : why);
 }
 
 /*

@@ -28,7 +28,10 @@ static int64_t real_clock_ms(void *arg)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void free_arena(void *a) { fp_arena_free(a); }
+static void free_arena(void *a)
+{
+    fp_arena_free(a);
+}
 
 /*
  * Who a certificate is, remembered per worker thread: a keep-alive
@@ -73,8 +76,11 @@ static bool build_capability(rest_app *app)
 {
     char start[ST_INSTANT_LEN];
     st_format_instant(rest_now_ms(app), start);
-    cap_info info = {"0.1.0", app->opt.base_url, start, rest_search_kind_supported, NULL, NULL, 0,
-                     !app->opt.allow_dangling_references, NULL, 0};
+    cap_info info = {"0.1.0", app->opt.base_url,
+                     start,   rest_search_kind_supported,
+                     NULL,    NULL,
+                     0,       !app->opt.allow_dangling_references,
+                     NULL,    0};
     cap_row *rows = rest_capability_rows(&info.row_count);
     if (!rows)
         return false;
@@ -118,7 +124,10 @@ rest_app *rest_app_new(const rest_options *opts, char *err, size_t errlen)
     return app;
 }
 
-size_t rest_answers_off_worker(rest_app *app) { return atomic_load(&app->answers_off_worker); }
+size_t rest_answers_off_worker(rest_app *app)
+{
+    return atomic_load(&app->answers_off_worker);
+}
 
 void rest_app_free(rest_app *app)
 {
@@ -172,8 +181,8 @@ static bool within_rate(rq *q)
     char value[16];
     snprintf(value, sizeof value, "%u", retry);
     srv_set_header(q->req, "Retry-After", value);
-    rq_respond_outcome(q, 429, OO_ERROR, "throttled", NULL, "too many requests from this organisation; retry after %u s",
-                       retry);
+    rq_respond_outcome(q, 429, OO_ERROR, "throttled", NULL,
+                       "too many requests from this organisation; retry after %u s", retry);
     return false;
 }
 

@@ -46,20 +46,20 @@ typedef struct rest_app rest_app;
 #define REST_DEFAULT_PAGE_MAX_BYTES ((size_t)LIM(page_max_bytes))
 
 typedef struct rest_options {
-    const fs_schema *schema;      /* NULL = fs_r4() */
-    st_store *store;              /* required */
+    const fs_schema *schema;       /* NULL = fs_r4() */
+    st_store *store;               /* required */
     const id_table *organisations; /* registered organisations (name, URA, roles); required */
-    const pf_registry *profiles;  /* NULL = no profiles */
-    const char *base_url;         /* "https://127.0.0.1:8443" (no trailing slash); references under it are
+    const pf_registry *profiles;   /* NULL = no profiles */
+    const char *base_url;          /* "https://127.0.0.1:8443" (no trailing slash); references under it are
                                    * indexed, searched and tagged as the relative ones they name */
-    int page_size_default;        /* 0 = REST_DEFAULT_PAGE_SIZE */
-    int page_size_max;            /* 0 = REST_DEFAULT_PAGE_SIZE_MAX */
-    size_t page_max_bytes;        /* searchset/history page bytes at most (one entry always fits);
+    int page_size_default;         /* 0 = REST_DEFAULT_PAGE_SIZE */
+    int page_size_max;             /* 0 = REST_DEFAULT_PAGE_SIZE_MAX */
+    size_t page_max_bytes;         /* searchset/history page bytes at most (one entry always fits);
                                    * 0 = REST_DEFAULT_PAGE_MAX_BYTES */
-    double rate_per_second;       /* per organisation; 0 = no limit */
+    double rate_per_second;        /* per organisation; 0 = no limit */
     double rate_burst;
-    bool log_allowed;             /* record allowed access decisions too (refusals always are) */
-    const lg_logger *log;         /* where access decisions and other events go, one JSON line each (key/value
+    bool log_allowed;     /* record allowed access decisions too (refusals always are) */
+    const lg_logger *log; /* where access decisions and other events go, one JSON line each (key/value
                                    * fields: lg_write); NULL = lg_stderr(). Borrowed: it must outlive the app */
     /* referential integrity is on unless this is set: a write whose references name a resource on this server
      * that does not exist, that the writer may not read, or of a type the element does not allow, is 422 */

@@ -115,7 +115,10 @@ static void add_tag(rest_write *w, const char *ura)
     w->tag_count++;
 }
 
-static bool registered(rq *q, const char *ura) { return id_lookup_ura(q->app->opt.organisations, ura) != NULL; }
+static bool registered(rq *q, const char *ura)
+{
+    return id_lookup_ura(q->app->opt.organisations, ura) != NULL;
+}
 
 /* "https://our.base/Organization/x" -> "Organization/x"; other absolute URLs are someone else's. */
 static const char *strip_own_base(rq *q, const char *s, size_t *len)
@@ -161,8 +164,8 @@ static size_t tag_from_reference(rq *q, rest_write *w, const fj_doc *d, uint32_t
     uint32_t ident = fj_get(d, ref, "identifier");
     if (ident != UINT32_MAX && d->nodes[ident].type == FJ_OBJECT) {
         uint32_t sys = fj_get(d, ident, "system"), val = fj_get(d, ident, "value");
-        if (sys != UINT32_MAX && val != UINT32_MAX && fj_str_eq(d, sys, URA_SYSTEM) && d->nodes[val].type == FJ_STRING &&
-            d->nodes[val].len == 8) {
+        if (sys != UINT32_MAX && val != UINT32_MAX && fj_str_eq(d, sys, URA_SYSTEM) &&
+            d->nodes[val].type == FJ_STRING && d->nodes[val].len == 8) {
             char ura[9];
             memcpy(ura, fj_str(d, val), 8);
             ura[8] = '\0';
@@ -462,9 +465,9 @@ static void check_reference(void *ctx, const fj_doc *d, uint32_t ref, const fs_e
     st_resource target;
     st_error err;
     st_status found = type ? st_read(q->app->opt.store, type->name, id, &target, &err) : ST_NOT_FOUND;
-    bool visible = found == ST_OK && az_check_resource(&q->caller, target.type, AZ_READ, target.owner,
-                                                       (const char *const *)target.access_tags,
-                                                       target.access_tag_count) == AZ_ALLOW;
+    bool visible = found == ST_OK &&
+                   az_check_resource(&q->caller, target.type, AZ_READ, target.owner,
+                                     (const char *const *)target.access_tags, target.access_tag_count) == AZ_ALLOW;
     if (found == ST_OK || found == ST_GONE)
         st_resource_free(&target);
     if (!visible) /* missing, deleted or not the writer's to see: one answer */
@@ -511,8 +514,8 @@ static int check_organization_uras(rq *q, rest_write *w, oo_list *issues)
 }
 
 /* Members of a Task its receiver may change (the notified-pull workflow); everything else is the sender's. */
-static const char *const receiver_may_change[] = {"id",     "meta", "status", "businessStatus", "statusReason",
-                                                  "output", "note", "lastModified"};
+static const char *const receiver_may_change[] = {"id",           "meta",   "status", "businessStatus",
+                                                  "statusReason", "output", "note",   "lastModified"};
 
 static bool receiver_member(const char *key, size_t len)
 {

@@ -44,34 +44,34 @@
 
 /* A name in the Bundle that stands for a resource: a urn:uuid: fullUrl or a conditional reference. */
 typedef struct ref_name {
-    char *from;                              /* "urn:uuid:..." or "Patient?identifier=..." */
+    char *from;                               /* "urn:uuid:..." or "Patient?identifier=..." */
     char target[ST_TYPE_MAX + ST_ID_MAX + 2]; /* "Type/id"; the id part may be rewritten in place (see above) */
-    size_t id_at;                            /* where the id starts in target */
+    size_t id_at;                             /* where the id starts in target */
 } ref_name;
 
 typedef struct bentry {
-    int index;             /* in the client's Bundle */
-    uint32_t entry;        /* node of the entry */
-    char method[8];        /* GET, HEAD, POST, PUT, DELETE, PATCH; a longer one is refused, never cut */
-    char *url;             /* request.url, whole (owned) */
-    const char *query;     /* after '?' in url, or NULL */
+    int index;         /* in the client's Bundle */
+    uint32_t entry;    /* node of the entry */
+    char method[8];    /* GET, HEAD, POST, PUT, DELETE, PATCH; a longer one is refused, never cut */
+    char *url;         /* request.url, whole (owned) */
+    const char *query; /* after '?' in url, or NULL */
     rt_route route;
     const fs_type *type;
     char id[ST_ID_MAX + 1];
     bool is_write;
     bool conditional_create; /* POST with ifNoneExist, or a conditional PUT that matched nothing */
-    int64_t pinned;        /* the version a conditional PUT/DELETE matched, or ifMatch (0: any) */
-    ref_name *name;        /* the name other entries use for this one, if any */
+    int64_t pinned;          /* the version a conditional PUT/DELETE matched, or ifMatch (0: any) */
+    ref_name *name;          /* the name other entries use for this one, if any */
     rest_write w;
     /* the answer for this entry */
     int status;
-    char *location;        /* base/Type/id/_history/version of a write (owned) */
+    char *location; /* base/Type/id/_history/version of a write (owned) */
     char etag[32];
     char last_modified[ST_INSTANT_LEN];
-    st_op_result result;   /* batch: the store's result, copied on the commit thread, answered on the worker */
+    st_op_result result; /* batch: the store's result, copied on the commit thread, answered on the worker */
     bool has_result;
-    char *outcome;         /* OperationOutcome JSON for a failed or informational entry */
-    char *resource;        /* resource JSON to include */
+    char *outcome;  /* OperationOutcome JSON for a failed or informational entry */
+    char *resource; /* resource JSON to include */
 } bentry;
 
 typedef struct batch {
@@ -83,18 +83,18 @@ typedef struct batch {
     size_t count;
     ref_name *names;
     size_t name_count, name_cap;
-    uint8_t *rewritable;   /* per node: 0 keep, 1 a reference-like string, 2 narrative (links inside) */
-    char **replaced;       /* narrative texts with links rewritten (freed with the batch) */
+    uint8_t *rewritable; /* per node: 0 keep, 1 a reference-like string, 2 narrative (links inside) */
+    char **replaced;     /* narrative texts with links rewritten (freed with the batch) */
     size_t replaced_count, replaced_cap;
     fj_write_hooks hooks;
-    st_op *ops;            /* transaction: one per write entry, in processing order */
-    bentry **op_entries;   /* the entry of each op */
+    st_op *ops;          /* transaction: one per write entry, in processing order */
+    bentry **op_entries; /* the entry of each op */
     size_t op_count;
     st_op_result *results; /* transaction: the store's results (op_count), copied on the commit thread */
     st_status txn_status;  /* ... its status and failing op */
     size_t failed_op;
-    atomic_int pending;    /* batch: submitted writes not yet committed, plus one for the submitter */
-    oo_list validation;    /* what validating the Bundle found (a batch spreads errors over its entries) */
+    atomic_int pending; /* batch: submitted writes not yet committed, plus one for the submitter */
+    oo_list validation; /* what validating the Bundle found (a batch spreads errors over its entries) */
 } batch;
 
 enum { KEEP = 0, REFERENCE_LIKE = 1, NARRATIVE = 2 };
@@ -536,8 +536,8 @@ static bool prepare_entry(batch *b, bentry *e)
     rq *q = b->q;
     rest_write *w = &e->w;
     st_op_kind kind = e->route.interaction == RT_CREATE || e->conditional_create ? ST_OP_CREATE
-                      : e->route.interaction == RT_UPDATE                       ? ST_OP_UPDATE
-                                                                                : ST_OP_DELETE;
+                      : e->route.interaction == RT_UPDATE                        ? ST_OP_UPDATE
+                                                                                 : ST_OP_DELETE;
     st_resource found;
     st_status found_status = ST_NOT_FOUND;
     az_action action = kind == ST_OP_CREATE ? AZ_CREATE : kind == ST_OP_UPDATE ? AZ_UPDATE : AZ_DELETE;
@@ -575,7 +575,7 @@ static bool prepare_entry(batch *b, bentry *e)
     w->op.expected_version = e->pinned;
     if (ok && kind == ST_OP_CREATE) {
         char *cond = e->conditional_create && e->route.interaction == RT_UPDATE ? strdup(e->query)
-                                                                                  : request_member(b, e, "ifNoneExist");
+                                                                                : request_member(b, e, "ifNoneExist");
         if (cond) {
             ok = rest_write_if_none_exist(q, w, cond, &issues);
             e->conditional_create = ok;
@@ -680,8 +680,7 @@ static void record_write_result(batch *b, bentry *e, const st_op_result *r)
     e->status = e->w.op.kind == ST_OP_DELETE ? 204 : created ? 201 : 200;
     const char *id = r->status == ST_EXISTS ? r->id : e->w.id;
     fj_buf location = {0};
-    fj_buf_printf(&location, "%s/%s/%s/_history/%lld", q->app->opt.base_url, e->type->name, id,
-                  (long long)r->version);
+    fj_buf_printf(&location, "%s/%s/%s/_history/%lld", q->app->opt.base_url, e->type->name, id, (long long)r->version);
     free(e->location);
     e->location = fj_buf_take(&location, NULL);
     snprintf(e->etag, sizeof e->etag, "W/\\\"%lld\\\"", (long long)r->version);
@@ -1000,7 +999,8 @@ static bool parse_bundle(rq *q, batch *b)
     size_t len;
     const unsigned char *body = srv_req_body(q->req, &len);
     if (!body || !len) {
-        rq_respond_outcome(q, 400, OO_ERROR, "required", NULL, "POST to the base URL needs a batch or transaction Bundle");
+        rq_respond_outcome(q, 400, OO_ERROR, "required", NULL,
+                           "POST to the base URL needs a batch or transaction Bundle");
         return false;
     }
     b->body = malloc(len + 1);
@@ -1018,7 +1018,8 @@ static bool parse_bundle(rq *q, batch *b)
     uint32_t rt = fj_get(&b->doc, 0, "resourceType"), type = fj_get(&b->doc, 0, "type");
     if (rt == UINT32_MAX || !fj_str_eq(&b->doc, rt, "Bundle") || type == UINT32_MAX ||
         (!fj_str_eq(&b->doc, type, "batch") && !fj_str_eq(&b->doc, type, "transaction"))) {
-        rq_respond_outcome(q, 400, OO_ERROR, "invalid", NULL, "POST to the base URL takes a batch or transaction Bundle");
+        rq_respond_outcome(q, 400, OO_ERROR, "invalid", NULL,
+                           "POST to the base URL takes a batch or transaction Bundle");
         oo_list_free(&issues);
         return false;
     }

@@ -44,7 +44,7 @@ static void query_without_paging(fj_buf *b, const char *query)
 }
 
 void rest_bundle_link(fj_buf *b, rq *q, const char *relation, const char *path, const char *query, long offset,
-                 const char *extra)
+                      const char *extra)
 {
     fj_buf_printf(b, "{\"relation\":\"%s\",\"url\":\"%s/%s", relation, q->app->opt.base_url, path);
     fj_buf url = {0};
@@ -72,7 +72,6 @@ void rest_bundle_respond(rq *q, fj_buf *b)
         rq_respond_json(q, 200, body, len);
 }
 
-
 void rest_bundle_entry_open(fj_buf *b, size_t *written)
 {
     fj_buf_puts(b, (*written)++ ? "," : ",\"entry\":[");
@@ -95,12 +94,12 @@ bool rest_bundle_flush(srv_stream *out, fj_buf *b)
     return ok;
 }
 
-void rest_bundle_outcome_entry(fj_buf *b, const char *severity, const char *code, const char *message,
-                               size_t *written)
+void rest_bundle_outcome_entry(fj_buf *b, const char *severity, const char *code, const char *message, size_t *written)
 {
     rest_bundle_entry_open(b, written);
-    fj_buf_printf(b, "{\"resource\":{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"severity\":"
-                     "\"%s\",\"code\":\"%s\",\"diagnostics\":",
+    fj_buf_printf(b,
+                  "{\"resource\":{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"severity\":"
+                  "\"%s\",\"code\":\"%s\",\"diagnostics\":",
                   severity, code);
     fj_buf_string(b, message, strlen(message));
     fj_buf_puts(b, "}]},\"search\":{\"mode\":\"outcome\"}}");

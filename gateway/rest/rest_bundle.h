@@ -26,7 +26,6 @@ void rest_bundle_respond(rq *q, fj_buf *b);
 /* Streamed Bundles: hand b's bytes to out and empty b (kept for reuse); false when b failed or out refused. */
 bool rest_bundle_flush(srv_stream *out, fj_buf *b);
 /* A search.mode outcome entry (entry_open included): an OperationOutcome with one issue. */
-void rest_bundle_outcome_entry(fj_buf *b, const char *severity, const char *code, const char *message,
-                               size_t *written);
+void rest_bundle_outcome_entry(fj_buf *b, const char *severity, const char *code, const char *message, size_t *written);
 
 #endif

@@ -50,7 +50,10 @@ fp_arena *rest_arena(rest_app *app)
     return a;
 }
 
-int64_t rest_now_ms(const rest_app *app) { return app->opt.clock_ms(app->opt.clock_arg); }
+int64_t rest_now_ms(const rest_app *app)
+{
+    return app->opt.clock_ms(app->opt.clock_arg);
+}
 
 void rest_new_id(char out[ST_ID_MAX + 1])
 {

@@ -52,11 +52,14 @@
 
 /* Limits of the REST layer (values in gateway/util/limits.h). Each says what happens past it:
  * nothing is cut silently. */
-#define REST_MAX_TAGS LIM(access_tags_max)  /* a write naming a ninth organisation is refused: 422 too-long at
+#define REST_MAX_TAGS \
+    LIM(access_tags_max) /* a write naming a ninth organisation is refused: 422 too-long at
                                              * the addressing element (rest_access.c) */
-#define REST_MAX_GRANTS LIM(grants_max)     /* a seventeenth granted resource is refused: 422 too-long at the
+#define REST_MAX_GRANTS \
+    LIM(grants_max) /* a seventeenth granted resource is refused: 422 too-long at the
                                              * granting element (rest_access.c) */
-#define REST_MAX_INCLUDED LIM(included_max) /* the rest are left out and a warning outcome entry says so
+#define REST_MAX_INCLUDED \
+    LIM(included_max) /* the rest are left out and a warning outcome entry says so
                                              * (rest_search.c) */
 
 struct rest_app {
@@ -64,10 +67,10 @@ struct rest_app {
     const fs_schema *schema;
     ix_indexer *indexer;
     rl_limiter *limiter;
-    char *capability;        /* the CapabilityStatement JSON, built once */
+    char *capability; /* the CapabilityStatement JSON, built once */
     size_t capability_len;
-    pthread_key_t arena_key; /* a FHIRPath arena per worker thread */
-    pthread_key_t caller_key; /* per worker thread: the last certificate seen and who it was */
+    pthread_key_t arena_key;          /* a FHIRPath arena per worker thread */
+    pthread_key_t caller_key;         /* per worker thread: the last certificate seen and who it was */
     atomic_size_t answers_off_worker; /* answers built on another thread than the request's worker (stays 0) */
 };
 
@@ -90,14 +93,14 @@ typedef struct rest_stq {
 typedef struct rest_write {
     const char *type;
     char id[ST_ID_MAX + 1];
-    char *body;              /* mutable copy of the JSON (fj_parse decodes in place) */
-    fj_doc doc;              /* owned when has_doc */
-    fj_doc *docp;            /* the document the resource is in: &doc, or a transaction Bundle's */
-    uint32_t root;           /* the resource's node in *docp */
+    char *body;    /* mutable copy of the JSON (fj_parse decodes in place) */
+    fj_doc doc;    /* owned when has_doc */
+    fj_doc *docp;  /* the document the resource is in: &doc, or a transaction Bundle's */
+    uint32_t root; /* the resource's node in *docp */
     bool has_doc;
-    char *meta_extra;        /* the client's meta members other than versionId/lastUpdated */
+    char *meta_extra;            /* the client's meta members other than versionId/lastUpdated */
     const fj_write_hooks *hooks; /* extra rewriting (transactions: urn:uuid: references) */
-    char *stored;            /* the JSON the store wrote, copied for the answer */
+    char *stored;                /* the JSON the store wrote, copied for the answer */
     size_t stored_len;
     ix_rows ix;
     st_index_row *rows;
@@ -105,12 +108,12 @@ typedef struct rest_write {
     char tag_text[REST_MAX_TAGS][9];
     const char *tags[REST_MAX_TAGS];
     size_t tag_count;
-    bool tags_overflow;      /* addressed to more organisations than REST_MAX_TAGS: refused */
+    bool tags_overflow;               /* addressed to more organisations than REST_MAX_TAGS: refused */
     st_grant grants[REST_MAX_GRANTS]; /* a Task: what it lets its receiver read */
     char grant_ids[REST_MAX_GRANTS][ST_ID_MAX + 1];
     size_t grant_count;
-    st_op_result result;     /* the store's result, copied by the commit callback for the worker's answer */
-    st_resource current;     /* update/delete: the version the access decision was made on */
+    st_op_result result; /* the store's result, copied by the commit callback for the worker's answer */
+    st_resource current; /* update/delete: the version the access decision was made on */
     bool has_current;
     bool conditional_update; /* a conditional update that found nothing and creates (If-None-Exist semantics) */
     sq_query if_none_sq;     /* conditional create */
@@ -123,12 +126,12 @@ typedef struct rest_write {
 typedef struct rq {
     rest_app *app;
     srv_request *req;
-    pthread_t worker;        /* the thread that runs the handler and owns the connection: answers are built here */
+    pthread_t worker; /* the thread that runs the handler and owns the connection: answers are built here */
     az_caller caller;
     char org_name[ID_NAME_MAX];
     rt_route route;
     rt_return prefer;
-    rest_write write;        /* single-resource writes */
+    rest_write write; /* single-resource writes */
 } rq;
 
 /* Frees the context and its write (after the answer). */

@@ -79,8 +79,8 @@ static bool resolve_conditional(rq *q)
         rq_respond_outcome(q, 404, OO_ERROR, OO_NOT_FOUND, NULL, "no %s matches the conditional patch",
                            q->route.type->name);
     else if (found.count > 1)
-        rq_respond_outcome(q, 412, OO_ERROR, "multiple-matches", NULL,
-                           "the conditional patch matches more than one %s", q->route.type->name);
+        rq_respond_outcome(q, 412, OO_ERROR, "multiple-matches", NULL, "the conditional patch matches more than one %s",
+                           q->route.type->name);
     else
         ok = snprintf(q->route.id, sizeof q->route.id, "%s", found.items[0].id) > 0;
     st_list_free(&found);
@@ -104,8 +104,7 @@ static bool read_current(rq *q)
         return false;
     }
     if (s != ST_OK && s != ST_GONE) {
-        rq_respond_outcome(q, rest_status_of(s), OO_ERROR, rest_code_of(s), NULL, "the store failed: %s",
-                           err.message);
+        rq_respond_outcome(q, rest_status_of(s), OO_ERROR, rest_code_of(s), NULL, "the store failed: %s", err.message);
         return false;
     }
     w->has_current = true;
@@ -154,8 +153,7 @@ static void respond_patch_error(rq *q, patch_format f, const fpatch_error *e)
 }
 
 /* The patched resource's JSON (malloc'd) or NULL after answering. */
-static char *apply_patch(rq *q, const st_resource *cur, const char *body, size_t body_len, patch_format f,
-                         size_t *len)
+static char *apply_patch(rq *q, const st_resource *cur, const char *body, size_t body_len, patch_format f, size_t *len)
 {
     parsed res, patch;
     fj_error err;
@@ -228,7 +226,7 @@ static bool submit_patched(rq *q, const char *json, size_t len, int64_t version)
         return false;
     }
     oo_list_free(&issues);
-    w->op.expected_version = version;  /* the version patched: a concurrent change refuses this one */
+    w->op.expected_version = version; /* the version patched: a concurrent change refuses this one */
     w->op.create_if_missing = false;
     return rest_write_submit(q);
 }

@@ -12,7 +12,10 @@
 
 /* ---- search parameters -> the store's query ---- */
 
-static st_prefix st_prefix_of(sq_prefix p) { return (st_prefix)p; }
+static st_prefix st_prefix_of(sq_prefix p)
+{
+    return (st_prefix)p;
+}
 
 static st_modifier st_modifier_of(sq_modifier m)
 {
@@ -144,8 +147,8 @@ bool rest_to_st_query(const sq_query *sq, const az_caller *caller, const char *b
     out->q.snapshot = sq->snapshot;
     for (size_t i = 0; i < sq->include_count; i++) {
         const sq_include *in = &sq->includes[i];
-        out->includes[i] = (st_include){in->source_type, in->ref ? in->ref->code : NULL, in->target_type,
-                                        in->reverse, in->iterate};
+        out->includes[i] = (st_include){in->source_type, in->ref ? in->ref->code : NULL, in->target_type, in->reverse,
+                                        in->iterate};
     }
     out->q.includes = out->includes;
     out->q.include_count = sq->include_count;
@@ -180,13 +183,14 @@ int rest_conditional_search(rq *q, const fs_type *type, const char *query, st_li
         return 400;
     if (!sq.param_count) { /* "_count=1" alone would match everything */
         sq_free(&sq);
-        oo_add(issues, OO_ERROR, "invalid", NULL, 0, 0, "a conditional interaction needs search parameters, not only %s",
-               query);
+        oo_add(issues, OO_ERROR, "invalid", NULL, 0, 0,
+               "a conditional interaction needs search parameters, not only %s", query);
         return 400;
     }
     st_error err;
-    st_status s = rest_to_st_query(&sq, &q->caller, q->app->opt.base_url, &stq) ? st_search(q->app->opt.store, &stq.q, found, &err)
-                                                           : ST_INTERNAL;
+    st_status s = rest_to_st_query(&sq, &q->caller, q->app->opt.base_url, &stq)
+                      ? st_search(q->app->opt.store, &stq.q, found, &err)
+                      : ST_INTERNAL;
     if (s != ST_OK)
         oo_add(issues, OO_ERROR, rest_code_of(s), NULL, 0, 0, "the conditional search failed: %s",
                s == ST_INTERNAL ? "internal error" : err.message);

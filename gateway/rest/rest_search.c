@@ -61,36 +61,36 @@ static char *search_parameters(rq *q)
 typedef enum page_step { PAGE_MATCHES, PAGE_INCLUDES, PAGE_TAIL, PAGE_DONE } page_step;
 
 typedef struct page {
-    rq *q;                   /* owned: freed with the page */
+    rq *q; /* owned: freed with the page */
     bool history;
     /* search */
-    char *params;            /* the search parameters (links repeat them) */
+    char *params; /* the search parameters (links repeat them) */
     sq_query sq;
-    rest_stq stq;            /* the query; count, cursor, snapshot and offset move chunk by chunk */
-    st_cursor next_cursor;   /* where the next chunk starts (keyset order) */
-    bool keyset;             /* default order: chunks continue by cursor, else by offset */
+    rest_stq stq;          /* the query; count, cursor, snapshot and offset move chunk by chunk */
+    st_cursor next_cursor; /* where the next chunk starts (keyset order) */
+    bool keyset;           /* default order: chunks continue by cursor, else by offset */
     /* history */
     st_history_query h;
     const char *visible[1];
-    char *query;             /* the request's query string (links repeat it) */
-    char path[200];          /* "Patient/1/_history": type and id are bounded (ST_TYPE_MAX, ST_ID_MAX), so it fits */
+    char *query;    /* the request's query string (links repeat it) */
+    char path[200]; /* "Patient/1/_history": type and id are bounded (ST_TYPE_MAX, ST_ID_MAX), so it fits */
     /* both */
-    st_list chunk;           /* the rows being written; included resources with it (one chunk then) */
-    size_t next;             /* the next item of chunk to write */
-    size_t start;            /* offset of the page's first row */
-    size_t remaining;        /* rows of the page not read yet */
-    bool store_more;         /* the store has rows after the chunk (keyset: within or beyond the page) */
-    bool first_more;         /* the first chunk's st_list.more (a `before` page: more before it) */
+    st_list chunk;    /* the rows being written; included resources with it (one chunk then) */
+    size_t next;      /* the next item of chunk to write */
+    size_t start;     /* offset of the page's first row */
+    size_t remaining; /* rows of the page not read yet */
+    bool store_more;  /* the store has rows after the chunk (keyset: within or beyond the page) */
+    bool first_more;  /* the first chunk's st_list.more (a `before` page: more before it) */
     int64_t total, snapshot;
-    size_t matches, entries; /* matches written; entries written (for the commas) */
+    size_t matches, entries;                                /* matches written; entries written (for the commas) */
     int64_t first_key_ms, first_rid, last_key_ms, last_rid; /* of the first and last match written */
-    size_t bytes;            /* Bundle bytes handed to the server so far */
-    bool cut;                /* stopped by page_max_bytes */
+    size_t bytes;                                           /* Bundle bytes handed to the server so far */
+    bool cut;                                               /* stopped by page_max_bytes */
     page_step step;
     bool head_written;
-    fj_buf out, entry;       /* the piece being produced; one rendered entry */
+    fj_buf out, entry; /* the piece being produced; one rendered entry */
 } page;
-_Static_assert(sizeof ((page *)0)->path >= ST_TYPE_MAX + ST_ID_MAX + sizeof "//_history", "a history path fits");
+_Static_assert(sizeof((page *)0)->path >= ST_TYPE_MAX + ST_ID_MAX + sizeof "//_history", "a history path fits");
 
 /* Frees the page and q (unless p->q was set to NULL after an error answer: the caller frees q then). */
 static void page_free(page *p)
@@ -109,7 +109,10 @@ static void page_free(page *p)
     free(p);
 }
 
-static void page_release(void *arg) { page_free(arg); }
+static void page_release(void *arg)
+{
+    page_free(arg);
+}
 
 /* Rows for the next chunk: about PAGE_CHUNK_BYTES at the average size of the chunk just written. */
 static size_t chunk_rows(const page *p)
@@ -308,8 +311,10 @@ static void page_tail(page *p)
     }
     if (p->cut && !p->history) { /* a history Bundle has no search entries (bdl-2): its next link says enough */
         char msg[200];
-        snprintf(msg, sizeof msg, "page ended after %zu entries at the page size limit of %zu bytes; the next link "
-                 "continues after the last entry", p->matches, p->q->app->opt.page_max_bytes);
+        snprintf(msg, sizeof msg,
+                 "page ended after %zu entries at the page size limit of %zu bytes; the next link "
+                 "continues after the last entry",
+                 p->matches, p->q->app->opt.page_max_bytes);
         rest_bundle_outcome_entry(&p->out, "information", "informational", msg, &p->entries);
     }
     rest_bundle_entries_close(&p->out, p->entries);
@@ -470,8 +475,14 @@ static bool history_paging(rq *q, const char *query, page *p)
     return true;
 }
 
-static const char *method_name(st_method m) { return m == ST_METHOD_CREATE ? "POST" : m == ST_METHOD_DELETE ? "DELETE" : "PUT"; }
-static const char *method_status(st_method m) { return m == ST_METHOD_CREATE ? "201 Created" : m == ST_METHOD_DELETE ? "204 No Content" : "200 OK"; }
+static const char *method_name(st_method m)
+{
+    return m == ST_METHOD_CREATE ? "POST" : m == ST_METHOD_DELETE ? "DELETE" : "PUT";
+}
+static const char *method_status(st_method m)
+{
+    return m == ST_METHOD_CREATE ? "201 Created" : m == ST_METHOD_DELETE ? "204 No Content" : "200 OK";
+}
 
 static void history_entry(fj_buf *b, rq *q, const st_resource *r)
 {
@@ -521,8 +532,8 @@ bool rest_history(rq *q)
         h->visible_to = p->visible;
         h->visible_to_count = 1;
     }
-    snprintf(p->path, sizeof p->path, "%s%s%s%s_history", type ? type->name : "", type ? "/" : "",
-             h->id ? h->id : "", h->id ? "/" : "");
+    snprintf(p->path, sizeof p->path, "%s%s%s%s_history", type ? type->name : "", type ? "/" : "", h->id ? h->id : "",
+             h->id ? "/" : "");
     p->query = strdup(query); /* the request is gone once the stream starts */
     st_error err;
     /* _count=0 reads no rows: the total only */

@@ -34,8 +34,8 @@ int rest_write_parse(rq *q, rest_write *w, const char *body, size_t len, const c
     w->body[len] = '\0';
     fj_error err;
     if (!fj_parse(w->body, len, NULL, &w->doc, &err)) {
-        oo_add(issues, OO_FATAL, err.limit ? OO_TOO_LONG : OO_STRUCTURE, NULL, err.line, err.column,
-               "invalid JSON: %s", err.message);
+        oo_add(issues, OO_FATAL, err.limit ? OO_TOO_LONG : OO_STRUCTURE, NULL, err.line, err.column, "invalid JSON: %s",
+               err.message);
         fj_doc_free(&w->doc);
         return err.limit && len > fj_default_limits().max_bytes ? 413 : 400; /* too deep is malformed, not large */
     }
@@ -66,8 +66,8 @@ typedef struct render_hooks {
 static bool skip_root_members(void *ctx, const fj_doc *doc, uint32_t obj, uint32_t key)
 {
     const render_hooks *h = ctx;
-    if (obj == h->w->root && (fj_str_eq(doc, key, "resourceType") || fj_str_eq(doc, key, "id") ||
-                              fj_str_eq(doc, key, "meta")))
+    if (obj == h->w->root &&
+        (fj_str_eq(doc, key, "resourceType") || fj_str_eq(doc, key, "id") || fj_str_eq(doc, key, "meta")))
         return true;
     const fj_write_hooks *extra = h->w->hooks;
     return extra && extra->skip_member && extra->skip_member(extra->ctx, doc, obj, key);
@@ -590,4 +590,7 @@ bool rest_delete(rq *q)
     return prepare_and_submit_pinned(q, ST_OP_DELETE, w->current.version);
 }
 
-bool rest_write_submit(rq *q) { return submit(q); }
+bool rest_write_submit(rq *q)
+{
+    return submit(q);
+}

@@ -27,10 +27,10 @@ bool rt_valid_id(const char *id, size_t len)
 
 const char *rt_name(rt_interaction i)
 {
-    static const char *const names[] = {"unknown",       "capabilities",     "read",           "vread",
-                                        "update",        "delete",           "create",         "search-type",
-                                        "history-instance", "history-type",  "history-system", "batch",
-                                        "operation",     "patch"};
+    static const char *const names[] = {"unknown",          "capabilities", "read",           "vread",
+                                        "update",           "delete",       "create",         "search-type",
+                                        "history-instance", "history-type", "history-system", "batch",
+                                        "operation",        "patch"};
     return names[i];
 }
 
@@ -246,8 +246,8 @@ void rt_parse(const fs_schema *s, const char *method, const char *path, rt_route
 /* Is one media range of an Accept header / _format value acceptable? */
 static bool json_media(const char *m, size_t len)
 {
-    static const char *const ok[] = {"application/fhir+json", "application/json", "json", "application/*",
-                                     "*/*",                   "text/json"};
+    static const char *const ok[] =
+        {"application/fhir+json", "application/json", "json", "application/*", "*/*", "text/json"};
     for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
         if (strlen(ok[i]) == len && !strncasecmp(m, ok[i], len))
             return true;

@@ -36,7 +36,10 @@ struct ix_indexer {
     size_t count;
 };
 
-static bool default_supported(fs_search_kind k) { return k != FS_SEARCH_COMPOSITE && k != FS_SEARCH_SPECIAL; }
+static bool default_supported(fs_search_kind k)
+{
+    return k != FS_SEARCH_COMPOSITE && k != FS_SEARCH_SPECIAL;
+}
 
 /* Appends n bytes of s to the growing text out (NUL-terminated); false when out of memory. */
 static bool append(char **out, size_t *len, size_t *cap, const char *s, size_t n)
@@ -331,7 +334,10 @@ static void number_row(ectx *c, ix_kind kind, const char *text, size_t len, uint
     }
 }
 
-static bool type_is(const fs_type *t, const char *name) { return t && !strcmp(t->name, name); }
+static bool type_is(const fs_type *t, const char *name)
+{
+    return t && !strcmp(t->name, name);
+}
 
 static const char *const human_name_parts[] = {"family", "given", "prefix", "suffix", "text", NULL};
 static const char *const address_parts[] = {"line", "city", "district", "state", "postalCode", "country", "text", NULL};
@@ -465,8 +471,8 @@ static bool extract_param(const ix_indexer *ix, const ix_param *p, const fp_env 
     return true;
 }
 
-bool ix_extract(const ix_indexer *ix, fp_arena *arena, const fj_doc *doc, uint32_t node, const char *type,
-                ix_rows *out, char *err, size_t errlen)
+bool ix_extract(const ix_indexer *ix, fp_arena *arena, const fj_doc *doc, uint32_t node, const char *type, ix_rows *out,
+                char *err, size_t errlen)
 {
     fp_env env;
     fp_env_init(&env, doc);

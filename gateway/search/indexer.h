@@ -44,14 +44,14 @@ typedef enum ix_kind { IX_STRING, IX_TOKEN, IX_REFERENCE, IX_DATE, IX_NUMBER, IX
 typedef struct ix_row {
     const char *param; /* the parameter's code (static, from the schema) */
     ix_kind kind;
-    char *text;        /* string: as written (the store normalises for search); uri: the URI; reference: as written */
-    char *system;      /* token, quantity: NULL when none */
-    char *code;        /* token, quantity: NULL when none */
-    char *ref_type;    /* reference: target type, NULL for URLs it cannot tell */
-    char *ref_id;      /* reference: target id */
+    char *text;     /* string: as written (the store normalises for search); uri: the URI; reference: as written */
+    char *system;   /* token, quantity: NULL when none */
+    char *code;     /* token, quantity: NULL when none */
+    char *ref_type; /* reference: target type, NULL for URLs it cannot tell */
+    char *ref_id;   /* reference: target id */
     int64_t lo_ms, hi_ms; /* date: inclusive range; INT64_MIN/INT64_MAX for open ends */
-    double number;     /* number, quantity */
-    bool personal;     /* its value identifies or describes a person (gateway/util/personal.h) */
+    double number;        /* number, quantity */
+    bool personal;        /* its value identifies or describes a person (gateway/util/personal.h) */
 } ix_row;
 
 typedef struct ix_rows {
@@ -66,8 +66,8 @@ ix_indexer *ix_new(const fs_schema *s, bool (*supported)(fs_search_kind), char *
 void ix_free(ix_indexer *ix);
 
 /* Rows for the resource at `node` of doc (a resource of type `type`). Appends to out. */
-bool ix_extract(const ix_indexer *ix, fp_arena *arena, const fj_doc *doc, uint32_t node, const char *type,
-                ix_rows *out, char *err, size_t errlen);
+bool ix_extract(const ix_indexer *ix, fp_arena *arena, const fj_doc *doc, uint32_t node, const char *type, ix_rows *out,
+                char *err, size_t errlen);
 void ix_rows_free(ix_rows *rows);
 
 /* "X.where(resolve() is T)" -> a test on the reference text (malloc'd; the caller frees). */

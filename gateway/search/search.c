@@ -29,7 +29,8 @@ char *sq_url_decode(const char *src, size_t len)
     size_t n = 0;
     for (size_t i = 0; i < len; i++) {
         if (src[i] == '%') {
-            int hi = i + 2 < len ? hex_digit_value(src[i + 1]) : -1, lo = i + 2 < len ? hex_digit_value(src[i + 2]) : -1;
+            int hi = i + 2 < len ? hex_digit_value(src[i + 1]) : -1,
+                lo = i + 2 < len ? hex_digit_value(src[i + 2]) : -1;
             if (hi < 0 || lo < 0) {
                 free(out);
                 return NULL;
@@ -189,11 +190,8 @@ static bool parse_value(const fs_search_param *def, sq_modifier mod, const char 
         }
         return true;
     }
-    case FS_SEARCH_REFERENCE:
-        parse_reference(v, out);
-        return true;
-    default:
-        return true; /* string, uri: the text */
+    case FS_SEARCH_REFERENCE: parse_reference(v, out); return true;
+    default: return true; /* string, uri: the text */
     }
 }
 
@@ -226,7 +224,8 @@ static bool parse_modifier(const fs_search_param *def, const char *mod, sq_param
         p->modifier = SQ_MOD_CONTAINS;
     else if (def->kind == FS_SEARCH_TOKEN && !strcmp(mod, "not"))
         p->modifier = SQ_MOD_NOT;
-    else if (def->kind == FS_SEARCH_REFERENCE && isupper((unsigned char)mod[0]) && strlen(mod) < sizeof p->target_type) {
+    else if (def->kind == FS_SEARCH_REFERENCE && isupper((unsigned char)mod[0]) &&
+             strlen(mod) < sizeof p->target_type) {
         p->modifier = SQ_MOD_TYPE;
         strcpy(p->target_type, mod);
     } else {
@@ -419,8 +418,7 @@ static bool reverse_link(const fs_schema *s, char **rest, const char **type, sq_
 }
 
 /* "ref[:Type]." at the start of *rest (dot at `dot`): a forward link. */
-static bool forward_link(const fs_schema *s, char **rest, char *dot, const char **type, sq_param *p,
-                         const char **why)
+static bool forward_link(const fs_schema *s, char **rest, char *dot, const char **type, sq_param *p, const char **why)
 {
     *dot = '\0';
     char *colon = strchr(*rest, ':');

@@ -50,10 +50,10 @@ typedef enum sq_modifier {
 
 typedef struct sq_value {
     sq_prefix prefix;
-    char *text;        /* the value as given, unescaped (strings, uris, and for display) */
+    char *text; /* the value as given, unescaped (strings, uris, and for display) */
     /* token */
-    char *system;      /* NULL when the value had no '|'; "" for "|code" (no system) */
-    char *code;        /* NULL for "system|" (any code of the system) */
+    char *system; /* NULL when the value had no '|'; "" for "|code" (no system) */
+    char *code;   /* NULL for "system|" (any code of the system) */
     /* date: the instants the value covers, epoch milliseconds, inclusive */
     int64_t lo_ms, hi_ms;
     /* number / quantity */
@@ -62,18 +62,18 @@ typedef struct sq_value {
     char *unit;        /* quantity: unit code, NULL when none */
     char *unit_system; /* quantity: the units' system (number|system|code), NULL when none or empty */
     /* reference */
-    char *ref_type;    /* NULL when the value is a bare id or a URL */
+    char *ref_type; /* NULL when the value is a bare id or a URL */
     char *ref_id;
-    bool missing;      /* :missing=true */
+    bool missing; /* :missing=true */
 } sq_value;
 
 #define SQ_MAX_CHAIN LIM(search_chain_max)
 
 /* One link of a chain: from the resources at hand to the ones the condition is about. */
 typedef struct sq_link {
-    bool reverse;                /* _has: resources of `type` whose `ref` points at the one at hand */
-    const fs_search_param *ref;  /* the reference parameter followed */
-    const char *type;            /* forward: the target type (":Patient"), NULL any; reverse: the referring type */
+    bool reverse;               /* _has: resources of `type` whose `ref` points at the one at hand */
+    const fs_search_param *ref; /* the reference parameter followed */
+    const char *type;           /* forward: the target type (":Patient"), NULL any; reverse: the referring type */
 } sq_link;
 
 typedef struct sq_param {
@@ -82,34 +82,34 @@ typedef struct sq_param {
     const fs_search_param *def; /* the parameter definition (_id and _lastUpdated included) */
     sq_modifier modifier;
     char target_type[LIM(type_max) + 1]; /* with SQ_MOD_TYPE */
-    sq_value *values;           /* OR-ed */
+    sq_value *values;                    /* OR-ed */
     size_t value_count;
 } sq_param;
 
 #define SQ_MAX_INCLUDES LIM(search_includes_max)
 
 typedef struct sq_include {
-    bool reverse;                /* _revinclude: the resources of source_type pointing at the matches */
-    bool iterate;                /* :iterate, also from included resources */
-    const char *source_type;     /* the type whose parameter is followed; NULL with _include=* */
-    const fs_search_param *ref;  /* the reference parameter; NULL: every one (_include=*) */
-    const char *target_type;     /* the optional third part (":Patient"), NULL: any */
+    bool reverse;               /* _revinclude: the resources of source_type pointing at the matches */
+    bool iterate;               /* :iterate, also from included resources */
+    const char *source_type;    /* the type whose parameter is followed; NULL with _include=* */
+    const fs_search_param *ref; /* the reference parameter; NULL: every one (_include=*) */
+    const char *target_type;    /* the optional third part (":Patient"), NULL: any */
 } sq_include;
 
 typedef struct sq_query {
     const fs_type *type;
     sq_include includes[SQ_MAX_INCLUDES];
     size_t include_count;
-    sq_param *params;           /* AND-ed */
+    sq_param *params; /* AND-ed */
     size_t param_count;
-    int count;                  /* page size (clamped to the configured maximum) */
-    int offset;                 /* from _getpagesoffset (the server's links with an explicit _sort) */
+    int count;  /* page size (clamped to the configured maximum) */
+    int offset; /* from _getpagesoffset (the server's links with an explicit _sort) */
     /* paging links of the server's own: _snapshot=<change sequence of the first page>, and with the
      * default order _cursor=a.<ms>.<n> (the page after that key) or b.<ms>.<n> (the page before) */
-    int64_t snapshot;           /* 0 when none */
+    int64_t snapshot; /* 0 when none */
     bool has_cursor, cursor_before;
     int64_t cursor_ms, cursor_rid;
-    bool has_sort;               /* _sort was given (else: newest first) */
+    bool has_sort; /* _sort was given (else: newest first) */
     bool sort_descending;
     const fs_search_param *sort; /* NULL = by _lastUpdated */
     bool summary_count;          /* _summary=count: the total only */
@@ -121,10 +121,10 @@ typedef struct sq_query {
 #define SQ_MAX_VALUES LIM(search_values_max)
 
 typedef struct sq_limits {
-    int default_count;  /* page_size_default */
-    int max_count;      /* page_size_max */
-    size_t max_params;  /* AND-ed parameters at most (SQ_MAX_PARAMS) */
-    size_t max_values;  /* OR-ed values per parameter at most (SQ_MAX_VALUES) */
+    int default_count; /* page_size_default */
+    int max_count;     /* page_size_max */
+    size_t max_params; /* AND-ed parameters at most (SQ_MAX_PARAMS) */
+    size_t max_values; /* OR-ed values per parameter at most (SQ_MAX_VALUES) */
 } sq_limits;
 
 /*

@@ -75,25 +75,25 @@
 
 #include "gateway/util/limits.h"
 
-#define ST_ID_MAX LIM(id_max)                    /* FHIR ids: [A-Za-z0-9.-]{1,64} */
-#define ST_TYPE_MAX LIM(type_max)                /* resource type names are shorter */
-#define ST_INSTANT_LEN 25                        /* "2024-05-01T12:34:56.789Z" plus NUL */
+#define ST_ID_MAX LIM(id_max)                       /* FHIR ids: [A-Za-z0-9.-]{1,64} */
+#define ST_TYPE_MAX LIM(type_max)                   /* resource type names are shorter */
+#define ST_INSTANT_LEN 25                           /* "2024-05-01T12:34:56.789Z" plus NUL */
 #define ST_MESSAGE_MAX (LIM(store_message_max) + 1) /* error messages with their NUL (see st_error) */
 
 typedef enum st_status {
     ST_OK = 0,
-    ST_EXISTS,            /* conditional create: exactly one match, nothing created (REST: 200) */
-    ST_NOT_FOUND,         /* no such resource / version (404) */
-    ST_GONE,              /* deleted; the result still carries the deletion version (410) */
-    ST_VERSION_CONFLICT,  /* If-Match version is not the current one (412) */
-    ST_CONFLICT,          /* create with an id that already exists (409) */
-    ST_MULTIPLE_MATCHES,  /* conditional create matched more than one resource (412) */
-    ST_ABORTED,           /* another operation of the same transaction failed; nothing written */
-    ST_INVALID,           /* the request itself is malformed (unsupported modifier, ...) (400) */
-    ST_BUSY,              /* queue full or database locked for longer than busy_timeout (503) */
-    ST_CLOSED,            /* the store is closing */
-    ST_IO,                /* the disk said no (full, read-only, fsync failed) (500/503) */
-    ST_INTERNAL           /* anything else (500) */
+    ST_EXISTS,           /* conditional create: exactly one match, nothing created (REST: 200) */
+    ST_NOT_FOUND,        /* no such resource / version (404) */
+    ST_GONE,             /* deleted; the result still carries the deletion version (410) */
+    ST_VERSION_CONFLICT, /* If-Match version is not the current one (412) */
+    ST_CONFLICT,         /* create with an id that already exists (409) */
+    ST_MULTIPLE_MATCHES, /* conditional create matched more than one resource (412) */
+    ST_ABORTED,          /* another operation of the same transaction failed; nothing written */
+    ST_INVALID,          /* the request itself is malformed (unsupported modifier, ...) (400) */
+    ST_BUSY,             /* queue full or database locked for longer than busy_timeout (503) */
+    ST_CLOSED,           /* the store is closing */
+    ST_IO,               /* the disk said no (full, read-only, fsync failed) (500/503) */
+    ST_INTERNAL          /* anything else (500) */
 } st_status;
 
 /* A short name ("ok", "gone", "version-conflict") for logs and tests. */
@@ -110,24 +110,24 @@ typedef int64_t (*st_clock_fn)(void *arg);
 
 /* One commit of the commit thread, for the metrics module. */
 typedef struct st_commit_stats {
-    size_t transactions;   /* submitted transactions in this batch */
-    size_t operations;     /* operations in them */
-    size_t failed;         /* transactions rolled back to their savepoint */
+    size_t transactions;    /* submitted transactions in this batch */
+    size_t operations;      /* operations in them */
+    size_t failed;          /* transactions rolled back to their savepoint */
     uint64_t queue_wait_us; /* oldest transaction's time in the queue */
-    uint64_t commit_us;    /* BEGIN to COMMIT returned, including the sync */
-    bool ok;               /* false: the COMMIT itself failed; every transaction failed */
+    uint64_t commit_us;     /* BEGIN to COMMIT returned, including the sync */
+    bool ok;                /* false: the COMMIT itself failed; every transaction failed */
 } st_commit_stats;
 
 /* The numbers default (when 0) to the rows of gateway/util/limits.h named in the comments. */
 typedef struct st_config {
-    const char *path;          /* SQLite: the database file (created if missing) */
-    unsigned busy_timeout_ms;  /* another process holding the lock; store_busy_timeout_ms */
-    unsigned max_batch;        /* transactions per commit at most; store_batch_max */
-    int batch_wait_us;         /* group-commit window when writers are concurrent; 0: store_batch_wait_us, <0: none */
-    unsigned max_queue;        /* queued transactions before st_submit says ST_BUSY; store_max_queue */
-    unsigned max_readers;      /* read connections at most (readers beyond wait); store_max_readers */
-    bool synchronous_normal;   /* false (default): synchronous=FULL. true only for throwaway data */
-    st_clock_fn clock;         /* default: real time */
+    const char *path;         /* SQLite: the database file (created if missing) */
+    unsigned busy_timeout_ms; /* another process holding the lock; store_busy_timeout_ms */
+    unsigned max_batch;       /* transactions per commit at most; store_batch_max */
+    int batch_wait_us;        /* group-commit window when writers are concurrent; 0: store_batch_wait_us, <0: none */
+    unsigned max_queue;       /* queued transactions before st_submit says ST_BUSY; store_max_queue */
+    unsigned max_readers;     /* read connections at most (readers beyond wait); store_max_readers */
+    bool synchronous_normal;  /* false (default): synchronous=FULL. true only for throwaway data */
+    st_clock_fn clock;        /* default: real time */
     void *clock_arg;
     /* Called on the commit thread after every commit (or failed commit). */
     void (*on_commit)(void *arg, const st_commit_stats *stats);
@@ -143,13 +143,13 @@ void st_close(st_store *store);
 
 /* Counters since st_open, for the metrics module and for tests. */
 typedef struct st_counters {
-    uint64_t commits;          /* successful COMMITs (= syncs) */
-    uint64_t transactions;     /* submitted transactions that were committed */
+    uint64_t commits;      /* successful COMMITs (= syncs) */
+    uint64_t transactions; /* submitted transactions that were committed */
     uint64_t failed_transactions;
-    uint64_t operations;       /* operations in committed transactions */
-    uint64_t commit_us_total;  /* sum over commits of st_commit_stats.commit_us */
+    uint64_t operations;      /* operations in committed transactions */
+    uint64_t commit_us_total; /* sum over commits of st_commit_stats.commit_us */
     uint64_t commit_us_max;
-    uint64_t max_batch_seen;   /* largest batch (transactions) so far */
+    uint64_t max_batch_seen; /* largest batch (transactions) so far */
 } st_counters;
 
 void st_counters_get(st_store *store, st_counters *out);
@@ -157,12 +157,12 @@ void st_counters_get(st_store *store, st_counters *out);
 /* ---- Index rows (computed by the caller, written with the resource) ------------ */
 
 typedef enum st_kind {
-    ST_KIND_STRING,     /* normalised by the store for case/accent-insensitive prefix search */
-    ST_KIND_TOKEN,      /* system|code */
-    ST_KIND_REFERENCE,  /* target type and id, or an absolute URL */
-    ST_KIND_DATE,       /* [low, high] instants, epoch ms, both inclusive */
-    ST_KIND_NUMBER,     /* a decimal as double */
-    ST_KIND_QUANTITY,   /* a decimal as double with system and unit code */
+    ST_KIND_STRING,    /* normalised by the store for case/accent-insensitive prefix search */
+    ST_KIND_TOKEN,     /* system|code */
+    ST_KIND_REFERENCE, /* target type and id, or an absolute URL */
+    ST_KIND_DATE,      /* [low, high] instants, epoch ms, both inclusive */
+    ST_KIND_NUMBER,    /* a decimal as double */
+    ST_KIND_QUANTITY,  /* a decimal as double with system and unit code */
     ST_KIND_URI
 } st_kind;
 
@@ -173,16 +173,29 @@ typedef enum st_kind {
  * with the row, so that encryption at rest can cover exactly those rows.
  */
 typedef struct st_index_row {
-    const char *param;  /* the search parameter's code: "name", "subject" */
+    const char *param; /* the search parameter's code: "name", "subject" */
     st_kind kind;
     bool personal;
     union {
-        struct { const char *text; } string;                  /* the original text */
-        struct { const char *system, *code; } token;          /* system may be NULL */
-        struct { const char *type, *id, *url; } reference;    /* type+id for relative, url for absolute */
-        struct { int64_t low_ms, high_ms; } date;
-        struct { double value; const char *system, *code; } number; /* number and quantity */
-        struct { const char *uri; } uri;
+        struct {
+            const char *text;
+        } string; /* the original text */
+        struct {
+            const char *system, *code;
+        } token; /* system may be NULL */
+        struct {
+            const char *type, *id, *url;
+        } reference; /* type+id for relative, url for absolute */
+        struct {
+            int64_t low_ms, high_ms;
+        } date;
+        struct {
+            double value;
+            const char *system, *code;
+        } number; /* number and quantity */
+        struct {
+            const char *uri;
+        } uri;
     } v;
 } st_index_row;
 
@@ -192,10 +205,10 @@ typedef enum st_prefix { ST_EQ = 0, ST_NE, ST_GT, ST_LT, ST_GE, ST_LE, ST_SA, ST
 
 typedef enum st_modifier {
     ST_MOD_NONE = 0,
-    ST_MOD_EXACT,     /* string: whole original text, case and accents as given */
-    ST_MOD_CONTAINS,  /* string: normalised text contains the value */
-    ST_MOD_MISSING,   /* any kind: st_condition.missing says which way; no values */
-    ST_MOD_NOT        /* token: no row of the parameter matches (absent counts as not matching) */
+    ST_MOD_EXACT,    /* string: whole original text, case and accents as given */
+    ST_MOD_CONTAINS, /* string: normalised text contains the value */
+    ST_MOD_MISSING,  /* any kind: st_condition.missing says which way; no values */
+    ST_MOD_NOT       /* token: no row of the parameter matches (absent counts as not matching) */
 } st_modifier;
 
 /*
@@ -209,14 +222,27 @@ typedef enum st_modifier {
  * row's system and code when given.
  */
 typedef struct st_value {
-    st_prefix prefix;  /* dates, numbers, quantities, _lastUpdated; ST_EQ elsewhere */
+    st_prefix prefix; /* dates, numbers, quantities, _lastUpdated; ST_EQ elsewhere */
     union {
-        struct { const char *text; } string;
-        struct { const char *system, *code; } token;        /* system NULL: any, "": none; code NULL: any */
-        struct { const char *type, *id, *url; } reference;  /* url: absolute; else id with type (NULL: any) */
-        struct { int64_t low_ms, high_ms; } date;
-        struct { double value, low, high; const char *system, *code; } number; /* system/code NULL: any */
-        struct { const char *uri; } uri;
+        struct {
+            const char *text;
+        } string;
+        struct {
+            const char *system, *code;
+        } token; /* system NULL: any, "": none; code NULL: any */
+        struct {
+            const char *type, *id, *url;
+        } reference; /* url: absolute; else id with type (NULL: any) */
+        struct {
+            int64_t low_ms, high_ms;
+        } date;
+        struct {
+            double value, low, high;
+            const char *system, *code;
+        } number; /* system/code NULL: any */
+        struct {
+            const char *uri;
+        } uri;
     } v;
 } st_value;
 
@@ -228,8 +254,8 @@ typedef struct st_value {
  * query's `linked` visibility allows.
  */
 typedef struct st_link {
-    const char *param;  /* a reference parameter */
-    const char *type;   /* forward: the target type (NULL: any); reverse: the referring type (required) */
+    const char *param; /* a reference parameter */
+    const char *type;  /* forward: the target type (NULL: any); reverse: the referring type (required) */
     bool reverse;
 } st_link;
 
@@ -256,19 +282,19 @@ typedef struct st_visibility {
  * when some resource reached through all its links has such a row.
  */
 typedef struct st_condition {
-    const st_link *chain;       /* followed in order; chain_len 0: the resource itself */
+    const st_link *chain; /* followed in order; chain_len 0: the resource itself */
     size_t chain_len;
     const char *param;
     st_kind kind;
     st_modifier modifier;
-    bool missing;               /* with ST_MOD_MISSING: true = has no row of param */
+    bool missing; /* with ST_MOD_MISSING: true = has no row of param */
     const st_value *values;
     size_t value_count;
 } st_condition;
 
 typedef struct st_sort {
-    const char *param;   /* "_lastUpdated", "_id", or a parameter (its lowest value; highest when descending) */
-    st_kind kind;        /* of param; ignored for the built-in ones */
+    const char *param; /* "_lastUpdated", "_id", or a parameter (its lowest value; highest when descending) */
+    st_kind kind;      /* of param; ignored for the built-in ones */
     bool descending;
 } st_sort;
 
@@ -282,10 +308,10 @@ typedef struct st_sort {
  * or no longer matching since drops out without shifting the others.
  */
 typedef struct st_cursor {
-    int64_t key_ms;   /* the lastUpdated (as of the snapshot) of the resource paged from */
-    int64_t rid;      /* its row (st_list.first_rid/last_rid): ties are ordered by creation, in the same
+    int64_t key_ms; /* the lastUpdated (as of the snapshot) of the resource paged from */
+    int64_t rid;    /* its row (st_list.first_rid/last_rid): ties are ordered by creation, in the same
                        * direction, which the (type, lastUpdated) index gives without sorting */
-    bool before;      /* the page before it (a previous link), else the page after it (next) */
+    bool before;    /* the page before it (a previous link), else the page after it (next) */
 } st_cursor;
 
 /*
@@ -305,24 +331,24 @@ typedef struct st_include {
 } st_include;
 
 typedef struct st_query {
-    const char *type;                  /* NULL: all types */
+    const char *type; /* NULL: all types */
     const st_condition *conditions;
     size_t condition_count;
     /* Visibility: when visible_to_count > 0, only resources owned by one of
      * these organisations or carrying one of them as an access tag. */
     const char *const *visible_to;
     size_t visible_to_count;
-    const st_visibility *linked;       /* resources reached by chains and _has; NULL: no restriction */
-    const st_sort *sort;               /* none: _lastUpdated descending */
+    const st_visibility *linked; /* resources reached by chains and _has; NULL: no restriction */
+    const st_sort *sort;         /* none: _lastUpdated descending */
     size_t sort_count;
-    size_t count;                      /* page size; 0: the total only with want_total, else page_size_default */
+    size_t count; /* page size; 0: the total only with want_total, else page_size_default */
     size_t offset;
     bool want_total;
-    int64_t snapshot;                  /* 0: now; else an earlier page's st_list.snapshot (see st_cursor) */
-    const st_cursor *cursor;           /* keyset paging; NULL: the first page (after offset) */
-    const st_include *includes;        /* applied to the page's matches */
+    int64_t snapshot;           /* 0: now; else an earlier page's st_list.snapshot (see st_cursor) */
+    const st_cursor *cursor;    /* keyset paging; NULL: the first page (after offset) */
+    const st_include *includes; /* applied to the page's matches */
     size_t include_count;
-    size_t max_included;               /* included resources at most (the rest: included_truncated); 0: included_max */
+    size_t max_included; /* included resources at most (the rest: included_truncated); 0: included_max */
 } st_query;
 
 /* ---- Results -------------------------------------------------------------------- */
@@ -336,17 +362,17 @@ typedef struct st_resource {
     int64_t version;
     int64_t last_updated_ms;
     char last_updated[ST_INSTANT_LEN];
-    st_method method;            /* how this version came about (history: request.method) */
-    bool deleted;                /* a deletion: json is NULL */
-    const char *json;            /* NUL-terminated, json_len bytes */
+    st_method method; /* how this version came about (history: request.method) */
+    bool deleted;     /* a deletion: json is NULL */
+    const char *json; /* NUL-terminated, json_len bytes */
     size_t json_len;
-    const char *owner;           /* "" when none */
+    const char *owner;              /* "" when none */
     const char *const *access_tags; /* the resource's current tags */
     size_t access_tag_count;
     /* st_search in the keyset order: this match's st_cursor key and row, so that a page may be
      * continued after any of its items (not only the last); 0 otherwise */
     int64_t key_ms, rid;
-    void *block_;                /* the allocation; do not touch */
+    void *block_; /* the allocation; do not touch */
 } st_resource;
 
 void st_resource_free(st_resource *r);
@@ -354,8 +380,8 @@ void st_resource_free(st_resource *r);
 typedef struct st_list {
     st_resource *items;
     size_t count;
-    int64_t total;          /* with want_total (search) or always (history); -1 when not counted */
-    int64_t snapshot;       /* the change sequence the page was read at (history: pass back as upto,
+    int64_t total;    /* with want_total (search) or always (history); -1 when not counted */
+    int64_t snapshot; /* the change sequence the page was read at (history: pass back as upto,
                              * search: as st_query.snapshot) */
     /* search in the keyset order: whether another page follows in the direction read (after the
      * last item, or before the first with a `before` cursor), and the sort keys of the first and
@@ -366,7 +392,7 @@ typedef struct st_list {
     /* search with includes: the included resources (freed with the list) */
     st_resource *included;
     size_t included_count;
-    bool included_truncated;   /* more would have been included than max_included */
+    bool included_truncated; /* more would have been included than max_included */
 } st_list;
 
 void st_list_free(st_list *list);
@@ -376,17 +402,16 @@ void st_list_free(st_list *list);
 /* The current version. ST_GONE for a deleted resource: out then holds the deletion (json NULL). */
 st_status st_read(st_store *store, const char *type, const char *id, st_resource *out, st_error *err);
 /* One version. A deletion version answers ST_GONE (with out filled), as a read would. */
-st_status st_vread(st_store *store, const char *type, const char *id, int64_t version, st_resource *out,
-                   st_error *err);
+st_status st_vread(st_store *store, const char *type, const char *id, int64_t version, st_resource *out, st_error *err);
 
 typedef struct st_history_query {
-    const char *type;        /* NULL: system level */
-    const char *id;          /* NULL: type or system level; needs type */
-    int64_t since_ms;        /* INT64_MIN: no _since; else versions with lastUpdated >= since */
-    int64_t upto;            /* 0: now; else a st_list.snapshot of an earlier page, so pages do not shift */
+    const char *type;              /* NULL: system level */
+    const char *id;                /* NULL: type or system level; needs type */
+    int64_t since_ms;              /* INT64_MIN: no _since; else versions with lastUpdated >= since */
+    int64_t upto;                  /* 0: now; else a st_list.snapshot of an earlier page, so pages do not shift */
     const char *const *visible_to; /* as in st_query, on the resource's current owner and tags */
     size_t visible_to_count;
-    size_t count;            /* page size; 0: the total only */
+    size_t count; /* page size; 0: the total only */
     size_t offset;
 } st_history_query;
 
@@ -399,7 +424,7 @@ st_status st_search(st_store *store, const st_query *query, st_list *out, st_err
 /* ---- Writes ---------------------------------------------------------------------- */
 
 typedef enum st_op_kind {
-    ST_OP_CREATE = 1,   /* with if_none_exist: a conditional create */
+    ST_OP_CREATE = 1, /* with if_none_exist: a conditional create */
     ST_OP_UPDATE,
     ST_OP_DELETE
     /* to come, in the same transactions: ST_OP_AUDIT (append an audit entry),
@@ -424,12 +449,12 @@ typedef struct st_grant {
 typedef struct st_op {
     st_op_kind kind;
     const char *type;
-    const char *id;                 /* chosen by the caller, also for create */
+    const char *id; /* chosen by the caller, also for create */
     /* create: the owning organisation (kept for the resource's life; ignored by update/delete) */
     const char *owner;
-    int64_t expected_version;       /* update/delete: If-Match; 0 = any */
-    bool create_if_missing;         /* update: create when absent or deleted (update-as-create) */
-    const st_query *if_none_exist;  /* create: only if this matches nothing (type must be the op's) */
+    int64_t expected_version;      /* update/delete: If-Match; 0 = any */
+    bool create_if_missing;        /* update: create when absent or deleted (update-as-create) */
+    const st_query *if_none_exist; /* create: only if this matches nothing (type must be the op's) */
 
     /*
      * The body (create/update). The store inserts
@@ -444,11 +469,11 @@ typedef struct st_op {
     const char *json;
     size_t json_len;
     size_t meta_at;
-    const char *meta_extra;         /* NULL or "" when none */
+    const char *meta_extra; /* NULL or "" when none */
     st_render_fn render;
     void *render_arg;
 
-    const st_index_row *rows;       /* create/update: the search index of this version */
+    const st_index_row *rows; /* create/update: the search index of this version */
     size_t row_count;
     const char *const *access_tags; /* create/update: organisations it is addressed to (replaces the old set) */
     size_t access_tag_count;
@@ -482,15 +507,15 @@ typedef struct st_op_result {
     int64_t version;
     int64_t last_updated_ms;
     char last_updated[ST_INSTANT_LEN];
-    bool created;                   /* update: it created the resource (REST: 201 rather than 200) */
-    bool unchanged;                 /* delete of an already deleted resource: nothing written */
-    char message[ST_MESSAGE_MAX];   /* what went wrong, for the IO/INTERNAL/INVALID kinds */
+    bool created;                 /* update: it created the resource (REST: 201 rather than 200) */
+    bool unchanged;               /* delete of an already deleted resource: nothing written */
+    char message[ST_MESSAGE_MAX]; /* what went wrong, for the IO/INTERNAL/INVALID kinds */
 } st_op_result;
 
 typedef struct st_txn_result {
-    st_status status;               /* ST_OK, or the first failing operation's status */
-    size_t failed_op;               /* its index when status != ST_OK (ST_EXISTS is not a failure) */
-    const st_op_result *ops;        /* one per submitted operation */
+    st_status status;        /* ST_OK, or the first failing operation's status */
+    size_t failed_op;        /* its index when status != ST_OK (ST_EXISTS is not a failure) */
+    const st_op_result *ops; /* one per submitted operation */
     size_t op_count;
 } st_txn_result;
 

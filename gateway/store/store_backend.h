@@ -45,9 +45,8 @@ char *st__render(const st_op *op, int64_t version, const char *last_updated, siz
  * Returns false when out of memory.
  */
 #define ST__TAG_SEPARATOR '\x1f'
-bool st__resource_fill(st_resource *out, const char *type, const char *id, int64_t version,
-                       int64_t last_updated_ms, st_method method, const char *json, size_t json_len,
-                       const char *owner, const char *tags);
+bool st__resource_fill(st_resource *out, const char *type, const char *id, int64_t version, int64_t last_updated_ms,
+                       st_method method, const char *json, size_t json_len, const char *owner, const char *tags);
 
 /* Appends a slot to list->items (zeroed); NULL when out of memory. */
 st_resource *st__list_push(st_list *list, size_t *capacity);
@@ -77,8 +76,7 @@ typedef struct st_backend {
     void (*maintain)(void *writer);
 
     /* version 0: the current one */
-    st_status (*read)(void *reader, const char *type, const char *id, int64_t version, st_resource *out,
-                      st_error *err);
+    st_status (*read)(void *reader, const char *type, const char *id, int64_t version, st_resource *out, st_error *err);
     st_status (*history)(void *reader, const st_history_query *query, st_list *out, st_error *err);
     st_status (*search)(void *reader, const st_query *query, st_list *out, st_error *err);
 } st_backend;

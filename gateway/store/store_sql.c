@@ -25,7 +25,10 @@ typedef struct token {
     size_t offset; /* of a const char * in sql_dialect */
 } token;
 
-#define TOKEN(name, field) {name, offsetof(sql_dialect, field)}
+#define TOKEN(name, field)                 \
+    {                                      \
+        name, offsetof(sql_dialect, field) \
+    }
 static const token TOKENS[] = {
     TOKEN("INT", int_type),
     TOKEN("ROWID", row_id),
@@ -183,7 +186,7 @@ static bool append_str(char **out, size_t *len, size_t *cap, const char *s)
  * ...)) OR ...);" for every index table. The names are literals of our own table ([A-Za-z-]), never input. */
 static bool append_personal_marking(char **out, size_t *len, size_t *cap)
 {
-    static const char *const tables[] = {"index_string", "index_token", "index_reference",
+    static const char *const tables[] = {"index_string", "index_token",  "index_reference",
                                          "index_date",   "index_number", "index_uri"};
     bool ok = true;
     for (size_t t = 0; ok && t < sizeof tables / sizeof *tables; t++) {
@@ -196,8 +199,8 @@ static bool append_personal_marking(char **out, size_t *len, size_t *cap)
             if (first_of_type)
                 ok = append_str(out, len, cap, i ? " OR (type = '" : "(type = '") &&
                      append_str(out, len, cap, p->type) && append_str(out, len, cap, "' AND param IN (");
-            ok = ok && append_str(out, len, cap, first_of_type ? "'" : ", '") &&
-                 append_str(out, len, cap, p->param) && append_str(out, len, cap, "'");
+            ok = ok && append_str(out, len, cap, first_of_type ? "'" : ", '") && append_str(out, len, cap, p->param) &&
+                 append_str(out, len, cap, "'");
             if (ok && last_of_type)
                 ok = append_str(out, len, cap, "))");
         }
@@ -230,7 +233,7 @@ char *sql_schema_version_record(int version)
 
 /* The index table of each value kind (quantities share the number table). */
 static const char *const INDEX_TABLE[] = {
-    [ST_KIND_STRING] = "index_string", [ST_KIND_TOKEN] = "index_token", [ST_KIND_REFERENCE] = "index_reference",
+    [ST_KIND_STRING] = "index_string", [ST_KIND_TOKEN] = "index_token",   [ST_KIND_REFERENCE] = "index_reference",
     [ST_KIND_DATE] = "index_date",     [ST_KIND_NUMBER] = "index_number", [ST_KIND_QUANTITY] = "index_number",
     [ST_KIND_URI] = "index_uri",
 };
@@ -238,8 +241,8 @@ static const char *const INDEX_TABLE[] = {
 /* ---- Fixed statements ------------------------------------------------------------------- */
 
 /* The organisations that may read the current version of r: its addressees and those a Task grants it to. */
-#define SELECT_TAGS                                                                                              \
-    "(SELECT {AGG}(tag, {US}) FROM (SELECT t.tag FROM access_tag t WHERE t.rid = r.rid"                         \
+#define SELECT_TAGS                                                                     \
+    "(SELECT {AGG}(tag, {US}) FROM (SELECT t.tag FROM access_tag t WHERE t.rid = r.rid" \
     " UNION SELECT g.tag FROM access_grant g WHERE g.rid = r.rid) AS u)"
 
 static const char *const FIXED[SQL_FIXED_COUNT] = {
@@ -268,7 +271,8 @@ static const char *const FIXED[SQL_FIXED_COUNT] = {
                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [SQL_INSERT_REFERENCE] = "INSERT INTO index_reference (rid, type, param, target_type, target_id, url, personal)"
                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    [SQL_INSERT_DATE] = "INSERT INTO index_date (rid, type, param, low, high, personal) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [SQL_INSERT_DATE] =
+        "INSERT INTO index_date (rid, type, param, low, high, personal) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [SQL_INSERT_NUMBER] = "INSERT INTO index_number (rid, type, param, value, system, code, personal)"
                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [SQL_INSERT_URI] = "INSERT INTO index_uri (rid, type, param, uri, personal) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -404,9 +408,7 @@ static void date_expr(sql_builder *b, st_prefix prefix, const char *low, const c
     case ST_GT: /* the range above the value overlaps the row */
         snprintf(col, sizeof col, "%s > ", high), sb_add(b, col), sb_int(b, qh);
         return;
-    case ST_LT:
-        snprintf(col, sizeof col, "%s < ", low), sb_add(b, col), sb_int(b, ql);
-        return;
+    case ST_LT: snprintf(col, sizeof col, "%s < ", low), sb_add(b, col), sb_int(b, ql); return;
     case ST_GE: /* gt, or the value contains the row */
         sb_add(b, "(");
         date_expr(b, ST_GT, low, high, ql, qh), sb_add(b, " OR "), date_expr(b, ST_EQ, low, high, ql, qh);
@@ -434,7 +436,7 @@ static void number_expr(sql_builder *b, st_prefix prefix, double value, double l
 {
     if (low == 0 && high == 0)
         low = high = value;
-    static const char *const op[] = {[ST_GT] = "x.value > ", [ST_LT] = "x.value < ", [ST_GE] = "x.value >= ",
+    static const char *const op[] = {[ST_GT] = "x.value > ",  [ST_LT] = "x.value < ", [ST_GE] = "x.value >= ",
                                      [ST_LE] = "x.value <= ", [ST_SA] = "x.value > ", [ST_EB] = "x.value < "};
     double margin = (value < 0 ? -value : value) / 10; /* ap: within 10%, as the spec suggests */
     switch (prefix) {
@@ -451,9 +453,7 @@ static void number_expr(sql_builder *b, st_prefix prefix, double value, double l
         sb_add(b, "(x.value >= "), sb_real(b, value - margin), sb_add(b, " AND x.value <= ");
         sb_real(b, value + margin), sb_add(b, ")");
         return;
-    default:
-        sb_add(b, op[prefix]), sb_real(b, value);
-        return;
+    default: sb_add(b, op[prefix]), sb_real(b, value); return;
     }
 }
 
@@ -531,21 +531,12 @@ static st_status quantity_expr(sql_builder *b, const st_value *v)
 static st_status value_expr(sql_builder *b, const st_condition *c, const st_value *v)
 {
     switch (c->kind) {
-    case ST_KIND_STRING:
-        return v->v.string.text ? string_expr(b, c->modifier, v->v.string.text) : ST_INVALID;
-    case ST_KIND_TOKEN:
-        token_expr(b, v->v.token.system, v->v.token.code);
-        return ST_OK;
-    case ST_KIND_REFERENCE:
-        return reference_expr(b, v);
-    case ST_KIND_DATE:
-        date_expr(b, v->prefix, "x.low", "x.high", v->v.date.low_ms, v->v.date.high_ms);
-        return ST_OK;
-    case ST_KIND_NUMBER:
-        number_expr(b, v->prefix, v->v.number.value, v->v.number.low, v->v.number.high);
-        return ST_OK;
-    case ST_KIND_QUANTITY:
-        return quantity_expr(b, v);
+    case ST_KIND_STRING: return v->v.string.text ? string_expr(b, c->modifier, v->v.string.text) : ST_INVALID;
+    case ST_KIND_TOKEN: token_expr(b, v->v.token.system, v->v.token.code); return ST_OK;
+    case ST_KIND_REFERENCE: return reference_expr(b, v);
+    case ST_KIND_DATE: date_expr(b, v->prefix, "x.low", "x.high", v->v.date.low_ms, v->v.date.high_ms); return ST_OK;
+    case ST_KIND_NUMBER: number_expr(b, v->prefix, v->v.number.value, v->v.number.low, v->v.number.high); return ST_OK;
+    case ST_KIND_QUANTITY: return quantity_expr(b, v);
     case ST_KIND_URI:
         if (!v->v.uri.uri)
             return ST_INVALID;
@@ -559,13 +550,10 @@ static bool modifier_fits(const st_condition *c)
 {
     switch (c->modifier) {
     case ST_MOD_NONE:
-    case ST_MOD_MISSING:
-        return true;
+    case ST_MOD_MISSING: return true;
     case ST_MOD_EXACT:
-    case ST_MOD_CONTAINS:
-        return c->kind == ST_KIND_STRING;
-    case ST_MOD_NOT:
-        return c->kind == ST_KIND_TOKEN;
+    case ST_MOD_CONTAINS: return c->kind == ST_KIND_STRING;
+    case ST_MOD_NOT: return c->kind == ST_KIND_TOKEN;
     }
     return false;
 }
@@ -636,12 +624,9 @@ static int drive_rank(const st_condition *c)
     switch (c->kind) {
     case ST_KIND_TOKEN:
     case ST_KIND_REFERENCE:
-    case ST_KIND_URI:
-        return 0;
-    case ST_KIND_STRING:
-        return c->modifier == ST_MOD_EXACT ? 0 : 1;
-    default:
-        return 2;
+    case ST_KIND_URI: return 0;
+    case ST_KIND_STRING: return c->modifier == ST_MOD_EXACT ? 0 : 1;
+    default: return 2;
     }
 }
 
@@ -859,7 +844,8 @@ static st_status where_clause(sql_builder *b, const st_query *q)
     sb_add(b, "r.deleted = 0");
     /* with a driving condition, keep the planner (which may have no statistics) off the type index */
     if (q->type)
-        sb_add(b, " AND "), sb_add(b, driver >= 0 ? b->dialect->no_index : ""), sb_add(b, "r.type = "), sb_text(b, q->type);
+        sb_add(b, " AND "), sb_add(b, driver >= 0 ? b->dialect->no_index : ""), sb_add(b, "r.type = "),
+            sb_text(b, q->type);
     for (size_t i = 0; i < q->condition_count; i++) {
         sb_add(b, " AND ");
         st_status s = condition_expr(b, q, &q->conditions[i], (long)i == driver);
@@ -876,19 +862,13 @@ static st_status where_clause(sql_builder *b, const st_query *q)
 static const char *sort_column(st_kind kind, bool descending)
 {
     switch (kind) {
-    case ST_KIND_STRING:
-        return "normalized";
-    case ST_KIND_TOKEN:
-        return "code";
-    case ST_KIND_REFERENCE:
-        return "coalesce(target_id, url)";
-    case ST_KIND_DATE:
-        return descending ? "high" : "low";
+    case ST_KIND_STRING: return "normalized";
+    case ST_KIND_TOKEN: return "code";
+    case ST_KIND_REFERENCE: return "coalesce(target_id, url)";
+    case ST_KIND_DATE: return descending ? "high" : "low";
     case ST_KIND_NUMBER:
-    case ST_KIND_QUANTITY:
-        return "value";
-    case ST_KIND_URI:
-        return "uri";
+    case ST_KIND_QUANTITY: return "value";
+    case ST_KIND_URI: return "uri";
     }
     return NULL;
 }
@@ -1200,9 +1180,12 @@ bool sql_index_row(const st_index_row *row, int64_t rid, const char *type, sql_f
                    sql_value values[SQL_INDEX_VALUES_MAX], size_t *count, char **owned)
 {
     static const sql_fixed insert_of[] = {
-        [ST_KIND_STRING] = SQL_INSERT_STRING, [ST_KIND_TOKEN] = SQL_INSERT_TOKEN,
-        [ST_KIND_REFERENCE] = SQL_INSERT_REFERENCE, [ST_KIND_DATE] = SQL_INSERT_DATE,
-        [ST_KIND_NUMBER] = SQL_INSERT_NUMBER, [ST_KIND_QUANTITY] = SQL_INSERT_NUMBER,
+        [ST_KIND_STRING] = SQL_INSERT_STRING,
+        [ST_KIND_TOKEN] = SQL_INSERT_TOKEN,
+        [ST_KIND_REFERENCE] = SQL_INSERT_REFERENCE,
+        [ST_KIND_DATE] = SQL_INSERT_DATE,
+        [ST_KIND_NUMBER] = SQL_INSERT_NUMBER,
+        [ST_KIND_QUANTITY] = SQL_INSERT_NUMBER,
         [ST_KIND_URI] = SQL_INSERT_URI,
     };
     *owned = NULL;
@@ -1241,9 +1224,7 @@ bool sql_index_row(const st_index_row *row, int64_t rid, const char *type, sql_f
         values[n++] = sql_text_or_null(row->v.number.system);
         values[n++] = sql_text_or_null(row->v.number.code);
         break;
-    case ST_KIND_URI:
-        values[n++] = sql_text(row->v.uri.uri ? row->v.uri.uri : "");
-        break;
+    case ST_KIND_URI: values[n++] = sql_text(row->v.uri.uri ? row->v.uri.uri : ""); break;
     }
     values[n++] = sql_int(row->personal);
     *count = n;

@@ -63,22 +63,22 @@
  */
 typedef struct sql_dialect {
     const char *name;
-    char placeholder;                /* '?' (SQLite: ?1 in fixed text, ? in built text) or '$' ($1 everywhere) */
-    const char *begin_write;         /* the batch transaction: "BEGIN IMMEDIATE" takes SQLite's write lock at once */
-    const char *int_type;            /* 64-bit integers: "INTEGER" | "BIGINT" */
-    const char *row_id;              /* a generated key: "INTEGER PRIMARY KEY" | "BIGINT GENERATED ... PRIMARY KEY" */
-    const char *real_type;           /* "REAL" | "DOUBLE PRECISION" */
-    const char *without_rowid;       /* after a table with a primary key: " WITHOUT ROWID" | "" */
-    const char *insert_ignore;       /* "INSERT OR IGNORE INTO" | "INSERT INTO" */
-    const char *on_conflict_ignore;  /* "" | " ON CONFLICT DO NOTHING" */
-    const char *string_agg;          /* texts joined with a separator: "group_concat" | "string_agg" */
-    const char *unit_separator;      /* the character 31 as an expression: "char(31)" | "chr(31)" */
-    const char *find_text;           /* position of the second text in the first, 0 when absent: "instr" | "strpos" */
-    const char *byte_order;          /* after a text comparison, to compare bytes: "" (SQLite's BINARY) | " COLLATE \"C\"" */
-    const char *no_index;            /* before a column, keeps the planner off its index: "+" | "" */
-    const char *true_literal;        /* "1" | "TRUE" */
-    const char *false_literal;       /* "0" | "FALSE" */
-    bool returning;                  /* inserts return their key (RETURNING); else the driver asks for it */
+    char placeholder;               /* '?' (SQLite: ?1 in fixed text, ? in built text) or '$' ($1 everywhere) */
+    const char *begin_write;        /* the batch transaction: "BEGIN IMMEDIATE" takes SQLite's write lock at once */
+    const char *int_type;           /* 64-bit integers: "INTEGER" | "BIGINT" */
+    const char *row_id;             /* a generated key: "INTEGER PRIMARY KEY" | "BIGINT GENERATED ... PRIMARY KEY" */
+    const char *real_type;          /* "REAL" | "DOUBLE PRECISION" */
+    const char *without_rowid;      /* after a table with a primary key: " WITHOUT ROWID" | "" */
+    const char *insert_ignore;      /* "INSERT OR IGNORE INTO" | "INSERT INTO" */
+    const char *on_conflict_ignore; /* "" | " ON CONFLICT DO NOTHING" */
+    const char *string_agg;         /* texts joined with a separator: "group_concat" | "string_agg" */
+    const char *unit_separator;     /* the character 31 as an expression: "char(31)" | "chr(31)" */
+    const char *find_text;          /* position of the second text in the first, 0 when absent: "instr" | "strpos" */
+    const char *byte_order;    /* after a text comparison, to compare bytes: "" (SQLite's BINARY) | " COLLATE \"C\"" */
+    const char *no_index;      /* before a column, keeps the planner off its index: "+" | "" */
+    const char *true_literal;  /* "1" | "TRUE" */
+    const char *false_literal; /* "0" | "FALSE" */
+    bool returning;            /* inserts return their key (RETURNING); else the driver asks for it */
 } sql_dialect;
 
 /* The template with the dialect's tokens and placeholders; malloc'd, NULL when out of memory. */
@@ -120,17 +120,17 @@ typedef enum sql_fixed {
     SQL_INSERT_DATE,
     SQL_INSERT_NUMBER,
     SQL_INSERT_URI,
-    SQL_DELETE_STRING,   /* (rid), one per index table, SQL_DELETE_STRING..SQL_DELETE_URI */
+    SQL_DELETE_STRING, /* (rid), one per index table, SQL_DELETE_STRING..SQL_DELETE_URI */
     SQL_DELETE_TOKEN,
     SQL_DELETE_REFERENCE,
     SQL_DELETE_DATE,
     SQL_DELETE_NUMBER,
     SQL_DELETE_URI,
-    SQL_READ_CURRENT,    /* (type, id) -> the page columns up to SQL_COL_TAGS */
-    SQL_READ_VERSION,    /* (type, id, version) -> likewise */
-    SQL_DELETE_GRANTS,   /* (grantor rid) */
-    SQL_INSERT_GRANT,    /* (grantor rid, target type, tag, target id) */
-    SQL_LAST_SEQ,        /* -> the newest change sequence, 0 when none */
+    SQL_READ_CURRENT,  /* (type, id) -> the page columns up to SQL_COL_TAGS */
+    SQL_READ_VERSION,  /* (type, id, version) -> likewise */
+    SQL_DELETE_GRANTS, /* (grantor rid) */
+    SQL_INSERT_GRANT,  /* (grantor rid, target type, tag, target id) */
+    SQL_LAST_SEQ,      /* -> the newest change sequence, 0 when none */
     SQL_FIXED_COUNT
 } sql_fixed;
 
@@ -144,11 +144,11 @@ enum {
     SQL_COL_VERSION,
     SQL_COL_LAST_UPDATED,
     SQL_COL_METHOD,
-    SQL_COL_JSON,      /* NULL for a deletion */
+    SQL_COL_JSON, /* NULL for a deletion */
     SQL_COL_OWNER,
-    SQL_COL_TAGS,      /* joined by ST__TAG_SEPARATOR; NULL when none */
-    SQL_COL_KEY,       /* search pages and includes: the row's sort key (keyset paging) */
-    SQL_COL_RID        /* search pages and includes: its resource row */
+    SQL_COL_TAGS, /* joined by ST__TAG_SEPARATOR; NULL when none */
+    SQL_COL_KEY,  /* search pages and includes: the row's sort key (keyset paging) */
+    SQL_COL_RID   /* search pages and includes: its resource row */
 };
 
 /* ---- Values and built statements -------------------------------------------------------- */
@@ -164,8 +164,14 @@ typedef struct sql_value {
     double real;
 } sql_value;
 
-static inline sql_value sql_text(const char *text) { return (sql_value){.kind = SQL_TEXT, .text = text}; }
-static inline sql_value sql_int(int64_t value) { return (sql_value){.kind = SQL_INT, .integer = value}; }
+static inline sql_value sql_text(const char *text)
+{
+    return (sql_value){.kind = SQL_TEXT, .text = text};
+}
+static inline sql_value sql_int(int64_t value)
+{
+    return (sql_value){.kind = SQL_INT, .integer = value};
+}
 /* NULL for a NULL or empty text (optional columns store NULL, never "") */
 static inline sql_value sql_text_or_null(const char *text)
 {
@@ -179,7 +185,7 @@ typedef struct sql_builder {
     size_t len, cap;
     sql_value *binds;
     size_t bind_count, bind_cap;
-    char **owned;   /* texts made for values (normalised strings), freed with the builder */
+    char **owned; /* texts made for values (normalised strings), freed with the builder */
     size_t owned_count, owned_cap;
     bool oom;
 } sql_builder;

@@ -65,7 +65,7 @@ typedef struct conn {
     sqlite3_stmt *fixed[SQL_FIXED_COUNT];
     cached_stmt dynamic[DYNAMIC_CACHE_SIZE];
     uint64_t tick;
-    int wal_pages; /* writer: pages in the WAL after the last commit */
+    int wal_pages;                     /* writer: pages in the WAL after the last commit */
     struct checkpointer *checkpointer; /* writer: the thread that checkpoints the WAL */
 } conn;
 
@@ -74,23 +74,18 @@ static st_status status_of(int rc)
     switch (rc & 0xFF) {
     case SQLITE_OK:
     case SQLITE_ROW:
-    case SQLITE_DONE:
-        return ST_OK;
+    case SQLITE_DONE: return ST_OK;
     case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        return ST_BUSY;
+    case SQLITE_LOCKED: return ST_BUSY;
     case SQLITE_FULL:
     case SQLITE_IOERR:
     case SQLITE_READONLY:
     case SQLITE_CANTOPEN:
     case SQLITE_CORRUPT:
     case SQLITE_NOTADB:
-    case SQLITE_PROTOCOL:
-        return ST_IO;
-    case SQLITE_CONSTRAINT:
-        return ST_CONFLICT;
-    default:
-        return ST_INTERNAL;
+    case SQLITE_PROTOCOL: return ST_IO;
+    case SQLITE_CONSTRAINT: return ST_CONFLICT;
+    default: return ST_INTERNAL;
     }
 }
 
@@ -260,8 +255,7 @@ static bool migrate(conn *c, st_error *err)
         return false;
     }
     if (version > SQL_SCHEMA_VERSION) {
-        st__error(err, "the database has schema version %d; this program knows up to %d", version,
-                  SQL_SCHEMA_VERSION);
+        st__error(err, "the database has schema version %d; this program knows up to %d", version, SQL_SCHEMA_VERSION);
         return false;
     }
     for (int v = version; v < SQL_SCHEMA_VERSION; v++)
@@ -946,12 +940,8 @@ static void apply(void *writer, st_write_ctx *ctx, const st_op *op, st_op_result
         else
             write_version(c, ctx, op, &cur, ST_METHOD_CREATE, res);
         return;
-    case ST_OP_UPDATE:
-        apply_update(c, ctx, op, &cur, res);
-        return;
-    case ST_OP_DELETE:
-        apply_delete(c, ctx, op, &cur, res);
-        return;
+    case ST_OP_UPDATE: apply_update(c, ctx, op, &cur, res); return;
+    case ST_OP_DELETE: apply_delete(c, ctx, op, &cur, res); return;
     }
     st__result_message(res, ST_INVALID, "unknown operation");
 }

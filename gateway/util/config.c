@@ -22,7 +22,10 @@ typedef struct setting {
     const char *doc;
 } setting;
 
-#define S(field, type, def, doc) {#field, type, offsetof(gw_config, field), def, doc}
+#define S(field, type, def, doc)                           \
+    {                                                      \
+#field, type, offsetof(gw_config, field), def, doc \
+    }
 
 /* The text settings and switches; every number is a row of the limits table. */
 static const setting settings[] = {
@@ -33,11 +36,13 @@ static const setting settings[] = {
     S(tls_cert, T_STRING, "/etc/fhirgw/server.crt", "the gateway's server certificate (PEM, with chain)"),
     S(tls_key, T_STRING, "/etc/fhirgw/server.key", "its private key (PEM)"),
     S(tls_client_ca, T_STRING, "/etc/fhirgw/ca-bundle.pem", "CA certificates that client certificates must chain to"),
-    S(tls_crl, T_STRING, "/etc/fhirgw/crl.pem", "certificate revocation lists of those CAs (checked on every handshake)"),
+    S(tls_crl, T_STRING, "/etc/fhirgw/crl.pem",
+      "certificate revocation lists of those CAs (checked on every handshake)"),
     S(organisations, T_STRING, "/etc/fhirgw/organisations.tsv",
       "registered organisations: name, URA, roles, certificate, SHA-256 fingerprint (tab separated, with a header)"),
     S(store_path, T_STRING, "/var/lib/fhirgw/fhirgw.db", "SQLite database (WAL mode); its folder must be writable"),
-    S(conformance, T_STRING, "", "folder of profiles, extension definitions, value sets and code systems; empty = none"),
+    S(conformance, T_STRING, "",
+      "folder of profiles, extension definitions, value sets and code systems; empty = none"),
     S(referential_integrity, T_SWITCH, "1",
       "1: a write whose references name a resource on this server that does not exist, that the writer may not "
       "read, or of a type the element does not allow, is refused (422); 0: such references are stored"),
@@ -72,8 +77,13 @@ typedef struct suffix {
 } suffix;
 
 /* The suffixes each unit reads; a plain number is in the unit itself (bytes, ms, us). */
-static const suffix BYTE_SUFFIXES[] = {{"k", 1024}, {"K", 1024}, {"m", 1024 * 1024}, {"M", 1024 * 1024},
-                                       {"g", 1024 * 1024 * 1024}, {"G", 1024 * 1024 * 1024}, {NULL, 0}};
+static const suffix BYTE_SUFFIXES[] = {{"k", 1024},
+                                       {"K", 1024},
+                                       {"m", 1024 * 1024},
+                                       {"M", 1024 * 1024},
+                                       {"g", 1024 * 1024 * 1024},
+                                       {"G", 1024 * 1024 * 1024},
+                                       {NULL, 0}};
 static const suffix MS_SUFFIXES[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {NULL, 0}};
 static const suffix US_SUFFIXES[] = {{"us", 1}, {"ms", 1000}, {"s", 1000000}, {NULL, 0}};
 static const suffix NO_SUFFIXES[] = {{NULL, 0}};

@@ -39,9 +39,9 @@
 
 typedef struct gw_config {
     /* network */
-    char listen[CFG_PATH_MAX];      /* host:port of the FHIR endpoint (TLS, client certificates) */
-    char ops_listen[CFG_PATH_MAX];  /* host:port of /healthz, /readyz, /metrics (plain HTTP) */
-    char base_url[CFG_PATH_MAX];    /* the public base URL, for Location and Bundle links */
+    char listen[CFG_PATH_MAX];     /* host:port of the FHIR endpoint (TLS, client certificates) */
+    char ops_listen[CFG_PATH_MAX]; /* host:port of /healthz, /readyz, /metrics (plain HTTP) */
+    char base_url[CFG_PATH_MAX];   /* the public base URL, for Location and Bundle links */
     /* TLS and identity */
     char tls_cert[CFG_PATH_MAX];
     char tls_key[CFG_PATH_MAX];

@@ -20,7 +20,10 @@ static bool add_path(file_list *l, const char *path)
     return l->paths[l->count++] != NULL;
 }
 
-static int name_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
 static bool is_json_name(const char *name)
 {

@@ -227,7 +227,7 @@ typedef enum lim_id {
 #define LIM_ID_(name, value, min, unit, access, room, doc) LIM_ID_##name,
     GW_LIMITS(LIM_ID_)
 #undef LIM_ID_
-    LIM_COUNT
+        LIM_COUNT
 } lim_id;
 #define LIM_ID(name) LIM_ID_##name
 
@@ -235,8 +235,8 @@ typedef enum lim_unit { LIM_UNIT_COUNT, LIM_UNIT_BYTES, LIM_UNIT_MS, LIM_UNIT_US
 
 typedef struct lim_row {
     const char *name;
-    int64_t value;     /* the default */
-    int64_t min;       /* the smallest value an operator may set */
+    int64_t value; /* the default */
+    int64_t min;   /* the smallest value an operator may set */
     lim_unit unit;
     bool settable;
     const char *room;

@@ -61,15 +61,15 @@ void lg_close(lg_logger *log)
 
 const char *lg_level_name(lg_level level)
 {
-    static const char *const names[] = {[LG_DEBUG] = "debug", [LG_INFO] = "info", [LG_WARNING] = "warning",
-                                        [LG_ERROR] = "error"};
+    static const char *const names[] =
+        {[LG_DEBUG] = "debug", [LG_INFO] = "info", [LG_WARNING] = "warning", [LG_ERROR] = "error"};
     return (unsigned)level <= LG_ERROR ? names[level] : "info";
 }
 
 /* ---- Building a line ------------------------------------------------------------------ */
 
 typedef struct line {
-    char *text;       /* first, until a line outgrows it; then the heap */
+    char *text; /* first, until a line outgrows it; then the heap */
     size_t len, cap;
     bool failed;      /* out of memory: the line is not written */
     char first[1024]; /* most lines fit: no allocation */
@@ -217,9 +217,7 @@ static void add_field(line *l, const lg_field *f)
         snprintf(number, sizeof number, "%" PRIu64, f->v.u);
         add_str(l, number);
         return;
-    case LG_KIND_BOOL:
-        add_str(l, f->v.b ? "true" : "false");
-        return;
+    case LG_KIND_BOOL: add_str(l, f->v.b ? "true" : "false"); return;
     }
     add_str(l, "null");
 }
