@@ -72,6 +72,7 @@
 #include <unistd.h>
 
 #include "fhir/array.h"
+#include "fhir/datetime.h"
 #include "fhir/outcome.h"
 #include "gateway/auth/identity.h"
 #include "gateway/http/server_internal.h"
@@ -174,7 +175,7 @@ struct worker {
     posted *posted_head, *posted_tail;
     bool exited; /* the loop has ended: srv_post runs fn on the caller's thread */
     time_t date_second;
-    char date[40];
+    char date[FDT_HTTP_DATE_LEN];
 };
 
 struct srv_server {
@@ -626,9 +627,7 @@ static const char *http_date(worker *w)
 {
     time_t now = time(NULL);
     if (now != w->date_second) {
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        strftime(w->date, sizeof w->date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        fdt_format_http_date((int64_t)now * 1000, w->date);
         w->date_second = now;
     }
     return w->date;

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "fhir/array.h"
+#include "fhir/datetime.h"
 
 void lg_init(lg_logger *log, int fd)
 {
@@ -181,15 +182,8 @@ bool lg_escape(char **out, size_t *len, size_t *cap, const char *s)
 /* "YYYY-MM-DDThh:mm:ss.sssZ" */
 static void add_timestamp(line *l, int64_t ms)
 {
-    int64_t seconds = ms / 1000, rest = ms % 1000;
-    if (rest < 0)
-        rest += 1000, seconds--;
-    time_t t = (time_t)seconds;
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    char text[64];
-    snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)rest);
+    char text[FDT_INSTANT_LEN];
+    fdt_format_instant(ms, text);
     add_str(l, text);
 }
 
