@@ -24,4 +24,9 @@
  * first allocation holds at least 8. False on overflow or out of memory. */
 bool fa_reserve(void *items_ptr, size_t *capacity, size_t needed, size_t element_size);
 
+/* The growth rule alone, for owners whose blocks come from elsewhere (an arena):
+ * the capacity to grow `capacity` to so `needed` fit, doubling from `first`
+ * when it is 0. False when cap * element_size would overflow. */
+bool fa_next_capacity(size_t capacity, size_t needed, size_t element_size, size_t first, size_t *cap);
+
 #endif

@@ -120,13 +120,8 @@ bool fpa_reserve(fp_arena *a, void *items_ptr, size_t *capacity, size_t used, si
 {
     if (needed <= *capacity)
         return true;
-    size_t cap = *capacity ? *capacity : first;
-    while (cap < needed) {
-        if (cap > SIZE_MAX / 2)
-            return false;
-        cap *= 2;
-    }
-    if (element_size && cap > SIZE_MAX / element_size)
+    size_t cap;
+    if (!fa_next_capacity(*capacity, needed, element_size, first, &cap))
         return false;
     void *grown = fpa_alloc(a, cap * element_size);
     if (!grown)
