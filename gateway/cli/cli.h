@@ -17,4 +17,7 @@ int cmd_serve(int argc, char **argv);
 /* fhirgw config [FILE]: every setting with its documentation (and FILE's values) */
 int cmd_config(int argc, char **argv);
 
+/* fhirgw ig build|schemas|docs [--source DIR] [--out DIR] (exit 0 ok, 1 problems found, 2 usage/I/O) */
+int cmd_ig(int argc, char **argv);
+
 #endif
