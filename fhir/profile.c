@@ -92,6 +92,12 @@ typedef struct pf_codesystem {
     json_object *definition; /* owned */
 } pf_codesystem;
 
+/* A logical model (kind "logical"): held for the tools that read it (JSON Schema, mappings), not a profile. */
+struct pf_logical {
+    char *url;
+    json_object *definition; /* owned */
+};
+
 struct pf_registry {
     const fs_schema *schema;
     pf_profile **profiles;
@@ -100,6 +106,8 @@ struct pf_registry {
     size_t valueset_count, valueset_capacity;
     pf_codesystem **codesystems;
     size_t codesystem_count, codesystem_capacity;
+    pf_logical **logicals;
+    size_t logical_count, logical_capacity;
     fp_cache *expressions; /* the profiles' invariants, compiled on first use (thread-safe) */
 };
 
@@ -223,6 +231,12 @@ void pf_registry_free(pf_registry *r)
         free(r->codesystems[i]);
     }
     free(r->codesystems);
+    for (size_t i = 0; i < r->logical_count; i++) {
+        json_object_put(r->logicals[i]->definition);
+        free(r->logicals[i]->url);
+        free(r->logicals[i]);
+    }
+    free(r->logicals);
     fp_cache_free(r->expressions);
     free(r);
 }
@@ -247,6 +261,25 @@ const pf_profile *pf_find(const pf_registry *r, const char *url)
         if (strlen(r->profiles[i]->url) == len && !strncmp(r->profiles[i]->url, url, len))
             return r->profiles[i];
     return NULL;
+}
+
+const pf_logical *pf_find_logical(const pf_registry *r, const char *url)
+{
+    size_t len = strcspn(url, "|");
+    for (size_t i = 0; i < r->logical_count; i++)
+        if (strlen(r->logicals[i]->url) == len && !strncmp(r->logicals[i]->url, url, len))
+            return r->logicals[i];
+    return NULL;
+}
+
+size_t pf_logical_count(const pf_registry *r)
+{
+    return r->logical_count;
+}
+
+const char *pf_logical_url(const pf_logical *m)
+{
+    return m->url;
 }
 
 static pf_valueset *find_valueset(const pf_registry *r, const char *url)
@@ -413,6 +446,24 @@ static bool load_element(pf_elem *root, json_object *el, const char *origin, oo_
     return !slicing || load_slicing(e, slicing, origin, issues);
 }
 
+/* A logical model is held as it is; its url must be new among the logical models. Takes ownership of sd. */
+static bool add_logical_model(pf_registry *r, json_object *sd, const char *origin, oo_list *issues)
+{
+    const char *url = jstr(sd, "url");
+    if (!url || pf_find_logical(r, url)) {
+        oo_add(issues, OO_ERROR, OO_STRUCTURE, NULL, 0, 0, "%s: a logical model needs a url of its own", origin);
+        json_object_put(sd);
+        return false;
+    }
+    pf_logical *m = calloc(1, sizeof *m);
+    if (!m)
+        abort();
+    m->url = canonical(url);
+    m->definition = sd;
+    PUSH(r->logicals, r->logical_count, r->logical_capacity, m);
+    return true;
+}
+
 static bool add_structure_definition(pf_registry *r, json_object *sd, const char *origin, oo_list *issues)
 {
     const char *url = jstr(sd, "url"), *type = jstr(sd, "type"), *derivation = jstr(sd, "derivation");
@@ -464,7 +515,10 @@ bool pf_registry_add(pf_registry *r, const char *json, size_t len, const char *o
         return false;
     }
     bool ok = true;
-    if (!strcmp(rt, "StructureDefinition")) {
+    const char *kind = jstr(o, "kind");
+    if (!strcmp(rt, "StructureDefinition") && kind && !strcmp(kind, "logical")) {
+        ok = add_logical_model(r, o, origin, issues);
+    } else if (!strcmp(rt, "StructureDefinition")) {
         ok = add_structure_definition(r, o, origin, issues);
         json_object_put(o);
     } else if (!strcmp(rt, "ValueSet") && jstr(o, "url")) {
@@ -500,19 +554,100 @@ static void add_concepts(pf_valueset *v, const char *system, json_object *concep
     }
 }
 
-/* Expand from compose.include: listed concepts, or a whole CodeSystem of the registry. */
-static bool expand(pf_registry *r, pf_valueset *v, oo_list *issues)
+/* The concept with this code in a CodeSystem's concept tree, or NULL. */
+static json_object *find_concept(json_object *concepts, const char *code)
 {
-    json_object *includes = jget(jget(v->definition, "compose"), "include");
+    for (size_t i = 0; i < jlen(concepts); i++) {
+        json_object *c = json_object_array_get_idx(concepts, i);
+        const char *have = jstr(c, "code");
+        if (have && !strcmp(have, code))
+            return c;
+        json_object *below = find_concept(jget(c, "concept"), code);
+        if (below)
+            return below;
+    }
+    return NULL;
+}
+
+static bool expand(pf_registry *r, pf_valueset *v, oo_list *issues, int depth);
+
+/* include.valueSet: the union of other value sets of the registry, expanded first. */
+static bool include_valuesets(pf_registry *r, pf_valueset *v, json_object *urls, oo_list *issues, int depth)
+{
+    for (size_t i = 0; i < jlen(urls); i++) {
+        const char *url = json_object_get_string(json_object_array_get_idx(urls, i));
+        pf_valueset *other = url ? find_valueset(r, url) : NULL;
+        if (!other || other == v || depth > 8 || (!other->expanded && !expand(r, other, issues, depth + 1))) {
+            oo_add(issues, OO_WARNING, OO_NOT_FOUND, NULL, 0, 0,
+                   "value set %s: included value set %s is not loaded or not expandable", v->url, url ? url : "?");
+            return false;
+        }
+        for (size_t k = 0; k < other->code_count; k++)
+            add_code(v, other->codes[k].system, other->codes[k].code);
+    }
+    return true;
+}
+
+/* include.filter: "concept is-a X" (X and below) or "descendent-of X" (below only) over a loaded CodeSystem. */
+static bool include_filtered(pf_valueset *v, const char *system, json_object *cs, json_object *filters, oo_list *issues)
+{
+    json_object *f = json_object_array_get_idx(filters, 0);
+    const char *property = jstr(f, "property"), *op = jstr(f, "op"), *value = jstr(f, "value");
+    bool is_a = op && !strcmp(op, "is-a"), below = op && !strcmp(op, "descendent-of");
+    json_object *top = value ? find_concept(jget(cs, "concept"), value) : NULL;
+    if (jlen(filters) != 1 || !property || strcmp(property, "concept") || !(is_a || below) || !top) {
+        oo_add(issues, OO_WARNING, OO_NOT_SUPPORTED, NULL, 0, 0,
+               "value set %s: only one 'concept is-a' or 'descendent-of' filter on a known code is expanded", v->url);
+        return false;
+    }
+    if (is_a)
+        add_code(v, system, value);
+    add_concepts(v, system, jget(top, "concept"));
+    return true;
+}
+
+/* compose.exclude: listed concepts are taken out again. */
+static void exclude_concepts(pf_valueset *v, json_object *excludes)
+{
+    for (size_t i = 0; i < jlen(excludes); i++) {
+        json_object *ex = json_object_array_get_idx(excludes, i);
+        const char *system = jstr(ex, "system");
+        json_object *concepts = jget(ex, "concept");
+        for (size_t k = 0; system && k < jlen(concepts); k++) {
+            const char *code = jstr(json_object_array_get_idx(concepts, k), "code");
+            for (size_t j = 0; code && j < v->code_count; j++)
+                if (!strcmp(v->codes[j].system, system) && !strcmp(v->codes[j].code, code)) {
+                    free(v->codes[j].system);
+                    free(v->codes[j].code);
+                    v->codes[j--] = v->codes[--v->code_count];
+                }
+        }
+    }
+}
+
+/*
+ * Expand from compose.include: listed concepts, a whole CodeSystem of the
+ * registry, a concept is-a / descendent-of filter over one, or other value
+ * sets of the registry; then compose.exclude's listed concepts are removed.
+ */
+static bool expand(pf_registry *r, pf_valueset *v, oo_list *issues, int depth)
+{
+    json_object *compose = jget(v->definition, "compose");
+    json_object *includes = jget(compose, "include");
     for (size_t i = 0; i < jlen(includes); i++) {
         json_object *inc = json_object_array_get_idx(includes, i);
         const char *system = jstr(inc, "system");
-        if (!system || jget(inc, "filter")) {
+        if (!system && jget(inc, "valueSet")) {
+            if (!include_valuesets(r, v, jget(inc, "valueSet"), issues, depth))
+                return false;
+            continue;
+        }
+        if (!system || jget(inc, "valueSet")) {
             oo_add(issues, OO_WARNING, OO_NOT_SUPPORTED, NULL, 0, 0,
-                   "value set %s: includes without a system or with filters are not expanded", v->url);
+                   "value set %s: an include needs a system (or value sets alone) to be expanded", v->url);
             return false;
         }
-        if (jget(inc, "concept")) {
+        if (jget(inc, "concept") && !jget(inc, "filter")) {
             add_concepts(v, system, jget(inc, "concept"));
             continue;
         }
@@ -522,8 +657,14 @@ static bool expand(pf_registry *r, pf_valueset *v, oo_list *issues)
                    "value set %s: code system %s is not loaded; the value set is not expanded", v->url, system);
             return false;
         }
+        if (jget(inc, "filter")) {
+            if (jget(inc, "concept") || !include_filtered(v, system, cs, jget(inc, "filter"), issues))
+                return false;
+            continue;
+        }
         add_concepts(v, system, jget(cs, "concept"));
     }
+    exclude_concepts(v, jget(compose, "exclude"));
     v->expanded = true;
     return true;
 }
@@ -593,7 +734,7 @@ bool pf_registry_finish(pf_registry *r, oo_list *issues)
     bool ok = true;
     for (size_t i = 0; i < r->valueset_count; i++)
         if (!r->valuesets[i]->expanded)
-            expand(r, r->valuesets[i], issues);
+            expand(r, r->valuesets[i], issues, 0);
     for (size_t i = 0; i < r->profile_count; i++) {
         pf_profile *p = r->profiles[i];
         const fs_type *core = fs_type_by_name(r->schema, strrchr(p->base_url, '/') + 1,
@@ -937,6 +1078,25 @@ static void check_constraints(vctx *c, const pf_elem *e, uint32_t v)
 }
 
 static void apply_children(vctx *c, const pf_elem *e, uint32_t obj);
+static void apply_profile(vctx *c, const pf_profile *p, uint32_t node);
+
+/*
+ * type.profile on an element that is not an extension names a data-type
+ * profile (a profile on Identifier): the value must conform to it. Extension
+ * profiles are checked by URL wherever the extension appears (check_extensions).
+ */
+static void apply_type_profiles(vctx *c, const pf_elem *e, uint32_t v)
+{
+    bool is_extension = e->type_count && !strcmp(e->types[0], "Extension");
+    for (size_t i = 0; i < e->type_profile_count && !is_extension; i++) {
+        const pf_profile *p = pf_find(c->r, e->type_profiles[i]);
+        if (p && !p->is_extension)
+            apply_profile(c, p, v);
+        else if (!p)
+            report(c, v, OO_WARNING, OO_NOT_FOUND, "data-type profile %s is not known: not checked",
+                   e->type_profiles[i]);
+    }
+}
 
 static void check_value(vctx *c, const pf_elem *e, const selection *sel, uint32_t i)
 {
@@ -955,8 +1115,10 @@ static void check_value(vctx *c, const pf_elem *e, const selection *sel, uint32_
     if (e->target_count)
         check_target(c, e, v);
     check_constraints(c, e, v);
-    if (N(c, v)->type == FJ_OBJECT)
+    if (N(c, v)->type == FJ_OBJECT) {
         apply_children(c, e, v);
+        apply_type_profiles(c, e, v);
+    }
 }
 
 /* ---- slicing ---- */

@@ -15,6 +15,8 @@
  *     identifier.system, coding.system, extension url), open or closed;
  *   - extensions by URL checked against their own definition (simple
  *     value[x] extensions and complex ones with nested extensions);
+ *   - data-type profiles named in type.profile (an identifier slice whose
+ *     type is a profile on Identifier): the value must conform to it;
  *   - required bindings to the registry's value sets (or core ones);
  *   - the profile's own invariants, evaluated with FHIRPath (fhir/fhirpath.h);
  *     each expression is compiled once, on first use, into the registry.
@@ -37,13 +39,14 @@
 
 typedef struct pf_registry pf_registry;
 typedef struct pf_profile pf_profile;
+typedef struct pf_logical pf_logical;
 
 pf_registry *pf_registry_new(const fs_schema *schema);
 void pf_registry_free(pf_registry *r);
 
 /*
- * Add one conformance resource (StructureDefinition, ValueSet, CodeSystem;
- * other resource types are ignored) from a JSON buffer. `origin` names it in
+ * Add one conformance resource (StructureDefinition: profile, extension or
+ * logical model; ValueSet, CodeSystem; other resource types are ignored) from a JSON buffer. `origin` names it in
  * messages (a file name). Returns false and appends issues when it cannot be
  * used (malformed, unsupported derivation, duplicate URL).
  */
@@ -62,6 +65,15 @@ const char *pf_profile_url(const pf_profile *p);
 /* The core type the profile constrains ("Patient", "Extension"). */
 const char *pf_profile_type(const pf_profile *p);
 size_t pf_registry_count(const pf_registry *r);
+
+/*
+ * Logical models (StructureDefinitions of kind "logical", such as an
+ * insurer's record layout) are held by url, not used as profiles: the tools
+ * that read them (JSON Schema, mappings) find them here.
+ */
+const pf_logical *pf_find_logical(const pf_registry *r, const char *url);
+const char *pf_logical_url(const pf_logical *m);
+size_t pf_logical_count(const pf_registry *r);
 
 /*
  * Validate the resource at doc node `resource` against profile p (and its

@@ -274,3 +274,139 @@ Test(registry, refuses_what_it_cannot_use)
     oo_list_free(&issues);
     pf_registry_free(r);
 }
+
+/* ---- what the implementation guide needs: data-type profiles, logical models, richer value sets ---- */
+
+static pf_registry *guide;
+
+#define X_BSN                                                                                              \
+    "{\"resourceType\":\"StructureDefinition\",\"url\":\"http://x/bsn\",\"type\":\"Identifier\","          \
+    "\"kind\":\"complex-type\",\"baseDefinition\":\"http://hl7.org/fhir/StructureDefinition/Identifier\"," \
+    "\"derivation\":\"constraint\",\"differential\":{\"element\":["                                        \
+    "{\"id\":\"Identifier\",\"path\":\"Identifier\",\"constraint\":[{\"key\":\"fgw-nine\",\"severity\":"   \
+    "\"error\",\"human\":\"nine digits\",\"expression\":\"value.matches('^[0-9]{9}$')\"}]},"               \
+    "{\"id\":\"Identifier.value\",\"path\":\"Identifier.value\",\"min\":1}]}}"
+#define X_PATIENT                                                                                                 \
+    "{\"resourceType\":\"StructureDefinition\",\"url\":\"http://x/patient\",\"type\":\"Patient\","                \
+    "\"kind\":\"resource\",\"baseDefinition\":\"http://hl7.org/fhir/StructureDefinition/Patient\","               \
+    "\"derivation\":\"constraint\",\"differential\":{\"element\":["                                               \
+    "{\"id\":\"Patient.identifier\",\"path\":\"Patient.identifier\",\"slicing\":{\"discriminator\":"              \
+    "[{\"type\":\"value\",\"path\":\"system\"}],\"rules\":\"open\"}},"                                            \
+    "{\"id\":\"Patient.identifier:bsn\",\"path\":\"Patient.identifier\",\"sliceName\":\"bsn\",\"min\":1,"         \
+    "\"max\":\"1\",\"type\":[{\"code\":\"Identifier\",\"profile\":[\"http://x/bsn\"]}]},"                         \
+    "{\"id\":\"Patient.identifier:bsn.system\",\"path\":\"Patient.identifier.system\",\"fixedUri\":\"urn:bsn\"}," \
+    "{\"id\":\"Patient.identifier:other\",\"path\":\"Patient.identifier\",\"sliceName\":\"other\","               \
+    "\"type\":[{\"code\":\"Identifier\",\"profile\":[\"http://x/not-loaded\"]}]},"                                \
+    "{\"id\":\"Patient.identifier:other.system\",\"path\":\"Patient.identifier.system\",\"fixedUri\":\"urn:o\"}," \
+    "{\"id\":\"Patient.maritalStatus\",\"path\":\"Patient.maritalStatus\",\"binding\":{\"strength\":"             \
+    "\"required\",\"valueSet\":\"http://x/vs-union\"}}]}}"
+#define X_CODESYSTEM                                                                                  \
+    "{\"resourceType\":\"CodeSystem\",\"url\":\"http://x/cs\",\"content\":\"complete\",\"concept\":[" \
+    "{\"code\":\"a\",\"concept\":[{\"code\":\"a1\"},{\"code\":\"a2\",\"concept\":[{\"code\":\"a21\"}]}]}]}"
+/* a2 and below */
+#define X_VS_BRANCH                                                                                        \
+    "{\"resourceType\":\"ValueSet\",\"url\":\"http://x/vs-branch\",\"compose\":{\"include\":[{\"system\":" \
+    "\"http://x/cs\",\"filter\":[{\"property\":\"concept\",\"op\":\"is-a\",\"value\":\"a2\"}]}]}}"
+/* vs-branch, plus a1, minus a21: {a1, a2} */
+#define X_VS_UNION                                                                                           \
+    "{\"resourceType\":\"ValueSet\",\"url\":\"http://x/vs-union\",\"compose\":{\"include\":["                \
+    "{\"valueSet\":[\"http://x/vs-branch\"]},{\"system\":\"http://x/cs\",\"concept\":[{\"code\":\"a1\"}]}]," \
+    "\"exclude\":[{\"system\":\"http://x/cs\",\"concept\":[{\"code\":\"a21\"}]}]}}"
+#define X_MODEL                                                                                         \
+    "{\"resourceType\":\"StructureDefinition\",\"url\":\"http://x/model\",\"type\":\"http://x/model\"," \
+    "\"kind\":\"logical\",\"derivation\":\"specialization\",\"baseDefinition\":"                        \
+    "\"http://hl7.org/fhir/StructureDefinition/Element\",\"differential\":{\"element\":["               \
+    "{\"id\":\"Model\",\"path\":\"Model\"},{\"id\":\"Model.pseudonym\",\"path\":\"Model.pseudonym\","   \
+    "\"min\":1,\"max\":\"1\",\"type\":[{\"code\":\"string\"}]}]}}"
+
+static void load_guide(void)
+{
+    guide = pf_registry_new(NULL);
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    const char *resources[] = {X_BSN, X_PATIENT, X_CODESYSTEM, X_VS_BRANCH, X_VS_UNION, X_MODEL};
+    for (size_t i = 0; i < sizeof resources / sizeof *resources; i++)
+        cr_assert(pf_registry_add(guide, resources[i], strlen(resources[i]), "guide", &issues), "resource %zu", i);
+    cr_assert(pf_registry_finish(guide, &issues));
+    cr_assert_eq(issues.count, 0, "%s", issues.count ? issues.items[0].message : "");
+    oo_list_free(&issues);
+}
+
+static void free_guide(void)
+{
+    pf_registry_free(guide);
+}
+
+TestSuite(guide, .init = load_guide, .fini = free_guide);
+
+static oo_list run_guide(const char *json)
+{
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    fv_options opts = {0};
+    opts.profiles = guide;
+    opts.profile = pf_find(guide, "http://x/patient");
+    char *copy = strdup(json);
+    fv_validate_buffer(copy, strlen(copy), &opts, &issues);
+    free(copy);
+    return issues;
+}
+
+#define GUIDE_PATIENT(bsn, marital)                                                                  \
+    "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:bsn\",\"value\":\"" bsn "\"}]," \
+    "\"maritalStatus\":{\"coding\":[{\"system\":\"http://x/cs\",\"code\":\"" marital "\"}]}}"
+
+Test(guide, identifier_slice_conforms_to_its_data_type_profile)
+{
+    oo_list ok = run_guide(GUIDE_PATIENT("999911120", "a1"));
+    if (ok.errors)
+        dump(&ok);
+    cr_expect_eq(ok.errors, 0);
+    oo_list_free(&ok);
+    oo_list bad = run_guide(GUIDE_PATIENT("12345", "a1"));
+    cr_expect(has_issue(&bad, OO_ERROR, OO_INVARIANT, "Patient.identifier[0]"), "the Identifier profile's invariant");
+    cr_expect_eq(bad.errors, 1);
+    for (size_t i = 0; i < bad.count; i++)
+        if (bad.items[i].severity == OO_ERROR)
+            cr_expect(strstr(bad.items[i].message, "fgw-nine") && strstr(bad.items[i].message, "http://x/bsn"),
+                      "names the key and the data-type profile: %s", bad.items[i].message);
+    oo_list_free(&bad);
+}
+
+Test(guide, unknown_data_type_profile_is_a_warning)
+{
+    oo_list l = run_guide("{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:bsn\",\"value\":"
+                          "\"999911120\"},{\"system\":\"urn:o\",\"value\":\"x\"}]}");
+    cr_expect_eq(l.errors, 0);
+    cr_expect(has_issue(&l, OO_WARNING, OO_NOT_FOUND, "Patient.identifier[1]"), "http://x/not-loaded not checked");
+    oo_list_free(&l);
+}
+
+Test(guide, value_sets_by_filter_inclusion_and_exclusion)
+{
+    const char *in[] = {"a1", "a2"}, *out[] = {"a", "a21"};
+    for (size_t i = 0; i < 2; i++) {
+        char json[512];
+        snprintf(json, sizeof json, GUIDE_PATIENT("999911120", "%s"), in[i]);
+        oo_list l = run_guide(json);
+        cr_expect_eq(l.errors, 0, "%s is in the union", in[i]);
+        oo_list_free(&l);
+        snprintf(json, sizeof json, GUIDE_PATIENT("999911120", "%s"), out[i]);
+        l = run_guide(json);
+        cr_expect_eq(l.errors, 1, "%s is not in the union", out[i]);
+        oo_list_free(&l);
+    }
+}
+
+Test(guide, logical_models_are_held_not_used_as_profiles)
+{
+    cr_expect_eq(pf_logical_count(guide), 1);
+    const pf_logical *m = pf_find_logical(guide, "http://x/model|2026.1.0");
+    cr_assert_not_null(m);
+    cr_expect_str_eq(pf_logical_url(m), "http://x/model");
+    cr_expect_null(pf_find(guide, "http://x/model"), "a logical model is not a profile");
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    cr_expect_not(pf_registry_add(guide, X_MODEL, strlen(X_MODEL), "again", &issues), "duplicate url");
+    oo_list_free(&issues);
+}
