@@ -455,7 +455,8 @@ static void trace_requirements(const igp_package *p, trace *t)
 
 static void print_trace(FILE *f, trace *t)
 {
-    qsort(t->rows, t->count, sizeof *t->rows, by_trace);
+    if (t->count)
+        qsort(t->rows, t->count, sizeof *t->rows, by_trace);
     fputs("## From the source texts to the elements\n\n"
           "Per paragraph of the source texts (ZN, CZ): each item or rule, the Dutch sentence it comes from, the FHIR "
           "element that carries it and the insurer's field it feeds. The other way round, each profile's page "
@@ -486,11 +487,13 @@ static void print_trace(FILE *f, trace *t)
 static void resource_list(FILE *f, const igp_package *p, const char *heading, bool (*wanted)(const igp_resource *),
                           bool pages)
 {
-    fprintf(f, "\n## %s\n\n| id | title | description |\n| --- | --- | --- |\n", heading);
+    size_t listed = 0;
     for (size_t i = 0; i < p->count; i++) {
         const igp_resource *r = &p->items[i];
         if (!wanted(r))
             continue;
+        if (!listed++)
+            fprintf(f, "\n## %s\n\n| id | title | description |\n| --- | --- | --- |\n", heading);
         if (pages)
             fprintf(f, "| [%s](%s.md) | ", r->id, r->id);
         else
@@ -500,6 +503,8 @@ static void resource_list(FILE *f, const igp_package *p, const char *heading, bo
         cell(f, igp_str(r->json, "description"));
         fputs(" |\n", f);
     }
+    if (!listed)
+        fprintf(f, "\n## %s\n\n(none yet)\n", heading);
 }
 
 static bool is_code_system(const igp_resource *r)

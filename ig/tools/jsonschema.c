@@ -15,33 +15,124 @@
 #define DATETIME_RE \
     "([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])(" TIME_RE ")?)?)?"
 
-/* ---- value sets -------------------------------------------------------------------------- */
+/* ---- value sets ---------------------------------------------------------------------------
+ * The same expansion the profile registry makes (fhir/profile.c): listed concepts, whole code
+ * systems of the package, a concept is-a / descendent-of filter over one, other value sets of
+ * the package; then compose.exclude's listed concepts out. Codes are kept as "system|code" until
+ * the end, so an exclude takes out only its own system's code. */
 
-static void add_concept_codes(json_object *concepts, json_object *codes)
+static void add_code(json_object *codes, const char *system, const char *code)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s|%s", system, code);
+    json_object_array_add(codes, json_object_new_string(buf));
+}
+
+static void add_concept_codes(const char *system, json_object *concepts, json_object *codes)
 {
     for (size_t i = 0; i < igp_len(concepts); i++) {
         json_object *c = json_object_array_get_idx(concepts, i);
         if (igp_str(c, "code"))
-            json_object_array_add(codes, json_object_new_string(igp_str(c, "code")));
-        add_concept_codes(igp_get(c, "concept"), codes);
+            add_code(codes, system, igp_str(c, "code"));
+        add_concept_codes(system, igp_get(c, "concept"), codes);
     }
 }
 
-/* One compose.include into codes; false when it is not enumerable from the package. */
-static bool include_codes(const igp_package *p, json_object *inc, json_object *codes)
+static json_object *find_concept(json_object *concepts, const char *code)
 {
-    if (igp_get(inc, "filter") || igp_get(inc, "valueSet") || !igp_str(inc, "system"))
+    for (size_t i = 0; i < igp_len(concepts); i++) {
+        json_object *c = json_object_array_get_idx(concepts, i);
+        json_object *below = igp_get(c, "concept");
+        if (igp_str(c, "code") && !strcmp(igp_str(c, "code"), code))
+            return c;
+        if ((below = find_concept(below, code)))
+            return below;
+    }
+    return NULL;
+}
+
+static bool expand_into(const igp_package *p, const char *url, json_object *codes, int depth);
+
+/* One filter "concept is-a X" or "descendent-of X" over a code system of the package. */
+static bool filtered_codes(const char *system, json_object *cs, json_object *filters, json_object *codes)
+{
+    json_object *f = json_object_array_get_idx(filters, 0);
+    const char *property = igp_str(f, "property"), *op = igp_str(f, "op"), *value = igp_str(f, "value");
+    bool is_a = op && !strcmp(op, "is-a"), below = op && !strcmp(op, "descendent-of");
+    json_object *top = value ? find_concept(igp_get(cs, "concept"), value) : NULL;
+    if (igp_len(filters) != 1 || !property || strcmp(property, "concept") || !(is_a || below) || !top)
         return false;
-    if (igp_get(inc, "concept")) {
-        add_concept_codes(igp_get(inc, "concept"), codes);
+    if (is_a)
+        add_code(codes, system, value);
+    add_concept_codes(system, igp_get(top, "concept"), codes);
+    return true;
+}
+
+/* One compose.include into codes; false when it is not enumerable from the package. */
+static bool include_codes(const igp_package *p, json_object *inc, json_object *codes, int depth)
+{
+    const char *system = igp_str(inc, "system");
+    json_object *sets = igp_get(inc, "valueSet");
+    if (!system) {
+        for (size_t i = 0; i < igp_len(sets); i++)
+            if (!expand_into(p, json_object_get_string(json_object_array_get_idx(sets, i)), codes, depth + 1))
+                return false;
+        return igp_len(sets) > 0;
+    }
+    if (sets)
+        return false;
+    if (igp_get(inc, "concept") && !igp_get(inc, "filter")) {
+        add_concept_codes(system, igp_get(inc, "concept"), codes);
         return true;
     }
-    const igp_resource *cs = igp_find(p, igp_str(inc, "system"));
-    const char *content = cs ? igp_str(cs->json, "content") : NULL;
-    if (!cs || strcmp(cs->resource_type, "CodeSystem") || !content || strcmp(content, "complete"))
+    const igp_resource *cs = igp_find(p, system);
+    if (!cs || strcmp(cs->resource_type, "CodeSystem") || igp_get(inc, "concept"))
         return false;
-    add_concept_codes(igp_get(cs->json, "concept"), codes);
+    if (igp_get(inc, "filter"))
+        return filtered_codes(system, cs->json, igp_get(inc, "filter"), codes);
+    add_concept_codes(system, igp_get(cs->json, "concept"), codes);
     return true;
+}
+
+static void exclude_codes(json_object *excludes, json_object *codes)
+{
+    json_object *out = json_object_new_array();
+    json_object *gone = json_object_new_array();
+    for (size_t i = 0; i < igp_len(excludes); i++) {
+        json_object *ex = json_object_array_get_idx(excludes, i);
+        if (igp_str(ex, "system"))
+            add_concept_codes(igp_str(ex, "system"), igp_get(ex, "concept"), gone);
+    }
+    for (size_t i = 0; i < igp_len(codes); i++) {
+        json_object *code = json_object_array_get_idx(codes, i);
+        bool keep = true;
+        for (size_t k = 0; keep && k < igp_len(gone); k++)
+            keep = strcmp(json_object_get_string(code), json_object_get_string(json_object_array_get_idx(gone, k)));
+        if (keep)
+            json_object_array_add(out, json_object_get(code));
+    }
+    json_object_array_del_idx(codes, 0, igp_len(codes));
+    for (size_t i = 0; i < igp_len(out); i++)
+        json_object_array_add(codes, json_object_get(json_object_array_get_idx(out, i)));
+    json_object_put(out);
+    json_object_put(gone);
+}
+
+static bool expand_into(const igp_package *p, const char *url, json_object *codes, int depth)
+{
+    const igp_resource *vs = url && depth < 8 ? igp_find(p, url) : NULL;
+    json_object *compose = vs && !strcmp(vs->resource_type, "ValueSet") ? igp_get(vs->json, "compose") : NULL;
+    json_object *includes = igp_get(compose, "include");
+    json_object *mine = json_object_new_array();
+    bool ok = igp_len(includes) > 0;
+    for (size_t i = 0; ok && i < igp_len(includes); i++)
+        ok = include_codes(p, json_object_array_get_idx(includes, i), mine, depth);
+    if (ok)
+        exclude_codes(igp_get(compose, "exclude"), mine);
+    for (size_t i = 0; ok && i < igp_len(mine); i++)
+        json_object_array_add(codes, json_object_get(json_object_array_get_idx(mine, i)));
+    json_object_put(mine);
+    return ok;
 }
 
 static int by_string(const void *a, const void *b)
@@ -49,33 +140,26 @@ static int by_string(const void *a, const void *b)
     return strcmp(json_object_get_string(*(json_object *const *)a), json_object_get_string(*(json_object *const *)b));
 }
 
-/* Sorted, duplicates removed: a new array. */
-static json_object *sorted_unique(json_object *codes)
-{
-    json_object_array_sort(codes, by_string);
-    json_object *out = json_object_new_array();
-    const char *last = NULL;
-    for (size_t i = 0; i < igp_len(codes); i++) {
-        const char *code = json_object_get_string(json_object_array_get_idx(codes, i));
-        if (!last || strcmp(last, code))
-            json_object_array_add(out, json_object_new_string(code));
-        last = code;
-    }
-    return out;
-}
-
 json_object *ijs_value_set_codes(const igp_package *p, const char *url)
 {
-    const igp_resource *vs = igp_find(p, url);
-    json_object *compose = vs && !strcmp(vs->resource_type, "ValueSet") ? igp_get(vs->json, "compose") : NULL;
-    json_object *includes = igp_get(compose, "include");
-    if (!igp_len(includes) || igp_get(compose, "exclude"))
-        return NULL;
     json_object *codes = json_object_new_array();
-    bool ok = true;
-    for (size_t i = 0; ok && i < igp_len(includes); i++)
-        ok = include_codes(p, json_object_array_get_idx(includes, i), codes);
-    json_object *out = ok && igp_len(codes) ? sorted_unique(codes) : NULL;
+    bool ok = expand_into(p, url, codes, 0);
+    json_object *out = NULL;
+    for (size_t i = 0; ok && i < igp_len(codes); i++) { /* "system|code" -> "code" */
+        const char *s = json_object_get_string(json_object_array_get_idx(codes, i));
+        json_object_array_put_idx(codes, i, json_object_new_string(strrchr(s, '|') + 1));
+    }
+    if (ok && igp_len(codes)) {
+        json_object_array_sort(codes, by_string);
+        out = json_object_new_array();
+        const char *last = NULL;
+        for (size_t i = 0; i < igp_len(codes); i++) {
+            const char *code = json_object_get_string(json_object_array_get_idx(codes, i));
+            if (!last || strcmp(last, code))
+                json_object_array_add(out, json_object_new_string(code));
+            last = code;
+        }
+    }
     json_object_put(codes);
     return out;
 }

@@ -110,7 +110,8 @@ static bool dir_names(const char *dir, igp_paths *names)
         if (e->d_name[0] != '.')
             paths_push(names, strdup(e->d_name));
     closedir(d);
-    qsort(names->paths, names->count, sizeof *names->paths, by_name);
+    if (names->count)
+        qsort(names->paths, names->count, sizeof *names->paths, by_name);
     return true;
 }
 
@@ -317,13 +318,18 @@ static void add_logical_snapshot(json_object *sd)
     json_object_object_add(sd, "snapshot", wrapper);
 }
 
+/* A model: kind logical, a specialization, type = its root element's name (ig/README.md). */
 static void check_model(const igp_resource *r, oo_list *issues)
 {
     const char *derivation = igp_str(r->json, "derivation");
-    if (!r->kind || strcmp(r->kind, "logical") || !derivation || strcmp(derivation, "specialization") || !r->type ||
-        !r->url || strcmp(r->type, r->url))
-        oo_add(issues, OO_ERROR, OO_VALUE, "StructureDefinition", 0, 0,
-               "%s: a model is kind 'logical', derivation 'specialization' and has type = url", r->source);
+    json_object *root = json_object_array_get_idx(igp_get(igp_get(r->json, "differential"), "element"), 0);
+    const char *root_path = igp_str(root, "path");
+    if (!r->kind || strcmp(r->kind, "logical") || !derivation || strcmp(derivation, "specialization"))
+        oo_add(issues, OO_ERROR, OO_VALUE, "StructureDefinition.kind", 0, 0,
+               "%s: a model is kind 'logical' and derivation 'specialization'", r->source);
+    else if (!root_path || !r->type || strcmp(r->type, root_path))
+        oo_add(issues, OO_ERROR, OO_VALUE, "StructureDefinition.type", 0, 0,
+               "%s: a model's type is its root element's name ('%s')", r->source, root_path ? root_path : "?");
     else
         add_logical_snapshot(r->json);
 }
@@ -438,7 +444,8 @@ bool igp_load(const char *source, igp_package *p, oo_list *issues)
     for (size_t i = 0; ok && i < sizeof packaged_folders / sizeof *packaged_folders; i++)
         ok = load_folder(p, source, packaged_folders[i].folder, (int)i, issues);
     ok = ok && load_folder(p, source, "examples", -1, issues);
-    qsort(p->items, p->count, sizeof *p->items, by_package_order);
+    if (p->count)
+        qsort(p->items, p->count, sizeof *p->items, by_package_order);
     check_unique(p, issues);
     for (size_t i = 0; i < p->count; i++)
         if (p->items[i].example)
@@ -536,8 +543,7 @@ pf_registry *igp_registry(const igp_package *p, oo_list *issues)
     pf_registry *r = pf_registry_new(NULL);
     for (size_t i = 0; r && i < p->count; i++) {
         const igp_resource *res = &p->items[i];
-        /* fhir/profile refuses logical models until it holds them (the lead's change, main): skip */
-        if (res->example || (res->kind && !strcmp(res->kind, "logical")))
+        if (res->example)
             continue;
         char *text = igp_serialise(res->json);
         pf_registry_add(r, text, strlen(text), res->source, issues);
