@@ -291,7 +291,7 @@ static void check_negative(const pf_registry *r, const char *dir, char *line, si
     for (char *f = strtok_r(line, "\t", &save); f && n < 4; f = strtok_r(NULL, "\t", &save))
         fields[n++] = f;
     cr_assert_eq(n, 4, "%s/expect.tsv: a line needs file, rule, expression, needle", dir);
-    char path[1024];
+    char path[2048];
     snprintf(path, sizeof path, "%s/%s", dir, fields[0]);
     oo_list issues;
     oo_list_init(&issues, 0);
@@ -314,7 +314,7 @@ static void check_negative(const pf_registry *r, const char *dir, char *line, si
 
 static void check_negative_folder(const pf_registry *r, const char *dir, size_t *checked)
 {
-    char path[1024];
+    char path[2048];
     snprintf(path, sizeof path, "%s/expect.tsv", dir);
     char *text = igp_read_text(path, NULL);
     cr_assert_not_null(text, "%s has no expect.tsv", dir);
