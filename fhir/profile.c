@@ -766,8 +766,11 @@ typedef struct vctx {
     rp_reporter rep; /* the FHIRPath location of the walk, and where issues go */
     uint32_t resource;
     const char *profile_url;
-    int depth;       /* guards against profiles whose extensions refer to each other */
-    fp_arena *arena; /* for invariants, made on first use */
+    const char *profile_type; /* the type the profile being applied constrains: invariants start there */
+    int depth;                /* guards against profiles whose extensions refer to each other */
+    fp_arena *arena;          /* for invariants, made on first use */
+    uint64_t *seen;           /* hashes of the issues reported so far: a constraint reached twice is reported once */
+    size_t seen_count, seen_capacity;
 } vctx;
 
 static const fj_node *N(const vctx *c, uint32_t i)
@@ -789,6 +792,18 @@ static void report(vctx *c, uint32_t node, oo_severity sev, const char *code, co
     va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
+    /* a derived profile that restates its base's slice reaches the same data-type profile twice */
+    uint64_t h = 1469598103934665603ull ^ ((uint64_t)node << 8) ^ (uint64_t)sev;
+    for (const char *p = message; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    for (const char *p = c->profile_url; p && *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    for (const char *p = rp_path(&c->rep); *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    for (size_t i = 0; i < c->seen_count; i++)
+        if (c->seen[i] == h)
+            return;
+    PUSH(c->seen, c->seen_count, c->seen_capacity, h);
     rp_report(&c->rep, node, sev, code, "%s (profile %s)", message, c->profile_url);
 }
 
@@ -951,17 +966,30 @@ static bool code_in_registry_valueset(const pf_valueset *v, const char *system, 
     return false;
 }
 
-/* 1 in, 0 not in, -1 when the value set is not available. */
+/* 1 in, 0 not in, -1 when the value set is neither in the registry nor in the core package. */
+static int registry_code_in_valueset(const pf_registry *r, const char *url, const char *system, size_t system_len,
+                                     const char *code, size_t code_len)
+{
+    const pf_valueset *v = find_valueset(r, url);
+    if (v && v->expanded)
+        return code_in_registry_valueset(v, system, system_len, code, code_len);
+    const fs_valueset *core = fs_valueset_by_url(r->schema, url);
+    if (core)
+        return fs_valueset_contains(r->schema, core, system, system_len, code, code_len);
+    return -1;
+}
+
 static int code_in_valueset(const vctx *c, const char *url, const char *system, size_t system_len, const char *code,
                             size_t code_len)
 {
-    const pf_valueset *v = find_valueset(c->r, url);
-    if (v && v->expanded)
-        return code_in_registry_valueset(v, system, system_len, code, code_len);
-    const fs_valueset *core = fs_valueset_by_url(c->r->schema, url);
-    if (core)
-        return fs_valueset_contains(c->r->schema, core, system, system_len, code, code_len);
-    return -1;
+    return registry_code_in_valueset(c->r, url, system, system_len, code, code_len);
+}
+
+/* memberOf() in the profiles' invariants sees the registry's value sets, so a rule names its value set once. */
+static int member_of_registry(void *registry, const char *url, const char *system, size_t system_len, const char *code,
+                              size_t code_len)
+{
+    return registry_code_in_valueset(registry, url, system, system_len, code, code_len);
 }
 
 static int coding_in_valueset(const vctx *c, const char *url, uint32_t coding)
@@ -1010,6 +1038,16 @@ static const char *target_type(const vctx *c, const char *url)
     return slash ? slash + 1 : url;
 }
 
+/* A core resource type's definition, or a profile of the registry. */
+static bool target_known(const vctx *c, const char *url)
+{
+    if (pf_find(c->r, url))
+        return true;
+    const char *core = "http://hl7.org/fhir/StructureDefinition/";
+    size_t n = strlen(core);
+    return !strncmp(url, core, n) && fs_type_by_name(c->r->schema, url + n, strlen(url + n));
+}
+
 static void check_target(vctx *c, const pf_elem *e, uint32_t v)
 {
     uint32_t ref = N(c, v)->type == FJ_OBJECT ? fj_get(c->doc, v, "reference") : NO_NODE;
@@ -1020,6 +1058,13 @@ static void check_target(vctx *c, const pf_elem *e, uint32_t v)
         return; /* urn:uuid: and the like: resolved elsewhere */
     const char *type_start = parts.type;
     size_t type_len = parts.type_len;
+    for (size_t i = 0; i < e->target_count; i++) {
+        if (!target_known(c, e->target_profiles[i])) {
+            report(c, v, OO_WARNING, OO_NOT_FOUND, "target profile %s is not known: reference not checked",
+                   e->target_profiles[i]);
+            return;
+        }
+    }
     for (size_t i = 0; i < e->target_count; i++) {
         const char *want = target_type(c, e->target_profiles[i]);
         if (strlen(want) == type_len && !memcmp(want, type_start, type_len))
@@ -1049,8 +1094,47 @@ static void check_choice_type(vctx *c, const pf_elem *e, const char *key, size_t
            t ? t->name : suffix, e->id);
 }
 
+/*
+ * The FHIR type and schema element of a profile element, from its id
+ * ("CarePlan.activity:x.detail" -> CarePlan > activity > detail; slice names
+ * do not change the type), so that invariants on inner elements see typed
+ * values (memberOf on a CodeableConcept, ofType, is). NULL type when the
+ * element is a choice the profile does not narrow to one type.
+ */
+static void element_context(const vctx *c, const pf_elem *e, const fs_type **type, const fs_element **element)
+{
+    const fs_schema *s = c->r->schema ? c->r->schema : fs_r4();
+    const fs_type *t = c->profile_type ? fs_type_by_name(s, c->profile_type, strlen(c->profile_type)) : NULL;
+    const fs_element *el = t && t->root >= 0 ? &s->elements[t->root] : NULL;
+    const char *seg = e->id ? strchr(e->id, '.') : NULL;
+    while (seg && el) {
+        seg++;
+        size_t len = strcspn(seg, ".:");
+        unsigned n;
+        const fs_element *kids = fs_children(s, el, &n);
+        const fs_type *choice = NULL;
+        bool stem = len > 3 && !memcmp(seg + len - 3, "[x]", 3);
+        el = kids ? fs_lookup(s, kids, n, seg, stem ? len - 3 : len, &choice) : NULL;
+        if (stem && !el)
+            for (unsigned k = 0; kids && k < n && !el; k++)
+                if (strlen(kids[k].name) == len - 3 && !memcmp(kids[k].name, seg, len - 3))
+                    el = &kids[k];
+        t = choice                       ? choice
+            : stem && e->type_count == 1 ? fs_type_by_name(s, e->types[0], strlen(e->types[0]))
+            : el && el->type_count == 1  ? fs_element_type(s, el, 0)
+                                         : NULL;
+        seg = strchr(seg, '.');
+    }
+    *type = el ? t : NULL;
+    *element = el;
+}
+
 static void check_constraints(vctx *c, const pf_elem *e, uint32_t v)
 {
+    const fs_type *type = NULL;
+    const fs_element *element = NULL;
+    if (e->constraint_count)
+        element_context(c, e, &type, &element);
     for (size_t i = 0; i < e->constraint_count; i++) {
         const pf_constraint *k = &e->constraints[i];
         fp_error err;
@@ -1064,10 +1148,12 @@ static void check_constraints(vctx *c, const pf_elem *e, uint32_t v)
         fp_env env;
         fp_env_init(&env, c->doc);
         env.schema = c->r->schema;
+        env.member_of = member_of_registry;
+        env.member_of_ctx = (void *)c->r;
         env.lenient = true;
         env.resource = c->resource;
         fp_collection out;
-        if (!fp_evaluate_node(expr, &env, v, NULL, NULL, c->arena, &out, &err)) {
+        if (!fp_evaluate_node(expr, &env, v, type, element, c->arena, &out, &err)) {
             report(c, v, OO_ERROR, OO_PROCESSING, "invariant %s could not be evaluated: %s", k->key, err.message);
         } else if (fp_truth_of(&out) == FP_FALSE) {
             report(c, v, k->is_error ? OO_ERROR : OO_WARNING, OO_INVARIANT, "%s: %s", k->key,
@@ -1260,11 +1346,13 @@ static void apply_profile(vctx *c, const pf_profile *p, uint32_t node)
     c->depth++;
     if (p->base)
         apply_profile(c, p->base, node);
-    const char *saved = c->profile_url;
+    const char *saved = c->profile_url, *saved_type = c->profile_type;
     c->profile_url = p->url;
+    c->profile_type = p->type;
     check_constraints(c, p->root, node);
     apply_children(c, p->root, node);
     c->profile_url = saved;
+    c->profile_type = saved_type;
     c->depth--;
 }
 
@@ -1342,10 +1430,12 @@ size_t pf_validate(const pf_registry *r, const pf_profile *p, fj_doc *doc, uint3
     uint32_t rt = fj_get(doc, resource, "resourceType");
     if (!p->is_extension && (rt == NO_NODE || !fj_str_eq(doc, rt, p->type))) {
         report(&c, resource, OO_ERROR, OO_STRUCTURE, "the profile constrains %s, not this resource", p->type);
+        free(c.seen);
         return out->errors - before;
     }
     apply_profile(&c, p, resource);
     fp_arena_free(c.arena);
+    free(c.seen);
     return out->errors - before;
 }
 
@@ -1378,5 +1468,6 @@ size_t pf_validate_declared(const pf_registry *r, fj_doc *doc, uint32_t resource
     c.profile_url = "(extension definitions)";
     check_extensions(&c, resource);
     fp_arena_free(c.arena);
+    free(c.seen);
     return out->errors - before;
 }

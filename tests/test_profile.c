@@ -299,7 +299,10 @@ static pf_registry *guide;
     "\"type\":[{\"code\":\"Identifier\",\"profile\":[\"http://x/not-loaded\"]}]},"                                \
     "{\"id\":\"Patient.identifier:other.system\",\"path\":\"Patient.identifier.system\",\"fixedUri\":\"urn:o\"}," \
     "{\"id\":\"Patient.maritalStatus\",\"path\":\"Patient.maritalStatus\",\"binding\":{\"strength\":"             \
-    "\"required\",\"valueSet\":\"http://x/vs-union\"}}]}}"
+    "\"required\",\"valueSet\":\"http://x/vs-union\"},\"constraint\":[{\"key\":\"fgw-member\",\"severity\":"      \
+    "\"error\",\"human\":\"in the union\",\"expression\":\"memberOf('http://x/vs-union')\"}]},"                   \
+    "{\"id\":\"Patient.generalPractitioner\",\"path\":\"Patient.generalPractitioner\",\"type\":[{\"code\":"       \
+    "\"Reference\",\"targetProfile\":[\"http://x/not-loaded-either\"]}]}]}}"
 #define X_CODESYSTEM                                                                                  \
     "{\"resourceType\":\"CodeSystem\",\"url\":\"http://x/cs\",\"content\":\"complete\",\"concept\":[" \
     "{\"code\":\"a\",\"concept\":[{\"code\":\"a1\"},{\"code\":\"a2\",\"concept\":[{\"code\":\"a21\"}]}]}]}"
@@ -319,12 +322,19 @@ static pf_registry *guide;
     "{\"id\":\"Model\",\"path\":\"Model\"},{\"id\":\"Model.pseudonym\",\"path\":\"Model.pseudonym\","   \
     "\"min\":1,\"max\":\"1\",\"type\":[{\"code\":\"string\"}]}]}}"
 
+/* a profile on the patient profile that restates the bsn slice with its data-type profile */
+#define X_PATIENT_DERIVED                                                                                  \
+    "{\"resourceType\":\"StructureDefinition\",\"url\":\"http://x/patient-derived\",\"type\":\"Patient\"," \
+    "\"kind\":\"resource\",\"baseDefinition\":\"http://x/patient\",\"derivation\":\"constraint\","         \
+    "\"differential\":{\"element\":[{\"id\":\"Patient.identifier:bsn\",\"path\":\"Patient.identifier\","   \
+    "\"sliceName\":\"bsn\",\"type\":[{\"code\":\"Identifier\",\"profile\":[\"http://x/bsn\"]}]}]}}"
+
 static void load_guide(void)
 {
     guide = pf_registry_new(NULL);
     oo_list issues;
     oo_list_init(&issues, 0);
-    const char *resources[] = {X_BSN, X_PATIENT, X_CODESYSTEM, X_VS_BRANCH, X_VS_UNION, X_MODEL};
+    const char *resources[] = {X_BSN, X_PATIENT, X_CODESYSTEM, X_VS_BRANCH, X_VS_UNION, X_MODEL, X_PATIENT_DERIVED};
     for (size_t i = 0; i < sizeof resources / sizeof *resources; i++)
         cr_assert(pf_registry_add(guide, resources[i], strlen(resources[i]), "guide", &issues), "resource %zu", i);
     cr_assert(pf_registry_finish(guide, &issues));
@@ -393,7 +403,8 @@ Test(guide, value_sets_by_filter_inclusion_and_exclusion)
         oo_list_free(&l);
         snprintf(json, sizeof json, GUIDE_PATIENT("999911120", "%s"), out[i]);
         l = run_guide(json);
-        cr_expect_eq(l.errors, 1, "%s is not in the union", out[i]);
+        cr_expect_eq(l.errors, 2, "%s is not in the union: the binding and memberOf() in an invariant", out[i]);
+        cr_expect(has_issue(&l, OO_ERROR, OO_INVARIANT, "Patient.maritalStatus"), "memberOf sees the registry");
         oo_list_free(&l);
     }
 }
@@ -408,5 +419,29 @@ Test(guide, logical_models_are_held_not_used_as_profiles)
     oo_list issues;
     oo_list_init(&issues, 0);
     cr_expect_not(pf_registry_add(guide, X_MODEL, strlen(X_MODEL), "again", &issues), "duplicate url");
+    oo_list_free(&issues);
+}
+
+Test(guide, unknown_target_profile_is_a_warning_not_a_false_error)
+{
+    oo_list l = run_guide("{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:bsn\",\"value\":"
+                          "\"999911120\"}],\"generalPractitioner\":[{\"reference\":\"Practitioner/p1\"}]}");
+    cr_expect_eq(l.errors, 0);
+    cr_expect(has_issue(&l, OO_WARNING, OO_NOT_FOUND, "Patient.generalPractitioner[0]"), "not checked, said so");
+    oo_list_free(&l);
+}
+
+Test(guide, a_restated_slice_reports_its_data_type_profile_once)
+{
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    fv_options opts = {0};
+    opts.profiles = guide;
+    opts.profile = pf_find(guide, "http://x/patient-derived");
+    cr_assert_not_null(opts.profile);
+    char json[] = GUIDE_PATIENT("12345", "a1");
+    fv_validate_buffer(json, strlen(json), &opts, &issues);
+    cr_expect_eq(issues.errors, 1, "base and derived profile both reach http://x/bsn: one error, not two");
+    cr_expect(has_issue(&issues, OO_ERROR, OO_INVARIANT, "Patient.identifier[0]"));
     oo_list_free(&issues);
 }
