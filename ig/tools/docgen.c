@@ -422,8 +422,23 @@ static const char *concept_property(json_object *concept, const char *code)
     return NULL;
 }
 
-/* The requirement code system's concepts: paragraph (source), code and rule, the Dutch sentence,
- * the elements bound to the requirement value set and the model fields that receive them. */
+/* One row per requirement concept (nested ones too): paragraph (source), code and rule, the
+ * Dutch sentence, the elements bound to the requirement value set, the fields that receive it. */
+static void trace_concepts(json_object *concepts, const char *elements, const char *fields, trace *t)
+{
+    for (size_t i = 0; i < igp_len(concepts); i++) {
+        json_object *c = json_object_array_get_idx(concepts, i);
+        const char *rule = concept_property(c, "rule"), *code = igp_str(c, "code") ? igp_str(c, "code") : "";
+        char item[512], carried[2048];
+        snprintf(item, sizeof item, "%s%s%s", code, rule ? " / " : "", rule ? rule : "");
+        snprintf(carried, sizeof carried, "code `%s` of `requirement`%s%s", code, *elements ? " in " : "", elements);
+        trace_row row = {dup_or_empty(concept_property(c, "source")), dup_or_empty(item),
+                         dup_or_empty(igp_str(c, "definition")), dup_or_empty(carried), dup_or_empty(fields)};
+        trace_add(t, row);
+        trace_concepts(igp_get(c, "concept"), elements, fields, t);
+    }
+}
+
 static void trace_requirements(const igp_package *p, trace *t)
 {
     char url[1024];
@@ -433,22 +448,7 @@ static void trace_requirements(const igp_package *p, trace *t)
         return;
     snprintf(url, sizeof url, "%s/ValueSet/requirement", p->canonical);
     char *elements = bound_to(p, url, false), *fields = bound_to(p, url, true);
-    json_object *concepts = igp_get(cs->json, "concept");
-    for (size_t i = 0; i < igp_len(concepts); i++) {
-        json_object *c = json_object_array_get_idx(concepts, i);
-        const char *rule = concept_property(c, "rule");
-        char item[512];
-        snprintf(item, sizeof item, "%s%s%s", igp_str(c, "code") ? igp_str(c, "code") : "", rule ? " / " : "",
-                 rule ? rule : "");
-        trace_row row = {dup_or_empty(concept_property(c, "source")), dup_or_empty(item),
-                         dup_or_empty(igp_str(c, "definition")), NULL, NULL};
-        char carried[2048];
-        snprintf(carried, sizeof carried, "code `%s` of `requirement`%s%s", igp_str(c, "code"), *elements ? " in " : "",
-                 elements);
-        row.element = dup_or_empty(carried);
-        row.insurer = dup_or_empty(fields);
-        trace_add(t, row);
-    }
+    trace_concepts(igp_get(cs->json, "concept"), elements, fields, t);
     free(elements);
     free(fields);
 }
