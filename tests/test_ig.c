@@ -6,7 +6,8 @@
  *   list every resource; every example and fixture (Bundles too) validates against the built
  *   package, loaded as serve and validate load it; every negative case gives its expected error;
  *   every «quote» of a seeds mapping and every requirement definition is verbatim in a seed text
- *   (FHIRGW_SEEDS_DIR; skipped when absent); the committed JSON Schemas and pages are not stale;
+ *   (FHIRGW_SEEDS_DIR; skipped when absent); every insurer mapping names a model field; the
+ *   committed JSON Schemas and pages are not stale;
  *   serve finds the package next to the binary; `fhirgw ig` exit statuses.
  * Memory: every test frees what it allocates; the temporary folder is removed by the fixture.
  */
@@ -489,6 +490,43 @@ Test(ig, quotes_are_verbatim_in_the_seed_texts)
         oo_list_free(&issues);
     }
     free(seeds);
+}
+
+/* Every `insurer` mapping of a profile or extension names a field of a logical model. */
+Test(ig, insurer_mappings_name_model_fields)
+{
+    for (size_t s = 0; s < sizeof sources / sizeof *sources; s++) {
+        igp_package p;
+        oo_list issues;
+        oo_list_init(&issues, 0);
+        cr_assert(igp_load(sources[s], &p, &issues));
+        json_object *fields = json_object_new_object();
+        for (size_t i = 0; i < p.count; i++) {
+            json_object *els = p.items[i].kind && !strcmp(p.items[i].kind, "logical")
+                                   ? igp_get(igp_get(p.items[i].json, "snapshot"), "element")
+                                   : NULL;
+            for (size_t e = 0; e < igp_len(els); e++)
+                json_object_object_add(fields, igp_str(json_object_array_get_idx(els, e), "path"), NULL);
+        }
+        for (size_t i = 0; i < p.count; i++) {
+            const igp_resource *r = &p.items[i];
+            json_object *els = r->example ? NULL : igp_get(igp_get(r->json, "differential"), "element");
+            for (size_t e = 0; e < igp_len(els); e++) {
+                json_object *maps = igp_get(json_object_array_get_idx(els, e), "mapping");
+                for (size_t m = 0; m < igp_len(maps); m++) {
+                    json_object *map = json_object_array_get_idx(maps, m);
+                    const char *id = igp_str(map, "identity"), *target = igp_str(map, "map");
+                    if (id && !strcmp(id, "insurer"))
+                        cr_expect(target && json_object_object_get_ex(fields, target, NULL),
+                                  "%s: %s maps to '%s', which no logical model has", r->source,
+                                  igp_str(json_object_array_get_idx(els, e), "id"), target ? target : "");
+                }
+            }
+        }
+        json_object_put(fields);
+        igp_free(&p);
+        oo_list_free(&issues);
+    }
 }
 
 /* ---- generated files are not stale -------------------------------------------------------- */
