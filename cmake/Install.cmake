@@ -4,6 +4,9 @@
 #   PREFIX/bin/fhirgw
 #   PREFIX/share/fhirgw/certs/make-test-pki   what `fhirgw serve --dev` runs to make a test PKI
 #   PREFIX/share/fhirgw/deploy/fhirgw.conf    the example production configuration
+#   PREFIX/share/fhirgw/ig/package/           the implementation guide's FHIR package (built into
+#   PREFIX/share/fhirgw/ig/NAME-VERSION.tgz   build/ig/ by the ig-package target), which `serve`
+#                                             loads when the conformance setting is empty
 #   PREFIX/lib/systemd/system/fhirgw.service  the unit, ExecStart pointing at PREFIX/bin/fhirgw
 #   PREFIX/share/doc/fhirgw/                  README and docs
 #
@@ -39,6 +42,8 @@ install(TARGETS fhirgw RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(PROGRAMS certs/make-test-pki DESTINATION ${CMAKE_INSTALL_DATADIR}/fhirgw/certs)
 install(FILES certs/README.md DESTINATION ${CMAKE_INSTALL_DATADIR}/fhirgw/certs)
 install(FILES deploy/fhirgw.conf DESTINATION ${CMAKE_INSTALL_DATADIR}/fhirgw/deploy)
+install(DIRECTORY ${FHIRGW_IG_OUT}/package DESTINATION ${CMAKE_INSTALL_DATADIR}/fhirgw/ig)
+install(FILES ${FHIRGW_IG_TGZ} DESTINATION ${CMAKE_INSTALL_DATADIR}/fhirgw/ig)
 install(FILES README.md DESTINATION ${CMAKE_INSTALL_DOCDIR})
 install(DIRECTORY docs/ DESTINATION ${CMAKE_INSTALL_DOCDIR} FILES_MATCHING PATTERN "*.md")
 

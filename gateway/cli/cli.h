@@ -5,6 +5,9 @@
 #ifndef GATEWAY_CLI_H
 #define GATEWAY_CLI_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 /* fhirgw validate [--format text|ndjson] [--quiet] PATH... (exit 0 clean, 1 errors, 2 usage/I/O) */
 int cmd_validate(int argc, char **argv);
 
@@ -14,7 +17,17 @@ int cmd_fhirpath(int argc, char **argv);
 /* fhirgw serve --config FILE | --dev DIR [--port N] (exit 0 after a graceful stop) */
 int cmd_serve(int argc, char **argv);
 
+/*
+ * The implementation guide's package folder that `serve` loads when the conformance setting is
+ * empty, found from the binary's path: <exe dir>/ig/package (a build tree) or
+ * <exe dir>/../share/fhirgw/ig/package (installed). False when neither has a package.json.
+ */
+bool cli_guide_package(const char *exe, char *out, size_t size);
+
 /* fhirgw config [FILE]: every setting with its documentation (and FILE's values) */
 int cmd_config(int argc, char **argv);
+
+/* fhirgw ig build|schemas|docs [--source DIR] [--out DIR] (exit 0 ok, 1 problems found, 2 usage/I/O) */
+int cmd_ig(int argc, char **argv);
 
 #endif

@@ -9,6 +9,8 @@
  * https://127.0.0.1:8443 (or N), printing a curl line that works. SIGTERM
  * and SIGINT stop it gracefully: no new connections, in-flight requests
  * finish, every acknowledged write is already on disk.
+ * With the `conformance` setting empty, the implementation guide's package is
+ * loaded from next to the binary (cli_guide_package); a setting wins.
  */
 #include <errno.h>
 #include <limits.h>
@@ -87,6 +89,44 @@ static bool find_pki_script(char *out, size_t size)
             return true;
     }
     return false;
+}
+
+bool cli_guide_package(const char *exe, char *out, size_t size)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", exe ? exe : "");
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        return false;
+    *slash = '\0';
+    const char *const where[] = {"/ig/package", "/" FHIRGW_DATADIR_FROM_BIN "/ig/package"};
+    for (size_t i = 0; i < sizeof where / sizeof *where; i++) {
+        int written = snprintf(out, size, "%s%s/package.json", dir, where[i]);
+        if (written > 0 && (size_t)written < size && file_exists(out)) {
+            out[written - strlen("/package.json")] = '\0';
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The folder to load profiles from: the setting, else the guide's package next to the binary, else none (""). */
+static const char *conformance_folder(const gw_config *c, char *buf, size_t size)
+{
+    if (c->conformance[0]) {
+        lg_msg(&errors, LG_INFO, "conformance: loading %s (the conformance setting)", c->conformance);
+        return c->conformance;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = '\0';
+    if (n > 0 && cli_guide_package(exe, buf, size)) {
+        lg_msg(&errors, LG_INFO, "conformance: loading the implementation guide's package %s", buf);
+        return buf;
+    }
+    lg_msg(&errors, LG_WARNING, "conformance: no setting and no guide package next to %s: profiles are not checked",
+           n > 0 ? exe : "the binary");
+    return "";
 }
 
 static bool make_dev_pki(const char *dir)
@@ -261,10 +301,12 @@ static bool open_services(const gw_config *c, services *s, bool dev)
         lg_msg(&errors, LG_ERROR, "organisations: %s", err);
         return false;
     }
-    if (c->conformance[0]) {
+    char guide[PATH_MAX];
+    const char *conformance = conformance_folder(c, guide, sizeof guide);
+    if (conformance[0]) {
         oo_list issues;
         oo_list_init(&issues, 0);
-        const char *dirs[1] = {c->conformance};
+        const char *dirs[1] = {conformance};
         s->profiles = conf_load(dirs, 1, &issues);
         for (size_t i = 0; i < issues.count; i++)
             lg_msg(&errors, issues.items[i].severity <= OO_ERROR ? LG_ERROR : LG_WARNING, "conformance: %s",

@@ -24,6 +24,8 @@ static const command commands[] = {
      "evaluate a FHIRPath expression, print the result as a JSON array", cmd_fhirpath},
     {"serve", "serve --config FILE | --dev DIR [--port N]",
      "run the gateway: FHIR R4 REST over mutual TLS (--dev: test PKI and store in DIR)", cmd_serve},
+    {"ig", "ig build|schemas|docs [--source DIR] [--out DIR]",
+     "the implementation guide: build and check its package, JSON Schemas of its models, its pages", cmd_ig},
     {"config", "config [FILE]", "print every setting with its documentation (and FILE's values)", cmd_config},
     {"version", "version (or --version)", "print the version and the FHIR version", cmd_version},
     {"help", "help", "list the commands", cmd_help},

@@ -42,7 +42,9 @@ static const setting settings[] = {
       "registered organisations: name, URA, roles, certificate, SHA-256 fingerprint (tab separated, with a header)"),
     S(store_path, T_STRING, "/var/lib/fhirgw/fhirgw.db", "SQLite database (WAL mode); its folder must be writable"),
     S(conformance, T_STRING, "",
-      "folder of profiles, extension definitions, value sets and code systems; empty = none"),
+      "folder of profiles, extension definitions, value sets and code systems (a FHIR package folder "
+      "works); empty = the implementation guide's package next to the binary (BIN/ig/package in a build "
+      "tree, BIN/../share/fhirgw/ig/package installed), none if there is none"),
     S(referential_integrity, T_SWITCH, "1",
       "1: a write whose references name a resource on this server that does not exist, that the writer may not "
       "read, or of a type the element does not allow, is refused (422); 0: such references are stored"),

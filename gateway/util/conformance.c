@@ -4,30 +4,57 @@
 #include "gateway/util/conformance.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "gateway/util/files.h"
 
-pf_registry *conf_load(const char *const *dirs, size_t dir_count, oo_list *issues)
+/*
+ * A FHIR NPM package folder (the guide's build/ig/package) holds more than conformance
+ * resources: package.json (the manifest), .index.json (a dot file: never walked) and example/
+ * (instances). Those are skipped wherever they are below a conformance folder; `rel` is the
+ * path below it, so a folder that is itself called example/ still loads.
+ */
+static bool is_package_extra(const char *rel)
+{
+    const char *base = strrchr(rel, '/');
+    base = base ? base + 1 : rel;
+    return !strcmp(base, "package.json") || !strncmp(rel, "example/", 8) || strstr(rel, "/example/");
+}
+
+/* The files of one folder (or one file) into the registry. False when it cannot be read. */
+static bool load_dir(pf_registry *r, const char *dir, oo_list *issues)
 {
     file_list files = {0};
-    for (size_t i = 0; i < dir_count; i++)
-        if (!files_collect(&files, dirs[i], "conformance")) {
-            files_list_free(&files);
-            return NULL;
-        }
-    pf_registry *r = pf_registry_new(NULL);
-    for (size_t i = 0; r && i < files.count; i++) {
+    if (!files_collect(&files, dir, "conformance"))
+        return false;
+    size_t prefix = strlen(dir);
+    for (size_t i = 0; i < files.count; i++) {
+        const char *path = files.paths[i];
+        const char *rel = strncmp(path, dir, prefix) ? path : path + prefix + (path[prefix] == '/');
+        if (rel != path && is_package_extra(rel))
+            continue;
         size_t len;
-        char *json = files_read(files.paths[i], &len);
+        char *json = files_read(path, &len);
         if (!json) {
-            oo_add(issues, OO_ERROR, OO_EXCEPTION, NULL, 0, 0, "cannot read %s", files.paths[i]);
+            oo_add(issues, OO_ERROR, OO_EXCEPTION, NULL, 0, 0, "cannot read %s", path);
             continue;
         }
-        pf_registry_add(r, json, len, files.paths[i], issues);
+        pf_registry_add(r, json, len, path, issues);
         free(json);
     }
+    files_list_free(&files);
+    return true;
+}
+
+pf_registry *conf_load(const char *const *dirs, size_t dir_count, oo_list *issues)
+{
+    pf_registry *r = pf_registry_new(NULL);
+    for (size_t i = 0; r && i < dir_count; i++)
+        if (!load_dir(r, dirs[i], issues)) {
+            pf_registry_free(r);
+            return NULL;
+        }
     if (r)
         pf_registry_finish(r, issues);
-    files_list_free(&files);
     return r;
 }

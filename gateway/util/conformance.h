@@ -13,8 +13,10 @@
 #include "fhir/outcome.h"
 #include "fhir/profile.h"
 
-/* Every *.json below each folder. NULL only when a folder cannot be read; problems with
- * single resources are appended to issues (the registry still holds the others). */
+/* Every *.json below each folder, except a FHIR package's package.json and example/ folder (so
+ * a package folder such as the guide's build/ig/package loads as it is). NULL only when a
+ * folder cannot be read; problems with single resources are appended to issues (the registry
+ * still holds the others). */
 pf_registry *conf_load(const char *const *dirs, size_t dir_count, oo_list *issues);
 
 #endif

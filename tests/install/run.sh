@@ -4,8 +4,9 @@
 # nothing to do with the source or build trees:
 #   the layout (bin/, share/fhirgw/, the systemd unit pointing at bin/fhirgw);
 #   `fhirgw --version`, `fhirgw config` on the installed example configuration;
-#   `fhirgw validate` on a valid and an invalid sample (exit 0 and 1);
-#   `fhirgw serve --dev` making its test PKI with the installed certs/make-test-pki,
+#   `fhirgw validate` on a valid and an invalid sample (exit 0 and 1), and with the installed
+#   implementation guide package as --conformance;
+#   `fhirgw serve --dev` loading that package by default, making its test PKI with the installed certs/make-test-pki,
 #   /healthz on the ops port, GET /metadata over mutual TLS with the dev PKI, and a
 #   graceful stop on SIGTERM (exit 0).
 set -euo pipefail
@@ -24,6 +25,9 @@ unit=$prefix/lib/systemd/system/fhirgw.service
 [ -f "$unit" ] || fail "no lib/systemd/system/fhirgw.service"
 grep -qx "ExecStart=$bin serve --config /etc/fhirgw/fhirgw.conf" "$unit" ||
   fail "the unit does not start the installed binary: $(grep ExecStart "$unit")"
+[ -f "$prefix/share/fhirgw/ig/package/package.json" ] && [ -f "$prefix/share/fhirgw/ig/package/.index.json" ] ||
+  fail "no share/fhirgw/ig/package (the implementation guide's package)"
+ls "$prefix"/share/fhirgw/ig/*.tgz >/dev/null 2>&1 || fail "no share/fhirgw/ig/*.tgz"
 [ ! -e "$prefix/etc" ] || fail "nothing is installed under etc/ (see cmake/Install.cmake)"
 
 # From here on, nothing of the source or build tree may be needed.
@@ -40,6 +44,8 @@ status=0
 "$bin" validate bad.json >bad.out 2>&1 || status=$?
 [ "$status" = 1 ] || fail "an invalid Patient: exit $status, expected 1"
 grep -q "day does not exist" bad.out || fail "an invalid Patient: $(cat bad.out)"
+"$bin" validate --conformance "$prefix/share/fhirgw/ig/package" good.json >guide.out 2>&1 ||
+  fail "validate --conformance with the installed guide package: $(cat guide.out)"
 
 # below the kernel's ephemeral range (32768+), where other tests' port-0 listeners land
 port=$((10000 + RANDOM % 20000))
@@ -53,6 +59,8 @@ for _ in $(seq 1 300); do
 done
 grep -q 'serving' server.log || { cat server.log >&2; fail "serve --dev did not start"; }
 [ -f dev/ca.pem ] && [ -f dev/clients/hospital-a.crt ] || fail "serve --dev made no test PKI in dev/"
+grep -q "implementation guide's package $prefix/bin/../share/fhirgw/ig/package" server.log ||
+  fail "serve did not load the installed guide package: $(grep conformance server.log)"
 
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$((port + 1))/healthz" || true)
 [ "$code" = 200 ] || fail "/healthz on the ops port $((port + 1)) answered '$code'"
