@@ -184,7 +184,7 @@ typedef struct elinfo {
     bool known;
     bool many;
     bool choice;
-    const char *types[24];
+    const char *types[64]; /* Extension.value[x] has 50 */
     size_t type_count;
     const char *chosen; /* a choice given with its suffix ("valueString"): that type */
     const fs_element *cel;
@@ -571,7 +571,7 @@ static bool lookup_logical(const run *r, const ttype *tt, const char *name, elin
         if (!exact && !suffixed)
             continue;
         *ei = (elinfo){.known = true, .many = e->max > 1, .choice = e->choice, .model = tt->model, .lel = e};
-        for (size_t k = 0; k < e->type_count && k < 24; k++) {
+        for (size_t k = 0; k < e->type_count && k < 64; k++) {
             ei->types[ei->type_count++] = e->types[k];
             if (suffixed && same_type_name(e->types[k], name + e->name_len, nlen - e->name_len))
                 ei->chosen = e->types[k];
@@ -587,14 +587,22 @@ static bool lookup_core(const run *r, const ttype *tt, const char *name, elinfo 
 {
     const fs_type *choice = NULL;
     const fs_element *el = fs_child(r->schema, tt->cel, name, strlen(name), &choice);
-    if (!el)
-        return false;
+    if (!el) {
+        /* a choice element named by its stem ("value"): the type is chosen by the value */
+        unsigned n = 0;
+        const fs_element *kids = fs_children(r->schema, tt->cel, &n);
+        for (unsigned i = 0; i < n && !el; i++)
+            if ((kids[i].flags & FS_EL_CHOICE) && !strcmp(kids[i].name, name))
+                el = &kids[i];
+        if (!el)
+            return false;
+    }
     *ei = (elinfo){.known = true,
                    .many = el->max == FS_UNBOUNDED || el->max > 1,
                    .choice = (el->flags & FS_EL_CHOICE) != 0,
                    .cel = el,
                    .chosen = choice ? choice->name : NULL};
-    for (unsigned k = 0; k < el->type_count && k < 24; k++)
+    for (unsigned k = 0; k < el->type_count && k < 64; k++)
         ei->types[ei->type_count++] = fs_element_type(r->schema, el, k)->name;
     if (el->flags & FS_EL_INLINE && !ei->type_count)
         ei->types[ei->type_count++] = "BackboneElement";

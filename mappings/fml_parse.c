@@ -39,7 +39,8 @@ typedef struct parser {
     const char *text;
     size_t len, pos;
     tok cur;
-    size_t *lines; /* offsets of line starts */
+    size_t last_end; /* where the last token taken ends (before the lookahead) */
+    size_t *lines;   /* offsets of line starts */
     size_t line_count, line_cap;
     comment *comments;
     size_t comment_count, comment_cap;
@@ -146,6 +147,8 @@ static const char *const PUNCT2[] = {"->", "..", "==", "!=", "<=", ">=", "<-", "
 
 static bool lex(parser *p)
 {
+    if (p->cur.s)
+        p->last_end = (size_t)(p->cur.s - p->text) + p->cur.len;
     if (!skip_space(p))
         return false;
     const char *s = p->text + p->pos;
@@ -1053,7 +1056,7 @@ static bool parse_file(parser *p, json_object *sm)
         }
         if (!ok)
             return false;
-        prev_end = p->pos;
+        prev_end = p->last_end;
         if (!have_map)
             return fail_at(p, at, "expected 'map \"url\" = \"name\"' first");
     }
