@@ -26,6 +26,7 @@
 #include <ctype.h>
 #include <openssl/rand.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1526,17 +1527,18 @@ static bool default_mapping(run *r, const sm_rule *rule, const sm_target *t, var
 }
 
 /* Bind the value(s) to t's variable (the last one stored), or keep a context-free value in the loose list. */
-static bool store_values(run *r, const sm_rule *rule, const sm_target *t, var *ctx, mvals *vals, const sm_group *then,
-                         const fp_item *src)
+static bool store_values(run *r, const sm_rule *rule, const sm_target *t, size_t ctx_index, mvals *vals,
+                         const sm_group *then, const fp_item *src)
 {
+    /* by index: a group run for an earlier value may grow (move) the variable stack */
     json_object *stored = NULL;
     ttype stored_tt = {0};
     bool ok = true;
     size_t i = 0;
     for (; i < vals->count && ok; i++) {
         mval *v = &vals->items[i];
-        if (ctx) {
-            ok = put_value(r, rule, t, ctx, t->element, v, &stored, &stored_tt);
+        if (ctx_index != SIZE_MAX) {
+            ok = put_value(r, rule, t, &r->vars[ctx_index], t->element, v, &stored, &stored_tt);
         } else {
             json_object_array_add(r->loose, v->json);
             stored = v->json;
@@ -1596,7 +1598,7 @@ static bool apply_target(run *r, const sm_rule *rule, const sm_target *t, const 
             ok = emit(&vals, (mval){.json = new_instance(r, &tt), .type = type, .tt = tt});
         }
     }
-    ok = ok && store_values(r, rule, t, ctx, &vals, then, src);
+    ok = ok && store_values(r, rule, t, ctx ? (size_t)(ctx - r->vars) : SIZE_MAX, &vals, then, src);
     for (size_t i = 0; i < vals.count; i++)
         json_object_put(vals.items[i].json);
     free(vals.items);

@@ -916,6 +916,25 @@ Test(fml, escape_and_dateop_are_refused_clearly)
     sm_free(m);
 }
 
+/* Every value evaluate() gives is put; they are copies (the <<types>> group serves rules without a transform). */
+Test(fml, evaluate_many_values_fill_a_list)
+{
+    sm_map *m = load("map \"u\" = \"n\"\n"
+                     "group main(source src : Patient, target tgt : Patient) {\n"
+                     "  src -> tgt.name as n, n.given = evaluate(src, name.given) \"all\";\n"
+                     "  src -> tgt.identifier = evaluate(src, identifier) \"ids\";\n"
+                     "}\n"
+                     "group ident(source s : Identifier, target t : Identifier) <<types>> {\n"
+                     "  s.value as v -> t.value = append('x', v);\n"
+                     "}\n");
+    expect_run(m,
+               "{\"resourceType\":\"Patient\",\"identifier\":[{\"value\":\"1\"},{\"value\":\"2\"}],"
+               "\"name\":[{\"given\":[\"a\",\"b\"]},{\"given\":[\"c\"]}]}",
+               "{\"resourceType\":\"Patient\",\"name\":[{\"given\":[\"a\",\"b\",\"c\"]}],"
+               "\"identifier\":[{\"value\":\"1\"},{\"value\":\"2\"}]}");
+    sm_free(m);
+}
+
 /* ---- engine: where, check, defaults -------------------------------------- */
 
 Test(fml, where_check_default_log)
