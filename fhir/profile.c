@@ -282,6 +282,16 @@ const char *pf_logical_url(const pf_logical *m)
     return m->url;
 }
 
+const pf_logical *pf_logical_at(const pf_registry *r, size_t i)
+{
+    return i < r->logical_count ? r->logicals[i] : NULL;
+}
+
+const json_object *pf_logical_definition(const pf_logical *m)
+{
+    return m->definition;
+}
+
 static pf_valueset *find_valueset(const pf_registry *r, const char *url)
 {
     size_t len = strcspn(url, "|");

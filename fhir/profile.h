@@ -74,6 +74,10 @@ size_t pf_registry_count(const pf_registry *r);
 const pf_logical *pf_find_logical(const pf_registry *r, const char *url);
 const char *pf_logical_url(const pf_logical *m);
 size_t pf_logical_count(const pf_registry *r);
+/* The i-th logical model (0 <= i < pf_logical_count), in the order added. */
+const pf_logical *pf_logical_at(const pf_registry *r, size_t i);
+/* The model's StructureDefinition as loaded (owned by the registry, read-only). */
+const json_object *pf_logical_definition(const pf_logical *m);
 
 /*
  * Validate the resource at doc node `resource` against profile p (and its

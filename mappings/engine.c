@@ -1,0 +1,2023 @@
+/*
+ * mappings/engine.c — the StructureMap interpreter (see engine.h).
+ *
+ * A run keeps a stack of variables: source variables hold FHIRPath items
+ * (nodes of the source doc, or System values from defaults and literals),
+ * target variables hold json-c objects of the result together with what is
+ * known of their type (a core element of the schema, or an element path of
+ * a logical model). Rules bind sources by walking the JSON natively (no
+ * FHIRPath for plain navigation); FHIRPath runs for where/check/log,
+ * evaluate() and parameter paths, in one arena reset before each use.
+ *
+ * Reading is tracked per source node (one byte per node): a bound source
+ * marks its node, a copied value marks its whole subtree. After the run the
+ * tree is walked and every topmost subtree without a mark is reported.
+ *
+ * Memory: the context owns its tables (logical models point into the
+ * registry's definitions, which outlive it) and references to ConceptMaps.
+ * A run owns the result until it succeeds; objects made by a target without
+ * a context are owned by the run's `loose` array and released at the end.
+ */
+#include "mappings/engine.h"
+
+#include "fhir/array.h"
+#include "fhir/json_write.h"
+
+#include <ctype.h>
+#include <openssl/rand.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SD_PREFIX "http://hl7.org/fhir/StructureDefinition/"
+
+/* ---- logical models ------------------------------------------------------ */
+
+typedef struct lm_element {
+    const char *path; /* "InsurerProvider.address.line" (choice: "...value[x]") */
+    const char *name; /* last segment without [x] */
+    size_t name_len;
+    bool choice;
+    uint32_t max; /* FS_UNBOUNDED for '*' */
+    const char **types;
+    size_t type_count;
+} lm_element;
+
+typedef struct lm_model {
+    const char *url;
+    const char *type; /* the root element path: the instances' resourceType */
+    lm_element *els;
+    size_t count;
+} lm_model;
+
+typedef struct conceptmap_entry {
+    const char *url;
+    json_object *cm; /* reference held */
+} conceptmap_entry;
+
+struct mpe_context {
+    const fs_schema *schema;
+    lm_model *models;
+    size_t model_count;
+    conceptmap_entry *cms;
+    size_t cm_count, cm_cap;
+};
+
+static const char *jstr(const json_object *o, const char *key)
+{
+    json_object *v = json_object_object_get(o, key);
+    return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+}
+
+static size_t jlen(const json_object *o, const char *key)
+{
+    json_object *v = json_object_object_get(o, key);
+    return v && json_object_is_type(v, json_type_array) ? json_object_array_length(v) : 0;
+}
+
+static json_object *jat(const json_object *o, const char *key, size_t i)
+{
+    return json_object_array_get_idx(json_object_object_get(o, key), i);
+}
+
+static const char *strip_sd(const char *name)
+{
+    return name && !strncmp(name, SD_PREFIX, strlen(SD_PREFIX)) ? name + strlen(SD_PREFIX) : name;
+}
+
+static void load_model(lm_model *m, const json_object *sd)
+{
+    m->url = jstr(sd, "url");
+    m->type = jstr(sd, "type");
+    json_object *view = json_object_object_get(sd, "snapshot");
+    if (!jlen(view, "element"))
+        view = json_object_object_get(sd, "differential");
+    m->count = jlen(view, "element");
+    m->els = m->count ? calloc(m->count, sizeof *m->els) : NULL;
+    if (m->count && !m->els)
+        abort();
+    for (size_t i = 0; i < m->count; i++) {
+        json_object *el = jat(view, "element", i);
+        lm_element *e = &m->els[i];
+        e->path = jstr(el, "path") ? jstr(el, "path") : "";
+        const char *dot = strrchr(e->path, '.');
+        e->name = dot ? dot + 1 : e->path;
+        e->name_len = strlen(e->name);
+        if (e->name_len > 3 && !strcmp(e->name + e->name_len - 3, "[x]")) {
+            e->choice = true;
+            e->name_len -= 3;
+        }
+        const char *max = jstr(el, "max");
+        e->max = !max || !strcmp(max, "*") ? FS_UNBOUNDED : (uint32_t)atoi(max);
+        if (!max && !dot)
+            e->max = 1;
+        e->type_count = jlen(el, "type");
+        e->types = e->type_count ? calloc(e->type_count, sizeof *e->types) : NULL;
+        for (size_t k = 0; k < e->type_count; k++)
+            e->types[k] = strip_sd(jstr(jat(el, "type", k), "code"));
+        if (!m->type && !dot)
+            m->type = e->path;
+    }
+    if (!m->type)
+        m->type = jstr(sd, "name");
+}
+
+mpe_context *mpe_context_new(const fs_schema *schema, const pf_registry *models)
+{
+    mpe_context *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->schema = schema ? schema : fs_r4();
+    size_t n = models ? pf_logical_count(models) : 0;
+    c->models = n ? calloc(n, sizeof *c->models) : NULL;
+    for (size_t i = 0; i < n && c->models; i++)
+        load_model(&c->models[c->model_count++], pf_logical_definition(pf_logical_at(models, i)));
+    return c;
+}
+
+void mpe_context_free(mpe_context *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->model_count; i++) {
+        for (size_t k = 0; k < c->models[i].count; k++)
+            free(c->models[i].els[k].types);
+        free(c->models[i].els);
+    }
+    for (size_t i = 0; i < c->cm_count; i++)
+        json_object_put(c->cms[i].cm);
+    free(c->cms);
+    free(c->models);
+    free(c);
+}
+
+bool mpe_add_conceptmap(mpe_context *c, json_object *cm, oo_list *issues)
+{
+    const char *url = jstr(cm, "url");
+    bool taken = false;
+    for (size_t i = 0; url && i < c->cm_count; i++)
+        taken |= !strcmp(c->cms[i].url, url);
+    if (!url || taken) {
+        oo_add(issues, OO_ERROR, OO_STRUCTURE, NULL, 0, 0, "a ConceptMap for the engine needs a url of its own%s%s",
+               url ? ": taken: " : "", url ? url : "");
+        return false;
+    }
+    if (!fa_reserve(&c->cms, &c->cm_cap, c->cm_count + 1, sizeof *c->cms))
+        return false;
+    c->cms[c->cm_count++] = (conceptmap_entry){.url = url, .cm = json_object_get(cm)};
+    return true;
+}
+
+/* ---- types of targets ---------------------------------------------------- */
+
+/* What the engine knows of a target object's type: a core element or a logical-model element path. */
+typedef struct ttype {
+    const fs_element *cel; /* core: the element whose children apply (a type's root or an inline backbone) */
+    const lm_model *model; /* logical: the model and the element path whose children apply */
+    const char *lpath;
+    const char *name; /* the type name (for create() and messages); NULL = unknown */
+} ttype;
+
+/* A child element of a ttype, resolved. */
+typedef struct elinfo {
+    bool known;
+    bool many;
+    bool choice;
+    const char *types[64]; /* Extension.value[x] has 50 */
+    size_t type_count;
+    const char *chosen; /* a choice given with its suffix ("valueString"): that type */
+    const fs_element *cel;
+    const lm_model *model;
+    const lm_element *lel;
+} elinfo;
+
+typedef struct run run;
+static bool resolve_type(const run *r, const char *name, ttype *out);
+
+/* ---- the run ------------------------------------------------------------- */
+
+typedef struct var {
+    const char *name; /* NULL: a source bound without a variable (keeps positions simple) */
+    bool target;
+    fp_item item;     /* source */
+    json_object *obj; /* target (borrowed: owned by the result tree or the run's loose list) */
+    ttype tt;
+} var;
+
+struct run {
+    const mpe_context *ctx;
+    const sm_map *map;
+    const mpe_options *opts;
+    const fs_schema *schema;
+    const fj_doc *doc;
+    uint8_t *read; /* per source node: read by a rule */
+    var *vars;
+    size_t var_count, var_cap;
+    size_t frame; /* first variable of the running group */
+    fp_arena *arena;
+    fp_env env;
+    oo_list *issues;
+    bool failed;
+    json_object *loose;
+    unsigned depth, max_depth;
+    uint32_t *parents; /* built on the first error that needs a path */
+};
+
+/* ---- source paths -------------------------------------------------------- */
+
+static bool build_parents(run *r)
+{
+    const fj_doc *d = r->doc;
+    r->parents = malloc((size_t)d->count * sizeof *r->parents);
+    if (!r->parents)
+        return false;
+    for (uint32_t i = 0; i < d->count; i++)
+        r->parents[i] = UINT32_MAX;
+    for (uint32_t i = 0; i < d->count; i++) {
+        const fj_node *n = &d->nodes[i];
+        if (n->type != FJ_OBJECT && n->type != FJ_ARRAY)
+            continue;
+        for (uint32_t j = i + 1; j < i + n->size; j = fj_next(d, j))
+            r->parents[j] = i;
+    }
+    return true;
+}
+
+/* The FHIRPath-style location of source node idx into b: Patient.name[0].given[1]. */
+static void node_path(run *r, uint32_t idx, fj_buf *b)
+{
+    if (!r->parents && !build_parents(r))
+        return;
+    uint32_t chain[160];
+    size_t n = 0;
+    for (uint32_t i = idx; i != UINT32_MAX && n < 160; i = r->parents[i])
+        chain[n++] = i;
+    const fj_doc *d = r->doc;
+    uint32_t root = chain[n - 1];
+    uint32_t rt = d->nodes[root].type == FJ_OBJECT ? fj_get(d, root, "resourceType") : UINT32_MAX;
+    if (rt != UINT32_MAX && d->nodes[rt].type == FJ_STRING)
+        fj_buf_append(b, fj_str(d, rt), d->nodes[rt].len);
+    else
+        fj_buf_puts(b, "$this");
+    for (size_t k = n - 1; k-- > 0;) {
+        uint32_t parent = chain[k + 1], me = chain[k];
+        if (d->nodes[parent].type == FJ_ARRAY) {
+            uint32_t pos = 0;
+            for (uint32_t j = parent + 1; j < me; j = fj_next(d, j))
+                pos++;
+            fj_buf_printf(b, "[%u]", pos);
+        } else {
+            uint32_t key = me - 1; /* a member's value follows its key node */
+            fj_buf_puts(b, ".");
+            fj_buf_append(b, fj_str(d, key), d->nodes[key].len);
+        }
+    }
+}
+
+/* The innermost bound source node, for locations in messages. */
+static uint32_t current_node(const run *r)
+{
+    for (size_t i = r->var_count; i-- > 0;)
+        if (!r->vars[i].target && r->vars[i].item.kind == FP_NODE && r->vars[i].item.u.node.doc == r->doc &&
+            r->vars[i].item.u.node.index != FP_NO_NODE)
+            return r->vars[i].item.u.node.index;
+    return UINT32_MAX;
+}
+
+static bool fail(run *r, const sm_rule *rule, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool fail(run *r, const sm_rule *rule, const char *fmt, ...)
+{
+    if (r->failed)
+        return false;
+    r->failed = true;
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fj_buf path = {0};
+    uint32_t node = current_node(r);
+    if (node != UINT32_MAX)
+        node_path(r, node, &path);
+    oo_add(r->issues, OO_ERROR, OO_PROCESSING, path.data, 0, 0, "%s%s%s", rule ? rule->where : "", rule ? ": " : "",
+           msg);
+    fj_buf_free(&path);
+    return false;
+}
+
+static void mark(run *r, const fp_item *it)
+{
+    if (it->kind == FP_NODE && it->u.node.doc == r->doc && it->u.node.index != FP_NO_NODE)
+        r->read[it->u.node.index] = 1;
+}
+
+static void mark_tree(run *r, const fp_item *it)
+{
+    if (it->kind == FP_NODE && it->u.node.doc == r->doc && it->u.node.index != FP_NO_NODE)
+        memset(r->read + it->u.node.index, 1, r->doc->nodes[it->u.node.index].size);
+}
+
+/* ---- variables ----------------------------------------------------------- */
+
+static var *push_var(run *r, const char *name)
+{
+    if (!fa_reserve(&r->vars, &r->var_cap, r->var_count + 1, sizeof *r->vars))
+        return NULL;
+    var *v = &r->vars[r->var_count++];
+    *v = (var){.name = name};
+    return v;
+}
+
+static var *find_var(run *r, const char *name)
+{
+    for (size_t i = r->var_count; i-- > r->frame;)
+        if (r->vars[i].name && !strcmp(r->vars[i].name, name))
+            return &r->vars[i];
+    return NULL;
+}
+
+/* ---- FHIRPath ------------------------------------------------------------ */
+
+/* Evaluate e with focus (NULL = empty) and the source variables in scope. Results live until the next call. */
+static bool eval(run *r, const sm_rule *rule, const char *what, const fp_expr *e, const fp_item *focus,
+                 fp_collection *out)
+{
+    fp_arena_reset(r->arena);
+    size_t n = 0;
+    for (size_t i = r->frame; i < r->var_count; i++)
+        n += r->vars[i].name && !r->vars[i].target;
+    fp_var *vars = n ? fp_arena_alloc(r->arena, n * sizeof *vars) : NULL;
+    if (n && !vars)
+        return fail(r, rule, "out of memory");
+    size_t k = 0;
+    /* innermost first: the engine searches variables in order, so a nearer binding hides an outer one */
+    for (size_t i = r->var_count; i-- > r->frame;)
+        if (r->vars[i].name && !r->vars[i].target)
+            vars[k++] = (fp_var){.name = r->vars[i].name, .value = {.items = &r->vars[i].item, .count = 1}};
+    fp_env env = r->env;
+    env.vars = vars;
+    env.var_count = n;
+    fp_collection input = {.items = (fp_item *)focus, .count = focus ? 1 : 0};
+    fp_error err;
+    if (!fp_evaluate(e, &env, &input, r->arena, out, &err))
+        return fail(r, rule, "%s (%s): %s", what, fp_expr_source(e), err.message);
+    return true;
+}
+
+/* ---- JSON out of the source ---------------------------------------------- */
+
+static json_object *number_json(const char *text, size_t len, bool integral)
+{
+    char buf[64];
+    if (len >= sizeof buf)
+        len = sizeof buf - 1;
+    memcpy(buf, text, len);
+    buf[len] = 0;
+    if (integral && len < 18)
+        return json_object_new_int64(strtoll(buf, NULL, 10));
+    return json_object_new_double_s(strtod(buf, NULL), buf);
+}
+
+static json_object *node_json(const fj_doc *d, uint32_t i)
+{
+    const fj_node *n = &d->nodes[i];
+    switch ((fj_type)n->type) {
+    case FJ_NULL: return NULL;
+    case FJ_FALSE: return json_object_new_boolean(0);
+    case FJ_TRUE: return json_object_new_boolean(1);
+    case FJ_NUMBER: return number_json(fj_str(d, i), n->len, n->flags & FJ_FLAG_NUMBER_INTEGRAL);
+    case FJ_STRING: return json_object_new_string_len(fj_str(d, i), (int)n->len);
+    case FJ_ARRAY: {
+        json_object *a = json_object_new_array_ext((int)n->len);
+        for (uint32_t j = i + 1; j < i + n->size; j = fj_next(d, j))
+            json_object_array_add(a, node_json(d, j));
+        return a;
+    }
+    case FJ_OBJECT: {
+        json_object *o = json_object_new_object();
+        for (uint32_t j = i + 1; j < i + n->size; j = fj_next(d, j + 1)) {
+            char *key = strndup(fj_str(d, j), d->nodes[j].len);
+            if (!key)
+                abort();
+            json_object_object_add(o, key, node_json(d, j + 1));
+            free(key);
+        }
+        return o;
+    }
+    }
+    return NULL;
+}
+
+/* ---- values -------------------------------------------------------------- */
+
+/* A value for a target: json (a reference the holder owns), its FHIR type name and, for objects, its ttype. */
+typedef struct mval {
+    json_object *json;
+    const char *type;
+    ttype tt;
+} mval;
+
+static const char *system_type(const fp_item *it)
+{
+    switch ((fp_kind)it->kind) {
+    case FP_BOOLEAN: return "boolean";
+    case FP_INTEGER: return "integer";
+    case FP_DECIMAL: return "decimal";
+    case FP_STRING: return "string";
+    case FP_DATE: return "date";
+    case FP_DATETIME: return "dateTime";
+    case FP_TIME: return "time";
+    case FP_QUANTITY: return "Quantity";
+    default: return NULL;
+    }
+}
+
+/* The item's text as toString() gives it, malloc'd; NULL when it has none (an object). */
+static char *item_text(run *r, const fp_item *it)
+{
+    fp_item v;
+    if (!fp_system_value(r->schema, it, &v))
+        return NULL;
+    size_t n = fp_item_text(&v, NULL, 0);
+    char *s = malloc(n + 1);
+    if (!s)
+        return NULL;
+    fp_item_text(&v, s, n + 1);
+    s[n] = 0;
+    return s;
+}
+
+/* An item as a value to put in a target (copy semantics); marks what it reads. */
+static bool item_value(run *r, const sm_rule *rule, const fp_item *it, mval *out)
+{
+    *out = (mval){0};
+    if (it->kind == FP_NODE) {
+        if (it->u.node.index == FP_NO_NODE)
+            return fail(r, rule, "cannot copy a primitive that has only extensions");
+        mark_tree(r, it);
+        out->json = node_json(it->u.node.doc, it->u.node.index);
+        const fj_node *n = &it->u.node.doc->nodes[it->u.node.index];
+        out->type = it->u.node.type                             ? it->u.node.type->name
+                    : n->type == FJ_STRING                      ? "string"
+                    : n->type == FJ_NUMBER                      ? "decimal"
+                    : n->type == FJ_TRUE || n->type == FJ_FALSE ? "boolean"
+                                                                : NULL;
+        if (it->u.node.type && it->u.node.type->kind != FS_PRIMITIVE)
+            resolve_type(r, it->u.node.type->name, &out->tt);
+        return true;
+    }
+    out->type = system_type(it);
+    if (!out->type)
+        return fail(r, rule, "a type cannot be put into a target");
+    char *text = item_text(r, it);
+    if (!text)
+        return fail(r, rule, "out of memory");
+    switch ((fp_kind)it->kind) {
+    case FP_BOOLEAN: out->json = json_object_new_boolean(it->u.boolean); break;
+    case FP_INTEGER: out->json = json_object_new_int64(it->u.integer); break;
+    case FP_DECIMAL: out->json = json_object_new_double_s((double)it->u.decimal, text); break;
+    case FP_QUANTITY:
+        out->json = json_object_new_object();
+        {
+            char num[64];
+            snprintf(num, sizeof num, "%.*Lf", it->scale > 0 ? it->scale : 0, it->u.quantity.value);
+            json_object_object_add(out->json, "value", json_object_new_double_s((double)it->u.quantity.value, num));
+            json_object_object_add(out->json, "unit", json_object_new_string_len(it->u.quantity.unit, (int)it->len));
+        }
+        resolve_type(r, "Quantity", &out->tt);
+        break;
+    default: out->json = json_object_new_string(text); break;
+    }
+    free(text);
+    return true;
+}
+
+static mval string_value(const char *s, const char *type)
+{
+    return (mval){.json = json_object_new_string(s), .type = type};
+}
+
+/* ---- types --------------------------------------------------------------- */
+
+static const lm_model *model_by(const run *r, const char *name)
+{
+    for (size_t i = 0; name && i < r->ctx->model_count; i++) {
+        const lm_model *m = &r->ctx->models[i];
+        if ((m->url && !strcmp(m->url, name)) || (m->type && !strcmp(m->type, name)))
+            return m;
+    }
+    return NULL;
+}
+
+static bool core_type(const run *r, const char *name, ttype *out)
+{
+    const fs_type *t = name ? fs_type_by_name(r->schema, name, strlen(name)) : NULL;
+    if (!t)
+        return false;
+    *out = (ttype){.cel = &r->schema->elements[t->root], .name = t->name};
+    return true;
+}
+
+/* A type name as a map writes it: an alias or url of a `uses` line, a logical model, a core type. */
+static bool resolve_type(const run *r, const char *name, ttype *out)
+{
+    *out = (ttype){0};
+    if (!name)
+        return false;
+    const char *url = sm_structure_url(r->map, name);
+    const lm_model *m = model_by(r, url ? url : name);
+    if (!m && !url)
+        m = model_by(r, strip_sd(name));
+    if (m) {
+        *out = (ttype){.model = m, .lpath = m->type, .name = m->type};
+        return true;
+    }
+    return core_type(r, strip_sd(url ? url : name), out);
+}
+
+static bool is_resource(const run *r, const ttype *tt)
+{
+    if (tt->model)
+        return tt->lpath == tt->model->type;
+    const fs_type *t = tt->name ? fs_type_by_name(r->schema, tt->name, strlen(tt->name)) : NULL;
+    return t && t->kind == FS_RESOURCE && tt->cel == &r->schema->elements[t->root];
+}
+
+static json_object *new_instance(const run *r, const ttype *tt)
+{
+    json_object *o = json_object_new_object();
+    if (o && tt->name && is_resource(r, tt))
+        json_object_object_add(o, "resourceType", json_object_new_string(tt->name));
+    return o;
+}
+
+static bool same_type_name(const char *a, const char *b, size_t blen)
+{
+    return strlen(a) == blen && !strncasecmp(a, b, 1) && !strncmp(a + 1, b + 1, blen - 1);
+}
+
+static bool lookup_logical(const run *r, const ttype *tt, const char *name, elinfo *ei)
+{
+    (void)r;
+    size_t plen = strlen(tt->lpath), nlen = strlen(name);
+    for (size_t i = 0; i < tt->model->count; i++) {
+        const lm_element *e = &tt->model->els[i];
+        if (strncmp(e->path, tt->lpath, plen) || e->path[plen] != '.' || strchr(e->path + plen + 1, '.'))
+            continue;
+        bool exact = e->name_len == nlen && !strncmp(e->name, name, nlen);
+        bool suffixed = e->choice && nlen > e->name_len && !strncmp(e->name, name, e->name_len) &&
+                        isupper((unsigned char)name[e->name_len]);
+        if (!exact && !suffixed)
+            continue;
+        *ei = (elinfo){.known = true, .many = e->max > 1, .choice = e->choice, .model = tt->model, .lel = e};
+        for (size_t k = 0; k < e->type_count && k < 64; k++) {
+            ei->types[ei->type_count++] = e->types[k];
+            if (suffixed && same_type_name(e->types[k], name + e->name_len, nlen - e->name_len))
+                ei->chosen = e->types[k];
+        }
+        if (suffixed && !ei->chosen)
+            continue;
+        return true;
+    }
+    return false;
+}
+
+static bool lookup_core(const run *r, const ttype *tt, const char *name, elinfo *ei)
+{
+    const fs_type *choice = NULL;
+    const fs_element *el = fs_child(r->schema, tt->cel, name, strlen(name), &choice);
+    if (!el) {
+        /* a choice element named by its stem ("value"): the type is chosen by the value */
+        unsigned n = 0;
+        const fs_element *kids = fs_children(r->schema, tt->cel, &n);
+        for (unsigned i = 0; i < n && !el; i++)
+            if ((kids[i].flags & FS_EL_CHOICE) && !strcmp(kids[i].name, name))
+                el = &kids[i];
+        if (!el)
+            return false;
+    }
+    *ei = (elinfo){.known = true,
+                   .many = el->max == FS_UNBOUNDED || el->max > 1,
+                   .choice = (el->flags & FS_EL_CHOICE) != 0,
+                   .cel = el,
+                   .chosen = choice ? choice->name : NULL};
+    for (unsigned k = 0; k < el->type_count && k < 64; k++)
+        ei->types[ei->type_count++] = fs_element_type(r->schema, el, k)->name;
+    if (el->flags & FS_EL_INLINE && !ei->type_count)
+        ei->types[ei->type_count++] = "BackboneElement";
+    return true;
+}
+
+/* The element `name` of a target of type tt; ei->known false when the type is unknown. */
+static bool lookup_element(const run *r, const ttype *tt, const char *name, elinfo *ei)
+{
+    *ei = (elinfo){0};
+    if (tt->model)
+        return lookup_logical(r, tt, name, ei);
+    if (tt->cel)
+        return lookup_core(r, tt, name, ei);
+    return true; /* untyped: anything goes, as a single value */
+}
+
+/* The ttype of a child element holding a value of type `type`. */
+static ttype child_type(const run *r, const elinfo *ei, const char *type)
+{
+    ttype tt = {0};
+    if (ei->cel && (ei->cel->flags & FS_EL_INLINE)) {
+        tt = (ttype){.cel = ei->cel, .name = "BackboneElement"};
+    } else if (ei->lel && (!type || !strcmp(type, "BackboneElement") || !strcmp(type, "Element"))) {
+        tt = (ttype){.model = ei->model, .lpath = ei->lel->path, .name = ei->lel->path};
+    } else if (type) {
+        resolve_type(r, type, &tt);
+    }
+    return tt;
+}
+
+/* The single type of an element, or NULL (a choice, or unknown). */
+static const char *single_type(const elinfo *ei)
+{
+    if (ei->chosen)
+        return ei->chosen;
+    return ei->type_count == 1 && !ei->choice ? ei->types[0] : NULL;
+}
+
+static bool is_primitive_name(const run *r, const char *type)
+{
+    const fs_type *t = type ? fs_type_by_name(r->schema, type, strlen(type)) : NULL;
+    return t ? t->kind == FS_PRIMITIVE : (type && islower((unsigned char)type[0]));
+}
+
+/* The JSON kind a primitive type is written as. */
+static json_type primitive_json(const char *type)
+{
+    fprim_kind k = fprim_from_name(type);
+    if (k == FPRIM_NONE)
+        return json_type_string;
+    switch (fprim_json_type(k)) {
+    case FPRIM_JSON_BOOLEAN: return json_type_boolean;
+    case FPRIM_JSON_NUMBER: return json_type_double; /* a number: integer or double */
+    default: return json_type_string;
+    }
+}
+
+static bool json_kind_fits(json_type want, json_object *v)
+{
+    json_type have = json_object_get_type(v);
+    if (want == json_type_double)
+        return have == json_type_int || have == json_type_double;
+    return have == want;
+}
+
+/* Does a value of type vtype (JSON v) fit type `allowed`? */
+static bool fits(const run *r, const char *allowed, const char *vtype, json_object *v)
+{
+    if (!strcmp(allowed, "BackboneElement") || !strcmp(allowed, "Element") || !strcmp(allowed, "Resource") ||
+        !strcmp(allowed, "*"))
+        return true;
+    if (is_primitive_name(r, allowed))
+        return !json_object_is_type(v, json_type_object) && !json_object_is_type(v, json_type_array) &&
+               json_kind_fits(primitive_json(allowed), v);
+    if (!json_object_is_type(v, json_type_object))
+        return false;
+    if (!vtype)
+        return true;
+    if (!strcmp(allowed, vtype))
+        return true;
+    /* a resource fits Resource / DomainResource-typed elements; a logical model by url or name */
+    const lm_model *m = model_by(r, allowed);
+    return m && m->type && !strcmp(m->type, vtype);
+}
+
+/* For a choice: the allowed type a value takes (its own type, or the first its JSON fits). */
+static const char *choose_type(const run *r, const elinfo *ei, const mval *v)
+{
+    for (size_t k = 0; v->type && k < ei->type_count; k++)
+        if (!strcmp(ei->types[k], v->type))
+            return ei->types[k];
+    /* a System string into code/uri/...: the first string-like type the value fits */
+    for (size_t k = 0; v->type && k < ei->type_count; k++)
+        if (is_primitive_name(r, v->type) && fits(r, ei->types[k], v->type, v->json))
+            return ei->types[k];
+    return NULL;
+}
+
+/* ---- putting values into targets ----------------------------------------- */
+
+/* Put v (reference taken over) as element `name` of target variable t; *stored is the object now in the tree. */
+static bool put_value(run *r, const sm_rule *rule, const sm_target *tg, var *t, const char *name, mval *v,
+                      json_object **stored, ttype *stored_tt)
+{
+    elinfo ei;
+    if (!lookup_element(r, &t->tt, name, &ei)) {
+        json_object_put(v->json);
+        return fail(r, rule, "%s has no element '%s'", t->tt.name ? t->tt.name : "the target", name);
+    }
+    char key[160];
+    snprintf(key, sizeof key, "%s", name);
+    const char *type = v->type;
+    if (ei.known) {
+        const char *want = ei.chosen;
+        if (!want && ei.choice) {
+            want = choose_type(r, &ei, v);
+            if (!want) {
+                json_object_put(v->json);
+                return fail(r, rule, "%s.%s[x]: no allowed type for a value of type %s", t->tt.name, name,
+                            v->type ? v->type : "(unknown)");
+            }
+            snprintf(key, sizeof key, "%s%c%s", name, toupper((unsigned char)want[0]), want + 1);
+        }
+        bool ok = false;
+        for (size_t k = 0; k < ei.type_count && !ok; k++)
+            if (!want || !strcmp(want, ei.types[k]))
+                ok = fits(r, ei.types[k], v->type, v->json);
+        if (!ok && ei.type_count) {
+            json_object_put(v->json);
+            return fail(r, rule, "type mismatch: %s.%s takes %s%s, not %s", t->tt.name, key, want ? want : ei.types[0],
+                        !want && ei.type_count > 1 ? " (or another allowed type)" : "",
+                        v->type ? v->type : json_type_to_name(json_object_get_type(v->json)));
+        }
+        if (want)
+            type = want;
+        else if (!type)
+            type = single_type(&ei);
+    }
+    if (json_object_is_type(v->json, json_type_object) && (ei.known || !v->tt.name))
+        v->tt = ei.known ? child_type(r, &ei, type ? type : single_type(&ei)) : v->tt;
+    *stored_tt = v->tt;
+    json_object *existing = json_object_object_get(t->obj, key);
+    unsigned modes = tg ? tg->list_modes : 0;
+    if (ei.many || (!ei.known && existing && json_object_is_type(existing, json_type_array))) {
+        if (!existing) {
+            existing = json_object_new_array();
+            json_object_object_add(t->obj, key, existing);
+        }
+        size_t n = json_object_array_length(existing);
+        if ((modes & (SM_TGT_SHARE | SM_TGT_COLLATE)) && n) {
+            json_object_put(v->json);
+            *stored = json_object_array_get_idx(existing, (modes & SM_TGT_COLLATE) ? 0 : n - 1);
+            return true;
+        }
+        if ((modes & SM_TGT_FIRST) && n) {
+            /* insert at the front: the one O(n) list mode, by R4's meaning of `first` */
+            json_object_array_add(existing, NULL);
+            for (size_t i = n; i > 0; i--)
+                json_object_array_put_idx(existing, i, json_object_get(json_object_array_get_idx(existing, i - 1)));
+            json_object_array_put_idx(existing, 0, v->json);
+        } else {
+            json_object_array_add(existing, v->json);
+        }
+        *stored = v->json;
+        return true;
+    }
+    if (existing && (modes & (SM_TGT_SHARE | SM_TGT_COLLATE)) && json_object_is_type(existing, json_type_object)) {
+        json_object_put(v->json);
+        *stored = existing;
+        return true;
+    }
+    json_object_object_add(t->obj, key, v->json);
+    *stored = v->json;
+    return true;
+}
+
+/* ---- transforms ---------------------------------------------------------- */
+
+/* A parameter resolved: one item, a target variable, or nothing (an empty path). */
+typedef struct pval {
+    bool empty;
+    var *target;
+    fp_item item;
+} pval;
+
+static bool param(run *r, const sm_rule *rule, const sm_target *t, size_t i, pval *out)
+{
+    *out = (pval){0};
+    if (i >= t->param_count)
+        return fail(r, rule, "%s(): parameter %zu is missing", sm_transform_name(t->transform), i + 1);
+    const sm_value *v = &t->params[i];
+    switch (v->kind) {
+    case SM_V_STRING: out->item = fp_string(v->text, strlen(v->text)); return true;
+    case SM_V_INTEGER: out->item = fp_integer(v->integer); return true;
+    case SM_V_BOOLEAN: out->item = fp_boolean(v->boolean); return true;
+    case SM_V_DECIMAL: {
+        const char *dot = strchr(v->text, '.');
+        out->item = (fp_item){.kind = FP_DECIMAL, .scale = (int16_t)(dot ? strlen(dot + 1) : 0)};
+        out->item.u.decimal = strtold(v->text, NULL);
+        return true;
+    }
+    case SM_V_ID: break;
+    case SM_V_NONE: return fail(r, rule, "a parameter has no value");
+    }
+    var *x = find_var(r, v->text);
+    if (!x)
+        return fail(r, rule, "%s(): variable '%s' is not bound", sm_transform_name(t->transform), v->text);
+    if (x->target) {
+        if (v->path)
+            return fail(r, rule, "%s(): a path on the target variable '%s' is not supported",
+                        sm_transform_name(t->transform), v->text);
+        out->target = x;
+        return true;
+    }
+    if (!v->path) {
+        out->item = x->item;
+        return true;
+    }
+    fp_collection c;
+    if (!eval(r, rule, "parameter path", v->path, &x->item, &c))
+        return false;
+    if (c.count > 1)
+        return fail(r, rule, "%s(): the path on '%s' gives %zu values, expected one", sm_transform_name(t->transform),
+                    v->text, c.count);
+    out->empty = c.count == 0;
+    if (c.count)
+        out->item = c.items[0];
+    return true;
+}
+
+/* Parameter i as text (malloc'd); *out NULL for an empty path. */
+static bool param_text(run *r, const sm_rule *rule, const sm_target *t, size_t i, char **out)
+{
+    *out = NULL;
+    pval p;
+    if (!param(r, rule, t, i, &p))
+        return false;
+    if (p.empty)
+        return true;
+    if (p.target)
+        return fail(r, rule, "%s(): parameter %zu is a target object, expected a value",
+                    sm_transform_name(t->transform), i + 1);
+    mark(r, &p.item);
+    *out = item_text(r, &p.item);
+    if (!*out)
+        return fail(r, rule, "%s(): parameter %zu has no text value (an object?)", sm_transform_name(t->transform),
+                    i + 1);
+    return true;
+}
+
+static void set_string(json_object *o, const char *key, const char *value)
+{
+    if (value)
+        json_object_object_add(o, key, json_object_new_string(value));
+}
+
+static void make_uuid(run *r, char out[37])
+{
+    if (r->opts->uuid) {
+        r->opts->uuid(r->opts->uuid_ctx, out);
+        return;
+    }
+    unsigned char b[16] = {0};
+    if (RAND_bytes(b, sizeof b) != 1)
+        abort(); /* no randomness: no identifier can be trusted to be unique */
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3],
+             b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+/* Collected values of one transform (evaluate may give several). */
+typedef struct mvals {
+    mval *items;
+    size_t count, cap;
+} mvals;
+
+static bool emit(mvals *out, mval v)
+{
+    if (!v.json)
+        return true; /* a JSON null: nothing to put */
+    if (!fa_reserve(&out->items, &out->cap, out->count + 1, sizeof *out->items)) {
+        json_object_put(v.json);
+        return false;
+    }
+    out->items[out->count++] = v;
+    return true;
+}
+
+static bool tr_create(run *r, const sm_rule *rule, const sm_target *t, const elinfo *ei, mvals *out)
+{
+    char *name = NULL;
+    if (t->param_count && !param_text(r, rule, t, 0, &name))
+        return false;
+    const char *type = name ? name : ei ? single_type(ei) : NULL;
+    ttype tt = {0};
+    if (!type) {
+        free(name);
+        return fail(r, rule, "create(): which type? The element has %s; say create('Type')",
+                    ei && ei->type_count ? "several" : "no known type");
+    }
+    if (ei && ei->known && !name)
+        tt = child_type(r, ei, type);
+    else
+        resolve_type(r, type, &tt);
+    if (!tt.cel && !tt.model) {
+        fail(r, rule, "create('%s'): no such type (not a FHIR type, nor a logical model the engine knows)", type);
+        free(name);
+        return false;
+    }
+    if (is_primitive_name(r, tt.name)) {
+        fail(r, rule, "create('%s'): a primitive type cannot be created; use a value", type);
+        free(name);
+        return false;
+    }
+    mval v = {.json = new_instance(r, &tt), .type = tt.name, .tt = tt};
+    free(name);
+    return emit(out, v) || fail(r, rule, "out of memory");
+}
+
+static bool tr_copy(run *r, const sm_rule *rule, const sm_target *t, mvals *out)
+{
+    pval p;
+    if (!param(r, rule, t, 0, &p))
+        return false;
+    if (p.empty)
+        return true;
+    if (p.target) {
+        mval v = {.json = NULL, .type = p.target->tt.name, .tt = p.target->tt};
+        if (json_object_deep_copy(p.target->obj, &v.json, NULL) != 0)
+            return fail(r, rule, "copy(): could not copy the target object");
+        return emit(out, v) || fail(r, rule, "out of memory");
+    }
+    mval v;
+    return item_value(r, rule, &p.item, &v) && (emit(out, v) || fail(r, rule, "out of memory"));
+}
+
+static bool tr_truncate(run *r, const sm_rule *rule, const sm_target *t, mvals *out)
+{
+    char *s = NULL, *n = NULL;
+    bool ok = param_text(r, rule, t, 0, &s) && param_text(r, rule, t, 1, &n);
+    if (ok && s && n) {
+        long max = atol(n), chars = 0;
+        size_t i = 0;
+        for (; s[i]; i++) {
+            if (((unsigned char)s[i] & 0xC0) != 0x80 && chars++ == max)
+                break;
+        }
+        s[i] = 0;
+        ok = emit(out, string_value(s, "string"));
+    }
+    free(s);
+    free(n);
+    return ok;
+}
+
+static bool cast_text(run *r, const sm_rule *rule, const char *s, const char *type, mvals *out)
+{
+    char *end = NULL;
+    if (!strcmp(type, "string"))
+        return emit(out, string_value(s, "string"));
+    if (!strcmp(type, "integer")) {
+        long long v = strtoll(s, &end, 10);
+        if (!*s || *end)
+            return fail(r, rule, "cast(): '%s' is not an integer", s);
+        return emit(out, (mval){.json = json_object_new_int64(v), .type = "integer"});
+    }
+    if (!strcmp(type, "decimal")) {
+        double v = strtod(s, &end);
+        if (!*s || *end || fprim_check(FPRIM_DECIMAL, s, strlen(s)))
+            return fail(r, rule, "cast(): '%s' is not a decimal", s);
+        return emit(out, (mval){.json = json_object_new_double_s(v, s), .type = "decimal"});
+    }
+    if (!strcmp(type, "boolean")) {
+        if (strcmp(s, "true") && strcmp(s, "false"))
+            return fail(r, rule, "cast(): '%s' is not a boolean", s);
+        return emit(out, (mval){.json = json_object_new_boolean(!strcmp(s, "true")), .type = "boolean"});
+    }
+    if (!strcmp(type, "date") || !strcmp(type, "dateTime")) {
+        fprim_kind k = !strcmp(type, "date") ? FPRIM_DATE : FPRIM_DATETIME;
+        if (fprim_check(k, s, strlen(s)))
+            return fail(r, rule, "cast(): '%s' is not a %s", s, type);
+        return emit(out, string_value(s, !strcmp(type, "date") ? "date" : "dateTime"));
+    }
+    return fail(r, rule, "cast(): cannot cast to '%s' (string, integer, decimal, boolean, date, dateTime)", type);
+}
+
+static bool tr_cast(run *r, const sm_rule *rule, const sm_target *t, mvals *out)
+{
+    char *s = NULL, *type = NULL;
+    bool ok = param_text(r, rule, t, 0, &s) && (t->param_count < 2 || param_text(r, rule, t, 1, &type));
+    if (ok && s)
+        ok = cast_text(r, rule, s, type ? type : "string", out);
+    free(s);
+    free(type);
+    return ok;
+}
+
+static bool tr_append(run *r, const sm_rule *rule, const sm_target *t, mvals *out)
+{
+    fj_buf b = {0};
+    for (size_t i = 0; i < t->param_count; i++) {
+        char *s = NULL;
+        if (!param_text(r, rule, t, i, &s)) {
+            fj_buf_free(&b);
+            return false;
+        }
+        if (s)
+            fj_buf_puts(&b, s);
+        free(s);
+    }
+    fj_buf_puts(&b, "");
+    mval v = string_value(b.data ? b.data : "", "string");
+    fj_buf_free(&b);
+    return emit(out, v);
+}
+
+/* ---- translate ----------------------------------------------------------- */
+
+static const json_object *find_conceptmap(const run *r, const char *url)
+{
+    if (url[0] == '#') {
+        for (size_t i = 0; i < r->map->conceptmap_count; i++) {
+            const char *id = jstr(r->map->conceptmaps[i], "id");
+            if (id && !strcmp(id, url + 1))
+                return r->map->conceptmaps[i];
+        }
+        return NULL;
+    }
+    size_t n = strcspn(url, "|");
+    for (size_t i = 0; i < r->ctx->cm_count; i++)
+        if (strlen(r->ctx->cms[i].url) == n && !strncmp(r->ctx->cms[i].url, url, n))
+            return r->ctx->cms[i].cm;
+    return NULL;
+}
+
+static bool maps_to(const char *equivalence)
+{
+    return !equivalence || (strcmp(equivalence, "unmatched") && strcmp(equivalence, "disjoint"));
+}
+
+typedef struct coded {
+    const char *system, *code, *display;
+} coded;
+
+/* $translate for one system+code: the first target of a matching element, or the group's unmapped rule. */
+static bool translate_one(const json_object *cm, const char *system, const char *code, coded *out)
+{
+    for (size_t g = 0; g < jlen(cm, "group"); g++) {
+        json_object *grp = jat(cm, "group", g);
+        const char *src = jstr(grp, "source");
+        if (system && src && strcmp(src, system))
+            continue;
+        for (size_t e = 0; e < jlen(grp, "element"); e++) {
+            json_object *el = jat(grp, "element", e);
+            if (!jstr(el, "code") || strcmp(jstr(el, "code"), code))
+                continue;
+            for (size_t k = 0; k < jlen(el, "target"); k++) {
+                json_object *tg = jat(el, "target", k);
+                if (maps_to(jstr(tg, "equivalence")) && jstr(tg, "code")) {
+                    *out = (coded){jstr(grp, "target"), jstr(tg, "code"), jstr(tg, "display")};
+                    return true;
+                }
+            }
+        }
+        json_object *unmapped = json_object_object_get(grp, "unmapped");
+        const char *mode = jstr(unmapped, "mode");
+        if (mode && !strcmp(mode, "provided")) {
+            *out = (coded){jstr(grp, "target"), code, NULL};
+            return true;
+        }
+        if (mode && !strcmp(mode, "fixed") && jstr(unmapped, "code")) {
+            *out = (coded){jstr(grp, "target"), jstr(unmapped, "code"), jstr(unmapped, "display")};
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The codes of an item: a code/string, a Coding, or each Coding of a CodeableConcept. */
+static size_t codes_of(run *r, const fp_item *it, coded *out, size_t cap, char **owned)
+{
+    *owned = NULL;
+    if (it->kind == FP_NODE && it->u.node.index != FP_NO_NODE &&
+        it->u.node.doc->nodes[it->u.node.index].type == FJ_OBJECT) {
+        const fj_doc *d = it->u.node.doc;
+        uint32_t o = it->u.node.index, codings = fj_get(d, o, "coding");
+        size_t n = 0;
+        if (codings != UINT32_MAX && d->nodes[codings].type == FJ_ARRAY) {
+            for (uint32_t j = codings + 1; j < fj_next(d, codings) && n < cap; j = fj_next(d, j))
+                if (fj_get(d, j, "code") != UINT32_MAX)
+                    out[n++] = (coded){.system = (const char *)(uintptr_t)j};
+        } else if (fj_get(d, o, "code") != UINT32_MAX) {
+            out[n++] = (coded){.system = (const char *)(uintptr_t)o};
+        }
+        return n; /* node indices for the caller to read (see translate_item) */
+    }
+    *owned = item_text(r, it);
+    if (!*owned)
+        return 0;
+    out[0] = (coded){.system = NULL, .code = *owned};
+    return 1;
+}
+
+static char *node_string(const fj_doc *d, uint32_t obj, const char *key)
+{
+    uint32_t v = fj_get(d, obj, key);
+    return v == UINT32_MAX || d->nodes[v].type != FJ_STRING ? NULL : strndup(fj_str(d, v), d->nodes[v].len);
+}
+
+static json_object *coding_json(const coded *c)
+{
+    json_object *o = json_object_new_object();
+    set_string(o, "system", c->system);
+    set_string(o, "code", c->code);
+    set_string(o, "display", c->display);
+    return o;
+}
+
+static bool translate_output(run *r, const sm_rule *rule, const coded *c, const char *output, mvals *out)
+{
+    if (!strcmp(output, "code"))
+        return emit(out, string_value(c->code, "code"));
+    if (!strcmp(output, "system"))
+        return c->system ? emit(out, string_value(c->system, "uri")) : true;
+    if (!strcmp(output, "display"))
+        return c->display ? emit(out, string_value(c->display, "string")) : true;
+    ttype tt;
+    if (!strcmp(output, "Coding") || !strcmp(output, "coding")) {
+        resolve_type(r, "Coding", &tt);
+        return emit(out, (mval){.json = coding_json(c), .type = "Coding", .tt = tt});
+    }
+    if (!strcmp(output, "CodeableConcept") || !strcmp(output, "codeableConcept")) {
+        json_object *cc = json_object_new_object(), *arr = json_object_new_array();
+        json_object_array_add(arr, coding_json(c));
+        json_object_object_add(cc, "coding", arr);
+        resolve_type(r, "CodeableConcept", &tt);
+        return emit(out, (mval){.json = cc, .type = "CodeableConcept", .tt = tt});
+    }
+    return fail(r, rule, "translate(): unknown output '%s' (code, system, display, Coding, CodeableConcept)", output);
+}
+
+static bool translate_item(run *r, const sm_rule *rule, const fp_item *it, const char *url, const char *output,
+                           mvals *out)
+{
+    const json_object *cm = find_conceptmap(r, url);
+    if (!cm)
+        return fail(r, rule, "translate(): no ConceptMap '%s'", url);
+    coded codes[16];
+    char *owned = NULL;
+    size_t n = codes_of(r, it, codes, 16, &owned);
+    mark_tree(r, it);
+    bool nodes = owned == NULL, ok = false, found = false;
+    char *last_code = NULL, *last_system = NULL;
+    for (size_t i = 0; i < n && !found; i++) {
+        const char *system = codes[i].system, *code = codes[i].code;
+        if (nodes) {
+            uint32_t o = (uint32_t)(uintptr_t)codes[i].system;
+            free(last_code), free(last_system);
+            last_code = node_string(it->u.node.doc, o, "code");
+            last_system = node_string(it->u.node.doc, o, "system");
+            system = last_system, code = last_code;
+        }
+        coded res;
+        if (code && translate_one(cm, system, code, &res)) {
+            found = true;
+            ok = translate_output(r, rule, &res, output, out);
+        }
+    }
+    if (!found)
+        fail(r, rule, "translate(): no mapping for code '%s'%s%s in ConceptMap %s",
+             owned       ? owned
+             : last_code ? last_code
+                         : "(none)",
+             last_system ? " of system " : "", last_system ? last_system : "", url);
+    free(owned), free(last_code), free(last_system);
+    return found && ok;
+}
+
+static bool tr_translate(run *r, const sm_rule *rule, const sm_target *t, mvals *out)
+{
+    pval p;
+    char *url = NULL, *output = NULL;
+    bool ok = param(r, rule, t, 0, &p);
+    if (ok && p.target)
+        ok = fail(r, rule, "translate(): the source is a target object; translate a source value");
+    ok = ok && param_text(r, rule, t, 1, &url) && param_text(r, rule, t, 2, &output);
+    if (ok && !p.empty && url && output)
+        ok = translate_item(r, rule, &p.item, url, output, out);
+    free(url);
+    free(output);
+    return ok;
+}
+
+/* ---- reference, pointer, uuid -------------------------------------------- */
+
+static bool tr_reference(run *r, const sm_rule *rule, const sm_target *t, bool pointer, mvals *out)
+{
+    pval p;
+    if (!param(r, rule, t, 0, &p))
+        return false;
+    if (p.empty)
+        return true;
+    char buf[300];
+    if (p.target) {
+        const char *rt = jstr(p.target->obj, "resourceType"), *id = jstr(p.target->obj, "id");
+        if (!rt)
+            return fail(r, rule, "%s(): the target object is not a resource", pointer ? "pointer" : "reference");
+        char fresh[37];
+        if (!id) {
+            make_uuid(r, fresh);
+            json_object_object_add(p.target->obj, "id", json_object_new_string(fresh));
+            id = fresh;
+        }
+        if (pointer)
+            snprintf(buf, sizeof buf, "urn:uuid:%s", id);
+        else
+            snprintf(buf, sizeof buf, "%s/%s", rt, id);
+        return emit(out, string_value(buf, "string"));
+    }
+    if (p.item.kind != FP_NODE || r->doc->nodes[p.item.u.node.index].type != FJ_OBJECT)
+        return fail(r, rule, "%s(): the parameter is not a resource", pointer ? "pointer" : "reference");
+    char *rt = node_string(p.item.u.node.doc, p.item.u.node.index, "resourceType");
+    char *id = node_string(p.item.u.node.doc, p.item.u.node.index, "id");
+    bool ok = rt && id;
+    if (ok && pointer)
+        snprintf(buf, sizeof buf, "urn:uuid:%s", id);
+    else if (ok)
+        snprintf(buf, sizeof buf, "%s/%s", rt, id);
+    free(rt), free(id);
+    if (!ok)
+        return fail(r, rule, "reference(): the source resource has no resourceType and id");
+    return emit(out, string_value(buf, "string"));
+}
+
+/* ---- evaluate ------------------------------------------------------------ */
+
+static bool tr_evaluate(run *r, const sm_rule *rule, const sm_target *t, mvals *out)
+{
+    fp_item focus;
+    bool have = false;
+    if (t->param_count == 2) {
+        pval p;
+        if (!param(r, rule, t, 0, &p))
+            return false;
+        if (p.target)
+            return fail(r, rule, "evaluate(): FHIRPath runs over source values, '%s' is a target", t->params[0].text);
+        if (p.empty)
+            return true;
+        focus = p.item;
+        have = true;
+    }
+    fp_collection c;
+    if (!eval(r, rule, "evaluate()", t->expression, have ? &focus : NULL, &c))
+        return false;
+    for (size_t i = 0; i < c.count; i++) {
+        mval v;
+        if (!item_value(r, rule, &c.items[i], &v) || !emit(out, v))
+            return false;
+    }
+    return true;
+}
+
+/* ---- cc, c, qty, id, cp -------------------------------------------------- */
+
+/* Up to n parameters as text (missing ones NULL); all freed by free_texts. */
+static bool texts(run *r, const sm_rule *rule, const sm_target *t, char **s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        s[i] = NULL;
+    for (size_t i = 0; i < n && i < t->param_count; i++)
+        if (!param_text(r, rule, t, i, &s[i]))
+            return false;
+    return true;
+}
+
+static void free_texts(char **s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(s[i]);
+}
+
+static bool typed_emit(run *r, mvals *out, json_object *o, const char *type)
+{
+    ttype tt;
+    resolve_type(r, type, &tt);
+    return emit(out, (mval){.json = o, .type = type, .tt = tt});
+}
+
+static bool tr_cc_c(run *r, const sm_rule *rule, const sm_target *t, bool cc, mvals *out)
+{
+    char *s[3];
+    bool ok = texts(r, rule, t, s, 3);
+    if (ok) {
+        json_object *o;
+        if (cc && t->param_count == 1) {
+            o = json_object_new_object();
+            set_string(o, "text", s[0]);
+        } else {
+            coded c = {s[0], s[1], s[2]};
+            o = coding_json(&c);
+            if (cc) {
+                json_object *wrap = json_object_new_object(), *arr = json_object_new_array();
+                json_object_array_add(arr, o);
+                json_object_object_add(wrap, "coding", arr);
+                o = wrap;
+            }
+        }
+        ok = typed_emit(r, out, o, cc ? "CodeableConcept" : "Coding");
+    }
+    free_texts(s, 3);
+    return ok;
+}
+
+/* "[comparator]value unit" (unit may be quoted UCUM: '10 'mg'') into a Quantity. */
+static bool parse_qty(run *r, const sm_rule *rule, const char *text, json_object *o)
+{
+    const char *p = text;
+    while (*p == ' ')
+        p++;
+    const char *comparators[] = {"<=", ">=", "<", ">"};
+    for (size_t i = 0; i < 4; i++)
+        if (!strncmp(p, comparators[i], strlen(comparators[i]))) {
+            set_string(o, "comparator", comparators[i]);
+            p += strlen(comparators[i]);
+            break;
+        }
+    size_t n = strspn(p, "+-0123456789.");
+    char num[64];
+    snprintf(num, sizeof num, "%.*s", (int)(n < 63 ? n : 63), p);
+    if (!n || fprim_check(FPRIM_DECIMAL, num, strlen(num)))
+        return fail(r, rule, "qty(): '%s' does not start with a number", text);
+    json_object_object_add(o, "value", json_object_new_double_s(strtod(num, NULL), num));
+    p += n;
+    while (*p == ' ')
+        p++;
+    if (!*p)
+        return true;
+    bool ucum = *p == '\'';
+    char unit[128];
+    snprintf(unit, sizeof unit, "%s", ucum ? p + 1 : p);
+    if (ucum && strchr(unit, '\''))
+        *strchr(unit, '\'') = 0;
+    set_string(o, "unit", unit);
+    if (ucum) {
+        set_string(o, "system", "http://unitsofmeasure.org");
+        set_string(o, "code", unit);
+    }
+    return true;
+}
+
+static bool tr_qty(run *r, const sm_rule *rule, const sm_target *t, mvals *out)
+{
+    char *s[4];
+    bool ok = texts(r, rule, t, s, 4);
+    json_object *o = json_object_new_object();
+    if (ok && t->param_count == 1) {
+        ok = parse_qty(r, rule, s[0], o);
+    } else if (ok) {
+        if (!s[0] || fprim_check(FPRIM_DECIMAL, s[0], strlen(s[0])))
+            ok = fail(r, rule, "qty(): '%s' is not a number", s[0]);
+        else
+            json_object_object_add(o, "value", json_object_new_double_s(strtod(s[0], NULL), s[0]));
+        set_string(o, "unit", s[1]);
+        set_string(o, "system", s[2]);
+        set_string(o, "code", s[3]);
+    }
+    free_texts(s, 4);
+    if (!ok) {
+        json_object_put(o);
+        return false;
+    }
+    return typed_emit(r, out, o, "Quantity");
+}
+
+static bool tr_id(run *r, const sm_rule *rule, const sm_target *t, mvals *out)
+{
+    char *s[3];
+    bool ok = texts(r, rule, t, s, 3);
+    if (ok) {
+        json_object *o = json_object_new_object();
+        if (s[2]) {
+            coded c = {"http://terminology.hl7.org/CodeSystem/v2-0203", s[2], NULL};
+            json_object *type = json_object_new_object(), *arr = json_object_new_array();
+            json_object_array_add(arr, coding_json(&c));
+            json_object_object_add(type, "coding", arr);
+            json_object_object_add(o, "type", type);
+        }
+        set_string(o, "system", s[0]);
+        set_string(o, "value", s[1]);
+        ok = typed_emit(r, out, o, "Identifier");
+    }
+    free_texts(s, 3);
+    return ok;
+}
+
+static bool tr_cp(run *r, const sm_rule *rule, const sm_target *t, mvals *out)
+{
+    char *s[2];
+    bool ok = texts(r, rule, t, s, 2);
+    if (ok) {
+        const char *value = t->param_count == 2 ? s[1] : s[0], *system = t->param_count == 2 ? s[0] : NULL;
+        if (!system && value)
+            system = strchr(value, '@') ? "email" : !strncmp(value, "http", 4) ? "url" : "phone";
+        json_object *o = json_object_new_object();
+        set_string(o, "system", system);
+        set_string(o, "value", value);
+        ok = typed_emit(r, out, o, "ContactPoint");
+    }
+    free_texts(s, 2);
+    return ok;
+}
+
+static bool transform(run *r, const sm_rule *rule, const sm_target *t, const elinfo *ei, mvals *out)
+{
+    switch (t->transform) {
+    case SM_TR_CREATE: return tr_create(r, rule, t, ei, out);
+    case SM_TR_COPY: return tr_copy(r, rule, t, out);
+    case SM_TR_TRUNCATE: return tr_truncate(r, rule, t, out);
+    case SM_TR_CAST: return tr_cast(r, rule, t, out);
+    case SM_TR_APPEND: return tr_append(r, rule, t, out);
+    case SM_TR_TRANSLATE: return tr_translate(r, rule, t, out);
+    case SM_TR_REFERENCE: return tr_reference(r, rule, t, false, out);
+    case SM_TR_POINTER: return tr_reference(r, rule, t, true, out);
+    case SM_TR_UUID: {
+        char id[37];
+        make_uuid(r, id);
+        return emit(out, string_value(id, "id"));
+    }
+    case SM_TR_EVALUATE: return tr_evaluate(r, rule, t, out);
+    case SM_TR_CC: return tr_cc_c(r, rule, t, true, out);
+    case SM_TR_C: return tr_cc_c(r, rule, t, false, out);
+    case SM_TR_QTY: return tr_qty(r, rule, t, out);
+    case SM_TR_ID: return tr_id(r, rule, t, out);
+    case SM_TR_CP: return tr_cp(r, rule, t, out);
+    case SM_TR_ESCAPE:
+        return fail(r, rule,
+                    "escape() is not supported: R4 leaves its formats undefined; use evaluate() with "
+                    "FHIRPath's replace() or encode()");
+    case SM_TR_DATEOP:
+        return fail(r, rule,
+                    "dateOp() is not supported: R4 defines no parameters for it; use evaluate() with "
+                    "FHIRPath date arithmetic (birthDate + 1 year)");
+    case SM_TR_NONE: break;
+    }
+    return fail(r, rule, "no transform");
+}
+
+/* ---- rules --------------------------------------------------------------- */
+
+static bool run_group(run *r, const sm_group *g, const var *args);
+static bool exec_rule(run *r, const sm_rule *rule);
+
+static const char *item_type_name(const fp_item *it)
+{
+    if (it->kind == FP_NODE)
+        return it->u.node.type ? it->u.node.type->name : NULL;
+    return system_type(it);
+}
+
+static bool is_primitive_item(const run *r, const fp_item *it)
+{
+    if (it->kind != FP_NODE)
+        return true;
+    return it->u.node.index != FP_NO_NODE && r->doc->nodes[it->u.node.index].type != FJ_OBJECT;
+}
+
+static bool type_matches(const run *r, const char *written, const char *type)
+{
+    if (!written || !type)
+        return false;
+    ttype tt;
+    if (resolve_type(r, written, &tt) && tt.name)
+        return !strcmp(tt.name, type);
+    return !strcmp(written, type);
+}
+
+/* A group of the map (or its imports) declared <<types>> mapping source type st to target type tt. */
+static const sm_group *type_group(const run *r, const sm_map *m, const char *st, const char *tt, int depth)
+{
+    for (size_t i = 0; i < m->group_count; i++) {
+        const sm_group *g = &m->groups[i];
+        if (g->type_mode == SM_TYPES_NONE || g->input_count != 2 || g->inputs[0].target || !g->inputs[1].target)
+            continue;
+        if (type_matches(r, g->inputs[0].type, st) && type_matches(r, g->inputs[1].type, tt))
+            return g;
+    }
+    for (size_t i = 0; depth < 8 && i < m->import_count; i++) {
+        const sm_group *g = type_group(r, m->imports[i], st, tt, depth + 1);
+        if (g)
+            return g;
+    }
+    return NULL;
+}
+
+/* A rule's only target without a transform and without dependent rules: the default mapping of the source. */
+static bool default_mapping(run *r, const sm_rule *rule, const sm_target *t, var *ctx, const fp_item *src,
+                            const elinfo *ei, mvals *out, const sm_group **then)
+{
+    *then = NULL;
+    if (is_primitive_item(r, src)) {
+        mval v;
+        return item_value(r, rule, src, &v) && emit(out, v);
+    }
+    const char *st = item_type_name(src), *tt = single_type(ei);
+    const sm_group *g = st && tt ? type_group(r, r->map, st, tt, 0) : NULL;
+    if (g) {
+        mark(r, src);
+        ttype type = child_type(r, ei, tt);
+        *then = g;
+        return emit(out, (mval){.json = new_instance(r, &type), .type = tt, .tt = type});
+    }
+    if (!tt || !st || !strcmp(st, tt) || !ei->known) {
+        mval v;
+        return item_value(r, rule, src, &v) && emit(out, v);
+    }
+    (void)ctx;
+    return fail(r, rule, "%s.%s: no group maps %s to %s (declare one with <<types>>, or give a transform)",
+                ctx->tt.name ? ctx->tt.name : "target", t->element, st, tt);
+}
+
+/* Bind the value(s) to t's variable (the last one stored), or keep a context-free value in the loose list. */
+static bool store_values(run *r, const sm_rule *rule, const sm_target *t, size_t ctx_index, mvals *vals,
+                         const sm_group *then, const fp_item *src)
+{
+    /* by index: a group run for an earlier value may grow (move) the variable stack */
+    json_object *stored = NULL;
+    ttype stored_tt = {0};
+    bool ok = true;
+    size_t i = 0;
+    for (; i < vals->count && ok; i++) {
+        mval *v = &vals->items[i];
+        if (ctx_index != SIZE_MAX) {
+            ok = put_value(r, rule, t, &r->vars[ctx_index], t->element, v, &stored, &stored_tt);
+        } else {
+            json_object_array_add(r->loose, v->json);
+            stored = v->json;
+            stored_tt = v->tt;
+        }
+        if (ok && then) {
+            var args[2] = {{.item = *src}, {.target = true, .obj = stored, .tt = stored_tt}};
+            ok = run_group(r, then, args);
+        }
+    }
+    for (; i < vals->count; i++)
+        json_object_put(vals->items[i].json);
+    vals->count = 0;
+    if (!ok)
+        return false;
+    if (t->variable) {
+        if (!stored)
+            return true; /* nothing was made (an empty evaluate): the variable stays unbound */
+        var *v = push_var(r, t->variable);
+        if (!v)
+            return fail(r, rule, "out of memory");
+        *v = (var){.name = t->variable, .target = true, .obj = stored, .tt = stored_tt};
+    }
+    return true;
+}
+
+static bool apply_target(run *r, const sm_rule *rule, const sm_target *t, const fp_item *src)
+{
+    var *ctx = NULL;
+    elinfo ei = {0};
+    if (t->context) {
+        ctx = find_var(r, t->context);
+        if (!ctx || !ctx->target)
+            return fail(r, rule, "target context '%s' is %s", t->context, ctx ? "a source variable" : "not bound");
+        if (!t->element)
+            return fail(r, rule, "target '%s' names no element", t->context);
+        if (!lookup_element(r, &ctx->tt, t->element, &ei))
+            return fail(r, rule, "%s has no element '%s'", ctx->tt.name ? ctx->tt.name : "the target", t->element);
+    }
+    fp_arena_reset(r->arena);
+    mvals vals = {0};
+    const sm_group *then = NULL;
+    bool ok;
+    bool simple = rule->target_count == 1 && !rule->rule_count && !rule->dependent_count && src;
+    if (t->transform != SM_TR_NONE) {
+        ok = transform(r, rule, t, ctx ? &ei : NULL, &vals);
+    } else if (simple) {
+        ok = default_mapping(r, rule, t, ctx, src, &ei, &vals, &then);
+    } else {
+        const char *type = single_type(&ei);
+        if (!type || is_primitive_name(r, type)) {
+            ok = fail(r, rule, "%s.%s: no transform, and %s", ctx->tt.name ? ctx->tt.name : "target", t->element,
+                      type ? "the element is a primitive (give a value)"
+                           : "the element's type is not known or a choice (use create('Type'))");
+        } else {
+            ttype tt = child_type(r, &ei, type);
+            ok = emit(&vals, (mval){.json = new_instance(r, &tt), .type = type, .tt = tt});
+        }
+    }
+    ok = ok && store_values(r, rule, t, ctx ? (size_t)(ctx - r->vars) : SIZE_MAX, &vals, then, src);
+    for (size_t i = 0; i < vals.count; i++)
+        json_object_put(vals.items[i].json);
+    free(vals.items);
+    return ok;
+}
+
+static bool run_dependents(run *r, const sm_rule *rule)
+{
+    for (size_t i = 0; i < rule->dependent_count; i++) {
+        const sm_dependent *d = &rule->dependents[i];
+        var args[16];
+        if (d->var_count > 16)
+            return fail(r, rule, "then %s(): more than 16 arguments", d->name);
+        for (size_t k = 0; k < d->var_count; k++) {
+            var *v = find_var(r, d->vars[k]);
+            if (!v)
+                return fail(r, rule, "then %s(): variable '%s' is not bound", d->name, d->vars[k]);
+            if (v->target != d->group->inputs[k].target)
+                return fail(r, rule, "then %s(): '%s' is a %s variable but input '%s' is a %s", d->name, d->vars[k],
+                            v->target ? "target" : "source", d->group->inputs[k].name,
+                            d->group->inputs[k].target ? "target" : "source");
+            args[k] = *v;
+        }
+        if (!run_group(r, d->group, args))
+            return false;
+    }
+    return true;
+}
+
+/* Targets, nested rules and dependent rules for one binding of the sources. */
+static bool apply_binding(run *r, const sm_rule *rule, const fp_item *first)
+{
+    size_t mark_vars = r->var_count;
+    bool ok = true;
+    for (size_t i = 0; ok && i < rule->target_count; i++)
+        ok = apply_target(r, rule, &rule->targets[i], first);
+    for (size_t i = 0; ok && i < rule->rule_count; i++)
+        ok = exec_rule(r, &rule->rules[i]);
+    ok = ok && run_dependents(r, rule);
+    r->var_count = mark_vars;
+    return ok;
+}
+
+/* ---- sources ------------------------------------------------------------- */
+
+typedef struct items {
+    fp_item *items;
+    size_t count, cap;
+} items;
+
+static bool add_item(items *l, fp_item it)
+{
+    if (!fa_reserve(&l->items, &l->cap, l->count + 1, sizeof *l->items))
+        return false;
+    l->items[l->count++] = it;
+    return true;
+}
+
+/* The schema element whose children apply to a node item, or NULL (unknown type). */
+static const fs_element *item_scope(const run *r, const fp_item *it)
+{
+    const fs_element *el = it->u.node.element;
+    if (el && (el->flags & FS_EL_INLINE))
+        return el;
+    if (it->u.node.type)
+        return &r->schema->elements[it->u.node.type->root];
+    return NULL;
+}
+
+static bool key_matches(const char *key, size_t len, const char *name, bool *suffixed)
+{
+    size_t n = strlen(name);
+    *suffixed = false;
+    if (len == n && !memcmp(key, name, n))
+        return true;
+    if (len > n && !memcmp(key, name, n) && isupper((unsigned char)key[n])) {
+        *suffixed = true;
+        return true;
+    }
+    return false;
+}
+
+/* The values of element `name` of item it (a choice by its stem too), each a typed node item. */
+static bool children(run *r, const fp_item *it, const char *name, items *out)
+{
+    if (it->kind != FP_NODE || it->u.node.index == FP_NO_NODE)
+        return true;
+    const fj_doc *d = it->u.node.doc;
+    uint32_t o = it->u.node.index;
+    if (d->nodes[o].type != FJ_OBJECT)
+        return true;
+    const fs_element *scope = item_scope(r, it);
+    for (uint32_t k = o + 1; k < fj_next(d, o); k = fj_next(d, k + 1)) {
+        const char *key = fj_str(d, k);
+        size_t len = d->nodes[k].len;
+        bool suffixed;
+        if (!key_matches(key, len, name, &suffixed))
+            continue;
+        const fs_type *ct = NULL;
+        const fs_element *el = scope ? fs_child(r->schema, scope, key, len, &ct) : NULL;
+        if (scope && (!el || (suffixed && !(el->flags & FS_EL_CHOICE))))
+            continue;
+        if (!ct && el && el->type_count == 1)
+            ct = fs_element_type(r->schema, el, 0);
+        uint32_t v = k + 1;
+        if (d->nodes[v].type == FJ_ARRAY) {
+            for (uint32_t j = v + 1; j < fj_next(d, v); j = fj_next(d, j))
+                if (d->nodes[j].type != FJ_NULL && !add_item(out, fp_node(r->schema, d, j, ct, el)))
+                    return false;
+        } else if (d->nodes[v].type != FJ_NULL && !add_item(out, fp_node(r->schema, d, v, ct, el))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool item_has_type(const run *r, const fp_item *it, const char *type)
+{
+    const char *name = item_type_name(it);
+    if (name && type_matches(r, type, name))
+        return true;
+    /* an untyped JSON value: by its JSON kind */
+    if (!name && it->kind == FP_NODE && it->u.node.index != FP_NO_NODE) {
+        fj_type k = (fj_type)r->doc->nodes[it->u.node.index].type;
+        if (k == FJ_STRING)
+            return !strcmp(type, "string");
+        if (k == FJ_TRUE || k == FJ_FALSE)
+            return !strcmp(type, "boolean");
+        if (k == FJ_NUMBER)
+            return !strcmp(type, "integer") || !strcmp(type, "decimal");
+    }
+    return false;
+}
+
+static fp_item default_item(const sm_value *v)
+{
+    switch (v->kind) {
+    case SM_V_INTEGER: return fp_integer(v->integer);
+    case SM_V_BOOLEAN: return fp_boolean(v->boolean);
+    case SM_V_DECIMAL: {
+        fp_item it = {.kind = FP_DECIMAL};
+        it.u.decimal = strtold(v->text, NULL);
+        const char *dot = strchr(v->text, '.');
+        it.scale = (int16_t)(dot ? strlen(dot + 1) : 0);
+        return it;
+    }
+    default: return fp_string(v->text, strlen(v->text));
+    }
+}
+
+/* The candidate items of a source, before its where clause. */
+static bool source_items(run *r, const sm_rule *rule, const sm_source *s, items *out)
+{
+    var *ctx = find_var(r, s->context);
+    if (!ctx)
+        return fail(r, rule, "source context '%s' is not bound", s->context);
+    if (ctx->target)
+        return fail(r, rule, "source context '%s' is a target variable (reading targets is not supported)", s->context);
+    items all = {0};
+    bool ok = s->element ? children(r, &ctx->item, s->element, &all) : add_item(&all, ctx->item);
+    for (size_t i = 0; ok && i < all.count; i++)
+        if (!s->type || item_has_type(r, &all.items[i], s->type))
+            ok = add_item(out, all.items[i]);
+    free(all.items);
+    if (!ok)
+        return fail(r, rule, "out of memory");
+    if (!out->count && s->default_value.kind != SM_V_NONE && s->default_value.kind != SM_V_ID)
+        ok = add_item(out, default_item(&s->default_value));
+    if (s->min >= 0 && out->count < (size_t)s->min)
+        return fail(r, rule, "%s%s%s: %zu values, at least %d required", s->context, s->element ? "." : "",
+                    s->element ? s->element : "", out->count, s->min);
+    if (s->max >= 0 && out->count > (size_t)s->max)
+        return fail(r, rule, "%s%s%s: %zu values, at most %ld allowed", s->context, s->element ? "." : "",
+                    s->element ? s->element : "", out->count, s->max);
+    if (s->list_mode == SM_SRC_ONLY_ONE && out->count > 1)
+        return fail(r, rule, "%s.%s: only_one, but %zu values", s->context, s->element ? s->element : "", out->count);
+    return ok;
+}
+
+static bool check_truth(run *r, const sm_rule *rule, const char *what, const fp_expr *e, const fp_item *it,
+                        fp_truth *truth)
+{
+    fp_collection c;
+    if (!eval(r, rule, what, e, it, &c))
+        return false;
+    *truth = fp_truth_of(&c);
+    if (*truth == FP_NOT_BOOLEAN)
+        return fail(r, rule, "%s (%s) did not give a boolean", what, fp_expr_source(e));
+    return true;
+}
+
+static bool log_message(run *r, const sm_rule *rule, const sm_source *s, const fp_item *it)
+{
+    fp_collection c;
+    if (!eval(r, rule, "log", s->log, it, &c))
+        return false;
+    char *text = fp_collection_json(&c);
+    fj_buf path = {0};
+    if (it->kind == FP_NODE && it->u.node.index != FP_NO_NODE)
+        node_path(r, it->u.node.index, &path);
+    oo_add(r->issues, OO_INFORMATION, OO_INFORMATIONAL, path.data, 0, 0, "%s: log: %s", rule->where,
+           text ? text : "(out of memory)");
+    fj_buf_free(&path);
+    free(text);
+    return true;
+}
+
+static bool bind_sources(run *r, const sm_rule *rule, size_t i, const fp_item *first);
+
+/* One candidate item of source i: bind, filter, check, log, then the next source. */
+static bool bind_item(run *r, const sm_rule *rule, size_t i, const fp_item *it, const fp_item *first)
+{
+    const sm_source *s = &rule->sources[i];
+    var *v = push_var(r, s->variable);
+    if (!v)
+        return fail(r, rule, "out of memory");
+    v->item = *it;
+    size_t mark_vars = r->var_count;
+    fp_truth truth = FP_TRUE;
+    bool ok = !s->condition || check_truth(r, rule, "where", s->condition, it, &truth);
+    if (ok && truth == FP_TRUE) {
+        mark(r, it);
+        if (s->check && (ok = check_truth(r, rule, "check", s->check, it, &truth)) && truth != FP_TRUE)
+            ok = fail(r, rule, "check failed: %s", fp_expr_source(s->check));
+        if (ok && s->log)
+            ok = log_message(r, rule, s, it);
+        ok = ok && bind_sources(r, rule, i + 1, first ? first : it);
+    }
+    r->var_count = mark_vars - 1;
+    return ok;
+}
+
+static bool bind_sources(run *r, const sm_rule *rule, size_t i, const fp_item *first)
+{
+    if (i == rule->source_count)
+        return apply_binding(r, rule, first);
+    const sm_source *s = &rule->sources[i];
+    items l = {0};
+    bool ok = source_items(r, rule, s, &l);
+    size_t lo = 0, hi = l.count;
+    switch (s->list_mode) {
+    case SM_SRC_FIRST: hi = l.count ? 1 : 0; break;
+    case SM_SRC_NOT_FIRST: lo = l.count ? 1 : 0; break;
+    case SM_SRC_LAST: lo = l.count ? l.count - 1 : 0; break;
+    case SM_SRC_NOT_LAST: hi = l.count ? l.count - 1 : 0; break;
+    default: break;
+    }
+    for (size_t k = lo; ok && k < hi; k++)
+        ok = bind_item(r, rule, i, &l.items[k], first);
+    free(l.items);
+    return ok;
+}
+
+static bool exec_rule(run *r, const sm_rule *rule)
+{
+    return bind_sources(r, rule, 0, NULL);
+}
+
+static bool run_group(run *r, const sm_group *g, const var *args)
+{
+    if (r->depth >= r->max_depth)
+        return fail(r, NULL, "group %s: groups nest deeper than %u (do they call each other in a circle?)", g->name,
+                    r->max_depth);
+    r->depth++;
+    size_t saved_frame = r->frame, saved_count = r->var_count;
+    bool ok = !g->base || run_group(r, g->base, args);
+    r->frame = r->var_count;
+    for (size_t i = 0; ok && i < g->input_count; i++) {
+        var *v = push_var(r, g->inputs[i].name);
+        if (!v)
+            ok = fail(r, NULL, "out of memory");
+        else {
+            *v = args[i];
+            v->name = g->inputs[i].name;
+        }
+    }
+    for (size_t i = 0; ok && i < g->rule_count; i++)
+        ok = exec_rule(r, &g->rules[i]);
+    r->var_count = saved_count;
+    r->frame = saved_frame;
+    r->depth--;
+    return ok;
+}
+
+/* ---- unmapped ------------------------------------------------------------ */
+
+typedef struct walk {
+    run *r;
+    uint32_t *prefix; /* prefix[i] = marks in nodes [0, i) */
+    fj_buf path;
+} walk;
+
+static uint32_t marks_in(const walk *w, uint32_t node)
+{
+    return w->prefix[node + w->r->doc->nodes[node].size] - w->prefix[node];
+}
+
+static void report(walk *w, uint32_t node);
+
+static void report_value(walk *w, uint32_t v)
+{
+    const fj_doc *d = w->r->doc;
+    uint32_t marks = marks_in(w, v);
+    if (marks == d->nodes[v].size)
+        return;
+    if (!marks) {
+        oo_add(w->r->issues, OO_INFORMATION, OO_INFORMATIONAL, w->path.data, 0, 0, "unmapped: %s", w->path.data);
+        return;
+    }
+    if (d->nodes[v].type == FJ_OBJECT)
+        report(w, v);
+    else if (d->nodes[v].type == FJ_ARRAY) {
+        uint32_t pos = 0;
+        size_t len = w->path.len;
+        for (uint32_t j = v + 1; j < fj_next(d, v); j = fj_next(d, j), pos++) {
+            fj_buf_printf(&w->path, "[%u]", pos);
+            report_value(w, j);
+            w->path.len = len;
+            w->path.data[len] = 0;
+        }
+    }
+}
+
+static void report(walk *w, uint32_t node)
+{
+    const fj_doc *d = w->r->doc;
+    for (uint32_t k = node + 1; k < fj_next(d, node); k = fj_next(d, k + 1)) {
+        const char *key = fj_str(d, k);
+        size_t len = d->nodes[k].len;
+        if (len == 12 && !memcmp(key, "resourceType", 12))
+            continue;
+        size_t saved = w->path.len;
+        fj_buf_puts(&w->path, ".");
+        fj_buf_append(&w->path, key[0] == '_' ? key + 1 : key, key[0] == '_' ? len - 1 : len);
+        report_value(w, k + 1);
+        w->path.len = saved;
+        if (w->path.data)
+            w->path.data[saved] = 0;
+    }
+}
+
+static void report_unmapped(run *r, uint32_t root)
+{
+    const fj_doc *d = r->doc;
+    if (d->nodes[root].type != FJ_OBJECT)
+        return;
+    walk w = {.r = r, .prefix = malloc(((size_t)d->count + 1) * sizeof(uint32_t))};
+    if (!w.prefix)
+        return;
+    w.prefix[0] = 0;
+    for (uint32_t i = 0; i < d->count; i++)
+        w.prefix[i + 1] = w.prefix[i] + r->read[i];
+    uint32_t rt = fj_get(d, root, "resourceType");
+    if (rt != UINT32_MAX && d->nodes[rt].type == FJ_STRING)
+        fj_buf_append(&w.path, fj_str(d, rt), d->nodes[rt].len);
+    else
+        fj_buf_puts(&w.path, "$this");
+    r->read[root] = 1;
+    report(&w, root);
+    fj_buf_free(&w.path);
+    free(w.prefix);
+}
+
+/* ---- entry --------------------------------------------------------------- */
+
+static bool start(run *r, const sm_group *g, uint32_t node, json_object **target)
+{
+    if (g->input_count != 2 || g->inputs[0].target || !g->inputs[1].target)
+        return fail(r, NULL, "group %s: a map starts with a group of one source and one target input", g->name);
+    ttype src_tt = {0}, tgt_tt = {0};
+    const fs_type *st = NULL;
+    if (resolve_type(r, g->inputs[0].type, &src_tt) && src_tt.cel && !src_tt.model)
+        st = fs_type_by_name(r->schema, src_tt.name, strlen(src_tt.name));
+    if (g->inputs[1].type && !resolve_type(r, g->inputs[1].type, &tgt_tt))
+        return fail(r, NULL, "group %s: target type '%s' is neither a FHIR type nor a logical model the engine knows",
+                    g->name, g->inputs[1].type);
+    *target = new_instance(r, &tgt_tt);
+    if (!*target)
+        return fail(r, NULL, "out of memory");
+    var args[2] = {{.item = fp_node(r->schema, r->doc, node, st, NULL)},
+                   {.target = true, .obj = *target, .tt = tgt_tt}};
+    return run_group(r, g, args);
+}
+
+bool mpe_run(const mpe_context *c, const sm_map *map, const fj_doc *doc, uint32_t node, const mpe_options *opts,
+             json_object **out, oo_list *issues)
+{
+    static const mpe_options defaults = {0};
+    *out = NULL;
+    run r = {.ctx = c, .map = map, .opts = opts ? opts : &defaults, .schema = c->schema, .doc = doc, .issues = issues};
+    r.max_depth = r.opts->max_depth ? r.opts->max_depth : MPE_DEFAULT_MAX_DEPTH;
+    const sm_group *g = r.opts->group ? sm_find_group(map, r.opts->group) : &map->groups[0];
+    if (!g) {
+        oo_add(issues, OO_ERROR, OO_NOT_FOUND, NULL, 0, 0, "no group '%s' in map %s", r.opts->group, map->url);
+        return false;
+    }
+    r.read = calloc(doc->count ? doc->count : 1, 1);
+    r.arena = fp_arena_new();
+    r.loose = json_object_new_array();
+    if (!r.read || !r.arena || !r.loose) {
+        oo_add(issues, OO_ERROR, OO_EXCEPTION, NULL, 0, 0, "out of memory");
+    } else {
+        fp_env_init(&r.env, doc);
+        r.env.schema = r.schema;
+        r.env.now = r.opts->now;
+        r.env.resource = node;
+        json_object *target = NULL;
+        if (start(&r, g, node, &target)) {
+            if (!r.opts->skip_unmapped)
+                report_unmapped(&r, node);
+            *out = target;
+        } else {
+            json_object_put(target);
+        }
+    }
+    free(r.read);
+    free(r.vars);
+    free(r.parents);
+    fp_arena_free(r.arena);
+    json_object_put(r.loose);
+    return *out != NULL;
+}
