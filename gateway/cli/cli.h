@@ -5,6 +5,8 @@
 #ifndef GATEWAY_CLI_H
 #define GATEWAY_CLI_H
 
+#include <stdbool.h>
+
 /* fhirgw validate [--format text|ndjson] [--quiet] PATH... (exit 0 clean, 1 errors, 2 usage/I/O) */
 int cmd_validate(int argc, char **argv);
 
@@ -16,5 +18,13 @@ int cmd_serve(int argc, char **argv);
 
 /* fhirgw config [FILE]: every setting with its documentation (and FILE's values) */
 int cmd_config(int argc, char **argv);
+
+/* fhirgw audit verify --config FILE | --dev DIR (exit 0 intact, 1 a problem found, 2 usage/I/O) */
+int cmd_audit(int argc, char **argv);
+
+/* The settings `serve --dev DIR` implies (cmd_serve.c; audit verify --dev uses them too); false (logged) when a
+ * path would not fit. */
+struct gw_config;
+bool cli_dev_config(struct gw_config *c, const char *dir, unsigned port, unsigned ops_port);
 
 #endif

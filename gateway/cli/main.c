@@ -25,6 +25,8 @@ static const command commands[] = {
     {"serve", "serve --config FILE | --dev DIR [--port N]",
      "run the gateway: FHIR R4 REST over mutual TLS (--dev: test PKI and store in DIR)", cmd_serve},
     {"config", "config [FILE]", "print every setting with its documentation (and FILE's values)", cmd_config},
+    {"audit", "audit verify --config FILE | --dev DIR",
+     "check the NEN 7513 audit trail: its MAC chain and signed checkpoints (exit 0 intact, 1 tampered)", cmd_audit},
     {"version", "version (or --version)", "print the version and the FHIR version", cmd_version},
     {"help", "help", "list the commands", cmd_help},
 };
