@@ -45,9 +45,25 @@ void rh_start_server(void)
     snprintf(path, sizeof path, "%s/organisations.tsv", rh.dir);
     rh.orgs = id_table_load(path, err, sizeof err);
     cr_assert_not_null(rh.orgs, "%s", err);
+    /* the audit keys make-test-pki wrote (docs/audit.md); checkpoints beside the store */
+    char keyfile[512], signkey[512];
+    static char checkpoints[512];
+    snprintf(keyfile, sizeof keyfile, "%s/pki/audit.key", rh.dir);
+    snprintf(signkey, sizeof signkey, "%s/pki/audit-checkpoint.pem", rh.dir);
+    snprintf(checkpoints, sizeof checkpoints, "%s/audit-checkpoints", rh.dir);
+    if (!rh.audit_keys)
+        rh.audit_keys = au_keyring_load(keyfile, err, sizeof err);
+    cr_assert_not_null(rh.audit_keys, "%s", err);
+    if (!rh.audit_signer)
+        rh.audit_signer = au_signer_load(signkey, err, sizeof err);
+    cr_assert_not_null(rh.audit_signer, "%s", err);
     snprintf(path, sizeof path, "%s/store.db", rh.dir);
     st_config sc = {0};
     sc.path = path;
+    sc.audit_keys = rh.audit_keys;
+    sc.audit_signer = rh.audit_signer;
+    sc.audit_checkpoint_path = checkpoints;
+    sc.audit_checkpoint_entries = rh.opt.audit_checkpoint_entries;
     st_error serr;
     rh.store = st_open(&sc, &serr);
     cr_assert_not_null(rh.store, "%s", serr.message);
@@ -61,6 +77,7 @@ void rh_start_server(void)
     ro.rate_per_second = rh.opt.rate;
     ro.rate_burst = rh.opt.burst > 0 ? rh.opt.burst : rh.opt.rate;
     ro.allow_dangling_references = rh.opt.allow_dangling;
+    ro.audit_keys = rh.audit_keys;
     rh.app = rest_app_new(&ro, err, sizeof err);
     cr_assert_not_null(rh.app, "%s", err);
     srv_config cfg;
@@ -125,6 +142,10 @@ void rh_teardown(void)
 {
     if (rh.srv)
         rh_stop_server();
+    au_keyring_free(rh.audit_keys);
+    au_signer_free(rh.audit_signer);
+    rh.audit_keys = NULL;
+    rh.audit_signer = NULL;
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", rh.dir);
     cr_expect_eq(system(cmd), 0);

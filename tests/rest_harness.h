@@ -26,12 +26,13 @@
 #include "gateway/rest/rest.h"
 
 typedef struct rh_options {
-    double rate;           /* requests per second per organisation; 0 = no limit */
-    double burst;          /* the bucket's size; 0 = rate */
-    bool keep_gzsp;        /* register the gzsp organisation too (default: its certificate gets 401) */
-    bool allow_dangling;   /* referential integrity off, to build data no client could write today */
-    size_t page_max_bytes; /* searchset/history page bytes at most; 0 = the gateway's default */
-    unsigned workers;      /* server worker threads; 0 = 2 */
+    double rate;                       /* requests per second per organisation; 0 = no limit */
+    double burst;                      /* the bucket's size; 0 = rate */
+    bool keep_gzsp;                    /* register the gzsp organisation too (default: its certificate gets 401) */
+    bool allow_dangling;               /* referential integrity off, to build data no client could write today */
+    size_t page_max_bytes;             /* searchset/history page bytes at most; 0 = the gateway's default */
+    unsigned workers;                  /* server worker threads; 0 = 2 */
+    unsigned audit_checkpoint_entries; /* audit checkpoint after this many entries; 0 = the gateway's default */
 } rh_options;
 
 /* The running fixture (one per test process: Criterion runs each test in its own). */
@@ -43,6 +44,8 @@ typedef struct rh_fixture {
     srv_server *srv;
     unsigned port;
     rh_options opt;
+    au_keyring *audit_keys; /* from the test PKI (audit.key, audit-checkpoint.pem); kept across restarts */
+    au_signer *audit_signer;
 } rh_fixture;
 
 extern rh_fixture rh;

@@ -30,4 +30,12 @@ int cmd_config(int argc, char **argv);
 /* fhirgw ig build|schemas|docs [--source DIR] [--out DIR] (exit 0 ok, 1 problems found, 2 usage/I/O) */
 int cmd_ig(int argc, char **argv);
 
+/* fhirgw audit verify --config FILE | --dev DIR (exit 0 intact, 1 a problem found, 2 usage/I/O) */
+int cmd_audit(int argc, char **argv);
+
+/* The settings `serve --dev DIR` implies (cmd_serve.c; audit verify --dev uses them too); false (logged) when a
+ * path would not fit. */
+struct gw_config;
+bool cli_dev_config(struct gw_config *c, const char *dir, unsigned port, unsigned ops_port);
+
 #endif

@@ -135,7 +135,9 @@ static bool make_dev_pki(const char *dir)
     int n = snprintf(marker, sizeof marker, "%s/organisations.tsv", dir);
     if (n < 0 || (size_t)n >= sizeof marker)
         return false;
-    if (file_exists(marker))
+    bool pki = file_exists(marker);
+    n = snprintf(marker, sizeof marker, "%s/audit.key", dir);
+    if (pki && n > 0 && (size_t)n < sizeof marker && file_exists(marker))
         return true;
     char script[PATH_MAX];
     if (!find_pki_script(script, sizeof script)) {
@@ -143,8 +145,11 @@ static bool make_dev_pki(const char *dir)
         return false;
     }
     pid_t pid = fork();
-    if (pid == 0) {
-        execl(script, script, dir, (char *)NULL);
+    if (pid == 0) { /* a folder made before the audit trail gets just its audit keys */
+        if (pki)
+            execl(script, script, "--audit-keys", dir, (char *)NULL);
+        else
+            execl(script, script, dir, (char *)NULL);
         _exit(127);
     }
     int status = 0;
@@ -153,7 +158,7 @@ static bool make_dev_pki(const char *dir)
 }
 
 /* The settings --dev implies; false (logged) when a path in DIR would not fit a setting. */
-static bool dev_config(gw_config *c, const char *dir, unsigned port, unsigned ops_port)
+bool cli_dev_config(gw_config *c, const char *dir, unsigned port, unsigned ops_port)
 {
     char err[ERR_MAX];
     char buf[CFG_PATH_MAX];
@@ -178,6 +183,9 @@ static bool dev_config(gw_config *c, const char *dir, unsigned port, unsigned op
     SET("tls_crl", "%s/crl.pem", dir);
     SET("organisations", "%s/organisations.tsv", dir);
     SET("store_path", "%s/fhirgw.db", dir);
+    SET("audit_key_file", "%s/audit.key", dir);
+    SET("audit_checkpoint_key", "%s/audit-checkpoint.pem", dir);
+    SET("audit_checkpoint_file", "%s/audit-checkpoints", dir);
 #undef SET
     return ok;
 }
@@ -270,6 +278,8 @@ typedef struct services {
     id_table *orgs;
     pf_registry *profiles;
     st_store *store;
+    au_keyring *audit_keys;
+    au_signer *audit_signer;
     rest_app *app;
     srv_server *srv;
     lg_logger access_log;
@@ -291,6 +301,8 @@ static void close_services(services *s)
     id_table_free(s->orgs);
     mx_registry_free(s->metrics);
     lg_close(&s->access_log);
+    au_keyring_free(s->audit_keys); /* after st_close: its last checkpoint is signed with them */
+    au_signer_free(s->audit_signer);
 }
 
 static bool open_services(const gw_config *c, services *s, bool dev)
@@ -313,9 +325,22 @@ static bool open_services(const gw_config *c, services *s, bool dev)
                    issues.items[i].message);
         oo_list_free(&issues);
     }
+    /* no audit trail, no service: an access that cannot be recorded is not answered (docs/audit.md) */
+    s->audit_keys = au_keyring_load(c->audit_key_file, err, sizeof err);
+    if (s->audit_keys)
+        s->audit_signer = au_signer_load(c->audit_checkpoint_key, err, sizeof err);
+    if (!s->audit_keys || !s->audit_signer || !au_signer_can_sign(s->audit_signer)) {
+        lg_msg(&errors, LG_ERROR, "audit: %s", s->audit_signer ? "the checkpoint key is a public key" : err);
+        return false;
+    }
     s->metrics = mx_registry_new();
     register_store_metrics(s->metrics, &s->store_mx);
     st_config sc = {0};
+    sc.audit_keys = s->audit_keys;
+    sc.audit_signer = s->audit_signer;
+    sc.audit_checkpoint_path = c->audit_checkpoint_file;
+    sc.audit_checkpoint_entries = (unsigned)c->audit_checkpoint_entries;
+    sc.audit_checkpoint_ms = (unsigned)c->audit_checkpoint_ms;
     sc.path = c->store_path;
     sc.on_commit = on_commit;
     sc.on_commit_arg = &s->store_mx;
@@ -344,6 +369,7 @@ static bool open_services(const gw_config *c, services *s, bool dev)
     ro.allow_dangling_references = c->referential_integrity == 0;
     ro.log_allowed = c->log_allowed_access != 0;
     ro.log = &errors;
+    ro.audit_keys = s->audit_keys;
     s->app = rest_app_new(&ro, err, sizeof err);
     if (!s->app) {
         lg_msg(&errors, LG_ERROR, "%s", err);
@@ -430,7 +456,7 @@ int cmd_serve(int argc, char **argv)
         /* two dev instances side by side: the second's --port N moves its ops port to N+1 unless given */
         if (!ops_port)
             ops_port = port == GW_DEFAULT_PORT ? GW_DEFAULT_OPS_PORT : port + 1;
-        if (!dev_config(&c, dev, port, ops_port))
+        if (!cli_dev_config(&c, dev, port, ops_port))
             return 2;
     } else if (!config) {
         serve_usage(stderr);

@@ -27,6 +27,8 @@ static const command commands[] = {
     {"ig", "ig build|schemas|docs [--source DIR] [--out DIR]",
      "the implementation guide: build and check its package, JSON Schemas of its models, its pages", cmd_ig},
     {"config", "config [FILE]", "print every setting with its documentation (and FILE's values)", cmd_config},
+    {"audit", "audit verify --config FILE | --dev DIR",
+     "check the NEN 7513 audit trail: its MAC chain and signed checkpoints (exit 0 intact, 1 tampered)", cmd_audit},
     {"version", "version (or --version)", "print the version and the FHIR version", cmd_version},
     {"help", "help", "list the commands", cmd_help},
 };

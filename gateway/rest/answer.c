@@ -1,7 +1,12 @@
 /*
- * gateway/rest/answer.c — answering a request (see answer.h).
+ * gateway/rest/answer.c — answering a request (see answer.h). An answer to a
+ * request with audit entries not yet committed is held by rest_audit until
+ * they are (docs/audit.md): every answer goes through rq_respond_json or
+ * rq_respond_stream, so none leaves unrecorded.
  */
 #include "gateway/rest/answer.h"
+
+#include "gateway/rest/rest_audit.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,6 +25,8 @@ static void note_thread(rq *q)
 void rq_respond_json(rq *q, int status, char *body, size_t len)
 {
     note_thread(q);
+    if (rest_audit_hold(q, status, body, len, NULL, NULL, NULL)) /* sent once its audit entries committed */
+        return;
     if (body)
         srv_set_header(q->req, "Content-Type", CONTENT_TYPE);
     srv_respond(q->req, status, body, len);
@@ -30,6 +37,8 @@ void rq_respond_stream(rq *q, srv_producer produce, srv_release release, void *a
 {
     note_thread(q);
     srv_request *req = q->req;
+    if (rest_audit_hold(q, 200, NULL, 0, produce, release, arg)) /* streamed once its entries committed; q may be */
+        return;                                                  /* gone already */
     q->req = NULL; /* before answering: release (which may free q) can run inside srv_respond_stream */
     srv_set_header(req, "Content-Type", CONTENT_TYPE);
     srv_respond_stream(req, 200, produce, release, arg);

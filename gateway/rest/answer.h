@@ -11,6 +11,8 @@
  * returns a malloc'd string the caller frees. After any rq_respond_* the
  * request (q->req) is gone: it is set to NULL, and q itself stays the
  * caller's to free with rq_finish (a stream's release frees it instead).
+ * An answer may be held until the request's audit entries have committed
+ * (rest_audit.h); rq_finish then frees q only once it has been sent.
  */
 #ifndef GATEWAY_REST_ANSWER_H
 #define GATEWAY_REST_ANSWER_H

@@ -36,6 +36,9 @@ static bool row_applies(const cap_row *row, bool system, const char *type)
 {
     if (row->system != system)
         return false;
+    for (const char *const *t = row->except; !system && t && *t; t++)
+        if (!strcmp(*t, type))
+            return false;
     if (system || !row->types)
         return true;
     for (const char *const *t = row->types; *t; t++)

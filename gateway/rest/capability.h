@@ -18,10 +18,11 @@
 
 /* One interaction or operation as the statement lists it (the REST layer's table gives them: operations.h). */
 typedef struct cap_row {
-    const char *code;         /* an interaction code ("read") or an operation's name without "$" ("validate") */
-    const char *definition;   /* an operation's OperationDefinition; NULL for an interaction */
-    bool system;              /* listed under rest (the system level), else under each resource type */
-    const char *const *types; /* per type: the types it applies to (NULL-ended); NULL: every type */
+    const char *code;          /* an interaction code ("read") or an operation's name without "$" ("validate") */
+    const char *definition;    /* an operation's OperationDefinition; NULL for an interaction */
+    bool system;               /* listed under rest (the system level), else under each resource type */
+    const char *const *types;  /* per type: the types it applies to (NULL-ended); NULL: every type */
+    const char *const *except; /* per type: types it does not apply to (NULL-ended); NULL: none */
 } cap_row;
 
 typedef struct cap_info {

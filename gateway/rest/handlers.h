@@ -29,5 +29,8 @@ bool rest_history(rq *q);
 bool rest_batch(rq *q);
 /* rest_validate.c: $validate. */
 bool rest_validate_op(rq *q);
+/* rest_audit_read.c: the audit trail as AuditEvent, the caller's own accesses only (read and search). */
+bool rest_audit_event_read(rq *q);
+bool rest_audit_event_search(rq *q);
 
 #endif

@@ -12,6 +12,9 @@
 
 #define VALIDATE_DEFINITION "http://hl7.org/fhir/OperationDefinition/Resource-validate"
 
+/* The audit trail is read through its own rows (rest_audit_read.c) and written by the gateway only. */
+static const char *const AUDIT_EVENT[] = {"AuditEvent", NULL};
+
 /*
  * Rows in the order the CapabilityStatement lists their interaction codes
  * (resource types: read .. search-type; system: transaction, batch,
@@ -19,9 +22,42 @@
  * of the instance interactions (the query names the resource).
  */
 static const rest_op table[] = {
-    {RT_CAPABILITIES, NULL, REST_SYSTEM, "GET", NULL, REST_ACCESS_NONE, AZ_READ, {NULL}, NULL, rest_capabilities},
-    {RT_READ, NULL, REST_INSTANCE, "GET, HEAD", NULL, REST_ACCESS_TYPE, AZ_READ, {"read"}, NULL, rest_read},
-    {RT_VREAD, NULL, REST_INSTANCE, "GET", NULL, REST_ACCESS_TYPE, AZ_READ, {"vread"}, NULL, rest_read},
+    {RT_CAPABILITIES, NULL, REST_SYSTEM, "GET", NULL, REST_ACCESS_NONE, AZ_READ, {NULL}, NULL, rest_capabilities, NULL},
+    /* AuditEvent: each organisation reads the entries of its own accesses (docs/audit.md) */
+    {RT_READ,
+     NULL,
+     REST_INSTANCE,
+     "GET, HEAD",
+     AUDIT_EVENT,
+     REST_ACCESS_HANDLER,
+     AZ_READ,
+     {"read"},
+     NULL,
+     rest_audit_event_read,
+     NULL},
+    {RT_SEARCH,
+     NULL,
+     REST_TYPE,
+     "GET",
+     AUDIT_EVENT,
+     REST_ACCESS_HANDLER,
+     AZ_SEARCH,
+     {"search-type"},
+     NULL,
+     rest_audit_event_search,
+     NULL},
+    {RT_READ,
+     NULL,
+     REST_INSTANCE,
+     "GET, HEAD",
+     NULL,
+     REST_ACCESS_TYPE,
+     AZ_READ,
+     {"read"},
+     NULL,
+     rest_read,
+     AUDIT_EVENT},
+    {RT_VREAD, NULL, REST_INSTANCE, "GET", NULL, REST_ACCESS_TYPE, AZ_READ, {"vread"}, NULL, rest_read, AUDIT_EVENT},
     {RT_UPDATE,
      NULL,
      REST_INSTANCE | REST_TYPE,
@@ -31,7 +67,8 @@ static const rest_op table[] = {
      AZ_UPDATE,
      {"update"},
      NULL,
-     rest_update},
+     rest_update,
+     AUDIT_EVENT},
     {RT_PATCH,
      NULL,
      REST_INSTANCE | REST_TYPE,
@@ -41,7 +78,8 @@ static const rest_op table[] = {
      AZ_UPDATE,
      {"patch"},
      NULL,
-     rest_patch},
+     rest_patch,
+     AUDIT_EVENT},
     {RT_DELETE,
      NULL,
      REST_INSTANCE | REST_TYPE,
@@ -51,8 +89,9 @@ static const rest_op table[] = {
      AZ_DELETE,
      {"delete"},
      NULL,
-     rest_delete},
-    {RT_CREATE, NULL, REST_TYPE, "POST", NULL, REST_ACCESS_TYPE, AZ_CREATE, {"create"}, NULL, rest_create},
+     rest_delete,
+     AUDIT_EVENT},
+    {RT_CREATE, NULL, REST_TYPE, "POST", NULL, REST_ACCESS_TYPE, AZ_CREATE, {"create"}, NULL, rest_create, AUDIT_EVENT},
     {RT_HISTORY_INSTANCE,
      NULL,
      REST_INSTANCE,
@@ -62,9 +101,30 @@ static const rest_op table[] = {
      AZ_HISTORY,
      {"history-instance"},
      NULL,
-     rest_history},
-    {RT_HISTORY_TYPE, NULL, REST_TYPE, "GET", NULL, REST_ACCESS_TYPE, AZ_HISTORY, {"history-type"}, NULL, rest_history},
-    {RT_SEARCH, NULL, REST_TYPE, "GET, POST", NULL, REST_ACCESS_TYPE, AZ_SEARCH, {"search-type"}, NULL, rest_search},
+     rest_history,
+     AUDIT_EVENT},
+    {RT_HISTORY_TYPE,
+     NULL,
+     REST_TYPE,
+     "GET",
+     NULL,
+     REST_ACCESS_TYPE,
+     AZ_HISTORY,
+     {"history-type"},
+     NULL,
+     rest_history,
+     AUDIT_EVENT},
+    {RT_SEARCH,
+     NULL,
+     REST_TYPE,
+     "GET, POST",
+     NULL,
+     REST_ACCESS_TYPE,
+     AZ_SEARCH,
+     {"search-type"},
+     NULL,
+     rest_search,
+     AUDIT_EVENT},
     {RT_BATCH,
      NULL,
      REST_SYSTEM,
@@ -74,7 +134,8 @@ static const rest_op table[] = {
      AZ_CREATE,
      {"transaction", "batch"},
      NULL,
-     rest_batch},
+     rest_batch,
+     NULL},
     {RT_HISTORY_SYSTEM,
      NULL,
      REST_SYSTEM,
@@ -84,7 +145,8 @@ static const rest_op table[] = {
      AZ_HISTORY,
      {"history-system"},
      NULL,
-     rest_history},
+     rest_history,
+     AUDIT_EVENT},
     /* $operations: a future one is a row here and a handler in handlers.h */
     {RT_OPERATION,
      "$validate",
@@ -95,7 +157,8 @@ static const rest_op table[] = {
      AZ_VALIDATE,
      {NULL},
      VALIDATE_DEFINITION,
-     rest_validate_op},
+     rest_validate_op,
+     AUDIT_EVENT},
 };
 
 #define TABLE_SIZE (sizeof table / sizeof *table)
@@ -107,6 +170,9 @@ static unsigned level_of(const rt_route *r)
 
 static bool applies_to_type(const rest_op *row, const fs_type *type)
 {
+    for (const char *const *t = row->except; type && t && *t; t++)
+        if (!strcmp(*t, type->name))
+            return false;
     if (!row->types)
         return true;
     for (const char *const *t = row->types; type && *t; t++)
@@ -121,8 +187,11 @@ const rest_op *rest_op_for(const rt_route *route)
         const rest_op *row = &table[i];
         if (row->interaction != route->interaction)
             continue;
-        if (route->interaction != RT_OPERATION)
-            return row; /* the router has placed the interaction already */
+        if (route->interaction != RT_OPERATION) {
+            if (applies_to_type(row, route->type))
+                return row; /* the router has placed the interaction already */
+            continue;
+        }
         if (!strcmp(row->name + 1, route->operation) && (row->levels & level_of(route)) &&
             applies_to_type(row, route->type))
             return row;
@@ -165,6 +234,11 @@ bool rest_dispatch(rq *q, const rest_op *row)
                            q->route.operation);
         return false;
     }
+    if (!row && q->route.type && !strcmp(q->route.type->name, "AuditEvent")) {
+        rq_respond_outcome(q, 405, OO_ERROR, OO_NOT_SUPPORTED, NULL,
+                           "AuditEvents are written by the gateway itself and only read and searched");
+        return false;
+    }
     if (!row) {
         answer_route_error(q);
         return false;
@@ -188,15 +262,15 @@ static size_t capability_rows(cap_row *out)
         bool system = row->levels & REST_SYSTEM, typed = row->levels & (REST_TYPE | REST_INSTANCE);
         for (size_t c = 0; c < sizeof row->codes / sizeof *row->codes && row->codes[c]; c++, n++)
             if (out)
-                out[n] = (cap_row){row->codes[c], NULL, system && !typed, row->types};
+                out[n] = (cap_row){row->codes[c], NULL, system && !typed, row->types, row->except};
         if (!row->name)
             continue;
         /* an operation at the system level and on types is listed in both places */
         if (system && out)
-            out[n] = (cap_row){row->name + 1, row->definition, true, NULL};
+            out[n] = (cap_row){row->name + 1, row->definition, true, NULL, NULL};
         n += system;
         if (typed && out)
-            out[n] = (cap_row){row->name + 1, row->definition, false, row->types};
+            out[n] = (cap_row){row->name + 1, row->definition, false, row->types, row->except};
         n += typed;
     }
     return n;

@@ -48,6 +48,7 @@ typedef struct rest_op {
     const char *codes[3];       /* CapabilityStatement interaction codes (NULL-ended); none for operations */
     const char *definition;     /* an operation's OperationDefinition (canonical URL), for the statement */
     bool (*handler)(rq *q);     /* see handlers.h: true when q was handed on */
+    const char *const *except;  /* types it does not apply to (NULL-ended; NULL: none): AuditEvent has its own */
 } rest_op;
 
 /* The row that answers this route, or NULL (a route error, or an operation no row claims here). */

@@ -67,6 +67,10 @@ typedef struct rest_options {
     /* clock for rate limits and Bundle timestamps (ms since the epoch); NULL = real time */
     int64_t (*clock_ms)(void *arg);
     void *clock_arg;
+    /* the audit keys (docs/audit.md): patients are recorded as pseudonyms under the current one. The store
+     * needs them too (st_config.audit_keys); without them no access is answered (it could not be recorded).
+     * Borrowed: they must outlive the app */
+    const au_keyring *audit_keys;
 } rest_options;
 
 rest_app *rest_app_new(const rest_options *opts, char *err, size_t errlen);

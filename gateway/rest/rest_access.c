@@ -7,8 +7,9 @@
  * conditional interactions. It takes the final facts (the stored resource's
  * owner and access tags, read on the worker), asks the pure rules in
  * authz.c, and writes one JSON line per decision: always for refusals,
- * and for allowances too when rest_options.log_allowed is set. The handover
- * issue turns this line into the NEN 7513 audit entry.
+ * and for allowances too when rest_options.log_allowed is set. Each decision
+ * on a stored resource, and each refusal, is also noted as a NEN 7513 audit
+ * entry (rest_audit.h), which is committed before the answer leaves.
  *
  * Writes: the decision is made on a version of the resource, and the write
  * is pinned to that version (st_op.expected_version), so the commit, where
@@ -34,6 +35,7 @@
 #include "fhir/walk.h"
 #include "gateway/rest/answer.h"
 #include "gateway/rest/rest_access.h"
+#include "gateway/rest/rest_audit.h"
 
 #define URA_SYSTEM "http://fhir.nl/fhir/NamingSystem/ura"
 
@@ -55,8 +57,8 @@ static const char *decision_name(az_decision d)
  * which type, where in a Bundle, the decision and why. No ids, no query
  * strings: nothing that identifies a patient.
  */
-void rest_record_decision(rq *q, az_action action, const char *type, az_decision d, int status, const char *why,
-                          const char *where)
+static void log_decision(rq *q, az_action action, const char *type, az_decision d, int status, const char *why,
+                         const char *where)
 {
     if (d == AZ_ALLOW && !q->app->opt.log_allowed)
         return;
@@ -67,6 +69,15 @@ void rest_record_decision(rq *q, az_action action, const char *type, az_decision
                           LG_STR("ura", q->caller.ura), LG_STR("interaction", rt_name(q->route.interaction)),
                           LG_STR("action", action_name(action)), LG_STR("type", type ? type : ""),
                           LG_STR("where", where ? where : ""), LG_STR("reason", why)));
+}
+
+/* A decision made elsewhere: a refusal of a named type is an audited access too (the id is the route's). */
+void rest_record_decision(rq *q, az_action action, const char *type, az_decision d, int status, const char *why,
+                          const char *where)
+{
+    log_decision(q, action, type, d, status, why, where);
+    if (type && d != AZ_ALLOW)
+        rest_audit_note(q, action, type, where ? NULL : q->route.id, 0, NULL, d, status, where);
 }
 
 /* ---- decisions ---- */
@@ -80,7 +91,13 @@ az_decision rest_decide(rq *q, az_action action, const char *type, const st_reso
                       : d == AZ_HIDDEN ? "not owner or addressee"
                       : r              ? "not allowed to change"
                                        : "no access to this type";
-    rest_record_decision(q, action, type, d, d == AZ_ALLOW ? 200 : d == AZ_HIDDEN ? 404 : 403, why, where);
+    int status = d == AZ_ALLOW ? 200 : d == AZ_HIDDEN ? 404 : 403;
+    log_decision(q, action, type, d, status, why, where);
+    /* audited: every decision on a stored resource, and a refusal by type (allowed by type is not yet an access) */
+    if (r)
+        rest_audit_note_resource(q, action, r, d, status, where);
+    else if (d != AZ_ALLOW)
+        rest_audit_note(q, action, type, NULL, 0, NULL, d, status, where);
     return d;
 }
 

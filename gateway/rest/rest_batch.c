@@ -36,6 +36,7 @@
 #include "gateway/rest/answer.h"
 #include "gateway/rest/handlers.h"
 #include "gateway/rest/rest_access.h"
+#include "gateway/rest/rest_audit.h"
 #include "gateway/rest/rest_bundle.h"
 #include "gateway/rest/rest_query.h"
 #include "gateway/rest/rest_write.h"
@@ -450,6 +451,10 @@ static bool entry_allowed(batch *b, bentry *e, az_action action, st_resource *fo
     char where[48];
     snprintf(where, sizeof where, "Bundle.entry[%d]", e->index);
     *found_status = ST_NOT_FOUND;
+    if (!strcmp(e->type->name, "AuditEvent") && action != AZ_READ) { /* written by the gateway only */
+        entry_fail(e, 405, OO_NOT_SUPPORTED, "%s: AuditEvents are written by the gateway itself", e->url);
+        return false;
+    }
     if (rest_decide(q, action, e->type->name, NULL, where) != AZ_ALLOW) {
         entry_fail(e, 403, "forbidden", "this organisation has no access to %s resources", e->type->name);
         return false;
@@ -673,7 +678,8 @@ static void record_write_result(batch *b, bentry *e, const st_op_result *r)
 {
     rq *q = b->q;
     if (r->status != ST_OK && r->status != ST_EXISTS) {
-        entry_fail(e, rest_status_of(r->status), rest_code_of(r->status), "%s", st_status_name(r->status));
+        entry_fail(e, rest_status_of(r->status), rest_code_of(r->status), "%s",
+                   r->message[0] ? r->message : st_status_name(r->status));
         return;
     }
     bool created = e->w.op.kind == ST_OP_CREATE ? r->status == ST_OK : r->created;
@@ -729,7 +735,11 @@ static void transaction_answer(void *arg)
 {
     batch *b = arg;
     rq *q = b->q;
-    if (b->txn_status != ST_OK) {
+    if (q->audit.failed) { /* rolled back with its audit entries */
+        rq_respond_outcome(q, q->audit.failed_status, OO_ERROR, OO_EXCEPTION, NULL,
+                           "the transaction could not be recorded in the audit trail, so it was not applied; try "
+                           "again");
+    } else if (b->txn_status != ST_OK) {
         bentry *failed = b->failed_op < b->op_count ? b->op_entries[b->failed_op] : NULL;
         const st_op_result *r = &b->results[b->failed_op < b->op_count ? b->failed_op : 0];
         char expr[64];
@@ -765,6 +775,7 @@ static void transaction_done(void *arg, const st_txn_result *result)
     b->txn_status = result->status;
     b->failed_op = result->failed_op;
     memcpy(b->results, result->ops, b->op_count * sizeof *b->results);
+    b->q->audit.failed = !rest_audit_committed(result, b->op_count, &b->q->audit.failed_status);
     srv_post(b->q->req, transaction_answer, b);
 }
 
@@ -864,7 +875,18 @@ static bool run_transaction(batch *b)
         return false;
     }
     b->results = calloc(b->op_count, sizeof *b->results);
-    st_status s = b->results ? st_submit(b->q->app->opt.store, b->ops, b->op_count, transaction_done, b) : ST_BUSY;
+    /* every write's audit entry (and the decisions' before it) commits in the transaction itself */
+    const rest_write **ws = calloc(b->op_count, sizeof *ws);
+    for (size_t i = 0; ws && i < b->op_count; i++) {
+        char where[48];
+        snprintf(where, sizeof where, "Bundle.entry[%d]", b->op_entries[i]->index);
+        ws[i] = &b->op_entries[i]->w;
+        rest_audit_note_write(b->q, &b->op_entries[i]->w, b->ops[i].kind, where);
+    }
+    size_t total = 0;
+    st_op *ops = ws ? rest_audit_attach(b->q, b->ops, ws, b->op_count, NULL, rest_status_of, &total) : NULL;
+    free(ws);
+    st_status s = b->results && ops ? st_submit(b->q->app->opt.store, ops, total, transaction_done, b) : ST_BUSY;
     if (s == ST_OK)
         return true;
     rq_respond_outcome(b->q, 503, OO_ERROR, "transient", NULL, "the store cannot take the transaction now (%s)",
@@ -910,6 +932,13 @@ static void batch_entry_done(void *arg, const st_txn_result *result)
     batch_write *bw = arg;
     batch *b = bw->b;
     bw->e->result = result->ops[0];
+    int status;
+    if (!rest_audit_committed(result, 1, &status)) { /* rolled back with its audit entry: not written */
+        memset(&bw->e->result, 0, sizeof bw->e->result);
+        bw->e->result.status = status == 503 ? ST_BUSY : ST_IO;
+        snprintf(bw->e->result.message, sizeof bw->e->result.message,
+                 "the write could not be recorded in the audit trail, so it was not made");
+    }
     bw->e->has_result = true;
     free(bw);
     batch_finish_one(b, false);
@@ -942,7 +971,13 @@ static bool run_batch(batch *b)
         }
         *bw = (batch_write){b, e};
         atomic_fetch_add(&b->pending, 1);
-        if (st_submit(b->q->app->opt.store, &e->w.op, 1, batch_entry_done, bw) != ST_OK) {
+        char where[48];
+        snprintf(where, sizeof where, "Bundle.entry[%d]", e->index);
+        rest_audit_note_write(b->q, &e->w, e->w.op.kind, where);
+        const rest_write *ws[1] = {&e->w};
+        size_t total = 0;
+        st_op *ops = rest_audit_attach(b->q, &e->w.op, ws, 1, where, rest_status_of, &total);
+        if (!ops || st_submit(b->q->app->opt.store, ops, total, batch_entry_done, bw) != ST_OK) {
             atomic_fetch_sub(&b->pending, 1);
             free(bw);
             entry_fail(e, 503, "transient", "%s", "the store cannot take the write now");

@@ -34,8 +34,25 @@ void rest_write_free(rest_write *w)
     memset(w, 0, sizeof *w);
 }
 
+/* The audit entries and what was handed to the store with them (rest_audit.c). */
+static void audit_free(rest_audit_state *a)
+{
+    for (size_t i = 0; i < a->count; i++)
+        free(a->items[i]);
+    free(a->items);
+    for (size_t i = 0; i < a->txn_count; i++)
+        free(a->txns[i]);
+    free(a->txns);
+    free(a->body);
+}
+
 void rq_finish(rq *q)
 {
+    if (q->audit.holding) { /* the answer waits for its audit entries: freed once it has been sent */
+        q->audit.finish_wanted = true;
+        return;
+    }
+    audit_free(&q->audit);
     rest_write_free(&q->write);
     free(q);
 }

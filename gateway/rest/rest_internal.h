@@ -11,21 +11,25 @@
  *   rest.c          the entry point: identity, rate limit, format, type-level authorisation
  *     -> operations, capability, rest_access, answer
  *   operations      the table of interactions and $operations, and dispatch through it
- *     -> handlers (rest_read, rest_write, rest_patch, rest_search, rest_batch, rest_validate), answer
+ *     -> handlers (rest_read, rest_write, rest_patch, rest_search, rest_batch, rest_validate, rest_audit_read),
+ *        answer
  *   rest_batch      batch and transaction Bundles
- *     -> rest_write, rest_query, rest_bundle, rest_access, answer
+ *     -> rest_write, rest_query, rest_bundle, rest_access, rest_audit, answer
  *   rest_patch      PATCH -> rest_write, rest_query, rest_access, answer
  *   rest_validate   $validate -> rest_write, answer
- *   rest_search     searchset and history pages -> rest_query, rest_bundle, rest_access, answer
+ *   rest_search     searchset and history pages -> rest_query, rest_bundle, rest_access, rest_audit, answer
  *   rest_read       read, vread, metadata -> rest_access, answer
  *   rest_write      create, update, delete; parsing, preparing and submitting one write
- *     -> rest_query, rest_access, answer
+ *     -> rest_query, rest_access, rest_audit, answer
  *   rest_bundle     writing Bundles -> answer
  *   rest_query      search parameters -> the store's query; conditional searches -> answer
- *   rest_access     the one enforcement point -> answer
+ *   rest_access     the one enforcement point -> rest_audit, answer
+ *   rest_audit_read GET /AuditEvent[/id]: the audit trail as AuditEvent -> handlers, answer
  *   directory       the registered organisations' own entries, written as they would write them
  *     -> rest_write
- *   answer          answering a request: JSON, outcomes, version headers, status mapping
+ *   answer          answering a request: JSON, outcomes, version headers, status mapping -> rest_audit
+ *   rest_audit      the request's audit entries: noting, attaching them to write transactions, committing
+ *                   them before an answer leaves (answer holds it until then)
  *   rest_context    (this header) -> route
  *   route, capability: pure, no state (route.h, capability.h)
  *
@@ -122,6 +126,42 @@ typedef struct rest_write {
     st_op op;
 } rest_write;
 
+/*
+ * One audit entry of a request (rest_audit.c). Each is its own allocation, so
+ * that the store may hold a pointer to its entry while more are noted.
+ */
+typedef struct rest_audit_item {
+    au_entry e;
+    bool handed;                 /* in a transaction given to the store: the commit thread settles e */
+    const struct rest_write *w;  /* the write it records, or NULL */
+    int op_index;                /* that write's operation in its transaction; -1: none */
+    bool if_match;               /* the write came with If-Match (a version conflict answers 412, else 409) */
+    int (*status_of)(st_status); /* the HTTP status of a store failure (answer.c's mapping) */
+} rest_audit_item;
+
+/* A request's audit entries, and an answer held until they are committed. */
+typedef struct rest_audit_state {
+    rest_audit_item **items;
+    size_t count, cap;
+    st_op **txns; /* operation arrays handed to the store (freed with the request) */
+    size_t txn_count, txn_cap;
+    bool lost;                    /* an entry could not even be noted (out of memory): nothing is answered but 503 */
+    bool ids_known;               /* cert_fp and request_id taken from the request */
+    char cert_fp[65];             /* of the client certificate, for every entry */
+    char request_id[AU_TEXT_MAX]; /* X-Request-ID, likewise */
+    srv_request *req;             /* the request whose answer is held */
+    bool holding;                 /* an answer waits for its entries' commit */
+    bool finish_wanted;           /* rq_finish came while holding: free once answered */
+    bool failed;                  /* an entry could not be committed: the answer becomes 500/503 */
+    int failed_status;
+    int status; /* the held answer */
+    char *body;
+    size_t len;
+    srv_producer produce;
+    srv_release release;
+    void *arg;
+} rest_audit_state;
+
 /* The state of one request. Heap-allocated; freed after the answer. */
 typedef struct rq {
     rest_app *app;
@@ -132,6 +172,7 @@ typedef struct rq {
     rt_route route;
     rt_return prefer;
     rest_write write; /* single-resource writes */
+    rest_audit_state audit;
 } rq;
 
 /* Frees the context and its write (after the answer). */

@@ -26,9 +26,10 @@ bool rest_read(rq *q)
                       ? st_vread(q->app->opt.store, type, q->route.id, strtoll(q->route.version, NULL, 10), &r, &err)
                       : st_read(q->app->opt.store, type, q->route.id, &r, &err);
     if (s != ST_OK && s != ST_GONE) {
-        if (s == ST_NOT_FOUND)
+        if (s == ST_NOT_FOUND) { /* audited like a hidden one: the client cannot tell them apart */
+            rest_record_decision(q, AZ_READ, type, AZ_HIDDEN, 404, "no such resource", NULL);
             rest_answer_not_known(q, type, q->route.id, q->route.version);
-        else
+        } else
             rq_respond_outcome(q, rest_status_of(s), OO_ERROR, rest_code_of(s), NULL, "the store failed: %s",
                                err.message);
         return false;

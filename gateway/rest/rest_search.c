@@ -10,6 +10,7 @@
 #include "gateway/rest/answer.h"
 #include "gateway/rest/handlers.h"
 #include "gateway/rest/rest_access.h"
+#include "gateway/rest/rest_audit.h"
 #include "gateway/rest/rest_bundle.h"
 #include "gateway/rest/rest_query.h"
 
@@ -126,6 +127,26 @@ static size_t chunk_rows(const page *p)
     return rows < p->remaining ? rows : p->remaining;
 }
 
+/*
+ * Audit: every resource a chunk brings (and every included one the caller
+ * may read) is an access. The first chunk's entries are committed before
+ * the page's head leaves (answer.c holds it); a later chunk's are committed
+ * here before it is written, waiting on the worker for that commit, and a
+ * chunk whose entries cannot be committed cuts the page.
+ */
+static void note_chunk(page *p)
+{
+    az_action action = p->history ? AZ_HISTORY : AZ_SEARCH;
+    for (size_t i = 0; i < p->chunk.count; i++)
+        rest_audit_note_resource(p->q, action, &p->chunk.items[i], AZ_ALLOW, 0, NULL);
+    for (size_t i = 0; i < p->chunk.included_count; i++) {
+        const st_resource *r = &p->chunk.included[i];
+        if (az_check_resource(&p->q->caller, r->type, AZ_READ, r->owner, r->access_tags, r->access_tag_count) ==
+            AZ_ALLOW)
+            rest_audit_note_resource(p->q, AZ_READ, r, AZ_ALLOW, 0, NULL);
+    }
+}
+
 /* Read the next chunk into p->chunk (the one before is freed). The first read (first: it also notes the total
  * and the snapshot the later ones read at) runs in the handler, so its failure still gets a status; a later
  * one that fails can only cut the stream. */
@@ -158,6 +179,9 @@ static st_status page_read(page *p, bool first, st_error *err)
     }
     if (s != ST_OK)
         return s;
+    note_chunk(p);
+    if (!first && !rest_audit_flush_wait(p->q))
+        return ST_IO;
     p->remaining -= p->chunk.count < p->remaining ? p->chunk.count : p->remaining;
     if (first) {
         p->total = p->chunk.total;
@@ -392,6 +416,8 @@ bool rest_search(rq *q)
     oo_list_free(&issues);
     st_error err;
     st_status s = ST_INTERNAL;
+    /* the search itself is audited (not its parameters, which may name a patient), then what it returns */
+    rest_audit_note(q, AZ_SEARCH, type->name, NULL, 0, NULL, AZ_ALLOW, 0, NULL);
     if (rest_to_st_query(&p->sq, &q->caller, q->app->opt.base_url, &p->stq)) {
         p->keyset = !p->sq.sort;
         p->start = p->stq.q.offset;
@@ -402,6 +428,7 @@ bool rest_search(rq *q)
         if (whole) {
             s = st_search(q->app->opt.store, &p->stq.q, &p->chunk, &err);
             if (s == ST_OK) {
+                note_chunk(p);
                 p->total = p->chunk.total, p->snapshot = p->chunk.snapshot, p->first_more = p->chunk.more;
                 p->store_more = p->chunk.more;
                 p->remaining = 0;
@@ -535,6 +562,7 @@ bool rest_history(rq *q)
     snprintf(p->path, sizeof p->path, "%s%s%s%s_history", type ? type->name : "", type ? "/" : "", h->id ? h->id : "",
              h->id ? "/" : "");
     p->query = strdup(query); /* the request is gone once the stream starts */
+    rest_audit_note(q, AZ_HISTORY, type ? type->name : NULL, h->id, 0, NULL, AZ_ALLOW, 0, NULL);
     st_error err;
     /* _count=0 reads no rows: the total only */
     st_status s = p->query ? page_read(p, true, &err) : ST_INTERNAL;

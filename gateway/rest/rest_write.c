@@ -19,6 +19,7 @@
 #include "gateway/rest/answer.h"
 #include "gateway/rest/handlers.h"
 #include "gateway/rest/rest_access.h"
+#include "gateway/rest/rest_audit.h"
 #include "gateway/rest/rest_query.h"
 
 /* ---- parsing and validation ---- */
@@ -311,7 +312,10 @@ static void write_answer(void *arg)
     rq *q = arg;
     rest_write *w = &q->write;
     const st_op_result *r = &w->result;
-    if (r->status == ST_EXISTS && w->conditional_update) {
+    if (q->audit.failed) { /* the transaction was rolled back with its audit entries: nothing was written */
+        rq_respond_outcome(q, q->audit.failed_status, OO_ERROR, OO_EXCEPTION, NULL,
+                           "the write could not be recorded in the audit trail, so it was not made; try again");
+    } else if (r->status == ST_EXISTS && w->conditional_update) {
         rq_respond_outcome(q, 412, OO_ERROR, "conflict", NULL,
                            "a concurrent write created a %s the conditional update matches (%s): nothing was written; "
                            "send it again to update that one",
@@ -342,13 +346,20 @@ static void write_done(void *arg, const st_txn_result *result)
 {
     rq *q = arg;
     q->write.result = result->ops[0];
+    q->audit.failed = !rest_audit_committed(result, 1, &q->audit.failed_status);
     srv_post(q->req, write_answer, q);
 }
 
-/* Submit q->write; false (after answering) when the store would not take it. */
+/* Submit q->write with its audit entries, in one transaction; false (after answering) when the store would not
+ * take it. */
 static bool submit(rq *q)
 {
-    st_status s = st_submit(q->app->opt.store, &q->write.op, 1, write_done, q);
+    rest_write *w = &q->write;
+    rest_audit_note_write(q, w, w->op.kind, NULL);
+    const rest_write *ws[1] = {w};
+    size_t n = 0;
+    st_op *ops = rest_audit_attach(q, &w->op, ws, 1, NULL, rest_status_of, &n);
+    st_status s = ops ? st_submit(q->app->opt.store, ops, n, write_done, q) : ST_INTERNAL;
     if (s == ST_OK)
         return true;
     if (s == ST_BUSY)

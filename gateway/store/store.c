@@ -39,6 +39,7 @@ typedef struct txn {
 
 struct st_write_ctx {
     st_store *store;
+    uint64_t audit_appended; /* audit entries appended in this batch so far */
 };
 
 struct st_store {
@@ -61,9 +62,15 @@ struct st_store {
     void **idle_readers;
     size_t idle_count, open_readers;
 
+    /* the audit chain (commit thread only, after st_open): its head and the last checkpoint */
+    au_head audit_head;
+    int64_t checkpoint_seq, checkpoint_ms;
+    atomic_bool fail_audit; /* st_test_fail_audit */
+
     /* counters, written by the commit thread */
     _Atomic uint64_t commits, transactions, failed_transactions, operations;
     _Atomic uint64_t commit_us_total, commit_us_max, max_batch_seen;
+    _Atomic uint64_t audit_entries, audit_checkpoints, audit_checkpoint_failures;
 };
 
 /* ---- Small things ------------------------------------------------------------------ */
@@ -499,27 +506,150 @@ static void mark_aborted_except(txn *t, size_t failed)
         }
 }
 
-/* Runs one submitted transaction inside its savepoint. */
+/* ---- Audit entries in transactions ---- */
+
+static bool is_audit(const st_op *op)
+{
+    return op->kind == ST_OP_AUDIT;
+}
+
+static bool has_audit(const txn *t)
+{
+    for (size_t i = 0; i < t->op_count; i++)
+        if (is_audit(&t->ops[i]))
+            return true;
+    return false;
+}
+
+/* How the operations other than audit ones went, for audit_settle: the first failure, else ST_OK. */
+static st_txn_result summary_of(const txn *t, size_t failed)
+{
+    st_txn_result r = {.status = ST_OK, .ops = t->results, .op_count = t->op_count};
+    if (failed < t->op_count) {
+        r.status = t->results[failed].status;
+        r.failed_op = failed;
+    }
+    return r;
+}
+
+/* One audit entry, settled and sealed as the next link of the chain; res says how it went. */
+static void append_audit(st_store *s, st_write_ctx *ctx, const st_op *op, const st_txn_result *others,
+                         st_op_result *res)
+{
+    memset(res, 0, sizeof *res);
+    if (op->audit_settle)
+        op->audit_settle(op->audit_settle_arg, others, op->audit);
+    unsigned char mac[AU_MAC_LEN];
+    if (!s->config.audit_keys)
+        st__result_message(res, ST_INVALID, "no audit key is configured");
+    else if (atomic_load(&s->fail_audit))
+        st__result_message(res, ST_IO, "the audit entry could not be appended (test hook)");
+    else if (!au_chain_seal(s->config.audit_keys, &s->audit_head, st__stamp(ctx), op->audit, mac))
+        st__result_message(res, ST_INTERNAL, "sealing the audit entry failed");
+    else
+        s->backend->append_audit(s->writer, op->audit, mac, res);
+    if (res->status == ST_OK)
+        ctx->audit_appended++;
+}
+
+/* Appends every audit operation of t; the index of the first that failed, or op_count. */
+static size_t append_audits(st_store *s, st_write_ctx *ctx, txn *t, const st_txn_result *others)
+{
+    for (size_t i = 0; i < t->op_count; i++) {
+        if (!is_audit(&t->ops[i]))
+            continue;
+        append_audit(s, ctx, &t->ops[i], others, &t->results[i]);
+        if (t->results[i].status != ST_OK)
+            return i;
+    }
+    return t->op_count;
+}
+
+/*
+ * A transaction whose writes failed and were rolled back still gets its
+ * audit entries (the access happened, and was answered with that failure):
+ * in a savepoint of their own. A failure here is left in the audit
+ * operations' results (the requester answers 500/503: unrecorded).
+ */
+static txn_outcome append_audits_alone(st_store *s, st_write_ctx *ctx, txn *t, size_t failed, st_error *err)
+{
+    au_head head = s->audit_head;
+    uint64_t appended = ctx->audit_appended;
+    if (s->backend->begin_txn(s->writer, err) != ST_OK)
+        return TXN_BATCH_LOST;
+    st_txn_result others = summary_of(t, failed);
+    bool ok = append_audits(s, ctx, t, &others) == t->op_count;
+    if (s->backend->end_txn(s->writer, ok, err) != ST_OK)
+        return TXN_BATCH_LOST;
+    if (!ok) {
+        s->audit_head = head;
+        ctx->audit_appended = appended;
+    }
+    return TXN_ROLLED_BACK;
+}
+
+/* Runs one submitted transaction inside its savepoint: its writes, then its audit entries. */
 static txn_outcome run_txn(st_store *s, st_write_ctx *ctx, txn *t, st_error *err)
 {
+    au_head head = s->audit_head;
+    uint64_t appended = ctx->audit_appended;
     st_status begun = s->backend->begin_txn(s->writer, err);
     if (begun != ST_OK)
         return TXN_BATCH_LOST;
     size_t failed = t->op_count;
     for (size_t i = 0; i < t->op_count && failed == t->op_count; i++) {
+        if (is_audit(&t->ops[i]))
+            continue;
         s->backend->apply(s->writer, ctx, &t->ops[i], &t->results[i]);
         if (t->ops[i].on_applied)
             t->ops[i].on_applied(t->ops[i].on_applied_arg, &t->results[i]);
         if (is_failure(t->results[i].status))
             failed = i;
     }
+    if (failed == t->op_count) {
+        st_txn_result others = summary_of(t, failed);
+        failed = append_audits(s, ctx, t, &others);
+    }
     bool keep = failed == t->op_count;
     if (s->backend->end_txn(s->writer, keep, err) != ST_OK)
         return TXN_BATCH_LOST;
     if (keep)
         return TXN_KEPT;
+    s->audit_head = head; /* the entries of the savepoint are gone */
+    ctx->audit_appended = appended;
+    bool audit_failed = is_audit(&t->ops[failed]);
+    st_op_result why = t->results[failed];
     mark_aborted_except(t, failed);
-    return TXN_ROLLED_BACK;
+    if (audit_failed || !has_audit(t))
+        return TXN_ROLLED_BACK;
+    txn_outcome outcome = append_audits_alone(s, ctx, t, failed, err);
+    t->results[failed] = why;
+    return outcome;
+}
+
+/* ---- Checkpoints of the audit chain ---- */
+
+/* After a commit: a signed checkpoint of the head when enough entries or time have passed (or force). */
+static void checkpoint_if_due(st_store *s, bool force)
+{
+    const st_config *c = &s->config;
+    if (!c->audit_signer || !c->audit_checkpoint_path || !*c->audit_checkpoint_path ||
+        s->audit_head.seq <= s->checkpoint_seq)
+        return;
+    int64_t now = c->clock(c->clock_arg);
+    if (!force && s->audit_head.seq - s->checkpoint_seq < (int64_t)c->audit_checkpoint_entries &&
+        now - s->checkpoint_ms < (int64_t)c->audit_checkpoint_ms)
+        return;
+    au_checkpoint cp = {.seq = s->audit_head.seq, .time_ms = now};
+    memcpy(cp.mac, s->audit_head.mac, AU_MAC_LEN);
+    char err[256];
+    if (au_checkpoint_append(c->audit_signer, c->audit_checkpoint_path, &cp, err, sizeof err)) {
+        s->checkpoint_seq = cp.seq;
+        s->checkpoint_ms = now;
+        atomic_fetch_add(&s->audit_checkpoints, 1);
+    } else {
+        atomic_fetch_add(&s->audit_checkpoint_failures, 1); /* tried again after the next commit */
+    }
 }
 
 /* The whole batch failed (BEGIN or COMMIT): every operation gets the reason. */
@@ -568,7 +698,8 @@ static void count_commit(st_store *s, const st_commit_stats *c)
 
 static void run_batch(st_store *s, txn *batch)
 {
-    st_write_ctx ctx = {s};
+    st_write_ctx ctx = {s, 0};
+    au_head head = s->audit_head;
     st_commit_stats stats = {.ok = true};
     uint64_t start = monotonic_us();
     stats.queue_wait_us = start - batch->queued_at_us;
@@ -592,6 +723,10 @@ static void run_batch(st_store *s, txn *batch)
         s->backend->rollback_batch(s->writer);
         fail_batch(batch, status, err.message);
         stats.ok = false;
+        s->audit_head = head;
+    } else {
+        atomic_fetch_add(&s->audit_entries, ctx.audit_appended);
+        checkpoint_if_due(s, false); /* before the callbacks: the answers come after their checkpoint */
     }
     stats.commit_us = monotonic_us() - start;
     count_commit(s, &stats);
@@ -662,6 +797,8 @@ static void *commit_thread_main(void *arg)
 
 static bool valid_op(const st_op *op)
 {
+    if (op->kind == ST_OP_AUDIT)
+        return op->audit != NULL;
     if (op->kind < ST_OP_CREATE || op->kind > ST_OP_DELETE)
         return false;
     if (!valid_name(op->type, ST_TYPE_MAX) || !valid_name(op->id, ST_ID_MAX))
@@ -758,6 +895,10 @@ static void apply_defaults(st_config *c)
         c->max_readers = LIM(store_max_readers);
     if (!c->clock)
         c->clock = real_clock_ms;
+    if (!c->audit_checkpoint_entries)
+        c->audit_checkpoint_entries = LIM(audit_checkpoint_entries);
+    if (!c->audit_checkpoint_ms)
+        c->audit_checkpoint_ms = LIM(audit_checkpoint_ms);
     if (c->batch_wait_us == 0)
         c->batch_wait_us = LIM(store_batch_wait_us);
     else if (c->batch_wait_us < 0)
@@ -774,6 +915,39 @@ static bool init_sync(st_store *s)
               pthread_mutex_init(&s->pool_lock, NULL) == 0 && pthread_cond_init(&s->pool_returned, NULL) == 0;
     pthread_condattr_destroy(&attr);
     return ok;
+}
+
+/*
+ * The chain's head from the database, and the last checkpoint from its file:
+ * a trail that ends before the last checkpoint lost its tail, and the
+ * gateway does not write on after a gap (fhirgw audit verify names it).
+ */
+static bool open_audit(st_store *s, st_error *err)
+{
+    const st_config *c = &s->config;
+    s->checkpoint_ms = c->clock(c->clock_arg);
+    if (!c->audit_keys)
+        return true;
+    if (s->backend->audit_head(s->writer, &s->audit_head, err) != ST_OK)
+        return false;
+    if (!c->audit_signer || !c->audit_checkpoint_path || !*c->audit_checkpoint_path)
+        return true;
+    au_checkpoint last;
+    bool found;
+    char why[256];
+    if (!au_checkpoint_last(c->audit_signer, c->audit_checkpoint_path, &last, &found, why, sizeof why)) {
+        st__error(err, "audit checkpoints: %s", why);
+        return false;
+    }
+    if (found && last.seq > s->audit_head.seq) {
+        st__error(err,
+                  "the audit trail ends at entry %lld but %s covers up to %lld: entries were removed (see fhirgw "
+                  "audit verify)",
+                  (long long)s->audit_head.seq, c->audit_checkpoint_path, (long long)last.seq);
+        return false;
+    }
+    s->checkpoint_seq = found ? last.seq : 0;
+    return true;
 }
 
 st_store *st_open(const st_config *config, st_error *err)
@@ -800,6 +974,10 @@ st_store *st_open(const st_config *config, st_error *err)
     s->writer = s->backend->open_writer(&s->config, err);
     if (!s->writer)
         goto fail;
+    if (!open_audit(s, err)) {
+        s->backend->close_writer(s->writer);
+        goto fail;
+    }
     if (pthread_create(&s->commit_thread, NULL, commit_thread_main, s) != 0) {
         st__error(err, "cannot start the commit thread");
         s->backend->close_writer(s->writer);
@@ -825,6 +1003,7 @@ void st_close(st_store *s)
     pthread_cond_signal(&s->queue_grew);
     pthread_mutex_unlock(&s->queue_lock);
     pthread_join(s->commit_thread, NULL);
+    checkpoint_if_due(s, true); /* the head as the gateway leaves it */
     s->backend->close_writer(s->writer);
     for (size_t i = 0; i < s->idle_count; i++)
         s->backend->close_reader(s->idle_readers[i]);
@@ -845,4 +1024,47 @@ void st_counters_get(st_store *s, st_counters *out)
     out->commit_us_total = atomic_load(&s->commit_us_total);
     out->commit_us_max = atomic_load(&s->commit_us_max);
     out->max_batch_seen = atomic_load(&s->max_batch_seen);
+    out->audit_entries = atomic_load(&s->audit_entries);
+    out->audit_checkpoints = atomic_load(&s->audit_checkpoints);
+    out->audit_checkpoint_failures = atomic_load(&s->audit_checkpoint_failures);
+}
+
+/* ---- The audit trail: reads ---------------------------------------------------------- */
+
+static st_status audit_read(st_store *s, const st_audit_query *q, int64_t seq, st_audit_row **rows, size_t *count,
+                            st_error *err)
+{
+    *rows = NULL;
+    *count = 0;
+    void *reader = reader_acquire(s, err);
+    if (!reader)
+        return ST_IO;
+    st_status status = s->backend->audit_read(reader, q, seq, rows, count, err);
+    reader_release(s, reader);
+    return status;
+}
+
+st_status st_audit_list(st_store *s, const st_audit_query *q, st_audit_row **rows, size_t *count, st_error *err)
+{
+    return audit_read(s, q, 0, rows, count, err);
+}
+
+st_status st_audit_get(st_store *s, int64_t seq, st_audit_row *out, st_error *err)
+{
+    st_audit_row *rows;
+    size_t count;
+    st_audit_query none = {0};
+    st_status status = seq > 0 ? audit_read(s, &none, seq, &rows, &count, err) : ST_NOT_FOUND;
+    if (status == ST_OK && count == 0)
+        status = ST_NOT_FOUND;
+    if (status == ST_OK)
+        *out = rows[0];
+    if (seq > 0)
+        free(rows);
+    return status;
+}
+
+void st_test_fail_audit(st_store *s, bool fail)
+{
+    atomic_store(&s->fail_audit, fail);
 }

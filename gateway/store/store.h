@@ -17,8 +17,9 @@
  * Backends: SQLite in WAL mode today (store_sqlite.c); the interface says
  * nothing SQLite-specific, so a PostgreSQL backend (libpq) can follow behind
  * the same functions (see store_backend.h for what a backend implements).
- * Later the same write transactions carry audit entries and relay-queue rows
- * (new st_op kinds), so that they commit atomically with the resource.
+ * The same write transactions carry the NEN 7513 audit entries (ST_OP_AUDIT,
+ * docs/audit.md), so that an entry commits atomically with the write it
+ * records; relay-queue rows are to follow as another st_op kind.
  *
  * Durability and group commit. All writes go through one commit thread.
  * st_submit() queues a transaction (one or more operations) and returns at
@@ -73,6 +74,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gateway/audit/audit.h"
 #include "gateway/util/limits.h"
 
 #define ST_ID_MAX LIM(id_max)                       /* FHIR ids: [A-Za-z0-9.-]{1,64} */
@@ -132,6 +134,21 @@ typedef struct st_config {
     /* Called on the commit thread after every commit (or failed commit). */
     void (*on_commit)(void *arg, const st_commit_stats *stats);
     void *on_commit_arg;
+    /*
+     * The audit trail (docs/audit.md). With audit_keys, ST_OP_AUDIT entries are
+     * chained with the current key and, with audit_signer and
+     * audit_checkpoint_path, the chain head is checkpointed there every
+     * audit_checkpoint_entries entries or audit_checkpoint_ms (0: the rows of
+     * gateway/util/limits.h), and once more by st_close. Without audit_keys an
+     * ST_OP_AUDIT fails (ST_INVALID), and so does its transaction. Borrowed:
+     * they must outlive the store. st_open refuses a database whose trail ends
+     * before the last checkpoint (a cut-off tail).
+     */
+    const au_keyring *audit_keys;
+    const au_signer *audit_signer;
+    const char *audit_checkpoint_path;
+    unsigned audit_checkpoint_entries;
+    unsigned audit_checkpoint_ms;
 } st_config;
 
 typedef struct st_store st_store;
@@ -150,6 +167,8 @@ typedef struct st_counters {
     uint64_t commit_us_total; /* sum over commits of st_commit_stats.commit_us */
     uint64_t commit_us_max;
     uint64_t max_batch_seen; /* largest batch (transactions) so far */
+    uint64_t audit_entries;  /* audit entries committed */
+    uint64_t audit_checkpoints, audit_checkpoint_failures;
 } st_counters;
 
 void st_counters_get(st_store *store, st_counters *out);
@@ -426,9 +445,9 @@ st_status st_search(st_store *store, const st_query *query, st_list *out, st_err
 typedef enum st_op_kind {
     ST_OP_CREATE = 1, /* with if_none_exist: a conditional create */
     ST_OP_UPDATE,
-    ST_OP_DELETE
-    /* to come, in the same transactions: ST_OP_AUDIT (append an audit entry),
-     * ST_OP_RELAY_ENQUEUE (a handover notification with its retry state) */
+    ST_OP_DELETE,
+    ST_OP_AUDIT /* append st_op.audit to the audit chain (type and id are not used) */
+    /* to come, in the same transactions: ST_OP_RELAY_ENQUEUE (a handover notification with its retry state) */
 } st_op_kind;
 
 /*
@@ -440,6 +459,7 @@ typedef enum st_op_kind {
 typedef char *(*st_render_fn)(void *arg, int64_t version, const char *last_updated, size_t *len);
 
 struct st_op_result;
+struct st_txn_result;
 
 /* A resource an operation grants read access to (see st_op.grants). */
 typedef struct st_grant {
@@ -496,6 +516,20 @@ typedef struct st_op {
      */
     void (*on_applied)(void *arg, const struct st_op_result *result);
     void *on_applied_arg;
+
+    /*
+     * ST_OP_AUDIT: the entry (borrowed and written to: the store assigns its
+     * seq, time and key_id). Audit operations are applied after the other
+     * operations of their transaction, whatever their place in it, so that
+     * audit_settle (optional, on the commit thread) can fill in the outcome
+     * (entry->status, entry->decision) from how the others went. When the
+     * others fail, their changes are rolled back and the audit entries are
+     * still appended, settled with that failure. When an audit entry cannot be
+     * appended, the whole transaction fails: no access goes unrecorded.
+     */
+    au_entry *audit;
+    void (*audit_settle)(void *arg, const struct st_txn_result *others, au_entry *entry);
+    void *audit_settle_arg;
 } st_op;
 
 typedef struct st_op_result {
@@ -536,6 +570,31 @@ st_status st_submit(st_store *store, const st_op *ops, size_t op_count, st_done_
  * status (as st_txn_result.status) or why it could not be queued.
  */
 st_status st_submit_wait(st_store *store, const st_op *ops, size_t op_count, st_op_result *results);
+
+/* ---- The audit trail (reads) -------------------------------------------------------- */
+
+typedef struct st_audit_row {
+    au_entry entry;
+    unsigned char mac[AU_MAC_LEN];
+} st_audit_row;
+
+/* Newest first below before_seq (0: from the newest), or with ascending oldest first after after_seq; only
+ * ura's entries when ura is not NULL; count rows at most. */
+typedef struct st_audit_query {
+    const char *ura;
+    bool ascending;
+    int64_t after_seq, before_seq;
+    size_t count;
+} st_audit_query;
+
+/* A page of entries: *rows is malloc'd (free()), *count of them. */
+st_status st_audit_list(st_store *store, const st_audit_query *query, st_audit_row **rows, size_t *count,
+                        st_error *err);
+/* The entry with this seq: ST_OK or ST_NOT_FOUND. */
+st_status st_audit_get(st_store *store, int64_t seq, st_audit_row *out, st_error *err);
+
+/* Tests only: while on, every audit append fails with ST_IO (and so its transaction). */
+void st_test_fail_audit(st_store *store, bool fail);
 
 /* ---- Helpers shared with callers -------------------------------------------------- */
 

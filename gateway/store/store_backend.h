@@ -75,6 +75,13 @@ typedef struct st_backend {
     /* After a batch's callbacks have run: housekeeping that must not delay acknowledgements. */
     void (*maintain)(void *writer);
 
+    /* The audit chain: its last entry (seq 0 when empty), on the writer; append one sealed entry (res filled). */
+    st_status (*audit_head)(void *writer, au_head *out, st_error *err);
+    void (*append_audit)(void *writer, const au_entry *entry, const unsigned char mac[AU_MAC_LEN], st_op_result *res);
+    /* Entries as st_audit_list asks (seq > 0: just that one, by st_audit_get); *rows malloc'd. */
+    st_status (*audit_read)(void *reader, const st_audit_query *query, int64_t seq, st_audit_row **rows, size_t *count,
+                            st_error *err);
+
     /* version 0: the current one */
     st_status (*read)(void *reader, const char *type, const char *id, int64_t version, st_resource *out, st_error *err);
     st_status (*history)(void *reader, const st_history_query *query, st_list *out, st_error *err);

@@ -167,6 +167,29 @@ static const char *const MIGRATIONS[] = {
     "ALTER TABLE index_date ADD COLUMN personal {INT} NOT NULL DEFAULT 0;"
     "ALTER TABLE index_number ADD COLUMN personal {INT} NOT NULL DEFAULT 0;"
     "ALTER TABLE index_uri ADD COLUMN personal {INT} NOT NULL DEFAULT 0;",
+    /* 4: the NEN 7513 audit trail (docs/audit.md): one row per access, chained by mac; seq is assigned by the
+     * commit thread (not generated), so that entries chain in commit order */
+    "CREATE TABLE audit_entry ("
+    "  seq {INT} PRIMARY KEY,"
+    "  time_ms {INT} NOT NULL,"
+    "  key_id TEXT NOT NULL,"
+    "  ura TEXT NOT NULL,"
+    "  org_name TEXT NOT NULL,"
+    "  cert_fp TEXT NOT NULL,"
+    "  on_behalf TEXT NOT NULL,"
+    "  request_id TEXT NOT NULL,"
+    "  interaction TEXT NOT NULL,"
+    "  action TEXT NOT NULL,"
+    "  type TEXT NOT NULL,"
+    "  res_id TEXT NOT NULL,"
+    "  version {INT} NOT NULL,"
+    "  patient TEXT NOT NULL,"
+    "  bundle_where TEXT NOT NULL,"
+    "  decision TEXT NOT NULL,"
+    "  status {INT} NOT NULL,"
+    "  mac TEXT NOT NULL);"
+    "CREATE INDEX audit_by_organisation ON audit_entry (ura, seq);"
+    "CREATE INDEX audit_by_patient ON audit_entry (patient, seq);",
 };
 _Static_assert(sizeof MIGRATIONS / sizeof *MIGRATIONS == SQL_SCHEMA_VERSION, "one migration per schema version");
 
@@ -245,6 +268,11 @@ static const char *const INDEX_TABLE[] = {
     "(SELECT {AGG}(tag, {US}) FROM (SELECT t.tag FROM access_tag t WHERE t.rid = r.rid" \
     " UNION SELECT g.tag FROM access_grant g WHERE g.rid = r.rid) AS u)"
 
+/* The audit table's columns in the order of sql_audit_col (and of SQL_INSERT_AUDIT's parameters). */
+#define AUDIT_COLUMNS                                                                                          \
+    "seq, time_ms, key_id, ura, org_name, cert_fp, on_behalf, request_id, interaction, action, type, res_id, " \
+    "version, patient, bundle_where, decision, status, mac"
+
 static const char *const FIXED[SQL_FIXED_COUNT] = {
     [SQL_BEGIN_BATCH] = "{BEGIN_WRITE}",
     [SQL_COMMIT_BATCH] = "COMMIT",
@@ -294,6 +322,13 @@ static const char *const FIXED[SQL_FIXED_COUNT] = {
                          " FROM resource r JOIN resource_version v ON v.rid = r.rid AND v.version = ?3"
                          " WHERE r.type = ?1 AND r.id = ?2",
     [SQL_LAST_SEQ] = "SELECT coalesce(max(seq), 0) FROM resource_version",
+    [SQL_INSERT_AUDIT] = "INSERT INTO audit_entry (" AUDIT_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,"
+                         " ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+    [SQL_AUDIT_HEAD] = "SELECT seq, mac FROM audit_entry ORDER BY seq DESC LIMIT 1",
+    [SQL_AUDIT_GET] = "SELECT " AUDIT_COLUMNS " FROM audit_entry WHERE seq = ?1",
+    [SQL_AUDIT_AFTER] = "SELECT " AUDIT_COLUMNS " FROM audit_entry WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    [SQL_AUDIT_OF_BEFORE] = "SELECT " AUDIT_COLUMNS " FROM audit_entry WHERE ura = ?1 AND seq < ?2"
+                            " ORDER BY seq DESC LIMIT ?3",
 };
 
 char *sql_fixed_text(const sql_dialect *d, sql_fixed which)

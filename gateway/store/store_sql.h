@@ -27,6 +27,8 @@
  *                     value kind so that each gets its own SQL index; quantity
  *                     rows share index_number with a system and unit code;
  *                     personal = 1 marks rows holding personal data
+ *   audit_entry       the NEN 7513 audit trail: one row per access, chained
+ *                     by an HMAC (gateway/audit), seq assigned at commit
  *
  * What differs between databases is a small dialect (sql_dialect): the
  * placeholder style (?1 or $1), type names, INSERT-or-ignore, string
@@ -86,7 +88,7 @@ char *sql_render(const sql_dialect *d, const char *template_text);
 
 /* ---- The schema ------------------------------------------------------------------------- */
 
-#define SQL_SCHEMA_VERSION 3
+#define SQL_SCHEMA_VERSION 4
 
 /* The steps of the schema: step v (1..SQL_SCHEMA_VERSION) takes a database from version v - 1 to v.
  * Rendered for the dialect, malloc'd; one or more statements separated by ';'. */
@@ -126,11 +128,16 @@ typedef enum sql_fixed {
     SQL_DELETE_DATE,
     SQL_DELETE_NUMBER,
     SQL_DELETE_URI,
-    SQL_READ_CURRENT,  /* (type, id) -> the page columns up to SQL_COL_TAGS */
-    SQL_READ_VERSION,  /* (type, id, version) -> likewise */
-    SQL_DELETE_GRANTS, /* (grantor rid) */
-    SQL_INSERT_GRANT,  /* (grantor rid, target type, tag, target id) */
-    SQL_LAST_SEQ,      /* -> the newest change sequence, 0 when none */
+    SQL_READ_CURRENT,    /* (type, id) -> the page columns up to SQL_COL_TAGS */
+    SQL_READ_VERSION,    /* (type, id, version) -> likewise */
+    SQL_DELETE_GRANTS,   /* (grantor rid) */
+    SQL_INSERT_GRANT,    /* (grantor rid, target type, tag, target id) */
+    SQL_LAST_SEQ,        /* -> the newest change sequence, 0 when none */
+    SQL_INSERT_AUDIT,    /* the sql_audit_col columns, in order */
+    SQL_AUDIT_HEAD,      /* -> seq, mac of the newest audit entry (no row: empty) */
+    SQL_AUDIT_GET,       /* (seq) -> the sql_audit_col columns */
+    SQL_AUDIT_AFTER,     /* (after seq, limit) -> rows in seq order, every organisation's */
+    SQL_AUDIT_OF_BEFORE, /* (ura, before seq, limit) -> an organisation's rows, newest first */
     SQL_FIXED_COUNT
 } sql_fixed;
 
@@ -149,6 +156,29 @@ enum {
     SQL_COL_TAGS, /* joined by ST__TAG_SEPARATOR; NULL when none */
     SQL_COL_KEY,  /* search pages and includes: the row's sort key (keyset paging) */
     SQL_COL_RID   /* search pages and includes: its resource row */
+};
+
+/* The columns of the audit statements (SQL_AUDIT_GET/AFTER/OF_BEFORE), and SQL_INSERT_AUDIT's parameters. */
+enum {
+    SQL_AU_SEQ,
+    SQL_AU_TIME,
+    SQL_AU_KEY_ID,
+    SQL_AU_URA,
+    SQL_AU_ORG_NAME,
+    SQL_AU_CERT_FP,
+    SQL_AU_ON_BEHALF,
+    SQL_AU_REQUEST_ID,
+    SQL_AU_INTERACTION,
+    SQL_AU_ACTION,
+    SQL_AU_TYPE,
+    SQL_AU_RES_ID,
+    SQL_AU_VERSION,
+    SQL_AU_PATIENT,
+    SQL_AU_WHERE,
+    SQL_AU_DECISION,
+    SQL_AU_STATUS,
+    SQL_AU_MAC,
+    SQL_AU_COLUMNS
 };
 
 /* ---- Values and built statements -------------------------------------------------------- */

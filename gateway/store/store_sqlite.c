@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fhir/array.h"
 #include "gateway/store/store_sql.h"
 
 #define DYNAMIC_CACHE_SIZE LIM(store_statement_cache)
@@ -942,8 +943,143 @@ static void apply(void *writer, st_write_ctx *ctx, const st_op *op, st_op_result
         return;
     case ST_OP_UPDATE: apply_update(c, ctx, op, &cur, res); return;
     case ST_OP_DELETE: apply_delete(c, ctx, op, &cur, res); return;
+    case ST_OP_AUDIT: break; /* store.c appends those itself (append_audit) */
     }
     st__result_message(res, ST_INVALID, "unknown operation");
+}
+
+/* ---- The audit trail ---------------------------------------------------------------------- */
+
+static st_status audit_head(void *writer, au_head *out, st_error *err)
+{
+    conn *c = writer;
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *stmt = fixed(c, SQL_AUDIT_HEAD);
+    if (!stmt)
+        return step_error(c, sqlite3_errcode(c->db), err);
+    int rc = sqlite3_step(stmt);
+    st_status s = ST_OK;
+    if (rc == SQLITE_ROW) {
+        out->seq = sqlite3_column_int64(stmt, 0);
+        const char *mac = (const char *)sqlite3_column_text(stmt, 1);
+        if (!mac || !au_unhex(mac, out->mac, AU_MAC_LEN)) {
+            st__error(err, "the last audit entry's MAC is not 64 hex digits");
+            s = ST_INTERNAL;
+        }
+    } else if (rc != SQLITE_DONE) {
+        s = step_error(c, rc, err);
+    }
+    finish(stmt);
+    return s;
+}
+
+static void append_audit(void *writer, const au_entry *e, const unsigned char mac[AU_MAC_LEN], st_op_result *res)
+{
+    conn *c = writer;
+    char mac_hex[AU_MAC_HEX], action[2] = {e->action, '\0'};
+    au_hex(mac, AU_MAC_LEN, mac_hex);
+    sql_value v[SQL_AU_COLUMNS] = {
+        [SQL_AU_SEQ] = sql_int(e->seq),
+        [SQL_AU_TIME] = sql_int(e->time_ms),
+        [SQL_AU_KEY_ID] = sql_text(e->key_id),
+        [SQL_AU_URA] = sql_text(e->ura),
+        [SQL_AU_ORG_NAME] = sql_text(e->org_name),
+        [SQL_AU_CERT_FP] = sql_text(e->cert_fp),
+        [SQL_AU_ON_BEHALF] = sql_text(e->on_behalf),
+        [SQL_AU_REQUEST_ID] = sql_text(e->request_id),
+        [SQL_AU_INTERACTION] = sql_text(e->interaction),
+        [SQL_AU_ACTION] = sql_text(action),
+        [SQL_AU_TYPE] = sql_text(e->type),
+        [SQL_AU_RES_ID] = sql_text(e->id),
+        [SQL_AU_VERSION] = sql_int(e->version),
+        [SQL_AU_PATIENT] = sql_text(e->patient),
+        [SQL_AU_WHERE] = sql_text(e->where),
+        [SQL_AU_DECISION] = sql_text(e->decision),
+        [SQL_AU_STATUS] = sql_int(e->status),
+        [SQL_AU_MAC] = sql_text(mac_hex),
+    };
+    sqlite3_stmt *stmt = fixed(c, SQL_INSERT_AUDIT);
+    if (!stmt) {
+        sqlite_failure(c, sqlite3_errcode(c->db), res);
+        return;
+    }
+    bind_values(stmt, v, SQL_AU_COLUMNS);
+    int rc = run(stmt);
+    if (rc != SQLITE_OK)
+        sqlite_failure(c, rc, res);
+    else
+        res->status = ST_OK;
+}
+
+static const char *column_text(sqlite3_stmt *stmt, int col)
+{
+    const char *t = (const char *)sqlite3_column_text(stmt, col);
+    return t ? t : "";
+}
+
+static void audit_row_from(sqlite3_stmt *stmt, st_audit_row *out)
+{
+    au_entry *e = &out->entry;
+    memset(out, 0, sizeof *out);
+    e->seq = sqlite3_column_int64(stmt, SQL_AU_SEQ);
+    e->time_ms = sqlite3_column_int64(stmt, SQL_AU_TIME);
+    AU_SET(e->key_id, column_text(stmt, SQL_AU_KEY_ID));
+    AU_SET(e->ura, column_text(stmt, SQL_AU_URA));
+    AU_SET(e->org_name, column_text(stmt, SQL_AU_ORG_NAME));
+    AU_SET(e->cert_fp, column_text(stmt, SQL_AU_CERT_FP));
+    AU_SET(e->on_behalf, column_text(stmt, SQL_AU_ON_BEHALF));
+    AU_SET(e->request_id, column_text(stmt, SQL_AU_REQUEST_ID));
+    AU_SET(e->interaction, column_text(stmt, SQL_AU_INTERACTION));
+    e->action = column_text(stmt, SQL_AU_ACTION)[0];
+    AU_SET(e->type, column_text(stmt, SQL_AU_TYPE));
+    AU_SET(e->id, column_text(stmt, SQL_AU_RES_ID));
+    e->version = sqlite3_column_int64(stmt, SQL_AU_VERSION);
+    AU_SET(e->patient, column_text(stmt, SQL_AU_PATIENT));
+    AU_SET(e->where, column_text(stmt, SQL_AU_WHERE));
+    AU_SET(e->decision, column_text(stmt, SQL_AU_DECISION));
+    e->status = sqlite3_column_int(stmt, SQL_AU_STATUS);
+    if (!au_unhex(column_text(stmt, SQL_AU_MAC), out->mac, AU_MAC_LEN))
+        memset(out->mac, 0, AU_MAC_LEN); /* a mangled MAC never verifies */
+}
+
+static st_status audit_read(void *reader, const st_audit_query *q, int64_t seq, st_audit_row **rows, size_t *count,
+                            st_error *err)
+{
+    conn *c = reader;
+    sqlite3_stmt *stmt = fixed(c, seq ? SQL_AUDIT_GET : q->ura ? SQL_AUDIT_OF_BEFORE : SQL_AUDIT_AFTER);
+    if (!stmt)
+        return step_error(c, sqlite3_errcode(c->db), err);
+    int64_t limit = seq ? 1 : (int64_t)q->count;
+    if (seq) {
+        sqlite3_bind_int64(stmt, 1, seq);
+    } else if (q->ura) {
+        sqlite3_bind_text(stmt, 1, q->ura, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(stmt, 2, q->before_seq > 0 ? q->before_seq : INT64_MAX);
+        sqlite3_bind_int64(stmt, 3, limit);
+    } else {
+        sqlite3_bind_int64(stmt, 1, q->after_seq);
+        sqlite3_bind_int64(stmt, 2, limit);
+    }
+    size_t cap = 0;
+    st_status s = ST_OK;
+    int rc;
+    while (s == ST_OK && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (!fa_reserve(rows, &cap, *count + 1, sizeof **rows)) {
+            st__error(err, "out of memory");
+            s = ST_INTERNAL;
+        } else {
+            audit_row_from(stmt, &(*rows)[(*count)++]);
+        }
+    }
+    if (s == ST_OK && rc != SQLITE_DONE)
+        s = step_error(c, rc, err);
+    finish(stmt);
+    if (s != ST_OK) {
+        free(*rows);
+        *rows = NULL;
+        *count = 0;
+    }
+    return s;
 }
 
 const st_backend st_sqlite_backend = {
@@ -959,6 +1095,9 @@ const st_backend st_sqlite_backend = {
     .end_txn = end_txn,
     .apply = apply,
     .maintain = maintain,
+    .audit_head = audit_head,
+    .append_audit = append_audit,
+    .audit_read = audit_read,
     .read = read_resource,
     .history = history,
     .search = search,

@@ -50,6 +50,13 @@ static const setting settings[] = {
       "read, or of a type the element does not allow, is refused (422); 0: such references are stored"),
     S(log_allowed_access, T_SWITCH, "0",
       "1: every allowed access decision is logged as well (refusals always are), one JSON line each"),
+    S(audit_key_file, T_STRING, "/etc/fhirgw/audit.key",
+      "NEN 7513 audit trail: HMAC keys of the chain, one '<key-id> <64 hex digits>' per line, the last one for new "
+      "entries (keep older lines: entries they sealed verify only with them); never inside the database"),
+    S(audit_checkpoint_key, T_STRING, "/etc/fhirgw/audit-checkpoint.pem",
+      "Ed25519 private key (PEM) that signs the audit chain's checkpoints (openssl genpkey -algorithm ed25519)"),
+    S(audit_checkpoint_file, T_STRING, "/var/log/fhirgw/audit-checkpoints",
+      "append-only file of signed checkpoints of the audit chain, outside the database (best on other storage)"),
     S(access_log, T_STRING, "-", "JSON-lines access log file, '-' for stdout, empty for none (never patient data)"),
     S(error_log, T_STRING, "-", "JSON-lines error log file, '-' for stderr"),
 };

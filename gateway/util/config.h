@@ -54,6 +54,10 @@ typedef struct gw_config {
     /* switches (0 or 1) */
     int64_t referential_integrity; /* 1: refuse writes whose references do not resolve here (422) */
     int64_t log_allowed_access;    /* 1: log allowed access decisions too, not only refusals */
+    /* the audit trail (docs/audit.md) */
+    char audit_key_file[CFG_PATH_MAX];        /* HMAC keys of the chain: "<key-id> <64 hex>" lines */
+    char audit_checkpoint_key[CFG_PATH_MAX];  /* Ed25519 key (PEM) that signs checkpoints */
+    char audit_checkpoint_file[CFG_PATH_MAX]; /* the append-only checkpoint file, outside the database */
     /* logs */
     char access_log[CFG_PATH_MAX]; /* file, "-" for stdout, "" for none */
     char error_log[CFG_PATH_MAX];  /* file, "-" for stderr */

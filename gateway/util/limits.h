@@ -194,6 +194,15 @@
     X(echo_max, 64, 8, BYTES, FIXED, "rest",                                                                          \
       "bytes of a request (a path, an id, a parameter) an error message quotes at most, cut at a character boundary " \
       "and marked with an ellipsis")                                                                                  \
+    /* ---- gateway/audit: the NEN 7513 trail (docs/audit.md) ---- */                                              \
+    X(audit_checkpoint_entries, 1000, 1, COUNT, SET, "audit",                                                         \
+      "a signed checkpoint of the audit chain's head is appended to audit_checkpoint_file after the commit that "     \
+      "brings this many entries since the last one; entries after the last checkpoint could be cut off unseen")     \
+    X(audit_checkpoint_ms, 60000, 1, MS, SET, "audit",                                                                \
+      "... or after the first commit of audit entries once this much time has passed since the last checkpoint")     \
+    X(audit_text_max, 127, 16, BYTES, FIXED, "audit",                                                                 \
+      "longest organisation name, X-Request-ID or on-behalf-of text an audit entry keeps; longer ones are cut at a " \
+      "character boundary")                                                                                           \
     /* ---- gateway/util: the config file ---- */                                                                   \
     X(config_value_max, 511, 1, BYTES, FIXED, "util",                                                                 \
       "longest text value of a setting (paths, addresses); longer ones are refused with the line number")             \
