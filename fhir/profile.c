@@ -989,6 +989,12 @@ static int registry_code_in_valueset(const pf_registry *r, const char *url, cons
     return -1;
 }
 
+int pf_code_in_valueset(const pf_registry *r, const char *url, const char *system, size_t system_len, const char *code,
+                        size_t code_len)
+{
+    return registry_code_in_valueset(r, url, system, system_len, code, code_len);
+}
+
 static int code_in_valueset(const vctx *c, const char *url, const char *system, size_t system_len, const char *code,
                             size_t code_len)
 {

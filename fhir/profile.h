@@ -74,6 +74,14 @@ size_t pf_registry_count(const pf_registry *r);
 const pf_logical *pf_find_logical(const pf_registry *r, const char *url);
 const char *pf_logical_url(const pf_logical *m);
 size_t pf_logical_count(const pf_registry *r);
+
+/*
+ * Is code (of system, NULL = any system) in value set url? The registry's
+ * expanded value sets first, then the core package's. 1 yes, 0 no, -1 when
+ * the value set is not available.
+ */
+int pf_code_in_valueset(const pf_registry *r, const char *url, const char *system, size_t system_len, const char *code,
+                        size_t code_len);
 /* The i-th logical model (0 <= i < pf_logical_count), in the order added. */
 const pf_logical *pf_logical_at(const pf_registry *r, size_t i);
 /* The model's StructureDefinition as loaded (owned by the registry, read-only). */

@@ -20,6 +20,8 @@
  */
 #include "fhir/validate.h"
 
+#include "fhir/logical.h"
+
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1021,6 +1023,13 @@ static void validate_resource(ctx *c, uint32_t node, bool contained)
         return;
     }
     const fs_type *t = N(c, rt)->type == FJ_STRING ? fs_type_by_name(c->s, S(c, rt), N(c, rt)->len) : NULL;
+    const pf_logical *model = !t && c->profiles && N(c, rt)->type == FJ_STRING
+                                  ? fl_model_for_type(c->profiles, S(c, rt), N(c, rt)->len)
+                                  : NULL;
+    if (model) { /* an instance of a logical model of the registry (an insurer record) */
+        fl_validate(c->profiles, model, c->doc, node, rp_path(&c->rep), c->rep.out);
+        return;
+    }
     if (!t || t->kind != FS_RESOURCE || t->is_abstract) {
         size_t old = rp_push_name(&c->rep, "resourceType", 12);
         if (N(c, rt)->type != FJ_STRING)

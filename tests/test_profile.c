@@ -322,6 +322,23 @@ static pf_registry *guide;
     "{\"id\":\"Model\",\"path\":\"Model\"},{\"id\":\"Model.pseudonym\",\"path\":\"Model.pseudonym\","   \
     "\"min\":1,\"max\":\"1\",\"type\":[{\"code\":\"string\"}]}]}}"
 
+/* a logical model: an insurer-style record whose instances have resourceType "Record" */
+#define X_RECORD                                                                                         \
+    "{\"resourceType\":\"StructureDefinition\",\"url\":\"http://x/record\",\"type\":\"Record\","         \
+    "\"kind\":\"logical\",\"derivation\":\"specialization\",\"baseDefinition\":"                         \
+    "\"http://hl7.org/fhir/StructureDefinition/Element\",\"differential\":{\"element\":["                \
+    "{\"id\":\"Record\",\"path\":\"Record\"},"                                                           \
+    "{\"id\":\"Record.pseudonym\",\"path\":\"Record.pseudonym\",\"min\":1,\"max\":\"1\","                \
+    "\"type\":[{\"code\":\"string\"}]},"                                                                 \
+    "{\"id\":\"Record.count\",\"path\":\"Record.count\",\"min\":0,\"max\":\"1\",\"type\":[{\"code\":"    \
+    "\"positiveInt\"}]},"                                                                                \
+    "{\"id\":\"Record.items\",\"path\":\"Record.items\",\"min\":0,\"max\":\"*\",\"type\":[{\"code\":"    \
+    "\"BackboneElement\"}]},"                                                                            \
+    "{\"id\":\"Record.items.code\",\"path\":\"Record.items.code\",\"min\":1,\"max\":\"1\",\"type\":"     \
+    "[{\"code\":\"code\"}],\"binding\":{\"strength\":\"required\",\"valueSet\":\"http://x/vs-union\"}}," \
+    "{\"id\":\"Record.items.when\",\"path\":\"Record.items.when\",\"min\":0,\"max\":\"1\",\"type\":"     \
+    "[{\"code\":\"date\"}]}]}}"
+
 /* a profile on the patient profile that restates the bsn slice with its data-type profile */
 #define X_PATIENT_DERIVED                                                                                  \
     "{\"resourceType\":\"StructureDefinition\",\"url\":\"http://x/patient-derived\",\"type\":\"Patient\"," \
@@ -334,7 +351,8 @@ static void load_guide(void)
     guide = pf_registry_new(NULL);
     oo_list issues;
     oo_list_init(&issues, 0);
-    const char *resources[] = {X_BSN, X_PATIENT, X_CODESYSTEM, X_VS_BRANCH, X_VS_UNION, X_MODEL, X_PATIENT_DERIVED};
+    const char *resources[] = {X_BSN,      X_PATIENT, X_CODESYSTEM,      X_VS_BRANCH,
+                               X_VS_UNION, X_MODEL,   X_PATIENT_DERIVED, X_RECORD};
     for (size_t i = 0; i < sizeof resources / sizeof *resources; i++)
         cr_assert(pf_registry_add(guide, resources[i], strlen(resources[i]), "guide", &issues), "resource %zu", i);
     cr_assert(pf_registry_finish(guide, &issues));
@@ -411,7 +429,7 @@ Test(guide, value_sets_by_filter_inclusion_and_exclusion)
 
 Test(guide, logical_models_are_held_not_used_as_profiles)
 {
-    cr_expect_eq(pf_logical_count(guide), 1);
+    cr_expect_eq(pf_logical_count(guide), 2);
     const pf_logical *m = pf_find_logical(guide, "http://x/model|2026.1.0");
     cr_assert_not_null(m);
     cr_expect_str_eq(pf_logical_url(m), "http://x/model");
@@ -443,5 +461,72 @@ Test(guide, a_restated_slice_reports_its_data_type_profile_once)
     fv_validate_buffer(json, strlen(json), &opts, &issues);
     cr_expect_eq(issues.errors, 1, "base and derived profile both reach http://x/bsn: one error, not two");
     cr_expect(has_issue(&issues, OO_ERROR, OO_INVARIANT, "Patient.identifier[0]"));
+    oo_list_free(&issues);
+}
+
+/* ---- instances of logical models validate like resources ---- */
+
+static oo_list run_record(const char *json)
+{
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    fv_options opts = {0};
+    opts.profiles = guide;
+    char *copy = strdup(json);
+    fv_validate_buffer(copy, strlen(copy), &opts, &issues);
+    free(copy);
+    return issues;
+}
+
+#define RECORD_OK                                                                                  \
+    "{\"resourceType\":\"Record\",\"pseudonym\":\"ab12\",\"count\":3,\"items\":[{\"code\":\"a1\"," \
+    "\"when\":\"2026-02-28\"},{\"code\":\"a2\"}]}"
+
+Test(guide, logical_model_instance_conforms)
+{
+    oo_list l = run_record(RECORD_OK);
+    if (l.errors)
+        dump(&l);
+    cr_expect_eq(l.errors, 0);
+    oo_list_free(&l);
+}
+
+Test(guide, logical_model_instance_defects_at_their_location)
+{
+    struct {
+        const char *json, *code, *expression;
+    } cases[] = {
+        {"{\"resourceType\":\"Record\"}", OO_REQUIRED, "Record.pseudonym"},
+        {"{\"resourceType\":\"Record\",\"pseudonym\":\"x\",\"bsn\":\"999911120\"}", OO_STRUCTURE, "Record.bsn"},
+        {"{\"resourceType\":\"Record\",\"pseudonym\":\"x\",\"items\":{\"code\":\"a1\"}}", OO_STRUCTURE, "Record.items"},
+        {"{\"resourceType\":\"Record\",\"pseudonym\":[\"x\"]}", OO_STRUCTURE, "Record.pseudonym"},
+        {"{\"resourceType\":\"Record\",\"pseudonym\":\"x\",\"items\":[{\"code\":\"a21\"}]}", OO_CODE_INVALID,
+         "Record.items[0].code"},
+        {"{\"resourceType\":\"Record\",\"pseudonym\":\"x\",\"items\":[{\"code\":\"a1\",\"when\":\"2026-02-30\"}]}",
+         OO_VALUE, "Record.items[0].when"},
+        {"{\"resourceType\":\"Record\",\"pseudonym\":\"x\",\"items\":[{}]}", OO_REQUIRED, "Record.items[0].code"},
+        {"{\"resourceType\":\"Record\",\"pseudonym\":\"x\",\"count\":\"3\"}", OO_STRUCTURE, "Record.count"},
+        {"{\"resourceType\":\"Record\",\"pseudonym\":\"x\",\"count\":0}", OO_VALUE, "Record.count"},
+        {"{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[{\"resource\":{\"resourceType\":"
+         "\"Record\"}}]}",
+         OO_REQUIRED, "Bundle.entry[0].resource.pseudonym"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        oo_list l = run_record(cases[i].json);
+        bool found = has_issue(&l, OO_ERROR, cases[i].code, cases[i].expression);
+        if (!found)
+            dump(&l);
+        cr_expect(found, "case %zu: expected %s at %s", i, cases[i].code, cases[i].expression);
+        oo_list_free(&l);
+    }
+}
+
+Test(guide, logical_model_unknown_without_the_registry)
+{
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    char json[] = RECORD_OK;
+    fv_validate_buffer(json, strlen(json), NULL, &issues);
+    cr_expect(has_issue(&issues, OO_ERROR, OO_STRUCTURE, "resourceType"), "unknown resourceType without the model");
     oo_list_free(&issues);
 }
