@@ -1964,6 +1964,24 @@ static void report_unmapped(run *r, uint32_t root)
 
 /* ---- entry --------------------------------------------------------------- */
 
+/* A source that is a resource or a model instance must be of the type the start group takes. */
+static bool source_fits(run *r, const sm_group *g, const ttype *src_tt, const fs_type *st, uint32_t node)
+{
+    const fj_doc *d = r->doc;
+    bool resource_like = (st && st->kind == FS_RESOURCE && !st->is_abstract) || src_tt->model;
+    uint32_t rt = d->nodes[node].type == FJ_OBJECT ? fj_get(d, node, "resourceType") : UINT32_MAX;
+    if (!resource_like || !src_tt->name)
+        return true;
+    if (rt == UINT32_MAX || d->nodes[rt].type != FJ_STRING)
+        return fail(r, NULL, "the source has no resourceType; group %s of map %s takes a %s", g->name,
+                    r->map->url ? r->map->url : "(no url)", src_tt->name);
+    size_t len = d->nodes[rt].len;
+    if (strlen(src_tt->name) != len || memcmp(src_tt->name, fj_str(d, rt), len))
+        return fail(r, NULL, "the source is a %.*s; group %s of map %s takes a %s", (int)len, fj_str(d, rt), g->name,
+                    r->map->url ? r->map->url : "(no url)", src_tt->name);
+    return true;
+}
+
 static bool start(run *r, const sm_group *g, uint32_t node, json_object **target)
 {
     if (g->input_count != 2 || g->inputs[0].target || !g->inputs[1].target)
@@ -1975,6 +1993,8 @@ static bool start(run *r, const sm_group *g, uint32_t node, json_object **target
     if (g->inputs[1].type && !resolve_type(r, g->inputs[1].type, &tgt_tt))
         return fail(r, NULL, "group %s: target type '%s' is neither a FHIR type nor a logical model the engine knows",
                     g->name, g->inputs[1].type);
+    if (!source_fits(r, g, &src_tt, st, node))
+        return false;
     *target = new_instance(r, &tgt_tt);
     if (!*target)
         return fail(r, NULL, "out of memory");

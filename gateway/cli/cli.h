@@ -30,6 +30,10 @@ int cmd_config(int argc, char **argv);
 /* fhirgw ig build|schemas|docs [--source DIR] [--out DIR] (exit 0 ok, 1 problems found, 2 usage/I/O) */
 int cmd_ig(int argc, char **argv);
 
+/* fhirgw map --map FILE... [--conformance DIR] [--key-file FILE] [--unmapped] INPUT | --compile FILE
+ * (exit 0 ok, 1 the result is invalid, 2 unusable map, key or input) */
+int cmd_map(int argc, char **argv);
+
 /* fhirgw audit verify --config FILE | --dev DIR (exit 0 intact, 1 a problem found, 2 usage/I/O) */
 int cmd_audit(int argc, char **argv);
 

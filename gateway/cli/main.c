@@ -26,6 +26,8 @@ static const command commands[] = {
      "run the gateway: FHIR R4 REST over mutual TLS (--dev: test PKI and store in DIR)", cmd_serve},
     {"ig", "ig build|schemas|docs [--source DIR] [--out DIR]",
      "the implementation guide: build and check its package, JSON Schemas of its models, its pages", cmd_ig},
+    {"map", "map --map FILE [--map FILE]... [--conformance DIR] [--key-file FILE] [--unmapped] INPUT | --compile FILE",
+     "run an FML map over a JSON resource, print and validate the result (--compile: FML to StructureMap)", cmd_map},
     {"config", "config [FILE]", "print every setting with its documentation (and FILE's values)", cmd_config},
     {"audit", "audit verify --config FILE | --dev DIR",
      "check the NEN 7513 audit trail: its MAC chain and signed checkpoints (exit 0 intact, 1 tampered)", cmd_audit},

@@ -57,6 +57,9 @@ static const setting settings[] = {
       "Ed25519 private key (PEM) that signs the audit chain's checkpoints (openssl genpkey -algorithm ed25519)"),
     S(audit_checkpoint_file, T_STRING, "/var/log/fhirgw/audit-checkpoints",
       "append-only file of signed checkpoints of the audit chain, outside the database (best on other storage)"),
+    S(pseudonym_key_file, T_STRING, "/etc/fhirgw/pseudonym.key",
+      "insurer maps: the key of the patient pseudonym (HMAC-SHA-256 of the BSN), 32 to 128 hex digits; changing it "
+      "changes every pseudonym the insurer has seen; never inside the database"),
     S(access_log, T_STRING, "-", "JSON-lines access log file, '-' for stdout, empty for none (never patient data)"),
     S(error_log, T_STRING, "-", "JSON-lines error log file, '-' for stderr"),
 };

@@ -58,6 +58,8 @@ typedef struct gw_config {
     char audit_key_file[CFG_PATH_MAX];        /* HMAC keys of the chain: "<key-id> <64 hex>" lines */
     char audit_checkpoint_key[CFG_PATH_MAX];  /* Ed25519 key (PEM) that signs checkpoints */
     char audit_checkpoint_file[CFG_PATH_MAX]; /* the append-only checkpoint file, outside the database */
+    /* the insurer maps (docs/mappings.md) */
+    char pseudonym_key_file[CFG_PATH_MAX]; /* the pseudonym key: 32 to 128 hex digits */
     /* logs */
     char access_log[CFG_PATH_MAX]; /* file, "-" for stdout, "" for none */
     char error_log[CFG_PATH_MAX];  /* file, "-" for stderr */
