@@ -75,8 +75,7 @@ bool mpn_pseudonym(const mpn_key *key, const char *bsn, size_t len, char out[MPN
         return false;
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int mac_len = 0;
-    if (!HMAC(EVP_sha256(), key->bytes, (int)key->len, (const unsigned char *)bsn, len, mac, &mac_len) ||
-        mac_len != 32)
+    if (!HMAC(EVP_sha256(), key->bytes, (int)key->len, (const unsigned char *)bsn, len, mac, &mac_len) || mac_len != 32)
         return false;
     static const char digits[] = "0123456789abcdef";
     for (unsigned i = 0; i < mac_len; i++) {
