@@ -277,3 +277,85 @@ Test(cli, deploy_config_is_config_output)
     free(text);
     free(out);
 }
+
+/* ---- fhirgw map ------------------------------------------------------------ */
+
+#define MAPS TESTS_DIR "/../mappings/maps/2026"
+#define GUIDE                                                                                                          \
+    "--conformance " TESTS_DIR "/../ig/profiles --conformance " TESTS_DIR "/../ig/extensions --conformance " TESTS_DIR \
+    "/../ig/terminology --conformance " TESTS_DIR "/../ig/models"
+
+static void write_stay(void)
+{
+    write_file("key.hex", "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n");
+    write_file("stay.json",
+               "{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":["
+               "{\"fullUrl\":\"https://fhirgw.nl/fhir/Encounter/s\",\"resource\":{\"resourceType\":\"Encounter\","
+               "\"status\":\"finished\",\"class\":{\"code\":\"IMP\"},\"type\":[{\"coding\":[{\"system\":"
+               "\"https://fhirgw.nl/fhir/CodeSystem/care-kind\",\"code\":\"grz-cva\"}]}],"
+               "\"subject\":{\"reference\":\"Patient/p\"},\"period\":{\"start\":\"2026-01-01\"},"
+               "\"serviceProvider\":{\"reference\":\"Organization/ura-90000302\"}}},"
+               "{\"fullUrl\":\"https://fhirgw.nl/fhir/Patient/p\",\"resource\":{\"resourceType\":\"Patient\","
+               "\"id\":\"p\",\"identifier\":[{\"system\":\"http://fhir.nl/fhir/NamingSystem/bsn\",\"value\":"
+               "\"999990081\"}]}}]}");
+}
+
+Test(cli, map_runs_validates_and_lists_unmapped)
+{
+    write_stay();
+    char *out;
+    cr_expect_eq(run("map --map " MAPS "/encounter-to-stay.map " GUIDE " --key-file key.hex --unmapped stay.json",
+                     &out),
+                 0, "%s", out);
+    cr_expect_not_null(strstr(out, "\"resourceType\": \"InsurerStay\""), "%s", out);
+    cr_expect_not_null(strstr(out, "\"variant\": \"PR-GRZ-CVA\""), "%s", out);
+    cr_expect_not_null(strstr(out, "\"patientPseudonym\": \""), "%s", out);
+    cr_expect_null(strstr(out, "999990081"), "the BSN reached the output: %s", out);
+    cr_expect_not_null(strstr(out, "unmapped: Encounter.status"), "%s", out);
+    free(out);
+    /* without a key, pseudonym() is unknown: an unusable map, and the message says what to give */
+    cr_expect_eq(run("map --map " MAPS "/encounter-to-stay.map " GUIDE " stay.json", &out), 2);
+    cr_expect_not_null(strstr(out, "pseudonym() needs a key"), "%s", out);
+    free(out);
+}
+
+Test(cli, map_compile_output_reparses)
+{
+    write_stay();
+    char *out;
+    cr_assert_eq(run("map --compile " MAPS "/encounter-to-stay.map", &out), 0, "%s", out);
+    cr_expect_not_null(strstr(out, "\"resourceType\": \"StructureMap\""), "%s", out);
+    write_file("compiled.json", out);
+    free(out);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "map --map compiled.json --conceptmaps %s/conceptmaps %s --key-file key.hex stay.json",
+             MAPS, GUIDE);
+    cr_expect_eq(run(cmd, &out), 0, "%s", out);
+    cr_expect_not_null(strstr(out, "\"careKind\": \"PR-GRZ\""), "%s", out);
+    free(out);
+}
+
+Test(cli, map_bad_input_exit_codes)
+{
+    write_stay();
+    char *out;
+    write_file("broken.map", "map \"u\" = \"n\"\ngroup main(source src : Encounter, target tgt : Encounter) {\n"
+                             "  src.status as s -> tgt.status = s\n}\n");
+    cr_expect_eq(run("map --map broken.map " GUIDE " stay.json", &out), 2);
+    cr_expect_not_null(strstr(out, "broken.map:4:1:"), "%s", out);
+    free(out);
+    /* the map runs, but the record misses required fields: 1 */
+    write_file("thin.map", "map \"u\" = \"n\"\n"
+                           "uses \"https://fhirgw.nl/fhir/StructureDefinition/insurer-stay\" alias S as target\n"
+                           "group main(source src : Encounter, target tgt : S) {\n"
+                           "  src.period as p then { p.start as s -> tgt.admission = s \"a\"; } \"period\";\n}\n");
+    cr_expect_eq(run("map --map thin.map " GUIDE " stay.json", &out), 1, "%s", out);
+    cr_expect_not_null(strstr(out, "InsurerStay.provider"), "%s", out);
+    free(out);
+    /* a source the map does not take: 2, nothing printed as a result */
+    write_file("contract.json", "{\"resourceType\":\"Contract\",\"status\":\"executed\"}");
+    cr_expect_eq(run("map --map " MAPS "/encounter-to-stay.map " GUIDE " --key-file key.hex contract.json", &out), 2);
+    cr_expect_not_null(strstr(out, "the source is a Contract"), "%s", out);
+    cr_expect_null(strstr(out, "\"resourceType\": \"InsurerStay\""), "%s", out);
+    free(out);
+}

@@ -67,6 +67,10 @@ static void print_issues(const oo_list *l, oo_severity worst_shown)
     for (size_t i = 0; i < l->count; i++) {
         if (l->items[i].severity > worst_shown)
             continue;
+        if (l->items[i].severity == OO_INFORMATION) { /* "unmapped: Encounter.status" */
+            fprintf(stderr, "fhirgw map: %s\n", l->items[i].message);
+            continue;
+        }
         size_t n = oo_issue_format(&l->items[i], NULL, 0);
         char *buf = malloc(n + 1);
         if (buf) {
