@@ -86,7 +86,7 @@ static bool one_check(const setup *s, plan *p, const fdt_value *date)
     fj_doc doc;
     fj_error e;
     bool ok = fj_parse(p->work, p->len, NULL, &doc, &e);
-    rl_bundle b;
+    rl_bundle b = {0};
     if (ok && rl_bundle_init(&b, &doc)) {
         size_t n;
         const char *const *types = rl_engine_subject_types(s->engine, &n);

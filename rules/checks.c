@@ -58,18 +58,17 @@ static void gzsp_location(const rl_env *e)
         char where[LOC], ref[160];
         snprintf(where, sizeof where, "CarePlan.activity[%zu].detail.location", i);
         rl_res l;
-        if (!rl_resolve_ref(e->ctx, e->ctx->subject, loc, &l))
+        if (!rl_resolve_ref(e->ctx, e->ctx->subject, loc, &l)) {
             rl_add(e->out, e->rule, false, where, "%s not in the context", ref_text(d, loc, ref, sizeof ref));
-        else if (!rl_has_code(l.doc, rl_at(l.doc, rl_get(l.doc, l.node, "type"), 0), RL_CS "location-kind",
-                              "behandelklimaat")) {
-            bool any = false;
-            uint32_t types = rl_get(l.doc, l.node, "type");
-            for (size_t t = 0; t < rl_len(l.doc, types) && !any; t++)
-                any = rl_has_code(l.doc, rl_at(l.doc, types, t), RL_CS "location-kind", "behandelklimaat");
-            if (!any)
-                rl_add(e->out, e->rule, e->rule->error, where, "%s is not of kind behandelklimaat",
-                       ref_text(d, loc, ref, sizeof ref));
+            continue;
         }
+        bool climate = false;
+        uint32_t types = rl_get(l.doc, l.node, "type");
+        for (size_t t = 0; t < rl_len(l.doc, types) && !climate; t++)
+            climate = rl_has_code(l.doc, rl_at(l.doc, types, t), RL_CS "location-kind", "behandelklimaat");
+        if (!climate)
+            rl_add(e->out, e->rule, e->rule->error, where, "%s is not of kind behandelklimaat",
+                   ref_text(d, loc, ref, sizeof ref));
     }
 }
 
@@ -532,9 +531,8 @@ static void elv_stay_handover(const rl_env *e)
     handover_ctx h = {e->ctx, &s};
     rl_related(e->ctx, RL_TASK, e->ctx->subject, NULL, handover, &h);
     uint32_t ext;
-    for (int n = 0; rl_ext(d, S(e), RL_URL "handover", n, &ext) >= 0; n++) {
+    for (int n = 0, i; (i = rl_ext(d, S(e), RL_URL "handover", n, &ext)) >= 0; n++) {
         rl_res t;
-        int i = rl_ext(d, S(e), RL_URL "handover", n, &ext);
         if (!rl_resolve_ref(e->ctx, e->ctx->subject, rl_ext_value(d, ext), &t)) {
             char where[LOC], tr[160];
             snprintf(where, sizeof where, "Encounter.extension[%d]", i);
