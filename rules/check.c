@@ -192,7 +192,8 @@ bool rl_check(const rl_engine *e, const rl_context *ctx, rl_report *out, char *e
         for (size_t c = 0; c < r->check_count; c++)
             r->checks[c]->run(&env);
     }
-    qsort(out->items, out->count, sizeof *out->items, by_rule);
+    if (out->count)
+        qsort(out->items, out->count, sizeof *out->items, by_rule);
     return true;
 }
 
