@@ -33,6 +33,7 @@ typedef struct rh_options {
     size_t page_max_bytes;             /* searchset/history page bytes at most; 0 = the gateway's default */
     unsigned workers;                  /* server worker threads; 0 = 2 */
     unsigned audit_checkpoint_entries; /* audit checkpoint after this many entries; 0 = the gateway's default */
+    const pf_registry *profiles;       /* the conformance resources the server enforces (the guide); NULL = none */
 } rh_options;
 
 /* The running fixture (one per test process: Criterion runs each test in its own). */

@@ -283,6 +283,8 @@ Test(audit, audit_events_validate_and_are_the_accessors_only, .init = rh_setup, 
         cr_expect_not_null(strstr(text, "\"search-type\""));
         cr_expect_null(strstr(text, "\"create\""), "%s", text);
         cr_expect_null(strstr(text, "\"update\""), "%s", text);
+        cr_expect_null(json_object_object_get(res, "searchParam"), "only paging works: no search parameters listed");
+        cr_expect_null(json_object_object_get(res, "versioning"), "entries have no versions");
     }
     json_object_put(cs);
     rh_response_free(&r);

@@ -2,7 +2,8 @@
  * tests/test_cli.c — the fhirgw binary as a user runs it: `help`,
  * `validate` in text and ndjson form, directory walking, exit statuses
  * (0 clean, 1 errors, 2 usage or I/O), and `config`: every limit of the
- * limits table printed, the config reader's refusals, deploy/fhirgw.conf.
+ * limits table printed, the config reader's refusals, deploy/fhirgw.conf;
+ * `check`: the compliance report as Parameters and text, NDJSON bulk, exit statuses.
  */
 #include <criterion/criterion.h>
 #include <json-c/json.h>
@@ -357,5 +358,55 @@ Test(cli, map_bad_input_exit_codes)
     cr_expect_eq(run("map --map " MAPS "/encounter-to-stay.map " GUIDE " --key-file key.hex contract.json", &out), 2);
     cr_expect_not_null(strstr(out, "the source is a Contract"), "%s", out);
     cr_expect_null(strstr(out, "\"resourceType\": \"InsurerStay\""), "%s", out);
+    free(out);
+}
+
+/* ---- fhirgw check (issue #12): the rule pack over files ----------------------------------- */
+
+#define RULES_DIR TESTS_DIR "/rules"
+
+Test(cli, check_prints_the_report_and_exits_by_status)
+{
+    char *out;
+    cr_expect_eq(run("check --date 2026-01-15 " RULES_DIR "/gzsp-plan.json", &out), 0, "%s", out);
+    cr_expect_not_null(strstr(out, "\"valueCode\":\"compliant\""), "%s", out);
+    cr_expect_not_null(strstr(out, "\"valueString\":\"2026.1.0\""), "%s", out);
+    free(out);
+    /* six months after the plan's start and a day more: GZSP-EVAL */
+    cr_expect_eq(run("check --date 2026-03-02 --format text " RULES_DIR "/gzsp-plan.json", &out), 1, "%s", out);
+    cr_expect_not_null(strstr(out, "CarePlan/cp-gzsp-kwetsbaar-1: NOT COMPLIANT"), "%s", out);
+    cr_expect_not_null(strstr(out, "GZSP-EVAL (ZN §6, §7)"), "%s", out);
+    cr_expect_not_null(strstr(out, "at CarePlan.period.start"), "%s", out);
+    free(out);
+}
+
+Test(cli, check_reads_ndjson_in_bulk)
+{
+    char *out;
+    cr_expect_eq(run("check --date 2026-02-01 " RULES_DIR "/gzsp-set.ndjson", &out), 1, "%s", out);
+    size_t lines = 0, non_compliant = 0;
+    for (char *l = out; (l = strstr(l, "{\"resourceType\":\"Parameters\"")); l++)
+        lines++;
+    for (char *l = out; (l = strstr(l, "\"valueCode\":\"non-compliant\"")); l++)
+        non_compliant++;
+    cr_expect_eq(lines, 9, "%s", out);
+    cr_expect_eq(non_compliant, 4, "%s", out);
+    cr_expect_not_null(strstr(out, "\"code\":\"GZSP-WLZ\""), "%s", out);
+    free(out);
+}
+
+Test(cli, check_refuses_unusable_input)
+{
+    char *out;
+    cr_expect_eq(run("check --date 2026-02-01 sub/broken.json", &out), 2, "%s", out);
+    cr_expect_not_null(strstr(out, "invalid JSON"), "%s", out);
+    free(out);
+    cr_expect_eq(run("check --date 2026-02-01 good.json", &out), 2, "%s", out); /* a Patient: nothing to check */
+    cr_expect_not_null(strstr(out, "no CarePlan, Encounter or Organization"), "%s", out);
+    free(out);
+    cr_expect_eq(run("check --date 2026-13-01 good.json", &out), 2, "%s", out);
+    free(out);
+    cr_expect_eq(run("check --date 2031-01-01 " RULES_DIR "/gzsp-plan.json", &out), 2, "%s", out);
+    cr_expect_not_null(strstr(out, "no rule pack for contract year 2031"), "%s", out);
     free(out);
 }

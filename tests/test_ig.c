@@ -5,7 +5,7 @@
  *   the package builds, twice to the same bytes (folder and .tgz); package.json and .index.json
  *   list every resource; every example and fixture (Bundles too) validates against the built
  *   package, loaded as serve and validate load it; every negative case gives its expected error;
- *   every «quote» of a seeds mapping and every requirement definition is verbatim in a seed text
+ *   every «quote» of a seeds mapping and every requirement and rule definition is verbatim in a seed text
  *   (FHIRGW_SEEDS_DIR; skipped when absent); every insurer mapping names a model field; the
  *   committed JSON Schemas and pages are not stale;
  *   serve finds the package next to the binary; `fhirgw ig` exit statuses.
@@ -457,7 +457,8 @@ static void check_quotes(const char *seeds, const igp_package *p)
 {
     for (size_t i = 0; i < p->count; i++) {
         const igp_resource *r = &p->items[i];
-        if (!r->example && !strcmp(r->resource_type, "CodeSystem") && !strcmp(r->id, "requirement"))
+        if (!r->example && !strcmp(r->resource_type, "CodeSystem") &&
+            (!strcmp(r->id, "requirement") || !strcmp(r->id, "rule")))
             check_definitions(seeds, igp_get(r->json, "concept"), r->source);
         json_object *els = r->example ? NULL : igp_get(igp_get(r->json, "differential"), "element");
         for (size_t e = 0; e < igp_len(els); e++) {

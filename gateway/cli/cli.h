@@ -11,6 +11,10 @@
 /* fhirgw validate [--format text|ndjson] [--quiet] PATH... (exit 0 clean, 1 errors, 2 usage/I/O) */
 int cmd_validate(int argc, char **argv);
 
+/* fhirgw check [--date YYYY-MM-DD] [--format json|text] [--pack DIR] FILE... (exit 0 compliant, 1 not compliant, 2
+ * usage or unusable input) */
+int cmd_check(int argc, char **argv);
+
 /* fhirgw fhirpath [--now DATETIME] EXPRESSION [FILE|-] (exit 0 evaluated, 1 expression error, 2 usage/I/O) */
 int cmd_fhirpath(int argc, char **argv);
 

@@ -20,6 +20,8 @@ static int cmd_version(int argc, char **argv);
 static const command commands[] = {
     {"validate", "validate [--format text|ndjson] [--quiet] [--conformance DIR] [--profile URL] PATH...",
      "validate FHIR R4 JSON files (directories are walked recursively)", cmd_validate},
+    {"check", "check [--date YYYY-MM-DD] [--format json|text] [--pack DIR] FILE...",
+     "check care plans, stays and providers against the rule pack (exit 0 compliant, 1 not, 2 unusable)", cmd_check},
     {"fhirpath", "fhirpath [--now DATETIME] EXPRESSION [FILE|-]",
      "evaluate a FHIRPath expression, print the result as a JSON array", cmd_fhirpath},
     {"serve", "serve --config FILE | --dev DIR [--port N]",

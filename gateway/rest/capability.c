@@ -154,8 +154,30 @@ static void add_search_rev_include(json_object *res, const fs_schema *s, const c
         json_object_object_add(res, "searchRevInclude", revs);
 }
 
+/*
+ * The audit trail is not a store of resources: read and a paged listing of the caller's own
+ * accesses, no search parameters, no writes, versions or conditional interactions.
+ */
+static json_object *audit_entry(const cap_info *info)
+{
+    json_object *res = json_object_new_object();
+    json_object_object_add(res, "type", str("AuditEvent"));
+    json_object_object_add(res, "documentation",
+                           str("The NEN 7513 audit trail (docs/audit.md): each organisation reads the entries of its "
+                               "own accesses, newest first, paged with _count; no search parameters."));
+    add_list(res, "interaction", row_list(info, "AuditEvent", false));
+    json_object_object_add(res, "readHistory", json_object_new_boolean(0));
+    json_object_object_add(res, "updateCreate", json_object_new_boolean(0));
+    json_object_object_add(res, "conditionalCreate", json_object_new_boolean(0));
+    json_object_object_add(res, "conditionalUpdate", json_object_new_boolean(0));
+    json_object_object_add(res, "conditionalDelete", str("not-supported"));
+    return res;
+}
+
 static json_object *resource_entry(const fs_schema *s, const char *type, const cap_info *info)
 {
+    if (!strcmp(type, "AuditEvent"))
+        return audit_entry(info);
     json_object *res = json_object_new_object();
     json_object_object_add(res, "type", str(type));
     json_object *profiles = NULL;
