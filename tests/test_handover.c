@@ -384,3 +384,46 @@ Test(handover, concurrent_resubmissions_give_one_task)
     cr_expect_eq(created, 1);
     cr_expect_eq(count_tasks("hospital-a", ident), 1);
 }
+
+/* Does the caller's audit trail hold an entry on `what` ("Bundle/<id>") with this interaction and decision? */
+static bool audited(const char *who, const char *what, const char *interaction, const char *outcome_desc)
+{
+    rh_response r = rh_request(who, "GET", "/AuditEvent?_count=50", NULL, NULL);
+    cr_assert_eq(r.status, 200);
+    json_object *o = rh_json(&r);
+    json_object *entries = json_object_object_get(o, "entry");
+    bool found = false;
+    for (size_t i = 0; entries && i < json_object_array_length(entries) && !found; i++) {
+        json_object *ev = json_object_object_get(json_object_array_get_idx(entries, i), "resource");
+        const char *ref = rh_str(ev, "entity.0.what.reference");
+        const char *sub = rh_str(ev, "subtype.0.code");
+        const char *desc = rh_str(ev, "outcomeDesc");
+        found = ref && !strncmp(ref, what, strlen(what)) && sub && !strcmp(sub, interaction) && desc &&
+                strstr(desc, outcome_desc);
+    }
+    if (!found)
+        cr_log_info("%s: %.600s", what, r.body);
+    json_object_put(o);
+    rh_response_free(&r);
+    return found;
+}
+
+Test(handover, every_access_is_audited)
+{
+    sent s = send_handover("hospital-a", "1c6d7e5e-0008-4000-8000-000000000001", "1c6d7e5e-0008-4000-8000-0000000000a1",
+                           URA_ELV_A);
+    cr_assert_eq(s.status, 201);
+    char what[128];
+    snprintf(what, sizeof what, "Bundle/%s", s.doc);
+    cr_expect(audited("hospital-a", what, "operation", "201"), "the sender's write of the handover is audited");
+    snprintf(what, sizeof what, "Task/%s", s.task);
+    cr_expect(audited("hospital-a", what, "operation", "201"), "the sender's write of the Task is audited");
+    cr_expect_eq(read_bundle("elv-a", s.notice), 200);
+    cr_expect_eq(read_bundle("elv-a", s.doc), 404);
+    cr_expect_eq(read_bundle("elv-b", s.notice), 404);
+    snprintf(what, sizeof what, "Bundle/%s", s.notice);
+    cr_expect(audited("elv-a", what, "read", "200"), "the receiver's read of the advance notice is audited");
+    cr_expect(audited("elv-b", what, "read", "hidden"), "another's attempt is audited as hidden");
+    snprintf(what, sizeof what, "Bundle/%s", s.doc);
+    cr_expect(audited("elv-a", what, "read", "hidden"), "a read before in-progress is audited as hidden");
+}
