@@ -117,7 +117,10 @@ Test(capability, valid_and_complete)
     for (size_t i = 0; i < 3; i++)
         cr_expect_str_eq(json_object_get_string(json_object_object_get(json_object_array_get_idx(system, i), "code")),
                          system_want[i]);
-    cr_expect_null(json_object_object_get(rest, "operation"), "no system-level operation is implemented");
+    json_object *sysops = json_object_object_get(rest, "operation");
+    cr_assert_eq(json_object_array_length(sysops), 1, "the one system-level operation: $handover");
+    cr_expect_str_eq(json_object_get_string(json_object_object_get(json_object_array_get_idx(sysops, 0), "name")),
+                     "handover");
     json_object *formats = json_object_object_get(cs, "patchFormat");
     cr_assert_eq(json_object_array_length(formats), 2);
     cr_expect_str_eq(json_object_get_string(json_object_array_get_idx(formats, 0)), "application/json-patch+json");

@@ -975,7 +975,8 @@ Test(rest, operations_listed_are_the_operations_dispatched)
     cr_assert_eq(r.status, 200);
     json_object *cs = rh_json(&r);
     json_object *rest = json_object_array_get_idx(json_object_object_get(cs, "rest"), 0);
-    cr_expect_null(json_object_object_get(rest, "operation"), "no system-level operation is implemented");
+    json_object *sysops = json_object_object_get(rest, "operation");
+    cr_expect_eq(json_object_array_length(sysops), 1, "the one system-level operation is $handover");
     json_object *resources = json_object_object_get(rest, "resource");
     size_t listed = 0;
     for (size_t i = 0; i < json_object_array_length(resources); i++) {
@@ -1360,6 +1361,7 @@ static const struct module_uses {
     {"operations", {"handlers", "capability", "answer"}},
     {"handlers", {0}},
     {"rest_batch", {"handlers", "rest_write", "rest_query", "rest_bundle", "rest_access", "rest_audit", "answer"}},
+    {"rest_handover", {"handlers", "rest_batch", "rest_write", "rest_access", "answer"}},
     {"rest_patch", {"handlers", "rest_write", "rest_query", "rest_access", "answer"}},
     {"rest_validate", {"handlers", "rest_write", "answer"}},
     {"rest_search", {"handlers", "rest_query", "rest_bundle", "rest_access", "rest_audit", "answer"}},

@@ -27,6 +27,8 @@ bool rest_search(rq *q);
 bool rest_history(rq *q);
 /* rest_batch.c: batch and transaction Bundles. */
 bool rest_batch(rq *q);
+/* rest_handover.c: $handover, the relay of a medical-policy handover (docs/handover.md). */
+bool rest_handover_op(rq *q);
 /* rest_validate.c: $validate. */
 bool rest_validate_op(rq *q);
 /* rest_audit_read.c: the audit trail as AuditEvent, the caller's own accesses only (read and search). */

@@ -11,6 +11,7 @@
 #include "gateway/rest/handlers.h"
 
 #define VALIDATE_DEFINITION "http://hl7.org/fhir/OperationDefinition/Resource-validate"
+#define HANDOVER_DEFINITION "https://fhirgw.nl/fhir/OperationDefinition/handover"
 
 /* The audit trail is read through its own rows (rest_audit_read.c) and written by the gateway only. */
 static const char *const AUDIT_EVENT[] = {"AuditEvent", NULL};
@@ -159,6 +160,18 @@ static const rest_op table[] = {
      VALIDATE_DEFINITION,
      rest_validate_op,
      AUDIT_EVENT},
+    /* the relay of a medical-policy handover: documents + Task in one transaction (docs/handover.md) */
+    {RT_OPERATION,
+     "$handover",
+     REST_SYSTEM,
+     "POST",
+     NULL,
+     REST_ACCESS_HANDLER,
+     AZ_CREATE,
+     {NULL},
+     HANDOVER_DEFINITION,
+     rest_handover_op,
+     NULL},
 };
 
 #define TABLE_SIZE (sizeof table / sizeof *table)

@@ -306,6 +306,152 @@ static int compute_tags(rq *q, rest_write *w, oo_list *issues)
     return 0;
 }
 
+/* ---- handovers (docs/handover.md): a Task with code SNOMED 308292007, transfer of care ---- */
+
+static bool handover_member(const char *key, size_t len);
+static const char *first_change(const fj_doc *old, uint32_t oi, const fj_doc *new, uint32_t ni,
+                                bool (*may)(const char *, size_t), char *buf, size_t size);
+
+#define SNOMED "http://snomed.info/sct"
+#define HANDOVER_DEFINITION "https://fhirgw.nl/fhir/OperationDefinition/handover"
+#define LOINC "http://loinc.org"
+
+/* Does CodeableConcept cc (UINT32_MAX: absent) carry system|code? */
+static bool has_coding(const fj_doc *d, uint32_t cc, const char *system, const char *code)
+{
+    uint32_t codings = cc != UINT32_MAX ? fj_get(d, cc, "coding") : UINT32_MAX;
+    if (codings == UINT32_MAX || d->nodes[codings].type != FJ_ARRAY)
+        return false;
+    uint32_t c = codings + 1;
+    for (uint32_t i = 0; i < d->nodes[codings].len; i++, c = fj_next(d, c)) {
+        uint32_t sy = fj_get(d, c, "system"), co = fj_get(d, c, "code");
+        if (sy != UINT32_MAX && co != UINT32_MAX && fj_str_eq(d, sy, system) && fj_str_eq(d, co, code))
+            return true;
+    }
+    return false;
+}
+
+/*
+ * A Task of the relay: transfer of care, instantiating the $handover
+ * definition (rest_handover.c writes both). Other Tasks, also with that
+ * code, follow the general rules of docs/access.md. The mark cannot be
+ * dropped later: it is not the status, so changing it is refused.
+ */
+static bool is_handover_task(const fj_doc *d, uint32_t task)
+{
+    uint32_t inst = fj_get(d, task, "instantiatesCanonical");
+    return inst != UINT32_MAX && fj_str_eq(d, inst, HANDOVER_DEFINITION) &&
+           has_coding(d, fj_get(d, task, "code"), SNOMED, "308292007");
+}
+
+static bool status_is(const fj_doc *d, uint32_t task, const char *status)
+{
+    uint32_t st = fj_get(d, task, "status");
+    return st != UINT32_MAX && fj_str_eq(d, st, status);
+}
+
+/*
+ * Who moves a handover Task from which status to which (Nuts eOverdracht):
+ * the receiver accepts, rejects, puts on hold and completes; the sender
+ * starts the handover once accepted and may cancel until the Task ends.
+ */
+static const struct handover_move {
+    const char *from, *to;
+    bool by_receiver;
+} handover_moves[] = {
+    {"requested", "accepted", true},    {"requested", "rejected", true},    {"requested", "on-hold", true},
+    {"in-progress", "completed", true}, {"accepted", "in-progress", false}, {"requested", "cancelled", false},
+    {"accepted", "cancelled", false},   {"on-hold", "cancelled", false},    {"in-progress", "cancelled", false},
+};
+
+static bool handover_move_allowed(const char *from, size_t from_len, const char *to, size_t to_len, bool receiver)
+{
+    for (size_t i = 0; i < sizeof handover_moves / sizeof *handover_moves; i++) {
+        const struct handover_move *m = &handover_moves[i];
+        if (m->by_receiver == receiver && strlen(m->from) == from_len && !memcmp(m->from, from, from_len) &&
+            strlen(m->to) == to_len && !memcmp(m->to, to, to_len))
+            return true;
+    }
+    return false;
+}
+
+/* The status change old -> new of a handover Task (both parsed): 0, or 409 with an issue. */
+static int check_handover_status(rq *q, const fj_doc *old, const fj_doc *new, uint32_t root, bool receiver,
+                                 oo_list *issues)
+{
+    (void)q;
+    uint32_t os = fj_get(old, 0, "status"), ns = fj_get(new, root, "status");
+    if (os == UINT32_MAX || ns == UINT32_MAX)
+        return 0; /* status is required: the validator has said so */
+    size_t ol = old->nodes[os].len, nl = new->nodes[ns].len;
+    const char *o = fj_str(old, os), *n = fj_str(new, ns);
+    if (ol == nl && !memcmp(o, n, ol))
+        return 0;
+    if (handover_move_allowed(o, ol, n, nl, receiver))
+        return 0;
+    oo_add(issues, OO_ERROR, "business-rule", "Task.status", 0, 0,
+           "the %s of a handover may not move it from %.*s to %.*s (receiver: requested -> accepted, rejected or "
+           "on-hold, in-progress -> completed; sender: accepted -> in-progress, or cancel)",
+           receiver ? "receiver" : "sender", (int)ol, o, (int)nl, n);
+    return 409;
+}
+
+/*
+ * A handover Task changes only by the moves above, and only its status:
+ * anything else is 422. Created in status requested (with an advance
+ * notice) or in-progress (without).
+ */
+static int check_handover_change(rq *q, rest_write *w, const st_resource *current, bool *status_only, oo_list *issues)
+{
+    if (strcmp(w->type, "Task"))
+        return 0;
+    if (!current || current->deleted) {
+        if (!is_handover_task(w->docp, w->root) || status_is(w->docp, w->root, "requested") ||
+            status_is(w->docp, w->root, "in-progress"))
+            return 0;
+        oo_add(issues, OO_ERROR, "business-rule", "Task.status", 0, 0,
+               "a handover Task starts as requested (with an advance notice) or in-progress (without one)");
+        return 422;
+    }
+    char *copy = strndup(current->json, current->json_len);
+    fj_doc old;
+    fj_error err;
+    int status = 0;
+    if (!copy || !fj_parse(copy, current->json_len, NULL, &old, &err)) {
+        oo_add(issues, OO_FATAL, OO_EXCEPTION, NULL, 0, 0, "the stored Task cannot be read back");
+        status = 500;
+    } else if (is_handover_task(&old, 0)) {
+        char where[80];
+        const char *changed = first_change(&old, 0, w->docp, w->root, handover_member, where, sizeof where);
+        if (changed) {
+            oo_add(issues, OO_ERROR, "business-rule", changed, 0, 0,
+                   "a handover Task changes only its status (and lastModified); %s may not change", changed);
+            status = 422;
+        } else {
+            status = check_handover_status(q, &old, w->docp, w->root, strcmp(current->owner, q->caller.ura) != 0,
+                                           issues);
+            *status_only = true;
+        }
+    }
+    fj_doc_free(&old);
+    free(copy);
+    return status;
+}
+
+/* What a handover Task lets its receiver read in its status: the advance notice, the handover, or nothing. */
+static const char *handover_input_wanted(const fj_doc *d, uint32_t task, const char **system)
+{
+    if (status_is(d, task, "requested") || status_is(d, task, "accepted") || status_is(d, task, "on-hold")) {
+        *system = LOINC;
+        return "57830-2";
+    }
+    if (status_is(d, task, "in-progress")) {
+        *system = SNOMED;
+        return "371535009";
+    }
+    return NULL;
+}
+
 /* ---- grants: a Task lets its receiver read what it refers to ---- */
 
 /* Task statuses in which the receiver may still open what the Task refers to (eOverdracht: until it ends). */
@@ -379,6 +525,25 @@ static int grant_reference(rq *q, rest_write *w, const fj_doc *d, uint32_t ref, 
     return 0;
 }
 
+/* A handover Task grants only the input its status opens (handover_input_wanted); the rest of the Task nothing. */
+static int compute_handover_grants(rq *q, rest_write *w, const char *task_owner, oo_list *issues)
+{
+    const fj_doc *d = w->docp;
+    const char *system = NULL;
+    const char *code = handover_input_wanted(d, w->root, &system);
+    uint32_t inputs = fj_get(d, w->root, "input");
+    if (!code || inputs == UINT32_MAX || d->nodes[inputs].type != FJ_ARRAY)
+        return 0;
+    int status = 0;
+    uint32_t in = inputs + 1;
+    for (uint32_t i = 0; i < d->nodes[inputs].len && !status; i++, in = fj_next(d, in)) {
+        uint32_t ref = fj_get(d, in, "valueReference");
+        if (ref != UINT32_MAX && has_coding(d, fj_get(d, in, "type"), system, code))
+            status = grant_reference(q, w, d, ref, task_owner, "Task.input.valueReference", issues);
+    }
+    return status;
+}
+
 static int compute_grants(rq *q, rest_write *w, const st_resource *current, oo_list *issues)
 {
     const fj_doc *d = w->docp;
@@ -386,6 +551,8 @@ static int compute_grants(rq *q, rest_write *w, const st_resource *current, oo_l
     if (strcmp(w->type, "Task") || !task_grants(d, w->root))
         return 0;
     const char *task_owner = current ? current->owner : q->caller.ura;
+    if (is_handover_task(d, w->root))
+        return compute_handover_grants(q, w, task_owner, issues);
     static const char *const paths[] = {"Task.for", "Task.focus", "Task.encounter", "Task.input.valueReference"};
     int status = 0;
     for (size_t p = 0; p < sizeof paths / sizeof *paths && !status; p++) {
@@ -542,8 +709,19 @@ static bool receiver_member(const char *key, size_t len)
     return false;
 }
 
-/* The first member other than the receiver's that differs between old (object oi) and new (ni), or NULL. */
-static const char *first_change(const fj_doc *old, uint32_t oi, const fj_doc *new, uint32_t ni, char *buf, size_t size)
+/* Members of a handover Task that change at all: its status (docs/handover.md); id and meta are the store's. */
+static bool handover_member(const char *key, size_t len)
+{
+    static const char *const may[] = {"id", "meta", "status", "lastModified"};
+    for (size_t i = 0; i < sizeof may / sizeof *may; i++)
+        if (strlen(may[i]) == len && !memcmp(may[i], key, len))
+            return true;
+    return false;
+}
+
+/* The first member not allowed to change (by `may`) that differs between old (object oi) and new (ni), or NULL. */
+static const char *first_change(const fj_doc *old, uint32_t oi, const fj_doc *new, uint32_t ni,
+                                bool (*may)(const char *, size_t), char *buf, size_t size)
 {
     for (int pass = 0; pass < 2; pass++) {
         const fj_doc *a = pass ? old : new, *b = pass ? new : old;
@@ -551,7 +729,7 @@ static const char *first_change(const fj_doc *old, uint32_t oi, const fj_doc *ne
         for (uint32_t m = 0; m < a->nodes[ai].len; m++, k = fj_next(a, k + 1)) {
             const char *key = fj_str(a, k);
             size_t len = a->nodes[k].len;
-            if (receiver_member(key, len))
+            if (may(key, len))
                 continue;
             uint32_t other = member(b, bi, key, len);
             if (other == UINT32_MAX || !fj_equal(a, k + 1, b, other, FJ_NUMBERS_BY_TEXT)) {
@@ -578,7 +756,7 @@ static int check_receiver_change(rq *q, rest_write *w, const st_resource *curren
         status = 500;
     } else {
         char where[80];
-        const char *changed = first_change(&old, 0, w->docp, w->root, where, sizeof where);
+        const char *changed = first_change(&old, 0, w->docp, w->root, receiver_member, where, sizeof where);
         if (changed) {
             oo_add(issues, OO_ERROR, "forbidden", changed, 0, 0,
                    "the receiver of a Task may change only status, businessStatus, statusReason, output, note and "
@@ -627,11 +805,16 @@ int rest_access_check_write(rq *q, rest_write *w, st_op_kind kind, const st_reso
         return 0;
     }
     int status = check_organization_uras(q, w, issues);
+    /* a handover Task's status move keeps the references the sender wrote and the gateway checked then: the
+     * receiver need not be able to read them all (the handover itself opens only with in-progress) */
+    bool status_only = false;
+    if (!status)
+        status = check_handover_change(q, w, current, &status_only, issues);
     if (!status)
         status = check_receiver_change(q, w, current, issues);
     if (!status)
         status = compute_tags(q, w, issues);
-    if (!status)
+    if (!status && !status_only)
         status = check_references(q, w, issues);
     if (!status)
         status = compute_grants(q, w, current, issues);

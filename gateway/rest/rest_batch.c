@@ -37,6 +37,7 @@
 #include "gateway/rest/handlers.h"
 #include "gateway/rest/rest_access.h"
 #include "gateway/rest/rest_audit.h"
+#include "gateway/rest/rest_batch.h"
 #include "gateway/rest/rest_bundle.h"
 #include "gateway/rest/rest_query.h"
 #include "gateway/rest/rest_write.h"
@@ -94,8 +95,10 @@ typedef struct batch {
     st_op_result *results; /* transaction: the store's results (op_count), copied on the commit thread */
     st_status txn_status;  /* ... its status and failing op */
     size_t failed_op;
-    atomic_int pending; /* batch: submitted writes not yet committed, plus one for the submitter */
-    oo_list validation; /* what validating the Bundle found (a batch spreads errors over its entries) */
+    atomic_int pending;     /* batch: submitted writes not yet committed, plus one for the submitter */
+    oo_list validation;     /* what validating the Bundle found (a batch spreads errors over its entries) */
+    rest_txn_answer answer; /* rest_transaction_run: answers instead of the transaction-response */
+    void *answer_arg;
 } batch;
 
 enum { KEEP = 0, REFERENCE_LIKE = 1, NARRATIVE = 2 };
@@ -730,6 +733,24 @@ static void respond_entries(batch *b)
 
 /* ---- transaction ---- */
 
+/* rest_transaction_run's caller answers, from what each write entry did (in the Bundle's order). */
+static void answer_written(batch *b)
+{
+    rest_txn_written *w = calloc(b->count ? b->count : 1, sizeof *w);
+    if (!w) {
+        rq_respond_outcome(b->q, 503, OO_ERROR, "transient", NULL, "out of memory");
+        return;
+    }
+    for (size_t op = 0; op < b->op_count; op++) {
+        const bentry *e = b->op_entries[op];
+        const st_op_result *r = &b->results[op];
+        w[e->index] = (rest_txn_written){e->status, e->type->name, r->status == ST_EXISTS ? r->id : e->w.id,
+                                         r->version};
+    }
+    b->answer(b->q, b->answer_arg, w, b->count);
+    free(w);
+}
+
 /* On the request's worker (posted by transaction_done): the answer, from the results it kept. */
 static void transaction_answer(void *arg)
 {
@@ -754,10 +775,14 @@ static void transaction_answer(void *arg)
     } else {
         for (size_t op = 0; op < b->op_count; op++)
             record_write_result(b, b->op_entries[op], &b->results[op]);
-        for (size_t i = 0; i < b->count; i++)
-            if (!b->entries[i].is_write && !b->entries[i].status)
-                read_entry(b, &b->entries[i]); /* reads come last and see the transaction's writes */
-        respond_entries(b);
+        if (b->answer) {
+            answer_written(b);
+        } else {
+            for (size_t i = 0; i < b->count; i++)
+                if (!b->entries[i].is_write && !b->entries[i].status)
+                    read_entry(b, &b->entries[i]); /* reads come last and see the transaction's writes */
+            respond_entries(b);
+        }
     }
     batch_free(b);
     rq_finish(q);
@@ -1025,22 +1050,9 @@ static bool spread_batch_issues(rq *q, batch *b, const oo_list *issues)
     return true;
 }
 
-static bool parse_bundle(rq *q, batch *b)
+/* Parses and validates b->body (len bytes): a batch or transaction Bundle. False after answering. */
+static bool parse_bundle_text(rq *q, batch *b, size_t len)
 {
-    if (!rt_content_type_ok(srv_req_header(q->req, "Content-Type"))) {
-        rq_respond_outcome(q, 415, OO_ERROR, OO_NOT_SUPPORTED, NULL, "send the Bundle as application/fhir+json");
-        return false;
-    }
-    size_t len;
-    const unsigned char *body = srv_req_body(q->req, &len);
-    if (!body || !len) {
-        rq_respond_outcome(q, 400, OO_ERROR, "required", NULL,
-                           "POST to the base URL needs a batch or transaction Bundle");
-        return false;
-    }
-    b->body = malloc(len + 1);
-    memcpy(b->body, body, len);
-    b->body[len] = '\0';
     fj_error err;
     oo_list issues;
     oo_list_init(&issues, 0);
@@ -1070,14 +1082,32 @@ static bool parse_bundle(rq *q, batch *b)
     return true;
 }
 
-bool rest_batch(rq *q)
+static bool parse_bundle(rq *q, batch *b)
 {
-    batch *b = calloc(1, sizeof *b);
-    b->q = q;
-    if (!parse_bundle(q, b)) {
-        batch_free(b);
+    if (!rt_content_type_ok(srv_req_header(q->req, "Content-Type"))) {
+        rq_respond_outcome(q, 415, OO_ERROR, OO_NOT_SUPPORTED, NULL, "send the Bundle as application/fhir+json");
         return false;
     }
+    size_t len;
+    const unsigned char *body = srv_req_body(q->req, &len);
+    if (!body || !len) {
+        rq_respond_outcome(q, 400, OO_ERROR, "required", NULL,
+                           "POST to the base URL needs a batch or transaction Bundle");
+        return false;
+    }
+    b->body = malloc(len + 1);
+    if (!b->body) {
+        rq_respond_outcome(q, 503, OO_ERROR, "transient", NULL, "out of memory");
+        return false;
+    }
+    memcpy(b->body, body, len);
+    b->body[len] = '\0';
+    return parse_bundle_text(q, b, len);
+}
+
+/* The entries of a parsed Bundle, then the batch or transaction run. */
+static bool run_parsed(rq *q, batch *b)
+{
     uint32_t entries = fj_get(&b->doc, 0, "entry");
     size_t n = entries != UINT32_MAX ? b->doc.nodes[entries].len : 0;
     b->entries = calloc(n ? n : 1, sizeof *b->entries);
@@ -1097,4 +1127,40 @@ bool rest_batch(rq *q)
     if (!handed_over)
         batch_free(b);
     return handed_over;
+}
+
+bool rest_batch(rq *q)
+{
+    batch *b = calloc(1, sizeof *b);
+    if (!b) {
+        rq_respond_outcome(q, 503, OO_ERROR, "transient", NULL, "out of memory");
+        return false;
+    }
+    b->q = q;
+    if (!parse_bundle(q, b)) {
+        batch_free(b);
+        return false;
+    }
+    return run_parsed(q, b);
+}
+
+bool rest_transaction_run(rq *q, char *body, size_t len, rest_txn_answer answer, void *arg)
+{
+    batch *b = calloc(1, sizeof *b);
+    if (!b) {
+        free(body);
+        rq_respond_outcome(q, 503, OO_ERROR, "transient", NULL, "out of memory");
+        return false;
+    }
+    b->q = q;
+    b->body = body;
+    b->answer = answer;
+    b->answer_arg = arg;
+    if (!parse_bundle_text(q, b, len) || !b->transaction) {
+        if (q->req)
+            rq_respond_outcome(q, 500, OO_ERROR, OO_EXCEPTION, NULL, "the gateway built no transaction");
+        batch_free(b);
+        return false;
+    }
+    return run_parsed(q, b);
 }

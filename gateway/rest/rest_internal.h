@@ -11,10 +11,12 @@
  *   rest.c          the entry point: identity, rate limit, format, type-level authorisation
  *     -> operations, capability, rest_access, answer
  *   operations      the table of interactions and $operations, and dispatch through it
- *     -> handlers (rest_read, rest_write, rest_patch, rest_search, rest_batch, rest_validate, rest_audit_read),
+ *     -> handlers (rest_read, rest_write, rest_patch, rest_search, rest_batch, rest_validate, rest_audit_read,
+ *        rest_handover),
  *        answer
- *   rest_batch      batch and transaction Bundles
+ *   rest_batch      batch and transaction Bundles, and transactions the gateway builds (rest_batch.h)
  *     -> rest_write, rest_query, rest_bundle, rest_access, rest_audit, answer
+ *   rest_handover   $handover: documents + Task as one transaction -> rest_batch, rest_write, rest_access, answer
  *   rest_patch      PATCH -> rest_write, rest_query, rest_access, answer
  *   rest_validate   $validate -> rest_write, answer
  *   rest_search     searchset and history pages -> rest_query, rest_bundle, rest_access, rest_audit, answer

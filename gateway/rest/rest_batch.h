@@ -1,0 +1,38 @@
+/*
+ * gateway/rest/rest_batch.h — transactions built by the gateway itself
+ * (rest_batch.c), for $operations that write several resources at once
+ * (rest_handover: the documents and the Task of a handover).
+ *
+ * The transaction goes through exactly the path of a client's transaction
+ * Bundle: validation, the access checks of every entry (rest_access),
+ * conditional creates evaluated on the commit thread, urn:uuid: names
+ * rewritten, one store transaction with the audit entries of every write.
+ * Only the answer differs: the caller's `answer` builds it from what each
+ * write entry did.
+ *
+ * Memory: rest_transaction_run takes body (malloc'd, NUL-terminated at
+ * len). `written` lives during the call of answer only; its strings too.
+ */
+#ifndef GATEWAY_REST_BATCH_H
+#define GATEWAY_REST_BATCH_H
+
+#include "gateway/rest/rest_internal.h"
+
+/* What one write entry did: status 201 (created) or 200 (a conditional create that matched), the resource. */
+typedef struct rest_txn_written {
+    int status;
+    const char *type, *id;
+    int64_t version;
+} rest_txn_written;
+
+/* Runs on the request's worker after the commit; must answer q (rq_respond_*); q is finished after it. */
+typedef void (*rest_txn_answer)(rq *q, void *arg, const rest_txn_written *written, size_t count);
+
+/*
+ * Run the transaction Bundle in body (len bytes; taken). Failures (invalid,
+ * refused entry, rollback) are answered as for a client's transaction.
+ * Returns as a handler does (handlers.h): true when q was handed on.
+ */
+bool rest_transaction_run(rq *q, char *body, size_t len, rest_txn_answer answer, void *arg);
+
+#endif

@@ -1,0 +1,338 @@
+/*
+ * gateway/rest/rest_handover.c — POST [base]/$handover: the relay of a
+ * medical-policy handover (issue #13; the workflow is docs/handover.md).
+ *
+ * The sender posts a Parameters with
+ *   - document       the handover itself: a document Bundle whose
+ *                    Composition has type SNOMED 371535009;
+ *   - advanceNotice  optional: the advance notice (aanmeldbericht), a
+ *                    document Bundle whose Composition has type LOINC 57830-2;
+ *   - receiver       a Reference by URA identifier to the receiving
+ *                    Organization: a registered care provider or GP with its
+ *                    directory entry Organization/ura-<URA>.
+ * The gateway validates it all (core and the guide's profiles), then stores
+ * the documents and a Task (code SNOMED 308292007 transfer of care; status
+ * requested with an advance notice, in-progress without; owner the
+ * receiver's directory entry, requester the sender by URA, one input per
+ * document typed by its Composition type) as ONE transaction built here and
+ * run through the transaction path (rest_batch.h): the same access checks,
+ * audit entries with the writes, one commit. The answer is 201 with the Task.
+ *
+ * Idempotency: every write is a conditional create on the document's
+ * Bundle.identifier (the Task carries the same identifier). Conditional
+ * creates are evaluated on the store's single commit thread, so a
+ * resubmission, sequential or concurrent, finds the first Task and the
+ * answer is 200 with that Task; never a second one.
+ *
+ * Who reads what afterwards, by the Task's status, is rest_access.c's
+ * (the handover grants); the status moves are checked there too.
+ *
+ * Memory: everything lives in the request (the transaction body is handed
+ * to rest_transaction_run, which frees it).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/rest/answer.h"
+#include "gateway/rest/handlers.h"
+#include "gateway/rest/rest_access.h"
+#include "gateway/rest/rest_batch.h"
+#include "gateway/rest/rest_write.h"
+
+#define URA_SYSTEM "http://fhir.nl/fhir/NamingSystem/ura"
+#define SNOMED "http://snomed.info/sct"
+#define HANDOVER_DEFINITION "https://fhirgw.nl/fhir/OperationDefinition/handover"
+#define LOINC "http://loinc.org"
+
+/* The parts of the request, as nodes of its parsed Parameters. */
+typedef struct handover {
+    fj_doc doc;
+    char *text;         /* the body, parsed in place */
+    uint32_t document;  /* Bundle node */
+    uint32_t notice;    /* Bundle node or UINT32_MAX */
+    uint32_t receiver;  /* Reference node */
+    int receiver_index; /* its parameter's index, for messages */
+    char ura[16];       /* the receiver's URA */
+    uint32_t id_system; /* the document's Bundle.identifier.system and .value */
+    uint32_t id_value;
+} handover;
+
+static bool str_member_is(const fj_doc *d, uint32_t obj, const char *name, const char *value)
+{
+    uint32_t v = obj != UINT32_MAX ? fj_get(d, obj, name) : UINT32_MAX;
+    return v != UINT32_MAX && d->nodes[v].type == FJ_STRING && fj_str_eq(d, v, value);
+}
+
+/* The Parameters' members by name; false with an issue. */
+static bool read_parameters(handover *h, oo_list *issues)
+{
+    const fj_doc *d = &h->doc;
+    h->document = h->notice = h->receiver = UINT32_MAX;
+    if (!str_member_is(d, 0, "resourceType", "Parameters")) {
+        oo_add(issues, OO_ERROR, OO_STRUCTURE, NULL, 0, 0, "$handover takes a Parameters resource");
+        return false;
+    }
+    uint32_t params = fj_get(d, 0, "parameter");
+    uint32_t p = params != UINT32_MAX && d->nodes[params].type == FJ_ARRAY ? params + 1 : UINT32_MAX;
+    for (uint32_t i = 0; p != UINT32_MAX && i < d->nodes[params].len; i++, p = fj_next(d, p)) {
+        uint32_t *slot = str_member_is(d, p, "name", "document")        ? &h->document
+                         : str_member_is(d, p, "name", "advanceNotice") ? &h->notice
+                         : str_member_is(d, p, "name", "receiver")      ? &h->receiver
+                                                                        : NULL;
+        char expr[64];
+        snprintf(expr, sizeof expr, "Parameters.parameter[%u]", i);
+        if (!slot) {
+            oo_add(issues, OO_ERROR, OO_NOT_SUPPORTED, expr, 0, 0,
+                   "$handover takes the parameters document, advanceNotice and receiver only");
+            return false;
+        }
+        if (*slot != UINT32_MAX) {
+            oo_add(issues, OO_ERROR, OO_STRUCTURE, expr, 0, 0, "each $handover parameter is given once");
+            return false;
+        }
+        *slot = fj_get(d, p, slot == &h->receiver ? "valueReference" : "resource");
+        if (slot == &h->receiver)
+            h->receiver_index = (int)i;
+        if (*slot == UINT32_MAX) {
+            oo_add(issues, OO_ERROR, "required", expr, 0, 0, "%s",
+                   slot == &h->receiver ? "receiver is a valueReference" : "document and advanceNotice are resources");
+            return false;
+        }
+    }
+    if (h->document == UINT32_MAX || h->receiver == UINT32_MAX) {
+        oo_add(issues, OO_ERROR, "required", "Parameters.parameter", 0, 0,
+               "$handover needs the parameters document (the handover) and receiver");
+        return false;
+    }
+    return true;
+}
+
+/* A document Bundle whose first entry is a Composition of the type asked for, with an identifier. */
+static bool check_document(handover *h, uint32_t bundle, const char *param, const char *system, const char *code,
+                           oo_list *issues)
+{
+    const fj_doc *d = &h->doc;
+    uint32_t entries = fj_get(d, bundle, "entry");
+    uint32_t first = entries != UINT32_MAX && d->nodes[entries].type == FJ_ARRAY && d->nodes[entries].len
+                         ? fj_get(d, entries + 1, "resource")
+                         : UINT32_MAX;
+    uint32_t ident = fj_get(d, bundle, "identifier");
+    bool ok = str_member_is(d, bundle, "resourceType", "Bundle") && str_member_is(d, bundle, "type", "document") &&
+              str_member_is(d, first, "resourceType", "Composition") && ident != UINT32_MAX &&
+              fj_get(d, ident, "system") != UINT32_MAX && fj_get(d, ident, "value") != UINT32_MAX;
+    uint32_t type = ok ? fj_get(d, first, "type") : UINT32_MAX;
+    uint32_t codings = type != UINT32_MAX ? fj_get(d, type, "coding") : UINT32_MAX;
+    bool typed = false;
+    uint32_t c = codings != UINT32_MAX && d->nodes[codings].type == FJ_ARRAY ? codings + 1 : UINT32_MAX;
+    for (uint32_t i = 0; c != UINT32_MAX && i < d->nodes[codings].len && !typed; i++, c = fj_next(d, c))
+        typed = str_member_is(d, c, "system", system) && str_member_is(d, c, "code", code);
+    if (ok && typed)
+        return true;
+    oo_add(issues, OO_ERROR, OO_PROCESSING, param, 0, 0,
+           "%s must be a document Bundle with identifier.system and identifier.value whose first entry is a "
+           "Composition of type %s|%s",
+           param, system, code);
+    return false;
+}
+
+/* The receiver: a registered care provider or GP by URA, with its directory entry. 0 or the status with an issue. */
+static int check_receiver(rq *q, handover *h, oo_list *issues)
+{
+    const fj_doc *d = &h->doc;
+    uint32_t ident = fj_get(d, h->receiver, "identifier");
+    uint32_t value = ident != UINT32_MAX ? fj_get(d, ident, "value") : UINT32_MAX;
+    char expr[80];
+    snprintf(expr, sizeof expr, "Parameters.parameter[%d].valueReference", h->receiver_index);
+    if (!str_member_is(d, ident, "system", URA_SYSTEM) || value == UINT32_MAX || d->nodes[value].len != 8) {
+        oo_add(issues, OO_ERROR, "required", expr, 0, 0,
+               "receiver names the receiving organisation by its URA: identifier.system " URA_SYSTEM
+               " and an 8-digit value");
+        return 422;
+    }
+    snprintf(h->ura, sizeof h->ura, "%.*s", 8, fj_str(d, value));
+    const id_entry *org = id_lookup_ura(q->app->opt.organisations, h->ura);
+    bool provider = org && (az_parse_roles(org->role) & AZ_CARE_ROLES);
+    char id[32];
+    snprintf(id, sizeof id, "ura-%s", h->ura);
+    st_resource entry;
+    st_error err;
+    bool listed = false;
+    if (provider && st_read(q->app->opt.store, "Organization", id, &entry, &err) == ST_OK) {
+        listed = rest_is_directory_entry(q, &entry);
+        st_resource_free(&entry);
+    }
+    if (!listed) {
+        oo_add(issues, OO_ERROR, OO_PROCESSING, expr, 0, 0,
+               "URA %s is not a registered care provider or GP with a directory entry (Organization/%s)", h->ura, id);
+        return 422;
+    }
+    return 0;
+}
+
+/* Percent-encodes a search value (everything but unreserved characters). */
+static void put_query_value(fj_buf *out, const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                     c == '.' || c == '_' || c == '~';
+        if (plain)
+            fj_buf_append(out, (const char *)&c, 1);
+        else
+            fj_buf_printf(out, "%%%02X", c);
+    }
+}
+
+/* "identifier=<system>|<value>" of a document Bundle, as a JSON string. */
+static void put_if_none_exist(fj_buf *out, const fj_doc *d, uint32_t bundle)
+{
+    uint32_t ident = fj_get(d, bundle, "identifier");
+    uint32_t sys = fj_get(d, ident, "system"), val = fj_get(d, ident, "value");
+    fj_buf q = {0};
+    fj_buf_puts(&q, "identifier=");
+    put_query_value(&q, fj_str(d, sys), d->nodes[sys].len);
+    fj_buf_puts(&q, "|");
+    put_query_value(&q, fj_str(d, val), d->nodes[val].len);
+    size_t len;
+    char *text = fj_buf_take(&q, &len);
+    fj_buf_string(out, text ? text : "", text ? len : 0);
+    free(text);
+}
+
+static void put_document_entry(fj_buf *out, const fj_doc *d, uint32_t bundle, const char *uuid)
+{
+    fj_buf_printf(out, "{\"fullUrl\":\"urn:uuid:%s\",\"resource\":", uuid);
+    fj_write(d, bundle, NULL, out);
+    fj_buf_puts(out, ",\"request\":{\"method\":\"POST\",\"url\":\"Bundle\",\"ifNoneExist\":");
+    put_if_none_exist(out, d, bundle);
+    fj_buf_puts(out, "}}");
+}
+
+static void put_input(fj_buf *out, const char *system, const char *code, const char *display, const char *uuid)
+{
+    fj_buf_printf(out,
+                  "{\"type\":{\"coding\":[{\"system\":\"%s\",\"code\":\"%s\",\"display\":\"%s\"}]},"
+                  "\"valueReference\":{\"reference\":\"urn:uuid:%s\"}}",
+                  system, code, display, uuid);
+}
+
+/* The transaction: the documents, then the Task naming them (urn:uuid: names, rewritten by the transaction). */
+static char *build_transaction(rq *q, const handover *h, size_t *len)
+{
+    const fj_doc *d = &h->doc;
+    char notice_id[ST_ID_MAX + 1], doc_id[ST_ID_MAX + 1], task_id[ST_ID_MAX + 1], now[ST_INSTANT_LEN];
+    rest_new_id(notice_id);
+    rest_new_id(doc_id);
+    rest_new_id(task_id);
+    st_format_instant(rest_now_ms(q->app), now);
+    fj_buf out = {0};
+    fj_buf_puts(&out, "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":[");
+    if (h->notice != UINT32_MAX) {
+        put_document_entry(&out, d, h->notice, notice_id);
+        fj_buf_puts(&out, ",");
+    }
+    put_document_entry(&out, d, h->document, doc_id);
+    fj_buf_printf(&out, ",{\"fullUrl\":\"urn:uuid:%s\",\"resource\":{\"resourceType\":\"Task\",\"identifier\":[",
+                  task_id);
+    fj_write(d, fj_get(d, h->document, "identifier"), NULL, &out);
+    fj_buf_printf(&out,
+                  "],\"instantiatesCanonical\":\"" HANDOVER_DEFINITION
+                  "\",\"status\":\"%s\",\"intent\":\"order\",\"code\":{\"coding\":[{\"system\":\"" SNOMED
+                  "\",\"code\":\"308292007\",\"display\":\"Transfer of care\"}]},\"authoredOn\":\"%s\","
+                  "\"requester\":{\"type\":\"Organization\",\"identifier\":{\"system\":\"" URA_SYSTEM
+                  "\",\"value\":\"%s\"}},\"owner\":{\"reference\":\"Organization/ura-%s\"},\"input\":[",
+                  h->notice != UINT32_MAX ? "requested" : "in-progress", now, q->caller.ura, h->ura);
+    if (h->notice != UINT32_MAX) {
+        put_input(&out, LOINC, "57830-2", "Advance notice", notice_id);
+        fj_buf_puts(&out, ",");
+    }
+    put_input(&out, SNOMED, "371535009", "Transfer of care summary", doc_id);
+    fj_buf_puts(&out, "]},\"request\":{\"method\":\"POST\",\"url\":\"Task\",\"ifNoneExist\":");
+    put_if_none_exist(&out, d, h->document);
+    fj_buf_puts(&out, "}}]}");
+    return fj_buf_take(&out, len);
+}
+
+/* After the commit: 201 with the new Task, or 200 with the one an earlier submission made. */
+static void answer_task(rq *q, void *arg, const rest_txn_written *written, size_t count)
+{
+    (void)arg;
+    const rest_txn_written *task = count ? &written[count - 1] : NULL;
+    st_resource r;
+    st_error err;
+    if (!task || !task->id || st_read(q->app->opt.store, "Task", task->id, &r, &err) != ST_OK) {
+        rq_respond_outcome(q, 500, OO_ERROR, OO_EXCEPTION, NULL, "the handover's Task cannot be read back");
+        return;
+    }
+    if (rest_may(q, &r, AZ_READ)) {
+        rq_set_version_headers(q, "Task", r.id, r.version, r.last_updated_ms, true);
+        char *body = strndup(r.json, r.json_len);
+        if (body)
+            rq_respond_json(q, task->status == 201 ? 201 : 200, body, r.json_len);
+        else
+            rq_respond_outcome(q, 503, OO_ERROR, "transient", NULL, "out of memory");
+    }
+    st_resource_free(&r);
+}
+
+/* Parse and check the request; 0 or the status with issues. */
+static int read_handover(rq *q, handover *h, oo_list *issues)
+{
+    const unsigned char *body;
+    size_t len;
+    if (!rest_json_body(q, &body, &len))
+        return -1;
+    h->text = malloc(len + 1);
+    if (!h->text) {
+        oo_add(issues, OO_ERROR, "transient", NULL, 0, 0, "out of memory");
+        return 503;
+    }
+    memcpy(h->text, body, len);
+    h->text[len] = '\0';
+    fj_error err;
+    if (!fj_parse(h->text, len, NULL, &h->doc, &err)) {
+        oo_add(issues, OO_FATAL, OO_STRUCTURE, NULL, err.line, err.column, "invalid JSON: %s", err.message);
+        return 400;
+    }
+    fv_options opts = {0};
+    opts.profiles = q->app->opt.profiles;
+    if (fv_validate_doc(&h->doc, &opts, issues))
+        return 422;
+    oo_list_free(issues);
+    oo_list_init(issues, 0);
+    if (!read_parameters(h, issues))
+        return 422;
+    if (!check_document(h, h->document, "document", SNOMED, "371535009", issues) ||
+        (h->notice != UINT32_MAX && !check_document(h, h->notice, "advanceNotice", LOINC, "57830-2", issues)))
+        return 422;
+    return check_receiver(q, h, issues);
+}
+
+bool rest_handover_op(rq *q)
+{
+    if (rest_decide(q, AZ_CREATE, "Task", NULL, NULL) != AZ_ALLOW ||
+        rest_decide(q, AZ_CREATE, "Bundle", NULL, NULL) != AZ_ALLOW) {
+        rq_respond_outcome(q, 403, OO_ERROR, "forbidden", NULL, "this organisation may not send handovers");
+        return false;
+    }
+    handover h = {0};
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    int status = read_handover(q, &h, &issues);
+    bool handed = false;
+    if (status > 0) {
+        rq_respond_issues(q, status, &issues);
+    } else if (status == 0) {
+        size_t len = 0;
+        char *txn = build_transaction(q, &h, &len);
+        if (txn)
+            handed = rest_transaction_run(q, txn, len, answer_task, NULL);
+        else
+            rq_respond_outcome(q, 503, OO_ERROR, "transient", NULL, "out of memory");
+    }
+    oo_list_free(&issues);
+    fj_doc_free(&h.doc);
+    free(h.text);
+    return handed;
+}

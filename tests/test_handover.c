@@ -1,0 +1,429 @@
+/*
+ * tests/test_handover.c — the relay of medical-policy handovers (issue #13,
+ * docs/handover.md): POST /$handover, the Task's state machine, who reads
+ * the documents in which status, and idempotent resubmission. The real
+ * server over mutual TLS on loopback, each party with its own certificate;
+ * every body the server sends is validated by the harness.
+ *
+ * Memory: responses and JSON are freed in each test; the request bodies are
+ * stack buffers.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/rest_harness.h"
+
+static void setup(void)
+{
+    rh_setup();
+    rh_publish_directory();
+}
+
+TestSuite(handover, .init = setup, .fini = rh_teardown, .timeout = 240);
+
+#define URA_SYSTEM "http://fhir.nl/fhir/NamingSystem/ura"
+#define URA_HOSPITAL_A "90000101"
+#define URA_ELV_A "90000301"
+#define SECRET "Jansen-Geheimzinnig"
+
+/* A document Bundle: Composition of type system|code, with a Patient whose name is SECRET. */
+static void document(char *out, size_t size, const char *ident, const char *system, const char *code)
+{
+    snprintf(out, size,
+             "{\"resourceType\":\"Bundle\",\"identifier\":{\"system\":\"urn:ietf:rfc:3986\",\"value\":\"urn:uuid:%s\"},"
+             "\"type\":\"document\",\"timestamp\":\"2026-01-05T10:00:00+01:00\",\"entry\":["
+             "{\"fullUrl\":\"urn:uuid:6b1f6a39-0d4c-4c5b-9f7e-1a2b3c4d5e01\",\"resource\":{\"resourceType\":"
+             "\"Composition\",\"status\":\"final\",\"type\":{\"coding\":[{\"system\":\"%s\",\"code\":\"%s\"}]},"
+             "\"subject\":{\"reference\":\"urn:uuid:6b1f6a39-0d4c-4c5b-9f7e-1a2b3c4d5e02\"},"
+             "\"date\":\"2026-01-05T10:00:00+01:00\",\"author\":[{\"type\":\"Organization\",\"identifier\":"
+             "{\"system\":\"" URA_SYSTEM "\",\"value\":\"" URA_HOSPITAL_A
+             "\"}}],\"title\":\"Overdracht medisch beleid\","
+             "\"section\":[{\"title\":\"Medisch beleid\",\"code\":{\"coding\":[{\"system\":\"http://snomed.info/sct\","
+             "\"code\":\"773130005\"}]},\"text\":{\"status\":\"generated\",\"div\":\"<div "
+             "xmlns=\\\"http://www.w3.org/1999/xhtml\\\">Beleid voor " SECRET "</div>\"}}]}},"
+             "{\"fullUrl\":\"urn:uuid:6b1f6a39-0d4c-4c5b-9f7e-1a2b3c4d5e02\",\"resource\":{\"resourceType\":"
+             "\"Patient\",\"name\":[{\"family\":\"" SECRET "\"}]}}]}",
+             ident, system, code);
+}
+
+/* The Parameters of $handover: the handover (ident), optionally an advance notice (notice_ident), the receiver. */
+static char *handover_body(const char *ident, const char *notice_ident, const char *receiver_ura)
+{
+    size_t size = 16384;
+    char *out = malloc(size), doc[6000], notice[6000];
+    cr_assert_not_null(out);
+    document(doc, sizeof doc, ident, "http://snomed.info/sct", "371535009");
+    if (notice_ident)
+        document(notice, sizeof notice, notice_ident, "http://loinc.org", "57830-2");
+    snprintf(out, size,
+             "{\"resourceType\":\"Parameters\",\"parameter\":[%s%s%s{\"name\":\"document\",\"resource\":%s},"
+             "{\"name\":\"receiver\",\"valueReference\":{\"identifier\":{\"system\":\"" URA_SYSTEM
+             "\",\"value\":\"%s\"}}}]}",
+             notice_ident ? "{\"name\":\"advanceNotice\",\"resource\":" : "", notice_ident ? notice : "",
+             notice_ident ? "}," : "", doc, receiver_ura);
+    return out;
+}
+
+/* A handover task: its id, and the ids of the advance notice and the handover Bundles. */
+typedef struct sent {
+    char task[80], notice[80], doc[80];
+    long status;
+} sent;
+
+static void read_inputs(json_object *task, sent *s)
+{
+    json_object *inputs = json_object_object_get(task, "input");
+    for (size_t i = 0; inputs && i < json_object_array_length(inputs); i++) {
+        json_object *in = json_object_array_get_idx(inputs, i);
+        const char *code = rh_str(in, "type.coding.0.code");
+        const char *ref = rh_str(in, "valueReference.reference");
+        cr_assert(ref && !strncmp(ref, "Bundle/", 7), "input %zu refers to %s", i, ref ? ref : "nothing");
+        snprintf(code && !strcmp(code, "57830-2") ? s->notice : s->doc, sizeof s->doc, "%s", ref + 7);
+    }
+}
+
+static sent send_handover(const char *who, const char *ident, const char *notice_ident, const char *receiver)
+{
+    char *body = handover_body(ident, notice_ident, receiver);
+    rh_response r = rh_request(who, "POST", "/$handover", body, NULL);
+    free(body);
+    sent s = {.status = r.status};
+    if (r.status == 200 || r.status == 201) {
+        json_object *o = rh_json(&r);
+        cr_assert_str_eq(rh_str(o, "resourceType"), "Task");
+        snprintf(s.task, sizeof s.task, "%s", rh_str(o, "id"));
+        read_inputs(o, &s);
+        json_object_put(o);
+    } else {
+        cr_log_info("$handover answered %ld: %.*s", r.status, (int)r.len, r.body);
+    }
+    rh_response_free(&r);
+    return s;
+}
+
+static long status_of(const char *who, const char *method, const char *path, const char *body)
+{
+    rh_response r = rh_request(who, method, path, body, NULL);
+    long s = r.status;
+    if (s >= 400 && r.len)
+        rh_expect_outcome(&r, s, NULL);
+    rh_response_free(&r);
+    return s;
+}
+
+static long read_bundle(const char *who, const char *id)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/Bundle/%s", id);
+    return status_of(who, "GET", path, NULL);
+}
+
+/* PUT the Task as read, with its status changed (and, when extra is not NULL, a member added). */
+static long put_status(const char *who, const char *reader, const char *task, const char *to, const char *extra)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/Task/%s", task);
+    rh_response r = rh_request(reader, "GET", path, NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s cannot read Task/%s (%ld)", reader, task, r.status);
+    json_object *o = rh_json(&r);
+    rh_response_free(&r);
+    json_object_object_del(o, "meta");
+    json_object_object_add(o, "status", json_object_new_string(to));
+    if (extra)
+        json_object_object_add(o, "description", json_object_new_string(extra));
+    long s = status_of(who, "PUT", path, json_object_to_json_string(o));
+    json_object_put(o);
+    return s;
+}
+
+static long patch_status(const char *who, const char *task, const char *to)
+{
+    char path[128], body[160];
+    snprintf(path, sizeof path, "/Task/%s", task);
+    snprintf(body, sizeof body, "[{\"op\":\"replace\",\"path\":\"/status\",\"value\":\"%s\"}]", to);
+    const char *extra[] = {"Content-Type: application/json-patch+json", NULL};
+    rh_response r = rh_request(who, "PATCH", path, body, extra);
+    long s = r.status;
+    if (s >= 400)
+        rh_expect_outcome(&r, s, NULL);
+    if (s >= 400)
+        cr_log_info("PATCH %s -> %s: %.*s", task, to, (int)r.len, r.body);
+    rh_response_free(&r);
+    return s;
+}
+
+Test(handover, hospital_to_elv_happy_path_with_access_by_status)
+{
+    sent s = send_handover("hospital-a", "1c6d7e5e-0001-4000-8000-000000000001", "1c6d7e5e-0001-4000-8000-0000000000a1",
+                           URA_ELV_A);
+    cr_assert_eq(s.status, 201);
+    cr_assert(s.notice[0] && s.doc[0], "the Task names both documents");
+    /* the Task: requested, owned by the receiver's directory entry, no personal data */
+    char path[128];
+    snprintf(path, sizeof path, "/Task/%s", s.task);
+    rh_response r = rh_request("elv-a", "GET", path, NULL, NULL);
+    cr_assert_eq(r.status, 200);
+    json_object *o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "status"), "requested");
+    cr_expect_str_eq(rh_str(o, "code.coding.0.code"), "308292007");
+    cr_expect_str_eq(rh_str(o, "owner.reference"), "Organization/ura-" URA_ELV_A);
+    cr_expect_str_eq(rh_str(o, "requester.identifier.value"), URA_HOSPITAL_A);
+    cr_expect_null(strstr(json_object_to_json_string(o), SECRET), "the Task carries no personal data");
+    json_object_put(o);
+    rh_response_free(&r);
+    /* the receiver polls for new handovers */
+    r = rh_request("elv-a", "GET", "/Task?owner=Organization/ura-" URA_ELV_A "&status=requested", NULL, NULL);
+    cr_assert_eq(r.status, 200);
+    o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "entry.0.resource.id"), s.task);
+    json_object_put(o);
+    rh_response_free(&r);
+    /* requested: the advance notice only */
+    cr_expect_eq(read_bundle("elv-a", s.notice), 200);
+    cr_expect_eq(read_bundle("elv-a", s.doc), 404);
+    cr_expect_eq(put_status("elv-a", "elv-a", s.task, "accepted", NULL), 200);
+    cr_expect_eq(read_bundle("elv-a", s.notice), 200);
+    cr_expect_eq(read_bundle("elv-a", s.doc), 404);
+    /* the sender starts the handover (PATCH): now the handover itself */
+    cr_expect_eq(patch_status("hospital-a", s.task, "in-progress"), 200);
+    cr_expect_eq(read_bundle("elv-a", s.doc), 200);
+    cr_expect_eq(patch_status("elv-a", s.task, "completed"), 200);
+    /* completed: nothing more for the receiver; the sender reads its own */
+    cr_expect_eq(read_bundle("elv-a", s.doc), 404);
+    cr_expect_eq(read_bundle("elv-a", s.notice), 404);
+    cr_expect_eq(read_bundle("hospital-a", s.doc), 200);
+    cr_expect_eq(read_bundle("hospital-a", s.notice), 200);
+    /* both read the Task's history: requested, accepted, in-progress, completed */
+    snprintf(path, sizeof path, "/Task/%s/_history", s.task);
+    for (int i = 0; i < 2; i++) {
+        r = rh_request(i ? "hospital-a" : "elv-a", "GET", path, NULL, NULL);
+        cr_expect_eq(r.status, 200);
+        o = rh_json(&r);
+        cr_expect_eq(json_object_get_int(json_object_object_get(o, "total")), 4);
+        json_object_put(o);
+        rh_response_free(&r);
+    }
+}
+
+Test(handover, without_advance_notice_starts_in_progress)
+{
+    sent s = send_handover("gp", "1c6d7e5e-0002-4000-8000-000000000001", NULL, URA_ELV_A);
+    cr_assert_eq(s.status, 201);
+    char path[128];
+    snprintf(path, sizeof path, "/Task/%s", s.task);
+    rh_response r = rh_request("elv-a", "GET", path, NULL, NULL);
+    json_object *o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "status"), "in-progress");
+    json_object_put(o);
+    rh_response_free(&r);
+    cr_expect_eq(read_bundle("elv-a", s.doc), 200);
+}
+
+Test(handover, others_see_nothing_not_even_that_it_exists)
+{
+    sent s = send_handover("hospital-a", "1c6d7e5e-0003-4000-8000-000000000001", "1c6d7e5e-0003-4000-8000-0000000000a1",
+                           URA_ELV_A);
+    cr_assert_eq(s.status, 201);
+    const char *others[] = {"elv-b", "hospital-b", "gp"};
+    char path[128];
+    for (size_t i = 0; i < 3; i++) {
+        cr_expect_eq(read_bundle(others[i], s.notice), 404, "%s", others[i]);
+        cr_expect_eq(read_bundle(others[i], s.doc), 404, "%s", others[i]);
+        snprintf(path, sizeof path, "/Task/%s", s.task);
+        cr_expect_eq(status_of(others[i], "GET", path, NULL), 404, "%s", others[i]);
+        cr_expect_eq(patch_status(others[i], s.task, "accepted"), 404, "%s", others[i]);
+    }
+    /* a missing Bundle answers alike */
+    cr_expect_eq(read_bundle("elv-b", "no-such-bundle"), 404);
+}
+
+Test(handover, illegal_transitions_and_changes_are_refused)
+{
+    sent s = send_handover("hospital-a", "1c6d7e5e-0004-4000-8000-000000000001", "1c6d7e5e-0004-4000-8000-0000000000a1",
+                           URA_ELV_A);
+    cr_assert_eq(s.status, 201);
+    /* from requested: the receiver may not start or complete it, nor the sender accept it */
+    cr_expect_eq(patch_status("elv-a", s.task, "in-progress"), 409);
+    cr_expect_eq(patch_status("elv-a", s.task, "completed"), 409);
+    cr_expect_eq(patch_status("elv-a", s.task, "cancelled"), 409);
+    cr_expect_eq(patch_status("hospital-a", s.task, "accepted"), 409);
+    cr_expect_eq(patch_status("hospital-a", s.task, "in-progress"), 409);
+    cr_expect_eq(patch_status("hospital-a", s.task, "completed"), 409);
+    /* only the status changes, for either party */
+    cr_expect_eq(put_status("elv-a", "elv-a", s.task, "accepted", "anders"), 422);
+    cr_expect_eq(put_status("hospital-a", "hospital-a", s.task, "requested", "anders"), 422);
+    cr_expect_eq(put_status("elv-a", "elv-a", s.task, "accepted", NULL), 200);
+    /* from accepted */
+    cr_expect_eq(patch_status("elv-a", s.task, "in-progress"), 409);
+    cr_expect_eq(patch_status("elv-a", s.task, "rejected"), 409);
+    cr_expect_eq(patch_status("elv-a", s.task, "completed"), 409);
+    cr_expect_eq(patch_status("hospital-a", s.task, "completed"), 409);
+    cr_expect_eq(patch_status("hospital-a", s.task, "in-progress"), 200);
+    /* from in-progress */
+    cr_expect_eq(patch_status("hospital-a", s.task, "completed"), 409);
+    cr_expect_eq(patch_status("elv-a", s.task, "accepted"), 409);
+    cr_expect_eq(patch_status("elv-a", s.task, "completed"), 200);
+    /* completed is final */
+    cr_expect_eq(patch_status("hospital-a", s.task, "cancelled"), 409);
+    cr_expect_eq(patch_status("elv-a", s.task, "in-progress"), 409);
+
+    /* rejected and cancelled end it too; on-hold may only be cancelled */
+    sent t = send_handover("hospital-a", "1c6d7e5e-0004-4000-8000-000000000002", "1c6d7e5e-0004-4000-8000-0000000000a2",
+                           URA_ELV_A);
+    cr_expect_eq(patch_status("elv-a", t.task, "on-hold"), 200);
+    cr_expect_eq(read_bundle("elv-a", t.notice), 200);
+    cr_expect_eq(patch_status("elv-a", t.task, "accepted"), 409);
+    cr_expect_eq(patch_status("hospital-a", t.task, "cancelled"), 200);
+    cr_expect_eq(read_bundle("elv-a", t.notice), 404);
+    cr_expect_eq(patch_status("hospital-a", t.task, "requested"), 409);
+    sent u = send_handover("hospital-a", "1c6d7e5e-0004-4000-8000-000000000003", "1c6d7e5e-0004-4000-8000-0000000000a3",
+                           URA_ELV_A);
+    cr_expect_eq(patch_status("elv-a", u.task, "rejected"), 200);
+    cr_expect_eq(read_bundle("elv-a", u.notice), 404);
+    cr_expect_eq(patch_status("elv-a", u.task, "accepted"), 409);
+}
+
+Test(handover, wrong_receivers_and_documents_are_refused)
+{
+    /* an unregistered URA, an insurer */
+    cr_expect_eq(send_handover("hospital-a", "1c6d7e5e-0005-4000-8000-000000000001", NULL, "99999999").status, 422);
+    cr_expect_eq(send_handover("hospital-a", "1c6d7e5e-0005-4000-8000-000000000002", NULL, "90000501").status, 422);
+    /* a document of the wrong type: the advance notice's Composition type as the handover */
+    char doc[6000], body[8000];
+    document(doc, sizeof doc, "1c6d7e5e-0005-4000-8000-000000000003", "http://loinc.org", "57830-2");
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"document\",\"resource\":%s},{\"name\":"
+             "\"receiver\",\"valueReference\":{\"identifier\":{\"system\":\"" URA_SYSTEM "\",\"value\":\"" URA_ELV_A
+             "\"}}}]}",
+             doc);
+    cr_expect_eq(status_of("hospital-a", "POST", "/$handover", body), 422);
+    /* invalid FHIR inside the document */
+    char *bad = handover_body("1c6d7e5e-0005-4000-8000-000000000004", NULL, URA_ELV_A);
+    char *at = strstr(bad, "\"final\"");
+    cr_assert_not_null(at);
+    memcpy(at, "\"fine\" ", 7);
+    cr_expect_eq(status_of("hospital-a", "POST", "/$handover", bad), 422);
+    free(bad);
+    /* nothing was stored */
+    rh_response r = rh_request("hospital-a", "GET", "/Task", NULL, NULL);
+    json_object *o = rh_json(&r);
+    cr_expect_eq(json_object_get_int(json_object_object_get(o, "total")), 0);
+    json_object_put(o);
+    rh_response_free(&r);
+}
+
+static long count_tasks(const char *who, const char *ident)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/Task?identifier=urn:ietf:rfc:3986%%7Curn:uuid:%s", ident);
+    rh_response r = rh_request(who, "GET", path, NULL, NULL);
+    json_object *o = rh_json(&r);
+    long n = json_object_get_int(json_object_object_get(o, "total"));
+    json_object_put(o);
+    rh_response_free(&r);
+    return n;
+}
+
+Test(handover, resubmission_gives_the_same_task)
+{
+    const char *ident = "1c6d7e5e-0006-4000-8000-000000000001";
+    sent a = send_handover("hospital-a", ident, "1c6d7e5e-0006-4000-8000-0000000000a1", URA_ELV_A);
+    sent b = send_handover("hospital-a", ident, "1c6d7e5e-0006-4000-8000-0000000000a1", URA_ELV_A);
+    cr_assert_eq(a.status, 201);
+    cr_assert_eq(b.status, 200);
+    cr_expect_str_eq(a.task, b.task);
+    cr_expect_str_eq(a.doc, b.doc);
+    cr_expect_str_eq(a.notice, b.notice);
+    cr_expect_eq(count_tasks("hospital-a", ident), 1);
+}
+
+#define RACERS 8
+
+typedef struct racer {
+    const char *ident;
+    sent result;
+} racer;
+
+static void *race(void *arg)
+{
+    racer *r = arg;
+    char *body = handover_body(r->ident, "1c6d7e5e-0007-4000-8000-0000000000a1", URA_ELV_A);
+    rh_response resp = rh_request("hospital-a", "POST", "/$handover", body, NULL);
+    free(body);
+    r->result.status = resp.status;
+    json_object *o = resp.body ? json_tokener_parse(resp.body) : NULL;
+    json_object *id = o ? json_object_object_get(o, "id") : NULL;
+    snprintf(r->result.task, sizeof r->result.task, "%s", id ? json_object_get_string(id) : "");
+    json_object_put(o);
+    rh_response_free(&resp);
+    return NULL;
+}
+
+Test(handover, concurrent_resubmissions_give_one_task)
+{
+    const char *ident = "1c6d7e5e-0007-4000-8000-000000000001";
+    pthread_t threads[RACERS];
+    racer racers[RACERS];
+    for (int i = 0; i < RACERS; i++) {
+        racers[i] = (racer){.ident = ident};
+        cr_assert_eq(pthread_create(&threads[i], NULL, race, &racers[i]), 0);
+    }
+    for (int i = 0; i < RACERS; i++)
+        pthread_join(threads[i], NULL);
+    rh_expect_valid_bodies();
+    int created = 0;
+    for (int i = 0; i < RACERS; i++) {
+        cr_expect(racers[i].result.status == 201 || racers[i].result.status == 200, "racer %d: %ld", i,
+                  racers[i].result.status);
+        created += racers[i].result.status == 201;
+        cr_expect_str_eq(racers[i].result.task, racers[0].result.task);
+    }
+    cr_expect_eq(created, 1);
+    cr_expect_eq(count_tasks("hospital-a", ident), 1);
+}
+
+/* Does the caller's audit trail hold an entry on `what` ("Bundle/<id>") with this interaction and decision? */
+static bool audited(const char *who, const char *what, const char *interaction, const char *outcome_desc)
+{
+    rh_response r = rh_request(who, "GET", "/AuditEvent?_count=50", NULL, NULL);
+    cr_assert_eq(r.status, 200);
+    json_object *o = rh_json(&r);
+    json_object *entries = json_object_object_get(o, "entry");
+    bool found = false;
+    for (size_t i = 0; entries && i < json_object_array_length(entries) && !found; i++) {
+        json_object *ev = json_object_object_get(json_object_array_get_idx(entries, i), "resource");
+        const char *ref = rh_str(ev, "entity.0.what.reference");
+        const char *sub = rh_str(ev, "subtype.0.code");
+        const char *desc = rh_str(ev, "outcomeDesc");
+        found = ref && !strncmp(ref, what, strlen(what)) && sub && !strcmp(sub, interaction) && desc &&
+                strstr(desc, outcome_desc);
+    }
+    if (!found)
+        cr_log_info("%s: %.600s", what, r.body);
+    json_object_put(o);
+    rh_response_free(&r);
+    return found;
+}
+
+Test(handover, every_access_is_audited)
+{
+    sent s = send_handover("hospital-a", "1c6d7e5e-0008-4000-8000-000000000001", "1c6d7e5e-0008-4000-8000-0000000000a1",
+                           URA_ELV_A);
+    cr_assert_eq(s.status, 201);
+    char what[128];
+    snprintf(what, sizeof what, "Bundle/%s", s.doc);
+    cr_expect(audited("hospital-a", what, "operation", "201"), "the sender's write of the handover is audited");
+    snprintf(what, sizeof what, "Task/%s", s.task);
+    cr_expect(audited("hospital-a", what, "operation", "201"), "the sender's write of the Task is audited");
+    cr_expect_eq(read_bundle("elv-a", s.notice), 200);
+    cr_expect_eq(read_bundle("elv-a", s.doc), 404);
+    cr_expect_eq(read_bundle("elv-b", s.notice), 404);
+    snprintf(what, sizeof what, "Bundle/%s", s.notice);
+    cr_expect(audited("elv-a", what, "read", "200"), "the receiver's read of the advance notice is audited");
+    cr_expect(audited("elv-b", what, "read", "hidden"), "another's attempt is audited as hidden");
+    snprintf(what, sizeof what, "Bundle/%s", s.doc);
+    cr_expect(audited("elv-a", what, "read", "hidden"), "a read before in-progress is audited as hidden");
+}
