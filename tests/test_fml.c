@@ -18,6 +18,7 @@
 #include "mappings/engine.h"
 #include "mappings/fml_parse.h"
 #include "mappings/structuremap.h"
+#include "json_compare.h"
 
 /* ---- fixtures ------------------------------------------------------------ */
 
@@ -158,42 +159,11 @@ static json_object *run_map(const sm_map *m, const char *source, oo_list *issues
     return out;
 }
 
-/* JSON equality with numbers compared by value (json-c tells 180 and 180.0 apart). */
-static bool same_json(json_object *a, json_object *b)
-{
-    json_type ta = json_object_get_type(a), tb = json_object_get_type(b);
-    bool na = ta == json_type_int || ta == json_type_double, nb = tb == json_type_int || tb == json_type_double;
-    if (na && nb)
-        return json_object_get_double(a) == json_object_get_double(b);
-    if (ta != tb)
-        return false;
-    if (ta == json_type_object) {
-        if (json_object_object_length(a) != json_object_object_length(b))
-            return false;
-        json_object_object_foreach(a, key, va)
-        {
-            json_object *vb;
-            if (!json_object_object_get_ex(b, key, &vb) || !same_json(va, vb))
-                return false;
-        }
-        return true;
-    }
-    if (ta == json_type_array) {
-        if (json_object_array_length(a) != json_object_array_length(b))
-            return false;
-        for (size_t i = 0; i < json_object_array_length(a); i++)
-            if (!same_json(json_object_array_get_idx(a, i), json_object_array_get_idx(b, i)))
-                return false;
-        return true;
-    }
-    return json_object_equal(a, b);
-}
-
 static void expect_json(json_object *got, const char *want)
 {
     json_object *w = json_tokener_parse(want);
     cr_assert_not_null(w, "bad expected JSON: %s", want);
-    cr_expect(same_json(got, w), "got  %s\nwant %s", json_object_to_json_string(got), json_object_to_json_string(w));
+    cr_expect(tj_same(got, w), "got  %s\nwant %s", json_object_to_json_string(got), json_object_to_json_string(w));
     json_object_put(w);
 }
 

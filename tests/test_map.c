@@ -24,6 +24,7 @@
 #include "gateway/util/conformance.h"
 #include "gateway/util/files.h"
 #include "mappings/mapset.h"
+#include "json_compare.h"
 
 #define SRC TESTS_DIR "/.."
 #define MAPS SRC "/mappings/maps/2026"
@@ -316,36 +317,6 @@ static size_t build_sources(fixtures *f, source *out, size_t cap)
 
 /* ---- JSON comparison ------------------------------------------------------- */
 
-static bool same_json(json_object *a, json_object *b)
-{
-    json_type ta = json_object_get_type(a), tb = json_object_get_type(b);
-    bool na = ta == json_type_int || ta == json_type_double, nb = tb == json_type_int || tb == json_type_double;
-    if (na && nb)
-        return json_object_get_double(a) == json_object_get_double(b);
-    if (ta != tb)
-        return false;
-    if (ta == json_type_object) {
-        if (json_object_object_length(a) != json_object_object_length(b))
-            return false;
-        json_object_object_foreach(a, k, va)
-        {
-            json_object *vb;
-            if (!json_object_object_get_ex(b, k, &vb) || !same_json(va, vb))
-                return false;
-        }
-        return true;
-    }
-    if (ta == json_type_array) {
-        if (json_object_array_length(a) != json_object_array_length(b))
-            return false;
-        for (size_t i = 0; i < json_object_array_length(a); i++)
-            if (!same_json(json_object_array_get_idx(a, i), json_object_array_get_idx(b, i)))
-                return false;
-        return true;
-    }
-    return json_object_equal(a, b);
-}
-
 /* Every member of `part` is in `whole` with the same value; arrays match item by item in any order. */
 static bool contained(json_object *part, json_object *whole)
 {
@@ -376,7 +347,7 @@ static bool contained(json_object *part, json_object *whole)
         }
         return true;
     }
-    return same_json(part, whole);
+    return tj_same(part, whole);
 }
 
 /* Remove the element at an issue path ("Bundle.entry[0].resource.text") from root. */
@@ -544,7 +515,7 @@ static void map_everything(outcome *o)
                   json_object_to_json_string_ext(whole, JSON_C_TO_STRING_PLAIN));
         /* insurer -> FHIR -> insurer */
         json_object *again = run_on(p->m_to, back, false, &issues, src[i].name);
-        cr_expect(same_json(rec, again), "%s: the record changed on the way back\nfirst  %s\nagain  %s", src[i].name,
+        cr_expect(tj_same(rec, again), "%s: the record changed on the way back\nfirst  %s\nagain  %s", src[i].name,
                   json_object_to_json_string_ext(rec, JSON_C_TO_STRING_PLAIN),
                   json_object_to_json_string_ext(again, JSON_C_TO_STRING_PLAIN));
         const char *t = json_object_to_json_string_ext(rec, JSON_C_TO_STRING_PLAIN);
