@@ -9,11 +9,16 @@
  * checks the includes against this list.
  *
  *   rest.c          the entry point: identity, rate limit, format, type-level authorisation
- *     -> operations, capability, rest_access, answer
+ *     -> operations, capability, rest_access, rest_transform, answer
  *   operations      the table of interactions and $operations, and dispatch through it
  *     -> handlers (rest_read, rest_write, rest_patch, rest_search, rest_batch, rest_validate, rest_audit_read,
- *        rest_handover),
+ *        rest_handover, rest_transform, rest_insurer),
  *        answer
+ *   rest_transform  the app's insurer maps, StructureMap/$transform
+ *                   -> handlers, rest_write, rest_access, answer
+ *   rest_insurer    the insurer's views (/insurer/...) in its model
+ *     -> handlers, insured, rest_transform, rest_write, rest_access, rest_audit, answer
+ *   insured         is a patient insured by a UZOVI (the insurer views' scope); uses no other module
  *   rest_batch      batch and transaction Bundles, and transactions the gateway builds (rest_batch.h)
  *     -> rest_write, rest_query, rest_bundle, rest_access, rest_audit, answer
  *   rest_handover   $handover: documents + Task as one transaction -> rest_batch, rest_write, rest_access, answer
@@ -78,6 +83,7 @@ struct rest_app {
     pthread_key_t arena_key;          /* a FHIRPath arena per worker thread */
     pthread_key_t caller_key;         /* per worker thread: the last certificate seen and who it was */
     atomic_size_t answers_off_worker; /* answers built on another thread than the request's worker (stays 0) */
+    struct rest_maps *maps;           /* the shipped insurer maps (rest_transform.h); NULL when none were loaded */
 };
 
 /* A search as the store takes it, with the arrays it points to. */
@@ -175,6 +181,8 @@ typedef struct rq {
     rt_return prefer;
     rest_write write; /* single-resource writes */
     rest_audit_state audit;
+    const char *content_type; /* of a successful answer; NULL: application/fhir+json (the insurer's model is
+                               * application/json: it is not FHIR) */
 } rq;
 
 /* Frees the context and its write (after the answer). */
