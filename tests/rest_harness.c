@@ -79,6 +79,8 @@ void rh_start_server(void)
     ro.allow_dangling_references = rh.opt.allow_dangling;
     ro.profiles = rh.opt.profiles;
     ro.audit_keys = rh.audit_keys;
+    ro.rules = rh.opt.rules;
+    ro.outbound = rh.opt.outbound;
     rh.app = rest_app_new(&ro, err, sizeof err);
     cr_assert_not_null(rh.app, "%s", err);
     srv_config cfg;
