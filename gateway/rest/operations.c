@@ -13,10 +13,17 @@
 #define VALIDATE_DEFINITION "http://hl7.org/fhir/OperationDefinition/Resource-validate"
 #define HANDOVER_DEFINITION "https://fhirgw.nl/fhir/OperationDefinition/handover"
 #define TRANSFORM_DEFINITION "http://hl7.org/fhir/OperationDefinition/StructureMap-transform"
+#define GZSP_CHECK_DEFINITION "https://fhirgw.nl/fhir/OperationDefinition/gzsp-check"
+#define COMPLIANCE_DEFINITION "https://fhirgw.nl/fhir/OperationDefinition/compliance"
+#define CONTRACT_CHECK_DEFINITION "https://fhirgw.nl/fhir/OperationDefinition/contract-check"
 
 /* The audit trail is read through its own rows (rest_audit_read.c) and written by the gateway only. */
 static const char *const AUDIT_EVENT[] = {"AuditEvent", NULL};
 static const char *const STRUCTURE_MAP[] = {"StructureMap", NULL};
+/* The compliance operations' subjects (rest_compliance.c). */
+static const char *const CARE_PLAN[] = {"CarePlan", NULL};
+static const char *const PLAN_OR_STAY[] = {"CarePlan", "Encounter", NULL};
+static const char *const ORGANIZATION[] = {"Organization", NULL};
 
 /*
  * Rows in the order the CapabilityStatement lists their interaction codes
@@ -231,6 +238,42 @@ static const rest_op table[] = {
      {NULL},
      NULL,
      rest_insurer_contracts,
+     NULL},
+    /* the compliance report (issue #12, docs/rules.md): a posted plan checked, never stored */
+    {RT_OPERATION,
+     "$gzsp-check",
+     REST_TYPE,
+     "POST",
+     CARE_PLAN,
+     REST_ACCESS_TYPE,
+     AZ_VALIDATE,
+     {NULL},
+     GZSP_CHECK_DEFINITION,
+     rest_gzsp_check_op,
+     NULL},
+    /* ... a stored plan or stay (read access as GET), or one pulled from its provider (provider=URA) */
+    {RT_OPERATION,
+     "$compliance",
+     REST_INSTANCE,
+     "GET",
+     PLAN_OR_STAY,
+     REST_ACCESS_HANDLER,
+     AZ_READ,
+     {NULL},
+     COMPLIANCE_DEFINITION,
+     rest_compliance_op,
+     NULL},
+    /* ... the caller's own Organization against the minimum contract requirements of a care kind */
+    {RT_OPERATION,
+     "$contract-check",
+     REST_TYPE,
+     "POST",
+     ORGANIZATION,
+     REST_ACCESS_TYPE,
+     AZ_VALIDATE,
+     {NULL},
+     CONTRACT_CHECK_DEFINITION,
+     rest_contract_check_op,
      NULL},
 };
 

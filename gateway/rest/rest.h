@@ -36,8 +36,10 @@
 #include "gateway/util/log.h"
 #include "gateway/auth/identity.h"
 #include "gateway/http/server.h"
+#include "gateway/net/outbound.h"
 #include "gateway/store/store.h"
 #include "mappings/pseudonym.h"
+#include "rules/check.h"
 
 typedef struct rest_app rest_app;
 
@@ -77,6 +79,11 @@ typedef struct rest_options {
      * NULL: those answer 503. They need the logical models of the guide (profiles) */
     const char *maps_dir;
     const mpn_key *pseudonym_key; /* pseudonym() of the maps; borrowed; NULL: a map that calls it fails */
+    /* the compliance operations (rest_compliance.c, docs/rules.md): the rule engine of the contract year
+     * (NULL: they answer 503), and the outbound client that pulls a plan from a provider's own endpoint
+     * (NULL: pull mode answers 503). Borrowed: they must outlive the app */
+    const rl_engine *rules;
+    const ob_client *outbound;
 } rest_options;
 
 rest_app *rest_app_new(const rest_options *opts, char *err, size_t errlen);

@@ -12,7 +12,7 @@
  *     -> operations, capability, rest_access, rest_transform, answer
  *   operations      the table of interactions and $operations, and dispatch through it
  *     -> handlers (rest_read, rest_write, rest_patch, rest_search, rest_batch, rest_validate, rest_audit_read,
- *        rest_handover, rest_transform, rest_insurer),
+ *        rest_handover, rest_transform, rest_insurer, rest_compliance),
  *        answer
  *   rest_transform  the app's insurer maps, StructureMap/$transform
  *                   -> handlers, rest_write, rest_access, answer
@@ -24,6 +24,10 @@
  *   rest_handover   $handover: documents + Task as one transaction -> rest_batch, rest_write, rest_access, answer
  *   rest_patch      PATCH -> rest_write, rest_query, rest_access, answer
  *   rest_validate   $validate -> rest_write, answer
+ *   rest_compliance $gzsp-check, $compliance, $contract-check: the compliance report (rest_compliance.h)
+ *     -> handlers, rest_compliance_context, rest_compliance_pull, rest_access, rest_write, answer
+ *   rest_compliance_pull  pull mode: a subject and its context from a provider's endpoint -> rest_compliance_context
+ *   rest_compliance_context  a check's context gathered from a source (the store, a provider) -> answer
  *   rest_search     searchset and history pages -> rest_query, rest_bundle, rest_access, rest_audit, answer
  *   rest_read       read, vread, metadata -> rest_access, answer
  *   rest_write      create, update, delete; parsing, preparing and submitting one write
