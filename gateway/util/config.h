@@ -60,6 +60,7 @@ typedef struct gw_config {
     char audit_checkpoint_file[CFG_PATH_MAX]; /* the append-only checkpoint file, outside the database */
     /* the insurer maps (docs/mappings.md) */
     char pseudonym_key_file[CFG_PATH_MAX]; /* the pseudonym key: 32 to 128 hex digits */
+    char maps_dir[CFG_PATH_MAX];           /* the maps $transform and /insurer run; "" = none */
     /* logs */
     char access_log[CFG_PATH_MAX]; /* file, "-" for stdout, "" for none */
     char error_log[CFG_PATH_MAX];  /* file, "-" for stderr */
