@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "fhir/json_write.h"
+#include "gateway/rest/insured.h"
 #include "gateway/util/conformance.h"
 #include "gateway/util/files.h"
 #include "mappings/mapset.h"
@@ -178,7 +179,9 @@ static json_object *get_page(const char *who, const char *path)
     cr_expect_null(strstr(r.body, "Jantje"), "a name reached the insurer: %s", r.body);
     cr_expect_null(strstr(r.body, "1941-05-17"), "a birth date reached the insurer");
     cr_expect_null(strstr(r.body, "Dorpsstraat"), "an address reached the insurer");
-    cr_expect_null(strstr(r.body, "99999"), "a BSN reached the insurer: %s", r.body);
+    static const char *const bsns[] = {"999990081", "999990160", "999990238", "999990317", "999990391"};
+    for (size_t i = 0; i < sizeof bsns / sizeof *bsns; i++)
+        cr_expect_null(strstr(r.body, bsns[i]), "a BSN reached the insurer: %s", r.body);
     json_object *o = rh_json(&r);
     rh_response_free(&r);
     return o;
@@ -351,6 +354,7 @@ Test(insurer, transform_bad_input_is_an_outcome_and_stores_nothing)
 /* Two providers, two insurers: each provider has a patient of each insurer, or (elv-b) one of A only. */
 typedef struct landscape {
     char p1[80], p2[80], p3[80];
+    char s1[80]; /* p1's stay */
 } landscape;
 
 static void build_landscape(landscape *l)
@@ -361,7 +365,7 @@ static void build_landscape(landscape *l)
     coverage("elv-a", l->p2, "9902", "2026-01-01");
     snprintf(l->p3, sizeof l->p3, "%s", patient("elv-b", "999990238", "Claassen"));
     coverage("elv-b", l->p3, "9901", "2026-01-01");
-    stay("elv-a", URA_A, l->p1, "2026-03-03");
+    snprintf(l->s1, sizeof l->s1, "%s", stay("elv-a", URA_A, l->p1, "2026-03-03"));
     stay("elv-a", URA_A, l->p2, "2026-03-04");
     stay("elv-b", URA_B, l->p3, "2026-03-05");
 }
@@ -377,6 +381,15 @@ Test(insurer, stays_are_scoped_to_each_insurers_insured)
     cr_expect_str_eq(rh_str(page, "items.0.provider"), URA_A);
     cr_expect_null(json_object_object_get(page, "next"));
     json_object_put(page);
+    /* what the insurer saw is in its audit trail, the stay and its patient */
+    rh_response audit = rh_request(INSURER_A, "GET", "/AuditEvent?_count=50", NULL, NULL);
+    cr_expect_eq(audit.status, 200, "%s", audit.body);
+    char ref[128];
+    snprintf(ref, sizeof ref, "Encounter/%s", l.s1);
+    cr_expect_not_null(strstr(audit.body, ref), "the stay shown is audited: %.2000s", audit.body);
+    snprintf(ref, sizeof ref, "Patient/%s", l.p1);
+    cr_expect_not_null(strstr(audit.body, ref), "and its patient");
+    rh_response_free(&audit);
     page = get_page(INSURER_B, "/insurer/stays?provider=" URA_A);
     cr_assert_eq(items(page), 1);
     cr_expect_str_eq(rh_str(page, "items.0.patientPseudonym"), pseudonym("999990160"));
@@ -582,6 +595,38 @@ Test(insurer, a_bad_contract_stores_nothing)
     cr_expect_null(json_object_object_get(o, "entry"), "%s", r.body);
     json_object_put(o);
     rh_response_free(&r);
+}
+
+/* insured.h as the compliance pull will use it: the rule by date, and enumerating an insurer's insured. */
+static bool count_coverage(void *arg, const char *beneficiary, const st_resource *coverage)
+{
+    (void)coverage;
+    cr_expect_not_null(beneficiary);
+    (*(size_t *)arg)++;
+    return true;
+}
+
+Test(insurer, insured_rule_and_enumeration)
+{
+    landscape l;
+    build_landscape(&l);
+    ins_facts f = {rh.store, rh.orgs};
+    char ref[96];
+    st_error err;
+    int64_t march = 1772539200000; /* 2026-03-03T12:00Z */
+    snprintf(ref, sizeof ref, "Patient/%s", l.p1);
+    cr_expect_eq(ins_is_insured(&f, ref, "9901", march, &err), INS_YES, "by the payor's directory entry");
+    cr_expect_eq(ins_is_insured(&f, ref, "9902", march, &err), INS_NO);
+    cr_expect_eq(ins_is_insured(&f, ref, "9901", 1735689600000 /* 2025-01-01 */, &err), INS_NO, "before it starts");
+    snprintf(ref, sizeof ref, "Patient/%s", l.p2);
+    cr_expect_eq(ins_is_insured(&f, ref, "9902", march, &err), INS_YES, "by the payor's UZOVI identifier");
+    cr_expect_eq(ins_is_insured(&f, "Patient/nobody", "9901", march, &err), INS_NO);
+    cr_expect_eq(ins_is_insured(&f, "Organization/x", "9901", march, &err), INS_NO);
+    size_t a = 0, b = 0;
+    cr_expect_eq(ins_each_coverage(&f, "9901", count_coverage, &a, &err), ST_OK);
+    cr_expect_eq(ins_each_coverage(&f, "9902", count_coverage, &b, &err), ST_OK);
+    cr_expect_eq(a, 2);
+    cr_expect_eq(b, 1);
 }
 
 /* An insurer the registry gives no UZOVI sees no insured at all; what clients write does not decide it. */
