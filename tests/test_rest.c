@@ -982,10 +982,25 @@ Test(rest, operations_listed_are_the_operations_dispatched)
     for (size_t i = 0; i < json_object_array_length(resources); i++) {
         json_object *res = json_object_array_get_idx(resources, i);
         json_object *ops = json_object_object_get(res, "operation");
-        for (size_t k = 0; ops && k < json_object_array_length(ops); k++, listed++)
-            cr_expect_str_eq(rh_str(json_object_array_get_idx(ops, k), "name"), "validate");
+        const char *type = rh_str(res, "type");
+        for (size_t k = 0; ops && k < json_object_array_length(ops); k++, listed++) {
+            const char *name = rh_str(json_object_array_get_idx(ops, k), "name");
+            /* besides $validate: the compliance operations on their types (rest_compliance.c) */
+            bool compliance = (!strcmp(type, "CarePlan") &&
+                               (!strcmp(name, "gzsp-check") || !strcmp(name, "compliance"))) ||
+                              (!strcmp(type, "Encounter") && !strcmp(name, "compliance")) ||
+                              (!strcmp(type, "Organization") && !strcmp(name, "contract-check"));
+            cr_expect(!strcmp(name, "validate") || compliance, "%s lists $%s", type, name);
+        }
     }
     cr_expect_gt(listed, 100, "every resource type lists $validate");
+    /* ... and they are dispatched (this server has no rule pack: 503 saying so, not 404) */
+    const char *const compliance_ops[] = {"/CarePlan/$gzsp-check", "/Organization/$contract-check?kind=ELV"};
+    for (size_t i = 0; i < sizeof compliance_ops / sizeof *compliance_ops; i++) {
+        r = rh_request("hospital-a", "POST", compliance_ops[i], "{\"resourceType\":\"Organization\"}", NULL);
+        cr_expect_neq(r.status, 404, "%s: %s", compliance_ops[i], r.body);
+        rh_response_free(&r);
+    }
     json_object_put(cs);
     rh_response_free(&r);
     r = rh_request("hospital-a", "POST", "/Patient/$validate", PATIENT, NULL);
