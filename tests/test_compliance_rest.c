@@ -139,11 +139,13 @@ static void store_bundle(const char *who, json_object *bundle, char *id, size_t 
     json_object_object_add(txn, "resourceType", json_object_new_string("Bundle"));
     json_object_object_add(txn, "type", json_object_new_string("transaction"));
     char(*refs)[128] = calloc(n, sizeof *refs);
-    const char *first_type = NULL;
+    char first_type[64] = ""; /* the type of the first entry, whose new id is answered */
     for (size_t i = 0; i < n; i++) {
-        json_object *res = json_object_get(entry_resource(bundle, i)), *rt, *rid;
+        json_object *res = NULL, *rt, *rid; /* a copy: the fixture keeps its ids */
+        cr_assert_eq(json_object_deep_copy(entry_resource(bundle, i), &res, NULL), 0);
         cr_assert(json_object_object_get_ex(res, "resourceType", &rt) && json_object_object_get_ex(res, "id", &rid));
-        first_type = first_type ? first_type : json_object_get_string(rt);
+        if (!first_type[0])
+            snprintf(first_type, sizeof first_type, "%s", json_object_get_string(rt));
         if (!strcmp(json_object_get_string(rt), "Organization") &&
             !strncmp(json_object_get_string(rid), "ura-", 4)) { /* a directory entry: its owner updates it */
             char path[64], *text = text_of(res);
@@ -182,7 +184,7 @@ static void store_bundle(const char *who, json_object *bundle, char *id, size_t 
     json_object *resp = rh_json(&r);
     const char *loc = rh_str(resp, "entry.0.response.location");
     cr_assert_not_null(loc);
-    char type_slash[64], slashed[256];
+    char type_slash[72], slashed[256];
     snprintf(type_slash, sizeof type_slash, "/%s/", first_type);
     snprintf(slashed, sizeof slashed, "/%s", loc); /* relative or absolute */
     const char *at = strstr(slashed, type_slash);
@@ -411,6 +413,17 @@ Test(compliance, a_stored_stay_is_checked)
     rh_response r = rh_request("gzsp", "GET", path, NULL, NULL);
     rh_expect_outcome(&r, 404, "not-found");
     rh_response_free(&r);
+    /* the same stay without its admission handover Task stored: STAY-ELV-HANDOVER */
+    json_object *entries;
+    cr_assert(json_object_object_get_ex(b, "entry", &entries));
+    json_object_array_del_idx(entries, 1, 1);
+    store_bundle("elv-b", b, id, sizeof id);
+    snprintf(path, sizeof path, "/Encounter/%s/$compliance?date=" D1, id);
+    rep = report_of("elv-b", "GET", path, NULL);
+    cr_expect_str_eq(status_of(rep), "non-compliant");
+    cr_expect_eq(findings(rep, "STAY-ELV-HANDOVER", "Encounter.hospitalization.admitSource", "error"), 1);
+    cr_expect_eq(findings(rep, "STAY-ELV-HANDOVER", "Encounter.extension[0]", "warning"), 1);
+    json_object_put(rep);
     json_object_put(b);
 }
 
