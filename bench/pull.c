@@ -263,14 +263,14 @@ static json_object *post_transaction(json_object *t)
     return response;
 }
 
-/* A Coverage of the patient, paid by the insurer (UZOVI 9901) through 2026. */
+/* A Coverage of the patient, paid by the insurer (UZOVI 9901), 2020 to 2030. */
 static json_object *coverage_of(const char *patient_id)
 {
     char text[1024];
     snprintf(text, sizeof text,
              "{\"resourceType\":\"Coverage\",\"id\":\"bench-cov-%s\",\"status\":\"active\","
-             "\"beneficiary\":{\"reference\":\"Patient/%s\"},\"period\":{\"start\":\"2026-01-01\","
-             "\"end\":\"2026-12-31\"},\"payor\":[{\"identifier\":{\"system\":\"http://fhir.nl/fhir/NamingSystem/"
+             "\"beneficiary\":{\"reference\":\"Patient/%s\"},\"period\":{\"start\":\"2020-01-01\","
+             "\"end\":\"2030-12-31\"},\"payor\":[{\"identifier\":{\"system\":\"http://fhir.nl/fhir/NamingSystem/"
              "uzovi\",\"value\":\"9901\"}}]}",
              patient_id, patient_id);
     return json_tokener_parse(text);
@@ -320,8 +320,12 @@ static json_object *store_context(template *t, size_t n)
         if (!*key || !json_object_object_get_ex(e, "response", &resp) ||
             !json_object_object_get_ex(resp, "location", &loc))
             continue;
-        char ref[256];
-        snprintf(ref, sizeof ref, "%s", json_object_get_string(loc));
+        char ref[256], base[64];
+        snprintf(base, sizeof base, "https://127.0.0.1:%u/", port);
+        const char *where = json_object_get_string(loc);
+        if (!strncmp(where, base, strlen(base)))
+            where += strlen(base); /* the Location is absolute; the data refers relatively */
+        snprintf(ref, sizeof ref, "%s", where);
         char *history = strstr(ref, "/_history");
         if (history)
             *history = 0;
@@ -453,6 +457,11 @@ int main(int argc, char **argv)
     double pull_seconds = now_seconds() - t0;
     if (status != 200 || a.lines != plans) {
         fprintf(stderr, "bench-pull: the pull answered %ld with %zu reports (expected %zu)\n", status, a.lines, plans);
+        answer page = {.keep = true}; /* what the paged view says, to see why */
+        request("insurer", "GET", "/insurer/compliance?provider=90000401&_count=2&date=" DATE_CHECKED, NULL, NULL,
+                &page);
+        fprintf(stderr, "bench-pull: the first page: %.1500s\n", page.body ? page.body : "");
+        free(page.body);
         die("the pull failed");
     }
     double pull_rate = (double)plans / pull_seconds;

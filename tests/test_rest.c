@@ -1388,7 +1388,9 @@ static const struct module_uses {
 } module_graph[] = {
     {"rest", {"operations", "capability", "rest_access", "rest_transform", "answer"}},
     {"rest_transform", {"handlers", "rest_write", "rest_access", "answer"}},
-    {"rest_insurer", {"handlers", "insured", "rest_transform", "rest_write", "rest_access", "rest_audit", "answer"}},
+    {"rest_insurer",
+     {"handlers", "insured", "rest_transform", "rest_write", "rest_access", "rest_audit", "rest_compliance",
+      "rest_bundle", "answer"}},
     {"insured", {0}},
     {"operations", {"handlers", "capability", "answer"}},
     {"handlers", {0}},

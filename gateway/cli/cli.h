@@ -33,6 +33,8 @@ int cmd_serve(int argc, char **argv);
  * <exe dir>/../share/fhirgw/ig/package (installed). False when neither has a package.json.
  */
 bool cli_guide_package(const char *exe, char *out, size_t size);
+/* <exe dir>/<rel>, or the installed data folder's <rel>, if it exists (rel starting with '/'), into out. */
+bool cli_beside_binary(const char *rel, char *out, size_t size);
 
 /* fhirgw config [FILE]: every setting with its documentation (and FILE's values) */
 int cmd_config(int argc, char **argv);

@@ -135,8 +135,7 @@ static void check_file(check_run *r, const char *path)
     free(buf);
 }
 
-/* <exe dir>/<rel> if it exists (rel starting with '/'), into out. */
-static bool beside_binary(const char *rel, char *out, size_t size)
+bool cli_beside_binary(const char *rel, char *out, size_t size)
 {
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -161,7 +160,7 @@ rl_pack *cli_load_pack(const char *dir, int year)
         snprintf(path, sizeof path, "%s/pack.json", dir);
     } else {
         snprintf(rel, sizeof rel, "/rules/packs/%d/pack.json", year);
-        if (!beside_binary(rel, path, sizeof path)) {
+        if (!cli_beside_binary(rel, path, sizeof path)) {
             fprintf(stderr, "fhirgw check: no rule pack for contract year %d (rules/packs/%d): use --pack DIR\n", year,
                     year);
             return NULL;

@@ -190,6 +190,7 @@ bool cli_dev_config(gw_config *c, const char *dir, unsigned port, unsigned ops_p
     SET("audit_key_file", "%s/audit.key", dir);
     SET("audit_checkpoint_key", "%s/audit-checkpoint.pem", dir);
     SET("audit_checkpoint_file", "%s/audit-checkpoints", dir);
+    SET("pseudonym_key_file", "%s/pseudonym.key", dir);
 #undef SET
     return ok;
 }
@@ -287,9 +288,9 @@ typedef struct services {
     rest_app *app;
     srv_server *srv;
     lg_logger access_log;
-    rl_pack *pack;       /* this contract year's rule pack (NULL: the compliance operations answer 503) */
-    rl_engine *rules;    /* ... over the guide's profiles */
-    ob_client *outbound; /* pull mode's client (NULL: pull mode answers 503) */
+    rl_pack *pack;         /* this contract year's rule pack (NULL: the compliance operations answer 503) */
+    rl_engine *rules;      /* ... over the guide's profiles */
+    ob_client *outbound;   /* pull mode's client (NULL: pull mode answers 503) */
     mpn_key pseudonym_key; /* for the insurer maps (maps_dir) */
 } services;
 
@@ -366,8 +367,28 @@ static void open_compliance(const gw_config *c, services *s)
         lg_msg(&errors, LG_WARNING, "outbound: %s: pull mode answers 503", oerr.message);
 }
 
+/*
+ * The insurer maps to load: the maps_dir setting, else (in --dev) this contract year's maps beside the binary
+ * (mappings/maps/<year>, as the rule pack), else none ("": $transform and the /insurer views answer 503).
+ */
+static const char *maps_folder(const gw_config *c, bool dev, char *buf, size_t size)
+{
+    if (c->maps_dir[0])
+        return c->maps_dir;
+    time_t now = time(NULL);
+    struct tm tm;
+    char rel[64];
+    snprintf(rel, sizeof rel, "/mappings/maps/%d", gmtime_r(&now, &tm) ? tm.tm_year + 1900 : 0);
+    if (dev && cli_beside_binary(rel, buf, size)) {
+        lg_msg(&errors, LG_INFO, "maps: loading the insurer maps %s", buf);
+        return buf;
+    }
+    return "";
+}
+
 static bool open_services(const gw_config *c, services *s, bool dev)
 {
+    char maps_buf[PATH_MAX];
     char err[ERR_MAX];
     s->orgs = id_table_load(c->organisations, err, sizeof err);
     if (!s->orgs) {
@@ -434,10 +455,11 @@ static bool open_services(const gw_config *c, services *s, bool dev)
     ro.audit_keys = s->audit_keys;
     ro.rules = s->rules;
     ro.outbound = s->outbound;
-    if (c->maps_dir[0]) {
+    const char *maps = maps_folder(c, dev, maps_buf, sizeof maps_buf);
+    if (maps[0]) {
         if (!load_pseudonym_key(c, &s->pseudonym_key))
             return false;
-        ro.maps_dir = c->maps_dir;
+        ro.maps_dir = maps;
         ro.pseudonym_key = &s->pseudonym_key;
     }
     s->app = rest_app_new(&ro, err, sizeof err);

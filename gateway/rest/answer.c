@@ -39,8 +39,8 @@ void rq_respond_stream(rq *q, srv_producer produce, srv_release release, void *a
     srv_request *req = q->req;
     if (rest_audit_hold(q, 200, NULL, 0, produce, release, arg)) /* streamed once its entries committed; q may be */
         return;                                                  /* gone already */
+    srv_set_header(req, "Content-Type", q->content_type ? q->content_type : CONTENT_TYPE);
     q->req = NULL; /* before answering: release (which may free q) can run inside srv_respond_stream */
-    srv_set_header(req, "Content-Type", CONTENT_TYPE);
     srv_respond_stream(req, 200, produce, release, arg);
 }
 

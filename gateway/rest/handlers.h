@@ -36,6 +36,8 @@ bool rest_insurer_provider(rq *q);
 bool rest_insurer_stays(rq *q);
 bool rest_insurer_plans(rq *q);
 bool rest_insurer_contracts(rq *q);
+/* ... and the compliance reports of a provider's plans (issue #12; docs/rules.md), paged or streamed as NDJSON */
+bool rest_insurer_compliance(rq *q);
 /* rest_compliance.c: the compliance report (issue #12, docs/rules.md): $gzsp-check of a posted CarePlan,
  * $compliance of a stored (or pulled) CarePlan or Encounter, $contract-check of the caller's Organization. */
 bool rest_gzsp_check_op(rq *q);

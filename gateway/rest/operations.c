@@ -239,6 +239,18 @@ static const rest_op table[] = {
      NULL,
      rest_insurer_contracts,
      NULL},
+    /* every report of a provider's plans, own insured only (rest_insurer.c); NDJSON streams them all */
+    {RT_INSURER,
+     "/insurer/compliance",
+     REST_SYSTEM,
+     "GET",
+     NULL,
+     REST_ACCESS_HANDLER,
+     AZ_READ,
+     {NULL},
+     NULL,
+     rest_insurer_compliance,
+     NULL},
     /* the compliance report (issue #12, docs/rules.md): a posted plan checked, never stored */
     {RT_OPERATION,
      "$gzsp-check",

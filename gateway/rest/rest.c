@@ -212,6 +212,11 @@ static bool negotiate(rq *q)
     free(format);
     if (fmt == RT_FORMAT_JSON)
         return true;
+    if (fmt == RT_FORMAT_NDJSON && q->route.interaction == RT_INSURER &&
+        !strcmp(q->route.operation, "insurer/compliance")) {
+        q->ndjson = true;
+        return true;
+    }
     rq_respond_outcome(q, 406, OO_ERROR, OO_NOT_SUPPORTED, NULL,
                        "only application/fhir+json is served (see _format and Accept)");
     return false;

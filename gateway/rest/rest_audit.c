@@ -308,7 +308,7 @@ static void hold_answer(void *arg)
         return;
     }
     if (stream) {
-        srv_set_header(req, "Content-Type", CONTENT_TYPE);
+        srv_set_header(req, "Content-Type", q->content_type ? q->content_type : CONTENT_TYPE);
         srv_respond_stream(req, 200, a->produce, a->release, a->arg); /* q belongs to the stream now */
         return;
     }

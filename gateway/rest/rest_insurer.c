@@ -7,6 +7,10 @@
  *   GET  /insurer/plans?provider=URA               InsurerTreatmentPlan of its care plans, own insured only
  *   GET  /insurer/contracts?provider=URA           InsurerContract of the caller's contracts with it
  *   POST /insurer/contracts                        an InsurerContract, stored as a FHIR Contract
+ *   GET  /insurer/compliance?provider=URA[&date=&status=]
+ *                                                  InsurerComplianceReport of each of the provider's plans,
+ *                                                  own insured only; Accept: application/x-ndjson streams
+ *                                                  them all, one report a line
  *
  * Each answer is the result of the shipped maps (rest_transform.h) over
  * stored resources: application/json, not FHIR. Lists are pages
@@ -36,7 +40,9 @@
 #include "gateway/rest/handlers.h"
 #include "gateway/rest/insured.h"
 #include "gateway/rest/rest_access.h"
+#include "gateway/rest/rest_compliance.h"
 #include "gateway/rest/rest_audit.h"
+#include "gateway/rest/rest_bundle.h"
 #include "gateway/rest/rest_transform.h"
 #include "gateway/rest/rest_write.h"
 
@@ -59,6 +65,8 @@ static const char *const NONE[] = {NULL};
 static const view STAYS = {"Encounter", MAPS "encounter-to-stay", true, STAY_GATHER, true};
 static const view PLANS = {"CarePlan", MAPS "careplan-to-treatment-plan", true, PLAN_GATHER, false};
 static const view CONTRACTS = {"Contract", MAPS "contract-to-insurer", false, NONE, false};
+/* the report of rules/ on the plan with its stored context (rest_compliance.h), mapped to the insurer's model */
+static const view COMPLIANCE = {"CarePlan", MAPS "compliance-report", true, NONE, false};
 
 /* The parameters of a list request. */
 typedef struct list_params {
@@ -68,6 +76,8 @@ typedef struct list_params {
     bool has_cursor;
     int64_t snapshot, key_ms, rid;
     size_t count;
+    char date[11];   /* COMPLIANCE: the date checked (YYYY-MM-DD); empty: today */
+    char status[16]; /* COMPLIANCE: only reports of this status; empty: all */
 } list_params;
 
 /* ---- the gate: insurers, with a UZOVI ---- */
@@ -135,10 +145,19 @@ static bool take_param(rq *q, const view *v, const char *name, size_t nlen, char
         ok = parse_date(value, &p->from_lo, &p->from_hi) && (p->from = strdup(value));
     else if (IS("to") && v->date_filter)
         ok = parse_date(value, &p->to_lo, &p->to_hi) && (p->to = strdup(value));
+    else if (IS("date") && v == &COMPLIANCE) {
+        int64_t lo, hi;
+        ok = strlen(value) == 10 && parse_date(value, &lo, &hi) && snprintf(p->date, sizeof p->date, "%s", value);
+    } else if (IS("status") && v == &COMPLIANCE)
+        ok = (!strcmp(value, "compliant") || !strcmp(value, "non-compliant") || !strcmp(value, "needs-review")) &&
+             snprintf(p->status, sizeof p->status, "%s", value);
     else {
         oo_add(issues, OO_ERROR, OO_NOT_SUPPORTED, NULL, 0, 0,
                "unknown parameter '%.*s': this view takes provider, %scursor and _count", (int)(nlen < 40 ? nlen : 40),
-               name, v->date_filter ? "from, to, " : "");
+               name,
+               v->date_filter     ? "from, to, "
+               : v == &COMPLIANCE ? "date, status, "
+                                  : "");
         return false;
     }
 #undef IS
@@ -147,6 +166,8 @@ static bool take_param(rq *q, const view *v, const char *name, size_t nlen, char
                name[0] == 'p'   ? "a URA of 8 digits"
                : name[0] == 'c' ? "not a cursor this gateway gave out"
                : name[0] == '_' ? "a positive number"
+               : name[0] == 's' ? "compliant, non-compliant or needs-review"
+               : name[0] == 'd' ? "a date (2026-03-01)"
                                 : "a date or dateTime (2026-03-01)");
     return ok;
 }
@@ -304,6 +325,79 @@ static void map_one(rq *q, const view *v, const char *provider, const st_resourc
     source_free(&s);
 }
 
+/* A plan's item that could not be made: into notMapped, with why. */
+static void not_mapped_item(json_object *not_mapped, const st_resource *r, const char *why)
+{
+    json_object *n = json_object_new_object();
+    char ref[ST_TYPE_MAX + ST_ID_MAX + 2];
+    snprintf(ref, sizeof ref, "%s/%s", r->type, r->id);
+    json_object_object_add(n, "resource", json_object_new_string(ref));
+    json_object_object_add(n, "diagnostics", json_object_new_string(why));
+    json_object_array_add(not_mapped, n);
+}
+
+/* The value of the report's "status" parameter (rules/report.c) into out; false when it has none. */
+static bool report_status(const fj_doc *d, char out[16])
+{
+    uint32_t params = fj_get(d, 0, "parameter");
+    if (params == UINT32_MAX || d->nodes[params].type != FJ_ARRAY)
+        return false;
+    for (uint32_t i = params + 1; i < params + d->nodes[params].size; i = fj_next(d, i)) {
+        uint32_t name = fj_get(d, i, "name"), code = fj_get(d, i, "valueCode");
+        if (name != UINT32_MAX && code != UINT32_MAX && d->nodes[name].len == 6 &&
+            !memcmp(fj_str(d, name), "status", 6) && d->nodes[code].len < 16) {
+            memcpy(out, fj_str(d, code), d->nodes[code].len);
+            out[d->nodes[code].len] = 0;
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * The compliance report of plan r (its stored context, on the date asked), mapped to the insurer's model and
+ * added to items when its status is the one asked for. True when it was taken (added, or noted as not mapped);
+ * false when the status filter left it out. The report carries rule ids, locations and messages, never the
+ * plan's clinical content; the plan read for it is an audit entry of the request.
+ */
+static bool report_one(rq *q, const list_params *p, const st_resource *r, json_object *items, json_object *not_mapped)
+{
+    char *json = NULL, msg[REST_COMPLIANCE_MESSAGE_MAX];
+    size_t len = 0;
+    int status = rest_compliance_for_plan(q->app, r->id, p->date[0] ? p->date : NULL, NULL, &json, &len, msg,
+                                          sizeof msg);
+    if (status != 200) {
+        free(json);
+        not_mapped_item(not_mapped, r, msg);
+        return true;
+    }
+    fj_doc doc;
+    fj_error jerr;
+    char got[16] = "";
+    bool taken = true;
+    if (!fj_parse(json, len, NULL, &doc, &jerr)) {
+        not_mapped_item(not_mapped, r, "the report could not be read");
+    } else {
+        if (p->status[0] && (!report_status(&doc, got) || strcmp(got, p->status))) {
+            taken = false;
+        } else {
+            oo_list issues;
+            oo_list_init(&issues, 0);
+            json_object *out = NULL;
+            if (!rest_maps_run(q->app->maps, COMPLIANCE.map, &doc, UINT32_MAX, &out, &issues)) {
+                json_object_array_add(items, out);
+                rest_audit_note_resource(q, AZ_READ, r, AZ_ALLOW, 200, NULL);
+            } else {
+                not_mapped_item(not_mapped, r, issues.count ? issues.items[0].message : "the map failed");
+            }
+            oo_list_free(&issues);
+        }
+        fj_doc_free(&doc);
+    }
+    free(json);
+    return taken;
+}
+
 /* The date the patient must be insured on: a stay's admission, a plan's start; else now. */
 static int64_t scope_date(rq *q, json_object *o)
 {
@@ -415,8 +509,10 @@ static int fill_page(rq *q, const view *v, const char *uzovi, const list_params 
                 return 500;
             }
             if (a == INS_YES && listed(q, v, p->provider, r)) {
-                map_one(q, v, p->provider, r, items, not_mapped);
-                taken++;
+                if (v == &COMPLIANCE)
+                    taken += report_one(q, p, r, items, not_mapped);
+                else
+                    map_one(q, v, p->provider, r, items, not_mapped), taken++;
             }
             lq.cursor = (st_cursor){r->key_ms, r->rid, false};
         }
@@ -473,6 +569,120 @@ bool rest_insurer_stays(rq *q)
 bool rest_insurer_plans(rq *q)
 {
     return list_view(q, &PLANS);
+}
+
+/* ---- the compliance pull (issue #12) ----
+ *
+ * Paged like the other lists, or, with Accept: application/x-ndjson, every
+ * report of the provider's plans in one response: one InsurerComplianceReport
+ * a line ({"notMapped": {...}} for a plan whose report could not be made),
+ * produced page by page as the connection drains, each page's audit entries
+ * committed before its lines are sent (the first page's by the answer's own
+ * hold, later ones by rest_audit_flush_wait), so an insurer's year-end pull of
+ * thousands of plans neither sits in memory whole nor goes unrecorded.
+ */
+
+#define NDJSON_PAGE 64 /* plans checked per page of the stream */
+
+typedef struct pull {
+    rq *q;
+    list_params p;
+    char uzovi[INS_UZOVI_SIZE];
+    fj_buf out; /* lines not yet handed to the stream */
+    bool done;
+} pull;
+
+/* The next page's reports as lines into pl->out; 0, or the status when the store failed. */
+static int pull_page(pull *pl, bool first)
+{
+    json_object *items = json_object_new_array(), *not_mapped = json_object_new_array();
+    char next[64];
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    int status = fill_page(pl->q, &COMPLIANCE, pl->uzovi, &pl->p, items, not_mapped, next, &issues);
+    oo_list_free(&issues);
+    if (!status && !first && !rest_audit_flush_wait(pl->q))
+        status = 503; /* the entries of what this page discloses could not be recorded: not sent */
+    for (size_t i = 0; !status && i < json_object_array_length(items); i++) {
+        fj_buf_puts(&pl->out, json_object_to_json_string_ext(json_object_array_get_idx(items, i),
+                                                             JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        fj_buf_puts(&pl->out, "\n");
+    }
+    for (size_t i = 0; !status && i < json_object_array_length(not_mapped); i++) {
+        fj_buf_printf(&pl->out, "{\"notMapped\":%s}\n",
+                      json_object_to_json_string_ext(json_object_array_get_idx(not_mapped, i),
+                                                     JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    }
+    json_object_put(items);
+    json_object_put(not_mapped);
+    pl->p.has_cursor = false;
+    pl->done = status || !next[0] || !parse_cursor(next, &pl->p);
+    return status;
+}
+
+static srv_stream_status pull_produce(srv_stream *out, void *arg)
+{
+    pull *pl = arg;
+    while (!pl->done && pl->out.len < SRV_STREAM_LOW_WATER)
+        if (pull_page(pl, false))
+            return SRV_STREAM_ERROR; /* the client sees a cut answer */
+    if (!rest_bundle_flush(out, &pl->out))
+        return SRV_STREAM_ERROR;
+    return pl->done ? SRV_STREAM_DONE : SRV_STREAM_MORE;
+}
+
+static void pull_release(void *arg)
+{
+    pull *pl = arg;
+    fj_buf_free(&pl->out);
+    free(pl->p.from);
+    free(pl->p.to);
+    if (pl->q)
+        rq_finish(pl->q);
+    free(pl);
+}
+
+static bool stream_reports(rq *q, const char *uzovi)
+{
+    pull *pl = calloc(1, sizeof *pl);
+    if (!pl) {
+        rq_respond_outcome(q, 503, OO_ERROR, "transient", NULL, "out of memory");
+        return false;
+    }
+    pl->q = q;
+    snprintf(pl->uzovi, sizeof pl->uzovi, "%s", uzovi);
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    int status = read_params(q, &COMPLIANCE, &pl->p, &issues) ? 0 : 400;
+    if (status) {
+        rq_respond_issues(q, status, &issues);
+        oo_list_free(&issues);
+        pl->q = NULL;
+        free(pl);
+        return false;
+    }
+    oo_list_free(&issues);
+    pl->p.count = NDJSON_PAGE;
+    if ((status = pull_page(pl, true))) {
+        rq_respond_outcome(q, status, OO_ERROR, OO_EXCEPTION, NULL, "the store failed");
+        fj_buf_free(&pl->out);
+        pl->q = NULL;
+        pull_release(pl);
+        return false;
+    }
+    q->content_type = "application/x-ndjson";
+    rq_respond_stream(q, pull_produce, pull_release, pl); /* q belongs to the stream now */
+    return true;
+}
+
+bool rest_insurer_compliance(rq *q)
+{
+    if (!q->ndjson)
+        return list_view(q, &COMPLIANCE);
+    char uzovi[INS_UZOVI_SIZE];
+    if (!insurer_gate(q, uzovi))
+        return false;
+    return stream_reports(q, uzovi);
 }
 
 /* ---- one provider ---- */

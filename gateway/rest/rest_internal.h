@@ -17,7 +17,8 @@
  *   rest_transform  the app's insurer maps, StructureMap/$transform
  *                   -> handlers, rest_write, rest_access, answer
  *   rest_insurer    the insurer's views (/insurer/...) in its model
- *     -> handlers, insured, rest_transform, rest_write, rest_access, rest_audit, answer
+ *     -> handlers, insured, rest_transform, rest_write, rest_access, rest_audit, rest_compliance, rest_bundle,
+ *        answer
  *   insured         is a patient insured by a UZOVI (the insurer views' scope); uses no other module
  *   rest_batch      batch and transaction Bundles, and transactions the gateway builds (rest_batch.h)
  *     -> rest_write, rest_query, rest_bundle, rest_access, rest_audit, answer
@@ -183,6 +184,7 @@ typedef struct rq {
     char org_name[ID_NAME_MAX];
     rt_route route;
     rt_return prefer;
+    bool ndjson;      /* the client asked for NDJSON (only /insurer/compliance serves it; rest.c) */
     rest_write write; /* single-resource writes */
     rest_audit_state audit;
     const char *content_type; /* of a successful answer; NULL: application/fhir+json (the insurer's model is

@@ -125,7 +125,7 @@ static void set_operation(rt_route *r, const char *seg, size_t len)
 /* /insurer/<view> and /insurer/providers/<URA>: the insurer's views (the methods are the table's) */
 static void insurer_level(rt_route *r, const char *seg[], size_t len[], size_t n)
 {
-    static const char *const views[] = {"providers", "stays", "plans", "contracts"};
+    static const char *const views[] = {"providers", "stays", "plans", "contracts", "compliance"};
     for (size_t i = 0; n >= 2 && i < sizeof views / sizeof *views; i++) {
         if (!seg_is(seg[1], len[1], views[i]))
             continue;
@@ -135,7 +135,7 @@ static void insurer_level(rt_route *r, const char *seg[], size_t len[], size_t n
         r->interaction = RT_INSURER;
         return;
     }
-    fail(r, 404, "no such insurer view (/insurer/providers/<URA>, stays, plans, contracts)");
+    fail(r, 404, "no such insurer view (/insurer/providers/<URA>, stays, plans, contracts, compliance)");
 }
 
 static void system_level(rt_route *r, const char *method, const char *seg[], size_t len[], size_t n)
@@ -289,6 +289,9 @@ rt_format rt_negotiate(const char *format_param, const char *accept)
             trimmed--;
         if (trimmed && json_media(p, trimmed))
             return RT_FORMAT_JSON;
+        if ((trimmed == 20 && !strncasecmp(p, "application/x-ndjson", 20)) ||
+            (trimmed == 23 && !strncasecmp(p, "application/fhir+ndjson", 23)))
+            return RT_FORMAT_NDJSON;
         p += len;
         if (*p == ';')
             p += strcspn(p, ",");

@@ -72,7 +72,9 @@ void rt_parse(const fs_schema *s, const char *method, const char *path, rt_route
 const char *rt_name(rt_interaction i);
 
 /* Response formats (_format parameter or Accept header). */
-typedef enum rt_format { RT_FORMAT_JSON, RT_FORMAT_UNSUPPORTED } rt_format;
+/* NDJSON (application/x-ndjson, application/fhir+ndjson) is served by one view only, the insurer's compliance
+ * pull (rest_insurer.c): rest.c refuses it (406) everywhere else. */
+typedef enum rt_format { RT_FORMAT_JSON, RT_FORMAT_NDJSON, RT_FORMAT_UNSUPPORTED } rt_format;
 
 /*
  * JSON is the only format served: application/fhir+json, application/json,
