@@ -30,6 +30,8 @@
 #include "gateway/util/files.h"
 #include "mappings/mapset.h"
 #include "mappings/pseudonym.h"
+#include "rules/check.h"
+#include "rules/pack.h"
 #include "rest_harness.h"
 
 #define INSURER_A "insurer"
@@ -41,6 +43,8 @@
 
 static pf_registry *guide;
 static mpn_key key;
+static rl_pack *pack; /* the compliance reports of /insurer/compliance */
+static rl_engine *engine;
 
 /* The registry's roles of the two insurers (their UZOVI as a role token), and a restart with that table. */
 static void register_insurers(const char *roles_a, const char *roles_b)
@@ -69,11 +73,22 @@ static void setup(void)
     for (size_t i = 0; i < sizeof bytes; i++)
         sprintf(hex + 2 * i, "%02x", bytes[i]);
     cr_assert(mpn_key_from_hex(hex, 64, &key, err, sizeof err), "%s", err);
+    size_t len;
+    char *text = files_read(PACK_FILE, &len);
+    cr_assert_not_null(text, "%s", PACK_FILE);
+    oo_list_init(&issues, 0);
+    pack = rl_pack_load(text, len, PACK_FILE, &issues);
+    free(text);
+    cr_assert_not_null(pack);
+    engine = rl_engine_new(pack, guide, &issues);
+    cr_assert_not_null(engine, "%s", issues.count ? issues.items[0].message : "");
+    oo_list_free(&issues);
     rh_options opt = {.keep_gzsp = true,
                       .allow_dangling = true,
                       .profiles = guide,
                       .maps_dir = MAPS_DIR,
-                      .pseudonym_key = &key};
+                      .pseudonym_key = &key,
+                      .rules = engine};
     rh_setup_with(&opt);
     register_insurers("insurer,uzovi-9901", "insurer,uzovi-9902");
     rh_publish_directory();
@@ -82,6 +97,8 @@ static void setup(void)
 static void teardown(void)
 {
     rh_teardown();
+    rl_engine_free(engine);
+    rl_pack_free(pack);
     pf_registry_free(guide);
 }
 
@@ -458,6 +475,87 @@ Test(insurer, plans_are_scoped_to_each_insurers_insured)
     page = get_page(INSURER_B, "/insurer/plans?provider=" URA_B);
     cr_expect_eq(items(page), 1, "%s", json_object_to_json_string(page));
     json_object_put(page);
+}
+
+/* ---- the compliance pull (issue #12) ---- */
+
+Test(insurer, compliance_reports_are_scoped_paged_and_filtered)
+{
+    landscape l;
+    build_landscape(&l);
+    plan("elv-a", URA_A, l.p1, "90000501"); /* insured by A (the plan's Coverage too) */
+    plan("elv-a", URA_A, l.p2, "90000401"); /* by B */
+    json_object *page = get_page(INSURER_A, "/insurer/compliance?provider=" URA_A "&date=2026-04-01");
+    cr_assert_eq(items(page), 1, "only the insurer's own insured: %s", json_object_to_json_string(page));
+    cr_expect_str_eq(rh_str(page, "items.0.resourceType"), "InsurerComplianceReport");
+    cr_expect_str_eq(rh_str(page, "items.0.checked"), "2026-04-01");
+    cr_expect_str_eq(rh_str(page, "items.0.subject.type"), "CarePlan");
+    cr_expect_null(json_object_object_get(page, "notMapped"), "%s", json_object_to_json_string(page));
+    const char *status = rh_str(page, "items.0.status");
+    cr_assert_not_null(status);
+    char wanted[64], other[64];
+    snprintf(wanted, sizeof wanted, "&status=%s", status);
+    snprintf(other, sizeof other, "&status=%s", strcmp(status, "compliant") ? "compliant" : "non-compliant");
+    json_object_put(page);
+    char path[256];
+    snprintf(path, sizeof path, "/insurer/compliance?provider=" URA_A "&date=2026-04-01%s", wanted);
+    page = get_page(INSURER_A, path);
+    cr_expect_eq(items(page), 1, "the status it has");
+    json_object_put(page);
+    snprintf(path, sizeof path, "/insurer/compliance?provider=" URA_A "&date=2026-04-01%s", other);
+    page = get_page(INSURER_A, path);
+    cr_expect_eq(items(page), 0, "not another status");
+    json_object_put(page);
+    page = get_page(INSURER_B, "/insurer/compliance?provider=" URA_A "&_count=1");
+    cr_expect_eq(items(page), 1, "B's insured, by B: %s", json_object_to_json_string(page));
+    json_object_put(page);
+    rh_response r = rh_request(INSURER_A, "GET", "/insurer/compliance?provider=" URA_A "&status=fine", NULL, NULL);
+    rh_expect_outcome(&r, 400, "invalid");
+    rh_response_free(&r);
+    r = rh_request(INSURER_A, "GET", "/insurer/compliance?provider=" URA_A "&date=April", NULL, NULL);
+    rh_expect_outcome(&r, 400, "invalid");
+    rh_response_free(&r);
+    r = rh_request("elv-a", "GET", "/insurer/compliance?provider=" URA_A, NULL, NULL);
+    rh_expect_outcome(&r, 403, "forbidden");
+    rh_response_free(&r);
+}
+
+Test(insurer, compliance_reports_stream_as_ndjson)
+{
+    landscape l;
+    build_landscape(&l);
+    enum { PLANS = 70 };            /* more than one page of the stream (64) */
+    for (int i = 0; i < PLANS; i++) /* half for A's insured, half for B's */
+        plan("elv-a", URA_A, i % 2 ? l.p1 : l.p2, i % 2 ? "90000501" : "90000401");
+    const char *const ndjson[] = {"Accept: application/x-ndjson", NULL};
+    rh_response r = rh_request(INSURER_A, "GET", "/insurer/compliance?provider=" URA_A "&date=2026-04-01", NULL,
+                               ndjson);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    char type[128];
+    cr_expect_str_eq(rh_header(&r, "Content-Type", type, sizeof type), "application/x-ndjson");
+    size_t lines = 0;
+    static char seen[PLANS][96];
+    for (char *line = r.body, *end; line && *line; line = end + 1, lines++) {
+        end = strchr(line, '\n');
+        cr_assert_not_null(end, "every line ends in a newline");
+        *end = 0;
+        json_object *o = json_tokener_parse(line);
+        cr_assert_not_null(o, "line %zu is JSON: %.200s", lines, line);
+        cr_expect_str_eq(rh_str(o, "resourceType"), "InsurerComplianceReport", "%.300s", line);
+        cr_expect_str_eq(rh_str(o, "subject.type"), "CarePlan", "%.300s", line);
+        for (size_t k = 0; k < lines && k < PLANS; k++)
+            cr_expect_str_neq(seen[k], rh_str(o, "subject.reference"), "each plan once (line %zu)", lines);
+        if (lines < PLANS)
+            snprintf(seen[lines], sizeof seen[lines], "%s", rh_str(o, "subject.reference"));
+        json_object_put(o);
+        cr_expect_null(strstr(line, "999990081"), "no BSN in a report");
+    }
+    cr_expect_eq(lines, PLANS / 2, "one report per plan of A's insured (only those), across pages: %zu", lines);
+    rh_response_free(&r);
+    /* NDJSON nowhere else */
+    r = rh_request(INSURER_A, "GET", "/insurer/plans?provider=" URA_A, NULL, ndjson);
+    rh_expect_outcome(&r, 406, NULL);
+    rh_response_free(&r);
 }
 
 Test(insurer, a_provider_record)

@@ -523,6 +523,8 @@ static int fill_page(rq *q, const view *v, const char *uzovi, const list_params 
         if (more && i)
             snprintf(next, 64, "%llx-%llx-%llx", (long long)lq.q.snapshot, (long long)lq.cursor.key_ms,
                      (long long)lq.cursor.rid);
+        else if (!more)
+            next[0] = '\0'; /* the store is done: an earlier chunk's place must not become a next page */
         if (!more || taken == p->count || !i)
             return 0;
     }
