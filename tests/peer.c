@@ -62,6 +62,22 @@ static void respond_text(srv_request *req, int status, const char *type, char *b
     srv_respond(req, status, body, strlen(body));
 }
 
+/* A query value with its %XX escapes decoded, in place ('+' stays: the gateway encodes spaces as %20). */
+static void percent_decode(char *v)
+{
+    char *out = v;
+    for (const char *in = v; *in; in++) {
+        unsigned c;
+        if (in[0] == '%' && in[1] && in[2] && sscanf(in + 1, "%2x", &c) == 1) {
+            *out++ = (char)c;
+            in += 2;
+        } else {
+            *out++ = *in;
+        }
+    }
+    *out = 0;
+}
+
 static char *searchset(peer *p, const char *type, const char *query)
 {
     size_t cap = 256, len = 0;
@@ -77,6 +93,7 @@ static char *searchset(peer *p, const char *type, const char *query)
             char *eq = strchr(part, '=');
             if (part[0] == '_' || !eq)
                 continue;
+            percent_decode(eq + 1); /* "Patient%2Fp1" is searched as it is written, "Patient/p1" */
             match = strstr(p->items[i].json, eq + 1) != NULL;
         }
         free(q);
@@ -350,13 +367,25 @@ bool peer_set_mode(peer *p, peer_mode mode, char *err, size_t errlen)
     return serve(p, foreign, err, errlen);
 }
 
-void peer_put(peer *p, const char *type, const char *id, const char *json)
+/* JSON as a FHIR server writes it: "/" not escaped (json-c writes "\/"), so a search matches "Patient/p1". */
+static char *unescaped_slashes(const char *json)
 {
+    char *out = dup(json), *w = out;
+    for (const char *r = json; *r; r++)
+        if (!(r[0] == '\\' && r[1] == '/'))
+            *w++ = *r;
+    *w = 0;
+    return out;
+}
+
+void peer_put(peer *p, const char *type, const char *id, const char *json_as_given)
+{
+    char *json = unescaped_slashes(json_as_given);
     pthread_mutex_lock(&p->lock);
     for (size_t i = 0; i < p->count; i++)
         if (!strcmp(p->items[i].type, type) && !strcmp(p->items[i].id, id)) {
             free(p->items[i].json);
-            p->items[i].json = dup(json);
+            p->items[i].json = json;
             pthread_mutex_unlock(&p->lock);
             return;
         }
@@ -364,7 +393,7 @@ void peer_put(peer *p, const char *type, const char *id, const char *json)
         p->cap = p->cap ? p->cap * 2 : 16;
         p->items = realloc(p->items, p->cap * sizeof *p->items);
     }
-    p->items[p->count++] = (stored){dup(type), dup(id), dup(json)};
+    p->items[p->count++] = (stored){dup(type), dup(id), json};
     pthread_mutex_unlock(&p->lock);
 }
 

@@ -1384,7 +1384,7 @@ Test(rest, writes_are_answered_on_the_worker_thread)
 /* Each module and the modules it may include; context (rest_internal.h), route and the public rest.h are for all. */
 static const struct module_uses {
     const char *module;
-    const char *uses[8];
+    const char *uses[10];
 } module_graph[] = {
     {"rest", {"operations", "capability", "rest_access", "rest_transform", "answer"}},
     {"rest_transform", {"handlers", "rest_write", "rest_access", "answer"}},
@@ -1399,7 +1399,8 @@ static const struct module_uses {
     {"rest_patch", {"handlers", "rest_write", "rest_query", "rest_access", "answer"}},
     {"rest_validate", {"handlers", "rest_write", "answer"}},
     {"rest_compliance",
-     {"handlers", "rest_compliance_context", "rest_compliance_pull", "rest_access", "rest_write", "answer"}},
+     {"handlers", "insured", "rest_compliance_context", "rest_compliance_pull", "rest_access", "rest_write",
+      "answer"}},
     {"rest_compliance_pull", {"rest_compliance_context"}},
     {"rest_compliance_context", {"answer"}},
     {"rest_search", {"handlers", "rest_query", "rest_bundle", "rest_access", "rest_audit", "answer"}},
@@ -1438,7 +1439,7 @@ static bool may_use(const char *module, const char *used)
     const struct module_uses *m = module_named(module);
     if (!strcmp(used, module) || !strcmp(used, "context") || !strcmp(used, "route") || !strcmp(used, "rest"))
         return true;
-    for (size_t i = 0; m && i < 8 && m->uses[i]; i++)
+    for (size_t i = 0; m && i < sizeof m->uses / sizeof *m->uses && m->uses[i]; i++)
         if (!strcmp(m->uses[i], used))
             return true;
     return false;

@@ -17,6 +17,7 @@
 
 #include "gateway/rest/answer.h"
 #include "gateway/rest/handlers.h"
+#include "gateway/rest/insured.h"
 #include "gateway/rest/rest_access.h"
 #include "gateway/rest/rest_compliance_context.h"
 #include "gateway/rest/rest_compliance_pull.h"
@@ -140,8 +141,69 @@ static int check_text(rest_app *app, char *text, size_t len, const char *want, f
     return status;
 }
 
+/*
+ * Does the pulled Coverage c (JSON) show patient_ref insured by the insurer (active, a payor carrying its
+ * UZOVI, or referring to its directory entry Organization/ura-<URA>, as insured.h reads the store)?
+ */
+static bool pulled_coverage_insures(json_object *c, const char *patient_ref, const rest_insurer_scope *who)
+{
+    json_object *ben = json_object_object_get(c, "beneficiary"), *payors = json_object_object_get(c, "payor");
+    const char *ref = json_object_get_string(json_object_object_get(ben, "reference"));
+    const char *status = json_object_get_string(json_object_object_get(c, "status"));
+    if (!ref || strcmp(ref, patient_ref) || !status || strcmp(status, "active"))
+        return false;
+    for (size_t i = 0; i < json_object_array_length(payors); i++) {
+        json_object *payor = json_object_array_get_idx(payors, i);
+        json_object *ident = json_object_object_get(payor, "identifier");
+        const char *system = json_object_get_string(json_object_object_get(ident, "system"));
+        const char *value = json_object_get_string(json_object_object_get(ident, "value"));
+        const char *to = json_object_get_string(json_object_object_get(payor, "reference"));
+        char entry[32];
+        snprintf(entry, sizeof entry, "Organization/ura-%.8s", who->ura);
+        if ((system && value && !strcmp(system, INS_UZOVI_SYSTEM) && !strcmp(value, who->uzovi)) ||
+            (to && !strcmp(to, entry)))
+            return true;
+    }
+    return false;
+}
+
+/*
+ * An insurer's question: is the subject's patient its insured on the day checked? A stored subject by the
+ * gateway's own facts (insured.h); a pulled one by the Coverages its provider sent with it (the provider's
+ * record is all there is of it). The subject is the set's first resource.
+ */
+static bool insured_subject(rest_app *app, const cx_set *set, bool from_store, const rest_insurer_scope *who,
+                            int64_t day_ms)
+{
+    json_object *subject = set->count ? json_tokener_parse(set->json[0]) : NULL;
+    json_object *patient = json_object_object_get(subject, "subject");
+    const char *ref = json_object_get_string(json_object_object_get(patient, "reference"));
+    bool yes = false;
+    if (ref && from_store) {
+        ins_facts facts = {app->opt.store, app->opt.organisations};
+        st_error err;
+        yes = ins_is_insured(&facts, ref, who->uzovi, day_ms, &err) == INS_YES;
+    } else if (ref) {
+        for (size_t i = 1; i < set->count && !yes; i++) {
+            if (strncmp(set->key[i], "Coverage/", 9))
+                continue;
+            json_object *c = json_tokener_parse(set->json[i]);
+            yes = pulled_coverage_insures(c, ref, who);
+            json_object_put(c);
+        }
+    }
+    json_object_put(subject);
+    return yes;
+}
+
 int rest_compliance_report(rest_app *app, const char *type, const char *id, const char *date, const char *provider,
                            char **json, size_t *len, char *msg, size_t msglen)
+{
+    return rest_compliance_report_for(app, type, id, date, provider, NULL, json, len, msg, msglen);
+}
+
+int rest_compliance_report_for(rest_app *app, const char *type, const char *id, const char *date, const char *provider,
+                               const rest_insurer_scope *insurer, char **json, size_t *len, char *msg, size_t msglen)
 {
     fdt_value day;
     msg[0] = '\0';
@@ -163,6 +225,12 @@ int rest_compliance_report(rest_app *app, const char *type, const char *id, cons
     cx_source store = cx_store_source(app->opt.store);
     int s = from_store ? cx_gather(&store, type, id, &set, msg, msglen)
                        : rest_pull_gather(app, provider, type, id, &set, msg, msglen);
+    if (s == 0 && insurer) {
+        int64_t lo, hi;
+        fdt_range(&day, &lo, &hi);
+        if (!insured_subject(app, &set, from_store, insurer, lo))
+            s = 404; /* not the caller's insured: answered as if there were no such plan */
+    }
     if (s == 404 && !msg[0])
         snprintf(msg, msglen, "%s/%s is not known", type, id);
     if (s == 0) {
@@ -255,9 +323,21 @@ bool rest_compliance_op(rq *q)
     if (provider && !is_ura(provider)) {
         rq_respond_outcome(q, 400, OO_ERROR, "invalid", NULL, "provider must be a URA (8 digits)");
     } else if (provider ? may_ask_provider(q, provider) : may_read_stored(q)) {
-        int s = rest_compliance_report(q->app, q->route.type->name, q->route.id, date, provider, &json, &len, msg,
-                                       sizeof msg);
-        answer(q, s, json, len, msg);
+        /* an insurer asking learns only of its own insured (insured.h); the provider itself of all its plans */
+        char uzovi[INS_UZOVI_SIZE];
+        oo_list issues;
+        oo_list_init(&issues, 0);
+        bool insurer = provider && strcmp(q->caller.ura, provider);
+        int status = insurer ? ins_caller_uzovi(q, uzovi, &issues) : 0;
+        if (status) {
+            rq_respond_issues(q, status, &issues);
+        } else {
+            rest_insurer_scope who = {uzovi, q->caller.ura};
+            int s = rest_compliance_report_for(q->app, q->route.type->name, q->route.id, date, provider,
+                                               insurer ? &who : NULL, &json, &len, msg, sizeof msg);
+            answer(q, s, json, len, msg);
+        }
+        oo_list_free(&issues);
     }
     free(provider);
     free(date);

@@ -37,6 +37,19 @@
 int rest_compliance_report(rest_app *app, const char *type, const char *id, const char *date, const char *provider,
                            char **json, size_t *len, char *msg, size_t msglen);
 
+/* The insurer a report is for: its UZOVI (from the registry) and URA. */
+typedef struct rest_insurer_scope {
+    const char *uzovi, *ura;
+} rest_insurer_scope;
+
+/*
+ * rest_compliance_report for an insurer (NULL: no scoping): 404, as for a subject that is not there, unless
+ * the subject's patient is that insurer's insured on the date checked: by the store's Coverages for a stored
+ * subject (gateway/rest/insured.h), by the Coverages its provider sent for a pulled one.
+ */
+int rest_compliance_report_for(rest_app *app, const char *type, const char *id, const char *date, const char *provider,
+                               const rest_insurer_scope *insurer, char **json, size_t *len, char *msg, size_t msglen);
+
 /* rest_compliance_report of a CarePlan. */
 int rest_compliance_for_plan(rest_app *app, const char *plan_id, const char *date, const char *provider, char **json,
                              size_t *len, char *msg, size_t msglen);

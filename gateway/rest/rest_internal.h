@@ -26,7 +26,7 @@
  *   rest_patch      PATCH -> rest_write, rest_query, rest_access, answer
  *   rest_validate   $validate -> rest_write, answer
  *   rest_compliance $gzsp-check, $compliance, $contract-check: the compliance report (rest_compliance.h)
- *     -> handlers, rest_compliance_context, rest_compliance_pull, rest_access, rest_write, answer
+ *     -> handlers, insured, rest_compliance_context, rest_compliance_pull, rest_access, rest_write, answer
  *   rest_compliance_pull  pull mode: a subject and its context from a provider's endpoint -> rest_compliance_context
  *   rest_compliance_context  a check's context gathered from a source (the store, a provider) -> answer
  *   rest_search     searchset and history pages -> rest_query, rest_bundle, rest_access, rest_audit, answer
