@@ -582,6 +582,29 @@ Test(pull, an_insurer_gets_the_report_of_a_plan_the_gateway_does_not_hold)
     rh_response_free(&r);
 }
 
+/* An insurer learns only of its own insured: with the patient's Coverage paid by another insurer, the plan is
+ * as unknown to it as one that does not exist; the provider itself still gets its report. */
+Test(pull, an_insurer_gets_no_report_of_another_insurers_insured)
+{
+    json_object *b = fixture("gzsp-plan.json");
+    json_object *entries = json_object_object_get(b, "entry");
+    for (size_t i = 0; i < json_object_array_length(entries); i++) {
+        json_object *res = entry_resource(b, i);
+        if (strcmp(rh_str(res, "resourceType"), "Coverage"))
+            continue;
+        json_object *payor = json_tokener_parse("[{\"identifier\":{\"system\":\"http://fhir.nl/fhir/NamingSystem/"
+                                                "uzovi\",\"value\":\"9999\"}}]");
+        json_object_object_add(res, "payor", payor);
+        peer_put(pr, "Coverage", rh_str(res, "id"), json_object_to_json_string(res));
+    }
+    json_object_put(b);
+    rh_response r = rh_request("insurer", "GET", PULL_PATH, NULL, NULL);
+    rh_expect_outcome(&r, 404, "not-found");
+    rh_response_free(&r);
+    json_object *rep = report_of("gzsp", "GET", PULL_PATH, NULL);
+    json_object_put(rep);
+}
+
 Test(pull, a_failing_plan_at_the_provider_names_the_rule)
 {
     json_object *b = fixture("gzsp-plan.json");
