@@ -32,6 +32,7 @@
 #include "fhir/fhirpath.h"
 #include "fhir/reference.h"
 #include "fhir/report.h"
+#include "fhir/xhtml.h"
 
 #define NO_NODE UINT32_MAX
 
@@ -74,9 +75,10 @@ typedef struct ctx {
     const fs_element *bundle_entry; /* the Bundle.entry element, to know which entry we are in */
     const fs_type *t_reference, *t_coding, *t_codeable_concept, *t_bundle, *t_extension;
     const pf_registry *profiles;
-    bool invariants;   /* evaluate the core invariants (FHIRPath) */
-    fp_arena *arena;   /* for invariant evaluation: the thread's, taken on first use */
-    uint32_t resource; /* the resource being walked: %resource */
+    bool invariants;     /* evaluate the core invariants (FHIRPath) */
+    fp_arena *arena;     /* for invariant evaluation: the thread's, taken on first use */
+    uint32_t resource;   /* the resource being walked: %resource */
+    uint32_t xhtml_node; /* the div being checked, for report_xhtml */
 } ctx;
 
 static const fj_node *N(const ctx *c, uint32_t i)
@@ -268,6 +270,35 @@ static void check_reference(ctx *c, uint32_t obj)
     rp_pop(&c->rep, old);
 }
 
+/* ---- narrative ----------------------------------------------------------------- */
+
+static void report_xhtml(void *ctx_, oo_severity sev, const char *code, const char *message)
+{
+    ctx *c = ctx_;
+    rp_report(&c->rep, c->xhtml_node, sev, code, "%s", message);
+}
+
+/* "#id" in narrative: any member `"id": "<id>"` of the resource (a contained resource, an element id). */
+static bool resource_has_id(void *ctx_, const char *id, size_t len)
+{
+    const ctx *c = ctx_;
+    uint32_t root = c->container != NO_NODE ? c->container : 0;
+    uint32_t end = fj_next(c->doc, root);
+    for (uint32_t i = root; i + 1 < end; i++)
+        if (N(c, i)->type == FJ_STRING && N(c, i + 1)->type == FJ_STRING && N(c, i + 1)->len == len &&
+            fj_str_eq(c->doc, i, "id") && !memcmp(S(c, i + 1), id, len))
+            return true;
+    return false;
+}
+
+/* Narrative.div (txt-1, txt-2, well-formedness, active content): fhir/xhtml.h. */
+static void check_narrative(ctx *c, uint32_t v)
+{
+    fx_options o = {0, 0, resource_has_id, c};
+    c->xhtml_node = v;
+    fx_check(S(c, v), N(c, v)->len, &o, report_xhtml, c);
+}
+
 /* ---- primitives -------------------------------------------------------------- */
 
 /* "an object", "a string": the JSON type of a node with its article, for messages. */
@@ -308,6 +339,10 @@ static void validate_primitive(ctx *c, const fs_element *el, const fs_type *t, u
                   S(c, v), problem);
         return;
     }
+    if (t->prim == FPRIM_XHTML) {
+        check_narrative(c, v);
+        return;
+    }
     if (el && el->valueset != FS_NONE && el->binding_strength == FS_BIND_REQUIRED &&
         !fs_valueset_contains(c->s, &c->s->valuesets[el->valueset], NULL, 0, S(c, v), n->len))
         rp_report(&c->rep, v, OO_ERROR, OO_CODE_INVALID, "'%.*s' is not in the required value set %s",
@@ -338,7 +373,9 @@ static void validate_primitive(ctx *c, const fs_element *el, const fs_type *t, u
  *          descendants() four times per resource (any string value "#id"
  *          counts, where the FHIRPath counts Reference, canonical, uri, url);
  *   dom-6  "A resource should have narrative" (a warning): text.div present,
- *          read directly in validate_resource.
+ *          read directly in validate_resource;
+ *   txt-1, txt-2  the XHTML subset and non-empty narrative: htmlChecks() is
+ *          not FHIRPath one can evaluate, fhir/xhtml.h checks the div.
  */
 static fp_expr **compiled; /* one per schema constraint, NULL when it does not compile */
 static char (*guards)[32]; /* per constraint: a member whose absence makes it hold ("" = none) */
@@ -346,7 +383,7 @@ static char (*guards)[32]; /* per constraint: a member whose absence makes it ho
 /* Invariants the walk enforces itself, with sharper locations (see above). */
 static bool natively_enforced(const char *key)
 {
-    static const char *const keys[] = {"ele-1", "ext-1", "ref-1", "bdl-7", "dom-3", "dom-6"};
+    static const char *const keys[] = {"ele-1", "ext-1", "ref-1", "bdl-7", "dom-3", "dom-6", "txt-1", "txt-2"};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         if (!strcmp(keys[i], key))
             return true;
