@@ -75,10 +75,11 @@ typedef struct ctx {
     const fs_element *bundle_entry; /* the Bundle.entry element, to know which entry we are in */
     const fs_type *t_reference, *t_coding, *t_codeable_concept, *t_bundle, *t_extension;
     const pf_registry *profiles;
-    bool invariants;     /* evaluate the core invariants (FHIRPath) */
-    fp_arena *arena;     /* for invariant evaluation: the thread's, taken on first use */
-    uint32_t resource;   /* the resource being walked: %resource */
-    uint32_t xhtml_node; /* the div being checked, for report_xhtml */
+    bool invariants;      /* evaluate the core invariants (FHIRPath) */
+    fp_arena *arena;      /* for invariant evaluation: the thread's, taken on first use */
+    uint32_t resource;    /* the resource being walked: %resource */
+    uint32_t xhtml_node;  /* the div being checked, for report_xhtml */
+    bool security_checks; /* fv_options.security_checks */
 } ctx;
 
 static const fj_node *N(const ctx *c, uint32_t i)
@@ -299,6 +300,40 @@ static void check_narrative(ctx *c, uint32_t v)
     fx_check(S(c, v), N(c, v)->len, &o, report_xhtml, c);
 }
 
+/*
+ * Strings and markdown are rendered too. As the HL7 validator does: a string
+ * that looks like it holds HTML tags is a hint (an error with security
+ * checks on), HTML in markdown a warning (error likewise), a value of
+ * nothing but whitespace a warning, a string over 1 MB an error. Script
+ * links in markdown ([x](javascript:...)) are reported as HTML in markdown is.
+ */
+#define MAX_STRING_BYTES (1024u * 1024u)
+
+static void check_text(ctx *c, const fs_type *t, uint32_t v)
+{
+    const char *s = S(c, v);
+    size_t len = N(c, v)->len, i = 0;
+    bool markdown = t->prim == FPRIM_MARKDOWN;
+    if (len > MAX_STRING_BYTES)
+        rp_report(&c->rep, v, OO_ERROR, OO_TOO_LONG, "the %s is %zu bytes; a string holds at most 1 MB", t->name, len);
+    while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+        i++;
+    if (i == len)
+        rp_report(&c->rep, v, OO_WARNING, OO_INVALID, "the %s is nothing but whitespace", t->name);
+    if (!memchr(s, '<', len) && !(markdown && memchr(s, ':', len)))
+        return; /* the common case: nothing that could be markup */
+    size_t at = fx_find_tag(s, len);
+    oo_severity sev = c->security_checks ? OO_ERROR : markdown ? OO_WARNING : OO_INFORMATION;
+    if (at < len)
+        rp_report(&c->rep, v, sev, OO_INVALID,
+                  "the %s contains what looks like an HTML tag at '%.*s'; rendered without escaping it would be "
+                  "active markup",
+                  t->name, (int)(len - at > 30 ? 30 : len - at), s + at);
+    else if (markdown && (at = fx_find_active_link(s, len)) < len)
+        rp_report(&c->rep, v, sev, OO_INVALID, "the markdown links to a script or data URL at '%.*s'",
+                  (int)(len - at > 40 ? 40 : len - at), s + at);
+}
+
 /* ---- primitives -------------------------------------------------------------- */
 
 /* "an object", "a string": the JSON type of a node with its article, for messages. */
@@ -343,6 +378,8 @@ static void validate_primitive(ctx *c, const fs_element *el, const fs_type *t, u
         check_narrative(c, v);
         return;
     }
+    if (t->prim == FPRIM_STRING || t->prim == FPRIM_MARKDOWN)
+        check_text(c, t, v);
     if (el && el->valueset != FS_NONE && el->binding_strength == FS_BIND_REQUIRED &&
         !fs_valueset_contains(c->s, &c->s->valuesets[el->valueset], NULL, 0, S(c, v), n->len))
         rp_report(&c->rep, v, OO_ERROR, OO_CODE_INVALID, "'%.*s' is not in the required value set %s",
@@ -1127,6 +1164,7 @@ static void ctx_init(ctx *c, const fv_options *opts, fj_doc *doc, oo_list *out)
     c->t_bundle = fs_type_by_name(c->s, "Bundle", 6);
     c->t_extension = fs_type_by_name(c->s, "Extension", 9);
     c->profiles = opts ? opts->profiles : NULL;
+    c->security_checks = opts && opts->security_checks;
     c->invariants = !(opts && opts->skip_invariants) && c->s == fs_r4();
     if (c->invariants)
         pthread_once(&compile_once, compile_invariants);

@@ -645,3 +645,52 @@ size_t fx_check(const char *s, size_t len, const fx_options *opts, fx_report_fn 
     resolve_fragments(&p);
     return p.errors;
 }
+
+/* ---- text that is not narrative -------------------------------------------------- */
+
+size_t fx_find_tag(const char *s, size_t len)
+{
+    for (const char *lt = s; (lt = memchr(lt, '<', len - (size_t)(lt - s))); lt++) {
+        size_t i = (size_t)(lt - s) + 1;
+        if (len - i >= 3 && !memcmp(s + i, "!--", 3))
+            return (size_t)(lt - s);
+        if (i < len && s[i] == '/')
+            i++;
+        size_t name = i;
+        while (i < len && ((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+                           (i > name && s[i] >= '0' && s[i] <= '9')))
+            i++;
+        if (i == name || i >= len)
+            continue;
+        /* a name, then the end of the tag or an attribute: "<b>", "<br/>", "<img src=" */
+        if (s[i] == '>' || s[i] == '/' || (is_space(s[i]) && memchr(s + i, '>', len - i)))
+            return (size_t)(lt - s);
+    }
+    return len;
+}
+
+size_t fx_find_active_link(const char *s, size_t len)
+{
+    for (size_t i = 0; i + 1 < len; i++) {
+        size_t start;
+        if (s[i] == ']' && s[i + 1] == '(')
+            start = i + 2; /* [text](url) and ![alt](url) */
+        else if (s[i] == '<' && i + 1 < len &&
+                 ((s[i + 1] >= 'a' && s[i + 1] <= 'z') || (s[i + 1] >= 'A' && s[i + 1] <= 'Z')))
+            start = i + 1; /* <scheme:...> autolinks */
+        else
+            continue;
+        while (start < len && s[start] == ' ')
+            start++;
+        size_t end = start;
+        while (end < len && s[end] != ')' && s[end] != '>' && s[end] != ' ')
+            end++;
+        size_t open = i; /* an image when the link text opens with "![" */
+        while (s[i] == ']' && open > 0 && i - open < 1000 && s[open] != '[')
+            open--;
+        bool image = s[i] == ']' && s[open] == '[' && open > 0 && s[open - 1] == '!';
+        if (url_problem(s + start, end - start, image))
+            return s[i] == ']' ? i : start - 1;
+    }
+    return len;
+}

@@ -61,4 +61,19 @@ typedef struct fx_options {
 /* Check s[0..len) (the JSON-decoded div). opts may be NULL. Returns the number of errors found. */
 size_t fx_check(const char *s, size_t len, const fx_options *opts, fx_report_fn report, void *report_ctx);
 
+/*
+ * Text that is not narrative (a string, markdown) but would be rendered:
+ * the offset of the first thing that looks like an HTML tag ("<b>", "</p",
+ * "<img src=", "<!--"), or len when there is none. "a < b", "<5 mg" and
+ * "<<" are not tags.
+ */
+size_t fx_find_tag(const char *s, size_t len);
+
+/*
+ * The offset of the first markdown link or image target, [text](url) or
+ * <url>, whose URL is active (javascript:, vbscript:, data: other than a
+ * raster image), or len when there is none.
+ */
+size_t fx_find_active_link(const char *s, size_t len);
+
 #endif

@@ -111,3 +111,20 @@ Test(depth, corpus)
     cr_expect_eq(all, count, "%zu of %zu depth cases did not behave as expected", count - all, count);
     json_object_put(manifest);
 }
+
+/* With security checks on, what the reference only hints at or warns about in strings and markdown is an error. */
+Test(depth, security_checks_make_markup_in_strings_errors)
+{
+    char patient[] = "{\"resourceType\": \"Patient\", \"name\": [{\"text\": \"<b onclick=\\\"x()\\\">Jim</b>\"}]}";
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    cr_expect_eq(fv_validate_buffer(patient, strlen(patient), NULL, &issues), 0);
+    oo_list_free(&issues);
+    char again[] = "{\"resourceType\": \"Patient\", \"name\": [{\"text\": \"<b onclick=\\\"x()\\\">Jim</b>\"}]}";
+    fv_options opts = {0};
+    opts.security_checks = true;
+    oo_list_init(&issues, 0);
+    cr_expect_eq(fv_validate_buffer(again, strlen(again), &opts, &issues), 1);
+    cr_expect(issues.count && !strcmp(issues.items[0].expression, "Patient.name[0].text"));
+    oo_list_free(&issues);
+}

@@ -185,3 +185,40 @@ Test(xhtml, hostile_input_is_bounded)
     cr_expect_eq(s.count, FX_MAX_REPORTS);
     free(deep);
 }
+
+static bool has_tag(const char *s)
+{
+    return fx_find_tag(s, strlen(s)) < strlen(s);
+}
+
+static bool has_active_link(const char *s)
+{
+    return fx_find_active_link(s, strlen(s)) < strlen(s);
+}
+
+Test(xhtml, tags_in_plain_text)
+{
+    cr_expect(has_tag("a <b>bold</b> word"));
+    cr_expect(has_tag("x </div>"));
+    cr_expect(has_tag("<img src=x onerror=alert(1)>"));
+    cr_expect(has_tag("line<br/>break"));
+    cr_expect(has_tag("<!-- hidden -->"));
+    cr_expect(!has_tag("a < b and c > d"));
+    cr_expect(!has_tag("dose <5 mg"));
+    cr_expect(!has_tag("<<"));
+    cr_expect(!has_tag("ends with <"));
+    cr_expect(!has_tag("<img src=x"), "a tag that never closes is not rendered as one");
+    cr_expect_eq(fx_find_tag("ab<i>", 5), 2);
+}
+
+Test(xhtml, active_links_in_markdown)
+{
+    cr_expect(has_active_link("see [x](javascript:alert(1))"));
+    cr_expect(has_active_link("see [x]( JavaScript:alert(1))"));
+    cr_expect(has_active_link("<vbscript:msgbox(1)>"));
+    cr_expect(has_active_link("[x](data:text/html,hi)"));
+    cr_expect(has_active_link("![x](data:image/svg+xml,AAAA)"));
+    cr_expect(!has_active_link("![x](data:image/png;base64,AAAA)"));
+    cr_expect(!has_active_link("see [the spec](https://hl7.org/fhir) and <https://example.org>"));
+    cr_expect(!has_active_link("[not closed"));
+}
