@@ -80,6 +80,10 @@ typedef struct ctx {
     uint32_t resource;    /* the resource being walked: %resource */
     uint32_t xhtml_node;  /* the div being checked, for report_xhtml */
     bool security_checks; /* fv_options.security_checks */
+    /* the element whose members are being walked: where an extension found among them sits */
+    const fs_element *holder_el;
+    const fs_type *holder_t;
+    uint32_t holder_node;
 } ctx;
 
 static const fj_node *N(const ctx *c, uint32_t i)
@@ -641,6 +645,198 @@ static void check_extension_shape(ctx *c, uint32_t obj)
         rp_report(&c->rep, obj, OO_ERROR, OO_INVARIANT, "ext-1: Must have either extensions or value[x], not both");
 }
 
+/* ---- extensions by definition --------------------------------------------------- */
+
+/* Is the type t, or a type it derives from, named name[0..len)? */
+static bool type_or_base_is(const ctx *c, const fs_type *t, const char *name, size_t len)
+{
+    for (int guard = 0; t && guard < 16; guard++) {
+        if (strlen(t->name) == len && !memcmp(t->name, name, len))
+            return true;
+        t = t->base != FS_NONE ? &c->s->types[t->base] : NULL;
+    }
+    return false;
+}
+
+/* The holder's path as a context names it: "Patient.name.given" from "Patient.name[0].given" (no indices, no ofType). */
+static size_t plain_path(const char *path, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (const char *p = path; *p && o + 1 < cap;) {
+        if (*p == '[') {
+            while (*p && *p != ']')
+                p++;
+            p += *p == ']';
+        } else if (!strncmp(p, ".ofType(", 8)) {
+            while (*p && *p != ')')
+                p++;
+            p += *p == ')';
+        } else {
+            out[o++] = *p++;
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
+/* The element a context path names ("PlanDefinition.action", "Observation.value[x]"), or NULL. */
+static const fs_element *element_at_path(const ctx *c, const char *path, size_t len)
+{
+    const char *end = path + len, *dot = memchr(path, '.', len);
+    const fs_type *t = fs_type_by_name(c->s, path, dot ? (size_t)(dot - path) : len);
+    const fs_element *e = t ? &c->s->elements[t->root] : NULL;
+    for (const char *seg = dot ? dot + 1 : end; e && seg < end;) {
+        const char *next = memchr(seg, '.', (size_t)(end - seg));
+        size_t n = next ? (size_t)(next - seg) : (size_t)(end - seg);
+        if (n > 3 && !memcmp(seg + n - 3, "[x]", 3))
+            n -= 3;
+        const fs_type *choice;
+        e = fs_child(c->s, e, seg, n, &choice);
+        seg = next ? next + 1 : end;
+    }
+    return e;
+}
+
+/*
+ * Uses of core extensions that the R4 package itself makes outside the
+ * contexts their definitions list (the spec's tooling wrote them so: every
+ * snapshot's ElementDefinition.type carries structuredefinition-fhir-type,
+ * CodeSystems and ValueSets carry normative-version, ...). The official
+ * examples are valid R4, so these places are admitted too; any other place
+ * outside the context is an error.
+ */
+static const struct {
+    const char *url, *element;
+} context_errata[] = {
+    {"http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type", "ElementDefinition.type"},
+    {"http://hl7.org/fhir/StructureDefinition/regex", "ElementDefinition.type"},
+    {"http://hl7.org/fhir/StructureDefinition/translation", "ValueSet.expansion.contains"},
+    {"http://hl7.org/fhir/StructureDefinition/structuredefinition-normative-version", "CodeSystem"},
+    {"http://hl7.org/fhir/StructureDefinition/structuredefinition-normative-version", "ValueSet"},
+    {"http://hl7.org/fhir/StructureDefinition/structuredefinition-normative-version", "OperationDefinition"},
+    {"http://hl7.org/fhir/StructureDefinition/structuredefinition-normative-version", "ElementDefinition"},
+    {"http://hl7.org/fhir/StructureDefinition/valueset-concept-comments", "CodeSystem.concept"},
+};
+
+/*
+ * Does one of the definition's contexts (pf_extension_contexts) admit the
+ * holder? "element X" matches when X is the holder's element path
+ * (Patient.contact, HumanName.given), the path from the resource, the
+ * holder's type or a type it derives from (HumanName, Element, Resource);
+ * "extension U" when the holder is an extension with url U; "fhirpath"
+ * contexts are not evaluated and admit everything. No context: anywhere.
+ */
+static bool context_allows(ctx *c, const char *contexts, const char *holder_url, size_t holder_url_len)
+{
+    if (!*contexts)
+        return true;
+    char full[RP_PATH_CAPACITY];
+    size_t full_len = plain_path(rp_path(&c->rep), full, sizeof full);
+    for (const char *line = contexts; *line;) {
+        const char *space = strchr(line, ' '), *end = strchr(line, '\n');
+        if (!space || !end)
+            break;
+        const char *expr = space + 1;
+        size_t len = (size_t)(end - expr);
+        if (!strncmp(line, "fhirpath ", 9))
+            return true;
+        if (!strncmp(line, "extension ", 10) && holder_url && len == holder_url_len && !memcmp(expr, holder_url, len))
+            return true;
+        if (!strncmp(line, "element ", 8)) {
+            const char *own = c->holder_el ? c->holder_el->path : "";
+            if ((len == 7 && !memcmp(expr, "Element", 7)) || (strlen(own) == len && !memcmp(own, expr, len)) ||
+                (full_len == len && !memcmp(full, expr, len)) || type_or_base_is(c, c->holder_t, expr, len))
+                return true;
+            /* a recursive element (PlanDefinition.action.action) is the element it repeats */
+            const fs_element *named = memchr(expr, '.', len) ? element_at_path(c, expr, len) : NULL;
+            if (named && c->holder_el && named->child_first != FS_NONE &&
+                named->child_first == c->holder_el->child_first)
+                return true;
+        }
+        line = end + 1;
+    }
+    return false;
+}
+
+static const pf_profile *find_extension(const ctx *c, const char *url, bool *from_guide)
+{
+    const pf_profile *def = c->profiles ? pf_find(c->profiles, url) : NULL;
+    *from_guide = def != NULL;
+    const pf_registry *core = def ? NULL : pf_core_extensions();
+    return def ? def : core ? pf_find(core, url) : NULL;
+}
+
+/* An extension against its definition (core or the guide's): known, in the right slot, in context, conforming. */
+static void check_extension_definition(ctx *c, const fs_element *el, uint32_t v)
+{
+    uint32_t url = fj_get(c->doc, v, "url");
+    if (url == NO_NODE || N(c, url)->type != FJ_STRING || !is_absolute_uri(S(c, url), N(c, url)->len) ||
+        N(c, url)->len >= 512)
+        return; /* a relative url names a part of a complex extension, which its definition checks */
+    char text[512];
+    snprintf(text, sizeof text, "%.*s", (int)N(c, url)->len, S(c, url));
+    uint32_t holder_url = NO_NODE;
+    if (c->holder_t == c->t_extension) {
+        bool ignored;
+        holder_url = fj_get(c->doc, c->holder_node, "url");
+        if (holder_url != NO_NODE && N(c, holder_url)->type == FJ_STRING && N(c, holder_url)->len < 512) {
+            char outer[512];
+            snprintf(outer, sizeof outer, "%.*s", (int)N(c, holder_url)->len, S(c, holder_url));
+            if (find_extension(c, outer, &ignored))
+                return; /* a part of a known complex extension: the outer definition says what it may hold */
+        }
+    }
+    bool from_guide;
+    const pf_profile *def = find_extension(c, text, &from_guide);
+    if (!def) {
+        rp_report(&c->rep, url, OO_WARNING, OO_NOT_FOUND, "the extension %s is not known here: not checked", text);
+        return;
+    }
+    uint32_t max = pf_extension_max(def), list = c->holder_node != NO_NODE && N(c, c->holder_node)->type == FJ_OBJECT
+                                                     ? fj_get(c->doc, c->holder_node, el->name)
+                                                     : NO_NODE;
+    if (max != UINT32_MAX && list != NO_NODE && N(c, list)->type == FJ_ARRAY) {
+        uint32_t before = 0, item = fj_first_child(list); /* the same url earlier in this list */
+        for (uint32_t k = 0; k < N(c, list)->len && item != v; k++, item = fj_next(c->doc, item)) {
+            uint32_t u = N(c, item)->type == FJ_OBJECT ? fj_get(c->doc, item, "url") : NO_NODE;
+            before += u != NO_NODE && N(c, u)->type == FJ_STRING && N(c, u)->len == N(c, url)->len &&
+                      !memcmp(S(c, u), S(c, url), N(c, u)->len);
+        }
+        if (before + 1 > max)
+            rp_report(&c->rep, v, OO_ERROR, OO_STRUCTURE,
+                      "the extension %s may appear at most %u time%s on one element; this is number %u", text, max,
+                      max == 1 ? "" : "s", before + 1);
+    }
+    bool in_modifier_slot = !strcmp(el->name, "modifierExtension");
+    if (pf_extension_is_modifier(def) != in_modifier_slot)
+        rp_report(&c->rep, v, OO_ERROR, OO_STRUCTURE, "the extension %s %s a modifier: it belongs in %s", text,
+                  in_modifier_slot ? "is not" : "is", in_modifier_slot ? "extension" : "modifierExtension");
+    bool holder_is_ext = holder_url != NO_NODE && N(c, holder_url)->type == FJ_STRING;
+    bool erratum = false;
+    for (size_t i = 0; i < sizeof context_errata / sizeof *context_errata && !erratum; i++)
+        erratum = !strcmp(context_errata[i].url, text) &&
+                  type_or_base_is(c, c->holder_t, context_errata[i].element, strlen(context_errata[i].element));
+    for (size_t i = 0; i < sizeof context_errata / sizeof *context_errata && !erratum; i++)
+        erratum = !strcmp(context_errata[i].url, text) && c->holder_el &&
+                  !strcmp(c->holder_el->path, context_errata[i].element);
+    if (!erratum && !context_allows(c, pf_extension_contexts(def), holder_is_ext ? S(c, holder_url) : NULL,
+                                    holder_is_ext ? N(c, holder_url)->len : 0)) {
+        char allowed[256];
+        size_t n = 0;
+        for (const char *p = pf_extension_contexts(def); *p && n + 2 < sizeof allowed; p++)
+            allowed[n++] = *p == '\n' ? (p[1] ? ',' : '\0') : *p;
+        allowed[n] = '\0';
+        rp_report(&c->rep, v, OO_ERROR, OO_STRUCTURE, "the extension %s is not allowed on %s (its context of use: %s)",
+                  text,
+                  c->holder_el  ? c->holder_el->path
+                  : c->holder_t ? c->holder_t->name
+                                : "this element",
+                  allowed);
+    }
+    if (!from_guide) /* the guide's are checked by pf_validate_declared with the resource */
+        pf_validate(pf_core_extensions(), def, c->doc, v, rp_path(&c->rep), c->rep.out);
+}
+
 /* ---- complex values ------------------------------------------------------------ */
 
 static void validate_value(ctx *c, const fs_element *el, const fs_type *t, uint32_t v)
@@ -664,7 +860,18 @@ static void validate_value(ctx *c, const fs_element *el, const fs_type *t, uint3
     }
     unsigned count;
     const fs_element *kids = children_for(c, el, t, &count);
+    if (t == c->t_extension && el)
+        check_extension_definition(c, el, v);
+    const fs_element *outer_el = c->holder_el;
+    const fs_type *outer_t = c->holder_t;
+    uint32_t outer_node = c->holder_node;
+    c->holder_el = el;
+    c->holder_t = t;
+    c->holder_node = v;
     validate_members(c, v, kids, count, t->name, false, false);
+    c->holder_el = outer_el;
+    c->holder_t = outer_t;
+    c->holder_node = outer_node;
     if (el && el->valueset != FS_NONE && el->binding_strength == FS_BIND_REQUIRED &&
         (t == c->t_coding || t == c->t_codeable_concept))
         check_coded_binding(c, el, t, v);
@@ -725,10 +932,19 @@ static void validate_property(ctx *c, const fs_element *el, const fs_type *choic
 }
 
 /* One `_name` object: its members, and ele-1 for a primitive that has no value and nothing but an id. */
-static void validate_companion_object(ctx *c, uint32_t obj, uint32_t value, const fs_element *kids, unsigned count,
-                                      const fs_type *t)
+static void validate_companion_object(ctx *c, const fs_element *el, uint32_t obj, uint32_t value,
+                                      const fs_element *kids, unsigned count, const fs_type *t)
 {
+    const fs_element *outer_el = c->holder_el;
+    const fs_type *outer_t = c->holder_t;
+    uint32_t outer_node = c->holder_node;
+    c->holder_el = el;
+    c->holder_t = t;
+    c->holder_node = obj;
     validate_members(c, obj, kids, count, t->name, false, true);
+    c->holder_el = outer_el;
+    c->holder_t = outer_t;
+    c->holder_node = outer_node;
     bool has_value = value != NO_NODE && N(c, value)->type != FJ_NULL;
     if (!has_value && N(c, obj)->len == 1 && fj_str_eq(c->doc, fj_first_child(obj), "id"))
         rp_report(&c->rep, obj, OO_ERROR, OO_INVARIANT, "ele-1: All FHIR elements must have a @value or children");
@@ -764,7 +980,7 @@ static void validate_companion(ctx *c, const fs_element *el, const fs_type *t, u
             rp_report(&c->rep, ext, OO_ERROR, OO_STRUCTURE, "'_%s' must be an object, found %s", el->name,
                       json_kind(en));
         else
-            validate_companion_object(c, ext, value, kids, count, t);
+            validate_companion_object(c, el, ext, value, kids, count, t);
         rp_pop(&c->rep, old);
         return;
     }
@@ -794,7 +1010,7 @@ static void validate_companion(ctx *c, const fs_element *el, const fs_type *t, u
             rp_report(&c->rep, item, OO_ERROR, OO_STRUCTURE, "'_%s' entries must be objects or null, found %s",
                       el->name, json_kind(N(c, item)));
         } else {
-            validate_companion_object(c, item, value_null ? NO_NODE : vitem, kids, count, t);
+            validate_companion_object(c, el, item, value_null ? NO_NODE : vitem, kids, count, t);
         }
         rp_pop(&c->rep, before);
         item = fj_next(c->doc, item);
@@ -1129,7 +1345,16 @@ static void validate_resource(ctx *c, uint32_t node, bool contained)
         bundle_begin(c, node, &frame);
     unsigned count;
     const fs_element *kids = fs_children(c->s, &c->s->elements[t->root], &count);
+    const fs_element *outer_el = c->holder_el;
+    const fs_type *outer_t = c->holder_t;
+    uint32_t outer_node = c->holder_node;
+    c->holder_el = &c->s->elements[t->root];
+    c->holder_t = t;
+    c->holder_node = node;
     validate_members(c, node, kids, count, t->name, true, false);
+    c->holder_el = outer_el;
+    c->holder_t = outer_t;
+    c->holder_node = outer_node;
     check_invariants(c, &c->s->elements[t->root], t, node);
     if (c->invariants && !contained)
         check_contained_referenced(c, node);
@@ -1158,6 +1383,7 @@ static void ctx_init(ctx *c, const fv_options *opts, fj_doc *doc, oo_list *out)
     rp_init(&c->rep, doc, out);
     c->container = NO_NODE;
     c->resource = NO_NODE;
+    c->holder_node = NO_NODE;
     c->t_reference = fs_type_by_name(c->s, "Reference", 9);
     c->t_coding = fs_type_by_name(c->s, "Coding", 6);
     c->t_codeable_concept = fs_type_by_name(c->s, "CodeableConcept", 15);
