@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "fhir/array.h"
+#include "fhir/digest.h"
 #include "fhir/fhirpath.h"
 #include "fhir/reference.h"
 #include "fhir/report.h"
@@ -38,9 +39,11 @@
 
 /* A reference seen inside a transaction or document Bundle, resolved at the end. */
 typedef struct bundle_ref {
-    uint32_t node;  /* the reference string */
-    uint32_t entry; /* index of the entry it sits in */
-    char *path;     /* FHIRPath of the reference, for the issue */
+    uint32_t node;        /* the reference string */
+    uint32_t entry;       /* index of the entry it sits in */
+    char *path;           /* FHIRPath of the reference, for the issue */
+    const fs_element *el; /* the Reference element (CarePlan.subject): which targets it allows */
+    uint32_t obj;         /* the Reference object (its .type) */
 } bundle_ref;
 
 typedef struct full_url {
@@ -54,6 +57,8 @@ typedef struct bundle_frame {
     bool resolve_refs;     /* transaction or document */
     bool is_document;      /* also relative references must resolve (a warning when not) */
     bool is_history;       /* the same fullUrl may appear in several versions */
+    bool is_message;       /* MessageHeader.focus must resolve inside the Bundle */
+    bool is_transaction;   /* transaction or batch: PUT entries name their resource in request.url */
     bool conditional_refs; /* transaction or batch: "Patient?identifier=..." names a resource (R4 http 3.1.0.11.2) */
     uint32_t entry_array;
     uint32_t current_entry;
@@ -73,7 +78,7 @@ typedef struct ctx {
     uint32_t container;             /* the resource whose `contained` list '#id' references search */
     bundle_frame *bundle;           /* innermost Bundle being walked, or NULL */
     const fs_element *bundle_entry; /* the Bundle.entry element, to know which entry we are in */
-    const fs_type *t_reference, *t_coding, *t_codeable_concept, *t_bundle, *t_extension;
+    const fs_type *t_reference, *t_coding, *t_codeable_concept, *t_bundle, *t_extension, *t_attachment;
     const pf_registry *profiles;
     bool invariants;      /* evaluate the core invariants (FHIRPath) */
     fp_arena *arena;      /* for invariant evaluation: the thread's, taken on first use */
@@ -175,20 +180,86 @@ static bool is_absolute_uri(const char *s, size_t len)
     return i < len;
 }
 
-/* Does the container resource have a contained resource with this id? */
-static bool contained_id_exists(ctx *c, const char *id, size_t len)
+/* The container's contained resource with this id, or NO_NODE. */
+static uint32_t contained_with_id(ctx *c, const char *id, size_t len)
 {
     if (c->container == NO_NODE)
-        return false;
+        return NO_NODE;
     uint32_t list = fj_get(c->doc, c->container, "contained");
     if (list == NO_NODE || N(c, list)->type != FJ_ARRAY)
-        return false;
+        return NO_NODE;
     for (uint32_t i = fj_first_child(list), k = 0; k < N(c, list)->len; k++, i = fj_next(c->doc, i)) {
         uint32_t rid = N(c, i)->type == FJ_OBJECT ? fj_get(c->doc, i, "id") : NO_NODE;
         if (rid != NO_NODE && N(c, rid)->type == FJ_STRING && N(c, rid)->len == len && !memcmp(S(c, rid), id, len))
-            return true;
+            return i;
     }
-    return false;
+    return NO_NODE;
+}
+
+/*
+ * The target of a Reference must be a type its element allows
+ * (Observation.subject: Patient, Group, Device, Location), and Reference.type,
+ * when given, must name that type too. `type` is the resource type the
+ * reference was found to point to: from "Type/id", or the resolved contained
+ * or Bundle resource. Reported at the .reference (`at`: its node).
+ */
+static void report_at_or_here(ctx *c, const char *path, uint32_t node, oo_severity sev, const char *code,
+                              const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* An issue at `path` (a location recorded earlier), or at the current location when path is NULL. */
+static void report_at_or_here(ctx *c, const char *path, uint32_t node, oo_severity sev, const char *code,
+                              const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (path)
+        rp_report_at(&c->rep, path, node, sev, code, "%s", msg);
+    else
+        rp_report(&c->rep, node, sev, code, "%s", msg);
+}
+
+static void check_target_type(ctx *c, const char *path, oo_severity sev, const fs_element *el, uint32_t obj,
+                              uint32_t at, const char *type, size_t len)
+{
+    const fs_type *t = fs_type_by_name(c->s, type, len);
+    if (!el || !el->target_count || !t || t->kind != FS_RESOURCE)
+        return; /* an unknown resourceType is reported where the resource is */
+    if (!fs_reference_allows_any(c->s, el) && !fs_reference_target_allowed(c->s, el, type, len)) {
+        char allowed[512];
+        size_t n = 0;
+        unsigned count;
+        const uint16_t *targets = fs_reference_targets(c->s, el, &count);
+        allowed[0] = '\0';
+        for (unsigned i = 0; i < count && n < sizeof allowed; i++)
+            n += (size_t)snprintf(allowed + n, sizeof allowed - n, "%s%s", i ? ", " : "", c->s->types[targets[i]].name);
+        report_at_or_here(c, path, at, sev, OO_STRUCTURE, "the reference points to a %.*s, but %s may point to %s only",
+                          (int)len, type, el->path, allowed);
+    }
+    uint32_t rt = fj_get(c->doc, obj, "type");
+    if (rt == NO_NODE || N(c, rt)->type != FJ_STRING)
+        return;
+    const char *named = S(c, rt);
+    size_t named_len = N(c, rt)->len;
+    if (has_prefix(named, named_len, "http://hl7.org/fhir/StructureDefinition/")) {
+        named += 40;
+        named_len -= 40;
+    }
+    if (named_len != len || memcmp(named, type, len))
+        report_at_or_here(c, path, at, sev, OO_VALUE, "Reference.type says '%.*s' but the reference points to a %.*s",
+                          (int)N(c, rt)->len, S(c, rt), (int)len, type);
+}
+
+/* The resourceType of a resource object, or NULL. */
+static const char *resource_type_of(ctx *c, uint32_t res, size_t *len)
+{
+    uint32_t rt = res != NO_NODE && N(c, res)->type == FJ_OBJECT ? fj_get(c->doc, res, "resourceType") : NO_NODE;
+    if (rt == NO_NODE || N(c, rt)->type != FJ_STRING)
+        return NULL;
+    *len = N(c, rt)->len;
+    return S(c, rt);
 }
 
 #define BAD_ID "the id part is not a valid id ([A-Za-z0-9-.]{1,64})"
@@ -227,7 +298,7 @@ static bool is_conditional_reference(ctx *c, const char *s, size_t len)
     return t && t->kind == FS_RESOURCE && !t->is_abstract;
 }
 
-static void record_bundle_ref(ctx *c, uint32_t node)
+static void record_bundle_ref(ctx *c, uint32_t node, const fs_element *el, uint32_t obj)
 {
     bundle_frame *b = c->bundle;
     if (!fa_reserve(&b->refs, &b->ref_capacity, b->ref_count + 1, sizeof *b->refs))
@@ -235,10 +306,10 @@ static void record_bundle_ref(ctx *c, uint32_t node)
     char *path = strdup(rp_path(&c->rep));
     if (!path)
         return;
-    b->refs[b->ref_count++] = (bundle_ref){node, b->current_entry, path};
+    b->refs[b->ref_count++] = (bundle_ref){node, b->current_entry, path, el, obj};
 }
 
-static void check_reference(ctx *c, uint32_t obj)
+static void check_reference(ctx *c, const fs_element *el, uint32_t obj)
 {
     uint32_t r = fj_get(c->doc, obj, "reference");
     if (r == NO_NODE || N(c, r)->type != FJ_STRING || N(c, r)->len == 0)
@@ -250,11 +321,16 @@ static void check_reference(ctx *c, uint32_t obj)
     if (memchr(s, ' ', len) || memchr(s, '\t', len) || memchr(s, '\n', len)) {
         problem = "a reference contains no whitespace";
     } else if (s[0] == '#') {
-        if (len > 1 && !contained_id_exists(c, s + 1, len - 1))
+        uint32_t target = len > 1 ? contained_with_id(c, s + 1, len - 1) : NO_NODE;
+        size_t tlen;
+        const char *ttype = resource_type_of(c, target, &tlen);
+        if (len > 1 && target == NO_NODE)
             rp_report(&c->rep, r, OO_ERROR, OO_INVARIANT,
                       "ref-1: SHALL have a contained resource if a local reference is provided (no contained resource "
                       "has the id '%.*s')",
                       (int)len - 1, s + 1);
+        else if (ttype)
+            check_target_type(c, NULL, OO_ERROR, el, obj, r, ttype, tlen);
         rp_pop(&c->rep, old);
         return;
     } else if (has_prefix(s, len, "urn:uuid:")) {
@@ -267,11 +343,16 @@ static void check_reference(ctx *c, uint32_t obj)
     } else if (!is_absolute_uri(s, len)) {
         problem = check_relative_reference(c, s, len);
     }
+    fr_parts parts;
     if (problem)
         rp_report(&c->rep, r, OO_ERROR, OO_VALUE, "invalid reference '%.*s': %s", (int)(len > 200 ? 200 : len), s,
                   problem);
-    else if (c->bundle && c->bundle->resolve_refs)
-        record_bundle_ref(c, r);
+    else if (!(c->bundle && c->bundle->resolve_refs) && fr_parse(s, len, &parts) &&
+             fs_type_by_name(c->s, parts.type, parts.type_len))
+        /* not resolved here: what "Type/id" says is only a warning, as the reference checks resolved targets */
+        check_target_type(c, NULL, OO_WARNING, el, obj, r, parts.type, parts.type_len);
+    if (!problem && c->bundle && c->bundle->resolve_refs)
+        record_bundle_ref(c, r, el, obj);
     rp_pop(&c->rep, old);
 }
 
@@ -837,6 +918,47 @@ static void check_extension_definition(ctx *c, const fs_element *el, uint32_t v)
         pf_validate(pf_core_extensions(), def, c->doc, v, rp_path(&c->rep), c->rep.out);
 }
 
+/* ---- attachments ----------------------------------------------------------------- */
+
+/* Attachment.size and .hash describe the content: with inline data both can be checked (datatypes.html#Attachment). */
+static void check_attachment(ctx *c, uint32_t v)
+{
+    uint32_t data = fj_get(c->doc, v, "data"), size = fj_get(c->doc, v, "size"), hash = fj_get(c->doc, v, "hash");
+    if (data == NO_NODE || N(c, data)->type != FJ_STRING || (size == NO_NODE && hash == NO_NODE))
+        return;
+    uint64_t bytes;
+    uint8_t sha1[FD_SHA1_BYTES];
+    if (!fd_base64_measure(S(c, data), N(c, data)->len, &bytes, sha1))
+        return; /* not base64: reported as a base64Binary */
+    if (size != NO_NODE && N(c, size)->type == FJ_NUMBER &&
+        !fprim_check(FPRIM_UNSIGNEDINT, S(c, size), N(c, size)->len)) {
+        char *end;
+        unsigned long long stated = strtoull(S(c, size), &end, 10);
+        if (end != S(c, size) && stated != bytes) {
+            size_t old = rp_push(&c->rep, ".size");
+            rp_report(&c->rep, size, OO_ERROR, OO_VALUE, "Attachment.size is %llu but the data holds %llu bytes",
+                      stated, (unsigned long long)bytes);
+            rp_pop(&c->rep, old);
+        }
+    }
+    if (hash != NO_NODE && N(c, hash)->type == FJ_STRING) {
+        char want[FD_SHA1_BASE64 + 1];
+        fd_base64_encode(sha1, sizeof sha1, want);
+        uint64_t hash_bytes;
+        uint8_t ignored[FD_SHA1_BYTES];
+        bool is_sha1 = fd_base64_measure(S(c, hash), N(c, hash)->len, &hash_bytes, ignored) &&
+                       hash_bytes == FD_SHA1_BYTES;
+        size_t old = rp_push(&c->rep, ".hash");
+        if (!is_sha1) /* a warning: it cannot be compared (DiagnosticReport-example-pgx has a hex string there) */
+            rp_report(&c->rep, hash, OO_WARNING, OO_VALUE,
+                      "Attachment.hash is not a base64 SHA-1 (20 bytes), so it cannot be checked against the data");
+        else if (N(c, hash)->len != FD_SHA1_BASE64 || memcmp(S(c, hash), want, FD_SHA1_BASE64))
+            rp_report(&c->rep, hash, OO_ERROR, OO_VALUE,
+                      "Attachment.hash is not the SHA-1 of the data (base64 of it: %s)", want);
+        rp_pop(&c->rep, old);
+    }
+}
+
 /* ---- complex values ------------------------------------------------------------ */
 
 static void validate_value(ctx *c, const fs_element *el, const fs_type *t, uint32_t v)
@@ -876,9 +998,11 @@ static void validate_value(ctx *c, const fs_element *el, const fs_type *t, uint3
         (t == c->t_coding || t == c->t_codeable_concept))
         check_coded_binding(c, el, t, v);
     if (t == c->t_reference)
-        check_reference(c, v);
+        check_reference(c, el, v);
     if (t == c->t_extension)
         check_extension_shape(c, v);
+    if (t == c->t_attachment)
+        check_attachment(c, v);
     if (N(c, v)->len)
         check_invariants(c, el, t, v);
 }
@@ -1187,7 +1311,9 @@ static void bundle_begin(ctx *c, uint32_t bundle_node, bundle_frame *b)
     uint32_t type = fj_get(c->doc, bundle_node, "type");
     b->is_document = str_is(c, type, "document");
     b->is_history = str_is(c, type, "history");
-    b->resolve_refs = b->is_document || str_is(c, type, "transaction");
+    b->is_message = str_is(c, type, "message");
+    b->is_transaction = str_is(c, type, "transaction") || str_is(c, type, "batch");
+    b->resolve_refs = b->is_document || b->is_message || str_is(c, type, "transaction");
     b->conditional_refs = str_is(c, type, "transaction") || str_is(c, type, "batch");
     b->entry_array = fj_get(c->doc, bundle_node, "entry");
     b->outer = c->bundle;
@@ -1254,13 +1380,14 @@ static void check_full_urls(ctx *c, bundle_frame *b, size_t base_len)
     }
 }
 
-/* Does reference r, made in entry `entry`, name another entry of the Bundle? */
-static bool reference_resolves(ctx *c, const bundle_frame *b, const char *r, size_t len, uint32_t entry)
+/* The entry that reference r, made in entry `entry`, names (its index), or UINT32_MAX. */
+static uint32_t reference_resolves(ctx *c, const bundle_frame *b, const char *r, size_t len, uint32_t entry)
 {
-    if (find_full_url(b, r, len))
-        return true;
+    const full_url *hit = find_full_url(b, r, len);
+    if (hit)
+        return hit->entry;
     if (is_absolute_uri(r, len))
-        return false;
+        return UINT32_MAX;
     /* Relative "Type/id": resolve against the base of the referring entry's fullUrl (what precedes its Type/id). */
     uint32_t u = entry < b->entry_count ? b->entry_url[entry] : NO_NODE;
     fr_parts full;
@@ -1270,26 +1397,116 @@ static bool reference_resolves(ctx *c, const bundle_frame *b, const char *r, siz
         if (base_len > 0 && is_absolute_uri(base, base_len)) {
             char buf[2048];
             int n = snprintf(buf, sizeof buf, "%.*s%.*s", (int)base_len, base, (int)len, r);
-            if (n > 0 && (size_t)n < sizeof buf && find_full_url(b, buf, (size_t)n))
-                return true;
+            if (n > 0 && (size_t)n < sizeof buf && (hit = find_full_url(b, buf, (size_t)n)))
+                return hit->entry;
         }
     }
-    return false;
+    return UINT32_MAX;
+}
+
+/* The k-th entry object of the Bundle being finished. */
+static uint32_t entry_node(ctx *c, const bundle_frame *b, uint32_t k)
+{
+    uint32_t entry = fj_first_child(b->entry_array);
+    for (uint32_t i = 0; i < k; i++)
+        entry = fj_next(c->doc, entry);
+    return entry;
+}
+
+static bool str_equal(ctx *c, uint32_t node, const char *s, size_t len)
+{
+    return node != NO_NODE && N(c, node)->type == FJ_STRING && N(c, node)->len == len && !memcmp(S(c, node), s, len);
+}
+
+/*
+ * What bdl-1..12 do not say about entries: a RESTful fullUrl ("http://x/Patient/1")
+ * names the resource's type and id; document and message entries have a fullUrl
+ * (documents.html, messaging.html: they are resolved by it); a transaction or
+ * batch PUT names the resource it carries (http.html#update: same type, same id).
+ */
+static void check_entries(ctx *c, bundle_frame *b)
+{
+    uint32_t entry = b->entry_count ? fj_first_child(b->entry_array) : NO_NODE;
+    for (uint32_t k = 0; k < b->entry_count; k++, entry = fj_next(c->doc, entry)) {
+        if (N(c, entry)->type != FJ_OBJECT)
+            continue;
+        uint32_t res = fj_get(c->doc, entry, "resource"), u = b->entry_url[k];
+        size_t tlen;
+        const char *type = resource_type_of(c, res, &tlen);
+        if (!type)
+            continue;
+        uint32_t id = fj_get(c->doc, res, "id");
+        size_t old = rp_push(&c->rep, ".entry[%u]", k);
+        fr_parts p;
+        if (u != NO_NODE && is_absolute_uri(S(c, u), N(c, u)->len) && !has_prefix(S(c, u), N(c, u)->len, "urn:") &&
+            fr_parse(S(c, u), N(c, u)->len, &p) && fs_type_by_name(c->s, p.type, p.type_len)) {
+            size_t at = rp_push(&c->rep, ".fullUrl");
+            if (p.type_len != tlen || memcmp(p.type, type, tlen))
+                rp_report(&c->rep, u, OO_ERROR, OO_VALUE, "the fullUrl names a %.*s but the entry holds a %.*s",
+                          (int)p.type_len, p.type, (int)tlen, type);
+            else if (id != NO_NODE && N(c, id)->type == FJ_STRING && !str_equal(c, id, p.id, p.id_len))
+                /* a warning: three official Bundles (Bundle-lri-example ...) disagree so, and the reference lets them */
+                rp_report(&c->rep, u, OO_WARNING, OO_VALUE,
+                          "the fullUrl names the id '%.*s' but the resource's id is '%.*s'", (int)p.id_len, p.id,
+                          (int)N(c, id)->len, S(c, id));
+            rp_pop(&c->rep, at);
+        }
+        if (u == NO_NODE && (b->is_document || b->is_message))
+            rp_report(&c->rep, entry, OO_ERROR, OO_REQUIRED, "every entry of a %s Bundle has a fullUrl",
+                      b->is_document ? "document" : "message");
+        uint32_t req = b->is_transaction ? fj_get(c->doc, entry, "request") : NO_NODE;
+        uint32_t method = req != NO_NODE && N(c, req)->type == FJ_OBJECT ? fj_get(c->doc, req, "method") : NO_NODE;
+        uint32_t url = str_is(c, method, "PUT") ? fj_get(c->doc, req, "url") : NO_NODE;
+        if (url != NO_NODE && N(c, url)->type == FJ_STRING && !memchr(S(c, url), '?', N(c, url)->len) &&
+            fr_parse(S(c, url), N(c, url)->len, &p) && !p.version) {
+            size_t at = rp_push(&c->rep, ".request.url");
+            if (p.type_len != tlen || memcmp(p.type, type, tlen))
+                rp_report(&c->rep, url, OO_ERROR, OO_VALUE, "PUT %.*s carries a %.*s", (int)N(c, url)->len, S(c, url),
+                          (int)tlen, type);
+            else if (!str_equal(c, id, p.id, p.id_len))
+                rp_report(&c->rep, url, OO_ERROR, OO_VALUE,
+                          "PUT %.*s: the resource's id must be '%.*s' (http.html#update), found %s%.*s%s",
+                          (int)N(c, url)->len, S(c, url), (int)p.id_len, p.id, id == NO_NODE ? "none" : "'",
+                          id == NO_NODE ? 0 : (int)N(c, id)->len, id == NO_NODE ? "" : S(c, id),
+                          id == NO_NODE ? "" : "'");
+            rp_pop(&c->rep, at);
+        }
+        rp_pop(&c->rep, old);
+    }
 }
 
 static void bundle_end(ctx *c, bundle_frame *b, size_t base_len)
 {
     check_full_urls(c, b, base_len);
+    if (b->entry_count)
+        check_entries(c, b);
     for (size_t i = 0; i < b->ref_count; i++) {
         bundle_ref *ref = &b->refs[i];
         const char *r = S(c, ref->node);
         size_t len = N(c, ref->node)->len;
-        if (!reference_resolves(c, b, r, len, ref->entry)) {
+        uint32_t target = reference_resolves(c, b, r, len, ref->entry);
+        size_t tlen;
+        const char *ttype = target < b->entry_count
+                                ? resource_type_of(c, fj_get(c->doc, entry_node(c, b, target), "resource"), &tlen)
+                                : NULL;
+        fr_parts p;
+        if (ttype) {
+            check_target_type(c, ref->path, OO_ERROR, ref->el, ref->obj, ref->node, ttype, tlen);
+        } else if (target == UINT32_MAX && fr_parse(r, len, &p) && fs_type_by_name(c->s, p.type, p.type_len)) {
+            check_target_type(c, ref->path, OO_WARNING, ref->el, ref->obj, ref->node, p.type, p.type_len);
+        }
+        if (target == UINT32_MAX) {
             bool must = has_prefix(r, len, "urn:uuid:") || has_prefix(r, len, "urn:oid:");
-            if (must || b->is_document) {
+            /* what a document's Composition and a message's focus point to travels with them */
+            must = must || ((b->is_document || b->is_message) && ref->entry == 0 &&
+                            (b->is_document || strstr(ref->path, ".resource.focus[")));
+            if (must || b->is_document || b->is_message) {
                 rp_report_at(&c->rep, ref->path, ref->node, must ? OO_ERROR : OO_WARNING, OO_NOT_FOUND,
                              "reference '%.*s' does not resolve to any entry's fullUrl in this %s Bundle",
-                             (int)(len > 200 ? 200 : len), r, b->is_document ? "document" : "transaction");
+                             (int)(len > 200 ? 200 : len), r,
+                             b->is_document  ? "document"
+                             : b->is_message ? "message"
+                                             : "transaction");
             }
         }
         free(ref->path);
@@ -1389,6 +1606,7 @@ static void ctx_init(ctx *c, const fv_options *opts, fj_doc *doc, oo_list *out)
     c->t_codeable_concept = fs_type_by_name(c->s, "CodeableConcept", 15);
     c->t_bundle = fs_type_by_name(c->s, "Bundle", 6);
     c->t_extension = fs_type_by_name(c->s, "Extension", 9);
+    c->t_attachment = fs_type_by_name(c->s, "Attachment", 10);
     c->profiles = opts ? opts->profiles : NULL;
     c->security_checks = opts && opts->security_checks;
     c->invariants = !(opts && opts->skip_invariants) && c->s == fs_r4();
