@@ -105,6 +105,7 @@ struct pf_registry {
     const fs_schema *schema;
     pf_profile **profiles;
     size_t profile_count, profile_capacity;
+    bool sorted; /* profiles sorted by url (pf_registry_finish): pf_find searches by halves */
     pf_valueset **valuesets;
     size_t valueset_count, valueset_capacity;
     pf_codesystem **codesystems;
@@ -300,9 +301,35 @@ const pf_registry *pf_core_extensions(void)
     return core_extensions;
 }
 
+/* url[0..len) against a profile's url, in strcmp order. */
+static int url_cmp(const char *url, size_t len, const pf_profile *p)
+{
+    int c = strncmp(url, p->url, len);
+    return c ? c : p->url[len] ? -1 : 0;
+}
+
+static int profile_url_cmp(const void *a, const void *b)
+{
+    return strcmp((*(pf_profile *const *)a)->url, (*(pf_profile *const *)b)->url);
+}
+
 const pf_profile *pf_find(const pf_registry *r, const char *url)
 {
     size_t len = strcspn(url, "|");
+    if (r->sorted) { /* every extension of every resource is looked up here: 393 core definitions */
+        size_t lo = 0, hi = r->profile_count;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            int c = url_cmp(url, len, r->profiles[mid]);
+            if (!c)
+                return r->profiles[mid];
+            if (c < 0)
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        return NULL;
+    }
     for (size_t i = 0; i < r->profile_count; i++)
         if (strlen(r->profiles[i]->url) == len && !strncmp(r->profiles[i]->url, url, len))
             return r->profiles[i];
@@ -583,6 +610,7 @@ static bool add_structure_definition(pf_registry *r, json_object *sd, const char
     for (size_t i = 0; i < jlen(elements); i++)
         ok = load_element(p->root, json_object_array_get_idx(elements, i), origin, issues) && ok;
     PUSH(r->profiles, r->profile_count, r->profile_capacity, p);
+    r->sorted = false;
     return ok;
 }
 
@@ -837,6 +865,9 @@ static void default_extension_slicing(pf_elem *e, int depth)
 
 bool pf_registry_finish(pf_registry *r, oo_list *issues)
 {
+    if (r->profile_count)
+        qsort(r->profiles, r->profile_count, sizeof *r->profiles, profile_url_cmp);
+    r->sorted = true;
     for (size_t i = 0; i < r->profile_count; i++)
         default_extension_slicing(r->profiles[i]->root, 0);
     bool ok = true;
