@@ -31,6 +31,7 @@ typedef enum oo_severity { OO_FATAL, OO_ERROR, OO_WARNING, OO_INFORMATION } oo_s
 #define OO_EXCEPTION "exception"
 #define OO_INVARIANT "invariant"
 #define OO_INFORMATIONAL "informational"
+#define OO_INVALID "invalid" /* content not valid for its kind (XHTML narrative, as the HL7 validator says) */
 
 #define OO_DEFAULT_MAX_ISSUES 1000u
 

@@ -24,6 +24,7 @@
 #include "fhir/fhirpath.h"
 #include "fhir/reference.h"
 #include "fhir/report.h"
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +73,8 @@ struct pf_profile {
     char *base_url;         /* baseDefinition */
     const pf_profile *base; /* resolved base profile, NULL when the base is core */
     bool is_extension;
+    bool is_modifier; /* an extension whose root says isModifier: it belongs in modifierExtension */
+    char *contexts;   /* an extension's context of use: "type expression" lines, "" when none is given */
     pf_elem *root;
 };
 
@@ -102,6 +105,7 @@ struct pf_registry {
     const fs_schema *schema;
     pf_profile **profiles;
     size_t profile_count, profile_capacity;
+    bool sorted; /* profiles sorted by url (pf_registry_finish): pf_find searches by halves */
     pf_valueset **valuesets;
     size_t valueset_count, valueset_capacity;
     pf_codesystem **codesystems;
@@ -210,6 +214,7 @@ void pf_registry_free(pf_registry *r)
         free(p->url);
         free(p->type);
         free(p->base_url);
+        free(p->contexts);
         free(p);
     }
     free(r->profiles);
@@ -254,9 +259,77 @@ const char *pf_profile_type(const pf_profile *p)
     return p->type;
 }
 
+const char *pf_extension_contexts(const pf_profile *p)
+{
+    return p->contexts ? p->contexts : "";
+}
+
+bool pf_extension_is_modifier(const pf_profile *p)
+{
+    return p->is_modifier;
+}
+
+uint32_t pf_extension_max(const pf_profile *p)
+{
+    for (; p; p = p->base)
+        if (p->root && p->root->has_max)
+            return p->root->max;
+    return UINT32_MAX;
+}
+
+static pf_registry *core_extensions;
+static pthread_once_t core_extensions_once = PTHREAD_ONCE_INIT;
+
+static void load_core_extensions(void)
+{
+    const fs_schema *s = fs_r4();
+    pf_registry *r = pf_registry_new(s);
+    oo_list issues;
+    oo_list_init(&issues, 1);
+    for (uint32_t i = 0; r && i < s->extension_def_count; i++)
+        pf_registry_add(r, s->extension_defs[i].definition, strlen(s->extension_defs[i].definition),
+                        s->extension_defs[i].url, &issues);
+    if (r)
+        pf_registry_finish(r, &issues);
+    oo_list_free(&issues); /* a definition the checker cannot read is left out, not fatal */
+    core_extensions = r;
+}
+
+const pf_registry *pf_core_extensions(void)
+{
+    pthread_once(&core_extensions_once, load_core_extensions);
+    return core_extensions;
+}
+
+/* url[0..len) against a profile's url, in strcmp order. */
+static int url_cmp(const char *url, size_t len, const pf_profile *p)
+{
+    int c = strncmp(url, p->url, len);
+    return c ? c : p->url[len] ? -1 : 0;
+}
+
+static int profile_url_cmp(const void *a, const void *b)
+{
+    return strcmp((*(pf_profile *const *)a)->url, (*(pf_profile *const *)b)->url);
+}
+
 const pf_profile *pf_find(const pf_registry *r, const char *url)
 {
     size_t len = strcspn(url, "|");
+    if (r->sorted) { /* every extension of every resource is looked up here: 393 core definitions */
+        size_t lo = 0, hi = r->profile_count;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            int c = url_cmp(url, len, r->profiles[mid]);
+            if (!c)
+                return r->profiles[mid];
+            if (c < 0)
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        return NULL;
+    }
     for (size_t i = 0; i < r->profile_count; i++)
         if (strlen(r->profiles[i]->url) == len && !strncmp(r->profiles[i]->url, url, len))
             return r->profiles[i];
@@ -474,6 +547,30 @@ static bool add_logical_model(pf_registry *r, json_object *sd, const char *origi
     return true;
 }
 
+/* StructureDefinition.context as "type expression" lines (malloc'd; "" when there is none). */
+static char *contexts_of(json_object *sd)
+{
+    json_object *list = jget(sd, "context");
+    size_t cap = 1;
+    for (size_t i = 0; i < jlen(list); i++) {
+        json_object *c = json_object_array_get_idx(list, i);
+        cap += strlen(jstr(c, "type") ? jstr(c, "type") : "") +
+               strlen(jstr(c, "expression") ? jstr(c, "expression") : "") + 2;
+    }
+    char *out = malloc(cap);
+    if (!out)
+        abort();
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < jlen(list); i++) {
+        json_object *c = json_object_array_get_idx(list, i);
+        const char *type = jstr(c, "type"), *expr = jstr(c, "expression");
+        if (type && expr)
+            len += (size_t)snprintf(out + len, cap - len, "%s %s\n", type, expr);
+    }
+    return out;
+}
+
 static bool add_structure_definition(pf_registry *r, json_object *sd, const char *origin, oo_list *issues)
 {
     const char *url = jstr(sd, "url"), *type = jstr(sd, "type"), *derivation = jstr(sd, "derivation");
@@ -503,6 +600,9 @@ static bool add_structure_definition(pf_registry *r, json_object *sd, const char
     p->type = strdup(type);
     p->base_url = canonical(base);
     p->is_extension = !strcmp(type, "Extension");
+    p->contexts = contexts_of(sd);
+    json_object *first = json_object_array_get_idx(elements, 0);
+    p->is_modifier = p->is_extension && jget(first, "isModifier") && json_object_get_boolean(jget(first, "isModifier"));
     p->root = calloc(1, sizeof *p->root);
     p->root->name = strdup(type);
     p->root->id = strdup(type);
@@ -510,6 +610,7 @@ static bool add_structure_definition(pf_registry *r, json_object *sd, const char
     for (size_t i = 0; i < jlen(elements); i++)
         ok = load_element(p->root, json_object_array_get_idx(elements, i), origin, issues) && ok;
     PUSH(r->profiles, r->profile_count, r->profile_capacity, p);
+    r->sorted = false;
     return ok;
 }
 
@@ -739,8 +840,36 @@ static void inherit_slicing(pf_elem *e, const pf_elem *base)
     }
 }
 
+/*
+ * Every extension and modifierExtension element is sliced by url in the base
+ * definitions (Element.extension: discriminator value url, open). A
+ * differential that names slices (Extension.extension:code) without
+ * repeating the slicing still means that one: supply it.
+ */
+static void default_extension_slicing(pf_elem *e, int depth)
+{
+    if (depth > 32)
+        return;
+    for (size_t i = 0; i < e->child_count; i++) {
+        pf_elem *s = e->children[i];
+        if (!s->slice || (strcmp(s->name, "extension") && strcmp(s->name, "modifierExtension")))
+            continue;
+        pf_elem *sliced = elem_child(e, s->name, strlen(s->name), NULL, 0);
+        if (!sliced->discriminator_count)
+            PUSH(sliced->discriminators, sliced->discriminator_count, sliced->discriminator_capacity,
+                 ((pf_discriminator){strdup("value"), strdup("url")}));
+    }
+    for (size_t i = 0; i < e->child_count; i++)
+        default_extension_slicing(e->children[i], depth + 1);
+}
+
 bool pf_registry_finish(pf_registry *r, oo_list *issues)
 {
+    if (r->profile_count)
+        qsort(r->profiles, r->profile_count, sizeof *r->profiles, profile_url_cmp);
+    r->sorted = true;
+    for (size_t i = 0; i < r->profile_count; i++)
+        default_extension_slicing(r->profiles[i]->root, 0);
     bool ok = true;
     for (size_t i = 0; i < r->valueset_count; i++)
         if (!r->valuesets[i]->expanded)
@@ -889,6 +1018,7 @@ typedef struct selection {
     const char *key[256]; /* the JSON key they came from */
     uint32_t key_len[256];
     uint32_t count;
+    uint32_t companions; /* `_name` objects without a value beside them: primitives given by extensions alone */
     bool truncated;
 } selection;
 
@@ -897,10 +1027,20 @@ static bool choice_key_matches(const char *stem, size_t stem_len, const char *ke
     return len > stem_len && !memcmp(key, stem, stem_len) && key[stem_len] >= 'A' && key[stem_len] <= 'Z';
 }
 
+static bool has_key(const vctx *c, uint32_t obj, const char *name, size_t len)
+{
+    uint32_t key = fj_first_child(obj);
+    for (uint32_t m = 0; m < N(c, obj)->len; m++, key = fj_next(c->doc, key + 1))
+        if (N(c, key)->len == len && !memcmp(S(c, key), name, len))
+            return true;
+    return false;
+}
+
 /* The values of obj whose key is `name` (a "[x]" name selects every choice variant). */
 static void select_values(const vctx *c, uint32_t obj, const char *name, selection *sel)
 {
     sel->count = 0;
+    sel->companions = 0;
     sel->truncated = false;
     if (N(c, obj)->type != FJ_OBJECT)
         return;
@@ -911,6 +1051,13 @@ static void select_values(const vctx *c, uint32_t obj, const char *name, selecti
     for (uint32_t m = 0; m < N(c, obj)->len; m++, key = fj_next(c->doc, key + 1)) {
         const char *k = S(c, key);
         size_t len = N(c, key)->len;
+        if (len > 1 && k[0] == '_' && N(c, key + 1)->type == FJ_OBJECT &&
+            (choice ? choice_key_matches(name, stem_len, k + 1, len - 1)
+                    : (len - 1 == name_len && !memcmp(k + 1, name, name_len))) &&
+            !has_key(c, obj, k + 1, len - 1)) {
+            sel->companions++; /* "_valueString": {"extension": [...]} is a value (ele-1 allows it) */
+            continue;
+        }
         bool hit = choice ? choice_key_matches(name, stem_len, k, len) : (len == name_len && !memcmp(k, name, len));
         if (!hit)
             continue;
@@ -1344,7 +1491,7 @@ static void apply_children(vctx *c, const pf_elem *e, uint32_t obj)
             continue; /* handled with the sliced element */
         selection sel;
         select_values(c, obj, child->name, &sel);
-        check_cardinality(c, obj, child, sel.count, child->id ? child->id : child->name);
+        check_cardinality(c, obj, child, sel.count + sel.companions, child->id ? child->id : child->name);
         for (uint32_t k = 0; k < sel.count; k++) {
             size_t old = push_item(c, child, &sel, k);
             check_value(c, child, &sel, k);

@@ -32,6 +32,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "fhir/json.h"
 #include "fhir/outcome.h"
@@ -62,6 +63,21 @@ bool pf_registry_finish(pf_registry *r, oo_list *issues);
 /* A profile or extension definition by canonical URL ("|version" ignored), or NULL. */
 const pf_profile *pf_find(const pf_registry *r, const char *url);
 const char *pf_profile_url(const pf_profile *p);
+/*
+ * An extension definition's context of use (StructureDefinition.context), one
+ * "type expression" a line ("element Patient\nextension http://...\n"), ""
+ * when it names none; and whether its root is isModifier.
+ */
+const char *pf_extension_contexts(const pf_profile *p);
+bool pf_extension_is_modifier(const pf_profile *p);
+/* How often the extension may appear on one element (its root's max; UINT32_MAX for "*"). */
+uint32_t pf_extension_max(const pf_profile *p);
+/*
+ * The core extension definitions of the R4 package (fs_r4()->extension_defs)
+ * as one registry, loaded on first use; shared and immutable (never freed).
+ * NULL when memory runs out.
+ */
+const pf_registry *pf_core_extensions(void);
 /* The core type the profile constrains ("Patient", "Extension"). */
 const char *pf_profile_type(const pf_profile *p);
 size_t pf_registry_count(const pf_registry *r);

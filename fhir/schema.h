@@ -121,6 +121,16 @@ typedef struct fs_search_param {
     const char *url;        /* canonical of the SearchParameter */
 } fs_search_param;
 
+/*
+ * A core extension definition (StructureDefinition of type Extension),
+ * reduced to what fhir/profile.c reads (url, context, differential without
+ * its prose), as JSON: the validator loads them into a registry on first use.
+ */
+typedef struct fs_extension_def {
+    const char *url;
+    const char *definition; /* JSON */
+} fs_extension_def;
+
 typedef struct fs_schema {
     const char *fhir_version;
     const fs_type *types; /* sorted by name */
@@ -141,6 +151,8 @@ typedef struct fs_schema {
     uint32_t search_param_count;
     const uint16_t *target_refs; /* type indices, sorted within each element's run; runs are shared */
     uint32_t target_ref_count;
+    const fs_extension_def *extension_defs; /* sorted by url */
+    uint32_t extension_def_count;
 } fs_schema;
 
 /* The generated FHIR R4 (4.0.1) schema. */

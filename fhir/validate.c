@@ -29,17 +29,21 @@
 #include <string.h>
 
 #include "fhir/array.h"
+#include "fhir/digest.h"
 #include "fhir/fhirpath.h"
 #include "fhir/reference.h"
 #include "fhir/report.h"
+#include "fhir/xhtml.h"
 
 #define NO_NODE UINT32_MAX
 
 /* A reference seen inside a transaction or document Bundle, resolved at the end. */
 typedef struct bundle_ref {
-    uint32_t node;  /* the reference string */
-    uint32_t entry; /* index of the entry it sits in */
-    char *path;     /* FHIRPath of the reference, for the issue */
+    uint32_t node;        /* the reference string */
+    uint32_t entry;       /* index of the entry it sits in */
+    char *path;           /* FHIRPath of the reference, for the issue */
+    const fs_element *el; /* the Reference element (CarePlan.subject): which targets it allows */
+    uint32_t obj;         /* the Reference object (its .type) */
 } bundle_ref;
 
 typedef struct full_url {
@@ -53,6 +57,8 @@ typedef struct bundle_frame {
     bool resolve_refs;     /* transaction or document */
     bool is_document;      /* also relative references must resolve (a warning when not) */
     bool is_history;       /* the same fullUrl may appear in several versions */
+    bool is_message;       /* MessageHeader.focus must resolve inside the Bundle */
+    bool is_transaction;   /* transaction or batch: PUT entries name their resource in request.url */
     bool conditional_refs; /* transaction or batch: "Patient?identifier=..." names a resource (R4 http 3.1.0.11.2) */
     uint32_t entry_array;
     uint32_t current_entry;
@@ -72,11 +78,17 @@ typedef struct ctx {
     uint32_t container;             /* the resource whose `contained` list '#id' references search */
     bundle_frame *bundle;           /* innermost Bundle being walked, or NULL */
     const fs_element *bundle_entry; /* the Bundle.entry element, to know which entry we are in */
-    const fs_type *t_reference, *t_coding, *t_codeable_concept, *t_bundle, *t_extension;
+    const fs_type *t_reference, *t_coding, *t_codeable_concept, *t_bundle, *t_extension, *t_attachment;
     const pf_registry *profiles;
-    bool invariants;   /* evaluate the core invariants (FHIRPath) */
-    fp_arena *arena;   /* for invariant evaluation: the thread's, taken on first use */
-    uint32_t resource; /* the resource being walked: %resource */
+    bool invariants;      /* evaluate the core invariants (FHIRPath) */
+    fp_arena *arena;      /* for invariant evaluation: the thread's, taken on first use */
+    uint32_t resource;    /* the resource being walked: %resource */
+    uint32_t xhtml_node;  /* the div being checked, for report_xhtml */
+    bool security_checks; /* fv_options.security_checks */
+    /* the element whose members are being walked: where an extension found among them sits */
+    const fs_element *holder_el;
+    const fs_type *holder_t;
+    uint32_t holder_node;
 } ctx;
 
 static const fj_node *N(const ctx *c, uint32_t i)
@@ -168,20 +180,86 @@ static bool is_absolute_uri(const char *s, size_t len)
     return i < len;
 }
 
-/* Does the container resource have a contained resource with this id? */
-static bool contained_id_exists(ctx *c, const char *id, size_t len)
+/* The container's contained resource with this id, or NO_NODE. */
+static uint32_t contained_with_id(ctx *c, const char *id, size_t len)
 {
     if (c->container == NO_NODE)
-        return false;
+        return NO_NODE;
     uint32_t list = fj_get(c->doc, c->container, "contained");
     if (list == NO_NODE || N(c, list)->type != FJ_ARRAY)
-        return false;
+        return NO_NODE;
     for (uint32_t i = fj_first_child(list), k = 0; k < N(c, list)->len; k++, i = fj_next(c->doc, i)) {
         uint32_t rid = N(c, i)->type == FJ_OBJECT ? fj_get(c->doc, i, "id") : NO_NODE;
         if (rid != NO_NODE && N(c, rid)->type == FJ_STRING && N(c, rid)->len == len && !memcmp(S(c, rid), id, len))
-            return true;
+            return i;
     }
-    return false;
+    return NO_NODE;
+}
+
+/*
+ * The target of a Reference must be a type its element allows
+ * (Observation.subject: Patient, Group, Device, Location), and Reference.type,
+ * when given, must name that type too. `type` is the resource type the
+ * reference was found to point to: from "Type/id", or the resolved contained
+ * or Bundle resource. Reported at the .reference (`at`: its node).
+ */
+static void report_at_or_here(ctx *c, const char *path, uint32_t node, oo_severity sev, const char *code,
+                              const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* An issue at `path` (a location recorded earlier), or at the current location when path is NULL. */
+static void report_at_or_here(ctx *c, const char *path, uint32_t node, oo_severity sev, const char *code,
+                              const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (path)
+        rp_report_at(&c->rep, path, node, sev, code, "%s", msg);
+    else
+        rp_report(&c->rep, node, sev, code, "%s", msg);
+}
+
+static void check_target_type(ctx *c, const char *path, oo_severity sev, const fs_element *el, uint32_t obj,
+                              uint32_t at, const char *type, size_t len)
+{
+    const fs_type *t = fs_type_by_name(c->s, type, len);
+    if (!el || !el->target_count || !t || t->kind != FS_RESOURCE)
+        return; /* an unknown resourceType is reported where the resource is */
+    if (!fs_reference_allows_any(c->s, el) && !fs_reference_target_allowed(c->s, el, type, len)) {
+        char allowed[512];
+        size_t n = 0;
+        unsigned count;
+        const uint16_t *targets = fs_reference_targets(c->s, el, &count);
+        allowed[0] = '\0';
+        for (unsigned i = 0; i < count && n < sizeof allowed; i++)
+            n += (size_t)snprintf(allowed + n, sizeof allowed - n, "%s%s", i ? ", " : "", c->s->types[targets[i]].name);
+        report_at_or_here(c, path, at, sev, OO_STRUCTURE, "the reference points to a %.*s, but %s may point to %s only",
+                          (int)len, type, el->path, allowed);
+    }
+    uint32_t rt = fj_get(c->doc, obj, "type");
+    if (rt == NO_NODE || N(c, rt)->type != FJ_STRING)
+        return;
+    const char *named = S(c, rt);
+    size_t named_len = N(c, rt)->len;
+    if (has_prefix(named, named_len, "http://hl7.org/fhir/StructureDefinition/")) {
+        named += 40;
+        named_len -= 40;
+    }
+    if (named_len != len || memcmp(named, type, len))
+        report_at_or_here(c, path, at, sev, OO_VALUE, "Reference.type says '%.*s' but the reference points to a %.*s",
+                          (int)N(c, rt)->len, S(c, rt), (int)len, type);
+}
+
+/* The resourceType of a resource object, or NULL. */
+static const char *resource_type_of(ctx *c, uint32_t res, size_t *len)
+{
+    uint32_t rt = res != NO_NODE && N(c, res)->type == FJ_OBJECT ? fj_get(c->doc, res, "resourceType") : NO_NODE;
+    if (rt == NO_NODE || N(c, rt)->type != FJ_STRING)
+        return NULL;
+    *len = N(c, rt)->len;
+    return S(c, rt);
 }
 
 #define BAD_ID "the id part is not a valid id ([A-Za-z0-9-.]{1,64})"
@@ -220,7 +298,7 @@ static bool is_conditional_reference(ctx *c, const char *s, size_t len)
     return t && t->kind == FS_RESOURCE && !t->is_abstract;
 }
 
-static void record_bundle_ref(ctx *c, uint32_t node)
+static void record_bundle_ref(ctx *c, uint32_t node, const fs_element *el, uint32_t obj)
 {
     bundle_frame *b = c->bundle;
     if (!fa_reserve(&b->refs, &b->ref_capacity, b->ref_count + 1, sizeof *b->refs))
@@ -228,10 +306,10 @@ static void record_bundle_ref(ctx *c, uint32_t node)
     char *path = strdup(rp_path(&c->rep));
     if (!path)
         return;
-    b->refs[b->ref_count++] = (bundle_ref){node, b->current_entry, path};
+    b->refs[b->ref_count++] = (bundle_ref){node, b->current_entry, path, el, obj};
 }
 
-static void check_reference(ctx *c, uint32_t obj)
+static void check_reference(ctx *c, const fs_element *el, uint32_t obj)
 {
     uint32_t r = fj_get(c->doc, obj, "reference");
     if (r == NO_NODE || N(c, r)->type != FJ_STRING || N(c, r)->len == 0)
@@ -243,11 +321,16 @@ static void check_reference(ctx *c, uint32_t obj)
     if (memchr(s, ' ', len) || memchr(s, '\t', len) || memchr(s, '\n', len)) {
         problem = "a reference contains no whitespace";
     } else if (s[0] == '#') {
-        if (len > 1 && !contained_id_exists(c, s + 1, len - 1))
+        uint32_t target = len > 1 ? contained_with_id(c, s + 1, len - 1) : NO_NODE;
+        size_t tlen;
+        const char *ttype = resource_type_of(c, target, &tlen);
+        if (len > 1 && target == NO_NODE)
             rp_report(&c->rep, r, OO_ERROR, OO_INVARIANT,
                       "ref-1: SHALL have a contained resource if a local reference is provided (no contained resource "
                       "has the id '%.*s')",
                       (int)len - 1, s + 1);
+        else if (ttype)
+            check_target_type(c, NULL, OO_ERROR, el, obj, r, ttype, tlen);
         rp_pop(&c->rep, old);
         return;
     } else if (has_prefix(s, len, "urn:uuid:")) {
@@ -260,12 +343,80 @@ static void check_reference(ctx *c, uint32_t obj)
     } else if (!is_absolute_uri(s, len)) {
         problem = check_relative_reference(c, s, len);
     }
+    fr_parts parts;
     if (problem)
         rp_report(&c->rep, r, OO_ERROR, OO_VALUE, "invalid reference '%.*s': %s", (int)(len > 200 ? 200 : len), s,
                   problem);
-    else if (c->bundle && c->bundle->resolve_refs)
-        record_bundle_ref(c, r);
+    else if (!(c->bundle && c->bundle->resolve_refs) && fr_parse(s, len, &parts) &&
+             fs_type_by_name(c->s, parts.type, parts.type_len))
+        /* not resolved here: what "Type/id" says is only a warning, as the reference checks resolved targets */
+        check_target_type(c, NULL, OO_WARNING, el, obj, r, parts.type, parts.type_len);
+    if (!problem && c->bundle && c->bundle->resolve_refs)
+        record_bundle_ref(c, r, el, obj);
     rp_pop(&c->rep, old);
+}
+
+/* ---- narrative ----------------------------------------------------------------- */
+
+static void report_xhtml(void *ctx_, oo_severity sev, const char *code, const char *message)
+{
+    ctx *c = ctx_;
+    rp_report(&c->rep, c->xhtml_node, sev, code, "%s", message);
+}
+
+/* "#id" in narrative: any member `"id": "<id>"` of the resource (a contained resource, an element id). */
+static bool resource_has_id(void *ctx_, const char *id, size_t len)
+{
+    const ctx *c = ctx_;
+    uint32_t root = c->container != NO_NODE ? c->container : 0;
+    uint32_t end = fj_next(c->doc, root);
+    for (uint32_t i = root; i + 1 < end; i++)
+        if (N(c, i)->type == FJ_STRING && N(c, i + 1)->type == FJ_STRING && N(c, i + 1)->len == len &&
+            fj_str_eq(c->doc, i, "id") && !memcmp(S(c, i + 1), id, len))
+            return true;
+    return false;
+}
+
+/* Narrative.div (txt-1, txt-2, well-formedness, active content): fhir/xhtml.h. */
+static void check_narrative(ctx *c, uint32_t v)
+{
+    fx_options o = {0, 0, resource_has_id, c};
+    c->xhtml_node = v;
+    fx_check(S(c, v), N(c, v)->len, &o, report_xhtml, c);
+}
+
+/*
+ * Strings and markdown are rendered too. As the HL7 validator does: a string
+ * that looks like it holds HTML tags is a hint (an error with security
+ * checks on), HTML in markdown a warning (error likewise), a value of
+ * nothing but whitespace a warning, a string over 1 MB an error. Script
+ * links in markdown ([x](javascript:...)) are reported as HTML in markdown is.
+ */
+#define MAX_STRING_BYTES (1024u * 1024u)
+
+static void check_text(ctx *c, const fs_type *t, uint32_t v)
+{
+    const char *s = S(c, v);
+    size_t len = N(c, v)->len, i = 0;
+    bool markdown = t->prim == FPRIM_MARKDOWN;
+    if (len > MAX_STRING_BYTES)
+        rp_report(&c->rep, v, OO_ERROR, OO_TOO_LONG, "the %s is %zu bytes; a string holds at most 1 MB", t->name, len);
+    while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+        i++;
+    if (i == len)
+        rp_report(&c->rep, v, OO_WARNING, OO_INVALID, "the %s is nothing but whitespace", t->name);
+    if (!memchr(s, '<', len) && !(markdown && memchr(s, ':', len)))
+        return; /* the common case: nothing that could be markup */
+    size_t at = fx_find_tag(s, len);
+    oo_severity sev = c->security_checks ? OO_ERROR : markdown ? OO_WARNING : OO_INFORMATION;
+    if (at < len)
+        rp_report(&c->rep, v, sev, OO_INVALID,
+                  "the %s contains what looks like an HTML tag at '%.*s'; rendered without escaping it would be "
+                  "active markup",
+                  t->name, (int)(len - at > 30 ? 30 : len - at), s + at);
+    else if (markdown && (at = fx_find_active_link(s, len)) < len)
+        rp_report(&c->rep, v, sev, OO_INVALID, "the markdown links to a script or data URL at '%.*s'",
+                  (int)(len - at > 40 ? 40 : len - at), s + at);
 }
 
 /* ---- primitives -------------------------------------------------------------- */
@@ -308,6 +459,12 @@ static void validate_primitive(ctx *c, const fs_element *el, const fs_type *t, u
                   S(c, v), problem);
         return;
     }
+    if (t->prim == FPRIM_XHTML) {
+        check_narrative(c, v);
+        return;
+    }
+    if (t->prim == FPRIM_STRING || t->prim == FPRIM_MARKDOWN)
+        check_text(c, t, v);
     if (el && el->valueset != FS_NONE && el->binding_strength == FS_BIND_REQUIRED &&
         !fs_valueset_contains(c->s, &c->s->valuesets[el->valueset], NULL, 0, S(c, v), n->len))
         rp_report(&c->rep, v, OO_ERROR, OO_CODE_INVALID, "'%.*s' is not in the required value set %s",
@@ -338,7 +495,9 @@ static void validate_primitive(ctx *c, const fs_element *el, const fs_type *t, u
  *          descendants() four times per resource (any string value "#id"
  *          counts, where the FHIRPath counts Reference, canonical, uri, url);
  *   dom-6  "A resource should have narrative" (a warning): text.div present,
- *          read directly in validate_resource.
+ *          read directly in validate_resource;
+ *   txt-1, txt-2  the XHTML subset and non-empty narrative: htmlChecks() is
+ *          not FHIRPath one can evaluate, fhir/xhtml.h checks the div.
  */
 static fp_expr **compiled; /* one per schema constraint, NULL when it does not compile */
 static char (*guards)[32]; /* per constraint: a member whose absence makes it hold ("" = none) */
@@ -346,7 +505,7 @@ static char (*guards)[32]; /* per constraint: a member whose absence makes it ho
 /* Invariants the walk enforces itself, with sharper locations (see above). */
 static bool natively_enforced(const char *key)
 {
-    static const char *const keys[] = {"ele-1", "ext-1", "ref-1", "bdl-7", "dom-3", "dom-6"};
+    static const char *const keys[] = {"ele-1", "ext-1", "ref-1", "bdl-7", "dom-3", "dom-6", "txt-1", "txt-2"};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         if (!strcmp(keys[i], key))
             return true;
@@ -567,6 +726,239 @@ static void check_extension_shape(ctx *c, uint32_t obj)
         rp_report(&c->rep, obj, OO_ERROR, OO_INVARIANT, "ext-1: Must have either extensions or value[x], not both");
 }
 
+/* ---- extensions by definition --------------------------------------------------- */
+
+/* Is the type t, or a type it derives from, named name[0..len)? */
+static bool type_or_base_is(const ctx *c, const fs_type *t, const char *name, size_t len)
+{
+    for (int guard = 0; t && guard < 16; guard++) {
+        if (strlen(t->name) == len && !memcmp(t->name, name, len))
+            return true;
+        t = t->base != FS_NONE ? &c->s->types[t->base] : NULL;
+    }
+    return false;
+}
+
+/* The holder's path as a context names it: "Patient.name.given" from "Patient.name[0].given" (no indices, no ofType). */
+static size_t plain_path(const char *path, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (const char *p = path; *p && o + 1 < cap;) {
+        if (*p == '[') {
+            while (*p && *p != ']')
+                p++;
+            p += *p == ']';
+        } else if (!strncmp(p, ".ofType(", 8)) {
+            while (*p && *p != ')')
+                p++;
+            p += *p == ')';
+        } else {
+            out[o++] = *p++;
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
+/* The element a context path names ("PlanDefinition.action", "Observation.value[x]"), or NULL. */
+static const fs_element *element_at_path(const ctx *c, const char *path, size_t len)
+{
+    const char *end = path + len, *dot = memchr(path, '.', len);
+    const fs_type *t = fs_type_by_name(c->s, path, dot ? (size_t)(dot - path) : len);
+    const fs_element *e = t ? &c->s->elements[t->root] : NULL;
+    for (const char *seg = dot ? dot + 1 : end; e && seg < end;) {
+        const char *next = memchr(seg, '.', (size_t)(end - seg));
+        size_t n = next ? (size_t)(next - seg) : (size_t)(end - seg);
+        if (n > 3 && !memcmp(seg + n - 3, "[x]", 3))
+            n -= 3;
+        const fs_type *choice;
+        e = fs_child(c->s, e, seg, n, &choice);
+        seg = next ? next + 1 : end;
+    }
+    return e;
+}
+
+/*
+ * Uses of core extensions that the R4 package itself makes outside the
+ * contexts their definitions list (the spec's tooling wrote them so: every
+ * snapshot's ElementDefinition.type carries structuredefinition-fhir-type,
+ * CodeSystems and ValueSets carry normative-version, ...). The official
+ * examples are valid R4, so these places are admitted too; any other place
+ * outside the context is an error.
+ */
+static const struct {
+    const char *url, *element;
+} context_errata[] = {
+    {"http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type", "ElementDefinition.type"},
+    {"http://hl7.org/fhir/StructureDefinition/regex", "ElementDefinition.type"},
+    {"http://hl7.org/fhir/StructureDefinition/translation", "ValueSet.expansion.contains"},
+    {"http://hl7.org/fhir/StructureDefinition/structuredefinition-normative-version", "CodeSystem"},
+    {"http://hl7.org/fhir/StructureDefinition/structuredefinition-normative-version", "ValueSet"},
+    {"http://hl7.org/fhir/StructureDefinition/structuredefinition-normative-version", "OperationDefinition"},
+    {"http://hl7.org/fhir/StructureDefinition/structuredefinition-normative-version", "ElementDefinition"},
+    {"http://hl7.org/fhir/StructureDefinition/valueset-concept-comments", "CodeSystem.concept"},
+};
+
+/*
+ * Does one of the definition's contexts (pf_extension_contexts) admit the
+ * holder? "element X" matches when X is the holder's element path
+ * (Patient.contact, HumanName.given), the path from the resource, the
+ * holder's type or a type it derives from (HumanName, Element, Resource);
+ * "extension U" when the holder is an extension with url U; "fhirpath"
+ * contexts are not evaluated and admit everything. No context: anywhere.
+ */
+static bool context_allows(ctx *c, const char *contexts, const char *holder_url, size_t holder_url_len)
+{
+    if (!*contexts)
+        return true;
+    char full[RP_PATH_CAPACITY];
+    size_t full_len = plain_path(rp_path(&c->rep), full, sizeof full);
+    for (const char *line = contexts; *line;) {
+        const char *space = strchr(line, ' '), *end = strchr(line, '\n');
+        if (!space || !end)
+            break;
+        const char *expr = space + 1;
+        size_t len = (size_t)(end - expr);
+        if (!strncmp(line, "fhirpath ", 9))
+            return true;
+        if (!strncmp(line, "extension ", 10) && holder_url && len == holder_url_len && !memcmp(expr, holder_url, len))
+            return true;
+        if (!strncmp(line, "element ", 8)) {
+            const char *own = c->holder_el ? c->holder_el->path : "";
+            if ((len == 7 && !memcmp(expr, "Element", 7)) || (strlen(own) == len && !memcmp(own, expr, len)) ||
+                (full_len == len && !memcmp(full, expr, len)) || type_or_base_is(c, c->holder_t, expr, len))
+                return true;
+            /* a recursive element (PlanDefinition.action.action) is the element it repeats */
+            const fs_element *named = memchr(expr, '.', len) ? element_at_path(c, expr, len) : NULL;
+            if (named && c->holder_el && named->child_first != FS_NONE &&
+                named->child_first == c->holder_el->child_first)
+                return true;
+        }
+        line = end + 1;
+    }
+    return false;
+}
+
+static const pf_profile *find_extension(const ctx *c, const char *url, bool *from_guide)
+{
+    const pf_profile *def = c->profiles ? pf_find(c->profiles, url) : NULL;
+    *from_guide = def != NULL;
+    const pf_registry *core = def ? NULL : pf_core_extensions();
+    return def ? def : core ? pf_find(core, url) : NULL;
+}
+
+/* An extension against its definition (core or the guide's): known, in the right slot, in context, conforming. */
+static void check_extension_definition(ctx *c, const fs_element *el, uint32_t v)
+{
+    uint32_t url = fj_get(c->doc, v, "url");
+    if (url == NO_NODE || N(c, url)->type != FJ_STRING || !is_absolute_uri(S(c, url), N(c, url)->len) ||
+        N(c, url)->len >= 512)
+        return; /* a relative url names a part of a complex extension, which its definition checks */
+    char text[512];
+    snprintf(text, sizeof text, "%.*s", (int)N(c, url)->len, S(c, url));
+    uint32_t holder_url = NO_NODE;
+    if (c->holder_t == c->t_extension) {
+        bool ignored;
+        holder_url = fj_get(c->doc, c->holder_node, "url");
+        if (holder_url != NO_NODE && N(c, holder_url)->type == FJ_STRING && N(c, holder_url)->len < 512) {
+            char outer[512];
+            snprintf(outer, sizeof outer, "%.*s", (int)N(c, holder_url)->len, S(c, holder_url));
+            if (find_extension(c, outer, &ignored))
+                return; /* a part of a known complex extension: the outer definition says what it may hold */
+        }
+    }
+    bool from_guide;
+    const pf_profile *def = find_extension(c, text, &from_guide);
+    if (!def) {
+        rp_report(&c->rep, url, OO_WARNING, OO_NOT_FOUND, "the extension %s is not known here: not checked", text);
+        return;
+    }
+    uint32_t max = pf_extension_max(def), list = c->holder_node != NO_NODE && N(c, c->holder_node)->type == FJ_OBJECT
+                                                     ? fj_get(c->doc, c->holder_node, el->name)
+                                                     : NO_NODE;
+    if (max != UINT32_MAX && list != NO_NODE && N(c, list)->type == FJ_ARRAY) {
+        uint32_t before = 0, item = fj_first_child(list); /* the same url earlier in this list */
+        for (uint32_t k = 0; k < N(c, list)->len && item != v; k++, item = fj_next(c->doc, item)) {
+            uint32_t u = N(c, item)->type == FJ_OBJECT ? fj_get(c->doc, item, "url") : NO_NODE;
+            before += u != NO_NODE && N(c, u)->type == FJ_STRING && N(c, u)->len == N(c, url)->len &&
+                      !memcmp(S(c, u), S(c, url), N(c, u)->len);
+        }
+        if (before + 1 > max)
+            rp_report(&c->rep, v, OO_ERROR, OO_STRUCTURE,
+                      "the extension %s may appear at most %u time%s on one element; this is number %u", text, max,
+                      max == 1 ? "" : "s", before + 1);
+    }
+    bool in_modifier_slot = !strcmp(el->name, "modifierExtension");
+    if (pf_extension_is_modifier(def) != in_modifier_slot)
+        rp_report(&c->rep, v, OO_ERROR, OO_STRUCTURE, "the extension %s %s a modifier: it belongs in %s", text,
+                  in_modifier_slot ? "is not" : "is", in_modifier_slot ? "extension" : "modifierExtension");
+    bool holder_is_ext = holder_url != NO_NODE && N(c, holder_url)->type == FJ_STRING;
+    bool erratum = false;
+    for (size_t i = 0; i < sizeof context_errata / sizeof *context_errata && !erratum; i++)
+        erratum = !strcmp(context_errata[i].url, text) &&
+                  type_or_base_is(c, c->holder_t, context_errata[i].element, strlen(context_errata[i].element));
+    for (size_t i = 0; i < sizeof context_errata / sizeof *context_errata && !erratum; i++)
+        erratum = !strcmp(context_errata[i].url, text) && c->holder_el &&
+                  !strcmp(c->holder_el->path, context_errata[i].element);
+    if (!erratum && !context_allows(c, pf_extension_contexts(def), holder_is_ext ? S(c, holder_url) : NULL,
+                                    holder_is_ext ? N(c, holder_url)->len : 0)) {
+        char allowed[256];
+        size_t n = 0;
+        for (const char *p = pf_extension_contexts(def); *p && n + 2 < sizeof allowed; p++)
+            allowed[n++] = *p == '\n' ? (p[1] ? ',' : '\0') : *p;
+        allowed[n] = '\0';
+        rp_report(&c->rep, v, OO_ERROR, OO_STRUCTURE, "the extension %s is not allowed on %s (its context of use: %s)",
+                  text,
+                  c->holder_el  ? c->holder_el->path
+                  : c->holder_t ? c->holder_t->name
+                                : "this element",
+                  allowed);
+    }
+    if (!from_guide) /* the guide's are checked by pf_validate_declared with the resource */
+        pf_validate(pf_core_extensions(), def, c->doc, v, rp_path(&c->rep), c->rep.out);
+}
+
+/* ---- attachments ----------------------------------------------------------------- */
+
+/* Attachment.size and .hash describe the content: with inline data both can be checked (datatypes.html#Attachment). */
+static void check_attachment(ctx *c, uint32_t v)
+{
+    uint32_t data = fj_get(c->doc, v, "data"), size = fj_get(c->doc, v, "size"), hash = fj_get(c->doc, v, "hash");
+    if (data == NO_NODE || N(c, data)->type != FJ_STRING || (size == NO_NODE && hash == NO_NODE))
+        return;
+    uint64_t bytes;
+    uint8_t sha1[FD_SHA1_BYTES];
+    if (!fd_base64_measure(S(c, data), N(c, data)->len, &bytes, sha1))
+        return; /* not base64: reported as a base64Binary */
+    if (size != NO_NODE && N(c, size)->type == FJ_NUMBER &&
+        !fprim_check(FPRIM_UNSIGNEDINT, S(c, size), N(c, size)->len)) {
+        char *end;
+        unsigned long long stated = strtoull(S(c, size), &end, 10);
+        if (end != S(c, size) && stated != bytes) {
+            size_t old = rp_push(&c->rep, ".size");
+            rp_report(&c->rep, size, OO_ERROR, OO_VALUE, "Attachment.size is %llu but the data holds %llu bytes",
+                      stated, (unsigned long long)bytes);
+            rp_pop(&c->rep, old);
+        }
+    }
+    if (hash != NO_NODE && N(c, hash)->type == FJ_STRING) {
+        char want[FD_SHA1_BASE64 + 1];
+        fd_base64_encode(sha1, sizeof sha1, want);
+        uint64_t hash_bytes;
+        uint8_t ignored[FD_SHA1_BYTES];
+        bool is_sha1 = fd_base64_measure(S(c, hash), N(c, hash)->len, &hash_bytes, ignored) &&
+                       hash_bytes == FD_SHA1_BYTES;
+        size_t old = rp_push(&c->rep, ".hash");
+        if (!is_sha1) /* a warning: it cannot be compared (DiagnosticReport-example-pgx has a hex string there) */
+            rp_report(&c->rep, hash, OO_WARNING, OO_VALUE,
+                      "Attachment.hash is not a base64 SHA-1 (20 bytes), so it cannot be checked against the data");
+        else if (N(c, hash)->len != FD_SHA1_BASE64 || memcmp(S(c, hash), want, FD_SHA1_BASE64))
+            rp_report(&c->rep, hash, OO_ERROR, OO_VALUE,
+                      "Attachment.hash is not the SHA-1 of the data (base64 of it: %s)", want);
+        rp_pop(&c->rep, old);
+    }
+}
+
 /* ---- complex values ------------------------------------------------------------ */
 
 static void validate_value(ctx *c, const fs_element *el, const fs_type *t, uint32_t v)
@@ -590,14 +982,27 @@ static void validate_value(ctx *c, const fs_element *el, const fs_type *t, uint3
     }
     unsigned count;
     const fs_element *kids = children_for(c, el, t, &count);
+    if (t == c->t_extension && el)
+        check_extension_definition(c, el, v);
+    const fs_element *outer_el = c->holder_el;
+    const fs_type *outer_t = c->holder_t;
+    uint32_t outer_node = c->holder_node;
+    c->holder_el = el;
+    c->holder_t = t;
+    c->holder_node = v;
     validate_members(c, v, kids, count, t->name, false, false);
+    c->holder_el = outer_el;
+    c->holder_t = outer_t;
+    c->holder_node = outer_node;
     if (el && el->valueset != FS_NONE && el->binding_strength == FS_BIND_REQUIRED &&
         (t == c->t_coding || t == c->t_codeable_concept))
         check_coded_binding(c, el, t, v);
     if (t == c->t_reference)
-        check_reference(c, v);
+        check_reference(c, el, v);
     if (t == c->t_extension)
         check_extension_shape(c, v);
+    if (t == c->t_attachment)
+        check_attachment(c, v);
     if (N(c, v)->len)
         check_invariants(c, el, t, v);
 }
@@ -651,10 +1056,19 @@ static void validate_property(ctx *c, const fs_element *el, const fs_type *choic
 }
 
 /* One `_name` object: its members, and ele-1 for a primitive that has no value and nothing but an id. */
-static void validate_companion_object(ctx *c, uint32_t obj, uint32_t value, const fs_element *kids, unsigned count,
-                                      const fs_type *t)
+static void validate_companion_object(ctx *c, const fs_element *el, uint32_t obj, uint32_t value,
+                                      const fs_element *kids, unsigned count, const fs_type *t)
 {
+    const fs_element *outer_el = c->holder_el;
+    const fs_type *outer_t = c->holder_t;
+    uint32_t outer_node = c->holder_node;
+    c->holder_el = el;
+    c->holder_t = t;
+    c->holder_node = obj;
     validate_members(c, obj, kids, count, t->name, false, true);
+    c->holder_el = outer_el;
+    c->holder_t = outer_t;
+    c->holder_node = outer_node;
     bool has_value = value != NO_NODE && N(c, value)->type != FJ_NULL;
     if (!has_value && N(c, obj)->len == 1 && fj_str_eq(c->doc, fj_first_child(obj), "id"))
         rp_report(&c->rep, obj, OO_ERROR, OO_INVARIANT, "ele-1: All FHIR elements must have a @value or children");
@@ -690,7 +1104,7 @@ static void validate_companion(ctx *c, const fs_element *el, const fs_type *t, u
             rp_report(&c->rep, ext, OO_ERROR, OO_STRUCTURE, "'_%s' must be an object, found %s", el->name,
                       json_kind(en));
         else
-            validate_companion_object(c, ext, value, kids, count, t);
+            validate_companion_object(c, el, ext, value, kids, count, t);
         rp_pop(&c->rep, old);
         return;
     }
@@ -720,7 +1134,7 @@ static void validate_companion(ctx *c, const fs_element *el, const fs_type *t, u
             rp_report(&c->rep, item, OO_ERROR, OO_STRUCTURE, "'_%s' entries must be objects or null, found %s",
                       el->name, json_kind(N(c, item)));
         } else {
-            validate_companion_object(c, item, value_null ? NO_NODE : vitem, kids, count, t);
+            validate_companion_object(c, el, item, value_null ? NO_NODE : vitem, kids, count, t);
         }
         rp_pop(&c->rep, before);
         item = fj_next(c->doc, item);
@@ -897,7 +1311,9 @@ static void bundle_begin(ctx *c, uint32_t bundle_node, bundle_frame *b)
     uint32_t type = fj_get(c->doc, bundle_node, "type");
     b->is_document = str_is(c, type, "document");
     b->is_history = str_is(c, type, "history");
-    b->resolve_refs = b->is_document || str_is(c, type, "transaction");
+    b->is_message = str_is(c, type, "message");
+    b->is_transaction = str_is(c, type, "transaction") || str_is(c, type, "batch");
+    b->resolve_refs = b->is_document || b->is_message || str_is(c, type, "transaction");
     b->conditional_refs = str_is(c, type, "transaction") || str_is(c, type, "batch");
     b->entry_array = fj_get(c->doc, bundle_node, "entry");
     b->outer = c->bundle;
@@ -964,13 +1380,14 @@ static void check_full_urls(ctx *c, bundle_frame *b, size_t base_len)
     }
 }
 
-/* Does reference r, made in entry `entry`, name another entry of the Bundle? */
-static bool reference_resolves(ctx *c, const bundle_frame *b, const char *r, size_t len, uint32_t entry)
+/* The entry that reference r, made in entry `entry`, names (its index), or UINT32_MAX. */
+static uint32_t reference_resolves(ctx *c, const bundle_frame *b, const char *r, size_t len, uint32_t entry)
 {
-    if (find_full_url(b, r, len))
-        return true;
+    const full_url *hit = find_full_url(b, r, len);
+    if (hit)
+        return hit->entry;
     if (is_absolute_uri(r, len))
-        return false;
+        return UINT32_MAX;
     /* Relative "Type/id": resolve against the base of the referring entry's fullUrl (what precedes its Type/id). */
     uint32_t u = entry < b->entry_count ? b->entry_url[entry] : NO_NODE;
     fr_parts full;
@@ -980,26 +1397,116 @@ static bool reference_resolves(ctx *c, const bundle_frame *b, const char *r, siz
         if (base_len > 0 && is_absolute_uri(base, base_len)) {
             char buf[2048];
             int n = snprintf(buf, sizeof buf, "%.*s%.*s", (int)base_len, base, (int)len, r);
-            if (n > 0 && (size_t)n < sizeof buf && find_full_url(b, buf, (size_t)n))
-                return true;
+            if (n > 0 && (size_t)n < sizeof buf && (hit = find_full_url(b, buf, (size_t)n)))
+                return hit->entry;
         }
     }
-    return false;
+    return UINT32_MAX;
+}
+
+/* The k-th entry object of the Bundle being finished. */
+static uint32_t entry_node(ctx *c, const bundle_frame *b, uint32_t k)
+{
+    uint32_t entry = fj_first_child(b->entry_array);
+    for (uint32_t i = 0; i < k; i++)
+        entry = fj_next(c->doc, entry);
+    return entry;
+}
+
+static bool str_equal(ctx *c, uint32_t node, const char *s, size_t len)
+{
+    return node != NO_NODE && N(c, node)->type == FJ_STRING && N(c, node)->len == len && !memcmp(S(c, node), s, len);
+}
+
+/*
+ * What bdl-1..12 do not say about entries: a RESTful fullUrl ("http://x/Patient/1")
+ * names the resource's type and id; document and message entries have a fullUrl
+ * (documents.html, messaging.html: they are resolved by it); a transaction or
+ * batch PUT names the resource it carries (http.html#update: same type, same id).
+ */
+static void check_entries(ctx *c, bundle_frame *b)
+{
+    uint32_t entry = b->entry_count ? fj_first_child(b->entry_array) : NO_NODE;
+    for (uint32_t k = 0; k < b->entry_count; k++, entry = fj_next(c->doc, entry)) {
+        if (N(c, entry)->type != FJ_OBJECT)
+            continue;
+        uint32_t res = fj_get(c->doc, entry, "resource"), u = b->entry_url[k];
+        size_t tlen;
+        const char *type = resource_type_of(c, res, &tlen);
+        if (!type)
+            continue;
+        uint32_t id = fj_get(c->doc, res, "id");
+        size_t old = rp_push(&c->rep, ".entry[%u]", k);
+        fr_parts p;
+        if (u != NO_NODE && is_absolute_uri(S(c, u), N(c, u)->len) && !has_prefix(S(c, u), N(c, u)->len, "urn:") &&
+            fr_parse(S(c, u), N(c, u)->len, &p) && fs_type_by_name(c->s, p.type, p.type_len)) {
+            size_t at = rp_push(&c->rep, ".fullUrl");
+            if (p.type_len != tlen || memcmp(p.type, type, tlen))
+                rp_report(&c->rep, u, OO_ERROR, OO_VALUE, "the fullUrl names a %.*s but the entry holds a %.*s",
+                          (int)p.type_len, p.type, (int)tlen, type);
+            else if (id != NO_NODE && N(c, id)->type == FJ_STRING && !str_equal(c, id, p.id, p.id_len))
+                /* a warning: three official Bundles (Bundle-lri-example ...) disagree so, and the reference lets them */
+                rp_report(&c->rep, u, OO_WARNING, OO_VALUE,
+                          "the fullUrl names the id '%.*s' but the resource's id is '%.*s'", (int)p.id_len, p.id,
+                          (int)N(c, id)->len, S(c, id));
+            rp_pop(&c->rep, at);
+        }
+        if (u == NO_NODE && (b->is_document || b->is_message))
+            rp_report(&c->rep, entry, OO_ERROR, OO_REQUIRED, "every entry of a %s Bundle has a fullUrl",
+                      b->is_document ? "document" : "message");
+        uint32_t req = b->is_transaction ? fj_get(c->doc, entry, "request") : NO_NODE;
+        uint32_t method = req != NO_NODE && N(c, req)->type == FJ_OBJECT ? fj_get(c->doc, req, "method") : NO_NODE;
+        uint32_t url = str_is(c, method, "PUT") ? fj_get(c->doc, req, "url") : NO_NODE;
+        if (url != NO_NODE && N(c, url)->type == FJ_STRING && !memchr(S(c, url), '?', N(c, url)->len) &&
+            fr_parse(S(c, url), N(c, url)->len, &p) && !p.version) {
+            size_t at = rp_push(&c->rep, ".request.url");
+            if (p.type_len != tlen || memcmp(p.type, type, tlen))
+                rp_report(&c->rep, url, OO_ERROR, OO_VALUE, "PUT %.*s carries a %.*s", (int)N(c, url)->len, S(c, url),
+                          (int)tlen, type);
+            else if (!str_equal(c, id, p.id, p.id_len))
+                rp_report(&c->rep, url, OO_ERROR, OO_VALUE,
+                          "PUT %.*s: the resource's id must be '%.*s' (http.html#update), found %s%.*s%s",
+                          (int)N(c, url)->len, S(c, url), (int)p.id_len, p.id, id == NO_NODE ? "none" : "'",
+                          id == NO_NODE ? 0 : (int)N(c, id)->len, id == NO_NODE ? "" : S(c, id),
+                          id == NO_NODE ? "" : "'");
+            rp_pop(&c->rep, at);
+        }
+        rp_pop(&c->rep, old);
+    }
 }
 
 static void bundle_end(ctx *c, bundle_frame *b, size_t base_len)
 {
     check_full_urls(c, b, base_len);
+    if (b->entry_count)
+        check_entries(c, b);
     for (size_t i = 0; i < b->ref_count; i++) {
         bundle_ref *ref = &b->refs[i];
         const char *r = S(c, ref->node);
         size_t len = N(c, ref->node)->len;
-        if (!reference_resolves(c, b, r, len, ref->entry)) {
+        uint32_t target = reference_resolves(c, b, r, len, ref->entry);
+        size_t tlen;
+        const char *ttype = target < b->entry_count
+                                ? resource_type_of(c, fj_get(c->doc, entry_node(c, b, target), "resource"), &tlen)
+                                : NULL;
+        fr_parts p;
+        if (ttype) {
+            check_target_type(c, ref->path, OO_ERROR, ref->el, ref->obj, ref->node, ttype, tlen);
+        } else if (target == UINT32_MAX && fr_parse(r, len, &p) && fs_type_by_name(c->s, p.type, p.type_len)) {
+            check_target_type(c, ref->path, OO_WARNING, ref->el, ref->obj, ref->node, p.type, p.type_len);
+        }
+        if (target == UINT32_MAX) {
             bool must = has_prefix(r, len, "urn:uuid:") || has_prefix(r, len, "urn:oid:");
-            if (must || b->is_document) {
+            /* what a document's Composition and a message's focus point to travels with them */
+            must = must || ((b->is_document || b->is_message) && ref->entry == 0 &&
+                            (b->is_document || strstr(ref->path, ".resource.focus[")));
+            if (must || b->is_document || b->is_message) {
                 rp_report_at(&c->rep, ref->path, ref->node, must ? OO_ERROR : OO_WARNING, OO_NOT_FOUND,
                              "reference '%.*s' does not resolve to any entry's fullUrl in this %s Bundle",
-                             (int)(len > 200 ? 200 : len), r, b->is_document ? "document" : "transaction");
+                             (int)(len > 200 ? 200 : len), r,
+                             b->is_document  ? "document"
+                             : b->is_message ? "message"
+                                             : "transaction");
             }
         }
         free(ref->path);
@@ -1055,7 +1562,16 @@ static void validate_resource(ctx *c, uint32_t node, bool contained)
         bundle_begin(c, node, &frame);
     unsigned count;
     const fs_element *kids = fs_children(c->s, &c->s->elements[t->root], &count);
+    const fs_element *outer_el = c->holder_el;
+    const fs_type *outer_t = c->holder_t;
+    uint32_t outer_node = c->holder_node;
+    c->holder_el = &c->s->elements[t->root];
+    c->holder_t = t;
+    c->holder_node = node;
     validate_members(c, node, kids, count, t->name, true, false);
+    c->holder_el = outer_el;
+    c->holder_t = outer_t;
+    c->holder_node = outer_node;
     check_invariants(c, &c->s->elements[t->root], t, node);
     if (c->invariants && !contained)
         check_contained_referenced(c, node);
@@ -1084,12 +1600,15 @@ static void ctx_init(ctx *c, const fv_options *opts, fj_doc *doc, oo_list *out)
     rp_init(&c->rep, doc, out);
     c->container = NO_NODE;
     c->resource = NO_NODE;
+    c->holder_node = NO_NODE;
     c->t_reference = fs_type_by_name(c->s, "Reference", 9);
     c->t_coding = fs_type_by_name(c->s, "Coding", 6);
     c->t_codeable_concept = fs_type_by_name(c->s, "CodeableConcept", 15);
     c->t_bundle = fs_type_by_name(c->s, "Bundle", 6);
     c->t_extension = fs_type_by_name(c->s, "Extension", 9);
+    c->t_attachment = fs_type_by_name(c->s, "Attachment", 10);
     c->profiles = opts ? opts->profiles : NULL;
+    c->security_checks = opts && opts->security_checks;
     c->invariants = !(opts && opts->skip_invariants) && c->s == fs_r4();
     if (c->invariants)
         pthread_once(&compile_once, compile_invariants);

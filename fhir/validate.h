@@ -36,6 +36,7 @@ typedef struct fv_options {
     const pf_registry *profiles; /* when set: meta.profile of every resource, and known extensions, are checked */
     const pf_profile *profile;   /* when set: the root resource must also conform to this profile */
     bool skip_invariants;        /* leave out the core invariants (FHIRPath), e.g. to measure their cost */
+    bool security_checks;        /* HTML or script links in strings and markdown are errors, not hints/warnings */
 } fv_options;
 
 /*

@@ -189,7 +189,8 @@ Test(valid, document_references_resolve_against_the_full_url_base)
         "\"id\":\"p1\"}}]}");
     cr_expect(!has_issue(&l, OO_WARNING, OO_NOT_FOUND, "Bundle.entry[0].resource.author[0].reference"),
               "Practitioner/p1 is http://example.org/fhir/Practitioner/p1");
-    cr_expect(has_issue(&l, OO_WARNING, OO_NOT_FOUND, "Bundle.entry[0].resource.subject.reference"));
+    /* an error since #14: what a document's Composition points to must travel in the document */
+    cr_expect(has_issue(&l, OO_ERROR, OO_NOT_FOUND, "Bundle.entry[0].resource.subject.reference"));
     oo_list_free(&l);
 }
 

@@ -136,6 +136,9 @@ typedef struct gsearch {
 static vec g_search; /* gsearch*, one per (base type, code) */
 
 static void write_search_params(FILE *out);
+static void write_extension_definitions(FILE *out);
+static vec g_extensions;         /* gextension*: the core extension definitions, sorted by url before writing */
+static vec g_extension_bindings; /* char*: value sets of their required bindings, expanded like the elements' */
 static size_t unique_search_count(void);
 
 /* The shared constraint for (key, expression, severity), created on first sight. */
@@ -826,13 +829,15 @@ static void write_output(const char *out_path)
     }
     fputs("};\n\n", out);
     write_search_params(out);
+    write_extension_definitions(out);
     fprintf(out,
             "static const fs_schema schema = {\n"
             "    \"4.0.1\", types, %zu, elements, %zu, type_refs, %zu, valuesets, %zu, codes, %zu,\n"
-            "    constraints, %zu, constraint_refs, %zu, search_params, %zu, target_refs, %zu};\n\n"
+            "    constraints, %zu, constraint_refs, %zu, search_params, %zu, target_refs, %zu,\n"
+            "    extension_defs, %zu};\n\n"
             "const fs_schema *fs_r4(void) { return &schema; }\n",
             g_types.n, g_emitted.n, refs.n, used.n, code_total, g_constraints.n, crefs.n, unique_search_count(),
-            trefs.n);
+            trefs.n, g_extensions.n);
     if (fclose(out))
         die("cannot write %s", out_path);
 }
@@ -991,6 +996,90 @@ static int vs_url_cmp(const void *a, const void *b)
     return strcmp(x->url, y->url);
 }
 
+/* ---- core extension definitions ---------------------------------------------- */
+
+/*
+ * Each extension StructureDefinition of the package, reduced to what the
+ * profile checker (fhir/profile.c) reads: url, type, derivation, base,
+ * context, and the differential without its prose. The validator loads
+ * them into a registry on first use, so core extensions are checked like a
+ * guide's (value type, cardinality, nested extensions, context of use).
+ */
+typedef struct gextension {
+    const char *url;
+    char *json;
+} gextension;
+
+static void add_extension_definition(json_object *sd)
+{
+    static const char *const kept[] = {"resourceType",   "url",     "name",
+                                       "type",           "kind",    "derivation",
+                                       "baseDefinition", "context", "contextInvariant"};
+    static const char *const prose[] = {"short",   "definition", "comment",          "requirements", "alias",
+                                        "mapping", "meaning",    "isModifierReason", "example"};
+    const char *url = jstr(sd, "url");
+    json_object *elements = jget(jget(sd, "differential"), "element");
+    if (!url || !elements)
+        return;
+    json_object *out = json_object_new_object();
+    for (size_t i = 0; i < sizeof kept / sizeof *kept; i++) {
+        json_object *v = jget(sd, kept[i]);
+        if (v)
+            json_object_object_add(out, kept[i], json_object_get(v));
+    }
+    json_object *diff = json_object_new_array();
+    for (size_t i = 0; i < json_object_array_length(elements); i++) {
+        json_object *el = json_object_array_get_idx(elements, i), *copy = json_object_new_object();
+        json_object *binding = jget(el, "binding");
+        const char *vs = jstr(binding, "valueSet");
+        if (vs && strength_of(jstr(binding, "strength")) == BIND_REQUIRED) {
+            char *url_only = xstrdup(vs), *bar = strchr(url_only, '|');
+            if (bar)
+                *bar = '\0';
+            vec_push(&g_extension_bindings, url_only);
+        }
+        json_object_object_foreach(el, key, val)
+        {
+            bool drop = false;
+            for (size_t k = 0; k < sizeof prose / sizeof *prose && !drop; k++)
+                drop = !strcmp(key, prose[k]);
+            if (!drop)
+                json_object_object_add(copy, key, json_object_get(val));
+        }
+        json_object_array_add(diff, copy);
+    }
+    json_object *differential = json_object_new_object();
+    json_object_object_add(differential, "element", diff);
+    json_object_object_add(out, "differential", differential);
+    gextension *g = calloc(1, sizeof *g);
+    if (!g)
+        die("out of memory");
+    g->url = xstrdup(url);
+    g->json = xstrdup(json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(out);
+    vec_push(&g_extensions, g);
+}
+
+static int extension_url_cmp(const void *a, const void *b)
+{
+    return strcmp((*(gextension *const *)a)->url, (*(gextension *const *)b)->url);
+}
+
+static void write_extension_definitions(FILE *out)
+{
+    sort(g_extensions.items, g_extensions.n, sizeof(void *), extension_url_cmp);
+    fputs("static const fs_extension_def extension_defs[] = {\n", out);
+    for (size_t i = 0; i < g_extensions.n; i++) {
+        gextension *g = g_extensions.items[i];
+        fputs("    {", out);
+        put_cstring(out, g->url);
+        fputs(",\n     ", out);
+        put_cstring(out, g->json);
+        fputs("},\n", out);
+    }
+    fputs("};\n\n", out);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -1015,6 +1104,11 @@ int main(int argc, char **argv)
             const char *derivation = jstr(sd, "derivation");
             if (!kind || !strcmp(kind, "logical"))
                 continue;
+            if (derivation && !strcmp(derivation, "constraint") && jstr(sd, "type") &&
+                !strcmp(jstr(sd, "type"), "Extension")) {
+                add_extension_definition(sd);
+                continue;
+            }
             if (derivation ? strcmp(derivation, "specialization") != 0 : !jget(sd, "abstract"))
                 continue;
             vec_push(&g_types, type_from_sd(sd));
@@ -1041,6 +1135,8 @@ int main(int argc, char **argv)
         if (n->valueset_url)
             valueset_index(n->valueset_url);
     }
+    for (size_t i = 0; i < g_extension_bindings.n; i++) /* the profile checker finds them by url */
+        valueset_index(g_extension_bindings.items[i]);
     sort(g_valuesets.items, g_valuesets.n, sizeof(void *), vs_url_cmp);
     write_output(argv[2]);
     size_t expanded = 0;
@@ -1048,7 +1144,7 @@ int main(int argc, char **argv)
         expanded += ((gvalueset *)g_valuesets.items[i])->n > 0;
     fprintf(stderr,
             "fhir-schemagen: %zu types, %zu elements, %zu of %zu required value sets expanded, %zu invariants, "
-            "%zu search parameters\n",
-            g_types.n, g_emitted.n, expanded, g_valuesets.n, g_constraints.n, unique_search_count());
+            "%zu search parameters, %zu extension definitions\n",
+            g_types.n, g_emitted.n, expanded, g_valuesets.n, g_constraints.n, unique_search_count(), g_extensions.n);
     return 0;
 }

@@ -1,0 +1,224 @@
+/*
+ * tests/test_xhtml.c — the narrative checker (fhir/xhtml.h) on its own:
+ * what R4 allows passes, each kind of defect is reported with its code,
+ * and hostile input (deep nesting, huge or truncated markup, obfuscated
+ * script URLs) is refused without crashing or hanging.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fhir/xhtml.h"
+
+#define NS "xmlns=\"http://www.w3.org/1999/xhtml\""
+
+typedef struct seen {
+    size_t count, errors;
+    char codes[512];
+    char first[512];
+} seen;
+
+static void collect(void *ctx, oo_severity sev, const char *code, const char *message)
+{
+    seen *s = ctx;
+    if (!s->count++)
+        snprintf(s->first, sizeof s->first, "%s", message);
+    s->errors += sev <= OO_ERROR;
+    strncat(s->codes, code, sizeof s->codes - strlen(s->codes) - 2);
+    strcat(s->codes, " ");
+}
+
+static seen run(const char *div)
+{
+    seen s = {0};
+    fx_check(div, strlen(div), NULL, collect, &s);
+    return s;
+}
+
+/* One error whose message contains `part`. */
+static void expect_error(const char *div, const char *code, const char *part)
+{
+    seen s = run(div);
+    cr_expect_eq(s.errors, 1, "%s: expected 1 error, got %zu (%s)", div, s.errors, s.first);
+    cr_expect(strstr(s.codes, code) != NULL, "%s: expected code %s, got %s", div, code, s.codes);
+    cr_expect(strstr(s.first, part) != NULL, "%s: message '%s' lacks '%s'", div, s.first, part);
+}
+
+Test(xhtml, allowed_narrative_passes)
+{
+    const char *ok[] = {
+        "<div " NS "><p>Hello <b>world</b></p></div>",
+        "<div " NS
+        ">\n  <table><tbody><tr><td colspan=\"2\">a &amp; b &#x263A; &#9731;</td></tr></tbody></table>\n</div>",
+        "<div " NS "><a name=\"top\"/><a href=\"#top\">up</a> <a href=\"https://hl7.org/fhir\">spec</a></div>",
+        "<div " NS "><img src=\"http://example.org/x.png\" alt=\"x\"/></div>",
+        "<div " NS "><img src=\"data:image/png;base64,iVBORw0KGgo=\"/></div>",
+        "<div " NS "><!-- a comment --><span style=\"color: red\">red</span><![CDATA[ raw ]]></div>",
+        "<div " NS " xml:lang=\"nl\" lang=\"nl\"><ul><li>een</li></ul></div>",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        seen s = run(ok[i]);
+        cr_expect_eq(s.count, 0, "%s: expected no issue, got %zu (%s)", ok[i], s.count, s.first);
+    }
+}
+
+Test(xhtml, elements_and_attributes_outside_txt_1)
+{
+    expect_error("<div " NS "><script>alert(1)</script>x</div>", "invariant", "txt-1: the element <script>");
+    expect_error("<div " NS "><iframe/>x</div>", "invariant", "<iframe>");
+    expect_error("<div " NS "><form>x</form></div>", "invariant", "<form>");
+    expect_error("<div " NS "><p onclick=\"alert(1)\">x</p></div>", "invariant", "event handler attribute 'onclick'");
+    expect_error("<div " NS "><img src=\"x.png\" onerror=\"alert(1)\"/></div>", "invariant", "onerror");
+    expect_error("<div " NS "><p href=\"x\">x</p></div>", "invariant", "'href' is not allowed on <p>");
+    expect_error("<div " NS "><P>upper case is another element</P></div>", "invariant", "<P>");
+}
+
+Test(xhtml, active_urls)
+{
+    expect_error("<div " NS "><a href=\"javascript:alert(1)\">x</a></div>", "invalid", "script URLs");
+    expect_error("<div " NS "><a href=\" JaVaScRiPt:alert(1)\">x</a></div>", "invalid", "script URLs");
+    expect_error("<div " NS "><a href=\"java&#x9;script:alert(1)\">x</a></div>", "invalid", "script URLs");
+    expect_error("<div " NS "><a href=\"javascript&#58;alert(1)\">x</a></div>", "invalid", "script URLs");
+    expect_error("<div " NS "><a href=\"data:text/html,&lt;script&gt;\">x</a></div>", "invalid", "data: URLs");
+    expect_error("<div " NS "><img src=\"data:image/svg+xml;base64,AAAA\"/></div>", "invalid", "data: URLs");
+    expect_error("<div " NS "><span style=\"width: expression(alert(1))\">x</span></div>", "invalid", "script");
+}
+
+Test(xhtml, well_formedness)
+{
+    expect_error("<div " NS "><p>x</div>", "structure", "does not match");
+    expect_error("<div " NS "><p>x</p>", "structure", "never closed");
+    expect_error("<div " NS " class=a>x</div>", "structure", "quoted");
+    expect_error("<div " NS " class=\"a\" class=\"b\">x</div>", "structure", "repeated");
+    expect_error("<div " NS ">a < b</div>", "structure", "&lt;");
+    expect_error("<div " NS ">x</div><div " NS ">y</div>", "structure", "after the root");
+    expect_error("text<div " NS ">x</div>", "structure", "outside the root");
+    expect_error("<div " NS "><!-- never closed </div>", "structure", "comment");
+    expect_error("", "structure", "no <div>");
+}
+
+Test(xhtml, entities_namespace_root_content)
+{
+    expect_error("<div " NS ">&nbsp;x</div>", "invalid", "&nbsp;");
+    expect_error("<div " NS ">&#0;x</div>", "invalid", "&#0;");
+    expect_error("<div " NS ">x&amp</div>", "invalid", "&amp");
+    expect_error("<div>x</div>", "invalid", "xmlns");
+    expect_error("<div xmlns=\"http://www.w3.org/2000/svg\">x</div>", "invalid", "namespace");
+    expect_error("<span " NS ">x</span>", "invalid", "root of narrative");
+    expect_error("<!DOCTYPE x [<!ENTITY e \"y\">]><div " NS ">&e;</div>", "invalid", "DOCTYPE");
+    expect_error("<div " NS "><?php echo 1 ?>x</div>", "invalid", "processing instructions");
+    expect_error("<div " NS "><p>x<div>block</div></p></div>", "invalid", "inside a <p>");
+}
+
+static bool only_c1(void *ctx, const char *id, size_t len)
+{
+    (void)ctx;
+    return len == 2 && !memcmp(id, "c1", 2);
+}
+
+Test(xhtml, empty_narrative_is_a_txt_2_warning)
+{
+    seen s = run("<div " NS ">  <p> </p> </div>");
+    cr_expect_eq(s.errors, 0);
+    cr_expect_eq(s.count, 1);
+    cr_expect(strstr(s.first, "txt-2") != NULL, "%s", s.first);
+    s = run("<div " NS "><img src=\"https://example.org/x.png\"/></div>");
+    cr_expect_eq(s.count, 0, "an image is content: %s", s.first);
+}
+
+Test(xhtml, internal_references)
+{
+    seen s = {0};
+    fx_options o = {0, 0, only_c1, NULL};
+    const char *good = "<div " NS "><img src=\"#c1\"/><a href=\"#c1\">c1</a></div>";
+    fx_check(good, strlen(good), &o, collect, &s);
+    cr_expect_eq(s.count, 0, "%s", s.first);
+    memset(&s, 0, sizeof s);
+    const char *bad = "<div " NS "><img src=\"#nope\"/></div>";
+    fx_check(bad, strlen(bad), &o, collect, &s);
+    cr_expect_eq(s.errors, 0, "an unresolved image is a warning: %s", s.first);
+    cr_expect(strstr(s.first, "#nope") != NULL, "%s", s.first);
+    memset(&s, 0, sizeof s);
+    const char *href = "<div " NS "><a href=\"#nope\">x</a></div>";
+    fx_check(href, strlen(href), &o, collect, &s);
+    cr_expect_eq(s.errors, 0);
+    cr_expect_eq(s.count, 1, "an unresolved href is a warning");
+}
+
+Test(xhtml, hostile_input_is_bounded)
+{
+    /* 100,000 nested spans: stops at the depth limit with one error */
+    size_t n = 100000, len = 0;
+    char *deep = malloc(n * 6 + 64);
+    cr_assert_not_null(deep);
+    len += (size_t)sprintf(deep, "<div " NS ">");
+    for (size_t i = 0; i < n; i++, len += 6)
+        memcpy(deep + len, "<span>", 6);
+    seen s = {0};
+    fx_check(deep, len, NULL, collect, &s);
+    cr_expect_eq(s.errors, 1);
+    cr_expect(strstr(s.first, "deeper than") != NULL, "%s", s.first);
+    /* too large: refused unread */
+    memset(&s, 0, sizeof s);
+    fx_options small = {64, 0, NULL, NULL};
+    fx_check(deep, len, &small, collect, &s);
+    cr_expect(strstr(s.first, "bytes") != NULL, "%s", s.first);
+    /* every prefix of a valid div: never crashes, never passes unless complete */
+    const char *full = "<div " NS "><p class=\"x\">a &amp; <b>b</b><!-- c --><img src=\"#i\"/></p></div>";
+    for (size_t k = 0; k < strlen(full); k++) {
+        char *cut = malloc(k ? k : 1); /* exactly k bytes: ASan sees any read past them */
+        memcpy(cut, full, k);
+        memset(&s, 0, sizeof s);
+        fx_check(cut, k, NULL, collect, &s);
+        cr_expect_gt(s.errors, 0, "prefix of %zu bytes passed", k);
+        free(cut);
+    }
+    /* many issues: reported up to the cap, all counted */
+    memset(&s, 0, sizeof s);
+    len = (size_t)sprintf(deep, "<div " NS ">");
+    for (size_t i = 0; i < 200; i++)
+        len += (size_t)sprintf(deep + len, "&bad;");
+    len += (size_t)sprintf(deep + len, "</div>");
+    size_t errors = fx_check(deep, len, NULL, collect, &s);
+    cr_expect_eq(errors, 200);
+    cr_expect_eq(s.count, FX_MAX_REPORTS);
+    free(deep);
+}
+
+static bool has_tag(const char *s)
+{
+    return fx_find_tag(s, strlen(s)) < strlen(s);
+}
+
+static bool has_active_link(const char *s)
+{
+    return fx_find_active_link(s, strlen(s)) < strlen(s);
+}
+
+Test(xhtml, tags_in_plain_text)
+{
+    cr_expect(has_tag("a <b>bold</b> word"));
+    cr_expect(has_tag("x </div>"));
+    cr_expect(has_tag("<img src=x onerror=alert(1)>"));
+    cr_expect(has_tag("line<br/>break"));
+    cr_expect(has_tag("<!-- hidden -->"));
+    cr_expect(!has_tag("a < b and c > d"));
+    cr_expect(!has_tag("dose <5 mg"));
+    cr_expect(!has_tag("<<"));
+    cr_expect(!has_tag("ends with <"));
+    cr_expect(!has_tag("<img src=x"), "a tag that never closes is not rendered as one");
+    cr_expect_eq(fx_find_tag("ab<i>", 5), 2);
+}
+
+Test(xhtml, active_links_in_markdown)
+{
+    cr_expect(has_active_link("see [x](javascript:alert(1))"));
+    cr_expect(has_active_link("see [x]( JavaScript:alert(1))"));
+    cr_expect(has_active_link("<vbscript:msgbox(1)>"));
+    cr_expect(has_active_link("[x](data:text/html,hi)"));
+    cr_expect(has_active_link("![x](data:image/svg+xml,AAAA)"));
+    cr_expect(!has_active_link("![x](data:image/png;base64,AAAA)"));
+    cr_expect(!has_active_link("see [the spec](https://hl7.org/fhir) and <https://example.org>"));
+    cr_expect(!has_active_link("[not closed"));
+}
