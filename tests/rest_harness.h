@@ -34,6 +34,10 @@ typedef struct rh_options {
     unsigned workers;                  /* server worker threads; 0 = 2 */
     unsigned audit_checkpoint_entries; /* audit checkpoint after this many entries; 0 = the gateway's default */
     const pf_registry *profiles;       /* the conformance resources the server enforces (the guide); NULL = none */
+    int64_t (*clock_ms)(void *arg);    /* the store's and the REST layer's clock; NULL = real time */
+    void *clock_arg;
+    unsigned handover_retention_days; /* 0 = never purge (the purge thread does not run) */
+    unsigned purge_interval_ms;       /* 0 = the gateway's default */
 } rh_options;
 
 /* The running fixture (one per test process: Criterion runs each test in its own). */
@@ -47,6 +51,7 @@ typedef struct rh_fixture {
     rh_options opt;
     au_keyring *audit_keys; /* from the test PKI (audit.key, audit-checkpoint.pem); kept across restarts */
     au_signer *audit_signer;
+    sl_keyring *seal_keys; /* the test PKI's seal.key (documents sealed at rest); reloaded at each start */
 } rh_fixture;
 
 extern rh_fixture rh;

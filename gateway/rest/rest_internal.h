@@ -78,7 +78,16 @@ struct rest_app {
     pthread_key_t arena_key;          /* a FHIRPath arena per worker thread */
     pthread_key_t caller_key;         /* per worker thread: the last certificate seen and who it was */
     atomic_size_t answers_off_worker; /* answers built on another thread than the request's worker (stays 0) */
+    /* the handover retention purge (rest_retention.c): its thread, woken to stop */
+    pthread_mutex_t purge_lock;
+    pthread_cond_t purge_wake;
+    pthread_t purge_thread;
+    bool purge_inited, purge_started, purge_stop;
 };
+
+/* rest_retention.c: start the purge thread when retention is on (false: it could not start); stop and join it. */
+bool rest_retention_start(rest_app *app);
+void rest_retention_stop(rest_app *app);
 
 /* A search as the store takes it, with the arrays it points to. */
 typedef struct rest_stq {

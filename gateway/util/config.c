@@ -57,6 +57,10 @@ static const setting settings[] = {
       "Ed25519 private key (PEM) that signs the audit chain's checkpoints (openssl genpkey -algorithm ed25519)"),
     S(audit_checkpoint_file, T_STRING, "/var/log/fhirgw/audit-checkpoints",
       "append-only file of signed checkpoints of the audit chain, outside the database (best on other storage)"),
+    S(seal_key_file, T_STRING, "/etc/fhirgw/seal.key",
+      "handover documents at rest (docs/handover.md): AES-256-GCM keys, one '<key-id> <64 hex digits>' per line, "
+      "the last one seals new documents (keep older lines: what they sealed opens only with them); never inside the "
+      "database; the server refuses to start without it"),
     S(pseudonym_key_file, T_STRING, "/etc/fhirgw/pseudonym.key",
       "insurer maps: the key of the patient pseudonym (HMAC-SHA-256 of the BSN), 32 to 128 hex digits; changing it "
       "changes every pseudonym the insurer has seen; never inside the database"),

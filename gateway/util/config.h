@@ -58,6 +58,7 @@ typedef struct gw_config {
     char audit_key_file[CFG_PATH_MAX];        /* HMAC keys of the chain: "<key-id> <64 hex>" lines */
     char audit_checkpoint_key[CFG_PATH_MAX];  /* Ed25519 key (PEM) that signs checkpoints */
     char audit_checkpoint_file[CFG_PATH_MAX]; /* the append-only checkpoint file, outside the database */
+    char seal_key_file[CFG_PATH_MAX]; /* handover documents at rest: AES-256-GCM keys, "<key-id> <64 hex>" lines */
     /* the insurer maps (docs/mappings.md) */
     char pseudonym_key_file[CFG_PATH_MAX]; /* the pseudonym key: 32 to 128 hex digits */
     /* logs */
