@@ -38,6 +38,24 @@ static void run_pki(void)
     cr_assert_eq(system(cmd), 0);
 }
 
+static pthread_mutex_t seal_failure_lock = PTHREAD_MUTEX_INITIALIZER;
+static char seal_failure[512];
+
+static void note_seal_failure(void *arg, const char *message)
+{
+    (void)arg;
+    pthread_mutex_lock(&seal_failure_lock);
+    snprintf(seal_failure, sizeof seal_failure, "%s", message);
+    pthread_mutex_unlock(&seal_failure_lock);
+}
+
+void rh_last_seal_failure(char *out, size_t size)
+{
+    pthread_mutex_lock(&seal_failure_lock);
+    snprintf(out, size, "%s", seal_failure);
+    pthread_mutex_unlock(&seal_failure_lock);
+}
+
 void rh_start_server(void)
 {
     static char path[512]; /* the store keeps the path it was opened with */
@@ -68,6 +86,7 @@ void rh_start_server(void)
     sc.audit_checkpoint_path = checkpoints;
     sc.audit_checkpoint_entries = rh.opt.audit_checkpoint_entries;
     sc.seal_keys = rh.seal_keys;
+    sc.on_seal_failure = note_seal_failure;
     sc.clock = rh.opt.clock_ms;
     sc.clock_arg = rh.opt.clock_arg;
     st_error serr;

@@ -91,6 +91,8 @@ const char *rh_str(json_object *o, const char *path);
 void rh_expect_outcome(const rh_response *r, long status, const char *code);
 /* A response header's value into out; NULL when absent. */
 const char *rh_header(const rh_response *r, const char *name, char *out, size_t size);
+/* The last sealed body that did not open, as the store reported it to the error log ("" when none). */
+void rh_last_seal_failure(char *out, size_t size);
 /* Publish every registered organisation's own directory entry (Organization/ura-<URA>), as serve does. */
 void rh_publish_directory(void);
 /* Create a resource as `who` (asserts 201); returns its id (static buffer, overwritten by the next call). */

@@ -8,11 +8,17 @@
  * Memory: responses and JSON are freed in each test; the request bodies are
  * stack buffers.
  */
+#define _GNU_SOURCE /* memmem */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "tests/rest_harness.h"
 
@@ -426,4 +432,267 @@ Test(handover, every_access_is_audited)
     cr_expect(audited("elv-b", what, "read", "hidden"), "another's attempt is audited as hidden");
     snprintf(what, sizeof what, "Bundle/%s", s.doc);
     cr_expect(audited("elv-a", what, "read", "hidden"), "a read before in-progress is audited as hidden");
+}
+
+/* ---- Protection at rest (part 6): sealed documents, rotation, moved ciphertexts, purge ---- */
+
+static _Atomic int64_t pinned_ms; /* the clock of the at_rest tests: real time at start, moved by the tests */
+
+static int64_t pinned_clock(void *arg)
+{
+    (void)arg;
+    return atomic_load(&pinned_ms);
+}
+
+static void setup_at_rest(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    atomic_store(&pinned_ms, (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+    rh_options opt = {.clock_ms = pinned_clock, .handover_retention_days = 7, .purge_interval_ms = 1000};
+    rh_setup_with(&opt);
+    rh_publish_directory();
+}
+
+TestSuite(at_rest, .init = setup_at_rest, .fini = rh_teardown, .timeout = 240);
+
+/* Whether the file holds the bytes of needle anywhere (a missing file holds nothing). */
+static bool file_holds(const char *file, const char *needle)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", rh.dir, file);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return false;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    rewind(f);
+    char *bytes = malloc((size_t)size + 1);
+    cr_assert_not_null(bytes);
+    size_t got = fread(bytes, 1, (size_t)size, f);
+    fclose(f);
+    bool found = memmem(bytes, got, needle, strlen(needle)) != NULL;
+    free(bytes);
+    return found;
+}
+
+static bool database_holds(const char *needle)
+{
+    return file_holds("store.db", needle) || file_holds("store.db-wal", needle);
+}
+
+/* The body of GET path as who: its status, and whether it contains needle. */
+static long get_holding(const char *who, const char *path, const char *needle, bool *holds)
+{
+    rh_response r = rh_request(who, "GET", path, NULL, NULL);
+    long s = r.status;
+    *holds = r.body && memmem(r.body, r.len, needle, strlen(needle)) != NULL;
+    if (s >= 400)
+        rh_expect_outcome(&r, s, NULL);
+    rh_response_free(&r);
+    return s;
+}
+
+/* One SQL statement on the stopped server's database. */
+static void run_sql(const char *sql)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/store.db", rh.dir);
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    char *msg = NULL;
+    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, &msg), SQLITE_OK, "%s: %s", sql, msg ? msg : "");
+    sqlite3_close(db);
+}
+
+Test(at_rest, the_database_never_holds_a_document_in_the_clear)
+{
+    sent s = send_handover("hospital-a", "7e0d5a1c-1111-4a4a-9c9c-000000000001", "7e0d5a1c-1111-4a4a-9c9c-000000000002",
+                           URA_ELV_A);
+    cr_assert_eq(s.status, 201);
+    char path[128];
+    bool holds = false;
+    snprintf(path, sizeof path, "/Bundle/%s", s.notice);
+    cr_expect_eq(get_holding("elv-a", path, SECRET, &holds), 200);
+    cr_expect(holds, "the receiver reads the advance notice in the clear");
+    snprintf(path, sizeof path, "/Bundle/%s", s.doc);
+    cr_expect_eq(get_holding("hospital-a", path, SECRET, &holds), 200);
+    cr_expect(holds, "the sender reads the handover in the clear");
+    /* while running (the WAL) and after the checkpoint at close (the main file) */
+    for (int pass = 0; pass < 2; pass++) {
+        cr_expect_not(database_holds(SECRET), "pass %d: the patient's name is in the database file", pass);
+        cr_expect_not(database_holds("Overdracht medisch beleid"), "pass %d: the document's title is there", pass);
+        cr_expect(database_holds("7e0d5a1c-1111-4a4a-9c9c-000000000001"), "the identifier (searched) is indexed");
+        cr_expect(database_holds(SL_PREFIX "dev-1."), "the documents are sealed with the key dev-1");
+        if (pass == 0)
+            rh_stop_server();
+    }
+    rh_start_server();
+}
+
+/* Appends a key line to the seal key file (ids dev-2, ...): rotation, taking effect at the next start. */
+static void append_seal_key(const char *id)
+{
+    char cmd[768];
+    snprintf(cmd, sizeof cmd, "printf '%s %%s\\n' \"$(openssl rand -hex 32)\" >> '%s/pki/seal.key'", id, rh.dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+Test(at_rest, rotation_keeps_older_documents_readable)
+{
+    sent a = send_handover("hospital-a", "7e0d5a1c-2222-4a4a-9c9c-000000000001", NULL, URA_ELV_A);
+    cr_assert_eq(a.status, 201);
+    rh_stop_server();
+    append_seal_key("dev-2");
+    rh_start_server();
+    sent b = send_handover("hospital-a", "7e0d5a1c-2222-4a4a-9c9c-000000000002", NULL, URA_ELV_A);
+    cr_assert_eq(b.status, 201);
+    char path[128];
+    bool holds = false;
+    const char *docs[2] = {a.doc, b.doc};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "/Bundle/%s", docs[i]);
+        cr_expect_eq(get_holding("elv-a", path, SECRET, &holds), 200, "document %d", i);
+        cr_expect(holds);
+    }
+    cr_expect(database_holds(SL_PREFIX "dev-1.") && database_holds(SL_PREFIX "dev-2."),
+              "each row names the key that sealed it");
+    /* dropping the old key makes exactly its documents unreadable: an error, never ciphertext */
+    rh_stop_server();
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "sed -i '/^dev-1 /d' '%s/pki/seal.key'", rh.dir);
+    cr_assert_eq(system(cmd), 0);
+    rh_start_server();
+    snprintf(path, sizeof path, "/Bundle/%s", a.doc);
+    cr_expect_eq(get_holding("elv-a", path, SL_PREFIX, &holds), 500);
+    cr_expect_not(holds, "no ciphertext is served");
+    char failure[512];
+    rh_last_seal_failure(failure, sizeof failure);
+    cr_expect(strstr(failure, a.doc) && strstr(failure, "dev-1"), "the error log names the row and key: %s", failure);
+    snprintf(path, sizeof path, "/Bundle/%s", b.doc);
+    cr_expect_eq(get_holding("elv-a", path, SECRET, &holds), 200);
+}
+
+Test(at_rest, a_ciphertext_moved_to_another_row_does_not_open)
+{
+    sent a = send_handover("hospital-a", "7e0d5a1c-3333-4a4a-9c9c-000000000001", NULL, URA_ELV_A);
+    sent b = send_handover("hospital-b", "7e0d5a1c-3333-4a4a-9c9c-000000000002", NULL, URA_ELV_A);
+    cr_assert(a.status == 201 && b.status == 201);
+    rh_stop_server();
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "UPDATE resource_version SET json = (SELECT json FROM resource_version WHERE type = 'Bundle' AND "
+             "id = '%s') WHERE type = 'Bundle' AND id = '%s'",
+             a.doc, b.doc);
+    run_sql(sql);
+    rh_start_server();
+    char path[128];
+    bool holds = false;
+    snprintf(path, sizeof path, "/Bundle/%s", b.doc);
+    cr_expect_eq(get_holding("hospital-b", path, SECRET, &holds), 500);
+    cr_expect_not(holds, "hospital-a's document is not served to hospital-b");
+    char failure[512];
+    rh_last_seal_failure(failure, sizeof failure);
+    cr_expect(strstr(failure, b.doc) && strstr(failure, "does not open"), "logged: %s", failure);
+    snprintf(path, sizeof path, "/Bundle/%s", a.doc);
+    cr_expect_eq(get_holding("hospital-a", path, SECRET, &holds), 200, "the original row still opens");
+    cr_expect(holds);
+}
+
+/* Rows of the document's versions that still have a body. */
+static int bodies_left(const char *id)
+{
+    char path[512], sql[256];
+    snprintf(path, sizeof path, "%s/store.db", rh.dir);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM resource_version WHERE type = 'Bundle' AND id = '%s' AND json "
+             "IS NOT NULL",
+             id);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *stmt = NULL;
+    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_step(stmt), SQLITE_ROW);
+    int n = sqlite3_column_int(stmt, 0);
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return n;
+}
+
+#define DAY_MS INT64_C(86400000)
+
+/* Whether the audit trail records the purge of Bundle/id. */
+static bool purge_audited(const char *id)
+{
+    st_audit_row *rows = NULL;
+    size_t count = 0;
+    st_error err;
+    st_audit_query q = {.count = 1000};
+    cr_assert_eq(st_audit_list(rh.store, &q, &rows, &count, &err), ST_OK, "%s", err.message);
+    bool found = false;
+    for (size_t i = 0; i < count && !found; i++)
+        found = !strcmp(rows[i].entry.interaction, "purge") && !strcmp(rows[i].entry.id, id) &&
+                !strcmp(rows[i].entry.type, "Bundle") && rows[i].entry.action == 'D';
+    free(rows);
+    return found;
+}
+
+Test(at_rest, documents_are_purged_days_after_the_handover_ended)
+{
+    sent s = send_handover("hospital-a", "7e0d5a1c-4444-4a4a-9c9c-000000000001", NULL, URA_ELV_A);
+    sent open = send_handover("hospital-a", "7e0d5a1c-4444-4a4a-9c9c-000000000002", NULL, URA_ELV_A);
+    cr_assert(s.status == 201 && open.status == 201);
+    cr_expect_eq(patch_status("elv-a", s.task, "completed"), 200);
+    char err[256] = "";
+    atomic_fetch_add(&pinned_ms, 7 * DAY_MS - 60000); /* a minute short of the retention */
+    cr_expect_eq(rest_handover_purge(rh.app, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(read_bundle("hospital-a", s.doc), 200);
+    atomic_fetch_add(&pinned_ms, 120000);
+    cr_expect_eq(rest_handover_purge(rh.app, err, sizeof err), 1, "%s", err);
+    cr_expect_eq(rest_handover_purge(rh.app, err, sizeof err), 0, "a second pass finds nothing left");
+    cr_expect_eq(read_bundle("hospital-a", s.doc), 410, "the sender learns that the content is gone");
+    cr_expect_eq(read_bundle("elv-a", s.doc), 404, "the receiver's access had ended: nothing changes for it");
+    char path[128];
+    snprintf(path, sizeof path, "/Bundle/%s/_history/1", s.doc);
+    cr_expect_eq(status_of("hospital-a", "GET", path, NULL), 410, "older versions are purged too");
+    snprintf(path, sizeof path, "/Task/%s", s.task);
+    cr_expect_eq(status_of("hospital-a", "GET", path, NULL), 200, "the Task stays");
+    cr_expect_eq(read_bundle("elv-a", open.doc), 200, "a handover still going on keeps its documents");
+    cr_expect_eq(bodies_left(s.doc), 0);
+    cr_expect(purge_audited(s.doc), "the purge is in the audit trail");
+}
+
+Test(at_rest, the_server_purges_by_itself)
+{
+    sent s = send_handover("hospital-a", "7e0d5a1c-5555-4a4a-9c9c-000000000001", NULL, URA_ELV_A);
+    cr_assert_eq(s.status, 201);
+    cr_expect_eq(patch_status("hospital-a", s.task, "cancelled"), 200);
+    atomic_fetch_add(&pinned_ms, 8 * DAY_MS);
+    long status = 200;
+    for (int i = 0; i < 100 && status == 200; i++) { /* the purge thread looks every second */
+        usleep(100 * 1000);
+        status = read_bundle("hospital-a", s.doc);
+    }
+    cr_expect_eq(status, 410);
+}
+
+Test(at_rest, a_missing_seal_key_file_refuses_startup)
+{
+    char conf[512], cmd[1536], out[512];
+    snprintf(conf, sizeof conf, "%s/missing-seal.conf", rh.dir);
+    snprintf(out, sizeof out, "%s/missing-seal.err", rh.dir);
+    FILE *f = fopen(conf, "w");
+    cr_assert_not_null(f);
+    fprintf(f,
+            "organisations %s/organisations.tsv\naudit_key_file %s/pki/audit.key\naudit_checkpoint_key "
+            "%s/pki/audit-checkpoint.pem\naudit_checkpoint_file %s/other-checkpoints\nstore_path %s/other.db\n"
+            "seal_key_file %s/pki/no-such-seal.key\naccess_log\n",
+            rh.dir, rh.dir, rh.dir, rh.dir, rh.dir, rh.dir);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "'%s' serve --config '%s' >/dev/null 2>'%s'", FHIRGW_BIN, conf, out);
+    int rc = system(cmd);
+    cr_expect(WIFEXITED(rc) && WEXITSTATUS(rc) != 0, "serve started without its seal key file");
+    cr_expect(file_holds("missing-seal.err", "seal_key_file") && file_holds("missing-seal.err", "no-such-seal.key"),
+              "the error names the setting and the file");
+    cr_expect_not(file_holds("other.db", "Bundle"), "nothing was stored");
 }

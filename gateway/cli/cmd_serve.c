@@ -274,6 +274,13 @@ static void register_store_metrics(mx_registry *reg, store_metrics *m)
                                   NULL);
 }
 
+/* A sealed document that does not open is an incident (altered or moved in the database, or its key dropped). */
+static void log_seal_failure(void *arg, const char *message)
+{
+    (void)arg;
+    lg_msg(&errors, LG_ERROR, "sealed document does not open: %s", message);
+}
+
 /* Everything the server needs, opened in order and closed in reverse. */
 typedef struct services {
     mx_registry *metrics;
@@ -354,6 +361,7 @@ static bool open_services(const gw_config *c, services *s, bool dev)
     sc.audit_checkpoint_entries = (unsigned)c->audit_checkpoint_entries;
     sc.audit_checkpoint_ms = (unsigned)c->audit_checkpoint_ms;
     sc.seal_keys = s->seal_keys;
+    sc.on_seal_failure = log_seal_failure;
     sc.path = c->store_path;
     sc.on_commit = on_commit;
     sc.on_commit_arg = &s->store_mx;

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "fhir/datetime.h"
 #include "gateway/rest/rest_access.h"
 #include "gateway/rest/rest_internal.h"
 
@@ -69,8 +70,20 @@ static int purge_document(rest_app *app, const char *id, char *err, size_t errle
     return results[0].unchanged ? 0 : 1;
 }
 
-/* The documents of one ended handover Task (its input references "Bundle/<id>"); purged count or -1. */
-static long purge_task(rest_app *app, const st_resource *task, char *err, size_t errlen)
+/* When the version of Task d was written (its meta.lastUpdated, as the store stamped it); INT64_MAX if unreadable. */
+static int64_t written_at(const fj_doc *d)
+{
+    uint32_t meta = fj_get(d, 0, "meta");
+    uint32_t at = meta != UINT32_MAX ? fj_get(d, meta, "lastUpdated") : UINT32_MAX;
+    fdt_value v;
+    if (at == UINT32_MAX || d->nodes[at].type != FJ_STRING ||
+        fdt_parse(FDT_FORM_INSTANT, fj_str(d, at), d->nodes[at].len, &v))
+        return INT64_MAX;
+    return fdt_to_epoch_ms(&v);
+}
+
+/* The documents of one handover Task that ended at or before cutoff (its inputs "Bundle/<id>"); purged or -1. */
+static long purge_task(rest_app *app, const st_resource *task, int64_t cutoff, char *err, size_t errlen)
 {
     char *text = strndup(task->json, task->json_len);
     fj_doc d;
@@ -81,15 +94,18 @@ static long purge_task(rest_app *app, const st_resource *task, char *err, size_t
         return -1;
     }
     long purged = 0;
-    uint32_t inputs = rest_is_handover_task(&d, 0) ? fj_get(&d, 0, "input") : UINT32_MAX;
+    bool due = rest_is_handover_task(&d, 0) && written_at(&d) <= cutoff;
+    uint32_t inputs = due ? fj_get(&d, 0, "input") : UINT32_MAX;
     uint32_t in = inputs != UINT32_MAX && d.nodes[inputs].type == FJ_ARRAY ? inputs + 1 : UINT32_MAX;
     for (uint32_t i = 0; in != UINT32_MAX && i < d.nodes[inputs].len && purged >= 0; i++, in = fj_next(&d, in)) {
         uint32_t vr = fj_get(&d, in, "valueReference");
         uint32_t ref = vr != UINT32_MAX ? fj_get(&d, vr, "reference") : UINT32_MAX;
-        const char *target = ref != UINT32_MAX && d.nodes[ref].type == FJ_STRING ? fj_str(&d, ref) : "";
-        if (strncmp(target, "Bundle/", 7) || strlen(target + 7) > ST_ID_MAX)
+        size_t len = ref != UINT32_MAX && d.nodes[ref].type == FJ_STRING ? d.nodes[ref].len : 0;
+        char id[ST_ID_MAX + 1];
+        if (len <= 7 || len - 7 > ST_ID_MAX || strncmp(fj_str(&d, ref), "Bundle/", 7))
             continue;
-        int one = purge_document(app, target + 7, err, errlen);
+        snprintf(id, sizeof id, "%.*s", (int)(len - 7), fj_str(&d, ref) + 7); /* strings are not NUL-ended */
+        int one = purge_document(app, id, err, errlen);
         purged = one < 0 ? -1 : purged + one;
     }
     fj_doc_free(&d);
@@ -122,7 +138,7 @@ long rest_handover_purge(rest_app *app, char *err, size_t errlen)
             return -1;
         }
         for (size_t i = 0; i < page.count && purged >= 0; i++) {
-            long n = page.items[i].last_updated_ms <= cutoff ? purge_task(app, &page.items[i], err, errlen) : 0;
+            long n = purge_task(app, &page.items[i], cutoff, err, errlen);
             purged = n < 0 ? -1 : purged + n;
         }
         more = page.more && page.count;

@@ -375,6 +375,8 @@ static st_status open_version(st_store *s, st_resource *r, st_error *err)
     char *plain = sl_open(s->config.seal_keys, aad, r->json, r->json_len, &len, why, sizeof why);
     if (!plain) {
         st__error(err, "%s: %s", aad, why);
+        if (s->config.on_seal_failure)
+            s->config.on_seal_failure(s->config.on_seal_failure_arg, err ? err->message : why);
         return ST_INTERNAL;
     }
     r->json = r->plain_ = plain;

@@ -166,6 +166,10 @@ typedef struct st_config {
     /* Sealing at rest (above): NULL stores sealed types as plaintext and cannot read sealed rows (ST_INTERNAL).
      * Borrowed: it must outlive the store. */
     const sl_keyring *seal_keys;
+    /* Called (on the reading thread) with where and why whenever a sealed body does not open, for the error log:
+     * the read itself fails with ST_INTERNAL. NULL: not reported beyond the read. */
+    void (*on_seal_failure)(void *arg, const char *message);
+    void *on_seal_failure_arg;
 } st_config;
 
 typedef struct st_store st_store;
