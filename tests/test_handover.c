@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/handover_body.h"
 #include "tests/rest_harness.h"
 
 static void setup(void)
@@ -33,45 +34,7 @@ TestSuite(handover, .init = setup, .fini = rh_teardown, .timeout = 240);
 #define URA_SYSTEM "http://fhir.nl/fhir/NamingSystem/ura"
 #define URA_HOSPITAL_A "90000101"
 #define URA_ELV_A "90000301"
-#define SECRET "Jansen-Geheimzinnig"
-
-/* A document Bundle: Composition of type system|code, with a Patient whose name is SECRET. */
-static void document(char *out, size_t size, const char *ident, const char *system, const char *code)
-{
-    snprintf(out, size,
-             "{\"resourceType\":\"Bundle\",\"identifier\":{\"system\":\"urn:ietf:rfc:3986\",\"value\":\"urn:uuid:%s\"},"
-             "\"type\":\"document\",\"timestamp\":\"2026-01-05T10:00:00+01:00\",\"entry\":["
-             "{\"fullUrl\":\"urn:uuid:6b1f6a39-0d4c-4c5b-9f7e-1a2b3c4d5e01\",\"resource\":{\"resourceType\":"
-             "\"Composition\",\"status\":\"final\",\"type\":{\"coding\":[{\"system\":\"%s\",\"code\":\"%s\"}]},"
-             "\"subject\":{\"reference\":\"urn:uuid:6b1f6a39-0d4c-4c5b-9f7e-1a2b3c4d5e02\"},"
-             "\"date\":\"2026-01-05T10:00:00+01:00\",\"author\":[{\"type\":\"Organization\",\"identifier\":"
-             "{\"system\":\"" URA_SYSTEM "\",\"value\":\"" URA_HOSPITAL_A
-             "\"}}],\"title\":\"Overdracht medisch beleid\","
-             "\"section\":[{\"title\":\"Medisch beleid\",\"code\":{\"coding\":[{\"system\":\"http://snomed.info/sct\","
-             "\"code\":\"773130005\"}]},\"text\":{\"status\":\"generated\",\"div\":\"<div "
-             "xmlns=\\\"http://www.w3.org/1999/xhtml\\\">Beleid voor " SECRET "</div>\"}}]}},"
-             "{\"fullUrl\":\"urn:uuid:6b1f6a39-0d4c-4c5b-9f7e-1a2b3c4d5e02\",\"resource\":{\"resourceType\":"
-             "\"Patient\",\"name\":[{\"family\":\"" SECRET "\"}]}}]}",
-             ident, system, code);
-}
-
-/* The Parameters of $handover: the handover (ident), optionally an advance notice (notice_ident), the receiver. */
-static char *handover_body(const char *ident, const char *notice_ident, const char *receiver_ura)
-{
-    size_t size = 16384;
-    char *out = malloc(size), doc[6000], notice[6000];
-    cr_assert_not_null(out);
-    document(doc, sizeof doc, ident, "http://snomed.info/sct", "371535009");
-    if (notice_ident)
-        document(notice, sizeof notice, notice_ident, "http://loinc.org", "57830-2");
-    snprintf(out, size,
-             "{\"resourceType\":\"Parameters\",\"parameter\":[%s%s%s{\"name\":\"document\",\"resource\":%s},"
-             "{\"name\":\"receiver\",\"valueReference\":{\"identifier\":{\"system\":\"" URA_SYSTEM
-             "\",\"value\":\"%s\"}}}]}",
-             notice_ident ? "{\"name\":\"advanceNotice\",\"resource\":" : "", notice_ident ? notice : "",
-             notice_ident ? "}," : "", doc, receiver_ura);
-    return out;
-}
+#define SECRET HB_SECRET
 
 /* A handover task: its id, and the ids of the advance notice and the handover Bundles. */
 typedef struct sent {
@@ -93,7 +56,7 @@ static void read_inputs(json_object *task, sent *s)
 
 static sent send_handover(const char *who, const char *ident, const char *notice_ident, const char *receiver)
 {
-    char *body = handover_body(ident, notice_ident, receiver);
+    char *body = hb_parameters(ident, notice_ident, receiver);
     rh_response r = rh_request(who, "POST", "/$handover", body, NULL);
     free(body);
     sent s = {.status = r.status};
@@ -299,7 +262,7 @@ Test(handover, wrong_receivers_and_documents_are_refused)
     cr_expect_eq(send_handover("hospital-a", "1c6d7e5e-0005-4000-8000-000000000002", NULL, "90000501").status, 422);
     /* a document of the wrong type: the advance notice's Composition type as the handover */
     char doc[6000], body[8000];
-    document(doc, sizeof doc, "1c6d7e5e-0005-4000-8000-000000000003", "http://loinc.org", "57830-2");
+    hb_document(doc, sizeof doc, "1c6d7e5e-0005-4000-8000-000000000003", "http://loinc.org", "57830-2");
     snprintf(body, sizeof body,
              "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"document\",\"resource\":%s},{\"name\":"
              "\"receiver\",\"valueReference\":{\"identifier\":{\"system\":\"" URA_SYSTEM "\",\"value\":\"" URA_ELV_A
@@ -307,7 +270,7 @@ Test(handover, wrong_receivers_and_documents_are_refused)
              doc);
     cr_expect_eq(status_of("hospital-a", "POST", "/$handover", body), 422);
     /* invalid FHIR inside the document */
-    char *bad = handover_body("1c6d7e5e-0005-4000-8000-000000000004", NULL, URA_ELV_A);
+    char *bad = hb_parameters("1c6d7e5e-0005-4000-8000-000000000004", NULL, URA_ELV_A);
     char *at = strstr(bad, "\"final\"");
     cr_assert_not_null(at);
     memcpy(at, "\"fine\" ", 7);
@@ -356,7 +319,7 @@ typedef struct racer {
 static void *race(void *arg)
 {
     racer *r = arg;
-    char *body = handover_body(r->ident, "1c6d7e5e-0007-4000-8000-0000000000a1", URA_ELV_A);
+    char *body = hb_parameters(r->ident, "1c6d7e5e-0007-4000-8000-0000000000a1", URA_ELV_A);
     rh_response resp = rh_request("hospital-a", "POST", "/$handover", body, NULL);
     free(body);
     r->result.status = resp.status;

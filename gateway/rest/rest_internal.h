@@ -17,6 +17,8 @@
  *   rest_batch      batch and transaction Bundles, and transactions the gateway builds (rest_batch.h)
  *     -> rest_write, rest_query, rest_bundle, rest_access, rest_audit, answer
  *   rest_handover   $handover: documents + Task as one transaction -> rest_batch, rest_write, rest_access, answer
+ *   rest_retention  the purge of ended handovers' documents and its thread (rest.c starts and stops it through
+ *                   the two functions declared in this header) -> rest_access
  *   rest_patch      PATCH -> rest_write, rest_query, rest_access, answer
  *   rest_validate   $validate -> rest_write, answer
  *   rest_search     searchset and history pages -> rest_query, rest_bundle, rest_access, rest_audit, answer

@@ -1,0 +1,27 @@
+/*
+ * tests/handover_body.h — the $handover requests the relay tests send
+ * (test_handover, test_handover_kill): a handover document, optionally an
+ * advance notice, and the Parameters that carry them, as the sender posts
+ * them. The documents name the patient HB_SECRET, so that tests can look
+ * for it where it must not be (the database file).
+ *
+ * Memory: hb_document writes into the caller's buffer; hb_parameters
+ * returns malloc'd text (the caller frees it; NULL when out of memory).
+ */
+#ifndef TESTS_HANDOVER_BODY_H
+#define TESTS_HANDOVER_BODY_H
+
+#include <stddef.h>
+
+#define HB_SECRET "Jansen-Geheimzinnig"
+#define HB_URA_SYSTEM "http://fhir.nl/fhir/NamingSystem/ura"
+#define HB_IDENT_SYSTEM "urn:ietf:rfc:3986"
+
+/* A document Bundle with identifier urn:uuid:<ident> whose Composition has type system|code. */
+void hb_document(char *out, size_t size, const char *ident, const char *system, const char *code);
+
+/* The Parameters of $handover: the handover (ident), an advance notice when notice_ident is not NULL, the
+ * receiver by URA. */
+char *hb_parameters(const char *ident, const char *notice_ident, const char *receiver_ura);
+
+#endif
