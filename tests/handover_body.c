@@ -3,8 +3,10 @@
  */
 #include "tests/handover_body.h"
 
+#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define URA_HOSPITAL_A "90000101"
 
@@ -44,4 +46,30 @@ char *hb_parameters(const char *ident, const char *notice_ident, const char *rec
              notice_ident ? "{\"name\":\"advanceNotice\",\"resource\":" : "", notice_ident ? notice : "",
              notice_ident ? "}," : "", doc, receiver_ura);
     return out;
+}
+
+static json_object *attestation(const char *requirement, const char *until)
+{
+    char text[640];
+    snprintf(text, sizeof text,
+             "{\"url\":\"https://fhirgw.nl/fhir/StructureDefinition/attestation\",\"extension\":["
+             "{\"url\":\"requirement\",\"valueCoding\":{\"system\":\"https://fhirgw.nl/fhir/CodeSystem/"
+             "requirement\",\"code\":\"%s\"}},{\"url\":\"validUntil\",\"valueDate\":\"%s\"}]}",
+             requirement, until);
+    return json_tokener_parse(text);
+}
+
+char *hb_with_agreements(const char *organization, const char *until)
+{
+    json_object *org = json_tokener_parse(organization);
+    if (!org)
+        return NULL;
+    json_object_object_del(org, "meta");
+    json_object *exts = json_object_new_array();
+    json_object_array_add(exts, attestation("elv-overdracht-ziekenhuis", until));
+    json_object_array_add(exts, attestation("elv-overdracht-huisarts", until));
+    json_object_object_add(org, "extension", exts);
+    char *text = strdup(json_object_to_json_string_ext(org, JSON_C_TO_STRING_PLAIN));
+    json_object_put(org);
+    return text;
 }

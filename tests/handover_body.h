@@ -5,8 +5,9 @@
  * them. The documents name the patient HB_SECRET, so that tests can look
  * for it where it must not be (the database file).
  *
- * Memory: hb_document writes into the caller's buffer; hb_parameters
- * returns malloc'd text (the caller frees it; NULL when out of memory).
+ * Memory: hb_document writes into the caller's buffer; hb_parameters and
+ * hb_with_agreements return malloc'd text (the caller frees it; NULL when
+ * out of memory).
  */
 #ifndef TESTS_HANDOVER_BODY_H
 #define TESTS_HANDOVER_BODY_H
@@ -23,5 +24,12 @@ void hb_document(char *out, size_t size, const char *ident, const char *system, 
 /* The Parameters of $handover: the handover (ident), an advance notice when notice_ident is not NULL, the
  * receiver by URA. */
 char *hb_parameters(const char *ident, const char *notice_ident, const char *receiver_ura);
+
+/*
+ * The ELV-HANDOVER agreements of an ELV provider: its directory entry (organization, as read) with attestations
+ * of both handover requirement items (with hospitals, with GPs) valid until `until` (YYYY-MM-DD), for a PUT by the
+ * provider itself. Malloc'd text (NULL when organization is not JSON).
+ */
+char *hb_with_agreements(const char *organization, const char *until);
 
 #endif

@@ -23,18 +23,36 @@
 #include "tests/handover_body.h"
 #include "tests/rest_harness.h"
 
+#define URA_SYSTEM "http://fhir.nl/fhir/NamingSystem/ura"
+#define URA_ELV_B "90000302"
+#define URA_HOSPITAL_A "90000101"
+#define URA_ELV_A "90000301"
+#define SECRET HB_SECRET
+
+/* The receiver `who` (URA ura) attests its ELV-HANDOVER agreements, valid until `until`, in its directory entry. */
+static void attest_agreements(const char *who, const char *ura, const char *until)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/Organization/ura-%s", ura);
+    rh_response r = rh_request(who, "GET", path, NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s reads its directory entry", who);
+    char *body = hb_with_agreements(r.body, until);
+    rh_response_free(&r);
+    cr_assert_not_null(body);
+    r = rh_request(who, "PUT", path, body, NULL);
+    free(body);
+    cr_assert_eq(r.status, 200, "%s attests its agreements: %ld %.*s", who, r.status, (int)r.len, r.body);
+    rh_response_free(&r);
+}
+
 static void setup(void)
 {
     rh_setup();
     rh_publish_directory();
+    attest_agreements("elv-a", URA_ELV_A, "2099-12-31");
 }
 
 TestSuite(handover, .init = setup, .fini = rh_teardown, .timeout = 240);
-
-#define URA_SYSTEM "http://fhir.nl/fhir/NamingSystem/ura"
-#define URA_HOSPITAL_A "90000101"
-#define URA_ELV_A "90000301"
-#define SECRET HB_SECRET
 
 /* A handover task: its id, and the ids of the advance notice and the handover Bundles. */
 typedef struct sent {
@@ -397,6 +415,53 @@ Test(handover, every_access_is_audited)
     cr_expect(audited("elv-a", what, "read", "hidden"), "a read before in-progress is audited as hidden");
 }
 
+/* ---- ELV-HANDOVER: the receiver's attested agreements ---- */
+
+/* The first issue's text of a 422 answer to $handover, which must name the rule. */
+static void expect_rule_refusal(const char *who, const char *ident, const char *receiver, const char *needle)
+{
+    char *body = hb_parameters(ident, NULL, receiver);
+    rh_response r = rh_request(who, "POST", "/$handover", body, NULL);
+    free(body);
+    rh_expect_outcome(&r, 422, "business-rule");
+    json_object *o = rh_json(&r);
+    const char *text = rh_str(o, "issue.0.diagnostics");
+    const char *where = rh_str(o, "issue.0.expression.0");
+    cr_expect(text && strstr(text, "ELV-HANDOVER") && strstr(text, needle), "the outcome names the rule: %s",
+              text ? text : "(none)");
+    cr_expect(where && !strcmp(where, "Parameters.parameter[1].valueReference"), "at the receiver: %s",
+              where ? where : "(none)");
+    json_object_put(o);
+    rh_response_free(&r);
+}
+
+Test(handover, an_elv_without_an_attested_agreement_is_refused)
+{
+    expect_rule_refusal("hospital-a", "1c6d7e5e-0009-4000-8000-000000000001", URA_ELV_B, "no attested agreement");
+    /* GPs and hospitals are separate agreements: elv-b attests only the one with hospitals */
+    rh_response r = rh_request("elv-b", "GET", "/Organization/ura-" URA_ELV_B, NULL, NULL);
+    char *body = hb_with_agreements(r.body, "2099-12-31");
+    rh_response_free(&r);
+    json_object *org = json_tokener_parse(body);
+    free(body);
+    json_object_array_del_idx(json_object_object_get(org, "extension"), 1, 1); /* drop elv-overdracht-huisarts */
+    r = rh_request("elv-b", "PUT", "/Organization/ura-" URA_ELV_B, json_object_to_json_string(org), NULL);
+    json_object_put(org);
+    cr_assert_eq(r.status, 200);
+    rh_response_free(&r);
+    cr_expect_eq(send_handover("hospital-a", "1c6d7e5e-0009-4000-8000-000000000002", NULL, URA_ELV_B).status, 201);
+    expect_rule_refusal("gp", "1c6d7e5e-0009-4000-8000-000000000003", URA_ELV_B, "elv-overdracht-huisarts");
+}
+
+Test(handover, an_expired_agreement_is_refused_naming_the_rule)
+{
+    attest_agreements("elv-a", URA_ELV_A, "2024-12-31");
+    expect_rule_refusal("hospital-a", "1c6d7e5e-0010-4000-8000-000000000001", URA_ELV_A, "lapsed on 2024-12-31");
+    cr_expect_eq(count_tasks("hospital-a", "1c6d7e5e-0010-4000-8000-000000000001"), 0, "nothing was stored");
+    attest_agreements("elv-a", URA_ELV_A, "2099-12-31");
+    cr_expect_eq(send_handover("hospital-a", "1c6d7e5e-0010-4000-8000-000000000001", NULL, URA_ELV_A).status, 201);
+}
+
 /* ---- Protection at rest (part 6): sealed documents, rotation, moved ciphertexts, purge ---- */
 
 static _Atomic int64_t pinned_ms; /* the clock of the at_rest tests: real time at start, moved by the tests */
@@ -415,6 +480,7 @@ static void setup_at_rest(void)
     rh_options opt = {.clock_ms = pinned_clock, .handover_retention_days = 7, .purge_interval_ms = 1000};
     rh_setup_with(&opt);
     rh_publish_directory();
+    attest_agreements("elv-a", URA_ELV_A, "2099-12-31");
 }
 
 TestSuite(at_rest, .init = setup_at_rest, .fini = rh_teardown, .timeout = 240);

@@ -307,6 +307,20 @@ static void *resender(void *arg)
     return NULL;
 }
 
+/* elv-a attests its ELV-HANDOVER agreements in its directory entry, as a receiver must before handovers reach it. */
+static void attest_agreements(void)
+{
+    client c;
+    client_open(&c, "elv-a");
+    cr_assert_eq(request(&c, "GET", "/Organization/ura-" URA_ELV_A, NULL), 200);
+    char *body = hb_with_agreements(c.body, "2099-12-31");
+    cr_assert_not_null(body);
+    long status = request(&c, "PUT", "/Organization/ura-" URA_ELV_A, body);
+    free(body);
+    cr_assert_eq(status, 200, "elv-a attests its agreements: %s", c.body ? c.body : "");
+    client_close(&c);
+}
+
 static void run_threads(void *(*fn)(void *), int n)
 {
     pthread_t t[THREADS];
@@ -347,6 +361,7 @@ Test(kill, every_acknowledged_handover_survives_a_sigkill_exactly_once)
 {
     int64_t t0 = now_ms();
     pid_t pid = start_gateway(1);
+    attest_agreements();
     int64_t t_started = now_ms();
     pthread_t t[THREADS];
     for (int i = 0; i < THREADS; i++)

@@ -136,6 +136,92 @@ static bool check_document(handover *h, uint32_t bundle, const char *param, cons
     return false;
 }
 
+/* ---- ELV-HANDOVER (docs/handover.md): an ELV receiver has attested handover agreements with the sender's kind ---- */
+
+#define ATTESTATION "https://fhirgw.nl/fhir/StructureDefinition/attestation"
+#define REQUIREMENT_SYSTEM "https://fhirgw.nl/fhir/CodeSystem/requirement"
+
+/* Which attested requirement item (rules/packs/<year>/pack.json, rule ELV-HANDOVER) covers which sender. */
+static const struct agreement {
+    unsigned sender_role; /* AZ_ROLE_* */
+    const char *requirement;
+    const char *with; /* for messages */
+} agreements[] = {
+    {AZ_ROLE_HOSPITAL, "elv-overdracht-ziekenhuis", "hospitals"},
+    {AZ_ROLE_GP, "elv-overdracht-huisarts", "GPs"},
+};
+
+/* The part url of a complex extension ext: its value node (value_key), or UINT32_MAX. */
+static uint32_t extension_part(const fj_doc *d, uint32_t ext, const char *url, const char *value_key)
+{
+    uint32_t parts = fj_get(d, ext, "extension");
+    uint32_t p = parts != UINT32_MAX && d->nodes[parts].type == FJ_ARRAY ? parts + 1 : UINT32_MAX;
+    for (uint32_t i = 0; p != UINT32_MAX && i < d->nodes[parts].len; i++, p = fj_next(d, p))
+        if (str_member_is(d, p, "url", url))
+            return fj_get(d, p, value_key);
+    return UINT32_MAX;
+}
+
+/* The validUntil ("YYYY-MM-DD", "" when none) of the organisation's attestation of requirement; false: none. */
+static bool attested(const fj_doc *d, const char *requirement, char until[16])
+{
+    uint32_t exts = fj_get(d, 0, "extension");
+    uint32_t e = exts != UINT32_MAX && d->nodes[exts].type == FJ_ARRAY ? exts + 1 : UINT32_MAX;
+    for (uint32_t i = 0; e != UINT32_MAX && i < d->nodes[exts].len; i++, e = fj_next(d, e)) {
+        uint32_t coding = str_member_is(d, e, "url", ATTESTATION) ? extension_part(d, e, "requirement", "valueCoding")
+                                                                  : UINT32_MAX;
+        if (!str_member_is(d, coding, "system", REQUIREMENT_SYSTEM) || !str_member_is(d, coding, "code", requirement))
+            continue;
+        uint32_t date = extension_part(d, e, "validUntil", "valueDate");
+        snprintf(until, 16, "%.*s", date != UINT32_MAX ? (int)d->nodes[date].len : 0,
+                 date != UINT32_MAX ? fj_str(d, date) : "");
+        return true;
+    }
+    return false;
+}
+
+/*
+ * ELV-HANDOVER: an ELV provider takes handovers from a hospital or GP only under an attested agreement with
+ * that kind of sender (its directory entry's attestation extension) that has not lapsed (validUntil, a last
+ * valid day, compared with today in UTC). 0 or 422 naming the rule.
+ */
+static int check_agreement(rq *q, handover *h, const char *entry_id, const char *expr, oo_list *issues)
+{
+    const struct agreement *a = NULL;
+    for (size_t i = 0; i < sizeof agreements / sizeof *agreements && !a; i++)
+        if (q->caller.roles & agreements[i].sender_role)
+            a = &agreements[i];
+    if (!a)
+        return 0; /* the rule covers handovers from hospitals and GPs */
+    st_resource entry;
+    st_error err;
+    fj_doc d = {0};
+    fj_error perr;
+    char *text = NULL, until[16] = "", today[ST_INSTANT_LEN];
+    bool found = false;
+    if (st_read(q->app->opt.store, "Organization", entry_id, &entry, &err) == ST_OK) {
+        text = strndup(entry.json, entry.json_len);
+        found = text && fj_parse(text, entry.json_len, NULL, &d, &perr) && attested(&d, a->requirement, until);
+        st_resource_free(&entry);
+    }
+    fj_doc_free(&d);
+    free(text);
+    st_format_instant(rest_now_ms(q->app), today);
+    if (found && (!until[0] || strncmp(until, today, 10) >= 0))
+        return 0;
+    if (found)
+        oo_add(issues, OO_ERROR, "business-rule", expr, 0, 0,
+               "ELV-HANDOVER: the agreement of URA %s on the handover of medical policy with %s (%s) lapsed on %s "
+               "(CZ ELV); the receiver must renew its attestation",
+               h->ura, a->with, a->requirement, until);
+    else
+        oo_add(issues, OO_ERROR, "business-rule", expr, 0, 0,
+               "ELV-HANDOVER: URA %s has no attested agreement on the handover of medical policy with %s (%s, CZ "
+               "ELV) in Organization/%s",
+               h->ura, a->with, a->requirement, entry_id);
+    return 422;
+}
+
 /* The receiver: a registered care provider or GP by URA, with its directory entry. 0 or the status with an issue. */
 static int check_receiver(rq *q, handover *h, oo_list *issues)
 {
@@ -167,7 +253,7 @@ static int check_receiver(rq *q, handover *h, oo_list *issues)
                "URA %s is not a registered care provider or GP with a directory entry (Organization/%s)", h->ura, id);
         return 422;
     }
-    return 0;
+    return az_parse_roles(org->role) & AZ_ROLE_ELV ? check_agreement(q, h, id, expr, issues) : 0;
 }
 
 /* Percent-encodes a search value (everything but unreserved characters). */
