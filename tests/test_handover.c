@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "gateway/util/conformance.h"
 #include "tests/handover_body.h"
 #include "tests/rest_harness.h"
 
@@ -45,14 +46,36 @@ static void attest_agreements(const char *who, const char *ura, const char *unti
     rh_response_free(&r);
 }
 
-static void setup(void)
+static pf_registry *guide; /* the implementation guide's package, as `serve` loads it: the handover profiles */
+
+/* The server with the guide, the directory published, elv-a's ELV-HANDOVER agreements attested. */
+static void start_with(rh_options *opt)
 {
-    rh_setup();
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    const char *dirs[] = {IG_PACKAGE_DIR};
+    guide = conf_load(dirs, 1, &issues);
+    cr_assert_not_null(guide, "the guide's package at %s", IG_PACKAGE_DIR);
+    oo_list_free(&issues);
+    opt->profiles = guide;
+    rh_setup_with(opt);
     rh_publish_directory();
     attest_agreements("elv-a", URA_ELV_A, "2099-12-31");
 }
 
-TestSuite(handover, .init = setup, .fini = rh_teardown, .timeout = 240);
+static void setup(void)
+{
+    rh_options opt = {0};
+    start_with(&opt);
+}
+
+static void teardown(void)
+{
+    rh_teardown();
+    pf_registry_free(guide);
+}
+
+TestSuite(handover, .init = setup, .fini = teardown, .timeout = 240);
 
 /* A handover task: its id, and the ids of the advance notice and the handover Bundles. */
 typedef struct sent {
@@ -279,7 +302,7 @@ Test(handover, wrong_receivers_and_documents_are_refused)
     cr_expect_eq(send_handover("hospital-a", "1c6d7e5e-0005-4000-8000-000000000001", NULL, "99999999").status, 422);
     cr_expect_eq(send_handover("hospital-a", "1c6d7e5e-0005-4000-8000-000000000002", NULL, "90000501").status, 422);
     /* a document of the wrong type: the advance notice's Composition type as the handover */
-    char doc[6000], body[8000];
+    char doc[HB_DOCUMENT_MAX], body[HB_DOCUMENT_MAX + 256];
     hb_document(doc, sizeof doc, "1c6d7e5e-0005-4000-8000-000000000003", "http://loinc.org", "57830-2");
     snprintf(body, sizeof body,
              "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"document\",\"resource\":%s},{\"name\":"
@@ -415,6 +438,77 @@ Test(handover, every_access_is_audited)
     cr_expect(audited("elv-a", what, "read", "hidden"), "a read before in-progress is audited as hidden");
 }
 
+/* ---- The handover profiles (ig/profiles: handover-document, handover-composition, advance-notice-composition) */
+
+/* $handover of the example handover without its section of code drop_code: 422 with an error at `expression`
+ * whose text holds needle. */
+static void expect_profile_refusal(const char *drop_code, const char *expression, const char *needle)
+{
+    char *body = hb_parameters("1c6d7e5e-0011-4000-8000-000000000001", NULL, URA_ELV_A);
+    json_object *p = json_tokener_parse(body);
+    free(body);
+    json_object *param = json_object_array_get_idx(json_object_object_get(p, "parameter"), 0);
+    json_object *composition = json_object_object_get(
+        json_object_array_get_idx(json_object_object_get(json_object_object_get(param, "resource"), "entry"), 0),
+        "resource");
+    json_object *sections = json_object_object_get(composition, "section");
+    for (size_t i = 0; i < json_object_array_length(sections); i++)
+        if (!strcmp(rh_str(json_object_array_get_idx(sections, i), "code.coding.0.code"), drop_code)) {
+            json_object_array_del_idx(sections, i, 1);
+            break;
+        }
+    rh_response r = rh_request("hospital-a", "POST", "/$handover", json_object_to_json_string(p), NULL);
+    json_object_put(p);
+    cr_expect_eq(r.status, 422, "%.*s", (int)r.len, r.body);
+    json_object *o = rh_json(&r);
+    json_object *issues = json_object_object_get(o, "issue");
+    bool found = false;
+    for (size_t i = 0; i < json_object_array_length(issues) && !found; i++) {
+        json_object *is = json_object_array_get_idx(issues, i);
+        const char *at = rh_str(is, "expression.0"), *text = rh_str(is, "diagnostics");
+        found = at && text && !strcmp(at, expression) && strstr(text, needle);
+    }
+    cr_expect(found, "an error at %s saying '%s': %.*s", expression, needle, (int)r.len, r.body);
+    json_object_put(o);
+    rh_response_free(&r);
+}
+
+Test(handover, a_handover_without_a_required_section_is_refused_at_the_section)
+{
+    expect_profile_refusal("10160-0", "Parameters.parameter[0].resource.entry[0].resource.section",
+                           "slice 'medication' of Composition.section requires at least 1 value");
+    expect_profile_refusal("42348-3", "Parameters.parameter[0].resource.entry[0].resource.section",
+                           "slice 'treatmentLimitations'");
+    cr_expect_eq(count_tasks("hospital-a", "1c6d7e5e-0011-4000-8000-000000000001"), 0, "nothing was stored");
+}
+
+Test(handover, an_advance_notice_carries_no_full_medical_content)
+{
+    /* the handover's medication section copied into the advance notice: its slicing is closed */
+    char *body = hb_parameters("1c6d7e5e-0012-4000-8000-000000000001", "1c6d7e5e-0012-4000-8000-000000000002",
+                               URA_ELV_A);
+    json_object *p = json_tokener_parse(body);
+    free(body);
+    json_object *params = json_object_object_get(p, "parameter");
+    json_object *entry0[2];
+    for (int i = 0; i < 2; i++)
+        entry0[i] = json_object_object_get(
+            json_object_array_get_idx(
+                json_object_object_get(json_object_object_get(json_object_array_get_idx(params, (size_t)i), "resource"),
+                                       "entry"),
+                0),
+            "resource");
+    json_object *medication = json_object_array_get_idx(json_object_object_get(entry0[1], "section"), 2);
+    json_object_array_add(json_object_object_get(entry0[0], "section"), json_object_get(medication));
+    rh_response r = rh_request("hospital-a", "POST", "/$handover", json_object_to_json_string(p), NULL);
+    json_object_put(p);
+    cr_expect_eq(r.status, 422);
+    cr_expect(r.body && strstr(r.body, "Parameters.parameter[0].resource.entry[0].resource.section[4]") &&
+                  strstr(r.body, "slicing is closed"),
+              "%.*s", (int)r.len, r.body);
+    rh_response_free(&r);
+}
+
 /* ---- ELV-HANDOVER: the receiver's attested agreements ---- */
 
 /* The first issue's text of a 422 answer to $handover, which must name the rule. */
@@ -478,12 +572,10 @@ static void setup_at_rest(void)
     clock_gettime(CLOCK_REALTIME, &now);
     atomic_store(&pinned_ms, (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000);
     rh_options opt = {.clock_ms = pinned_clock, .handover_retention_days = 7, .purge_interval_ms = 1000};
-    rh_setup_with(&opt);
-    rh_publish_directory();
-    attest_agreements("elv-a", URA_ELV_A, "2099-12-31");
+    start_with(&opt);
 }
 
-TestSuite(at_rest, .init = setup_at_rest, .fini = rh_teardown, .timeout = 240);
+TestSuite(at_rest, .init = setup_at_rest, .fini = teardown, .timeout = 240);
 
 /* Whether the file holds the bytes of needle anywhere (a missing file holds nothing). */
 static bool file_holds(const char *file, const char *needle)
