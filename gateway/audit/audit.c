@@ -53,15 +53,7 @@ void au_hex(const unsigned char *bytes, size_t n, char *out)
 
 bool au_unhex(const char *text, unsigned char *out, size_t n)
 {
-    if (strlen(text) != 2 * n)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        int hi = hex_digit_value(text[2 * i]), lo = hex_digit_value(text[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return false;
-        out[i] = (unsigned char)(hi << 4 | lo);
-    }
-    return true;
+    return hex_decode(text, out, n);
 }
 
 static bool hmac(const unsigned char *key, size_t key_len, const unsigned char *data, size_t len,

@@ -27,19 +27,6 @@ static bool valid_key_id(const char *id)
     return true;
 }
 
-static bool unhex_key(const char *hex, unsigned char out[KF_KEY_LEN])
-{
-    if (strlen(hex) != 2 * KF_KEY_LEN)
-        return false;
-    for (size_t i = 0; i < KF_KEY_LEN; i++) {
-        int hi = hex_digit_value(hex[2 * i]), lo = hex_digit_value(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return false;
-        out[i] = (unsigned char)(hi << 4 | lo);
-    }
-    return true;
-}
-
 static bool seen_before(seen_ids *seen, const char *id, bool *oom)
 {
     for (size_t i = 0; i < seen->count; i++)
@@ -67,7 +54,7 @@ static const char *take_line(char *line, seen_ids *seen, kf_take_fn take, void *
     if (!valid_key_id(id))
         return "a key id is 1-32 of [A-Za-z0-9._-]";
     unsigned char key[KF_KEY_LEN];
-    if (!unhex_key(hex, key))
+    if (!hex_decode(hex, key, KF_KEY_LEN))
         return "the key is not 64 hex digits (32 bytes)";
     bool oom = false;
     const char *why = seen_before(seen, id, &oom) ? "the key id is used twice" : oom ? "out of memory" : NULL;
