@@ -38,6 +38,24 @@ static void run_pki(void)
     cr_assert_eq(system(cmd), 0);
 }
 
+static pthread_mutex_t seal_failure_lock = PTHREAD_MUTEX_INITIALIZER;
+static char seal_failure[512];
+
+static void note_seal_failure(void *arg, const char *message)
+{
+    (void)arg;
+    pthread_mutex_lock(&seal_failure_lock);
+    snprintf(seal_failure, sizeof seal_failure, "%s", message);
+    pthread_mutex_unlock(&seal_failure_lock);
+}
+
+void rh_last_seal_failure(char *out, size_t size)
+{
+    pthread_mutex_lock(&seal_failure_lock);
+    snprintf(out, size, "%s", seal_failure);
+    pthread_mutex_unlock(&seal_failure_lock);
+}
+
 void rh_start_server(void)
 {
     static char path[512]; /* the store keeps the path it was opened with */
@@ -57,6 +75,9 @@ void rh_start_server(void)
     if (!rh.audit_signer)
         rh.audit_signer = au_signer_load(signkey, err, sizeof err);
     cr_assert_not_null(rh.audit_signer, "%s", err);
+    snprintf(keyfile, sizeof keyfile, "%s/pki/seal.key", rh.dir); /* read at each start: tests rotate it */
+    rh.seal_keys = sl_keyring_load(keyfile, err, sizeof err);
+    cr_assert_not_null(rh.seal_keys, "%s", err);
     snprintf(path, sizeof path, "%s/store.db", rh.dir);
     st_config sc = {0};
     sc.path = path;
@@ -64,6 +85,10 @@ void rh_start_server(void)
     sc.audit_signer = rh.audit_signer;
     sc.audit_checkpoint_path = checkpoints;
     sc.audit_checkpoint_entries = rh.opt.audit_checkpoint_entries;
+    sc.seal_keys = rh.seal_keys;
+    sc.on_seal_failure = note_seal_failure;
+    sc.clock = rh.opt.clock_ms;
+    sc.clock_arg = rh.opt.clock_arg;
     st_error serr;
     rh.store = st_open(&sc, &serr);
     cr_assert_not_null(rh.store, "%s", serr.message);
@@ -83,6 +108,10 @@ void rh_start_server(void)
     ro.audit_keys = rh.audit_keys;
     ro.rules = rh.opt.rules;
     ro.outbound = rh.opt.outbound;
+    ro.clock_ms = rh.opt.clock_ms;
+    ro.clock_arg = rh.opt.clock_arg;
+    ro.handover_retention_days = rh.opt.handover_retention_days;
+    ro.purge_interval_ms = rh.opt.purge_interval_ms;
     rh.app = rest_app_new(&ro, err, sizeof err);
     cr_assert_not_null(rh.app, "%s", err);
     srv_config cfg;
@@ -116,6 +145,8 @@ void rh_stop_server(void)
     rest_app_free(rh.app);
     st_close(rh.store);
     id_table_free(rh.orgs);
+    sl_keyring_free(rh.seal_keys);
+    rh.seal_keys = NULL;
     rh.srv = NULL;
 }
 

@@ -38,6 +38,10 @@ typedef struct rh_options {
     const mpn_key *pseudonym_key;      /* their pseudonym() key */
     const rl_engine *rules;            /* the compliance operations' rule engine; NULL = they answer 503 */
     const ob_client *outbound;         /* pull mode's outbound client; NULL = pull mode answers 503 */
+    int64_t (*clock_ms)(void *arg);    /* the store's and the REST layer's clock; NULL = real time */
+    void *clock_arg;
+    unsigned handover_retention_days; /* 0 = never purge (the purge thread does not run) */
+    unsigned purge_interval_ms;       /* 0 = the gateway's default */
 } rh_options;
 
 /* The running fixture (one per test process: Criterion runs each test in its own). */
@@ -51,6 +55,7 @@ typedef struct rh_fixture {
     rh_options opt;
     au_keyring *audit_keys; /* from the test PKI (audit.key, audit-checkpoint.pem); kept across restarts */
     au_signer *audit_signer;
+    sl_keyring *seal_keys; /* the test PKI's seal.key (documents sealed at rest); reloaded at each start */
 } rh_fixture;
 
 extern rh_fixture rh;
@@ -90,6 +95,8 @@ const char *rh_str(json_object *o, const char *path);
 void rh_expect_outcome(const rh_response *r, long status, const char *code);
 /* A response header's value into out; NULL when absent. */
 const char *rh_header(const rh_response *r, const char *name, char *out, size_t size);
+/* The last sealed body that did not open, as the store reported it to the error log ("" when none). */
+void rh_last_seal_failure(char *out, size_t size);
 /* Publish every registered organisation's own directory entry (Organization/ura-<URA>), as serve does. */
 void rh_publish_directory(void);
 /* Create a resource as `who` (asserts 201); returns its id (static buffer, overwritten by the next call). */

@@ -8,64 +8,74 @@
  * Memory: responses and JSON are freed in each test; the request bodies are
  * stack buffers.
  */
+#define _GNU_SOURCE /* memmem */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "gateway/util/conformance.h"
+#include "tests/handover_body.h"
 #include "tests/rest_harness.h"
+
+#define URA_SYSTEM "http://fhir.nl/fhir/NamingSystem/ura"
+#define URA_ELV_B "90000302"
+#define URA_HOSPITAL_A "90000101"
+#define URA_ELV_A "90000301"
+#define SECRET HB_SECRET
+
+/* The receiver `who` (URA ura) attests its ELV-HANDOVER agreements, valid until `until`, in its directory entry. */
+static void attest_agreements(const char *who, const char *ura, const char *until)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/Organization/ura-%s", ura);
+    rh_response r = rh_request(who, "GET", path, NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s reads its directory entry", who);
+    char *body = hb_with_agreements(r.body, until);
+    rh_response_free(&r);
+    cr_assert_not_null(body);
+    r = rh_request(who, "PUT", path, body, NULL);
+    free(body);
+    cr_assert_eq(r.status, 200, "%s attests its agreements: %ld %.*s", who, r.status, (int)r.len, r.body);
+    rh_response_free(&r);
+}
+
+static pf_registry *guide; /* the implementation guide's package, as `serve` loads it: the handover profiles */
+
+/* The server with the guide, the directory published, elv-a's ELV-HANDOVER agreements attested. */
+static void start_with(rh_options *opt)
+{
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    const char *dirs[] = {IG_PACKAGE_DIR};
+    guide = conf_load(dirs, 1, &issues);
+    cr_assert_not_null(guide, "the guide's package at %s", IG_PACKAGE_DIR);
+    oo_list_free(&issues);
+    opt->profiles = guide;
+    rh_setup_with(opt);
+    rh_publish_directory();
+    attest_agreements("elv-a", URA_ELV_A, "2099-12-31");
+}
 
 static void setup(void)
 {
-    rh_setup();
-    rh_publish_directory();
+    rh_options opt = {0};
+    start_with(&opt);
 }
 
-TestSuite(handover, .init = setup, .fini = rh_teardown, .timeout = 240);
-
-#define URA_SYSTEM "http://fhir.nl/fhir/NamingSystem/ura"
-#define URA_HOSPITAL_A "90000101"
-#define URA_ELV_A "90000301"
-#define SECRET "Jansen-Geheimzinnig"
-
-/* A document Bundle: Composition of type system|code, with a Patient whose name is SECRET. */
-static void document(char *out, size_t size, const char *ident, const char *system, const char *code)
+static void teardown(void)
 {
-    snprintf(out, size,
-             "{\"resourceType\":\"Bundle\",\"identifier\":{\"system\":\"urn:ietf:rfc:3986\",\"value\":\"urn:uuid:%s\"},"
-             "\"type\":\"document\",\"timestamp\":\"2026-01-05T10:00:00+01:00\",\"entry\":["
-             "{\"fullUrl\":\"urn:uuid:6b1f6a39-0d4c-4c5b-9f7e-1a2b3c4d5e01\",\"resource\":{\"resourceType\":"
-             "\"Composition\",\"status\":\"final\",\"type\":{\"coding\":[{\"system\":\"%s\",\"code\":\"%s\"}]},"
-             "\"subject\":{\"reference\":\"urn:uuid:6b1f6a39-0d4c-4c5b-9f7e-1a2b3c4d5e02\"},"
-             "\"date\":\"2026-01-05T10:00:00+01:00\",\"author\":[{\"type\":\"Organization\",\"identifier\":"
-             "{\"system\":\"" URA_SYSTEM "\",\"value\":\"" URA_HOSPITAL_A
-             "\"}}],\"title\":\"Overdracht medisch beleid\","
-             "\"section\":[{\"title\":\"Medisch beleid\",\"code\":{\"coding\":[{\"system\":\"http://snomed.info/sct\","
-             "\"code\":\"773130005\"}]},\"text\":{\"status\":\"generated\",\"div\":\"<div "
-             "xmlns=\\\"http://www.w3.org/1999/xhtml\\\">Beleid voor " SECRET "</div>\"}}]}},"
-             "{\"fullUrl\":\"urn:uuid:6b1f6a39-0d4c-4c5b-9f7e-1a2b3c4d5e02\",\"resource\":{\"resourceType\":"
-             "\"Patient\",\"name\":[{\"family\":\"" SECRET "\"}]}}]}",
-             ident, system, code);
+    rh_teardown();
+    pf_registry_free(guide);
 }
 
-/* The Parameters of $handover: the handover (ident), optionally an advance notice (notice_ident), the receiver. */
-static char *handover_body(const char *ident, const char *notice_ident, const char *receiver_ura)
-{
-    size_t size = 16384;
-    char *out = malloc(size), doc[6000], notice[6000];
-    cr_assert_not_null(out);
-    document(doc, sizeof doc, ident, "http://snomed.info/sct", "371535009");
-    if (notice_ident)
-        document(notice, sizeof notice, notice_ident, "http://loinc.org", "57830-2");
-    snprintf(out, size,
-             "{\"resourceType\":\"Parameters\",\"parameter\":[%s%s%s{\"name\":\"document\",\"resource\":%s},"
-             "{\"name\":\"receiver\",\"valueReference\":{\"identifier\":{\"system\":\"" URA_SYSTEM
-             "\",\"value\":\"%s\"}}}]}",
-             notice_ident ? "{\"name\":\"advanceNotice\",\"resource\":" : "", notice_ident ? notice : "",
-             notice_ident ? "}," : "", doc, receiver_ura);
-    return out;
-}
+TestSuite(handover, .init = setup, .fini = teardown, .timeout = 240);
 
 /* A handover task: its id, and the ids of the advance notice and the handover Bundles. */
 typedef struct sent {
@@ -87,7 +97,7 @@ static void read_inputs(json_object *task, sent *s)
 
 static sent send_handover(const char *who, const char *ident, const char *notice_ident, const char *receiver)
 {
-    char *body = handover_body(ident, notice_ident, receiver);
+    char *body = hb_parameters(ident, notice_ident, receiver);
     rh_response r = rh_request(who, "POST", "/$handover", body, NULL);
     free(body);
     sent s = {.status = r.status};
@@ -292,8 +302,8 @@ Test(handover, wrong_receivers_and_documents_are_refused)
     cr_expect_eq(send_handover("hospital-a", "1c6d7e5e-0005-4000-8000-000000000001", NULL, "99999999").status, 422);
     cr_expect_eq(send_handover("hospital-a", "1c6d7e5e-0005-4000-8000-000000000002", NULL, "90000501").status, 422);
     /* a document of the wrong type: the advance notice's Composition type as the handover */
-    char doc[6000], body[8000];
-    document(doc, sizeof doc, "1c6d7e5e-0005-4000-8000-000000000003", "http://loinc.org", "57830-2");
+    char doc[HB_DOCUMENT_MAX], body[HB_DOCUMENT_MAX + 256];
+    hb_document(doc, sizeof doc, "1c6d7e5e-0005-4000-8000-000000000003", "http://loinc.org", "57830-2");
     snprintf(body, sizeof body,
              "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"document\",\"resource\":%s},{\"name\":"
              "\"receiver\",\"valueReference\":{\"identifier\":{\"system\":\"" URA_SYSTEM "\",\"value\":\"" URA_ELV_A
@@ -301,7 +311,7 @@ Test(handover, wrong_receivers_and_documents_are_refused)
              doc);
     cr_expect_eq(status_of("hospital-a", "POST", "/$handover", body), 422);
     /* invalid FHIR inside the document */
-    char *bad = handover_body("1c6d7e5e-0005-4000-8000-000000000004", NULL, URA_ELV_A);
+    char *bad = hb_parameters("1c6d7e5e-0005-4000-8000-000000000004", NULL, URA_ELV_A);
     char *at = strstr(bad, "\"final\"");
     cr_assert_not_null(at);
     memcpy(at, "\"fine\" ", 7);
@@ -350,7 +360,7 @@ typedef struct racer {
 static void *race(void *arg)
 {
     racer *r = arg;
-    char *body = handover_body(r->ident, "1c6d7e5e-0007-4000-8000-0000000000a1", URA_ELV_A);
+    char *body = hb_parameters(r->ident, "1c6d7e5e-0007-4000-8000-0000000000a1", URA_ELV_A);
     rh_response resp = rh_request("hospital-a", "POST", "/$handover", body, NULL);
     free(body);
     r->result.status = resp.status;
@@ -426,4 +436,388 @@ Test(handover, every_access_is_audited)
     cr_expect(audited("elv-b", what, "read", "hidden"), "another's attempt is audited as hidden");
     snprintf(what, sizeof what, "Bundle/%s", s.doc);
     cr_expect(audited("elv-a", what, "read", "hidden"), "a read before in-progress is audited as hidden");
+}
+
+/* ---- The handover profiles (ig/profiles: handover-document, handover-composition, advance-notice-composition) */
+
+/* $handover of the example handover without its section of code drop_code: 422 with an error at `expression`
+ * whose text holds needle. */
+static void expect_profile_refusal(const char *drop_code, const char *expression, const char *needle)
+{
+    char *body = hb_parameters("1c6d7e5e-0011-4000-8000-000000000001", NULL, URA_ELV_A);
+    json_object *p = json_tokener_parse(body);
+    free(body);
+    json_object *param = json_object_array_get_idx(json_object_object_get(p, "parameter"), 0);
+    json_object *composition = json_object_object_get(
+        json_object_array_get_idx(json_object_object_get(json_object_object_get(param, "resource"), "entry"), 0),
+        "resource");
+    json_object *sections = json_object_object_get(composition, "section");
+    for (size_t i = 0; i < json_object_array_length(sections); i++)
+        if (!strcmp(rh_str(json_object_array_get_idx(sections, i), "code.coding.0.code"), drop_code)) {
+            json_object_array_del_idx(sections, i, 1);
+            break;
+        }
+    rh_response r = rh_request("hospital-a", "POST", "/$handover", json_object_to_json_string(p), NULL);
+    json_object_put(p);
+    cr_expect_eq(r.status, 422, "%.*s", (int)r.len, r.body);
+    json_object *o = rh_json(&r);
+    json_object *issues = json_object_object_get(o, "issue");
+    bool found = false;
+    for (size_t i = 0; i < json_object_array_length(issues) && !found; i++) {
+        json_object *is = json_object_array_get_idx(issues, i);
+        const char *at = rh_str(is, "expression.0"), *text = rh_str(is, "diagnostics");
+        found = at && text && !strcmp(at, expression) && strstr(text, needle);
+    }
+    cr_expect(found, "an error at %s saying '%s': %.*s", expression, needle, (int)r.len, r.body);
+    json_object_put(o);
+    rh_response_free(&r);
+}
+
+Test(handover, a_handover_without_a_required_section_is_refused_at_the_section)
+{
+    expect_profile_refusal("10160-0", "Parameters.parameter[0].resource.entry[0].resource.section",
+                           "slice 'medication' of Composition.section requires at least 1 value");
+    expect_profile_refusal("42348-3", "Parameters.parameter[0].resource.entry[0].resource.section",
+                           "slice 'treatmentLimitations'");
+    cr_expect_eq(count_tasks("hospital-a", "1c6d7e5e-0011-4000-8000-000000000001"), 0, "nothing was stored");
+}
+
+Test(handover, an_advance_notice_carries_no_full_medical_content)
+{
+    /* the handover's medication section copied into the advance notice: its slicing is closed */
+    char *body = hb_parameters("1c6d7e5e-0012-4000-8000-000000000001", "1c6d7e5e-0012-4000-8000-000000000002",
+                               URA_ELV_A);
+    json_object *p = json_tokener_parse(body);
+    free(body);
+    json_object *params = json_object_object_get(p, "parameter");
+    json_object *entry0[2];
+    for (int i = 0; i < 2; i++)
+        entry0[i] = json_object_object_get(
+            json_object_array_get_idx(
+                json_object_object_get(json_object_object_get(json_object_array_get_idx(params, (size_t)i), "resource"),
+                                       "entry"),
+                0),
+            "resource");
+    json_object *medication = json_object_array_get_idx(json_object_object_get(entry0[1], "section"), 2);
+    json_object_array_add(json_object_object_get(entry0[0], "section"), json_object_get(medication));
+    rh_response r = rh_request("hospital-a", "POST", "/$handover", json_object_to_json_string(p), NULL);
+    json_object_put(p);
+    cr_expect_eq(r.status, 422);
+    cr_expect(r.body && strstr(r.body, "Parameters.parameter[0].resource.entry[0].resource.section[4]") &&
+                  strstr(r.body, "slicing is closed"),
+              "%.*s", (int)r.len, r.body);
+    rh_response_free(&r);
+}
+
+/* ---- ELV-HANDOVER: the receiver's attested agreements ---- */
+
+/* The first issue's text of a 422 answer to $handover, which must name the rule. */
+static void expect_rule_refusal(const char *who, const char *ident, const char *receiver, const char *needle)
+{
+    char *body = hb_parameters(ident, NULL, receiver);
+    rh_response r = rh_request(who, "POST", "/$handover", body, NULL);
+    free(body);
+    rh_expect_outcome(&r, 422, "business-rule");
+    json_object *o = rh_json(&r);
+    const char *text = rh_str(o, "issue.0.diagnostics");
+    const char *where = rh_str(o, "issue.0.expression.0");
+    cr_expect(text && strstr(text, "ELV-HANDOVER") && strstr(text, needle), "the outcome names the rule: %s",
+              text ? text : "(none)");
+    cr_expect(where && !strcmp(where, "Parameters.parameter[1].valueReference"), "at the receiver: %s",
+              where ? where : "(none)");
+    json_object_put(o);
+    rh_response_free(&r);
+}
+
+Test(handover, an_elv_without_an_attested_agreement_is_refused)
+{
+    expect_rule_refusal("hospital-a", "1c6d7e5e-0009-4000-8000-000000000001", URA_ELV_B, "no attested agreement");
+    /* GPs and hospitals are separate agreements: elv-b attests only the one with hospitals */
+    rh_response r = rh_request("elv-b", "GET", "/Organization/ura-" URA_ELV_B, NULL, NULL);
+    char *body = hb_with_agreements(r.body, "2099-12-31");
+    rh_response_free(&r);
+    json_object *org = json_tokener_parse(body);
+    free(body);
+    json_object_array_del_idx(json_object_object_get(org, "extension"), 1, 1); /* drop elv-overdracht-huisarts */
+    r = rh_request("elv-b", "PUT", "/Organization/ura-" URA_ELV_B, json_object_to_json_string(org), NULL);
+    json_object_put(org);
+    cr_assert_eq(r.status, 200);
+    rh_response_free(&r);
+    cr_expect_eq(send_handover("hospital-a", "1c6d7e5e-0009-4000-8000-000000000002", NULL, URA_ELV_B).status, 201);
+    expect_rule_refusal("gp", "1c6d7e5e-0009-4000-8000-000000000003", URA_ELV_B, "elv-overdracht-huisarts");
+}
+
+Test(handover, an_expired_agreement_is_refused_naming_the_rule)
+{
+    attest_agreements("elv-a", URA_ELV_A, "2024-12-31");
+    expect_rule_refusal("hospital-a", "1c6d7e5e-0010-4000-8000-000000000001", URA_ELV_A, "lapsed on 2024-12-31");
+    cr_expect_eq(count_tasks("hospital-a", "1c6d7e5e-0010-4000-8000-000000000001"), 0, "nothing was stored");
+    attest_agreements("elv-a", URA_ELV_A, "2099-12-31");
+    cr_expect_eq(send_handover("hospital-a", "1c6d7e5e-0010-4000-8000-000000000001", NULL, URA_ELV_A).status, 201);
+}
+
+/* ---- Protection at rest (part 6): sealed documents, rotation, moved ciphertexts, purge ---- */
+
+static _Atomic int64_t pinned_ms; /* the clock of the at_rest tests: real time at start, moved by the tests */
+
+static int64_t pinned_clock(void *arg)
+{
+    (void)arg;
+    return atomic_load(&pinned_ms);
+}
+
+static void setup_at_rest(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    atomic_store(&pinned_ms, (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+    /* the purge thread waits an hour: tests run passes themselves, except the one that restarts it sooner */
+    rh_options opt = {.clock_ms = pinned_clock, .handover_retention_days = 7, .purge_interval_ms = 3600000};
+    start_with(&opt);
+}
+
+TestSuite(at_rest, .init = setup_at_rest, .fini = teardown, .timeout = 240);
+
+/* Whether the file holds the bytes of needle anywhere (a missing file holds nothing). */
+static bool file_holds(const char *file, const char *needle)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", rh.dir, file);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return false;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    rewind(f);
+    char *bytes = malloc((size_t)size + 1);
+    cr_assert_not_null(bytes);
+    size_t got = fread(bytes, 1, (size_t)size, f);
+    fclose(f);
+    bool found = memmem(bytes, got, needle, strlen(needle)) != NULL;
+    free(bytes);
+    return found;
+}
+
+static bool database_holds(const char *needle)
+{
+    return file_holds("store.db", needle) || file_holds("store.db-wal", needle);
+}
+
+/* The body of GET path as who: its status, and whether it contains needle. */
+static long get_holding(const char *who, const char *path, const char *needle, bool *holds)
+{
+    rh_response r = rh_request(who, "GET", path, NULL, NULL);
+    long s = r.status;
+    *holds = r.body && memmem(r.body, r.len, needle, strlen(needle)) != NULL;
+    if (s >= 400)
+        rh_expect_outcome(&r, s, NULL);
+    rh_response_free(&r);
+    return s;
+}
+
+/* One SQL statement on the stopped server's database. */
+static void run_sql(const char *sql)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/store.db", rh.dir);
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    char *msg = NULL;
+    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, &msg), SQLITE_OK, "%s: %s", sql, msg ? msg : "");
+    sqlite3_close(db);
+}
+
+Test(at_rest, the_database_never_holds_a_document_in_the_clear)
+{
+    sent s = send_handover("hospital-a", "7e0d5a1c-1111-4a4a-9c9c-000000000001", "7e0d5a1c-1111-4a4a-9c9c-000000000002",
+                           URA_ELV_A);
+    cr_assert_eq(s.status, 201);
+    char path[128];
+    bool holds = false;
+    snprintf(path, sizeof path, "/Bundle/%s", s.notice);
+    cr_expect_eq(get_holding("elv-a", path, SECRET, &holds), 200);
+    cr_expect(holds, "the receiver reads the advance notice in the clear");
+    snprintf(path, sizeof path, "/Bundle/%s", s.doc);
+    cr_expect_eq(get_holding("hospital-a", path, SECRET, &holds), 200);
+    cr_expect(holds, "the sender reads the handover in the clear");
+    /* while running (the WAL) and after the checkpoint at close (the main file) */
+    for (int pass = 0; pass < 2; pass++) {
+        cr_expect_not(database_holds(SECRET), "pass %d: the patient's name is in the database file", pass);
+        cr_expect_not(database_holds("Overdracht medisch beleid"), "pass %d: the document's title is there", pass);
+        cr_expect(database_holds("7e0d5a1c-1111-4a4a-9c9c-000000000001"), "the identifier (searched) is indexed");
+        cr_expect(database_holds(SL_PREFIX "dev-1."), "the documents are sealed with the key dev-1");
+        if (pass == 0)
+            rh_stop_server();
+    }
+    rh_start_server();
+}
+
+/* Appends a key line to the seal key file (ids dev-2, ...): rotation, taking effect at the next start. */
+static void append_seal_key(const char *id)
+{
+    char cmd[768];
+    snprintf(cmd, sizeof cmd, "printf '%s %%s\\n' \"$(openssl rand -hex 32)\" >> '%s/pki/seal.key'", id, rh.dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+Test(at_rest, rotation_keeps_older_documents_readable)
+{
+    sent a = send_handover("hospital-a", "7e0d5a1c-2222-4a4a-9c9c-000000000001", NULL, URA_ELV_A);
+    cr_assert_eq(a.status, 201);
+    rh_stop_server();
+    append_seal_key("dev-2");
+    rh_start_server();
+    sent b = send_handover("hospital-a", "7e0d5a1c-2222-4a4a-9c9c-000000000002", NULL, URA_ELV_A);
+    cr_assert_eq(b.status, 201);
+    char path[128];
+    bool holds = false;
+    const char *docs[2] = {a.doc, b.doc};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "/Bundle/%s", docs[i]);
+        cr_expect_eq(get_holding("elv-a", path, SECRET, &holds), 200, "document %d", i);
+        cr_expect(holds);
+    }
+    cr_expect(database_holds(SL_PREFIX "dev-1.") && database_holds(SL_PREFIX "dev-2."),
+              "each row names the key that sealed it");
+    /* dropping the old key makes exactly its documents unreadable: an error, never ciphertext */
+    rh_stop_server();
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "sed -i '/^dev-1 /d' '%s/pki/seal.key'", rh.dir);
+    cr_assert_eq(system(cmd), 0);
+    rh_start_server();
+    snprintf(path, sizeof path, "/Bundle/%s", a.doc);
+    cr_expect_eq(get_holding("elv-a", path, SL_PREFIX, &holds), 500);
+    cr_expect_not(holds, "no ciphertext is served");
+    char failure[512];
+    rh_last_seal_failure(failure, sizeof failure);
+    cr_expect(strstr(failure, a.doc) && strstr(failure, "dev-1"), "the error log names the row and key: %s", failure);
+    snprintf(path, sizeof path, "/Bundle/%s", b.doc);
+    cr_expect_eq(get_holding("elv-a", path, SECRET, &holds), 200);
+}
+
+Test(at_rest, a_ciphertext_moved_to_another_row_does_not_open)
+{
+    sent a = send_handover("hospital-a", "7e0d5a1c-3333-4a4a-9c9c-000000000001", NULL, URA_ELV_A);
+    sent b = send_handover("hospital-b", "7e0d5a1c-3333-4a4a-9c9c-000000000002", NULL, URA_ELV_A);
+    cr_assert(a.status == 201 && b.status == 201);
+    rh_stop_server();
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "UPDATE resource_version SET json = (SELECT json FROM resource_version WHERE type = 'Bundle' AND "
+             "id = '%s') WHERE type = 'Bundle' AND id = '%s'",
+             a.doc, b.doc);
+    run_sql(sql);
+    rh_start_server();
+    char path[128];
+    bool holds = false;
+    snprintf(path, sizeof path, "/Bundle/%s", b.doc);
+    cr_expect_eq(get_holding("hospital-b", path, SECRET, &holds), 500);
+    cr_expect_not(holds, "hospital-a's document is not served to hospital-b");
+    char failure[512];
+    rh_last_seal_failure(failure, sizeof failure);
+    cr_expect(strstr(failure, b.doc) && strstr(failure, "does not open"), "logged: %s", failure);
+    snprintf(path, sizeof path, "/Bundle/%s", a.doc);
+    cr_expect_eq(get_holding("hospital-a", path, SECRET, &holds), 200, "the original row still opens");
+    cr_expect(holds);
+}
+
+/* Rows of the document's versions that still have a body. */
+static int bodies_left(const char *id)
+{
+    char path[512], sql[256];
+    snprintf(path, sizeof path, "%s/store.db", rh.dir);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM resource_version WHERE type = 'Bundle' AND id = '%s' AND json "
+             "IS NOT NULL",
+             id);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *stmt = NULL;
+    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_step(stmt), SQLITE_ROW);
+    int n = sqlite3_column_int(stmt, 0);
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return n;
+}
+
+#define DAY_MS INT64_C(86400000)
+
+/* Whether the audit trail records the purge of Bundle/id. */
+static bool purge_audited(const char *id)
+{
+    st_audit_row *rows = NULL;
+    size_t count = 0;
+    st_error err;
+    st_audit_query q = {.count = 1000};
+    cr_assert_eq(st_audit_list(rh.store, &q, &rows, &count, &err), ST_OK, "%s", err.message);
+    bool found = false;
+    for (size_t i = 0; i < count && !found; i++)
+        found = !strcmp(rows[i].entry.interaction, "purge") && !strcmp(rows[i].entry.id, id) &&
+                !strcmp(rows[i].entry.type, "Bundle") && rows[i].entry.action == 'D';
+    free(rows);
+    return found;
+}
+
+Test(at_rest, documents_are_purged_days_after_the_handover_ended)
+{
+    sent s = send_handover("hospital-a", "7e0d5a1c-4444-4a4a-9c9c-000000000001", NULL, URA_ELV_A);
+    sent open = send_handover("hospital-a", "7e0d5a1c-4444-4a4a-9c9c-000000000002", NULL, URA_ELV_A);
+    cr_assert(s.status == 201 && open.status == 201);
+    cr_expect_eq(patch_status("elv-a", s.task, "completed"), 200);
+    char err[256] = "";
+    atomic_fetch_add(&pinned_ms, 7 * DAY_MS - 60000); /* a minute short of the retention */
+    cr_expect_eq(rest_handover_purge(rh.app, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(read_bundle("hospital-a", s.doc), 200);
+    atomic_fetch_add(&pinned_ms, 120000);
+    cr_expect_eq(rest_handover_purge(rh.app, err, sizeof err), 1, "%s", err);
+    cr_expect_eq(rest_handover_purge(rh.app, err, sizeof err), 0, "a second pass finds nothing left");
+    cr_expect_eq(read_bundle("hospital-a", s.doc), 410, "the sender learns that the content is gone");
+    cr_expect_eq(read_bundle("elv-a", s.doc), 404, "the receiver's access had ended: nothing changes for it");
+    char path[128];
+    snprintf(path, sizeof path, "/Bundle/%s/_history/1", s.doc);
+    cr_expect_eq(status_of("hospital-a", "GET", path, NULL), 410, "older versions are purged too");
+    snprintf(path, sizeof path, "/Task/%s", s.task);
+    cr_expect_eq(status_of("hospital-a", "GET", path, NULL), 200, "the Task stays");
+    cr_expect_eq(read_bundle("elv-a", open.doc), 200, "a handover still going on keeps its documents");
+    cr_expect_eq(bodies_left(s.doc), 0);
+    cr_expect(purge_audited(s.doc), "the purge is in the audit trail");
+}
+
+Test(at_rest, the_server_purges_by_itself)
+{
+    sent s = send_handover("hospital-a", "7e0d5a1c-5555-4a4a-9c9c-000000000001", NULL, URA_ELV_A);
+    cr_assert_eq(s.status, 201);
+    cr_expect_eq(patch_status("hospital-a", s.task, "cancelled"), 200);
+    rh_stop_server();
+    rh.opt.purge_interval_ms = 1000;
+    rh_start_server();
+    atomic_fetch_add(&pinned_ms, 8 * DAY_MS);
+    long status = 200;
+    for (int i = 0; i < 100 && status == 200; i++) { /* the purge thread looks every second */
+        usleep(100 * 1000);
+        status = read_bundle("hospital-a", s.doc);
+    }
+    cr_expect_eq(status, 410);
+}
+
+Test(at_rest, a_missing_seal_key_file_refuses_startup)
+{
+    char conf[512], cmd[1536], out[512];
+    snprintf(conf, sizeof conf, "%s/missing-seal.conf", rh.dir);
+    snprintf(out, sizeof out, "%s/missing-seal.err", rh.dir);
+    FILE *f = fopen(conf, "w");
+    cr_assert_not_null(f);
+    fprintf(f,
+            "organisations %s/organisations.tsv\naudit_key_file %s/pki/audit.key\naudit_checkpoint_key "
+            "%s/pki/audit-checkpoint.pem\naudit_checkpoint_file %s/other-checkpoints\nstore_path %s/other.db\n"
+            "seal_key_file %s/pki/no-such-seal.key\naccess_log\n",
+            rh.dir, rh.dir, rh.dir, rh.dir, rh.dir, rh.dir);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "'%s' serve --config '%s' >/dev/null 2>'%s'", FHIRGW_BIN, conf, out);
+    int rc = system(cmd);
+    cr_expect(WIFEXITED(rc) && WEXITSTATUS(rc) != 0, "serve started without its seal key file");
+    cr_expect(file_holds("missing-seal.err", "seal_key_file") && file_holds("missing-seal.err", "no-such-seal.key"),
+              "the error names the setting and the file");
+    cr_expect_not(file_holds("other.db", "Bundle"), "nothing was stored");
 }

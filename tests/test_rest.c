@@ -1396,6 +1396,7 @@ static const struct module_uses {
     {"handlers", {0}},
     {"rest_batch", {"handlers", "rest_write", "rest_query", "rest_bundle", "rest_access", "rest_audit", "answer"}},
     {"rest_handover", {"handlers", "rest_batch", "rest_write", "rest_access", "answer"}},
+    {"rest_retention", {"rest_access"}},
     {"rest_patch", {"handlers", "rest_write", "rest_query", "rest_access", "answer"}},
     {"rest_validate", {"handlers", "rest_write", "answer"}},
     {"rest_compliance",

@@ -11,8 +11,6 @@
  */
 #include "gateway/audit/audit.h"
 
-#include <ctype.h>
-#include <errno.h>
 #include <inttypes.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -23,6 +21,7 @@
 
 #include "fhir/array.h"
 #include "gateway/util/hex.h"
+#include "gateway/util/keyfile.h"
 
 #define CHAIN_LABEL "fhirgw audit chain v1"
 #define PSEUDONYM_LABEL "fhirgw audit pseudonym v1"
@@ -54,15 +53,7 @@ void au_hex(const unsigned char *bytes, size_t n, char *out)
 
 bool au_unhex(const char *text, unsigned char *out, size_t n)
 {
-    if (strlen(text) != 2 * n)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        int hi = hex_digit_value(text[2 * i]), lo = hex_digit_value(text[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return false;
-        out[i] = (unsigned char)(hi << 4 | lo);
-    }
-    return true;
+    return hex_decode(text, out, n);
 }
 
 static bool hmac(const unsigned char *key, size_t key_len, const unsigned char *data, size_t len,
@@ -157,17 +148,6 @@ void au_keyring_free(au_keyring *k)
     free(k);
 }
 
-static bool valid_key_id(const char *id)
-{
-    size_t n = strlen(id);
-    if (!n || n > AU_KEY_ID_MAX)
-        return false;
-    for (const char *p = id; *p; p++)
-        if (!isalnum((unsigned char)*p) && *p != '.' && *p != '_' && *p != '-')
-            return false;
-    return true;
-}
-
 static const au_key *find_key(const au_keyring *k, const char *id)
 {
     for (size_t i = 0; i < k->count; i++)
@@ -176,29 +156,16 @@ static const au_key *find_key(const au_keyring *k, const char *id)
     return NULL;
 }
 
-/* One "<id> <hex>" line into the ring; NULL or a reason. */
-static const char *take_key_line(au_keyring *k, char *line)
+/* One key of the file (gateway/util/keyfile.h) into the ring: its two derived keys; NULL or a reason. */
+static const char *take_key(void *arg, const char *id, const unsigned char master[KF_KEY_LEN])
 {
-    char *id = strtok(line, " \t\r\n"), *hex = strtok(NULL, " \t\r\n");
-    if (!id || *id == '#')
-        return NULL;
-    unsigned char master[AU_MAC_LEN];
-    if (!hex || strtok(NULL, " \t\r\n"))
-        return "expected '<key-id> <64 hex digits>'";
-    if (!valid_key_id(id))
-        return "a key id is 1-32 of [A-Za-z0-9._-]";
-    if (!au_unhex(hex, master, sizeof master))
-        return "the key is not 64 hex digits (32 bytes)";
-    if (find_key(k, id))
-        return "the key id is used twice";
+    au_keyring *k = arg;
     if (!fa_reserve(&k->keys, &k->cap, k->count + 1, sizeof *k->keys))
         return "out of memory";
     au_key *key = &k->keys[k->count];
     snprintf(key->id, sizeof key->id, "%s", id);
-    bool ok = hmac(master, sizeof master, (const unsigned char *)CHAIN_LABEL, strlen(CHAIN_LABEL), key->chain) &&
-              hmac(master, sizeof master, (const unsigned char *)PSEUDONYM_LABEL, strlen(PSEUDONYM_LABEL),
-                   key->pseudonym);
-    OPENSSL_cleanse(master, sizeof master);
+    bool ok = hmac(master, KF_KEY_LEN, (const unsigned char *)CHAIN_LABEL, strlen(CHAIN_LABEL), key->chain) &&
+              hmac(master, KF_KEY_LEN, (const unsigned char *)PSEUDONYM_LABEL, strlen(PSEUDONYM_LABEL), key->pseudonym);
     if (!ok)
         return "HMAC failed";
     k->count++;
@@ -207,25 +174,12 @@ static const char *take_key_line(au_keyring *k, char *line)
 
 au_keyring *au_keyring_load(const char *path, char *err, size_t errlen)
 {
-    FILE *f = path && *path ? fopen(path, "r") : NULL;
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path && *path ? path : "audit key file",
-                 path && *path ? strerror(errno) : "not configured");
+    au_keyring *k = calloc(1, sizeof *k);
+    if (!k) {
+        snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    au_keyring *k = calloc(1, sizeof *k);
-    char line[512];
-    unsigned lineno = 0;
-    const char *why = k ? NULL : "out of memory";
-    while (!why && fgets(line, sizeof line, f)) {
-        lineno++;
-        why = take_key_line(k, line);
-    }
-    fclose(f);
-    if (!why && !k->count)
-        why = "no key", lineno = 0;
-    if (why) {
-        snprintf(err, errlen, "%s:%u: %s", path, lineno, why);
+    if (!kf_load(path, "audit key file", take_key, k, err, errlen)) {
         au_keyring_free(k);
         return NULL;
     }

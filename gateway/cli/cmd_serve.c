@@ -138,7 +138,9 @@ static bool make_dev_pki(const char *dir)
         return false;
     bool pki = file_exists(marker);
     n = snprintf(marker, sizeof marker, "%s/audit.key", dir);
-    if (pki && n > 0 && (size_t)n < sizeof marker && file_exists(marker))
+    bool audit = pki && n > 0 && (size_t)n < sizeof marker && file_exists(marker);
+    n = snprintf(marker, sizeof marker, "%s/seal.key", dir);
+    if (audit && n > 0 && (size_t)n < sizeof marker && file_exists(marker))
         return true;
     char script[PATH_MAX];
     if (!find_pki_script(script, sizeof script)) {
@@ -146,7 +148,7 @@ static bool make_dev_pki(const char *dir)
         return false;
     }
     pid_t pid = fork();
-    if (pid == 0) { /* a folder made before the audit trail gets just its audit keys */
+    if (pid == 0) { /* a folder made before the audit trail or sealing gets just the keys it lacks */
         if (pki)
             execl(script, script, "--audit-keys", dir, (char *)NULL);
         else
@@ -191,6 +193,7 @@ bool cli_dev_config(gw_config *c, const char *dir, unsigned port, unsigned ops_p
     SET("audit_checkpoint_key", "%s/audit-checkpoint.pem", dir);
     SET("audit_checkpoint_file", "%s/audit-checkpoints", dir);
     SET("pseudonym_key_file", "%s/pseudonym.key", dir);
+    SET("seal_key_file", "%s/seal.key", dir);
 #undef SET
     return ok;
 }
@@ -276,6 +279,13 @@ static void register_store_metrics(mx_registry *reg, store_metrics *m)
                                   NULL);
 }
 
+/* A sealed document that does not open is an incident (altered or moved in the database, or its key dropped). */
+static void log_seal_failure(void *arg, const char *message)
+{
+    (void)arg;
+    lg_msg(&errors, LG_ERROR, "sealed document does not open: %s", message);
+}
+
 /* Everything the server needs, opened in order and closed in reverse. */
 typedef struct services {
     mx_registry *metrics;
@@ -285,6 +295,7 @@ typedef struct services {
     st_store *store;
     au_keyring *audit_keys;
     au_signer *audit_signer;
+    sl_keyring *seal_keys;
     rest_app *app;
     srv_server *srv;
     lg_logger access_log;
@@ -315,6 +326,7 @@ static void close_services(services *s)
     lg_close(&s->access_log);
     au_keyring_free(s->audit_keys); /* after st_close: its last checkpoint is signed with them */
     au_signer_free(s->audit_signer);
+    sl_keyring_free(s->seal_keys); /* after st_close: the last writes are sealed with them */
     memset(&s->pseudonym_key, 0, sizeof s->pseudonym_key);
 }
 
@@ -416,6 +428,13 @@ static bool open_services(const gw_config *c, services *s, bool dev)
         lg_msg(&errors, LG_ERROR, "audit: %s", s->audit_signer ? "the checkpoint key is a public key" : err);
         return false;
     }
+    /* no seal keys, no service: handover documents are never stored in the clear (docs/handover.md) */
+    s->seal_keys = sl_keyring_load(c->seal_key_file, err, sizeof err);
+    if (!s->seal_keys) {
+        lg_msg(&errors, LG_ERROR, "seal_key_file: %s (handover documents are stored sealed; see docs/handover.md)",
+               err);
+        return false;
+    }
     s->metrics = mx_registry_new();
     register_store_metrics(s->metrics, &s->store_mx);
     st_config sc = {0};
@@ -424,6 +443,8 @@ static bool open_services(const gw_config *c, services *s, bool dev)
     sc.audit_checkpoint_path = c->audit_checkpoint_file;
     sc.audit_checkpoint_entries = (unsigned)c->audit_checkpoint_entries;
     sc.audit_checkpoint_ms = (unsigned)c->audit_checkpoint_ms;
+    sc.seal_keys = s->seal_keys;
+    sc.on_seal_failure = log_seal_failure;
     sc.path = c->store_path;
     sc.on_commit = on_commit;
     sc.on_commit_arg = &s->store_mx;
@@ -453,6 +474,8 @@ static bool open_services(const gw_config *c, services *s, bool dev)
     ro.log_allowed = c->log_allowed_access != 0;
     ro.log = &errors;
     ro.audit_keys = s->audit_keys;
+    ro.handover_retention_days = (unsigned)c->handover_retention_days;
+    ro.purge_interval_ms = (unsigned)c->handover_purge_interval_ms;
     ro.rules = s->rules;
     ro.outbound = s->outbound;
     const char *maps = maps_folder(c, dev, maps_buf, sizeof maps_buf);

@@ -117,7 +117,7 @@ rest_app *rest_app_new(const rest_options *opts, char *err, size_t errlen)
     char ix_err[256] = "";
     app->indexer = ix_new(app->schema, rest_search_kind_supported, ix_err, sizeof ix_err);
     app->limiter = rl_new(opts->rate_per_second, opts->rate_burst);
-    if (!app->indexer || !app->limiter || !build_capability(app)) {
+    if (!app->indexer || !app->limiter || !build_capability(app) || !rest_retention_start(app)) {
         snprintf(err, errlen, "cannot set up the REST layer%s%s", *ix_err ? ": " : "", ix_err);
         rest_app_free(app);
         return NULL;
@@ -141,6 +141,7 @@ void rest_app_free(rest_app *app)
 {
     if (!app)
         return;
+    rest_retention_stop(app);
     fp_arena *a = pthread_getspecific(app->arena_key);
     if (a) {
         fp_arena_free(a);

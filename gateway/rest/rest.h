@@ -84,6 +84,11 @@ typedef struct rest_options {
      * (NULL: pull mode answers 503). Borrowed: they must outlive the app */
     const rl_engine *rules;
     const ob_client *outbound;
+    /* retention of handover documents (docs/handover.md): their content is purged this many days after the
+     * handover's Task ended; 0: never (and no purge thread). The app checks every purge_interval_ms (0: the
+     * handover_purge_interval_ms row of limits.h) on a thread of its own, with clock_ms for "now" */
+    unsigned handover_retention_days;
+    unsigned purge_interval_ms;
 } rest_options;
 
 rest_app *rest_app_new(const rest_options *opts, char *err, size_t errlen);
@@ -95,6 +100,11 @@ void rest_handle(srv_request *req, void *arg);
 /* How many answers were built on another thread than the request's worker: 0 unless something answers from
  * the store's commit thread again (a debugging counter; the tests read it). */
 size_t rest_answers_off_worker(rest_app *app);
+
+/* One pass of the handover retention purge now (the purge thread runs it periodically): the documents of
+ * handover Tasks that ended handover_retention_days or more ago lose their content. Returns how many documents
+ * were purged in this pass, or -1 with a reason in err. */
+long rest_handover_purge(rest_app *app, char *err, size_t errlen);
 
 /* Which search parameter kinds the store answers (for the CapabilityStatement and the parser). */
 bool rest_search_kind_supported(fs_search_kind kind);

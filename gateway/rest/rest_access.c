@@ -337,7 +337,7 @@ static bool has_coding(const fj_doc *d, uint32_t cc, const char *system, const c
  * code, follow the general rules of docs/access.md. The mark cannot be
  * dropped later: it is not the status, so changing it is refused.
  */
-static bool is_handover_task(const fj_doc *d, uint32_t task)
+bool rest_is_handover_task(const fj_doc *d, uint32_t task)
 {
     uint32_t inst = fj_get(d, task, "instantiatesCanonical");
     return inst != UINT32_MAX && fj_str_eq(d, inst, HANDOVER_DEFINITION) &&
@@ -406,7 +406,7 @@ static int check_handover_change(rq *q, rest_write *w, const st_resource *curren
     if (strcmp(w->type, "Task"))
         return 0;
     if (!current || current->deleted) {
-        if (!is_handover_task(w->docp, w->root) || status_is(w->docp, w->root, "requested") ||
+        if (!rest_is_handover_task(w->docp, w->root) || status_is(w->docp, w->root, "requested") ||
             status_is(w->docp, w->root, "in-progress"))
             return 0;
         oo_add(issues, OO_ERROR, "business-rule", "Task.status", 0, 0,
@@ -420,7 +420,7 @@ static int check_handover_change(rq *q, rest_write *w, const st_resource *curren
     if (!copy || !fj_parse(copy, current->json_len, NULL, &old, &err)) {
         oo_add(issues, OO_FATAL, OO_EXCEPTION, NULL, 0, 0, "the stored Task cannot be read back");
         status = 500;
-    } else if (is_handover_task(&old, 0)) {
+    } else if (rest_is_handover_task(&old, 0)) {
         char where[80];
         const char *changed = first_change(&old, 0, w->docp, w->root, handover_member, where, sizeof where);
         if (changed) {
@@ -551,7 +551,7 @@ static int compute_grants(rq *q, rest_write *w, const st_resource *current, oo_l
     if (strcmp(w->type, "Task") || !task_grants(d, w->root))
         return 0;
     const char *task_owner = current ? current->owner : q->caller.ura;
-    if (is_handover_task(d, w->root))
+    if (rest_is_handover_task(d, w->root))
         return compute_handover_grants(q, w, task_owner, issues);
     static const char *const paths[] = {"Task.for", "Task.focus", "Task.encounter", "Task.input.valueReference"};
     int status = 0;

@@ -21,6 +21,8 @@ void rest_record_decision(rq *q, az_action action, const char *type, az_decision
 bool rest_may(rq *q, const st_resource *r, az_action action);
 /* Is r a registered organisation's own directory entry (its Organization with its URA)? Never deleted. */
 bool rest_is_directory_entry(rq *q, const st_resource *r);
+/* A Task of the handover relay (written by $handover: its instantiatesCanonical and code), parsed as d at task. */
+bool rest_is_handover_task(const fj_doc *d, uint32_t task);
 /* What a write may contain and change, and whom it addresses (fills w's tags); 0 or the HTTP status with issues. */
 int rest_access_check_write(rq *q, rest_write *w, st_op_kind kind, const st_resource *current, oo_list *issues);
 

@@ -4,13 +4,19 @@
  *
  * The sender posts a Parameters with
  *   - document       the handover itself: a document Bundle whose
- *                    Composition has type SNOMED 371535009;
+ *                    Composition has type SNOMED 371535009 (profiles below);
  *   - advanceNotice  optional: the advance notice (aanmeldbericht), a
  *                    document Bundle whose Composition has type LOINC 57830-2;
  *   - receiver       a Reference by URA identifier to the receiving
  *                    Organization: a registered care provider or GP with its
  *                    directory entry Organization/ura-<URA>.
- * The gateway validates it all (core and the guide's profiles), then stores
+ * The gateway validates it all (core and the guide's profiles), then each
+ * document against the guide's handover profiles (ig/profiles:
+ * handover-document for the Bundle, handover-composition or
+ * advance-notice-composition for its Composition by the parameter, nl-patient
+ * for the Patient), with the errors at their place in the Parameters; then
+ * ELV-HANDOVER: an ELV receiver must have attested, and not let lapse, its
+ * agreement with the sender's kind (hospital or GP). Then it stores
  * the documents and a Task (code SNOMED 308292007 transfer of care; status
  * requested with an advance notice, in-progress without; owner the
  * receiver's directory entry, requester the sender by URA, one input per
@@ -34,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fhir/validate.h"
 #include "gateway/rest/answer.h"
 #include "gateway/rest/handlers.h"
 #include "gateway/rest/rest_access.h"
@@ -53,6 +60,7 @@ typedef struct handover {
     uint32_t notice;    /* Bundle node or UINT32_MAX */
     uint32_t receiver;  /* Reference node */
     int receiver_index; /* its parameter's index, for messages */
+    int document_index, notice_index;
     char ura[16];       /* the receiver's URA */
     uint32_t id_system; /* the document's Bundle.identifier.system and .value */
     uint32_t id_value;
@@ -94,6 +102,10 @@ static bool read_parameters(handover *h, oo_list *issues)
         *slot = fj_get(d, p, slot == &h->receiver ? "valueReference" : "resource");
         if (slot == &h->receiver)
             h->receiver_index = (int)i;
+        else if (slot == &h->document)
+            h->document_index = (int)i;
+        else
+            h->notice_index = (int)i;
         if (*slot == UINT32_MAX) {
             oo_add(issues, OO_ERROR, "required", expr, 0, 0, "%s",
                    slot == &h->receiver ? "receiver is a valueReference" : "document and advanceNotice are resources");
@@ -108,32 +120,168 @@ static bool read_parameters(handover *h, oo_list *issues)
     return true;
 }
 
-/* A document Bundle whose first entry is a Composition of the type asked for, with an identifier. */
-static bool check_document(handover *h, uint32_t bundle, const char *param, const char *system, const char *code,
-                           oo_list *issues)
+/* ---- Each document against the guide's handover profiles (ig/profiles, docs/ig) ---- */
+
+#define PROFILE_BASE "https://fhirgw.nl/fhir/StructureDefinition/"
+
+/* Which profiles a document parameter must meet: the Bundle's, and its Composition's by the parameter. */
+static const struct document_kind {
+    const char *param, *composition_profile;
+} document_kinds[] = {
+    {"document", PROFILE_BASE "handover-composition"},
+    {"advanceNotice", PROFILE_BASE "advance-notice-composition"},
+};
+
+/*
+ * Validates node `at` of the request, written out as a resource of its own, against the profile url; its
+ * errors join issues with their locations moved under `where` (the resource's place in the Parameters).
+ */
+static void validate_part(rq *q, const fj_doc *d, uint32_t at, const char *url, const char *where, oo_list *issues)
+{
+    const pf_profile *profile = pf_find(q->app->opt.profiles, url);
+    fj_buf text = {0};
+    fj_write(d, at, NULL, &text);
+    size_t len = 0;
+    char *buf = fj_buf_take(&text, &len);
+    if (!profile || !buf) { /* the guide is loaded at start (conformance); without it no handover is accepted */
+        oo_add(issues, OO_ERROR, OO_EXCEPTION, where, 0, 0, "%s%s",
+               profile ? "out of memory" : "not loaded: ", profile ? "" : url);
+        free(buf);
+        return;
+    }
+    fv_options opts = {0};
+    opts.profiles = q->app->opt.profiles;
+    opts.profile = profile;
+    oo_list found;
+    oo_list_init(&found, 0);
+    fv_validate_buffer(buf, len, &opts, &found);
+    for (size_t i = 0; i < found.count; i++) {
+        const oo_issue *is = &found.items[i];
+        if (is->severity > OO_ERROR)
+            continue;
+        const char *rest = is->expression ? strchr(is->expression, '.') : NULL; /* after the resource type */
+        char expr[512];
+        snprintf(expr, sizeof expr, "%s%s", where, rest ? rest : "");
+        oo_add(issues, is->severity, is->code, expr, 0, 0, "%s", is->message);
+    }
+    oo_list_free(&found);
+    free(buf);
+}
+
+/* The document Bundle of the parameter `name`: the Bundle profile, its Composition's (by the parameter: a
+ * handover's Composition in advanceNotice fails its profile), and nl-patient for the Patient. False with issues. */
+static bool check_document(rq *q, handover *h, uint32_t bundle, const char *name, oo_list *issues)
 {
     const fj_doc *d = &h->doc;
+    const struct document_kind *kind = !strcmp(name, "document") ? &document_kinds[0] : &document_kinds[1];
+    size_t before = issues->errors;
+    char where[160];
+    snprintf(where, sizeof where, "Parameters.parameter[%d].resource",
+             name[0] == 'd' ? h->document_index : h->notice_index);
+    if (!q->app->opt.profiles || !pf_find(q->app->opt.profiles, PROFILE_BASE "handover-document")) {
+        oo_add(issues, OO_ERROR, OO_EXCEPTION, where, 0, 0,
+               "the handover profiles are not loaded (the conformance setting names no guide with them)");
+        return false;
+    }
+    validate_part(q, d, bundle, PROFILE_BASE "handover-document", where, issues);
     uint32_t entries = fj_get(d, bundle, "entry");
-    uint32_t first = entries != UINT32_MAX && d->nodes[entries].type == FJ_ARRAY && d->nodes[entries].len
-                         ? fj_get(d, entries + 1, "resource")
-                         : UINT32_MAX;
-    uint32_t ident = fj_get(d, bundle, "identifier");
-    bool ok = str_member_is(d, bundle, "resourceType", "Bundle") && str_member_is(d, bundle, "type", "document") &&
-              str_member_is(d, first, "resourceType", "Composition") && ident != UINT32_MAX &&
-              fj_get(d, ident, "system") != UINT32_MAX && fj_get(d, ident, "value") != UINT32_MAX;
-    uint32_t type = ok ? fj_get(d, first, "type") : UINT32_MAX;
-    uint32_t codings = type != UINT32_MAX ? fj_get(d, type, "coding") : UINT32_MAX;
-    bool typed = false;
-    uint32_t c = codings != UINT32_MAX && d->nodes[codings].type == FJ_ARRAY ? codings + 1 : UINT32_MAX;
-    for (uint32_t i = 0; c != UINT32_MAX && i < d->nodes[codings].len && !typed; i++, c = fj_next(d, c))
-        typed = str_member_is(d, c, "system", system) && str_member_is(d, c, "code", code);
-    if (ok && typed)
+    uint32_t e = entries != UINT32_MAX && d->nodes[entries].type == FJ_ARRAY ? entries + 1 : UINT32_MAX;
+    for (uint32_t i = 0; e != UINT32_MAX && i < d->nodes[entries].len; i++, e = fj_next(d, e)) {
+        uint32_t r = fj_get(d, e, "resource");
+        char at[200];
+        snprintf(at, sizeof at, "%s.entry[%u].resource", where, i);
+        if (i == 0 && str_member_is(d, r, "resourceType", "Composition"))
+            validate_part(q, d, r, kind->composition_profile, at, issues);
+        else if (str_member_is(d, r, "resourceType", "Patient"))
+            validate_part(q, d, r, PROFILE_BASE "nl-patient", at, issues);
+    }
+    return issues->errors == before;
+}
+
+/* ---- ELV-HANDOVER (docs/handover.md): an ELV receiver has attested handover agreements with the sender's kind ---- */
+
+#define ATTESTATION "https://fhirgw.nl/fhir/StructureDefinition/attestation"
+#define REQUIREMENT_SYSTEM "https://fhirgw.nl/fhir/CodeSystem/requirement"
+
+/* Which attested requirement item (rules/packs/<year>/pack.json, rule ELV-HANDOVER) covers which sender. */
+static const struct agreement {
+    unsigned sender_role; /* AZ_ROLE_* */
+    const char *requirement;
+    const char *with; /* for messages */
+} agreements[] = {
+    {AZ_ROLE_HOSPITAL, "elv-overdracht-ziekenhuis", "hospitals"},
+    {AZ_ROLE_GP, "elv-overdracht-huisarts", "GPs"},
+};
+
+/* The part url of a complex extension ext: its value node (value_key), or UINT32_MAX. */
+static uint32_t extension_part(const fj_doc *d, uint32_t ext, const char *url, const char *value_key)
+{
+    uint32_t parts = fj_get(d, ext, "extension");
+    uint32_t p = parts != UINT32_MAX && d->nodes[parts].type == FJ_ARRAY ? parts + 1 : UINT32_MAX;
+    for (uint32_t i = 0; p != UINT32_MAX && i < d->nodes[parts].len; i++, p = fj_next(d, p))
+        if (str_member_is(d, p, "url", url))
+            return fj_get(d, p, value_key);
+    return UINT32_MAX;
+}
+
+/* The validUntil ("YYYY-MM-DD", "" when none) of the organisation's attestation of requirement; false: none. */
+static bool attested(const fj_doc *d, const char *requirement, char until[16])
+{
+    uint32_t exts = fj_get(d, 0, "extension");
+    uint32_t e = exts != UINT32_MAX && d->nodes[exts].type == FJ_ARRAY ? exts + 1 : UINT32_MAX;
+    for (uint32_t i = 0; e != UINT32_MAX && i < d->nodes[exts].len; i++, e = fj_next(d, e)) {
+        uint32_t coding = str_member_is(d, e, "url", ATTESTATION) ? extension_part(d, e, "requirement", "valueCoding")
+                                                                  : UINT32_MAX;
+        if (!str_member_is(d, coding, "system", REQUIREMENT_SYSTEM) || !str_member_is(d, coding, "code", requirement))
+            continue;
+        uint32_t date = extension_part(d, e, "validUntil", "valueDate");
+        snprintf(until, 16, "%.*s", date != UINT32_MAX ? (int)d->nodes[date].len : 0,
+                 date != UINT32_MAX ? fj_str(d, date) : "");
         return true;
-    oo_add(issues, OO_ERROR, OO_PROCESSING, param, 0, 0,
-           "%s must be a document Bundle with identifier.system and identifier.value whose first entry is a "
-           "Composition of type %s|%s",
-           param, system, code);
+    }
     return false;
+}
+
+/*
+ * ELV-HANDOVER: an ELV provider takes handovers from a hospital or GP only under an attested agreement with
+ * that kind of sender (its directory entry's attestation extension) that has not lapsed (validUntil, a last
+ * valid day, compared with today in UTC). 0 or 422 naming the rule.
+ */
+static int check_agreement(rq *q, handover *h, const char *entry_id, const char *expr, oo_list *issues)
+{
+    const struct agreement *a = NULL;
+    for (size_t i = 0; i < sizeof agreements / sizeof *agreements && !a; i++)
+        if (q->caller.roles & agreements[i].sender_role)
+            a = &agreements[i];
+    if (!a)
+        return 0; /* the rule covers handovers from hospitals and GPs */
+    st_resource entry;
+    st_error err;
+    fj_doc d = {0};
+    fj_error perr;
+    char *text = NULL, until[16] = "", today[ST_INSTANT_LEN];
+    bool found = false;
+    if (st_read(q->app->opt.store, "Organization", entry_id, &entry, &err) == ST_OK) {
+        text = strndup(entry.json, entry.json_len);
+        found = text && fj_parse(text, entry.json_len, NULL, &d, &perr) && attested(&d, a->requirement, until);
+        st_resource_free(&entry);
+    }
+    fj_doc_free(&d);
+    free(text);
+    st_format_instant(rest_now_ms(q->app), today);
+    if (found && (!until[0] || strncmp(until, today, 10) >= 0))
+        return 0;
+    if (found)
+        oo_add(issues, OO_ERROR, "business-rule", expr, 0, 0,
+               "ELV-HANDOVER: the agreement of URA %s on the handover of medical policy with %s (%s) lapsed on %s "
+               "(CZ ELV); the receiver must renew its attestation",
+               h->ura, a->with, a->requirement, until);
+    else
+        oo_add(issues, OO_ERROR, "business-rule", expr, 0, 0,
+               "ELV-HANDOVER: URA %s has no attested agreement on the handover of medical policy with %s (%s, CZ "
+               "ELV) in Organization/%s",
+               h->ura, a->with, a->requirement, entry_id);
+    return 422;
 }
 
 /* The receiver: a registered care provider or GP by URA, with its directory entry. 0 or the status with an issue. */
@@ -167,7 +315,7 @@ static int check_receiver(rq *q, handover *h, oo_list *issues)
                "URA %s is not a registered care provider or GP with a directory entry (Organization/%s)", h->ura, id);
         return 422;
     }
-    return 0;
+    return az_parse_roles(org->role) & AZ_ROLE_ELV ? check_agreement(q, h, id, expr, issues) : 0;
 }
 
 /* Percent-encodes a search value (everything but unreserved characters). */
@@ -303,8 +451,10 @@ static int read_handover(rq *q, handover *h, oo_list *issues)
     oo_list_init(issues, 0);
     if (!read_parameters(h, issues))
         return 422;
-    if (!check_document(h, h->document, "document", SNOMED, "371535009", issues) ||
-        (h->notice != UINT32_MAX && !check_document(h, h->notice, "advanceNotice", LOINC, "57830-2", issues)))
+    bool documents_ok = check_document(q, h, h->document, "document", issues);
+    if (h->notice != UINT32_MAX)
+        documents_ok = check_document(q, h, h->notice, "advanceNotice", issues) && documents_ok;
+    if (!documents_ok)
         return 422;
     return check_receiver(q, h, issues);
 }

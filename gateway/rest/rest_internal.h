@@ -23,6 +23,8 @@
  *   rest_batch      batch and transaction Bundles, and transactions the gateway builds (rest_batch.h)
  *     -> rest_write, rest_query, rest_bundle, rest_access, rest_audit, answer
  *   rest_handover   $handover: documents + Task as one transaction -> rest_batch, rest_write, rest_access, answer
+ *   rest_retention  the purge of ended handovers' documents and its thread (rest.c starts and stops it through
+ *                   the two functions declared in this header) -> rest_access
  *   rest_patch      PATCH -> rest_write, rest_query, rest_access, answer
  *   rest_validate   $validate -> rest_write, answer
  *   rest_compliance $gzsp-check, $compliance, $contract-check: the compliance report (rest_compliance.h)
@@ -89,7 +91,16 @@ struct rest_app {
     pthread_key_t caller_key;         /* per worker thread: the last certificate seen and who it was */
     atomic_size_t answers_off_worker; /* answers built on another thread than the request's worker (stays 0) */
     struct rest_maps *maps;           /* the shipped insurer maps (rest_transform.h); NULL when none were loaded */
+    /* the handover retention purge (rest_retention.c): its thread, woken to stop */
+    pthread_mutex_t purge_lock;
+    pthread_cond_t purge_wake;
+    pthread_t purge_thread;
+    bool purge_inited, purge_started, purge_stop;
 };
+
+/* rest_retention.c: start the purge thread when retention is on (false: it could not start); stop and join it. */
+bool rest_retention_start(rest_app *app);
+void rest_retention_stop(rest_app *app);
 
 /* A search as the store takes it, with the arrays it points to. */
 typedef struct rest_stq {

@@ -18,6 +18,7 @@
 #include "fhir/datetime.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -231,7 +232,7 @@ static bool is_space(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-char *st__render(const st_op *op, int64_t version, const char *last_updated, size_t *len, st_op_result *res)
+static char *render_plain(const st_op *op, int64_t version, const char *last_updated, size_t *len, st_op_result *res)
 {
     if (op->render) {
         char *bytes = op->render(op->render_arg, version, last_updated, len);
@@ -292,6 +293,103 @@ char *st__render(const st_op *op, int64_t version, const char *last_updated, siz
     *o = '\0';
     *len = (size_t)(o - out);
     return out;
+}
+
+/* ---- Sealing at rest ----------------------------------------------------------------- */
+
+/* What is sealed, and which index rows of it stay: the parameters that access and idempotency need
+ * (identifier: the handover's conditional create) and the resource's metadata, never clinical content. */
+static const char *const SEALED_TYPES[] = {"Bundle"};
+static const char *const SEALED_INDEX_PARAMS[] = {"identifier", "type",      "timestamp", "_tag",
+                                                  "_profile",   "_security", "_source"};
+
+static bool listed(const char *const *list, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(list[i], name))
+            return true;
+    return false;
+}
+
+bool st_sealed_type(const char *type)
+{
+    return type && listed(SEALED_TYPES, sizeof SEALED_TYPES / sizeof *SEALED_TYPES, type);
+}
+
+bool st_sealed_index_param(const char *param)
+{
+    return param && listed(SEALED_INDEX_PARAMS, sizeof SEALED_INDEX_PARAMS / sizeof *SEALED_INDEX_PARAMS, param);
+}
+
+/* The associated data of a version: its row's name, so that a ciphertext opens only where it was written. */
+static void seal_aad(char *out, size_t size, const char *type, const char *id, int64_t version)
+{
+    snprintf(out, size, "%s/%s/_history/%lld", type, id, (long long)version);
+}
+
+#define AAD_MAX (ST_TYPE_MAX + ST_ID_MAX + 40)
+
+char *st__render(st_write_ctx *ctx, const st_op *op, int64_t version, const char *last_updated, size_t *len,
+                 st_op_result *res)
+{
+    char *plain = render_plain(op, version, last_updated, len, res);
+    const sl_keyring *keys = ctx->store->config.seal_keys;
+    if (!plain || !keys || !st_sealed_type(op->type))
+        return plain;
+    char aad[AAD_MAX], why[128];
+    seal_aad(aad, sizeof aad, op->type, op->id, version);
+    size_t sealed_len = 0;
+    char *sealed = sl_seal(keys, aad, plain, *len, &sealed_len, why, sizeof why);
+    OPENSSL_cleanse(plain, *len);
+    free(plain);
+    if (!sealed)
+        st__result_message(res, ST_INTERNAL, "%s: %s", aad, why);
+    *len = sealed_len;
+    return sealed;
+}
+
+bool st__index_row_kept(st_write_ctx *ctx, const st_op *op, const st_index_row *row)
+{
+    return !ctx->store->config.seal_keys || !st_sealed_type(op->type) || st_sealed_index_param(row->param);
+}
+
+/*
+ * A version as read from the backend, made ready for the caller: a sealed body opened (ST_INTERNAL with where
+ * and why when it does not open), a version whose body was purged reported as deleted.
+ */
+static st_status open_version(st_store *s, st_resource *r, st_error *err)
+{
+    if (!r->json) {
+        r->deleted = true;
+        return ST_OK;
+    }
+    if (!sl_is_sealed(r->json, r->json_len))
+        return ST_OK;
+    char aad[AAD_MAX], why[160];
+    seal_aad(aad, sizeof aad, r->type, r->id, r->version);
+    if (!s->config.seal_keys) {
+        st__error(err, "%s is sealed and no seal key file is configured", aad);
+        return ST_INTERNAL;
+    }
+    size_t len = 0;
+    char *plain = sl_open(s->config.seal_keys, aad, r->json, r->json_len, &len, why, sizeof why);
+    if (!plain) {
+        st__error(err, "%s: %s", aad, why);
+        if (s->config.on_seal_failure)
+            s->config.on_seal_failure(s->config.on_seal_failure_arg, err ? err->message : why);
+        return ST_INTERNAL;
+    }
+    r->json = r->plain_ = plain;
+    r->json_len = len;
+    return ST_OK;
+}
+
+static st_status open_list(st_store *s, st_resource *items, size_t count, st_error *err)
+{
+    st_status status = ST_OK;
+    for (size_t i = 0; status == ST_OK && i < count; i++)
+        status = open_version(s, &items[i], err);
+    return status;
 }
 
 int64_t st__stamp(st_write_ctx *ctx)
@@ -360,6 +458,9 @@ void st_resource_free(st_resource *r)
     if (!r)
         return;
     free(r->block_);
+    if (r->plain_)
+        OPENSSL_cleanse(r->plain_, r->json_len);
+    free(r->plain_);
     memset(r, 0, sizeof *r);
 }
 
@@ -437,7 +538,14 @@ static st_status read_version(st_store *s, const char *type, const char *id, int
         return ST_IO;
     st_status status = s->backend->read(reader, type, id, version, out, err);
     reader_release(s, reader);
-    return status;
+    if (status != ST_OK && status != ST_GONE)
+        return status;
+    st_status opened = open_version(s, out, err);
+    if (opened != ST_OK) {
+        st_resource_free(out);
+        return opened;
+    }
+    return out->deleted ? ST_GONE : status;
 }
 
 st_status st_read(st_store *s, const char *type, const char *id, st_resource *out, st_error *err)
@@ -467,6 +575,8 @@ st_status st_history(st_store *s, const st_history_query *query, st_list *out, s
         return ST_IO;
     st_status status = s->backend->history(reader, query, out, err);
     reader_release(s, reader);
+    if (status == ST_OK)
+        status = open_list(s, out->items, out->count, err);
     if (status != ST_OK)
         st_list_free(out);
     return status;
@@ -481,6 +591,10 @@ st_status st_search(st_store *s, const st_query *query, st_list *out, st_error *
         return ST_IO;
     st_status status = s->backend->search(reader, query, out, err);
     reader_release(s, reader);
+    if (status == ST_OK)
+        status = open_list(s, out->items, out->count, err);
+    if (status == ST_OK)
+        status = open_list(s, out->included, out->included_count, err);
     if (status != ST_OK) {
         st_list_free(out);
         out->total = -1;
@@ -799,7 +913,7 @@ static bool valid_op(const st_op *op)
 {
     if (op->kind == ST_OP_AUDIT)
         return op->audit != NULL;
-    if (op->kind < ST_OP_CREATE || op->kind > ST_OP_DELETE)
+    if (op->kind < ST_OP_CREATE || op->kind > ST_OP_PURGE)
         return false;
     if (!valid_name(op->type, ST_TYPE_MAX) || !valid_name(op->id, ST_ID_MAX))
         return false;

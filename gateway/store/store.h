@@ -17,6 +17,19 @@
  * Backends: SQLite in WAL mode today (store_sqlite.c); the interface says
  * nothing SQLite-specific, so a PostgreSQL backend (libpq) can follow behind
  * the same functions (see store_backend.h for what a backend implements).
+ * Documents sealed at rest. With st_config.seal_keys, every version of a
+ * sealed type (st_sealed_type: Bundle, the handover documents) is stored as
+ * AES-256-GCM ciphertext (gateway/store/seal.h) with the row's name
+ * "<type>/<id>/_history/<version>" as associated data, and opened again on
+ * every read path (read, vread, history, search, includes), so callers see
+ * plaintext and the database never holds it. A body that does not open
+ * (altered, moved to another row, its key gone) fails the read with
+ * ST_INTERNAL and says where; nothing undecrypted is ever handed out. Index
+ * rows of sealed types are kept only for the parameters access needs
+ * (st_sealed_index_param: identifier, type, timestamp, meta), so search
+ * holds no clinical content of them either. ST_OP_PURGE removes a
+ * resource's content for good (docs/handover.md, retention).
+ *
  * The same write transactions carry the NEN 7513 audit entries (ST_OP_AUDIT,
  * docs/audit.md), so that an entry commits atomically with the write it
  * records; relay-queue rows are to follow as another st_op kind.
@@ -75,6 +88,7 @@
 #include <stdint.h>
 
 #include "gateway/audit/audit.h"
+#include "gateway/store/seal.h"
 #include "gateway/util/limits.h"
 
 #define ST_ID_MAX LIM(id_max)                       /* FHIR ids: [A-Za-z0-9.-]{1,64} */
@@ -149,6 +163,13 @@ typedef struct st_config {
     const char *audit_checkpoint_path;
     unsigned audit_checkpoint_entries;
     unsigned audit_checkpoint_ms;
+    /* Sealing at rest (above): NULL stores sealed types as plaintext and cannot read sealed rows (ST_INTERNAL).
+     * Borrowed: it must outlive the store. */
+    const sl_keyring *seal_keys;
+    /* Called (on the reading thread) with where and why whenever a sealed body does not open, for the error log:
+     * the read itself fails with ST_INTERNAL. NULL: not reported beyond the read. */
+    void (*on_seal_failure)(void *arg, const char *message);
+    void *on_seal_failure_arg;
 } st_config;
 
 typedef struct st_store st_store;
@@ -382,7 +403,7 @@ typedef struct st_resource {
     int64_t last_updated_ms;
     char last_updated[ST_INSTANT_LEN];
     st_method method; /* how this version came about (history: request.method) */
-    bool deleted;     /* a deletion: json is NULL */
+    bool deleted;     /* a deletion or a purged version: json is NULL */
     const char *json; /* NUL-terminated, json_len bytes */
     size_t json_len;
     const char *owner;              /* "" when none */
@@ -392,6 +413,7 @@ typedef struct st_resource {
      * continued after any of its items (not only the last); 0 otherwise */
     int64_t key_ms, rid;
     void *block_; /* the allocation; do not touch */
+    void *plain_; /* the opened body of a sealed version (json points here); do not touch */
 } st_resource;
 
 void st_resource_free(st_resource *r);
@@ -446,7 +468,11 @@ typedef enum st_op_kind {
     ST_OP_CREATE = 1, /* with if_none_exist: a conditional create */
     ST_OP_UPDATE,
     ST_OP_DELETE,
-    ST_OP_AUDIT /* append st_op.audit to the audit chain (type and id are not used) */
+    ST_OP_AUDIT, /* append st_op.audit to the audit chain (type and id are not used) */
+    /* Remove the content of every version of type/id for good (retention): a deletion version is written (unless
+     * the resource is deleted already: then result.unchanged) and every version's body is erased; the resource
+     * row, its history's metadata and the audit trail stay. Reads answer ST_GONE from then on. */
+    ST_OP_PURGE
     /* to come, in the same transactions: ST_OP_RELAY_ENQUEUE (a handover notification with its retry state) */
 } st_op_kind;
 
@@ -595,6 +621,13 @@ st_status st_audit_get(st_store *store, int64_t seq, st_audit_row *out, st_error
 
 /* Tests only: while on, every audit append fails with ST_IO (and so its transaction). */
 void st_test_fail_audit(st_store *store, bool fail);
+
+/* ---- Sealing at rest: the table of what is sealed ------------------------------------ */
+
+/* Whether versions of this type are sealed (when the store has seal_keys). */
+bool st_sealed_type(const char *type);
+/* Whether index rows of this parameter are kept for a sealed type (the rest is not written). */
+bool st_sealed_index_param(const char *param);
 
 /* ---- Helpers shared with callers -------------------------------------------------- */
 

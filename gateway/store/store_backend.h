@@ -19,7 +19,9 @@
  *
  * apply() must evaluate if_none_exist, If-Match and existence on the
  * writer's own (uncommitted) view, so that operations earlier in the batch
- * count; it fills the st_op_result and returns nothing else. A result
+ * count; it fills the st_op_result and returns nothing else. ST_OP_PURGE
+ * erases every version's body (a version without a body that is not a
+ * deletion reads as deleted: store.c says so). A result
  * status other than ST_OK/ST_EXISTS rolls back the submitted transaction.
  */
 #ifndef GATEWAY_STORE_BACKEND_H
@@ -34,10 +36,15 @@ typedef struct st_write_ctx st_write_ctx;
 int64_t st__stamp(st_write_ctx *ctx);
 
 /*
- * The final JSON of a version of op (splice or render callback); malloc'd,
- * *len bytes plus a NUL. NULL with res->status/message set on failure.
+ * The final stored body of a version of op (splice or render callback, then
+ * sealed when the store seals op->type); malloc'd, *len bytes plus a NUL.
+ * NULL with res->status/message set on failure.
  */
-char *st__render(const st_op *op, int64_t version, const char *last_updated, size_t *len, st_op_result *res);
+char *st__render(st_write_ctx *ctx, const st_op *op, int64_t version, const char *last_updated, size_t *len,
+                 st_op_result *res);
+
+/* Whether an index row of op is written (sealed types keep only what access needs: store.h). */
+bool st__index_row_kept(st_write_ctx *ctx, const st_op *op, const st_index_row *row);
 
 /*
  * Fills out with one version, copying everything into one block. tags are

@@ -712,11 +712,12 @@ static int bind_rid_run(conn *c, sql_fixed which, int64_t rid, const char *text)
 }
 
 /* The search rows and access tags of a new current version replace the old ones. */
-static int write_index(conn *c, const st_op *op, int64_t rid, bool had_rows)
+static int write_index(conn *c, st_write_ctx *ctx, const st_op *op, int64_t rid, bool had_rows)
 {
     int rc = had_rows ? delete_index_rows(c, rid) : SQLITE_OK;
     for (size_t i = 0; rc == SQLITE_OK && i < op->row_count; i++)
-        rc = insert_index_row(c, rid, op->type, &op->rows[i]);
+        if (st__index_row_kept(ctx, op, &op->rows[i]))
+            rc = insert_index_row(c, rid, op->type, &op->rows[i]);
     if (rc == SQLITE_OK && had_rows)
         rc = bind_rid_run(c, SQL_DELETE_TAGS, rid, NULL);
     for (size_t i = 0; rc == SQLITE_OK && i < op->access_tag_count; i++)
@@ -815,7 +816,7 @@ static void write_version(conn *c, st_write_ctx *ctx, const st_op *op, const cur
 
     bool deleting = method == ST_METHOD_DELETE;
     size_t json_len = 0;
-    char *json = deleting ? NULL : st__render(op, version, last_updated, &json_len, res);
+    char *json = deleting ? NULL : st__render(ctx, op, version, last_updated, &json_len, res);
     if (!deleting && !json)
         return;
 
@@ -826,7 +827,7 @@ static void write_version(conn *c, st_write_ctx *ctx, const st_op *op, const cur
     if (rc == SQLITE_OK)
         rc = update_resource(c, rid, version, stamp, deleting, seq);
     if (rc == SQLITE_OK)
-        rc = deleting ? delete_index_rows(c, rid) : write_index(c, op, rid, cur->found);
+        rc = deleting ? delete_index_rows(c, rid) : write_index(c, ctx, op, rid, cur->found);
     if (rc == SQLITE_OK && (op->grant_count || (cur->found && !strcmp(op->type, "Task"))))
         rc = write_grants(c, op, rid, deleting);
     free(json);
@@ -919,6 +920,24 @@ static void apply_delete(conn *c, st_write_ctx *ctx, const st_op *op, const curr
     }
 }
 
+/* Retention: a deletion (unless there is one already), then no version keeps its body. */
+static void apply_purge(conn *c, st_write_ctx *ctx, const st_op *op, const current *cur, st_op_result *res)
+{
+    if (!cur->found) {
+        res->status = ST_NOT_FOUND;
+        return;
+    }
+    if (cur->deleted) {
+        report_current(res, ST_OK, cur);
+        res->unchanged = true;
+    } else {
+        write_version(c, ctx, op, cur, ST_METHOD_DELETE, res);
+    }
+    int rc = res->status == ST_OK ? bind_rid_run(c, SQL_ERASE_BODIES, cur->rid, NULL) : SQLITE_OK;
+    if (rc != SQLITE_OK)
+        sqlite_failure(c, rc, res);
+}
+
 static void apply(void *writer, st_write_ctx *ctx, const st_op *op, st_op_result *res)
 {
     conn *c = writer;
@@ -943,6 +962,7 @@ static void apply(void *writer, st_write_ctx *ctx, const st_op *op, st_op_result
         return;
     case ST_OP_UPDATE: apply_update(c, ctx, op, &cur, res); return;
     case ST_OP_DELETE: apply_delete(c, ctx, op, &cur, res); return;
+    case ST_OP_PURGE: apply_purge(c, ctx, op, &cur, res); return;
     case ST_OP_AUDIT: break; /* store.c appends those itself (append_audit) */
     }
     st__result_message(res, ST_INVALID, "unknown operation");

@@ -63,6 +63,10 @@ static const setting settings[] = {
     S(outbound_key, T_STRING, "/etc/fhirgw/outbound.key", "its private key (PEM)"),
     S(outbound_ca, T_STRING, "/etc/fhirgw/ca-bundle.pem",
       "CA certificates a provider endpoint's server certificate must chain to (its name is checked too)"),
+    S(seal_key_file, T_STRING, "/etc/fhirgw/seal.key",
+      "handover documents at rest (docs/handover.md): AES-256-GCM keys, one '<key-id> <64 hex digits>' per line, "
+      "the last one seals new documents (keep older lines: what they sealed opens only with them); never inside the "
+      "database; the server refuses to start without it"),
     S(pseudonym_key_file, T_STRING, "/etc/fhirgw/pseudonym.key",
       "insurer maps: the key of the patient pseudonym (HMAC-SHA-256 of the BSN), 32 to 128 hex digits; changing it "
       "changes every pseudonym the insurer has seen; never inside the database"),

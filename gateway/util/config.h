@@ -62,6 +62,7 @@ typedef struct gw_config {
     char outbound_cert[CFG_PATH_MAX]; /* the gateway's client certificate (PEM, with chain) */
     char outbound_key[CFG_PATH_MAX];  /* its private key (PEM) */
     char outbound_ca[CFG_PATH_MAX];   /* CA certificates a peer's server certificate must chain to */
+    char seal_key_file[CFG_PATH_MAX]; /* handover documents at rest: AES-256-GCM keys, "<key-id> <64 hex>" lines */
     /* the insurer maps (docs/mappings.md) */
     char pseudonym_key_file[CFG_PATH_MAX]; /* the pseudonym key: 32 to 128 hex digits */
     char maps_dir[CFG_PATH_MAX];           /* the maps $transform and /insurer run; "" = none */

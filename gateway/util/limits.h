@@ -211,6 +211,12 @@
       "pause before the first retry of an outbound call; it doubles for each further one")                            \
     X(outbound_message_max, 255, 32, BYTES, FIXED, "net",                                                             \
       "longest error message of an outbound call (what failed, where); longer ones are cut")                          \
+    /* ---- gateway/rest: the handover relay's documents at rest (docs/handover.md) ---- */                          \
+    X(handover_retention_days, 30, 0, COUNT, SET, "rest",                                                             \
+      "days after a handover's Task ended (completed, rejected, cancelled) that its documents' content is purged "    \
+      "(reads then answer 410; the Task and the audit trail stay); 0: never")                                         \
+    X(handover_purge_interval_ms, 3600000, 1000, MS, SET, "rest",                                                     \
+      "how often the server looks for handover documents past handover_retention_days and purges them")              \
     /* ---- gateway/audit: the NEN 7513 trail (docs/audit.md) ---- */                                              \
     X(audit_checkpoint_entries, 1000, 1, COUNT, SET, "audit",                                                         \
       "a signed checkpoint of the audit chain's head is appended to audit_checkpoint_file after the commit that "     \
