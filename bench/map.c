@@ -3,7 +3,9 @@
  * same input in the same run (machines are noisy, so only ratios within one
  * run mean much).
  *
- *   bench-map SOURCE_DIR        (the repository: ig/, mappings/maps/2026, tests/maps)
+ *   bench-map SOURCE_DIR [MAP]  (the repository: ig/, mappings/maps/2026, tests/maps;
+ *                                MAP: time only the maps whose file name contains it, no scale
+ *                                run: for profiling one map)
  *
  * 1. Per map (each direction): one realistic input built from the guide's
  *    fixtures (the way back: what the map there produced). Resources mapped
@@ -193,11 +195,12 @@ static char *report_of(size_t n)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: bench-map SOURCE_DIR\n");
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: bench-map SOURCE_DIR [MAP]\n");
         return 2;
     }
     root = argv[1];
+    const char *only = argc == 3 ? argv[2] : NULL;
     char dirs[4][1024];
     const char *dp[4];
     const char *sub[4] = {"ig/profiles", "ig/extensions", "ig/terminology", "ig/models"};
@@ -259,11 +262,19 @@ int main(int argc, char **argv)
         const sm_map *to = load_map(set, cases[i].to), *back = load_map(set, cases[i].back);
         if (i == 4)
             report_map = to;
-        report(cases[i].to, cases[i].input, measure(set, to, cases[i].input));
+        if (!only || strstr(cases[i].to, only))
+            report(cases[i].to, cases[i].input, measure(set, to, cases[i].input));
         char *rec = run_once(set, to, cases[i].input);
-        report(cases[i].back, rec, measure(set, back, rec));
+        if (!only || strstr(cases[i].back, only))
+            report(cases[i].back, rec, measure(set, back, rec));
         free(rec);
         free(cases[i].input);
+    }
+    if (only) {
+        oo_list_free(&issues);
+        mps_free(set);
+        pf_registry_free(reg);
+        return 0;
     }
     printf("\nscale: compliance-report.map over one list of findings\n");
     double per_item[2];

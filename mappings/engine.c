@@ -185,8 +185,7 @@ typedef struct elinfo {
     bool known;
     bool many;
     bool choice;
-    const char *types[64]; /* Extension.value[x] has 50 */
-    size_t type_count;
+    size_t type_count;  /* its types: ei_type(r, ei, 0 .. type_count-1), read from cel or lel, never copied */
     const char *chosen; /* a choice given with its suffix ("valueString"): that type */
     const fs_element *cel;
     const lm_model *model;
@@ -571,12 +570,15 @@ static bool lookup_logical(const run *r, const ttype *tt, const char *name, elin
                         isupper((unsigned char)name[e->name_len]);
         if (!exact && !suffixed)
             continue;
-        *ei = (elinfo){.known = true, .many = e->max > 1, .choice = e->choice, .model = tt->model, .lel = e};
-        for (size_t k = 0; k < e->type_count && k < 64; k++) {
-            ei->types[ei->type_count++] = e->types[k];
-            if (suffixed && same_type_name(e->types[k], name + e->name_len, nlen - e->name_len))
+        *ei = (elinfo){.known = true,
+                       .many = e->max > 1,
+                       .choice = e->choice,
+                       .model = tt->model,
+                       .lel = e,
+                       .type_count = e->type_count};
+        for (size_t k = 0; suffixed && k < e->type_count; k++)
+            if (same_type_name(e->types[k], name + e->name_len, nlen - e->name_len))
                 ei->chosen = e->types[k];
-        }
         if (suffixed && !ei->chosen)
             continue;
         return true;
@@ -602,18 +604,31 @@ static bool lookup_core(const run *r, const ttype *tt, const char *name, elinfo 
                    .many = el->max == FS_UNBOUNDED || el->max > 1,
                    .choice = (el->flags & FS_EL_CHOICE) != 0,
                    .cel = el,
-                   .chosen = choice ? choice->name : NULL};
-    for (unsigned k = 0; k < el->type_count && k < 64; k++)
-        ei->types[ei->type_count++] = fs_element_type(r->schema, el, k)->name;
-    if (el->flags & FS_EL_INLINE && !ei->type_count)
-        ei->types[ei->type_count++] = "BackboneElement";
+                   .chosen = choice ? choice->name : NULL,
+                   .type_count = el->type_count ? el->type_count : (el->flags & FS_EL_INLINE) ? 1 : 0};
     return true;
+}
+
+/* The k-th type of a resolved element (k < ei->type_count). */
+static const char *ei_type(const run *r, const elinfo *ei, size_t k)
+{
+    if (ei->lel)
+        return ei->lel->types[k];
+    if (!ei->cel->type_count)
+        return "BackboneElement"; /* an inline element without a declared type */
+    return fs_element_type(r->schema, ei->cel, (unsigned)k)->name;
 }
 
 /* The element `name` of a target of type tt; ei->known false when the type is unknown. */
 static bool lookup_element(const run *r, const ttype *tt, const char *name, elinfo *ei)
 {
-    *ei = (elinfo){0};
+    ei->known = false;
+    ei->cel = NULL;
+    ei->lel = NULL;
+    ei->model = NULL;
+    ei->type_count = 0;
+    ei->chosen = NULL;
+    ei->many = ei->choice = false;
     if (tt->model)
         return lookup_logical(r, tt, name, ei);
     if (tt->cel)
@@ -636,11 +651,11 @@ static ttype child_type(const run *r, const elinfo *ei, const char *type)
 }
 
 /* The single type of an element, or NULL (a choice, or unknown). */
-static const char *single_type(const elinfo *ei)
+static const char *single_type(const run *r, const elinfo *ei)
 {
     if (ei->chosen)
         return ei->chosen;
-    return ei->type_count == 1 && !ei->choice ? ei->types[0] : NULL;
+    return ei->type_count == 1 && !ei->choice ? ei_type(r, ei, 0) : NULL;
 }
 
 static bool is_primitive_name(const run *r, const char *type)
@@ -694,12 +709,12 @@ static bool fits(const run *r, const char *allowed, const char *vtype, json_obje
 static const char *choose_type(const run *r, const elinfo *ei, const mval *v)
 {
     for (size_t k = 0; v->type && k < ei->type_count; k++)
-        if (!strcmp(ei->types[k], v->type))
-            return ei->types[k];
+        if (!strcmp(ei_type(r, ei, k), v->type))
+            return ei_type(r, ei, k);
     /* a System string into code/uri/...: the first string-like type the value fits */
     for (size_t k = 0; v->type && k < ei->type_count; k++)
-        if (is_primitive_name(r, v->type) && fits(r, ei->types[k], v->type, v->json))
-            return ei->types[k];
+        if (is_primitive_name(r, v->type) && fits(r, ei_type(r, ei, k), v->type, v->json))
+            return ei_type(r, ei, k);
     return NULL;
 }
 
@@ -730,21 +745,21 @@ static bool put_value(run *r, const sm_rule *rule, const sm_target *tg, var *t, 
         }
         bool ok = false;
         for (size_t k = 0; k < ei.type_count && !ok; k++)
-            if (!want || !strcmp(want, ei.types[k]))
-                ok = fits(r, ei.types[k], v->type, v->json);
+            if (!want || !strcmp(want, ei_type(r, &ei, k)))
+                ok = fits(r, ei_type(r, &ei, k), v->type, v->json);
         if (!ok && ei.type_count) {
             json_object_put(v->json);
-            return fail(r, rule, "type mismatch: %s.%s takes %s%s, not %s", t->tt.name, key, want ? want : ei.types[0],
+            return fail(r, rule, "type mismatch: %s.%s takes %s%s, not %s", t->tt.name, key, want ? want : ei_type(r, &ei, 0),
                         !want && ei.type_count > 1 ? " (or another allowed type)" : "",
                         v->type ? v->type : json_type_to_name(json_object_get_type(v->json)));
         }
         if (want)
             type = want;
         else if (!type)
-            type = single_type(&ei);
+            type = single_type(r, &ei);
     }
     if (json_object_is_type(v->json, json_type_object) && (ei.known || !v->tt.name))
-        v->tt = ei.known ? child_type(r, &ei, type ? type : single_type(&ei)) : v->tt;
+        v->tt = ei.known ? child_type(r, &ei, type ? type : single_type(r, &ei)) : v->tt;
     *stored_tt = v->tt;
     json_object *existing = json_object_object_get(t->obj, key);
     unsigned modes = tg ? tg->list_modes : 0;
@@ -899,7 +914,7 @@ static bool tr_create(run *r, const sm_rule *rule, const sm_target *t, const eli
     char *name = NULL;
     if (t->param_count && !param_text(r, rule, t, 0, &name))
         return false;
-    const char *type = name ? name : ei ? single_type(ei) : NULL;
+    const char *type = name ? name : ei ? single_type(r, ei) : NULL;
     ttype tt = {0};
     if (!type) {
         free(name);
@@ -1509,7 +1524,7 @@ static bool default_mapping(run *r, const sm_rule *rule, const sm_target *t, var
         mval v;
         return item_value(r, rule, src, &v) && emit(out, v);
     }
-    const char *st = item_type_name(src), *tt = single_type(ei);
+    const char *st = item_type_name(src), *tt = single_type(r, ei);
     const sm_group *g = st && tt ? type_group(r, r->map, st, tt, 0) : NULL;
     if (g) {
         mark(r, src);
@@ -1588,7 +1603,7 @@ static bool apply_target(run *r, const sm_rule *rule, const sm_target *t, const 
     } else if (simple) {
         ok = default_mapping(r, rule, t, ctx, src, &ei, &vals, &then);
     } else {
-        const char *type = single_type(&ei);
+        const char *type = single_type(r, &ei);
         if (!type || is_primitive_name(r, type)) {
             ok = fail(r, rule, "%s.%s: no transform, and %s", ctx->tt.name ? ctx->tt.name : "target", t->element,
                       type ? "the element is a primitive (give a value)"

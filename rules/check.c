@@ -6,8 +6,10 @@
  * invariant failure whose key is the rule id becomes a finding at the
  * validator's FHIRPath location. The key is read from the issue: profile.c
  * writes an invariant failure as code "invariant" and message "<key>: <human>",
- * and only keys the pack names are kept. Other profile issues (cardinality,
- * fgw-* format checks) are the validator's business, not findings.
+ * and only keys the pack names are kept. The profile says warning (breaking a
+ * contracting rule leaves the resource valid FHIR, ig/README.md); the finding
+ * takes the pack's severity. Other profile issues (cardinality, fgw-* format
+ * checks) are the validator's business, not findings.
  * Named checks: the C functions of rules/checks.c.
  */
 #include <stdio.h>
@@ -99,7 +101,7 @@ static void invariants_of(const rl_engine *e, const char *type, const pf_profile
         const oo_issue *is = &issues.items[i];
         const rl_rule *r = rule_of_issue(e, type, p, on, is);
         if (r)
-            rl_add(out, r, is->severity <= OO_ERROR && r->error, is->expression ? is->expression : base, NULL);
+            rl_add(out, r, r->error, is->expression ? is->expression : base, NULL); /* the pack's severity */
     }
     oo_list_free(&issues);
 }

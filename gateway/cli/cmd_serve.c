@@ -183,6 +183,9 @@ bool cli_dev_config(gw_config *c, const char *dir, unsigned port, unsigned ops_p
     SET("tls_crl", "%s/crl.pem", dir);
     SET("organisations", "%s/organisations.tsv", dir);
     SET("store_path", "%s/fhirgw.db", dir);
+    SET("outbound_cert", "%s/outbound.crt", dir);
+    SET("outbound_key", "%s/outbound.key", dir);
+    SET("outbound_ca", "%s/ca-bundle.pem", dir);
     SET("audit_key_file", "%s/audit.key", dir);
     SET("audit_checkpoint_key", "%s/audit-checkpoint.pem", dir);
     SET("audit_checkpoint_file", "%s/audit-checkpoints", dir);

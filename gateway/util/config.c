@@ -57,6 +57,12 @@ static const setting settings[] = {
       "Ed25519 private key (PEM) that signs the audit chain's checkpoints (openssl genpkey -algorithm ed25519)"),
     S(audit_checkpoint_file, T_STRING, "/var/log/fhirgw/audit-checkpoints",
       "append-only file of signed checkpoints of the audit chain, outside the database (best on other storage)"),
+    S(outbound_cert, T_STRING, "/etc/fhirgw/outbound.crt",
+      "outbound HTTPS (pull mode, notifications): the gateway's client certificate (PEM, with chain; EKU "
+      "clientAuth) presented to providers' FHIR endpoints"),
+    S(outbound_key, T_STRING, "/etc/fhirgw/outbound.key", "its private key (PEM)"),
+    S(outbound_ca, T_STRING, "/etc/fhirgw/ca-bundle.pem",
+      "CA certificates a provider endpoint's server certificate must chain to (its name is checked too)"),
     S(pseudonym_key_file, T_STRING, "/etc/fhirgw/pseudonym.key",
       "insurer maps: the key of the patient pseudonym (HMAC-SHA-256 of the BSN), 32 to 128 hex digits; changing it "
       "changes every pseudonym the insurer has seen; never inside the database"),

@@ -58,6 +58,10 @@ typedef struct gw_config {
     char audit_key_file[CFG_PATH_MAX];        /* HMAC keys of the chain: "<key-id> <64 hex>" lines */
     char audit_checkpoint_key[CFG_PATH_MAX];  /* Ed25519 key (PEM) that signs checkpoints */
     char audit_checkpoint_file[CFG_PATH_MAX]; /* the append-only checkpoint file, outside the database */
+    /* outbound HTTPS (gateway/net/outbound.h): the gateway as a client of providers' endpoints */
+    char outbound_cert[CFG_PATH_MAX]; /* the gateway's client certificate (PEM, with chain) */
+    char outbound_key[CFG_PATH_MAX];  /* its private key (PEM) */
+    char outbound_ca[CFG_PATH_MAX];   /* CA certificates a peer's server certificate must chain to */
     /* the insurer maps (docs/mappings.md) */
     char pseudonym_key_file[CFG_PATH_MAX]; /* the pseudonym key: 32 to 128 hex digits */
     /* logs */

@@ -194,6 +194,20 @@
     X(echo_max, 64, 8, BYTES, FIXED, "rest",                                                                          \
       "bytes of a request (a path, an id, a parameter) an error message quotes at most, cut at a character boundary " \
       "and marked with an ellipsis")                                                                                  \
+    /* ---- gateway/net: outbound HTTPS (pull mode, notifications; docs/rules.md) ---- */                          \
+    X(outbound_connect_timeout_ms, 5000, 1, MS, SET, "net",                                                           \
+      "an outbound call's TCP connect plus TLS handshake must take no longer, or the attempt fails (timeout)")        \
+    X(outbound_timeout_ms, 30000, 1, MS, SET, "net",                                                                  \
+      "an outbound call's attempt, from connect to the last byte of the answer, must take no longer (timeout)")       \
+    X(outbound_max_bytes, 16 * LIM_MIB, 1, BYTES, SET, "net",                                                         \
+      "largest answer body an outbound call accepts; the transfer is aborted past it (too-large)")                    \
+    X(outbound_retries, 2, 0, COUNT, SET, "net",                                                                      \
+      "further attempts after an outbound call failed to connect, timed out or got a 5xx (GET, or a POST that "      \
+      "never reached the peer); 0 = one attempt only")                                                                \
+    X(outbound_backoff_ms, 200, 0, MS, SET, "net",                                                                    \
+      "pause before the first retry of an outbound call; it doubles for each further one")                            \
+    X(outbound_message_max, 255, 32, BYTES, FIXED, "net",                                                             \
+      "longest error message of an outbound call (what failed, where); longer ones are cut")                          \
     /* ---- gateway/audit: the NEN 7513 trail (docs/audit.md) ---- */                                              \
     X(audit_checkpoint_entries, 1000, 1, COUNT, SET, "audit",                                                         \
       "a signed checkpoint of the audit chain's head is appended to audit_checkpoint_file after the commit that "     \

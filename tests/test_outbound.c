@@ -1,0 +1,274 @@
+/*
+ * tests/test_outbound.c — gateway/net/outbound.h against a real HTTPS peer on loopback
+ * (tests/peer.h): mutual TLS, each error kind, retries and their limits, POST, threads.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/net/outbound.h"
+#include "tests/peer.h"
+
+static char dir[256];
+static peer *pr;
+
+static void path_of(char *out, size_t size, const char *name)
+{
+    snprintf(out, size, "%s/pki/%s", dir, name);
+}
+
+static void setup(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/fhirgw-outbound-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s/../certs/make-test-pki' '%s/pki' >/dev/null 2>&1", TESTS_DIR, dir);
+    cr_assert_eq(system(cmd), 0, "make-test-pki failed");
+    char pki[300], err[256];
+    snprintf(pki, sizeof pki, "%s/pki", dir);
+    peer_options po = {.pki_dir = pki, .slow_ms = 1200, .oversize_bytes = 64 * 1024};
+    pr = peer_start(&po, err, sizeof err);
+    cr_assert_not_null(pr, "%s", err);
+    peer_put(pr, "Patient", "p1", "{\"resourceType\":\"Patient\",\"id\":\"p1\"}");
+}
+
+static void teardown(void)
+{
+    peer_free(pr);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_expect_eq(system(cmd), 0);
+}
+
+TestSuite(outbound, .init = setup, .fini = teardown, .timeout = 60);
+
+static char cert[320], key[320], ca[320];
+
+/* A client with the gateway's outbound certificate; retries and timeouts short for the test. */
+static ob_client *client(unsigned retries, unsigned timeout_ms)
+{
+    path_of(cert, sizeof cert, "outbound.crt");
+    path_of(key, sizeof key, "outbound.key");
+    path_of(ca, sizeof ca, "ca-bundle.pem");
+    ob_config oc = ob_config_default();
+    oc.cert_file = cert;
+    oc.key_file = key;
+    oc.ca_file = ca;
+    oc.retries = retries;
+    oc.backoff_ms = 10;
+    oc.timeout_ms = timeout_ms;
+    oc.connect_timeout_ms = timeout_ms;
+    oc.max_bytes = 32 * 1024;
+    ob_error err;
+    ob_client *c = ob_client_new(&oc, &err);
+    cr_assert_not_null(c, "%s", err.message);
+    return c;
+}
+
+static char url[256];
+static const char *at(const char *rest)
+{
+    snprintf(url, sizeof url, "%s%s", peer_base(pr), rest);
+    return url;
+}
+
+static const char *const ACCEPT[] = {"Accept: application/fhir+json", NULL};
+
+Test(outbound, get_over_mutual_tls)
+{
+    ob_client *c = client(2, 5000);
+    ob_response r;
+    ob_error err;
+    cr_assert(ob_get(c, at("/Patient/p1"), ACCEPT, &r, &err), "%s", err.message);
+    cr_expect_eq(r.status, 200);
+    cr_expect(strstr(r.body, "\"id\":\"p1\""), "%s", r.body);
+    cr_expect(strstr(r.content_type, "application/fhir+json"), "%s", r.content_type);
+    cr_expect_eq(err.attempts, 1);
+    peer_request q;
+    cr_assert(peer_request_at(pr, 0, &q));
+    cr_expect_str_eq(q.method, "GET");
+    cr_expect_str_eq(q.path, "/fhir/Patient/p1");
+    ob_response_free(&r);
+    ob_client_free(c);
+}
+
+Test(outbound, a_4xx_is_an_http_status_and_not_retried)
+{
+    ob_client *c = client(3, 5000);
+    ob_response r;
+    ob_error err;
+    cr_assert_not(ob_get(c, at("/Patient/none"), ACCEPT, &r, &err));
+    cr_expect_eq(err.kind, OB_HTTP_STATUS);
+    cr_expect_eq(err.status, 404);
+    cr_expect_eq(r.status, 404);
+    cr_expect(r.body && strstr(r.body, "OperationOutcome"));
+    cr_expect_eq(err.attempts, 1);
+    cr_expect_eq(peer_request_count(pr), 1);
+    cr_expect(strstr(err.message, "404"), "%s", err.message);
+    ob_response_free(&r);
+    ob_client_free(c);
+}
+
+Test(outbound, a_5xx_is_retried_a_bounded_number_of_times)
+{
+    ob_client *c = client(2, 5000);
+    char err_text[256];
+    cr_assert(peer_set_mode(pr, PEER_500, err_text, sizeof err_text), "%s", err_text);
+    ob_response r;
+    ob_error err;
+    cr_assert_not(ob_get(c, at("/Patient/p1"), ACCEPT, &r, &err));
+    cr_expect_eq(err.kind, OB_HTTP_STATUS);
+    cr_expect_eq(err.status, 500);
+    cr_expect_eq(err.attempts, 3);
+    cr_expect_eq(peer_request_count(pr), 3);
+    ob_response_free(&r);
+    ob_client_free(c);
+}
+
+Test(outbound, a_post_that_reached_the_peer_is_not_repeated)
+{
+    ob_client *c = client(2, 5000);
+    char err_text[256];
+    cr_assert(peer_set_mode(pr, PEER_500, err_text, sizeof err_text), "%s", err_text);
+    ob_response r;
+    ob_error err;
+    const char *body = "{\"resourceType\":\"Parameters\"}";
+    cr_assert_not(ob_post(c, at("/Task/$notify"), ACCEPT, body, strlen(body), &r, &err));
+    cr_expect_eq(err.attempts, 1);
+    cr_expect_eq(peer_request_count(pr), 1);
+    ob_response_free(&r);
+    ob_client_free(c);
+}
+
+Test(outbound, post_sends_headers_and_body)
+{
+    ob_client *c = client(0, 5000);
+    ob_response r;
+    ob_error err;
+    const char *body = "{\"resourceType\":\"Parameters\",\"parameter\":[]}";
+    const char *const headers[] = {"Content-Type: application/fhir+json", NULL};
+    cr_assert(ob_post(c, at("/Task/$notify"), headers, body, strlen(body), &r, &err), "%s", err.message);
+    cr_expect_eq(r.status, 200);
+    peer_request q;
+    cr_assert(peer_request_at(pr, 0, &q));
+    cr_expect_str_eq(q.method, "POST");
+    cr_expect_str_eq(q.body, body);
+    cr_expect_eq(q.body_len, strlen(body));
+    ob_response_free(&r);
+    ob_client_free(c);
+}
+
+Test(outbound, down_is_unreachable_after_the_retries)
+{
+    ob_client *c = client(1, 2000);
+    char err_text[256];
+    cr_assert(peer_set_mode(pr, PEER_DOWN, err_text, sizeof err_text));
+    ob_response r;
+    ob_error err;
+    cr_assert_not(ob_get(c, at("/Patient/p1"), ACCEPT, &r, &err));
+    cr_expect_eq(err.kind, OB_UNREACHABLE, "%s: %s", ob_error_kind_name(err.kind), err.message);
+    cr_expect_eq(err.attempts, 2);
+    cr_expect(strstr(err.message, "127.0.0.1"), "%s", err.message);
+    ob_response_free(&r);
+    /* and back up on the same port */
+    cr_assert(peer_set_mode(pr, PEER_UP, err_text, sizeof err_text), "%s", err_text);
+    cr_expect(ob_get(c, at("/Patient/p1"), ACCEPT, &r, &err), "%s", err.message);
+    ob_response_free(&r);
+    ob_client_free(c);
+}
+
+Test(outbound, slow_is_a_timeout)
+{
+    ob_client *c = client(0, 300);
+    char err_text[256];
+    cr_assert(peer_set_mode(pr, PEER_SLOW, err_text, sizeof err_text));
+    ob_response r;
+    ob_error err;
+    cr_assert_not(ob_get(c, at("/Patient/p1"), ACCEPT, &r, &err));
+    cr_expect_eq(err.kind, OB_TIMEOUT, "%s: %s", ob_error_kind_name(err.kind), err.message);
+    cr_expect(strstr(err.message, "300 ms"), "%s", err.message);
+    ob_response_free(&r);
+    ob_client_free(c);
+}
+
+Test(outbound, oversize_is_aborted)
+{
+    ob_client *c = client(2, 5000);
+    char err_text[256];
+    cr_assert(peer_set_mode(pr, PEER_OVERSIZE, err_text, sizeof err_text));
+    ob_response r;
+    ob_error err;
+    cr_assert_not(ob_get(c, at("/Patient/p1"), ACCEPT, &r, &err));
+    cr_expect_eq(err.kind, OB_TOO_LARGE, "%s: %s", ob_error_kind_name(err.kind), err.message);
+    cr_expect_eq(err.attempts, 1);
+    cr_expect_null(r.body);
+    ob_response_free(&r);
+    ob_client_free(c);
+}
+
+Test(outbound, a_peer_certificate_of_another_ca_is_refused)
+{
+    ob_client *c = client(2, 5000);
+    char err_text[256];
+    cr_assert(peer_set_mode(pr, PEER_FOREIGN, err_text, sizeof err_text), "%s", err_text);
+    ob_response r;
+    ob_error err;
+    cr_assert_not(ob_get(c, at("/Patient/p1"), ACCEPT, &r, &err));
+    cr_expect_eq(err.kind, OB_TLS, "%s: %s", ob_error_kind_name(err.kind), err.message);
+    cr_expect_eq(err.attempts, 1);
+    cr_expect_eq(peer_request_count(pr), 0);
+    ob_response_free(&r);
+    ob_client_free(c);
+}
+
+Test(outbound, only_https_and_readable_files)
+{
+    ob_client *c = client(0, 5000);
+    ob_response r;
+    ob_error err;
+    cr_assert_not(ob_get(c, "http://127.0.0.1:1/x", ACCEPT, &r, &err));
+    cr_expect_eq(err.kind, OB_INVALID);
+    ob_response_free(&r);
+    ob_client_free(c);
+    ob_config oc = ob_config_default();
+    oc.ca_file = "/nonexistent/ca.pem";
+    cr_expect_null(ob_client_new(&oc, &err));
+    cr_expect(strstr(err.message, "/nonexistent/ca.pem"), "%s", err.message);
+    oc.ca_file = ca;
+    oc.cert_file = cert; /* without its key */
+    cr_expect_null(ob_client_new(&oc, &err));
+}
+
+static void *fetch_many(void *arg)
+{
+    ob_client *c = arg;
+    size_t ok = 0;
+    for (int i = 0; i < 5; i++) {
+        ob_response r;
+        ob_error err;
+        char u[256];
+        snprintf(u, sizeof u, "%s/Patient/p1", peer_base(pr));
+        ok += ob_get(c, u, ACCEPT, &r, &err) && r.status == 200;
+        ob_response_free(&r);
+    }
+    return (void *)ok;
+}
+
+Test(outbound, one_client_shared_by_threads)
+{
+    ob_client *c = client(0, 5000);
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&t[i], NULL, fetch_many, c);
+    size_t total = 0;
+    for (int i = 0; i < 4; i++) {
+        void *ok;
+        pthread_join(t[i], &ok);
+        total += (size_t)ok;
+    }
+    cr_expect_eq(total, 20);
+    cr_expect_eq(peer_request_count(pr), 20);
+    ob_client_free(c);
+}
