@@ -6,10 +6,13 @@
  *
  * The gateway is the real server over mutual TLS (tests/rest_harness.h),
  * the hospital and the ELVs its real clients; the relay (gateway/relay)
- * runs beside it as `serve` runs it. Deliveries go to `receivers` below: an
- * in-process deliver function that records every POST and can play a
- * receiver that is up, down, answering 500 or slow, per address. Waiting is
- * on conditions with deadlines, never a bare sleep.
+ * runs beside it as `serve` runs it. Suite `peers`: the ELVs' notification
+ * Endpoints are real HTTPS servers on loopback (tests/peer.h), reached
+ * through the gateway's one outbound client with its client certificate,
+ * and switched down, slow, failing or to a foreign certificate. Suite
+ * `notify`: an in-process deliver function (`receivers` below) that records
+ * every POST, for what needs exact control (backoff timing, payloads).
+ * Waiting is on conditions with deadlines, never a bare sleep.
  *
  * Memory: responses, JSON and recorded posts are freed in each test.
  */
@@ -21,7 +24,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "gateway/relay/deliver.h"
 #include "gateway/relay/notify.h"
+#include "tests/peer.h"
 #include "tests/rest_harness.h"
 
 #define URA_SYSTEM "http://fhir.nl/fhir/NamingSystem/ura"
@@ -183,7 +188,8 @@ static void start_relay(void)
     char err[256];
     relay_config.store = rh.store;
     relay_config.base_url = "https://127.0.0.1";
-    relay_config.deliver = deliver;
+    if (!relay_config.deliver) /* the in-process receivers unless a suite chose the outbound client */
+        relay_config.deliver = deliver;
     relay_config.on_dead = rest_handover_mark_undelivered;
     relay_config.on_dead_arg = rh.app;
     relay_config.metrics = srv_metrics(rh.srv);
@@ -464,127 +470,6 @@ Test(notify, a_receiver_that_is_down_gets_it_when_it_comes_back_with_backoff)
     cr_assert(wait_state(ST_NOTIFY_DELIVERED, 2, mono_ms() + WAIT_MS));
 }
 
-Test(notify, a_receiver_answering_500_is_retried)
-{
-    register_endpoint("elv-a", URA_ELV_A, NOTIFY_A, NULL);
-    set_mode(NOTIFY_A, FAIL_500);
-    start_relay();
-    handover("7e0b0004-0000-4000-8000-000000000001", URA_ELV_A);
-    st_notification *rows = NULL;
-    int64_t deadline = mono_ms() + WAIT_MS;
-    while (mono_ms() < deadline && queued(URA_ELV_A, &rows) == 1 && rows[0].attempts < 2) {
-        free(rows);
-        rows = NULL;
-        usleep(10 * 1000);
-    }
-    cr_assert(rows && rows[0].attempts >= 2);
-    cr_expect_eq(rows[0].http_status, 500);
-    free(rows);
-    set_mode(NOTIFY_A, UP);
-    cr_assert(wait_answered(NOTIFY_A, 1, mono_ms() + WAIT_MS));
-}
-
-Test(notify, a_slow_receiver_holds_up_no_other)
-{
-    register_endpoint("elv-a", URA_ELV_A, NOTIFY_A, NULL);
-    register_endpoint("elv-b", URA_ELV_B, NOTIFY_B, NULL);
-    set_mode(NOTIFY_A, SLOW); /* each answer takes 1.5 s */
-    start_relay();
-    handover("7e0b0005-0000-4000-8000-000000000001", URA_ELV_A);
-    handover("7e0b0005-0000-4000-8000-000000000002", URA_ELV_A);
-    int64_t start = mono_ms(); /* elv-a's first answer is on its way: it takes 1.5 s, its second 1.5 s more */
-    handover("7e0b0005-0000-4000-8000-000000000003", URA_ELV_B);
-    handover("7e0b0005-0000-4000-8000-000000000004", URA_ELV_B);
-    cr_assert(wait_answered(NOTIFY_B, 2, mono_ms() + WAIT_MS));
-    post_rec *b = answered_at(NOTIFY_B, 1);
-    cr_expect_lt(b->at_ms - start, 1400, "elv-b's notifications do not wait for elv-a's slow answers (%lld ms)",
-                 (long long)(b->at_ms - start));
-    post_rec *a_second = answered_at(NOTIFY_A, 1);
-    cr_expect_null(a_second, "elv-a's second answer is still to come");
-    post_free(a_second);
-    post_free(b);
-    cr_assert(wait_answered(NOTIFY_A, 2, mono_ms() + WAIT_MS), "and elv-a gets its own, in turn");
-    post_rec *a1 = answered_at(NOTIFY_A, 0), *a2 = answered_at(NOTIFY_A, 1);
-    cr_expect_geq(a2->at_ms - a1->at_ms, 1400, "one at a time per receiver");
-    post_free(a1);
-    post_free(a2);
-}
-
-Test(notify, past_the_horizon_a_dead_letter_in_metrics_and_on_the_task)
-{
-    register_endpoint("elv-a", URA_ELV_A, NOTIFY_A, NULL);
-    set_mode(NOTIFY_A, DOWN);
-    relay_config.horizon_ms = 400;
-    start_relay();
-    char *task = handover("7e0b0006-0000-4000-8000-000000000001", URA_ELV_A);
-    cr_assert(wait_state(ST_NOTIFY_DEAD, 1, mono_ms() + WAIT_MS), "given up after the horizon");
-    st_notification *rows;
-    cr_assert_eq(queued(URA_ELV_A, &rows), 1);
-    cr_expect_eq(rows[0].state, ST_NOTIFY_DEAD);
-    cr_expect_geq(rows[0].done_ms - rows[0].created_ms, 400, "not before the horizon");
-    free(rows);
-    /* /metrics says so */
-    size_t len;
-    char *text = mx_render(srv_metrics(rh.srv), &len);
-    cr_expect_not_null(strstr(text, "fhirgw_relay_notifications{state=\"dead\"} 1"), "%s", text);
-    cr_expect_not_null(strstr(text, "fhirgw_relay_dead_letters_total 1"), "%s", text);
-    free(text);
-    /* ... and both parties find the Task by its businessStatus */
-    const char *who[] = {"hospital-a", "elv-a"};
-    for (int i = 0; i < 2; i++) {
-        rh_response r = rh_request(who[i], "GET", "/Task?business-status=" UNDELIVERED, NULL, NULL);
-        cr_assert_eq(r.status, 200, "%s", r.body);
-        json_object *o = rh_json(&r);
-        cr_expect_str_eq(rh_str(o, "entry.0.resource.id"), task, "%s finds the Task: %s", who[i], r.body);
-        cr_expect_str_eq(rh_str(o, "entry.0.resource.status"), "requested", "the workflow itself is untouched");
-        json_object_put(o);
-        rh_response_free(&r);
-    }
-    /* the receiver still moves the Task on afterwards */
-    cr_expect_eq(patch_status("elv-a", task, "accepted"), 200);
-}
-
-Test(notify, pending_notifications_survive_a_restart)
-{
-    register_endpoint("elv-a", URA_ELV_A, NOTIFY_A, NULL);
-    set_mode(NOTIFY_A, DOWN);
-    start_relay();
-    handover("7e0b0007-0000-4000-8000-000000000001", URA_ELV_A);
-    handover("7e0b0007-0000-4000-8000-000000000002", URA_ELV_A);
-    st_notification *rows = NULL;
-    int64_t deadline = mono_ms() + WAIT_MS;
-    while (mono_ms() < deadline && queued(URA_ELV_A, &rows) == 2 && rows[0].attempts < 1) {
-        free(rows);
-        rows = NULL;
-        usleep(10 * 1000);
-    }
-    free(rows);
-    /* the gateway stops (relay, server, store) and starts again on the same database */
-    stop_relay();
-    rh_stop_server();
-    rh_start_server();
-    set_mode(NOTIFY_A, UP);
-    start_relay();
-    cr_assert(wait_answered(NOTIFY_A, 2, mono_ms() + WAIT_MS), "both delivered after the restart");
-    for (size_t i = 0; i < 2; i++) {
-        post_rec *p = answered_at(NOTIFY_A, i);
-        long number;
-        char focus[160];
-        read_notification(p, &number, focus, sizeof focus);
-        cr_expect_eq(number, (long)i + 1);
-        post_free(p);
-    }
-    /* numbering goes on where it was */
-    handover("7e0b0007-0000-4000-8000-000000000003", URA_ELV_A);
-    cr_assert(wait_answered(NOTIFY_A, 3, mono_ms() + WAIT_MS));
-    post_rec *p = answered_at(NOTIFY_A, 2);
-    long number;
-    char focus[160];
-    read_notification(p, &number, focus, sizeof focus);
-    cr_expect_eq(number, 3);
-    post_free(p);
-}
-
 Test(notify, eoverdracht_empty_post_as_the_receiver_chose)
 {
     register_endpoint("elv-a", URA_ELV_A, NOTIFY_A, RLY_PAYLOAD_EMPTY_POST);
@@ -609,4 +494,272 @@ Test(notify_units, backoff_doubles_with_jitter_up_to_the_maximum)
         cr_expect(rly_backoff_ms(100, 1000, 30, rnd) >= 500 && rly_backoff_ms(100, 1000, 30, rnd) <= 1000);
     }
     cr_expect_neq(rly_backoff_ms(100, 1000, 3, 1), rly_backoff_ms(100, 1000, 3, 2), "jitter spreads retries");
+}
+
+/* ---- with real receivers: HTTPS peers on loopback, the gateway's outbound client ---- */
+
+static peer *peer_a, *peer_b;
+static ob_client *outbound;
+static char notify_a[128], notify_b[128];
+
+static void peers_setup(void)
+{
+    setup();
+    char pki[300], err[256], cert[320], key[320], ca[320];
+    snprintf(pki, sizeof pki, "%s/pki", rh.dir);
+    peer_options po = {.pki_dir = pki, .slow_ms = 3000};
+    peer_a = peer_start(&po, err, sizeof err);
+    cr_assert_not_null(peer_a, "%s", err);
+    peer_b = peer_start(&po, err, sizeof err);
+    cr_assert_not_null(peer_b, "%s", err);
+    snprintf(notify_a, sizeof notify_a, "%s/notify", peer_base(peer_a));
+    snprintf(notify_b, sizeof notify_b, "%s/notify", peer_base(peer_b));
+    snprintf(cert, sizeof cert, "%s/outbound.crt", pki);
+    snprintf(key, sizeof key, "%s/outbound.key", pki);
+    snprintf(ca, sizeof ca, "%s/ca-bundle.pem", pki);
+    ob_config oc = ob_config_default();
+    oc.cert_file = cert;
+    oc.key_file = key;
+    oc.ca_file = ca;
+    oc.retries = 0; /* as rly_outbound_config: the relay retries */
+    oc.timeout_ms = 6000;
+    oc.connect_timeout_ms = 2000;
+    ob_error oerr;
+    outbound = ob_client_new(&oc, &oerr);
+    cr_assert_not_null(outbound, "%s", oerr.message);
+    relay_config.deliver = rly_deliver_outbound;
+    relay_config.deliver_arg = outbound;
+}
+
+static void peers_teardown(void)
+{
+    stop_relay(); /* before the client and the peers it talks to */
+    peer_free(peer_a);
+    peer_free(peer_b);
+    ob_client_free(outbound);
+    teardown();
+}
+
+TestSuite(peers, .init = peers_setup, .fini = peers_teardown, .timeout = 180);
+
+/* Wait until p has recorded n POSTs (false at the deadline); the peer records at arrival. */
+static bool wait_posts(peer *p, size_t n, int64_t deadline_ms)
+{
+    while (peer_count_path(p, "/fhir/notify", true) < n) {
+        if (mono_ms() >= deadline_ms)
+            return false;
+        usleep(10 * 1000); /* the peer has no wait of its own: look again shortly */
+    }
+    return true;
+}
+
+/* The event number of p's k-th POST (checked as a notification). */
+static long event_of(peer *p, size_t k)
+{
+    size_t seen = 0;
+    for (size_t i = 0; i < peer_request_count(p); i++) {
+        peer_request r;
+        if (!peer_request_at(p, i, &r) || strcmp(r.method, "POST") || seen++ != k)
+            continue;
+        post_rec rec = {.url = (char *)r.path, .body = (char *)r.body};
+        long number;
+        char focus[160];
+        read_notification(&rec, &number, focus, sizeof focus);
+        return number;
+    }
+    return -1;
+}
+
+/* Wait until the receiver's first queued notification has had `attempts` attempts; its row into *out. */
+static bool wait_attempts(const char *ura, unsigned attempts, st_notification *out, int64_t deadline_ms)
+{
+    for (;;) {
+        st_notification *rows = NULL;
+        size_t n = queued(ura, &rows);
+        bool ok = n > 0 && rows[0].attempts >= attempts;
+        if (ok)
+            *out = rows[0];
+        free(rows);
+        if (ok)
+            return true;
+        if (mono_ms() >= deadline_ms)
+            return false;
+        usleep(10 * 1000);
+    }
+}
+
+Test(peers, each_receiver_gets_its_events_numbered_1_2_3)
+{
+    register_endpoint("elv-a", URA_ELV_A, notify_a, NULL);
+    register_endpoint("elv-b", URA_ELV_B, notify_b, NULL);
+    start_relay();
+    handover("7e0b1001-0000-4000-8000-000000000001", URA_ELV_A);
+    handover("7e0b1001-0000-4000-8000-000000000002", URA_ELV_B);
+    handover("7e0b1001-0000-4000-8000-000000000003", URA_ELV_A);
+    handover("7e0b1001-0000-4000-8000-000000000004", URA_ELV_B);
+    handover("7e0b1001-0000-4000-8000-000000000005", URA_ELV_A);
+    cr_assert(wait_posts(peer_a, 3, mono_ms() + WAIT_MS));
+    cr_assert(wait_posts(peer_b, 2, mono_ms() + WAIT_MS));
+    for (size_t i = 0; i < 3; i++)
+        cr_expect_eq(event_of(peer_a, i), (long)i + 1, "elv-a: 1, 2, 3 in order");
+    for (size_t i = 0; i < 2; i++)
+        cr_expect_eq(event_of(peer_b, i), (long)i + 1, "elv-b: 1, 2");
+    cr_assert(wait_state(ST_NOTIFY_DELIVERED, 5, mono_ms() + WAIT_MS), "all five recorded as delivered");
+}
+
+Test(peers, a_receiver_that_is_down_gets_them_when_it_is_back)
+{
+    register_endpoint("elv-a", URA_ELV_A, notify_a, NULL);
+    char err[256];
+    cr_assert(peer_set_mode(peer_a, PEER_DOWN, err, sizeof err), "%s", err);
+    start_relay();
+    handover("7e0b1002-0000-4000-8000-000000000001", URA_ELV_A);
+    handover("7e0b1002-0000-4000-8000-000000000002", URA_ELV_A);
+    st_notification row;
+    cr_assert(wait_attempts(URA_ELV_A, 3, &row, mono_ms() + WAIT_MS), "retried while it is down");
+    cr_expect_eq(row.state, ST_NOTIFY_PENDING);
+    cr_expect(!strncmp(row.last_error, "unreachable", 11), "%s", row.last_error);
+    cr_assert(peer_set_mode(peer_a, PEER_UP, err, sizeof err), "%s", err);
+    cr_assert(wait_posts(peer_a, 2, mono_ms() + WAIT_MS), "both arrive once it is back");
+    cr_expect_eq(event_of(peer_a, 0), 1);
+    cr_expect_eq(event_of(peer_a, 1), 2);
+}
+
+Test(peers, a_receiver_answering_500_is_retried)
+{
+    register_endpoint("elv-a", URA_ELV_A, notify_a, NULL);
+    char err[256];
+    cr_assert(peer_set_mode(peer_a, PEER_500, err, sizeof err), "%s", err);
+    start_relay();
+    handover("7e0b1003-0000-4000-8000-000000000001", URA_ELV_A);
+    st_notification row;
+    cr_assert(wait_attempts(URA_ELV_A, 2, &row, mono_ms() + WAIT_MS));
+    cr_expect_eq(row.http_status, 500);
+    cr_expect_eq(row.state, ST_NOTIFY_PENDING);
+    size_t failed = peer_count_path(peer_a, "/fhir/notify", true);
+    cr_expect_geq(failed, 2, "each attempt reached the receiver");
+    cr_assert(peer_set_mode(peer_a, PEER_UP, err, sizeof err), "%s", err);
+    cr_assert(wait_state(ST_NOTIFY_DELIVERED, 1, mono_ms() + WAIT_MS), "delivered once it answers 2xx");
+    cr_expect_eq(event_of(peer_a, peer_count_path(peer_a, "/fhir/notify", true) - 1), 1, "the same event again");
+}
+
+Test(peers, a_slow_receiver_holds_up_no_other)
+{
+    register_endpoint("elv-a", URA_ELV_A, notify_a, NULL);
+    register_endpoint("elv-b", URA_ELV_B, notify_b, NULL);
+    char err[256];
+    cr_assert(peer_set_mode(peer_a, PEER_SLOW, err, sizeof err), "%s", err); /* each answer takes 3 s */
+    start_relay();
+    handover("7e0b1004-0000-4000-8000-000000000001", URA_ELV_A);
+    handover("7e0b1004-0000-4000-8000-000000000002", URA_ELV_A);
+    cr_assert(wait_posts(peer_a, 1, mono_ms() + WAIT_MS));
+    int64_t first_a = mono_ms(); /* elv-a's second comes only after this one's answer, 3 s from now */
+    handover("7e0b1004-0000-4000-8000-000000000003", URA_ELV_B);
+    handover("7e0b1004-0000-4000-8000-000000000004", URA_ELV_B);
+    cr_assert(wait_posts(peer_b, 2, mono_ms() + WAIT_MS));
+    int64_t took = mono_ms() - first_a;
+    cr_expect_lt(took, 2500, "elv-b was served while elv-a was slow (%lld ms)", (long long)took);
+    cr_expect_eq(peer_count_path(peer_a, "/fhir/notify", true), 1, "elv-a: one at a time, in order");
+    cr_assert(wait_posts(peer_a, 2, mono_ms() + WAIT_MS));
+    cr_expect_eq(event_of(peer_a, 1), 2);
+}
+
+Test(peers, a_foreign_certificate_is_not_delivered_to)
+{
+    register_endpoint("elv-a", URA_ELV_A, notify_a, NULL);
+    char err[256];
+    cr_assert(peer_set_mode(peer_a, PEER_FOREIGN, err, sizeof err), "%s", err);
+    start_relay();
+    handover("7e0b1005-0000-4000-8000-000000000001", URA_ELV_A);
+    st_notification row;
+    cr_assert(wait_attempts(URA_ELV_A, 2, &row, mono_ms() + WAIT_MS), "a failed attempt, tried again");
+    cr_expect_eq(row.state, ST_NOTIFY_PENDING);
+    cr_expect(!strncmp(row.last_error, "tls", 3), "the server's certificate is refused: %s", row.last_error);
+    cr_expect_eq(peer_count_path(peer_a, "/fhir/notify", true), 0, "nothing reached the impostor");
+    rly_counters c;
+    rly_counters_get(relay, &c);
+    cr_expect_eq(c.delivered, 0);
+    cr_expect_geq(c.failed_attempts, 2);
+}
+
+/* GET http://127.0.0.1:<ops port>/metrics: the text the operator scrapes. */
+static char *scrape_metrics(void)
+{
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/metrics", srv_ops_port(rh.srv));
+    rh_response r = {0};
+    CURL *c = curl_easy_init();
+    FILE *mem = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    mem = open_memstream(&text, &len);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, mem);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    r.curl = curl_easy_perform(c);
+    curl_easy_cleanup(c);
+    fclose(mem);
+    cr_assert_eq(r.curl, CURLE_OK, "GET %s failed", url);
+    return text;
+}
+
+Test(peers, past_the_horizon_a_dead_letter_in_metrics_and_the_task_search)
+{
+    register_endpoint("elv-a", URA_ELV_A, notify_a, NULL);
+    char err[256];
+    cr_assert(peer_set_mode(peer_a, PEER_DOWN, err, sizeof err), "%s", err);
+    relay_config.horizon_ms = 500;
+    start_relay();
+    char *task = handover("7e0b1006-0000-4000-8000-000000000001", URA_ELV_A);
+    cr_assert(wait_state(ST_NOTIFY_DEAD, 1, mono_ms() + WAIT_MS), "given up after the horizon");
+    st_notification *rows;
+    cr_assert_eq(queued(URA_ELV_A, &rows), 1);
+    cr_expect_eq(rows[0].state, ST_NOTIFY_DEAD);
+    cr_expect_geq(rows[0].done_ms - rows[0].created_ms, 500, "not before the horizon");
+    cr_expect_geq(rows[0].attempts, 2);
+    free(rows);
+    char *text = scrape_metrics();
+    cr_expect_not_null(strstr(text, "fhirgw_relay_notifications{state=\"dead\"} 1"), "%s", text);
+    cr_expect_not_null(strstr(text, "fhirgw_relay_dead_letters_total 1"), "%s", text);
+    free(text);
+    const char *who[] = {"hospital-a", "elv-a"};
+    for (int i = 0; i < 2; i++) {
+        rh_response r = rh_request(who[i], "GET", "/Task?business-status=" UNDELIVERED, NULL, NULL);
+        cr_assert_eq(r.status, 200, "%s", r.body);
+        json_object *o = rh_json(&r);
+        cr_expect_str_eq(rh_str(o, "entry.0.resource.id"), task, "%s finds the Task: %s", who[i], r.body);
+        cr_expect_str_eq(rh_str(o, "entry.0.resource.status"), "requested", "the workflow is untouched");
+        json_object_put(o);
+        rh_response_free(&r);
+    }
+    rh_response r = rh_request("hospital-b", "GET", "/Task?business-status=" UNDELIVERED, NULL, NULL);
+    json_object *o = rh_json(&r);
+    cr_expect_null(rh_str(o, "entry.0"), "others see nothing");
+    json_object_put(o);
+    rh_response_free(&r);
+    cr_expect_eq(patch_status("elv-a", task, "accepted"), 200, "the receiver still moves the Task on");
+}
+
+Test(peers, pending_notifications_survive_a_restart)
+{
+    register_endpoint("elv-a", URA_ELV_A, notify_a, NULL);
+    char err[256];
+    cr_assert(peer_set_mode(peer_a, PEER_DOWN, err, sizeof err), "%s", err);
+    start_relay();
+    handover("7e0b1007-0000-4000-8000-000000000001", URA_ELV_A);
+    handover("7e0b1007-0000-4000-8000-000000000002", URA_ELV_A);
+    st_notification row;
+    cr_assert(wait_attempts(URA_ELV_A, 1, &row, mono_ms() + WAIT_MS));
+    /* the gateway stops (relay, server, store) and starts again on the same database */
+    stop_relay();
+    rh_stop_server();
+    rh_start_server();
+    cr_assert(peer_set_mode(peer_a, PEER_UP, err, sizeof err), "%s", err);
+    start_relay();
+    cr_assert(wait_posts(peer_a, 2, mono_ms() + WAIT_MS), "both delivered after the restart");
+    cr_expect_eq(event_of(peer_a, 0), 1);
+    cr_expect_eq(event_of(peer_a, 1), 2);
+    handover("7e0b1007-0000-4000-8000-000000000003", URA_ELV_A);
+    cr_assert(wait_posts(peer_a, 3, mono_ms() + WAIT_MS));
+    cr_expect_eq(event_of(peer_a, 2), 3, "numbering goes on where it was");
 }

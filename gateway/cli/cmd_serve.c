@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 #include "gateway/util/conformance.h"
 #include "gateway/util/config.h"
 #include "gateway/util/log.h"
+#include "gateway/relay/deliver.h"
 #include "gateway/rest/directory.h"
 #include "gateway/rest/rest.h"
 
@@ -248,6 +250,7 @@ typedef struct store_metrics {
     mx_metric *commit_seconds;
     mx_metric *batch_transactions;
     mx_metric *failed_commits;
+    _Atomic(rly_relay *) relay; /* woken by commits that queue notifications; set once it runs */
 } store_metrics;
 
 static void on_commit(void *arg, const st_commit_stats *stats)
@@ -257,6 +260,8 @@ static void on_commit(void *arg, const st_commit_stats *stats)
     mx_observe(m->batch_transactions, (double)stats->transactions);
     if (!stats->ok)
         mx_inc(m->failed_commits);
+    if (stats->notifications)
+        rly_wake(atomic_load(&m->relay));
 }
 
 static void register_store_metrics(mx_registry *reg, store_metrics *m)
@@ -285,6 +290,8 @@ typedef struct services {
     au_signer *audit_signer;
     rest_app *app;
     srv_server *srv;
+    ob_client *outbound; /* the relay's (gateway/relay/deliver.h) */
+    rly_relay *relay;
     lg_logger access_log;
 } services;
 
@@ -297,6 +304,10 @@ typedef struct services {
  */
 static void close_services(services *s)
 {
+    /* the relay first: its workers use the store, the REST layer (dead letters) and the outbound client */
+    atomic_store(&s->store_mx.relay, NULL);
+    rly_stop(s->relay);
+    ob_client_free(s->outbound);
     st_close(s->store);
     srv_free(s->srv);
     rest_app_free(s->app);
@@ -306,6 +317,40 @@ static void close_services(services *s)
     lg_close(&s->access_log);
     au_keyring_free(s->audit_keys); /* after st_close: its last checkpoint is signed with them */
     au_signer_free(s->audit_signer);
+}
+
+/*
+ * The relay of handover notifications (docs/handover.md "Notifications"). Without a usable outbound client
+ * (its certificate or CA missing) the gateway still serves: notifications stay queued in the store, pending,
+ * and are delivered once the relay runs with a working client.
+ */
+static void start_relay(const gw_config *c, services *s)
+{
+    ob_config oc = rly_outbound_config(c);
+    ob_error oerr;
+    s->outbound = ob_client_new(&oc, &oerr);
+    if (!s->outbound) {
+        lg_msg(&errors, LG_ERROR, "relay: no outbound client (%s): handover notifications stay queued", oerr.message);
+        return;
+    }
+    rly_config rc = {0};
+    rc.store = s->store;
+    rc.base_url = c->base_url;
+    rc.deliver = rly_deliver_outbound;
+    rc.deliver_arg = s->outbound;
+    rc.on_dead = rest_handover_mark_undelivered;
+    rc.on_dead_arg = s->app;
+    rc.workers = (unsigned)c->relay_workers;
+    rc.base_delay_ms = (unsigned)c->relay_base_delay_ms;
+    rc.max_delay_ms = (unsigned)c->relay_max_delay_ms;
+    rc.horizon_ms = (uint64_t)c->relay_horizon_ms;
+    rc.poll_ms = (unsigned)c->relay_poll_ms;
+    rc.metrics = s->metrics;
+    char err[ERR_MAX];
+    s->relay = rly_start(&rc, err, sizeof err);
+    if (!s->relay)
+        lg_msg(&errors, LG_ERROR, "relay: %s: handover notifications stay queued", err);
+    atomic_store(&s->store_mx.relay, s->relay);
 }
 
 static bool open_services(const gw_config *c, services *s, bool dev)
@@ -419,6 +464,7 @@ static bool open_services(const gw_config *c, services *s, bool dev)
         lg_msg(&errors, LG_ERROR, "%s", err);
         return false;
     }
+    start_relay(c, s);
     return true;
 }
 

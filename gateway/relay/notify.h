@@ -55,7 +55,7 @@
 #include "gateway/store/store.h"
 
 #define RLY_URL_MAX 512
-#define RLY_ERROR_MAX 256
+#define RLY_ERROR_MAX 320 /* an outbound error kind and its message (outbound_message_max) */
 
 /* The code systems the gateway defines for Endpoints (docs/handover.md). */
 #define RLY_CONNECTION_SYSTEM "https://fhirgw.nl/fhir/CodeSystem/endpoint-connection-type"

@@ -867,8 +867,8 @@ st_status st_submit(st_store *s, const st_op *ops, size_t op_count, st_done_fn d
     if (!ops || op_count == 0 || !done)
         return ST_INVALID;
     for (size_t i = 0; i < op_count; i++)
-        if (!valid_op(&ops[i]) || ((ops[i].kind == ST_OP_NOTIFY || ops[i].kind == ST_OP_NOTIFY_UPDATE) &&
-                                   !valid_notify(ops, i)))
+        if (!valid_op(&ops[i]) ||
+            ((ops[i].kind == ST_OP_NOTIFY || ops[i].kind == ST_OP_NOTIFY_UPDATE) && !valid_notify(ops, i)))
             return ST_INVALID;
     txn *t = calloc(1, sizeof *t + op_count * sizeof(st_op_result));
     if (!t)

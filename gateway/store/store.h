@@ -640,7 +640,7 @@ st_status st_audit_get(st_store *store, int64_t seq, st_audit_row *out, st_error
 
 /* One queued notification (all times epoch ms; 0 when not yet). */
 typedef struct st_notification {
-    int64_t seq;          /* the queue's own order */
+    int64_t seq; /* the queue's own order */
     char receiver[ST_URA_MAX + 1];
     int64_t event_number; /* per receiver: 1, 2, 3, ... */
     char event[ST_EVENT_MAX + 1];

@@ -107,26 +107,26 @@ char *sql_render(const sql_dialect *d, const char *template_text)
  * so a number is never given twice; the pending index serves the worker's
  * "oldest pending per receiver".
  */
-#define MIGRATION_RELAY_QUEUE                                                                             \
+#define MIGRATION_RELAY_QUEUE                                                                                \
     "CREATE TABLE relay_receiver (ura TEXT PRIMARY KEY, last_event {INT} NOT NULL, since_ms {INT} NOT NULL)" \
-    "{WITHOUT_ROWID};"                                                                                     \
-    "CREATE TABLE relay_notification ("                                                                    \
-    "  seq {ROWID},"                                                                                       \
-    "  receiver TEXT NOT NULL,"                                                                            \
-    "  event_number {INT} NOT NULL,"                                                                       \
-    "  event TEXT NOT NULL,"                                                                               \
-    "  focus_type TEXT NOT NULL,"                                                                          \
-    "  focus_id TEXT NOT NULL,"                                                                            \
-    "  focus_version {INT} NOT NULL,"                                                                      \
-    "  created_ms {INT} NOT NULL,"                                                                         \
-    "  state {INT} NOT NULL,"                                                                              \
-    "  attempts {INT} NOT NULL,"                                                                           \
-    "  next_attempt_ms {INT} NOT NULL,"                                                                    \
-    "  last_attempt_ms {INT} NOT NULL,"                                                                    \
-    "  done_ms {INT} NOT NULL,"                                                                            \
-    "  http_status {INT} NOT NULL,"                                                                        \
-    "  last_error TEXT NOT NULL,"                                                                          \
-    "  UNIQUE (receiver, event_number));"                                                                  \
+    "{WITHOUT_ROWID};"                                                                                       \
+    "CREATE TABLE relay_notification ("                                                                      \
+    "  seq {ROWID},"                                                                                         \
+    "  receiver TEXT NOT NULL,"                                                                              \
+    "  event_number {INT} NOT NULL,"                                                                         \
+    "  event TEXT NOT NULL,"                                                                                 \
+    "  focus_type TEXT NOT NULL,"                                                                            \
+    "  focus_id TEXT NOT NULL,"                                                                              \
+    "  focus_version {INT} NOT NULL,"                                                                        \
+    "  created_ms {INT} NOT NULL,"                                                                           \
+    "  state {INT} NOT NULL,"                                                                                \
+    "  attempts {INT} NOT NULL,"                                                                             \
+    "  next_attempt_ms {INT} NOT NULL,"                                                                      \
+    "  last_attempt_ms {INT} NOT NULL,"                                                                      \
+    "  done_ms {INT} NOT NULL,"                                                                              \
+    "  http_status {INT} NOT NULL,"                                                                          \
+    "  last_error TEXT NOT NULL,"                                                                            \
+    "  UNIQUE (receiver, event_number));"                                                                    \
     "CREATE INDEX relay_pending ON relay_notification (state, receiver, event_number);"
 
 /* MIGRATIONS[v - 1] takes the schema from version v - 1 to v; append, never edit. */

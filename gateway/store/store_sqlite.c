@@ -1134,10 +1134,20 @@ static void notify_enqueue(void *writer, st_write_ctx *ctx, const st_notify *n, 
     sqlite3_stmt *stmt = rc == SQLITE_OK ? notify_stmt(c, SQL_NOTIFY_INSERT) : NULL;
     if (stmt) {
         sql_value v[] = {
-            sql_text(n->receiver), sql_int(number), sql_text(n->event), sql_text(type), sql_text(written->id),
-            sql_int(written->version), sql_int(now), sql_int(ST_NOTIFY_PENDING), sql_int(0),
+            sql_text(n->receiver),
+            sql_int(number),
+            sql_text(n->event),
+            sql_text(type),
+            sql_text(written->id),
+            sql_int(written->version),
+            sql_int(now),
+            sql_int(ST_NOTIFY_PENDING),
+            sql_int(0),
             sql_int(now), /* first attempt: at once */
-            sql_int(0),   sql_int(0),   sql_int(0),     sql_text(""),
+            sql_int(0),
+            sql_int(0),
+            sql_int(0),
+            sql_text(""),
         };
         _Static_assert(sizeof v / sizeof *v == SQL_NT_COLUMNS - SQL_NT_RECEIVER, "one value per inserted column");
         bind_values(stmt, v, sizeof v / sizeof *v);
