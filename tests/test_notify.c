@@ -18,6 +18,7 @@
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -468,6 +469,58 @@ Test(notify, a_receiver_that_is_down_gets_it_when_it_comes_back_with_backoff)
         post_free(p);
     }
     cr_assert(wait_state(ST_NOTIFY_DELIVERED, 2, mono_ms() + WAIT_MS));
+}
+
+/* The relay's clock: real time moved ahead by the test (the store keeps real time: the event happened now). */
+static _Atomic int64_t moved_now; /* the offset */
+static int64_t moved_clock(void *arg)
+{
+    (void)arg;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + atomic_load(&moved_now);
+}
+
+Test(notify, the_default_horizon_of_72_hours_with_a_moved_clock)
+{
+    register_endpoint("elv-a", URA_ELV_A, NOTIFY_A, NULL);
+    set_mode(NOTIFY_A, DOWN);
+    atomic_store(&moved_now, 0);
+    relay_config.clock_ms = moved_clock;
+    relay_config.horizon_ms = 0; /* the default: relay_horizon_ms, 72 h */
+    start_relay();
+    char *task = handover("7e0b0009-0000-4000-8000-000000000001", URA_ELV_A);
+    st_notification *rows = NULL;
+    int64_t deadline = mono_ms() + WAIT_MS;
+    while (mono_ms() < deadline && queued(URA_ELV_A, &rows) == 1 && rows[0].attempts < 2) {
+        free(rows);
+        rows = NULL;
+        usleep(10 * 1000);
+    }
+    cr_assert(rows && rows[0].attempts >= 2 && rows[0].state == ST_NOTIFY_PENDING, "still trying, well within 72 h");
+    unsigned before = rows[0].attempts;
+    free(rows);
+    rows = NULL;
+    atomic_fetch_add(&moved_now, 71LL * 3600 * 1000); /* 71 h later: an attempt, and still pending */
+    rly_wake(relay);
+    while (mono_ms() < deadline && queued(URA_ELV_A, &rows) == 1 && rows[0].attempts <= before + 1) {
+        free(rows);
+        rows = NULL;
+        usleep(10 * 1000);
+    }
+    cr_assert(rows && rows[0].attempts > before + 1, "tried at 71 h");
+    cr_expect_eq(rows[0].state, ST_NOTIFY_PENDING, "not dead before the horizon");
+    cr_expect_leq(rows[0].next_attempt_ms - rows[0].created_ms, 72LL * 3600 * 1000 + 5000,
+                  "the last attempt is at the horizon, not past it");
+    free(rows);
+    atomic_fetch_add(&moved_now, 2LL * 3600 * 1000); /* 73 h after the event */
+    rly_wake(relay);
+    cr_assert(wait_state(ST_NOTIFY_DEAD, 1, mono_ms() + WAIT_MS), "a dead letter after 72 h");
+    rh_response r = rh_request("elv-a", "GET", "/Task?business-status=" UNDELIVERED, NULL, NULL);
+    json_object *o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "entry.0.resource.id"), task);
+    json_object_put(o);
+    rh_response_free(&r);
 }
 
 Test(notify, eoverdracht_empty_post_as_the_receiver_chose)
