@@ -384,7 +384,7 @@ Test(notify, event_numbers_per_receiver_and_status_changes)
         char focus[160], want[160];
         read_notification(p, &number, focus, sizeof focus);
         cr_expect_eq(number, (long)i + 1, "elv-a's notifications are numbered 1, 2, 3 in order");
-        snprintf(want, sizeof want, "https://127.0.0.1/Task/%s", a[i]);
+        snprintf(want, sizeof want, "https://127.0.0.1/Task/%.79s", a[i]);
         cr_expect_str_eq(focus, want);
         post_free(p);
     }
