@@ -66,7 +66,7 @@ static char *searchset(peer *p, const char *type, const char *query)
 {
     size_t cap = 256, len = 0;
     char *out = malloc(cap);
-    len += (size_t)snprintf(out, cap, "{\"resourceType\":\"Bundle\",\"type\":\"searchset\",\"entry\":[");
+    len += (size_t)snprintf(out, cap, "{\"resourceType\":\"Bundle\",\"type\":\"searchset\"");
     bool first = true;
     for (size_t i = 0; i < p->count; i++) {
         if (strcmp(p->items[i].type, type) != 0)
@@ -88,10 +88,11 @@ static char *searchset(peer *p, const char *type, const char *query)
                 cap *= 2;
             out = realloc(out, cap);
         }
-        len += (size_t)snprintf(out + len, cap - len, "%s{\"resource\":%s}", first ? "" : ",", p->items[i].json);
+        len += (size_t)snprintf(out + len, cap - len, "%s{\"resource\":%s}", first ? ",\"entry\":[" : ",",
+                                p->items[i].json);
         first = false;
     }
-    snprintf(out + len, cap - len, "]}");
+    snprintf(out + len, cap - len, "%s}", first ? "" : "]"); /* no matches: no entry array (FHIR has no empty ones) */
     return out;
 }
 

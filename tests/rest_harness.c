@@ -78,7 +78,11 @@ void rh_start_server(void)
     ro.rate_burst = rh.opt.burst > 0 ? rh.opt.burst : rh.opt.rate;
     ro.allow_dangling_references = rh.opt.allow_dangling;
     ro.profiles = rh.opt.profiles;
+    ro.maps_dir = rh.opt.maps_dir;
+    ro.pseudonym_key = rh.opt.pseudonym_key;
     ro.audit_keys = rh.audit_keys;
+    ro.rules = rh.opt.rules;
+    ro.outbound = rh.opt.outbound;
     rh.app = rest_app_new(&ro, err, sizeof err);
     cr_assert_not_null(rh.app, "%s", err);
     srv_config cfg;

@@ -34,6 +34,10 @@ typedef struct rh_options {
     unsigned workers;                  /* server worker threads; 0 = 2 */
     unsigned audit_checkpoint_entries; /* audit checkpoint after this many entries; 0 = the gateway's default */
     const pf_registry *profiles;       /* the conformance resources the server enforces (the guide); NULL = none */
+    const char *maps_dir;              /* the insurer maps to load (rest_options.maps_dir); NULL = none */
+    const mpn_key *pseudonym_key;      /* their pseudonym() key */
+    const rl_engine *rules;            /* the compliance operations' rule engine; NULL = they answer 503 */
+    const ob_client *outbound;         /* pull mode's outbound client; NULL = pull mode answers 503 */
 } rh_options;
 
 /* The running fixture (one per test process: Criterion runs each test in its own). */

@@ -126,6 +126,8 @@ static const char *const communication_request_paths[] = {"CommunicationRequest.
 static const char *const service_request_paths[] = {"ServiceRequest.performer", NULL};
 static const char *const document_reference_paths[] = {"DocumentReference.custodian", NULL};
 static const char *const coverage_paths[] = {"Coverage.payor", NULL};
+/* an insurer's contract with a care provider is for that provider to read (GET /Contract?subject=...) */
+static const char *const contract_paths[] = {"Contract.subject", NULL};
 static const char *const none[] = {NULL};
 
 static const struct {
@@ -138,6 +140,7 @@ static const struct {
     {"ServiceRequest", service_request_paths},
     {"DocumentReference", document_reference_paths},
     {"Coverage", coverage_paths},
+    {"Contract", contract_paths},
 };
 
 const char *const *az_addressing_paths(const char *type)

@@ -15,6 +15,12 @@ int cmd_validate(int argc, char **argv);
  * usage or unusable input) */
 int cmd_check(int argc, char **argv);
 
+/* The rule pack in DIR (its pack.json), else rules/packs/<year>/ beside the binary or in share/fhirgw
+ * (cmd_check.c; serve loads the current contract year's for the compliance operations). NULL (why on
+ * stderr) when there is none or it does not load. */
+struct rl_pack;
+struct rl_pack *cli_load_pack(const char *dir, int year);
+
 /* fhirgw fhirpath [--now DATETIME] EXPRESSION [FILE|-] (exit 0 evaluated, 1 expression error, 2 usage/I/O) */
 int cmd_fhirpath(int argc, char **argv);
 

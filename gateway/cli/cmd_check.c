@@ -154,7 +154,7 @@ static bool beside_binary(const char *rel, char *out, size_t size)
     return false;
 }
 
-static rl_pack *load_pack(const char *dir, int year)
+rl_pack *cli_load_pack(const char *dir, int year)
 {
     char path[PATH_MAX], rel[64];
     if (dir) {
@@ -227,7 +227,7 @@ static bool today_utc(fdt_value *out)
 static int run_checks(check_run *r, char **files, size_t nfiles, const char *pack_dir, const char *const *conf,
                       size_t nconf)
 {
-    rl_pack *pack = load_pack(pack_dir, r->date.year);
+    rl_pack *pack = cli_load_pack(pack_dir, r->date.year);
     pf_registry *reg = pack ? load_guide(conf, nconf) : NULL;
     oo_list issues;
     oo_list_init(&issues, 0);

@@ -290,9 +290,12 @@ typedef struct services {
     au_signer *audit_signer;
     rest_app *app;
     srv_server *srv;
-    ob_client *outbound; /* the relay's (gateway/relay/deliver.h) */
+    ob_client *relay_outbound; /* the relay's: one attempt per call, its own timeout (gateway/relay/deliver.h) */
     rly_relay *relay;
     lg_logger access_log;
+    rl_pack *pack;       /* this contract year's rule pack (NULL: the compliance operations answer 503) */
+    rl_engine *rules;    /* ... over the guide's profiles */
+    ob_client *outbound; /* pull mode's client (NULL: pull mode answers 503) */
 } services;
 
 /*
@@ -307,16 +310,50 @@ static void close_services(services *s)
     /* the relay first: its workers use the store, the REST layer (dead letters) and the outbound client */
     atomic_store(&s->store_mx.relay, NULL);
     rly_stop(s->relay);
-    ob_client_free(s->outbound);
+    ob_client_free(s->relay_outbound);
     st_close(s->store);
     srv_free(s->srv);
     rest_app_free(s->app);
+    rl_engine_free(s->rules);
+    rl_pack_free(s->pack);
+    ob_client_free(s->outbound);
     pf_registry_free(s->profiles);
     id_table_free(s->orgs);
     mx_registry_free(s->metrics);
     lg_close(&s->access_log);
     au_keyring_free(s->audit_keys); /* after st_close: its last checkpoint is signed with them */
     au_signer_free(s->audit_signer);
+}
+
+/*
+ * The compliance operations (docs/rules.md): the rule pack of the current contract year over the guide's
+ * profiles, and the outbound client of pull mode. Either missing is a warning: the gateway serves
+ * everything else, and those operations answer 503 saying what is missing.
+ */
+static void open_compliance(const gw_config *c, services *s)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    int year = gmtime_r(&now, &tm) ? tm.tm_year + 1900 : 0;
+    s->pack = s->profiles ? cli_load_pack(NULL, year) : NULL;
+    if (s->pack) {
+        oo_list issues;
+        oo_list_init(&issues, 0);
+        s->rules = rl_engine_new(s->pack, s->profiles, &issues);
+        for (size_t i = 0; i < issues.count; i++)
+            lg_msg(&errors, LG_WARNING, "rules: %s", issues.items[i].message);
+        oo_list_free(&issues);
+    }
+    if (!s->rules)
+        lg_msg(&errors, LG_WARNING,
+               "rules: no rule pack for contract year %d with the guide's profiles: "
+               "$gzsp-check, $compliance and $contract-check answer 503",
+               year);
+    ob_config oc = ob_config_from(c);
+    ob_error oerr = {.kind = OB_INVALID, .message = "curl_global_init failed"};
+    s->outbound = ob_global_init() ? ob_client_new(&oc, &oerr) : NULL;
+    if (!s->outbound)
+        lg_msg(&errors, LG_WARNING, "outbound: %s: pull mode answers 503", oerr.message);
 }
 
 /*
@@ -328,8 +365,8 @@ static void start_relay(const gw_config *c, services *s)
 {
     ob_config oc = rly_outbound_config(c);
     ob_error oerr;
-    s->outbound = ob_client_new(&oc, &oerr);
-    if (!s->outbound) {
+    s->relay_outbound = ob_client_new(&oc, &oerr);
+    if (!s->relay_outbound) {
         lg_msg(&errors, LG_ERROR, "relay: no outbound client (%s): handover notifications stay queued", oerr.message);
         return;
     }
@@ -337,7 +374,7 @@ static void start_relay(const gw_config *c, services *s)
     rc.store = s->store;
     rc.base_url = c->base_url;
     rc.deliver = rly_deliver_outbound;
-    rc.deliver_arg = s->outbound;
+    rc.deliver_arg = s->relay_outbound;
     rc.on_dead = rest_handover_mark_undelivered;
     rc.on_dead_arg = s->app;
     rc.workers = (unsigned)c->relay_workers;
@@ -373,6 +410,7 @@ static bool open_services(const gw_config *c, services *s, bool dev)
                    issues.items[i].message);
         oo_list_free(&issues);
     }
+    open_compliance(c, s);
     /* no audit trail, no service: an access that cannot be recorded is not answered (docs/audit.md) */
     s->audit_keys = au_keyring_load(c->audit_key_file, err, sizeof err);
     if (s->audit_keys)
@@ -418,6 +456,8 @@ static bool open_services(const gw_config *c, services *s, bool dev)
     ro.log_allowed = c->log_allowed_access != 0;
     ro.log = &errors;
     ro.audit_keys = s->audit_keys;
+    ro.rules = s->rules;
+    ro.outbound = s->outbound;
     s->app = rest_app_new(&ro, err, sizeof err);
     if (!s->app) {
         lg_msg(&errors, LG_ERROR, "%s", err);

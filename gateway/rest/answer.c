@@ -28,7 +28,7 @@ void rq_respond_json(rq *q, int status, char *body, size_t len)
     if (rest_audit_hold(q, status, body, len, NULL, NULL, NULL)) /* sent once its audit entries committed */
         return;
     if (body)
-        srv_set_header(q->req, "Content-Type", CONTENT_TYPE);
+        srv_set_header(q->req, "Content-Type", q->content_type ? q->content_type : CONTENT_TYPE);
     srv_respond(q->req, status, body, len);
     q->req = NULL;
 }

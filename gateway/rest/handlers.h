@@ -29,6 +29,18 @@ bool rest_history(rq *q);
 bool rest_batch(rq *q);
 /* rest_handover.c: $handover, the relay of a medical-policy handover (docs/handover.md). */
 bool rest_handover_op(rq *q);
+/* rest_transform.c: StructureMap/$transform, a shipped or stored map over the posted content (docs/mappings.md). */
+bool rest_transform_op(rq *q);
+/* rest_insurer.c: the insurer's views in its own model (docs/mappings.md): a provider, stays, plans, contracts. */
+bool rest_insurer_provider(rq *q);
+bool rest_insurer_stays(rq *q);
+bool rest_insurer_plans(rq *q);
+bool rest_insurer_contracts(rq *q);
+/* rest_compliance.c: the compliance report (issue #12, docs/rules.md): $gzsp-check of a posted CarePlan,
+ * $compliance of a stored (or pulled) CarePlan or Encounter, $contract-check of the caller's Organization. */
+bool rest_gzsp_check_op(rq *q);
+bool rest_compliance_op(rq *q);
+bool rest_contract_check_op(rq *q);
 /* rest_validate.c: $validate. */
 bool rest_validate_op(rq *q);
 /* rest_audit_read.c: the audit trail as AuditEvent, the caller's own accesses only (read and search). */

@@ -12,9 +12,18 @@
 
 #define VALIDATE_DEFINITION "http://hl7.org/fhir/OperationDefinition/Resource-validate"
 #define HANDOVER_DEFINITION "https://fhirgw.nl/fhir/OperationDefinition/handover"
+#define TRANSFORM_DEFINITION "http://hl7.org/fhir/OperationDefinition/StructureMap-transform"
+#define GZSP_CHECK_DEFINITION "https://fhirgw.nl/fhir/OperationDefinition/gzsp-check"
+#define COMPLIANCE_DEFINITION "https://fhirgw.nl/fhir/OperationDefinition/compliance"
+#define CONTRACT_CHECK_DEFINITION "https://fhirgw.nl/fhir/OperationDefinition/contract-check"
 
 /* The audit trail is read through its own rows (rest_audit_read.c) and written by the gateway only. */
 static const char *const AUDIT_EVENT[] = {"AuditEvent", NULL};
+static const char *const STRUCTURE_MAP[] = {"StructureMap", NULL};
+/* The compliance operations' subjects (rest_compliance.c). */
+static const char *const CARE_PLAN[] = {"CarePlan", NULL};
+static const char *const PLAN_OR_STAY[] = {"CarePlan", "Encounter", NULL};
+static const char *const ORGANIZATION[] = {"Organization", NULL};
 
 /*
  * Rows in the order the CapabilityStatement lists their interaction codes
@@ -172,6 +181,100 @@ static const rest_op table[] = {
      HANDOVER_DEFINITION,
      rest_handover_op,
      NULL},
+    /* the insurer maps over posted content; the handler decides who runs which map (docs/access.md) */
+    {RT_OPERATION,
+     "$transform",
+     REST_TYPE | REST_INSTANCE,
+     "POST",
+     STRUCTURE_MAP,
+     REST_ACCESS_HANDLER,
+     AZ_READ,
+     {NULL},
+     TRANSFORM_DEFINITION,
+     rest_transform_op,
+     NULL},
+    /* the insurer's views (docs/mappings.md): not FHIR, so not in the CapabilityStatement; the handlers admit
+     * insurers only and scope by insured (insured.h) */
+    {RT_INSURER,
+     "/insurer/providers",
+     REST_SYSTEM,
+     "GET",
+     NULL,
+     REST_ACCESS_HANDLER,
+     AZ_READ,
+     {NULL},
+     NULL,
+     rest_insurer_provider,
+     NULL},
+    {RT_INSURER,
+     "/insurer/stays",
+     REST_SYSTEM,
+     "GET",
+     NULL,
+     REST_ACCESS_HANDLER,
+     AZ_READ,
+     {NULL},
+     NULL,
+     rest_insurer_stays,
+     NULL},
+    {RT_INSURER,
+     "/insurer/plans",
+     REST_SYSTEM,
+     "GET",
+     NULL,
+     REST_ACCESS_HANDLER,
+     AZ_READ,
+     {NULL},
+     NULL,
+     rest_insurer_plans,
+     NULL},
+    {RT_INSURER,
+     "/insurer/contracts",
+     REST_SYSTEM,
+     "GET, POST",
+     NULL,
+     REST_ACCESS_HANDLER,
+     AZ_READ,
+     {NULL},
+     NULL,
+     rest_insurer_contracts,
+     NULL},
+    /* the compliance report (issue #12, docs/rules.md): a posted plan checked, never stored */
+    {RT_OPERATION,
+     "$gzsp-check",
+     REST_TYPE,
+     "POST",
+     CARE_PLAN,
+     REST_ACCESS_TYPE,
+     AZ_VALIDATE,
+     {NULL},
+     GZSP_CHECK_DEFINITION,
+     rest_gzsp_check_op,
+     NULL},
+    /* ... a stored plan or stay (read access as GET), or one pulled from its provider (provider=URA) */
+    {RT_OPERATION,
+     "$compliance",
+     REST_INSTANCE,
+     "GET",
+     PLAN_OR_STAY,
+     REST_ACCESS_HANDLER,
+     AZ_READ,
+     {NULL},
+     COMPLIANCE_DEFINITION,
+     rest_compliance_op,
+     NULL},
+    /* ... the caller's own Organization against the minimum contract requirements of a care kind */
+    {RT_OPERATION,
+     "$contract-check",
+     REST_TYPE,
+     "POST",
+     ORGANIZATION,
+     REST_ACCESS_TYPE,
+     AZ_VALIDATE,
+     {NULL},
+     CONTRACT_CHECK_DEFINITION,
+     rest_contract_check_op,
+     NULL},
 };
 
 #define TABLE_SIZE (sizeof table / sizeof *table)
@@ -200,7 +303,7 @@ const rest_op *rest_op_for(const rt_route *route)
         const rest_op *row = &table[i];
         if (row->interaction != route->interaction)
             continue;
-        if (route->interaction != RT_OPERATION) {
+        if (route->interaction != RT_OPERATION && route->interaction != RT_INSURER) {
             if (applies_to_type(row, route->type))
                 return row; /* the router has placed the interaction already */
             continue;
@@ -276,8 +379,8 @@ static size_t capability_rows(cap_row *out)
         for (size_t c = 0; c < sizeof row->codes / sizeof *row->codes && row->codes[c]; c++, n++)
             if (out)
                 out[n] = (cap_row){row->codes[c], NULL, system && !typed, row->types, row->except};
-        if (!row->name)
-            continue;
+        if (!row->name || row->interaction == RT_INSURER)
+            continue; /* the insurer's views are not FHIR operations */
         /* an operation at the system level and on types is listed in both places */
         if (system && out)
             out[n] = (cap_row){row->name + 1, row->definition, true, NULL, NULL};

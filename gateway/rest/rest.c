@@ -12,6 +12,7 @@
 #include "gateway/rest/capability.h"
 #include "gateway/rest/operations.h"
 #include "gateway/rest/rest_access.h"
+#include "gateway/rest/rest_transform.h"
 
 /* ---- the app ---- */
 
@@ -121,6 +122,13 @@ rest_app *rest_app_new(const rest_options *opts, char *err, size_t errlen)
         rest_app_free(app);
         return NULL;
     }
+    char map_err[512];
+    if (opts->maps_dir &&
+        !(app->maps = rest_maps_load(opts->maps_dir, opts->profiles, opts->pseudonym_key, map_err, sizeof map_err))) {
+        snprintf(err, errlen, "the insurer maps in %s: %s", opts->maps_dir, map_err);
+        rest_app_free(app);
+        return NULL;
+    }
     return app;
 }
 
@@ -147,6 +155,7 @@ void rest_app_free(rest_app *app)
     pthread_key_delete(app->caller_key);
     ix_free(app->indexer);
     rl_free(app->limiter);
+    rest_maps_free(app->maps);
     free(app->capability);
     free(app);
 }

@@ -36,7 +36,10 @@
 #include "gateway/util/log.h"
 #include "gateway/auth/identity.h"
 #include "gateway/http/server.h"
+#include "gateway/net/outbound.h"
 #include "gateway/store/store.h"
+#include "mappings/pseudonym.h"
+#include "rules/check.h"
 
 typedef struct rest_app rest_app;
 
@@ -71,6 +74,16 @@ typedef struct rest_options {
      * needs them too (st_config.audit_keys); without them no access is answered (it could not be recorded).
      * Borrowed: they must outlive the app */
     const au_keyring *audit_keys;
+    /* the insurer maps (docs/mappings.md): a folder of FML maps with their ConceptMaps in conceptmaps/
+     * (mappings/maps/2026), loaded by rest_app_new as the app's own map set for $transform and the /insurer views;
+     * NULL: those answer 503. They need the logical models of the guide (profiles) */
+    const char *maps_dir;
+    const mpn_key *pseudonym_key; /* pseudonym() of the maps; borrowed; NULL: a map that calls it fails */
+    /* the compliance operations (rest_compliance.c, docs/rules.md): the rule engine of the contract year
+     * (NULL: they answer 503), and the outbound client that pulls a plan from a provider's own endpoint
+     * (NULL: pull mode answers 503). Borrowed: they must outlive the app */
+    const rl_engine *rules;
+    const ob_client *outbound;
 } rest_options;
 
 rest_app *rest_app_new(const rest_options *opts, char *err, size_t errlen);

@@ -337,7 +337,7 @@ static void hold_answer(void *arg)
         return;
     }
     if (a->body)
-        srv_set_header(req, "Content-Type", CONTENT_TYPE);
+        srv_set_header(req, "Content-Type", q->content_type ? q->content_type : CONTENT_TYPE);
     srv_respond(req, a->status, a->body, a->len);
     a->body = NULL;
     if (finish)

@@ -9,16 +9,25 @@
  * checks the includes against this list.
  *
  *   rest.c          the entry point: identity, rate limit, format, type-level authorisation
- *     -> operations, capability, rest_access, answer
+ *     -> operations, capability, rest_access, rest_transform, answer
  *   operations      the table of interactions and $operations, and dispatch through it
  *     -> handlers (rest_read, rest_write, rest_patch, rest_search, rest_batch, rest_validate, rest_audit_read,
- *        rest_handover),
+ *        rest_handover, rest_transform, rest_insurer, rest_compliance),
  *        answer
+ *   rest_transform  the app's insurer maps, StructureMap/$transform
+ *                   -> handlers, rest_write, rest_access, answer
+ *   rest_insurer    the insurer's views (/insurer/...) in its model
+ *     -> handlers, insured, rest_transform, rest_write, rest_access, rest_audit, answer
+ *   insured         is a patient insured by a UZOVI (the insurer views' scope); uses no other module
  *   rest_batch      batch and transaction Bundles, and transactions the gateway builds (rest_batch.h)
  *     -> rest_write, rest_query, rest_bundle, rest_access, rest_audit, answer
  *   rest_handover   $handover: documents + Task as one transaction -> rest_batch, rest_write, rest_access, answer
  *   rest_patch      PATCH -> rest_write, rest_query, rest_access, answer
  *   rest_validate   $validate -> rest_write, answer
+ *   rest_compliance $gzsp-check, $compliance, $contract-check: the compliance report (rest_compliance.h)
+ *     -> handlers, rest_compliance_context, rest_compliance_pull, rest_access, rest_write, answer
+ *   rest_compliance_pull  pull mode: a subject and its context from a provider's endpoint -> rest_compliance_context
+ *   rest_compliance_context  a check's context gathered from a source (the store, a provider) -> answer
  *   rest_search     searchset and history pages -> rest_query, rest_bundle, rest_access, rest_audit, answer
  *   rest_read       read, vread, metadata -> rest_access, answer
  *   rest_write      create, update, delete; parsing, preparing and submitting one write
@@ -78,6 +87,7 @@ struct rest_app {
     pthread_key_t arena_key;          /* a FHIRPath arena per worker thread */
     pthread_key_t caller_key;         /* per worker thread: the last certificate seen and who it was */
     atomic_size_t answers_off_worker; /* answers built on another thread than the request's worker (stays 0) */
+    struct rest_maps *maps;           /* the shipped insurer maps (rest_transform.h); NULL when none were loaded */
 };
 
 /* A search as the store takes it, with the arrays it points to. */
@@ -182,6 +192,8 @@ typedef struct rq {
     rt_return prefer;
     rest_write write; /* single-resource writes */
     rest_audit_state audit;
+    const char *content_type; /* of a successful answer; NULL: application/fhir+json (the insurer's model is
+                               * application/json: it is not FHIR) */
 } rq;
 
 /* Frees the context and its write (after the answer). */

@@ -7,6 +7,7 @@
 #include "fhir/datetime.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -30,7 +31,7 @@ const char *rt_name(rt_interaction i)
     static const char *const names[] = {"unknown",          "capabilities", "read",           "vread",
                                         "update",           "delete",       "create",         "search-type",
                                         "history-instance", "history-type", "history-system", "batch",
-                                        "operation",        "patch"};
+                                        "operation",        "patch",        "insurer"};
     return names[i];
 }
 
@@ -121,6 +122,22 @@ static void set_operation(rt_route *r, const char *seg, size_t len)
     r->interaction = RT_OPERATION;
 }
 
+/* /insurer/<view> and /insurer/providers/<URA>: the insurer's views (the methods are the table's) */
+static void insurer_level(rt_route *r, const char *seg[], size_t len[], size_t n)
+{
+    static const char *const views[] = {"providers", "stays", "plans", "contracts"};
+    for (size_t i = 0; n >= 2 && i < sizeof views / sizeof *views; i++) {
+        if (!seg_is(seg[1], len[1], views[i]))
+            continue;
+        if (n == 3 && (i || !copy_id(r->id, seg[2], len[2])))
+            break;
+        snprintf(r->operation, sizeof r->operation, "insurer/%s", views[i]);
+        r->interaction = RT_INSURER;
+        return;
+    }
+    fail(r, 404, "no such insurer view (/insurer/providers/<URA>, stays, plans, contracts)");
+}
+
 static void system_level(rt_route *r, const char *method, const char *seg[], size_t len[], size_t n)
 {
     bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
@@ -141,6 +158,8 @@ static void system_level(rt_route *r, const char *method, const char *seg[], siz
             not_allowed(r, "GET", "_history accepts GET");
     } else if (n == 1 && seg[0][0] == '$') {
         set_operation(r, seg[0], len[0]); /* a system-level operation (the operations table says which exist) */
+    } else if (n <= 3 && seg_is(seg[0], len[0], "insurer")) {
+        insurer_level(r, seg, len, n);
     } else {
         fail(r, 404, "unknown resource type");
     }

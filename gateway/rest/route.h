@@ -18,6 +18,9 @@
  *   POST   /Patient/$validate, /Patient/123/$validate -> RT_OPERATION
  *   POST   /$name (system level)           -> RT_OPERATION with type NULL
  *   (any "$name" is routed; which operations exist is the REST layer's table, operations.h)
+ *   GET    /insurer/providers/90000301     -> RT_INSURER "insurer/providers", id "90000301"
+ *   GET    /insurer/stays, /insurer/plans, GET or POST /insurer/contracts -> RT_INSURER "insurer/<view>"
+ *   (the insurer's model, not FHIR: docs/mappings.md; "insurer" is no resource type, so nothing is shadowed)
  *
  * What is not a FHIR URL gets RT_UNKNOWN with the HTTP status it deserves
  * (404 unknown type, 405 method not allowed on a known path, 400 bad id).
@@ -46,7 +49,8 @@ typedef enum rt_interaction {
     RT_HISTORY_SYSTEM,
     RT_BATCH,
     RT_OPERATION,
-    RT_PATCH
+    RT_PATCH,
+    RT_INSURER /* the insurer's views (not FHIR): /insurer/<view>[/<id>], the view in `operation`, an id in `id` */
 } rt_interaction;
 
 typedef struct rt_route {

@@ -191,6 +191,9 @@
       "organisations one resource may be addressed to at most; a write addressing more is refused (422)")             \
     X(grants_max, 16, 1, COUNT, FIXED, "rest",                                                                        \
       "resources one Task may let its receiver read at most; a Task referring to more is refused (422)")              \
+    X(compliance_context_max, 256, 1, COUNT, FIXED, "rest",                                                          \
+      "resources gathered as the context of one compliance check (store or pull mode) at most; more are left out "  \
+      "and rules that would need them answer needs-review")                                                           \
     X(echo_max, 64, 8, BYTES, FIXED, "rest",                                                                          \
       "bytes of a request (a path, an id, a parameter) an error message quotes at most, cut at a character boundary " \
       "and marked with an ellipsis")                                                                                  \

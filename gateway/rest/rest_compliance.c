@@ -1,0 +1,469 @@
+/*
+ * gateway/rest/rest_compliance.c — $gzsp-check, $compliance and $contract-check (see rest_compliance.h).
+ *
+ * Each handler brings its subject and context into one document (the posted body, or a
+ * collection Bundle gathered from the store or a provider), checks it with the rule engine over
+ * rules/bundle.c's context, and answers the report's Parameters. The checks run on the worker
+ * thread: they read the store and compute; pull mode also waits for the provider (bounded by
+ * the outbound client's timeouts, see docs/rules.md).
+ */
+#include "gateway/rest/rest_compliance.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "gateway/rest/answer.h"
+#include "gateway/rest/handlers.h"
+#include "gateway/rest/rest_access.h"
+#include "gateway/rest/rest_compliance_context.h"
+#include "gateway/rest/rest_compliance_pull.h"
+#include "gateway/rest/rest_write.h"
+#include "rules/bundle.h"
+
+#define URA_SYSTEM "http://fhir.nl/fhir/NamingSystem/ura"
+#define CARE_OFFERED "https://fhirgw.nl/fhir/StructureDefinition/care-offered"
+
+/* ---- inputs ---------------------------------------------------------------------------- */
+
+/* The query parameter `name`, decoded (malloc'd), or NULL when absent. */
+static char *query_value(const char *query, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = query; p && *p; p += strcspn(p, "&"), p += *p == '&') {
+        if (!strncmp(p, name, n) && p[n] == '=')
+            return sq_url_decode(p + n + 1, strcspn(p + n + 1, "&"));
+    }
+    return NULL;
+}
+
+/* The date checked: text "YYYY-MM-DD", or today by the app's clock when NULL. False when malformed. */
+static bool date_checked(rest_app *app, const char *text, fdt_value *out)
+{
+    char today[ST_INSTANT_LEN];
+    if (!text) {
+        st_format_instant(rest_now_ms(app), today);
+        today[10] = '\0';
+        text = today;
+    }
+    return strlen(text) == 10 && fdt_parse(FDT_FORM_DATE, text, 10, out) == NULL;
+}
+
+static bool is_ura(const char *s)
+{
+    size_t n = 0;
+    while (s[n] && isdigit((unsigned char)s[n]))
+        n++;
+    return n == 8 && !s[n];
+}
+
+/* ---- checking one document -------------------------------------------------------------- */
+
+/* What a finding filter keeps: rules whose id starts with prefix (NULL: all). */
+static void keep_rules(rl_report *rep, const char *prefix)
+{
+    if (!prefix)
+        return;
+    size_t kept = 0, n = strlen(prefix);
+    rep->errors = rep->warnings = 0;
+    for (size_t i = 0; i < rep->count; i++) {
+        rl_finding *f = &rep->items[i];
+        if (strncmp(f->rule->id, prefix, n) != 0) {
+            free(f->location);
+            free(f->detail);
+            continue;
+        }
+        rep->errors += f->error;
+        rep->warnings += !f->error;
+        rep->items[kept++] = *f;
+    }
+    rep->count = kept;
+}
+
+/*
+ * Check the document text[0..len) (a Bundle with the subject first among the pack's subject types, or a
+ * lone resource) whose subject must be of type `want`. 200 with the report's Parameters in *json, or a
+ * status with msg. text is parsed in place. only: keep the findings of rules starting with it (NULL: all).
+ */
+static int check_text(rest_app *app, char *text, size_t len, const char *want, fdt_value date, const char *only,
+                      char **json, size_t *jlen, char *msg, size_t msglen)
+{
+    const rl_engine *engine = app->opt.rules;
+    if (!engine) {
+        snprintf(msg, msglen, "no rule pack is loaded on this gateway");
+        return 503;
+    }
+    int year = rl_engine_pack(engine)->contract_year;
+    if (date.year != year) {
+        snprintf(msg, msglen, "the rule pack loaded is for contract year %d; there is none for %d", year, date.year);
+        return 422;
+    }
+    fj_doc doc;
+    fj_error err;
+    if (!fj_parse(text, len, NULL, &doc, &err)) {
+        snprintf(msg, msglen, "invalid JSON at line %u: %s", err.line, err.message);
+        fj_doc_free(&doc);
+        return 400;
+    }
+    rl_bundle b;
+    rl_res subject = {&doc, RL_NO_NODE};
+    if (rl_bundle_init(&b, &doc))
+        subject = rl_bundle_subject(&b, &want, 1);
+    int status = 200;
+    if (subject.node == RL_NO_NODE) {
+        snprintf(msg, msglen, "no %s to check: send a %s, or a Bundle with the %s first and its context", want, want,
+                 want);
+        status = 422;
+    } else {
+        rl_report rep;
+        rl_context ctx = rl_bundle_context(&b, subject, date);
+        if (!rl_check(engine, &ctx, &rep, msg, msglen)) {
+            status = 422;
+        } else {
+            keep_rules(&rep, only);
+            json_object *p = rl_report_parameters(&rep);
+            const char *s = json_object_to_json_string_ext(p, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+            *json = strdup(s);
+            *jlen = strlen(s);
+            json_object_put(p);
+            if (!*json) {
+                snprintf(msg, msglen, "out of memory");
+                status = 503;
+            }
+        }
+        rl_report_free(&rep);
+    }
+    rl_bundle_free(&b);
+    fj_doc_free(&doc);
+    return status;
+}
+
+int rest_compliance_report(rest_app *app, const char *type, const char *id, const char *date, const char *provider,
+                           char **json, size_t *len, char *msg, size_t msglen)
+{
+    fdt_value day;
+    msg[0] = '\0';
+    if (!date_checked(app, date, &day)) {
+        snprintf(msg, msglen, "date must be YYYY-MM-DD");
+        return 400;
+    }
+    /* the store's copy when there is no provider, or when that provider owns the stored one */
+    bool from_store = !provider;
+    if (provider) {
+        st_resource r;
+        st_error err;
+        if (st_read(app->opt.store, type, id, &r, &err) == ST_OK) {
+            from_store = !r.deleted && !strcmp(r.owner, provider);
+            st_resource_free(&r);
+        }
+    }
+    cx_set set;
+    cx_source store = cx_store_source(app->opt.store);
+    int s = from_store ? cx_gather(&store, type, id, &set, msg, msglen)
+                       : rest_pull_gather(app, provider, type, id, &set, msg, msglen);
+    if (s == 404 && !msg[0])
+        snprintf(msg, msglen, "%s/%s is not known", type, id);
+    if (s == 0) {
+        size_t blen;
+        char *bundle = cx_bundle(&set, &blen);
+        s = bundle ? check_text(app, bundle, blen, type, day, NULL, json, len, msg, msglen) : 503;
+        free(bundle);
+    }
+    cx_set_free(&set);
+    return s;
+}
+
+int rest_compliance_for_plan(rest_app *app, const char *plan_id, const char *date, const char *provider, char **json,
+                             size_t *len, char *msg, size_t msglen)
+{
+    return rest_compliance_report(app, "CarePlan", plan_id, date, provider, json, len, msg, msglen);
+}
+
+/* ---- answering ------------------------------------------------------------------------- */
+
+static void answer(rq *q, int status, char *json, size_t len, const char *msg)
+{
+    if (status == 200) {
+        rq_respond_json(q, 200, json, len);
+        return;
+    }
+    free(json);
+    const char *code = status == 404   ? OO_NOT_FOUND
+                       : status == 403 ? "forbidden"
+                       : status == 504 ? "timeout"
+                       : status == 502 ? "transient"
+                       : status == 503 ? "transient"
+                       : status == 400 ? "invalid"
+                                       : "processing";
+    rq_respond_outcome(q, status, OO_ERROR, code, NULL, "%s", msg);
+}
+
+/* ---- GET /CarePlan/{id}/$compliance, GET /Encounter/{id}/$compliance ------------------------- */
+
+/* provider=URA: insurers (the report is what they may know of a plan) and the provider itself. */
+static bool may_ask_provider(rq *q, const char *provider)
+{
+    if ((q->caller.roles & AZ_ROLE_INSURER) || !strcmp(q->caller.ura, provider)) {
+        rest_record_decision(q, AZ_READ, q->route.type->name, AZ_ALLOW, 200, "compliance report only", NULL);
+        return true;
+    }
+    rest_record_decision(q, AZ_READ, q->route.type->name, AZ_FORBIDDEN, 403,
+                         "provider= is for insurers and the provider itself", NULL);
+    rq_respond_outcome(q, 403, OO_ERROR, "forbidden", NULL,
+                       "only insurers and provider %s itself may ask for the report of its %s", provider,
+                       q->route.type->name);
+    return false;
+}
+
+/* Without provider=: the same read access as GET [base]/Type/id (404 for what the caller may not read). */
+static bool may_read_stored(rq *q)
+{
+    const char *type = q->route.type->name;
+    if (rest_decide(q, AZ_READ, type, NULL, NULL) != AZ_ALLOW) {
+        rq_respond_outcome(q, 403, OO_ERROR, "forbidden", NULL, "this organisation has no access to %s resources",
+                           type);
+        return false;
+    }
+    st_resource r;
+    st_error err;
+    st_status s = st_read(q->app->opt.store, type, q->route.id, &r, &err);
+    if (s == ST_NOT_FOUND || s == ST_GONE) {
+        if (s == ST_GONE)
+            st_resource_free(&r);
+        rest_record_decision(q, AZ_READ, type, AZ_HIDDEN, 404, "no such resource", NULL);
+        rest_answer_not_known(q, type, q->route.id, NULL);
+        return false;
+    }
+    if (s != ST_OK) {
+        rq_respond_outcome(q, rest_status_of(s), OO_ERROR, rest_code_of(s), NULL, "the store failed: %s", err.message);
+        return false;
+    }
+    bool ok = rest_may(q, &r, AZ_READ);
+    st_resource_free(&r);
+    return ok;
+}
+
+bool rest_compliance_op(rq *q)
+{
+    const char *query = srv_req_query(q->req);
+    char *provider = query_value(query, "provider"), *date = query_value(query, "date");
+    char msg[REST_COMPLIANCE_MESSAGE_MAX] = "";
+    char *json = NULL;
+    size_t len = 0;
+    if (provider && !is_ura(provider)) {
+        rq_respond_outcome(q, 400, OO_ERROR, "invalid", NULL, "provider must be a URA (8 digits)");
+    } else if (provider ? may_ask_provider(q, provider) : may_read_stored(q)) {
+        int s = rest_compliance_report(q->app, q->route.type->name, q->route.id, date, provider, &json, &len, msg,
+                                       sizeof msg);
+        answer(q, s, json, len, msg);
+    }
+    free(provider);
+    free(date);
+    return false;
+}
+
+/* ---- POST /CarePlan/$gzsp-check, POST /Organization/$contract-check ------------------------- */
+
+/*
+ * The posted document as text to check: the body, or a Parameters' `resource` (and `date`, valueDate,
+ * which *date takes when the query gave none). NULL after answering 400/415.
+ */
+static char *posted_subject(rq *q, size_t *len, char **date)
+{
+    const unsigned char *body;
+    size_t blen;
+    if (!rest_json_body(q, &body, &blen))
+        return NULL;
+    json_object *o = json_tokener_parse((const char *)body), *params;
+    if (!o || !json_object_is_type(o, json_type_object)) {
+        json_object_put(o);
+        rq_respond_outcome(q, 400, OO_ERROR, "invalid", NULL, "the body is not a JSON object");
+        return NULL;
+    }
+    json_object *rt;
+    bool is_params = json_object_object_get_ex(o, "resourceType", &rt) &&
+                     !strcmp(json_object_get_string(rt), "Parameters");
+    json_object *resource = is_params ? NULL : o;
+    if (is_params && json_object_object_get_ex(o, "parameter", &params))
+        for (size_t i = 0; i < json_object_array_length(params); i++) {
+            json_object *p = json_object_array_get_idx(params, i), *name, *v;
+            if (!json_object_object_get_ex(p, "name", &name))
+                continue;
+            if (!strcmp(json_object_get_string(name), "resource") && json_object_object_get_ex(p, "resource", &v))
+                resource = v;
+            if (!strcmp(json_object_get_string(name), "date") && json_object_object_get_ex(p, "valueDate", &v) &&
+                !*date)
+                *date = strdup(json_object_get_string(v));
+        }
+    char *text = NULL;
+    if (!resource)
+        rq_respond_outcome(q, 400, OO_ERROR, "required", "Parameters.parameter", "the Parameters have no resource");
+    else
+        text = strdup(
+            json_object_to_json_string_ext(resource, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    *len = text ? strlen(text) : 0;
+    json_object_put(o);
+    return text;
+}
+
+/* Core FHIR validation of what was posted (the guide's profiles are the rules' business): false after 422. */
+static bool valid_posted(rq *q, const char *text, size_t len)
+{
+    char *copy = strndup(text, len);
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    size_t errors = copy ? fv_validate_buffer(copy, len, NULL, &issues) : 1;
+    if (errors)
+        rq_respond_issues(q, 422, &issues);
+    oo_list_free(&issues);
+    free(copy);
+    return errors == 0;
+}
+
+/* Check what was posted; `want` the subject type, only the rule prefix kept (NULL: all). */
+static void check_posted(rq *q, char *text, size_t len, const char *date, const char *want, const char *only)
+{
+    fdt_value day;
+    char msg[REST_COMPLIANCE_MESSAGE_MAX] = "";
+    char *json = NULL;
+    size_t jlen = 0;
+    if (!date_checked(q->app, date, &day)) {
+        rq_respond_outcome(q, 400, OO_ERROR, "invalid", NULL, "date must be YYYY-MM-DD");
+        return;
+    }
+    int s = check_text(q->app, text, len, want, day, only, &json, &jlen, msg, sizeof msg);
+    answer(q, s, json, jlen, msg);
+}
+
+bool rest_gzsp_check_op(rq *q)
+{
+    char *date = query_value(srv_req_query(q->req), "date");
+    size_t len;
+    char *text = posted_subject(q, &len, &date);
+    if (text && valid_posted(q, text, len))
+        check_posted(q, text, len, date, "CarePlan", NULL);
+    free(text);
+    free(date);
+    return false;
+}
+
+/* The care kinds of $contract-check: the query's name, the care-kind code, the prefix of its rule ids. */
+typedef struct care_kind {
+    const char *name, *code, *rules;
+} care_kind;
+
+static const care_kind KINDS[] = {{"ELV", "elv", "ELV-"}, {"GRZ", "grz", "GRZ-"}, {"GZSP", "gzsp", "GZSP-"}};
+
+static const care_kind *kind_named(const char *name)
+{
+    for (size_t i = 0; name && i < sizeof KINDS / sizeof *KINDS; i++)
+        if (!strcasecmp(KINDS[i].name, name))
+            return &KINDS[i];
+    return NULL;
+}
+
+/* The Organization to check: the posted one, or the first Organization entry of a posted Bundle. */
+static json_object *posted_organization(json_object *doc)
+{
+    json_object *rt, *entries;
+    if (!json_object_object_get_ex(doc, "resourceType", &rt))
+        return NULL;
+    if (!strcmp(json_object_get_string(rt), "Organization"))
+        return doc;
+    if (strcmp(json_object_get_string(rt), "Bundle") != 0 || !json_object_object_get_ex(doc, "entry", &entries))
+        return NULL;
+    for (size_t i = 0; i < json_object_array_length(entries); i++) {
+        json_object *res;
+        if (json_object_object_get_ex(json_object_array_get_idx(entries, i), "resource", &res) &&
+            json_object_object_get_ex(res, "resourceType", &rt) && !strcmp(json_object_get_string(rt), "Organization"))
+            return res;
+    }
+    return NULL;
+}
+
+/* Is org the caller's own (id ura-<URA> or its URA identifier)? */
+static bool own_organization(rq *q, json_object *org)
+{
+    json_object *id, *ids;
+    char own[16];
+    snprintf(own, sizeof own, "ura-%s", q->caller.ura);
+    if (json_object_object_get_ex(org, "id", &id) && !strcmp(json_object_get_string(id), own))
+        return true;
+    if (json_object_object_get_ex(org, "identifier", &ids))
+        for (size_t i = 0; i < json_object_array_length(ids); i++) {
+            json_object *sys, *val, *ident = json_object_array_get_idx(ids, i);
+            if (json_object_object_get_ex(ident, "system", &sys) && !strcmp(json_object_get_string(sys), URA_SYSTEM) &&
+                json_object_object_get_ex(ident, "value", &val) && !strcmp(json_object_get_string(val), q->caller.ura))
+                return true;
+        }
+    return false;
+}
+
+/* Does the Organization offer code (a care kind or a variant) in a care-offered extension? */
+static bool offers(json_object *org, const char *code)
+{
+    json_object *exts;
+    if (!json_object_object_get_ex(org, "extension", &exts))
+        return false;
+    for (size_t i = 0; i < json_object_array_length(exts); i++) {
+        json_object *ext = json_object_array_get_idx(exts, i), *url, *parts;
+        if (!json_object_object_get_ex(ext, "url", &url) || strcmp(json_object_get_string(url), CARE_OFFERED) != 0 ||
+            !json_object_object_get_ex(ext, "extension", &parts))
+            continue;
+        for (size_t j = 0; j < json_object_array_length(parts); j++) {
+            json_object *coding, *c;
+            if (json_object_object_get_ex(json_object_array_get_idx(parts, j), "valueCoding", &coding) &&
+                json_object_object_get_ex(coding, "code", &c) && !strcmp(json_object_get_string(c), code))
+                return true;
+        }
+    }
+    return false;
+}
+
+/* The kind, variant and ownership demands of $contract-check; false after answering. */
+static bool contract_check_allowed(rq *q, const char *text, const care_kind *kind, const char *variant)
+{
+    json_object *doc = json_tokener_parse(text);
+    json_object *org = doc ? posted_organization(doc) : NULL;
+    bool ok = false;
+    if (!org)
+        rq_respond_outcome(q, 422, OO_ERROR, "required", NULL,
+                           "no Organization to check: send it, or a Bundle with it first and its Contracts and stays");
+    else if (!own_organization(q, org))
+        rq_respond_outcome(q, 403, OO_ERROR, "forbidden", "Organization",
+                           "an organisation checks its own Organization only (id ura-%s or its URA identifier)",
+                           q->caller.ura);
+    else if (!offers(org, kind->code) || (variant && !offers(org, variant)))
+        rq_respond_outcome(q, 422, OO_ERROR, "business-rule", "Organization.extension",
+                           "the Organization does not offer %s%s%s (extension care-offered): nothing to check",
+                           kind->code, variant ? " variant " : "", variant ? variant : "");
+    else
+        ok = true;
+    json_object_put(doc);
+    return ok;
+}
+
+bool rest_contract_check_op(rq *q)
+{
+    const char *query = srv_req_query(q->req);
+    char *kind_text = query_value(query, "kind"), *variant = query_value(query, "variant");
+    char *date = query_value(query, "date");
+    const care_kind *kind = kind_named(kind_text);
+    char *text = NULL;
+    size_t len = 0;
+    if (!kind)
+        rq_respond_outcome(q, 400, OO_ERROR, "required", NULL, "kind must be ELV, GRZ or GZSP");
+    else if (variant && strncmp(variant, kind->code, strlen(kind->code)) != 0)
+        rq_respond_outcome(q, 400, OO_ERROR, "invalid", NULL, "variant must be a care-kind code of %s (%s-...)",
+                           kind->name, kind->code);
+    else if ((text = posted_subject(q, &len, &date)) && valid_posted(q, text, len) &&
+             contract_check_allowed(q, text, kind, variant))
+        check_posted(q, text, len, date, "Organization", kind->rules);
+    free(text);
+    free(kind_text);
+    free(variant);
+    free(date);
+    return false;
+}

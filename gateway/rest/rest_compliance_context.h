@@ -1,0 +1,77 @@
+/*
+ * gateway/rest/rest_compliance_context.h — the context of a compliance check, gathered from a
+ * source of resources into one collection Bundle (prefix cx_).
+ *
+ * The rules (rules/context.h) see a subject and the resources around it. The gateway has two
+ * places to find them: its own store, and a provider's FHIR endpoint (pull mode). Both are a
+ * cx_source: read one resource by type and id, and search resources of a type by one reference
+ * search parameter. cx_gather walks the same way over either, driven by two tables:
+ *
+ *   - searches by subject type: a CarePlan's patient's Coverages and Encounters, a stay's
+ *     handover Tasks (Task.encounter), its provider's Contracts and the patient's Coverages, an
+ *     Organization's Contracts and stays (Encounter.service-provider);
+ *   - references followed: every relative reference "Type/id" of a type a rule may look at
+ *     (Patient, Organization, CareTeam, PractitionerRole, Goal, Location, Task, Encounter,
+ *     Coverage, Contract, Practitioner) in the subject and what the searches found, and once more
+ *     in what that brought (a CarePlan's CareTeam, then its PractitionerRoles).
+ *
+ * What is missing is left out (a rule that needs it says "needs review"); what fails (the
+ * source's own error: a provider down, an invalid answer) stops the gathering with the status
+ * and message of the source. At most LIM(compliance_context_max) resources are gathered;
+ * cx_set.truncated says when more were left out.
+ *
+ * The result, cx_bundle, is a collection Bundle whose first entry is the subject: rules/bundle.c
+ * is the rl_context over it, so the store, pull mode and a posted Bundle are checked by one
+ * implementation.
+ *
+ * Memory: a cx_set owns its resources' texts (cx_set_free); cx_bundle's text is malloc'd.
+ */
+#ifndef GATEWAY_REST_COMPLIANCE_CONTEXT_H
+#define GATEWAY_REST_COMPLIANCE_CONTEXT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "gateway/rest/rest_internal.h"
+
+#define CX_MESSAGE_MAX 256
+
+/* Called by a search for each resource found (its JSON text, copied by the callee). */
+typedef void (*cx_add_fn)(void *arg, const char *json, size_t len);
+
+typedef struct cx_source {
+    /*
+     * One resource. 0: found, *json malloc'd (the caller frees); 404: not there (no message needed);
+     * any other status: the source failed, msg says why (the gathering stops with it).
+     */
+    int (*read)(void *self, const char *type, const char *id, char **json, size_t *len, char *msg, size_t msglen);
+    /* The resources of `type` whose reference search parameter `param` names `ref` ("Patient/p1"): add each.
+     * 0, or a status with msg as for read. */
+    int (*search)(void *self, const char *type, const char *param, const char *ref, cx_add_fn add, void *arg, char *msg,
+                  size_t msglen);
+    void *self;
+} cx_source;
+
+typedef struct cx_set {
+    char **json;
+    size_t *len;
+    char (*key)[2 * ST_ID_MAX + 2]; /* "Type/id" */
+    size_t count, cap;
+    bool truncated; /* more than LIM(compliance_context_max) were found */
+} cx_set;
+
+/*
+ * The subject type/id and its context from src into set. 0 when gathered; 404 when the subject is
+ * not there; another status (with msg) when the source failed.
+ */
+int cx_gather(const cx_source *src, const char *type, const char *id, cx_set *set, char *msg, size_t msglen);
+void cx_set_free(cx_set *set);
+
+/* The set as a collection Bundle, subject first (malloc'd; NULL when out of memory). */
+char *cx_bundle(const cx_set *set, size_t *len);
+
+/* The store as a source: every current resource, whoever owns it (the rules see the context, the
+ * caller sees only the report; the subject's own access is decided before). */
+cx_source cx_store_source(st_store *store);
+
+#endif

@@ -1,0 +1,622 @@
+/*
+ * gateway/rest/rest_insurer.c — the insurer's views, in the insurer's model
+ * (issue #11; docs/mappings.md has the endpoints, docs/access.md who may):
+ *
+ *   GET  /insurer/providers/{URA}                  InsurerProvider of a care provider
+ *   GET  /insurer/stays?provider=URA[&from=&to=]   InsurerStay of the provider's stays, own insured only
+ *   GET  /insurer/plans?provider=URA               InsurerTreatmentPlan of its care plans, own insured only
+ *   GET  /insurer/contracts?provider=URA           InsurerContract of the caller's contracts with it
+ *   POST /insurer/contracts                        an InsurerContract, stored as a FHIR Contract
+ *
+ * Each answer is the result of the shipped maps (rest_transform.h) over
+ * stored resources: application/json, not FHIR. Lists are pages
+ *   {"items": [...], "next": "<cursor>", "notMapped": [{"resource": "Encounter/x", "diagnostics": "..."}]}
+ * with `next` only when more may follow (pass it back as ?cursor=) and
+ * `notMapped` only when a stored resource could not be mapped, so nothing is
+ * left out silently. A cursor holds the first page's snapshot and the place
+ * after the last resource looked at: later pages see the resources as they
+ * were then (the store's keyset paging), so writes in between neither
+ * repeat nor skip anything.
+ *
+ * Whose records: the provider's are the resources the provider wrote (their
+ * owner, the gateway's own fact), and only the resources they refer to that
+ * the provider wrote too go into a map's source. Stays and plans are shown
+ * only when their patient is the caller's insured on the stay's admission or
+ * the plan's start (insured.h); contracts only those the caller stored.
+ * Every resource a view discloses is an audit entry of the request.
+ *
+ * Memory: per request; the page's pieces are freed before returning.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fhir/datetime.h"
+#include "gateway/rest/answer.h"
+#include "gateway/rest/handlers.h"
+#include "gateway/rest/insured.h"
+#include "gateway/rest/rest_access.h"
+#include "gateway/rest/rest_audit.h"
+#include "gateway/rest/rest_transform.h"
+#include "gateway/rest/rest_write.h"
+
+#define MODEL_CONTENT_TYPE "application/json; charset=utf-8"
+#define MAPS "https://fhirgw.nl/fhir/StructureMap/"
+#define MAX_GATHERED 32 /* resources referred to that go into one source Bundle at most */
+
+/* One list view: what it lists, by which map, and what goes into the map's source. */
+typedef struct view {
+    const char *type;                  /* the resources listed */
+    const char *map;                   /* the shipped map that makes one item */
+    bool insured_only;                 /* scoped by the patient's insurance (insured.h) */
+    const char *const *gathered_types; /* types of the referred resources put into the source Bundle */
+    bool date_filter;                  /* from/to on the "date" parameter */
+} view;
+
+static const char *const STAY_GATHER[] = {"Patient", NULL};
+static const char *const PLAN_GATHER[] = {"Patient", "CareTeam", "Goal", "PractitionerRole", NULL};
+static const char *const NONE[] = {NULL};
+
+static const view STAYS = {"Encounter", MAPS "encounter-to-stay", true, STAY_GATHER, true};
+static const view PLANS = {"CarePlan", MAPS "careplan-to-treatment-plan", true, PLAN_GATHER, false};
+static const view CONTRACTS = {"Contract", MAPS "contract-to-insurer", false, NONE, false};
+
+/* The parameters of a list request. */
+typedef struct list_params {
+    char provider[9];
+    char *from, *to; /* decoded, or NULL */
+    int64_t from_lo, from_hi, to_lo, to_hi;
+    bool has_cursor;
+    int64_t snapshot, key_ms, rid;
+    size_t count;
+} list_params;
+
+/* ---- the gate: insurers, with a UZOVI ---- */
+
+static bool insurer_gate(rq *q, char uzovi[INS_UZOVI_SIZE])
+{
+    if (!(q->caller.roles & AZ_ROLE_INSURER)) {
+        rest_record_decision(q, AZ_READ, NULL, AZ_FORBIDDEN, 403, "not an insurer", NULL);
+        rq_respond_outcome(q, 403, OO_ERROR, "forbidden", NULL, "the /insurer views are for insurers only");
+        return false;
+    }
+    if (!q->app->maps) {
+        rq_respond_outcome(q, 503, OO_ERROR, "transient", NULL, "this gateway was started without its maps (maps_dir)");
+        return false;
+    }
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    int status = ins_caller_uzovi(q, uzovi, &issues);
+    if (status)
+        rq_respond_issues(q, status, &issues);
+    oo_list_free(&issues);
+    return status == 0;
+}
+
+/* ---- answers ---- */
+
+static void answer_model(rq *q, int status, json_object *o)
+{
+    const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    size_t len = strlen(text);
+    char *body = strndup(text, len);
+    if (!body) {
+        rq_respond_outcome(q, 503, OO_ERROR, "transient", NULL, "out of memory");
+        return;
+    }
+    q->content_type = MODEL_CONTENT_TYPE;
+    rq_respond_json(q, status, body, len);
+}
+
+/* ---- parameters ---- */
+
+static bool is_ura(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    return n == 8 && strspn(s, "0123456789") == 8;
+}
+
+static bool parse_cursor(const char *s, list_params *p)
+{
+    char tail;
+    long long snap, key, rid;
+    if (sscanf(s, "%llx-%llx-%llx%c", &snap, &key, &rid, &tail) != 3 || snap <= 0 || rid <= 0)
+        return false;
+    p->has_cursor = true;
+    p->snapshot = snap, p->key_ms = key, p->rid = rid;
+    return true;
+}
+
+static bool parse_date(const char *s, int64_t *lo, int64_t *hi)
+{
+    fdt_value v;
+    if (fdt_parse(FDT_FORM_DATETIME, s, strlen(s), &v))
+        return false;
+    fdt_range(&v, lo, hi);
+    return true;
+}
+
+/* One name=value of the query; false with an issue. */
+static bool take_param(rq *q, const view *v, const char *name, size_t nlen, char *value, list_params *p,
+                       oo_list *issues)
+{
+#define IS(word) (nlen == sizeof word - 1 && !memcmp(name, word, nlen))
+    bool ok = true;
+    if (IS("provider"))
+        ok = is_ura(value) && snprintf(p->provider, sizeof p->provider, "%s", value) > 0;
+    else if (IS("cursor"))
+        ok = parse_cursor(value, p);
+    else if (IS("_count"))
+        ok = strspn(value, "0123456789") == strlen(value) && *value && strlen(value) < 6 &&
+             (p->count = (size_t)atoi(value)) > 0;
+    else if (IS("from") && v->date_filter)
+        ok = parse_date(value, &p->from_lo, &p->from_hi) && (p->from = strdup(value));
+    else if (IS("to") && v->date_filter)
+        ok = parse_date(value, &p->to_lo, &p->to_hi) && (p->to = strdup(value));
+    else {
+        oo_add(issues, OO_ERROR, OO_NOT_SUPPORTED, NULL, 0, 0,
+               "unknown parameter '%.*s': this view takes provider, %scursor and _count", (int)(nlen < 40 ? nlen : 40),
+               name, v->date_filter ? "from, to, " : "");
+        return false;
+    }
+#undef IS
+    if (!ok)
+        oo_add(issues, OO_ERROR, "invalid", NULL, 0, 0, "%.*s: %s", (int)(nlen < 40 ? nlen : 40), name,
+               name[0] == 'p'   ? "a URA of 8 digits"
+               : name[0] == 'c' ? "not a cursor this gateway gave out"
+               : name[0] == '_' ? "a positive number"
+                                : "a date or dateTime (2026-03-01)");
+    return ok;
+}
+
+static bool read_params(rq *q, const view *v, list_params *p, oo_list *issues)
+{
+    p->count = (size_t)q->app->opt.page_size_default;
+    const char *query = srv_req_query(q->req);
+    for (const char *s = query; s && *s; s += *s == '&') {
+        size_t len = strcspn(s, "&"), nlen = strcspn(s, "=&");
+        char *value = nlen < len ? sq_url_decode(s + nlen + 1, len - nlen - 1) : strdup("");
+        bool ok = value && take_param(q, v, s, nlen, value, p, issues);
+        free(value);
+        if (!ok)
+            return false;
+        s += len;
+    }
+    if (p->count > (size_t)q->app->opt.page_size_max)
+        p->count = (size_t)q->app->opt.page_size_max;
+    if (!p->provider[0]) {
+        oo_add(issues, OO_ERROR, "required", NULL, 0, 0, "provider=<URA> is required");
+        return false;
+    }
+    return true;
+}
+
+/* ---- a map's source: the resource and what it refers to ---- */
+
+typedef struct source {
+    fj_buf bundle;
+    char refs[MAX_GATHERED][ST_TYPE_MAX + ST_ID_MAX + 2];
+    st_resource read[MAX_GATHERED];
+    size_t ref_count, read_count;
+} source;
+
+static bool wanted(const char *const *types, const char *ref)
+{
+    size_t n = strcspn(ref, "/");
+    for (const char *const *t = types; *t; t++)
+        if (strlen(*t) == n && !strncmp(*t, ref, n) && ref[n] == '/' && !strchr(ref + n + 1, '/'))
+            return true;
+    return false;
+}
+
+/* Every relative reference in o to a wanted type, once. */
+static void collect_refs(json_object *o, const char *const *types, source *s)
+{
+    if (json_object_is_type(o, json_type_array)) {
+        for (size_t i = 0; i < json_object_array_length(o); i++)
+            collect_refs(json_object_array_get_idx(o, i), types, s);
+        return;
+    }
+    if (!json_object_is_type(o, json_type_object))
+        return;
+    json_object_object_foreach(o, key, val)
+    {
+        if (strcmp(key, "reference") || !json_object_is_type(val, json_type_string)) {
+            collect_refs(val, types, s);
+            continue;
+        }
+        const char *ref = json_object_get_string(val);
+        bool seen = strlen(ref) >= sizeof s->refs[0] || !wanted(types, ref);
+        for (size_t i = 0; !seen && i < s->ref_count; i++)
+            seen = !strcmp(s->refs[i], ref);
+        if (!seen && s->ref_count < MAX_GATHERED)
+            snprintf(s->refs[s->ref_count++], sizeof s->refs[0], "%s", ref);
+    }
+}
+
+/* Read the referred resources the provider wrote; each read adds the references of what it read (a CareTeam's
+ * members). */
+static void gather(rq *q, const char *provider, const char *const *types, source *s)
+{
+    for (size_t i = 0; i < s->ref_count && s->read_count < MAX_GATHERED; i++) {
+        char type[ST_TYPE_MAX + 1];
+        size_t n = strcspn(s->refs[i], "/");
+        snprintf(type, sizeof type, "%.*s", (int)n, s->refs[i]);
+        st_resource *r = &s->read[s->read_count];
+        st_error err;
+        st_status st = st_read(q->app->opt.store, type, s->refs[i] + n + 1, r, &err);
+        if (st == ST_GONE)
+            st_resource_free(r);
+        if (st != ST_OK)
+            continue;
+        if (strcmp(r->owner, provider)) {
+            st_resource_free(r);
+            continue;
+        }
+        s->read_count++;
+        json_object *o = json_tokener_parse(r->json);
+        collect_refs(o, types, s);
+        json_object_put(o);
+    }
+}
+
+static void source_free(source *s)
+{
+    for (size_t i = 0; i < s->read_count; i++)
+        st_resource_free(&s->read[i]);
+    fj_buf_free(&s->bundle);
+}
+
+/* A collection Bundle: r first, then what it refers to (resolve() finds them by Type/id). */
+static void build_bundle(const st_resource *r, source *s)
+{
+    fj_buf_printf(&s->bundle, "{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[{\"resource\":%s}",
+                  r->json);
+    for (size_t i = 0; i < s->read_count; i++)
+        fj_buf_printf(&s->bundle, ",{\"resource\":%s}", s->read[i].json);
+    fj_buf_puts(&s->bundle, "]}");
+}
+
+/* Map r (with its gathered sources) into items, or note it in notMapped; audited as disclosed when mapped. */
+static void map_one(rq *q, const view *v, const char *provider, const st_resource *r, json_object *items,
+                    json_object *not_mapped)
+{
+    source s = {0};
+    json_object *o = json_tokener_parse(r->json);
+    collect_refs(o, v->gathered_types, &s);
+    json_object_put(o);
+    gather(q, provider, v->gathered_types, &s);
+    build_bundle(r, &s);
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    json_object *out = NULL;
+    size_t len = 0;
+    char *text = fj_buf_take(&s.bundle, &len);
+    fj_doc doc;
+    fj_error jerr;
+    bool parsed = text && fj_parse(text, len, NULL, &doc, &jerr);
+    int status = parsed ? rest_maps_run(q->app->maps, v->map, &doc, UINT32_MAX, &out, &issues) : 500;
+    if (!status) {
+        json_object_array_add(items, out);
+        rest_audit_note_resource(q, AZ_READ, r, AZ_ALLOW, 200, NULL);
+        for (size_t i = 0; i < s.read_count; i++)
+            rest_audit_note_resource(q, AZ_READ, &s.read[i], AZ_ALLOW, 200, NULL);
+    } else {
+        json_object *n = json_object_new_object();
+        char ref[ST_TYPE_MAX + ST_ID_MAX + 2];
+        snprintf(ref, sizeof ref, "%s/%s", r->type, r->id);
+        json_object_object_add(n, "resource", json_object_new_string(ref));
+        const char *why = "the source could not be read";
+        for (size_t i = 0; i < issues.count; i++)
+            if (issues.items[i].severity <= OO_ERROR) {
+                why = issues.items[i].message;
+                break;
+            }
+        json_object_object_add(n, "diagnostics", json_object_new_string(why));
+        json_object_array_add(not_mapped, n);
+    }
+    if (parsed)
+        fj_doc_free(&doc);
+    free(text);
+    oo_list_free(&issues);
+    source_free(&s);
+}
+
+/* The date the patient must be insured on: a stay's admission, a plan's start; else now. */
+static int64_t scope_date(rq *q, json_object *o)
+{
+    json_object *period = json_object_object_get(o, "period");
+    json_object *start = period ? json_object_object_get(period, "start") : NULL;
+    int64_t lo, hi;
+    if (start && parse_date(json_object_get_string(start), &lo, &hi))
+        return lo;
+    return rest_now_ms(q->app);
+}
+
+/* Is r's patient the caller's insured? INS_FAILED when the store failed. */
+static ins_answer in_scope(rq *q, const char *uzovi, const st_resource *r, st_error *err)
+{
+    json_object *o = json_tokener_parse(r->json);
+    json_object *subject = o ? json_object_object_get(o, "subject") : NULL;
+    json_object *ref = subject ? json_object_object_get(subject, "reference") : NULL;
+    ins_facts facts = {q->app->opt.store, q->app->opt.organisations};
+    ins_answer a = ref ? ins_is_insured(&facts, json_object_get_string(ref), uzovi, scope_date(q, o), err) : INS_NO;
+    json_object_put(o);
+    return a;
+}
+
+/* ---- lists ---- */
+
+typedef struct list_query {
+    st_condition conditions[3];
+    st_value values[3];
+    size_t count;
+    const char *visible[1];
+    char subject[24];
+    st_cursor cursor;
+    st_query q;
+} list_query;
+
+static void build_query(rq *q, const view *v, const list_params *p, list_query *lq)
+{
+    if (v == &CONTRACTS) { /* the caller's own contracts with the provider */
+        snprintf(lq->subject, sizeof lq->subject, "ura-%s", p->provider);
+        lq->values[0].v.reference.type = "Organization";
+        lq->values[0].v.reference.id = lq->subject;
+        lq->conditions[lq->count++] =
+            (st_condition){.param = "subject", .kind = ST_KIND_REFERENCE, .values = &lq->values[0], .value_count = 1};
+        lq->visible[0] = q->caller.ura;
+    } else { /* what the provider wrote */
+        lq->visible[0] = p->provider;
+    }
+    if (p->from) {
+        st_value *val = &lq->values[lq->count];
+        *val = (st_value){.prefix = ST_GE};
+        val->v.date.low_ms = p->from_lo, val->v.date.high_ms = p->from_hi;
+        lq->conditions[lq->count++] =
+            (st_condition){.param = "date", .kind = ST_KIND_DATE, .values = val, .value_count = 1};
+    }
+    if (p->to) {
+        st_value *val = &lq->values[lq->count];
+        *val = (st_value){.prefix = ST_LE};
+        val->v.date.low_ms = p->to_lo, val->v.date.high_ms = p->to_hi;
+        lq->conditions[lq->count++] =
+            (st_condition){.param = "date", .kind = ST_KIND_DATE, .values = val, .value_count = 1};
+    }
+    lq->q = (st_query){.type = v->type,
+                       .conditions = lq->conditions,
+                       .condition_count = lq->count,
+                       .visible_to = lq->visible,
+                       .visible_to_count = 1,
+                       .count = p->count};
+    if (p->has_cursor) {
+        lq->cursor = (st_cursor){p->key_ms, p->rid, false};
+        lq->q.snapshot = p->snapshot;
+        lq->q.cursor = &lq->cursor;
+    }
+}
+
+/* Only what its writer owns (visible_to also admits what is addressed to it): the caller's contracts, the
+ * provider's stays and plans. */
+static bool listed(rq *q, const view *v, const char *provider, const st_resource *r)
+{
+    return !strcmp(r->owner, v == &CONTRACTS ? q->caller.ura : provider);
+}
+
+/*
+ * Fill a page: store chunks after the cursor, filtered by scope, until the
+ * page is full or the store has no more. *next is set to the place after
+ * the last resource looked at while more may follow. 0 or the status.
+ */
+static int fill_page(rq *q, const view *v, const char *uzovi, const list_params *p, json_object *items,
+                     json_object *not_mapped, char next[64], oo_list *issues)
+{
+    list_query lq = {0};
+    build_query(q, v, p, &lq);
+    next[0] = '\0';
+    size_t taken = 0;
+    for (;;) {
+        st_list page = {0};
+        st_error err;
+        st_status s = st_search(q->app->opt.store, &lq.q, &page, &err);
+        if (s != ST_OK) {
+            oo_add(issues, OO_ERROR, rest_code_of(s), NULL, 0, 0, "the store failed: %s", err.message);
+            return rest_status_of(s);
+        }
+        size_t i = 0;
+        for (; i < page.count && taken < p->count; i++) {
+            const st_resource *r = &page.items[i];
+            ins_answer a = v->insured_only ? in_scope(q, uzovi, r, &err) : INS_YES;
+            if (a == INS_FAILED) {
+                st_list_free(&page);
+                oo_add(issues, OO_ERROR, OO_EXCEPTION, NULL, 0, 0, "the store failed: %s", err.message);
+                return 500;
+            }
+            if (a == INS_YES && listed(q, v, p->provider, r)) {
+                map_one(q, v, p->provider, r, items, not_mapped);
+                taken++;
+            }
+            lq.cursor = (st_cursor){r->key_ms, r->rid, false};
+        }
+        bool more = i < page.count || page.more;
+        lq.q.snapshot = page.snapshot;
+        lq.q.cursor = &lq.cursor;
+        st_list_free(&page);
+        if (more && i)
+            snprintf(next, 64, "%llx-%llx-%llx", (long long)lq.q.snapshot, (long long)lq.cursor.key_ms,
+                     (long long)lq.cursor.rid);
+        if (!more || taken == p->count || !i)
+            return 0;
+    }
+}
+
+static bool list_view(rq *q, const view *v)
+{
+    char uzovi[INS_UZOVI_SIZE];
+    if (!insurer_gate(q, uzovi))
+        return false;
+    list_params p = {0};
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    json_object *items = json_object_new_array(), *not_mapped = json_object_new_array();
+    char next[64];
+    int status = read_params(q, v, &p, &issues) ? fill_page(q, v, uzovi, &p, items, not_mapped, next, &issues) : 400;
+    if (status) {
+        rq_respond_issues(q, status, &issues);
+        json_object_put(items);
+        json_object_put(not_mapped);
+    } else {
+        json_object *page = json_object_new_object();
+        json_object_object_add(page, "items", items);
+        if (next[0])
+            json_object_object_add(page, "next", json_object_new_string(next));
+        if (json_object_array_length(not_mapped))
+            json_object_object_add(page, "notMapped", not_mapped);
+        else
+            json_object_put(not_mapped);
+        answer_model(q, 200, page);
+        json_object_put(page);
+    }
+    oo_list_free(&issues);
+    free(p.from);
+    free(p.to);
+    return false;
+}
+
+bool rest_insurer_stays(rq *q)
+{
+    return list_view(q, &STAYS);
+}
+
+bool rest_insurer_plans(rq *q)
+{
+    return list_view(q, &PLANS);
+}
+
+/* ---- one provider ---- */
+
+bool rest_insurer_provider(rq *q)
+{
+    char uzovi[INS_UZOVI_SIZE];
+    if (!insurer_gate(q, uzovi))
+        return false;
+    char id[16];
+    snprintf(id, sizeof id, "ura-%.8s", q->route.id);
+    st_resource org;
+    st_error err;
+    st_status s = is_ura(q->route.id) ? st_read(q->app->opt.store, "Organization", id, &org, &err) : ST_NOT_FOUND;
+    if (s == ST_GONE)
+        st_resource_free(&org);
+    if (s != ST_OK) {
+        rq_respond_outcome(q, 404, OO_ERROR, OO_NOT_FOUND, NULL,
+                           "no care provider with URA %.8s in the directory (Organization/ura-<URA>)", q->route.id);
+        return false;
+    }
+    /* the Organization and the Locations it manages, as the provider wrote them */
+    st_value val = {0};
+    val.v.reference.type = "Organization";
+    val.v.reference.id = id;
+    st_condition c = {.param = "organization", .kind = ST_KIND_REFERENCE, .values = &val, .value_count = 1};
+    const char *visible[] = {org.owner};
+    st_query lq = {.type = "Location",
+                   .conditions = &c,
+                   .condition_count = 1,
+                   .visible_to = visible,
+                   .visible_to_count = 1,
+                   .count = MAX_GATHERED};
+    source src = {0};
+    st_list locations = {0};
+    if (st_search(q->app->opt.store, &lq, &locations, &err) == ST_OK)
+        for (size_t i = 0; i < locations.count && src.read_count < MAX_GATHERED; i++)
+            if (!strcmp(locations.items[i].owner, org.owner))
+                src.read[src.read_count++] = locations.items[i], locations.items[i] = (st_resource){0};
+    build_bundle(&org, &src);
+    size_t len = 0;
+    char *text = fj_buf_take(&src.bundle, &len);
+    fj_doc doc;
+    fj_error jerr;
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    json_object *out = NULL;
+    bool parsed = text && fj_parse(text, len, NULL, &doc, &jerr);
+    int status = parsed ? rest_maps_run(q->app->maps, MAPS "organization-to-provider", &doc, UINT32_MAX, &out, &issues)
+                        : 500;
+    if (status) {
+        rq_respond_issues(q, status == 422 ? 500 : status, &issues); /* stored data the shipped map cannot take */
+    } else {
+        rest_audit_note_resource(q, AZ_READ, &org, AZ_ALLOW, 200, NULL);
+        answer_model(q, 200, out);
+    }
+    json_object_put(out);
+    if (parsed)
+        fj_doc_free(&doc);
+    free(text);
+    oo_list_free(&issues);
+    source_free(&src);
+    st_list_free(&locations);
+    st_resource_free(&org);
+    return false;
+}
+
+/* ---- contracts ---- */
+
+/* POST: the InsurerContract as a FHIR Contract through the ordinary create (validated, audited, one commit). */
+static bool store_contract(rq *q, const char *uzovi)
+{
+    const unsigned char *body;
+    size_t len;
+    if (!rest_json_body(q, &body, &len))
+        return false;
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    char *text = strndup((const char *)body, len);
+    fj_doc doc;
+    fj_error jerr;
+    bool parsed = text && fj_parse(text, len, NULL, &doc, &jerr);
+    int status = parsed ? 0 : 400;
+    if (!parsed)
+        oo_add(&issues, OO_FATAL, OO_STRUCTURE, NULL, jerr.line, jerr.column, "invalid JSON: %s", jerr.message);
+    uint32_t rt = parsed && doc.nodes[0].type == FJ_OBJECT ? fj_get(&doc, 0, "resourceType") : UINT32_MAX;
+    uint32_t ins = parsed && doc.nodes[0].type == FJ_OBJECT ? fj_get(&doc, 0, "insurer") : UINT32_MAX;
+    if (!status && (rt == UINT32_MAX || !fj_str_eq(&doc, rt, "InsurerContract"))) {
+        oo_add(&issues, OO_ERROR, OO_STRUCTURE, "resourceType", 0, 0, "the body must be an InsurerContract");
+        status = 422;
+    } else if (!status && (ins == UINT32_MAX || !fj_str_eq(&doc, ins, uzovi))) {
+        oo_add(&issues, OO_ERROR, "forbidden", "InsurerContract.insurer", 0, 0,
+               "an insurer stores its own contracts: insurer must be its UZOVI %s", uzovi);
+        status = 403;
+    }
+    json_object *contract = NULL;
+    if (!status)
+        status = rest_maps_run(q->app->maps, MAPS "insurer-to-contract", &doc, 0, &contract, &issues);
+    if (!status && rest_decide(q, AZ_CREATE, "Contract", NULL, NULL) != AZ_ALLOW) {
+        oo_add(&issues, OO_ERROR, "forbidden", NULL, 0, 0, "this organisation may not create Contracts");
+        status = 403;
+    }
+    if (!status) {
+        const char *fhir = json_object_to_json_string_ext(contract, JSON_C_TO_STRING_PLAIN);
+        status = rest_write_parse(q, &q->write, fhir, strlen(fhir), "Contract", &issues);
+    }
+    if (!status) {
+        rest_new_id(q->write.id);
+        status = rest_write_prepare(q, &q->write, ST_OP_CREATE, NULL, &issues);
+    }
+    json_object_put(contract);
+    if (parsed)
+        fj_doc_free(&doc);
+    free(text);
+    if (status)
+        rq_respond_issues(q, status, &issues);
+    oo_list_free(&issues);
+    return status ? false : rest_write_submit(q);
+}
+
+bool rest_insurer_contracts(rq *q)
+{
+    if (strcmp(srv_req_method(q->req), "POST"))
+        return list_view(q, &CONTRACTS);
+    char uzovi[INS_UZOVI_SIZE];
+    if (!insurer_gate(q, uzovi))
+        return false;
+    return store_contract(q, uzovi);
+}

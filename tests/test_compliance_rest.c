@@ -1,0 +1,658 @@
+/*
+ * tests/test_compliance_rest.c — the compliance operations over HTTPS (issue #12, docs/rules.md):
+ * $gzsp-check, $compliance of stored plans and stays, $contract-check, and pull mode against a
+ * real provider endpoint (tests/peer.h) reached with the gateway's outbound client over mutual TLS.
+ *
+ * The fixtures are the rule engine's (tests/rules/, built from ig/fixtures): a passing case and the
+ * same with one change that fails a rule, asserting the rule id and the FHIRPath location of the
+ * finding. Stored fixtures are written as a transaction by the provider that owns them (new ids,
+ * references rewritten by the server); the peer serves them with their own ids.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/util/conformance.h"
+#include "gateway/util/files.h"
+#include "tests/peer.h"
+#include "tests/rest_harness.h"
+
+#define RULES TESTS_DIR "/rules/"
+#define PACK TESTS_DIR "/../rules/packs/2026/pack.json"
+#define IG TESTS_DIR "/../ig/"
+#define PLAN "cp-gzsp-kwetsbaar-1"
+#define D0 "2026-01-15"
+#define D1 "2026-06-01"
+#define GZSP_URA "90000401"
+
+static pf_registry *reg;
+static rl_pack *pack;
+static rl_engine *engine;
+static ob_client *outbound;
+static peer *pr;
+
+static void load_rules(void)
+{
+    const char *dirs[] = {IG "profiles", IG "extensions", IG "terminology"};
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    reg = conf_load(dirs, 3, &issues);
+    cr_assert_not_null(reg);
+    size_t len;
+    char *buf = files_read(PACK, &len);
+    cr_assert_not_null(buf);
+    pack = rl_pack_load(buf, len, PACK, &issues);
+    free(buf);
+    cr_assert_not_null(pack);
+    engine = rl_engine_new(pack, reg, &issues);
+    cr_assert_not_null(engine, "%s", issues.count ? issues.items[0].message : "");
+    oo_list_free(&issues);
+}
+
+static void setup(void)
+{
+    load_rules();
+    rh_options o = {.keep_gzsp = true, .allow_dangling = true, .rules = engine};
+    rh_setup_with(&o);
+    rh_publish_directory();
+}
+
+static void teardown(void)
+{
+    rh_teardown();
+    rl_engine_free(engine);
+    rl_pack_free(pack);
+    pf_registry_free(reg);
+}
+
+TestSuite(compliance, .init = setup, .fini = teardown, .timeout = 120);
+
+/* ---- fixtures ------------------------------------------------------------------------- */
+
+static json_object *fixture(const char *file)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s%s", RULES, file);
+    json_object *o = json_object_from_file(path);
+    cr_assert_not_null(o, "%s", path);
+    return o;
+}
+
+static json_object *entry_resource(json_object *bundle, size_t i)
+{
+    json_object *entries, *res;
+    cr_assert(json_object_object_get_ex(bundle, "entry", &entries));
+    cr_assert(json_object_object_get_ex(json_object_array_get_idx(entries, i), "resource", &res));
+    return res;
+}
+
+static char *text_of(json_object *o)
+{
+    return strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+/* The GZSP plan with its second activity at the office that is not set up for treatment (GZSP-LOCATION). */
+static void plan_at_office(json_object *bundle)
+{
+    json_object *acts, *detail, *loc;
+    json_object *plan = entry_resource(bundle, 0);
+    cr_assert(json_object_object_get_ex(plan, "activity", &acts));
+    cr_assert(json_object_object_get_ex(json_object_array_get_idx(acts, 1), "detail", &detail));
+    cr_assert(json_object_object_get_ex(detail, "location", &loc));
+    json_object_object_add(loc, "reference", json_object_new_string("Location/loc-gzsp-3"));
+}
+
+/* The provider's attestation at extension i lapsed before D1 (ELV-BASE for i = 20). */
+static void lapse(json_object *bundle, size_t i)
+{
+    json_object *exts, *parts;
+    cr_assert(json_object_object_get_ex(entry_resource(bundle, 0), "extension", &exts));
+    cr_assert(json_object_object_get_ex(json_object_array_get_idx(exts, i), "extension", &parts));
+    json_object_object_add(json_object_array_get_idx(parts, 2), "valueDate", json_object_new_string("2026-05-31"));
+}
+
+/* Replace every occurrence of from in *text by to. */
+static void replace_all(char **text, const char *from, const char *to)
+{
+    size_t fl = strlen(from), tl = strlen(to);
+    for (char *at = strstr(*text, from); at; at = strstr(*text, from)) {
+        size_t off = (size_t)(at - *text), len = strlen(*text);
+        char *n = malloc(len - fl + tl + 1);
+        memcpy(n, *text, off);
+        memcpy(n + off, to, tl);
+        memcpy(n + off + tl, at + fl, len - off - fl + 1);
+        free(*text);
+        *text = n;
+    }
+}
+
+/*
+ * Store the Bundle's resources as `who` in one transaction (POST each, references between them as
+ * urn:uuid:); the new id of the first entry into id.
+ */
+static void store_bundle(const char *who, json_object *bundle, char *id, size_t size)
+{
+    json_object *entries, *txn = json_object_new_object(), *out = json_object_new_array();
+    cr_assert(json_object_object_get_ex(bundle, "entry", &entries));
+    size_t n = json_object_array_length(entries);
+    json_object_object_add(txn, "resourceType", json_object_new_string("Bundle"));
+    json_object_object_add(txn, "type", json_object_new_string("transaction"));
+    char(*refs)[128] = calloc(n, sizeof *refs);
+    const char *first_type = NULL;
+    for (size_t i = 0; i < n; i++) {
+        json_object *res = json_object_get(entry_resource(bundle, i)), *rt, *rid;
+        cr_assert(json_object_object_get_ex(res, "resourceType", &rt) && json_object_object_get_ex(res, "id", &rid));
+        first_type = first_type ? first_type : json_object_get_string(rt);
+        if (!strcmp(json_object_get_string(rt), "Organization") &&
+            !strncmp(json_object_get_string(rid), "ura-", 4)) { /* a directory entry: its owner updates it */
+            char path[64], *text = text_of(res);
+            snprintf(path, sizeof path, "/Organization/%s", json_object_get_string(rid));
+            rh_response r = rh_request(who, "PUT", path, text, NULL);
+            cr_assert_eq(r.status, 200, "PUT %s: %s", path, r.body);
+            rh_response_free(&r);
+            free(text);
+            json_object_put(res);
+            continue;
+        }
+        json_object *e = json_object_new_object(), *req = json_object_new_object();
+        snprintf(refs[i], sizeof refs[i], "%s/%s", json_object_get_string(rt), json_object_get_string(rid));
+        char urn[64];
+        snprintf(urn, sizeof urn, "urn:uuid:00000000-0000-4000-8000-%012zu", i + 1);
+        json_object_object_add(e, "fullUrl", json_object_new_string(urn));
+        json_object_object_add(req, "method", json_object_new_string("POST"));
+        json_object_object_add(req, "url", json_object_new_string(json_object_get_string(rt)));
+        json_object_object_del(res, "id");
+        json_object_object_add(e, "resource", res);
+        json_object_object_add(e, "request", req);
+        json_object_array_add(out, e);
+    }
+    json_object_object_add(txn, "entry", out);
+    char *text = text_of(txn);
+    for (size_t i = 0; i < n; i++) {
+        char from[160], to[160];
+        if (!refs[i][0])
+            continue;
+        snprintf(from, sizeof from, "\"reference\":\"%s\"", refs[i]);
+        snprintf(to, sizeof to, "\"reference\":\"urn:uuid:00000000-0000-4000-8000-%012zu\"", i + 1);
+        replace_all(&text, from, to);
+    }
+    rh_response r = rh_request(who, "POST", "/", text, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_object *resp = rh_json(&r);
+    const char *loc = rh_str(resp, "entry.0.response.location");
+    cr_assert_not_null(loc);
+    char type_slash[64], slashed[256];
+    snprintf(type_slash, sizeof type_slash, "/%s/", first_type);
+    snprintf(slashed, sizeof slashed, "/%s", loc); /* relative or absolute */
+    const char *at = strstr(slashed, type_slash);
+    cr_assert_not_null(at, "%s", loc);
+    at += strlen(type_slash);
+    snprintf(id, size, "%.*s", (int)strcspn(at, "/"), at);
+    json_object_put(resp);
+    rh_response_free(&r);
+    free(text);
+    free(refs);
+    json_object_put(txn);
+}
+
+/* ---- reading reports ------------------------------------------------------------------ */
+
+/* The report's status (compliant, non-compliant, needs-review); asserts the body is a report. */
+static const char *status_of(json_object *report)
+{
+    cr_assert_str_eq(rh_str(report, "resourceType"), "Parameters");
+    cr_assert_str_eq(rh_str(report, "parameter.3.name"), "status");
+    return rh_str(report, "parameter.3.valueCode");
+}
+
+/* How many findings of rule at location (NULL: any) with this severity the report has. */
+static size_t findings(json_object *report, const char *rule, const char *location, const char *severity)
+{
+    size_t n = 0;
+    char path[128];
+    for (size_t i = 0;; i++) {
+        snprintf(path, sizeof path, "parameter.4.resource.issue.%zu.severity", i);
+        const char *sev = rh_str(report, path);
+        if (!sev)
+            return n;
+        snprintf(path, sizeof path, "parameter.4.resource.issue.%zu.details.coding.0.code", i);
+        const char *id = rh_str(report, path);
+        snprintf(path, sizeof path, "parameter.4.resource.issue.%zu.expression.0", i);
+        const char *where = rh_str(report, path);
+        n += id && !strcmp(id, rule) && !strcmp(sev, severity) && (!location || (where && !strcmp(where, location)));
+    }
+}
+
+/* Any finding whose rule id starts with prefix? */
+static bool any_rule_starting(json_object *report, const char *prefix)
+{
+    char path[128];
+    for (size_t i = 0;; i++) {
+        snprintf(path, sizeof path, "parameter.4.resource.issue.%zu.severity", i);
+        if (!rh_str(report, path))
+            return false;
+        snprintf(path, sizeof path, "parameter.4.resource.issue.%zu.details.coding.0.code", i);
+        const char *id = rh_str(report, path);
+        if (id && !strncmp(id, prefix, strlen(prefix)))
+            return true;
+    }
+}
+
+/* A request that must answer a report (200); its JSON. */
+static json_object *report_of(const char *who, const char *method, const char *path, const char *body)
+{
+    rh_response r = rh_request(who, method, path, body, NULL);
+    cr_assert_eq(r.status, 200, "%s %s: %ld %s", method, path, r.status, r.body);
+    json_object *o = rh_json(&r);
+    rh_response_free(&r);
+    return o;
+}
+
+/* ---- POST /CarePlan/$gzsp-check --------------------------------------------------------- */
+
+Test(compliance, gzsp_check_passes_the_plan_with_its_context)
+{
+    json_object *b = fixture("gzsp-plan.json");
+    char *text = text_of(b);
+    json_object *rep = report_of("gzsp", "POST", "/CarePlan/$gzsp-check?date=" D0, text);
+    cr_expect_str_eq(status_of(rep), "compliant");
+    cr_expect_str_eq(rh_str(rep, "parameter.0.valueReference.reference"), "CarePlan/" PLAN);
+    cr_expect_str_eq(rh_str(rep, "parameter.2.valueDate"), D0);
+    json_object_put(rep);
+    free(text);
+    json_object_put(b);
+}
+
+Test(compliance, gzsp_check_finds_the_location_rule_where_it_fails)
+{
+    json_object *b = fixture("gzsp-plan.json");
+    plan_at_office(b);
+    char *text = text_of(b);
+    json_object *rep = report_of("gzsp", "POST", "/CarePlan/$gzsp-check?date=" D0, text);
+    cr_expect_str_eq(status_of(rep), "non-compliant");
+    cr_expect_eq(findings(rep, "GZSP-LOCATION", "CarePlan.activity[1].detail.location", "error"), 1);
+    json_object_put(rep);
+    free(text);
+    json_object_put(b);
+}
+
+Test(compliance, gzsp_check_takes_parameters_with_a_date)
+{
+    json_object *b = fixture("gzsp-plan.json");
+    plan_at_office(b);
+    char *bundle = text_of(b);
+    size_t size = strlen(bundle) + 256;
+    char *body = malloc(size);
+    snprintf(body, size,
+             "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"date\",\"valueDate\":\"" D0
+             "\"},{\"name\":\"resource\",\"resource\":%s}]}",
+             bundle);
+    json_object *rep = report_of("gzsp", "POST", "/CarePlan/$gzsp-check", body);
+    cr_expect_str_eq(rh_str(rep, "parameter.2.valueDate"), D0);
+    cr_expect_eq(findings(rep, "GZSP-LOCATION", "CarePlan.activity[1].detail.location", "error"), 1);
+    json_object_put(rep);
+    free(body);
+    free(bundle);
+    json_object_put(b);
+}
+
+Test(compliance, gzsp_check_refuses_what_it_cannot_check)
+{
+    rh_response r = rh_request("insurer", "POST", "/CarePlan/$gzsp-check?date=" D0,
+                               "{\"resourceType\":\"CarePlan\",\"status\":\"active\",\"intent\":\"plan\","
+                               "\"subject\":{\"reference\":\"Patient/p\"}}",
+                               NULL);
+    rh_expect_outcome(&r, 403, "forbidden");
+    rh_response_free(&r);
+    r = rh_request("gzsp", "POST", "/CarePlan/$gzsp-check?date=" D0, "{\"resourceType\":\"Patient\"}", NULL);
+    rh_expect_outcome(&r, 422, NULL);
+    cr_expect(strstr(r.body, "no CarePlan to check"), "%s", r.body);
+    rh_response_free(&r);
+    r = rh_request("gzsp", "POST", "/CarePlan/$gzsp-check?date=" D0, "{\"resourceType\":\"CarePlan\",\"status\":1}",
+                   NULL);
+    rh_expect_outcome(&r, 422, NULL);
+    cr_expect(strstr(r.body, "CarePlan.status"), "%s", r.body);
+    rh_response_free(&r);
+    r = rh_request("gzsp", "POST", "/CarePlan/$gzsp-check", "not json {", NULL);
+    rh_expect_outcome(&r, 400, "invalid");
+    rh_response_free(&r);
+    r = rh_request("gzsp", "POST", "/CarePlan/$gzsp-check?date=15-01-2026", "{\"resourceType\":\"Patient\"}", NULL);
+    rh_expect_outcome(&r, 400, "invalid");
+    cr_expect(strstr(r.body, "YYYY-MM-DD"), "%s", r.body);
+    rh_response_free(&r);
+    r = rh_request("gzsp", "POST", "/CarePlan/$gzsp-check?date=2031-01-01", "{\"resourceType\":\"Patient\"}", NULL);
+    rh_expect_outcome(&r, 422, NULL);
+    cr_expect(strstr(r.body, "contract year 2026"), "%s", r.body);
+    rh_response_free(&r);
+    r = rh_request("gzsp", "GET", "/CarePlan/$gzsp-check", NULL, NULL);
+    cr_expect_eq(r.status, 405);
+    rh_response_free(&r);
+}
+
+/* ---- GET /CarePlan/{id}/$compliance, GET /Encounter/{id}/$compliance ------------------------- */
+
+Test(compliance, a_stored_plan_is_checked_with_its_stored_context)
+{
+    json_object *b = fixture("gzsp-plan.json");
+    char id[80], path[160];
+    store_bundle("gzsp", b, id, sizeof id);
+    snprintf(path, sizeof path, "/CarePlan/%s/$compliance?date=" D0, id);
+    json_object *rep = report_of("gzsp", "GET", path, NULL);
+    cr_expect_str_eq(status_of(rep), "compliant");
+    json_object_put(rep);
+    json_object_put(b);
+}
+
+Test(compliance, a_stored_plan_that_fails_names_the_rule)
+{
+    json_object *b = fixture("gzsp-plan.json");
+    plan_at_office(b);
+    char id[80], path[160];
+    store_bundle("gzsp", b, id, sizeof id);
+    snprintf(path, sizeof path, "/CarePlan/%s/$compliance?date=" D0, id);
+    json_object *rep = report_of("gzsp", "GET", path, NULL);
+    cr_expect_str_eq(status_of(rep), "non-compliant");
+    cr_expect_eq(findings(rep, "GZSP-LOCATION", "CarePlan.activity[1].detail.location", "error"), 1);
+    json_object_put(rep);
+    /* the same read access as GET: another provider does not learn that it exists */
+    rh_response r = rh_request("elv-a", "GET", path, NULL, NULL);
+    rh_expect_outcome(&r, 404, "not-found");
+    rh_response_free(&r);
+    snprintf(path, sizeof path, "/CarePlan/%s", id);
+    r = rh_request("elv-a", "GET", path, NULL, NULL);
+    cr_expect_eq(r.status, 404);
+    rh_response_free(&r);
+    r = rh_request("gzsp", "GET", "/CarePlan/no-such-plan/$compliance?date=" D0, NULL, NULL);
+    rh_expect_outcome(&r, 404, "not-found");
+    rh_response_free(&r);
+    snprintf(path, sizeof path, "/CarePlan/%s/$compliance?date=" D0, id);
+    r = rh_request("insurer", "GET", path, NULL, NULL);
+    rh_expect_outcome(&r, 403, "forbidden");
+    rh_response_free(&r);
+    json_object_put(b);
+}
+
+Test(compliance, a_stored_stay_is_checked)
+{
+    json_object *b = fixture("stay-elv.json");
+    char id[80], path[160];
+    store_bundle("elv-b", b, id, sizeof id);
+    snprintf(path, sizeof path, "/Encounter/%s/$compliance?date=" D1, id);
+    json_object *rep = report_of("elv-b", "GET", path, NULL);
+    char subject[120];
+    snprintf(subject, sizeof subject, "Encounter/%s", id);
+    cr_expect_str_eq(rh_str(rep, "parameter.0.valueReference.reference"), subject);
+    cr_expect_str_neq(status_of(rep), "non-compliant", "%s", json_object_to_json_string(rep));
+    cr_expect_eq(findings(rep, "STAY-ELV-HANDOVER", NULL, "error"), 0);
+    json_object_put(rep);
+    rh_response r = rh_request("gzsp", "GET", path, NULL, NULL);
+    rh_expect_outcome(&r, 404, "not-found");
+    rh_response_free(&r);
+    json_object_put(b);
+}
+
+/* ---- POST /Organization/$contract-check ------------------------------------------------ */
+
+Test(compliance, contract_check_of_the_callers_own_organisation)
+{
+    json_object *b = fixture("provider-elv-grz.json");
+    char *text = text_of(b);
+    json_object *rep = report_of("elv-b", "POST", "/Organization/$contract-check?kind=ELV&date=" D1, text);
+    cr_expect_str_eq(status_of(rep), "compliant", "%s", json_object_to_json_string(rep));
+    json_object_put(rep);
+    free(text);
+    lapse(b, 20);
+    text = text_of(b);
+    rep = report_of("elv-b", "POST", "/Organization/$contract-check?kind=elv&variant=elv-hoogcomplex&date=" D1, text);
+    cr_expect_str_eq(status_of(rep), "non-compliant");
+    cr_expect_eq(findings(rep, "ELV-BASE", "Organization.extension[20].extension[2]", "error"), 1);
+    json_object_put(rep);
+    /* the GRZ requirements only: the lapsed ELV attestation is not among them */
+    rep = report_of("elv-b", "POST", "/Organization/$contract-check?kind=GRZ&date=" D1, text);
+    cr_expect_not(any_rule_starting(rep, "ELV-"));
+    json_object_put(rep);
+    free(text);
+    json_object_put(b);
+}
+
+Test(compliance, contract_check_refusals)
+{
+    json_object *b = fixture("provider-elv-grz.json");
+    char *text = text_of(b);
+    rh_response r = rh_request("elv-a", "POST", "/Organization/$contract-check?kind=ELV&date=" D1, text, NULL);
+    rh_expect_outcome(&r, 403, "forbidden");
+    rh_response_free(&r);
+    r = rh_request("elv-b", "POST", "/Organization/$contract-check?date=" D1, text, NULL);
+    rh_expect_outcome(&r, 400, "required");
+    rh_response_free(&r);
+    r = rh_request("elv-b", "POST", "/Organization/$contract-check?kind=ELV&variant=grz-cva&date=" D1, text, NULL);
+    rh_expect_outcome(&r, 400, "invalid");
+    rh_response_free(&r);
+    r = rh_request("elv-b", "POST", "/Organization/$contract-check?kind=GZSP&date=" D1, text, NULL);
+    rh_expect_outcome(&r, 422, "business-rule");
+    cr_expect(strstr(r.body, "does not offer gzsp"), "%s", r.body);
+    rh_response_free(&r);
+    free(text);
+    json_object_put(b);
+}
+
+/* ---- pull mode ------------------------------------------------------------------------- */
+
+/* Start the provider's endpoint (the peer) with the plan and its context, a client for the gateway, and a
+ * server with both; register the peer as the GZSP provider's Endpoint. */
+static void pull_setup(void)
+{
+    load_rules();
+    rh_options o = {.keep_gzsp = true, .allow_dangling = true, .rules = engine};
+    rh_setup_with(&o);
+    char pki[300], err[256], cert[320], key[320], ca[320];
+    snprintf(pki, sizeof pki, "%s/pki", rh.dir);
+    peer_options po = {.pki_dir = pki, .slow_ms = 2500, .oversize_bytes = 256 * 1024};
+    pr = peer_start(&po, err, sizeof err);
+    cr_assert_not_null(pr, "%s", err);
+    json_object *b = fixture("gzsp-plan.json");
+    json_object *entries;
+    json_object_object_get_ex(b, "entry", &entries);
+    for (size_t i = 0; i < json_object_array_length(entries); i++) {
+        json_object *res = entry_resource(b, i), *rt, *id;
+        json_object_object_get_ex(res, "resourceType", &rt);
+        json_object_object_get_ex(res, "id", &id);
+        peer_put(pr, json_object_get_string(rt), json_object_get_string(id), json_object_to_json_string(res));
+    }
+    json_object_put(b);
+    /* the gateway again, now with an outbound client of the test PKI (short limits for the test) */
+    rh_stop_server();
+    snprintf(cert, sizeof cert, "%s/outbound.crt", pki);
+    snprintf(key, sizeof key, "%s/outbound.key", pki);
+    snprintf(ca, sizeof ca, "%s/ca-bundle.pem", pki);
+    ob_config oc = ob_config_default();
+    oc.cert_file = cert;
+    oc.key_file = key;
+    oc.ca_file = ca;
+    oc.timeout_ms = 1000;
+    oc.connect_timeout_ms = 1000;
+    oc.retries = 1;
+    oc.backoff_ms = 10;
+    oc.max_bytes = 64 * 1024;
+    ob_error oerr;
+    outbound = ob_client_new(&oc, &oerr);
+    cr_assert_not_null(outbound, "%s", oerr.message);
+    rh.opt.outbound = outbound;
+    rh_start_server();
+    rh_publish_directory();
+    char body[512];
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"Endpoint\",\"status\":\"active\",\"connectionType\":{\"system\":"
+             "\"http://terminology.hl7.org/CodeSystem/endpoint-connection-type\",\"code\":\"hl7-fhir-rest\"},"
+             "\"payloadType\":[{\"text\":\"FHIR R4\"}],\"address\":\"%s\"}",
+             peer_base(pr));
+    const char *ep = rh_create("gzsp", "Endpoint", body);
+    rh_response r = rh_request("gzsp", "GET", "/Organization/ura-" GZSP_URA, NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_object *org = rh_json(&r), *refs = json_object_new_array(), *ref = json_object_new_object();
+    rh_response_free(&r);
+    char reference[120];
+    snprintf(reference, sizeof reference, "Endpoint/%s", ep);
+    json_object_object_add(ref, "reference", json_object_new_string(reference));
+    json_object_array_add(refs, ref);
+    json_object_object_add(org, "endpoint", refs);
+    char *text = text_of(org);
+    r = rh_request("gzsp", "PUT", "/Organization/ura-" GZSP_URA, text, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    rh_response_free(&r);
+    free(text);
+    json_object_put(org);
+}
+
+static void pull_teardown(void)
+{
+    rh_teardown();
+    peer_free(pr);
+    ob_client_free(outbound);
+    rl_engine_free(engine);
+    rl_pack_free(pack);
+    pf_registry_free(reg);
+}
+
+TestSuite(pull, .init = pull_setup, .fini = pull_teardown, .timeout = 120);
+
+#define PULL_PATH "/CarePlan/" PLAN "/$compliance?provider=" GZSP_URA "&date=" D0
+
+static void mode(peer_mode m)
+{
+    char err[256];
+    cr_assert(peer_set_mode(pr, m, err, sizeof err), "%s", err);
+}
+
+Test(pull, an_insurer_gets_the_report_of_a_plan_the_gateway_does_not_hold)
+{
+    json_object *rep = report_of("insurer", "GET", PULL_PATH, NULL);
+    cr_expect_str_eq(status_of(rep), "compliant");
+    const char *text = json_object_to_json_string(rep);
+    /* only the report: no resource of the plan or its context comes back */
+    cr_expect_null(strstr(text, "\"CarePlan\""), "%s", text);
+    cr_expect_null(strstr(text, "Patient"), "%s", text);
+    cr_expect_null(strstr(text, "activity"), "%s", text);
+    json_object_put(rep);
+    cr_expect_eq(peer_count_path(pr, "/fhir/CarePlan/" PLAN, false), 1);
+    cr_expect_geq(peer_count_path(pr, "/fhir/CareTeam/", true), 1);
+    cr_expect_geq(peer_count_path(pr, "/fhir/PractitionerRole/", true), 4);
+    cr_expect_geq(peer_count_path(pr, "/fhir/Coverage", false), 1); /* the search of the patient's Coverages */
+    /* the provider itself may ask too; another provider may not */
+    rep = report_of("gzsp", "GET", PULL_PATH, NULL);
+    json_object_put(rep);
+    rh_response r = rh_request("elv-a", "GET", PULL_PATH, NULL, NULL);
+    rh_expect_outcome(&r, 403, "forbidden");
+    rh_response_free(&r);
+}
+
+Test(pull, a_failing_plan_at_the_provider_names_the_rule)
+{
+    json_object *b = fixture("gzsp-plan.json");
+    plan_at_office(b);
+    peer_put(pr, "CarePlan", PLAN, json_object_to_json_string(entry_resource(b, 0)));
+    json_object_put(b);
+    json_object *rep = report_of("insurer", "GET", PULL_PATH, NULL);
+    cr_expect_str_eq(status_of(rep), "non-compliant");
+    cr_expect_eq(findings(rep, "GZSP-LOCATION", "CarePlan.activity[1].detail.location", "error"), 1);
+    json_object_put(rep);
+}
+
+Test(pull, provider_down_is_502)
+{
+    mode(PEER_DOWN);
+    rh_response r = rh_request("insurer", "GET", PULL_PATH, NULL, NULL);
+    rh_expect_outcome(&r, 502, NULL);
+    cr_expect(strstr(r.body, "unreachable"), "%s", r.body);
+    cr_expect(strstr(r.body, GZSP_URA), "%s", r.body);
+    rh_response_free(&r);
+}
+
+Test(pull, provider_slow_is_504)
+{
+    mode(PEER_SLOW);
+    rh_response r = rh_request("insurer", "GET", PULL_PATH, NULL, NULL);
+    rh_expect_outcome(&r, 504, "timeout");
+    cr_expect(strstr(r.body, "1000 ms"), "%s", r.body);
+    rh_response_free(&r);
+}
+
+Test(pull, provider_error_is_502_after_a_retry)
+{
+    mode(PEER_500);
+    rh_response r = rh_request("insurer", "GET", PULL_PATH, NULL, NULL);
+    rh_expect_outcome(&r, 502, NULL);
+    cr_expect(strstr(r.body, "500"), "%s", r.body);
+    rh_response_free(&r);
+    cr_expect_eq(peer_request_count(pr), 2); /* one retry */
+}
+
+Test(pull, garbage_is_502)
+{
+    mode(PEER_GARBAGE);
+    rh_response r = rh_request("insurer", "GET", PULL_PATH, NULL, NULL);
+    rh_expect_outcome(&r, 502, NULL);
+    cr_expect(strstr(r.body, "not JSON"), "%s", r.body);
+    rh_response_free(&r);
+}
+
+Test(pull, invalid_fhir_is_502_saying_what)
+{
+    mode(PEER_INVALID);
+    rh_response r = rh_request("insurer", "GET", PULL_PATH, NULL, NULL);
+    rh_expect_outcome(&r, 502, NULL);
+    cr_expect(strstr(r.body, "invalid FHIR for CarePlan/" PLAN), "%s", r.body);
+    cr_expect(strstr(r.body, "CarePlan."), "%s", r.body);
+    rh_response_free(&r);
+}
+
+Test(pull, oversize_is_502)
+{
+    mode(PEER_OVERSIZE);
+    rh_response r = rh_request("insurer", "GET", PULL_PATH, NULL, NULL);
+    rh_expect_outcome(&r, 502, NULL);
+    cr_expect(strstr(r.body, "too-large"), "%s", r.body);
+    rh_response_free(&r);
+}
+
+Test(pull, a_foreign_certificate_is_refused)
+{
+    mode(PEER_FOREIGN);
+    rh_response r = rh_request("insurer", "GET", PULL_PATH, NULL, NULL);
+    rh_expect_outcome(&r, 502, NULL);
+    cr_expect(strstr(r.body, "TLS"), "%s", r.body);
+    rh_response_free(&r);
+    cr_expect_eq(peer_request_count(pr), 0);
+}
+
+Test(pull, what_the_provider_does_not_have_is_404)
+{
+    rh_response r = rh_request("insurer", "GET", "/CarePlan/not-there/$compliance?provider=" GZSP_URA "&date=" D0, NULL,
+                               NULL);
+    rh_expect_outcome(&r, 404, "not-found");
+    cr_expect(strstr(r.body, "does not have CarePlan/not-there"), "%s", r.body);
+    rh_response_free(&r);
+}
+
+Test(pull, a_provider_without_endpoint_is_422)
+{
+    rh_response r = rh_request("insurer", "GET", "/CarePlan/" PLAN "/$compliance?provider=90000301&date=" D0, NULL,
+                               NULL);
+    rh_expect_outcome(&r, 422, NULL);
+    cr_expect(strstr(r.body, "no FHIR endpoint"), "%s", r.body);
+    rh_response_free(&r);
+    r = rh_request("insurer", "GET", "/CarePlan/" PLAN "/$compliance?provider=123&date=" D0, NULL, NULL);
+    rh_expect_outcome(&r, 400, "invalid");
+    rh_response_free(&r);
+}
+
+Test(pull, the_operations_are_in_the_capability_statement)
+{
+    rh_response r = rh_request("insurer", "GET", "/metadata", NULL, NULL);
+    cr_assert_eq(r.status, 200);
+    cr_expect(strstr(r.body, "https://fhirgw.nl/fhir/OperationDefinition/gzsp-check"));
+    cr_expect(strstr(r.body, "https://fhirgw.nl/fhir/OperationDefinition/compliance"));
+    cr_expect(strstr(r.body, "https://fhirgw.nl/fhir/OperationDefinition/contract-check"));
+    rh_response_free(&r);
+}
