@@ -139,11 +139,13 @@ static void store_bundle(const char *who, json_object *bundle, char *id, size_t 
     json_object_object_add(txn, "resourceType", json_object_new_string("Bundle"));
     json_object_object_add(txn, "type", json_object_new_string("transaction"));
     char(*refs)[128] = calloc(n, sizeof *refs);
-    const char *first_type = NULL;
+    char first_type[64] = ""; /* the type of the first entry, whose new id is answered */
     for (size_t i = 0; i < n; i++) {
-        json_object *res = json_object_get(entry_resource(bundle, i)), *rt, *rid;
+        json_object *res = NULL, *rt, *rid; /* a copy: the fixture keeps its ids */
+        cr_assert_eq(json_object_deep_copy(entry_resource(bundle, i), &res, NULL), 0);
         cr_assert(json_object_object_get_ex(res, "resourceType", &rt) && json_object_object_get_ex(res, "id", &rid));
-        first_type = first_type ? first_type : json_object_get_string(rt);
+        if (!first_type[0])
+            snprintf(first_type, sizeof first_type, "%s", json_object_get_string(rt));
         if (!strcmp(json_object_get_string(rt), "Organization") &&
             !strncmp(json_object_get_string(rid), "ura-", 4)) { /* a directory entry: its owner updates it */
             char path[64], *text = text_of(res);
@@ -182,7 +184,7 @@ static void store_bundle(const char *who, json_object *bundle, char *id, size_t 
     json_object *resp = rh_json(&r);
     const char *loc = rh_str(resp, "entry.0.response.location");
     cr_assert_not_null(loc);
-    char type_slash[64], slashed[256];
+    char type_slash[72], slashed[256];
     snprintf(type_slash, sizeof type_slash, "/%s/", first_type);
     snprintf(slashed, sizeof slashed, "/%s", loc); /* relative or absolute */
     const char *at = strstr(slashed, type_slash);
@@ -373,6 +375,28 @@ Test(compliance, a_stored_plan_that_fails_names_the_rule)
     json_object_put(b);
 }
 
+/* provider=URA with a plan that provider keeps here: the stored copy (this server has no outbound client, so
+ * a pull would answer 503), for an insurer as the report only. */
+Test(compliance, an_insurer_gets_the_report_of_a_stored_plan_of_the_provider)
+{
+    json_object *b = fixture("gzsp-plan.json");
+    plan_at_office(b);
+    char id[80], path[200];
+    store_bundle("gzsp", b, id, sizeof id);
+    snprintf(path, sizeof path, "/CarePlan/%s/$compliance?provider=" GZSP_URA "&date=" D0, id);
+    json_object *rep = report_of("insurer", "GET", path, NULL);
+    cr_expect_eq(findings(rep, "GZSP-LOCATION", "CarePlan.activity[1].detail.location", "error"), 1);
+    cr_expect_null(strstr(json_object_to_json_string(rep), "activity\":"));
+    json_object_put(rep);
+    /* another provider's URA: not its plan, so a pull, which this gateway cannot make */
+    snprintf(path, sizeof path, "/CarePlan/%s/$compliance?provider=90000301&date=" D0, id);
+    rh_response r = rh_request("insurer", "GET", path, NULL, NULL);
+    rh_expect_outcome(&r, 503, NULL);
+    cr_expect(strstr(r.body, "pull mode is not configured"), "%s", r.body);
+    rh_response_free(&r);
+    json_object_put(b);
+}
+
 Test(compliance, a_stored_stay_is_checked)
 {
     json_object *b = fixture("stay-elv.json");
@@ -389,6 +413,17 @@ Test(compliance, a_stored_stay_is_checked)
     rh_response r = rh_request("gzsp", "GET", path, NULL, NULL);
     rh_expect_outcome(&r, 404, "not-found");
     rh_response_free(&r);
+    /* the same stay without its admission handover Task stored: STAY-ELV-HANDOVER */
+    json_object *entries;
+    cr_assert(json_object_object_get_ex(b, "entry", &entries));
+    json_object_array_del_idx(entries, 1, 1);
+    store_bundle("elv-b", b, id, sizeof id);
+    snprintf(path, sizeof path, "/Encounter/%s/$compliance?date=" D1, id);
+    rep = report_of("elv-b", "GET", path, NULL);
+    cr_expect_str_eq(status_of(rep), "non-compliant");
+    cr_expect_eq(findings(rep, "STAY-ELV-HANDOVER", "Encounter.hospitalization.admitSource", "error"), 1);
+    cr_expect_eq(findings(rep, "STAY-ELV-HANDOVER", "Encounter.extension[0]", "warning"), 1);
+    json_object_put(rep);
     json_object_put(b);
 }
 
@@ -559,71 +594,40 @@ Test(pull, a_failing_plan_at_the_provider_names_the_rule)
     json_object_put(rep);
 }
 
-Test(pull, provider_down_is_502)
-{
-    mode(PEER_DOWN);
-    rh_response r = rh_request("insurer", "GET", PULL_PATH, NULL, NULL);
-    rh_expect_outcome(&r, 502, NULL);
-    cr_expect(strstr(r.body, "unreachable"), "%s", r.body);
-    cr_expect(strstr(r.body, GZSP_URA), "%s", r.body);
-    rh_response_free(&r);
-}
+/* How a provider's failures reach the caller: each mode of the peer, the status, the issue code (NULL: any), a
+ * text the message must contain, and how many requests the peer must have seen (-1: any). */
+typedef struct pull_failure {
+    peer_mode mode;
+    long status;
+    const char *code, *says;
+    int requests;
+} pull_failure;
 
-Test(pull, provider_slow_is_504)
-{
-    mode(PEER_SLOW);
-    rh_response r = rh_request("insurer", "GET", PULL_PATH, NULL, NULL);
-    rh_expect_outcome(&r, 504, "timeout");
-    cr_expect(strstr(r.body, "1000 ms"), "%s", r.body);
-    rh_response_free(&r);
-}
+static const pull_failure FAILURES[] = {
+    {PEER_DOWN, 502, NULL, "unreachable", 0},
+    {PEER_SLOW, 504, "timeout", "1000 ms", -1},
+    {PEER_500, 502, NULL, "answered 500 after 2 attempts", 2}, /* one retry, then given up */
+    {PEER_GARBAGE, 502, NULL, "not JSON", 1},
+    {PEER_INVALID, 502, NULL, "invalid FHIR for CarePlan/" PLAN, 1},
+    {PEER_OVERSIZE, 502, NULL, "too-large", 1},
+    {PEER_FOREIGN, 502, NULL, "TLS", 0}, /* refused in the handshake: no request reaches it */
+};
 
-Test(pull, provider_error_is_502_after_a_retry)
+Test(pull, the_providers_failures_are_told_apart)
 {
-    mode(PEER_500);
-    rh_response r = rh_request("insurer", "GET", PULL_PATH, NULL, NULL);
-    rh_expect_outcome(&r, 502, NULL);
-    cr_expect(strstr(r.body, "500"), "%s", r.body);
-    rh_response_free(&r);
-    cr_expect_eq(peer_request_count(pr), 2); /* one retry */
-}
-
-Test(pull, garbage_is_502)
-{
-    mode(PEER_GARBAGE);
-    rh_response r = rh_request("insurer", "GET", PULL_PATH, NULL, NULL);
-    rh_expect_outcome(&r, 502, NULL);
-    cr_expect(strstr(r.body, "not JSON"), "%s", r.body);
-    rh_response_free(&r);
-}
-
-Test(pull, invalid_fhir_is_502_saying_what)
-{
-    mode(PEER_INVALID);
-    rh_response r = rh_request("insurer", "GET", PULL_PATH, NULL, NULL);
-    rh_expect_outcome(&r, 502, NULL);
-    cr_expect(strstr(r.body, "invalid FHIR for CarePlan/" PLAN), "%s", r.body);
-    cr_expect(strstr(r.body, "CarePlan."), "%s", r.body);
-    rh_response_free(&r);
-}
-
-Test(pull, oversize_is_502)
-{
-    mode(PEER_OVERSIZE);
-    rh_response r = rh_request("insurer", "GET", PULL_PATH, NULL, NULL);
-    rh_expect_outcome(&r, 502, NULL);
-    cr_expect(strstr(r.body, "too-large"), "%s", r.body);
-    rh_response_free(&r);
-}
-
-Test(pull, a_foreign_certificate_is_refused)
-{
-    mode(PEER_FOREIGN);
-    rh_response r = rh_request("insurer", "GET", PULL_PATH, NULL, NULL);
-    rh_expect_outcome(&r, 502, NULL);
-    cr_expect(strstr(r.body, "TLS"), "%s", r.body);
-    rh_response_free(&r);
-    cr_expect_eq(peer_request_count(pr), 0);
+    for (size_t i = 0; i < sizeof FAILURES / sizeof *FAILURES; i++) {
+        const pull_failure *f = &FAILURES[i];
+        mode(f->mode);
+        size_t before = peer_request_count(pr);
+        rh_response r = rh_request("insurer", "GET", PULL_PATH, NULL, NULL);
+        rh_expect_outcome(&r, f->status, f->code);
+        cr_expect(r.body && strstr(r.body, f->says), "mode %d: %s", (int)f->mode, r.body);
+        cr_expect(r.body && strstr(r.body, GZSP_URA), "mode %d: the message names the provider: %s", (int)f->mode,
+                  r.body);
+        if (f->requests >= 0)
+            cr_expect_eq(peer_request_count(pr) - before, (size_t)f->requests, "mode %d", (int)f->mode);
+        rh_response_free(&r);
+    }
 }
 
 Test(pull, what_the_provider_does_not_have_is_404)

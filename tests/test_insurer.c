@@ -18,11 +18,14 @@
 #include <criterion/criterion.h>
 #include <json-c/json.h>
 #include <openssl/rand.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fhir/json_write.h"
+#include "gateway/rest/insured.h"
 #include "gateway/util/conformance.h"
 #include "gateway/util/files.h"
 #include "mappings/mapset.h"
@@ -113,11 +116,10 @@ static void coverage(const char *who, const char *patient_id, const char *uzovi,
     rh_create(who, "Coverage", body);
 }
 
-/* A GRZ stay (profile stay-encounter) of the provider for the patient. */
-static const char *stay(const char *who, const char *ura, const char *patient_id, const char *start)
+/* The body of a GRZ stay (profile stay-encounter) of the provider for the patient, admitted on date. */
+static void stay_body(char *body, size_t size, const char *ura, const char *patient_id, const char *start)
 {
-    char body[2048];
-    snprintf(body, sizeof body,
+    snprintf(body, size,
              "{\"resourceType\":\"Encounter\",\"meta\":{\"profile\":[\"https://fhirgw.nl/fhir/StructureDefinition/"
              "stay-encounter\"]},\"extension\":[{\"url\":\"https://fhirgw.nl/fhir/StructureDefinition/"
              "specialist-go-ahead\",\"valueDateTime\":\"%sT11:00:00+01:00\"}],\"status\":\"in-progress\","
@@ -128,6 +130,12 @@ static const char *stay(const char *who, const char *ura, const char *patient_id
              "\"system\":\"http://terminology.hl7.org/CodeSystem/admit-source\",\"code\":\"hosp-trans\"}]}},"
              "\"serviceProvider\":{\"reference\":\"Organization/ura-%s\"}}",
              start, patient_id, start, ura);
+}
+
+static const char *stay(const char *who, const char *ura, const char *patient_id, const char *start)
+{
+    char body[2048];
+    stay_body(body, sizeof body, ura, patient_id, start);
     return rh_create(who, "Encounter", body);
 }
 
@@ -178,7 +186,9 @@ static json_object *get_page(const char *who, const char *path)
     cr_expect_null(strstr(r.body, "Jantje"), "a name reached the insurer: %s", r.body);
     cr_expect_null(strstr(r.body, "1941-05-17"), "a birth date reached the insurer");
     cr_expect_null(strstr(r.body, "Dorpsstraat"), "an address reached the insurer");
-    cr_expect_null(strstr(r.body, "99999"), "a BSN reached the insurer: %s", r.body);
+    static const char *const bsns[] = {"999990081", "999990160", "999990238", "999990317", "999990391"};
+    for (size_t i = 0; i < sizeof bsns / sizeof *bsns; i++)
+        cr_expect_null(strstr(r.body, bsns[i]), "a BSN reached the insurer: %s", r.body);
     json_object *o = rh_json(&r);
     rh_response_free(&r);
     return o;
@@ -351,6 +361,7 @@ Test(insurer, transform_bad_input_is_an_outcome_and_stores_nothing)
 /* Two providers, two insurers: each provider has a patient of each insurer, or (elv-b) one of A only. */
 typedef struct landscape {
     char p1[80], p2[80], p3[80];
+    char s1[80]; /* p1's stay */
 } landscape;
 
 static void build_landscape(landscape *l)
@@ -361,7 +372,7 @@ static void build_landscape(landscape *l)
     coverage("elv-a", l->p2, "9902", "2026-01-01");
     snprintf(l->p3, sizeof l->p3, "%s", patient("elv-b", "999990238", "Claassen"));
     coverage("elv-b", l->p3, "9901", "2026-01-01");
-    stay("elv-a", URA_A, l->p1, "2026-03-03");
+    snprintf(l->s1, sizeof l->s1, "%s", stay("elv-a", URA_A, l->p1, "2026-03-03"));
     stay("elv-a", URA_A, l->p2, "2026-03-04");
     stay("elv-b", URA_B, l->p3, "2026-03-05");
 }
@@ -377,6 +388,15 @@ Test(insurer, stays_are_scoped_to_each_insurers_insured)
     cr_expect_str_eq(rh_str(page, "items.0.provider"), URA_A);
     cr_expect_null(json_object_object_get(page, "next"));
     json_object_put(page);
+    /* what the insurer saw is in its audit trail, the stay and its patient */
+    rh_response audit = rh_request(INSURER_A, "GET", "/AuditEvent?_count=50", NULL, NULL);
+    cr_expect_eq(audit.status, 200, "%s", audit.body);
+    char ref[128];
+    snprintf(ref, sizeof ref, "Encounter/%s", l.s1);
+    cr_expect_not_null(strstr(audit.body, ref), "the stay shown is audited: %.2000s", audit.body);
+    snprintf(ref, sizeof ref, "Patient/%s", l.p1);
+    cr_expect_not_null(strstr(audit.body, ref), "and its patient");
+    rh_response_free(&audit);
     page = get_page(INSURER_B, "/insurer/stays?provider=" URA_A);
     cr_assert_eq(items(page), 1);
     cr_expect_str_eq(rh_str(page, "items.0.patientPseudonym"), pseudonym("999990160"));
@@ -463,6 +483,27 @@ Test(insurer, a_provider_record)
 
 /* ---- paging while a provider writes ---- */
 
+/* The provider writing on its own thread: stays admitted in June, of A's insured and of B's. */
+typedef struct writer {
+    const char *insured_a, *insured_b;
+    atomic_bool stop;
+    atomic_int written, failed;
+} writer;
+
+static void *write_stays(void *arg)
+{
+    writer *w = arg;
+    for (int i = 1; i <= 28 && !atomic_load(&w->stop); i++) {
+        char body[2048], date[16];
+        snprintf(date, sizeof date, "2026-06-%02d", i);
+        stay_body(body, sizeof body, URA_A, i % 2 ? w->insured_a : w->insured_b, date);
+        rh_response r = rh_request("elv-a", "POST", "/Encounter", body, NULL);
+        atomic_fetch_add(r.status == 201 ? &w->written : &w->failed, 1);
+        rh_response_free(&r);
+    }
+    return NULL;
+}
+
 Test(insurer, paging_by_cursor_while_a_provider_writes)
 {
     char pid[80], other_id[80]; /* rh_create's buffer is overwritten by the next call */
@@ -470,38 +511,53 @@ Test(insurer, paging_by_cursor_while_a_provider_writes)
     coverage("elv-a", pid, "9901", "2026-01-01");
     snprintf(other_id, sizeof other_id, "%s", patient("elv-a", "999990391", "Evers"));
     coverage("elv-a", other_id, "9902", "2026-01-01");
-    for (int i = 0; i < 7; i++) { /* A's stays interleaved with B's, which A's pages skip */
-        stay("elv-a", URA_A, pid, "2026-02-01");
-        stay("elv-a", URA_A, other_id, "2026-02-01");
+    for (int i = 1; i <= 7; i++) { /* A's stays (February) interleaved with B's, which A's pages skip */
+        char date[16];
+        snprintf(date, sizeof date, "2026-02-%02d", i);
+        stay("elv-a", URA_A, pid, date);
+        stay("elv-a", URA_A, other_id, date);
     }
-    char seen[16][80];
+    json_object *first = get_page(INSURER_A, "/insurer/stays?provider=" URA_A "&_count=3");
+    writer w = {pid, other_id, false, 0, 0};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, write_stays, &w), 0);
+    char seen[64][40];
     size_t n = 0;
-    char path[512];
-    snprintf(path, sizeof path, "/insurer/stays?provider=" URA_A "&_count=3");
-    for (int round = 0; round < 10; round++) {
-        json_object *page = get_page(INSURER_A, path);
+    json_object *page = first;
+    for (int round = 0; page && round < 20; round++) {
         for (size_t i = 0; i < items(page); i++) {
-            cr_assert_lt(n, 16);
             char at[64];
             snprintf(at, sizeof at, "items.%zu.patientPseudonym", i);
-            cr_expect_str_eq(rh_str(page, at), pseudonym("999990317"));
+            cr_expect_str_eq(rh_str(page, at), pseudonym("999990317"), "only A's insured");
             snprintf(at, sizeof at, "items.%zu.admission", i);
+            cr_assert_lt(n, 64);
             snprintf(seen[n++], sizeof seen[0], "%s", rh_str(page, at));
         }
-        /* meanwhile the provider writes: new stays of A's insured (after the first page's snapshot) */
-        stay("elv-a", URA_A, pid, "2026-06-01");
         const char *next = rh_str(page, "next");
-        if (!next) {
-            json_object_put(page);
-            break;
-        }
-        snprintf(path, sizeof path, "/insurer/stays?provider=" URA_A "&_count=3&cursor=%s", next);
+        char path[512];
+        if (next)
+            snprintf(path, sizeof path, "/insurer/stays?provider=" URA_A "&_count=3&cursor=%s", next);
         json_object_put(page);
+        page = next ? get_page(INSURER_A, path) : NULL;
     }
-    cr_expect_eq(n, 7, "every stay of the first page's snapshot once, none written later (%zu)", n);
-    /* a fresh first page sees the new ones */
-    json_object *page = get_page(INSURER_A, "/insurer/stays?provider=" URA_A "&_count=50");
-    cr_expect_geq(items(page), 8);
+    json_object_put(page);
+    atomic_store(&w.stop, true);
+    pthread_join(t, NULL);
+    rh_expect_valid_bodies();
+    cr_expect_eq(atomic_load(&w.failed), 0);
+    /* the first page's snapshot: each February stay exactly once, none written while paging */
+    cr_expect_eq(n, 7, "%zu stays seen", n);
+    for (int i = 1; i <= 7; i++) {
+        char date[40];
+        snprintf(date, sizeof date, "2026-02-%02dT16:30:00+01:00", i);
+        size_t times = 0;
+        for (size_t k = 0; k < n; k++)
+            times += !strcmp(seen[k], date);
+        cr_expect_eq(times, 1, "%s seen %zu times", date, times);
+    }
+    /* a fresh first page sees what was written meanwhile (A's half of it) */
+    page = get_page(INSURER_A, "/insurer/stays?provider=" URA_A "&_count=50");
+    cr_expect_eq(items(page), 7 + (size_t)(atomic_load(&w.written) + 1) / 2, "%s", json_object_to_json_string(page));
     json_object_put(page);
 }
 
@@ -582,6 +638,38 @@ Test(insurer, a_bad_contract_stores_nothing)
     cr_expect_null(json_object_object_get(o, "entry"), "%s", r.body);
     json_object_put(o);
     rh_response_free(&r);
+}
+
+/* insured.h as the compliance pull will use it: the rule by date, and enumerating an insurer's insured. */
+static bool count_coverage(void *arg, const char *beneficiary, const st_resource *coverage)
+{
+    (void)coverage;
+    cr_expect_not_null(beneficiary);
+    (*(size_t *)arg)++;
+    return true;
+}
+
+Test(insurer, insured_rule_and_enumeration)
+{
+    landscape l;
+    build_landscape(&l);
+    ins_facts f = {rh.store, rh.orgs};
+    char ref[96];
+    st_error err;
+    int64_t march = 1772539200000; /* 2026-03-03T12:00Z */
+    snprintf(ref, sizeof ref, "Patient/%s", l.p1);
+    cr_expect_eq(ins_is_insured(&f, ref, "9901", march, &err), INS_YES, "by the payor's directory entry");
+    cr_expect_eq(ins_is_insured(&f, ref, "9902", march, &err), INS_NO);
+    cr_expect_eq(ins_is_insured(&f, ref, "9901", 1735689600000 /* 2025-01-01 */, &err), INS_NO, "before it starts");
+    snprintf(ref, sizeof ref, "Patient/%s", l.p2);
+    cr_expect_eq(ins_is_insured(&f, ref, "9902", march, &err), INS_YES, "by the payor's UZOVI identifier");
+    cr_expect_eq(ins_is_insured(&f, "Patient/nobody", "9901", march, &err), INS_NO);
+    cr_expect_eq(ins_is_insured(&f, "Organization/x", "9901", march, &err), INS_NO);
+    size_t a = 0, b = 0;
+    cr_expect_eq(ins_each_coverage(&f, "9901", count_coverage, &a, &err), ST_OK);
+    cr_expect_eq(ins_each_coverage(&f, "9902", count_coverage, &b, &err), ST_OK);
+    cr_expect_eq(a, 2);
+    cr_expect_eq(b, 1);
 }
 
 /* An insurer the registry gives no UZOVI sees no insured at all; what clients write does not decide it. */

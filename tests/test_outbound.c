@@ -4,6 +4,7 @@
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,22 +112,6 @@ Test(outbound, a_4xx_is_an_http_status_and_not_retried)
     ob_client_free(c);
 }
 
-Test(outbound, a_5xx_is_retried_a_bounded_number_of_times)
-{
-    ob_client *c = client(2, 5000);
-    char err_text[256];
-    cr_assert(peer_set_mode(pr, PEER_500, err_text, sizeof err_text), "%s", err_text);
-    ob_response r;
-    ob_error err;
-    cr_assert_not(ob_get(c, at("/Patient/p1"), ACCEPT, &r, &err));
-    cr_expect_eq(err.kind, OB_HTTP_STATUS);
-    cr_expect_eq(err.status, 500);
-    cr_expect_eq(err.attempts, 3);
-    cr_expect_eq(peer_request_count(pr), 3);
-    ob_response_free(&r);
-    ob_client_free(c);
-}
-
 Test(outbound, a_post_that_reached_the_peer_is_not_repeated)
 {
     ob_client *c = client(2, 5000);
@@ -160,65 +145,54 @@ Test(outbound, post_sends_headers_and_body)
     ob_client_free(c);
 }
 
-Test(outbound, down_is_unreachable_after_the_retries)
+/* The failures of a call: the peer's mode, the client's retries and timeout, the error kind, the attempts
+ * made, the requests the peer saw (ANY: not checked), and a text the message must hold. */
+typedef struct failure {
+    peer_mode mode;
+    unsigned retries, timeout_ms;
+    ob_error_kind kind;
+    unsigned attempts;
+    size_t requests;
+    const char *says;
+} failure;
+
+#define ANY SIZE_MAX /* requests the peer saw: not checked */
+
+static const failure FAILURES[] = {
+    {PEER_500, 2, 5000, OB_HTTP_STATUS, 3, 3, "answered 500 after 3 attempts"}, /* retried, a bounded number */
+    {PEER_DOWN, 1, 2000, OB_UNREACHABLE, 2, 0, "127.0.0.1"},                    /* connection refused */
+    {PEER_SLOW, 0, 300, OB_TIMEOUT, 1, ANY, "300 ms"}, /* the request may or may not have arrived in time */
+    {PEER_OVERSIZE, 2, 5000, OB_TOO_LARGE, 1, 1, "larger than 32768 bytes"}, /* aborted, not retried */
+    {PEER_FOREIGN, 2, 5000, OB_TLS, 1, 0, "TLS"},                            /* refused in the handshake */
+};
+
+Test(outbound, each_failure_has_its_kind_and_bounds)
 {
-    ob_client *c = client(1, 2000);
     char err_text[256];
-    cr_assert(peer_set_mode(pr, PEER_DOWN, err_text, sizeof err_text));
-    ob_response r;
-    ob_error err;
-    cr_assert_not(ob_get(c, at("/Patient/p1"), ACCEPT, &r, &err));
-    cr_expect_eq(err.kind, OB_UNREACHABLE, "%s: %s", ob_error_kind_name(err.kind), err.message);
-    cr_expect_eq(err.attempts, 2);
-    cr_expect(strstr(err.message, "127.0.0.1"), "%s", err.message);
-    ob_response_free(&r);
+    for (size_t i = 0; i < sizeof FAILURES / sizeof *FAILURES; i++) {
+        const failure *f = &FAILURES[i];
+        ob_client *c = client(f->retries, f->timeout_ms);
+        cr_assert(peer_set_mode(pr, f->mode, err_text, sizeof err_text), "%s", err_text);
+        size_t before = peer_request_count(pr);
+        ob_response r;
+        ob_error err;
+        cr_expect_not(ob_get(c, at("/Patient/p1"), ACCEPT, &r, &err));
+        cr_expect_eq(err.kind, f->kind, "mode %d: %s: %s", (int)f->mode, ob_error_kind_name(err.kind), err.message);
+        cr_expect_eq(err.attempts, f->attempts, "mode %d: %s", (int)f->mode, err.message);
+        cr_expect(f->requests == ANY || peer_request_count(pr) - before == f->requests, "mode %d", (int)f->mode);
+        cr_expect(strstr(err.message, f->says), "mode %d: %s", (int)f->mode, err.message);
+        cr_expect(f->kind != OB_HTTP_STATUS || (err.status == 500 && r.status == 500 && r.body), "mode %d",
+                  (int)f->mode);
+        cr_expect(f->kind == OB_HTTP_STATUS || !r.body, "mode %d: no body after a failed transfer", (int)f->mode);
+        ob_response_free(&r);
+        ob_client_free(c);
+    }
     /* and back up on the same port */
     cr_assert(peer_set_mode(pr, PEER_UP, err_text, sizeof err_text), "%s", err_text);
+    ob_client *c = client(0, 5000);
+    ob_response r;
+    ob_error err;
     cr_expect(ob_get(c, at("/Patient/p1"), ACCEPT, &r, &err), "%s", err.message);
-    ob_response_free(&r);
-    ob_client_free(c);
-}
-
-Test(outbound, slow_is_a_timeout)
-{
-    ob_client *c = client(0, 300);
-    char err_text[256];
-    cr_assert(peer_set_mode(pr, PEER_SLOW, err_text, sizeof err_text));
-    ob_response r;
-    ob_error err;
-    cr_assert_not(ob_get(c, at("/Patient/p1"), ACCEPT, &r, &err));
-    cr_expect_eq(err.kind, OB_TIMEOUT, "%s: %s", ob_error_kind_name(err.kind), err.message);
-    cr_expect(strstr(err.message, "300 ms"), "%s", err.message);
-    ob_response_free(&r);
-    ob_client_free(c);
-}
-
-Test(outbound, oversize_is_aborted)
-{
-    ob_client *c = client(2, 5000);
-    char err_text[256];
-    cr_assert(peer_set_mode(pr, PEER_OVERSIZE, err_text, sizeof err_text));
-    ob_response r;
-    ob_error err;
-    cr_assert_not(ob_get(c, at("/Patient/p1"), ACCEPT, &r, &err));
-    cr_expect_eq(err.kind, OB_TOO_LARGE, "%s: %s", ob_error_kind_name(err.kind), err.message);
-    cr_expect_eq(err.attempts, 1);
-    cr_expect_null(r.body);
-    ob_response_free(&r);
-    ob_client_free(c);
-}
-
-Test(outbound, a_peer_certificate_of_another_ca_is_refused)
-{
-    ob_client *c = client(2, 5000);
-    char err_text[256];
-    cr_assert(peer_set_mode(pr, PEER_FOREIGN, err_text, sizeof err_text), "%s", err_text);
-    ob_response r;
-    ob_error err;
-    cr_assert_not(ob_get(c, at("/Patient/p1"), ACCEPT, &r, &err));
-    cr_expect_eq(err.kind, OB_TLS, "%s: %s", ob_error_kind_name(err.kind), err.message);
-    cr_expect_eq(err.attempts, 1);
-    cr_expect_eq(peer_request_count(pr), 0);
     ob_response_free(&r);
     ob_client_free(c);
 }

@@ -27,6 +27,7 @@
 #include "gateway/cli/cli.h"
 #include "gateway/util/conformance.h"
 #include "gateway/util/config.h"
+#include "gateway/util/files.h"
 #include "gateway/util/log.h"
 #include "gateway/relay/deliver.h"
 #include "gateway/rest/directory.h"
@@ -296,6 +297,7 @@ typedef struct services {
     rl_pack *pack;       /* this contract year's rule pack (NULL: the compliance operations answer 503) */
     rl_engine *rules;    /* ... over the guide's profiles */
     ob_client *outbound; /* pull mode's client (NULL: pull mode answers 503) */
+    mpn_key pseudonym_key; /* for the insurer maps (maps_dir) */
 } services;
 
 /*
@@ -323,6 +325,25 @@ static void close_services(services *s)
     lg_close(&s->access_log);
     au_keyring_free(s->audit_keys); /* after st_close: its last checkpoint is signed with them */
     au_signer_free(s->audit_signer);
+    memset(&s->pseudonym_key, 0, sizeof s->pseudonym_key);
+}
+
+/* The pseudonym key of the insurer maps (only when maps_dir is set); false after logging why not. */
+static bool load_pseudonym_key(const gw_config *c, mpn_key *key)
+{
+    size_t len = 0;
+    char *text = files_read(c->pseudonym_key_file, &len);
+    if (!text) {
+        lg_msg(&errors, LG_ERROR, "pseudonym_key_file %s: %s", c->pseudonym_key_file, strerror(errno));
+        return false;
+    }
+    char err[256];
+    bool ok = mpn_key_from_hex(text, len, key, err, sizeof err);
+    memset(text, 0, len);
+    free(text);
+    if (!ok)
+        lg_msg(&errors, LG_ERROR, "pseudonym_key_file %s: %s", c->pseudonym_key_file, err);
+    return ok;
 }
 
 /*
@@ -458,6 +479,12 @@ static bool open_services(const gw_config *c, services *s, bool dev)
     ro.audit_keys = s->audit_keys;
     ro.rules = s->rules;
     ro.outbound = s->outbound;
+    if (c->maps_dir[0]) {
+        if (!load_pseudonym_key(c, &s->pseudonym_key))
+            return false;
+        ro.maps_dir = c->maps_dir;
+        ro.pseudonym_key = &s->pseudonym_key;
+    }
     s->app = rest_app_new(&ro, err, sizeof err);
     if (!s->app) {
         lg_msg(&errors, LG_ERROR, "%s", err);

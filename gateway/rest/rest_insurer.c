@@ -40,7 +40,6 @@
 #include "gateway/rest/rest_transform.h"
 #include "gateway/rest/rest_write.h"
 
-#define MODEL_CONTENT_TYPE "application/json; charset=utf-8"
 #define MAPS "https://fhirgw.nl/fhir/StructureMap/"
 #define MAX_GATHERED 32 /* resources referred to that go into one source Bundle at most */
 
@@ -80,10 +79,8 @@ static bool insurer_gate(rq *q, char uzovi[INS_UZOVI_SIZE])
         rq_respond_outcome(q, 403, OO_ERROR, "forbidden", NULL, "the /insurer views are for insurers only");
         return false;
     }
-    if (!q->app->maps) {
-        rq_respond_outcome(q, 503, OO_ERROR, "transient", NULL, "this gateway was started without its maps (maps_dir)");
+    if (!rest_maps_ready(q))
         return false;
-    }
     oo_list issues;
     oo_list_init(&issues, 0);
     int status = ins_caller_uzovi(q, uzovi, &issues);
@@ -91,21 +88,6 @@ static bool insurer_gate(rq *q, char uzovi[INS_UZOVI_SIZE])
         rq_respond_issues(q, status, &issues);
     oo_list_free(&issues);
     return status == 0;
-}
-
-/* ---- answers ---- */
-
-static void answer_model(rq *q, int status, json_object *o)
-{
-    const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-    size_t len = strlen(text);
-    char *body = strndup(text, len);
-    if (!body) {
-        rq_respond_outcome(q, 503, OO_ERROR, "transient", NULL, "out of memory");
-        return;
-    }
-    q->content_type = MODEL_CONTENT_TYPE;
-    rq_respond_json(q, status, body, len);
 }
 
 /* ---- parameters ---- */
@@ -474,7 +456,7 @@ static bool list_view(rq *q, const view *v)
             json_object_object_add(page, "notMapped", not_mapped);
         else
             json_object_put(not_mapped);
-        answer_model(q, 200, page);
+        rest_maps_answer(q, 200, page);
         json_object_put(page);
     }
     oo_list_free(&issues);
@@ -545,7 +527,7 @@ bool rest_insurer_provider(rq *q)
         rq_respond_issues(q, status == 422 ? 500 : status, &issues); /* stored data the shipped map cannot take */
     } else {
         rest_audit_note_resource(q, AZ_READ, &org, AZ_ALLOW, 200, NULL);
-        answer_model(q, 200, out);
+        rest_maps_answer(q, 200, out);
     }
     json_object_put(out);
     if (parsed)

@@ -440,9 +440,10 @@ static int run_content(transform *t, json_object **out, oo_list *issues)
     return status;
 }
 
-static void answer_result(rq *q, json_object *result)
+void rest_maps_answer(rq *q, int status, const json_object *result)
 {
-    const char *text = json_object_to_json_string_ext(result, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    const char *text = json_object_to_json_string_ext((json_object *)result,
+                                                      JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     size_t len = strlen(text);
     char *body = strndup(text, len);
     if (!body) {
@@ -451,15 +452,21 @@ static void answer_result(rq *q, json_object *result)
     }
     if (!rest_maps_is_fhir(q->app, result))
         q->content_type = MODEL_CONTENT_TYPE;
-    rq_respond_json(q, 200, body, len);
+    rq_respond_json(q, status, body, len);
+}
+
+bool rest_maps_ready(rq *q)
+{
+    if (q->app->maps)
+        return true;
+    rq_respond_outcome(q, 503, OO_ERROR, "transient", NULL, "this gateway was started without its maps (maps_dir)");
+    return false;
 }
 
 bool rest_transform_op(rq *q)
 {
-    if (!q->app->maps) {
-        rq_respond_outcome(q, 503, OO_ERROR, "transient", NULL, "this gateway was started without its maps (maps_dir)");
+    if (!rest_maps_ready(q))
         return false;
-    }
     transform t = {0};
     oo_list issues;
     oo_list_init(&issues, 0);
@@ -476,7 +483,7 @@ bool rest_transform_op(rq *q)
     if (status > 0)
         rq_respond_issues(q, status, &issues);
     else if (!status)
-        answer_result(q, result);
+        rest_maps_answer(q, 200, result);
     json_object_put(result);
     oo_list_free(&issues);
     mps_free(t.scratch);

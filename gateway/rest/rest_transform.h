@@ -49,5 +49,10 @@ int rest_maps_run(const rest_maps *m, const char *url, const fj_doc *doc, uint32
 
 /* Is this JSON (a map's result) a FHIR resource rather than an instance of the insurer's model? */
 bool rest_maps_is_fhir(const rest_app *app, const json_object *result);
+/* Answer result (a map's result, or a page of them): application/fhir+json when it is a FHIR resource, else
+ * application/json (the insurer's model is not FHIR). */
+void rest_maps_answer(rq *q, int status, const json_object *result);
+/* Are the maps loaded? False after answering 503 (the gateway was started without maps_dir). */
+bool rest_maps_ready(rq *q);
 
 #endif

@@ -66,6 +66,9 @@ static const setting settings[] = {
     S(pseudonym_key_file, T_STRING, "/etc/fhirgw/pseudonym.key",
       "insurer maps: the key of the patient pseudonym (HMAC-SHA-256 of the BSN), 32 to 128 hex digits; changing it "
       "changes every pseudonym the insurer has seen; never inside the database"),
+    S(maps_dir, T_STRING, "",
+      "insurer maps: the folder of the maps StructureMap/$transform and the /insurer views run (the source tree's "
+      "mappings/maps/2026, with conceptmaps/ beside the maps); empty = none, and those answer 503"),
     S(access_log, T_STRING, "-", "JSON-lines access log file, '-' for stdout, empty for none (never patient data)"),
     S(error_log, T_STRING, "-", "JSON-lines error log file, '-' for stderr"),
 };

@@ -64,6 +64,7 @@ typedef struct gw_config {
     char outbound_ca[CFG_PATH_MAX];   /* CA certificates a peer's server certificate must chain to */
     /* the insurer maps (docs/mappings.md) */
     char pseudonym_key_file[CFG_PATH_MAX]; /* the pseudonym key: 32 to 128 hex digits */
+    char maps_dir[CFG_PATH_MAX];           /* the maps $transform and /insurer run; "" = none */
     /* logs */
     char access_log[CFG_PATH_MAX]; /* file, "-" for stdout, "" for none */
     char error_log[CFG_PATH_MAX];  /* file, "-" for stderr */
