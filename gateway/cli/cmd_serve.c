@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 #include "gateway/util/config.h"
 #include "gateway/util/files.h"
 #include "gateway/util/log.h"
+#include "gateway/relay/deliver.h"
 #include "gateway/rest/directory.h"
 #include "gateway/rest/rest.h"
 
@@ -253,6 +255,7 @@ typedef struct store_metrics {
     mx_metric *commit_seconds;
     mx_metric *batch_transactions;
     mx_metric *failed_commits;
+    _Atomic(rly_relay *) relay; /* woken by commits that queue notifications; set once it runs */
 } store_metrics;
 
 static void on_commit(void *arg, const st_commit_stats *stats)
@@ -262,6 +265,8 @@ static void on_commit(void *arg, const st_commit_stats *stats)
     mx_observe(m->batch_transactions, (double)stats->transactions);
     if (!stats->ok)
         mx_inc(m->failed_commits);
+    if (stats->notifications)
+        rly_wake(atomic_load(&m->relay));
 }
 
 static void register_store_metrics(mx_registry *reg, store_metrics *m)
@@ -298,6 +303,8 @@ typedef struct services {
     sl_keyring *seal_keys;
     rest_app *app;
     srv_server *srv;
+    ob_client *relay_outbound; /* the relay's: one attempt per call, its own timeout (gateway/relay/deliver.h) */
+    rly_relay *relay;
     lg_logger access_log;
     rl_pack *pack;         /* this contract year's rule pack (NULL: the compliance operations answer 503) */
     rl_engine *rules;      /* ... over the guide's profiles */
@@ -314,6 +321,10 @@ typedef struct services {
  */
 static void close_services(services *s)
 {
+    /* the relay first: its workers use the store, the REST layer (dead letters) and the outbound client */
+    atomic_store(&s->store_mx.relay, NULL);
+    rly_stop(s->relay);
+    ob_client_free(s->relay_outbound);
     st_close(s->store);
     srv_free(s->srv);
     rest_app_free(s->app);
@@ -396,6 +407,40 @@ static const char *maps_folder(const gw_config *c, bool dev, char *buf, size_t s
         return buf;
     }
     return "";
+}
+
+/*
+ * The relay of handover notifications (docs/handover.md "Notifications"). Without a usable outbound client
+ * (its certificate or CA missing) the gateway still serves: notifications stay queued in the store, pending,
+ * and are delivered once the relay runs with a working client.
+ */
+static void start_relay(const gw_config *c, services *s)
+{
+    ob_config oc = rly_outbound_config(c);
+    ob_error oerr;
+    s->relay_outbound = ob_client_new(&oc, &oerr);
+    if (!s->relay_outbound) {
+        lg_msg(&errors, LG_ERROR, "relay: no outbound client (%s): handover notifications stay queued", oerr.message);
+        return;
+    }
+    rly_config rc = {0};
+    rc.store = s->store;
+    rc.base_url = c->base_url;
+    rc.deliver = rly_deliver_outbound;
+    rc.deliver_arg = s->relay_outbound;
+    rc.on_dead = rest_handover_mark_undelivered;
+    rc.on_dead_arg = s->app;
+    rc.workers = (unsigned)c->relay_workers;
+    rc.base_delay_ms = (unsigned)c->relay_base_delay_ms;
+    rc.max_delay_ms = (unsigned)c->relay_max_delay_ms;
+    rc.horizon_ms = (uint64_t)c->relay_horizon_ms;
+    rc.poll_ms = (unsigned)c->relay_poll_ms;
+    rc.metrics = s->metrics;
+    char err[ERR_MAX];
+    s->relay = rly_start(&rc, err, sizeof err);
+    if (!s->relay)
+        lg_msg(&errors, LG_ERROR, "relay: %s: handover notifications stay queued", err);
+    atomic_store(&s->store_mx.relay, s->relay);
 }
 
 static bool open_services(const gw_config *c, services *s, bool dev)
@@ -531,6 +576,7 @@ static bool open_services(const gw_config *c, services *s, bool dev)
         lg_msg(&errors, LG_ERROR, "%s", err);
         return false;
     }
+    start_relay(c, s);
     return true;
 }
 

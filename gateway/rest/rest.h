@@ -106,6 +106,17 @@ size_t rest_answers_off_worker(rest_app *app);
  * were purged in this pass, or -1 with a reason in err. */
 long rest_handover_purge(rest_app *app, char *err, size_t errlen);
 
+/*
+ * The relay's on_dead (rly_dead_fn, gateway/relay/notify.h; arg is the rest_app): a notification about a
+ * handover Task was given up, so the Task gets businessStatus REST_UNDELIVERED_SYSTEM|undelivered (found
+ * with GET /Task?business-status=...), committed together with `mark`, which records the dead letter. A new
+ * version of the Task written by the gateway as its sender would write it (validated, indexed, addressed,
+ * granting what it granted), pinned to the version read; only businessStatus changes. True when committed.
+ */
+#define REST_UNDELIVERED_SYSTEM "https://fhirgw.nl/fhir/CodeSystem/handover-notification"
+#define REST_UNDELIVERED_CODE "undelivered"
+bool rest_handover_mark_undelivered(void *app, const st_notification *n, const st_op *mark);
+
 /* Which search parameter kinds the store answers (for the CapabilityStatement and the parser). */
 bool rest_search_kind_supported(fs_search_kind kind);
 

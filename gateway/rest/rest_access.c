@@ -36,6 +36,7 @@
 #include "gateway/rest/answer.h"
 #include "gateway/rest/rest_access.h"
 #include "gateway/rest/rest_audit.h"
+#include "gateway/relay/notify.h"
 
 #define URA_SYSTEM "http://fhir.nl/fhir/NamingSystem/ura"
 
@@ -309,6 +310,7 @@ static int compute_tags(rq *q, rest_write *w, oo_list *issues)
 /* ---- handovers (docs/handover.md): a Task with code SNOMED 308292007, transfer of care ---- */
 
 static bool handover_member(const char *key, size_t len);
+static bool gateway_mark_member(const char *key, size_t len);
 static const char *first_change(const fj_doc *old, uint32_t oi, const fj_doc *new, uint32_t ni,
                                 bool (*may)(const char *, size_t), char *buf, size_t size);
 
@@ -422,7 +424,9 @@ static int check_handover_change(rq *q, rest_write *w, const st_resource *curren
         status = 500;
     } else if (rest_is_handover_task(&old, 0)) {
         char where[80];
-        const char *changed = first_change(&old, 0, w->docp, w->root, handover_member, where, sizeof where);
+        const char *changed = first_change(&old, 0, w->docp, w->root,
+                                           w->gateway_mark ? gateway_mark_member : handover_member, where,
+                                           sizeof where);
         if (changed) {
             oo_add(issues, OO_ERROR, "business-rule", changed, 0, 0,
                    "a handover Task changes only its status (and lastModified); %s may not change", changed);
@@ -430,6 +434,9 @@ static int check_handover_change(rq *q, rest_write *w, const st_resource *curren
         } else {
             status = check_handover_status(q, &old, w->docp, w->root, strcmp(current->owner, q->caller.ura) != 0,
                                            issues);
+            uint32_t os = fj_get(&old, 0, "status"), ns = fj_get(w->docp, w->root, "status");
+            w->status_moved = !status && os != UINT32_MAX && ns != UINT32_MAX &&
+                              !fj_equal(&old, os, w->docp, ns, FJ_NUMBERS_BY_TEXT);
             *status_only = true;
         }
     }
@@ -719,6 +726,13 @@ static bool handover_member(const char *key, size_t len)
     return false;
 }
 
+/* ... and what the gateway itself changes when a notification is undeliverable (rest_handover_mark_undelivered):
+ * the businessStatus, no client may write it */
+static bool gateway_mark_member(const char *key, size_t len)
+{
+    return handover_member(key, len) || (len == 14 && !memcmp(key, "businessStatus", 14));
+}
+
 /* The first member not allowed to change (by `may`) that differs between old (object oi) and new (ni), or NULL. */
 static const char *first_change(const fj_doc *old, uint32_t oi, const fj_doc *new, uint32_t ni,
                                 bool (*may)(const char *, size_t), char *buf, size_t size)
@@ -793,6 +807,42 @@ bool rest_is_directory_entry(rq *q, const st_resource *r)
     return entry;
 }
 
+/* ---- notifications: who hears of a handover Task's change (docs/handover.md "Notifications") ---- */
+
+static void add_party(rq *q, rest_write *w, const char *ura)
+{
+    if (!ura || !*ura || !strcmp(ura, q->caller.ura) || w->notify_count == sizeof w->notify_ura / sizeof *w->notify_ura)
+        return; /* the party that made the change knows */
+    for (size_t i = 0; i < w->notify_count; i++)
+        if (!strcmp(w->notify_ura[i], ura))
+            return;
+    rly_endpoint ep;
+    st_error err;
+    if (rly_endpoint_of(q->app->opt.store, ura, &ep, &err) != ST_OK)
+        return; /* no endpoint: that party polls */
+    snprintf(w->notify_ura[w->notify_count++], sizeof *w->notify_ura, "%s", ura);
+}
+
+/*
+ * A handover Task that is created, or whose status moves, notifies every
+ * other party of it that has a notification Endpoint: on creation the
+ * receiver (the Task's addressees); on a move by the receiver the sender
+ * (its owner); on a move by the sender the receiver. The notifications are
+ * queued with the write (rest_audit_attach), numbered at its commit.
+ */
+static void plan_notifications(rq *q, rest_write *w, st_op_kind kind, const st_resource *current)
+{
+    w->notify_count = 0;
+    bool created = kind != ST_OP_DELETE && (!current || current->deleted);
+    if (strcmp(w->type, "Task") || kind == ST_OP_DELETE || w->gateway_mark || !(created || w->status_moved) ||
+        !is_handover_task(w->docp, w->root))
+        return;
+    w->notify_event = created ? "created" : "status";
+    add_party(q, w, current ? current->owner : q->caller.ura);
+    for (size_t i = 0; i < w->tag_count; i++)
+        add_party(q, w, w->tags[i]);
+}
+
 int rest_access_check_write(rq *q, rest_write *w, st_op_kind kind, const st_resource *current, oo_list *issues)
 {
     if (kind == ST_OP_DELETE) {
@@ -818,5 +868,7 @@ int rest_access_check_write(rq *q, rest_write *w, st_op_kind kind, const st_reso
         status = check_references(q, w, issues);
     if (!status)
         status = compute_grants(q, w, current, issues);
+    if (!status)
+        plan_notifications(q, w, kind, current);
     return status;
 }

@@ -232,14 +232,37 @@ static bool pending(const rest_audit_item *it, const char *where)
     return !it->handed && (!where || same_text(it->e.where, where));
 }
 
+/* How many handover notifications the writes queue (rest_access.c planned them). */
+static size_t notifications_of(const rest_write *const *ws, size_t n)
+{
+    size_t count = 0;
+    for (size_t w = 0; ws && w < n; w++)
+        count += ws[w] ? ws[w]->notify_count : 0;
+    return count;
+}
+
+/* After the writes: one ST_OP_NOTIFY per planned notification, reporting its write (docs/handover.md). The
+ * st_notify rows live in `notes`, in the same allocation as the operations. */
+static size_t attach_notifications(st_op *all, size_t at, st_notify *notes, const rest_write *const *ws, size_t n)
+{
+    size_t k = 0;
+    for (size_t w = 0; ws && w < n; w++)
+        for (size_t j = 0; ws[w] && j < ws[w]->notify_count; j++, k++) {
+            notes[k] = (st_notify){.receiver = ws[w]->notify_ura[j], .event = ws[w]->notify_event, .of_op = w};
+            all[at++] = (st_op){.kind = ST_OP_NOTIFY, .notify = &notes[k]};
+        }
+    return at;
+}
+
 st_op *rest_audit_attach(rq *q, const st_op *ops, const rest_write *const *ws, size_t n, const char *where,
                          int (*status_of)(st_status), size_t *total)
 {
     rest_audit_state *a = &q->audit;
-    size_t k = 0;
+    size_t k = 0, notes = notifications_of(ws, n);
     for (size_t i = 0; i < a->count; i++)
         k += pending(a->items[i], where);
-    st_op *all = calloc(n + k ? n + k : 1, sizeof *all);
+    size_t slots = n + notes + k ? n + notes + k : 1;
+    st_op *all = calloc(1, slots * sizeof *all + notes * sizeof(st_notify));
     if (!all || !fa_reserve(&a->txns, &a->txn_cap, a->txn_count + 1, sizeof *a->txns)) {
         free(all);
         return NULL;
@@ -247,7 +270,7 @@ st_op *rest_audit_attach(rq *q, const st_op *ops, const rest_write *const *ws, s
     a->txns[a->txn_count++] = all;
     if (n)
         memcpy(all, ops, n * sizeof *ops);
-    size_t at = n;
+    size_t at = attach_notifications(all, n, (st_notify *)(void *)(all + slots), ws, n);
     for (size_t i = 0; i < a->count; i++) {
         rest_audit_item *it = a->items[i];
         if (!pending(it, where))
@@ -270,8 +293,9 @@ static int failure_status(st_status s)
 
 bool rest_audit_committed(const st_txn_result *result, size_t writes, int *status)
 {
+    /* ST_ABORTED: an operation (a notification) left undone because a write failed; that write has the status */
     for (size_t i = writes; i < result->op_count; i++)
-        if (result->ops[i].status != ST_OK) {
+        if (result->ops[i].status != ST_OK && result->ops[i].status != ST_ABORTED) {
             *status = failure_status(result->ops[i].status);
             return false;
         }

@@ -486,3 +486,86 @@ bool rest_handover_op(rq *q)
     free(h.text);
     return handed;
 }
+
+/* ---- undeliverable notifications (docs/handover.md "Notifications") ---- */
+
+/* The Task with businessStatus undelivered, naming whom the notification was for (a URA: no personal data). */
+static char *marked_task(const st_resource *task, const st_notification *n, size_t *len)
+{
+    json_object *o = json_tokener_parse(task->json);
+    if (!o || !json_object_is_type(o, json_type_object)) {
+        json_object_put(o);
+        return NULL;
+    }
+    json_object *coding = json_object_new_object();
+    json_object_object_add(coding, "system", json_object_new_string(REST_UNDELIVERED_SYSTEM));
+    json_object_object_add(coding, "code", json_object_new_string(REST_UNDELIVERED_CODE));
+    json_object_object_add(coding, "display", json_object_new_string("Notification not delivered"));
+    json_object *codings = json_object_new_array();
+    json_object_array_add(codings, coding);
+    json_object *status = json_object_new_object();
+    json_object_object_add(status, "coding", codings);
+    char text[160];
+    snprintf(text, sizeof text, "notification %lld to URA %s could not be delivered; it polls instead",
+             (long long)n->event_number, n->receiver);
+    json_object_object_add(status, "text", json_object_new_string(text));
+    json_object_object_add(o, "businessStatus", status);
+    const char *json = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    char *copy = strdup(json);
+    *len = copy ? strlen(copy) : 0;
+    json_object_put(o);
+    return copy;
+}
+
+/* One try: the Task as read now, marked, with `mark`, pinned to that version. ST_VERSION_CONFLICT: try again. */
+static st_status mark_once(rest_app *app, const st_notification *n, const st_op *mark)
+{
+    st_resource task;
+    st_error err;
+    st_status s = st_read(app->opt.store, "Task", n->focus_id, &task, &err);
+    if (s != ST_OK) {
+        if (s == ST_GONE)
+            st_resource_free(&task);
+        return s;
+    }
+    rq q = {0}; /* no HTTP request: the gateway writes as the Task's sender, nothing is answered */
+    q.app = app;
+    snprintf(q.caller.ura, sizeof q.caller.ura, "%s", task.owner);
+    const id_entry *org = id_lookup_ura(app->opt.organisations, task.owner);
+    q.caller.roles = org ? az_parse_roles(org->role) : 0;
+    rest_write *w = &q.write;
+    w->gateway_mark = true;
+    size_t len = 0;
+    char *json = marked_task(&task, n, &len);
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    int status = json ? rest_write_parse(&q, w, json, len, "Task", &issues) : 503;
+    free(json);
+    snprintf(w->id, sizeof w->id, "%s", task.id);
+    if (!status)
+        status = rest_write_prepare(&q, w, ST_OP_UPDATE, &task, &issues);
+    s = status ? ST_INVALID : ST_OK;
+    if (!status) {
+        w->op.expected_version = task.version;
+        st_op ops[2] = {w->op, *mark};
+        s = st_submit_wait(app->opt.store, ops, 2, NULL);
+    } else {
+        lg_msg(app->opt.log ? app->opt.log : lg_stderr(), LG_ERROR, "Task/%s cannot be marked undelivered: %s", task.id,
+               issues.count ? issues.items[0].message : "out of memory");
+    }
+    oo_list_free(&issues);
+    rest_write_free(w);
+    st_resource_free(&task);
+    return s;
+}
+
+bool rest_handover_mark_undelivered(void *arg, const st_notification *n, const st_op *mark)
+{
+    rest_app *app = arg;
+    if (strcmp(n->focus_type, "Task"))
+        return false;
+    st_status s = ST_VERSION_CONFLICT;
+    for (int i = 0; i < 3 && s == ST_VERSION_CONFLICT; i++) /* a status move got in between: read it again */
+        s = mark_once(app, n, mark);
+    return s == ST_OK;
+}

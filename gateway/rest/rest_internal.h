@@ -148,6 +148,13 @@ typedef struct rest_write {
     rest_stq if_none;
     bool has_if_none;
     st_op op;
+    /* handover notifications (docs/handover.md "Notifications"): whom this write's commit notifies
+     * (rest_access.c plans them; rest_audit_attach queues them as ST_OP_NOTIFY in the same transaction) */
+    bool status_moved; /* a handover Task's status changed (check_handover_change) */
+    bool gateway_mark; /* the gateway itself records a delivery outcome: businessStatus may change */
+    const char *notify_event;
+    char notify_ura[REST_MAX_TAGS + 1][ST_URA_MAX + 1];
+    size_t notify_count;
 } rest_write;
 
 /*

@@ -41,6 +41,7 @@ typedef struct txn {
 struct st_write_ctx {
     st_store *store;
     uint64_t audit_appended; /* audit entries appended in this batch so far */
+    size_t notifications;    /* relay notifications queued by kept transactions of this batch */
 };
 
 struct st_store {
@@ -702,6 +703,37 @@ static txn_outcome append_audits_alone(st_store *s, st_write_ctx *ctx, txn *t, s
     return TXN_ROLLED_BACK;
 }
 
+/* ---- The relay queue in transactions ---- */
+
+static bool is_notify(const st_op *op)
+{
+    return op->kind == ST_OP_NOTIFY || op->kind == ST_OP_NOTIFY_UPDATE;
+}
+
+/*
+ * A notify operation of t: an update goes to the backend as it is; a new
+ * notification only when the write it reports (an earlier operation, whose
+ * result is known by now) wrote something. Returns 1 when one was queued.
+ */
+static size_t apply_notify(st_store *s, st_write_ctx *ctx, txn *t, size_t i)
+{
+    const st_op *op = &t->ops[i];
+    st_op_result *res = &t->results[i];
+    memset(res, 0, sizeof *res);
+    if (op->kind == ST_OP_NOTIFY_UPDATE) {
+        s->backend->notify_update(s->writer, ctx, op->notify, res);
+        return 0;
+    }
+    const st_op_result *written = &t->results[op->notify->of_op];
+    if (written->status != ST_OK || written->unchanged) {
+        res->status = ST_OK; /* nothing happened that anyone needs to hear about */
+        res->unchanged = true;
+        return 0;
+    }
+    s->backend->notify_enqueue(s->writer, ctx, op->notify, t->ops[op->notify->of_op].type, written, res);
+    return res->status == ST_OK;
+}
+
 /* Runs one submitted transaction inside its savepoint: its writes, then its audit entries. */
 static txn_outcome run_txn(st_store *s, st_write_ctx *ctx, txn *t, st_error *err)
 {
@@ -710,11 +742,14 @@ static txn_outcome run_txn(st_store *s, st_write_ctx *ctx, txn *t, st_error *err
     st_status begun = s->backend->begin_txn(s->writer, err);
     if (begun != ST_OK)
         return TXN_BATCH_LOST;
-    size_t failed = t->op_count;
+    size_t failed = t->op_count, queued = 0;
     for (size_t i = 0; i < t->op_count && failed == t->op_count; i++) {
         if (is_audit(&t->ops[i]))
             continue;
-        s->backend->apply(s->writer, ctx, &t->ops[i], &t->results[i]);
+        if (is_notify(&t->ops[i]))
+            queued += apply_notify(s, ctx, t, i);
+        else
+            s->backend->apply(s->writer, ctx, &t->ops[i], &t->results[i]);
         if (t->ops[i].on_applied)
             t->ops[i].on_applied(t->ops[i].on_applied_arg, &t->results[i]);
         if (is_failure(t->results[i].status))
@@ -727,8 +762,10 @@ static txn_outcome run_txn(st_store *s, st_write_ctx *ctx, txn *t, st_error *err
     bool keep = failed == t->op_count;
     if (s->backend->end_txn(s->writer, keep, err) != ST_OK)
         return TXN_BATCH_LOST;
-    if (keep)
+    if (keep) {
+        ctx->notifications += queued;
         return TXN_KEPT;
+    }
     s->audit_head = head; /* the entries of the savepoint are gone */
     ctx->audit_appended = appended;
     bool audit_failed = is_audit(&t->ops[failed]);
@@ -812,7 +849,7 @@ static void count_commit(st_store *s, const st_commit_stats *c)
 
 static void run_batch(st_store *s, txn *batch)
 {
-    st_write_ctx ctx = {s, 0};
+    st_write_ctx ctx = {s, 0, 0};
     au_head head = s->audit_head;
     st_commit_stats stats = {.ok = true};
     uint64_t start = monotonic_us();
@@ -839,6 +876,7 @@ static void run_batch(st_store *s, txn *batch)
         stats.ok = false;
         s->audit_head = head;
     } else {
+        stats.notifications = ctx.notifications;
         atomic_fetch_add(&s->audit_entries, ctx.audit_appended);
         checkpoint_if_due(s, false); /* before the callbacks: the answers come after their checkpoint */
     }
@@ -909,10 +947,24 @@ static void *commit_thread_main(void *arg)
 
 /* ---- Submitting -------------------------------------------------------------------- */
 
+/* A notify operation: a receiver and an earlier write to report (index < at), or an update of a row. */
+static bool valid_notify(const st_op *ops, size_t at)
+{
+    const st_notify *n = ops[at].notify;
+    if (!n)
+        return false;
+    if (ops[at].kind == ST_OP_NOTIFY_UPDATE)
+        return n->seq > 0 && (unsigned)n->state < ST_NOTIFY_STATES;
+    return valid_name(n->receiver, ST_URA_MAX) && valid_name(n->event, ST_EVENT_MAX) && n->of_op < at &&
+           ops[n->of_op].kind >= ST_OP_CREATE && ops[n->of_op].kind <= ST_OP_DELETE;
+}
+
 static bool valid_op(const st_op *op)
 {
     if (op->kind == ST_OP_AUDIT)
         return op->audit != NULL;
+    if (op->kind == ST_OP_NOTIFY || op->kind == ST_OP_NOTIFY_UPDATE)
+        return true; /* valid_notify, which needs the other operations */
     if (op->kind < ST_OP_CREATE || op->kind > ST_OP_PURGE)
         return false;
     if (!valid_name(op->type, ST_TYPE_MAX) || !valid_name(op->id, ST_ID_MAX))
@@ -929,7 +981,8 @@ st_status st_submit(st_store *s, const st_op *ops, size_t op_count, st_done_fn d
     if (!ops || op_count == 0 || !done)
         return ST_INVALID;
     for (size_t i = 0; i < op_count; i++)
-        if (!valid_op(&ops[i]))
+        if (!valid_op(&ops[i]) ||
+            ((ops[i].kind == ST_OP_NOTIFY || ops[i].kind == ST_OP_NOTIFY_UPDATE) && !valid_notify(ops, i)))
             return ST_INVALID;
     txn *t = calloc(1, sizeof *t + op_count * sizeof(st_op_result));
     if (!t)
@@ -1175,6 +1228,31 @@ st_status st_audit_get(st_store *s, int64_t seq, st_audit_row *out, st_error *er
         *out = rows[0];
     if (seq > 0)
         free(rows);
+    return status;
+}
+
+/* ---- The relay queue: reads ---------------------------------------------------------- */
+
+st_status st_notify_list(st_store *s, const st_notify_query *q, st_notification **rows, size_t *count, st_error *err)
+{
+    *rows = NULL;
+    *count = 0;
+    void *reader = reader_acquire(s, err);
+    if (!reader)
+        return ST_IO;
+    st_status status = s->backend->notify_read(reader, q, rows, count, err);
+    reader_release(s, reader);
+    return status;
+}
+
+st_status st_notify_counts(st_store *s, int64_t counts[ST_NOTIFY_STATES], st_error *err)
+{
+    memset(counts, 0, ST_NOTIFY_STATES * sizeof *counts);
+    void *reader = reader_acquire(s, err);
+    if (!reader)
+        return ST_IO;
+    st_status status = s->backend->notify_counts(reader, counts, err);
+    reader_release(s, reader);
     return status;
 }
 

@@ -32,7 +32,8 @@
  *
  * The same write transactions carry the NEN 7513 audit entries (ST_OP_AUDIT,
  * docs/audit.md), so that an entry commits atomically with the write it
- * records; relay-queue rows are to follow as another st_op kind.
+ * records. The relay queue rides in them too (ST_OP_NOTIFY, below): a
+ * notification of a handover event commits with the write it reports.
  *
  * Durability and group commit. All writes go through one commit thread.
  * st_submit() queues a transaction (one or more operations) and returns at
@@ -132,6 +133,7 @@ typedef struct st_commit_stats {
     uint64_t queue_wait_us; /* oldest transaction's time in the queue */
     uint64_t commit_us;     /* BEGIN to COMMIT returned, including the sync */
     bool ok;                /* false: the COMMIT itself failed; every transaction failed */
+    size_t notifications;   /* relay notifications queued by this commit (ST_OP_NOTIFY), to wake the relay */
 } st_commit_stats;
 
 /* The numbers default (when 0) to the rows of gateway/util/limits.h named in the comments. */
@@ -472,9 +474,47 @@ typedef enum st_op_kind {
     /* Remove the content of every version of type/id for good (retention): a deletion version is written (unless
      * the resource is deleted already: then result.unchanged) and every version's body is erased; the resource
      * row, its history's metadata and the audit trail stay. Reads answer ST_GONE from then on. */
-    ST_OP_PURGE
-    /* to come, in the same transactions: ST_OP_RELAY_ENQUEUE (a handover notification with its retry state) */
+    ST_OP_PURGE,
+    ST_OP_NOTIFY,       /* queue a relay notification about an earlier write of the transaction (st_op.notify) */
+    ST_OP_NOTIFY_UPDATE /* record an attempt at delivering a queued notification (st_op.notify) */
 } st_op_kind;
+
+/*
+ * The relay queue (gateway/relay, docs/handover.md "Notifications"): one row
+ * per notification, in the store so that it survives restarts and commits
+ * with the write it reports.
+ *
+ * ST_OP_NOTIFY queues a notification to `receiver` (a URA) about what the
+ * operation at index of_op of the same transaction wrote (its type, id and
+ * version). It is numbered on the commit thread, where writes are
+ * serialised: the receiver's next event number, 1, 2, 3, ... without gaps,
+ * in commit order. When that operation wrote nothing (a conditional create
+ * that matched, a delete of something deleted) nothing is queued: the
+ * result is ST_OK with unchanged set. Otherwise the result's version is the
+ * event number.
+ *
+ * ST_OP_NOTIFY_UPDATE records an attempt at notification `seq`: delivered,
+ * dead (given up), or still pending with the time of the next attempt. A
+ * notification that is no longer pending gives ST_NOT_FOUND: nothing is
+ * counted twice.
+ */
+typedef enum st_notify_state { ST_NOTIFY_PENDING = 0, ST_NOTIFY_DELIVERED, ST_NOTIFY_DEAD } st_notify_state;
+#define ST_NOTIFY_STATES 3
+#define ST_URA_MAX 15 /* a URA is 8 digits; room for what else may name a receiver */
+#define ST_EVENT_MAX 31
+
+typedef struct st_notify {
+    /* ST_OP_NOTIFY */
+    const char *receiver; /* the URA to notify */
+    const char *event;    /* what happened, a short code ("created", "status"; at most ST_EVENT_MAX bytes) */
+    size_t of_op;         /* the write it reports: an earlier create, update or delete of the transaction */
+    /* ST_OP_NOTIFY_UPDATE */
+    int64_t seq;
+    st_notify_state state;   /* ST_NOTIFY_PENDING: try again at next_attempt_ms */
+    int64_t next_attempt_ms; /* pending: when */
+    long http_status;        /* the receiver's answer, 0 when there was none */
+    const char *error;       /* why the attempt failed; NULL when delivered */
+} st_notify;
 
 /*
  * Makes the final JSON of a version: called on the commit thread with the
@@ -556,6 +596,9 @@ typedef struct st_op {
     au_entry *audit;
     void (*audit_settle)(void *arg, const struct st_txn_result *others, au_entry *entry);
     void *audit_settle_arg;
+
+    /* ST_OP_NOTIFY and ST_OP_NOTIFY_UPDATE (type and id are not used): see st_notify */
+    const st_notify *notify;
 } st_op;
 
 typedef struct st_op_result {
@@ -618,6 +661,40 @@ st_status st_audit_list(st_store *store, const st_audit_query *query, st_audit_r
                         st_error *err);
 /* The entry with this seq: ST_OK or ST_NOT_FOUND. */
 st_status st_audit_get(st_store *store, int64_t seq, st_audit_row *out, st_error *err);
+
+/* ---- The relay queue (reads) -------------------------------------------------------- */
+
+/* One queued notification (all times epoch ms; 0 when not yet). */
+typedef struct st_notification {
+    int64_t seq; /* the queue's own order */
+    char receiver[ST_URA_MAX + 1];
+    int64_t event_number; /* per receiver: 1, 2, 3, ... */
+    char event[ST_EVENT_MAX + 1];
+    char focus_type[ST_TYPE_MAX + 1];
+    char focus_id[ST_ID_MAX + 1];
+    int64_t focus_version;
+    int64_t created_ms; /* the commit that queued it */
+    st_notify_state state;
+    unsigned attempts;
+    int64_t next_attempt_ms, last_attempt_ms, done_ms;
+    long http_status;
+    char last_error[ST_MESSAGE_MAX];
+} st_notification;
+
+typedef struct st_notify_query {
+    /* true: the oldest pending notification of each receiver (the rest of a receiver's wait behind it, so
+     * that it gets them in order), soonest next attempt first; false: notifications by seq, or those of
+     * `receiver` by event number */
+    bool due_heads;
+    const char *receiver; /* NULL: every receiver */
+    size_t count;         /* rows at most */
+} st_notify_query;
+
+/* Rows as the query asks: *rows malloc'd (free()), *count of them. */
+st_status st_notify_list(st_store *store, const st_notify_query *query, st_notification **rows, size_t *count,
+                         st_error *err);
+/* How many notifications are in each state (indexed by st_notify_state). */
+st_status st_notify_counts(st_store *store, int64_t counts[ST_NOTIFY_STATES], st_error *err);
 
 /* Tests only: while on, every audit append fails with ST_IO (and so its transaction). */
 void st_test_fail_audit(st_store *store, bool fail);

@@ -89,6 +89,16 @@ typedef struct st_backend {
     st_status (*audit_read)(void *reader, const st_audit_query *query, int64_t seq, st_audit_row **rows, size_t *count,
                             st_error *err);
 
+    /* The relay queue, on the writer: queue n about the write `written` (an operation on `type` that wrote),
+     * numbering it for its receiver (res->version = the event number); record an attempt (res filled). */
+    void (*notify_enqueue)(void *writer, st_write_ctx *ctx, const st_notify *n, const char *type,
+                           const st_op_result *written, st_op_result *res);
+    void (*notify_update)(void *writer, st_write_ctx *ctx, const st_notify *n, st_op_result *res);
+    /* ... and on a reader: rows as st_notify_list asks (*rows malloc'd), the count per state */
+    st_status (*notify_read)(void *reader, const st_notify_query *query, st_notification **rows, size_t *count,
+                             st_error *err);
+    st_status (*notify_counts)(void *reader, int64_t counts[ST_NOTIFY_STATES], st_error *err);
+
     /* version 0: the current one */
     st_status (*read)(void *reader, const char *type, const char *id, int64_t version, st_resource *out, st_error *err);
     st_status (*history)(void *reader, const st_history_query *query, st_list *out, st_error *err);

@@ -100,6 +100,35 @@ char *sql_render(const sql_dialect *d, const char *template_text)
 
 /* ---- The schema --------------------------------------------------------------------------- */
 
+/*
+ * The relay queue (gateway/relay, docs/handover.md "Notifications"): a step
+ * of its own, only new tables, so that it can be renumbered when another
+ * step lands first. seq orders the queue; (receiver, event_number) is unique,
+ * so a number is never given twice; the pending index serves the worker's
+ * "oldest pending per receiver".
+ */
+#define MIGRATION_RELAY_QUEUE                                                                                \
+    "CREATE TABLE relay_receiver (ura TEXT PRIMARY KEY, last_event {INT} NOT NULL, since_ms {INT} NOT NULL)" \
+    "{WITHOUT_ROWID};"                                                                                       \
+    "CREATE TABLE relay_notification ("                                                                      \
+    "  seq {ROWID},"                                                                                         \
+    "  receiver TEXT NOT NULL,"                                                                              \
+    "  event_number {INT} NOT NULL,"                                                                         \
+    "  event TEXT NOT NULL,"                                                                                 \
+    "  focus_type TEXT NOT NULL,"                                                                            \
+    "  focus_id TEXT NOT NULL,"                                                                              \
+    "  focus_version {INT} NOT NULL,"                                                                        \
+    "  created_ms {INT} NOT NULL,"                                                                           \
+    "  state {INT} NOT NULL,"                                                                                \
+    "  attempts {INT} NOT NULL,"                                                                             \
+    "  next_attempt_ms {INT} NOT NULL,"                                                                      \
+    "  last_attempt_ms {INT} NOT NULL,"                                                                      \
+    "  done_ms {INT} NOT NULL,"                                                                              \
+    "  http_status {INT} NOT NULL,"                                                                          \
+    "  last_error TEXT NOT NULL,"                                                                            \
+    "  UNIQUE (receiver, event_number));"                                                                    \
+    "CREATE INDEX relay_pending ON relay_notification (state, receiver, event_number);"
+
 /* MIGRATIONS[v - 1] takes the schema from version v - 1 to v; append, never edit. */
 static const char *const MIGRATIONS[] = {
     "CREATE TABLE resource ("
@@ -190,6 +219,8 @@ static const char *const MIGRATIONS[] = {
     "  mac TEXT NOT NULL);"
     "CREATE INDEX audit_by_organisation ON audit_entry (ura, seq);"
     "CREATE INDEX audit_by_patient ON audit_entry (patient, seq);",
+    /* 5: the relay queue */
+    MIGRATION_RELAY_QUEUE,
 };
 _Static_assert(sizeof MIGRATIONS / sizeof *MIGRATIONS == SQL_SCHEMA_VERSION, "one migration per schema version");
 
@@ -335,6 +366,40 @@ static const char *const FIXED[SQL_FIXED_COUNT] = {
 char *sql_fixed_text(const sql_dialect *d, sql_fixed which)
 {
     return (unsigned)which < SQL_FIXED_COUNT ? sql_render(d, FIXED[which]) : NULL;
+}
+
+/* ---- The relay queue's statements ------------------------------------------------------------ */
+
+#define NOTIFY_COLUMNS                                                                                       \
+    "seq, receiver, event_number, event, focus_type, focus_id, focus_version, created_ms, state, attempts, " \
+    "next_attempt_ms, last_attempt_ms, done_ms, http_status, last_error"
+
+static const char *const NOTIFY[SQL_NOTIFY_COUNT] = {
+    [SQL_NOTIFY_RECEIVER] = "{INSERT_IGNORE} relay_receiver (ura, last_event, since_ms) VALUES (?1, 0, ?2)"
+                            "{ON_CONFLICT_IGNORE}",
+    [SQL_NOTIFY_NEXT_NUMBER] = "UPDATE relay_receiver SET last_event = last_event + 1 WHERE ura = ?1",
+    [SQL_NOTIFY_LAST_NUMBER] = "SELECT last_event FROM relay_receiver WHERE ura = ?1",
+    [SQL_NOTIFY_INSERT] = "INSERT INTO relay_notification (receiver, event_number, event, focus_type, focus_id,"
+                          " focus_version, created_ms, state, attempts, next_attempt_ms, last_attempt_ms, done_ms,"
+                          " http_status, last_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
+                          " ?14){RETURNING_SEQ}",
+    /* done_ms: when it stopped being pending */
+    [SQL_NOTIFY_UPDATE] = "UPDATE relay_notification SET state = ?2, attempts = attempts + 1, next_attempt_ms = ?3,"
+                          " last_attempt_ms = ?4, http_status = ?5, last_error = ?6,"
+                          " done_ms = CASE WHEN ?2 = 0 THEN 0 ELSE ?4 END WHERE seq = ?1 AND state = 0",
+    [SQL_NOTIFY_DUE_HEADS] = "SELECT " NOTIFY_COLUMNS " FROM relay_notification n WHERE n.state = 0"
+                             " AND n.event_number = (SELECT min(m.event_number) FROM relay_notification m"
+                             " WHERE m.state = 0 AND m.receiver = n.receiver)"
+                             " ORDER BY n.next_attempt_ms, n.seq LIMIT ?1",
+    [SQL_NOTIFY_OF_RECEIVER] = "SELECT " NOTIFY_COLUMNS " FROM relay_notification WHERE receiver = ?1"
+                               " ORDER BY event_number LIMIT ?2",
+    [SQL_NOTIFY_ALL] = "SELECT " NOTIFY_COLUMNS " FROM relay_notification ORDER BY seq LIMIT ?1",
+    [SQL_NOTIFY_COUNTS] = "SELECT state, count(*) FROM relay_notification GROUP BY state",
+};
+
+char *sql_notify_text(const sql_dialect *d, sql_notify_stmt which)
+{
+    return (unsigned)which < SQL_NOTIFY_COUNT ? sql_render(d, NOTIFY[which]) : NULL;
 }
 
 /* ---- Building statements ------------------------------------------------------------------ */

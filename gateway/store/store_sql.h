@@ -29,6 +29,11 @@
  *                     personal = 1 marks rows holding personal data
  *   audit_entry       the NEN 7513 audit trail: one row per access, chained
  *                     by an HMAC (gateway/audit), seq assigned at commit
+ *   relay_receiver    per receiver (URA) of relay notifications: the last
+ *                     event number given out, and since when
+ *   relay_notification the relay queue: one row per notification with its
+ *                     per-receiver event number, what it reports and its
+ *                     delivery state (pending, delivered, dead) and retries
  *
  * What differs between databases is a small dialect (sql_dialect): the
  * placeholder style (?1 or $1), type names, INSERT-or-ignore, string
@@ -88,7 +93,7 @@ char *sql_render(const sql_dialect *d, const char *template_text);
 
 /* ---- The schema ------------------------------------------------------------------------- */
 
-#define SQL_SCHEMA_VERSION 4
+#define SQL_SCHEMA_VERSION 5
 
 /* The steps of the schema: step v (1..SQL_SCHEMA_VERSION) takes a database from version v - 1 to v.
  * Rendered for the dialect, malloc'd; one or more statements separated by ';'. */
@@ -181,6 +186,45 @@ enum {
     SQL_AU_MAC,
     SQL_AU_COLUMNS
 };
+
+/* ---- The relay queue's statements (kept apart from the fixed ones: the queue is its own concern) ---- */
+
+typedef enum sql_notify_stmt {
+    SQL_NOTIFY_RECEIVER,    /* (ura, since) a receiver's counter row, if it has none */
+    SQL_NOTIFY_NEXT_NUMBER, /* (ura) its counter + 1 */
+    SQL_NOTIFY_LAST_NUMBER, /* (ura) -> the counter */
+    SQL_NOTIFY_INSERT,      /* the sql_notify_col columns from SQL_NT_RECEIVER on, in order */
+    SQL_NOTIFY_UPDATE,      /* (seq, state, next_attempt, last_attempt, http_status, error); pending rows only */
+    SQL_NOTIFY_DUE_HEADS,   /* (limit) -> each receiver's oldest pending row, soonest next attempt first */
+    SQL_NOTIFY_OF_RECEIVER, /* (ura, limit) -> its rows by event number */
+    SQL_NOTIFY_ALL,         /* (limit) -> rows by seq */
+    SQL_NOTIFY_COUNTS,      /* -> state, count */
+    SQL_NOTIFY_COUNT
+} sql_notify_stmt;
+
+/* The columns of relay_notification rows as the reads return them (and SQL_NOTIFY_INSERT's order from
+ * SQL_NT_RECEIVER to SQL_NT_ERROR). */
+enum {
+    SQL_NT_SEQ,
+    SQL_NT_RECEIVER,
+    SQL_NT_EVENT_NUMBER,
+    SQL_NT_EVENT,
+    SQL_NT_FOCUS_TYPE,
+    SQL_NT_FOCUS_ID,
+    SQL_NT_FOCUS_VERSION,
+    SQL_NT_CREATED,
+    SQL_NT_STATE,
+    SQL_NT_ATTEMPTS,
+    SQL_NT_NEXT_ATTEMPT,
+    SQL_NT_LAST_ATTEMPT,
+    SQL_NT_DONE,
+    SQL_NT_HTTP_STATUS,
+    SQL_NT_ERROR,
+    SQL_NT_COLUMNS
+};
+
+/* A relay queue statement as the dialect writes it; malloc'd (prepare it once per connection). */
+char *sql_notify_text(const sql_dialect *d, sql_notify_stmt which);
 
 /* ---- Values and built statements -------------------------------------------------------- */
 

@@ -64,6 +64,7 @@ struct checkpointer;
 typedef struct conn {
     sqlite3 *db;
     sqlite3_stmt *fixed[SQL_FIXED_COUNT];
+    sqlite3_stmt *notify[SQL_NOTIFY_COUNT]; /* the relay queue's statements, prepared on first use */
     cached_stmt dynamic[DYNAMIC_CACHE_SIZE];
     uint64_t tick;
     int wal_pages;                     /* writer: pages in the WAL after the last commit */
@@ -168,6 +169,8 @@ static void conn_close(conn *c)
         return;
     for (size_t i = 0; i < SQL_FIXED_COUNT; i++)
         sqlite3_finalize(c->fixed[i]);
+    for (size_t i = 0; i < SQL_NOTIFY_COUNT; i++)
+        sqlite3_finalize(c->notify[i]);
     for (size_t i = 0; i < DYNAMIC_CACHE_SIZE; i++) {
         sqlite3_finalize(c->dynamic[i].stmt);
         free(c->dynamic[i].sql);
@@ -964,6 +967,8 @@ static void apply(void *writer, st_write_ctx *ctx, const st_op *op, st_op_result
     case ST_OP_DELETE: apply_delete(c, ctx, op, &cur, res); return;
     case ST_OP_PURGE: apply_purge(c, ctx, op, &cur, res); return;
     case ST_OP_AUDIT: break; /* store.c appends those itself (append_audit) */
+    case ST_OP_NOTIFY:
+    case ST_OP_NOTIFY_UPDATE: break; /* store.c hands those to notify_enqueue / notify_update */
     }
     st__result_message(res, ST_INVALID, "unknown operation");
 }
@@ -1102,6 +1107,186 @@ static st_status audit_read(void *reader, const st_audit_query *q, int64_t seq, 
     return s;
 }
 
+/* ---- The relay queue ------------------------------------------------------------------------ */
+
+static sqlite3_stmt *notify_stmt(conn *c, sql_notify_stmt which)
+{
+    if (c->notify[which])
+        return c->notify[which];
+    char *sql = sql_notify_text(&SQLITE, which);
+    if (!sql || sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &c->notify[which], NULL) != SQLITE_OK)
+        c->notify[which] = NULL;
+    free(sql);
+    return c->notify[which];
+}
+
+/* The receiver's next event number: its counter row (made on its first notification) counted up, on the
+ * writer, inside the batch: serialised with every other write, so numbers follow the commit order. */
+static int next_event_number(conn *c, const char *ura, int64_t now, int64_t *number)
+{
+    sqlite3_stmt *stmt = notify_stmt(c, SQL_NOTIFY_RECEIVER);
+    if (!stmt)
+        return sqlite3_errcode(c->db);
+    sqlite3_bind_text(stmt, 1, ura, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, now);
+    int rc = run(stmt);
+    if (rc == SQLITE_OK && (stmt = notify_stmt(c, SQL_NOTIFY_NEXT_NUMBER))) {
+        sqlite3_bind_text(stmt, 1, ura, -1, SQLITE_STATIC);
+        rc = run(stmt);
+    }
+    if (rc != SQLITE_OK || !stmt)
+        return stmt ? rc : sqlite3_errcode(c->db);
+    if (!(stmt = notify_stmt(c, SQL_NOTIFY_LAST_NUMBER)))
+        return sqlite3_errcode(c->db);
+    sqlite3_bind_text(stmt, 1, ura, -1, SQLITE_STATIC);
+    rc = sqlite3_step(stmt);
+    *number = rc == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : 0;
+    finish(stmt);
+    return rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+static void notify_enqueue(void *writer, st_write_ctx *ctx, const st_notify *n, const char *type,
+                           const st_op_result *written, st_op_result *res)
+{
+    conn *c = writer;
+    int64_t now = st__stamp(ctx), number = 0;
+    int rc = next_event_number(c, n->receiver, now, &number);
+    sqlite3_stmt *stmt = rc == SQLITE_OK ? notify_stmt(c, SQL_NOTIFY_INSERT) : NULL;
+    if (stmt) {
+        sql_value v[] = {
+            sql_text(n->receiver),
+            sql_int(number),
+            sql_text(n->event),
+            sql_text(type),
+            sql_text(written->id),
+            sql_int(written->version),
+            sql_int(now),
+            sql_int(ST_NOTIFY_PENDING),
+            sql_int(0),
+            sql_int(now), /* first attempt: at once */
+            sql_int(0),
+            sql_int(0),
+            sql_int(0),
+            sql_text(""),
+        };
+        _Static_assert(sizeof v / sizeof *v == SQL_NT_COLUMNS - SQL_NT_RECEIVER, "one value per inserted column");
+        bind_values(stmt, v, sizeof v / sizeof *v);
+        rc = run(stmt);
+    } else if (rc == SQLITE_OK) {
+        rc = sqlite3_errcode(c->db);
+    }
+    if (rc != SQLITE_OK) {
+        sqlite_failure(c, rc, res);
+        return;
+    }
+    res->status = ST_OK;
+    res->version = number;
+    res->last_updated_ms = now;
+    st_format_instant(now, res->last_updated);
+    snprintf(res->id, sizeof res->id, "%lld", (long long)sqlite3_last_insert_rowid(c->db));
+}
+
+static void notify_update(void *writer, st_write_ctx *ctx, const st_notify *n, st_op_result *res)
+{
+    conn *c = writer;
+    int64_t now = st__stamp(ctx);
+    sqlite3_stmt *stmt = notify_stmt(c, SQL_NOTIFY_UPDATE);
+    if (!stmt) {
+        sqlite_failure(c, sqlite3_errcode(c->db), res);
+        return;
+    }
+    sql_value v[] = {sql_int(n->seq),
+                     sql_int(n->state),
+                     sql_int(n->state == ST_NOTIFY_PENDING ? n->next_attempt_ms : 0),
+                     sql_int(now),
+                     sql_int(n->http_status),
+                     sql_text(n->error ? n->error : "")};
+    bind_values(stmt, v, sizeof v / sizeof *v);
+    int rc = run(stmt);
+    if (rc != SQLITE_OK)
+        sqlite_failure(c, rc, res);
+    else if (sqlite3_changes(c->db) == 0)
+        st__result_message(res, ST_NOT_FOUND, "notification %lld is not pending", (long long)n->seq);
+    else
+        res->status = ST_OK;
+}
+
+static void copy_column(char *out, size_t size, sqlite3_stmt *stmt, int col)
+{
+    snprintf(out, size, "%s", column_text(stmt, col));
+}
+
+static void notification_from(sqlite3_stmt *stmt, st_notification *out)
+{
+    memset(out, 0, sizeof *out);
+    out->seq = sqlite3_column_int64(stmt, SQL_NT_SEQ);
+    copy_column(out->receiver, sizeof out->receiver, stmt, SQL_NT_RECEIVER);
+    out->event_number = sqlite3_column_int64(stmt, SQL_NT_EVENT_NUMBER);
+    copy_column(out->event, sizeof out->event, stmt, SQL_NT_EVENT);
+    copy_column(out->focus_type, sizeof out->focus_type, stmt, SQL_NT_FOCUS_TYPE);
+    copy_column(out->focus_id, sizeof out->focus_id, stmt, SQL_NT_FOCUS_ID);
+    out->focus_version = sqlite3_column_int64(stmt, SQL_NT_FOCUS_VERSION);
+    out->created_ms = sqlite3_column_int64(stmt, SQL_NT_CREATED);
+    out->state = (st_notify_state)sqlite3_column_int(stmt, SQL_NT_STATE);
+    out->attempts = (unsigned)sqlite3_column_int(stmt, SQL_NT_ATTEMPTS);
+    out->next_attempt_ms = sqlite3_column_int64(stmt, SQL_NT_NEXT_ATTEMPT);
+    out->last_attempt_ms = sqlite3_column_int64(stmt, SQL_NT_LAST_ATTEMPT);
+    out->done_ms = sqlite3_column_int64(stmt, SQL_NT_DONE);
+    out->http_status = (long)sqlite3_column_int64(stmt, SQL_NT_HTTP_STATUS);
+    copy_column(out->last_error, sizeof out->last_error, stmt, SQL_NT_ERROR);
+}
+
+static st_status notify_read(void *reader, const st_notify_query *q, st_notification **rows, size_t *count,
+                             st_error *err)
+{
+    conn *c = reader;
+    sql_notify_stmt which = q->due_heads ? SQL_NOTIFY_DUE_HEADS : q->receiver ? SQL_NOTIFY_OF_RECEIVER : SQL_NOTIFY_ALL;
+    sqlite3_stmt *stmt = notify_stmt(c, which);
+    if (!stmt)
+        return step_error(c, sqlite3_errcode(c->db), err);
+    int at = 1;
+    if (which == SQL_NOTIFY_OF_RECEIVER)
+        sqlite3_bind_text(stmt, at++, q->receiver, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, at, q->count ? (int64_t)q->count : INT64_MAX);
+    size_t cap = 0;
+    st_status s = ST_OK;
+    int rc;
+    while (s == ST_OK && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (!fa_reserve(rows, &cap, *count + 1, sizeof **rows)) {
+            st__error(err, "out of memory");
+            s = ST_INTERNAL;
+        } else {
+            notification_from(stmt, &(*rows)[(*count)++]);
+        }
+    }
+    if (s == ST_OK && rc != SQLITE_DONE)
+        s = step_error(c, rc, err);
+    finish(stmt);
+    if (s != ST_OK) {
+        free(*rows);
+        *rows = NULL;
+        *count = 0;
+    }
+    return s;
+}
+
+static st_status notify_counts(void *reader, int64_t counts[ST_NOTIFY_STATES], st_error *err)
+{
+    conn *c = reader;
+    sqlite3_stmt *stmt = notify_stmt(c, SQL_NOTIFY_COUNTS);
+    if (!stmt)
+        return step_error(c, sqlite3_errcode(c->db), err);
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        int state = sqlite3_column_int(stmt, 0);
+        if (state >= 0 && state < ST_NOTIFY_STATES)
+            counts[state] = sqlite3_column_int64(stmt, 1);
+    }
+    st_status s = rc == SQLITE_DONE ? ST_OK : step_error(c, rc, err);
+    finish(stmt);
+    return s;
+}
+
 const st_backend st_sqlite_backend = {
     .name = "sqlite",
     .open_writer = open_writer,
@@ -1118,6 +1303,10 @@ const st_backend st_sqlite_backend = {
     .audit_head = audit_head,
     .append_audit = append_audit,
     .audit_read = audit_read,
+    .notify_enqueue = notify_enqueue,
+    .notify_update = notify_update,
+    .notify_read = notify_read,
+    .notify_counts = notify_counts,
     .read = read_resource,
     .history = history,
     .search = search,

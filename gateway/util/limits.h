@@ -226,6 +226,22 @@
     X(audit_text_max, 127, 16, BYTES, FIXED, "audit",                                                                 \
       "longest organisation name, X-Request-ID or on-behalf-of text an audit entry keeps; longer ones are cut at a " \
       "character boundary")                                                                                           \
+    /* ---- gateway/relay: handover notifications (docs/handover.md, Notifications) ---- */                         \
+    X(relay_workers, 4, 1, COUNT, SET, "relay",                                                                       \
+      "threads delivering handover notifications: receivers served at once (each receiver gets one at a time, in "  \
+      "order); a receiver that is down or slow holds up only its own thread")                                         \
+    X(relay_base_delay_ms, 30000, 1, MS, SET, "relay",                                                                \
+      "pause before the first retry of a notification that was not answered 2xx; it doubles with each further "      \
+      "failure, each pause drawn from its upper half (jitter)")                                                       \
+    X(relay_max_delay_ms, 3600000, 1, MS, SET, "relay",                                                               \
+      "longest pause between two attempts at a notification")                                                        \
+    X(relay_horizon_ms, 259200000, 1, MS, SET, "relay",                                                               \
+      "how long after the event a notification is still tried (72 h); the attempt after that is its last, then it "  \
+      "is a dead letter: counted in /metrics and the Task gets businessStatus undelivered")                           \
+    X(relay_timeout_ms, 10000, 1, MS, SET, "relay",                                                                   \
+      "one delivery attempt, connect to the last byte of the answer, must take no longer (it counts as failed)")     \
+    X(relay_poll_ms, 5000, 1, MS, SET, "relay",                                                                       \
+      "the relay looks at its queue at least this often (a commit that queues a notification wakes it at once)")    \
     /* ---- gateway/util: the config file ---- */                                                                   \
     X(config_value_max, 511, 1, BYTES, FIXED, "util",                                                                 \
       "longest text value of a setting (paths, addresses); longer ones are refused with the line number")             \
