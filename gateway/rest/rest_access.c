@@ -835,7 +835,7 @@ static void plan_notifications(rq *q, rest_write *w, st_op_kind kind, const st_r
     w->notify_count = 0;
     bool created = kind != ST_OP_DELETE && (!current || current->deleted);
     if (strcmp(w->type, "Task") || kind == ST_OP_DELETE || w->gateway_mark || !(created || w->status_moved) ||
-        !is_handover_task(w->docp, w->root))
+        !rest_is_handover_task(w->docp, w->root))
         return;
     w->notify_event = created ? "created" : "status";
     add_party(q, w, current ? current->owner : q->caller.ura);
