@@ -438,6 +438,33 @@ Test(handover, every_access_is_audited)
     cr_expect(audited("elv-a", what, "read", "hidden"), "a read before in-progress is audited as hidden");
 }
 
+/* A receiver shows the narrative in its EHR: a section whose narrative carries a script is refused (422, at the
+ * div, by the validator's XHTML check) and nothing is stored. */
+Test(handover, a_document_whose_narrative_carries_a_script_is_refused)
+{
+    char *body = hb_parameters("1c6d7e5e-0013-4000-8000-000000000001", NULL, URA_ELV_A);
+    cr_assert_not_null(body);
+    const char *end = strstr(body, "</div>");
+    cr_assert_not_null(end, "the example has narrative");
+    const char *script = "<script>alert(1)</script>";
+    size_t at = (size_t)(end - body), len = strlen(body);
+    char *bad = malloc(len + strlen(script) + 1);
+    memcpy(bad, body, at);
+    strcpy(bad + at, script);
+    strcpy(bad + at + strlen(script), body + at);
+    free(body);
+    rh_response r = rh_request("hospital-a", "POST", "/$handover", bad, NULL);
+    free(bad);
+    cr_expect_eq(r.status, 422, "%.*s", (int)r.len, r.body);
+    cr_expect_not_null(strstr(r.body, "script"), "the refusal names the script: %.*s", (int)r.len, r.body);
+    cr_expect_not_null(strstr(r.body, ".div"), "at the narrative's div: %.*s", (int)r.len, r.body);
+    rh_response_free(&r);
+    r = rh_request("elv-a", "GET", "/Task?owner=Organization/ura-" URA_ELV_A, NULL, NULL);
+    cr_expect_eq(r.status, 200);
+    cr_expect_null(strstr(r.body, "\"entry\""), "no Task was stored: %.*s", (int)r.len, r.body);
+    rh_response_free(&r);
+}
+
 /* ---- The handover profiles (ig/profiles: handover-document, handover-composition, advance-notice-composition) */
 
 /* $handover of the example handover without its section of code drop_code: 422 with an error at `expression`

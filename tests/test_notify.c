@@ -27,6 +27,8 @@
 
 #include "gateway/relay/deliver.h"
 #include "gateway/relay/notify.h"
+#include "gateway/util/conformance.h"
+#include "tests/handover_body.h"
 #include "tests/peer.h"
 #include "tests/rest_harness.h"
 
@@ -34,7 +36,7 @@
 #define URA_HOSPITAL_A "90000101"
 #define URA_ELV_A "90000301"
 #define URA_ELV_B "90000302"
-#define SECRET "Jansen-Geheimzinnig"
+#define SECRET HB_SECRET
 #define UNDELIVERED REST_UNDELIVERED_SYSTEM "|" REST_UNDELIVERED_CODE
 #define WAIT_MS 20000 /* deadline of every wait: far above what any step needs */
 
@@ -204,11 +206,38 @@ static void stop_relay(void)
     relay = NULL;
 }
 
+static pf_registry *guide; /* the guide's package: $handover checks the documents against its handover profiles */
+
+/* The receiver `who` (URA ura) attests its ELV-HANDOVER agreements in its directory entry (else 422). */
+static void attest_agreements(const char *who, const char *ura)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/Organization/ura-%s", ura);
+    rh_response r = rh_request(who, "GET", path, NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s reads its directory entry", who);
+    char *body = hb_with_agreements(r.body, "2099-12-31");
+    rh_response_free(&r);
+    cr_assert_not_null(body);
+    r = rh_request(who, "PUT", path, body, NULL);
+    free(body);
+    cr_assert_eq(r.status, 200, "%s attests its agreements: %ld %.*s", who, r.status, (int)r.len, r.body);
+    rh_response_free(&r);
+}
+
 static void setup(void)
 {
     receivers_reset();
-    rh_setup();
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    const char *dirs[] = {IG_PACKAGE_DIR};
+    guide = conf_load(dirs, 1, &issues);
+    cr_assert_not_null(guide, "the guide's package at %s", IG_PACKAGE_DIR);
+    oo_list_free(&issues);
+    rh_options opt = {.profiles = guide};
+    rh_setup_with(&opt);
     rh_publish_directory();
+    attest_agreements("elv-a", URA_ELV_A);
+    attest_agreements("elv-b", URA_ELV_B);
     relay_config =
         (rly_config){.workers = 3, .base_delay_ms = 40, .max_delay_ms = 200, .horizon_ms = 60000, .poll_ms = 25};
 }
@@ -217,6 +246,8 @@ static void teardown(void)
 {
     stop_relay();
     rh_teardown();
+    pf_registry_free(guide);
+    guide = NULL;
     receivers_reset();
 }
 
@@ -253,32 +284,17 @@ static void register_endpoint(const char *who, const char *ura, const char *url,
     json_object_put(o);
 }
 
-/* $handover from hospital-a to receiver (no advance notice: the Task starts in-progress unless notice). */
+/* $handover from hospital-a to receiver (no advance notice: the Task starts in-progress unless notice): the
+ * guide's example documents (tests/handover_body.h), which meet its handover profiles. */
 static void send_handover(const char *ident, const char *receiver, bool notice, char task[80], long *status)
 {
-    char doc[4096], adv[4096], body[9000];
-    const char *kinds[2][2] = {{"http://snomed.info/sct", "371535009"}, {"http://loinc.org", "57830-2"}};
-    for (int k = 0; k < 2; k++)
-        snprintf(k ? adv : doc, sizeof doc,
-                 "{\"resourceType\":\"Bundle\",\"identifier\":{\"system\":\"urn:ietf:rfc:3986\",\"value\":"
-                 "\"urn:uuid:%s%s\"},\"type\":\"document\",\"timestamp\":\"2026-01-05T10:00:00+01:00\",\"entry\":["
-                 "{\"fullUrl\":\"urn:uuid:6b1f6a39-0d4c-4c5b-9f7e-1a2b3c4d5e01\",\"resource\":{\"resourceType\":"
-                 "\"Composition\",\"status\":\"final\",\"type\":{\"coding\":[{\"system\":\"%s\",\"code\":\"%s\"}]},"
-                 "\"subject\":{\"reference\":\"urn:uuid:6b1f6a39-0d4c-4c5b-9f7e-1a2b3c4d5e02\"},"
-                 "\"date\":\"2026-01-05T10:00:00+01:00\",\"author\":[{\"type\":\"Organization\",\"identifier\":"
-                 "{\"system\":\"" URA_SYSTEM "\",\"value\":\"" URA_HOSPITAL_A "\"}}],\"title\":\"Overdracht\","
-                 "\"section\":[{\"title\":\"Medisch beleid\",\"text\":{\"status\":\"generated\",\"div\":\"<div "
-                 "xmlns=\\\"http://www.w3.org/1999/xhtml\\\">Beleid " SECRET "</div>\"}}]}},"
-                 "{\"fullUrl\":\"urn:uuid:6b1f6a39-0d4c-4c5b-9f7e-1a2b3c4d5e02\",\"resource\":{\"resourceType\":"
-                 "\"Patient\",\"name\":[{\"family\":\"" SECRET "\"}]}}]}",
-                 ident, k ? "-n" : "", kinds[k][0], kinds[k][1]);
-    snprintf(body, sizeof body,
-             "{\"resourceType\":\"Parameters\",\"parameter\":[%s%s%s{\"name\":\"document\",\"resource\":%s},"
-             "{\"name\":\"receiver\",\"valueReference\":{\"identifier\":{\"system\":\"" URA_SYSTEM
-             "\",\"value\":\"%s\"}}}]}",
-             notice ? "{\"name\":\"advanceNotice\",\"resource\":" : "", notice ? adv : "", notice ? "}," : "", doc,
-             receiver);
+    char notice_ident[96]; /* the advance notice's own uuid: the handover's with another first digit */
+    snprintf(notice_ident, sizeof notice_ident, "%s", ident);
+    notice_ident[0] = notice_ident[0] == 'a' ? 'b' : 'a';
+    char *body = hb_parameters(ident, notice ? notice_ident : NULL, receiver);
+    cr_assert_not_null(body);
     rh_response r = rh_request("hospital-a", "POST", "/$handover", body, NULL);
+    free(body);
     *status = r.status;
     cr_assert(r.status == 201 || r.status == 200, "$handover: %ld %s", r.status, r.body);
     json_object *o = rh_json(&r);
