@@ -605,7 +605,9 @@ static bool lookup_core(const run *r, const ttype *tt, const char *name, elinfo 
                    .choice = (el->flags & FS_EL_CHOICE) != 0,
                    .cel = el,
                    .chosen = choice ? choice->name : NULL,
-                   .type_count = el->type_count ? el->type_count : (el->flags & FS_EL_INLINE) ? 1 : 0};
+                   .type_count = el->type_count               ? el->type_count
+                                 : (el->flags & FS_EL_INLINE) ? 1
+                                                              : 0};
     return true;
 }
 
@@ -749,7 +751,8 @@ static bool put_value(run *r, const sm_rule *rule, const sm_target *tg, var *t, 
                 ok = fits(r, ei_type(r, &ei, k), v->type, v->json);
         if (!ok && ei.type_count) {
             json_object_put(v->json);
-            return fail(r, rule, "type mismatch: %s.%s takes %s%s, not %s", t->tt.name, key, want ? want : ei_type(r, &ei, 0),
+            return fail(r, rule, "type mismatch: %s.%s takes %s%s, not %s", t->tt.name, key,
+                        want ? want : ei_type(r, &ei, 0),
                         !want && ei.type_count > 1 ? " (or another allowed type)" : "",
                         v->type ? v->type : json_type_to_name(json_object_get_type(v->json)));
         }
