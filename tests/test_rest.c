@@ -1008,6 +1008,8 @@ Test(rest, operations_listed_are_the_operations_dispatched)
         }
     }
     cr_expect_gt(listed, 100, "every resource type lists $validate");
+    json_object_put(cs);
+    rh_response_free(&r);
     /* ... and they are dispatched (this server has no rule pack: 503 saying so, not 404) */
     const char *const compliance_ops[] = {"/CarePlan/$gzsp-check", "/Organization/$contract-check?kind=ELV"};
     for (size_t i = 0; i < sizeof compliance_ops / sizeof *compliance_ops; i++) {
@@ -1015,8 +1017,6 @@ Test(rest, operations_listed_are_the_operations_dispatched)
         cr_expect_neq(r.status, 404, "%s: %s", compliance_ops[i], r.body);
         rh_response_free(&r);
     }
-    json_object_put(cs);
-    rh_response_free(&r);
     r = rh_request("hospital-a", "POST", "/Patient/$validate", PATIENT, NULL);
     cr_expect_eq(r.status, 200, "%s", r.body);
     rh_response_free(&r);
