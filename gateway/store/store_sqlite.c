@@ -1042,8 +1042,39 @@ static const char *column_text(sqlite3_stmt *stmt, int col)
     return t ? t : "";
 }
 
-static void audit_row_from(sqlite3_stmt *stmt, st_audit_row *out)
+/*
+ * Step stmt to its end, each row decoded by `from` into the next element (element_size bytes) of the
+ * array *rows_ptr grows; the statement is finished. On failure the array is freed and *count is 0.
+ */
+static st_status step_rows(conn *c, sqlite3_stmt *stmt, void *rows_ptr, size_t *count, size_t element_size,
+                           void (*from)(sqlite3_stmt *stmt, void *row), st_error *err)
 {
+    void **rows = rows_ptr;
+    size_t cap = 0;
+    st_status s = ST_OK;
+    int rc;
+    while (s == ST_OK && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (!fa_reserve(rows_ptr, &cap, *count + 1, element_size)) {
+            st__error(err, "out of memory");
+            s = ST_INTERNAL;
+        } else {
+            from(stmt, (char *)*rows + element_size * (*count)++);
+        }
+    }
+    if (s == ST_OK && rc != SQLITE_DONE)
+        s = step_error(c, rc, err);
+    finish(stmt);
+    if (s != ST_OK) {
+        free(*rows);
+        *rows = NULL;
+        *count = 0;
+    }
+    return s;
+}
+
+static void audit_row_from(sqlite3_stmt *stmt, void *row)
+{
+    st_audit_row *out = row;
     au_entry *e = &out->entry;
     memset(out, 0, sizeof *out);
     e->seq = sqlite3_column_int64(stmt, SQL_AU_SEQ);
@@ -1085,26 +1116,7 @@ static st_status audit_read(void *reader, const st_audit_query *q, int64_t seq, 
         sqlite3_bind_int64(stmt, 1, q->after_seq);
         sqlite3_bind_int64(stmt, 2, limit);
     }
-    size_t cap = 0;
-    st_status s = ST_OK;
-    int rc;
-    while (s == ST_OK && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if (!fa_reserve(rows, &cap, *count + 1, sizeof **rows)) {
-            st__error(err, "out of memory");
-            s = ST_INTERNAL;
-        } else {
-            audit_row_from(stmt, &(*rows)[(*count)++]);
-        }
-    }
-    if (s == ST_OK && rc != SQLITE_DONE)
-        s = step_error(c, rc, err);
-    finish(stmt);
-    if (s != ST_OK) {
-        free(*rows);
-        *rows = NULL;
-        *count = 0;
-    }
-    return s;
+    return step_rows(c, stmt, rows, count, sizeof **rows, audit_row_from, err);
 }
 
 /* ---- The relay queue ------------------------------------------------------------------------ */
@@ -1216,8 +1228,9 @@ static void copy_column(char *out, size_t size, sqlite3_stmt *stmt, int col)
     snprintf(out, size, "%s", column_text(stmt, col));
 }
 
-static void notification_from(sqlite3_stmt *stmt, st_notification *out)
+static void notification_from(sqlite3_stmt *stmt, void *row)
 {
+    st_notification *out = row;
     memset(out, 0, sizeof *out);
     out->seq = sqlite3_column_int64(stmt, SQL_NT_SEQ);
     copy_column(out->receiver, sizeof out->receiver, stmt, SQL_NT_RECEIVER);
@@ -1248,26 +1261,7 @@ static st_status notify_read(void *reader, const st_notify_query *q, st_notifica
     if (which == SQL_NOTIFY_OF_RECEIVER)
         sqlite3_bind_text(stmt, at++, q->receiver, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, at, q->count ? (int64_t)q->count : INT64_MAX);
-    size_t cap = 0;
-    st_status s = ST_OK;
-    int rc;
-    while (s == ST_OK && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if (!fa_reserve(rows, &cap, *count + 1, sizeof **rows)) {
-            st__error(err, "out of memory");
-            s = ST_INTERNAL;
-        } else {
-            notification_from(stmt, &(*rows)[(*count)++]);
-        }
-    }
-    if (s == ST_OK && rc != SQLITE_DONE)
-        s = step_error(c, rc, err);
-    finish(stmt);
-    if (s != ST_OK) {
-        free(*rows);
-        *rows = NULL;
-        *count = 0;
-    }
-    return s;
+    return step_rows(c, stmt, rows, count, sizeof **rows, notification_from, err);
 }
 
 static st_status notify_counts(void *reader, int64_t counts[ST_NOTIFY_STATES], st_error *err)
