@@ -38,3 +38,25 @@ bool fr_parse(const char *s, size_t len, fr_parts *out)
     out->id_len = (size_t)(end - id);
     return true;
 }
+
+bool fr_is_absolute(const char *s, size_t len)
+{
+    size_t i = 0;
+    if (!len || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z')))
+        return false;
+    for (i = 1; i < len && s[i] != ':'; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '+' ||
+              ch == '-' || ch == '.'))
+            return false;
+    }
+    return i < len;
+}
+
+size_t fr_unversioned_len(const char *s, size_t len)
+{
+    fr_parts p;
+    if (!fr_parse(s, len, &p) || !p.version)
+        return len;
+    return (size_t)(p.version - s) - 10; /* strlen("/_history/") */
+}

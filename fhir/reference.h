@@ -22,4 +22,10 @@ typedef struct fr_parts {
 /* True when text[0..len) ends in Type/id (optionally /_history/version) with an upper-case type. */
 bool fr_parse(const char *text, size_t len, fr_parts *out);
 
+/* True when text[0..len) starts with a URI scheme and a colon ("http:", "urn:"): an absolute URI. */
+bool fr_is_absolute(const char *text, size_t len);
+
+/* The length of text[0..len) without a trailing "/_history/version" (len itself when there is none). */
+size_t fr_unversioned_len(const char *text, size_t len);
+
 #endif

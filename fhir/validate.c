@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "fhir/array.h"
+#include "fhir/bundle_rules.h"
 #include "fhir/digest.h"
 #include "fhir/fhirpath.h"
 #include "fhir/reference.h"
@@ -58,13 +59,14 @@ typedef struct bundle_frame {
     bool is_document;      /* also relative references must resolve (a warning when not) */
     bool is_history;       /* the same fullUrl may appear in several versions */
     bool is_message;       /* MessageHeader.focus must resolve inside the Bundle */
-    bool is_transaction;   /* transaction or batch: PUT entries name their resource in request.url */
     bool conditional_refs; /* transaction or batch: "Patient?identifier=..." names a resource (R4 http 3.1.0.11.2) */
+    uint32_t node;         /* the Bundle */
     uint32_t entry_array;
     uint32_t current_entry;
     full_url *urls; /* sorted by text once the entries are walked */
     uint32_t url_count;
     uint32_t *entry_url; /* per entry index: node of its fullUrl, or NO_NODE */
+    uint32_t *entry_obj; /* per entry index: the entry's node */
     uint32_t entry_count;
     bundle_ref *refs;
     size_t ref_count, ref_capacity;
@@ -165,20 +167,6 @@ static void check_coded_binding(ctx *c, const fs_element *el, const fs_type *t, 
 }
 
 /* ---- references ------------------------------------------------------------ */
-
-static bool is_absolute_uri(const char *s, size_t len)
-{
-    size_t i = 0;
-    if (!len || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z')))
-        return false;
-    for (i = 1; i < len && s[i] != ':'; i++) {
-        char ch = s[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '+' ||
-              ch == '-' || ch == '.'))
-            return false;
-    }
-    return i < len;
-}
 
 /* The container's contained resource with this id, or NO_NODE. */
 static uint32_t contained_with_id(ctx *c, const char *id, size_t len)
@@ -340,7 +328,7 @@ static void check_reference(ctx *c, const fs_element *el, uint32_t obj)
     } else if (c->bundle && c->bundle->conditional_refs && is_conditional_reference(c, s, len)) {
         rp_pop(&c->rep, old); /* the server resolves it to its one match; nothing to resolve inside the Bundle */
         return;
-    } else if (!is_absolute_uri(s, len)) {
+    } else if (!fr_is_absolute(s, len)) {
         problem = check_relative_reference(c, s, len);
     }
     fr_parts parts;
@@ -851,7 +839,7 @@ static const pf_profile *find_extension(const ctx *c, const char *url, bool *fro
 static void check_extension_definition(ctx *c, const fs_element *el, uint32_t v)
 {
     uint32_t url = fj_get(c->doc, v, "url");
-    if (url == NO_NODE || N(c, url)->type != FJ_STRING || !is_absolute_uri(S(c, url), N(c, url)->len) ||
+    if (url == NO_NODE || N(c, url)->type != FJ_STRING || !fr_is_absolute(S(c, url), N(c, url)->len) ||
         N(c, url)->len >= 512)
         return; /* a relative url names a part of a complex extension, which its definition checks */
     char text[512];
@@ -1298,21 +1286,31 @@ static int full_url_cmp(const void *a, const void *b)
     return (x->len > y->len) - (x->len < y->len);
 }
 
-static const full_url *find_full_url(const bundle_frame *b, const char *s, size_t len)
+/* The entries whose fullUrl is s[0..len): b->urls[*first .. *first + count). */
+static uint32_t find_full_urls(const bundle_frame *b, const char *s, size_t len, uint32_t *first)
 {
     full_url key = {s, (uint32_t)len, 0, 0};
-    return bsearch(&key, b->urls, b->url_count, sizeof key, full_url_cmp);
+    const full_url *hit = bsearch(&key, b->urls, b->url_count, sizeof key, full_url_cmp);
+    if (!hit)
+        return 0;
+    uint32_t lo = (uint32_t)(hit - b->urls), hi = lo + 1;
+    while (lo > 0 && !full_url_cmp(&b->urls[lo - 1], &key))
+        lo--;
+    while (hi < b->url_count && !full_url_cmp(&b->urls[hi], &key))
+        hi++;
+    *first = lo;
+    return hi - lo;
 }
 
 /* Collect the entries' fullUrls before the walk (references need them). */
 static void bundle_begin(ctx *c, uint32_t bundle_node, bundle_frame *b)
 {
     memset(b, 0, sizeof *b);
+    b->node = bundle_node;
     uint32_t type = fj_get(c->doc, bundle_node, "type");
     b->is_document = str_is(c, type, "document");
     b->is_history = str_is(c, type, "history");
     b->is_message = str_is(c, type, "message");
-    b->is_transaction = str_is(c, type, "transaction") || str_is(c, type, "batch");
     b->resolve_refs = b->is_document || b->is_message || str_is(c, type, "transaction");
     b->conditional_refs = str_is(c, type, "transaction") || str_is(c, type, "batch");
     b->entry_array = fj_get(c->doc, bundle_node, "entry");
@@ -1323,11 +1321,13 @@ static void bundle_begin(ctx *c, uint32_t bundle_node, bundle_frame *b)
     uint32_t count = N(c, b->entry_array)->len;
     b->urls = calloc(count ? count : 1, sizeof *b->urls);
     b->entry_url = calloc(count ? count : 1, sizeof *b->entry_url);
-    if (!b->urls || !b->entry_url)
+    b->entry_obj = calloc(count ? count : 1, sizeof *b->entry_obj);
+    if (!b->urls || !b->entry_url || !b->entry_obj)
         return;
     b->entry_count = count;
     uint32_t entry = fj_first_child(b->entry_array);
     for (uint32_t k = 0; k < count; k++, entry = fj_next(c->doc, entry)) {
+        b->entry_obj[k] = entry;
         uint32_t u = N(c, entry)->type == FJ_OBJECT ? fj_get(c->doc, entry, "fullUrl") : NO_NODE;
         b->entry_url[k] = (u != NO_NODE && N(c, u)->type == FJ_STRING) ? u : NO_NODE;
         if (b->entry_url[k] != NO_NODE)
@@ -1336,14 +1336,21 @@ static void bundle_begin(ctx *c, uint32_t bundle_node, bundle_frame *b)
     qsort(b->urls, b->url_count, sizeof *b->urls, full_url_cmp);
 }
 
-static uint32_t entry_version_id(ctx *c, uint32_t entry_index)
+/* The resource object of entry k, or NO_NODE. */
+static uint32_t entry_resource(ctx *c, const bundle_frame *b, uint32_t k)
 {
-    uint32_t entry = fj_first_child(c->bundle->entry_array);
-    for (uint32_t k = 0; k < entry_index; k++)
-        entry = fj_next(c->doc, entry);
-    uint32_t res = fj_get(c->doc, entry, "resource");
-    uint32_t meta = (res != NO_NODE && N(c, res)->type == FJ_OBJECT) ? fj_get(c->doc, res, "meta") : NO_NODE;
-    return (meta != NO_NODE && N(c, meta)->type == FJ_OBJECT) ? fj_get(c->doc, meta, "versionId") : NO_NODE;
+    uint32_t entry = b->entry_obj[k];
+    uint32_t res = N(c, entry)->type == FJ_OBJECT ? fj_get(c->doc, entry, "resource") : NO_NODE;
+    return res != NO_NODE && N(c, res)->type == FJ_OBJECT ? res : NO_NODE;
+}
+
+/* meta.versionId of entry k's resource (a string node), or NO_NODE. */
+static uint32_t entry_version_id(ctx *c, const bundle_frame *b, uint32_t k)
+{
+    uint32_t res = entry_resource(c, b, k);
+    uint32_t meta = res != NO_NODE ? fj_get(c->doc, res, "meta") : NO_NODE;
+    uint32_t v = (meta != NO_NODE && N(c, meta)->type == FJ_OBJECT) ? fj_get(c->doc, meta, "versionId") : NO_NODE;
+    return v != NO_NODE && N(c, v)->type == FJ_STRING ? v : NO_NODE;
 }
 
 static bool same_string(ctx *c, uint32_t a, uint32_t b)
@@ -1353,167 +1360,151 @@ static bool same_string(ctx *c, uint32_t a, uint32_t b)
     return N(c, a)->len == N(c, b)->len && !memcmp(S(c, a), S(c, b), N(c, a)->len);
 }
 
-/* Entry fullUrls: urn:uuid form, uniqueness (bdl-7: unless versions differ). */
-static void check_full_urls(ctx *c, bundle_frame *b, size_t base_len)
+/* bdl-7: the earlier entry with u's fullUrl and the same meta.versionId (none counts as one), or UINT32_MAX. */
+static uint32_t same_version_before(ctx *c, const bundle_frame *b, uint32_t i)
+{
+    uint32_t v = entry_version_id(c, b, b->urls[i].entry);
+    for (uint32_t j = i; j > 0 && !full_url_cmp(&b->urls[j - 1], &b->urls[i]); j--)
+        if (same_string(c, entry_version_id(c, b, b->urls[j - 1].entry), v))
+            return b->urls[j - 1].entry;
+    return UINT32_MAX;
+}
+
+/* Entry fullUrls: urn:uuid form, uniqueness (bdl-7: unless versions differ, or in a history). */
+static void check_full_urls(ctx *c, bundle_frame *b)
 {
     for (uint32_t i = 0; i < b->url_count; i++) {
         const full_url *u = &b->urls[i];
         const char *problem = NULL;
         if (has_prefix(u->text, u->len, "urn:uuid:"))
             problem = fprim_check(FPRIM_UUID, u->text, u->len);
-        else if (!is_absolute_uri(u->text, u->len))
+        else if (!fr_is_absolute(u->text, u->len))
             problem = "a fullUrl is an absolute URL or a urn:uuid:/urn:oid: URI";
-        bool duplicate = i > 0 && !full_url_cmp(&b->urls[i - 1], u) && !b->is_history &&
-                         same_string(c, entry_version_id(c, b->urls[i - 1].entry), entry_version_id(c, u->entry));
-        if (!problem && !duplicate)
+        uint32_t earlier = b->is_history ? UINT32_MAX : same_version_before(c, b, i);
+        if (!problem && earlier == UINT32_MAX)
             continue;
         size_t old = rp_push(&c->rep, ".entry[%u].fullUrl", u->entry);
         if (problem)
             rp_report(&c->rep, u->node, OO_ERROR, OO_VALUE, "invalid fullUrl '%.*s': %s", (int)u->len, u->text,
                       problem);
-        if (duplicate)
+        if (earlier != UINT32_MAX)
             rp_report(&c->rep, u->node, OO_ERROR, OO_INVARIANT,
                       "bdl-7: FullUrl must be unique in a bundle, or else entries with the same fullUrl must have "
                       "different meta.versionId (fullUrl '%.*s' also names entry %u)",
-                      (int)u->len, u->text, b->urls[i - 1].entry);
+                      (int)u->len, u->text, earlier);
         rp_pop(&c->rep, old);
     }
 }
 
-/* The entry that reference r, made in entry `entry`, names (its index), or UINT32_MAX. */
-static uint32_t reference_resolves(ctx *c, const bundle_frame *b, const char *r, size_t len, uint32_t entry)
+/* Where a reference made inside the Bundle leads. */
+typedef struct resolution {
+    uint32_t entry;       /* the entry it names, or UINT32_MAX */
+    uint32_t matches;     /* entries with the fullUrl it names: more than one are versions of one resource */
+    bool version_missing; /* a version-specific reference whose fullUrl is there, but not that meta.versionId */
+} resolution;
+
+/*
+ * The entry carrying fullUrl u[0..len), at `version` when given
+ * (bundle.html#references: a version-specific reference drops its
+ * "/_history/v" to match the fullUrl, then matches Resource.meta.versionId).
+ * Without a version the fullUrl must name one entry only.
+ */
+static resolution resolve_full_url(ctx *c, const bundle_frame *b, const char *u, size_t len, const char *version,
+                                   size_t version_len)
 {
-    const full_url *hit = find_full_url(b, r, len);
-    if (hit)
-        return hit->entry;
-    if (is_absolute_uri(r, len))
-        return UINT32_MAX;
+    resolution r = {UINT32_MAX, 0, false};
+    uint32_t first = 0;
+    r.matches = find_full_urls(b, u, len, &first);
+    for (uint32_t i = first; version && i < first + r.matches; i++) {
+        uint32_t v = entry_version_id(c, b, b->urls[i].entry);
+        if (v != NO_NODE && N(c, v)->len == version_len && !memcmp(S(c, v), version, version_len))
+            r.entry = b->urls[i].entry;
+    }
+    r.version_missing = version && r.matches && r.entry == UINT32_MAX;
+    if (!version && r.matches == 1)
+        r.entry = b->urls[first].entry;
+    return r;
+}
+
+/* Where reference r, made in entry `entry`, leads: absolute by fullUrl, "Type/id" against that entry's base. */
+static resolution reference_resolves(ctx *c, const bundle_frame *b, const char *r, size_t len, uint32_t entry)
+{
+    size_t plain = fr_unversioned_len(r, len);
+    const char *version = plain < len ? r + plain + 10 : NULL;
+    size_t version_len = plain < len ? len - plain - 10 : 0;
+    resolution none = {UINT32_MAX, 0, false};
+    if (fr_is_absolute(r, len)) {
+        resolution hit = resolve_full_url(c, b, r, len, NULL, 0); /* a fullUrl may itself hold /_history/ (bdl-8) */
+        return hit.matches || !version ? hit : resolve_full_url(c, b, r, plain, version, version_len);
+    }
     /* Relative "Type/id": resolve against the base of the referring entry's fullUrl (what precedes its Type/id). */
     uint32_t u = entry < b->entry_count ? b->entry_url[entry] : NO_NODE;
     fr_parts full;
-    if (u != NO_NODE && fr_parse(S(c, u), N(c, u)->len, &full)) {
-        const char *base = S(c, u);
-        size_t base_len = (size_t)(full.type - base);
-        if (base_len > 0 && is_absolute_uri(base, base_len)) {
-            char buf[2048];
-            int n = snprintf(buf, sizeof buf, "%.*s%.*s", (int)base_len, base, (int)len, r);
-            if (n > 0 && (size_t)n < sizeof buf && (hit = find_full_url(b, buf, (size_t)n)))
-                return hit->entry;
-        }
+    if (u == NO_NODE || !fr_parse(S(c, u), N(c, u)->len, &full))
+        return none;
+    const char *base = S(c, u);
+    size_t base_len = (size_t)(full.type - base);
+    char buf[2048];
+    int n = snprintf(buf, sizeof buf, "%.*s%.*s", (int)base_len, base, (int)plain, r);
+    if (base_len == 0 || !fr_is_absolute(base, base_len) || n <= 0 || (size_t)n >= sizeof buf)
+        return none;
+    return resolve_full_url(c, b, buf, (size_t)n, version, version_len);
+}
+
+/* An unresolved reference: an error when what it names must travel with the Bundle, else a warning. */
+static void report_unresolved(ctx *c, const bundle_frame *b, const bundle_ref *ref, const resolution *res)
+{
+    const char *r = S(c, ref->node);
+    int len = (int)(N(c, ref->node)->len > 200 ? 200 : N(c, ref->node)->len);
+    const char *kind = b->is_document ? "document" : b->is_message ? "message" : "transaction";
+    if (res->matches > 1 && !res->version_missing) {
+        /* versions of one resource: only a version-specific reference says which (BUNDLE_BUNDLE_ENTRY_FOUND_MULTIPLE) */
+        rp_report_at(&c->rep, ref->path, ref->node, OO_ERROR, OO_INVALID,
+                     "found %u entries with the fullUrl of '%.*s' in this %s Bundle (versions of one resource): "
+                     "refer to one with '/_history/' and its meta.versionId",
+                     res->matches, len, r, kind);
+        return;
     }
-    return UINT32_MAX;
+    bool must = has_prefix(r, (size_t)len, "urn:uuid:") || has_prefix(r, (size_t)len, "urn:oid:");
+    /* what a document's Composition and a message's focus point to travels with them */
+    must = must || ((b->is_document || b->is_message) && ref->entry == 0 &&
+                    (b->is_document || strstr(ref->path, ".resource.focus[")));
+    if (!must && !b->is_document && !b->is_message)
+        return;
+    if (res->version_missing)
+        rp_report_at(&c->rep, ref->path, ref->node, must ? OO_ERROR : OO_WARNING, OO_NOT_FOUND,
+                     "reference '%.*s': no entry with that fullUrl in this %s Bundle has that meta.versionId", len, r,
+                     kind);
+    else
+        rp_report_at(&c->rep, ref->path, ref->node, must ? OO_ERROR : OO_WARNING, OO_NOT_FOUND,
+                     "reference '%.*s' does not resolve to any entry's fullUrl in this %s Bundle", len, r, kind);
 }
 
-/* The k-th entry object of the Bundle being finished. */
-static uint32_t entry_node(ctx *c, const bundle_frame *b, uint32_t k)
+static void bundle_end(ctx *c, bundle_frame *b)
 {
-    uint32_t entry = fj_first_child(b->entry_array);
-    for (uint32_t i = 0; i < k; i++)
-        entry = fj_next(c->doc, entry);
-    return entry;
-}
-
-static bool str_equal(ctx *c, uint32_t node, const char *s, size_t len)
-{
-    return node != NO_NODE && N(c, node)->type == FJ_STRING && N(c, node)->len == len && !memcmp(S(c, node), s, len);
-}
-
-/*
- * What bdl-1..12 do not say about entries: a RESTful fullUrl ("http://x/Patient/1")
- * names the resource's type and id; document and message entries have a fullUrl
- * (documents.html, messaging.html: they are resolved by it); a transaction or
- * batch PUT names the resource it carries (http.html#update: same type, same id).
- */
-static void check_entries(ctx *c, bundle_frame *b)
-{
-    uint32_t entry = b->entry_count ? fj_first_child(b->entry_array) : NO_NODE;
-    for (uint32_t k = 0; k < b->entry_count; k++, entry = fj_next(c->doc, entry)) {
-        if (N(c, entry)->type != FJ_OBJECT)
-            continue;
-        uint32_t res = fj_get(c->doc, entry, "resource"), u = b->entry_url[k];
-        size_t tlen;
-        const char *type = resource_type_of(c, res, &tlen);
-        if (!type)
-            continue;
-        uint32_t id = fj_get(c->doc, res, "id");
-        size_t old = rp_push(&c->rep, ".entry[%u]", k);
-        fr_parts p;
-        if (u != NO_NODE && is_absolute_uri(S(c, u), N(c, u)->len) && !has_prefix(S(c, u), N(c, u)->len, "urn:") &&
-            fr_parse(S(c, u), N(c, u)->len, &p) && fs_type_by_name(c->s, p.type, p.type_len)) {
-            size_t at = rp_push(&c->rep, ".fullUrl");
-            if (p.type_len != tlen || memcmp(p.type, type, tlen))
-                rp_report(&c->rep, u, OO_ERROR, OO_VALUE, "the fullUrl names a %.*s but the entry holds a %.*s",
-                          (int)p.type_len, p.type, (int)tlen, type);
-            else if (id != NO_NODE && N(c, id)->type == FJ_STRING && !str_equal(c, id, p.id, p.id_len))
-                /* a warning: three official Bundles (Bundle-lri-example ...) disagree so, and the reference lets them */
-                rp_report(&c->rep, u, OO_WARNING, OO_VALUE,
-                          "the fullUrl names the id '%.*s' but the resource's id is '%.*s'", (int)p.id_len, p.id,
-                          (int)N(c, id)->len, S(c, id));
-            rp_pop(&c->rep, at);
-        }
-        if (u == NO_NODE && (b->is_document || b->is_message))
-            rp_report(&c->rep, entry, OO_ERROR, OO_REQUIRED, "every entry of a %s Bundle has a fullUrl",
-                      b->is_document ? "document" : "message");
-        uint32_t req = b->is_transaction ? fj_get(c->doc, entry, "request") : NO_NODE;
-        uint32_t method = req != NO_NODE && N(c, req)->type == FJ_OBJECT ? fj_get(c->doc, req, "method") : NO_NODE;
-        uint32_t url = str_is(c, method, "PUT") ? fj_get(c->doc, req, "url") : NO_NODE;
-        if (url != NO_NODE && N(c, url)->type == FJ_STRING && !memchr(S(c, url), '?', N(c, url)->len) &&
-            fr_parse(S(c, url), N(c, url)->len, &p) && !p.version) {
-            size_t at = rp_push(&c->rep, ".request.url");
-            if (p.type_len != tlen || memcmp(p.type, type, tlen))
-                rp_report(&c->rep, url, OO_ERROR, OO_VALUE, "PUT %.*s carries a %.*s", (int)N(c, url)->len, S(c, url),
-                          (int)tlen, type);
-            else if (!str_equal(c, id, p.id, p.id_len))
-                rp_report(&c->rep, url, OO_ERROR, OO_VALUE,
-                          "PUT %.*s: the resource's id must be '%.*s' (http.html#update), found %s%.*s%s",
-                          (int)N(c, url)->len, S(c, url), (int)p.id_len, p.id, id == NO_NODE ? "none" : "'",
-                          id == NO_NODE ? 0 : (int)N(c, id)->len, id == NO_NODE ? "" : S(c, id),
-                          id == NO_NODE ? "" : "'");
-            rp_pop(&c->rep, at);
-        }
-        rp_pop(&c->rep, old);
-    }
-}
-
-static void bundle_end(ctx *c, bundle_frame *b, size_t base_len)
-{
-    check_full_urls(c, b, base_len);
-    if (b->entry_count)
-        check_entries(c, b);
+    check_full_urls(c, b);
+    br_check(c->s, c->doc, b->node, &c->rep);
     for (size_t i = 0; i < b->ref_count; i++) {
         bundle_ref *ref = &b->refs[i];
         const char *r = S(c, ref->node);
         size_t len = N(c, ref->node)->len;
-        uint32_t target = reference_resolves(c, b, r, len, ref->entry);
+        resolution res = reference_resolves(c, b, r, len, ref->entry);
         size_t tlen;
-        const char *ttype = target < b->entry_count
-                                ? resource_type_of(c, fj_get(c->doc, entry_node(c, b, target), "resource"), &tlen)
-                                : NULL;
+        const char *ttype = res.entry < b->entry_count ? resource_type_of(c, entry_resource(c, b, res.entry), &tlen)
+                                                       : NULL;
         fr_parts p;
-        if (ttype) {
+        if (ttype)
             check_target_type(c, ref->path, OO_ERROR, ref->el, ref->obj, ref->node, ttype, tlen);
-        } else if (target == UINT32_MAX && fr_parse(r, len, &p) && fs_type_by_name(c->s, p.type, p.type_len)) {
+        else if (res.entry == UINT32_MAX && fr_parse(r, len, &p) && fs_type_by_name(c->s, p.type, p.type_len))
             check_target_type(c, ref->path, OO_WARNING, ref->el, ref->obj, ref->node, p.type, p.type_len);
-        }
-        if (target == UINT32_MAX) {
-            bool must = has_prefix(r, len, "urn:uuid:") || has_prefix(r, len, "urn:oid:");
-            /* what a document's Composition and a message's focus point to travels with them */
-            must = must || ((b->is_document || b->is_message) && ref->entry == 0 &&
-                            (b->is_document || strstr(ref->path, ".resource.focus[")));
-            if (must || b->is_document || b->is_message) {
-                rp_report_at(&c->rep, ref->path, ref->node, must ? OO_ERROR : OO_WARNING, OO_NOT_FOUND,
-                             "reference '%.*s' does not resolve to any entry's fullUrl in this %s Bundle",
-                             (int)(len > 200 ? 200 : len), r,
-                             b->is_document  ? "document"
-                             : b->is_message ? "message"
-                                             : "transaction");
-            }
-        }
+        if (res.entry == UINT32_MAX)
+            report_unresolved(c, b, ref, &res);
         free(ref->path);
     }
     free(b->refs);
     free(b->urls);
     free(b->entry_url);
+    free(b->entry_obj);
     c->bundle = b->outer;
 }
 
@@ -1584,7 +1575,7 @@ static void validate_resource(ctx *c, uint32_t node, bool contained)
     if (c->profiles)
         pf_validate_declared(c->profiles, c->doc, node, rp_path(&c->rep), c->rep.out);
     if (is_bundle)
-        bundle_end(c, &frame, old);
+        bundle_end(c, &frame);
     c->container = outer_container;
     c->resource = outer_resource;
     rp_pop(&c->rep, old);
