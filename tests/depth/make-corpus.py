@@ -273,8 +273,128 @@ def bundles():
        'PUT Practitioner/123 carrying a Patient', [issue(E, 'value', 'Bundle.entry[2].request.url', 'carries a Patient')],
        base='Bundle-bundle-transaction.json', src=tx)
     d_('put-without-id', lambda d: d['entry'][4]['resource'].pop('id'),
-       'PUT Patient/123a carrying a Patient without id', [issue(E, 'value', 'Bundle.entry[4].request.url', 'found none')],
+       'PUT Patient/123a carrying a Patient without id (its RESTful fullUrl then names no id either)',
+       [issue(E, 'value', 'Bundle.entry[4].request.url', 'found none'),
+        issue(E, 'value', 'Bundle.entry[4].fullUrl', 'resource has no id')],
        base='Bundle-bundle-transaction.json', src=tx)
+    bundle_types(d_, tx)
+    bundle_versions(d_, doc)
+
+def bundle_types(d_, tx):
+    '''What Bundle.type asks of entries and links (BundleValidator's rules and severities).'''
+    E, W = 'error', 'warning'
+    ss = load('Bundle-bundle-example.json')
+    SS = 'Bundle-bundle-example.json'
+    d_('restful-fullurl-without-id', lambda d: d['entry'][1]['resource'].pop('id'),
+       'a document entry with a RESTful fullUrl (.../Practitioner/example) whose resource has no id',
+       [issue(E, 'value', 'Bundle.entry[1].fullUrl', 'resource has no id')])
+    d_('searchset-match-without-id', lambda d: d['entry'][0]['resource'].pop('id'),
+       'a search match without id (its RESTful fullUrl then names no id either)',
+       [issue(E, 'invalid', 'Bundle.entry[0].resource', 'must have ids'), issue(E, 'value', 'Bundle.entry[0].fullUrl', 'no id')],
+       base=SS, src=ss)
+    def include_urn(d):
+        d['entry'][1]['fullUrl'] = 'urn:uuid:00000000-0000-4000-8000-0000000000b1'
+        d['entry'][1]['resource'].pop('id')
+    d_('searchset-include-without-id', include_urn, 'an included resource without id (named by a urn:uuid)',
+       [issue(E, 'invalid', 'Bundle.entry[1].resource', 'must have ids')], base=SS, src=ss)
+    d_('searchset-match-wrong-type', lambda d: d['link'][0].__setitem__('url', 'https://example.com/base/Observation?patient=347'),
+       'the self link searched Observations, the match is a MedicationRequest',
+       [issue(E, 'invalid', 'Bundle.entry[0].resource', 'not a match')], base=SS, src=ss)
+    d_('searchset-outcome-not-operationoutcome', lambda d: d['entry'][1]['search'].__setitem__('mode', 'outcome'),
+       'an entry of search.mode outcome holding a Medication',
+       [issue(E, 'invalid', 'Bundle.entry[1].resource', 'OperationOutcome')], base=SS, src=ss)
+    d_('searchset-without-self-link', lambda d: d['link'].pop(0), 'a searchset without a self link (a warning)',
+       [issue(W, 'invalid', 'Bundle', 'self link')], base=SS, src=ss)
+    d_('searchset-entry-without-mode', lambda d: d['entry'][1].pop('search'),
+       'one searchset entry without search.mode while the other has one (a warning)',
+       [issue(W, 'invalid', 'Bundle.entry[1]', 'search modes')], base=SS, src=ss)
+    d_('searchset-entry-without-resource', lambda d: d['entry'][1].pop('resource'), 'a searchset entry without resource',
+       [issue(E, 'invalid', 'Bundle.entry[1]', 'must have resources'), issue(E, 'invariant', 'Bundle.entry[1]', 'bdl-5')], base=SS, src=ss)
+    d_('searchset-two-next-links', lambda d: d['link'].append(dict(d['link'][1])), 'two next links in a searchset',
+       [issue(E, 'invalid', 'Bundle.link[2]', "'next' can only occur once")], base=SS, src=ss)
+    d_('document-paging-link', lambda d: d.__setitem__('link', [{'relation': 'next', 'url': 'http://example.org/fhir/Bundle/father?page=2'}]),
+       'a document with a next link (paging is for searchsets and histories)',
+       [issue(E, 'invalid', 'Bundle.link[0].relation', "'next'")])
+    d_('transaction-two-self-links', lambda d: d.__setitem__('link', [{'relation': 'self', 'url': 'http://example.org/fhir/a'},
+                                                                        {'relation': 'self', 'url': 'http://example.org/fhir/b'}]),
+       'a transaction with two self links', [issue(E, 'invalid', 'Bundle.link[1].relation', "'self' can only occur once")],
+       base='Bundle-bundle-transaction.json', src=tx)
+    d_('document-stylesheet-not-in-bundle', lambda d: d.__setitem__('link', [{'relation': 'stylesheet', 'url': 'Binary/style'}]),
+       'a document stylesheet link to Binary/style, which the document does not carry',
+       [issue(E, 'not-found', 'Bundle.link[0].url', 'stylesheet')])
+    d_('document-stylesheet-external-http', lambda d: d.__setitem__('link', [{'relation': 'stylesheet', 'url': 'http://example.org/style.css'}]),
+       'a document stylesheet on another server over http: (warnings)',
+       [issue(W, 'business-rule', 'Bundle.link[0].url', 'external stylesheets'), issue(W, 'business-rule', 'Bundle.link[0].url', 'not secure')])
+    refs = load('Bundle-bundle-references.json')
+    d_('collection-duplicate-fullurl', lambda d: d['entry'].append(copy.deepcopy(d['entry'][0])),
+       'bdl-7: two entries of a collection with the same fullUrl and no meta.versionId',
+       [issue(E, 'invariant', 'Bundle.entry[%d].fullUrl' % len(refs['entry']), 'bdl-7')],
+       base='Bundle-bundle-references.json', src=refs)
+
+PATIENT = 'http://fhir.healthintersections.com.au/open/Patient/d1'
+
+def two_patient_versions(d, keep=None):
+    '''Bundle-father carrying the Patient twice (meta.versionId 1 and 2, allowed by bdl-7), every
+    reference to it made version-specific (to version 2), except the one at `keep` (a path of keys).'''
+    first = d['entry'][2]
+    first['resource']['meta'] = {'versionId': '1'}
+    second = copy.deepcopy(first)
+    second['resource']['meta'] = {'versionId': '2'}
+    d['entry'].append(second)
+    kept = d
+    for key in keep or []:
+        kept = kept[key]
+    def walk(o):
+        if isinstance(o, dict):
+            if o is not kept and o.get('reference') in (PATIENT, 'Patient/d1'):
+                o['reference'] += '/_history/2'
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, list):
+            for v in o:
+                walk(v)
+    walk(d)
+
+def bundle_versions(d_, doc):
+    '''Version-specific references in documents (bundle.html#references, BUNDLE_BUNDLE_ENTRY_FOUND_MULTIPLE).'''
+    E = 'error'
+    d_('document-ambiguous-reference', lambda d: two_patient_versions(d, ['entry', 0, 'resource', 'subject']),
+       'the document carries the Patient in versions 1 and 2; the Composition\'s subject does not say which',
+       [issue(E, 'invalid', 'Bundle.entry[0].resource.subject.reference', 'found 2 entries')])
+    def unknown_version(d):
+        d['entry'][2]['resource']['meta'] = {'versionId': '1'}
+        d['entry'][0]['resource']['subject']['reference'] = PATIENT + '/_history/2'
+    d_('document-reference-unknown-version', unknown_version,
+       'the Composition\'s subject names version 2 of the Patient; the document carries version 1',
+       [issue(E, 'not-found', 'Bundle.entry[0].resource.subject.reference', "meta.versionId")])
+
+def valid():
+    '''Bundles that must draw no error: official ones of each type, and reshaped ones.'''
+    k = 'valid'
+    for name in ('Bundle-bundle-example.json', 'Bundle-bundle-transaction.json', 'Bundle-bundle-response.json',
+                 'Bundle-father.json', 'Bundle-3a0707d3-549e-4467-b8b8-5a2ab3800efe.json'):
+        doc = load(name)
+        emit(k, doc['type'], name, doc, 'none: the official %s Bundle' % doc['type'], [])
+    d = load('Bundle-father.json')
+    two_patient_versions(d)
+    emit(k, 'document-versioned-references', 'Bundle-father.json', d,
+         'none: the Patient in versions 1 and 2, every reference to it version-specific', [])
+    p = patient()
+    url = 'http://example.org/fhir/Patient/' + p['id']
+    v1, v2 = copy.deepcopy(p), copy.deepcopy(p)
+    v1['meta'] = {'versionId': '1', 'lastUpdated': '2020-01-01T10:00:00Z'}
+    v2['meta'] = {'versionId': '2', 'lastUpdated': '2020-02-01T10:00:00Z'}
+    v2['active'] = False
+    history = {'resourceType': 'Bundle', 'id': 'patient-history', 'type': 'history', 'total': 3,
+               'link': [{'relation': 'self', 'url': url + '/_history'}],
+               'entry': [{'request': {'method': 'DELETE', 'url': 'Patient/' + p['id']},
+                          'response': {'status': '204 No Content', 'lastModified': '2020-03-01T10:00:00Z'}},
+                         {'fullUrl': url, 'resource': v2, 'request': {'method': 'PUT', 'url': 'Patient/' + p['id']},
+                          'response': {'status': '200 OK', 'etag': 'W/"2"', 'lastModified': '2020-02-01T10:00:00Z'}},
+                         {'fullUrl': url, 'resource': v1, 'request': {'method': 'POST', 'url': 'Patient'},
+                          'response': {'status': '201 Created', 'etag': 'W/"1"', 'lastModified': '2020-01-01T10:00:00Z'}}]}
+    emit(k, 'history', 'Patient-example.json', history,
+         'none: a history of Patient-example (create, update, delete), the same fullUrl in two versions', [])
 
 def references():
     k = 'references'
@@ -325,7 +445,8 @@ def references():
           'Attachment.hash as hex rather than base64 (a warning: it cannot be compared)',
           [issue(W, 'value', 'Patient.photo[0].hash', 'not a base64 SHA-1')])
 
-KINDS = {'narrative': narrative, 'strings': strings, 'extensions': extensions, 'bundles': bundles, 'references': references}
+KINDS = {'narrative': narrative, 'strings': strings, 'extensions': extensions, 'bundles': bundles, 'references': references,
+         'valid': valid}
 for name in sys.argv[2:] or KINDS:
     KINDS[name]()
 with open(os.path.join(OUT, 'manifest.json'), 'w') as f:
