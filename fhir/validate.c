@@ -52,6 +52,8 @@ typedef struct full_url {
     uint32_t len;
     uint32_t entry;
     uint32_t node;
+    const char *version; /* the resource's meta.versionId, NULL when it has none */
+    uint32_t version_len;
 } full_url;
 
 typedef struct bundle_frame {
@@ -1286,20 +1288,63 @@ static int full_url_cmp(const void *a, const void *b)
     return (x->len > y->len) - (x->len < y->len);
 }
 
+/* fullUrl, then meta.versionId (none first): the versions of one fullUrl sit together, in order. */
+static int versioned_cmp(const full_url *x, const full_url *y)
+{
+    int c = full_url_cmp(x, y);
+    if (c || !x->version || !y->version)
+        return c ? c : (y->version == NULL) - (x->version == NULL);
+    size_t n = x->version_len < y->version_len ? x->version_len : y->version_len;
+    c = memcmp(x->version, y->version, n);
+    return c ? c : (x->version_len > y->version_len) - (x->version_len < y->version_len);
+}
+
+/* The order of b->urls: versioned_cmp, then entry index, so that of equal ones the earliest entry comes first. */
+static int url_order(const void *a, const void *b)
+{
+    const full_url *x = a, *y = b;
+    int c = versioned_cmp(x, y);
+    return c ? c : (x->entry > y->entry) - (x->entry < y->entry);
+}
+
+/* The first of b->urls not before key (after it when `after`), comparing the fullUrl only or also the version. */
+static uint32_t url_bound(const bundle_frame *b, const full_url *key, bool with_version, bool after)
+{
+    uint32_t lo = 0, hi = b->url_count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        int c = with_version ? versioned_cmp(&b->urls[mid], key) : full_url_cmp(&b->urls[mid], key);
+        if (c < 0 || (after && c == 0))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 /* The entries whose fullUrl is s[0..len): b->urls[*first .. *first + count). */
 static uint32_t find_full_urls(const bundle_frame *b, const char *s, size_t len, uint32_t *first)
 {
-    full_url key = {s, (uint32_t)len, 0, 0};
-    const full_url *hit = bsearch(&key, b->urls, b->url_count, sizeof key, full_url_cmp);
-    if (!hit)
-        return 0;
-    uint32_t lo = (uint32_t)(hit - b->urls), hi = lo + 1;
-    while (lo > 0 && !full_url_cmp(&b->urls[lo - 1], &key))
-        lo--;
-    while (hi < b->url_count && !full_url_cmp(&b->urls[hi], &key))
-        hi++;
-    *first = lo;
-    return hi - lo;
+    full_url key = {s, (uint32_t)len, 0, 0, NULL, 0};
+    *first = url_bound(b, &key, false, false);
+    return url_bound(b, &key, false, true) - *first;
+}
+
+/* The resource object of entry k, or NO_NODE. */
+static uint32_t entry_resource(ctx *c, const bundle_frame *b, uint32_t k)
+{
+    uint32_t entry = b->entry_obj[k];
+    uint32_t res = N(c, entry)->type == FJ_OBJECT ? fj_get(c->doc, entry, "resource") : NO_NODE;
+    return res != NO_NODE && N(c, res)->type == FJ_OBJECT ? res : NO_NODE;
+}
+
+/* meta.versionId of entry k's resource (a string node), or NO_NODE. */
+static uint32_t entry_version_id(ctx *c, const bundle_frame *b, uint32_t k)
+{
+    uint32_t res = entry_resource(c, b, k);
+    uint32_t meta = res != NO_NODE ? fj_get(c->doc, res, "meta") : NO_NODE;
+    uint32_t v = (meta != NO_NODE && N(c, meta)->type == FJ_OBJECT) ? fj_get(c->doc, meta, "versionId") : NO_NODE;
+    return v != NO_NODE && N(c, v)->type == FJ_STRING ? v : NO_NODE;
 }
 
 /* Collect the entries' fullUrls before the walk (references need them). */
@@ -1330,44 +1375,19 @@ static void bundle_begin(ctx *c, uint32_t bundle_node, bundle_frame *b)
         b->entry_obj[k] = entry;
         uint32_t u = N(c, entry)->type == FJ_OBJECT ? fj_get(c->doc, entry, "fullUrl") : NO_NODE;
         b->entry_url[k] = (u != NO_NODE && N(c, u)->type == FJ_STRING) ? u : NO_NODE;
-        if (b->entry_url[k] != NO_NODE)
-            b->urls[b->url_count++] = (full_url){S(c, u), N(c, u)->len, k, u};
+        if (b->entry_url[k] == NO_NODE)
+            continue;
+        uint32_t v = entry_version_id(c, b, k);
+        b->urls[b->url_count++] =
+            (full_url){S(c, u), N(c, u)->len, k, u, v != NO_NODE ? S(c, v) : NULL, v != NO_NODE ? N(c, v)->len : 0};
     }
-    qsort(b->urls, b->url_count, sizeof *b->urls, full_url_cmp);
+    qsort(b->urls, b->url_count, sizeof *b->urls, url_order);
 }
 
-/* The resource object of entry k, or NO_NODE. */
-static uint32_t entry_resource(ctx *c, const bundle_frame *b, uint32_t k)
+/* bdl-7: an earlier entry with the same fullUrl and meta.versionId (none counts as one) as urls[i], or UINT32_MAX. */
+static uint32_t same_version_before(const bundle_frame *b, uint32_t i)
 {
-    uint32_t entry = b->entry_obj[k];
-    uint32_t res = N(c, entry)->type == FJ_OBJECT ? fj_get(c->doc, entry, "resource") : NO_NODE;
-    return res != NO_NODE && N(c, res)->type == FJ_OBJECT ? res : NO_NODE;
-}
-
-/* meta.versionId of entry k's resource (a string node), or NO_NODE. */
-static uint32_t entry_version_id(ctx *c, const bundle_frame *b, uint32_t k)
-{
-    uint32_t res = entry_resource(c, b, k);
-    uint32_t meta = res != NO_NODE ? fj_get(c->doc, res, "meta") : NO_NODE;
-    uint32_t v = (meta != NO_NODE && N(c, meta)->type == FJ_OBJECT) ? fj_get(c->doc, meta, "versionId") : NO_NODE;
-    return v != NO_NODE && N(c, v)->type == FJ_STRING ? v : NO_NODE;
-}
-
-static bool same_string(ctx *c, uint32_t a, uint32_t b)
-{
-    if (a == NO_NODE || b == NO_NODE)
-        return a == b;
-    return N(c, a)->len == N(c, b)->len && !memcmp(S(c, a), S(c, b), N(c, a)->len);
-}
-
-/* bdl-7: the earlier entry with u's fullUrl and the same meta.versionId (none counts as one), or UINT32_MAX. */
-static uint32_t same_version_before(ctx *c, const bundle_frame *b, uint32_t i)
-{
-    uint32_t v = entry_version_id(c, b, b->urls[i].entry);
-    for (uint32_t j = i; j > 0 && !full_url_cmp(&b->urls[j - 1], &b->urls[i]); j--)
-        if (same_string(c, entry_version_id(c, b, b->urls[j - 1].entry), v))
-            return b->urls[j - 1].entry;
-    return UINT32_MAX;
+    return i > 0 && !versioned_cmp(&b->urls[i - 1], &b->urls[i]) ? b->urls[i - 1].entry : UINT32_MAX;
 }
 
 /* Entry fullUrls: urn:uuid form, uniqueness (bdl-7: unless versions differ, or in a history). */
@@ -1380,7 +1400,7 @@ static void check_full_urls(ctx *c, bundle_frame *b)
             problem = fprim_check(FPRIM_UUID, u->text, u->len);
         else if (!fr_is_absolute(u->text, u->len))
             problem = "a fullUrl is an absolute URL or a urn:uuid:/urn:oid: URI";
-        uint32_t earlier = b->is_history ? UINT32_MAX : same_version_before(c, b, i);
+        uint32_t earlier = b->is_history ? UINT32_MAX : same_version_before(b, i);
         if (!problem && earlier == UINT32_MAX)
             continue;
         size_t old = rp_push(&c->rep, ".entry[%u].fullUrl", u->entry);
@@ -1409,20 +1429,21 @@ typedef struct resolution {
  * "/_history/v" to match the fullUrl, then matches Resource.meta.versionId).
  * Without a version the fullUrl must name one entry only.
  */
-static resolution resolve_full_url(ctx *c, const bundle_frame *b, const char *u, size_t len, const char *version,
+static resolution resolve_full_url(const bundle_frame *b, const char *u, size_t len, const char *version,
                                    size_t version_len)
 {
     resolution r = {UINT32_MAX, 0, false};
     uint32_t first = 0;
     r.matches = find_full_urls(b, u, len, &first);
-    for (uint32_t i = first; version && i < first + r.matches; i++) {
-        uint32_t v = entry_version_id(c, b, b->urls[i].entry);
-        if (v != NO_NODE && N(c, v)->len == version_len && !memcmp(S(c, v), version, version_len))
-            r.entry = b->urls[i].entry;
-    }
-    r.version_missing = version && r.matches && r.entry == UINT32_MAX;
-    if (!version && r.matches == 1)
+    if (version && r.matches) {
+        full_url key = {u, (uint32_t)len, 0, 0, version, (uint32_t)version_len};
+        uint32_t at = url_bound(b, &key, true, false);
+        if (at < b->url_count && !versioned_cmp(&b->urls[at], &key))
+            r.entry = b->urls[at].entry;
+        r.version_missing = r.entry == UINT32_MAX;
+    } else if (!version && r.matches == 1) {
         r.entry = b->urls[first].entry;
+    }
     return r;
 }
 
@@ -1434,8 +1455,8 @@ static resolution reference_resolves(ctx *c, const bundle_frame *b, const char *
     size_t version_len = plain < len ? len - plain - 10 : 0;
     resolution none = {UINT32_MAX, 0, false};
     if (fr_is_absolute(r, len)) {
-        resolution hit = resolve_full_url(c, b, r, len, NULL, 0); /* a fullUrl may itself hold /_history/ (bdl-8) */
-        return hit.matches || !version ? hit : resolve_full_url(c, b, r, plain, version, version_len);
+        resolution hit = resolve_full_url(b, r, len, NULL, 0); /* a fullUrl may itself hold /_history/ (bdl-8) */
+        return hit.matches || !version ? hit : resolve_full_url(b, r, plain, version, version_len);
     }
     /* Relative "Type/id": resolve against the base of the referring entry's fullUrl (what precedes its Type/id). */
     uint32_t u = entry < b->entry_count ? b->entry_url[entry] : NO_NODE;
@@ -1448,7 +1469,7 @@ static resolution reference_resolves(ctx *c, const bundle_frame *b, const char *
     int n = snprintf(buf, sizeof buf, "%.*s%.*s", (int)base_len, base, (int)plain, r);
     if (base_len == 0 || !fr_is_absolute(base, base_len) || n <= 0 || (size_t)n >= sizeof buf)
         return none;
-    return resolve_full_url(c, b, buf, (size_t)n, version, version_len);
+    return resolve_full_url(b, buf, (size_t)n, version, version_len);
 }
 
 /* An unresolved reference: an error when what it names must travel with the Bundle, else a warning. */
