@@ -300,6 +300,10 @@ def bundle_types(d_, tx):
     d_('searchset-match-wrong-type', lambda d: d['link'][0].__setitem__('url', 'https://example.com/base/Observation?patient=347'),
        'the self link searched Observations, the match is a MedicationRequest',
        [issue(E, 'invalid', 'Bundle.entry[0].resource', 'not a match')], base=SS, src=ss)
+    d_('searchset-match-not-in-type-parameter',
+       lambda d: d['link'][0].__setitem__('url', 'https://example.com/base?_type=Observation,Condition&patient=347'),
+       'the self link searched Observations and Conditions (_type), the match is a MedicationRequest',
+       [issue(E, 'invalid', 'Bundle.entry[0].resource', 'not a match')], base=SS, src=ss)
     d_('searchset-outcome-not-operationoutcome', lambda d: d['entry'][1]['search'].__setitem__('mode', 'outcome'),
        'an entry of search.mode outcome holding a Medication',
        [issue(E, 'invalid', 'Bundle.entry[1].resource', 'OperationOutcome')], base=SS, src=ss)
@@ -375,6 +379,10 @@ def valid():
                  'Bundle-father.json', 'Bundle-3a0707d3-549e-4467-b8b8-5a2ab3800efe.json'):
         doc = load(name)
         emit(k, doc['type'], name, doc, 'none: the official %s Bundle' % doc['type'], [])
+    d = load('Bundle-bundle-example.json')
+    d['link'][0]['url'] = 'https://example.com/base?_type=Observation,MedicationRequest&patient=347'
+    emit(k, 'searchset-type-parameter', 'Bundle-bundle-example.json', d,
+         'none: the self link searches two types with _type, the match is one of them', [])
     d = load('Bundle-father.json')
     two_patient_versions(d)
     emit(k, 'document-versioned-references', 'Bundle-father.json', d,
