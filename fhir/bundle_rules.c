@@ -95,6 +95,35 @@ static void check_restful_full_url(br_ctx *c, uint32_t u, uint32_t res, const ch
     rp_pop(c->rep, at);
 }
 
+/*
+ * A canonical resource whose url is its fullUrl: then that url is a RESTful
+ * one ending in Type/id with the resource's id (BUNDLE_BUNDLE_ENTRY_MISMATCHIDURL;
+ * the old v2 and v3 code system URLs excepted, as the reference has them).
+ * The reference also limits the characters of the base; any http(s) base does here.
+ */
+static void check_canonical_full_url(br_ctx *c, uint32_t u, uint32_t res, const char *type, size_t tlen)
+{
+    uint32_t url = str_member(c, res, "url");
+    if (url == NO_NODE || !same(c, u, url))
+        return;
+    const char *s = fj_str(c->doc, url);
+    size_t len = c->doc->nodes[url].len;
+    if (!strncmp(s, "http://hl7.org/fhir/v3/", 23) || !strncmp(s, "http://hl7.org/fhir/v2/", 23))
+        return;
+    fr_parts p;
+    bool restful = (!strncmp(s, "http://", 7) || !strncmp(s, "https://", 8)) && fr_parse(s, len, &p) && !p.version &&
+                   known_resource(c, p.type, p.type_len);
+    uint32_t id = str_member(c, res, "id");
+    if (restful && id != NO_NODE && equals(c, id, p.id, p.id_len))
+        return;
+    size_t at = rp_push(c->rep, ".fullUrl");
+    rp_report(c->rep, u, OO_ERROR, OO_INVALID,
+              "the %.*s's canonical url is its fullUrl '%.*s', so it must be a RESTful URL ending in /%.*s/%.*s",
+              (int)tlen, type, (int)len, s, (int)tlen, type, id != NO_NODE ? (int)c->doc->nodes[id].len : 4,
+              id != NO_NODE ? fj_str(c->doc, id) : "[id]");
+    rp_pop(c->rep, at);
+}
+
 /* A transaction or batch PUT Type/id carries a resource of that type with that id (http.html#update). */
 static void check_put(br_ctx *c, uint32_t entry, uint32_t res, const char *type, size_t tlen)
 {
@@ -142,8 +171,10 @@ static void check_entries(br_ctx *c, uint32_t type)
         if (u == NO_NODE && needs_full_url && rt != NO_NODE)
             rp_report(c->rep, entry, OO_ERROR, OO_REQUIRED, "every entry of a %.*s Bundle has a fullUrl",
                       TEXT(c, type));
-        if (rt != NO_NODE && u != NO_NODE)
+        if (rt != NO_NODE && u != NO_NODE) {
             check_restful_full_url(c, u, res, fj_str(c->doc, rt), c->doc->nodes[rt].len);
+            check_canonical_full_url(c, u, res, fj_str(c->doc, rt), c->doc->nodes[rt].len);
+        }
         if (rt != NO_NODE && is_transaction)
             check_put(c, entry, res, fj_str(c->doc, rt), c->doc->nodes[rt].len);
         rp_pop(c->rep, old);

@@ -4,7 +4,8 @@
  * validate.c) and the resolution of references inside the Bundle (validate.c).
  *
  *   every type       a RESTful fullUrl ("http://x/Patient/1") names the entry's
- *                    type and id, and then the resource has an id
+ *                    type and id, and then the resource has an id; a canonical
+ *                    url that is the fullUrl is such a RESTful URL
  *   document/message every entry has a fullUrl
  *   transaction/batch a PUT Type/id carries a resource of that type and id
  *   searchset        a self link; search.mode on the entries; match and include

@@ -329,6 +329,12 @@ def bundle_types(d_, tx):
     d_('document-stylesheet-external-http', lambda d: d.__setitem__('link', [{'relation': 'stylesheet', 'url': 'http://example.org/style.css'}]),
        'a document stylesheet on another server over http: (warnings)',
        [issue(W, 'business-rule', 'Bundle.link[0].url', 'external stylesheets'), issue(W, 'business-rule', 'Bundle.link[0].url', 'not secure')])
+    def canonical_not_restful(d):
+        d['entry'][0]['fullUrl'] = d['entry'][0]['resource']['url'] = 'http://hl7.org/fhir/us/sdc/questionnaires/54127-6'
+    d_('canonical-fullurl-not-restful', canonical_not_restful,
+       'a Questionnaire whose canonical url is its fullUrl, but not a RESTful .../Questionnaire/54127-6 URL',
+       [issue(E, 'invalid', 'Bundle.entry[0].fullUrl', 'canonical url is its fullUrl')],
+       base='Bundle-ussg-fht.json', src=load('Bundle-ussg-fht.json'))
     refs = load('Bundle-bundle-references.json')
     d_('collection-duplicate-fullurl', lambda d: d['entry'].append(copy.deepcopy(d['entry'][0])),
        'bdl-7: two entries of a collection with the same fullUrl and no meta.versionId',
