@@ -792,6 +792,8 @@ int main(int argc, char **argv)
     start_gateway();
     for (int r = 0; r < opt.receivers; r++)
         register_receiver(&receivers[r], srv_port(receiver));
+    printf("gateway: pid %d, https://127.0.0.1:%u, folder %s\n", (int)gateway, port, dir);
+    fflush(stdout);
 
     sender *s = calloc((size_t)opt.senders, sizeof *s);
     double cpu_gw0 = gateway_cpu_s(), cpu_own0 = own_cpu_s(), t0 = now_s();
@@ -819,8 +821,9 @@ int main(int argc, char **argv)
            "drain)\n",
            o.p50, o.p99, o.max, o.notified, o.early, o.unnotified, DRAIN_SECONDS, o.duplicates,
            (unsigned long long)atomic_load(&posts_received), (unsigned long long)atomic_load(&focus_seen), drained);
-    printf("cpu during the load: gateway %.1f s (%.0f%% of a core), this process %.1f s (%.0f%%)\n", cpu_gw,
-           100 * cpu_gw / elapsed, cpu_own, 100 * cpu_own / elapsed);
+    printf("cpu during the load: gateway %.1f s (%.0f%% of a core, %.2f ms per handover), this process %.1f s "
+           "(%.0f%%)\n",
+           cpu_gw, 100 * cpu_gw / elapsed, acc ? 1000 * cpu_gw / (double)acc : 0, cpu_own, 100 * cpu_own / elapsed);
     printf("ratio: handovers/s / raw transactions/s = %.2f; targets: >= 2000 handovers/s (%s), p99 < 50 ms (%s)\n",
            raw.per_second > 0 ? rate / raw.per_second : 0, rate >= 2000 ? "met" : "missed",
            o.p99 < 50 ? "met" : "missed");
