@@ -20,6 +20,13 @@
  * a receiver back from an outage gets the backlog in batches once it answers.
  * The empty POST of eOverdracht names one Task, so it goes one at a time.
  *
+ * Pipelining. Once a batch is answered 2xx, its delivered marks commit in
+ * the background while the worker, still holding the receiver, posts the
+ * batch of whatever was committed since (serve_receiver). A notification
+ * thus waits for the POST in flight, not for it and a durable commit as
+ * well. A crash before the marks commit sends them again: at least once, as
+ * the receiver is told (it ignores event numbers it has seen).
+ *
  * The gauges by state count the whole queue (one grouped scan), so they are
  * refreshed at most every GAUGE_REFRESH_MS while the relay is busy, and
  * whenever a worker finds nothing to do.
@@ -46,6 +53,8 @@
 #define HEADS_PER_CLAIM 64
 #define BATCH_MAX 100         /* notifications in one POST at most */
 #define GAUGE_REFRESH_MS 1000 /* while busy */
+#define SERVE_ROUNDS 50       /* batches to one receiver before it is released (others may be due) */
+#define MARKS_IN_FLIGHT 2     /* commits of delivered marks under way behind the next POST, at most */
 
 struct rly_relay {
     rly_config c;
@@ -463,23 +472,153 @@ static st_notification *batch_behind(rly_relay *r, const st_notification *head, 
     return rows;
 }
 
+/* ---- serving a claimed receiver: batch after batch, the delivered marks committing behind ---- */
+
+/* The delivered marks of posted batches whose commits are under way (one worker's). */
+typedef struct marks_in_flight {
+    pthread_mutex_t lock;
+    pthread_cond_t done;
+    unsigned count;
+} marks_in_flight;
+
+typedef struct delivered_marks {
+    marks_in_flight *owner;
+    size_t count;
+    st_notify *u;
+    st_op *ops;
+} delivered_marks;
+
+/* On the commit thread. A failed commit leaves them pending: sent again later (delivery is at least once). */
+static void marks_committed(void *arg, const st_txn_result *result)
+{
+    (void)result;
+    delivered_marks *m = arg;
+    marks_in_flight *f = m->owner;
+    free(m->u);
+    free(m->ops);
+    free(m);
+    pthread_mutex_lock(&f->lock);
+    f->count--;
+    pthread_cond_broadcast(&f->done);
+    pthread_mutex_unlock(&f->lock);
+}
+
+/* Wait until at most `most` commits of marks are under way. */
+static void wait_marks(marks_in_flight *f, unsigned most)
+{
+    pthread_mutex_lock(&f->lock);
+    while (f->count > most)
+        pthread_cond_wait(&f->done, &f->lock);
+    pthread_mutex_unlock(&f->lock);
+}
+
+/* n[0..count) were delivered: queue their marks as one transaction without waiting; false (nothing queued)
+ * when the store would not take it, and the caller records them itself. */
+static bool mark_delivered_async(rly_relay *r, const st_notification *n, size_t count, const rly_answer *answer,
+                                 marks_in_flight *f)
+{
+    delivered_marks *m = calloc(1, sizeof *m);
+    if (m) {
+        m->u = calloc(count, sizeof *m->u);
+        m->ops = calloc(count, sizeof *m->ops);
+    }
+    if (!m || !m->u || !m->ops) {
+        if (m)
+            free(m->u), free(m->ops);
+        free(m);
+        return false;
+    }
+    m->owner = f;
+    m->count = count;
+    for (size_t i = 0; i < count; i++) {
+        m->u[i] = (st_notify){.seq = n[i].seq, .state = ST_NOTIFY_DELIVERED, .http_status = answer->status};
+        m->ops[i] = (st_op){.kind = ST_OP_NOTIFY_UPDATE, .notify = &m->u[i]};
+    }
+    pthread_mutex_lock(&f->lock);
+    f->count++;
+    pthread_mutex_unlock(&f->lock);
+    if (st_submit(r->c.store, m->ops, count, marks_committed, m) == ST_OK) {
+        for (size_t i = 0; i < count; i++)
+            count_outcome(r, true, false);
+        return true;
+    }
+    pthread_mutex_lock(&f->lock);
+    f->count--;
+    pthread_mutex_unlock(&f->lock);
+    free(m->u);
+    free(m->ops);
+    free(m);
+    return false;
+}
+
+/*
+ * The receiver's pending notifications after event number `after` (those posted already may still show as
+ * pending while their marks commit), up to BATCH_MAX; NULL when there are none or the next one failed before
+ * (it waits for its backoff, through claim).
+ */
+static st_notification *batch_after(rly_relay *r, const char *receiver, int64_t after, size_t *count)
+{
+    st_notification *rows = NULL;
+    size_t n = 0, first = 0;
+    st_error err;
+    st_notify_query q = {.receiver = receiver, .pending = true, .count = (MARKS_IN_FLIGHT + 2) * BATCH_MAX};
+    if (st_notify_list(r->c.store, &q, &rows, &n, &err) != ST_OK)
+        n = 0;
+    while (first < n && rows[first].event_number <= after)
+        first++;
+    *count = n - first < BATCH_MAX ? n - first : BATCH_MAX;
+    if (!*count || rows[first].attempts > 0) {
+        free(rows);
+        *count = 0;
+        return NULL;
+    }
+    memmove(rows, rows + first, *count * sizeof *rows);
+    return rows;
+}
+
+/*
+ * Serve the claimed receiver: the head's batch, then, while it answers 2xx and more are pending, the next
+ * batches (at most SERVE_ROUNDS, then it is released so that claims see the others). The delivered marks
+ * commit behind the next POST rather than before it: a notification committed meanwhile waits for one POST,
+ * not for a POST and a commit. Before the receiver is released every mark has committed, so the next claim
+ * sees the queue as it is. A failed attempt is recorded (and waited for) as before and ends the round.
+ */
+static void serve_receiver(rly_relay *r, const st_notification *head, marks_in_flight *f)
+{
+    size_t count = 0;
+    st_notification *batch = batch_behind(r, head, &count);
+    for (unsigned round = 0; batch && round < SERVE_ROUNDS; round++) {
+        rly_answer answer;
+        bool ok = attempt(r, batch, &count, &answer);
+        int64_t last = batch[count - 1].event_number;
+        if (!ok || !mark_delivered_async(r, batch, count, &answer, f)) {
+            wait_marks(f, 0);
+            record(r, batch, count, ok, &answer);
+            free(batch);
+            break;
+        }
+        free(batch);
+        wait_marks(f, MARKS_IN_FLIGHT);
+        batch = batch_after(r, head->receiver, last, &count);
+    }
+    wait_marks(f, 0);
+}
+
 static void *worker_main(void *arg)
 {
     rly_relay *r = arg;
+    marks_in_flight f = {.count = 0};
+    pthread_mutex_init(&f.lock, NULL);
+    pthread_cond_init(&f.done, NULL);
     st_notification head;
     while (next_work(r, &head)) {
-        size_t count = 0;
-        st_notification *batch = batch_behind(r, &head, &count);
-        if (batch) {
-            rly_answer answer;
-            bool ok = attempt(r, batch, &count, &answer);
-            record(r, batch, count, ok, &answer);
-            free(batch);
-        }
+        serve_receiver(r, &head, &f);
         if (real_clock_ms(NULL) - atomic_load(&r->gauges_at_ms) >= GAUGE_REFRESH_MS)
             refresh_gauges(r);
         release_receiver(r, head.receiver);
     }
+    pthread_cond_destroy(&f.done);
+    pthread_mutex_destroy(&f.lock);
     return NULL;
 }
 
