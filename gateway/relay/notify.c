@@ -8,6 +8,28 @@
  * records the outcome (a commit) and only then frees the receiver, so the
  * next claim of that receiver sees its next notification. With nothing due
  * it sleeps until the soonest next attempt, at most poll_ms, or rly_wake.
+ *
+ * Batches. The attempt carries, behind the claimed one, the receiver's next
+ * pending notifications (up to BATCH_MAX, in event-number order) in the same
+ * Bundle, one notification-event each, as the Subscriptions Backport allows;
+ * their outcomes commit together. So a receiver that gets many handovers
+ * waits for one POST and one commit per batch, not per handover: while an
+ * attempt and its commit are under way the next batch gathers. A failed
+ * batch counts as an attempt of its head only (the rest wait behind it, as
+ * without batches), and a head that failed before goes alone, as a probe:
+ * a receiver back from an outage gets the backlog in batches once it answers.
+ * The empty POST of eOverdracht names one Task, so it goes one at a time.
+ *
+ * Pipelining. Once a batch is answered 2xx, its delivered marks commit in
+ * the background while the worker, still holding the receiver, posts the
+ * batch of whatever was committed since (serve_receiver). A notification
+ * thus waits for the POST in flight, not for it and a durable commit as
+ * well. A crash before the marks commit sends them again: at least once, as
+ * the receiver is told (it ignores event numbers it has seen).
+ *
+ * The gauges by state count the whole queue (one grouped scan), so they are
+ * refreshed at most every GAUGE_REFRESH_MS while the relay is busy, and
+ * whenever a worker finds nothing to do.
  */
 #include "gateway/relay/notify.h"
 
@@ -29,6 +51,10 @@
 
 /* Heads read per claim: every worker's in-flight receiver plus enough due ones behind them. */
 #define HEADS_PER_CLAIM 64
+#define BATCH_MAX 100         /* notifications in one POST at most */
+#define GAUGE_REFRESH_MS 1000 /* while busy */
+#define SERVE_ROUNDS 50       /* batches to one receiver before it is released (others may be due) */
+#define MARKS_IN_FLIGHT 2     /* commits of delivered marks under way behind the next POST, at most */
 
 struct rly_relay {
     rly_config c;
@@ -42,6 +68,8 @@ struct rly_relay {
     size_t inflight_count;
     _Atomic uint64_t rng;
     _Atomic uint64_t attempts, delivered, failed_attempts, dead;
+    bool gauges_stale;            /* outcomes recorded since the last refresh (under lock) */
+    _Atomic int64_t gauges_at_ms; /* the last refresh (real time) */
     mx_metric *by_state[ST_NOTIFY_STATES];
     mx_metric *attempts_ok, *attempts_failed, *dead_total;
 };
@@ -102,12 +130,29 @@ static void put_reference_parameter(fj_buf *b, const char *name, const char *ref
     fj_buf_puts(b, "}}");
 }
 
-/* The SubscriptionStatus (as an R4 Parameters) of n: its receiver's virtual subscription and the one event. */
-static void put_status(fj_buf *b, const char *id, const char *subscription, const char *focus, const st_notification *n)
+static void put_event(fj_buf *b, const char *base_url, const st_notification *n)
 {
     char number[24], when[ST_INSTANT_LEN];
     snprintf(number, sizeof number, "%lld", (long long)n->event_number);
     st_format_instant(n->created_ms, when);
+    fj_buf focus = {0};
+    fj_buf_printf(&focus, "%s/%s/%s", base_url, n->focus_type, n->focus_id);
+    fj_buf_puts(b, "{\"name\":\"notification-event\",\"part\":[");
+    put_parameter(b, "event-number", "valueString", number);
+    fj_buf_puts(b, ",");
+    put_parameter(b, "timestamp", "valueInstant", when);
+    fj_buf_puts(b, ",");
+    put_reference_parameter(b, "focus", focus.data ? focus.data : "");
+    fj_buf_puts(b, "]}");
+    fj_buf_free(&focus);
+}
+
+/* The SubscriptionStatus (as an R4 Parameters) of the receiver's virtual subscription with the events n[0..count). */
+static void put_status(fj_buf *b, const char *id, const char *base_url, const char *subscription,
+                       const st_notification *n, size_t count)
+{
+    char number[24];
+    snprintf(number, sizeof number, "%lld", (long long)n[count - 1].event_number);
     fj_buf_printf(b,
                   "{\"resourceType\":\"Parameters\",\"id\":\"%s\",\"meta\":{\"profile\":[\"" STATUS_PROFILE
                   "\"]},\"parameter\":[",
@@ -120,27 +165,40 @@ static void put_status(fj_buf *b, const char *id, const char *subscription, cons
     fj_buf_puts(b, ",");
     put_parameter(b, "type", "valueCode", "event-notification");
     fj_buf_puts(b, ",");
-    /* every event of this receiver is numbered, so the count since the start is the number itself */
+    /* every event of this receiver is numbered, so the count since the start is the last number itself */
     put_parameter(b, "events-since-subscription-start", "valueString", number);
-    fj_buf_puts(b, ",{\"name\":\"notification-event\",\"part\":[");
-    put_parameter(b, "event-number", "valueString", number);
-    fj_buf_puts(b, ",");
-    put_parameter(b, "timestamp", "valueInstant", when);
-    fj_buf_puts(b, ",");
-    put_reference_parameter(b, "focus", focus);
-    fj_buf_puts(b, "]}]}");
+    for (size_t i = 0; i < count; i++) {
+        fj_buf_puts(b, ",");
+        put_event(b, base_url, &n[i]);
+    }
+    fj_buf_puts(b, "]}");
 }
 
-char *rly_bundle(const char *base_url, const st_notification *n, int64_t now_ms, size_t *len)
+/* The history entry of one event's focus: id-only, its content stays on the gateway (no personal data travels). */
+static void put_focus_entry(fj_buf *b, const char *base_url, const st_notification *n)
 {
+    fj_buf focus = {0};
+    fj_buf_printf(&focus, "%s/%s/%s", base_url, n->focus_type, n->focus_id);
+    fj_buf_puts(b, ",{\"fullUrl\":");
+    fj_buf_string(b, focus.data ? focus.data : "", focus.len);
+    bool created = n->focus_version == 1;
+    fj_buf_printf(b, ",\"request\":{\"method\":\"%s\",\"url\":\"%s%s%s\"},\"response\":{\"status\":\"%s\"}}",
+                  created ? "POST" : "PUT", n->focus_type, created ? "" : "/", created ? "" : n->focus_id,
+                  created ? "201" : "200");
+    fj_buf_free(&focus);
+}
+
+char *rly_bundle_of(const char *base_url, const st_notification *n, size_t count, int64_t now_ms, size_t *len)
+{
+    if (!count)
+        return NULL;
     char bundle_id[37], status_id[37], when[ST_INSTANT_LEN];
     new_uuid(bundle_id);
     new_uuid(status_id);
     st_format_instant(now_ms, when);
-    fj_buf sub = {0}, focus = {0};
+    fj_buf sub = {0};
     fj_buf_printf(&sub, "%s/Subscription/handover-%s", base_url, n->receiver);
-    fj_buf_printf(&focus, "%s/%s/%s", base_url, n->focus_type, n->focus_id);
-    const char *subscription = sub.data ? sub.data : "", *focus_url = focus.data ? focus.data : "";
+    const char *subscription = sub.data ? sub.data : "";
 
     fj_buf b = {0};
     fj_buf_printf(&b,
@@ -148,26 +206,30 @@ char *rly_bundle(const char *base_url, const st_notification *n, int64_t now_ms,
                   "\"]},\"type\":\"history\",\"timestamp\":\"%s\",\"entry\":[{\"fullUrl\":\"urn:uuid:%s\","
                   "\"resource\":",
                   bundle_id, when, status_id);
-    put_status(&b, status_id, subscription, focus_url, n);
+    put_status(&b, status_id, base_url, subscription, n, count);
     fj_buf_puts(&b, ",\"request\":{\"method\":\"GET\",\"url\":");
     fj_buf_printf(&sub, "/$status");
     fj_buf_string(&b, sub.data ? sub.data : "", sub.len);
-    /* id-only: the focus is named, its content stays on the gateway (no personal data travels) */
-    fj_buf_puts(&b, "},\"response\":{\"status\":\"200\"}},{\"fullUrl\":");
-    fj_buf_string(&b, focus_url, strlen(focus_url));
-    bool created = n->focus_version == 1;
-    fj_buf_printf(&b, ",\"request\":{\"method\":\"%s\",\"url\":\"%s%s%s\"},\"response\":{\"status\":\"%s\"}}]}",
-                  created ? "POST" : "PUT", n->focus_type, created ? "" : "/", created ? "" : n->focus_id,
-                  created ? "201" : "200");
+    fj_buf_puts(&b, "},\"response\":{\"status\":\"200\"}}");
+    for (size_t i = 0; i < count; i++)
+        put_focus_entry(&b, base_url, &n[i]);
+    fj_buf_puts(&b, "]}");
     fj_buf_free(&sub);
-    fj_buf_free(&focus);
     return fj_buf_take(&b, len);
+}
+
+char *rly_bundle(const char *base_url, const st_notification *n, int64_t now_ms, size_t *len)
+{
+    return rly_bundle_of(base_url, n, 1, now_ms, len);
 }
 
 /* ---- one attempt ---- */
 
-/* POST the notification to the receiver's endpoint; true on 2xx. */
-static bool attempt(rly_relay *r, const st_notification *n, rly_answer *answer)
+/*
+ * POST the notifications n[0..*count) to the receiver's endpoint; true on 2xx. The empty POST names one Task:
+ * *count becomes 1 for it (the rest wait for their own attempts).
+ */
+static bool attempt(rly_relay *r, const st_notification *n, size_t *count, rly_answer *answer)
 {
     memset(answer, 0, sizeof *answer);
     rly_endpoint ep;
@@ -181,12 +243,13 @@ static bool attempt(rly_relay *r, const st_notification *n, rly_answer *answer)
     rly_post post = {0};
     char *body = NULL, url[RLY_URL_MAX + ST_ID_MAX + 2];
     if (ep.payload == RLY_EMPTY_POST) {
+        *count = 1;
         size_t n_len = strlen(ep.address);
         snprintf(url, sizeof url, "%.*s/%s", (int)(n_len && ep.address[n_len - 1] == '/' ? n_len - 1 : n_len),
                  ep.address, n->focus_id);
         post.url = url;
     } else {
-        body = rly_bundle(r->c.base_url, n, now_ms(r), &post.len);
+        body = rly_bundle_of(r->c.base_url, n, *count, now_ms(r), &post.len);
         if (!body) {
             snprintf(answer->error, sizeof answer->error, "out of memory");
             return false;
@@ -231,24 +294,61 @@ static void next_state(rly_relay *r, const st_notification *n, bool ok, int64_t 
     u->next_attempt_ms = next < horizon ? next : horizon; /* one last attempt at the horizon */
 }
 
-static void record(rly_relay *r, const st_notification *n, bool ok, const rly_answer *answer)
+/* The outcome of one notification alone: the dead letter with its mark on the Task when on_dead can. */
+static void record_one(rly_relay *r, const st_notification *n, st_op *op)
 {
-    st_notify u = {0};
-    next_state(r, n, ok, now_ms(r), &u);
-    u.http_status = answer->status;
-    u.error = ok ? NULL : answer->error;
-    st_op op = {.kind = ST_OP_NOTIFY_UPDATE, .notify = &u};
-    bool dead = u.state == ST_NOTIFY_DEAD;
-    count_outcome(r, ok, dead);
-    /* the dead letter and its mark on the Task commit together when on_dead can; else the queue alone.
-     * A failed commit leaves the notification pending as it was: it is tried again (at least once). */
-    if (!(dead && r->c.on_dead && r->c.on_dead(r->c.on_dead_arg, n, &op)))
-        st_submit_wait(r->c.store, &op, 1, NULL);
+    /* a failed commit leaves the notification pending as it was: it is tried again (at least once) */
+    if (!(op->notify->state == ST_NOTIFY_DEAD && r->c.on_dead && r->c.on_dead(r->c.on_dead_arg, n, op)))
+        st_submit_wait(r->c.store, op, 1, NULL);
+}
+
+/*
+ * The outcome of the attempt at n[0..count): one commit for all of them, except dead letters, which commit
+ * one by one with their mark on the Task. Should the shared commit fail (a notification no longer pending),
+ * each is recorded alone, so that one row does not hold up the others.
+ */
+static void record(rly_relay *r, const st_notification *n, size_t count, bool ok, const rly_answer *answer)
+{
+    if (!ok)
+        count = 1; /* the head carries the retry state; the rest wait behind it as they were */
+    st_notify *u = calloc(count, sizeof *u);
+    st_op *ops = calloc(count, sizeof *ops);
+    if (!u || !ops) {
+        free(u);
+        free(ops);
+        return; /* still pending: tried again */
+    }
+    int64_t now = now_ms(r);
+    size_t shared = 0;
+    for (size_t i = 0; i < count; i++) {
+        st_notify one = {0};
+        next_state(r, &n[i], ok, now, &one);
+        one.http_status = answer->status;
+        one.error = ok ? NULL : answer->error;
+        bool dead = one.state == ST_NOTIFY_DEAD;
+        count_outcome(r, ok, dead);
+        if (dead) {
+            st_op op = {.kind = ST_OP_NOTIFY_UPDATE, .notify = &one};
+            record_one(r, &n[i], &op);
+            continue;
+        }
+        u[shared] = one;
+        ops[shared] = (st_op){.kind = ST_OP_NOTIFY_UPDATE, .notify = &u[shared]};
+        shared++;
+    }
+    if (shared > 1 && st_submit_wait(r->c.store, ops, shared, NULL) != ST_OK)
+        for (size_t i = 0; i < shared; i++)
+            st_submit_wait(r->c.store, &ops[i], 1, NULL);
+    else if (shared == 1)
+        st_submit_wait(r->c.store, ops, 1, NULL);
+    free(u);
+    free(ops);
 }
 
 /* The gauges per state, from the store (cheap: one grouped count). */
 static void refresh_gauges(rly_relay *r)
 {
+    atomic_store(&r->gauges_at_ms, real_clock_ms(NULL));
     if (!r->by_state[0])
         return;
     int64_t counts[ST_NOTIFY_STATES];
@@ -277,6 +377,7 @@ static void release_receiver(rly_relay *r, const char *ura)
             break;
         }
     r->wakes++; /* its next notification may be due at once */
+    r->gauges_stale = true;
     pthread_cond_broadcast(&r->changed);
     pthread_mutex_unlock(&r->lock);
 }
@@ -335,6 +436,12 @@ static bool next_work(rly_relay *r, st_notification *out)
         found = claim(r, out, &wait_ms);
         if (found || r->stop || r->wakes != wakes)
             continue;
+        if (r->gauges_stale) { /* idle now: the gauges catch up before the wait (a wake meanwhile is seen below) */
+            r->gauges_stale = false;
+            pthread_mutex_unlock(&r->lock);
+            refresh_gauges(r);
+            pthread_mutex_lock(&r->lock);
+        }
         struct timespec deadline;
         deadline_after(&deadline, wait_ms > 0 ? wait_ms : 1);
         while (!r->stop && r->wakes == wakes && pthread_cond_timedwait(&r->changed, &r->lock, &deadline) != ETIMEDOUT)
@@ -344,17 +451,174 @@ static bool next_work(rly_relay *r, st_notification *out)
     return found;
 }
 
+/*
+ * The claimed head and the receiver's next pending notifications behind it (malloc'd, *count of them; the head
+ * alone when the store cannot say). Only this worker serves the receiver now, so nobody else records them.
+ */
+static st_notification *batch_behind(rly_relay *r, const st_notification *head, size_t *count)
+{
+    st_notification *rows = NULL;
+    st_error err;
+    st_notify_query q = {.receiver = head->receiver, .pending = true, .count = BATCH_MAX};
+    /* a head that failed before goes alone, as a probe: the backlog follows in batches once the receiver answers */
+    if (head->attempts > 0 || st_notify_list(r->c.store, &q, &rows, count, &err) != ST_OK || !*count ||
+        rows[0].seq != head->seq) {
+        free(rows);
+        rows = malloc(sizeof *rows);
+        if (rows)
+            rows[0] = *head;
+        *count = rows ? 1 : 0;
+    }
+    return rows;
+}
+
+/* ---- serving a claimed receiver: batch after batch, the delivered marks committing behind ---- */
+
+/* The delivered marks of posted batches whose commits are under way (one worker's). */
+typedef struct marks_in_flight {
+    pthread_mutex_t lock;
+    pthread_cond_t done;
+    unsigned count;
+} marks_in_flight;
+
+typedef struct delivered_marks {
+    marks_in_flight *owner;
+    size_t count;
+    st_notify *u;
+    st_op *ops;
+} delivered_marks;
+
+/* On the commit thread. A failed commit leaves them pending: sent again later (delivery is at least once). */
+static void marks_committed(void *arg, const st_txn_result *result)
+{
+    (void)result;
+    delivered_marks *m = arg;
+    marks_in_flight *f = m->owner;
+    free(m->u);
+    free(m->ops);
+    free(m);
+    pthread_mutex_lock(&f->lock);
+    f->count--;
+    pthread_cond_broadcast(&f->done);
+    pthread_mutex_unlock(&f->lock);
+}
+
+/* Wait until at most `most` commits of marks are under way. */
+static void wait_marks(marks_in_flight *f, unsigned most)
+{
+    pthread_mutex_lock(&f->lock);
+    while (f->count > most)
+        pthread_cond_wait(&f->done, &f->lock);
+    pthread_mutex_unlock(&f->lock);
+}
+
+/* n[0..count) were delivered: queue their marks as one transaction without waiting; false (nothing queued)
+ * when the store would not take it, and the caller records them itself. */
+static bool mark_delivered_async(rly_relay *r, const st_notification *n, size_t count, const rly_answer *answer,
+                                 marks_in_flight *f)
+{
+    delivered_marks *m = calloc(1, sizeof *m);
+    if (m) {
+        m->u = calloc(count, sizeof *m->u);
+        m->ops = calloc(count, sizeof *m->ops);
+    }
+    if (!m || !m->u || !m->ops) {
+        if (m)
+            free(m->u), free(m->ops);
+        free(m);
+        return false;
+    }
+    m->owner = f;
+    m->count = count;
+    for (size_t i = 0; i < count; i++) {
+        m->u[i] = (st_notify){.seq = n[i].seq, .state = ST_NOTIFY_DELIVERED, .http_status = answer->status};
+        m->ops[i] = (st_op){.kind = ST_OP_NOTIFY_UPDATE, .notify = &m->u[i]};
+    }
+    pthread_mutex_lock(&f->lock);
+    f->count++;
+    pthread_mutex_unlock(&f->lock);
+    if (st_submit(r->c.store, m->ops, count, marks_committed, m) == ST_OK) {
+        for (size_t i = 0; i < count; i++)
+            count_outcome(r, true, false);
+        return true;
+    }
+    pthread_mutex_lock(&f->lock);
+    f->count--;
+    pthread_mutex_unlock(&f->lock);
+    free(m->u);
+    free(m->ops);
+    free(m);
+    return false;
+}
+
+/*
+ * The receiver's pending notifications after event number `after` (those posted already may still show as
+ * pending while their marks commit), up to BATCH_MAX; NULL when there are none or the next one failed before
+ * (it waits for its backoff, through claim).
+ */
+static st_notification *batch_after(rly_relay *r, const char *receiver, int64_t after, size_t *count)
+{
+    st_notification *rows = NULL;
+    size_t n = 0, first = 0;
+    st_error err;
+    st_notify_query q = {.receiver = receiver, .pending = true, .count = (MARKS_IN_FLIGHT + 2) * BATCH_MAX};
+    if (st_notify_list(r->c.store, &q, &rows, &n, &err) != ST_OK)
+        n = 0;
+    while (first < n && rows[first].event_number <= after)
+        first++;
+    *count = n - first < BATCH_MAX ? n - first : BATCH_MAX;
+    if (!*count || rows[first].attempts > 0) {
+        free(rows);
+        *count = 0;
+        return NULL;
+    }
+    memmove(rows, rows + first, *count * sizeof *rows);
+    return rows;
+}
+
+/*
+ * Serve the claimed receiver: the head's batch, then, while it answers 2xx and more are pending, the next
+ * batches (at most SERVE_ROUNDS, then it is released so that claims see the others). The delivered marks
+ * commit behind the next POST rather than before it: a notification committed meanwhile waits for one POST,
+ * not for a POST and a commit. Before the receiver is released every mark has committed, so the next claim
+ * sees the queue as it is. A failed attempt is recorded (and waited for) as before and ends the round.
+ */
+static void serve_receiver(rly_relay *r, const st_notification *head, marks_in_flight *f)
+{
+    size_t count = 0;
+    st_notification *batch = batch_behind(r, head, &count);
+    for (unsigned round = 0; batch && round < SERVE_ROUNDS; round++) {
+        rly_answer answer;
+        bool ok = attempt(r, batch, &count, &answer);
+        int64_t last = batch[count - 1].event_number;
+        if (!ok || !mark_delivered_async(r, batch, count, &answer, f)) {
+            wait_marks(f, 0);
+            record(r, batch, count, ok, &answer);
+            free(batch);
+            break;
+        }
+        free(batch);
+        wait_marks(f, MARKS_IN_FLIGHT);
+        batch = batch_after(r, head->receiver, last, &count);
+    }
+    wait_marks(f, 0);
+}
+
 static void *worker_main(void *arg)
 {
     rly_relay *r = arg;
-    st_notification n;
-    while (next_work(r, &n)) {
-        rly_answer answer;
-        bool ok = attempt(r, &n, &answer);
-        record(r, &n, ok, &answer);
-        refresh_gauges(r);
-        release_receiver(r, n.receiver);
+    marks_in_flight f = {.count = 0};
+    pthread_mutex_init(&f.lock, NULL);
+    pthread_cond_init(&f.done, NULL);
+    st_notification head;
+    while (next_work(r, &head)) {
+        serve_receiver(r, &head, &f);
+        if (real_clock_ms(NULL) - atomic_load(&r->gauges_at_ms) >= GAUGE_REFRESH_MS)
+            refresh_gauges(r);
+        release_receiver(r, head.receiver);
     }
+    pthread_cond_destroy(&f.done);
+    pthread_mutex_destroy(&f.lock);
     return NULL;
 }
 

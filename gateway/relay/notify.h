@@ -21,9 +21,10 @@
  *     after the event; the attempt after that is the last, and the
  *     notification is dead (a dead letter): counted in /metrics and handed
  *     to on_dead, which marks the Task (rest.h rest_handover_mark_undelivered).
- *   - order and isolation: a receiver gets its notifications one at a time,
- *     in event-number order (the oldest pending one first; the others wait
- *     behind it), while `workers` threads serve different receivers at once:
+ *   - order and isolation: a receiver gets its notifications in
+ *     event-number order, one attempt at a time (the oldest pending one
+ *     first, with those pending behind it in the same Bundle, up to a batch;
+ *     the rest wait), while `workers` threads serve different receivers at once:
  *     a receiver that is down or slow holds up only itself (at most
  *     `workers` slow receivers at once can each hold a thread for one
  *     attempt's timeout). The outbound client blocks per call, so a small
@@ -137,6 +138,10 @@ void rly_counters_get(rly_relay *r, rly_counters *out);
 
 /* The notification Bundle of n, as sent at `now` (malloc'd JSON, *len bytes); NULL when out of memory. */
 char *rly_bundle(const char *base_url, const st_notification *n, int64_t now_ms, size_t *len);
+/* The notification Bundle of n[0..count) (one receiver's, in event-number order): one notification-event and
+ * one focus entry each; events-since-subscription-start is the last number. NULL when count is 0 or out of
+ * memory. */
+char *rly_bundle_of(const char *base_url, const st_notification *n, size_t count, int64_t now_ms, size_t *len);
 
 /* The pause before attempt `attempts` + 1 after `attempts` failed ones: base * 2^(attempts-1), at most max,
  * drawn from its upper half by `random`. */

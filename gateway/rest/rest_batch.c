@@ -79,6 +79,7 @@ typedef struct bentry {
 typedef struct batch {
     rq *q;
     bool transaction;
+    bool validated; /* built by the gateway from resources it has validated (rest_transaction_run_validated) */
     char *body;
     fj_doc doc;
     bentry *entries;
@@ -1073,7 +1074,7 @@ static bool parse_bundle_text(rq *q, batch *b, size_t len)
     b->transaction = fj_str_eq(&b->doc, type, "transaction");
     fv_options opts = {0};
     opts.profiles = q->app->opt.profiles;
-    if (fv_validate_doc(&b->doc, &opts, &issues) && b->transaction) {
+    if (!b->validated && fv_validate_doc(&b->doc, &opts, &issues) && b->transaction) {
         rq_respond_issues(q, 422, &issues);
         oo_list_free(&issues);
         return false;
@@ -1144,7 +1145,7 @@ bool rest_batch(rq *q)
     return run_parsed(q, b);
 }
 
-bool rest_transaction_run(rq *q, char *body, size_t len, rest_txn_answer answer, void *arg)
+static bool transaction_run(rq *q, char *body, size_t len, rest_txn_answer answer, void *arg, bool validated)
 {
     batch *b = calloc(1, sizeof *b);
     if (!b) {
@@ -1153,6 +1154,7 @@ bool rest_transaction_run(rq *q, char *body, size_t len, rest_txn_answer answer,
         return false;
     }
     b->q = q;
+    b->validated = validated;
     b->body = body;
     b->answer = answer;
     b->answer_arg = arg;
@@ -1163,4 +1165,14 @@ bool rest_transaction_run(rq *q, char *body, size_t len, rest_txn_answer answer,
         return false;
     }
     return run_parsed(q, b);
+}
+
+bool rest_transaction_run(rq *q, char *body, size_t len, rest_txn_answer answer, void *arg)
+{
+    return transaction_run(q, body, len, answer, arg, false);
+}
+
+bool rest_transaction_run_validated(rq *q, char *body, size_t len, rest_txn_answer answer, void *arg)
+{
+    return transaction_run(q, body, len, answer, arg, true);
 }

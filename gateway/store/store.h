@@ -687,6 +687,7 @@ typedef struct st_notify_query {
      * `receiver` by event number */
     bool due_heads;
     const char *receiver; /* NULL: every receiver */
+    bool pending;         /* with receiver: only its pending notifications (the relay's batch), by event number */
     size_t count;         /* rows at most */
 } st_notify_query;
 

@@ -197,6 +197,7 @@ typedef enum sql_notify_stmt {
     SQL_NOTIFY_UPDATE,      /* (seq, state, next_attempt, last_attempt, http_status, error); pending rows only */
     SQL_NOTIFY_DUE_HEADS,   /* (limit) -> each receiver's oldest pending row, soonest next attempt first */
     SQL_NOTIFY_OF_RECEIVER, /* (ura, limit) -> its rows by event number */
+    SQL_NOTIFY_PENDING_OF,  /* (ura, limit) -> its pending rows by event number */
     SQL_NOTIFY_ALL,         /* (limit) -> rows by seq */
     SQL_NOTIFY_COUNTS,      /* -> state, count */
     SQL_NOTIFY_COUNT

@@ -1253,12 +1253,14 @@ static st_status notify_read(void *reader, const st_notify_query *q, st_notifica
                              st_error *err)
 {
     conn *c = reader;
-    sql_notify_stmt which = q->due_heads ? SQL_NOTIFY_DUE_HEADS : q->receiver ? SQL_NOTIFY_OF_RECEIVER : SQL_NOTIFY_ALL;
+    sql_notify_stmt which = q->due_heads  ? SQL_NOTIFY_DUE_HEADS
+                            : q->receiver ? (q->pending ? SQL_NOTIFY_PENDING_OF : SQL_NOTIFY_OF_RECEIVER)
+                                          : SQL_NOTIFY_ALL;
     sqlite3_stmt *stmt = notify_stmt(c, which);
     if (!stmt)
         return step_error(c, sqlite3_errcode(c->db), err);
     int at = 1;
-    if (which == SQL_NOTIFY_OF_RECEIVER)
+    if (which == SQL_NOTIFY_OF_RECEIVER || which == SQL_NOTIFY_PENDING_OF)
         sqlite3_bind_text(stmt, at++, q->receiver, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, at, q->count ? (int64_t)q->count : INT64_MAX);
     return step_rows(c, stmt, rows, count, sizeof **rows, notification_from, err);

@@ -1,0 +1,842 @@
+/*
+ * bench/handover.c — durable $handover acceptances per second and the time
+ * from acceptance to the receiver's notification, end to end, beside the
+ * store's raw durable commit rate in the same run (issue #13 part 9; target:
+ * 2,000 handovers/s on 2 cores, p99 acceptance-to-notification under 50 ms
+ * with the receivers up).
+ *
+ *   bench-handover [--seconds N] [--senders N] [--receivers N] [--kb N] [--raw-seconds N]
+ *                  [--source DIR] [--fhirgw PATH] [--keep]
+ *
+ * Defaults: 10 s of load, 64 sender threads, 2 receivers (elv-a, elv-b; up to
+ * 4: then gzsp and gp too), documents of about 50 KB, 5 s of the raw phase;
+ * the source folder and fhirgw are the ones this binary was built with.
+ *
+ * 1. Raw store phase: the store (gateway/store/store.h, SQLite, synchronous
+ *    FULL, the gateway's defaults) in the run's folder; 64 threads each
+ *    committing, and waiting for, one transaction at a time of what a
+ *    handover writes at the least: the ~50 KB document as a Bundle and a
+ *    ~1 KB Task. Transactions per second is the ceiling the gateway works
+ *    under (no HTTP, TLS, validation, sealing or audit).
+ * 2. A test PKI (certs/make-test-pki) and the real gateway, `fhirgw serve
+ *    --dev DIR` on a loopback port as a child process (rate limit and access
+ *    log off), plus a receiver: an HTTPS server of this process
+ *    (gateway/http's, mutual TLS with the PKI's server certificate) that
+ *    notes, per Task named as a notification's focus, when it arrived.
+ * 3. Each receiver attests its ELV-HANDOVER agreements (ELV only), registers
+ *    an Endpoint pointing at the receiver and names it on its directory entry.
+ * 4. SENDERS threads (hospital-a and hospital-b alternately, one keep-alive
+ *    libcurl connection each) post distinct handovers (the guide's example
+ *    document with a fresh identifier, its medication and care-needs
+ *    narrative grown to the size asked) for the duration, round-robin over
+ *    the receivers; the time a 201 arrives is noted with the Task's id.
+ * 5. After the senders stop, up to 30 s for the last notifications. Then the
+ *    figures: handovers/s, the POST's own latency, acceptance-to-notification
+ *    p50/p99/max (negative when the notification beat the 201 to the
+ *    client: both are measured on this process's clock), errors, lost and
+ *    duplicate notifications, CPU seconds of the gateway and of this
+ *    process, and the ratio to the raw commit rate.
+ *
+ * Everything (folder, gateway) is removed or stopped at exit unless --keep.
+ * Memory: the tables are allocated once in main and freed at exit; the
+ * senders' bodies are per thread.
+ */
+#define _GNU_SOURCE
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gateway/http/server.h"
+#include "gateway/store/store.h"
+#include "tests/handover_body.h"
+
+#define IDENT_FORMAT "b3c0%04x-0000-4000-8000-%012llx" /* sender thread, sequence */
+#define IDENT_LEN 36
+#define TABLE_BITS 20 /* room for a million handovers in one run */
+#define MAX_RECEIVERS 4
+#define DRAIN_SECONDS 30
+
+static const struct party {
+    const char *who, *ura;
+    bool elv;
+} receivers[MAX_RECEIVERS] = {{"elv-a", "90000301", true},
+                              {"elv-b", "90000302", true},
+                              {"gzsp", "90000401", false},
+                              {"gp", "90000201", false}};
+static const char *const senders_who[] = {"hospital-a", "hospital-b"};
+
+static struct {
+    int seconds, senders, receivers, kb, raw_seconds;
+    const char *source, *fhirgw;
+    bool keep;
+} opt = {10, 64, 2, 50, 5, SOURCE_DIR, FHIRGW_BIN, false};
+
+static char dir[256];
+static unsigned port;
+static pid_t gateway = -1;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void cleanup(void)
+{
+    if (gateway > 0) {
+        kill(gateway, SIGTERM);
+        waitpid(gateway, NULL, 0);
+        gateway = -1;
+    }
+    if (*dir && !opt.keep) {
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "bench-handover: could not remove %s\n", dir);
+    }
+}
+
+static void die(const char *what)
+{
+    fprintf(stderr, "bench-handover: %s (gateway log: %s/gateway.log)\n", what, dir);
+    opt.keep = true;
+    cleanup();
+    exit(1);
+}
+
+/* ---- per handover: when the 201 arrived, when its notification did (one table, by Task id) ---- */
+
+typedef struct mark {
+    char task[ST_ID_MAX + 1];  /* "" = free slot */
+    double accepted, notified; /* 0 = not yet */
+    unsigned notifications;    /* more than 1: a duplicate */
+} mark;
+
+static mark *table;
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static uint64_t hash(const char *s, size_t len)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+/* The slot of the Task (made when new); NULL when the table is full. Under table_lock. */
+static mark *slot_of(const char *task, size_t len)
+{
+    size_t mask = ((size_t)1 << TABLE_BITS) - 1;
+    if (len > ST_ID_MAX)
+        return NULL;
+    for (size_t i = hash(task, len) & mask, n = 0; n <= mask; i = (i + 1) & mask, n++) {
+        if (!table[i].task[0]) {
+            memcpy(table[i].task, task, len);
+            table[i].task[len] = 0;
+            return &table[i];
+        }
+        if (strlen(table[i].task) == len && !memcmp(table[i].task, task, len))
+            return &table[i];
+    }
+    return NULL;
+}
+
+static void note(const char *task, size_t len, bool accepted, double t)
+{
+    pthread_mutex_lock(&table_lock);
+    mark *m = slot_of(task, len);
+    if (m && accepted)
+        m->accepted = t;
+    else if (m && !m->notifications++)
+        m->notified = t;
+    pthread_mutex_unlock(&table_lock);
+}
+
+/* ---- the receiver: an HTTPS endpoint noting each focus it is told about ---- */
+
+static atomic_uint_fast64_t posts_received, focus_seen;
+
+#define FOCUS_MARK "\"name\":\"focus\",\"valueReference\":{\"reference\":\""
+
+static void receive(srv_request *req, void *arg)
+{
+    (void)arg;
+    double t = now_s();
+    size_t len = 0;
+    const char *body = (const char *)srv_req_body(req, &len);
+    atomic_fetch_add(&posts_received, 1);
+    /* every event of the Bundle names its focus as <base>/Task/<id> */
+    for (const char *at = body ? strstr(body, FOCUS_MARK) : NULL; at; at = strstr(at, FOCUS_MARK)) {
+        at += strlen(FOCUS_MARK);
+        const char *end = strchr(at, '"'), *task = end ? memmem(at, (size_t)(end - at), "/Task/", 6) : NULL;
+        if (!task)
+            continue;
+        task += 6;
+        note(task, (size_t)(end - task), false, t);
+        atomic_fetch_add(&focus_seen, 1);
+    }
+    srv_respond_static(req, 200, "", 0);
+}
+
+static srv_server *start_receiver(char *err, size_t errlen)
+{
+    char cert[512], key[512], ca[512];
+    snprintf(cert, sizeof cert, "%s/dev/server.crt", dir);
+    snprintf(key, sizeof key, "%s/dev/server.key", dir);
+    snprintf(ca, sizeof ca, "%s/dev/ca-bundle.pem", dir);
+    srv_config cfg;
+    srv_config_defaults(&cfg);
+    cfg.address = "127.0.0.1";
+    cfg.port = 0;
+    cfg.workers = 1;
+    cfg.cert_file = cert;
+    cfg.key_file = key;
+    cfg.ca_file = ca;
+    cfg.crl_file = NULL;
+    cfg.ops_enabled = false;
+    cfg.handler = receive;
+    srv_server *s = srv_new(&cfg, err, errlen);
+    if (s && !srv_start(s, err, errlen)) {
+        srv_free(s);
+        s = NULL;
+    }
+    return s;
+}
+
+/* ---- HTTPS as an organisation of the test PKI ---- */
+
+typedef struct client {
+    CURL *curl;
+    struct curl_slist *headers;
+    char *body;
+    size_t len;
+} client;
+
+static size_t keep_body(char *data, size_t size, size_t n, void *arg)
+{
+    client *c = arg;
+    char *grown = realloc(c->body, c->len + size * n + 1);
+    if (!grown)
+        return 0;
+    c->body = grown;
+    memcpy(c->body + c->len, data, size * n);
+    c->len += size * n;
+    c->body[c->len] = 0;
+    return size * n;
+}
+
+static void client_open(client *c, const char *who)
+{
+    char cert[512], key[512], ca[512];
+    snprintf(cert, sizeof cert, "%s/dev/clients/%s.crt", dir, who);
+    snprintf(key, sizeof key, "%s/dev/clients/%s.key", dir, who);
+    snprintf(ca, sizeof ca, "%s/dev/ca.pem", dir);
+    memset(c, 0, sizeof *c);
+    c->curl = curl_easy_init();
+    c->headers = curl_slist_append(NULL, "Content-Type: application/fhir+json");
+    c->headers = curl_slist_append(c->headers, "Expect:"); /* no 100-continue round trip before the body */
+    curl_easy_setopt(c->curl, CURLOPT_SSLCERT, cert);
+    curl_easy_setopt(c->curl, CURLOPT_SSLKEY, key);
+    curl_easy_setopt(c->curl, CURLOPT_CAINFO, ca);
+    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, keep_body);
+    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, c);
+    curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, 60L);
+    curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
+}
+
+static void client_close(client *c)
+{
+    curl_slist_free_all(c->headers);
+    curl_easy_cleanup(c->curl);
+    free(c->body);
+}
+
+/* One request; the HTTP status, 0 when there was no answer. The answer in c->body. */
+static long request(client *c, const char *method, const char *path, const char *body, size_t len)
+{
+    char url[512];
+    snprintf(url, sizeof url, "https://127.0.0.1:%u%s", port, path);
+    free(c->body);
+    c->body = NULL;
+    c->len = 0;
+    curl_easy_setopt(c->curl, CURLOPT_URL, url);
+    curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
+    if (body) {
+        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE, (long)len);
+        curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, c->headers);
+    } else {
+        curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L);
+        curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
+    }
+    long status = 0;
+    if (curl_easy_perform(c->curl) == CURLE_OK)
+        curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
+    return status;
+}
+
+/* ---- the gateway ---- */
+
+static void make_pki(void)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s/certs/make-test-pki' '%s/dev' >/dev/null", opt.source, dir);
+    if (system(cmd) != 0)
+        die("certs/make-test-pki failed");
+}
+
+static void start_gateway(void)
+{
+    char cfg[512], log[512], dev[512], port_text[16];
+    snprintf(cfg, sizeof cfg, "%s/fhirgw.conf", dir);
+    snprintf(log, sizeof log, "%s/gateway.log", dir);
+    snprintf(dev, sizeof dev, "%s/dev", dir);
+    FILE *f = fopen(cfg, "w");
+    if (!f)
+        die("cannot write the gateway's config");
+    /* the senders are two organisations sending as fast as they can: no rate limit; no access log */
+    fputs("rate_limit_per_second 0\naccess_log\n", f);
+    fclose(f);
+    port = 20000u + (unsigned)getpid() % 20000u;
+    snprintf(port_text, sizeof port_text, "%u", port);
+    gateway = fork();
+    if (gateway == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0 || dup2(fd, STDERR_FILENO) < 0 || dup2(fd, STDOUT_FILENO) < 0)
+            _exit(127);
+        execl(opt.fhirgw, opt.fhirgw, "serve", "--config", cfg, "--dev", dev, "--port", port_text, (char *)NULL);
+        _exit(127);
+    }
+    client c;
+    client_open(&c, "hospital-a");
+    for (int i = 0; i < 600; i++) {
+        if (request(&c, "GET", "/metadata", NULL, 0) == 200) {
+            client_close(&c);
+            return;
+        }
+        if (waitpid(gateway, NULL, WNOHANG) == gateway) {
+            gateway = -1;
+            break;
+        }
+        usleep(100000);
+    }
+    client_close(&c);
+    die("the gateway did not answer within 60 s");
+}
+
+/* The gateway's CPU seconds so far (user + system, /proc/PID/stat). */
+static double gateway_cpu_s(void)
+{
+    char path[64], text[2048];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)gateway);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
+    if (f)
+        fclose(f);
+    text[n] = 0;
+    const char *p = strrchr(text, ')');
+    unsigned long long utime = 0, stime = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
+        return 0;
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double own_cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* ---- the receivers' registration ---- */
+
+static char *create_endpoint(client *c, unsigned receiver_port, const char *ura)
+{
+    char body[1024];
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"Endpoint\",\"status\":\"active\",\"connectionType\":{\"system\":"
+             "\"http://terminology.hl7.org/CodeSystem/endpoint-connection-type\",\"code\":\"hl7-fhir-rest\"},"
+             "\"payloadType\":[{\"coding\":[{\"system\":\"http://terminology.hl7.org/CodeSystem/"
+             "endpoint-payload-type\",\"code\":\"any\"}]}],\"address\":\"https://127.0.0.1:%u/fhir/notify/%s\"}",
+             receiver_port, ura);
+    if (request(c, "POST", "/Endpoint", body, strlen(body)) != 201)
+        return NULL;
+    json_object *o = json_tokener_parse(c->body);
+    const char *id = json_object_get_string(json_object_object_get(o, "id"));
+    char *ref = NULL;
+    if (id && asprintf(&ref, "Endpoint/%s", id) < 0)
+        ref = NULL;
+    json_object_put(o);
+    return ref;
+}
+
+/* The receiver's Endpoint, and (ELV) its agreements, on its directory entry. */
+static void register_receiver(const struct party *r, unsigned receiver_port)
+{
+    client c;
+    client_open(&c, r->who);
+    char *endpoint = create_endpoint(&c, receiver_port, r->ura), path[64];
+    snprintf(path, sizeof path, "/Organization/ura-%s", r->ura);
+    if (!endpoint || request(&c, "GET", path, NULL, 0) != 200)
+        die("a receiver's Endpoint or directory entry failed");
+    char *entry = r->elv ? hb_with_agreements(c.body, "2099-12-31") : strdup(c.body);
+    json_object *o = entry ? json_tokener_parse(entry) : NULL;
+    free(entry);
+    if (!o)
+        die("a receiver's directory entry is not JSON");
+    json_object_object_del(o, "meta");
+    json_object *refs = json_object_new_array(), *ref = json_object_new_object();
+    json_object_object_add(ref, "reference", json_object_new_string(endpoint));
+    json_object_array_add(refs, ref);
+    json_object_object_add(o, "endpoint", refs);
+    const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+    long status = request(&c, "PUT", path, text, strlen(text));
+    if (status != 200) {
+        fprintf(stderr, "PUT %s: %ld %s\n", path, status, c.body ? c.body : "");
+        die("a receiver's directory entry was refused");
+    }
+    json_object_put(o);
+    free(endpoint);
+    client_close(&c);
+}
+
+/* ---- the documents ---- */
+
+/* Lines of a medication list and care needs, as a discharge letter has them: valid narrative that adds bulk. */
+static void grow_narrative(json_object *section, const char *kind, size_t bytes)
+{
+    json_object *text = json_object_object_get(section, "text");
+    const char *div = json_object_get_string(json_object_object_get(text, "div"));
+    const char *close = div ? strstr(div, "</div>") : NULL;
+    if (!close)
+        return;
+    size_t cap = strlen(div) + bytes + 1024, len = (size_t)(close - div);
+    char *grown = malloc(cap);
+    memcpy(grown, div, len);
+    len += (size_t)snprintf(grown + len, cap - len, "<table><tbody>");
+    for (unsigned i = 1; len + 300 < cap - 64 && len < bytes; i++)
+        len += (size_t)snprintf(grown + len, cap - len,
+                                !strcmp(kind, "medication")
+                                    ? "<tr><td>%u</td><td>Metoprolol 50 mg tablet</td><td>1x daags 1 stuk, "
+                                      "oraal</td><td>sinds 2024-03-1%u, doorgaan na ontslag</td></tr>"
+                                    : "<tr><td>%u</td><td>Hulp bij wassen en aankleden</td><td>ochtend en avond, "
+                                      "1 persoon; valrisico (score %u)</td></tr>",
+                                i, i % 10);
+    snprintf(grown + len, cap - len, "</tbody></table></div>");
+    json_object_object_add(text, "div", json_object_new_string(grown));
+    free(grown);
+}
+
+/* The Parameters of a handover of about kb KB to receiver ura, identifier IDENT (to be overwritten in place). */
+static char *parameters_template(const char *ident, const char *ura, size_t kb, size_t *ident_at)
+{
+    size_t size = (kb + 64) * 1024;
+    char *doc = malloc(size), *out = NULL;
+    hb_document(doc, size, ident, "http://snomed.info/sct", "371535009");
+    json_object *o = doc[0] ? json_tokener_parse(doc) : NULL;
+    free(doc);
+    if (!o)
+        return NULL;
+    json_object *sections =
+        json_object_object_get(json_object_object_get(json_object_array_get_idx(json_object_object_get(o, "entry"), 0),
+                                                      "resource"),
+                               "section");
+    size_t base = strlen(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+    size_t want = kb * 1024 > base ? kb * 1024 - base : 0;
+    for (size_t i = 0; i < json_object_array_length(sections); i++) {
+        json_object *s = json_object_array_get_idx(sections, i);
+        const char *title = json_object_get_string(json_object_object_get(s, "title"));
+        if (title && !strcmp(title, "Medicatie"))
+            grow_narrative(s, "medication", want / 2);
+        else if (title && !strcmp(title, "Zorgbehoefte"))
+            grow_narrative(s, "care", want / 2);
+    }
+    const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    if (asprintf(&out,
+                 "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"document\",\"resource\":%s},"
+                 "{\"name\":\"receiver\",\"valueReference\":{\"identifier\":{\"system\":\"" HB_URA_SYSTEM
+                 "\",\"value\":\"%s\"}}}]}",
+                 text, ura) < 0)
+        out = NULL;
+    json_object_put(o);
+    const char *at = out ? strstr(out, ident) : NULL;
+    *ident_at = at ? (size_t)(at - out) : 0;
+    if (out && !at) {
+        free(out);
+        out = NULL;
+    }
+    return out;
+}
+
+/* ---- the senders ---- */
+
+static atomic_bool stop_sending;
+static atomic_uint_fast64_t accepted, answered_200, refused, failed;
+static double *post_latency; /* per accepted handover: POST to 201, seconds */
+static atomic_size_t post_latency_count;
+static size_t post_latency_cap;
+
+typedef struct sender {
+    int index;
+    pthread_t thread;
+} sender;
+
+static char *templates[MAX_RECEIVERS];
+static size_t template_len[MAX_RECEIVERS], template_ident_at[MAX_RECEIVERS];
+
+static void accept_answer(client *c, double sent, double t)
+{
+    json_object *o = json_tokener_parse(c->body ? c->body : "");
+    const char *task = json_object_get_string(json_object_object_get(o, "id"));
+    if (task)
+        note(task, strlen(task), true, t);
+    json_object_put(o);
+    size_t i = atomic_fetch_add(&post_latency_count, 1);
+    if (i < post_latency_cap)
+        post_latency[i] = t - sent;
+}
+
+static void *send_loop(void *arg)
+{
+    sender *s = arg;
+    client c;
+    client_open(&c, senders_who[s->index % 2]);
+    char *body[MAX_RECEIVERS];
+    for (int r = 0; r < opt.receivers; r++)
+        body[r] = strdup(templates[r]);
+    for (unsigned long long seq = 0; !atomic_load(&stop_sending); seq++) {
+        int r = (int)((seq + (unsigned)s->index) % (unsigned)opt.receivers);
+        char ident[IDENT_LEN + 1];
+        snprintf(ident, sizeof ident, IDENT_FORMAT, (unsigned)s->index, seq);
+        memcpy(body[r] + template_ident_at[r], ident, IDENT_LEN);
+        double sent = now_s();
+        long status = request(&c, "POST", "/$handover", body[r], template_len[r]);
+        double t = now_s();
+        if (status == 201)
+            atomic_fetch_add(&accepted, 1), accept_answer(&c, sent, t);
+        else if (status == 200)
+            atomic_fetch_add(&answered_200, 1);
+        else if (status)
+            atomic_fetch_add(&refused, 1);
+        else
+            atomic_fetch_add(&failed, 1);
+        if (status != 201 && atomic_load(&refused) + atomic_load(&failed) <= 3)
+            fprintf(stderr, "bench-handover: $handover answered %ld: %.500s\n", status, c.body ? c.body : "");
+    }
+    for (int r = 0; r < opt.receivers; r++)
+        free(body[r]);
+    client_close(&c);
+    return NULL;
+}
+
+/* ---- the raw store phase ---- */
+
+static st_store *raw_store;
+static atomic_bool raw_stop;
+static atomic_uint_fast64_t raw_done, raw_ids;
+static const char *raw_document;
+static size_t raw_document_len;
+
+static const char RAW_TASK[] =
+    "{\"resourceType\":\"Task\",\"identifier\":[{\"system\":\"urn:ietf:rfc:3986\",\"value\":\"urn:uuid:b3c00000-"
+    "0000-4000-8000-000000000000\"}],\"instantiatesCanonical\":\"https://fhirgw.nl/fhir/OperationDefinition/"
+    "handover\",\"status\":\"in-progress\",\"intent\":\"order\",\"code\":{\"coding\":[{\"system\":\"http://"
+    "snomed.info/sct\",\"code\":\"308292007\",\"display\":\"Transfer of care\"}]},\"authoredOn\":\"2026-01-05T10:"
+    "00:00.000Z\",\"requester\":{\"type\":\"Organization\",\"identifier\":{\"system\":\"http://fhir.nl/fhir/"
+    "NamingSystem/ura\",\"value\":\"90000101\"}},\"owner\":{\"reference\":\"Organization/ura-90000301\"},\"input\":"
+    "[{\"type\":{\"coding\":[{\"system\":\"http://snomed.info/sct\",\"code\":\"371535009\",\"display\":\"Transfer "
+    "of care summary\"}]},\"valueReference\":{\"reference\":\"Bundle/raw\"}}]}";
+
+static void *raw_writer(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&raw_stop)) {
+        char doc_id[32], task_id[32];
+        unsigned long long n = atomic_fetch_add(&raw_ids, 1);
+        snprintf(doc_id, sizeof doc_id, "d%llu", n);
+        snprintf(task_id, sizeof task_id, "t%llu", n);
+        const char *tags[] = {"90000101"};
+        st_op ops[2] = {{.kind = ST_OP_CREATE,
+                         .type = "Bundle",
+                         .id = doc_id,
+                         .owner = "90000101",
+                         .json = raw_document,
+                         .json_len = raw_document_len,
+                         .meta_at = 1,
+                         .access_tags = tags,
+                         .access_tag_count = 1},
+                        {.kind = ST_OP_CREATE,
+                         .type = "Task",
+                         .id = task_id,
+                         .owner = "90000101",
+                         .json = RAW_TASK,
+                         .json_len = sizeof RAW_TASK - 1,
+                         .meta_at = 1,
+                         .access_tags = tags,
+                         .access_tag_count = 1}};
+        st_op_result results[2];
+        if (st_submit_wait(raw_store, ops, 2, results) != ST_OK) {
+            fprintf(stderr, "bench-handover: raw write failed: %s %s\n", st_status_name(results[0].status),
+                    results[0].message);
+            exit(1);
+        }
+        atomic_fetch_add(&raw_done, 1);
+    }
+    return NULL;
+}
+
+typedef struct raw_result {
+    double per_second, per_commit, commit_ms;
+} raw_result;
+
+static raw_result raw_phase(void)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/raw.db", dir);
+    st_config config = {.path = path};
+    st_error err;
+    raw_store = st_open(&config, &err);
+    if (!raw_store)
+        die(err.message);
+    pthread_t t[64];
+    double t0 = now_s();
+    for (int i = 0; i < 64; i++)
+        pthread_create(&t[i], NULL, raw_writer, NULL);
+    sleep((unsigned)opt.raw_seconds);
+    atomic_store(&raw_stop, true);
+    for (int i = 0; i < 64; i++)
+        pthread_join(t[i], NULL);
+    double elapsed = now_s() - t0;
+    st_counters c;
+    st_counters_get(raw_store, &c);
+    st_close(raw_store);
+    raw_result r = {(double)atomic_load(&raw_done) / elapsed,
+                    c.commits ? (double)c.transactions / (double)c.commits : 0,
+                    c.commits ? (double)c.commit_us_total / (double)c.commits / 1000 : 0};
+    return r;
+}
+
+/* ---- the figures ---- */
+
+static int by_value(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double percentile(const double *sorted, size_t n, double p)
+{
+    if (!n)
+        return NAN;
+    size_t i = (size_t)ceil(p * (double)n) - (p > 0);
+    return sorted[i < n ? i : n - 1];
+}
+
+typedef struct outcome {
+    size_t notified, unnotified, duplicates, early;
+    double p50, p99, max;
+} outcome;
+
+static outcome acceptance_to_notification(void)
+{
+    outcome o = {0};
+    size_t cap = (size_t)1 << TABLE_BITS;
+    double *lat = malloc(cap * sizeof *lat);
+    pthread_mutex_lock(&table_lock);
+    for (size_t i = 0; i < cap; i++) {
+        const mark *m = &table[i];
+        if (!m->task[0] || !m->accepted) /* notified but no 201 seen: not a handover of this run's senders */
+            continue;
+        if (!m->notifications) {
+            o.unnotified++;
+            continue;
+        }
+        o.duplicates += m->notifications > 1;
+        o.early += m->notified < m->accepted;
+        lat[o.notified++] = (m->notified - m->accepted) * 1000;
+    }
+    pthread_mutex_unlock(&table_lock);
+    qsort(lat, o.notified, sizeof *lat, by_value);
+    o.p50 = percentile(lat, o.notified, 0.50);
+    o.p99 = percentile(lat, o.notified, 0.99);
+    o.max = o.notified ? lat[o.notified - 1] : NAN;
+    free(lat);
+    return o;
+}
+
+static size_t notified_count(void)
+{
+    size_t n = 0, cap = (size_t)1 << TABLE_BITS;
+    pthread_mutex_lock(&table_lock);
+    for (size_t i = 0; i < cap; i++)
+        n += table[i].task[0] && table[i].accepted && table[i].notifications;
+    pthread_mutex_unlock(&table_lock);
+    return n;
+}
+
+/* ---- main ---- */
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: bench-handover [--seconds N] [--senders N] [--receivers 1-4] [--kb N] [--raw-seconds N]\n"
+                    "                      [--source DIR] [--fhirgw PATH] [--keep]\n");
+    exit(2);
+}
+
+static void parse_args(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--keep")) {
+            opt.keep = true;
+            continue;
+        }
+        if (!v)
+            usage();
+        i++;
+        if (!strcmp(a, "--seconds"))
+            opt.seconds = atoi(v);
+        else if (!strcmp(a, "--senders"))
+            opt.senders = atoi(v);
+        else if (!strcmp(a, "--receivers"))
+            opt.receivers = atoi(v);
+        else if (!strcmp(a, "--kb"))
+            opt.kb = atoi(v);
+        else if (!strcmp(a, "--raw-seconds"))
+            opt.raw_seconds = atoi(v);
+        else if (!strcmp(a, "--source"))
+            opt.source = v;
+        else if (!strcmp(a, "--fhirgw"))
+            opt.fhirgw = v;
+        else
+            usage();
+    }
+    if (opt.seconds < 1 || opt.senders < 1 || opt.receivers < 1 || opt.receivers > MAX_RECEIVERS || opt.kb < 1 ||
+        opt.raw_seconds < 1)
+        usage();
+}
+
+static void make_templates(void)
+{
+    char ident[IDENT_LEN + 1];
+    snprintf(ident, sizeof ident, IDENT_FORMAT, 0u, 0ull);
+    for (int r = 0; r < opt.receivers; r++) {
+        templates[r] = parameters_template(ident, receivers[r].ura, (size_t)opt.kb, &template_ident_at[r]);
+        if (!templates[r])
+            die("cannot build the handover documents (ig/examples)");
+        template_len[r] = strlen(templates[r]);
+    }
+    /* the raw phase stores the same document: the Parameters' resource */
+    const char *start = strstr(templates[0], "\"resource\":") + strlen("\"resource\":");
+    const char *end = strstr(templates[0], "},{\"name\":\"receiver\"");
+    raw_document = start;
+    raw_document_len = (size_t)(end - start);
+}
+
+static void run_senders(sender *s)
+{
+    for (int i = 0; i < opt.senders; i++) {
+        s[i].index = i;
+        if (pthread_create(&s[i].thread, NULL, send_loop, &s[i]) != 0)
+            die("cannot start the senders");
+    }
+    sleep((unsigned)opt.seconds);
+    atomic_store(&stop_sending, true);
+    for (int i = 0; i < opt.senders; i++)
+        pthread_join(s[i].thread, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    parse_args(argc, argv);
+    snprintf(dir, sizeof dir, "/tmp/bench-handover.XXXXXX");
+    if (!mkdtemp(dir)) {
+        *dir = 0;
+        die("cannot make a temporary folder");
+    }
+    signal(SIGPIPE, SIG_IGN);
+    table = calloc((size_t)1 << TABLE_BITS, sizeof *table);
+    post_latency_cap = (size_t)1 << TABLE_BITS;
+    post_latency = malloc(post_latency_cap * sizeof *post_latency);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    make_templates();
+    printf("bench-handover: %d senders, %d receiver(s), documents of %zu bytes (Parameters %zu), %d s of load, %ld "
+           "cores\n",
+           opt.senders, opt.receivers, raw_document_len, template_len[0], opt.seconds, sysconf(_SC_NPROCESSORS_ONLN));
+    fflush(stdout);
+
+    raw_result raw = raw_phase();
+    printf("raw store: %.0f durable transactions/s (document + Task, 64 threads), %.1f per commit, %.2f ms per "
+           "commit\n",
+           raw.per_second, raw.per_commit, raw.commit_ms);
+    fflush(stdout);
+
+    make_pki();
+    char err[256];
+    srv_server *receiver = start_receiver(err, sizeof err);
+    if (!receiver)
+        die(err);
+    start_gateway();
+    for (int r = 0; r < opt.receivers; r++)
+        register_receiver(&receivers[r], srv_port(receiver));
+    printf("gateway: pid %d, https://127.0.0.1:%u, folder %s\n", (int)gateway, port, dir);
+    fflush(stdout);
+
+    sender *s = calloc((size_t)opt.senders, sizeof *s);
+    double cpu_gw0 = gateway_cpu_s(), cpu_own0 = own_cpu_s(), t0 = now_s();
+    run_senders(s);
+    double elapsed = now_s() - t0, cpu_gw = gateway_cpu_s() - cpu_gw0, cpu_own = own_cpu_s() - cpu_own0;
+    uint64_t acc = atomic_load(&accepted);
+    double drained = now_s();
+    while (notified_count() < acc && now_s() - drained < DRAIN_SECONDS)
+        usleep(10000);
+    drained = now_s() - drained;
+    outcome o = acceptance_to_notification();
+
+    double rate = (double)acc / elapsed;
+    size_t nl = atomic_load(&post_latency_count);
+    nl = nl < post_latency_cap ? nl : post_latency_cap;
+    qsort(post_latency, nl, sizeof *post_latency, by_value);
+    printf("handovers: %llu accepted (201) in %.1f s = %.0f/s; POST to 201 p50 %.1f ms, p99 %.1f ms\n",
+           (unsigned long long)acc, elapsed, rate, percentile(post_latency, nl, 0.5) * 1000,
+           percentile(post_latency, nl, 0.99) * 1000);
+    printf("errors: %llu other answers, %llu without an answer, %llu answered 200 (resubmission)\n",
+           (unsigned long long)atomic_load(&refused), (unsigned long long)atomic_load(&failed),
+           (unsigned long long)atomic_load(&answered_200));
+    printf("acceptance -> notification: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%zu notified, %zu before the 201 "
+           "arrived, %zu never within %d s after the load, %zu twice; %llu POSTs carried %llu events; %.1f s to "
+           "drain)\n",
+           o.p50, o.p99, o.max, o.notified, o.early, o.unnotified, DRAIN_SECONDS, o.duplicates,
+           (unsigned long long)atomic_load(&posts_received), (unsigned long long)atomic_load(&focus_seen), drained);
+    printf("cpu during the load: gateway %.1f s (%.0f%% of a core, %.2f ms per handover), this process %.1f s "
+           "(%.0f%%)\n",
+           cpu_gw, 100 * cpu_gw / elapsed, acc ? 1000 * cpu_gw / (double)acc : 0, cpu_own, 100 * cpu_own / elapsed);
+    printf("ratio: handovers/s / raw transactions/s = %.2f; targets: >= 2000 handovers/s (%s), p99 < 50 ms (%s)\n",
+           raw.per_second > 0 ? rate / raw.per_second : 0, rate >= 2000 ? "met" : "missed",
+           o.p99 < 50 ? "met" : "missed");
+
+    cleanup();
+    srv_stop(receiver);
+    srv_wait(receiver);
+    srv_free(receiver);
+    for (int r = 0; r < opt.receivers; r++)
+        free(templates[r]);
+    free(s);
+    free(table);
+    free(post_latency);
+    curl_global_cleanup();
+    return 0;
+}
