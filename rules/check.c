@@ -70,12 +70,14 @@ static bool make_groups(rl_engine *e)
             continue;
         rl_group *g = &e->groups[e->group_count++];
         *g = (rl_group){r->subject, on_of(r), e->profiles[i], NULL};
-        const char *keys[64];
+        const char **keys = malloc((e->pack->count - i) * sizeof *keys);
         size_t n = 0;
-        for (size_t k = i; k < e->pack->count && n < 64; k++)
+        for (size_t k = i; keys && k < e->pack->count; k++)
             if (in_group(e, k, g))
                 keys[n++] = e->pack->rules[k].invariant_key;
-        if (!(g->invariants = pf_invariants_new(e->registry, g->profile, keys, n)))
+        g->invariants = keys ? pf_invariants_new(e->registry, g->profile, keys, n) : NULL;
+        free(keys);
+        if (!g->invariants)
             return false;
     }
     return true;
