@@ -15,6 +15,10 @@
  *
  * Extensions anywhere in a resource whose URL the registry defines are then
  * checked against their definition (check_extensions), once per resource.
+ *
+ * pf_check_invariants walks the same tree with a pf_invariants set: only the
+ * elements that lead to a chosen invariant, and at each only those
+ * invariants, so that its issues are pf_validate's for those keys.
  */
 #include "fhir/profile.h"
 
@@ -910,6 +914,7 @@ typedef struct vctx {
     fp_arena *arena;          /* for invariants, made on first use */
     uint64_t *seen;           /* hashes of the issues reported so far: a constraint reached twice is reported once */
     size_t seen_count, seen_capacity;
+    const pf_invariants *only; /* pf_check_invariants: these invariants alone, nothing else of the profile */
 } vctx;
 
 static const fj_node *N(const vctx *c, uint32_t i)
@@ -1264,10 +1269,11 @@ static void check_choice_type(vctx *c, const pf_elem *e, const char *key, size_t
  * values (memberOf on a CodeableConcept, ofType, is). NULL type when the
  * element is a choice the profile does not narrow to one type.
  */
-static void element_context(const vctx *c, const pf_elem *e, const fs_type **type, const fs_element **element)
+static void element_context(const fs_schema *schema, const char *profile_type, const pf_elem *e, const fs_type **type,
+                            const fs_element **element)
 {
-    const fs_schema *s = c->r->schema ? c->r->schema : fs_r4();
-    const fs_type *t = c->profile_type ? fs_type_by_name(s, c->profile_type, strlen(c->profile_type)) : NULL;
+    const fs_schema *s = schema ? schema : fs_r4();
+    const fs_type *t = profile_type ? fs_type_by_name(s, profile_type, strlen(profile_type)) : NULL;
     const fs_element *el = t && t->root >= 0 ? &s->elements[t->root] : NULL;
     const char *seg = e->id ? strchr(e->id, '.') : NULL;
     while (seg && el) {
@@ -1292,37 +1298,179 @@ static void element_context(const vctx *c, const pf_elem *e, const fs_type **typ
     *element = el;
 }
 
+/* ---- a subset of the invariants (pf_check_invariants) ---- */
+
+/* One invariant of the subset: compiled, with the typed context it starts from, at creation. */
+typedef struct pf_inv_entry {
+    const pf_constraint *k;
+    const fp_expr *expr; /* NULL: it does not compile (err says why) */
+    fp_error err;
+    const fs_type *type;
+    const fs_element *element;
+} pf_inv_entry;
+
+struct pf_invariants {
+    const pf_registry *r;
+    const pf_profile *p;
+    pf_inv_entry *entries;
+    size_t entry_count, entry_capacity;
+    const pf_elem **relevant; /* elements with a chosen invariant at or below them: the walk skips the rest */
+    size_t relevant_count, relevant_capacity;
+};
+
+static const pf_inv_entry *inv_entry(const pf_invariants *s, const pf_constraint *k)
+{
+    for (size_t i = 0; i < s->entry_count; i++)
+        if (s->entries[i].k == k)
+            return &s->entries[i];
+    return NULL;
+}
+
+static bool inv_relevant(const pf_invariants *s, const pf_elem *e)
+{
+    for (size_t i = 0; i < s->relevant_count; i++)
+        if (s->relevant[i] == e)
+            return true;
+    return false;
+}
+
+static void inv_mark(pf_invariants *s, const pf_elem *e)
+{
+    if (!inv_relevant(s, e))
+        PUSH(s->relevant, s->relevant_count, s->relevant_capacity, e);
+}
+
+static bool inv_key_chosen(const char *key, const char *const *keys, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(keys[i], key))
+            return true;
+    return false;
+}
+
+static bool inv_collect_profile(pf_invariants *s, const pf_profile *p, const char *const *keys, size_t n, int depth);
+
+/* Collect the chosen invariants at and below e (of a profile on type `ptype`); true when there are any. */
+static bool inv_collect(pf_invariants *s, const pf_elem *e, const char *ptype, const char *const *keys, size_t n,
+                        int depth)
+{
+    bool any = false;
+    for (size_t i = 0; i < e->constraint_count; i++) {
+        const pf_constraint *k = &e->constraints[i];
+        if (!inv_key_chosen(k->key, keys, n))
+            continue;
+        any = true;
+        if (inv_entry(s, k))
+            continue; /* a data-type profile reached from two elements */
+        pf_inv_entry en = {.k = k};
+        en.expr = fp_cache_get(s->r->expressions, k->expression, &en.err);
+        element_context(s->r->schema, ptype, e, &en.type, &en.element);
+        PUSH(s->entries, s->entry_count, s->entry_capacity, en);
+    }
+    for (size_t i = 0; i < e->child_count; i++) {
+        const pf_elem *child = e->children[i];
+        if (!inv_collect(s, child, ptype, keys, n, depth))
+            continue;
+        any = true;
+        for (size_t j = 0; child->slice && j < e->child_count; j++) /* a slice is reached through its sliced element */
+            if (!e->children[j]->slice && !strcmp(e->children[j]->name, child->name))
+                inv_mark(s, e->children[j]);
+    }
+    bool is_extension = e->type_count && !strcmp(e->types[0], "Extension");
+    for (size_t i = 0; i < e->type_profile_count && !is_extension; i++) {
+        const pf_profile *tp = pf_find(s->r, e->type_profiles[i]);
+        if (tp && !tp->is_extension && inv_collect_profile(s, tp, keys, n, depth + 1))
+            any = true;
+    }
+    if (any)
+        inv_mark(s, e);
+    return any;
+}
+
+static bool inv_collect_profile(pf_invariants *s, const pf_profile *p, const char *const *keys, size_t n, int depth)
+{
+    if (depth > 8)
+        return false; /* as apply_profile: profiles that refer to each other */
+    bool base = p->base && inv_collect_profile(s, p->base, keys, n, depth + 1);
+    return inv_collect(s, p->root, p->type, keys, n, depth) || base;
+}
+
+pf_invariants *pf_invariants_new(const pf_registry *r, const pf_profile *p, const char *const *keys, size_t n)
+{
+    pf_invariants *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->r = r;
+    s->p = p;
+    inv_collect_profile(s, p, keys, n, 0);
+    return s;
+}
+
+void pf_invariants_free(pf_invariants *s)
+{
+    if (!s)
+        return;
+    free(s->entries);
+    free(s->relevant);
+    free(s);
+}
+
+size_t pf_invariants_count(const pf_invariants *s)
+{
+    return s->entry_count;
+}
+
+/* ---- invariants ---- */
+
+/* Evaluate one invariant at v and report it when it fails; false when memory runs out. */
+static bool check_one_constraint(vctx *c, const pf_constraint *k, const fp_expr *expr, const fp_error *compile_err,
+                                 const fs_type *type, const fs_element *element, uint32_t v)
+{
+    if (!expr) {
+        report(c, v, OO_ERROR, OO_PROCESSING, "invariant %s does not compile: %s", k->key, compile_err->message);
+        return true;
+    }
+    if (!c->arena && !(c->arena = fp_arena_new()))
+        return false;
+    fp_env env;
+    fp_env_init(&env, c->doc);
+    env.schema = c->r->schema;
+    env.member_of = member_of_registry;
+    env.member_of_ctx = (void *)c->r;
+    env.lenient = true;
+    env.resource = c->resource;
+    fp_collection out;
+    fp_error err;
+    if (!fp_evaluate_node(expr, &env, v, type, element, c->arena, &out, &err)) {
+        report(c, v, OO_ERROR, OO_PROCESSING, "invariant %s could not be evaluated: %s", k->key, err.message);
+    } else if (fp_truth_of(&out) == FP_FALSE) {
+        report(c, v, k->is_error ? OO_ERROR : OO_WARNING, OO_INVARIANT, "%s: %s", k->key,
+               k->human ? k->human : k->expression);
+    }
+    fp_arena_reset(c->arena);
+    return true;
+}
+
 static void check_constraints(vctx *c, const pf_elem *e, uint32_t v)
 {
+    if (c->only) { /* compiled and typed when the subset was made */
+        for (size_t i = 0; i < e->constraint_count; i++) {
+            const pf_inv_entry *en = inv_entry(c->only, &e->constraints[i]);
+            if (en && !check_one_constraint(c, en->k, en->expr, &en->err, en->type, en->element, v))
+                return;
+        }
+        return;
+    }
     const fs_type *type = NULL;
     const fs_element *element = NULL;
     if (e->constraint_count)
-        element_context(c, e, &type, &element);
+        element_context(c->r->schema, c->profile_type, e, &type, &element);
     for (size_t i = 0; i < e->constraint_count; i++) {
         const pf_constraint *k = &e->constraints[i];
         fp_error err;
         const fp_expr *expr = fp_cache_get(c->r->expressions, k->expression, &err);
-        if (!expr) {
-            report(c, v, OO_ERROR, OO_PROCESSING, "invariant %s does not compile: %s", k->key, err.message);
-            continue;
-        }
-        if (!c->arena && !(c->arena = fp_arena_new()))
+        if (!check_one_constraint(c, k, expr, &err, type, element, v))
             return;
-        fp_env env;
-        fp_env_init(&env, c->doc);
-        env.schema = c->r->schema;
-        env.member_of = member_of_registry;
-        env.member_of_ctx = (void *)c->r;
-        env.lenient = true;
-        env.resource = c->resource;
-        fp_collection out;
-        if (!fp_evaluate_node(expr, &env, v, type, element, c->arena, &out, &err)) {
-            report(c, v, OO_ERROR, OO_PROCESSING, "invariant %s could not be evaluated: %s", k->key, err.message);
-        } else if (fp_truth_of(&out) == FP_FALSE) {
-            report(c, v, k->is_error ? OO_ERROR : OO_WARNING, OO_INVARIANT, "%s: %s", k->key,
-                   k->human ? k->human : k->expression);
-        }
-        fp_arena_reset(c->arena);
     }
 }
 
@@ -1350,6 +1498,14 @@ static void apply_type_profiles(vctx *c, const pf_elem *e, uint32_t v)
 static void check_value(vctx *c, const pf_elem *e, const selection *sel, uint32_t i)
 {
     uint32_t v = sel->items[i];
+    if (c->only) { /* the chosen invariants alone: none of the value checks */
+        check_constraints(c, e, v);
+        if (N(c, v)->type == FJ_OBJECT) {
+            apply_children(c, e, v);
+            apply_type_profiles(c, e, v);
+        }
+        return;
+    }
     size_t name_len = strlen(e->name);
     if (e->type_count && name_len > 3 && !strcmp(e->name + name_len - 3, "[x]"))
         check_choice_type(c, e, sel->key[i], sel->key_len[i], v);
@@ -1437,6 +1593,8 @@ static bool in_slice(const vctx *c, const pf_elem *sliced, const pf_elem *s, uin
 
 static void check_cardinality(vctx *c, uint32_t obj, const pf_elem *e, uint32_t count, const char *what)
 {
+    if (c->only)
+        return;
     if (e->has_min && count < e->min) {
         size_t old = rp_push(&c->rep, ".%s", e->name);
         report(c, obj, OO_ERROR, OO_REQUIRED, "%s requires at least %u value%s, found %u", what, e->min,
@@ -1464,15 +1622,19 @@ static void apply_slices(vctx *c, const pf_elem *parent, const pf_elem *sliced, 
                 continue;
             matched[k] = true;
             count++;
+            if (c->only && !inv_relevant(c->only, s))
+                continue; /* sorted into its slice all the same: the slices after it see the rest */
             size_t old = push_item(c, s, sel, k);
             check_value(c, s, sel, k);
             rp_pop(&c->rep, old);
         }
+        if (c->only)
+            continue;
         char what[200];
         snprintf(what, sizeof what, "slice '%s' of %s", s->slice, sliced->id ? sliced->id : sliced->name);
         check_cardinality(c, obj, s, count, what);
     }
-    if (!sliced->closed)
+    if (!sliced->closed || c->only)
         return;
     for (uint32_t k = 0; k < sel->count; k++)
         if (!matched[k]) {
@@ -1489,6 +1651,8 @@ static void apply_children(vctx *c, const pf_elem *e, uint32_t obj)
         const pf_elem *child = e->children[i];
         if (child->slice)
             continue; /* handled with the sliced element */
+        if (c->only && !inv_relevant(c->only, child))
+            continue;
         selection sel;
         select_values(c, obj, child->name, &sel);
         check_cardinality(c, obj, child, sel.count + sel.companions, child->id ? child->id : child->name);
@@ -1509,6 +1673,10 @@ static void apply_profile(vctx *c, const pf_profile *p, uint32_t node)
     c->depth++;
     if (p->base)
         apply_profile(c, p->base, node);
+    if (c->only && !inv_relevant(c->only, p->root)) {
+        c->depth--;
+        return;
+    }
     const char *saved = c->profile_url, *saved_type = c->profile_type;
     c->profile_url = p->url;
     c->profile_type = p->type;
@@ -1597,6 +1765,26 @@ size_t pf_validate(const pf_registry *r, const pf_profile *p, fj_doc *doc, uint3
         return out->errors - before;
     }
     apply_profile(&c, p, resource);
+    fp_arena_free(c.arena);
+    free(c.seen);
+    return out->errors - before;
+}
+
+size_t pf_check_invariants(const pf_invariants *s, fj_doc *doc, uint32_t resource, const char *base_path, oo_list *out)
+{
+    size_t before = out->errors;
+    vctx c;
+    ctx_init(&c, s->r, doc, resource, base_path, out);
+    c.profile_url = s->p->url;
+    c.only = s;
+    uint32_t rt = fj_get(doc, resource, "resourceType");
+    if (!s->p->is_extension && (rt == NO_NODE || !fj_str_eq(doc, rt, s->p->type))) {
+        report(&c, resource, OO_ERROR, OO_STRUCTURE, "the profile constrains %s, not this resource", s->p->type);
+        free(c.seen);
+        return out->errors - before;
+    }
+    if (s->entry_count)
+        apply_profile(&c, s->p, resource);
     fp_arena_free(c.arena);
     free(c.seen);
     return out->errors - before;

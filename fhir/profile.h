@@ -115,6 +115,27 @@ size_t pf_validate(const pf_registry *r, const pf_profile *p, fj_doc *doc, uint3
                    oo_list *out);
 
 /*
+ * Some of a profile's invariants, chosen by key, without the rest of the
+ * profile: for a caller that wants only their verdicts (the rules engine's
+ * rule-keyed invariants). Made once: the expressions are compiled and the
+ * elements that lead to them are found here, so a check walks only those
+ * elements and evaluates only those invariants. pf_check_invariants reports
+ * exactly the issues pf_validate would report for those invariants (same
+ * location, code, message); cardinality, fixed values, bindings, other
+ * invariants are not looked at. Keys that the profile (with its bases and
+ * data-type profiles) does not have are ignored (pf_invariants_count says
+ * how many were found). Memory: the set borrows the registry and the profile
+ * (the keys are read only while it is made); it is immutable and may be
+ * shared by threads; free it with pf_invariants_free.
+ */
+typedef struct pf_invariants pf_invariants;
+pf_invariants *pf_invariants_new(const pf_registry *r, const pf_profile *p, const char *const *keys, size_t n);
+void pf_invariants_free(pf_invariants *s);
+size_t pf_invariants_count(const pf_invariants *s);
+/* The chosen invariants of s over the resource at doc node `resource`, as pf_validate. Returns errors added. */
+size_t pf_check_invariants(const pf_invariants *s, fj_doc *doc, uint32_t resource, const char *base_path, oo_list *out);
+
+/*
  * Validate a resource against every profile its meta.profile names, and
  * every extension anywhere in it whose URL the registry defines. Profiles
  * that the registry does not know give a warning. Returns errors added.

@@ -1,12 +1,15 @@
 /*
  * rules/check.c — the engine: a pack's rules over one subject (rules/check.h).
  *
- * Invariant rules: the subject (or each resource its element `on` refers to)
- * is validated against the rule's profile once per profile, and each
- * invariant failure whose key is the rule id becomes a finding at the
- * validator's FHIRPath location. The key is read from the issue: profile.c
- * writes an invariant failure as code "invariant" and message "<key>: <human>",
- * and only keys the pack names are kept. The profile says warning (breaking a
+ * Invariant rules: the rules of one subject type, profile and `on` form a
+ * group; at engine creation each group gets the profile's invariants with its
+ * rule keys (pf_invariants: compiled once, with the elements that lead to
+ * them). Per subject, the group's invariants alone are evaluated on the
+ * subject (or each resource its element `on` refers to), not the rest of the
+ * profile, and each failure becomes a finding at the validator's FHIRPath
+ * location: the issues are pf_validate's for those keys. The key is read from
+ * the issue: profile.c writes an invariant failure as code "invariant" and
+ * message "<key>: <human>". The profile says warning (breaking a
  * contracting rule leaves the resource valid FHIR, ig/README.md); the finding
  * takes the pack's severity. Other profile issues (cardinality, fgw-* format
  * checks) are the validator's business, not findings.
@@ -20,13 +23,65 @@
 
 #define MAX_TYPES 8
 
+/*
+ * The rules of one subject type whose invariants sit in one profile and are
+ * evaluated on one element (the subject itself, or the resources its `on`
+ * element refers to): one walk of the profile answers them all.
+ */
+typedef struct rl_group {
+    const char *type, *on; /* on: "" for the subject */
+    const pf_profile *profile;
+    pf_invariants *invariants; /* the group's rule keys, compiled once */
+} rl_group;
+
 struct rl_engine {
     const rl_pack *pack;
     const pf_registry *registry;
     const pf_profile **profiles; /* per rule: its invariant's profile, or NULL */
+    rl_group *groups;
+    size_t group_count;
     const char *types[MAX_TYPES];
     size_t type_count;
 };
+
+static const char *on_of(const rl_rule *r)
+{
+    return r->invariant_on ? r->invariant_on : "";
+}
+
+static bool in_group(const rl_engine *e, size_t i, const rl_group *g)
+{
+    return e->profiles[i] == g->profile && !strcmp(e->pack->rules[i].subject, g->type) &&
+           !strcmp(on_of(&e->pack->rules[i]), g->on);
+}
+
+/* One group per (subject type, profile, on), in the order of the group's first rule. */
+static bool make_groups(rl_engine *e)
+{
+    e->groups = calloc(e->pack->count ? e->pack->count : 1, sizeof *e->groups);
+    if (!e->groups)
+        return false;
+    for (size_t i = 0; i < e->pack->count; i++) {
+        const rl_rule *r = &e->pack->rules[i];
+        bool known = !e->profiles[i];
+        for (size_t g = 0; g < e->group_count && !known; g++)
+            known = in_group(e, i, &e->groups[g]);
+        if (known)
+            continue;
+        rl_group *g = &e->groups[e->group_count++];
+        *g = (rl_group){r->subject, on_of(r), e->profiles[i], NULL};
+        const char **keys = malloc((e->pack->count - i) * sizeof *keys);
+        size_t n = 0;
+        for (size_t k = i; keys && k < e->pack->count; k++)
+            if (in_group(e, k, g))
+                keys[n++] = e->pack->rules[k].invariant_key;
+        g->invariants = keys ? pf_invariants_new(e->registry, g->profile, keys, n) : NULL;
+        free(keys);
+        if (!g->invariants)
+            return false;
+    }
+    return true;
+}
 
 rl_engine *rl_engine_new(const rl_pack *pack, const pf_registry *registry, oo_list *issues)
 {
@@ -48,7 +103,7 @@ rl_engine *rl_engine_new(const rl_pack *pack, const pf_registry *registry, oo_li
         if (!known && e->type_count < MAX_TYPES)
             e->types[e->type_count++] = r->subject;
     }
-    if (!ok) {
+    if (!ok || !make_groups(e)) {
         rl_engine_free(e);
         return NULL;
     }
@@ -59,6 +114,9 @@ void rl_engine_free(rl_engine *e)
 {
     if (!e)
         return;
+    for (size_t g = 0; g < e->group_count; g++)
+        pf_invariants_free(e->groups[g].invariants);
+    free(e->groups);
     free(e->profiles);
     free(e);
 }
@@ -74,87 +132,71 @@ const char *const *rl_engine_subject_types(const rl_engine *e, size_t *n)
     return e->types;
 }
 
-/* The rule of this subject type and profile whose key starts issue message msg ("KEY: ..."), or NULL. */
-static const rl_rule *rule_of_issue(const rl_engine *e, const char *type, const pf_profile *p, const char *on,
-                                    const oo_issue *is)
+/* The rule of group g whose key starts issue message msg ("KEY: ..."), or NULL. */
+static const rl_rule *rule_of_issue(const rl_engine *e, const rl_group *g, const oo_issue *is)
 {
     if (strcmp(is->code, OO_INVARIANT) || !is->message)
         return NULL;
     for (size_t i = 0; i < e->pack->count; i++) {
         const rl_rule *r = &e->pack->rules[i];
         size_t n = r->invariant_key ? strlen(r->invariant_key) : 0;
-        if (e->profiles[i] == p && !strcmp(r->subject, type) && !strcmp(r->invariant_on ? r->invariant_on : "", on) &&
-            !strncmp(is->message, r->invariant_key, n) && is->message[n] == ':')
+        if (in_group(e, i, g) && !strncmp(is->message, r->invariant_key, n) && is->message[n] == ':')
             return r;
     }
     return NULL;
 }
 
-/* Validate res against p (base path) and turn its rule-keyed invariant failures into findings. */
-static void invariants_of(const rl_engine *e, const char *type, const pf_profile *p, const char *on, rl_res res,
-                          const char *base, rl_report *out)
+/* The group's invariants over res (base path); each failure becomes a finding. */
+static void invariants_of(const rl_engine *e, const rl_group *g, rl_res res, const char *base, rl_report *out)
 {
     oo_list issues;
     oo_list_init(&issues, 0);
-    pf_validate(e->registry, p, (fj_doc *)res.doc, res.node, base, &issues);
+    pf_check_invariants(g->invariants, (fj_doc *)res.doc, res.node, base, &issues);
     for (size_t i = 0; i < issues.count; i++) {
         const oo_issue *is = &issues.items[i];
-        const rl_rule *r = rule_of_issue(e, type, p, on, is);
+        const rl_rule *r = rule_of_issue(e, g, is);
         if (r)
             rl_add(out, r, r->error, is->expression ? is->expression : base, NULL); /* the pack's severity */
     }
     oo_list_free(&issues);
 }
 
-/* Every rule of (type, profile, on) gets a warning: the resource at where is not in the context. */
-static void undecided(const rl_engine *e, const char *type, const pf_profile *p, const char *on, const char *where,
-                      const char *ref, rl_report *out)
+/* Every rule of the group gets a warning: the resource at where is not in the context. */
+static void undecided(const rl_engine *e, const rl_group *g, const char *where, const char *ref, rl_report *out)
 {
-    for (size_t i = 0; i < e->pack->count; i++) {
-        const rl_rule *r = &e->pack->rules[i];
-        if (e->profiles[i] == p && !strcmp(r->subject, type) && r->invariant_on && !strcmp(r->invariant_on, on))
-            rl_add(out, r, false, where, "%s not in the context", ref);
-    }
+    for (size_t i = 0; i < e->pack->count; i++)
+        if (in_group(e, i, g))
+            rl_add(out, &e->pack->rules[i], false, where, "%s not in the context", ref);
 }
 
-/* The invariants of one (profile, on) group. */
-static void run_group(const rl_engine *e, const rl_context *ctx, const char *type, const pf_profile *p, const char *on,
-                      rl_report *out)
+/* The invariants of one group. */
+static void run_group(const rl_engine *e, const rl_context *ctx, const rl_group *g, rl_report *out)
 {
-    if (!*on) {
-        invariants_of(e, type, p, on, ctx->subject, "", out);
+    if (!*g->on) {
+        invariants_of(e, g, ctx->subject, "", out);
         return;
     }
     const fj_doc *d = ctx->subject.doc;
-    uint32_t refs = rl_get(d, ctx->subject.node, on);
+    uint32_t refs = rl_get(d, ctx->subject.node, g->on);
     for (size_t i = 0; i < rl_len(d, refs); i++) {
         char base[256], ref[160];
-        snprintf(base, sizeof base, "%s.%s[%zu]", type, on, i);
+        snprintf(base, sizeof base, "%s.%s[%zu]", g->type, g->on, i);
         rl_res target;
         uint32_t r = rl_at(d, refs, i);
         if (!rl_resolve_ref(ctx, ctx->subject, r, &target)) {
-            undecided(e, type, p, on, base, rl_text(d, rl_get(d, r, "reference"), ref, sizeof ref), out);
+            undecided(e, g, base, rl_text(d, rl_get(d, r, "reference"), ref, sizeof ref), out);
             continue;
         }
-        snprintf(base, sizeof base, "%s.%s[%zu].resolve()", type, on, i);
-        invariants_of(e, type, p, on, target, base, out);
+        snprintf(base, sizeof base, "%s.%s[%zu].resolve()", g->type, g->on, i);
+        invariants_of(e, g, target, base, out);
     }
 }
 
 static void run_invariants(const rl_engine *e, const rl_context *ctx, const char *type, rl_report *out)
 {
-    for (size_t i = 0; i < e->pack->count; i++) {
-        const rl_rule *r = &e->pack->rules[i];
-        if (!e->profiles[i] || strcmp(r->subject, type))
-            continue;
-        bool first = true; /* the first rule of its (profile, on) group runs the group */
-        const char *on = r->invariant_on ? r->invariant_on : "";
-        for (size_t k = 0; k < i && first; k++)
-            first = !(e->profiles[k] == e->profiles[i] && !strcmp(e->pack->rules[k].subject, type) &&
-                      !strcmp(e->pack->rules[k].invariant_on ? e->pack->rules[k].invariant_on : "", on));
-        if (first)
-            run_group(e, ctx, type, e->profiles[i], on, out);
-    }
+    for (size_t g = 0; g < e->group_count; g++)
+        if (!strcmp(e->groups[g].type, type))
+            run_group(e, ctx, &e->groups[g], out);
 }
 
 /* Findings in pack order, then by location: the report reads the same every run. */

@@ -8,9 +8,9 @@
  *   char *page = rl_report_text(&rep);                       the same for a person
  *   rl_report_free(&rep);
  *
- * Invariant rules are evaluated by validating the subject (or the resources
- * an element of it refers to) against the guide's profile and keeping the
- * invariant failures whose key is the rule id; named checks are C functions.
+ * Invariant rules are evaluated by running the guide profile's invariants
+ * whose key is a rule id (and only those: pf_check_invariants) on the subject
+ * or on the resources an element of it refers to; named checks are C functions.
  * A rule that cannot be decided because its context is missing gives a
  * warning (needs review), never silence.
  *

@@ -530,3 +530,102 @@ Test(guide, logical_model_unknown_without_the_registry)
     cr_expect(has_issue(&issues, OO_ERROR, OO_STRUCTURE, "resourceType"), "unknown resourceType without the model");
     oo_list_free(&issues);
 }
+
+/* ---- a subset of the invariants (pf_check_invariants) ---- */
+
+/* pf_validate's invariant issues whose message starts with one of keys ("KEY: ..."). */
+static size_t keyed_issues(const oo_list *l, const char *const *keys, size_t n, const oo_issue **out, size_t max)
+{
+    size_t found = 0;
+    for (size_t i = 0; i < l->count; i++)
+        for (size_t k = 0; k < n; k++) {
+            size_t len = strlen(keys[k]);
+            const char *m = l->items[i].message;
+            if (!strcmp(l->items[i].code, OO_INVARIANT) && m && !strncmp(m, keys[k], len) && m[len] == ':' &&
+                found < max)
+                out[found++] = &l->items[i];
+        }
+    return found;
+}
+
+/*
+ * The chosen invariants of profile url over json: the same issues (severity,
+ * code, location, message) as the invariant issues of pf_validate with those
+ * keys, and nothing else. Returns how many there were.
+ */
+static size_t expect_same_as_validate(const char *url, const char *json, const char *const *keys, size_t n)
+{
+    const pf_profile *p = pf_find(guide, url);
+    cr_assert_not_null(p);
+    char *copy = strdup(json);
+    fj_doc doc;
+    fj_error e;
+    cr_assert(fj_parse(copy, strlen(copy), NULL, &doc, &e));
+    oo_list all, some;
+    oo_list_init(&all, 0);
+    oo_list_init(&some, 0);
+    pf_validate(guide, p, &doc, 0, "", &all);
+    pf_invariants *s = pf_invariants_new(guide, p, keys, n);
+    cr_assert_not_null(s);
+    pf_check_invariants(s, &doc, 0, "", &some);
+    const oo_issue *want[16];
+    size_t count = keyed_issues(&all, keys, n, want, 16);
+    if (some.count != count) {
+        dump(&all);
+        dump(&some);
+    }
+    cr_expect_eq(some.count, count, "%s: %zu issues, pf_validate has %zu with those keys", json, some.count, count);
+    for (size_t i = 0; i < count && i < some.count; i++) {
+        const oo_issue *a = want[i], *b = &some.items[i];
+        cr_expect_eq(a->severity, b->severity);
+        cr_expect_str_eq(a->code, b->code);
+        cr_expect_str_eq(a->expression ? a->expression : "", b->expression ? b->expression : "");
+        cr_expect_str_eq(a->message, b->message);
+    }
+    pf_invariants_free(s);
+    oo_list_free(&all);
+    oo_list_free(&some);
+    fj_doc_free(&doc);
+    free(copy);
+    return count;
+}
+
+Test(guide, chosen_invariants_report_what_validation_reports_for_them)
+{
+    const char *nine[] = {"fgw-nine"}, *member[] = {"fgw-member"}, *both[] = {"fgw-member", "fgw-nine"};
+    /* in a data-type profile of a slice: reached through the slicing */
+    cr_expect_eq(expect_same_as_validate("http://x/patient", GUIDE_PATIENT("12345", "a1"), nine, 1), 1);
+    cr_expect_eq(expect_same_as_validate("http://x/patient", GUIDE_PATIENT("999911120", "a1"), nine, 1), 0);
+    /* the derived profile restates the slice: still once */
+    cr_expect_eq(expect_same_as_validate("http://x/patient-derived", GUIDE_PATIENT("12345", "a1"), nine, 1), 1);
+    /* on an element of the resource, with memberOf against the registry */
+    cr_expect_eq(expect_same_as_validate("http://x/patient", GUIDE_PATIENT("999911120", "a21"), member, 1), 1);
+    cr_expect_eq(expect_same_as_validate("http://x/patient", GUIDE_PATIENT("12345", "a21"), both, 2), 2);
+    cr_expect_eq(expect_same_as_validate("http://x/patient", GUIDE_PATIENT("12345", "a21"), member, 1), 1,
+                 "the other key is not evaluated");
+}
+
+Test(guide, chosen_invariants_leave_the_rest_of_the_profile_alone)
+{
+    const pf_profile *p = pf_find(guide, "http://x/patient");
+    const char *keys[] = {"fgw-nine", "no-such-key"};
+    pf_invariants *s = pf_invariants_new(guide, p, keys, 2);
+    cr_assert_not_null(s);
+    cr_expect_eq(pf_invariants_count(s), 1, "the unknown key is ignored");
+    /* no identifier: the bsn slice's minimum is broken, which is not an invariant */
+    char json[] = "{\"resourceType\":\"Patient\",\"maritalStatus\":{\"coding\":[{\"system\":\"http://x/cs\","
+                  "\"code\":\"a21\"}]}}";
+    fj_doc doc;
+    fj_error e;
+    cr_assert(fj_parse(json, strlen(json), NULL, &doc, &e));
+    oo_list l;
+    oo_list_init(&l, 0);
+    cr_expect_eq(pf_check_invariants(s, &doc, 0, "", &l), 0);
+    cr_expect_eq(l.count, 0, "neither cardinality, the binding nor the other invariant");
+    oo_list_free(&l);
+    oo_list_init(&l, 0);
+    cr_expect_geq(pf_validate(guide, p, &doc, 0, "", &l), 2, "while validation finds them");
+    oo_list_free(&l);
+    fj_doc_free(&doc);
+    pf_invariants_free(s);
+}
