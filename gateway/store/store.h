@@ -688,6 +688,10 @@ typedef struct st_notify_query {
     bool due_heads;
     const char *receiver; /* NULL: every receiver */
     size_t count;         /* rows at most */
+    /* with `receiver` only: event numbers from .. to, both included (0: unbounded), and newest first (count 1:
+     * its latest event); what a receiver's $events and $status read (rest_subscription.c) */
+    int64_t from_event, to_event;
+    bool newest_first;
 } st_notify_query;
 
 /* Rows as the query asks: *rows malloc'd (free()), *count of them. */
