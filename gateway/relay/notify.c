@@ -102,12 +102,37 @@ static void put_reference_parameter(fj_buf *b, const char *name, const char *ref
     fj_buf_puts(b, "}}");
 }
 
-/* The SubscriptionStatus (as an R4 Parameters) of n: its receiver's virtual subscription and the one event. */
-static void put_status(fj_buf *b, const char *id, const char *subscription, const char *focus, const st_notification *n)
+/* The notification-event parameter of n (focus: its URL). */
+static void put_event(fj_buf *b, const char *focus, const st_notification *n)
 {
     char number[24], when[ST_INSTANT_LEN];
     snprintf(number, sizeof number, "%lld", (long long)n->event_number);
     st_format_instant(n->created_ms, when);
+    fj_buf_puts(b, "{\"name\":\"notification-event\",\"part\":[");
+    put_parameter(b, "event-number", "valueString", number);
+    fj_buf_puts(b, ",");
+    put_parameter(b, "timestamp", "valueInstant", when);
+    fj_buf_puts(b, ",");
+    put_reference_parameter(b, "focus", focus);
+    fj_buf_puts(b, "]}");
+}
+
+/* The entry that says what happened to n's focus (focus: its URL): POST Task / 201 when created, else PUT. */
+static void put_focus_entry(fj_buf *b, const char *focus, const st_notification *n)
+{
+    fj_buf_puts(b, "{\"fullUrl\":");
+    fj_buf_string(b, focus, strlen(focus));
+    bool created = n->focus_version == 1;
+    fj_buf_printf(b, ",\"request\":{\"method\":\"%s\",\"url\":\"%s%s%s\"},\"response\":{\"status\":\"%s\"}}",
+                  created ? "POST" : "PUT", n->focus_type, created ? "" : "/", created ? "" : n->focus_id,
+                  created ? "201" : "200");
+}
+
+/* The SubscriptionStatus (as an R4 Parameters) of n: its receiver's virtual subscription and the one event. */
+static void put_status(fj_buf *b, const char *id, const char *subscription, const char *focus, const st_notification *n)
+{
+    char number[24];
+    snprintf(number, sizeof number, "%lld", (long long)n->event_number);
     fj_buf_printf(b,
                   "{\"resourceType\":\"Parameters\",\"id\":\"%s\",\"meta\":{\"profile\":[\"" STATUS_PROFILE
                   "\"]},\"parameter\":[",
@@ -122,13 +147,9 @@ static void put_status(fj_buf *b, const char *id, const char *subscription, cons
     fj_buf_puts(b, ",");
     /* every event of this receiver is numbered, so the count since the start is the number itself */
     put_parameter(b, "events-since-subscription-start", "valueString", number);
-    fj_buf_puts(b, ",{\"name\":\"notification-event\",\"part\":[");
-    put_parameter(b, "event-number", "valueString", number);
     fj_buf_puts(b, ",");
-    put_parameter(b, "timestamp", "valueInstant", when);
-    fj_buf_puts(b, ",");
-    put_reference_parameter(b, "focus", focus);
-    fj_buf_puts(b, "]}]}");
+    put_event(b, focus, n);
+    fj_buf_puts(b, "]}");
 }
 
 char *rly_bundle(const char *base_url, const st_notification *n, int64_t now_ms, size_t *len)
@@ -153,15 +174,56 @@ char *rly_bundle(const char *base_url, const st_notification *n, int64_t now_ms,
     fj_buf_printf(&sub, "/$status");
     fj_buf_string(&b, sub.data ? sub.data : "", sub.len);
     /* id-only: the focus is named, its content stays on the gateway (no personal data travels) */
-    fj_buf_puts(&b, "},\"response\":{\"status\":\"200\"}},{\"fullUrl\":");
-    fj_buf_string(&b, focus_url, strlen(focus_url));
-    bool created = n->focus_version == 1;
-    fj_buf_printf(&b, ",\"request\":{\"method\":\"%s\",\"url\":\"%s%s%s\"},\"response\":{\"status\":\"%s\"}}]}",
-                  created ? "POST" : "PUT", n->focus_type, created ? "" : "/", created ? "" : n->focus_id,
-                  created ? "201" : "200");
+    fj_buf_puts(&b, "},\"response\":{\"status\":\"200\"}},");
+    put_focus_entry(&b, focus_url, n);
+    fj_buf_puts(&b, "]}");
     fj_buf_free(&sub);
     fj_buf_free(&focus);
     return fj_buf_take(&b, len);
+}
+
+/* ---- the same parts for $status and $events (rest_subscription.c) ---- */
+
+void rly_put_status(fj_buf *b, const char *base_url, const char *id, const rly_status *st)
+{
+    fj_buf sub = {0}, focus = {0};
+    fj_buf_printf(&sub, "%s/Subscription/handover-%s", base_url, st->receiver);
+    char since[24];
+    snprintf(since, sizeof since, "%lld", (long long)st->events_since_start);
+    fj_buf_printf(b,
+                  "{\"resourceType\":\"Parameters\",\"id\":\"%s\",\"meta\":{\"profile\":[\"" STATUS_PROFILE
+                  "\"]},\"parameter\":[",
+                  id);
+    put_reference_parameter(b, "subscription", sub.data ? sub.data : "");
+    fj_buf_puts(b, ",");
+    put_parameter(b, "topic", "valueCanonical", RLY_TOPIC);
+    fj_buf_puts(b, ",");
+    put_parameter(b, "status", "valueCode", st->status);
+    fj_buf_puts(b, ",");
+    put_parameter(b, "type", "valueCode", st->type);
+    fj_buf_puts(b, ",");
+    put_parameter(b, "events-since-subscription-start", "valueString", since);
+    for (size_t i = 0; i < st->event_count; i++) {
+        focus.len = 0;
+        fj_buf_printf(&focus, "%s/%s/%s", base_url, st->events[i].focus_type, st->events[i].focus_id);
+        fj_buf_puts(b, ",");
+        put_event(b, focus.data ? focus.data : "", &st->events[i]);
+    }
+    fj_buf_puts(b, "]}");
+    fj_buf_free(&sub);
+    fj_buf_free(&focus);
+}
+
+void rly_put_focus_entries(fj_buf *b, const char *base_url, const st_notification *events, size_t n)
+{
+    fj_buf focus = {0};
+    for (size_t i = 0; i < n; i++) {
+        focus.len = 0;
+        fj_buf_printf(&focus, "%s/%s/%s", base_url, events[i].focus_type, events[i].focus_id);
+        fj_buf_puts(b, ",");
+        put_focus_entry(b, focus.data ? focus.data : "", &events[i]);
+    }
+    fj_buf_free(&focus);
 }
 
 /* ---- one attempt ---- */
