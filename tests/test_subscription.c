@@ -414,3 +414,31 @@ Test(subscription, every_call_is_audited)
     cr_expect_eq(allowed, 1, "elv-a's $status");
     cr_expect_eq(hidden, 1, "elv-b's refused read");
 }
+
+Test(subscription, the_capability_statement_says_read_status_and_events_only)
+{
+    json_object *cs = get_json("elv-a", "GET", "/metadata", NULL, 200);
+    json_object *resources = json_object_object_get(json_object_array_get_idx(json_object_object_get(cs, "rest"), 0),
+                                                    "resource");
+    json_object *sub = NULL;
+    for (size_t i = 0; i < json_object_array_length(resources) && !sub; i++) {
+        json_object *r = json_object_array_get_idx(resources, i);
+        if (!strcmp(rh_str(r, "type"), "Subscription"))
+            sub = r;
+    }
+    cr_assert_not_null(sub);
+    json_object *interactions = json_object_object_get(sub, "interaction");
+    cr_assert_eq(json_object_array_length(interactions), 1, "read only: nothing is stored");
+    cr_expect_str_eq(rh_str(sub, "interaction.0.code"), "read");
+    cr_expect_null(json_object_object_get(sub, "searchParam"));
+    json_object *ops = json_object_object_get(sub, "operation");
+    cr_assert_eq(json_object_array_length(ops), 3, "$validate, $status, $events");
+    cr_expect_str_eq(rh_str(sub, "operation.1.name"), "status");
+    cr_expect_str_eq(rh_str(sub, "operation.1.definition"),
+                     "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status");
+    cr_expect_str_eq(rh_str(sub, "operation.2.name"), "events");
+    cr_expect_str_eq(rh_str(sub, "operation.2.definition"),
+                     "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events");
+    json_object_put(cs);
+    rh_expect_valid_bodies();
+}
