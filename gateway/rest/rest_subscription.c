@@ -315,6 +315,8 @@ bool rest_subscription_events_op(rq *q)
     params_free(&p);
     if (!ok)
         return false;
+    if (count && rows[count - 1].event_number > latest) /* an event committed between the two reads */
+        latest = rows[count - 1].event_number;
     rly_endpoint ep;
     st_error err;
     bool active = rly_endpoint_of(q->app->opt.store, q->caller.ura, &ep, &err) == ST_OK;
