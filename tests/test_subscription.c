@@ -273,7 +273,7 @@ static void expect_same_event(json_object *recovered, const char *notification)
     json_object *sent = json_tokener_parse(notification);
     json_object *sent_status =
         json_object_object_get(json_object_array_get_idx(json_object_object_get(sent, "entry"), 0), "resource");
-    json_object *sent_event[1];
+    json_object *sent_event[1] = {NULL};
     cr_assert_eq(events_of(sent_status, sent_event, 1), 1);
     cr_expect_str_eq(json_object_to_json_string(recovered), json_object_to_json_string(sent_event[0]),
                      "recovered as it was sent");
