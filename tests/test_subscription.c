@@ -442,3 +442,38 @@ Test(subscription, the_capability_statement_says_read_status_and_events_only)
     json_object_put(cs);
     rh_expect_valid_bodies();
 }
+
+Test(subscription, a_long_range_is_paged_by_a_next_link)
+{
+    /* 1001 events for elv-a, queued straight into the store (one Task write reported 1001 times) */
+    enum { N = 1001 };
+    st_op *ops = calloc(N + 1, sizeof *ops);
+    st_op_result *results = calloc(N + 1, sizeof *results);
+    st_notify n = {.receiver = URA_ELV_A, .event = "created", .of_op = 0};
+    ops[0] = (st_op){.kind = ST_OP_CREATE,
+                     .type = "Task",
+                     .id = "paged",
+                     .owner = URA_HOSPITAL_A,
+                     .json = "{\"resourceType\":\"Task\",\"status\":\"requested\",\"intent\":\"order\"}"};
+    for (size_t i = 1; i <= N; i++)
+        ops[i] = (st_op){.kind = ST_OP_NOTIFY, .notify = &n};
+    cr_assert_eq(st_submit_wait(rh.store, ops, N + 1, results), ST_OK);
+    free(ops);
+    free(results);
+    json_object *o = get_json("elv-a", "GET", SUB_A "/$events", NULL, 200);
+    json_object *status = json_object_object_get(json_object_array_get_idx(json_object_object_get(o, "entry"), 0),
+                                                 "resource");
+    json_object *events[4];
+    cr_expect_eq(json_object_array_length(json_object_object_get(o, "entry")), 1 + 1000, "1000 events at most");
+    cr_expect_str_eq(value_of(status, "events-since-subscription-start", "valueString"), "1001");
+    cr_expect_str_eq(rh_str(o, "link.1.relation"), "next");
+    cr_expect_str_eq(rh_str(o, "link.1.url"),
+                     "https://127.0.0.1/Subscription/handover-" URA_ELV_A "/$events?eventsSinceNumber=1001");
+    json_object_put(o);
+    o = get_json("elv-a", "GET", SUB_A "/$events?eventsSinceNumber=1001", NULL, 200);
+    status = json_object_object_get(json_object_array_get_idx(json_object_object_get(o, "entry"), 0), "resource");
+    cr_expect_eq(events_of(status, events, 4), 1, "the rest: event 1001");
+    cr_expect_null(rh_str(o, "link.1"), "and no further page");
+    json_object_put(o);
+    rh_expect_valid_bodies();
+}
