@@ -1495,3 +1495,43 @@ Test(store, a_version_2_store_is_migrated_and_its_personal_rows_marked)
     cr_expect_eq(version, 1);
     cr_expect_eq(update("Patient", "p1", "{\"resourceType\":\"Patient\"}", 1).version, 2);
 }
+
+/* A receiver's events by number range and newest first: what $events and $status read (rest_subscription.c). */
+Test(store, notifications_of_a_receiver_by_event_range)
+{
+    for (int i = 0; i < 5; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "t%d", i);
+        st_notify n = {.receiver = i == 2 ? "22222222" : "33333333", .event = "created", .of_op = 0};
+        st_op ops[] = {create_op("Task", id, "{}"), {.kind = ST_OP_NOTIFY, .notify = &n}};
+        st_op_result r[2];
+        cr_assert_eq(st_submit_wait(S, ops, 2, r), ST_OK);
+    }
+    st_notification *rows = NULL;
+    size_t count = 0;
+    st_error err;
+    /* 33333333 has events 1..4 (t0, t1, t3, t4) */
+    st_notify_query q = {.receiver = "33333333", .from_event = 2, .to_event = 3};
+    cr_assert_eq(st_notify_list(S, &q, &rows, &count, &err), ST_OK, "%s", err.message);
+    cr_assert_eq(count, 2);
+    cr_expect_eq(rows[0].event_number, 2);
+    cr_expect_str_eq(rows[0].focus_id, "t1");
+    cr_expect_eq(rows[1].event_number, 3);
+    cr_expect_str_eq(rows[1].focus_id, "t3");
+    free(rows);
+    st_notify_query latest = {.receiver = "33333333", .newest_first = true, .count = 1};
+    cr_assert_eq(st_notify_list(S, &latest, &rows, &count, &err), ST_OK, "%s", err.message);
+    cr_assert_eq(count, 1);
+    cr_expect_eq(rows[0].event_number, 4);
+    cr_expect_str_eq(rows[0].focus_id, "t4");
+    free(rows);
+    st_notify_query open_end = {.receiver = "33333333", .from_event = 4};
+    cr_assert_eq(st_notify_list(S, &open_end, &rows, &count, &err), ST_OK, "%s", err.message);
+    cr_expect_eq(count, 1);
+    free(rows);
+    st_notify_query other = {.receiver = "22222222"};
+    cr_assert_eq(st_notify_list(S, &other, &rows, &count, &err), ST_OK, "%s", err.message);
+    cr_expect_eq(count, 1);
+    cr_expect_eq(rows[0].event_number, 1, "numbered per receiver");
+    free(rows);
+}

@@ -147,12 +147,16 @@ static void put_event(fj_buf *b, const char *base_url, const st_notification *n)
     fj_buf_free(&focus);
 }
 
-/* The SubscriptionStatus (as an R4 Parameters) of the receiver's virtual subscription with the events n[0..count). */
-static void put_status(fj_buf *b, const char *id, const char *base_url, const char *subscription,
-                       const st_notification *n, size_t count)
+/*
+ * A SubscriptionStatus (as an R4 Parameters, id `id`) of a receiver's virtual subscription: its status and
+ * type, the count of events since its start, and one notification-event per row of n[0..count) (may be 0).
+ * The relay's notifications and the backport's $status and $events (rly_put_status) both build it here.
+ */
+static void put_status_of(fj_buf *b, const char *id, const char *base_url, const char *subscription, const char *status,
+                          const char *type, int64_t since_start, const st_notification *n, size_t count)
 {
     char number[24];
-    snprintf(number, sizeof number, "%lld", (long long)n[count - 1].event_number);
+    snprintf(number, sizeof number, "%lld", (long long)since_start);
     fj_buf_printf(b,
                   "{\"resourceType\":\"Parameters\",\"id\":\"%s\",\"meta\":{\"profile\":[\"" STATUS_PROFILE
                   "\"]},\"parameter\":[",
@@ -161,17 +165,24 @@ static void put_status(fj_buf *b, const char *id, const char *base_url, const ch
     fj_buf_puts(b, ",");
     put_parameter(b, "topic", "valueCanonical", RLY_TOPIC);
     fj_buf_puts(b, ",");
-    put_parameter(b, "status", "valueCode", "active");
+    put_parameter(b, "status", "valueCode", status);
     fj_buf_puts(b, ",");
-    put_parameter(b, "type", "valueCode", "event-notification");
+    put_parameter(b, "type", "valueCode", type);
     fj_buf_puts(b, ",");
-    /* every event of this receiver is numbered, so the count since the start is the last number itself */
     put_parameter(b, "events-since-subscription-start", "valueString", number);
     for (size_t i = 0; i < count; i++) {
         fj_buf_puts(b, ",");
         put_event(b, base_url, &n[i]);
     }
     fj_buf_puts(b, "]}");
+}
+
+/* The SubscriptionStatus of a notification carrying the events n[0..count). */
+static void put_status(fj_buf *b, const char *id, const char *base_url, const char *subscription,
+                       const st_notification *n, size_t count)
+{
+    /* every event of this receiver is numbered, so the count since the start is the last number itself */
+    put_status_of(b, id, base_url, subscription, "active", "event-notification", n[count - 1].event_number, n, count);
 }
 
 /* The history entry of one event's focus: id-only, its content stays on the gateway (no personal data travels). */
@@ -221,6 +232,23 @@ char *rly_bundle_of(const char *base_url, const st_notification *n, size_t count
 char *rly_bundle(const char *base_url, const st_notification *n, int64_t now_ms, size_t *len)
 {
     return rly_bundle_of(base_url, n, 1, now_ms, len);
+}
+
+/* ---- the same parts for $status and $events (rest_subscription.c) ---- */
+
+void rly_put_status(fj_buf *b, const char *base_url, const char *id, const rly_status *st)
+{
+    fj_buf sub = {0};
+    fj_buf_printf(&sub, "%s/Subscription/handover-%s", base_url, st->receiver);
+    put_status_of(b, id, base_url, sub.data ? sub.data : "", st->status, st->type, st->events_since_start, st->events,
+                  st->event_count);
+    fj_buf_free(&sub);
+}
+
+void rly_put_focus_entries(fj_buf *b, const char *base_url, const st_notification *events, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        put_focus_entry(b, base_url, &events[i]);
 }
 
 /* ---- one attempt ---- */

@@ -143,6 +143,28 @@ char *rly_bundle(const char *base_url, const st_notification *n, int64_t now_ms,
  * memory. */
 char *rly_bundle_of(const char *base_url, const st_notification *n, size_t count, int64_t now_ms, size_t *len);
 
+/*
+ * The parts of a notification for the backport's $status and $events
+ * (gateway/rest/rest_subscription.c), built as rly_bundle builds them.
+ * A SubscriptionStatus of receiver's virtual subscription: status
+ * ("active"), type ("query-status", "query-event"), the events since its
+ * start, and one notification-event per row of events (event_count, may
+ * be 0). rly_put_status appends it (an R4 Parameters with id `id`) to b;
+ * rly_put_focus_entries appends ",{entry}" per event: its focus by
+ * fullUrl, with the request and response that made it.
+ */
+typedef struct rly_status {
+    const char *receiver; /* URA */
+    const char *status;
+    const char *type;
+    int64_t events_since_start;
+    const st_notification *events;
+    size_t event_count;
+} rly_status;
+struct fj_buf;
+void rly_put_status(struct fj_buf *b, const char *base_url, const char *id, const rly_status *status);
+void rly_put_focus_entries(struct fj_buf *b, const char *base_url, const st_notification *events, size_t n);
+
 /* The pause before attempt `attempts` + 1 after `attempts` failed ones: base * 2^(attempts-1), at most max,
  * drawn from its upper half by `random`. */
 int64_t rly_backoff_ms(unsigned base_ms, unsigned max_ms, unsigned attempts, uint64_t random);

@@ -174,10 +174,42 @@ static json_object *audit_entry(const cap_info *info)
     return res;
 }
 
+/*
+ * Subscriptions are not stored: each notified organisation has one virtual
+ * Subscription/handover-<URA> (rest_subscription.c), read by itself only,
+ * with the Subscriptions Backport's $status and $events.
+ */
+static json_object *subscription_entry(const cap_info *info)
+{
+    json_object *res = json_object_new_object();
+    json_object_object_add(res, "type", str("Subscription"));
+    json_object *profiles = json_object_new_array();
+    json_object_array_add(
+        profiles, str("http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription"));
+    json_object_object_add(res, "supportedProfile", profiles);
+    json_object_object_add(
+        res, "documentation",
+        str("Virtual, not stored (docs/handover.md): Subscription/handover-<URA> is the handover notification "
+            "subscription of the organisation with that URA, readable by it alone (404 for everyone else). $status: "
+            "a searchset with its SubscriptionStatus (query-status); $events: a history Bundle (query-event) of "
+            "the events eventsSinceNumber..eventsUntilNumber, at most 1000 per call, continued by a next link. "
+            "No create, update, delete or search."));
+    add_list(res, "interaction", row_list(info, "Subscription", false));
+    json_object_object_add(res, "readHistory", json_object_new_boolean(0));
+    json_object_object_add(res, "updateCreate", json_object_new_boolean(0));
+    json_object_object_add(res, "conditionalCreate", json_object_new_boolean(0));
+    json_object_object_add(res, "conditionalUpdate", json_object_new_boolean(0));
+    json_object_object_add(res, "conditionalDelete", str("not-supported"));
+    add_list(res, "operation", row_list(info, "Subscription", true));
+    return res;
+}
+
 static json_object *resource_entry(const fs_schema *s, const char *type, const cap_info *info)
 {
     if (!strcmp(type, "AuditEvent"))
         return audit_entry(info);
+    if (!strcmp(type, "Subscription"))
+        return subscription_entry(info);
     json_object *res = json_object_new_object();
     json_object_object_add(res, "type", str(type));
     json_object *profiles = NULL;

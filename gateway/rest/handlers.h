@@ -29,6 +29,10 @@ bool rest_history(rq *q);
 bool rest_batch(rq *q);
 /* rest_handover.c: $handover, the relay of a medical-policy handover (docs/handover.md). */
 bool rest_handover_op(rq *q);
+/* rest_subscription.c: the virtual Subscription/handover-<URA> and its backport $status and $events. */
+bool rest_subscription_read(rq *q);
+bool rest_subscription_status_op(rq *q);
+bool rest_subscription_events_op(rq *q);
 /* rest_transform.c: StructureMap/$transform, a shipped or stored map over the posted content (docs/mappings.md). */
 bool rest_transform_op(rq *q);
 /* rest_insurer.c: the insurer's views in its own model (docs/mappings.md): a provider, stays, plans, contracts. */

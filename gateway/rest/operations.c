@@ -19,6 +19,14 @@
 
 /* The audit trail is read through its own rows (rest_audit_read.c) and written by the gateway only. */
 static const char *const AUDIT_EVENT[] = {"AuditEvent", NULL};
+/* Subscriptions are virtual, one per notified organisation (rest_subscription.c): read and the backport's
+ * operations only; the generic rows leave them out */
+static const char *const SUBSCRIPTION[] = {"Subscription", NULL};
+static const char *const NOT_STORED[] = {"AuditEvent", "Subscription", NULL};
+#define STATUS_DEFINITION \
+    "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status"
+#define EVENTS_DEFINITION \
+    "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events"
 static const char *const STRUCTURE_MAP[] = {"StructureMap", NULL};
 /* The compliance operations' subjects (rest_compliance.c). */
 static const char *const CARE_PLAN[] = {"CarePlan", NULL};
@@ -60,14 +68,15 @@ static const rest_op table[] = {
      NULL,
      REST_INSTANCE,
      "GET, HEAD",
-     NULL,
-     REST_ACCESS_TYPE,
+     SUBSCRIPTION,
+     REST_ACCESS_HANDLER,
      AZ_READ,
      {"read"},
      NULL,
-     rest_read,
-     AUDIT_EVENT},
-    {RT_VREAD, NULL, REST_INSTANCE, "GET", NULL, REST_ACCESS_TYPE, AZ_READ, {"vread"}, NULL, rest_read, AUDIT_EVENT},
+     rest_subscription_read,
+     NULL},
+    {RT_READ, NULL, REST_INSTANCE, "GET, HEAD", NULL, REST_ACCESS_TYPE, AZ_READ, {"read"}, NULL, rest_read, NOT_STORED},
+    {RT_VREAD, NULL, REST_INSTANCE, "GET", NULL, REST_ACCESS_TYPE, AZ_READ, {"vread"}, NULL, rest_read, NOT_STORED},
     {RT_UPDATE,
      NULL,
      REST_INSTANCE | REST_TYPE,
@@ -78,7 +87,7 @@ static const rest_op table[] = {
      {"update"},
      NULL,
      rest_update,
-     AUDIT_EVENT},
+     NOT_STORED},
     {RT_PATCH,
      NULL,
      REST_INSTANCE | REST_TYPE,
@@ -89,7 +98,7 @@ static const rest_op table[] = {
      {"patch"},
      NULL,
      rest_patch,
-     AUDIT_EVENT},
+     NOT_STORED},
     {RT_DELETE,
      NULL,
      REST_INSTANCE | REST_TYPE,
@@ -100,8 +109,8 @@ static const rest_op table[] = {
      {"delete"},
      NULL,
      rest_delete,
-     AUDIT_EVENT},
-    {RT_CREATE, NULL, REST_TYPE, "POST", NULL, REST_ACCESS_TYPE, AZ_CREATE, {"create"}, NULL, rest_create, AUDIT_EVENT},
+     NOT_STORED},
+    {RT_CREATE, NULL, REST_TYPE, "POST", NULL, REST_ACCESS_TYPE, AZ_CREATE, {"create"}, NULL, rest_create, NOT_STORED},
     {RT_HISTORY_INSTANCE,
      NULL,
      REST_INSTANCE,
@@ -112,7 +121,7 @@ static const rest_op table[] = {
      {"history-instance"},
      NULL,
      rest_history,
-     AUDIT_EVENT},
+     NOT_STORED},
     {RT_HISTORY_TYPE,
      NULL,
      REST_TYPE,
@@ -123,7 +132,7 @@ static const rest_op table[] = {
      {"history-type"},
      NULL,
      rest_history,
-     AUDIT_EVENT},
+     NOT_STORED},
     {RT_SEARCH,
      NULL,
      REST_TYPE,
@@ -134,7 +143,7 @@ static const rest_op table[] = {
      {"search-type"},
      NULL,
      rest_search,
-     AUDIT_EVENT},
+     NOT_STORED},
     {RT_BATCH,
      NULL,
      REST_SYSTEM,
@@ -156,7 +165,7 @@ static const rest_op table[] = {
      {"history-system"},
      NULL,
      rest_history,
-     AUDIT_EVENT},
+     NOT_STORED},
     /* $operations: a future one is a row here and a handler in handlers.h */
     {RT_OPERATION,
      "$validate",
@@ -169,6 +178,29 @@ static const rest_op table[] = {
      VALIDATE_DEFINITION,
      rest_validate_op,
      AUDIT_EVENT},
+    /* the R4 Subscriptions Backport on each organisation's virtual subscription (docs/handover.md) */
+    {RT_OPERATION,
+     "$status",
+     REST_INSTANCE,
+     "GET, POST",
+     SUBSCRIPTION,
+     REST_ACCESS_HANDLER,
+     AZ_READ,
+     {NULL},
+     STATUS_DEFINITION,
+     rest_subscription_status_op,
+     NULL},
+    {RT_OPERATION,
+     "$events",
+     REST_INSTANCE,
+     "GET, POST",
+     SUBSCRIPTION,
+     REST_ACCESS_HANDLER,
+     AZ_READ,
+     {NULL},
+     EVENTS_DEFINITION,
+     rest_subscription_events_op,
+     NULL},
     /* the relay of a medical-policy handover: documents + Task in one transaction (docs/handover.md) */
     {RT_OPERATION,
      "$handover",
@@ -365,6 +397,13 @@ bool rest_dispatch(rq *q, const rest_op *row)
     if (!row && q->route.type && !strcmp(q->route.type->name, "AuditEvent")) {
         rq_respond_outcome(q, 405, OO_ERROR, OO_NOT_SUPPORTED, NULL,
                            "AuditEvents are written by the gateway itself and only read and searched");
+        return false;
+    }
+    if (!row && q->route.type && !strcmp(q->route.type->name, "Subscription") && !q->route.error_status) {
+        srv_set_header(q->req, "Allow", "GET, HEAD");
+        rq_respond_outcome(q, 405, OO_ERROR, OO_NOT_SUPPORTED, NULL,
+                           "Subscriptions are virtual (Subscription/handover-<URA>, docs/handover.md): read, $status "
+                           "and $events only");
         return false;
     }
     if (!row) {

@@ -689,6 +689,10 @@ typedef struct st_notify_query {
     const char *receiver; /* NULL: every receiver */
     bool pending;         /* with receiver: only its pending notifications (the relay's batch), by event number */
     size_t count;         /* rows at most */
+    /* with `receiver` only: event numbers from .. to, both included (0: unbounded), and newest first (count 1:
+     * its latest event); what a receiver's $events and $status read (rest_subscription.c) */
+    int64_t from_event, to_event;
+    bool newest_first;
 } st_notify_query;
 
 /* Rows as the query asks: *rows malloc'd (free()), *count of them. */

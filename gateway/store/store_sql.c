@@ -392,7 +392,9 @@ static const char *const NOTIFY[SQL_NOTIFY_COUNT] = {
                              " WHERE m.state = 0 AND m.receiver = n.receiver)"
                              " ORDER BY n.next_attempt_ms, n.seq LIMIT ?1",
     [SQL_NOTIFY_OF_RECEIVER] = "SELECT " NOTIFY_COLUMNS " FROM relay_notification WHERE receiver = ?1"
-                               " ORDER BY event_number LIMIT ?2",
+                               " AND event_number BETWEEN ?3 AND ?4 ORDER BY event_number LIMIT ?2",
+    [SQL_NOTIFY_OF_RECEIVER_DESC] = "SELECT " NOTIFY_COLUMNS " FROM relay_notification WHERE receiver = ?1"
+                                    " AND event_number BETWEEN ?3 AND ?4 ORDER BY event_number DESC LIMIT ?2",
     [SQL_NOTIFY_PENDING_OF] = "SELECT " NOTIFY_COLUMNS " FROM relay_notification WHERE state = 0 AND receiver = ?1"
                               " ORDER BY event_number LIMIT ?2", /* the relay_pending index */
     [SQL_NOTIFY_ALL] = "SELECT " NOTIFY_COLUMNS " FROM relay_notification ORDER BY seq LIMIT ?1",

@@ -190,16 +190,17 @@ enum {
 /* ---- The relay queue's statements (kept apart from the fixed ones: the queue is its own concern) ---- */
 
 typedef enum sql_notify_stmt {
-    SQL_NOTIFY_RECEIVER,    /* (ura, since) a receiver's counter row, if it has none */
-    SQL_NOTIFY_NEXT_NUMBER, /* (ura) its counter + 1 */
-    SQL_NOTIFY_LAST_NUMBER, /* (ura) -> the counter */
-    SQL_NOTIFY_INSERT,      /* the sql_notify_col columns from SQL_NT_RECEIVER on, in order */
-    SQL_NOTIFY_UPDATE,      /* (seq, state, next_attempt, last_attempt, http_status, error); pending rows only */
-    SQL_NOTIFY_DUE_HEADS,   /* (limit) -> each receiver's oldest pending row, soonest next attempt first */
-    SQL_NOTIFY_OF_RECEIVER, /* (ura, limit) -> its rows by event number */
-    SQL_NOTIFY_PENDING_OF,  /* (ura, limit) -> its pending rows by event number */
-    SQL_NOTIFY_ALL,         /* (limit) -> rows by seq */
-    SQL_NOTIFY_COUNTS,      /* -> state, count */
+    SQL_NOTIFY_RECEIVER,         /* (ura, since) a receiver's counter row, if it has none */
+    SQL_NOTIFY_NEXT_NUMBER,      /* (ura) its counter + 1 */
+    SQL_NOTIFY_LAST_NUMBER,      /* (ura) -> the counter */
+    SQL_NOTIFY_INSERT,           /* the sql_notify_col columns from SQL_NT_RECEIVER on, in order */
+    SQL_NOTIFY_UPDATE,           /* (seq, state, next_attempt, last_attempt, http_status, error); pending rows only */
+    SQL_NOTIFY_DUE_HEADS,        /* (limit) -> each receiver's oldest pending row, soonest next attempt first */
+    SQL_NOTIFY_OF_RECEIVER,      /* (ura, limit, from, to) -> its rows by event number, from..to */
+    SQL_NOTIFY_OF_RECEIVER_DESC, /* the same, newest first */
+    SQL_NOTIFY_PENDING_OF,       /* (ura, limit) -> its pending rows by event number */
+    SQL_NOTIFY_ALL,              /* (limit) -> rows by seq */
+    SQL_NOTIFY_COUNTS,           /* -> state, count */
     SQL_NOTIFY_COUNT
 } sql_notify_stmt;
 

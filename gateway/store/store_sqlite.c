@@ -1253,16 +1253,22 @@ static st_status notify_read(void *reader, const st_notify_query *q, st_notifica
                              st_error *err)
 {
     conn *c = reader;
-    sql_notify_stmt which = q->due_heads  ? SQL_NOTIFY_DUE_HEADS
-                            : q->receiver ? (q->pending ? SQL_NOTIFY_PENDING_OF : SQL_NOTIFY_OF_RECEIVER)
-                                          : SQL_NOTIFY_ALL;
+    sql_notify_stmt which = q->due_heads      ? SQL_NOTIFY_DUE_HEADS
+                            : !q->receiver    ? SQL_NOTIFY_ALL
+                            : q->pending      ? SQL_NOTIFY_PENDING_OF
+                            : q->newest_first ? SQL_NOTIFY_OF_RECEIVER_DESC
+                                              : SQL_NOTIFY_OF_RECEIVER;
     sqlite3_stmt *stmt = notify_stmt(c, which);
     if (!stmt)
         return step_error(c, sqlite3_errcode(c->db), err);
     int at = 1;
-    if (which == SQL_NOTIFY_OF_RECEIVER || which == SQL_NOTIFY_PENDING_OF)
+    if (which == SQL_NOTIFY_OF_RECEIVER || which == SQL_NOTIFY_OF_RECEIVER_DESC || which == SQL_NOTIFY_PENDING_OF)
         sqlite3_bind_text(stmt, at++, q->receiver, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, at, q->count ? (int64_t)q->count : INT64_MAX);
+    if (which == SQL_NOTIFY_OF_RECEIVER || which == SQL_NOTIFY_OF_RECEIVER_DESC) {
+        sqlite3_bind_int64(stmt, 3, q->from_event > 0 ? q->from_event : 1);
+        sqlite3_bind_int64(stmt, 4, q->to_event > 0 ? q->to_event : INT64_MAX);
+    }
     return step_rows(c, stmt, rows, count, sizeof **rows, notification_from, err);
 }
 
