@@ -48,6 +48,7 @@ typedef struct lm_element {
 typedef struct lm_model {
     const char *url;
     const char *type; /* the root element path: the instances' resourceType */
+    size_t url_len, type_len; /* compared first: most names looked up are not models */
     lm_element *els;
     size_t count;
 } lm_model;
@@ -122,6 +123,8 @@ static void load_model(lm_model *m, const json_object *sd)
     }
     if (!m->type)
         m->type = jstr(sd, "name");
+    m->url_len = m->url ? strlen(m->url) : 0;
+    m->type_len = m->type ? strlen(m->type) : 0;
 }
 
 mpe_context *mpe_context_new(const fs_schema *schema, const pf_registry *models)
@@ -178,6 +181,7 @@ typedef struct ttype {
     const lm_model *model; /* logical: the model and the element path whose children apply */
     const char *lpath;
     const char *name; /* the type name (for create() and messages); NULL = unknown */
+    bool resource;    /* core: cel is the root of a resource type (known when resolved, not searched per instance) */
 } ttype;
 
 /* A child element of a ttype, resolved. */
@@ -194,6 +198,29 @@ typedef struct elinfo {
 
 typedef struct run run;
 static bool resolve_type(const run *r, const char *name, ttype *out);
+
+/*
+ * Per-run memos of type and element resolution (direct-mapped, keyed by the
+ * name's text, not its pointer: some names are freed during the run). A
+ * map's targets resolve the same few types and elements over and over; the
+ * uncached lookups compare strings against every `uses` line, logical model
+ * and schema type. Small on purpose: the run's struct is zeroed per run.
+ */
+#define MEMO_SLOTS 32
+#define MEMO_KEY 48
+
+typedef struct type_memo {
+    char name[MEMO_KEY]; /* "" = empty slot */
+    bool ok;
+    ttype tt;
+} type_memo;
+
+typedef struct elinfo_memo {
+    const void *scope; /* the ttype's cel or lpath; NULL = empty slot */
+    char name[MEMO_KEY];
+    bool ok;
+    elinfo ei;
+} elinfo_memo;
 
 /* ---- the run ------------------------------------------------------------- */
 
@@ -222,7 +249,20 @@ struct run {
     json_object *loose;
     unsigned depth, max_depth;
     uint32_t *parents; /* built on the first error that needs a path */
+    type_memo types[MEMO_SLOTS];
+    elinfo_memo elements[MEMO_SLOTS];
 };
+
+/* The memo slot of a name (FNV-1a over its text), and whether the name fits a key; *len its length. */
+static size_t memo_slot(const char *name, uintptr_t salt, size_t *len)
+{
+    uint64_t h = 14695981039346656037ull ^ salt;
+    size_t n = 0;
+    for (; name[n]; n++)
+        h = (h ^ (unsigned char)name[n]) * 1099511628211ull;
+    *len = n;
+    return (size_t)(h ^ (h >> 29)) % MEMO_SLOTS;
+}
 
 /* ---- source paths -------------------------------------------------------- */
 
@@ -502,9 +542,10 @@ static mval string_value(const char *s, const char *type)
 
 static const lm_model *model_by(const run *r, const char *name)
 {
+    size_t len = name ? strlen(name) : 0;
     for (size_t i = 0; name && i < r->ctx->model_count; i++) {
         const lm_model *m = &r->ctx->models[i];
-        if ((m->url && !strcmp(m->url, name)) || (m->type && !strcmp(m->type, name)))
+        if ((m->url_len == len && !strcmp(m->url, name)) || (m->type_len == len && !strcmp(m->type, name)))
             return m;
     }
     return NULL;
@@ -515,19 +556,17 @@ static bool core_type(const run *r, const char *name, ttype *out)
     const fs_type *t = name ? fs_type_by_name(r->schema, name, strlen(name)) : NULL;
     if (!t)
         return false;
-    *out = (ttype){.cel = &r->schema->elements[t->root], .name = t->name};
+    *out = (ttype){.cel = &r->schema->elements[t->root], .name = t->name, .resource = t->kind == FS_RESOURCE};
     return true;
 }
 
 /* A type name as a map writes it: an alias or url of a `uses` line, a logical model, a core type. */
-static bool resolve_type(const run *r, const char *name, ttype *out)
+static bool resolve_type_uncached(const run *r, const char *name, ttype *out)
 {
     *out = (ttype){0};
-    if (!name)
-        return false;
     const char *url = sm_structure_url(r->map, name);
     const lm_model *m = model_by(r, url ? url : name);
-    if (!m && !url)
+    if (!m && !url && strip_sd(name) != name)
         m = model_by(r, strip_sd(name));
     if (m) {
         *out = (ttype){.model = m, .lpath = m->type, .name = m->type};
@@ -536,12 +575,33 @@ static bool resolve_type(const run *r, const char *name, ttype *out)
     return core_type(r, strip_sd(url ? url : name), out);
 }
 
+/* resolve_type_uncached through the run's memo (the memo is a cache: a const run may fill it). */
+static bool resolve_type(const run *r, const char *name, ttype *out)
+{
+    *out = (ttype){0};
+    if (!name)
+        return false;
+    size_t len;
+    type_memo *t = (type_memo *)&r->types[memo_slot(name, 0, &len)];
+    if (len < MEMO_KEY && t->name[0] && !strcmp(t->name, name)) {
+        *out = t->tt;
+        return t->ok;
+    }
+    bool ok = resolve_type_uncached(r, name, out);
+    if (len < MEMO_KEY && len) {
+        memcpy(t->name, name, len + 1);
+        t->ok = ok;
+        t->tt = *out;
+    }
+    return ok;
+}
+
 static bool is_resource(const run *r, const ttype *tt)
 {
     if (tt->model)
         return tt->lpath == tt->model->type;
-    const fs_type *t = tt->name ? fs_type_by_name(r->schema, tt->name, strlen(tt->name)) : NULL;
-    return t && t->kind == FS_RESOURCE && tt->cel == &r->schema->elements[t->root];
+    (void)r;
+    return tt->resource;
 }
 
 static json_object *new_instance(const run *r, const ttype *tt)
@@ -622,20 +682,36 @@ static const char *ei_type(const run *r, const elinfo *ei, size_t k)
 }
 
 /* The element `name` of a target of type tt; ei->known false when the type is unknown. */
-static bool lookup_element(const run *r, const ttype *tt, const char *name, elinfo *ei)
+static bool lookup_element_uncached(const run *r, const ttype *tt, const char *name, elinfo *ei)
 {
-    ei->known = false;
-    ei->cel = NULL;
-    ei->lel = NULL;
-    ei->model = NULL;
-    ei->type_count = 0;
-    ei->chosen = NULL;
-    ei->many = ei->choice = false;
+    *ei = (elinfo){0};
     if (tt->model)
         return lookup_logical(r, tt, name, ei);
     if (tt->cel)
         return lookup_core(r, tt, name, ei);
     return true; /* untyped: anything goes, as a single value */
+}
+
+/* lookup_element_uncached through the run's memo, keyed by the type's scope and the name. */
+static bool lookup_element(const run *r, const ttype *tt, const char *name, elinfo *ei)
+{
+    const void *scope = tt->model ? (const void *)tt->lpath : (const void *)tt->cel;
+    if (!scope)
+        return lookup_element_uncached(r, tt, name, ei);
+    size_t len;
+    elinfo_memo *m = (elinfo_memo *)&r->elements[memo_slot(name, (uintptr_t)scope, &len)];
+    if (len < MEMO_KEY && m->scope == scope && !strcmp(m->name, name)) {
+        *ei = m->ei;
+        return m->ok;
+    }
+    bool ok = lookup_element_uncached(r, tt, name, ei);
+    if (len < MEMO_KEY) {
+        m->scope = scope;
+        memcpy(m->name, name, len + 1);
+        m->ok = ok;
+        m->ei = *ei;
+    }
+    return ok;
 }
 
 /* The ttype of a child element holding a value of type `type`. */
@@ -662,6 +738,8 @@ static const char *single_type(const run *r, const elinfo *ei)
 
 static bool is_primitive_name(const run *r, const char *type)
 {
+    if (type && !islower((unsigned char)type[0]))
+        return false; /* FHIR's complex types, resources and models are capitalised; skip the schema search */
     const fs_type *t = type ? fs_type_by_name(r->schema, type, strlen(type)) : NULL;
     return t ? t->kind == FS_PRIMITIVE : (type && islower((unsigned char)type[0]));
 }
@@ -1808,6 +1886,71 @@ static bool check_truth(run *r, const sm_rule *rule, const char *what, const fp_
     return true;
 }
 
+/* Is a string node of this type a FHIRPath String (not a date or time, which compare as such)? */
+static bool plain_string(const fp_item *it)
+{
+    fprim_kind k = it->u.node.type ? it->u.node.type->prim : FPRIM_NONE;
+    return k != FPRIM_DATE && k != FPRIM_DATETIME && k != FPRIM_INSTANT && k != FPRIM_TIME;
+}
+
+/*
+ * `x = 'text'` (recognised at load) on the JSON: 1 true, 0 false or empty,
+ * -1 when FHIRPath must decide (not one plain string value, a choice, an
+ * element the schema does not know). Both answers agree wherever this one is
+ * given: FHIRPath compares a FHIR string-like primitive as a String.
+ */
+static int quick_equals(const run *r, const sm_equals *q, const fp_item *it)
+{
+    if (it->kind != FP_NODE || it->u.node.index == FP_NO_NODE)
+        return -1;
+    const fj_doc *d = it->u.node.doc;
+    uint32_t v = it->u.node.index;
+    if (q->member) {
+        if (d->nodes[v].type != FJ_OBJECT)
+            return -1;
+        const fs_element *scope = item_scope(r, it), *el = NULL;
+        const fs_type *ct = NULL;
+        if (scope && (!(el = fs_child(r->schema, scope, q->member, q->member_len, &ct)) ||
+                      (el->flags & FS_EL_CHOICE) || el->type_count != 1))
+            return -1;
+        uint32_t found = UINT32_MAX;
+        for (uint32_t k = v + 1; k < fj_next(d, v); k = fj_next(d, k + 1)) {
+            size_t len = d->nodes[k].len;
+            const char *key = fj_str(d, k);
+            if (len < q->member_len || memcmp(key, q->member, q->member_len))
+                continue;
+            if (len > q->member_len || found != UINT32_MAX)
+                return -1; /* a choice-like key, or the key twice */
+            found = k + 1;
+        }
+        if (found == UINT32_MAX)
+            return 0; /* no value: the comparison is empty */
+        fp_item m = {.kind = FP_NODE};
+        m.u.node.doc = d;
+        m.u.node.index = found;
+        m.u.node.type = el ? fs_element_type(r->schema, el, 0) : NULL;
+        it = &m;
+        v = found;
+        if (d->nodes[v].type != FJ_STRING || !plain_string(it))
+            return -1;
+    } else if (d->nodes[v].type != FJ_STRING || !plain_string(it)) {
+        return -1;
+    }
+    return d->nodes[v].len == q->literal_len && !memcmp(fj_str(d, v), q->literal, q->literal_len);
+}
+
+/* A where or check: by quick_equals when it can answer, else by FHIRPath. */
+static bool test(run *r, const sm_rule *rule, const char *what, const fp_expr *e, const sm_equals *q,
+                 const fp_item *it, fp_truth *truth)
+{
+    int quick = q->literal ? quick_equals(r, q, it) : -1;
+    if (quick >= 0) {
+        *truth = quick ? FP_TRUE : FP_FALSE;
+        return true;
+    }
+    return check_truth(r, rule, what, e, it, truth);
+}
+
 static bool log_message(run *r, const sm_rule *rule, const sm_source *s, const fp_item *it)
 {
     fp_collection c;
@@ -1836,10 +1979,10 @@ static bool bind_item(run *r, const sm_rule *rule, size_t i, const fp_item *it, 
     v->item = *it;
     size_t mark_vars = r->var_count;
     fp_truth truth = FP_TRUE;
-    bool ok = !s->condition || check_truth(r, rule, "where", s->condition, it, &truth);
+    bool ok = !s->condition || test(r, rule, "where", s->condition, &s->condition_eq, it, &truth);
     if (ok && truth == FP_TRUE) {
         mark(r, it);
-        if (s->check && (ok = check_truth(r, rule, "check", s->check, it, &truth)) && truth != FP_TRUE)
+        if (s->check && (ok = test(r, rule, "check", s->check, &s->check_eq, it, &truth)) && truth != FP_TRUE)
             ok = fail(r, rule, "check failed: %s", fp_expr_source(s->check));
         if (ok && s->log)
             ok = log_message(r, rule, s, it);

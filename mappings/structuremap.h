@@ -79,6 +79,20 @@ typedef struct sm_value {
     fp_expr *path; /* an id with a path: the path compiled (the variable is its focus); else NULL */
 } sm_value;
 
+/*
+ * A where/check of the form `name = 'text'` or `$this = 'text'` (the test
+ * most maps make: an extension's url, an identifier's system), recognised at
+ * load so the engine can test it on the source JSON without running
+ * FHIRPath. The engine falls back to the compiled expression whenever the
+ * source does not have the plain shape that makes both give the same answer.
+ */
+typedef struct sm_equals {
+    char *literal; /* the text compared with; NULL = the expression is not of this form */
+    size_t literal_len;
+    char *member; /* the element compared; NULL = $this */
+    size_t member_len;
+} sm_equals;
+
 typedef struct sm_source {
     char *context, *element, *type, *variable; /* element, type, variable may be NULL */
     int min;                                   /* -1 = none */
@@ -86,6 +100,8 @@ typedef struct sm_source {
     sm_value default_value;                    /* kind SM_V_NONE = none */
     sm_source_list list_mode;
     fp_expr *condition, *check, *log; /* NULL = none */
+    sm_equals condition_eq, check_eq; /* condition and check when they are `x = 'text'` */
+    size_t element_len;               /* strlen(element) (0 when none) */
 } sm_source;
 
 typedef struct sm_target {
