@@ -47,7 +47,7 @@ typedef struct lm_element {
 
 typedef struct lm_model {
     const char *url;
-    const char *type; /* the root element path: the instances' resourceType */
+    const char *type;         /* the root element path: the instances' resourceType */
     size_t url_len, type_len; /* compared first: most names looked up are not models */
     lm_element *els;
     size_t count;
@@ -1910,8 +1910,8 @@ static int quick_equals(const run *r, const sm_equals *q, const fp_item *it)
             return -1;
         const fs_element *scope = item_scope(r, it), *el = NULL;
         const fs_type *ct = NULL;
-        if (scope && (!(el = fs_child(r->schema, scope, q->member, q->member_len, &ct)) ||
-                      (el->flags & FS_EL_CHOICE) || el->type_count != 1))
+        if (scope && (!(el = fs_child(r->schema, scope, q->member, q->member_len, &ct)) || (el->flags & FS_EL_CHOICE) ||
+                      el->type_count != 1))
             return -1;
         uint32_t found = UINT32_MAX;
         for (uint32_t k = v + 1; k < fj_next(d, v); k = fj_next(d, k + 1)) {
@@ -1940,8 +1940,8 @@ static int quick_equals(const run *r, const sm_equals *q, const fp_item *it)
 }
 
 /* A where or check: by quick_equals when it can answer, else by FHIRPath. */
-static bool test(run *r, const sm_rule *rule, const char *what, const fp_expr *e, const sm_equals *q,
-                 const fp_item *it, fp_truth *truth)
+static bool test(run *r, const sm_rule *rule, const char *what, const fp_expr *e, const sm_equals *q, const fp_item *it,
+                 fp_truth *truth)
 {
     int quick = q->literal ? quick_equals(r, q, it) : -1;
     if (quick >= 0) {
