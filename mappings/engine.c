@@ -372,7 +372,7 @@ static var *push_var(run *r, const char *name)
 static var *find_var(run *r, const char *name)
 {
     for (size_t i = r->var_count; i-- > r->frame;)
-        if (r->vars[i].name && !strcmp(r->vars[i].name, name))
+        if (r->vars[i].name && r->vars[i].name[0] == name[0] && !strcmp(r->vars[i].name, name))
             return &r->vars[i];
     return NULL;
 }
@@ -744,10 +744,9 @@ static bool is_primitive_name(const run *r, const char *type)
     return t ? t->kind == FS_PRIMITIVE : (type && islower((unsigned char)type[0]));
 }
 
-/* The JSON kind a primitive type is written as. */
-static json_type primitive_json(const char *type)
+/* The JSON kind a primitive of kind k is written as. */
+static json_type primitive_json_kind(fprim_kind k)
 {
-    fprim_kind k = fprim_from_name(type);
     if (k == FPRIM_NONE)
         return json_type_string;
     switch (fprim_json_type(k)) {
@@ -755,6 +754,12 @@ static json_type primitive_json(const char *type)
     case FPRIM_JSON_NUMBER: return json_type_double; /* a number: integer or double */
     default: return json_type_string;
     }
+}
+
+/* The JSON kind a primitive type is written as. */
+static json_type primitive_json(const char *type)
+{
+    return primitive_json_kind(fprim_from_name(type));
 }
 
 static bool json_kind_fits(json_type want, json_object *v)
@@ -771,9 +776,15 @@ static bool fits(const run *r, const char *allowed, const char *vtype, json_obje
     if (!strcmp(allowed, "BackboneElement") || !strcmp(allowed, "Element") || !strcmp(allowed, "Resource") ||
         !strcmp(allowed, "*"))
         return true;
-    if (is_primitive_name(r, allowed))
-        return !json_object_is_type(v, json_type_object) && !json_object_is_type(v, json_type_array) &&
-               json_kind_fits(primitive_json(allowed), v);
+    if (islower((unsigned char)allowed[0])) {
+        /* a primitive (is_primitive_name): the schema's type says which JSON kind it is written as */
+        const fs_type *t = fs_type_by_name(r->schema, allowed, strlen(allowed));
+        if (!t || t->kind == FS_PRIMITIVE) {
+            json_type want = t ? primitive_json_kind(t->prim) : primitive_json(allowed);
+            return !json_object_is_type(v, json_type_object) && !json_object_is_type(v, json_type_array) &&
+                   json_kind_fits(want, v);
+        }
+    }
     if (!json_object_is_type(v, json_type_object))
         return false;
     if (!vtype)
@@ -1740,15 +1751,38 @@ static bool apply_binding(run *r, const sm_rule *rule, const fp_item *first)
 
 /* ---- sources ------------------------------------------------------------- */
 
+/* A source's values: most sources have a few, kept in `local` (no allocation); more go to the heap. */
 typedef struct items {
-    fp_item *items;
+    fp_item *items; /* local, or malloc'd */
     size_t count, cap;
+    fp_item local[8];
 } items;
+
+static void items_init(items *l)
+{
+    l->items = l->local;
+    l->count = 0;
+    l->cap = sizeof l->local / sizeof *l->local;
+}
+
+static void items_free(items *l)
+{
+    if (l->items != l->local)
+        free(l->items);
+}
 
 static bool add_item(items *l, fp_item it)
 {
-    if (!fa_reserve(&l->items, &l->cap, l->count + 1, sizeof *l->items))
-        return false;
+    if (l->count == l->cap) {
+        size_t cap = l->cap * 2;
+        fp_item *grown = l->items == l->local ? malloc(cap * sizeof *grown) : realloc(l->items, cap * sizeof *grown);
+        if (!grown)
+            return false;
+        if (l->items == l->local)
+            memcpy(grown, l->local, sizeof l->local);
+        l->items = grown;
+        l->cap = cap;
+    }
     l->items[l->count++] = it;
     return true;
 }
@@ -1764,9 +1798,8 @@ static const fs_element *item_scope(const run *r, const fp_item *it)
     return NULL;
 }
 
-static bool key_matches(const char *key, size_t len, const char *name, bool *suffixed)
+static bool key_matches(const char *key, size_t len, const char *name, size_t n, bool *suffixed)
 {
-    size_t n = strlen(name);
     *suffixed = false;
     if (len == n && !memcmp(key, name, n))
         return true;
@@ -1778,7 +1811,7 @@ static bool key_matches(const char *key, size_t len, const char *name, bool *suf
 }
 
 /* The values of element `name` of item it (a choice by its stem too), each a typed node item. */
-static bool children(run *r, const fp_item *it, const char *name, items *out)
+static bool children(run *r, const fp_item *it, const char *name, size_t name_len, items *out)
 {
     if (it->kind != FP_NODE || it->u.node.index == FP_NO_NODE)
         return true;
@@ -1791,7 +1824,7 @@ static bool children(run *r, const fp_item *it, const char *name, items *out)
         const char *key = fj_str(d, k);
         size_t len = d->nodes[k].len;
         bool suffixed;
-        if (!key_matches(key, len, name, &suffixed))
+        if (!key_matches(key, len, name, name_len, &suffixed))
             continue;
         const fs_type *ct = NULL;
         const fs_element *el = scope ? fs_child(r->schema, scope, key, len, &ct) : NULL;
@@ -1853,12 +1886,14 @@ static bool source_items(run *r, const sm_rule *rule, const sm_source *s, items 
         return fail(r, rule, "source context '%s' is not bound", s->context);
     if (ctx->target)
         return fail(r, rule, "source context '%s' is a target variable (reading targets is not supported)", s->context);
-    items all = {0};
-    bool ok = s->element ? children(r, &ctx->item, s->element, &all) : add_item(&all, ctx->item);
-    for (size_t i = 0; ok && i < all.count; i++)
-        if (!s->type || item_has_type(r, &all.items[i], s->type))
-            ok = add_item(out, all.items[i]);
-    free(all.items);
+    bool ok = s->element ? children(r, &ctx->item, s->element, s->element_len, out) : add_item(out, ctx->item);
+    if (ok && s->type) {
+        size_t kept = 0;
+        for (size_t i = 0; i < out->count; i++)
+            if (item_has_type(r, &out->items[i], s->type))
+                out->items[kept++] = out->items[i];
+        out->count = kept;
+    }
     if (!ok)
         return fail(r, rule, "out of memory");
     if (!out->count && s->default_value.kind != SM_V_NONE && s->default_value.kind != SM_V_ID)
@@ -1997,7 +2032,8 @@ static bool bind_sources(run *r, const sm_rule *rule, size_t i, const fp_item *f
     if (i == rule->source_count)
         return apply_binding(r, rule, first);
     const sm_source *s = &rule->sources[i];
-    items l = {0};
+    items l;
+    items_init(&l);
     bool ok = source_items(r, rule, s, &l);
     size_t lo = 0, hi = l.count;
     switch (s->list_mode) {
@@ -2009,7 +2045,7 @@ static bool bind_sources(run *r, const sm_rule *rule, size_t i, const fp_item *f
     }
     for (size_t k = lo; ok && k < hi; k++)
         ok = bind_item(r, rule, i, &l.items[k], first);
-    free(l.items);
+    items_free(&l);
     return ok;
 }
 
