@@ -1940,6 +1940,17 @@ static int quick_equals(const run *r, const sm_equals *q, const fp_item *it)
         return -1;
     const fj_doc *d = it->u.node.doc;
     uint32_t v = it->u.node.index;
+    if (q->is_type) {
+        /* an object of a known type is the type or one it derives from (FHIRPath `is` on a node) */
+        const fs_schema *sc = r->schema;
+        if (d->nodes[v].type != FJ_OBJECT || !it->u.node.type || q->is_type < sc->types ||
+            q->is_type >= sc->types + sc->type_count)
+            return -1; /* not an object of a known type, or the map was loaded with another schema */
+        for (const fs_type *t = it->u.node.type; t; t = t->base == FS_NONE ? NULL : &r->schema->types[t->base])
+            if (t == q->is_type)
+                return 1;
+        return 0;
+    }
     if (q->member) {
         if (d->nodes[v].type != FJ_OBJECT)
             return -1;
@@ -1978,7 +1989,7 @@ static int quick_equals(const run *r, const sm_equals *q, const fp_item *it)
 static bool test(run *r, const sm_rule *rule, const char *what, const fp_expr *e, const sm_equals *q, const fp_item *it,
                  fp_truth *truth)
 {
-    int quick = q->literal ? quick_equals(r, q, it) : -1;
+    int quick = q->literal || q->is_type ? quick_equals(r, q, it) : -1;
     if (quick >= 0) {
         *truth = quick ? FP_TRUE : FP_FALSE;
         return true;

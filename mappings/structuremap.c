@@ -170,8 +170,24 @@ static const char *ident_end(const char *p)
     return p;
 }
 
-/* Recognise `name = 'text'` or `$this = 'text'` (no escapes in text) in an expression's source. */
-static void recognise_equals(const fp_expr *e, sm_equals *q)
+/* `$this is Type` (p after `$this`): the type, or NULL. */
+static const fs_type *recognise_is(const fs_schema *schema, const char *p)
+{
+    while (isspace((unsigned char)*p))
+        p++;
+    if (strncmp(p, "is", 2) || !isspace((unsigned char)p[2]))
+        return NULL;
+    p += 2;
+    while (isspace((unsigned char)*p))
+        p++;
+    const char *name = p, *end = ident_end(p);
+    for (p = end; isspace((unsigned char)*p); p++)
+        ;
+    return end > name && !*p ? fs_type_by_name(schema ? schema : fs_r4(), name, (size_t)(end - name)) : NULL;
+}
+
+/* Recognise `name = 'text'`, `$this = 'text'` (no escapes in text) or `$this is Type` in an expression's source. */
+static void recognise_equals(const loader *l, const fp_expr *e, sm_equals *q)
 {
     *q = (sm_equals){0};
     if (!e)
@@ -181,6 +197,8 @@ static void recognise_equals(const fp_expr *e, sm_equals *q)
         p++;
     if (!strncmp(p, "$this", 5) && ident_end(p + 1) == p + 5) {
         p += 5;
+        if ((q->is_type = recognise_is(l->opts->schema, p)) != NULL)
+            return;
     } else {
         name = p;
         name_end = ident_end(p);
@@ -390,8 +408,8 @@ static bool load_source(loader *l, const char *where, sm_source *s, const json_o
         return false;
     if (log && !(s->log = compile(l, where, "log", log)))
         return false;
-    recognise_equals(s->condition, &s->condition_eq);
-    recognise_equals(s->check, &s->check_eq);
+    recognise_equals(l, s->condition, &s->condition_eq);
+    recognise_equals(l, s->check, &s->check_eq);
     s->element_len = s->element ? strlen(s->element) : 0;
     return true;
 }

@@ -81,16 +81,18 @@ typedef struct sm_value {
 
 /*
  * A where/check of the form `name = 'text'` or `$this = 'text'` (the test
- * most maps make: an extension's url, an identifier's system), recognised at
- * load so the engine can test it on the source JSON without running
- * FHIRPath. The engine falls back to the compiled expression whenever the
- * source does not have the plain shape that makes both give the same answer.
+ * most maps make: an extension's url, an identifier's system), or `$this is
+ * Type` (which resource a Bundle entry holds), recognised at load so the
+ * engine can test it on the source JSON without running FHIRPath. The
+ * engine falls back to the compiled expression whenever the source does not
+ * have the plain shape that makes both give the same answer.
  */
 typedef struct sm_equals {
-    char *literal; /* the text compared with; NULL = the expression is not of this form */
+    char *literal; /* the text compared with; NULL = not `x = 'text'` */
     size_t literal_len;
     char *member; /* the element compared; NULL = $this */
     size_t member_len;
+    const fs_type *is_type; /* `$this is Type`: the schema's type; NULL = not this form */
 } sm_equals;
 
 typedef struct sm_source {

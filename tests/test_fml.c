@@ -1070,7 +1070,7 @@ Test(fml, host_functions_through_evaluate)
 static sm_map *equals_map(bool parenthesised)
 {
     const char *o = parenthesised ? "(" : "", *c = parenthesised ? ")" : "";
-    char fml[1200];
+    char fml[1600];
     snprintf(fml, sizeof fml,
              "map \"u\" = \"n\"\n"
              "group main(source src : Patient, target tgt : PatientRecord) {\n"
@@ -1080,19 +1080,23 @@ static sm_map *equals_map(bool parenthesised)
              "  src.name as n where (%sfamily = 'jansen'%s) -> tgt.given = 'plain' \"plain\";\n"
              "  src.name as n where (%sgiven = 'jan'%s) -> tgt.given = 'list' \"list\";\n"
              "  src.gender as g check (%s$this = 'female'%s) -> tgt.sex = g \"sex\";\n"
+             "  src.contained as r where (%s$this is Organization%s) -> tgt.address as a, a.city = 'org' \"is\";\n"
+             "  src.contained as r where (%s$this is DomainResource%s) -> tgt.item = 'dr' \"base\";\n"
              "}\n",
-             o, c, o, c, o, c, o, c, o, c, o, c);
+             o, c, o, c, o, c, o, c, o, c, o, c, o, c, o, c);
     return load(fml);
 }
 
 Test(fml, where_equals_agrees_with_fhirpath)
 {
-    /* plain strings, a missing value, a value with only `_system`, a choice, a date, a list */
+    /* plain strings, a missing value, a value with only `_system`, a choice, a date, a list; types */
     const char *src = "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"a\",\"value\":\"1\"},"
                       "{\"system\":\"b\",\"value\":\"2\"},{\"value\":\"3\"},{\"_system\":{\"extension\":"
                       "[{\"url\":\"x\",\"valueString\":\"a\"}]},\"value\":\"4\"},{\"system\":\"a\",\"value\":\"5\"}],"
                       "\"extension\":[{\"url\":\"u\",\"valueString\":\"x\"}],\"birthDate\":\"2020-01-01\","
-                      "\"gender\":\"female\",\"name\":[{\"family\":\"jansen\",\"given\":[\"jan\"]}]}";
+                      "\"gender\":\"female\",\"name\":[{\"family\":\"jansen\",\"given\":[\"jan\"]}],"
+                      "\"contained\":[{\"resourceType\":\"Organization\",\"id\":\"o\"},"
+                      "{\"resourceType\":\"Practitioner\",\"id\":\"p\"}]}";
     sm_map *quick = equals_map(false), *slow = equals_map(true);
     cr_assert(quick->groups[0].rules[0].sources[0].condition_eq.literal, "system = 'a' is recognised");
     cr_assert_null(slow->groups[0].rules[0].sources[0].condition_eq.literal, "(system = 'a') is not");
@@ -1100,7 +1104,9 @@ Test(fml, where_equals_agrees_with_fhirpath)
     json_object *q = run_map(quick, src, &qi), *s = run_map(slow, src, &si);
     cr_assert(q && s);
     cr_expect(tj_same(q, s), "quick %s\nFHIRPath %s", json_object_to_json_string(q), json_object_to_json_string(s));
-    expect_json(json_object_object_get(q, "item"), "[\"1\",\"5\"]");
+    expect_json(json_object_object_get(q, "item"), "[\"1\",\"5\",\"dr\",\"dr\"]");
+    expect_json(json_object_object_get(q, "address"), "[{\"city\":\"org\"}]");
+    cr_expect_not_null(quick->groups[0].rules[6].sources[0].condition_eq.is_type, "$this is X is recognised");
     cr_expect_str_eq(jget_str(q, "note"), "choice");
     expect_json(json_object_object_get(q, "given"), "[\"plain\",\"list\"]");
     cr_expect_str_eq(jget_str(q, "sex"), "female");
