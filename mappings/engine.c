@@ -26,6 +26,7 @@
 #include <ctype.h>
 #include <openssl/rand.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,10 +56,12 @@ typedef struct lm_model {
 
 typedef struct conceptmap_entry {
     const char *url;
+    size_t url_len;
     json_object *cm; /* reference held */
 } conceptmap_entry;
 
 struct mpe_context {
+    uint64_t id; /* unique in this process, never reused (the memos key on it) */
     const fs_schema *schema;
     lm_model *models;
     size_t model_count;
@@ -132,6 +135,8 @@ mpe_context *mpe_context_new(const fs_schema *schema, const pf_registry *models)
     mpe_context *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
+    static _Atomic uint64_t next_id = 1;
+    c->id = atomic_fetch_add(&next_id, 1);
     c->schema = schema ? schema : fs_r4();
     size_t n = models ? pf_logical_count(models) : 0;
     c->models = n ? calloc(n, sizeof *c->models) : NULL;
@@ -169,7 +174,7 @@ bool mpe_add_conceptmap(mpe_context *c, json_object *cm, oo_list *issues)
     }
     if (!fa_reserve(&c->cms, &c->cm_cap, c->cm_count + 1, sizeof *c->cms))
         return false;
-    c->cms[c->cm_count++] = (conceptmap_entry){.url = url, .cm = json_object_get(cm)};
+    c->cms[c->cm_count++] = (conceptmap_entry){.url = url, .url_len = strlen(url), .cm = json_object_get(cm)};
     return true;
 }
 
@@ -200,27 +205,35 @@ typedef struct run run;
 static bool resolve_type(const run *r, const char *name, ttype *out);
 
 /*
- * Per-run memos of type and element resolution (direct-mapped, keyed by the
- * name's text, not its pointer: some names are freed during the run). A
- * map's targets resolve the same few types and elements over and over; the
- * uncached lookups compare strings against every `uses` line, logical model
- * and schema type. Small on purpose: the run's struct is zeroed per run.
+ * Memos of type and element resolution, one set per thread, kept across
+ * runs: a map's targets resolve the same few types and elements in every
+ * run, and the uncached lookups compare strings against every `uses` line,
+ * logical model and schema type. Direct-mapped; an entry is keyed by the
+ * name's text (not its pointer: some names are freed during a run) and by
+ * the ids of the context and map it was computed for (ids are never reused,
+ * so an entry of a freed context or map can never match). Per thread, so
+ * runs on different threads share nothing.
  */
-#define MEMO_SLOTS 32
+#define MEMO_SLOTS 128 /* even: slots 2k and 2k+1 are the two ways of a set */
 #define MEMO_KEY 48
 
 typedef struct type_memo {
-    char name[MEMO_KEY]; /* "" = empty slot */
+    uint64_t ctx, map; /* 0 = empty slot */
+    char name[MEMO_KEY];
     bool ok;
     ttype tt;
 } type_memo;
 
 typedef struct elinfo_memo {
-    const void *scope; /* the ttype's cel or lpath; NULL = empty slot */
+    uint64_t ctx;      /* 0 = empty slot */
+    const void *scope; /* the ttype's cel or lpath */
     char name[MEMO_KEY];
     bool ok;
     elinfo ei;
 } elinfo_memo;
+
+static _Thread_local type_memo type_memos[MEMO_SLOTS];
+static _Thread_local elinfo_memo elinfo_memos[MEMO_SLOTS];
 
 /* ---- the run ------------------------------------------------------------- */
 
@@ -249,8 +262,6 @@ struct run {
     json_object *loose;
     unsigned depth, max_depth;
     uint32_t *parents; /* built on the first error that needs a path */
-    type_memo types[MEMO_SLOTS];
-    elinfo_memo elements[MEMO_SLOTS];
 };
 
 /* The memo slot of a name (FNV-1a over its text), and whether the name fits a key; *len its length. */
@@ -575,23 +586,25 @@ static bool resolve_type_uncached(const run *r, const char *name, ttype *out)
     return core_type(r, strip_sd(url ? url : name), out);
 }
 
-/* resolve_type_uncached through the run's memo (the memo is a cache: a const run may fill it). */
+/* resolve_type_uncached through the thread's memo. */
 static bool resolve_type(const run *r, const char *name, ttype *out)
 {
     *out = (ttype){0};
     if (!name)
         return false;
-    size_t len;
-    type_memo *t = (type_memo *)&r->types[memo_slot(name, 0, &len)];
-    if (len < MEMO_KEY && t->name[0] && !strcmp(t->name, name)) {
-        *out = t->tt;
-        return t->ok;
+    size_t len, slot = memo_slot(name, (uintptr_t)r->map->id, &len);
+    for (size_t way = 0; len < MEMO_KEY && way < 2; way++) {
+        const type_memo *t = &type_memos[slot ^ way];
+        if (t->ctx == r->ctx->id && t->map == r->map->id && !strcmp(t->name, name)) {
+            *out = t->tt;
+            return t->ok;
+        }
     }
     bool ok = resolve_type_uncached(r, name, out);
-    if (len < MEMO_KEY && len) {
-        memcpy(t->name, name, len + 1);
-        t->ok = ok;
-        t->tt = *out;
+    if (len < MEMO_KEY) {
+        type_memos[slot ^ 1] = type_memos[slot]; /* two ways: the newest first */
+        type_memos[slot] = (type_memo){.ctx = r->ctx->id, .map = r->map->id, .ok = ok, .tt = *out};
+        memcpy(type_memos[slot].name, name, len + 1);
     }
     return ok;
 }
@@ -692,24 +705,25 @@ static bool lookup_element_uncached(const run *r, const ttype *tt, const char *n
     return true; /* untyped: anything goes, as a single value */
 }
 
-/* lookup_element_uncached through the run's memo, keyed by the type's scope and the name. */
+/* lookup_element_uncached through the thread's memo, keyed by the context, the type's scope and the name. */
 static bool lookup_element(const run *r, const ttype *tt, const char *name, elinfo *ei)
 {
     const void *scope = tt->model ? (const void *)tt->lpath : (const void *)tt->cel;
     if (!scope)
         return lookup_element_uncached(r, tt, name, ei);
-    size_t len;
-    elinfo_memo *m = (elinfo_memo *)&r->elements[memo_slot(name, (uintptr_t)scope, &len)];
-    if (len < MEMO_KEY && m->scope == scope && !strcmp(m->name, name)) {
-        *ei = m->ei;
-        return m->ok;
+    size_t len, slot = memo_slot(name, (uintptr_t)scope, &len);
+    for (size_t way = 0; len < MEMO_KEY && way < 2; way++) {
+        const elinfo_memo *m = &elinfo_memos[slot ^ way];
+        if (m->ctx == r->ctx->id && m->scope == scope && !strcmp(m->name, name)) {
+            *ei = m->ei;
+            return m->ok;
+        }
     }
     bool ok = lookup_element_uncached(r, tt, name, ei);
     if (len < MEMO_KEY) {
-        m->scope = scope;
-        memcpy(m->name, name, len + 1);
-        m->ok = ok;
-        m->ei = *ei;
+        elinfo_memos[slot ^ 1] = elinfo_memos[slot]; /* two ways: the newest first */
+        elinfo_memos[slot] = (elinfo_memo){.ctx = r->ctx->id, .scope = scope, .ok = ok, .ei = *ei};
+        memcpy(elinfo_memos[slot].name, name, len + 1);
     }
     return ok;
 }
@@ -773,9 +787,25 @@ static bool json_kind_fits(json_type want, json_object *v)
 /* Does a value of type vtype (JSON v) fit type `allowed`? */
 static bool fits(const run *r, const char *allowed, const char *vtype, json_object *v)
 {
-    if (!strcmp(allowed, "BackboneElement") || !strcmp(allowed, "Element") || !strcmp(allowed, "Resource") ||
-        !strcmp(allowed, "*"))
-        return true;
+    switch (allowed[0]) { /* the first letter first: most types are none of these */
+    case 'B':
+        if (!strcmp(allowed, "BackboneElement"))
+            return true;
+        break;
+    case 'E':
+        if (!strcmp(allowed, "Element"))
+            return true;
+        break;
+    case 'R':
+        if (!strcmp(allowed, "Resource"))
+            return true;
+        break;
+    case '*':
+        if (!allowed[1])
+            return true;
+        break;
+    default: break;
+    }
     if (islower((unsigned char)allowed[0])) {
         /* a primitive (is_primitive_name): the schema's type says which JSON kind it is written as */
         const fs_type *t = fs_type_by_name(r->schema, allowed, strlen(allowed));
@@ -1143,7 +1173,7 @@ static const json_object *find_conceptmap(const run *r, const char *url)
     }
     size_t n = strcspn(url, "|");
     for (size_t i = 0; i < r->ctx->cm_count; i++)
-        if (strlen(r->ctx->cms[i].url) == n && !strncmp(r->ctx->cms[i].url, url, n))
+        if (r->ctx->cms[i].url_len == n && !strncmp(r->ctx->cms[i].url, url, n))
             return r->ctx->cms[i].cm;
     return NULL;
 }

@@ -17,6 +17,7 @@
 
 #include <ctype.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -653,9 +654,11 @@ sm_map *sm_load(const json_object *o, const sm_options *opts, oo_list *issues)
         oo_add(issues, OO_ERROR, OO_STRUCTURE, NULL, 0, 0, "not a StructureMap");
         return NULL;
     }
+    static _Atomic uint64_t next_id = 1;
     sm_map *m = calloc(1, sizeof *m);
     if (!m)
         abort();
+    m->id = atomic_fetch_add(&next_id, 1);
     load_header(m, o);
     if (!m->url)
         problem(&l, NULL, "the map has no url");

@@ -164,6 +164,7 @@ typedef struct sm_structure {
 } sm_structure;
 
 typedef struct sm_map {
+    uint64_t id; /* unique per load in this process, never reused: what caches of a map's lookups key on */
     char *url, *name;
     sm_structure *structures;
     size_t structure_count;

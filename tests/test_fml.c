@@ -1120,6 +1120,28 @@ Test(fml, where_equals_agrees_with_fhirpath)
     sm_free(slow);
 }
 
+/* The engine remembers resolved types across runs; an alias means what its own map says. */
+Test(fml, same_alias_in_two_maps)
+{
+    sm_map *to_record = load("map \"u1\" = \"n1\"\n"
+                             "uses \"http://example.org/sd/PatientRecord\" alias Out as target\n"
+                             "group main(source src : Patient, target tgt : Out) {\n"
+                             "  src.gender as g -> tgt.sex = g \"sex\";\n"
+                             "}\n");
+    sm_map *to_patient = load("map \"u2\" = \"n2\"\n"
+                              "uses \"http://hl7.org/fhir/StructureDefinition/Patient\" alias Out as target\n"
+                              "group main(source src : Patient, target tgt : Out) {\n"
+                              "  src.gender as g -> tgt.gender = g \"gender\";\n"
+                              "}\n");
+    const char *src = "{\"resourceType\":\"Patient\",\"gender\":\"male\"}";
+    for (int i = 0; i < 2; i++) {
+        expect_run(to_record, src, "{\"resourceType\":\"PatientRecord\",\"sex\":\"male\"}");
+        expect_run(to_patient, src, "{\"resourceType\":\"Patient\",\"gender\":\"male\"}");
+    }
+    sm_free(to_record);
+    sm_free(to_patient);
+}
+
 /* ---- scale --------------------------------------------------------------- */
 
 Test(fml, list_of_100000_items)
