@@ -842,16 +842,20 @@ static const char *choose_type(const run *r, const elinfo *ei, const mval *v)
 /* ---- putting values into targets ----------------------------------------- */
 
 /* Put v (reference taken over) as element `name` of target variable t; *stored is the object now in the tree. */
-static bool put_value(run *r, const sm_rule *rule, const sm_target *tg, var *t, const char *name, mval *v,
-                      json_object **stored, ttype *stored_tt)
+static bool put_value(run *r, const sm_rule *rule, const sm_target *tg, var *t, const char *name, const elinfo *known,
+                      mval *v, json_object **stored, ttype *stored_tt)
 {
     elinfo ei;
-    if (!lookup_element(r, &t->tt, name, &ei)) {
+    if (known) {
+        ei = *known; /* the caller looked the element up already */
+    } else if (!lookup_element(r, &t->tt, name, &ei)) {
         json_object_put(v->json);
         return fail(r, rule, "%s has no element '%s'", t->tt.name ? t->tt.name : "the target", name);
     }
     char key[160];
-    snprintf(key, sizeof key, "%s", name);
+    size_t name_len = strnlen(name, sizeof key - 1);
+    memcpy(key, name, name_len);
+    key[name_len] = 0;
     const char *type = v->type;
     if (ei.known) {
         const char *want = ei.chosen;
@@ -1664,8 +1668,8 @@ static bool default_mapping(run *r, const sm_rule *rule, const sm_target *t, var
 }
 
 /* Bind the value(s) to t's variable (the last one stored), or keep a context-free value in the loose list. */
-static bool store_values(run *r, const sm_rule *rule, const sm_target *t, size_t ctx_index, mvals *vals,
-                         const sm_group *then, const fp_item *src)
+static bool store_values(run *r, const sm_rule *rule, const sm_target *t, size_t ctx_index, const elinfo *ei,
+                         mvals *vals, const sm_group *then, const fp_item *src)
 {
     /* by index: a group run for an earlier value may grow (move) the variable stack */
     json_object *stored = NULL;
@@ -1675,7 +1679,7 @@ static bool store_values(run *r, const sm_rule *rule, const sm_target *t, size_t
     for (; i < vals->count && ok; i++) {
         mval *v = &vals->items[i];
         if (ctx_index != SIZE_MAX) {
-            ok = put_value(r, rule, t, &r->vars[ctx_index], t->element, v, &stored, &stored_tt);
+            ok = put_value(r, rule, t, &r->vars[ctx_index], t->element, ei, v, &stored, &stored_tt);
         } else {
             json_object_array_add(r->loose, v->json);
             stored = v->json;
@@ -1735,7 +1739,7 @@ static bool apply_target(run *r, const sm_rule *rule, const sm_target *t, const 
             ok = emit(&vals, (mval){.json = new_instance(r, &tt), .type = type, .tt = tt});
         }
     }
-    ok = ok && store_values(r, rule, t, ctx ? (size_t)(ctx - r->vars) : SIZE_MAX, &vals, then, src);
+    ok = ok && store_values(r, rule, t, ctx ? (size_t)(ctx - r->vars) : SIZE_MAX, ctx ? &ei : NULL, &vals, then, src);
     for (size_t i = 0; i < vals.count; i++)
         json_object_put(vals.items[i].json);
     free(vals.items);
