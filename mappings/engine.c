@@ -26,6 +26,7 @@
 #include <ctype.h>
 #include <openssl/rand.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,17 +48,20 @@ typedef struct lm_element {
 
 typedef struct lm_model {
     const char *url;
-    const char *type; /* the root element path: the instances' resourceType */
+    const char *type;         /* the root element path: the instances' resourceType */
+    size_t url_len, type_len; /* compared first: most names looked up are not models */
     lm_element *els;
     size_t count;
 } lm_model;
 
 typedef struct conceptmap_entry {
     const char *url;
+    size_t url_len;
     json_object *cm; /* reference held */
 } conceptmap_entry;
 
 struct mpe_context {
+    uint64_t id; /* unique in this process, never reused (the memos key on it) */
     const fs_schema *schema;
     lm_model *models;
     size_t model_count;
@@ -122,6 +126,8 @@ static void load_model(lm_model *m, const json_object *sd)
     }
     if (!m->type)
         m->type = jstr(sd, "name");
+    m->url_len = m->url ? strlen(m->url) : 0;
+    m->type_len = m->type ? strlen(m->type) : 0;
 }
 
 mpe_context *mpe_context_new(const fs_schema *schema, const pf_registry *models)
@@ -129,6 +135,8 @@ mpe_context *mpe_context_new(const fs_schema *schema, const pf_registry *models)
     mpe_context *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
+    static _Atomic uint64_t next_id = 1;
+    c->id = atomic_fetch_add(&next_id, 1);
     c->schema = schema ? schema : fs_r4();
     size_t n = models ? pf_logical_count(models) : 0;
     c->models = n ? calloc(n, sizeof *c->models) : NULL;
@@ -166,7 +174,7 @@ bool mpe_add_conceptmap(mpe_context *c, json_object *cm, oo_list *issues)
     }
     if (!fa_reserve(&c->cms, &c->cm_cap, c->cm_count + 1, sizeof *c->cms))
         return false;
-    c->cms[c->cm_count++] = (conceptmap_entry){.url = url, .cm = json_object_get(cm)};
+    c->cms[c->cm_count++] = (conceptmap_entry){.url = url, .url_len = strlen(url), .cm = json_object_get(cm)};
     return true;
 }
 
@@ -178,6 +186,7 @@ typedef struct ttype {
     const lm_model *model; /* logical: the model and the element path whose children apply */
     const char *lpath;
     const char *name; /* the type name (for create() and messages); NULL = unknown */
+    bool resource;    /* core: cel is the root of a resource type (known when resolved, not searched per instance) */
 } ttype;
 
 /* A child element of a ttype, resolved. */
@@ -194,6 +203,37 @@ typedef struct elinfo {
 
 typedef struct run run;
 static bool resolve_type(const run *r, const char *name, ttype *out);
+
+/*
+ * Memos of type and element resolution, one set per thread, kept across
+ * runs: a map's targets resolve the same few types and elements in every
+ * run, and the uncached lookups compare strings against every `uses` line,
+ * logical model and schema type. Direct-mapped; an entry is keyed by the
+ * name's text (not its pointer: some names are freed during a run) and by
+ * the ids of the context and map it was computed for (ids are never reused,
+ * so an entry of a freed context or map can never match). Per thread, so
+ * runs on different threads share nothing.
+ */
+#define MEMO_SLOTS 128 /* even: slots 2k and 2k+1 are the two ways of a set */
+#define MEMO_KEY 48
+
+typedef struct type_memo {
+    uint64_t ctx, map; /* 0 = empty slot */
+    char name[MEMO_KEY];
+    bool ok;
+    ttype tt;
+} type_memo;
+
+typedef struct elinfo_memo {
+    uint64_t ctx;      /* 0 = empty slot */
+    const void *scope; /* the ttype's cel or lpath */
+    char name[MEMO_KEY];
+    bool ok;
+    elinfo ei;
+} elinfo_memo;
+
+static _Thread_local type_memo type_memos[MEMO_SLOTS];
+static _Thread_local elinfo_memo elinfo_memos[MEMO_SLOTS];
 
 /* ---- the run ------------------------------------------------------------- */
 
@@ -223,6 +263,17 @@ struct run {
     unsigned depth, max_depth;
     uint32_t *parents; /* built on the first error that needs a path */
 };
+
+/* The memo slot of a name (FNV-1a over its text), and whether the name fits a key; *len its length. */
+static size_t memo_slot(const char *name, uintptr_t salt, size_t *len)
+{
+    uint64_t h = 14695981039346656037ull ^ salt;
+    size_t n = 0;
+    for (; name[n]; n++)
+        h = (h ^ (unsigned char)name[n]) * 1099511628211ull;
+    *len = n;
+    return (size_t)(h ^ (h >> 29)) % MEMO_SLOTS;
+}
 
 /* ---- source paths -------------------------------------------------------- */
 
@@ -332,7 +383,7 @@ static var *push_var(run *r, const char *name)
 static var *find_var(run *r, const char *name)
 {
     for (size_t i = r->var_count; i-- > r->frame;)
-        if (r->vars[i].name && !strcmp(r->vars[i].name, name))
+        if (r->vars[i].name && r->vars[i].name[0] == name[0] && !strcmp(r->vars[i].name, name))
             return &r->vars[i];
     return NULL;
 }
@@ -502,9 +553,10 @@ static mval string_value(const char *s, const char *type)
 
 static const lm_model *model_by(const run *r, const char *name)
 {
+    size_t len = name ? strlen(name) : 0;
     for (size_t i = 0; name && i < r->ctx->model_count; i++) {
         const lm_model *m = &r->ctx->models[i];
-        if ((m->url && !strcmp(m->url, name)) || (m->type && !strcmp(m->type, name)))
+        if ((m->url_len == len && !strcmp(m->url, name)) || (m->type_len == len && !strcmp(m->type, name)))
             return m;
     }
     return NULL;
@@ -515,19 +567,17 @@ static bool core_type(const run *r, const char *name, ttype *out)
     const fs_type *t = name ? fs_type_by_name(r->schema, name, strlen(name)) : NULL;
     if (!t)
         return false;
-    *out = (ttype){.cel = &r->schema->elements[t->root], .name = t->name};
+    *out = (ttype){.cel = &r->schema->elements[t->root], .name = t->name, .resource = t->kind == FS_RESOURCE};
     return true;
 }
 
 /* A type name as a map writes it: an alias or url of a `uses` line, a logical model, a core type. */
-static bool resolve_type(const run *r, const char *name, ttype *out)
+static bool resolve_type_uncached(const run *r, const char *name, ttype *out)
 {
     *out = (ttype){0};
-    if (!name)
-        return false;
     const char *url = sm_structure_url(r->map, name);
     const lm_model *m = model_by(r, url ? url : name);
-    if (!m && !url)
+    if (!m && !url && strip_sd(name) != name)
         m = model_by(r, strip_sd(name));
     if (m) {
         *out = (ttype){.model = m, .lpath = m->type, .name = m->type};
@@ -536,12 +586,35 @@ static bool resolve_type(const run *r, const char *name, ttype *out)
     return core_type(r, strip_sd(url ? url : name), out);
 }
 
+/* resolve_type_uncached through the thread's memo. */
+static bool resolve_type(const run *r, const char *name, ttype *out)
+{
+    *out = (ttype){0};
+    if (!name)
+        return false;
+    size_t len, slot = memo_slot(name, (uintptr_t)r->map->id, &len);
+    for (size_t way = 0; len < MEMO_KEY && way < 2; way++) {
+        const type_memo *t = &type_memos[slot ^ way];
+        if (t->ctx == r->ctx->id && t->map == r->map->id && !strcmp(t->name, name)) {
+            *out = t->tt;
+            return t->ok;
+        }
+    }
+    bool ok = resolve_type_uncached(r, name, out);
+    if (len < MEMO_KEY) {
+        type_memos[slot ^ 1] = type_memos[slot]; /* two ways: the newest first */
+        type_memos[slot] = (type_memo){.ctx = r->ctx->id, .map = r->map->id, .ok = ok, .tt = *out};
+        memcpy(type_memos[slot].name, name, len + 1);
+    }
+    return ok;
+}
+
 static bool is_resource(const run *r, const ttype *tt)
 {
     if (tt->model)
         return tt->lpath == tt->model->type;
-    const fs_type *t = tt->name ? fs_type_by_name(r->schema, tt->name, strlen(tt->name)) : NULL;
-    return t && t->kind == FS_RESOURCE && tt->cel == &r->schema->elements[t->root];
+    (void)r;
+    return tt->resource;
 }
 
 static json_object *new_instance(const run *r, const ttype *tt)
@@ -622,20 +695,37 @@ static const char *ei_type(const run *r, const elinfo *ei, size_t k)
 }
 
 /* The element `name` of a target of type tt; ei->known false when the type is unknown. */
-static bool lookup_element(const run *r, const ttype *tt, const char *name, elinfo *ei)
+static bool lookup_element_uncached(const run *r, const ttype *tt, const char *name, elinfo *ei)
 {
-    ei->known = false;
-    ei->cel = NULL;
-    ei->lel = NULL;
-    ei->model = NULL;
-    ei->type_count = 0;
-    ei->chosen = NULL;
-    ei->many = ei->choice = false;
+    *ei = (elinfo){0};
     if (tt->model)
         return lookup_logical(r, tt, name, ei);
     if (tt->cel)
         return lookup_core(r, tt, name, ei);
     return true; /* untyped: anything goes, as a single value */
+}
+
+/* lookup_element_uncached through the thread's memo, keyed by the context, the type's scope and the name. */
+static bool lookup_element(const run *r, const ttype *tt, const char *name, elinfo *ei)
+{
+    const void *scope = tt->model ? (const void *)tt->lpath : (const void *)tt->cel;
+    if (!scope)
+        return lookup_element_uncached(r, tt, name, ei);
+    size_t len, slot = memo_slot(name, (uintptr_t)scope, &len);
+    for (size_t way = 0; len < MEMO_KEY && way < 2; way++) {
+        const elinfo_memo *m = &elinfo_memos[slot ^ way];
+        if (m->ctx == r->ctx->id && m->scope == scope && !strcmp(m->name, name)) {
+            *ei = m->ei;
+            return m->ok;
+        }
+    }
+    bool ok = lookup_element_uncached(r, tt, name, ei);
+    if (len < MEMO_KEY) {
+        elinfo_memos[slot ^ 1] = elinfo_memos[slot]; /* two ways: the newest first */
+        elinfo_memos[slot] = (elinfo_memo){.ctx = r->ctx->id, .scope = scope, .ok = ok, .ei = *ei};
+        memcpy(elinfo_memos[slot].name, name, len + 1);
+    }
+    return ok;
 }
 
 /* The ttype of a child element holding a value of type `type`. */
@@ -662,14 +752,15 @@ static const char *single_type(const run *r, const elinfo *ei)
 
 static bool is_primitive_name(const run *r, const char *type)
 {
+    if (type && !islower((unsigned char)type[0]))
+        return false; /* FHIR's complex types, resources and models are capitalised; skip the schema search */
     const fs_type *t = type ? fs_type_by_name(r->schema, type, strlen(type)) : NULL;
     return t ? t->kind == FS_PRIMITIVE : (type && islower((unsigned char)type[0]));
 }
 
-/* The JSON kind a primitive type is written as. */
-static json_type primitive_json(const char *type)
+/* The JSON kind a primitive of kind k is written as. */
+static json_type primitive_json_kind(fprim_kind k)
 {
-    fprim_kind k = fprim_from_name(type);
     if (k == FPRIM_NONE)
         return json_type_string;
     switch (fprim_json_type(k)) {
@@ -677,6 +768,12 @@ static json_type primitive_json(const char *type)
     case FPRIM_JSON_NUMBER: return json_type_double; /* a number: integer or double */
     default: return json_type_string;
     }
+}
+
+/* The JSON kind a primitive type is written as. */
+static json_type primitive_json(const char *type)
+{
+    return primitive_json_kind(fprim_from_name(type));
 }
 
 static bool json_kind_fits(json_type want, json_object *v)
@@ -690,12 +787,34 @@ static bool json_kind_fits(json_type want, json_object *v)
 /* Does a value of type vtype (JSON v) fit type `allowed`? */
 static bool fits(const run *r, const char *allowed, const char *vtype, json_object *v)
 {
-    if (!strcmp(allowed, "BackboneElement") || !strcmp(allowed, "Element") || !strcmp(allowed, "Resource") ||
-        !strcmp(allowed, "*"))
-        return true;
-    if (is_primitive_name(r, allowed))
-        return !json_object_is_type(v, json_type_object) && !json_object_is_type(v, json_type_array) &&
-               json_kind_fits(primitive_json(allowed), v);
+    switch (allowed[0]) { /* the first letter first: most types are none of these */
+    case 'B':
+        if (!strcmp(allowed, "BackboneElement"))
+            return true;
+        break;
+    case 'E':
+        if (!strcmp(allowed, "Element"))
+            return true;
+        break;
+    case 'R':
+        if (!strcmp(allowed, "Resource"))
+            return true;
+        break;
+    case '*':
+        if (!allowed[1])
+            return true;
+        break;
+    default: break;
+    }
+    if (islower((unsigned char)allowed[0])) {
+        /* a primitive (is_primitive_name): the schema's type says which JSON kind it is written as */
+        const fs_type *t = fs_type_by_name(r->schema, allowed, strlen(allowed));
+        if (!t || t->kind == FS_PRIMITIVE) {
+            json_type want = t ? primitive_json_kind(t->prim) : primitive_json(allowed);
+            return !json_object_is_type(v, json_type_object) && !json_object_is_type(v, json_type_array) &&
+                   json_kind_fits(want, v);
+        }
+    }
     if (!json_object_is_type(v, json_type_object))
         return false;
     if (!vtype)
@@ -723,16 +842,20 @@ static const char *choose_type(const run *r, const elinfo *ei, const mval *v)
 /* ---- putting values into targets ----------------------------------------- */
 
 /* Put v (reference taken over) as element `name` of target variable t; *stored is the object now in the tree. */
-static bool put_value(run *r, const sm_rule *rule, const sm_target *tg, var *t, const char *name, mval *v,
-                      json_object **stored, ttype *stored_tt)
+static bool put_value(run *r, const sm_rule *rule, const sm_target *tg, var *t, const char *name, const elinfo *known,
+                      mval *v, json_object **stored, ttype *stored_tt)
 {
     elinfo ei;
-    if (!lookup_element(r, &t->tt, name, &ei)) {
+    if (known) {
+        ei = *known; /* the caller looked the element up already */
+    } else if (!lookup_element(r, &t->tt, name, &ei)) {
         json_object_put(v->json);
         return fail(r, rule, "%s has no element '%s'", t->tt.name ? t->tt.name : "the target", name);
     }
     char key[160];
-    snprintf(key, sizeof key, "%s", name);
+    size_t name_len = strnlen(name, sizeof key - 1);
+    memcpy(key, name, name_len);
+    key[name_len] = 0;
     const char *type = v->type;
     if (ei.known) {
         const char *want = ei.chosen;
@@ -1054,7 +1177,7 @@ static const json_object *find_conceptmap(const run *r, const char *url)
     }
     size_t n = strcspn(url, "|");
     for (size_t i = 0; i < r->ctx->cm_count; i++)
-        if (strlen(r->ctx->cms[i].url) == n && !strncmp(r->ctx->cms[i].url, url, n))
+        if (r->ctx->cms[i].url_len == n && !strncmp(r->ctx->cms[i].url, url, n))
             return r->ctx->cms[i].cm;
     return NULL;
 }
@@ -1545,8 +1668,8 @@ static bool default_mapping(run *r, const sm_rule *rule, const sm_target *t, var
 }
 
 /* Bind the value(s) to t's variable (the last one stored), or keep a context-free value in the loose list. */
-static bool store_values(run *r, const sm_rule *rule, const sm_target *t, size_t ctx_index, mvals *vals,
-                         const sm_group *then, const fp_item *src)
+static bool store_values(run *r, const sm_rule *rule, const sm_target *t, size_t ctx_index, const elinfo *ei,
+                         mvals *vals, const sm_group *then, const fp_item *src)
 {
     /* by index: a group run for an earlier value may grow (move) the variable stack */
     json_object *stored = NULL;
@@ -1556,7 +1679,7 @@ static bool store_values(run *r, const sm_rule *rule, const sm_target *t, size_t
     for (; i < vals->count && ok; i++) {
         mval *v = &vals->items[i];
         if (ctx_index != SIZE_MAX) {
-            ok = put_value(r, rule, t, &r->vars[ctx_index], t->element, v, &stored, &stored_tt);
+            ok = put_value(r, rule, t, &r->vars[ctx_index], t->element, ei, v, &stored, &stored_tt);
         } else {
             json_object_array_add(r->loose, v->json);
             stored = v->json;
@@ -1616,7 +1739,7 @@ static bool apply_target(run *r, const sm_rule *rule, const sm_target *t, const 
             ok = emit(&vals, (mval){.json = new_instance(r, &tt), .type = type, .tt = tt});
         }
     }
-    ok = ok && store_values(r, rule, t, ctx ? (size_t)(ctx - r->vars) : SIZE_MAX, &vals, then, src);
+    ok = ok && store_values(r, rule, t, ctx ? (size_t)(ctx - r->vars) : SIZE_MAX, ctx ? &ei : NULL, &vals, then, src);
     for (size_t i = 0; i < vals.count; i++)
         json_object_put(vals.items[i].json);
     free(vals.items);
@@ -1662,15 +1785,38 @@ static bool apply_binding(run *r, const sm_rule *rule, const fp_item *first)
 
 /* ---- sources ------------------------------------------------------------- */
 
+/* A source's values: most sources have a few, kept in `local` (no allocation); more go to the heap. */
 typedef struct items {
-    fp_item *items;
+    fp_item *items; /* local, or malloc'd */
     size_t count, cap;
+    fp_item local[8];
 } items;
+
+static void items_init(items *l)
+{
+    l->items = l->local;
+    l->count = 0;
+    l->cap = sizeof l->local / sizeof *l->local;
+}
+
+static void items_free(items *l)
+{
+    if (l->items != l->local)
+        free(l->items);
+}
 
 static bool add_item(items *l, fp_item it)
 {
-    if (!fa_reserve(&l->items, &l->cap, l->count + 1, sizeof *l->items))
-        return false;
+    if (l->count == l->cap) {
+        size_t cap = l->cap * 2;
+        fp_item *grown = l->items == l->local ? malloc(cap * sizeof *grown) : realloc(l->items, cap * sizeof *grown);
+        if (!grown)
+            return false;
+        if (l->items == l->local)
+            memcpy(grown, l->local, sizeof l->local);
+        l->items = grown;
+        l->cap = cap;
+    }
     l->items[l->count++] = it;
     return true;
 }
@@ -1686,9 +1832,8 @@ static const fs_element *item_scope(const run *r, const fp_item *it)
     return NULL;
 }
 
-static bool key_matches(const char *key, size_t len, const char *name, bool *suffixed)
+static bool key_matches(const char *key, size_t len, const char *name, size_t n, bool *suffixed)
 {
-    size_t n = strlen(name);
     *suffixed = false;
     if (len == n && !memcmp(key, name, n))
         return true;
@@ -1700,7 +1845,7 @@ static bool key_matches(const char *key, size_t len, const char *name, bool *suf
 }
 
 /* The values of element `name` of item it (a choice by its stem too), each a typed node item. */
-static bool children(run *r, const fp_item *it, const char *name, items *out)
+static bool children(run *r, const fp_item *it, const char *name, size_t name_len, items *out)
 {
     if (it->kind != FP_NODE || it->u.node.index == FP_NO_NODE)
         return true;
@@ -1713,7 +1858,7 @@ static bool children(run *r, const fp_item *it, const char *name, items *out)
         const char *key = fj_str(d, k);
         size_t len = d->nodes[k].len;
         bool suffixed;
-        if (!key_matches(key, len, name, &suffixed))
+        if (!key_matches(key, len, name, name_len, &suffixed))
             continue;
         const fs_type *ct = NULL;
         const fs_element *el = scope ? fs_child(r->schema, scope, key, len, &ct) : NULL;
@@ -1775,12 +1920,14 @@ static bool source_items(run *r, const sm_rule *rule, const sm_source *s, items 
         return fail(r, rule, "source context '%s' is not bound", s->context);
     if (ctx->target)
         return fail(r, rule, "source context '%s' is a target variable (reading targets is not supported)", s->context);
-    items all = {0};
-    bool ok = s->element ? children(r, &ctx->item, s->element, &all) : add_item(&all, ctx->item);
-    for (size_t i = 0; ok && i < all.count; i++)
-        if (!s->type || item_has_type(r, &all.items[i], s->type))
-            ok = add_item(out, all.items[i]);
-    free(all.items);
+    bool ok = s->element ? children(r, &ctx->item, s->element, s->element_len, out) : add_item(out, ctx->item);
+    if (ok && s->type) {
+        size_t kept = 0;
+        for (size_t i = 0; i < out->count; i++)
+            if (item_has_type(r, &out->items[i], s->type))
+                out->items[kept++] = out->items[i];
+        out->count = kept;
+    }
     if (!ok)
         return fail(r, rule, "out of memory");
     if (!out->count && s->default_value.kind != SM_V_NONE && s->default_value.kind != SM_V_ID)
@@ -1806,6 +1953,82 @@ static bool check_truth(run *r, const sm_rule *rule, const char *what, const fp_
     if (*truth == FP_NOT_BOOLEAN)
         return fail(r, rule, "%s (%s) did not give a boolean", what, fp_expr_source(e));
     return true;
+}
+
+/* Is a string node of this type a FHIRPath String (not a date or time, which compare as such)? */
+static bool plain_string(const fp_item *it)
+{
+    fprim_kind k = it->u.node.type ? it->u.node.type->prim : FPRIM_NONE;
+    return k != FPRIM_DATE && k != FPRIM_DATETIME && k != FPRIM_INSTANT && k != FPRIM_TIME;
+}
+
+/*
+ * `x = 'text'` (recognised at load) on the JSON: 1 true, 0 false or empty,
+ * -1 when FHIRPath must decide (not one plain string value, a choice, an
+ * element the schema does not know). Both answers agree wherever this one is
+ * given: FHIRPath compares a FHIR string-like primitive as a String.
+ */
+static int quick_equals(const run *r, const sm_equals *q, const fp_item *it)
+{
+    if (it->kind != FP_NODE || it->u.node.index == FP_NO_NODE)
+        return -1;
+    const fj_doc *d = it->u.node.doc;
+    uint32_t v = it->u.node.index;
+    if (q->is_type) {
+        /* an object of a known type is the type or one it derives from (FHIRPath `is` on a node) */
+        const fs_schema *sc = r->schema;
+        if (d->nodes[v].type != FJ_OBJECT || !it->u.node.type || q->is_type < sc->types ||
+            q->is_type >= sc->types + sc->type_count)
+            return -1; /* not an object of a known type, or the map was loaded with another schema */
+        for (const fs_type *t = it->u.node.type; t; t = t->base == FS_NONE ? NULL : &r->schema->types[t->base])
+            if (t == q->is_type)
+                return 1;
+        return 0;
+    }
+    if (q->member) {
+        if (d->nodes[v].type != FJ_OBJECT)
+            return -1;
+        const fs_element *scope = item_scope(r, it), *el = NULL;
+        const fs_type *ct = NULL;
+        if (scope && (!(el = fs_child(r->schema, scope, q->member, q->member_len, &ct)) || (el->flags & FS_EL_CHOICE) ||
+                      el->type_count != 1))
+            return -1;
+        uint32_t found = UINT32_MAX;
+        for (uint32_t k = v + 1; k < fj_next(d, v); k = fj_next(d, k + 1)) {
+            size_t len = d->nodes[k].len;
+            const char *key = fj_str(d, k);
+            if (len < q->member_len || memcmp(key, q->member, q->member_len))
+                continue;
+            if (len > q->member_len || found != UINT32_MAX)
+                return -1; /* a choice-like key, or the key twice */
+            found = k + 1;
+        }
+        if (found == UINT32_MAX)
+            return 0; /* no value: the comparison is empty */
+        fp_item m = {.kind = FP_NODE};
+        m.u.node.doc = d;
+        m.u.node.index = found;
+        m.u.node.type = el ? fs_element_type(r->schema, el, 0) : NULL;
+        it = &m;
+        v = found;
+        if (d->nodes[v].type != FJ_STRING || !plain_string(it))
+            return -1;
+    } else if (d->nodes[v].type != FJ_STRING || !plain_string(it)) {
+        return -1;
+    }
+    return d->nodes[v].len == q->literal_len && !memcmp(fj_str(d, v), q->literal, q->literal_len);
+}
+
+/* A where or check: by quick_equals when it can answer, else by FHIRPath. */
+static bool test(run *r, const sm_rule *rule, const char *what, const fp_expr *e, const sm_equals *q, const fp_item *it,
+                 fp_truth *truth)
+{
+    int quick = q->literal || q->is_type ? quick_equals(r, q, it) : -1;
+    if (quick >= 0) {
+        *truth = quick ? FP_TRUE : FP_FALSE;
+        return true;
+    }
+    return check_truth(r, rule, what, e, it, truth);
 }
 
 static bool log_message(run *r, const sm_rule *rule, const sm_source *s, const fp_item *it)
@@ -1836,10 +2059,10 @@ static bool bind_item(run *r, const sm_rule *rule, size_t i, const fp_item *it, 
     v->item = *it;
     size_t mark_vars = r->var_count;
     fp_truth truth = FP_TRUE;
-    bool ok = !s->condition || check_truth(r, rule, "where", s->condition, it, &truth);
+    bool ok = !s->condition || test(r, rule, "where", s->condition, &s->condition_eq, it, &truth);
     if (ok && truth == FP_TRUE) {
         mark(r, it);
-        if (s->check && (ok = check_truth(r, rule, "check", s->check, it, &truth)) && truth != FP_TRUE)
+        if (s->check && (ok = test(r, rule, "check", s->check, &s->check_eq, it, &truth)) && truth != FP_TRUE)
             ok = fail(r, rule, "check failed: %s", fp_expr_source(s->check));
         if (ok && s->log)
             ok = log_message(r, rule, s, it);
@@ -1854,7 +2077,8 @@ static bool bind_sources(run *r, const sm_rule *rule, size_t i, const fp_item *f
     if (i == rule->source_count)
         return apply_binding(r, rule, first);
     const sm_source *s = &rule->sources[i];
-    items l = {0};
+    items l;
+    items_init(&l);
     bool ok = source_items(r, rule, s, &l);
     size_t lo = 0, hi = l.count;
     switch (s->list_mode) {
@@ -1866,7 +2090,7 @@ static bool bind_sources(run *r, const sm_rule *rule, size_t i, const fp_item *f
     }
     for (size_t k = lo; ok && k < hi; k++)
         ok = bind_item(r, rule, i, &l.items[k], first);
-    free(l.items);
+    items_free(&l);
     return ok;
 }
 

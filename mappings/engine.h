@@ -31,7 +31,10 @@
  *   sm_map *m = sm_load(json, &(sm_options){.functions = f}, &issues);
  *   mpe_run(c, m, &doc, 0, NULL, &out, &issues);               any thread, many times
  * The context and maps are read-only during runs, so runs in parallel share
- * them. A run allocates its own state and frees it before returning.
+ * them. A run allocates its own state and frees it before returning; what
+ * it learns of target types and elements stays in a small fixed-size memo
+ * per thread (static thread-local storage, no heap), keyed by the context's
+ * and map's ids, for the next run on that thread.
  *
  * Memory: the registry `models` must outlive the context. *out (json-c) is
  * the caller's (json_object_put). The source doc is only read.

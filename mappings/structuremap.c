@@ -17,6 +17,7 @@
 
 #include <ctype.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +159,85 @@ static fp_expr *compile(loader *l, const char *where, const char *what, const ch
         problem(l, where, "%s (%s): %s (at character %d)", what, src, err.message, err.position + 1);
     free(text);
     return e;
+}
+
+/* The end of an identifier starting at p (p itself when there is none). */
+static const char *ident_end(const char *p)
+{
+    if (!isalpha((unsigned char)*p) && *p != '_')
+        return p;
+    while (isalnum((unsigned char)*p) || *p == '_')
+        p++;
+    return p;
+}
+
+/* `$this is Type` (p after `$this`): the type, or NULL. */
+static const fs_type *recognise_is(const fs_schema *schema, const char *p)
+{
+    while (isspace((unsigned char)*p))
+        p++;
+    if (strncmp(p, "is", 2) || !isspace((unsigned char)p[2]))
+        return NULL;
+    p += 2;
+    while (isspace((unsigned char)*p))
+        p++;
+    const char *name = p, *end = ident_end(p);
+    for (p = end; isspace((unsigned char)*p); p++)
+        ;
+    return end > name && !*p ? fs_type_by_name(schema ? schema : fs_r4(), name, (size_t)(end - name)) : NULL;
+}
+
+/* Recognise `name = 'text'`, `$this = 'text'` (no escapes in text) or `$this is Type` in an expression's source. */
+static void recognise_equals(const loader *l, const fp_expr *e, sm_equals *q)
+{
+    *q = (sm_equals){0};
+    if (!e)
+        return;
+    const char *p = fp_expr_source(e), *name = NULL, *name_end = NULL;
+    while (isspace((unsigned char)*p))
+        p++;
+    if (!strncmp(p, "$this", 5) && ident_end(p + 1) == p + 5) {
+        p += 5;
+        if ((q->is_type = recognise_is(l->opts->schema, p)) != NULL)
+            return;
+    } else {
+        name = p;
+        name_end = ident_end(p);
+        size_t n = (size_t)(name_end - name);
+        if (!n || (n == 4 && !strncmp(name, "true", 4)) || (n == 5 && !strncmp(name, "false", 5)))
+            return;
+        p = name_end;
+    }
+    while (isspace((unsigned char)*p))
+        p++;
+    if (*p++ != '=')
+        return;
+    while (isspace((unsigned char)*p))
+        p++;
+    if (*p++ != '\'')
+        return;
+    const char *lit = p;
+    while (*p && *p != '\'' && *p != '\\')
+        p++;
+    if (*p != '\'')
+        return;
+    const char *lit_end = p++;
+    while (isspace((unsigned char)*p))
+        p++;
+    if (*p)
+        return;
+    q->literal = strndup(lit, (size_t)(lit_end - lit));
+    q->member = name ? strndup(name, (size_t)(name_end - name)) : NULL;
+    if (!q->literal || (name && !q->member))
+        abort();
+    q->literal_len = (size_t)(lit_end - lit);
+    q->member_len = name ? (size_t)(name_end - name) : 0;
+}
+
+static void free_equals(sm_equals *q)
+{
+    free(q->literal);
+    free(q->member);
 }
 
 /* ---- values -------------------------------------------------------------- */
@@ -329,6 +409,9 @@ static bool load_source(loader *l, const char *where, sm_source *s, const json_o
         return false;
     if (log && !(s->log = compile(l, where, "log", log)))
         return false;
+    recognise_equals(l, s->condition, &s->condition_eq);
+    recognise_equals(l, s->check, &s->check_eq);
+    s->element_len = s->element ? strlen(s->element) : 0;
     return true;
 }
 
@@ -571,9 +654,11 @@ sm_map *sm_load(const json_object *o, const sm_options *opts, oo_list *issues)
         oo_add(issues, OO_ERROR, OO_STRUCTURE, NULL, 0, 0, "not a StructureMap");
         return NULL;
     }
+    static _Atomic uint64_t next_id = 1;
     sm_map *m = calloc(1, sizeof *m);
     if (!m)
         abort();
+    m->id = atomic_fetch_add(&next_id, 1);
     load_header(m, o);
     if (!m->url)
         problem(&l, NULL, "the map has no url");
@@ -624,6 +709,7 @@ static void free_rules(sm_rule *rules, size_t n)
             free(s->context), free(s->element), free(s->type), free(s->variable);
             free_value(&s->default_value);
             fp_expr_free(s->condition), fp_expr_free(s->check), fp_expr_free(s->log);
+            free_equals(&s->condition_eq), free_equals(&s->check_eq);
         }
         for (size_t k = 0; k < r->target_count; k++) {
             sm_target *t = &r->targets[k];

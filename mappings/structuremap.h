@@ -79,6 +79,22 @@ typedef struct sm_value {
     fp_expr *path; /* an id with a path: the path compiled (the variable is its focus); else NULL */
 } sm_value;
 
+/*
+ * A where/check of the form `name = 'text'` or `$this = 'text'` (the test
+ * most maps make: an extension's url, an identifier's system), or `$this is
+ * Type` (which resource a Bundle entry holds), recognised at load so the
+ * engine can test it on the source JSON without running FHIRPath. The
+ * engine falls back to the compiled expression whenever the source does not
+ * have the plain shape that makes both give the same answer.
+ */
+typedef struct sm_equals {
+    char *literal; /* the text compared with; NULL = not `x = 'text'` */
+    size_t literal_len;
+    char *member; /* the element compared; NULL = $this */
+    size_t member_len;
+    const fs_type *is_type; /* `$this is Type`: the schema's type; NULL = not this form */
+} sm_equals;
+
 typedef struct sm_source {
     char *context, *element, *type, *variable; /* element, type, variable may be NULL */
     int min;                                   /* -1 = none */
@@ -86,6 +102,8 @@ typedef struct sm_source {
     sm_value default_value;                    /* kind SM_V_NONE = none */
     sm_source_list list_mode;
     fp_expr *condition, *check, *log; /* NULL = none */
+    sm_equals condition_eq, check_eq; /* condition and check when they are `x = 'text'` */
+    size_t element_len;               /* strlen(element) (0 when none) */
 } sm_source;
 
 typedef struct sm_target {
@@ -146,6 +164,7 @@ typedef struct sm_structure {
 } sm_structure;
 
 typedef struct sm_map {
+    uint64_t id; /* unique per load in this process, never reused: what caches of a map's lookups key on */
     char *url, *name;
     sm_structure *structures;
     size_t structure_count;

@@ -1064,6 +1064,84 @@ Test(fml, host_functions_through_evaluate)
     fp_functions_free(fns);
 }
 
+/* ---- where x = 'text' without FHIRPath ---------------------------------- */
+
+/* The map of the test below, its where clauses as written (recognised: tested on the JSON) or in parentheses. */
+static sm_map *equals_map(bool parenthesised)
+{
+    const char *o = parenthesised ? "(" : "", *c = parenthesised ? ")" : "";
+    char fml[1600];
+    snprintf(fml, sizeof fml,
+             "map \"u\" = \"n\"\n"
+             "group main(source src : Patient, target tgt : PatientRecord) {\n"
+             "  src.identifier as i where (%ssystem = 'a'%s) then { i.value as v -> tgt.item = v \"v\"; } \"a\";\n"
+             "  src.extension as e where (%svalue = 'x'%s) -> tgt.note = 'choice' \"choice\";\n"
+             "  src.birthDate as b where (%s$this = '2020-01-01'%s) -> tgt.bsn = 'dated' \"date\";\n"
+             "  src.name as n where (%sfamily = 'jansen'%s) -> tgt.given = 'plain' \"plain\";\n"
+             "  src.name as n where (%sgiven = 'jan'%s) -> tgt.given = 'list' \"list\";\n"
+             "  src.gender as g check (%s$this = 'female'%s) -> tgt.sex = g \"sex\";\n"
+             "  src.contained as r where (%s$this is Organization%s) -> tgt.address as a, a.city = 'org' \"is\";\n"
+             "  src.contained as r where (%s$this is DomainResource%s) -> tgt.item = 'dr' \"base\";\n"
+             "}\n",
+             o, c, o, c, o, c, o, c, o, c, o, c, o, c, o, c);
+    return load(fml);
+}
+
+Test(fml, where_equals_agrees_with_fhirpath)
+{
+    /* plain strings, a missing value, a value with only `_system`, a choice, a date, a list; types */
+    const char *src = "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"a\",\"value\":\"1\"},"
+                      "{\"system\":\"b\",\"value\":\"2\"},{\"value\":\"3\"},{\"_system\":{\"extension\":"
+                      "[{\"url\":\"x\",\"valueString\":\"a\"}]},\"value\":\"4\"},{\"system\":\"a\",\"value\":\"5\"}],"
+                      "\"extension\":[{\"url\":\"u\",\"valueString\":\"x\"}],\"birthDate\":\"2020-01-01\","
+                      "\"gender\":\"female\",\"name\":[{\"family\":\"jansen\",\"given\":[\"jan\"]}],"
+                      "\"contained\":[{\"resourceType\":\"Organization\",\"id\":\"o\"},"
+                      "{\"resourceType\":\"Practitioner\",\"id\":\"p\"}]}";
+    sm_map *quick = equals_map(false), *slow = equals_map(true);
+    cr_assert(quick->groups[0].rules[0].sources[0].condition_eq.literal, "system = 'a' is recognised");
+    cr_assert_null(slow->groups[0].rules[0].sources[0].condition_eq.literal, "(system = 'a') is not");
+    oo_list qi, si;
+    json_object *q = run_map(quick, src, &qi), *s = run_map(slow, src, &si);
+    cr_assert(q && s);
+    cr_expect(tj_same(q, s), "quick %s\nFHIRPath %s", json_object_to_json_string(q), json_object_to_json_string(s));
+    expect_json(json_object_object_get(q, "item"), "[\"1\",\"5\",\"dr\",\"dr\"]");
+    expect_json(json_object_object_get(q, "address"), "[{\"city\":\"org\"}]");
+    cr_expect_not_null(quick->groups[0].rules[6].sources[0].condition_eq.is_type, "$this is X is recognised");
+    cr_expect_str_eq(jget_str(q, "note"), "choice");
+    expect_json(json_object_object_get(q, "given"), "[\"plain\",\"list\"]");
+    cr_expect_str_eq(jget_str(q, "sex"), "female");
+    json_object_put(q), json_object_put(s);
+    oo_list_free(&qi), oo_list_free(&si);
+    /* a failed check is the same error either way */
+    const char *male = "{\"resourceType\":\"Patient\",\"gender\":\"male\"}";
+    expect_run_error(quick, male, "check failed: $this = 'female'", "Patient.gender");
+    expect_run_error(slow, male, "check failed: ($this = 'female')", "Patient.gender");
+    sm_free(quick);
+    sm_free(slow);
+}
+
+/* The engine remembers resolved types across runs; an alias means what its own map says. */
+Test(fml, same_alias_in_two_maps)
+{
+    sm_map *to_record = load("map \"u1\" = \"n1\"\n"
+                             "uses \"http://example.org/sd/PatientRecord\" alias Out as target\n"
+                             "group main(source src : Patient, target tgt : Out) {\n"
+                             "  src.gender as g -> tgt.sex = g \"sex\";\n"
+                             "}\n");
+    sm_map *to_patient = load("map \"u2\" = \"n2\"\n"
+                              "uses \"http://hl7.org/fhir/StructureDefinition/Patient\" alias Out as target\n"
+                              "group main(source src : Patient, target tgt : Out) {\n"
+                              "  src.gender as g -> tgt.gender = g \"gender\";\n"
+                              "}\n");
+    const char *src = "{\"resourceType\":\"Patient\",\"gender\":\"male\"}";
+    for (int i = 0; i < 2; i++) {
+        expect_run(to_record, src, "{\"resourceType\":\"PatientRecord\",\"sex\":\"male\"}");
+        expect_run(to_patient, src, "{\"resourceType\":\"Patient\",\"gender\":\"male\"}");
+    }
+    sm_free(to_record);
+    sm_free(to_patient);
+}
+
 /* ---- scale --------------------------------------------------------------- */
 
 Test(fml, list_of_100000_items)
