@@ -634,6 +634,11 @@ static bool read_misses(walk *w, reflist *misses)
     return true;
 }
 
+static void key_free(struct lh_entry *e)
+{
+    free((void *)lh_entry_k(e));
+}
+
 /*
  * One round: the references of each subject's entries [from[i], set count), in order, read (what the cache
  * lacks, for the whole batch at once) and added to that subject's set. from[i] moves to the end.
@@ -641,7 +646,7 @@ static bool read_misses(walk *w, reflist *misses)
 static bool follow_round(walk *w, size_t *from)
 {
     reflist *wanted = calloc(w->n, sizeof *wanted), misses = {0};
-    struct lh_table *asked = lh_kchar_table_new(64, NULL);
+    struct lh_table *asked = lh_kchar_table_new(64, key_free); /* the misses' keys, copied (the lists move) */
     bool ok = wanted && asked;
     for (size_t i = 0; ok && i < w->n; i++) {
         subject *s = &w->subjects[i];
@@ -651,13 +656,18 @@ static bool follow_round(walk *w, size_t *from)
                 if (has(s->set, key) || refs_has(&wanted[i], key))
                     continue;
                 refs_add(&wanted[i], key);
-                if (!cache_get(w->cache, key) && !lh_table_lookup_ex(asked, wanted[i].at[wanted[i].count - 1], NULL) &&
-                    refs_add(&misses, key))
-                    lh_table_insert(asked, wanted[i].at[wanted[i].count - 1], NULL);
+                if (cache_get(w->cache, key) || lh_table_lookup_ex(asked, key, NULL))
+                    continue; /* at hand, or asked for already */
+                char *copy = strdup(key);
+                if (copy && lh_table_insert(asked, copy, NULL) == 0)
+                    refs_add(&misses, key);
+                else
+                    free(copy);
             }
         from[i] = s->set->count;
     }
-    lh_table_free(asked); /* its keys point into wanted lists that may have moved */
+    if (asked)
+        lh_table_free(asked);
     ok = ok && read_misses(w, &misses);
     for (size_t i = 0; ok && i < w->n; i++)
         for (size_t k = 0; k < wanted[i].count; k++)
