@@ -6,6 +6,7 @@
  * runs at least at half the rate of checking from files).
  *
  *   bench-pull SOURCE_DIR FHIRGW [PLANS]      PLANS: 10000 by default
+ *   BENCH_PULL_SAVE=FILE                      also write the pulled reports there
  *
  * 1. A test PKI in a temporary folder (certs/make-test-pki), the insurer
  *    registered with UZOVI 9901, and the real gateway (FHIRGW serve --dev) on
@@ -450,7 +451,7 @@ int main(int argc, char **argv)
     printf("stored: %zu care plans of one provider (and the context of %zu) in %.1f s over HTTPS\n", plans, n,
            now_seconds() - t0);
 
-    answer a = {0};
+    answer a = {.keep = true}; /* kept (4 MB for 10,000): the lines are looked at below */
     t0 = now_seconds();
     long status = request("insurer", "GET", "/insurer/compliance?provider=90000401&date=" DATE_CHECKED, NULL,
                           "application/x-ndjson", &a);
@@ -464,12 +465,34 @@ int main(int argc, char **argv)
         free(page.body);
         die("the pull failed");
     }
+    const char *save = getenv("BENCH_PULL_SAVE"); /* the reports, to compare two builds' */
+    FILE *saved = save ? fopen(save, "w") : NULL;
+    if (saved) {
+        fwrite(a.body, 1, a.len, saved);
+        fclose(saved);
+    }
+    /* a fast pull of notMapped lines would be no pull: each line must be a report */
+    size_t not_mapped = 0, compliant = 0;
+    for (const char *line = a.body; line && *line;) {
+        size_t len = strcspn(line, "\n");
+        not_mapped += !strncmp(line, "{\"notMapped\"", 12);
+        static const char said[] = "\"status\":\"compliant\"";
+        compliant += memmem(line, len, said, sizeof said - 1) != NULL;
+        line += len + (line[len] == '\n');
+    }
+    if (not_mapped) {
+        fprintf(stderr, "bench-pull: %zu of the %zu lines are notMapped, e.g. %.400s\n", not_mapped, a.lines,
+                strstr(a.body, "{\"notMapped\""));
+        die("the pull failed");
+    }
     double pull_rate = (double)plans / pull_seconds;
     double file_rate = check_from_files(source, t, n, 3.0);
     printf("pull  (HTTPS, NDJSON, checked against the store): %9.0f plans/s  (%zu reports, %.1f MB, %.2f s)\n",
            pull_rate, a.lines, (double)a.len / 1e6, pull_seconds);
     printf("files (parse + rules, full context, one core):    %9.0f plans/s\n", file_rate);
+    printf("reports: %zu compliant, %zu not (none notMapped)\n", compliant, a.lines - compliant);
     printf("pull / files:                                     %9.2f (target >= 0.5)\n", pull_rate / file_rate);
+    free(a.body);
     for (size_t i = 0; i < n; i++) {
         json_object_put(t[i].bundle);
         free(t[i].text);

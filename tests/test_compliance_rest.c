@@ -15,6 +15,7 @@
 
 #include "gateway/util/conformance.h"
 #include "gateway/util/files.h"
+#include "mappings/pseudonym.h"
 #include "tests/peer.h"
 #include "tests/rest_harness.h"
 
@@ -682,4 +683,183 @@ Test(pull, the_operations_are_in_the_capability_statement)
     cr_expect(strstr(r.body, "https://fhirgw.nl/fhir/OperationDefinition/compliance"));
     cr_expect(strstr(r.body, "https://fhirgw.nl/fhir/OperationDefinition/contract-check"));
     rh_response_free(&r);
+}
+
+/* ---- the insurer's streamed pull, more plans than one batch ----------------------------- */
+
+#define STREAM_PLANS 600 /* more than two batches of the stream (gateway/rest/rest_insurer.c, NDJSON_PAGE) */
+
+static mpn_key stream_key;  /* the insurer maps' pseudonyms (none reaches a compliance report) */
+static pf_registry *models; /* the guide with its logical models, for the insurer maps */
+
+static void stream_setup(void)
+{
+    load_rules();
+    const char *dirs[] = {IG "profiles", IG "extensions", IG "terminology", IG "models"};
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    models = conf_load(dirs, 4, &issues);
+    oo_list_free(&issues);
+    cr_assert_not_null(models);
+    char err[256];
+    cr_assert(mpn_key_from_hex("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", 64, &stream_key, err,
+                               sizeof err),
+              "%s", err);
+    rh_options o = {.keep_gzsp = true,
+                    .allow_dangling = true,
+                    .rules = engine,
+                    .profiles = models,
+                    .maps_dir = TESTS_DIR "/../mappings/maps/2026",
+                    .pseudonym_key = &stream_key};
+    rh_setup_with(&o);
+    rh_publish_directory();
+}
+
+static void stream_teardown(void)
+{
+    teardown();
+    pf_registry_free(models);
+}
+
+TestSuite(stream, .init = stream_setup, .fini = stream_teardown, .timeout = 300);
+
+/* POST copies of the stored plan as gzsp in transactions of 100: plan i refers to patient[i % 2] and, when
+ * office(i), to the office not set up for treatment (GZSP-LOCATION). The new ids into ids[i]. */
+static void post_copies(json_object *plan, const char *patients[2], const char *office_ref, bool (*office)(size_t),
+                        char (*ids)[80], size_t n)
+{
+    for (size_t from = 0; from < n; from += 100) {
+        json_object *txn = json_object_new_object(), *entries = json_object_new_array();
+        json_object_object_add(txn, "resourceType", json_object_new_string("Bundle"));
+        json_object_object_add(txn, "type", json_object_new_string("transaction"));
+        for (size_t i = from; i < n && i < from + 100; i++) {
+            json_object *copy = NULL, *e = json_object_new_object(), *req = json_object_new_object(), *acts, *detail;
+            cr_assert_eq(json_object_deep_copy(plan, &copy, NULL), 0);
+            json_object_object_del(copy, "id");
+            json_object_object_del(copy, "meta");
+            json_object *subject = json_object_new_object();
+            json_object_object_add(subject, "reference", json_object_new_string(patients[i % 2]));
+            json_object_object_add(copy, "subject", subject);
+            if (office(i)) {
+                cr_assert(json_object_object_get_ex(copy, "activity", &acts));
+                cr_assert(json_object_object_get_ex(json_object_array_get_idx(acts, 1), "detail", &detail));
+                json_object *loc = json_object_new_object();
+                json_object_object_add(loc, "reference", json_object_new_string(office_ref));
+                json_object_object_add(detail, "location", loc);
+            }
+            json_object_object_add(e, "resource", copy);
+            json_object_object_add(req, "method", json_object_new_string("POST"));
+            json_object_object_add(req, "url", json_object_new_string("CarePlan"));
+            json_object_object_add(e, "request", req);
+            json_object_array_add(entries, e);
+        }
+        json_object_object_add(txn, "entry", entries);
+        char *text = text_of(txn);
+        rh_response r = rh_request("gzsp", "POST", "/", text, NULL);
+        cr_assert_eq(r.status, 200, "%s", r.body);
+        json_object *resp = rh_json(&r);
+        for (size_t i = from; i < n && i < from + 100; i++) {
+            char path[64];
+            snprintf(path, sizeof path, "entry.%zu.response.location", i - from);
+            const char *loc = rh_str(resp, path), *at = loc ? strstr(loc, "CarePlan/") : NULL;
+            cr_assert_not_null(at, "%s", path);
+            snprintf(ids[i], sizeof ids[i], "%.*s", (int)strcspn(at + 9, "/"), at + 9);
+        }
+        json_object_put(resp);
+        rh_response_free(&r);
+        free(text);
+        json_object_put(txn);
+    }
+}
+
+static bool every_seventh(size_t i)
+{
+    return i % 7 == 3;
+}
+
+/*
+ * The streamed pull checks plans in batches, their contexts read in bulk and cached from batch to batch: every
+ * report of the insurer's insured comes exactly once, with the status a plan checked on its own has, and none
+ * of the plans of a patient the insurer does not insure.
+ */
+Test(stream, a_pull_of_more_plans_than_a_batch_reports_each_insured_plan_once)
+{
+    json_object *b = fixture("gzsp-plan.json");
+    char id[80], path[200];
+    store_bundle("gzsp", b, id, sizeof id);
+    json_object_put(b);
+    snprintf(path, sizeof path, "/CarePlan/%s", id);
+    rh_response r = rh_request("gzsp", "GET", path, NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_object *plan = rh_json(&r);
+    rh_response_free(&r);
+    /* the stored plan's own patient is the insurer's (the fixture's Coverage); a new one is nobody's */
+    char patient0[96], other[96], office[96], office_id[80];
+    snprintf(patient0, sizeof patient0, "%s", rh_str(plan, "subject.reference"));
+    snprintf(other, sizeof other, "Patient/%s",
+             rh_create("gzsp", "Patient", "{\"resourceType\":\"Patient\",\"active\":true}"));
+    const char *patients[2] = {patient0, other};
+    /* insured since before the plans start (2025-09-01): the view scopes by the patient's insurance then */
+    char cov[768];
+    snprintf(cov, sizeof cov,
+             "{\"resourceType\":\"Coverage\",\"status\":\"active\",\"type\":{\"coding\":[{\"system\":"
+             "\"https://fhirgw.nl/fhir/CodeSystem/coverage-kind\",\"code\":\"zvw\"}]},\"beneficiary\":{"
+             "\"reference\":\"%s\"},\"period\":{\"start\":\"2025-01-01\",\"end\":\"2025-12-31\"},\"payor\":[{"
+             "\"identifier\":{\"system\":\"http://fhir.nl/fhir/NamingSystem/uzovi\",\"value\":\"9901\"}}]}",
+             patient0);
+    rh_create("gzsp", "Coverage", cov);
+    /* the office not set up for treatment: as stored with the failing fixture (itself a plan reported too) */
+    json_object *fb = fixture("gzsp-plan.json");
+    plan_at_office(fb);
+    store_bundle("gzsp", fb, office_id, sizeof office_id);
+    json_object_put(fb);
+    snprintf(path, sizeof path, "/CarePlan/%s", office_id);
+    r = rh_request("gzsp", "GET", path, NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_object *at_office = rh_json(&r);
+    rh_response_free(&r);
+    snprintf(office, sizeof office, "%s", rh_str(at_office, "activity.1.detail.location.reference"));
+    json_object_put(at_office);
+    static char ids[STREAM_PLANS][80];
+    post_copies(plan, patients, office, every_seventh, ids, STREAM_PLANS);
+    json_object_put(plan);
+
+    const char *const ndjson[] = {"Accept: application/x-ndjson", NULL};
+    r = rh_request("insurer", "GET", "/insurer/compliance?provider=" GZSP_URA "&date=" D0, NULL, ndjson);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    static bool seen[STREAM_PLANS];
+    size_t lines = 0;
+    for (char *line = r.body, *end; line && *line; line = end + 1, lines++) {
+        end = strchr(line, '\n');
+        cr_assert_not_null(end, "every line ends in a newline");
+        *end = 0;
+        json_object *o = json_tokener_parse(line);
+        cr_assert_not_null(o, "line %zu: %.300s", lines, line);
+        cr_assert_str_eq(rh_str(o, "resourceType"), "InsurerComplianceReport", "%.300s", line);
+        const char *subject = rh_str(o, "subject.reference");
+        cr_assert_not_null(subject, "%.300s", line);
+        size_t k = 0;
+        while (k < STREAM_PLANS && strcmp(subject + strcspn(subject, "/") + 1, ids[k]))
+            k++;
+        if (k == STREAM_PLANS) { /* the first stored fixture's own plan (the other's patient is not insured then) */
+            cr_expect_str_eq(subject + strcspn(subject, "/") + 1, id, "%.300s", line);
+        } else {
+            cr_expect_eq(k % 2, 0, "only the insurer's insured: %s", subject);
+            cr_expect_not(seen[k], "each plan once: %s", subject);
+            seen[k] = true;
+            cr_expect_str_eq(rh_str(o, "status"), every_seventh(k) ? "non-compliant" : "compliant", "%s", subject);
+        }
+        json_object_put(o);
+    }
+    cr_expect_eq(lines, STREAM_PLANS / 2 + 1, "one report per plan of the insurer's insured: %zu", lines);
+    for (size_t k = 0; k < STREAM_PLANS; k += 2)
+        cr_expect(seen[k], "plan %zu (%s) was reported", k, ids[k]);
+    rh_response_free(&r);
+    /* a plan checked on its own says the same */
+    for (size_t k = 0; k < 14; k += 2) {
+        snprintf(path, sizeof path, "/CarePlan/%.79s/$compliance?provider=" GZSP_URA "&date=" D0, ids[k]);
+        json_object *rep = report_of("insurer", "GET", path, NULL);
+        cr_expect_str_eq(status_of(rep), every_seventh(k) ? "non-compliant" : "compliant", "plan %zu", k);
+        json_object_put(rep);
+    }
 }

@@ -129,11 +129,20 @@ typedef struct insured_check {
     bool yes;
 } insured_check;
 
+bool ins_coverage_insures(const ins_facts *f, json_object *coverage, const char *patient_ref, const char *uzovi,
+                          int64_t at_ms)
+{
+    const char *beneficiary = jstr(json_object_object_get(coverage, "beneficiary"), "reference");
+    if (patient_ref && (!beneficiary || strcmp(beneficiary, patient_ref)))
+        return false;
+    return coverage && uzovi && *uzovi && in_force(coverage, at_ms) && paid_by(f, coverage, uzovi);
+}
+
 static bool check_one(void *arg, const st_resource *r)
 {
     insured_check *c = arg;
     json_object *cov = json_tokener_parse(r->json);
-    c->yes = cov && in_force(cov, c->at_ms) && paid_by(c->facts, cov, c->uzovi);
+    c->yes = ins_coverage_insures(c->facts, cov, NULL, c->uzovi, c->at_ms);
     json_object_put(cov);
     return !c->yes;
 }

@@ -66,6 +66,17 @@ ins_answer ins_is_insured(const ins_facts *f, const char *patient_ref, const cha
                           st_error *err);
 
 /*
+ * The rule over one Coverage (parsed JSON), wherever it comes from: the
+ * store's, or one a provider sent with a pulled plan. Does it insure
+ * patient_ref (compared as written; NULL: whoever its beneficiary is) by
+ * the insurer with this UZOVI on at_ms: active, in force then, and a payor
+ * carrying the UZOVI (its identifier, or the Organization it names on this
+ * server, read from f's store, as above)?
+ */
+bool ins_coverage_insures(const ins_facts *f, json_object *coverage, const char *patient_ref, const char *uzovi,
+                          int64_t at_ms);
+
+/*
  * Every current Coverage whose payor carries uzovi (any period, any status):
  * fn(arg, its beneficiary reference or NULL, the Coverage) for each; fn
  * returns false to stop. ST_OK, or the store's failure (err says why).

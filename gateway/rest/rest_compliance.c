@@ -142,32 +142,6 @@ static int check_text(rest_app *app, char *text, size_t len, const char *want, f
 }
 
 /*
- * Does the pulled Coverage c (JSON) show patient_ref insured by the insurer (active, a payor carrying its
- * UZOVI, or referring to its directory entry Organization/ura-<URA>, as insured.h reads the store)?
- */
-static bool pulled_coverage_insures(json_object *c, const char *patient_ref, const rest_insurer_scope *who)
-{
-    json_object *ben = json_object_object_get(c, "beneficiary"), *payors = json_object_object_get(c, "payor");
-    const char *ref = json_object_get_string(json_object_object_get(ben, "reference"));
-    const char *status = json_object_get_string(json_object_object_get(c, "status"));
-    if (!ref || strcmp(ref, patient_ref) || !status || strcmp(status, "active"))
-        return false;
-    for (size_t i = 0; i < json_object_array_length(payors); i++) {
-        json_object *payor = json_object_array_get_idx(payors, i);
-        json_object *ident = json_object_object_get(payor, "identifier");
-        const char *system = json_object_get_string(json_object_object_get(ident, "system"));
-        const char *value = json_object_get_string(json_object_object_get(ident, "value"));
-        const char *to = json_object_get_string(json_object_object_get(payor, "reference"));
-        char entry[32];
-        snprintf(entry, sizeof entry, "Organization/ura-%.8s", who->ura);
-        if ((system && value && !strcmp(system, INS_UZOVI_SYSTEM) && !strcmp(value, who->uzovi)) ||
-            (to && !strcmp(to, entry)))
-            return true;
-    }
-    return false;
-}
-
-/*
  * An insurer's question: is the subject's patient its insured on the day checked? A stored subject by the
  * gateway's own facts (insured.h); a pulled one by the Coverages its provider sent with it (the provider's
  * record is all there is of it). The subject is the set's first resource.
@@ -179,8 +153,8 @@ static bool insured_subject(rest_app *app, const cx_set *set, bool from_store, c
     json_object *patient = json_object_object_get(subject, "subject");
     const char *ref = json_object_get_string(json_object_object_get(patient, "reference"));
     bool yes = false;
+    ins_facts facts = {app->opt.store, app->opt.organisations};
     if (ref && from_store) {
-        ins_facts facts = {app->opt.store, app->opt.organisations};
         st_error err;
         yes = ins_is_insured(&facts, ref, who->uzovi, day_ms, &err) == INS_YES;
     } else if (ref) {
@@ -188,7 +162,7 @@ static bool insured_subject(rest_app *app, const cx_set *set, bool from_store, c
             if (strncmp(set->key[i], "Coverage/", 9))
                 continue;
             json_object *c = json_tokener_parse(set->json[i]);
-            yes = pulled_coverage_insures(c, ref, who);
+            yes = ins_coverage_insures(&facts, c, ref, who->uzovi, day_ms);
             json_object_put(c);
         }
     }
@@ -247,6 +221,101 @@ int rest_compliance_for_plan(rest_app *app, const char *plan_id, const char *dat
                              size_t *len, char *msg, size_t msglen)
 {
     return rest_compliance_report(app, "CarePlan", plan_id, date, provider, json, len, msg, msglen);
+}
+
+/* ---- many stored subjects at once ------------------------------------------------------ */
+
+typedef struct batch_scope {
+    rest_app *app;
+    const rest_insurer_scope *insurer;
+    rest_compliance_job *jobs;
+    const size_t *job_of; /* the job of each subject handed to cx_gather_many */
+    int status;           /* the store failed in the fallback below */
+    char *msg;
+    size_t msglen;
+} batch_scope;
+
+/*
+ * Is subject i's patient the insurer's insured on its day? By the Coverages the batch's search brought (the
+ * same search ins_is_insured makes, one for the whole batch), unless that search may have been cut short:
+ * then by ins_is_insured itself.
+ */
+static bool insured_in_set(void *arg, size_t i, const cx_set *set)
+{
+    batch_scope *b = arg;
+    rest_compliance_job *job = &b->jobs[b->job_of[i]];
+    if (!job->patient || strncmp(job->patient, "Patient/", 8))
+        return false;
+    ins_facts facts = {b->app->opt.store, b->app->opt.organisations};
+    size_t coverages = 0;
+    for (size_t k = 1; k < set->count; k++)
+        coverages += !strncmp(set->key[k], "Coverage/", 9);
+    if (set->truncated || coverages + 1 >= (size_t)LIM(compliance_context_max)) {
+        st_error err;
+        ins_answer a = ins_is_insured(&facts, job->patient, b->insurer->uzovi, job->insured_on_ms, &err);
+        if (a == INS_FAILED && !b->status) {
+            b->status = 500;
+            snprintf(b->msg, b->msglen, "the store failed: %s", err.message);
+        }
+        return a == INS_YES;
+    }
+    bool yes = false;
+    for (size_t k = 1; k < set->count && !yes; k++) {
+        if (strncmp(set->key[k], "Coverage/", 9))
+            continue;
+        json_object *c = json_tokener_parse(set->json[k]);
+        yes = ins_coverage_insures(&facts, c, NULL, b->insurer->uzovi, job->insured_on_ms);
+        json_object_put(c);
+    }
+    return yes;
+}
+
+int rest_compliance_reports(rest_app *app, cx_cache *cache, const char *type, const char *date,
+                            const rest_insurer_scope *insurer, rest_compliance_job *jobs, size_t n, char *msg,
+                            size_t msglen)
+{
+    fdt_value day;
+    msg[0] = '\0';
+    if (!date_checked(app, date, &day)) {
+        snprintf(msg, msglen, "date must be YYYY-MM-DD");
+        return 400;
+    }
+    const char **texts = calloc(n ? n : 1, sizeof *texts);
+    size_t *lens = calloc(n ? n : 1, sizeof *lens), *job_of = calloc(n ? n : 1, sizeof *job_of), m = 0;
+    cx_set *sets = calloc(n ? n : 1, sizeof *sets);
+    int s = texts && lens && job_of && sets ? 0 : 503;
+    for (size_t i = 0; !s && i < n; i++) {
+        jobs[i].status = 0, jobs[i].report = NULL, jobs[i].report_len = 0, jobs[i].msg[0] = '\0';
+        if (jobs[i].json)
+            texts[m] = jobs[i].json, lens[m] = jobs[i].len, job_of[m++] = i;
+    }
+    batch_scope scope = {app, insurer, jobs, job_of, 0, msg, msglen};
+    cx_source store = cx_store_source(app->opt.store);
+    if (!s)
+        s = cx_gather_many(&store, cache, type, texts, lens, m, insurer ? insured_in_set : NULL, &scope, sets, msg,
+                           msglen);
+    if (!s)
+        s = scope.status;
+    for (size_t k = 0; !s && k < m; k++) {
+        rest_compliance_job *job = &jobs[job_of[k]];
+        if (!sets[k].count)
+            continue; /* left out: not the insurer's insured */
+        size_t blen;
+        char *bundle = cx_bundle(&sets[k], &blen);
+        job->status = bundle ? check_text(app, bundle, blen, type, day, NULL, &job->report, &job->report_len, job->msg,
+                                          sizeof job->msg)
+                             : 503;
+        free(bundle);
+    }
+    for (size_t k = 0; sets && k < m; k++)
+        cx_set_free(&sets[k]);
+    free(sets);
+    free(texts);
+    free(lens);
+    free(job_of);
+    if (s && !msg[0])
+        snprintf(msg, msglen, "out of memory");
+    return s;
 }
 
 /* ---- answering ------------------------------------------------------------------------- */

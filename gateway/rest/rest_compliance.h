@@ -23,6 +23,7 @@
 #ifndef GATEWAY_REST_COMPLIANCE_H
 #define GATEWAY_REST_COMPLIANCE_H
 
+#include "gateway/rest/rest_compliance_context.h"
 #include "gateway/rest/rest_internal.h"
 
 #define REST_COMPLIANCE_MESSAGE_MAX 512
@@ -53,5 +54,29 @@ int rest_compliance_report_for(rest_app *app, const char *type, const char *id, 
 /* rest_compliance_report of a CarePlan. */
 int rest_compliance_for_plan(rest_app *app, const char *plan_id, const char *date, const char *provider, char **json,
                              size_t *len, char *msg, size_t msglen);
+
+/* One stored subject of rest_compliance_reports: its text in, its report out. */
+typedef struct rest_compliance_job {
+    const char *json; /* the subject as stored (borrowed); NULL: not to be checked */
+    size_t len;
+    const char *patient;   /* with an insurer: the subject's patient reference as written (borrowed) */
+    int64_t insured_on_ms; /* ... and the day the patient must be its insured on */
+    int status;            /* 200: *report; 0: left out (not the insurer's insured); else the status, msg says why */
+    char *report;          /* the report's Parameters (malloc'd: the caller's) */
+    size_t report_len;
+    char msg[REST_COMPLIANCE_MESSAGE_MAX];
+} rest_compliance_job;
+
+/*
+ * rest_compliance_report of n stored subjects of `type` at once, for an insurer's pull: their contexts
+ * gathered in bulk (rest_compliance_context.h: cx_gather_many, with the caller's cache kept across calls, or
+ * NULL), each checked alone as rest_compliance_report checks one. With insurer, a subject whose patient is
+ * not its insured on the job's insured_on_ms (insured.h, by the batch's own Coverage search) is left out.
+ * 0, or the status (400 bad date, 5xx the store failed) with msg for the whole batch; each job's own outcome
+ * in its status.
+ */
+int rest_compliance_reports(rest_app *app, cx_cache *cache, const char *type, const char *date,
+                            const rest_insurer_scope *insurer, rest_compliance_job *jobs, size_t n, char *msg,
+                            size_t msglen);
 
 #endif

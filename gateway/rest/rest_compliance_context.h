@@ -24,7 +24,18 @@
  * is the rl_context over it, so the store, pull mode and a posted Bundle are checked by one
  * implementation.
  *
- * Memory: a cx_set owns its resources' texts (cx_set_free); cx_bundle's text is malloc'd.
+ * Many subjects at once (an insurer's pull of thousands of plans): cx_gather_many walks a batch
+ * of subjects in lockstep, so that each search and each round of references costs one bulk call
+ * of the source per resource type for the whole batch (read_many, search_many; a source without
+ * them is asked one resource at a time), and a cx_cache keeps what was read, parsed once, for
+ * the next batch: the provider's CareTeams, PractitionerRoles, Locations and Organization, which
+ * every plan refers to. Each subject's set is the same, in the same order, as cx_gather of it
+ * alone would gather (the walk is the same: cx_gather is a batch of one). The cache is bounded
+ * (what the last batch did not use goes first) and holds the resources as first read: a pull
+ * sees a resource changed during it as it was when the pull first read it.
+ *
+ * Memory: a cx_set owns its resources' texts (cx_set_free); cx_bundle's text is malloc'd; a
+ * cx_cache owns its copies (cx_cache_free).
  */
 #ifndef GATEWAY_REST_COMPLIANCE_CONTEXT_H
 #define GATEWAY_REST_COMPLIANCE_CONTEXT_H
@@ -50,6 +61,16 @@ typedef struct cx_source {
     int (*search)(void *self, const char *type, const char *param, const char *ref, cx_add_fn add, void *arg, char *msg,
                   size_t msglen);
     void *self;
+    /*
+     * Optional bulk forms (NULL: read and search one at a time). read_many: every current resource of `type`
+     * among ids[0..n), added in any order (the missing ones are not). search_many: the resources of `type` whose
+     * `param` names any of refs[0..n), at most `limit`, in the order search gives each ref's. 0, or a status
+     * with msg as for read.
+     */
+    int (*read_many)(void *self, const char *type, const char *const *ids, size_t n, cx_add_fn add, void *arg,
+                     char *msg, size_t msglen);
+    int (*search_many)(void *self, const char *type, const char *param, const char *const *refs, size_t n, size_t limit,
+                       cx_add_fn add, void *arg, char *msg, size_t msglen);
 } cx_source;
 
 typedef struct cx_set {
@@ -67,11 +88,32 @@ typedef struct cx_set {
 int cx_gather(const cx_source *src, const char *type, const char *id, cx_set *set, char *msg, size_t msglen);
 void cx_set_free(cx_set *set);
 
+/* What a batch has read, parsed, for the next batch (see above). */
+typedef struct cx_cache cx_cache;
+cx_cache *cx_cache_new(void); /* NULL when out of memory */
+void cx_cache_free(cx_cache *cache);
+
+/*
+ * Whether subject i goes on to have its references followed, asked once the searches are in its set (the
+ * subject first, then what each search found): an insurer's pull drops the plans of others' insured here.
+ */
+typedef bool (*cx_keep_fn)(void *arg, size_t i, const cx_set *set);
+
+/*
+ * The contexts of n subjects of `type`, given as their JSON texts (json[i], len[i]), from src into sets[0..n)
+ * (each as cx_gather would gather it; a subject keep() drops, or whose text is not a resource, gets an empty
+ * set). cache NULL: none kept beyond the call; keep NULL: all kept. 0, or the source's failure (with msg):
+ * then every set is empty.
+ */
+int cx_gather_many(const cx_source *src, cx_cache *cache, const char *type, const char *const *json, const size_t *len,
+                   size_t n, cx_keep_fn keep, void *keep_arg, cx_set *sets, char *msg, size_t msglen);
+
 /* The set as a collection Bundle, subject first (malloc'd; NULL when out of memory). */
 char *cx_bundle(const cx_set *set, size_t *len);
 
 /* The store as a source: every current resource, whoever owns it (the rules see the context, the
- * caller sees only the report; the subject's own access is decided before). */
+ * caller sees only the report; the subject's own access is decided before). It reads and searches in
+ * bulk (one st_search per call: _id in the ids, the reference parameter in the refs). */
 cx_source cx_store_source(st_store *store);
 
 #endif

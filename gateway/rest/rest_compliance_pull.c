@@ -215,7 +215,7 @@ int rest_pull_gather(rest_app *app, const char *ura, const char *type, const cha
     int s = find_endpoint(app, ura, r.base, sizeof r.base, msg, msglen);
     if (s != 0)
         return s;
-    cx_source src = {remote_read, remote_search, &r};
+    cx_source src = {.read = remote_read, .search = remote_search, .self = &r}; /* one at a time */
     s = cx_gather(&src, type, id, set, msg, msglen);
     if (s == 404 && !msg[0])
         snprintf(msg, msglen, "provider %s does not have %s/%s", r.ura, type, id);

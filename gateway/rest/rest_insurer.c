@@ -78,6 +78,7 @@ typedef struct list_params {
     size_t count;
     char date[11];   /* COMPLIANCE: the date checked (YYYY-MM-DD); empty: today */
     char status[16]; /* COMPLIANCE: only reports of this status; empty: all */
+    cx_cache *cache; /* COMPLIANCE: what the pull has read, kept from chunk to chunk (NULL: none) */
 } list_params;
 
 /* ---- the gate: insurers, with a UZOVI ---- */
@@ -360,15 +361,15 @@ static bool report_status(const fj_doc *d, char out[16])
  * false when the status filter left it out. The report carries rule ids, locations and messages, never the
  * plan's clinical content; the plan read for it is an audit entry of the request.
  */
-static bool report_one(rq *q, const list_params *p, const st_resource *r, json_object *items, json_object *not_mapped)
+static bool report_one(rq *q, const list_params *p, const st_resource *r, rest_compliance_job *job, json_object *items,
+                       json_object *not_mapped)
 {
-    char *json = NULL, msg[REST_COMPLIANCE_MESSAGE_MAX];
-    size_t len = 0;
-    int status = rest_compliance_for_plan(q->app, r->id, p->date[0] ? p->date : NULL, NULL, &json, &len, msg,
-                                          sizeof msg);
-    if (status != 200) {
+    char *json = job->report;
+    size_t len = job->report_len;
+    job->report = NULL;
+    if (job->status != 200) {
         free(json);
-        not_mapped_item(not_mapped, r, msg);
+        not_mapped_item(not_mapped, r, job->msg);
         return true;
     }
     fj_doc doc;
@@ -479,6 +480,86 @@ static bool listed(rq *q, const view *v, const char *provider, const st_resource
     return !strcmp(r->owner, v == &CONTRACTS ? q->caller.ura : provider);
 }
 
+/* ---- the reports of a chunk of plans ---- */
+
+/* The compliance reports of a chunk's plans: jobs[i] for page item i (status 0: not listed). */
+typedef struct chunk_reports {
+    rest_compliance_job *jobs;
+    char (*patients)[128]; /* each plan's subject reference (the jobs borrow; a longer one is no Patient/<id>) */
+    size_t n;
+} chunk_reports;
+
+static void chunk_free(chunk_reports *c)
+{
+    for (size_t i = 0; c->jobs && i < c->n; i++)
+        free(c->jobs[i].report);
+    free(c->jobs);
+    free(c->patients);
+    memset(c, 0, sizeof *c);
+}
+
+/* The string at obj.member (a member of the root when obj is 0) of d into out; false when there is none. */
+static bool member_text(const fj_doc *d, uint32_t obj, const char *member, char *out, size_t size)
+{
+    uint32_t v = obj != UINT32_MAX && d->nodes[obj].type == FJ_OBJECT ? fj_get(d, obj, member) : UINT32_MAX;
+    if (v == UINT32_MAX || d->nodes[v].type != FJ_STRING || d->nodes[v].len >= size)
+        return false;
+    memcpy(out, fj_str(d, v), d->nodes[v].len);
+    out[d->nodes[v].len] = '\0';
+    return true;
+}
+
+/* A plan's patient reference and the day it must be insured on (in_scope's and scope_date's, read with the
+ * fast parser: a pull reads thousands). */
+static void plan_scope(rq *q, const st_resource *r, rest_compliance_job *job, char patient[128])
+{
+    job->insured_on_ms = rest_now_ms(q->app);
+    char *copy = strndup(r->json, r->json_len), start[64];
+    fj_doc d = {0};
+    fj_error err;
+    int64_t lo, hi;
+    if (copy && fj_parse(copy, r->json_len, NULL, &d, &err) && d.nodes[0].type == FJ_OBJECT) {
+        if (member_text(&d, fj_get(&d, 0, "subject"), "reference", patient, 128))
+            job->patient = patient;
+        if (member_text(&d, fj_get(&d, 0, "period"), "start", start, sizeof start) && parse_date(start, &lo, &hi))
+            job->insured_on_ms = lo;
+    }
+    fj_doc_free(&d);
+    free(copy);
+}
+
+/*
+ * The reports of the page's plans that the view lists and whose patient is the caller's insured on the plan's
+ * start (as in_scope decides it), checked in one batch (rest_compliance_reports). 0, or the status with an
+ * issue (the store failed).
+ */
+static int chunk_check(rq *q, const list_params *p, const char *uzovi, const st_list *page, chunk_reports *c,
+                       oo_list *issues)
+{
+    c->n = page->count;
+    c->jobs = calloc(c->n ? c->n : 1, sizeof *c->jobs);
+    c->patients = calloc(c->n ? c->n : 1, sizeof *c->patients);
+    if (!c->jobs || !c->patients) {
+        oo_add(issues, OO_ERROR, "transient", NULL, 0, 0, "out of memory");
+        return 503;
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        const st_resource *r = &page->items[i];
+        if (!listed(q, &COMPLIANCE, p->provider, r))
+            continue;
+        c->jobs[i].json = r->json;
+        c->jobs[i].len = r->json_len;
+        plan_scope(q, r, &c->jobs[i], c->patients[i]);
+    }
+    rest_insurer_scope who = {uzovi, q->caller.ura};
+    char msg[REST_COMPLIANCE_MESSAGE_MAX];
+    int s = rest_compliance_reports(q->app, p->cache, COMPLIANCE.type, p->date[0] ? p->date : NULL, &who, c->jobs, c->n,
+                                    msg, sizeof msg);
+    if (s)
+        oo_add(issues, OO_ERROR, s == 400 ? "invalid" : OO_EXCEPTION, NULL, 0, 0, "%s", msg);
+    return s;
+}
+
 /*
  * Fill a page: store chunks after the cursor, filtered by scope, until the
  * page is full or the store has no more. *next is set to the place after
@@ -499,23 +580,37 @@ static int fill_page(rq *q, const view *v, const char *uzovi, const list_params 
             oo_add(issues, OO_ERROR, rest_code_of(s), NULL, 0, 0, "the store failed: %s", err.message);
             return rest_status_of(s);
         }
+        /* the compliance reports of the whole chunk at once (their contexts in bulk); taken in order below */
+        chunk_reports reports = {0};
+        int cs = v == &COMPLIANCE ? chunk_check(q, p, uzovi, &page, &reports, issues) : 0;
+        if (cs) {
+            chunk_free(&reports);
+            st_list_free(&page);
+            return cs;
+        }
         size_t i = 0;
         for (; i < page.count && taken < p->count; i++) {
             const st_resource *r = &page.items[i];
+            if (v == &COMPLIANCE) {
+                if (reports.jobs[i].status) /* listed, and the caller's insured */
+                    taken += report_one(q, p, r, &reports.jobs[i], items, not_mapped);
+                lq.cursor = (st_cursor){r->key_ms, r->rid, false};
+                continue;
+            }
             ins_answer a = v->insured_only ? in_scope(q, uzovi, r, &err) : INS_YES;
             if (a == INS_FAILED) {
+                chunk_free(&reports);
                 st_list_free(&page);
                 oo_add(issues, OO_ERROR, OO_EXCEPTION, NULL, 0, 0, "the store failed: %s", err.message);
                 return 500;
             }
-            if (a == INS_YES && listed(q, v, p->provider, r)) {
-                if (v == &COMPLIANCE)
-                    taken += report_one(q, p, r, items, not_mapped);
-                else
-                    map_one(q, v, p->provider, r, items, not_mapped), taken++;
-            }
+            if (a == INS_YES && listed(q, v, p->provider, r))
+                map_one(q, v, p->provider, r, items, not_mapped), taken++;
             lq.cursor = (st_cursor){r->key_ms, r->rid, false};
         }
+        chunk_free(&reports);
+        if (v == &COMPLIANCE) /* the next chunk: only as many plans as the page still lacks are checked */
+            lq.q.count = p->count - taken;
         bool more = i < page.count || page.more;
         lq.q.snapshot = page.snapshot;
         lq.q.cursor = &lq.cursor;
@@ -584,7 +679,7 @@ bool rest_insurer_plans(rq *q)
  * thousands of plans neither sits in memory whole nor goes unrecorded.
  */
 
-#define NDJSON_PAGE 64 /* plans checked per page of the stream */
+#define NDJSON_PAGE 256 /* plans per page of the stream: one batch of contexts read in bulk, one audit commit */
 
 typedef struct pull {
     rq *q;
@@ -639,6 +734,7 @@ static void pull_release(void *arg)
     fj_buf_free(&pl->out);
     free(pl->p.from);
     free(pl->p.to);
+    cx_cache_free(pl->p.cache);
     if (pl->q)
         rq_finish(pl->q);
     free(pl);
@@ -665,6 +761,7 @@ static bool stream_reports(rq *q, const char *uzovi)
     }
     oo_list_free(&issues);
     pl->p.count = NDJSON_PAGE;
+    pl->p.cache = cx_cache_new(); /* NULL: each chunk reads all it needs */
     if ((status = pull_page(pl, true))) {
         rq_respond_outcome(q, status, OO_ERROR, OO_EXCEPTION, NULL, "the store failed");
         fj_buf_free(&pl->out);
