@@ -524,7 +524,8 @@ Test(insurer, compliance_reports_stream_as_ndjson)
 {
     landscape l;
     build_landscape(&l);
-    enum { PLANS = 70 };            /* more than one page of the stream (64) */
+    /* one page of the stream (NDJSON_PAGE, 256); test_compliance_rest streams 600 plans across pages */
+    enum { PLANS = 70 };
     for (int i = 0; i < PLANS; i++) /* half for A's insured, half for B's */
         plan("elv-a", URA_A, i % 2 ? l.p1 : l.p2, i % 2 ? "90000501" : "90000401");
     const char *const ndjson[] = {"Accept: application/x-ndjson", NULL};
