@@ -238,8 +238,14 @@ static void setup(void)
     rh_publish_directory();
     attest_agreements("elv-a", URA_ELV_A);
     attest_agreements("elv-b", URA_ELV_B);
-    relay_config =
-        (rly_config){.workers = 3, .base_delay_ms = 40, .max_delay_ms = 200, .horizon_ms = 60000, .poll_ms = 25};
+    /* batch_max 1: these tests follow each notification as its own POST; notify/a_backlog_is_sent_in_batches
+     * takes the default */
+    relay_config = (rly_config){.workers = 3,
+                                .base_delay_ms = 40,
+                                .max_delay_ms = 200,
+                                .horizon_ms = 60000,
+                                .poll_ms = 25,
+                                .batch_max = 1};
 }
 
 static void teardown(void)
@@ -378,6 +384,63 @@ static void read_notification(const post_rec *p, long *number, char *focus, size
 #define NOTIFY_A "https://127.0.0.1:1/notify-elv-a"
 #define NOTIFY_B "https://127.0.0.1:2/notify-elv-b"
 #define NOTIFY_H "https://127.0.0.1:3/notify-hospital-a"
+
+/* The event numbers of a notification's notification-events, in order, into out (at most max); their count. */
+static size_t event_numbers_of(const char *body, long *out, size_t max)
+{
+    json_object *o = json_tokener_parse(body);
+    cr_assert_not_null(o);
+    json_object *params =
+        json_object_object_get(json_object_object_get(json_object_array_get_idx(json_object_object_get(o, "entry"), 0),
+                                                      "resource"),
+                               "parameter");
+    size_t n = 0;
+    for (size_t i = 0; i < json_object_array_length(params) && n < max; i++) {
+        json_object *p = json_object_array_get_idx(params, i);
+        if (strcmp(json_object_get_string(json_object_object_get(p, "name")), "notification-event"))
+            continue;
+        json_object *number = json_object_object_get(json_object_array_get_idx(json_object_object_get(p, "part"), 0),
+                                                     "valueString");
+        out[n++] = atol(json_object_get_string(number));
+    }
+    json_object_put(o);
+    return n;
+}
+
+Test(notify, a_backlog_is_sent_in_batches)
+{
+    register_endpoint("elv-a", URA_ELV_A, NOTIFY_A, NULL);
+    relay_config.batch_max = 0; /* the default, relay_batch_max */
+    enum { BACKLOG = 5 };
+    char tasks[BACKLOG][80];
+    long status;
+    for (int i = 0; i < BACKLOG; i++) { /* queued before the relay runs: all pending at its first look */
+        char ident[64];
+        snprintf(ident, sizeof ident, "7e0b0009-0000-4000-8000-00000000000%d", i + 1);
+        send_handover(ident, URA_ELV_A, true, tasks[i], &status);
+        cr_assert_eq(status, 201);
+    }
+    start_relay();
+    cr_assert(wait_state(ST_NOTIFY_DELIVERED, BACKLOG, mono_ms() + WAIT_MS), "all delivered");
+    pthread_mutex_lock(&rx.lock);
+    size_t posts = answered_locked(NOTIFY_A);
+    pthread_mutex_unlock(&rx.lock);
+    cr_expect_eq(posts, 1, "one POST carries the whole backlog (%zu)", posts);
+    long next = 1;
+    for (size_t k = 0; k < posts; k++) {
+        post_rec *p = answered_at(NOTIFY_A, k);
+        char msg[600];
+        cr_expect_eq(rh_validate_text(p->body, strlen(p->body), msg, sizeof msg), 0, "%s", msg);
+        long numbers[BACKLOG + 1];
+        size_t n = event_numbers_of(p->body, numbers, BACKLOG + 1);
+        for (size_t i = 0; i < n; i++)
+            cr_expect_eq(numbers[i], next++, "every event once, in order");
+        for (int t = 0; t < BACKLOG; t++)
+            cr_expect_not_null(strstr(p->body, tasks[t]), "the batch names Task %s", tasks[t]);
+        post_free(p);
+    }
+    cr_expect_eq(next, BACKLOG + 1, "events 1..%d arrived", BACKLOG);
+}
 
 Test(notify, event_numbers_per_receiver_and_status_changes)
 {

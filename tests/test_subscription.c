@@ -127,7 +127,8 @@ static void setup(void)
                     .base_delay_ms = 40,
                     .max_delay_ms = 200,
                     .horizon_ms = 60000,
-                    .poll_ms = 25};
+                    .poll_ms = 25,
+                    .batch_max = 1}; /* the tests compare the k-th notification with event k */
     char err[256];
     relay = rly_start(&c, err, sizeof err);
     cr_assert_not_null(relay, "%s", err);

@@ -435,6 +435,7 @@ static void start_relay(const gw_config *c, services *s)
     rc.max_delay_ms = (unsigned)c->relay_max_delay_ms;
     rc.horizon_ms = (uint64_t)c->relay_horizon_ms;
     rc.poll_ms = (unsigned)c->relay_poll_ms;
+    rc.batch_max = (unsigned)c->relay_batch_max;
     rc.metrics = s->metrics;
     char err[ERR_MAX];
     s->relay = rly_start(&rc, err, sizeof err);

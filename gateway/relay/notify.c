@@ -10,7 +10,7 @@
  * it sleeps until the soonest next attempt, at most poll_ms, or rly_wake.
  *
  * Batches. The attempt carries, behind the claimed one, the receiver's next
- * pending notifications (up to BATCH_MAX, in event-number order) in the same
+ * pending notifications (up to relay_batch_max, in event-number order) in the same
  * Bundle, one notification-event each, as the Subscriptions Backport allows;
  * their outcomes commit together. So a receiver that gets many handovers
  * waits for one POST and one commit per batch, not per handover: while an
@@ -51,7 +51,6 @@
 
 /* Heads read per claim: every worker's in-flight receiver plus enough due ones behind them. */
 #define HEADS_PER_CLAIM 64
-#define BATCH_MAX 100         /* notifications in one POST at most */
 #define GAUGE_REFRESH_MS 1000 /* while busy */
 #define SERVE_ROUNDS 50       /* batches to one receiver before it is released (others may be due) */
 #define MARKS_IN_FLIGHT 2     /* commits of delivered marks under way behind the next POST, at most */
@@ -487,7 +486,7 @@ static st_notification *batch_behind(rly_relay *r, const st_notification *head, 
 {
     st_notification *rows = NULL;
     st_error err;
-    st_notify_query q = {.receiver = head->receiver, .pending = true, .count = BATCH_MAX};
+    st_notify_query q = {.receiver = head->receiver, .pending = true, .count = r->c.batch_max};
     /* a head that failed before goes alone, as a probe: the backlog follows in batches once the receiver answers */
     if (head->attempts > 0 || st_notify_list(r->c.store, &q, &rows, count, &err) != ST_OK || !*count ||
         rows[0].seq != head->seq) {
@@ -581,7 +580,7 @@ static bool mark_delivered_async(rly_relay *r, const st_notification *n, size_t 
 
 /*
  * The receiver's pending notifications after event number `after` (those posted already may still show as
- * pending while their marks commit), up to BATCH_MAX; NULL when there are none or the next one failed before
+ * pending while their marks commit), up to batch_max; NULL when there are none or the next one failed before
  * (it waits for its backoff, through claim).
  */
 static st_notification *batch_after(rly_relay *r, const char *receiver, int64_t after, size_t *count)
@@ -589,12 +588,12 @@ static st_notification *batch_after(rly_relay *r, const char *receiver, int64_t 
     st_notification *rows = NULL;
     size_t n = 0, first = 0;
     st_error err;
-    st_notify_query q = {.receiver = receiver, .pending = true, .count = (MARKS_IN_FLIGHT + 2) * BATCH_MAX};
+    st_notify_query q = {.receiver = receiver, .pending = true, .count = (MARKS_IN_FLIGHT + 2) * r->c.batch_max};
     if (st_notify_list(r->c.store, &q, &rows, &n, &err) != ST_OK)
         n = 0;
     while (first < n && rows[first].event_number <= after)
         first++;
-    *count = n - first < BATCH_MAX ? n - first : BATCH_MAX;
+    *count = n - first < r->c.batch_max ? n - first : r->c.batch_max;
     if (!*count || rows[first].attempts > 0) {
         free(rows);
         *count = 0;
@@ -687,6 +686,8 @@ static void apply_defaults(rly_config *c)
         c->max_delay_ms = c->base_delay_ms;
     if (!c->horizon_ms)
         c->horizon_ms = LIM(relay_horizon_ms);
+    if (!c->batch_max)
+        c->batch_max = LIM(relay_batch_max);
     if (!c->poll_ms)
         c->poll_ms = LIM(relay_poll_ms);
 }

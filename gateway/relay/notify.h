@@ -118,6 +118,7 @@ typedef struct rly_config {
     unsigned max_delay_ms;  /* relay_max_delay_ms */
     uint64_t horizon_ms;    /* relay_horizon_ms */
     unsigned poll_ms;       /* relay_poll_ms */
+    unsigned batch_max;     /* relay_batch_max */
     mx_registry *metrics;   /* NULL: none */
 } rly_config;
 

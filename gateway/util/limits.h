@@ -240,6 +240,9 @@
       "is a dead letter: counted in /metrics and the Task gets businessStatus undelivered")                           \
     X(relay_timeout_ms, 10000, 1, MS, SET, "relay",                                                                   \
       "one delivery attempt, connect to the last byte of the answer, must take no longer (it counts as failed)")     \
+    X(relay_batch_max, 100, 1, COUNT, SET, "relay",                                                                   \
+      "notifications of one receiver sent in one POST at most (one Bundle, in event-number order); 1 sends each "    \
+      "alone, for receivers that read only the first notification-event")                                            \
     X(relay_poll_ms, 5000, 1, MS, SET, "relay",                                                                       \
       "the relay looks at its queue at least this often (a commit that queues a notification wakes it at once)")    \
     /* ---- gateway/util: the config file ---- */                                                                   \
