@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "gateway/http/metrics.h"
 #include "gateway/http/server.h"
 
 #define PEER_PREFIX "/fhir"
@@ -28,6 +29,7 @@ struct peer {
     char base[64];
     unsigned port;
     srv_server *srv;
+    mx_registry *metrics; /* the servers' (one per restart) counters, kept across restarts */
     pthread_mutex_t lock; /* everything below */
     pthread_cond_t idle;  /* delayed == 0 */
     peer_mode mode;
@@ -266,6 +268,9 @@ static bool serve(peer *p, bool foreign, char *err, size_t errlen)
     cfg.ops_enabled = false;
     cfg.handler = handle;
     cfg.handler_arg = p;
+    cfg.metrics = p->metrics;
+    if (p->opt.idle_timeout_ms)
+        cfg.idle_timeout_ms = p->opt.idle_timeout_ms;
     p->srv = srv_new(&cfg, err, errlen);
     if (!p->srv)
         return false;
@@ -308,6 +313,12 @@ peer *peer_start(const peer_options *opt, char *err, size_t errlen)
     p->post_status = 200;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->idle, NULL);
+    p->metrics = mx_registry_new();
+    if (!p->metrics) {
+        snprintf(err, errlen, "peer: out of memory");
+        peer_free(p);
+        return NULL;
+    }
     if (!serve(p, false, err, errlen)) {
         peer_free(p);
         return NULL;
@@ -334,6 +345,7 @@ void peer_free(peer *p)
         free(p->reqs[i].body);
     }
     free(p->reqs);
+    mx_registry_free(p->metrics); /* after the last server that counted into it */
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->idle);
     free(p);
@@ -433,4 +445,12 @@ size_t peer_count_path(peer *p, const char *path, bool prefix)
             n++;
     pthread_mutex_unlock(&p->lock);
     return n;
+}
+
+size_t peer_connections(peer *p)
+{
+    /* the server's own counter (gateway/http/server.c registers it; registering again finds it) */
+    mx_family *f = mx_counter(p->metrics, "fhirgw_tls_handshakes_total", "TLS handshakes completed.", NULL);
+    int64_t n = mx_value(mx_series(f, NULL));
+    return n > 0 ? (size_t)n : 0;
 }

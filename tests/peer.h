@@ -28,6 +28,10 @@
  *   PEER_FOREIGN   as PEER_UP, but served with a certificate of the foreign test CA (valid for
  *                  127.0.0.1, not signed by the CA the gateway trusts)
  *
+ * Connections: peer_connections counts the TLS connections the peer accepted (handshakes completed)
+ * since peer_start, across restarts; idle_timeout_ms makes the peer close a keep-alive connection
+ * idle that long, as a real server does between a client's calls.
+ *
  * Threads: the peer serves on its own worker threads; peer_set_mode, peer_put and the readers
  * are safe to call from the test while it serves. peer_free waits for delayed answers.
  *
@@ -52,9 +56,10 @@ typedef enum peer_mode {
 } peer_mode;
 
 typedef struct peer_options {
-    const char *pki_dir;   /* a folder made by certs/make-test-pki (required) */
-    unsigned slow_ms;      /* PEER_SLOW's delay; 0 = 3000 */
-    size_t oversize_bytes; /* PEER_OVERSIZE's body; 0 = 2 MiB */
+    const char *pki_dir;      /* a folder made by certs/make-test-pki (required) */
+    unsigned slow_ms;         /* PEER_SLOW's delay; 0 = 3000 */
+    size_t oversize_bytes;    /* PEER_OVERSIZE's body; 0 = 2 MiB */
+    unsigned idle_timeout_ms; /* an idle keep-alive connection is closed after this; 0 = the server's default */
 } peer_options;
 
 typedef struct peer peer;
@@ -84,5 +89,7 @@ size_t peer_request_count(peer *p);
 bool peer_request_at(peer *p, size_t i, peer_request *out);
 /* Requests so far whose path is path (or starts with it when prefix). */
 size_t peer_count_path(peer *p, const char *path, bool prefix);
+/* TLS connections accepted (handshakes completed) since peer_start. */
+size_t peer_connections(peer *p);
 
 #endif

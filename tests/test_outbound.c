@@ -1,6 +1,7 @@
 /*
  * tests/test_outbound.c — gateway/net/outbound.h against a real HTTPS peer on loopback
- * (tests/peer.h): mutual TLS, each error kind, retries and their limits, POST, threads.
+ * (tests/peer.h): mutual TLS, each error kind, retries and their limits, POST, threads, and
+ * connection reuse (counted with peer_connections: the TLS connections the peer accepted).
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gateway/net/outbound.h"
 #include "tests/peer.h"
@@ -245,4 +247,167 @@ Test(outbound, one_client_shared_by_threads)
     cr_expect_eq(total, 20);
     cr_expect_eq(peer_request_count(pr), 20);
     ob_client_free(c);
+}
+
+/* ---- connection reuse ---------------------------------------------------------------- */
+
+static const char *const JSON[] = {"Content-Type: application/fhir+json", NULL};
+static const char NOTE[] = "{\"resourceType\":\"Parameters\"}";
+
+static bool get_p1(const ob_client *c, const peer *p, ob_error *err)
+{
+    char u[256];
+    snprintf(u, sizeof u, "%s/Patient/p1", peer_base(p));
+    ob_response r;
+    bool ok = ob_get(c, u, ACCEPT, &r, err) && r.status == 200;
+    ob_response_free(&r);
+    return ok;
+}
+
+static bool post_note(const ob_client *c, const peer *p, bool idempotent, ob_error *err)
+{
+    char u[256];
+    snprintf(u, sizeof u, "%s/Task/$notify", peer_base(p));
+    ob_request rq =
+        {.method = "POST", .url = u, .headers = JSON, .body = NOTE, .body_len = strlen(NOTE), .idempotent = idempotent};
+    ob_response r;
+    bool ok = ob_send(c, &rq, &r, err) && r.status == 200;
+    ob_response_free(&r);
+    return ok;
+}
+
+/* A second peer on the same test PKI; idle_ms: it closes idle connections after that (0: its default). */
+static peer *other_peer(unsigned idle_ms)
+{
+    char pki[300], err[256];
+    snprintf(pki, sizeof pki, "%s/pki", dir);
+    peer_options po = {.pki_dir = pki, .idle_timeout_ms = idle_ms};
+    peer *p = peer_start(&po, err, sizeof err);
+    cr_assert_not_null(p, "%s", err);
+    peer_put(p, "Patient", "p1", "{\"resourceType\":\"Patient\",\"id\":\"p1\"}");
+    return p;
+}
+
+Test(outbound, sequential_calls_take_one_connection)
+{
+    ob_client *c = client(0, 5000);
+    ob_error err;
+    for (int i = 0; i < 5; i++)
+        cr_assert(get_p1(c, pr, &err), "call %d: %s", i, err.message);
+    for (int i = 0; i < 3; i++)
+        cr_assert(post_note(c, pr, true, &err), "post %d: %s", i, err.message);
+    cr_expect_eq(peer_request_count(pr), 8);
+    cr_expect_eq(peer_connections(pr), 1, "8 calls, %zu connections", peer_connections(pr));
+    ob_client_free(c);
+}
+
+Test(outbound, a_post_that_may_not_be_repeated_gets_a_fresh_connection)
+{
+    ob_client *c = client(0, 5000);
+    ob_error err;
+    cr_assert(get_p1(c, pr, &err), "%s", err.message);
+    cr_assert(post_note(c, pr, false, &err), "%s", err.message);
+    cr_expect_eq(peer_connections(pr), 2, "%zu connections", peer_connections(pr));
+    /* the connection it opened is kept: the next calls need no new one */
+    cr_assert(get_p1(c, pr, &err), "%s", err.message);
+    cr_assert(get_p1(c, pr, &err), "%s", err.message);
+    cr_expect_eq(peer_connections(pr), 2, "%zu connections", peer_connections(pr));
+    ob_client_free(c);
+}
+
+Test(outbound, threads_reuse_connections)
+{
+    ob_client *c = client(0, 5000);
+    for (int round = 0; round < 2; round++) {
+        pthread_t t[4];
+        for (int i = 0; i < 4; i++)
+            pthread_create(&t[i], NULL, fetch_many, c);
+        size_t total = 0;
+        for (int i = 0; i < 4; i++) {
+            void *ok;
+            pthread_join(t[i], &ok);
+            total += (size_t)ok;
+        }
+        cr_expect_eq(total, 20, "round %d", round);
+    }
+    cr_expect_eq(peer_request_count(pr), 40);
+    /* at most one connection per call running at once (4), not one per call (40) */
+    size_t n = peer_connections(pr);
+    cr_expect(n >= 1 && n <= 4, "40 calls from 4 threads, %zu connections", n);
+    ob_client_free(c);
+}
+
+Test(outbound, a_peer_restarted_between_calls_still_gets_the_next_call)
+{
+    ob_client *c = client(0, 5000); /* no retries of ob_send: a dead cached connection must not cost the call */
+    ob_error err;
+    char err_text[256];
+    cr_assert(get_p1(c, pr, &err), "%s", err.message);
+    cr_assert(post_note(c, pr, true, &err), "%s", err.message);
+    cr_assert(peer_set_mode(pr, PEER_DOWN, err_text, sizeof err_text), "%s", err_text);
+    cr_assert(peer_set_mode(pr, PEER_UP, err_text, sizeof err_text), "%s", err_text); /* closed every connection */
+    cr_expect(get_p1(c, pr, &err), "GET after the restart: %s", err.message);
+    cr_expect_eq(err.attempts, 1);
+    cr_assert(peer_set_mode(pr, PEER_DOWN, err_text, sizeof err_text), "%s", err_text);
+    cr_assert(peer_set_mode(pr, PEER_UP, err_text, sizeof err_text), "%s", err_text);
+    cr_expect(post_note(c, pr, true, &err), "POST after the restart: %s", err.message);
+    cr_expect_eq(err.attempts, 1);
+    cr_expect_eq(peer_count_path(pr, "/fhir/Task/$notify", false), 2, "each POST arrived once");
+    cr_expect_eq(peer_connections(pr), 3, "%zu connections", peer_connections(pr));
+    ob_client_free(c);
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+Test(outbound, a_peer_that_closed_an_idle_connection_still_gets_the_next_call)
+{
+    peer *quick = other_peer(200);
+    ob_client *c = client(0, 5000);
+    ob_error err;
+    for (int i = 0; i < 3; i++) {
+        cr_assert(get_p1(c, quick, &err), "GET %d: %s", i, err.message);
+        sleep_ms(700); /* the peer closes the idle connection meanwhile */
+        cr_expect(post_note(c, quick, true, &err), "POST %d: %s", i, err.message);
+        cr_expect_eq(err.attempts, 1);
+        sleep_ms(700);
+    }
+    cr_expect_eq(peer_count_path(quick, "/fhir/Task/$notify", false), 3, "each POST arrived once");
+    cr_expect_eq(peer_connections(quick), 6, "%zu connections", peer_connections(quick));
+    ob_client_free(c);
+    peer_free(quick);
+}
+
+Test(outbound, another_peer_gets_its_own_connection)
+{
+    peer *second = other_peer(0);
+    ob_client *c = client(0, 5000);
+    ob_error err;
+    for (int i = 0; i < 3; i++) {
+        cr_assert(get_p1(c, pr, &err), "%s", err.message);
+        cr_assert(get_p1(c, second, &err), "%s", err.message);
+        cr_assert(post_note(c, second, true, &err), "%s", err.message);
+    }
+    cr_expect_eq(peer_request_count(pr), 3);
+    cr_expect_eq(peer_request_count(second), 6);
+    cr_expect_eq(peer_connections(pr), 1, "%zu connections", peer_connections(pr));
+    cr_expect_eq(peer_connections(second), 1, "%zu connections", peer_connections(second));
+    ob_client_free(c);
+    peer_free(second);
+}
+
+Test(outbound, clients_do_not_share_connections)
+{
+    ob_client *a = client(0, 5000), *b = client(0, 5000);
+    ob_error err;
+    for (int i = 0; i < 3; i++) {
+        cr_assert(get_p1(a, pr, &err), "%s", err.message);
+        cr_assert(get_p1(b, pr, &err), "%s", err.message);
+    }
+    cr_expect_eq(peer_connections(pr), 2, "%zu connections", peer_connections(pr));
+    ob_client_free(a);
+    ob_client_free(b);
 }

@@ -1,5 +1,32 @@
 /*
  * gateway/net/outbound.c — outbound HTTPS with libcurl (see outbound.h).
+ *
+ * Connection reuse. A client keeps a small pool of curl easy handles. A call
+ * takes one (or makes one), resets its options, sets them for this call, and
+ * puts it back afterwards; an easy handle keeps its connection cache across
+ * curl_easy_reset and across transfers, so the next call to the same peer
+ * finds the connection still open and skips the TCP and TLS handshakes. Each
+ * handle is used by one thread at a time (what libcurl requires of an easy
+ * handle), handed from thread to thread under the pool's mutex.
+ *
+ * Why a pool and not one connection cache shared through CURLSH
+ * (CURL_LOCK_DATA_CONNECT): libcurl's maintainers describe the shared
+ * connection pool as needing more work when several threads use it at once
+ * (curl-library, March 2021); a handle per concurrent call stays inside what
+ * libcurl documents as safe. What is shared through a CURLSH, with one mutex
+ * per kind of data as curl_share_setopt asks, is the DNS cache and the TLS
+ * session cache: a handle that has to open a new connection to a peer another
+ * handle already talked to resumes that TLS session (a shorter handshake).
+ *
+ * Which connection is reused is curl's decision: it only picks a cached
+ * connection with the same scheme, host and port and the same TLS settings
+ * (CA file, client certificate and key, verification): see its
+ * ConnectionExists and Curl_ssl_config_matches. Here every ob_client has a
+ * pool and a share of its own as well, so nothing crosses from a client with
+ * one certificate or CA to another.
+ *
+ * Memory: the pool's handles (and their open connections) and the share are
+ * the client's; ob_client_free closes and frees them (no call may be running).
  */
 #include "gateway/net/outbound.h"
 
@@ -13,9 +40,27 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Easy handles kept idle per client: more calls than this at once make handles that are freed afterwards. */
+#define POOL_MAX 8
+/* Open connections kept per handle (curl closes the least recently used past it). */
+#define CONNS_PER_HANDLE 4L
+/* A connection idle longer than this is closed rather than reused: a peer may have dropped it already,
+ * and an idle connection should not hold the peer's resources for long. */
+#define IDLE_MAX_S 60L
+
+/* The mutable part of a client, behind a pointer so ob_send can take a const ob_client. */
+typedef struct pool {
+    pthread_mutex_t lock; /* idle, n */
+    CURL *idle[POOL_MAX];
+    size_t n;
+    CURLSH *share;
+    pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST]; /* one per kind of shared data */
+} pool;
+
 struct ob_client {
     char *cert_file, *key_file, *ca_file;
     ob_config cfg; /* its strings point at the copies above */
+    pool *pool;
 };
 
 /* ---- set-up ------------------------------------------------------------------------ */
@@ -82,10 +127,98 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
+/* ---- the pool ---------------------------------------------------------------------- */
+
+static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *arg)
+{
+    (void)h;
+    (void)access; /* shared or single: a plain mutex serves both */
+    pool *p = arg;
+    if ((unsigned)data < CURL_LOCK_DATA_LAST)
+        pthread_mutex_lock(&p->share_locks[data]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data data, void *arg)
+{
+    (void)h;
+    pool *p = arg;
+    if ((unsigned)data < CURL_LOCK_DATA_LAST)
+        pthread_mutex_unlock(&p->share_locks[data]);
+}
+
+static void pool_free(pool *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->n; i++)
+        curl_easy_cleanup(p->idle[i]); /* closes its connections */
+    if (p->share)
+        curl_share_cleanup(p->share); /* after every handle that used it */
+    for (unsigned i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_destroy(&p->share_locks[i]);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+static pool *pool_new(void)
+{
+    pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    pthread_mutex_init(&p->lock, NULL);
+    for (unsigned i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_init(&p->share_locks[i], NULL);
+    p->share = curl_share_init();
+    if (!p->share || curl_share_setopt(p->share, CURLSHOPT_LOCKFUNC, share_lock) != CURLSHE_OK ||
+        curl_share_setopt(p->share, CURLSHOPT_UNLOCKFUNC, share_unlock) != CURLSHE_OK ||
+        curl_share_setopt(p->share, CURLSHOPT_USERDATA, p) != CURLSHE_OK ||
+        curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK ||
+        curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK) {
+        pool_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* An idle handle of the pool (its connections still open), or a new one; NULL when out of memory. */
+static CURL *pool_take(pool *p)
+{
+    CURL *h = NULL;
+    pthread_mutex_lock(&p->lock);
+    if (p->n)
+        h = p->idle[--p->n];
+    pthread_mutex_unlock(&p->lock);
+    if (h)
+        return h;
+    h = curl_easy_init();
+    if (h && curl_easy_setopt(h, CURLOPT_SHARE, p->share) != CURLE_OK) {
+        curl_easy_cleanup(h);
+        h = NULL;
+    }
+    return h;
+}
+
+/* Back into the pool after a call, whatever its outcome: curl has already closed a connection that
+ * cannot serve another request (an aborted transfer, a peer that said Connection: close). The reset
+ * drops every option, so no pointer into the finished call (headers, body, sink, error buffer) stays
+ * in the handle; its connections, the share, DNS and TLS sessions stay. */
+static void pool_give(pool *p, CURL *h)
+{
+    curl_easy_reset(h);
+    pthread_mutex_lock(&p->lock);
+    bool kept = p->n < POOL_MAX;
+    if (kept)
+        p->idle[p->n++] = h;
+    pthread_mutex_unlock(&p->lock);
+    if (!kept)
+        curl_easy_cleanup(h);
+}
+
 void ob_client_free(ob_client *c)
 {
     if (!c)
         return;
+    pool_free(c->pool);
     free(c->cert_file);
     free(c->key_file);
     free(c->ca_file);
@@ -122,7 +255,8 @@ ob_client *ob_client_new(const ob_config *cfg, ob_error *err)
     c->ca_file = strdup(cfg->ca_file);
     c->cert_file = dup_or_null(cfg->cert_file);
     c->key_file = dup_or_null(cfg->key_file);
-    if (!c->ca_file || (cfg->cert_file && (!c->cert_file || !c->key_file))) {
+    c->pool = pool_new();
+    if (!c->ca_file || !c->pool || (cfg->cert_file && (!c->cert_file || !c->key_file))) {
         ob_client_free(c);
         set_error(err, OB_INVALID, 0, "outbound: out of memory");
         return NULL;
@@ -272,7 +406,23 @@ static void configure(CURL *h, const ob_client *c, const ob_request *rq, struct 
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->connect_timeout_ms);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)cfg->timeout_ms);
     curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)cfg->max_bytes);
-    curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
+    curl_easy_setopt(h, CURLOPT_MAXCONNECTS, CONNS_PER_HANDLE);
+    curl_easy_setopt(h, CURLOPT_MAXAGE_CONN, IDLE_MAX_S);
+    /*
+     * A cached connection may have been closed by the peer since the last call. curl checks it before use
+     * and opens a new one when it sees it closed; when the close is only noticed after the request went out
+     * on it and nothing at all came back, curl sends the request again, once, on a fresh connection (its
+     * Curl_retry_request), also a POST whose body was already written. The peer may have received that first
+     * copy (it closed after reading, before answering), so for a POST that may not be repeated that would be
+     * exactly the unsafe retry outbound.h rules out: such a POST gets a fresh connection of its own
+     * (FRESH_CONNECT), where a connection that dies is an error (CURLE_GOT_NOTHING, CURLE_SEND_ERROR, ...)
+     * that ob_send does not retry because the request may have been sent, as before this pool. GETs and
+     * POSTs marked idempotent (the relay's notifications) take the cached connection: a resend is safe.
+     * The connection a fresh-connect POST opens is kept for later calls. curl 7.88 has no option to turn
+     * the resend off (CURLOPT_FORBID_RETRY_ON_REUSE came with 8.16).
+     */
+    if (!strcmp(rq->method, "POST") && !rq->idempotent)
+        curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, s);
@@ -290,11 +440,12 @@ static void configure(CURL *h, const ob_client *c, const ob_request *rq, struct 
 static void try_once(const ob_client *c, const ob_request *rq, ob_response *out, attempt *a)
 {
     memset(a, 0, sizeof *a);
-    CURL *h = curl_easy_init();
+    CURL *h = pool_take(c->pool);
     bool ok;
     struct curl_slist *headers = header_list(rq->headers, &ok);
     if (!h || !ok) {
-        curl_easy_cleanup(h);
+        if (h)
+            pool_give(c->pool, h);
         curl_slist_free_all(headers);
         a->kind = OB_INVALID;
         snprintf(a->detail, sizeof a->detail, "out of memory");
@@ -330,7 +481,7 @@ static void try_once(const ob_client *c, const ob_request *rq, ob_response *out,
     }
     free(s.data);
     curl_slist_free_all(headers);
-    curl_easy_cleanup(h);
+    pool_give(c->pool, h);
 }
 
 /* ---- the call ---------------------------------------------------------------------- */

@@ -37,10 +37,24 @@
  *     ob_response_free(&r);
  *     ob_client_free(c);
  *
- * Threads: an ob_client is immutable after ob_client_new and may be shared by
- * any number of threads calling ob_get/ob_post/ob_send at once: each call
- * makes its own curl easy handle and frees it before returning (no handle is
- * shared, no connection is reused between calls). curl_global_init runs once
+ * Connections are kept alive between calls: a client keeps a small pool of
+ * curl easy handles (each used by one call at a time) with their open
+ * connections, and shares its DNS and TLS session caches among them; a call
+ * to a host and port the client talked to recently takes an open connection
+ * instead of a new TCP and TLS handshake. curl only reuses a connection for
+ * the same host, port and TLS settings (CA, client certificate, key), and no
+ * client shares anything with another. An idle connection is closed after
+ * 60 s, or when the handle holding it needs room (4 per handle, 8 idle
+ * handles per client); ob_client_free closes them all. A connection the peer
+ * closed meanwhile costs no error: curl opens a new one, and when it only
+ * notices after sending, sends the request again once on a new connection;
+ * that is why a POST not marked idempotent always gets a new connection of
+ * its own, so it is never sent twice (outbound.c says more).
+ *
+ * Threads: an ob_client may be shared by any number of threads calling
+ * ob_get/ob_post/ob_send at once (its settings are immutable; the pool of
+ * handles is locked, and as many calls as run at once each have a handle and
+ * a connection of their own). curl_global_init runs once
  * per process, on the first ob_client_new (pthread_once); ob_global_init may
  * be called earlier from main while the process is still single-threaded,
  * which libcurl prefers. Calls block the calling thread for up to the worst
