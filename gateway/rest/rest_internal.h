@@ -12,7 +12,7 @@
  *     -> operations, capability, rest_access, rest_transform, answer
  *   operations      the table of interactions and $operations, and dispatch through it
  *     -> handlers (rest_read, rest_write, rest_patch, rest_search, rest_batch, rest_validate, rest_audit_read,
- *        rest_handover, rest_transform, rest_insurer, rest_compliance),
+ *        rest_handover, rest_subscription, rest_transform, rest_insurer, rest_compliance),
  *        answer
  *   rest_transform  the app's insurer maps, StructureMap/$transform
  *                   -> handlers, rest_write, rest_access, answer
@@ -23,6 +23,8 @@
  *   rest_batch      batch and transaction Bundles, and transactions the gateway builds (rest_batch.h)
  *     -> rest_write, rest_query, rest_bundle, rest_access, rest_audit, answer
  *   rest_handover   $handover: documents + Task as one transaction -> rest_batch, rest_write, rest_access, answer
+ *   rest_subscription  the virtual Subscription/handover-<URA> with the backport's $status and $events
+ *                   (docs/handover.md) -> gateway/relay (its notification parts), rest_access, rest_audit, answer
  *   rest_retention  the purge of ended handovers' documents and its thread (rest.c starts and stops it through
  *                   the two functions declared in this header) -> rest_access
  *   rest_patch      PATCH -> rest_write, rest_query, rest_access, answer
