@@ -24,7 +24,7 @@
  *     -> rest_write, rest_query, rest_bundle, rest_access, rest_audit, answer
  *   rest_handover   $handover: documents + Task as one transaction -> rest_batch, rest_write, rest_access, answer
  *   rest_subscription  the virtual Subscription/handover-<URA> with the backport's $status and $events
- *                   (docs/handover.md) -> gateway/relay (its notification parts), rest_access, rest_audit, answer
+ *                   (docs/handover.md) -> gateway/relay (its notification parts), handlers, rest_audit, answer
  *   rest_retention  the purge of ended handovers' documents and its thread (rest.c starts and stops it through
  *                   the two functions declared in this header) -> rest_access
  *   rest_patch      PATCH -> rest_write, rest_query, rest_access, answer
