@@ -968,7 +968,7 @@ Test(rest, smaller_client_expectations)
     rh_response_free(&r);
 }
 
-/* The type-level operations besides $validate (every type has that), and the tests that run them. */
+/* The operations besides $validate (every type has that), and the tests that run them. */
 static const struct {
     const char *type, *operation;
 } type_operations[] = {
@@ -977,6 +977,8 @@ static const struct {
     {"CarePlan", "compliance"},         /* ... */
     {"Encounter", "compliance"},        /* ... */
     {"Organization", "contract-check"}, /* ... */
+    {"Subscription", "status"},         /* on an instance: rest_subscription.c, test_subscription */
+    {"Subscription", "events"},         /* ... */
 };
 
 static bool type_has_operation(const char *type, const char *operation)
@@ -1405,6 +1407,7 @@ static const struct module_uses {
     {"handlers", {0}},
     {"rest_batch", {"handlers", "rest_write", "rest_query", "rest_bundle", "rest_access", "rest_audit", "answer"}},
     {"rest_handover", {"handlers", "rest_batch", "rest_write", "rest_access", "answer"}},
+    {"rest_subscription", {"handlers", "rest_audit", "answer"}},
     {"rest_retention", {"rest_access"}},
     {"rest_patch", {"handlers", "rest_write", "rest_query", "rest_access", "answer"}},
     {"rest_validate", {"handlers", "rest_write", "answer"}},

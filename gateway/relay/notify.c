@@ -622,12 +622,14 @@ static void serve_receiver(rly_relay *r, const st_notification *head, marks_in_f
             wait_marks(f, 0);
             record(r, batch, count, ok, &answer);
             free(batch);
+            batch = NULL;
             break;
         }
         free(batch);
         wait_marks(f, MARKS_IN_FLIGHT);
         batch = batch_after(r, head->receiver, last, &count);
     }
+    free(batch); /* the rounds ran out: it stays pending in the queue for the receiver's next claim */
     wait_marks(f, 0);
 }
 
