@@ -36,7 +36,7 @@ bool cg_make_pki(const char *script, const char *dir, char *err, size_t errlen)
 /* ---- the gateway ---- */
 
 /* In the child: output to the log, then exec; 127 when either fails. */
-static void exec_gateway(const cg_options *o)
+_Noreturn static void exec_gateway(const cg_options *o)
 {
     char port_arg[16];
     snprintf(port_arg, sizeof port_arg, "%u", o->port);
