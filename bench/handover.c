@@ -43,7 +43,6 @@
  */
 #define _GNU_SOURCE
 #include <curl/curl.h>
-#include <fcntl.h>
 #include <json-c/json.h>
 #include <math.h>
 #include <pthread.h>
@@ -53,12 +52,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "gateway/http/server.h"
 #include "gateway/store/store.h"
+#include "tests/child_gateway.h"
 #include "tests/handover_body.h"
 
 #define IDENT_FORMAT "b3c0%04x-0000-4000-8000-%012llx" /* sender thread, sequence */
@@ -83,8 +82,7 @@ static struct {
 } opt = {10, 64, 2, 50, 5, SOURCE_DIR, FHIRGW_BIN, false};
 
 static char dir[256];
-static unsigned port;
-static pid_t gateway = -1;
+static cg_gateway gateway = {.pid = -1};
 
 static double now_s(void)
 {
@@ -95,11 +93,7 @@ static double now_s(void)
 
 static void cleanup(void)
 {
-    if (gateway > 0) {
-        kill(gateway, SIGTERM);
-        waitpid(gateway, NULL, 0);
-        gateway = -1;
-    }
+    cg_stop(&gateway, SIGTERM, NULL, NULL, 0);
     if (*dir && !opt.keep) {
         char cmd[512];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
@@ -215,91 +209,32 @@ static srv_server *start_receiver(char *err, size_t errlen)
     return s;
 }
 
-/* ---- HTTPS as an organisation of the test PKI ---- */
+/* ---- HTTPS as an organisation of the test PKI (tests/child_gateway.h) ---- */
 
-typedef struct client {
-    CURL *curl;
-    struct curl_slist *headers;
-    char *body;
-    size_t len;
-} client;
-
-static size_t keep_body(char *data, size_t size, size_t n, void *arg)
+/* A keep-alive client as `who`; exits when it cannot be made. */
+static void client_open(cg_client *c, const char *who)
 {
-    client *c = arg;
-    char *grown = realloc(c->body, c->len + size * n + 1);
-    if (!grown)
-        return 0;
-    c->body = grown;
-    memcpy(c->body + c->len, data, size * n);
-    c->len += size * n;
-    c->body[c->len] = 0;
-    return size * n;
-}
-
-static void client_open(client *c, const char *who)
-{
-    char cert[512], key[512], ca[512];
-    snprintf(cert, sizeof cert, "%s/dev/clients/%s.crt", dir, who);
-    snprintf(key, sizeof key, "%s/dev/clients/%s.key", dir, who);
-    snprintf(ca, sizeof ca, "%s/dev/ca.pem", dir);
-    memset(c, 0, sizeof *c);
-    c->curl = curl_easy_init();
-    c->headers = curl_slist_append(NULL, "Content-Type: application/fhir+json");
-    c->headers = curl_slist_append(c->headers, "Expect:"); /* no 100-continue round trip before the body */
-    curl_easy_setopt(c->curl, CURLOPT_SSLCERT, cert);
-    curl_easy_setopt(c->curl, CURLOPT_SSLKEY, key);
-    curl_easy_setopt(c->curl, CURLOPT_CAINFO, ca);
-    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, keep_body);
-    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, c);
-    curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, 60L);
-    curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
-}
-
-static void client_close(client *c)
-{
-    curl_slist_free_all(c->headers);
-    curl_easy_cleanup(c->curl);
-    free(c->body);
-}
-
-/* One request; the HTTP status, 0 when there was no answer. The answer in c->body. */
-static long request(client *c, const char *method, const char *path, const char *body, size_t len)
-{
-    char url[512];
-    snprintf(url, sizeof url, "https://127.0.0.1:%u%s", port, path);
-    free(c->body);
-    c->body = NULL;
-    c->len = 0;
-    curl_easy_setopt(c->curl, CURLOPT_URL, url);
-    curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
-    if (body) {
-        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE, (long)len);
-        curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, c->headers);
-    } else {
-        curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L);
-        curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
-    }
-    long status = 0;
-    if (curl_easy_perform(c->curl) == CURLE_OK)
-        curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
-    return status;
+    char dev[512], err[256] = "cannot add a header";
+    snprintf(dev, sizeof dev, "%s/dev", dir);
+    if (!cg_client_open(c, dev, who, gateway.port, 60, err, sizeof err) ||
+        !cg_client_header(c, "Expect:")) /* no 100-continue round trip before the body */
+        die(err);
 }
 
 /* ---- the gateway ---- */
 
 static void make_pki(void)
 {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "'%s/certs/make-test-pki' '%s/dev' >/dev/null", opt.source, dir);
-    if (system(cmd) != 0)
-        die("certs/make-test-pki failed");
+    char script[512], dev[512], err[256];
+    snprintf(script, sizeof script, "%s/certs/make-test-pki", opt.source);
+    snprintf(dev, sizeof dev, "%s/dev", dir);
+    if (!cg_make_pki(script, dev, err, sizeof err))
+        die(err);
 }
 
 static void start_gateway(void)
 {
-    char cfg[512], log[512], dev[512], port_text[16];
+    char cfg[512], log[512], dev[512], err[8192];
     snprintf(cfg, sizeof cfg, "%s/fhirgw.conf", dir);
     snprintf(log, sizeof log, "%s/gateway.log", dir);
     snprintf(dev, sizeof dev, "%s/dev", dir);
@@ -309,38 +244,22 @@ static void start_gateway(void)
     /* the senders are two organisations sending as fast as they can: no rate limit; no access log */
     fputs("rate_limit_per_second 0\naccess_log\n", f);
     fclose(f);
-    port = 20000u + (unsigned)getpid() % 20000u;
-    snprintf(port_text, sizeof port_text, "%u", port);
-    gateway = fork();
-    if (gateway == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd < 0 || dup2(fd, STDERR_FILENO) < 0 || dup2(fd, STDOUT_FILENO) < 0)
-            _exit(127);
-        execl(opt.fhirgw, opt.fhirgw, "serve", "--config", cfg, "--dev", dev, "--port", port_text, (char *)NULL);
-        _exit(127);
-    }
-    client c;
-    client_open(&c, "hospital-a");
-    for (int i = 0; i < 600; i++) {
-        if (request(&c, "GET", "/metadata", NULL, 0) == 200) {
-            client_close(&c);
-            return;
-        }
-        if (waitpid(gateway, NULL, WNOHANG) == gateway) {
-            gateway = -1;
-            break;
-        }
-        usleep(100000);
-    }
-    client_close(&c);
-    die("the gateway did not answer within 60 s");
+    cg_options o = {.fhirgw = opt.fhirgw,
+                    .dev_dir = dev,
+                    .port = 20000u + (unsigned)getpid() % 20000u,
+                    .config = cfg,
+                    .log = log,
+                    .ready_as = "hospital-a",
+                    .wait_ms = 60000};
+    if (!cg_start(&gateway, &o, err, sizeof err))
+        die(err);
 }
 
 /* The gateway's CPU seconds so far (user + system, /proc/PID/stat). */
 static double gateway_cpu_s(void)
 {
     char path[64], text[2048];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)gateway);
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)gateway.pid);
     FILE *f = fopen(path, "r");
     size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
     if (f)
@@ -363,7 +282,7 @@ static double own_cpu_s(void)
 
 /* ---- the receivers' registration ---- */
 
-static char *create_endpoint(client *c, unsigned receiver_port, const char *ura)
+static char *create_endpoint(cg_client *c, unsigned receiver_port, const char *ura)
 {
     char body[1024];
     snprintf(body, sizeof body,
@@ -372,7 +291,7 @@ static char *create_endpoint(client *c, unsigned receiver_port, const char *ura)
              "\"payloadType\":[{\"coding\":[{\"system\":\"http://terminology.hl7.org/CodeSystem/"
              "endpoint-payload-type\",\"code\":\"any\"}]}],\"address\":\"https://127.0.0.1:%u/fhir/notify/%s\"}",
              receiver_port, ura);
-    if (request(c, "POST", "/Endpoint", body, strlen(body)) != 201)
+    if (cg_request(c, "POST", "/Endpoint", body, strlen(body)) != 201)
         return NULL;
     json_object *o = json_tokener_parse(c->body);
     const char *id = json_object_get_string(json_object_object_get(o, "id"));
@@ -386,11 +305,11 @@ static char *create_endpoint(client *c, unsigned receiver_port, const char *ura)
 /* The receiver's Endpoint, and (ELV) its agreements, on its directory entry. */
 static void register_receiver(const struct party *r, unsigned receiver_port)
 {
-    client c;
+    cg_client c;
     client_open(&c, r->who);
     char *endpoint = create_endpoint(&c, receiver_port, r->ura), path[64];
     snprintf(path, sizeof path, "/Organization/ura-%s", r->ura);
-    if (!endpoint || request(&c, "GET", path, NULL, 0) != 200)
+    if (!endpoint || cg_request(&c, "GET", path, NULL, 0) != 200)
         die("a receiver's Endpoint or directory entry failed");
     char *entry = r->elv ? hb_with_agreements(c.body, "2099-12-31") : strdup(c.body);
     json_object *o = entry ? json_tokener_parse(entry) : NULL;
@@ -403,14 +322,14 @@ static void register_receiver(const struct party *r, unsigned receiver_port)
     json_object_array_add(refs, ref);
     json_object_object_add(o, "endpoint", refs);
     const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-    long status = request(&c, "PUT", path, text, strlen(text));
+    long status = cg_request(&c, "PUT", path, text, strlen(text));
     if (status != 200) {
         fprintf(stderr, "PUT %s: %ld %s\n", path, status, c.body ? c.body : "");
         die("a receiver's directory entry was refused");
     }
     json_object_put(o);
     free(endpoint);
-    client_close(&c);
+    cg_client_close(&c);
 }
 
 /* ---- the documents ---- */
@@ -497,7 +416,7 @@ typedef struct sender {
 static char *templates[MAX_RECEIVERS];
 static size_t template_len[MAX_RECEIVERS], template_ident_at[MAX_RECEIVERS];
 
-static void accept_answer(client *c, double sent, double t)
+static void accept_answer(cg_client *c, double sent, double t)
 {
     json_object *o = json_tokener_parse(c->body ? c->body : "");
     const char *task = json_object_get_string(json_object_object_get(o, "id"));
@@ -512,7 +431,7 @@ static void accept_answer(client *c, double sent, double t)
 static void *send_loop(void *arg)
 {
     sender *s = arg;
-    client c;
+    cg_client c;
     client_open(&c, senders_who[s->index % 2]);
     char *body[MAX_RECEIVERS];
     for (int r = 0; r < opt.receivers; r++)
@@ -523,7 +442,7 @@ static void *send_loop(void *arg)
         snprintf(ident, sizeof ident, IDENT_FORMAT, (unsigned)s->index, seq);
         memcpy(body[r] + template_ident_at[r], ident, IDENT_LEN);
         double sent = now_s();
-        long status = request(&c, "POST", "/$handover", body[r], template_len[r]);
+        long status = cg_request(&c, "POST", "/$handover", body[r], template_len[r]);
         double t = now_s();
         if (status == 201)
             atomic_fetch_add(&accepted, 1), accept_answer(&c, sent, t);
@@ -538,7 +457,7 @@ static void *send_loop(void *arg)
     }
     for (int r = 0; r < opt.receivers; r++)
         free(body[r]);
-    client_close(&c);
+    cg_client_close(&c);
     return NULL;
 }
 
@@ -792,7 +711,7 @@ int main(int argc, char **argv)
     start_gateway();
     for (int r = 0; r < opt.receivers; r++)
         register_receiver(&receivers[r], srv_port(receiver));
-    printf("gateway: pid %d, https://127.0.0.1:%u, folder %s\n", (int)gateway, port, dir);
+    printf("gateway: pid %d, https://127.0.0.1:%u, folder %s\n", (int)gateway.pid, gateway.port, dir);
     fflush(stdout);
 
     sender *s = calloc((size_t)opt.senders, sizeof *s);

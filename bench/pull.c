@@ -15,7 +15,8 @@
  *    (tests/rules/gzsp-set: nine plans with their teams, roles, goals,
  *    locations and patients) with a Coverage of each patient paid by the
  *    insurer, then PLANS care plans: copies of the nine under new ids, in
- *    transactions of 100, through the REST API as any client would.
+ *    transactions of 100, through the REST API as any client would (one
+ *    keep-alive connection per organisation: tests/child_gateway.h).
  * 3. The pull: one GET as the insurer, every line an InsurerComplianceReport;
  *    plans per second over HTTPS (each checked against its stored context on
  *    the date given, mapped to the insurer's model, streamed).
@@ -31,7 +32,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,14 +39,15 @@
 #include "gateway/util/files.h"
 #include "rules/bundle.h"
 #include "rules/check.h"
+#include "tests/child_gateway.h"
 
 #define MAX_TEMPLATES 16
 #define PER_TRANSACTION 100
 #define DATE_CHECKED "2026-02-01"
 
 static char dir[256];
-static unsigned port;
-static pid_t gateway = -1;
+static cg_gateway gateway = {.pid = -1};
+static cg_client insurer, provider; /* one keep-alive connection each, once the gateway serves */
 
 static double now_seconds(void)
 {
@@ -57,10 +58,9 @@ static double now_seconds(void)
 
 static void cleanup(void)
 {
-    if (gateway > 0) {
-        kill(gateway, SIGTERM);
-        waitpid(gateway, NULL, 0);
-    }
+    cg_client_close(&insurer);
+    cg_client_close(&provider);
+    cg_stop(&gateway, SIGTERM, NULL, NULL, 0);
     if (*dir) {
         char cmd[512];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
@@ -76,74 +76,21 @@ static void die(const char *what)
     exit(1);
 }
 
-/* ---- HTTPS as an organisation of the test PKI ---- */
-
-typedef struct answer {
-    char *body;
-    size_t len;
-    size_t lines; /* NDJSON lines seen (streamed pulls: the body is not kept) */
-    bool keep;
-} answer;
-
-static size_t on_body(char *data, size_t size, size_t n, void *arg)
+/* One request as c's organisation (Accept: accept, else FHIR JSON); the answer in c->body, its lines in c->lines. */
+static long request(cg_client *c, const char *method, const char *path, const char *body, const char *accept)
 {
-    answer *a = arg;
-    size_t len = size * n;
-    for (size_t i = 0; i < len; i++)
-        a->lines += data[i] == '\n';
-    if (a->keep) {
-        char *grown = realloc(a->body, a->len + len + 1);
-        if (!grown)
-            return 0;
-        a->body = grown;
-        memcpy(a->body + a->len, data, len);
-        a->len += len;
-        a->body[a->len] = 0;
-    } else {
-        a->len += len;
-    }
-    return len;
+    c->accept = accept ? accept : "application/fhir+json";
+    return cg_request(c, method, path, body, 0);
 }
 
-static long request(const char *who, const char *method, const char *path, const char *body, const char *accept,
-                    answer *a)
-{
-    char url[512], cert[512], key[512], ca[512], accept_header[128];
-    snprintf(url, sizeof url, "https://127.0.0.1:%u%s", port, path);
-    snprintf(cert, sizeof cert, "%s/clients/%s.crt", dir, who);
-    snprintf(key, sizeof key, "%s/clients/%s.key", dir, who);
-    snprintf(ca, sizeof ca, "%s/ca-bundle.pem", dir);
-    snprintf(accept_header, sizeof accept_header, "Accept: %s", accept ? accept : "application/fhir+json");
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = curl_slist_append(NULL, accept_header);
-    h = curl_slist_append(h, "Content-Type: application/fhir+json");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_SSLCERT, cert);
-    curl_easy_setopt(c, CURLOPT_SSLKEY, key);
-    curl_easy_setopt(c, CURLOPT_CAINFO, ca);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 600L);
-    if (body)
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, a);
-    long status = 0;
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    return status;
-}
-
-/* ---- the gateway as a child process ---- */
+/* ---- the gateway as a child process (tests/child_gateway.h) ---- */
 
 static void make_pki(const char *source)
 {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "'%s/certs/make-test-pki' '%s' >/dev/null", source, dir);
-    if (system(cmd) != 0)
-        die("certs/make-test-pki failed");
+    char cmd[1024], err[256];
+    snprintf(cmd, sizeof cmd, "%s/certs/make-test-pki", source);
+    if (!cg_make_pki(cmd, dir, err, sizeof err))
+        die(err);
     /* the insurer's UZOVI is a role token of the registry (gateway/rest/insured.h) */
     snprintf(cmd, sizeof cmd, "sed -i 's/\\tinsurer\\t/\\tinsurer,uzovi-9901\\t/' '%s/organisations.tsv'", dir);
     if (system(cmd) != 0)
@@ -152,24 +99,20 @@ static void make_pki(const char *source)
 
 static void start_gateway(const char *fhirgw)
 {
-    port = 20000u + (unsigned)getpid() % 20000u;
-    char port_text[16], log[512];
-    snprintf(port_text, sizeof port_text, "%u", port);
+    char log[512], err[8192];
     snprintf(log, sizeof log, "%s/gateway.log", dir);
-    gateway = fork();
-    if (gateway == 0) {
-        if (!freopen(log, "w", stderr) || !freopen("/dev/null", "w", stdout))
-            _exit(127);
-        execl(fhirgw, fhirgw, "serve", "--dev", dir, "--port", port_text, (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 600; i++) {
-        answer a = {0};
-        if (request("insurer", "GET", "/metadata", NULL, NULL, &a) == 200)
-            return;
-        usleep(100000);
-    }
-    die("the gateway did not answer within 60 s (see its log)");
+    cg_options o = {.fhirgw = fhirgw,
+                    .dev_dir = dir,
+                    .port = 20000u + (unsigned)getpid() % 20000u,
+                    .log = log,
+                    .stdout_to_null = true,
+                    .ready_as = "insurer",
+                    .wait_ms = 60000};
+    if (!cg_start(&gateway, &o, err, sizeof err))
+        die(err);
+    if (!cg_client_open(&insurer, dir, "insurer", gateway.port, 600, err, sizeof err) ||
+        !cg_client_open(&provider, dir, "gzsp", gateway.port, 600, err, sizeof err))
+        die(err);
 }
 
 /* ---- the provider's data ---- */
@@ -250,15 +193,13 @@ static json_object *new_transaction(json_object **entries)
 /* POST a transaction as the provider; its response Bundle (the caller's) or exit. */
 static json_object *post_transaction(json_object *t)
 {
-    answer a = {.keep = true};
-    long status = request("gzsp", "POST", "/", json_object_to_json_string_ext(t, JSON_C_TO_STRING_PLAIN), NULL, &a);
+    long status = request(&provider, "POST", "/", json_object_to_json_string_ext(t, JSON_C_TO_STRING_PLAIN), NULL);
     if (status != 200) {
-        fprintf(stderr, "bench-pull: a transaction answered %ld: %.2000s\n", status, a.body ? a.body : "");
-        free(a.body);
+        fprintf(stderr, "bench-pull: a transaction answered %ld: %.2000s\n", status,
+                provider.body ? provider.body : "");
         die("storing the provider's data failed");
     }
-    json_object *response = json_tokener_parse(a.body);
-    free(a.body);
+    json_object *response = provider.body ? json_tokener_parse(provider.body) : NULL;
     if (!response)
         die("a transaction's answer is not JSON");
     return response;
@@ -322,7 +263,7 @@ static json_object *store_context(template *t, size_t n)
             !json_object_object_get_ex(resp, "location", &loc))
             continue;
         char ref[256], base[64];
-        snprintf(base, sizeof base, "https://127.0.0.1:%u/", port);
+        snprintf(base, sizeof base, "https://127.0.0.1:%u/", gateway.port);
         const char *where = json_object_get_string(loc);
         if (!strncmp(where, base, strlen(base)))
             where += strlen(base); /* the Location is absolute; the data refers relatively */
@@ -451,29 +392,27 @@ int main(int argc, char **argv)
     printf("stored: %zu care plans of one provider (and the context of %zu) in %.1f s over HTTPS\n", plans, n,
            now_seconds() - t0);
 
-    answer a = {.keep = true}; /* kept (4 MB for 10,000): the lines are looked at below */
+    cg_client *a = &insurer; /* its body kept (4 MB for 10,000): the lines are looked at below */
     t0 = now_seconds();
-    long status = request("insurer", "GET", "/insurer/compliance?provider=90000401&date=" DATE_CHECKED, NULL,
-                          "application/x-ndjson", &a);
+    long status = request(a, "GET", "/insurer/compliance?provider=90000401&date=" DATE_CHECKED, NULL,
+                          "application/x-ndjson");
     double pull_seconds = now_seconds() - t0;
-    if (status != 200 || a.lines != plans) {
-        fprintf(stderr, "bench-pull: the pull answered %ld with %zu reports (expected %zu)\n", status, a.lines, plans);
-        answer page = {.keep = true}; /* what the paged view says, to see why */
-        request("insurer", "GET", "/insurer/compliance?provider=90000401&_count=2&date=" DATE_CHECKED, NULL, NULL,
-                &page);
-        fprintf(stderr, "bench-pull: the first page: %.1500s\n", page.body ? page.body : "");
-        free(page.body);
+    if (status != 200 || a->lines != plans) {
+        fprintf(stderr, "bench-pull: the pull answered %ld with %zu reports (expected %zu)\n", status, a->lines, plans);
+        /* what the paged view says, to see why */
+        request(a, "GET", "/insurer/compliance?provider=90000401&_count=2&date=" DATE_CHECKED, NULL, NULL);
+        fprintf(stderr, "bench-pull: the first page: %.1500s\n", a->body ? a->body : "");
         die("the pull failed");
     }
     const char *save = getenv("BENCH_PULL_SAVE"); /* the reports, to compare two builds' */
     FILE *saved = save ? fopen(save, "w") : NULL;
     if (saved) {
-        fwrite(a.body, 1, a.len, saved);
+        fwrite(a->body, 1, a->len, saved);
         fclose(saved);
     }
     /* a fast pull of notMapped lines would be no pull: each line must be a report */
     size_t not_mapped = 0, compliant = 0;
-    for (const char *line = a.body; line && *line;) {
+    for (const char *line = a->body; line && *line;) {
         size_t len = strcspn(line, "\n");
         not_mapped += !strncmp(line, "{\"notMapped\"", 12);
         static const char said[] = "\"status\":\"compliant\"";
@@ -481,18 +420,17 @@ int main(int argc, char **argv)
         line += len + (line[len] == '\n');
     }
     if (not_mapped) {
-        fprintf(stderr, "bench-pull: %zu of the %zu lines are notMapped, e.g. %.400s\n", not_mapped, a.lines,
-                strstr(a.body, "{\"notMapped\""));
+        fprintf(stderr, "bench-pull: %zu of the %zu lines are notMapped, e.g. %.400s\n", not_mapped, a->lines,
+                strstr(a->body, "{\"notMapped\""));
         die("the pull failed");
     }
     double pull_rate = (double)plans / pull_seconds;
     double file_rate = check_from_files(source, t, n, 3.0);
     printf("pull  (HTTPS, NDJSON, checked against the store): %9.0f plans/s  (%zu reports, %.1f MB, %.2f s)\n",
-           pull_rate, a.lines, (double)a.len / 1e6, pull_seconds);
+           pull_rate, a->lines, (double)a->len / 1e6, pull_seconds);
     printf("files (parse + rules, full context, one core):    %9.0f plans/s\n", file_rate);
-    printf("reports: %zu compliant, %zu not (none notMapped)\n", compliant, a.lines - compliant);
+    printf("reports: %zu compliant, %zu not (none notMapped)\n", compliant, a->lines - compliant);
     printf("pull / files:                                     %9.2f (target >= 0.5)\n", pull_rate / file_rate);
-    free(a.body);
     for (size_t i = 0; i < n; i++) {
         json_object_put(t[i].bundle);
         free(t[i].text);

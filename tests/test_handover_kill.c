@@ -25,7 +25,6 @@
 #define _GNU_SOURCE /* memmem */
 #include <criterion/criterion.h>
 #include <curl/curl.h>
-#include <fcntl.h>
 #include <json-c/json.h>
 #include <pthread.h>
 #include <signal.h>
@@ -33,10 +32,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/child_gateway.h"
 #include "tests/handover_body.h"
 
 #define TOTAL 1000
@@ -65,127 +64,46 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-/* ---- the gateway ---- */
+/* ---- the gateway and its clients (tests/child_gateway.h) ---- */
 
 /* `fhirgw serve --dev DIR` (the test PKI made at the first start, kept after); waits until it serves. */
-static pid_t start_gateway(int run)
+static cg_gateway start_gateway(int run)
 {
-    char cfg[128], log[128], dev[128], port_arg[16], text[8192];
+    char cfg[128], log[128], dev[128], err[8192];
     snprintf(dev, sizeof dev, "%s/dev", dir);
     snprintf(cfg, sizeof cfg, "%s/fhirgw.conf", dir);
     snprintf(log, sizeof log, "%s/server-%d.log", dir, run);
-    snprintf(port_arg, sizeof port_arg, "%u", port);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        dup2(fd, STDERR_FILENO);
-        dup2(fd, STDOUT_FILENO);
-        setenv("FHIRGW_PKI_SCRIPT", TESTS_DIR "/../certs/make-test-pki", 1);
-        execl(FHIRGW_BIN, "fhirgw", "serve", "--config", cfg, "--dev", dev, "--port", port_arg, (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 900; i++) { /* up to 90 s: the first start makes a PKI, under the sanitizers */
-        FILE *l = fopen(log, "r");
-        size_t n = l ? fread(text, 1, sizeof text - 1, l) : 0;
-        text[n] = '\0';
-        if (l)
-            fclose(l);
-        if (strstr(text, "serving"))
-            return pid;
-        if (waitpid(pid, NULL, WNOHANG) == pid)
-            cr_assert_fail("fhirgw serve exited: %s", text);
-        sleep_ms(100);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    cr_assert_fail("fhirgw serve did not start");
-    return -1;
+    cg_options o = {.fhirgw = FHIRGW_BIN,
+                    .dev_dir = dev,
+                    .port = port,
+                    .config = cfg,
+                    .log = log,
+                    .pki_script = TESTS_DIR "/../certs/make-test-pki",
+                    .wait_ms = 90000}; /* the first start makes a PKI, under the sanitizers */
+    cg_gateway g;
+    cr_assert(cg_start(&g, &o, err, sizeof err), "%s", err);
+    return g;
 }
 
-static void stop_gateway(pid_t pid, int sig)
+static void stop_gateway(cg_gateway *g, int sig)
 {
-    kill(pid, sig);
-    int status;
-    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    char err[256];
+    cr_assert(cg_stop(g, sig, NULL, err, sizeof err), "%s", err);
 }
 
-/* ---- the clients ---- */
-
-typedef struct client {
-    CURL *curl;
-    struct curl_slist *headers;
-    char *body;
-    size_t len;
-} client;
-
-static size_t keep(char *data, size_t size, size_t n, void *arg)
+static void client_open(cg_client *c, const char *who)
 {
-    client *c = arg;
-    char *grown = realloc(c->body, c->len + size * n + 1);
-    if (!grown)
-        return 0;
-    c->body = grown;
-    memcpy(c->body + c->len, data, size * n);
-    c->len += size * n;
-    c->body[c->len] = '\0';
-    return size * n;
+    char dev[128], err[256];
+    snprintf(dev, sizeof dev, "%s/dev", dir);
+    cr_assert(cg_client_open(c, dev, who, port, 60, err, sizeof err), "%s", err);
 }
 
-static void client_open(client *c, const char *who)
-{
-    char cert[128], key[128], ca[128];
-    snprintf(cert, sizeof cert, "%s/dev/clients/%s.crt", dir, who);
-    snprintf(key, sizeof key, "%s/dev/clients/%s.key", dir, who);
-    snprintf(ca, sizeof ca, "%s/dev/ca.pem", dir);
-    memset(c, 0, sizeof *c);
-    c->curl = curl_easy_init();
-    c->headers = curl_slist_append(NULL, "Content-Type: application/fhir+json");
-    curl_easy_setopt(c->curl, CURLOPT_SSLCERT, cert);
-    curl_easy_setopt(c->curl, CURLOPT_SSLKEY, key);
-    curl_easy_setopt(c->curl, CURLOPT_CAINFO, ca);
-    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, keep);
-    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, c);
-    curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, 60L);
-    curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
-}
-
-static void client_close(client *c)
-{
-    curl_slist_free_all(c->headers);
-    curl_easy_cleanup(c->curl);
-    free(c->body);
-}
-
-/* One request: the HTTP status, 0 when there was no answer (connection refused or cut). Body in c->body. */
-static long request(client *c, const char *method, const char *path_or_url, const char *body)
-{
-    char url[1024];
-    if (!strncmp(path_or_url, "https://", 8))
-        snprintf(url, sizeof url, "%s", path_or_url);
-    else
-        snprintf(url, sizeof url, "https://127.0.0.1:%u%s", port, path_or_url);
-    free(c->body);
-    c->body = NULL;
-    c->len = 0;
-    curl_easy_setopt(c->curl, CURLOPT_URL, url);
-    curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, body ? c->headers : NULL);
-    if (!body)
-        curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L);
-    long status = 0;
-    if (curl_easy_perform(c->curl) == CURLE_OK)
-        curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
-    return status;
-}
-
-static long submit(client *c, int i)
+static long submit(cg_client *c, int i)
 {
     char ident[64];
     snprintf(ident, sizeof ident, IDENT_FORMAT, i);
     char *body = hb_parameters(ident, NULL, URA_ELV_A);
-    long status = body ? request(c, "POST", "/$handover", body) : 0;
+    long status = body ? cg_request(c, "POST", "/$handover", body, 0) : 0;
     free(body);
     return status;
 }
@@ -193,7 +111,7 @@ static long submit(client *c, int i)
 static void *sender(void *arg)
 {
     (void)arg;
-    client c;
+    cg_client c;
     client_open(&c, "hospital-a");
     for (int i; !atomic_load(&killed) && (i = atomic_fetch_add(&next_index, 1)) < TOTAL;) {
         long status = submit(&c, i);
@@ -201,7 +119,7 @@ static void *sender(void *arg)
         if (status == 200 || status == 201)
             atomic_fetch_add(&acknowledged, 1);
     }
-    client_close(&c);
+    cg_client_close(&c);
     return NULL;
 }
 
@@ -222,13 +140,13 @@ static int index_of(const char *value)
 
 /* Every `type` hospital-a may read, through the searchset's next links: per index how many, and for Tasks the
  * document each names (docs[i], "Bundle/<id>"). */
-static void count_all(client *c, const char *type, int counts[TOTAL], char (*docs)[80])
+static void count_all(cg_client *c, const char *type, int counts[TOTAL], char (*docs)[80])
 {
     memset(counts, 0, TOTAL * sizeof *counts);
     char url[1024];
     snprintf(url, sizeof url, "/%s?_count=200", type);
     for (int pages = 0; url[0] && pages < 100; pages++) {
-        long status = request(c, "GET", url, NULL);
+        long status = cg_request(c, "GET", url, NULL, 0);
         cr_assert_eq(status, 200, "GET %s: %ld %s", url, status, c->body ? c->body : "");
         json_object *page = json_tokener_parse(c->body);
         cr_assert_not_null(page);
@@ -266,7 +184,7 @@ static atomic_int next_read, unreadable;
 static void *receiver(void *arg)
 {
     (void)arg;
-    client c;
+    cg_client c;
     client_open(&c, "elv-a");
     for (int i; (i = atomic_fetch_add(&next_read, 1)) < TOTAL;) {
         int seen = atomic_load(&answered[i]);
@@ -274,11 +192,11 @@ static void *receiver(void *arg)
             continue;
         char path[96];
         snprintf(path, sizeof path, "/%s", documents[i]);
-        long status = documents[i][0] ? request(&c, "GET", path, NULL) : 0;
+        long status = documents[i][0] ? cg_request(&c, "GET", path, NULL, 0) : 0;
         if (status != 200 || !memmem(c.body, c.len, HB_SECRET, strlen(HB_SECRET)))
             atomic_fetch_add(&unreadable, 1);
     }
-    client_close(&c);
+    cg_client_close(&c);
     return NULL;
 }
 
@@ -289,7 +207,7 @@ static atomic_int next_resend, resent, resent_wrong;
 static void *resender(void *arg)
 {
     (void)arg;
-    client c;
+    cg_client c;
     client_open(&c, "hospital-a");
     for (int i; (i = atomic_fetch_add(&next_resend, 1)) < TOTAL;) {
         int seen = atomic_load(&answered[i]);
@@ -303,22 +221,22 @@ static void *resender(void *arg)
             atomic_fetch_add(&resent_wrong, 1);
         }
     }
-    client_close(&c);
+    cg_client_close(&c);
     return NULL;
 }
 
 /* elv-a attests its ELV-HANDOVER agreements in its directory entry, as a receiver must before handovers reach it. */
 static void attest_agreements(void)
 {
-    client c;
+    cg_client c;
     client_open(&c, "elv-a");
-    cr_assert_eq(request(&c, "GET", "/Organization/ura-" URA_ELV_A, NULL), 200);
+    cr_assert_eq(cg_request(&c, "GET", "/Organization/ura-" URA_ELV_A, NULL, 0), 200);
     char *body = hb_with_agreements(c.body, "2099-12-31");
     cr_assert_not_null(body);
-    long status = request(&c, "PUT", "/Organization/ura-" URA_ELV_A, body);
+    long status = cg_request(&c, "PUT", "/Organization/ura-" URA_ELV_A, body, 0);
     free(body);
     cr_assert_eq(status, 200, "elv-a attests its agreements: %s", c.body ? c.body : "");
-    client_close(&c);
+    cg_client_close(&c);
 }
 
 static void run_threads(void *(*fn)(void *), int n)
@@ -360,7 +278,7 @@ TestSuite(kill, .init = setup);
 Test(kill, every_acknowledged_handover_survives_a_sigkill_exactly_once)
 {
     int64_t t0 = now_ms();
-    pid_t pid = start_gateway(1);
+    cg_gateway gw = start_gateway(1);
     attest_agreements();
     int64_t t_started = now_ms();
     pthread_t t[THREADS];
@@ -369,7 +287,7 @@ Test(kill, every_acknowledged_handover_survives_a_sigkill_exactly_once)
     for (int waited = 0; atomic_load(&acknowledged) < KILL_AFTER && atomic_load(&next_index) < TOTAL && waited < 120000;
          waited += 5)
         sleep_ms(5);
-    stop_gateway(pid, SIGKILL);
+    stop_gateway(&gw, SIGKILL);
     int acked_at_kill = atomic_load(&acknowledged);
     atomic_store(&killed, true);
     for (int i = 0; i < THREADS; i++)
@@ -379,8 +297,8 @@ Test(kill, every_acknowledged_handover_survives_a_sigkill_exactly_once)
     cr_assert_geq(acked, KILL_AFTER, "the gateway was killed before %d handovers were acknowledged", KILL_AFTER);
     cr_assert_lt(acked, TOTAL, "everything was acknowledged before the kill: the test proves nothing");
 
-    pid = start_gateway(2);
-    client c;
+    gw = start_gateway(2);
+    cg_client c;
     client_open(&c, "hospital-a");
     static int tasks[TOTAL], bundles[TOTAL];
     count_all(&c, "Task", tasks, documents);
@@ -409,8 +327,8 @@ Test(kill, every_acknowledged_handover_survives_a_sigkill_exactly_once)
     for (int i = 0; i < TOTAL; i++)
         cr_expect(tasks[i] == 1 && bundles[i] == 1, "handover %d: %d Tasks, %d documents after resubmission", i,
                   tasks[i], bundles[i]);
-    client_close(&c);
-    stop_gateway(pid, SIGTERM);
+    cg_client_close(&c);
+    stop_gateway(&gw, SIGTERM);
     fprintf(stderr,
             "kill test figures: %d of %d submitted handovers acknowledged when SIGKILL came (%d at the signal), %d "
             "committed without an answer, %d resubmitted; start %.1f s, submissions %.1f s, whole test %.1f s\n",

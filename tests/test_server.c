@@ -48,6 +48,7 @@
 #endif
 
 #include "gateway/http/server.h"
+#include "tests/child_gateway.h"
 
 #define MAKE_TEST_PKI TESTS_DIR "/../certs/make-test-pki"
 #define PKI_ENV "FHIRGW_TEST_SERVER_PKI"
@@ -1298,12 +1299,12 @@ Test(server, memory_budget_answers_503)
 
 /* ---- SIGTERM to `fhirgw serve` ---------------------------------------------------------------------- */
 
-/* `fhirgw serve --dev` on one worker with the test PKI; returns its pid. */
-static pid_t start_fhirgw(char *dir, size_t dir_len, unsigned *fhir_port)
+/* `fhirgw serve --dev` on one worker with the test PKI (tests/child_gateway.h). */
+static cg_gateway start_fhirgw(char *dir, size_t dir_len, unsigned *fhir_port)
 {
     snprintf(dir, dir_len, "/tmp/fhirgw-srv-bin-XXXXXX");
     cr_assert_not_null(mkdtemp(dir));
-    char cmd[1024], cfg[512], log[512], dev[512], port_arg[16];
+    char cmd[1024], cfg[512], log[512], dev[512], err[4096];
     snprintf(dev, sizeof dev, "%s/dev", dir);
     snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", getenv(PKI_ENV), dev);
     cr_assert_eq(system(cmd), 0);
@@ -1314,32 +1315,15 @@ static pid_t start_fhirgw(char *dir, size_t dir_len, unsigned *fhir_port)
     snprintf(log, sizeof log, "%s/server.log", dir);
     srand((unsigned)getpid());
     *fhir_port = 10000 + (unsigned)rand() % 20000; /* below the ephemeral range, as tests/fhirkit/run.sh */
-    snprintf(port_arg, sizeof port_arg, "%u", *fhir_port);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        dup2(fd, STDERR_FILENO);
-        dup2(fd, STDOUT_FILENO);
-        execl(FHIRGW_BIN, "fhirgw", "serve", "--config", cfg, "--dev", dev, "--port", port_arg, (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 600; i++) { /* up to 60 s under the sanitizers */
-        char text[4096] = "";
-        FILE *l = fopen(log, "r");
-        size_t n = l ? fread(text, 1, sizeof text - 1, l) : 0;
-        text[n] = '\0';
-        if (l)
-            fclose(l);
-        if (strstr(text, "serving"))
-            return pid;
-        if (waitpid(pid, NULL, WNOHANG) == pid)
-            cr_assert_fail("fhirgw serve exited: %s", text);
-        sleep_ms(100);
-    }
-    kill(pid, SIGKILL);
-    cr_assert_fail("fhirgw serve did not start");
-    return -1;
+    cg_options o = {.fhirgw = FHIRGW_BIN,
+                    .dev_dir = dev,
+                    .port = *fhir_port,
+                    .config = cfg,
+                    .log = log,
+                    .wait_ms = 60000}; /* under the sanitizers */
+    cg_gateway g;
+    cr_assert(cg_start(&g, &o, err, sizeof err), "%s", err);
+    return g;
 }
 
 /* A collection Bundle whose $validate keeps the only worker busy for a while. */
@@ -1365,7 +1349,7 @@ static char *busy_bundle(size_t entries, size_t *len)
 Test(serve, sigterm_answers_every_request_already_received)
 {
     char dir[64];
-    pid_t pid = start_fhirgw(dir, sizeof dir, &port);
+    cg_gateway gw = start_fhirgw(dir, sizeof dir, &port);
     raw_tls t[BIN_CONNS];
     size_t cap = 1024 * 1024;
     char *buf = malloc(cap);
@@ -1389,7 +1373,8 @@ Test(serve, sigterm_answers_every_request_already_received)
     for (int i = 1; i < BIN_CONNS; i++)
         raw_send(&t[i], "GET /Patient?_count=1 HTTP/1.1\r\nHost: x\r\n\r\n");
     sleep_ms(100); /* received, waiting for the busy worker */
-    cr_assert_eq(kill(pid, SIGTERM), 0);
+    char err[256];
+    cr_assert(cg_kill(&gw, SIGTERM, err, sizeof err), "%s", err);
     for (int i = 0; i < BIN_CONNS; i++) {
         raw_read_all(&t[i], buf, cap, 20000);
         cr_assert(strncmp(buf, "HTTP/1.1 200 ", 13) == 0, "request %d arrived before SIGTERM: '%.300s'", i, buf);
@@ -1398,9 +1383,9 @@ Test(serve, sigterm_answers_every_request_already_received)
     free(buf);
     cr_assert_not(port_accepts(port), "no new connections after SIGTERM");
     int status = -1;
-    for (int i = 0; i < 200 && waitpid(pid, &status, WNOHANG) != pid; i++)
-        sleep_ms(100);
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "fhirgw serve stopped cleanly (status %d)", status);
+    bool reaped = cg_reap(&gw, 20000, &status, err, sizeof err);
+    cr_assert(reaped && WIFEXITED(status) && WEXITSTATUS(status) == 0, "fhirgw serve stopped cleanly (status %d) %s",
+              status, reaped ? "" : err);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0);
