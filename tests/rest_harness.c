@@ -11,9 +11,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "fhir/validate.h"
+#include "gateway/relay/notify.h"
 #include "gateway/rest/directory.h"
+#include "gateway/util/conformance.h"
+#include "tests/handover_body.h"
+#include "tests/run_pki.h"
 
 rh_fixture rh;
 
@@ -22,19 +28,20 @@ static pthread_mutex_t first_invalid_lock = PTHREAD_MUTEX_INITIALIZER;
 static char first_invalid[1024];
 static pthread_t test_thread;   /* the thread that runs the test (set up in rh_setup_with) */
 static size_t invalid_reported; /* of invalid_bodies, how many a failed expectation already names */
+static pf_registry *guide;      /* rh_guide's, for the test process */
 
 /* ---- fixture ---- */
 
+/* The test's own PKI in rh.dir/pki (a copy of the run's), and its organisations.tsv beside it. */
 static void run_pki(void)
 {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "'%s/../certs/make-test-pki' '%s/pki' >/dev/null 2>&1", TESTS_DIR, rh.dir);
-    cr_assert_eq(system(cmd), 0, "make-test-pki failed");
+    char cmd[1024], pki[300];
+    snprintf(pki, sizeof pki, "%s/pki", rh.dir);
+    rp_copy(pki);
     if (rh.opt.keep_gzsp)
-        snprintf(cmd, sizeof cmd, "cp '%s/pki/organisations.tsv' '%s/organisations.tsv'", rh.dir, rh.dir);
+        snprintf(cmd, sizeof cmd, "cp '%s/organisations.tsv' '%s/organisations.tsv'", pki, rh.dir);
     else /* gzsp's certificate stays valid, but the gateway does not know it: 401 */
-        snprintf(cmd, sizeof cmd, "grep -v '^gzsp' '%s/pki/organisations.tsv' > '%s/organisations.tsv'", rh.dir,
-                 rh.dir);
+        snprintf(cmd, sizeof cmd, "grep -v '^gzsp' '%s/organisations.tsv' > '%s/organisations.tsv'", pki, rh.dir);
     cr_assert_eq(system(cmd), 0);
 }
 
@@ -182,10 +189,103 @@ void rh_teardown(void)
     au_signer_free(rh.audit_signer);
     rh.audit_keys = NULL;
     rh.audit_signer = NULL;
+    pf_registry_free(guide);
+    guide = NULL;
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", rh.dir);
     cr_expect_eq(system(cmd), 0);
     rh_expect_valid_bodies();
+}
+
+const pf_registry *rh_guide(void)
+{
+    if (guide)
+        return guide;
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    const char *dirs[] = {IG_PACKAGE_DIR};
+    guide = conf_load(dirs, 1, &issues);
+    size_t errors = issues.errors;
+    char first[512];
+    snprintf(first, sizeof first, "%s", issues.count ? issues.items[0].message : "");
+    oo_list_free(&issues);
+    cr_assert_not_null(guide, "the guide's package at %s", IG_PACKAGE_DIR);
+    cr_assert_eq(errors, 0, "the guide's package at %s: %s", IG_PACKAGE_DIR, first);
+    return guide;
+}
+
+void rh_setup_with_guide(const rh_options *opt)
+{
+    rh_options o = opt ? *opt : (rh_options){0};
+    o.profiles = rh_guide();
+    rh_setup_with(&o);
+    rh_publish_directory();
+}
+
+void rh_attest_agreements(const char *who, const char *ura, const char *until)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/Organization/ura-%s", ura);
+    rh_response r = rh_request(who, "GET", path, NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s reads its directory entry", who);
+    char *body = hb_with_agreements(r.body, until);
+    rh_response_free(&r);
+    cr_assert_not_null(body);
+    r = rh_request(who, "PUT", path, body, NULL);
+    free(body);
+    cr_assert_eq(r.status, 200, "%s attests its agreements: %ld %.*s", who, r.status, (int)r.len, r.body);
+    rh_response_free(&r);
+}
+
+void rh_register_endpoint(const char *who, const char *ura, const char *url, const char *payload_code)
+{
+    char body[1024];
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"Endpoint\",\"status\":\"active\",\"connectionType\":{\"system\":"
+             "\"http://terminology.hl7.org/CodeSystem/endpoint-connection-type\",\"code\":\"hl7-fhir-rest\"},"
+             "\"payloadType\":[{\"coding\":[{\"system\":\"%s\",\"code\":\"%s\"}]}],\"address\":\"%s\"}",
+             payload_code ? RLY_PAYLOAD_SYSTEM : "http://terminology.hl7.org/CodeSystem/endpoint-payload-type",
+             payload_code ? payload_code : "any", url);
+    char endpoint[80];
+    snprintf(endpoint, sizeof endpoint, "Endpoint/%s", rh_create(who, "Endpoint", body));
+    char path[64];
+    snprintf(path, sizeof path, "/Organization/ura-%s", ura);
+    rh_response r = rh_request(who, "GET", path, NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s reads its directory entry", who);
+    json_object *o = rh_json(&r);
+    rh_response_free(&r);
+    json_object_object_del(o, "meta");
+    json_object *refs = json_object_new_array(), *ref = json_object_new_object();
+    json_object_object_add(ref, "reference", json_object_new_string(endpoint));
+    json_object_array_add(refs, ref);
+    json_object_object_add(o, "endpoint", refs);
+    r = rh_request(who, "PUT", path, json_object_to_json_string(o), NULL);
+    json_object_put(o);
+    cr_assert_eq(r.status, 200, "%s names its Endpoint: %ld %.*s", who, r.status, (int)r.len, r.body);
+    rh_response_free(&r);
+}
+
+ob_client *rh_outbound_client(ob_config limits)
+{
+    char cert[320], key[320], ca[320];
+    snprintf(cert, sizeof cert, "%s/pki/outbound.crt", rh.dir);
+    snprintf(key, sizeof key, "%s/pki/outbound.key", rh.dir);
+    snprintf(ca, sizeof ca, "%s/pki/ca-bundle.pem", rh.dir);
+    limits.cert_file = cert;
+    limits.key_file = key;
+    limits.ca_file = ca;
+    ob_error err;
+    ob_client *c = ob_client_new(&limits, &err);
+    cr_assert_not_null(c, "%s", err.message);
+    return c;
+}
+
+void rh_set_roles(const char *who, const char *roles)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "sed -i -e 's/^%s\\t\\([0-9]*\\)\\t[a-z0-9,-]*/%s\\t\\1\\t%s/' '%s/organisations.tsv'",
+             who, who, roles, rh.dir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
 }
 
 /* ---- validating what the server sends ---- */
@@ -375,6 +475,34 @@ void rh_expect_outcome(const rh_response *r, long status, const char *code)
         cr_expect_str_eq(rh_str(o, "issue.0.code"), code, "%s", r->body);
     json_object_put(o);
     cr_expect_not_null(strcasestr(r->headers, "application/fhir+json"), "%s", r->headers);
+}
+
+json_object *rh_named(json_object *o, const char *list, const char *name)
+{
+    json_object *items = json_object_object_get(o, list);
+    for (size_t i = 0; i < json_object_array_length(items); i++) {
+        json_object *item = json_object_array_get_idx(items, i);
+        const char *n = json_object_get_string(json_object_object_get(item, "name"));
+        if (n && !strcmp(n, name))
+            return item;
+    }
+    return NULL;
+}
+
+bool rh_wait_notify_state(st_notify_state state, int64_t n, int timeout_ms)
+{
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        int64_t counts[ST_NOTIFY_STATES];
+        st_error err;
+        if (st_notify_counts(rh.store, counts, &err) == ST_OK && counts[state] >= n)
+            return true;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 >= timeout_ms)
+            return false;
+        usleep(10 * 1000); /* the condition is in the database: look again shortly */
+    }
 }
 
 const char *rh_header(const rh_response *r, const char *name, char *out, size_t size)

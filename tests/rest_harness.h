@@ -12,6 +12,14 @@
  * its threads (Criterion's messaging is not safe to use from other threads).
  * A response that is not FHIR JSON (the ops port, a 304) is not validated.
  *
+ * The test PKI is the run's (tests/run_pki.h), copied into each test's
+ * directory: each test gets its own copy to change (seal keys rotated,
+ * organisations re-registered).
+ *
+ * The server "with the guide" is the one `serve` runs by default: the
+ * build's implementation guide package (IG_PACKAGE_DIR) loaded, the directory
+ * published; rh_attest_agreements adds what a receiver of $handover needs.
+ *
  * Memory: an rh_response owns its body (rh_response_free). Helpers that
  * return json_object give the caller a reference (json_object_put).
  */
@@ -67,6 +75,25 @@ void rh_teardown(void); /* stops the server, asserts no invalid body was seen, r
 void rh_start_server(void);
 void rh_stop_server(void);
 
+/* The implementation guide's package (IG_PACKAGE_DIR) as `serve` loads it (conf_load); asserts it loads without
+ * errors. Loaded once per test process, freed by rh_teardown (after the server that enforces it has stopped). */
+const pf_registry *rh_guide(void);
+/* rh_setup_with the guide (opt->profiles = rh_guide(); opt may be NULL), then rh_publish_directory. */
+void rh_setup_with_guide(const rh_options *opt);
+/* `who` (URA ura) attests its ELV-HANDOVER agreements in its own directory entry, valid until `until`
+ * (YYYY-MM-DD), as a receiver of $handover must (asserts the GET and the PUT). */
+void rh_attest_agreements(const char *who, const char *ura, const char *until);
+/* url as `who`'s (URA ura) notification Endpoint, named in its directory entry; payload_code NULL: the default
+ * payload (the backport Bundle), else a code of RLY_PAYLOAD_SYSTEM. */
+void rh_register_endpoint(const char *who, const char *ura, const char *url, const char *payload_code);
+/* The gateway's outbound client as the test PKI's outbound certificate (rh.dir/pki), trusting its CA, with the
+ * limits of `limits` (ob_config_default and the test's changes; the files are set here). Asserts; the caller frees
+ * it (ob_client_free). */
+ob_client *rh_outbound_client(ob_config limits);
+/* `who`'s roles in the test's registry (organisations.tsv), e.g. "insurer,uzovi-9902"; they take effect at the next
+ * rh_start_server. */
+void rh_set_roles(const char *who, const char *roles);
+
 typedef struct rh_response {
     long status;
     char *body;
@@ -93,6 +120,12 @@ json_object *rh_json(const rh_response *r);
 const char *rh_str(json_object *o, const char *path);
 /* The response is an OperationOutcome with this status whose first issue has this code (NULL: any). */
 void rh_expect_outcome(const rh_response *r, long status, const char *code);
+/* The element of o's array `list` whose "name" is name (a Parameters' "parameter", a parameter's "part"); NULL when
+ * none is. */
+json_object *rh_named(json_object *o, const char *list, const char *name);
+/* Wait until the relay's queue counts at least n notifications in `state` (it records outcomes with commits);
+ * false after timeout_ms. */
+bool rh_wait_notify_state(st_notify_state state, int64_t n, int timeout_ms);
 /* A response header's value into out; NULL when absent. */
 const char *rh_header(const rh_response *r, const char *name, char *out, size_t size);
 /* The last sealed body that did not open, as the store reported it to the error log ("" when none). */

@@ -482,7 +482,7 @@ static void pull_setup(void)
     load_rules();
     rh_options o = {.keep_gzsp = true, .allow_dangling = true, .rules = engine};
     rh_setup_with(&o);
-    char pki[300], err[256], cert[320], key[320], ca[320];
+    char pki[300], err[256];
     snprintf(pki, sizeof pki, "%s/pki", rh.dir);
     peer_options po = {.pki_dir = pki, .slow_ms = 2500, .oversize_bytes = 256 * 1024};
     pr = peer_start(&po, err, sizeof err);
@@ -499,46 +499,17 @@ static void pull_setup(void)
     json_object_put(b);
     /* the gateway again, now with an outbound client of the test PKI (short limits for the test) */
     rh_stop_server();
-    snprintf(cert, sizeof cert, "%s/outbound.crt", pki);
-    snprintf(key, sizeof key, "%s/outbound.key", pki);
-    snprintf(ca, sizeof ca, "%s/ca-bundle.pem", pki);
     ob_config oc = ob_config_default();
-    oc.cert_file = cert;
-    oc.key_file = key;
-    oc.ca_file = ca;
     oc.timeout_ms = 1000;
     oc.connect_timeout_ms = 1000;
     oc.retries = 1;
     oc.backoff_ms = 10;
     oc.max_bytes = 64 * 1024;
-    ob_error oerr;
-    outbound = ob_client_new(&oc, &oerr);
-    cr_assert_not_null(outbound, "%s", oerr.message);
+    outbound = rh_outbound_client(oc);
     rh.opt.outbound = outbound;
     rh_start_server();
     rh_publish_directory();
-    char body[512];
-    snprintf(body, sizeof body,
-             "{\"resourceType\":\"Endpoint\",\"status\":\"active\",\"connectionType\":{\"system\":"
-             "\"http://terminology.hl7.org/CodeSystem/endpoint-connection-type\",\"code\":\"hl7-fhir-rest\"},"
-             "\"payloadType\":[{\"text\":\"FHIR R4\"}],\"address\":\"%s\"}",
-             peer_base(pr));
-    const char *ep = rh_create("gzsp", "Endpoint", body);
-    rh_response r = rh_request("gzsp", "GET", "/Organization/ura-" GZSP_URA, NULL, NULL);
-    cr_assert_eq(r.status, 200, "%s", r.body);
-    json_object *org = rh_json(&r), *refs = json_object_new_array(), *ref = json_object_new_object();
-    rh_response_free(&r);
-    char reference[120];
-    snprintf(reference, sizeof reference, "Endpoint/%s", ep);
-    json_object_object_add(ref, "reference", json_object_new_string(reference));
-    json_object_array_add(refs, ref);
-    json_object_object_add(org, "endpoint", refs);
-    char *text = text_of(org);
-    r = rh_request("gzsp", "PUT", "/Organization/ura-" GZSP_URA, text, NULL);
-    cr_assert_eq(r.status, 200, "%s", r.body);
-    rh_response_free(&r);
-    free(text);
-    json_object_put(org);
+    rh_register_endpoint("gzsp", GZSP_URA, peer_base(pr), NULL);
 }
 
 static void pull_teardown(void)
@@ -782,39 +753,58 @@ static bool every_seventh(size_t i)
  * report of the insurer's insured comes exactly once, with the status a plan checked on its own has, and none
  * of the plans of a patient the insurer does not insure.
  */
-Test(stream, a_pull_of_more_plans_than_a_batch_reports_each_insured_plan_once)
+/* The fixture's plan stored by gzsp (its id into id), as read back. */
+static json_object *stored_plan(char id[80])
 {
     json_object *b = fixture("gzsp-plan.json");
-    char id[80], path[200];
-    store_bundle("gzsp", b, id, sizeof id);
+    char path[200];
+    store_bundle("gzsp", b, id, 80);
     json_object_put(b);
     snprintf(path, sizeof path, "/CarePlan/%s", id);
     rh_response r = rh_request("gzsp", "GET", path, NULL, NULL);
     cr_assert_eq(r.status, 200, "%s", r.body);
     json_object *plan = rh_json(&r);
     rh_response_free(&r);
-    /* the stored plan's own patient is the insurer's (the fixture's Coverage); a new one is nobody's */
-    char patient0[96], other[96], office[96], office_id[80];
-    snprintf(patient0, sizeof patient0, "%s", rh_str(plan, "subject.reference"));
-    snprintf(other, sizeof other, "Patient/%s",
-             rh_create("gzsp", "Patient", "{\"resourceType\":\"Patient\",\"active\":true}"));
-    const char *patients[2] = {patient0, other};
-    /* insured since before the plans start (2025-09-01): the view scopes by the patient's insurance then */
+    return plan;
+}
+
+/* The patient insured by the insurer with this UZOVI since before the plans start (2025-09-01): the view scopes
+ * by the patient's insurance then. */
+static void insure(const char *patient, const char *uzovi)
+{
     char cov[768];
     snprintf(cov, sizeof cov,
              "{\"resourceType\":\"Coverage\",\"status\":\"active\",\"type\":{\"coding\":[{\"system\":"
              "\"https://fhirgw.nl/fhir/CodeSystem/coverage-kind\",\"code\":\"zvw\"}]},\"beneficiary\":{"
              "\"reference\":\"%s\"},\"period\":{\"start\":\"2025-01-01\",\"end\":\"2025-12-31\"},\"payor\":[{"
-             "\"identifier\":{\"system\":\"http://fhir.nl/fhir/NamingSystem/uzovi\",\"value\":\"9901\"}}]}",
-             patient0);
+             "\"identifier\":{\"system\":\"http://fhir.nl/fhir/NamingSystem/uzovi\",\"value\":\"%s\"}}]}",
+             patient, uzovi);
     rh_create("gzsp", "Coverage", cov);
+}
+
+/* A new Patient of gzsp's, nobody's insured until insure(): "Patient/<id>" into out. */
+static void new_patient(char out[96])
+{
+    snprintf(out, 96, "Patient/%s", rh_create("gzsp", "Patient", "{\"resourceType\":\"Patient\",\"active\":true}"));
+}
+
+Test(stream, a_pull_of_more_plans_than_a_batch_reports_each_insured_plan_once)
+{
+    char id[80], path[200];
+    json_object *plan = stored_plan(id);
+    /* the stored plan's own patient is the insurer's (the fixture's Coverage); a new one is nobody's */
+    char patient0[96], other[96], office[96], office_id[80];
+    snprintf(patient0, sizeof patient0, "%s", rh_str(plan, "subject.reference"));
+    new_patient(other);
+    const char *patients[2] = {patient0, other};
+    insure(patient0, "9901");
     /* the office not set up for treatment: as stored with the failing fixture (itself a plan reported too) */
     json_object *fb = fixture("gzsp-plan.json");
     plan_at_office(fb);
     store_bundle("gzsp", fb, office_id, sizeof office_id);
     json_object_put(fb);
     snprintf(path, sizeof path, "/CarePlan/%s", office_id);
-    r = rh_request("gzsp", "GET", path, NULL, NULL);
+    rh_response r = rh_request("gzsp", "GET", path, NULL, NULL);
     cr_assert_eq(r.status, 200, "%s", r.body);
     json_object *at_office = rh_json(&r);
     rh_response_free(&r);
@@ -863,3 +853,4 @@ Test(stream, a_pull_of_more_plans_than_a_batch_reports_each_insured_plan_once)
         json_object_put(rep);
     }
 }
+

@@ -17,72 +17,10 @@
 #include <string.h>
 
 #include "fhir/validate.h"
-#include "gateway/util/files.h"
+#include "tests/manifest_check.h"
 
 #define DEPTH_DIR TESTS_DIR "/depth"
 #define MAX_KINDS 16
-
-static const char *field(json_object *o, const char *key)
-{
-    json_object *v;
-    return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : NULL;
-}
-
-static bool matches(const oo_issue *is, json_object *want)
-{
-    const char *sev = field(want, "severity"), *code = field(want, "code"), *expr = field(want, "expression");
-    const char *part = field(want, "message");
-    if (strcmp(oo_severity_name(is->severity), sev) || strcmp(is->code, code))
-        return false;
-    if (!is->expression || strcmp(expr, is->expression))
-        return false;
-    return !part || strstr(is->message, part);
-}
-
-/* True when the file draws exactly what the manifest says; logs why not. */
-static bool check_entry(json_object *entry)
-{
-    const char *file = field(entry, "file");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", DEPTH_DIR, file);
-    size_t len;
-    char *buf = files_read(path, &len);
-    if (!buf) {
-        cr_log_error("%s: cannot read", file);
-        return false;
-    }
-    oo_list issues;
-    oo_list_init(&issues, 0);
-    fv_validate_buffer(buf, len, NULL, &issues);
-    free(buf);
-    json_object *wanted = json_object_object_get(entry, "issues");
-    size_t expected_errors = 0;
-    bool ok = true;
-    for (size_t w = 0; w < json_object_array_length(wanted); w++) {
-        json_object *want = json_object_array_get_idx(wanted, w);
-        const char *sev = field(want, "severity");
-        expected_errors += !strcmp(sev, "error") || !strcmp(sev, "fatal");
-        bool found = false;
-        for (size_t i = 0; i < issues.count && !found; i++)
-            found = matches(&issues.items[i], want);
-        if (!found) {
-            cr_log_error("%s: expected %s %s at %s (\"%s\") — not reported", file, sev, field(want, "code"),
-                         field(want, "expression"), field(want, "message") ? field(want, "message") : "");
-            ok = false;
-        }
-    }
-    if (issues.errors != expected_errors) {
-        cr_log_error("%s: expected %zu errors, got %zu", file, expected_errors, issues.errors);
-        ok = false;
-    }
-    for (size_t i = 0; !ok && i < issues.count; i++) {
-        char line[2048];
-        oo_issue_format(&issues.items[i], line, sizeof line);
-        cr_log_error("    got %s", line);
-    }
-    oo_list_free(&issues);
-    return ok;
-}
 
 Test(depth, corpus)
 {
@@ -93,7 +31,7 @@ Test(depth, corpus)
     size_t count = json_object_array_length(manifest);
     for (size_t i = 0; i < count; i++) {
         json_object *entry = json_object_array_get_idx(manifest, i);
-        const char *kind = field(entry, "kind");
+        const char *kind = mc_field(entry, "kind");
         size_t k = 0;
         while (k < nkinds && strcmp(kinds[k], kind))
             k++;
@@ -101,7 +39,7 @@ Test(depth, corpus)
         if (k == nkinds)
             kinds[nkinds++] = kind;
         total[k]++;
-        bool ok = check_entry(entry);
+        bool ok = mc_check_entry(DEPTH_DIR, entry);
         caught[k] += ok;
         all += ok;
     }

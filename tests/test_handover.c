@@ -33,46 +33,24 @@
 /* The receiver `who` (URA ura) attests its ELV-HANDOVER agreements, valid until `until`, in its directory entry. */
 static void attest_agreements(const char *who, const char *ura, const char *until)
 {
-    char path[64];
-    snprintf(path, sizeof path, "/Organization/ura-%s", ura);
-    rh_response r = rh_request(who, "GET", path, NULL, NULL);
-    cr_assert_eq(r.status, 200, "%s reads its directory entry", who);
-    char *body = hb_with_agreements(r.body, until);
-    rh_response_free(&r);
-    cr_assert_not_null(body);
-    r = rh_request(who, "PUT", path, body, NULL);
-    free(body);
-    cr_assert_eq(r.status, 200, "%s attests its agreements: %ld %.*s", who, r.status, (int)r.len, r.body);
-    rh_response_free(&r);
+    rh_attest_agreements(who, ura, until);
 }
 
-static pf_registry *guide; /* the implementation guide's package, as `serve` loads it: the handover profiles */
-
-/* The server with the guide, the directory published, elv-a's ELV-HANDOVER agreements attested. */
+/* The server with the guide (the handover profiles), the directory published, elv-a's agreements attested. */
 static void start_with(rh_options *opt)
 {
-    oo_list issues;
-    oo_list_init(&issues, 0);
-    const char *dirs[] = {IG_PACKAGE_DIR};
-    guide = conf_load(dirs, 1, &issues);
-    cr_assert_not_null(guide, "the guide's package at %s", IG_PACKAGE_DIR);
-    oo_list_free(&issues);
-    opt->profiles = guide;
-    rh_setup_with(opt);
-    rh_publish_directory();
+    rh_setup_with_guide(opt);
     attest_agreements("elv-a", URA_ELV_A, "2099-12-31");
 }
 
 static void setup(void)
 {
-    rh_options opt = {0};
-    start_with(&opt);
+    start_with(NULL);
 }
 
 static void teardown(void)
 {
     rh_teardown();
-    pf_registry_free(guide);
 }
 
 TestSuite(handover, .init = setup, .fini = teardown, .timeout = 240);

@@ -41,7 +41,6 @@
 #define UZOVI_SYSTEM "http://fhir.nl/fhir/NamingSystem/uzovi"
 #define MAPS "https://fhirgw.nl/fhir/StructureMap/"
 
-static pf_registry *guide;
 static mpn_key key;
 static rl_pack *pack; /* the compliance reports of /insurer/compliance */
 static rl_engine *engine;
@@ -49,24 +48,14 @@ static rl_engine *engine;
 /* The registry's roles of the two insurers (their UZOVI as a role token), and a restart with that table. */
 static void register_insurers(const char *roles_a, const char *roles_b)
 {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd,
-             "sed -i -e 's/^insurer\\t\\([0-9]*\\)\\t[a-z0-9,-]*/insurer\\t\\1\\t%s/' "
-             "-e 's/^gzsp\\t\\([0-9]*\\)\\t[a-z0-9,-]*/gzsp\\t\\1\\t%s/' '%s/organisations.tsv'",
-             roles_a, roles_b, rh.dir);
-    cr_assert_eq(system(cmd), 0);
+    rh_set_roles(INSURER_A, roles_a);
+    rh_set_roles(INSURER_B, roles_b);
     rh_stop_server();
     rh_start_server();
 }
 
 static void setup(void)
 {
-    oo_list issues;
-    oo_list_init(&issues, 0);
-    const char *dirs[] = {IG_PACKAGE_DIR};
-    guide = conf_load(dirs, 1, &issues);
-    cr_assert_not_null(guide, "the guide's package at %s", IG_PACKAGE_DIR);
-    oo_list_free(&issues);
     unsigned char bytes[32];
     char hex[65], err[256];
     cr_assert_eq(RAND_bytes(bytes, sizeof bytes), 1);
@@ -76,22 +65,23 @@ static void setup(void)
     size_t len;
     char *text = files_read(PACK_FILE, &len);
     cr_assert_not_null(text, "%s", PACK_FILE);
+    oo_list issues;
     oo_list_init(&issues, 0);
     pack = rl_pack_load(text, len, PACK_FILE, &issues);
     free(text);
     cr_assert_not_null(pack);
-    engine = rl_engine_new(pack, guide, &issues);
+    engine = rl_engine_new(pack, rh_guide(), &issues);
     cr_assert_not_null(engine, "%s", issues.count ? issues.items[0].message : "");
     oo_list_free(&issues);
     rh_options opt = {.keep_gzsp = true,
                       .allow_dangling = true,
-                      .profiles = guide,
+                      .profiles = rh_guide(),
                       .maps_dir = MAPS_DIR,
                       .pseudonym_key = &key,
                       .rules = engine};
     rh_setup_with(&opt);
     register_insurers("insurer,uzovi-9901", "insurer,uzovi-9902");
-    rh_publish_directory();
+    rh_publish_directory(); /* with the roles the suite gave */
 }
 
 static void teardown(void)
@@ -99,7 +89,6 @@ static void teardown(void)
     rh_teardown();
     rl_engine_free(engine);
     rl_pack_free(pack);
-    pf_registry_free(guide);
 }
 
 TestSuite(insurer, .init = setup, .fini = teardown, .timeout = 180);

@@ -206,36 +206,16 @@ static void stop_relay(void)
     relay = NULL;
 }
 
-static pf_registry *guide; /* the guide's package: $handover checks the documents against its handover profiles */
-
 /* The receiver `who` (URA ura) attests its ELV-HANDOVER agreements in its directory entry (else 422). */
 static void attest_agreements(const char *who, const char *ura)
 {
-    char path[64];
-    snprintf(path, sizeof path, "/Organization/ura-%s", ura);
-    rh_response r = rh_request(who, "GET", path, NULL, NULL);
-    cr_assert_eq(r.status, 200, "%s reads its directory entry", who);
-    char *body = hb_with_agreements(r.body, "2099-12-31");
-    rh_response_free(&r);
-    cr_assert_not_null(body);
-    r = rh_request(who, "PUT", path, body, NULL);
-    free(body);
-    cr_assert_eq(r.status, 200, "%s attests its agreements: %ld %.*s", who, r.status, (int)r.len, r.body);
-    rh_response_free(&r);
+    rh_attest_agreements(who, ura, "2099-12-31");
 }
 
 static void setup(void)
 {
     receivers_reset();
-    oo_list issues;
-    oo_list_init(&issues, 0);
-    const char *dirs[] = {IG_PACKAGE_DIR};
-    guide = conf_load(dirs, 1, &issues);
-    cr_assert_not_null(guide, "the guide's package at %s", IG_PACKAGE_DIR);
-    oo_list_free(&issues);
-    rh_options opt = {.profiles = guide};
-    rh_setup_with(&opt);
-    rh_publish_directory();
+    rh_setup_with_guide(NULL); /* $handover checks the documents against the guide's handover profiles */
     attest_agreements("elv-a", URA_ELV_A);
     attest_agreements("elv-b", URA_ELV_B);
     /* batch_max 1: these tests follow each notification as its own POST; notify/a_backlog_is_sent_in_batches
@@ -252,8 +232,6 @@ static void teardown(void)
 {
     stop_relay();
     rh_teardown();
-    pf_registry_free(guide);
-    guide = NULL;
     receivers_reset();
 }
 
@@ -264,30 +242,7 @@ TestSuite(notify, .init = setup, .fini = teardown, .timeout = 120);
 /* Register url as who's notification Endpoint (payload NULL: the default, the backport Bundle). */
 static void register_endpoint(const char *who, const char *ura, const char *url, const char *payload_code)
 {
-    char body[1024];
-    snprintf(body, sizeof body,
-             "{\"resourceType\":\"Endpoint\",\"status\":\"active\",\"connectionType\":{\"system\":"
-             "\"http://terminology.hl7.org/CodeSystem/endpoint-connection-type\",\"code\":\"hl7-fhir-rest\"},"
-             "\"payloadType\":[{\"coding\":[{\"system\":\"%s\",\"code\":\"%s\"}]}],\"address\":\"%s\"}",
-             payload_code ? RLY_PAYLOAD_SYSTEM : "http://terminology.hl7.org/CodeSystem/endpoint-payload-type",
-             payload_code ? payload_code : "any", url);
-    char endpoint[80];
-    snprintf(endpoint, sizeof endpoint, "Endpoint/%s", rh_create(who, "Endpoint", body));
-    char path[64];
-    snprintf(path, sizeof path, "/Organization/ura-%s", ura);
-    rh_response r = rh_request(who, "GET", path, NULL, NULL);
-    cr_assert_eq(r.status, 200);
-    json_object *o = rh_json(&r);
-    rh_response_free(&r);
-    json_object_object_del(o, "meta");
-    json_object *refs = json_object_new_array(), *ref = json_object_new_object();
-    json_object_object_add(ref, "reference", json_object_new_string(endpoint));
-    json_object_array_add(refs, ref);
-    json_object_object_add(o, "endpoint", refs);
-    r = rh_request(who, "PUT", path, json_object_to_json_string(o), NULL);
-    cr_assert_eq(r.status, 200, "%s", r.body);
-    rh_response_free(&r);
-    json_object_put(o);
+    rh_register_endpoint(who, ura, url, payload_code);
 }
 
 /* $handover from hospital-a to receiver (no advance notice: the Task starts in-progress unless notice): the
@@ -345,15 +300,8 @@ static size_t queued(const char *ura, st_notification **rows)
 /* Wait until `state` counts at least n (false at the deadline): the relay records outcomes with commits. */
 static bool wait_state(st_notify_state state, int64_t n, int64_t deadline_ms)
 {
-    for (;;) {
-        int64_t counts[ST_NOTIFY_STATES];
-        st_error err;
-        if (st_notify_counts(rh.store, counts, &err) == ST_OK && counts[state] >= n)
-            return true;
-        if (mono_ms() >= deadline_ms)
-            return false;
-        usleep(10 * 1000); /* the condition is in the database: look again shortly */
-    }
+    int64_t left = deadline_ms - mono_ms();
+    return rh_wait_notify_state(state, n, left > 0 ? (int)left : 0);
 }
 
 /* What a notification Bundle says: its event number and focus; and that it is valid FHIR without personal data. */
@@ -637,7 +585,7 @@ static char notify_a[128], notify_b[128];
 static void peers_setup(void)
 {
     setup();
-    char pki[300], err[256], cert[320], key[320], ca[320];
+    char pki[300], err[256];
     snprintf(pki, sizeof pki, "%s/pki", rh.dir);
     peer_options po = {.pki_dir = pki, .slow_ms = 3000};
     peer_a = peer_start(&po, err, sizeof err);
@@ -646,19 +594,11 @@ static void peers_setup(void)
     cr_assert_not_null(peer_b, "%s", err);
     snprintf(notify_a, sizeof notify_a, "%s/notify", peer_base(peer_a));
     snprintf(notify_b, sizeof notify_b, "%s/notify", peer_base(peer_b));
-    snprintf(cert, sizeof cert, "%s/outbound.crt", pki);
-    snprintf(key, sizeof key, "%s/outbound.key", pki);
-    snprintf(ca, sizeof ca, "%s/ca-bundle.pem", pki);
     ob_config oc = ob_config_default();
-    oc.cert_file = cert;
-    oc.key_file = key;
-    oc.ca_file = ca;
     oc.retries = 0; /* as rly_outbound_config: the relay retries */
     oc.timeout_ms = 6000;
     oc.connect_timeout_ms = 2000;
-    ob_error oerr;
-    outbound = ob_client_new(&oc, &oerr);
-    cr_assert_not_null(outbound, "%s", oerr.message);
+    outbound = rh_outbound_client(oc);
     relay_config.deliver = rly_deliver_outbound;
     relay_config.deliver_arg = outbound;
 }

@@ -13,6 +13,7 @@
 
 #include "gateway/net/outbound.h"
 #include "tests/peer.h"
+#include "tests/run_pki.h"
 
 static char dir[256];
 static peer *pr;
@@ -26,11 +27,9 @@ static void setup(void)
 {
     snprintf(dir, sizeof dir, "/tmp/fhirgw-outbound-XXXXXX");
     cr_assert_not_null(mkdtemp(dir));
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "'%s/../certs/make-test-pki' '%s/pki' >/dev/null 2>&1", TESTS_DIR, dir);
-    cr_assert_eq(system(cmd), 0, "make-test-pki failed");
     char pki[300], err[256];
     snprintf(pki, sizeof pki, "%s/pki", dir);
+    rp_copy(pki);
     peer_options po = {.pki_dir = pki, .slow_ms = 1200, .oversize_bytes = 64 * 1024};
     pr = peer_start(&po, err, sizeof err);
     cr_assert_not_null(pr, "%s", err);
@@ -337,19 +336,24 @@ Test(outbound, threads_reuse_connections)
     ob_client_free(c);
 }
 
+/* The peer down and up again: every connection the client keeps to it is closed. */
+static void restart(peer *p)
+{
+    char err[256];
+    cr_assert(peer_set_mode(p, PEER_DOWN, err, sizeof err), "%s", err);
+    cr_assert(peer_set_mode(p, PEER_UP, err, sizeof err), "%s", err);
+}
+
 Test(outbound, a_peer_restarted_between_calls_still_gets_the_next_call)
 {
     ob_client *c = client(0, 5000); /* no retries of ob_send: a dead cached connection must not cost the call */
     ob_error err;
-    char err_text[256];
     cr_assert(get_p1(c, pr, &err), "%s", err.message);
     cr_assert(post_note(c, pr, true, &err), "%s", err.message);
-    cr_assert(peer_set_mode(pr, PEER_DOWN, err_text, sizeof err_text), "%s", err_text);
-    cr_assert(peer_set_mode(pr, PEER_UP, err_text, sizeof err_text), "%s", err_text); /* closed every connection */
+    restart(pr);
     cr_expect(get_p1(c, pr, &err), "GET after the restart: %s", err.message);
     cr_expect_eq(err.attempts, 1);
-    cr_assert(peer_set_mode(pr, PEER_DOWN, err_text, sizeof err_text), "%s", err_text);
-    cr_assert(peer_set_mode(pr, PEER_UP, err_text, sizeof err_text), "%s", err_text);
+    restart(pr);
     cr_expect(post_note(c, pr, true, &err), "POST after the restart: %s", err.message);
     cr_expect_eq(err.attempts, 1);
     cr_expect_eq(peer_count_path(pr, "/fhir/Task/$notify", false), 2, "each POST arrived once");

@@ -22,28 +22,13 @@
 
 #define NEGATIVE_DIR IG_SOURCE_DIR "/negative/gzsp-careplan"
 
-static pf_registry *guide;
-
 static void setup(void)
 {
-    oo_list issues;
-    oo_list_init(&issues, 0);
-    const char *dirs[] = {IG_PACKAGE_DIR};
-    guide = conf_load(dirs, 1, &issues);
-    cr_assert_not_null(guide, "the guide's package at %s", IG_PACKAGE_DIR);
-    cr_assert_eq(issues.errors, 0, "%s", issues.count ? issues.items[0].message : "");
-    oo_list_free(&issues);
-    rh_options opt = {.keep_gzsp = true, .allow_dangling = true, .profiles = guide};
-    rh_setup_with(&opt);
+    rh_options opt = {.keep_gzsp = true, .allow_dangling = true, .profiles = rh_guide()};
+    rh_setup_with(&opt); /* the directory is not needed here */
 }
 
-static void teardown(void)
-{
-    rh_teardown();
-    pf_registry_free(guide);
-}
-
-TestSuite(rest_ig, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(rest_ig, .init = setup, .fini = rh_teardown, .timeout = 120);
 
 /* A file's resource without its id, ready to POST; the caller frees it. */
 static char *postable(const char *path)

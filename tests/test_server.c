@@ -49,45 +49,17 @@
 
 #include "gateway/http/server.h"
 #include "tests/child_gateway.h"
+#include "tests/run_pki.h"
 
-#define MAKE_TEST_PKI TESTS_DIR "/../certs/make-test-pki"
-#define PKI_ENV "FHIRGW_TEST_SERVER_PKI"
 #define REQUEST_TIMEOUT_MS 1000
 #define MAX_BODY (64 * 1024)
 #define MAX_HEADER_BYTES (8 * 1024)
 
-/* ---- The shared PKI ---------------------------------------------------------- */
-
-static char pki_dir[64];
-
-ReportHook(PRE_ALL)(struct criterion_test_set *set)
-{
-    (void)set;
-    strcpy(pki_dir, "/tmp/fhirgw-srv-pki-XXXXXX");
-    if (!mkdtemp(pki_dir)) {
-        pki_dir[0] = '\0';
-        return;
-    }
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "'%s' '%s' >/dev/null", MAKE_TEST_PKI, pki_dir);
-    if (system(cmd) == 0)
-        setenv(PKI_ENV, pki_dir, 1);
-}
-
-ReportHook(POST_ALL)(struct criterion_global_stats *stats)
-{
-    (void)stats;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", pki_dir);
-    if (pki_dir[0] && system(cmd) != 0)
-        fprintf(stderr, "test_server: could not remove %s\n", pki_dir);
-}
+/* ---- The shared PKI: the run's (tests/run_pki.h) ------------------------------------------------- */
 
 static void pki_path(char *out, size_t len, const char *rel)
 {
-    const char *dir = getenv(PKI_ENV);
-    cr_assert_not_null(dir, "certs/make-test-pki failed in the runner");
-    snprintf(out, len, "%s/%s", dir, rel);
+    snprintf(out, len, "%s/%s", rp_dir(), rel);
 }
 
 /* ---- The test handler ----------------------------------------------------------- */
@@ -1304,10 +1276,9 @@ static cg_gateway start_fhirgw(char *dir, size_t dir_len, unsigned *fhir_port)
 {
     snprintf(dir, dir_len, "/tmp/fhirgw-srv-bin-XXXXXX");
     cr_assert_not_null(mkdtemp(dir));
-    char cmd[1024], cfg[512], log[512], dev[512], err[4096];
+    char cfg[512], log[512], dev[512], err[4096];
     snprintf(dev, sizeof dev, "%s/dev", dir);
-    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", getenv(PKI_ENV), dev);
-    cr_assert_eq(system(cmd), 0);
+    rp_copy(dev);
     snprintf(cfg, sizeof cfg, "%s/fhirgw.conf", dir);
     FILE *f = fopen(cfg, "w");
     fputs("workers 1\ndrain_timeout_ms 20s\nrate_limit_per_second 0\naccess_log\n", f);

@@ -72,54 +72,11 @@ static bool wait_notifications(size_t n)
 /* ---- the gateway with its relay ---- */
 
 static rly_relay *relay;
-static pf_registry *guide; /* $handover checks the documents against the guide's handover profiles */
-
-static void put_json(const char *who, const char *path, json_object *o)
-{
-    rh_response r = rh_request(who, "PUT", path, json_object_to_json_string(o), NULL);
-    cr_assert_eq(r.status, 200, "PUT %s: %ld %s", path, r.status, r.body);
-    rh_response_free(&r);
-}
-
-/* elv-a attests its ELV-HANDOVER agreements and names its notification Endpoint in its directory entry. */
-static void prepare_elv_a(void)
-{
-    const char *endpoint_id = rh_create(
-        "elv-a", "Endpoint",
-        "{\"resourceType\":\"Endpoint\",\"status\":\"active\",\"connectionType\":{\"system\":"
-        "\"http://terminology.hl7.org/CodeSystem/endpoint-connection-type\",\"code\":\"hl7-fhir-rest\"},"
-        "\"payloadType\":[{\"coding\":[{\"system\":\"http://terminology.hl7.org/CodeSystem/endpoint-payload-type\","
-        "\"code\":\"any\"}]}],\"address\":\"" NOTIFY_A "\"}");
-    char reference[96];
-    snprintf(reference, sizeof reference, "Endpoint/%s", endpoint_id);
-    const char *path = "/Organization/ura-" URA_ELV_A;
-    rh_response r = rh_request("elv-a", "GET", path, NULL, NULL);
-    cr_assert_eq(r.status, 200);
-    char *with = hb_with_agreements(r.body, "2099-12-31");
-    rh_response_free(&r);
-    json_object *o = json_tokener_parse(with);
-    free(with);
-    json_object_object_del(o, "meta");
-    json_object *refs = json_object_new_array(), *ref = json_object_new_object();
-    json_object_object_add(ref, "reference", json_object_new_string(reference));
-    json_object_array_add(refs, ref);
-    json_object_object_add(o, "endpoint", refs);
-    put_json("elv-a", path, o);
-    json_object_put(o);
-}
-
 static void setup(void)
 {
-    oo_list issues;
-    oo_list_init(&issues, 0);
-    const char *dirs[] = {IG_PACKAGE_DIR};
-    guide = conf_load(dirs, 1, &issues);
-    cr_assert_not_null(guide, "the guide's package at %s", IG_PACKAGE_DIR);
-    oo_list_free(&issues);
-    rh_options opt = {.profiles = guide};
-    rh_setup_with(&opt);
-    rh_publish_directory();
-    prepare_elv_a();
+    rh_setup_with_guide(NULL); /* $handover checks the documents against the guide's handover profiles */
+    rh_attest_agreements("elv-a", URA_ELV_A, "2099-12-31");
+    rh_register_endpoint("elv-a", URA_ELV_A, NOTIFY_A, NULL);
     rly_config c = {.store = rh.store,
                     .base_url = "https://127.0.0.1",
                     .deliver = deliver,
@@ -139,8 +96,6 @@ static void teardown(void)
     rly_stop(relay);
     relay = NULL;
     rh_teardown();
-    pf_registry_free(guide);
-    guide = NULL;
     pthread_mutex_lock(&rx.lock);
     for (size_t i = 0; i < rx.count; i++)
         free(rx.bodies[i]);
@@ -181,13 +136,7 @@ static json_object *get_json(const char *who, const char *method, const char *pa
 /* The named parameter of a Parameters (NULL when absent). */
 static json_object *parameter(json_object *params, const char *name)
 {
-    json_object *list = json_object_object_get(params, "parameter");
-    for (size_t i = 0; i < json_object_array_length(list); i++) {
-        json_object *p = json_object_array_get_idx(list, i);
-        if (!strcmp(json_object_get_string(json_object_object_get(p, "name")), name))
-            return p;
-    }
-    return NULL;
+    return rh_named(params, "parameter", name);
 }
 
 static const char *value_of(json_object *params, const char *name, const char *member)
@@ -478,3 +427,4 @@ Test(subscription, a_long_range_is_paged_by_a_next_link)
     json_object_put(o);
     rh_expect_valid_bodies();
 }
+
