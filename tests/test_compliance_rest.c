@@ -9,6 +9,7 @@
  * references rewritten by the server); the peer serves them with their own ids.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -854,3 +855,108 @@ Test(stream, a_pull_of_more_plans_than_a_batch_reports_each_insured_plan_once)
     }
 }
 
+/* ---- two insurers pulling the same provider's reports at once ---------------------------- */
+
+#define SHARED_PLANS 600 /* of two patients, one of each insurer: each insurer's more than a batch */
+#define PULLS 4          /* at once: each insurer twice */
+
+/* One streamed pull on a thread of its own (no Criterion there: the answer is checked after the join). */
+typedef struct pull {
+    const char *who;
+    rh_response r;
+} pull;
+
+static void *pull_compliance(void *arg)
+{
+    pull *p = arg;
+    const char *const ndjson[] = {"Accept: application/x-ndjson", NULL};
+    p->r = rh_request(p->who, "GET", "/insurer/compliance?provider=" GZSP_URA "&date=" D0, NULL, ndjson);
+    return NULL;
+}
+
+static bool never(size_t i)
+{
+    (void)i;
+    return false;
+}
+
+/* The pull's reports by plan: seen[k] counts the reports of plan ids[k]; those of no plan of ids (the fixture's
+ * own, `own`) into *own_seen. The number of lines. */
+static size_t tally(pull *p, char (*ids)[80], size_t n, const char *own, unsigned *seen, unsigned *own_seen)
+{
+    cr_assert_eq(p->r.status, 200, "%s: %ld %.300s", p->who, p->r.status, p->r.body);
+    size_t lines = 0;
+    for (char *line = p->r.body, *end; line && *line; line = end + 1, lines++) {
+        end = strchr(line, '\n');
+        cr_assert_not_null(end, "%s: every line ends in a newline (line %zu)", p->who, lines);
+        *end = 0;
+        json_object *o = json_tokener_parse(line);
+        cr_assert_not_null(o, "%s, line %zu: %.300s", p->who, lines, line);
+        cr_assert_str_eq(rh_str(o, "resourceType"), "InsurerComplianceReport", "%.300s", line);
+        const char *subject = rh_str(o, "subject.reference");
+        cr_assert_not_null(subject, "%.300s", line);
+        const char *plan = subject + strcspn(subject, "/") + 1;
+        size_t k = 0;
+        while (k < n && strcmp(plan, ids[k]))
+            k++;
+        if (k < n)
+            seen[k]++;
+        else
+            cr_assert_str_eq(plan, own, "%s: a report of a plan not stored here: %s", p->who, subject);
+        *own_seen += k == n;
+        json_object_put(o);
+    }
+    return lines;
+}
+
+/*
+ * Two insurers (insurer, UZOVI 9901; hospital-b registered as a second one, UZOVI 9902) pull the same provider's
+ * compliance reports as NDJSON at the same time, each twice: every answer is complete and holds exactly the
+ * reports of that insurer's insured, each once, whatever the other pulls run beside it.
+ */
+Test(stream, two_insurers_pulling_at_once_each_get_their_own_reports_once)
+{
+    rh_set_roles("hospital-b", "insurer,uzovi-9902");
+    rh_stop_server();
+    rh_start_server();
+    char own[80];
+    json_object *plan = stored_plan(own); /* its patient: the fixture's, insured by 9901 (the fixture's Coverage) */
+    char patient_a[96], patient_b[96];
+    snprintf(patient_a, sizeof patient_a, "%s", rh_str(plan, "subject.reference"));
+    new_patient(patient_b);
+    insure(patient_a, "9901");
+    insure(patient_b, "9902");
+    const char *patients[2] = {patient_a, patient_b};
+    static char ids[SHARED_PLANS][80];
+    post_copies(plan, patients, NULL, never, ids, SHARED_PLANS); /* plan k is patient k % 2's */
+    json_object_put(plan);
+
+    pull pulls[PULLS];
+    pthread_t t[PULLS];
+    for (size_t i = 0; i < PULLS; i++) {
+        pulls[i] = (pull){.who = i % 2 ? "hospital-b" : "insurer"};
+        cr_assert_eq(pthread_create(&t[i], NULL, pull_compliance, &pulls[i]), 0);
+    }
+    for (size_t i = 0; i < PULLS; i++)
+        pthread_join(t[i], NULL);
+    rh_expect_valid_bodies();
+    for (size_t i = 0; i < PULLS; i++) {
+        size_t mine = i % 2; /* the patient of this pull's insurer */
+        static unsigned seen[SHARED_PLANS];
+        unsigned own_seen = 0;
+        memset(seen, 0, sizeof seen);
+        size_t lines = tally(&pulls[i], ids, SHARED_PLANS, own, seen, &own_seen);
+        size_t wrong = 0, twice = 0, missing = 0;
+        for (size_t k = 0; k < SHARED_PLANS; k++) {
+            wrong += k % 2 != mine && seen[k];
+            twice += seen[k] > 1;
+            missing += k % 2 == mine && !seen[k];
+        }
+        cr_expect_eq(wrong, 0, "pull %zu (%s): %zu reports of the other insurer's insured", i, pulls[i].who, wrong);
+        cr_expect_eq(twice, 0, "pull %zu (%s): %zu plans reported more than once", i, pulls[i].who, twice);
+        cr_expect_eq(missing, 0, "pull %zu (%s): %zu of its insured's plans not reported", i, pulls[i].who, missing);
+        cr_expect_eq(own_seen, mine ? 0u : 1u, "pull %zu (%s): the fixture's own plan is 9901's", i, pulls[i].who);
+        cr_expect_eq(lines, SHARED_PLANS / 2 + !mine, "pull %zu (%s): %zu lines", i, pulls[i].who, lines);
+        rh_response_free(&pulls[i].r);
+    }
+}

@@ -17,6 +17,7 @@
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -428,3 +429,109 @@ Test(subscription, a_long_range_is_paged_by_a_next_link)
     rh_expect_valid_bodies();
 }
 
+/* ---- $events read while notifications are being committed ---- */
+
+#define RACING_HANDOVERS 24
+#define EVENTS_MAX 256 /* far above the events the racing handovers queue */
+
+/* The sender's side of the race: handovers to elv-a, one after another, on a thread of their own (no Criterion
+ * there: the statuses are checked after the join). */
+typedef struct racing_sender {
+    long status[RACING_HANDOVERS];
+    atomic_bool done;
+} racing_sender;
+
+static void *send_racing_handovers(void *arg)
+{
+    racing_sender *s = arg;
+    for (int i = 0; i < RACING_HANDOVERS; i++) {
+        char ident[64], notice[64];
+        snprintf(ident, sizeof ident, "5b0c0002-0000-4000-8000-%012d", i + 1);
+        snprintf(notice, sizeof notice, "ab0c0002-0000-4000-8000-%012d", i + 1);
+        char *body = hb_parameters(ident, notice, URA_ELV_A);
+        rh_response r = rh_request("hospital-a", "POST", "/$handover", body, NULL);
+        free(body);
+        s->status[i] = r.status;
+        rh_response_free(&r);
+    }
+    atomic_store(&s->done, true);
+    return NULL;
+}
+
+/* The event numbers of a notification-event list, in order (-1 where a number is missing or not a number). */
+static void numbers_of(json_object **events, size_t n, long *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *text = json_object_get_string(
+            json_object_object_get(rh_named(events[i], "part", "event-number"), "valueString"));
+        char *end = NULL;
+        long v = text ? strtol(text, &end, 10) : -1;
+        out[i] = text && *text && !*end ? v : -1;
+    }
+}
+
+/* One $events read from `since` on: the event numbers it names (count into *n) and the count the status gives. */
+static long read_events(long since, long *numbers, size_t *n)
+{
+    char path[128];
+    snprintf(path, sizeof path, SUB_A "/$events?eventsSinceNumber=%ld", since);
+    json_object *o = get_json("elv-a", "GET", path, NULL, 200);
+    json_object *status = json_object_object_get(json_object_array_get_idx(json_object_object_get(o, "entry"), 0),
+                                                 "resource");
+    json_object *events[EVENTS_MAX];
+    *n = events_of(status, events, EVENTS_MAX);
+    numbers_of(events, *n, numbers);
+    const char *count = value_of(status, "events-since-subscription-start", "valueString");
+    long total = count ? atol(count) : -1;
+    json_object_put(o);
+    return total;
+}
+
+/*
+ * The receiver reads $events over and over while the sender's handovers commit their notifications: each answer
+ * names the events from `since` on without a gap, in order, and the status counts at least the last; a read from
+ * 1 never names fewer events than an earlier one did, and a read from the highest number seen so far starts at
+ * that number (an event once seen is never missed). At the end the reads name exactly what the store queued.
+ */
+Test(subscription, events_read_while_notifications_commit_have_no_gaps)
+{
+    racing_sender sender = {.done = false};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, send_racing_handovers, &sender), 0);
+    long numbers[EVENTS_MAX], highest = 0;
+    size_t reads = 0, partial = 0;
+    bool last = false;
+    while (!last) {
+        last = atomic_load(&sender.done); /* one more read after the sender is done: it sees all */
+        bool from_one = reads % 2 == 0 || highest == 0;
+        long since = from_one ? 1 : highest;
+        size_t n;
+        long total = read_events(since, numbers, &n);
+        reads++;
+        for (size_t i = 0; i < n; i++)
+            cr_assert_eq(numbers[i], since + (long)i, "read %zu from %ld: event %zu is %ld", reads, since, i,
+                         numbers[i]);
+        cr_assert_geq(since + (long)n - 1, highest, "read %zu from %ld misses event %ld seen before (it names %zu)",
+                      reads, since, highest, n);
+        cr_assert_geq(total, since + (long)n - 1, "read %zu: the status counts %ld, fewer than it names", reads, total);
+        if (n && numbers[n - 1] > highest)
+            highest = numbers[n - 1];
+        partial += !last && n > 0;
+    }
+    pthread_join(t, NULL);
+    rh_expect_valid_bodies();
+    for (int i = 0; i < RACING_HANDOVERS; i++)
+        cr_expect_eq(sender.status[i], 201, "handover %d: %ld", i + 1, sender.status[i]);
+    st_notification *rows = NULL;
+    size_t count = 0;
+    st_error err;
+    st_notify_query q = {.receiver = URA_ELV_A};
+    cr_assert_eq(st_notify_list(rh.store, &q, &rows, &count, &err), ST_OK, "%s", err.message);
+    cr_expect_geq(count, RACING_HANDOVERS, "a notification per handover at least");
+    for (size_t i = 0; i < count; i++)
+        cr_expect_eq(rows[i].event_number, (int64_t)i + 1, "the queue numbers elv-a's events 1, 2, ...");
+    free(rows);
+    cr_expect_eq(highest, (long)count, "the last read names every event queued");
+    cr_log_info("%zu reads of $events during %d handovers, %zu of them before the last commit", reads, RACING_HANDOVERS,
+                partial);
+}
