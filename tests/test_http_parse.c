@@ -19,7 +19,6 @@
 #define _GNU_SOURCE /* memmem */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <criterion/hooks.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
@@ -32,46 +31,18 @@
 #include <unistd.h>
 
 #include "gateway/http/server.h"
+#include "tests/run_pki.h"
 
-#define MAKE_TEST_PKI TESTS_DIR "/../certs/make-test-pki"
-#define PKI_ENV "FHIRGW_TEST_HTTP_PARSE_PKI"
 #define REQUEST_TIMEOUT_MS 1000
 #define MAX_BODY (64 * 1024)
 #define MAX_HEADER_BYTES (8 * 1024)
 #define MAX_HEADERS 50
 
-/* ---- The PKI, made once per run (as in test_server.c) ------------------------------------------ */
-
-static char pki_dir[64];
-
-ReportHook(PRE_ALL)(struct criterion_test_set *set)
-{
-    (void)set;
-    strcpy(pki_dir, "/tmp/fhirgw-parse-pki-XXXXXX");
-    if (!mkdtemp(pki_dir)) {
-        pki_dir[0] = '\0';
-        return;
-    }
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "'%s' '%s' >/dev/null", MAKE_TEST_PKI, pki_dir);
-    if (system(cmd) == 0)
-        setenv(PKI_ENV, pki_dir, 1);
-}
-
-ReportHook(POST_ALL)(struct criterion_global_stats *stats)
-{
-    (void)stats;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", pki_dir);
-    if (pki_dir[0] && system(cmd) != 0)
-        fprintf(stderr, "test_http_parse: could not remove %s\n", pki_dir);
-}
+/* ---- The PKI, made once per run (tests/run_pki.h) ------------------------------------------- */
 
 static void pki_path(char *out, size_t len, const char *rel)
 {
-    const char *dir = getenv(PKI_ENV);
-    cr_assert_not_null(dir, "certs/make-test-pki failed in the runner");
-    snprintf(out, len, "%s/%s", dir, rel);
+    snprintf(out, len, "%s/%s", rp_dir(), rel);
 }
 
 /* ---- The echo handler and the server ----------------------------------------------------------- */

@@ -13,9 +13,9 @@
  * be, malformed otherNames from certificates built here with the OpenSSL API.
  */
 #include "gateway/auth/identity.h"
+#include "tests/run_pki.h"
 
 #include <criterion/criterion.h>
-#include <criterion/hooks.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -29,14 +29,11 @@
 #include <sys/wait.h>
 
 #define MAKE_TEST_PKI SOURCE_DIR "/certs/make-test-pki"
-#define PKI_ENV "FHIRGW_TEST_PKI"
 
 static const char *const NAMED_CLIENTS[] = {"hospital-a", "hospital-b", "gp", "elv-a", "elv-b", "gzsp", "insurer"};
 #define N_NAMED (sizeof NAMED_CLIENTS / sizeof *NAMED_CLIENTS)
 
 /* ---- The shared PKI ---------------------------------------------------------- */
-
-static char pki_dir[64];
 
 /* snprintf that says whether everything fit; fmt() fails the test if not.
  * (Through a va_list, so that -O2 does not guess at truncation either.) */
@@ -68,30 +65,10 @@ static void remove_tree(const char *dir)
         fprintf(stderr, "test_identity: could not remove %s\n", dir);
 }
 
-ReportHook(PRE_ALL)(struct criterion_test_set *set)
-{
-    (void)set;
-    strcpy(pki_dir, "/tmp/fhirgw-pki-XXXXXX");
-    if (!mkdtemp(pki_dir)) {
-        pki_dir[0] = '\0';
-        return;
-    }
-    if (run_script(pki_dir, false) == 0)
-        setenv(PKI_ENV, pki_dir, 1);
-}
-
-ReportHook(POST_ALL)(struct criterion_global_stats *stats)
-{
-    (void)stats;
-    if (pki_dir[0])
-        remove_tree(pki_dir);
-}
-
+/* The run's PKI (tests/run_pki.h: made once, before the first test). */
 static const char *pki(void)
 {
-    const char *dir = getenv(PKI_ENV);
-    cr_assert_not_null(dir, "certs/make-test-pki failed in the runner; run it by hand to see why");
-    return dir;
+    return rp_dir();
 }
 
 static void pki_path(char *out, size_t len, const char *rel)
