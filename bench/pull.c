@@ -7,6 +7,10 @@
  *
  *   bench-pull SOURCE_DIR FHIRGW [PLANS]      PLANS: 10000 by default
  *   BENCH_PULL_SAVE=FILE                      also write the pulled reports there
+ *   BENCH_PULL_REPEAT=N                       pull N times (each rate printed; the first is the headline)
+ *   BENCH_PULL_KEEP=1                         leave the temporary folder (the gateway's database) in place
+ *   BENCH_PULL_PERF=FILE                      perf record the gateway during the (first) pull into FILE
+ *   BENCH_PULL_PERF_CALLGRAPH=MODE            its --call-graph (fp by default; dwarf through libc's malloc)
  *
  * 1. A test PKI in a temporary folder (certs/make-test-pki), the insurer
  *    registered with UZOVI 9901, and the real gateway (FHIRGW serve --dev) on
@@ -29,6 +33,7 @@
 #include <dirent.h>
 #include <json-c/json.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +54,32 @@ static char dir[256];
 static cg_gateway gateway = {.pid = -1};
 static cg_client insurer, provider; /* one keep-alive connection each, once the gateway serves */
 
+/* perf record -g of the gateway into file while the pull runs (BENCH_PULL_PERF); its pid, or -1. */
+static pid_t perf_start(const char *file)
+{
+    if (!file)
+        return -1;
+    char pid[16];
+    snprintf(pid, sizeof pid, "%d", (int)gateway.pid);
+    pid_t p = fork();
+    if (p == 0) {
+        const char *cg = getenv("BENCH_PULL_PERF_CALLGRAPH");
+        execlp("perf", "perf", "record", "-q", "-F", "499", "--call-graph", cg ? cg : "fp", "-p", pid, "-o", file,
+               (char *)NULL);
+        _exit(127);
+    }
+    sleep(1); /* perf attaches before the pull starts */
+    return p;
+}
+
+static void perf_stop(pid_t p)
+{
+    if (p <= 0)
+        return;
+    kill(p, SIGINT);
+    waitpid(p, NULL, 0);
+}
+
 static double now_seconds(void)
 {
     struct timespec ts;
@@ -61,7 +92,9 @@ static void cleanup(void)
     cg_client_close(&insurer);
     cg_client_close(&provider);
     cg_stop(&gateway, SIGTERM, NULL, NULL, 0);
-    if (*dir) {
+    if (*dir && getenv("BENCH_PULL_KEEP")) {
+        printf("kept: %s\n", dir);
+    } else if (*dir) {
         char cmd[512];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
         if (system(cmd) != 0)
@@ -367,6 +400,21 @@ static double check_from_files(const char *source, template *t, size_t n, double
     return (double)done / elapsed;
 }
 
+/* BENCH_PULL_REPEAT=N: N-1 more pulls, each rate and ratio against the same file rate. */
+static void repeat_pull(size_t plans, double file_rate)
+{
+    const char *n = getenv("BENCH_PULL_REPEAT");
+    for (long i = 1; n && i < atol(n); i++) {
+        double t0 = now_seconds();
+        long status = request(&insurer, "GET", "/insurer/compliance?provider=90000401&date=" DATE_CHECKED, NULL,
+                              "application/x-ndjson");
+        double rate = (double)plans / (now_seconds() - t0);
+        if (status != 200 || insurer.lines != plans)
+            die("a repeated pull failed");
+        printf("pull again: %9.0f plans/s, / files %.2f\n", rate, rate / file_rate);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -393,10 +441,12 @@ int main(int argc, char **argv)
            now_seconds() - t0);
 
     cg_client *a = &insurer; /* its body kept (4 MB for 10,000): the lines are looked at below */
+    pid_t perf = perf_start(getenv("BENCH_PULL_PERF"));
     t0 = now_seconds();
     long status = request(a, "GET", "/insurer/compliance?provider=90000401&date=" DATE_CHECKED, NULL,
                           "application/x-ndjson");
     double pull_seconds = now_seconds() - t0;
+    perf_stop(perf);
     if (status != 200 || a->lines != plans) {
         fprintf(stderr, "bench-pull: the pull answered %ld with %zu reports (expected %zu)\n", status, a->lines, plans);
         /* what the paged view says, to see why */
@@ -431,6 +481,7 @@ int main(int argc, char **argv)
     printf("files (parse + rules, full context, one core):    %9.0f plans/s\n", file_rate);
     printf("reports: %zu compliant, %zu not (none notMapped)\n", compliant, a->lines - compliant);
     printf("pull / files:                                     %9.2f (target >= 0.5)\n", pull_rate / file_rate);
+    repeat_pull(plans, file_rate);
     for (size_t i = 0; i < n; i++) {
         json_object_put(t[i].bundle);
         free(t[i].text);

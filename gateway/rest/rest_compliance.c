@@ -83,13 +83,90 @@ static void keep_rules(rl_report *rep, const char *prefix)
     rep->count = kept;
 }
 
+/* ---- the report in the insurer's model ------------------------------------------------------ */
+
+#define RULE_SYSTEM "https://fhirgw.nl/fhir/CodeSystem/rule"
+
+/* text, and " (detail)" when there is one: the finding's message as rules/report.c writes it */
+static void message_string(fj_buf *b, const char *text, const char *detail)
+{
+    if (!detail) {
+        fj_buf_string(b, text, strlen(text));
+        return;
+    }
+    size_t n = strlen(text) + strlen(detail) + 4;
+    char *m = malloc(n);
+    if (!m) {
+        b->failed = true;
+        return;
+    }
+    snprintf(m, n, "%s (%s)", text, detail);
+    fj_buf_string(b, m, strlen(m));
+    free(m);
+}
+
+/*
+ * The report as the insurer's InsurerComplianceReport, written directly: what the shipped map
+ * compliance-report (mappings/maps/<year>/compliance-report.map) makes of rl_report_parameters' Parameters,
+ * member for member and in the same order (subject, rulePackVersion, checked, status, and findings only when
+ * there are any: ruleId, message, severity, source, location when the finding has one), without the round
+ * trip through json-c, text, the parser and the map engine, which cost a pull more than the check itself.
+ * tests/test_compliance_rest.c holds the two to the same bytes. NULL when out of memory.
+ */
+static char *insurer_report(const rl_report *rep, size_t *len)
+{
+    fj_buf b = {0};
+    const char *slash = strchr(rep->subject, '/');
+    fj_buf_puts(&b, "{\"resourceType\":\"InsurerComplianceReport\",\"subject\":{");
+    if (slash && slash > rep->subject) {
+        fj_buf_puts(&b, "\"type\":");
+        fj_buf_string(&b, rep->subject, (size_t)(slash - rep->subject));
+        fj_buf_puts(&b, ",");
+    }
+    fj_buf_puts(&b, "\"reference\":");
+    fj_buf_string(&b, rep->subject, strlen(rep->subject));
+    fj_buf_puts(&b, "},\"rulePackVersion\":");
+    fj_buf_string(&b, rep->pack ? rep->pack : "", rep->pack ? strlen(rep->pack) : 0);
+    fj_buf_printf(&b, ",\"checked\":\"%s\",\"status\":\"%s\"", rep->checked, rl_status_code(rl_report_status(rep)));
+    for (size_t i = 0; i < rep->count; i++) {
+        const rl_finding *f = &rep->items[i];
+        fj_buf_puts(&b, i ? ",{\"ruleId\":" : ",\"findings\":[{\"ruleId\":");
+        fj_buf_string(&b, f->rule->id, strlen(f->rule->id));
+        fj_buf_puts(&b, ",\"message\":");
+        message_string(&b, f->rule->message_en, f->detail);
+        fj_buf_puts(&b, f->error ? ",\"severity\":\"error\",\"source\":" : ",\"severity\":\"warning\",\"source\":");
+        fj_buf_string(&b, f->rule->source, strlen(f->rule->source));
+        if (*f->location) {
+            fj_buf_puts(&b, ",\"location\":");
+            fj_buf_string(&b, f->location, strlen(f->location));
+        }
+        fj_buf_puts(&b, "}");
+    }
+    fj_buf_puts(&b, rep->count ? "]}" : "}");
+    return fj_buf_take(&b, len);
+}
+
+/* The report's text in the form asked for: the Parameters, or the insurer's model. */
+static char *report_text(const rl_report *rep, bool insurer_model, size_t *len)
+{
+    if (insurer_model)
+        return insurer_report(rep, len);
+    json_object *p = rl_report_parameters(rep);
+    const char *s = json_object_to_json_string_ext(p, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    char *json = strdup(s);
+    *len = strlen(s);
+    json_object_put(p);
+    return json;
+}
+
 /*
  * Check the document text[0..len) (a Bundle with the subject first among the pack's subject types, or a
- * lone resource) whose subject must be of type `want`. 200 with the report's Parameters in *json, or a
- * status with msg. text is parsed in place. only: keep the findings of rules starting with it (NULL: all).
+ * lone resource) whose subject must be of type `want`. 200 with the report's Parameters (insurer_model: the
+ * InsurerComplianceReport) in *json and its status code in *status_code (unless NULL), or a status with msg.
+ * text is parsed in place. only: keep the findings of rules starting with it (NULL: all).
  */
 static int check_text(rest_app *app, char *text, size_t len, const char *want, fdt_value date, const char *only,
-                      char **json, size_t *jlen, char *msg, size_t msglen)
+                      bool insurer_model, char **json, size_t *jlen, const char **status_code, char *msg, size_t msglen)
 {
     const rl_engine *engine = app->opt.rules;
     if (!engine) {
@@ -124,11 +201,9 @@ static int check_text(rest_app *app, char *text, size_t len, const char *want, f
             status = 422;
         } else {
             keep_rules(&rep, only);
-            json_object *p = rl_report_parameters(&rep);
-            const char *s = json_object_to_json_string_ext(p, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-            *json = strdup(s);
-            *jlen = strlen(s);
-            json_object_put(p);
+            *json = report_text(&rep, insurer_model, jlen);
+            if (status_code)
+                *status_code = rl_status_code(rl_report_status(&rep));
             if (!*json) {
                 snprintf(msg, msglen, "out of memory");
                 status = 503;
@@ -210,7 +285,7 @@ int rest_compliance_report_for(rest_app *app, const char *type, const char *id, 
     if (s == 0) {
         size_t blen;
         char *bundle = cx_bundle(&set, &blen);
-        s = bundle ? check_text(app, bundle, blen, type, day, NULL, json, len, msg, msglen) : 503;
+        s = bundle ? check_text(app, bundle, blen, type, day, NULL, false, json, len, NULL, msg, msglen) : 503;
         free(bundle);
     }
     cx_set_free(&set);
@@ -285,7 +360,8 @@ int rest_compliance_reports(rest_app *app, cx_cache *cache, const char *type, co
     cx_set *sets = calloc(n ? n : 1, sizeof *sets);
     int s = texts && lens && job_of && sets ? 0 : 503;
     for (size_t i = 0; !s && i < n; i++) {
-        jobs[i].status = 0, jobs[i].report = NULL, jobs[i].report_len = 0, jobs[i].msg[0] = '\0';
+        jobs[i].status = 0, jobs[i].report = NULL, jobs[i].report_len = 0, jobs[i].status_code = NULL;
+        jobs[i].msg[0] = '\0';
         if (jobs[i].json)
             texts[m] = jobs[i].json, lens[m] = jobs[i].len, job_of[m++] = i;
     }
@@ -302,8 +378,8 @@ int rest_compliance_reports(rest_app *app, cx_cache *cache, const char *type, co
             continue; /* left out: not the insurer's insured */
         size_t blen;
         char *bundle = cx_bundle(&sets[k], &blen);
-        job->status = bundle ? check_text(app, bundle, blen, type, day, NULL, &job->report, &job->report_len, job->msg,
-                                          sizeof job->msg)
+        job->status = bundle ? check_text(app, bundle, blen, type, day, NULL, job->insurer_model, &job->report,
+                                          &job->report_len, &job->status_code, job->msg, sizeof job->msg)
                              : 503;
         free(bundle);
     }
@@ -482,7 +558,7 @@ static void check_posted(rq *q, char *text, size_t len, const char *date, const 
         rq_respond_outcome(q, 400, OO_ERROR, "invalid", NULL, "date must be YYYY-MM-DD");
         return;
     }
-    int s = check_text(q->app, text, len, want, day, only, &json, &jlen, msg, sizeof msg);
+    int s = check_text(q->app, text, len, want, day, only, false, &json, &jlen, NULL, msg, sizeof msg);
     answer(q, s, json, jlen, msg);
 }
 

@@ -79,6 +79,7 @@ typedef struct list_params {
     char date[11];   /* COMPLIANCE: the date checked (YYYY-MM-DD); empty: today */
     char status[16]; /* COMPLIANCE: only reports of this status; empty: all */
     cx_cache *cache; /* COMPLIANCE: what the pull has read, kept from chunk to chunk (NULL: none) */
+    fj_buf *lines;   /* COMPLIANCE stream: the reports as NDJSON lines here rather than into items (NULL: items) */
 } list_params;
 
 /* ---- the gate: insurers, with a UZOVI ---- */
@@ -337,63 +338,33 @@ static void not_mapped_item(json_object *not_mapped, const st_resource *r, const
     json_object_array_add(not_mapped, n);
 }
 
-/* The value of the report's "status" parameter (rules/report.c) into out; false when it has none. */
-static bool report_status(const fj_doc *d, char out[16])
-{
-    uint32_t params = fj_get(d, 0, "parameter");
-    if (params == UINT32_MAX || d->nodes[params].type != FJ_ARRAY)
-        return false;
-    for (uint32_t i = params + 1; i < params + d->nodes[params].size; i = fj_next(d, i)) {
-        uint32_t name = fj_get(d, i, "name"), code = fj_get(d, i, "valueCode");
-        if (name != UINT32_MAX && code != UINT32_MAX && d->nodes[name].len == 6 &&
-            !memcmp(fj_str(d, name), "status", 6) && d->nodes[code].len < 16) {
-            memcpy(out, fj_str(d, code), d->nodes[code].len);
-            out[d->nodes[code].len] = 0;
-            return true;
-        }
-    }
-    return false;
-}
-
 /*
- * The compliance report of plan r (its stored context, on the date asked), mapped to the insurer's model and
- * added to items when its status is the one asked for. True when it was taken (added, or noted as not mapped);
- * false when the status filter left it out. The report carries rule ids, locations and messages, never the
- * plan's clinical content; the plan read for it is an audit entry of the request.
+ * The compliance report of plan r (its stored context, on the date asked) in the insurer's model (written
+ * directly by rest_compliance_reports: what the compliance-report map makes of it) added to items, or as a
+ * line to p->lines when the stream asks for lines, when its status is the one asked for. True when it was
+ * taken (added, or noted as not mapped); false when the status filter left it out. The report carries rule
+ * ids, locations and messages, never the plan's clinical content; the plan read for it is an audit entry of
+ * the request.
  */
 static bool report_one(rq *q, const list_params *p, const st_resource *r, rest_compliance_job *job, json_object *items,
                        json_object *not_mapped)
 {
     char *json = job->report;
-    size_t len = job->report_len;
     job->report = NULL;
-    if (job->status != 200) {
-        free(json);
-        not_mapped_item(not_mapped, r, job->msg);
-        return true;
-    }
-    fj_doc doc;
-    fj_error jerr;
-    char got[16] = "";
     bool taken = true;
-    if (!fj_parse(json, len, NULL, &doc, &jerr)) {
+    json_object *o = NULL;
+    if (job->status != 200)
+        not_mapped_item(not_mapped, r, job->msg);
+    else if (p->status[0] && strcmp(job->status_code, p->status))
+        taken = false;
+    else if (!p->lines && !(o = json_tokener_parse(json)))
         not_mapped_item(not_mapped, r, "the report could not be read");
-    } else {
-        if (p->status[0] && (!report_status(&doc, got) || strcmp(got, p->status))) {
-            taken = false;
-        } else {
-            oo_list issues;
-            oo_list_init(&issues, 0);
-            json_object *out = NULL;
-            if (!rest_maps_run(q->app->maps, COMPLIANCE.map, &doc, UINT32_MAX, &out, &issues)) {
-                json_object_array_add(items, out);
-                rest_audit_note_resource(q, AZ_READ, r, AZ_ALLOW, 200, NULL);
-            } else {
-                not_mapped_item(not_mapped, r, issues.count ? issues.items[0].message : "the map failed");
-            }
-            oo_list_free(&issues);
-        }
-        fj_doc_free(&doc);
+    else {
+        if (o)
+            json_object_array_add(items, o);
+        else
+            fj_buf_append(p->lines, json, job->report_len), fj_buf_puts(p->lines, "\n");
+        rest_audit_note_resource(q, AZ_READ, r, AZ_ALLOW, 200, NULL);
     }
     free(json);
     return taken;
@@ -548,6 +519,7 @@ static int chunk_check(rq *q, const list_params *p, const char *uzovi, const st_
         if (!listed(q, &COMPLIANCE, p->provider, r))
             continue;
         c->jobs[i].json = r->json;
+        c->jobs[i].insurer_model = true;
         c->jobs[i].len = r->json_len;
         plan_scope(q, r, &c->jobs[i], c->patients[i]);
     }
@@ -685,7 +657,8 @@ typedef struct pull {
     rq *q;
     list_params p;
     char uzovi[INS_UZOVI_SIZE];
-    fj_buf out; /* lines not yet handed to the stream */
+    fj_buf out;  /* lines not yet handed to the stream */
+    fj_buf page; /* the page being made: its lines wait for its audit entries */
     bool done;
 } pull;
 
@@ -696,15 +669,16 @@ static int pull_page(pull *pl, bool first)
     char next[64];
     oo_list issues;
     oo_list_init(&issues, 0);
+    pl->page.len = 0;
+    pl->p.lines = &pl->page;
     int status = fill_page(pl->q, &COMPLIANCE, pl->uzovi, &pl->p, items, not_mapped, next, &issues);
     oo_list_free(&issues);
     if (!status && !first && !rest_audit_flush_wait(pl->q))
         status = 503; /* the entries of what this page discloses could not be recorded: not sent */
-    for (size_t i = 0; !status && i < json_object_array_length(items); i++) {
-        fj_buf_puts(&pl->out, json_object_to_json_string_ext(json_object_array_get_idx(items, i),
-                                                             JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-        fj_buf_puts(&pl->out, "\n");
-    }
+    if (!status && pl->page.failed)
+        status = 503;
+    if (!status && pl->page.len)
+        fj_buf_append(&pl->out, pl->page.data, pl->page.len);
     for (size_t i = 0; !status && i < json_object_array_length(not_mapped); i++) {
         fj_buf_printf(&pl->out, "{\"notMapped\":%s}\n",
                       json_object_to_json_string_ext(json_object_array_get_idx(not_mapped, i),
@@ -732,6 +706,7 @@ static void pull_release(void *arg)
 {
     pull *pl = arg;
     fj_buf_free(&pl->out);
+    fj_buf_free(&pl->page);
     free(pl->p.from);
     free(pl->p.to);
     cx_cache_free(pl->p.cache);
