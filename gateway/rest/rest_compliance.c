@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "fhir/array.h"
 #include "gateway/rest/answer.h"
 #include "gateway/rest/handlers.h"
 #include "gateway/rest/insured.h"
@@ -300,6 +301,13 @@ int rest_compliance_for_plan(rest_app *app, const char *plan_id, const char *dat
 
 /* ---- many stored subjects at once ------------------------------------------------------ */
 
+/* What one Coverage said for one day (the text is the set's, alive for the batch). */
+typedef struct coverage_answer {
+    const char *json;
+    int64_t day_ms;
+    bool yes;
+} coverage_answer;
+
 typedef struct batch_scope {
     rest_app *app;
     const rest_insurer_scope *insurer;
@@ -308,7 +316,24 @@ typedef struct batch_scope {
     int status;           /* the store failed in the fallback below */
     char *msg;
     size_t msglen;
+    coverage_answer *answers; /* the batch's Coverages as judged so far: the plans of one patient share them */
+    size_t answer_count, answer_cap;
 } batch_scope;
+
+/* Does the Coverage text json insure for the insurer on day_ms? Judged once per text and day in a batch. */
+static bool coverage_insures(batch_scope *b, const char *json, int64_t day_ms)
+{
+    for (size_t i = 0; i < b->answer_count; i++)
+        if (b->answers[i].json == json && b->answers[i].day_ms == day_ms)
+            return b->answers[i].yes;
+    ins_facts facts = {b->app->opt.store, b->app->opt.organisations};
+    json_object *c = json_tokener_parse(json);
+    bool yes = ins_coverage_insures(&facts, c, NULL, b->insurer->uzovi, day_ms);
+    json_object_put(c);
+    if (fa_reserve(&b->answers, &b->answer_cap, b->answer_count + 1, sizeof *b->answers))
+        b->answers[b->answer_count++] = (coverage_answer){json, day_ms, yes};
+    return yes;
+}
 
 /*
  * Is subject i's patient the insurer's insured on its day? By the Coverages the batch's search brought (the
@@ -336,11 +361,8 @@ static bool insured_in_set(void *arg, size_t i, const cx_set *set)
     }
     bool yes = false;
     for (size_t k = 1; k < set->count && !yes; k++) {
-        if (strncmp(set->key[k], "Coverage/", 9))
-            continue;
-        json_object *c = json_tokener_parse(set->json[k]);
-        yes = ins_coverage_insures(&facts, c, NULL, b->insurer->uzovi, job->insured_on_ms);
-        json_object_put(c);
+        if (!strncmp(set->key[k], "Coverage/", 9))
+            yes = coverage_insures(b, set->json[k], job->insured_on_ms);
     }
     return yes;
 }
@@ -365,7 +387,7 @@ int rest_compliance_reports(rest_app *app, cx_cache *cache, const char *type, co
         if (jobs[i].json)
             texts[m] = jobs[i].json, lens[m] = jobs[i].len, job_of[m++] = i;
     }
-    batch_scope scope = {app, insurer, jobs, job_of, 0, msg, msglen};
+    batch_scope scope = {app, insurer, jobs, job_of, 0, msg, msglen, NULL, 0, 0};
     cx_source store = cx_store_source(app->opt.store);
     if (!s)
         s = cx_gather_many(&store, cache, type, texts, lens, m, insurer ? insured_in_set : NULL, &scope, sets, msg,
@@ -389,6 +411,7 @@ int rest_compliance_reports(rest_app *app, cx_cache *cache, const char *type, co
     free(texts);
     free(lens);
     free(job_of);
+    free(scope.answers);
     if (s && !msg[0])
         snprintf(msg, msglen, "out of memory");
     return s;
