@@ -1092,12 +1092,8 @@ st_status sql_build_search_page(sql_builder *b, const st_query *q)
         sb_add(b, " LIMIT "), sb_int(b, limit);
         sb_add(b, " OFFSET "), sb_int(b, (int64_t)q->offset);
         sb_add(b, ") p JOIN resource r ON r.rid = p.rid JOIN resource_version v ON v.seq = r.current_seq");
-        if (keyset) {
-            const char *dir = reading_descending(q) ? " DESC" : " ASC";
-            sb_add(b, " ORDER BY p.k"), sb_add(b, dir), sb_add(b, ", p.rid"), sb_add(b, dir);
-        } else {
+        if (!keyset) /* keyset pages are put in order by finish_keyset_page: a sort here would carry the JSON */
             s = order_clause(b, q); /* the same expressions over the page's rows only */
-        }
     }
     return s == ST_OK && b->oom ? ST_INTERNAL : s;
 }
@@ -1179,8 +1175,40 @@ static st_status search_total(const sql_reader *r, const sql_dialect *d, const s
  * follows) and, for a `before` cursor, in reverse: trim and turn it into
  * display order, and note the first and last keys.
  */
+typedef struct keyed_row {
+    int64_t key, rid;
+    st_resource item;
+} keyed_row;
+
+static int by_key_rid(const void *a, const void *b)
+{
+    const keyed_row *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1;
+    return x->rid < y->rid ? -1 : x->rid > y->rid;
+}
+
+/* The rows, as the join returned them, into (key, rid) order, reversed when reading descending. */
+static void order_keyset_rows(const st_query *q, st_list *out, sql_row_keys *k)
+{
+    size_t n = out->count < k->count ? out->count : k->count;
+    keyed_row *rows = n > 1 ? malloc(n * sizeof *rows) : NULL;
+    if (!rows)
+        return; /* one row (or out of memory, and only then out of order) */
+    for (size_t i = 0; i < n; i++)
+        rows[i] = (keyed_row){k->keys[i], k->rids[i], out->items[i]};
+    qsort(rows, n, sizeof *rows, by_key_rid);
+    bool desc = reading_descending(q);
+    for (size_t i = 0; i < n; i++) {
+        const keyed_row *r = &rows[desc ? n - 1 - i : i];
+        k->keys[i] = r->key, k->rids[i] = r->rid, out->items[i] = r->item;
+    }
+    free(rows);
+}
+
 static void finish_keyset_page(const st_query *q, st_list *out, sql_row_keys *k)
 {
+    order_keyset_rows(q, out, k);
     size_t want = sql_page_size(q);
     out->more = out->count > want;
     while (out->count > want)
