@@ -10,6 +10,7 @@
 #include "gateway/rest/rest_compliance.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -367,6 +368,62 @@ static bool insured_in_set(void *arg, size_t i, const cx_set *set)
     return yes;
 }
 
+/* The batch's checks over CHECK_THREADS threads, the caller's among them: each plan is checked alone, so a
+ * pull uses a second core as the single-plan operations do through the server's several workers. */
+#define CHECK_THREADS 2
+
+/* Subjects [from, to) of a batch to check: each gathered set as a Bundle, checked into its job. */
+typedef struct check_share {
+    rest_app *app;
+    cx_set *sets;
+    rest_compliance_job *jobs;
+    const size_t *job_of;
+    const char *type;
+    fdt_value day;
+    size_t from, to;
+} check_share;
+
+static void *check_range(void *arg)
+{
+    const check_share *c = arg;
+    for (size_t k = c->from; k < c->to; k++) {
+        rest_compliance_job *job = &c->jobs[c->job_of[k]];
+        if (!c->sets[k].count)
+            continue; /* left out: not the insurer's insured */
+        size_t blen;
+        char *bundle = cx_bundle(&c->sets[k], &blen);
+        job->status = bundle ? check_text(c->app, bundle, blen, c->type, c->day, NULL, job->insurer_model, &job->report,
+                                          &job->report_len, &job->status_code, job->msg, sizeof job->msg)
+                             : 503;
+        free(bundle);
+    }
+    return NULL;
+}
+
+/* Check all of `all` (from 0 to its `to`), sharing it out; a thread that cannot be started leaves its share to
+ * the caller's. */
+static void check_all(const check_share *all)
+{
+    check_share share[CHECK_THREADS];
+    pthread_t thread[CHECK_THREADS];
+    bool started[CHECK_THREADS] = {false};
+    size_t n = all->to, per = (n + CHECK_THREADS - 1) / CHECK_THREADS;
+    for (size_t t = 0; t < CHECK_THREADS; t++) {
+        share[t] = *all;
+        share[t].from = t * per < n ? t * per : n;
+        share[t].to = (t + 1) * per < n ? (t + 1) * per : n;
+    }
+    for (size_t t = 1; t < CHECK_THREADS && n > 8; t++) /* a handful of plans is not worth a thread */
+        started[t] = share[t].from < share[t].to && pthread_create(&thread[t], NULL, check_range, &share[t]) == 0;
+    check_range(&share[0]);
+    for (size_t t = 1; t < CHECK_THREADS; t++) {
+        if (started[t])
+            pthread_join(thread[t], NULL);
+        else
+            check_range(&share[t]);
+    }
+}
+
 int rest_compliance_reports(rest_app *app, cx_cache *cache, const char *type, const char *date,
                             const rest_insurer_scope *insurer, rest_compliance_job *jobs, size_t n, char *msg,
                             size_t msglen)
@@ -394,17 +451,8 @@ int rest_compliance_reports(rest_app *app, cx_cache *cache, const char *type, co
                            msglen);
     if (!s)
         s = scope.status;
-    for (size_t k = 0; !s && k < m; k++) {
-        rest_compliance_job *job = &jobs[job_of[k]];
-        if (!sets[k].count)
-            continue; /* left out: not the insurer's insured */
-        size_t blen;
-        char *bundle = cx_bundle(&sets[k], &blen);
-        job->status = bundle ? check_text(app, bundle, blen, type, day, NULL, job->insurer_model, &job->report,
-                                          &job->report_len, &job->status_code, job->msg, sizeof job->msg)
-                             : 503;
-        free(bundle);
-    }
+    if (!s)
+        check_all(&(check_share){app, sets, jobs, job_of, type, day, 0, m});
     for (size_t k = 0; sets && k < m; k++)
         cx_set_free(&sets[k]);
     free(sets);
