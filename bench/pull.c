@@ -7,6 +7,10 @@
  *
  *   bench-pull SOURCE_DIR FHIRGW [PLANS]      PLANS: 10000 by default
  *   BENCH_PULL_SAVE=FILE                      also write the pulled reports there
+ *   BENCH_PULL_REPEAT=N                       pull N times (each rate printed; the first is the headline)
+ *   BENCH_PULL_KEEP=1                         leave the temporary folder (the gateway's database) in place
+ *   BENCH_PULL_PERF=FILE                      perf record the gateway during the (first) pull into FILE
+ *   BENCH_PULL_PERF_CALLGRAPH=MODE            its --call-graph (fp by default; dwarf through libc's malloc)
  *
  * 1. A test PKI in a temporary folder (certs/make-test-pki), the insurer
  *    registered with UZOVI 9901, and the real gateway (FHIRGW serve --dev) on
@@ -29,6 +33,7 @@
 #include <dirent.h>
 #include <json-c/json.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +54,56 @@ static char dir[256];
 static cg_gateway gateway = {.pid = -1};
 static cg_client insurer, provider; /* one keep-alive connection each, once the gateway serves */
 
+/* perf record -g of the gateway into file while the pull runs (BENCH_PULL_PERF); its pid, or -1. */
+static pid_t perf_start(const char *file)
+{
+    if (!file)
+        return -1;
+    char pid[16];
+    snprintf(pid, sizeof pid, "%d", (int)gateway.pid);
+    pid_t p = fork();
+    if (p == 0) {
+        const char *cg = getenv("BENCH_PULL_PERF_CALLGRAPH");
+        execlp("perf", "perf", "record", "-q", "-F", "499", "--call-graph", cg ? cg : "fp", "-p", pid, "-o", file,
+               (char *)NULL);
+        _exit(127);
+    }
+    sleep(1); /* perf attaches before the pull starts */
+    return p;
+}
+
+static void perf_stop(pid_t p)
+{
+    if (p <= 0)
+        return;
+    kill(p, SIGINT);
+    waitpid(p, NULL, 0);
+}
+
+/* CPU seconds (user + system) the gateway process has used so far, from /proc; -1 when unknown. */
+static double gateway_cpu_seconds(void)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)gateway.pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    unsigned long long utime, stime;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
+        return -1;
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static double now_seconds(void)
 {
     struct timespec ts;
@@ -61,7 +116,9 @@ static void cleanup(void)
     cg_client_close(&insurer);
     cg_client_close(&provider);
     cg_stop(&gateway, SIGTERM, NULL, NULL, 0);
-    if (*dir) {
+    if (*dir && getenv("BENCH_PULL_KEEP")) {
+        printf("kept: %s\n", dir);
+    } else if (*dir) {
         char cmd[512];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
         if (system(cmd) != 0)
@@ -314,7 +371,8 @@ static void store_plans(template *t, size_t n, size_t plans, json_object *names)
 
 /* ---- checking from files, in this process ---- */
 
-static double check_from_files(const char *source, template *t, size_t n, double seconds)
+/* Plans per wall second; *per_cpu: plans per CPU second of this process (the same on a quiet machine). */
+static double check_from_files(const char *source, template *t, size_t n, double seconds, double *per_cpu)
 {
     char dirs[3][1024], pack_path[1024];
     const char *names[] = {"profiles", "extensions", "terminology"}, *dp[3];
@@ -337,7 +395,7 @@ static double check_from_files(const char *source, template *t, size_t n, double
     fdt_value date;
     fdt_parse(FDT_FORM_DATE, DATE_CHECKED, 10, &date);
     size_t done = 0;
-    double t0 = now_seconds(), elapsed;
+    double t0 = now_seconds(), c0 = cpu_seconds(), elapsed;
     char *work = malloc(1 << 20);
     do {
         for (size_t i = 0; i < n; i++, done++) {
@@ -360,11 +418,27 @@ static double check_from_files(const char *source, template *t, size_t n, double
             fj_doc_free(&doc);
         }
     } while ((elapsed = now_seconds() - t0) < seconds);
+    *per_cpu = (double)done / (cpu_seconds() - c0);
     free(work);
     rl_engine_free(engine);
     rl_pack_free(pack);
     pf_registry_free(reg);
     return (double)done / elapsed;
+}
+
+/* BENCH_PULL_REPEAT=N: N-1 more pulls, each rate and ratio against the same file rate. */
+static void repeat_pull(size_t plans, double file_rate)
+{
+    const char *n = getenv("BENCH_PULL_REPEAT");
+    for (long i = 1; n && i < atol(n); i++) {
+        double t0 = now_seconds();
+        long status = request(&insurer, "GET", "/insurer/compliance?provider=90000401&date=" DATE_CHECKED, NULL,
+                              "application/x-ndjson");
+        double rate = (double)plans / (now_seconds() - t0);
+        if (status != 200 || insurer.lines != plans)
+            die("a repeated pull failed");
+        printf("pull again: %9.0f plans/s, / files %.2f\n", rate, rate / file_rate);
+    }
 }
 
 int main(int argc, char **argv)
@@ -393,10 +467,13 @@ int main(int argc, char **argv)
            now_seconds() - t0);
 
     cg_client *a = &insurer; /* its body kept (4 MB for 10,000): the lines are looked at below */
+    pid_t perf = perf_start(getenv("BENCH_PULL_PERF"));
+    double cpu0 = gateway_cpu_seconds();
     t0 = now_seconds();
     long status = request(a, "GET", "/insurer/compliance?provider=90000401&date=" DATE_CHECKED, NULL,
                           "application/x-ndjson");
-    double pull_seconds = now_seconds() - t0;
+    double pull_seconds = now_seconds() - t0, pull_cpu = gateway_cpu_seconds() - cpu0;
+    perf_stop(perf);
     if (status != 200 || a->lines != plans) {
         fprintf(stderr, "bench-pull: the pull answered %ld with %zu reports (expected %zu)\n", status, a->lines, plans);
         /* what the paged view says, to see why */
@@ -425,12 +502,19 @@ int main(int argc, char **argv)
         die("the pull failed");
     }
     double pull_rate = (double)plans / pull_seconds;
-    double file_rate = check_from_files(source, t, n, 3.0);
+    double file_cpu_rate;
+    double file_rate = check_from_files(source, t, n, 3.0, &file_cpu_rate);
     printf("pull  (HTTPS, NDJSON, checked against the store): %9.0f plans/s  (%zu reports, %.1f MB, %.2f s)\n",
            pull_rate, a->lines, (double)a->len / 1e6, pull_seconds);
     printf("files (parse + rules, full context, one core):    %9.0f plans/s\n", file_rate);
     printf("reports: %zu compliant, %zu not (none notMapped)\n", compliant, a->lines - compliant);
     printf("pull / files:                                     %9.2f (target >= 0.5)\n", pull_rate / file_rate);
+    /* the work itself, whatever else the machine runs: plans per CPU second of the gateway (all its threads) and of
+     * the file check */
+    if (cpu0 >= 0 && pull_cpu > 0)
+        printf("per CPU second: pull %.0f plans (gateway, all threads: %.2f s), files %.0f plans; ratio %.2f\n",
+               (double)plans / pull_cpu, pull_cpu, file_cpu_rate, (double)plans / pull_cpu / file_cpu_rate);
+    repeat_pull(plans, file_rate);
     for (size_t i = 0; i < n; i++) {
         json_object_put(t[i].bundle);
         free(t[i].text);

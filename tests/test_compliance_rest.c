@@ -960,3 +960,63 @@ Test(stream, two_insurers_pulling_at_once_each_get_their_own_reports_once)
         rh_response_free(&pulls[i].r);
     }
 }
+
+/* Store the fixture (at the office not set up for treatment when at_office) with its patient insured. */
+static void store_insured_plan(bool at_office)
+{
+    json_object *b = fixture("gzsp-plan.json");
+    if (at_office)
+        plan_at_office(b);
+    char id[80], path[120];
+    store_bundle("gzsp", b, id, sizeof id);
+    json_object_put(b);
+    snprintf(path, sizeof path, "/CarePlan/%s", id);
+    json_object *plan = report_of("gzsp", "GET", path, NULL);
+    insure(rh_str(plan, "subject.reference"), "9901");
+    json_object_put(plan);
+}
+
+/*
+ * The streamed pull writes each InsurerComplianceReport directly from the findings (rest_compliance.c): byte for
+ * byte what the shipped map compliance-report makes of the plan's report Parameters ($compliance), with
+ * findings and without.
+ */
+Test(stream, a_streamed_report_is_the_compliance_report_map_of_the_parameters)
+{
+    store_insured_plan(false);
+    store_insured_plan(true);
+    const char *const ndjson[] = {"Accept: application/x-ndjson", NULL};
+    rh_response r = rh_request("insurer", "GET", "/insurer/compliance?provider=" GZSP_URA "&date=" D0, NULL, ndjson);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    size_t lines = 0, with_findings = 0;
+    for (char *line = r.body, *end; line && *line; line = end + 1, lines++) {
+        end = strchr(line, '\n');
+        cr_assert_not_null(end);
+        *end = 0;
+        json_object *o = json_tokener_parse(line);
+        cr_assert_not_null(o, "%.300s", line);
+        with_findings += json_object_object_get_ex(o, "findings", NULL);
+        char path[200];
+        snprintf(path, sizeof path, "/%s/$compliance?provider=" GZSP_URA "&date=" D0, rh_str(o, "subject.reference"));
+        json_object_put(o);
+        json_object *params = report_of("gzsp", "GET", path, NULL);
+        char *report = text_of(params);
+        json_object_put(params);
+        size_t n = strlen(report) + 256;
+        char *body = malloc(n);
+        cr_assert_not_null(body);
+        snprintf(body, n,
+                 "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"source\",\"valueUri\":"
+                 "\"https://fhirgw.nl/fhir/StructureMap/compliance-report\"},{\"name\":\"content\",\"resource\":%s}]}",
+                 report);
+        rh_response m = rh_request("gzsp", "POST", "/StructureMap/$transform", body, NULL);
+        cr_assert_eq(m.status, 200, "%s", m.body);
+        cr_expect_str_eq(line, m.body, "the streamed line and the map's output differ");
+        rh_response_free(&m);
+        free(body);
+        free(report);
+    }
+    cr_expect_eq(lines, 2, "%zu", lines);
+    cr_expect_eq(with_findings, 1, "one plan at the office: %zu with findings", with_findings);
+    rh_response_free(&r);
+}

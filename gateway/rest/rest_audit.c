@@ -380,9 +380,9 @@ bool rest_audit_hold(rq *q, int status, char *body, size_t len, srv_producer pro
     return true;
 }
 
-bool rest_audit_flush_wait(rq *q)
+/* A streamed page's pending entries, answered 200 by the stream's head; how many there are. */
+static size_t mark_streamed(rest_audit_state *a)
 {
-    rest_audit_state *a = &q->audit;
     size_t k = 0;
     for (size_t i = 0; i < a->count; i++)
         if (!a->items[i]->handed) {
@@ -390,6 +390,13 @@ bool rest_audit_flush_wait(rq *q)
             if (!a->items[i]->e.status)
                 a->items[i]->e.status = 200; /* a streamed page: its head said 200 */
         }
+    return k;
+}
+
+bool rest_audit_flush_wait(rq *q)
+{
+    rest_audit_state *a = &q->audit;
+    size_t k = mark_streamed(a);
     if (a->lost)
         return false;
     if (!k)
@@ -400,4 +407,17 @@ bool rest_audit_flush_wait(rq *q)
     bool ok = results && st_submit_wait(q->app->opt.store, ops, total, results) == ST_OK;
     free(results);
     return ok;
+}
+
+int rest_audit_flush_start(rq *q, st_done_fn done, void *arg)
+{
+    rest_audit_state *a = &q->audit;
+    size_t k = mark_streamed(a);
+    if (a->lost)
+        return -1;
+    if (!k)
+        return 0;
+    size_t total = 0;
+    st_op *ops = rest_audit_attach(q, NULL, NULL, 0, NULL, held_status_of, &total);
+    return ops && st_submit(q->app->opt.store, ops, total, done, arg) == ST_OK ? 1 : -1;
 }

@@ -57,5 +57,12 @@ bool rest_audit_committed(const st_txn_result *result, size_t writes, int *statu
 bool rest_audit_hold(rq *q, int status, char *body, size_t len, srv_producer produce, srv_release release, void *arg);
 /* For a streamed page's later chunks, on the worker: commit the pending entries now, waiting; false if that failed. */
 bool rest_audit_flush_wait(rq *q);
+/*
+ * rest_audit_flush_wait without the wait, so that a stream makes its next page while this one's entries commit:
+ * 1 when they were submitted (done then runs once on the commit thread: rest_audit_committed(result, 0, ...)
+ * says whether they were recorded; q must outlive it), 0 when none were pending (done does not run), -1 when
+ * they could not be submitted.
+ */
+int rest_audit_flush_start(rq *q, st_done_fn done, void *arg);
 
 #endif

@@ -10,11 +10,13 @@
 #include "gateway/rest/rest_compliance.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "fhir/array.h"
 #include "gateway/rest/answer.h"
 #include "gateway/rest/handlers.h"
 #include "gateway/rest/insured.h"
@@ -83,13 +85,90 @@ static void keep_rules(rl_report *rep, const char *prefix)
     rep->count = kept;
 }
 
+/* ---- the report in the insurer's model ------------------------------------------------------ */
+
+#define RULE_SYSTEM "https://fhirgw.nl/fhir/CodeSystem/rule"
+
+/* text, and " (detail)" when there is one: the finding's message as rules/report.c writes it */
+static void message_string(fj_buf *b, const char *text, const char *detail)
+{
+    if (!detail) {
+        fj_buf_string(b, text, strlen(text));
+        return;
+    }
+    size_t n = strlen(text) + strlen(detail) + 4;
+    char *m = malloc(n);
+    if (!m) {
+        b->failed = true;
+        return;
+    }
+    snprintf(m, n, "%s (%s)", text, detail);
+    fj_buf_string(b, m, strlen(m));
+    free(m);
+}
+
+/*
+ * The report as the insurer's InsurerComplianceReport, written directly: what the shipped map
+ * compliance-report (mappings/maps/<year>/compliance-report.map) makes of rl_report_parameters' Parameters,
+ * member for member and in the same order (subject, rulePackVersion, checked, status, and findings only when
+ * there are any: ruleId, message, severity, source, location when the finding has one), without the round
+ * trip through json-c, text, the parser and the map engine, which cost a pull more than the check itself.
+ * tests/test_compliance_rest.c holds the two to the same bytes. NULL when out of memory.
+ */
+static char *insurer_report(const rl_report *rep, size_t *len)
+{
+    fj_buf b = {0};
+    const char *slash = strchr(rep->subject, '/');
+    fj_buf_puts(&b, "{\"resourceType\":\"InsurerComplianceReport\",\"subject\":{");
+    if (slash && slash > rep->subject) {
+        fj_buf_puts(&b, "\"type\":");
+        fj_buf_string(&b, rep->subject, (size_t)(slash - rep->subject));
+        fj_buf_puts(&b, ",");
+    }
+    fj_buf_puts(&b, "\"reference\":");
+    fj_buf_string(&b, rep->subject, strlen(rep->subject));
+    fj_buf_puts(&b, "},\"rulePackVersion\":");
+    fj_buf_string(&b, rep->pack ? rep->pack : "", rep->pack ? strlen(rep->pack) : 0);
+    fj_buf_printf(&b, ",\"checked\":\"%s\",\"status\":\"%s\"", rep->checked, rl_status_code(rl_report_status(rep)));
+    for (size_t i = 0; i < rep->count; i++) {
+        const rl_finding *f = &rep->items[i];
+        fj_buf_puts(&b, i ? ",{\"ruleId\":" : ",\"findings\":[{\"ruleId\":");
+        fj_buf_string(&b, f->rule->id, strlen(f->rule->id));
+        fj_buf_puts(&b, ",\"message\":");
+        message_string(&b, f->rule->message_en, f->detail);
+        fj_buf_puts(&b, f->error ? ",\"severity\":\"error\",\"source\":" : ",\"severity\":\"warning\",\"source\":");
+        fj_buf_string(&b, f->rule->source, strlen(f->rule->source));
+        if (*f->location) {
+            fj_buf_puts(&b, ",\"location\":");
+            fj_buf_string(&b, f->location, strlen(f->location));
+        }
+        fj_buf_puts(&b, "}");
+    }
+    fj_buf_puts(&b, rep->count ? "]}" : "}");
+    return fj_buf_take(&b, len);
+}
+
+/* The report's text in the form asked for: the Parameters, or the insurer's model. */
+static char *report_text(const rl_report *rep, bool insurer_model, size_t *len)
+{
+    if (insurer_model)
+        return insurer_report(rep, len);
+    json_object *p = rl_report_parameters(rep);
+    const char *s = json_object_to_json_string_ext(p, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    char *json = strdup(s);
+    *len = strlen(s);
+    json_object_put(p);
+    return json;
+}
+
 /*
  * Check the document text[0..len) (a Bundle with the subject first among the pack's subject types, or a
- * lone resource) whose subject must be of type `want`. 200 with the report's Parameters in *json, or a
- * status with msg. text is parsed in place. only: keep the findings of rules starting with it (NULL: all).
+ * lone resource) whose subject must be of type `want`. 200 with the report's Parameters (insurer_model: the
+ * InsurerComplianceReport) in *json and its status code in *status_code (unless NULL), or a status with msg.
+ * text is parsed in place. only: keep the findings of rules starting with it (NULL: all).
  */
 static int check_text(rest_app *app, char *text, size_t len, const char *want, fdt_value date, const char *only,
-                      char **json, size_t *jlen, char *msg, size_t msglen)
+                      bool insurer_model, char **json, size_t *jlen, const char **status_code, char *msg, size_t msglen)
 {
     const rl_engine *engine = app->opt.rules;
     if (!engine) {
@@ -124,11 +203,9 @@ static int check_text(rest_app *app, char *text, size_t len, const char *want, f
             status = 422;
         } else {
             keep_rules(&rep, only);
-            json_object *p = rl_report_parameters(&rep);
-            const char *s = json_object_to_json_string_ext(p, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-            *json = strdup(s);
-            *jlen = strlen(s);
-            json_object_put(p);
+            *json = report_text(&rep, insurer_model, jlen);
+            if (status_code)
+                *status_code = rl_status_code(rl_report_status(&rep));
             if (!*json) {
                 snprintf(msg, msglen, "out of memory");
                 status = 503;
@@ -210,7 +287,7 @@ int rest_compliance_report_for(rest_app *app, const char *type, const char *id, 
     if (s == 0) {
         size_t blen;
         char *bundle = cx_bundle(&set, &blen);
-        s = bundle ? check_text(app, bundle, blen, type, day, NULL, json, len, msg, msglen) : 503;
+        s = bundle ? check_text(app, bundle, blen, type, day, NULL, false, json, len, NULL, msg, msglen) : 503;
         free(bundle);
     }
     cx_set_free(&set);
@@ -225,6 +302,13 @@ int rest_compliance_for_plan(rest_app *app, const char *plan_id, const char *dat
 
 /* ---- many stored subjects at once ------------------------------------------------------ */
 
+/* What one Coverage said for one day (the text is the set's, alive for the batch). */
+typedef struct coverage_answer {
+    const char *json;
+    int64_t day_ms;
+    bool yes;
+} coverage_answer;
+
 typedef struct batch_scope {
     rest_app *app;
     const rest_insurer_scope *insurer;
@@ -233,7 +317,24 @@ typedef struct batch_scope {
     int status;           /* the store failed in the fallback below */
     char *msg;
     size_t msglen;
+    coverage_answer *answers; /* the batch's Coverages as judged so far: the plans of one patient share them */
+    size_t answer_count, answer_cap;
 } batch_scope;
+
+/* Does the Coverage text json insure for the insurer on day_ms? Judged once per text and day in a batch. */
+static bool coverage_insures(batch_scope *b, const char *json, int64_t day_ms)
+{
+    for (size_t i = 0; i < b->answer_count; i++)
+        if (b->answers[i].json == json && b->answers[i].day_ms == day_ms)
+            return b->answers[i].yes;
+    ins_facts facts = {b->app->opt.store, b->app->opt.organisations};
+    json_object *c = json_tokener_parse(json);
+    bool yes = ins_coverage_insures(&facts, c, NULL, b->insurer->uzovi, day_ms);
+    json_object_put(c);
+    if (fa_reserve(&b->answers, &b->answer_cap, b->answer_count + 1, sizeof *b->answers))
+        b->answers[b->answer_count++] = (coverage_answer){json, day_ms, yes};
+    return yes;
+}
 
 /*
  * Is subject i's patient the insurer's insured on its day? By the Coverages the batch's search brought (the
@@ -261,13 +362,66 @@ static bool insured_in_set(void *arg, size_t i, const cx_set *set)
     }
     bool yes = false;
     for (size_t k = 1; k < set->count && !yes; k++) {
-        if (strncmp(set->key[k], "Coverage/", 9))
-            continue;
-        json_object *c = json_tokener_parse(set->json[k]);
-        yes = ins_coverage_insures(&facts, c, NULL, b->insurer->uzovi, job->insured_on_ms);
-        json_object_put(c);
+        if (!strncmp(set->key[k], "Coverage/", 9))
+            yes = coverage_insures(b, set->json[k], job->insured_on_ms);
     }
     return yes;
+}
+
+/* The batch's checks over CHECK_THREADS threads, the caller's among them: each plan is checked alone, so a
+ * pull uses a second core as the single-plan operations do through the server's several workers. */
+#define CHECK_THREADS 2
+
+/* Subjects [from, to) of a batch to check: each gathered set as a Bundle, checked into its job. */
+typedef struct check_share {
+    rest_app *app;
+    cx_set *sets;
+    rest_compliance_job *jobs;
+    const size_t *job_of;
+    const char *type;
+    fdt_value day;
+    size_t from, to;
+} check_share;
+
+static void *check_range(void *arg)
+{
+    const check_share *c = arg;
+    for (size_t k = c->from; k < c->to; k++) {
+        rest_compliance_job *job = &c->jobs[c->job_of[k]];
+        if (!c->sets[k].count)
+            continue; /* left out: not the insurer's insured */
+        size_t blen;
+        char *bundle = cx_bundle(&c->sets[k], &blen);
+        job->status = bundle ? check_text(c->app, bundle, blen, c->type, c->day, NULL, job->insurer_model, &job->report,
+                                          &job->report_len, &job->status_code, job->msg, sizeof job->msg)
+                             : 503;
+        free(bundle);
+    }
+    return NULL;
+}
+
+/* Check all of `all` (from 0 to its `to`), sharing it out; a thread that cannot be started leaves its share to
+ * the caller's. */
+static void check_all(const check_share *all)
+{
+    check_share share[CHECK_THREADS];
+    pthread_t thread[CHECK_THREADS];
+    bool started[CHECK_THREADS] = {false};
+    size_t n = all->to, per = (n + CHECK_THREADS - 1) / CHECK_THREADS;
+    for (size_t t = 0; t < CHECK_THREADS; t++) {
+        share[t] = *all;
+        share[t].from = t * per < n ? t * per : n;
+        share[t].to = (t + 1) * per < n ? (t + 1) * per : n;
+    }
+    for (size_t t = 1; t < CHECK_THREADS && n > 8; t++) /* a handful of plans is not worth a thread */
+        started[t] = share[t].from < share[t].to && pthread_create(&thread[t], NULL, check_range, &share[t]) == 0;
+    check_range(&share[0]);
+    for (size_t t = 1; t < CHECK_THREADS; t++) {
+        if (started[t])
+            pthread_join(thread[t], NULL);
+        else
+            check_range(&share[t]);
+    }
 }
 
 int rest_compliance_reports(rest_app *app, cx_cache *cache, const char *type, const char *date,
@@ -285,34 +439,27 @@ int rest_compliance_reports(rest_app *app, cx_cache *cache, const char *type, co
     cx_set *sets = calloc(n ? n : 1, sizeof *sets);
     int s = texts && lens && job_of && sets ? 0 : 503;
     for (size_t i = 0; !s && i < n; i++) {
-        jobs[i].status = 0, jobs[i].report = NULL, jobs[i].report_len = 0, jobs[i].msg[0] = '\0';
+        jobs[i].status = 0, jobs[i].report = NULL, jobs[i].report_len = 0, jobs[i].status_code = NULL;
+        jobs[i].msg[0] = '\0';
         if (jobs[i].json)
             texts[m] = jobs[i].json, lens[m] = jobs[i].len, job_of[m++] = i;
     }
-    batch_scope scope = {app, insurer, jobs, job_of, 0, msg, msglen};
+    batch_scope scope = {app, insurer, jobs, job_of, 0, msg, msglen, NULL, 0, 0};
     cx_source store = cx_store_source(app->opt.store);
     if (!s)
         s = cx_gather_many(&store, cache, type, texts, lens, m, insurer ? insured_in_set : NULL, &scope, sets, msg,
                            msglen);
     if (!s)
         s = scope.status;
-    for (size_t k = 0; !s && k < m; k++) {
-        rest_compliance_job *job = &jobs[job_of[k]];
-        if (!sets[k].count)
-            continue; /* left out: not the insurer's insured */
-        size_t blen;
-        char *bundle = cx_bundle(&sets[k], &blen);
-        job->status = bundle ? check_text(app, bundle, blen, type, day, NULL, &job->report, &job->report_len, job->msg,
-                                          sizeof job->msg)
-                             : 503;
-        free(bundle);
-    }
+    if (!s)
+        check_all(&(check_share){app, sets, jobs, job_of, type, day, 0, m});
     for (size_t k = 0; sets && k < m; k++)
         cx_set_free(&sets[k]);
     free(sets);
     free(texts);
     free(lens);
     free(job_of);
+    free(scope.answers);
     if (s && !msg[0])
         snprintf(msg, msglen, "out of memory");
     return s;
@@ -482,7 +629,7 @@ static void check_posted(rq *q, char *text, size_t len, const char *date, const 
         rq_respond_outcome(q, 400, OO_ERROR, "invalid", NULL, "date must be YYYY-MM-DD");
         return;
     }
-    int s = check_text(q->app, text, len, want, day, only, &json, &jlen, msg, sizeof msg);
+    int s = check_text(q->app, text, len, want, day, only, false, &json, &jlen, NULL, msg, sizeof msg);
     answer(q, s, json, jlen, msg);
 }
 

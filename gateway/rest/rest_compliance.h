@@ -59,10 +59,13 @@ int rest_compliance_for_plan(rest_app *app, const char *plan_id, const char *dat
 typedef struct rest_compliance_job {
     const char *json; /* the subject as stored (borrowed); NULL: not to be checked */
     size_t len;
-    const char *patient;   /* with an insurer: the subject's patient reference as written (borrowed) */
-    int64_t insured_on_ms; /* ... and the day the patient must be its insured on */
-    int status;            /* 200: *report; 0: left out (not the insurer's insured); else the status, msg says why */
-    char *report;          /* the report's Parameters (malloc'd: the caller's) */
+    const char *patient;     /* with an insurer: the subject's patient reference as written (borrowed) */
+    int64_t insured_on_ms;   /* ... and the day the patient must be its insured on */
+    bool insurer_model;      /* the report as the insurer's InsurerComplianceReport (what the shipped map
+                            * compliance-report makes of the Parameters, written directly), not the Parameters */
+    int status;              /* 200: *report; 0: left out (not the insurer's insured); else the status, msg says why */
+    char *report;            /* the report's Parameters or InsurerComplianceReport (malloc'd: the caller's) */
+    const char *status_code; /* with 200: compliant, non-compliant or needs-review (static) */
     size_t report_len;
     char msg[REST_COMPLIANCE_MESSAGE_MAX];
 } rest_compliance_job;

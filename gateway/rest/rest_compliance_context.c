@@ -53,10 +53,12 @@ static bool followed(const char *type, size_t len)
 void cx_set_free(cx_set *set)
 {
     for (size_t i = 0; i < set->count; i++)
-        free(set->json[i]);
+        if (set->owned[i])
+            free(set->json[i]);
     free(set->json);
     free(set->len);
     free(set->key);
+    free(set->owned);
     memset(set, 0, sizeof *set);
 }
 
@@ -68,8 +70,11 @@ static bool has(const cx_set *set, const char *key)
     return false;
 }
 
-/* Add a resource's text (copied) under its key; false when already there, the set is full or out of memory. */
-static bool add_keyed(cx_set *set, const char *key, const char *json, size_t len)
+/*
+ * Add a resource's text under its key: copied, or borrowed (the cache's, NUL-terminated); false when already
+ * there, the set is full or out of memory.
+ */
+static bool add_keyed(cx_set *set, const char *key, const char *json, size_t len, bool borrow)
 {
     if (has(set, key))
         return false;
@@ -88,15 +93,21 @@ static bool add_keyed(cx_set *set, const char *key, const char *json, size_t len
         char(*k)[sizeof *set->key] = realloc(set->key, cap * sizeof *k);
         if (k)
             set->key = k;
-        if (!j || !l || !k)
+        bool *o = realloc(set->owned, cap * sizeof *o);
+        if (o)
+            set->owned = o;
+        if (!j || !l || !k || !o)
             return false;
         set->cap = cap;
     }
-    char *copy = malloc(len + 1);
+    char *copy = borrow ? (char *)json : malloc(len + 1);
     if (!copy)
         return false;
-    memcpy(copy, json, len);
-    copy[len] = '\0';
+    if (!borrow) {
+        memcpy(copy, json, len);
+        copy[len] = '\0';
+    }
+    set->owned[set->count] = !borrow;
     set->json[set->count] = copy;
     set->len[set->count] = len;
     snprintf(set->key[set->count], sizeof *set->key, "%s", key);
@@ -155,7 +166,7 @@ void cx_cache_free(cx_cache *cache)
     }
 }
 
-/* After a batch: when the cache has grown past CACHE_MAX, what that batch did not use goes. */
+/* Before a batch: when the cache has grown past CACHE_MAX, what the last batch did not use goes. */
 static void cache_trim(cx_cache *c)
 {
     if (lh_table_length(c->items) <= CACHE_MAX)
@@ -323,6 +334,7 @@ typedef struct subject {
      * no block large enough to make malloc consolidate its free lists */
     char (*via)[KEY_SIZE];
     bool dropped;
+    bool borrow; /* the set borrows the cached items' texts (the caller's cache outlives the set's use) */
 } subject;
 
 typedef struct walk {
@@ -342,13 +354,14 @@ static void add_item(subject *s, const cx_item *it)
     if (!it || !it->json || s->dropped)
         return;
     size_t at = s->set->count;
-    if (!add_keyed(s->set, it->key, it->json, it->len))
+    if (!add_keyed(s->set, it->key, it->json, it->len, s->borrow && it != s->own))
         return;
     if (at >= s->item_cap) {
         size_t cap = s->item_cap ? 2 * s->item_cap : 16;
         const cx_item **items = realloc(s->items, cap * sizeof *items);
         if (!items) {
-            free(s->set->json[at]);
+            if (s->set->owned[at])
+                free(s->set->json[at]);
             s->set->count = at;
             return;
         }
@@ -701,9 +714,10 @@ int cx_gather_many(const cx_source *src, cx_cache *cache, const char *type, cons
     walk w = {src, cache ? cache : own, type, calloc(n ? n : 1, sizeof *w.subjects), n, 0, msg, msglen};
     bool ok = w.cache && w.subjects;
     if (ok) {
+        cache_trim(w.cache); /* the last batch's sets are done with what goes */
         w.cache->stamp++;
         for (size_t i = 0; i < n; i++)
-            w.subjects[i].set = &sets[i];
+            w.subjects[i].set = &sets[i], w.subjects[i].borrow = cache != NULL;
         begin_subjects(&w, json, len);
         ok = search_all(&w);
     }
@@ -719,8 +733,6 @@ int cx_gather_many(const cx_source *src, cx_cache *cache, const char *type, cons
         item_free(w.subjects[i].own);
     }
     free(w.subjects);
-    if (w.cache)
-        cache_trim(w.cache);
     cx_cache_free(own);
     if (!ok && !w.status) {
         snprintf(msg, msglen, "out of memory gathering the context");

@@ -34,8 +34,10 @@
  * (what the last batch did not use goes first) and holds the resources as first read: a pull
  * sees a resource changed during it as it was when the pull first read it.
  *
- * Memory: a cx_set owns its resources' texts (cx_set_free); cx_bundle's text is malloc'd; a
- * cx_cache owns its copies (cx_cache_free).
+ * Memory: a cx_set owns its resources' texts (cx_set_free), except that the sets of cx_gather_many
+ * with a cache borrow the cached resources' texts (all but the subject's): they are valid until the
+ * next cx_gather_many with that cache or cx_cache_free, so a batch's sets are used before the next
+ * batch is gathered. cx_bundle's text is malloc'd; a cx_cache owns its copies (cx_cache_free).
  */
 #ifndef GATEWAY_REST_COMPLIANCE_CONTEXT_H
 #define GATEWAY_REST_COMPLIANCE_CONTEXT_H
@@ -77,6 +79,7 @@ typedef struct cx_set {
     char **json;
     size_t *len;
     char (*key)[2 * ST_ID_MAX + 2]; /* "Type/id" */
+    bool *owned;                    /* owned[i]: json[i] is the set's; else the cx_cache's (see Memory) */
     size_t count, cap;
     bool truncated; /* more than LIM(compliance_context_max) were found */
 } cx_set;

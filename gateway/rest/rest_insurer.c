@@ -31,6 +31,7 @@
  *
  * Memory: per request; the page's pieces are freed before returning.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,7 @@ typedef struct list_params {
     char date[11];   /* COMPLIANCE: the date checked (YYYY-MM-DD); empty: today */
     char status[16]; /* COMPLIANCE: only reports of this status; empty: all */
     cx_cache *cache; /* COMPLIANCE: what the pull has read, kept from chunk to chunk (NULL: none) */
+    fj_buf *lines;   /* COMPLIANCE stream: the reports as NDJSON lines here rather than into items (NULL: items) */
 } list_params;
 
 /* ---- the gate: insurers, with a UZOVI ---- */
@@ -337,63 +339,33 @@ static void not_mapped_item(json_object *not_mapped, const st_resource *r, const
     json_object_array_add(not_mapped, n);
 }
 
-/* The value of the report's "status" parameter (rules/report.c) into out; false when it has none. */
-static bool report_status(const fj_doc *d, char out[16])
-{
-    uint32_t params = fj_get(d, 0, "parameter");
-    if (params == UINT32_MAX || d->nodes[params].type != FJ_ARRAY)
-        return false;
-    for (uint32_t i = params + 1; i < params + d->nodes[params].size; i = fj_next(d, i)) {
-        uint32_t name = fj_get(d, i, "name"), code = fj_get(d, i, "valueCode");
-        if (name != UINT32_MAX && code != UINT32_MAX && d->nodes[name].len == 6 &&
-            !memcmp(fj_str(d, name), "status", 6) && d->nodes[code].len < 16) {
-            memcpy(out, fj_str(d, code), d->nodes[code].len);
-            out[d->nodes[code].len] = 0;
-            return true;
-        }
-    }
-    return false;
-}
-
 /*
- * The compliance report of plan r (its stored context, on the date asked), mapped to the insurer's model and
- * added to items when its status is the one asked for. True when it was taken (added, or noted as not mapped);
- * false when the status filter left it out. The report carries rule ids, locations and messages, never the
- * plan's clinical content; the plan read for it is an audit entry of the request.
+ * The compliance report of plan r (its stored context, on the date asked) in the insurer's model (written
+ * directly by rest_compliance_reports: what the compliance-report map makes of it) added to items, or as a
+ * line to p->lines when the stream asks for lines, when its status is the one asked for. True when it was
+ * taken (added, or noted as not mapped); false when the status filter left it out. The report carries rule
+ * ids, locations and messages, never the plan's clinical content; the plan read for it is an audit entry of
+ * the request.
  */
 static bool report_one(rq *q, const list_params *p, const st_resource *r, rest_compliance_job *job, json_object *items,
                        json_object *not_mapped)
 {
     char *json = job->report;
-    size_t len = job->report_len;
     job->report = NULL;
-    if (job->status != 200) {
-        free(json);
-        not_mapped_item(not_mapped, r, job->msg);
-        return true;
-    }
-    fj_doc doc;
-    fj_error jerr;
-    char got[16] = "";
     bool taken = true;
-    if (!fj_parse(json, len, NULL, &doc, &jerr)) {
+    json_object *o = NULL;
+    if (job->status != 200)
+        not_mapped_item(not_mapped, r, job->msg);
+    else if (p->status[0] && strcmp(job->status_code, p->status))
+        taken = false;
+    else if (!p->lines && !(o = json_tokener_parse(json)))
         not_mapped_item(not_mapped, r, "the report could not be read");
-    } else {
-        if (p->status[0] && (!report_status(&doc, got) || strcmp(got, p->status))) {
-            taken = false;
-        } else {
-            oo_list issues;
-            oo_list_init(&issues, 0);
-            json_object *out = NULL;
-            if (!rest_maps_run(q->app->maps, COMPLIANCE.map, &doc, UINT32_MAX, &out, &issues)) {
-                json_object_array_add(items, out);
-                rest_audit_note_resource(q, AZ_READ, r, AZ_ALLOW, 200, NULL);
-            } else {
-                not_mapped_item(not_mapped, r, issues.count ? issues.items[0].message : "the map failed");
-            }
-            oo_list_free(&issues);
-        }
-        fj_doc_free(&doc);
+    else {
+        if (o)
+            json_object_array_add(items, o);
+        else
+            fj_buf_append(p->lines, json, job->report_len), fj_buf_puts(p->lines, "\n");
+        rest_audit_note_resource(q, AZ_READ, r, AZ_ALLOW, 200, NULL);
     }
     free(json);
     return taken;
@@ -548,6 +520,7 @@ static int chunk_check(rq *q, const list_params *p, const char *uzovi, const st_
         if (!listed(q, &COMPLIANCE, p->provider, r))
             continue;
         c->jobs[i].json = r->json;
+        c->jobs[i].insurer_model = true;
         c->jobs[i].len = r->json_len;
         plan_scope(q, r, &c->jobs[i], c->patients[i]);
     }
@@ -681,37 +654,99 @@ bool rest_insurer_plans(rq *q)
 
 #define NDJSON_PAGE 256 /* plans per page of the stream: one batch of contexts read in bulk, one audit commit */
 
+/*
+ * A page's audit entries commit on the store's commit thread while the next page is made (the commit was a
+ * fifth of a pull's time when waited for); its lines are sent only once they have committed.
+ */
 typedef struct pull {
     rq *q;
     list_params p;
     char uzovi[INS_UZOVI_SIZE];
-    fj_buf out; /* lines not yet handed to the stream */
-    bool done;
+    fj_buf out;    /* lines not yet handed to the stream */
+    fj_buf page;   /* the page being made */
+    fj_buf flight; /* the page before: its lines wait for its audit entries */
+    bool done;     /* no page is left to make */
+    bool flying;   /* flight's entries are being committed */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool landed, recorded; /* set on the commit thread: the commit is over; the entries are in the trail */
 } pull;
 
-/* The next page's reports as lines into pl->out; 0, or the status when the store failed. */
+/* On the commit thread: flight's entries are committed (or not). */
+static void flight_done(void *arg, const st_txn_result *result)
+{
+    pull *pl = arg;
+    int status;
+    bool ok = rest_audit_committed(result, 0, &status);
+    pthread_mutex_lock(&pl->mu);
+    pl->recorded = ok;
+    pl->landed = true;
+    pthread_cond_signal(&pl->cv);
+    pthread_mutex_unlock(&pl->mu);
+}
+
+/* Wait for the page in flight; its lines into pl->out once its entries are recorded. False when they were not. */
+static bool land(pull *pl)
+{
+    if (!pl->flying)
+        return true;
+    pthread_mutex_lock(&pl->mu);
+    while (!pl->landed)
+        pthread_cond_wait(&pl->cv, &pl->mu);
+    bool ok = pl->recorded;
+    pl->landed = false;
+    pthread_mutex_unlock(&pl->mu);
+    pl->flying = false;
+    if (ok && pl->flight.len)
+        fj_buf_append(&pl->out, pl->flight.data, pl->flight.len);
+    pl->flight.len = 0;
+    return ok;
+}
+
+/* The page just made goes into flight: the one before lands, this one's entries are submitted. 0 or 503. */
+static int take_off(pull *pl)
+{
+    if (!land(pl))
+        return 503; /* the entries of what that page discloses could not be recorded: not sent */
+    fj_buf t = pl->flight;
+    pl->flight = pl->page, pl->page = t;
+    pl->page.len = 0;
+    int started = rest_audit_flush_start(pl->q, flight_done, pl);
+    if (started < 0)
+        return 503;
+    pl->flying = started > 0;
+    if (!pl->flying) /* nothing disclosed (no line is a report): its lines go as they are */
+        fj_buf_append(&pl->out, pl->flight.data, pl->flight.len), pl->flight.len = 0;
+    return 0;
+}
+
+/*
+ * The next page's reports as lines: the first page's into pl->out (the answer's own hold commits its entries),
+ * a later one's into flight (take_off). 0, or the status when the store failed.
+ */
 static int pull_page(pull *pl, bool first)
 {
     json_object *items = json_object_new_array(), *not_mapped = json_object_new_array();
     char next[64];
     oo_list issues;
     oo_list_init(&issues, 0);
+    pl->page.len = 0;
+    pl->p.lines = &pl->page;
     int status = fill_page(pl->q, &COMPLIANCE, pl->uzovi, &pl->p, items, not_mapped, next, &issues);
     oo_list_free(&issues);
-    if (!status && !first && !rest_audit_flush_wait(pl->q))
-        status = 503; /* the entries of what this page discloses could not be recorded: not sent */
-    for (size_t i = 0; !status && i < json_object_array_length(items); i++) {
-        fj_buf_puts(&pl->out, json_object_to_json_string_ext(json_object_array_get_idx(items, i),
-                                                             JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-        fj_buf_puts(&pl->out, "\n");
-    }
     for (size_t i = 0; !status && i < json_object_array_length(not_mapped); i++) {
-        fj_buf_printf(&pl->out, "{\"notMapped\":%s}\n",
+        fj_buf_printf(&pl->page, "{\"notMapped\":%s}\n",
                       json_object_to_json_string_ext(json_object_array_get_idx(not_mapped, i),
                                                      JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     }
     json_object_put(items);
     json_object_put(not_mapped);
+    if (!status && pl->page.failed)
+        status = 503;
+    if (!status && first && pl->page.len)
+        fj_buf_append(&pl->out, pl->page.data, pl->page.len);
+    else if (!status && !first)
+        status = take_off(pl);
     pl->p.has_cursor = false;
     pl->done = status || !next[0] || !parse_cursor(next, &pl->p);
     return status;
@@ -720,21 +755,26 @@ static int pull_page(pull *pl, bool first)
 static srv_stream_status pull_produce(srv_stream *out, void *arg)
 {
     pull *pl = arg;
-    while (!pl->done && pl->out.len < SRV_STREAM_LOW_WATER)
-        if (pull_page(pl, false))
+    while (pl->out.len < SRV_STREAM_LOW_WATER && (!pl->done || pl->flying))
+        if (!pl->done ? pull_page(pl, false) != 0 : !land(pl))
             return SRV_STREAM_ERROR; /* the client sees a cut answer */
     if (!rest_bundle_flush(out, &pl->out))
         return SRV_STREAM_ERROR;
-    return pl->done ? SRV_STREAM_DONE : SRV_STREAM_MORE;
+    return pl->done && !pl->flying ? SRV_STREAM_DONE : SRV_STREAM_MORE;
 }
 
 static void pull_release(void *arg)
 {
     pull *pl = arg;
+    land(pl); /* the commit thread must be done with pl (and q's entries) first */
     fj_buf_free(&pl->out);
+    fj_buf_free(&pl->page);
+    fj_buf_free(&pl->flight);
     free(pl->p.from);
     free(pl->p.to);
     cx_cache_free(pl->p.cache);
+    pthread_mutex_destroy(&pl->mu);
+    pthread_cond_destroy(&pl->cv);
     if (pl->q)
         rq_finish(pl->q);
     free(pl);
@@ -748,6 +788,8 @@ static bool stream_reports(rq *q, const char *uzovi)
         return false;
     }
     pl->q = q;
+    pthread_mutex_init(&pl->mu, NULL);
+    pthread_cond_init(&pl->cv, NULL);
     snprintf(pl->uzovi, sizeof pl->uzovi, "%s", uzovi);
     oo_list issues;
     oo_list_init(&issues, 0);
@@ -756,7 +798,7 @@ static bool stream_reports(rq *q, const char *uzovi)
         rq_respond_issues(q, status, &issues);
         oo_list_free(&issues);
         pl->q = NULL;
-        free(pl);
+        pull_release(pl);
         return false;
     }
     oo_list_free(&issues);

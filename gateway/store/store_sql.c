@@ -1026,6 +1026,46 @@ st_status sql_build_search_total(sql_builder *b, const st_query *q)
     return where_clause(b, q);
 }
 
+/*
+ * The (rid, k) of a keyset page at a snapshot, as two index range scans instead of one sort of every
+ * candidate's computed key (which a paged stream of thousands paid again on each page):
+ *   a: the rows unchanged since the snapshot, whose key is their own lastUpdated, read in that order
+ *      from resource_by_time (type, last_updated, rid), from the cursor on;
+ *   b: the rows changed since (few, and all of them at or after the earliest change after the snapshot,
+ *      so a range of the same index), with their key as of the snapshot;
+ * merged in the reading order; `limit` rows at most of each.
+ */
+static st_status snapshot_page_rows(sql_builder *b, const st_query *q, int64_t limit)
+{
+    st_query now = *q; /* part a: the key is the row's own, the snapshot test is current_seq */
+    now.snapshot = 0;
+    bool desc = reading_descending(q);
+    const char *dir = desc ? " DESC" : " ASC", *op_eq = desc ? " <= " : " >= ";
+    sb_add(b, "SELECT rid, k FROM (SELECT * FROM (SELECT r.rid AS rid, r.last_updated AS k FROM resource r WHERE ");
+    st_status s = where_clause(b, &now);
+    sb_add(b, " AND r.current_seq <= "), sb_int(b, q->snapshot);
+    if (q->cursor) { /* the first term bounds the index range; the rest is cursor_expr's */
+        sb_add(b, " AND r.last_updated"), sb_add(b, op_eq), sb_int(b, q->cursor->key_ms);
+        cursor_expr(b, &now);
+    }
+    sb_add(b, " ORDER BY r.last_updated"), sb_add(b, dir), sb_add(b, ", r.rid"), sb_add(b, dir);
+    sb_add(b, " LIMIT "), sb_int(b, limit);
+    sb_add(b, ") a UNION ALL SELECT * FROM (SELECT r.rid AS rid, "), key_expr(b, q);
+    sb_add(b, " AS k FROM resource r WHERE ");
+    if (s == ST_OK)
+        s = where_clause(b, q);
+    sb_add(b, " AND r.current_seq > "), sb_int(b, q->snapshot);
+    sb_add(b, " AND r.last_updated >= (SELECT coalesce(min(x.last_updated), 9223372036854775807)"
+              " FROM resource_version x WHERE x.seq > ");
+    sb_int(b, q->snapshot), sb_add(b, ")");
+    if (q->cursor)
+        cursor_expr(b, q);
+    sb_add(b, " ORDER BY k"), sb_add(b, dir), sb_add(b, ", rid"), sb_add(b, dir);
+    sb_add(b, " LIMIT "), sb_int(b, limit);
+    sb_add(b, ") b) u ORDER BY k"), sb_add(b, dir), sb_add(b, ", rid"), sb_add(b, dir);
+    return s;
+}
+
 st_status sql_build_search_page(sql_builder *b, const st_query *q)
 {
     bool descending, keyset = keyset_order(q, &descending);
@@ -1034,23 +1074,26 @@ st_status sql_build_search_page(sql_builder *b, const st_query *q)
     /* The page's rows are chosen and ordered first by (rid, key) alone, and only they are joined to their
      * JSON: a sort over a computed key (the snapshot's) would otherwise carry every candidate's JSON
      * through the sorter, and a page read in chunks would pay for that once per chunk. */
-    sb_template(b, PAGE_COLUMNS ", p.k, p.rid FROM (SELECT r.rid AS rid, "), key_expr(b, q);
-    sb_add(b, " AS k FROM resource r WHERE ");
-    st_status s = where_clause(b, q);
-    if (s == ST_OK && q->cursor)
-        cursor_expr(b, q);
-    if (s == ST_OK)
-        s = order_clause(b, q);
+    st_status s = ST_OK;
+    int64_t limit = (int64_t)sql_page_size(q) + keyset;
+    if (keyset && q->snapshot) {
+        sb_template(b, PAGE_COLUMNS ", p.k, p.rid FROM (");
+        s = snapshot_page_rows(b, q, limit + (int64_t)q->offset);
+    } else {
+        sb_template(b, PAGE_COLUMNS ", p.k, p.rid FROM (SELECT r.rid AS rid, "), key_expr(b, q);
+        sb_add(b, " AS k FROM resource r WHERE ");
+        s = where_clause(b, q);
+        if (s == ST_OK && q->cursor)
+            cursor_expr(b, q);
+        if (s == ST_OK)
+            s = order_clause(b, q);
+    }
     if (s == ST_OK) {
-        sb_add(b, " LIMIT "), sb_int(b, (int64_t)sql_page_size(q) + keyset);
+        sb_add(b, " LIMIT "), sb_int(b, limit);
         sb_add(b, " OFFSET "), sb_int(b, (int64_t)q->offset);
         sb_add(b, ") p JOIN resource r ON r.rid = p.rid JOIN resource_version v ON v.seq = r.current_seq");
-        if (keyset) {
-            const char *dir = reading_descending(q) ? " DESC" : " ASC";
-            sb_add(b, " ORDER BY p.k"), sb_add(b, dir), sb_add(b, ", p.rid"), sb_add(b, dir);
-        } else {
+        if (!keyset) /* keyset pages are put in order by finish_keyset_page: a sort here would carry the JSON */
             s = order_clause(b, q); /* the same expressions over the page's rows only */
-        }
     }
     return s == ST_OK && b->oom ? ST_INTERNAL : s;
 }
@@ -1132,8 +1175,40 @@ static st_status search_total(const sql_reader *r, const sql_dialect *d, const s
  * follows) and, for a `before` cursor, in reverse: trim and turn it into
  * display order, and note the first and last keys.
  */
+typedef struct keyed_row {
+    int64_t key, rid;
+    st_resource item;
+} keyed_row;
+
+static int by_key_rid(const void *a, const void *b)
+{
+    const keyed_row *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1;
+    return x->rid < y->rid ? -1 : x->rid > y->rid;
+}
+
+/* The rows, as the join returned them, into (key, rid) order, reversed when reading descending. */
+static void order_keyset_rows(const st_query *q, st_list *out, sql_row_keys *k)
+{
+    size_t n = out->count < k->count ? out->count : k->count;
+    keyed_row *rows = n > 1 ? malloc(n * sizeof *rows) : NULL;
+    if (!rows)
+        return; /* one row (or out of memory, and only then out of order) */
+    for (size_t i = 0; i < n; i++)
+        rows[i] = (keyed_row){k->keys[i], k->rids[i], out->items[i]};
+    qsort(rows, n, sizeof *rows, by_key_rid);
+    bool desc = reading_descending(q);
+    for (size_t i = 0; i < n; i++) {
+        const keyed_row *r = &rows[desc ? n - 1 - i : i];
+        k->keys[i] = r->key, k->rids[i] = r->rid, out->items[i] = r->item;
+    }
+    free(rows);
+}
+
 static void finish_keyset_page(const st_query *q, st_list *out, sql_row_keys *k)
 {
+    order_keyset_rows(q, out, k);
     size_t want = sql_page_size(q);
     out->more = out->count > want;
     while (out->count > want)
