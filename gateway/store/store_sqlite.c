@@ -753,7 +753,10 @@ static int insert_version(conn *c, const st_op *op, int64_t rid, int64_t version
     sqlite3_bind_int64(stmt, 4, version);
     sqlite3_bind_int64(stmt, 5, stamp);
     sqlite3_bind_int(stmt, 6, (int)method);
-    if (json)
+    /* a sealed body is binary (seal.h), a blob; read back the same way as text (column_text, column_bytes) */
+    if (json && sl_is_sealed(json, json_len))
+        sqlite3_bind_blob(stmt, 7, json, (int)json_len, SQLITE_STATIC);
+    else if (json)
         sqlite3_bind_text(stmt, 7, json, (int)json_len, SQLITE_STATIC);
     else
         sqlite3_bind_null(stmt, 7);
