@@ -1201,6 +1201,22 @@ static void notify_enqueue(void *writer, st_write_ctx *ctx, const st_notify *n, 
     snprintf(res->id, sizeof res->id, "%lld", (long long)sqlite3_last_insert_rowid(c->db));
 }
 
+/* The older delivered notifications of seq's receiver, done before `before` (st_notify.keep_delivered_ms). */
+static void notify_prune(conn *c, int64_t seq, int64_t before, st_op_result *res)
+{
+    sqlite3_stmt *stmt = notify_stmt(c, SQL_NOTIFY_PRUNE);
+    int rc = SQLITE_ERROR;
+    if (stmt) {
+        sql_value v[] = {sql_int(seq), sql_int(before)};
+        bind_values(stmt, v, sizeof v / sizeof *v);
+        rc = run(stmt);
+    }
+    if (rc != SQLITE_OK)
+        sqlite_failure(c, stmt ? rc : sqlite3_errcode(c->db), res);
+    else
+        res->status = ST_OK;
+}
+
 static void notify_update(void *writer, st_write_ctx *ctx, const st_notify *n, st_op_result *res)
 {
     conn *c = writer;
@@ -1222,6 +1238,8 @@ static void notify_update(void *writer, st_write_ctx *ctx, const st_notify *n, s
         sqlite_failure(c, rc, res);
     else if (sqlite3_changes(c->db) == 0)
         st__result_message(res, ST_NOT_FOUND, "notification %lld is not pending", (long long)n->seq);
+    else if (n->state == ST_NOTIFY_DELIVERED && n->keep_delivered_ms > 0)
+        notify_prune(c, n->seq, now - n->keep_delivered_ms, res);
     else
         res->status = ST_OK;
 }
