@@ -27,6 +27,7 @@
 
 #include "fhir/array.h"
 #include "gateway/store/store_sql.h"
+#include "gateway/store/wal_buffer.h"
 
 #define DYNAMIC_CACHE_SIZE LIM(store_statement_cache)
 #define CHECKPOINT_PAGES LIM(store_checkpoint_pages) /* SQLite's own default threshold */
@@ -199,7 +200,9 @@ static conn *conn_open(const st_config *config, bool writer, st_error *err)
     }
     /* each connection is used by one thread at a time: no per-connection mutex needed */
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (writer ? SQLITE_OPEN_CREATE : 0);
-    int rc = sqlite3_open_v2(config->path, &c->db, flags, NULL);
+    /* the writer gathers its WAL frames into few write(2) calls; safe with FULL only (wal_buffer.h) */
+    const char *vfs = writer && !config->synchronous_normal ? wb_vfs_name() : NULL;
+    int rc = sqlite3_open_v2(config->path, &c->db, flags, vfs);
     if (rc != SQLITE_OK) {
         st__error(err, "%s: %s", config->path, c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
         conn_close(c);
