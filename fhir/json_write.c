@@ -6,6 +6,7 @@
 #include "fhir/array.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,18 +52,53 @@ void fj_buf_printf(fj_buf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+/* 0x01 and 0x80 in each byte of a 64-bit word: the word-at-a-time tests of safe_run below. */
+#define ONES UINT64_C(0x0101010101010101)
+#define HIGHS (ONES * 0x80)
+
+/* Whether any byte of w is below 0x20, '"' or '\\': the bytes JSON output must escape. */
+static bool word_needs_escape(uint64_t w)
+{
+    uint64_t quote = w ^ (ONES * '"'), slash = w ^ (ONES * '\\');
+    /* (x - ONES) & ~x & HIGHS is nonzero exactly when some byte of x is zero; with 0x20 for ONES, below 0x20 */
+    uint64_t below = (w - ONES * 0x20) & ~w;
+    return ((below | ((quote - ONES) & ~quote) | ((slash - ONES) & ~slash)) & HIGHS) != 0;
+}
+
+/*
+ * The length of the run of s (len bytes) from i on that needs no escaping.
+ * Narrative XHTML makes strings of tens of kilobytes, so this looks at eight
+ * bytes at a time and copies the run with one memcpy rather than testing each byte.
+ */
+static size_t safe_run(const char *s, size_t i, size_t len)
+{
+    size_t start = i;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if (word_needs_escape(w))
+            break;
+    }
+    for (; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == '"' || c == '\\')
+            break;
+    }
+    return i - start;
+}
+
 void fj_buf_string(fj_buf *b, const char *s, size_t len)
 {
     if (!reserve(b, len + 2))
         return;
     b->data[b->len++] = '"';
-    size_t run = 0; /* bytes of s already known to need no escaping */
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        fj_buf_append(b, s + run, i - run);
-        run = i + 1;
+    for (size_t i = 0; i < len;) {
+        size_t run = safe_run(s, i, len);
+        fj_buf_append(b, s + i, run);
+        i += run;
+        if (i == len)
+            break;
+        unsigned char c = (unsigned char)s[i++];
         switch (c) {
         case '"': fj_buf_append(b, "\\\"", 2); break;
         case '\\': fj_buf_append(b, "\\\\", 2); break;
@@ -72,7 +108,6 @@ void fj_buf_string(fj_buf *b, const char *s, size_t len)
         default: fj_buf_printf(b, "\\u%04x", c); break;
         }
     }
-    fj_buf_append(b, s + run, len - run);
     fj_buf_append(b, "\"", 1);
 }
 

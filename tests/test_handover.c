@@ -826,3 +826,74 @@ Test(at_rest, a_missing_seal_key_file_refuses_startup)
               "the error names the setting and the file");
     cr_expect_not(file_holds("other.db", "Bundle"), "nothing was stored");
 }
+
+/*
+ * Bodies sealed before 2026-12-05 are base64 text (SL_PREFIX_TEXT, seal.h); new ones binary blobs. Rewrites the
+ * stored document to the text form of the same ciphertext: it still opens, and only for its own row.
+ */
+#include <openssl/evp.h> /* here rather than on top: the base64 of the text form */
+
+static void rewrite_as_text(const char *doc_id)
+{
+    char path[512], sql[256];
+    snprintf(path, sizeof path, "%s/store.db", rh.dir);
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    snprintf(sql, sizeof sql,
+             "SELECT rowid, typeof(json), json FROM resource_version WHERE type = 'Bundle' AND id = '%s'", doc_id);
+    sqlite3_stmt *stmt = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_step(stmt), SQLITE_ROW);
+    cr_expect_str_eq((const char *)sqlite3_column_text(stmt, 1), "blob", "a new body is stored as a blob");
+    sqlite3_int64 rowid = sqlite3_column_int64(stmt, 0);
+    const char *body = sqlite3_column_blob(stmt, 2);
+    size_t len = (size_t)sqlite3_column_bytes(stmt, 2);
+    const char *dot = memchr(body + strlen(SL_PREFIX), '.', len - strlen(SL_PREFIX));
+    cr_assert(len > strlen(SL_PREFIX) && !memcmp(body, SL_PREFIX, strlen(SL_PREFIX)) && dot);
+    size_t head = (size_t)(dot + 1 - body), raw = len - head;
+    char *text = malloc(head + 4 * ((raw + 2) / 3) + 1);
+    cr_assert_not_null(text);
+    memcpy(text, SL_PREFIX_TEXT, strlen(SL_PREFIX_TEXT));
+    memcpy(text + strlen(SL_PREFIX_TEXT), body + strlen(SL_PREFIX), head - strlen(SL_PREFIX));
+    int b64 = EVP_EncodeBlock((unsigned char *)text + head, (const unsigned char *)dot + 1, (int)raw);
+    sqlite3_finalize(stmt);
+    cr_assert_eq(sqlite3_prepare_v2(db, "UPDATE resource_version SET json = ?1 WHERE rowid = ?2", -1, &stmt, NULL),
+                 SQLITE_OK);
+    sqlite3_bind_text(stmt, 1, text, (int)head + b64, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, rowid);
+    cr_assert_eq(sqlite3_step(stmt), SQLITE_DONE);
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    free(text);
+}
+
+Test(at_rest, a_body_sealed_as_base64_text_before_still_opens)
+{
+    sent a = send_handover("hospital-a", "7e0d5a1c-6666-4a4a-9c9c-000000000001", NULL, URA_ELV_A);
+    sent b = send_handover("hospital-b", "7e0d5a1c-6666-4a4a-9c9c-000000000002", NULL, URA_ELV_A);
+    cr_assert(a.status == 201 && b.status == 201);
+    rh_stop_server();
+    rewrite_as_text(a.doc);
+    cr_expect(database_holds(SL_PREFIX_TEXT "dev-1."), "the text form is in the database");
+    rh_start_server();
+    char path[128];
+    bool holds = false;
+    snprintf(path, sizeof path, "/Bundle/%s", a.doc);
+    cr_expect_eq(get_holding("hospital-a", path, SECRET, &holds), 200, "the text form opens");
+    cr_expect(holds);
+    snprintf(path, sizeof path, "/Bundle/%s", b.doc);
+    cr_expect_eq(get_holding("hospital-b", path, SECRET, &holds), 200, "the binary form beside it opens");
+    cr_expect(holds);
+    /* the text form is bound to its row as the binary one is */
+    rh_stop_server();
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "UPDATE resource_version SET json = (SELECT json FROM resource_version WHERE type = 'Bundle' AND "
+             "id = '%s') WHERE type = 'Bundle' AND id = '%s'",
+             a.doc, b.doc);
+    run_sql(sql);
+    rh_start_server();
+    snprintf(path, sizeof path, "/Bundle/%s", b.doc);
+    cr_expect_eq(get_holding("hospital-b", path, SECRET, &holds), 500);
+    cr_expect_not(holds);
+}

@@ -1038,3 +1038,42 @@ Test(json_write, take_of_an_empty_buffer_is_an_empty_string)
         free(s);
     }
 }
+
+/* The escaping of one byte, written out the plain way: what fj_buf_string must produce for it. */
+static void reference_escape(fj_buf *b, unsigned char c)
+{
+    const char *named = c == '"'    ? "\\\""
+                        : c == '\\' ? "\\\\"
+                        : c == '\n' ? "\\n"
+                        : c == '\r' ? "\\r"
+                        : c == '\t' ? "\\t"
+                                    : NULL;
+    if (named)
+        fj_buf_puts(b, named);
+    else if (c < 0x20)
+        fj_buf_printf(b, "\\u%04x", c);
+    else
+        fj_buf_append(b, (const char *)&c, 1);
+}
+
+Test(json_write, every_byte_at_every_place_of_a_word_escapes_as_byte_by_byte)
+{
+    /* fj_buf_string scans eight bytes at a time: each byte value at each offset of two words and a tail */
+    char s[21];
+    for (int c = 1; c < 256; c++)
+        for (size_t at = 0; at < sizeof s; at++) {
+            memset(s, 'a', sizeof s);
+            s[at] = (char)c;
+            s[(at + 9) % sizeof s] = (char)0xc3; /* a UTF-8 lead byte: never escaped */
+            fj_buf got = {0}, want = {0};
+            fj_buf_string(&got, s, sizeof s);
+            fj_buf_puts(&want, "\"");
+            for (size_t i = 0; i < sizeof s; i++)
+                reference_escape(&want, (unsigned char)s[i]);
+            fj_buf_puts(&want, "\"");
+            cr_assert_eq(got.len, want.len, "byte 0x%02x at %zu", c, at);
+            cr_assert(!memcmp(got.data, want.data, got.len), "byte 0x%02x at %zu: %s", c, at, got.data);
+            fj_buf_free(&got);
+            fj_buf_free(&want);
+        }
+}

@@ -841,3 +841,48 @@ Test(peers, pending_notifications_survive_a_restart)
     cr_assert(wait_posts(peer_a, 3, mono_ms() + WAIT_MS));
     cr_expect_eq(event_of(peer_a, 2), 3, "numbering goes on where it was");
 }
+
+/* ---- pruning delivered notifications (relay_keep_delivered_ms) ---- */
+
+/* The event numbers of a receiver's queued rows, in order, as "1,2,3". */
+static void queued_numbers(const char *ura, char *out, size_t size)
+{
+    st_notification *rows = NULL;
+    size_t n = queued(ura, &rows);
+    out[0] = '\0';
+    for (size_t i = 0, at = 0; i < n && at < size; i++)
+        at += (size_t)snprintf(out + at, size - at, "%s%lld/%d", i ? "," : "", (long long)rows[i].event_number,
+                               (int)rows[i].state);
+    free(rows);
+}
+
+Test(notify, delivered_notifications_are_pruned_after_their_age)
+{
+    register_endpoint("elv-a", URA_ELV_A, NOTIFY_A, NULL);
+    relay_config.keep_delivered_ms = 3000;
+    start_relay();
+    handover("7e0b000a-0000-4000-8000-000000000001", URA_ELV_A);
+    cr_assert(wait_state(ST_NOTIFY_DELIVERED, 1, mono_ms() + WAIT_MS));
+    usleep(3200 * 1000); /* event 1 is now delivered longer ago than the age kept */
+    handover("7e0b000a-0000-4000-8000-000000000002", URA_ELV_A);
+    char numbers[128];
+    int64_t deadline = mono_ms() + WAIT_MS;
+    do {
+        usleep(10 * 1000);
+        queued_numbers(URA_ELV_A, numbers, sizeof numbers);
+    } while (strcmp(numbers, "2/1") && mono_ms() < deadline);
+    cr_expect_str_eq(numbers, "2/1", "event 1 went with the delivery of event 2; 2 stays (its receiver's latest)");
+    /* delivered just now: kept; numbering goes on past the pruned ones */
+    handover("7e0b000a-0000-4000-8000-000000000003", URA_ELV_A);
+    deadline = mono_ms() + WAIT_MS;
+    do {
+        usleep(10 * 1000);
+        queued_numbers(URA_ELV_A, numbers, sizeof numbers);
+    } while (strcmp(numbers, "2/1,3/1") && mono_ms() < deadline);
+    cr_expect_str_eq(numbers, "2/1,3/1", "a notification delivered within the age stays");
+    rh_response r = rh_request("elv-a", "GET", "/Subscription/handover-" URA_ELV_A "/$status", NULL, NULL);
+    cr_expect_eq(r.status, 200);
+    cr_expect(r.body && strstr(r.body, "\"events-since-subscription-start\",\"valueString\":\"3\""),
+              "$status still counts every event: %s", r.body ? r.body : "");
+    rh_response_free(&r);
+}

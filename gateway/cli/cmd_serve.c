@@ -436,6 +436,7 @@ static void start_relay(const gw_config *c, services *s)
     rc.horizon_ms = (uint64_t)c->relay_horizon_ms;
     rc.poll_ms = (unsigned)c->relay_poll_ms;
     rc.batch_max = (unsigned)c->relay_batch_max;
+    rc.keep_delivered_ms = (uint64_t)c->relay_keep_delivered_ms;
     rc.metrics = s->metrics;
     char err[ERR_MAX];
     s->relay = rly_start(&rc, err, sizeof err);

@@ -309,6 +309,7 @@ static void next_state(rly_relay *r, const st_notification *n, bool ok, int64_t 
     u->seq = n->seq;
     if (ok) {
         u->state = ST_NOTIFY_DELIVERED;
+        u->keep_delivered_ms = (int64_t)r->c.keep_delivered_ms; /* and prune the receiver's old ones */
         return;
     }
     int64_t horizon = n->created_ms + (int64_t)r->c.horizon_ms;
@@ -561,6 +562,8 @@ static bool mark_delivered_async(rly_relay *r, const st_notification *n, size_t 
         m->u[i] = (st_notify){.seq = n[i].seq, .state = ST_NOTIFY_DELIVERED, .http_status = answer->status};
         m->ops[i] = (st_op){.kind = ST_OP_NOTIFY_UPDATE, .notify = &m->u[i]};
     }
+    /* the last of the batch has the highest number: its mark prunes the receiver's old delivered ones */
+    m->u[count - 1].keep_delivered_ms = (int64_t)r->c.keep_delivered_ms;
     pthread_mutex_lock(&f->lock);
     f->count++;
     pthread_mutex_unlock(&f->lock);
@@ -690,6 +693,8 @@ static void apply_defaults(rly_config *c)
         c->horizon_ms = LIM(relay_horizon_ms);
     if (!c->batch_max)
         c->batch_max = LIM(relay_batch_max);
+    if (!c->keep_delivered_ms)
+        c->keep_delivered_ms = LIM(relay_keep_delivered_ms);
     if (!c->poll_ms)
         c->poll_ms = LIM(relay_poll_ms);
 }

@@ -113,13 +113,14 @@ typedef struct rly_config {
     void *on_dead_arg;
     int64_t (*clock_ms)(void *arg); /* NULL: real time */
     void *clock_arg;
-    unsigned workers;       /* relay_workers */
-    unsigned base_delay_ms; /* relay_base_delay_ms */
-    unsigned max_delay_ms;  /* relay_max_delay_ms */
-    uint64_t horizon_ms;    /* relay_horizon_ms */
-    unsigned poll_ms;       /* relay_poll_ms */
-    unsigned batch_max;     /* relay_batch_max */
-    mx_registry *metrics;   /* NULL: none */
+    unsigned workers;           /* relay_workers */
+    unsigned base_delay_ms;     /* relay_base_delay_ms */
+    unsigned max_delay_ms;      /* relay_max_delay_ms */
+    uint64_t horizon_ms;        /* relay_horizon_ms */
+    unsigned poll_ms;           /* relay_poll_ms */
+    unsigned batch_max;         /* relay_batch_max */
+    uint64_t keep_delivered_ms; /* relay_keep_delivered_ms: delivered notifications older than this are pruned */
+    mx_registry *metrics;       /* NULL: none */
 } rly_config;
 
 typedef struct rly_relay rly_relay;

@@ -79,9 +79,14 @@ static const sl_key *find_key(const sl_keyring *k, const char *id, size_t id_len
     return NULL;
 }
 
+static bool has_prefix(const char *text, size_t len, const char *prefix)
+{
+    return text && len >= strlen(prefix) && !memcmp(text, prefix, strlen(prefix));
+}
+
 bool sl_is_sealed(const char *text, size_t len)
 {
-    return text && len >= strlen(SL_PREFIX) && !memcmp(text, SL_PREFIX, strlen(SL_PREFIX));
+    return has_prefix(text, len, SL_PREFIX) || has_prefix(text, len, SL_PREFIX_TEXT);
 }
 
 /* AES-256-GCM one way or the other over in (len bytes) into out; the tag is written (seal) or checked (open). */
@@ -105,21 +110,21 @@ char *sl_seal(const sl_keyring *k, const char *aad, const char *plain, size_t le
               size_t errlen)
 {
     const sl_key *key = &k->keys[k->count - 1];
-    size_t raw_len = NONCE_LEN + TAG_LEN + len;
-    unsigned char *raw = malloc(raw_len);
     size_t head = strlen(SL_PREFIX) + strlen(key->id) + 1;
-    char *out = malloc(head + 4 * ((raw_len + 2) / 3) + 1);
-    bool ok = raw && out && RAND_bytes(raw, NONCE_LEN) == 1 &&
-              gcm(true, key, raw, aad, (const unsigned char *)plain, len, raw + NONCE_LEN + TAG_LEN, raw + NONCE_LEN);
-    if (ok) {
-        int written = snprintf(out, head + 1, SL_PREFIX "%s.", key->id);
-        *out_len = (size_t)written + (size_t)EVP_EncodeBlock((unsigned char *)out + written, raw, (int)raw_len);
-    } else {
-        snprintf(err, errlen, "sealing failed (%s)", raw && out ? "OpenSSL" : "out of memory");
+    size_t total = head + NONCE_LEN + TAG_LEN + len;
+    char *out = malloc(total + 1);
+    unsigned char *raw = out ? (unsigned char *)out + head : NULL;
+    if (!out || RAND_bytes(raw, NONCE_LEN) != 1 ||
+        !gcm(true, key, raw, aad, (const unsigned char *)plain, len, raw + NONCE_LEN + TAG_LEN, raw + NONCE_LEN)) {
+        snprintf(err, errlen, "sealing failed (%s)", out ? "OpenSSL" : "out of memory");
         free(out);
-        out = NULL;
+        return NULL;
     }
-    free(raw);
+    memcpy(out, SL_PREFIX, strlen(SL_PREFIX));
+    memcpy(out + strlen(SL_PREFIX), key->id, strlen(key->id));
+    out[head - 1] = '.';
+    out[total] = '\0';
+    *out_len = total;
     return out;
 }
 
@@ -139,10 +144,24 @@ static unsigned char *decode(const char *b64, size_t len, size_t *n)
     return raw;
 }
 
+/* The bytes after the key id: *raw (nonce, tag, ciphertext; *owned when decoded from base64), NULL when malformed. */
+static const unsigned char *sealed_bytes(bool text, const char *after, size_t len, size_t *raw_len,
+                                         unsigned char **owned)
+{
+    *owned = NULL;
+    if (text)
+        return *owned = decode(after, len, raw_len);
+    if (len < NONCE_LEN + TAG_LEN)
+        return NULL;
+    *raw_len = len;
+    return (const unsigned char *)after;
+}
+
 char *sl_open(const sl_keyring *k, const char *aad, const char *sealed, size_t len, size_t *out_len, char *err,
               size_t errlen)
 {
-    size_t p = strlen(SL_PREFIX);
+    bool text = has_prefix(sealed, len, SL_PREFIX_TEXT);
+    size_t p = strlen(SL_PREFIX); /* both prefixes are as long */
     const char *dot = sl_is_sealed(sealed, len) ? memchr(sealed + p, '.', len - p) : NULL;
     if (!dot) {
         snprintf(err, errlen, "not a sealed body");
@@ -155,15 +174,18 @@ char *sl_open(const sl_keyring *k, const char *aad, const char *sealed, size_t l
         return NULL;
     }
     size_t raw_len = 0;
-    unsigned char *raw = decode(dot + 1, len - (size_t)(dot + 1 - sealed), &raw_len);
+    unsigned char *owned = NULL;
+    const unsigned char *raw = sealed_bytes(text, dot + 1, len - (size_t)(dot + 1 - sealed), &raw_len, &owned);
     size_t plain_len = raw ? raw_len - NONCE_LEN - TAG_LEN : 0;
     char *plain = raw ? malloc(plain_len + 1) : NULL;
-    bool ok = plain &&
-              gcm(false, key, raw, aad, raw + NONCE_LEN + TAG_LEN, plain_len, (unsigned char *)plain, raw + NONCE_LEN);
+    unsigned char tag[TAG_LEN];
+    if (raw)
+        memcpy(tag, raw + NONCE_LEN, TAG_LEN); /* gcm() takes a writable tag */
+    bool ok = plain && gcm(false, key, raw, aad, raw + NONCE_LEN + TAG_LEN, plain_len, (unsigned char *)plain, tag);
     const char *why = !raw     ? "malformed sealed body"
                       : !plain ? "out of memory"
                                : "the sealed body does not open: altered, or sealed for another row";
-    free(raw);
+    free(owned);
     if (!ok) {
         snprintf(err, errlen, "%s", why);
         if (plain)

@@ -496,7 +496,11 @@ typedef enum st_op_kind {
  * ST_OP_NOTIFY_UPDATE records an attempt at notification `seq`: delivered,
  * dead (given up), or still pending with the time of the next attempt. A
  * notification that is no longer pending gives ST_NOT_FOUND: nothing is
- * counted twice.
+ * counted twice. Delivered with keep_delivered_ms, it also prunes: the same
+ * receiver's notifications with lower event numbers that were delivered
+ * longer than keep_delivered_ms ago are deleted (so the queue does not grow
+ * forever). Its own row stays, and so the receiver's latest event; pending
+ * and dead ones stay; numbers are never reused (relay_receiver counts).
  */
 typedef enum st_notify_state { ST_NOTIFY_PENDING = 0, ST_NOTIFY_DELIVERED, ST_NOTIFY_DEAD } st_notify_state;
 #define ST_NOTIFY_STATES 3
@@ -510,10 +514,11 @@ typedef struct st_notify {
     size_t of_op;         /* the write it reports: an earlier create, update or delete of the transaction */
     /* ST_OP_NOTIFY_UPDATE */
     int64_t seq;
-    st_notify_state state;   /* ST_NOTIFY_PENDING: try again at next_attempt_ms */
-    int64_t next_attempt_ms; /* pending: when */
-    long http_status;        /* the receiver's answer, 0 when there was none */
-    const char *error;       /* why the attempt failed; NULL when delivered */
+    st_notify_state state;     /* ST_NOTIFY_PENDING: try again at next_attempt_ms */
+    int64_t next_attempt_ms;   /* pending: when */
+    long http_status;          /* the receiver's answer, 0 when there was none */
+    const char *error;         /* why the attempt failed; NULL when delivered */
+    int64_t keep_delivered_ms; /* delivered: prune the receiver's older delivered ones (above); 0: keep all */
 } st_notify;
 
 /*

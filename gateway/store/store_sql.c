@@ -399,6 +399,10 @@ static const char *const NOTIFY[SQL_NOTIFY_COUNT] = {
                               " ORDER BY event_number LIMIT ?2", /* the relay_pending index */
     [SQL_NOTIFY_ALL] = "SELECT " NOTIFY_COLUMNS " FROM relay_notification ORDER BY seq LIMIT ?1",
     [SQL_NOTIFY_COUNTS] = "SELECT state, count(*) FROM relay_notification GROUP BY state",
+    /* state 1 = delivered; the relay_pending index (state, receiver, event_number) finds them */
+    [SQL_NOTIFY_PRUNE] = "DELETE FROM relay_notification WHERE state = 1 AND done_ms < ?2"
+                         " AND receiver = (SELECT receiver FROM relay_notification WHERE seq = ?1)"
+                         " AND event_number < (SELECT event_number FROM relay_notification WHERE seq = ?1)",
 };
 
 char *sql_notify_text(const sql_dialect *d, sql_notify_stmt which)

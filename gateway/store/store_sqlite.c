@@ -27,6 +27,7 @@
 
 #include "fhir/array.h"
 #include "gateway/store/store_sql.h"
+#include "gateway/store/wal_buffer.h"
 
 #define DYNAMIC_CACHE_SIZE LIM(store_statement_cache)
 #define CHECKPOINT_PAGES LIM(store_checkpoint_pages) /* SQLite's own default threshold */
@@ -199,7 +200,9 @@ static conn *conn_open(const st_config *config, bool writer, st_error *err)
     }
     /* each connection is used by one thread at a time: no per-connection mutex needed */
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (writer ? SQLITE_OPEN_CREATE : 0);
-    int rc = sqlite3_open_v2(config->path, &c->db, flags, NULL);
+    /* the writer gathers its WAL frames into few write(2) calls; safe with FULL only (wal_buffer.h) */
+    const char *vfs = writer && !config->synchronous_normal ? wb_vfs_name() : NULL;
+    int rc = sqlite3_open_v2(config->path, &c->db, flags, vfs);
     if (rc != SQLITE_OK) {
         st__error(err, "%s: %s", config->path, c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
         conn_close(c);
@@ -753,7 +756,10 @@ static int insert_version(conn *c, const st_op *op, int64_t rid, int64_t version
     sqlite3_bind_int64(stmt, 4, version);
     sqlite3_bind_int64(stmt, 5, stamp);
     sqlite3_bind_int(stmt, 6, (int)method);
-    if (json)
+    /* a sealed body is binary (seal.h), a blob; read back the same way as text (column_text, column_bytes) */
+    if (json && sl_is_sealed(json, json_len))
+        sqlite3_bind_blob(stmt, 7, json, (int)json_len, SQLITE_STATIC);
+    else if (json)
         sqlite3_bind_text(stmt, 7, json, (int)json_len, SQLITE_STATIC);
     else
         sqlite3_bind_null(stmt, 7);
@@ -1198,6 +1204,22 @@ static void notify_enqueue(void *writer, st_write_ctx *ctx, const st_notify *n, 
     snprintf(res->id, sizeof res->id, "%lld", (long long)sqlite3_last_insert_rowid(c->db));
 }
 
+/* The older delivered notifications of seq's receiver, done before `before` (st_notify.keep_delivered_ms). */
+static void notify_prune(conn *c, int64_t seq, int64_t before, st_op_result *res)
+{
+    sqlite3_stmt *stmt = notify_stmt(c, SQL_NOTIFY_PRUNE);
+    int rc = SQLITE_ERROR;
+    if (stmt) {
+        sql_value v[] = {sql_int(seq), sql_int(before)};
+        bind_values(stmt, v, sizeof v / sizeof *v);
+        rc = run(stmt);
+    }
+    if (rc != SQLITE_OK)
+        sqlite_failure(c, stmt ? rc : sqlite3_errcode(c->db), res);
+    else
+        res->status = ST_OK;
+}
+
 static void notify_update(void *writer, st_write_ctx *ctx, const st_notify *n, st_op_result *res)
 {
     conn *c = writer;
@@ -1219,6 +1241,8 @@ static void notify_update(void *writer, st_write_ctx *ctx, const st_notify *n, s
         sqlite_failure(c, rc, res);
     else if (sqlite3_changes(c->db) == 0)
         st__result_message(res, ST_NOT_FOUND, "notification %lld is not pending", (long long)n->seq);
+    else if (n->state == ST_NOTIFY_DELIVERED && n->keep_delivered_ms > 0)
+        notify_prune(c, n->seq, now - n->keep_delivered_ms, res);
     else
         res->status = ST_OK;
 }

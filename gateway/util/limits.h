@@ -245,6 +245,9 @@
       "alone, for receivers that read only the first notification-event")                                            \
     X(relay_poll_ms, 5000, 1, MS, SET, "relay",                                                                       \
       "the relay looks at its queue at least this often (a commit that queues a notification wakes it at once)")    \
+    X(relay_keep_delivered_ms, 1209600000, 1, MS, SET, "relay",                                                       \
+      "delivered notifications are deleted from the queue this long after delivery (14 days), so that it does not " \
+      "grow forever; $events no longer finds them, a receiver's latest event, pending ones and dead letters stay")   \
     /* ---- gateway/util: the config file ---- */                                                                   \
     X(config_value_max, 511, 1, BYTES, FIXED, "util",                                                                 \
       "longest text value of a setting (paths, addresses); longer ones are refused with the line number")             \

@@ -1,0 +1,315 @@
+/*
+ * gateway/store/wal_buffer.c — see wal_buffer.h.
+ *
+ * A shim VFS in front of SQLite's default one: every method is passed
+ * through, except that writes to a WAL file are gathered while they run on
+ * (each at the end of the one before) and handed to the real file in one
+ * write before anything could look at them: a sync, a read, the size, a
+ * truncate, a lock change, a file control, the close, or a write elsewhere.
+ * SQLite writes each WAL frame as two writes (its 24-byte header, then the
+ * page), so a commit of fifty 50 KB documents was some two thousand
+ * pwrite(2) calls on the commit thread; now it is some thirty.
+ *
+ * Memory: one buffer per open WAL file (WB_BUFFER bytes, allocated at the
+ * first write, freed at close); the VFS object is static, registered once.
+ */
+#include "gateway/store/wal_buffer.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Bytes gathered at most before they go to the file: SQLite's unix VFS writes at most 128 KiB - 1 in one call
+ * (seekAndWriteFd masks the length with 0x1ffff), so less than that; 29 frames of 4 KiB pages. */
+#define WB_BUFFER (120 * 1024)
+
+typedef struct wb_file {
+    sqlite3_file base;   /* pMethods: wb_methods */
+    sqlite3_file *real;  /* the default VFS's file, in the same allocation after this struct */
+    bool wal;            /* only WAL files are buffered */
+    char *buf;           /* WB_BUFFER bytes, or NULL before the first write */
+    size_t len;          /* bytes gathered */
+    sqlite3_int64 start; /* the file offset of buf[0] */
+} wb_file;
+
+static sqlite3_vfs *real_vfs;
+static sqlite3_vfs wb_vfs;
+static int registered = SQLITE_ERROR;
+
+#define REAL(f) (((wb_file *)(f))->real)
+#define RM(f) (REAL(f)->pMethods)
+
+/* The gathered bytes to the file; SQLITE_OK when there were none. */
+static int flush(wb_file *w)
+{
+    if (!w->len)
+        return SQLITE_OK;
+    int rc = w->real->pMethods->xWrite(w->real, w->buf, (int)w->len, w->start);
+    w->len = 0;
+    return rc;
+}
+
+static int wb_close(sqlite3_file *f)
+{
+    wb_file *w = (wb_file *)f;
+    int rc = flush(w);
+    int closed = RM(f)->xClose(REAL(f));
+    free(w->buf);
+    w->buf = NULL;
+    return rc != SQLITE_OK ? rc : closed;
+}
+
+static int wb_read(sqlite3_file *f, void *out, int amt, sqlite3_int64 off)
+{
+    int rc = flush((wb_file *)f);
+    return rc != SQLITE_OK ? rc : RM(f)->xRead(REAL(f), out, amt, off);
+}
+
+static int wb_write(sqlite3_file *f, const void *data, int amt, sqlite3_int64 off)
+{
+    wb_file *w = (wb_file *)f;
+    if (!w->wal)
+        return RM(f)->xWrite(REAL(f), data, amt, off);
+    /* not the continuation of what is gathered, or no room: what is gathered goes first */
+    if (w->len && (off != w->start + (sqlite3_int64)w->len || w->len + (size_t)amt > WB_BUFFER)) {
+        int rc = flush(w);
+        if (rc != SQLITE_OK)
+            return rc;
+    }
+    if ((size_t)amt > WB_BUFFER || (!w->buf && !(w->buf = malloc(WB_BUFFER))))
+        return RM(f)->xWrite(REAL(f), data, amt, off);
+    if (!w->len)
+        w->start = off;
+    memcpy(w->buf + w->len, data, (size_t)amt);
+    w->len += (size_t)amt;
+    return SQLITE_OK;
+}
+
+/* The methods that only pass through, after the gathered bytes went to the file. */
+#define FLUSH_THEN(call)                                  \
+    do {                                                  \
+        int flushed_ = flush((wb_file *)f);               \
+        return flushed_ != SQLITE_OK ? flushed_ : (call); \
+    } while (0)
+
+static int wb_truncate(sqlite3_file *f, sqlite3_int64 size)
+{
+    FLUSH_THEN(RM(f)->xTruncate(REAL(f), size));
+}
+
+static int wb_sync(sqlite3_file *f, int flags)
+{
+    FLUSH_THEN(RM(f)->xSync(REAL(f), flags));
+}
+
+static int wb_file_size(sqlite3_file *f, sqlite3_int64 *size)
+{
+    FLUSH_THEN(RM(f)->xFileSize(REAL(f), size));
+}
+
+static int wb_lock(sqlite3_file *f, int level)
+{
+    FLUSH_THEN(RM(f)->xLock(REAL(f), level));
+}
+
+static int wb_unlock(sqlite3_file *f, int level)
+{
+    FLUSH_THEN(RM(f)->xUnlock(REAL(f), level));
+}
+
+static int wb_check_reserved(sqlite3_file *f, int *out)
+{
+    return RM(f)->xCheckReservedLock(REAL(f), out);
+}
+
+static int wb_file_control(sqlite3_file *f, int op, void *arg)
+{
+    FLUSH_THEN(RM(f)->xFileControl(REAL(f), op, arg));
+}
+
+static int wb_sector_size(sqlite3_file *f)
+{
+    return RM(f)->xSectorSize(REAL(f));
+}
+
+static int wb_device_characteristics(sqlite3_file *f)
+{
+    return RM(f)->xDeviceCharacteristics(REAL(f));
+}
+
+static int wb_shm_map(sqlite3_file *f, int region, int size, int extend, void volatile **out)
+{
+    return RM(f)->xShmMap(REAL(f), region, size, extend, out);
+}
+
+static int wb_shm_lock(sqlite3_file *f, int offset, int n, int flags)
+{
+    FLUSH_THEN(RM(f)->xShmLock(REAL(f), offset, n, flags));
+}
+
+static void wb_shm_barrier(sqlite3_file *f)
+{
+    flush((wb_file *)f);
+    RM(f)->xShmBarrier(REAL(f));
+}
+
+static int wb_shm_unmap(sqlite3_file *f, int delete_flag)
+{
+    FLUSH_THEN(RM(f)->xShmUnmap(REAL(f), delete_flag));
+}
+
+static int wb_fetch(sqlite3_file *f, sqlite3_int64 off, int amt, void **out)
+{
+    FLUSH_THEN(RM(f)->xFetch(REAL(f), off, amt, out));
+}
+
+static int wb_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p)
+{
+    return RM(f)->xUnfetch(REAL(f), off, p);
+}
+
+static const sqlite3_io_methods wb_methods = {
+    3,
+    wb_close,
+    wb_read,
+    wb_write,
+    wb_truncate,
+    wb_sync,
+    wb_file_size,
+    wb_lock,
+    wb_unlock,
+    wb_check_reserved,
+    wb_file_control,
+    wb_sector_size,
+    wb_device_characteristics,
+    wb_shm_map,
+    wb_shm_lock,
+    wb_shm_barrier,
+    wb_shm_unmap,
+    wb_fetch,
+    wb_unfetch,
+};
+
+static int wb_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags, int *out_flags)
+{
+    (void)vfs;
+    wb_file *w = (wb_file *)f;
+    memset(w, 0, sizeof *w);
+    w->real = (sqlite3_file *)(w + 1);
+    w->wal = (flags & SQLITE_OPEN_WAL) != 0;
+    int rc = real_vfs->xOpen(real_vfs, name, w->real, flags, out_flags);
+    /* SQLite calls xClose only when pMethods is set: leave it NULL when the real file did not open */
+    w->base.pMethods = w->real->pMethods && rc == SQLITE_OK ? &wb_methods : NULL;
+    if (rc != SQLITE_OK && w->real->pMethods)
+        w->real->pMethods->xClose(w->real);
+    return rc;
+}
+
+/* The rest of the VFS: the default one's, with it as the VFS. */
+static int wb_delete(sqlite3_vfs *v, const char *name, int sync_dir)
+{
+    (void)v;
+    return real_vfs->xDelete(real_vfs, name, sync_dir);
+}
+
+static int wb_access(sqlite3_vfs *v, const char *name, int flags, int *out)
+{
+    (void)v;
+    return real_vfs->xAccess(real_vfs, name, flags, out);
+}
+
+static int wb_full_pathname(sqlite3_vfs *v, const char *name, int n, char *out)
+{
+    (void)v;
+    return real_vfs->xFullPathname(real_vfs, name, n, out);
+}
+
+static void *wb_dl_open(sqlite3_vfs *v, const char *name)
+{
+    (void)v;
+    return real_vfs->xDlOpen(real_vfs, name);
+}
+
+static void wb_dl_error(sqlite3_vfs *v, int n, char *out)
+{
+    (void)v;
+    real_vfs->xDlError(real_vfs, n, out);
+}
+
+static void (*wb_dl_sym(sqlite3_vfs *v, void *h, const char *sym))(void)
+{
+    (void)v;
+    return real_vfs->xDlSym(real_vfs, h, sym);
+}
+
+static void wb_dl_close(sqlite3_vfs *v, void *h)
+{
+    (void)v;
+    real_vfs->xDlClose(real_vfs, h);
+}
+
+static int wb_randomness(sqlite3_vfs *v, int n, char *out)
+{
+    (void)v;
+    return real_vfs->xRandomness(real_vfs, n, out);
+}
+
+static int wb_sleep(sqlite3_vfs *v, int us)
+{
+    (void)v;
+    return real_vfs->xSleep(real_vfs, us);
+}
+
+static int wb_current_time(sqlite3_vfs *v, double *out)
+{
+    (void)v;
+    return real_vfs->xCurrentTime(real_vfs, out);
+}
+
+static int wb_last_error(sqlite3_vfs *v, int n, char *out)
+{
+    (void)v;
+    return real_vfs->xGetLastError ? real_vfs->xGetLastError(real_vfs, n, out) : 0;
+}
+
+static int wb_current_time_int64(sqlite3_vfs *v, sqlite3_int64 *out)
+{
+    (void)v;
+    return real_vfs->xCurrentTimeInt64(real_vfs, out);
+}
+
+static void register_once(void)
+{
+    real_vfs = sqlite3_vfs_find(NULL);
+    if (!real_vfs || real_vfs->iVersion < 2 || !real_vfs->xCurrentTimeInt64)
+        return;
+    wb_vfs = (sqlite3_vfs){
+        .iVersion = 2,
+        .szOsFile = (int)sizeof(wb_file) + real_vfs->szOsFile,
+        .mxPathname = real_vfs->mxPathname,
+        .zName = WB_VFS_NAME,
+        .xOpen = wb_open,
+        .xDelete = wb_delete,
+        .xAccess = wb_access,
+        .xFullPathname = wb_full_pathname,
+        .xDlOpen = wb_dl_open,
+        .xDlError = wb_dl_error,
+        .xDlSym = wb_dl_sym,
+        .xDlClose = wb_dl_close,
+        .xRandomness = wb_randomness,
+        .xSleep = wb_sleep,
+        .xCurrentTime = wb_current_time,
+        .xGetLastError = wb_last_error,
+        .xCurrentTimeInt64 = wb_current_time_int64,
+    };
+    registered = sqlite3_vfs_register(&wb_vfs, 0);
+}
+
+const char *wb_vfs_name(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, register_once);
+    return registered == SQLITE_OK ? WB_VFS_NAME : NULL;
+}
