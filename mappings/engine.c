@@ -54,10 +54,31 @@ typedef struct lm_model {
     size_t count;
 } lm_model;
 
+/*
+ * A ConceptMap group indexed for translate(): the codes sorted, each with the
+ * first target its elements map it to (in document order), so a translation
+ * is a binary search rather than a walk over json-c objects. Strings point
+ * into the ConceptMap (the context holds a reference to it).
+ */
+typedef struct cm_code {
+    const char *code, *target, *display;
+    size_t order; /* the element's position: among equal codes the first wins */
+} cm_code;
+
+typedef struct cm_group {
+    const char *source, *target;
+    const char *unmapped_mode, *unmapped_code, *unmapped_display;
+    cm_code *codes; /* sorted by code, one per code */
+    size_t count;
+} cm_group;
+
 typedef struct conceptmap_entry {
     const char *url;
     size_t url_len;
     json_object *cm; /* reference held */
+    cm_group *groups;
+    size_t group_count;
+    bool indexed; /* groups complete (else translate walks the JSON) */
 } conceptmap_entry;
 
 struct mpe_context {
@@ -154,11 +175,75 @@ void mpe_context_free(mpe_context *c)
             free(c->models[i].els[k].types);
         free(c->models[i].els);
     }
-    for (size_t i = 0; i < c->cm_count; i++)
+    for (size_t i = 0; i < c->cm_count; i++) {
+        for (size_t g = 0; g < c->cms[i].group_count; g++)
+            free(c->cms[i].groups[g].codes);
+        free(c->cms[i].groups);
         json_object_put(c->cms[i].cm);
+    }
     free(c->cms);
     free(c->models);
     free(c);
+}
+
+static bool maps_to(const char *equivalence);
+
+static int code_cmp(const void *a, const void *b)
+{
+    return strcmp(((const cm_code *)a)->code, ((const cm_code *)b)->code);
+}
+
+static int code_order(const void *a, const void *b)
+{
+    const cm_code *x = a, *y = b;
+    int c = strcmp(x->code, y->code);
+    return c ? c : (x->order > y->order) - (x->order < y->order);
+}
+
+/* One group's codes: the first target that maps each element (as translate_one would find it), sorted. */
+static bool index_group(json_object *grp, cm_group *out)
+{
+    json_object *unmapped = json_object_object_get(grp, "unmapped");
+    *out = (cm_group){.source = jstr(grp, "source"),
+                      .target = jstr(grp, "target"),
+                      .unmapped_mode = jstr(unmapped, "mode"),
+                      .unmapped_code = jstr(unmapped, "code"),
+                      .unmapped_display = jstr(unmapped, "display")};
+    size_t n = jlen(grp, "element");
+    out->codes = n ? malloc(n * sizeof *out->codes) : NULL;
+    if (n && !out->codes)
+        return false;
+    for (size_t e = 0; e < n; e++) {
+        json_object *el = jat(grp, "element", e);
+        const char *code = jstr(el, "code");
+        for (size_t k = 0; code && k < jlen(el, "target"); k++) {
+            json_object *tg = jat(el, "target", k);
+            if (maps_to(jstr(tg, "equivalence")) && jstr(tg, "code")) {
+                out->codes[out->count++] = (cm_code){code, jstr(tg, "code"), jstr(tg, "display"), e};
+                break;
+            }
+        }
+    }
+    qsort(out->codes, out->count, sizeof *out->codes, code_order);
+    size_t kept = 0; /* equal codes: keep the first in document order */
+    for (size_t i = 0; i < out->count; i++)
+        if (!kept || strcmp(out->codes[kept - 1].code, out->codes[i].code))
+            out->codes[kept++] = out->codes[i];
+    out->count = kept;
+    return true;
+}
+
+static bool index_conceptmap(conceptmap_entry *e)
+{
+    size_t n = jlen(e->cm, "group");
+    e->groups = n ? calloc(n, sizeof *e->groups) : NULL;
+    if (n && !e->groups)
+        return false;
+    for (; e->group_count < n; e->group_count++)
+        if (!index_group(jat(e->cm, "group", e->group_count), &e->groups[e->group_count]))
+            return false;
+    e->indexed = true;
+    return true;
 }
 
 bool mpe_add_conceptmap(mpe_context *c, json_object *cm, oo_list *issues)
@@ -174,7 +259,12 @@ bool mpe_add_conceptmap(mpe_context *c, json_object *cm, oo_list *issues)
     }
     if (!fa_reserve(&c->cms, &c->cm_cap, c->cm_count + 1, sizeof *c->cms))
         return false;
-    c->cms[c->cm_count++] = (conceptmap_entry){.url = url, .url_len = strlen(url), .cm = json_object_get(cm)};
+    conceptmap_entry *e = &c->cms[c->cm_count++];
+    *e = (conceptmap_entry){.url = url, .url_len = strlen(url), .cm = json_object_get(cm)};
+    if (!index_conceptmap(e)) {
+        oo_add(issues, OO_ERROR, OO_EXCEPTION, NULL, 0, 0, "out of memory");
+        return false; /* the entry stays (freed with the context) but has no index: translate uses the JSON */
+    }
     return true;
 }
 
@@ -784,8 +874,17 @@ static bool json_kind_fits(json_type want, json_object *v)
     return have == want;
 }
 
-/* Does a value of type vtype (JSON v) fit type `allowed`? */
-static bool fits(const run *r, const char *allowed, const char *vtype, json_object *v)
+/* The schema's type of an element's k-th allowed type, or NULL (a logical model's element, an inline element). */
+static const fs_type *ei_fs_type(const run *r, const elinfo *ei, size_t k)
+{
+    return ei->cel && ei->cel->type_count ? fs_element_type(r->schema, ei->cel, (unsigned)k) : NULL;
+}
+
+/*
+ * Does a value of type vtype (JSON v) fit type `allowed`? known: the schema's
+ * type named `allowed` when the caller has it (saves searching the schema), or NULL.
+ */
+static bool fits(const run *r, const char *allowed, const fs_type *known, const char *vtype, json_object *v)
 {
     switch (allowed[0]) { /* the first letter first: most types are none of these */
     case 'B':
@@ -808,7 +907,7 @@ static bool fits(const run *r, const char *allowed, const char *vtype, json_obje
     }
     if (islower((unsigned char)allowed[0])) {
         /* a primitive (is_primitive_name): the schema's type says which JSON kind it is written as */
-        const fs_type *t = fs_type_by_name(r->schema, allowed, strlen(allowed));
+        const fs_type *t = known ? known : fs_type_by_name(r->schema, allowed, strlen(allowed));
         if (!t || t->kind == FS_PRIMITIVE) {
             json_type want = t ? primitive_json_kind(t->prim) : primitive_json(allowed);
             return !json_object_is_type(v, json_type_object) && !json_object_is_type(v, json_type_array) &&
@@ -826,15 +925,31 @@ static bool fits(const run *r, const char *allowed, const char *vtype, json_obje
     return m && m->type && !strcmp(m->type, vtype);
 }
 
+/*
+ * The index of type `name` among an element's allowed types, or SIZE_MAX. The
+ * names usually are the very strings of the schema's (or model's) type
+ * table, so pointers are compared first: Extension.value[x] allows ~50 types.
+ */
+static size_t type_index(const run *r, const elinfo *ei, const char *name)
+{
+    for (size_t k = 0; k < ei->type_count; k++)
+        if (ei_type(r, ei, k) == name)
+            return k;
+    for (size_t k = 0; k < ei->type_count; k++)
+        if (!strcmp(ei_type(r, ei, k), name))
+            return k;
+    return SIZE_MAX;
+}
+
 /* For a choice: the allowed type a value takes (its own type, or the first its JSON fits). */
 static const char *choose_type(const run *r, const elinfo *ei, const mval *v)
 {
-    for (size_t k = 0; v->type && k < ei->type_count; k++)
-        if (!strcmp(ei_type(r, ei, k), v->type))
-            return ei_type(r, ei, k);
+    size_t own = v->type ? type_index(r, ei, v->type) : SIZE_MAX;
+    if (own != SIZE_MAX)
+        return ei_type(r, ei, own);
     /* a System string into code/uri/...: the first string-like type the value fits */
     for (size_t k = 0; v->type && k < ei->type_count; k++)
-        if (is_primitive_name(r, v->type) && fits(r, ei_type(r, ei, k), v->type, v->json))
+        if (is_primitive_name(r, v->type) && fits(r, ei_type(r, ei, k), ei_fs_type(r, ei, k), v->type, v->json))
             return ei_type(r, ei, k);
     return NULL;
 }
@@ -869,9 +984,12 @@ static bool put_value(run *r, const sm_rule *rule, const sm_target *tg, var *t, 
             snprintf(key, sizeof key, "%s%c%s", name, toupper((unsigned char)want[0]), want + 1);
         }
         bool ok = false;
-        for (size_t k = 0; k < ei.type_count && !ok; k++)
-            if (!want || !strcmp(want, ei_type(r, &ei, k)))
-                ok = fits(r, ei_type(r, &ei, k), v->type, v->json);
+        if (want) {
+            size_t k = type_index(r, &ei, want); /* a name listed twice fits alike: one to try */
+            ok = k != SIZE_MAX && fits(r, ei_type(r, &ei, k), ei_fs_type(r, &ei, k), v->type, v->json);
+        }
+        for (size_t k = 0; !want && k < ei.type_count && !ok; k++)
+            ok = fits(r, ei_type(r, &ei, k), ei_fs_type(r, &ei, k), v->type, v->json);
         if (!ok && ei.type_count) {
             json_object_put(v->json);
             return fail(r, rule, "type mismatch: %s.%s takes %s%s, not %s", t->tt.name, key,
@@ -1165,8 +1283,10 @@ static bool tr_append(run *r, const sm_rule *rule, const sm_target *t, mvals *ou
 
 /* ---- translate ----------------------------------------------------------- */
 
-static const json_object *find_conceptmap(const run *r, const char *url)
+/* The ConceptMap of a url; *entry its indexed entry when it is one of the context's (NULL: a contained one). */
+static const json_object *find_conceptmap(const run *r, const char *url, const conceptmap_entry **entry)
 {
+    *entry = NULL;
     if (url[0] == '#') {
         for (size_t i = 0; i < r->map->conceptmap_count; i++) {
             const char *id = jstr(r->map->conceptmaps[i], "id");
@@ -1177,8 +1297,10 @@ static const json_object *find_conceptmap(const run *r, const char *url)
     }
     size_t n = strcspn(url, "|");
     for (size_t i = 0; i < r->ctx->cm_count; i++)
-        if (r->ctx->cms[i].url_len == n && !strncmp(r->ctx->cms[i].url, url, n))
+        if (r->ctx->cms[i].url_len == n && !strncmp(r->ctx->cms[i].url, url, n)) {
+            *entry = &r->ctx->cms[i];
             return r->ctx->cms[i].cm;
+        }
     return NULL;
 }
 
@@ -1219,6 +1341,32 @@ static bool translate_one(const json_object *cm, const char *system, const char 
         }
         if (mode && !strcmp(mode, "fixed") && jstr(unmapped, "code")) {
             *out = (coded){jstr(grp, "target"), jstr(unmapped, "code"), jstr(unmapped, "display")};
+            return true;
+        }
+    }
+    return false;
+}
+
+/* translate_one over the entry's index: the same answer by binary search. */
+static bool translate_indexed(const conceptmap_entry *e, const char *system, const char *code, coded *out)
+{
+    for (size_t g = 0; g < e->group_count; g++) {
+        const cm_group *grp = &e->groups[g];
+        if (system && grp->source && strcmp(grp->source, system))
+            continue;
+        cm_code key = {.code = code};
+        const cm_code *hit = bsearch(&key, grp->codes, grp->count, sizeof *grp->codes, code_cmp);
+        if (hit) {
+            *out = (coded){grp->target, hit->target, hit->display};
+            return true;
+        }
+        const char *mode = grp->unmapped_mode;
+        if (mode && !strcmp(mode, "provided")) {
+            *out = (coded){grp->target, code, NULL};
+            return true;
+        }
+        if (mode && !strcmp(mode, "fixed") && grp->unmapped_code) {
+            *out = (coded){grp->target, grp->unmapped_code, grp->unmapped_display};
             return true;
         }
     }
@@ -1291,7 +1439,8 @@ static bool translate_output(run *r, const sm_rule *rule, const coded *c, const 
 static bool translate_item(run *r, const sm_rule *rule, const fp_item *it, const char *url, const char *output,
                            mvals *out)
 {
-    const json_object *cm = find_conceptmap(r, url);
+    const conceptmap_entry *entry;
+    const json_object *cm = find_conceptmap(r, url, &entry);
     if (!cm)
         return fail(r, rule, "translate(): no ConceptMap '%s'", url);
     coded codes[16];
@@ -1310,7 +1459,8 @@ static bool translate_item(run *r, const sm_rule *rule, const fp_item *it, const
             system = last_system, code = last_code;
         }
         coded res;
-        if (code && translate_one(cm, system, code, &res)) {
+        if (code && (entry && entry->indexed ? translate_indexed(entry, system, code, &res)
+                                             : translate_one(cm, system, code, &res))) {
             found = true;
             ok = translate_output(r, rule, &res, output, out);
         }
