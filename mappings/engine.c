@@ -2135,6 +2135,14 @@ static int quick_equals(const run *r, const sm_equals *q, const fp_item *it)
                 return 1;
         return 0;
     }
+    if (q->alts) {
+        if (d->nodes[v].type != FJ_STRING || !plain_string(it))
+            return -1;
+        bool in = false;
+        for (size_t i = 0; i < q->alt_count && !in; i++)
+            in = d->nodes[v].len == q->alt_lens[i] && !memcmp(fj_str(d, v), q->alts[i], q->alt_lens[i]);
+        return in != q->negate;
+    }
     if (q->member) {
         if (d->nodes[v].type != FJ_OBJECT)
             return -1;
@@ -2173,7 +2181,7 @@ static int quick_equals(const run *r, const sm_equals *q, const fp_item *it)
 static bool test(run *r, const sm_rule *rule, const char *what, const fp_expr *e, const sm_equals *q, const fp_item *it,
                  fp_truth *truth)
 {
-    int quick = q->literal || q->is_type ? quick_equals(r, q, it) : -1;
+    int quick = q->literal || q->is_type || q->alts ? quick_equals(r, q, it) : -1;
     if (quick >= 0) {
         *truth = quick ? FP_TRUE : FP_FALSE;
         return true;

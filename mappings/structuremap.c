@@ -187,6 +187,100 @@ static const fs_type *recognise_is(const fs_schema *schema, const char *p)
     return end > name && !*p ? fs_type_by_name(schema ? schema : fs_r4(), name, (size_t)(end - name)) : NULL;
 }
 
+static const char *skip_ws(const char *p)
+{
+    while (isspace((unsigned char)*p))
+        p++;
+    return p;
+}
+
+/* p (after blanks) starts with word w, not followed by an identifier character: the text after it, else NULL. */
+static const char *word(const char *p, const char *w)
+{
+    p = skip_ws(p);
+    size_t n = strlen(w);
+    if (strncmp(p, w, n) || (isalnum((unsigned char)w[n - 1]) && (isalnum((unsigned char)p[n]) || p[n] == '_')))
+        return NULL;
+    return p + n;
+}
+
+/* A 'text' literal without escapes at p (after blanks): the text after it, with *lit and *len, else NULL. */
+static const char *literal(const char *p, const char **lit, size_t *len)
+{
+    p = skip_ws(p);
+    if (*p++ != '\'')
+        return NULL;
+    *lit = p;
+    while (*p && *p != '\'' && *p != '\\')
+        p++;
+    if (*p != '\'')
+        return NULL;
+    *len = (size_t)(p - *lit);
+    return p + 1;
+}
+
+static void add_alt(sm_equals *q, const char *lit, size_t len)
+{
+    q->alts = realloc(q->alts, (q->alt_count + 1) * sizeof *q->alts);
+    q->alt_lens = realloc(q->alt_lens, (q->alt_count + 1) * sizeof *q->alt_lens);
+    if (!q->alts || !q->alt_lens || !(q->alts[q->alt_count] = strndup(lit, len)))
+        abort();
+    q->alt_lens[q->alt_count++] = len;
+}
+
+/* `$this in ('a' | 'b' ...)` at p: the text after it (its texts added to q), else NULL. */
+static const char *recognise_in(const char *p, sm_equals *q)
+{
+    if (!(p = word(p, "$this")) || !(p = word(p, "in")) || !(p = word(p, "(")))
+        return NULL;
+    const char *lit;
+    size_t len;
+    do {
+        if (!(p = literal(p, &lit, &len)))
+            return NULL;
+        add_alt(q, lit, len);
+    } while ((p = skip_ws(p), *p == '|') && p++);
+    return word(p, ")");
+}
+
+/* `$this = 'a' or $this = 'b' ...` (two or more) at p: the text after it, else NULL. */
+static const char *recognise_or(const char *p, sm_equals *q)
+{
+    const char *lit;
+    size_t len;
+    for (;;) {
+        if (!(p = word(p, "$this")) || !(p = word(p, "=")) || !(p = literal(p, &lit, &len)))
+            return NULL;
+        add_alt(q, lit, len);
+        const char *next = word(p, "or");
+        if (!next)
+            break;
+        p = next;
+    }
+    return q->alt_count >= 2 ? p : NULL;
+}
+
+/* The set forms of sm_equals over the whole source; q->alts stays NULL when it is none of them. */
+static void recognise_set(const char *src, sm_equals *q)
+{
+    const char *p, *end = NULL;
+    if ((p = recognise_in(src, q)) != NULL) {
+        end = p;
+    } else if (!q->alt_count && (p = word(src, "(")) && (p = recognise_in(p, q)) && (p = word(p, ")")) &&
+               (p = word(p, ".")) && (p = word(p, "not")) && (p = word(p, "(")) && (p = word(p, ")"))) {
+        end = p;
+        q->negate = true;
+    } else if (!q->alt_count && (p = recognise_or(src, q)) != NULL) {
+        end = p;
+    }
+    if (end && !*skip_ws(end))
+        return;
+    for (size_t i = 0; i < q->alt_count; i++)
+        free(q->alts[i]);
+    free(q->alts), free(q->alt_lens);
+    q->alts = NULL, q->alt_lens = NULL, q->alt_count = 0, q->negate = false;
+}
+
 /* Recognise `name = 'text'`, `$this = 'text'` (no escapes in text) or `$this is Type` in an expression's source. */
 static void recognise_equals(const loader *l, const fp_expr *e, sm_equals *q)
 {
@@ -194,6 +288,9 @@ static void recognise_equals(const loader *l, const fp_expr *e, sm_equals *q)
     if (!e)
         return;
     const char *p = fp_expr_source(e), *name = NULL, *name_end = NULL;
+    recognise_set(p, q);
+    if (q->alts)
+        return;
     while (isspace((unsigned char)*p))
         p++;
     if (!strncmp(p, "$this", 5) && ident_end(p + 1) == p + 5) {
@@ -238,6 +335,10 @@ static void free_equals(sm_equals *q)
 {
     free(q->literal);
     free(q->member);
+    for (size_t i = 0; i < q->alt_count; i++)
+        free(q->alts[i]);
+    free(q->alts);
+    free(q->alt_lens);
 }
 
 /* ---- values -------------------------------------------------------------- */

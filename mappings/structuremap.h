@@ -82,7 +82,8 @@ typedef struct sm_value {
 /*
  * A where/check of the form `name = 'text'` or `$this = 'text'` (the test
  * most maps make: an extension's url, an identifier's system), or `$this is
- * Type` (which resource a Bundle entry holds), recognised at load so the
+ * Type` (which resource a Bundle entry holds), or `$this` among a few texts
+ * (`in (...)`, its `.not()`, `=` joined by `or`), recognised at load so the
  * engine can test it on the source JSON without running FHIRPath. The
  * engine falls back to the compiled expression whenever the source does not
  * have the plain shape that makes both give the same answer.
@@ -93,6 +94,10 @@ typedef struct sm_equals {
     char *member; /* the element compared; NULL = $this */
     size_t member_len;
     const fs_type *is_type; /* `$this is Type`: the schema's type; NULL = not this form */
+    /* `$this in ('a' | 'b')`, `($this in (...)).not()`, `$this = 'a' or $this = 'b'`: the texts */
+    char **alts; /* NULL = not this form */
+    size_t *alt_lens, alt_count;
+    bool negate; /* .not(): true when $this is none of them */
 } sm_equals;
 
 typedef struct sm_source {

@@ -1120,6 +1120,65 @@ Test(fml, where_equals_agrees_with_fhirpath)
     sm_free(slow);
 }
 
+/* The set forms of the test below: `in`, its `.not()`, `=` joined by `or`; parenthesised: FHIRPath decides. */
+static sm_map *sets_map(bool parenthesised)
+{
+    const char *o = parenthesised ? "(" : "", *c = parenthesised ? ")" : "";
+    char fml[1600];
+    snprintf(
+        fml, sizeof fml,
+        "map \"u\" = \"n\"\n"
+        "group main(source src : Patient, target tgt : PatientRecord) {\n"
+        "  src.name as n then { n.given as g where (%s$this in ('jan' | 'piet')%s) -> tgt.item = g \"in\"; } \"a\";\n"
+        "  src.name as n then { n.given as g where (%s($this in ('jan' | 'kees')).not()%s) -> tgt.given = g \"not\"; }"
+        " \"b\";\n"
+        "  src.name as n then { n.family as f where (%s$this = 'x' or $this = 'jansen'%s) -> tgt.note = f \"or\"; }"
+        " \"c\";\n"
+        "  src.birthDate as b where (%s$this in ('2020-01-01' | 'x')%s) -> tgt.bsn = 'dated' \"date\";\n"
+        "  src.gender as g where (%s$this = 'male' or $this = 'other'%s) -> tgt.sex = g \"none\";\n"
+        "}\n",
+        o, c, o, c, o, c, o, c, o, c);
+    return load(fml);
+}
+
+Test(fml, where_sets_agree_with_fhirpath)
+{
+    const char *src = "{\"resourceType\":\"Patient\",\"birthDate\":\"2020-01-01\",\"gender\":\"female\","
+                      "\"name\":[{\"family\":\"jansen\",\"given\":[\"jan\",\"kees\",\"piet\",\"klaas\"]},"
+                      "{\"family\":\"pietersen\",\"given\":[\"jan\"]}]}";
+    sm_map *quick = sets_map(false), *slow = sets_map(true);
+    const sm_equals *in = &quick->groups[0].rules[0].rules[0].sources[0].condition_eq;
+    cr_assert_eq(in->alt_count, 2, "$this in (...) is recognised");
+    cr_expect_not(in->negate);
+    cr_expect(quick->groups[0].rules[1].rules[0].sources[0].condition_eq.negate, ".not() is recognised");
+    cr_expect_eq(quick->groups[0].rules[2].rules[0].sources[0].condition_eq.alt_count, 2, "or is recognised");
+    cr_expect_null(slow->groups[0].rules[0].rules[0].sources[0].condition_eq.alts, "parenthesised: not");
+    oo_list qi, si;
+    json_object *q = run_map(quick, src, &qi), *s = run_map(slow, src, &si);
+    cr_assert(q && s);
+    cr_expect(tj_same(q, s), "quick %s\nFHIRPath %s", json_object_to_json_string(q), json_object_to_json_string(s));
+    expect_json(json_object_object_get(q, "item"), "[\"jan\",\"piet\",\"jan\"]");
+    expect_json(json_object_object_get(q, "given"), "[\"piet\",\"klaas\"]");
+    cr_expect_str_eq(jget_str(q, "note"), "jansen");
+    /* a date is no String: FHIRPath decides, and a date is not among texts */
+    cr_expect_null(json_object_object_get(q, "bsn"));
+    cr_expect_null(json_object_object_get(q, "sex"));
+    json_object_put(q), json_object_put(s);
+    oo_list_free(&qi), oo_list_free(&si);
+    /* near misses stay with FHIRPath */
+    sm_map *m = load("map \"u\" = \"n\"\n"
+                     "group main(source src : Patient, target tgt : PatientRecord) {\n"
+                     "  src.gender as g where ($this = 'a' or $this = 'b' and true) -> tgt.sex = g \"and\";\n"
+                     "  src.gender as g where ($this in ('a' | 'b') or true) -> tgt.sex = g \"or\";\n"
+                     "  src.gender as g where ($this = 'a' or family = 'b') -> tgt.sex = g \"mixed\";\n"
+                     "}\n");
+    for (size_t i = 0; i < 3; i++)
+        cr_expect_null(m->groups[0].rules[i].sources[0].condition_eq.alts, "rule %zu", i);
+    sm_free(m);
+    sm_free(quick);
+    sm_free(slow);
+}
+
 /* The engine remembers resolved types across runs; an alias means what its own map says. */
 Test(fml, same_alias_in_two_maps)
 {
