@@ -335,7 +335,34 @@ typedef struct var {
     ttype tt;
 } var;
 
+/*
+ * A run's memo of schema children: which element (and choice type) a name
+ * is in a scope. Sources and where-clauses ask the same few questions for
+ * every item of a list (each of 25 extensions: its `url`), and fs_child is a
+ * binary search plus a scan for choice stems. Keyed by the name's pointer
+ * (a loaded map's string, fixed during the run) and the scope.
+ */
+#define CHILD_SLOTS 64
+
+typedef struct child_memo {
+    const char *name; /* NULL = empty */
+    const fs_element *scope, *el;
+    const fs_type *ct;
+} child_memo;
+
+/* A run's memo of target elements: per target of the map (fixed during the run) and the context's type. */
+#define TARGET_SLOTS 32
+
+typedef struct target_memo {
+    const sm_target *t; /* NULL = empty */
+    const void *scope;
+    bool ok;
+    elinfo ei;
+} target_memo;
+
 struct run {
+    child_memo children[CHILD_SLOTS];
+    target_memo targets[TARGET_SLOTS];
     const mpe_context *ctx;
     const sm_map *map;
     const mpe_options *opts;
@@ -470,10 +497,11 @@ static var *push_var(run *r, const char *name)
     return v;
 }
 
+/* Names are interned per map (sm_map.names) and a frame's variables all come from its group's map: pointers decide. */
 static var *find_var(run *r, const char *name)
 {
     for (size_t i = r->var_count; i-- > r->frame;)
-        if (r->vars[i].name && r->vars[i].name[0] == name[0] && !strcmp(r->vars[i].name, name))
+        if (r->vars[i].name == name && name)
             return &r->vars[i];
     return NULL;
 }
@@ -1856,6 +1884,23 @@ static bool store_values(run *r, const sm_rule *rule, const sm_target *t, size_t
     return true;
 }
 
+/* lookup_element of a target's element in its context's type tt, through the run's memo. */
+static bool target_element(run *r, const sm_target *t, const ttype *tt, elinfo *ei)
+{
+    const void *scope = tt->model ? (const void *)tt->lpath : (const void *)tt->cel;
+    if (!scope)
+        return lookup_element(r, tt, t->element, ei);
+    uintptr_t h = ((uintptr_t)t >> 4) ^ ((uintptr_t)scope >> 3);
+    target_memo *m = &r->targets[(h ^ (h >> 9)) % TARGET_SLOTS];
+    if (m->t != t || m->scope != scope) {
+        m->t = t;
+        m->scope = scope;
+        m->ok = lookup_element(r, tt, t->element, &m->ei);
+    }
+    *ei = m->ei;
+    return m->ok;
+}
+
 static bool apply_target(run *r, const sm_rule *rule, const sm_target *t, const fp_item *src)
 {
     var *ctx = NULL;
@@ -1866,7 +1911,7 @@ static bool apply_target(run *r, const sm_rule *rule, const sm_target *t, const 
             return fail(r, rule, "target context '%s' is %s", t->context, ctx ? "a source variable" : "not bound");
         if (!t->element)
             return fail(r, rule, "target '%s' names no element", t->context);
-        if (!lookup_element(r, &ctx->tt, t->element, &ei))
+        if (!target_element(r, t, &ctx->tt, &ei))
             return fail(r, rule, "%s has no element '%s'", ctx->tt.name ? ctx->tt.name : "the target", t->element);
     }
     fp_arena_reset(r->arena);
@@ -1982,6 +2027,17 @@ static const fs_element *item_scope(const run *r, const fp_item *it)
     return NULL;
 }
 
+/* fs_child for a map's own name (a pointer fixed during the run) through the run's memo. */
+static const fs_element *scope_child(run *r, const fs_element *scope, const char *name, size_t len, const fs_type **ct)
+{
+    uintptr_t h = ((uintptr_t)name >> 3) ^ ((uintptr_t)scope >> 4);
+    child_memo *m = &r->children[(h ^ (h >> 7)) % CHILD_SLOTS];
+    if (m->name != name || m->scope != scope)
+        *m = (child_memo){.name = name, .scope = scope, .el = fs_child(r->schema, scope, name, len, &m->ct)};
+    *ct = m->ct;
+    return m->el;
+}
+
 static bool key_matches(const char *key, size_t len, const char *name, size_t n, bool *suffixed)
 {
     *suffixed = false;
@@ -2011,7 +2067,9 @@ static bool children(run *r, const fp_item *it, const char *name, size_t name_le
         if (!key_matches(key, len, name, name_len, &suffixed))
             continue;
         const fs_type *ct = NULL;
-        const fs_element *el = scope ? fs_child(r->schema, scope, key, len, &ct) : NULL;
+        const fs_element *el = !scope     ? NULL
+                               : suffixed ? fs_child(r->schema, scope, key, len, &ct)
+                                          : scope_child(r, scope, name, name_len, &ct);
         if (scope && (!el || (suffixed && !(el->flags & FS_EL_CHOICE))))
             continue;
         if (!ct && el && el->type_count == 1)
@@ -2118,7 +2176,7 @@ static bool plain_string(const fp_item *it)
  * element the schema does not know). Both answers agree wherever this one is
  * given: FHIRPath compares a FHIR string-like primitive as a String.
  */
-static int quick_equals(const run *r, const sm_equals *q, const fp_item *it)
+static int quick_equals(run *r, const sm_equals *q, const fp_item *it)
 {
     if (it->kind != FP_NODE || it->u.node.index == FP_NO_NODE)
         return -1;
@@ -2148,7 +2206,7 @@ static int quick_equals(const run *r, const sm_equals *q, const fp_item *it)
             return -1;
         const fs_element *scope = item_scope(r, it), *el = NULL;
         const fs_type *ct = NULL;
-        if (scope && (!(el = fs_child(r->schema, scope, q->member, q->member_len, &ct)) || (el->flags & FS_EL_CHOICE) ||
+        if (scope && (!(el = scope_child(r, scope, q->member, q->member_len, &ct)) || (el->flags & FS_EL_CHOICE) ||
                       el->type_count != 1))
             return -1;
         uint32_t found = UINT32_MAX;

@@ -720,6 +720,64 @@ static bool resolve(loader *l, sm_map *m)
     return !l->failed;
 }
 
+/* ---- interning variable names ------------------------------------------- */
+
+typedef void (*name_fn)(sm_map *m, char **field);
+
+static void rule_names(sm_map *m, sm_rule *rules, size_t n, name_fn fn)
+{
+    for (size_t i = 0; i < n; i++) {
+        sm_rule *r = &rules[i];
+        for (size_t k = 0; k < r->source_count; k++)
+            fn(m, &r->sources[k].context), fn(m, &r->sources[k].variable);
+        for (size_t k = 0; k < r->target_count; k++) {
+            sm_target *t = &r->targets[k];
+            fn(m, &t->context), fn(m, &t->variable);
+            for (size_t p = 0; p < t->param_count; p++)
+                if (t->params[p].kind == SM_V_ID)
+                    fn(m, &t->params[p].text);
+        }
+        for (size_t k = 0; k < r->dependent_count; k++)
+            for (size_t v = 0; v < r->dependents[k].var_count; v++)
+                fn(m, &r->dependents[k].vars[v]);
+        rule_names(m, r->rules, r->rule_count, fn);
+    }
+}
+
+/* fn over every field holding a variable's name. */
+static void each_name(sm_map *m, name_fn fn)
+{
+    for (size_t i = 0; i < m->group_count; i++) {
+        for (size_t k = 0; k < m->groups[i].input_count; k++)
+            fn(m, &m->groups[i].inputs[k].name);
+        rule_names(m, m->groups[i].rules, m->groups[i].rule_count, fn);
+    }
+}
+
+/* The field's text becomes the map's one copy of it (the table takes the string, or it is freed). */
+static void intern(sm_map *m, char **field)
+{
+    if (!*field)
+        return;
+    for (size_t i = 0; i < m->name_count; i++)
+        if (!strcmp(m->names[i], *field)) {
+            free(*field);
+            *field = m->names[i];
+            return;
+        }
+    size_t cap = m->name_count;
+    if (!fa_reserve(&m->names, &cap, m->name_count + 1, sizeof *m->names))
+        abort();
+    m->names[m->name_count++] = *field;
+}
+
+/* Before freeing an interned map: the fields only borrow from the table. */
+static void unlink_name(sm_map *m, char **field)
+{
+    (void)m;
+    *field = NULL;
+}
+
 /* ---- loading ------------------------------------------------------------- */
 
 static void load_header(sm_map *m, const json_object *o)
@@ -777,6 +835,7 @@ sm_map *sm_load(const json_object *o, const sm_options *opts, oo_list *issues)
         sm_free(m);
         return NULL;
     }
+    each_name(m, intern);
     return m;
 }
 
@@ -836,6 +895,12 @@ void sm_free(sm_map *m)
 {
     if (!m)
         return;
+    if (m->names) {
+        each_name(m, unlink_name);
+        for (size_t i = 0; i < m->name_count; i++)
+            free(m->names[i]);
+        free(m->names);
+    }
     for (size_t i = 0; i < m->group_count; i++) {
         sm_group *g = &m->groups[i];
         for (size_t k = 0; k < g->input_count; k++)

@@ -179,6 +179,11 @@ typedef struct sm_map {
     size_t conceptmap_count;
     const struct sm_map **imports; /* resolved imports (not owned) */
     size_t import_count;
+    /* Variable names (sources' and targets' contexts and variables, group inputs, arguments, parameter
+       variables) are interned at load: equal names are one pointer, owned here, so the engine finds a
+       variable by comparing pointers. */
+    char **names;
+    size_t name_count;
 } sm_map;
 
 typedef struct sm_options {
