@@ -336,33 +336,42 @@ typedef struct var {
 } var;
 
 /*
- * A run's memo of schema children: which element (and choice type) a name
- * is in a scope. Sources and where-clauses ask the same few questions for
- * every item of a list (each of 25 extensions: its `url`), and fs_child is a
- * binary search plus a scan for choice stems. Keyed by the name's pointer
- * (a loaded map's string, fixed during the run) and the scope.
+ * Memos of schema children and of target elements, per thread and kept
+ * across runs like the type memos: sources and where-clauses ask fs_child
+ * the same question for every item of a list (each of 25 extensions: its
+ * `url`), targets look up their element per value. Keyed by pointers the
+ * map owns (a source's element name, a target) with the map's id (never
+ * reused, so a pointer of a freed map can never match), and the scope (an
+ * element of the static schema tables, or a logical model's path).
  */
-#define CHILD_SLOTS 64
+#define CHILD_SLOTS 256
+#define TARGET_SLOTS 256
 
 typedef struct child_memo {
-    const char *name; /* NULL = empty */
+    uint64_t map; /* 0 = empty */
+    const char *name;
     const fs_element *scope, *el;
     const fs_type *ct;
 } child_memo;
 
-/* A run's memo of target elements: per target of the map (fixed during the run) and the context's type. */
-#define TARGET_SLOTS 32
-
 typedef struct target_memo {
-    const sm_target *t; /* NULL = empty */
+    uint64_t ctx, map; /* 0 = empty */
+    const sm_target *t;
     const void *scope;
     bool ok;
     elinfo ei;
 } target_memo;
 
+static _Thread_local child_memo child_memos[CHILD_SLOTS];
+static _Thread_local target_memo target_memos[TARGET_SLOTS];
+
+static size_t pointer_slot(const void *a, const void *b, size_t slots)
+{
+    uint64_t h = ((uint64_t)(uintptr_t)a * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)(uintptr_t)b * 0xc2b2ae3d27d4eb4full);
+    return (size_t)(h >> 40) % slots;
+}
+
 struct run {
-    child_memo children[CHILD_SLOTS];
-    target_memo targets[TARGET_SLOTS];
     const mpe_context *ctx;
     const sm_map *map;
     const mpe_options *opts;
@@ -1884,17 +1893,15 @@ static bool store_values(run *r, const sm_rule *rule, const sm_target *t, size_t
     return true;
 }
 
-/* lookup_element of a target's element in its context's type tt, through the run's memo. */
+/* lookup_element of a target's element in its context's type tt, through the thread's memo. */
 static bool target_element(run *r, const sm_target *t, const ttype *tt, elinfo *ei)
 {
     const void *scope = tt->model ? (const void *)tt->lpath : (const void *)tt->cel;
     if (!scope)
         return lookup_element(r, tt, t->element, ei);
-    uintptr_t h = ((uintptr_t)t >> 4) ^ ((uintptr_t)scope >> 3);
-    target_memo *m = &r->targets[(h ^ (h >> 9)) % TARGET_SLOTS];
-    if (m->t != t || m->scope != scope) {
-        m->t = t;
-        m->scope = scope;
+    target_memo *m = &target_memos[pointer_slot(t, scope, TARGET_SLOTS)];
+    if (m->ctx != r->ctx->id || m->map != r->map->id || m->t != t || m->scope != scope) {
+        *m = (target_memo){.ctx = r->ctx->id, .map = r->map->id, .t = t, .scope = scope};
         m->ok = lookup_element(r, tt, t->element, &m->ei);
     }
     *ei = m->ei;
@@ -2027,13 +2034,15 @@ static const fs_element *item_scope(const run *r, const fp_item *it)
     return NULL;
 }
 
-/* fs_child for a map's own name (a pointer fixed during the run) through the run's memo. */
+/* fs_child for a name the map owns, through the thread's memo. */
 static const fs_element *scope_child(run *r, const fs_element *scope, const char *name, size_t len, const fs_type **ct)
 {
-    uintptr_t h = ((uintptr_t)name >> 3) ^ ((uintptr_t)scope >> 4);
-    child_memo *m = &r->children[(h ^ (h >> 7)) % CHILD_SLOTS];
-    if (m->name != name || m->scope != scope)
-        *m = (child_memo){.name = name, .scope = scope, .el = fs_child(r->schema, scope, name, len, &m->ct)};
+    child_memo *m = &child_memos[pointer_slot(name, scope, CHILD_SLOTS)];
+    if (m->map != r->map->id || m->name != name || m->scope != scope)
+        *m = (child_memo){.map = r->map->id,
+                          .name = name,
+                          .scope = scope,
+                          .el = fs_child(r->schema, scope, name, len, &m->ct)};
     *ct = m->ct;
     return m->el;
 }
