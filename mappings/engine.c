@@ -2381,7 +2381,16 @@ static void report_value(walk *w, uint32_t v)
         uint32_t pos = 0;
         size_t len = w->path.len;
         for (uint32_t j = v + 1; j < fj_next(d, v); j = fj_next(d, j), pos++) {
-            fj_buf_printf(&w->path, "[%u]", pos);
+            if (marks_in(w, j) == d->nodes[j].size)
+                continue;                        /* all read: no path to build */
+            char idx[16], *p = idx + sizeof idx; /* "[pos]" without printf: this runs per item */
+            *--p = ']';
+            uint32_t n = pos;
+            do
+                *--p = (char)('0' + n % 10);
+            while (n /= 10);
+            *--p = '[';
+            fj_buf_append(&w->path, p, (size_t)(idx + sizeof idx - p));
             report_value(w, j);
             w->path.len = len;
             w->path.data[len] = 0;
@@ -2395,8 +2404,8 @@ static void report(walk *w, uint32_t node)
     for (uint32_t k = node + 1; k < fj_next(d, node); k = fj_next(d, k + 1)) {
         const char *key = fj_str(d, k);
         size_t len = d->nodes[k].len;
-        if (len == 12 && !memcmp(key, "resourceType", 12))
-            continue;
+        if ((len == 12 && !memcmp(key, "resourceType", 12)) || marks_in(w, k + 1) == d->nodes[k + 1].size)
+            continue; /* all read: no path to build */
         size_t saved = w->path.len;
         fj_buf_puts(&w->path, ".");
         fj_buf_append(&w->path, key[0] == '_' ? key + 1 : key, key[0] == '_' ? len - 1 : len);
