@@ -2244,11 +2244,141 @@ static int quick_equals(run *r, const sm_equals *q, const fp_item *it)
     return d->nodes[v].len == q->literal_len && !memcmp(fj_str(d, v), q->literal, q->literal_len);
 }
 
+/*
+ * The element `name` of the objects of scope: known, not a choice, of one
+ * type; *next the scope of its values (NULL for a primitive); false when
+ * FHIRPath must decide.
+ */
+static bool plain_element(run *r, const fs_element *scope, const char *name, size_t len, const fs_element **el,
+                          const fs_type **type)
+{
+    const fs_type *ct;
+    if (!scope || !(*el = scope_child(r, scope, name, len, &ct)) || ((*el)->flags & FS_EL_CHOICE) ||
+        (*el)->type_count > 1 || (!(*el)->type_count && !((*el)->flags & FS_EL_INLINE)))
+        return false;
+    *type = (*el)->type_count ? fs_element_type(r->schema, *el, 0) : NULL;
+    return true;
+}
+
+/* The scope of an element's values (an inline backbone's own children, else its type's). */
+static const fs_element *value_scope(const run *r, const fs_element *el, const fs_type *type)
+{
+    if (el->flags & FS_EL_INLINE)
+        return el;
+    return type && type->kind != FS_PRIMITIVE ? &r->schema->elements[type->root] : NULL;
+}
+
+/*
+ * The value nodes of member `name` of object o (arrays flattened) appended to
+ * out; false when the JSON has a shape FHIRPath reads differently: `_name`
+ * (an extension on a primitive), a key that extends the name, null in a list.
+ */
+static bool member_values(const fj_doc *d, uint32_t o, const char *name, size_t len, uint32_t *out, size_t cap,
+                          size_t *n)
+{
+    for (uint32_t k = o + 1; k < fj_next(d, o); k = fj_next(d, k + 1)) {
+        const char *key = fj_str(d, k);
+        size_t kl = d->nodes[k].len;
+        bool under = kl == len + 1 && key[0] == '_' && !memcmp(key + 1, name, len);
+        if (under || (kl > len && !memcmp(key, name, len)))
+            return false;
+        if (kl != len || memcmp(key, name, len))
+            continue;
+        uint32_t v = k + 1;
+        uint32_t first = d->nodes[v].type == FJ_ARRAY ? v + 1 : v, end = fj_next(d, v);
+        for (uint32_t j = first; j < end; j = fj_next(d, j)) {
+            if (d->nodes[j].type == FJ_NULL || *n == cap)
+                return false;
+            out[(*n)++] = j;
+        }
+    }
+    return true;
+}
+
+/* Does node v hold plain text equal to text (1), other plain text (0); -1: not plain text of this type. */
+static int text_is(const fj_doc *d, uint32_t v, const fs_type *type, const char *text, size_t len)
+{
+    fp_item it = {.kind = FP_NODE};
+    it.u.node.type = type;
+    if (!type || type->kind != FS_PRIMITIVE || d->nodes[v].type != FJ_STRING || !plain_string(&it))
+        return -1;
+    return d->nodes[v].len == len && !memcmp(fj_str(d, v), text, len);
+}
+
+/* Does object o pass the where() conditions of t (1, 0), or -1: FHIRPath decides. */
+static int conditions_hold(run *r, const fj_doc *d, uint32_t o, const fs_element *scope, const sm_pathtest *t)
+{
+    int all = 1;
+    for (size_t i = 0; i < t->conds; i++) {
+        const fs_element *el;
+        const fs_type *type;
+        uint32_t v[2];
+        size_t n = 0;
+        if (!plain_element(r, scope, t->member[i], t->member_len[i], &el, &type) ||
+            !member_values(d, o, t->member[i], t->member_len[i], v, 2, &n) || n > 1)
+            return -1;
+        int eq = n ? text_is(d, v[0], type, t->text[i], t->text_len[i]) : 0; /* missing: empty, not true */
+        if (eq < 0)
+            return -1;
+        all &= eq;
+    }
+    return all;
+}
+
+/* A sm_pathtest on the JSON: 1 true, 0 false or empty, -1 when FHIRPath must decide. */
+static int quick_path(run *r, const sm_pathtest *t, const fp_item *it)
+{
+    if (it->kind != FP_NODE || it->u.node.index == FP_NO_NODE ||
+        it->u.node.doc->nodes[it->u.node.index].type != FJ_OBJECT)
+        return -1;
+    const fj_doc *d = it->u.node.doc;
+    uint32_t cur[32], next[32];
+    size_t count = 1, n;
+    cur[0] = it->u.node.index;
+    const fs_element *scope = item_scope(r, it), *el = NULL;
+    const fs_type *type = NULL;
+    for (size_t s = 0; s < t->steps; s++) {
+        if (!scope || !plain_element(r, scope, t->step[s], t->step_len[s], &el, &type))
+            return -1;
+        n = 0;
+        for (size_t i = 0; i < count; i++)
+            if (d->nodes[cur[i]].type != FJ_OBJECT ||
+                !member_values(d, cur[i], t->step[s], t->step_len[s], next, 32, &n))
+                return -1;
+        memcpy(cur, next, n * sizeof *cur);
+        count = n;
+        scope = value_scope(r, el, type);
+    }
+    if (!t->conds) {
+        /* path = 'text': one value equal to it; several values are not equal to one; none: empty */
+        int eq = 0;
+        for (size_t i = 0; i < count; i++) {
+            int e = text_is(d, cur[i], type, t->text[0], t->text_len[0]);
+            if (e < 0)
+                return -1;
+            eq = count == 1 && e;
+        }
+        return count ? eq != t->negate : 0;
+    }
+    int any = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (d->nodes[cur[i]].type != FJ_OBJECT)
+            return -1;
+        int h = conditions_hold(r, d, cur[i], scope, t);
+        if (h < 0)
+            return -1;
+        any |= h;
+    }
+    return any != t->negate;
+}
+
 /* A where or check: by quick_equals when it can answer, else by FHIRPath. */
 static bool test(run *r, const sm_rule *rule, const char *what, const fp_expr *e, const sm_equals *q, const fp_item *it,
                  fp_truth *truth)
 {
-    int quick = q->literal || q->is_type || q->alts ? quick_equals(r, q, it) : -1;
+    int quick = q->literal || q->is_type || q->alts ? quick_equals(r, q, it)
+                : q->path                           ? quick_path(r, q->path, it)
+                                                    : -1;
     if (quick >= 0) {
         *truth = quick ? FP_TRUE : FP_FALSE;
         return true;

@@ -281,16 +281,110 @@ static void recognise_set(const char *src, sm_equals *q)
     q->alts = NULL, q->alt_lens = NULL, q->alt_count = 0, q->negate = false;
 }
 
-/* Recognise `name = 'text'`, `$this = 'text'` (no escapes in text) or `$this is Type` in an expression's source. */
+/* An element name at p (after blanks): not a keyword, not a function call; the text after it, else NULL. */
+static const char *element_name(const char *p, char **name, size_t *len)
+{
+    static const char *const keywords[] = {"and", "or",   "xor",   "implies",  "is",    "as",     "in",    "div",
+                                           "mod", "true", "false", "contains", "where", "exists", "empty", "not"};
+    p = skip_ws(p);
+    const char *end = ident_end(p);
+    size_t n = (size_t)(end - p);
+    if (!n || *skip_ws(end) == '(')
+        return NULL;
+    for (size_t i = 0; i < sizeof keywords / sizeof *keywords; i++)
+        if (strlen(keywords[i]) == n && !strncmp(keywords[i], p, n))
+            return NULL;
+    if (!(*name = strndup(p, n)))
+        abort();
+    *len = n;
+    return end;
+}
+
+/* `m = 'text'` of a where(): condition i of t; the text after it, else NULL. */
+static const char *path_condition(const char *p, sm_pathtest *t)
+{
+    const char *lit;
+    size_t i = t->conds;
+    if (!(p = element_name(p, &t->member[i], &t->member_len[i])))
+        return NULL;
+    t->conds++;
+    if (!(p = word(p, "=")) || !(p = literal(p, &lit, &t->text_len[i])))
+        return NULL;
+    if (!(t->text[i] = strndup(lit, t->text_len[i])))
+        abort();
+    return p;
+}
+
+static void free_pathtest(sm_pathtest *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < 2; i++)
+        free(t->step[i]), free(t->member[i]), free(t->text[i]);
+    free(t);
+}
+
+/* The path forms of sm_pathtest over the whole source, or NULL. */
+static sm_pathtest *recognise_path(const char *p)
+{
+    sm_pathtest *t = calloc(1, sizeof *t);
+    if (!t)
+        abort();
+    const char *lit, *next;
+    bool ok = (p = element_name(p, &t->step[0], &t->step_len[0])) != NULL;
+    t->steps = ok;
+    if (ok && *p == '.' && (next = element_name(p + 1, &t->step[1], &t->step_len[1])) != NULL) {
+        t->steps = 2;
+        p = next;
+    }
+    if (ok && (next = word(p, ".")) && (next = word(next, "where")) && (next = word(next, "("))) {
+        ok = (p = path_condition(next, t)) != NULL;
+        if (ok && (next = word(p, "and")) != NULL)
+            ok = (p = path_condition(next, t)) != NULL;
+        ok = ok && (p = word(p, ")")) && (p = word(p, "."));
+        if (ok && (next = word(p, "exists")) != NULL)
+            p = next;
+        else if (ok && (next = word(p, "empty")) != NULL)
+            p = next, t->negate = true;
+        else
+            ok = false;
+        ok = ok && (p = word(p, "(")) && (p = word(p, ")"));
+    } else if (ok) {
+        if ((next = word(p, "!=")) != NULL)
+            p = next, t->negate = true;
+        else
+            ok = (p = word(p, "=")) != NULL;
+        ok = ok && (p = literal(p, &lit, &t->text_len[0])) != NULL;
+        if (ok && !(t->text[0] = strndup(lit, t->text_len[0])))
+            abort();
+    }
+    if (ok && !*skip_ws(p))
+        return t;
+    free_pathtest(t);
+    return NULL;
+}
+
+static void recognise_plain(const loader *l, const char *p, sm_equals *q);
+
+/* Recognise the forms of sm_equals (and sm_pathtest) in an expression's source. */
 static void recognise_equals(const loader *l, const fp_expr *e, sm_equals *q)
 {
     *q = (sm_equals){0};
     if (!e)
         return;
-    const char *p = fp_expr_source(e), *name = NULL, *name_end = NULL;
+    const char *p = fp_expr_source(e);
     recognise_set(p, q);
     if (q->alts)
         return;
+    recognise_plain(l, p, q);
+    if (!q->literal && !q->is_type)
+        q->path = recognise_path(p);
+}
+
+/* The forms of sm_equals without a set: `name = 'text'`, `$this = 'text'`, `$this is Type`. */
+static void recognise_plain(const loader *l, const char *p, sm_equals *q)
+{
+    const char *name = NULL, *name_end = NULL;
     while (isspace((unsigned char)*p))
         p++;
     if (!strncmp(p, "$this", 5) && ident_end(p + 1) == p + 5) {
@@ -333,6 +427,7 @@ static void recognise_equals(const loader *l, const fp_expr *e, sm_equals *q)
 
 static void free_equals(sm_equals *q)
 {
+    free_pathtest(q->path);
     free(q->literal);
     free(q->member);
     for (size_t i = 0; i < q->alt_count; i++)

@@ -1179,6 +1179,78 @@ Test(fml, where_sets_agree_with_fhirpath)
     sm_free(slow);
 }
 
+/* The path forms (sm_pathtest) of the test below, as written or (parenthesised) for FHIRPath. */
+static sm_map *paths_map(bool parenthesised)
+{
+    static const char *const tests[] = {
+        "identifier.where(system = 'a' and value = '1').exists()", /* r1: true */
+        "identifier.where(system = 'a' and value = '2').exists()", /* false */
+        "identifier.where(system = 'c').empty()",                  /* r3: true */
+        "name.family = 'jansen'",                                  /* two values: false */
+        "name.family != 'jansen'",                                 /* r5: true */
+        "maritalStatus.coding.where(system = 'x').exists()",       /* r6: true */
+        "telecom.system = 'phone'",                                /* r7: true */
+        "contact.where(gender = 'male').empty()",                  /* r8: true */
+        "name.where(family = 'jansen').exists()",                  /* r9: true */
+        "gender != 'female'",                                      /* false */
+        "identifier.system != 'z'",                                /* r11: true (two values) */
+    };
+    char fml[4000];
+    size_t n = (size_t)snprintf(fml, sizeof fml,
+                                "map \"u\" = \"n\"\n"
+                                "group main(source src : Patient, target tgt : PatientRecord) {\n");
+    for (size_t i = 0; i < sizeof tests / sizeof *tests; i++)
+        n += (size_t)snprintf(fml + n, sizeof fml - n, "  src where (%s%s%s) -> tgt.item = 'r%zu' \"r%zu\";\n",
+                              parenthesised ? "(" : "", tests[i], parenthesised ? ")" : "", i + 1, i + 1);
+    snprintf(fml + n, sizeof fml - n, "}\n");
+    return load(fml);
+}
+
+Test(fml, where_paths_agree_with_fhirpath)
+{
+    const char *plain =
+        "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"a\",\"value\":\"1\"},"
+        "{\"system\":\"b\",\"value\":\"2\"},{\"value\":\"3\"}],\"name\":[{\"family\":\"jansen\"},"
+        "{\"family\":\"pietersen\"}],\"maritalStatus\":{\"coding\":[{\"system\":\"x\",\"code\":\"M\"}]},"
+        "\"telecom\":[{\"system\":\"phone\",\"value\":\"1\"}],\"gender\":\"female\","
+        "\"contact\":[{\"name\":{\"family\":\"k\"}}]}";
+    /* shapes FHIRPath reads otherwise: an extension on a primitive, a date */
+    const char *odd = "{\"resourceType\":\"Patient\",\"identifier\":[{\"_system\":{\"extension\":[{\"url\":\"u\","
+                      "\"valueString\":\"a\"}]},\"value\":\"1\"}],\"name\":[{\"family\":\"jansen\"}],"
+                      "\"telecom\":[{\"system\":\"phone\"},{\"system\":\"email\"}],\"_gender\":{\"id\":\"g\"}}";
+    sm_map *quick = paths_map(false), *slow = paths_map(true);
+    for (size_t i = 0; i < 11; i++) {
+        cr_assert_not_null(quick->groups[0].rules[i].sources[0].condition_eq.path, "rule %zu is recognised", i + 1);
+        cr_assert_null(slow->groups[0].rules[i].sources[0].condition_eq.path, "parenthesised rule %zu is not", i + 1);
+    }
+    const char *srcs[] = {plain, odd};
+    for (size_t k = 0; k < 2; k++) {
+        oo_list qi, si;
+        json_object *q = run_map(quick, srcs[k], &qi), *s = run_map(slow, srcs[k], &si);
+        cr_assert(q && s);
+        cr_expect(tj_same(q, s), "quick %s\nFHIRPath %s", json_object_to_json_string(q), json_object_to_json_string(s));
+        if (k == 0)
+            expect_json(json_object_object_get(q, "item"),
+                        "[\"r1\",\"r3\",\"r5\",\"r6\",\"r7\",\"r8\",\"r9\",\"r11\"]");
+        json_object_put(q), json_object_put(s);
+        oo_list_free(&qi), oo_list_free(&si);
+    }
+    /* near misses stay with FHIRPath */
+    sm_map *m = load("map \"u\" = \"n\"\n"
+                     "group main(source src : Patient, target tgt : PatientRecord) {\n"
+                     "  src where (name.family.where(true).exists()) -> tgt.sex = 'a' \"a\";\n"
+                     "  src where (identifier.where(system = 'a' or value = '1').exists()) -> tgt.sex = 'b' \"b\";\n"
+                     "  src where (name.family = 'x' and true) -> tgt.sex = 'c' \"c\";\n"
+                     "  src where (name.exists()) -> tgt.sex = 'd' \"d\";\n"
+                     "  src where (a.b.c = 'x') -> tgt.sex = 'e' \"e\";\n"
+                     "}\n");
+    for (size_t i = 0; i < 5; i++)
+        cr_expect_null(m->groups[0].rules[i].sources[0].condition_eq.path, "rule %zu", i);
+    sm_free(m);
+    sm_free(quick);
+    sm_free(slow);
+}
+
 /* The engine remembers resolved types across runs; an alias means what its own map says. */
 Test(fml, same_alias_in_two_maps)
 {
