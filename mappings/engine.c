@@ -648,6 +648,11 @@ static bool item_value(run *r, const sm_rule *rule, const fp_item *it, mval *out
     out->type = system_type(it);
     if (!out->type)
         return fail(r, rule, "a type cannot be put into a target");
+    if (it->kind == FP_STRING && !memchr(it->u.string, 0, it->len)) {
+        /* a String's text is itself (item_text would copy it twice): most values put are map literals */
+        out->json = json_object_new_string_len(it->u.string, (int)it->len);
+        return true;
+    }
     char *text = item_text(r, it);
     if (!text)
         return fail(r, rule, "out of memory");
@@ -1173,18 +1178,38 @@ static void make_uuid(run *r, char out[37])
 }
 
 /* Collected values of one transform (evaluate may give several). */
+/* A target's values: most targets make one, kept in `local` (no allocation); more go to the heap. */
 typedef struct mvals {
-    mval *items;
+    mval *items; /* NULL (none yet), local, or malloc'd */
     size_t count, cap;
+    mval local[2];
 } mvals;
+
+static void mvals_free(mvals *l)
+{
+    if (l->items != l->local)
+        free(l->items);
+}
 
 static bool emit(mvals *out, mval v)
 {
     if (!v.json)
         return true; /* a JSON null: nothing to put */
-    if (!fa_reserve(&out->items, &out->cap, out->count + 1, sizeof *out->items)) {
-        json_object_put(v.json);
-        return false;
+    if (!out->items) {
+        out->items = out->local;
+        out->cap = sizeof out->local / sizeof *out->local;
+    }
+    if (out->count == out->cap) {
+        size_t cap = out->cap * 2;
+        mval *grown = out->items == out->local ? malloc(cap * sizeof *grown) : realloc(out->items, cap * sizeof *grown);
+        if (!grown) {
+            json_object_put(v.json);
+            return false;
+        }
+        if (out->items == out->local)
+            memcpy(grown, out->local, sizeof out->local);
+        out->items = grown;
+        out->cap = cap;
     }
     out->items[out->count++] = v;
     return true;
@@ -1944,7 +1969,7 @@ static bool apply_target(run *r, const sm_rule *rule, const sm_target *t, const 
     ok = ok && store_values(r, rule, t, ctx ? (size_t)(ctx - r->vars) : SIZE_MAX, ctx ? &ei : NULL, &vals, then, src);
     for (size_t i = 0; i < vals.count; i++)
         json_object_put(vals.items[i].json);
-    free(vals.items);
+    mvals_free(&vals);
     return ok;
 }
 
