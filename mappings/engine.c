@@ -977,6 +977,14 @@ static size_t type_index(const run *r, const elinfo *ei, const char *name)
     for (size_t k = 0; k < ei->type_count; k++)
         if (ei_type(r, ei, k) == name)
             return k;
+    if (ei_fs_type(r, ei, 0)) {
+        /* a core element's types are schema types, whose names are unique: find the name's one pointer */
+        const fs_type *t = fs_type_by_name(r->schema, name, strlen(name));
+        for (size_t k = 0; t && k < ei->type_count; k++)
+            if (ei_fs_type(r, ei, k) == t)
+                return k;
+        return SIZE_MAX;
+    }
     for (size_t k = 0; k < ei->type_count; k++)
         if (!strcmp(ei_type(r, ei, k), name))
             return k;
@@ -1475,6 +1483,14 @@ static json_object *coding_json(const coded *c)
     return o;
 }
 
+static bool typed_emit(run *r, mvals *out, json_object *o, const char *type)
+{
+    ttype tt;
+    resolve_type(r, type, &tt);
+    /* the schema's own name when it is this one: later type checks then compare pointers */
+    return emit(out, (mval){.json = o, .type = tt.name && !strcmp(tt.name, type) ? tt.name : type, .tt = tt});
+}
+
 static bool translate_output(run *r, const sm_rule *rule, const coded *c, const char *output, mvals *out)
 {
     if (!strcmp(output, "code"))
@@ -1483,17 +1499,14 @@ static bool translate_output(run *r, const sm_rule *rule, const coded *c, const 
         return c->system ? emit(out, string_value(c->system, "uri")) : true;
     if (!strcmp(output, "display"))
         return c->display ? emit(out, string_value(c->display, "string")) : true;
-    ttype tt;
     if (!strcmp(output, "Coding") || !strcmp(output, "coding")) {
-        resolve_type(r, "Coding", &tt);
-        return emit(out, (mval){.json = coding_json(c), .type = "Coding", .tt = tt});
+        return typed_emit(r, out, coding_json(c), "Coding");
     }
     if (!strcmp(output, "CodeableConcept") || !strcmp(output, "codeableConcept")) {
         json_object *cc = json_object_new_object(), *arr = json_object_new_array();
         json_object_array_add(arr, coding_json(c));
         json_object_object_add(cc, "coding", arr);
-        resolve_type(r, "CodeableConcept", &tt);
-        return emit(out, (mval){.json = cc, .type = "CodeableConcept", .tt = tt});
+        return typed_emit(r, out, cc, "CodeableConcept");
     }
     return fail(r, rule, "translate(): unknown output '%s' (code, system, display, Coding, CodeableConcept)", output);
 }
@@ -1638,13 +1651,6 @@ static void free_texts(char **s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         free(s[i]);
-}
-
-static bool typed_emit(run *r, mvals *out, json_object *o, const char *type)
-{
-    ttype tt;
-    resolve_type(r, type, &tt);
-    return emit(out, (mval){.json = o, .type = type, .tt = tt});
 }
 
 static bool tr_cc_c(run *r, const sm_rule *rule, const sm_target *t, bool cc, mvals *out)
