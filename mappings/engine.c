@@ -352,6 +352,7 @@ typedef struct child_memo {
     const char *name;
     const fs_element *scope, *el;
     const fs_type *ct;
+    char key[32]; /* a choice's key as the source has it ("valueCoding"); "" = the name itself */
 } child_memo;
 
 typedef struct target_memo {
@@ -365,9 +366,9 @@ typedef struct target_memo {
 static _Thread_local child_memo child_memos[CHILD_SLOTS];
 static _Thread_local target_memo target_memos[TARGET_SLOTS];
 
-static size_t pointer_slot(const void *a, const void *b, size_t slots)
+static size_t pointer_slot(const void *a, uintptr_t b, size_t slots)
 {
-    uint64_t h = ((uint64_t)(uintptr_t)a * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)(uintptr_t)b * 0xc2b2ae3d27d4eb4full);
+    uint64_t h = ((uint64_t)(uintptr_t)a * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)b * 0xc2b2ae3d27d4eb4full);
     return (size_t)(h >> 40) % slots;
 }
 
@@ -1930,7 +1931,7 @@ static bool target_element(run *r, const sm_target *t, const ttype *tt, elinfo *
     const void *scope = tt->model ? (const void *)tt->lpath : (const void *)tt->cel;
     if (!scope)
         return lookup_element(r, tt, t->element, ei);
-    target_memo *m = &target_memos[pointer_slot(t, scope, TARGET_SLOTS)];
+    target_memo *m = &target_memos[pointer_slot(t, (uintptr_t)scope, TARGET_SLOTS)];
     if (m->ctx != r->ctx->id || m->map != r->map->id || m->t != t || m->scope != scope) {
         *m = (target_memo){.ctx = r->ctx->id, .map = r->map->id, .t = t, .scope = scope};
         m->ok = lookup_element(r, tt, t->element, &m->ei);
@@ -2068,12 +2069,36 @@ static const fs_element *item_scope(const run *r, const fp_item *it)
 /* fs_child for a name the map owns, through the thread's memo. */
 static const fs_element *scope_child(run *r, const fs_element *scope, const char *name, size_t len, const fs_type **ct)
 {
-    child_memo *m = &child_memos[pointer_slot(name, scope, CHILD_SLOTS)];
-    if (m->map != r->map->id || m->name != name || m->scope != scope)
-        *m = (child_memo){.map = r->map->id,
-                          .name = name,
-                          .scope = scope,
-                          .el = fs_child(r->schema, scope, name, len, &m->ct)};
+    child_memo *m = &child_memos[pointer_slot(name, (uintptr_t)scope, CHILD_SLOTS)];
+    if (m->map != r->map->id || m->name != name || m->scope != scope || m->key[0]) {
+        const fs_type *found = NULL; /* not into *m: the compound literal below would clear it */
+        const fs_element *el = fs_child(r->schema, scope, name, len, &found);
+        *m = (child_memo){.map = r->map->id, .name = name, .scope = scope, .el = el, .ct = found};
+    }
+    *ct = m->ct;
+    return m->el;
+}
+
+/*
+ * fs_child for a source's key that extends its element name (a choice:
+ * `value` read as "valueCoding"), through the thread's memo: the key is the
+ * document's, so its text is kept and compared (keys of 32 bytes and more
+ * are looked up every time).
+ */
+static const fs_element *choice_child(run *r, const fs_element *scope, const char *name, const char *key, size_t len,
+                                      const fs_type **ct)
+{
+    if (len >= sizeof((child_memo *)0)->key)
+        return fs_child(r->schema, scope, key, len, ct);
+    child_memo *m =
+        &child_memos[pointer_slot(name, (uintptr_t)scope + len * 131 + (unsigned char)key[len - 1], CHILD_SLOTS)];
+    if (m->map != r->map->id || m->name != name || m->scope != scope || strncmp(m->key, key, len) || m->key[len]) {
+        const fs_type *found = NULL;
+        const fs_element *el = fs_child(r->schema, scope, key, len, &found);
+        *m = (child_memo){.map = r->map->id, .name = name, .scope = scope, .el = el, .ct = found};
+        memcpy(m->key, key, len);
+        m->key[len] = 0;
+    }
     *ct = m->ct;
     return m->el;
 }
@@ -2108,7 +2133,7 @@ static bool children(run *r, const fp_item *it, const char *name, size_t name_le
             continue;
         const fs_type *ct = NULL;
         const fs_element *el = !scope     ? NULL
-                               : suffixed ? fs_child(r->schema, scope, key, len, &ct)
+                               : suffixed ? choice_child(r, scope, name, key, len, &ct)
                                           : scope_child(r, scope, name, name_len, &ct);
         if (scope && (!el || (suffixed && !(el->flags & FS_EL_CHOICE))))
             continue;
