@@ -289,8 +289,9 @@ int main(int argc, char **argv)
     };
     size_t len;
     cases[4].input = slurp("tests/maps/Parameters-report-cp-gzsp-huntington-2.json", &len);
-    printf("bench-map: resources mapped per second on one core (parse + map, unmapped reported), and the map's\n"
-           "cost as a multiple of parsing its input, best of 5 rounds (targets: >= 20,000/s, map/parse <= 3x)\n\n");
+    if (!dump_dir)
+        printf("bench-map: resources mapped per second on one core (parse + map, unmapped reported), and the map's\n"
+               "cost as a multiple of parsing its input, best of 5 rounds (targets: >= 20,000/s, map/parse <= 3x)\n\n");
     const sm_map *report_map = NULL;
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         const sm_map *to = load_map(set, cases[i].to), *back = load_map(set, cases[i].back);
