@@ -54,10 +54,31 @@ typedef struct lm_model {
     size_t count;
 } lm_model;
 
+/*
+ * A ConceptMap group indexed for translate(): the codes sorted, each with the
+ * first target its elements map it to (in document order), so a translation
+ * is a binary search rather than a walk over json-c objects. Strings point
+ * into the ConceptMap (the context holds a reference to it).
+ */
+typedef struct cm_code {
+    const char *code, *target, *display;
+    size_t order; /* the element's position: among equal codes the first wins */
+} cm_code;
+
+typedef struct cm_group {
+    const char *source, *target;
+    const char *unmapped_mode, *unmapped_code, *unmapped_display;
+    cm_code *codes; /* sorted by code, one per code */
+    size_t count;
+} cm_group;
+
 typedef struct conceptmap_entry {
     const char *url;
     size_t url_len;
     json_object *cm; /* reference held */
+    cm_group *groups;
+    size_t group_count;
+    bool indexed; /* groups complete (else translate walks the JSON) */
 } conceptmap_entry;
 
 struct mpe_context {
@@ -154,11 +175,75 @@ void mpe_context_free(mpe_context *c)
             free(c->models[i].els[k].types);
         free(c->models[i].els);
     }
-    for (size_t i = 0; i < c->cm_count; i++)
+    for (size_t i = 0; i < c->cm_count; i++) {
+        for (size_t g = 0; g < c->cms[i].group_count; g++)
+            free(c->cms[i].groups[g].codes);
+        free(c->cms[i].groups);
         json_object_put(c->cms[i].cm);
+    }
     free(c->cms);
     free(c->models);
     free(c);
+}
+
+static bool maps_to(const char *equivalence);
+
+static int code_cmp(const void *a, const void *b)
+{
+    return strcmp(((const cm_code *)a)->code, ((const cm_code *)b)->code);
+}
+
+static int code_order(const void *a, const void *b)
+{
+    const cm_code *x = a, *y = b;
+    int c = strcmp(x->code, y->code);
+    return c ? c : (x->order > y->order) - (x->order < y->order);
+}
+
+/* One group's codes: the first target that maps each element (as translate_one would find it), sorted. */
+static bool index_group(json_object *grp, cm_group *out)
+{
+    json_object *unmapped = json_object_object_get(grp, "unmapped");
+    *out = (cm_group){.source = jstr(grp, "source"),
+                      .target = jstr(grp, "target"),
+                      .unmapped_mode = jstr(unmapped, "mode"),
+                      .unmapped_code = jstr(unmapped, "code"),
+                      .unmapped_display = jstr(unmapped, "display")};
+    size_t n = jlen(grp, "element");
+    out->codes = n ? malloc(n * sizeof *out->codes) : NULL;
+    if (n && !out->codes)
+        return false;
+    for (size_t e = 0; e < n; e++) {
+        json_object *el = jat(grp, "element", e);
+        const char *code = jstr(el, "code");
+        for (size_t k = 0; code && k < jlen(el, "target"); k++) {
+            json_object *tg = jat(el, "target", k);
+            if (maps_to(jstr(tg, "equivalence")) && jstr(tg, "code")) {
+                out->codes[out->count++] = (cm_code){code, jstr(tg, "code"), jstr(tg, "display"), e};
+                break;
+            }
+        }
+    }
+    qsort(out->codes, out->count, sizeof *out->codes, code_order);
+    size_t kept = 0; /* equal codes: keep the first in document order */
+    for (size_t i = 0; i < out->count; i++)
+        if (!kept || strcmp(out->codes[kept - 1].code, out->codes[i].code))
+            out->codes[kept++] = out->codes[i];
+    out->count = kept;
+    return true;
+}
+
+static bool index_conceptmap(conceptmap_entry *e)
+{
+    size_t n = jlen(e->cm, "group");
+    e->groups = n ? calloc(n, sizeof *e->groups) : NULL;
+    if (n && !e->groups)
+        return false;
+    for (; e->group_count < n; e->group_count++)
+        if (!index_group(jat(e->cm, "group", e->group_count), &e->groups[e->group_count]))
+            return false;
+    e->indexed = true;
+    return true;
 }
 
 bool mpe_add_conceptmap(mpe_context *c, json_object *cm, oo_list *issues)
@@ -174,7 +259,12 @@ bool mpe_add_conceptmap(mpe_context *c, json_object *cm, oo_list *issues)
     }
     if (!fa_reserve(&c->cms, &c->cm_cap, c->cm_count + 1, sizeof *c->cms))
         return false;
-    c->cms[c->cm_count++] = (conceptmap_entry){.url = url, .url_len = strlen(url), .cm = json_object_get(cm)};
+    conceptmap_entry *e = &c->cms[c->cm_count++];
+    *e = (conceptmap_entry){.url = url, .url_len = strlen(url), .cm = json_object_get(cm)};
+    if (!index_conceptmap(e)) {
+        oo_add(issues, OO_ERROR, OO_EXCEPTION, NULL, 0, 0, "out of memory");
+        return false; /* the entry stays (freed with the context) but has no index: translate uses the JSON */
+    }
     return true;
 }
 
@@ -244,6 +334,43 @@ typedef struct var {
     json_object *obj; /* target (borrowed: owned by the result tree or the run's loose list) */
     ttype tt;
 } var;
+
+/*
+ * Memos of schema children and of target elements, per thread and kept
+ * across runs like the type memos: sources and where-clauses ask fs_child
+ * the same question for every item of a list (each of 25 extensions: its
+ * `url`), targets look up their element per value. Keyed by pointers the
+ * map owns (a source's element name, a target) with the map's id (never
+ * reused, so a pointer of a freed map can never match), and the scope (an
+ * element of the static schema tables, or a logical model's path).
+ */
+#define CHILD_SLOTS 256
+#define TARGET_SLOTS 256
+
+typedef struct child_memo {
+    uint64_t map; /* 0 = empty */
+    const char *name;
+    const fs_element *scope, *el;
+    const fs_type *ct;
+    char key[32]; /* a choice's key as the source has it ("valueCoding"); "" = the name itself */
+} child_memo;
+
+typedef struct target_memo {
+    uint64_t ctx, map; /* 0 = empty */
+    const sm_target *t;
+    const void *scope;
+    bool ok;
+    elinfo ei;
+} target_memo;
+
+static _Thread_local child_memo child_memos[CHILD_SLOTS];
+static _Thread_local target_memo target_memos[TARGET_SLOTS];
+
+static size_t pointer_slot(const void *a, uintptr_t b, size_t slots)
+{
+    uint64_t h = ((uint64_t)(uintptr_t)a * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)b * 0xc2b2ae3d27d4eb4full);
+    return (size_t)(h >> 40) % slots;
+}
 
 struct run {
     const mpe_context *ctx;
@@ -380,10 +507,11 @@ static var *push_var(run *r, const char *name)
     return v;
 }
 
+/* Names are interned per map (sm_map.names) and a frame's variables all come from its group's map: pointers decide. */
 static var *find_var(run *r, const char *name)
 {
     for (size_t i = r->var_count; i-- > r->frame;)
-        if (r->vars[i].name && r->vars[i].name[0] == name[0] && !strcmp(r->vars[i].name, name))
+        if (r->vars[i].name == name && name)
             return &r->vars[i];
     return NULL;
 }
@@ -521,6 +649,11 @@ static bool item_value(run *r, const sm_rule *rule, const fp_item *it, mval *out
     out->type = system_type(it);
     if (!out->type)
         return fail(r, rule, "a type cannot be put into a target");
+    if (it->kind == FP_STRING && !memchr(it->u.string, 0, it->len)) {
+        /* a String's text is itself (item_text would copy it twice): most values put are map literals */
+        out->json = json_object_new_string_len(it->u.string, (int)it->len);
+        return true;
+    }
     char *text = item_text(r, it);
     if (!text)
         return fail(r, rule, "out of memory");
@@ -784,8 +917,17 @@ static bool json_kind_fits(json_type want, json_object *v)
     return have == want;
 }
 
-/* Does a value of type vtype (JSON v) fit type `allowed`? */
-static bool fits(const run *r, const char *allowed, const char *vtype, json_object *v)
+/* The schema's type of an element's k-th allowed type, or NULL (a logical model's element, an inline element). */
+static const fs_type *ei_fs_type(const run *r, const elinfo *ei, size_t k)
+{
+    return ei->cel && ei->cel->type_count ? fs_element_type(r->schema, ei->cel, (unsigned)k) : NULL;
+}
+
+/*
+ * Does a value of type vtype (JSON v) fit type `allowed`? known: the schema's
+ * type named `allowed` when the caller has it (saves searching the schema), or NULL.
+ */
+static bool fits(const run *r, const char *allowed, const fs_type *known, const char *vtype, json_object *v)
 {
     switch (allowed[0]) { /* the first letter first: most types are none of these */
     case 'B':
@@ -808,7 +950,7 @@ static bool fits(const run *r, const char *allowed, const char *vtype, json_obje
     }
     if (islower((unsigned char)allowed[0])) {
         /* a primitive (is_primitive_name): the schema's type says which JSON kind it is written as */
-        const fs_type *t = fs_type_by_name(r->schema, allowed, strlen(allowed));
+        const fs_type *t = known ? known : fs_type_by_name(r->schema, allowed, strlen(allowed));
         if (!t || t->kind == FS_PRIMITIVE) {
             json_type want = t ? primitive_json_kind(t->prim) : primitive_json(allowed);
             return !json_object_is_type(v, json_type_object) && !json_object_is_type(v, json_type_array) &&
@@ -826,15 +968,39 @@ static bool fits(const run *r, const char *allowed, const char *vtype, json_obje
     return m && m->type && !strcmp(m->type, vtype);
 }
 
+/*
+ * The index of type `name` among an element's allowed types, or SIZE_MAX. The
+ * names usually are the very strings of the schema's (or model's) type
+ * table, so pointers are compared first: Extension.value[x] allows ~50 types.
+ */
+static size_t type_index(const run *r, const elinfo *ei, const char *name)
+{
+    for (size_t k = 0; k < ei->type_count; k++)
+        if (ei_type(r, ei, k) == name)
+            return k;
+    if (ei_fs_type(r, ei, 0)) {
+        /* a core element's types are schema types, whose names are unique: find the name's one pointer */
+        const fs_type *t = fs_type_by_name(r->schema, name, strlen(name));
+        for (size_t k = 0; t && k < ei->type_count; k++)
+            if (ei_fs_type(r, ei, k) == t)
+                return k;
+        return SIZE_MAX;
+    }
+    for (size_t k = 0; k < ei->type_count; k++)
+        if (!strcmp(ei_type(r, ei, k), name))
+            return k;
+    return SIZE_MAX;
+}
+
 /* For a choice: the allowed type a value takes (its own type, or the first its JSON fits). */
 static const char *choose_type(const run *r, const elinfo *ei, const mval *v)
 {
-    for (size_t k = 0; v->type && k < ei->type_count; k++)
-        if (!strcmp(ei_type(r, ei, k), v->type))
-            return ei_type(r, ei, k);
+    size_t own = v->type ? type_index(r, ei, v->type) : SIZE_MAX;
+    if (own != SIZE_MAX)
+        return ei_type(r, ei, own);
     /* a System string into code/uri/...: the first string-like type the value fits */
     for (size_t k = 0; v->type && k < ei->type_count; k++)
-        if (is_primitive_name(r, v->type) && fits(r, ei_type(r, ei, k), v->type, v->json))
+        if (is_primitive_name(r, v->type) && fits(r, ei_type(r, ei, k), ei_fs_type(r, ei, k), v->type, v->json))
             return ei_type(r, ei, k);
     return NULL;
 }
@@ -869,9 +1035,12 @@ static bool put_value(run *r, const sm_rule *rule, const sm_target *tg, var *t, 
             snprintf(key, sizeof key, "%s%c%s", name, toupper((unsigned char)want[0]), want + 1);
         }
         bool ok = false;
-        for (size_t k = 0; k < ei.type_count && !ok; k++)
-            if (!want || !strcmp(want, ei_type(r, &ei, k)))
-                ok = fits(r, ei_type(r, &ei, k), v->type, v->json);
+        if (want) {
+            size_t k = type_index(r, &ei, want); /* a name listed twice fits alike: one to try */
+            ok = k != SIZE_MAX && fits(r, ei_type(r, &ei, k), ei_fs_type(r, &ei, k), v->type, v->json);
+        }
+        for (size_t k = 0; !want && k < ei.type_count && !ok; k++)
+            ok = fits(r, ei_type(r, &ei, k), ei_fs_type(r, &ei, k), v->type, v->json);
         if (!ok && ei.type_count) {
             json_object_put(v->json);
             return fail(r, rule, "type mismatch: %s.%s takes %s%s, not %s", t->tt.name, key,
@@ -1018,18 +1187,38 @@ static void make_uuid(run *r, char out[37])
 }
 
 /* Collected values of one transform (evaluate may give several). */
+/* A target's values: most targets make one, kept in `local` (no allocation); more go to the heap. */
 typedef struct mvals {
-    mval *items;
+    mval *items; /* NULL (none yet), local, or malloc'd */
     size_t count, cap;
+    mval local[2];
 } mvals;
+
+static void mvals_free(mvals *l)
+{
+    if (l->items != l->local)
+        free(l->items);
+}
 
 static bool emit(mvals *out, mval v)
 {
     if (!v.json)
         return true; /* a JSON null: nothing to put */
-    if (!fa_reserve(&out->items, &out->cap, out->count + 1, sizeof *out->items)) {
-        json_object_put(v.json);
-        return false;
+    if (!out->items) {
+        out->items = out->local;
+        out->cap = sizeof out->local / sizeof *out->local;
+    }
+    if (out->count == out->cap) {
+        size_t cap = out->cap * 2;
+        mval *grown = out->items == out->local ? malloc(cap * sizeof *grown) : realloc(out->items, cap * sizeof *grown);
+        if (!grown) {
+            json_object_put(v.json);
+            return false;
+        }
+        if (out->items == out->local)
+            memcpy(grown, out->local, sizeof out->local);
+        out->items = grown;
+        out->cap = cap;
     }
     out->items[out->count++] = v;
     return true;
@@ -1165,8 +1354,10 @@ static bool tr_append(run *r, const sm_rule *rule, const sm_target *t, mvals *ou
 
 /* ---- translate ----------------------------------------------------------- */
 
-static const json_object *find_conceptmap(const run *r, const char *url)
+/* The ConceptMap of a url; *entry its indexed entry when it is one of the context's (NULL: a contained one). */
+static const json_object *find_conceptmap(const run *r, const char *url, const conceptmap_entry **entry)
 {
+    *entry = NULL;
     if (url[0] == '#') {
         for (size_t i = 0; i < r->map->conceptmap_count; i++) {
             const char *id = jstr(r->map->conceptmaps[i], "id");
@@ -1177,8 +1368,10 @@ static const json_object *find_conceptmap(const run *r, const char *url)
     }
     size_t n = strcspn(url, "|");
     for (size_t i = 0; i < r->ctx->cm_count; i++)
-        if (r->ctx->cms[i].url_len == n && !strncmp(r->ctx->cms[i].url, url, n))
+        if (r->ctx->cms[i].url_len == n && !strncmp(r->ctx->cms[i].url, url, n)) {
+            *entry = &r->ctx->cms[i];
             return r->ctx->cms[i].cm;
+        }
     return NULL;
 }
 
@@ -1225,6 +1418,32 @@ static bool translate_one(const json_object *cm, const char *system, const char 
     return false;
 }
 
+/* translate_one over the entry's index: the same answer by binary search. */
+static bool translate_indexed(const conceptmap_entry *e, const char *system, const char *code, coded *out)
+{
+    for (size_t g = 0; g < e->group_count; g++) {
+        const cm_group *grp = &e->groups[g];
+        if (system && grp->source && strcmp(grp->source, system))
+            continue;
+        cm_code key = {.code = code};
+        const cm_code *hit = bsearch(&key, grp->codes, grp->count, sizeof *grp->codes, code_cmp);
+        if (hit) {
+            *out = (coded){grp->target, hit->target, hit->display};
+            return true;
+        }
+        const char *mode = grp->unmapped_mode;
+        if (mode && !strcmp(mode, "provided")) {
+            *out = (coded){grp->target, code, NULL};
+            return true;
+        }
+        if (mode && !strcmp(mode, "fixed") && grp->unmapped_code) {
+            *out = (coded){grp->target, grp->unmapped_code, grp->unmapped_display};
+            return true;
+        }
+    }
+    return false;
+}
+
 /* The codes of an item: a code/string, a Coding, or each Coding of a CodeableConcept. */
 static size_t codes_of(run *r, const fp_item *it, coded *out, size_t cap, char **owned)
 {
@@ -1265,6 +1484,14 @@ static json_object *coding_json(const coded *c)
     return o;
 }
 
+static bool typed_emit(run *r, mvals *out, json_object *o, const char *type)
+{
+    ttype tt;
+    resolve_type(r, type, &tt);
+    /* the schema's own name when it is this one: later type checks then compare pointers */
+    return emit(out, (mval){.json = o, .type = tt.name && !strcmp(tt.name, type) ? tt.name : type, .tt = tt});
+}
+
 static bool translate_output(run *r, const sm_rule *rule, const coded *c, const char *output, mvals *out)
 {
     if (!strcmp(output, "code"))
@@ -1273,17 +1500,14 @@ static bool translate_output(run *r, const sm_rule *rule, const coded *c, const 
         return c->system ? emit(out, string_value(c->system, "uri")) : true;
     if (!strcmp(output, "display"))
         return c->display ? emit(out, string_value(c->display, "string")) : true;
-    ttype tt;
     if (!strcmp(output, "Coding") || !strcmp(output, "coding")) {
-        resolve_type(r, "Coding", &tt);
-        return emit(out, (mval){.json = coding_json(c), .type = "Coding", .tt = tt});
+        return typed_emit(r, out, coding_json(c), "Coding");
     }
     if (!strcmp(output, "CodeableConcept") || !strcmp(output, "codeableConcept")) {
         json_object *cc = json_object_new_object(), *arr = json_object_new_array();
         json_object_array_add(arr, coding_json(c));
         json_object_object_add(cc, "coding", arr);
-        resolve_type(r, "CodeableConcept", &tt);
-        return emit(out, (mval){.json = cc, .type = "CodeableConcept", .tt = tt});
+        return typed_emit(r, out, cc, "CodeableConcept");
     }
     return fail(r, rule, "translate(): unknown output '%s' (code, system, display, Coding, CodeableConcept)", output);
 }
@@ -1291,7 +1515,8 @@ static bool translate_output(run *r, const sm_rule *rule, const coded *c, const 
 static bool translate_item(run *r, const sm_rule *rule, const fp_item *it, const char *url, const char *output,
                            mvals *out)
 {
-    const json_object *cm = find_conceptmap(r, url);
+    const conceptmap_entry *entry;
+    const json_object *cm = find_conceptmap(r, url, &entry);
     if (!cm)
         return fail(r, rule, "translate(): no ConceptMap '%s'", url);
     coded codes[16];
@@ -1310,7 +1535,8 @@ static bool translate_item(run *r, const sm_rule *rule, const fp_item *it, const
             system = last_system, code = last_code;
         }
         coded res;
-        if (code && translate_one(cm, system, code, &res)) {
+        if (code && (entry && entry->indexed ? translate_indexed(entry, system, code, &res)
+                                             : translate_one(cm, system, code, &res))) {
             found = true;
             ok = translate_output(r, rule, &res, output, out);
         }
@@ -1426,13 +1652,6 @@ static void free_texts(char **s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         free(s[i]);
-}
-
-static bool typed_emit(run *r, mvals *out, json_object *o, const char *type)
-{
-    ttype tt;
-    resolve_type(r, type, &tt);
-    return emit(out, (mval){.json = o, .type = type, .tt = tt});
 }
 
 static bool tr_cc_c(run *r, const sm_rule *rule, const sm_target *t, bool cc, mvals *out)
@@ -1706,6 +1925,21 @@ static bool store_values(run *r, const sm_rule *rule, const sm_target *t, size_t
     return true;
 }
 
+/* lookup_element of a target's element in its context's type tt, through the thread's memo. */
+static bool target_element(run *r, const sm_target *t, const ttype *tt, elinfo *ei)
+{
+    const void *scope = tt->model ? (const void *)tt->lpath : (const void *)tt->cel;
+    if (!scope)
+        return lookup_element(r, tt, t->element, ei);
+    target_memo *m = &target_memos[pointer_slot(t, (uintptr_t)scope, TARGET_SLOTS)];
+    if (m->ctx != r->ctx->id || m->map != r->map->id || m->t != t || m->scope != scope) {
+        *m = (target_memo){.ctx = r->ctx->id, .map = r->map->id, .t = t, .scope = scope};
+        m->ok = lookup_element(r, tt, t->element, &m->ei);
+    }
+    *ei = m->ei;
+    return m->ok;
+}
+
 static bool apply_target(run *r, const sm_rule *rule, const sm_target *t, const fp_item *src)
 {
     var *ctx = NULL;
@@ -1716,7 +1950,7 @@ static bool apply_target(run *r, const sm_rule *rule, const sm_target *t, const 
             return fail(r, rule, "target context '%s' is %s", t->context, ctx ? "a source variable" : "not bound");
         if (!t->element)
             return fail(r, rule, "target '%s' names no element", t->context);
-        if (!lookup_element(r, &ctx->tt, t->element, &ei))
+        if (!target_element(r, t, &ctx->tt, &ei))
             return fail(r, rule, "%s has no element '%s'", ctx->tt.name ? ctx->tt.name : "the target", t->element);
     }
     fp_arena_reset(r->arena);
@@ -1742,7 +1976,7 @@ static bool apply_target(run *r, const sm_rule *rule, const sm_target *t, const 
     ok = ok && store_values(r, rule, t, ctx ? (size_t)(ctx - r->vars) : SIZE_MAX, ctx ? &ei : NULL, &vals, then, src);
     for (size_t i = 0; i < vals.count; i++)
         json_object_put(vals.items[i].json);
-    free(vals.items);
+    mvals_free(&vals);
     return ok;
 }
 
@@ -1832,6 +2066,43 @@ static const fs_element *item_scope(const run *r, const fp_item *it)
     return NULL;
 }
 
+/* fs_child for a name the map owns, through the thread's memo. */
+static const fs_element *scope_child(run *r, const fs_element *scope, const char *name, size_t len, const fs_type **ct)
+{
+    child_memo *m = &child_memos[pointer_slot(name, (uintptr_t)scope, CHILD_SLOTS)];
+    if (m->map != r->map->id || m->name != name || m->scope != scope || m->key[0]) {
+        const fs_type *found = NULL; /* not into *m: the compound literal below would clear it */
+        const fs_element *el = fs_child(r->schema, scope, name, len, &found);
+        *m = (child_memo){.map = r->map->id, .name = name, .scope = scope, .el = el, .ct = found};
+    }
+    *ct = m->ct;
+    return m->el;
+}
+
+/*
+ * fs_child for a source's key that extends its element name (a choice:
+ * `value` read as "valueCoding"), through the thread's memo: the key is the
+ * document's, so its text is kept and compared (keys of 32 bytes and more
+ * are looked up every time).
+ */
+static const fs_element *choice_child(run *r, const fs_element *scope, const char *name, const char *key, size_t len,
+                                      const fs_type **ct)
+{
+    if (len >= sizeof((child_memo *)0)->key)
+        return fs_child(r->schema, scope, key, len, ct);
+    child_memo *m =
+        &child_memos[pointer_slot(name, (uintptr_t)scope + len * 131 + (unsigned char)key[len - 1], CHILD_SLOTS)];
+    if (m->map != r->map->id || m->name != name || m->scope != scope || strncmp(m->key, key, len) || m->key[len]) {
+        const fs_type *found = NULL;
+        const fs_element *el = fs_child(r->schema, scope, key, len, &found);
+        *m = (child_memo){.map = r->map->id, .name = name, .scope = scope, .el = el, .ct = found};
+        memcpy(m->key, key, len);
+        m->key[len] = 0;
+    }
+    *ct = m->ct;
+    return m->el;
+}
+
 static bool key_matches(const char *key, size_t len, const char *name, size_t n, bool *suffixed)
 {
     *suffixed = false;
@@ -1861,7 +2132,9 @@ static bool children(run *r, const fp_item *it, const char *name, size_t name_le
         if (!key_matches(key, len, name, name_len, &suffixed))
             continue;
         const fs_type *ct = NULL;
-        const fs_element *el = scope ? fs_child(r->schema, scope, key, len, &ct) : NULL;
+        const fs_element *el = !scope     ? NULL
+                               : suffixed ? choice_child(r, scope, name, key, len, &ct)
+                                          : scope_child(r, scope, name, name_len, &ct);
         if (scope && (!el || (suffixed && !(el->flags & FS_EL_CHOICE))))
             continue;
         if (!ct && el && el->type_count == 1)
@@ -1968,7 +2241,7 @@ static bool plain_string(const fp_item *it)
  * element the schema does not know). Both answers agree wherever this one is
  * given: FHIRPath compares a FHIR string-like primitive as a String.
  */
-static int quick_equals(const run *r, const sm_equals *q, const fp_item *it)
+static int quick_equals(run *r, const sm_equals *q, const fp_item *it)
 {
     if (it->kind != FP_NODE || it->u.node.index == FP_NO_NODE)
         return -1;
@@ -1985,12 +2258,20 @@ static int quick_equals(const run *r, const sm_equals *q, const fp_item *it)
                 return 1;
         return 0;
     }
+    if (q->alts) {
+        if (d->nodes[v].type != FJ_STRING || !plain_string(it))
+            return -1;
+        bool in = false;
+        for (size_t i = 0; i < q->alt_count && !in; i++)
+            in = d->nodes[v].len == q->alt_lens[i] && !memcmp(fj_str(d, v), q->alts[i], q->alt_lens[i]);
+        return in != q->negate;
+    }
     if (q->member) {
         if (d->nodes[v].type != FJ_OBJECT)
             return -1;
         const fs_element *scope = item_scope(r, it), *el = NULL;
         const fs_type *ct = NULL;
-        if (scope && (!(el = fs_child(r->schema, scope, q->member, q->member_len, &ct)) || (el->flags & FS_EL_CHOICE) ||
+        if (scope && (!(el = scope_child(r, scope, q->member, q->member_len, &ct)) || (el->flags & FS_EL_CHOICE) ||
                       el->type_count != 1))
             return -1;
         uint32_t found = UINT32_MAX;
@@ -2019,11 +2300,141 @@ static int quick_equals(const run *r, const sm_equals *q, const fp_item *it)
     return d->nodes[v].len == q->literal_len && !memcmp(fj_str(d, v), q->literal, q->literal_len);
 }
 
+/*
+ * The element `name` of the objects of scope: known, not a choice, of one
+ * type; *next the scope of its values (NULL for a primitive); false when
+ * FHIRPath must decide.
+ */
+static bool plain_element(run *r, const fs_element *scope, const char *name, size_t len, const fs_element **el,
+                          const fs_type **type)
+{
+    const fs_type *ct;
+    if (!scope || !(*el = scope_child(r, scope, name, len, &ct)) || ((*el)->flags & FS_EL_CHOICE) ||
+        (*el)->type_count > 1 || (!(*el)->type_count && !((*el)->flags & FS_EL_INLINE)))
+        return false;
+    *type = (*el)->type_count ? fs_element_type(r->schema, *el, 0) : NULL;
+    return true;
+}
+
+/* The scope of an element's values (an inline backbone's own children, else its type's). */
+static const fs_element *value_scope(const run *r, const fs_element *el, const fs_type *type)
+{
+    if (el->flags & FS_EL_INLINE)
+        return el;
+    return type && type->kind != FS_PRIMITIVE ? &r->schema->elements[type->root] : NULL;
+}
+
+/*
+ * The value nodes of member `name` of object o (arrays flattened) appended to
+ * out; false when the JSON has a shape FHIRPath reads differently: `_name`
+ * (an extension on a primitive), a key that extends the name, null in a list.
+ */
+static bool member_values(const fj_doc *d, uint32_t o, const char *name, size_t len, uint32_t *out, size_t cap,
+                          size_t *n)
+{
+    for (uint32_t k = o + 1; k < fj_next(d, o); k = fj_next(d, k + 1)) {
+        const char *key = fj_str(d, k);
+        size_t kl = d->nodes[k].len;
+        bool under = kl == len + 1 && key[0] == '_' && !memcmp(key + 1, name, len);
+        if (under || (kl > len && !memcmp(key, name, len)))
+            return false;
+        if (kl != len || memcmp(key, name, len))
+            continue;
+        uint32_t v = k + 1;
+        uint32_t first = d->nodes[v].type == FJ_ARRAY ? v + 1 : v, end = fj_next(d, v);
+        for (uint32_t j = first; j < end; j = fj_next(d, j)) {
+            if (d->nodes[j].type == FJ_NULL || *n == cap)
+                return false;
+            out[(*n)++] = j;
+        }
+    }
+    return true;
+}
+
+/* Does node v hold plain text equal to text (1), other plain text (0); -1: not plain text of this type. */
+static int text_is(const fj_doc *d, uint32_t v, const fs_type *type, const char *text, size_t len)
+{
+    fp_item it = {.kind = FP_NODE};
+    it.u.node.type = type;
+    if (!type || type->kind != FS_PRIMITIVE || d->nodes[v].type != FJ_STRING || !plain_string(&it))
+        return -1;
+    return d->nodes[v].len == len && !memcmp(fj_str(d, v), text, len);
+}
+
+/* Does object o pass the where() conditions of t (1, 0), or -1: FHIRPath decides. */
+static int conditions_hold(run *r, const fj_doc *d, uint32_t o, const fs_element *scope, const sm_pathtest *t)
+{
+    int all = 1;
+    for (size_t i = 0; i < t->conds; i++) {
+        const fs_element *el;
+        const fs_type *type;
+        uint32_t v[2];
+        size_t n = 0;
+        if (!plain_element(r, scope, t->member[i], t->member_len[i], &el, &type) ||
+            !member_values(d, o, t->member[i], t->member_len[i], v, 2, &n) || n > 1)
+            return -1;
+        int eq = n ? text_is(d, v[0], type, t->text[i], t->text_len[i]) : 0; /* missing: empty, not true */
+        if (eq < 0)
+            return -1;
+        all &= eq;
+    }
+    return all;
+}
+
+/* A sm_pathtest on the JSON: 1 true, 0 false or empty, -1 when FHIRPath must decide. */
+static int quick_path(run *r, const sm_pathtest *t, const fp_item *it)
+{
+    if (it->kind != FP_NODE || it->u.node.index == FP_NO_NODE ||
+        it->u.node.doc->nodes[it->u.node.index].type != FJ_OBJECT)
+        return -1;
+    const fj_doc *d = it->u.node.doc;
+    uint32_t cur[32], next[32];
+    size_t count = 1, n;
+    cur[0] = it->u.node.index;
+    const fs_element *scope = item_scope(r, it), *el = NULL;
+    const fs_type *type = NULL;
+    for (size_t s = 0; s < t->steps; s++) {
+        if (!scope || !plain_element(r, scope, t->step[s], t->step_len[s], &el, &type))
+            return -1;
+        n = 0;
+        for (size_t i = 0; i < count; i++)
+            if (d->nodes[cur[i]].type != FJ_OBJECT ||
+                !member_values(d, cur[i], t->step[s], t->step_len[s], next, 32, &n))
+                return -1;
+        memcpy(cur, next, n * sizeof *cur);
+        count = n;
+        scope = value_scope(r, el, type);
+    }
+    if (!t->conds) {
+        /* path = 'text': one value equal to it; several values are not equal to one; none: empty */
+        int eq = 0;
+        for (size_t i = 0; i < count; i++) {
+            int e = text_is(d, cur[i], type, t->text[0], t->text_len[0]);
+            if (e < 0)
+                return -1;
+            eq = count == 1 && e;
+        }
+        return count ? eq != t->negate : 0;
+    }
+    int any = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (d->nodes[cur[i]].type != FJ_OBJECT)
+            return -1;
+        int h = conditions_hold(r, d, cur[i], scope, t);
+        if (h < 0)
+            return -1;
+        any |= h;
+    }
+    return any != t->negate;
+}
+
 /* A where or check: by quick_equals when it can answer, else by FHIRPath. */
 static bool test(run *r, const sm_rule *rule, const char *what, const fp_expr *e, const sm_equals *q, const fp_item *it,
                  fp_truth *truth)
 {
-    int quick = q->literal || q->is_type ? quick_equals(r, q, it) : -1;
+    int quick = q->literal || q->is_type || q->alts ? quick_equals(r, q, it)
+                : q->path                           ? quick_path(r, q->path, it)
+                                                    : -1;
     if (quick >= 0) {
         *truth = quick ? FP_TRUE : FP_FALSE;
         return true;
@@ -2156,7 +2567,16 @@ static void report_value(walk *w, uint32_t v)
         uint32_t pos = 0;
         size_t len = w->path.len;
         for (uint32_t j = v + 1; j < fj_next(d, v); j = fj_next(d, j), pos++) {
-            fj_buf_printf(&w->path, "[%u]", pos);
+            if (marks_in(w, j) == d->nodes[j].size)
+                continue;                        /* all read: no path to build */
+            char idx[16], *p = idx + sizeof idx; /* "[pos]" without printf: this runs per item */
+            *--p = ']';
+            uint32_t n = pos;
+            do
+                *--p = (char)('0' + n % 10);
+            while (n /= 10);
+            *--p = '[';
+            fj_buf_append(&w->path, p, (size_t)(idx + sizeof idx - p));
             report_value(w, j);
             w->path.len = len;
             w->path.data[len] = 0;
@@ -2170,8 +2590,8 @@ static void report(walk *w, uint32_t node)
     for (uint32_t k = node + 1; k < fj_next(d, node); k = fj_next(d, k + 1)) {
         const char *key = fj_str(d, k);
         size_t len = d->nodes[k].len;
-        if (len == 12 && !memcmp(key, "resourceType", 12))
-            continue;
+        if ((len == 12 && !memcmp(key, "resourceType", 12)) || marks_in(w, k + 1) == d->nodes[k + 1].size)
+            continue; /* all read: no path to build */
         size_t saved = w->path.len;
         fj_buf_puts(&w->path, ".");
         fj_buf_append(&w->path, key[0] == '_' ? key + 1 : key, key[0] == '_' ? len - 1 : len);

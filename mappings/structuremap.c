@@ -187,13 +187,204 @@ static const fs_type *recognise_is(const fs_schema *schema, const char *p)
     return end > name && !*p ? fs_type_by_name(schema ? schema : fs_r4(), name, (size_t)(end - name)) : NULL;
 }
 
-/* Recognise `name = 'text'`, `$this = 'text'` (no escapes in text) or `$this is Type` in an expression's source. */
+static const char *skip_ws(const char *p)
+{
+    while (isspace((unsigned char)*p))
+        p++;
+    return p;
+}
+
+/* p (after blanks) starts with word w, not followed by an identifier character: the text after it, else NULL. */
+static const char *word(const char *p, const char *w)
+{
+    p = skip_ws(p);
+    size_t n = strlen(w);
+    if (strncmp(p, w, n) || (isalnum((unsigned char)w[n - 1]) && (isalnum((unsigned char)p[n]) || p[n] == '_')))
+        return NULL;
+    return p + n;
+}
+
+/* A 'text' literal without escapes at p (after blanks): the text after it, with *lit and *len, else NULL. */
+static const char *literal(const char *p, const char **lit, size_t *len)
+{
+    p = skip_ws(p);
+    if (*p++ != '\'')
+        return NULL;
+    *lit = p;
+    while (*p && *p != '\'' && *p != '\\')
+        p++;
+    if (*p != '\'')
+        return NULL;
+    *len = (size_t)(p - *lit);
+    return p + 1;
+}
+
+static void add_alt(sm_equals *q, const char *lit, size_t len)
+{
+    q->alts = realloc(q->alts, (q->alt_count + 1) * sizeof *q->alts);
+    q->alt_lens = realloc(q->alt_lens, (q->alt_count + 1) * sizeof *q->alt_lens);
+    if (!q->alts || !q->alt_lens || !(q->alts[q->alt_count] = strndup(lit, len)))
+        abort();
+    q->alt_lens[q->alt_count++] = len;
+}
+
+/* `$this in ('a' | 'b' ...)` at p: the text after it (its texts added to q), else NULL. */
+static const char *recognise_in(const char *p, sm_equals *q)
+{
+    if (!(p = word(p, "$this")) || !(p = word(p, "in")) || !(p = word(p, "(")))
+        return NULL;
+    const char *lit;
+    size_t len;
+    do {
+        if (!(p = literal(p, &lit, &len)))
+            return NULL;
+        add_alt(q, lit, len);
+    } while ((p = skip_ws(p), *p == '|') && p++);
+    return word(p, ")");
+}
+
+/* `$this = 'a' or $this = 'b' ...` (two or more) at p: the text after it, else NULL. */
+static const char *recognise_or(const char *p, sm_equals *q)
+{
+    const char *lit;
+    size_t len;
+    for (;;) {
+        if (!(p = word(p, "$this")) || !(p = word(p, "=")) || !(p = literal(p, &lit, &len)))
+            return NULL;
+        add_alt(q, lit, len);
+        const char *next = word(p, "or");
+        if (!next)
+            break;
+        p = next;
+    }
+    return q->alt_count >= 2 ? p : NULL;
+}
+
+/* The set forms of sm_equals over the whole source; q->alts stays NULL when it is none of them. */
+static void recognise_set(const char *src, sm_equals *q)
+{
+    const char *p, *end = NULL;
+    if ((p = recognise_in(src, q)) != NULL) {
+        end = p;
+    } else if (!q->alt_count && (p = word(src, "(")) && (p = recognise_in(p, q)) && (p = word(p, ")")) &&
+               (p = word(p, ".")) && (p = word(p, "not")) && (p = word(p, "(")) && (p = word(p, ")"))) {
+        end = p;
+        q->negate = true;
+    } else if (!q->alt_count && (p = recognise_or(src, q)) != NULL) {
+        end = p;
+    }
+    if (end && !*skip_ws(end))
+        return;
+    for (size_t i = 0; i < q->alt_count; i++)
+        free(q->alts[i]);
+    free(q->alts), free(q->alt_lens);
+    q->alts = NULL, q->alt_lens = NULL, q->alt_count = 0, q->negate = false;
+}
+
+/* An element name at p (after blanks): not a keyword, not a function call; the text after it, else NULL. */
+static const char *element_name(const char *p, char **name, size_t *len)
+{
+    static const char *const keywords[] = {"and", "or",   "xor",   "implies",  "is",    "as",     "in",    "div",
+                                           "mod", "true", "false", "contains", "where", "exists", "empty", "not"};
+    p = skip_ws(p);
+    const char *end = ident_end(p);
+    size_t n = (size_t)(end - p);
+    if (!n || *skip_ws(end) == '(')
+        return NULL;
+    for (size_t i = 0; i < sizeof keywords / sizeof *keywords; i++)
+        if (strlen(keywords[i]) == n && !strncmp(keywords[i], p, n))
+            return NULL;
+    if (!(*name = strndup(p, n)))
+        abort();
+    *len = n;
+    return end;
+}
+
+/* `m = 'text'` of a where(): condition i of t; the text after it, else NULL. */
+static const char *path_condition(const char *p, sm_pathtest *t)
+{
+    const char *lit;
+    size_t i = t->conds;
+    if (!(p = element_name(p, &t->member[i], &t->member_len[i])))
+        return NULL;
+    t->conds++;
+    if (!(p = word(p, "=")) || !(p = literal(p, &lit, &t->text_len[i])))
+        return NULL;
+    if (!(t->text[i] = strndup(lit, t->text_len[i])))
+        abort();
+    return p;
+}
+
+static void free_pathtest(sm_pathtest *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < 2; i++)
+        free(t->step[i]), free(t->member[i]), free(t->text[i]);
+    free(t);
+}
+
+/* The path forms of sm_pathtest over the whole source, or NULL. */
+static sm_pathtest *recognise_path(const char *p)
+{
+    sm_pathtest *t = calloc(1, sizeof *t);
+    if (!t)
+        abort();
+    const char *lit, *next;
+    bool ok = (p = element_name(p, &t->step[0], &t->step_len[0])) != NULL;
+    t->steps = ok;
+    if (ok && *p == '.' && (next = element_name(p + 1, &t->step[1], &t->step_len[1])) != NULL) {
+        t->steps = 2;
+        p = next;
+    }
+    if (ok && (next = word(p, ".")) && (next = word(next, "where")) && (next = word(next, "("))) {
+        ok = (p = path_condition(next, t)) != NULL;
+        if (ok && (next = word(p, "and")) != NULL)
+            ok = (p = path_condition(next, t)) != NULL;
+        ok = ok && (p = word(p, ")")) && (p = word(p, "."));
+        if (ok && (next = word(p, "exists")) != NULL)
+            p = next;
+        else if (ok && (next = word(p, "empty")) != NULL)
+            p = next, t->negate = true;
+        else
+            ok = false;
+        ok = ok && (p = word(p, "(")) && (p = word(p, ")"));
+    } else if (ok) {
+        if ((next = word(p, "!=")) != NULL)
+            p = next, t->negate = true;
+        else
+            ok = (p = word(p, "=")) != NULL;
+        ok = ok && (p = literal(p, &lit, &t->text_len[0])) != NULL;
+        if (ok && !(t->text[0] = strndup(lit, t->text_len[0])))
+            abort();
+    }
+    if (ok && !*skip_ws(p))
+        return t;
+    free_pathtest(t);
+    return NULL;
+}
+
+static void recognise_plain(const loader *l, const char *p, sm_equals *q);
+
+/* Recognise the forms of sm_equals (and sm_pathtest) in an expression's source. */
 static void recognise_equals(const loader *l, const fp_expr *e, sm_equals *q)
 {
     *q = (sm_equals){0};
     if (!e)
         return;
-    const char *p = fp_expr_source(e), *name = NULL, *name_end = NULL;
+    const char *p = fp_expr_source(e);
+    recognise_set(p, q);
+    if (q->alts)
+        return;
+    recognise_plain(l, p, q);
+    if (!q->literal && !q->is_type)
+        q->path = recognise_path(p);
+}
+
+/* The forms of sm_equals without a set: `name = 'text'`, `$this = 'text'`, `$this is Type`. */
+static void recognise_plain(const loader *l, const char *p, sm_equals *q)
+{
+    const char *name = NULL, *name_end = NULL;
     while (isspace((unsigned char)*p))
         p++;
     if (!strncmp(p, "$this", 5) && ident_end(p + 1) == p + 5) {
@@ -236,8 +427,13 @@ static void recognise_equals(const loader *l, const fp_expr *e, sm_equals *q)
 
 static void free_equals(sm_equals *q)
 {
+    free_pathtest(q->path);
     free(q->literal);
     free(q->member);
+    for (size_t i = 0; i < q->alt_count; i++)
+        free(q->alts[i]);
+    free(q->alts);
+    free(q->alt_lens);
 }
 
 /* ---- values -------------------------------------------------------------- */
@@ -619,6 +815,64 @@ static bool resolve(loader *l, sm_map *m)
     return !l->failed;
 }
 
+/* ---- interning variable names ------------------------------------------- */
+
+typedef void (*name_fn)(sm_map *m, char **field);
+
+static void rule_names(sm_map *m, sm_rule *rules, size_t n, name_fn fn)
+{
+    for (size_t i = 0; i < n; i++) {
+        sm_rule *r = &rules[i];
+        for (size_t k = 0; k < r->source_count; k++)
+            fn(m, &r->sources[k].context), fn(m, &r->sources[k].variable);
+        for (size_t k = 0; k < r->target_count; k++) {
+            sm_target *t = &r->targets[k];
+            fn(m, &t->context), fn(m, &t->variable);
+            for (size_t p = 0; p < t->param_count; p++)
+                if (t->params[p].kind == SM_V_ID)
+                    fn(m, &t->params[p].text);
+        }
+        for (size_t k = 0; k < r->dependent_count; k++)
+            for (size_t v = 0; v < r->dependents[k].var_count; v++)
+                fn(m, &r->dependents[k].vars[v]);
+        rule_names(m, r->rules, r->rule_count, fn);
+    }
+}
+
+/* fn over every field holding a variable's name. */
+static void each_name(sm_map *m, name_fn fn)
+{
+    for (size_t i = 0; i < m->group_count; i++) {
+        for (size_t k = 0; k < m->groups[i].input_count; k++)
+            fn(m, &m->groups[i].inputs[k].name);
+        rule_names(m, m->groups[i].rules, m->groups[i].rule_count, fn);
+    }
+}
+
+/* The field's text becomes the map's one copy of it (the table takes the string, or it is freed). */
+static void intern(sm_map *m, char **field)
+{
+    if (!*field)
+        return;
+    for (size_t i = 0; i < m->name_count; i++)
+        if (!strcmp(m->names[i], *field)) {
+            free(*field);
+            *field = m->names[i];
+            return;
+        }
+    size_t cap = m->name_count;
+    if (!fa_reserve(&m->names, &cap, m->name_count + 1, sizeof *m->names))
+        abort();
+    m->names[m->name_count++] = *field;
+}
+
+/* Before freeing an interned map: the fields only borrow from the table. */
+static void unlink_name(sm_map *m, char **field)
+{
+    (void)m;
+    *field = NULL;
+}
+
 /* ---- loading ------------------------------------------------------------- */
 
 static void load_header(sm_map *m, const json_object *o)
@@ -676,6 +930,7 @@ sm_map *sm_load(const json_object *o, const sm_options *opts, oo_list *issues)
         sm_free(m);
         return NULL;
     }
+    each_name(m, intern);
     return m;
 }
 
@@ -735,6 +990,12 @@ void sm_free(sm_map *m)
 {
     if (!m)
         return;
+    if (m->names) {
+        each_name(m, unlink_name);
+        for (size_t i = 0; i < m->name_count; i++)
+            free(m->names[i]);
+        free(m->names);
+    }
     for (size_t i = 0; i < m->group_count; i++) {
         sm_group *g = &m->groups[i];
         for (size_t k = 0; k < g->input_count; k++)

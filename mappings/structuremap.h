@@ -82,17 +82,41 @@ typedef struct sm_value {
 /*
  * A where/check of the form `name = 'text'` or `$this = 'text'` (the test
  * most maps make: an extension's url, an identifier's system), or `$this is
- * Type` (which resource a Bundle entry holds), recognised at load so the
+ * Type` (which resource a Bundle entry holds), or `$this` among a few texts
+ * (`in (...)`, its `.not()`, `=` joined by `or`), recognised at load so the
  * engine can test it on the source JSON without running FHIRPath. The
  * engine falls back to the compiled expression whenever the source does not
  * have the plain shape that makes both give the same answer.
  */
+/*
+ * A where/check over a short member path, recognised at load like
+ * sm_equals: `a.b = 'text'`, `a.b != 'text'` (the path's values against one
+ * text), `a.b.where(m = 'x' and n = 'y').exists()` and `.empty()` (one or two
+ * conditions). The engine answers on the JSON only when every element on the
+ * way is known to the schema, single-typed, not a choice, and the texts
+ * compared are plain strings; otherwise FHIRPath decides.
+ */
+typedef struct sm_pathtest {
+    char *step[2]; /* the path from $this: one or two element names */
+    size_t step_len[2], steps;
+    char *member[2]; /* where(): the members compared; conds 0 = compare the path's values */
+    size_t member_len[2], conds;
+    char *text[2]; /* text[i]: what member[i] (or, without conditions, the values) must equal */
+    size_t text_len[2];
+    bool negate; /* `!=`, `.empty()` */
+} sm_pathtest;
+
 typedef struct sm_equals {
     char *literal; /* the text compared with; NULL = not `x = 'text'` */
     size_t literal_len;
     char *member; /* the element compared; NULL = $this */
     size_t member_len;
     const fs_type *is_type; /* `$this is Type`: the schema's type; NULL = not this form */
+    /* `$this in ('a' | 'b')`, `($this in (...)).not()`, `$this = 'a' or $this = 'b'`: the texts */
+    char **alts; /* NULL = not this form */
+    size_t *alt_lens, alt_count;
+    bool negate;       /* .not(): true when $this is none of them */
+    sm_pathtest *path; /* the path forms above; NULL = none */
 } sm_equals;
 
 typedef struct sm_source {
@@ -174,6 +198,11 @@ typedef struct sm_map {
     size_t conceptmap_count;
     const struct sm_map **imports; /* resolved imports (not owned) */
     size_t import_count;
+    /* Variable names (sources' and targets' contexts and variables, group inputs, arguments, parameter
+       variables) are interned at load: equal names are one pointer, owned here, so the engine finds a
+       variable by comparing pointers. */
+    char **names;
+    size_t name_count;
 } sm_map;
 
 typedef struct sm_options {

@@ -1120,6 +1120,137 @@ Test(fml, where_equals_agrees_with_fhirpath)
     sm_free(slow);
 }
 
+/* The set forms of the test below: `in`, its `.not()`, `=` joined by `or`; parenthesised: FHIRPath decides. */
+static sm_map *sets_map(bool parenthesised)
+{
+    const char *o = parenthesised ? "(" : "", *c = parenthesised ? ")" : "";
+    char fml[1600];
+    snprintf(
+        fml, sizeof fml,
+        "map \"u\" = \"n\"\n"
+        "group main(source src : Patient, target tgt : PatientRecord) {\n"
+        "  src.name as n then { n.given as g where (%s$this in ('jan' | 'piet')%s) -> tgt.item = g \"in\"; } \"a\";\n"
+        "  src.name as n then { n.given as g where (%s($this in ('jan' | 'kees')).not()%s) -> tgt.given = g \"not\"; }"
+        " \"b\";\n"
+        "  src.name as n then { n.family as f where (%s$this = 'x' or $this = 'jansen'%s) -> tgt.note = f \"or\"; }"
+        " \"c\";\n"
+        "  src.birthDate as b where (%s$this in ('2020-01-01' | 'x')%s) -> tgt.bsn = 'dated' \"date\";\n"
+        "  src.gender as g where (%s$this = 'male' or $this = 'other'%s) -> tgt.sex = g \"none\";\n"
+        "}\n",
+        o, c, o, c, o, c, o, c, o, c);
+    return load(fml);
+}
+
+Test(fml, where_sets_agree_with_fhirpath)
+{
+    const char *src = "{\"resourceType\":\"Patient\",\"birthDate\":\"2020-01-01\",\"gender\":\"female\","
+                      "\"name\":[{\"family\":\"jansen\",\"given\":[\"jan\",\"kees\",\"piet\",\"klaas\"]},"
+                      "{\"family\":\"pietersen\",\"given\":[\"jan\"]}]}";
+    sm_map *quick = sets_map(false), *slow = sets_map(true);
+    const sm_equals *in = &quick->groups[0].rules[0].rules[0].sources[0].condition_eq;
+    cr_assert_eq(in->alt_count, 2, "$this in (...) is recognised");
+    cr_expect_not(in->negate);
+    cr_expect(quick->groups[0].rules[1].rules[0].sources[0].condition_eq.negate, ".not() is recognised");
+    cr_expect_eq(quick->groups[0].rules[2].rules[0].sources[0].condition_eq.alt_count, 2, "or is recognised");
+    cr_expect_null(slow->groups[0].rules[0].rules[0].sources[0].condition_eq.alts, "parenthesised: not");
+    oo_list qi, si;
+    json_object *q = run_map(quick, src, &qi), *s = run_map(slow, src, &si);
+    cr_assert(q && s);
+    cr_expect(tj_same(q, s), "quick %s\nFHIRPath %s", json_object_to_json_string(q), json_object_to_json_string(s));
+    expect_json(json_object_object_get(q, "item"), "[\"jan\",\"piet\",\"jan\"]");
+    expect_json(json_object_object_get(q, "given"), "[\"piet\",\"klaas\"]");
+    cr_expect_str_eq(jget_str(q, "note"), "jansen");
+    /* a date is no String: FHIRPath decides, and a date is not among texts */
+    cr_expect_null(json_object_object_get(q, "bsn"));
+    cr_expect_null(json_object_object_get(q, "sex"));
+    json_object_put(q), json_object_put(s);
+    oo_list_free(&qi), oo_list_free(&si);
+    /* near misses stay with FHIRPath */
+    sm_map *m = load("map \"u\" = \"n\"\n"
+                     "group main(source src : Patient, target tgt : PatientRecord) {\n"
+                     "  src.gender as g where ($this = 'a' or $this = 'b' and true) -> tgt.sex = g \"and\";\n"
+                     "  src.gender as g where ($this in ('a' | 'b') or true) -> tgt.sex = g \"or\";\n"
+                     "  src.gender as g where ($this = 'a' or family = 'b') -> tgt.sex = g \"mixed\";\n"
+                     "}\n");
+    for (size_t i = 0; i < 3; i++)
+        cr_expect_null(m->groups[0].rules[i].sources[0].condition_eq.alts, "rule %zu", i);
+    sm_free(m);
+    sm_free(quick);
+    sm_free(slow);
+}
+
+/* The path forms (sm_pathtest) of the test below, as written or (parenthesised) for FHIRPath. */
+static sm_map *paths_map(bool parenthesised)
+{
+    static const char *const tests[] = {
+        "identifier.where(system = 'a' and value = '1').exists()", /* r1: true */
+        "identifier.where(system = 'a' and value = '2').exists()", /* false */
+        "identifier.where(system = 'c').empty()",                  /* r3: true */
+        "name.family = 'jansen'",                                  /* two values: false */
+        "name.family != 'jansen'",                                 /* r5: true */
+        "maritalStatus.coding.where(system = 'x').exists()",       /* r6: true */
+        "telecom.system = 'phone'",                                /* r7: true */
+        "contact.where(gender = 'male').empty()",                  /* r8: true */
+        "name.where(family = 'jansen').exists()",                  /* r9: true */
+        "gender != 'female'",                                      /* false */
+        "identifier.system != 'z'",                                /* r11: true (two values) */
+    };
+    char fml[4000];
+    size_t n = (size_t)snprintf(fml, sizeof fml,
+                                "map \"u\" = \"n\"\n"
+                                "group main(source src : Patient, target tgt : PatientRecord) {\n");
+    for (size_t i = 0; i < sizeof tests / sizeof *tests; i++)
+        n += (size_t)snprintf(fml + n, sizeof fml - n, "  src where (%s%s%s) -> tgt.item = 'r%zu' \"r%zu\";\n",
+                              parenthesised ? "(" : "", tests[i], parenthesised ? ")" : "", i + 1, i + 1);
+    snprintf(fml + n, sizeof fml - n, "}\n");
+    return load(fml);
+}
+
+Test(fml, where_paths_agree_with_fhirpath)
+{
+    const char *plain =
+        "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"a\",\"value\":\"1\"},"
+        "{\"system\":\"b\",\"value\":\"2\"},{\"value\":\"3\"}],\"name\":[{\"family\":\"jansen\"},"
+        "{\"family\":\"pietersen\"}],\"maritalStatus\":{\"coding\":[{\"system\":\"x\",\"code\":\"M\"}]},"
+        "\"telecom\":[{\"system\":\"phone\",\"value\":\"1\"}],\"gender\":\"female\","
+        "\"contact\":[{\"name\":{\"family\":\"k\"}}]}";
+    /* shapes FHIRPath reads otherwise: an extension on a primitive, a date */
+    const char *odd = "{\"resourceType\":\"Patient\",\"identifier\":[{\"_system\":{\"extension\":[{\"url\":\"u\","
+                      "\"valueString\":\"a\"}]},\"value\":\"1\"}],\"name\":[{\"family\":\"jansen\"}],"
+                      "\"telecom\":[{\"system\":\"phone\"},{\"system\":\"email\"}],\"_gender\":{\"id\":\"g\"}}";
+    sm_map *quick = paths_map(false), *slow = paths_map(true);
+    for (size_t i = 0; i < 11; i++) {
+        cr_assert_not_null(quick->groups[0].rules[i].sources[0].condition_eq.path, "rule %zu is recognised", i + 1);
+        cr_assert_null(slow->groups[0].rules[i].sources[0].condition_eq.path, "parenthesised rule %zu is not", i + 1);
+    }
+    const char *srcs[] = {plain, odd};
+    for (size_t k = 0; k < 2; k++) {
+        oo_list qi, si;
+        json_object *q = run_map(quick, srcs[k], &qi), *s = run_map(slow, srcs[k], &si);
+        cr_assert(q && s);
+        cr_expect(tj_same(q, s), "quick %s\nFHIRPath %s", json_object_to_json_string(q), json_object_to_json_string(s));
+        if (k == 0)
+            expect_json(json_object_object_get(q, "item"),
+                        "[\"r1\",\"r3\",\"r5\",\"r6\",\"r7\",\"r8\",\"r9\",\"r11\"]");
+        json_object_put(q), json_object_put(s);
+        oo_list_free(&qi), oo_list_free(&si);
+    }
+    /* near misses stay with FHIRPath */
+    sm_map *m = load("map \"u\" = \"n\"\n"
+                     "group main(source src : Patient, target tgt : PatientRecord) {\n"
+                     "  src where (name.family.where(true).exists()) -> tgt.sex = 'a' \"a\";\n"
+                     "  src where (identifier.where(system = 'a' or value = '1').exists()) -> tgt.sex = 'b' \"b\";\n"
+                     "  src where (name.family = 'x' and true) -> tgt.sex = 'c' \"c\";\n"
+                     "  src where (name.exists()) -> tgt.sex = 'd' \"d\";\n"
+                     "  src where (a.b.c = 'x') -> tgt.sex = 'e' \"e\";\n"
+                     "}\n");
+    for (size_t i = 0; i < 5; i++)
+        cr_expect_null(m->groups[0].rules[i].sources[0].condition_eq.path, "rule %zu", i);
+    sm_free(m);
+    sm_free(quick);
+    sm_free(slow);
+}
+
 /* The engine remembers resolved types across runs; an alias means what its own map says. */
 Test(fml, same_alias_in_two_maps)
 {
