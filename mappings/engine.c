@@ -754,7 +754,8 @@ static json_object *new_instance(const run *r, const ttype *tt)
 {
     json_object *o = json_object_new_object();
     if (o && tt->name && is_resource(r, tt))
-        json_object_object_add(o, "resourceType", json_object_new_string(tt->name));
+        json_object_object_add_ex(o, "resourceType", json_object_new_string(tt->name),
+                                  JSON_C_OBJECT_ADD_KEY_IS_NEW | JSON_C_OBJECT_ADD_CONSTANT_KEY);
     return o;
 }
 
@@ -1007,6 +1008,22 @@ static const char *choose_type(const run *r, const elinfo *ei, const mval *v)
 
 /* ---- putting values into targets ----------------------------------------- */
 
+/*
+ * How put_value adds `key` to its target: the key is new when the target has
+ * no such member (spares json-c a second hash lookup), and constant (not
+ * copied: one malloc and free less per value) when it is the element's own
+ * name in the generated R4 tables, which are static and never freed, so the
+ * result may outlive the map and its context. Other schemas' names are
+ * copied: their lifetime is not known here.
+ */
+static unsigned put_key_opts(const run *r, const elinfo *ei, const char *key, bool present)
+{
+    unsigned opts = present ? 0 : JSON_C_OBJECT_ADD_KEY_IS_NEW;
+    if (ei->known && ei->cel && r->schema == fs_r4() && !strcmp(ei->cel->name, key))
+        opts |= JSON_C_OBJECT_ADD_CONSTANT_KEY;
+    return opts;
+}
+
 /* Put v (reference taken over) as element `name` of target variable t; *stored is the object now in the tree. */
 static bool put_value(run *r, const sm_rule *rule, const sm_target *tg, var *t, const char *name, const elinfo *known,
                       mval *v, json_object **stored, ttype *stored_tt)
@@ -1056,12 +1073,15 @@ static bool put_value(run *r, const sm_rule *rule, const sm_target *tg, var *t, 
     if (json_object_is_type(v->json, json_type_object) && (ei.known || !v->tt.name))
         v->tt = ei.known ? child_type(r, &ei, type ? type : single_type(r, &ei)) : v->tt;
     *stored_tt = v->tt;
-    json_object *existing = json_object_object_get(t->obj, key);
+    json_object *existing = NULL;
+    bool present = json_object_object_get_ex(t->obj, key, &existing);
+    unsigned add_opts = put_key_opts(r, &ei, key, present);
+    const char *add_key = (add_opts & JSON_C_OBJECT_ADD_CONSTANT_KEY) ? ei.cel->name : key;
     unsigned modes = tg ? tg->list_modes : 0;
     if (ei.many || (!ei.known && existing && json_object_is_type(existing, json_type_array))) {
         if (!existing) {
             existing = json_object_new_array();
-            json_object_object_add(t->obj, key, existing);
+            json_object_object_add_ex(t->obj, add_key, existing, add_opts);
         }
         size_t n = json_object_array_length(existing);
         if ((modes & (SM_TGT_SHARE | SM_TGT_COLLATE)) && n) {
@@ -1086,7 +1106,7 @@ static bool put_value(run *r, const sm_rule *rule, const sm_target *tg, var *t, 
         *stored = existing;
         return true;
     }
-    json_object_object_add(t->obj, key, v->json);
+    json_object_object_add_ex(t->obj, add_key, v->json, add_opts);
     *stored = v->json;
     return true;
 }
@@ -1167,8 +1187,8 @@ static bool param_text(run *r, const sm_rule *rule, const sm_target *t, size_t i
 
 static void set_string(json_object *o, const char *key, const char *value)
 {
-    if (value)
-        json_object_object_add(o, key, json_object_new_string(value));
+    if (value) /* key: a string literal, so json-c need not copy it */
+        json_object_object_add_ex(o, key, json_object_new_string(value), JSON_C_OBJECT_ADD_CONSTANT_KEY);
 }
 
 static void make_uuid(run *r, char out[37])
