@@ -993,17 +993,17 @@ static size_t type_index(const run *r, const elinfo *ei, const char *name)
     return SIZE_MAX;
 }
 
-/* For a choice: the allowed type a value takes (its own type, or the first its JSON fits). */
-static const char *choose_type(const run *r, const elinfo *ei, const mval *v)
+/* For a choice: the index of the allowed type a value takes (its own type, or the first its JSON fits), or SIZE_MAX. */
+static size_t choose_type(const run *r, const elinfo *ei, const mval *v)
 {
     size_t own = v->type ? type_index(r, ei, v->type) : SIZE_MAX;
     if (own != SIZE_MAX)
-        return ei_type(r, ei, own);
+        return own;
     /* a System string into code/uri/...: the first string-like type the value fits */
     for (size_t k = 0; v->type && k < ei->type_count; k++)
         if (is_primitive_name(r, v->type) && fits(r, ei_type(r, ei, k), ei_fs_type(r, ei, k), v->type, v->json))
-            return ei_type(r, ei, k);
-    return NULL;
+            return k;
+    return SIZE_MAX;
 }
 
 /* ---- putting values into targets ----------------------------------------- */
@@ -1057,8 +1057,10 @@ static bool put_value(run *r, const sm_rule *rule, const sm_target *tg, var *t, 
     const char *type = v->type;
     if (ei.known) {
         const char *want = ei.chosen;
+        size_t chosen = SIZE_MAX; /* want's index when choose_type picked it: no second search */
         if (!want && ei.choice) {
-            want = choose_type(r, &ei, v);
+            chosen = choose_type(r, &ei, v);
+            want = chosen != SIZE_MAX ? ei_type(r, &ei, chosen) : NULL;
             if (!want) {
                 json_object_put(v->json);
                 return fail(r, rule, "%s.%s[x]: no allowed type for a value of type %s", t->tt.name, name,
@@ -1068,7 +1070,8 @@ static bool put_value(run *r, const sm_rule *rule, const sm_target *tg, var *t, 
         }
         bool ok = false;
         if (want) {
-            size_t k = type_index(r, &ei, want); /* a name listed twice fits alike: one to try */
+            /* a name listed twice fits alike: one to try */
+            size_t k = chosen != SIZE_MAX ? chosen : type_index(r, &ei, want);
             ok = k != SIZE_MAX && fits(r, ei_type(r, &ei, k), ei_fs_type(r, &ei, k), v->type, v->json);
         }
         for (size_t k = 0; !want && k < ei.type_count && !ok; k++)
