@@ -1238,25 +1238,33 @@ static void mvals_free(mvals *l)
         free(l->items);
 }
 
-static bool emit(mvals *out, mval v)
+/* emit's slow path: the list is full (out->count == out->cap); false when out of memory. */
+static bool mvals_grow(mvals *out)
 {
-    if (!v.json)
-        return true; /* a JSON null: nothing to put */
     if (!out->items) {
         out->items = out->local;
         out->cap = sizeof out->local / sizeof *out->local;
+        return true;
     }
-    if (out->count == out->cap) {
-        size_t cap = out->cap * 2;
-        mval *grown = out->items == out->local ? malloc(cap * sizeof *grown) : realloc(out->items, cap * sizeof *grown);
-        if (!grown) {
-            json_object_put(v.json);
-            return false;
-        }
-        if (out->items == out->local)
-            memcpy(grown, out->local, sizeof out->local);
-        out->items = grown;
-        out->cap = cap;
+    size_t cap = out->cap * 2;
+    mval *grown = out->items == out->local ? malloc(cap * sizeof *grown) : realloc(out->items, cap * sizeof *grown);
+    if (!grown)
+        return false;
+    if (out->items == out->local)
+        memcpy(grown, out->local, sizeof out->local);
+    out->items = grown;
+    out->cap = cap;
+    return true;
+}
+
+/* Always inlined: passed by value to a call, the 56-byte mval was copied with a slow `rep movs` per value. */
+static inline __attribute__((always_inline)) bool emit(mvals *out, mval v)
+{
+    if (!v.json)
+        return true; /* a JSON null: nothing to put */
+    if (out->count == out->cap && !mvals_grow(out)) {
+        json_object_put(v.json);
+        return false;
     }
     out->items[out->count++] = v;
     return true;
