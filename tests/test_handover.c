@@ -196,6 +196,61 @@ Test(handover, hospital_to_elv_happy_path_with_access_by_status)
     }
 }
 
+/* The parameter `name`'s resource of the Parameters text, without id and meta (the store sets them). */
+static json_object *sent_resource(const char *parameters, const char *name)
+{
+    json_object *o = json_tokener_parse(parameters), *found = NULL;
+    json_object *params = json_object_object_get(o, "parameter");
+    for (size_t i = 0; params && i < json_object_array_length(params); i++) {
+        json_object *p = json_object_array_get_idx(params, i);
+        if (!strcmp(rh_str(p, "name"), name))
+            found = json_object_get(json_object_object_get(p, "resource"));
+    }
+    json_object_put(o);
+    cr_assert(found, "the Parameters has %s", name);
+    json_object_object_del(found, "id");
+    json_object_object_del(found, "meta");
+    return found;
+}
+
+/* Bundle/id as `who` reads it, without id and meta. */
+static json_object *stored_bundle(const char *who, const char *id)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/Bundle/%s", id);
+    rh_response r = rh_request(who, "GET", path, NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s reads %s (%ld)", who, path, r.status);
+    json_object *o = rh_json(&r);
+    rh_response_free(&r);
+    json_object_object_del(o, "id");
+    json_object_object_del(o, "meta");
+    return o;
+}
+
+Test(handover, stores_each_document_as_sent)
+{
+    char *body = hb_parameters("1c6d7e5e-0001-4000-8000-0000000000b1", "1c6d7e5e-0001-4000-8000-0000000000b2",
+                               URA_ELV_A);
+    rh_response r = rh_request("hospital-a", "POST", "/$handover", body, NULL);
+    cr_assert_eq(r.status, 201, "$handover answered %ld: %.*s", r.status, (int)r.len, r.body);
+    json_object *task = rh_json(&r);
+    rh_response_free(&r);
+    sent s = {0};
+    read_inputs(task, &s);
+    json_object_put(task);
+    const struct {
+        const char *name, *id, *reader;
+    } docs[] = {{"document", s.doc, "hospital-a"}, {"advanceNotice", s.notice, "elv-a"}};
+    for (size_t i = 0; i < 2; i++) {
+        json_object *want = sent_resource(body, docs[i].name), *got = stored_bundle(docs[i].reader, docs[i].id);
+        cr_expect(json_object_equal(want, got), "%s is stored as sent: %s", docs[i].name,
+                  json_object_to_json_string(got));
+        json_object_put(want);
+        json_object_put(got);
+    }
+    free(body);
+}
+
 Test(handover, without_advance_notice_starts_in_progress)
 {
     sent s = send_handover("gp", "1c6d7e5e-0002-4000-8000-000000000001", NULL, URA_ELV_A);

@@ -561,6 +561,9 @@ static bool prepare_entry(batch *b, bentry *e)
     w->type = e->type->name;
     w->docp = &b->doc;
     w->hooks = &b->hooks;
+    /* record_write_result answers with the stored JSON only for return=representation, and a caller's answer
+     * (rest_transaction_run) never: then the commit thread copies nothing for it */
+    w->no_stored = b->answer || q->prefer != RT_RETURN_REPRESENTATION;
     snprintf(w->id, sizeof w->id, "%s", e->id);
     if (kind != ST_OP_DELETE) {
         uint32_t res = fj_get(&b->doc, e->entry, "resource");
@@ -1051,18 +1054,11 @@ static bool spread_batch_issues(rq *q, batch *b, const oo_list *issues)
     return true;
 }
 
-/* Parses and validates b->body (len bytes): a batch or transaction Bundle. False after answering. */
-static bool parse_bundle_text(rq *q, batch *b, size_t len)
+/* A parsed Bundle (b->doc): a batch or transaction, validated unless b->validated. False after answering. */
+static bool check_bundle(rq *q, batch *b)
 {
-    fj_error err;
     oo_list issues;
     oo_list_init(&issues, 0);
-    if (!fj_parse(b->body, len, NULL, &b->doc, &err)) {
-        oo_add(&issues, OO_FATAL, OO_STRUCTURE, NULL, err.line, err.column, "invalid JSON: %s", err.message);
-        rq_respond_issues(q, 400, &issues);
-        oo_list_free(&issues);
-        return false;
-    }
     uint32_t rt = fj_get(&b->doc, 0, "resourceType"), type = fj_get(&b->doc, 0, "type");
     if (rt == UINT32_MAX || !fj_str_eq(&b->doc, rt, "Bundle") || type == UINT32_MAX ||
         (!fj_str_eq(&b->doc, type, "batch") && !fj_str_eq(&b->doc, type, "transaction"))) {
@@ -1081,6 +1077,22 @@ static bool parse_bundle_text(rq *q, batch *b, size_t len)
     }
     b->validation = issues;
     return true;
+}
+
+/* Parses and validates b->body (len bytes): a batch or transaction Bundle. False after answering. */
+static bool parse_bundle_text(rq *q, batch *b, size_t len)
+{
+    fj_error err;
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    if (!fj_parse(b->body, len, NULL, &b->doc, &err)) {
+        oo_add(&issues, OO_FATAL, OO_STRUCTURE, NULL, err.line, err.column, "invalid JSON: %s", err.message);
+        rq_respond_issues(q, 400, &issues);
+        oo_list_free(&issues);
+        return false;
+    }
+    oo_list_free(&issues);
+    return check_bundle(q, b);
 }
 
 static bool parse_bundle(rq *q, batch *b)
@@ -1145,20 +1157,26 @@ bool rest_batch(rq *q)
     return run_parsed(q, b);
 }
 
-static bool transaction_run(rq *q, char *body, size_t len, rest_txn_answer answer, void *arg, bool validated)
+/* body taken; doc (taken) is body parsed, or NULL to parse it here. */
+static bool transaction_run(rq *q, char *body, size_t len, fj_doc *doc, rest_txn_answer answer, void *arg)
 {
     batch *b = calloc(1, sizeof *b);
     if (!b) {
         free(body);
+        fj_doc_free(doc);
         rq_respond_outcome(q, 503, OO_ERROR, "transient", NULL, "out of memory");
         return false;
     }
     b->q = q;
-    b->validated = validated;
+    b->validated = doc != NULL;
     b->body = body;
     b->answer = answer;
     b->answer_arg = arg;
-    if (!parse_bundle_text(q, b, len) || !b->transaction) {
+    if (doc) {
+        b->doc = *doc;
+        memset(doc, 0, sizeof *doc);
+    }
+    if (!(doc ? check_bundle(q, b) : parse_bundle_text(q, b, len)) || !b->transaction) {
         if (q->req)
             rq_respond_outcome(q, 500, OO_ERROR, OO_EXCEPTION, NULL, "the gateway built no transaction");
         batch_free(b);
@@ -1169,10 +1187,10 @@ static bool transaction_run(rq *q, char *body, size_t len, rest_txn_answer answe
 
 bool rest_transaction_run(rq *q, char *body, size_t len, rest_txn_answer answer, void *arg)
 {
-    return transaction_run(q, body, len, answer, arg, false);
+    return transaction_run(q, body, len, NULL, answer, arg);
 }
 
-bool rest_transaction_run_validated(rq *q, char *body, size_t len, rest_txn_answer answer, void *arg)
+bool rest_transaction_run_validated(rq *q, char *text, fj_doc *doc, rest_txn_answer answer, void *arg)
 {
-    return transaction_run(q, body, len, answer, arg, true);
+    return transaction_run(q, text, 0, doc, answer, arg);
 }

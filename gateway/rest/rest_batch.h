@@ -36,10 +36,11 @@ typedef void (*rest_txn_answer)(rq *q, void *arg, const rest_txn_written *writte
 bool rest_transaction_run(rq *q, char *body, size_t len, rest_txn_answer answer, void *arg);
 
 /*
- * The same for a body whose resources the caller has validated already (core and profiles, as $handover
- * does with its documents) and whose other parts it wrote itself: the Bundle is parsed, not validated a
- * second time (for a 50 KB document that second pass was a fifth of the request's CPU).
+ * The same for a Bundle the caller has parsed (doc, its nodes in text; both taken) whose resources it has
+ * validated already (core and profiles, as $handover does with its documents) and whose other parts it wrote
+ * itself: not parsed nor validated a second time (for a 50 KB document that second validation was a fifth
+ * of the request's CPU, writing it out and parsing it again most of the rest).
  */
-bool rest_transaction_run_validated(rq *q, char *body, size_t len, rest_txn_answer answer, void *arg);
+bool rest_transaction_run_validated(rq *q, char *text, fj_doc *doc, rest_txn_answer answer, void *arg);
 
 #endif

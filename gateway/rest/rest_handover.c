@@ -33,8 +33,8 @@
  * Who reads what afterwards, by the Task's status, is rest_access.c's
  * (the handover grants); the status moves are checked there too.
  *
- * Memory: everything lives in the request (the transaction body is handed
- * to rest_transaction_run, which frees it).
+ * Memory: everything lives in the request (the transaction's text and tree
+ * are handed to rest_transaction_run_validated, which frees them).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -476,10 +476,10 @@ static void put_if_none_exist(fj_buf *out, const fj_doc *d, uint32_t bundle)
     free(text);
 }
 
+/* A document's entry; its resource a placeholder 0, replaced by the document's own nodes (splice_documents). */
 static void put_document_entry(fj_buf *out, const fj_doc *d, uint32_t bundle, const char *uuid)
 {
-    fj_buf_printf(out, "{\"fullUrl\":\"urn:uuid:%s\",\"resource\":", uuid);
-    fj_write(d, bundle, NULL, out);
+    fj_buf_printf(out, "{\"fullUrl\":\"urn:uuid:%s\",\"resource\":0", uuid);
     fj_buf_puts(out, ",\"request\":{\"method\":\"POST\",\"url\":\"Bundle\",\"ifNoneExist\":");
     put_if_none_exist(out, d, bundle);
     fj_buf_puts(out, "}}");
@@ -493,8 +493,9 @@ static void put_input(fj_buf *out, const char *system, const char *code, const c
                   system, code, display, uuid);
 }
 
-/* The transaction: the documents, then the Task naming them (urn:uuid: names, rewritten by the transaction). */
-static char *build_transaction(rq *q, const handover *h, size_t *len)
+/* The transaction's text: the documents (placeholders), then the Task naming them (urn:uuid: names, rewritten by
+ * the transaction). */
+static char *transaction_skeleton(rq *q, const handover *h, size_t *len)
 {
     const fj_doc *d = &h->doc;
     char notice_id[ST_ID_MAX + 1], doc_id[ST_ID_MAX + 1], task_id[ST_ID_MAX + 1], now[ST_INSTANT_LEN];
@@ -528,6 +529,71 @@ static char *build_transaction(rq *q, const handover *h, size_t *len)
     put_if_none_exist(&out, d, h->document);
     fj_buf_puts(&out, "}}]}");
     return fj_buf_take(&out, len);
+}
+
+/*
+ * The tree of skeleton s with each placeholder ph[i] (in node order) replaced by the subtree src[i] of the
+ * request's tree: the documents go into the transaction as they were parsed and validated, not written out
+ * and parsed again. Its text is the skeleton's then the request's (the copied nodes' positions shifted past
+ * the skeleton). *text (malloc'd) and out->nodes are the caller's; false: out of memory.
+ */
+static bool splice_documents(const handover *h, const fj_doc *s, const uint32_t *ph, const uint32_t *src, size_t n,
+                             char **text, fj_doc *out)
+{
+    const fj_doc *d = &h->doc;
+    size_t count = s->count;
+    for (size_t k = 0; k < n; k++)
+        count += d->nodes[src[k]].size - 1;
+    fj_node *nodes = malloc(count * sizeof *nodes);
+    char *t = malloc(s->text_len + d->text_len + 1);
+    if (!nodes || !t || count > UINT32_MAX || s->text_len + d->text_len > UINT32_MAX) {
+        free(nodes);
+        free(t);
+        return false;
+    }
+    memcpy(t, s->text, s->text_len);
+    memcpy(t + s->text_len, d->text, d->text_len);
+    t[s->text_len + d->text_len] = '\0';
+    uint32_t o = 0;
+    for (uint32_t i = 0, k = 0; i < s->count; i++) {
+        if (k < n && i == ph[k]) {
+            const fj_node *from = &d->nodes[src[k++]];
+            for (uint32_t j = 0; j < from->size; j++, o++) {
+                nodes[o] = from[j];
+                nodes[o].pos += (uint32_t)s->text_len;
+            }
+            continue;
+        }
+        nodes[o] = s->nodes[i];
+        for (size_t m = 0; m < n; m++) /* an ancestor of a placeholder grows by the subtree */
+            if (ph[m] > i && ph[m] < i + s->nodes[i].size)
+                nodes[o].size += d->nodes[src[m]].size - 1;
+        o++;
+    }
+    *out = (fj_doc){.text = t, .text_len = s->text_len + d->text_len, .nodes = nodes, .count = o, .capacity = o};
+    *text = t;
+    return true;
+}
+
+/* The transaction (text and tree) with the request's documents in it; false: out of memory. */
+static bool build_transaction(rq *q, const handover *h, char **text, fj_doc *txn)
+{
+    size_t len = 0;
+    char *skel = transaction_skeleton(q, h, &len);
+    fj_doc s = {0};
+    fj_error err;
+    bool ok = skel && fj_parse(skel, len, NULL, &s, &err);
+    uint32_t entries = ok ? fj_get(&s, 0, "entry") : UINT32_MAX;
+    uint32_t ph[2] = {UINT32_MAX, UINT32_MAX},
+             src[2] = {h->notice != UINT32_MAX ? h->notice : h->document, h->document};
+    size_t n = h->notice != UINT32_MAX ? 2 : 1;
+    uint32_t e = entries != UINT32_MAX ? fj_first_child(entries) : UINT32_MAX;
+    for (size_t k = 0; k < n && e != UINT32_MAX; k++, e = fj_next(&s, e))
+        ph[k] = fj_get(&s, e, "resource");
+    ok = ok && ph[n - 1] != UINT32_MAX && splice_documents(h, &s, ph, src, n, text, txn);
+    fj_doc_free(&s);
+    free(skel);
+    return ok;
 }
 
 /* After the commit: 201 with the new Task, or 200 with the one an earlier submission made. */
@@ -598,10 +664,10 @@ bool rest_handover_op(rq *q)
     if (status > 0) {
         rq_respond_issues(q, status, &issues);
     } else if (status == 0) {
-        size_t len = 0;
-        char *txn = build_transaction(q, &h, &len);
-        if (txn)
-            handed = rest_transaction_run_validated(q, txn, len, answer_task, NULL); /* read_handover validated */
+        char *text = NULL;
+        fj_doc txn = {0};
+        if (build_transaction(q, &h, &text, &txn))
+            handed = rest_transaction_run_validated(q, text, &txn, answer_task, NULL); /* read_handover validated */
         else
             rq_respond_outcome(q, 503, OO_ERROR, "transient", NULL, "out of memory");
     }
@@ -659,6 +725,7 @@ static st_status mark_once(rest_app *app, const st_notification *n, const st_op 
     q.caller.roles = org ? az_parse_roles(org->role) : 0;
     rest_write *w = &q.write;
     w->gateway_mark = true;
+    w->no_stored = true; /* nothing is answered */
     size_t len = 0;
     char *json = marked_task(&task, n, &len);
     oo_list issues;

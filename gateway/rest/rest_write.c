@@ -95,16 +95,21 @@ char *rest_render(void *arg, int64_t version, const char *last_updated, size_t *
                   last_updated, w->meta_extra && *w->meta_extra ? "," : "", w->meta_extra ? w->meta_extra : "");
     const fj_doc *doc = w->docp;
     if (doc && doc->nodes[w->root].type == FJ_OBJECT) {
-        fj_buf members = {0};
-        if (fj_write_members(doc, w->root, &h.hooks, &members))
-            fj_buf_puts(&out, ",");
-        fj_buf_append(&out, members.data ? members.data : "", members.len);
-        fj_buf_free(&members);
+        /* straight into out (no second buffer: this runs on the commit thread); the comma goes when none follow */
+        size_t mark = out.len;
+        fj_buf_puts(&out, ",");
+        if (!fj_write_members(doc, w->root, &h.hooks, &out) && !out.failed) {
+            out.len = mark;
+            out.data[mark] = '\0';
+        }
     }
     fj_buf_puts(&out, "}");
     char *json = fj_buf_take(&out, len);
-    /* the answer repeats what was stored: keep a copy (the store frees `json`) */
     free(w->stored);
+    w->stored = NULL;
+    if (w->no_stored)
+        return json;
+    /* the answer repeats what was stored: keep a copy (the store frees `json`) */
     w->stored = json ? malloc(*len + 1) : NULL;
     if (w->stored) {
         memcpy(w->stored, json, *len + 1);

@@ -19,7 +19,8 @@ int rest_write_parse(rq *q, rest_write *w, const char *body, size_t len, const c
 /* Fill w->op (rows, tags, render) for a create/update/delete of w->type/w->id, after the access checks of the write
  * against `current` (the stored version it replaces; NULL for a create). 0, or the HTTP status with issues. */
 int rest_write_prepare(rq *q, rest_write *w, st_op_kind kind, const st_resource *current, oo_list *issues);
-/* The st_render_fn of a prepared write: the stored JSON with versionId and lastUpdated (kept in w->stored too). */
+/* The st_render_fn of a prepared write: the stored JSON with versionId and lastUpdated (kept in w->stored too,
+ * unless w->no_stored: nothing answers with it). */
 char *rest_render(void *arg, int64_t version, const char *last_updated, size_t *len);
 /* Conditional create: the If-None-Exist query of w (type w->type); false with issues when it is malformed. */
 bool rest_write_if_none_exist(rq *q, rest_write *w, const char *query, oo_list *issues);
