@@ -132,7 +132,7 @@ typedef struct rest_write {
     const fj_write_hooks *hooks; /* extra rewriting (transactions: urn:uuid: references) */
     char *stored;                /* the JSON the store wrote, copied for the answer */
     size_t stored_len;
-    bool no_stored;              /* nothing answers with it: rest_render keeps no copy (commit thread time) */
+    bool no_stored; /* nothing answers with it: rest_render keeps no copy (commit thread time) */
     ix_rows ix;
     st_index_row *rows;
     size_t row_count;
