@@ -255,23 +255,6 @@ static void start_gateway(void)
         die(err);
 }
 
-/* The gateway's CPU seconds so far (user + system, /proc/PID/stat). */
-static double gateway_cpu_s(void)
-{
-    char path[64], text[2048];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)gateway.pid);
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
-    if (f)
-        fclose(f);
-    text[n] = 0;
-    const char *p = strrchr(text, ')');
-    unsigned long long utime = 0, stime = 0;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
-        return 0;
-    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
-}
-
 static double own_cpu_s(void)
 {
     struct rusage ru;
@@ -715,9 +698,9 @@ int main(int argc, char **argv)
     fflush(stdout);
 
     sender *s = calloc((size_t)opt.senders, sizeof *s);
-    double cpu_gw0 = gateway_cpu_s(), cpu_own0 = own_cpu_s(), t0 = now_s();
+    double cpu_gw0 = cg_cpu_seconds(&gateway), cpu_own0 = own_cpu_s(), t0 = now_s();
     run_senders(s);
-    double elapsed = now_s() - t0, cpu_gw = gateway_cpu_s() - cpu_gw0, cpu_own = own_cpu_s() - cpu_own0;
+    double elapsed = now_s() - t0, cpu_gw = cg_cpu_seconds(&gateway) - cpu_gw0, cpu_own = own_cpu_s() - cpu_own0;
     uint64_t acc = atomic_load(&accepted);
     double drained = now_s();
     while (notified_count() < acc && now_s() - drained < DRAIN_SECONDS)

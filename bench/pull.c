@@ -80,23 +80,6 @@ static void perf_stop(pid_t p)
     waitpid(p, NULL, 0);
 }
 
-/* CPU seconds (user + system) the gateway process has used so far, from /proc; -1 when unknown. */
-static double gateway_cpu_seconds(void)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)gateway.pid);
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f)
-        fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
-    unsigned long long utime, stime;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
-        return -1;
-    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
-}
-
 static double cpu_seconds(void)
 {
     struct timespec ts;
@@ -468,11 +451,11 @@ int main(int argc, char **argv)
 
     cg_client *a = &insurer; /* its body kept (4 MB for 10,000): the lines are looked at below */
     pid_t perf = perf_start(getenv("BENCH_PULL_PERF"));
-    double cpu0 = gateway_cpu_seconds();
+    double cpu0 = cg_cpu_seconds(&gateway);
     t0 = now_seconds();
     long status = request(a, "GET", "/insurer/compliance?provider=90000401&date=" DATE_CHECKED, NULL,
                           "application/x-ndjson");
-    double pull_seconds = now_seconds() - t0, pull_cpu = gateway_cpu_seconds() - cpu0;
+    double pull_seconds = now_seconds() - t0, pull_cpu = cg_cpu_seconds(&gateway) - cpu0;
     perf_stop(perf);
     if (status != 200 || a->lines != plans) {
         fprintf(stderr, "bench-pull: the pull answered %ld with %zu reports (expected %zu)\n", status, a->lines, plans);

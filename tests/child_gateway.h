@@ -69,6 +69,10 @@ bool cg_reap(cg_gateway *g, int timeout_ms, int *status, char *err, size_t errle
 /* cg_kill and an unbounded cg_reap; true at once when nothing runs. */
 bool cg_stop(cg_gateway *g, int sig, int *status, char *err, size_t errlen);
 
+/* CPU seconds (user + system, all threads) the running gateway has used so far, from /proc/PID/stat; -1 when
+ * unknown. For benchmarks that set the gateway's work beside their own. */
+double cg_cpu_seconds(const cg_gateway *g);
+
 /* ---- an organisation's HTTPS client ---- */
 
 typedef struct cg_client {
