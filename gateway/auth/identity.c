@@ -667,6 +667,20 @@ static bool add_crls(X509_STORE *store, const char *crl_file, char *err, size_t 
     return added > 0;
 }
 
+/* OpenSSL decodes a certificate's extensions (key identifiers, constraints) on first
+ * use, under the certificate's own lock but tested for "done" without it, so two
+ * worker threads verifying clients at once can see a half-filled cache. Filling every
+ * anchor's cache here, before any thread shares the store, leaves them only reading. */
+static void fill_extension_caches(X509_STORE *store)
+{
+    STACK_OF(X509_OBJECT) *objects = X509_STORE_get0_objects(store);
+    for (int i = 0; i < sk_X509_OBJECT_num(objects); i++) {
+        X509 *cert = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objects, i));
+        if (cert)
+            (void)X509_check_purpose(cert, -1, 0);
+    }
+}
+
 static X509_STORE *make_store(const char *ca_file, const char *crl_file, char *err, size_t errlen)
 {
     char detail[256];
@@ -689,6 +703,7 @@ static X509_STORE *make_store(const char *ca_file, const char *crl_file, char *e
      * X509_STRICT rejects certificates that only lax parsers accept. */
     unsigned long flags = X509_V_FLAG_X509_STRICT | (crl_file ? X509_V_FLAG_CRL_CHECK : 0);
     X509_STORE_set_flags(store, flags);
+    fill_extension_caches(store);
     return store;
 }
 
