@@ -215,6 +215,12 @@ static conn *conn_open(const st_config *config, bool writer, st_error *err)
         rc = exec_pragma(c, "PRAGMA cache_size=-%d", LIM(store_cache_bytes) / 1024); /* negative: KiB */
     if (rc == SQLITE_OK && !writer)
         rc = exec_pragma(c, "PRAGMA query_only=1");
+    /* Each transaction of a batch runs in a savepoint, whose sub-journal keeps the pages it
+     * changes that existed before it, for a rollback of that transaction alone. On a file it
+     * cost a write(2) per page (a handover's document: 13); in memory it is a copy, freed
+     * when the savepoint is released, so it holds at most one transaction's pages. */
+    if (rc == SQLITE_OK && writer)
+        rc = exec_pragma(c, "PRAGMA temp_store=MEMORY");
     if (rc != SQLITE_OK) {
         st__error(err, "%s: %s", config->path, sqlite3_errmsg(c->db));
         conn_close(c);
