@@ -43,12 +43,7 @@ void au_set(char *field, size_t size, const char *text)
 
 void au_hex(const unsigned char *bytes, size_t n, char *out)
 {
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[bytes[i] >> 4];
-        out[2 * i + 1] = digits[bytes[i] & 15];
-    }
-    out[2 * n] = '\0';
+    hex_encode(bytes, n, out);
 }
 
 bool au_unhex(const char *text, unsigned char *out, size_t n)

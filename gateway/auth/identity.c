@@ -279,16 +279,6 @@ id_status id_ura_from_cert(X509 *cert, char out[ID_URA_LEN + 1])
 
 /* ---- Fingerprints ------------------------------------------------------------ */
 
-static void to_hex(const unsigned char *bytes, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[bytes[i] >> 4];
-        out[2 * i + 1] = digits[bytes[i] & 0x0f];
-    }
-    out[2 * n] = '\0';
-}
-
 bool id_fingerprint(X509 *cert, char out[ID_FINGERPRINT_LEN + 1])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -300,7 +290,7 @@ bool id_fingerprint(X509 *cert, char out[ID_FINGERPRINT_LEN + 1])
     bool ok = X509_digest(cert, EVP_sha256(), md, &len) == 1 && len * 2 == ID_FINGERPRINT_LEN;
     ERR_pop_to_mark();
     if (ok)
-        to_hex(md, len, out);
+        hex_encode(md, len, out);
     return ok;
 }
 

@@ -9,8 +9,8 @@
  */
 #include "gateway/http/server_internal.h"
 #include "gateway/util/hex.h"
+#include "gateway/util/random.h"
 
-#include <openssl/rand.h>
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -360,29 +360,15 @@ const char *http_request_id_refusal(const char *id)
 
 void http_random_id(char out[33])
 {
-    static const char digits[] = "0123456789abcdef";
-    /* RAND_bytes takes locks and runs the DRBG: draw for 32 ids at a time. */
-    static _Thread_local unsigned char pool[512];
-    static _Thread_local size_t pool_left;
     unsigned char bytes[16];
-    if (pool_left < sizeof bytes && RAND_bytes(pool, sizeof pool) == 1)
-        pool_left = sizeof pool;
-    if (pool_left >= sizeof bytes) {
-        memcpy(bytes, pool + sizeof pool - pool_left, sizeof bytes);
-        memset(pool + sizeof pool - pool_left, 0, sizeof bytes); /* an id is never handed out twice */
-        pool_left -= sizeof bytes;
-    } else {
+    if (!rnd_bytes(bytes, sizeof bytes)) {
         /* The DRBG failed: an id must still be unique enough for log
          * correlation, so fall back to time and address entropy. */
         unsigned long long mix = (unsigned long long)(uintptr_t)out ^ (unsigned long long)clock();
         for (size_t i = 0; i < sizeof bytes; i++, mix = mix * 6364136223846793005ULL + 1442695040888963407ULL)
             bytes[i] = (unsigned char)(mix >> 56);
     }
-    for (size_t i = 0; i < sizeof bytes; i++) {
-        out[2 * i] = digits[bytes[i] >> 4];
-        out[2 * i + 1] = digits[bytes[i] & 15];
-    }
-    out[32] = '\0';
+    hex_encode(bytes, sizeof bytes, out);
 }
 
 /* ---- Reason phrases and outcomes ----------------------------------------------------- */

@@ -40,7 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <uuid/uuid.h>
+#include "gateway/util/random.h"
 
 #include "fhir/json_write.h"
 
@@ -107,13 +107,6 @@ int64_t rly_backoff_ms(unsigned base_ms, unsigned max_ms, unsigned attempts, uin
 }
 
 /* ---- the notification Bundle ---- */
-
-static void new_uuid(char out[37])
-{
-    uuid_t u;
-    uuid_generate_random(u);
-    uuid_unparse_lower(u, out);
-}
 
 static void put_parameter(fj_buf *b, const char *name, const char *value_member, const char *value)
 {
@@ -203,8 +196,8 @@ char *rly_bundle_of(const char *base_url, const st_notification *n, size_t count
     if (!count)
         return NULL;
     char bundle_id[37], status_id[37], when[ST_INSTANT_LEN];
-    new_uuid(bundle_id);
-    new_uuid(status_id);
+    rnd_uuid4(bundle_id);
+    rnd_uuid4(status_id);
     st_format_instant(now_ms, when);
     fj_buf sub = {0};
     fj_buf_printf(&sub, "%s/Subscription/handover-%s", base_url, n->receiver);

@@ -4,7 +4,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <uuid/uuid.h>
+#include "gateway/util/random.h"
 
 #include "gateway/rest/rest_internal.h"
 
@@ -74,9 +74,7 @@ int64_t rest_now_ms(const rest_app *app)
 
 void rest_new_id(char out[ST_ID_MAX + 1])
 {
-    uuid_t u;
-    uuid_generate_random(u);
-    uuid_unparse_lower(u, out);
+    rnd_uuid4(out);
 }
 
 size_t rest_own_base_length(const char *base, const char *ref, size_t len)

@@ -1,7 +1,8 @@
 /*
  * gateway/util/hex.h — the value of one hexadecimal digit, for percent-decoding
  * (server paths, search parameters), chunk sizes and certificate
- * fingerprints, and hex text to bytes (keys, MACs). Header-only; no state.
+ * fingerprints; hex text to bytes (keys, MACs) and bytes to lower-case hex
+ * (fingerprints, MACs, ids). Header-only; no state.
  */
 #ifndef GATEWAY_HEX_H
 #define GATEWAY_HEX_H
@@ -34,6 +35,17 @@ static inline bool hex_decode(const char *text, unsigned char *out, size_t n)
         out[i] = (unsigned char)(hi << 4 | lo);
     }
     return true;
+}
+
+/* n bytes as 2n lower-case hex digits at out, and a NUL after them. */
+static inline void hex_encode(const unsigned char *bytes, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[bytes[i] >> 4];
+        out[2 * i + 1] = digits[bytes[i] & 15];
+    }
+    out[2 * n] = '\0';
 }
 
 #endif

@@ -1,0 +1,53 @@
+/*
+ * gateway/util/random.c — random bytes from per-thread blocks of OpenSSL's
+ * DRBG, and version 4 UUIDs made of them (see random.h).
+ */
+#include "gateway/util/random.h"
+#include "gateway/util/hex.h"
+
+#include <openssl/rand.h>
+#include <string.h>
+#include <uuid/uuid.h>
+
+#define BLOCK_BYTES 512 /* 32 UUIDs per draw */
+
+static _Thread_local unsigned char block[BLOCK_BYTES];
+static _Thread_local size_t block_left; /* the unused bytes are the last block_left of block */
+
+bool rnd_bytes(unsigned char *out, size_t n)
+{
+    if (n > RND_MAX_PIECE)
+        return false;
+    if (block_left < n) {
+        if (RAND_bytes(block, sizeof block) != 1)
+            return false;
+        block_left = sizeof block;
+    }
+    unsigned char *piece = block + sizeof block - block_left;
+    memcpy(out, piece, n);
+    memset(piece, 0, n); /* handed out once: never part of another id */
+    block_left -= n;
+    return true;
+}
+
+void rnd_uuid4(char out[37])
+{
+    unsigned char u[16];
+    if (!rnd_bytes(u, sizeof u)) {
+        uuid_generate_random(u); /* the kernel's getrandom(2) */
+        uuid_unparse_lower(u, out);
+        return;
+    }
+    u[6] = (unsigned char)((u[6] & 0x0f) | 0x40); /* version 4 */
+    u[8] = (unsigned char)((u[8] & 0x3f) | 0x80); /* the RFC's variant */
+    /* 8-4-4-4-12 digits: the groups of 4, 2, 2, 2 and 6 bytes */
+    hex_encode(u, 4, out);
+    out[8] = '-';
+    hex_encode(u + 4, 2, out + 9);
+    out[13] = '-';
+    hex_encode(u + 6, 2, out + 14);
+    out[18] = '-';
+    hex_encode(u + 8, 2, out + 19);
+    out[23] = '-';
+    hex_encode(u + 10, 6, out + 24);
+}

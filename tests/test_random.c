@@ -1,0 +1,98 @@
+/*
+ * tests/test_random.c — random bytes and version 4 UUIDs (gateway/util/random.h)
+ * and hex encoding (gateway/util/hex.h): the UUID's form, uniqueness across
+ * threads and across the per-thread blocks, and the limits of one draw.
+ */
+#include "gateway/util/hex.h"
+#include "gateway/util/random.h"
+
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool is_lower_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+Test(random, a_uuid_has_the_version_4_form)
+{
+    for (int n = 0; n < 1000; n++) {
+        char u[37];
+        memset(u, 'x', sizeof u);
+        rnd_uuid4(u);
+        cr_assert_eq(strlen(u), 36, "%s", u);
+        for (int i = 0; i < 36; i++) {
+            if (i == 8 || i == 13 || i == 18 || i == 23)
+                cr_assert_eq(u[i], '-', "%s", u);
+            else
+                cr_assert(is_lower_hex(u[i]), "%s: '%c' at %d", u, u[i], i);
+        }
+        cr_assert_eq(u[14], '4', "version 4: %s", u);
+        cr_assert(strchr("89ab", u[19]) != NULL, "the RFC variant: %s", u);
+    }
+}
+
+enum { THREADS = 4, EACH = 2500 };
+static char uuids[THREADS * EACH][37];
+
+static void *make_uuids(void *arg)
+{
+    int t = (int)(intptr_t)arg;
+    for (int i = 0; i < EACH; i++)
+        rnd_uuid4(uuids[t * EACH + i]);
+    return NULL;
+}
+
+static int compare(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+/* Each thread draws its own blocks of 32 UUIDs: none may repeat within or across threads. */
+Test(random, uuids_of_several_threads_never_repeat)
+{
+    pthread_t threads[THREADS];
+    for (int t = 0; t < THREADS; t++)
+        pthread_create(&threads[t], NULL, make_uuids, (void *)(intptr_t)t);
+    for (int t = 0; t < THREADS; t++)
+        pthread_join(threads[t], NULL);
+    qsort(uuids, THREADS * EACH, sizeof uuids[0], compare);
+    for (int i = 1; i < THREADS * EACH; i++)
+        cr_assert_neq(strcmp(uuids[i - 1], uuids[i]), 0, "%s twice", uuids[i]);
+}
+
+/* Pieces of odd sizes straddle the block's end: every piece is still fresh. */
+Test(random, pieces_across_blocks_differ)
+{
+    unsigned char previous[RND_MAX_PIECE] = {0}, piece[RND_MAX_PIECE];
+    for (int n = 0; n < 200; n++) {
+        size_t size = (size_t)(n % 7) * 9 + 10; /* 10..64 */
+        cr_assert(rnd_bytes(piece, size));
+        cr_assert(memcmp(piece, previous, size) != 0, "a piece of %zu bytes repeated", size);
+        static const unsigned char zeros[RND_MAX_PIECE] = {0};
+        cr_assert(memcmp(piece, zeros, size) != 0, "a wiped piece handed out");
+        memcpy(previous, piece, size);
+    }
+}
+
+Test(random, a_draw_larger_than_a_piece_is_refused)
+{
+    unsigned char big[RND_MAX_PIECE + 1];
+    memset(big, 7, sizeof big);
+    cr_assert_not(rnd_bytes(big, sizeof big));
+    cr_assert_eq(big[0], 7, "untouched");
+}
+
+Test(hex, bytes_encode_as_lower_case_digits)
+{
+    const unsigned char bytes[] = {0x00, 0x0f, 0xa5, 0xff, 0x10};
+    char out[11];
+    hex_encode(bytes, sizeof bytes, out);
+    cr_assert_str_eq(out, "000fa5ff10");
+    unsigned char back[5];
+    cr_assert(hex_decode(out, back, sizeof back));
+    cr_assert_eq(memcmp(back, bytes, sizeof bytes), 0);
+}
