@@ -1,7 +1,8 @@
 /*
  * tests/test_random.c — random bytes and version 4 UUIDs (gateway/util/random.h)
  * and hex encoding (gateway/util/hex.h): the UUID's form, uniqueness across
- * threads and across the per-thread blocks, and the limits of one draw.
+ * threads, across the per-thread blocks and across fork, and the limits of
+ * one draw.
  */
 #include "gateway/util/hex.h"
 #include "gateway/util/random.h"
@@ -11,6 +12,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static bool is_lower_hex(char c)
 {
@@ -76,6 +79,30 @@ Test(random, pieces_across_blocks_differ)
         cr_assert(memcmp(piece, zeros, size) != 0, "a wiped piece handed out");
         memcpy(previous, piece, size);
     }
+}
+
+/* After fork, parent and child draw from the same point of the parent's block unless the child drops it. */
+Test(random, a_forked_child_never_repeats_the_parents_bytes)
+{
+    unsigned char first[16], parent[16], child[16];
+    cr_assert(rnd_bytes(first, sizeof first)); /* the block is filled and partly left */
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        bool ok = rnd_bytes(child, sizeof child);
+        ssize_t n = ok ? write(fds[1], child, sizeof child) : -1;
+        _exit(n == (ssize_t)sizeof child ? 0 : 1);
+    }
+    cr_assert(rnd_bytes(parent, sizeof parent));
+    int status = 0;
+    waitpid(pid, &status, 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    cr_assert_eq(read(fds[0], child, sizeof child), (ssize_t)sizeof child);
+    close(fds[0]);
+    close(fds[1]);
+    cr_assert(memcmp(parent, child, sizeof child) != 0, "parent and child drew the same bytes");
 }
 
 Test(random, a_draw_larger_than_a_piece_is_refused)

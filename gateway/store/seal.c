@@ -6,13 +6,13 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fhir/array.h"
 #include "gateway/util/keyfile.h"
+#include "gateway/util/random.h"
 
 #define KEY_LABEL "fhirgw document seal v1"
 #define NONCE_LEN 12
@@ -114,7 +114,7 @@ char *sl_seal(const sl_keyring *k, const char *aad, const char *plain, size_t le
     size_t total = head + NONCE_LEN + TAG_LEN + len;
     char *out = malloc(total + 1);
     unsigned char *raw = out ? (unsigned char *)out + head : NULL;
-    if (!out || RAND_bytes(raw, NONCE_LEN) != 1 ||
+    if (!out || !rnd_bytes(raw, NONCE_LEN) ||
         !gcm(true, key, raw, aad, (const unsigned char *)plain, len, raw + NONCE_LEN + TAG_LEN, raw + NONCE_LEN)) {
         snprintf(err, errlen, "sealing failed (%s)", out ? "OpenSSL" : "out of memory");
         free(out);

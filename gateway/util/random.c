@@ -6,6 +6,7 @@
 #include "gateway/util/hex.h"
 
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <string.h>
 #include <uuid/uuid.h>
 
@@ -14,10 +15,26 @@
 static _Thread_local unsigned char block[BLOCK_BYTES];
 static _Thread_local size_t block_left; /* the unused bytes are the last block_left of block */
 
+/* A forked child must not hand out its parent's bytes again (two processes
+ * sealing with the same nonce would break AES-GCM): the child's only thread,
+ * the one that forked, drops its block. */
+static void drop_block_in_child(void)
+{
+    memset(block, 0, sizeof block);
+    block_left = 0;
+}
+
+static void watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, drop_block_in_child);
+}
+
 bool rnd_bytes(unsigned char *out, size_t n)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
     if (n > RND_MAX_PIECE)
         return false;
+    pthread_once(&once, watch_forks);
     if (block_left < n) {
         if (RAND_bytes(block, sizeof block) != 1)
             return false;

@@ -9,6 +9,10 @@
  * So each thread draws a block of bytes and hands them out in pieces;
  * handed-out bytes are wiped from the block, so no two ids share them.
  *
+ * The bytes are good for keys' nonces too (the store seals documents with
+ * AES-GCM under a random nonce): a forked child drops its block, so parent
+ * and child never hand out the same bytes.
+ *
  * Threads: the blocks are per thread; no locking. Memory: nothing is
  * allocated; the callers own their buffers.
  */
