@@ -496,12 +496,17 @@ typedef enum st_op_kind {
  * ST_OP_NOTIFY_UPDATE records an attempt at notification `seq`: delivered,
  * dead (given up), or still pending with the time of the next attempt. A
  * notification that is no longer pending gives ST_NOT_FOUND: nothing is
- * counted twice. Delivered with keep_delivered_ms, it also prunes: the same
- * receiver's notifications with lower event numbers that were delivered
- * longer than keep_delivered_ms ago are deleted (so the queue does not grow
- * forever). Its own row stays, and so the receiver's latest event; pending
- * and dead ones stay; numbers are never reused (relay_receiver counts).
+ * counted twice. Delivered with keep_delivered_ms, it also prunes: of the
+ * same receiver's ST_NOTIFY_PRUNE_BATCH oldest delivered notifications with
+ * lower event numbers, those delivered longer than keep_delivered_ms ago are
+ * deleted (so the queue does not grow forever). Only the oldest are looked
+ * at, so a mark costs the same with a day's notifications kept as with
+ * none; each mark adds one delivered row and may take up to that many, so
+ * the backlog shrinks. Its own row stays, and so the receiver's latest
+ * event; pending and dead ones stay; numbers are never reused
+ * (relay_receiver counts).
  */
+#define ST_NOTIFY_PRUNE_BATCH 16
 typedef enum st_notify_state { ST_NOTIFY_PENDING = 0, ST_NOTIFY_DELIVERED, ST_NOTIFY_DEAD } st_notify_state;
 #define ST_NOTIFY_STATES 3
 #define ST_URA_MAX 15 /* a URA is 8 digits; room for what else may name a receiver */

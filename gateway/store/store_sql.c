@@ -400,9 +400,12 @@ static const char *const NOTIFY[SQL_NOTIFY_COUNT] = {
     [SQL_NOTIFY_ALL] = "SELECT " NOTIFY_COLUMNS " FROM relay_notification ORDER BY seq LIMIT ?1",
     [SQL_NOTIFY_COUNTS] = "SELECT state, count(*) FROM relay_notification GROUP BY state",
     /* state 1 = delivered; the relay_pending index (state, receiver, event_number) finds them */
-    [SQL_NOTIFY_PRUNE] = "DELETE FROM relay_notification WHERE state = 1 AND done_ms < ?2"
-                         " AND receiver = (SELECT receiver FROM relay_notification WHERE seq = ?1)"
-                         " AND event_number < (SELECT event_number FROM relay_notification WHERE seq = ?1)",
+    /* the oldest few delivered rows only (index relay_pending, in order): "done_ms < ?2" over all of them
+     * read every delivered row the receiver has kept on each mark */
+    [SQL_NOTIFY_PRUNE] = "DELETE FROM relay_notification WHERE done_ms < ?2 AND seq IN (SELECT o.seq"
+                         " FROM relay_notification o, relay_notification m WHERE m.seq = ?1 AND o.state = 1"
+                         " AND o.receiver = m.receiver AND o.event_number < m.event_number"
+                         " ORDER BY o.event_number LIMIT ?3)",
 };
 
 char *sql_notify_text(const sql_dialect *d, sql_notify_stmt which)

@@ -1216,7 +1216,7 @@ static void notify_prune(conn *c, int64_t seq, int64_t before, st_op_result *res
     sqlite3_stmt *stmt = notify_stmt(c, SQL_NOTIFY_PRUNE);
     int rc = SQLITE_ERROR;
     if (stmt) {
-        sql_value v[] = {sql_int(seq), sql_int(before)};
+        sql_value v[] = {sql_int(seq), sql_int(before), sql_int(ST_NOTIFY_PRUNE_BATCH)};
         bind_values(stmt, v, sizeof v / sizeof *v);
         rc = run(stmt);
     }
