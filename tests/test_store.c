@@ -9,7 +9,8 @@
  * pinned (tests set `now`), except where real concurrency is measured.
  */
 #include "gateway/store/store.h"
-#include "gateway/store/store_sql.h" /* the shared SQL, internal to the store: tested here with a second dialect */
+#include "gateway/store/store_backend.h" /* the SQLite dialect, to read its statements' plans */
+#include "gateway/store/store_sql.h"     /* the shared SQL, internal to the store: tested here with a second dialect */
 
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -1708,4 +1709,96 @@ Test(store, a_delivered_mark_prunes_the_oldest_few)
     left = queued_events(receiver, &first);
     cr_expect_eq(first, OLD + 1, "only the ones delivered at T0 + 10 s are left");
     cr_expect_eq(left, 4);
+}
+
+/* Every line of SQLite's plan for sql, joined with " | " into out. */
+static bool query_plan(sqlite3 *db, const char *sql, char *out, size_t size)
+{
+    char *explain = malloc(strlen(sql) + 32);
+    sprintf(explain, "EXPLAIN QUERY PLAN %s", sql);
+    sqlite3_stmt *stmt = NULL;
+    int rc = sqlite3_prepare_v2(db, explain, -1, &stmt, NULL);
+    free(explain);
+    if (rc != SQLITE_OK)
+        return false;
+    size_t at = 0;
+    out[0] = '\0';
+    while (sqlite3_step(stmt) == SQLITE_ROW && at < size)
+        at += (size_t)snprintf(out + at, size - at, "%s%s", at ? " | " : "",
+                               (const char *)sqlite3_column_text(stmt, 3));
+    sqlite3_finalize(stmt);
+    return true;
+}
+
+/* An open-ended range of an index ("SEARCH t USING INDEX i (a=? AND b<?)"): every row on one side of b. */
+static bool searches_an_open_range(const char *plan)
+{
+    for (const char *p = plan; (p = strstr(p, "SEARCH ")) != NULL; p += 7) {
+        const char *open = strchr(p, '('), *end = strstr(p, " | ");
+        if (!open || (end && open > end))
+            continue;
+        const char *close = strchr(open, ')');
+        bool below = false, above = false;
+        for (const char *c = open; close && c < close; c++)
+            below |= *c == '<', above |= *c == '>';
+        if (below != above) /* one bound only; "b>? AND b<?" is a closed range */
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Does a plan read a whole table, or all of an index on one side of a bound? "SCAN t" is one, unless t is
+ * a subquery of the statement itself ("CO-ROUTINE t"); so is an open-ended range. A LIMIT in the scan's
+ * own order (no sort) stops either early: the newest audit entry, the first queued notifications.
+ */
+static bool scans_a_table(const char *sql, const char *plan)
+{
+    if (searches_an_open_range(plan) && !(strstr(sql, " LIMIT ") && !strstr(plan, "TEMP B-TREE FOR ORDER BY")))
+        return true;
+    for (const char *p = plan; (p = strstr(p, "SCAN ")) != NULL; p += 5) {
+        char name[64] = "", coroutine[80];
+        sscanf(p + 5, "%63[A-Za-z_0-9]", name);
+        snprintf(coroutine, sizeof coroutine, "CO-ROUTINE %s", name);
+        if (strstr(plan, coroutine))
+            continue;
+        if (strstr(sql, " LIMIT ") && !strstr(plan, "TEMP B-TREE FOR ORDER BY"))
+            continue;
+        return true;
+    }
+    return false;
+}
+
+/*
+ * The statements the store runs (writes on the commit thread, reads on every request) find their rows by
+ * an index: none reads a whole table, whose cost would grow with everything ever stored. A delivered mark
+ * once read every delivered notification kept (14 days of them) on the commit thread.
+ */
+Test(store, no_statement_reads_a_whole_table)
+{
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    char plan[4096];
+    int checked = 0;
+    for (int i = 0; i < SQL_FIXED_COUNT; i++) {
+        char *sql = sql_fixed_text(&st_sqlite_dialect, (sql_fixed)i);
+        cr_assert_not_null(sql);
+        if (query_plan(db, sql, plan, sizeof plan)) { /* BEGIN, COMMIT, SAVEPOINT have none */
+            checked++;
+            cr_expect_not(scans_a_table(sql, plan), "%s\n  plan: %s", sql, plan);
+        }
+        free(sql);
+    }
+    for (int i = 0; i < SQL_NOTIFY_COUNT; i++) {
+        char *sql = sql_notify_text(&st_sqlite_dialect, (sql_notify_stmt)i);
+        cr_assert_not_null(sql);
+        cr_assert(query_plan(db, sql, plan, sizeof plan), "%s: %s", sql, sqlite3_errmsg(db));
+        checked++;
+        /* the queue's counts per state for /metrics: every row by design, once per scrape, on a reader */
+        if (i != SQL_NOTIFY_COUNTS)
+            cr_expect_not(scans_a_table(sql, plan), "%s\n  plan: %s", sql, plan);
+        free(sql);
+    }
+    cr_expect_gt(checked, 40, "%d statements checked", checked);
+    sqlite3_close(db);
 }

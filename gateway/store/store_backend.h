@@ -106,5 +106,7 @@ typedef struct st_backend {
 } st_backend;
 
 extern const st_backend st_sqlite_backend;
+/* Its SQL dialect (store_sql.h), for tests that read the plans of its statements. */
+extern const struct sql_dialect st_sqlite_dialect;
 
 #endif

@@ -34,7 +34,7 @@
 #define WAL_SIZE_LIMIT LIM(store_wal_size_limit)     /* truncate a WAL left larger than this after a checkpoint */
 
 /* SQLite's SQL (see sql_dialect). */
-static const sql_dialect SQLITE = {
+const sql_dialect st_sqlite_dialect = {
     .name = "sqlite",
     .placeholder = '?',
     .begin_write = "BEGIN IMMEDIATE", /* the write lock at once, not at the first write (no upgrade deadlocks) */
@@ -97,7 +97,7 @@ static sqlite3_stmt *fixed(conn *c, sql_fixed which)
 {
     if (c->fixed[which])
         return c->fixed[which];
-    char *sql = sql_fixed_text(&SQLITE, which);
+    char *sql = sql_fixed_text(&st_sqlite_dialect, which);
     if (!sql || sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &c->fixed[which], NULL) != SQLITE_OK)
         c->fixed[which] = NULL;
     free(sql);
@@ -249,7 +249,7 @@ static int schema_version(conn *c, int *version)
 /* One migration step and its record, in one transaction. */
 static bool migrate_step(conn *c, int step)
 {
-    char *sql = sql_migration(&SQLITE, step), *record = sql_schema_version_record(step);
+    char *sql = sql_migration(&st_sqlite_dialect, step), *record = sql_schema_version_record(step);
     bool ok = sql && record && sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK &&
               sqlite3_exec(c->db, sql, NULL, NULL, NULL) == SQLITE_OK &&
               sqlite3_exec(c->db, record, NULL, NULL, NULL) == SQLITE_OK &&
@@ -434,7 +434,7 @@ static st_status run_fixed(conn *c, sql_fixed which, st_error *err)
 {
     int rc = run(fixed(c, which));
     if (rc != SQLITE_OK) {
-        char *sql = sql_fixed_text(&SQLITE, which);
+        char *sql = sql_fixed_text(&st_sqlite_dialect, which);
         st__error(err, "%s: %s", sql ? sql : "?", sqlite3_errmsg(c->db));
         free(sql);
         return status_of(rc) == ST_OK ? ST_INTERNAL : status_of(rc);
@@ -613,7 +613,7 @@ static st_status search(void *reader, const st_query *q, st_list *out, st_error 
         s = last_seq(c, &out->snapshot, err);
     sql_reader r = {c, collect_built, scalar_built};
     if (s == ST_OK)
-        s = sql_search(&r, &SQLITE, q, out, err);
+        s = sql_search(&r, &st_sqlite_dialect, q, out, err);
     run_fixed(c, SQL_END_READ, NULL);
     return s;
 }
@@ -647,7 +647,7 @@ static st_status history(void *reader, const st_history_query *q, st_list *out, 
         s = last_seq(c, &out->snapshot, err);
     sql_reader r = {c, collect_built, scalar_built};
     if (s == ST_OK)
-        s = sql_history(&r, &SQLITE, q, rid, out, err);
+        s = sql_history(&r, &st_sqlite_dialect, q, rid, out, err);
     run_fixed(c, SQL_END_READ, NULL);
     return s;
 }
@@ -868,7 +868,7 @@ static void report_current(st_op_result *res, st_status status, const current *c
 static void conditional_create(conn *c, st_write_ctx *ctx, const st_op *op, st_op_result *res)
 {
     sql_builder b;
-    sql_builder_init(&b, &SQLITE);
+    sql_builder_init(&b, &st_sqlite_dialect);
     st_status s = sql_build_conditional_create(&b, op->if_none_exist);
     if (s != ST_OK) {
         sql_builder_free(&b);
@@ -1137,7 +1137,7 @@ static sqlite3_stmt *notify_stmt(conn *c, sql_notify_stmt which)
 {
     if (c->notify[which])
         return c->notify[which];
-    char *sql = sql_notify_text(&SQLITE, which);
+    char *sql = sql_notify_text(&st_sqlite_dialect, which);
     if (!sql || sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &c->notify[which], NULL) != SQLITE_OK)
         c->notify[which] = NULL;
     free(sql);
