@@ -829,9 +829,12 @@ Test(at_rest, documents_are_purged_days_after_the_handover_ended)
     atomic_fetch_add(&pinned_ms, 7 * DAY_MS - 60000); /* a minute short of the retention */
     cr_expect_eq(rest_handover_purge(rh.app, err, sizeof err), 0, "%s", err);
     cr_expect_eq(read_bundle("hospital-a", s.doc), 200);
+    cr_expect_eq(rest_handover_purge_examined(rh.app), 0, "a Task not yet due is not read");
     atomic_fetch_add(&pinned_ms, 120000);
     cr_expect_eq(rest_handover_purge(rh.app, err, sizeof err), 1, "%s", err);
+    cr_expect_eq(rest_handover_purge_examined(rh.app), 1);
     cr_expect_eq(rest_handover_purge(rh.app, err, sizeof err), 0, "a second pass finds nothing left");
+    cr_expect_eq(rest_handover_purge_examined(rh.app), 0, "nor reads the Task the pass before dealt with");
     cr_expect_eq(read_bundle("hospital-a", s.doc), 410, "the sender learns that the content is gone");
     cr_expect_eq(read_bundle("elv-a", s.doc), 404, "the receiver's access had ended: nothing changes for it");
     char path[128];
@@ -842,6 +845,12 @@ Test(at_rest, documents_are_purged_days_after_the_handover_ended)
     cr_expect_eq(read_bundle("elv-a", open.doc), 200, "a handover still going on keeps its documents");
     cr_expect_eq(bodies_left(s.doc), 0);
     cr_expect(purge_audited(s.doc), "the purge is in the audit trail");
+    /* a Task that ends later is read by the pass that finds it due, and only by that one */
+    cr_expect_eq(patch_status("hospital-a", open.task, "cancelled"), 200);
+    atomic_fetch_add(&pinned_ms, 7 * DAY_MS);
+    cr_expect_eq(rest_handover_purge(rh.app, err, sizeof err), 1, "%s", err);
+    cr_expect_eq(rest_handover_purge_examined(rh.app), 1, "the Task that ended since, not the first one again");
+    cr_expect_eq(read_bundle("hospital-a", open.doc), 410);
 }
 
 Test(at_rest, the_server_purges_by_itself)

@@ -103,8 +103,11 @@ size_t rest_answers_off_worker(rest_app *app);
 
 /* One pass of the handover retention purge now (the purge thread runs it periodically): the documents of
  * handover Tasks that ended handover_retention_days or more ago lose their content. Returns how many documents
- * were purged in this pass, or -1 with a reason in err. */
+ * were purged in this pass, or -1 with a reason in err. A pass looks only at the Tasks that became due since
+ * the last pass that succeeded (all of them after a start or a failed pass). */
 long rest_handover_purge(rest_app *app, char *err, size_t errlen);
+/* How many ended handover Tasks the last pass read (the tests read it). */
+long rest_handover_purge_examined(const rest_app *app);
 
 /*
  * The relay's on_dead (rly_dead_fn, gateway/relay/notify.h; arg is the rest_app): a notification about a

@@ -98,6 +98,10 @@ struct rest_app {
     pthread_cond_t purge_wake;
     pthread_t purge_thread;
     bool purge_inited, purge_started, purge_stop;
+    /* ended handover Tasks with lastUpdated up to this were dealt with by an earlier pass (0: none yet);
+     * read and moved only by whoever runs the passes, one at a time */
+    int64_t purge_watermark_ms;
+    long purge_tasks_examined; /* by the last pass */
 };
 
 /* rest_retention.c: start the purge thread when retention is on (false: it could not start); stop and join it. */

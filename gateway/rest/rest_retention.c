@@ -14,8 +14,13 @@
  *
  * The purge thread runs one pass every purge_interval_ms, with the app's
  * clock for "now" (tests pin it and call rest_handover_purge directly).
- * A pass reads every ended handover Task and skips documents purged before;
- * a watermark would make passes cheaper once there are very many (next step).
+ * A pass reads the ended handover Tasks whose lastUpdated is past the
+ * watermark and at or before the cutoff (now minus the retention), and on
+ * success moves the watermark to that cutoff: an ended Task never changes
+ * again, and one stamped now is days past any cutoff, so each Task is read
+ * by one pass, not by every pass for ever. After a start, or a pass that
+ * failed, the next pass begins from the beginning again (documents purged
+ * before are skipped).
  *
  * Memory: everything a pass reads is freed before it returns. Threads: the
  * purge thread only reads the store and submits through it (thread-safe).
@@ -122,13 +127,18 @@ long rest_handover_purge(rest_app *app, char *err, size_t errlen)
     st_value ended[3] = {{.v.token = {NULL, "completed"}},
                          {.v.token = {NULL, "rejected"}},
                          {.v.token = {NULL, "cancelled"}}};
-    st_condition conditions[2] = {
+    st_value after = {.prefix = ST_GT, .v.date = {app->purge_watermark_ms, app->purge_watermark_ms}};
+    st_value due = {.prefix = ST_LE, .v.date = {cutoff, cutoff}};
+    st_condition conditions[4] = {
         {.param = "code", .kind = ST_KIND_TOKEN, .values = &code, .value_count = 1},
         {.param = "status", .kind = ST_KIND_TOKEN, .values = ended, .value_count = 3},
+        {.param = "_lastUpdated", .kind = ST_KIND_DATE, .values = &due, .value_count = 1},
+        {.param = "_lastUpdated", .kind = ST_KIND_DATE, .values = &after, .value_count = 1},
     };
-    st_query q = {.type = "Task", .conditions = conditions, .condition_count = 2, .count = PAGE};
+    st_query q = {.type = "Task", .conditions = conditions, .condition_count = 4, .count = PAGE};
     st_cursor cursor;
     long purged = 0;
+    app->purge_tasks_examined = 0;
     for (bool more = true; more && purged >= 0;) {
         st_list page;
         st_error e;
@@ -140,6 +150,7 @@ long rest_handover_purge(rest_app *app, char *err, size_t errlen)
         for (size_t i = 0; i < page.count && purged >= 0; i++) {
             long n = purge_task(app, &page.items[i], cutoff, err, errlen);
             purged = n < 0 ? -1 : purged + n;
+            app->purge_tasks_examined++;
         }
         more = page.more && page.count;
         cursor = (st_cursor){.key_ms = page.last_key_ms, .rid = page.last_rid};
@@ -147,7 +158,13 @@ long rest_handover_purge(rest_app *app, char *err, size_t errlen)
         q.snapshot = page.snapshot;
         st_list_free(&page);
     }
+    app->purge_watermark_ms = purged >= 0 ? cutoff : 0;
     return purged;
+}
+
+long rest_handover_purge_examined(const rest_app *app)
+{
+    return app->purge_tasks_examined;
 }
 
 /* ---- The purge thread ---- */
