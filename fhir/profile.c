@@ -921,6 +921,14 @@ static const fj_node *N(const vctx *c, uint32_t i)
 {
     return &c->doc->nodes[i];
 }
+
+/* ".name" onto the location (a dot even at its start, as the profile's paths are written); the mark for rp_pop. */
+static size_t push_member(vctx *c, const char *name, size_t len)
+{
+    size_t mark = rp_push_text(&c->rep, ".", 1);
+    rp_push_text(&c->rep, name, len);
+    return mark;
+}
 static const char *S(const vctx *c, uint32_t i)
 {
     return fj_str(c->doc, i);
@@ -1110,9 +1118,9 @@ static size_t push_item(vctx *c, const pf_elem *e, const selection *sel, uint32_
         if (t)
             return rp_push(&c->rep, ".%.*s.ofType(%s)", (int)stem, e->name, t->name);
     }
-    size_t old = rp_push(&c->rep, ".%.*s", (int)sel->key_len[i], sel->key[i]);
+    size_t old = push_member(c, sel->key[i], sel->key_len[i]);
     if (sel->index[i] != UINT32_MAX)
-        rp_push(&c->rep, "[%u]", sel->index[i]);
+        rp_push_index(&c->rep, sel->index[i]);
     return old;
 }
 
@@ -1596,13 +1604,13 @@ static void check_cardinality(vctx *c, uint32_t obj, const pf_elem *e, uint32_t 
     if (c->only)
         return;
     if (e->has_min && count < e->min) {
-        size_t old = rp_push(&c->rep, ".%s", e->name);
+        size_t old = push_member(c, e->name, strlen(e->name));
         report(c, obj, OO_ERROR, OO_REQUIRED, "%s requires at least %u value%s, found %u", what, e->min,
                e->min == 1 ? "" : "s", count);
         rp_pop(&c->rep, old);
     }
     if (e->has_max && count > e->max) {
-        size_t old = rp_push(&c->rep, ".%s", e->name);
+        size_t old = push_member(c, e->name, strlen(e->name));
         report(c, obj, OO_ERROR, OO_STRUCTURE, "%s allows at most %u value%s, found %u", what, e->max,
                e->max == 1 ? "" : "s", count);
         rp_pop(&c->rep, old);
@@ -1694,7 +1702,7 @@ static void check_extensions(vctx *c, uint32_t node)
     if (n->type == FJ_ARRAY) {
         uint32_t item = fj_first_child(node);
         for (uint32_t k = 0; k < n->len; k++, item = fj_next(c->doc, item)) {
-            size_t old = rp_push(&c->rep, "[%u]", k);
+            size_t old = rp_push_index(&c->rep, k);
             check_extensions(c, item);
             rp_pop(&c->rep, old);
         }
@@ -1713,7 +1721,7 @@ static void check_extensions(vctx *c, uint32_t node)
         const char *k = S(c, key);
         size_t len = N(c, key)->len;
         bool is_ext = (len == 9 && !memcmp(k, "extension", 9)) || (len == 17 && !memcmp(k, "modifierExtension", 17));
-        size_t old = rp_push(&c->rep, ".%.*s", (int)(k[0] == '_' ? len - 1 : len), k[0] == '_' ? k + 1 : k);
+        size_t old = push_member(c, k[0] == '_' ? k + 1 : k, k[0] == '_' ? len - 1 : len);
         if (is_ext && N(c, val)->type == FJ_ARRAY) {
             uint32_t item = fj_first_child(val);
             for (uint32_t i = 0; i < N(c, val)->len; i++, item = fj_next(c->doc, item)) {
@@ -1724,7 +1732,7 @@ static void check_extensions(vctx *c, uint32_t node)
                 snprintf(url_text, sizeof url_text, "%.*s", (int)(N(c, url)->len < 511 ? N(c, url)->len : 511),
                          S(c, url));
                 const pf_profile *def = pf_find(c->r, url_text);
-                size_t before = rp_push(&c->rep, "[%u]", i);
+                size_t before = rp_push_index(&c->rep, i);
                 if (def && def->is_extension)
                     apply_profile(c, def, item);
                 rp_pop(&c->rep, before);

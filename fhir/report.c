@@ -35,9 +35,44 @@ size_t rp_push(rp_reporter *r, const char *fmt, ...)
     return mark;
 }
 
+/* Appends text[0..len) as rp_push would, without formatting: the walks push a name or an index at every
+ * element they enter, and vsnprintf was the larger part of that. */
+size_t rp_push_text(rp_reporter *r, const char *text, size_t len)
+{
+    size_t mark = r->len;
+    if (mark + ELLIPSIS_ROOM >= RP_PATH_CAPACITY)
+        return mark;
+    if (mark + len >= RP_PATH_CAPACITY - ELLIPSIS_ROOM) {
+        memcpy(r->path + mark, text, RP_PATH_CAPACITY - ELLIPSIS_ROOM - mark);
+        memcpy(r->path + RP_PATH_CAPACITY - ELLIPSIS_ROOM, "...", ELLIPSIS_ROOM);
+        r->len = RP_PATH_CAPACITY - 1;
+        return mark;
+    }
+    memcpy(r->path + mark, text, len);
+    r->len = mark + len;
+    r->path[r->len] = '\0';
+    return mark;
+}
+
 size_t rp_push_name(rp_reporter *r, const char *name, size_t len)
 {
-    return rp_push(r, "%s%.*s", r->len ? "." : "", (int)len, name);
+    size_t mark = r->len;
+    if (mark)
+        rp_push_text(r, ".", 1);
+    rp_push_text(r, name, len); /* past a cut, nothing more is written */
+    return mark;
+}
+
+size_t rp_push_index(rp_reporter *r, unsigned index)
+{
+    char text[16];
+    size_t n = sizeof text;
+    text[--n] = ']';
+    do
+        text[--n] = (char)('0' + index % 10);
+    while ((index /= 10) != 0);
+    text[--n] = '[';
+    return rp_push_text(r, text + n, sizeof text - n);
 }
 
 void rp_pop(rp_reporter *r, size_t mark)

@@ -46,6 +46,10 @@ void rp_init(rp_reporter *r, fj_doc *doc, oo_list *out);
 size_t rp_push(rp_reporter *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* ".name", or "name" at the start of an empty location. */
 size_t rp_push_name(rp_reporter *r, const char *name, size_t len);
+/* "[index]". */
+size_t rp_push_index(rp_reporter *r, unsigned index);
+/* text[0..len) as it is. rp_push_name, rp_push_index and rp_push_text format nothing: the walks' hot path. */
+size_t rp_push_text(rp_reporter *r, const char *text, size_t len);
 void rp_pop(rp_reporter *r, size_t mark);
 
 /* The current location, NUL-terminated ("" at the start). Valid until the next push or pop. */
