@@ -132,12 +132,13 @@ static const struct document_kind {
     {"advanceNotice", PROFILE_BASE "advance-notice-composition"},
 };
 
-/* The profile entry `index` of a document must meet (its Composition first, any Patient), or NULL. */
-static const char *entry_profile(const fj_doc *d, uint32_t r, uint32_t index, const struct document_kind *kind)
+/* The profile the resource r of entry `index` of a document must meet (its Composition first, any Patient), or NULL. */
+static const pf_profile *entry_profile(const fj_doc *d, uint32_t r, uint32_t index, const pf_profile *composition,
+                                       const pf_profile *patient)
 {
     if (index == 0 && str_member_is(d, r, "resourceType", "Composition"))
-        return kind->composition_profile;
-    return str_member_is(d, r, "resourceType", "Patient") ? PROFILE_BASE "nl-patient" : NULL;
+        return composition;
+    return str_member_is(d, r, "resourceType", "Patient") ? patient : NULL;
 }
 
 /* The errors of validating node (with opts: profiles, rules) join issues, their locations moved under `where`
@@ -195,10 +196,11 @@ static bool check_document(rq *q, handover *h, uint32_t bundle, const char *name
     size_t n = 0; /* in entry order, so by node */
     for (uint32_t i = 0, e = count ? fj_first_child(entries) : 0; i < count; i++, e = fj_next(d, e)) {
         uint32_t r = d->nodes[e].type == FJ_OBJECT ? fj_get(d, e, "resource") : UINT32_MAX;
-        const char *url = r != UINT32_MAX && d->nodes[r].type == FJ_OBJECT ? entry_profile(d, r, i, kind) : NULL;
-        if (url)
-            rules[n++] = (fv_resource_rule){.node = r,
-                                            .profile = url == kind->composition_profile ? composition : patient};
+        const pf_profile *p = r != UINT32_MAX && d->nodes[r].type == FJ_OBJECT
+                                  ? entry_profile(d, r, i, composition, patient)
+                                  : NULL;
+        if (p)
+            rules[n++] = (fv_resource_rule){.node = r, .profile = p};
     }
     fv_options opts = {.profile = profile, .rules = rules, .rule_count = n};
     validate_node(q, d, bundle, &opts, where, issues);
