@@ -618,6 +618,23 @@ Test(handover, a_patient_without_a_bsn_is_refused_at_the_patient)
     cr_expect_eq(count_tasks("hospital-a", "1c6d7e5e-0014-4000-8000-000000000001"), 0, "nothing was stored");
 }
 
+/* The document is validated as sent: a malformed meta.profile of its Patient is refused (the copy that added
+ * nl-patient to it wrote a well-formed one in its place, and the Patient passed). */
+Test(handover, a_patient_whose_meta_profile_is_not_a_list_is_refused)
+{
+    char *body = hb_parameters("1c6d7e5e-0016-4000-8000-000000000001", NULL, URA_ELV_A);
+    json_object *p = json_tokener_parse(body);
+    free(body);
+    json_object *meta = json_object_object_get(document_entry(p, 0, 1), "meta");
+    json_object_object_add(meta, "profile",
+                           json_object_new_string("https://fhirgw.nl/fhir/StructureDefinition/nl-patient"));
+    size_t at, named;
+    post_refused(p, "Parameters.parameter[0].resource.entry[1].resource.meta.profile", "must be an array", &at, &named);
+    json_object_put(p);
+    cr_expect_eq(named, 1, "refused at the Patient's meta.profile");
+    cr_expect_eq(count_tasks("hospital-a", "1c6d7e5e-0016-4000-8000-000000000001"), 0, "nothing was stored");
+}
+
 /* The Parameters is checked without its documents: an error of its own is reported alone, at its place, and one
  * inside a document is not reported by that check (the document's own check comes after it passes). */
 Test(handover, an_invalid_parameter_is_refused_at_its_place)
