@@ -63,10 +63,11 @@ size_t fv_validate_buffer(char *buf, size_t len, const fv_options *opts, oo_list
 size_t fv_validate_doc(fj_doc *doc, const fv_options *opts, oo_list *out);
 
 /*
- * Validate the subtree at `node` of a parsed document as one resource, exactly as fv_validate_buffer would
- * validate that subtree's text alone: expressions start at its resource type ("Bundle.entry[0]..."); line and
- * column are those of doc's text. Nothing is copied: the walk reads doc's nodes in place (doc is not changed).
- * Returns errors added.
+ * Validate the subtree at `node` (< doc->count) of a parsed document as one resource, as fv_validate_buffer
+ * would validate that subtree's text alone: the same issues, expressions starting at its resource type
+ * ("Bundle.entry[0]..."); line and column are those of doc's text. opts->limits do not apply (doc is parsed).
+ * Nothing is copied: the walk reads doc's nodes in place and does not change doc, so threads may validate
+ * nodes of one doc at once. Rules name nodes of doc. Returns errors added.
  */
 size_t fv_validate_node(const fj_doc *doc, uint32_t node, const fv_options *opts, oo_list *out);
 
