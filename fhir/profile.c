@@ -1800,6 +1800,12 @@ size_t pf_check_invariants(const pf_invariants *s, fj_doc *doc, uint32_t resourc
 
 size_t pf_validate_declared(const pf_registry *r, fj_doc *doc, uint32_t resource, const char *base_path, oo_list *out)
 {
+    return pf_validate_declared_plus(r, doc, resource, base_path, NULL, out);
+}
+
+size_t pf_validate_declared_plus(const pf_registry *r, fj_doc *doc, uint32_t resource, const char *base_path,
+                                 const pf_profile *extra, oo_list *out)
+{
     size_t before = out->errors;
     vctx c;
     ctx_init(&c, r, doc, resource, base_path, out);
@@ -1823,6 +1829,10 @@ size_t pf_validate_declared(const pf_registry *r, fj_doc *doc, uint32_t resource
                 rp_pop(&c.rep, old);
             }
         }
+    }
+    if (extra) { /* as if meta.profile named it last: one ctx, so what a declared profile reported is not repeated */
+        c.profile_url = extra->url;
+        apply_profile(&c, extra, resource);
     }
     c.profile_url = "(extension definitions)";
     check_extensions(&c, resource);

@@ -141,5 +141,11 @@ size_t pf_check_invariants(const pf_invariants *s, fj_doc *doc, uint32_t resourc
  * that the registry does not know give a warning. Returns errors added.
  */
 size_t pf_validate_declared(const pf_registry *r, fj_doc *doc, uint32_t resource, const char *base_path, oo_list *out);
+/*
+ * pf_validate_declared with one more profile (NULL: none), applied as if meta.profile named it last: the
+ * caller's requirement on the resource, without writing a copy of it that declares it.
+ */
+size_t pf_validate_declared_plus(const pf_registry *r, fj_doc *doc, uint32_t resource, const char *base_path,
+                                 const pf_profile *extra, oo_list *out);
 
 #endif

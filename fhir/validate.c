@@ -93,6 +93,9 @@ typedef struct ctx {
     const fs_element *holder_el;
     const fs_type *holder_t;
     uint32_t holder_node;
+    const fv_resource_rule *rules; /* fv_options.rules: their nodes are base + the walk's */
+    size_t rule_count;
+    uint32_t base; /* where the walked doc (a view of the caller's subtree) starts in the caller's */
 } ctx;
 
 static const fj_node *N(const ctx *c, uint32_t i)
@@ -1529,8 +1532,28 @@ static void bundle_end(ctx *c, bundle_frame *b)
     c->bundle = b->outer;
 }
 
+/* The caller's rule for the resource at node, or NULL (binary search: rules are sorted by node). */
+static const fv_resource_rule *rule_for(const ctx *c, uint32_t node)
+{
+    uint32_t want = c->base + node;
+    size_t lo = 0, hi = c->rule_count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->rules[mid].node == want)
+            return &c->rules[mid];
+        if (c->rules[mid].node < want)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
 static void validate_resource(ctx *c, uint32_t node, bool contained)
 {
+    const fv_resource_rule *rule = c->rule_count ? rule_for(c, node) : NULL;
+    if (rule && rule->skip)
+        return;
     if (N(c, node)->type != FJ_OBJECT) {
         rp_report(&c->rep, node, OO_ERROR, OO_STRUCTURE, "a resource is a JSON object, found %s",
                   json_kind(N(c, node)));
@@ -1594,7 +1617,7 @@ static void validate_resource(ctx *c, uint32_t node, bool contained)
                       "dom-6: A resource should have narrative for robust management");
     }
     if (c->profiles)
-        pf_validate_declared(c->profiles, c->doc, node, rp_path(&c->rep), c->rep.out);
+        pf_validate_declared_plus(c->profiles, c->doc, node, rp_path(&c->rep), rule ? rule->profile : NULL, c->rep.out);
     if (is_bundle)
         bundle_end(c, &frame);
     c->container = outer_container;
@@ -1604,7 +1627,7 @@ static void validate_resource(ctx *c, uint32_t node, bool contained)
 
 /* ---- entry points ------------------------------------------------------------------ */
 
-static void ctx_init(ctx *c, const fv_options *opts, fj_doc *doc, oo_list *out)
+static void ctx_init(ctx *c, const fv_options *opts, fj_doc *doc, uint32_t base, oo_list *out)
 {
     memset(c, 0, sizeof *c);
     c->s = (opts && opts->schema) ? opts->schema : fs_r4();
@@ -1621,6 +1644,9 @@ static void ctx_init(ctx *c, const fv_options *opts, fj_doc *doc, oo_list *out)
     c->t_attachment = fs_type_by_name(c->s, "Attachment", 10);
     c->profiles = opts ? opts->profiles : NULL;
     c->security_checks = opts && opts->security_checks;
+    c->rules = opts ? opts->rules : NULL;
+    c->rule_count = opts && opts->rules ? opts->rule_count : 0;
+    c->base = base;
     c->invariants = !(opts && opts->skip_invariants) && c->s == fs_r4();
     if (c->invariants)
         pthread_once(&compile_once, compile_invariants);
@@ -1628,17 +1654,41 @@ static void ctx_init(ctx *c, const fv_options *opts, fj_doc *doc, oo_list *out)
     c->bundle_entry = fs_child(c->s, &c->s->elements[c->t_bundle->root], "entry", 5, &choice);
 }
 
-size_t fv_validate_doc(fj_doc *doc, const fv_options *opts, oo_list *out)
+/* doc's root as a resource; base: where doc starts in the caller's doc (fv_validate_node), for the rules. */
+static size_t validate_root(fj_doc *doc, uint32_t base, const fv_options *opts, oo_list *out)
 {
     size_t before = out->errors;
     ctx c;
-    ctx_init(&c, opts, doc, out);
+    ctx_init(&c, opts, doc, base, out);
     validate_resource(&c, 0, false);
     if (opts && opts->profiles && opts->profile)
         pf_validate(opts->profiles, opts->profile, doc, 0, "", out);
     if (c.arena)
         fp_arena_reset(c.arena); /* the thread keeps it for the next document */
     return out->errors - before;
+}
+
+size_t fv_validate_doc(fj_doc *doc, const fv_options *opts, oo_list *out)
+{
+    return validate_root(doc, 0, opts, out);
+}
+
+/*
+ * A subtree is a doc of its own: nodes are relative (children follow their parent, siblings are `size` apart)
+ * and positions index the shared text. So the view is the subtree's nodes in place, and everything that reads
+ * node 0 as "the root" (FHIRPath's resolve() in the Bundle, the narrative's id search) sees the resource, as
+ * it would in a copy. Only the view's line index (built when an issue is located) is its own.
+ */
+size_t fv_validate_node(const fj_doc *doc, uint32_t node, const fv_options *opts, oo_list *out)
+{
+    fj_doc view = {.text = doc->text,
+                   .text_len = doc->text_len,
+                   .nodes = doc->nodes + node,
+                   .count = doc->nodes[node].size,
+                   .capacity = doc->nodes[node].size};
+    size_t errors = validate_root(&view, node, opts, out);
+    free(view.line_starts);
+    return errors;
 }
 
 size_t fv_validate_buffer(char *buf, size_t len, const fv_options *opts, oo_list *out)

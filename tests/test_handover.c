@@ -569,6 +569,93 @@ Test(handover, an_advance_notice_carries_no_full_medical_content)
     rh_response_free(&r);
 }
 
+/* The resource of entry k of the document in parameter i of a $handover Parameters (json-c). */
+static json_object *document_entry(json_object *parameters, size_t i, size_t k)
+{
+    json_object *param = json_object_array_get_idx(json_object_object_get(parameters, "parameter"), i);
+    json_object *entries = json_object_object_get(json_object_object_get(param, "resource"), "entry");
+    return json_object_object_get(json_object_array_get_idx(entries, k), "resource");
+}
+
+/* POST p to $handover: 422, with the errors whose expression is `expression` counted, and those whose text also
+ * holds needle (NULL: any); returns how many issues the answer has in all. */
+static size_t post_refused(json_object *p, const char *expression, const char *needle, size_t *at, size_t *named)
+{
+    rh_response r = rh_request("hospital-a", "POST", "/$handover", json_object_to_json_string(p), NULL);
+    cr_expect_eq(r.status, 422, "%.*s", (int)r.len, r.body);
+    json_object *o = rh_json(&r);
+    json_object *issues = json_object_object_get(o, "issue");
+    size_t n = json_object_array_length(issues);
+    *at = *named = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_object *is = json_object_array_get_idx(issues, i);
+        const char *where = rh_str(is, "expression.0"), *text = rh_str(is, "diagnostics");
+        bool here = where && !strcmp(where, expression);
+        *at += here;
+        *named += here && text && (!needle || strstr(text, needle));
+    }
+    if (!*named)
+        cr_log_info("no error at %s: %.*s", expression, (int)r.len, r.body);
+    json_object_put(o);
+    rh_response_free(&r);
+    return n;
+}
+
+/* nl-patient applies to the document's Patient whether or not it declares the profile. */
+Test(handover, a_patient_without_a_bsn_is_refused_at_the_patient)
+{
+    char *body = hb_parameters("1c6d7e5e-0014-4000-8000-000000000001", NULL, URA_ELV_A);
+    json_object *p = json_tokener_parse(body);
+    free(body);
+    json_object *patient = document_entry(p, 0, 1);
+    cr_assert_str_eq(rh_str(patient, "resourceType"), "Patient");
+    json_object_object_del(patient, "meta");
+    json_object_object_del(patient, "identifier");
+    size_t at, named;
+    post_refused(p, "Parameters.parameter[0].resource.entry[1].resource.identifier", "nl-patient", &at, &named);
+    json_object_put(p);
+    cr_expect_eq(named, 1, "one error of nl-patient at the Patient's identifier");
+    cr_expect_eq(count_tasks("hospital-a", "1c6d7e5e-0014-4000-8000-000000000001"), 0, "nothing was stored");
+}
+
+/* The document is validated as sent: a malformed meta.profile of its Patient is refused (the copy that added
+ * nl-patient to it wrote a well-formed one in its place, and the Patient passed). */
+Test(handover, a_patient_whose_meta_profile_is_not_a_list_is_refused)
+{
+    char *body = hb_parameters("1c6d7e5e-0016-4000-8000-000000000001", NULL, URA_ELV_A);
+    json_object *p = json_tokener_parse(body);
+    free(body);
+    json_object *meta = json_object_object_get(document_entry(p, 0, 1), "meta");
+    json_object_object_add(meta, "profile",
+                           json_object_new_string("https://fhirgw.nl/fhir/StructureDefinition/nl-patient"));
+    size_t at, named;
+    post_refused(p, "Parameters.parameter[0].resource.entry[1].resource.meta.profile", "must be an array", &at, &named);
+    json_object_put(p);
+    cr_expect_eq(named, 1, "refused at the Patient's meta.profile");
+    cr_expect_eq(count_tasks("hospital-a", "1c6d7e5e-0016-4000-8000-000000000001"), 0, "nothing was stored");
+}
+
+/* The Parameters is checked without its documents: an error of its own is reported alone, at its place, and one
+ * inside a document is not reported by that check (the document's own check comes after it passes). */
+Test(handover, an_invalid_parameter_is_refused_at_its_place)
+{
+    char *body = hb_parameters("1c6d7e5e-0015-4000-8000-000000000001", NULL, URA_ELV_A);
+    json_object *p = json_tokener_parse(body);
+    free(body);
+    json_object_object_add(document_entry(p, 0, 1), "gender", json_object_new_string("fine"));
+    json_object *receiver = json_object_array_get_idx(json_object_object_get(p, "parameter"), 1);
+    json_object_object_add(json_object_object_get(receiver, "valueReference"), "display", json_object_new_string(""));
+    size_t at, named;
+    size_t n = post_refused(p, "Parameters.parameter[1].value.ofType(Reference).display", NULL, &at, &named);
+    cr_expect_eq(at, 1, "the empty display is refused at its place");
+    cr_expect_eq(n, 1, "and nothing else: the document is not validated as part of the Parameters");
+    /* the Parameters fine: the document's error, at its place in the Parameters */
+    json_object_object_del(json_object_object_get(receiver, "valueReference"), "display");
+    n = post_refused(p, "Parameters.parameter[0].resource.entry[1].resource.gender", NULL, &at, &named);
+    cr_expect_eq(at, 1, "the bad gender is refused at its place");
+    json_object_put(p);
+}
+
 /* ---- ELV-HANDOVER: the receiver's attested agreements ---- */
 
 /* The first issue's text of a 422 answer to $handover, which must name the rule. */

@@ -793,3 +793,380 @@ Test(walk, references_in_primitive_extensions)
         cr_expect_str_eq(r.what[i], want[i]);
     fj_doc_free(&doc);
 }
+
+/* ---- a node of a parsed document, with rules for the resources in it (fv_validate_node, fv_options.rules) ---- */
+
+#include <dirent.h>
+
+/* A profile on Patient that requires birthDate. */
+#define BORN_PATIENT                                                                                \
+    "{\"resourceType\":\"StructureDefinition\",\"url\":\"http://x/born\",\"type\":\"Patient\","     \
+    "\"kind\":\"resource\",\"baseDefinition\":\"http://hl7.org/fhir/StructureDefinition/Patient\"," \
+    "\"derivation\":\"constraint\",\"differential\":{\"element\":[{\"id\":\"Patient.birthDate\","   \
+    "\"path\":\"Patient.birthDate\",\"min\":1}]}}"
+
+/* A Parameters whose one parameter holds a collection Bundle: two Patients without birthDate, then a Patient
+ * with a bad gender; one entry a line, so an issue's line says which entry it is in. */
+#define NODE_PARAMETERS                                                                              \
+    "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"p\",\"resource\":\n"                \
+    "{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[\n"                             \
+    "{\"fullUrl\":\"urn:uuid:0b8a5f2e-0000-4000-8000-000000000001\",\"resource\":{\"resourceType\":" \
+    "\"Patient\",\"active\":true}},\n"                                                               \
+    "{\"fullUrl\":\"urn:uuid:0b8a5f2e-0000-4000-8000-000000000002\",\"resource\":{\"resourceType\":" \
+    "\"Patient\",\"active\":true}},\n"                                                               \
+    "{\"fullUrl\":\"urn:uuid:0b8a5f2e-0000-4000-8000-000000000003\",\"resource\":{\"resourceType\":" \
+    "\"Patient\",\"gender\":\"fine\"}}]}}]}"
+
+/* The resource node of entry k of the Bundle at node bundle. */
+static uint32_t entry_resource_node(const fj_doc *d, uint32_t bundle, uint32_t k)
+{
+    uint32_t e = fj_first_child(fj_get(d, bundle, "entry"));
+    for (uint32_t i = 0; i < k; i++)
+        e = fj_next(d, e);
+    return fj_get(d, e, "resource");
+}
+
+static uint32_t first_parameter_resource(const fj_doc *d)
+{
+    return fj_get(d, fj_first_child(fj_get(d, 0, "parameter")), "resource");
+}
+
+/* How many issues of severity sev sit at expression. */
+static size_t issues_at(const oo_list *l, oo_severity sev, const char *expression)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < l->count; i++)
+        n += l->items[i].severity == sev && l->items[i].expression && !strcmp(l->items[i].expression, expression);
+    return n;
+}
+
+Test(node, a_rule_adds_its_profile_to_that_resource_only)
+{
+    pf_registry *r = pf_registry_new(NULL);
+    oo_list load;
+    oo_list_init(&load, 0);
+    cr_assert(pf_registry_add(r, BORN_PATIENT, strlen(BORN_PATIENT), "born", &load));
+    cr_assert(pf_registry_finish(r, &load));
+    oo_list_free(&load);
+    char *text = strdup(NODE_PARAMETERS);
+    fj_doc doc;
+    fj_error err;
+    cr_assert(fj_parse(text, strlen(text), NULL, &doc, &err), "%s", err.message);
+    uint32_t bundle = first_parameter_resource(&doc);
+    fv_resource_rule rules[] = {{.node = entry_resource_node(&doc, bundle, 0), .profile = pf_find(r, "http://x/born")}};
+    fv_options opts = {.profiles = r, .rules = rules, .rule_count = 1};
+    oo_list l;
+    oo_list_init(&l, 0);
+    fv_validate_node(&doc, bundle, &opts, &l);
+    dump(&l);
+    /* the profile's error at entry 0, located in the Parameters' text (line 3); not at entry 1 */
+    cr_expect_eq(issues_at(&l, OO_ERROR, "Bundle.entry[0].resource.birthDate"), 1);
+    cr_expect_eq(issues_at(&l, OO_ERROR, "Bundle.entry[1].resource.birthDate"), 0);
+    for (size_t i = 0; i < l.count; i++)
+        if (l.items[i].expression && strstr(l.items[i].expression, "entry[0]") && l.items[i].severity == OO_ERROR) {
+            cr_expect(strstr(l.items[i].message, "http://x/born"), "%s", l.items[i].message);
+            cr_expect_eq(l.items[i].line, 3, "line %u", l.items[i].line);
+        }
+    /* the core error of entry 2, as anywhere: expressions from the Bundle, the node validated */
+    cr_expect_eq(issues_at(&l, OO_ERROR, "Bundle.entry[2].resource.gender"), 1);
+    cr_expect_eq(l.errors, 2);
+    oo_list_free(&l);
+    /* without the rule no profile applies; a skipped entry says nothing */
+    fv_resource_rule skip[] = {{.node = entry_resource_node(&doc, bundle, 2), .skip = true}};
+    opts.rules = skip;
+    oo_list_init(&l, 0);
+    fv_validate_node(&doc, bundle, &opts, &l);
+    cr_expect_eq(l.errors, 0);
+    oo_list_free(&l);
+    /* the Parameters with its resource skipped: nothing of the Bundle is validated */
+    fv_resource_rule skip_bundle[] = {{.node = bundle, .skip = true}};
+    opts.rules = skip_bundle;
+    oo_list_init(&l, 0);
+    fv_validate_node(&doc, 0, &opts, &l);
+    cr_expect_eq(l.errors, 0);
+    oo_list_free(&l);
+    opts.rules = NULL;
+    oo_list_init(&l, 0);
+    fv_validate_node(&doc, 0, &opts, &l);
+    cr_expect_eq(issues_at(&l, OO_ERROR, "Parameters.parameter[0].resource.entry[2].resource.gender"), 1);
+    oo_list_free(&l);
+    fj_doc_free(&doc);
+    free(text);
+    pf_registry_free(r);
+}
+
+/* ---- the node path against the copy it replaces: the guide's handover profiles on bad documents ---- */
+
+#define IG_DIR TESTS_DIR "/../ig"
+#define GUIDE_BASE "https://fhirgw.nl/fhir/StructureDefinition/"
+
+static char *read_text(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *text = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (text && fread(text, 1, (size_t)n, f) != (size_t)n) {
+        free(text);
+        text = NULL;
+    }
+    fclose(f);
+    if (text)
+        text[n] = '\0';
+    *len = text ? (size_t)n : 0;
+    return text;
+}
+
+/* The guide's conformance resources (profiles, extensions, terminology). */
+static pf_registry *load_ig(void)
+{
+    pf_registry *r = pf_registry_new(NULL);
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    const char *dirs[] = {"profiles", "extensions", "terminology"};
+    for (size_t k = 0; k < 3; k++) {
+        char dir[512];
+        snprintf(dir, sizeof dir, "%s/%s", IG_DIR, dirs[k]);
+        DIR *d = opendir(dir);
+        cr_assert_not_null(d, "%s", dir);
+        for (struct dirent *ent; (ent = readdir(d));) {
+            if (!strstr(ent->d_name, ".json"))
+                continue;
+            char path[1024];
+            snprintf(path, sizeof path, "%s/%s", dir, ent->d_name);
+            size_t len;
+            char *json = read_text(path, &len);
+            cr_assert_not_null(json, "%s", path);
+            cr_assert(pf_registry_add(r, json, len, ent->d_name, &issues), "%s refused", ent->d_name);
+            free(json);
+        }
+        closedir(d);
+    }
+    cr_assert(pf_registry_finish(r, &issues), "%s", issues.count ? issues.items[0].message : "");
+    oo_list_free(&issues);
+    return r;
+}
+
+/* Append url to the meta.profile of resource o (made when missing): what the copy of the document declared. */
+static void declare_profile(json_object *o, const char *url)
+{
+    json_object *meta = json_object_object_get(o, "meta");
+    if (!meta) {
+        meta = json_object_new_object();
+        json_object_object_add(o, "meta", meta);
+    }
+    json_object *profiles = json_object_object_get(meta, "profile");
+    if (!profiles) {
+        profiles = json_object_new_array();
+        json_object_object_add(meta, "profile", profiles);
+    }
+    json_object_array_add(profiles, json_object_new_string(url));
+}
+
+/* The resource of entry k of a document Bundle (json-c). */
+static json_object *entry_json(json_object *bundle, size_t k)
+{
+    return json_object_object_get(json_object_array_get_idx(json_object_object_get(bundle, "entry"), k), "resource");
+}
+
+/* The way it was: a copy of the document declaring the Composition's and the Patients' profiles, validated alone. */
+static oo_list issues_of_copy(const pf_registry *r, const char *document, const char *composition_profile)
+{
+    json_object *b = json_tokener_parse(document);
+    cr_assert_not_null(b);
+    size_t n = json_object_array_length(json_object_object_get(b, "entry"));
+    for (size_t k = 0; k < n; k++) {
+        json_object *res = entry_json(b, k);
+        const char *type = json_object_get_string(json_object_object_get(res, "resourceType"));
+        if (k == 0 && !strcmp(type, "Composition"))
+            declare_profile(res, composition_profile);
+        else if (!strcmp(type, "Patient"))
+            declare_profile(res, GUIDE_BASE "nl-patient");
+    }
+    char *copy = strdup(json_object_to_json_string_ext(b, JSON_C_TO_STRING_PLAIN));
+    json_object_put(b);
+    fv_options opts = {.profiles = r, .profile = pf_find(r, GUIDE_BASE "handover-document")};
+    oo_list l;
+    oo_list_init(&l, 0);
+    fv_validate_buffer(copy, strlen(copy), &opts, &l);
+    free(copy);
+    return l;
+}
+
+/* The way it is: the document inside its Parameters, parsed once, its node validated with rules. */
+static oo_list issues_of_node(const pf_registry *r, const char *document, const char *composition_profile)
+{
+    size_t size = strlen(document) + 128;
+    char *text = malloc(size);
+    snprintf(text, size, "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"document\",\"resource\":%s}]}",
+             document);
+    fj_doc doc;
+    fj_error err;
+    cr_assert(fj_parse(text, strlen(text), NULL, &doc, &err), "%s", err.message);
+    uint32_t bundle = first_parameter_resource(&doc);
+    uint32_t entries = fj_get(&doc, bundle, "entry");
+    fv_resource_rule rules[16];
+    size_t n = 0;
+    for (uint32_t k = 0; k < doc.nodes[entries].len && n < 16; k++) {
+        uint32_t res = entry_resource_node(&doc, bundle, k);
+        uint32_t type = fj_get(&doc, res, "resourceType");
+        if (k == 0 && fj_str_eq(&doc, type, "Composition"))
+            rules[n++] = (fv_resource_rule){.node = res, .profile = pf_find(r, composition_profile)};
+        else if (fj_str_eq(&doc, type, "Patient"))
+            rules[n++] = (fv_resource_rule){.node = res, .profile = pf_find(r, GUIDE_BASE "nl-patient")};
+    }
+    fv_options opts = {.profiles = r,
+                       .profile = pf_find(r, GUIDE_BASE "handover-document"),
+                       .rules = rules,
+                       .rule_count = n};
+    oo_list l;
+    oo_list_init(&l, 0);
+    fv_validate_node(&doc, bundle, &opts, &l);
+    fj_doc_free(&doc);
+    free(text);
+    return l;
+}
+
+/* Does b hold a's issue i (severity, code, expression, message) as often as a does? Lines differ: texts do. */
+static size_t count_like(const oo_list *l, const oo_issue *x)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < l->count; i++) {
+        const oo_issue *y = &l->items[i];
+        n += y->severity == x->severity && !strcmp(y->code, x->code) && !strcmp(y->message, x->message) &&
+             ((!y->expression && !x->expression) ||
+              (y->expression && x->expression && !strcmp(y->expression, x->expression)));
+    }
+    return n;
+}
+
+static void expect_same_issues(const oo_list *old, const oo_list *now, const char *what)
+{
+    cr_expect_eq(old->count, now->count, "%s: %zu issues from the copy, %zu from the node", what, old->count,
+                 now->count);
+    cr_expect_eq(old->errors, now->errors, "%s: errors", what);
+    for (size_t i = 0; i < old->count; i++)
+        cr_expect_eq(count_like(old, &old->items[i]), count_like(now, &old->items[i]), "%s: %s at %s", what,
+                     old->items[i].message, old->items[i].expression ? old->items[i].expression : "-");
+}
+
+/* The guide's example handover, changed by `change` (json-c), as text. */
+static char *changed_example(void (*change)(json_object *bundle))
+{
+    size_t len;
+    char *text = read_text(IG_DIR "/examples/Bundle-handover-document-example.json", &len);
+    cr_assert_not_null(text);
+    json_object *b = json_tokener_parse(text);
+    free(text);
+    cr_assert_not_null(b);
+    change(b);
+    char *out = strdup(json_object_to_json_string_ext(b, JSON_C_TO_STRING_PRETTY));
+    json_object_put(b);
+    return out;
+}
+
+/* The examples declare their profiles; without it only the caller's rules make the profiles apply. */
+static void undeclared(json_object *b)
+{
+    json_object_object_del(entry_json(b, 0), "meta");
+    json_object_object_del(entry_json(b, 1), "meta");
+}
+
+static void no_medication_section(json_object *b)
+{
+    json_object *sections = json_object_object_get(entry_json(b, 0), "section");
+    for (size_t i = 0; i < json_object_array_length(sections); i++) {
+        json_object *code = json_object_array_get_idx(
+            json_object_object_get(json_object_object_get(json_object_array_get_idx(sections, i), "code"), "coding"),
+            0);
+        if (!strcmp(json_object_get_string(json_object_object_get(code, "code")), "10160-0")) {
+            json_object_array_del_idx(sections, i, 1);
+            return;
+        }
+    }
+    cr_assert_fail("the example has a medication section");
+}
+
+static void undeclared_no_medication_section(json_object *b)
+{
+    undeclared(b);
+    no_medication_section(b);
+}
+
+/* The Patient without its BSN (nl-patient's bsn slice, the document profile's invariant) and a bad gender. */
+static void bad_patient(json_object *b)
+{
+    json_object *patient = entry_json(b, 1);
+    json_object_object_del(patient, "identifier");
+    json_object_object_add(patient, "gender", json_object_new_string("fine"));
+}
+
+static void undeclared_bad_patient(json_object *b)
+{
+    undeclared(b);
+    bad_patient(b);
+}
+
+static void script_in_narrative(json_object *b)
+{
+    json_object *section = json_object_array_get_idx(json_object_object_get(entry_json(b, 0), "section"), 0);
+    json_object *text = json_object_object_get(section, "text");
+    const char *div = json_object_get_string(json_object_object_get(text, "div"));
+    cr_assert_not_null(div, "the example's first section has narrative");
+    const char *end = strstr(div, "</div>");
+    cr_assert_not_null(end);
+    char bad[16384];
+    snprintf(bad, sizeof bad, "%.*s<script>alert(1)</script>%s", (int)(end - div), div, end);
+    json_object_object_add(text, "div", json_object_new_string(bad));
+}
+
+Test(node, gives_the_issues_the_copy_declaring_the_profiles_gave)
+{
+    pf_registry *r = load_ig();
+    static const struct {
+        const char *what;
+        void (*change)(json_object *);
+        const char *composition;
+        const char *needle, *at; /* an error whose message holds needle, at expression `at` */
+    } cases[] = {
+        {"no medication section", no_medication_section, GUIDE_BASE "handover-composition",
+         "profile " GUIDE_BASE "handover-composition", "Bundle.entry[0].resource.section"},
+        {"no medication section, profiles not declared", undeclared_no_medication_section,
+         GUIDE_BASE "handover-composition", "profile " GUIDE_BASE "handover-composition",
+         "Bundle.entry[0].resource.section"},
+        {"bad patient", bad_patient, GUIDE_BASE "handover-composition", "profile " GUIDE_BASE "nl-patient",
+         "Bundle.entry[1].resource.identifier"},
+        {"bad patient, profiles not declared", undeclared_bad_patient, GUIDE_BASE "handover-composition",
+         "profile " GUIDE_BASE "nl-patient", "Bundle.entry[1].resource.identifier"},
+        {"script in narrative", script_in_narrative, GUIDE_BASE "handover-composition", "script",
+         "Bundle.entry[0].resource.section[0].text.div"},
+        {"a handover as advance notice", undeclared, GUIDE_BASE "advance-notice-composition",
+         "profile " GUIDE_BASE "advance-notice-composition", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *doc = changed_example(cases[i].change);
+        oo_list old = issues_of_copy(r, doc, cases[i].composition);
+        oo_list now = issues_of_node(r, doc, cases[i].composition);
+        cr_expect_gt(now.errors, 0, "%s: the document is bad", cases[i].what);
+        bool named = false;
+        for (size_t k = 0; k < now.count && !named; k++)
+            named = now.items[k].severity <= OO_ERROR && strstr(now.items[k].message, cases[i].needle) &&
+                    (!cases[i].at || (now.items[k].expression && !strcmp(now.items[k].expression, cases[i].at)));
+        cr_expect(named, "%s: an error at %s naming %s", cases[i].what, cases[i].at ? cases[i].at : "-",
+                  cases[i].needle);
+        expect_same_issues(&old, &now, cases[i].what);
+        if (old.count != now.count) {
+            cr_log_info("copy:");
+            dump(&old);
+            cr_log_info("node:");
+            dump(&now);
+        }
+        oo_list_free(&old);
+        oo_list_free(&now);
+        free(doc);
+    }
+    pf_registry_free(r);
+}

@@ -132,112 +132,23 @@ static const struct document_kind {
     {"advanceNotice", PROFILE_BASE "advance-notice-composition"},
 };
 
-/* Leave out member `key` of object `obj` only (fj_write_hooks.skip_member). */
-typedef struct skip_one {
-    uint32_t obj;
-    const char *key;
-} skip_one;
-
-static bool skip_member(void *ctx, const fj_doc *d, uint32_t obj, uint32_t key)
-{
-    const skip_one *s = ctx;
-    return obj == s->obj && fj_str_eq(d, key, s->key);
-}
-
-/* The members of obj but `key`, after `comma` when there are some; how many were written. */
-static size_t put_members_but(fj_buf *out, const fj_doc *d, uint32_t obj, const char *key, bool comma)
-{
-    skip_one skip = {obj, key};
-    fj_write_hooks hooks = {.skip_member = skip_member, .ctx = &skip};
-    size_t mark = out->len;
-    if (comma)
-        fj_buf_puts(out, ",");
-    size_t n = fj_write_members(d, obj, &hooks, out);
-    if (!n && out->data) { /* no member: no comma */
-        out->len = mark;
-        out->data[mark] = '\0';
-    }
-    return n;
-}
-
-/* Resource node r with `url` added to its meta.profile (its other meta members kept). */
-static void put_with_profile(fj_buf *out, const fj_doc *d, uint32_t r, const char *url)
-{
-    uint32_t meta = fj_get(d, r, "meta");
-    bool has_meta = meta != UINT32_MAX && d->nodes[meta].type == FJ_OBJECT;
-    uint32_t profiles = has_meta ? fj_get(d, meta, "profile") : UINT32_MAX;
-    fj_buf_puts(out, "{\"meta\":{");
-    if (has_meta && put_members_but(out, d, meta, "profile", false))
-        fj_buf_puts(out, ",");
-    fj_buf_puts(out, "\"profile\":[");
-    if (profiles != UINT32_MAX && d->nodes[profiles].type == FJ_ARRAY)
-        for (uint32_t i = 0, it = fj_first_child(profiles); i < d->nodes[profiles].len; i++, it = fj_next(d, it)) {
-            fj_write(d, it, NULL, out);
-            fj_buf_puts(out, ",");
-        }
-    fj_buf_string(out, url, strlen(url));
-    fj_buf_puts(out, "]}");
-    put_members_but(out, d, r, "meta", true);
-    fj_buf_puts(out, "}");
-}
-
-/* The profile entry `index` of a document must meet (its Composition first, any Patient), or NULL. */
-static const char *entry_profile(const fj_doc *d, uint32_t r, uint32_t index, const struct document_kind *kind)
+/* The profile the resource r of entry `index` of a document must meet (its Composition first, any Patient), or NULL. */
+static const pf_profile *entry_profile(const fj_doc *d, uint32_t r, uint32_t index, const pf_profile *composition,
+                                       const pf_profile *patient)
 {
     if (index == 0 && str_member_is(d, r, "resourceType", "Composition"))
-        return kind->composition_profile;
-    return str_member_is(d, r, "resourceType", "Patient") ? PROFILE_BASE "nl-patient" : NULL;
+        return composition;
+    return str_member_is(d, r, "resourceType", "Patient") ? patient : NULL;
 }
 
-/*
- * The document Bundle as a resource of its own, with the profiles of its Composition and Patient added to
- * their meta.profile: the validator checks declared profiles of every resource it meets, so one pass over
- * the document checks the core rules and all three profiles (the narrative, the bulk, is read once).
- */
-static char *document_text(const fj_doc *d, uint32_t bundle, const struct document_kind *kind, size_t *len)
+/* The errors of validating node (with opts: profiles, rules) join issues, their locations moved under `where`
+ * (the resource's place in the Parameters). The tree is read in place: nothing is written out and parsed again. */
+static void validate_node(rq *q, const fj_doc *d, uint32_t node, fv_options *opts, const char *where, oo_list *issues)
 {
-    fj_buf out = {0};
-    fj_buf_puts(&out, "{");
-    size_t n = put_members_but(&out, d, bundle, "entry", false);
-    uint32_t entries = fj_get(d, bundle, "entry");
-    if (entries != UINT32_MAX) {
-        fj_buf_puts(&out, n ? ",\"entry\":" : "\"entry\":");
-        if (d->nodes[entries].type != FJ_ARRAY) {
-            fj_write(d, entries, NULL, &out);
-        } else {
-            fj_buf_puts(&out, "[");
-            for (uint32_t i = 0, e = fj_first_child(entries); i < d->nodes[entries].len; i++, e = fj_next(d, e)) {
-                uint32_t r = d->nodes[e].type == FJ_OBJECT ? fj_get(d, e, "resource") : UINT32_MAX;
-                const char *url = r != UINT32_MAX && d->nodes[r].type == FJ_OBJECT ? entry_profile(d, r, i, kind)
-                                                                                   : NULL;
-                fj_buf_puts(&out, i ? "," : "");
-                if (!url) {
-                    fj_write(d, e, NULL, &out);
-                    continue;
-                }
-                fj_buf_puts(&out, "{");
-                size_t m = put_members_but(&out, d, e, "resource", false);
-                fj_buf_puts(&out, m ? ",\"resource\":" : "\"resource\":");
-                put_with_profile(&out, d, r, url);
-                fj_buf_puts(&out, "}");
-            }
-            fj_buf_puts(&out, "]");
-        }
-    }
-    fj_buf_puts(&out, "}");
-    return fj_buf_take(&out, len);
-}
-
-/* The errors of validating text (taken) against the profile (NULL: core only) join issues, their locations
- * moved under `where` (the resource's place in the Parameters). */
-static void validate_text(rq *q, char *text, size_t len, const pf_profile *profile, const char *where, oo_list *issues)
-{
-    fv_options opts = {0};
-    opts.profiles = q->app->opt.profiles;
-    opts.profile = profile;
+    opts->profiles = q->app->opt.profiles;
     oo_list found;
     oo_list_init(&found, 0);
-    fv_validate_buffer(text, len, &opts, &found);
+    fv_validate_node(d, node, opts, &found);
     for (size_t i = 0; i < found.count; i++) {
         const oo_issue *is = &found.items[i];
         if (is->severity > OO_ERROR)
@@ -248,12 +159,15 @@ static void validate_text(rq *q, char *text, size_t len, const pf_profile *profi
         oo_add(issues, is->severity, is->code, expr, 0, 0, "%s", is->message);
     }
     oo_list_free(&found);
-    free(text);
 }
 
-/* The document Bundle of the parameter `name`: the Bundle profile, its Composition's (by the parameter: a
- * handover's Composition in advanceNotice fails its profile), and nl-patient for the Patient, in one pass.
- * False with issues. */
+/*
+ * The document Bundle of the parameter `name` as a resource of its own: the Bundle profile, its Composition's
+ * (by the parameter: a handover's Composition in advanceNotice fails its profile), and nl-patient for the
+ * Patient, as rules on those entries: the validator applies them with the profiles each resource declares,
+ * so one pass over the document checks the core rules and all three profiles (the narrative, the bulk, is
+ * read once). False with issues.
+ */
 static bool check_document(rq *q, handover *h, uint32_t bundle, const char *name, oo_list *issues)
 {
     const fj_doc *d = &h->doc;
@@ -262,67 +176,62 @@ static bool check_document(rq *q, handover *h, uint32_t bundle, const char *name
     char where[160];
     snprintf(where, sizeof where, "Parameters.parameter[%d].resource",
              name[0] == 'd' ? h->document_index : h->notice_index);
-    const pf_profile *profile = q->app->opt.profiles ? pf_find(q->app->opt.profiles, PROFILE_BASE "handover-document")
-                                                     : NULL;
+    const pf_registry *guide = q->app->opt.profiles;
+    const pf_profile *profile = guide ? pf_find(guide, PROFILE_BASE "handover-document") : NULL;
+    const pf_profile *composition = guide ? pf_find(guide, kind->composition_profile) : NULL;
+    const pf_profile *patient = guide ? pf_find(guide, PROFILE_BASE "nl-patient") : NULL;
     /* the guide is loaded at start (conformance); without it no handover is accepted */
-    if (!profile || !pf_find(q->app->opt.profiles, kind->composition_profile) ||
-        !pf_find(q->app->opt.profiles, PROFILE_BASE "nl-patient")) {
+    if (!profile || !composition || !patient) {
         oo_add(issues, OO_ERROR, OO_EXCEPTION, where, 0, 0,
                "the handover profiles are not loaded (the conformance setting names no guide with them)");
         return false;
     }
-    size_t len = 0;
-    char *text = document_text(d, bundle, kind, &len);
-    if (!text) {
+    uint32_t entries = fj_get(d, bundle, "entry");
+    uint32_t count = entries != UINT32_MAX && d->nodes[entries].type == FJ_ARRAY ? d->nodes[entries].len : 0;
+    fv_resource_rule *rules = count ? calloc(count, sizeof *rules) : NULL;
+    if (count && !rules) {
         oo_add(issues, OO_ERROR, OO_EXCEPTION, where, 0, 0, "out of memory");
         return false;
     }
-    validate_text(q, text, len, profile, where, issues);
+    size_t n = 0; /* in entry order, so by node */
+    for (uint32_t i = 0, e = count ? fj_first_child(entries) : 0; i < count; i++, e = fj_next(d, e)) {
+        uint32_t r = d->nodes[e].type == FJ_OBJECT ? fj_get(d, e, "resource") : UINT32_MAX;
+        const pf_profile *p = r != UINT32_MAX && d->nodes[r].type == FJ_OBJECT
+                                  ? entry_profile(d, r, i, composition, patient)
+                                  : NULL;
+        if (p)
+            rules[n++] = (fv_resource_rule){.node = r, .profile = p};
+    }
+    fv_options opts = {.profile = profile, .rules = rules, .rule_count = n};
+    validate_node(q, d, bundle, &opts, where, issues);
+    free(rules);
     return issues->errors == before;
 }
 
 /*
- * The Parameters itself, its documents left out (a Binary stands in for each resource: they are checked on
+ * The Parameters itself, its documents left out (each parameter's resource is skipped: they are checked on
  * their own by check_document, so each is validated once). False with issues at their place.
  */
 static bool check_parameters(rq *q, handover *h, oo_list *issues)
 {
     const fj_doc *d = &h->doc;
     size_t before = issues->errors;
-    fj_buf out = {0};
-    fj_buf_puts(&out, "{");
-    size_t n = put_members_but(&out, d, 0, "parameter", false);
     uint32_t params = fj_get(d, 0, "parameter");
-    if (params != UINT32_MAX) {
-        fj_buf_puts(&out, n ? ",\"parameter\":" : "\"parameter\":");
-        if (d->nodes[params].type != FJ_ARRAY) {
-            fj_write(d, params, NULL, &out);
-        } else {
-            fj_buf_puts(&out, "[");
-            for (uint32_t i = 0, p = fj_first_child(params); i < d->nodes[params].len; i++, p = fj_next(d, p)) {
-                uint32_t r = d->nodes[p].type == FJ_OBJECT ? fj_get(d, p, "resource") : UINT32_MAX;
-                fj_buf_puts(&out, i ? "," : "");
-                if (r == UINT32_MAX || d->nodes[r].type != FJ_OBJECT) {
-                    fj_write(d, p, NULL, &out);
-                    continue;
-                }
-                fj_buf_puts(&out, "{");
-                size_t m = put_members_but(&out, d, p, "resource", false);
-                fj_buf_puts(&out, m ? "," : "");
-                fj_buf_puts(&out,
-                            "\"resource\":{\"resourceType\":\"Binary\",\"contentType\":\"application/fhir+json\"}}");
-            }
-            fj_buf_puts(&out, "]");
-        }
-    }
-    fj_buf_puts(&out, "}");
-    size_t len = 0;
-    char *text = fj_buf_take(&out, &len);
-    if (!text) {
+    uint32_t count = params != UINT32_MAX && d->nodes[params].type == FJ_ARRAY ? d->nodes[params].len : 0;
+    fv_resource_rule *skip = count ? calloc(count, sizeof *skip) : NULL;
+    if (count && !skip) {
         oo_add(issues, OO_ERROR, "transient", NULL, 0, 0, "out of memory");
         return false;
     }
-    validate_text(q, text, len, NULL, "Parameters", issues);
+    size_t n = 0; /* in parameter order, so by node */
+    for (uint32_t i = 0, p = count ? fj_first_child(params) : 0; i < count; i++, p = fj_next(d, p)) {
+        uint32_t r = d->nodes[p].type == FJ_OBJECT ? fj_get(d, p, "resource") : UINT32_MAX;
+        if (r != UINT32_MAX && d->nodes[r].type == FJ_OBJECT)
+            skip[n++] = (fv_resource_rule){.node = r, .skip = true};
+    }
+    fv_options opts = {.rules = skip, .rule_count = n};
+    validate_node(q, d, 0, &opts, "Parameters", issues);
+    free(skip);
     return issues->errors == before;
 }
 
