@@ -1040,7 +1040,7 @@ static void validate_property(ctx *c, const fs_element *el, const fs_type *choic
                 continue; /* a placeholder for a `_name` companion: checked by validate_companion */
             if (is_entry)
                 c->bundle->current_entry = k;
-            size_t before = rp_push(&c->rep, "[%u]", k);
+            size_t before = rp_push_index(&c->rep, k);
             validate_value(c, el, t, item);
             rp_pop(&c->rep, before);
         }
@@ -1083,7 +1083,7 @@ static void validate_companion(ctx *c, const fs_element *el, const fs_type *t, u
             uint32_t item = fj_first_child(value);
             for (uint32_t k = 0; k < vn->len; k++, item = fj_next(c->doc, item))
                 if (N(c, item)->type == FJ_NULL) {
-                    size_t before = rp_push(&c->rep, "[%u]", k);
+                    size_t before = rp_push_index(&c->rep, k);
                     rp_report(&c->rep, item, OO_ERROR, OO_STRUCTURE, "null without a matching '_%s' entry", el->name);
                     rp_pop(&c->rep, before);
                 }
@@ -1118,7 +1118,7 @@ static void validate_companion(ctx *c, const fs_element *el, const fs_type *t, u
     uint32_t vitem = has_values ? fj_first_child(value) : NO_NODE;
     for (uint32_t k = 0; k < en->len; k++) {
         bool value_null = !has_values || N(c, vitem)->type == FJ_NULL;
-        size_t before = rp_push(&c->rep, "[%u]", k);
+        size_t before = rp_push_index(&c->rep, k);
         if (N(c, item)->type == FJ_NULL) {
             if (value_null)
                 rp_report(&c->rep, item, OO_ERROR, OO_STRUCTURE, "both '%s' and '_%s' are null at index %u", el->name,

@@ -1170,3 +1170,47 @@ Test(node, gives_the_issues_the_copy_declaring_the_profiles_gave)
     }
     pf_registry_free(r);
 }
+
+/* ---- locations (fhir/report.h): the unformatted pushes give what rp_push formats, cut included ---- */
+
+#include "fhir/report.h"
+
+static void push_both(rp_reporter *fast, rp_reporter *slow, const char *name, unsigned index)
+{
+    size_t a = rp_push_name(fast, name, strlen(name)), b = rp_push(slow, "%s%s", slow->len ? "." : "", name);
+    cr_assert_eq(a, b, "the marks of %s", name);
+    a = rp_push_index(fast, index), b = rp_push(slow, "[%u]", index);
+    cr_assert_eq(a, b, "the marks of [%u]", index);
+    a = rp_push_text(fast, ".x", 2), b = rp_push(slow, ".x");
+    cr_assert_eq(a, b);
+    cr_assert_eq(fast->len, slow->len);
+    cr_assert_str_eq(rp_path(fast), rp_path(slow));
+}
+
+Test(report, unformatted_pushes_match_rp_push_up_to_and_past_the_cut)
+{
+    static rp_reporter fast, slow;
+    rp_init(&fast, NULL, NULL);
+    rp_init(&slow, NULL, NULL);
+    const char *names[] = {"CarePlan", "activity", "detail", "a", "valueCodeableConcept", "extension"};
+    unsigned indexes[] = {0, 9, 10, 4294967295u, 123, 7};
+    /* deep enough to pass RP_PATH_CAPACITY: cuts of every length occur on the way */
+    int cuts = 0;
+    for (int step = 0; step < 400; step++) {
+        push_both(&fast, &slow, names[step % 6], indexes[step % 6] + (unsigned)step);
+        if (fast.len == RP_PATH_CAPACITY - 1) {
+            cuts++;
+            cr_assert_str_eq(rp_path(&fast) + fast.len - 3, "...");
+        }
+        if (step % 5 == 4) { /* pop back a little, as the walks do; past a cut, into the text before it */
+            size_t mark = fast.len > 7 ? fast.len - 7 : 0;
+            rp_pop(&fast, mark);
+            rp_pop(&slow, mark);
+        }
+    }
+    cr_expect_gt(cuts, 20, "the location was cut %d times", cuts);
+    rp_pop(&fast, 0);
+    rp_pop(&slow, 0);
+    push_both(&fast, &slow, "Patient", 3); /* an empty location takes the name without a dot */
+    cr_expect_str_eq(rp_path(&fast), "Patient[3].x");
+}
