@@ -253,6 +253,15 @@ static void build_tables(void)
     }
 }
 
+/* a[0..n) == b[0..n), for the short names compared per tag: a call to memcmp costs more than the loop */
+static bool same_bytes(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i])
+            return false;
+    return true;
+}
+
 /* The entry of a name, or NULL when txt-1 does not know it (names are case-sensitive: <P> is unknown). */
 static const word *lookup(span x)
 {
@@ -263,14 +272,14 @@ static const word *lookup(span x)
         if (!slot)
             return NULL;
         const word *w = &words[slot - 1];
-        if (w->len == x.len && !memcmp(w->name, x.s, x.len))
+        if (w->len == x.len && same_bytes(w->name, x.s, x.len))
             return w;
     }
 }
 
 static bool span_eq(span a, span b)
 {
-    return a.len == b.len && !memcmp(a.s, b.s, a.len);
+    return a.len == b.len && same_bytes(a.s, b.s, a.len);
 }
 
 /* ---- reporting -------------------------------------------------------------------- */
@@ -352,13 +361,14 @@ static uint64_t bytes_below(uint64_t w, unsigned below)
     return (w - ONES * below) & ~w & HIGHS;
 }
 
-/* The first byte of s[i..n) that text cannot pass over unlooked (C_STOP), or n. */
-static size_t skip_plain(const char *s, size_t i, size_t n)
+/* The first byte of s[i..n) that text cannot pass over unlooked (C_STOP) or that is `also`, or n. */
+static size_t skip_plain(const char *s, size_t i, size_t n, char also)
 {
     for (; n - i >= 8; i += 8) {
         uint64_t w;
         memcpy(&w, s + i, 8);
-        uint64_t stop = bytes_below(w, 0x20) | bytes_below(w ^ (ONES * '<'), 1) | bytes_below(w ^ (ONES * '&'), 1);
+        uint64_t stop = bytes_below(w, 0x20) | bytes_below(w ^ (ONES * '<'), 1) | bytes_below(w ^ (ONES * '&'), 1) |
+                        bytes_below(w ^ (ONES * (unsigned char)also), 1);
         if (stop) {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
             return i + (size_t)__builtin_ctzll(stop) / 8;
@@ -367,7 +377,7 @@ static size_t skip_plain(const char *s, size_t i, size_t n)
 #endif
         }
     }
-    while (i < n && !(char_class[(unsigned char)s[i]] & C_STOP))
+    while (i < n && !(char_class[(unsigned char)s[i]] & C_STOP) && s[i] != also)
         i++;
     return i;
 }
@@ -439,7 +449,7 @@ static size_t check_chars(parser *p, const char *s, size_t n, bool *non_space)
 {
     size_t i = 0;
     for (;;) {
-        size_t plain = skip_plain(s, i, n);
+        size_t plain = skip_plain(s, i, n, '<');
         for (; non_space && !*non_space && i < plain; i++) /* a plain byte is space only when ' ' */
             *non_space = s[i] != ' ';
         i = plain;
@@ -483,6 +493,18 @@ static size_t decode_value(span v, char *out, size_t cap)
             out[o++] = c;
     }
     return o;
+}
+
+/*
+ * The first DECODE_CAP bytes of the decoded value (decode_value): in buf,
+ * or in place when the value is plain (no reference, no control character:
+ * most are), as decoding would only copy them.
+ */
+static span decoded(span v, bool plain, char *buf)
+{
+    if (plain)
+        return (span){v.s, v.len < DECODE_CAP ? v.len : DECODE_CAP};
+    return (span){buf, decode_value(v, buf, DECODE_CAP)};
 }
 
 static char lower(char c)
@@ -531,9 +553,10 @@ static const char *url_problem(const char *u, size_t n, bool image)
 /* Where in the decoded style script starts, or n when it does not. */
 static size_t style_script(const char *d, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        char c = lower(d[i]);
-        if (c != 'e' && c != 'j' && c != '-') /* the first letters of the three below */
+    for (size_t i = 0; i + 1 < n; i++) {
+        /* the first two letters of the three below: styles are full of other e's and -'s */
+        char c = lower(d[i]), c2 = lower(d[i + 1]);
+        if (!(c == 'e' && c2 == 'x') && !(c == 'j' && c2 == 'a') && !(c == '-' && c2 == 'm'))
             continue;
         if (prefix_ci(d + i, n - i, "expression(") || prefix_ci(d + i, n - i, "javascript:") ||
             prefix_ci(d + i, n - i, "-moz-binding"))
@@ -568,33 +591,37 @@ static bool attribute_allowed(unsigned el_kind, const word *w, span name)
 }
 
 /* style: no script in it (expression(), javascript:, -moz-binding), references decoded. */
-static void check_style(parser *p, span el, span value)
+static void check_style(parser *p, span el, span value, bool plain)
 {
-    char decoded[DECODE_CAP];
-    size_t dlen = decode_value(value, decoded, sizeof decoded);
-    size_t at = style_script(decoded, dlen);
-    if (at < dlen)
+    char buf[DECODE_CAP];
+    span d = decoded(value, plain, buf);
+    size_t at = style_script(d.s, d.len);
+    if (at < d.len)
         report(p, OO_ERROR, OO_INVALID, "the style of <%.*s> carries script ('%.*s')", (int)el.len, el.s,
-               (int)(dlen - at > 20 ? 20 : dlen - at), decoded + at);
+               (int)(d.len - at > 20 ? 20 : d.len - at), d.s + at);
 }
 
 /* A URL attribute: inert once decoded; a fragment ("#id") is noted to be resolved at the end. */
-static void check_url(parser *p, span el, span name, span value, bool image)
+static void check_url(parser *p, span el, span name, span value, bool plain, bool image)
 {
-    char decoded[DECODE_CAP];
-    size_t dlen = decode_value(value, decoded, sizeof decoded);
-    const char *problem = url_problem(decoded, dlen, image);
+    char buf[DECODE_CAP];
+    span d = decoded(value, plain, buf);
+    const char *problem = url_problem(d.s, d.len, image);
     if (problem)
         report(p, OO_ERROR, OO_INVALID, "<%.*s %.*s=\"%.*s\">: %s", (int)el.len, el.s, (int)name.len, name.s,
-               (int)(dlen > 60 ? 60 : dlen), decoded, problem);
+               (int)(d.len > 60 ? 60 : d.len), d.s, problem);
     else
         note_fragment(p, value, image);
 }
 
-/* One attribute of element el: allowed by txt-1, its value inert, its ids and fragments noted. */
-static void check_attribute(parser *p, const open_element *el, span name, span value)
+/*
+ * One attribute of element el: allowed by txt-1, its value inert, its ids
+ * and fragments noted. A plain value (read_value) has no character to check.
+ */
+static void check_attribute(parser *p, const open_element *el, span name, span value, bool plain)
 {
-    check_chars(p, value.s, value.len, NULL);
+    if (!plain)
+        check_chars(p, value.s, value.len, NULL);
     span e = el->name;
     if (name.len > 2 && prefix_ci(name.s, name.len, "on")) {
         report(p, OO_ERROR, OO_INVARIANT,
@@ -618,14 +645,49 @@ static void check_attribute(parser *p, const open_element *el, span name, span v
         report(p, OO_ERROR, OO_INVALID, "the namespace of <%.*s> is '%.*s'; narrative is XHTML (" XHTML_NS ")",
                (int)e.len, e.s, (int)(value.len > 80 ? 80 : value.len), value.s);
     if (flags & W_STYLE)
-        check_style(p, e, value);
+        check_style(p, e, value, plain);
     if ((flags & W_ID) || ((flags & W_NAME) && el->kind == EL_A))
         note_id(p, value);
     if (w && (w->url & ON(el->kind)))
-        check_url(p, e, name, value, flags & W_IMAGE_URL);
+        check_url(p, e, name, value, plain, flags & W_IMAGE_URL);
 }
 
 /* ---- markup ----------------------------------------------------------------------- */
+
+/*
+ * A quoted value from p->pos (just past the quote) to the closing quote,
+ * which is skipped. One pass finds the quote, a '<' (not well-formed) and
+ * whether the value is plain: no reference or control character for
+ * check_chars to look at. Returns false when not well-formed.
+ */
+static bool read_value(parser *p, char quote, span *value, bool *plain)
+{
+    size_t i = p->pos;
+    *plain = true;
+    for (;; i++) {
+        i = skip_plain(p->s, i, p->len, quote);
+        if (i >= p->len) {
+            fail(p, "an attribute value is not closed");
+            return false;
+        }
+        if (p->s[i] == quote)
+            break;
+        if (p->s[i] == '<') {
+            const char *end = memchr(p->s + i, quote, p->len - i);
+            if (!end) {
+                fail(p, "an attribute value is not closed");
+                return false;
+            }
+            p->pos = (size_t)(end - p->s) + 1; /* where the message says it is, as it always has */
+            fail(p, "'<' inside an attribute value");
+            return false;
+        }
+        *plain = false; /* '&' or a control character */
+    }
+    *value = (span){p->s + p->pos, i - p->pos};
+    p->pos = i + 1;
+    return true;
+}
 
 /* Attributes up to '>' or '/>'; returns false when the tag is not well-formed. */
 static bool read_attributes(parser *p, const open_element *el, bool *self_closing, bool *has_xmlns)
@@ -666,17 +728,11 @@ static bool read_attributes(parser *p, const open_element *el, bool *self_closin
             fail(p, "attribute values are quoted");
             return false;
         }
-        const char *v = p->s + ++p->pos, *end = memchr(v, quote, p->len - p->pos);
-        if (!end) {
-            fail(p, "an attribute value is not closed");
+        p->pos++;
+        span value;
+        bool plain;
+        if (!read_value(p, quote, &value, &plain))
             return false;
-        }
-        span value = {v, (size_t)(end - v)};
-        p->pos = (size_t)(end - p->s) + 1;
-        if (memchr(value.s, '<', value.len)) {
-            fail(p, "'<' inside an attribute value");
-            return false;
-        }
         for (size_t i = 0; i < seen_count; i++)
             if (span_eq(seen[i], name)) {
                 fail(p, "an attribute is repeated");
@@ -686,7 +742,7 @@ static bool read_attributes(parser *p, const open_element *el, bool *self_closin
             seen[seen_count++] = name;
         if (name.len == 5 && !memcmp(name.s, "xmlns", 5))
             *has_xmlns = true; /* a wrong value is check_attribute's to report */
-        check_attribute(p, el, name, value);
+        check_attribute(p, el, name, value, plain);
     }
 }
 

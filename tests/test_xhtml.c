@@ -394,3 +394,35 @@ Test(xhtml, script_in_style_after_other_letters)
     seen s = run("<div " NS "><span style=\"expression javascript -moz-bind\">x</span></div>");
     cr_expect_eq(s.count, 0, "%s", s.first);
 }
+
+Test(xhtml, attribute_values_at_every_word_offset)
+{
+    static const char pad[] = "abcdefghijklmnopqrstuvwxyz";
+    for (int n = 0; n <= 20; n++) {
+        char div[192];
+        snprintf(div, sizeof div, "<div " NS "><p title=\"%.*s\x02x\">y</p></div>", n, pad);
+        seen s = run_exact(div);
+        cr_expect(strstr(s.first, "control character 0x02") != NULL, "%d: %s", n, s.first);
+        snprintf(div, sizeof div, "<div " NS "><p title=\"%.*s&nbsp;x\">y</p></div>", n, pad);
+        s = run_exact(div);
+        cr_expect(strstr(s.first, "'&nbsp;' is not an entity") != NULL, "%d: %s", n, s.first);
+        snprintf(div, sizeof div, "<div " NS "><p title='%.*s\"&amp;&#x9;\xc3\xa9'>y</p></div>", n, pad);
+        s = run_exact(div);
+        cr_expect_eq(s.count, 0, "%d: %s", n, s.first);
+        /* '<' in a value: reported at the byte after the closing quote; without one, the value is not closed */
+        int at = snprintf(div, sizeof div, "<div " NS "><p title=\"%.*s<b>\"", n, pad);
+        snprintf(div + at, sizeof div - (size_t)at, ">y</p></div>");
+        s = run_exact(div);
+        char want[96];
+        snprintf(want, sizeof want, "'<' inside an attribute value (at byte %d of the div)", at);
+        cr_expect(strstr(s.first, want) != NULL, "%d: %s", n, s.first);
+        snprintf(div, sizeof div, "<div " NS "><p title=\"%.*s<b>y</b></p></div>", n, pad);
+        s = run_exact(div);
+        cr_expect(strstr(s.first, "an attribute value is not closed") != NULL, "%d: %s", n, s.first);
+        /* a script URL behind references and tabs that only decoding removes */
+        snprintf(div, sizeof div, "<div " NS "><a href=\"%.*s\">x</a><a href=\"&#x20;java\tscript:%.*s\">y</a></div>",
+                 n, pad, n, pad);
+        s = run_exact(div);
+        cr_expect(strstr(s.first, "script URLs") != NULL, "%d: %s", n, s.first);
+    }
+}
