@@ -213,7 +213,9 @@ static const word words[] = {
 };
 
 #define SLOTS 256        /* a power of two, well over twice the words: probes stay short */
-#define MAX_WORD_LEN 11u /* "cellspacing": a longer name is no word, unlooked */
+#define MAX_WORD_LEN 11u /* "cellspacing": longer names are not looked up */
+_Static_assert(COUNT(words) * 2 < SLOTS, "the slots hold word indexes + 1 in a byte, and must stay sparse");
+_Static_assert(EL_P < 16, "ON(kind) must fit the 16-bit masks of a word");
 
 /* Byte classes for names and text. */
 enum {
