@@ -222,3 +222,207 @@ Test(xhtml, active_links_in_markdown)
     cr_expect(!has_active_link("see [the spec](https://hl7.org/fhir) and <https://example.org>"));
     cr_expect(!has_active_link("[not closed"));
 }
+
+/* ---- the fast paths (word-at-a-time text, hashed names) see what the byte loop saw ---- */
+
+/* The div with `pad` letters of text, then `what`, then more text: the construct at every offset of an 8-byte word. */
+static seen run_at_offsets(const char *what, size_t pad, char *buf, size_t cap)
+{
+    size_t len = (size_t)snprintf(buf, cap, "<div " NS ">%.*s%sxyz</div>", (int)pad,
+                                  "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", what);
+    char *exact = malloc(len); /* exactly len bytes: ASan sees any read past them */
+    memcpy(exact, buf, len);
+    seen s = {0};
+    fx_check(exact, len, NULL, collect, &s);
+    free(exact);
+    return s;
+}
+
+Test(xhtml, constructs_at_every_word_offset)
+{
+    char buf[256];
+    for (size_t pad = 0; pad <= 24; pad++) {
+        seen s = run_at_offsets("\x01", pad, buf, sizeof buf);
+        cr_expect_eq(s.errors, 1, "pad %zu: %s", pad, s.first);
+        cr_expect(strstr(s.first, "control character 0x01") != NULL, "pad %zu: %s", pad, s.first);
+        s = run_at_offsets("\x1f", pad, buf, sizeof buf);
+        cr_expect(strstr(s.first, "control character 0x1f") != NULL, "pad %zu: %s", pad, s.first);
+        s = run_at_offsets("&bad;", pad, buf, sizeof buf);
+        cr_expect(strstr(s.first, "'&bad;'") != NULL, "pad %zu: %s", pad, s.first);
+        s = run_at_offsets("<script>x</script>", pad, buf, sizeof buf);
+        cr_expect_eq(s.errors, 1, "pad %zu", pad);
+        cr_expect(strstr(s.first, "<script> is not allowed in narrative (active content)") != NULL, "pad %zu: %s", pad,
+                  s.first);
+        s = run_at_offsets("a < b", pad, buf, sizeof buf);
+        cr_expect(strstr(s.first, "&lt;") != NULL, "pad %zu: %s", pad, s.first);
+        /* what the word-at-a-time scan must pass over: whitespace, references, bytes >= 0x80, DEL */
+        const char *fine[] = {"\t\n\r ", "&amp;&#x263A;", "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", "\x7f", "~}|{"};
+        for (size_t f = 0; f < sizeof fine / sizeof *fine; f++) {
+            s = run_at_offsets(fine[f], pad, buf, sizeof buf);
+            cr_expect_eq(s.count, 0, "pad %zu, text %zu: %s", pad, f, s.first);
+        }
+    }
+}
+
+Test(xhtml, multibyte_text_next_to_markup)
+{
+    seen s = run("<div " NS ">\xc3\xa9<b>\xc3\xbc</b>\xe2\x82\xac<br/>\xf0\x9f\x98\x80</div>");
+    cr_expect_eq(s.count, 0, "%s", s.first);
+    /* text of nothing but non-ASCII characters is content (only ASCII whitespace is not) */
+    s = run("<div " NS "><p>\xc3\xa9</p></div>");
+    cr_expect_eq(s.count, 0, "%s", s.first);
+    s = run("<div " NS "><p>   \n\t  </p></div>");
+    cr_expect(strstr(s.first, "txt-2") != NULL, "%s", s.first);
+    /* a non-ASCII byte starts a name as XML has it: not an allowed element */
+    s = run("<div " NS "><\xc3\xa9>x</\xc3\xa9></div>");
+    cr_expect_eq(s.errors, 1);
+    cr_expect(strstr(s.first, "txt-1: the element <\xc3\xa9>") != NULL, "%s", s.first);
+    /* a character reference for whitespace is not content; for a letter it is */
+    s = run("<div " NS "><p>&#32;&#x9;</p></div>");
+    cr_expect(strstr(s.first, "txt-2") != NULL, "%s", s.first);
+    s = run("<div " NS "><p>&#65;</p></div>");
+    cr_expect_eq(s.count, 0, "%s", s.first);
+}
+
+/* fx_check over exactly the bytes of div (no NUL after them for a scan to stop at). */
+static seen run_exact(const char *div)
+{
+    size_t len = strlen(div);
+    char *exact = malloc(len ? len : 1);
+    memcpy(exact, div, len);
+    seen s = {0};
+    fx_check(exact, len, NULL, collect, &s);
+    free(exact);
+    return s;
+}
+
+Test(xhtml, references_at_the_end_of_the_input)
+{
+    const char *ends[] = {"&", "&a", "&amp", "&#", "&#x", "&#x26", "&#38", "&lt"};
+    for (size_t i = 0; i < sizeof ends / sizeof *ends; i++) {
+        char div[128];
+        snprintf(div, sizeof div, "<div " NS ">x%s", ends[i]);
+        seen s = run_exact(div);
+        cr_expect_eq(s.errors, 2, "%s: %zu errors (%s)", div, s.errors, s.first);
+        char want[64];
+        snprintf(want, sizeof want, "'%s' is not an entity", ends[i]);
+        cr_expect(strstr(s.first, want) != NULL, "%s: %s", div, s.first);
+    }
+    /* complete references as the last bytes: only the unclosed div is wrong */
+    seen s = run_exact("<div " NS ">x&amp;");
+    cr_expect_eq(s.errors, 1, "%s", s.first);
+    cr_expect(strstr(s.first, "never closed") != NULL, "%s", s.first);
+    s = run_exact("<div " NS ">x&#x263A;");
+    cr_expect(strstr(s.first, "never closed") != NULL, "%s", s.first);
+    /* a reference cut by a tag is not one */
+    s = run("<div " NS ">&am<b>p;</b></div>");
+    cr_expect(strstr(s.first, "'&am' is not an entity") != NULL, "%s", s.first);
+}
+
+Test(xhtml, names_that_differ_after_the_first_bytes)
+{
+    /* attributes: near misses of allowed names are not allowed */
+    const char *attributes[] = {"titles", "titl", "txtxe", "ids", "stylex", "colspan2", "rowspa", "xml:langs"};
+    for (size_t i = 0; i < sizeof attributes / sizeof *attributes; i++) {
+        char div[160], want[96];
+        snprintf(div, sizeof div, "<div " NS "><p %s=\"x\">y</p></div>", attributes[i]);
+        snprintf(want, sizeof want, "the attribute '%s' is not allowed on <p>", attributes[i]);
+        expect_error(div, "invariant", want);
+    }
+    /* elements: near misses, other cases and other lengths */
+    const char *elements[] = {"tablex", "tabl", "tbodx", "divv", "h7", "h0", "bq", "Div", "spam", "cites"};
+    for (size_t i = 0; i < sizeof elements / sizeof *elements; i++) {
+        char div[160], want[96];
+        snprintf(div, sizeof div, "<div " NS "><%s>y</%s></div>", elements[i], elements[i]);
+        snprintf(want, sizeof want, "txt-1: the element <%s> is not allowed in narrative", elements[i]);
+        expect_error(div, "invariant", want);
+    }
+    /* names of attributes as elements, and the other way round */
+    expect_error("<div " NS "><href>y</href></div>", "invariant", "the element <href>");
+    expect_error("<div " NS "><p table=\"1\">y</p></div>", "invariant", "the attribute 'table'");
+    /* every allowed element and global attribute still passes */
+    seen s = run("<div " NS " title=\"t\" class=\"c\" id=\"i\" lang=\"nl\" dir=\"ltr\" accesskey=\"a\" tabindex=\"1\" "
+                 "span=\"1\" width=\"1\" align=\"left\" valign=\"top\" char=\".\" charoff=\"1\" abbr=\"a\" axis=\"a\" "
+                 "headers=\"h\" scope=\"row\" rowspan=\"1\" colspan=\"1\" style=\"color: red\">"
+                 "<h1>a</h1><h2>a</h2><h3>a</h3><h4>a</h4><h5>a</h5><h6>a</h6><span>a</span><b>a</b><em>a</em>"
+                 "<i>a</i><strong>a</strong><small>a</small><big>a</big><tt>a</tt><dfn>a</dfn><q>a</q><var>a</var>"
+                 "<abbr>a</abbr><acronym>a</acronym><cite>a</cite><blockquote>a</blockquote><hr/><address>a</address>"
+                 "<bdo>a</bdo><kbd>a</kbd><sub>a</sub><sup>a</sup><ul><li>a</li></ul><ol><li>a</li></ol>"
+                 "<dl><dt>a</dt><dd>a</dd></dl><pre>a</pre><code>a</code><samp>a</samp><br/>"
+                 "<table><caption>a</caption><colgroup><col/></colgroup><thead><tr><th>a</th></tr></thead>"
+                 "<tfoot><tr><td>a</td></tr></tfoot><tbody><tr><td>a</td></tr></tbody></table>"
+                 "<map name=\"m\"><area shape=\"rect\" coords=\"0,0,1,1\" href=\"https://x.org\" alt=\"a\"/></map>"
+                 "<p>a</p></div>");
+    cr_expect_eq(s.count, 0, "%s", s.first);
+}
+
+Test(xhtml, attributes_allowed_on_one_element_only)
+{
+    seen s = run("<div " NS
+                 "><a name=\"n\" charset=\"c\" type=\"t\" hreflang=\"nl\" rel=\"r\" rev=\"r\" shape=\"rect\" "
+                 "coords=\"1\" href=\"#n\">a</a><img src=\"https://x.org/i.png\" border=\"0\" alt=\"a\" "
+                 "longdesc=\"https://x.org\" height=\"1\" width=\"1\" usemap=\"#m\" ismap=\"ismap\"/>"
+                 "<map name=\"m\"><area nohref=\"nohref\" alt=\"a\"/></map><blockquote cite=\"https://x.org\">q"
+                 "</blockquote><q cite=\"https://x.org\">q</q><table summary=\"s\" border=\"1\" frame=\"box\" "
+                 "rules=\"all\" cellspacing=\"0\" cellpadding=\"0\"><tr><td nowrap=\"nowrap\">a</td></tr></table>"
+                 "<pre space=\"x\">a</pre><p xmlns=\"http://www.w3.org/1999/xhtml\" xmlns:x=\"urn:x\">a</p></div>");
+    cr_expect_eq(s.count, 0, "%s", s.first);
+    expect_error("<div " NS "><a src=\"x.png\">x</a></div>", "invariant", "'src' is not allowed on <a>");
+    expect_error("<div " NS "><img href=\"x\"/></div>", "invariant", "'href' is not allowed on <img>");
+    expect_error("<div " NS "><p cite=\"x\">x</p></div>", "invariant", "'cite' is not allowed on <p>");
+    expect_error("<div " NS "><th nowrap=\"1\">x</th></div>", "invariant", "'nowrap' is not allowed on <th>");
+    /* name is an id on <a> only: "#m" names nothing here */
+    s = run("<div " NS "><map name=\"m\"/><a href=\"#m\">x</a></div>");
+    cr_expect_eq(s.errors, 0, "%s", s.first);
+    cr_expect(strstr(s.first, "href=\"#m\": nothing") != NULL, "%s", s.first);
+    /* URLs in the attributes that hold them, on the elements where they do */
+    expect_error("<div " NS "><area href=\"javascript:x\"/>y</div>", "invalid", "<area href=\"javascript:x\">");
+    expect_error("<div " NS "><img longdesc=\"vbscript:x\"/></div>", "invalid", "script URLs");
+    expect_error("<div " NS "><blockquote cite=\"javascript:x\">y</blockquote></div>", "invalid", "script URLs");
+    expect_error("<div " NS "><q cite=\"livescript:x\">y</q></div>", "invalid", "script URLs");
+    expect_error("<div " NS "><img src=\"&#x20;&#x09;javascript:x\"/></div>", "invalid", "script URLs");
+    expect_error("<div " NS "><a href=\"DATA:image/png,x\">y</a></div>", "invalid", "data: URLs");
+    expect_error("<div " NS "><p xmlns=\"urn:x\">y</p></div>", "invalid", "the namespace of <p> is 'urn:x'");
+}
+
+Test(xhtml, script_in_style_after_other_letters)
+{
+    expect_error("<div " NS "><span style=\"e-ee exp EXPRESSION(alert(1))\">x</span></div>", "invalid",
+                 "carries script ('EXPRESSION(alert(1))')");
+    expect_error("<div " NS "><span style=\"jjj javascript&#58;x\">x</span></div>", "invalid", "('javascript:x')");
+    expect_error("<div " NS "><span style=\"--moz -moz-binding: url(x)\">x</span></div>", "invalid", "-moz-binding");
+    seen s = run("<div " NS "><span style=\"expression javascript -moz-bind\">x</span></div>");
+    cr_expect_eq(s.count, 0, "%s", s.first);
+}
+
+Test(xhtml, attribute_values_at_every_word_offset)
+{
+    static const char pad[] = "abcdefghijklmnopqrstuvwxyz";
+    for (int n = 0; n <= 20; n++) {
+        char div[192];
+        snprintf(div, sizeof div, "<div " NS "><p title=\"%.*s\x02x\">y</p></div>", n, pad);
+        seen s = run_exact(div);
+        cr_expect(strstr(s.first, "control character 0x02") != NULL, "%d: %s", n, s.first);
+        snprintf(div, sizeof div, "<div " NS "><p title=\"%.*s&nbsp;x\">y</p></div>", n, pad);
+        s = run_exact(div);
+        cr_expect(strstr(s.first, "'&nbsp;' is not an entity") != NULL, "%d: %s", n, s.first);
+        snprintf(div, sizeof div, "<div " NS "><p title='%.*s\"&amp;&#x9;\xc3\xa9'>y</p></div>", n, pad);
+        s = run_exact(div);
+        cr_expect_eq(s.count, 0, "%d: %s", n, s.first);
+        /* '<' in a value: reported at the byte after the closing quote; without one, the value is not closed */
+        int at = snprintf(div, sizeof div, "<div " NS "><p title=\"%.*s<b>\"", n, pad);
+        snprintf(div + at, sizeof div - (size_t)at, ">y</p></div>");
+        s = run_exact(div);
+        char want[96];
+        snprintf(want, sizeof want, "'<' inside an attribute value (at byte %d of the div)", at);
+        cr_expect(strstr(s.first, want) != NULL, "%d: %s", n, s.first);
+        snprintf(div, sizeof div, "<div " NS "><p title=\"%.*s<b>y</b></p></div>", n, pad);
+        s = run_exact(div);
+        cr_expect(strstr(s.first, "an attribute value is not closed") != NULL, "%d: %s", n, s.first);
+        /* a script URL behind references and tabs that only decoding removes */
+        snprintf(div, sizeof div, "<div " NS "><a href=\"%.*s\">x</a><a href=\"&#x20;java\tscript:%.*s\">y</a></div>",
+                 n, pad, n, pad);
+        s = run_exact(div);
+        cr_expect(strstr(s.first, "script URLs") != NULL, "%d: %s", n, s.first);
+    }
+}
