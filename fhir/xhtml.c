@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define XHTML_NS "http://www.w3.org/1999/xhtml"
@@ -478,7 +479,12 @@ static size_t check_chars(parser *p, const char *s, size_t n, bool *non_space)
 }
 
 /* The value with references decoded and tab/CR/LF dropped (browsers drop them inside URLs), up to cap bytes. */
-static size_t decode_value(span v, char *out, size_t cap)
+/*
+ * The value with its references decoded and tabs and line breaks dropped (browsers drop them from URLs),
+ * at most cap bytes. skip_leading: leading spaces and controls, as browsers skip them before a URL's
+ * scheme, are left out before the cap counts, so no amount of them pushes a scheme out of sight.
+ */
+static size_t decode_value(span v, char *out, size_t cap, bool skip_leading)
 {
     size_t o = 0;
     for (size_t i = 0; i < v.len && o < cap; i++) {
@@ -491,22 +497,25 @@ static size_t decode_value(span v, char *out, size_t cap)
                 i += k - 1;
             }
         }
-        if (c != '\t' && c != '\n' && c != '\r')
-            out[o++] = c;
+        if (c == '\t' || c == '\n' || c == '\r' || (skip_leading && o == 0 && (unsigned char)c <= 0x20))
+            continue;
+        out[o++] = c;
     }
     return o;
 }
 
 /*
- * The first DECODE_CAP bytes of the decoded value (decode_value): in buf,
- * or in place when the value is plain (no reference, no control character:
- * most are), as decoding would only copy them.
+ * The start of a URL value, decoded (decode_value, leading spaces skipped), at most DECODE_CAP bytes: enough
+ * to see its scheme. In buf, or in place when the value is plain (no reference, no control character: most
+ * are), as decoding would only copy them.
  */
-static span decoded(span v, bool plain, char *buf)
+static span decoded_url(span v, bool plain, char *buf)
 {
-    if (plain)
-        return (span){v.s, v.len < DECODE_CAP ? v.len : DECODE_CAP};
-    return (span){buf, decode_value(v, buf, DECODE_CAP)};
+    if (!plain)
+        return (span){buf, decode_value(v, buf, DECODE_CAP, true)};
+    while (v.len && (unsigned char)v.s[0] <= 0x20)
+        v.s++, v.len--;
+    return (span){v.s, v.len < DECODE_CAP ? v.len : DECODE_CAP};
 }
 
 static char lower(char c)
@@ -592,22 +601,34 @@ static bool attribute_allowed(unsigned el_kind, const word *w, span name)
     return w && (w->allowed & ON(el_kind));
 }
 
-/* style: no script in it (expression(), javascript:, -moz-binding), references decoded. */
+/*
+ * style: no script in it (expression(), javascript:, -moz-binding), references decoded: all of it, as
+ * script may come after any amount of harmless style. A long value with references is decoded on the heap.
+ */
 static void check_style(parser *p, span el, span value, bool plain)
 {
     char buf[DECODE_CAP];
-    span d = decoded(value, plain, buf);
+    char *heap = !plain && value.len > DECODE_CAP ? malloc(value.len) : NULL;
+    if (!plain && value.len > DECODE_CAP && !heap) {
+        report(p, OO_ERROR, OO_EXCEPTION, "the style of <%.*s> could not be checked (out of memory)", (int)el.len,
+               el.s);
+        return;
+    }
+    span d = plain  ? value
+             : heap ? (span){heap, decode_value(value, heap, value.len, false)}
+                    : (span){buf, decode_value(value, buf, DECODE_CAP, false)};
     size_t at = style_script(d.s, d.len);
     if (at < d.len)
         report(p, OO_ERROR, OO_INVALID, "the style of <%.*s> carries script ('%.*s')", (int)el.len, el.s,
                (int)(d.len - at > 20 ? 20 : d.len - at), d.s + at);
+    free(heap);
 }
 
 /* A URL attribute: inert once decoded; a fragment ("#id") is noted to be resolved at the end. */
 static void check_url(parser *p, span el, span name, span value, bool plain, bool image)
 {
     char buf[DECODE_CAP];
-    span d = decoded(value, plain, buf);
+    span d = decoded_url(value, plain, buf);
     const char *problem = url_problem(d.s, d.len, image);
     if (problem)
         report(p, OO_ERROR, OO_INVALID, "<%.*s %.*s=\"%.*s\">: %s", (int)el.len, el.s, (int)name.len, name.s,

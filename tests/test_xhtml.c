@@ -85,6 +85,51 @@ Test(xhtml, active_urls)
     expect_error("<div " NS "><span style=\"width: expression(alert(1))\">x</span></div>", "invalid", "script");
 }
 
+/* A div with `what` at the place of %s in `shape`, after `pad` copies of `filler`. */
+static seen run_padded(const char *shape, const char *filler, int pad, const char *what)
+{
+    size_t size = strlen(shape) + strlen(filler) * (size_t)pad + strlen(what) + 1;
+    char *value = malloc(strlen(filler) * (size_t)pad + strlen(what) + 1), *div = malloc(size);
+    value[0] = '\0';
+    for (int i = 0; i < pad; i++)
+        strcat(value, filler);
+    strcat(value, what);
+    snprintf(div, size, shape, value);
+    seen s = run(div);
+    free(value);
+    free(div);
+    return s;
+}
+
+/* Browsers skip any amount of leading space before a URL's scheme, and read every byte of a style. */
+Test(xhtml, script_after_long_padding)
+{
+    const char *link = "<div " NS "><a href=\"%s\">x</a></div>";
+    const char *styled = "<div " NS "><span style=\"%s\">x</span></div>";
+    struct {
+        const char *shape, *filler, *what, *expected;
+        int pad;
+    } cases[] = {
+        {link, " ", "javascript:alert(1)", "script URLs", 300},
+        {link, "&#32;", "javascript:alert(1)", "script URLs", 300},
+        {link, " ", "java&#x9;script:alert(1)", "script URLs", 1000},
+        {styled, "color: red; ", "width: expression(alert(1))", "carries script", 100},
+        {styled, "color: red; ", "background: url(javascript:alert(1))", "carries script", 100},
+        {styled, "color: &#114;ed; ", "width: expression(alert(1))", "carries script", 100},
+        {styled, "color: red; ", "-moz-binding: url(x.xml#y)", "carries script", 30},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        seen s = run_padded(cases[i].shape, cases[i].filler, cases[i].pad, cases[i].what);
+        cr_expect_eq(s.errors, 1, "case %zu: %zu errors (%s)", i, s.errors, s.first);
+        cr_expect(strstr(s.first, cases[i].expected) != NULL, "case %zu: %s", i, s.first);
+    }
+    /* the same lengths of harmless style and links pass */
+    seen ok = run_padded(styled, "color: r&#101;d; ", 200, "width: 50%");
+    cr_expect_eq(ok.errors, 0, "%s", ok.first);
+    ok = run_padded(link, " ", 300, "https://example.org/x");
+    cr_expect_eq(ok.errors, 0, "%s", ok.first);
+}
+
 Test(xhtml, well_formedness)
 {
     expect_error("<div " NS "><p>x</div>", "structure", "does not match");
