@@ -6,11 +6,13 @@
  * with the receivers up).
  *
  *   bench-handover [--seconds N] [--senders N] [--receivers N] [--kb N] [--raw-seconds N]
- *                  [--source DIR] [--fhirgw PATH] [--keep]
+ *                  [--set NAME=VALUE]... [--source DIR] [--fhirgw PATH] [--keep]
  *
  * Defaults: 10 s of load, 64 sender threads, 2 receivers (elv-a, elv-b; up to
  * 4: then gzsp and gp too), documents of about 50 KB, 5 s of the raw phase;
  * the source folder and fhirgw are the ones this binary was built with.
+ * --set adds a line "NAME VALUE" to the gateway's config (a setting to
+ * compare, e.g. --set worker_nice=0), up to 8 of them.
  *
  * 1. Raw store phase: the store (gateway/store/store.h, SQLite, synchronous
  *    FULL, the gateway's defaults) in the run's folder; 64 threads each
@@ -75,11 +77,15 @@ static const struct party {
                               {"gp", "90000201", false}};
 static const char *const senders_who[] = {"hospital-a", "hospital-b"};
 
+#define MAX_SETTINGS 8
+
 static struct {
     int seconds, senders, receivers, kb, raw_seconds;
     const char *source, *fhirgw;
     bool keep;
-} opt = {10, 64, 2, 50, 5, SOURCE_DIR, FHIRGW_BIN, false};
+    const char *settings[MAX_SETTINGS]; /* NAME=VALUE: extra lines of the gateway's config */
+    int setting_count;
+} opt = {10, 64, 2, 50, 5, SOURCE_DIR, FHIRGW_BIN, false, {0}, 0};
 
 static char dir[256];
 static cg_gateway gateway = {.pid = -1};
@@ -243,6 +249,10 @@ static void start_gateway(void)
         die("cannot write the gateway's config");
     /* the senders are two organisations sending as fast as they can: no rate limit; no access log */
     fputs("rate_limit_per_second 0\naccess_log\n", f);
+    for (int i = 0; i < opt.setting_count; i++) {
+        const char *eq = strchr(opt.settings[i], '=');
+        fprintf(f, "%.*s %s\n", (int)(eq - opt.settings[i]), opt.settings[i], eq + 1);
+    }
     fclose(f);
     cg_options o = {.fhirgw = opt.fhirgw,
                     .dev_dir = dev,
@@ -594,7 +604,7 @@ static size_t notified_count(void)
 static void usage(void)
 {
     fprintf(stderr, "usage: bench-handover [--seconds N] [--senders N] [--receivers 1-4] [--kb N] [--raw-seconds N]\n"
-                    "                      [--source DIR] [--fhirgw PATH] [--keep]\n");
+                    "                      [--set NAME=VALUE]... [--source DIR] [--fhirgw PATH] [--keep]\n");
     exit(2);
 }
 
@@ -619,6 +629,8 @@ static void parse_args(int argc, char **argv)
             opt.kb = atoi(v);
         else if (!strcmp(a, "--raw-seconds"))
             opt.raw_seconds = atoi(v);
+        else if (!strcmp(a, "--set") && strchr(v, '=') && opt.setting_count < MAX_SETTINGS)
+            opt.settings[opt.setting_count++] = v;
         else if (!strcmp(a, "--source"))
             opt.source = v;
         else if (!strcmp(a, "--fhirgw"))
