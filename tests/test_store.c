@@ -871,6 +871,22 @@ Test(store, failing_operation_rolls_back_only_its_transaction)
     pthread_mutex_destroy(&done_state.lock);
 }
 
+/* n threads running writer(i) at once; how many of them failed (returned non-NULL). */
+static int run_writers(int n, void *(*writer)(void *))
+{
+    pthread_t threads[64];
+    cr_assert_leq(n, 64);
+    for (int i = 0; i < n; i++)
+        pthread_create(&threads[i], NULL, writer, (void *)(intptr_t)i);
+    int failures = 0;
+    for (int i = 0; i < n; i++) {
+        void *rv;
+        pthread_join(threads[i], &rv);
+        failures += rv != NULL;
+    }
+    return failures;
+}
+
 /* SQLite's temporary files (sub-journals, spilled sorts) open in this process: their names start "etilqs_". */
 static int open_temporary_files(void)
 {
@@ -952,16 +968,7 @@ Test(store, savepoint_journals_stay_in_memory)
     st_close(S);
     S = open_store(true);
     journal_body = big_body(JOURNAL_BODY, 'a');
-    pthread_t threads[JOURNAL_WRITERS];
-    for (int i = 0; i < JOURNAL_WRITERS; i++)
-        pthread_create(&threads[i], NULL, write_documents, (void *)(intptr_t)i);
-    int failures = 0;
-    for (int i = 0; i < JOURNAL_WRITERS; i++) {
-        void *rv;
-        pthread_join(threads[i], &rv);
-        failures += rv != NULL;
-    }
-    cr_assert_eq(failures, 0);
+    cr_assert_eq(run_writers(JOURNAL_WRITERS, write_documents), 0);
     cr_expect_eq(atomic_load(&temporaries_seen), 0, "%d temporary files open inside a savepoint",
                  atomic_load(&temporaries_seen));
     char *read_back = malloc(JOURNAL_BODY + 256);
@@ -994,16 +1001,7 @@ Test(store, group_commit_batches_concurrent_writers)
     st_close(S);
     S = open_store(true);
     atomic_store(&commits_seen, 0);
-    pthread_t threads[WRITERS];
-    for (int i = 0; i < WRITERS; i++)
-        pthread_create(&threads[i], NULL, write_many, (void *)(intptr_t)i);
-    int failures = 0;
-    for (int i = 0; i < WRITERS; i++) {
-        void *rv;
-        pthread_join(threads[i], &rv);
-        failures += rv != NULL;
-    }
-    cr_assert_eq(failures, 0);
+    cr_assert_eq(run_writers(WRITERS, write_many), 0);
     st_counters c;
     st_counters_get(S, &c);
     unsigned writes = WRITERS * WRITES_EACH;
