@@ -43,6 +43,7 @@ typedef struct lm_element {
     bool choice;
     uint32_t max; /* FS_UNBOUNDED for '*' */
     const char **types;
+    const fs_type **fs_types; /* the schema's type of each (NULL: not a schema type), found once at load for fits() */
     size_t type_count;
 } lm_element;
 
@@ -112,7 +113,7 @@ static const char *strip_sd(const char *name)
     return name && !strncmp(name, SD_PREFIX, strlen(SD_PREFIX)) ? name + strlen(SD_PREFIX) : name;
 }
 
-static void load_model(lm_model *m, const json_object *sd)
+static void load_model(lm_model *m, const json_object *sd, const fs_schema *schema)
 {
     m->url = jstr(sd, "url");
     m->type = jstr(sd, "type");
@@ -140,8 +141,13 @@ static void load_model(lm_model *m, const json_object *sd)
             e->max = 1;
         e->type_count = jlen(el, "type");
         e->types = e->type_count ? calloc(e->type_count, sizeof *e->types) : NULL;
-        for (size_t k = 0; k < e->type_count; k++)
+        e->fs_types = e->type_count ? calloc(e->type_count, sizeof *e->fs_types) : NULL;
+        if (e->type_count && (!e->types || !e->fs_types))
+            abort();
+        for (size_t k = 0; k < e->type_count; k++) {
             e->types[k] = strip_sd(jstr(jat(el, "type", k), "code"));
+            e->fs_types[k] = e->types[k] ? fs_type_by_name(schema, e->types[k], strlen(e->types[k])) : NULL;
+        }
         if (!m->type && !dot)
             m->type = e->path;
     }
@@ -162,7 +168,7 @@ mpe_context *mpe_context_new(const fs_schema *schema, const pf_registry *models)
     size_t n = models ? pf_logical_count(models) : 0;
     c->models = n ? calloc(n, sizeof *c->models) : NULL;
     for (size_t i = 0; i < n && c->models; i++)
-        load_model(&c->models[c->model_count++], pf_logical_definition(pf_logical_at(models, i)));
+        load_model(&c->models[c->model_count++], pf_logical_definition(pf_logical_at(models, i)), c->schema);
     return c;
 }
 
@@ -171,8 +177,10 @@ void mpe_context_free(mpe_context *c)
     if (!c)
         return;
     for (size_t i = 0; i < c->model_count; i++) {
-        for (size_t k = 0; k < c->models[i].count; k++)
+        for (size_t k = 0; k < c->models[i].count; k++) {
             free(c->models[i].els[k].types);
+            free(c->models[i].els[k].fs_types);
+        }
         free(c->models[i].els);
     }
     for (size_t i = 0; i < c->cm_count; i++) {
@@ -391,15 +399,16 @@ struct run {
     uint32_t *parents; /* built on the first error that needs a path */
 };
 
-/* The memo slot of a name (FNV-1a over its text), and whether the name fits a key; *len its length. */
-static size_t memo_slot(const char *name, uintptr_t salt, size_t *len)
+/*
+ * The memo slot of a name: by its pointer, not a hash of its text (hashing
+ * every name was a tenth of the memo's cost). The entry still keeps the text
+ * and a hit compares it, so a name at a new address only misses once (the
+ * same few type names come from the schema's and the map's tables), and a
+ * freed name's address reused for other text can never match.
+ */
+static size_t memo_slot(const char *name, uintptr_t salt)
 {
-    uint64_t h = 14695981039346656037ull ^ salt;
-    size_t n = 0;
-    for (; name[n]; n++)
-        h = (h ^ (unsigned char)name[n]) * 1099511628211ull;
-    *len = n;
-    return (size_t)(h ^ (h >> 29)) % MEMO_SLOTS;
+    return pointer_slot(name, salt, MEMO_SLOTS);
 }
 
 /* ---- source paths -------------------------------------------------------- */
@@ -725,8 +734,8 @@ static bool resolve_type(const run *r, const char *name, ttype *out)
     *out = (ttype){0};
     if (!name)
         return false;
-    size_t len, slot = memo_slot(name, (uintptr_t)r->map->id, &len);
-    for (size_t way = 0; len < MEMO_KEY && way < 2; way++) {
+    size_t slot = memo_slot(name, (uintptr_t)r->map->id);
+    for (size_t way = 0; way < 2; way++) {
         const type_memo *t = &type_memos[slot ^ way];
         if (t->ctx == r->ctx->id && t->map == r->map->id && !strcmp(t->name, name)) {
             *out = t->tt;
@@ -734,6 +743,7 @@ static bool resolve_type(const run *r, const char *name, ttype *out)
         }
     }
     bool ok = resolve_type_uncached(r, name, out);
+    size_t len = strlen(name);
     if (len < MEMO_KEY) {
         type_memos[slot ^ 1] = type_memos[slot]; /* two ways: the newest first */
         type_memos[slot] = (type_memo){.ctx = r->ctx->id, .map = r->map->id, .ok = ok, .tt = *out};
@@ -845,8 +855,8 @@ static bool lookup_element(const run *r, const ttype *tt, const char *name, elin
     const void *scope = tt->model ? (const void *)tt->lpath : (const void *)tt->cel;
     if (!scope)
         return lookup_element_uncached(r, tt, name, ei);
-    size_t len, slot = memo_slot(name, (uintptr_t)scope, &len);
-    for (size_t way = 0; len < MEMO_KEY && way < 2; way++) {
+    size_t slot = memo_slot(name, (uintptr_t)scope);
+    for (size_t way = 0; way < 2; way++) {
         const elinfo_memo *m = &elinfo_memos[slot ^ way];
         if (m->ctx == r->ctx->id && m->scope == scope && !strcmp(m->name, name)) {
             *ei = m->ei;
@@ -854,6 +864,7 @@ static bool lookup_element(const run *r, const ttype *tt, const char *name, elin
         }
     }
     bool ok = lookup_element_uncached(r, tt, name, ei);
+    size_t len = strlen(name);
     if (len < MEMO_KEY) {
         elinfo_memos[slot ^ 1] = elinfo_memos[slot]; /* two ways: the newest first */
         elinfo_memos[slot] = (elinfo_memo){.ctx = r->ctx->id, .scope = scope, .ok = ok, .ei = *ei};
@@ -922,6 +933,12 @@ static bool json_kind_fits(json_type want, json_object *v)
 static const fs_type *ei_fs_type(const run *r, const elinfo *ei, size_t k)
 {
     return ei->cel && ei->cel->type_count ? fs_element_type(r->schema, ei->cel, (unsigned)k) : NULL;
+}
+
+/* The schema's type of an element's k-th allowed type for fits(): a logical model's too (found at load). */
+static const fs_type *ei_fits_type(const run *r, const elinfo *ei, size_t k)
+{
+    return ei->lel ? ei->lel->fs_types[k] : ei_fs_type(r, ei, k);
 }
 
 /*
@@ -1001,7 +1018,7 @@ static size_t choose_type(const run *r, const elinfo *ei, const mval *v)
         return own;
     /* a System string into code/uri/...: the first string-like type the value fits */
     for (size_t k = 0; v->type && k < ei->type_count; k++)
-        if (is_primitive_name(r, v->type) && fits(r, ei_type(r, ei, k), ei_fs_type(r, ei, k), v->type, v->json))
+        if (is_primitive_name(r, v->type) && fits(r, ei_type(r, ei, k), ei_fits_type(r, ei, k), v->type, v->json))
             return k;
     return SIZE_MAX;
 }
@@ -1039,6 +1056,38 @@ static void choice_key(char *key, size_t cap, const char *name, const char *want
     key[n] = 0;
 }
 
+/*
+ * A member of a target object, looked up once: json_object_object_get_ex and
+ * then json_object_object_add_ex hashed the key twice (and measured it with
+ * strlen twice) for every value put; json-c's hash table API takes the hash.
+ */
+typedef struct member {
+    struct lh_table *table;
+    unsigned long hash;
+    struct lh_entry *entry; /* NULL: the object has no such key */
+} member;
+
+static member find_member(json_object *obj, const char *key)
+{
+    member m = {.table = json_object_get_object(obj)};
+    m.hash = lh_get_hash(m.table, key);
+    m.entry = lh_table_lookup_entry_w_hash(m.table, key, m.hash);
+    return m;
+}
+
+/* json_object_object_add_ex(obj, key, val, opts) for the member m found by key's text (called once per find). */
+static void set_member(member *m, const char *key, json_object *val, unsigned opts)
+{
+    if (m->entry) {
+        json_object_put(lh_entry_v(m->entry)); /* replaced, as json-c does: the key stays */
+        lh_entry_set_val(m->entry, val);
+        return;
+    }
+    const char *k = (opts & JSON_C_OBJECT_ADD_CONSTANT_KEY) ? key : strdup(key);
+    if (!k || lh_table_insert_w_hash(m->table, k, val, m->hash, opts) != 0)
+        abort(); /* out of memory, as where node_json copies keys */
+}
+
 /* Put v (reference taken over) as element `name` of target variable t; *stored is the object now in the tree. */
 static bool put_value(run *r, const sm_rule *rule, const sm_target *tg, var *t, const char *name, const elinfo *known,
                       mval *v, json_object **stored, ttype *stored_tt)
@@ -1072,10 +1121,10 @@ static bool put_value(run *r, const sm_rule *rule, const sm_target *tg, var *t, 
         if (want) {
             /* a name listed twice fits alike: one to try */
             size_t k = chosen != SIZE_MAX ? chosen : type_index(r, &ei, want);
-            ok = k != SIZE_MAX && fits(r, ei_type(r, &ei, k), ei_fs_type(r, &ei, k), v->type, v->json);
+            ok = k != SIZE_MAX && fits(r, ei_type(r, &ei, k), ei_fits_type(r, &ei, k), v->type, v->json);
         }
         for (size_t k = 0; !want && k < ei.type_count && !ok; k++)
-            ok = fits(r, ei_type(r, &ei, k), ei_fs_type(r, &ei, k), v->type, v->json);
+            ok = fits(r, ei_type(r, &ei, k), ei_fits_type(r, &ei, k), v->type, v->json);
         if (!ok && ei.type_count) {
             json_object_put(v->json);
             return fail(r, rule, "type mismatch: %s.%s takes %s%s, not %s", t->tt.name, key,
@@ -1091,15 +1140,15 @@ static bool put_value(run *r, const sm_rule *rule, const sm_target *tg, var *t, 
     if (json_object_is_type(v->json, json_type_object) && (ei.known || !v->tt.name))
         v->tt = ei.known ? child_type(r, &ei, type ? type : single_type(r, &ei)) : v->tt;
     *stored_tt = v->tt;
-    json_object *existing = NULL;
-    bool present = json_object_object_get_ex(t->obj, key, &existing);
-    unsigned add_opts = put_key_opts(r, &ei, key, present);
+    member m = find_member(t->obj, key);
+    json_object *existing = m.entry ? lh_entry_v(m.entry) : NULL;
+    unsigned add_opts = put_key_opts(r, &ei, key, m.entry != NULL);
     const char *add_key = (add_opts & JSON_C_OBJECT_ADD_CONSTANT_KEY) ? ei.cel->name : key;
     unsigned modes = tg ? tg->list_modes : 0;
     if (ei.many || (!ei.known && existing && json_object_is_type(existing, json_type_array))) {
         if (!existing) {
             existing = json_object_new_array();
-            json_object_object_add_ex(t->obj, add_key, existing, add_opts);
+            set_member(&m, add_key, existing, add_opts);
         }
         size_t n = json_object_array_length(existing);
         if ((modes & (SM_TGT_SHARE | SM_TGT_COLLATE)) && n) {
@@ -1124,7 +1173,7 @@ static bool put_value(run *r, const sm_rule *rule, const sm_target *tg, var *t, 
         *stored = existing;
         return true;
     }
-    json_object_object_add_ex(t->obj, add_key, v->json, add_opts);
+    set_member(&m, add_key, v->json, add_opts);
     *stored = v->json;
     return true;
 }
