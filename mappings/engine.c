@@ -297,6 +297,10 @@ typedef struct elinfo {
     const fs_element *cel;
     const lm_model *model;
     const lm_element *lel;
+    /* a target's element (target_element): child_type(child_for), found once per map and context; child_for is
+       its single type (a schema or model string, never freed while the context lives) or NULL */
+    const char *child_for;
+    ttype child_tt;
 } elinfo;
 
 typedef struct run run;
@@ -876,6 +880,8 @@ static bool lookup_element(const run *r, const ttype *tt, const char *name, elin
 /* The ttype of a child element holding a value of type `type`. */
 static ttype child_type(const run *r, const elinfo *ei, const char *type)
 {
+    if (type && type == ei->child_for)
+        return ei->child_tt; /* the very string it was found for: same text, same answer */
     ttype tt = {0};
     if (ei->cel && (ei->cel->flags & FS_EL_INLINE)) {
         tt = (ttype){.cel = ei->cel, .name = "BackboneElement"};
@@ -979,7 +985,7 @@ static bool fits(const run *r, const char *allowed, const fs_type *known, const 
         return false;
     if (!vtype)
         return true;
-    if (!strcmp(allowed, vtype))
+    if (allowed == vtype || !strcmp(allowed, vtype))
         return true;
     /* a resource fits Resource / DomainResource-typed elements; a logical model by url or name */
     const lm_model *m = model_by(r, allowed);
@@ -2030,6 +2036,12 @@ static bool target_element(run *r, const sm_target *t, const ttype *tt, elinfo *
     if (m->ctx != r->ctx->id || m->map != r->map->id || m->t != t || m->scope != scope) {
         *m = (target_memo){.ctx = r->ctx->id, .map = r->map->id, .t = t, .scope = scope};
         m->ok = lookup_element(r, tt, t->element, &m->ei);
+        /* the type of what is made or put there: child_type resolved it (by name, through a memo) per value */
+        const char *type = m->ok && m->ei.known ? single_type(r, &m->ei) : NULL;
+        if (type) {
+            m->ei.child_tt = child_type(r, &m->ei, type);
+            m->ei.child_for = type;
+        }
     }
     *ei = m->ei;
     return m->ok;
@@ -2120,7 +2132,7 @@ static bool apply_binding(run *r, const sm_rule *rule, const fp_item *first)
 typedef struct items {
     fp_item *items; /* local, or malloc'd */
     size_t count, cap;
-    fp_item local[8];
+    fp_item local[32]; /* 32: an Organization's ~25 extensions fit without malloc and realloc */
 } items;
 
 static void items_init(items *l)
@@ -2212,6 +2224,26 @@ static bool key_matches(const char *key, size_t len, const char *name, size_t n,
     return false;
 }
 
+/*
+ * fp_node(r->schema, d, i, type, el), built here when fp_node would not look
+ * for a resourceType (a value of a known type that is not a resource, or not
+ * an object): the call returned its 48-byte item through memory written in
+ * pieces and read whole, a store-forwarding stall on each of the dozens of
+ * items a source lists (a tenth of organization-to-provider's time).
+ */
+static inline fp_item child_item(const run *r, const fj_doc *d, uint32_t i, const fs_type *type, const fs_element *el)
+{
+    if (d->nodes[i].type == FJ_OBJECT && (!type || type->kind == FS_RESOURCE))
+        return fp_node(r->schema, d, i, type, el);
+    fp_item it = {.kind = FP_NODE};
+    it.u.node.doc = d;
+    it.u.node.index = i;
+    it.u.node.ext = FP_NO_NODE;
+    it.u.node.type = type;
+    it.u.node.element = el;
+    return it;
+}
+
 /* The values of element `name` of item it (a choice by its stem too), each a typed node item. */
 static bool children(run *r, const fp_item *it, const char *name, size_t name_len, items *out)
 {
@@ -2239,9 +2271,9 @@ static bool children(run *r, const fp_item *it, const char *name, size_t name_le
         uint32_t v = k + 1;
         if (d->nodes[v].type == FJ_ARRAY) {
             for (uint32_t j = v + 1; j < fj_next(d, v); j = fj_next(d, j))
-                if (d->nodes[j].type != FJ_NULL && !add_item(out, fp_node(r->schema, d, j, ct, el)))
+                if (d->nodes[j].type != FJ_NULL && !add_item(out, child_item(r, d, j, ct, el)))
                     return false;
-        } else if (d->nodes[v].type != FJ_NULL && !add_item(out, fp_node(r->schema, d, v, ct, el))) {
+        } else if (d->nodes[v].type != FJ_NULL && !add_item(out, child_item(r, d, v, ct, el))) {
             return false;
         }
     }
