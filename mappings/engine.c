@@ -511,13 +511,16 @@ static void mark_tree(run *r, const fp_item *it)
 
 /* ---- variables ----------------------------------------------------------- */
 
-static var *push_var(run *r, const char *name)
+/*
+ * A new variable slot, not yet set: the callers write its fields in place.
+ * (A cleared slot written again, or a variable built in a temporary and
+ * copied, was a `rep stos` or a store-forwarding stall per bound item.)
+ */
+static var *push_var(run *r)
 {
-    if (!fa_reserve(&r->vars, &r->var_cap, r->var_count + 1, sizeof *r->vars))
+    if (r->var_count == r->var_cap && !fa_reserve(&r->vars, &r->var_cap, r->var_count + 1, sizeof *r->vars))
         return NULL;
-    var *v = &r->vars[r->var_count++];
-    *v = (var){.name = name};
-    return v;
+    return &r->vars[r->var_count++];
 }
 
 /* Names are interned per map (sm_map.names) and a frame's variables all come from its group's map: pointers decide. */
@@ -2018,10 +2021,14 @@ static bool store_values(run *r, const sm_rule *rule, const sm_target *t, size_t
     if (t->variable) {
         if (!stored)
             return true; /* nothing was made (an empty evaluate): the variable stays unbound */
-        var *v = push_var(r, t->variable);
+        var *v = push_var(r);
         if (!v)
             return fail(r, rule, "out of memory");
-        *v = (var){.name = t->variable, .target = true, .obj = stored, .tt = stored_tt};
+        v->name = t->variable;
+        v->target = true;
+        v->item = (fp_item){0};
+        v->obj = stored;
+        v->tt = stored_tt;
     }
     return true;
 }
@@ -2050,8 +2057,10 @@ static bool target_element(run *r, const sm_target *t, const ttype *tt, elinfo *
 static bool apply_target(run *r, const sm_rule *rule, const sm_target *t, const fp_item *src)
 {
     var *ctx = NULL;
-    elinfo ei = {0};
-    if (t->context) {
+    elinfo ei; /* not `= {0}`: a `rep stos` per target; set below, or cleared when there is no context */
+    if (!t->context)
+        ei = (elinfo){0};
+    else {
         ctx = find_var(r, t->context);
         if (!ctx || !ctx->target)
             return fail(r, rule, "target context '%s' is %s", t->context, ctx ? "a source variable" : "not bound");
@@ -2148,7 +2157,8 @@ static void items_free(items *l)
         free(l->items);
 }
 
-static bool add_item(items *l, fp_item it)
+/* A new last item, not yet set (filled in place: see child_item); NULL when out of memory. */
+static fp_item *new_item(items *l)
 {
     if (l->count == l->cap) {
         size_t cap = l->cap * 2;
@@ -2160,8 +2170,15 @@ static bool add_item(items *l, fp_item it)
         l->items = grown;
         l->cap = cap;
     }
-    l->items[l->count++] = it;
-    return true;
+    return &l->items[l->count++];
+}
+
+static bool add_item(items *l, fp_item it)
+{
+    fp_item *slot = new_item(l);
+    if (slot)
+        *slot = it;
+    return slot != NULL;
 }
 
 /* The schema element whose children apply to a node item, or NULL (unknown type). */
@@ -2225,23 +2242,32 @@ static bool key_matches(const char *key, size_t len, const char *name, size_t n,
 }
 
 /*
- * fp_node(r->schema, d, i, type, el), built here when fp_node would not look
- * for a resourceType (a value of a known type that is not a resource, or not
- * an object): the call returned its 48-byte item through memory written in
- * pieces and read whole, a store-forwarding stall on each of the dozens of
- * items a source lists (a tenth of organization-to-provider's time).
+ * Append fp_node(r->schema, d, i, type, el) to out, written in place when
+ * fp_node would not look for a resourceType (a value of a known type that is
+ * not a resource, or not an object). An item built in a temporary and copied
+ * is written in pieces and read back whole at once, a store-forwarding stall
+ * on each of the dozens of items a source lists (a tenth of
+ * organization-to-provider's time).
  */
-static inline fp_item child_item(const run *r, const fj_doc *d, uint32_t i, const fs_type *type, const fs_element *el)
+static bool add_child(run *r, items *out, const fj_doc *d, uint32_t i, const fs_type *type, const fs_element *el)
 {
-    if (d->nodes[i].type == FJ_OBJECT && (!type || type->kind == FS_RESOURCE))
-        return fp_node(r->schema, d, i, type, el);
-    fp_item it = {.kind = FP_NODE};
-    it.u.node.doc = d;
-    it.u.node.index = i;
-    it.u.node.ext = FP_NO_NODE;
-    it.u.node.type = type;
-    it.u.node.element = el;
-    return it;
+    fp_item *it = new_item(out);
+    if (!it)
+        return false;
+    if (d->nodes[i].type == FJ_OBJECT && (!type || type->kind == FS_RESOURCE)) {
+        *it = fp_node(r->schema, d, i, type, el);
+        return true;
+    }
+    it->kind = FP_NODE;
+    it->calendar = 0;
+    it->scale = 0;
+    it->len = 0;
+    it->u.node.doc = d;
+    it->u.node.index = i;
+    it->u.node.ext = FP_NO_NODE;
+    it->u.node.type = type;
+    it->u.node.element = el;
+    return true;
 }
 
 /* The values of element `name` of item it (a choice by its stem too), each a typed node item. */
@@ -2271,9 +2297,9 @@ static bool children(run *r, const fp_item *it, const char *name, size_t name_le
         uint32_t v = k + 1;
         if (d->nodes[v].type == FJ_ARRAY) {
             for (uint32_t j = v + 1; j < fj_next(d, v); j = fj_next(d, j))
-                if (d->nodes[j].type != FJ_NULL && !add_item(out, child_item(r, d, j, ct, el)))
+                if (d->nodes[j].type != FJ_NULL && !add_child(r, out, d, j, ct, el))
                     return false;
-        } else if (d->nodes[v].type != FJ_NULL && !add_item(out, child_item(r, d, v, ct, el))) {
+        } else if (d->nodes[v].type != FJ_NULL && !add_child(r, out, d, v, ct, el)) {
             return false;
         }
     }
@@ -2593,10 +2619,14 @@ static bool bind_sources(run *r, const sm_rule *rule, size_t i, const fp_item *f
 static bool bind_item(run *r, const sm_rule *rule, size_t i, const fp_item *it, const fp_item *first)
 {
     const sm_source *s = &rule->sources[i];
-    var *v = push_var(r, s->variable);
+    var *v = push_var(r);
     if (!v)
         return fail(r, rule, "out of memory");
+    v->name = s->variable;
+    v->target = false;
     v->item = *it;
+    v->obj = NULL;
+    v->tt = (ttype){0};
     size_t mark_vars = r->var_count;
     fp_truth truth = FP_TRUE;
     bool ok = !s->condition || test(r, rule, "where", s->condition, &s->condition_eq, it, &truth);
@@ -2649,7 +2679,7 @@ static bool run_group(run *r, const sm_group *g, const var *args)
     bool ok = !g->base || run_group(r, g->base, args);
     r->frame = r->var_count;
     for (size_t i = 0; ok && i < g->input_count; i++) {
-        var *v = push_var(r, g->inputs[i].name);
+        var *v = push_var(r);
         if (!v)
             ok = fail(r, NULL, "out of memory");
         else {
