@@ -356,7 +356,7 @@ typedef struct var {
  * reused, so a pointer of a freed map can never match), and the scope (an
  * element of the static schema tables, or a logical model's path).
  */
-#define CHILD_SLOTS 256
+#define CHILD_SLOTS 256 /* even: two ways (child_way) */
 #define TARGET_SLOTS 256
 
 typedef struct child_memo {
@@ -2033,12 +2033,44 @@ static bool store_values(run *r, const sm_rule *rule, const sm_target *t, size_t
     return true;
 }
 
-/* lookup_element of a target's element in its context's type tt, through the thread's memo. */
+/*
+ * A target's element as its first run found it, kept in the target itself
+ * (sm_target.engine_memo): the thread memos are direct-mapped, and a map's
+ * two hundred target look-ups a run collided there, a tenth of them missing
+ * on every run. Written once (compare-and-swap) and then only read, so runs
+ * on any thread may share it; a target reached with another context, map or
+ * scope than the first uses the thread memo.
+ */
+typedef struct target_record {
+    uint64_t ctx, map;
+    const void *scope;
+    bool ok;
+    elinfo ei;
+} target_record;
+
+static void keep_target_record(run *r, const sm_target *t, const void *scope, const target_memo *m)
+{
+    target_record *rec = malloc(sizeof *rec);
+    if (!rec)
+        return; /* only a memo: the thread memo still answers */
+    *rec = (target_record){.ctx = r->ctx->id, .map = r->map->id, .scope = scope, .ok = m->ok, .ei = m->ei};
+    void *expected = NULL;
+    /* the map is shared read-only but for this slot: const is cast away for the one atomic write */
+    if (!atomic_compare_exchange_strong((_Atomic(void *) *)&t->engine_memo, &expected, rec))
+        free(rec); /* another thread kept its record first */
+}
+
+/* lookup_element of a target's element in its context's type tt, through the target's record or the thread's memo. */
 static bool target_element(run *r, const sm_target *t, const ttype *tt, elinfo *ei)
 {
     const void *scope = tt->model ? (const void *)tt->lpath : (const void *)tt->cel;
     if (!scope)
         return lookup_element(r, tt, t->element, ei);
+    const target_record *rec = atomic_load_explicit(&t->engine_memo, memory_order_acquire);
+    if (rec && rec->ctx == r->ctx->id && rec->map == r->map->id && rec->scope == scope) {
+        *ei = rec->ei;
+        return rec->ok;
+    }
     target_memo *m = &target_memos[pointer_slot(t, (uintptr_t)scope, TARGET_SLOTS)];
     if (m->ctx != r->ctx->id || m->map != r->map->id || m->t != t || m->scope != scope) {
         *m = (target_memo){.ctx = r->ctx->id, .map = r->map->id, .t = t, .scope = scope};
@@ -2050,6 +2082,8 @@ static bool target_element(run *r, const sm_target *t, const ttype *tt, elinfo *
             m->ei.child_for = type;
         }
     }
+    if (!rec)
+        keep_target_record(r, t, scope, m);
     *ei = m->ei;
     return m->ok;
 }
@@ -2192,11 +2226,32 @@ static const fs_element *item_scope(const run *r, const fp_item *it)
     return NULL;
 }
 
+/*
+ * The memo entry for a look-up: the slot's two ways (slots 2k and 2k+1, the
+ * newest first) are searched; on a miss the older way is dropped and the
+ * newer slot returned cleared (map 0) for the caller to fill. Two ways: the
+ * two dozen names a map's sources read collided in a direct-mapped table, a
+ * few missing on every run.
+ */
+static child_memo *child_way(const run *r, size_t slot, const char *name, const fs_element *scope, const char *key,
+                             size_t len)
+{
+    for (size_t way = 0; way < 2; way++) {
+        child_memo *m = &child_memos[slot ^ way];
+        if (m->map == r->map->id && m->name == name && m->scope == scope &&
+            (key ? !strncmp(m->key, key, len) && !m->key[len] : !m->key[0]))
+            return m;
+    }
+    child_memos[slot ^ 1] = child_memos[slot];
+    child_memos[slot].map = 0;
+    return &child_memos[slot];
+}
+
 /* fs_child for a name the map owns, through the thread's memo. */
 static const fs_element *scope_child(run *r, const fs_element *scope, const char *name, size_t len, const fs_type **ct)
 {
-    child_memo *m = &child_memos[pointer_slot(name, (uintptr_t)scope, CHILD_SLOTS)];
-    if (m->map != r->map->id || m->name != name || m->scope != scope || m->key[0]) {
+    child_memo *m = child_way(r, pointer_slot(name, (uintptr_t)scope, CHILD_SLOTS), name, scope, NULL, 0);
+    if (!m->map) {
         const fs_type *found = NULL; /* not into *m: the compound literal below would clear it */
         const fs_element *el = fs_child(r->schema, scope, name, len, &found);
         *m = (child_memo){.map = r->map->id, .name = name, .scope = scope, .el = el, .ct = found};
@@ -2216,9 +2271,10 @@ static const fs_element *choice_child(run *r, const fs_element *scope, const cha
 {
     if (len >= sizeof((child_memo *)0)->key)
         return fs_child(r->schema, scope, key, len, ct);
-    child_memo *m =
-        &child_memos[pointer_slot(name, (uintptr_t)scope + len * 131 + (unsigned char)key[len - 1], CHILD_SLOTS)];
-    if (m->map != r->map->id || m->name != name || m->scope != scope || strncmp(m->key, key, len) || m->key[len]) {
+    child_memo *m = child_way(
+        r, pointer_slot(name, (uintptr_t)scope + len * 131 + (unsigned char)key[len - 1], CHILD_SLOTS), name, scope,
+        key, len);
+    if (!m->map) {
         const fs_type *found = NULL;
         const fs_element *el = fs_child(r->schema, scope, key, len, &found);
         *m = (child_memo){.map = r->map->id, .name = name, .scope = scope, .el = el, .ct = found};
