@@ -1241,10 +1241,27 @@ static bool param(run *r, const sm_rule *rule, const sm_target *t, size_t i, pva
     return true;
 }
 
-/* Parameter i as text (malloc'd); *out NULL for an empty path. */
+/* Release a param_text result: a literal's text is the map's own, not a copy. */
+static void free_param(const sm_target *t, char *s)
+{
+    for (size_t i = 0; s && i < t->param_count; i++)
+        if (s == t->params[i].text)
+            return;
+    free(s);
+}
+
+/*
+ * Parameter i as text, to be released with free_param; *out NULL for an empty
+ * path. A string literal is given as the map's own text (item_text would copy
+ * it unchanged: a malloc and free per translate() url and output, per c() system).
+ */
 static bool param_text(run *r, const sm_rule *rule, const sm_target *t, size_t i, char **out)
 {
     *out = NULL;
+    if (i < t->param_count && t->params[i].kind == SM_V_STRING) {
+        *out = t->params[i].text;
+        return true;
+    }
     pval p;
     if (!param(r, rule, t, i, &p))
         return false;
@@ -1336,7 +1353,7 @@ static bool tr_create(run *r, const sm_rule *rule, const sm_target *t, const eli
     const char *type = name ? name : ei ? single_type(r, ei) : NULL;
     ttype tt = {0};
     if (!type) {
-        free(name);
+        free_param(t, name);
         return fail(r, rule, "create(): which type? The element has %s; say create('Type')",
                     ei && ei->type_count ? "several" : "no known type");
     }
@@ -1346,16 +1363,16 @@ static bool tr_create(run *r, const sm_rule *rule, const sm_target *t, const eli
         resolve_type(r, type, &tt);
     if (!tt.cel && !tt.model) {
         fail(r, rule, "create('%s'): no such type (not a FHIR type, nor a logical model the engine knows)", type);
-        free(name);
+        free_param(t, name);
         return false;
     }
     if (is_primitive_name(r, tt.name)) {
         fail(r, rule, "create('%s'): a primitive type cannot be created; use a value", type);
-        free(name);
+        free_param(t, name);
         return false;
     }
     mval v = {.json = new_instance(r, &tt), .type = tt.name, .tt = tt};
-    free(name);
+    free_param(t, name);
     return emit(out, v) || fail(r, rule, "out of memory");
 }
 
@@ -1390,8 +1407,8 @@ static bool tr_truncate(run *r, const sm_rule *rule, const sm_target *t, mvals *
         s[i] = 0;
         ok = emit(out, string_value(s, "string"));
     }
-    free(s);
-    free(n);
+    free_param(t, s);
+    free_param(t, n);
     return ok;
 }
 
@@ -1432,8 +1449,8 @@ static bool tr_cast(run *r, const sm_rule *rule, const sm_target *t, mvals *out)
     bool ok = param_text(r, rule, t, 0, &s) && (t->param_count < 2 || param_text(r, rule, t, 1, &type));
     if (ok && s)
         ok = cast_text(r, rule, s, type ? type : "string", out);
-    free(s);
-    free(type);
+    free_param(t, s);
+    free_param(t, type);
     return ok;
 }
 
@@ -1448,7 +1465,7 @@ static bool tr_append(run *r, const sm_rule *rule, const sm_target *t, mvals *ou
         }
         if (s)
             fj_buf_puts(&b, s);
-        free(s);
+        free_param(t, s);
     }
     fj_buf_puts(&b, "");
     mval v = string_value(b.data ? b.data : "", "string");
@@ -1665,8 +1682,8 @@ static bool tr_translate(run *r, const sm_rule *rule, const sm_target *t, mvals 
     ok = ok && param_text(r, rule, t, 1, &url) && param_text(r, rule, t, 2, &output);
     if (ok && !p.empty && url && output)
         ok = translate_item(r, rule, &p.item, url, output, out);
-    free(url);
-    free(output);
+    free_param(t, url);
+    free_param(t, output);
     return ok;
 }
 
@@ -1752,10 +1769,10 @@ static bool texts(run *r, const sm_rule *rule, const sm_target *t, char **s, siz
     return true;
 }
 
-static void free_texts(char **s, size_t n)
+static void free_texts(const sm_target *t, char **s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        free(s[i]);
+        free_param(t, s[i]);
 }
 
 static bool tr_cc_c(run *r, const sm_rule *rule, const sm_target *t, bool cc, mvals *out)
@@ -1779,7 +1796,7 @@ static bool tr_cc_c(run *r, const sm_rule *rule, const sm_target *t, bool cc, mv
         }
         ok = typed_emit(r, out, o, cc ? "CodeableConcept" : "Coding");
     }
-    free_texts(s, 3);
+    free_texts(t, s, 3);
     return ok;
 }
 
@@ -1836,7 +1853,7 @@ static bool tr_qty(run *r, const sm_rule *rule, const sm_target *t, mvals *out)
         set_string(o, "system", s[2]);
         set_string(o, "code", s[3]);
     }
-    free_texts(s, 4);
+    free_texts(t, s, 4);
     if (!ok) {
         json_object_put(o);
         return false;
@@ -1861,7 +1878,7 @@ static bool tr_id(run *r, const sm_rule *rule, const sm_target *t, mvals *out)
         set_string(o, "value", s[1]);
         ok = typed_emit(r, out, o, "Identifier");
     }
-    free_texts(s, 3);
+    free_texts(t, s, 3);
     return ok;
 }
 
@@ -1878,7 +1895,7 @@ static bool tr_cp(run *r, const sm_rule *rule, const sm_target *t, mvals *out)
         set_string(o, "value", value);
         ok = typed_emit(r, out, o, "ContactPoint");
     }
-    free_texts(s, 2);
+    free_texts(t, s, 2);
     return ok;
 }
 
