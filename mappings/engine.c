@@ -301,6 +301,8 @@ typedef struct elinfo {
        its single type (a schema or model string, never freed while the context lives) or NULL */
     const char *child_for;
     ttype child_tt;
+    bool name_checked;   /* target_element: name_is_static below is known for the target's element name */
+    bool name_is_static; /* put_key_opts' test for that name (the key when no choice suffix is added) */
 } elinfo;
 
 typedef struct run run;
@@ -1042,10 +1044,16 @@ static size_t choose_type(const run *r, const elinfo *ei, const mval *v)
  * result may outlive the map and its context. Other schemas' names are
  * copied: their lifetime is not known here.
  */
-static unsigned put_key_opts(const run *r, const elinfo *ei, const char *key, bool present)
+static bool key_is_static(const run *r, const elinfo *ei, const char *key)
+{
+    return ei->known && ei->cel && r->schema == fs_r4() && !strcmp(ei->cel->name, key);
+}
+
+/* is_name: key is the target's element name, whose answer target_element may have kept (name_is_static) */
+static unsigned put_key_opts(const run *r, const elinfo *ei, const char *key, bool present, bool is_name)
 {
     unsigned opts = present ? 0 : JSON_C_OBJECT_ADD_KEY_IS_NEW;
-    if (ei->known && ei->cel && r->schema == fs_r4() && !strcmp(ei->cel->name, key))
+    if (is_name && ei->name_checked ? ei->name_is_static : key_is_static(r, ei, key))
         opts |= JSON_C_OBJECT_ADD_CONSTANT_KEY;
     return opts;
 }
@@ -1109,6 +1117,7 @@ static bool put_value(run *r, const sm_rule *rule, const sm_target *tg, var *t, 
         return fail(r, rule, "%s has no element '%s'", t->tt.name ? t->tt.name : "the target", name);
     }
     char key[160];
+    bool suffixed = false; /* key is name + a type: not the target's element name */
     size_t name_len = strnlen(name, sizeof key - 1);
     memcpy(key, name, name_len);
     key[name_len] = 0;
@@ -1125,6 +1134,7 @@ static bool put_value(run *r, const sm_rule *rule, const sm_target *tg, var *t, 
                             v->type ? v->type : "(unknown)");
             }
             choice_key(key, sizeof key, name, want);
+            suffixed = true;
         }
         bool ok = false;
         if (want) {
@@ -1151,7 +1161,7 @@ static bool put_value(run *r, const sm_rule *rule, const sm_target *tg, var *t, 
     *stored_tt = v->tt;
     member m = find_member(t->obj, key);
     json_object *existing = m.entry ? lh_entry_v(m.entry) : NULL;
-    unsigned add_opts = put_key_opts(r, &ei, key, m.entry != NULL);
+    unsigned add_opts = put_key_opts(r, &ei, key, m.entry != NULL, !suffixed);
     const char *add_key = (add_opts & JSON_C_OBJECT_ADD_CONSTANT_KEY) ? ei.cel->name : key;
     unsigned modes = tg ? tg->list_modes : 0;
     if (ei.many || (!ei.known && existing && json_object_is_type(existing, json_type_array))) {
@@ -1345,6 +1355,23 @@ static inline __attribute__((always_inline)) bool emit(mvals *out, mval v)
     return true;
 }
 
+/*
+ * item_value written straight into out's next slot: built in a temporary and
+ * then emitted, the 56-byte value was written in pieces and read back whole,
+ * a store-forwarding stall per value put.
+ */
+static bool emit_item(run *r, const sm_rule *rule, const fp_item *it, mvals *out)
+{
+    if (out->count == out->cap && !mvals_grow(out))
+        return fail(r, rule, "out of memory");
+    mval *v = &out->items[out->count];
+    if (!item_value(r, rule, it, v))
+        return false;
+    if (v->json)
+        out->count++; /* a JSON null: nothing to put (as emit) */
+    return true;
+}
+
 static bool tr_create(run *r, const sm_rule *rule, const sm_target *t, const elinfo *ei, mvals *out)
 {
     char *name = NULL;
@@ -1389,8 +1416,7 @@ static bool tr_copy(run *r, const sm_rule *rule, const sm_target *t, mvals *out)
             return fail(r, rule, "copy(): could not copy the target object");
         return emit(out, v) || fail(r, rule, "out of memory");
     }
-    mval v;
-    return item_value(r, rule, &p.item, &v) && (emit(out, v) || fail(r, rule, "out of memory"));
+    return emit_item(r, rule, &p.item, out);
 }
 
 static bool tr_truncate(run *r, const sm_rule *rule, const sm_target *t, mvals *out)
@@ -1748,11 +1774,9 @@ static bool tr_evaluate(run *r, const sm_rule *rule, const sm_target *t, mvals *
     fp_collection c;
     if (!eval(r, rule, "evaluate()", t->expression, have ? &focus : NULL, &c))
         return false;
-    for (size_t i = 0; i < c.count; i++) {
-        mval v;
-        if (!item_value(r, rule, &c.items[i], &v) || !emit(out, v))
+    for (size_t i = 0; i < c.count; i++)
+        if (!emit_item(r, rule, &c.items[i], out))
             return false;
-    }
     return true;
 }
 
@@ -1986,10 +2010,8 @@ static bool default_mapping(run *r, const sm_rule *rule, const sm_target *t, var
                             const elinfo *ei, mvals *out, const sm_group **then)
 {
     *then = NULL;
-    if (is_primitive_item(r, src)) {
-        mval v;
-        return item_value(r, rule, src, &v) && emit(out, v);
-    }
+    if (is_primitive_item(r, src))
+        return emit_item(r, rule, src, out);
     const char *st = item_type_name(src), *tt = single_type(r, ei);
     const sm_group *g = st && tt ? type_group(r, r->map, st, tt, 0) : NULL;
     if (g) {
@@ -1998,10 +2020,8 @@ static bool default_mapping(run *r, const sm_rule *rule, const sm_target *t, var
         *then = g;
         return emit(out, (mval){.json = new_instance(r, &type), .type = tt, .tt = type});
     }
-    if (!tt || !st || !strcmp(st, tt) || !ei->known) {
-        mval v;
-        return item_value(r, rule, src, &v) && emit(out, v);
-    }
+    if (!tt || !st || !strcmp(st, tt) || !ei->known)
+        return emit_item(r, rule, src, out);
     (void)ctx;
     return fail(r, rule, "%s.%s: no group maps %s to %s (declare one with <<types>>, or give a transform)",
                 ctx->tt.name ? ctx->tt.name : "target", t->element, st, tt);
@@ -2098,6 +2118,8 @@ static bool target_element(run *r, const sm_target *t, const ttype *tt, elinfo *
             m->ei.child_tt = child_type(r, &m->ei, type);
             m->ei.child_for = type;
         }
+        m->ei.name_is_static = m->ok && key_is_static(r, &m->ei, t->element);
+        m->ei.name_checked = m->ok;
     }
     if (!rec)
         keep_target_record(r, t, scope, m);
