@@ -958,6 +958,9 @@ static const fs_type *ei_fits_type(const run *r, const elinfo *ei, size_t k)
  */
 static bool fits(const run *r, const char *allowed, const fs_type *known, const char *vtype, json_object *v)
 {
+    /* an object of the very type (names are mostly the schema's own strings): what the tests below conclude */
+    if (allowed == vtype && !islower((unsigned char)allowed[0]) && json_object_is_type(v, json_type_object))
+        return true;
     switch (allowed[0]) { /* the first letter first: most types are none of these */
     case 'B':
         if (!strcmp(allowed, "BackboneElement"))
@@ -1088,7 +1091,8 @@ static member find_member(json_object *obj, const char *key)
 {
     member m = {.table = json_object_get_object(obj)};
     m.hash = lh_get_hash(m.table, key);
-    m.entry = lh_table_lookup_entry_w_hash(m.table, key, m.hash);
+    /* most values go into an object just made: an empty table has no such key */
+    m.entry = json_object_object_length(obj) ? lh_table_lookup_entry_w_hash(m.table, key, m.hash) : NULL;
     return m;
 }
 
