@@ -393,8 +393,11 @@ struct run {
     const fs_schema *schema;
     const fj_doc *doc;
     uint8_t *read; /* per source node: read by a rule */
-    var *vars;
+    var *vars; /* local_vars, or malloc'd when a run binds more */
     size_t var_count, var_cap;
+    /* The first variables: grown from nothing on the heap, the stack's reallocs past 1 KB each made glibc merge
+       every small block freed so far (malloc_consolidate), a seventh of treatment-plan-to-careplan's time. */
+    var local_vars[48];
     size_t frame; /* first variable of the running group */
     fp_arena *arena;
     fp_env env;
@@ -520,8 +523,17 @@ static void mark_tree(run *r, const fp_item *it)
  */
 static var *push_var(run *r)
 {
-    if (r->var_count == r->var_cap && !fa_reserve(&r->vars, &r->var_cap, r->var_count + 1, sizeof *r->vars))
-        return NULL;
+    if (r->var_count == r->var_cap) {
+        /* the stack starts in mpe_run's frame (local_vars); past that, on the heap */
+        size_t cap = r->var_cap * 2;
+        var *grown = r->vars == r->local_vars ? malloc(cap * sizeof *grown) : realloc(r->vars, cap * sizeof *grown);
+        if (!grown)
+            return NULL;
+        if (r->vars == r->local_vars)
+            memcpy(grown, r->local_vars, r->var_count * sizeof *grown);
+        r->vars = grown;
+        r->var_cap = cap;
+    }
     return &r->vars[r->var_count++];
 }
 
@@ -2816,7 +2828,7 @@ static void report_value(walk *w, uint32_t v)
     if (marks == d->nodes[v].size)
         return;
     if (!marks) {
-        oo_add(w->r->issues, OO_INFORMATION, OO_INFORMATIONAL, w->path.data, 0, 0, "unmapped: %s", w->path.data);
+        oo_add_text(w->r->issues, OO_INFORMATION, OO_INFORMATIONAL, w->path.data, "unmapped: ", w->path.data);
         return;
     }
     if (d->nodes[v].type == FJ_OBJECT)
@@ -2929,6 +2941,8 @@ bool mpe_run(const mpe_context *c, const sm_map *map, const fj_doc *doc, uint32_
     static const mpe_options defaults = {0};
     *out = NULL;
     run r = {.ctx = c, .map = map, .opts = opts ? opts : &defaults, .schema = c->schema, .doc = doc, .issues = issues};
+    r.vars = r.local_vars;
+    r.var_cap = sizeof r.local_vars / sizeof *r.local_vars;
     r.max_depth = r.opts->max_depth ? r.opts->max_depth : MPE_DEFAULT_MAX_DEPTH;
     const sm_group *g = r.opts->group ? sm_find_group(map, r.opts->group) : &map->groups[0];
     if (!g) {
@@ -2955,7 +2969,8 @@ bool mpe_run(const mpe_context *c, const sm_map *map, const fj_doc *doc, uint32_
         }
     }
     free(r.read);
-    free(r.vars);
+    if (r.vars != r.local_vars)
+        free(r.vars);
     free(r.parents);
     fp_arena_free(r.arena);
     json_object_put(r.loose);
