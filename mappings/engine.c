@@ -393,11 +393,11 @@ struct run {
     const fs_schema *schema;
     const fj_doc *doc;
     uint8_t *read; /* per source node: read by a rule */
-    var *vars; /* local_vars, or malloc'd when a run binds more */
+    /* mpe_run's local array (local_vars), or malloc'd when a run binds more. Grown from nothing on the heap, the
+       stack's reallocs past 1 KB each made glibc merge every small block freed so far (malloc_consolidate), a
+       seventh of treatment-plan-to-careplan's time. */
+    var *vars, *local_vars;
     size_t var_count, var_cap;
-    /* The first variables: grown from nothing on the heap, the stack's reallocs past 1 KB each made glibc merge
-       every small block freed so far (malloc_consolidate), a seventh of treatment-plan-to-careplan's time. */
-    var local_vars[48];
     size_t frame; /* first variable of the running group */
     fp_arena *arena;
     fp_env env;
@@ -1632,10 +1632,25 @@ static size_t codes_of(run *r, const fp_item *it, coded *out, size_t cap, char *
     return 1;
 }
 
-static char *node_string(const fj_doc *d, uint32_t obj, const char *key)
+/*
+ * The string member `key` of object obj as text: in buf (cap bytes) when it
+ * fits, else malloc'd into *owned (freed by the caller; NULL when unused);
+ * NULL when there is no such string. Codes and systems fit: a translate no
+ * longer copies both to the heap per coding.
+ */
+static const char *node_string(const fj_doc *d, uint32_t obj, const char *key, char *buf, size_t cap, char **owned)
 {
+    *owned = NULL;
     uint32_t v = fj_get(d, obj, key);
-    return v == UINT32_MAX || d->nodes[v].type != FJ_STRING ? NULL : strndup(fj_str(d, v), d->nodes[v].len);
+    if (v == UINT32_MAX || d->nodes[v].type != FJ_STRING)
+        return NULL;
+    size_t n = d->nodes[v].len;
+    char *out = n < cap ? buf : (*owned = malloc(n + 1));
+    if (!out)
+        return NULL;
+    memcpy(out, fj_str(d, v), n);
+    out[n] = 0;
+    return out;
 }
 
 static json_object *coding_json(const coded *c)
@@ -1687,14 +1702,15 @@ static bool translate_item(run *r, const sm_rule *rule, const fp_item *it, const
     size_t n = codes_of(r, it, codes, 16, &owned);
     mark_tree(r, it);
     bool nodes = owned == NULL, ok = false, found = false;
-    char *last_code = NULL, *last_system = NULL;
+    const char *last_code = NULL, *last_system = NULL;
+    char code_buf[128], system_buf[256], *code_heap = NULL, *system_heap = NULL;
     for (size_t i = 0; i < n && !found; i++) {
         const char *system = codes[i].system, *code = codes[i].code;
         if (nodes) {
             uint32_t o = (uint32_t)(uintptr_t)codes[i].system;
-            free(last_code), free(last_system);
-            last_code = node_string(it->u.node.doc, o, "code");
-            last_system = node_string(it->u.node.doc, o, "system");
+            free(code_heap), free(system_heap);
+            last_code = node_string(it->u.node.doc, o, "code", code_buf, sizeof code_buf, &code_heap);
+            last_system = node_string(it->u.node.doc, o, "system", system_buf, sizeof system_buf, &system_heap);
             system = last_system, code = last_code;
         }
         coded res;
@@ -1710,7 +1726,7 @@ static bool translate_item(run *r, const sm_rule *rule, const fp_item *it, const
              : last_code ? last_code
                          : "(none)",
              last_system ? " of system " : "", last_system ? last_system : "", url);
-    free(owned), free(last_code), free(last_system);
+    free(owned), free(code_heap), free(system_heap);
     return found && ok;
 }
 
@@ -1757,14 +1773,16 @@ static bool tr_reference(run *r, const sm_rule *rule, const sm_target *t, bool p
     }
     if (p.item.kind != FP_NODE || r->doc->nodes[p.item.u.node.index].type != FJ_OBJECT)
         return fail(r, rule, "%s(): the parameter is not a resource", pointer ? "pointer" : "reference");
-    char *rt = node_string(p.item.u.node.doc, p.item.u.node.index, "resourceType");
-    char *id = node_string(p.item.u.node.doc, p.item.u.node.index, "id");
+    char rt_buf[128], id_buf[128], *rt_heap, *id_heap;
+    const char *rt = node_string(p.item.u.node.doc, p.item.u.node.index, "resourceType", rt_buf, sizeof rt_buf,
+                                 &rt_heap);
+    const char *id = node_string(p.item.u.node.doc, p.item.u.node.index, "id", id_buf, sizeof id_buf, &id_heap);
     bool ok = rt && id;
     if (ok && pointer)
         snprintf(buf, sizeof buf, "urn:uuid:%s", id);
     else if (ok)
         snprintf(buf, sizeof buf, "%s/%s", rt, id);
-    free(rt), free(id);
+    free(rt_heap), free(id_heap);
     if (!ok)
         return fail(r, rule, "reference(): the source resource has no resourceType and id");
     return emit(out, string_value(buf, "string"));
@@ -2326,9 +2344,9 @@ static const fs_element *choice_child(run *r, const fs_element *scope, const cha
 {
     if (len >= sizeof((child_memo *)0)->key)
         return fs_child(r->schema, scope, key, len, ct);
-    child_memo *m = child_way(
-        r, pointer_slot(name, (uintptr_t)scope + len * 131 + (unsigned char)key[len - 1], CHILD_SLOTS), name, scope,
-        key, len);
+    child_memo *m =
+        child_way(r, pointer_slot(name, (uintptr_t)scope + len * 131 + (unsigned char)key[len - 1], CHILD_SLOTS), name,
+                  scope, key, len);
     if (!m->map) {
         const fs_type *found = NULL;
         const fs_element *el = fs_child(r->schema, scope, key, len, &found);
@@ -2941,8 +2959,9 @@ bool mpe_run(const mpe_context *c, const sm_map *map, const fj_doc *doc, uint32_
     static const mpe_options defaults = {0};
     *out = NULL;
     run r = {.ctx = c, .map = map, .opts = opts ? opts : &defaults, .schema = c->schema, .doc = doc, .issues = issues};
-    r.vars = r.local_vars;
-    r.var_cap = sizeof r.local_vars / sizeof *r.local_vars;
+    var local_vars[48]; /* not in `r`: its initialiser would clear them all (5 KB) every run */
+    r.vars = r.local_vars = local_vars;
+    r.var_cap = sizeof local_vars / sizeof *local_vars;
     r.max_depth = r.opts->max_depth ? r.opts->max_depth : MPE_DEFAULT_MAX_DEPTH;
     const sm_group *g = r.opts->group ? sm_find_group(map, r.opts->group) : &map->groups[0];
     if (!g) {
