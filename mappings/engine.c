@@ -378,6 +378,23 @@ typedef struct target_memo {
 } target_memo;
 
 static _Thread_local child_memo child_memos[CHILD_SLOTS];
+
+/*
+ * A memo of type_index's pointer search, per thread: Extension.value[x]
+ * allows ~50 types, searched in order for each value put into an extension
+ * (Coding is the 25th). Keyed by the element (schema or model) and the type
+ * name's pointer; an entry is used only while the element's k-th type is
+ * still that very pointer.
+ */
+#define CHOICE_SLOTS 64
+
+typedef struct choice_memo {
+    const void *el; /* NULL = empty */
+    const char *name;
+    size_t k;
+} choice_memo;
+
+static _Thread_local choice_memo choice_memos[CHOICE_SLOTS];
 static _Thread_local target_memo target_memos[TARGET_SLOTS];
 
 static size_t pointer_slot(const void *a, uintptr_t b, size_t slots)
@@ -1019,9 +1036,16 @@ static bool fits(const run *r, const char *allowed, const fs_type *known, const 
  */
 static size_t type_index(const run *r, const elinfo *ei, const char *name)
 {
+    /* the thread's memo of the answer by pointer (checked: the memo's k still names this very string) */
+    const void *el = ei->lel ? (const void *)ei->lel : (const void *)ei->cel;
+    choice_memo *m = &choice_memos[pointer_slot(el, (uintptr_t)name, CHOICE_SLOTS)];
+    if (el && m->el == el && m->name == name && m->k < ei->type_count && ei_type(r, ei, m->k) == name)
+        return m->k;
     for (size_t k = 0; k < ei->type_count; k++)
-        if (ei_type(r, ei, k) == name)
+        if (ei_type(r, ei, k) == name) {
+            *m = (choice_memo){.el = el, .name = name, .k = k};
             return k;
+        }
     if (ei_fs_type(r, ei, 0)) {
         /* a core element's types are schema types, whose names are unique: find the name's one pointer */
         const fs_type *t = fs_type_by_name(r->schema, name, strlen(name));
@@ -1224,7 +1248,10 @@ typedef struct pval {
 
 static bool param(run *r, const sm_rule *rule, const sm_target *t, size_t i, pval *out)
 {
-    *out = (pval){0};
+    /* not `*out = (pval){0}`: the item is written below (cleared only where it is not), not twice per value */
+    out->empty = false;
+    out->target = NULL;
+    out->item.kind = FP_NODE; /* every success below sets the whole item; this tells the compiler so */
     if (i >= t->param_count)
         return fail(r, rule, "%s(): parameter %zu is missing", sm_transform_name(t->transform), i + 1);
     const sm_value *v = &t->params[i];
@@ -1249,6 +1276,7 @@ static bool param(run *r, const sm_rule *rule, const sm_target *t, size_t i, pva
             return fail(r, rule, "%s(): a path on the target variable '%s' is not supported",
                         sm_transform_name(t->transform), v->text);
         out->target = x;
+        out->item = (fp_item){0};
         return true;
     }
     if (!v->path) {
@@ -1262,8 +1290,7 @@ static bool param(run *r, const sm_rule *rule, const sm_target *t, size_t i, pva
         return fail(r, rule, "%s(): the path on '%s' gives %zu values, expected one", sm_transform_name(t->transform),
                     v->text, c.count);
     out->empty = c.count == 0;
-    if (c.count)
-        out->item = c.items[0];
+    out->item = c.count ? c.items[0] : (fp_item){0};
     return true;
 }
 
