@@ -25,6 +25,7 @@
 
 #include <ctype.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -338,6 +339,50 @@ typedef struct elinfo_memo {
 
 static _Thread_local type_memo type_memos[MEMO_SLOTS];
 static _Thread_local elinfo_memo elinfo_memos[MEMO_SLOTS];
+
+/*
+ * The FHIRPath arena of a run: one per thread, kept between runs. Made per
+ * run, its first 16 KB block was malloc'd on the first evaluation, and a
+ * request that large makes glibc consolidate every small block freed so far:
+ * on every run that evaluates FHIRPath. Taken out of its slot while a run
+ * uses it (a run nested in another makes its own); one grown past 1 MB is
+ * freed rather than kept; the thread's key destructor frees it when the
+ * thread exits.
+ */
+#define ARENA_KEEP_MAX (1u << 20)
+
+static pthread_key_t arena_key;
+static pthread_once_t arena_once = PTHREAD_ONCE_INIT;
+static bool arena_key_made;
+
+static void arena_destroy(void *a)
+{
+    fp_arena_free(a);
+}
+
+static void arena_key_init(void)
+{
+    arena_key_made = pthread_key_create(&arena_key, arena_destroy) == 0;
+}
+
+static fp_arena *take_arena(void)
+{
+    pthread_once(&arena_once, arena_key_init);
+    fp_arena *a = arena_key_made ? pthread_getspecific(arena_key) : NULL;
+    if (a && pthread_setspecific(arena_key, NULL) == 0)
+        return a;
+    return fp_arena_new();
+}
+
+static void give_arena(fp_arena *a)
+{
+    if (a && arena_key_made && fp_arena_capacity(a) <= ARENA_KEEP_MAX && !pthread_getspecific(arena_key) &&
+        pthread_setspecific(arena_key, a) == 0) {
+        fp_arena_reset(a);
+        return;
+    }
+    fp_arena_free(a);
+}
 
 /* ---- the run ------------------------------------------------------------- */
 
@@ -2996,7 +3041,7 @@ bool mpe_run(const mpe_context *c, const sm_map *map, const fj_doc *doc, uint32_
         return false;
     }
     r.read = calloc(doc->count ? doc->count : 1, 1);
-    r.arena = fp_arena_new();
+    r.arena = take_arena();
     r.loose = json_object_new_array();
     if (!r.read || !r.arena || !r.loose) {
         oo_add(issues, OO_ERROR, OO_EXCEPTION, NULL, 0, 0, "out of memory");
@@ -3018,7 +3063,7 @@ bool mpe_run(const mpe_context *c, const sm_map *map, const fj_doc *doc, uint32_
     if (r.vars != r.local_vars)
         free(r.vars);
     free(r.parents);
-    fp_arena_free(r.arena);
+    give_arena(r.arena);
     json_object_put(r.loose);
     return *out != NULL;
 }
