@@ -2433,6 +2433,8 @@ static const fs_element *choice_child(run *r, const fs_element *scope, const cha
 static bool key_matches(const char *key, size_t len, const char *name, size_t n, bool *suffixed)
 {
     *suffixed = false;
+    if (len < n || (n && key[0] != name[0]))
+        return false; /* most keys differ at once: no memcmp call per key */
     if (len == n && !memcmp(key, name, n))
         return true;
     if (len > n && !memcmp(key, name, n) && isupper((unsigned char)key[n])) {
@@ -2634,7 +2636,8 @@ static int quick_equals(run *r, const sm_equals *q, const fp_item *it)
         for (uint32_t k = v + 1; k < fj_next(d, v); k = fj_next(d, k + 1)) {
             size_t len = d->nodes[k].len;
             const char *key = fj_str(d, k);
-            if (len < q->member_len || memcmp(key, q->member, q->member_len))
+            if (len < q->member_len || (q->member_len && key[0] != q->member[0]) ||
+                memcmp(key, q->member, q->member_len))
                 continue;
             if (len > q->member_len || found != UINT32_MAX)
                 return -1; /* a choice-like key, or the key twice */
@@ -2692,9 +2695,10 @@ static bool member_values(const fj_doc *d, uint32_t o, const char *name, size_t 
         const char *key = fj_str(d, k);
         size_t kl = d->nodes[k].len;
         bool under = kl == len + 1 && key[0] == '_' && !memcmp(key + 1, name, len);
-        if (under || (kl > len && !memcmp(key, name, len)))
+        bool lead = !len || (kl && key[0] == name[0]); /* most keys differ at once: no memcmp call */
+        if (under || (kl > len && lead && !memcmp(key, name, len)))
             return false;
-        if (kl != len || memcmp(key, name, len))
+        if (kl != len || !lead || memcmp(key, name, len))
             continue;
         uint32_t v = k + 1;
         uint32_t first = d->nodes[v].type == FJ_ARRAY ? v + 1 : v, end = fj_next(d, v);
