@@ -1194,10 +1194,9 @@ static void set_member(member *m, const char *key, json_object *val, unsigned op
 static bool put_value(run *r, const sm_rule *rule, const sm_target *tg, var *t, const char *name, const elinfo *known,
                       mval *v, json_object **stored, ttype *stored_tt)
 {
-    elinfo ei;
-    if (known) {
-        ei = *known; /* the caller looked the element up already */
-    } else if (!lookup_element(r, &t->tt, name, &ei)) {
+    elinfo looked;
+    const elinfo *ei = known ? known : &looked; /* the caller's, when it looked it up (not copied: 120 bytes) */
+    if (!known && !lookup_element(r, &t->tt, name, &looked)) {
         json_object_put(v->json);
         return fail(r, rule, "%s has no element '%s'", t->tt.name ? t->tt.name : "the target", name);
     }
@@ -1207,12 +1206,12 @@ static bool put_value(run *r, const sm_rule *rule, const sm_target *tg, var *t, 
     memcpy(key, name, name_len);
     key[name_len] = 0;
     const char *type = v->type;
-    if (ei.known) {
-        const char *want = ei.chosen;
+    if (ei->known) {
+        const char *want = ei->chosen;
         size_t chosen = SIZE_MAX; /* want's index when choose_type picked it: no second search */
-        if (!want && ei.choice) {
-            chosen = choose_type(r, &ei, v);
-            want = chosen != SIZE_MAX ? ei_type(r, &ei, chosen) : NULL;
+        if (!want && ei->choice) {
+            chosen = choose_type(r, ei, v);
+            want = chosen != SIZE_MAX ? ei_type(r, ei, chosen) : NULL;
             if (!want) {
                 json_object_put(v->json);
                 return fail(r, rule, "%s.%s[x]: no allowed type for a value of type %s", t->tt.name, name,
@@ -1224,32 +1223,32 @@ static bool put_value(run *r, const sm_rule *rule, const sm_target *tg, var *t, 
         bool ok = false;
         if (want) {
             /* a name listed twice fits alike: one to try */
-            size_t k = chosen != SIZE_MAX ? chosen : type_index(r, &ei, want);
-            ok = k != SIZE_MAX && fits(r, ei_type(r, &ei, k), ei_fits_type(r, &ei, k), v->type, v->json);
+            size_t k = chosen != SIZE_MAX ? chosen : type_index(r, ei, want);
+            ok = k != SIZE_MAX && fits(r, ei_type(r, ei, k), ei_fits_type(r, ei, k), v->type, v->json);
         }
-        for (size_t k = 0; !want && k < ei.type_count && !ok; k++)
-            ok = fits(r, ei_type(r, &ei, k), ei_fits_type(r, &ei, k), v->type, v->json);
-        if (!ok && ei.type_count) {
+        for (size_t k = 0; !want && k < ei->type_count && !ok; k++)
+            ok = fits(r, ei_type(r, ei, k), ei_fits_type(r, ei, k), v->type, v->json);
+        if (!ok && ei->type_count) {
             json_object_put(v->json);
             return fail(r, rule, "type mismatch: %s.%s takes %s%s, not %s", t->tt.name, key,
-                        want ? want : ei_type(r, &ei, 0),
-                        !want && ei.type_count > 1 ? " (or another allowed type)" : "",
+                        want ? want : ei_type(r, ei, 0),
+                        !want && ei->type_count > 1 ? " (or another allowed type)" : "",
                         v->type ? v->type : json_type_to_name(json_object_get_type(v->json)));
         }
         if (want)
             type = want;
         else if (!type)
-            type = single_type(r, &ei);
+            type = single_type(r, ei);
     }
-    if (json_object_is_type(v->json, json_type_object) && (ei.known || !v->tt.name))
-        v->tt = ei.known ? child_type(r, &ei, type ? type : single_type(r, &ei)) : v->tt;
+    if (json_object_is_type(v->json, json_type_object) && (ei->known || !v->tt.name))
+        v->tt = ei->known ? child_type(r, ei, type ? type : single_type(r, ei)) : v->tt;
     *stored_tt = v->tt;
     member m = find_member(t->obj, key);
     json_object *existing = m.entry ? lh_entry_v(m.entry) : NULL;
-    unsigned add_opts = put_key_opts(r, &ei, key, m.entry != NULL, !suffixed);
-    const char *add_key = (add_opts & JSON_C_OBJECT_ADD_CONSTANT_KEY) ? ei.cel->name : key;
+    unsigned add_opts = put_key_opts(r, ei, key, m.entry != NULL, !suffixed);
+    const char *add_key = (add_opts & JSON_C_OBJECT_ADD_CONSTANT_KEY) ? ei->cel->name : key;
     unsigned modes = tg ? tg->list_modes : 0;
-    if (ei.many || (!ei.known && existing && json_object_is_type(existing, json_type_array))) {
+    if (ei->many || (!ei->known && existing && json_object_is_type(existing, json_type_array))) {
         if (!existing) {
             existing = json_object_new_array();
             set_member(&m, add_key, existing, add_opts);
@@ -2203,15 +2202,21 @@ static void keep_target_record(run *r, const sm_target *t, const void *scope, co
         free(rec); /* another thread kept its record first */
 }
 
-/* lookup_element of a target's element in its context's type tt, through the target's record or the thread's memo. */
-static bool target_element(run *r, const sm_target *t, const ttype *tt, elinfo *ei)
+/*
+ * lookup_element of a target's element in its context's type tt, through the
+ * target's record or the thread's memo: *ei points into the record (which
+ * lives as long as the map, unchanged: not copied) or at buf (a copy: the
+ * thread memo's entry may be replaced by the groups the target's values run).
+ */
+static bool target_element(run *r, const sm_target *t, const ttype *tt, elinfo *buf, const elinfo **ei)
 {
+    *ei = buf;
     const void *scope = tt->model ? (const void *)tt->lpath : (const void *)tt->cel;
     if (!scope)
-        return lookup_element(r, tt, t->element, ei);
+        return lookup_element(r, tt, t->element, buf);
     const target_record *rec = atomic_load_explicit(&t->engine_memo, memory_order_acquire);
     if (rec && rec->ctx == r->ctx->id && rec->map == r->map->id && rec->scope == scope) {
-        *ei = rec->ei;
+        *ei = &rec->ei;
         return rec->ok;
     }
     target_memo *m = &target_memos[pointer_slot(t, (uintptr_t)scope, TARGET_SLOTS)];
@@ -2229,23 +2234,23 @@ static bool target_element(run *r, const sm_target *t, const ttype *tt, elinfo *
     }
     if (!rec)
         keep_target_record(r, t, scope, m);
-    *ei = m->ei;
+    *buf = m->ei;
     return m->ok;
 }
 
 static bool apply_target(run *r, const sm_rule *rule, const sm_target *t, const fp_item *src)
 {
+    static const elinfo none = {0}; /* no context */
     var *ctx = NULL;
-    elinfo ei; /* not `= {0}`: a `rep stos` per target; set below, or cleared when there is no context */
-    if (!t->context)
-        ei = (elinfo){0};
-    else {
+    elinfo buf; /* not `= {0}`: a `rep stos` per target */
+    const elinfo *ei = &none;
+    if (t->context) {
         ctx = find_var(r, t->context);
         if (!ctx || !ctx->target)
             return fail(r, rule, "target context '%s' is %s", t->context, ctx ? "a source variable" : "not bound");
         if (!t->element)
             return fail(r, rule, "target '%s' names no element", t->context);
-        if (!target_element(r, t, &ctx->tt, &ei))
+        if (!target_element(r, t, &ctx->tt, &buf, &ei))
             return fail(r, rule, "%s has no element '%s'", ctx->tt.name ? ctx->tt.name : "the target", t->element);
     }
     fp_arena_reset(r->arena);
@@ -2256,21 +2261,21 @@ static bool apply_target(run *r, const sm_rule *rule, const sm_target *t, const 
     bool ok;
     bool simple = rule->target_count == 1 && !rule->rule_count && !rule->dependent_count && src;
     if (t->transform != SM_TR_NONE) {
-        ok = transform(r, rule, t, ctx ? &ei : NULL, &vals);
+        ok = transform(r, rule, t, ctx ? ei : NULL, &vals);
     } else if (simple) {
-        ok = default_mapping(r, rule, t, ctx, src, &ei, &vals, &then);
+        ok = default_mapping(r, rule, t, ctx, src, ei, &vals, &then);
     } else {
-        const char *type = single_type(r, &ei);
+        const char *type = single_type(r, ei);
         if (!type || is_primitive_name(r, type)) {
             ok = fail(r, rule, "%s.%s: no transform, and %s", ctx->tt.name ? ctx->tt.name : "target", t->element,
                       type ? "the element is a primitive (give a value)"
                            : "the element's type is not known or a choice (use create('Type'))");
         } else {
-            ttype tt = child_type(r, &ei, type);
+            ttype tt = child_type(r, ei, type);
             ok = emit(&vals, (mval){.json = new_instance(r, &tt), .type = type, .tt = tt});
         }
     }
-    ok = ok && store_values(r, rule, t, ctx ? (size_t)(ctx - r->vars) : SIZE_MAX, ctx ? &ei : NULL, &vals, then, src);
+    ok = ok && store_values(r, rule, t, ctx ? (size_t)(ctx - r->vars) : SIZE_MAX, ctx ? ei : NULL, &vals, then, src);
     for (size_t i = 0; i < vals.count; i++)
         json_object_put(vals.items[i].json);
     mvals_free(&vals);
