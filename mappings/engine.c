@@ -313,11 +313,12 @@ static bool resolve_type(const run *r, const char *name, ttype *out);
  * Memos of type and element resolution, one set per thread, kept across
  * runs: a map's targets resolve the same few types and elements in every
  * run, and the uncached lookups compare strings against every `uses` line,
- * logical model and schema type. Direct-mapped; an entry is keyed by the
- * name's text (not its pointer: some names are freed during a run) and by
- * the ids of the context and map it was computed for (ids are never reused,
- * so an entry of a freed context or map can never match). Per thread, so
- * runs on different threads share nothing.
+ * logical model and schema type. Two-way; an entry is keyed by the name's
+ * text (its slot comes from the pointer, see memo_slot, but a hit compares
+ * the text: some names are freed during a run) and by the ids of the context
+ * and map it was computed for (ids are never reused, so an entry of a freed
+ * context or map can never match). Per thread, so runs on different threads
+ * share nothing.
  */
 #define MEMO_SLOTS 128 /* even: slots 2k and 2k+1 are the two ways of a set */
 #define MEMO_KEY 48
