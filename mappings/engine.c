@@ -15,6 +15,9 @@
  *
  * Memory: the context owns its tables (logical models point into the
  * registry's definitions, which outlive it) and references to ConceptMaps.
+ * A target's record (sm_target.engine_memo, written once by the first run
+ * that needs it) is owned by the map and freed by sm_free. Each thread keeps
+ * one FHIRPath arena between runs, freed by a thread key's destructor.
  * A run owns the result until it succeeds; objects made by a target without
  * a context are owned by the run's `loose` array and released at the end.
  */
