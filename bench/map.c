@@ -9,6 +9,9 @@
  *   bench-map SOURCE_DIR --dump DIR  (no timing: write each map's result and issues, and the
  *                                report map's over 1,000 findings, to DIR/NAME.out, to compare
  *                                two engines' outputs byte for byte)
+ *   bench-map SOURCE_DIR MAP --runs N  (no timing: parse and run the matching maps N times each,
+ *                                for `perf record`: a profile of the map without the parse-only
+ *                                rounds that make up half of a timed run)
  *
  * 1. Per map (each direction): one realistic input built from the guide's
  *    fixtures (the way back: what the map there produced). Resources mapped
@@ -137,6 +140,31 @@ static timing measure(const mps_set *set, const sm_map *m, const char *text)
 }
 
 static const char *dump_dir; /* --dump DIR: each map's result and issues are written there */
+static long fixed_runs;      /* --runs N: run each timed map N times, untimed */
+
+/* Parse and run the map n times (for profiling, not timing). */
+static void run_n(const mps_set *set, const sm_map *m, const char *text, long n)
+{
+    size_t len = strlen(text);
+    char *buf = malloc(len + 1);
+    mpe_options o = {0};
+    for (long i = 0; i < n; i++) {
+        memcpy(buf, text, len + 1);
+        fj_doc doc;
+        fj_error err;
+        oo_list issues;
+        oo_list_init(&issues, 0);
+        json_object *out = NULL;
+        if (!fj_parse(buf, len, NULL, &doc, &err) || !mps_run(set, m, &doc, UINT32_MAX, &o, &out, &issues)) {
+            fprintf(stderr, "bench-map: the map failed\n");
+            exit(1);
+        }
+        json_object_put(out);
+        oo_list_free(&issues);
+        fj_doc_free(&doc);
+    }
+    free(buf);
+}
 
 /* Write a run's result and issues to dump_dir/NAME.out, for comparing engines byte for byte. */
 static void dump(const char *name, const char *result, const oo_list *issues)
@@ -229,12 +257,14 @@ int main(int argc, char **argv)
 {
     if (argc == 4 && !strcmp(argv[2], "--dump"))
         dump_dir = argv[3];
+    else if (argc == 5 && !strcmp(argv[3], "--runs") && atol(argv[4]) > 0)
+        fixed_runs = atol(argv[4]);
     else if (argc != 2 && argc != 3) {
-        fprintf(stderr, "usage: bench-map SOURCE_DIR [MAP | --dump DIR]\n");
+        fprintf(stderr, "usage: bench-map SOURCE_DIR [MAP [--runs N] | --dump DIR]\n");
         return 2;
     }
     root = argv[1];
-    const char *only = argc == 3 ? argv[2] : NULL;
+    const char *only = argc == 3 || fixed_runs ? argv[2] : NULL;
     char dirs[4][1024];
     const char *dp[4];
     const char *sub[4] = {"ig/profiles", "ig/extensions", "ig/terminology", "ig/models"};
@@ -289,7 +319,7 @@ int main(int argc, char **argv)
     };
     size_t len;
     cases[4].input = slurp("tests/maps/Parameters-report-cp-gzsp-huntington-2.json", &len);
-    if (!dump_dir)
+    if (!dump_dir && !fixed_runs)
         printf("bench-map: resources mapped per second on one core (parse + map, unmapped reported), and the map's\n"
                "cost as a multiple of parsing its input, best of 5 rounds (targets: >= 20,000/s, map/parse <= 3x)\n\n");
     const sm_map *report_map = NULL;
@@ -297,12 +327,16 @@ int main(int argc, char **argv)
         const sm_map *to = load_map(set, cases[i].to), *back = load_map(set, cases[i].back);
         if (i == 4)
             report_map = to;
-        if (!dump_dir && (!only || strstr(cases[i].to, only)))
+        if (fixed_runs && strstr(cases[i].to, only))
+            run_n(set, to, cases[i].input, fixed_runs);
+        else if (!dump_dir && (!only || strstr(cases[i].to, only)))
             report(cases[i].to, cases[i].input, measure(set, to, cases[i].input));
         char *rec = run_once(set, to, cases[i].input, cases[i].to);
         if (dump_dir)
             free(run_once(set, back, rec, cases[i].back));
-        else if (!only || strstr(cases[i].back, only))
+        else if (fixed_runs && strstr(cases[i].back, only))
+            run_n(set, back, rec, fixed_runs);
+        else if (!fixed_runs && (!only || strstr(cases[i].back, only)))
             report(cases[i].back, rec, measure(set, back, rec));
         free(rec);
         free(cases[i].input);

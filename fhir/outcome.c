@@ -34,8 +34,8 @@ const char *oo_severity_name(oo_severity s)
     return names[s];
 }
 
-void oo_vadd(oo_list *l, oo_severity sev, const char *code, const char *expression, unsigned line, unsigned column,
-             const char *fmt, va_list ap)
+/* The counts, and room for one more issue: NULL when it is dropped (beyond max_issues, or out of memory). */
+static oo_issue *next_issue(oo_list *l, oo_severity sev)
 {
     if (sev <= OO_ERROR)
         l->errors++;
@@ -43,22 +43,55 @@ void oo_vadd(oo_list *l, oo_severity sev, const char *code, const char *expressi
         l->warnings++;
     if (l->count >= l->max_issues) {
         l->dropped++;
-        return;
+        return NULL;
     }
     if (!fa_reserve(&l->items, &l->capacity, l->count + 1, sizeof *l->items)) {
         l->dropped++; /* out of memory: the counts above stay right */
-        return;
+        return NULL;
     }
-    char *message = NULL;
-    if (vasprintf(&message, fmt, ap) < 0)
-        message = NULL;
-    oo_issue *is = &l->items[l->count++];
+    return &l->items[l->count];
+}
+
+/* Fill the issue next_issue made room for; message owned (may be NULL). */
+static void put_issue(oo_list *l, oo_issue *is, oo_severity sev, const char *code, const char *expression,
+                      unsigned line, unsigned column, char *message)
+{
+    l->count++;
     is->severity = sev;
     is->code = code;
     is->message = message;
     is->expression = expression ? strdup(expression) : NULL;
     is->line = line;
     is->column = column;
+}
+
+void oo_vadd(oo_list *l, oo_severity sev, const char *code, const char *expression, unsigned line, unsigned column,
+             const char *fmt, va_list ap)
+{
+    oo_issue *is = next_issue(l, sev);
+    if (!is)
+        return;
+    char *message = NULL;
+    if (vasprintf(&message, fmt, ap) < 0)
+        message = NULL;
+    put_issue(l, is, sev, code, expression, line, column, message);
+}
+
+void oo_add_text(oo_list *l, oo_severity sev, const char *code, const char *expression, const char *prefix,
+                 const char *text)
+{
+    oo_issue *is = next_issue(l, sev);
+    if (!is)
+        return;
+    if (!text)
+        text = "";
+    size_t p = strlen(prefix), t = strlen(text);
+    char *message = malloc(p + t + 1);
+    if (message) {
+        memcpy(message, prefix, p);
+        memcpy(message + p, text, t + 1);
+    }
+    put_issue(l, is, sev, code, expression, 0, 0, message);
 }
 
 void oo_add(oo_list *l, oo_severity sev, const char *code, const char *expression, unsigned line, unsigned column,

@@ -61,6 +61,10 @@ void oo_add(oo_list *l, oo_severity sev, const char *code, const char *expressio
             const char *fmt, ...) __attribute__((format(printf, 7, 8)));
 void oo_vadd(oo_list *l, oo_severity sev, const char *code, const char *expression, unsigned line, unsigned column,
              const char *fmt, va_list ap);
+/* oo_add of the message prefix followed by text (no position), without printf: for callers adding issues by the
+   dozen, such as the map engine's unmapped-element report, where formatting was most of the cost. */
+void oo_add_text(oo_list *l, oo_severity sev, const char *code, const char *expression, const char *prefix,
+                 const char *text);
 
 const char *oo_severity_name(oo_severity s);
 

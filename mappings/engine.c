@@ -15,6 +15,9 @@
  *
  * Memory: the context owns its tables (logical models point into the
  * registry's definitions, which outlive it) and references to ConceptMaps.
+ * A target's record (sm_target.engine_memo, written once by the first run
+ * that needs it) is owned by the map and freed by sm_free. Each thread keeps
+ * one FHIRPath arena between runs, freed by a thread key's destructor.
  * A run owns the result until it succeeds; objects made by a target without
  * a context are owned by the run's `loose` array and released at the end.
  */
@@ -25,6 +28,7 @@
 
 #include <ctype.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -43,6 +47,7 @@ typedef struct lm_element {
     bool choice;
     uint32_t max; /* FS_UNBOUNDED for '*' */
     const char **types;
+    const fs_type **fs_types; /* the schema's type of each (NULL: not a schema type), found once at load for fits() */
     size_t type_count;
 } lm_element;
 
@@ -112,7 +117,7 @@ static const char *strip_sd(const char *name)
     return name && !strncmp(name, SD_PREFIX, strlen(SD_PREFIX)) ? name + strlen(SD_PREFIX) : name;
 }
 
-static void load_model(lm_model *m, const json_object *sd)
+static void load_model(lm_model *m, const json_object *sd, const fs_schema *schema)
 {
     m->url = jstr(sd, "url");
     m->type = jstr(sd, "type");
@@ -140,8 +145,13 @@ static void load_model(lm_model *m, const json_object *sd)
             e->max = 1;
         e->type_count = jlen(el, "type");
         e->types = e->type_count ? calloc(e->type_count, sizeof *e->types) : NULL;
-        for (size_t k = 0; k < e->type_count; k++)
+        e->fs_types = e->type_count ? calloc(e->type_count, sizeof *e->fs_types) : NULL;
+        if (e->type_count && (!e->types || !e->fs_types))
+            abort();
+        for (size_t k = 0; k < e->type_count; k++) {
             e->types[k] = strip_sd(jstr(jat(el, "type", k), "code"));
+            e->fs_types[k] = e->types[k] ? fs_type_by_name(schema, e->types[k], strlen(e->types[k])) : NULL;
+        }
         if (!m->type && !dot)
             m->type = e->path;
     }
@@ -162,7 +172,7 @@ mpe_context *mpe_context_new(const fs_schema *schema, const pf_registry *models)
     size_t n = models ? pf_logical_count(models) : 0;
     c->models = n ? calloc(n, sizeof *c->models) : NULL;
     for (size_t i = 0; i < n && c->models; i++)
-        load_model(&c->models[c->model_count++], pf_logical_definition(pf_logical_at(models, i)));
+        load_model(&c->models[c->model_count++], pf_logical_definition(pf_logical_at(models, i)), c->schema);
     return c;
 }
 
@@ -171,8 +181,10 @@ void mpe_context_free(mpe_context *c)
     if (!c)
         return;
     for (size_t i = 0; i < c->model_count; i++) {
-        for (size_t k = 0; k < c->models[i].count; k++)
+        for (size_t k = 0; k < c->models[i].count; k++) {
             free(c->models[i].els[k].types);
+            free(c->models[i].els[k].fs_types);
+        }
         free(c->models[i].els);
     }
     for (size_t i = 0; i < c->cm_count; i++) {
@@ -289,6 +301,12 @@ typedef struct elinfo {
     const fs_element *cel;
     const lm_model *model;
     const lm_element *lel;
+    /* a target's element (target_element): child_type(child_for), found once per map and context; child_for is
+       its single type (a schema or model string, never freed while the context lives) or NULL */
+    const char *child_for;
+    ttype child_tt;
+    bool name_checked;   /* target_element: name_is_static below is known for the target's element name */
+    bool name_is_static; /* put_key_opts' test for that name (the key when no choice suffix is added) */
 } elinfo;
 
 typedef struct run run;
@@ -298,11 +316,12 @@ static bool resolve_type(const run *r, const char *name, ttype *out);
  * Memos of type and element resolution, one set per thread, kept across
  * runs: a map's targets resolve the same few types and elements in every
  * run, and the uncached lookups compare strings against every `uses` line,
- * logical model and schema type. Direct-mapped; an entry is keyed by the
- * name's text (not its pointer: some names are freed during a run) and by
- * the ids of the context and map it was computed for (ids are never reused,
- * so an entry of a freed context or map can never match). Per thread, so
- * runs on different threads share nothing.
+ * logical model and schema type. Two-way; an entry is keyed by the name's
+ * text (its slot comes from the pointer, see memo_slot, but a hit compares
+ * the text: some names are freed during a run) and by the ids of the context
+ * and map it was computed for (ids are never reused, so an entry of a freed
+ * context or map can never match). Per thread, so runs on different threads
+ * share nothing.
  */
 #define MEMO_SLOTS 128 /* even: slots 2k and 2k+1 are the two ways of a set */
 #define MEMO_KEY 48
@@ -325,6 +344,50 @@ typedef struct elinfo_memo {
 static _Thread_local type_memo type_memos[MEMO_SLOTS];
 static _Thread_local elinfo_memo elinfo_memos[MEMO_SLOTS];
 
+/*
+ * The FHIRPath arena of a run: one per thread, kept between runs. Made per
+ * run, its first 16 KB block was malloc'd on the first evaluation, and a
+ * request that large makes glibc consolidate every small block freed so far:
+ * on every run that evaluates FHIRPath. Taken out of its slot while a run
+ * uses it (a run nested in another makes its own); one grown past 1 MB is
+ * freed rather than kept; the thread's key destructor frees it when the
+ * thread exits.
+ */
+#define ARENA_KEEP_MAX (1u << 20)
+
+static pthread_key_t arena_key;
+static pthread_once_t arena_once = PTHREAD_ONCE_INIT;
+static bool arena_key_made;
+
+static void arena_destroy(void *a)
+{
+    fp_arena_free(a);
+}
+
+static void arena_key_init(void)
+{
+    arena_key_made = pthread_key_create(&arena_key, arena_destroy) == 0;
+}
+
+static fp_arena *take_arena(void)
+{
+    pthread_once(&arena_once, arena_key_init);
+    fp_arena *a = arena_key_made ? pthread_getspecific(arena_key) : NULL;
+    if (a && pthread_setspecific(arena_key, NULL) == 0)
+        return a;
+    return fp_arena_new();
+}
+
+static void give_arena(fp_arena *a)
+{
+    if (a && arena_key_made && fp_arena_capacity(a) <= ARENA_KEEP_MAX && !pthread_getspecific(arena_key) &&
+        pthread_setspecific(arena_key, a) == 0) {
+        fp_arena_reset(a);
+        return;
+    }
+    fp_arena_free(a);
+}
+
 /* ---- the run ------------------------------------------------------------- */
 
 typedef struct var {
@@ -344,7 +407,7 @@ typedef struct var {
  * reused, so a pointer of a freed map can never match), and the scope (an
  * element of the static schema tables, or a logical model's path).
  */
-#define CHILD_SLOTS 256
+#define CHILD_SLOTS 256 /* even: two ways (child_way) */
 #define TARGET_SLOTS 256
 
 typedef struct child_memo {
@@ -364,6 +427,23 @@ typedef struct target_memo {
 } target_memo;
 
 static _Thread_local child_memo child_memos[CHILD_SLOTS];
+
+/*
+ * A memo of type_index's pointer search, per thread: Extension.value[x]
+ * allows ~50 types, searched in order for each value put into an extension
+ * (Coding is the 25th). Keyed by the element (schema or model) and the type
+ * name's pointer; an entry is used only while the element's k-th type is
+ * still that very pointer.
+ */
+#define CHOICE_SLOTS 64
+
+typedef struct choice_memo {
+    const void *el; /* NULL = empty */
+    const char *name;
+    size_t k;
+} choice_memo;
+
+static _Thread_local choice_memo choice_memos[CHOICE_SLOTS];
 static _Thread_local target_memo target_memos[TARGET_SLOTS];
 
 static size_t pointer_slot(const void *a, uintptr_t b, size_t slots)
@@ -379,7 +459,10 @@ struct run {
     const fs_schema *schema;
     const fj_doc *doc;
     uint8_t *read; /* per source node: read by a rule */
-    var *vars;
+    /* mpe_run's local array (local_vars), or malloc'd when a run binds more. Grown from nothing on the heap, the
+       stack's reallocs past 1 KB each made glibc merge every small block freed so far (malloc_consolidate), a
+       seventh of treatment-plan-to-careplan's time. */
+    var *vars, *local_vars;
     size_t var_count, var_cap;
     size_t frame; /* first variable of the running group */
     fp_arena *arena;
@@ -391,15 +474,16 @@ struct run {
     uint32_t *parents; /* built on the first error that needs a path */
 };
 
-/* The memo slot of a name (FNV-1a over its text), and whether the name fits a key; *len its length. */
-static size_t memo_slot(const char *name, uintptr_t salt, size_t *len)
+/*
+ * The memo slot of a name: by its pointer, not a hash of its text (hashing
+ * every name was a tenth of the memo's cost). The entry still keeps the text
+ * and a hit compares it, so a name at a new address only misses once (the
+ * same few type names come from the schema's and the map's tables), and a
+ * freed name's address reused for other text can never match.
+ */
+static size_t memo_slot(const char *name, uintptr_t salt)
 {
-    uint64_t h = 14695981039346656037ull ^ salt;
-    size_t n = 0;
-    for (; name[n]; n++)
-        h = (h ^ (unsigned char)name[n]) * 1099511628211ull;
-    *len = n;
-    return (size_t)(h ^ (h >> 29)) % MEMO_SLOTS;
+    return pointer_slot(name, salt, MEMO_SLOTS);
 }
 
 /* ---- source paths -------------------------------------------------------- */
@@ -498,13 +582,25 @@ static void mark_tree(run *r, const fp_item *it)
 
 /* ---- variables ----------------------------------------------------------- */
 
-static var *push_var(run *r, const char *name)
+/*
+ * A new variable slot, not yet set: the callers write its fields in place.
+ * (A cleared slot written again, or a variable built in a temporary and
+ * copied, was a `rep stos` or a store-forwarding stall per bound item.)
+ */
+static var *push_var(run *r)
 {
-    if (!fa_reserve(&r->vars, &r->var_cap, r->var_count + 1, sizeof *r->vars))
-        return NULL;
-    var *v = &r->vars[r->var_count++];
-    *v = (var){.name = name};
-    return v;
+    if (r->var_count == r->var_cap) {
+        /* the stack starts in mpe_run's frame (local_vars); past that, on the heap */
+        size_t cap = r->var_cap * 2;
+        var *grown = r->vars == r->local_vars ? malloc(cap * sizeof *grown) : realloc(r->vars, cap * sizeof *grown);
+        if (!grown)
+            return NULL;
+        if (r->vars == r->local_vars)
+            memcpy(grown, r->local_vars, r->var_count * sizeof *grown);
+        r->vars = grown;
+        r->var_cap = cap;
+    }
+    return &r->vars[r->var_count++];
 }
 
 /* Names are interned per map (sm_map.names) and a frame's variables all come from its group's map: pointers decide. */
@@ -725,8 +821,8 @@ static bool resolve_type(const run *r, const char *name, ttype *out)
     *out = (ttype){0};
     if (!name)
         return false;
-    size_t len, slot = memo_slot(name, (uintptr_t)r->map->id, &len);
-    for (size_t way = 0; len < MEMO_KEY && way < 2; way++) {
+    size_t slot = memo_slot(name, (uintptr_t)r->map->id);
+    for (size_t way = 0; way < 2; way++) {
         const type_memo *t = &type_memos[slot ^ way];
         if (t->ctx == r->ctx->id && t->map == r->map->id && !strcmp(t->name, name)) {
             *out = t->tt;
@@ -734,6 +830,7 @@ static bool resolve_type(const run *r, const char *name, ttype *out)
         }
     }
     bool ok = resolve_type_uncached(r, name, out);
+    size_t len = strlen(name);
     if (len < MEMO_KEY) {
         type_memos[slot ^ 1] = type_memos[slot]; /* two ways: the newest first */
         type_memos[slot] = (type_memo){.ctx = r->ctx->id, .map = r->map->id, .ok = ok, .tt = *out};
@@ -845,8 +942,8 @@ static bool lookup_element(const run *r, const ttype *tt, const char *name, elin
     const void *scope = tt->model ? (const void *)tt->lpath : (const void *)tt->cel;
     if (!scope)
         return lookup_element_uncached(r, tt, name, ei);
-    size_t len, slot = memo_slot(name, (uintptr_t)scope, &len);
-    for (size_t way = 0; len < MEMO_KEY && way < 2; way++) {
+    size_t slot = memo_slot(name, (uintptr_t)scope);
+    for (size_t way = 0; way < 2; way++) {
         const elinfo_memo *m = &elinfo_memos[slot ^ way];
         if (m->ctx == r->ctx->id && m->scope == scope && !strcmp(m->name, name)) {
             *ei = m->ei;
@@ -854,6 +951,7 @@ static bool lookup_element(const run *r, const ttype *tt, const char *name, elin
         }
     }
     bool ok = lookup_element_uncached(r, tt, name, ei);
+    size_t len = strlen(name);
     if (len < MEMO_KEY) {
         elinfo_memos[slot ^ 1] = elinfo_memos[slot]; /* two ways: the newest first */
         elinfo_memos[slot] = (elinfo_memo){.ctx = r->ctx->id, .scope = scope, .ok = ok, .ei = *ei};
@@ -865,6 +963,8 @@ static bool lookup_element(const run *r, const ttype *tt, const char *name, elin
 /* The ttype of a child element holding a value of type `type`. */
 static ttype child_type(const run *r, const elinfo *ei, const char *type)
 {
+    if (type && type == ei->child_for)
+        return ei->child_tt; /* the very string it was found for: same text, same answer */
     ttype tt = {0};
     if (ei->cel && (ei->cel->flags & FS_EL_INLINE)) {
         tt = (ttype){.cel = ei->cel, .name = "BackboneElement"};
@@ -924,12 +1024,21 @@ static const fs_type *ei_fs_type(const run *r, const elinfo *ei, size_t k)
     return ei->cel && ei->cel->type_count ? fs_element_type(r->schema, ei->cel, (unsigned)k) : NULL;
 }
 
+/* The schema's type of an element's k-th allowed type for fits(): a logical model's too (found at load). */
+static const fs_type *ei_fits_type(const run *r, const elinfo *ei, size_t k)
+{
+    return ei->lel ? ei->lel->fs_types[k] : ei_fs_type(r, ei, k);
+}
+
 /*
  * Does a value of type vtype (JSON v) fit type `allowed`? known: the schema's
  * type named `allowed` when the caller has it (saves searching the schema), or NULL.
  */
 static bool fits(const run *r, const char *allowed, const fs_type *known, const char *vtype, json_object *v)
 {
+    /* an object of the very type (names are mostly the schema's own strings): what the tests below conclude */
+    if (allowed == vtype && !islower((unsigned char)allowed[0]) && json_object_is_type(v, json_type_object))
+        return true;
     switch (allowed[0]) { /* the first letter first: most types are none of these */
     case 'B':
         if (!strcmp(allowed, "BackboneElement"))
@@ -962,7 +1071,7 @@ static bool fits(const run *r, const char *allowed, const fs_type *known, const 
         return false;
     if (!vtype)
         return true;
-    if (!strcmp(allowed, vtype))
+    if (allowed == vtype || !strcmp(allowed, vtype))
         return true;
     /* a resource fits Resource / DomainResource-typed elements; a logical model by url or name */
     const lm_model *m = model_by(r, allowed);
@@ -976,9 +1085,16 @@ static bool fits(const run *r, const char *allowed, const fs_type *known, const 
  */
 static size_t type_index(const run *r, const elinfo *ei, const char *name)
 {
+    /* the thread's memo of the answer by pointer (checked: the memo's k still names this very string) */
+    const void *el = ei->lel ? (const void *)ei->lel : (const void *)ei->cel;
+    choice_memo *m = &choice_memos[pointer_slot(el, (uintptr_t)name, CHOICE_SLOTS)];
+    if (el && m->el == el && m->name == name && m->k < ei->type_count && ei_type(r, ei, m->k) == name)
+        return m->k;
     for (size_t k = 0; k < ei->type_count; k++)
-        if (ei_type(r, ei, k) == name)
+        if (ei_type(r, ei, k) == name) {
+            *m = (choice_memo){.el = el, .name = name, .k = k};
             return k;
+        }
     if (ei_fs_type(r, ei, 0)) {
         /* a core element's types are schema types, whose names are unique: find the name's one pointer */
         const fs_type *t = fs_type_by_name(r->schema, name, strlen(name));
@@ -1001,7 +1117,7 @@ static size_t choose_type(const run *r, const elinfo *ei, const mval *v)
         return own;
     /* a System string into code/uri/...: the first string-like type the value fits */
     for (size_t k = 0; v->type && k < ei->type_count; k++)
-        if (is_primitive_name(r, v->type) && fits(r, ei_type(r, ei, k), ei_fs_type(r, ei, k), v->type, v->json))
+        if (is_primitive_name(r, v->type) && fits(r, ei_type(r, ei, k), ei_fits_type(r, ei, k), v->type, v->json))
             return k;
     return SIZE_MAX;
 }
@@ -1016,10 +1132,16 @@ static size_t choose_type(const run *r, const elinfo *ei, const mval *v)
  * result may outlive the map and its context. Other schemas' names are
  * copied: their lifetime is not known here.
  */
-static unsigned put_key_opts(const run *r, const elinfo *ei, const char *key, bool present)
+static bool key_is_static(const run *r, const elinfo *ei, const char *key)
+{
+    return ei->known && ei->cel && r->schema == fs_r4() && !strcmp(ei->cel->name, key);
+}
+
+/* is_name: key is the target's element name, whose answer target_element may have kept (name_is_static) */
+static unsigned put_key_opts(const run *r, const elinfo *ei, const char *key, bool present, bool is_name)
 {
     unsigned opts = present ? 0 : JSON_C_OBJECT_ADD_KEY_IS_NEW;
-    if (ei->known && ei->cel && r->schema == fs_r4() && !strcmp(ei->cel->name, key))
+    if (is_name && ei->name_checked ? ei->name_is_static : key_is_static(r, ei, key))
         opts |= JSON_C_OBJECT_ADD_CONSTANT_KEY;
     return opts;
 }
@@ -1039,67 +1161,101 @@ static void choice_key(char *key, size_t cap, const char *name, const char *want
     key[n] = 0;
 }
 
+/*
+ * A member of a target object, looked up once: json_object_object_get_ex and
+ * then json_object_object_add_ex hashed the key twice (and measured it with
+ * strlen twice) for every value put; json-c's hash table API takes the hash.
+ */
+typedef struct member {
+    struct lh_table *table;
+    unsigned long hash;
+    struct lh_entry *entry; /* NULL: the object has no such key */
+} member;
+
+static member find_member(json_object *obj, const char *key)
+{
+    member m = {.table = json_object_get_object(obj)};
+    m.hash = lh_get_hash(m.table, key);
+    /* most values go into an object just made: an empty table has no such key */
+    m.entry = json_object_object_length(obj) ? lh_table_lookup_entry_w_hash(m.table, key, m.hash) : NULL;
+    return m;
+}
+
+/* json_object_object_add_ex(obj, key, val, opts) for the member m found by key's text (called once per find). */
+static void set_member(member *m, const char *key, json_object *val, unsigned opts)
+{
+    if (m->entry) {
+        json_object_put(lh_entry_v(m->entry)); /* replaced, as json-c does: the key stays */
+        lh_entry_set_val(m->entry, val);
+        return;
+    }
+    const char *k = (opts & JSON_C_OBJECT_ADD_CONSTANT_KEY) ? key : strdup(key);
+    if (!k || lh_table_insert_w_hash(m->table, k, val, m->hash, opts) != 0)
+        abort(); /* out of memory, as where node_json copies keys */
+}
+
 /* Put v (reference taken over) as element `name` of target variable t; *stored is the object now in the tree. */
 static bool put_value(run *r, const sm_rule *rule, const sm_target *tg, var *t, const char *name, const elinfo *known,
                       mval *v, json_object **stored, ttype *stored_tt)
 {
-    elinfo ei;
-    if (known) {
-        ei = *known; /* the caller looked the element up already */
-    } else if (!lookup_element(r, &t->tt, name, &ei)) {
+    elinfo looked;
+    const elinfo *ei = known ? known : &looked; /* the caller's, when it looked it up (not copied: 120 bytes) */
+    if (!known && !lookup_element(r, &t->tt, name, &looked)) {
         json_object_put(v->json);
         return fail(r, rule, "%s has no element '%s'", t->tt.name ? t->tt.name : "the target", name);
     }
     char key[160];
+    bool suffixed = false; /* key is name + a type: not the target's element name */
     size_t name_len = strnlen(name, sizeof key - 1);
     memcpy(key, name, name_len);
     key[name_len] = 0;
     const char *type = v->type;
-    if (ei.known) {
-        const char *want = ei.chosen;
+    if (ei->known) {
+        const char *want = ei->chosen;
         size_t chosen = SIZE_MAX; /* want's index when choose_type picked it: no second search */
-        if (!want && ei.choice) {
-            chosen = choose_type(r, &ei, v);
-            want = chosen != SIZE_MAX ? ei_type(r, &ei, chosen) : NULL;
+        if (!want && ei->choice) {
+            chosen = choose_type(r, ei, v);
+            want = chosen != SIZE_MAX ? ei_type(r, ei, chosen) : NULL;
             if (!want) {
                 json_object_put(v->json);
                 return fail(r, rule, "%s.%s[x]: no allowed type for a value of type %s", t->tt.name, name,
                             v->type ? v->type : "(unknown)");
             }
             choice_key(key, sizeof key, name, want);
+            suffixed = true;
         }
         bool ok = false;
         if (want) {
             /* a name listed twice fits alike: one to try */
-            size_t k = chosen != SIZE_MAX ? chosen : type_index(r, &ei, want);
-            ok = k != SIZE_MAX && fits(r, ei_type(r, &ei, k), ei_fs_type(r, &ei, k), v->type, v->json);
+            size_t k = chosen != SIZE_MAX ? chosen : type_index(r, ei, want);
+            ok = k != SIZE_MAX && fits(r, ei_type(r, ei, k), ei_fits_type(r, ei, k), v->type, v->json);
         }
-        for (size_t k = 0; !want && k < ei.type_count && !ok; k++)
-            ok = fits(r, ei_type(r, &ei, k), ei_fs_type(r, &ei, k), v->type, v->json);
-        if (!ok && ei.type_count) {
+        for (size_t k = 0; !want && k < ei->type_count && !ok; k++)
+            ok = fits(r, ei_type(r, ei, k), ei_fits_type(r, ei, k), v->type, v->json);
+        if (!ok && ei->type_count) {
             json_object_put(v->json);
             return fail(r, rule, "type mismatch: %s.%s takes %s%s, not %s", t->tt.name, key,
-                        want ? want : ei_type(r, &ei, 0),
-                        !want && ei.type_count > 1 ? " (or another allowed type)" : "",
+                        want ? want : ei_type(r, ei, 0),
+                        !want && ei->type_count > 1 ? " (or another allowed type)" : "",
                         v->type ? v->type : json_type_to_name(json_object_get_type(v->json)));
         }
         if (want)
             type = want;
         else if (!type)
-            type = single_type(r, &ei);
+            type = single_type(r, ei);
     }
-    if (json_object_is_type(v->json, json_type_object) && (ei.known || !v->tt.name))
-        v->tt = ei.known ? child_type(r, &ei, type ? type : single_type(r, &ei)) : v->tt;
+    if (json_object_is_type(v->json, json_type_object) && (ei->known || !v->tt.name))
+        v->tt = ei->known ? child_type(r, ei, type ? type : single_type(r, ei)) : v->tt;
     *stored_tt = v->tt;
-    json_object *existing = NULL;
-    bool present = json_object_object_get_ex(t->obj, key, &existing);
-    unsigned add_opts = put_key_opts(r, &ei, key, present);
-    const char *add_key = (add_opts & JSON_C_OBJECT_ADD_CONSTANT_KEY) ? ei.cel->name : key;
+    member m = find_member(t->obj, key);
+    json_object *existing = m.entry ? lh_entry_v(m.entry) : NULL;
+    unsigned add_opts = put_key_opts(r, ei, key, m.entry != NULL, !suffixed);
+    const char *add_key = (add_opts & JSON_C_OBJECT_ADD_CONSTANT_KEY) ? ei->cel->name : key;
     unsigned modes = tg ? tg->list_modes : 0;
-    if (ei.many || (!ei.known && existing && json_object_is_type(existing, json_type_array))) {
+    if (ei->many || (!ei->known && existing && json_object_is_type(existing, json_type_array))) {
         if (!existing) {
             existing = json_object_new_array();
-            json_object_object_add_ex(t->obj, add_key, existing, add_opts);
+            set_member(&m, add_key, existing, add_opts);
         }
         size_t n = json_object_array_length(existing);
         if ((modes & (SM_TGT_SHARE | SM_TGT_COLLATE)) && n) {
@@ -1124,7 +1280,7 @@ static bool put_value(run *r, const sm_rule *rule, const sm_target *tg, var *t, 
         *stored = existing;
         return true;
     }
-    json_object_object_add_ex(t->obj, add_key, v->json, add_opts);
+    set_member(&m, add_key, v->json, add_opts);
     *stored = v->json;
     return true;
 }
@@ -1140,7 +1296,10 @@ typedef struct pval {
 
 static bool param(run *r, const sm_rule *rule, const sm_target *t, size_t i, pval *out)
 {
-    *out = (pval){0};
+    /* not `*out = (pval){0}`: the item is written below (cleared only where it is not), not twice per value */
+    out->empty = false;
+    out->target = NULL;
+    out->item.kind = FP_NODE; /* every success below sets the whole item; this tells the compiler so */
     if (i >= t->param_count)
         return fail(r, rule, "%s(): parameter %zu is missing", sm_transform_name(t->transform), i + 1);
     const sm_value *v = &t->params[i];
@@ -1165,6 +1324,7 @@ static bool param(run *r, const sm_rule *rule, const sm_target *t, size_t i, pva
             return fail(r, rule, "%s(): a path on the target variable '%s' is not supported",
                         sm_transform_name(t->transform), v->text);
         out->target = x;
+        out->item = (fp_item){0};
         return true;
     }
     if (!v->path) {
@@ -1178,15 +1338,31 @@ static bool param(run *r, const sm_rule *rule, const sm_target *t, size_t i, pva
         return fail(r, rule, "%s(): the path on '%s' gives %zu values, expected one", sm_transform_name(t->transform),
                     v->text, c.count);
     out->empty = c.count == 0;
-    if (c.count)
-        out->item = c.items[0];
+    out->item = c.count ? c.items[0] : (fp_item){0};
     return true;
 }
 
-/* Parameter i as text (malloc'd); *out NULL for an empty path. */
+/* Release a param_text result: a literal's text is the map's own, not a copy. */
+static void free_param(const sm_target *t, char *s)
+{
+    for (size_t i = 0; s && i < t->param_count; i++)
+        if (s == t->params[i].text)
+            return;
+    free(s);
+}
+
+/*
+ * Parameter i as text, to be released with free_param; *out NULL for an empty
+ * path. A string literal is given as the map's own text (item_text would copy
+ * it unchanged: a malloc and free per translate() url and output, per c() system).
+ */
 static bool param_text(run *r, const sm_rule *rule, const sm_target *t, size_t i, char **out)
 {
     *out = NULL;
+    if (i < t->param_count && t->params[i].kind == SM_V_STRING) {
+        *out = t->params[i].text;
+        return true;
+    }
     pval p;
     if (!param(r, rule, t, i, &p))
         return false;
@@ -1270,6 +1446,23 @@ static inline __attribute__((always_inline)) bool emit(mvals *out, mval v)
     return true;
 }
 
+/*
+ * item_value written straight into out's next slot: built in a temporary and
+ * then emitted, the 56-byte value was written in pieces and read back whole,
+ * a store-forwarding stall per value put.
+ */
+static bool emit_item(run *r, const sm_rule *rule, const fp_item *it, mvals *out)
+{
+    if (out->count == out->cap && !mvals_grow(out))
+        return fail(r, rule, "out of memory");
+    mval *v = &out->items[out->count];
+    if (!item_value(r, rule, it, v))
+        return false;
+    if (v->json)
+        out->count++; /* a JSON null: nothing to put (as emit) */
+    return true;
+}
+
 static bool tr_create(run *r, const sm_rule *rule, const sm_target *t, const elinfo *ei, mvals *out)
 {
     char *name = NULL;
@@ -1278,7 +1471,7 @@ static bool tr_create(run *r, const sm_rule *rule, const sm_target *t, const eli
     const char *type = name ? name : ei ? single_type(r, ei) : NULL;
     ttype tt = {0};
     if (!type) {
-        free(name);
+        free_param(t, name);
         return fail(r, rule, "create(): which type? The element has %s; say create('Type')",
                     ei && ei->type_count ? "several" : "no known type");
     }
@@ -1288,16 +1481,16 @@ static bool tr_create(run *r, const sm_rule *rule, const sm_target *t, const eli
         resolve_type(r, type, &tt);
     if (!tt.cel && !tt.model) {
         fail(r, rule, "create('%s'): no such type (not a FHIR type, nor a logical model the engine knows)", type);
-        free(name);
+        free_param(t, name);
         return false;
     }
     if (is_primitive_name(r, tt.name)) {
         fail(r, rule, "create('%s'): a primitive type cannot be created; use a value", type);
-        free(name);
+        free_param(t, name);
         return false;
     }
     mval v = {.json = new_instance(r, &tt), .type = tt.name, .tt = tt};
-    free(name);
+    free_param(t, name);
     return emit(out, v) || fail(r, rule, "out of memory");
 }
 
@@ -1314,8 +1507,7 @@ static bool tr_copy(run *r, const sm_rule *rule, const sm_target *t, mvals *out)
             return fail(r, rule, "copy(): could not copy the target object");
         return emit(out, v) || fail(r, rule, "out of memory");
     }
-    mval v;
-    return item_value(r, rule, &p.item, &v) && (emit(out, v) || fail(r, rule, "out of memory"));
+    return emit_item(r, rule, &p.item, out);
 }
 
 static bool tr_truncate(run *r, const sm_rule *rule, const sm_target *t, mvals *out)
@@ -1332,8 +1524,8 @@ static bool tr_truncate(run *r, const sm_rule *rule, const sm_target *t, mvals *
         s[i] = 0;
         ok = emit(out, string_value(s, "string"));
     }
-    free(s);
-    free(n);
+    free_param(t, s);
+    free_param(t, n);
     return ok;
 }
 
@@ -1374,8 +1566,8 @@ static bool tr_cast(run *r, const sm_rule *rule, const sm_target *t, mvals *out)
     bool ok = param_text(r, rule, t, 0, &s) && (t->param_count < 2 || param_text(r, rule, t, 1, &type));
     if (ok && s)
         ok = cast_text(r, rule, s, type ? type : "string", out);
-    free(s);
-    free(type);
+    free_param(t, s);
+    free_param(t, type);
     return ok;
 }
 
@@ -1390,7 +1582,7 @@ static bool tr_append(run *r, const sm_rule *rule, const sm_target *t, mvals *ou
         }
         if (s)
             fj_buf_puts(&b, s);
-        free(s);
+        free_param(t, s);
     }
     fj_buf_puts(&b, "");
     mval v = string_value(b.data ? b.data : "", "string");
@@ -1515,10 +1707,25 @@ static size_t codes_of(run *r, const fp_item *it, coded *out, size_t cap, char *
     return 1;
 }
 
-static char *node_string(const fj_doc *d, uint32_t obj, const char *key)
+/*
+ * The string member `key` of object obj as text: in buf (cap bytes) when it
+ * fits, else malloc'd into *owned (freed by the caller; NULL when unused);
+ * NULL when there is no such string. Codes and systems fit: a translate no
+ * longer copies both to the heap per coding.
+ */
+static const char *node_string(const fj_doc *d, uint32_t obj, const char *key, char *buf, size_t cap, char **owned)
 {
+    *owned = NULL;
     uint32_t v = fj_get(d, obj, key);
-    return v == UINT32_MAX || d->nodes[v].type != FJ_STRING ? NULL : strndup(fj_str(d, v), d->nodes[v].len);
+    if (v == UINT32_MAX || d->nodes[v].type != FJ_STRING)
+        return NULL;
+    size_t n = d->nodes[v].len;
+    char *out = n < cap ? buf : (*owned = malloc(n + 1));
+    if (!out)
+        return NULL;
+    memcpy(out, fj_str(d, v), n);
+    out[n] = 0;
+    return out;
 }
 
 static json_object *coding_json(const coded *c)
@@ -1570,14 +1777,15 @@ static bool translate_item(run *r, const sm_rule *rule, const fp_item *it, const
     size_t n = codes_of(r, it, codes, 16, &owned);
     mark_tree(r, it);
     bool nodes = owned == NULL, ok = false, found = false;
-    char *last_code = NULL, *last_system = NULL;
+    const char *last_code = NULL, *last_system = NULL;
+    char code_buf[128], system_buf[256], *code_heap = NULL, *system_heap = NULL;
     for (size_t i = 0; i < n && !found; i++) {
         const char *system = codes[i].system, *code = codes[i].code;
         if (nodes) {
             uint32_t o = (uint32_t)(uintptr_t)codes[i].system;
-            free(last_code), free(last_system);
-            last_code = node_string(it->u.node.doc, o, "code");
-            last_system = node_string(it->u.node.doc, o, "system");
+            free(code_heap), free(system_heap);
+            last_code = node_string(it->u.node.doc, o, "code", code_buf, sizeof code_buf, &code_heap);
+            last_system = node_string(it->u.node.doc, o, "system", system_buf, sizeof system_buf, &system_heap);
             system = last_system, code = last_code;
         }
         coded res;
@@ -1593,7 +1801,7 @@ static bool translate_item(run *r, const sm_rule *rule, const fp_item *it, const
              : last_code ? last_code
                          : "(none)",
              last_system ? " of system " : "", last_system ? last_system : "", url);
-    free(owned), free(last_code), free(last_system);
+    free(owned), free(code_heap), free(system_heap);
     return found && ok;
 }
 
@@ -1607,8 +1815,8 @@ static bool tr_translate(run *r, const sm_rule *rule, const sm_target *t, mvals 
     ok = ok && param_text(r, rule, t, 1, &url) && param_text(r, rule, t, 2, &output);
     if (ok && !p.empty && url && output)
         ok = translate_item(r, rule, &p.item, url, output, out);
-    free(url);
-    free(output);
+    free_param(t, url);
+    free_param(t, output);
     return ok;
 }
 
@@ -1640,14 +1848,16 @@ static bool tr_reference(run *r, const sm_rule *rule, const sm_target *t, bool p
     }
     if (p.item.kind != FP_NODE || r->doc->nodes[p.item.u.node.index].type != FJ_OBJECT)
         return fail(r, rule, "%s(): the parameter is not a resource", pointer ? "pointer" : "reference");
-    char *rt = node_string(p.item.u.node.doc, p.item.u.node.index, "resourceType");
-    char *id = node_string(p.item.u.node.doc, p.item.u.node.index, "id");
+    char rt_buf[128], id_buf[128], *rt_heap, *id_heap;
+    const char *rt = node_string(p.item.u.node.doc, p.item.u.node.index, "resourceType", rt_buf, sizeof rt_buf,
+                                 &rt_heap);
+    const char *id = node_string(p.item.u.node.doc, p.item.u.node.index, "id", id_buf, sizeof id_buf, &id_heap);
     bool ok = rt && id;
     if (ok && pointer)
         snprintf(buf, sizeof buf, "urn:uuid:%s", id);
     else if (ok)
         snprintf(buf, sizeof buf, "%s/%s", rt, id);
-    free(rt), free(id);
+    free(rt_heap), free(id_heap);
     if (!ok)
         return fail(r, rule, "reference(): the source resource has no resourceType and id");
     return emit(out, string_value(buf, "string"));
@@ -1673,11 +1883,9 @@ static bool tr_evaluate(run *r, const sm_rule *rule, const sm_target *t, mvals *
     fp_collection c;
     if (!eval(r, rule, "evaluate()", t->expression, have ? &focus : NULL, &c))
         return false;
-    for (size_t i = 0; i < c.count; i++) {
-        mval v;
-        if (!item_value(r, rule, &c.items[i], &v) || !emit(out, v))
+    for (size_t i = 0; i < c.count; i++)
+        if (!emit_item(r, rule, &c.items[i], out))
             return false;
-    }
     return true;
 }
 
@@ -1694,10 +1902,10 @@ static bool texts(run *r, const sm_rule *rule, const sm_target *t, char **s, siz
     return true;
 }
 
-static void free_texts(char **s, size_t n)
+static void free_texts(const sm_target *t, char **s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        free(s[i]);
+        free_param(t, s[i]);
 }
 
 static bool tr_cc_c(run *r, const sm_rule *rule, const sm_target *t, bool cc, mvals *out)
@@ -1721,7 +1929,7 @@ static bool tr_cc_c(run *r, const sm_rule *rule, const sm_target *t, bool cc, mv
         }
         ok = typed_emit(r, out, o, cc ? "CodeableConcept" : "Coding");
     }
-    free_texts(s, 3);
+    free_texts(t, s, 3);
     return ok;
 }
 
@@ -1778,7 +1986,7 @@ static bool tr_qty(run *r, const sm_rule *rule, const sm_target *t, mvals *out)
         set_string(o, "system", s[2]);
         set_string(o, "code", s[3]);
     }
-    free_texts(s, 4);
+    free_texts(t, s, 4);
     if (!ok) {
         json_object_put(o);
         return false;
@@ -1803,7 +2011,7 @@ static bool tr_id(run *r, const sm_rule *rule, const sm_target *t, mvals *out)
         set_string(o, "value", s[1]);
         ok = typed_emit(r, out, o, "Identifier");
     }
-    free_texts(s, 3);
+    free_texts(t, s, 3);
     return ok;
 }
 
@@ -1820,7 +2028,7 @@ static bool tr_cp(run *r, const sm_rule *rule, const sm_target *t, mvals *out)
         set_string(o, "value", value);
         ok = typed_emit(r, out, o, "ContactPoint");
     }
-    free_texts(s, 2);
+    free_texts(t, s, 2);
     return ok;
 }
 
@@ -1911,10 +2119,8 @@ static bool default_mapping(run *r, const sm_rule *rule, const sm_target *t, var
                             const elinfo *ei, mvals *out, const sm_group **then)
 {
     *then = NULL;
-    if (is_primitive_item(r, src)) {
-        mval v;
-        return item_value(r, rule, src, &v) && emit(out, v);
-    }
+    if (is_primitive_item(r, src))
+        return emit_item(r, rule, src, out);
     const char *st = item_type_name(src), *tt = single_type(r, ei);
     const sm_group *g = st && tt ? type_group(r, r->map, st, tt, 0) : NULL;
     if (g) {
@@ -1923,10 +2129,8 @@ static bool default_mapping(run *r, const sm_rule *rule, const sm_target *t, var
         *then = g;
         return emit(out, (mval){.json = new_instance(r, &type), .type = tt, .tt = type});
     }
-    if (!tt || !st || !strcmp(st, tt) || !ei->known) {
-        mval v;
-        return item_value(r, rule, src, &v) && emit(out, v);
-    }
+    if (!tt || !st || !strcmp(st, tt) || !ei->known)
+        return emit_item(r, rule, src, out);
     (void)ctx;
     return fail(r, rule, "%s.%s: no group maps %s to %s (declare one with <<types>>, or give a transform)",
                 ctx->tt.name ? ctx->tt.name : "target", t->element, st, tt);
@@ -1963,40 +2167,94 @@ static bool store_values(run *r, const sm_rule *rule, const sm_target *t, size_t
     if (t->variable) {
         if (!stored)
             return true; /* nothing was made (an empty evaluate): the variable stays unbound */
-        var *v = push_var(r, t->variable);
+        var *v = push_var(r);
         if (!v)
             return fail(r, rule, "out of memory");
-        *v = (var){.name = t->variable, .target = true, .obj = stored, .tt = stored_tt};
+        v->name = t->variable;
+        v->target = true;
+        v->item = (fp_item){0};
+        v->obj = stored;
+        v->tt = stored_tt;
     }
     return true;
 }
 
-/* lookup_element of a target's element in its context's type tt, through the thread's memo. */
-static bool target_element(run *r, const sm_target *t, const ttype *tt, elinfo *ei)
+/*
+ * A target's element as its first run found it, kept in the target itself
+ * (sm_target.engine_memo): the thread memos are direct-mapped, and a map's
+ * two hundred target look-ups a run collided there, a tenth of them missing
+ * on every run. Written once (compare-and-swap) and then only read, so runs
+ * on any thread may share it; a target reached with another context, map or
+ * scope than the first uses the thread memo.
+ */
+typedef struct target_record {
+    uint64_t ctx, map;
+    const void *scope;
+    bool ok;
+    elinfo ei;
+} target_record;
+
+static void keep_target_record(run *r, const sm_target *t, const void *scope, const target_memo *m)
 {
+    target_record *rec = malloc(sizeof *rec);
+    if (!rec)
+        return; /* only a memo: the thread memo still answers */
+    *rec = (target_record){.ctx = r->ctx->id, .map = r->map->id, .scope = scope, .ok = m->ok, .ei = m->ei};
+    void *expected = NULL;
+    /* the map is shared read-only but for this slot: const is cast away for the one atomic write */
+    if (!atomic_compare_exchange_strong((_Atomic(void *) *)&t->engine_memo, &expected, rec))
+        free(rec); /* another thread kept its record first */
+}
+
+/*
+ * lookup_element of a target's element in its context's type tt, through the
+ * target's record or the thread's memo: *ei points into the record (which
+ * lives as long as the map, unchanged: not copied) or at buf (a copy: the
+ * thread memo's entry may be replaced by the groups the target's values run).
+ */
+static bool target_element(run *r, const sm_target *t, const ttype *tt, elinfo *buf, const elinfo **ei)
+{
+    *ei = buf;
     const void *scope = tt->model ? (const void *)tt->lpath : (const void *)tt->cel;
     if (!scope)
-        return lookup_element(r, tt, t->element, ei);
+        return lookup_element(r, tt, t->element, buf);
+    const target_record *rec = atomic_load_explicit(&t->engine_memo, memory_order_acquire);
+    if (rec && rec->ctx == r->ctx->id && rec->map == r->map->id && rec->scope == scope) {
+        *ei = &rec->ei;
+        return rec->ok;
+    }
     target_memo *m = &target_memos[pointer_slot(t, (uintptr_t)scope, TARGET_SLOTS)];
     if (m->ctx != r->ctx->id || m->map != r->map->id || m->t != t || m->scope != scope) {
         *m = (target_memo){.ctx = r->ctx->id, .map = r->map->id, .t = t, .scope = scope};
         m->ok = lookup_element(r, tt, t->element, &m->ei);
+        /* the type of what is made or put there: child_type resolved it (by name, through a memo) per value */
+        const char *type = m->ok && m->ei.known ? single_type(r, &m->ei) : NULL;
+        if (type) {
+            m->ei.child_tt = child_type(r, &m->ei, type);
+            m->ei.child_for = type;
+        }
+        m->ei.name_is_static = m->ok && key_is_static(r, &m->ei, t->element);
+        m->ei.name_checked = m->ok;
     }
-    *ei = m->ei;
+    if (!rec)
+        keep_target_record(r, t, scope, m);
+    *buf = m->ei;
     return m->ok;
 }
 
 static bool apply_target(run *r, const sm_rule *rule, const sm_target *t, const fp_item *src)
 {
+    static const elinfo none = {0}; /* no context */
     var *ctx = NULL;
-    elinfo ei = {0};
+    elinfo buf; /* not `= {0}`: a `rep stos` per target */
+    const elinfo *ei = &none;
     if (t->context) {
         ctx = find_var(r, t->context);
         if (!ctx || !ctx->target)
             return fail(r, rule, "target context '%s' is %s", t->context, ctx ? "a source variable" : "not bound");
         if (!t->element)
             return fail(r, rule, "target '%s' names no element", t->context);
-        if (!target_element(r, t, &ctx->tt, &ei))
+        if (!target_element(r, t, &ctx->tt, &buf, &ei))
             return fail(r, rule, "%s has no element '%s'", ctx->tt.name ? ctx->tt.name : "the target", t->element);
     }
     fp_arena_reset(r->arena);
@@ -2007,21 +2265,21 @@ static bool apply_target(run *r, const sm_rule *rule, const sm_target *t, const 
     bool ok;
     bool simple = rule->target_count == 1 && !rule->rule_count && !rule->dependent_count && src;
     if (t->transform != SM_TR_NONE) {
-        ok = transform(r, rule, t, ctx ? &ei : NULL, &vals);
+        ok = transform(r, rule, t, ctx ? ei : NULL, &vals);
     } else if (simple) {
-        ok = default_mapping(r, rule, t, ctx, src, &ei, &vals, &then);
+        ok = default_mapping(r, rule, t, ctx, src, ei, &vals, &then);
     } else {
-        const char *type = single_type(r, &ei);
+        const char *type = single_type(r, ei);
         if (!type || is_primitive_name(r, type)) {
             ok = fail(r, rule, "%s.%s: no transform, and %s", ctx->tt.name ? ctx->tt.name : "target", t->element,
                       type ? "the element is a primitive (give a value)"
                            : "the element's type is not known or a choice (use create('Type'))");
         } else {
-            ttype tt = child_type(r, &ei, type);
+            ttype tt = child_type(r, ei, type);
             ok = emit(&vals, (mval){.json = new_instance(r, &tt), .type = type, .tt = tt});
         }
     }
-    ok = ok && store_values(r, rule, t, ctx ? (size_t)(ctx - r->vars) : SIZE_MAX, ctx ? &ei : NULL, &vals, then, src);
+    ok = ok && store_values(r, rule, t, ctx ? (size_t)(ctx - r->vars) : SIZE_MAX, ctx ? ei : NULL, &vals, then, src);
     for (size_t i = 0; i < vals.count; i++)
         json_object_put(vals.items[i].json);
     mvals_free(&vals);
@@ -2071,7 +2329,7 @@ static bool apply_binding(run *r, const sm_rule *rule, const fp_item *first)
 typedef struct items {
     fp_item *items; /* local, or malloc'd */
     size_t count, cap;
-    fp_item local[8];
+    fp_item local[32]; /* 32: an Organization's ~25 extensions fit without malloc and realloc */
 } items;
 
 static void items_init(items *l)
@@ -2087,7 +2345,8 @@ static void items_free(items *l)
         free(l->items);
 }
 
-static bool add_item(items *l, fp_item it)
+/* A new last item, not yet set (filled in place: see child_item); NULL when out of memory. */
+static fp_item *new_item(items *l)
 {
     if (l->count == l->cap) {
         size_t cap = l->cap * 2;
@@ -2099,8 +2358,15 @@ static bool add_item(items *l, fp_item it)
         l->items = grown;
         l->cap = cap;
     }
-    l->items[l->count++] = it;
-    return true;
+    return &l->items[l->count++];
+}
+
+static bool add_item(items *l, fp_item it)
+{
+    fp_item *slot = new_item(l);
+    if (slot)
+        *slot = it;
+    return slot != NULL;
 }
 
 /* The schema element whose children apply to a node item, or NULL (unknown type). */
@@ -2114,11 +2380,32 @@ static const fs_element *item_scope(const run *r, const fp_item *it)
     return NULL;
 }
 
+/*
+ * The memo entry for a look-up: the slot's two ways (slots 2k and 2k+1, the
+ * newest first) are searched; on a miss the older way is dropped and the
+ * newer slot returned cleared (map 0) for the caller to fill. Two ways: the
+ * two dozen names a map's sources read collided in a direct-mapped table, a
+ * few missing on every run.
+ */
+static child_memo *child_way(const run *r, size_t slot, const char *name, const fs_element *scope, const char *key,
+                             size_t len)
+{
+    for (size_t way = 0; way < 2; way++) {
+        child_memo *m = &child_memos[slot ^ way];
+        if (m->map == r->map->id && m->name == name && m->scope == scope &&
+            (key ? !strncmp(m->key, key, len) && !m->key[len] : !m->key[0]))
+            return m;
+    }
+    child_memos[slot ^ 1] = child_memos[slot];
+    child_memos[slot].map = 0;
+    return &child_memos[slot];
+}
+
 /* fs_child for a name the map owns, through the thread's memo. */
 static const fs_element *scope_child(run *r, const fs_element *scope, const char *name, size_t len, const fs_type **ct)
 {
-    child_memo *m = &child_memos[pointer_slot(name, (uintptr_t)scope, CHILD_SLOTS)];
-    if (m->map != r->map->id || m->name != name || m->scope != scope || m->key[0]) {
+    child_memo *m = child_way(r, pointer_slot(name, (uintptr_t)scope, CHILD_SLOTS), name, scope, NULL, 0);
+    if (!m->map) {
         const fs_type *found = NULL; /* not into *m: the compound literal below would clear it */
         const fs_element *el = fs_child(r->schema, scope, name, len, &found);
         *m = (child_memo){.map = r->map->id, .name = name, .scope = scope, .el = el, .ct = found};
@@ -2139,8 +2426,9 @@ static const fs_element *choice_child(run *r, const fs_element *scope, const cha
     if (len >= sizeof((child_memo *)0)->key)
         return fs_child(r->schema, scope, key, len, ct);
     child_memo *m =
-        &child_memos[pointer_slot(name, (uintptr_t)scope + len * 131 + (unsigned char)key[len - 1], CHILD_SLOTS)];
-    if (m->map != r->map->id || m->name != name || m->scope != scope || strncmp(m->key, key, len) || m->key[len]) {
+        child_way(r, pointer_slot(name, (uintptr_t)scope + len * 131 + (unsigned char)key[len - 1], CHILD_SLOTS), name,
+                  scope, key, len);
+    if (!m->map) {
         const fs_type *found = NULL;
         const fs_element *el = fs_child(r->schema, scope, key, len, &found);
         *m = (child_memo){.map = r->map->id, .name = name, .scope = scope, .el = el, .ct = found};
@@ -2154,6 +2442,8 @@ static const fs_element *choice_child(run *r, const fs_element *scope, const cha
 static bool key_matches(const char *key, size_t len, const char *name, size_t n, bool *suffixed)
 {
     *suffixed = false;
+    if (len < n || (n && key[0] != name[0]))
+        return false; /* most keys differ at once: no memcmp call per key */
     if (len == n && !memcmp(key, name, n))
         return true;
     if (len > n && !memcmp(key, name, n) && isupper((unsigned char)key[n])) {
@@ -2161,6 +2451,35 @@ static bool key_matches(const char *key, size_t len, const char *name, size_t n,
         return true;
     }
     return false;
+}
+
+/*
+ * Append fp_node(r->schema, d, i, type, el) to out, written in place when
+ * fp_node would not look for a resourceType (a value of a known type that is
+ * not a resource, or not an object). An item built in a temporary and copied
+ * is written in pieces and read back whole at once, a store-forwarding stall
+ * on each of the dozens of items a source lists (a tenth of
+ * organization-to-provider's time).
+ */
+static bool add_child(run *r, items *out, const fj_doc *d, uint32_t i, const fs_type *type, const fs_element *el)
+{
+    fp_item *it = new_item(out);
+    if (!it)
+        return false;
+    if (d->nodes[i].type == FJ_OBJECT && (!type || type->kind == FS_RESOURCE)) {
+        *it = fp_node(r->schema, d, i, type, el);
+        return true;
+    }
+    it->kind = FP_NODE;
+    it->calendar = 0;
+    it->scale = 0;
+    it->len = 0;
+    it->u.node.doc = d;
+    it->u.node.index = i;
+    it->u.node.ext = FP_NO_NODE;
+    it->u.node.type = type;
+    it->u.node.element = el;
+    return true;
 }
 
 /* The values of element `name` of item it (a choice by its stem too), each a typed node item. */
@@ -2190,9 +2509,9 @@ static bool children(run *r, const fp_item *it, const char *name, size_t name_le
         uint32_t v = k + 1;
         if (d->nodes[v].type == FJ_ARRAY) {
             for (uint32_t j = v + 1; j < fj_next(d, v); j = fj_next(d, j))
-                if (d->nodes[j].type != FJ_NULL && !add_item(out, fp_node(r->schema, d, j, ct, el)))
+                if (d->nodes[j].type != FJ_NULL && !add_child(r, out, d, j, ct, el))
                     return false;
-        } else if (d->nodes[v].type != FJ_NULL && !add_item(out, fp_node(r->schema, d, v, ct, el))) {
+        } else if (d->nodes[v].type != FJ_NULL && !add_child(r, out, d, v, ct, el)) {
             return false;
         }
     }
@@ -2326,7 +2645,8 @@ static int quick_equals(run *r, const sm_equals *q, const fp_item *it)
         for (uint32_t k = v + 1; k < fj_next(d, v); k = fj_next(d, k + 1)) {
             size_t len = d->nodes[k].len;
             const char *key = fj_str(d, k);
-            if (len < q->member_len || memcmp(key, q->member, q->member_len))
+            if (len < q->member_len || (q->member_len && key[0] != q->member[0]) ||
+                memcmp(key, q->member, q->member_len))
                 continue;
             if (len > q->member_len || found != UINT32_MAX)
                 return -1; /* a choice-like key, or the key twice */
@@ -2384,9 +2704,10 @@ static bool member_values(const fj_doc *d, uint32_t o, const char *name, size_t 
         const char *key = fj_str(d, k);
         size_t kl = d->nodes[k].len;
         bool under = kl == len + 1 && key[0] == '_' && !memcmp(key + 1, name, len);
-        if (under || (kl > len && !memcmp(key, name, len)))
+        bool lead = !len || (kl && key[0] == name[0]); /* most keys differ at once: no memcmp call */
+        if (under || (kl > len && lead && !memcmp(key, name, len)))
             return false;
-        if (kl != len || memcmp(key, name, len))
+        if (kl != len || !lead || memcmp(key, name, len))
             continue;
         uint32_t v = k + 1;
         uint32_t first = d->nodes[v].type == FJ_ARRAY ? v + 1 : v, end = fj_next(d, v);
@@ -2512,10 +2833,14 @@ static bool bind_sources(run *r, const sm_rule *rule, size_t i, const fp_item *f
 static bool bind_item(run *r, const sm_rule *rule, size_t i, const fp_item *it, const fp_item *first)
 {
     const sm_source *s = &rule->sources[i];
-    var *v = push_var(r, s->variable);
+    var *v = push_var(r);
     if (!v)
         return fail(r, rule, "out of memory");
+    v->name = s->variable;
+    v->target = false;
     v->item = *it;
+    v->obj = NULL;
+    v->tt = (ttype){0};
     size_t mark_vars = r->var_count;
     fp_truth truth = FP_TRUE;
     bool ok = !s->condition || test(r, rule, "where", s->condition, &s->condition_eq, it, &truth);
@@ -2568,7 +2893,7 @@ static bool run_group(run *r, const sm_group *g, const var *args)
     bool ok = !g->base || run_group(r, g->base, args);
     r->frame = r->var_count;
     for (size_t i = 0; ok && i < g->input_count; i++) {
-        var *v = push_var(r, g->inputs[i].name);
+        var *v = push_var(r);
         if (!v)
             ok = fail(r, NULL, "out of memory");
         else {
@@ -2606,7 +2931,7 @@ static void report_value(walk *w, uint32_t v)
     if (marks == d->nodes[v].size)
         return;
     if (!marks) {
-        oo_add(w->r->issues, OO_INFORMATION, OO_INFORMATIONAL, w->path.data, 0, 0, "unmapped: %s", w->path.data);
+        oo_add_text(w->r->issues, OO_INFORMATION, OO_INFORMATIONAL, w->path.data, "unmapped: ", w->path.data);
         return;
     }
     if (d->nodes[v].type == FJ_OBJECT)
@@ -2719,6 +3044,9 @@ bool mpe_run(const mpe_context *c, const sm_map *map, const fj_doc *doc, uint32_
     static const mpe_options defaults = {0};
     *out = NULL;
     run r = {.ctx = c, .map = map, .opts = opts ? opts : &defaults, .schema = c->schema, .doc = doc, .issues = issues};
+    var local_vars[48]; /* not in `r`: its initialiser would clear them all (5 KB) every run */
+    r.vars = r.local_vars = local_vars;
+    r.var_cap = sizeof local_vars / sizeof *local_vars;
     r.max_depth = r.opts->max_depth ? r.opts->max_depth : MPE_DEFAULT_MAX_DEPTH;
     const sm_group *g = r.opts->group ? sm_find_group(map, r.opts->group) : &map->groups[0];
     if (!g) {
@@ -2726,7 +3054,7 @@ bool mpe_run(const mpe_context *c, const sm_map *map, const fj_doc *doc, uint32_
         return false;
     }
     r.read = calloc(doc->count ? doc->count : 1, 1);
-    r.arena = fp_arena_new();
+    r.arena = take_arena();
     r.loose = json_object_new_array();
     if (!r.read || !r.arena || !r.loose) {
         oo_add(issues, OO_ERROR, OO_EXCEPTION, NULL, 0, 0, "out of memory");
@@ -2745,9 +3073,10 @@ bool mpe_run(const mpe_context *c, const sm_map *map, const fj_doc *doc, uint32_
         }
     }
     free(r.read);
-    free(r.vars);
+    if (r.vars != r.local_vars)
+        free(r.vars);
     free(r.parents);
-    fp_arena_free(r.arena);
+    give_arena(r.arena);
     json_object_put(r.loose);
     return *out != NULL;
 }

@@ -973,6 +973,7 @@ static void free_rules(sm_rule *rules, size_t n)
                 free_value(&t->params[p]);
             free(t->params);
             fp_expr_free(t->expression);
+            free(atomic_load(&t->engine_memo));
         }
         for (size_t k = 0; k < r->dependent_count; k++) {
             for (size_t v = 0; v < r->dependents[k].var_count; v++)

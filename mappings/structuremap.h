@@ -19,7 +19,8 @@
  * Memory: sm_load returns a map owning copies of everything (and the
  * compiled expressions); sm_free releases it. The json-c input is not kept
  * except contained ConceptMaps, which the map holds a reference to. A loaded
- * map is immutable: any number of runs may share it from any thread. Maps
+ * map is immutable (but for the engine's per-target memos, each written once
+ * atomically): any number of runs may share it from any thread. Maps
  * given as imports must outlive the maps that import them.
  *
  * Errors are values: sm_load returns NULL and appends issues (with the
@@ -29,6 +30,7 @@
 #define MAPPINGS_STRUCTUREMAP_H
 
 #include <json-c/json.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -137,6 +139,10 @@ typedef struct sm_target {
     sm_value *params;
     size_t param_count;
     fp_expr *expression; /* evaluate: the compiled FHIRPath; else NULL */
+    /* the engine's memo of the target's element (engine.c; opaque here): NULL until a run first needs it, then
+       set once by an atomic compare-and-swap and never changed, so runs on any thread share the map; sm_free
+       frees it */
+    _Atomic(void *) engine_memo;
 } sm_target;
 
 typedef struct sm_group sm_group;

@@ -4,12 +4,14 @@
  * the engine on maps written here: a Patient to a small logical model and
  * back, groups and dependent rules, list modes, translate, evaluate, the
  * transforms, extends, default type-to-type groups, unmapped elements,
- * errors, host functions and a 100,000-item list.
+ * errors, host functions, the per-target memos (two types, two contexts,
+ * four threads sharing a map) and a 100,000-item list.
  *
  * Memory: each test frees what it makes; the shared registry and engine
  * context live for the whole process (made in setup, freed in teardown).
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1271,6 +1273,101 @@ Test(fml, same_alias_in_two_maps)
     }
     sm_free(to_record);
     sm_free(to_patient);
+}
+
+/* ---- the engine's per-target memos ---------------------------------------- */
+
+/* One group whose target t.value is reached as an Identifier's element (a string) and an Extension's (a choice). */
+static const char *LABEL_MAP = "map \"u\" = \"n\"\n"
+                               "group main(source src : Patient, target tgt : Observation) {\n"
+                               "  src -> tgt.identifier as i then label(src, i) \"identifier\";\n"
+                               "  src -> tgt.extension as x then label(src, x) \"extension\";\n"
+                               "}\n"
+                               "group label(source src, target t) {\n"
+                               "  src.gender as g -> t.value = g \"value\";\n"
+                               "}\n";
+static const char *LABEL_SOURCE = "{\"resourceType\":\"Patient\",\"gender\":\"male\"}";
+static const char *LABEL_RESULT = "{\"resourceType\":\"Observation\",\"identifier\":[{\"value\":\"male\"}],"
+                                  "\"extension\":[{\"valueCode\":\"male\"}]}";
+
+/*
+ * A target keeps the element its first run found (sm_target.engine_memo);
+ * reached in another type it must look the element up again, not reuse the
+ * first answer (which would write "value" into the Extension).
+ */
+Test(fml, one_target_in_two_types)
+{
+    sm_map *m = load(LABEL_MAP);
+    for (int i = 0; i < 3; i++)
+        expect_run(m, LABEL_SOURCE, LABEL_RESULT);
+    sm_free(m);
+}
+
+/*
+ * The kept element of a logical model's target points into the context's
+ * models: a run with another context must not use one kept by a context
+ * since freed (ASan would see the freed models read).
+ */
+Test(fml, a_kept_target_element_is_per_context)
+{
+    sm_map *m = load(TO_RECORD);
+    const char *want = "{\"resourceType\":\"PatientRecord\",\"note\":\"from Patient\",\"bsn\":\"999911120\","
+                       "\"family\":\"Jansen\",\"given\":[\"Piet\",\"Jan\"],\"sex\":\"M\",\"born\":\"1970-03-04\","
+                       "\"deceased\":false,\"address\":[{\"street\":\"Kerkstraat 1\",\"city\":\"Utrecht\"},"
+                       "{\"street\":\"Dorpsweg 2\",\"city\":\"Ede\"}]}";
+    mpe_context *first = ctx;
+    ctx = mpe_context_new(NULL, registry); /* runs first: its records are the ones kept */
+    cr_assert_not_null(ctx);
+    expect_run(m, PATIENT, want);
+    mpe_context_free(ctx);
+    ctx = first;
+    expect_run(m, PATIENT, want);
+    sm_free(m);
+}
+
+typedef struct label_runs {
+    const sm_map *map;
+    int mismatches;
+} label_runs;
+
+static void *run_labels(void *arg)
+{
+    label_runs *l = arg;
+    for (int i = 0; i < 200; i++) {
+        char *text = strdup(LABEL_SOURCE);
+        fj_doc doc;
+        fj_error e;
+        oo_list issues;
+        oo_list_init(&issues, 0);
+        json_object *out = NULL, *want = json_tokener_parse(LABEL_RESULT);
+        bool parsed = fj_parse(text, strlen(text), NULL, &doc, &e);
+        if (!parsed || !mpe_run(ctx, l->map, &doc, 0, NULL, &out, &issues) || !tj_same(out, want))
+            l->mismatches++;
+        if (parsed)
+            fj_doc_free(&doc);
+        json_object_put(out);
+        json_object_put(want);
+        oo_list_free(&issues);
+        free(text);
+    }
+    return NULL;
+}
+
+/* Runs on four threads share a fresh map: the first runs race to keep each target's record; all agree. */
+Test(fml, a_map_shared_by_threads)
+{
+    sm_map *m = load(LABEL_MAP);
+    pthread_t threads[4];
+    label_runs runs[4];
+    for (int i = 0; i < 4; i++) {
+        runs[i] = (label_runs){.map = m};
+        cr_assert_eq(pthread_create(&threads[i], NULL, run_labels, &runs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(threads[i], NULL);
+        cr_expect_eq(runs[i].mismatches, 0, "thread %d: %d runs gave another result", i, runs[i].mismatches);
+    }
+    sm_free(m);
 }
 
 /* ---- scale --------------------------------------------------------------- */
