@@ -40,9 +40,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "gateway/util/random.h"
 
 #include "fhir/json_write.h"
+#include "gateway/util/random.h"
 
 #define STATUS_PROFILE \
     "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription-status-r4"

@@ -4,9 +4,9 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include "gateway/util/random.h"
 
 #include "gateway/rest/rest_internal.h"
+#include "gateway/util/random.h"
 
 void rest_stq_free(rest_stq *s)
 {
