@@ -774,6 +774,18 @@ static void run_sql(const char *sql)
     sqlite3_close(db);
 }
 
+/* On the stopped server's database: Bundle/to's stored body replaced by Bundle/from's, as someone with the
+ * database file but not the key could do. */
+static void move_body(const char *from, const char *to)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "UPDATE resource_version SET json = (SELECT json FROM resource_version WHERE type = 'Bundle' AND "
+             "id = '%s') WHERE type = 'Bundle' AND id = '%s'",
+             from, to);
+    run_sql(sql);
+}
+
 Test(at_rest, the_database_never_holds_a_document_in_the_clear)
 {
     sent s = send_handover("hospital-a", "7e0d5a1c-1111-4a4a-9c9c-000000000001", "7e0d5a1c-1111-4a4a-9c9c-000000000002",
@@ -848,12 +860,7 @@ Test(at_rest, a_ciphertext_moved_to_another_row_does_not_open)
     sent b = send_handover("hospital-b", "7e0d5a1c-3333-4a4a-9c9c-000000000002", NULL, URA_ELV_A);
     cr_assert(a.status == 201 && b.status == 201);
     rh_stop_server();
-    char sql[512];
-    snprintf(sql, sizeof sql,
-             "UPDATE resource_version SET json = (SELECT json FROM resource_version WHERE type = 'Bundle' AND "
-             "id = '%s') WHERE type = 'Bundle' AND id = '%s'",
-             a.doc, b.doc);
-    run_sql(sql);
+    move_body(a.doc, b.doc);
     rh_start_server();
     char path[128];
     bool holds = false;
@@ -1037,12 +1044,7 @@ Test(at_rest, a_body_sealed_as_base64_text_before_still_opens)
     cr_expect(holds);
     /* the text form is bound to its row as the binary one is */
     rh_stop_server();
-    char sql[512];
-    snprintf(sql, sizeof sql,
-             "UPDATE resource_version SET json = (SELECT json FROM resource_version WHERE type = 'Bundle' AND "
-             "id = '%s') WHERE type = 'Bundle' AND id = '%s'",
-             a.doc, b.doc);
-    run_sql(sql);
+    move_body(a.doc, b.doc);
     rh_start_server();
     snprintf(path, sizeof path, "/Bundle/%s", b.doc);
     cr_expect_eq(get_holding("hospital-b", path, SECRET, &holds), 500);
