@@ -1595,17 +1595,31 @@ Test(store, a_version_2_store_is_migrated_and_its_personal_rows_marked)
     cr_expect_eq(update("Patient", "p1", "{\"resourceType\":\"Patient\"}", 1).version, 2);
 }
 
+/* Queues a notification for `receiver` of a new Task/<prefix><i>; returns its seq. */
+static int64_t queue_notification(const char *receiver, const char *prefix, int i)
+{
+    char task_id[16];
+    snprintf(task_id, sizeof task_id, "%s%d", prefix, i);
+    st_notify n = {.receiver = receiver, .event = "created", .of_op = 0};
+    st_op ops[] = {create_op("Task", task_id, "{}"), {.kind = ST_OP_NOTIFY, .notify = &n}};
+    st_op_result r[2];
+    cr_assert_eq(st_submit_wait(S, ops, 2, r), ST_OK);
+    st_notification *rows = NULL;
+    size_t count = 0;
+    st_error err;
+    st_notify_query q = {.receiver = receiver, .from_event = r[1].version, .to_event = r[1].version};
+    cr_assert_eq(st_notify_list(S, &q, &rows, &count, &err), ST_OK, "%s", err.message);
+    cr_assert_eq(count, 1);
+    int64_t seq = rows[0].seq;
+    free(rows);
+    return seq;
+}
+
 /* A receiver's events by number range and newest first: what $events and $status read (rest_subscription.c). */
 Test(store, notifications_of_a_receiver_by_event_range)
 {
-    for (int i = 0; i < 5; i++) {
-        char id[16];
-        snprintf(id, sizeof id, "t%d", i);
-        st_notify n = {.receiver = i == 2 ? "22222222" : "33333333", .event = "created", .of_op = 0};
-        st_op ops[] = {create_op("Task", id, "{}"), {.kind = ST_OP_NOTIFY, .notify = &n}};
-        st_op_result r[2];
-        cr_assert_eq(st_submit_wait(S, ops, 2, r), ST_OK);
-    }
+    for (int i = 0; i < 5; i++)
+        queue_notification(i == 2 ? "22222222" : "33333333", "t", i);
     st_notification *rows = NULL;
     size_t count = 0;
     st_error err;
@@ -1633,26 +1647,6 @@ Test(store, notifications_of_a_receiver_by_event_range)
     cr_expect_eq(count, 1);
     cr_expect_eq(rows[0].event_number, 1, "numbered per receiver");
     free(rows);
-}
-
-/* Queues a notification for `receiver` of a new Task; returns its seq. */
-static int64_t queue_notification(const char *receiver, int i)
-{
-    char id[16];
-    snprintf(id, sizeof id, "p%d", i);
-    st_notify n = {.receiver = receiver, .event = "created", .of_op = 0};
-    st_op ops[] = {create_op("Task", id, "{}"), {.kind = ST_OP_NOTIFY, .notify = &n}};
-    st_op_result r[2];
-    cr_assert_eq(st_submit_wait(S, ops, 2, r), ST_OK);
-    st_notification *rows = NULL;
-    size_t count = 0;
-    st_error err;
-    st_notify_query q = {.receiver = receiver, .from_event = r[1].version, .to_event = r[1].version};
-    cr_assert_eq(st_notify_list(S, &q, &rows, &count, &err), ST_OK, "%s", err.message);
-    cr_assert_eq(count, 1);
-    int64_t seq = rows[0].seq;
-    free(rows);
-    return seq;
 }
 
 static void mark_delivered(int64_t seq, int64_t keep_ms)
@@ -1686,24 +1680,24 @@ Test(store, a_delivered_mark_prunes_the_oldest_few)
     const char *receiver = "44444444";
     int64_t seqs[OLD + 2];
     for (int i = 0; i < OLD; i++) {
-        seqs[i] = queue_notification(receiver, i);
+        seqs[i] = queue_notification(receiver, "p", i);
         mark_delivered(seqs[i], 0); /* delivered at T0, nothing pruned */
     }
     atomic_store(&now, T0 + 10000);
-    seqs[OLD] = queue_notification(receiver, OLD);
+    seqs[OLD] = queue_notification(receiver, "p", OLD);
     mark_delivered(seqs[OLD], 5000); /* events 1..OLD were delivered longer than 5 s ago */
     int64_t first = 0;
     size_t left = queued_events(receiver, &first);
     cr_expect_eq(first, ST_NOTIFY_PRUNE_BATCH + 1, "the oldest %d went", ST_NOTIFY_PRUNE_BATCH);
     cr_expect_eq(left, OLD + 1 - ST_NOTIFY_PRUNE_BATCH);
-    seqs[OLD + 1] = queue_notification(receiver, OLD + 1);
+    seqs[OLD + 1] = queue_notification(receiver, "p", OLD + 1);
     mark_delivered(seqs[OLD + 1], 5000);
     left = queued_events(receiver, &first);
     cr_expect_eq(first, 2 * ST_NOTIFY_PRUNE_BATCH + 1, "the next mark takes the next few");
     cr_expect_eq(left, OLD + 2 - 2 * ST_NOTIFY_PRUNE_BATCH);
     /* what is left of the old ones goes with the next marks; the two recent ones stay */
     for (int i = 0; i < 2; i++)
-        mark_delivered(queue_notification(receiver, OLD + 2 + i), 5000);
+        mark_delivered(queue_notification(receiver, "p", OLD + 2 + i), 5000);
     left = queued_events(receiver, &first);
     cr_expect_eq(first, OLD + 1, "only the ones delivered at T0 + 10 s are left");
     cr_expect_eq(left, 4);

@@ -41,16 +41,6 @@ void au_set(char *field, size_t size, const char *text)
     field[n] = '\0';
 }
 
-void au_hex(const unsigned char *bytes, size_t n, char *out)
-{
-    hex_encode(bytes, n, out);
-}
-
-bool au_unhex(const char *text, unsigned char *out, size_t n)
-{
-    return hex_decode(text, out, n);
-}
-
 static bool hmac(const unsigned char *key, size_t key_len, const unsigned char *data, size_t len,
                  unsigned char out[AU_MAC_LEN])
 {
@@ -202,7 +192,7 @@ bool au_pseudonym(const au_keyring *k, const char *key_id, const char *reference
     unsigned char mac[AU_MAC_LEN];
     if (!key || !hmac(key->pseudonym, sizeof key->pseudonym, (const unsigned char *)reference, strlen(reference), mac))
         return false;
-    au_hex(mac, AU_PSEUDONYM_LEN / 2, out);
+    hex_encode(mac, AU_PSEUDONYM_LEN / 2, out);
     return true;
 }
 

@@ -94,9 +94,6 @@ bool au_pseudonym(const au_keyring *k, const char *key_id, const char *reference
 bool au_mac(const au_keyring *k, const unsigned char prev[AU_MAC_LEN], const au_entry *e,
             unsigned char out[AU_MAC_LEN]);
 
-void au_hex(const unsigned char *bytes, size_t n, char *out);  /* 2n digits and a NUL */
-bool au_unhex(const char *text, unsigned char *out, size_t n); /* exactly 2n hex digits */
-
 /* ---- The chain head, kept by the store's commit thread ------------------------------------------- */
 
 typedef struct au_head {

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "gateway/audit/audit.h"
+#include "gateway/util/hex.h"
 
 #define SIG_LEN 64 /* Ed25519 */
 #define LINE_MAX_BYTES 512
@@ -71,7 +72,7 @@ bool au_signer_can_sign(const au_signer *s)
 /* The signed text of a checkpoint, and the hex of its MAC (mac: AU_MAC_HEX bytes). */
 static int signed_text(const au_checkpoint *c, char *out, size_t size, char mac[AU_MAC_HEX])
 {
-    au_hex(c->mac, AU_MAC_LEN, mac);
+    hex_encode(c->mac, AU_MAC_LEN, mac);
     return snprintf(out, size, "fhirgw-audit-checkpoint v1 %" PRId64 " %s %" PRId64, c->seq, mac, c->time_ms);
 }
 
@@ -103,7 +104,7 @@ bool au_checkpoint_append(const au_signer *s, const char *path, const au_checkpo
         snprintf(err, errlen, "cannot sign the checkpoint (%s)", s->can_sign ? "Ed25519 failed" : "a public key only");
         return false;
     }
-    au_hex(sig, SIG_LEN, sig_hex);
+    hex_encode(sig, SIG_LEN, sig_hex);
     int len = snprintf(line, sizeof line, "v1 %" PRId64 " %s %" PRId64 " %s\n", c->seq, mac, c->time_ms, sig_hex);
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     bool ok = fd >= 0 && write(fd, line, (size_t)len) == len && fsync(fd) == 0;
@@ -121,7 +122,7 @@ au_cp_status au_checkpoint_parse(const au_signer *s, const char *line, au_checkp
     unsigned char sig[SIG_LEN];
     memset(out, 0, sizeof *out);
     if (sscanf(line, "v1 %" SCNd64 " %65s %" SCNd64 " %129s %c", &seq, mac_hex, &time_ms, sig_hex, &tail) != 4 ||
-        seq < 1 || !au_unhex(mac_hex, out->mac, AU_MAC_LEN) || !au_unhex(sig_hex, sig, SIG_LEN))
+        seq < 1 || !hex_decode(mac_hex, out->mac, AU_MAC_LEN) || !hex_decode(sig_hex, sig, SIG_LEN))
         return AU_CP_MALFORMED;
     out->seq = seq;
     out->time_ms = time_ms;

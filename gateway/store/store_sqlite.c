@@ -28,6 +28,7 @@
 #include "fhir/array.h"
 #include "gateway/store/store_sql.h"
 #include "gateway/store/wal_buffer.h"
+#include "gateway/util/hex.h"
 
 #define DYNAMIC_CACHE_SIZE LIM(store_statement_cache)
 #define CHECKPOINT_PAGES LIM(store_checkpoint_pages) /* SQLite's own default threshold */
@@ -999,7 +1000,7 @@ static st_status audit_head(void *writer, au_head *out, st_error *err)
     if (rc == SQLITE_ROW) {
         out->seq = sqlite3_column_int64(stmt, 0);
         const char *mac = (const char *)sqlite3_column_text(stmt, 1);
-        if (!mac || !au_unhex(mac, out->mac, AU_MAC_LEN)) {
+        if (!mac || !hex_decode(mac, out->mac, AU_MAC_LEN)) {
             st__error(err, "the last audit entry's MAC is not 64 hex digits");
             s = ST_INTERNAL;
         }
@@ -1014,7 +1015,7 @@ static void append_audit(void *writer, const au_entry *e, const unsigned char ma
 {
     conn *c = writer;
     char mac_hex[AU_MAC_HEX], action[2] = {e->action, '\0'};
-    au_hex(mac, AU_MAC_LEN, mac_hex);
+    hex_encode(mac, AU_MAC_LEN, mac_hex);
     sql_value v[SQL_AU_COLUMNS] = {
         [SQL_AU_SEQ] = sql_int(e->seq),
         [SQL_AU_TIME] = sql_int(e->time_ms),
@@ -1106,7 +1107,7 @@ static void audit_row_from(sqlite3_stmt *stmt, void *row)
     AU_SET(e->where, column_text(stmt, SQL_AU_WHERE));
     AU_SET(e->decision, column_text(stmt, SQL_AU_DECISION));
     e->status = sqlite3_column_int(stmt, SQL_AU_STATUS);
-    if (!au_unhex(column_text(stmt, SQL_AU_MAC), out->mac, AU_MAC_LEN))
+    if (!hex_decode(column_text(stmt, SQL_AU_MAC), out->mac, AU_MAC_LEN))
         memset(out->mac, 0, AU_MAC_LEN); /* a mangled MAC never verifies */
 }
 
