@@ -361,8 +361,8 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
 {
     body_sink *sink = arg;
     rh_response *r = sink->r;
-    if (sink->pace)
-        sink->pace(r->len + size * n, sink->pace_arg);
+    if (sink->pace && !sink->pace(r->len + size * n, sink->pace_arg))
+        return 0; /* the client hangs up */
     r->body = realloc(r->body, r->len + size * n + 1);
     memcpy(r->body + r->len, data, size * n);
     r->len += size * n;
@@ -437,9 +437,9 @@ rh_response rh_request(const char *who, const char *method, const char *path, co
     return perform(who, method, path, body, extra, NULL, NULL);
 }
 
-rh_response rh_get_paced(const char *who, const char *path, rh_pace_fn pace, void *arg)
+rh_response rh_get_paced(const char *who, const char *path, const char *const *extra, rh_pace_fn pace, void *arg)
 {
-    return perform(who, "GET", path, NULL, NULL, pace, arg);
+    return perform(who, "GET", path, NULL, extra, pace, arg);
 }
 
 void rh_response_free(rh_response *r)

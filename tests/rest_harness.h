@@ -109,10 +109,11 @@ rh_response rh_request(const char *who, const char *method, const char *path, co
                        const char *const *extra);
 void rh_response_free(rh_response *r);
 /* Called with the body bytes received so far, each time a piece arrives, before it is kept; it may block,
- * to play a client that reads slowly (the curl timeout of 30 s still applies). */
-typedef void (*rh_pace_fn)(size_t received, void *arg);
-/* rh_request("GET") whose body pieces pass through pace first. */
-rh_response rh_get_paced(const char *who, const char *path, rh_pace_fn pace, void *arg);
+ * to play a client that reads slowly (the curl timeout of 30 s still applies), and returns false to play one
+ * that hangs up there (the connection is closed; the response's curl is CURLE_WRITE_ERROR). */
+typedef bool (*rh_pace_fn)(size_t received, void *arg);
+/* rh_request("GET", extra headers as there) whose body pieces pass through pace first. */
+rh_response rh_get_paced(const char *who, const char *path, const char *const *extra, rh_pace_fn pace, void *arg);
 
 /* The body as JSON (asserts it is). */
 json_object *rh_json(const rh_response *r);

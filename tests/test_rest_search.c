@@ -714,19 +714,20 @@ typedef struct slow_reader {
     rh_response r;
 } slow_reader;
 
-static void pause_reading(size_t received, void *arg)
+static bool pause_reading(size_t received, void *arg)
 {
     (void)received;
     slow_reader *s = arg;
     atomic_store(&s->started, true);
     for (int i = 0; i < 2000 && !atomic_load(&s->resume); i++)
         usleep(10000);
+    return true;
 }
 
 static void *read_big_page(void *arg)
 {
     slow_reader *s = arg;
-    s->r = rh_get_paced("hospital-a", "/Binary?_count=50", pause_reading, s);
+    s->r = rh_get_paced("hospital-a", "/Binary?_count=50", NULL, pause_reading, s);
     return NULL;
 }
 

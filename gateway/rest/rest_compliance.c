@@ -11,6 +11,7 @@
 
 #include <ctype.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -368,100 +369,148 @@ static bool insured_in_set(void *arg, size_t i, const cx_set *set)
     return yes;
 }
 
-/* The batch's checks over CHECK_THREADS threads, the caller's among them: each plan is checked alone, so a
- * pull uses a second core as the single-plan operations do through the server's several workers. */
-#define CHECK_THREADS 2
-
-/* Subjects [from, to) of a batch to check: each gathered set as a Bundle, checked into its job. */
-typedef struct check_share {
+/*
+ * A gathered batch being checked. Each subject's context is copied into its own Bundle text when the batch is
+ * gathered, so the checks need neither the sets nor the cache (which the caller may use for the next batch
+ * meanwhile). The subjects are claimed one at a time (next) by the batch's thread and, in
+ * rest_compliance_finish, by the caller's: whichever is free takes the next, so neither waits while the other
+ * has work left. Each job is written by the one thread that claimed it and read after the join.
+ */
+struct rest_compliance_batch {
     rest_app *app;
-    cx_set *sets;
-    rest_compliance_job *jobs;
-    const size_t *job_of;
     const char *type;
     fdt_value day;
-    size_t from, to;
-} check_share;
+    rest_compliance_job *jobs;
+    size_t *job_of; /* subject k -> its job */
+    char **bundles; /* subject k's context as a collection Bundle (NULL: left out, not the insurer's insured) */
+    size_t *bundle_lens;
+    size_t count;
+    atomic_size_t next; /* the next subject to claim */
+    pthread_t thread;
+    bool thread_started;
+};
 
-static void *check_range(void *arg)
+/* A handful of plans is not worth a thread. */
+#define CHECK_THREAD_MIN 8
+
+static void check_claimed(rest_compliance_batch *b)
 {
-    const check_share *c = arg;
-    for (size_t k = c->from; k < c->to; k++) {
-        rest_compliance_job *job = &c->jobs[c->job_of[k]];
-        if (!c->sets[k].count)
-            continue; /* left out: not the insurer's insured */
-        size_t blen;
-        char *bundle = cx_bundle(&c->sets[k], &blen);
-        job->status = bundle ? check_text(c->app, bundle, blen, c->type, c->day, NULL, job->insurer_model, &job->report,
-                                          &job->report_len, &job->status_code, job->msg, sizeof job->msg)
-                             : 503;
-        free(bundle);
+    for (size_t k; (k = atomic_fetch_add(&b->next, 1)) < b->count;) {
+        rest_compliance_job *job = &b->jobs[b->job_of[k]];
+        if (!b->bundles[k])
+            continue;
+        job->status = check_text(b->app, b->bundles[k], b->bundle_lens[k], b->type, b->day, NULL, job->insurer_model,
+                                 &job->report, &job->report_len, &job->status_code, job->msg, sizeof job->msg);
+        free(b->bundles[k]);
+        b->bundles[k] = NULL;
     }
+}
+
+static void *check_thread(void *arg)
+{
+    check_claimed(arg);
     return NULL;
 }
 
-/* Check all of `all` (from 0 to its `to`), sharing it out; a thread that cannot be started leaves its share to
- * the caller's. */
-static void check_all(const check_share *all)
+static void batch_free(rest_compliance_batch *b)
 {
-    check_share share[CHECK_THREADS];
-    pthread_t thread[CHECK_THREADS];
-    bool started[CHECK_THREADS] = {false};
-    size_t n = all->to, per = (n + CHECK_THREADS - 1) / CHECK_THREADS;
-    for (size_t t = 0; t < CHECK_THREADS; t++) {
-        share[t] = *all;
-        share[t].from = t * per < n ? t * per : n;
-        share[t].to = (t + 1) * per < n ? (t + 1) * per : n;
-    }
-    for (size_t t = 1; t < CHECK_THREADS && n > 8; t++) /* a handful of plans is not worth a thread */
-        started[t] = share[t].from < share[t].to && pthread_create(&thread[t], NULL, check_range, &share[t]) == 0;
-    check_range(&share[0]);
-    for (size_t t = 1; t < CHECK_THREADS; t++) {
-        if (started[t])
-            pthread_join(thread[t], NULL);
-        else
-            check_range(&share[t]);
+    if (!b)
+        return;
+    for (size_t k = 0; b->bundles && k < b->count; k++)
+        free(b->bundles[k]);
+    free(b->bundles);
+    free(b->bundle_lens);
+    free(b->job_of);
+    free(b);
+}
+
+/* Subject k's set as its Bundle text; none when the set is empty (dropped: not the insurer's insured). */
+static void batch_take_set(rest_compliance_batch *b, size_t k, const cx_set *set)
+{
+    if (!set->count)
+        return;
+    b->bundles[k] = cx_bundle(set, &b->bundle_lens[k]);
+    if (!b->bundles[k]) {
+        rest_compliance_job *job = &b->jobs[b->job_of[k]];
+        job->status = 503;
+        snprintf(job->msg, sizeof job->msg, "out of memory making the context");
     }
 }
 
-int rest_compliance_reports(rest_app *app, cx_cache *cache, const char *type, const char *date,
-                            const rest_insurer_scope *insurer, rest_compliance_job *jobs, size_t n, char *msg,
-                            size_t msglen)
+int rest_compliance_gather(rest_app *app, cx_cache *cache, const char *type, const char *date,
+                           const rest_insurer_scope *insurer, rest_compliance_job *jobs, size_t n,
+                           rest_compliance_batch **batch, char *msg, size_t msglen)
 {
-    fdt_value day;
+    *batch = NULL;
     msg[0] = '\0';
+    fdt_value day;
     if (!date_checked(app, date, &day)) {
         snprintf(msg, msglen, "date must be YYYY-MM-DD");
         return 400;
     }
+    rest_compliance_batch *b = calloc(1, sizeof *b);
     const char **texts = calloc(n ? n : 1, sizeof *texts);
-    size_t *lens = calloc(n ? n : 1, sizeof *lens), *job_of = calloc(n ? n : 1, sizeof *job_of), m = 0;
+    size_t *lens = calloc(n ? n : 1, sizeof *lens), m = 0;
     cx_set *sets = calloc(n ? n : 1, sizeof *sets);
-    int s = texts && lens && job_of && sets ? 0 : 503;
+    int s = b && texts && lens && sets ? 0 : 503;
+    if (!s) {
+        *b = (rest_compliance_batch){.app = app, .type = type, .day = day, .jobs = jobs};
+        b->job_of = calloc(n ? n : 1, sizeof *b->job_of);
+        b->bundles = calloc(n ? n : 1, sizeof *b->bundles);
+        b->bundle_lens = calloc(n ? n : 1, sizeof *b->bundle_lens);
+        s = b->job_of && b->bundles && b->bundle_lens ? 0 : 503;
+    }
     for (size_t i = 0; !s && i < n; i++) {
         jobs[i].status = 0, jobs[i].report = NULL, jobs[i].report_len = 0, jobs[i].status_code = NULL;
         jobs[i].msg[0] = '\0';
         if (jobs[i].json)
-            texts[m] = jobs[i].json, lens[m] = jobs[i].len, job_of[m++] = i;
+            texts[m] = jobs[i].json, lens[m] = jobs[i].len, b->job_of[m++] = i;
     }
-    batch_scope scope = {app, insurer, jobs, job_of, 0, msg, msglen, NULL, 0, 0};
+    batch_scope scope = {app, insurer, jobs, b ? b->job_of : NULL, 0, msg, msglen, NULL, 0, 0};
     cx_source store = cx_store_source(app->opt.store);
     if (!s)
         s = cx_gather_many(&store, cache, type, texts, lens, m, insurer ? insured_in_set : NULL, &scope, sets, msg,
                            msglen);
     if (!s)
         s = scope.status;
-    if (!s)
-        check_all(&(check_share){app, sets, jobs, job_of, type, day, 0, m});
+    for (size_t k = 0; !s && k < m; k++)
+        batch_take_set(b, k, &sets[k]);
     for (size_t k = 0; sets && k < m; k++)
         cx_set_free(&sets[k]);
     free(sets);
     free(texts);
     free(lens);
-    free(job_of);
     free(scope.answers);
-    if (s && !msg[0])
-        snprintf(msg, msglen, "out of memory");
+    if (s) {
+        batch_free(b);
+        if (!msg[0])
+            snprintf(msg, msglen, "out of memory");
+        return s;
+    }
+    b->count = m;
+    atomic_init(&b->next, 0);
+    b->thread_started = m > CHECK_THREAD_MIN && pthread_create(&b->thread, NULL, check_thread, b) == 0;
+    *batch = b;
+    return 0;
+}
+
+void rest_compliance_finish(rest_compliance_batch *batch)
+{
+    if (!batch)
+        return;
+    check_claimed(batch);
+    if (batch->thread_started)
+        pthread_join(batch->thread, NULL);
+    batch_free(batch);
+}
+
+int rest_compliance_reports(rest_app *app, cx_cache *cache, const char *type, const char *date,
+                            const rest_insurer_scope *insurer, rest_compliance_job *jobs, size_t n, char *msg,
+                            size_t msglen)
+{
+    rest_compliance_batch *batch;
+    int s = rest_compliance_gather(app, cache, type, date, insurer, jobs, n, &batch, msg, msglen);
+    rest_compliance_finish(batch);
     return s;
 }
 

@@ -82,4 +82,21 @@ int rest_compliance_reports(rest_app *app, cx_cache *cache, const char *type, co
                             const rest_insurer_scope *insurer, rest_compliance_job *jobs, size_t n, char *msg,
                             size_t msglen);
 
+/*
+ * rest_compliance_reports in two halves, so that a caller can gather the next batch while this one is checked
+ * (the insurer's NDJSON pull keeps both cores busy so):
+ *   rest_compliance_gather  reads the contexts on the caller's thread (the store, the cache), copies each into
+ *                           the batch, and starts a thread checking them. 0 with *batch, or the status with msg
+ *                           as for rest_compliance_reports (*batch NULL).
+ *   rest_compliance_finish  checks alongside that thread until every subject is done, joins it and frees the
+ *                           batch; then the jobs hold their outcomes. NULL is a no-op.
+ * Between the two the jobs belong to the batch: the caller reads and frees none of them. The batch needs
+ * neither the cache nor the subjects' texts (jobs[i].json, .patient) after gather returns.
+ */
+typedef struct rest_compliance_batch rest_compliance_batch;
+int rest_compliance_gather(rest_app *app, cx_cache *cache, const char *type, const char *date,
+                           const rest_insurer_scope *insurer, rest_compliance_job *jobs, size_t n,
+                           rest_compliance_batch **batch, char *msg, size_t msglen);
+void rest_compliance_finish(rest_compliance_batch *batch);
+
 #endif

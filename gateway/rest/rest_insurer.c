@@ -500,20 +500,15 @@ static void plan_scope(rq *q, const st_resource *r, rest_compliance_job *job, ch
     free(copy);
 }
 
-/*
- * The reports of the page's plans that the view lists and whose patient is the caller's insured on the plan's
- * start (as in_scope decides it), checked in one batch (rest_compliance_reports). 0, or the status with an
- * issue (the store failed).
- */
-static int chunk_check(rq *q, const list_params *p, const char *uzovi, const st_list *page, chunk_reports *c,
-                       oo_list *issues)
+/* A job for each plan of the page that the view lists (with its patient and day); false with an issue. */
+static bool chunk_jobs(rq *q, const list_params *p, const st_list *page, chunk_reports *c, oo_list *issues)
 {
     c->n = page->count;
     c->jobs = calloc(c->n ? c->n : 1, sizeof *c->jobs);
     c->patients = calloc(c->n ? c->n : 1, sizeof *c->patients);
     if (!c->jobs || !c->patients) {
         oo_add(issues, OO_ERROR, "transient", NULL, 0, 0, "out of memory");
-        return 503;
+        return false;
     }
     for (size_t i = 0; i < c->n; i++) {
         const st_resource *r = &page->items[i];
@@ -524,6 +519,19 @@ static int chunk_check(rq *q, const list_params *p, const char *uzovi, const st_
         c->jobs[i].len = r->json_len;
         plan_scope(q, r, &c->jobs[i], c->patients[i]);
     }
+    return true;
+}
+
+/*
+ * The reports of the page's plans that the view lists and whose patient is the caller's insured on the plan's
+ * start (as in_scope decides it), checked in one batch (rest_compliance_reports). 0, or the status with an
+ * issue (the store failed).
+ */
+static int chunk_check(rq *q, const list_params *p, const char *uzovi, const st_list *page, chunk_reports *c,
+                       oo_list *issues)
+{
+    if (!chunk_jobs(q, p, page, c, issues))
+        return 503;
     rest_insurer_scope who = {uzovi, q->caller.ura};
     char msg[REST_COMPLIANCE_MESSAGE_MAX];
     int s = rest_compliance_reports(q->app, p->cache, COMPLIANCE.type, p->date[0] ? p->date : NULL, &who, c->jobs, c->n,
@@ -658,15 +666,30 @@ bool rest_insurer_plans(rq *q)
  * A page's audit entries commit on the store's commit thread while the next page is made (the commit was a
  * fifth of a pull's time when waited for); its lines are sent only once they have committed.
  */
+/*
+ * One chunk of the stream: the next NDJSON_PAGE plans of the store after the cursor, their reports being
+ * checked on a thread (rest_compliance_gather) while the worker reads and gathers the chunk after it. The rows
+ * own the plans' texts; the reports' jobs belong to the batch until rest_compliance_finish.
+ */
+typedef struct pull_chunk {
+    st_list rows;
+    chunk_reports reports;
+    rest_compliance_batch *batch; /* being checked; NULL once finished (or when nothing is) */
+    bool made;                    /* rows and reports are this chunk's */
+} pull_chunk;
+
 typedef struct pull {
     rq *q;
     list_params p;
     char uzovi[INS_UZOVI_SIZE];
-    fj_buf out;    /* lines not yet handed to the stream */
-    fj_buf page;   /* the page being made */
-    fj_buf flight; /* the page before: its lines wait for its audit entries */
-    bool done;     /* no page is left to make */
-    bool flying;   /* flight's entries are being committed */
+    list_query lq;    /* the provider's plans, from the cursor on, one snapshot for the whole stream */
+    bool store_done;  /* the store has no plan after lq's cursor */
+    pull_chunk ahead; /* the next chunk, made and being checked while the one before is sent */
+    fj_buf out;       /* lines not yet handed to the stream */
+    fj_buf page;      /* the page being made */
+    fj_buf flight;    /* the page before: its lines wait for its audit entries */
+    bool done;        /* no page is left to make */
+    bool flying;      /* flight's entries are being committed */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool landed, recorded; /* set on the commit thread: the commit is over; the entries are in the trail */
@@ -715,49 +738,109 @@ static int take_off(pull *pl)
     if (started < 0)
         return 503;
     pl->flying = started > 0;
-    if (!pl->flying) /* nothing disclosed (no line is a report): its lines go as they are */
+    if (!pl->flying && pl->flight.len) /* nothing disclosed (no line is a report): its lines go as they are */
         fj_buf_append(&pl->out, pl->flight.data, pl->flight.len), pl->flight.len = 0;
     return 0;
 }
 
-/*
- * The next page's reports as lines: the first page's into pl->out (the answer's own hold commits its entries),
- * a later one's into flight (take_off). 0, or the status when the store failed.
- */
-static int pull_page(pull *pl, bool first)
+/* Wait for the chunk's checks (helping with them), then free it. */
+static void chunk_drop(pull_chunk *c)
 {
-    json_object *items = json_object_new_array(), *not_mapped = json_object_new_array();
-    char next[64];
-    oo_list issues;
-    oo_list_init(&issues, 0);
-    pl->page.len = 0;
+    rest_compliance_finish(c->batch);
+    chunk_free(&c->reports);
+    st_list_free(&c->rows);
+    memset(c, 0, sizeof *c);
+}
+
+/*
+ * Make the next chunk: the store's next plans after the cursor (moved past them), their scope, their contexts
+ * gathered and their checks started. 0 (an empty chunk when the store is done), or the status with an issue.
+ */
+static int chunk_make(pull *pl, pull_chunk *c, oo_list *issues)
+{
+    memset(c, 0, sizeof *c);
+    c->made = true;
+    if (pl->store_done)
+        return 0;
+    st_error err;
+    st_status s = st_search(pl->q->app->opt.store, &pl->lq.q, &c->rows, &err);
+    if (s != ST_OK) {
+        oo_add(issues, OO_ERROR, rest_code_of(s), NULL, 0, 0, "the store failed: %s", err.message);
+        return rest_status_of(s);
+    }
+    if (c->rows.count) {
+        const st_resource *last = &c->rows.items[c->rows.count - 1];
+        pl->lq.cursor = (st_cursor){last->key_ms, last->rid, false};
+    }
+    pl->lq.q.snapshot = c->rows.snapshot;
+    pl->lq.q.cursor = &pl->lq.cursor;
+    pl->store_done = !c->rows.more || !c->rows.count;
+    if (!chunk_jobs(pl->q, &pl->p, &c->rows, &c->reports, issues))
+        return 503;
+    rest_insurer_scope who = {pl->uzovi, pl->q->caller.ura};
+    char msg[REST_COMPLIANCE_MESSAGE_MAX];
+    int cs = rest_compliance_gather(pl->q->app, pl->p.cache, COMPLIANCE.type, pl->p.date[0] ? pl->p.date : NULL, &who,
+                                    c->reports.jobs, c->reports.n, &c->batch, msg, sizeof msg);
+    if (cs)
+        oo_add(issues, OO_ERROR, cs == 400 ? "invalid" : OO_EXCEPTION, NULL, 0, 0, "%s", msg);
+    return cs;
+}
+
+/* The chunk's reports as lines into pl->page, once checked (its plans' reads noted for the audit trail). */
+static void chunk_lines(pull *pl, pull_chunk *c)
+{
+    rest_compliance_finish(c->batch);
+    c->batch = NULL;
+    json_object *not_mapped = json_object_new_array();
     pl->p.lines = &pl->page;
-    int status = fill_page(pl->q, &COMPLIANCE, pl->uzovi, &pl->p, items, not_mapped, next, &issues);
-    oo_list_free(&issues);
-    for (size_t i = 0; !status && i < json_object_array_length(not_mapped); i++) {
+    for (size_t i = 0; i < c->rows.count; i++)
+        if (c->reports.jobs[i].status) /* listed, and the caller's insured */
+            report_one(pl->q, &pl->p, &c->rows.items[i], &c->reports.jobs[i], NULL, not_mapped);
+    for (size_t i = 0; i < json_object_array_length(not_mapped); i++)
         fj_buf_printf(&pl->page, "{\"notMapped\":%s}\n",
                       json_object_to_json_string_ext(json_object_array_get_idx(not_mapped, i),
                                                      JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-    }
-    json_object_put(items);
     json_object_put(not_mapped);
+}
+
+/*
+ * The next chunk's reports as lines: the first chunk's into pl->out (the answer's own hold commits its entries),
+ * a later one's into flight (take_off). While the worker makes the chunk after it (the store's reads, the
+ * contexts), a thread checks this one: the two halves of a pull on the two cores. 0, or the status when the
+ * store failed (issues say how, for the first chunk's answer).
+ */
+static int pull_page(pull *pl, bool first, oo_list *issues)
+{
+    int status = pl->ahead.made ? 0 : chunk_make(pl, &pl->ahead, issues);
+    pull_chunk current = pl->ahead;
+    pl->ahead = (pull_chunk){0};
+    if (!status && !pl->store_done)
+        status = chunk_make(pl, &pl->ahead, issues);
+    pl->page.len = 0;
+    if (!status)
+        chunk_lines(pl, &current);
+    chunk_drop(&current);
     if (!status && pl->page.failed)
         status = 503;
     if (!status && first && pl->page.len)
         fj_buf_append(&pl->out, pl->page.data, pl->page.len);
     else if (!status && !first)
         status = take_off(pl);
-    pl->p.has_cursor = false;
-    pl->done = status || !next[0] || !parse_cursor(next, &pl->p);
+    pl->done = status || !pl->ahead.made;
     return status;
 }
 
 static srv_stream_status pull_produce(srv_stream *out, void *arg)
 {
     pull *pl = arg;
-    while (pl->out.len < SRV_STREAM_LOW_WATER && (!pl->done || pl->flying))
-        if (!pl->done ? pull_page(pl, false) != 0 : !land(pl))
+    while (pl->out.len < SRV_STREAM_LOW_WATER && (!pl->done || pl->flying)) {
+        oo_list issues;
+        oo_list_init(&issues, 0);
+        bool failed = !pl->done ? pull_page(pl, false, &issues) != 0 : !land(pl);
+        oo_list_free(&issues);
+        if (failed)
             return SRV_STREAM_ERROR; /* the client sees a cut answer */
+    }
     if (!rest_bundle_flush(out, &pl->out))
         return SRV_STREAM_ERROR;
     return pl->done && !pl->flying ? SRV_STREAM_DONE : SRV_STREAM_MORE;
@@ -766,7 +849,8 @@ static srv_stream_status pull_produce(srv_stream *out, void *arg)
 static void pull_release(void *arg)
 {
     pull *pl = arg;
-    land(pl); /* the commit thread must be done with pl (and q's entries) first */
+    land(pl);               /* the commit thread must be done with pl (and q's entries) first */
+    chunk_drop(&pl->ahead); /* and its check thread with the chunk ahead */
     fj_buf_free(&pl->out);
     fj_buf_free(&pl->page);
     fj_buf_free(&pl->flight);
@@ -801,16 +885,18 @@ static bool stream_reports(rq *q, const char *uzovi)
         pull_release(pl);
         return false;
     }
-    oo_list_free(&issues);
     pl->p.count = NDJSON_PAGE;
     pl->p.cache = cx_cache_new(); /* NULL: each chunk reads all it needs */
-    if ((status = pull_page(pl, true))) {
-        rq_respond_outcome(q, status, OO_ERROR, OO_EXCEPTION, NULL, "the store failed");
+    build_query(q, &COMPLIANCE, &pl->p, &pl->lq);
+    if ((status = pull_page(pl, true, &issues))) {
+        rq_respond_issues(q, status, &issues);
+        oo_list_free(&issues);
         fj_buf_free(&pl->out);
         pl->q = NULL;
         pull_release(pl);
         return false;
     }
+    oo_list_free(&issues);
     q->content_type = "application/x-ndjson";
     rq_respond_stream(q, pull_produce, pull_release, pl); /* q belongs to the stream now */
     return true;
