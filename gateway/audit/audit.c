@@ -13,14 +13,13 @@
 
 #include <inttypes.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fhir/array.h"
 #include "gateway/util/hex.h"
+#include "gateway/util/hmac.h"
 #include "gateway/util/keyfile.h"
 
 #define CHAIN_LABEL "fhirgw audit chain v1"
@@ -39,13 +38,6 @@ void au_set(char *field, size_t size, const char *text)
     if (n)
         memcpy(field, text, n);
     field[n] = '\0';
-}
-
-static bool hmac(const unsigned char *key, size_t key_len, const unsigned char *data, size_t len,
-                 unsigned char out[AU_MAC_LEN])
-{
-    unsigned int n = 0;
-    return HMAC(EVP_sha256(), key, (int)key_len, data, len, out, &n) && n == AU_MAC_LEN;
 }
 
 /* ---- The canonical form ------------------------------------------------------------------------ */
@@ -115,8 +107,8 @@ unsigned char *au_canonical(const au_entry *e, size_t *len)
 
 typedef struct au_key {
     char id[AU_KEY_ID_MAX + 1];
-    unsigned char chain[AU_MAC_LEN];     /* HMAC(master, CHAIN_LABEL) */
-    unsigned char pseudonym[AU_MAC_LEN]; /* HMAC(master, PSEUDONYM_LABEL) */
+    hmac_key chain;     /* keyed with HMAC(master, CHAIN_LABEL) */
+    hmac_key pseudonym; /* keyed with HMAC(master, PSEUDONYM_LABEL) */
 } au_key;
 
 struct au_keyring {
@@ -128,6 +120,10 @@ void au_keyring_free(au_keyring *k)
 {
     if (!k)
         return;
+    for (size_t i = 0; i < k->count; i++) {
+        hmac_key_free(&k->keys[i].chain);
+        hmac_key_free(&k->keys[i].pseudonym);
+    }
     OPENSSL_cleanse(k->keys, k->cap * sizeof *k->keys);
     free(k->keys);
     free(k);
@@ -148,11 +144,22 @@ static const char *take_key(void *arg, const char *id, const unsigned char maste
     if (!fa_reserve(&k->keys, &k->cap, k->count + 1, sizeof *k->keys))
         return "out of memory";
     au_key *key = &k->keys[k->count];
+    memset(key, 0, sizeof *key);
     snprintf(key->id, sizeof key->id, "%s", id);
-    bool ok = hmac(master, KF_KEY_LEN, (const unsigned char *)CHAIN_LABEL, strlen(CHAIN_LABEL), key->chain) &&
-              hmac(master, KF_KEY_LEN, (const unsigned char *)PSEUDONYM_LABEL, strlen(PSEUDONYM_LABEL), key->pseudonym);
-    if (!ok)
+    unsigned char chain[AU_MAC_LEN], pseudonym[AU_MAC_LEN];
+    hmac_key m;
+    bool ok = hmac_key_init(&m, master, KF_KEY_LEN) && hmac_sha256(&m, CHAIN_LABEL, strlen(CHAIN_LABEL), chain) &&
+              hmac_sha256(&m, PSEUDONYM_LABEL, strlen(PSEUDONYM_LABEL), pseudonym) &&
+              hmac_key_init(&key->chain, chain, sizeof chain) &&
+              hmac_key_init(&key->pseudonym, pseudonym, sizeof pseudonym);
+    hmac_key_free(&m);
+    OPENSSL_cleanse(chain, sizeof chain);
+    OPENSSL_cleanse(pseudonym, sizeof pseudonym);
+    if (!ok) {
+        hmac_key_free(&key->chain);
+        hmac_key_free(&key->pseudonym);
         return "HMAC failed";
+    }
     k->count++;
     return NULL;
 }
@@ -190,7 +197,7 @@ bool au_pseudonym(const au_keyring *k, const char *key_id, const char *reference
 {
     const au_key *key = find_key(k, key_id ? key_id : au_keyring_current(k));
     unsigned char mac[AU_MAC_LEN];
-    if (!key || !hmac(key->pseudonym, sizeof key->pseudonym, (const unsigned char *)reference, strlen(reference), mac))
+    if (!key || !hmac_sha256(&key->pseudonym, reference, strlen(reference), mac))
         return false;
     hex_encode(mac, AU_PSEUDONYM_LEN / 2, out);
     return true;
@@ -213,7 +220,7 @@ bool au_mac(const au_keyring *k, const unsigned char prev[AU_MAC_LEN], const au_
         for (int i = 0; i < 8; i++)
             data[AU_MAC_LEN + i] = (unsigned char)((uint64_t)e->seq >> (56 - 8 * i));
         memcpy(data + AU_MAC_LEN + 8, canonical, len);
-        ok = hmac(key->chain, sizeof key->chain, data, AU_MAC_LEN + 8 + len, out);
+        ok = hmac_sha256(&key->chain, data, AU_MAC_LEN + 8 + len, out);
     }
     free(data);
     free(canonical);
