@@ -370,9 +370,9 @@ static bool insured_in_set(void *arg, size_t i, const cx_set *set)
 }
 
 /*
- * A gathered batch being checked. Each subject's context is copied into its own Bundle text when the batch is
- * gathered, so the checks need neither the sets nor the cache (which the caller may use for the next batch
- * meanwhile). The subjects are claimed one at a time (next) by the batch's thread and, in
+ * A gathered batch being checked. The sets borrow the cache's texts, which stay valid while the caller gathers
+ * the next batch (rest_compliance_context.h); each subject's Bundle text is made, checked and freed by the thread
+ * that claimed it. The subjects are claimed one at a time (next) by the batch's thread and, in
  * rest_compliance_finish, by the caller's: whichever is free takes the next, so neither waits while the other
  * has work left. Each job is written by the one thread that claimed it and read after the join.
  */
@@ -382,8 +382,7 @@ struct rest_compliance_batch {
     fdt_value day;
     rest_compliance_job *jobs;
     size_t *job_of; /* subject k -> its job */
-    char **bundles; /* subject k's context as a collection Bundle (NULL: left out, not the insurer's insured) */
-    size_t *bundle_lens;
+    cx_set *sets;   /* subject k's context (empty: left out, not the insurer's insured) */
     size_t count;
     atomic_size_t next; /* the next subject to claim */
     pthread_t thread;
@@ -397,11 +396,19 @@ static void check_claimed(rest_compliance_batch *b)
 {
     for (size_t k; (k = atomic_fetch_add(&b->next, 1)) < b->count;) {
         rest_compliance_job *job = &b->jobs[b->job_of[k]];
-        if (!b->bundles[k])
+        if (!b->sets[k].count)
             continue;
-        job->status = check_text(b->app, b->bundles[k], b->bundle_lens[k], b->type, b->day, NULL, job->insurer_model,
-                                 &job->report, &job->report_len, &job->status_code, job->msg, sizeof job->msg);
-    } /* the texts are freed with the batch, on the thread that made them (glibc frees across threads dearly) */
+        size_t len;
+        char *bundle = cx_bundle(&b->sets[k], &len);
+        if (!bundle) {
+            job->status = 503;
+            snprintf(job->msg, sizeof job->msg, "out of memory making the context");
+            continue;
+        }
+        job->status = check_text(b->app, bundle, len, b->type, b->day, NULL, job->insurer_model, &job->report,
+                                 &job->report_len, &job->status_code, job->msg, sizeof job->msg);
+        free(bundle);
+    }
 }
 
 static void *check_thread(void *arg)
@@ -414,25 +421,11 @@ static void batch_free(rest_compliance_batch *b)
 {
     if (!b)
         return;
-    for (size_t k = 0; b->bundles && k < b->count; k++)
-        free(b->bundles[k]);
-    free(b->bundles);
-    free(b->bundle_lens);
+    for (size_t k = 0; b->sets && k < b->count; k++)
+        cx_set_free(&b->sets[k]);
+    free(b->sets);
     free(b->job_of);
     free(b);
-}
-
-/* Subject k's set as its Bundle text; none when the set is empty (dropped: not the insurer's insured). */
-static void batch_take_set(rest_compliance_batch *b, size_t k, const cx_set *set)
-{
-    if (!set->count)
-        return;
-    b->bundles[k] = cx_bundle(set, &b->bundle_lens[k]);
-    if (!b->bundles[k]) {
-        rest_compliance_job *job = &b->jobs[b->job_of[k]];
-        job->status = 503;
-        snprintf(job->msg, sizeof job->msg, "out of memory making the context");
-    }
 }
 
 int rest_compliance_gather(rest_app *app, cx_cache *cache, const char *type, const char *date,
@@ -449,14 +442,12 @@ int rest_compliance_gather(rest_app *app, cx_cache *cache, const char *type, con
     rest_compliance_batch *b = calloc(1, sizeof *b);
     const char **texts = calloc(n ? n : 1, sizeof *texts);
     size_t *lens = calloc(n ? n : 1, sizeof *lens), m = 0;
-    cx_set *sets = calloc(n ? n : 1, sizeof *sets);
-    int s = b && texts && lens && sets ? 0 : 503;
+    int s = b && texts && lens ? 0 : 503;
     if (!s) {
         *b = (rest_compliance_batch){.app = app, .type = type, .day = day, .jobs = jobs};
         b->job_of = calloc(n ? n : 1, sizeof *b->job_of);
-        b->bundles = calloc(n ? n : 1, sizeof *b->bundles);
-        b->bundle_lens = calloc(n ? n : 1, sizeof *b->bundle_lens);
-        s = b->job_of && b->bundles && b->bundle_lens ? 0 : 503;
+        b->sets = calloc(n ? n : 1, sizeof *b->sets);
+        s = b->job_of && b->sets ? 0 : 503;
     }
     for (size_t i = 0; !s && i < n; i++) {
         jobs[i].status = 0, jobs[i].report = NULL, jobs[i].report_len = 0, jobs[i].status_code = NULL;
@@ -467,15 +458,12 @@ int rest_compliance_gather(rest_app *app, cx_cache *cache, const char *type, con
     batch_scope scope = {app, insurer, jobs, b ? b->job_of : NULL, 0, msg, msglen, NULL, 0, 0};
     cx_source store = cx_store_source(app->opt.store);
     if (!s)
-        s = cx_gather_many(&store, cache, type, texts, lens, m, insurer ? insured_in_set : NULL, &scope, sets, msg,
+        s = cx_gather_many(&store, cache, type, texts, lens, m, insurer ? insured_in_set : NULL, &scope, b->sets, msg,
                            msglen);
     if (!s)
         s = scope.status;
-    for (size_t k = 0; !s && k < m; k++)
-        batch_take_set(b, k, &sets[k]);
-    for (size_t k = 0; sets && k < m; k++)
-        cx_set_free(&sets[k]);
-    free(sets);
+    if (b)
+        b->count = m; /* the sets to free */
     free(texts);
     free(lens);
     free(scope.answers);
@@ -485,7 +473,6 @@ int rest_compliance_gather(rest_app *app, cx_cache *cache, const char *type, con
             snprintf(msg, msglen, "out of memory");
         return s;
     }
-    b->count = m;
     atomic_init(&b->next, 0);
     b->thread_started = m > CHECK_THREAD_MIN && pthread_create(&b->thread, NULL, check_thread, b) == 0;
     *batch = b;

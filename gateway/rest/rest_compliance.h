@@ -85,13 +85,15 @@ int rest_compliance_reports(rest_app *app, cx_cache *cache, const char *type, co
 /*
  * rest_compliance_reports in two halves, so that a caller can gather the next batch while this one is checked
  * (the insurer's NDJSON pull keeps both cores busy so):
- *   rest_compliance_gather  reads the contexts on the caller's thread (the store, the cache), copies each into
- *                           the batch, and starts a thread checking them. 0 with *batch, or the status with msg
- *                           as for rest_compliance_reports (*batch NULL).
+ *   rest_compliance_gather  reads the contexts on the caller's thread (the store, the cache) and starts a
+ *                           thread checking them. 0 with *batch, or the status with msg as for
+ *                           rest_compliance_reports (*batch NULL).
  *   rest_compliance_finish  checks alongside that thread until every subject is done, joins it and frees the
  *                           batch; then the jobs hold their outcomes. NULL is a no-op.
- * Between the two the jobs belong to the batch: the caller reads and frees none of them. The batch needs
- * neither the cache nor the subjects' texts (jobs[i].json, .patient) after gather returns.
+ * Between the two the jobs belong to the batch: the caller reads and frees none of them. The batch borrows the
+ * cache's texts: the caller may gather one more batch with that cache meanwhile (the cache keeps what the last
+ * batch used, rest_compliance_context.h), but must finish this one before the batch after that, and before
+ * freeing the cache. It needs the subjects' own texts (jobs[i].json, .patient) only during gather.
  */
 typedef struct rest_compliance_batch rest_compliance_batch;
 int rest_compliance_gather(rest_app *app, cx_cache *cache, const char *type, const char *date,

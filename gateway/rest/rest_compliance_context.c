@@ -118,7 +118,7 @@ static bool add_keyed(cx_set *set, const char *key, const char *json, size_t len
 /* ---- items: a resource parsed once ------------------------------------------------------ */
 
 #define KEY_SIZE (2 * ST_ID_MAX + 2) /* "Type/id", as cx_set.key */
-#define CACHE_MAX 8192               /* items a cache keeps between batches, at most */
+#define CACHE_MAX 8192               /* past this many items, what the last batch did not use goes */
 
 typedef struct cx_item {
     char key[KEY_SIZE]; /* resourceType/id (a read that found nothing: the reference asked for) */
@@ -166,7 +166,11 @@ void cx_cache_free(cx_cache *cache)
     }
 }
 
-/* Before a batch: when the cache has grown past CACHE_MAX, what the last batch did not use goes. */
+/*
+ * Before a batch: when the cache has grown past CACHE_MAX, what the last batch did not use goes. What it used
+ * stays, whatever the count (at most what one batch can gather): its sets may still be in use while this batch
+ * is gathered (a pull checks one batch while it gathers the next).
+ */
 static void cache_trim(cx_cache *c)
 {
     if (lh_table_length(c->items) <= CACHE_MAX)
@@ -175,7 +179,7 @@ static void cache_trim(cx_cache *c)
     lh_foreach_safe(c->items, e, tmp)
     {
         const cx_item *it = lh_entry_v(e);
-        if (it->stamp != c->stamp || lh_table_length(c->items) > 2 * CACHE_MAX)
+        if (it->stamp != c->stamp)
             lh_table_delete_entry(c->items, e);
     }
 }

@@ -35,9 +35,10 @@
  * sees a resource changed during it as it was when the pull first read it.
  *
  * Memory: a cx_set owns its resources' texts (cx_set_free), except that the sets of cx_gather_many
- * with a cache borrow the cached resources' texts (all but the subject's): they are valid until the
- * next cx_gather_many with that cache or cx_cache_free, so a batch's sets are used before the next
- * batch is gathered. cx_bundle's text is malloc'd; a cx_cache owns its copies (cx_cache_free).
+ * with a cache borrow the cached resources' texts (all but the subject's): they stay valid through
+ * the next cx_gather_many with that cache (which keeps what the batch before it used, so a caller
+ * may check one batch on another thread while it gathers the next) and until the one after that or
+ * cx_cache_free. cx_bundle's text is malloc'd; a cx_cache owns its copies (cx_cache_free).
  */
 #ifndef GATEWAY_REST_COMPLIANCE_CONTEXT_H
 #define GATEWAY_REST_COMPLIANCE_CONTEXT_H
