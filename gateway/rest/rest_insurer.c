@@ -658,6 +658,12 @@ bool rest_insurer_plans(rq *q)
  * committed before its lines are sent (the first page's by the answer's own
  * hold, later ones by rest_audit_flush_wait), so an insurer's year-end pull of
  * thousands of plans neither sits in memory whole nor goes unrecorded.
+ *
+ * Three things overlap in a pull, on three threads: the worker reads and
+ * gathers chunk n+1 (the store's page, the contexts in bulk) while a thread of
+ * the batch checks chunk n (rest_compliance_gather/finish; the worker joins in
+ * when it is done), and the commit thread records chunk n-1's audit entries.
+ * At most two chunks of plans and their contexts are in memory.
  */
 
 #define NDJSON_PAGE 256 /* plans per page of the stream: one batch of contexts read in bulk, one audit commit */
