@@ -5,10 +5,12 @@
  * Encounter), the date checked (an input: rules never read the clock), and an
  * interface to the resources around the subject: references resolved, and
  * lists of related resources by kind (the patient's Coverages and Encounters,
- * a provider's Contracts and stays, a stay's handover Tasks, ...). The same
- * rules run over a posted or stored Bundle (rl_bundle, rules/bundle.h), over
- * the store, and over data pulled from a provider: each is one implementation
- * of rl_context_ops.
+ * a provider's Contracts and stays, a stay's handover Tasks, ...). Today one
+ * implementation of rl_context_ops serves every source: rl_bundle
+ * (rules/bundle.h), over a posted Bundle, and over the collection Bundle the
+ * gateway gathers from its store or pulls from a provider
+ * (gateway/rest/rest_compliance_context.h). Another source would be another
+ * implementation of the same ops; the rules would not change.
  *
  * Memory: a context only borrows. The documents its resources live in belong
  * to the caller and must outlive every rl_res handed out.
