@@ -505,26 +505,33 @@ static bool build_transaction(rq *q, const handover *h, char **text, fj_doc *txn
     return ok;
 }
 
-/* After the commit: 201 with the new Task, or 200 with the one an earlier submission made. */
+/*
+ * After the commit: 201 with the new Task as written (kept by the transaction: no read transaction), or 200 with
+ * the one an earlier submission made, read now (its receiver may have moved it since).
+ */
 static void answer_task(rq *q, void *arg, const rest_txn_written *written, size_t count)
 {
     (void)arg;
     const rest_txn_written *task = count ? &written[count - 1] : NULL;
-    st_resource r;
+    st_resource read = {0};
     st_error err;
-    if (!task || !task->id || st_read(q->app->opt.store, "Task", task->id, &r, &err) != ST_OK) {
+    const st_resource *r = task && task->status == 201 ? task->stored : NULL;
+    if (!r && task && task->id && st_read(q->app->opt.store, "Task", task->id, &read, &err) == ST_OK)
+        r = &read;
+    if (!r) {
+        st_resource_free(&read); /* a deleted Task's read holds the deletion */
         rq_respond_outcome(q, 500, OO_ERROR, OO_EXCEPTION, NULL, "the handover's Task cannot be read back");
         return;
     }
-    if (rest_may(q, &r, AZ_READ)) {
-        rq_set_version_headers(q, "Task", r.id, r.version, r.last_updated_ms, true);
-        char *body = strndup(r.json, r.json_len);
+    if (rest_may(q, r, AZ_READ)) {
+        rq_set_version_headers(q, "Task", r->id, r->version, r->last_updated_ms, true);
+        char *body = strndup(r->json, r->json_len);
         if (body)
-            rq_respond_json(q, task->status == 201 ? 201 : 200, body, r.json_len);
+            rq_respond_json(q, task->status == 201 ? 201 : 200, body, r->json_len);
         else
             rq_respond_outcome(q, 503, OO_ERROR, "transient", NULL, "out of memory");
     }
-    st_resource_free(&r);
+    st_resource_free(&read);
 }
 
 /* Parse and check the request; 0 or the status with issues. */
@@ -576,7 +583,8 @@ bool rest_handover_op(rq *q)
         char *text = NULL;
         fj_doc txn = {0};
         if (build_transaction(q, &h, &text, &txn))
-            handed = rest_transaction_run_validated(q, text, &txn, answer_task, NULL); /* read_handover validated */
+            /* read_handover validated; the Task (~1 KB) is kept for the answer, the documents are not */
+            handed = rest_transaction_run_validated(q, text, &txn, "Task", answer_task, NULL);
         else
             rq_respond_outcome(q, 503, OO_ERROR, "transient", NULL, "out of memory");
     }
