@@ -454,6 +454,46 @@ Test(handover, a_resubmission_answers_the_task_as_it_is_now)
     rh_response_free(&r);
 }
 
+/* The notifications the store queued for receiver ura. */
+static size_t queued_for(const char *ura)
+{
+    st_notification *rows = NULL;
+    size_t count = 0;
+    st_error err;
+    st_notify_query q = {.receiver = ura};
+    cr_assert_eq(st_notify_list(rh.store, &q, &rows, &count, &err), ST_OK, "%s", err.message);
+    free(rows);
+    return count;
+}
+
+/* Each handover's checks read the receiver's directory entry and Endpoint once, for that handover only: an
+ * Endpoint registered or retired counts from the next handover on (nothing is remembered across requests). */
+Test(handover, each_handover_plans_on_the_receivers_endpoint_as_it_is_then)
+{
+    cr_assert_eq(send_handover("hospital-a", "1c6d7e5e-0013-4000-8000-000000000001", NULL, URA_ELV_A).status, 201);
+    cr_expect_eq(queued_for(URA_ELV_A), 0, "no Endpoint: elv-a polls");
+    rh_register_endpoint("elv-a", URA_ELV_A, "https://127.0.0.1:1/notify-elv-a", NULL);
+    cr_assert_eq(send_handover("hospital-a", "1c6d7e5e-0013-4000-8000-000000000002", NULL, URA_ELV_A).status, 201);
+    cr_expect_eq(queued_for(URA_ELV_A), 1, "the Endpoint registered just before counts");
+    /* elv-a retires its Endpoint */
+    rh_response r = rh_request("elv-a", "GET", "/Organization/ura-" URA_ELV_A, NULL, NULL);
+    json_object *o = rh_json(&r);
+    char path[128];
+    snprintf(path, sizeof path, "/%s", rh_str(o, "endpoint.0.reference"));
+    json_object_put(o);
+    rh_response_free(&r);
+    r = rh_request("elv-a", "GET", path, NULL, NULL);
+    cr_assert_eq(r.status, 200);
+    o = rh_json(&r);
+    rh_response_free(&r);
+    json_object_object_del(o, "meta");
+    json_object_object_add(o, "status", json_object_new_string("off"));
+    cr_assert_eq(status_of("elv-a", "PUT", path, json_object_to_json_string(o)), 200);
+    json_object_put(o);
+    cr_assert_eq(send_handover("hospital-a", "1c6d7e5e-0013-4000-8000-000000000003", NULL, URA_ELV_A).status, 201);
+    cr_expect_eq(queued_for(URA_ELV_A), 1, "the Endpoint retired just before counts: nothing more is queued");
+}
+
 #define RACERS 8
 
 typedef struct racer {

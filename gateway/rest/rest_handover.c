@@ -281,10 +281,11 @@ static bool attested(const fj_doc *d, const char *requirement, char until[16])
 
 /*
  * ELV-HANDOVER: an ELV provider takes handovers from a hospital or GP only under an attested agreement with
- * that kind of sender (its directory entry's attestation extension) that has not lapsed (validUntil, a last
- * valid day, compared with today in UTC). 0 or 422 naming the rule.
+ * that kind of sender (its directory entry `entry`, as check_receiver has just read it: its attestation
+ * extension) that has not lapsed (validUntil, a last valid day, compared with today in UTC). 0 or 422 naming
+ * the rule.
  */
-static int check_agreement(rq *q, handover *h, const char *entry_id, const char *expr, oo_list *issues)
+static int check_agreement(rq *q, handover *h, const st_resource *entry, const char *expr, oo_list *issues)
 {
     const struct agreement *a = NULL;
     for (size_t i = 0; i < sizeof agreements / sizeof *agreements && !a; i++)
@@ -292,17 +293,10 @@ static int check_agreement(rq *q, handover *h, const char *entry_id, const char 
             a = &agreements[i];
     if (!a)
         return 0; /* the rule covers handovers from hospitals and GPs */
-    st_resource entry;
-    st_error err;
     fj_doc d = {0};
     fj_error perr;
-    char *text = NULL, until[16] = "", today[ST_INSTANT_LEN];
-    bool found = false;
-    if (st_read(q->app->opt.store, "Organization", entry_id, &entry, &err) == ST_OK) {
-        text = strndup(entry.json, entry.json_len);
-        found = text && fj_parse(text, entry.json_len, NULL, &d, &perr) && attested(&d, a->requirement, until);
-        st_resource_free(&entry);
-    }
+    char *text = strndup(entry->json, entry->json_len), until[16] = "", today[ST_INSTANT_LEN];
+    bool found = text && fj_parse(text, entry->json_len, NULL, &d, &perr) && attested(&d, a->requirement, until);
     fj_doc_free(&d);
     free(text);
     st_format_instant(rest_now_ms(q->app), today);
@@ -317,7 +311,7 @@ static int check_agreement(rq *q, handover *h, const char *entry_id, const char 
         oo_add(issues, OO_ERROR, "business-rule", expr, 0, 0,
                "ELV-HANDOVER: URA %s has no attested agreement on the handover of medical policy with %s (%s, CZ "
                "ELV) in Organization/%s",
-               h->ura, a->with, a->requirement, entry_id);
+               h->ura, a->with, a->requirement, entry->id);
     return 422;
 }
 
@@ -340,19 +334,20 @@ static int check_receiver(rq *q, handover *h, oo_list *issues)
     bool provider = org && (az_parse_roles(org->role) & AZ_CARE_ROLES);
     char id[32];
     snprintf(id, sizeof id, "ura-%s", h->ura);
-    st_resource entry;
+    st_resource entry = {0};
     st_error err;
-    bool listed = false;
-    if (provider && st_read(q->app->opt.store, "Organization", id, &entry, &err) == ST_OK) {
-        listed = rest_is_directory_entry(q, &entry);
-        st_resource_free(&entry);
-    }
-    if (!listed) {
+    /* one read: the entry and its agreements are decided on the same version */
+    st_status read = provider ? st_read(q->app->opt.store, "Organization", id, &entry, &err) : ST_NOT_FOUND;
+    int status = 0;
+    if (read != ST_OK || !rest_is_directory_entry(q, &entry)) {
         oo_add(issues, OO_ERROR, OO_PROCESSING, expr, 0, 0,
                "URA %s is not a registered care provider or GP with a directory entry (Organization/%s)", h->ura, id);
-        return 422;
+        status = 422;
+    } else if (az_parse_roles(org->role) & AZ_ROLE_ELV) {
+        status = check_agreement(q, h, &entry, expr, issues);
     }
-    return az_parse_roles(org->role) & AZ_ROLE_ELV ? check_agreement(q, h, id, expr, issues) : 0;
+    st_resource_free(&entry); /* a deletion too */
+    return status;
 }
 
 /* Percent-encodes a search value (everything but unreserved characters). */
