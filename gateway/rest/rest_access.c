@@ -151,9 +151,11 @@ static const char *strip_own_base(rq *q, const char *s, size_t *len)
  * tags), the targets of its references, the parties its notifications go
  * to. A Task names its receiver's directory entry for all three, and each
  * was a read transaction of its own; now each Organization is read once per
- * write, so the checks also decide on one version of it. It lives for one
- * rest_access_check_write only, never across writes or requests: a change
- * to a directory entry counts from the next write on, as before.
+ * write, so the checks also decide on one version of it; the one the
+ * handler read for the request (rq.entry_read: $handover's receiver) is not
+ * read again. It lives for one rest_access_check_write only, never across
+ * writes or requests: a change to a directory entry counts from the next
+ * write on, as before.
  */
 typedef struct org_read {
     char id[ST_ID_MAX + 1];
@@ -167,10 +169,15 @@ typedef struct org_reads {
     size_t count, cap;
 } org_reads;
 
-/* Organization/id as this write's checks see it: ST_OK (*out the version), ST_GONE (*out the deletion), or the
- * read's failure (*out NULL). *out lives as long as reads. */
+/* Organization/id as this write's checks see it (the request's entry_read when it is that one): ST_OK (*out the
+ * version), ST_GONE (*out the deletion), or the read's failure (*out NULL). *out lives as long as reads. */
 static st_status read_org(org_reads *reads, const char *id, const st_resource **out)
 {
+    const st_resource *lent = &reads->q->entry_read;
+    if (lent->id && !strcmp(lent->type, "Organization") && !strcmp(lent->id, id)) {
+        *out = lent;
+        return lent->deleted ? ST_GONE : ST_OK;
+    }
     *out = NULL;
     for (size_t i = 0; i < reads->count; i++)
         if (!strcmp(reads->items[i]->id, id)) {

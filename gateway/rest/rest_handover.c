@@ -334,20 +334,19 @@ static int check_receiver(rq *q, handover *h, oo_list *issues)
     bool provider = org && (az_parse_roles(org->role) & AZ_CARE_ROLES);
     char id[32];
     snprintf(id, sizeof id, "ura-%s", h->ura);
-    st_resource entry = {0};
+    /* one read: the entry, its agreements and then the Task's checks (addressing, its owner reference, the
+     * notification plan: rq.entry_read) are decided on the same version */
+    st_resource *entry = &q->entry_read;
     st_error err;
-    /* one read: the entry and its agreements are decided on the same version */
-    st_status read = provider ? st_read(q->app->opt.store, "Organization", id, &entry, &err) : ST_NOT_FOUND;
-    int status = 0;
-    if (read != ST_OK || !rest_is_directory_entry(q, &entry)) {
+    st_resource_free(entry);
+    st_status read = provider ? st_read(q->app->opt.store, "Organization", id, entry, &err) : ST_NOT_FOUND;
+    if (read != ST_OK || !rest_is_directory_entry(q, entry)) {
+        st_resource_free(entry); /* a deletion too */
         oo_add(issues, OO_ERROR, OO_PROCESSING, expr, 0, 0,
                "URA %s is not a registered care provider or GP with a directory entry (Organization/%s)", h->ura, id);
-        status = 422;
-    } else if (az_parse_roles(org->role) & AZ_ROLE_ELV) {
-        status = check_agreement(q, h, &entry, expr, issues);
+        return 422;
     }
-    st_resource_free(&entry); /* a deletion too */
-    return status;
+    return az_parse_roles(org->role) & AZ_ROLE_ELV ? check_agreement(q, h, entry, expr, issues) : 0;
 }
 
 /* Percent-encodes a search value (everything but unreserved characters). */
