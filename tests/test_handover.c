@@ -383,6 +383,117 @@ Test(handover, resubmission_gives_the_same_task)
     cr_expect_eq(count_tasks("hospital-a", ident), 1);
 }
 
+/* The answer's header `name` into out ("" when absent). */
+static const char *header_of(const rh_response *r, const char *name, char *out, size_t size)
+{
+    if (!rh_header(r, name, out, size))
+        out[0] = '\0';
+    return out;
+}
+
+/* A $handover's answer (201 or 200) is the Task as a GET of it gives it right after: the same bytes, ETag and
+ * Last-Modified; Location and Content-Location name that version. */
+static void expect_answer_is_the_task(const rh_response *answer, const char *who, const char *version)
+{
+    json_object *o = rh_json(answer);
+    char path[128], url[256], a[256], b[256];
+    snprintf(path, sizeof path, "/Task/%s", rh_str(o, "id"));
+    cr_expect_str_eq(rh_str(o, "meta.versionId"), version);
+    json_object_put(o);
+    rh_response read = rh_request(who, "GET", path, NULL, NULL);
+    cr_assert_eq(read.status, 200);
+    cr_expect(answer->len == read.len && !memcmp(answer->body, read.body, read.len),
+              "the answer is the stored Task byte for byte:\n%.*s\nGET:\n%.*s", (int)answer->len, answer->body,
+              (int)read.len, read.body);
+    cr_expect_str_eq(header_of(answer, "ETag", a, sizeof a), header_of(&read, "ETag", b, sizeof b));
+    snprintf(url, sizeof url, "W/\"%s\"", version);
+    cr_expect_str_eq(a, url);
+    cr_expect_str_eq(header_of(answer, "Last-Modified", a, sizeof a), header_of(&read, "Last-Modified", b, sizeof b));
+    snprintf(url, sizeof url, "%s/_history/%s", path, version);
+    const char *location = header_of(answer, "Location", a, sizeof a);
+    cr_expect(strlen(location) > strlen(url) && !strcmp(location + strlen(location) - strlen(url), url),
+              "Location %s names %s", location, url);
+    cr_expect_str_eq(header_of(answer, "Content-Location", b, sizeof b), location);
+    rh_response_free(&read);
+}
+
+static rh_response post_handover(const char *who, const char *ident, const char *notice_ident, const char *receiver)
+{
+    char *body = hb_parameters(ident, notice_ident, receiver);
+    rh_response r = rh_request(who, "POST", "/$handover", body, NULL);
+    free(body);
+    return r;
+}
+
+/* The 201 is made from what the transaction wrote (no read of the Task after the commit): it must be exactly what
+ * the store holds, as a read gives it. */
+Test(handover, the_201_is_the_task_as_stored)
+{
+    rh_response r = post_handover("hospital-a", "1c6d7e5e-0011-4000-8000-000000000001",
+                                  "1c6d7e5e-0011-4000-8000-0000000000a1", URA_ELV_A);
+    cr_assert_eq(r.status, 201, "%.*s", (int)r.len, r.body);
+    expect_answer_is_the_task(&r, "hospital-a", "1");
+    rh_response_free(&r);
+}
+
+/* A resubmission answers the Task as it is now, not as the first submission wrote it: its receiver may have moved
+ * it since. */
+Test(handover, a_resubmission_answers_the_task_as_it_is_now)
+{
+    const char *ident = "1c6d7e5e-0012-4000-8000-000000000001", *notice = "1c6d7e5e-0012-4000-8000-0000000000a1";
+    sent a = send_handover("hospital-a", ident, notice, URA_ELV_A);
+    cr_assert_eq(a.status, 201);
+    cr_assert_eq(put_status("elv-a", "elv-a", a.task, "accepted", NULL), 200);
+    rh_response r = post_handover("hospital-a", ident, notice, URA_ELV_A);
+    cr_assert_eq(r.status, 200, "%.*s", (int)r.len, r.body);
+    json_object *o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "id"), a.task);
+    cr_expect_str_eq(rh_str(o, "status"), "accepted", "the receiver's move shows");
+    json_object_put(o);
+    expect_answer_is_the_task(&r, "hospital-a", "2");
+    rh_response_free(&r);
+}
+
+/* The notifications the store queued for receiver ura. */
+static size_t queued_for(const char *ura)
+{
+    st_notification *rows = NULL;
+    size_t count = 0;
+    st_error err;
+    st_notify_query q = {.receiver = ura};
+    cr_assert_eq(st_notify_list(rh.store, &q, &rows, &count, &err), ST_OK, "%s", err.message);
+    free(rows);
+    return count;
+}
+
+/* Each handover's checks read the receiver's directory entry and Endpoint once, for that handover only: an
+ * Endpoint registered or retired counts from the next handover on (nothing is remembered across requests). */
+Test(handover, each_handover_plans_on_the_receivers_endpoint_as_it_is_then)
+{
+    cr_assert_eq(send_handover("hospital-a", "1c6d7e5e-0013-4000-8000-000000000001", NULL, URA_ELV_A).status, 201);
+    cr_expect_eq(queued_for(URA_ELV_A), 0, "no Endpoint: elv-a polls");
+    rh_register_endpoint("elv-a", URA_ELV_A, "https://127.0.0.1:1/notify-elv-a", NULL);
+    cr_assert_eq(send_handover("hospital-a", "1c6d7e5e-0013-4000-8000-000000000002", NULL, URA_ELV_A).status, 201);
+    cr_expect_eq(queued_for(URA_ELV_A), 1, "the Endpoint registered just before counts");
+    /* elv-a retires its Endpoint */
+    rh_response r = rh_request("elv-a", "GET", "/Organization/ura-" URA_ELV_A, NULL, NULL);
+    json_object *o = rh_json(&r);
+    char path[128];
+    snprintf(path, sizeof path, "/%s", rh_str(o, "endpoint.0.reference"));
+    json_object_put(o);
+    rh_response_free(&r);
+    r = rh_request("elv-a", "GET", path, NULL, NULL);
+    cr_assert_eq(r.status, 200);
+    o = rh_json(&r);
+    rh_response_free(&r);
+    json_object_object_del(o, "meta");
+    json_object_object_add(o, "status", json_object_new_string("off"));
+    cr_assert_eq(status_of("elv-a", "PUT", path, json_object_to_json_string(o)), 200);
+    json_object_put(o);
+    cr_assert_eq(send_handover("hospital-a", "1c6d7e5e-0013-4000-8000-000000000003", NULL, URA_ELV_A).status, 201);
+    cr_expect_eq(queued_for(URA_ELV_A), 1, "the Endpoint retired just before counts: nothing more is queued");
+}
+
 #define RACERS 8
 
 typedef struct racer {

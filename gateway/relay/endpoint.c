@@ -6,7 +6,9 @@
  * (Organization/ura-<URA>, owned by it) names the Endpoint, and the Endpoint
  * must be owned by it too, so nobody else can point its notifications
  * elsewhere. Read from the store at every attempt, so a corrected address
- * is used for the retries that follow.
+ * is used for the retries that follow; a caller that has just read the
+ * directory entry itself passes it (rly_endpoint_in), and only the Endpoint
+ * is read.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,6 +124,17 @@ static bool first_usable(st_store *store, const char *ura, const fj_doc *d, rly_
     return false;
 }
 
+st_status rly_endpoint_in(st_store *store, const char *ura, const st_resource *entry, rly_endpoint *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!entry || entry->deleted || !entry->json)
+        return ST_NOT_FOUND;
+    parsed p = {0};
+    bool found = !strcmp(entry->owner, ura) && parse(entry, &p) && first_usable(store, ura, &p.doc, out);
+    parsed_free(&p);
+    return found ? ST_OK : ST_NOT_FOUND;
+}
+
 st_status rly_endpoint_of(st_store *store, const char *ura, rly_endpoint *out, st_error *err)
 {
     memset(out, 0, sizeof *out);
@@ -133,9 +146,7 @@ st_status rly_endpoint_of(st_store *store, const char *ura, rly_endpoint *out, s
         st_resource_free(&org);
     if (s != ST_OK)
         return s == ST_GONE ? ST_NOT_FOUND : s;
-    parsed p = {0};
-    bool found = !strcmp(org.owner, ura) && parse(&org, &p) && first_usable(store, ura, &p.doc, out);
-    parsed_free(&p);
+    s = rly_endpoint_in(store, ura, &org, out);
     st_resource_free(&org);
-    return found ? ST_OK : ST_NOT_FOUND;
+    return s;
 }

@@ -78,6 +78,9 @@ typedef struct rly_endpoint {
 
 /* The notification Endpoint of organisation `ura` (as above): ST_OK, ST_NOT_FOUND when it has none. */
 st_status rly_endpoint_of(st_store *store, const char *ura, rly_endpoint *out, st_error *err);
+/* The same from its directory entry Organization/ura-<URA> as the caller has just read it (borrowed; NULL when
+ * there is none): only the Endpoint is read. ST_OK or ST_NOT_FOUND. */
+st_status rly_endpoint_in(st_store *store, const char *ura, const st_resource *entry, rly_endpoint *out);
 
 /* One POST the relay wants made. */
 typedef struct rly_post {

@@ -147,13 +147,75 @@ static const char *strip_own_base(rq *q, const char *s, size_t *len)
 }
 
 /*
+ * The Organizations the checks of one write read: its addressees (the
+ * tags), the targets of its references, the parties its notifications go
+ * to. A Task names its receiver's directory entry for all three, and each
+ * was a read transaction of its own; now each Organization is read once per
+ * write, so the checks also decide on one version of it; the one the
+ * handler read for the request (rq.entry_read: $handover's receiver) is not
+ * read again. It lives for one rest_access_check_write only, never across
+ * writes or requests: a change to a directory entry counts from the next
+ * write on, as before.
+ */
+typedef struct org_read {
+    char id[ST_ID_MAX + 1];
+    st_status status; /* of st_read; r holds the version (or the deletion, ST_GONE) */
+    st_resource r;
+} org_read;
+
+typedef struct org_reads {
+    rq *q;
+    org_read **items; /* each its own allocation: a pointer handed out stays valid as more are read */
+    size_t count, cap;
+} org_reads;
+
+/* Organization/id as this write's checks see it (the request's entry_read when it is that one): ST_OK (*out the
+ * version), ST_GONE (*out the deletion), or the read's failure (*out NULL). *out lives as long as reads. */
+static st_status read_org(org_reads *reads, const char *id, const st_resource **out)
+{
+    const st_resource *lent = &reads->q->entry_read;
+    if (lent->id && !strcmp(lent->type, "Organization") && !strcmp(lent->id, id)) {
+        *out = lent;
+        return lent->deleted ? ST_GONE : ST_OK;
+    }
+    *out = NULL;
+    for (size_t i = 0; i < reads->count; i++)
+        if (!strcmp(reads->items[i]->id, id)) {
+            org_read *o = reads->items[i];
+            *out = o->status == ST_OK || o->status == ST_GONE ? &o->r : NULL;
+            return o->status;
+        }
+    org_read *o = calloc(1, sizeof *o);
+    if (!o || !fa_reserve(&reads->items, &reads->cap, reads->count + 1, sizeof *reads->items)) {
+        free(o);
+        return ST_INTERNAL; /* out of memory: as a failed read, nothing is addressed or allowed by it */
+    }
+    st_error err;
+    snprintf(o->id, sizeof o->id, "%s", id);
+    o->status = st_read(reads->q->app->opt.store, "Organization", id, &o->r, &err);
+    reads->items[reads->count++] = o;
+    *out = o->status == ST_OK || o->status == ST_GONE ? &o->r : NULL;
+    return o->status;
+}
+
+static void org_reads_free(org_reads *reads)
+{
+    for (size_t i = 0; i < reads->count; i++) {
+        st_resource_free(&reads->items[i]->r);
+        free(reads->items[i]);
+    }
+    free(reads->items);
+}
+
+/*
  * One addressing Reference: Organization/<id> (relative, against our own
  * base, or a urn:uuid: of a transaction entry) addresses the registered
  * organisation that owns that entry; an identifier with the URA system
  * addresses that URA when it is registered. Returns how many it added.
  */
-static size_t tag_from_reference(rq *q, rest_write *w, const fj_doc *d, uint32_t ref)
+static size_t tag_from_reference(org_reads *reads, rest_write *w, const fj_doc *d, uint32_t ref)
 {
+    rq *q = reads->q;
     size_t before = w->tag_count;
     uint32_t r = fj_get(d, ref, "reference");
     if (r != UINT32_MAX && d->nodes[r].type == FJ_STRING) {
@@ -168,12 +230,10 @@ static size_t tag_from_reference(rq *q, rest_write *w, const fj_doc *d, uint32_t
             char id[ST_ID_MAX + 1];
             memcpy(id, parts.id, parts.id_len);
             id[parts.id_len] = '\0';
-            st_resource org;
-            st_error err;
-            if (st_read(q->app->opt.store, "Organization", id, &org, &err) == ST_OK) {
-                if (registered(q, org.owner))
-                    add_tag(w, org.owner);
-                st_resource_free(&org);
+            const st_resource *org;
+            if (read_org(reads, id, &org) == ST_OK) {
+                if (registered(q, org->owner))
+                    add_tag(w, org->owner);
             } else if (named) {
                 add_tag(w, q->caller.ura); /* created by this transaction: owned by the writer */
             }
@@ -276,7 +336,7 @@ static int out_of_memory(oo_list *issues)
  * A Task whose owner addresses no registered organisation is refused: it
  * would be stored where no receiver can ever see it.
  */
-static int compute_tags(rq *q, rest_write *w, oo_list *issues)
+static int compute_tags(org_reads *reads, rest_write *w, oo_list *issues)
 {
     const char *const *paths = az_addressing_paths(w->type);
     const fj_doc *d = w->docp;
@@ -287,7 +347,7 @@ static int compute_tags(rq *q, rest_write *w, oo_list *issues)
         size_t n = found.count, added = 0;
         for (size_t i = 0; i < n; i++)
             if (d->nodes[found.nodes[i]].type == FJ_OBJECT)
-                added += tag_from_reference(q, w, d, found.nodes[i]);
+                added += tag_from_reference(reads, w, d, found.nodes[i]);
         free(found.nodes);
         if (w->tags_overflow) { /* said where: the element that named one organisation too many */
             oo_add(issues, OO_ERROR, OO_TOO_LONG, *paths, 0, 0,
@@ -578,6 +638,7 @@ static int compute_grants(rq *q, rest_write *w, const st_resource *current, oo_l
 
 typedef struct ref_check {
     rq *q;
+    org_reads *reads;
     rest_write *w;
     oo_list *issues;
     int status;
@@ -653,24 +714,27 @@ static void check_reference(void *ctx, const fj_doc *d, uint32_t ref, const fs_e
     const fs_type *type = fs_type_by_name(q->app->schema, parts.type, parts.type_len);
     memcpy(id, parts.id, parts.id_len);
     id[parts.id_len] = '\0';
-    st_resource target;
+    st_resource read = {0};
+    const st_resource *target = &read;
     st_error err;
-    st_status found = type ? st_read(q->app->opt.store, type->name, id, &target, &err) : ST_NOT_FOUND;
+    st_status found = !type                                 ? ST_NOT_FOUND
+                      : !strcmp(type->name, "Organization") ? read_org(c->reads, id, &target)
+                                                            : st_read(q->app->opt.store, type->name, id, &read, &err);
     bool visible = found == ST_OK &&
-                   az_check_resource(&q->caller, target.type, AZ_READ, target.owner,
-                                     (const char *const *)target.access_tags, target.access_tag_count) == AZ_ALLOW;
-    if (found == ST_OK || found == ST_GONE)
-        st_resource_free(&target);
-    if (!visible) /* missing, deleted or not the writer's to see: one answer */
+                   az_check_resource(&q->caller, target->type, AZ_READ, target->owner,
+                                     (const char *const *)target->access_tags, target->access_tag_count) == AZ_ALLOW;
+    st_resource_free(&read); /* a deletion too */
+    if (!visible)            /* missing, deleted or not the writer's to see: one answer */
         refuse_reference(c, el, "%s is not known%s", text,
                          ": refer only to resources that exist and that this organisation may read");
 }
 
-static int check_references(rq *q, rest_write *w, oo_list *issues)
+static int check_references(org_reads *reads, rest_write *w, oo_list *issues)
 {
+    rq *q = reads->q;
     if (q->app->opt.allow_dangling_references)
         return 0;
-    ref_check c = {q, w, issues, 0};
+    ref_check c = {q, reads, w, issues, 0};
     fw_walk_references(q->app->schema, w->docp, w->root, check_reference, &c);
     return c.status;
 }
@@ -809,16 +873,20 @@ bool rest_is_directory_entry(rq *q, const st_resource *r)
 
 /* ---- notifications: who hears of a handover Task's change (docs/handover.md "Notifications") ---- */
 
-static void add_party(rq *q, rest_write *w, const char *ura)
+static void add_party(org_reads *reads, rest_write *w, const char *ura)
 {
+    rq *q = reads->q;
     if (!ura || !*ura || !strcmp(ura, q->caller.ura) || w->notify_count == sizeof w->notify_ura / sizeof *w->notify_ura)
         return; /* the party that made the change knows */
     for (size_t i = 0; i < w->notify_count; i++)
         if (!strcmp(w->notify_ura[i], ura))
             return;
+    char id[ST_ID_MAX + 1];
+    snprintf(id, sizeof id, "ura-%s", ura);
+    const st_resource *entry;
     rly_endpoint ep;
-    st_error err;
-    if (rly_endpoint_of(q->app->opt.store, ura, &ep, &err) != ST_OK)
+    read_org(reads, id, &entry);
+    if (rly_endpoint_in(q->app->opt.store, ura, entry, &ep) != ST_OK)
         return; /* no endpoint: that party polls */
     snprintf(w->notify_ura[w->notify_count++], sizeof *w->notify_ura, "%s", ura);
 }
@@ -830,17 +898,18 @@ static void add_party(rq *q, rest_write *w, const char *ura)
  * (its owner); on a move by the sender the receiver. The notifications are
  * queued with the write (rest_audit_attach), numbered at its commit.
  */
-static void plan_notifications(rq *q, rest_write *w, st_op_kind kind, const st_resource *current)
+static void plan_notifications(org_reads *reads, rest_write *w, st_op_kind kind, const st_resource *current)
 {
+    rq *q = reads->q;
     w->notify_count = 0;
     bool created = kind != ST_OP_DELETE && (!current || current->deleted);
     if (strcmp(w->type, "Task") || kind == ST_OP_DELETE || w->gateway_mark || !(created || w->status_moved) ||
         !rest_is_handover_task(w->docp, w->root))
         return;
     w->notify_event = created ? "created" : "status";
-    add_party(q, w, current ? current->owner : q->caller.ura);
+    add_party(reads, w, current ? current->owner : q->caller.ura);
     for (size_t i = 0; i < w->tag_count; i++)
-        add_party(q, w, w->tags[i]);
+        add_party(reads, w, w->tags[i]);
 }
 
 int rest_access_check_write(rq *q, rest_write *w, st_op_kind kind, const st_resource *current, oo_list *issues)
@@ -862,13 +931,15 @@ int rest_access_check_write(rq *q, rest_write *w, st_op_kind kind, const st_reso
         status = check_handover_change(q, w, current, &status_only, issues);
     if (!status)
         status = check_receiver_change(q, w, current, issues);
+    org_reads reads = {.q = q};
     if (!status)
-        status = compute_tags(q, w, issues);
+        status = compute_tags(&reads, w, issues);
     if (!status && !status_only)
-        status = check_references(q, w, issues);
+        status = check_references(&reads, w, issues);
     if (!status)
         status = compute_grants(q, w, current, issues);
     if (!status)
-        plan_notifications(q, w, kind, current);
+        plan_notifications(&reads, w, kind, current);
+    org_reads_free(&reads);
     return status;
 }

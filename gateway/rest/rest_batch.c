@@ -100,6 +100,7 @@ typedef struct batch {
     oo_list validation;     /* what validating the Bundle found (a batch spreads errors over its entries) */
     rest_txn_answer answer; /* rest_transaction_run: answers instead of the transaction-response */
     void *answer_arg;
+    const char *keep_type; /* ... with the written versions of this type (rest_txn_written.stored) */
 } batch;
 
 enum { KEEP = 0, REFERENCE_LIKE = 1, NARRATIVE = 2 };
@@ -562,8 +563,9 @@ static bool prepare_entry(batch *b, bentry *e)
     w->docp = &b->doc;
     w->hooks = &b->hooks;
     /* record_write_result answers with the stored JSON only for return=representation, and a caller's answer
-     * (rest_transaction_run) never: then the commit thread copies nothing for it */
-    w->no_stored = b->answer || q->prefer != RT_RETURN_REPRESENTATION;
+     * (rest_transaction_run) only for the type it keeps: for the others the commit thread copies nothing */
+    w->no_stored = b->answer ? !b->keep_type || strcmp(b->keep_type, e->type->name)
+                             : q->prefer != RT_RETURN_REPRESENTATION;
     snprintf(w->id, sizeof w->id, "%s", e->id);
     if (kind != ST_OP_DELETE) {
         uint32_t res = fj_get(&b->doc, e->entry, "resource");
@@ -698,7 +700,8 @@ static void record_write_result(batch *b, bentry *e, const st_op_result *r)
     e->location = fj_buf_take(&location, NULL);
     snprintf(e->etag, sizeof e->etag, "W/\\\"%lld\\\"", (long long)r->version);
     snprintf(e->last_modified, sizeof e->last_modified, "%s", r->last_updated);
-    if (q->prefer == RT_RETURN_REPRESENTATION && r->status == ST_OK && e->w.stored) {
+    /* a caller's answer has the stored JSON through rest_txn_written.stored: it stays with the entry */
+    if (!b->answer && q->prefer == RT_RETURN_REPRESENTATION && r->status == ST_OK && e->w.stored) {
         e->resource = e->w.stored;
         e->w.stored = NULL;
     }
@@ -737,21 +740,53 @@ static void respond_entries(batch *b)
 
 /* ---- transaction ---- */
 
+/*
+ * The version entry e wrote as st_read would give it: the body rendered on the commit thread (kept when its type is
+ * the caller's keep_type), the owner (a create's, or the one the resource keeps), the access tags written with it.
+ * Borrows from e; false when nothing was kept (another type, a matched conditional create, out of memory).
+ */
+static bool written_resource(const bentry *e, const st_op_result *r, st_resource *out)
+{
+    const rest_write *w = &e->w;
+    if (r->status != ST_OK || !w->stored || w->op.kind == ST_OP_DELETE)
+        return false;
+    *out = (st_resource){.type = e->type->name,
+                         .id = w->id,
+                         .version = r->version,
+                         .last_updated_ms = r->last_updated_ms,
+                         .method = w->op.kind == ST_OP_CREATE ? ST_METHOD_CREATE : ST_METHOD_UPDATE,
+                         .json = w->stored,
+                         .json_len = w->stored_len,
+                         .owner = w->has_current ? w->current.owner
+                                  : w->op.owner  ? w->op.owner
+                                                 : "",
+                         .access_tags = w->tags,
+                         .access_tag_count = w->tag_count};
+    memcpy(out->last_updated, r->last_updated, sizeof out->last_updated);
+    return true;
+}
+
 /* rest_transaction_run's caller answers, from what each write entry did (in the Bundle's order). */
 static void answer_written(batch *b)
 {
-    rest_txn_written *w = calloc(b->count ? b->count : 1, sizeof *w);
-    if (!w) {
+    size_t n = b->count ? b->count : 1;
+    rest_txn_written *w = calloc(n, sizeof *w);
+    st_resource *stored = b->keep_type ? calloc(n, sizeof *stored) : NULL;
+    if (!w || (b->keep_type && !stored)) {
+        free(w);
+        free(stored);
         rq_respond_outcome(b->q, 503, OO_ERROR, "transient", NULL, "out of memory");
         return;
     }
     for (size_t op = 0; op < b->op_count; op++) {
         const bentry *e = b->op_entries[op];
         const st_op_result *r = &b->results[op];
-        w[e->index] = (rest_txn_written){e->status, e->type->name, r->status == ST_EXISTS ? r->id : e->w.id,
-                                         r->version};
+        bool kept = stored && written_resource(e, r, &stored[e->index]);
+        w[e->index] = (rest_txn_written){e->status,  e->type->name,      r->status == ST_EXISTS ? r->id : e->w.id,
+                                         r->version, r->last_updated_ms, kept ? &stored[e->index] : NULL};
     }
     b->answer(b->q, b->answer_arg, w, b->count);
+    free(stored);
     free(w);
 }
 
@@ -1158,7 +1193,8 @@ bool rest_batch(rq *q)
 }
 
 /* body taken; doc (taken) is body parsed, or NULL to parse it here. */
-static bool transaction_run(rq *q, char *body, size_t len, fj_doc *doc, rest_txn_answer answer, void *arg)
+static bool transaction_run(rq *q, char *body, size_t len, fj_doc *doc, const char *keep_type, rest_txn_answer answer,
+                            void *arg)
 {
     batch *b = calloc(1, sizeof *b);
     if (!b) {
@@ -1172,6 +1208,7 @@ static bool transaction_run(rq *q, char *body, size_t len, fj_doc *doc, rest_txn
     b->body = body;
     b->answer = answer;
     b->answer_arg = arg;
+    b->keep_type = keep_type;
     if (doc) {
         b->doc = *doc;
         memset(doc, 0, sizeof *doc);
@@ -1185,12 +1222,13 @@ static bool transaction_run(rq *q, char *body, size_t len, fj_doc *doc, rest_txn
     return run_parsed(q, b);
 }
 
-bool rest_transaction_run(rq *q, char *body, size_t len, rest_txn_answer answer, void *arg)
+bool rest_transaction_run(rq *q, char *body, size_t len, const char *keep_type, rest_txn_answer answer, void *arg)
 {
-    return transaction_run(q, body, len, NULL, answer, arg);
+    return transaction_run(q, body, len, NULL, keep_type, answer, arg);
 }
 
-bool rest_transaction_run_validated(rq *q, char *text, fj_doc *doc, rest_txn_answer answer, void *arg)
+bool rest_transaction_run_validated(rq *q, char *text, fj_doc *doc, const char *keep_type, rest_txn_answer answer,
+                                    void *arg)
 {
-    return transaction_run(q, text, 0, doc, answer, arg);
+    return transaction_run(q, text, 0, doc, keep_type, answer, arg);
 }

@@ -11,7 +11,8 @@
  * write entry did.
  *
  * Memory: rest_transaction_run takes body (malloc'd, NUL-terminated at
- * len). `written` lives during the call of answer only; its strings too.
+ * len). `written` lives during the call of answer only; its strings and
+ * its `stored` resources too (borrowed: never st_resource_free them).
  */
 #ifndef GATEWAY_REST_BATCH_H
 #define GATEWAY_REST_BATCH_H
@@ -22,7 +23,15 @@
 typedef struct rest_txn_written {
     int status;
     const char *type, *id;
-    int64_t version;
+    int64_t version; /* the version written, or the current one a conditional create matched */
+    int64_t last_updated_ms;
+    /*
+     * An entry of the type the caller asked to keep (keep_type below) that wrote a version: that version as a
+     * read of it right after the commit gives it (body, owner, access tags), so that the answer needs no read
+     * transaction. NULL for the other entries and for a conditional create that matched: what matched may have
+     * changed since, only a read tells.
+     */
+    const st_resource *stored;
 } rest_txn_written;
 
 /* Runs on the request's worker after the commit; must answer q (rq_respond_*); q is finished after it. */
@@ -31,9 +40,12 @@ typedef void (*rest_txn_answer)(rq *q, void *arg, const rest_txn_written *writte
 /*
  * Run the transaction Bundle in body (len bytes; taken). Failures (invalid,
  * refused entry, rollback) are answered as for a client's transaction.
- * Returns as a handler does (handlers.h): true when q was handed on.
+ * keep_type: NULL, or the type whose written versions answer gets as `stored`
+ * (the commit thread copies each rendered body for it: name small resources,
+ * not the documents). Returns as a handler does (handlers.h): true when q was
+ * handed on.
  */
-bool rest_transaction_run(rq *q, char *body, size_t len, rest_txn_answer answer, void *arg);
+bool rest_transaction_run(rq *q, char *body, size_t len, const char *keep_type, rest_txn_answer answer, void *arg);
 
 /*
  * The same for a Bundle the caller has parsed (doc, its nodes in text; both taken) whose resources it has
@@ -41,6 +53,7 @@ bool rest_transaction_run(rq *q, char *body, size_t len, rest_txn_answer answer,
  * itself: not parsed nor validated a second time (for a 50 KB document that second validation was a fifth
  * of the request's CPU, writing it out and parsing it again most of the rest).
  */
-bool rest_transaction_run_validated(rq *q, char *text, fj_doc *doc, rest_txn_answer answer, void *arg);
+bool rest_transaction_run_validated(rq *q, char *text, fj_doc *doc, const char *keep_type, rest_txn_answer answer,
+                                    void *arg);
 
 #endif

@@ -54,6 +54,7 @@ void rq_finish(rq *q)
     }
     audit_free(&q->audit);
     rest_write_free(&q->write);
+    st_resource_free(&q->entry_read);
     free(q);
 }
 

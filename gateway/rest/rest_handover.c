@@ -281,10 +281,11 @@ static bool attested(const fj_doc *d, const char *requirement, char until[16])
 
 /*
  * ELV-HANDOVER: an ELV provider takes handovers from a hospital or GP only under an attested agreement with
- * that kind of sender (its directory entry's attestation extension) that has not lapsed (validUntil, a last
- * valid day, compared with today in UTC). 0 or 422 naming the rule.
+ * that kind of sender (its directory entry `entry`, as check_receiver has just read it: its attestation
+ * extension) that has not lapsed (validUntil, a last valid day, compared with today in UTC). 0 or 422 naming
+ * the rule.
  */
-static int check_agreement(rq *q, handover *h, const char *entry_id, const char *expr, oo_list *issues)
+static int check_agreement(rq *q, handover *h, const st_resource *entry, const char *expr, oo_list *issues)
 {
     const struct agreement *a = NULL;
     for (size_t i = 0; i < sizeof agreements / sizeof *agreements && !a; i++)
@@ -292,17 +293,10 @@ static int check_agreement(rq *q, handover *h, const char *entry_id, const char 
             a = &agreements[i];
     if (!a)
         return 0; /* the rule covers handovers from hospitals and GPs */
-    st_resource entry;
-    st_error err;
     fj_doc d = {0};
     fj_error perr;
-    char *text = NULL, until[16] = "", today[ST_INSTANT_LEN];
-    bool found = false;
-    if (st_read(q->app->opt.store, "Organization", entry_id, &entry, &err) == ST_OK) {
-        text = strndup(entry.json, entry.json_len);
-        found = text && fj_parse(text, entry.json_len, NULL, &d, &perr) && attested(&d, a->requirement, until);
-        st_resource_free(&entry);
-    }
+    char *text = strndup(entry->json, entry->json_len), until[16] = "", today[ST_INSTANT_LEN];
+    bool found = text && fj_parse(text, entry->json_len, NULL, &d, &perr) && attested(&d, a->requirement, until);
     fj_doc_free(&d);
     free(text);
     st_format_instant(rest_now_ms(q->app), today);
@@ -317,7 +311,7 @@ static int check_agreement(rq *q, handover *h, const char *entry_id, const char 
         oo_add(issues, OO_ERROR, "business-rule", expr, 0, 0,
                "ELV-HANDOVER: URA %s has no attested agreement on the handover of medical policy with %s (%s, CZ "
                "ELV) in Organization/%s",
-               h->ura, a->with, a->requirement, entry_id);
+               h->ura, a->with, a->requirement, entry->id);
     return 422;
 }
 
@@ -340,19 +334,19 @@ static int check_receiver(rq *q, handover *h, oo_list *issues)
     bool provider = org && (az_parse_roles(org->role) & AZ_CARE_ROLES);
     char id[32];
     snprintf(id, sizeof id, "ura-%s", h->ura);
-    st_resource entry;
+    /* one read: the entry, its agreements and then the Task's checks (addressing, its owner reference, the
+     * notification plan: rq.entry_read) are decided on the same version */
+    st_resource *entry = &q->entry_read;
     st_error err;
-    bool listed = false;
-    if (provider && st_read(q->app->opt.store, "Organization", id, &entry, &err) == ST_OK) {
-        listed = rest_is_directory_entry(q, &entry);
-        st_resource_free(&entry);
-    }
-    if (!listed) {
+    st_resource_free(entry);
+    st_status read = provider ? st_read(q->app->opt.store, "Organization", id, entry, &err) : ST_NOT_FOUND;
+    if (read != ST_OK || !rest_is_directory_entry(q, entry)) {
+        st_resource_free(entry); /* a deletion too */
         oo_add(issues, OO_ERROR, OO_PROCESSING, expr, 0, 0,
                "URA %s is not a registered care provider or GP with a directory entry (Organization/%s)", h->ura, id);
         return 422;
     }
-    return az_parse_roles(org->role) & AZ_ROLE_ELV ? check_agreement(q, h, id, expr, issues) : 0;
+    return az_parse_roles(org->role) & AZ_ROLE_ELV ? check_agreement(q, h, entry, expr, issues) : 0;
 }
 
 /* Percent-encodes a search value (everything but unreserved characters). */
@@ -505,26 +499,33 @@ static bool build_transaction(rq *q, const handover *h, char **text, fj_doc *txn
     return ok;
 }
 
-/* After the commit: 201 with the new Task, or 200 with the one an earlier submission made. */
+/*
+ * After the commit: 201 with the new Task as written (kept by the transaction: no read transaction), or 200 with
+ * the one an earlier submission made, read now (its receiver may have moved it since).
+ */
 static void answer_task(rq *q, void *arg, const rest_txn_written *written, size_t count)
 {
     (void)arg;
     const rest_txn_written *task = count ? &written[count - 1] : NULL;
-    st_resource r;
+    st_resource read = {0};
     st_error err;
-    if (!task || !task->id || st_read(q->app->opt.store, "Task", task->id, &r, &err) != ST_OK) {
+    const st_resource *r = task && task->status == 201 ? task->stored : NULL;
+    if (!r && task && task->id && st_read(q->app->opt.store, "Task", task->id, &read, &err) == ST_OK)
+        r = &read;
+    if (!r) {
+        st_resource_free(&read); /* a deleted Task's read holds the deletion */
         rq_respond_outcome(q, 500, OO_ERROR, OO_EXCEPTION, NULL, "the handover's Task cannot be read back");
         return;
     }
-    if (rest_may(q, &r, AZ_READ)) {
-        rq_set_version_headers(q, "Task", r.id, r.version, r.last_updated_ms, true);
-        char *body = strndup(r.json, r.json_len);
+    if (rest_may(q, r, AZ_READ)) {
+        rq_set_version_headers(q, "Task", r->id, r->version, r->last_updated_ms, true);
+        char *body = strndup(r->json, r->json_len);
         if (body)
-            rq_respond_json(q, task->status == 201 ? 201 : 200, body, r.json_len);
+            rq_respond_json(q, task->status == 201 ? 201 : 200, body, r->json_len);
         else
             rq_respond_outcome(q, 503, OO_ERROR, "transient", NULL, "out of memory");
     }
-    st_resource_free(&r);
+    st_resource_free(&read);
 }
 
 /* Parse and check the request; 0 or the status with issues. */
@@ -576,7 +577,8 @@ bool rest_handover_op(rq *q)
         char *text = NULL;
         fj_doc txn = {0};
         if (build_transaction(q, &h, &text, &txn))
-            handed = rest_transaction_run_validated(q, text, &txn, answer_task, NULL); /* read_handover validated */
+            /* read_handover validated; the Task (~1 KB) is kept for the answer, the documents are not */
+            handed = rest_transaction_run_validated(q, text, &txn, "Task", answer_task, NULL);
         else
             rq_respond_outcome(q, 503, OO_ERROR, "transient", NULL, "out of memory");
     }

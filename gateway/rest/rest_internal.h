@@ -214,6 +214,10 @@ typedef struct rq {
     rest_audit_state audit;
     const char *content_type; /* of a successful answer; NULL: application/fhir+json (the insurer's model is
                                * application/json: it is not FHIR) */
+    /* An Organization the handler has read and decided on (rest_handover: the receiver's directory entry), which
+     * the checks of the request's writes (rest_access) take instead of reading it again; only for a request that
+     * does not write it. id NULL: none. Freed by rq_finish. */
+    st_resource entry_read;
 } rq;
 
 /* Frees the context and its write (after the answer). */
