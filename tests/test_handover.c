@@ -454,6 +454,38 @@ Test(handover, a_resubmission_answers_the_task_as_it_is_now)
     rh_response_free(&r);
 }
 
+/* The audit trail's entries for Task/id by organisation ura with this action: how many. */
+static size_t task_entries(const char *id, const char *ura, char action)
+{
+    st_audit_row *rows = NULL;
+    size_t count = 0, n = 0;
+    st_error err;
+    st_audit_query q = {.ura = ura, .count = 1000};
+    cr_assert_eq(st_audit_list(rh.store, &q, &rows, &count, &err), ST_OK, "%s", err.message);
+    for (size_t i = 0; i < count; i++)
+        n += !strcmp(rows[i].entry.type, "Task") && !strcmp(rows[i].entry.id, id) && rows[i].entry.action == action;
+    free(rows);
+    return n;
+}
+
+/*
+ * A 201 answers with the Task this request wrote: its create entry, committed with it, records what the sender
+ * learns, and no read entry is added (which would cost a second durable commit before the 201). A resubmission's
+ * 200 shows the Task as it is now: a read, recorded as one.
+ */
+Test(handover, the_201_is_recorded_by_its_create_a_resubmission_by_a_read)
+{
+    const char *ident = "1c6d7e5e-0013-4000-8000-000000000001";
+    sent a = send_handover("hospital-a", ident, NULL, URA_ELV_A);
+    cr_assert_eq(a.status, 201);
+    cr_expect_eq(task_entries(a.task, URA_HOSPITAL_A, 'C'), 1);
+    cr_expect_eq(task_entries(a.task, URA_HOSPITAL_A, 'R'), 0, "the 201 adds no read of the Task it created");
+    rh_response r = post_handover("hospital-a", ident, NULL, URA_ELV_A);
+    cr_assert_eq(r.status, 200, "%.*s", (int)r.len, r.body);
+    rh_response_free(&r);
+    cr_expect_eq(task_entries(a.task, URA_HOSPITAL_A, 'R'), 1, "the resubmission read the Task");
+}
+
 /* The notifications the store queued for receiver ura. */
 static size_t queued_for(const char *ura)
 {

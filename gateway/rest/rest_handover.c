@@ -517,7 +517,15 @@ static void answer_task(rq *q, void *arg, const rest_txn_written *written, size_
         rq_respond_outcome(q, 500, OO_ERROR, OO_EXCEPTION, NULL, "the handover's Task cannot be read back");
         return;
     }
-    if (rest_may(q, r, AZ_READ)) {
+    /*
+     * A 201 answers with the version this request has just written: the sender's create, whose audit entry
+     * committed with it, is what it discloses. A read decision on top would be a second entry and a second
+     * durable commit before the 201 (with the commit thread's group commit, the larger part of a handover's
+     * latency). A resubmission's 200 shows the Task as it is now, which its receiver may have moved: that is a
+     * read, decided and recorded as one.
+     */
+    bool created = r == task->stored;
+    if (created || rest_may(q, r, AZ_READ)) {
         rq_set_version_headers(q, "Task", r->id, r->version, r->last_updated_ms, true);
         char *body = strndup(r->json, r->json_len);
         if (body)
