@@ -765,22 +765,23 @@ int cx_gather(const cx_source *src, const char *type, const char *id, cx_set *se
 }
 
 #define BUNDLE_HEAD "{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":["
-#define ENTRY_HEAD ",{\"resource\":"
+#define ENTRY_HEAD "{\"resource\":"
 
 /* Written into one allocation of the exact size: a pull makes one per plan, of some 20 KB, and growing a buffer
  * by doubling copied each twice and touched fresh pages. */
 char *cx_bundle(const cx_set *set, size_t *len)
 {
-    size_t size = sizeof BUNDLE_HEAD - 1 + 2;
+    size_t size = sizeof BUNDLE_HEAD - 1 + 2; /* and "]}" */
     for (size_t i = 0; i < set->count; i++)
-        size += sizeof ENTRY_HEAD - 1 + set->len[i] + 1;
+        size += (i > 0) + sizeof ENTRY_HEAD - 1 + set->len[i] + 1; /* [,]{"resource":...} */
     char *out = malloc(size + 1), *at = out;
     if (!out)
         return NULL;
     memcpy(at, BUNDLE_HEAD, sizeof BUNDLE_HEAD - 1), at += sizeof BUNDLE_HEAD - 1;
     for (size_t i = 0; i < set->count; i++) {
-        size_t head = sizeof ENTRY_HEAD - 1 - (i == 0); /* the first entry without its comma */
-        memcpy(at, ENTRY_HEAD + (i == 0), head), at += head;
+        if (i > 0)
+            *at++ = ',';
+        memcpy(at, ENTRY_HEAD, sizeof ENTRY_HEAD - 1), at += sizeof ENTRY_HEAD - 1;
         memcpy(at, set->json[i], set->len[i]), at += set->len[i];
         *at++ = '}';
     }

@@ -669,10 +669,6 @@ bool rest_insurer_plans(rq *q)
 #define NDJSON_PAGE 256 /* plans per page of the stream: one batch of contexts read in bulk, one audit commit */
 
 /*
- * A page's audit entries commit on the store's commit thread while the next page is made (the commit was a
- * fifth of a pull's time when waited for); its lines are sent only once they have committed.
- */
-/*
  * One chunk of the stream: the next NDJSON_PAGE plans of the store after the cursor, their reports being
  * checked on a thread (rest_compliance_gather) while the worker reads and gathers the chunk after it. The rows
  * own the plans' texts; the reports' jobs belong to the batch until rest_compliance_finish.
@@ -684,6 +680,10 @@ typedef struct pull_chunk {
     bool made;                    /* rows and reports are this chunk's */
 } pull_chunk;
 
+/*
+ * A page's audit entries commit on the store's commit thread while the next page is made (the commit was a
+ * fifth of a pull's time when waited for); its lines are sent only once they have committed.
+ */
 typedef struct pull {
     rq *q;
     list_params p;
