@@ -54,6 +54,7 @@
 #define GAUGE_REFRESH_MS 1000 /* while busy */
 #define SERVE_ROUNDS 50       /* batches to one receiver before it is released (others may be due) */
 #define MARKS_IN_FLIGHT 2     /* commits of delivered marks under way behind the next POST, at most */
+#define MARKS_POLL_MS 2       /* how often a worker waiting for new notifications looks whether its marks are in */
 
 struct rly_relay {
     rly_config c;
@@ -599,6 +600,58 @@ static st_notification *batch_after(rly_relay *r, const char *receiver, int64_t 
     return rows;
 }
 
+static bool marks_pending(marks_in_flight *f)
+{
+    pthread_mutex_lock(&f->lock);
+    bool pending = f->count > 0;
+    pthread_mutex_unlock(&f->lock);
+    return pending;
+}
+
+static uint64_t wakes_now(rly_relay *r)
+{
+    pthread_mutex_lock(&r->lock);
+    uint64_t wakes = r->wakes;
+    pthread_mutex_unlock(&r->lock);
+    return wakes;
+}
+
+/* Wait until a commit queues notifications (rly_wake since `wakes`), the marks have all committed (looked at
+ * every MARKS_POLL_MS: their commits wake no one), or the relay stops; false when it stops. */
+static bool await_wake_or_marks(rly_relay *r, marks_in_flight *f, uint64_t wakes)
+{
+    for (;;) {
+        pthread_mutex_lock(&r->lock);
+        struct timespec deadline;
+        deadline_after(&deadline, MARKS_POLL_MS);
+        while (!r->stop && r->wakes == wakes && pthread_cond_timedwait(&r->changed, &r->lock, &deadline) != ETIMEDOUT)
+            ;
+        bool stop = r->stop, woken = r->wakes != wakes;
+        pthread_mutex_unlock(&r->lock);
+        if (stop)
+            return false;
+        if (woken || !marks_pending(f))
+            return true;
+    }
+}
+
+/*
+ * The receiver's next batch after event `last`. When none is pending yet but delivered marks are still
+ * committing, the worker stays with the receiver and takes what a commit queues meanwhile, instead of waiting
+ * for the marks, releasing it and claiming it again: under load those marks wait behind the handovers' group
+ * commits, and a notification queued meanwhile waited for them too. NULL once the marks have committed with
+ * nothing new (or the relay stops).
+ */
+static st_notification *next_batch(rly_relay *r, marks_in_flight *f, const char *receiver, int64_t last, size_t *count)
+{
+    for (;;) {
+        uint64_t wakes = wakes_now(r); /* before the read: a wake after it is not missed */
+        st_notification *batch = batch_after(r, receiver, last, count);
+        if (batch || !marks_pending(f) || !await_wake_or_marks(r, f, wakes))
+            return batch;
+    }
+}
+
 /*
  * Serve the claimed receiver: the head's batch, then, while it answers 2xx and more are pending, the next
  * batches (at most SERVE_ROUNDS, then it is released so that claims see the others). The delivered marks
@@ -623,7 +676,7 @@ static void serve_receiver(rly_relay *r, const st_notification *head, marks_in_f
         }
         free(batch);
         wait_marks(f, MARKS_IN_FLIGHT);
-        batch = batch_after(r, head->receiver, last, &count);
+        batch = next_batch(r, f, head->receiver, last, &count);
     }
     free(batch); /* the rounds ran out: it stays pending in the queue for the receiver's next claim */
     wait_marks(f, 0);
