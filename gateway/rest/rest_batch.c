@@ -98,7 +98,7 @@ typedef struct batch {
     size_t failed_op;
     atomic_int pending;     /* batch: submitted writes not yet committed, plus one for the submitter */
     oo_list validation;     /* what validating the Bundle found (a batch spreads errors over its entries) */
-    rest_txn_answer answer; /* rest_transaction_run: answers instead of the transaction-response */
+    rest_txn_answer answer; /* rest_transaction_run_validated: answers instead of the transaction-response */
     void *answer_arg;
     const char *keep_type; /* ... with the written versions of this type (rest_txn_written.stored) */
 } batch;
@@ -563,7 +563,7 @@ static bool prepare_entry(batch *b, bentry *e)
     w->docp = &b->doc;
     w->hooks = &b->hooks;
     /* record_write_result answers with the stored JSON only for return=representation, and a caller's answer
-     * (rest_transaction_run) only for the type it keeps: for the others the commit thread copies nothing */
+     * (rest_transaction_run_validated) only for the type it keeps: for the others the commit thread copies nothing */
     w->no_stored = b->answer ? !b->keep_type || strcmp(b->keep_type, e->type->name)
                              : q->prefer != RT_RETURN_REPRESENTATION;
     snprintf(w->id, sizeof w->id, "%s", e->id);
@@ -766,7 +766,7 @@ static bool written_resource(const bentry *e, const st_op_result *r, st_resource
     return true;
 }
 
-/* rest_transaction_run's caller answers, from what each write entry did (in the Bundle's order). */
+/* rest_transaction_run_validated's caller answers, from what each write entry did (in the Bundle's order). */
 static void answer_written(batch *b)
 {
     size_t n = b->count ? b->count : 1;
@@ -1192,43 +1192,29 @@ bool rest_batch(rq *q)
     return run_parsed(q, b);
 }
 
-/* body taken; doc (taken) is body parsed, or NULL to parse it here. */
-static bool transaction_run(rq *q, char *body, size_t len, fj_doc *doc, const char *keep_type, rest_txn_answer answer,
-                            void *arg)
+bool rest_transaction_run_validated(rq *q, char *text, fj_doc *doc, const char *keep_type, rest_txn_answer answer,
+                                    void *arg)
 {
     batch *b = calloc(1, sizeof *b);
     if (!b) {
-        free(body);
+        free(text);
         fj_doc_free(doc);
         rq_respond_outcome(q, 503, OO_ERROR, "transient", NULL, "out of memory");
         return false;
     }
     b->q = q;
-    b->validated = doc != NULL;
-    b->body = body;
+    b->validated = true;
+    b->body = text;
     b->answer = answer;
     b->answer_arg = arg;
     b->keep_type = keep_type;
-    if (doc) {
-        b->doc = *doc;
-        memset(doc, 0, sizeof *doc);
-    }
-    if (!(doc ? check_bundle(q, b) : parse_bundle_text(q, b, len)) || !b->transaction) {
+    b->doc = *doc;
+    memset(doc, 0, sizeof *doc);
+    if (!check_bundle(q, b) || !b->transaction) {
         if (q->req)
             rq_respond_outcome(q, 500, OO_ERROR, OO_EXCEPTION, NULL, "the gateway built no transaction");
         batch_free(b);
         return false;
     }
     return run_parsed(q, b);
-}
-
-bool rest_transaction_run(rq *q, char *body, size_t len, const char *keep_type, rest_txn_answer answer, void *arg)
-{
-    return transaction_run(q, body, len, NULL, keep_type, answer, arg);
-}
-
-bool rest_transaction_run_validated(rq *q, char *text, fj_doc *doc, const char *keep_type, rest_txn_answer answer,
-                                    void *arg)
-{
-    return transaction_run(q, text, 0, doc, keep_type, answer, arg);
 }

@@ -3,16 +3,16 @@
  * (rest_batch.c), for $operations that write several resources at once
  * (rest_handover: the documents and the Task of a handover).
  *
- * The transaction goes through exactly the path of a client's transaction
- * Bundle: validation, the access checks of every entry (rest_access),
+ * The transaction goes through the path of a client's transaction Bundle
+ * (the caller has validated its resources): the access checks of every entry (rest_access),
  * conditional creates evaluated on the commit thread, urn:uuid: names
  * rewritten, one store transaction with the audit entries of every write.
  * Only the answer differs: the caller's `answer` builds it from what each
  * write entry did.
  *
- * Memory: rest_transaction_run takes body (malloc'd, NUL-terminated at
- * len). `written` lives during the call of answer only; its strings and
- * its `stored` resources too (borrowed: never st_resource_free them).
+ * Memory: rest_transaction_run_validated takes text and doc. `written`
+ * lives during the call of answer only; its strings and its `stored`
+ * resources too (borrowed: never st_resource_free them).
  */
 #ifndef GATEWAY_REST_BATCH_H
 #define GATEWAY_REST_BATCH_H
@@ -38,20 +38,13 @@ typedef struct rest_txn_written {
 typedef void (*rest_txn_answer)(rq *q, void *arg, const rest_txn_written *written, size_t count);
 
 /*
- * Run the transaction Bundle in body (len bytes; taken). Failures (invalid,
- * refused entry, rollback) are answered as for a client's transaction.
- * keep_type: NULL, or the type whose written versions answer gets as `stored`
- * (the commit thread copies each rendered body for it: name small resources,
- * not the documents). Returns as a handler does (handlers.h): true when q was
- * handed on.
- */
-bool rest_transaction_run(rq *q, char *body, size_t len, const char *keep_type, rest_txn_answer answer, void *arg);
-
-/*
- * The same for a Bundle the caller has parsed (doc, its nodes in text; both taken) whose resources it has
- * validated already (core and profiles, as $handover does with its documents) and whose other parts it wrote
- * itself: not parsed nor validated a second time (for a 50 KB document that second validation was a fifth
- * of the request's CPU, writing it out and parsing it again most of the rest).
+ * Run a transaction Bundle the caller has built and parsed (doc, its nodes in text; both taken) from resources
+ * it has validated already (core and profiles, as $handover does with its documents): not parsed nor
+ * validated a second time (for a 50 KB document that second validation was a fifth of the request's CPU,
+ * writing it out and parsing it again most of the rest). Failures (refused entry, rollback) are answered as
+ * for a client's transaction. keep_type: NULL, or the type whose written versions answer gets as `stored`
+ * (the commit thread copies each rendered body for it: name small resources, not the documents). Returns as
+ * a handler does (handlers.h): true when q was handed on.
  */
 bool rest_transaction_run_validated(rq *q, char *text, fj_doc *doc, const char *keep_type, rest_txn_answer answer,
                                     void *arg);
