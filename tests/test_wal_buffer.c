@@ -3,11 +3,15 @@
  * through the gathering VFS (WAL, synchronous=FULL) is, after each commit,
  * exactly what a second connection on the default VFS reads, whether the
  * commit was smaller or larger than the buffer; the WAL survives a writer
- * that never closes (its commits synced) and is read back from the file.
+ * that never closes (its commits synced) and is read back from the file;
+ * checkpoints by a connection on the checkpointer VFS, on a thread of its
+ * own as in the store, leave in the database file alone exactly what was
+ * committed, through WAL restarts that overwrite the frames it read ahead.
  *
  * Memory: each test opens and closes its own connections in a fresh folder.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,4 +122,115 @@ Test(wal_buffer, a_writer_killed_after_its_commits_leaves_them_in_the_wal)
     cr_expect_eq(rows_intact(r, &rows), 0);
     cr_expect_eq(rows, 45, "both commits are recovered from the WAL");
     sqlite3_close(r);
+}
+
+/* ---- Checkpoints through the checkpointer VFS, on a thread of their own ---- */
+
+typedef struct checkpointer {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    int asked, done; /* checkpoints asked for and done */
+    bool stop;
+    int last_rc, last_log, last_copied;
+} checkpointer;
+
+static void *checkpointer_main(void *arg)
+{
+    checkpointer *k = arg;
+    sqlite3 *db = open_db(wb_checkpointer_vfs_name());
+    pthread_mutex_lock(&k->lock);
+    for (;;) {
+        while (k->done == k->asked && !k->stop)
+            pthread_cond_wait(&k->changed, &k->lock);
+        if (k->done == k->asked)
+            break;
+        pthread_mutex_unlock(&k->lock);
+        int log = 0, copied = 0;
+        int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
+        pthread_mutex_lock(&k->lock);
+        k->last_rc = rc, k->last_log = log, k->last_copied = copied;
+        k->done++;
+        pthread_cond_broadcast(&k->changed);
+    }
+    pthread_mutex_unlock(&k->lock);
+    sqlite3_close(db);
+    return NULL;
+}
+
+/* One PASSIVE checkpoint on the checkpointer's thread; true when it copied the whole WAL. */
+static bool checkpoint(checkpointer *k)
+{
+    pthread_mutex_lock(&k->lock);
+    int ticket = ++k->asked;
+    pthread_cond_broadcast(&k->changed);
+    while (k->done < ticket)
+        pthread_cond_wait(&k->changed, &k->lock);
+    bool all = k->last_rc == SQLITE_OK && k->last_log >= 0 && k->last_copied == k->last_log;
+    pthread_mutex_unlock(&k->lock);
+    return all;
+}
+
+/* Rows, the lowest row number and damaged bytes in a copy of the database file alone, without its WAL: what
+ * the checkpoints wrote. */
+static int file_alone_intact(int *rows, int *lowest)
+{
+    char copy[96], cmd[512];
+    snprintf(copy, sizeof copy, "%s/copy.db", dir);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s' && rm -f '%s-wal' '%s-shm'", path, copy, copy, copy);
+    cr_assert_eq(system(cmd), 0);
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open_v2(copy, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    int bad = rows_intact(db, rows);
+    sqlite3_stmt *s = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT min(n) FROM t", -1, &s, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_step(s), SQLITE_ROW);
+    *lowest = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return bad;
+}
+
+Test(wal_buffer, checkpoints_that_read_ahead_copy_exactly_what_was_committed)
+{
+    cr_assert_not_null(wb_checkpointer_vfs_name());
+    sqlite3 *w = open_db(wb_vfs_name());
+    /* the store's writer: no automatic checkpoints, a checkpointer of its own */
+    cr_assert_eq(sqlite3_wal_autocheckpoint(w, 0), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(w, "CREATE TABLE t (n INTEGER PRIMARY KEY, body BLOB)", NULL, NULL, NULL), SQLITE_OK);
+    checkpointer k = {.asked = 0};
+    pthread_mutex_init(&k.lock, NULL);
+    pthread_cond_init(&k.changed, NULL);
+    cr_assert_eq(pthread_create(&k.thread, NULL, checkpointer_main, &k), 0);
+
+    /* documents of about 50 KB and small rows, checkpointed between commits */
+    int rows = 0, lowest = -1, next = 0;
+    const int batches[][2] = {{20, 50000}, {200, 300}, {5, 130000}, {30, 50000}};
+    for (size_t b = 0; b < sizeof batches / sizeof *batches; b++) {
+        insert_rows(w, next, batches[b][0], batches[b][1]);
+        next += batches[b][0];
+        cr_expect(checkpoint(&k), "checkpoint %zu copied the whole WAL", b);
+        cr_expect_eq(file_alone_intact(&rows, &lowest), 0, "after checkpoint %zu", b);
+        cr_expect_eq(rows, next, "after checkpoint %zu the file alone has every row", b);
+    }
+    /* The WAL restarts at its first frame after a full checkpoint: the next commits overwrite the frames the
+     * checkpointer read ahead last time, with other bytes for the same (freed and reused) pages. A checkpoint
+     * that copied what it had read ahead before would leave an earlier round's rows, or a broken file. */
+    for (int round = 1; round <= 4; round++) {
+        cr_assert_eq(sqlite3_exec(w, "DELETE FROM t", NULL, NULL, NULL), SQLITE_OK);
+        insert_rows(w, round * 1000, 40, 50000); /* bodies of the byte (round * 1000 + i) & 0xff */
+        cr_expect(checkpoint(&k), "round %d: the checkpoint copied the whole WAL", round);
+        cr_expect_eq(file_alone_intact(&rows, &lowest), 0, "round %d: every body intact", round);
+        cr_expect_eq(rows, 40, "round %d", round);
+        cr_expect_eq(lowest, round * 1000, "round %d: this round's rows, not an earlier one's", round);
+    }
+
+    pthread_mutex_lock(&k.lock);
+    k.stop = true;
+    pthread_cond_broadcast(&k.changed);
+    pthread_mutex_unlock(&k.lock);
+    pthread_join(k.thread, NULL);
+    pthread_mutex_destroy(&k.lock);
+    pthread_cond_destroy(&k.changed);
+    sqlite3_close(w);
 }

@@ -192,8 +192,20 @@ static int exec_pragma(conn *c, const char *format, ...)
     return sqlite3_exec(c->db, sql, NULL, NULL, NULL);
 }
 
-static conn *conn_open(const st_config *config, bool writer, st_error *err)
+/* What a connection is for: it decides its VFS and pragmas. */
+typedef enum { CONN_READER, CONN_WRITER, CONN_CHECKPOINTER } conn_role;
+
+/* The gathering VFS (wal_buffer.h) for the connections that write, safe with FULL only; NULL: the default. */
+static const char *vfs_for(const st_config *config, conn_role role)
 {
+    if (config->synchronous_normal || role == CONN_READER)
+        return NULL;
+    return role == CONN_CHECKPOINTER ? wb_checkpointer_vfs_name() : wb_vfs_name();
+}
+
+static conn *conn_open(const st_config *config, conn_role role, st_error *err)
+{
+    bool writer = role != CONN_READER;
     conn *c = calloc(1, sizeof *c);
     if (!c) {
         st__error(err, "out of memory");
@@ -201,9 +213,7 @@ static conn *conn_open(const st_config *config, bool writer, st_error *err)
     }
     /* each connection is used by one thread at a time: no per-connection mutex needed */
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (writer ? SQLITE_OPEN_CREATE : 0);
-    /* the writer gathers its WAL frames into few write(2) calls; safe with FULL only (wal_buffer.h) */
-    const char *vfs = writer && !config->synchronous_normal ? wb_vfs_name() : NULL;
-    int rc = sqlite3_open_v2(config->path, &c->db, flags, vfs);
+    int rc = sqlite3_open_v2(config->path, &c->db, flags, vfs_for(config, role));
     if (rc != SQLITE_OK) {
         st__error(err, "%s: %s", config->path, c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
         conn_close(c);
@@ -327,7 +337,7 @@ static void start_checkpointer(conn *writer, const st_config *config)
 {
     st_error ignored;
     checkpointer *k = calloc(1, sizeof *k);
-    if (!k || !(k->conn = conn_open(config, true, &ignored))) {
+    if (!k || !(k->conn = conn_open(config, CONN_CHECKPOINTER, &ignored))) {
         free(k);
         return;
     }
@@ -386,7 +396,7 @@ static void maintain(void *writer)
 
 static void *open_writer(const st_config *config, st_error *err)
 {
-    conn *c = conn_open(config, true, err);
+    conn *c = conn_open(config, CONN_WRITER, err);
     if (!c)
         return NULL;
     sqlite3_stmt *stmt = NULL;
@@ -421,7 +431,7 @@ static void close_writer(void *writer)
 
 static void *open_reader(const st_config *config, st_error *err)
 {
-    return conn_open(config, false, err);
+    return conn_open(config, CONN_READER, err);
 }
 
 static void close_reader(void *reader)
