@@ -192,6 +192,18 @@ static int exec_pragma(conn *c, const char *format, ...)
     return sqlite3_exec(c->db, sql, NULL, NULL, NULL);
 }
 
+/*
+ * Before SQLite's first use: no allocation statistics. With them (SQLite's
+ * default) every allocation and free of every connection takes one global
+ * mutex, which the commit thread then waits for behind the readers of the
+ * worker threads. The store asks SQLite for none of the figures. Too late
+ * (SQLite already in use in this process) only leaves the default.
+ */
+static void configure_library(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 /* What a connection is for: it decides its VFS and pragmas. */
 typedef enum { CONN_READER, CONN_WRITER, CONN_CHECKPOINTER } conn_role;
 
@@ -205,6 +217,8 @@ static const char *vfs_for(const st_config *config, conn_role role)
 
 static conn *conn_open(const st_config *config, conn_role role, st_error *err)
 {
+    static pthread_once_t configured = PTHREAD_ONCE_INIT;
+    pthread_once(&configured, configure_library);
     bool writer = role != CONN_READER;
     conn *c = calloc(1, sizeof *c);
     if (!c) {
