@@ -49,6 +49,7 @@ typedef struct ref_name {
     char *from;                               /* "urn:uuid:..." or "Patient?identifier=..." */
     char target[ST_TYPE_MAX + ST_ID_MAX + 2]; /* "Type/id"; the id part may be rewritten in place (see above) */
     size_t id_at;                             /* where the id starts in target */
+    bool *moved;                              /* the batch's names_moved: set when a match rewrites target */
 } ref_name;
 
 typedef struct bentry {
@@ -90,6 +91,7 @@ typedef struct batch {
     char **replaced;     /* narrative texts with links rewritten (freed with the batch) */
     size_t replaced_count, replaced_cap;
     fj_write_hooks hooks;
+    bool names_moved;    /* a conditional create matched at commit time (point_name_at_match; commit thread) */
     st_op *ops;          /* transaction: one per write entry, in processing order */
     bentry **op_entries; /* the entry of each op */
     size_t op_count;
@@ -189,6 +191,7 @@ static ref_name *add_name(batch *b, const char *from, size_t len, const char *ty
         return NULL;
     snprintf(n->target, sizeof n->target, "%s/%s", type, id);
     n->id_at = strlen(type) + 1;
+    n->moved = &b->names_moved;
     b->name_count++;
     return n;
 }
@@ -203,8 +206,10 @@ static ref_name *add_name(batch *b, const char *from, size_t len, const char *ty
 static void point_name_at_match(void *arg, const st_op_result *r)
 {
     ref_name *n = arg;
-    if (r->status == ST_EXISTS)
+    if (r->status == ST_EXISTS) {
         snprintf(n->target + n->id_at, sizeof n->target - n->id_at, "%s", r->id);
+        *n->moved = true; /* what the workers rendered with the name before is stale (rest_render renders again) */
+    }
 }
 
 /* A narrative with every link to a name rewritten, or NULL when it names none. Owned by the batch. */
@@ -562,6 +567,7 @@ static bool prepare_entry(batch *b, bentry *e)
     w->type = e->type->name;
     w->docp = &b->doc;
     w->hooks = &b->hooks;
+    w->names_moved = &b->names_moved;
     /* record_write_result answers with the stored JSON only for return=representation, and a caller's answer
      * (rest_transaction_run_validated) only for the type it keeps: for the others the commit thread copies nothing */
     w->no_stored = b->answer ? !b->keep_type || strcmp(b->keep_type, e->type->name)

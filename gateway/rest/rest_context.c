@@ -22,6 +22,7 @@ void rest_write_free(rest_write *w)
     if (w->has_doc)
         fj_doc_free(&w->doc);
     free(w->meta_extra);
+    free(w->members);
     free(w->stored);
     ix_rows_free(&w->ix);
     free(w->rows);

@@ -134,6 +134,13 @@ typedef struct rest_write {
     bool has_doc;
     char *meta_extra;            /* the client's meta members other than versionId/lastUpdated */
     const fj_write_hooks *hooks; /* extra rewriting (transactions: urn:uuid: references) */
+    /* The resource's members other than resourceType, id and meta, rendered on the worker by
+     * rest_write_prepare, so that the commit thread only splices them after the meta it assigns; NULL: the
+     * commit thread renders them (out of memory). Stale once *names_moved (a transaction's conditional create
+     * matched at commit time and a name now means another resource): then the commit thread renders again. */
+    char *members;
+    size_t members_len;
+    const bool *names_moved; /* NULL: no name of this write can move */
     char *stored;                /* the JSON the store wrote, copied for the answer */
     size_t stored_len;
     bool no_stored; /* nothing answers with it: rest_render keeps no copy (commit thread time) */
