@@ -141,7 +141,7 @@ typedef struct rest_write {
     char *members;
     size_t members_len;
     const bool *names_moved; /* NULL: no name of this write can move */
-    char *stored;                /* the JSON the store wrote, copied for the answer */
+    char *stored;            /* the JSON the store wrote, copied for the answer */
     size_t stored_len;
     bool no_stored; /* nothing answers with it: rest_render keeps no copy (commit thread time) */
     ix_rows ix;
