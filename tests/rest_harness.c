@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
@@ -136,6 +137,7 @@ void rh_start_server(void)
     cfg.ca_file = ca;
     cfg.crl_file = crl;
     cfg.max_body_bytes = 256 * 1024;
+    cfg.send_buffer_bytes = rh.opt.send_buffer_bytes;
     cfg.handler = rest_handle;
     cfg.handler_arg = rh.app;
     rh.srv = srv_new(&cfg, err, sizeof err);
@@ -382,6 +384,17 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
     return len;
 }
 
+/* A paced reader's socket takes little before its reader does (SO_RCVBUF before connect: a small window, not
+ * grown by the kernel), so that the gateway feels the stall soon, as it would from a slow link. */
+static int small_receive_buffer(void *arg, curl_socket_t fd, curlsocktype purpose)
+{
+    (void)arg;
+    int bytes = 4096;
+    if (purpose == CURLSOCKTYPE_IPCXN)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+    return CURL_SOCKOPT_OK;
+}
+
 static rh_response perform(const char *who, const char *method, const char *path, const char *body,
                            const char *const *extra, rh_pace_fn pace, void *pace_arg)
 {
@@ -409,6 +422,7 @@ static rh_response perform(const char *who, const char *method, const char *path
     if (pace) {
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
+        curl_easy_setopt(c, CURLOPT_SOCKOPTFUNCTION, small_receive_buffer);
     }
     struct curl_slist *h = NULL;
     bool has_type = false;

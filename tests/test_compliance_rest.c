@@ -1006,6 +1006,186 @@ Test(stream, an_insurer_hanging_up_mid_pull_leaves_the_next_pull_whole)
     rh_response_free(&whole.r);
 }
 
+/* ---- a streamed pull while the provider writes -------------------------------------------- */
+
+#define WRITE_PLANS 2500 /* ten batches; their reports (~500 KB) more than the gateway and the kernel hold */
+#define NEW_PLANS 20
+static const size_t UPDATED[] = {3, 250, 520, 777, 1030, 1290, 1497};
+static const size_t DELETED[] = {5, 600, 1200, 1490};
+
+/* What the provider does while the insurer pulls: on a thread of its own (no Criterion there: the outcome is
+ * checked after the join), started by the pull's first piece, which waits for it to finish. */
+typedef struct provider_writes {
+    char (*ids)[80];   /* the plans stored before the pull */
+    json_object *plan; /* a stored plan, to copy */
+    char new_ids[NEW_PLANS][80];
+    char failed[256];       /* the first write that did not succeed, "" when all did */
+    size_t received_before; /* bytes of the stream the insurer had when the writes began */
+    bool started, done;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t finished;
+} provider_writes;
+
+static void write_failed(provider_writes *w, const char *what, const char *id, const rh_response *r)
+{
+    if (!w->failed[0])
+        snprintf(w->failed, sizeof w->failed, "%s %s: %ld %.150s", what, id, r->status, r->body ? r->body : "");
+}
+
+static void *write_while_pulled(void *arg)
+{
+    provider_writes *w = arg;
+    char path[128];
+    for (size_t i = 0; i < sizeof UPDATED / sizeof *UPDATED; i++) { /* read, change, write back */
+        snprintf(path, sizeof path, "/CarePlan/%s", w->ids[UPDATED[i]]);
+        rh_response r = rh_request("gzsp", "GET", path, NULL, NULL);
+        json_object *o = r.status == 200 ? json_tokener_parse(r.body) : NULL;
+        if (o) {
+            json_object_object_add(o, "description", json_object_new_string("changed while the insurer pulls"));
+            char *text = text_of(o);
+            rh_response u = rh_request("gzsp", "PUT", path, text, NULL);
+            if (u.status != 200)
+                write_failed(w, "PUT", path, &u);
+            rh_response_free(&u);
+            free(text);
+            json_object_put(o);
+        } else {
+            write_failed(w, "GET", path, &r);
+        }
+        rh_response_free(&r);
+    }
+    for (size_t i = 0; i < sizeof DELETED / sizeof *DELETED; i++) {
+        snprintf(path, sizeof path, "/CarePlan/%s", w->ids[DELETED[i]]);
+        rh_response r = rh_request("gzsp", "DELETE", path, NULL, NULL);
+        if (r.status != 200 && r.status != 204)
+            write_failed(w, "DELETE", path, &r);
+        rh_response_free(&r);
+    }
+    json_object *copy = NULL;
+    json_object_deep_copy(w->plan, &copy, NULL);
+    json_object_object_del(copy, "id");
+    json_object_object_del(copy, "meta");
+    char *text = text_of(copy);
+    json_object_put(copy);
+    for (size_t i = 0; i < NEW_PLANS; i++) {
+        rh_response r = rh_request("gzsp", "POST", "/CarePlan", text, NULL);
+        json_object *o = r.status == 201 ? json_tokener_parse(r.body) : NULL;
+        const char *id = o ? rh_str(o, "id") : NULL;
+        if (id)
+            snprintf(w->new_ids[i], sizeof w->new_ids[i], "%s", id);
+        else
+            write_failed(w, "POST", "/CarePlan", &r);
+        json_object_put(o);
+        rh_response_free(&r);
+    }
+    free(text);
+    pthread_mutex_lock(&w->lock);
+    w->done = true;
+    pthread_cond_signal(&w->finished);
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+/* The insurer's client: at the first piece of the stream, the provider writes; it reads on once they are done. */
+static bool read_on_after_the_writes(size_t received, void *arg)
+{
+    provider_writes *w = arg;
+    pthread_mutex_lock(&w->lock);
+    if (!w->started) {
+        w->started = true;
+        w->received_before = received;
+        if (pthread_create(&w->thread, NULL, write_while_pulled, w) != 0)
+            w->done = true;
+        while (!w->done)
+            pthread_cond_wait(&w->finished, &w->lock);
+    }
+    pthread_mutex_unlock(&w->lock);
+    return true;
+}
+
+static bool is_listed(size_t k, const size_t *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (list[i] == k)
+            return true;
+    return false;
+}
+
+/*
+ * The provider updates, deletes and creates plans while the insurer's NDJSON pull of several batches is under way:
+ * the stream reads all its batches at the snapshot of its first, so every plan stored before the pull that the
+ * provider did not delete is reported exactly once, whether it was changed before or after its batch was read
+ * (a change moves a plan's lastUpdated past the stream's cursor: read at the current state, an updated plan not
+ * yet reported would come twice or an early one again); a deleted plan at most once; a plan created during the
+ * pull not at all. The client stalls at the first piece until the writes are done; the gateway's send buffer is
+ * held small (send_buffer_bytes, and the client's receive buffer: rh_get_paced), as a slow link would, so that it
+ * has made only the first batches by then: on loopback the kernel would otherwise take the whole stream.
+ */
+Test(stream, a_pull_while_the_provider_writes_reports_each_plan_of_its_snapshot_once)
+{
+    rh.opt.send_buffer_bytes = 16 * 1024;
+    rh_stop_server();
+    rh_start_server();
+    char own[80];
+    json_object *plan = stored_plan(own); /* its patient: the fixture's, insured by 9901 */
+    const char *patient = rh_str(plan, "subject.reference"), *patients[2] = {patient, patient};
+    insure(patient, "9901");
+    static char ids[WRITE_PLANS][80];
+    post_copies(plan, patients, NULL, never, ids, WRITE_PLANS);
+
+    provider_writes w = {.ids = ids, .plan = plan};
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_cond_init(&w.finished, NULL);
+    const char *const ndjson[] = {"Accept: application/x-ndjson", NULL};
+    pull p = {.who = "insurer"};
+    p.r = rh_get_paced("insurer", "/insurer/compliance?provider=" GZSP_URA "&date=" D0, ndjson,
+                       read_on_after_the_writes, &w);
+    if (w.started)
+        pthread_join(w.thread, NULL);
+    pthread_mutex_destroy(&w.lock);
+    pthread_cond_destroy(&w.finished);
+    cr_assert(w.started, "the stream had a first piece");
+    cr_assert_str_empty(w.failed, "the provider's writes: %s", w.failed);
+    cr_log_info("the writes came when the client had %zu of the stream's %zu bytes", w.received_before, p.r.len);
+
+    static unsigned seen[WRITE_PLANS];
+    unsigned own_seen = 0;
+    size_t lines = tally(&p, ids, WRITE_PLANS, own, seen, &own_seen), twice = 0, missing = 0, deleted_twice = 0;
+    for (size_t k = 0; k < WRITE_PLANS; k++) {
+        bool deleted = is_listed(k, DELETED, sizeof DELETED / sizeof *DELETED);
+        deleted_twice += deleted && seen[k] > 1;
+        twice += !deleted && seen[k] > 1;
+        missing += !deleted && !seen[k];
+    }
+    for (size_t i = 0; i < sizeof UPDATED / sizeof *UPDATED; i++)
+        cr_expect_eq(seen[UPDATED[i]], 1u, "the plan changed during the pull (%zu) is reported once", UPDATED[i]);
+    cr_expect_eq(twice + deleted_twice, 0, "%zu plans reported twice", twice + deleted_twice);
+    cr_expect_eq(missing, 0, "%zu plans of the snapshot not reported", missing);
+    cr_expect_eq(own_seen, 1u, "the first stored plan is reported once");
+    /* tally() found every line's plan among those stored before the pull (or the first one): none is new */
+    for (size_t i = 0; i < NEW_PLANS; i++)
+        cr_expect(w.new_ids[i][0], "new plan %zu was stored", i);
+    size_t deleted_seen = 0;
+    for (size_t i = 0; i < sizeof DELETED / sizeof *DELETED; i++)
+        deleted_seen += seen[DELETED[i]];
+    cr_expect_eq(lines, WRITE_PLANS - sizeof DELETED / sizeof *DELETED + deleted_seen + 1, "%zu lines", lines);
+    rh_response_free(&p.r);
+    json_object_put(plan);
+
+    /* the next pull sees the provider's plans as they are now: the new ones in, the deleted ones out */
+    pull after = {.who = "insurer"};
+    pull_compliance(&after);
+    cr_assert_eq(after.r.status, 200);
+    size_t new_seen = 0;
+    for (size_t i = 0; i < NEW_PLANS; i++)
+        new_seen += strstr(after.r.body, w.new_ids[i]) != NULL;
+    cr_expect_eq(new_seen, NEW_PLANS, "the plans created during the first pull are in the next");
+    for (size_t i = 0; i < sizeof DELETED / sizeof *DELETED; i++)
+        cr_expect_null(strstr(after.r.body, ids[DELETED[i]]), "deleted plan %zu is not in the next pull", DELETED[i]);
+    rh_response_free(&after.r);
+}
+
 /* Store the fixture (at the office not set up for treatment when at_office) with its patient insured. */
 static void store_insured_plan(bool at_office)
 {

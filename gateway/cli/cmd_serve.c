@@ -563,6 +563,7 @@ static bool open_services(const gw_config *c, services *s, bool dev)
     cfg.write_timeout_ms = (unsigned)c->write_timeout_ms;
     cfg.drain_timeout_ms = (unsigned)c->drain_timeout_ms;
     cfg.max_inflight_bytes = (size_t)c->max_inflight_bytes;
+    cfg.send_buffer_bytes = (size_t)c->send_buffer_bytes;
     cfg.handler = rest_handle;
     cfg.handler_arg = s->app;
     cfg.metrics = s->metrics;

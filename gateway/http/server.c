@@ -48,6 +48,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -1387,6 +1388,10 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (s->cfg.send_buffer_bytes) {
+        int bytes = s->cfg.send_buffer_bytes < INT_MAX / 2 ? (int)s->cfg.send_buffer_bytes : INT_MAX / 2;
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+    }
     conn *c = conn_new(w, fd, false);
     if (!c) {
         atomic_fetch_sub(&s->connections, 1);

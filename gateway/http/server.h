@@ -153,6 +153,7 @@ typedef struct srv_config {
     unsigned write_timeout_ms;
     unsigned drain_timeout_ms;
     size_t max_inflight_bytes; /* the memory budget (see "Memory budget") */
+    size_t send_buffer_bytes;  /* SO_SNDBUF of client connections; 0 (the default) = the kernel's, autotuned */
 
     srv_handler handler; /* required */
     void *handler_arg;

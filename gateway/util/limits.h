@@ -97,6 +97,10 @@
       "memory budget: request bodies (counted as they arrive) and answers (until sent) held at once, all "            \
       "connections together; past it new requests get 503 with Retry-After (the ops port is exempt); keep it well "   \
       "above max_body_bytes")                                                                                         \
+    X(send_buffer_bytes, 0, 0, BYTES, SET, "http",                                                                    \
+      "kernel send buffer of each client connection (SO_SNDBUF, like nginx's sndbuf); 0 = the kernel's own, which "  \
+      "grows to megabytes: a smaller one holds less per connection and makes a streamed answer wait for a slow "      \
+      "reader sooner")                                                                                                \
     X(body_initial_bytes, 16 * LIM_KIB, 1, BYTES, FIXED, "http",                                                      \
       "first buffer of a request body; it doubles as bytes arrive, up to the body's size")                            \
     X(pause_input_bytes, 64 * LIM_KIB, 1, BYTES, FIXED, "http",                                                       \
