@@ -961,7 +961,28 @@ Test(stream, two_insurers_pulling_at_once_each_get_their_own_reports_once)
     }
 }
 
-#define HANG_UP_PLANS 1500 /* six batches of the stream */
+/* The gateway restarted with a small send buffer (send_buffer_bytes), as a slow link would leave it: with a paced
+ * client's small receive buffer (rh_get_paced), it makes a stream's batches as the client reads them, not all
+ * at once into the kernel's buffers, which on loopback grow to megabytes. */
+static void slow_link(void)
+{
+    rh.opt.send_buffer_bytes = 16 * 1024;
+    rh_stop_server();
+    rh_start_server();
+}
+
+/* The fixture's plan stored (its id into own), its patient insured by 9901, and n copies of it (their ids into
+ * ids): returns the stored plan, for the caller to put. */
+static json_object *insured_copies(char own[80], char (*ids)[80], size_t n)
+{
+    json_object *plan = stored_plan(own); /* its patient: the fixture's */
+    const char *patient = rh_str(plan, "subject.reference"), *patients[2] = {patient, patient};
+    insure(patient, "9901");
+    post_copies(plan, patients, NULL, never, ids, n);
+    return plan;
+}
+
+#define HANG_UP_PLANS 2500 /* ten batches; their reports (~500 KB) more than the gateway and the kernel hold */
 
 /* The client of a pull that hangs up at the first piece of the answer. */
 static bool hang_up(size_t received, void *arg)
@@ -973,19 +994,16 @@ static bool hang_up(size_t received, void *arg)
 /*
  * Insurers that hang up early in a pull of several batches leave the gateway serving, and the same insurer's
  * next pull is whole, each report once. Under the sanitizers, a batch not freed or a check thread left running
- * on a dropped pull's memory (rest_insurer.c makes the next batch while one is sent) fails it. Whether the
- * gateway notices a hang-up before it has made the last batch depends on how much the kernel buffers: on
- * loopback it often has made them all.
+ * on a dropped pull's memory (rest_insurer.c makes the next batch while one is sent) fails it. Over the slow
+ * link the gateway still has batches to make when the client hangs up, so the pull is dropped in the middle,
+ * with a batch being checked and one ahead.
  */
 Test(stream, an_insurer_hanging_up_mid_pull_leaves_the_next_pull_whole)
 {
+    slow_link();
     char own[80];
-    json_object *plan = stored_plan(own); /* its patient: the fixture's, insured by 9901 */
-    const char *patient = rh_str(plan, "subject.reference"), *patients[2] = {patient, patient};
-    insure(patient, "9901");
     static char ids[HANG_UP_PLANS][80];
-    post_copies(plan, patients, NULL, never, ids, HANG_UP_PLANS);
-    json_object_put(plan);
+    json_object_put(insured_copies(own, ids, HANG_UP_PLANS));
     const char *const ndjson[] = {"Accept: application/x-ndjson", NULL};
     for (int i = 0; i < 2; i++) {
         rh_response cut = rh_get_paced("insurer", "/insurer/compliance?provider=" GZSP_URA "&date=" D0, ndjson, hang_up,
@@ -1008,7 +1026,7 @@ Test(stream, an_insurer_hanging_up_mid_pull_leaves_the_next_pull_whole)
 
 /* ---- a streamed pull while the provider writes -------------------------------------------- */
 
-#define WRITE_PLANS 2500 /* ten batches; their reports (~500 KB) more than the gateway and the kernel hold */
+#define WRITE_PLANS HANG_UP_PLANS
 #define NEW_PLANS 20
 static const size_t UPDATED[] = {3, 250, 520, 777, 1030, 1290, 1497};
 static const size_t DELETED[] = {5, 600, 1200, 1490};
@@ -1124,15 +1142,10 @@ static bool is_listed(size_t k, const size_t *list, size_t n)
  */
 Test(stream, a_pull_while_the_provider_writes_reports_each_plan_of_its_snapshot_once)
 {
-    rh.opt.send_buffer_bytes = 16 * 1024;
-    rh_stop_server();
-    rh_start_server();
+    slow_link();
     char own[80];
-    json_object *plan = stored_plan(own); /* its patient: the fixture's, insured by 9901 */
-    const char *patient = rh_str(plan, "subject.reference"), *patients[2] = {patient, patient};
-    insure(patient, "9901");
     static char ids[WRITE_PLANS][80];
-    post_copies(plan, patients, NULL, never, ids, WRITE_PLANS);
+    json_object *plan = insured_copies(own, ids, WRITE_PLANS);
 
     provider_writes w = {.ids = ids, .plan = plan};
     pthread_mutex_init(&w.lock, NULL);
