@@ -138,6 +138,7 @@ void rh_start_server(void)
     cfg.crl_file = crl;
     cfg.max_body_bytes = 256 * 1024;
     cfg.send_buffer_bytes = rh.opt.send_buffer_bytes;
+    cfg.write_timeout_ms = rh.opt.write_timeout_ms;
     cfg.handler = rest_handle;
     cfg.handler_arg = rh.app;
     rh.srv = srv_new(&cfg, err, sizeof err);

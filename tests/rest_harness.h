@@ -41,6 +41,7 @@ typedef struct rh_options {
     size_t page_max_bytes;             /* searchset/history page bytes at most; 0 = the gateway's default */
     unsigned workers;                  /* server worker threads; 0 = 2 */
     size_t send_buffer_bytes;          /* srv_config.send_buffer_bytes; 0 = the kernel's */
+    unsigned write_timeout_ms;         /* srv_config.write_timeout_ms; 0 = the gateway's default */
     unsigned audit_checkpoint_entries; /* audit checkpoint after this many entries; 0 = the gateway's default */
     const pf_registry *profiles;       /* the conformance resources the server enforces (the guide); NULL = none */
     const char *maps_dir;              /* the insurer maps to load (rest_options.maps_dir); NULL = none */
