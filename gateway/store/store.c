@@ -1194,6 +1194,9 @@ void st_counters_get(st_store *s, st_counters *out)
     out->audit_entries = atomic_load(&s->audit_entries);
     out->audit_checkpoints = atomic_load(&s->audit_checkpoints);
     out->audit_checkpoint_failures = atomic_load(&s->audit_checkpoint_failures);
+    pthread_mutex_lock(&s->queue_lock);
+    out->queued = s->queued;
+    pthread_mutex_unlock(&s->queue_lock);
 }
 
 /* ---- The audit trail: reads ---------------------------------------------------------- */

@@ -192,6 +192,7 @@ typedef struct st_counters {
     uint64_t max_batch_seen; /* largest batch (transactions) so far */
     uint64_t audit_entries;  /* audit entries committed */
     uint64_t audit_checkpoints, audit_checkpoint_failures;
+    uint64_t queued; /* transactions waiting for the commit thread now */
 } st_counters;
 
 void st_counters_get(st_store *store, st_counters *out);
