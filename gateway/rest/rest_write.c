@@ -101,17 +101,14 @@ static void render_members(const rest_write *w, fj_buf *out)
     }
 }
 
-/* On the worker: the members, for rest_render to splice (NULL when out of memory: it renders them itself). */
+/* On the worker: the members, for rest_render to splice. fj_buf_take gives "" when there are none and NULL only
+ * when out of memory: then rest_render renders them itself. */
 static void prerender_members(rest_write *w)
 {
     free(w->members);
     fj_buf out = {0};
     render_members(w, &out);
     w->members = fj_buf_take(&out, &w->members_len);
-    if (!w->members && !out.failed) { /* nothing rendered: an empty text, not "render it later" */
-        w->members = calloc(1, 1);
-        w->members_len = 0;
-    }
 }
 
 char *rest_render(void *arg, int64_t version, const char *last_updated, size_t *len)
