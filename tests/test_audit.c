@@ -11,6 +11,8 @@
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -468,4 +470,73 @@ Test(audit, concurrent_writers_chain_in_commit_order, .init = rh_setup, .fini = 
     rh_stop_server();
     char out[512];
     cr_expect_eq(run_verify(out, sizeof out), 0, "%s", out);
+}
+
+/* ---- answers wait for the sync of what they read (store.h: reads may see a commit before it is durable) ---- */
+
+typedef struct call {
+    const char *who, *method, *path, *body;
+    rh_response r;
+    atomic_bool answered;
+} call;
+
+static void *make_call(void *arg)
+{
+    call *c = arg;
+    c->r = rh_request(c->who, c->method, c->path, c->body, NULL);
+    atomic_store(&c->answered, true);
+    return NULL;
+}
+
+static int64_t stored_version(const char *type, const char *id)
+{
+    st_resource r;
+    st_error err;
+    int64_t v = st_read(rh.store, type, id, &r, &err) == ST_OK ? r.version : 0;
+    st_resource_free(&r);
+    return v;
+}
+
+Test(audit, an_answer_waits_for_the_sync_of_what_it_read, .init = rh_setup, .fini = rh_teardown)
+{
+    char pid[96], path[160], body[240];
+    snprintf(pid, sizeof pid, "%s", rh_create("hospital-a", "Patient", PATIENT));
+    snprintf(path, sizeof path, "/Patient/%s", pid);
+    snprintf(body, sizeof body, "{\"resourceType\":\"Patient\",\"id\":\"%s\",\"gender\":\"male\"}", pid);
+    int64_t durable_head = head_seq();
+
+    st_test_hold_sync(rh.store, true);
+    call update = {"hospital-a", "PUT", path, body, {0}, false};
+    pthread_t ut, rt;
+    pthread_create(&ut, NULL, make_call, &update);
+    for (int ms = 0; ms < 10000 && stored_version("Patient", pid) < 2; ms++)
+        usleep(1000);
+    cr_assert_eq(stored_version("Patient", pid), 2, "committed, so readers see it");
+    call read = {"hospital-a", "GET", path, NULL, {0}, false};
+    pthread_create(&rt, NULL, make_call, &read);
+
+    /* the store's own lists hold back what is not durable: the update's audit entry is not listed */
+    st_audit_row *rows = NULL;
+    size_t count = 0;
+    st_error err;
+    st_audit_query newest = {.count = 1};
+    cr_assert_eq(st_audit_list(rh.store, &newest, &rows, &count, &err), ST_OK, "%s", err.message);
+    cr_assert_eq(count, 1);
+    cr_expect_eq(rows[0].entry.seq, durable_head, "the newest durable entry, not the update's");
+    free(rows);
+    /* an answer that read nothing goes out at once */
+    expect("gp", "GET", "/metadata", NULL, 200);
+
+    usleep(300 * 1000);
+    cr_expect_not(atomic_load(&update.answered), "the update is not acknowledged before its sync");
+    cr_expect_not(atomic_load(&read.answered), "nor is a read of it answered: a power loss could take it back");
+    st_test_hold_sync(rh.store, false);
+    pthread_join(ut, NULL);
+    pthread_join(rt, NULL);
+    cr_expect_eq(update.r.status, 200, "%.300s", update.r.body);
+    cr_expect_eq(read.r.status, 200, "%.300s", read.r.body);
+    cr_expect_not_null(strstr(read.r.body, "\"male\""));
+    rh_response_free(&update.r);
+    rh_response_free(&read.r);
+    rh_expect_valid_bodies();
 }

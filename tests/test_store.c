@@ -1824,3 +1824,104 @@ Test(store, no_statement_reads_a_whole_table)
     cr_expect_gt(checked, 40, "%d statements checked", checked);
     sqlite3_close(db);
 }
+
+/* ---- The sync stage: commits are visible before they are durable, and nothing says so too early ---- */
+
+static void count_done(void *arg, const st_txn_result *result)
+{
+    (void)result;
+    atomic_fetch_add((_Atomic int *)arg, 1);
+}
+
+static void keep_status(void *arg, const st_txn_result *result)
+{
+    atomic_store((_Atomic int *)arg, (int)result->status + 1); /* 0: not yet */
+}
+
+/* Waits up to 10 s for the commit thread to have committed type/id (readers see it before its sync). */
+static bool committed_soon(const char *type, const char *id)
+{
+    for (int waited_ms = 0; waited_ms < 10000; waited_ms++) {
+        if (read_json(type, id, NULL, 0, NULL) == ST_OK)
+            return true;
+        usleep(1000);
+    }
+    return false;
+}
+
+static bool becomes(_Atomic int *value, int expected)
+{
+    for (int waited_ms = 0; waited_ms < 10000 && atomic_load(value) != expected; waited_ms++)
+        usleep(1000);
+    return atomic_load(value) == expected;
+}
+
+Test(store, a_commit_is_acknowledged_only_once_its_sync_returned)
+{
+    st_test_hold_sync(S, true);
+    _Atomic int written = 0, barrier = 0;
+    st_op op = create_op("Patient", "p1", "{\"resourceType\":\"Patient\"}");
+    cr_assert_eq(st_submit(S, &op, 1, count_done, &written), ST_OK);
+    cr_assert(committed_soon("Patient", "p1"), "the commit thread committed it");
+    cr_assert_eq(st_submit_barrier(S, count_done, &barrier), ST_OK);
+    usleep(100 * 1000);
+    cr_expect_eq(atomic_load(&written), 0, "no acknowledgement while the sync is held");
+    cr_expect_eq(atomic_load(&barrier), 0, "nor the barrier behind it");
+    cr_expect_not(st_durable_now(S), "a read could see what is not durable");
+    cr_expect_eq(atomic_load(&commits_seen), 0, "on_commit (the relay's wake) waits for the sync too");
+    st_test_hold_sync(S, false);
+    cr_expect(becomes(&written, 1));
+    cr_expect(becomes(&barrier, 1));
+    cr_expect(st_durable_now(S));
+    cr_expect_geq(atomic_load(&commits_seen), 1);
+}
+
+Test(store, notifications_of_a_commit_not_yet_durable_are_not_listed)
+{
+    queue_notification("33333333", "t", 0); /* event 1, durable */
+    st_test_hold_sync(S, true);
+    st_notify n = {.receiver = "33333333", .event = "created", .of_op = 0};
+    st_op ops[] = {create_op("Task", "t1", "{}"), {.kind = ST_OP_NOTIFY, .notify = &n}};
+    _Atomic int done = 0;
+    cr_assert_eq(st_submit(S, ops, 2, count_done, &done), ST_OK);
+    cr_assert(committed_soon("Task", "t1"));
+
+    st_notification *rows = NULL;
+    size_t count = 0;
+    st_error err;
+    st_notify_query all = {.receiver = "33333333"}, heads = {.due_heads = true};
+    cr_assert_eq(st_notify_list(S, &all, &rows, &count, &err), ST_OK, "%s", err.message);
+    cr_expect_eq(count, 1, "event 2 is committed, not durable: not listed");
+    free(rows);
+    st_notify_query latest = {.receiver = "33333333", .newest_first = true, .count = 1};
+    cr_assert_eq(st_notify_list(S, &latest, &rows, &count, &err), ST_OK, "%s", err.message);
+    cr_assert_eq(count, 1, "the latest durable event instead");
+    cr_expect_eq(rows[0].event_number, 1);
+    free(rows);
+    cr_assert_eq(st_notify_list(S, &heads, &rows, &count, &err), ST_OK, "%s", err.message);
+    cr_assert_eq(count, 1);
+    cr_expect_str_eq(rows[0].focus_id, "t0");
+    free(rows);
+
+    st_test_hold_sync(S, false);
+    cr_assert(becomes(&done, 1));
+    cr_assert_eq(st_notify_list(S, &latest, &rows, &count, &err), ST_OK, "%s", err.message);
+    cr_assert_eq(count, 1);
+    cr_expect_eq(rows[0].event_number, 2, "listed once durable");
+    free(rows);
+}
+
+Test(store, a_failed_sync_breaks_the_store)
+{
+    cr_assert_eq(create("Patient", "before", "{\"resourceType\":\"Patient\"}").status, ST_OK);
+    st_test_fail_next_sync(S);
+    _Atomic int status = 0;
+    st_op op = create_op("Patient", "lost", "{\"resourceType\":\"Patient\"}");
+    cr_assert_eq(st_submit(S, &op, 1, keep_status, &status), ST_OK);
+    cr_assert(becomes(&status, ST_IO + 1), "the write is not acknowledged: its sync failed");
+    cr_expect_eq(st_submit(S, &op, 1, keep_status, &status), ST_IO, "no write after it");
+    st_resource r;
+    st_error err = {{0}};
+    cr_expect_eq(st_read(S, "Patient", "before", &r, &err), ST_IO, "nor any read: what it sees may be gone");
+    cr_expect(strstr(err.message, "sync") != NULL, "%s", err.message);
+}

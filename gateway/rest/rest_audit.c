@@ -311,6 +311,7 @@ static int held_status_of(st_status s)
 
 #define CONTENT_TYPE "application/fhir+json; charset=utf-8"
 #define UNRECORDED "the access could not be recorded in the audit trail, so it is not answered; try again"
+#define UNSYNCED "the store could not make what this answer read durable, so it is not answered; try again"
 
 /* On the worker (posted by hold_done): the held answer, or 500/503 when its entries did not commit. */
 static void hold_answer(void *arg)
@@ -324,7 +325,7 @@ static void hold_answer(void *arg)
     if (a->failed) {
         free(a->body);
         a->body = NULL;
-        srv_respond_outcome(req, a->failed_status, OO_EXCEPTION, UNRECORDED);
+        srv_respond_outcome(req, a->failed_status, OO_EXCEPTION, a->barrier ? UNSYNCED : UNRECORDED);
         if (stream)
             a->release(a->arg); /* frees the page and q */
         else if (finish)
@@ -344,12 +345,27 @@ static void hold_answer(void *arg)
         rq_finish(q);
 }
 
-/* The store's completion callback, on its commit thread. */
+/* The store's completion callback, on its thread. A barrier has no operations: its batch's status says. */
 static void hold_done(void *arg, const st_txn_result *result)
 {
     rq *q = arg;
-    q->audit.failed = !rest_audit_committed(result, 0, &q->audit.failed_status);
+    if (result->op_count == 0 && result->status != ST_OK) {
+        q->audit.failed = true;
+        q->audit.failed_status = failure_status(result->status);
+    } else {
+        q->audit.failed = !rest_audit_committed(result, 0, &q->audit.failed_status);
+    }
     srv_post(q->audit.req, hold_answer, q);
+}
+
+/*
+ * An answer without entries of its own may still carry what a read saw of a
+ * commit not yet durable (store.h): unless it is a write's, answered after
+ * its own commit, it waits for a barrier then.
+ */
+static bool needs_barrier(rq *q)
+{
+    return !q->after_own_commit && !st_durable_now(q->app->opt.store);
 }
 
 bool rest_audit_hold(rq *q, int status, char *body, size_t len, srv_producer produce, srv_release release, void *arg)
@@ -362,16 +378,20 @@ bool rest_audit_hold(rq *q, int status, char *body, size_t len, srv_producer pro
             if (!a->items[i]->e.status)
                 a->items[i]->e.status = status; /* the answer is what the access got */
         }
-    if (!k && !a->lost)
+    bool barrier = !k && !a->lost;
+    if (barrier && !needs_barrier(q))
         return false;
     a->req = q->req;
     q->req = NULL; /* the caller must not touch q after a hold: the stream's release may free it */
     a->status = status, a->body = body, a->len = len;
     a->produce = produce, a->release = release, a->arg = arg;
     a->holding = true;
+    a->barrier = barrier;
     size_t total = 0;
-    st_op *ops = a->lost ? NULL : rest_audit_attach(q, NULL, NULL, 0, NULL, held_status_of, &total);
-    st_status s = ops ? st_submit(q->app->opt.store, ops, total, hold_done, q) : ST_INTERNAL;
+    st_op *ops = a->lost || barrier ? NULL : rest_audit_attach(q, NULL, NULL, 0, NULL, held_status_of, &total);
+    st_status s = barrier ? st_submit_barrier(q->app->opt.store, hold_done, q)
+                  : ops   ? st_submit(q->app->opt.store, ops, total, hold_done, q)
+                          : ST_INTERNAL;
     if (s != ST_OK) { /* nothing was queued: answered at once, as unrecorded */
         a->failed = true;
         a->failed_status = failure_status(s);

@@ -801,6 +801,7 @@ static void transaction_answer(void *arg)
 {
     batch *b = arg;
     rq *q = b->q;
+    q->after_own_commit = true;
     if (q->audit.failed) { /* rolled back with its audit entries */
         rq_respond_outcome(q, q->audit.failed_status, OO_ERROR, OO_EXCEPTION, NULL,
                            "the transaction could not be recorded in the audit trail, so it was not applied; try "
@@ -976,6 +977,7 @@ static void batch_answer(void *arg)
 {
     batch *b = arg;
     rq *q = b->q;
+    q->after_own_commit = true;
     for (size_t i = 0; i < b->count; i++)
         if (b->entries[i].has_result)
             record_write_result(b, &b->entries[i], &b->entries[i].result);

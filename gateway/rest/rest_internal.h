@@ -198,6 +198,7 @@ typedef struct rest_audit_state {
     bool holding;                 /* an answer waits for its entries' commit */
     bool finish_wanted;           /* rq_finish came while holding: free once answered */
     bool failed;                  /* an entry could not be committed: the answer becomes 500/503 */
+    bool barrier;                 /* held for a barrier (no entries): failed means the store could not sync */
     int failed_status;
     int status; /* the held answer */
     char *body;
@@ -225,6 +226,10 @@ typedef struct rq {
      * the checks of the request's writes (rest_access) take instead of reading it again; only for a request that
      * does not write it. id NULL: none. Freed by rq_finish. */
     st_resource entry_read;
+    /* The answer is a write's, built after its commit became durable (write_answer, transaction_answer,
+     * batch_answer): what the request read before it submitted is covered by that sync, so the answer needs
+     * no barrier of its own (rest_audit_hold). */
+    bool after_own_commit;
 } rq;
 
 /* Frees the context and its write (after the answer). */

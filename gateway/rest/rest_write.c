@@ -340,6 +340,7 @@ static void write_answer(void *arg)
     rq *q = arg;
     rest_write *w = &q->write;
     const st_op_result *r = &w->result;
+    q->after_own_commit = true;
     if (q->audit.failed) { /* the transaction was rolled back with its audit entries: nothing was written */
         rq_respond_outcome(q, q->audit.failed_status, OO_ERROR, OO_EXCEPTION, NULL,
                            "the write could not be recorded in the audit trail, so it was not made; try again");
@@ -365,7 +366,7 @@ static void write_answer(void *arg)
 }
 
 /*
- * The store's completion callback, on its commit thread: keep the result
+ * The store's completion callback, on its thread: keep the result
  * (it lives during this call only) and hand the answer to the request's
  * worker, so no answer is built, and no store read made, on the commit
  * thread. rest_render has left the stored JSON in w->stored already.

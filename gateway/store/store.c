@@ -11,6 +11,21 @@
  * transactions (so writers are concurrent), the thread waits up to
  * batch_wait_us for the queue to grow to about that size again before it
  * starts, which evens out batches without delaying a lone writer at all.
+ *
+ * The sync stage. With a backend whose commits become durable later (the
+ * SQLite writer defers its WAL sync: store_sqlite.c), the commit thread
+ * hands each committed batch to a sync thread and goes on with the next
+ * one; the sync thread syncs once for every batch committed so far, and
+ * only then runs their callbacks, counts them, writes the audit chain's
+ * checkpoint and wakes the relay (on_commit). At most SYNC_AHEAD batches
+ * wait for it, so the commit thread stays at most that far ahead.
+ * Readers see a batch from its COMMIT on, before it is durable; what
+ * leaves the process from a read must wait for the sync (store.h says how).
+ * The store itself holds back relay notifications and audit entries of
+ * batches not yet durable from its reads (hidden_*_from), and counts such
+ * batches (st_durable_now). A failed sync breaks the store: what was
+ * committed since the last good one may be lost, so every waiting and later
+ * write fails with ST_IO, and so does every read.
  */
 #include "gateway/store/store_backend.h"
 
@@ -42,7 +57,22 @@ struct st_write_ctx {
     st_store *store;
     uint64_t audit_appended; /* audit entries appended in this batch so far */
     size_t notifications;    /* relay notifications queued by kept transactions of this batch */
+    int64_t first_notify;    /* the lowest seq among them (INT64_MAX: none) */
 };
+
+/* Batches committed and waiting for the sync stage at most: how far the commit thread runs ahead. */
+#define SYNC_AHEAD 1
+
+/* A batch committed (or failed), on its way through the sync stage. */
+typedef struct committed {
+    struct committed *next;
+    txn *batch;
+    st_commit_stats stats;
+    uint64_t started_us;               /* BEGIN: commit_us is counted from here to durable */
+    uint64_t audit_appended;           /* entries it appended */
+    au_head audit_head;                /* the chain's head after it */
+    int64_t first_notify, first_audit; /* the lowest seqs of the rows it queued / appended (INT64_MAX: none) */
+} committed;
 
 struct st_store {
     st_config config;
@@ -68,6 +98,23 @@ struct st_store {
     au_head audit_head;
     int64_t checkpoint_seq, checkpoint_ms;
     atomic_bool fail_audit; /* st_test_fail_audit */
+
+    /* the sync stage (see the top), guarded by sync_lock */
+    bool pipelined; /* the backend makes commits durable later: a sync thread runs */
+    pthread_t sync_thread;
+    pthread_mutex_t sync_lock;
+    pthread_cond_t sync_wanted, sync_room;
+    committed *unsynced, *unsynced_tail;
+    size_t unsynced_count;
+    bool sync_stopping;
+    int64_t committing_notify, committing_audit; /* first seqs of the batch in COMMIT (INT64_MAX: none) */
+    /* read without the lock: */
+    _Atomic int64_t hidden_notify_from, hidden_audit_from; /* seqs of batches not durable start here */
+    _Atomic uint64_t not_durable;                          /* batches from COMMIT until durable or failed */
+    atomic_bool broken;                                    /* a sync failed */
+    atomic_bool hold_sync;                                 /* st_test_hold_sync */
+    atomic_bool fail_next_sync;                            /* st_test_fail_next_sync */
+    char broken_why[ST_MESSAGE_MAX];                       /* written once, before broken is set */
 
     /* counters, written by the commit thread */
     _Atomic uint64_t commits, transactions, failed_transactions, operations;
@@ -491,6 +538,10 @@ void st_list_free(st_list *list)
 
 static void *reader_acquire(st_store *s, st_error *err)
 {
+    if (atomic_load(&s->broken)) { /* what a reader would see may not be on disk, and may never be */
+        st__error(err, "%s", s->broken_why);
+        return NULL;
+    }
     pthread_mutex_lock(&s->pool_lock);
     while (s->idle_count == 0 && s->open_readers >= s->config.max_readers)
         pthread_cond_wait(&s->pool_returned, &s->pool_lock);
@@ -734,21 +785,35 @@ static size_t apply_notify(st_store *s, st_write_ctx *ctx, txn *t, size_t i)
     return res->status == ST_OK;
 }
 
+/* The queue's seq of a notification just queued (the backend puts it in res->id). */
+static int64_t notify_seq_of(const st_op_result *res)
+{
+    return strtoll(res->id, NULL, 10);
+}
+
 /* Runs one submitted transaction inside its savepoint: its writes, then its audit entries. */
 static txn_outcome run_txn(st_store *s, st_write_ctx *ctx, txn *t, st_error *err)
 {
+    if (t->op_count == 0)
+        return TXN_KEPT; /* a barrier (st_submit_barrier): nothing to run */
     au_head head = s->audit_head;
     uint64_t appended = ctx->audit_appended;
     st_status begun = s->backend->begin_txn(s->writer, err);
     if (begun != ST_OK)
         return TXN_BATCH_LOST;
     size_t failed = t->op_count, queued = 0;
+    int64_t first_notify = INT64_MAX;
     for (size_t i = 0; i < t->op_count && failed == t->op_count; i++) {
         if (is_audit(&t->ops[i]))
             continue;
-        if (is_notify(&t->ops[i]))
-            queued += apply_notify(s, ctx, t, i);
-        else
+        if (is_notify(&t->ops[i])) {
+            if (apply_notify(s, ctx, t, i)) {
+                queued++;
+                int64_t seq = notify_seq_of(&t->results[i]);
+                if (seq < first_notify)
+                    first_notify = seq;
+            }
+        } else
             s->backend->apply(s->writer, ctx, &t->ops[i], &t->results[i]);
         if (t->ops[i].on_applied)
             t->ops[i].on_applied(t->ops[i].on_applied_arg, &t->results[i]);
@@ -764,6 +829,8 @@ static txn_outcome run_txn(st_store *s, st_write_ctx *ctx, txn *t, st_error *err
         return TXN_BATCH_LOST;
     if (keep) {
         ctx->notifications += queued;
+        if (first_notify < ctx->first_notify)
+            ctx->first_notify = first_notify;
         return TXN_KEPT;
     }
     s->audit_head = head; /* the entries of the savepoint are gone */
@@ -780,19 +847,22 @@ static txn_outcome run_txn(st_store *s, st_write_ctx *ctx, txn *t, st_error *err
 
 /* ---- Checkpoints of the audit chain ---- */
 
-/* After a commit: a signed checkpoint of the head when enough entries or time have passed (or force). */
-static void checkpoint_if_due(st_store *s, bool force)
+/*
+ * After a durable commit: a signed checkpoint of head (the chain as that
+ * commit left it) when enough entries or time have passed (or force). On the
+ * thread that finishes commits (the sync thread, when there is one).
+ */
+static void checkpoint_if_due(st_store *s, const au_head *head, bool force)
 {
     const st_config *c = &s->config;
-    if (!c->audit_signer || !c->audit_checkpoint_path || !*c->audit_checkpoint_path ||
-        s->audit_head.seq <= s->checkpoint_seq)
+    if (!c->audit_signer || !c->audit_checkpoint_path || !*c->audit_checkpoint_path || head->seq <= s->checkpoint_seq)
         return;
     int64_t now = c->clock(c->clock_arg);
-    if (!force && s->audit_head.seq - s->checkpoint_seq < (int64_t)c->audit_checkpoint_entries &&
+    if (!force && head->seq - s->checkpoint_seq < (int64_t)c->audit_checkpoint_entries &&
         now - s->checkpoint_ms < (int64_t)c->audit_checkpoint_ms)
         return;
-    au_checkpoint cp = {.seq = s->audit_head.seq, .time_ms = now};
-    memcpy(cp.mac, s->audit_head.mac, AU_MAC_LEN);
+    au_checkpoint cp = {.seq = head->seq, .time_ms = now};
+    memcpy(cp.mac, head->mac, AU_MAC_LEN);
     char err[256];
     if (au_checkpoint_append(c->audit_signer, c->audit_checkpoint_path, &cp, err, sizeof err)) {
         s->checkpoint_seq = cp.seq;
@@ -847,42 +917,223 @@ static void count_commit(st_store *s, const st_commit_stats *c)
         s->config.on_commit(s->config.on_commit_arg, c);
 }
 
+/* The lowest of a and b, INT64_MAX standing for none. */
+static int64_t lowest(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Under sync_lock: where rows of batches not yet durable begin, from those waiting and the one in COMMIT. */
+static void recompute_hidden(st_store *s)
+{
+    int64_t notify = s->committing_notify, audit = s->committing_audit;
+    for (committed *c = s->unsynced; c; c = c->next) {
+        notify = lowest(notify, c->first_notify);
+        audit = lowest(audit, c->first_audit);
+    }
+    atomic_store(&s->hidden_notify_from, notify);
+    atomic_store(&s->hidden_audit_from, audit);
+}
+
+/*
+ * A batch is done: durable (or failed). Its stats are counted, the audit
+ * chain checkpointed when due, the relay woken (on_commit), and only then
+ * the callbacks run: a callback reporting ST_OK means committed and synced.
+ */
+static void finish_batch(st_store *s, committed *c)
+{
+    if (c->stats.ok) {
+        atomic_fetch_add(&s->audit_entries, c->audit_appended);
+        checkpoint_if_due(s, &c->audit_head, false); /* before the callbacks: answers come after their checkpoint */
+    }
+    c->stats.commit_us = monotonic_us() - c->started_us;
+    count_commit(s, &c->stats);
+    report_and_free(c->batch);
+}
+
+/* The sync failed: from now on the store is broken (see the top); why is kept for every later failure. */
+static void break_store(st_store *s, const char *why)
+{
+    if (!atomic_load(&s->broken)) {
+        snprintf(s->broken_why, sizeof s->broken_why, "%s", why);
+        atomic_store(&s->broken, true);
+    }
+}
+
+static void fail_committed(st_store *s, committed *c)
+{
+    if (c->stats.ok) {
+        fail_batch(c->batch, ST_IO, s->broken_why);
+        c->stats.ok = false;
+        c->audit_appended = 0;
+    }
+}
+
+/* Takes what waits for the sync stage, in commit order, and how many (*n); NULL when stopping with nothing left. */
+static committed *take_unsynced(st_store *s, size_t *n)
+{
+    pthread_mutex_lock(&s->sync_lock);
+    while ((!s->unsynced || atomic_load(&s->hold_sync)) && !s->sync_stopping)
+        pthread_cond_wait(&s->sync_wanted, &s->sync_lock);
+    committed *list = s->unsynced;
+    *n = s->unsynced_count;
+    pthread_mutex_unlock(&s->sync_lock);
+    return list;
+}
+
+/* Under sync_lock: the first n waiting batches off the queue, as a list of their own. */
+static void detach_unsynced(st_store *s, size_t n)
+{
+    committed *last = s->unsynced;
+    for (size_t i = 1; i < n; i++)
+        last = last->next;
+    s->unsynced = last->next;
+    last->next = NULL;
+    s->unsynced_count -= n;
+    if (!s->unsynced)
+        s->unsynced_tail = NULL;
+}
+
+/*
+ * One round: one sync for the n batches committed so far (list), then they
+ * are finished in order. Their rows are shown to readers before any
+ * callback runs: nobody hears of a commit that a read would not show.
+ * (Only the first n-1 links are read outside the lock: the commit thread
+ * may be appending behind the last.)
+ */
+static void sync_round(st_store *s, committed *list, size_t n)
+{
+    bool any_ok = false;
+    committed *c = list;
+    for (size_t i = 0; i < n; i++) {
+        any_ok |= c->stats.ok;
+        if (i + 1 < n)
+            c = c->next;
+    }
+    st_error err = {{0}};
+    if (any_ok && !atomic_load(&s->broken)) {
+        st_status synced = atomic_exchange(&s->fail_next_sync, false)
+                               ? (st__error(&err, "syncing the write-ahead log failed (test hook)"), ST_IO)
+                               : s->backend->make_durable(s->writer, &err);
+        if (synced != ST_OK)
+            break_store(s, err.message);
+    }
+    pthread_mutex_lock(&s->sync_lock);
+    detach_unsynced(s, n);
+    if (!atomic_load(&s->broken))
+        recompute_hidden(s);
+    pthread_cond_broadcast(&s->sync_room);
+    pthread_mutex_unlock(&s->sync_lock);
+    while (list) {
+        committed *next = list->next;
+        if (atomic_load(&s->broken))
+            fail_committed(s, list);
+        finish_batch(s, list);
+        atomic_fetch_sub(&s->not_durable, 1);
+        free(list);
+        list = next;
+    }
+}
+
+static void *sync_thread_main(void *arg)
+{
+    st_store *s = arg;
+    committed *list;
+    size_t n;
+    while ((list = take_unsynced(s, &n)))
+        sync_round(s, list, n);
+    return NULL;
+}
+
+/* On the commit thread: a committed (or failed) batch to the sync stage, waiting while SYNC_AHEAD wait. */
+static void hand_to_sync(st_store *s, committed *c)
+{
+    pthread_mutex_lock(&s->sync_lock);
+    while (s->unsynced_count >= SYNC_AHEAD)
+        pthread_cond_wait(&s->sync_room, &s->sync_lock);
+    c->next = NULL;
+    if (s->unsynced_tail)
+        s->unsynced_tail->next = c;
+    else
+        s->unsynced = c;
+    s->unsynced_tail = c;
+    s->unsynced_count++;
+    s->committing_notify = s->committing_audit = INT64_MAX; /* they are the queue's now */
+    pthread_cond_signal(&s->sync_wanted);
+    pthread_mutex_unlock(&s->sync_lock);
+}
+
+/* Before COMMIT: from here on readers may see c's rows; hide those of the relay queue and the audit trail. */
+static void hide_before_commit(st_store *s, const committed *c)
+{
+    atomic_fetch_add(&s->not_durable, 1);
+    if (c->first_notify == INT64_MAX && c->first_audit == INT64_MAX)
+        return;
+    pthread_mutex_lock(&s->sync_lock);
+    s->committing_notify = c->first_notify;
+    s->committing_audit = c->first_audit;
+    recompute_hidden(s);
+    pthread_mutex_unlock(&s->sync_lock);
+}
+
 static void run_batch(st_store *s, txn *batch)
 {
-    st_write_ctx ctx = {s, 0, 0};
+    committed *c = calloc(1, sizeof *c);
+    if (!c) { /* nothing to track it with: the batch is not even begun */
+        fail_batch(batch, ST_INTERNAL, "out of memory");
+        report_and_free(batch);
+        return;
+    }
+    st_write_ctx ctx = {s, 0, 0, INT64_MAX};
     au_head head = s->audit_head;
-    st_commit_stats stats = {.ok = true};
-    uint64_t start = monotonic_us();
-    stats.queue_wait_us = start - batch->queued_at_us;
+    c->batch = batch;
+    c->stats.ok = true;
+    c->started_us = monotonic_us();
+    c->stats.queue_wait_us = c->started_us - batch->queued_at_us;
     st_error err = {{0}};
 
     for (txn *t = batch; t; t = t->next)
-        stats.transactions++;
-    st_status status = s->backend->begin_batch(s->writer, &err);
+        c->stats.transactions++;
+    st_status status = atomic_load(&s->broken) ? ST_IO : s->backend->begin_batch(s->writer, &err);
+    if (status == ST_IO && atomic_load(&s->broken))
+        snprintf(err.message, sizeof err.message, "%s", s->broken_why);
     for (txn *t = batch; t && status == ST_OK; t = t->next) {
         txn_outcome outcome = run_txn(s, &ctx, t, &err);
         if (outcome == TXN_BATCH_LOST)
             status = ST_IO;
         else if (outcome == TXN_KEPT)
-            stats.operations += t->op_count;
+            c->stats.operations += t->op_count;
         else
-            stats.failed++;
+            c->stats.failed++;
     }
+    c->first_notify = ctx.notifications ? ctx.first_notify : INT64_MAX;
+    c->first_audit = ctx.audit_appended ? head.seq + 1 : INT64_MAX;
+    hide_before_commit(s, c);
     if (status == ST_OK)
         status = s->backend->commit_batch(s->writer, &err);
     if (status != ST_OK) {
         s->backend->rollback_batch(s->writer);
         fail_batch(batch, status, err.message);
-        stats.ok = false;
+        c->stats.ok = false;
         s->audit_head = head;
     } else {
-        stats.notifications = ctx.notifications;
-        atomic_fetch_add(&s->audit_entries, ctx.audit_appended);
-        checkpoint_if_due(s, false); /* before the callbacks: the answers come after their checkpoint */
+        c->stats.notifications = ctx.notifications;
+        c->audit_appended = ctx.audit_appended;
     }
-    stats.commit_us = monotonic_us() - start;
-    count_commit(s, &stats);
-    report_and_free(batch); /* only now: a callback means committed and synced */
+    c->audit_head = s->audit_head;
+    if (s->pipelined) {
+        hand_to_sync(s, c);
+    } else {
+        if (c->first_notify != INT64_MAX || c->first_audit != INT64_MAX) {
+            pthread_mutex_lock(&s->sync_lock);
+            s->committing_notify = s->committing_audit = INT64_MAX; /* durable already: COMMIT synced */
+            recompute_hidden(s);
+            pthread_mutex_unlock(&s->sync_lock);
+        }
+        finish_batch(s, c);
+        atomic_fetch_sub(&s->not_durable, 1);
+        free(c);
+    }
     s->backend->maintain(s->writer);
 }
 
@@ -976,6 +1227,29 @@ static bool valid_op(const st_op *op)
            (op->access_tag_count == 0 || op->access_tags);
 }
 
+/* Queues t (owned by the queue from here on, freed when not queued). */
+static st_status enqueue(st_store *s, txn *t)
+{
+    pthread_mutex_lock(&s->queue_lock);
+    st_status status = s->stopping                        ? ST_CLOSED
+                       : atomic_load(&s->broken)          ? ST_IO
+                       : s->queued >= s->config.max_queue ? ST_BUSY
+                                                          : ST_OK;
+    if (status == ST_OK) {
+        if (s->tail)
+            s->tail->next = t;
+        else
+            s->head = t;
+        s->tail = t;
+        s->queued++;
+        pthread_cond_signal(&s->queue_grew);
+    }
+    pthread_mutex_unlock(&s->queue_lock);
+    if (status != ST_OK)
+        free(t);
+    return status;
+}
+
 st_status st_submit(st_store *s, const st_op *ops, size_t op_count, st_done_fn done, void *arg)
 {
     if (!ops || op_count == 0 || !done)
@@ -992,22 +1266,38 @@ st_status st_submit(st_store *s, const st_op *ops, size_t op_count, st_done_fn d
     t->done = done;
     t->arg = arg;
     t->queued_at_us = monotonic_us();
+    return enqueue(s, t);
+}
 
-    pthread_mutex_lock(&s->queue_lock);
-    st_status status = s->stopping ? ST_CLOSED : s->queued >= s->config.max_queue ? ST_BUSY : ST_OK;
-    if (status == ST_OK) {
-        if (s->tail)
-            s->tail->next = t;
-        else
-            s->head = t;
-        s->tail = t;
-        s->queued++;
-        pthread_cond_signal(&s->queue_grew);
-    }
-    pthread_mutex_unlock(&s->queue_lock);
-    if (status != ST_OK)
-        free(t);
-    return status;
+st_status st_submit_barrier(st_store *s, st_done_fn done, void *arg)
+{
+    if (!done)
+        return ST_INVALID;
+    txn *t = calloc(1, sizeof *t);
+    if (!t)
+        return ST_INTERNAL;
+    t->done = done;
+    t->arg = arg;
+    t->queued_at_us = monotonic_us();
+    return enqueue(s, t);
+}
+
+bool st_durable_now(st_store *s)
+{
+    return atomic_load(&s->not_durable) == 0;
+}
+
+void st_test_fail_next_sync(st_store *s)
+{
+    atomic_store(&s->fail_next_sync, true);
+}
+
+void st_test_hold_sync(st_store *s, bool hold)
+{
+    pthread_mutex_lock(&s->sync_lock);
+    atomic_store(&s->hold_sync, hold);
+    pthread_cond_broadcast(&s->sync_wanted);
+    pthread_mutex_unlock(&s->sync_lock);
 }
 
 typedef struct waiter {
@@ -1079,9 +1369,34 @@ static bool init_sync(st_store *s)
         return false;
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* the batch window must not jump with the wall clock */
     bool ok = pthread_mutex_init(&s->queue_lock, NULL) == 0 && pthread_cond_init(&s->queue_grew, &attr) == 0 &&
-              pthread_mutex_init(&s->pool_lock, NULL) == 0 && pthread_cond_init(&s->pool_returned, NULL) == 0;
+              pthread_mutex_init(&s->pool_lock, NULL) == 0 && pthread_cond_init(&s->pool_returned, NULL) == 0 &&
+              pthread_mutex_init(&s->sync_lock, NULL) == 0 && pthread_cond_init(&s->sync_wanted, NULL) == 0 &&
+              pthread_cond_init(&s->sync_room, NULL) == 0;
     pthread_condattr_destroy(&attr);
     return ok;
+}
+
+static void destroy_sync(st_store *s)
+{
+    pthread_cond_destroy(&s->queue_grew);
+    pthread_cond_destroy(&s->pool_returned);
+    pthread_mutex_destroy(&s->queue_lock);
+    pthread_mutex_destroy(&s->pool_lock);
+    pthread_cond_destroy(&s->sync_wanted);
+    pthread_cond_destroy(&s->sync_room);
+    pthread_mutex_destroy(&s->sync_lock);
+}
+
+/* Lets the sync thread finish what is handed to it, and joins it (no sync thread: nothing to do). */
+static void stop_sync_thread(st_store *s)
+{
+    if (!s->pipelined)
+        return;
+    pthread_mutex_lock(&s->sync_lock);
+    s->sync_stopping = true;
+    pthread_cond_signal(&s->sync_wanted);
+    pthread_mutex_unlock(&s->sync_lock);
+    pthread_join(s->sync_thread, NULL);
 }
 
 /*
@@ -1130,6 +1445,9 @@ st_store *st_open(const st_config *config, st_error *err)
     }
     s->config = *config;
     apply_defaults(&s->config);
+    s->committing_notify = s->committing_audit = INT64_MAX;
+    atomic_store(&s->hidden_notify_from, INT64_MAX);
+    atomic_store(&s->hidden_audit_from, INT64_MAX);
     s->backend = &st_sqlite_backend;
     s->idle_readers = calloc(s->config.max_readers, sizeof *s->idle_readers);
     if (!s->idle_readers || !init_sync(s)) {
@@ -1145,17 +1463,21 @@ st_store *st_open(const st_config *config, st_error *err)
         s->backend->close_writer(s->writer);
         goto fail;
     }
+    s->pipelined = s->backend->durable_later && s->backend->durable_later(s->writer);
+    if (s->pipelined && pthread_create(&s->sync_thread, NULL, sync_thread_main, s) != 0) {
+        st__error(err, "cannot start the sync thread");
+        s->backend->close_writer(s->writer);
+        goto fail;
+    }
     if (pthread_create(&s->commit_thread, NULL, commit_thread_main, s) != 0) {
         st__error(err, "cannot start the commit thread");
+        stop_sync_thread(s);
         s->backend->close_writer(s->writer);
         goto fail;
     }
     return s;
 fail:
-    pthread_cond_destroy(&s->queue_grew);
-    pthread_cond_destroy(&s->pool_returned);
-    pthread_mutex_destroy(&s->queue_lock);
-    pthread_mutex_destroy(&s->pool_lock);
+    destroy_sync(s);
     free(s->idle_readers);
     free(s);
     return NULL;
@@ -1170,14 +1492,13 @@ void st_close(st_store *s)
     pthread_cond_signal(&s->queue_grew);
     pthread_mutex_unlock(&s->queue_lock);
     pthread_join(s->commit_thread, NULL);
-    checkpoint_if_due(s, true); /* the head as the gateway leaves it */
+    stop_sync_thread(s); /* after the commit thread: it finishes what that handed over */
+    if (!atomic_load(&s->broken))
+        checkpoint_if_due(s, &s->audit_head, true); /* the head as the gateway leaves it */
     s->backend->close_writer(s->writer);
     for (size_t i = 0; i < s->idle_count; i++)
         s->backend->close_reader(s->idle_readers[i]);
-    pthread_cond_destroy(&s->queue_grew);
-    pthread_cond_destroy(&s->pool_returned);
-    pthread_mutex_destroy(&s->queue_lock);
-    pthread_mutex_destroy(&s->pool_lock);
+    destroy_sync(s);
     free(s->idle_readers);
     free(s);
 }
@@ -1201,6 +1522,11 @@ void st_counters_get(st_store *s, st_counters *out)
 
 /* ---- The audit trail: reads ---------------------------------------------------------- */
 
+/*
+ * Entries of batches not yet durable are not handed out (see the top): the
+ * bound read before the query keeps a newest-first page from starting with
+ * them, the one read after it drops any that a commit in between added.
+ */
 static st_status audit_read(st_store *s, const st_audit_query *q, int64_t seq, st_audit_row **rows, size_t *count,
                             st_error *err)
 {
@@ -1209,8 +1535,18 @@ static st_status audit_read(st_store *s, const st_audit_query *q, int64_t seq, s
     void *reader = reader_acquire(s, err);
     if (!reader)
         return ST_IO;
-    st_status status = s->backend->audit_read(reader, q, seq, rows, count, err);
+    st_audit_query bounded = *q;
+    int64_t hidden = atomic_load(&s->hidden_audit_from);
+    if (!q->ascending && hidden != INT64_MAX && (q->before_seq <= 0 || q->before_seq > hidden))
+        bounded.before_seq = hidden;
+    st_status status = s->backend->audit_read(reader, &bounded, seq, rows, count, err);
     reader_release(s, reader);
+    hidden = atomic_load(&s->hidden_audit_from);
+    size_t kept = 0;
+    for (size_t i = 0; status == ST_OK && i < *count; i++)
+        if ((*rows)[i].entry.seq < hidden)
+            (*rows)[kept++] = (*rows)[i];
+    *count = kept;
     return status;
 }
 
@@ -1236,6 +1572,22 @@ st_status st_audit_get(st_store *s, int64_t seq, st_audit_row *out, st_error *er
 
 /* ---- The relay queue: reads ---------------------------------------------------------- */
 
+/* Drops the rows of batches not yet durable (read after the query: see the top); the lowest event number
+ * dropped, or 0. */
+static int64_t drop_hidden_notifications(st_store *s, st_notification *rows, size_t *count)
+{
+    int64_t hidden = atomic_load(&s->hidden_notify_from), lowest_dropped = 0;
+    size_t kept = 0;
+    for (size_t i = 0; i < *count; i++) {
+        if (rows[i].seq < hidden)
+            rows[kept++] = rows[i];
+        else if (!lowest_dropped || rows[i].event_number < lowest_dropped)
+            lowest_dropped = rows[i].event_number;
+    }
+    *count = kept;
+    return lowest_dropped;
+}
+
 st_status st_notify_list(st_store *s, const st_notify_query *q, st_notification **rows, size_t *count, st_error *err)
 {
     *rows = NULL;
@@ -1244,6 +1596,18 @@ st_status st_notify_list(st_store *s, const st_notify_query *q, st_notification 
     if (!reader)
         return ST_IO;
     st_status status = s->backend->notify_read(reader, q, rows, count, err);
+    int64_t dropped = status == ST_OK ? drop_hidden_notifications(s, *rows, count) : 0;
+    if (dropped > 1 && q->newest_first && q->receiver && *count < q->count) {
+        /* the newest were dropped: the page ends below them instead, as if they were not there yet */
+        st_notify_query below = *q;
+        below.to_event = dropped - 1;
+        free(*rows);
+        *rows = NULL;
+        *count = 0;
+        status = s->backend->notify_read(reader, &below, rows, count, err);
+        if (status == ST_OK)
+            drop_hidden_notifications(s, *rows, count);
+    }
     reader_release(s, reader);
     return status;
 }

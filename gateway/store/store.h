@@ -44,6 +44,22 @@
  * completion callback. So: a callback reporting ST_OK means committed and on
  * disk -- answer 2xx only from there. A failing operation rolls back its own
  * transaction (its savepoint); the others in the batch still commit.
+ *
+ * Reads may see a commit before it is durable. The sync runs on a thread of
+ * its own while the commit thread applies the next batch (store.c, the sync
+ * stage), so for a few milliseconds a read can see what a power loss would
+ * take back. Nothing read may leave the process before the sync covers it:
+ *   - an answer that goes out after a later commit's callback is covered
+ *     (each sync covers every earlier commit): answers with audit entries,
+ *     and answers to writes, which read before they submitted;
+ *   - any other answer waits for st_durable_now(), or for the callback of
+ *     st_submit_barrier() (rest_audit_hold does this for every answer);
+ *   - the store itself keeps relay notifications and audit entries of
+ *     commits not yet durable out of st_notify_list, st_audit_list and
+ *     st_audit_get, and on_commit (which wakes the relay) runs after the sync.
+ * If a sync fails, what was committed since the last good one may be lost:
+ * the store breaks (as PostgreSQL stops), and from then on every waiting and
+ * later write and every read fails with ST_IO, until a restart recovers.
  * Conditional creates are evaluated inside the commit thread, where writes
  * are serialised, so two concurrent ones can never both create.
  *
@@ -72,8 +88,9 @@
  * else is thread-safe: reads run concurrently on a pool of read connections
  * (WAL: readers never wait for the writer and see only committed data);
  * st_submit() may be called from any thread. Completion callbacks run on the
- * commit thread: keep them short (wake the requester) and do not call
- * st_submit_wait() or st_close() from them.
+ * sync thread (the commit thread when there is none; in both, the next
+ * commits wait for them): keep them short (wake the requester) and do not
+ * call st_submit_wait() or st_close() from them.
  *
  * Errors are values: st_status, with a message in a caller-provided st_error
  * (or in st_op_result.message) for the IO/INTERNAL kinds. A message is at
@@ -131,7 +148,7 @@ typedef struct st_commit_stats {
     size_t operations;      /* operations in them */
     size_t failed;          /* transactions rolled back to their savepoint */
     uint64_t queue_wait_us; /* oldest transaction's time in the queue */
-    uint64_t commit_us;     /* BEGIN to COMMIT returned, including the sync */
+    uint64_t commit_us;     /* BEGIN to durable (the sync returned) */
     bool ok;                /* false: the COMMIT itself failed; every transaction failed */
     size_t notifications;   /* relay notifications queued by this commit (ST_OP_NOTIFY), to wake the relay */
 } st_commit_stats;
@@ -147,7 +164,8 @@ typedef struct st_config {
     bool synchronous_normal;  /* false (default): synchronous=FULL. true only for throwaway data */
     st_clock_fn clock;        /* default: real time */
     void *clock_arg;
-    /* Called on the commit thread after every commit (or failed commit). */
+    /* Called after every commit once it is durable (or failed), before its callbacks: on the sync thread, or on
+     * the commit thread when commits are durable at once. */
     void (*on_commit)(void *arg, const st_commit_stats *stats);
     void *on_commit_arg;
     /*
@@ -633,13 +651,15 @@ typedef struct st_txn_result {
     size_t op_count;
 } st_txn_result;
 
-/* Runs on the commit thread after the commit (or its failure); `result` lives during the call only. */
+/* Runs once the commit is durable (or failed), on the sync thread (or the commit thread when there is none);
+ * `result` lives during the call only. */
 typedef void (*st_done_fn)(void *arg, const st_txn_result *result);
 
 /*
  * Queues a transaction of op_count operations (atomic on its own) and
- * returns ST_OK; `done` then runs exactly once, on the commit thread, after
- * the commit. Any other status (ST_BUSY: queue full, ST_CLOSED, ST_INVALID)
+ * returns ST_OK; `done` then runs exactly once, on the store's thread, after
+ * the commit is durable. Any other status (ST_BUSY: queue full, ST_CLOSED,
+ * ST_INVALID, ST_IO: the store is broken)
  * means nothing was queued and `done` will not run.
  */
 st_status st_submit(st_store *store, const st_op *ops, size_t op_count, st_done_fn done, void *arg);
@@ -650,6 +670,17 @@ st_status st_submit(st_store *store, const st_op *ops, size_t op_count, st_done_
  * status (as st_txn_result.status) or why it could not be queued.
  */
 st_status st_submit_wait(st_store *store, const st_op *ops, size_t op_count, st_op_result *results);
+
+/* Whether everything a read could see now is durable (no commit is between its COMMIT and its sync). */
+bool st_durable_now(st_store *store);
+/* A transaction of no operations: `done` runs (op_count 0, ST_OK, or the batch's failure) once everything
+ * committed before it is durable. Statuses as st_submit. */
+st_status st_submit_barrier(st_store *store, st_done_fn done, void *arg);
+/* Tests only: while on, the sync stage syncs nothing and finishes no commit (callbacks wait); commits go on
+ * up to the stage's depth. Without a sync stage (synchronous=NORMAL, no checkpointer) it does nothing. */
+void st_test_hold_sync(st_store *store, bool hold);
+/* Tests only: the sync stage's next sync fails as a failed fdatasync would (the store breaks). */
+void st_test_fail_next_sync(st_store *store);
 
 /* ---- The audit trail (reads) -------------------------------------------------------- */
 

@@ -12,8 +12,9 @@
  *
  *   - one writer handle, used only by the commit thread: begin_batch, then
  *     per submitted transaction begin_txn / apply... / end_txn (a savepoint
- *     kept or rolled back), then commit_batch (durable when it returns OK)
- *     or rollback_batch;
+ *     kept or rolled back), then commit_batch (durable when it returns OK,
+ *     or, for a backend that makes durable later, once make_durable has
+ *     returned OK on the store's sync thread) or rollback_batch;
  *   - reader handles, each used by one thread at a time (store.c pools
  *     them), for read/history/search. A reader sees committed data only.
  *
@@ -72,7 +73,15 @@ typedef struct st_backend {
     void (*close_reader)(void *reader);
 
     st_status (*begin_batch)(void *writer, st_error *err);
+    /* Durable when it returns OK, unless durable_later: then visible to readers, and durable only once
+     * make_durable has returned OK. */
     st_status (*commit_batch)(void *writer, st_error *err);
+    /* Whether commits need make_durable (NULL: never). Fixed from open_writer to close_writer. */
+    bool (*durable_later)(void *writer);
+    /* Makes every commit_batch that returned before this call durable. Called from another thread than the
+     * writer's, concurrently with the writer's next batch; one call at a time. Not ST_OK: durability of what
+     * was committed since the last success is unknown. */
+    st_status (*make_durable)(void *writer, st_error *err);
     void (*rollback_batch)(void *writer);
     st_status (*begin_txn)(void *writer, st_error *err);
     /* Releases (keep) or rolls back the savepoint. Not ST_OK: the batch transaction itself is gone

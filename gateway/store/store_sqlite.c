@@ -15,15 +15,22 @@
  *
  * Durability: journal_mode=WAL with synchronous=FULL syncs the WAL on every
  * COMMIT, so a commit that returned SQLITE_OK survives a crash or power loss.
+ * With the checkpointer running, the writer defers that sync (wal_buffer.h):
+ * COMMIT returns once the frames are in the file, and make_durable, on the
+ * store's sync thread, fdatasyncs the WAL through a descriptor of its own
+ * while the writer goes on with the next batch.
  */
 #include "gateway/store/store_backend.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fhir/array.h"
 #include "gateway/store/store_sql.h"
@@ -71,6 +78,7 @@ typedef struct conn {
     uint64_t tick;
     int wal_pages;                     /* writer: pages in the WAL after the last commit */
     struct checkpointer *checkpointer; /* writer: the thread that checkpoints the WAL */
+    int wal_fd;                        /* writer with deferred syncs: the WAL, for make_durable; else -1 */
 } conn;
 
 static st_status status_of(int rc)
@@ -178,6 +186,8 @@ static void conn_close(conn *c)
         free(c->dynamic[i].sql);
     }
     sqlite3_close(c->db);
+    if (c->wal_fd >= 0)
+        close(c->wal_fd);
     free(c);
 }
 
@@ -225,6 +235,7 @@ static conn *conn_open(const st_config *config, conn_role role, st_error *err)
         st__error(err, "out of memory");
         return NULL;
     }
+    c->wal_fd = -1;
     /* each connection is used by one thread at a time: no per-connection mutex needed */
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (writer ? SQLITE_OPEN_CREATE : 0);
     int rc = sqlite3_open_v2(config->path, &c->db, flags, vfs_for(config, role));
@@ -408,6 +419,29 @@ static void maintain(void *writer)
     pthread_mutex_unlock(&k->lock);
 }
 
+/*
+ * The writer's WAL syncs move to the store's sync thread (make_durable), but
+ * only with the checkpointer running: a checkpoint on the writer itself would
+ * need its sync before copying frames. With synchronous=NORMAL nothing is
+ * synced anyway. Without a descriptor of its own the writer syncs as before.
+ */
+static void defer_syncs(conn *c, const st_config *config)
+{
+    if (!c->checkpointer || config->synchronous_normal)
+        return;
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s-wal", config->path) >= (int)sizeof path)
+        return;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    if (!wb_defer_wal_syncs(c->db, true)) {
+        close(fd);
+        return;
+    }
+    c->wal_fd = fd;
+}
+
 static void *open_writer(const st_config *config, st_error *err)
 {
     conn *c = conn_open(config, CONN_WRITER, err);
@@ -434,13 +468,32 @@ static void *open_writer(const st_config *config, st_error *err)
         return NULL;
     }
     start_checkpointer(c, config);
+    defer_syncs(c, config);
     return c;
 }
 
 static void close_writer(void *writer)
 {
-    stop_checkpointer(writer);
-    conn_close(writer);
+    conn *c = writer;
+    if (c->wal_fd >= 0)
+        wb_defer_wal_syncs(c->db, false); /* closing checkpoints: that must sync the WAL first, for real */
+    stop_checkpointer(c);
+    conn_close(c);
+}
+
+static bool durable_later(void *writer)
+{
+    return ((conn *)writer)->wal_fd >= 0;
+}
+
+/* On the store's sync thread, while the writer may be in the next batch: everything COMMIT wrote, on disk. */
+static st_status make_durable(void *writer, st_error *err)
+{
+    conn *c = writer;
+    if (fdatasync(c->wal_fd) == 0)
+        return ST_OK;
+    st__error(err, "syncing the write-ahead log failed: %s", strerror(errno));
+    return ST_IO;
 }
 
 static void *open_reader(const st_config *config, st_error *err)
@@ -1352,6 +1405,8 @@ const st_backend st_sqlite_backend = {
     .close_reader = close_reader,
     .begin_batch = begin_batch,
     .commit_batch = commit_batch,
+    .durable_later = durable_later,
+    .make_durable = make_durable,
     .rollback_batch = rollback_batch,
     .begin_txn = begin_txn,
     .end_txn = end_txn,

@@ -57,6 +57,11 @@ typedef struct wb_file {
     sqlite3_int64 known_size;  /* the file's size when last asked, in this checkpoint */
     unsigned ahead_epoch;      /* wal_epoch when ahead and known_size were filled... */
     pthread_t ahead_thread;    /* ...on this thread */
+
+    /* deferred syncs: a WAL file whose owner syncs it itself (wb_defer_wal_syncs) */
+    bool is_wal;
+    bool defer_syncs;
+    bool header_unsynced; /* the WAL header was written after the last real sync */
 } wb_file;
 
 static sqlite3_vfs *real_vfs;
@@ -139,6 +144,8 @@ static int wb_write(sqlite3_file *f, const void *data, int amt, sqlite3_int64 of
 {
     wb_file *w = (wb_file *)f;
     w->ahead_len = 0; /* this file changes: nothing read ahead stays */
+    if (w->is_wal && off == 0)
+        w->header_unsynced = true; /* a new WAL (a restart): its header is synced before its frames count */
     if (!w->gather)
         return RM(f)->xWrite(REAL(f), data, amt, off);
     /* not the continuation of what is gathered, or no room: what is gathered goes first */
@@ -169,9 +176,24 @@ static int wb_truncate(sqlite3_file *f, sqlite3_int64 size)
     FLUSH_THEN(RM(f)->xTruncate(REAL(f), size));
 }
 
+/*
+ * With deferred syncs, a commit's sync only hands the frames to the file:
+ * the store syncs them on its own thread (wb_defer_wal_syncs). The sync
+ * right after a new WAL header stays: SQLite orders a restarted WAL's
+ * header before its first frames with it.
+ */
 static int wb_sync(sqlite3_file *f, int flags)
 {
-    FLUSH_THEN(RM(f)->xSync(REAL(f), flags));
+    wb_file *w = (wb_file *)f;
+    int rc = flush(w);
+    if (rc != SQLITE_OK)
+        return rc;
+    if (w->defer_syncs && !w->header_unsynced)
+        return SQLITE_OK;
+    rc = RM(f)->xSync(REAL(f), flags);
+    if (rc == SQLITE_OK)
+        w->header_unsynced = false;
+    return rc;
 }
 
 static int wb_file_size(sqlite3_file *f, sqlite3_int64 *size)
@@ -272,7 +294,8 @@ static int wb_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flag
     memset(w, 0, sizeof *w);
     w->real = (sqlite3_file *)(w + 1);
     w->gather = (flags & (SQLITE_OPEN_WAL | SQLITE_OPEN_MAIN_DB)) != 0;
-    w->read_ahead = (flags & SQLITE_OPEN_WAL) && vfs == &wb_checkpointer_vfs;
+    w->is_wal = (flags & SQLITE_OPEN_WAL) != 0;
+    w->read_ahead = w->is_wal && vfs == &wb_checkpointer_vfs;
     w->known_size = -1;
     int rc = real_vfs->xOpen(real_vfs, name, w->real, flags, out_flags);
     /* SQLite calls xClose only when pMethods is set: leave it NULL when the real file did not open */
@@ -396,4 +419,19 @@ const char *wb_vfs_name(void)
 const char *wb_checkpointer_vfs_name(void)
 {
     return wb_vfs_name() ? WB_CHECKPOINTER_VFS_NAME : NULL;
+}
+
+bool wb_defer_wal_syncs(sqlite3 *db, bool defer)
+{
+    sqlite3_file *f = NULL;
+    if (sqlite3_file_control(db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &f) != SQLITE_OK || !f ||
+        f->pMethods != &wb_methods || !((wb_file *)f)->is_wal)
+        return false;
+    wb_file *w = (wb_file *)f;
+    if (!defer && w->defer_syncs) { /* from now on SQLite's syncs are real again: make this one real too */
+        w->defer_syncs = false;
+        return flush(w) == SQLITE_OK && RM(f)->xSync(REAL(f), SQLITE_SYNC_NORMAL) == SQLITE_OK;
+    }
+    w->defer_syncs = defer;
+    return true;
 }

@@ -8,9 +8,18 @@
  *  - in its checkpointer flavour, also reads the WAL ahead: a checkpoint
  *    reads its frames one page at a time, in page order, which is mostly the
  *    order they were written in, so one read serves some thirty of them.
- * What reaches the disk, and when it is synced, is unchanged: a commit is
- * durable when SQLite's sync returns, as before, and a checkpoint's pages
- * are in the database file before it syncs it and tells readers.
+ * What reaches the disk is unchanged, and so, by default, is when it is
+ * synced: a commit is durable when SQLite's sync returns, and a checkpoint's
+ * pages are in the database file before it syncs it and tells readers.
+ *
+ * Deferred syncs (wb_defer_wal_syncs, the store's writer only): a commit's
+ * WAL sync then only hands the gathered frames to the file, and the caller
+ * syncs the WAL itself, on a thread of its own (store.c: the sync stage),
+ * before it tells anyone that the commit is durable. Readers see such a
+ * commit before it is on disk: the store holds back what leaves the process
+ * until the sync (store.h). Only for a connection that never checkpoints (a
+ * checkpoint must sync the WAL before it copies frames into the database)
+ * and is switched back before it closes (closing checkpoints).
  *
  * Used by the store's writer and checkpointer connections with
  * synchronous=FULL only: there every commit and every checkpoint ends in a
@@ -26,6 +35,9 @@
 #ifndef GATEWAY_STORE_WAL_BUFFER_H
 #define GATEWAY_STORE_WAL_BUFFER_H
 
+#include <sqlite3.h>
+#include <stdbool.h>
+
 #define WB_VFS_NAME "fhirgw-wal-buffer"
 #define WB_CHECKPOINTER_VFS_NAME "fhirgw-wal-buffer-checkpointer"
 
@@ -34,5 +46,10 @@
  * checkpoints and nothing else, on one thread. */
 const char *wb_vfs_name(void);
 const char *wb_checkpointer_vfs_name(void);
+
+/* On db's open WAL file (opened through wb_vfs_name): defer SQLite's syncs of it to the caller (defer), or make
+ * them real again, syncing once at once. False when db has no such WAL open, or that last sync failed. Call on
+ * the thread that uses db. */
+bool wb_defer_wal_syncs(sqlite3 *db, bool defer);
 
 #endif
