@@ -1063,7 +1063,8 @@ static void hand_to_sync(st_store *s, committed *c)
     pthread_mutex_unlock(&s->sync_lock);
 }
 
-/* Before COMMIT: from here on readers may see c's rows; hide those of the relay queue and the audit trail. */
+/* Before a COMMIT that the sync stage makes durable: from here on readers may see c's rows; count c as not
+ * durable and hide its rows of the relay queue and the audit trail. */
 static void hide_before_commit(st_store *s, const committed *c)
 {
     atomic_fetch_add(&s->not_durable, 1);
@@ -1094,9 +1095,11 @@ static void run_batch(st_store *s, txn *batch)
 
     for (txn *t = batch; t; t = t->next)
         c->stats.transactions++;
-    st_status status = atomic_load(&s->broken) ? ST_IO : s->backend->begin_batch(s->writer, &err);
-    if (status == ST_IO && atomic_load(&s->broken))
+    st_status status = ST_IO;
+    if (atomic_load(&s->broken)) /* a sync failed: nothing more is written (see the top) */
         snprintf(err.message, sizeof err.message, "%s", s->broken_why);
+    else
+        status = s->backend->begin_batch(s->writer, &err);
     for (txn *t = batch; t && status == ST_OK; t = t->next) {
         txn_outcome outcome = run_txn(s, &ctx, t, &err);
         if (outcome == TXN_BATCH_LOST)
@@ -1108,7 +1111,8 @@ static void run_batch(st_store *s, txn *batch)
     }
     c->first_notify = ctx.notifications ? ctx.first_notify : INT64_MAX;
     c->first_audit = ctx.audit_appended ? head.seq + 1 : INT64_MAX;
-    hide_before_commit(s, c);
+    if (s->pipelined)
+        hide_before_commit(s, c);
     if (status == ST_OK)
         status = s->backend->commit_batch(s->writer, &err);
     if (status != ST_OK) {
@@ -1123,15 +1127,8 @@ static void run_batch(st_store *s, txn *batch)
     c->audit_head = s->audit_head;
     if (s->pipelined) {
         hand_to_sync(s, c);
-    } else {
-        if (c->first_notify != INT64_MAX || c->first_audit != INT64_MAX) {
-            pthread_mutex_lock(&s->sync_lock);
-            s->committing_notify = s->committing_audit = INT64_MAX; /* durable already: COMMIT synced */
-            recompute_hidden(s);
-            pthread_mutex_unlock(&s->sync_lock);
-        }
+    } else { /* COMMIT synced before readers saw it: durable already */
         finish_batch(s, c);
-        atomic_fetch_sub(&s->not_durable, 1);
         free(c);
     }
     s->backend->maintain(s->writer);
