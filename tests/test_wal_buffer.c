@@ -6,7 +6,9 @@
  * that never closes (its commits synced) and is read back from the file;
  * checkpoints by a connection on the checkpointer VFS, on a thread of its
  * own as in the store, leave in the database file alone exactly what was
- * committed, through WAL restarts that overwrite the frames it read ahead.
+ * committed, through WAL restarts that overwrite the frames it read ahead;
+ * with deferred syncs a commit syncs nothing but the header of a restarted
+ * WAL (counted by a VFS beneath the gathering one).
  *
  * Memory: each test opens and closes its own connections in a fresh folder.
  */
@@ -232,5 +234,82 @@ Test(wal_buffer, checkpoints_that_read_ahead_copy_exactly_what_was_committed)
     pthread_join(k.thread, NULL);
     pthread_mutex_destroy(&k.lock);
     pthread_cond_destroy(&k.changed);
+    sqlite3_close(w);
+}
+
+/* ---- Deferred syncs (wb_defer_wal_syncs): the store syncs the writer's WAL itself ---- */
+
+/* Beneath the gathering VFS: the default one, counting the syncs of WAL files (it must be the default before
+ * wb_vfs_name() first runs, since the gathering VFS wraps the default of that moment). */
+static sqlite3_vfs *plain_vfs, counting_vfs;
+static sqlite3_io_methods counted_methods;
+static const sqlite3_io_methods *plain_methods;
+static int wal_syncs;
+
+static int counted_sync(sqlite3_file *f, int flags)
+{
+    wal_syncs++;
+    return plain_methods->xSync(f, flags);
+}
+
+static int counting_open(sqlite3_vfs *v, const char *name, sqlite3_file *f, int flags, int *out_flags)
+{
+    (void)v;
+    int rc = plain_vfs->xOpen(plain_vfs, name, f, flags, out_flags);
+    if (rc == SQLITE_OK && (flags & SQLITE_OPEN_WAL) && f->pMethods) {
+        plain_methods = f->pMethods;
+        counted_methods = *f->pMethods;
+        counted_methods.xSync = counted_sync;
+        f->pMethods = &counted_methods;
+    }
+    return rc;
+}
+
+static void count_wal_syncs_beneath(void)
+{
+    plain_vfs = sqlite3_vfs_find(NULL);
+    counting_vfs = *plain_vfs;
+    counting_vfs.zName = "counting";
+    counting_vfs.xOpen = counting_open;
+    cr_assert_eq(sqlite3_vfs_register(&counting_vfs, 1), SQLITE_OK);
+}
+
+/* WAL syncs during one commit of a row by w. */
+static int syncs_of_a_commit(sqlite3 *w, int row)
+{
+    int before = wal_syncs;
+    insert_rows(w, row, 1, 3000);
+    return wal_syncs - before;
+}
+
+Test(wal_buffer, deferred_syncs_leave_only_the_sync_of_a_new_wal_header)
+{
+    count_wal_syncs_beneath();
+    sqlite3 *w = open_db(wb_vfs_name());
+    cr_assert_eq(sqlite3_wal_autocheckpoint(w, 0), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(w, "CREATE TABLE t (n INTEGER PRIMARY KEY, body BLOB)", NULL, NULL, NULL), SQLITE_OK);
+    cr_expect_eq(syncs_of_a_commit(w, 0), 1, "synchronous=FULL: a commit syncs the WAL (the count works)");
+
+    cr_assert(wb_defer_wal_syncs(w, true));
+    cr_expect_eq(syncs_of_a_commit(w, 1), 0, "deferred: the commit only hands its frames to the file");
+    /* everything copied into the database: the next commit restarts the WAL with a new header */
+    sqlite3 *k = open_db(NULL);
+    int log = 0, copied = 0;
+    cr_assert_eq(sqlite3_wal_checkpoint_v2(k, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied), SQLITE_OK);
+    cr_assert_eq(copied, log);
+    sqlite3_close(k);
+    cr_expect_eq(syncs_of_a_commit(w, 2), 1, "the new header is synced before its frames, the commit itself not");
+    cr_expect_eq(syncs_of_a_commit(w, 3), 0);
+
+    int before = wal_syncs;
+    cr_assert(wb_defer_wal_syncs(w, false));
+    cr_expect_eq(wal_syncs - before, 1, "switching back syncs what was deferred");
+    cr_expect_eq(syncs_of_a_commit(w, 4), 1, "and commits sync again");
+
+    sqlite3 *r = open_db(NULL);
+    int rows = 0;
+    cr_expect_eq(rows_intact(r, &rows), 0);
+    cr_expect_eq(rows, 5);
+    sqlite3_close(r);
     sqlite3_close(w);
 }
