@@ -607,6 +607,53 @@ Test(rest, transaction_rewrites_urns_and_names_failing_entries)
     rh_response_free(&r);
 }
 
+/*
+ * Links in a narrative to other entries are rewritten as references are (transaction processing in the
+ * spec: <a href> and <img src> too). Forty names, so the batch's name table grows while they are added;
+ * an apostrophe in the text before a link must not hide it; an attribute that only contains a name, and
+ * a name in the text, stay as written.
+ */
+Test(rest, transaction_rewrites_links_in_narratives_among_many_names)
+{
+    char *txn = NULL;
+    size_t txn_len = 0;
+    FILE *f = open_memstream(&txn, &txn_len);
+    fputs("{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":[", f);
+    for (int i = 0; i < 40; i++)
+        fprintf(f,
+                "{\"fullUrl\":\"urn:uuid:6f1c2f1e-0000-4000-8000-0000000004%02d\",\"resource\":{\"resourceType\":"
+                "\"Patient\",\"name\":[{\"family\":\"Visser%d\"}]},\"request\":{\"method\":\"POST\",\"url\":"
+                "\"Patient\"}},",
+                i, i);
+    fputs("{\"fullUrl\":\"urn:uuid:6f1c2f1e-0000-4000-8000-000000000499\",\"resource\":{\"resourceType\":"
+          "\"CarePlan\",\"status\":\"active\",\"intent\":\"plan\",\"text\":{\"status\":\"generated\",\"div\":"
+          "\"<div xmlns=\\\"http://www.w3.org/1999/xhtml\\\"><p>The patient's plan, see "
+          "<a href=\\\"urn:uuid:6f1c2f1e-0000-4000-8000-000000000437\\\">the patient</a> and "
+          "<a title='x urn:uuid:6f1c2f1e-0000-4000-8000-000000000401' href='urn:uuid:6f1c2f1e-0000-4000-8000-"
+          "000000000403'>another</a>; not urn:uuid:6f1c2f1e-0000-4000-8000-000000000437 in the text.</p></div>\"},"
+          "\"subject\":{\"reference\":\"urn:uuid:6f1c2f1e-0000-4000-8000-000000000437\"}},"
+          "\"request\":{\"method\":\"POST\",\"url\":\"CarePlan\"}}]}",
+          f);
+    fclose(f);
+    rh_response r = rh_request("hospital-a", "POST", "/", txn, NULL);
+    free(txn);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_object *o = rh_json(&r);
+    char p37[120], p03[120];
+    snprintf(p37, sizeof p37, "href=\"Patient/%s\"", rh_str(o, "entry.37.resource.id"));
+    snprintf(p03, sizeof p03, "href='Patient/%s'", rh_str(o, "entry.3.resource.id"));
+    const char *div = rh_str(o, "entry.40.resource.text.div");
+    cr_assert_not_null(div, "%s", r.body);
+    cr_expect(strstr(div, p37), "the double-quoted link after an apostrophe is rewritten: %s", div);
+    cr_expect(strstr(div, p03), "the single-quoted link is rewritten: %s", div);
+    cr_expect(strstr(div, "title='x urn:uuid:6f1c2f1e-0000-4000-8000-000000000401'"),
+              "an attribute that only contains a name is kept: %s", div);
+    cr_expect(strstr(div, "not urn:uuid:6f1c2f1e-0000-4000-8000-000000000437 in the text"),
+              "a name in the text is kept: %s", div);
+    json_object_put(o);
+    rh_response_free(&r);
+}
+
 Test(rest, batch_entries_succeed_or_fail_on_their_own)
 {
     const char *batch =

@@ -46,7 +46,8 @@
 
 /* A name in the Bundle that stands for a resource: a urn:uuid: fullUrl or a conditional reference. */
 typedef struct ref_name {
-    char *from;                               /* "urn:uuid:..." or "Patient?identifier=..." */
+    char *from; /* "urn:uuid:..." or "Patient?identifier=..." */
+    size_t from_len;
     char target[ST_TYPE_MAX + ST_ID_MAX + 2]; /* "Type/id"; the id part may be rewritten in place (see above) */
     size_t id_at;                             /* where the id starts in target */
     bool *moved;                              /* the batch's names_moved: set when a match rewrites target */
@@ -87,6 +88,14 @@ typedef struct batch {
     size_t count;
     ref_name *names;
     size_t name_count, name_cap;
+    /* Finding a name: an open-addressing table of name indexes + 1 (0: empty slot), and which lengths
+     * below NAME_LENGTHS occur, so that a narrative's many quoted attributes are mostly passed over by
+     * their length alone. A transaction of n entries looks up about as many strings as it has
+     * references: with a linear search that was O(n^2). */
+    uint32_t *name_slots;
+    size_t slot_count; /* a power of two, at least twice name_count; 0 before the first name */
+    uint64_t name_lengths[4];
+    bool long_name;      /* some name is NAME_LENGTHS bytes or longer */
     uint8_t *rewritable; /* per node: 0 keep, 1 a reference-like string, 2 narrative (links inside) */
     char **replaced;     /* narrative texts with links rewritten (freed with the batch) */
     size_t replaced_count, replaced_cap;
@@ -120,6 +129,7 @@ static void batch_free(batch *b)
     for (size_t i = 0; i < b->name_count; i++)
         free(b->names[i].from);
     free(b->names);
+    free(b->name_slots);
     for (size_t i = 0; i < b->replaced_count; i++)
         free(b->replaced[i]);
     free(b->replaced);
@@ -166,12 +176,58 @@ static void entry_fail(bentry *e, int status, const char *code, const char *fmt,
 
 /* ---- names: urn:uuid: fullUrls and conditional references ---- */
 
+#define NAME_LENGTHS 256
+
+static uint64_t name_hash(const char *s, size_t len)
+{
+    uint64_t h = 14695981039346656037ull; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+static bool may_be_name_length(const batch *b, size_t len)
+{
+    return len < NAME_LENGTHS ? (b->name_lengths[len / 64] >> (len % 64)) & 1 : b->long_name;
+}
+
 static ref_name *find_name(const batch *b, const char *s, size_t len)
 {
-    for (size_t i = 0; i < b->name_count; i++)
-        if (strlen(b->names[i].from) == len && !memcmp(b->names[i].from, s, len))
-            return &b->names[i];
+    if (!b->slot_count || !may_be_name_length(b, len))
+        return NULL;
+    size_t mask = b->slot_count - 1;
+    for (size_t at = name_hash(s, len) & mask; b->name_slots[at]; at = (at + 1) & mask) {
+        ref_name *n = &b->names[b->name_slots[at] - 1];
+        if (n->from_len == len && !memcmp(n->from, s, len))
+            return n;
+    }
     return NULL;
+}
+
+static void slot_name(batch *b, size_t index)
+{
+    const ref_name *n = &b->names[index];
+    size_t mask = b->slot_count - 1, at = name_hash(n->from, n->from_len) & mask;
+    while (b->name_slots[at])
+        at = (at + 1) & mask;
+    b->name_slots[at] = (uint32_t)index + 1;
+}
+
+/* Room in the table for one more name, kept at most half full; false when out of memory. */
+static bool reserve_name_slot(batch *b)
+{
+    if (2 * (b->name_count + 1) <= b->slot_count)
+        return true;
+    size_t count = b->slot_count ? 2 * b->slot_count : 16;
+    uint32_t *slots = calloc(count, sizeof *slots);
+    if (!slots)
+        return false;
+    free(b->name_slots);
+    b->name_slots = slots;
+    b->slot_count = count;
+    for (size_t i = 0; i < b->name_count; i++)
+        slot_name(b, i);
+    return true;
 }
 
 static ref_name *add_name(batch *b, const char *from, size_t len, const char *type, const char *id)
@@ -185,14 +241,22 @@ static ref_name *add_name(batch *b, const char *from, size_t len, const char *ty
             if (b->entries[i].name)
                 b->entries[i].name = b->names + ((uintptr_t)b->entries[i].name - old) / sizeof *b->names;
     }
+    if (b->name_count >= UINT32_MAX - 1 || !reserve_name_slot(b))
+        return NULL;
     ref_name *n = &b->names[b->name_count];
     n->from = strndup(from, len);
     if (!n->from)
         return NULL;
+    n->from_len = len;
     snprintf(n->target, sizeof n->target, "%s/%s", type, id);
     n->id_at = strlen(type) + 1;
     n->moved = &b->names_moved;
+    slot_name(b, b->name_count);
     b->name_count++;
+    if (len < NAME_LENGTHS)
+        b->name_lengths[len / 64] |= 1ull << (len % 64);
+    else
+        b->long_name = true;
     return n;
 }
 
@@ -212,28 +276,45 @@ static void point_name_at_match(void *arg, const st_op_result *r)
     }
 }
 
-/* A narrative with every link to a name rewritten, or NULL when it names none. Owned by the batch. */
+/*
+ * A narrative with every link to a name rewritten (<a href="urn:uuid:...">, <img src='...'>, any attribute
+ * whose whole value is a name), or NULL when it names none. Owned by the batch. Only attribute values are
+ * read: the narrative has passed the XHTML check, so outside a tag there is no '<' and text is passed over
+ * with memchr (a document's narrative is tens of KB), and an apostrophe in the text ("patient's") opens
+ * no quote.
+ */
 static const char *rewrite_narrative(batch *b, const char *s, size_t len, size_t *out_len)
 {
+    if (!b->name_count)
+        return NULL;
     fj_buf out = {0};
     bool changed = false;
-    size_t i = 0, from = 0;
-    while (i < len) {
-        if (s[i] != '"' && s[i] != '\'') {
-            i++;
-            continue;
+    size_t from = 0; /* what is not yet copied to out */
+    for (const char *tag = memchr(s, '<', len); tag; tag = memchr(tag, '<', len - (size_t)(tag - s))) {
+        size_t i = (size_t)(tag - s) + 1;
+        while (i < len && s[i] != '>') {
+            if (s[i] != '"' && s[i] != '\'') {
+                i++;
+                continue;
+            }
+            const char *close = memchr(s + i + 1, s[i], len - i - 1);
+            if (!close) {
+                i = len;
+                break;
+            }
+            size_t end = (size_t)(close - s);
+            ref_name *n = find_name(b, s + i + 1, end - i - 1);
+            if (n) {
+                fj_buf_append(&out, s + from, i + 1 - from);
+                fj_buf_puts(&out, n->target);
+                from = end;
+                changed = true;
+            }
+            i = end + 1;
         }
-        size_t end = i + 1;
-        while (end < len && s[end] != s[i])
-            end++;
-        ref_name *n = end < len ? find_name(b, s + i + 1, end - i - 1) : NULL;
-        if (n) {
-            fj_buf_append(&out, s + from, i + 1 - from);
-            fj_buf_puts(&out, n->target);
-            from = end;
-            changed = true;
-        }
-        i = end + 1;
+        if (i >= len)
+            break;
+        tag = s + i;
     }
     if (!changed) {
         fj_buf_free(&out);
