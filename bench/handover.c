@@ -8,7 +8,7 @@
  *   bench-handover [--seconds N] [--senders N] [--receivers N] [--kb N] [--raw-seconds N]
  *                  [--set NAME=VALUE]... [--source DIR] [--fhirgw PATH] [--keep]
  *
- * Defaults: 10 s of load, 64 sender threads, 2 receivers (elv-a, elv-b; up to
+ * Defaults: 10 s of load, 64 sender connections, 2 receivers (elv-a, elv-b; up to
  * 4: then gzsp and gp too), documents of about 50 KB, 5 s of the raw phase;
  * the source folder and fhirgw are the ones this binary was built with.
  * --set adds a line "NAME VALUE" to the gateway's config (a setting to
@@ -27,8 +27,10 @@
  *    notes, per Task named as a notification's focus, when it arrived.
  * 3. Each receiver attests its ELV-HANDOVER agreements (ELV only), registers
  *    an Endpoint pointing at the receiver and names it on its directory entry.
- * 4. SENDERS threads (hospital-a and hospital-b alternately, one keep-alive
- *    libcurl connection each) post distinct handovers (the guide's example
+ * 4. SENDERS keep-alive TLS connections (hospital-a and hospital-b
+ *    alternately), all driven by one thread (bench/tls_loop.h: a client
+ *    thread per connection cost this 2-core machine about a fifth of its
+ *    CPU, taken from the gateway it measures), post distinct handovers (the guide's example
  *    document with a fresh identifier, its medication and care-needs
  *    narrative grown to the size asked) for the duration, round-robin over
  *    the receivers; the time a 201 arrives is noted with the Task's id.
@@ -61,6 +63,7 @@
 #include "gateway/store/store.h"
 #include "tests/child_gateway.h"
 #include "tests/handover_body.h"
+#include "bench/tls_loop.h"
 
 #define IDENT_FORMAT "b3c0%04x-0000-4000-8000-%012llx" /* sender thread, sequence */
 #define IDENT_LEN 36
@@ -393,65 +396,122 @@ static char *parameters_template(const char *ident, const char *ura, size_t kb, 
     return out;
 }
 
-/* ---- the senders ---- */
+/* ---- the senders: keep-alive TLS connections on one thread (bench/tls_loop.h) ---- */
 
-static atomic_bool stop_sending;
 static atomic_uint_fast64_t accepted, answered_200, refused, failed;
 static double *post_latency; /* per accepted handover: POST to 201, seconds */
 static atomic_size_t post_latency_count;
 static size_t post_latency_cap;
 
-typedef struct sender {
-    int index;
-    pthread_t thread;
-} sender;
-
 static char *templates[MAX_RECEIVERS];
 static size_t template_len[MAX_RECEIVERS], template_ident_at[MAX_RECEIVERS];
 
-static void accept_answer(cg_client *c, double sent, double t)
+/* One sender: a connection's requests, one per receiver (head and Parameters), and where each names its
+ * document's identifier, rewritten per handover. */
+typedef struct sender {
+    char *request[MAX_RECEIVERS];
+    size_t request_len[MAX_RECEIVERS], ident_at[MAX_RECEIVERS];
+    unsigned long long seq;
+} sender;
+
+static sender *senders;
+
+static char *make_request(int r, size_t *len, size_t *ident_at)
 {
-    json_object *o = json_tokener_parse(c->body ? c->body : "");
-    const char *task = json_object_get_string(json_object_object_get(o, "id"));
-    if (task)
-        note(task, strlen(task), true, t);
-    json_object_put(o);
-    size_t i = atomic_fetch_add(&post_latency_count, 1);
-    if (i < post_latency_cap)
-        post_latency[i] = t - sent;
+    char head[256];
+    int n = snprintf(head, sizeof head,
+                     "POST /$handover HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/fhir+json\r\n"
+                     "Accept: application/fhir+json\r\nContent-Length: %zu\r\n\r\n",
+                     template_len[r]);
+    char *req = malloc((size_t)n + template_len[r]);
+    if (!req)
+        die("out of memory");
+    memcpy(req, head, (size_t)n);
+    memcpy(req + n, templates[r], template_len[r]);
+    *len = (size_t)n + template_len[r];
+    *ident_at = (size_t)n + template_ident_at[r];
+    return req;
 }
 
-static void *send_loop(void *arg)
+/* The next handover of a sender: round-robin over the receivers, a fresh identifier. */
+static bool next_handover(void *arg, tl_client *c, const char **request, size_t *len)
 {
-    sender *s = arg;
-    cg_client c;
-    client_open(&c, senders_who[s->index % 2]);
-    char *body[MAX_RECEIVERS];
-    for (int r = 0; r < opt.receivers; r++)
-        body[r] = strdup(templates[r]);
-    for (unsigned long long seq = 0; !atomic_load(&stop_sending); seq++) {
-        int r = (int)((seq + (unsigned)s->index) % (unsigned)opt.receivers);
-        char ident[IDENT_LEN + 1];
-        snprintf(ident, sizeof ident, IDENT_FORMAT, (unsigned)s->index, seq);
-        memcpy(body[r] + template_ident_at[r], ident, IDENT_LEN);
-        double sent = now_s();
-        long status = cg_request(&c, "POST", "/$handover", body[r], template_len[r]);
-        double t = now_s();
-        if (status == 201)
-            atomic_fetch_add(&accepted, 1), accept_answer(&c, sent, t);
-        else if (status == 200)
-            atomic_fetch_add(&answered_200, 1);
-        else if (status)
-            atomic_fetch_add(&refused, 1);
-        else
-            atomic_fetch_add(&failed, 1);
-        if (status != 201 && atomic_load(&refused) + atomic_load(&failed) <= 3)
-            fprintf(stderr, "bench-handover: $handover answered %ld: %.500s\n", status, c.body ? c.body : "");
+    (void)arg;
+    sender *s = &senders[c->index];
+    int r = (int)((s->seq + c->index) % (unsigned)opt.receivers);
+    char ident[IDENT_LEN + 1];
+    snprintf(ident, sizeof ident, IDENT_FORMAT, c->index, s->seq++);
+    memcpy(s->request[r] + s->ident_at[r], ident, IDENT_LEN);
+    *request = s->request[r], *len = s->request_len[r];
+    return true;
+}
+
+/* The Task's id in a 201's body: the server writes "resourceType" and then "id" first. */
+static const char *task_id(const char *body, size_t len, size_t *id_len)
+{
+    const char *at = len > 64 ? memmem(body, len < 200 ? len : 200, "\"id\":\"", 6) : NULL;
+    const char *end = at ? memchr(at + 6, '"', len - (size_t)(at + 6 - body)) : NULL;
+    *id_len = end ? (size_t)(end - at - 6) : 0;
+    return end ? at + 6 : NULL;
+}
+
+static void handover_answered(void *arg, tl_client *c, int status, const char *body, size_t body_len, uint64_t us)
+{
+    (void)arg, (void)c;
+    double t = now_s();
+    size_t id_len = 0;
+    const char *task = status == 201 ? task_id(body, body_len, &id_len) : NULL;
+    if (task && id_len <= ST_ID_MAX) {
+        atomic_fetch_add(&accepted, 1);
+        note(task, id_len, true, t);
+        size_t i = atomic_fetch_add(&post_latency_count, 1);
+        if (i < post_latency_cap)
+            post_latency[i] = (double)us / 1e6;
+        return;
     }
-    for (int r = 0; r < opt.receivers; r++)
-        free(body[r]);
-    cg_client_close(&c);
-    return NULL;
+    if (status == 200) {
+        atomic_fetch_add(&answered_200, 1);
+        return;
+    }
+    if (atomic_fetch_add(&refused, 1) < 3) /* a 201 without a Task's id counts here too */
+        fprintf(stderr, "bench-handover: $handover answered %d: %.500s\n", status, body_len ? body : "");
+}
+
+/* Opens the senders' connections (hospital-a and hospital-b alternately), sends for the duration, closes. */
+static void run_senders(void)
+{
+    SSL_CTX *ctx[2];
+    char err[256];
+    for (int i = 0; i < 2; i++) {
+        char cert[512], key[512], ca[512];
+        snprintf(cert, sizeof cert, "%s/dev/clients/%s.crt", dir, senders_who[i]);
+        snprintf(key, sizeof key, "%s/dev/clients/%s.key", dir, senders_who[i]);
+        snprintf(ca, sizeof ca, "%s/dev/ca.pem", dir);
+        if (!(ctx[i] = tl_context(cert, key, ca, false, err, sizeof err)))
+            die(err);
+    }
+    tl_client *clients = calloc((size_t)opt.senders, sizeof *clients);
+    senders = calloc((size_t)opt.senders, sizeof *senders);
+    if (!clients || !senders)
+        die("out of memory");
+    for (int i = 0; i < opt.senders; i++) {
+        clients[i].index = (unsigned)i;
+        if (!tl_open(&clients[i], ctx[i % 2], "127.0.0.1", gateway.port))
+            die("cannot connect a sender to the gateway");
+        for (int r = 0; r < opt.receivers; r++)
+            senders[i].request[r] = make_request(r, &senders[i].request_len[r], &senders[i].ident_at[r]);
+    }
+    tl_handlers h = {next_handover, handover_answered, NULL};
+    atomic_fetch_add(&failed, tl_run(clients, (unsigned)opt.senders, &h, tl_now() + opt.seconds, NULL));
+    for (int i = 0; i < opt.senders; i++) {
+        tl_close(&clients[i]);
+        for (int r = 0; r < opt.receivers; r++)
+            free(senders[i].request[r]);
+    }
+    free(clients);
+    free(senders);
+    SSL_CTX_free(ctx[0]);
+    SSL_CTX_free(ctx[1]);
 }
 
 /* ---- the raw store phase ---- */
@@ -660,19 +720,6 @@ static void make_templates(void)
     raw_document_len = (size_t)(end - start);
 }
 
-static void run_senders(sender *s)
-{
-    for (int i = 0; i < opt.senders; i++) {
-        s[i].index = i;
-        if (pthread_create(&s[i].thread, NULL, send_loop, &s[i]) != 0)
-            die("cannot start the senders");
-    }
-    sleep((unsigned)opt.seconds);
-    atomic_store(&stop_sending, true);
-    for (int i = 0; i < opt.senders; i++)
-        pthread_join(s[i].thread, NULL);
-}
-
 int main(int argc, char **argv)
 {
     parse_args(argc, argv);
@@ -709,9 +756,8 @@ int main(int argc, char **argv)
     printf("gateway: pid %d, https://127.0.0.1:%u, folder %s\n", (int)gateway.pid, gateway.port, dir);
     fflush(stdout);
 
-    sender *s = calloc((size_t)opt.senders, sizeof *s);
     double cpu_gw0 = cg_cpu_seconds(&gateway), cpu_own0 = own_cpu_s(), t0 = now_s();
-    run_senders(s);
+    run_senders();
     double elapsed = now_s() - t0, cpu_gw = cg_cpu_seconds(&gateway) - cpu_gw0, cpu_own = own_cpu_s() - cpu_own0;
     uint64_t acc = atomic_load(&accepted);
     double drained = now_s();
@@ -748,7 +794,6 @@ int main(int argc, char **argv)
     srv_free(receiver);
     for (int r = 0; r < opt.receivers; r++)
         free(templates[r]);
-    free(s);
     free(table);
     free(post_latency);
     curl_global_cleanup();
