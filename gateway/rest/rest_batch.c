@@ -24,6 +24,7 @@
  * are honoured, vread entries read the version asked for, and a failing
  * entry is named by its index in the client's Bundle (Bundle.entry[i]).
  */
+#define _GNU_SOURCE /* memmem */
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -43,6 +44,9 @@
 #include "gateway/rest/rest_write.h"
 
 /* ---- the state of one Bundle ---- */
+
+#define NAME_PREFIX 4
+#define NAME_PREFIXES 8
 
 /* A name in the Bundle that stands for a resource: a urn:uuid: fullUrl or a conditional reference. */
 typedef struct ref_name {
@@ -95,7 +99,12 @@ typedef struct batch {
     uint32_t *name_slots;
     size_t slot_count; /* a power of two, at least twice name_count; 0 before the first name */
     uint64_t name_lengths[4];
-    bool long_name;      /* some name is NAME_LENGTHS bytes or longer */
+    bool long_name; /* some name is NAME_LENGTHS bytes or longer */
+    /* The names' distinct first NAME_PREFIX bytes ("urn:", "Pati"): a narrative that contains none of them
+     * links to no name and is not scanned. Unused (any_prefix) past NAME_PREFIXES of them or a shorter name. */
+    char prefixes[NAME_PREFIXES][NAME_PREFIX];
+    size_t prefix_count;
+    bool any_prefix;
     uint8_t *rewritable; /* per node: 0 keep, 1 a reference-like string, 2 narrative (links inside) */
     char **replaced;     /* narrative texts with links rewritten (freed with the batch) */
     size_t replaced_count, replaced_cap;
@@ -230,6 +239,31 @@ static bool reserve_name_slot(batch *b)
     return true;
 }
 
+static void note_prefix(batch *b, const char *name, size_t len)
+{
+    if (b->any_prefix)
+        return;
+    for (size_t i = 0; len >= NAME_PREFIX && i < b->prefix_count; i++)
+        if (!memcmp(b->prefixes[i], name, NAME_PREFIX))
+            return;
+    if (len < NAME_PREFIX || b->prefix_count == NAME_PREFIXES) {
+        b->any_prefix = true;
+        return;
+    }
+    memcpy(b->prefixes[b->prefix_count++], name, NAME_PREFIX);
+}
+
+/* Could the text hold a name? False when it contains none of the names' first bytes. */
+static bool may_hold_a_name(const batch *b, const char *s, size_t len)
+{
+    if (b->any_prefix)
+        return true;
+    for (size_t i = 0; i < b->prefix_count; i++)
+        if (memmem(s, len, b->prefixes[i], NAME_PREFIX))
+            return true;
+    return false;
+}
+
 static ref_name *add_name(batch *b, const char *from, size_t len, const char *type, const char *id)
 {
     if (b->name_count == b->name_cap) {
@@ -257,6 +291,7 @@ static ref_name *add_name(batch *b, const char *from, size_t len, const char *ty
         b->name_lengths[len / 64] |= 1ull << (len % 64);
     else
         b->long_name = true;
+    note_prefix(b, from, len);
     return n;
 }
 
@@ -285,7 +320,7 @@ static void point_name_at_match(void *arg, const st_op_result *r)
  */
 static const char *rewrite_narrative(batch *b, const char *s, size_t len, size_t *out_len)
 {
-    if (!b->name_count)
+    if (!b->name_count || !may_hold_a_name(b, s, len))
         return NULL;
     fj_buf out = {0};
     bool changed = false;
