@@ -197,6 +197,114 @@ Test(store, create_read_update_vread)
     cr_expect_eq(r.version, 1);
 }
 
+/* ---- The directory read from memory (read_cache.h) ---- */
+
+static uint64_t cache_hits(void)
+{
+    st_counters c;
+    st_counters_get(S, &c);
+    return c.read_cache_hits;
+}
+
+Test(store, the_directory_is_read_from_memory_until_it_is_written)
+{
+    const char *tags[] = {"22222222", "33333333"};
+    st_op op = create_op("Organization", "o1", "{\"resourceType\":\"Organization\",\"name\":\"A\"}");
+    op.access_tags = tags, op.access_tag_count = 2;
+    cr_assert_eq(submit1(op).status, ST_OK);
+    st_resource r;
+    cr_assert_eq(st_read(S, "Organization", "o1", &r, NULL), ST_OK);
+    st_resource_free(&r);
+    cr_expect_eq(cache_hits(), 0, "the first read is the store's");
+    cr_assert_eq(st_read(S, "Organization", "o1", &r, NULL), ST_OK);
+    cr_expect_eq(cache_hits(), 1, "the second is answered from memory");
+    cr_expect(strstr(r.json, "\"name\":\"A\"") && strstr(r.json, "\"versionId\":\"1\""), "%s", r.json);
+    cr_expect_eq(r.version, 1);
+    cr_expect_eq(r.last_updated_ms, T0);
+    cr_expect_str_eq(r.owner, "11111111");
+    cr_assert_eq(r.access_tag_count, 2);
+    cr_expect_str_eq(r.access_tags[0], "22222222");
+    cr_expect_str_eq(r.access_tags[1], "33333333");
+    cr_expect_null(r.access_tags[2]);
+    st_resource_free(&r);
+
+    /* a write makes what was kept stale: the next read is the store's, with the new version */
+    cr_assert_eq(update("Organization", "o1", "{\"resourceType\":\"Organization\",\"name\":\"B\"}", 0).status, ST_OK);
+    cr_assert_eq(st_read(S, "Organization", "o1", &r, NULL), ST_OK);
+    cr_expect_eq(cache_hits(), 1);
+    cr_expect(strstr(r.json, "\"name\":\"B\""), "%s", r.json);
+    cr_expect_eq(r.version, 2);
+    cr_expect_eq(r.access_tag_count, 0, "an update replaces the tags");
+    st_resource_free(&r);
+    cr_assert_eq(st_read(S, "Organization", "o1", &r, NULL), ST_OK);
+    cr_expect_eq(cache_hits(), 2);
+    cr_expect_eq(r.version, 2);
+    st_resource_free(&r);
+
+    /* a deletion is seen at once, and never kept */
+    cr_assert_eq(delete ("Organization", "o1", 0).status, ST_OK);
+    cr_expect_eq(st_read(S, "Organization", "o1", &r, NULL), ST_GONE);
+    st_resource_free(&r);
+    cr_expect_eq(st_read(S, "Organization", "o1", &r, NULL), ST_GONE);
+    st_resource_free(&r);
+    cr_expect_eq(st_read(S, "Organization", "nope", &r, NULL), ST_NOT_FOUND);
+    st_resource_free(&r);
+    /* other types are always the store's */
+    cr_assert_eq(create("Patient", "p1", "{\"resourceType\":\"Patient\"}").status, ST_OK);
+    for (int i = 0; i < 2; i++) {
+        cr_expect_eq(st_read(S, "Patient", "p1", &r, NULL), ST_OK);
+        st_resource_free(&r);
+    }
+    cr_expect_eq(cache_hits(), 2);
+}
+
+/* Readers racing one writer: a read begun after an update was acknowledged never answers an older version,
+ * and the body is always the version's own. Fails when a commit's invalidation comes before the commit is
+ * visible (a reader then keeps the old row under the new generation) or not at all. */
+#define RACE_VERSIONS 300
+static _Atomic int64_t acknowledged = 1;
+static atomic_bool race_failed;
+
+static void *race_reader(void *arg)
+{
+    (void)arg;
+    while (atomic_load(&acknowledged) < RACE_VERSIONS && !atomic_load(&race_failed)) {
+        int64_t floor = atomic_load(&acknowledged);
+        st_resource r;
+        if (st_read(S, "Endpoint", "e1", &r, NULL) != ST_OK) {
+            atomic_store(&race_failed, true);
+            break;
+        }
+        char own[32];
+        snprintf(own, sizeof own, "\"v\":%lld}", (long long)r.version);
+        if (r.version < floor || !strstr(r.json, own))
+            atomic_store(&race_failed, true);
+        st_resource_free(&r);
+    }
+    return NULL;
+}
+
+Test(store, directory_reads_never_go_back_behind_an_acknowledged_write)
+{
+    atomic_store(&acknowledged, 1);
+    atomic_store(&race_failed, false);
+    cr_assert_eq(create("Endpoint", "e1", "{\"resourceType\":\"Endpoint\",\"v\":1}").status, ST_OK);
+    pthread_t readers[3];
+    for (int i = 0; i < 3; i++)
+        pthread_create(&readers[i], NULL, race_reader, NULL);
+    for (int v = 2; v <= RACE_VERSIONS && !atomic_load(&race_failed); v++) {
+        char json[64];
+        snprintf(json, sizeof json, "{\"resourceType\":\"Endpoint\",\"v\":%d}", v);
+        cr_assert_eq(update("Endpoint", "e1", json, 0).status, ST_OK);
+        atomic_store(&acknowledged, v);
+    }
+    atomic_store(&acknowledged, RACE_VERSIONS);
+    for (int i = 0; i < 3; i++)
+        pthread_join(readers[i], NULL);
+    cr_expect_not(atomic_load(&race_failed), "a read answered a version older than one acknowledged, or a mixed one");
+    cr_expect_gt(cache_hits(), 0, "some reads were answered from memory");
+}
+
 Test(store, lastUpdated_never_goes_backwards)
 {
     create("Patient", "a", "{}");

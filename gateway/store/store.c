@@ -27,6 +27,7 @@
  * committed since the last good one may be lost, so every waiting and later
  * write fails with ST_IO, and so does every read.
  */
+#include "gateway/store/read_cache.h"
 #include "gateway/store/store_backend.h"
 
 #include "fhir/array.h"
@@ -87,6 +88,9 @@ struct st_store {
     bool stopping;
     pthread_t commit_thread;
     int64_t last_stamp_ms; /* commit thread only */
+
+    /* the directory's current versions (read_cache.h); NULL when the backend has other writers */
+    rc_cache *read_cache;
 
     /* read connections, guarded by pool_lock */
     pthread_mutex_t pool_lock;
@@ -585,6 +589,10 @@ static st_status read_version(st_store *s, const char *type, const char *id, int
         st__error(err, "invalid type, id or version");
         return ST_INVALID;
     }
+    bool cached = !version && s->read_cache && rc_cached_type(type) && !atomic_load(&s->broken);
+    if (cached && rc_get(s->read_cache, type, id, out))
+        return ST_OK;
+    uint64_t generation = cached ? rc_generation(s->read_cache) : 0; /* before the read: see read_cache.h */
     void *reader = reader_acquire(s, err);
     if (!reader)
         return ST_IO;
@@ -597,6 +605,8 @@ static st_status read_version(st_store *s, const char *type, const char *id, int
         st_resource_free(out);
         return opened;
     }
+    if (cached && status == ST_OK && !out->deleted)
+        rc_put(s->read_cache, generation, out);
     return out->deleted ? ST_GONE : status;
 }
 
@@ -1077,6 +1087,16 @@ static void hide_before_commit(st_store *s, const committed *c)
     pthread_mutex_unlock(&s->sync_lock);
 }
 
+/* Does an operation of the batch write a type the read cache keeps? */
+static bool writes_cached_type(const txn *batch)
+{
+    for (const txn *t = batch; t; t = t->next)
+        for (size_t i = 0; i < t->op_count; i++)
+            if (t->ops[i].type && rc_cached_type(t->ops[i].type))
+                return true;
+    return false;
+}
+
 static void run_batch(st_store *s, txn *batch)
 {
     committed *c = calloc(1, sizeof *c);
@@ -1115,6 +1135,8 @@ static void run_batch(st_store *s, txn *batch)
         hide_before_commit(s, c);
     if (status == ST_OK)
         status = s->backend->commit_batch(s->writer, &err);
+    if (s->read_cache && writes_cached_type(batch)) /* after COMMIT made it visible (read_cache.h) */
+        rc_invalidate(s->read_cache);
     if (status != ST_OK) {
         s->backend->rollback_batch(s->writer);
         fail_batch(batch, status, err.message);
@@ -1461,6 +1483,7 @@ st_store *st_open(const st_config *config, st_error *err)
         goto fail;
     }
     s->pipelined = s->backend->durable_later && s->backend->durable_later(s->writer);
+    s->read_cache = s->backend->sole_writer ? rc_new() : NULL; /* without it (out of memory) reads go to the store */
     if (s->pipelined && pthread_create(&s->sync_thread, NULL, sync_thread_main, s) != 0) {
         st__error(err, "cannot start the sync thread");
         s->backend->close_writer(s->writer);
@@ -1474,6 +1497,7 @@ st_store *st_open(const st_config *config, st_error *err)
     }
     return s;
 fail:
+    rc_free(s->read_cache);
     destroy_sync(s);
     free(s->idle_readers);
     free(s);
@@ -1495,6 +1519,7 @@ void st_close(st_store *s)
     s->backend->close_writer(s->writer);
     for (size_t i = 0; i < s->idle_count; i++)
         s->backend->close_reader(s->idle_readers[i]);
+    rc_free(s->read_cache);
     destroy_sync(s);
     free(s->idle_readers);
     free(s);
@@ -1512,6 +1537,7 @@ void st_counters_get(st_store *s, st_counters *out)
     out->audit_entries = atomic_load(&s->audit_entries);
     out->audit_checkpoints = atomic_load(&s->audit_checkpoints);
     out->audit_checkpoint_failures = atomic_load(&s->audit_checkpoint_failures);
+    out->read_cache_hits = s->read_cache ? rc_hits(s->read_cache) : 0;
     pthread_mutex_lock(&s->queue_lock);
     out->queued = s->queued;
     pthread_mutex_unlock(&s->queue_lock);

@@ -210,7 +210,8 @@ typedef struct st_counters {
     uint64_t max_batch_seen; /* largest batch (transactions) so far */
     uint64_t audit_entries;  /* audit entries committed */
     uint64_t audit_checkpoints, audit_checkpoint_failures;
-    uint64_t queued; /* transactions waiting for the commit thread now */
+    uint64_t queued;          /* transactions waiting for the commit thread now */
+    uint64_t read_cache_hits; /* st_read of the directory's types answered from memory (read_cache.h) */
 } st_counters;
 
 void st_counters_get(st_store *store, st_counters *out);

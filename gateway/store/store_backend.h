@@ -66,6 +66,9 @@ void st__result_message(st_op_result *res, st_status status, const char *format,
 
 typedef struct st_backend {
     const char *name;
+    /* Every commit to the database is this process's (one gateway per database): reads of the directory may
+     * then be answered from memory (read_cache.h). False for a database several instances write. */
+    bool sole_writer;
     /* The writer: opens, creates or migrates the schema. */
     void *(*open_writer)(const st_config *config, st_error *err);
     void (*close_writer)(void *writer);

@@ -1399,6 +1399,7 @@ static st_status notify_counts(void *reader, int64_t counts[ST_NOTIFY_STATES], s
 
 const st_backend st_sqlite_backend = {
     .name = "sqlite",
+    .sole_writer = true, /* one fhirgw serve per database file (docs/architecture.md) */
     .open_writer = open_writer,
     .close_writer = close_writer,
     .open_reader = open_reader,
