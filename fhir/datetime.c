@@ -383,10 +383,24 @@ static void utc_fields(int64_t epoch_ms, fdt_value *v)
     fdt_from_epoch_ms(epoch_ms < first ? first : epoch_ms > last ? last : epoch_ms, v);
 }
 
+/* n as `width` decimal digits at out (n fits). */
+static void put_digits(char *out, int n, int width)
+{
+    for (int i = width - 1; i >= 0; i--, n /= 10)
+        out[i] = (char)('0' + n % 10);
+}
+
 void fdt_format_instant(int64_t epoch_ms, char out[FDT_INSTANT_LEN])
 {
     fdt_value v;
     utc_fields(epoch_ms, &v);
+    if (v.year >= 0 && v.year <= 9999) { /* digits by hand: every stored version and notification formats one */
+        memcpy(out, "0000-00-00T00:00:00.000Z", FDT_INSTANT_LEN);
+        put_digits(out, v.year, 4), put_digits(out + 5, v.month, 2), put_digits(out + 8, v.day, 2);
+        put_digits(out + 11, v.hour, 2), put_digits(out + 14, v.minute, 2), put_digits(out + 17, v.second, 2);
+        put_digits(out + 20, v.ms, 3);
+        return;
+    }
     /* a roomy buffer: the fields are in range, but the compiler cannot know the widths */
     char text[64];
     snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", v.year, v.month, v.day, v.hour, v.minute,

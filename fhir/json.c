@@ -905,9 +905,10 @@ uint32_t fj_get(const fj_doc *d, uint32_t obj, const char *key)
     return UINT32_MAX;
 }
 
-/* Member `key` (len bytes) of object obj, or UINT32_MAX. */
-static uint32_t get_n(const fj_doc *d, uint32_t obj, const char *key, size_t len)
+uint32_t fj_get_n(const fj_doc *d, uint32_t obj, const char *key, size_t len)
 {
+    if (obj >= d->count || d->nodes[obj].type != FJ_OBJECT)
+        return UINT32_MAX;
     uint32_t k = obj + 1;
     for (uint32_t m = 0; m < d->nodes[obj].len; m++, k = fj_next(d, k + 1))
         if (d->nodes[k].len == len && !memcmp(fj_str(d, k), key, len))
@@ -951,7 +952,7 @@ bool fj_equal(const fj_doc *a, uint32_t na, const fj_doc *b, uint32_t nb, fj_num
     case FJ_OBJECT: {
         uint32_t k = na + 1;
         for (uint32_t m = 0; m < x->len; m++, k = fj_next(a, k + 1)) {
-            uint32_t other = get_n(b, nb, fj_str(a, k), a->nodes[k].len);
+            uint32_t other = fj_get_n(b, nb, fj_str(a, k), a->nodes[k].len);
             if (other == UINT32_MAX || !fj_equal(a, k + 1, b, other, numbers))
                 return false;
         }

@@ -125,6 +125,8 @@ typedef enum fj_numbers {
 bool fj_equal(const fj_doc *a, uint32_t na, const fj_doc *b, uint32_t nb, fj_numbers numbers);
 /* Index of the value of member `key` in object node obj, or UINT32_MAX when absent. */
 uint32_t fj_get(const fj_doc *d, uint32_t obj, const char *key);
+/* The same for a key of len bytes (not NUL-terminated). */
+uint32_t fj_get_n(const fj_doc *d, uint32_t obj, const char *key, size_t len);
 /*
  * 1-based line and column of byte offset `offset`. Builds the line index on
  * first use, so two threads must not call it on the same doc at once.
