@@ -947,11 +947,35 @@ Test(at_rest, the_database_never_holds_a_document_in_the_clear)
         cr_expect_not(database_holds(SECRET), "pass %d: the patient's name is in the database file", pass);
         cr_expect_not(database_holds("Overdracht medisch beleid"), "pass %d: the document's title is there", pass);
         cr_expect(database_holds("7e0d5a1c-1111-4a4a-9c9c-000000000001"), "the identifier (searched) is indexed");
-        cr_expect(database_holds(SL_PREFIX "dev-1."), "the documents are sealed with the key dev-1");
+        cr_expect(database_holds(SL_PREFIX_EARLY "dev-1."), "the documents are sealed early with the key dev-1");
         if (pass == 0)
             rh_stop_server();
     }
     rh_start_server();
+}
+
+/* A document sealed on the worker, before its version existed, is served with the version's meta where a
+ * commit-time render puts it (first in meta, the sender's profile kept after it), as its ETag says. */
+Test(at_rest, a_document_sealed_early_is_served_with_its_version)
+{
+    sent s = send_handover("hospital-a", "7e0d5a1c-7777-4a4a-9c9c-000000000001", NULL, URA_ELV_A);
+    cr_assert_eq(s.status, 201);
+    char path[128], want[256], etag[64], modified[64];
+    snprintf(path, sizeof path, "/Bundle/%s", s.doc);
+    rh_response r = rh_request("hospital-a", "GET", path, NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    snprintf(want, sizeof want,
+             "{\"resourceType\":\"Bundle\",\"id\":\"%s\",\"meta\":{\"versionId\":\"1\",\"lastUpdated\":\"", s.doc);
+    cr_expect(!strncmp(r.body, want, strlen(want)), "%.200s", r.body);
+    json_object *o = rh_json(&r);
+    const char *updated = rh_str(o, "meta.lastUpdated");
+    cr_assert_not_null(updated);
+    cr_expect_eq(strlen(updated), 24, "%s", updated);
+    cr_expect_str_eq(rh_str(o, "meta.profile.0"), "https://fhirgw.nl/fhir/StructureDefinition/handover-document");
+    cr_expect_str_eq(rh_header(&r, "ETag", etag, sizeof etag), "W/\"1\"");
+    cr_expect_not_null(rh_header(&r, "Last-Modified", modified, sizeof modified));
+    json_object_put(o);
+    rh_response_free(&r);
 }
 
 /* Appends a key line to the seal key file (ids dev-2, ...): rotation, taking effect at the next start. */
@@ -979,7 +1003,7 @@ Test(at_rest, rotation_keeps_older_documents_readable)
         cr_expect_eq(get_holding("elv-a", path, SECRET, &holds), 200, "document %d", i);
         cr_expect(holds);
     }
-    cr_expect(database_holds(SL_PREFIX "dev-1.") && database_holds(SL_PREFIX "dev-2."),
+    cr_expect(database_holds(SL_PREFIX_EARLY "dev-1.") && database_holds(SL_PREFIX_EARLY "dev-2."),
               "each row names the key that sealed it");
     /* dropping the old key makes exactly its documents unreadable: an error, never ciphertext */
     rh_stop_server();
@@ -988,7 +1012,7 @@ Test(at_rest, rotation_keeps_older_documents_readable)
     cr_assert_eq(system(cmd), 0);
     rh_start_server();
     snprintf(path, sizeof path, "/Bundle/%s", a.doc);
-    cr_expect_eq(get_holding("elv-a", path, SL_PREFIX, &holds), 500);
+    cr_expect_eq(get_holding("elv-a", path, "fgseal", &holds), 500);
     cr_expect_not(holds, "no ciphertext is served");
     char failure[512];
     rh_last_seal_failure(failure, sizeof failure);
@@ -1129,40 +1153,69 @@ Test(at_rest, a_missing_seal_key_file_refuses_startup)
 }
 
 /*
- * Bodies sealed before 2026-12-05 are base64 text (SL_PREFIX_TEXT, seal.h); new ones binary blobs. Rewrites the
- * stored document to the text form of the same ciphertext: it still opens, and only for its own row.
+ * Bodies sealed before 2026-12-05 are base64 text (SL_PREFIX_TEXT, seal.h) of a whole version, meta
+ * included; new ones are binary blobs, a handover's documents sealed early, without the version's meta
+ * (SL_PREFIX_EARLY). Writes a document's row in the old form, made here as the older gateway made it and
+ * independent of the code under test: the AES key derived from the dev-1 master key (HMAC-SHA-256 with the
+ * label), AES-256-GCM over the version as served, bound to "Bundle/<id>/_history/1".
  */
-#include <openssl/evp.h> /* here rather than on top: the base64 of the text form */
+#include <openssl/evp.h> /* here rather than on top: the old form's AES-GCM and base64 */
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 
-static void rewrite_as_text(const char *doc_id)
+static void dev1_aes_key(unsigned char aes[32])
 {
+    char path[512], line[256];
+    snprintf(path, sizeof path, "%s/pki/seal.key", rh.dir);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    unsigned char master[32];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f))
+        if (!strncmp(line, "dev-1 ", 6)) {
+            for (int i = 0; i < 32; i++)
+                cr_assert_eq(sscanf(line + 6 + 2 * i, "%2hhx", &master[i]), 1);
+            found = true;
+        }
+    fclose(f);
+    cr_assert(found, "the key file has dev-1");
+    unsigned int n = 0;
+    const char *label = "fhirgw document seal v1";
+    cr_assert_not_null(HMAC(EVP_sha256(), master, 32, (const unsigned char *)label, strlen(label), aes, &n));
+}
+
+static void rewrite_as_text(const char *doc_id, const char *plain, size_t plain_len)
+{
+    unsigned char aes[32], raw[12 + 16 + 65536];
+    cr_assert_lt(plain_len, 65536);
+    dev1_aes_key(aes);
+    char aad[128];
+    snprintf(aad, sizeof aad, "Bundle/%s/_history/1", doc_id);
+    cr_assert_eq(RAND_bytes(raw, 12), 1);
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int n = 0, fin = 0;
+    cr_assert(EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, aes, raw) == 1 &&
+              EVP_EncryptUpdate(c, NULL, &n, (const unsigned char *)aad, (int)strlen(aad)) == 1 &&
+              EVP_EncryptUpdate(c, raw + 28, &n, (const unsigned char *)plain, (int)plain_len) == 1 &&
+              EVP_EncryptFinal_ex(c, raw + 28 + n, &fin) == 1 &&
+              EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, raw + 12) == 1);
+    EVP_CIPHER_CTX_free(c);
+    size_t raw_len = 28 + plain_len;
+    char *text = malloc(strlen(SL_PREFIX_TEXT "dev-1.") + 4 * ((raw_len + 2) / 3) + 1);
+    cr_assert_not_null(text);
+    size_t head = (size_t)sprintf(text, "%sdev-1.", SL_PREFIX_TEXT);
+    int b64 = EVP_EncodeBlock((unsigned char *)text + head, raw, (int)raw_len);
+
     char path[512], sql[256];
     snprintf(path, sizeof path, "%s/store.db", rh.dir);
     sqlite3 *db = NULL;
     cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-    snprintf(sql, sizeof sql,
-             "SELECT rowid, typeof(json), json FROM resource_version WHERE type = 'Bundle' AND id = '%s'", doc_id);
+    snprintf(sql, sizeof sql, "UPDATE resource_version SET json = ?1 WHERE type = 'Bundle' AND id = '%s'", doc_id);
     sqlite3_stmt *stmt = NULL;
     cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
-    cr_assert_eq(sqlite3_step(stmt), SQLITE_ROW);
-    cr_expect_str_eq((const char *)sqlite3_column_text(stmt, 1), "blob", "a new body is stored as a blob");
-    sqlite3_int64 rowid = sqlite3_column_int64(stmt, 0);
-    const char *body = sqlite3_column_blob(stmt, 2);
-    size_t len = (size_t)sqlite3_column_bytes(stmt, 2);
-    const char *dot = memchr(body + strlen(SL_PREFIX), '.', len - strlen(SL_PREFIX));
-    cr_assert(len > strlen(SL_PREFIX) && !memcmp(body, SL_PREFIX, strlen(SL_PREFIX)) && dot);
-    size_t head = (size_t)(dot + 1 - body), raw = len - head;
-    char *text = malloc(head + 4 * ((raw + 2) / 3) + 1);
-    cr_assert_not_null(text);
-    memcpy(text, SL_PREFIX_TEXT, strlen(SL_PREFIX_TEXT));
-    memcpy(text + strlen(SL_PREFIX_TEXT), body + strlen(SL_PREFIX), head - strlen(SL_PREFIX));
-    int b64 = EVP_EncodeBlock((unsigned char *)text + head, (const unsigned char *)dot + 1, (int)raw);
-    sqlite3_finalize(stmt);
-    cr_assert_eq(sqlite3_prepare_v2(db, "UPDATE resource_version SET json = ?1 WHERE rowid = ?2", -1, &stmt, NULL),
-                 SQLITE_OK);
     sqlite3_bind_text(stmt, 1, text, (int)head + b64, SQLITE_STATIC);
-    sqlite3_bind_int64(stmt, 2, rowid);
     cr_assert_eq(sqlite3_step(stmt), SQLITE_DONE);
+    cr_expect_eq(sqlite3_changes(db), 1);
     sqlite3_finalize(stmt);
     sqlite3_close(db);
     free(text);
@@ -1173,15 +1226,20 @@ Test(at_rest, a_body_sealed_as_base64_text_before_still_opens)
     sent a = send_handover("hospital-a", "7e0d5a1c-6666-4a4a-9c9c-000000000001", NULL, URA_ELV_A);
     sent b = send_handover("hospital-b", "7e0d5a1c-6666-4a4a-9c9c-000000000002", NULL, URA_ELV_A);
     cr_assert(a.status == 201 && b.status == 201);
-    rh_stop_server();
-    rewrite_as_text(a.doc);
-    cr_expect(database_holds(SL_PREFIX_TEXT "dev-1."), "the text form is in the database");
-    rh_start_server();
     char path[128];
     bool holds = false;
     snprintf(path, sizeof path, "/Bundle/%s", a.doc);
-    cr_expect_eq(get_holding("hospital-a", path, SECRET, &holds), 200, "the text form opens");
-    cr_expect(holds);
+    rh_response before = rh_request("hospital-a", "GET", path, NULL, NULL);
+    cr_assert_eq(before.status, 200);
+    rh_stop_server();
+    rewrite_as_text(a.doc, before.body, strlen(before.body));
+    cr_expect(database_holds(SL_PREFIX_TEXT "dev-1."), "the text form is in the database");
+    rh_start_server();
+    rh_response after = rh_request("hospital-a", "GET", path, NULL, NULL);
+    cr_expect_eq(after.status, 200, "the text form opens");
+    cr_expect_str_eq(after.body, before.body, "and serves the same version");
+    rh_response_free(&before);
+    rh_response_free(&after);
     snprintf(path, sizeof path, "/Bundle/%s", b.doc);
     cr_expect_eq(get_holding("hospital-b", path, SECRET, &holds), 200, "the binary form beside it opens");
     cr_expect(holds);

@@ -8,6 +8,7 @@
  * Every test gets a fresh mkdtemp directory, removed afterwards. The clock is
  * pinned (tests set `now`), except where real concurrency is measured.
  */
+#include "gateway/store/seal.h"
 #include "gateway/store/store.h"
 #include "gateway/store/store_backend.h" /* the SQLite dialect, to read its statements' plans */
 #include "gateway/store/store_sql.h"     /* the shared SQL, internal to the store: tested here with a second dialect */
@@ -195,6 +196,114 @@ Test(store, create_read_update_vread)
     cr_expect_eq(r.status, ST_OK);
     cr_expect(r.created);
     cr_expect_eq(r.version, 1);
+}
+
+/* ---- Sealed at rest: at commit, or early on the caller's thread (st_seal_early) ---- */
+
+static sl_keyring *sealing_store(void)
+{
+    char keys[160], err[256] = "";
+    snprintf(keys, sizeof keys, "%s/seal.key", dir);
+    FILE *f = fopen(keys, "w");
+    cr_assert_not_null(f);
+    fputs("k1 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n", f);
+    fclose(f);
+    sl_keyring *k = sl_keyring_load(keys, err, sizeof err);
+    cr_assert_not_null(k, "%s", err);
+    st_close(S);
+    st_config config = {.path = db_path, .clock = pinned_clock, .seal_keys = k};
+    st_error e = {{0}};
+    S = st_open(&config, &e);
+    cr_assert_not_null(S, "%s", e.message);
+    return k;
+}
+
+/* The stored body of type/id's version 1, as bytes, into out. */
+static size_t stored_body(const char *type, const char *id, char *out, size_t size)
+{
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+    sqlite3_stmt *stmt = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT json FROM resource_version WHERE type = ?1 AND id = ?2", -1, &stmt,
+                                    NULL),
+                 SQLITE_OK);
+    sqlite3_bind_text(stmt, 1, type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, id, -1, SQLITE_STATIC);
+    cr_assert_eq(sqlite3_step(stmt), SQLITE_ROW);
+    size_t n = (size_t)sqlite3_column_bytes(stmt, 0);
+    cr_assert_lt(n, size);
+    memcpy(out, sqlite3_column_blob(stmt, 0), n);
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return n;
+}
+
+typedef struct early {
+    const char *plain; /* sealed by the callback, or NULL: it gives nothing */
+    const char *id;
+} early;
+
+static char *seal_it_early(void *arg, int64_t version, size_t *len)
+{
+    const early *e = arg;
+    return e->plain && version == 1 ? st_seal_early(S, "Bundle", e->id, e->plain, strlen(e->plain), len) : NULL;
+}
+
+static st_op_result create_sealed(const char *id, const char *plain)
+{
+    early e = {plain, id};
+    st_op op = create_op("Bundle", id, "{\"resourceType\":\"Bundle\",\"type\":\"document\"}");
+    op.sealed = seal_it_early, op.render_arg = &e;
+    return submit1(op);
+}
+
+Test(store, a_body_sealed_early_reads_as_one_sealed_at_commit)
+{
+    sl_keyring *k = sealing_store();
+    char body[1024], json[1024];
+    /* at commit: rendered, then sealed */
+    cr_assert_eq(create("Bundle", "b1", "{\"resourceType\":\"Bundle\",\"type\":\"document\"}").status, ST_OK);
+    stored_body("Bundle", "b1", body, sizeof body);
+    cr_expect(!memcmp(body, SL_PREFIX "k1.", strlen(SL_PREFIX "k1.")), "sealed at commit");
+    cr_assert_eq(read_json("Bundle", "b1", json, sizeof json, NULL), ST_OK);
+    cr_expect_str_eq(json, "{\"meta\":{\"versionId\":\"1\",\"lastUpdated\":\"2024-05-01T10:00:00.000Z\"},"
+                           "\"resourceType\":\"Bundle\",\"type\":\"document\"}");
+    /* early: the caller's plaintext lacks the version's meta; reads put it first in the meta object */
+    atomic_store(&now, T0 + 250);
+    cr_assert_eq(create_sealed("b2", "{\"resourceType\":\"Bundle\",\"id\":\"b2\",\"meta\":{\"profile\":[\"x\"]},"
+                                     "\"type\":\"document\"}")
+                     .status,
+                 ST_OK);
+    stored_body("Bundle", "b2", body, sizeof body);
+    cr_expect(!memcmp(body, SL_PREFIX_EARLY "k1.", strlen(SL_PREFIX_EARLY "k1.")), "stored as the callback sealed it");
+    cr_assert_eq(read_json("Bundle", "b2", json, sizeof json, NULL), ST_OK);
+    cr_expect_str_eq(json, "{\"resourceType\":\"Bundle\",\"id\":\"b2\",\"meta\":{\"versionId\":\"1\",\"lastUpdated\":"
+                           "\"2024-05-01T10:00:00.250Z\",\"profile\":[\"x\"]},\"type\":\"document\"}");
+    cr_assert_eq(create_sealed("b3", "{\"resourceType\":\"Bundle\",\"id\":\"b3\",\"meta\":{},\"type\":\"collection\"}")
+                     .status,
+                 ST_OK);
+    cr_assert_eq(read_json("Bundle", "b3", json, sizeof json, NULL), ST_OK);
+    cr_expect_str_eq(json, "{\"resourceType\":\"Bundle\",\"id\":\"b3\",\"meta\":{\"versionId\":\"1\",\"lastUpdated\":"
+                           "\"2024-05-01T10:00:00.250Z\"},\"type\":\"collection\"}");
+    /* a callback that gives nothing: rendered and sealed at commit */
+    cr_assert_eq(create_sealed("b4", NULL).status, ST_OK);
+    stored_body("Bundle", "b4", body, sizeof body);
+    cr_expect(!memcmp(body, SL_PREFIX "k1.", strlen(SL_PREFIX "k1.")));
+    /* sealed early for another row: does not open there */
+    early other = {"{\"resourceType\":\"Bundle\",\"id\":\"b5\",\"meta\":{},\"type\":\"collection\"}", "b6"};
+    st_op op = create_op("Bundle", "b5", "{}");
+    op.sealed = seal_it_early, op.render_arg = &other;
+    cr_assert_eq(submit1(op).status, ST_OK);
+    st_resource r;
+    cr_expect_eq(st_read(S, "Bundle", "b5", &r, NULL), ST_INTERNAL);
+    st_resource_free(&r);
+    /* nothing seals early without keys or for a type that is not sealed */
+    size_t len = 0;
+    cr_expect_null(st_seal_early(S, "Patient", "p1", "{\"meta\":{}}", 11, &len));
+    st_close(S);
+    S = open_store(false);
+    sl_keyring_free(k);
+    cr_expect_null(st_seal_early(S, "Bundle", "b9", "{\"meta\":{}}", 11, &len));
 }
 
 /* ---- The directory read from memory (read_cache.h) ---- */

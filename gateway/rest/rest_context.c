@@ -24,6 +24,7 @@ void rest_write_free(rest_write *w)
     free(w->meta_extra);
     free(w->members);
     free(w->stored);
+    free(w->sealed);
     ix_rows_free(&w->ix);
     free(w->rows);
     if (w->has_if_none) {

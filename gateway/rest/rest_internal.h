@@ -144,6 +144,10 @@ typedef struct rest_write {
     char *stored;            /* the JSON the store wrote, copied for the answer */
     size_t stored_len;
     bool no_stored; /* nothing answers with it: rest_render keeps no copy (commit thread time) */
+    /* A create of a sealed type that nothing answers with: the body sealed on the worker (st_seal_early), for
+     * the commit thread to store as it is (rest_sealed); NULL: rendered and sealed at commit. */
+    char *sealed;
+    size_t sealed_len;
     ix_rows ix;
     st_index_row *rows;
     size_t row_count;

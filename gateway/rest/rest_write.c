@@ -13,6 +13,7 @@
  * to the worker (srv_post), which answers the client: only then is the write
  * durable.
  */
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,16 +112,61 @@ static void prerender_members(rest_write *w)
     w->members = fj_buf_take(&out, &w->members_len);
 }
 
+/* The resource as rest_render writes it, up to its meta: {"resourceType":T,"id":I,"meta":{ */
+static void render_head(const rest_write *w, fj_buf *out)
+{
+    fj_buf_puts(out, "{\"resourceType\":");
+    fj_buf_string(out, w->type, strlen(w->type));
+    fj_buf_puts(out, ",\"id\":");
+    fj_buf_string(out, w->id, strlen(w->id));
+    fj_buf_puts(out, ",\"meta\":{");
+}
+
+/*
+ * On the worker: a create of a sealed type (a handover's documents) that nothing answers with is sealed here,
+ * without the version's meta (st_seal_early), so that the commit thread, the store's serial stage, neither
+ * renders nor encrypts it: for a 50 KB document that was a tenth of its time.
+ */
+static void preseal(rq *q, rest_write *w, st_op_kind kind)
+{
+    if (kind != ST_OP_CREATE || !w->no_stored || !w->members || !st_sealed_type(w->type))
+        return;
+    fj_buf out = {0};
+    render_head(w, &out);
+    fj_buf_puts(&out, w->meta_extra ? w->meta_extra : "");
+    fj_buf_puts(&out, "}");
+    fj_buf_append(&out, w->members, w->members_len);
+    fj_buf_puts(&out, "}");
+    size_t len = 0;
+    char *plain = fj_buf_take(&out, &len);
+    if (!plain)
+        return;
+    w->sealed = st_seal_early(q->app->opt.store, w->type, w->id, plain, len, &w->sealed_len);
+    OPENSSL_cleanse(plain, len);
+    free(plain);
+}
+
+/* st_op.sealed: the body sealed on the worker, for version 1, unless a name it holds has moved since. */
+static char *rest_sealed(void *arg, int64_t version, size_t *len)
+{
+    const rest_write *w = arg;
+    if (version != 1 || !w->sealed || (w->names_moved && *w->names_moved))
+        return NULL;
+    char *copy = malloc(w->sealed_len + 1);
+    if (copy) {
+        memcpy(copy, w->sealed, w->sealed_len + 1);
+        *len = w->sealed_len;
+    }
+    return copy;
+}
+
 char *rest_render(void *arg, int64_t version, const char *last_updated, size_t *len)
 {
     rest_write *w = arg;
     fj_buf out = {0};
-    fj_buf_puts(&out, "{\"resourceType\":");
-    fj_buf_string(&out, w->type, strlen(w->type));
-    fj_buf_puts(&out, ",\"id\":");
-    fj_buf_string(&out, w->id, strlen(w->id));
-    fj_buf_printf(&out, ",\"meta\":{\"versionId\":\"%lld\",\"lastUpdated\":\"%s\"%s%s}", (long long)version,
-                  last_updated, w->meta_extra && *w->meta_extra ? "," : "", w->meta_extra ? w->meta_extra : "");
+    render_head(w, &out);
+    fj_buf_printf(&out, "\"versionId\":\"%lld\",\"lastUpdated\":\"%s\"%s%s}", (long long)version, last_updated,
+                  w->meta_extra && *w->meta_extra ? "," : "", w->meta_extra ? w->meta_extra : "");
     if (w->members && !(w->names_moved && *w->names_moved))
         fj_buf_append(&out, w->members, w->members_len);
     else
@@ -232,8 +278,10 @@ int rest_write_prepare(rq *q, rest_write *w, st_op_kind kind, const st_resource 
         return 503;
     }
     prerender_members(w);
+    preseal(q, w, kind);
     op->render = rest_render;
     op->render_arg = w;
+    op->sealed = rest_sealed;
     op->rows = w->rows;
     op->row_count = w->row_count;
     op->access_tags = w->tags;

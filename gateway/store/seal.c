@@ -86,7 +86,13 @@ static bool has_prefix(const char *text, size_t len, const char *prefix)
 
 bool sl_is_sealed(const char *text, size_t len)
 {
-    return has_prefix(text, len, SL_PREFIX) || has_prefix(text, len, SL_PREFIX_TEXT);
+    return has_prefix(text, len, SL_PREFIX) || has_prefix(text, len, SL_PREFIX_EARLY) ||
+           has_prefix(text, len, SL_PREFIX_TEXT);
+}
+
+bool sl_is_early(const char *text, size_t len)
+{
+    return has_prefix(text, len, SL_PREFIX_EARLY);
 }
 
 /* AES-256-GCM one way or the other over in (len bytes) into out; the tag is written (seal) or checked (open). */
@@ -106,11 +112,12 @@ static bool gcm(bool seal, const sl_key *key, const unsigned char nonce[NONCE_LE
     return ok;
 }
 
-char *sl_seal(const sl_keyring *k, const char *aad, const char *plain, size_t len, size_t *out_len, char *err,
-              size_t errlen)
+/* Seals under the current key, the output starting with prefix (all prefixes are as long). */
+static char *seal_as(const char *prefix, const sl_keyring *k, const char *aad, const char *plain, size_t len,
+                     size_t *out_len, char *err, size_t errlen)
 {
     const sl_key *key = &k->keys[k->count - 1];
-    size_t head = strlen(SL_PREFIX) + strlen(key->id) + 1;
+    size_t head = strlen(prefix) + strlen(key->id) + 1;
     size_t total = head + NONCE_LEN + TAG_LEN + len;
     char *out = malloc(total + 1);
     unsigned char *raw = out ? (unsigned char *)out + head : NULL;
@@ -120,12 +127,24 @@ char *sl_seal(const sl_keyring *k, const char *aad, const char *plain, size_t le
         free(out);
         return NULL;
     }
-    memcpy(out, SL_PREFIX, strlen(SL_PREFIX));
-    memcpy(out + strlen(SL_PREFIX), key->id, strlen(key->id));
+    memcpy(out, prefix, strlen(prefix));
+    memcpy(out + strlen(prefix), key->id, strlen(key->id));
     out[head - 1] = '.';
     out[total] = '\0';
     *out_len = total;
     return out;
+}
+
+char *sl_seal(const sl_keyring *k, const char *aad, const char *plain, size_t len, size_t *out_len, char *err,
+              size_t errlen)
+{
+    return seal_as(SL_PREFIX, k, aad, plain, len, out_len, err, errlen);
+}
+
+char *sl_seal_early(const sl_keyring *k, const char *aad, const char *plain, size_t len, size_t *out_len, char *err,
+                    size_t errlen)
+{
+    return seal_as(SL_PREFIX_EARLY, k, aad, plain, len, out_len, err, errlen);
 }
 
 /* The base64 part into malloc'd bytes (*n of them, at least nonce and tag); NULL when malformed. */
@@ -161,7 +180,7 @@ char *sl_open(const sl_keyring *k, const char *aad, const char *sealed, size_t l
               size_t errlen)
 {
     bool text = has_prefix(sealed, len, SL_PREFIX_TEXT);
-    size_t p = strlen(SL_PREFIX); /* both prefixes are as long */
+    size_t p = strlen(SL_PREFIX); /* all prefixes are as long */
     const char *dot = sl_is_sealed(sealed, len) ? memchr(sealed + p, '.', len - p) : NULL;
     if (!dot) {
         snprintf(err, errlen, "not a sealed body");

@@ -22,6 +22,15 @@
  * The binary form saves a quarter of each document's bytes, written twice
  * (WAL and checkpoint), and the base64 pass both ways.
  *
+ * A body sealed early, before its version is committed (the store's
+ * st_seal_early: on the request's worker, off the store's serial commit
+ * thread), has the same bytes under its own prefix:
+ *
+ *     fgseal3.<key-id>.<nonce[12] || tag[16] || ciphertext>
+ *
+ * Its plaintext lacks meta.versionId and meta.lastUpdated, which are known
+ * only at commit; the store puts them back from the row when it opens it.
+ *
  * JSON always starts with '{' (after blanks), so a sealed body is never
  * mistaken for plaintext and the other way round. The associated data (AAD)
  * names the row: the store passes "<type>/<id>/_history/<version>", so a
@@ -39,8 +48,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define SL_PREFIX "fgseal2."      /* what sl_seal writes: binary */
-#define SL_PREFIX_TEXT "fgseal1." /* the base64 text of before, still opened */
+#define SL_PREFIX "fgseal2."       /* what sl_seal writes: binary */
+#define SL_PREFIX_EARLY "fgseal3." /* what sl_seal_early writes: binary, the version's meta left out */
+#define SL_PREFIX_TEXT "fgseal1."  /* the base64 text of before, still opened */
 
 typedef struct sl_keyring sl_keyring;
 
@@ -50,12 +60,17 @@ void sl_keyring_free(sl_keyring *k);
 /* The id of the key that seals (the file's last line). */
 const char *sl_keyring_current(const sl_keyring *k);
 
-/* Whether a body is sealed (starts with SL_PREFIX or SL_PREFIX_TEXT). */
+/* Whether a body is sealed (starts with SL_PREFIX, SL_PREFIX_EARLY or SL_PREFIX_TEXT). */
 bool sl_is_sealed(const char *text, size_t len);
+/* Whether it was sealed early (SL_PREFIX_EARLY): its plaintext lacks the version's meta. */
+bool sl_is_early(const char *text, size_t len);
 
 /* Seals plain (len bytes) under the current key with aad; malloc'd bytes (SL_PREFIX...), *out_len of them; NULL with a reason. */
 char *sl_seal(const sl_keyring *k, const char *aad, const char *plain, size_t len, size_t *out_len, char *err,
               size_t errlen);
+/* The same under SL_PREFIX_EARLY (for a plaintext without the version's meta). */
+char *sl_seal_early(const sl_keyring *k, const char *aad, const char *plain, size_t len, size_t *out_len, char *err,
+                    size_t errlen);
 
 /*
  * Opens a sealed body (either form); malloc'd plaintext, *out_len bytes; NULL with a reason

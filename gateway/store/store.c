@@ -27,6 +27,7 @@
  * committed since the last good one may be lost, so every waiting and later
  * write fails with ST_IO, and so does every read.
  */
+#define _GNU_SOURCE /* memmem */
 #include "gateway/store/read_cache.h"
 #include "gateway/store/store_backend.h"
 
@@ -381,12 +382,26 @@ static void seal_aad(char *out, size_t size, const char *type, const char *id, i
 
 #define AAD_MAX (ST_TYPE_MAX + ST_ID_MAX + 40)
 
+char *st_seal_early(st_store *s, const char *type, const char *id, const char *plain, size_t len, size_t *out_len)
+{
+    const sl_keyring *keys = s->config.seal_keys;
+    if (!keys || !st_sealed_type(type) || strlen(id) > ST_ID_MAX) /* the aad must name the row whole */
+        return NULL;
+    char aad[AAD_MAX], why[128];
+    seal_aad(aad, sizeof aad, type, id, 1);
+    return sl_seal_early(keys, aad, plain, len, out_len, why, sizeof why);
+}
+
 char *st__render(st_write_ctx *ctx, const st_op *op, int64_t version, const char *last_updated, size_t *len,
                  st_op_result *res)
 {
-    char *plain = render_plain(op, version, last_updated, len, res);
     const sl_keyring *keys = ctx->store->config.seal_keys;
-    if (!plain || !keys || !st_sealed_type(op->type))
+    bool sealed_type = keys && st_sealed_type(op->type);
+    char *early = sealed_type && op->sealed ? op->sealed(op->render_arg, version, len) : NULL;
+    if (early)
+        return early;
+    char *plain = render_plain(op, version, last_updated, len, res);
+    if (!plain || !sealed_type)
         return plain;
     char aad[AAD_MAX], why[128];
     seal_aad(aad, sizeof aad, op->type, op->id, version);
@@ -403,6 +418,31 @@ char *st__render(st_write_ctx *ctx, const st_op *op, int64_t version, const char
 bool st__index_row_kept(st_write_ctx *ctx, const st_op *op, const st_index_row *row)
 {
     return !ctx->store->config.seal_keys || !st_sealed_type(op->type) || st_sealed_index_param(row->param);
+}
+
+/*
+ * A body sealed early (st_seal_early) gets the version's meta as a render at commit would have written it:
+ * "versionId" and "lastUpdated" first in the resource's meta object. *plain is replaced (the old one wiped);
+ * false (plain wiped and freed) when the body has no meta object.
+ */
+static bool put_version_meta(const st_resource *r, char **plain, size_t *len)
+{
+    static const char META[] = "\"meta\":{";
+    char *at = memmem(*plain, *len, META, sizeof META - 1), *out = NULL;
+    size_t head = at ? (size_t)(at - *plain) + sizeof META - 1 : 0;
+    char version[128];
+    int n = snprintf(version, sizeof version, "\"versionId\":\"%lld\",\"lastUpdated\":\"%s\"%s", (long long)r->version,
+                     r->last_updated, head < *len && (*plain)[head] != '}' ? "," : "");
+    if (at && n > 0 && (size_t)n < sizeof version && (out = malloc(*len + (size_t)n + 1))) {
+        memcpy(out, *plain, head);
+        memcpy(out + head, version, (size_t)n);
+        memcpy(out + head + n, *plain + head, *len - head + 1);
+    }
+    OPENSSL_cleanse(*plain, *len);
+    free(*plain);
+    *plain = out;
+    *len = out ? *len + (size_t)n : 0;
+    return out != NULL;
 }
 
 /*
@@ -429,6 +469,10 @@ static st_status open_version(st_store *s, st_resource *r, st_error *err)
         st__error(err, "%s: %s", aad, why);
         if (s->config.on_seal_failure)
             s->config.on_seal_failure(s->config.on_seal_failure_arg, err ? err->message : why);
+        return ST_INTERNAL;
+    }
+    if (sl_is_early(r->json, r->json_len) && !put_version_meta(r, &plain, &len)) {
+        st__error(err, "%s: sealed early, and its meta object is not where it must be", aad);
         return ST_INTERNAL;
     }
     r->json = r->plain_ = plain;

@@ -73,7 +73,10 @@
  * served, hashed and audited. The splice needs no JSON parser: the caller,
  * which has parsed the document anyway, says where the meta member goes and
  * hands over any other meta members (profile, security, tag). A caller that
- * needs something else passes a render callback instead.
+ * needs something else passes a render callback instead. The exception: a
+ * body sealed early (st_seal_early, st_op.sealed) is encrypted before its
+ * version exists, so its reads put versionId and lastUpdated back (a read of
+ * a sealed body is a decryption and a copy anyway).
  *
  * Memory. Everything passed in is borrowed: for st_submit() the operations
  * and everything they point to (strings, rows, queries) must stay valid
@@ -553,6 +556,8 @@ typedef struct st_notify {
  * ST_INTERNAL). Keep it fast: the commit thread waits for it.
  */
 typedef char *(*st_render_fn)(void *arg, int64_t version, const char *last_updated, size_t *len);
+/* A body sealed already (st_seal_early) for this version, malloc'd, or NULL to have it rendered and sealed. */
+typedef char *(*st_sealed_fn)(void *arg, int64_t version, size_t *len);
 
 struct st_op_result;
 struct st_txn_result;
@@ -588,6 +593,9 @@ typedef struct st_op {
     const char *meta_extra; /* NULL or "" when none */
     st_render_fn render;
     void *render_arg;
+    /* A sealed type (st_sealed_type) with seal keys: asked first, with render_arg; what it gives is stored as
+     * it is. Sealing is the larger part of storing a document, and this moves it off the commit thread. */
+    st_sealed_fn sealed;
 
     const st_index_row *rows; /* create/update: the search index of this version */
     size_t row_count;
@@ -751,6 +759,15 @@ void st_test_fail_audit(st_store *store, bool fail);
 
 /* Whether versions of this type are sealed (when the store has seal_keys). */
 bool st_sealed_type(const char *type);
+
+/*
+ * Seals, before it is committed, the body of version 1 of type/id (a create), so that the commit thread
+ * only stores it (st_op.sealed). plain is the resource as it is to be served but for meta.versionId and
+ * meta.lastUpdated: its first "meta":{ must be the resource's own meta object, holding neither (possibly
+ * empty: "meta":{}). Reads put both back from the version's row, where they would have been. malloc'd
+ * bytes (*len of them), or NULL when the store has no seal keys, the type is not sealed or sealing failed.
+ */
+char *st_seal_early(st_store *s, const char *type, const char *id, const char *plain, size_t len, size_t *out_len);
 /* Whether index rows of this parameter are kept for a sealed type (the rest is not written). */
 bool st_sealed_index_param(const char *param);
 
