@@ -146,18 +146,18 @@ static void preseal(rq *q, rest_write *w, st_op_kind kind)
     free(plain);
 }
 
-/* st_op.sealed: the body sealed on the worker, for version 1, unless a name it holds has moved since. */
+/* st_op.sealed: the body sealed on the worker, for version 1, unless a name it holds has moved since. Handed
+ * over, not copied (the store frees it): an operation is applied once, and the copy was 50 KB on the commit
+ * thread. */
 static char *rest_sealed(void *arg, int64_t version, size_t *len)
 {
-    const rest_write *w = arg;
+    rest_write *w = arg;
     if (version != 1 || !w->sealed || (w->names_moved && *w->names_moved))
         return NULL;
-    char *copy = malloc(w->sealed_len + 1);
-    if (copy) {
-        memcpy(copy, w->sealed, w->sealed_len + 1);
-        *len = w->sealed_len;
-    }
-    return copy;
+    char *sealed = w->sealed;
+    *len = w->sealed_len;
+    w->sealed = NULL;
+    return sealed;
 }
 
 char *rest_render(void *arg, int64_t version, const char *last_updated, size_t *len)

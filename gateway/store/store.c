@@ -1313,14 +1313,9 @@ static st_status enqueue(st_store *s, txn *t)
     return status;
 }
 
-st_status st_submit(st_store *s, const st_op *ops, size_t op_count, st_done_fn done, void *arg)
+/* A transaction of op_count checked operations (none: a barrier), queued. */
+static st_status submit_txn(st_store *s, const st_op *ops, size_t op_count, st_done_fn done, void *arg)
 {
-    if (!ops || op_count == 0 || !done)
-        return ST_INVALID;
-    for (size_t i = 0; i < op_count; i++)
-        if (!valid_op(&ops[i]) ||
-            ((ops[i].kind == ST_OP_NOTIFY || ops[i].kind == ST_OP_NOTIFY_UPDATE) && !valid_notify(ops, i)))
-            return ST_INVALID;
     txn *t = calloc(1, sizeof *t + op_count * sizeof(st_op_result));
     if (!t)
         return ST_INTERNAL;
@@ -1332,17 +1327,20 @@ st_status st_submit(st_store *s, const st_op *ops, size_t op_count, st_done_fn d
     return enqueue(s, t);
 }
 
+st_status st_submit(st_store *s, const st_op *ops, size_t op_count, st_done_fn done, void *arg)
+{
+    if (!ops || op_count == 0 || !done)
+        return ST_INVALID;
+    for (size_t i = 0; i < op_count; i++)
+        if (!valid_op(&ops[i]) ||
+            ((ops[i].kind == ST_OP_NOTIFY || ops[i].kind == ST_OP_NOTIFY_UPDATE) && !valid_notify(ops, i)))
+            return ST_INVALID;
+    return submit_txn(s, ops, op_count, done, arg);
+}
+
 st_status st_submit_barrier(st_store *s, st_done_fn done, void *arg)
 {
-    if (!done)
-        return ST_INVALID;
-    txn *t = calloc(1, sizeof *t);
-    if (!t)
-        return ST_INTERNAL;
-    t->done = done;
-    t->arg = arg;
-    t->queued_at_us = monotonic_us();
-    return enqueue(s, t);
+    return done ? submit_txn(s, NULL, 0, done, arg) : ST_INVALID;
 }
 
 bool st_durable_now(st_store *s)
