@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "gateway/store/doc_log.h"
 #include "gateway/util/conformance.h"
 #include "tests/handover_body.h"
 #include "tests/rest_harness.h"
@@ -893,6 +894,14 @@ static bool database_holds(const char *needle)
     return file_holds("store.db", needle) || file_holds("store.db-wal", needle);
 }
 
+#define DOCUMENT_LOG "store.db" DL_SUFFIX "/segment-00000001"
+
+/* Anywhere the store keeps anything: the database, its WAL and the document log (doc_log.h). */
+static bool store_holds(const char *needle)
+{
+    return database_holds(needle) || file_holds(DOCUMENT_LOG, needle);
+}
+
 /* The body of GET path as who: its status, and whether it contains needle. */
 static long get_holding(const char *who, const char *path, const char *needle, bool *holds)
 {
@@ -944,10 +953,12 @@ Test(at_rest, the_database_never_holds_a_document_in_the_clear)
     cr_expect(holds, "the sender reads the handover in the clear");
     /* while running (the WAL) and after the checkpoint at close (the main file) */
     for (int pass = 0; pass < 2; pass++) {
-        cr_expect_not(database_holds(SECRET), "pass %d: the patient's name is in the database file", pass);
-        cr_expect_not(database_holds("Overdracht medisch beleid"), "pass %d: the document's title is there", pass);
+        cr_expect_not(store_holds(SECRET), "pass %d: the patient's name is in the database file", pass);
+        cr_expect_not(store_holds("Overdracht medisch beleid"), "pass %d: the document's title is there", pass);
         cr_expect(database_holds("7e0d5a1c-1111-4a4a-9c9c-000000000001"), "the identifier (searched) is indexed");
-        cr_expect(database_holds(SL_PREFIX_EARLY "dev-1."), "the documents are sealed early with the key dev-1");
+        cr_expect(file_holds(DOCUMENT_LOG, SL_PREFIX_EARLY "dev-1."), "the documents are sealed early with dev-1");
+        cr_expect(database_holds(DL_PREFIX) && !database_holds(SL_PREFIX_EARLY),
+                  "and kept in the document log, which their rows name");
         if (pass == 0)
             rh_stop_server();
     }
@@ -1003,7 +1014,7 @@ Test(at_rest, rotation_keeps_older_documents_readable)
         cr_expect_eq(get_holding("elv-a", path, SECRET, &holds), 200, "document %d", i);
         cr_expect(holds);
     }
-    cr_expect(database_holds(SL_PREFIX_EARLY "dev-1.") && database_holds(SL_PREFIX_EARLY "dev-2."),
+    cr_expect(store_holds(SL_PREFIX_EARLY "dev-1.") && store_holds(SL_PREFIX_EARLY "dev-2."),
               "each row names the key that sealed it");
     /* dropping the old key makes exactly its documents unreadable: an error, never ciphertext */
     rh_stop_server();
@@ -1040,6 +1051,43 @@ Test(at_rest, a_ciphertext_moved_to_another_row_does_not_open)
     snprintf(path, sizeof path, "/Bundle/%s", a.doc);
     cr_expect_eq(get_holding("hospital-a", path, SECRET, &holds), 200, "the original row still opens");
     cr_expect(holds);
+}
+
+/* The body Bundle/id's version 1 row holds (malloc'd text): with the document log, a locator. */
+static char *row_body(const char *id)
+{
+    char path[512], sql[256];
+    snprintf(path, sizeof path, "%s/store.db", rh.dir);
+    snprintf(sql, sizeof sql, "SELECT json FROM resource_version WHERE type = 'Bundle' AND id = '%s' AND version = 1",
+             id);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *stmt = NULL;
+    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_step(stmt), SQLITE_ROW);
+    char *body = strndup((const char *)sqlite3_column_text(stmt, 0), (size_t)sqlite3_column_bytes(stmt, 0));
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return body;
+}
+
+/* How many of the bytes of the document log's record that locator names are not zero (a freed record has none). */
+static size_t record_bytes_left(const char *locator)
+{
+    dl_locator loc;
+    cr_assert(dl_parse(locator, strlen(locator), &loc), "%s", locator);
+    char path[512];
+    snprintf(path, sizeof path, "%s/" DOCUMENT_LOG, rh.dir);
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f);
+    cr_assert_eq(fseek(f, (long)loc.offset, SEEK_SET), 0);
+    size_t left = 0;
+    for (uint32_t i = 0; i < loc.length; i++) {
+        int c = fgetc(f);
+        left += c != 0 && c != EOF;
+    }
+    fclose(f);
+    return left;
 }
 
 /* Rows of the document's versions that still have a body. */
@@ -1085,6 +1133,8 @@ Test(at_rest, documents_are_purged_days_after_the_handover_ended)
     sent s = send_handover("hospital-a", "7e0d5a1c-4444-4a4a-9c9c-000000000001", NULL, URA_ELV_A);
     sent open = send_handover("hospital-a", "7e0d5a1c-4444-4a4a-9c9c-000000000002", NULL, URA_ELV_A);
     cr_assert(s.status == 201 && open.status == 201);
+    char *record = row_body(s.doc);
+    cr_expect_gt(record_bytes_left(record), 1000, "the document is in the log: %s", record);
     cr_expect_eq(patch_status("elv-a", s.task, "completed"), 200);
     char err[256] = "";
     atomic_fetch_add(&pinned_ms, 7 * DAY_MS - 60000); /* a minute short of the retention */
@@ -1105,6 +1155,8 @@ Test(at_rest, documents_are_purged_days_after_the_handover_ended)
     cr_expect_eq(status_of("hospital-a", "GET", path, NULL), 200, "the Task stays");
     cr_expect_eq(read_bundle("elv-a", open.doc), 200, "a handover still going on keeps its documents");
     cr_expect_eq(bodies_left(s.doc), 0);
+    cr_expect_eq(record_bytes_left(record), 0, "its record in the document log is freed: the disk has it no more");
+    free(record);
     cr_expect(purge_audited(s.doc), "the purge is in the audit trail");
     /* a Task that ends later is read by the pass that finds it due, and only by that one */
     cr_expect_eq(patch_status("hospital-a", open.task, "cancelled"), 200);

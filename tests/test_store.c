@@ -8,6 +8,7 @@
  * Every test gets a fresh mkdtemp directory, removed afterwards. The clock is
  * pinned (tests set `now`), except where real concurrency is measured.
  */
+#include "gateway/store/doc_log.h"
 #include "gateway/store/seal.h"
 #include "gateway/store/store.h"
 #include "gateway/store/store_backend.h" /* the SQLite dialect, to read its statements' plans */
@@ -89,20 +90,27 @@ static void setup(void)
     S = open_store(false);
 }
 
-static void remove_dir(void)
+/* Removes folder and what it holds, the document log's folder included. */
+static void remove_tree(const char *folder)
 {
-    DIR *d = opendir(dir);
+    DIR *d = opendir(folder);
     if (!d)
         return;
     struct dirent *e;
     char path[400];
     while ((e = readdir(d)))
         if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-            unlink(path);
+            snprintf(path, sizeof path, "%s/%s", folder, e->d_name);
+            if (unlink(path) != 0)
+                remove_tree(path);
         }
     closedir(d);
-    rmdir(dir);
+    rmdir(folder);
+}
+
+static void remove_dir(void)
+{
+    remove_tree(dir);
 }
 
 static void teardown(void)
@@ -238,20 +246,48 @@ static size_t stored_body(const char *type, const char *id, char *out, size_t si
     return n;
 }
 
+/* The document log's record that a row's locator names (malloc'd, NUL-terminated), and whether its bytes are all
+ * zeros (a freed record reads so). */
+static char *logged_record(const char *locator, size_t len, bool *zeros)
+{
+    dl_locator loc;
+    cr_assert(dl_parse(locator, len, &loc), "%.*s", (int)len, locator);
+    char path[256];
+    snprintf(path, sizeof path, "%s" DL_SUFFIX "/segment-00000001", db_path);
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s", path);
+    char *out = calloc(1, loc.length + 1);
+    cr_assert_not_null(out);
+    cr_assert_eq(fseek(f, (long)loc.offset, SEEK_SET), 0);
+    size_t got = fread(out, 1, loc.length, f);
+    fclose(f);
+    cr_assert_eq(got, loc.length, "the record is in the file whole");
+    bool all_zero = true;
+    for (size_t i = 0; i < got && all_zero; i++)
+        all_zero = out[i] == 0;
+    if (zeros)
+        *zeros = all_zero;
+    return out;
+}
+
 typedef struct early {
     const char *plain; /* sealed by the callback, or NULL: it gives nothing */
     const char *id;
+    char given[DL_LOCATOR_MAX]; /* what the callback handed over when it was a locator */
 } early;
 
 static char *seal_it_early(void *arg, int64_t version, size_t *len)
 {
-    const early *e = arg;
-    return e->plain && version == 1 ? st_seal_early(S, "Bundle", e->id, e->plain, strlen(e->plain), len) : NULL;
+    early *e = arg;
+    char *sealed = e->plain && version == 1 ? st_seal_early(S, "Bundle", e->id, e->plain, strlen(e->plain), len) : NULL;
+    if (sealed && dl_is_locator(sealed, *len))
+        snprintf(e->given, sizeof e->given, "%.*s", (int)*len, sealed);
+    return sealed;
 }
 
 static st_op_result create_sealed(const char *id, const char *plain)
 {
-    early e = {plain, id};
+    early e = {plain, id, ""};
     st_op op = create_op("Bundle", id, "{\"resourceType\":\"Bundle\",\"type\":\"document\"}");
     op.sealed = seal_it_early, op.render_arg = &e;
     return submit1(op);
@@ -274,8 +310,12 @@ Test(store, a_body_sealed_early_reads_as_one_sealed_at_commit)
                                      "\"type\":\"document\"}")
                      .status,
                  ST_OK);
-    stored_body("Bundle", "b2", body, sizeof body);
-    cr_expect(!memcmp(body, SL_PREFIX_EARLY "k1.", strlen(SL_PREFIX_EARLY "k1.")), "stored as the callback sealed it");
+    size_t n = stored_body("Bundle", "b2", body, sizeof body);
+    cr_expect(!memcmp(body, DL_PREFIX, strlen(DL_PREFIX)), "the row names a record of the document log");
+    char *record = logged_record(body, n, NULL);
+    cr_expect(!memcmp(record, SL_PREFIX_EARLY "k1.", strlen(SL_PREFIX_EARLY "k1.")),
+              "stored as the callback sealed it");
+    free(record);
     cr_assert_eq(read_json("Bundle", "b2", json, sizeof json, NULL), ST_OK);
     cr_expect_str_eq(json, "{\"resourceType\":\"Bundle\",\"id\":\"b2\",\"meta\":{\"versionId\":\"1\",\"lastUpdated\":"
                            "\"2024-05-01T10:00:00.250Z\",\"profile\":[\"x\"]},\"type\":\"document\"}");
@@ -290,7 +330,7 @@ Test(store, a_body_sealed_early_reads_as_one_sealed_at_commit)
     stored_body("Bundle", "b4", body, sizeof body);
     cr_expect(!memcmp(body, SL_PREFIX "k1.", strlen(SL_PREFIX "k1.")));
     /* sealed early for another row: does not open there */
-    early other = {"{\"resourceType\":\"Bundle\",\"id\":\"b5\",\"meta\":{},\"type\":\"collection\"}", "b6"};
+    early other = {"{\"resourceType\":\"Bundle\",\"id\":\"b5\",\"meta\":{},\"type\":\"collection\"}", "b6", ""};
     st_op op = create_op("Bundle", "b5", "{}");
     op.sealed = seal_it_early, op.render_arg = &other;
     cr_assert_eq(submit1(op).status, ST_OK);
@@ -304,6 +344,192 @@ Test(store, a_body_sealed_early_reads_as_one_sealed_at_commit)
     S = open_store(false);
     sl_keyring_free(k);
     cr_expect_null(st_seal_early(S, "Bundle", "b9", "{\"meta\":{}}", 11, &len));
+}
+
+/* ---- Documents sealed early, kept in the document log (doc_log.h) ---- */
+
+#define DOC_PLAIN(id) "{\"resourceType\":\"Bundle\",\"id\":\"" id "\",\"meta\":{},\"type\":\"document\"}"
+
+static uint64_t document_syncs(void)
+{
+    st_counters c;
+    st_counters_get(S, &c);
+    return c.document_log_syncs;
+}
+
+/* The record that Bundle/id's row names: whether it still holds its bytes. */
+static bool record_of_row_is_kept(const char *id)
+{
+    char body[256];
+    size_t n = stored_body("Bundle", id, body, sizeof body);
+    bool zeros = true;
+    free(logged_record(body, n, &zeros));
+    return !zeros;
+}
+
+Test(store, documents_sealed_early_are_kept_in_the_document_log_across_restarts)
+{
+    sl_keyring *k = sealing_store();
+    cr_assert_eq(create_sealed("d1", DOC_PLAIN("d1")).status, ST_OK);
+    cr_expect_geq(document_syncs(), 1, "the COMMIT waited for a sync of the log");
+    cr_expect(record_of_row_is_kept("d1"));
+    st_close(S);
+    st_config config = {.path = db_path, .clock = pinned_clock, .seal_keys = k};
+    st_error e = {{0}};
+    S = st_open(&config, &e);
+    cr_assert_not_null(S, "%s", e.message);
+    cr_assert_eq(create_sealed("d2", DOC_PLAIN("d2")).status, ST_OK);
+    char json[512], body1[128], body2[128];
+    const char *ids[] = {"d1", "d2"};
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(read_json("Bundle", ids[i], json, sizeof json, NULL), ST_OK, "%s after a restart", ids[i]);
+        cr_expect(strstr(json, "\"type\":\"document\"") && strstr(json, "\"versionId\":\"1\""), "%s", json);
+    }
+    dl_locator l1, l2;
+    cr_assert(dl_parse(body1, stored_body("Bundle", "d1", body1, sizeof body1), &l1));
+    cr_assert(dl_parse(body2, stored_body("Bundle", "d2", body2, sizeof body2), &l2));
+    cr_expect_geq(l2.offset, l1.offset + l1.length, "the reopened log appends after what it held");
+    cr_expect_eq(l2.offset % DL_ALIGN, 0);
+    st_close(S);
+    S = open_store(false);
+    cr_expect_eq(st_read(S, "Bundle", "d1", &(st_resource){0}, NULL), ST_INTERNAL,
+                 "without the seal keys the log is not opened, and its rows do not read");
+    sl_keyring_free(k);
+}
+
+Test(store, a_document_rolled_back_or_never_stored_gives_its_blocks_back)
+{
+    sl_keyring *k = sealing_store();
+    cr_assert_eq(create("Patient", "p1", "{\"resourceType\":\"Patient\"}").status, ST_OK);
+    /* the document's row is written, then the transaction rolls back: a second create of Patient/p1 */
+    early e = {DOC_PLAIN("d1"), "d1", ""};
+    st_op ops[2] = {create_op("Bundle", "d1", "{}"), create_op("Patient", "p1", "{\"resourceType\":\"Patient\"}")};
+    ops[0].sealed = seal_it_early, ops[0].render_arg = &e;
+    st_op_result r[2];
+    st_submit_wait(S, ops, 2, r);
+    cr_expect_eq(r[1].status, ST_CONFLICT);
+    cr_assert(*e.given, "the document went to the log");
+    bool zeros = false;
+    free(logged_record(e.given, strlen(e.given), &zeros));
+    cr_expect(zeros, "the record of a row rolled back is freed");
+    /* sealed, but no operation took it */
+    size_t len = 0;
+    char *left = st_seal_early(S, "Bundle", "d2", DOC_PLAIN("d2"), strlen(DOC_PLAIN("d2")), &len);
+    cr_assert_not_null(left);
+    free(logged_record(left, len, &zeros));
+    cr_expect_not(zeros);
+    st_discard_early(S, left, len);
+    free(logged_record(left, len, &zeros));
+    cr_expect(zeros, "a discarded record is freed");
+    free(left);
+    sl_keyring_free(k);
+}
+
+Test(store, a_purge_frees_the_documents_records_once_durable)
+{
+    sl_keyring *k = sealing_store();
+    cr_assert_eq(create_sealed("d1", DOC_PLAIN("d1")).status, ST_OK);
+    cr_assert_eq(create_sealed("d2", DOC_PLAIN("d2")).status, ST_OK);
+    char body[128];
+    size_t n = stored_body("Bundle", "d1", body, sizeof body);
+    /* a purge rolled back with its transaction keeps the record */
+    st_op ops[2] = {create_op("Bundle", "d1", "{}"), create_op("Bundle", "d2", "{}")};
+    ops[0].kind = ST_OP_PURGE;
+    st_op_result r[2];
+    st_submit_wait(S, ops, 2, r);
+    cr_expect_eq(r[1].status, ST_CONFLICT);
+    cr_expect(record_of_row_is_kept("d1"), "the purge was rolled back: the record stays");
+    st_op purge = create_op("Bundle", "d1", "{}");
+    purge.kind = ST_OP_PURGE;
+    cr_assert_eq(submit1(purge).status, ST_OK);
+    bool zeros = false;
+    free(logged_record(body, n, &zeros));
+    cr_expect(zeros, "the purged document's record is freed");
+    cr_expect(record_of_row_is_kept("d2"), "the other document's record stays");
+    st_resource res;
+    cr_expect_eq(st_read(S, "Bundle", "d1", &res, NULL), ST_GONE);
+    cr_expect_eq(st_read(S, "Bundle", "d2", &res, NULL), ST_OK);
+    st_resource_free(&res);
+    sl_keyring_free(k);
+}
+
+Test(store, a_failed_sync_of_the_document_log_fails_the_commit_and_breaks_the_store)
+{
+    sl_keyring *k = sealing_store();
+    st_test_fail_next_document_sync(S);
+    cr_expect_eq(create_sealed("d1", DOC_PLAIN("d1")).status, ST_IO, "no row names a record that may be lost");
+    st_op later = create_op("Patient", "p1", "{\"resourceType\":\"Patient\"}");
+    st_op_result r;
+    cr_expect_eq(st_submit_wait(S, &later, 1, &r), ST_IO, "the store is broken: nothing more is taken");
+    st_close(S);
+    st_config config = {.path = db_path, .clock = pinned_clock, .seal_keys = k};
+    st_error e = {{0}};
+    S = st_open(&config, &e);
+    cr_assert_not_null(S, "%s", e.message);
+    st_resource res;
+    cr_expect_eq(st_read(S, "Bundle", "d1", &res, NULL), ST_NOT_FOUND, "after a restart: the commit never happened");
+    cr_assert_eq(create_sealed("d1", DOC_PLAIN("d1")).status, ST_OK, "and the document can be sent again");
+    sl_keyring_free(k);
+}
+
+/* ---- The document log alone ---- */
+
+Test(doc_log, locators_are_read_strictly)
+{
+    dl_locator l;
+    cr_expect(dl_parse("fgdoc1.1.4096.10", 16, &l) && l.segment == 1 && l.offset == 4096 && l.length == 10);
+    const char *bad[] = {"fgdoc1.1.4097.10",      "fgdoc1.1.4096.0",
+                         "fgdoc1.1.4096",         "fgdoc1.1.4096.10x",
+                         "fgdoc1.4294967296.0.1", "fgdoc1..4096.1",
+                         "fgdoc2.1.0.1",          "fgdoc1.1.0.4294967296",
+                         "fgdoc1.1.-4096.1",      "{\"resourceType\":\"Bundle\"}"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        cr_expect_not(dl_parse(bad[i], strlen(bad[i]), &l), "%s", bad[i]);
+}
+
+Test(doc_log, records_are_appended_aligned_read_back_and_freed)
+{
+    char folder[64] = "/tmp/test_doc_log.XXXXXX", err[256] = "";
+    cr_assert_not_null(mkdtemp(folder));
+    char logdir[128];
+    snprintf(logdir, sizeof logdir, "%s/docs", folder);
+    dl_log *log = dl_open(logdir, true, err, sizeof err);
+    cr_assert_not_null(log, "%s", err);
+    char loc1[DL_LOCATOR_MAX], loc2[DL_LOCATOR_MAX];
+    uint64_t end1, end2;
+    cr_assert(dl_append(log, "first record", 12, loc1, &end1, err, sizeof err), "%s", err);
+    cr_assert(dl_append(log, "second", 6, loc2, &end2, err, sizeof err), "%s", err);
+    cr_expect_str_eq(loc1, "fgdoc1.1.0.12");
+    cr_expect_str_eq(loc2, "fgdoc1.1.4096.6");
+    cr_expect_eq(end2, 4102);
+    cr_expect_eq(dl_written(log), 4102);
+    cr_expect(dl_wait_durable(log, end2));
+    cr_expect_geq(dl_syncs(log), 1);
+    dl_locator l1, l2;
+    cr_assert(dl_parse(loc1, strlen(loc1), &l1) && dl_parse(loc2, strlen(loc2), &l2));
+    char *back = dl_read(log, &l1, err, sizeof err);
+    cr_expect_str_eq(back, "first record");
+    free(back);
+    cr_expect(dl_release(log, &l1, err, sizeof err), "%s", err);
+    back = dl_read(log, &l1, err, sizeof err);
+    cr_expect(back && !memcmp(back, "\0\0\0\0\0\0\0\0\0\0\0\0", 12), "a freed record reads as zeros");
+    free(back);
+    l2.length = 5000; /* past the end of the file */
+    cr_expect_null(dl_read(log, &l2, err, sizeof err));
+    cr_expect(strstr(err, "ends inside a record"), "%s", err);
+    dl_close(log);
+    log = dl_open(logdir, true, err, sizeof err);
+    cr_assert_not_null(log, "%s", err);
+    cr_expect_eq(dl_written(log), 8192, "reopened, it appends at the next aligned place after the file's end");
+    cr_assert(dl_append(log, "third", 5, loc1, &end1, err, sizeof err));
+    cr_expect_str_eq(loc1, "fgdoc1.1.8192.5");
+    dl_test_fail_next_sync(log);
+    cr_expect_not(dl_wait_durable(log, end1), "a failed sync is reported");
+    cr_expect_not(dl_wait_durable(log, end1), "and stays failed");
+    dl_close(log);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", folder);
+    cr_expect_eq(system(cmd), 0);
 }
 
 /* ---- The directory read from memory (read_cache.h) ---- */

@@ -24,6 +24,7 @@ void rest_write_free(rest_write *w)
     free(w->meta_extra);
     free(w->members);
     free(w->stored);
+    st_discard_early(w->sealed_by, w->sealed, w->sealed_len); /* sealed but never stored */
     free(w->sealed);
     ix_rows_free(&w->ix);
     free(w->rows);

@@ -148,6 +148,7 @@ typedef struct rest_write {
      * the commit thread to store as it is (rest_sealed); NULL: rendered and sealed at commit. */
     char *sealed;
     size_t sealed_len;
+    st_store *sealed_by; /* the store that sealed it: a body left over is discarded there (st_discard_early) */
     ix_rows ix;
     st_index_row *rows;
     size_t row_count;

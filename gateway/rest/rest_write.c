@@ -142,6 +142,7 @@ static void preseal(rq *q, rest_write *w, st_op_kind kind)
     if (!plain)
         return;
     w->sealed = st_seal_early(q->app->opt.store, w->type, w->id, plain, len, &w->sealed_len);
+    w->sealed_by = q->app->opt.store;
     OPENSSL_cleanse(plain, len);
     free(plain);
 }

@@ -28,6 +28,7 @@
  * write fails with ST_IO, and so does every read.
  */
 #define _GNU_SOURCE /* memmem */
+#include "gateway/store/doc_log.h"
 #include "gateway/store/read_cache.h"
 #include "gateway/store/store_backend.h"
 
@@ -60,6 +61,11 @@ struct st_write_ctx {
     uint64_t audit_appended; /* audit entries appended in this batch so far */
     size_t notifications;    /* relay notifications queued by kept transactions of this batch */
     int64_t first_notify;    /* the lowest seq among them (INT64_MAX: none) */
+    uint64_t documents_end;  /* the document log's position the batch's rows name records up to (0: none) */
+    dl_locator *released;    /* records whose rows the batch erased: freed once it is durable */
+    size_t released_count, released_capacity;
+    dl_locator *taken; /* records the batch's rows name: freed at once if those rows are rolled back */
+    size_t taken_count, taken_capacity;
 };
 
 /* Batches committed and waiting for the sync stage at most: how far the commit thread runs ahead. */
@@ -74,6 +80,8 @@ typedef struct committed {
     uint64_t audit_appended;           /* entries it appended */
     au_head audit_head;                /* the chain's head after it */
     int64_t first_notify, first_audit; /* the lowest seqs of the rows it queued / appended (INT64_MAX: none) */
+    dl_locator *released;              /* records of the document log to free once durable (malloc'd) */
+    size_t released_count;
 } committed;
 
 struct st_store {
@@ -92,6 +100,8 @@ struct st_store {
 
     /* the directory's current versions (read_cache.h); NULL when the backend has other writers */
     rc_cache *read_cache;
+    /* documents sealed early, outside the database (doc_log.h); NULL when the backend has other writers */
+    dl_log *doc_log;
 
     /* read connections, guarded by pool_lock */
     pthread_mutex_t pool_lock;
@@ -382,6 +392,23 @@ static void seal_aad(char *out, size_t size, const char *type, const char *id, i
 
 #define AAD_MAX (ST_TYPE_MAX + ST_ID_MAX + 40)
 
+/*
+ * A document sealed early goes to the document log (doc_log.h), and its row will hold the locator instead:
+ * sealed is freed and the locator returned in its place. When the log cannot take it the row holds the
+ * sealed bytes, as without a log.
+ */
+static char *to_doc_log(st_store *s, char *sealed, size_t *len)
+{
+    char locator[DL_LOCATOR_MAX];
+    uint64_t end;
+    char *kept = dl_append(s->doc_log, sealed, *len, locator, &end, NULL, 0) ? strdup(locator) : NULL;
+    if (!kept)
+        return sealed;
+    free(sealed);
+    *len = strlen(kept);
+    return kept;
+}
+
 char *st_seal_early(st_store *s, const char *type, const char *id, const char *plain, size_t len, size_t *out_len)
 {
     const sl_keyring *keys = s->config.seal_keys;
@@ -389,7 +416,32 @@ char *st_seal_early(st_store *s, const char *type, const char *id, const char *p
         return NULL;
     char aad[AAD_MAX], why[128];
     seal_aad(aad, sizeof aad, type, id, 1);
-    return sl_seal_early(keys, aad, plain, len, out_len, why, sizeof why);
+    char *sealed = sl_seal_early(keys, aad, plain, len, out_len, why, sizeof why);
+    return sealed && s->doc_log ? to_doc_log(s, sealed, out_len) : sealed;
+}
+
+void st_discard_early(st_store *s, const char *sealed, size_t len)
+{
+    dl_locator loc;
+    if (s && s->doc_log && sealed && dl_parse(sealed, len, &loc))
+        dl_release(s->doc_log, &loc, NULL, 0); /* a failure leaves dead space, nothing else */
+}
+
+/* A row of this batch names a record of the document log: the COMMIT waits for the log to hold it (run_batch). */
+static void took_document(st_write_ctx *ctx, const dl_locator *loc)
+{
+    if (dl_end_of(loc) > ctx->documents_end)
+        ctx->documents_end = dl_end_of(loc);
+    if (fa_reserve(&ctx->taken, &ctx->taken_capacity, ctx->taken_count + 1, sizeof *ctx->taken))
+        ctx->taken[ctx->taken_count++] = *loc; /* out of memory: a rollback would leave it as dead space */
+}
+
+/* Rows naming the records taken since `from` were rolled back: nothing names them, nothing ever will. */
+static void drop_taken(st_write_ctx *ctx, size_t from)
+{
+    for (size_t i = from; i < ctx->taken_count; i++)
+        dl_release(ctx->store->doc_log, &ctx->taken[i], NULL, 0);
+    ctx->taken_count = from;
 }
 
 char *st__render(st_write_ctx *ctx, const st_op *op, int64_t version, const char *last_updated, size_t *len,
@@ -398,6 +450,9 @@ char *st__render(st_write_ctx *ctx, const st_op *op, int64_t version, const char
     const sl_keyring *keys = ctx->store->config.seal_keys;
     bool sealed_type = keys && st_sealed_type(op->type);
     char *early = sealed_type && op->sealed ? op->sealed(op->render_arg, version, len) : NULL;
+    dl_locator loc;
+    if (early && dl_parse(early, *len, &loc))
+        took_document(ctx, &loc);
     if (early)
         return early;
     char *plain = render_plain(op, version, last_updated, len, res);
@@ -413,6 +468,15 @@ char *st__render(st_write_ctx *ctx, const st_op *op, int64_t version, const char
         st__result_message(res, ST_INTERNAL, "%s: %s", aad, why);
     *len = sealed_len;
     return sealed;
+}
+
+void st__body_erased(st_write_ctx *ctx, const char *body, size_t len)
+{
+    dl_locator loc;
+    if (!ctx->store->doc_log || !dl_parse(body, len, &loc))
+        return;
+    if (fa_reserve(&ctx->released, &ctx->released_capacity, ctx->released_count + 1, sizeof *ctx->released))
+        ctx->released[ctx->released_count++] = loc; /* out of memory: the record stays, as dead space */
 }
 
 bool st__index_row_kept(st_write_ctx *ctx, const st_op *op, const st_index_row *row)
@@ -455,23 +519,46 @@ static st_status open_version(st_store *s, st_resource *r, st_error *err)
         r->deleted = true;
         return ST_OK;
     }
-    if (!sl_is_sealed(r->json, r->json_len))
-        return ST_OK;
+    if (!sl_is_sealed(r->json, r->json_len) && !dl_is_locator(r->json, r->json_len))
+        return ST_OK; /* most reads */
     char aad[AAD_MAX], why[160];
     seal_aad(aad, sizeof aad, r->type, r->id, r->version);
+    const char *sealed = r->json;
+    size_t sealed_len = r->json_len;
+    dl_locator loc;
+    char *from_log = NULL;
+    if (dl_parse(r->json, r->json_len, &loc)) { /* the sealed bytes are in the document log */
+        if (!s->doc_log) {
+            st__error(err, "%s is kept in the document log, which is not open", aad);
+            return ST_INTERNAL;
+        }
+        if (!(from_log = dl_read(s->doc_log, &loc, why, sizeof why))) {
+            st__error(err, "%s: %s", aad, why);
+            return ST_INTERNAL;
+        }
+        sealed = from_log;
+        sealed_len = loc.length;
+    }
+    if (!sl_is_sealed(sealed, sealed_len)) {
+        free(from_log);
+        return ST_OK;
+    }
     if (!s->config.seal_keys) {
+        free(from_log);
         st__error(err, "%s is sealed and no seal key file is configured", aad);
         return ST_INTERNAL;
     }
     size_t len = 0;
-    char *plain = sl_open(s->config.seal_keys, aad, r->json, r->json_len, &len, why, sizeof why);
+    char *plain = sl_open(s->config.seal_keys, aad, sealed, sealed_len, &len, why, sizeof why);
+    bool early = sl_is_early(sealed, sealed_len);
+    free(from_log);
     if (!plain) {
         st__error(err, "%s: %s", aad, why);
         if (s->config.on_seal_failure)
             s->config.on_seal_failure(s->config.on_seal_failure_arg, err ? err->message : why);
         return ST_INTERNAL;
     }
-    if (sl_is_early(r->json, r->json_len) && !put_version_meta(r, &plain, &len)) {
+    if (early && !put_version_meta(r, &plain, &len)) {
         st__error(err, "%s: sealed early, and its meta object is not where it must be", aad);
         return ST_INTERNAL;
     }
@@ -852,6 +939,7 @@ static txn_outcome run_txn(st_store *s, st_write_ctx *ctx, txn *t, st_error *err
         return TXN_KEPT; /* a barrier (st_submit_barrier): nothing to run */
     au_head head = s->audit_head;
     uint64_t appended = ctx->audit_appended;
+    size_t released = ctx->released_count, taken = ctx->taken_count;
     st_status begun = s->backend->begin_txn(s->writer, err);
     if (begun != ST_OK)
         return TXN_BATCH_LOST;
@@ -889,6 +977,8 @@ static txn_outcome run_txn(st_store *s, st_write_ctx *ctx, txn *t, st_error *err
     }
     s->audit_head = head; /* the entries of the savepoint are gone */
     ctx->audit_appended = appended;
+    ctx->released_count = released; /* and its erased bodies are back */
+    drop_taken(ctx, taken);
     bool audit_failed = is_audit(&t->ops[failed]);
     st_op_result why = t->results[failed];
     mark_aborted_except(t, failed);
@@ -994,8 +1084,18 @@ static void recompute_hidden(st_store *s)
  * chain checkpointed when due, the relay woken (on_commit), and only then
  * the callbacks run: a callback reporting ST_OK means committed and synced.
  */
+/* A durable batch erased these bodies for good: their records in the document log go too. */
+static void release_documents(st_store *s, committed *c)
+{
+    for (size_t i = 0; c->stats.ok && i < c->released_count; i++)
+        dl_release(s->doc_log, &c->released[i], NULL, 0); /* a failure leaves the sealed bytes as dead space */
+    free(c->released);
+    c->released = NULL;
+}
+
 static void finish_batch(st_store *s, committed *c)
 {
+    release_documents(s, c);
     if (c->stats.ok) {
         atomic_fetch_add(&s->audit_entries, c->audit_appended);
         checkpoint_if_due(s, &c->audit_head, false); /* before the callbacks: answers come after their checkpoint */
@@ -1149,7 +1249,7 @@ static void run_batch(st_store *s, txn *batch)
         report_and_free(batch);
         return;
     }
-    st_write_ctx ctx = {s, 0, 0, INT64_MAX};
+    st_write_ctx ctx = {.store = s, .first_notify = INT64_MAX};
     au_head head = s->audit_head;
     c->batch = batch;
     c->stats.ok = true;
@@ -1159,6 +1259,8 @@ static void run_batch(st_store *s, txn *batch)
 
     for (txn *t = batch; t; t = t->next)
         c->stats.transactions++;
+    if (s->doc_log) /* the batch's documents were all appended before it was submitted: sync while it runs */
+        dl_request_sync(s->doc_log, dl_written(s->doc_log));
     st_status status = ST_IO;
     if (atomic_load(&s->broken)) /* a sync failed: nothing more is written (see the top) */
         snprintf(err.message, sizeof err.message, "%s", s->broken_why);
@@ -1175,6 +1277,11 @@ static void run_batch(st_store *s, txn *batch)
     }
     c->first_notify = ctx.notifications ? ctx.first_notify : INT64_MAX;
     c->first_audit = ctx.audit_appended ? head.seq + 1 : INT64_MAX;
+    if (status == ST_OK && ctx.documents_end && !dl_wait_durable(s->doc_log, ctx.documents_end)) {
+        st__error(&err, "syncing the document log failed: documents written since the last sync may be lost");
+        break_store(s, err.message); /* as a failed sync of the database: nothing more is written */
+        status = ST_IO;
+    }
     if (s->pipelined)
         hide_before_commit(s, c);
     if (status == ST_OK)
@@ -1183,13 +1290,20 @@ static void run_batch(st_store *s, txn *batch)
         rc_invalidate(s->read_cache);
     if (status != ST_OK) {
         s->backend->rollback_batch(s->writer);
+        if (!atomic_load(&s->broken)) /* broken: whether the log's records are needed is not known */
+            drop_taken(&ctx, 0);
         fail_batch(batch, status, err.message);
         c->stats.ok = false;
         s->audit_head = head;
     } else {
         c->stats.notifications = ctx.notifications;
         c->audit_appended = ctx.audit_appended;
+        c->released = ctx.released;
+        c->released_count = ctx.released_count;
+        ctx.released = NULL;
     }
+    free(ctx.released);
+    free(ctx.taken);
     c->audit_head = s->audit_head;
     if (s->pipelined) {
         hand_to_sync(s, c);
@@ -1348,6 +1462,12 @@ bool st_durable_now(st_store *s)
     return atomic_load(&s->not_durable) == 0;
 }
 
+void st_test_fail_next_document_sync(st_store *s)
+{
+    if (s->doc_log)
+        dl_test_fail_next_sync(s->doc_log);
+}
+
 void st_test_fail_next_sync(st_store *s)
 {
     atomic_store(&s->fail_next_sync, true);
@@ -1493,6 +1613,29 @@ static bool open_audit(st_store *s, st_error *err)
     return true;
 }
 
+/*
+ * The document log beside the database (doc_log.h), for a backend that is the database's sole writer and a
+ * store that seals: the log holds sealed documents only. It is opened whenever the database could hold
+ * locators, so that rows written with a log are read with one.
+ */
+static bool open_doc_log(st_store *s, st_error *err)
+{
+    if (!s->backend->sole_writer || !s->config.seal_keys || s->config.document_log_off)
+        return true;
+    size_t n = strlen(s->config.path) + sizeof DL_SUFFIX;
+    char *dir = malloc(n), why[256];
+    if (!dir) {
+        st__error(err, "out of memory");
+        return false;
+    }
+    snprintf(dir, n, "%s%s", s->config.path, DL_SUFFIX);
+    s->doc_log = dl_open(dir, !s->config.synchronous_normal, why, sizeof why);
+    free(dir);
+    if (!s->doc_log)
+        st__error(err, "document log: %s", why);
+    return s->doc_log != NULL;
+}
+
 st_store *st_open(const st_config *config, st_error *err)
 {
     if (!config || !config->path || !*config->path) {
@@ -1526,6 +1669,10 @@ st_store *st_open(const st_config *config, st_error *err)
     }
     s->pipelined = s->backend->durable_later && s->backend->durable_later(s->writer);
     s->read_cache = s->backend->sole_writer ? rc_new() : NULL; /* without it (out of memory) reads go to the store */
+    if (!open_doc_log(s, err)) {
+        s->backend->close_writer(s->writer);
+        goto fail;
+    }
     if (s->pipelined && pthread_create(&s->sync_thread, NULL, sync_thread_main, s) != 0) {
         st__error(err, "cannot start the sync thread");
         s->backend->close_writer(s->writer);
@@ -1540,6 +1687,7 @@ st_store *st_open(const st_config *config, st_error *err)
     return s;
 fail:
     rc_free(s->read_cache);
+    dl_close(s->doc_log);
     destroy_sync(s);
     free(s->idle_readers);
     free(s);
@@ -1562,6 +1710,7 @@ void st_close(st_store *s)
     for (size_t i = 0; i < s->idle_count; i++)
         s->backend->close_reader(s->idle_readers[i]);
     rc_free(s->read_cache);
+    dl_close(s->doc_log);
     destroy_sync(s);
     free(s->idle_readers);
     free(s);
@@ -1580,6 +1729,7 @@ void st_counters_get(st_store *s, st_counters *out)
     out->audit_checkpoints = atomic_load(&s->audit_checkpoints);
     out->audit_checkpoint_failures = atomic_load(&s->audit_checkpoint_failures);
     out->read_cache_hits = s->read_cache ? rc_hits(s->read_cache) : 0;
+    out->document_log_syncs = s->doc_log ? dl_syncs(s->doc_log) : 0;
     pthread_mutex_lock(&s->queue_lock);
     out->queued = s->queued;
     pthread_mutex_unlock(&s->queue_lock);

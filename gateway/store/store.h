@@ -189,6 +189,9 @@ typedef struct st_config {
     /* Sealing at rest (above): NULL stores sealed types as plaintext and cannot read sealed rows (ST_INTERNAL).
      * Borrowed: it must outlive the store. */
     const sl_keyring *seal_keys;
+    /* With seal_keys, documents sealed early go to the document log beside the database (doc_log.h) unless
+     * this is set: then they stay in their rows, as in a database several gateways share (bench-store compares). */
+    bool document_log_off;
     /* Called (on the reading thread) with where and why whenever a sealed body does not open, for the error log:
      * the read itself fails with ST_INTERNAL. NULL: not reported beyond the read. */
     void (*on_seal_failure)(void *arg, const char *message);
@@ -213,8 +216,9 @@ typedef struct st_counters {
     uint64_t max_batch_seen; /* largest batch (transactions) so far */
     uint64_t audit_entries;  /* audit entries committed */
     uint64_t audit_checkpoints, audit_checkpoint_failures;
-    uint64_t queued;          /* transactions waiting for the commit thread now */
-    uint64_t read_cache_hits; /* st_read of the directory's types answered from memory (read_cache.h) */
+    uint64_t queued;             /* transactions waiting for the commit thread now */
+    uint64_t read_cache_hits;    /* st_read of the directory's types answered from memory (read_cache.h) */
+    uint64_t document_log_syncs; /* fdatasyncs of the document log (doc_log.h) */
 } st_counters;
 
 void st_counters_get(st_store *store, st_counters *out);
@@ -752,6 +756,8 @@ st_status st_notify_list(st_store *store, const st_notify_query *query, st_notif
 /* How many notifications are in each state (indexed by st_notify_state). */
 st_status st_notify_counts(st_store *store, int64_t counts[ST_NOTIFY_STATES], st_error *err);
 
+/* Tests only: the next sync of the document log fails (doc_log.h); the store breaks as for its own sync. */
+void st_test_fail_next_document_sync(st_store *store);
 /* Tests only: while on, every audit append fails with ST_IO (and so its transaction). */
 void st_test_fail_audit(st_store *store, bool fail);
 
@@ -766,8 +772,13 @@ bool st_sealed_type(const char *type);
  * meta.lastUpdated: its first "meta":{ must be the resource's own meta object, holding neither (possibly
  * empty: "meta":{}). Reads put both back from the version's row, where they would have been. malloc'd
  * bytes (*len of them), or NULL when the store has no seal keys, the type is not sealed or sealing failed.
+ * With a document log (the SQLite store: doc_log.h) the sealed bytes are appended to it here, on the
+ * caller's thread, and what is returned is the locator the row will hold instead.
  */
 char *st_seal_early(st_store *s, const char *type, const char *id, const char *plain, size_t len, size_t *out_len);
+/* A body of st_seal_early that no operation took (never handed to st_op.sealed, or refused by it): with a
+ * document log its record is freed. NULL and plain sealed bytes are fine. */
+void st_discard_early(st_store *s, const char *sealed, size_t len);
 /* Whether index rows of this parameter are kept for a sealed type (the rest is not written). */
 bool st_sealed_index_param(const char *param);
 

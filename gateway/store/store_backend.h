@@ -44,6 +44,10 @@ int64_t st__stamp(st_write_ctx *ctx);
 char *st__render(st_write_ctx *ctx, const st_op *op, int64_t version, const char *last_updated, size_t *len,
                  st_op_result *res);
 
+/* ST_OP_PURGE: a stored body about to be erased, as the row holds it. A locator of the document log has its
+ * record freed once the batch is durable (nothing happens when the savepoint is rolled back). */
+void st__body_erased(st_write_ctx *ctx, const char *body, size_t len);
+
 /* Whether an index row of op is written (sealed types keep only what access needs: store.h). */
 bool st__index_row_kept(st_write_ctx *ctx, const st_op *op, const st_index_row *row);
 

@@ -353,6 +353,7 @@ static const char *const FIXED[SQL_FIXED_COUNT] = {
                          " FROM resource r JOIN resource_version v ON v.rid = r.rid AND v.version = ?3"
                          " WHERE r.type = ?1 AND r.id = ?2",
     [SQL_LAST_SEQ] = "SELECT coalesce(max(seq), 0) FROM resource_version",
+    [SQL_LOGGED_BODIES] = "SELECT json FROM resource_version WHERE rid = ?1 AND substr(json, 1, 7) = 'fgdoc1.'",
     [SQL_ERASE_BODIES] = "UPDATE resource_version SET json = NULL WHERE rid = ?1",
     [SQL_INSERT_AUDIT] = "INSERT INTO audit_entry (" AUDIT_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,"
                          " ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",

@@ -143,6 +143,7 @@ typedef enum sql_fixed {
     SQL_AUDIT_GET,       /* (seq) -> the sql_audit_col columns */
     SQL_AUDIT_AFTER,     /* (after seq, limit) -> rows in seq order, every organisation's */
     SQL_AUDIT_OF_BEFORE, /* (ura, before seq, limit) -> an organisation's rows, newest first */
+    SQL_LOGGED_BODIES,   /* (rid): the versions' bodies that are locators of the document log (doc_log.h) */
     SQL_ERASE_BODIES,    /* (rid): ST_OP_PURGE, every version loses its body */
     SQL_FIXED_COUNT
 } sql_fixed;

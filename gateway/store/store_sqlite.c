@@ -1013,6 +1013,21 @@ static void apply_delete(conn *c, st_write_ctx *ctx, const st_op *op, const curr
     }
 }
 
+/* The bodies of rid's versions kept in the document log, to the store (their records go once this is durable). */
+static int report_logged_bodies(conn *c, st_write_ctx *ctx, int64_t rid)
+{
+    sqlite3_stmt *stmt = fixed(c, SQL_LOGGED_BODIES);
+    if (!stmt)
+        return sqlite3_errcode(c->db);
+    sqlite3_bind_int64(stmt, 1, rid);
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+        st__body_erased(ctx, (const char *)sqlite3_column_text(stmt, 0), (size_t)sqlite3_column_bytes(stmt, 0));
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 /* Retention: a deletion (unless there is one already), then no version keeps its body. */
 static void apply_purge(conn *c, st_write_ctx *ctx, const st_op *op, const current *cur, st_op_result *res)
 {
@@ -1026,7 +1041,9 @@ static void apply_purge(conn *c, st_write_ctx *ctx, const st_op *op, const curre
     } else {
         write_version(c, ctx, op, cur, ST_METHOD_DELETE, res);
     }
-    int rc = res->status == ST_OK ? bind_rid_run(c, SQL_ERASE_BODIES, cur->rid, NULL) : SQLITE_OK;
+    int rc = res->status == ST_OK ? report_logged_bodies(c, ctx, cur->rid) : SQLITE_OK;
+    if (rc == SQLITE_OK && res->status == ST_OK)
+        rc = bind_rid_run(c, SQL_ERASE_BODIES, cur->rid, NULL);
     if (rc != SQLITE_OK)
         sqlite_failure(c, rc, res);
 }

@@ -1,0 +1,354 @@
+/*
+ * gateway/store/doc_log.c — see doc_log.h.
+ *
+ * Two locks, for two jobs. write_lock orders appends: a record is written
+ * whole, at the position it was given, before the next one is given out,
+ * so "everything up to `written` is in the file" holds without tracking
+ * writes that finish out of order (two workers append; a 50 KB pwrite into
+ * the page cache takes microseconds). sync_lock guards the sync state:
+ * what was asked for, what is durable, whether a sync failed. One thread
+ * syncs (fdatasync covers every write that finished before it began), so a
+ * burst of requests costs one sync, not one each.
+ */
+#define _GNU_SOURCE /* fallocate, FALLOC_FL_* */
+#include "gateway/store/doc_log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SEGMENT 1u /* one file for now; the locator names it so that the log can roll to more later */
+
+struct dl_log {
+    int fd;
+    bool sync; /* false: nothing is synced, all counts as durable */
+
+    pthread_mutex_t write_lock;
+    uint64_t append_at;       /* the next record's offset, a multiple of DL_ALIGN (write_lock) */
+    _Atomic uint64_t written; /* every record appended so far ends at or before this */
+
+    pthread_mutex_t sync_lock;
+    pthread_cond_t wanted, done;
+    uint64_t requested, durable; /* sync_lock */
+    bool failed, stopping;       /* sync_lock */
+    _Atomic uint64_t syncs;
+    atomic_bool fail_next; /* dl_test_fail_next_sync */
+    pthread_t thread;
+    bool thread_started;
+};
+
+static void set_err(char *err, size_t errlen, const char *format, ...) __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errlen, const char *format, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, format);
+    vsnprintf(err, errlen, format, ap);
+    va_end(ap);
+}
+
+static uint64_t aligned(uint64_t n)
+{
+    return (n + DL_ALIGN - 1) / DL_ALIGN * DL_ALIGN;
+}
+
+/* The folder's entry for a file just created, made durable: a synced file nobody can find is lost all the same. */
+static bool sync_folder(const char *dir)
+{
+    int d = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (d < 0)
+        return false;
+    bool ok = fsync(d) == 0;
+    close(d);
+    return ok;
+}
+
+static bool open_segment(dl_log *log, const char *dir, char *err, size_t errlen)
+{
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        set_err(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+        return false;
+    }
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof path, "%s/segment-%08u", dir, SEGMENT) >= sizeof path) {
+        set_err(err, errlen, "the document log's path is too long");
+        return false;
+    }
+    bool existed = access(path, F_OK) == 0;
+    log->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    struct stat st;
+    if (log->fd < 0 || fstat(log->fd, &st) != 0) {
+        set_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return false;
+    }
+    if (!existed && log->sync && !sync_folder(dir)) {
+        set_err(err, errlen, "cannot sync the folder %s: %s", dir, strerror(errno));
+        return false;
+    }
+    /* After a crash the file may end in records that no durable row names: start after them. */
+    log->append_at = aligned((uint64_t)st.st_size);
+    atomic_store(&log->written, log->append_at);
+    log->requested = log->durable = log->append_at;
+    return true;
+}
+
+static void *sync_main(void *arg)
+{
+    dl_log *log = arg;
+    pthread_mutex_lock(&log->sync_lock);
+    for (;;) {
+        while (!log->stopping && (log->failed || log->requested <= log->durable))
+            pthread_cond_wait(&log->wanted, &log->sync_lock);
+        if (log->stopping)
+            break;
+        uint64_t goal = atomic_load(&log->written); /* what finished before the sync begins */
+        pthread_mutex_unlock(&log->sync_lock);
+        int rc = atomic_exchange(&log->fail_next, false) ? -1 : fdatasync(log->fd);
+        pthread_mutex_lock(&log->sync_lock);
+        atomic_fetch_add(&log->syncs, 1);
+        if (rc != 0)
+            log->failed = true; /* what the kernel held may be gone (fsync errors are not retried) */
+        else if (goal > log->durable)
+            log->durable = goal;
+        pthread_cond_broadcast(&log->done);
+    }
+    pthread_mutex_unlock(&log->sync_lock);
+    return NULL;
+}
+
+dl_log *dl_open(const char *dir, bool sync, char *err, size_t errlen)
+{
+    dl_log *log = calloc(1, sizeof *log);
+    if (!log) {
+        set_err(err, errlen, "out of memory");
+        return NULL;
+    }
+    log->fd = -1;
+    log->sync = sync;
+    pthread_mutex_init(&log->write_lock, NULL);
+    pthread_mutex_init(&log->sync_lock, NULL);
+    pthread_cond_init(&log->wanted, NULL);
+    pthread_cond_init(&log->done, NULL);
+    if (!open_segment(log, dir, err, errlen)) {
+        dl_close(log);
+        return NULL;
+    }
+    if (sync) {
+        if (pthread_create(&log->thread, NULL, sync_main, log) != 0) {
+            set_err(err, errlen, "cannot start the document log's sync thread");
+            dl_close(log);
+            return NULL;
+        }
+        log->thread_started = true;
+    }
+    return log;
+}
+
+void dl_close(dl_log *log)
+{
+    if (!log)
+        return;
+    if (log->thread_started) {
+        pthread_mutex_lock(&log->sync_lock);
+        log->stopping = true;
+        pthread_cond_signal(&log->wanted);
+        pthread_mutex_unlock(&log->sync_lock);
+        pthread_join(log->thread, NULL);
+    }
+    if (log->fd >= 0)
+        close(log->fd);
+    pthread_mutex_destroy(&log->write_lock);
+    pthread_mutex_destroy(&log->sync_lock);
+    pthread_cond_destroy(&log->wanted);
+    pthread_cond_destroy(&log->done);
+    free(log);
+}
+
+static bool write_all(int fd, const char *bytes, size_t len, uint64_t at)
+{
+    while (len) {
+        ssize_t n = pwrite(fd, bytes, len, (off_t)at);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        bytes += n;
+        len -= (size_t)n;
+        at += (uint64_t)n;
+    }
+    return true;
+}
+
+bool dl_append(dl_log *log, const void *bytes, size_t len, char out[DL_LOCATOR_MAX], uint64_t *end, char *err,
+               size_t errlen)
+{
+    if (!len || len > UINT32_MAX) {
+        set_err(err, errlen, "a record of %zu bytes does not fit the document log", len);
+        return false;
+    }
+    pthread_mutex_lock(&log->write_lock);
+    uint64_t at = log->append_at;
+    bool ok = write_all(log->fd, bytes, len, at);
+    if (ok) {
+        log->append_at = aligned(at + len);
+        atomic_store(&log->written, at + len);
+    }
+    pthread_mutex_unlock(&log->write_lock);
+    if (!ok) {
+        set_err(err, errlen, "cannot write to the document log: %s", strerror(errno));
+        return false;
+    }
+    snprintf(out, DL_LOCATOR_MAX, DL_PREFIX "%u.%" PRIu64 ".%zu", SEGMENT, at, len);
+    *end = at + len;
+    return true;
+}
+
+bool dl_is_locator(const char *body, size_t len)
+{
+    return len > sizeof DL_PREFIX - 1 && len < DL_LOCATOR_MAX && !memcmp(body, DL_PREFIX, sizeof DL_PREFIX - 1);
+}
+
+/* A decimal number of body[*i..), up to the next '.' or the end; false when there are no digits or too many. */
+static bool read_number(const char *body, size_t len, size_t *i, uint64_t max, uint64_t *out)
+{
+    uint64_t n = 0;
+    size_t start = *i;
+    for (; *i < len && body[*i] >= '0' && body[*i] <= '9'; (*i)++) {
+        unsigned digit = (unsigned)(body[*i] - '0');
+        if (n > (max - digit) / 10)
+            return false;
+        n = n * 10 + digit;
+    }
+    *out = n;
+    return *i > start;
+}
+
+bool dl_parse(const char *body, size_t len, dl_locator *out)
+{
+    if (!dl_is_locator(body, len))
+        return false;
+    size_t i = sizeof DL_PREFIX - 1;
+    uint64_t segment, offset, length;
+    if (!read_number(body, len, &i, UINT32_MAX, &segment) || i >= len || body[i++] != '.' ||
+        !read_number(body, len, &i, INT64_MAX, &offset) || i >= len || body[i++] != '.' ||
+        !read_number(body, len, &i, UINT32_MAX, &length) || i != len || !length || offset % DL_ALIGN)
+        return false;
+    out->segment = (uint32_t)segment;
+    out->offset = offset;
+    out->length = (uint32_t)length;
+    return true;
+}
+
+uint64_t dl_end_of(const dl_locator *loc)
+{
+    return loc->offset + loc->length;
+}
+
+uint64_t dl_written(dl_log *log)
+{
+    return atomic_load(&log->written);
+}
+
+void dl_request_sync(dl_log *log, uint64_t upto)
+{
+    if (!log->sync)
+        return;
+    pthread_mutex_lock(&log->sync_lock);
+    if (log->requested < upto) {
+        log->requested = upto;
+        pthread_cond_signal(&log->wanted);
+    }
+    pthread_mutex_unlock(&log->sync_lock);
+}
+
+bool dl_wait_durable(dl_log *log, uint64_t upto)
+{
+    if (!log->sync)
+        return true;
+    pthread_mutex_lock(&log->sync_lock);
+    if (log->requested < upto) {
+        log->requested = upto;
+        pthread_cond_signal(&log->wanted);
+    }
+    while (!log->failed && log->durable < upto)
+        pthread_cond_wait(&log->done, &log->sync_lock);
+    bool ok = !log->failed;
+    pthread_mutex_unlock(&log->sync_lock);
+    return ok;
+}
+
+static bool known_segment(const dl_locator *loc, char *err, size_t errlen)
+{
+    if (loc->segment == SEGMENT)
+        return true;
+    set_err(err, errlen, "the document log has no segment %u", loc->segment);
+    return false;
+}
+
+char *dl_read(dl_log *log, const dl_locator *loc, char *err, size_t errlen)
+{
+    if (!known_segment(loc, err, errlen))
+        return NULL;
+    char *out = malloc((size_t)loc->length + 1);
+    if (!out) {
+        set_err(err, errlen, "out of memory");
+        return NULL;
+    }
+    size_t got = 0;
+    while (got < loc->length) {
+        ssize_t n = pread(log->fd, out + got, loc->length - got, (off_t)(loc->offset + got));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            set_err(err, errlen, "the document log ends inside a record (offset %" PRIu64 ", %u bytes): %s",
+                    loc->offset, loc->length, n < 0 ? strerror(errno) : "end of file");
+            free(out);
+            return NULL;
+        }
+        got += (size_t)n;
+    }
+    out[got] = '\0';
+    return out;
+}
+
+bool dl_release(dl_log *log, const dl_locator *loc, char *err, size_t errlen)
+{
+    if (!known_segment(loc, err, errlen))
+        return false;
+    off_t at = (off_t)loc->offset, span = (off_t)aligned(loc->length);
+    if (fallocate(log->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, at, span) == 0)
+        return true;
+    if (errno != EOPNOTSUPP && errno != ENOSYS) {
+        set_err(err, errlen, "cannot free a record of the document log: %s", strerror(errno));
+        return false;
+    }
+    static const char zeros[DL_ALIGN];
+    for (off_t done = 0; done < (off_t)loc->length; done += (off_t)sizeof zeros) {
+        size_t n = (size_t)((off_t)loc->length - done) < sizeof zeros ? (size_t)((off_t)loc->length - done)
+                                                                      : sizeof zeros;
+        if (!write_all(log->fd, zeros, n, (uint64_t)(at + done))) {
+            set_err(err, errlen, "cannot overwrite a record of the document log: %s", strerror(errno));
+            return false;
+        }
+    }
+    return true;
+}
+
+uint64_t dl_syncs(dl_log *log)
+{
+    return atomic_load(&log->syncs);
+}
+
+void dl_test_fail_next_sync(dl_log *log)
+{
+    atomic_store(&log->fail_next, true);
+}
