@@ -1,5 +1,5 @@
 /*
- * tests/test_random.c — random bytes and version 4 UUIDs (gateway/util/random.h)
+ * tests/test_random.c — random bytes and version 4 and 7 UUIDs (gateway/util/random.h)
  * and hex encoding (gateway/util/hex.h): the UUID's form, uniqueness across
  * threads, across the per-thread blocks and across fork, and the limits of
  * one draw.
@@ -13,11 +13,26 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static bool is_lower_hex(char c)
 {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+/* 8-4-4-4-12 lower-case hex digits, the version digit, the RFC's variant. */
+static void expect_uuid_form(const char *u, char version)
+{
+    cr_assert_eq(strlen(u), 36, "%s", u);
+    for (int i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23)
+            cr_assert_eq(u[i], '-', "%s", u);
+        else
+            cr_assert(is_lower_hex(u[i]), "%s: '%c' at %d", u, u[i], i);
+    }
+    cr_assert_eq(u[14], version, "version %c: %s", version, u);
+    cr_assert(strchr("89ab", u[19]) != NULL, "the RFC variant: %s", u);
 }
 
 Test(random, a_uuid_has_the_version_4_form)
@@ -26,16 +41,35 @@ Test(random, a_uuid_has_the_version_4_form)
         char u[37];
         memset(u, 'x', sizeof u);
         rnd_uuid4(u);
-        cr_assert_eq(strlen(u), 36, "%s", u);
-        for (int i = 0; i < 36; i++) {
-            if (i == 8 || i == 13 || i == 18 || i == 23)
-                cr_assert_eq(u[i], '-', "%s", u);
-            else
-                cr_assert(is_lower_hex(u[i]), "%s: '%c' at %d", u, u[i], i);
-        }
-        cr_assert_eq(u[14], '4', "version 4: %s", u);
-        cr_assert(strchr("89ab", u[19]) != NULL, "the RFC variant: %s", u);
+        expect_uuid_form(u, '4');
     }
+}
+
+/* Version 7: the time in milliseconds first, so that ids made later sort later; the rest random. */
+Test(random, a_version_7_uuid_starts_with_its_time_and_sorts_by_it)
+{
+    struct timespec t0, t1;
+    char first[37], u[37], later[37];
+    clock_gettime(CLOCK_REALTIME, &t0);
+    rnd_uuid7(first);
+    clock_gettime(CLOCK_REALTIME, &t1);
+    expect_uuid_form(first, '7');
+    char hex[13];
+    memcpy(hex, first, 8), memcpy(hex + 8, first + 9, 4), hex[12] = '\0';
+    uint64_t ms = strtoull(hex, NULL, 16);
+    cr_expect_geq(ms, (uint64_t)t0.tv_sec * 1000 + (uint64_t)t0.tv_nsec / 1000000, "%s", first);
+    cr_expect_leq(ms, (uint64_t)t1.tv_sec * 1000 + (uint64_t)t1.tv_nsec / 1000000, "%s", first);
+    int same_prefix_differs = 0;
+    for (int n = 0; n < 1000; n++) {
+        rnd_uuid7(u);
+        expect_uuid_form(u, '7');
+        cr_assert_neq(strcmp(u, first), 0);
+        same_prefix_differs += !strncmp(u, first, 13) && strcmp(u + 14, first + 14);
+    }
+    cr_expect_gt(same_prefix_differs, 0, "ids of the same millisecond differ in their random bits");
+    usleep(2000);
+    rnd_uuid7(later);
+    cr_expect_gt(strcmp(later, first), 0, "%s was made after %s and sorts after it", later, first);
 }
 
 enum { THREADS = 4, EACH = 2500 };

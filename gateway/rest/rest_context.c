@@ -76,9 +76,10 @@ int64_t rest_now_ms(const rest_app *app)
     return app->opt.clock_ms(app->opt.clock_arg);
 }
 
+/* Time-ordered (random.h): a new resource's rows land at the end of the store's indexes on its id. */
 void rest_new_id(char out[ST_ID_MAX + 1])
 {
-    rnd_uuid4(out);
+    rnd_uuid7(out);
 }
 
 size_t rest_own_base_length(const char *base, const char *ref, size_t len)

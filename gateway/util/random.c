@@ -7,7 +7,9 @@
 
 #include <openssl/rand.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include <uuid/uuid.h>
 
 #define BLOCK_BYTES 512 /* 32 UUIDs per draw */
@@ -47,17 +49,19 @@ bool rnd_bytes(unsigned char *out, size_t n)
     return true;
 }
 
-void rnd_uuid4(char out[37])
+/* 16 random bytes: the DRBG's, or when it fails the kernel's getrandom(2) (through libuuid). */
+static void random_16(unsigned char u[16])
 {
-    unsigned char u[16];
-    if (!rnd_bytes(u, sizeof u)) {
-        uuid_generate_random(u); /* the kernel's getrandom(2) */
-        uuid_unparse_lower(u, out);
-        return;
-    }
-    u[6] = (unsigned char)((u[6] & 0x0f) | 0x40); /* version 4 */
-    u[8] = (unsigned char)((u[8] & 0x3f) | 0x80); /* the RFC's variant */
-    /* 8-4-4-4-12 digits: the groups of 4, 2, 2, 2 and 6 bytes */
+    if (!rnd_bytes(u, 16))
+        uuid_generate_random(u);
+}
+
+/* The version and the RFC's variant set, as 8-4-4-4-12 lower-case hex digits. */
+static void format_uuid(unsigned char u[16], unsigned version, char out[37])
+{
+    u[6] = (unsigned char)((u[6] & 0x0f) | (version << 4));
+    u[8] = (unsigned char)((u[8] & 0x3f) | 0x80);
+    /* the groups of 4, 2, 2, 2 and 6 bytes */
     hex_encode(u, 4, out);
     out[8] = '-';
     hex_encode(u + 4, 2, out + 9);
@@ -67,4 +71,23 @@ void rnd_uuid4(char out[37])
     hex_encode(u + 8, 2, out + 19);
     out[23] = '-';
     hex_encode(u + 10, 6, out + 24);
+}
+
+void rnd_uuid4(char out[37])
+{
+    unsigned char u[16];
+    random_16(u);
+    format_uuid(u, 4, out);
+}
+
+void rnd_uuid7(char out[37])
+{
+    unsigned char u[16];
+    random_16(u);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t ms = (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
+    for (int i = 5; i >= 0; i--, ms >>= 8) /* big-endian, so that the text sorts by time */
+        u[i] = (unsigned char)(ms & 0xff);
+    format_uuid(u, 7, out);
 }
