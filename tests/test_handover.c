@@ -1053,18 +1053,26 @@ Test(at_rest, a_ciphertext_moved_to_another_row_does_not_open)
     cr_expect(holds);
 }
 
+/* The first row of a query on the server's database, read-only: the statement stepped to it (*db to close). */
+static sqlite3_stmt *first_row(const char *sql, sqlite3 **db)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/store.db", rh.dir);
+    sqlite3_stmt *stmt = NULL;
+    cr_assert_eq(sqlite3_open_v2(path, db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(*db, sql, -1, &stmt, NULL), SQLITE_OK, "%s", sql);
+    cr_assert_eq(sqlite3_step(stmt), SQLITE_ROW, "%s", sql);
+    return stmt;
+}
+
 /* The body Bundle/id's version 1 row holds (malloc'd text): with the document log, a locator. */
 static char *row_body(const char *id)
 {
-    char path[512], sql[256];
-    snprintf(path, sizeof path, "%s/store.db", rh.dir);
+    char sql[256];
     snprintf(sql, sizeof sql, "SELECT json FROM resource_version WHERE type = 'Bundle' AND id = '%s' AND version = 1",
              id);
     sqlite3 *db = NULL;
-    sqlite3_stmt *stmt = NULL;
-    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
-    cr_assert_eq(sqlite3_step(stmt), SQLITE_ROW);
+    sqlite3_stmt *stmt = first_row(sql, &db);
     char *body = strndup((const char *)sqlite3_column_text(stmt, 0), (size_t)sqlite3_column_bytes(stmt, 0));
     sqlite3_finalize(stmt);
     sqlite3_close(db);
@@ -1093,17 +1101,13 @@ static size_t record_bytes_left(const char *locator)
 /* Rows of the document's versions that still have a body. */
 static int bodies_left(const char *id)
 {
-    char path[512], sql[256];
-    snprintf(path, sizeof path, "%s/store.db", rh.dir);
+    char sql[256];
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM resource_version WHERE type = 'Bundle' AND id = '%s' AND json "
              "IS NOT NULL",
              id);
     sqlite3 *db = NULL;
-    sqlite3_stmt *stmt = NULL;
-    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
-    cr_assert_eq(sqlite3_step(stmt), SQLITE_ROW);
+    sqlite3_stmt *stmt = first_row(sql, &db);
     int n = sqlite3_column_int(stmt, 0);
     sqlite3_finalize(stmt);
     sqlite3_close(db);

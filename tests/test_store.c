@@ -208,6 +208,16 @@ Test(store, create_read_update_vread)
 
 /* ---- Sealed at rest: at commit, or early on the caller's thread (st_seal_early) ---- */
 
+/* S closed and opened again on the same database, sealing with keys k. */
+static void reopen_sealing(const sl_keyring *k)
+{
+    st_close(S);
+    st_config config = {.path = db_path, .clock = pinned_clock, .seal_keys = k};
+    st_error e = {{0}};
+    S = st_open(&config, &e);
+    cr_assert_not_null(S, "%s", e.message);
+}
+
 static sl_keyring *sealing_store(void)
 {
     char keys[160], err[256] = "";
@@ -218,11 +228,7 @@ static sl_keyring *sealing_store(void)
     fclose(f);
     sl_keyring *k = sl_keyring_load(keys, err, sizeof err);
     cr_assert_not_null(k, "%s", err);
-    st_close(S);
-    st_config config = {.path = db_path, .clock = pinned_clock, .seal_keys = k};
-    st_error e = {{0}};
-    S = st_open(&config, &e);
-    cr_assert_not_null(S, "%s", e.message);
+    reopen_sealing(k);
     return k;
 }
 
@@ -373,11 +379,7 @@ Test(store, documents_sealed_early_are_kept_in_the_document_log_across_restarts)
     cr_assert_eq(create_sealed("d1", DOC_PLAIN("d1")).status, ST_OK);
     cr_expect_geq(document_syncs(), 1, "the COMMIT waited for a sync of the log");
     cr_expect(record_of_row_is_kept("d1"));
-    st_close(S);
-    st_config config = {.path = db_path, .clock = pinned_clock, .seal_keys = k};
-    st_error e = {{0}};
-    S = st_open(&config, &e);
-    cr_assert_not_null(S, "%s", e.message);
+    reopen_sealing(k);
     cr_assert_eq(create_sealed("d2", DOC_PLAIN("d2")).status, ST_OK);
     char json[512], body1[128], body2[128];
     const char *ids[] = {"d1", "d2"};
@@ -461,11 +463,7 @@ Test(store, a_failed_sync_of_the_document_log_fails_the_commit_and_breaks_the_st
     st_op later = create_op("Patient", "p1", "{\"resourceType\":\"Patient\"}");
     st_op_result r;
     cr_expect_eq(st_submit_wait(S, &later, 1, &r), ST_IO, "the store is broken: nothing more is taken");
-    st_close(S);
-    st_config config = {.path = db_path, .clock = pinned_clock, .seal_keys = k};
-    st_error e = {{0}};
-    S = st_open(&config, &e);
-    cr_assert_not_null(S, "%s", e.message);
+    reopen_sealing(k);
     st_resource res;
     cr_expect_eq(st_read(S, "Bundle", "d1", &res, NULL), ST_NOT_FOUND, "after a restart: the commit never happened");
     cr_assert_eq(create_sealed("d1", DOC_PLAIN("d1")).status, ST_OK, "and the document can be sent again");
