@@ -26,6 +26,14 @@
  * batches (st_durable_now). A failed sync breaks the store: what was
  * committed since the last good one may be lost, so every waiting and later
  * write fails with ST_IO, and so does every read.
+ *
+ * The document log. With a backend that is its database's sole writer, a
+ * document sealed early is appended to a file of its own (doc_log.h) and
+ * its row holds a locator. The commit thread asks for a sync of that file
+ * when it takes a batch and waits before the COMMIT until it covers the
+ * batch's records (documents_end): no row is durable before its record.
+ * Records of rows rolled back are freed at once, those of bodies a purge
+ * erased once that is durable (release_documents).
  */
 #define _GNU_SOURCE /* memmem */
 #include "gateway/store/doc_log.h"
@@ -1079,11 +1087,6 @@ static void recompute_hidden(st_store *s)
     atomic_store(&s->hidden_audit_from, audit);
 }
 
-/*
- * A batch is done: durable (or failed). Its stats are counted, the audit
- * chain checkpointed when due, the relay woken (on_commit), and only then
- * the callbacks run: a callback reporting ST_OK means committed and synced.
- */
 /* A durable batch erased these bodies for good: their records in the document log go too. */
 static void release_documents(st_store *s, committed *c)
 {
@@ -1092,6 +1095,12 @@ static void release_documents(st_store *s, committed *c)
     free(c->released);
     c->released = NULL;
 }
+
+/*
+ * A batch is done: durable (or failed). Its stats are counted, the audit
+ * chain checkpointed when due, the relay woken (on_commit), and only then
+ * the callbacks run: a callback reporting ST_OK means committed and synced.
+ */
 
 static void finish_batch(st_store *s, committed *c)
 {
