@@ -40,7 +40,9 @@ static const setting settings[] = {
       "certificate revocation lists of those CAs (checked on every handshake)"),
     S(organisations, T_STRING, "/etc/fhirgw/organisations.tsv",
       "registered organisations: name, URA, roles, certificate, SHA-256 fingerprint (tab separated, with a header)"),
-    S(store_path, T_STRING, "/var/lib/fhirgw/fhirgw.db", "SQLite database (WAL mode); its folder must be writable"),
+    S(store_path, T_STRING, "/var/lib/fhirgw/fhirgw.db",
+      "SQLite database (WAL mode); its folder must be writable; the sealed documents are kept beside it in "
+      "<store_path>-documents: back both up together"),
     S(conformance, T_STRING, "",
       "folder of profiles, extension definitions, value sets and code systems (a FHIR package folder "
       "works); empty = the implementation guide's package next to the binary (BIN/ig/package in a build "
