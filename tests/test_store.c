@@ -450,6 +450,7 @@ Test(store, a_purge_frees_the_documents_records_once_durable)
     cr_expect(record_of_row_is_kept("d2"), "the other document's record stays");
     st_resource res;
     cr_expect_eq(st_read(S, "Bundle", "d1", &res, NULL), ST_GONE);
+    st_resource_free(&res);
     cr_expect_eq(st_read(S, "Bundle", "d2", &res, NULL), ST_OK);
     st_resource_free(&res);
     sl_keyring_free(k);
@@ -466,6 +467,7 @@ Test(store, a_failed_sync_of_the_document_log_fails_the_commit_and_breaks_the_st
     reopen_sealing(k);
     st_resource res;
     cr_expect_eq(st_read(S, "Bundle", "d1", &res, NULL), ST_NOT_FOUND, "after a restart: the commit never happened");
+    st_resource_free(&res);
     cr_assert_eq(create_sealed("d1", DOC_PLAIN("d1")).status, ST_OK, "and the document can be sent again");
     sl_keyring_free(k);
 }
