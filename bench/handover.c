@@ -260,7 +260,7 @@ static void start_gateway(void)
     fclose(f);
     cg_options o = {.fhirgw = opt.fhirgw,
                     .dev_dir = dev,
-                    .port = 20000u + (unsigned)getpid() % 20000u,
+                    .port = 10000u + (unsigned)getpid() % 20000u, /* below the ephemeral range, as the tests */
                     .config = cfg,
                     .log = log,
                     .ready_as = "hospital-a",

@@ -143,7 +143,7 @@ static void start_gateway(const char *fhirgw)
     snprintf(log, sizeof log, "%s/gateway.log", dir);
     cg_options o = {.fhirgw = fhirgw,
                     .dev_dir = dir,
-                    .port = 20000u + (unsigned)getpid() % 20000u,
+                    .port = 10000u + (unsigned)getpid() % 20000u, /* below the ephemeral range, as the tests */
                     .log = log,
                     .stdout_to_null = true,
                     .ready_as = "insurer",
