@@ -233,7 +233,7 @@ static struct curl_slist *request_headers(cg_client *c, bool with_body, struct c
 long cg_request(cg_client *c, const char *method, const char *path_or_url, const char *body, size_t len)
 {
     char url[2048];
-    if (!strncmp(path_or_url, "https://", 8))
+    if (!strncmp(path_or_url, "https://", 8) || !strncmp(path_or_url, "http://", 7))
         snprintf(url, sizeof url, "%s", path_or_url);
     else
         snprintf(url, sizeof url, "%s%s", c->base, path_or_url);

@@ -93,7 +93,7 @@ bool cg_client_open(cg_client *c, const char *pki_dir, const char *who, unsigned
 /* One more header line sent with request bodies (e.g. "Expect:" against the 100-continue round trip). */
 bool cg_client_header(cg_client *c, const char *line);
 
-/* One request to a path ("/metadata") or a full https:// URL; body NULL for none, len 0 for strlen(body). The HTTP
+/* One request to a path ("/metadata") or a full URL (http:// for the operations port); body NULL for none, len 0 for strlen(body). The HTTP
  * status, 0 when no answer came (refused, cut, timed out); the answer in c->body. */
 long cg_request(cg_client *c, const char *method, const char *path_or_url, const char *body, size_t len);
 

@@ -239,6 +239,15 @@ static void attest_agreements(void)
     cg_client_close(&c);
 }
 
+/* The value of an unlabelled series in a Prometheus text page, or -1 when it is not there. */
+static double metric_value(const char *page, const char *name)
+{
+    char line[160];
+    snprintf(line, sizeof line, "\n%s ", name);
+    const char *at = page ? strstr(page, line) : NULL;
+    return at ? strtod(at + strlen(line), NULL) : -1;
+}
+
 static void run_threads(void *(*fn)(void *), int n)
 {
     pthread_t t[THREADS];
@@ -327,6 +336,13 @@ Test(kill, every_acknowledged_handover_survives_a_sigkill_exactly_once)
     for (int i = 0; i < TOTAL; i++)
         cr_expect(tasks[i] == 1 && bundles[i] == 1, "handover %d: %d Tasks, %d documents after resubmission", i,
                   tasks[i], bundles[i]);
+    /* the store's own counters reach /metrics on the operations port (the FHIR port + 1) */
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/metrics", port + 1);
+    cr_expect_eq(cg_request(&c, "GET", url, NULL, 0), 200);
+    cr_expect_gt(metric_value(c.body, "fhirgw_store_document_log_syncs_total"), 0, "the documents went to the log");
+    cr_expect_gt(metric_value(c.body, "fhirgw_store_read_cache_hits_total"), 0,
+                 "the receivers' directory entries were read from memory");
     cg_client_close(&c);
     stop_gateway(&gw, SIGTERM);
     fprintf(stderr,

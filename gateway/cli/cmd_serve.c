@@ -250,13 +250,25 @@ static bool ready(void *arg)
     return arg != NULL;
 }
 
-/* Store commits into the metrics: commit latency and batch size (how well group commit shares syncs). */
+/* Store commits into the metrics: commit latency and batch size (how well group commit shares syncs), and the
+ * store's own counters as they stand after each commit. */
 typedef struct store_metrics {
     mx_metric *commit_seconds;
     mx_metric *batch_transactions;
     mx_metric *failed_commits;
-    _Atomic(rly_relay *) relay; /* woken by commits that queue notifications; set once it runs */
+    mx_metric *cache_hits, *document_syncs;
+    uint64_t cache_hits_seen, document_syncs_seen; /* what the counters above have been given (on_commit's thread) */
+    _Atomic(st_store *) store;                     /* set once it is open */
+    _Atomic(rly_relay *) relay;                    /* woken by commits that queue notifications; set once it runs */
 } store_metrics;
+
+/* A counter brought up to a value the store counts itself. */
+static void catch_up(mx_metric *counter, uint64_t now, uint64_t *seen)
+{
+    if (now > *seen)
+        mx_add(counter, now - *seen);
+    *seen = now;
+}
 
 static void on_commit(void *arg, const st_commit_stats *stats)
 {
@@ -265,6 +277,13 @@ static void on_commit(void *arg, const st_commit_stats *stats)
     mx_observe(m->batch_transactions, (double)stats->transactions);
     if (!stats->ok)
         mx_inc(m->failed_commits);
+    st_store *store = atomic_load(&m->store);
+    if (store) {
+        st_counters c;
+        st_counters_get(store, &c);
+        catch_up(m->cache_hits, c.read_cache_hits, &m->cache_hits_seen);
+        catch_up(m->document_syncs, c.document_log_syncs, &m->document_syncs_seen);
+    }
     if (stats->notifications)
         rly_wake(atomic_load(&m->relay));
 }
@@ -281,6 +300,12 @@ static void register_store_metrics(mx_registry *reg, store_metrics *m)
                                                    batch_bounds, sizeof batch_bounds / sizeof *batch_bounds),
                                       NULL);
     m->failed_commits = mx_series(mx_counter(reg, "fhirgw_store_commit_failures_total", "Commits that failed.", NULL),
+                                  NULL);
+    m->cache_hits = mx_series(mx_counter(reg, "fhirgw_store_read_cache_hits_total",
+                                         "Reads of the directory (Organization, Endpoint) answered from memory.", NULL),
+                              NULL);
+    m->document_syncs = mx_series(mx_counter(reg, "fhirgw_store_document_log_syncs_total",
+                                             "fdatasyncs of the document log that keeps sealed documents.", NULL),
                                   NULL);
 }
 
@@ -507,6 +532,7 @@ static bool open_services(const gw_config *c, services *s, bool dev)
         lg_msg(&errors, LG_ERROR, "store %s: %s", c->store_path, serr.message);
         return false;
     }
+    atomic_store(&s->store_mx.store, s->store);
     rest_options ro = {0};
     ro.store = s->store;
     ro.organisations = s->orgs;
