@@ -869,24 +869,30 @@ static void setup_at_rest(void)
 
 TestSuite(at_rest, .init = setup_at_rest, .fini = teardown, .timeout = 240);
 
-/* Whether the file holds the bytes of needle anywhere (a missing file holds nothing). */
-static bool file_holds(const char *file, const char *needle)
+/* How many times the file holds the bytes of needle (a missing file holds nothing). */
+static size_t occurrences(const char *file, const char *needle)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", rh.dir, file);
     FILE *f = fopen(path, "rb");
     if (!f)
-        return false;
+        return 0;
     fseek(f, 0, SEEK_END);
     long size = ftell(f);
     rewind(f);
     char *bytes = malloc((size_t)size + 1);
     cr_assert_not_null(bytes);
-    size_t got = fread(bytes, 1, (size_t)size, f);
+    size_t got = fread(bytes, 1, (size_t)size, f), n = 0;
     fclose(f);
-    bool found = memmem(bytes, got, needle, strlen(needle)) != NULL;
+    for (const char *at = bytes; (at = memmem(at, got - (size_t)(at - bytes), needle, strlen(needle))); at++)
+        n++;
     free(bytes);
-    return found;
+    return n;
+}
+
+static bool file_holds(const char *file, const char *needle)
+{
+    return occurrences(file, needle) > 0;
 }
 
 static bool database_holds(const char *needle)
@@ -963,6 +969,27 @@ Test(at_rest, the_database_never_holds_a_document_in_the_clear)
             rh_stop_server();
     }
     rh_start_server();
+}
+
+/* A re-sent handover is sealed and appended again before the commit finds the first one: that copy is freed, so
+ * the document log keeps one record per document. */
+Test(at_rest, a_resent_handover_leaves_no_second_copy_in_the_document_log)
+{
+    sent first = send_handover("hospital-a", "7e0d5a1c-8888-4a4a-9c9c-000000000001",
+                               "7e0d5a1c-8888-4a4a-9c9c-000000000002", URA_ELV_A);
+    cr_assert_eq(first.status, 201);
+    size_t records = occurrences(DOCUMENT_LOG, SL_PREFIX_EARLY);
+    cr_expect_eq(records, 2, "the advance notice and the handover, one record each");
+    sent again = send_handover("hospital-a", "7e0d5a1c-8888-4a4a-9c9c-000000000001",
+                               "7e0d5a1c-8888-4a4a-9c9c-000000000002", URA_ELV_A);
+    cr_assert_eq(again.status, 200);
+    cr_expect_str_eq(again.task, first.task);
+    cr_expect_eq(occurrences(DOCUMENT_LOG, SL_PREFIX_EARLY), records, "the resubmission's copies were freed");
+    bool holds = false;
+    char path[128];
+    snprintf(path, sizeof path, "/Bundle/%s", first.doc);
+    cr_expect_eq(get_holding("hospital-a", path, SECRET, &holds), 200);
+    cr_expect(holds, "the first copy still reads");
 }
 
 /* A document sealed on the worker, before its version existed, is served with the version's meta where a
