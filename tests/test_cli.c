@@ -410,3 +410,25 @@ Test(cli, check_refuses_unusable_input)
     cr_expect_not_null(strstr(out, "no rule pack for contract year 2031"), "%s", out);
     free(out);
 }
+
+Test(cli, backup_refuses_usage_errors_and_a_store_that_is_not_there)
+{
+    char *out;
+    cr_expect_eq(run("backup", &out), 2);
+    cr_expect_not_null(strstr(out, "usage: fhirgw backup"), "%s", out);
+    free(out);
+    cr_expect_eq(run("backup --dev . --into b", &out), 2);
+    free(out);
+    cr_expect_eq(run("backup --config missing.conf --to b", &out), 2);
+    cr_expect_not_null(strstr(out, "missing.conf"), "%s", out);
+    free(out);
+    /* a folder without a database: no empty copy is made of nothing */
+    cr_expect_eq(run("backup --dev sub --to b", &out), 2);
+    cr_expect_not_null(strstr(out, "fhirgw.db"), "%s", out);
+    free(out);
+    char left[600];
+    snprintf(left, sizeof left, "%s/b/audit-checkpoints", tmpdir);
+    cr_expect_neq(access(left, F_OK), 0, "a failed backup leaves nothing half-made behind");
+    snprintf(left, sizeof left, "%s/b/fhirgw.db", tmpdir);
+    cr_expect_neq(access(left, F_OK), 0, "a failed backup leaves nothing half-made behind");
+}

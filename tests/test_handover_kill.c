@@ -19,6 +19,11 @@
  * The figures (acknowledged before the kill, found afterwards, times) go to
  * stderr (a Criterion warning would fail the run).
  *
+ * A backup is the other way back from a lost disk: `fhirgw backup` taken in
+ * the middle of the same load, restored into a folder of its own, passes
+ * `fhirgw audit verify`, serves, and holds every handover acknowledged before
+ * the backup began, exactly once, documents readable.
+ *
  * Memory: responses are freed where read; the server's folder is removed at
  * the end. Threads: client threads share only atomics.
  */
@@ -33,6 +38,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tests/child_gateway.h"
@@ -66,11 +73,11 @@ static void sleep_ms(int ms)
 
 /* ---- the gateway and its clients (tests/child_gateway.h) ---- */
 
-/* `fhirgw serve --dev DIR` (the test PKI made at the first start, kept after); waits until it serves. */
-static cg_gateway start_gateway(int run)
+/* `fhirgw serve --dev DIR/<folder>` (the test PKI made at the first start, kept after); waits until it serves. */
+static cg_gateway start_gateway_in(const char *folder, int run)
 {
     char cfg[128], log[128], dev[128], err[8192];
-    snprintf(dev, sizeof dev, "%s/dev", dir);
+    snprintf(dev, sizeof dev, "%s/%s", dir, folder);
     snprintf(cfg, sizeof cfg, "%s/fhirgw.conf", dir);
     snprintf(log, sizeof log, "%s/server-%d.log", dir, run);
     cg_options o = {.fhirgw = FHIRGW_BIN,
@@ -83,6 +90,11 @@ static cg_gateway start_gateway(int run)
     cg_gateway g;
     cr_assert(cg_start(&g, &o, err, sizeof err), "%s", err);
     return g;
+}
+
+static cg_gateway start_gateway(int run)
+{
+    return start_gateway_in("dev", run);
 }
 
 static void stop_gateway(cg_gateway *g, int sig)
@@ -265,8 +277,9 @@ static void setup(void)
     snprintf(cfg, sizeof cfg, "%s/fhirgw.conf", dir);
     FILE *f = fopen(cfg, "w");
     cr_assert_not_null(f);
-    /* no rate limit: one sender sends everything; no access log: the test reads the error log only */
-    fputs("rate_limit_per_second 0\naccess_log\n", f);
+    /* no rate limit: one sender sends everything; no access log: the test reads the error log only; audit
+       checkpoints every 100 entries: a backup taken after a few hundred handovers holds some */
+    fputs("rate_limit_per_second 0\naccess_log\naudit_checkpoint_entries 100\n", f);
     fclose(f);
     srand((unsigned)getpid());
     port = 10000 + (unsigned)rand() % 20000; /* below the ephemeral range, as test_server */
@@ -281,6 +294,24 @@ static void teardown(void)
     cr_expect_eq(system(cmd), 0);
 }
 
+/* THREADS senders started (t), back once KILL_AFTER handovers are acknowledged (or all were sent). */
+static void send_until_acknowledged(pthread_t t[THREADS])
+{
+    for (int i = 0; i < THREADS; i++)
+        cr_assert_eq(pthread_create(&t[i], NULL, sender, NULL), 0);
+    for (int waited = 0; atomic_load(&acknowledged) < KILL_AFTER && atomic_load(&next_index) < TOTAL && waited < 120000;
+         waited += 5)
+        sleep_ms(5);
+}
+
+/* A client as hospital-a (c), and the Tasks (with the documents they name) and Bundles it reads, per handover. */
+static void count_handovers(cg_client *c, int tasks[TOTAL], int bundles[TOTAL])
+{
+    client_open(c, "hospital-a");
+    count_all(c, "Task", tasks, documents);
+    count_all(c, "Bundle", bundles, NULL);
+}
+
 /* No .timeout (test_server says why: Criterion leaks with one under ASan); every wait is bounded. */
 TestSuite(kill, .init = setup);
 
@@ -291,11 +322,7 @@ Test(kill, every_acknowledged_handover_survives_a_sigkill_exactly_once)
     attest_agreements();
     int64_t t_started = now_ms();
     pthread_t t[THREADS];
-    for (int i = 0; i < THREADS; i++)
-        cr_assert_eq(pthread_create(&t[i], NULL, sender, NULL), 0);
-    for (int waited = 0; atomic_load(&acknowledged) < KILL_AFTER && atomic_load(&next_index) < TOTAL && waited < 120000;
-         waited += 5)
-        sleep_ms(5);
+    send_until_acknowledged(t);
     stop_gateway(&gw, SIGKILL);
     int acked_at_kill = atomic_load(&acknowledged);
     atomic_store(&killed, true);
@@ -308,10 +335,8 @@ Test(kill, every_acknowledged_handover_survives_a_sigkill_exactly_once)
 
     gw = start_gateway(2);
     cg_client c;
-    client_open(&c, "hospital-a");
     static int tasks[TOTAL], bundles[TOTAL];
-    count_all(&c, "Task", tasks, documents);
-    count_all(&c, "Bundle", bundles, NULL);
+    count_handovers(&c, tasks, bundles);
     int committed_unanswered = 0;
     for (int i = 0; i < TOTAL; i++) {
         int seen = atomic_load(&answered[i]);
@@ -350,5 +375,80 @@ Test(kill, every_acknowledged_handover_survives_a_sigkill_exactly_once)
             "committed without an answer, %d resubmitted; start %.1f s, submissions %.1f s, whole test %.1f s\n",
             acked, sent < TOTAL ? sent : TOTAL, acked_at_kill, committed_unanswered, resubmitted,
             (double)(t_started - t0) / 1000, (double)(t_killed - t_started) / 1000, (double)(now_ms() - t0) / 1000);
+    teardown();
+}
+
+/* `fhirgw ARGS` with its output appended to DIR/commands.log; its exit status (-1: it did not run or exit). */
+static int run_fhirgw(const char *args)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' %s >>'%s/commands.log' 2>&1", FHIRGW_BIN, args, dir);
+    int status = system(cmd);
+    return status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+Test(kill, a_backup_taken_under_load_restores_every_handover_acknowledged_before_it)
+{
+    cg_gateway gw = start_gateway(1);
+    attest_agreements();
+    pthread_t t[THREADS];
+    send_until_acknowledged(t);
+    static bool before[TOTAL]; /* acknowledged when the backup began */
+    int acked_before = 0;
+    for (int i = 0; i < TOTAL; i++) {
+        int seen = atomic_load(&answered[i]);
+        before[i] = seen == 200 || seen == 201;
+        acked_before += before[i];
+    }
+    char args[512];
+    snprintf(args, sizeof args, "backup --dev '%s/dev' --to '%s/backup'", dir, dir);
+    int64_t t_backup = now_ms();
+    cr_assert_eq(run_fhirgw(args), 0, "fhirgw backup under load (see commands.log)");
+    t_backup = now_ms() - t_backup;
+    int acked_after = atomic_load(&acknowledged);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(t[i], NULL);
+    cr_assert_lt(acked_before, TOTAL, "everything was acknowledged before the backup: the test proves nothing");
+    cr_expect_eq(run_fhirgw(args), 2, "a second backup into the same folder is refused");
+    char checkpoints[160];
+    snprintf(checkpoints, sizeof checkpoints, "%s/backup/audit-checkpoints", dir);
+    struct stat st;
+    cr_expect(stat(checkpoints, &st) == 0 && st.st_size > 0, "the backup holds the audit checkpoints made before it");
+    stop_gateway(&gw, SIGTERM);
+
+    /* the restore: the keys and certificates of the gateway's folder, the data of the backup */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "mkdir '%s/restored' && cd '%s/dev' && for f in *; do case \"$f\" in fhirgw.db*|audit-checkpoints) ;; "
+             "*) cp -a \"$f\" '%s/restored/';; esac; done && cp -a '%s/backup/.' '%s/restored/'",
+             dir, dir, dir, dir, dir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    snprintf(args, sizeof args, "audit verify --dev '%s/restored'", dir);
+    cr_expect_eq(run_fhirgw(args), 0, "the restored audit trail and its checkpoints verify");
+
+    gw = start_gateway_in("restored", 2);
+    cg_client c;
+    static int tasks[TOTAL], bundles[TOTAL];
+    count_handovers(&c, tasks, bundles);
+    int restored = 0;
+    for (int i = 0; i < TOTAL; i++) {
+        cr_expect(!before[i] || (tasks[i] == 1 && bundles[i] == 1),
+                  "handover %d was acknowledged before the backup: %d Tasks, %d documents in it", i, tasks[i],
+                  bundles[i]);
+        cr_expect(tasks[i] <= 1 && tasks[i] == bundles[i], "handover %d: %d Tasks, %d documents", i, tasks[i],
+                  bundles[i]);
+        restored += tasks[i];
+        /* the receiver below reads those acknowledged before the backup, which must all be there */
+        if (!before[i])
+            atomic_store(&answered[i], 0);
+    }
+    run_threads(receiver, READERS);
+    cr_expect_eq(atomic_load(&unreadable), 0, "the receiver reads every document of the restored store");
+    cg_client_close(&c);
+    stop_gateway(&gw, SIGTERM);
+    fprintf(stderr,
+            "backup test figures: %d handovers acknowledged when the backup began, %d when it ended (%.2f s), %d in "
+            "the restored store\n",
+            acked_before, acked_after, (double)t_backup / 1000, restored);
     teardown();
 }

@@ -472,6 +472,124 @@ Test(store, a_failed_sync_of_the_document_log_fails_the_commit_and_breaks_the_st
     sl_keyring_free(k);
 }
 
+/* ---- Backups (st_backup) ---- */
+
+#define BACKUP_WRITES 300
+
+static atomic_int backup_writes_done; /* creates acknowledged so far by the writer below */
+static atomic_bool backup_writer_failed;
+
+/* Documents w0, w1, ... sealed early, one after the other, while the backup runs. */
+static void *backup_writer(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < BACKUP_WRITES; i++) {
+        char id[16], plain[128];
+        snprintf(id, sizeof id, "w%d", i);
+        snprintf(plain, sizeof plain, "{\"resourceType\":\"Bundle\",\"id\":\"%s\",\"meta\":{},\"type\":\"document\"}",
+                 id);
+        if (create_sealed(id, plain).status != ST_OK)
+            atomic_store(&backup_writer_failed, true);
+        atomic_fetch_add(&backup_writes_done, 1);
+    }
+    return NULL;
+}
+
+/* Bundle/id read from store s: its status, and whether the body is its document. */
+static st_status read_document(st_store *s, const char *id, bool *whole)
+{
+    st_resource r;
+    st_error e;
+    st_status status = st_read(s, "Bundle", id, &r, &e);
+    char want[40];
+    snprintf(want, sizeof want, "\"id\":\"%s\"", id);
+    *whole = status == ST_OK && r.json && strstr(r.json, want) && strstr(r.json, "\"type\":\"document\"");
+    st_resource_free(&r);
+    return status;
+}
+
+Test(store, a_backup_taken_while_documents_are_written_holds_every_one_written_before_it)
+{
+    sl_keyring *k = sealing_store();
+    for (int i = 0; i < 20; i++) {
+        char id[16], plain[128];
+        snprintf(id, sizeof id, "d%d", i);
+        snprintf(plain, sizeof plain, "{\"resourceType\":\"Bundle\",\"id\":\"%s\",\"meta\":{},\"type\":\"document\"}",
+                 id);
+        cr_assert_eq(create_sealed(id, plain).status, ST_OK);
+    }
+    st_op purge = create_op("Bundle", "d0", "{}");
+    purge.kind = ST_OP_PURGE;
+    cr_assert_eq(submit1(purge).status, ST_OK);
+
+    char to[160];
+    snprintf(to, sizeof to, "%s/backup", dir);
+    pthread_t writer;
+    cr_assert_eq(pthread_create(&writer, NULL, backup_writer, NULL), 0);
+    while (atomic_load(&backup_writes_done) < BACKUP_WRITES / 3)
+        sched_yield();
+    int before = atomic_load(&backup_writes_done);
+    st_config config = {.path = db_path};
+    st_backup_report report;
+    st_error e = {{0}};
+    cr_assert_eq(st_backup(&config, to, &report, &e), ST_OK, "%s", e.message);
+    int after = atomic_load(&backup_writes_done);
+    pthread_join(writer, NULL);
+    cr_assert_not(atomic_load(&backup_writer_failed));
+    cr_expect_gt(report.database_bytes, 0);
+    cr_expect_gt(report.document_data, 0);
+    cr_expect_lt(report.document_data, report.document_bytes, "the purged record is a hole in the copy too");
+    cr_expect_eq(st_backup(&config, to, &report, &e), ST_CONFLICT, "a backup never overwrites another");
+
+    /* the copy, opened as a store of its own */
+    char copy[200];
+    snprintf(copy, sizeof copy, "%s/fhir.db", to);
+    st_config restored = {.path = copy, .clock = pinned_clock, .seal_keys = k};
+    st_store *R = st_open(&restored, &e);
+    cr_assert_not_null(R, "%s", e.message);
+    bool whole = false;
+    cr_expect_eq(read_document(R, "d0", &whole), ST_GONE, "purged before the backup: purged in it");
+    for (int i = 1; i < 20; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "d%d", i);
+        cr_expect(read_document(R, id, &whole) == ST_OK && whole, "%s, written before the backup", id);
+    }
+    int found = 0;
+    for (int i = 0; i < BACKUP_WRITES; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "w%d", i);
+        st_status status = read_document(R, id, &whole);
+        cr_expect(status == ST_NOT_FOUND || (status == ST_OK && whole), "%s: %d, or its body does not open", id,
+                  status);
+        cr_expect(i >= before || status == ST_OK, "%s was acknowledged before the backup began, and is not in it", id);
+        found += status == ST_OK;
+    }
+    cr_expect_leq(found, after, "nothing acknowledged only after the backup ended is in it: %d of %d", found, after);
+    st_close(R);
+
+    /* a record purged after the database was copied reads as zeros in the copy: an error, not its locator */
+    char body[128];
+    size_t n = stored_body("Bundle", "d5", body, sizeof body);
+    dl_locator loc;
+    cr_assert(dl_parse(body, n, &loc));
+    char segment[260];
+    snprintf(segment, sizeof segment, "%s" DL_SUFFIX "/segment-00000001", copy);
+    FILE *f = fopen(segment, "r+b");
+    cr_assert_not_null(f);
+    char *zeros = calloc(1, loc.length);
+    cr_assert(fseek(f, (long)loc.offset, SEEK_SET) == 0 && fwrite(zeros, 1, loc.length, f) == loc.length);
+    fclose(f);
+    free(zeros);
+    R = st_open(&restored, &e);
+    cr_assert_not_null(R, "%s", e.message);
+    cr_expect_eq(st_read(R, "Bundle", "d5", &(st_resource){0}, &e), ST_INTERNAL);
+    cr_expect(strstr(e.message, "holds no sealed document"), "%s", e.message);
+    st_close(R);
+    fprintf(stderr, "backup test: %d of %d documents written before the backup began, %d in it, %d when it ended\n",
+            before, BACKUP_WRITES, found, after);
+    sl_keyring_free(k);
+}
+
 /* ---- The document log alone ---- */
 
 Test(doc_log, locators_are_read_strictly)

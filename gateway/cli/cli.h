@@ -53,5 +53,12 @@ int cmd_audit(int argc, char **argv);
  * path would not fit. */
 struct gw_config;
 bool cli_dev_config(struct gw_config *c, const char *dir, unsigned port, unsigned ops_port);
+/* The settings of `--config FILE` (flag "--config", value FILE) or `--dev DIR`, as serve reads them, for the
+ * commands that work on a gateway's files (audit verify, backup); false (why on stderr, after `who`) when the
+ * file does not load or flag is neither. */
+bool cli_settings(const char *who, const char *flag, const char *value, struct gw_config *c);
+
+/* fhirgw backup --config FILE | --dev DIR --to DIR (exit 0 backed up, 2 usage, configuration or I/O) */
+int cmd_backup(int argc, char **argv);
 
 #endif

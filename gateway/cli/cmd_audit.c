@@ -79,17 +79,7 @@ static int usage(void)
 /* The settings: from the config file, or those serve --dev DIR uses. */
 static bool settings(int argc, char **argv, gw_config *c)
 {
-    cfg_defaults(c);
-    char err[1024];
-    if (argc != 4 || strcmp(argv[1], "verify"))
-        return false;
-    if (!strcmp(argv[2], "--config")) {
-        if (cfg_load(c, argv[3], err, sizeof err))
-            return true;
-        fprintf(stderr, "fhirgw audit verify: %s\n", err);
-        return false;
-    }
-    return !strcmp(argv[2], "--dev") && cli_dev_config(c, argv[3], GW_DEFAULT_PORT, GW_DEFAULT_OPS_PORT);
+    return argc == 4 && !strcmp(argv[1], "verify") && cli_settings("fhirgw audit verify", argv[2], argv[3], c);
 }
 
 static int verify(const gw_config *c)

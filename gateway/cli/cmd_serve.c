@@ -200,6 +200,20 @@ bool cli_dev_config(gw_config *c, const char *dir, unsigned port, unsigned ops_p
     return ok;
 }
 
+bool cli_settings(const char *who, const char *flag, const char *value, gw_config *c)
+{
+    cfg_defaults(c);
+    if (!strcmp(flag, "--dev"))
+        return cli_dev_config(c, value, GW_DEFAULT_PORT, GW_DEFAULT_OPS_PORT);
+    if (strcmp(flag, "--config"))
+        return false;
+    char err[ERR_MAX];
+    if (cfg_load(c, value, err, sizeof err))
+        return true;
+    fprintf(stderr, "%s: %s\n", who, err);
+    return false;
+}
+
 /* host:port into its parts; false when malformed. */
 static bool split_listen(const char *text, char *host, size_t size, unsigned *port)
 {

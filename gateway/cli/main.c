@@ -33,6 +33,9 @@ static const command commands[] = {
     {"config", "config [FILE]", "print every setting with its documentation (and FILE's values)", cmd_config},
     {"audit", "audit verify --config FILE | --dev DIR",
      "check the NEN 7513 audit trail: its MAC chain and signed checkpoints (exit 0 intact, 1 tampered)", cmd_audit},
+    {"backup", "backup --config FILE | --dev DIR --to DIR",
+     "copy the store (database, document log) and the audit checkpoints, consistently, while the gateway runs",
+     cmd_backup},
     {"version", "version (or --version)", "print the version and the FHIR version", cmd_version},
     {"help", "help", "list the commands", cmd_help},
 };

@@ -25,6 +25,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "gateway/util/files.h"
+
 #define SEGMENT 1u /* one file for now; the locator names it so that the log can roll to more later */
 
 struct dl_log {
@@ -61,17 +63,6 @@ static uint64_t aligned(uint64_t n)
     return (n + DL_ALIGN - 1) / DL_ALIGN * DL_ALIGN;
 }
 
-/* The folder's entry for a file just created, made durable: a synced file nobody can find is lost all the same. */
-static bool sync_folder(const char *dir)
-{
-    int d = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (d < 0)
-        return false;
-    bool ok = fsync(d) == 0;
-    close(d);
-    return ok;
-}
-
 static bool open_segment(dl_log *log, const char *dir, char *err, size_t errlen)
 {
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
@@ -90,7 +81,7 @@ static bool open_segment(dl_log *log, const char *dir, char *err, size_t errlen)
         set_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
         return false;
     }
-    if (!existed && log->sync && !sync_folder(dir)) {
+    if (!existed && log->sync && !files_sync_dir(dir)) {
         set_err(err, errlen, "cannot sync the folder %s: %s", dir, strerror(errno));
         return false;
     }
@@ -292,6 +283,121 @@ static bool known_segment(const dl_locator *loc, char *err, size_t errlen)
         return true;
     set_err(err, errlen, "the document log has no segment %u", loc->segment);
     return false;
+}
+
+/* ---- a backup's copy (dl_copy) ---- */
+
+static bool all_zero(const char *p, size_t n)
+{
+    return n == 0 || (p[0] == 0 && !memcmp(p, p + 1, n - 1));
+}
+
+/* Writes n bytes at `at`, whole. */
+static bool pwrite_all(int fd, const char *p, size_t n, off_t at)
+{
+    while (n) {
+        ssize_t w = pwrite(fd, p, n, at);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return false;
+        p += w, n -= (size_t)w, at += w;
+    }
+    return true;
+}
+
+/*
+ * One segment file, block by block up to its size now: zero blocks are skipped (holes), then the copy takes
+ * the full size and is synced. Records appended after the size was read belong to rows the backup's
+ * database copy cannot name (it was taken first), so they need not be there.
+ */
+static bool copy_segment(const char *from, const char *to, uint64_t *bytes, uint64_t *data_bytes, char *err,
+                         size_t errlen)
+{
+    enum { CHUNK = 64 * DL_ALIGN };
+    int in = open(from, O_RDONLY | O_CLOEXEC), out = -1;
+    struct stat st;
+    char *buf = malloc(CHUNK);
+    bool ok = false;
+    if (in < 0 || fstat(in, &st) != 0 || !buf) {
+        set_err(err, errlen, "cannot read %s: %s", from, buf ? strerror(errno) : "out of memory");
+        goto done;
+    }
+    out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (out < 0) {
+        set_err(err, errlen, "cannot create %s: %s", to, strerror(errno));
+        goto done;
+    }
+    uint64_t size = (uint64_t)st.st_size;
+    for (uint64_t at = 0; at < size;) {
+        size_t want = size - at < CHUNK ? (size_t)(size - at) : CHUNK, got = 0;
+        errno = 0; /* a read that ends early without an error says EIO */
+        while (got < want) {
+            ssize_t n = pread(in, buf + got, want - got, (off_t)(at + got));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                break;
+            got += (size_t)n;
+        }
+        if (got < want) {
+            set_err(err, errlen, "reading %s at %" PRIu64 ": %s", from, at + got, strerror(errno ? errno : EIO));
+            goto done;
+        }
+        for (size_t b = 0; b < got; b += DL_ALIGN) {
+            size_t n = got - b < DL_ALIGN ? got - b : DL_ALIGN;
+            if (all_zero(buf + b, n))
+                continue;
+            if (!pwrite_all(out, buf + b, n, (off_t)(at + b))) {
+                set_err(err, errlen, "writing %s: %s", to, strerror(errno));
+                goto done;
+            }
+            *data_bytes += n;
+        }
+        at += got;
+    }
+    if (ftruncate(out, (off_t)size) != 0 || fdatasync(out) != 0) {
+        set_err(err, errlen, "writing %s: %s", to, strerror(errno));
+        goto done;
+    }
+    *bytes += size;
+    ok = true;
+done:
+    free(buf);
+    if (in >= 0)
+        close(in);
+    if (out >= 0 && close(out) != 0 && ok) {
+        set_err(err, errlen, "closing %s: %s", to, strerror(errno));
+        ok = false;
+    }
+    return ok;
+}
+
+bool dl_copy(const char *from, const char *to, uint64_t *bytes, uint64_t *data_bytes, char *err, size_t errlen)
+{
+    *bytes = *data_bytes = 0;
+    char src[4096], dst[4096];
+    if ((size_t)snprintf(src, sizeof src, "%s/segment-%08u", from, SEGMENT) >= sizeof src ||
+        (size_t)snprintf(dst, sizeof dst, "%s/segment-%08u", to, SEGMENT) >= sizeof dst) {
+        set_err(err, errlen, "the document log's path is too long");
+        return false;
+    }
+    if (access(src, F_OK) != 0 && errno == ENOENT)
+        return true; /* no log: the store keeps its documents in their rows, or has none */
+    if (mkdir(to, 0700) != 0 && errno != EEXIST) {
+        set_err(err, errlen, "cannot create %s: %s", to, strerror(errno));
+        return false;
+    }
+    if (!copy_segment(src, dst, bytes, data_bytes, err, errlen)) {
+        unlink(dst); /* no half copy that a restore could take for whole */
+        rmdir(to);
+        return false;
+    }
+    if (!files_sync_dir(to)) {
+        set_err(err, errlen, "cannot sync the folder %s: %s", to, strerror(errno));
+        return false;
+    }
+    return true;
 }
 
 char *dl_read(dl_log *log, const dl_locator *loc, char *err, size_t errlen)

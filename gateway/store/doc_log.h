@@ -91,6 +91,15 @@ char *dl_read(dl_log *log, const dl_locator *loc, char *err, size_t errlen);
 /* Frees the record's blocks (the row naming it is gone for good). False with a reason when that failed. */
 bool dl_release(dl_log *log, const dl_locator *loc, char *err, size_t errlen);
 
+/*
+ * A backup's copy of the log in folder `from` (dl_open's) into folder `to` (created), made while a gateway may
+ * append to it: each segment up to the size it has when the copy reaches it, synced. Blocks that hold only
+ * zeros (never written, or purged: dl_release) are left as holes, so the copy takes the room the original
+ * does. A `from` that does not exist is an empty log (a store without one): nothing is copied. *bytes: the
+ * segments' sizes; *data_bytes: of which blocks with data. False with a reason.
+ */
+bool dl_copy(const char *from, const char *to, uint64_t *bytes, uint64_t *data_bytes, char *err, size_t errlen);
+
 /* Syncs done so far (for tests and counters). */
 uint64_t dl_syncs(dl_log *log);
 /* Tests only: the next sync fails as fdatasync can (EIO), and every one after it with it. */

@@ -42,6 +42,7 @@
 
 #include "fhir/array.h"
 #include "fhir/datetime.h"
+#include "gateway/util/files.h"
 
 #include <errno.h>
 #include <openssl/crypto.h>
@@ -51,7 +52,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 /* A submitted transaction, with room for its results. */
 typedef struct txn {
@@ -548,8 +551,14 @@ static st_status open_version(st_store *s, st_resource *r, st_error *err)
         sealed_len = loc.length;
     }
     if (!sl_is_sealed(sealed, sealed_len)) {
+        bool record = from_log != NULL;
         free(from_log);
-        return ST_OK;
+        if (!record)
+            return ST_OK;
+        /* the log holds sealed bytes only: zeros are a record purged (in a backup taken before the purge) */
+        st__error(err, "%s: its record in the document log holds no sealed document (purged, or the log is damaged)",
+                  aad);
+        return ST_INTERNAL;
     }
     if (!s->config.seal_keys) {
         free(from_log);
@@ -1643,6 +1652,58 @@ static bool open_doc_log(st_store *s, st_error *err)
     if (!s->doc_log)
         st__error(err, "document log: %s", why);
     return s->doc_log != NULL;
+}
+
+/* <to>/<the last part of path><suffix> into out; false when it does not fit. */
+static bool backup_path(char *out, size_t size, const char *to, const char *path, const char *suffix)
+{
+    const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    return (size_t)snprintf(out, size, "%s/%s%s", to, name, suffix) < size;
+}
+
+st_status st_backup(const st_config *config, const char *to, st_backup_report *report, st_error *err)
+{
+    *report = (st_backup_report){0};
+    if (!config || !config->path || !*config->path || !to || !*to) {
+        st__error(err, "no database path, or no folder to back up into");
+        return ST_INVALID;
+    }
+    st_config c = *config;
+    apply_defaults(&c);
+    const st_backend *backend = &st_sqlite_backend;
+    if (!backend->backup) {
+        st__error(err, "the %s store is backed up with its database's own tools", backend->name);
+        return ST_INVALID;
+    }
+    char db_to[4096], docs_from[4096], docs_to[4096], why[512];
+    if (!backup_path(db_to, sizeof db_to, to, c.path, "") ||
+        !backup_path(docs_to, sizeof docs_to, to, c.path, DL_SUFFIX) ||
+        (size_t)snprintf(docs_from, sizeof docs_from, "%s%s", c.path, DL_SUFFIX) >= sizeof docs_from) {
+        st__error(err, "a path is too long");
+        return ST_INVALID;
+    }
+    if (mkdir(to, 0700) != 0 && errno != EEXIST) {
+        st__error(err, "cannot create %s: %s", to, strerror(errno));
+        return ST_IO;
+    }
+    if (access(docs_to, F_OK) == 0) {
+        st__error(err, "%s exists already", docs_to);
+        return ST_CONFLICT;
+    }
+    /* the database first: every record its rows name was durable before it was copied */
+    st_status status = backend->backup(&c, db_to, &report->database_bytes, err);
+    if (status != ST_OK)
+        return status;
+    if (!dl_copy(docs_from, docs_to, &report->document_bytes, &report->document_data, why, sizeof why)) {
+        st__error(err, "document log: %s", why);
+        unlink(db_to); /* a database whose documents are missing is no backup */
+        return ST_IO;
+    }
+    if (!files_sync_dir(to)) {
+        st__error(err, "cannot sync the folder %s: %s", to, strerror(errno));
+        return ST_IO;
+    }
+    return ST_OK;
 }
 
 st_store *st_open(const st_config *config, st_error *err)

@@ -205,6 +205,24 @@ st_store *st_open(const st_config *config, st_error *err);
 /* Completes everything queued, stops the commit thread, closes all connections. NULL is fine. */
 void st_close(st_store *store);
 
+/*
+ * A backup (`fhirgw backup`, docs/operations.md): a consistent copy of the store at config->path into folder
+ * `to` (created if missing), safe while a gateway writes to the store from another process. First the
+ * database as of one moment, into <to>/<the database file's name>; then the document log
+ * (<database>-documents, doc_log.h), into <to>/<that folder's name>. Every row of the copy names a record that
+ * was durable before the row committed, so before the database was copied: the log's copy has it whole.
+ * What the log gained afterwards is dead space in the copy. A record purged (retention) while the log is
+ * copied may be a hole in it: its row was due for purging, and reading it fails until the restored gateway's
+ * purge removes it. Refused (ST_CONFLICT) when `to` holds either copy already. Needs no open store.
+ */
+typedef struct st_backup_report {
+    uint64_t database_bytes; /* the database copy */
+    uint64_t document_bytes; /* the document log copied, holes included */
+    uint64_t document_data;  /* of which blocks that hold data */
+} st_backup_report;
+
+st_status st_backup(const st_config *config, const char *to, st_backup_report *report, st_error *err);
+
 /* Counters since st_open, for the metrics module and for tests. */
 typedef struct st_counters {
     uint64_t commits;      /* successful COMMITs (= syncs) */

@@ -119,6 +119,10 @@ typedef struct st_backend {
     st_status (*read)(void *reader, const char *type, const char *id, int64_t version, st_resource *out, st_error *err);
     st_status (*history)(void *reader, const st_history_query *query, st_list *out, st_error *err);
     st_status (*search)(void *reader, const st_query *query, st_list *out, st_error *err);
+
+    /* st_backup's database part: a consistent copy (one moment) of the database into the new file to_path, while
+     * others may write; *bytes its size. NULL: the backend's database is backed up by its own tools. */
+    st_status (*backup)(const st_config *config, const char *to_path, uint64_t *bytes, st_error *err);
 } st_backend;
 
 extern const st_backend st_sqlite_backend;

@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fhir/array.h"
@@ -1414,6 +1415,63 @@ static st_status notify_counts(void *reader, int64_t counts[ST_NOTIFY_STATES], s
     return s;
 }
 
+/* ---- Backup (st_backup) ---------------------------------------------------------------- */
+
+/*
+ * SQLite's online backup, in one step: all pages are copied within one read
+ * transaction of the source, so the copy is the database as of one commit,
+ * however much the gateway writes meanwhile (in WAL mode a reader blocks no
+ * writer). The copy is a new file, committed (and synced) by its own
+ * connection; a copy that failed half-way is removed.
+ */
+static st_status backup_database(const st_config *config, const char *to_path, uint64_t *bytes, st_error *err)
+{
+    *bytes = 0;
+    /* made here, empty (SQLite takes an empty file for an empty database): only its owner reads the copy */
+    int fd = open(to_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        st__error(err, "cannot create %s: %s", to_path, strerror(errno));
+        return errno == EEXIST ? ST_CONFLICT : ST_IO;
+    }
+    close(fd);
+    conn *src = conn_open(config, CONN_READER, err);
+    if (!src) {
+        unlink(to_path);
+        return ST_IO;
+    }
+    sqlite3 *dst = NULL;
+    int rc = sqlite3_open_v2(to_path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    sqlite3_backup *b = rc == SQLITE_OK ? sqlite3_backup_init(dst, "main", src->db, "main") : NULL;
+    if (b) {
+        /* BUSY/LOCKED: the source's read lock was not to be had at once (a WAL restart); try again a while */
+        for (unsigned waited = 0;; waited += 20) {
+            rc = sqlite3_backup_step(b, -1);
+            if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || waited >= config->busy_timeout_ms)
+                break;
+            sqlite3_sleep(20);
+        }
+        int finished = sqlite3_backup_finish(b);
+        if (rc == SQLITE_DONE)
+            rc = finished;
+    } else if (rc == SQLITE_OK) {
+        rc = sqlite3_errcode(dst);
+    }
+    if (rc != SQLITE_OK && rc != SQLITE_DONE)
+        st__error(err, "copying %s to %s: %s", config->path, to_path, dst ? sqlite3_errmsg(dst) : sqlite3_errstr(rc));
+    bool ok = rc == SQLITE_OK || rc == SQLITE_DONE;
+    if (sqlite3_close(dst) != SQLITE_OK && ok) {
+        st__error(err, "closing %s", to_path);
+        ok = false;
+    }
+    conn_close(src);
+    struct stat st;
+    if (ok && stat(to_path, &st) == 0)
+        *bytes = (uint64_t)st.st_size;
+    if (!ok)
+        unlink(to_path);
+    return ok ? ST_OK : ST_IO;
+}
+
 const st_backend st_sqlite_backend = {
     .name = "sqlite",
     .sole_writer = true, /* one fhirgw serve per database file (docs/architecture.md) */
@@ -1440,4 +1498,5 @@ const st_backend st_sqlite_backend = {
     .read = read_resource,
     .history = history,
     .search = search,
+    .backup = backup_database,
 };

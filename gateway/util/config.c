@@ -42,7 +42,7 @@ static const setting settings[] = {
       "registered organisations: name, URA, roles, certificate, SHA-256 fingerprint (tab separated, with a header)"),
     S(store_path, T_STRING, "/var/lib/fhirgw/fhirgw.db",
       "SQLite database (WAL mode); its folder must be writable; the sealed documents are kept beside it in "
-      "<store_path>-documents: back both up together"),
+      "<store_path>-documents: back up with `fhirgw backup` (docs/operations.md), not by copying the files"),
     S(conformance, T_STRING, "",
       "folder of profiles, extension definitions, value sets and code systems (a FHIR package folder "
       "works); empty = the implementation guide's package next to the binary (BIN/ig/package in a build "

@@ -5,10 +5,12 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "fhir/array.h"
 
@@ -144,4 +146,16 @@ char *files_read(const char *path, size_t *len)
     buf[size] = '\0';
     *len = size;
     return buf;
+}
+
+bool files_sync_dir(const char *dir)
+{
+    int d = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (d < 0)
+        return false;
+    bool ok = fsync(d) == 0;
+    int saved = errno;
+    close(d);
+    errno = saved;
+    return ok;
 }

@@ -25,4 +25,8 @@ void files_list_free(file_list *list);
 /* The whole file in a malloc'd buffer (NUL-terminated; *len excludes the NUL); NULL with errno on failure. */
 char *files_read(const char *path, size_t *len);
 
+/* fsync of a folder: the entries of files just created in it survive a crash (a synced file nobody can find
+ * is lost all the same). False with errno. */
+bool files_sync_dir(const char *dir);
+
 #endif

@@ -1,0 +1,142 @@
+/*
+ * gateway/cli/cmd_backup.c — `fhirgw backup --config FILE | --dev DIR --to DIR`:
+ * a consistent copy of what a restore needs, taken while the gateway runs
+ * (docs/operations.md): the audit checkpoint file, then the store (its
+ * database as of one moment, then the document log: st_backup in
+ * gateway/store/store.h).
+ *
+ * Why this order: a restored gateway refuses a database whose audit trail
+ * ends before the last checkpoint (a cut-off tail), so the checkpoints must
+ * not run ahead of the database. Copied first, every checkpoint in the copy
+ * names entries the later database copy has. Keys (seal, audit, TLS) are
+ * not copied: they are kept apart from the data on purpose and are backed
+ * up on their own.
+ *
+ * Exit status: 0 backed up, 2 usage, configuration or I/O (nothing of a
+ * failed backup stays in DIR). Memory: everything is freed before returning.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gateway/cli/cli.h"
+#include "gateway/store/doc_log.h" /* DL_SUFFIX: the documents' folder beside the database */
+#include "gateway/store/store.h"
+#include "gateway/util/config.h"
+#include "gateway/util/files.h"
+
+#define WHO "fhirgw backup"
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: " WHO " --config FILE | --dev DIR --to DIR\n");
+    return 2;
+}
+
+/* The last part of a path. */
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+/* A copy of `from` as the new file `to`, synced; a missing `from` (no checkpoint yet) gives an empty file, so that
+ * a restore puts "none" in place of the checkpoints the live file has by then. *bytes: its size. False with why on
+ * stderr. */
+static bool copy_checkpoints(const char *from, const char *to, size_t *bytes)
+{
+    *bytes = 0;
+    size_t len = 0;
+    char *text = files_read(from, &len);
+    if (!text && errno != ENOENT) {
+        fprintf(stderr, WHO ": cannot read %s: %s\n", from, strerror(errno));
+        return false;
+    }
+    int fd = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    bool ok = fd >= 0;
+    for (size_t done = 0; ok && done < len;) {
+        ssize_t n = write(fd, text + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        ok = n > 0;
+        done += ok ? (size_t)n : 0;
+    }
+    ok = ok && fdatasync(fd) == 0;
+    if (!ok)
+        fprintf(stderr, WHO ": cannot write %s: %s\n", to, strerror(errno));
+    if (fd >= 0 && close(fd) != 0 && ok) {
+        fprintf(stderr, WHO ": cannot write %s: %s\n", to, strerror(errno));
+        ok = false;
+    }
+    free(text);
+    *bytes = len;
+    return ok;
+}
+
+/* <to>/<last part of path><suffix> into out, and whether it is free; false (why on stderr) when not. */
+static bool free_path(char *out, size_t size, const char *to, const char *path, const char *suffix)
+{
+    if ((size_t)snprintf(out, size, "%s/%s%s", to, base_name(path), suffix) >= size) {
+        fprintf(stderr, WHO ": %s: the path is too long\n", to);
+        return false;
+    }
+    if (access(out, F_OK) == 0) {
+        fprintf(stderr, WHO ": %s exists already: a backup never overwrites another\n", out);
+        return false;
+    }
+    return true;
+}
+
+static double mib(uint64_t bytes)
+{
+    return (double)bytes / (1024.0 * 1024.0);
+}
+
+static int backup(const gw_config *c, const char *to)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (mkdir(to, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, WHO ": cannot create %s: %s\n", to, strerror(errno));
+        return 2;
+    }
+    /* nothing is copied unless all of it can be: a refusal must not leave half a backup behind */
+    char checkpoints_to[4096], db_to[4096], docs_to[4096];
+    if (!free_path(checkpoints_to, sizeof checkpoints_to, to, c->audit_checkpoint_file, "") ||
+        !free_path(db_to, sizeof db_to, to, c->store_path, "") ||
+        !free_path(docs_to, sizeof docs_to, to, c->store_path, DL_SUFFIX))
+        return 2;
+    size_t checkpoint_bytes;
+    if (!copy_checkpoints(c->audit_checkpoint_file, checkpoints_to, &checkpoint_bytes))
+        return 2;
+    st_config sc = {.path = c->store_path, .busy_timeout_ms = (unsigned)c->store_busy_timeout_ms};
+    st_backup_report r;
+    st_error err;
+    if (st_backup(&sc, to, &r, &err) != ST_OK) {
+        fprintf(stderr, WHO ": %s\n", err.message);
+        unlink(checkpoints_to); /* st_backup left none of its copies: nothing half-made stays */
+        return 2;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    printf("backed up %s into %s in %.1f s: database %.1f MiB, document log %.1f MiB (%.1f MiB of it data), audit "
+           "checkpoints %zu bytes\n",
+           c->store_path, to, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
+           mib(r.database_bytes), mib(r.document_bytes), mib(r.document_data), checkpoint_bytes);
+    printf("to restore: stop the gateway, put %s and %s%s where store_path names the database, and %s where "
+           "audit_checkpoint_file names it; then start it\n",
+           base_name(c->store_path), base_name(c->store_path), DL_SUFFIX, base_name(c->audit_checkpoint_file));
+    return 0;
+}
+
+int cmd_backup(int argc, char **argv)
+{
+    gw_config c;
+    if (argc != 5 || strcmp(argv[3], "--to") || !*argv[4] || !cli_settings(WHO, argv[1], argv[2], &c))
+        return usage();
+    return backup(&c, argv[4]);
+}
