@@ -211,7 +211,9 @@ void st_close(st_store *store);
  * database as of one moment, into <to>/<the database file's name>; then the document log
  * (<database>-documents, doc_log.h), into <to>/<that folder's name>. Every row of the copy names a record that
  * was durable before the row committed, so before the database was copied: the log's copy has it whole.
- * What the log gained afterwards is dead space in the copy. A record purged (retention) while the log is
+ * What the log gained afterwards is dead space in the copy. In the copy every receiver's relay counter moves
+ * LIM(backup_event_jump) on, so a restore never numbers an event as one issued after the backup. A record
+ * purged (retention) while the log is
  * copied may be a hole in it: its row was due for purging, and reading it fails until the restored gateway's
  * purge removes it. Refused (ST_CONFLICT) when `to` holds either copy already. Needs no open store.
  */

@@ -400,6 +400,7 @@ static const char *const NOTIFY[SQL_NOTIFY_COUNT] = {
                               " ORDER BY event_number LIMIT ?2", /* the relay_pending index */
     [SQL_NOTIFY_ALL] = "SELECT " NOTIFY_COLUMNS " FROM relay_notification ORDER BY seq LIMIT ?1",
     [SQL_NOTIFY_COUNTS] = "SELECT state, count(*) FROM relay_notification GROUP BY state",
+    [SQL_NOTIFY_JUMP] = "UPDATE relay_receiver SET last_event = last_event + ?1",
     /* state 1 = delivered; the relay_pending index (state, receiver, event_number) finds them */
     /* the oldest few delivered rows only (index relay_pending, in order): "done_ms < ?2" over all of them
      * read every delivered row the receiver has kept on each mark */

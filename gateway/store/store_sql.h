@@ -203,6 +203,7 @@ typedef enum sql_notify_stmt {
     SQL_NOTIFY_ALL,              /* (limit) -> rows by seq */
     SQL_NOTIFY_COUNTS,           /* -> state, count */
     SQL_NOTIFY_PRUNE,            /* (seq, done before) the older delivered rows of seq's receiver */
+    SQL_NOTIFY_JUMP,             /* (n) every receiver's counter + n: a backup's copy (st_backup) */
     SQL_NOTIFY_COUNT
 } sql_notify_stmt;
 

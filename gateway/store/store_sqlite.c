@@ -1418,6 +1418,32 @@ static st_status notify_counts(void *reader, int64_t counts[ST_NOTIFY_STATES], s
 /* ---- Backup (st_backup) ---------------------------------------------------------------- */
 
 /*
+ * In the copy: each receiver's relay counter moves LIM(backup_event_jump)
+ * on. The gateway goes on numbering events after the backup; a restore
+ * that continued from the copy's counters would issue those numbers again,
+ * for other Tasks, and a receiver that skips numbers it has seen would miss
+ * them. Past the jump, a restored gateway's numbers are new, and the gap is
+ * what the Subscriptions Backport tells receivers to catch up on ($events).
+ */
+static int jump_event_numbers(sqlite3 *db)
+{
+    /* a database of a schema before the relay (migrated when a gateway opens it) has no counters to move */
+    if (sqlite3_table_column_metadata(db, NULL, "relay_receiver", "last_event", NULL, NULL, NULL, NULL, NULL) !=
+        SQLITE_OK)
+        return SQLITE_OK;
+    char *sql = sql_notify_text(&st_sqlite_dialect, SQL_NOTIFY_JUMP);
+    sqlite3_stmt *stmt = NULL;
+    int rc = sql ? sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) : SQLITE_NOMEM;
+    free(sql);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(stmt, 1, LIM(backup_event_jump));
+        rc = sqlite3_step(stmt) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
+    }
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
+/*
  * SQLite's online backup, in one step: all pages are copied within one read
  * transaction of the source, so the copy is the database as of one commit,
  * however much the gateway writes meanwhile (in WAL mode a reader blocks no
@@ -1453,6 +1479,8 @@ static st_status backup_database(const st_config *config, const char *to_path, u
         int finished = sqlite3_backup_finish(b);
         if (rc == SQLITE_DONE)
             rc = finished;
+        if (rc == SQLITE_OK)
+            rc = jump_event_numbers(dst);
     } else if (rc == SQLITE_OK) {
         rc = sqlite3_errcode(dst);
     }

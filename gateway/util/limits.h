@@ -158,6 +158,9 @@
       "how long a connection waits for a lock another process holds before giving up (503)")                          \
     X(store_cache_bytes, 16 * LIM_MIB, 1, BYTES, FIXED, "store",                                                      \
       "page cache of each database connection")                                                                       \
+    X(backup_event_jump, 1000000000, 1, COUNT, FIXED, "store",                                                        \
+      "a backup's copy numbers each receiver's next relay event this far past the last it holds, so that no number "   \
+      "issued after the backup is issued again; the gap tells receivers to catch up (docs/operations.md)")            \
     X(store_checkpoint_pages, 1000, 1, COUNT, FIXED, "store",                                                         \
       "WAL pages after which the checkpointer thread copies the WAL into the database")                               \
     X(store_wal_size_limit, 64 * LIM_MIB, 1, BYTES, FIXED, "store",                                                   \
