@@ -29,6 +29,7 @@
  */
 #define _GNU_SOURCE /* memmem */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <curl/curl.h>
 #include <json-c/json.h>
 #include <pthread.h>
@@ -312,6 +313,28 @@ static void count_handovers(cg_client *c, int tasks[TOTAL], int bundles[TOTAL])
     count_all(c, "Bundle", bundles, NULL);
 }
 
+/* Whether a thread of process pid is named `name` (gateway/util/thread_name.h), as ps -L and top -H show it. */
+static bool thread_named(pid_t pid, const char *name)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return false;
+    bool found = false;
+    for (struct dirent *e; !found && (e = readdir(d));) {
+        char comm[320], text[32] = "";
+        snprintf(comm, sizeof comm, "/proc/%d/task/%s/comm", (int)pid, e->d_name);
+        FILE *f = e->d_name[0] != '.' ? fopen(comm, "r") : NULL;
+        if (f && fgets(text, sizeof text, f))
+            found = !strncmp(text, name, strlen(name)) && text[strlen(name)] == '\n';
+        if (f)
+            fclose(f);
+    }
+    closedir(d);
+    return found;
+}
+
 /* No .timeout (test_server says why: Criterion leaks with one under ASan); every wait is bounded. */
 TestSuite(kill, .init = setup);
 
@@ -361,6 +384,10 @@ Test(kill, every_acknowledged_handover_survives_a_sigkill_exactly_once)
     for (int i = 0; i < TOTAL; i++)
         cr_expect(tasks[i] == 1 && bundles[i] == 1, "handover %d: %d Tasks, %d documents after resubmission", i,
                   tasks[i], bundles[i]);
+    /* an operator tells the threads apart (top -H, ps -L) */
+    const char *roles[] = {"store-commit", "store-sync", "store-ckpt", "doclog-sync", "http-0", "relay-0", "purge"};
+    for (size_t i = 0; i < sizeof roles / sizeof *roles; i++)
+        cr_expect(thread_named(gw.pid, roles[i]), "the gateway has a thread named %s", roles[i]);
     /* the store's own counters reach /metrics on the operations port (the FHIR port + 1) */
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%u/metrics", port + 1);

@@ -78,6 +78,7 @@
 #include "gateway/auth/identity.h"
 #include "gateway/http/server_internal.h"
 #include "gateway/util/log.h"
+#include "gateway/util/thread_name.h"
 
 /* Fixed limits (gateway/util/limits.h says what each bounds). */
 #define LISTEN_BACKLOG LIM(listen_backlog)
@@ -1737,6 +1738,7 @@ bool srv_start(srv_server *s, char *err, size_t errlen)
             return false;
         }
         w->started = true;
+        tn_name(w->thread, "http-%u", i);
     }
     return true;
 }

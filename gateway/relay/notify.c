@@ -43,6 +43,7 @@
 
 #include "fhir/json_write.h"
 #include "gateway/util/random.h"
+#include "gateway/util/thread_name.h"
 
 #define STATUS_PROFILE \
     "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription-status-r4"
@@ -781,9 +782,11 @@ rly_relay *rly_start(const rly_config *config, char *err, size_t errlen)
     atomic_store(&r->rng, (uint64_t)real_clock_ms(NULL) ^ (uint64_t)(uintptr_t)r);
     register_metrics(r);
     refresh_gauges(r);
-    for (; r->started < r->c.workers; r->started++)
+    for (; r->started < r->c.workers; r->started++) {
         if (pthread_create(&r->threads[r->started], NULL, worker_main, r) != 0)
             break;
+        tn_name(r->threads[r->started], "relay-%u", r->started);
+    }
     if (!r->started) {
         snprintf(err, errlen, "cannot start the relay's workers");
         rly_stop(r);

@@ -25,6 +25,7 @@
 #include "gateway/rest/rest_compliance_context.h"
 #include "gateway/rest/rest_compliance_pull.h"
 #include "gateway/rest/rest_write.h"
+#include "gateway/util/thread_name.h"
 #include "rules/bundle.h"
 
 #define URA_SYSTEM "http://fhir.nl/fhir/NamingSystem/ura"
@@ -475,6 +476,8 @@ int rest_compliance_gather(rest_app *app, cx_cache *cache, const char *type, con
     }
     atomic_init(&b->next, 0);
     b->thread_started = m > CHECK_THREAD_MIN && pthread_create(&b->thread, NULL, check_thread, b) == 0;
+    if (b->thread_started)
+        tn_name(b->thread, "rules-check");
     *batch = b;
     return 0;
 }

@@ -34,6 +34,7 @@
 #include "fhir/datetime.h"
 #include "gateway/rest/rest_access.h"
 #include "gateway/rest/rest_internal.h"
+#include "gateway/util/thread_name.h"
 
 #define SNOMED "http://snomed.info/sct"
 #define DAY_MS INT64_C(86400000)
@@ -205,6 +206,8 @@ bool rest_retention_start(rest_app *app)
     pthread_cond_init(&app->purge_wake, NULL);
     app->purge_inited = true;
     app->purge_started = app->opt.handover_retention_days && !pthread_create(&app->purge_thread, NULL, purge_main, app);
+    if (app->purge_started)
+        tn_name(app->purge_thread, "purge");
     return !app->opt.handover_retention_days || app->purge_started;
 }
 

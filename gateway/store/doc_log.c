@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "gateway/util/files.h"
+#include "gateway/util/thread_name.h"
 
 #define SEGMENT 1u /* one file for now; the locator names it so that the log can roll to more later */
 
@@ -140,6 +141,7 @@ dl_log *dl_open(const char *dir, bool sync, char *err, size_t errlen)
             return NULL;
         }
         log->thread_started = true;
+        tn_name(log->thread, "doclog-sync");
     }
     return log;
 }

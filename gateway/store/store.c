@@ -43,6 +43,7 @@
 #include "fhir/array.h"
 #include "fhir/datetime.h"
 #include "gateway/util/files.h"
+#include "gateway/util/thread_name.h"
 
 #include <errno.h>
 #include <openssl/crypto.h>
@@ -1754,6 +1755,9 @@ st_store *st_open(const st_config *config, st_error *err)
         s->backend->close_writer(s->writer);
         goto fail;
     }
+    if (s->pipelined)
+        tn_name(s->sync_thread, "store-sync");
+    tn_name(s->commit_thread, "store-commit");
     return s;
 fail:
     rc_free(s->read_cache);

@@ -37,6 +37,7 @@
 #include "gateway/store/store_sql.h"
 #include "gateway/store/wal_buffer.h"
 #include "gateway/util/hex.h"
+#include "gateway/util/thread_name.h"
 
 #define DYNAMIC_CACHE_SIZE LIM(store_statement_cache)
 #define CHECKPOINT_PAGES LIM(store_checkpoint_pages) /* SQLite's own default threshold */
@@ -376,6 +377,7 @@ static void start_checkpointer(conn *writer, const st_config *config)
         free(k);
         return;
     }
+    tn_name(k->thread, "store-ckpt");
     writer->checkpointer = k;
 }
 
