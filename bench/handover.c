@@ -39,7 +39,9 @@
  *    p50/p99/max (negative when the notification beat the 201 to the
  *    client: both are measured on this process's clock), errors, lost and
  *    duplicate notifications, CPU seconds of the gateway and of this
- *    process, and the ratio to the raw commit rate.
+ *    process, the gateway's CPU per handover by thread role (http workers,
+ *    store-commit, store-ckpt, relay, ...: where the two cores went), and
+ *    the ratio to the raw commit rate.
  *
  * Everything (folder, gateway) is removed or stopped at exit unless --keep.
  * Memory: the tables are allocated once in main and freed at exit; the
@@ -730,6 +732,28 @@ static double file_mb(const char *rel)
     return stat(path, &st) == 0 ? (double)st.st_size / 1048576 : 0;
 }
 
+#define ROLES_MAX 16 /* thread roles of the gateway (gateway/util/thread_name.h) */
+
+/* The gateway's CPU per handover by thread role during the load, largest first: where the two cores went. */
+static void print_roles(const cg_role_cpu *before, size_t nb, cg_role_cpu *after, size_t na, uint64_t handovers)
+{
+    for (size_t i = 0; i < na; i++)
+        for (size_t j = 0; j < nb; j++)
+            if (!strcmp(after[i].role, before[j].role))
+                after[i].seconds -= before[j].seconds;
+    for (size_t i = 1; i < na; i++) /* largest first (a few entries: insertion sort) */
+        for (size_t j = i; j > 0 && after[j].seconds > after[j - 1].seconds; j--) {
+            cg_role_cpu t = after[j];
+            after[j] = after[j - 1];
+            after[j - 1] = t;
+        }
+    printf("gateway cpu per handover by thread:");
+    for (size_t i = 0; i < na && handovers; i++)
+        if (after[i].seconds * 1000 / (double)handovers >= 0.005)
+            printf("%s %s %.3f ms", i ? "," : "", after[i].role, after[i].seconds * 1000 / (double)handovers);
+    printf("\n");
+}
+
 int main(int argc, char **argv)
 {
     parse_args(argc, argv);
@@ -766,9 +790,12 @@ int main(int argc, char **argv)
     printf("gateway: pid %d, https://127.0.0.1:%u, folder %s\n", (int)gateway.pid, gateway.port, dir);
     fflush(stdout);
 
+    cg_role_cpu roles0[ROLES_MAX], roles1[ROLES_MAX];
+    size_t nroles0 = cg_role_cpu_seconds(&gateway, roles0, ROLES_MAX);
     double cpu_gw0 = cg_cpu_seconds(&gateway), cpu_own0 = own_cpu_s(), t0 = now_s();
     run_senders();
     double elapsed = now_s() - t0, cpu_gw = cg_cpu_seconds(&gateway) - cpu_gw0, cpu_own = own_cpu_s() - cpu_own0;
+    size_t nroles1 = cg_role_cpu_seconds(&gateway, roles1, ROLES_MAX);
     uint64_t acc = atomic_load(&accepted);
     double wal_mb = file_mb("dev/fhirgw.db-wal"), db_mb = file_mb("dev/fhirgw.db"),
            log_mb = file_mb("dev/fhirgw.db-documents/segment-00000001");
@@ -796,6 +823,7 @@ int main(int argc, char **argv)
     printf("cpu during the load: gateway %.1f s (%.0f%% of a core, %.2f ms per handover), this process %.1f s "
            "(%.0f%%)\n",
            cpu_gw, 100 * cpu_gw / elapsed, acc ? 1000 * cpu_gw / (double)acc : 0, cpu_own, 100 * cpu_own / elapsed);
+    print_roles(roles0, nroles0, roles1, nroles1, atomic_load(&accepted));
     printf("store files at the end of the load: WAL %.0f MB, database %.0f MB, document log %.0f MB (a WAL that "
            "grows from run to run is checkpoint work left for after the load)\n",
            wal_mb, db_mb, log_mb);

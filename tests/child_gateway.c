@@ -5,6 +5,7 @@
  */
 #include "tests/child_gateway.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -265,6 +266,58 @@ void cg_client_close(cg_client *c)
         curl_easy_cleanup(c->curl);
     free(c->body);
     memset(c, 0, sizeof *c);
+}
+
+/* The first line of a small file into out (its newline removed); false when it cannot be read. */
+static bool read_line(const char *path, char *out, size_t size)
+{
+    FILE *f = fopen(path, "r");
+    bool ok = f && fgets(out, (int)size, f);
+    if (f)
+        fclose(f);
+    if (ok)
+        out[strcspn(out, "\n")] = '\0';
+    return ok;
+}
+
+static int by_role(const void *a, const void *b)
+{
+    return strcmp(((const cg_role_cpu *)a)->role, ((const cg_role_cpu *)b)->role);
+}
+
+size_t cg_role_cpu_seconds(const cg_gateway *g, cg_role_cpu *roles, size_t max)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)g->pid);
+    DIR *d = opendir(path);
+    size_t count = 0;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        char file[400], name[16], stat[128]; /* a thread name is 15 bytes at most */
+        unsigned long long ns;
+        snprintf(file, sizeof file, "%s/%s/comm", path, e->d_name);
+        if (e->d_name[0] == '.' || !read_line(file, name, sizeof name))
+            continue;
+        snprintf(file, sizeof file, "%s/%s/schedstat", path, e->d_name);
+        if (!read_line(file, stat, sizeof stat) || sscanf(stat, "%llu", &ns) != 1)
+            continue;
+        char *dash = strrchr(name, '-'); /* "http-3": the role is "http" */
+        if (dash && dash[1] && strspn(dash + 1, "0123456789") == strlen(dash + 1))
+            *dash = '\0';
+        size_t i = 0;
+        while (i < count && strcmp(roles[i].role, name))
+            i++;
+        if (i == count && count == max)
+            continue;
+        if (i == count) {
+            memcpy(roles[count].role, name, sizeof name);
+            roles[count++].seconds = 0;
+        }
+        roles[i].seconds += (double)ns / 1e9;
+    }
+    if (d)
+        closedir(d);
+    qsort(roles, count, sizeof *roles, by_role);
+    return count;
 }
 
 double cg_cpu_seconds(const cg_gateway *g)

@@ -73,6 +73,15 @@ bool cg_stop(cg_gateway *g, int sig, int *status, char *err, size_t errlen);
  * unknown. For benchmarks that set the gateway's work beside their own. */
 double cg_cpu_seconds(const cg_gateway *g);
 
+/* CPU seconds of the running gateway's threads by role (gateway/util/thread_name.h: "http-0" and "http-1" count
+ * as "http"), from /proc/PID/task/N/schedstat: at most max roles into roles, sorted by name; the count (0 when
+ * unknown). A thread that has exited is not counted. */
+typedef struct cg_role_cpu {
+    char role[16];
+    double seconds;
+} cg_role_cpu;
+size_t cg_role_cpu_seconds(const cg_gateway *g, cg_role_cpu *roles, size_t max);
+
 /* ---- an organisation's HTTPS client ---- */
 
 typedef struct cg_client {
