@@ -384,13 +384,12 @@ bool dl_copy(const char *from, const char *to, uint64_t *bytes, uint64_t *data_b
         set_err(err, errlen, "the document log's path is too long");
         return false;
     }
-    if (access(src, F_OK) != 0 && errno == ENOENT)
-        return true; /* no log: the store keeps its documents in their rows, or has none */
-    if (mkdir(to, 0700) != 0 && errno != EEXIST) {
+    if (mkdir(to, 0700) != 0 && errno != EEXIST) { /* made even for no log: a restore puts back what it finds */
         set_err(err, errlen, "cannot create %s: %s", to, strerror(errno));
         return false;
     }
-    if (!copy_segment(src, dst, bytes, data_bytes, err, errlen)) {
+    bool no_log = access(src, F_OK) != 0 && errno == ENOENT;
+    if (!no_log && !copy_segment(src, dst, bytes, data_bytes, err, errlen)) {
         unlink(dst); /* no half copy that a restore could take for whole */
         rmdir(to);
         return false;

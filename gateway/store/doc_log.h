@@ -95,7 +95,7 @@ bool dl_release(dl_log *log, const dl_locator *loc, char *err, size_t errlen);
  * A backup's copy of the log in folder `from` (dl_open's) into folder `to` (created), made while a gateway may
  * append to it: each segment up to the size it has when the copy reaches it, synced. Blocks that hold only
  * zeros (never written, or purged: dl_release) are left as holes, so the copy takes the room the original
- * does. A `from` that does not exist is an empty log (a store without one): nothing is copied. *bytes: the
+ * does. A `from` that does not exist is an empty log (a store without one): `to` is made, empty. *bytes: the
  * segments' sizes; *data_bytes: of which blocks with data. False with a reason.
  */
 bool dl_copy(const char *from, const char *to, uint64_t *bytes, uint64_t *data_bytes, char *err, size_t errlen);
