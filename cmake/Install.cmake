@@ -8,6 +8,7 @@
 #   PREFIX/share/fhirgw/ig/NAME-VERSION.tgz   build/ig/ by the ig-package target), which `serve`
 #                                             loads when the conformance setting is empty
 #   PREFIX/lib/systemd/system/fhirgw.service  the unit, ExecStart pointing at PREFIX/bin/fhirgw
+#   PREFIX/lib/systemd/system/fhirgw-backup.{service,timer}  the nightly backup (docs/operations.md)
 #   PREFIX/share/doc/fhirgw/                  README and docs
 #
 # Everything else fhirgw needs is compiled in (the R4 schema, the value sets).
@@ -52,7 +53,7 @@ install(DIRECTORY docs/ DESTINATION ${CMAKE_INSTALL_DOCDIR} FILES_MATCHING PATTE
 # The unit names the binary by its full path, known only at install time
 # (--prefix may differ from the configured prefix): written then.
 install(CODE "
-  set(FHIRGW_UNIT_SOURCE \"${CMAKE_SOURCE_DIR}/deploy/fhirgw.service\")
+  set(FHIRGW_UNIT_SOURCE_DIR \"${CMAKE_SOURCE_DIR}/deploy\")
   set(FHIRGW_UNIT_STAGING \"${CMAKE_BINARY_DIR}/install-staging\")
   set(FHIRGW_BINDIR \"${CMAKE_INSTALL_BINDIR}\")
   set(FHIRGW_UNIT_DIR \"${FHIRGW_SYSTEMD_UNIT_DIR}\")")

@@ -1,5 +1,6 @@
 /*
- * gateway/cli/cmd_backup.c — `fhirgw backup --config FILE | --dev DIR --to DIR`:
+ * gateway/cli/cmd_backup.c — `fhirgw backup --config FILE | --dev DIR --to DIR`
+ * (DIR's strftime conversions are done: --to /var/backups/fhirgw/%Y-%m-%dT%H%M%S):
  * a consistent copy of what a restore needs, taken while the gateway runs
  * (docs/operations.md): the audit checkpoint file, then the store (its
  * database as of one moment, then the document log: st_backup in
@@ -34,7 +35,8 @@
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: " WHO " --config FILE | --dev DIR --to DIR\n");
+    fprintf(stderr, "usage: " WHO " --config FILE | --dev DIR --to DIR   (DIR may hold strftime's %%Y, %%m, %%d, "
+                    "%%H, %%M, %%S)\n");
     return 2;
 }
 
@@ -92,6 +94,25 @@ static bool free_path(char *out, size_t size, const char *to, const char *path, 
     return true;
 }
 
+/* mkdir -p: `path` and the folders above it that are missing (owner only). False with errno. */
+static bool make_folders(const char *path)
+{
+    char p[4096];
+    if ((size_t)snprintf(p, sizeof p, "%s", path) >= sizeof p) {
+        errno = ENAMETOOLONG;
+        return false;
+    }
+    for (char *slash = strchr(p + 1, '/');; slash = strchr(slash + 1, '/')) {
+        if (slash)
+            *slash = '\0';
+        if (mkdir(p, 0700) != 0 && errno != EEXIST)
+            return false;
+        if (!slash)
+            return true;
+        *slash = '/';
+    }
+}
+
 static double mib(uint64_t bytes)
 {
     return (double)bytes / (1024.0 * 1024.0);
@@ -101,7 +122,7 @@ static int backup(const gw_config *c, const char *to)
 {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (mkdir(to, 0700) != 0 && errno != EEXIST) {
+    if (!make_folders(to)) {
         fprintf(stderr, WHO ": cannot create %s: %s\n", to, strerror(errno));
         return 2;
     }
@@ -133,10 +154,27 @@ static int backup(const gw_config *c, const char *to)
     return 0;
 }
 
+/*
+ * The folder: `to` with its strftime conversions done in local time, so that a scheduled backup
+ * (deploy/fhirgw-backup.timer) names each run's folder by its time: --to /var/backups/fhirgw/%Y-%m-%dT%H%M%S.
+ * False when the result would be empty or too long.
+ */
+static bool folder_name(const char *to, char *out, size_t size)
+{
+    time_t now = time(NULL);
+    struct tm local;
+    if (!localtime_r(&now, &local))
+        return false;
+    size_t n = strftime(out, size, to, &local);
+    return n > 0 && n < size;
+}
+
 int cmd_backup(int argc, char **argv)
 {
     gw_config c;
-    if (argc != 5 || strcmp(argv[3], "--to") || !*argv[4] || !cli_settings(WHO, argv[1], argv[2], &c))
+    char to[1024];
+    if (argc != 5 || strcmp(argv[3], "--to") || !folder_name(argv[4], to, sizeof to) ||
+        !cli_settings(WHO, argv[1], argv[2], &c))
         return usage();
-    return backup(&c, argv[4]);
+    return backup(&c, to);
 }

@@ -7,8 +7,9 @@
 #   `fhirgw validate` on a valid and an invalid sample (exit 0 and 1), and with the installed
 #   implementation guide package as --conformance;
 #   `fhirgw serve --dev` loading that package by default, making its test PKI with the installed certs/make-test-pki,
-#   /healthz on the ops port, GET /metadata over mutual TLS with the dev PKI, and a
-#   graceful stop on SIGTERM (exit 0).
+#   /healthz on the ops port, GET /metadata over mutual TLS with the dev PKI, a backup beside
+#   it into a folder named by its time, and a graceful stop on SIGTERM (exit 0);
+#   the systemd units (the gateway, the backup's service and timer) naming the installed binary.
 set -euo pipefail
 build=$1 work=$2
 rm -rf "$work" && mkdir -p "$work/elsewhere"
@@ -25,6 +26,10 @@ unit=$prefix/lib/systemd/system/fhirgw.service
 [ -f "$unit" ] || fail "no lib/systemd/system/fhirgw.service"
 grep -qx "ExecStart=$bin serve --config /etc/fhirgw/fhirgw.conf" "$unit" ||
   fail "the unit does not start the installed binary: $(grep ExecStart "$unit")"
+backup_unit=$prefix/lib/systemd/system/fhirgw-backup.service
+grep -q "^ExecStart=$bin backup --config /etc/fhirgw/fhirgw.conf --to " "$backup_unit" ||
+  fail "the backup unit does not run the installed binary: $(grep ExecStart "$backup_unit" 2>&1)"
+grep -q "^Unit=\|^OnCalendar=" "$prefix/lib/systemd/system/fhirgw-backup.timer" || fail "no fhirgw-backup.timer"
 [ -f "$prefix/share/fhirgw/ig/package/package.json" ] && [ -f "$prefix/share/fhirgw/ig/package/.index.json" ] ||
   fail "no share/fhirgw/ig/package (the implementation guide's package)"
 ls "$prefix"/share/fhirgw/ig/*.tgz >/dev/null 2>&1 || fail "no share/fhirgw/ig/*.tgz"
@@ -70,6 +75,15 @@ grep -q '"resourceType":"CapabilityStatement"' metadata.json || fail "GET /metad
 # without a client certificate the handshake is refused
 ! curl -s --max-time 20 --cacert dev/ca.pem "https://127.0.0.1:$port/metadata" >/dev/null 2>&1 ||
   fail "a client without a certificate was served"
+
+# a backup beside the serving gateway, into a folder named by its time (as the backup unit names it)
+"$bin" backup --dev dev --to 'backups/%Y-%m-%dT%H%M%S' >backup.out 2>&1 || fail "fhirgw backup: $(cat backup.out)"
+set -- backups/*/fhirgw.db
+[ -f "$1" ] && [ -d "${1%/fhirgw.db}/fhirgw.db-documents" ] && [ -f "${1%/fhirgw.db}/audit-checkpoints" ] ||
+  fail "fhirgw backup made no database, document folder and checkpoint file under backups/: $(cat backup.out)"
+case "$1" in backups/20[0-9][0-9]-[01][0-9]-[0-3][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]/fhirgw.db) ;;
+  *) fail "the backup's folder is not named by its time: $1" ;;
+esac
 
 kill -TERM $pid
 status=0
