@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -431,4 +432,30 @@ Test(cli, backup_refuses_usage_errors_and_a_store_that_is_not_there)
     cr_expect_neq(access(left, F_OK), 0, "a failed backup leaves nothing half-made behind");
     snprintf(left, sizeof left, "%s/b/fhirgw.db", tmpdir);
     cr_expect_neq(access(left, F_OK), 0, "a failed backup leaves nothing half-made behind");
+}
+
+Test(cli, backup_copies_whole_checkpoint_lines_only)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/d", tmpdir);
+    cr_assert_eq(mkdir(path, 0700), 0);
+    write_file("d/fhirgw.db", ""); /* an empty file is an empty SQLite database */
+    /* the gateway appends checkpoints a line at a time: a backup may meet one half written */
+    write_file("d/audit-checkpoints", "v1 10 first\nv1 20 second\nv1 30 half-writ");
+    char *out;
+    cr_expect_eq(run("backup --dev d --to 'b/%Y'", &out), 0, "%s", out);
+    free(out);
+    char year[8];
+    time_t now = time(NULL);
+    strftime(year, sizeof year, "%Y", localtime(&now));
+    snprintf(path, sizeof path, "%s/b/%s/audit-checkpoints", tmpdir, year);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "the backup's folder is named by strftime: %s", path);
+    char text[128] = "";
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    cr_expect_str_eq(text, "v1 10 first\nv1 20 second\n", "the half-written line is left out");
+    snprintf(path, sizeof path, "%s/b/%s/fhirgw.db-documents", tmpdir, year);
+    cr_expect_eq(access(path, F_OK), 0, "the documents' folder is there, empty");
 }

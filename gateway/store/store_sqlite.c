@@ -1458,8 +1458,9 @@ static st_status backup_database(const st_config *config, const char *to_path, u
     /* made here, empty (SQLite takes an empty file for an empty database): only its owner reads the copy */
     int fd = open(to_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
-        st__error(err, "cannot create %s: %s", to_path, strerror(errno));
-        return errno == EEXIST ? ST_CONFLICT : ST_IO;
+        int why = errno;
+        st__error(err, "cannot create %s: %s", to_path, strerror(why));
+        return why == EEXIST ? ST_CONFLICT : ST_IO;
     }
     close(fd);
     conn *src = conn_open(config, CONN_READER, err);
