@@ -22,9 +22,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fhir/array.h"
 #include "gateway/util/files.h"
 #include "gateway/util/thread_name.h"
 
@@ -46,6 +48,12 @@ struct dl_log {
     atomic_bool fail_next; /* dl_test_fail_next_sync */
     pthread_t thread;
     bool thread_started;
+
+    /* purges held back while a backup copies the log (dl_release_purged) */
+    int backup_lock_fd; /* <dir>/backup.lock, -1 when it could not be opened */
+    pthread_mutex_t held_lock;
+    dl_locator *held; /* held_lock */
+    size_t held_count, held_cap;
 };
 
 static void set_err(char *err, size_t errlen, const char *format, ...) __attribute__((format(printf, 3, 4)));
@@ -93,6 +101,17 @@ static bool open_segment(dl_log *log, const char *dir, char *err, size_t errlen)
     return true;
 }
 
+/* The lock file backups and purges agree through (dl_backup_lock); -1 when it cannot be opened. */
+static int open_backup_lock(const char *dir)
+{
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof path, "%s/" DL_BACKUP_LOCK, dir) >= sizeof path)
+        return -1;
+    return open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
+}
+
+static void release_held(dl_log *log);
+
 static void *sync_main(void *arg)
 {
     dl_log *log = arg;
@@ -130,10 +149,13 @@ dl_log *dl_open(const char *dir, bool sync, char *err, size_t errlen)
     pthread_mutex_init(&log->sync_lock, NULL);
     pthread_cond_init(&log->wanted, NULL);
     pthread_cond_init(&log->done, NULL);
+    pthread_mutex_init(&log->held_lock, NULL);
+    log->backup_lock_fd = -1;
     if (!open_segment(log, dir, err, errlen)) {
         dl_close(log);
         return NULL;
     }
+    log->backup_lock_fd = open_backup_lock(dir);
     if (sync) {
         if (pthread_create(&log->thread, NULL, sync_main, log) != 0) {
             set_err(err, errlen, "cannot start the document log's sync thread");
@@ -157,6 +179,11 @@ void dl_close(dl_log *log)
         pthread_mutex_unlock(&log->sync_lock);
         pthread_join(log->thread, NULL);
     }
+    release_held(log); /* what a backup still holds back stays as dead space */
+    free(log->held);
+    if (log->backup_lock_fd >= 0)
+        close(log->backup_lock_fd);
+    pthread_mutex_destroy(&log->held_lock);
     if (log->fd >= 0)
         close(log->fd);
     pthread_mutex_destroy(&log->write_lock);
@@ -448,6 +475,57 @@ bool dl_release(dl_log *log, const dl_locator *loc, char *err, size_t errlen)
         }
     }
     return true;
+}
+
+/* Releases what purges held back, if no backup holds the lock now. */
+static void release_held(dl_log *log)
+{
+    pthread_mutex_lock(&log->held_lock);
+    if (log->held_count && log->backup_lock_fd >= 0 && flock(log->backup_lock_fd, LOCK_SH | LOCK_NB) == 0) {
+        for (size_t i = 0; i < log->held_count; i++)
+            dl_release(log, &log->held[i], NULL, 0); /* a failure leaves dead space, nothing else */
+        log->held_count = 0;
+        flock(log->backup_lock_fd, LOCK_UN);
+    }
+    pthread_mutex_unlock(&log->held_lock);
+}
+
+void dl_release_purged(dl_log *log, const dl_locator *loc)
+{
+    pthread_mutex_lock(&log->held_lock);
+    bool free_now = log->backup_lock_fd < 0 || flock(log->backup_lock_fd, LOCK_SH | LOCK_NB) == 0;
+    if (free_now) {
+        dl_release(log, loc, NULL, 0); /* a failure leaves dead space, nothing else */
+        if (log->backup_lock_fd >= 0)
+            flock(log->backup_lock_fd, LOCK_UN);
+    } else if (fa_reserve(&log->held, &log->held_cap, log->held_count + 1, sizeof *log->held)) {
+        log->held[log->held_count++] = *loc; /* a backup copies the log: its database copy may still name it */
+    }
+    pthread_mutex_unlock(&log->held_lock);
+    if (free_now)
+        release_held(log);
+}
+
+int dl_backup_lock(const char *dir, char *err, size_t errlen)
+{
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        set_err(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    int fd = open_backup_lock(dir);
+    if (fd < 0 || flock(fd, LOCK_EX) != 0) {
+        set_err(err, errlen, "cannot lock %s/" DL_BACKUP_LOCK ": %s", dir, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+void dl_backup_unlock(int fd)
+{
+    if (fd >= 0)
+        close(fd); /* closing lets go of the lock */
 }
 
 uint64_t dl_syncs(dl_log *log)

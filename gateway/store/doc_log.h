@@ -88,8 +88,26 @@ bool dl_wait_durable(dl_log *log, uint64_t upto);
 
 /* The record's bytes (malloc'd, loc->length of them), or NULL with a reason. */
 char *dl_read(dl_log *log, const dl_locator *loc, char *err, size_t errlen);
-/* Frees the record's blocks (the row naming it is gone for good). False with a reason when that failed. */
+/* Frees the record's blocks at once: for a record no committed row names (rolled back, never taken; a purged
+ * row's goes through dl_release_purged). False with a reason when that failed. */
 bool dl_release(dl_log *log, const dl_locator *loc, char *err, size_t errlen);
+
+/*
+ * Backups and purges. A backup copies the database first and the log after it, so a record purged in
+ * between would be gone from the log's copy while the database's copy still names it. A backup therefore
+ * holds an exclusive lock on <dir>/backup.lock (flock; the kernel lets go of it when the process ends) from
+ * before its database copy until the log is copied, and the gateway frees the records of purged rows
+ * (dl_release_purged) only under a shared lock on the same file: while a backup runs, they are held back,
+ * and freed at the next purge after it (or left as dead space when the gateway stops first). Records no
+ * committed row names (rolled back, never taken) go at once with dl_release.
+ */
+#define DL_BACKUP_LOCK "backup.lock"
+/* Takes the backup's lock in folder `dir` (made if missing), waiting for purges under way; the descriptor to
+ * pass to dl_backup_unlock, or -1 with a reason. */
+int dl_backup_lock(const char *dir, char *err, size_t errlen);
+void dl_backup_unlock(int fd);
+/* Frees the record of a purged row, or holds it back while a backup holds the lock (see above). */
+void dl_release_purged(dl_log *log, const dl_locator *loc);
 
 /*
  * A backup's copy of the log in folder `from` (dl_open's) into folder `to` (created), made while a gateway may

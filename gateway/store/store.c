@@ -556,7 +556,7 @@ static st_status open_version(st_store *s, st_resource *r, st_error *err)
         free(from_log);
         if (!record)
             return ST_OK;
-        /* the log holds sealed bytes only: zeros are a record purged (in a backup taken before the purge) */
+        /* the log holds sealed bytes only: zeros are a freed record (a damaged log, or files copied by hand) */
         st__error(err, "%s: its record in the document log holds no sealed document (purged, or the log is damaged)",
                   aad);
         return ST_INTERNAL;
@@ -1101,7 +1101,7 @@ static void recompute_hidden(st_store *s)
 static void release_documents(st_store *s, committed *c)
 {
     for (size_t i = 0; c->stats.ok && i < c->released_count; i++)
-        dl_release(s->doc_log, &c->released[i], NULL, 0); /* a failure leaves the sealed bytes as dead space */
+        dl_release_purged(s->doc_log, &c->released[i]); /* held back while a backup copies the log */
     free(c->released);
     c->released = NULL;
 }
@@ -1691,11 +1691,20 @@ st_status st_backup(const st_config *config, const char *to, st_backup_report *r
         st__error(err, "%s exists already", docs_to);
         return ST_CONFLICT;
     }
+    /* no record of a purged row is freed from before the database copy until the log is copied (doc_log.h) */
+    int lock = dl_backup_lock(docs_from, why, sizeof why);
+    if (lock < 0) {
+        st__error(err, "document log: %s", why);
+        return ST_IO;
+    }
     /* the database first: every record its rows name was durable before it was copied */
     st_status status = backend->backup(&c, db_to, &report->database_bytes, err);
+    bool copied = status == ST_OK &&
+                  dl_copy(docs_from, docs_to, &report->document_bytes, &report->document_data, why, sizeof why);
+    dl_backup_unlock(lock);
     if (status != ST_OK)
         return status;
-    if (!dl_copy(docs_from, docs_to, &report->document_bytes, &report->document_data, why, sizeof why)) {
+    if (!copied) {
         st__error(err, "document log: %s", why);
         unlink(db_to); /* a database whose documents are missing is no backup */
         return ST_IO;

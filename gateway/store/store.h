@@ -212,10 +212,10 @@ void st_close(st_store *store);
  * (<database>-documents, doc_log.h), into <to>/<that folder's name>. Every row of the copy names a record that
  * was durable before the row committed, so before the database was copied: the log's copy has it whole.
  * What the log gained afterwards is dead space in the copy. In the copy every receiver's relay counter moves
- * LIM(backup_event_jump) on, so a restore never numbers an event as one issued after the backup. A record
- * purged (retention) while the log is
- * copied may be a hole in it: its row was due for purging, and reading it fails until the restored gateway's
- * purge removes it. Refused (ST_CONFLICT) when `to` holds either copy already. Needs no open store.
+ * LIM(backup_event_jump) on, so a restore never numbers an event as one issued after the backup. Purges
+ * that commit while it runs keep their records until the log is copied (a lock file, doc_log.h), so every
+ * record the copy names is whole in it. Refused (ST_CONFLICT) when `to` holds either copy already. Needs no
+ * open store.
  */
 typedef struct st_backup_report {
     uint64_t database_bytes; /* the database copy */
