@@ -405,19 +405,37 @@ Test(kill, every_acknowledged_handover_survives_a_sigkill_exactly_once)
     teardown();
 }
 
-/* `fhirgw ARGS` with its output appended to DIR/commands.log; its exit status (-1: it did not run or exit). */
+/* `fhirgw ARGS` with its output appended to DIR/commands.log; its exit status (-1: it did not run or exit; 124:
+ * still running after 2 minutes, and stopped). */
 static int run_fhirgw(const char *args)
 {
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "'%s' %s >>'%s/commands.log' 2>&1", FHIRGW_BIN, args, dir);
+    snprintf(cmd, sizeof cmd, "timeout 120 '%s' %s >>'%s/commands.log' 2>&1", FHIRGW_BIN, args, dir);
     int status = system(cmd);
     return status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Whether DIR/commands.log (run_fhirgw's output) holds text. */
+static bool commands_log_has(const char *text)
+{
+    char path[128], buf[65536];
+    snprintf(path, sizeof path, "%s/commands.log", dir);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    return strstr(buf, text) != NULL;
 }
 
 Test(kill, a_backup_taken_under_load_restores_every_handover_acknowledged_before_it)
 {
     cg_gateway gw = start_gateway(1);
     attest_agreements();
+    char args[512];
+    snprintf(args, sizeof args, "serve --dev '%s/dev' --port %u", dir, port + 2);
+    cr_expect_neq(run_fhirgw(args), 0, "a second gateway on the same folder is refused (see commands.log)");
+    cr_expect(commands_log_has("in use by another gateway"), "the second gateway says why it stopped");
     pthread_t t[THREADS];
     send_until_acknowledged(t);
     static bool before[TOTAL]; /* acknowledged when the backup began */
@@ -427,7 +445,6 @@ Test(kill, a_backup_taken_under_load_restores_every_handover_acknowledged_before
         before[i] = seen == 200 || seen == 201;
         acked_before += before[i];
     }
-    char args[512];
     snprintf(args, sizeof args, "backup --dev '%s/dev' --to '%s/backup'", dir, dir);
     int64_t t_backup = now_ms();
     cr_assert_eq(run_fhirgw(args), 0, "fhirgw backup under load (see commands.log)");

@@ -479,6 +479,30 @@ Test(store, a_failed_sync_of_the_document_log_fails_the_commit_and_breaks_the_st
     sl_keyring_free(k);
 }
 
+/* ---- One gateway per database (st_config.exclusive) ---- */
+
+Test(store, a_second_gateway_on_one_database_is_refused_and_tools_are_not)
+{
+    st_close(S);
+    st_config serving = {.path = db_path, .clock = pinned_clock, .exclusive = true};
+    st_error e = {{0}};
+    S = st_open(&serving, &e);
+    cr_assert_not_null(S, "%s", e.message);
+    st_store *second = st_open(&serving, &e);
+    cr_expect_null(second, "two gateways would append over each other's documents and fork the audit chain");
+    st_close(second);
+    char want[64];
+    snprintf(want, sizeof want, "in use by another gateway (pid %ld,", (long)getpid());
+    cr_expect(strstr(e.message, want), "%s", e.message);
+    st_config tool = {.path = db_path, .clock = pinned_clock}; /* audit verify opens it beside the gateway */
+    st_store *verify = st_open(&tool, &e);
+    cr_expect_not_null(verify, "%s", e.message);
+    st_close(verify);
+    st_close(S);
+    S = st_open(&serving, &e);
+    cr_expect_not_null(S, "the lock goes with the store that held it: %s", e.message);
+}
+
 /* ---- Backups (st_backup) ---- */
 
 #define BACKUP_WRITES 300

@@ -532,6 +532,7 @@ static bool open_services(const gw_config *c, services *s, bool dev)
     sc.seal_keys = s->seal_keys;
     sc.on_seal_failure = log_seal_failure;
     sc.path = c->store_path;
+    sc.exclusive = true; /* one gateway per database */
     sc.on_commit = on_commit;
     sc.on_commit_arg = &s->store_mx;
     sc.max_batch = (unsigned)c->store_batch_max;

@@ -46,6 +46,7 @@
 #include "gateway/util/thread_name.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -53,6 +54,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -114,6 +116,7 @@ struct st_store {
     rc_cache *read_cache;
     /* documents sealed early, outside the database (doc_log.h); NULL when the backend has other writers */
     dl_log *doc_log;
+    int serving_lock_fd; /* config.exclusive: <path>.lock, flock'd exclusively until st_close; else -1 */
 
     /* read connections, guarded by pool_lock */
     pthread_mutex_t pool_lock;
@@ -1716,6 +1719,51 @@ st_status st_backup(const st_config *config, const char *to, st_backup_report *r
     return ST_OK;
 }
 
+/*
+ * config.exclusive: the flock on <path>.lock, with this process's pid in the file for the next one's message.
+ * The kernel lets go of it when the process ends however it ends, so a SIGKILL leaves no stale lock.
+ */
+static bool take_serving_lock(st_store *s, st_error *err)
+{
+    s->serving_lock_fd = -1;
+    if (!s->config.exclusive)
+        return true;
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof path, "%s.lock", s->config.path) >= sizeof path) {
+        st__error(err, "the database's path is too long");
+        return false;
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        st__error(err, "cannot open %s: %s", path, strerror(errno));
+        return false;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char holder[32] = "";
+        ssize_t n = pread(fd, holder, sizeof holder - 1, 0);
+        holder[n > 0 ? n : 0] = '\0';
+        holder[strcspn(holder, "\n")] = '\0';
+        st__error(err, "in use by another gateway (pid %s, holding %s): one gateway per database",
+                  *holder ? holder : "unknown", path);
+        close(fd);
+        return false;
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+        /* nothing to do: only a second gateway's message misses the pid, and the lock holds all the same */
+    }
+    s->serving_lock_fd = fd;
+    return true;
+}
+
+static void drop_serving_lock(st_store *s)
+{
+    if (s->serving_lock_fd >= 0)
+        close(s->serving_lock_fd); /* closing lets go of the lock */
+    s->serving_lock_fd = -1;
+}
+
 st_store *st_open(const st_config *config, st_error *err)
 {
     if (!config || !config->path || !*config->path) {
@@ -1740,6 +1788,8 @@ st_store *st_open(const st_config *config, st_error *err)
         free(s);
         return NULL;
     }
+    if (!take_serving_lock(s, err)) /* before anything is opened: a second gateway touches nothing */
+        goto fail;
     s->writer = s->backend->open_writer(&s->config, err);
     if (!s->writer)
         goto fail;
@@ -1771,6 +1821,7 @@ st_store *st_open(const st_config *config, st_error *err)
 fail:
     rc_free(s->read_cache);
     dl_close(s->doc_log);
+    drop_serving_lock(s);
     destroy_sync(s);
     free(s->idle_readers);
     free(s);
@@ -1794,6 +1845,7 @@ void st_close(st_store *s)
         s->backend->close_reader(s->idle_readers[i]);
     rc_free(s->read_cache);
     dl_close(s->doc_log);
+    drop_serving_lock(s); /* last: nothing of this store writes any more */
     destroy_sync(s);
     free(s->idle_readers);
     free(s);

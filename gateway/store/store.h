@@ -192,6 +192,11 @@ typedef struct st_config {
     /* With seal_keys, documents sealed early go to the document log beside the database (doc_log.h) unless
      * this is set: then they stay in their rows, as in a database several gateways share (bench-store compares). */
     bool document_log_off;
+    /* The serving gateway's store: st_open refuses (naming the holder's pid) while another process holds the
+     * store open so, through an exclusive flock on <path>.lock kept until st_close. Two gateways on one
+     * database would append over each other's records in the document log and fork the audit chain. Tools
+     * that only read it or copy it (audit verify, backup) leave it false. */
+    bool exclusive;
     /* Called (on the reading thread) with where and why whenever a sealed body does not open, for the error log:
      * the read itself fails with ST_INTERNAL. NULL: not reported beyond the read. */
     void (*on_seal_failure)(void *arg, const char *message);
