@@ -110,8 +110,6 @@ static int open_backup_lock(const char *dir)
     return open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
 }
 
-static void release_held(dl_log *log);
-
 static void *sync_main(void *arg)
 {
     dl_log *log = arg;
@@ -179,7 +177,7 @@ void dl_close(dl_log *log)
         pthread_mutex_unlock(&log->sync_lock);
         pthread_join(log->thread, NULL);
     }
-    release_held(log); /* what a backup still holds back stays as dead space */
+    dl_release_held(log); /* what a backup still holds back stays as dead space */
     free(log->held);
     if (log->backup_lock_fd >= 0)
         close(log->backup_lock_fd);
@@ -477,9 +475,10 @@ bool dl_release(dl_log *log, const dl_locator *loc, char *err, size_t errlen)
     return true;
 }
 
-/* Releases what purges held back, if no backup holds the lock now. */
-static void release_held(dl_log *log)
+void dl_release_held(dl_log *log)
 {
+    if (!log)
+        return;
     pthread_mutex_lock(&log->held_lock);
     if (log->held_count && log->backup_lock_fd >= 0 && flock(log->backup_lock_fd, LOCK_SH | LOCK_NB) == 0) {
         for (size_t i = 0; i < log->held_count; i++)
@@ -503,7 +502,7 @@ void dl_release_purged(dl_log *log, const dl_locator *loc)
     }
     pthread_mutex_unlock(&log->held_lock);
     if (free_now)
-        release_held(log);
+        dl_release_held(log);
 }
 
 int dl_backup_lock(const char *dir, char *err, size_t errlen)

@@ -98,7 +98,7 @@ bool dl_release(dl_log *log, const dl_locator *loc, char *err, size_t errlen);
  * holds an exclusive lock on <dir>/backup.lock (flock; the kernel lets go of it when the process ends) from
  * before its database copy until the log is copied, and the gateway frees the records of purged rows
  * (dl_release_purged) only under a shared lock on the same file: while a backup runs, they are held back,
- * and freed at the next purge after it (or left as dead space when the gateway stops first). Records no
+ * and freed by the first commit after it (dl_release_held; left as dead space when the gateway stops first). Records no
  * committed row names (rolled back, never taken) go at once with dl_release.
  */
 #define DL_BACKUP_LOCK "backup.lock"
@@ -108,6 +108,9 @@ int dl_backup_lock(const char *dir, char *err, size_t errlen);
 void dl_backup_unlock(int fd);
 /* Frees the record of a purged row, or holds it back while a backup holds the lock (see above). */
 void dl_release_purged(dl_log *log, const dl_locator *loc);
+/* Frees what purges held back, once no backup holds the lock; only a mutex when nothing is held (the store
+ * calls it after every commit). NULL is fine. */
+void dl_release_held(dl_log *log);
 
 /*
  * A backup's copy of the log in folder `from` (dl_open's) into folder `to` (created), made while a gateway may

@@ -1118,6 +1118,7 @@ static void release_documents(st_store *s, committed *c)
 static void finish_batch(st_store *s, committed *c)
 {
     release_documents(s, c);
+    dl_release_held(s->doc_log); /* what purges held back while a backup ran, once it is done */
     if (c->stats.ok) {
         atomic_fetch_add(&s->audit_entries, c->audit_appended);
         checkpoint_if_due(s, &c->audit_head, false); /* before the callbacks: answers come after their checkpoint */
