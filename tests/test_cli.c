@@ -459,3 +459,20 @@ Test(cli, backup_copies_whole_checkpoint_lines_only)
     snprintf(path, sizeof path, "%s/b/%s/fhirgw.db-documents", tmpdir, year);
     cr_expect_eq(access(path, F_OK), 0, "the documents' folder is there, empty");
 }
+
+Test(cli, restore_refuses_usage_errors_and_a_folder_without_a_backup)
+{
+    char *out;
+    cr_expect_eq(run("restore", &out), 2);
+    cr_expect_not_null(strstr(out, "usage: fhirgw restore"), "%s", out);
+    free(out);
+    char path[600];
+    snprintf(path, sizeof path, "%s/d", tmpdir);
+    cr_assert_eq(mkdir(path, 0700), 0);
+    write_file("d/fhirgw.db", "");
+    cr_expect_eq(run("restore --dev d --from sub", &out), 2);
+    cr_expect_not_null(strstr(out, "holds no backup"), "%s", out);
+    free(out);
+    snprintf(path, sizeof path, "%s/d/fhirgw.db", tmpdir);
+    cr_expect_eq(access(path, F_OK), 0, "nothing was moved for a restore that could not be made");
+}

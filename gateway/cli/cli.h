@@ -60,5 +60,10 @@ bool cli_settings(const char *who, const char *flag, const char *value, struct g
 
 /* fhirgw backup --config FILE | --dev DIR --to DIR (exit 0 backed up, 2 usage, configuration or I/O) */
 int cmd_backup(int argc, char **argv);
+/* fhirgw restore --config FILE | --dev DIR --from DIR (exit 0 restored and its audit trail verified, 1 restored
+ * but the trail does not verify, 2 refused, usage, configuration or I/O) */
+int cmd_restore(int argc, char **argv);
+/* audit verify of the gateway c configures, its verdict on stdout: 0 intact, 1 a problem found, 2 I/O */
+int cli_audit_verify(const struct gw_config *c);
 
 #endif

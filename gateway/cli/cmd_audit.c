@@ -82,7 +82,7 @@ static bool settings(int argc, char **argv, gw_config *c)
     return argc == 4 && !strcmp(argv[1], "verify") && cli_settings("fhirgw audit verify", argv[2], argv[3], c);
 }
 
-static int verify(const gw_config *c)
+int cli_audit_verify(const gw_config *c)
 {
     char err[1024];
     au_keyring *keys = au_keyring_load(c->audit_key_file, err, sizeof err);
@@ -127,5 +127,5 @@ int cmd_audit(int argc, char **argv)
     gw_config c;
     if (!settings(argc, argv, &c))
         return usage();
-    return verify(&c);
+    return cli_audit_verify(&c);
 }

@@ -1,5 +1,6 @@
 /*
- * gateway/cli/cmd_backup.c — `fhirgw backup --config FILE | --dev DIR --to DIR`
+ * gateway/cli/cmd_backup.c — `fhirgw backup --config FILE | --dev DIR --to DIR`, and
+ * `fhirgw restore ... --from DIR` at the end of this file
  * (DIR's strftime conversions are done: --to /var/backups/fhirgw/%Y-%m-%dT%H%M%S):
  * a consistent copy of what a restore needs, taken while the gateway runs
  * (docs/operations.md): the audit checkpoint file, then the store (its
@@ -180,4 +181,66 @@ int cmd_backup(int argc, char **argv)
         !cli_settings(WHO, argv[1], argv[2], &c))
         return usage();
     return backup(&c, to);
+}
+
+/* ---- fhirgw restore ---- */
+
+static int restore_usage(void)
+{
+    fprintf(stderr, "usage: fhirgw restore --config FILE | --dev DIR --from DIR\n");
+    return 2;
+}
+
+/*
+ * The backup's checkpoint file in place of the live one, whose copy goes into aside first: written beside it
+ * and renamed over it, so a crash leaves the one or the other whole.
+ */
+static bool restore_checkpoints(const char *live, const char *from, const char *aside)
+{
+    char backup[4096], kept[4096], fresh[4096];
+    size_t n;
+    if ((size_t)snprintf(backup, sizeof backup, "%s/%s", from, base_name(live)) >= sizeof backup ||
+        (size_t)snprintf(kept, sizeof kept, "%s/%s", aside, base_name(live)) >= sizeof kept ||
+        (size_t)snprintf(fresh, sizeof fresh, "%s.restoring", live) >= sizeof fresh) {
+        fprintf(stderr, "fhirgw restore: a path is too long\n");
+        return false;
+    }
+    unlink(fresh); /* a restore that stopped half way left it */
+    if (!copy_checkpoints(live, kept, &n) || !copy_checkpoints(backup, fresh, &n))
+        return false;
+    if (rename(fresh, live) != 0) {
+        fprintf(stderr, "fhirgw restore: cannot replace %s: %s\n", live, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+int cmd_restore(int argc, char **argv)
+{
+    gw_config c;
+    if (argc != 5 || strcmp(argv[3], "--from") || !*argv[4] || !cli_settings("fhirgw restore", argv[1], argv[2], &c))
+        return restore_usage();
+    const char *from = argv[4];
+    char aside[4096], stamp[32];
+    time_t now = time(NULL);
+    struct tm local;
+    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", localtime_r(&now, &local));
+    if ((size_t)snprintf(aside, sizeof aside, "%s.before-restore-%s", c.store_path, stamp) >= sizeof aside)
+        return restore_usage();
+    st_config sc = {.path = c.store_path, .busy_timeout_ms = (unsigned)c.store_busy_timeout_ms};
+    uint64_t copied;
+    st_error err;
+    if (st_restore(&sc, from, aside, &copied, &err) != ST_OK) {
+        fprintf(stderr, "fhirgw restore: %s\n", err.message);
+        return 2;
+    }
+    if (!restore_checkpoints(c.audit_checkpoint_file, from, aside)) {
+        fprintf(stderr,
+                "fhirgw restore: the store is restored but not its audit checkpoints; the replaced files "
+                "are in %s\n",
+                aside);
+        return 2;
+    }
+    printf("restored %s from %s (%.1f MiB); the replaced files are in %s\n", c.store_path, from, mib(copied), aside);
+    return cli_audit_verify(&c);
 }

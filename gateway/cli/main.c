@@ -36,6 +36,9 @@ static const command commands[] = {
     {"backup", "backup --config FILE | --dev DIR --to DIR",
      "copy the store (database, document log) and the audit checkpoints, consistently, while the gateway runs",
      cmd_backup},
+    {"restore", "restore --config FILE | --dev DIR --from DIR",
+     "put a backup in place of the stopped gateway's store (the replaced files are kept), then verify its audit trail",
+     cmd_restore},
     {"version", "version (or --version)", "print the version and the FHIR version", cmd_version},
     {"help", "help", "list the commands", cmd_help},
 };

@@ -314,92 +314,6 @@ static bool known_segment(const dl_locator *loc, char *err, size_t errlen)
 
 /* ---- a backup's copy (dl_copy) ---- */
 
-static bool all_zero(const char *p, size_t n)
-{
-    return n == 0 || (p[0] == 0 && !memcmp(p, p + 1, n - 1));
-}
-
-/* Writes n bytes at `at`, whole. */
-static bool pwrite_all(int fd, const char *p, size_t n, off_t at)
-{
-    while (n) {
-        ssize_t w = pwrite(fd, p, n, at);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return false;
-        p += w, n -= (size_t)w, at += w;
-    }
-    return true;
-}
-
-/*
- * One segment file, block by block up to its size now: zero blocks are skipped (holes), then the copy takes
- * the full size and is synced. Records appended after the size was read belong to rows the backup's
- * database copy cannot name (it was taken first), so they need not be there.
- */
-static bool copy_segment(const char *from, const char *to, uint64_t *bytes, uint64_t *data_bytes, char *err,
-                         size_t errlen)
-{
-    enum { CHUNK = 64 * DL_ALIGN };
-    int in = open(from, O_RDONLY | O_CLOEXEC), out = -1;
-    struct stat st;
-    char *buf = malloc(CHUNK);
-    bool ok = false;
-    if (in < 0 || fstat(in, &st) != 0 || !buf) {
-        set_err(err, errlen, "cannot read %s: %s", from, buf ? strerror(errno) : "out of memory");
-        goto done;
-    }
-    out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (out < 0) {
-        set_err(err, errlen, "cannot create %s: %s", to, strerror(errno));
-        goto done;
-    }
-    uint64_t size = (uint64_t)st.st_size;
-    for (uint64_t at = 0; at < size;) {
-        size_t want = size - at < CHUNK ? (size_t)(size - at) : CHUNK, got = 0;
-        errno = 0; /* a read that ends early without an error says EIO */
-        while (got < want) {
-            ssize_t n = pread(in, buf + got, want - got, (off_t)(at + got));
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0)
-                break;
-            got += (size_t)n;
-        }
-        if (got < want) {
-            set_err(err, errlen, "reading %s at %" PRIu64 ": %s", from, at + got, strerror(errno ? errno : EIO));
-            goto done;
-        }
-        for (size_t b = 0; b < got; b += DL_ALIGN) {
-            size_t n = got - b < DL_ALIGN ? got - b : DL_ALIGN;
-            if (all_zero(buf + b, n))
-                continue;
-            if (!pwrite_all(out, buf + b, n, (off_t)(at + b))) {
-                set_err(err, errlen, "writing %s: %s", to, strerror(errno));
-                goto done;
-            }
-            *data_bytes += n;
-        }
-        at += got;
-    }
-    if (ftruncate(out, (off_t)size) != 0 || fdatasync(out) != 0) {
-        set_err(err, errlen, "writing %s: %s", to, strerror(errno));
-        goto done;
-    }
-    *bytes += size;
-    ok = true;
-done:
-    free(buf);
-    if (in >= 0)
-        close(in);
-    if (out >= 0 && close(out) != 0 && ok) {
-        set_err(err, errlen, "closing %s: %s", to, strerror(errno));
-        ok = false;
-    }
-    return ok;
-}
-
 bool dl_copy(const char *from, const char *to, uint64_t *bytes, uint64_t *data_bytes, char *err, size_t errlen)
 {
     *bytes = *data_bytes = 0;
@@ -414,7 +328,7 @@ bool dl_copy(const char *from, const char *to, uint64_t *bytes, uint64_t *data_b
         return false;
     }
     bool no_log = access(src, F_OK) != 0 && errno == ENOENT;
-    if (!no_log && !copy_segment(src, dst, bytes, data_bytes, err, errlen)) {
+    if (!no_log && !files_copy_sparse(src, dst, DL_ALIGN, bytes, data_bytes, err, errlen)) {
         unlink(dst); /* no half copy that a restore could take for whole */
         rmdir(to);
         return false;

@@ -1721,23 +1721,21 @@ st_status st_backup(const st_config *config, const char *to, st_backup_report *r
 }
 
 /*
- * config.exclusive: the flock on <path>.lock, with this process's pid in the file for the next one's message.
- * The kernel lets go of it when the process ends however it ends, so a SIGKILL leaves no stale lock.
+ * The serving lock: an exclusive flock on <path>.lock, with this process's pid in the file for the next
+ * one's message. The kernel lets go of it when the process ends however it ends, so a SIGKILL leaves no
+ * stale lock. The descriptor (close it to let go), or -1 with err.
  */
-static bool take_serving_lock(st_store *s, st_error *err)
+static int lock_serving(const char *db_path, st_error *err)
 {
-    s->serving_lock_fd = -1;
-    if (!s->config.exclusive)
-        return true;
     char path[4096];
-    if ((size_t)snprintf(path, sizeof path, "%s.lock", s->config.path) >= sizeof path) {
+    if ((size_t)snprintf(path, sizeof path, "%s.lock", db_path) >= sizeof path) {
         st__error(err, "the database's path is too long");
-        return false;
+        return -1;
     }
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
         st__error(err, "cannot open %s: %s", path, strerror(errno));
-        return false;
+        return -1;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         char holder[32] = "";
@@ -1747,15 +1745,21 @@ static bool take_serving_lock(st_store *s, st_error *err)
         st__error(err, "in use by another gateway (pid %s, holding %s): one gateway per database",
                   *holder ? holder : "unknown", path);
         close(fd);
-        return false;
+        return -1;
     }
     char pid[32];
     int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
     if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
         /* nothing to do: only a second gateway's message misses the pid, and the lock holds all the same */
     }
-    s->serving_lock_fd = fd;
-    return true;
+    return fd;
+}
+
+/* config.exclusive: the serving lock, kept until st_close. */
+static bool take_serving_lock(st_store *s, st_error *err)
+{
+    s->serving_lock_fd = s->config.exclusive ? lock_serving(s->config.path, err) : -1;
+    return !s->config.exclusive || s->serving_lock_fd >= 0;
 }
 
 static void drop_serving_lock(st_store *s)
@@ -1763,6 +1767,71 @@ static void drop_serving_lock(st_store *s)
     if (s->serving_lock_fd >= 0)
         close(s->serving_lock_fd); /* closing lets go of the lock */
     s->serving_lock_fd = -1;
+}
+
+/* Moves <path><suffix>, if there is one, to <aside>/<its name>; false with err. */
+static bool move_aside(const char *path, const char *suffix, const char *aside, st_error *err)
+{
+    char from[4096], to[4096];
+    if ((size_t)snprintf(from, sizeof from, "%s%s", path, suffix) >= sizeof from ||
+        !backup_path(to, sizeof to, aside, path, suffix)) {
+        st__error(err, "a path is too long");
+        return false;
+    }
+    if (rename(from, to) == 0 || errno == ENOENT)
+        return true;
+    st__error(err, "cannot move %s to %s: %s", from, to, strerror(errno));
+    return false;
+}
+
+/* The folder that holds path (into out). */
+static void folder_of(const char *path, char *out, size_t size)
+{
+    const char *slash = strrchr(path, '/');
+    snprintf(out, size, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    if (slash == path)
+        snprintf(out, size, "/");
+}
+
+st_status st_restore(const st_config *config, const char *from, const char *aside, uint64_t *copied, st_error *err)
+{
+    *copied = 0;
+    char db_from[4096], docs_from[4096], docs_to[4096], folder[4096], why[512];
+    if (!config || !config->path || !*config->path || !from || !aside ||
+        !backup_path(db_from, sizeof db_from, from, config->path, "") ||
+        !backup_path(docs_from, sizeof docs_from, from, config->path, DL_SUFFIX) ||
+        (size_t)snprintf(docs_to, sizeof docs_to, "%s%s", config->path, DL_SUFFIX) >= sizeof docs_to) {
+        st__error(err, "no database path, or a path is too long");
+        return ST_INVALID;
+    }
+    int lock = lock_serving(config->path, err); /* no gateway serves it now, and none starts until we are done */
+    if (lock < 0)
+        return ST_CONFLICT;
+    st_status status = ST_OK;
+    uint64_t data = 0, log_bytes = 0;
+    if (access(db_from, F_OK) != 0) {
+        st__error(err, "%s holds no backup of %s", from, config->path);
+        status = ST_NOT_FOUND;
+    } else if (mkdir(aside, 0700) != 0) {
+        st__error(err, "cannot create %s: %s", aside, strerror(errno));
+        status = ST_IO;
+    } else if (!move_aside(config->path, "-wal", aside, err) || !move_aside(config->path, "-shm", aside, err) ||
+               !move_aside(config->path, "", aside, err) || !move_aside(config->path, DL_SUFFIX, aside, err)) {
+        status = ST_IO; /* what moved is in aside: the message names it */
+    } else if (!files_copy_sparse(db_from, config->path, DL_ALIGN, copied, &data, why, sizeof why) ||
+               !dl_copy(docs_from, docs_to, &log_bytes, &data, why, sizeof why)) {
+        st__error(err, "%s (the replaced files are in %s)", why, aside);
+        status = ST_IO;
+    } else {
+        folder_of(config->path, folder, sizeof folder);
+        if (!files_sync_dir(folder) || !files_sync_dir(aside)) {
+            st__error(err, "cannot sync %s: %s", folder, strerror(errno));
+            status = ST_IO;
+        }
+    }
+    close(lock); /* lets go of the serving lock */
+    *copied += log_bytes;
+    return status;
 }
 
 st_store *st_open(const st_config *config, st_error *err)

@@ -230,6 +230,16 @@ typedef struct st_backup_report {
 
 st_status st_backup(const st_config *config, const char *to, st_backup_report *report, st_error *err);
 
+/*
+ * A restore (`fhirgw restore`, docs/operations.md): the store at config->path replaced by the backup in folder
+ * `from` (st_backup's copies). Refused (ST_CONFLICT) while a gateway serves the store (its serving lock, taken
+ * here for the whole restore so that none starts meanwhile); ST_NOT_FOUND when `from` holds no backup of it.
+ * Nothing is deleted: the database, its -wal and -shm files and its documents folder are moved into the new
+ * folder `aside` (beside the database: a rename), then the backup's are copied in (the log stays sparse).
+ * *copied: the bytes copied. On an error after files were moved, err says where they are.
+ */
+st_status st_restore(const st_config *config, const char *from, const char *aside, uint64_t *copied, st_error *err);
+
 /* Counters since st_open, for the metrics module and for tests. */
 typedef struct st_counters {
     uint64_t commits;      /* successful COMMITs (= syncs) */

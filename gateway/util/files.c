@@ -159,3 +159,101 @@ bool files_sync_dir(const char *dir)
     errno = saved;
     return ok;
 }
+
+static bool all_zero(const char *p, size_t n)
+{
+    return n == 0 || (p[0] == 0 && !memcmp(p, p + 1, n - 1));
+}
+
+/* Writes n bytes at `at`, whole. */
+static bool pwrite_all(int fd, const char *p, size_t n, off_t at)
+{
+    while (n) {
+        ssize_t w = pwrite(fd, p, n, at);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return false;
+        p += w, n -= (size_t)w, at += w;
+    }
+    return true;
+}
+
+static void copy_err(char *err, size_t errlen, const char *what, const char *path)
+{
+    if (err && errlen)
+        snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno ? errno : EIO));
+}
+
+/* Reads want bytes at `at` into buf; false (errno set, EIO for an early end) when fewer came. */
+static bool pread_all(int fd, char *buf, size_t want, off_t at)
+{
+    size_t got = 0;
+    errno = 0;
+    while (got < want) {
+        ssize_t n = pread(fd, buf + got, want - got, at + (off_t)got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    if (got < want && !errno)
+        errno = EIO;
+    return got == want;
+}
+
+bool files_copy_sparse(const char *from, const char *to, size_t block, uint64_t *bytes, uint64_t *data_bytes, char *err,
+                       size_t errlen)
+{
+    const size_t chunk = 64 * block;
+    int in = open(from, O_RDONLY | O_CLOEXEC), out = -1;
+    struct stat st;
+    char *buf = malloc(chunk);
+    bool ok = false;
+    if (in < 0 || fstat(in, &st) != 0 || !buf) {
+        if (!buf)
+            errno = ENOMEM;
+        copy_err(err, errlen, "cannot read", from);
+        goto done;
+    }
+    out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (out < 0) {
+        copy_err(err, errlen, "cannot create", to);
+        goto done;
+    }
+    uint64_t size = (uint64_t)st.st_size;
+    for (uint64_t at = 0; at < size;) {
+        size_t want = size - at < chunk ? (size_t)(size - at) : chunk;
+        if (!pread_all(in, buf, want, (off_t)at)) {
+            copy_err(err, errlen, "cannot read", from);
+            goto done;
+        }
+        for (size_t b = 0; b < want; b += block) {
+            size_t n = want - b < block ? want - b : block;
+            if (all_zero(buf + b, n))
+                continue; /* a hole: never written, or freed */
+            if (!pwrite_all(out, buf + b, n, (off_t)(at + b))) {
+                copy_err(err, errlen, "cannot write", to);
+                goto done;
+            }
+            *data_bytes += n;
+        }
+        at += want;
+    }
+    if (ftruncate(out, (off_t)size) != 0 || fdatasync(out) != 0) {
+        copy_err(err, errlen, "cannot write", to);
+        goto done;
+    }
+    *bytes += size;
+    ok = true;
+done:
+    free(buf);
+    if (in >= 0)
+        close(in);
+    if (out >= 0 && close(out) != 0 && ok) {
+        copy_err(err, errlen, "cannot close", to);
+        ok = false;
+    }
+    return ok;
+}

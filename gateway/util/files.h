@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct file_list {
     char **paths;
@@ -28,5 +29,13 @@ char *files_read(const char *path, size_t *len);
 /* fsync of a folder: the entries of files just created in it survive a crash (a synced file nobody can find
  * is lost all the same). False with errno. */
 bool files_sync_dir(const char *dir);
+
+/*
+ * A copy of file `from` as the new file `to` (mode 0600, refused when it exists), up to the size `from` has
+ * when the copy begins, synced. Blocks of `block` bytes that hold only zeros are left as holes, so a sparse
+ * file stays sparse. *bytes += the size, *data_bytes += the bytes of blocks with data. False with a reason.
+ */
+bool files_copy_sparse(const char *from, const char *to, size_t block, uint64_t *bytes, uint64_t *data_bytes, char *err,
+                       size_t errlen);
 
 #endif
