@@ -12,8 +12,8 @@
 #include "gateway/store/seal.h"
 #include "gateway/store/store.h"
 #include "gateway/store/store_backend.h" /* the SQLite dialect, to read its statements' plans */
-#include "gateway/store/store_sql.h"
-#include "gateway/util/limits.h" /* the shared SQL, internal to the store: tested here with a second dialect */
+#include "gateway/store/store_sql.h"     /* the shared SQL, internal to the store: tested here with a second dialect */
+#include "gateway/util/limits.h"         /* backup_event_jump */
 
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -505,6 +505,14 @@ Test(store, a_second_gateway_on_one_database_is_refused_and_tools_are_not)
 
 /* ---- Backups (st_backup) ---- */
 
+/* create_sealed of DOC_PLAIN for an id known only at run time. */
+static st_op_result create_numbered_document(const char *id)
+{
+    char plain[128];
+    snprintf(plain, sizeof plain, "{\"resourceType\":\"Bundle\",\"id\":\"%s\",\"meta\":{},\"type\":\"document\"}", id);
+    return create_sealed(id, plain);
+}
+
 #define BACKUP_WRITES 300
 
 static atomic_int backup_writes_done; /* creates acknowledged so far by the writer below */
@@ -515,11 +523,9 @@ static void *backup_writer(void *arg)
 {
     (void)arg;
     for (int i = 0; i < BACKUP_WRITES; i++) {
-        char id[16], plain[128];
+        char id[16];
         snprintf(id, sizeof id, "w%d", i);
-        snprintf(plain, sizeof plain, "{\"resourceType\":\"Bundle\",\"id\":\"%s\",\"meta\":{},\"type\":\"document\"}",
-                 id);
-        if (create_sealed(id, plain).status != ST_OK)
+        if (create_numbered_document(id).status != ST_OK)
             atomic_store(&backup_writer_failed, true);
         atomic_fetch_add(&backup_writes_done, 1);
     }
@@ -543,11 +549,9 @@ Test(store, a_backup_taken_while_documents_are_written_holds_every_one_written_b
 {
     sl_keyring *k = sealing_store();
     for (int i = 0; i < 20; i++) {
-        char id[16], plain[128];
+        char id[16];
         snprintf(id, sizeof id, "d%d", i);
-        snprintf(plain, sizeof plain, "{\"resourceType\":\"Bundle\",\"id\":\"%s\",\"meta\":{},\"type\":\"document\"}",
-                 id);
-        cr_assert_eq(create_sealed(id, plain).status, ST_OK);
+        cr_assert_eq(create_numbered_document(id).status, ST_OK);
     }
     cr_assert_eq(purge_document("d0").status, ST_OK);
 

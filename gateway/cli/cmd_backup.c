@@ -27,7 +27,6 @@
 #include <unistd.h>
 
 #include "gateway/cli/cli.h"
-#include "gateway/store/doc_log.h" /* DL_SUFFIX: the documents' folder beside the database */
 #include "gateway/store/store.h"
 #include "gateway/util/config.h"
 #include "gateway/util/files.h"
@@ -84,20 +83,6 @@ static bool copy_checkpoints(const char *from, const char *to, size_t *bytes)
     return ok;
 }
 
-/* <to>/<last part of path><suffix> into out, and whether it is free; false (why on stderr) when not. */
-static bool free_path(char *out, size_t size, const char *to, const char *path, const char *suffix)
-{
-    if ((size_t)snprintf(out, size, "%s/%s%s", to, base_name(path), suffix) >= size) {
-        fprintf(stderr, WHO ": %s: the path is too long\n", to);
-        return false;
-    }
-    if (access(out, F_OK) == 0) {
-        fprintf(stderr, WHO ": %s exists already: a backup never overwrites another\n", out);
-        return false;
-    }
-    return true;
-}
-
 /* mkdir -p: `path` and the folders above it that are missing (owner only). False with errno. */
 static bool make_folders(const char *path)
 {
@@ -130,12 +115,14 @@ static int backup(const gw_config *c, const char *to)
         fprintf(stderr, WHO ": cannot create %s: %s\n", to, strerror(errno));
         return 2;
     }
-    /* nothing is copied unless all of it can be: a refusal must not leave half a backup behind */
-    char checkpoints_to[4096], db_to[4096], docs_to[4096];
-    if (!free_path(checkpoints_to, sizeof checkpoints_to, to, c->audit_checkpoint_file, "") ||
-        !free_path(db_to, sizeof db_to, to, c->store_path, "") ||
-        !free_path(docs_to, sizeof docs_to, to, c->store_path, DL_SUFFIX))
+    /* every copy is made new (O_EXCL), and what this run made goes again when a later step refuses: a backup
+       never overwrites another, and leaves nothing half-made */
+    char checkpoints_to[4096];
+    if ((size_t)snprintf(checkpoints_to, sizeof checkpoints_to, "%s/%s", to, base_name(c->audit_checkpoint_file)) >=
+        sizeof checkpoints_to) {
+        fprintf(stderr, WHO ": %s: the path is too long\n", to);
         return 2;
+    }
     size_t checkpoint_bytes;
     if (!copy_checkpoints(c->audit_checkpoint_file, checkpoints_to, &checkpoint_bytes))
         return 2;
@@ -152,9 +139,7 @@ static int backup(const gw_config *c, const char *to)
            "checkpoints %zu bytes\n",
            c->store_path, to, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
            mib(r.database_bytes), mib(r.document_bytes), mib(r.document_data), checkpoint_bytes);
-    printf("to restore: stop the gateway, put %s and %s%s where store_path names the database, and %s where "
-           "audit_checkpoint_file names it; then start it\n",
-           base_name(c->store_path), base_name(c->store_path), DL_SUFFIX, base_name(c->audit_checkpoint_file));
+    printf("to restore: stop the gateway, then fhirgw restore --from %s (with this command's --config or --dev)\n", to);
     return 0;
 }
 

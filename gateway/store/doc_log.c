@@ -389,16 +389,28 @@ bool dl_release(dl_log *log, const dl_locator *loc, char *err, size_t errlen)
     return true;
 }
 
+/* Whether no backup holds the lock: then a shared lock is taken, to be let go by let_go_shared. Under held_lock. */
+static bool take_shared(dl_log *log)
+{
+    return log->backup_lock_fd < 0 || flock(log->backup_lock_fd, LOCK_SH | LOCK_NB) == 0;
+}
+
+static void let_go_shared(dl_log *log)
+{
+    if (log->backup_lock_fd >= 0)
+        flock(log->backup_lock_fd, LOCK_UN);
+}
+
 void dl_release_held(dl_log *log)
 {
     if (!log)
         return;
     pthread_mutex_lock(&log->held_lock);
-    if (log->held_count && log->backup_lock_fd >= 0 && flock(log->backup_lock_fd, LOCK_SH | LOCK_NB) == 0) {
+    if (log->held_count && take_shared(log)) {
         for (size_t i = 0; i < log->held_count; i++)
             dl_release(log, &log->held[i], NULL, 0); /* a failure leaves dead space, nothing else */
         log->held_count = 0;
-        flock(log->backup_lock_fd, LOCK_UN);
+        let_go_shared(log);
     }
     pthread_mutex_unlock(&log->held_lock);
 }
@@ -406,17 +418,13 @@ void dl_release_held(dl_log *log)
 void dl_release_purged(dl_log *log, const dl_locator *loc)
 {
     pthread_mutex_lock(&log->held_lock);
-    bool free_now = log->backup_lock_fd < 0 || flock(log->backup_lock_fd, LOCK_SH | LOCK_NB) == 0;
-    if (free_now) {
+    if (take_shared(log)) {
         dl_release(log, loc, NULL, 0); /* a failure leaves dead space, nothing else */
-        if (log->backup_lock_fd >= 0)
-            flock(log->backup_lock_fd, LOCK_UN);
+        let_go_shared(log);
     } else if (fa_reserve(&log->held, &log->held_cap, log->held_count + 1, sizeof *log->held)) {
         log->held[log->held_count++] = *loc; /* a backup copies the log: its database copy may still name it */
     }
     pthread_mutex_unlock(&log->held_lock);
-    if (free_now)
-        dl_release_held(log);
 }
 
 int dl_backup_lock(const char *dir, char *err, size_t errlen)

@@ -1784,13 +1784,14 @@ static bool move_aside(const char *path, const char *suffix, const char *aside, 
     return false;
 }
 
-/* The folder that holds path (into out). */
+/* The folder that holds path (into out): "." for a bare name, "/" for one at the root. */
 static void folder_of(const char *path, char *out, size_t size)
 {
     const char *slash = strrchr(path, '/');
-    snprintf(out, size, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
-    if (slash == path)
-        snprintf(out, size, "/");
+    if (!slash)
+        snprintf(out, size, ".");
+    else
+        snprintf(out, size, "%.*s", slash == path ? 1 : (int)(slash - path), path);
 }
 
 st_status st_restore(const st_config *config, const char *from, const char *aside, uint64_t *copied, st_error *err)
