@@ -17,6 +17,7 @@
 
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -24,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -513,6 +515,16 @@ static st_op_result create_numbered_document(const char *id)
     return create_sealed(id, plain);
 }
 
+/* Documents d<from> .. d<to - 1>. */
+static void create_documents(int from, int to)
+{
+    for (int i = from; i < to; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "d%d", i);
+        cr_assert_eq(create_numbered_document(id).status, ST_OK);
+    }
+}
+
 #define BACKUP_WRITES 300
 
 static atomic_int backup_writes_done; /* creates acknowledged so far by the writer below */
@@ -548,11 +560,7 @@ static st_status read_document(st_store *s, const char *id, bool *whole)
 Test(store, a_backup_taken_while_documents_are_written_holds_every_one_written_before_it)
 {
     sl_keyring *k = sealing_store();
-    for (int i = 0; i < 20; i++) {
-        char id[16];
-        snprintf(id, sizeof id, "d%d", i);
-        cr_assert_eq(create_numbered_document(id).status, ST_OK);
-    }
+    create_documents(0, 20);
     cr_assert_eq(purge_document("d0").status, ST_OK);
 
     char to[160];
@@ -620,6 +628,56 @@ Test(store, a_backup_taken_while_documents_are_written_holds_every_one_written_b
     st_close(R);
     fprintf(stderr, "backup test: %d of %d documents written before the backup began, %d in it, %d when it ended\n",
             before, BACKUP_WRITES, found, after);
+    sl_keyring_free(k);
+}
+
+/* Replaces a file of a backup by a folder of the same name: opening it works, reading it fails (EISDIR), as a
+ * disk error would halfway through a restore. */
+static void break_backup_file(const char *backup, const char *name)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s", backup, name);
+    cr_assert_eq(unlink(path), 0, "%s: %s", path, strerror(errno));
+    cr_assert_eq(mkdir(path, 0700), 0);
+}
+
+/* Every document d0..d<n-1> reads whole from S. */
+static void expect_documents(int n, const char *when)
+{
+    for (int i = 0; i < n; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "d%d", i);
+        bool whole = false;
+        cr_expect(read_document(S, id, &whole) == ST_OK && whole, "%s: %s does not read whole", when, id);
+    }
+}
+
+Test(store, a_restore_that_fails_halfway_leaves_the_store_as_it_was)
+{
+    sl_keyring *k = sealing_store();
+    create_documents(0, 5);
+    st_config config = {.path = db_path};
+    st_backup_report report;
+    st_error e = {{0}};
+    const char *const broken[] = {"fhir.db" DL_SUFFIX "/segment-00000001", "fhir.db"};
+    for (int round = 0; round < 2; round++) {
+        char backup[160], aside[160];
+        snprintf(backup, sizeof backup, "%s/backup%d", dir, round);
+        snprintf(aside, sizeof aside, "%s/aside%d", dir, round);
+        cr_assert_eq(st_backup(&config, backup, &report, &e), ST_OK, "%s", e.message);
+        create_documents(5 + round, 6 + round); /* after the backup: only the live store has it */
+        break_backup_file(backup, broken[round]);
+        st_close(S);
+        S = NULL;
+
+        uint64_t copied = 1;
+        cr_expect_eq(st_restore(&config, backup, aside, &copied, &e), ST_IO, "round %d", round);
+        cr_expect(strstr(e.message, "the store is as it was"), "round %d: %s", round, e.message);
+        cr_expect_eq(copied, 0);
+        cr_expect(access(aside, F_OK) != 0, "round %d: the folder for the replaced files is gone again", round);
+        reopen_sealing(k);
+        expect_documents(6 + round, round ? "the database's copy failed" : "the log's copy failed");
+    }
     sl_keyring_free(k);
 }
 

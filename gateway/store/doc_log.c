@@ -329,8 +329,7 @@ bool dl_copy(const char *from, const char *to, uint64_t *bytes, uint64_t *data_b
     }
     bool no_log = access(src, F_OK) != 0 && errno == ENOENT;
     if (!no_log && !files_copy_sparse(src, dst, DL_ALIGN, bytes, data_bytes, err, errlen)) {
-        unlink(dst); /* no half copy that a restore could take for whole */
-        rmdir(to);
+        rmdir(to); /* the half copy is gone already: no folder that a restore could take for a whole log */
         return false;
     }
     if (!files_sync_dir(to)) {
@@ -338,6 +337,16 @@ bool dl_copy(const char *from, const char *to, uint64_t *bytes, uint64_t *data_b
         return false;
     }
     return true;
+}
+
+bool dl_remove_copy(const char *folder)
+{
+    char segment[4096];
+    if ((size_t)snprintf(segment, sizeof segment, "%s/segment-%08u", folder, SEGMENT) >= sizeof segment)
+        return false;
+    if (unlink(segment) != 0 && errno != ENOENT)
+        return false;
+    return rmdir(folder) == 0 || errno == ENOENT;
 }
 
 char *dl_read(dl_log *log, const dl_locator *loc, char *err, size_t errlen)

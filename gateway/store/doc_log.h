@@ -121,6 +121,10 @@ void dl_release_held(dl_log *log);
  */
 bool dl_copy(const char *from, const char *to, uint64_t *bytes, uint64_t *data_bytes, char *err, size_t errlen);
 
+/* Removes a copy dl_copy made in `folder` (its segment, then the folder), as a failed restore must: false
+ * (errno) when something else is in the folder or a file cannot go. A folder that is not there is fine. */
+bool dl_remove_copy(const char *folder);
+
 /* Syncs done so far (for tests and counters). */
 uint64_t dl_syncs(dl_log *log);
 /* Tests only: the next sync fails as fdatasync can (EIO), and every one after it with it. */

@@ -1794,6 +1794,32 @@ static void folder_of(const char *path, char *out, size_t size)
         snprintf(out, size, "%.*s", slash == path ? 1 : (int)(slash - path), path);
 }
 
+/* The files a restore moves aside, in the order it moves them (an old -wal first: with a restored database
+ * beside it SQLite would apply it). */
+static const char *const restore_suffixes[] = {"-wal", "-shm", "", DL_SUFFIX};
+#define RESTORE_FILES (sizeof restore_suffixes / sizeof *restore_suffixes)
+
+/*
+ * A restore that failed after it began to move the store aside: the backup's copies that were made go (only
+ * when every file had moved: before that the live paths may still hold the store itself), and what was moved
+ * comes back, never over a file that is there, so the store is as it was. False when something could not be
+ * put back: it is still in `aside`.
+ */
+static bool put_back(const char *path, const char *docs_to, const char *aside, bool remove_copies)
+{
+    bool ok = !remove_copies || ((unlink(path) == 0 || errno == ENOENT) && dl_remove_copy(docs_to));
+    for (size_t i = RESTORE_FILES; ok && i-- > 0;) {
+        char moved[4096], live[4096];
+        ok = backup_path(moved, sizeof moved, aside, path, restore_suffixes[i]) &&
+             (size_t)snprintf(live, sizeof live, "%s%s", path, restore_suffixes[i]) < sizeof live;
+        if (ok && access(moved, F_OK) == 0)
+            ok = access(live, F_OK) != 0 && errno == ENOENT && rename(moved, live) == 0;
+    }
+    char folder[4096];
+    folder_of(path, folder, sizeof folder);
+    return ok && rmdir(aside) == 0 && files_sync_dir(folder);
+}
+
 st_status st_restore(const st_config *config, const char *from, const char *aside, uint64_t *copied, st_error *err)
 {
     *copied = 0;
@@ -1810,18 +1836,24 @@ st_status st_restore(const st_config *config, const char *from, const char *asid
         return ST_CONFLICT;
     st_status status = ST_OK;
     uint64_t data = 0, log_bytes = 0;
+    size_t moved = 0;
     if (access(db_from, F_OK) != 0) {
         st__error(err, "%s holds no backup of %s", from, config->path);
-        status = ST_NOT_FOUND;
-    } else if (mkdir(aside, 0700) != 0) {
+        close(lock);
+        return ST_NOT_FOUND;
+    }
+    if (mkdir(aside, 0700) != 0) {
         st__error(err, "cannot create %s: %s", aside, strerror(errno));
+        close(lock);
+        return ST_IO;
+    }
+    while (moved < RESTORE_FILES && move_aside(config->path, restore_suffixes[moved], aside, err))
+        moved++;
+    if (moved < RESTORE_FILES) {
         status = ST_IO;
-    } else if (!move_aside(config->path, "-wal", aside, err) || !move_aside(config->path, "-shm", aside, err) ||
-               !move_aside(config->path, "", aside, err) || !move_aside(config->path, DL_SUFFIX, aside, err)) {
-        status = ST_IO; /* what moved is in aside: the message names it */
     } else if (!files_copy_sparse(db_from, config->path, DL_ALIGN, copied, &data, why, sizeof why) ||
                !dl_copy(docs_from, docs_to, &log_bytes, &data, why, sizeof why)) {
-        st__error(err, "%s (the replaced files are in %s)", why, aside);
+        st__error(err, "%s", why);
         status = ST_IO;
     } else {
         folder_of(config->path, folder, sizeof folder);
@@ -1829,6 +1861,15 @@ st_status st_restore(const st_config *config, const char *from, const char *asid
             st__error(err, "cannot sync %s: %s", folder, strerror(errno));
             status = ST_IO;
         }
+    }
+    if (status != ST_OK) {
+        char reason[sizeof err->message];
+        snprintf(reason, sizeof reason, "%s", err->message);
+        if (put_back(config->path, docs_to, aside, moved == RESTORE_FILES))
+            st__error(err, "%s; nothing was restored, the store is as it was", reason);
+        else
+            st__error(err, "%s; the store's own files are in %s, put them back by hand", reason, aside);
+        *copied = log_bytes = 0;
     }
     close(lock); /* lets go of the serving lock */
     *copied += log_bytes;

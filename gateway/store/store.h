@@ -236,7 +236,9 @@ st_status st_backup(const st_config *config, const char *to, st_backup_report *r
  * here for the whole restore so that none starts meanwhile); ST_NOT_FOUND when `from` holds no backup of it.
  * Nothing is deleted: the database, its -wal and -shm files and its documents folder are moved into the new
  * folder `aside` (beside the database: a rename), then the backup's are copied in (the log stays sparse).
- * *copied: the bytes copied. On an error after files were moved, err says where they are.
+ * *copied: the bytes copied. A restore that fails halfway (a copy that cannot be read or written) removes
+ * what it copied and moves the store's files back: the store is as it was, and err says so; only when that
+ * fails too are they left in `aside`, and err says where.
  */
 st_status st_restore(const st_config *config, const char *from, const char *aside, uint64_t *copied, st_error *err);
 

@@ -255,5 +255,7 @@ done:
         copy_err(err, errlen, "cannot close", to);
         ok = false;
     }
+    if (out >= 0 && !ok)
+        unlink(to); /* no half copy that anyone could take for whole */
     return ok;
 }

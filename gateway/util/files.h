@@ -33,7 +33,8 @@ bool files_sync_dir(const char *dir);
 /*
  * A copy of file `from` as the new file `to` (mode 0600, refused when it exists), up to the size `from` has
  * when the copy begins, synced. Blocks of `block` bytes that hold only zeros are left as holes, so a sparse
- * file stays sparse. *bytes += the size, *data_bytes += the bytes of blocks with data. False with a reason.
+ * file stays sparse. *bytes += the size, *data_bytes += the bytes of blocks with data. False with a reason,
+ * and then no `to` is left behind.
  */
 bool files_copy_sparse(const char *from, const char *to, size_t block, uint64_t *bytes, uint64_t *data_bytes, char *err,
                        size_t errlen);
