@@ -37,39 +37,48 @@ static void free_arena(void *a)
 /*
  * Who a certificate is, remembered per worker thread: a keep-alive
  * connection sends the same certificate with every request, and decoding its
- * subjectAltName each time costs more than the rest of a read. The cache
- * holds a reference to the certificate and compares by X509_cmp (the
- * certificate's own digest), so a new connection never inherits an old
- * identity by pointer reuse.
+ * subjectAltName (and hashing it for the audit trail) each time costs more
+ * than the rest of a read. A worker serves the connections of several
+ * organisations at once, interleaved, so it remembers the last few
+ * certificates, not one (test_access's matrix of six organisations on two
+ * workers goes through the replacement). Each entry holds a reference to its
+ * certificate and is matched by X509_cmp (the certificate's own digest), so a
+ * new connection never inherits an old identity by pointer reuse.
  */
+enum { CALLER_CACHE_SLOTS = 4 };
+
 typedef struct caller_cache {
-    X509 *cert;
-    id_identity who;
+    X509 *cert[CALLER_CACHE_SLOTS];
+    id_identity who[CALLER_CACHE_SLOTS];
+    unsigned next; /* the slot replaced next: round robin */
 } caller_cache;
 
 static void free_caller_cache(void *p)
 {
     caller_cache *cc = p;
-    X509_free(cc->cert);
+    for (unsigned i = 0; i < CALLER_CACHE_SLOTS; i++)
+        X509_free(cc->cert[i]);
     free(cc);
 }
 
 static void resolve_caller(rest_app *app, X509 *cert, id_identity *who)
 {
     caller_cache *cc = pthread_getspecific(app->caller_key);
-    if (cc && cert && cc->cert && X509_cmp(cc->cert, cert) == 0) {
-        *who = cc->who;
-        return;
-    }
+    for (unsigned i = 0; cc && cert && i < CALLER_CACHE_SLOTS; i++)
+        if (cc->cert[i] && X509_cmp(cc->cert[i], cert) == 0) {
+            *who = cc->who[i];
+            return;
+        }
     id_resolve(cert, app->opt.organisations, who);
     if (!cert)
         return;
     if (!cc && (cc = calloc(1, sizeof *cc)))
         pthread_setspecific(app->caller_key, cc);
     if (cc && X509_up_ref(cert)) {
-        X509_free(cc->cert);
-        cc->cert = cert;
-        cc->who = *who;
+        unsigned slot = cc->next++ % CALLER_CACHE_SLOTS;
+        X509_free(cc->cert[slot]);
+        cc->cert[slot] = cert;
+        cc->who[slot] = *who;
     }
 }
 
@@ -176,6 +185,7 @@ static bool identify(rq *q)
                            who.ura[0] ? " (URA " : "", who.ura[0] ? who.ura : "");
         return false;
     }
+    memcpy(q->audit.cert_fp, who.fingerprint, sizeof q->audit.cert_fp); /* the audit trail's access point */
     snprintf(q->caller.ura, sizeof q->caller.ura, "%s", entry->ura);
     q->caller.roles = az_parse_roles(entry->role);
     snprintf(q->org_name, sizeof q->org_name, "%s", entry->name);

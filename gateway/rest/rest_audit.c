@@ -95,7 +95,7 @@ static void caller_fields(rq *q, au_entry *e)
     rest_audit_state *a = &q->audit;
     if (!a->ids_known && q->req) {
         X509 *cert = srv_req_peer_cert(q->req);
-        if (!cert || !id_fingerprint(cert, a->cert_fp))
+        if (!a->cert_fp[0] && (!cert || !id_fingerprint(cert, a->cert_fp))) /* identify() usually gave it */
             a->cert_fp[0] = '\0';
         AU_SET(a->request_id, srv_req_id(q->req));
         a->ids_known = true;

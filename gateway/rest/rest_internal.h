@@ -197,7 +197,7 @@ typedef struct rest_audit_state {
     size_t txn_count, txn_cap;
     bool lost;                    /* an entry could not even be noted (out of memory): nothing is answered but 503 */
     bool ids_known;               /* cert_fp and request_id taken from the request */
-    char cert_fp[65];             /* of the client certificate, for every entry */
+    char cert_fp[65];             /* of the client certificate, for every entry (set by identify) */
     char request_id[AU_TEXT_MAX]; /* X-Request-ID, likewise */
     srv_request *req;             /* the request whose answer is held */
     bool holding;                 /* an answer waits for its entries' commit */
