@@ -18,6 +18,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -678,6 +679,100 @@ Test(store, a_restore_that_fails_halfway_leaves_the_store_as_it_was)
         reopen_sealing(k);
         expect_documents(6 + round, round ? "the database's copy failed" : "the log's copy failed");
     }
+    sl_keyring_free(k);
+}
+
+/* Reopens S as the serving gateway does (the serving lock: the document log is its own to reclaim); what its
+ * reclaim freed. */
+static uint64_t reopen_owning(const sl_keyring *k)
+{
+    st_close(S);
+    st_config config = {.path = db_path, .clock = pinned_clock, .seal_keys = k, .exclusive = true};
+    st_error e = {{0}};
+    S = st_open(&config, &e);
+    cr_assert_not_null(S, "%s", e.message);
+    uint64_t freed;
+    const char *error;
+    st_reclaim_report(S, &freed, &error);
+    cr_expect_null(error, "%s", error);
+    return freed;
+}
+
+/* Whether the record a locator names reads as zeros now. */
+static bool record_freed(const char *locator, size_t len)
+{
+    bool zeros = false;
+    free(logged_record(locator, len, &zeros));
+    return zeros;
+}
+
+/* A document sealed and appended to the log, whose transaction never commits (as when the process dies
+ * before it): its locator into out. */
+static size_t orphan_record(const char *id, char *out, size_t size)
+{
+    const char *plain = "{\"resourceType\":\"Bundle\",\"type\":\"document\"}";
+    size_t len = 0;
+    char *locator = st_seal_early(S, "Bundle", id, plain, strlen(plain), &len);
+    cr_assert(locator && dl_is_locator(locator, len) && len < size);
+    memcpy(out, locator, len);
+    free(locator);
+    return len;
+}
+
+Test(store, records_no_row_names_are_freed_at_the_next_start_after_an_unclean_stop)
+{
+    sl_keyring *k = sealing_store();
+    reopen_owning(k);
+    create_documents(0, 5);
+    char purged[128], orphan[128], marker[200], docs[160], why[256] = "";
+    size_t purged_len = stored_body("Bundle", "d1", purged, sizeof purged);
+    size_t orphan_len = orphan_record("o1", orphan, sizeof orphan);
+    snprintf(docs, sizeof docs, "%s" DL_SUFFIX, db_path);
+    snprintf(marker, sizeof marker, "%s/" DL_CLEAN_STOP, docs);
+
+    /* a purge held back by a backup when the gateway stops: no marker is left, the next start frees it */
+    int lock = dl_backup_lock(docs, why, sizeof why);
+    cr_assert_geq(lock, 0, "%s", why);
+    cr_assert_eq(purge_document("d1").status, ST_OK);
+    st_close(S);
+    S = NULL;
+    dl_backup_unlock(lock);
+    cr_expect_neq(access(marker, F_OK), 0, "a stop with a record held back is not clean");
+    cr_expect_not(record_freed(purged, purged_len), "held back while the backup ran");
+    cr_expect_not(record_freed(orphan, orphan_len));
+    uint64_t freed = reopen_owning(k);
+    cr_expect_gt(freed, DL_ALIGN, "%" PRIu64 " bytes freed: a record's blocks, and the last one's bytes", freed);
+    cr_expect(record_freed(purged, purged_len), "the purged document's record is gone");
+    cr_expect(record_freed(orphan, orphan_len), "the record no transaction committed is gone");
+    expect_documents(1, "after the reclaim");
+    for (int i = 2; i < 5; i++) {
+        char id[16];
+        bool whole = false;
+        snprintf(id, sizeof id, "d%d", i);
+        cr_expect(read_document(S, id, &whole) == ST_OK && whole, "%s survives the reclaim", id);
+    }
+
+    /* a clean stop leaves the marker: the next start has nothing to look at */
+    st_close(S);
+    S = NULL;
+    cr_expect_eq(access(marker, F_OK), 0, "a clean stop leaves its marker");
+    cr_expect_eq(reopen_owning(k), 0);
+    cr_expect_neq(access(marker, F_OK), 0, "taken away while the gateway runs");
+
+    /* a crash (the marker never written) after a record was appended and never committed */
+    orphan_len = orphan_record("o2", orphan, sizeof orphan);
+    create_documents(5, 6);
+    st_close(S);
+    S = NULL;
+    cr_assert_eq(unlink(marker), 0, "%s", strerror(errno)); /* as if the process had died */
+    reopen_sealing(k); /* a tool's open, not the serving gateway's: it reclaims nothing */
+    cr_expect_not(record_freed(orphan, orphan_len));
+    freed = reopen_owning(k);
+    cr_expect_geq(freed, DL_ALIGN);
+    cr_expect(record_freed(orphan, orphan_len));
+    expect_documents(1, "after the second reclaim");
+    bool whole = false;
+    cr_expect(read_document(S, "d5", &whole) == ST_OK && whole, "written just before the crash");
     sl_keyring_free(k);
 }
 
@@ -2522,7 +2617,10 @@ Test(store, no_statement_reads_a_whole_table)
         cr_assert_not_null(sql);
         if (query_plan(db, sql, plan, sizeof plan)) { /* BEGIN, COMMIT, SAVEPOINT have none */
             checked++;
-            cr_expect_not(scans_a_table(sql, plan), "%s\n  plan: %s", sql, plan);
+            if (i == SQL_ALL_LOGGED) /* by design all of them, once at a start after an unclean stop: from */
+                cr_expect(strstr(plan, "COVERING INDEX version_in_log"), "%s\n  plan: %s", sql, plan); /* its index */
+            else
+                cr_expect_not(scans_a_table(sql, plan), "%s\n  plan: %s", sql, plan);
         }
         free(sql);
     }

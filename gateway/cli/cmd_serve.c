@@ -13,6 +13,7 @@
  * loaded from next to the binary (cli_guide_package); a setting wins.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -548,6 +549,17 @@ static bool open_services(const gw_config *c, services *s, bool dev)
         return false;
     }
     atomic_store(&s->store_mx.store, s->store);
+    uint64_t reclaimed;
+    const char *reclaim_error;
+    st_reclaim_report(s->store, &reclaimed, &reclaim_error);
+    if (reclaim_error)
+        lg_msg(&errors, LG_WARNING, "store %s: the document log's unused records stay until the next start: %s",
+               c->store_path, reclaim_error);
+    else if (reclaimed)
+        lg_msg(&errors, LG_INFO,
+               "store %s: freed %" PRIu64 " bytes of the document log that no row names "
+               "(left by an unclean stop or a restore)",
+               c->store_path, reclaimed);
     rest_options ro = {0};
     ro.store = s->store;
     ro.organisations = s->orgs;

@@ -49,6 +49,11 @@ struct dl_log {
     pthread_t thread;
     bool thread_started;
 
+    char *dir;        /* the folder, for the clean-stop marker */
+    bool owner;       /* dl_own: the marker is this process's to take and leave */
+    bool was_clean;   /* the marker was there when dl_own took it: no reclaim needed */
+    atomic_bool dead; /* a record no row names could not be freed: the next start reclaims */
+
     /* purges held back while a backup copies the log (dl_release_purged) */
     int backup_lock_fd; /* <dir>/backup.lock, -1 when it could not be opened */
     pthread_mutex_t held_lock;
@@ -110,6 +115,36 @@ static int open_backup_lock(const char *dir)
     return open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
 }
 
+/* <dir>/DL_CLEAN_STOP into path; false when it does not fit. */
+static bool marker_path(const char *dir, char *path, size_t size)
+{
+    return (size_t)snprintf(path, size, "%s/" DL_CLEAN_STOP, dir) < size;
+}
+
+/* Takes the clean-stop marker away (synced: a crash from here on must not find it) and says whether it was
+ * there. */
+static bool take_marker(dl_log *log)
+{
+    char path[4096];
+    if (!marker_path(log->dir, path, sizeof path) || unlink(path) != 0)
+        return false;
+    return !log->sync || files_sync_dir(log->dir); /* not synced: as if it was never there */
+}
+
+/* Leaves the marker for the next open: every record that no row names was freed. */
+static void leave_marker(dl_log *log)
+{
+    char path[4096];
+    if (!marker_path(log->dir, path, sizeof path))
+        return;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    bool ok = close(fd) == 0 && (!log->sync || files_sync_dir(log->dir));
+    if (!ok)
+        unlink(path); /* a marker that might not last is no promise */
+}
+
 static void *sync_main(void *arg)
 {
     dl_log *log = arg;
@@ -149,6 +184,11 @@ dl_log *dl_open(const char *dir, bool sync, char *err, size_t errlen)
     pthread_cond_init(&log->done, NULL);
     pthread_mutex_init(&log->held_lock, NULL);
     log->backup_lock_fd = -1;
+    if (!(log->dir = strdup(dir))) {
+        set_err(err, errlen, "out of memory");
+        dl_close(log);
+        return NULL;
+    }
     if (!open_segment(log, dir, err, errlen)) {
         dl_close(log);
         return NULL;
@@ -177,8 +217,11 @@ void dl_close(dl_log *log)
         pthread_mutex_unlock(&log->sync_lock);
         pthread_join(log->thread, NULL);
     }
-    dl_release_held(log); /* what a backup still holds back stays as dead space */
+    dl_release_held(log); /* what a backup still holds back stays as dead space, for the next start to reclaim */
+    if (log->owner && !log->held_count && !log->failed && !atomic_load(&log->dead))
+        leave_marker(log);
     free(log->held);
+    free(log->dir);
     if (log->backup_lock_fd >= 0)
         close(log->backup_lock_fd);
     pthread_mutex_destroy(&log->held_lock);
@@ -375,29 +418,6 @@ char *dl_read(dl_log *log, const dl_locator *loc, char *err, size_t errlen)
     return out;
 }
 
-bool dl_release(dl_log *log, const dl_locator *loc, char *err, size_t errlen)
-{
-    if (!known_segment(loc, err, errlen))
-        return false;
-    off_t at = (off_t)loc->offset, span = (off_t)aligned(loc->length);
-    if (fallocate(log->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, at, span) == 0)
-        return true;
-    if (errno != EOPNOTSUPP && errno != ENOSYS) {
-        set_err(err, errlen, "cannot free a record of the document log: %s", strerror(errno));
-        return false;
-    }
-    static const char zeros[DL_ALIGN];
-    for (off_t done = 0; done < (off_t)loc->length; done += (off_t)sizeof zeros) {
-        size_t n = (size_t)((off_t)loc->length - done) < sizeof zeros ? (size_t)((off_t)loc->length - done)
-                                                                      : sizeof zeros;
-        if (!write_all(log->fd, zeros, n, (uint64_t)(at + done))) {
-            set_err(err, errlen, "cannot overwrite a record of the document log: %s", strerror(errno));
-            return false;
-        }
-    }
-    return true;
-}
-
 /* Whether no backup holds the lock: then a shared lock is taken, to be let go by let_go_shared. Under held_lock. */
 static bool take_shared(dl_log *log)
 {
@@ -408,6 +428,133 @@ static void let_go_shared(dl_log *log)
 {
     if (log->backup_lock_fd >= 0)
         flock(log->backup_lock_fd, LOCK_UN);
+}
+
+/* Frees the blocks of [at, at + span): a hole punched over them, or, where the file system cannot punch, the
+ * first `bytes` of them overwritten with zeros (no further: past a record at the end lies the file's end). */
+static bool free_blocks(dl_log *log, uint64_t at, uint64_t span, uint64_t bytes, char *err, size_t errlen)
+{
+    if (fallocate(log->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)at, (off_t)span) == 0)
+        return true;
+    if (errno != EOPNOTSUPP && errno != ENOSYS) {
+        set_err(err, errlen, "cannot free a record of the document log: %s", strerror(errno));
+        return false;
+    }
+    static const char zeros[DL_ALIGN];
+    for (uint64_t done = 0; done < bytes; done += sizeof zeros) {
+        size_t n = bytes - done < sizeof zeros ? (size_t)(bytes - done) : sizeof zeros;
+        if (!write_all(log->fd, zeros, n, at + done)) {
+            set_err(err, errlen, "cannot overwrite a record of the document log: %s", strerror(errno));
+            return false;
+        }
+    }
+    return true;
+}
+
+bool dl_release(dl_log *log, const dl_locator *loc, char *err, size_t errlen)
+{
+    if (!known_segment(loc, err, errlen))
+        return false;
+    if (free_blocks(log, loc->offset, aligned(loc->length), loc->length, err, errlen))
+        return true;
+    atomic_store(&log->dead, true);
+    return false;
+}
+
+void dl_note_dead_space(dl_log *log)
+{
+    if (log)
+        atomic_store(&log->dead, true);
+}
+
+void dl_own(dl_log *log)
+{
+    log->owner = true;
+    log->was_clean = take_marker(log);
+}
+
+bool dl_needs_reclaim(const dl_log *log)
+{
+    return log->owner && !log->was_clean;
+}
+
+static int by_offset(const void *a, const void *b)
+{
+    const dl_locator *x = a, *y = b;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* Frees what of [from, to) lies outside every kept record (keep[*k..], sorted by offset). *k moves past the
+ * records that end by `to`: the next range begins at or after it. */
+static bool free_outside(dl_log *log, uint64_t from, uint64_t to, const dl_locator *keep, size_t n, size_t *k,
+                         uint64_t *freed, char *err, size_t errlen)
+{
+    uint64_t at = from;
+    for (size_t j = *k; j < n && keep[j].offset < to; j++) {
+        uint64_t start = keep[j].offset, end = start + aligned(keep[j].length);
+        if (start > at) {
+            if (!free_blocks(log, at, start - at, start - at, err, errlen))
+                return false;
+            *freed += start - at;
+        }
+        if (end > at)
+            at = end;
+        if (end <= to)
+            *k = j + 1;
+    }
+    if (at < to) {
+        if (!free_blocks(log, at, to - at, to - at, err, errlen))
+            return false;
+        *freed += to - at;
+    }
+    return true;
+}
+
+bool dl_reclaim(dl_log *log, dl_locator *keep, size_t n, uint64_t *freed, char *err, size_t errlen)
+{
+    *freed = 0;
+    if (!log->owner) {
+        set_err(err, errlen, "only the log's owner reclaims (dl_own): another process may be appending");
+        return false;
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) /* another segment's records are not this file's to keep */
+        if (keep[i].segment == SEGMENT)
+            keep[kept++] = keep[i];
+    if (kept) /* qsort wants an array, even of none */
+        qsort(keep, kept, sizeof *keep, by_offset);
+    uint64_t end = atomic_load(&log->written); /* nothing is appended while the store opens */
+    pthread_mutex_lock(&log->held_lock);
+    if (!take_shared(log)) {
+        pthread_mutex_unlock(&log->held_lock);
+        set_err(err, errlen, "a backup is copying the log: its database copy may name what looks unused here");
+        return false;
+    }
+    bool ok = true;
+    size_t k = 0;
+    for (uint64_t at = 0; ok && at < end;) {
+        off_t data = lseek(log->fd, (off_t)at, SEEK_DATA);
+        if (data < 0 || (uint64_t)data >= end) {
+            ok = data >= 0 || errno == ENXIO; /* ENXIO: no data after `at` */
+            if (!ok)
+                set_err(err, errlen, "cannot look for data in the document log: %s", strerror(errno));
+            break;
+        }
+        off_t hole = lseek(log->fd, data, SEEK_HOLE);
+        if (hole < 0) {
+            set_err(err, errlen, "cannot look for holes in the document log: %s", strerror(errno));
+            ok = false;
+            break;
+        }
+        uint64_t stop = (uint64_t)hole < end ? (uint64_t)hole : end;
+        ok = free_outside(log, (uint64_t)data, stop, keep, kept, &k, freed, err, errlen);
+        at = stop;
+    }
+    let_go_shared(log);
+    pthread_mutex_unlock(&log->held_lock);
+    if (ok)
+        log->was_clean = true;
+    return ok;
 }
 
 void dl_release_held(dl_log *log)

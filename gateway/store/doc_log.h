@@ -27,7 +27,7 @@
  * the batch's records are covered (dl_wait_durable). So no WAL frame naming
  * a record reaches the disk before the record. After a crash, the file may
  * end in records no durable row names (written, never committed): the
- * append position starts after them, and they stay as dead space.
+ * append position starts after them, and the next start frees them (dl_reclaim).
  *
  * Purging a record punches a hole over its blocks (fallocate), so the disk
  * gives the space back and the bytes are gone; where the file system cannot
@@ -93,12 +93,34 @@ char *dl_read(dl_log *log, const dl_locator *loc, char *err, size_t errlen);
 bool dl_release(dl_log *log, const dl_locator *loc, char *err, size_t errlen);
 
 /*
+ * Dead space. A record that no row names (its transaction never committed because the process died, a purge
+ * held back by a backup when the gateway stopped, a free that failed) stays in the file. The process that
+ * owns the log (the serving gateway, under the store's serving lock: dl_own) takes a marker away from the
+ * folder (DL_CLEAN_STOP) when it opens the log, and dl_close leaves it again when it knows of no such record.
+ * So after a crash, a restore (its copy has no marker) or such a leftover, dl_needs_reclaim says so, and the
+ * store, before it serves, hands every locator its rows name to dl_reclaim, which frees every block of the
+ * file that none of them covers (only where there is data: SEEK_DATA). Only what was appended before the
+ * call is looked at; nothing may be appended meanwhile.
+ */
+#define DL_CLEAN_STOP "clean-stop"
+/* This process is the log's only writer from now until dl_close (the caller holds the store's serving lock). */
+void dl_own(dl_log *log);
+/* Owned, and the last owner did not leave the marker. */
+bool dl_needs_reclaim(const dl_log *log);
+/* keep: every locator a row names (sorted here); *freed: the bytes freed. Refused unless owned, and while a
+ * backup copies the log (its database copy may name records that look unused here). False with a reason. */
+bool dl_reclaim(dl_log *log, dl_locator *keep, size_t n, uint64_t *freed, char *err, size_t errlen);
+/* A record no row names could not be freed (out of memory to remember it): the next start reclaims. */
+void dl_note_dead_space(dl_log *log);
+
+/*
  * Backups and purges. A backup copies the database first and the log after it, so a record purged in
  * between would be gone from the log's copy while the database's copy still names it. A backup therefore
  * holds an exclusive lock on <dir>/backup.lock (flock; the kernel lets go of it when the process ends) from
  * before its database copy until the log is copied, and the gateway frees the records of purged rows
  * (dl_release_purged) only under a shared lock on the same file: while a backup runs, they are held back,
- * and freed by the first commit after it (dl_release_held; left as dead space when the gateway stops first). Records no
+ * and freed by the first commit after it (dl_release_held; left for the next start's reclaim when the gateway
+ * stops first). Records no
  * committed row names (rolled back, never taken) go at once with dl_release.
  */
 #define DL_BACKUP_LOCK "backup.lock"

@@ -116,7 +116,9 @@ struct st_store {
     rc_cache *read_cache;
     /* documents sealed early, outside the database (doc_log.h); NULL when the backend has other writers */
     dl_log *doc_log;
-    int serving_lock_fd; /* config.exclusive: <path>.lock, flock'd exclusively until st_close; else -1 */
+    uint64_t reclaimed;      /* bytes of the document log no row named, freed by st_open */
+    char reclaim_error[512]; /* why that reclaim did not run through; "" when it did or was not needed */
+    int serving_lock_fd;     /* config.exclusive: <path>.lock, flock'd exclusively until st_close; else -1 */
 
     /* read connections, guarded by pool_lock */
     pthread_mutex_t pool_lock;
@@ -448,7 +450,9 @@ static void took_document(st_write_ctx *ctx, const dl_locator *loc)
     if (dl_end_of(loc) > ctx->documents_end)
         ctx->documents_end = dl_end_of(loc);
     if (fa_reserve(&ctx->taken, &ctx->taken_capacity, ctx->taken_count + 1, sizeof *ctx->taken))
-        ctx->taken[ctx->taken_count++] = *loc; /* out of memory: a rollback would leave it as dead space */
+        ctx->taken[ctx->taken_count++] = *loc;
+    else
+        dl_note_dead_space(ctx->store->doc_log); /* a rollback could not free it: the next start does */
 }
 
 /* Rows naming the records taken since `from` were rolled back: nothing names them, nothing ever will. */
@@ -491,7 +495,9 @@ void st__body_erased(st_write_ctx *ctx, const char *body, size_t len)
     if (!ctx->store->doc_log || !dl_parse(body, len, &loc))
         return;
     if (fa_reserve(&ctx->released, &ctx->released_capacity, ctx->released_count + 1, sizeof *ctx->released))
-        ctx->released[ctx->released_count++] = loc; /* out of memory: the record stays, as dead space */
+        ctx->released[ctx->released_count++] = loc;
+    else
+        dl_note_dead_space(ctx->store->doc_log); /* the record stays until the next start reclaims it */
 }
 
 bool st__index_row_kept(st_write_ctx *ctx, const st_op *op, const st_index_row *row)
@@ -1641,6 +1647,54 @@ static bool open_audit(st_store *s, st_error *err)
  * store that seals: the log holds sealed documents only. It is opened whenever the database could hold
  * locators, so that rows written with a log are read with one.
  */
+/* each_logged_body's callback: the locators, gathered (a body that does not parse names no record). */
+typedef struct locator_list {
+    dl_locator *items;
+    size_t count, capacity;
+    bool out_of_memory;
+} locator_list;
+
+static void gather_locator(void *arg, const char *body, size_t len)
+{
+    locator_list *l = arg;
+    dl_locator loc;
+    if (!body || !dl_parse(body, len, &loc))
+        return;
+    if (fa_reserve(&l->items, &l->capacity, l->count + 1, sizeof *l->items))
+        l->items[l->count++] = loc;
+    else
+        l->out_of_memory = true;
+}
+
+/*
+ * After an unclean stop (doc_log.h, "Dead space"): every record of the document log that no version names is
+ * freed, before the store serves and so before anything is appended. Only the serving gateway does it (it
+ * alone holds the serving lock, so no other process appends). A reclaim that cannot run leaves the dead
+ * space for the next start; the store opens all the same.
+ */
+static void reclaim_documents(st_store *s)
+{
+    dl_own(s->doc_log);
+    if (!dl_needs_reclaim(s->doc_log) || !s->backend->each_logged_body)
+        return;
+    locator_list keep = {0};
+    st_error err = {{0}};
+    char why[256] = "";
+    if (s->backend->each_logged_body(s->writer, gather_locator, &keep, &err) != ST_OK)
+        snprintf(s->reclaim_error, sizeof s->reclaim_error, "reading the locators: %s", err.message);
+    else if (keep.out_of_memory)
+        snprintf(s->reclaim_error, sizeof s->reclaim_error, "out of memory for the locators");
+    else if (!dl_reclaim(s->doc_log, keep.items, keep.count, &s->reclaimed, why, sizeof why))
+        snprintf(s->reclaim_error, sizeof s->reclaim_error, "%s", why);
+    free(keep.items);
+}
+
+void st_reclaim_report(st_store *s, uint64_t *freed, const char **error)
+{
+    *freed = s->reclaimed;
+    *error = s->reclaim_error[0] ? s->reclaim_error : NULL;
+}
+
 static bool open_doc_log(st_store *s, st_error *err)
 {
     if (!s->backend->sole_writer || !s->config.seal_keys || s->config.document_log_off)
@@ -1915,6 +1969,8 @@ st_store *st_open(const st_config *config, st_error *err)
         s->backend->close_writer(s->writer);
         goto fail;
     }
+    if (s->doc_log && s->config.exclusive)
+        reclaim_documents(s);
     if (s->pipelined && pthread_create(&s->sync_thread, NULL, sync_thread_main, s) != 0) {
         st__error(err, "cannot start the sync thread");
         s->backend->close_writer(s->writer);

@@ -195,7 +195,8 @@ typedef struct st_config {
     /* The serving gateway's store: st_open refuses (naming the holder's pid) while another process holds the
      * store open so, through an exclusive flock on <path>.lock kept until st_close. Two gateways on one
      * database would append over each other's records in the document log and fork the audit chain. Tools
-     * that only read it or copy it (audit verify, backup) leave it false. */
+     * that only read it or copy it (audit verify, backup) leave it false. Only such a store frees, as it opens,
+     * the records of the document log that no row names after an unclean stop (st_reclaim_report). */
     bool exclusive;
     /* Called (on the reading thread) with where and why whenever a sealed body does not open, for the error log:
      * the read itself fails with ST_INTERNAL. NULL: not reported beyond the read. */
@@ -259,6 +260,11 @@ typedef struct st_counters {
 } st_counters;
 
 void st_counters_get(st_store *store, st_counters *out);
+
+/* What st_open's reclaim of the document log did (doc_log.h, "Dead space": after an unclean stop or a
+ * restore, records that no row names are freed): the bytes freed, and why it did not run through (NULL when
+ * it did or was not needed). For the start's log. */
+void st_reclaim_report(st_store *store, uint64_t *freed, const char **error);
 
 /* ---- Index rows (computed by the caller, written with the resource) ------------ */
 

@@ -120,6 +120,11 @@ typedef struct st_backend {
     st_status (*history)(void *reader, const st_history_query *query, st_list *out, st_error *err);
     st_status (*search)(void *reader, const st_query *query, st_list *out, st_error *err);
 
+    /* Calls each(arg, body, len) for every version body that is a locator of the document log (doc_log.h), on
+     * the writer before it serves: what a reclaim must keep. NULL: the backend keeps no document log. */
+    st_status (*each_logged_body)(void *writer, void (*each)(void *arg, const char *body, size_t len), void *arg,
+                                  st_error *err);
+
     /* st_backup's database part: a consistent copy (one moment) of the database into the new file to_path, while
      * others may write; *bytes its size. NULL: the backend's database is backed up by its own tools. */
     st_status (*backup)(const st_config *config, const char *to_path, uint64_t *bytes, st_error *err);

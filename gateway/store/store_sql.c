@@ -221,6 +221,8 @@ static const char *const MIGRATIONS[] = {
     "CREATE INDEX audit_by_patient ON audit_entry (patient, seq);",
     /* 5: the relay queue */
     MIGRATION_RELAY_QUEUE,
+    /* 6: the versions kept in the document log, found without reading every version (a reclaim, doc_log.h) */
+    "CREATE INDEX version_in_log ON resource_version (json) WHERE substr(json, 1, 7) = 'fgdoc1.';",
 };
 _Static_assert(sizeof MIGRATIONS / sizeof *MIGRATIONS == SQL_SCHEMA_VERSION, "one migration per schema version");
 
@@ -355,6 +357,7 @@ static const char *const FIXED[SQL_FIXED_COUNT] = {
     [SQL_LAST_SEQ] = "SELECT coalesce(max(seq), 0) FROM resource_version",
     [SQL_LOGGED_BODIES] = "SELECT json FROM resource_version WHERE rid = ?1 AND substr(json, 1, 7) = 'fgdoc1.'",
     [SQL_ERASE_BODIES] = "UPDATE resource_version SET json = NULL WHERE rid = ?1",
+    [SQL_ALL_LOGGED] = "SELECT json FROM resource_version WHERE substr(json, 1, 7) = 'fgdoc1.'",
     [SQL_INSERT_AUDIT] = "INSERT INTO audit_entry (" AUDIT_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,"
                          " ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
     [SQL_AUDIT_HEAD] = "SELECT seq, mac FROM audit_entry ORDER BY seq DESC LIMIT 1",

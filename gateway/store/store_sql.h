@@ -19,7 +19,9 @@
  *                     owner, and current_seq pointing at the current version
  *   resource_version  every version, seq = the global change sequence that
  *                     orders history; a deletion has json NULL; tags = whom
- *                     that version was addressed to
+ *                     that version was addressed to; the versions whose json
+ *                     is a locator of the document log (doc_log.h) have an
+ *                     index of their own (version_in_log)
  *   access_tag        (tag, rid): organisations a resource is addressed to
  *   access_grant      (tag, rid, grantor): what a Task lets its addressees read
  *   index_string, index_token, index_reference, index_date, index_number,
@@ -93,7 +95,7 @@ char *sql_render(const sql_dialect *d, const char *template_text);
 
 /* ---- The schema ------------------------------------------------------------------------- */
 
-#define SQL_SCHEMA_VERSION 5
+#define SQL_SCHEMA_VERSION 6
 
 /* The steps of the schema: step v (1..SQL_SCHEMA_VERSION) takes a database from version v - 1 to v.
  * Rendered for the dialect, malloc'd; one or more statements separated by ';'. */
@@ -145,6 +147,7 @@ typedef enum sql_fixed {
     SQL_AUDIT_OF_BEFORE, /* (ura, before seq, limit) -> an organisation's rows, newest first */
     SQL_LOGGED_BODIES,   /* (rid): the versions' bodies that are locators of the document log (doc_log.h) */
     SQL_ERASE_BODIES,    /* (rid): ST_OP_PURGE, every version loses its body */
+    SQL_ALL_LOGGED,      /* every locator of the document log a version names (version_in_log), for a reclaim */
     SQL_FIXED_COUNT
 } sql_fixed;
 

@@ -1031,6 +1031,21 @@ static int report_logged_bodies(conn *c, st_write_ctx *ctx, int64_t rid)
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+static st_status each_logged_body(void *writer, void (*each)(void *arg, const char *body, size_t len), void *arg,
+                                  st_error *err)
+{
+    conn *c = writer;
+    sqlite3_stmt *stmt = fixed(c, SQL_ALL_LOGGED);
+    if (!stmt)
+        return step_error(c, sqlite3_errcode(c->db), err);
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+        each(arg, (const char *)sqlite3_column_text(stmt, 0), (size_t)sqlite3_column_bytes(stmt, 0));
+    st_status status = rc == SQLITE_DONE ? ST_OK : step_error(c, rc, err);
+    finish(stmt);
+    return status;
+}
+
 /* Retention: a deletion (unless there is one already), then no version keeps its body. */
 static void apply_purge(conn *c, st_write_ctx *ctx, const st_op *op, const current *cur, st_op_result *res)
 {
@@ -1520,6 +1535,7 @@ const st_backend st_sqlite_backend = {
     .apply = apply,
     .maintain = maintain,
     .audit_head = audit_head,
+    .each_logged_body = each_logged_body,
     .append_audit = append_audit,
     .audit_read = audit_read,
     .notify_enqueue = notify_enqueue,
