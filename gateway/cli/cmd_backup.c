@@ -40,13 +40,6 @@ static int usage(void)
     return 2;
 }
 
-/* The last part of a path. */
-static const char *base_name(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    return slash ? slash + 1 : path;
-}
-
 /* A copy of `from` as the new file `to`, synced; a missing `from` (no checkpoint yet) gives an empty file, so that
  * a restore puts "none" in place of the checkpoints the live file has by then. *bytes: its size. False with why on
  * stderr. */
@@ -118,8 +111,8 @@ static int backup(const gw_config *c, const char *to)
     /* every copy is made new (O_EXCL), and what this run made goes again when a later step refuses: a backup
        never overwrites another, and leaves nothing half-made */
     char checkpoints_to[4096];
-    if ((size_t)snprintf(checkpoints_to, sizeof checkpoints_to, "%s/%s", to, base_name(c->audit_checkpoint_file)) >=
-        sizeof checkpoints_to) {
+    if ((size_t)snprintf(checkpoints_to, sizeof checkpoints_to, "%s/%s", to,
+                         files_base_name(c->audit_checkpoint_file)) >= sizeof checkpoints_to) {
         fprintf(stderr, WHO ": %s: the path is too long\n", to);
         return 2;
     }
@@ -184,8 +177,8 @@ static bool restore_checkpoints(const char *live, const char *from, const char *
 {
     char backup[4096], kept[4096], fresh[4096];
     size_t n;
-    if ((size_t)snprintf(backup, sizeof backup, "%s/%s", from, base_name(live)) >= sizeof backup ||
-        (size_t)snprintf(kept, sizeof kept, "%s/%s", aside, base_name(live)) >= sizeof kept ||
+    if ((size_t)snprintf(backup, sizeof backup, "%s/%s", from, files_base_name(live)) >= sizeof backup ||
+        (size_t)snprintf(kept, sizeof kept, "%s/%s", aside, files_base_name(live)) >= sizeof kept ||
         (size_t)snprintf(fresh, sizeof fresh, "%s.restoring", live) >= sizeof fresh) {
         fprintf(stderr, "fhirgw restore: a path is too long\n");
         return false;

@@ -138,8 +138,7 @@ static bool load_maps(rest_maps *m, const char *dir, oo_list *issues)
     for (size_t i = 0; ok && i < files.count; i++) {
         size_t len = 0;
         char *text = files_read(files.paths[i], &len);
-        const char *slash = strrchr(files.paths[i], '/');
-        const sm_map *map = text ? mps_add_map(m->set, text, len, slash ? slash + 1 : files.paths[i], issues) : NULL;
+        const sm_map *map = text ? mps_add_map(m->set, text, len, files_base_name(files.paths[i]), issues) : NULL;
         free(text);
         ok = map && fa_reserve(&m->maps, &m->map_cap, m->map_count + 1, sizeof *m->maps);
         if (ok)

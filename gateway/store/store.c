@@ -1716,8 +1716,7 @@ static bool open_doc_log(st_store *s, st_error *err)
 /* <to>/<the last part of path><suffix> into out; false when it does not fit. */
 static bool backup_path(char *out, size_t size, const char *to, const char *path, const char *suffix)
 {
-    const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-    return (size_t)snprintf(out, size, "%s/%s%s", to, name, suffix) < size;
+    return (size_t)snprintf(out, size, "%s/%s%s", to, files_base_name(path), suffix) < size;
 }
 
 st_status st_backup(const st_config *config, const char *to, st_backup_report *report, st_error *err)

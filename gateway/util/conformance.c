@@ -16,9 +16,7 @@
  */
 static bool is_package_extra(const char *rel)
 {
-    const char *base = strrchr(rel, '/');
-    base = base ? base + 1 : rel;
-    return !strcmp(base, "package.json") || !strncmp(rel, "example/", 8) || strstr(rel, "/example/");
+    return !strcmp(files_base_name(rel), "package.json") || !strncmp(rel, "example/", 8) || strstr(rel, "/example/");
 }
 
 /* The files of one folder (or one file) into the registry. False when it cannot be read. */

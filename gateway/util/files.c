@@ -117,6 +117,12 @@ void files_list_free(file_list *l)
     memset(l, 0, sizeof *l);
 }
 
+const char *files_base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
 char *files_read(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");

@@ -23,6 +23,9 @@ typedef struct file_list {
 bool files_collect(file_list *list, const char *path, const char *who);
 void files_list_free(file_list *list);
 
+/* The last part of a path: what follows its last '/', or the whole path when it has none (points into it). */
+const char *files_base_name(const char *path);
+
 /* The whole file in a malloc'd buffer (NUL-terminated; *len excludes the NUL); NULL with errno on failure. */
 char *files_read(const char *path, size_t *len);
 
