@@ -6,6 +6,7 @@
  * `check`: the compliance report as Parameters and text, NDJSON bulk, exit statuses.
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -475,4 +476,44 @@ Test(cli, restore_refuses_usage_errors_and_a_folder_without_a_backup)
     free(out);
     snprintf(path, sizeof path, "%s/d/fhirgw.db", tmpdir);
     cr_expect_eq(access(path, F_OK), 0, "nothing was moved for a restore that could not be made");
+}
+
+Test(cli, restore_that_cannot_copy_the_checkpoints_changes_nothing)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/d", tmpdir);
+    cr_assert_eq(mkdir(path, 0700), 0);
+    write_file("d/fhirgw.db", "");
+    write_file("d/audit-checkpoints", "v1 10 live\n");
+    snprintf(path, sizeof path, "%s/b", tmpdir);
+    cr_assert_eq(mkdir(path, 0700), 0);
+    write_file("b/fhirgw.db", "");
+    snprintf(path, sizeof path, "%s/b/audit-checkpoints", tmpdir);
+    cr_assert_eq(mkdir(path, 0700), 0); /* reads fail, as a bad disk's would */
+    char *out;
+    cr_expect_eq(run("restore --dev d --from b", &out), 2);
+    cr_expect_not_null(strstr(out, "nothing was restored"), "%s", out);
+    free(out);
+    snprintf(path, sizeof path, "%s/d/fhirgw.db", tmpdir);
+    cr_expect_eq(access(path, F_OK), 0, "the store stays in place");
+    snprintf(path, sizeof path, "%s/d/audit-checkpoints.restoring", tmpdir);
+    cr_expect_neq(access(path, F_OK), 0, "no half copy is left beside the checkpoints");
+    char text[64] = "";
+    snprintf(path, sizeof path, "%s/d/audit-checkpoints", tmpdir);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    text[fread(text, 1, sizeof text - 1, f)] = '\0';
+    fclose(f);
+    cr_expect_str_eq(text, "v1 10 live\n", "the live checkpoints are untouched");
+    DIR *dir = opendir(tmpdir);
+    cr_assert_not_null(dir);
+    for (struct dirent *e; (e = readdir(dir));)
+        cr_expect_null(strstr(e->d_name, "before-restore"), "%s: nothing was moved aside", e->d_name);
+    closedir(dir);
+    snprintf(path, sizeof path, "%s/d", tmpdir);
+    dir = opendir(path);
+    cr_assert_not_null(dir);
+    for (struct dirent *e; (e = readdir(dir));)
+        cr_expect_null(strstr(e->d_name, "before-restore"), "%s: nothing was moved aside", e->d_name);
+    closedir(dir);
 }

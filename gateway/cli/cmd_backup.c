@@ -43,13 +43,13 @@ static int usage(void)
 /* A copy of `from` as the new file `to`, synced; a missing `from` (no checkpoint yet) gives an empty file, so that
  * a restore puts "none" in place of the checkpoints the live file has by then. *bytes: its size. False with why on
  * stderr. */
-static bool copy_checkpoints(const char *from, const char *to, size_t *bytes)
+static bool copy_checkpoints(const char *who, const char *from, const char *to, size_t *bytes)
 {
     *bytes = 0;
     size_t len = 0;
     char *text = files_read(from, &len);
     if (!text && errno != ENOENT) {
-        fprintf(stderr, WHO ": cannot read %s: %s\n", from, strerror(errno));
+        fprintf(stderr, "%s: cannot read %s: %s\n", who, from, strerror(errno));
         return false;
     }
     /* whole lines only: the gateway may be appending one right now, and half a line reads as a forged one */
@@ -66,9 +66,9 @@ static bool copy_checkpoints(const char *from, const char *to, size_t *bytes)
     }
     ok = ok && fdatasync(fd) == 0;
     if (!ok)
-        fprintf(stderr, WHO ": cannot write %s: %s\n", to, strerror(errno));
+        fprintf(stderr, "%s: cannot write %s: %s\n", who, to, strerror(errno));
     if (fd >= 0 && close(fd) != 0 && ok) {
-        fprintf(stderr, WHO ": cannot write %s: %s\n", to, strerror(errno));
+        fprintf(stderr, "%s: cannot write %s: %s\n", who, to, strerror(errno));
         ok = false;
     }
     free(text);
@@ -117,7 +117,7 @@ static int backup(const gw_config *c, const char *to)
         return 2;
     }
     size_t checkpoint_bytes;
-    if (!copy_checkpoints(c->audit_checkpoint_file, checkpoints_to, &checkpoint_bytes))
+    if (!copy_checkpoints(WHO, c->audit_checkpoint_file, checkpoints_to, &checkpoint_bytes))
         return 2;
     st_config sc = {.path = c->store_path, .busy_timeout_ms = (unsigned)c->store_busy_timeout_ms};
     st_backup_report r;
@@ -169,24 +169,43 @@ static int restore_usage(void)
     return 2;
 }
 
-/*
- * The backup's checkpoint file in place of the live one, whose copy goes into aside first: written beside it
- * and renamed over it, so a crash leaves the one or the other whole.
- */
-static bool restore_checkpoints(const char *live, const char *from, const char *aside)
-{
+/* The paths a restore of the checkpoint file uses: the backup's, the live one's copy in aside, and the fresh
+ * copy written beside the live one before it is renamed over it. False (said) when one is too long. */
+typedef struct checkpoint_paths {
     char backup[4096], kept[4096], fresh[4096];
-    size_t n;
-    if ((size_t)snprintf(backup, sizeof backup, "%s/%s", from, files_base_name(live)) >= sizeof backup ||
-        (size_t)snprintf(kept, sizeof kept, "%s/%s", aside, files_base_name(live)) >= sizeof kept ||
-        (size_t)snprintf(fresh, sizeof fresh, "%s.restoring", live) >= sizeof fresh) {
+} checkpoint_paths;
+
+static bool checkpoint_paths_of(const char *live, const char *from, const char *aside, checkpoint_paths *p)
+{
+    if ((size_t)snprintf(p->backup, sizeof p->backup, "%s/%s", from, files_base_name(live)) >= sizeof p->backup ||
+        (size_t)snprintf(p->kept, sizeof p->kept, "%s/%s", aside, files_base_name(live)) >= sizeof p->kept ||
+        (size_t)snprintf(p->fresh, sizeof p->fresh, "%s.restoring", live) >= sizeof p->fresh) {
         fprintf(stderr, "fhirgw restore: a path is too long\n");
         return false;
     }
-    unlink(fresh); /* a restore that stopped half way left it */
-    if (!copy_checkpoints(live, kept, &n) || !copy_checkpoints(backup, fresh, &n))
+    return true;
+}
+
+/* Before the store is touched: the backup's checkpoint file copied beside the live one, so that a copy that
+ * fails (a full disk) fails the restore while nothing has changed yet. */
+static bool prepare_checkpoints(const checkpoint_paths *p)
+{
+    size_t n;
+    unlink(p->fresh); /* a restore that stopped half way left it */
+    if (copy_checkpoints("fhirgw restore", p->backup, p->fresh, &n))
+        return true;
+    unlink(p->fresh);
+    return false;
+}
+
+/* After the store is restored: the live checkpoint file copied into aside (the replaced store verifies
+ * with it), then the prepared copy renamed over it, so a crash leaves the one or the other whole. */
+static bool replace_checkpoints(const char *live, const checkpoint_paths *p)
+{
+    size_t n;
+    if (!copy_checkpoints("fhirgw restore", live, p->kept, &n))
         return false;
-    if (rename(fresh, live) != 0) {
+    if (rename(p->fresh, live) != 0) {
         fprintf(stderr, "fhirgw restore: cannot replace %s: %s\n", live, strerror(errno));
         return false;
     }
@@ -205,14 +224,22 @@ int cmd_restore(int argc, char **argv)
     strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", localtime_r(&now, &local));
     if ((size_t)snprintf(aside, sizeof aside, "%s.before-restore-%s", c.store_path, stamp) >= sizeof aside)
         return restore_usage();
+    checkpoint_paths cp;
+    if (!checkpoint_paths_of(c.audit_checkpoint_file, from, aside, &cp))
+        return 2;
+    if (!prepare_checkpoints(&cp)) {
+        fprintf(stderr, "fhirgw restore: nothing was restored\n");
+        return 2;
+    }
     st_config sc = {.path = c.store_path, .busy_timeout_ms = (unsigned)c.store_busy_timeout_ms};
     uint64_t copied;
     st_error err;
     if (st_restore(&sc, from, aside, &copied, &err) != ST_OK) {
         fprintf(stderr, "fhirgw restore: %s\n", err.message);
+        unlink(cp.fresh);
         return 2;
     }
-    if (!restore_checkpoints(c.audit_checkpoint_file, from, aside)) {
+    if (!replace_checkpoints(c.audit_checkpoint_file, &cp)) {
         fprintf(stderr,
                 "fhirgw restore: the store is restored but not its audit checkpoints; the replaced files "
                 "are in %s\n",
