@@ -752,6 +752,29 @@ Test(store, records_no_row_names_are_freed_at_the_next_start_after_an_unclean_st
         cr_expect(read_document(S, id, &whole) == ST_OK && whole, "%s survives the reclaim", id);
     }
 
+    /* a start while a backup copies the log cannot reclaim: the dead space waits for a start after it */
+    orphan_len = orphan_record("o3", orphan, sizeof orphan);
+    create_documents(6, 7);
+    st_close(S);
+    S = NULL;
+    cr_assert_eq(unlink(marker), 0, "%s", strerror(errno)); /* as if the process had died */
+    lock = dl_backup_lock(docs, why, sizeof why);
+    cr_assert_geq(lock, 0, "%s", why);
+    st_config config = {.path = db_path, .clock = pinned_clock, .seal_keys = k, .exclusive = true};
+    st_error e = {{0}};
+    S = st_open(&config, &e);
+    cr_assert_not_null(S, "the store opens all the same: %s", e.message);
+    const char *error = NULL;
+    st_reclaim_report(S, &freed, &error);
+    cr_expect(error && strstr(error, "backup"), "%s", error ? error : "(no error)");
+    dl_backup_unlock(lock);
+    st_close(S);
+    S = NULL;
+    cr_expect_neq(access(marker, F_OK), 0, "the stop after a reclaim that could not run is not clean");
+    cr_expect_not(record_freed(orphan, orphan_len));
+    cr_expect_geq(reopen_owning(k), DL_ALIGN);
+    cr_expect(record_freed(orphan, orphan_len), "freed at the start after the backup");
+
     /* a clean stop leaves the marker: the next start has nothing to look at */
     st_close(S);
     S = NULL;

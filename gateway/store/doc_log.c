@@ -218,7 +218,8 @@ void dl_close(dl_log *log)
         pthread_join(log->thread, NULL);
     }
     dl_release_held(log); /* what a backup still holds back stays as dead space, for the next start to reclaim */
-    if (log->owner && !log->held_count && !log->failed && !atomic_load(&log->dead))
+    /* clean: no record left that no row names, and none from before (taken over clean, or reclaimed) */
+    if (log->owner && log->was_clean && !log->held_count && !log->failed && !atomic_load(&log->dead))
         leave_marker(log);
     free(log->held);
     free(log->dir);
