@@ -410,6 +410,10 @@ Test(kill, every_acknowledged_handover_survives_a_sigkill_exactly_once)
     snprintf(url, sizeof url, "http://127.0.0.1:%u/metrics", port + 1);
     cr_expect_eq(cg_request(&c, "GET", url, NULL, 0), 200);
     cr_expect_gt(metric_value(c.body, "fhirgw_store_document_log_syncs_total"), 0, "the documents went to the log");
+    cr_expect_gt(metric_value(c.body, "fhirgw_store_document_log_bytes"), 1000 * 4096.0,
+                 "a record of 4 KiB blocks or more for each handover");
+    cr_expect_eq(metric_value(c.body, "fhirgw_store_document_log_reclaimed_bytes"), (double)reclaimed,
+                 "what the start freed, as its log line says");
     cr_expect_gt(metric_value(c.body, "fhirgw_store_read_cache_hits_total"), 0,
                  "the receivers' directory entries were read from memory");
     cg_client_close(&c);

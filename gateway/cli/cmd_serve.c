@@ -271,7 +271,7 @@ typedef struct store_metrics {
     mx_metric *commit_seconds;
     mx_metric *batch_transactions;
     mx_metric *failed_commits;
-    mx_metric *cache_hits, *document_syncs;
+    mx_metric *cache_hits, *document_syncs, *document_bytes, *document_reclaimed;
     uint64_t cache_hits_seen, document_syncs_seen; /* what the counters above have been given (on_commit's thread) */
     _Atomic(st_store *) store;                     /* set once it is open */
     _Atomic(rly_relay *) relay;                    /* woken by commits that queue notifications; set once it runs */
@@ -298,6 +298,7 @@ static void on_commit(void *arg, const st_commit_stats *stats)
         st_counters_get(store, &c);
         catch_up(m->cache_hits, c.read_cache_hits, &m->cache_hits_seen);
         catch_up(m->document_syncs, c.document_log_syncs, &m->document_syncs_seen);
+        mx_gauge_set(m->document_bytes, (int64_t)c.document_log_bytes);
     }
     if (stats->notifications)
         rly_wake(atomic_load(&m->relay));
@@ -322,6 +323,16 @@ static void register_store_metrics(mx_registry *reg, store_metrics *m)
     m->document_syncs = mx_series(mx_counter(reg, "fhirgw_store_document_log_syncs_total",
                                              "fdatasyncs of the document log that keeps sealed documents.", NULL),
                                   NULL);
+    m->document_bytes = mx_series(mx_gauge(reg, "fhirgw_store_document_log_bytes",
+                                           "Length of the document log; purged records are holes in it, so the "
+                                           "disk holds less.",
+                                           NULL),
+                                  NULL);
+    m->document_reclaimed = mx_series(mx_gauge(reg, "fhirgw_store_document_log_reclaimed_bytes",
+                                               "Bytes of the document log that no row named, freed at this start "
+                                               "(after an unclean stop or a restore).",
+                                               NULL),
+                                      NULL);
 }
 
 /* A sealed document that does not open is an incident (altered or moved in the database, or its key dropped). */
@@ -555,7 +566,8 @@ static bool open_services(const gw_config *c, services *s, bool dev)
     if (reclaim_error)
         lg_msg(&errors, LG_WARNING, "store %s: the document log's unused records stay until the next start: %s",
                c->store_path, reclaim_error);
-    else if (reclaimed)
+    mx_gauge_set(s->store_mx.document_reclaimed, (int64_t)reclaimed);
+    if (!reclaim_error && reclaimed)
         lg_msg(&errors, LG_INFO,
                "store %s: freed %" PRIu64 " bytes of the document log that no row names "
                "(left by an unclean stop or a restore)",

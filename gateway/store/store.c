@@ -2032,6 +2032,7 @@ void st_counters_get(st_store *s, st_counters *out)
     out->audit_checkpoint_failures = atomic_load(&s->audit_checkpoint_failures);
     out->read_cache_hits = s->read_cache ? rc_hits(s->read_cache) : 0;
     out->document_log_syncs = s->doc_log ? dl_syncs(s->doc_log) : 0;
+    out->document_log_bytes = s->doc_log ? dl_written(s->doc_log) : 0;
     pthread_mutex_lock(&s->queue_lock);
     out->queued = s->queued;
     pthread_mutex_unlock(&s->queue_lock);

@@ -257,6 +257,7 @@ typedef struct st_counters {
     uint64_t queued;             /* transactions waiting for the commit thread now */
     uint64_t read_cache_hits;    /* st_read of the directory's types answered from memory (read_cache.h) */
     uint64_t document_log_syncs; /* fdatasyncs of the document log (doc_log.h) */
+    uint64_t document_log_bytes; /* its length: where the next record goes (freed records are holes in it) */
 } st_counters;
 
 void st_counters_get(st_store *store, st_counters *out);
