@@ -1642,11 +1642,6 @@ static bool open_audit(st_store *s, st_error *err)
     return true;
 }
 
-/*
- * The document log beside the database (doc_log.h), for a backend that is the database's sole writer and a
- * store that seals: the log holds sealed documents only. It is opened whenever the database could hold
- * locators, so that rows written with a log are read with one.
- */
 /* each_logged_body's callback: the locators, gathered (a body that does not parse names no record). */
 typedef struct locator_list {
     dl_locator *items;
@@ -1695,6 +1690,11 @@ void st_reclaim_report(st_store *s, uint64_t *freed, const char **error)
     *error = s->reclaim_error[0] ? s->reclaim_error : NULL;
 }
 
+/*
+ * The document log beside the database (doc_log.h), for a backend that is the database's sole writer and a
+ * store that seals: the log holds sealed documents only. It is opened whenever the database could hold
+ * locators, so that rows written with a log are read with one.
+ */
 static bool open_doc_log(st_store *s, st_error *err)
 {
     if (!s->backend->sole_writer || !s->config.seal_keys || s->config.document_log_off)
