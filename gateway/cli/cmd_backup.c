@@ -32,6 +32,7 @@
 #include "gateway/util/files.h"
 
 #define WHO "fhirgw backup"
+#define RESTORE_WHO "fhirgw restore"
 
 static int usage(void)
 {
@@ -180,7 +181,7 @@ static bool checkpoint_paths_of(const char *live, const char *from, const char *
     if ((size_t)snprintf(p->backup, sizeof p->backup, "%s/%s", from, files_base_name(live)) >= sizeof p->backup ||
         (size_t)snprintf(p->kept, sizeof p->kept, "%s/%s", aside, files_base_name(live)) >= sizeof p->kept ||
         (size_t)snprintf(p->fresh, sizeof p->fresh, "%s.restoring", live) >= sizeof p->fresh) {
-        fprintf(stderr, "fhirgw restore: a path is too long\n");
+        fprintf(stderr, RESTORE_WHO ": a path is too long\n");
         return false;
     }
     return true;
@@ -192,7 +193,7 @@ static bool prepare_checkpoints(const checkpoint_paths *p)
 {
     size_t n;
     unlink(p->fresh); /* a restore that stopped half way left it */
-    if (copy_checkpoints("fhirgw restore", p->backup, p->fresh, &n))
+    if (copy_checkpoints(RESTORE_WHO, p->backup, p->fresh, &n))
         return true;
     unlink(p->fresh);
     return false;
@@ -203,10 +204,10 @@ static bool prepare_checkpoints(const checkpoint_paths *p)
 static bool replace_checkpoints(const char *live, const checkpoint_paths *p)
 {
     size_t n;
-    if (!copy_checkpoints("fhirgw restore", live, p->kept, &n))
+    if (!copy_checkpoints(RESTORE_WHO, live, p->kept, &n))
         return false;
     if (rename(p->fresh, live) != 0) {
-        fprintf(stderr, "fhirgw restore: cannot replace %s: %s\n", live, strerror(errno));
+        fprintf(stderr, RESTORE_WHO ": cannot replace %s: %s\n", live, strerror(errno));
         return false;
     }
     return true;
@@ -215,7 +216,7 @@ static bool replace_checkpoints(const char *live, const checkpoint_paths *p)
 int cmd_restore(int argc, char **argv)
 {
     gw_config c;
-    if (argc != 5 || strcmp(argv[3], "--from") || !*argv[4] || !cli_settings("fhirgw restore", argv[1], argv[2], &c))
+    if (argc != 5 || strcmp(argv[3], "--from") || !*argv[4] || !cli_settings(RESTORE_WHO, argv[1], argv[2], &c))
         return restore_usage();
     const char *from = argv[4];
     char aside[4096], stamp[32];
@@ -228,21 +229,21 @@ int cmd_restore(int argc, char **argv)
     if (!checkpoint_paths_of(c.audit_checkpoint_file, from, aside, &cp))
         return 2;
     if (!prepare_checkpoints(&cp)) {
-        fprintf(stderr, "fhirgw restore: nothing was restored\n");
+        fprintf(stderr, RESTORE_WHO ": nothing was restored\n");
         return 2;
     }
     st_config sc = {.path = c.store_path, .busy_timeout_ms = (unsigned)c.store_busy_timeout_ms};
     uint64_t copied;
     st_error err;
     if (st_restore(&sc, from, aside, &copied, &err) != ST_OK) {
-        fprintf(stderr, "fhirgw restore: %s\n", err.message);
+        fprintf(stderr, RESTORE_WHO ": %s\n", err.message);
         unlink(cp.fresh);
         return 2;
     }
     if (!replace_checkpoints(c.audit_checkpoint_file, &cp)) {
         fprintf(stderr,
-                "fhirgw restore: the store is restored but not its audit checkpoints; the replaced files "
-                "are in %s\n",
+                RESTORE_WHO ": the store is restored but not its audit checkpoints; the replaced files "
+                            "are in %s\n",
                 aside);
         return 2;
     }
