@@ -30,6 +30,46 @@ static void write_file(const char *name, const char *content)
     fclose(f);
 }
 
+/* The folders and files of the backup and restore tests, by their names under tmpdir. */
+static void make_dir(const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    cr_assert_eq(mkdir(path, 0700), 0, "%s", path);
+}
+
+static bool exists(const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    return access(path, F_OK) == 0;
+}
+
+/* The file's text (at most size - 1 bytes) into out; false when it cannot be opened. */
+static bool read_text(const char *name, char *out, size_t size)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    out[fread(out, 1, size - 1, f)] = '\0';
+    fclose(f);
+    return true;
+}
+
+/* No entry of the folder (under tmpdir; "" for tmpdir itself) has `part` in its name. */
+static void expect_no_entry_with(const char *folder, const char *part)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, folder);
+    DIR *dir = opendir(path);
+    cr_assert_not_null(dir, "%s", path);
+    for (struct dirent *e; (e = readdir(dir));)
+        cr_expect_null(strstr(e->d_name, part), "%s/%s", path, e->d_name);
+    closedir(dir);
+}
+
 static void setup(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/fhirgw-cli-XXXXXX");
@@ -428,37 +468,27 @@ Test(cli, backup_refuses_usage_errors_and_a_store_that_is_not_there)
     cr_expect_eq(run("backup --dev sub --to b", &out), 2);
     cr_expect_not_null(strstr(out, "fhirgw.db"), "%s", out);
     free(out);
-    char left[600];
-    snprintf(left, sizeof left, "%s/b/audit-checkpoints", tmpdir);
-    cr_expect_neq(access(left, F_OK), 0, "a failed backup leaves nothing half-made behind");
-    snprintf(left, sizeof left, "%s/b/fhirgw.db", tmpdir);
-    cr_expect_neq(access(left, F_OK), 0, "a failed backup leaves nothing half-made behind");
+    cr_expect_not(exists("b/audit-checkpoints"), "a failed backup leaves nothing half-made behind");
+    cr_expect_not(exists("b/fhirgw.db"), "a failed backup leaves nothing half-made behind");
 }
 
 Test(cli, backup_copies_whole_checkpoint_lines_only)
 {
-    char path[600];
-    snprintf(path, sizeof path, "%s/d", tmpdir);
-    cr_assert_eq(mkdir(path, 0700), 0);
+    make_dir("d");
     write_file("d/fhirgw.db", ""); /* an empty file is an empty SQLite database */
     /* the gateway appends checkpoints a line at a time: a backup may meet one half written */
     write_file("d/audit-checkpoints", "v1 10 first\nv1 20 second\nv1 30 half-writ");
     char *out;
     cr_expect_eq(run("backup --dev d --to 'b/%Y'", &out), 0, "%s", out);
     free(out);
-    char year[8];
+    char year[8], name[64], text[128] = "";
     time_t now = time(NULL);
     strftime(year, sizeof year, "%Y", localtime(&now));
-    snprintf(path, sizeof path, "%s/b/%s/audit-checkpoints", tmpdir, year);
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "the backup's folder is named by strftime: %s", path);
-    char text[128] = "";
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = '\0';
+    snprintf(name, sizeof name, "b/%s/audit-checkpoints", year);
+    cr_assert(read_text(name, text, sizeof text), "the backup's folder is named by strftime: %s", name);
     cr_expect_str_eq(text, "v1 10 first\nv1 20 second\n", "the half-written line is left out");
-    snprintf(path, sizeof path, "%s/b/%s/fhirgw.db-documents", tmpdir, year);
-    cr_expect_eq(access(path, F_OK), 0, "the documents' folder is there, empty");
+    snprintf(name, sizeof name, "b/%s/fhirgw.db-documents", year);
+    cr_expect(exists(name), "the documents' folder is there, empty");
 }
 
 Test(cli, restore_refuses_usage_errors_and_a_folder_without_a_backup)
@@ -467,53 +497,31 @@ Test(cli, restore_refuses_usage_errors_and_a_folder_without_a_backup)
     cr_expect_eq(run("restore", &out), 2);
     cr_expect_not_null(strstr(out, "usage: fhirgw restore"), "%s", out);
     free(out);
-    char path[600];
-    snprintf(path, sizeof path, "%s/d", tmpdir);
-    cr_assert_eq(mkdir(path, 0700), 0);
+    make_dir("d");
     write_file("d/fhirgw.db", "");
     cr_expect_eq(run("restore --dev d --from sub", &out), 2);
     cr_expect_not_null(strstr(out, "holds no backup"), "%s", out);
     free(out);
-    snprintf(path, sizeof path, "%s/d/fhirgw.db", tmpdir);
-    cr_expect_eq(access(path, F_OK), 0, "nothing was moved for a restore that could not be made");
+    cr_expect(exists("d/fhirgw.db"), "nothing was moved for a restore that could not be made");
 }
 
 Test(cli, restore_that_cannot_copy_the_checkpoints_changes_nothing)
 {
-    char path[600];
-    snprintf(path, sizeof path, "%s/d", tmpdir);
-    cr_assert_eq(mkdir(path, 0700), 0);
+    make_dir("d");
     write_file("d/fhirgw.db", "");
     write_file("d/audit-checkpoints", "v1 10 live\n");
-    snprintf(path, sizeof path, "%s/b", tmpdir);
-    cr_assert_eq(mkdir(path, 0700), 0);
+    make_dir("b");
     write_file("b/fhirgw.db", "");
-    snprintf(path, sizeof path, "%s/b/audit-checkpoints", tmpdir);
-    cr_assert_eq(mkdir(path, 0700), 0); /* reads fail, as a bad disk's would */
+    make_dir("b/audit-checkpoints"); /* reads fail, as a bad disk's would */
     char *out;
     cr_expect_eq(run("restore --dev d --from b", &out), 2);
     cr_expect_not_null(strstr(out, "nothing was restored"), "%s", out);
     free(out);
-    snprintf(path, sizeof path, "%s/d/fhirgw.db", tmpdir);
-    cr_expect_eq(access(path, F_OK), 0, "the store stays in place");
-    snprintf(path, sizeof path, "%s/d/audit-checkpoints.restoring", tmpdir);
-    cr_expect_neq(access(path, F_OK), 0, "no half copy is left beside the checkpoints");
+    cr_expect(exists("d/fhirgw.db"), "the store stays in place");
+    cr_expect_not(exists("d/audit-checkpoints.restoring"), "no half copy is left beside the checkpoints");
     char text[64] = "";
-    snprintf(path, sizeof path, "%s/d/audit-checkpoints", tmpdir);
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f);
-    text[fread(text, 1, sizeof text - 1, f)] = '\0';
-    fclose(f);
+    cr_assert(read_text("d/audit-checkpoints", text, sizeof text));
     cr_expect_str_eq(text, "v1 10 live\n", "the live checkpoints are untouched");
-    DIR *dir = opendir(tmpdir);
-    cr_assert_not_null(dir);
-    for (struct dirent *e; (e = readdir(dir));)
-        cr_expect_null(strstr(e->d_name, "before-restore"), "%s: nothing was moved aside", e->d_name);
-    closedir(dir);
-    snprintf(path, sizeof path, "%s/d", tmpdir);
-    dir = opendir(path);
-    cr_assert_not_null(dir);
-    for (struct dirent *e; (e = readdir(dir));)
-        cr_expect_null(strstr(e->d_name, "before-restore"), "%s: nothing was moved aside", e->d_name);
-    closedir(dir);
+    expect_no_entry_with("", "before-restore"); /* nothing was moved aside */
+    expect_no_entry_with("d", "before-restore");
 }

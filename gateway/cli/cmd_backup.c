@@ -57,15 +57,7 @@ static bool copy_checkpoints(const char *who, const char *from, const char *to, 
     while (len && text[len - 1] != '\n')
         len--;
     int fd = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    bool ok = fd >= 0;
-    for (size_t done = 0; ok && done < len;) {
-        ssize_t n = write(fd, text + done, len - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        ok = n > 0;
-        done += ok ? (size_t)n : 0;
-    }
-    ok = ok && fdatasync(fd) == 0;
+    bool ok = fd >= 0 && files_pwrite_all(fd, text, len, 0) && fdatasync(fd) == 0;
     if (!ok)
         fprintf(stderr, "%s: cannot write %s: %s\n", who, to, strerror(errno));
     if (fd >= 0 && close(fd) != 0 && ok) {

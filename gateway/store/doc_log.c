@@ -235,21 +235,6 @@ void dl_close(dl_log *log)
     free(log);
 }
 
-static bool write_all(int fd, const char *bytes, size_t len, uint64_t at)
-{
-    while (len) {
-        ssize_t n = pwrite(fd, bytes, len, (off_t)at);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
-        bytes += n;
-        len -= (size_t)n;
-        at += (uint64_t)n;
-    }
-    return true;
-}
-
 bool dl_append(dl_log *log, const void *bytes, size_t len, char out[DL_LOCATOR_MAX], uint64_t *end, char *err,
                size_t errlen)
 {
@@ -259,7 +244,7 @@ bool dl_append(dl_log *log, const void *bytes, size_t len, char out[DL_LOCATOR_M
     }
     pthread_mutex_lock(&log->write_lock);
     uint64_t at = log->append_at;
-    bool ok = write_all(log->fd, bytes, len, at);
+    bool ok = files_pwrite_all(log->fd, bytes, len, at);
     if (ok) {
         log->append_at = aligned(at + len);
         atomic_store(&log->written, at + len);
@@ -444,7 +429,7 @@ static bool free_blocks(dl_log *log, uint64_t at, uint64_t span, uint64_t bytes,
     static const char zeros[DL_ALIGN];
     for (uint64_t done = 0; done < bytes; done += sizeof zeros) {
         size_t n = bytes - done < sizeof zeros ? (size_t)(bytes - done) : sizeof zeros;
-        if (!write_all(log->fd, zeros, n, at + done)) {
+        if (!files_pwrite_all(log->fd, zeros, n, at + done)) {
             set_err(err, errlen, "cannot overwrite a record of the document log: %s", strerror(errno));
             return false;
         }

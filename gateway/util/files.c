@@ -171,16 +171,16 @@ static bool all_zero(const char *p, size_t n)
     return n == 0 || (p[0] == 0 && !memcmp(p, p + 1, n - 1));
 }
 
-/* Writes n bytes at `at`, whole. */
-static bool pwrite_all(int fd, const char *p, size_t n, off_t at)
+bool files_pwrite_all(int fd, const void *bytes, size_t n, uint64_t at)
 {
+    const char *p = bytes;
     while (n) {
-        ssize_t w = pwrite(fd, p, n, at);
+        ssize_t w = pwrite(fd, p, n, (off_t)at);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
             return false;
-        p += w, n -= (size_t)w, at += w;
+        p += w, n -= (size_t)w, at += (uint64_t)w;
     }
     return true;
 }
@@ -239,7 +239,7 @@ bool files_copy_sparse(const char *from, const char *to, size_t block, uint64_t 
             size_t n = want - b < block ? want - b : block;
             if (all_zero(buf + b, n))
                 continue; /* a hole: never written, or freed */
-            if (!pwrite_all(out, buf + b, n, (off_t)(at + b))) {
+            if (!files_pwrite_all(out, buf + b, n, at + b)) {
                 copy_err(err, errlen, "cannot write", to);
                 goto done;
             }

@@ -26,6 +26,9 @@ void files_list_free(file_list *list);
 /* The last part of a path: what follows its last '/', or the whole path when it has none (points into it). */
 const char *files_base_name(const char *path);
 
+/* Writes n bytes at offset `at`, whole (a short write or EINTR goes on). False with errno. */
+bool files_pwrite_all(int fd, const void *bytes, size_t n, uint64_t at);
+
 /* The whole file in a malloc'd buffer (NUL-terminated; *len excludes the NUL); NULL with errno on failure. */
 char *files_read(const char *path, size_t *len);
 
