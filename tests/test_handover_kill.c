@@ -93,23 +93,29 @@ static cg_gateway start_gateway(int run)
     return g;
 }
 
-/* Bytes the start of run `run` freed of the document log (its log line; 0: none), and whether it could not. */
-static long long reclaimed_at_start(int run, bool *failed)
+/* What the start of run `run` says of its reclaim of the document log (its log line): whether it checked the
+ * log, the documents it kept and the bytes it freed, and whether it could not. */
+typedef struct reclaim_line {
+    bool ran, failed;
+    long long documents, freed, ms;
+} reclaim_line;
+
+static reclaim_line reclaim_at_start(int run)
 {
     char path[128], line[2048];
     snprintf(path, sizeof path, "%s/server-%d.log", dir, run);
     FILE *f = fopen(path, "r");
-    long long freed = 0;
-    *failed = false;
+    reclaim_line r = {0};
     while (f && fgets(line, sizeof line, f)) {
-        const char *at = strstr(line, "freed ");
-        if (at && strstr(line, "of the document log that no row names"))
-            freed = atoll(at + 6);
-        *failed |= strstr(line, "unused records stay until the next start") != NULL;
+        const char *at = strstr(line, "checked the document log against its ");
+        if (at && sscanf(at, "checked the document log against its %lld documents in %lld ms and freed %lld bytes",
+                         &r.documents, &r.ms, &r.freed) == 3)
+            r.ran = true;
+        r.failed |= strstr(line, "unused records stay until the next start") != NULL;
     }
     if (f)
         fclose(f);
-    return freed;
+    return r;
 }
 
 static void stop_gateway(cg_gateway *g, int sig)
@@ -371,13 +377,14 @@ Test(kill, every_acknowledged_handover_survives_a_sigkill_exactly_once)
     cr_assert_lt(acked, TOTAL, "everything was acknowledged before the kill: the test proves nothing");
 
     gw = start_gateway(2);
-    bool reclaim_failed;
-    long long reclaimed = reclaimed_at_start(2, &reclaim_failed);
-    cr_expect_not(reclaim_failed, "the start after the kill frees the records no row names (server-2.log)");
+    reclaim_line reclaim = reclaim_at_start(2);
+    cr_expect(reclaim.ran && !reclaim.failed,
+              "the start after the kill checks the document log and frees the records no row names (server-2.log)");
+    long long reclaimed = reclaim.freed;
     cg_client c;
     static int tasks[TOTAL], bundles[TOTAL];
     count_handovers(&c, tasks, bundles);
-    int committed_unanswered = 0;
+    int committed_unanswered = 0, stored_documents = 0;
     for (int i = 0; i < TOTAL; i++) {
         int seen = atomic_load(&answered[i]);
         bool ok = seen == 200 || seen == 201;
@@ -386,7 +393,10 @@ Test(kill, every_acknowledged_handover_survives_a_sigkill_exactly_once)
         cr_expect(tasks[i] <= 1 && bundles[i] <= 1 && tasks[i] == bundles[i],
                   "handover %d: %d Tasks, %d documents (one transaction: both or neither)", i, tasks[i], bundles[i]);
         committed_unanswered += !ok && tasks[i];
+        stored_documents += bundles[i];
     }
+    cr_expect_eq(reclaim.documents, stored_documents, "the reclaim kept the records of the %d stored documents",
+                 stored_documents);
     run_threads(receiver, READERS);
     cr_expect_eq(atomic_load(&unreadable), 0, "the receiver reads every acknowledged handover's document");
 
@@ -420,10 +430,11 @@ Test(kill, every_acknowledged_handover_survives_a_sigkill_exactly_once)
     stop_gateway(&gw, SIGTERM);
     fprintf(stderr,
             "kill test figures: %d of %d submitted handovers acknowledged when SIGKILL came (%d at the signal), %d "
-            "committed without an answer, %d resubmitted, %lld bytes of documents no row named freed at the "
-            "restart; start %.1f s, submissions %.1f s, whole test %.1f s\n",
-            acked, sent < TOTAL ? sent : TOTAL, acked_at_kill, committed_unanswered, resubmitted, reclaimed,
-            (double)(t_started - t0) / 1000, (double)(t_killed - t_started) / 1000, (double)(now_ms() - t0) / 1000);
+            "committed without an answer, %d resubmitted; the restart checked the log against %lld documents in %lld "
+            "ms and freed %lld bytes no row named; start %.1f s, submissions %.1f s, whole test %.1f s\n",
+            acked, sent < TOTAL ? sent : TOTAL, acked_at_kill, committed_unanswered, resubmitted, reclaim.documents,
+            reclaim.ms, reclaimed, (double)(t_started - t0) / 1000, (double)(t_killed - t_started) / 1000,
+            (double)(now_ms() - t0) / 1000);
     teardown();
 }
 
@@ -493,9 +504,10 @@ Test(kill, a_backup_taken_under_load_restores_every_handover_acknowledged_before
     cr_expect_eq(system(probe), 0, "the replaced database is kept, not deleted");
 
     gw = start_gateway(2);
-    bool reclaim_failed;
-    long long reclaimed = reclaimed_at_start(2, &reclaim_failed);
-    cr_expect_not(reclaim_failed, "the restored log's records that no row names are freed (server-2.log)");
+    reclaim_line reclaim = reclaim_at_start(2);
+    cr_expect(reclaim.ran && !reclaim.failed,
+              "the first start after the restore checks the log and frees the records no row names (server-2.log)");
+    long long reclaimed = reclaim.freed;
     cg_client c;
     static int tasks[TOTAL], bundles[TOTAL];
     count_handovers(&c, tasks, bundles);
@@ -511,6 +523,7 @@ Test(kill, a_backup_taken_under_load_restores_every_handover_acknowledged_before
         if (!before[i])
             atomic_store(&answered[i], 0);
     }
+    cr_expect_eq(reclaim.documents, restored, "the reclaim kept the records of the %d restored documents", restored);
     run_threads(receiver, READERS);
     cr_expect_eq(atomic_load(&unreadable), 0, "the receiver reads every document of the restored store");
     cg_client_close(&c);

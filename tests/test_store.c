@@ -683,27 +683,26 @@ Test(store, a_restore_that_fails_halfway_leaves_the_store_as_it_was)
 }
 
 /* Reopens S as the serving gateway does (the serving lock: the document log is its own to reclaim); what its
- * reclaim freed, and why it did not run into *error (NULL: it must have run, or had nothing to do). */
-static uint64_t reopen_owning_or_not(const sl_keyring *k, const char **error)
+ * reclaim did. */
+static st_reclaim reopen_owning_or_not(const sl_keyring *k)
 {
     st_close(S);
     st_config config = {.path = db_path, .clock = pinned_clock, .seal_keys = k, .exclusive = true};
     st_error e = {{0}};
     S = st_open(&config, &e);
     cr_assert_not_null(S, "the store opens whatever its reclaim does: %s", e.message);
-    uint64_t freed;
-    const char *why;
-    st_reclaim_report(S, &freed, &why);
-    if (error)
-        *error = why;
-    else
-        cr_expect_null(why, "%s", why);
-    return freed;
+    st_reclaim r;
+    st_reclaim_report(S, &r);
+    return r;
 }
 
+/* The same, where the start must reclaim (the last stop was not clean) and can: the bytes it freed. */
 static uint64_t reopen_owning(const sl_keyring *k)
 {
-    return reopen_owning_or_not(k, NULL);
+    st_reclaim r = reopen_owning_or_not(k);
+    cr_expect(r.ran, "no clean-stop marker: the start checks the log");
+    cr_expect_null(r.error, "%s", r.error);
+    return r.freed;
 }
 
 /* Whether the record a locator names reads as zeros now. */
@@ -730,7 +729,7 @@ static size_t orphan_record(const char *id, char *out, size_t size)
 Test(store, records_no_row_names_are_freed_at_the_next_start_after_an_unclean_stop)
 {
     sl_keyring *k = sealing_store();
-    reopen_owning(k);
+    reopen_owning_or_not(k);
     create_documents(0, 5);
     char purged[128], orphan[128], marker[200], docs[160], why[256] = "";
     size_t purged_len = stored_body("Bundle", "d1", purged, sizeof purged);
@@ -748,7 +747,11 @@ Test(store, records_no_row_names_are_freed_at_the_next_start_after_an_unclean_st
     cr_expect_neq(access(marker, F_OK), 0, "a stop with a record held back is not clean");
     cr_expect_not(record_freed(purged, purged_len), "held back while the backup ran");
     cr_expect_not(record_freed(orphan, orphan_len));
-    uint64_t freed = reopen_owning(k);
+    st_reclaim first = reopen_owning_or_not(k);
+    cr_expect(first.ran && !first.error, "%s", first.error ? first.error : "did not run");
+    cr_expect_eq(first.documents, 4, "d0, d2, d3 and d4 keep their records; d1's was purged: %" PRIu64,
+                 first.documents);
+    uint64_t freed = first.freed;
     cr_expect_gt(freed, DL_ALIGN, "%" PRIu64 " bytes freed: a record's blocks, and the last one's bytes", freed);
     cr_expect(record_freed(purged, purged_len), "the purged document's record is gone");
     cr_expect(record_freed(orphan, orphan_len), "the record no transaction committed is gone");
@@ -768,9 +771,10 @@ Test(store, records_no_row_names_are_freed_at_the_next_start_after_an_unclean_st
     cr_assert_eq(unlink(marker), 0, "%s", strerror(errno)); /* as if the process had died */
     lock = dl_backup_lock(docs, why, sizeof why);
     cr_assert_geq(lock, 0, "%s", why);
-    const char *error = NULL;
-    cr_expect_eq(reopen_owning_or_not(k, &error), 0);
-    cr_expect(error && strstr(error, "backup"), "%s", error ? error : "(no error)");
+    st_reclaim refused = reopen_owning_or_not(k);
+    cr_expect(refused.ran);
+    cr_expect_eq(refused.freed, 0);
+    cr_expect(refused.error && strstr(refused.error, "backup"), "%s", refused.error ? refused.error : "(no error)");
     dl_backup_unlock(lock);
     st_close(S);
     S = NULL;
@@ -783,7 +787,9 @@ Test(store, records_no_row_names_are_freed_at_the_next_start_after_an_unclean_st
     st_close(S);
     S = NULL;
     cr_expect_eq(access(marker, F_OK), 0, "a clean stop leaves its marker");
-    cr_expect_eq(reopen_owning(k), 0);
+    st_reclaim after_clean = reopen_owning_or_not(k);
+    cr_expect_not(after_clean.ran, "after a clean stop the start has nothing to check");
+    cr_expect_eq(after_clean.freed, 0);
     cr_expect_neq(access(marker, F_OK), 0, "taken away while the gateway runs");
 
     /* a crash (the marker never written) after a record was appended and never committed */

@@ -116,7 +116,7 @@ struct st_store {
     rc_cache *read_cache;
     /* documents sealed early, outside the database (doc_log.h); NULL when the backend has other writers */
     dl_log *doc_log;
-    uint64_t reclaimed;      /* bytes of the document log no row named, freed by st_open */
+    st_reclaim reclaim;      /* what st_open's reclaim of the document log did (its error points at reclaim_error) */
     char reclaim_error[512]; /* why that reclaim did not run through; "" when it did or was not needed */
     int serving_lock_fd;     /* config.exclusive: <path>.lock, flock'd exclusively until st_close; else -1 */
 
@@ -1672,22 +1672,26 @@ static void reclaim_documents(st_store *s)
     dl_own(s->doc_log);
     if (!dl_needs_reclaim(s->doc_log) || !s->backend->each_logged_body)
         return;
+    uint64_t started = monotonic_us();
     locator_list keep = {0};
     st_error err = {{0}};
     char why[256] = "";
+    s->reclaim.ran = true;
     if (s->backend->each_logged_body(s->writer, gather_locator, &keep, &err) != ST_OK)
         snprintf(s->reclaim_error, sizeof s->reclaim_error, "reading the locators: %s", err.message);
     else if (keep.out_of_memory)
         snprintf(s->reclaim_error, sizeof s->reclaim_error, "out of memory for the locators");
-    else if (!dl_reclaim(s->doc_log, keep.items, keep.count, &s->reclaimed, why, sizeof why))
+    else if (!dl_reclaim(s->doc_log, keep.items, keep.count, &s->reclaim.freed, why, sizeof why))
         snprintf(s->reclaim_error, sizeof s->reclaim_error, "%s", why);
+    s->reclaim.documents = keep.count;
+    s->reclaim.micros = monotonic_us() - started;
+    s->reclaim.error = s->reclaim_error[0] ? s->reclaim_error : NULL;
     free(keep.items);
 }
 
-void st_reclaim_report(st_store *s, uint64_t *freed, const char **error)
+void st_reclaim_report(st_store *s, st_reclaim *out)
 {
-    *freed = s->reclaimed;
-    *error = s->reclaim_error[0] ? s->reclaim_error : NULL;
+    *out = s->reclaim;
 }
 
 /*

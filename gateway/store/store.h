@@ -263,9 +263,16 @@ typedef struct st_counters {
 void st_counters_get(st_store *store, st_counters *out);
 
 /* What st_open's reclaim of the document log did (doc_log.h, "Dead space": after an unclean stop or a
- * restore, records that no row names are freed): the bytes freed, and why it did not run through (NULL when
- * it did or was not needed). For the start's log. */
-void st_reclaim_report(st_store *store, uint64_t *freed, const char **error);
+ * restore, records that no row names are freed). For the start's log and /metrics. */
+typedef struct st_reclaim {
+    bool ran;           /* the log had no clean-stop marker, so it was checked against the rows */
+    uint64_t freed;     /* bytes freed */
+    uint64_t documents; /* records the rows name, which were kept */
+    uint64_t micros;    /* how long the check took, reading the locators included */
+    const char *error;  /* why it did not run through (the store's; valid while it is open); NULL when it did */
+} st_reclaim;
+
+void st_reclaim_report(st_store *store, st_reclaim *out);
 
 /* ---- Index rows (computed by the caller, written with the resource) ------------ */
 
