@@ -477,7 +477,8 @@ static void handover_answered(void *arg, tl_client *c, int status, const char *b
         return;
     }
     if (atomic_fetch_add(&refused, 1) < 3) /* a 201 without a Task's id counts here too */
-        fprintf(stderr, "bench-handover: $handover answered %d: %.500s\n", status, body_len ? body : "");
+        fprintf(stderr, "bench-handover: $handover answered %d: %.*s\n", status, (int)(body_len < 500 ? body_len : 500),
+                body_len ? body : "");
 }
 
 /* Opens the senders' connections (hospital-a and hospital-b alternately), sends for the duration, closes. */
