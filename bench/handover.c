@@ -40,8 +40,11 @@
  *    client: both are measured on this process's clock), errors, lost and
  *    duplicate notifications, CPU seconds of the gateway and of this
  *    process, the gateway's CPU per handover by thread role (http workers,
- *    store-commit, store-ckpt, relay, ...: where the two cores went), and
- *    the ratio to the raw commit rate.
+ *    store-commit, store-ckpt, relay, ...: where the two cores went), how
+ *    the cores were shared (the gateway, this process, idle) and the rate
+ *    the gateway's CPU alone would allow on them (an upper bound: here the
+ *    senders take their share of the same cores), and the ratio to the raw
+ *    commit rate.
  *
  * Everything (folder, gateway) is removed or stopped at exit unless --keep.
  * Memory: the tables are allocated once in main and freed at exit; the
@@ -825,6 +828,15 @@ int main(int argc, char **argv)
            "(%.0f%%)\n",
            cpu_gw, 100 * cpu_gw / elapsed, acc ? 1000 * cpu_gw / (double)acc : 0, cpu_own, 100 * cpu_own / elapsed);
     print_roles(roles0, nroles0, roles1, nroles1, atomic_load(&accepted));
+    /* The senders share the gateway's cores here; in service they run elsewhere. What the gateway's own CPU
+       would allow is an upper bound beside the measured rate, not a measurement of it. */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    double per_handover_s = acc ? cpu_gw / (double)acc : 0;
+    printf("cores: the gateway %.0f%%, the senders and receivers %.0f%%, idle %.0f%% of %ld; its CPU alone bounds it "
+           "at %.0f handovers/s on them (%ld cores / %.2f ms)\n",
+           100 * cpu_gw / elapsed / (double)cores, 100 * cpu_own / elapsed / (double)cores,
+           100 * (1 - (cpu_gw + cpu_own) / elapsed / (double)cores), cores,
+           per_handover_s > 0 ? (double)cores / per_handover_s : 0, cores, 1000 * per_handover_s);
     printf("store files at the end of the load: WAL %.0f MB, database %.0f MB, document log %.0f MB (a WAL that "
            "grows from run to run is checkpoint work left for after the load)\n",
            wal_mb, db_mb, log_mb);
