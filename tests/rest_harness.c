@@ -411,6 +411,8 @@ static rh_response perform(const char *who, const char *method, const char *path
     snprintf(ca, sizeof ca, "%s/pki/ca.pem", rh.dir);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (!strcmp(method, "HEAD"))
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L); /* the answer's headers announce a body that never comes */
     curl_easy_setopt(c, CURLOPT_SSLCERT, cert);
     curl_easy_setopt(c, CURLOPT_SSLKEY, key);
     curl_easy_setopt(c, CURLOPT_CAINFO, ca);

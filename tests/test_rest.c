@@ -972,13 +972,74 @@ Test(rest, conditional_update_and_delete)
     rh_response_free(&r);
 }
 
+/* HEAD is GET without the body (RFC 9110 9.3.2), wherever GET is answered: the same status and headers. */
+Test(rest, head_answers_as_get_does_without_the_body)
+{
+    char id[80], paths[8][200];
+    snprintf(id, sizeof id, "%s", rh_create("hospital-a", "Patient", PATIENT));
+    const char *const formats[] = {"/metadata",
+                                   "/Patient/%s",
+                                   "/Patient/%s/_history/1",
+                                   "/Patient/%s/_history",
+                                   "/Patient?_id=%s",
+                                   "/Patient/_search?_id=%s",
+                                   "/_history?_count=1",
+                                   "/Patient/nothing-%.4s"};
+    for (size_t i = 0; i < sizeof formats / sizeof *formats; i++) {
+        snprintf(paths[i], sizeof paths[i], formats[i], id);
+        rh_response get = rh_request("hospital-a", "GET", paths[i], NULL, NULL);
+        rh_response head = rh_request("hospital-a", "HEAD", paths[i], NULL, NULL);
+        cr_expect_eq(head.curl, CURLE_OK, "HEAD %s: %s", paths[i], curl_easy_strerror(head.curl));
+        cr_expect_eq(head.status, get.status, "HEAD %s: %ld, GET %ld", paths[i], head.status, get.status);
+        cr_expect_eq(head.len, 0, "HEAD %s sent %zu body bytes", paths[i], head.len);
+        cr_expect_gt(get.len, 0, "GET %s has a body", paths[i]);
+        const char *const same[] = {"Content-Type", "ETag", "Last-Modified", "Location"};
+        for (size_t h = 0; h < sizeof same / sizeof *same; h++) {
+            char a[256], b[256];
+            const char *g = rh_header(&get, same[h], a, sizeof a), *x = rh_header(&head, same[h], b, sizeof b);
+            cr_expect((!g && !x) || (g && x && !strcmp(g, x)), "HEAD %s: %s %s, GET's %s", paths[i], same[h],
+                      x ? x : "(none)", g ? g : "(none)");
+        }
+        /* an answer of known length announces the length GET sends (a streamed one is chunked in both) */
+        char lg[32], lh[32];
+        const char *length_get = rh_header(&get, "Content-Length", lg, sizeof lg);
+        const char *length_head = rh_header(&head, "Content-Length", lh, sizeof lh);
+        if (length_get)
+            cr_expect(length_head && strtoul(length_head, NULL, 10) == get.len,
+                      "HEAD %s: Content-Length %s, GET sent %zu", paths[i], length_head ? length_head : "(none)",
+                      get.len);
+        else
+            cr_expect_null(length_head, "HEAD %s: a length GET did not announce", paths[i]);
+        rh_response_free(&get);
+        rh_response_free(&head);
+    }
+    /* the same access as GET: an insurer reads no Patient, another provider finds none */
+    rh_response r = rh_request("insurer", "HEAD", paths[1], NULL, NULL);
+    cr_expect_eq(r.status, 403);
+    cr_expect_eq(r.len, 0);
+    rh_response_free(&r);
+    r = rh_request("elv-b", "HEAD", paths[1], NULL, NULL);
+    cr_expect_eq(r.status, 404);
+    rh_response_free(&r);
+    /* where GET is not answered, neither is HEAD; every Allow with GET has HEAD */
+    r = rh_request("hospital-a", "HEAD", "/Patient/$validate", NULL, NULL);
+    cr_expect_eq(r.status, 405);
+    char allow[64];
+    cr_expect_str_eq(rh_header(&r, "Allow", allow, sizeof allow), "POST");
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "DELETE", "/Patient/_search", NULL, NULL);
+    cr_expect_eq(r.status, 405);
+    cr_expect_str_eq(rh_header(&r, "Allow", allow, sizeof allow), "GET, HEAD, POST");
+    rh_response_free(&r);
+}
+
 Test(rest, smaller_client_expectations)
 {
     /* 405 says what is allowed */
     rh_response r = rh_request("hospital-a", "PUT", "/metadata", "{}", NULL);
     rh_expect_outcome(&r, 405, "not-supported");
     char allow[64];
-    cr_expect_str_eq(rh_header(&r, "Allow", allow, sizeof allow), "GET");
+    cr_expect_str_eq(rh_header(&r, "Allow", allow, sizeof allow), "GET, HEAD");
     rh_response_free(&r);
     r = rh_request("hospital-a", "GET", "/Patient/$validate", NULL, NULL);
     rh_expect_outcome(&r, 405, "not-supported");

@@ -26,7 +26,11 @@ Test(route, interactions)
     } cases[] = {
         {"GET", "/metadata", RT_CAPABILITIES, NULL, "", "", ""},
         {"GET", "/CarePlan/cp-1", RT_READ, "CarePlan", "cp-1", "", ""},
-        {"HEAD", "/CarePlan/cp-1", RT_READ, "CarePlan", "cp-1", "", ""},
+        {"HEAD", "/CarePlan/cp-1", RT_READ, "CarePlan", "cp-1", "", ""}, /* HEAD: wherever GET is */
+        {"HEAD", "/metadata", RT_CAPABILITIES, NULL, "", "", ""},
+        {"HEAD", "/CarePlan/cp-1/_history/3", RT_VREAD, "CarePlan", "cp-1", "3", ""},
+        {"HEAD", "/Encounter", RT_SEARCH, "Encounter", "", "", ""},
+        {"HEAD", "/_history", RT_HISTORY_SYSTEM, NULL, "", "", ""},
         {"GET", "/CarePlan/cp-1/_history/3", RT_VREAD, "CarePlan", "cp-1", "3", ""},
         {"PUT", "/Task/t.1", RT_UPDATE, "Task", "t.1", "", ""},
         {"DELETE", "/Task/t1", RT_DELETE, "Task", "t1", "", ""},

@@ -150,12 +150,12 @@ static void system_level(rt_route *r, const char *method, const char *seg[], siz
         if (get)
             r->interaction = RT_CAPABILITIES;
         else
-            not_allowed(r, "GET", "metadata accepts GET");
+            not_allowed(r, "GET, HEAD", "metadata accepts GET and HEAD");
     } else if (seg_is(seg[0], len[0], "_history")) {
         if (get)
             r->interaction = RT_HISTORY_SYSTEM;
         else
-            not_allowed(r, "GET", "_history accepts GET");
+            not_allowed(r, "GET, HEAD", "_history accepts GET and HEAD");
     } else if (n == 1 && seg[0][0] == '$') {
         set_operation(r, seg[0], len[0]); /* a system-level operation (the operations table says which exist) */
     } else if (n <= 3 && seg_is(seg[0], len[0], "insurer")) {
@@ -181,18 +181,19 @@ static void type_level(rt_route *r, const char *method, const char *seg[], size_
         else if (!strcmp(method, "PATCH"))
             r->interaction = RT_PATCH; /* conditional patch */
         else
-            not_allowed(r, "GET, POST, PUT, PATCH, DELETE",
-                        "a resource type accepts GET (search), POST (create), PUT, PATCH and DELETE (conditional)");
+            not_allowed(r, "GET, HEAD, POST, PUT, PATCH, DELETE",
+                        "a resource type accepts GET and HEAD (search), POST (create), PUT, PATCH and DELETE "
+                        "(conditional)");
     } else if (seg_is(seg[1], len[1], "_search")) {
         if (post || get)
             r->interaction = RT_SEARCH;
         else
-            not_allowed(r, "GET, POST", "_search accepts POST and GET");
+            not_allowed(r, "GET, HEAD, POST", "_search accepts GET, HEAD and POST");
     } else if (seg_is(seg[1], len[1], "_history")) {
         if (get)
             r->interaction = RT_HISTORY_TYPE;
         else
-            not_allowed(r, "GET", "_history accepts GET");
+            not_allowed(r, "GET, HEAD", "_history accepts GET and HEAD");
     } else if (seg[1][0] == '$') {
         set_operation(r, seg[1], len[1]);
     } else {
@@ -209,7 +210,7 @@ static void instance_level(rt_route *r, const char *method, const char *seg[], s
     }
     bool get = !strcmp(method, "GET");
     if (n == 2) {
-        if (get || !strcmp(method, "HEAD"))
+        if (get)
             r->interaction = RT_READ;
         else if (!strcmp(method, "PUT"))
             r->interaction = RT_UPDATE;
@@ -218,10 +219,10 @@ static void instance_level(rt_route *r, const char *method, const char *seg[], s
         else if (!strcmp(method, "PATCH"))
             r->interaction = RT_PATCH;
         else
-            not_allowed(r, "GET, HEAD, PUT, PATCH, DELETE", "a resource accepts GET, PUT, PATCH and DELETE");
+            not_allowed(r, "GET, HEAD, PUT, PATCH, DELETE", "a resource accepts GET, HEAD, PUT, PATCH and DELETE");
     } else if (seg_is(seg[2], len[2], "_history")) {
         if (!get)
-            not_allowed(r, "GET", "_history accepts GET");
+            not_allowed(r, "GET, HEAD", "_history accepts GET and HEAD");
         else if (n == 3)
             r->interaction = RT_HISTORY_INSTANCE;
         else if (n == 4 && copy_id(r->version, seg[3], len[3]))
@@ -238,6 +239,9 @@ static void instance_level(rt_route *r, const char *method, const char *seg[], s
 void rt_parse(const fs_schema *s, const char *method, const char *path, rt_route *out)
 {
     memset(out, 0, sizeof *out);
+    /* HEAD is GET without the body (RFC 9110, 9.3.2): routed alike; the server leaves the body out */
+    if (!strcmp(method, "HEAD"))
+        method = "GET";
     const char *seg[MAX_SEGMENTS];
     size_t len[MAX_SEGMENTS];
     bool overflow;
