@@ -2,6 +2,7 @@
 #include "json_compare.h"
 
 #include <stddef.h>
+#include <string.h>
 
 static bool is_number(json_type t)
 {
@@ -35,4 +36,15 @@ bool tj_same(json_object *a, json_object *b)
         return true;
     }
     return json_object_equal(a, b);
+}
+
+bool tj_has_tag(json_object *resource, const char *code)
+{
+    json_object *tags = json_object_object_get(json_object_object_get(resource, "meta"), "tag");
+    for (size_t i = 0; json_object_is_type(tags, json_type_array) && i < json_object_array_length(tags); i++) {
+        const char *c = json_object_get_string(json_object_object_get(json_object_array_get_idx(tags, i), "code"));
+        if (c && !strcmp(c, code))
+            return true;
+    }
+    return false;
 }

@@ -13,4 +13,7 @@
 
 bool tj_same(json_object *a, json_object *b);
 
+/* Does the resource's meta.tag hold a coding with this code? (SUBSETTED: fhir/subset.h) */
+bool tj_has_tag(json_object *resource, const char *code);
+
 #endif

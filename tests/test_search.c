@@ -103,7 +103,10 @@ Test(search, lenient_and_strict)
     oo_list issues;
     cr_assert(parse("Task", "owner=Organization/o1&foo=bar&_elements=id&_include=Task:owner", false, &q, &issues));
     cr_expect_eq(q.param_count, 1);
-    cr_expect_str_eq(q.ignored, "foo, _elements");
+    cr_expect_str_eq(q.ignored, "foo");
+    cr_expect_eq(q.subset.mode, FSUB_ELEMENTS, "_elements is applied now");
+    cr_assert_eq(q.subset.count, 1);
+    cr_expect_str_eq(q.subset.names[0], "id");
     cr_assert_eq(q.include_count, 1, "_include is applied now");
     cr_expect_str_eq(q.includes[0].source_type, "Task");
     cr_expect_str_eq(q.includes[0].ref->code, "owner");

@@ -193,10 +193,12 @@ static st_status page_read(page *p, bool first, st_error *err)
     return ST_OK;
 }
 
-static void search_entry(fj_buf *b, rq *q, const st_resource *r, const char *mode)
+/* One entry; a match cut down as _summary or _elements asks (subset: NULL for an included resource). */
+static void search_entry(fj_buf *b, rq *q, const st_resource *r, const char *mode, const fsub_spec *subset)
 {
     fj_buf_printf(b, "{\"fullUrl\":\"%s/%s/%s\",\"resource\":", q->app->opt.base_url, r->type, r->id);
-    fj_buf_append(b, r->json, r->json_len);
+    if (!fsub_cuts(subset) || !fsub_write(q->app->schema, subset, r->json, r->json_len, b))
+        fj_buf_append(b, r->json, r->json_len);
     fj_buf_printf(b, ",\"search\":{\"mode\":\"%s\"}}", mode);
 }
 
@@ -283,7 +285,7 @@ static bool page_match(page *p)
     if (p->history)
         history_entry(&p->entry, p->q, r);
     else
-        search_entry(&p->entry, p->q, r, "match");
+        search_entry(&p->entry, p->q, r, "match", &p->sq.subset);
     if (p->entry.failed)
         return false; /* out of memory: cut the answer rather than send a wrong one */
     if (p->matches && p->bytes + p->out.len + p->entry.len > p->q->app->opt.page_max_bytes) {
@@ -309,7 +311,7 @@ static void page_includes(page *p)
         if (az_check_resource(&p->q->caller, r->type, AZ_READ, r->owner, r->access_tags, r->access_tag_count) ==
             AZ_ALLOW) {
             rest_bundle_entry_open(&p->out, &p->entries);
-            search_entry(&p->out, p->q, r, "include");
+            search_entry(&p->out, p->q, r, "include", NULL);
         }
     }
     if (p->next >= p->chunk.included_count)
@@ -449,23 +451,10 @@ bool rest_search(rq *q)
 
 /* ---- history ---- */
 
-/* A query parameter's decoded value (malloc'd) or NULL. */
-static char *query_param(const char *query, const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *p = query; p && *p;) {
-        size_t len = strcspn(p, "&");
-        if (len > n && !strncmp(p, name, n) && p[n] == '=')
-            return sq_url_decode(p + n + 1, len - n - 1);
-        p += len + (p[len] == '&');
-    }
-    return NULL;
-}
-
 /* A non-negative whole-number parameter into *out (fallback when absent); false when it is not one. */
 static bool number_param(const char *query, const char *name, int64_t fallback, int64_t *out)
 {
-    char *v = query_param(query, name);
+    char *v = sq_query_param(query, name);
     if (!v) {
         *out = fallback;
         return true;
@@ -534,7 +523,7 @@ bool rest_history(rq *q)
         return false;
     }
     int64_t lo = INT64_MIN, hi;
-    char *since = query_param(query, "_since");
+    char *since = sq_query_param(query, "_since");
     if (since && !sq_date_range(since, strlen(since), &lo, &hi)) {
         rq_respond_outcome(q, 400, OO_ERROR, "invalid", "_since", "_since must be an instant");
         free(since);

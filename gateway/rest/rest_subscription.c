@@ -132,16 +132,6 @@ static void params_free(sub_params *p)
     free(p->content);
 }
 
-static char *query_value(const char *query, const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *p = query; p && *p; p += strcspn(p, "&"), p += *p == '&') {
-        if (!strncmp(p, name, n) && p[n] == '=')
-            return sq_url_decode(p + n + 1, strcspn(p + n + 1, "&"));
-    }
-    return NULL;
-}
-
 static const char *name_of(json_object *p)
 {
     const char *name = json_object_get_string(json_object_object_get(p, "name"));
@@ -170,9 +160,9 @@ static bool read_params(rq *q, sub_params *p, char where[3][64])
     memset(p, 0, sizeof *p);
     if (strcmp(srv_req_method(q->req), "POST")) {
         const char *query = srv_req_query(q->req);
-        p->since = query_value(query, "eventsSinceNumber");
-        p->until = query_value(query, "eventsUntilNumber");
-        p->content = query_value(query, "content");
+        p->since = sq_query_param(query, "eventsSinceNumber");
+        p->until = sq_query_param(query, "eventsUntilNumber");
+        p->content = sq_query_param(query, "content");
         p->since_at = "eventsSinceNumber", p->until_at = "eventsUntilNumber", p->content_at = "content";
         return true;
     }

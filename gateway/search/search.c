@@ -345,10 +345,11 @@ static bool result_param(const fs_schema *s, sq_query *q, const char *name, cons
             issue(issues, "invalid", name, "%s: unknown sort parameter%s", "");
             *ok = false;
         }
-    } else if (!strcmp(name, "_summary")) {
-        q->summary_count = !strcmp(value, "count");
-        if (!q->summary_count && strcmp(value, "false"))
-            note_ignored(q, "_summary");
+    } else if (!strcmp(name, "_summary") || !strcmp(name, "_elements")) {
+        char **slot = name[1] == 's' ? &q->summary_value : &q->elements_value;
+        free(*slot);
+        *slot = strdup(value); /* read into q->subset once every parameter is in */
+        q->summary_count = q->summary_value && !strcmp(q->summary_value, "count");
     } else if (!strcmp(name, "_total") || !strcmp(name, "_format") || !strcmp(name, "_pretty")) {
         /* _total: the total is always counted; _format is content negotiation */
     } else {
@@ -552,9 +553,29 @@ bool sq_parse(const fs_schema *s, const fs_type *type, const char *query, bool s
         free(name);
         free(value);
     }
+    char why[200];
+    if (ok && !fsub_parse(out->summary_value, out->elements_value, &out->subset, why, sizeof why)) {
+        oo_add(issues, OO_ERROR, "invalid", out->summary_value ? "_summary" : "_elements", 0, 0, "%s", why);
+        ok = false;
+    }
+    free(out->summary_value);
+    free(out->elements_value);
+    out->summary_value = out->elements_value = NULL;
     if (!ok)
         sq_free(out);
     return ok;
+}
+
+char *sq_query_param(const char *query, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = query; p && *p;) {
+        size_t len = strcspn(p, "&");
+        if (len > n && !strncmp(p, name, n) && p[n] == '=')
+            return sq_url_decode(p + n + 1, len - n - 1);
+        p += len + (p[len] == '&');
+    }
+    return NULL;
 }
 
 void sq_free(sq_query *q)

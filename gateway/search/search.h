@@ -35,6 +35,7 @@
 
 #include "fhir/outcome.h"
 #include "fhir/schema.h"
+#include "fhir/subset.h"
 #include "gateway/util/limits.h"
 
 typedef enum sq_prefix { SQ_EQ, SQ_NE, SQ_GT, SQ_LT, SQ_GE, SQ_LE, SQ_SA, SQ_EB, SQ_AP } sq_prefix;
@@ -111,9 +112,11 @@ typedef struct sq_query {
     int64_t cursor_ms, cursor_rid;
     bool has_sort; /* _sort was given (else: newest first) */
     bool sort_descending;
-    const fs_search_param *sort; /* NULL = by _lastUpdated */
-    bool summary_count;          /* _summary=count: the total only */
-    char *ignored;               /* "name, name" of parameters not applied, NULL when none */
+    const fs_search_param *sort;          /* NULL = by _lastUpdated */
+    bool summary_count;                   /* _summary=count: the total only */
+    fsub_spec subset;                     /* _summary=true|text|data or _elements: what of each match is answered */
+    char *summary_value, *elements_value; /* as given, while sq_parse reads them (NULL after) */
+    char *ignored;                        /* "name, name" of parameters not applied, NULL when none */
 } sq_query;
 
 /* The usual sq_limits.max_params and max_values (rows of gateway/util/limits.h). */
@@ -150,5 +153,8 @@ bool sq_date_range(const char *text, size_t len, int64_t *lo_ms, int64_t *hi_ms)
 
 /* Percent-decode (and '+' -> space) src[0..len) into a new NUL-terminated string. NULL on bad escapes. */
 char *sq_url_decode(const char *src, size_t len);
+
+/* The decoded value (malloc'd) of the first `name=` in a query string (or a form body), or NULL. */
+char *sq_query_param(const char *query, const char *name);
 
 #endif
