@@ -795,3 +795,30 @@ Test(rest_stream, big_page_streams_while_the_worker_serves_others)
     json_object_put(page);
     rh_response_free(&big.r);
 }
+
+/* History takes _count and _since; with handling=strict anything else is refused, leniently it is left out
+ * (a history Bundle has no place for an OperationOutcome entry). */
+Test(rest_search, history_refuses_what_it_does_not_apply_when_strict)
+{
+    char id[80], path[200];
+    snprintf(id, sizeof id, "%s", rh_create("hospital-a", "Patient", "{\"resourceType\":\"Patient\"}"));
+    const char *strict[] = {"Prefer: handling=strict", NULL};
+    const char *queries[] = {"_at=2026-01-01", "_list=x", "foo=bar"};
+    for (size_t i = 0; i < sizeof queries / sizeof *queries; i++) {
+        snprintf(path, sizeof path, "/Patient/%s/_history?%s", id, queries[i]);
+        rh_response r = rh_request("hospital-a", "GET", path, NULL, strict);
+        rh_expect_outcome(&r, 400, "not-supported");
+        cr_expect(strstr(r.body, "history does not take"), "%s: %s", path, r.body);
+        rh_response_free(&r);
+        r = rh_request("hospital-a", "GET", path, NULL, NULL);
+        cr_expect_eq(r.status, 200, "%s, lenient: %s", path, r.body);
+        rh_response_free(&r);
+    }
+    snprintf(path, sizeof path, "/Patient/%s/_history?_count=5&_since=2020-01-01T00:00:00Z&_format=json", id);
+    rh_response r = rh_request("hospital-a", "GET", path, NULL, strict);
+    cr_expect_eq(r.status, 200, "%s: %s", path, r.body);
+    json_object *o = rh_json(&r);
+    cr_expect_eq(total_of(o), 1);
+    json_object_put(o);
+    rh_response_free(&r);
+}

@@ -513,9 +513,41 @@ static void history_entry(fj_buf *b, rq *q, const st_resource *r)
                   method_status(r->method), (long long)r->version, r->last_updated);
 }
 
+/*
+ * With Prefer: handling=strict, a history parameter it does not apply is 400 (as a search's is): _at and
+ * _list are R4's but not done here. Lenient, they are left out silently: a history Bundle has no place for
+ * the OperationOutcome a searchset carries. False with the 400 answered.
+ */
+static bool history_parameters_known(rq *q, const char *query)
+{
+    static const char *const known[] = {"_count", "_since", "_getpagesoffset", "_snapshot", "_format", "_pretty"};
+    if (!strict_handling(q))
+        return true;
+    for (const char *p = query; p && *p;) {
+        size_t len = strcspn(p, "&"), name_len = strcspn(p, "=&");
+        bool ok = name_len == 0;
+        for (size_t i = 0; i < sizeof known / sizeof *known && !ok; i++)
+            ok = strlen(known[i]) == name_len && !strncmp(p, known[i], name_len);
+        if (!ok) {
+            char *name = sq_url_decode(p, name_len);
+            rq_respond_outcome(q, 400, OO_ERROR, "not-supported", name, "history does not take %s%s",
+                               name ? name : "that parameter",
+                               name && (!strcmp(name, "_at") || !strcmp(name, "_list"))
+                                   ? " (an R4 history parameter this server does not support)"
+                                   : "");
+            free(name);
+            return false;
+        }
+        p += len + (p[len] == '&');
+    }
+    return true;
+}
+
 bool rest_history(rq *q)
 {
     const char *query = srv_req_query(q->req);
+    if (!history_parameters_known(q, query))
+        return false;
     const fs_type *type = q->route.type;
     bool care_provider = q->caller.roles & AZ_CARE_ROLES;
     if (!type && !care_provider) {
