@@ -803,7 +803,7 @@ Test(rest_search, history_refuses_what_it_does_not_apply_when_strict)
     char id[80], path[200];
     snprintf(id, sizeof id, "%s", rh_create("hospital-a", "Patient", "{\"resourceType\":\"Patient\"}"));
     const char *strict[] = {"Prefer: handling=strict", NULL};
-    const char *queries[] = {"_at=2026-01-01", "_list=x", "foo=bar"};
+    const char *queries[] = {"_list=x", "foo=bar"};
     for (size_t i = 0; i < sizeof queries / sizeof *queries; i++) {
         snprintf(path, sizeof path, "/Patient/%s/_history?%s", id, queries[i]);
         rh_response r = rh_request("hospital-a", "GET", path, NULL, strict);
@@ -821,4 +821,63 @@ Test(rest_search, history_refuses_what_it_does_not_apply_when_strict)
     cr_expect_eq(total_of(o), 1);
     json_object_put(o);
     rh_response_free(&r);
+}
+
+/* The lastUpdated of each version of Patient/id, oldest first, into lu[3]. */
+static void version_times(const char *id, char lu[3][40])
+{
+    char path[200];
+    snprintf(path, sizeof path, "/Patient/%s/_history", id);
+    json_object *o = get_bundle("hospital-a", path), *entries = json_object_object_get(o, "entry");
+    cr_assert_eq(json_object_array_length(entries), 3);
+    for (size_t i = 0; i < 3; i++) /* newest first */
+        snprintf(lu[2 - i], sizeof lu[0], "%s",
+                 rh_str(json_object_array_get_idx(entries, i), "resource.meta.lastUpdated"));
+    json_object_put(o);
+}
+
+/* The versionIds a history answers, newest first ("3,2"). */
+static void versions_at(const char *path, char *out, size_t size)
+{
+    json_object *o = get_bundle("hospital-a", path), *entries = json_object_object_get(o, "entry");
+    out[0] = '\0';
+    for (size_t i = 0; json_object_is_type(entries, json_type_array) && i < json_object_array_length(entries); i++)
+        snprintf(out + strlen(out), size - strlen(out), "%s%s", i ? "," : "",
+                 rh_str(json_object_array_get_idx(entries, i), "resource.meta.versionId"));
+    json_object_put(o);
+}
+
+/* _at: the versions that were current at some moment of the span it names. */
+Test(rest_search, history_at_gives_the_versions_current_then)
+{
+    char id[80], path[300], body[200], got[64], lu[3][40];
+    snprintf(id, sizeof id, "%s", rh_create("hospital-a", "Patient", "{\"resourceType\":\"Patient\"}"));
+    for (int v = 2; v <= 3; v++) {
+        usleep(20000); /* versions in different milliseconds */
+        snprintf(path, sizeof path, "/Patient/%s", id);
+        snprintf(body, sizeof body, "{\"resourceType\":\"Patient\",\"id\":\"%s\",\"active\":%s}", id,
+                 v == 2 ? "true" : "false");
+        rh_response r = rh_request("hospital-a", "PUT", path, body, NULL);
+        cr_assert_eq(r.status, 200, "%s", r.body);
+        rh_response_free(&r);
+    }
+    version_times(id, lu);
+    const char *want[3] = {"1", "2", "3"}; /* at the instant a version was written, it alone was current */
+    for (int v = 0; v < 3; v++) {
+        snprintf(path, sizeof path, "/Patient/%s/_history?_at=%s", id, lu[v]);
+        versions_at(path, got, sizeof got);
+        cr_expect_str_eq(got, want[v], "_at=%s", lu[v]);
+    }
+    snprintf(path, sizeof path, "/Patient/%s/_history?_at=%.4s", id, lu[0]); /* the year: all three */
+    versions_at(path, got, sizeof got);
+    cr_expect_str_eq(got, "3,2,1");
+    versions_at("/Patient/_history?_at=1999", got, sizeof got);
+    cr_expect_str_eq(got, "", "nothing was current in 1999");
+    const char *bad[] = {"_at=ge2026", "_at=soon"};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "/Patient/%s/_history?%s", id, bad[i]);
+        rh_response r = rh_request("hospital-a", "GET", path, NULL, NULL);
+        rh_expect_outcome(&r, 400, "invalid");
+        rh_response_free(&r);
+    }
 }

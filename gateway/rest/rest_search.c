@@ -514,13 +514,14 @@ static void history_entry(fj_buf *b, rq *q, const st_resource *r)
 }
 
 /*
- * With Prefer: handling=strict, a history parameter it does not apply is 400 (as a search's is): _at and
- * _list are R4's but not done here. Lenient, they are left out silently: a history Bundle has no place for
+ * With Prefer: handling=strict, a history parameter it does not apply is 400 (as a search's is): _list is
+ * R4's but not done here. Lenient, they are left out silently: a history Bundle has no place for
  * the OperationOutcome a searchset carries. False with the 400 answered.
  */
 static bool history_parameters_known(rq *q, const char *query)
 {
-    static const char *const known[] = {"_count", "_since", "_getpagesoffset", "_snapshot", "_format", "_pretty"};
+    static const char *const known[] = {"_count",    "_since",  "_at",    "_getpagesoffset",
+                                        "_snapshot", "_format", "_pretty"};
     if (!strict_handling(q))
         return true;
     for (const char *p = query; p && *p;) {
@@ -532,7 +533,7 @@ static bool history_parameters_known(rq *q, const char *query)
             char *name = sq_url_decode(p, name_len);
             rq_respond_outcome(q, 400, OO_ERROR, "not-supported", name, "history does not take %s%s",
                                name ? name : "that parameter",
-                               name && (!strcmp(name, "_at") || !strcmp(name, "_list"))
+                               name && !strcmp(name, "_list")
                                    ? " (an R4 history parameter this server does not support)"
                                    : "");
             free(name);
@@ -562,6 +563,16 @@ bool rest_history(rq *q)
         return false;
     }
     free(since);
+    /* _at: the versions current at some moment of that date's span (a day, a second, ...), prefixes not taken */
+    int64_t at_lo = 0, at_hi = 0;
+    char *at = sq_query_param(query, "_at");
+    bool at_ok = !at || (at[0] >= '0' && at[0] <= '9' && sq_date_range(at, strlen(at), &at_lo, &at_hi));
+    if (!at_ok)
+        rq_respond_outcome(q, 400, OO_ERROR, "invalid", "_at", "_at must be a date or an instant, without a prefix");
+    bool has_at = at != NULL;
+    free(at);
+    if (!at_ok)
+        return false;
     page *p = page_new(q, true);
     if (!p)
         return false;
@@ -569,6 +580,9 @@ bool rest_history(rq *q)
     h->type = type ? type->name : NULL;
     h->id = q->route.interaction == RT_HISTORY_INSTANCE ? q->route.id : NULL;
     h->since_ms = lo;
+    h->at = has_at;
+    h->at_lo_ms = at_lo;
+    h->at_hi_ms = at_hi;
     if (!history_paging(q, query, p)) {
         p->q = NULL; /* answered: the caller frees q */
         page_free(p);

@@ -526,9 +526,11 @@ st_status st_read(st_store *store, const char *type, const char *id, st_resource
 st_status st_vread(st_store *store, const char *type, const char *id, int64_t version, st_resource *out, st_error *err);
 
 typedef struct st_history_query {
-    const char *type;              /* NULL: system level */
-    const char *id;                /* NULL: type or system level; needs type */
-    int64_t since_ms;              /* INT64_MIN: no _since; else versions with lastUpdated >= since */
+    const char *type; /* NULL: system level */
+    const char *id;   /* NULL: type or system level; needs type */
+    int64_t since_ms; /* INT64_MIN: no _since; else versions with lastUpdated >= since */
+    bool at;          /* _at: only versions current at some moment of [at_lo_ms, at_hi_ms] */
+    int64_t at_lo_ms, at_hi_ms;
     int64_t upto;                  /* 0: now; else a st_list.snapshot of an earlier page, so pages do not shift */
     const char *const *visible_to; /* as in st_query, on the resource's current owner and tags */
     size_t visible_to_count;

@@ -1129,6 +1129,13 @@ static void history_where(sql_builder *b, const st_history_query *q, int64_t rid
         sb_add(b, " AND v.type = "), sb_text(b, q->type);
     if (q->since_ms != INT64_MIN)
         sb_add(b, " AND v.last_updated >= "), sb_int(b, q->since_ms);
+    if (q->at) {
+        /* a version is current from its lastUpdated until the next one's (as of the snapshot): the two spans meet */
+        sb_add(b, " AND v.last_updated <= "), sb_int(b, q->at_hi_ms);
+        sb_add(b, " AND coalesce((SELECT min(n.last_updated) FROM resource_version n WHERE n.rid = v.rid"
+                  " AND n.version > v.version AND n.seq <= "),
+            sb_int(b, upto), sb_add(b, "), "), sb_int(b, INT64_MAX), sb_add(b, ") > "), sb_int(b, q->at_lo_ms);
+    }
     if (q->visible_to_count)
         version_visibility_expr(b, q->visible_to, q->visible_to_count);
 }
