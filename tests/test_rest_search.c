@@ -873,6 +873,17 @@ Test(rest_search, history_at_gives_the_versions_current_then)
     cr_expect_str_eq(got, "3,2,1");
     versions_at("/Patient/_history?_at=1999", got, sizeof got);
     cr_expect_str_eq(got, "", "nothing was current in 1999");
+    /* narrowed to nothing, a resource the caller reads has an empty history, not a 404; one it may not
+       read stays 404 */
+    const char *narrowed[] = {"_at=1999", "_since=2999-01-01T00:00:00Z"};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "/Patient/%s/_history?%s", id, narrowed[i]);
+        versions_at(path, got, sizeof got);
+        cr_expect_str_eq(got, "", "%s", path);
+        rh_response r = rh_request("elv-b", "GET", path, NULL, NULL);
+        cr_expect_eq(r.status, 404, "%s for another organisation", path);
+        rh_response_free(&r);
+    }
     const char *bad[] = {"_at=ge2026", "_at=soon"};
     for (size_t i = 0; i < 2; i++) {
         snprintf(path, sizeof path, "/Patient/%s/_history?%s", id, bad[i]);

@@ -544,6 +544,22 @@ static bool history_parameters_known(rq *q, const char *query)
     return true;
 }
 
+/* Does the caller see any version of the instance at all? A history narrowed by _since or _at can be empty for
+ * a resource it reads: that is an empty page, not the 404 of a resource it may not know. */
+static bool instance_visible(rq *q, const st_history_query *h)
+{
+    st_history_query all = *h;
+    all.since_ms = INT64_MIN;
+    all.at = false;
+    all.count = 0;
+    all.offset = 0;
+    st_list l = {0};
+    st_error err;
+    bool seen = st_history(q->app->opt.store, &all, &l, &err) == ST_OK && l.total > 0;
+    st_list_free(&l);
+    return seen;
+}
+
 bool rest_history(rq *q)
 {
     const char *query = srv_req_query(q->req);
@@ -601,7 +617,8 @@ bool rest_history(rq *q)
     st_error err;
     /* _count=0 reads no rows: the total only */
     st_status s = p->query ? page_read(p, true, &err) : ST_INTERNAL;
-    if (h->id && (s == ST_NOT_FOUND || (s == ST_OK && p->total == 0))) {
+    bool narrowed = h->since_ms != INT64_MIN || h->at;
+    if (h->id && (s == ST_NOT_FOUND || (s == ST_OK && p->total == 0 && (!narrowed || !instance_visible(q, h))))) {
         /* unknown, or no version of it was ever this organisation's to see: the same answer */
         rest_record_decision(q, AZ_HISTORY, type->name, AZ_HIDDEN, 404, "no version visible", NULL);
         rest_answer_not_known(q, type->name, h->id, NULL);
