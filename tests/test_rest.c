@@ -692,6 +692,28 @@ Test(rest, validate_operation)
     rh_expect_outcome(&r, 200, NULL);
     cr_expect_null(strstr(r.body, "\"error\""), "a valid Patient: warnings at most (dom-6): %s", r.body);
     rh_response_free(&r);
+    /* mode: create, update and profile validate alike; delete is not answered here, and says so */
+    const char *modes[] = {"/Patient/$validate?mode=create", "/Patient/$validate?mode=profile"};
+    for (size_t i = 0; i < 2; i++) {
+        r = rh_request("hospital-a", "POST", modes[i], "{\"resourceType\":\"Patient\",\"gender\":\"mal\"}", NULL);
+        rh_expect_outcome(&r, 200, "code-invalid");
+        rh_response_free(&r);
+    }
+    r = rh_request("hospital-a", "POST", "/Patient/x/$validate",
+                   "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"mode\",\"valueCode\":\"delete\"}]}",
+                   NULL);
+    rh_expect_outcome(&r, 400, "not-supported");
+    cr_expect(strstr(r.body, "mode=delete"), "%s", r.body);
+    rh_response_free(&r);
+    r = rh_request("hospital-a", "POST", "/Patient/$validate?mode=sideways", PATIENT, NULL);
+    rh_expect_outcome(&r, 400, "invalid");
+    rh_response_free(&r);
+    /* only a parameter named profile is the profile (not xprofile) */
+    r = rh_request("hospital-a", "POST",
+                   "/Patient/$validate?xprofile=http://hl7.org/fhir/StructureDefinition/Observation", PATIENT, NULL);
+    rh_expect_outcome(&r, 200, NULL);
+    cr_expect_null(strstr(r.body, "is for Observation"), "%s", r.body);
+    rh_response_free(&r);
 }
 
 /* ---- concurrency and durability ---- */

@@ -3,7 +3,8 @@
  * /Type/$validate, /Type/id/$validate): the body, or the `resource`
  * parameter of a Parameters body, validated against the schema and a profile
  * (the `profile` parameter or query parameter); answered 200 with the
- * issues found, whatever they are.
+ * issues found, whatever they are. `mode` create, update and profile validate
+ * alike; delete is 400 (not answered here).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,8 +14,23 @@
 #include "gateway/rest/handlers.h"
 #include "gateway/rest/rest_write.h"
 
+/* The string value of a Parameters parameter (valueCode, valueString), or NULL; *len set. */
+static const char *parameter_text(const fj_doc *d, uint32_t p, size_t *len)
+{
+    static const char *const keys[] = {"valueCode", "valueString"};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        uint32_t v = fj_get(d, p, keys[i]);
+        if (v != UINT32_MAX && d->nodes[v].type == FJ_STRING) {
+            *len = d->nodes[v].len;
+            return fj_str(d, v);
+        }
+    }
+    return NULL;
+}
+
 /* The resource to validate: the body, or the `resource` parameter of a Parameters body. */
-static uint32_t validate_target(const fj_doc *d, const char **profile, size_t *profile_len)
+static uint32_t validate_target(const fj_doc *d, const char **profile, size_t *profile_len, const char **mode,
+                                size_t *mode_len)
 {
     uint32_t rt = fj_get(d, 0, "resourceType");
     if (rt == UINT32_MAX || !fj_str_eq(d, rt, "Parameters"))
@@ -27,6 +43,8 @@ static uint32_t validate_target(const fj_doc *d, const char **profile, size_t *p
         uint32_t name = fj_get(d, p, "name");
         if (name != UINT32_MAX && fj_str_eq(d, name, "resource"))
             target = fj_get(d, p, "resource");
+        if (name != UINT32_MAX && fj_str_eq(d, name, "mode"))
+            *mode = parameter_text(d, p, mode_len);
         if (name != UINT32_MAX && fj_str_eq(d, name, "profile")) {
             uint32_t v = fj_get(d, p, "valueUri");
             if (v == UINT32_MAX)
@@ -69,6 +87,28 @@ static void choose_profile(rq *q, const char *url, fv_options *opts, oo_list *is
     oo_add(issues, OO_ERROR, OO_NOT_SUPPORTED, NULL, 0, 0, "profile %s is not known", shown);
 }
 
+/*
+ * The mode (query or Parameters; none: plain validation). create, update and profile validate the resource
+ * alike here; delete asks whether the resource may be deleted, which this server does not answer. False with
+ * the 400 answered.
+ */
+static bool mode_supported(rq *q, const char *body_mode, size_t body_len)
+{
+    char *mode = sq_query_param(srv_req_query(q->req), "mode");
+    if (!mode && body_mode)
+        mode = strndup(body_mode, body_len);
+    bool ok = !mode || !strcmp(mode, "create") || !strcmp(mode, "update") || !strcmp(mode, "profile");
+    if (!ok && !strcmp(mode, "delete"))
+        rq_respond_outcome(q, 400, OO_ERROR, OO_NOT_SUPPORTED, "mode",
+                           "$validate mode=delete (may this resource be deleted?) is not supported; modes create, "
+                           "update and profile validate the resource");
+    else if (!ok)
+        rq_respond_outcome(q, 400, OO_ERROR, "invalid", "mode",
+                           "$validate mode must be create, update, delete or profile");
+    free(mode);
+    return ok;
+}
+
 bool rest_validate_op(rq *q)
 {
     const unsigned char *body;
@@ -84,20 +124,25 @@ bool rest_validate_op(rq *q)
     if (!fj_parse(copy, len, NULL, &doc, &err)) {
         oo_add(&issues, OO_FATAL, OO_STRUCTURE, NULL, err.line, err.column, "invalid JSON: %s", err.message);
     } else {
-        const char *profile = NULL;
-        size_t profile_len = 0;
-        uint32_t target = validate_target(&doc, &profile, &profile_len);
+        const char *profile = NULL, *mode = NULL;
+        size_t profile_len = 0, mode_len = 0;
+        uint32_t target = validate_target(&doc, &profile, &profile_len, &mode, &mode_len);
         uint32_t rt = target != UINT32_MAX ? fj_get(&doc, target, "resourceType") : UINT32_MAX;
+        if (!mode_supported(q, mode, mode_len)) {
+            fj_doc_free(&doc);
+            free(copy);
+            oo_list_free(&issues);
+            return false;
+        }
         if (rt == UINT32_MAX || !fj_str_eq(&doc, rt, q->route.type->name)) {
             oo_add(&issues, OO_ERROR, OO_STRUCTURE, NULL, 0, 0, "$validate on %s needs a %s resource",
                    q->route.type->name, q->route.type->name);
         } else {
             fv_options opts = {0};
             opts.profiles = q->app->opt.profiles;
-            const char *qp = strstr(srv_req_query(q->req), "profile=");
-            char *url = qp        ? sq_url_decode(qp + 8, strcspn(qp + 8, "&"))
-                        : profile ? strndup(profile, profile_len)
-                                  : NULL; /* whole: a long canonical is looked up as sent, never cut */
+            char *url = sq_query_param(srv_req_query(q->req), "profile");
+            if (!url && profile)
+                url = strndup(profile, profile_len); /* whole: a long canonical is looked up as sent, never cut */
             if (url && url[0])
                 choose_profile(q, url, &opts, &issues);
             free(url);
