@@ -104,11 +104,6 @@ typedef struct writer {
     fj_buf *out;
 } writer;
 
-static bool key_is(const fj_doc *d, uint32_t key, const char *name)
-{
-    return fj_str_eq(d, key, name);
-}
-
 /* The element a key names in scope (a companion `_name` names name's), or NULL. */
 static const fs_element *element_of(const writer *w, const fs_element *scope, uint32_t key)
 {
@@ -199,7 +194,7 @@ static void write_meta(writer *w, uint32_t meta, bool *first)
     uint32_t tags = UINT32_MAX, end = meta != UINT32_MAX && d->nodes[meta].type == FJ_OBJECT ? fj_next(d, meta) : 0;
     bool none = true;
     for (uint32_t k = meta + 1; k < end; k = fj_next(d, k + 1)) {
-        if (key_is(d, k, "tag")) {
+        if (fj_str_eq(d, k, "tag")) {
             tags = k + 1;
             continue;
         }
@@ -221,7 +216,7 @@ static bool write_members(writer *w, uint32_t obj, const fs_element *scope, bool
     const fj_doc *d = w->d;
     bool first = true;
     for (uint32_t k = obj + 1; k < fj_next(d, obj); k = fj_next(d, k + 1)) {
-        if (root && (key_is(d, k, "resourceType") || key_is(d, k, "id") || key_is(d, k, "meta")))
+        if (root && (fj_str_eq(d, k, "resourceType") || fj_str_eq(d, k, "id") || fj_str_eq(d, k, "meta")))
             continue; /* written first by fsub_write */
         const fs_element *el = element_of(w, scope, k);
         if (!kept(w, el, root))

@@ -1133,6 +1133,32 @@ Test(rest, summary_and_elements_cut_what_is_answered)
     json_object_put(o);
     rh_response_free(&r);
 
+    /* paging keeps the cut: the next page's match is cut too, while another organisation writes between */
+    const char *paged = "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Paged\"}],\"gender\":\"male\"}";
+    rh_create("hospital-a", "Patient", paged);
+    rh_create("hospital-a", "Patient", paged);
+    snprintf(path, sizeof path, "/Patient?family=Paged&_elements=gender&_count=1");
+    for (int page = 0; page < 2; page++) {
+        r = rh_request("hospital-a", "GET", path, NULL, NULL);
+        cr_assert_eq(r.status, 200, "%s: %s", path, r.body);
+        o = rh_json(&r);
+        json_object *match = json_object_array_get_idx(json_object_object_get(o, "entry"), 0);
+        member_names(json_object_object_get(match, "resource"), names, sizeof names);
+        cr_expect_str_eq(names, "resourceType,id,meta,gender", "page %d", page + 1);
+        json_object *links = json_object_object_get(o, "link");
+        const char *next = NULL;
+        for (size_t i = 0; i < json_object_array_length(links); i++)
+            if (!strcmp(rh_str(json_object_array_get_idx(links, i), "relation"), "next"))
+                next = rh_str(json_object_array_get_idx(links, i), "url");
+        if (page == 0) {
+            cr_assert_not_null(next, "two matches at one a page: a next page");
+            snprintf(path, sizeof path, "%s", strstr(next, "/Patient?"));
+            rh_create("hospital-b", "Patient", paged); /* another organisation writes between the pages */
+        }
+        json_object_put(o);
+        rh_response_free(&r);
+    }
+
     /* values it does not understand: 400 naming the parameter, for a read and a search */
     const char *bad[] = {"/Patient/%s?_summary=short", "/Patient?_id=%s&_summary=short",
                          "/Patient?_id=%s&_summary=true&_elements=name", "/Patient/%s?_elements=name,%%3Cb%%3E"};

@@ -309,8 +309,13 @@ static bool include_param(const fs_schema *s, sq_query *q, const char *name, con
 }
 
 /* A result parameter (_count, _sort, ...): true when it was one. */
+/* _summary and _elements as given: read into sq_query.subset once every parameter is in (fsub_parse takes both). */
+typedef struct subset_values {
+    char *summary, *elements;
+} subset_values;
+
 static bool result_param(const fs_schema *s, sq_query *q, const char *name, const char *value, const sq_limits *lim,
-                         bool *ok, oo_list *issues)
+                         subset_values *subset, bool *ok, oo_list *issues)
 {
     if (!strcmp(name, "_count")) {
         char *end;
@@ -346,10 +351,10 @@ static bool result_param(const fs_schema *s, sq_query *q, const char *name, cons
             *ok = false;
         }
     } else if (!strcmp(name, "_summary") || !strcmp(name, "_elements")) {
-        char **slot = name[1] == 's' ? &q->summary_value : &q->elements_value;
+        char **slot = name[1] == 's' ? &subset->summary : &subset->elements;
         free(*slot);
-        *slot = strdup(value); /* read into q->subset once every parameter is in */
-        q->summary_count = q->summary_value && !strcmp(q->summary_value, "count");
+        *slot = strdup(value);
+        q->summary_count = subset->summary && !strcmp(subset->summary, "count");
     } else if (!strcmp(name, "_total") || !strcmp(name, "_format") || !strcmp(name, "_pretty")) {
         /* _total: the total is always counted; _format is content negotiation */
     } else {
@@ -521,6 +526,7 @@ bool sq_parse(const fs_schema *s, const fs_type *type, const char *query, bool s
     out->count = lim->default_count;
     out->params = calloc(lim->max_params ? lim->max_params : 1, sizeof *out->params);
     bool ok = true;
+    subset_values subset = {0};
     const char *p = query ? query : "";
     while (ok && *p) {
         size_t len = strcspn(p, "&");
@@ -532,7 +538,7 @@ bool sq_parse(const fs_schema *s, const fs_type *type, const char *query, bool s
             oo_add(issues, OO_ERROR, "invalid", NULL, 0, 0, "malformed percent-encoding in the query");
             ok = false;
         } else if (*name && !include_param(s, out, name, value, &ok, issues) &&
-                   !result_param(s, out, name, value, lim, &ok, issues)) {
+                   !result_param(s, out, name, value, lim, &subset, &ok, issues)) {
             sq_param chain = {0};
             char *colon = NULL, *whole = strdup(name);
             const char *why = NULL;
@@ -554,13 +560,12 @@ bool sq_parse(const fs_schema *s, const fs_type *type, const char *query, bool s
         free(value);
     }
     char why[200];
-    if (ok && !fsub_parse(out->summary_value, out->elements_value, &out->subset, why, sizeof why)) {
-        oo_add(issues, OO_ERROR, "invalid", out->summary_value ? "_summary" : "_elements", 0, 0, "%s", why);
+    if (ok && !fsub_parse(subset.summary, subset.elements, &out->subset, why, sizeof why)) {
+        oo_add(issues, OO_ERROR, "invalid", subset.summary ? "_summary" : "_elements", 0, 0, "%s", why);
         ok = false;
     }
-    free(out->summary_value);
-    free(out->elements_value);
-    out->summary_value = out->elements_value = NULL;
+    free(subset.summary);
+    free(subset.elements);
     if (!ok)
         sq_free(out);
     return ok;

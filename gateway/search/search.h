@@ -112,11 +112,10 @@ typedef struct sq_query {
     int64_t cursor_ms, cursor_rid;
     bool has_sort; /* _sort was given (else: newest first) */
     bool sort_descending;
-    const fs_search_param *sort;          /* NULL = by _lastUpdated */
-    bool summary_count;                   /* _summary=count: the total only */
-    fsub_spec subset;                     /* _summary=true|text|data or _elements: what of each match is answered */
-    char *summary_value, *elements_value; /* as given, while sq_parse reads them (NULL after) */
-    char *ignored;                        /* "name, name" of parameters not applied, NULL when none */
+    const fs_search_param *sort; /* NULL = by _lastUpdated */
+    bool summary_count;          /* _summary=count: the total only */
+    fsub_spec subset;            /* _summary=true|text|data or _elements: what of each match is answered */
+    char *ignored;               /* "name, name" of parameters not applied, NULL when none */
 } sq_query;
 
 /* The usual sq_limits.max_params and max_values (rows of gateway/util/limits.h). */
