@@ -536,6 +536,84 @@ static long search_first(const char *who, const char *path, const char *member, 
  * they are found by any search parameter and stay valid JSON whatever their
  * names hold.
  */
+/* The answer to `$validate` mode=delete on path: its status, and the first issue's code and severity. */
+static long ask_delete(const char *who, const char *path, const char *body, char *code, size_t size)
+{
+    rh_response r = rh_request(who, "POST", path, body, NULL);
+    long status = r.status;
+    json_object *o = rh_json(&r); /* validated by the harness */
+    cr_expect_str_eq(rh_str(o, "resourceType"), "OperationOutcome", "%s", r.body);
+    snprintf(code, size, "%s/%s", rh_str(o, "issue.0.severity") ? rh_str(o, "issue.0.severity") : "",
+             rh_str(o, "issue.0.code") ? rh_str(o, "issue.0.code") : "");
+    json_object_put(o);
+    rh_response_free(&r);
+    return status;
+}
+
+/* $validate mode=delete says what a DELETE by the caller would do, with the DELETE's own checks, and deletes nothing. */
+Test(access, validate_mode_delete_answers_as_the_delete_would)
+{
+    static const char *const ONLY_MODE =
+        "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"mode\",\"valueCode\":\"delete\"}]}";
+    char elv_a[80], ref[120], body[900], path[200], code[80];
+    directory_entry("elv-a", URA_ELV_A, elv_a, sizeof elv_a);
+    snprintf(ref, sizeof ref, "Organization/%s", elv_a);
+    task_body(body, sizeof body, NULL, "requested", ref, "transfer");
+    char task[80];
+    snprintf(task, sizeof task, "%s", rh_create("hospital-a", "Task", body));
+
+    /* the sender may delete its Task: asked in the query with no body, or in a Parameters body */
+    snprintf(path, sizeof path, "/Task/%s/$validate?mode=delete", task);
+    cr_expect_eq(ask_delete("hospital-a", path, NULL, code, sizeof code), 200);
+    cr_expect_str_eq(code, "information/informational");
+    snprintf(path, sizeof path, "/Task/%s/$validate", task);
+    cr_expect_eq(ask_delete("hospital-a", path, ONLY_MODE, code, sizeof code), 200);
+    cr_expect_str_eq(code, "information/informational");
+    /* its receiver reads it but may not delete it: an error, where the DELETE answers 403 */
+    cr_expect_eq(ask_delete("elv-a", path, ONLY_MODE, code, sizeof code), 200);
+    cr_expect_str_eq(code, "error/forbidden");
+    snprintf(path, sizeof path, "/Task/%s", task);
+    cr_expect_eq(status_of("elv-a", "DELETE", path, NULL), 403);
+    /* for anyone else it does not exist, as for a read; nor does an id never used */
+    snprintf(path, sizeof path, "/Task/%s/$validate", task);
+    cr_expect_eq(ask_delete("hospital-b", path, ONLY_MODE, code, sizeof code), 404);
+    cr_expect_eq(ask_delete("hospital-a", "/Task/no-such-task/$validate", ONLY_MODE, code, sizeof code), 404);
+    /* a registered organisation's directory entry stays: a conflict, where the DELETE answers 409 */
+    snprintf(path, sizeof path, "/Organization/%s/$validate", elv_a);
+    cr_expect_eq(ask_delete("elv-a", path, ONLY_MODE, code, sizeof code), 200);
+    cr_expect_str_eq(code, "error/conflict");
+    snprintf(path, sizeof path, "/Organization/%s", elv_a);
+    cr_expect_eq(status_of("elv-a", "DELETE", path, NULL), 409);
+    /* it asks about one resource: not at the type level */
+    cr_expect_eq(ask_delete("hospital-a", "/Task/$validate?mode=delete", ONLY_MODE, code, sizeof code), 400);
+    cr_expect_str_eq(code, "error/invalid");
+
+    /* nothing was deleted by asking; the receiver's question is in its audit trail, as a validate of the Task */
+    snprintf(path, sizeof path, "/Task/%s", task);
+    cr_expect_eq(status_of("elv-a", "GET", path, NULL), 200);
+    rh_response r = rh_request("elv-a", "GET", "/AuditEvent?_count=50", NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_object *events = rh_json(&r);
+    bool found = false;
+    for (int i = 0; i < 50 && !found; i++) {
+        char at[80];
+        snprintf(at, sizeof at, "entry.%d.resource.entity.0.what.reference", i);
+        const char *what = rh_str(events, at);
+        snprintf(at, sizeof at, "entry.%d.resource.action", i);
+        const char *action = rh_str(events, at);
+        found = what && strstr(what, task) && action && !strcmp(action, "E");
+    }
+    cr_expect(found, "an E (execute) entry for the Task: %.2000s", r.body);
+    json_object_put(events);
+    rh_response_free(&r);
+
+    /* once deleted, the answer says a DELETE would change nothing */
+    cr_expect_eq(status_of("hospital-a", "DELETE", path, NULL), 200);
+    snprintf(path, sizeof path, "/Task/%s/$validate?mode=delete", task);
+    cr_expect_eq(ask_delete("hospital-a", path, NULL, code, sizeof code), 200);
+    cr_expect_str_eq(code, "information/informational");
+}
+
 Test(access, directory_entries_are_written_through_the_write_path)
 {
     static const char *const name = "Zorg \"De Brug\" \\ Noord";

@@ -28,7 +28,7 @@
  *   rest_retention  the purge of ended handovers' documents and its thread (rest.c starts and stops it through
  *                   the two functions declared in this header) -> rest_access
  *   rest_patch      PATCH -> rest_write, rest_query, rest_access, answer
- *   rest_validate   $validate -> rest_write, answer
+ *   rest_validate   $validate -> rest_write, rest_access, answer
  *   rest_compliance $gzsp-check, $compliance, $contract-check: the compliance report (rest_compliance.h)
  *     -> handlers, insured, rest_compliance_context, rest_compliance_pull, rest_access, rest_write, answer
  *   rest_compliance_pull  pull mode: a subject and its context from a provider's endpoint -> rest_compliance_context

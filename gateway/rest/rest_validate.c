@@ -4,7 +4,10 @@
  * parameter of a Parameters body, validated against the schema and a profile
  * (the `profile` parameter or query parameter); answered 200 with the
  * issues found, whatever they are. `mode` create, update and profile validate
- * alike; delete is 400 (not answered here).
+ * alike. `mode=delete` on /Type/id/$validate (no resource needed) answers
+ * whether a DELETE by the caller would be carried out, with the checks the
+ * DELETE itself makes (rest_write.c: access, then rest_access_check_write),
+ * and changes nothing.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +15,7 @@
 
 #include "gateway/rest/answer.h"
 #include "gateway/rest/handlers.h"
+#include "gateway/rest/rest_access.h"
 #include "gateway/rest/rest_write.h"
 
 /* The string value of a Parameters parameter (valueCode, valueString), or NULL; *len set. */
@@ -87,30 +91,87 @@ static void choose_profile(rq *q, const char *url, fv_options *opts, oo_list *is
     oo_add(issues, OO_ERROR, OO_NOT_SUPPORTED, NULL, 0, 0, "profile %s is not known", shown);
 }
 
-/*
- * The mode (query or Parameters; none: plain validation). create, update and profile validate the resource
- * alike here; delete asks whether the resource may be deleted, which this server does not answer. False with
- * the 400 answered.
- */
-static bool mode_supported(rq *q, const char *body_mode, size_t body_len)
+/* The mode the client asked for, from the query or the Parameters body (NULL: none); the caller frees it. */
+static char *requested_mode(rq *q, const char *body_mode, size_t body_len)
 {
     char *mode = sq_query_param(srv_req_query(q->req), "mode");
     if (!mode && body_mode)
         mode = strndup(body_mode, body_len);
-    bool ok = !mode || !strcmp(mode, "create") || !strcmp(mode, "update") || !strcmp(mode, "profile");
-    if (!ok && !strcmp(mode, "delete"))
-        rq_respond_outcome(q, 400, OO_ERROR, OO_NOT_SUPPORTED, "mode",
-                           "$validate mode=delete (may this resource be deleted?) is not supported; modes create, "
-                           "update and profile validate the resource");
-    else if (!ok)
-        rq_respond_outcome(q, 400, OO_ERROR, "invalid", "mode",
+    return mode;
+}
+
+/* create, update and profile validate the resource alike here; delete is answered by validate_delete. False
+ * with the 400 answered. */
+static bool mode_known(rq *q, const char *mode)
+{
+    bool ok = !mode || !strcmp(mode, "create") || !strcmp(mode, "update") || !strcmp(mode, "profile") ||
+              !strcmp(mode, "delete");
+    if (!ok)
+        rq_respond_outcome(q, 400, OO_ERROR, OO_INVALID, "mode",
                            "$validate mode must be create, update, delete or profile");
-    free(mode);
     return ok;
+}
+
+/*
+ * mode=delete: would `DELETE /Type/id` by this caller be carried out? The resource is looked up and shown or
+ * hidden as for a read (audited as a validate of it: 404 when it is not known or not the caller's to see),
+ * then the DELETE's own checks are made without deleting: the caller's right to delete it (a refusal is an
+ * error issue "forbidden", where the DELETE answers 403) and rest_access_check_write (a registered
+ * organisation's directory entry stays: "conflict", where the DELETE answers 409). Answered 200 with the
+ * issues, or one informational issue saying that it may be deleted.
+ */
+static bool validate_delete(rq *q)
+{
+    const char *type = q->route.type->name;
+    if (!q->route.id[0]) {
+        rq_respond_outcome(q, 400, OO_ERROR, OO_INVALID, "mode",
+                           "$validate mode=delete asks about one resource: POST %s/[id]/$validate", type);
+        return false;
+    }
+    st_resource r;
+    st_error err;
+    st_status s = st_read(q->app->opt.store, type, q->route.id, &r, &err);
+    if (s == ST_NOT_FOUND) {
+        rest_record_decision(q, AZ_VALIDATE, type, AZ_HIDDEN, 404, "no such resource", NULL);
+        rest_answer_not_known(q, type, q->route.id, NULL);
+        return false;
+    }
+    if (s != ST_OK && s != ST_GONE) {
+        rq_respond_outcome(q, rest_status_of(s), OO_ERROR, rest_code_of(s), NULL, "the store failed: %s", err.message);
+        return false;
+    }
+    if (rest_decide(q, AZ_VALIDATE, type, &r, NULL) != AZ_ALLOW) {
+        rest_answer_not_known(q, type, q->route.id, NULL);
+        st_resource_free(&r);
+        return false;
+    }
+    oo_list issues;
+    oo_list_init(&issues, 0);
+    if (az_check_resource(&q->caller, type, AZ_DELETE, r.owner, (const char *const *)r.access_tags,
+                          r.access_tag_count) != AZ_ALLOW)
+        oo_add(&issues, OO_ERROR, "forbidden", NULL, 0, 0, "this organisation may not delete %s/%s", type, r.id);
+    else if (s == ST_GONE)
+        oo_add(&issues, OO_INFORMATION, OO_INFORMATIONAL, NULL, 0, 0,
+               "%s/%s is already deleted (version %lld): a DELETE would change nothing", type, r.id,
+               (long long)r.version);
+    else if (!rest_access_check_write(q, &q->write, ST_OP_DELETE, &r, &issues))
+        oo_add(&issues, OO_INFORMATION, OO_INFORMATIONAL, NULL, 0, 0,
+               "%s/%s (version %lld) may be deleted by this organisation", type, r.id, (long long)r.version);
+    rq_respond_issues(q, 200, &issues);
+    oo_list_free(&issues);
+    st_resource_free(&r);
+    return false;
 }
 
 bool rest_validate_op(rq *q)
 {
+    /* mode=delete in the query needs no body: it names no resource to validate */
+    char *mode = requested_mode(q, NULL, 0);
+    size_t sent = 0;
+    bool delete_only = mode && !strcmp(mode, "delete") && (!srv_req_body(q->req, &sent) || !sent);
+    free(mode);
+    if (delete_only)
+        return validate_delete(q);
     const unsigned char *body;
     size_t len;
     if (!rest_json_body(q, &body, &len))
@@ -124,15 +185,18 @@ bool rest_validate_op(rq *q)
     if (!fj_parse(copy, len, NULL, &doc, &err)) {
         oo_add(&issues, OO_FATAL, OO_STRUCTURE, NULL, err.line, err.column, "invalid JSON: %s", err.message);
     } else {
-        const char *profile = NULL, *mode = NULL;
+        const char *profile = NULL, *body_mode = NULL;
         size_t profile_len = 0, mode_len = 0;
-        uint32_t target = validate_target(&doc, &profile, &profile_len, &mode, &mode_len);
+        uint32_t target = validate_target(&doc, &profile, &profile_len, &body_mode, &mode_len);
         uint32_t rt = target != UINT32_MAX ? fj_get(&doc, target, "resourceType") : UINT32_MAX;
-        if (!mode_supported(q, mode, mode_len)) {
+        char *asked = requested_mode(q, body_mode, mode_len);
+        bool known = mode_known(q, asked), deleting = asked && !strcmp(asked, "delete");
+        free(asked);
+        if (!known || deleting) {
             fj_doc_free(&doc);
             free(copy);
             oo_list_free(&issues);
-            return false;
+            return known ? validate_delete(q) : false;
         }
         if (rt == UINT32_MAX || !fj_str_eq(&doc, rt, q->route.type->name)) {
             oo_add(&issues, OO_ERROR, OO_STRUCTURE, NULL, 0, 0, "$validate on %s needs a %s resource",

@@ -665,8 +665,8 @@ bool rest_update(rq *q)
     return q->route.id[0] ? update_by_id(q) : conditional_update(q);
 }
 
-/* The directory entry of a registered organisation: others address Tasks to it, so it stays (409). */
-
+/* A delete of the resource the URL names, or a conditional one. What may stop it besides access (a registered
+ * organisation's directory entry stays: 409) is rest_access_check_write's; $validate mode=delete asks the same. */
 bool rest_delete(rq *q)
 {
     if (!q->route.id[0])
