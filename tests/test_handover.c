@@ -29,6 +29,7 @@
 #define URA_ELV_B "90000302"
 #define URA_HOSPITAL_A "90000101"
 #define URA_ELV_A "90000301"
+#define URA_GP "90000201"
 #define SECRET HB_SECRET
 
 /* The receiver `who` (URA ura) attests its ELV-HANDOVER agreements, valid until `until`, in its directory entry. */
@@ -195,6 +196,33 @@ Test(handover, hospital_to_elv_happy_path_with_access_by_status)
         json_object_put(o);
         rh_response_free(&r);
     }
+}
+
+/* Discharge home: the hospital hands the medical policy to the patient's GP. A GP needs no ELV-HANDOVER
+ * agreement (the rule is an ELV's); access follows the Task's status as for any receiver. */
+Test(handover, discharge_home_to_the_gp)
+{
+    sent s = send_handover("hospital-a", "1c6d7e5e-0011-4000-8000-000000000001", "1c6d7e5e-0011-4000-8000-0000000000a1",
+                           URA_GP);
+    cr_assert_eq(s.status, 201);
+    char path[128];
+    snprintf(path, sizeof path, "/Task/%s", s.task);
+    rh_response r = rh_request("gp", "GET", path, NULL, NULL);
+    cr_assert_eq(r.status, 200);
+    json_object *o = rh_json(&r);
+    cr_expect_str_eq(rh_str(o, "status"), "requested");
+    cr_expect_str_eq(rh_str(o, "owner.reference"), "Organization/ura-" URA_GP);
+    json_object_put(o);
+    rh_response_free(&r);
+    cr_expect_eq(read_bundle("gp", s.notice), 200);
+    cr_expect_eq(read_bundle("gp", s.doc), 404);
+    cr_expect_eq(patch_status("gp", s.task, "accepted"), 200);
+    cr_expect_eq(patch_status("hospital-a", s.task, "in-progress"), 200);
+    cr_expect_eq(read_bundle("gp", s.doc), 200);
+    cr_expect_eq(read_bundle("elv-a", s.doc), 404, "an ELV that is not the receiver sees nothing");
+    cr_expect_eq(patch_status("gp", s.task, "completed"), 200);
+    cr_expect_eq(read_bundle("gp", s.doc), 404);
+    cr_expect_eq(read_bundle("hospital-a", s.doc), 200);
 }
 
 /* The parameter `name`'s resource of the Parameters text, without id and meta (the store sets them). */
