@@ -726,6 +726,25 @@ static size_t orphan_record(const char *id, char *out, size_t size)
     return len;
 }
 
+/* A new store has no marker yet, but nothing to check either: its first start reports no reclaim. */
+Test(store, a_new_store_has_nothing_to_reclaim)
+{
+    sl_keyring *k = sealing_store();
+    st_reclaim first = reopen_owning_or_not(k);
+    cr_expect_not(first.ran, "an empty document log: no unclean stop to recover from");
+    create_documents(0, 1);
+    st_close(S);
+    S = NULL;
+    char marker[200];
+    snprintf(marker, sizeof marker, "%s" DL_SUFFIX "/" DL_CLEAN_STOP, db_path);
+    cr_expect_eq(access(marker, F_OK), 0, "its clean stop leaves the marker");
+    cr_assert_eq(unlink(marker), 0, "%s", strerror(errno)); /* as if the process had died */
+    st_reclaim after_crash = reopen_owning_or_not(k);
+    cr_expect(after_crash.ran, "with a document in the log, a start without the marker checks it");
+    cr_expect_eq(after_crash.documents, 1);
+    sl_keyring_free(k);
+}
+
 Test(store, records_no_row_names_are_freed_at_the_next_start_after_an_unclean_stop)
 {
     sl_keyring *k = sealing_store();

@@ -52,6 +52,7 @@ struct dl_log {
     char *dir;        /* the folder, for the clean-stop marker */
     bool owner;       /* dl_own: the marker is this process's to take and leave */
     bool was_clean;   /* the marker was there when dl_own took it: no reclaim needed */
+    bool was_empty;   /* the segment held no byte when opened (a new store): nothing to reclaim either */
     atomic_bool dead; /* a record no row names could not be freed: the next start reclaims */
 
     /* purges held back while a backup copies the log (dl_release_purged) */
@@ -99,6 +100,7 @@ static bool open_segment(dl_log *log, const char *dir, char *err, size_t errlen)
         set_err(err, errlen, "cannot sync the folder %s: %s", dir, strerror(errno));
         return false;
     }
+    log->was_empty = st.st_size == 0;
     /* After a crash the file may end in records that no durable row names: start after them. */
     log->append_at = aligned((uint64_t)st.st_size);
     atomic_store(&log->written, log->append_at);
@@ -456,7 +458,8 @@ void dl_note_dead_space(dl_log *log)
 void dl_own(dl_log *log)
 {
     log->owner = true;
-    log->was_clean = take_marker(log);
+    bool marker = take_marker(log);
+    log->was_clean = marker || log->was_empty; /* a new store's first start is no unclean one */
 }
 
 bool dl_needs_reclaim(const dl_log *log)

@@ -105,7 +105,8 @@ bool dl_release(dl_log *log, const dl_locator *loc, char *err, size_t errlen);
 #define DL_CLEAN_STOP "clean-stop"
 /* This process is the log's only writer from now until dl_close (the caller holds the store's serving lock). */
 void dl_own(dl_log *log);
-/* Owned, and the last owner did not leave the marker. */
+/* Owned, the last owner did not leave the marker, and the log holds something (a new store's empty log has
+ * no record to free, and its first start is no unclean stop). */
 bool dl_needs_reclaim(const dl_log *log);
 /* keep: every locator a row names (sorted here); *freed: the bytes freed. Refused unless owned, and while a
  * backup copies the log (its database copy may name records that look unused here). False with a reason. */
