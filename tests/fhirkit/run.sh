@@ -24,4 +24,4 @@ fi
 # the ops endpoints of a dev instance started with only --port N are on N+1 (README, serve --help)
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$((port + 1))/healthz" || true)
 [ "$code" = 200 ] || { echo "ops port $((port + 1)): /healthz answered '$code'"; exit 1; }
-node "$work/smoke.mjs" "https://127.0.0.1:$port" "$work/dev" || { echo "server log:"; tail -20 "$work/server.log"; exit 1; }
+node "$work/smoke.mjs" "https://127.0.0.1:$port" "$work/dev" "$here/../../ig/examples" || { echo "server log:"; tail -20 "$work/server.log"; exit 1; }

@@ -1,7 +1,10 @@
 // tests/fhirkit/smoke.mjs — fhirgw driven by fhir-kit-client, an independent FHIR client
 // library, over mutual TLS with a client certificate of the test PKI.
 //
-//   node smoke.mjs BASE_URL PKI_DIR
+//   node smoke.mjs BASE_URL PKI_DIR EXAMPLES_DIR
+//
+// EXAMPLES_DIR: the guide's examples (ig/examples), whose two handover documents the
+// handover walk sends from hospital-a to elv-a, each party with its own certificate.
 //
 // Prints one line per check and a closing "N passed, N failed"; exits 1 on any failure.
 import { readFileSync } from 'node:fs';
@@ -9,7 +12,7 @@ import assert from 'node:assert/strict';
 import { Agent, setGlobalDispatcher } from 'undici';
 import { Client } from 'fhir-kit-client';
 
-const [baseUrl, pki] = process.argv.slice(2);
+const [baseUrl, pki, examples] = process.argv.slice(2);
 // fhir-kit-client uses the global fetch; its connections present hospital-a's certificate.
 setGlobalDispatcher(new Agent({
   connect: {
@@ -19,6 +22,17 @@ setGlobalDispatcher(new Agent({
   },
 }));
 const client = new Client({ baseUrl });
+// A client for another organisation: its own connections, presenting its own certificate.
+function clientOf(org) {
+  const dispatcher = new Agent({
+    connect: {
+      ca: readFileSync(`${pki}/ca.pem`),
+      cert: readFileSync(`${pki}/clients/${org}.crt`),
+      key: readFileSync(`${pki}/clients/${org}.key`),
+    },
+  });
+  return new Client({ baseUrl, requestOptions: { dispatcher } });
+}
 
 let passed = 0, failed = 0;
 async function check(name, fn) {
@@ -28,7 +42,8 @@ async function check(name, fn) {
     console.log(`ok   ${name}`);
   } catch (e) {
     failed++;
-    console.log(`FAIL ${name}: ${e.message}`);
+    const detail = e.response?.data?.issue ? ` ${JSON.stringify(e.response.data.issue)}` : '';
+    console.log(`FAIL ${name}: ${e.message}${detail}`);
   }
 }
 
@@ -170,6 +185,103 @@ await check('delete', async () => {
     assert.fail('a deleted Patient was read');
   } catch (e) {
     assert.equal(e.response.status, 410);
+  }
+});
+// The handover workflow (docs/handover.md) as a sender and a receiver drive it with a client library.
+const URA = 'http://fhir.nl/fhir/NamingSystem/ura';
+const hospital = client, elv = clientOf('elv-a'), other = clientOf('elv-b');
+const example = (name) => JSON.parse(readFileSync(`${examples}/${name}`, 'utf8'));
+const handover = {
+  resourceType: 'Parameters',
+  parameter: [
+    { name: 'advanceNotice', resource: example('Bundle-advance-notice-document-example.json') },
+    { name: 'document', resource: example('Bundle-handover-document-example.json') },
+    { name: 'receiver', valueReference: { identifier: { system: URA, value: '90000301' } } },
+  ],
+};
+const statusOf = async (fn) => {
+  try {
+    await fn();
+    return 200;
+  } catch (e) {
+    assert.equal(e.response?.data?.resourceType, 'OperationOutcome', `${e.message}`);
+    return e.response.status;
+  }
+};
+const moveTask = (who, id, status) => who.patch({
+  resourceType: 'Task', id, jsonPatch: [{ op: 'replace', path: '/status', value: status }],
+});
+let task, noticeId, documentId;
+await check('handover: refused while the receiver has no attested agreement (ELV-HANDOVER)', async () => {
+  try {
+    await hospital.operation({ name: '$handover', input: handover });
+    assert.fail('a handover to an ELV without an agreement was accepted');
+  } catch (e) {
+    assert.equal(e.response.status, 422);
+    assert.match(e.response.data.issue[0].diagnostics, /^ELV-HANDOVER/);
+  }
+});
+await check('handover: the receiver attests its agreement on its directory entry', async () => {
+  const entry = await elv.read({ resourceType: 'Organization', id: 'ura-90000301' });
+  entry.extension = [{
+    url: 'https://fhirgw.nl/fhir/StructureDefinition/attestation',
+    extension: [
+      { url: 'requirement', valueCoding: { system: 'https://fhirgw.nl/fhir/CodeSystem/requirement',
+                                           code: 'elv-overdracht-ziekenhuis' } },
+      { url: 'evidence', valueUrl: 'https://documents.elv-a.example/hospitals.pdf' },
+      { url: 'validUntil', valueDate: '2099-12-31' },
+    ],
+  }];
+  const updated = await elv.update({ resourceType: 'Organization', id: entry.id, body: entry });
+  assert.equal(updated.meta.versionId, String(Number(entry.meta.versionId) + 1));
+});
+await check('handover: the sender hands over and gets the Task', async () => {
+  task = await hospital.operation({ name: '$handover', input: handover });
+  assert.equal(task.resourceType, 'Task');
+  assert.equal(task.status, 'requested');
+  assert.equal(task.owner.reference, 'Organization/ura-90000301');
+  for (const input of task.input) {
+    const id = input.valueReference.reference.replace(/^Bundle\//, '');
+    if (input.type.coding[0].code === '57830-2') noticeId = id;
+    else documentId = id;
+  }
+  assert.ok(noticeId && documentId, JSON.stringify(task.input));
+});
+await check('handover: the same handover sent again gives the same Task', async () => {
+  const again = await hospital.operation({ name: '$handover', input: handover });
+  assert.equal(again.id, task.id);
+});
+await check('handover: the receiver finds it by polling, reads the notice and accepts', async () => {
+  const found = await elv.search({
+    resourceType: 'Task', searchParams: { owner: 'Organization/ura-90000301', status: 'requested' },
+  });
+  assert.deepEqual(found.entry.map((e) => e.resource.id), [task.id]);
+  const notice = await elv.read({ resourceType: 'Bundle', id: noticeId });
+  assert.equal(notice.type, 'document');
+  assert.equal(await statusOf(() => elv.read({ resourceType: 'Bundle', id: documentId })), 404);
+  assert.equal((await moveTask(elv, task.id, 'accepted')).status, 'accepted');
+});
+await check('handover: the receiver may change nothing but the status', async () => {
+  const current = await elv.read({ resourceType: 'Task', id: task.id });
+  const status = await statusOf(() => elv.update({
+    resourceType: 'Task', id: task.id, body: { ...current, description: 'changed by the receiver' },
+  }));
+  assert.ok(status === 409 || status === 422, `answered ${status}`);
+});
+await check('handover: in progress, the receiver reads the handover; nobody else does', async () => {
+  assert.equal((await moveTask(hospital, task.id, 'in-progress')).status, 'in-progress');
+  const doc = await elv.read({ resourceType: 'Bundle', id: documentId });
+  assert.equal(doc.entry[0].resource.resourceType, 'Composition');
+  assert.equal(await statusOf(() => other.read({ resourceType: 'Bundle', id: documentId })), 404);
+  assert.equal(await statusOf(() => other.read({ resourceType: 'Task', id: task.id })), 404);
+});
+await check('handover: completed, the receiver reads it no more; both read the Task\'s history', async () => {
+  assert.equal((await moveTask(elv, task.id, 'completed')).status, 'completed');
+  assert.equal(await statusOf(() => elv.read({ resourceType: 'Bundle', id: documentId })), 404);
+  for (const who of [hospital, elv]) {
+    const history = await who.resourceHistory({ resourceType: 'Task', id: task.id });
+    assert.deepEqual(history.entry.map((e) => e.resource.status),
+                     ['completed', 'in-progress', 'accepted', 'requested']);
   }
 });
 console.log(`fhir-kit-client: ${passed} passed, ${failed} failed`);
