@@ -564,6 +564,14 @@ Test(insurer, a_provider_record)
     r = rh_request(INSURER_A, "GET", "/insurer/providers/90000999", NULL, NULL);
     rh_expect_outcome(&r, 404, "not-found");
     rh_response_free(&r);
+    /* a malformed URA is the client's mistake, as in provider=; one digit too many names no other provider */
+    const char *malformed[] = {"/insurer/providers/abc", "/insurer/providers/" URA_A "1"};
+    for (size_t i = 0; i < 2; i++) {
+        r = rh_request(INSURER_A, "GET", malformed[i], NULL, NULL);
+        rh_expect_outcome(&r, 400, "invalid");
+        cr_expect(strstr(r.body, "a URA of 8 digits"), "%s", r.body);
+        rh_response_free(&r);
+    }
     r = rh_request("elv-b", "GET", "/insurer/providers/" URA_A, NULL, NULL);
     rh_expect_outcome(&r, 403, "forbidden");
     rh_response_free(&r);

@@ -925,16 +925,22 @@ bool rest_insurer_provider(rq *q)
     char uzovi[INS_UZOVI_SIZE];
     if (!insurer_gate(q, uzovi))
         return false;
+    if (!is_ura(q->route.id)) { /* as the list views answer provider=: a malformed URA names nobody to look for */
+        char shown[RT_ECHO_SIZE];
+        rt_echo(q->route.id, shown);
+        rq_respond_outcome(q, 400, OO_ERROR, OO_INVALID, NULL, "/insurer/providers/%s: a URA of 8 digits", shown);
+        return false;
+    }
     char id[16];
-    snprintf(id, sizeof id, "ura-%.8s", q->route.id);
+    snprintf(id, sizeof id, "ura-%s", q->route.id);
     st_resource org;
     st_error err;
-    st_status s = is_ura(q->route.id) ? st_read(q->app->opt.store, "Organization", id, &org, &err) : ST_NOT_FOUND;
+    st_status s = st_read(q->app->opt.store, "Organization", id, &org, &err);
     if (s == ST_GONE)
         st_resource_free(&org);
     if (s != ST_OK) {
         rq_respond_outcome(q, 404, OO_ERROR, OO_NOT_FOUND, NULL,
-                           "no care provider with URA %.8s in the directory (Organization/ura-<URA>)", q->route.id);
+                           "no care provider with URA %s in the directory (Organization/ura-<URA>)", q->route.id);
         return false;
     }
     /* the Organization and the Locations it manages, as the provider wrote them */
