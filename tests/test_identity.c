@@ -744,6 +744,17 @@ Test(table, bad_files_are_refused_with_a_line_number)
     remove_tree(dir);
 }
 
+/* The one URA check the table, the insurer views and the compliance operations share. */
+Test(table, a_ura_is_exactly_eight_digits)
+{
+    cr_expect(id_is_ura("90000301"));
+    cr_expect(id_is_ura("00000000"));
+    const char *not_uras[] = {"", "9000030", "900003011", "9000030a", " 90000301", "90000301 ", "9000-301", "abc"};
+    for (size_t i = 0; i < sizeof not_uras / sizeof *not_uras; i++)
+        cr_expect_not(id_is_ura(not_uras[i]), "'%s'", not_uras[i]);
+    cr_expect_not(id_is_ura(NULL));
+}
+
 Test(table, fingerprint_forms)
 {
     char out[ID_FINGERPRINT_LEN + 1];

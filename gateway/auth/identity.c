@@ -131,6 +131,11 @@ static bool digits_between(const char *s, size_t n, size_t min, size_t max)
     return n >= min && n <= max && all_digits(s, n);
 }
 
+bool id_is_ura(const char *s)
+{
+    return s && digits_between(s, strlen(s), ID_URA_LEN, ID_URA_LEN);
+}
+
 /* NN.NNN: profession code and specialism code (00.000 outside practitioner cards). */
 static bool is_role(const char *s, size_t n)
 {
@@ -428,7 +433,7 @@ static bool parse_entry(table_loader *ld, char **fields, id_entry *e)
         return load_error(ld, "fingerprint is not 64 hex digits (SHA-256): '%.80s'", fp);
     if (!*name || has_control_bytes(name) || !copy_bounded(e->name, sizeof e->name, name, strlen(name)))
         return load_error(ld, "name must be 1-%zu bytes without control characters", sizeof e->name - 1);
-    if (strlen(ura) != ID_URA_LEN || !all_digits(ura, ID_URA_LEN))
+    if (!id_is_ura(ura))
         return load_error(ld, "URA is not 8 digits: '%.20s'", ura);
     memcpy(e->ura, ura, ID_URA_LEN + 1);
     if (!is_role_token(role) || !copy_bounded(e->role, sizeof e->role, role, strlen(role)))

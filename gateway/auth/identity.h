@@ -136,6 +136,9 @@ const id_entry *id_lookup_fingerprint(const id_table *table, const char *fingerp
 /* The first entry with this URA, or NULL. */
 const id_entry *id_lookup_ura(const id_table *table, const char *ura);
 
+/* Whether s is a URA: exactly ID_URA_LEN ASCII digits, nothing after them (NULL: no). */
+bool id_is_ura(const char *s);
+
 /* ---- Resolving a caller ------------------------------------------------------ */
 
 typedef enum id_source {

@@ -9,7 +9,6 @@
  */
 #include "gateway/rest/rest_compliance.h"
 
-#include <ctype.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -54,14 +53,6 @@ static bool date_checked(rest_app *app, const char *text, fdt_value *out)
         text = today;
     }
     return strlen(text) == 10 && fdt_parse(FDT_FORM_DATE, text, 10, out) == NULL;
-}
-
-static bool is_ura(const char *s)
-{
-    size_t n = 0;
-    while (s[n] && isdigit((unsigned char)s[n]))
-        n++;
-    return n == 8 && !s[n];
 }
 
 /* ---- checking one document -------------------------------------------------------------- */
@@ -573,7 +564,7 @@ bool rest_compliance_op(rq *q)
     char msg[REST_COMPLIANCE_MESSAGE_MAX] = "";
     char *json = NULL;
     size_t len = 0;
-    if (provider && !is_ura(provider)) {
+    if (provider && !id_is_ura(provider)) {
         rq_respond_outcome(q, 400, OO_ERROR, "invalid", NULL, "provider must be a URA (8 digits)");
     } else if (provider ? may_ask_provider(q, provider) : may_read_stored(q)) {
         /* an insurer asking learns only of its own insured (insured.h); the provider itself of all its plans */

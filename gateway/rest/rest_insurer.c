@@ -105,12 +105,6 @@ static bool insurer_gate(rq *q, char uzovi[INS_UZOVI_SIZE])
 
 /* ---- parameters ---- */
 
-static bool is_ura(const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-    return n == 8 && strspn(s, "0123456789") == 8;
-}
-
 static bool parse_cursor(const char *s, list_params *p)
 {
     char tail;
@@ -138,7 +132,7 @@ static bool take_param(rq *q, const view *v, const char *name, size_t nlen, char
 #define IS(word) (nlen == sizeof word - 1 && !memcmp(name, word, nlen))
     bool ok = true;
     if (IS("provider"))
-        ok = is_ura(value) && snprintf(p->provider, sizeof p->provider, "%s", value) > 0;
+        ok = id_is_ura(value) && snprintf(p->provider, sizeof p->provider, "%s", value) > 0;
     else if (IS("cursor"))
         ok = parse_cursor(value, p);
     else if (IS("_count"))
@@ -925,14 +919,14 @@ bool rest_insurer_provider(rq *q)
     char uzovi[INS_UZOVI_SIZE];
     if (!insurer_gate(q, uzovi))
         return false;
-    if (!is_ura(q->route.id)) { /* as the list views answer provider=: a malformed URA names nobody to look for */
+    if (!id_is_ura(q->route.id)) { /* as the list views answer provider=: a malformed URA names nobody to look for */
         char shown[RT_ECHO_SIZE];
         rt_echo(q->route.id, shown);
         rq_respond_outcome(q, 400, OO_ERROR, OO_INVALID, NULL, "/insurer/providers/%s: a URA of 8 digits", shown);
         return false;
     }
     char id[16];
-    snprintf(id, sizeof id, "ura-%s", q->route.id);
+    snprintf(id, sizeof id, "ura-%.*s", ID_URA_LEN, q->route.id); /* 8 digits, as checked */
     st_resource org;
     st_error err;
     st_status s = st_read(q->app->opt.store, "Organization", id, &org, &err);
