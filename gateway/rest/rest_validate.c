@@ -140,8 +140,7 @@ static bool validate_delete(rq *q)
         rq_respond_outcome(q, rest_status_of(s), OO_ERROR, rest_code_of(s), NULL, "the store failed: %s", err.message);
         return false;
     }
-    if (rest_decide(q, AZ_VALIDATE, type, &r, NULL) != AZ_ALLOW) {
-        rest_answer_not_known(q, type, q->route.id, NULL);
+    if (!rest_may(q, &r, AZ_VALIDATE)) { /* answered 404 (hidden) or 403, as a read would be */
         st_resource_free(&r);
         return false;
     }
