@@ -119,7 +119,7 @@ bool rest_may(rq *q, const st_resource *r, az_action action)
 
 static void add_tag(rest_write *w, const char *ura)
 {
-    if (strlen(ura) != 8)
+    if (!id_is_ura(ura)) /* owners and callers: URAs the gateway itself resolved */
         return;
     for (size_t i = 0; i < w->tag_count; i++)
         if (!strcmp(w->tag_text[i], ura))
