@@ -145,51 +145,60 @@ static long patch_status(const char *who, const char *task, const char *to)
     return s;
 }
 
-Test(handover, hospital_to_elv_happy_path_with_access_by_status)
+/*
+ * A whole handover from hospital-a to `receiver` (URA ura), with an advance notice: the Task as the receiver
+ * reads it, polling, what it may read in each status, and the history both parties read. `outsider` is a
+ * provider that is not the receiver: it reads nothing at any point.
+ */
+static void walk_handover(const char *ident, const char *notice_ident, const char *receiver, const char *ura,
+                          const char *outsider)
 {
-    sent s = send_handover("hospital-a", "1c6d7e5e-0001-4000-8000-000000000001", "1c6d7e5e-0001-4000-8000-0000000000a1",
-                           URA_ELV_A);
+    sent s = send_handover("hospital-a", ident, notice_ident, ura);
     cr_assert_eq(s.status, 201);
     cr_assert(s.notice[0] && s.doc[0], "the Task names both documents");
     /* the Task: requested, owned by the receiver's directory entry, no personal data */
-    char path[128];
+    char path[160], owner[40];
     snprintf(path, sizeof path, "/Task/%s", s.task);
-    rh_response r = rh_request("elv-a", "GET", path, NULL, NULL);
+    snprintf(owner, sizeof owner, "Organization/ura-%s", ura);
+    rh_response r = rh_request(receiver, "GET", path, NULL, NULL);
     cr_assert_eq(r.status, 200);
     json_object *o = rh_json(&r);
     cr_expect_str_eq(rh_str(o, "status"), "requested");
     cr_expect_str_eq(rh_str(o, "code.coding.0.code"), "308292007");
-    cr_expect_str_eq(rh_str(o, "owner.reference"), "Organization/ura-" URA_ELV_A);
+    cr_expect_str_eq(rh_str(o, "owner.reference"), owner);
     cr_expect_str_eq(rh_str(o, "requester.identifier.value"), URA_HOSPITAL_A);
     cr_expect_null(strstr(json_object_to_json_string(o), SECRET), "the Task carries no personal data");
     json_object_put(o);
     rh_response_free(&r);
     /* the receiver polls for new handovers */
-    r = rh_request("elv-a", "GET", "/Task?owner=Organization/ura-" URA_ELV_A "&status=requested", NULL, NULL);
+    snprintf(path, sizeof path, "/Task?owner=%s&status=requested", owner);
+    r = rh_request(receiver, "GET", path, NULL, NULL);
     cr_assert_eq(r.status, 200);
     o = rh_json(&r);
     cr_expect_str_eq(rh_str(o, "entry.0.resource.id"), s.task);
     json_object_put(o);
     rh_response_free(&r);
     /* requested: the advance notice only */
-    cr_expect_eq(read_bundle("elv-a", s.notice), 200);
-    cr_expect_eq(read_bundle("elv-a", s.doc), 404);
-    cr_expect_eq(put_status("elv-a", "elv-a", s.task, "accepted", NULL), 200);
-    cr_expect_eq(read_bundle("elv-a", s.notice), 200);
-    cr_expect_eq(read_bundle("elv-a", s.doc), 404);
-    /* the sender starts the handover (PATCH): now the handover itself */
+    cr_expect_eq(read_bundle(receiver, s.notice), 200);
+    cr_expect_eq(read_bundle(receiver, s.doc), 404);
+    cr_expect_eq(put_status(receiver, receiver, s.task, "accepted", NULL), 200);
+    cr_expect_eq(read_bundle(receiver, s.notice), 200);
+    cr_expect_eq(read_bundle(receiver, s.doc), 404);
+    /* the sender starts the handover (PATCH): now the handover itself, for the receiver only */
     cr_expect_eq(patch_status("hospital-a", s.task, "in-progress"), 200);
-    cr_expect_eq(read_bundle("elv-a", s.doc), 200);
-    cr_expect_eq(patch_status("elv-a", s.task, "completed"), 200);
+    cr_expect_eq(read_bundle(receiver, s.doc), 200);
+    cr_expect_eq(read_bundle(outsider, s.doc), 404, "%s is not the receiver", outsider);
+    cr_expect_eq(patch_status(receiver, s.task, "completed"), 200);
     /* completed: nothing more for the receiver; the sender reads its own */
-    cr_expect_eq(read_bundle("elv-a", s.doc), 404);
-    cr_expect_eq(read_bundle("elv-a", s.notice), 404);
+    cr_expect_eq(read_bundle(receiver, s.doc), 404);
+    cr_expect_eq(read_bundle(receiver, s.notice), 404);
     cr_expect_eq(read_bundle("hospital-a", s.doc), 200);
     cr_expect_eq(read_bundle("hospital-a", s.notice), 200);
     /* both read the Task's history: requested, accepted, in-progress, completed */
     snprintf(path, sizeof path, "/Task/%s/_history", s.task);
+    const char *parties[] = {receiver, "hospital-a"};
     for (int i = 0; i < 2; i++) {
-        r = rh_request(i ? "hospital-a" : "elv-a", "GET", path, NULL, NULL);
+        r = rh_request(parties[i], "GET", path, NULL, NULL);
         cr_expect_eq(r.status, 200);
         o = rh_json(&r);
         cr_expect_eq(json_object_get_int(json_object_object_get(o, "total")), 4);
@@ -198,31 +207,18 @@ Test(handover, hospital_to_elv_happy_path_with_access_by_status)
     }
 }
 
+Test(handover, hospital_to_elv_happy_path_with_access_by_status)
+{
+    walk_handover("1c6d7e5e-0001-4000-8000-000000000001", "1c6d7e5e-0001-4000-8000-0000000000a1", "elv-a", URA_ELV_A,
+                  "elv-b");
+}
+
 /* Discharge home: the hospital hands the medical policy to the patient's GP. A GP needs no ELV-HANDOVER
  * agreement (the rule is an ELV's); access follows the Task's status as for any receiver. */
 Test(handover, discharge_home_to_the_gp)
 {
-    sent s = send_handover("hospital-a", "1c6d7e5e-0011-4000-8000-000000000001", "1c6d7e5e-0011-4000-8000-0000000000a1",
-                           URA_GP);
-    cr_assert_eq(s.status, 201);
-    char path[128];
-    snprintf(path, sizeof path, "/Task/%s", s.task);
-    rh_response r = rh_request("gp", "GET", path, NULL, NULL);
-    cr_assert_eq(r.status, 200);
-    json_object *o = rh_json(&r);
-    cr_expect_str_eq(rh_str(o, "status"), "requested");
-    cr_expect_str_eq(rh_str(o, "owner.reference"), "Organization/ura-" URA_GP);
-    json_object_put(o);
-    rh_response_free(&r);
-    cr_expect_eq(read_bundle("gp", s.notice), 200);
-    cr_expect_eq(read_bundle("gp", s.doc), 404);
-    cr_expect_eq(patch_status("gp", s.task, "accepted"), 200);
-    cr_expect_eq(patch_status("hospital-a", s.task, "in-progress"), 200);
-    cr_expect_eq(read_bundle("gp", s.doc), 200);
-    cr_expect_eq(read_bundle("elv-a", s.doc), 404, "an ELV that is not the receiver sees nothing");
-    cr_expect_eq(patch_status("gp", s.task, "completed"), 200);
-    cr_expect_eq(read_bundle("gp", s.doc), 404);
-    cr_expect_eq(read_bundle("hospital-a", s.doc), 200);
+    walk_handover("1c6d7e5e-0011-4000-8000-000000000001", "1c6d7e5e-0011-4000-8000-0000000000a1", "gp", URA_GP,
+                  "elv-a");
 }
 
 /* The parameter `name`'s resource of the Parameters text, without id and meta (the store sets them). */

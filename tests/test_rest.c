@@ -705,6 +705,9 @@ Test(rest, validate_operation)
                    NULL);
     rh_expect_outcome(&r, 404, "not-found");
     rh_response_free(&r);
+    r = rh_request("hospital-a", "POST", "/Patient/$validate?mode=create", "{\"resourceType\":", NULL);
+    rh_expect_outcome(&r, 200, "structure"); /* the JSON's own fault, reported as the validation's finding */
+    rh_response_free(&r);
     r = rh_request("hospital-a", "POST", "/Patient/$validate?mode=sideways", PATIENT, NULL);
     rh_expect_outcome(&r, 400, "invalid");
     rh_response_free(&r);

@@ -91,15 +91,6 @@ static void choose_profile(rq *q, const char *url, fv_options *opts, oo_list *is
     oo_add(issues, OO_ERROR, OO_NOT_SUPPORTED, NULL, 0, 0, "profile %s is not known", shown);
 }
 
-/* The mode the client asked for, from the query or the Parameters body (NULL: none); the caller frees it. */
-static char *requested_mode(rq *q, const char *body_mode, size_t body_len)
-{
-    char *mode = sq_query_param(srv_req_query(q->req), "mode");
-    if (!mode && body_mode)
-        mode = strndup(body_mode, body_len);
-    return mode;
-}
-
 /* create, update and profile validate the resource alike here; delete is answered by validate_delete. False
  * with the 400 answered. */
 static bool mode_known(rq *q, const char *mode)
@@ -164,17 +155,19 @@ static bool validate_delete(rq *q)
 
 bool rest_validate_op(rq *q)
 {
-    /* mode=delete in the query needs no body: it names no resource to validate */
-    char *mode = requested_mode(q, NULL, 0);
+    /* the query's mode wins over a Parameters body's; mode=delete in the query needs no body */
+    char *mode = sq_query_param(srv_req_query(q->req), "mode");
     size_t sent = 0;
-    bool delete_only = mode && !strcmp(mode, "delete") && (!srv_req_body(q->req, &sent) || !sent);
-    free(mode);
-    if (delete_only)
+    if (mode && !strcmp(mode, "delete") && (!srv_req_body(q->req, &sent) || !sent)) {
+        free(mode);
         return validate_delete(q);
+    }
     const unsigned char *body;
     size_t len;
-    if (!rest_json_body(q, &body, &len))
+    if (!rest_json_body(q, &body, &len)) {
+        free(mode);
         return false;
+    }
     oo_list issues;
     oo_list_init(&issues, 0);
     char *copy = malloc(len + 1);
@@ -188,9 +181,11 @@ bool rest_validate_op(rq *q)
         size_t profile_len = 0, mode_len = 0;
         uint32_t target = validate_target(&doc, &profile, &profile_len, &body_mode, &mode_len);
         uint32_t rt = target != UINT32_MAX ? fj_get(&doc, target, "resourceType") : UINT32_MAX;
-        char *asked = requested_mode(q, body_mode, mode_len);
-        bool known = mode_known(q, asked), deleting = asked && !strcmp(asked, "delete");
-        free(asked);
+        if (!mode && body_mode)
+            mode = strndup(body_mode, mode_len);
+        bool known = mode_known(q, mode), deleting = mode && !strcmp(mode, "delete");
+        free(mode);
+        mode = NULL;
         if (!known || deleting) {
             fj_doc_free(&doc);
             free(copy);
@@ -225,6 +220,7 @@ bool rest_validate_op(rq *q)
     }
     fj_doc_free(&doc);
     free(copy);
+    free(mode); /* still here when the body was not JSON */
     rq_respond_issues(q, 200, &issues);
     oo_list_free(&issues);
     return false;
